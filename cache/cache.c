@@ -1,0 +1,529 @@
+/* cache.c — deciding whether a task must run. A task's key is XXH3-128 over a canonical
+ * text of its components (command, env, tags, declared outputs, input content hashes,
+ * dependencies' output hashes, key version); the same text is stored with each success
+ * so a changed key can be explained field by field. */
+#define _GNU_SOURCE
+#include "cache.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../runner/os.h"
+#include "explain.h"
+#include "hash.h"
+#include "internal.h"
+#include "state.h"
+#include "store.h"
+
+#define KEY_VERSION 1
+/* A file modified within this window before it was hashed may change again without its
+ * timestamp moving (timestamps are coarse): such a memo entry is re-checked next time. */
+#define RACY_NS 50000000LL
+
+typedef struct {
+	Hash key;
+	const char *outputs; /* "<hex> <path>\n" per output */
+} LastSuccess;
+
+typedef struct {
+	FileMemo m;
+	unsigned generation; /* == Cache.generation: already checked during this command */
+} Memo;
+
+typedef struct {
+	Hash key;
+	char *components; /* malloc'd while the task may still need recording */
+	Hash *out_hashes; /* one per declared output, once the task is done */
+	int outputs_known, will_run;
+} TaskCache;
+
+struct Cache {
+	Graph *g;
+	State *state;
+	CacheOptions opt;
+	char *objects_dir;
+	Arena arena;
+	StrMap memo;  /* path -> Memo* */
+	StrMap last;  /* task name -> LastSuccess* */
+	unsigned generation;
+	int lock_fd;
+	int64_t run_id;
+};
+
+static int64_t wall_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void load_memo(void *ctx, const FileMemo *fm)
+{
+	Cache *c = ctx;
+	Memo *m = arena_alloc(&c->arena, sizeof *m);
+	m->m = *fm;
+	m->m.path = arena_strdup(&c->arena, fm->path);
+	m->generation = 0;
+	strmap_put(&c->memo, m->m.path, m);
+}
+
+static void load_last(void *ctx, const char *task, Hash key, const char *outputs)
+{
+	Cache *c = ctx;
+	LastSuccess *l = arena_alloc(&c->arena, sizeof *l);
+	l->key = key;
+	l->outputs = arena_strdup(&c->arena, outputs);
+	strmap_put(&c->last, arena_strdup(&c->arena, task), l);
+}
+
+static int take_lock(Cache *c, const char *kiln_dir, Buf *err)
+{
+	char *path = xasprintf("%s/lock", kiln_dir);
+	c->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+	if (c->lock_fd < 0) {
+		buf_printf(err, "cannot open %s: %s", path, strerror(errno));
+		free(path);
+		return -1;
+	}
+	if (flock(c->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+		char pid[32] = "?";
+		ssize_t n = pread(c->lock_fd, pid, sizeof pid - 1, 0);
+		if (n > 0)
+			pid[n] = 0;
+		pid[strcspn(pid, "\n")] = 0;
+		buf_printf(err, "another kiln (pid %s) is running in this workspace; wait for it to finish or stop it", pid);
+		free(path);
+		return -1;
+	}
+	char pid[32];
+	int n = snprintf(pid, sizeof pid, "%d\n", (int)getpid());
+	if (ftruncate(c->lock_fd, 0) != 0 || pwrite(c->lock_fd, pid, (size_t)n, 0) != n)
+		warn("cannot write %s", path);
+	free(path);
+	return 0;
+}
+
+Cache *cache_open(const char *kiln_dir, Graph *g, const CacheOptions *opt, Buf *err)
+{
+	Cache *c = xcalloc(1, sizeof *c);
+	c->g = g;
+	c->opt = *opt;
+	c->lock_fd = -1;
+	c->generation = 1;
+	c->objects_dir = xasprintf("%s/objects", kiln_dir);
+	if (!opt->readonly) {
+		if (mkdirs(kiln_dir, 0777) != 0) {
+			buf_printf(err, "cannot create %s: %s", kiln_dir, strerror(errno));
+			goto fail;
+		}
+		if (take_lock(c, kiln_dir, err) != 0)
+			goto fail;
+	}
+	char *db = xasprintf("%s/state.db", kiln_dir);
+	c->state = state_open(db, opt->readonly, err);
+	free(db);
+	if (!c->state)
+		goto fail;
+	state_each_memo(c->state, load_memo, c);
+	state_each_last(c->state, load_last, c);
+	return c;
+fail:
+	cache_close(c);
+	return NULL;
+}
+
+void cache_close(Cache *c)
+{
+	if (!c)
+		return;
+	if (c->g)
+		for (int i = 0; i < c->g->ntasks; i++) {
+			TaskCache *tc = c->g->tasks[i]->cache_data;
+			if (tc)
+				free(tc->components);
+			c->g->tasks[i]->cache_data = NULL;
+		}
+	state_close(c->state);
+	if (c->lock_fd >= 0)
+		close(c->lock_fd);
+	strmap_free(&c->memo);
+	strmap_free(&c->last);
+	arena_free(&c->arena);
+	free(c->objects_dir);
+	free(c);
+}
+
+int64_t cache_begin_run(Cache *c, const char *command_line)
+{
+	c->run_id = state_begin_run(c->state, os_hostname(), (int)getpid(), command_line);
+	return c->run_id;
+}
+
+void cache_end_run(Cache *c, const char *outcome)
+{
+	state_end_run(c->state, c->run_id, outcome);
+	state_commit(c->state);
+}
+
+void cache_commit(Cache *c) { state_commit(c->state); }
+
+static TaskCache *task_cache(Cache *c, Task *t)
+{
+	if (!t->cache_data) {
+		TaskCache *tc = arena_alloc(&c->arena, sizeof *tc);
+		memset(tc, 0, sizeof *tc);
+		tc->out_hashes = arena_alloc(&c->arena, (size_t)(t->noutputs + 1) * sizeof(Hash));
+		t->cache_data = tc;
+	}
+	return t->cache_data;
+}
+
+static int hash_path(Cache *c, const char *path, Hash *out);
+
+/* Directories hash as a Merkle tree: name, kind and hash of each sorted entry. */
+static int hash_dir(Cache *c, const char *path, Hash *out)
+{
+	struct dirent **list;
+	int n = scandir(path, &list, NULL, alphasort);
+	if (n < 0)
+		return -1;
+	Buf b = {0};
+	buf_puts(&b, "dir\n");
+	for (int i = 0; i < n; i++) {
+		const char *name = list[i]->d_name;
+		if (strcmp(name, ".") && strcmp(name, "..")) {
+			char *child = strcmp(path, ".") ? xasprintf("%s/%s", path, name) : xstrdup(name);
+			Hash h;
+			char hex[33] = "unreadable";
+			if (hash_path(c, child, &h) == 0)
+				hash_hex(h, hex);
+			buf_printf(&b, "%s\t%s\n", name, hex);
+			free(child);
+		}
+		free(list[i]);
+	}
+	free(list);
+	*out = hash_bytes(b.data, b.len);
+	buf_free(&b);
+	return 0;
+}
+
+/* Content hash of a file or directory, through the (path, size, mtime, inode, ctime) memo. */
+static int hash_path(Cache *c, const char *path, Hash *out)
+{
+	Memo *m = strmap_get(&c->memo, path);
+	if (m && m->generation == c->generation) {
+		*out = m->m.hash;
+		return 0;
+	}
+	struct stat st;
+	if (stat(path, &st) != 0)
+		return -1;
+	if (S_ISDIR(st.st_mode))
+		return hash_dir(c, path, out);
+	int64_t mtime = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+	int64_t ctime = (int64_t)st.st_ctim.tv_sec * 1000000000 + st.st_ctim.tv_nsec;
+	if (m && m->m.size == st.st_size && m->m.mtime_ns == mtime && m->m.ino == (int64_t)st.st_ino &&
+	    m->m.ctime_ns == ctime && m->m.hashed_ns - mtime > RACY_NS) {
+		m->generation = c->generation;
+		*out = m->m.hash;
+		return 0;
+	}
+	if (hash_file(path, out) != 0)
+		return -1;
+	if (!m) {
+		m = arena_alloc(&c->arena, sizeof *m);
+		m->m.path = arena_strdup(&c->arena, path);
+		strmap_put(&c->memo, m->m.path, m);
+	}
+	m->m = (FileMemo){m->m.path, st.st_size, mtime, (int64_t)st.st_ino, ctime, wall_ns(), *out};
+	m->generation = c->generation;
+	if (!c->opt.readonly)
+		state_put_memo(c->state, &m->m);
+	return 0;
+}
+
+/* Forgets this command's view of path (it is about to be rewritten). */
+static void forget_path(Cache *c, const char *path)
+{
+	Memo *m = strmap_get(&c->memo, path);
+	if (m)
+		m->generation = 0;
+}
+
+static void put_escaped(Buf *b, const char *s)
+{
+	for (; *s; s++) {
+		if (*s == '\\')
+			buf_puts(b, "\\\\");
+		else if (*s == '\t')
+			buf_puts(b, "\\t");
+		else if (*s == '\n')
+			buf_puts(b, "\\n");
+		else
+			buf_putc(b, *s);
+	}
+}
+
+static int compare_str(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
+static int compare_task_name(const void *a, const void *b)
+{
+	return strcmp((*(Task *const *)a)->name, (*(Task *const *)b)->name);
+}
+
+/* The canonical text the key is the hash of. One line per component. */
+static char *build_components(Cache *c, Task *t)
+{
+	Buf b = {0};
+	char hex[33];
+	buf_printf(&b, "v\t%d\n", KEY_VERSION);
+	if (t->shell) {
+		buf_puts(&b, "cmd\tsh\t");
+		put_escaped(&b, t->shell);
+	} else {
+		buf_puts(&b, t->argc ? "cmd\targv" : "cmd\tnone");
+		for (int i = 0; i < t->argc; i++) {
+			buf_putc(&b, '\t');
+			put_escaped(&b, t->argv[i]);
+		}
+	}
+	buf_putc(&b, '\n');
+	for (int i = 0; i < t->nenv; i++) {
+		buf_puts(&b, "env\t");
+		put_escaped(&b, t->env[i].key);
+		buf_putc(&b, '\t');
+		put_escaped(&b, t->env[i].value);
+		buf_putc(&b, '\n');
+	}
+	for (int i = 0; i < t->ntags; i++) {
+		buf_puts(&b, "tag\t");
+		put_escaped(&b, t->tags[i].key);
+		buf_putc(&b, '\t');
+		put_escaped(&b, t->tags[i].value);
+		buf_putc(&b, '\n');
+	}
+	for (int i = 0; i < t->noutputs; i++)
+		buf_printf(&b, "out\t%s\n", t->outputs[i]);
+	const char **inputs = xmalloc((size_t)(t->ninputs + 1) * sizeof *inputs);
+	memcpy(inputs, t->inputs, (size_t)t->ninputs * sizeof *inputs);
+	qsort(inputs, (size_t)t->ninputs, sizeof *inputs, compare_str);
+	for (int i = 0; i < t->ninputs; i++) {
+		Hash h;
+		if (hash_path(c, inputs[i], &h) == 0)
+			hash_hex(h, hex);
+		else
+			strcpy(hex, "missing");
+		buf_printf(&b, "in\t%s\t%s\n", inputs[i], hex);
+	}
+	free(inputs);
+	Task **deps = xmalloc((size_t)(t->ndeps + 1) * sizeof *deps);
+	memcpy(deps, t->deps, (size_t)t->ndeps * sizeof *deps);
+	qsort(deps, (size_t)t->ndeps, sizeof *deps, compare_task_name);
+	for (int i = 0; i < t->ndeps; i++) {
+		TaskCache *dc = deps[i]->cache_data;
+		if (deps[i]->noutputs == 0)
+			buf_printf(&b, "dep\t%s\n", deps[i]->name);
+		for (int j = 0; j < deps[i]->noutputs; j++) {
+			if (dc && dc->outputs_known)
+				hash_hex(dc->out_hashes[j], hex);
+			else
+				strcpy(hex, "pending");
+			buf_printf(&b, "dep\t%s\t%s\t%s\n", deps[i]->name, deps[i]->outputs[j], hex);
+		}
+	}
+	free(deps);
+	return b.data;
+}
+
+/* Parses "<hex> <path>\n" lines into hashes by declared output; -1 if they don't match. */
+static int parse_outputs(const Task *t, const char *text, Hash *hashes)
+{
+	int i = 0;
+	for (const char *p = text; *p; i++) {
+		const char *nl = strchr(p, '\n');
+		size_t len = nl ? (size_t)(nl - p) : strlen(p);
+		if (i >= t->noutputs || len < 34 || hash_parse(p, &hashes[i]) != 0 ||
+		    strlen(t->outputs[i]) != len - 33 || strncmp(p + 33, t->outputs[i], len - 33) != 0)
+			return -1;
+		p += len + (nl != NULL);
+	}
+	return i == t->noutputs ? 0 : -1;
+}
+
+/* Compares outputs on disk with recorded hashes; puts back the differing ones from the
+ * store when every one of them is there (and !dry). Returns the number restored (or that
+ * would be), or -1 when some differing output cannot be restored; reason says which. */
+static int settle_outputs(Cache *c, Task *t, const Hash *want, int dry, Buf *reason)
+{
+	int bad = 0, missing_in_store = 0;
+	char *state = xcalloc((size_t)t->noutputs + 1, 1); /* 0 ok, 'd' deleted, 'm' modified */
+	for (int i = 0; i < t->noutputs; i++) {
+		Hash h;
+		if (hash_path(c, t->outputs[i], &h) != 0)
+			state[i] = 'd';
+		else if (!hash_equal(h, want[i]))
+			state[i] = 'm';
+		if (state[i]) {
+			bad++;
+			if (!store_has(c->objects_dir, want[i]))
+				missing_in_store++;
+			if (!reason->len)
+				buf_printf(reason, "output %s was %s", t->outputs[i], state[i] == 'd' ? "deleted" : "modified");
+		}
+	}
+	if (bad && missing_in_store) {
+		buf_puts(reason, ", and the store does not hold the recorded version");
+		free(state);
+		return -1;
+	}
+	for (int i = 0; i < t->noutputs && !dry; i++)
+		if (state[i]) {
+			forget_path(c, t->outputs[i]);
+			if (store_restore(c->objects_dir, want[i], t->outputs[i]) != 0) {
+				buf_printf(reason, "; restoring %s failed: %s", t->outputs[i], strerror(errno));
+				free(state);
+				return -1;
+			}
+		}
+	free(state);
+	return bad;
+}
+
+enum Verdict cache_check(Cache *c, Task *t, int dry, Buf *reason)
+{
+	TaskCache *tc = task_cache(c, t);
+	free(tc->components);
+	tc->components = build_components(c, t);
+	tc->key = hash_bytes(tc->components, strlen(tc->components));
+	tc->outputs_known = tc->will_run = 0;
+	LastSuccess *last = strmap_get(&c->last, t->name);
+	Hash *want = xmalloc((size_t)(t->noutputs + 1) * sizeof *want);
+	enum Verdict verdict = VERDICT_RUN;
+	Buf found = {0}, why = {0};
+	if (last && hash_equal(last->key, tc->key) && parse_outputs(t, last->outputs, want) == 0) {
+		int n = settle_outputs(c, t, want, dry, &why);
+		if (n >= 0)
+			verdict = n == 0 ? VERDICT_UP_TO_DATE : VERDICT_RESTORED;
+		if (n > 0)
+			buf_printf(reason, "%s; %s from the store", buf_str(&why), dry ? "would restore" : "restored");
+		else if (n < 0)
+			buf_printf(reason, "%s", buf_str(&why));
+	} else if (state_find_success(c->state, t->name, tc->key, &found, NULL) && parse_outputs(t, found.data ? found.data : "", want) == 0) {
+		int n = settle_outputs(c, t, want, dry, &why);
+		if (n >= 0) {
+			verdict = VERDICT_RESTORED;
+			buf_puts(reason, "same key as an earlier success");
+			buf_puts(reason, n ? (dry ? "; would restore its outputs" : "; outputs restored") : "; outputs already in place");
+			if (!dry) {
+				state_set_last(c->state, t->name, tc->key);
+				LastSuccess *l = last ? last : arena_alloc(&c->arena, sizeof *l);
+				l->key = tc->key;
+				l->outputs = arena_strdup(&c->arena, found.data ? found.data : "");
+				if (!last)
+					strmap_put(&c->last, t->name, l);
+			}
+		}
+	}
+	if (verdict == VERDICT_RUN && !reason->len) {
+		if (!last) {
+			buf_puts(reason, "no successful run recorded");
+		} else {
+			Buf old = {0};
+			state_find_success(c->state, t->name, last->key, NULL, &old);
+			explain_diff(buf_str(&old), tc->components, reason, 0);
+			buf_free(&old);
+		}
+	}
+	if (verdict != VERDICT_RUN) {
+		memcpy(tc->out_hashes, want, (size_t)t->noutputs * sizeof *want);
+		tc->outputs_known = 1;
+		if (!dry) {
+			free(tc->components);
+			tc->components = NULL;
+		}
+	}
+	buf_free(&found);
+	buf_free(&why);
+	free(want);
+	return verdict;
+}
+
+void cache_assume_will_run(Cache *c, Task *t) { task_cache(c, t)->will_run = 1; }
+
+void cache_clear_outputs(Cache *c, Task *t)
+{
+	for (int i = 0; i < t->noutputs; i++) {
+		forget_path(c, t->outputs[i]);
+		struct stat st;
+		if (lstat(t->outputs[i], &st) == 0 && !S_ISDIR(st.st_mode))
+			unlink(t->outputs[i]);
+	}
+}
+
+int cache_record_success(Cache *c, Task *t, Buf *err)
+{
+	TaskCache *tc = task_cache(c, t);
+	Buf outputs = {0};
+	char hex[33];
+	for (int i = 0; i < t->noutputs; i++) {
+		forget_path(c, t->outputs[i]);
+		struct stat st;
+		if (stat(t->outputs[i], &st) != 0 || hash_path(c, t->outputs[i], &tc->out_hashes[i]) != 0) {
+			buf_printf(err, "exited 0 but did not write its declared output %s", t->outputs[i]);
+			buf_free(&outputs);
+			return -1;
+		}
+		if (S_ISREG(st.st_mode) && st.st_size <= c->opt.store_max_mib * 1024 * 1024 &&
+		    store_put(c->objects_dir, t->outputs[i], tc->out_hashes[i]) != 0)
+			warn("could not keep %s in the store: %s", t->outputs[i], strerror(errno));
+		hash_hex(tc->out_hashes[i], hex);
+		buf_printf(&outputs, "%s %s\n", hex, t->outputs[i]);
+	}
+	tc->outputs_known = 1;
+	if (!tc->components)
+		tc->components = build_components(c, t);
+	state_put_success(c->state, t->name, tc->key, tc->components, buf_str(&outputs), c->run_id);
+	LastSuccess *l = strmap_get(&c->last, t->name);
+	if (!l) {
+		l = arena_alloc(&c->arena, sizeof *l);
+		strmap_put(&c->last, t->name, l);
+	}
+	l->key = tc->key;
+	l->outputs = arena_strdup(&c->arena, buf_str(&outputs));
+	free(tc->components);
+	tc->components = NULL;
+	buf_free(&outputs);
+	return 0;
+}
+
+void cache_explain(Cache *c, Task *t, Buf *out)
+{
+	TaskCache *tc = task_cache(c, t);
+	char *now = tc->components ? xstrdup(tc->components) : build_components(c, t);
+	LastSuccess *last = strmap_get(&c->last, t->name);
+	if (!last) {
+		buf_puts(out, "no successful run of this task is recorded: it runs\n");
+	} else {
+		Buf old = {0};
+		state_find_success(c->state, t->name, last->key, NULL, &old);
+		if (!strcmp(buf_str(&old), now))
+			buf_puts(out, "the key equals the last success's key: nothing changed in its inputs\n");
+		else
+			explain_diff(buf_str(&old), now, out, 1);
+		buf_free(&old);
+	}
+	free(now);
+}
+
+State *cache_state(Cache *c) { return c->state; }
+const char *cache_objects_dir(Cache *c) { return c->objects_dir; }
+int64_t cache_run_id(Cache *c) { return c->run_id; }

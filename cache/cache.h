@@ -1,0 +1,65 @@
+/* cache.h — "is this task done?": content-hash keys, the SQLite state (.kiln/state.db)
+ * and the output store (.kiln/objects). The scheduler asks cache_check() when a task's
+ * dependencies are finished and calls cache_record_success() after its command exits 0.
+ * Library module: never exits; errors come back as -1 plus a message. */
+#ifndef KILN_CACHE_H
+#define KILN_CACHE_H
+
+#include <stdint.h>
+
+#include "../runner/graph.h"
+
+typedef struct Cache Cache;
+
+typedef struct {
+	long long store_max_mib; /* outputs larger than this are not kept in the store */
+	int readonly;            /* status / why / list: no writes, no lock */
+} CacheOptions;
+
+enum Verdict {
+	VERDICT_UP_TO_DATE, /* key and outputs match the last success */
+	VERDICT_RESTORED,   /* outputs put back from the store (dry: would be) */
+	VERDICT_RUN,        /* must run; the reason says why */
+};
+
+/* Opens (creating or migrating) kiln_dir/state.db for graph g. In write mode also takes
+ * the workspace lock: a second kiln fails with a message naming the holder's pid. */
+Cache *cache_open(const char *kiln_dir, Graph *g, const CacheOptions *opt, Buf *err);
+void cache_close(Cache *c);
+
+/* Records the start of a run; returns its id. */
+int64_t cache_begin_run(Cache *c, const char *command_line);
+void cache_end_run(Cache *c, const char *outcome);
+
+/* Decides for task t, whose dependencies are all done (their output hashes known to the
+ * cache). dry: decide only — restore nothing, write nothing. reason gets one line for
+ * RUN and RESTORED ("input data/a.txt changed", "never ran", ...). */
+enum Verdict cache_check(Cache *c, Task *t, int dry, Buf *reason);
+/* Marks t as "would run" in a dry plan, so dependents know its outputs are unknown. */
+void cache_assume_will_run(Cache *c, Task *t);
+
+/* After t's command exited 0: checks every declared output exists, hashes and stores
+ * them and records the success in the pending batch. Returns 0, or -1 with a message
+ * (a declared output is missing): then the attempt counts as failed. */
+int cache_record_success(Cache *c, Task *t, Buf *err);
+/* Removes t's declared outputs before an attempt so nothing stale can pass for new. */
+void cache_clear_outputs(Cache *c, Task *t);
+
+/* Attempt bookkeeping: started returns a row id; ended fills in the outcome. */
+int64_t cache_attempt_started(Cache *c, const Task *t, int attempt, int pgid, const char *gpus, const char *log);
+void cache_attempt_ended(Cache *c, int64_t attempt_id, int exit_code, const char *outcome);
+/* Kills process groups of attempts a killed kiln left running; returns how many. */
+int cache_reap_orphans(Cache *c);
+
+/* Commits the pending batch of writes (one transaction for many tasks). */
+void cache_commit(Cache *c);
+
+/* Writes the log path of t's latest attempt into out; -1 if none is recorded. */
+int cache_last_log(Cache *c, const char *task, Buf *out);
+/* `kiln why`: writes the field-level difference between t's current key and its last
+ * success into out (dependencies must be decided first). */
+void cache_explain(Cache *c, Task *t, Buf *out);
+/* `kiln gc`: deletes stored objects no recorded success refers to; returns the count. */
+int cache_gc(Cache *c, long long *bytes_freed);
+
+#endif

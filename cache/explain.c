@@ -1,0 +1,156 @@
+/* explain.c — field-level differences between key components. A component line is
+ * "kind\tfield...\tvalue"; lines with the same identity (kind and fields) are compared
+ * by value, so a message can say "input a.txt changed" or "param batch: 64 → 32". */
+#define _GNU_SOURCE
+#include "explain.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+	const char *line;
+	size_t len, id_len; /* identity = line[0..id_len), value = the rest after a tab */
+} Line;
+
+static Line *split_lines(const char *text, int *count)
+{
+	int cap = 16, n = 0;
+	Line *lines = xmalloc((size_t)cap * sizeof *lines);
+	for (const char *p = text; *p;) {
+		const char *nl = strchr(p, '\n');
+		size_t len = nl ? (size_t)(nl - p) : strlen(p);
+		if (n == cap)
+			lines = xrealloc(lines, (size_t)(cap *= 2) * sizeof *lines);
+		Line *l = &lines[n++];
+		l->line = p;
+		l->len = len;
+		if (!strncmp(p, "cmd\t", 4) || !strncmp(p, "v\t", 2)) {
+			l->id_len = (size_t)(strchr(p, '\t') - p);
+		} else if (!strncmp(p, "out\t", 4) || (!strncmp(p, "dep\t", 4) && !memchr(p + 4, '\t', len - 4))) {
+			l->id_len = len;
+		} else {
+			const char *tab = memrchr(p, '\t', len);
+			l->id_len = tab ? (size_t)(tab - p) : len;
+		}
+		p += len + (nl != NULL);
+	}
+	*count = n;
+	return lines;
+}
+
+static const char *value_of(const Line *l) { return l->id_len < l->len ? l->line + l->id_len + 1 : ""; }
+static int value_len(const Line *l) { return l->id_len < l->len ? (int)(l->len - l->id_len - 1) : 0; }
+
+static const Line *find_same_id(const Line *lines, int n, const Line *l)
+{
+	for (int i = 0; i < n; i++)
+		if (lines[i].id_len == l->id_len && !strncmp(lines[i].line, l->line, l->id_len))
+			return &lines[i];
+	return NULL;
+}
+
+/* Second field of the identity, e.g. the path of "in\tpath". */
+static void subject(const Line *l, const char **s, int *n)
+{
+	const char *tab = memchr(l->line, '\t', l->id_len);
+	*s = tab ? tab + 1 : l->line;
+	*n = tab ? (int)(l->line + l->id_len - *s) : (int)l->id_len;
+}
+
+/* Command lines differ: name the differing argv words when the shapes match. */
+static void describe_command(const Line *o, const Line *n, Buf *out, int full)
+{
+	int ow = 0, nw = 0;
+	const char *ov = value_of(o), *nv = value_of(n);
+	for (int i = 0; i < value_len(o); i++)
+		ow += ov[i] == '\t';
+	for (int i = 0; i < value_len(n); i++)
+		nw += nv[i] == '\t';
+	if (value_len(o) >= 5 && value_len(n) >= 5 && !memcmp(ov, "argv\t", 5) && !memcmp(nv, "argv\t", 5) && ow == nw) {
+		buf_puts(out, "command changed:");
+		const char *a = ov + 5, *b = nv + 5;
+		for (int word = 1; word <= ow; word++) {
+			size_t al = strcspn(a, "\t\n"), bl = strcspn(b, "\t\n");
+			if (al != bl || strncmp(a, b, al))
+				buf_printf(out, " argument %d: %.*s → %.*s;", word - 1, (int)al, a, (int)bl, b);
+			a += al + (a[al] == '\t');
+			b += bl + (b[bl] == '\t');
+		}
+		out->data[--out->len] = 0;
+		return;
+	}
+	int limit = full ? 100000 : 60;
+	buf_printf(out, "command changed: %.*s%s → %.*s%s", value_len(o) < limit ? value_len(o) : limit, ov,
+		   value_len(o) > limit ? "…" : "", value_len(n) < limit ? value_len(n) : limit, nv,
+		   value_len(n) > limit ? "…" : "");
+}
+
+static void describe(const Line *o, const Line *n, Buf *out, int full)
+{
+	const Line *l = n ? n : o;
+	const char *s;
+	int sl;
+	subject(l, &s, &sl);
+	const char *what = !strncmp(l->line, "in\t", 3)    ? "input"
+			   : !strncmp(l->line, "env\t", 4) ? "env"
+			   : !strncmp(l->line, "tag\t", 4) ? "param/tag"
+			   : !strncmp(l->line, "out\t", 4) ? "declared output"
+			   : !strncmp(l->line, "dep\t", 4) ? "dependency"
+							   : "component";
+	if (!strncmp(l->line, "v\t", 2)) {
+		buf_puts(out, "kiln's key format changed");
+	} else if (o && n && !strncmp(l->line, "cmd\t", 4)) {
+		describe_command(o, n, out, full);
+	} else if (!o) {
+		buf_printf(out, "%s %.*s added", what, sl, s);
+	} else if (!n) {
+		buf_printf(out, "%s %.*s removed", what, sl, s);
+	} else if (!strncmp(l->line, "in\t", 3) || !strncmp(l->line, "dep\t", 4)) {
+		int hex = full ? 32 : 8;
+		const char *ov = value_of(o), *nv = value_of(n);
+		const char *fmt = !strncmp(l->line, "in\t", 3) ? "input %.*s changed (%.*s → %.*s)"
+							      : "output of dependency %.*s changed (%.*s → %.*s)";
+		if (!strcmp(nv, "missing"))
+			buf_printf(out, "input %.*s is missing", sl, s);
+		else if (!strcmp(nv, "pending"))
+			buf_printf(out, "dependency %.*s will run first", sl, s);
+		else
+			buf_printf(out, fmt, sl, s, hex, ov, hex, nv);
+	} else {
+		buf_printf(out, "%s %.*s: %.*s → %.*s", what, sl, s, value_len(o), value_of(o), value_len(n), value_of(n));
+	}
+}
+
+void explain_diff(const char *old, const char *new, Buf *out, int full)
+{
+	int no, nn, changes = 0;
+	Line *ol = split_lines(old, &no), *nl = split_lines(new, &nn);
+	Buf first = {0};
+	for (int pass = 0; pass < 2; pass++) {
+		/* pass 0: lines of the new text (changed or added); pass 1: removed lines */
+		int count = pass ? no : nn;
+		for (int i = 0; i < count; i++) {
+			const Line *l = pass ? &ol[i] : &nl[i];
+			const Line *other = pass ? find_same_id(nl, nn, l) : find_same_id(ol, no, l);
+			if (pass && other)
+				continue;
+			if (!pass && other && other->len == l->len && !strncmp(other->line, l->line, l->len))
+				continue;
+			changes++;
+			if (full) {
+				describe(pass ? l : other, pass ? NULL : l, out, 1);
+				buf_putc(out, '\n');
+			} else if (changes == 1) {
+				describe(pass ? l : other, pass ? NULL : l, &first, 0);
+			}
+		}
+	}
+	if (!full) {
+		buf_puts(out, changes ? buf_str(&first) : "the key changed");
+		if (changes > 1)
+			buf_printf(out, " (and %d more change%s)", changes - 1, changes > 2 ? "s" : "");
+	}
+	buf_free(&first);
+	free(ol);
+	free(nl);
+}

@@ -1,0 +1,344 @@
+/* state.c — SQLite access for the cache. Every statement is prepared once at open;
+ * writes join one open transaction that state_commit() ends, so a run costs a handful
+ * of commits, not one per task. */
+#define _GNU_SOURCE
+#include "state.h"
+
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+enum {
+	Q_MEMO_ALL, Q_MEMO_PUT, Q_LAST_ALL, Q_SUCCESS_FIND, Q_SUCCESS_PUT, Q_LAST_PUT, Q_OUTPUTS_ALL,
+	Q_RUN_BEGIN, Q_RUN_END, Q_ATTEMPT_START, Q_ATTEMPT_END, Q_ATTEMPT_OPEN, Q_LAST_LOG, Q_COUNT
+};
+
+static const char *const sql[Q_COUNT] = {
+	[Q_MEMO_ALL] = "SELECT path, size, mtime_ns, ino, ctime_ns, hashed_ns, hash FROM files",
+	[Q_MEMO_PUT] = "INSERT OR REPLACE INTO files VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+	[Q_LAST_ALL] = "SELECT l.task, l.key, s.outputs FROM last_success l JOIN successes s "
+		       "ON s.task = l.task AND s.key = l.key",
+	[Q_SUCCESS_FIND] = "SELECT outputs, components FROM successes WHERE task = ?1 AND key = ?2",
+	[Q_SUCCESS_PUT] = "INSERT OR REPLACE INTO successes VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+	[Q_LAST_PUT] = "INSERT OR REPLACE INTO last_success VALUES (?1, ?2)",
+	[Q_OUTPUTS_ALL] = "SELECT outputs FROM successes",
+	[Q_RUN_BEGIN] = "INSERT INTO runs (started, host, pid, command) VALUES (?1, ?2, ?3, ?4)",
+	[Q_RUN_END] = "UPDATE runs SET ended = ?2, outcome = ?3 WHERE id = ?1",
+	[Q_ATTEMPT_START] = "INSERT INTO attempts (run_id, task, attempt, started, host, pgid, gpus, log) "
+			    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+	[Q_ATTEMPT_END] = "UPDATE attempts SET ended = ?2, exit_code = ?3, outcome = ?4 WHERE id = ?1",
+	[Q_ATTEMPT_OPEN] = "SELECT id, task, pgid FROM attempts WHERE ended IS NULL AND host = ?1",
+	[Q_LAST_LOG] = "SELECT log FROM attempts WHERE task = ?1 AND log IS NOT NULL ORDER BY id DESC LIMIT 1",
+};
+
+static const char schema[] =
+	"CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, ino INTEGER,"
+	"  ctime_ns INTEGER, hashed_ns INTEGER, hash BLOB) WITHOUT ROWID;"
+	"CREATE TABLE IF NOT EXISTS successes (task TEXT, key BLOB, components TEXT, outputs TEXT,"
+	"  run_id INTEGER, finished REAL, PRIMARY KEY (task, key)) WITHOUT ROWID;"
+	"CREATE TABLE IF NOT EXISTS last_success (task TEXT PRIMARY KEY, key BLOB) WITHOUT ROWID;"
+	"CREATE TABLE IF NOT EXISTS runs (id INTEGER PRIMARY KEY, started REAL, ended REAL, host TEXT,"
+	"  pid INTEGER, command TEXT, outcome TEXT);"
+	"CREATE TABLE IF NOT EXISTS attempts (id INTEGER PRIMARY KEY, run_id INTEGER, task TEXT,"
+	"  attempt INTEGER, started REAL, ended REAL, exit_code INTEGER, outcome TEXT, host TEXT,"
+	"  pgid INTEGER, gpus TEXT, log TEXT);"
+	"CREATE INDEX IF NOT EXISTS attempts_by_task ON attempts (task, id);"
+	"CREATE INDEX IF NOT EXISTS attempts_open ON attempts (ended, host);";
+
+struct State {
+	sqlite3 *db;
+	sqlite3_stmt *q[Q_COUNT];
+	int readonly, in_tx;
+};
+
+static void report(Buf *err, sqlite3 *db, const char *what)
+{
+	buf_printf(err, "state database: %s: %s", what, db ? sqlite3_errmsg(db) : "out of memory");
+}
+
+static int exec_sql(sqlite3 *db, const char *text, Buf *err)
+{
+	char *msg = NULL;
+	if (sqlite3_exec(db, text, NULL, NULL, &msg) == SQLITE_OK)
+		return 0;
+	buf_printf(err, "state database: %s", msg ? msg : "error");
+	sqlite3_free(msg);
+	return -1;
+}
+
+static int user_version(sqlite3 *db)
+{
+	sqlite3_stmt *st;
+	int v = -1;
+	if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+		v = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	return v;
+}
+
+State *state_open(const char *path, int readonly, Buf *err)
+{
+	State *s = xcalloc(1, sizeof *s);
+	s->readonly = readonly;
+	int flags = readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+	if (readonly && access(path, F_OK) != 0)
+		flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_MEMORY;
+	if (sqlite3_open_v2(flags & SQLITE_OPEN_MEMORY ? ":memory:" : path, &s->db, flags & ~SQLITE_OPEN_MEMORY, NULL) !=
+	    SQLITE_OK) {
+		report(err, s->db, path);
+		goto fail;
+	}
+	sqlite3_busy_timeout(s->db, 10000);
+	if (!readonly || flags & SQLITE_OPEN_MEMORY) {
+		if (exec_sql(s->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", err))
+			goto fail;
+		int v = user_version(s->db);
+		if (v != 0 && v != STATE_SCHEMA_VERSION) {
+			fprintf(stderr, "kiln: %s has schema version %d, this kiln uses %d: rebuilding it "
+					"(results stay on disk; each task is checked against its outputs again)\n",
+				path, v, STATE_SCHEMA_VERSION);
+			if (exec_sql(s->db, "DROP TABLE IF EXISTS files; DROP TABLE IF EXISTS successes;"
+					    "DROP TABLE IF EXISTS last_success; DROP TABLE IF EXISTS runs;"
+					    "DROP TABLE IF EXISTS attempts;", err))
+				goto fail;
+		}
+		if (exec_sql(s->db, schema, err) || exec_sql(s->db, "PRAGMA user_version = 1", err))
+			goto fail;
+	} else if (user_version(s->db) != STATE_SCHEMA_VERSION) {
+		buf_printf(err, "%s has another schema version; run `kiln run` once to rebuild it", path);
+		goto fail;
+	}
+	for (int i = 0; i < Q_COUNT; i++)
+		if (sqlite3_prepare_v3(s->db, sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->q[i], NULL) != SQLITE_OK) {
+			report(err, s->db, sql[i]);
+			goto fail;
+		}
+	return s;
+fail:
+	state_close(s);
+	return NULL;
+}
+
+void state_close(State *s)
+{
+	if (!s)
+		return;
+	state_commit(s);
+	for (int i = 0; i < Q_COUNT; i++)
+		sqlite3_finalize(s->q[i]);
+	sqlite3_close(s->db);
+	free(s);
+}
+
+/* Begins the batch transaction if none is open; statements then run inside it. */
+static sqlite3_stmt *writer(State *s, int q)
+{
+	if (!s->in_tx && !s->readonly) {
+		sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+		s->in_tx = 1;
+	}
+	return s->q[q];
+}
+
+static void run_write(State *s, sqlite3_stmt *st)
+{
+	if (sqlite3_step(st) != SQLITE_DONE && !s->readonly)
+		fprintf(stderr, "kiln: warning: state database write failed: %s\n", sqlite3_errmsg(s->db));
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+}
+
+void state_commit(State *s)
+{
+	if (s->in_tx) {
+		if (sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+			fprintf(stderr, "kiln: warning: state database commit failed: %s\n", sqlite3_errmsg(s->db));
+		s->in_tx = 0;
+	}
+}
+
+static void bind_hash(sqlite3_stmt *st, int i, Hash h)
+{
+	unsigned char b[16];
+	memcpy(b, &h.hi, 8);
+	memcpy(b + 8, &h.lo, 8);
+	sqlite3_bind_blob(st, i, b, 16, SQLITE_TRANSIENT);
+}
+
+static Hash column_hash(sqlite3_stmt *st, int i)
+{
+	Hash h = {0, 0};
+	if (sqlite3_column_bytes(st, i) == 16) {
+		const unsigned char *b = sqlite3_column_blob(st, i);
+		memcpy(&h.hi, b, 8);
+		memcpy(&h.lo, b + 8, 8);
+	}
+	return h;
+}
+
+static const char *column_text(sqlite3_stmt *st, int i)
+{
+	const char *t = (const char *)sqlite3_column_text(st, i);
+	return t ? t : "";
+}
+
+void state_each_memo(State *s, void (*fn)(void *ctx, const FileMemo *m), void *ctx)
+{
+	sqlite3_stmt *st = s->q[Q_MEMO_ALL];
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		FileMemo m = {column_text(st, 0), sqlite3_column_int64(st, 1), sqlite3_column_int64(st, 2),
+			      sqlite3_column_int64(st, 3), sqlite3_column_int64(st, 4), sqlite3_column_int64(st, 5),
+			      column_hash(st, 6)};
+		fn(ctx, &m);
+	}
+	sqlite3_reset(st);
+}
+
+void state_put_memo(State *s, const FileMemo *m)
+{
+	sqlite3_stmt *st = writer(s, Q_MEMO_PUT);
+	sqlite3_bind_text(st, 1, m->path, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, m->size);
+	sqlite3_bind_int64(st, 3, m->mtime_ns);
+	sqlite3_bind_int64(st, 4, m->ino);
+	sqlite3_bind_int64(st, 5, m->ctime_ns);
+	sqlite3_bind_int64(st, 6, m->hashed_ns);
+	bind_hash(st, 7, m->hash);
+	run_write(s, st);
+}
+
+void state_each_last(State *s, void (*fn)(void *ctx, const char *task, Hash key, const char *outputs), void *ctx)
+{
+	sqlite3_stmt *st = s->q[Q_LAST_ALL];
+	while (sqlite3_step(st) == SQLITE_ROW)
+		fn(ctx, column_text(st, 0), column_hash(st, 1), column_text(st, 2));
+	sqlite3_reset(st);
+}
+
+int state_find_success(State *s, const char *task, Hash key, Buf *outputs, Buf *components)
+{
+	sqlite3_stmt *st = s->q[Q_SUCCESS_FIND];
+	sqlite3_bind_text(st, 1, task, -1, SQLITE_STATIC);
+	bind_hash(st, 2, key);
+	int found = sqlite3_step(st) == SQLITE_ROW;
+	if (found && outputs)
+		buf_puts(outputs, column_text(st, 0));
+	if (found && components)
+		buf_puts(components, column_text(st, 1));
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return found;
+}
+
+void state_put_success(State *s, const char *task, Hash key, const char *components, const char *outputs,
+		       int64_t run_id)
+{
+	sqlite3_stmt *st = writer(s, Q_SUCCESS_PUT);
+	sqlite3_bind_text(st, 1, task, -1, SQLITE_STATIC);
+	bind_hash(st, 2, key);
+	sqlite3_bind_text(st, 3, components, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, outputs, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 5, run_id);
+	sqlite3_bind_double(st, 6, now_wall());
+	run_write(s, st);
+	state_set_last(s, task, key);
+}
+
+void state_set_last(State *s, const char *task, Hash key)
+{
+	sqlite3_stmt *st = writer(s, Q_LAST_PUT);
+	sqlite3_bind_text(st, 1, task, -1, SQLITE_STATIC);
+	bind_hash(st, 2, key);
+	run_write(s, st);
+}
+
+void state_each_output_hash(State *s, void (*fn)(void *ctx, Hash h), void *ctx)
+{
+	sqlite3_stmt *st = s->q[Q_OUTPUTS_ALL];
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		/* outputs text: one "<32 hex> <path>\n" line per output */
+		for (const char *p = column_text(st, 0); *p;) {
+			Hash h;
+			if (hash_parse(p, &h) == 0)
+				fn(ctx, h);
+			p = strchr(p, '\n');
+			if (!p)
+				break;
+			p++;
+		}
+	}
+	sqlite3_reset(st);
+}
+
+int64_t state_begin_run(State *s, const char *host, int pid, const char *command)
+{
+	sqlite3_stmt *st = writer(s, Q_RUN_BEGIN);
+	sqlite3_bind_double(st, 1, now_wall());
+	sqlite3_bind_text(st, 2, host, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 3, pid);
+	sqlite3_bind_text(st, 4, command, -1, SQLITE_STATIC);
+	run_write(s, st);
+	int64_t id = sqlite3_last_insert_rowid(s->db);
+	state_commit(s);
+	return id;
+}
+
+void state_end_run(State *s, int64_t run_id, const char *outcome)
+{
+	sqlite3_stmt *st = writer(s, Q_RUN_END);
+	sqlite3_bind_int64(st, 1, run_id);
+	sqlite3_bind_double(st, 2, now_wall());
+	sqlite3_bind_text(st, 3, outcome, -1, SQLITE_STATIC);
+	run_write(s, st);
+}
+
+int64_t state_attempt_started(State *s, int64_t run_id, const char *task, int attempt, const char *host, int pgid,
+			      const char *gpus, const char *log)
+{
+	sqlite3_stmt *st = writer(s, Q_ATTEMPT_START);
+	sqlite3_bind_int64(st, 1, run_id);
+	sqlite3_bind_text(st, 2, task, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 3, attempt);
+	sqlite3_bind_double(st, 4, now_wall());
+	sqlite3_bind_text(st, 5, host, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 6, pgid);
+	sqlite3_bind_text(st, 7, gpus, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 8, log, -1, SQLITE_STATIC);
+	run_write(s, st);
+	return sqlite3_last_insert_rowid(s->db);
+}
+
+void state_attempt_ended(State *s, int64_t id, int exit_code, const char *outcome)
+{
+	sqlite3_stmt *st = writer(s, Q_ATTEMPT_END);
+	sqlite3_bind_int64(st, 1, id);
+	sqlite3_bind_double(st, 2, now_wall());
+	sqlite3_bind_int(st, 3, exit_code);
+	sqlite3_bind_text(st, 4, outcome, -1, SQLITE_STATIC);
+	run_write(s, st);
+}
+
+void state_each_open_attempt(State *s, const char *host, void (*fn)(void *ctx, int64_t id, const char *task, int pgid),
+			     void *ctx)
+{
+	sqlite3_stmt *st = s->q[Q_ATTEMPT_OPEN];
+	sqlite3_bind_text(st, 1, host, -1, SQLITE_STATIC);
+	while (sqlite3_step(st) == SQLITE_ROW)
+		fn(ctx, sqlite3_column_int64(st, 0), column_text(st, 1), sqlite3_column_int(st, 2));
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+}
+
+int state_last_log(State *s, const char *task, Buf *out)
+{
+	sqlite3_stmt *st = s->q[Q_LAST_LOG];
+	sqlite3_bind_text(st, 1, task, -1, SQLITE_STATIC);
+	int found = sqlite3_step(st) == SQLITE_ROW;
+	if (found)
+		buf_puts(out, column_text(st, 0));
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return found;
+}

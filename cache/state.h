@@ -1,0 +1,54 @@
+/* state.h — kiln's SQLite database (.kiln/state.db): the file-hash memo, every task's
+ * successes (key, key components, output hashes), the last success per task, runs and
+ * attempts. WAL, prepared statements made once, writes batched in one transaction until
+ * state_commit(). Library module: errors come back as -1 plus a message. */
+#ifndef KILN_STATE_H
+#define KILN_STATE_H
+
+#include <stdint.h>
+
+#include "../runner/util.h"
+#include "hash.h"
+
+#define STATE_SCHEMA_VERSION 1
+
+typedef struct State State;
+
+typedef struct {
+	const char *path;
+	int64_t size, mtime_ns, ino, ctime_ns, hashed_ns;
+	Hash hash;
+} FileMemo;
+
+/* Opens or creates the database; an older schema is rebuilt with a note on stderr. */
+State *state_open(const char *path, int readonly, Buf *err);
+void state_close(State *s);
+void state_commit(State *s);
+
+/* Calls fn for every memo row; the strings live only during the call. */
+void state_each_memo(State *s, void (*fn)(void *ctx, const FileMemo *m), void *ctx);
+void state_put_memo(State *s, const FileMemo *m);
+
+/* Calls fn for every task's last success (task, key, outputs text). */
+void state_each_last(State *s, void (*fn)(void *ctx, const char *task, Hash key, const char *outputs), void *ctx);
+/* Finds the success of task with key; fills outputs / components when non-NULL. 1 if found. */
+int state_find_success(State *s, const char *task, Hash key, Buf *outputs, Buf *components);
+void state_put_success(State *s, const char *task, Hash key, const char *components, const char *outputs,
+		       int64_t run_id);
+/* Points the task's last success at key (an earlier success being restored). */
+void state_set_last(State *s, const char *task, Hash key);
+/* Calls fn with every output hash any recorded success refers to. */
+void state_each_output_hash(State *s, void (*fn)(void *ctx, Hash h), void *ctx);
+
+int64_t state_begin_run(State *s, const char *host, int pid, const char *command);
+void state_end_run(State *s, int64_t run_id, const char *outcome);
+int64_t state_attempt_started(State *s, int64_t run_id, const char *task, int attempt, const char *host, int pgid,
+			      const char *gpus, const char *log);
+void state_attempt_ended(State *s, int64_t id, int exit_code, const char *outcome);
+/* Attempts on host that never ended (a killed kiln): fn(ctx, id, task, pgid). */
+void state_each_open_attempt(State *s, const char *host, void (*fn)(void *ctx, int64_t id, const char *task, int pgid),
+			     void *ctx);
+/* Log path of the task's latest attempt; 1 if found. */
+int state_last_log(State *s, const char *task, Buf *out);
+
+#endif

@@ -1,0 +1,237 @@
+/* exec_local.c — the local executor: each attempt is spawned directly (posix_spawn,
+ * no shell for argv commands) as the leader of its own process group, with stdin from
+ * /dev/null and stdout+stderr into its log. */
+#define _GNU_SOURCE
+#include "exec.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+typedef struct {
+	Job **jobs; /* running jobs, to map reaped pids back */
+	int njobs, cap;
+	Job **ended; /* jobs that failed to start: reported by the next reap */
+	int nended, ended_cap;
+} LocalExec;
+
+static void write_all(int fd, const char *s, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = write(fd, s, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return;
+		s += w;
+		n -= (size_t)w;
+	}
+}
+
+int exec_open_log(const Job *job)
+{
+	if (mkdirs_parent(job->log_path) != 0)
+		return -1;
+	return open(job->log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+}
+
+void exec_write_log_header(int fd, const Job *job)
+{
+	const Task *t = job->task;
+	Buf b = {0};
+	char when[64];
+	time_t now = time(NULL);
+	strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", localtime(&now));
+	buf_printf(&b, "# kiln: task %s, attempt %d of %d, started %s\n", t->name, job->attempt, t->retries + 1, when);
+	char *cmd = task_command_line(t);
+	buf_printf(&b, "# command: %s%s\n", t->shell ? "/bin/sh -c " : "", cmd);
+	free(cmd);
+	buf_puts(&b, "# env:");
+	for (char **e = job->env; e && *e; e++)
+		buf_printf(&b, " %s", *e);
+	for (int i = 0; i < t->nenv; i++)
+		buf_printf(&b, " %s=%s", t->env[i].key, t->env[i].value);
+	buf_puts(&b, "\n# --\n");
+	write_all(fd, b.data, b.len);
+	buf_free(&b);
+}
+
+/* environ, minus what kiln or the task sets, plus those. Returned array is malloc'd;
+ * the strings belong to environ, the job or the arena (task env is joined here). */
+static char **build_env(const Job *job, Buf *scratch)
+{
+	const Task *t = job->task;
+	size_t n = 0, extra = 0;
+	while (environ[n])
+		n++;
+	for (char **e = job->env; e && *e; e++)
+		extra++;
+	char **env = xmalloc((n + extra + (size_t)t->nenv + 1) * sizeof *env);
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++) {
+		const char *eq = strchr(environ[i], '=');
+		size_t kl = eq ? (size_t)(eq - environ[i]) : strlen(environ[i]);
+		int overridden = 0;
+		for (char **e = job->env; e && *e && !overridden; e++)
+			overridden = !strncmp(*e, environ[i], kl) && (*e)[kl] == '=';
+		for (int j = 0; j < t->nenv && !overridden; j++)
+			overridden = strlen(t->env[j].key) == kl && !strncmp(t->env[j].key, environ[i], kl);
+		if (!overridden)
+			env[k++] = environ[i];
+	}
+	for (char **e = job->env; e && *e; e++)
+		env[k++] = *e;
+	/* task env strings "K=V" are laid out in one scratch buffer; offsets become pointers */
+	size_t offsets[t->nenv + 1];
+	buf_reset(scratch);
+	for (int j = 0; j < t->nenv; j++) {
+		offsets[j] = scratch->len;
+		buf_printf(scratch, "%s=%s", t->env[j].key, t->env[j].value);
+		buf_putc(scratch, 0);
+	}
+	for (int j = 0; j < t->nenv; j++)
+		env[k++] = scratch->data + offsets[j];
+	env[k] = NULL;
+	return env;
+}
+
+static int local_start(Executor *ex, Job *job)
+{
+	LocalExec *le = ex->impl;
+	const Task *t = job->task;
+	job->started_ns = now_mono_ns();
+	job->end = JOB_RUNNING;
+	int fd = exec_open_log(job);
+	if (fd < 0) {
+		job->end = JOB_START_FAILED;
+		fprintf(stderr, "kiln: cannot open log %s: %s\n", job->log_path, strerror(errno));
+		goto ended;
+	}
+	exec_write_log_header(fd, job);
+
+	posix_spawnattr_t attr;
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_init(&attr);
+	posix_spawn_file_actions_init(&fa);
+	sigset_t none, defaults;
+	sigemptyset(&none);
+	sigemptyset(&defaults);
+	sigaddset(&defaults, SIGCHLD);
+	sigaddset(&defaults, SIGINT);
+	sigaddset(&defaults, SIGTERM);
+	sigaddset(&defaults, SIGHUP);
+	sigaddset(&defaults, SIGPIPE);
+	posix_spawnattr_setsigmask(&attr, &none);
+	posix_spawnattr_setsigdefault(&attr, &defaults);
+	posix_spawnattr_setpgroup(&attr, 0);
+	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	posix_spawn_file_actions_adddup2(&fa, fd, 1);
+	posix_spawn_file_actions_adddup2(&fa, fd, 2);
+
+	const char *sh_argv[] = {"/bin/sh", "-c", t->shell, NULL};
+	char *const *argv = (char *const *)(t->shell ? sh_argv : t->argv);
+	Buf scratch = {0};
+	char **env = build_env(job, &scratch);
+	int rc = posix_spawnp(&job->pid, argv[0], &fa, &attr, argv, env);
+	free(env);
+	buf_free(&scratch);
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&attr);
+	if (rc != 0) {
+		char msg[512];
+		int n = snprintf(msg, sizeof msg, "kiln: cannot start %s: %s%s\n", argv[0], strerror(rc),
+				 rc == ENOENT ? " (is it installed and on PATH?)" : "");
+		write_all(fd, msg, (size_t)n);
+		close(fd);
+		job->end = JOB_START_FAILED;
+		job->exit_code = 127;
+		goto ended;
+	}
+	close(fd);
+	if (le->njobs == le->cap) {
+		le->cap = le->cap ? le->cap * 2 : 16;
+		le->jobs = xrealloc(le->jobs, (size_t)le->cap * sizeof *le->jobs);
+	}
+	le->jobs[le->njobs++] = job;
+	return 0;
+ended:
+	job->ended_ns = now_mono_ns();
+	if (le->nended == le->ended_cap) {
+		le->ended_cap = le->ended_cap ? le->ended_cap * 2 : 8;
+		le->ended = xrealloc(le->ended, (size_t)le->ended_cap * sizeof *le->ended);
+	}
+	le->ended[le->nended++] = job;
+	return -1;
+}
+
+static int local_reap(Executor *ex, Job **out, int max)
+{
+	LocalExec *le = ex->impl;
+	int n = 0;
+	while (le->nended > 0 && n < max)
+		out[n++] = le->ended[--le->nended];
+	while (n < max) {
+		int status;
+		pid_t pid = waitpid(-1, &status, WNOHANG);
+		if (pid <= 0)
+			break;
+		for (int i = 0; i < le->njobs; i++) {
+			Job *job = le->jobs[i];
+			if (job->pid != pid)
+				continue;
+			job->ended_ns = now_mono_ns();
+			if (WIFEXITED(status)) {
+				job->end = JOB_EXITED;
+				job->exit_code = WEXITSTATUS(status);
+			} else {
+				job->end = JOB_SIGNALED;
+				job->term_signal = WTERMSIG(status);
+			}
+			le->jobs[i] = le->jobs[--le->njobs];
+			out[n++] = job;
+			break;
+		}
+	}
+	return n;
+}
+
+static void local_signal(Executor *ex, Job *job, int sig)
+{
+	(void)ex;
+	if (job->pid > 0) {
+		kill(-job->pid, sig);
+		if (sig == SIGTERM)
+			kill(-job->pid, SIGCONT); /* a stopped group must wake to see SIGTERM */
+	}
+}
+
+static void local_destroy(Executor *ex)
+{
+	LocalExec *le = ex->impl;
+	free(le->jobs);
+	free(le->ended);
+	free(le);
+	free(ex);
+}
+
+Executor *exec_local_new(void)
+{
+	Executor *ex = xcalloc(1, sizeof *ex);
+	ex->name = "local";
+	ex->start = local_start;
+	ex->reap = local_reap;
+	ex->signal = local_signal;
+	ex->destroy = local_destroy;
+	ex->impl = xcalloc(1, sizeof(LocalExec));
+	return ex;
+}

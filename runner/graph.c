@@ -1,0 +1,328 @@
+/* graph.c — building and validating the task graph: name and output indexes, edge
+ * resolution, cycle detection (printed as a path), target selection, topological order. */
+#define _GNU_SOURCE
+#include "graph.h"
+
+#include <fnmatch.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+Graph *graph_new(const char *workspace)
+{
+	Graph *g = xcalloc(1, sizeof *g);
+	g->workspace = arena_strdup(&g->arena, workspace);
+	return g;
+}
+
+void graph_free(Graph *g)
+{
+	if (!g)
+		return;
+	for (int i = 0; i < g->ntasks; i++) {
+		free(g->tasks[i]->deps);
+		free(g->tasks[i]->dependents);
+	}
+	free(g->tasks);
+	strmap_free(&g->by_name);
+	strmap_free(&g->by_output);
+	arena_free(&g->arena);
+	free(g);
+}
+
+Task *graph_new_task(Graph *g)
+{
+	Task *t = arena_alloc(&g->arena, sizeof *t);
+	memset(t, 0, sizeof *t);
+	t->cpus = 1;
+	return t;
+}
+
+Task *graph_add_task(Graph *g, Task *t, const char **clash_output)
+{
+	Task *other = strmap_get(&g->by_name, t->name);
+	if (other)
+		return other;
+	for (int i = 0; i < t->noutputs; i++) {
+		other = strmap_get(&g->by_output, t->outputs[i]);
+		if (other) {
+			*clash_output = t->outputs[i];
+			return other;
+		}
+		/* the same output twice in one task is harmless: later lookups find t */
+		strmap_put(&g->by_output, t->outputs[i], t);
+	}
+	strmap_put(&g->by_name, t->name, t);
+	if (g->ntasks == g->cap) {
+		g->cap = g->cap ? g->cap * 2 : 256;
+		g->tasks = xrealloc(g->tasks, (size_t)g->cap * sizeof *g->tasks);
+	}
+	t->index = g->ntasks;
+	g->tasks[g->ntasks++] = t;
+	return NULL;
+}
+
+Task *graph_find(const Graph *g, const char *name) { return strmap_get(&g->by_name, name); }
+
+const char *graph_norm_path(Graph *g, const char *path)
+{
+	size_t wl = strlen(g->workspace);
+	if (path[0] == '/' && strncmp(path, g->workspace, wl) == 0 && (path[wl] == '/' || !path[wl]))
+		path += wl + (path[wl] == '/');
+	int absolute = path[0] == '/';
+	/* split into components, dropping "." and empty ones and folding ".." */
+	size_t n = strlen(path);
+	char *out = arena_alloc(&g->arena, n + 2);
+	size_t len = 0;
+	if (absolute)
+		out[len++] = '/';
+	const char *p = path;
+	while (*p) {
+		while (*p == '/')
+			p++;
+		const char *start = p;
+		while (*p && *p != '/')
+			p++;
+		size_t cl = (size_t)(p - start);
+		if (cl == 0 || (cl == 1 && start[0] == '.'))
+			continue;
+		if (cl == 2 && start[0] == '.' && start[1] == '.') {
+			size_t base = absolute ? 1 : 0;
+			char *prev = len > base ? memrchr(out + base, '/', len - base) : NULL;
+			int prev_is_dotdot = len >= base + 2 && !strncmp(out + len - 2, "..", 2) &&
+					     (len == base + 2 || out[len - 3] == '/');
+			if (len > base && !prev_is_dotdot) {
+				len = prev ? (size_t)(prev - out) : base;
+				continue;
+			}
+			if (absolute)
+				continue; /* "/.." is "/" */
+		}
+		if (len > (absolute ? 1u : 0u))
+			out[len++] = '/';
+		memcpy(out + len, start, cl);
+		len += cl;
+	}
+	if (len == 0)
+		out[len++] = '.';
+	out[len] = 0;
+	return out;
+}
+
+static void add_edge(Task *from_dependent, Task *dep)
+{
+	for (int i = 0; i < from_dependent->ndeps; i++)
+		if (from_dependent->deps[i] == dep)
+			return;
+	from_dependent->deps = xrealloc(from_dependent->deps, (size_t)(from_dependent->ndeps + 1) * sizeof(Task *));
+	from_dependent->deps[from_dependent->ndeps++] = dep;
+	dep->dependents = xrealloc(dep->dependents, (size_t)(dep->ndependents + 1) * sizeof(Task *));
+	dep->dependents[dep->ndependents++] = from_dependent;
+}
+
+/* Iterative DFS; on a cycle writes "a -> b -> c -> a" into err. colour: 0 new, 1 on
+ * the stack, 2 finished. */
+static int find_cycle(Graph *g, Buf *err)
+{
+	int n = g->ntasks;
+	char *colour = xcalloc((size_t)n, 1);
+	Task **stack = xmalloc((size_t)n * sizeof *stack);
+	int *next_edge = xmalloc((size_t)n * sizeof *next_edge);
+	int found = 0;
+	for (int root = 0; root < n && !found; root++) {
+		if (colour[root])
+			continue;
+		int sp = 0;
+		stack[sp] = g->tasks[root];
+		next_edge[sp] = 0;
+		colour[root] = 1;
+		while (sp >= 0 && !found) {
+			Task *t = stack[sp];
+			if (next_edge[sp] == t->ndeps) {
+				colour[t->index] = 2;
+				sp--;
+				continue;
+			}
+			Task *d = t->deps[next_edge[sp]++];
+			if (colour[d->index] == 1) {
+				int from = sp;
+				while (stack[from] != d)
+					from--;
+				Task *first = stack[from];
+				buf_printf(err, "%s:%d: dependency cycle: ", first->file, first->line);
+				for (int i = from; i <= sp; i++)
+					buf_printf(err, "%s -> ", stack[i]->name);
+				buf_puts(err, d->name);
+				found = 1;
+			} else if (colour[d->index] == 0) {
+				colour[d->index] = 1;
+				stack[++sp] = d;
+				next_edge[sp] = 0;
+			}
+		}
+	}
+	free(colour);
+	free(stack);
+	free(next_edge);
+	return found ? -1 : 0;
+}
+
+int graph_resolve(Graph *g, Buf *err)
+{
+	for (int i = 0; i < g->ntasks; i++) {
+		Task *t = g->tasks[i];
+		for (int j = 0; j < t->ndep_names; j++) {
+			Task *d = graph_find(g, t->dep_names[j]);
+			if (!d) {
+				buf_printf(err, "%s:%d: task \"%s\" depends on unknown task \"%s\"", t->file, t->line,
+					   t->name, t->dep_names[j]);
+				return -1;
+			}
+			if (d == t) {
+				buf_printf(err, "%s:%d: task \"%s\" depends on itself", t->file, t->line, t->name);
+				return -1;
+			}
+			add_edge(t, d);
+		}
+		for (int j = 0; j < t->ninputs; j++) {
+			Task *producer = strmap_get(&g->by_output, t->inputs[j]);
+			if (producer == t) {
+				buf_printf(err, "%s:%d: task \"%s\" lists \"%s\" as both input and output", t->file,
+					   t->line, t->name, t->inputs[j]);
+				return -1;
+			}
+			if (producer) {
+				add_edge(t, producer);
+				continue;
+			}
+			struct stat st;
+			if (stat(t->inputs[j], &st) != 0) {
+				buf_printf(err, "%s:%d: task \"%s\": input \"%s\" does not exist and no task produces it",
+					   t->file, t->line, t->name, t->inputs[j]);
+				return -1;
+			}
+		}
+	}
+	return find_cycle(g, err);
+}
+
+static void mark_needed(Task *root)
+{
+	if (root->needed)
+		return;
+	/* explicit stack: chains of 100k tasks must not overflow the C stack */
+	size_t cap = 64, sp = 0;
+	Task **stack = xmalloc(cap * sizeof *stack);
+	root->needed = 1;
+	stack[sp++] = root;
+	while (sp) {
+		Task *t = stack[--sp];
+		for (int i = 0; i < t->ndeps; i++) {
+			Task *d = t->deps[i];
+			if (d->needed)
+				continue;
+			d->needed = 1;
+			if (sp == cap)
+				stack = xrealloc(stack, (cap *= 2) * sizeof *stack);
+			stack[sp++] = d;
+		}
+	}
+	free(stack);
+}
+
+int graph_select(Graph *g, char **targets, int ntargets, Buf *err)
+{
+	for (int i = 0; i < g->ntasks; i++)
+		g->tasks[i]->needed = ntargets == 0;
+	for (int k = 0; k < ntargets; k++) {
+		Task *exact = graph_find(g, targets[k]);
+		if (exact) {
+			mark_needed(exact);
+			continue;
+		}
+		int matched = 0;
+		for (int i = 0; i < g->ntasks; i++)
+			if (fnmatch(targets[k], g->tasks[i]->name, 0) == 0) {
+				mark_needed(g->tasks[i]);
+				matched = 1;
+			}
+		if (!matched) {
+			Task *producer = strmap_get(&g->by_output, graph_norm_path(g, targets[k]));
+			if (producer) {
+				mark_needed(producer);
+				continue;
+			}
+			buf_printf(err, "no task or output matches \"%s\" (see `kiln list`)", targets[k]);
+			return -1;
+		}
+	}
+	int count = 0;
+	for (int i = 0; i < g->ntasks; i++)
+		count += g->tasks[i]->needed;
+	return count;
+}
+
+int graph_topo_order(const Graph *g, Task **out)
+{
+	int n = g->ntasks, count = 0;
+	char *seen = xcalloc((size_t)n, 1);
+	Task **stack = xmalloc((size_t)n * sizeof *stack);
+	int *next_edge = xmalloc((size_t)n * sizeof *next_edge);
+	for (int root = 0; root < n; root++) {
+		if (seen[root] || !g->tasks[root]->needed)
+			continue;
+		int sp = 0;
+		stack[0] = g->tasks[root];
+		next_edge[0] = 0;
+		seen[root] = 1;
+		while (sp >= 0) {
+			Task *t = stack[sp];
+			if (next_edge[sp] == t->ndeps) {
+				out[count++] = t;
+				sp--;
+				continue;
+			}
+			Task *d = t->deps[next_edge[sp]++];
+			if (!seen[d->index]) {
+				seen[d->index] = 1;
+				stack[++sp] = d;
+				next_edge[sp] = 0;
+			}
+		}
+	}
+	free(seen);
+	free(stack);
+	free(next_edge);
+	return count;
+}
+
+/* Quotes an argument for display the way a POSIX shell would read it back. */
+static void quote_arg(Buf *b, const char *a)
+{
+	if (*a && strspn(a, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./=:,+@%") == strlen(a)) {
+		buf_puts(b, a);
+		return;
+	}
+	buf_putc(b, '\'');
+	for (; *a; a++) {
+		if (*a == '\'')
+			buf_puts(b, "'\\''");
+		else
+			buf_putc(b, *a);
+	}
+	buf_putc(b, '\'');
+}
+
+char *task_command_line(const Task *t)
+{
+	if (t->shell)
+		return xstrdup(t->shell);
+	Buf b = {0};
+	for (int i = 0; i < t->argc; i++) {
+		if (i)
+			buf_putc(&b, ' ');
+		quote_arg(&b, t->argv[i]);
+	}
+	return b.data ? b.data : xstrdup("");
+}

@@ -1,0 +1,110 @@
+/* graph.h — the task graph: tasks as declared by a recipe, the files they read and
+ * write, dependency edges, validation and target selection. The graph owns all of its
+ * memory (an arena) and lives for the whole command. */
+#ifndef KILN_GRAPH_H
+#define KILN_GRAPH_H
+
+#include "util.h"
+
+typedef struct Task Task;
+
+/* A key/value pair (env entries, tags). */
+typedef struct {
+	const char *key, *value;
+} KeyValue;
+
+enum TaskState {
+	TS_IDLE,       /* not needed by this command, or not yet considered */
+	TS_WAITING,    /* needed; some dependency is not finished */
+	TS_READY,      /* dependencies finished; not started */
+	TS_RUNNING,
+	TS_DONE,       /* succeeded, up to date or restored */
+	TS_FAILED,
+	TS_SKIPPED,    /* not run: an upstream task failed, or the run was stopped */
+};
+
+struct Task {
+	const char *name;
+	const char *file; /* recipe file and line of the task{} call */
+	int line;
+	int index;        /* position in declaration order */
+
+	const char **argv; /* run as argv (spawned directly) ... */
+	int argc;
+	const char *shell; /* ... or as a shell string through /bin/sh -c; both NULL: no command */
+
+	KeyValue *env;
+	int nenv;
+	KeyValue *tags;
+	int ntags;
+	const char **inputs;  /* workspace-relative (or absolute outside it), globs expanded */
+	int ninputs;
+	const char **outputs;
+	int noutputs;
+	const char **dep_names;
+	int ndep_names;
+	const char *metrics;  /* path of a metrics JSON file, or NULL */
+	const char *executor; /* "local", "slurm" or NULL (the command line decides) */
+
+	int cpus;
+	long long mem_mib;
+	int gpus;
+	long long gpu_mem_mib;
+	double timeout_sec;   /* 0: none */
+	int retries;
+
+	/* Edges, resolved by graph_resolve(): explicit deps plus producers of inputs. */
+	Task **deps;
+	int ndeps;
+	Task **dependents;
+	int ndependents;
+
+	/* Scheduling state, owned by the scheduler. */
+	enum TaskState state;
+	int needed;
+	int pending_deps;
+	int attempt;
+	void *cache_data; /* owned by the cache for the duration of a run */
+};
+
+typedef struct {
+	Arena arena;
+	Task **tasks;
+	int ntasks, cap;
+	StrMap by_name;   /* name -> Task* */
+	StrMap by_output; /* output path -> Task* */
+	const char *workspace; /* absolute path of the workspace (the current directory) */
+} Graph;
+
+/* Creates an empty graph for the workspace at `workspace` (absolute path, copied). */
+Graph *graph_new(const char *workspace);
+void graph_free(Graph *g);
+
+/* Allocates a zeroed task in the graph's arena; not yet added. */
+Task *graph_new_task(Graph *g);
+/* Adds a task. Returns NULL, or the task that already has this name / already
+ * declares one of its outputs (*clash_output is set to that output). */
+Task *graph_add_task(Graph *g, Task *t, const char **clash_output);
+Task *graph_find(const Graph *g, const char *name);
+
+/* Makes `path` workspace-relative and normal ("./a//b" -> "a/b"); arena string. */
+const char *graph_norm_path(Graph *g, const char *path);
+
+/* Resolves dependencies, adds edges from inputs to their producers, checks for unknown
+ * dependencies, cycles and missing inputs. On error returns -1 and writes a message
+ * ("file:line: ...") into err. */
+int graph_resolve(Graph *g, Buf *err);
+
+/* Marks the tasks that the targets need (all tasks when ntargets == 0); targets are
+ * names or glob patterns over names. Returns the number of needed tasks, or -1 with a
+ * message in err when a target matches nothing. */
+int graph_select(Graph *g, char **targets, int ntargets, Buf *err);
+
+/* Fills out (g->ntasks entries) with the needed tasks in a dependency order that keeps
+ * declaration order where it can. Returns the count. */
+int graph_topo_order(const Graph *g, Task **out);
+
+/* Returns the task's command as one printable line; malloc'd, caller frees. */
+char *task_command_line(const Task *t);
+
+#endif

@@ -1,0 +1,460 @@
+/* lkiln.c — the Lua API of recipes: task{} turns a table into a graph Task, checking
+ * every field; glob() and params{} are here too, grid{} lives in recipe.c's prelude.
+ * Errors go through luaL_error so they carry the recipe's file:line. */
+#define _GNU_SOURCE
+#include "lkiln.h"
+
+#include <glob.h>
+#include <lauxlib.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TASK_METATABLE "kiln.task"
+
+static const char *const task_fields[] = {"name",    "deps",    "inputs",  "outputs", "run",
+					  "env",     "cpus",    "mem",     "gpus",    "gpu_mem",
+					  "timeout", "retries", "tags",    "metrics", "executor", NULL};
+
+static RecipeContext *context(lua_State *L) { return lua_touserdata(L, lua_upvalueindex(1)); }
+
+/* Converts the value at idx to a string in the graph's arena: strings and numbers are
+ * accepted; booleans only when allow_bool. */
+static const char *value_string(lua_State *L, Graph *g, int idx, const char *what, int allow_bool)
+{
+	int type = lua_type(L, idx);
+	if (type == LUA_TSTRING || type == LUA_TNUMBER || (allow_bool && type == LUA_TBOOLEAN)) {
+		const char *s = luaL_tolstring(L, idx, NULL);
+		const char *copy = arena_strdup(&g->arena, s);
+		lua_pop(L, 1);
+		return copy;
+	}
+	luaL_error(L, "%s must be a string%s, got %s", what, allow_bool ? ", number or boolean" : " or number",
+		   luaL_typename(L, idx));
+	return NULL;
+}
+
+static int is_task_value(lua_State *L, int idx)
+{
+	if (!lua_getmetatable(L, idx))
+		return 0;
+	luaL_getmetatable(L, TASK_METATABLE);
+	int same = lua_rawequal(L, -1, -2);
+	lua_pop(L, 2);
+	return same;
+}
+
+/* A list field: one value or an array of values. deps also take task values. */
+static const char **string_list(lua_State *L, Graph *g, int idx, const char *field, int *count, int allow_tasks)
+{
+	idx = lua_absindex(L, idx);
+	if (lua_type(L, idx) != LUA_TTABLE || (allow_tasks && is_task_value(L, idx))) {
+		const char **one = arena_alloc(&g->arena, sizeof *one);
+		if (allow_tasks && lua_type(L, idx) == LUA_TTABLE) {
+			lua_getfield(L, idx, "name");
+			one[0] = value_string(L, g, -1, "deps entry", 0);
+			lua_pop(L, 1);
+		} else {
+			one[0] = value_string(L, g, idx, field, 0);
+		}
+		*count = 1;
+		return one;
+	}
+	lua_Integer n = luaL_len(L, idx);
+	const char **list = arena_alloc(&g->arena, (size_t)(n + 1) * sizeof *list);
+	for (lua_Integer i = 1; i <= n; i++) {
+		lua_rawgeti(L, idx, i);
+		if (allow_tasks && lua_type(L, -1) == LUA_TTABLE) {
+			if (!is_task_value(L, -1))
+				luaL_error(L, "%s[%d] must be a task name or a task value, got a table", field, (int)i);
+			lua_getfield(L, -1, "name");
+			list[i - 1] = value_string(L, g, -1, field, 0);
+			lua_pop(L, 1);
+		} else {
+			char what[64];
+			snprintf(what, sizeof what, "%s[%d]", field, (int)i);
+			list[i - 1] = value_string(L, g, -1, what, 0);
+		}
+		lua_pop(L, 1);
+	}
+	*count = (int)n;
+	return list;
+}
+
+/* A string->scalar table (env, tags) as KeyValue pairs sorted by key. */
+static int compare_kv(const void *a, const void *b)
+{
+	return strcmp(((const KeyValue *)a)->key, ((const KeyValue *)b)->key);
+}
+
+static KeyValue *key_values(lua_State *L, Graph *g, int idx, const char *field, int *count)
+{
+	luaL_checktype(L, idx, LUA_TTABLE);
+	int n = 0;
+	lua_pushnil(L);
+	while (lua_next(L, idx)) {
+		n++;
+		lua_pop(L, 1);
+	}
+	KeyValue *kv = arena_alloc(&g->arena, (size_t)(n + 1) * sizeof *kv);
+	int i = 0;
+	lua_pushnil(L);
+	while (lua_next(L, idx)) {
+		if (lua_type(L, -2) != LUA_TSTRING)
+			luaL_error(L, "%s keys must be strings", field);
+		kv[i].key = arena_strdup(&g->arena, lua_tostring(L, -2));
+		char what[160];
+		snprintf(what, sizeof what, "%s.%s", field, kv[i].key);
+		kv[i].value = value_string(L, g, -1, what, 1);
+		i++;
+		lua_pop(L, 1);
+	}
+	qsort(kv, (size_t)n, sizeof *kv, compare_kv);
+	*count = n;
+	return kv;
+}
+
+static long long integer_field(lua_State *L, int idx, const char *field, long long min)
+{
+	int ok;
+	lua_Integer v = lua_tointegerx(L, idx, &ok);
+	if (!ok)
+		luaL_error(L, "%s must be an integer, got %s", field, luaL_typename(L, idx));
+	if (v < min)
+		luaL_error(L, "%s must be at least %d, got %d", field, (int)min, (int)v);
+	return v;
+}
+
+static long long size_field(lua_State *L, int idx, const char *field)
+{
+	if (lua_type(L, idx) == LUA_TNUMBER)
+		return integer_field(L, idx, field, 0);
+	const char *s = luaL_tolstring(L, idx, NULL);
+	long long v = lua_type(L, idx) == LUA_TSTRING ? parse_size_mib(s) : -1;
+	if (v < 0)
+		luaL_error(L, "%s must be a size like \"512M\" or \"16G\" (or MiB as a number), got \"%s\"", field, s);
+	lua_pop(L, 1);
+	return v;
+}
+
+static int valid_task_name(const char *s)
+{
+	if (!*s || s[0] == '/' || strstr(s, "//") || s[strlen(s) - 1] == '/')
+		return 0;
+	for (const char *p = s; *p; p++)
+		if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./:=+,", *p))
+			return 0;
+	return strcmp(s, ".") && strcmp(s, "..") && !strstr(s, "/../") && strncmp(s, "../", 3);
+}
+
+/* Expands paths; entries with glob characters expand against the file system now. */
+static const char **expand_paths(lua_State *L, Graph *g, const char **in, int n, int *count, int allow_glob,
+				 const char *field)
+{
+	int cap = n + 1, k = 0;
+	const char **out = arena_alloc(&g->arena, (size_t)cap * sizeof *out);
+	for (int i = 0; i < n; i++) {
+		if (!allow_glob || !strpbrk(in[i], "*?[")) {
+			out[k++] = graph_norm_path(g, in[i]);
+			continue;
+		}
+		glob_t gl;
+		int rc = glob(in[i], 0, NULL, &gl);
+		if (rc == GLOB_NOMATCH)
+			luaL_error(L, "%s: pattern \"%s\" matches no file (use glob() for a list that may be empty)",
+				   field, in[i]);
+		if (rc != 0)
+			luaL_error(L, "%s: cannot expand \"%s\"", field, in[i]);
+		const char **bigger = arena_alloc(&g->arena, (size_t)(cap + (int)gl.gl_pathc) * sizeof *out);
+		memcpy(bigger, out, (size_t)k * sizeof *out);
+		out = bigger;
+		cap += (int)gl.gl_pathc;
+		for (size_t j = 0; j < gl.gl_pathc; j++)
+			out[k++] = graph_norm_path(g, gl.gl_pathv[j]);
+		globfree(&gl);
+	}
+	*count = k;
+	return out;
+}
+
+/* Replaces {out} {in} {name} {outputs} {inputs} in s; anything else in braces stays. */
+static const char *expand_placeholders(lua_State *L, Graph *g, const Task *t, const char *s, int shell_quote)
+{
+	if (!strchr(s, '{'))
+		return s;
+	luaL_Buffer b;
+	luaL_buffinit(L, &b);
+	for (const char *p = s; *p;) {
+		const char *list_of = NULL;
+		const char **items = NULL;
+		int nitems = 0, word = 0;
+		if (!strncmp(p, "{out}", 5)) {
+			list_of = "outputs", items = t->outputs, nitems = t->noutputs > 0, word = 5;
+		} else if (!strncmp(p, "{in}", 4)) {
+			list_of = "inputs", items = t->inputs, nitems = t->ninputs > 0, word = 4;
+		} else if (!strncmp(p, "{outputs}", 9)) {
+			items = t->outputs, nitems = t->noutputs, word = 9;
+		} else if (!strncmp(p, "{inputs}", 8)) {
+			items = t->inputs, nitems = t->ninputs, word = 8;
+		} else if (!strncmp(p, "{name}", 6)) {
+			luaL_addstring(&b, t->name);
+			p += 6;
+			continue;
+		}
+		if (!word) {
+			luaL_addchar(&b, *p++);
+			continue;
+		}
+		if (list_of && nitems == 0)
+			luaL_error(L, "task \"%s\" uses %.*s but declares no %s", t->name, word, p, list_of);
+		for (int i = 0; i < nitems; i++) {
+			if (i)
+				luaL_addchar(&b, ' ');
+			if (shell_quote && strpbrk(items[i], " '\"$`\\*?[;&|<>()")) {
+				luaL_addchar(&b, '\'');
+				for (const char *c = items[i]; *c; c++)
+					*c == '\'' ? luaL_addstring(&b, "'\\''") : luaL_addchar(&b, *c);
+				luaL_addchar(&b, '\'');
+			} else {
+				luaL_addstring(&b, items[i]);
+			}
+		}
+		p += word;
+	}
+	luaL_pushresult(&b);
+	const char *copy = arena_strdup(&g->arena, lua_tostring(L, -1));
+	lua_pop(L, 1);
+	return copy;
+}
+
+static void parse_run(lua_State *L, Graph *g, Task *t, int idx)
+{
+	if (lua_type(L, idx) == LUA_TSTRING) {
+		t->shell = expand_placeholders(L, g, t, lua_tostring(L, idx), 1);
+		return;
+	}
+	if (lua_type(L, idx) != LUA_TTABLE)
+		luaL_error(L, "task \"%s\": run must be an argv table or a shell string, got %s", t->name,
+			   luaL_typename(L, idx));
+	int n;
+	const char **words = string_list(L, g, idx, "run", &n, 0);
+	if (n == 0)
+		luaL_error(L, "task \"%s\": run is an empty argv table", t->name);
+	int extra = 0; /* a whole-word {outputs}/{inputs} becomes several words */
+	for (int i = 0; i < n; i++)
+		extra += !strcmp(words[i], "{outputs}") ? t->noutputs : !strcmp(words[i], "{inputs}") ? t->ninputs : 0;
+	t->argv = arena_alloc(&g->arena, (size_t)(n + extra + 1) * sizeof *t->argv);
+	for (int i = 0; i < n; i++) {
+		int whole_out = !strcmp(words[i], "{outputs}"), whole_in = !strcmp(words[i], "{inputs}");
+		if (whole_out || whole_in) {
+			const char **items = whole_out ? t->outputs : t->inputs;
+			for (int j = 0, m = whole_out ? t->noutputs : t->ninputs; j < m; j++)
+				t->argv[t->argc++] = items[j];
+		} else {
+			t->argv[t->argc++] = expand_placeholders(L, g, t, words[i], 0);
+		}
+	}
+	t->argv[t->argc] = NULL;
+	if (t->argc == 0)
+		luaL_error(L, "task \"%s\": run expands to an empty command", t->name);
+}
+
+static int l_task(lua_State *L)
+{
+	RecipeContext *ctx = context(L);
+	Graph *g = ctx->g;
+	luaL_checktype(L, 1, LUA_TTABLE);
+	lua_settop(L, 1);
+	lua_pushnil(L);
+	while (lua_next(L, 1)) {
+		lua_pop(L, 1);
+		if (lua_type(L, -1) != LUA_TSTRING)
+			luaL_error(L, "task{}: field names must be strings (did you mean deps = {...}?)");
+		const char *k = lua_tostring(L, -1);
+		int known = 0;
+		for (int i = 0; task_fields[i]; i++)
+			known |= !strcmp(k, task_fields[i]);
+		if (!known)
+			luaL_error(L, "task{}: unknown field '%s' (fields: name, deps, inputs, outputs, run, env, "
+				      "cpus, mem, gpus, gpu_mem, timeout, retries, tags, metrics, executor)", k);
+	}
+
+	Task *t = graph_new_task(g);
+	lua_Debug ar;
+	if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "Sl", &ar)) {
+		t->file = arena_strdup(&g->arena, ar.short_src);
+		t->line = ar.currentline;
+	} else {
+		t->file = "?";
+	}
+	if (lua_getfield(L, 1, "name") != LUA_TSTRING)
+		luaL_error(L, "task{}: field 'name' is required and must be a string");
+	t->name = arena_strdup(&g->arena, lua_tostring(L, -1));
+	if (!valid_task_name(t->name))
+		luaL_error(L, "task{}: invalid name \"%s\" (use letters, digits and _-./:=+, with '/' between parts)",
+			   t->name);
+	lua_pop(L, 1);
+	char field[300];
+#define FIELD(f) (snprintf(field, sizeof field, "task \"%s\": %s", t->name, f), field)
+	int n;
+	if (lua_getfield(L, 1, "outputs") != LUA_TNIL) {
+		const char **raw = string_list(L, g, -1, FIELD("outputs"), &n, 0);
+		t->outputs = expand_paths(L, g, raw, n, &t->noutputs, 0, field);
+	}
+	lua_pop(L, 1);
+	if (lua_getfield(L, 1, "inputs") != LUA_TNIL) {
+		const char **raw = string_list(L, g, -1, FIELD("inputs"), &n, 0);
+		t->inputs = expand_paths(L, g, raw, n, &t->ninputs, 1, field);
+	}
+	lua_pop(L, 1);
+	if (lua_getfield(L, 1, "deps") != LUA_TNIL)
+		t->dep_names = string_list(L, g, -1, FIELD("deps"), &t->ndep_names, 1);
+	lua_pop(L, 1);
+	if (lua_getfield(L, 1, "run") != LUA_TNIL)
+		parse_run(L, g, t, lua_gettop(L));
+	lua_pop(L, 1);
+	if (lua_getfield(L, 1, "env") != LUA_TNIL)
+		t->env = key_values(L, g, lua_gettop(L), FIELD("env"), &t->nenv);
+	lua_pop(L, 1);
+	if (lua_getfield(L, 1, "tags") != LUA_TNIL)
+		t->tags = key_values(L, g, lua_gettop(L), FIELD("tags"), &t->ntags);
+	lua_pop(L, 1);
+	if (lua_getfield(L, 1, "cpus") != LUA_TNIL)
+		t->cpus = (int)integer_field(L, -1, FIELD("cpus"), 0);
+	lua_pop(L, 1);
+	if (lua_getfield(L, 1, "gpus") != LUA_TNIL)
+		t->gpus = (int)integer_field(L, -1, FIELD("gpus"), 0);
+	lua_pop(L, 1);
+	if (lua_getfield(L, 1, "retries") != LUA_TNIL)
+		t->retries = (int)integer_field(L, -1, FIELD("retries"), 0);
+	lua_pop(L, 1);
+	if (lua_getfield(L, 1, "mem") != LUA_TNIL)
+		t->mem_mib = size_field(L, -1, FIELD("mem"));
+	lua_pop(L, 1);
+	if (lua_getfield(L, 1, "gpu_mem") != LUA_TNIL)
+		t->gpu_mem_mib = size_field(L, -1, FIELD("gpu_mem"));
+	lua_pop(L, 1);
+	int type = lua_getfield(L, 1, "timeout");
+	if (type == LUA_TNUMBER)
+		t->timeout_sec = lua_tonumber(L, -1);
+	else if (type == LUA_TSTRING)
+		t->timeout_sec = parse_duration(lua_tostring(L, -1));
+	else if (type != LUA_TNIL)
+		t->timeout_sec = -1;
+	if (type != LUA_TNIL && t->timeout_sec <= 0)
+		luaL_error(L, "%s must be a positive duration like 90, \"30s\", \"5m\" or \"2h\"", FIELD("timeout"));
+	lua_pop(L, 1);
+	if (lua_getfield(L, 1, "metrics") != LUA_TNIL)
+		t->metrics = graph_norm_path(g, expand_placeholders(L, g, t, value_string(L, g, -1, FIELD("metrics"), 0), 0));
+	lua_pop(L, 1);
+	if (lua_getfield(L, 1, "executor") != LUA_TNIL) {
+		t->executor = value_string(L, g, -1, FIELD("executor"), 0);
+		if (strcmp(t->executor, "local") && strcmp(t->executor, "slurm"))
+			luaL_error(L, "%s must be \"local\" or \"slurm\", got \"%s\"", FIELD("executor"), t->executor);
+	}
+	lua_pop(L, 1);
+#undef FIELD
+
+	const char *clash_output = NULL;
+	Task *other = graph_add_task(g, t, &clash_output);
+	if (other && clash_output)
+		luaL_error(L, "tasks \"%s\" and \"%s\" (%s:%d) both declare output \"%s\"", t->name, other->name,
+			   other->file, other->line, clash_output);
+	if (other)
+		luaL_error(L, "task \"%s\" is declared twice (first at %s:%d)", t->name, other->file, other->line);
+
+	/* the task value: {name = ..., outputs = {...}} usable in deps */
+	lua_createtable(L, 0, 2);
+	lua_pushstring(L, t->name);
+	lua_setfield(L, -2, "name");
+	lua_createtable(L, t->noutputs, 0);
+	for (int i = 0; i < t->noutputs; i++) {
+		lua_pushstring(L, t->outputs[i]);
+		lua_rawseti(L, -2, i + 1);
+	}
+	lua_setfield(L, -2, "outputs");
+	luaL_setmetatable(L, TASK_METATABLE);
+	return 1;
+}
+
+static int l_glob(lua_State *L)
+{
+	RecipeContext *ctx = context(L);
+	int nargs = lua_gettop(L);
+	lua_newtable(L);
+	int k = 0;
+	for (int a = 1; a <= nargs; a++) {
+		const char *pattern = luaL_checkstring(L, a);
+		glob_t gl;
+		int rc = glob(pattern, 0, NULL, &gl);
+		if (rc != 0 && rc != GLOB_NOMATCH)
+			luaL_error(L, "glob: cannot expand \"%s\"", pattern);
+		for (size_t j = 0; rc == 0 && j < gl.gl_pathc; j++) {
+			lua_pushstring(L, graph_norm_path(ctx->g, gl.gl_pathv[j]));
+			lua_rawseti(L, -2, ++k);
+		}
+		if (rc == 0)
+			globfree(&gl);
+	}
+	return 1;
+}
+
+/* Converts an override's text to the type of the param's default value. */
+static void push_override(lua_State *L, const char *name, const char *text, int default_type)
+{
+	if (default_type == LUA_TNUMBER) {
+		if (!lua_stringtonumber(L, text))
+			luaL_error(L, "param %s=%s: expected a number (the default is a number)", name, text);
+	} else if (default_type == LUA_TBOOLEAN) {
+		if (!strcmp(text, "true") || !strcmp(text, "1") || !strcmp(text, "yes"))
+			lua_pushboolean(L, 1);
+		else if (!strcmp(text, "false") || !strcmp(text, "0") || !strcmp(text, "no"))
+			lua_pushboolean(L, 0);
+		else
+			luaL_error(L, "param %s=%s: expected true or false", name, text);
+	} else {
+		lua_pushstring(L, text);
+	}
+}
+
+static int l_params(lua_State *L)
+{
+	RecipeContext *ctx = context(L);
+	luaL_checktype(L, 1, LUA_TTABLE);
+	lua_settop(L, 1);
+	lua_newtable(L);
+	lua_pushnil(L);
+	while (lua_next(L, 1)) {
+		if (lua_type(L, -2) != LUA_TSTRING)
+			luaL_error(L, "params{}: names must be strings");
+		const char *name = lua_tostring(L, -2);
+		int type = lua_type(L, -1);
+		if (type != LUA_TSTRING && type != LUA_TNUMBER && type != LUA_TBOOLEAN)
+			luaL_error(L, "params{}: %s must default to a string, number or boolean, got %s", name,
+				   luaL_typename(L, -1));
+		lua_pushvalue(L, -2);
+		lua_pushvalue(L, -2);
+		for (int i = 0; i < ctx->ov->count; i++)
+			if (!strcmp(ctx->ov->names[i], name)) {
+				lua_pop(L, 1);
+				push_override(L, name, ctx->ov->values[i], type);
+				ctx->ov_used[i] = 1;
+			}
+		lua_rawset(L, 2);
+		buf_printf(&ctx->declared_params, "%s%s", ctx->declared_params.len ? ", " : "", name);
+		lua_pop(L, 1);
+	}
+	return 1;
+}
+
+void lkiln_open(lua_State *L, RecipeContext *ctx)
+{
+	luaL_newmetatable(L, TASK_METATABLE);
+	lua_pushliteral(L, "kiln.task");
+	lua_setfield(L, -2, "__name");
+	lua_pop(L, 1);
+	static const luaL_Reg api[] = {{"task", l_task}, {"glob", l_glob}, {"params", l_params}, {NULL, NULL}};
+	lua_pushglobaltable(L);
+	lua_pushlightuserdata(L, ctx);
+	luaL_setfuncs(L, api, 1);
+	lua_pop(L, 1);
+}

@@ -1,0 +1,21 @@
+/* lkiln.h — the recipe API that Lua code sees: task{}, grid{}, params{}, glob(). */
+#ifndef KILN_LKILN_H
+#define KILN_LKILN_H
+
+#include <lua.h>
+
+#include "graph.h"
+#include "recipe.h"
+
+/* What the API functions share while one recipe loads. */
+typedef struct {
+	Graph *g;
+	const ParamOverrides *ov;
+	char *ov_used;          /* per override: 1 once a params{} call declared that name */
+	Buf declared_params;    /* "a, b, c" for error messages */
+} RecipeContext;
+
+/* Registers the API as globals in L; ctx must outlive every call into L. */
+void lkiln_open(lua_State *L, RecipeContext *ctx);
+
+#endif

@@ -1,0 +1,480 @@
+/* main.c — the kiln command line: parses options, loads and validates the recipe, and
+ * dispatches to the verbs (run, status, why, list, graph, log, clean, gc, help). */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "../cache/cache.h"
+#include "exec.h"
+#include "gpu.h"
+#include "graph.h"
+#include "os.h"
+#include "recipe.h"
+#include "sched.h"
+
+#define KILN_DIR ".kiln"
+
+typedef struct {
+	const char *verb;
+	const char *recipe;
+	char **targets;
+	int ntargets;
+	ParamOverrides params;
+	int jobs, keep_going, dry_run, all;
+	int cpus;
+	long long mem_mib, store_max_mib;
+	const char *gpus;
+	double gpu_busy, kill_grace;
+	const char *executor;
+} Options;
+
+static const struct {
+	const char *verb, *usage, *help;
+} verbs[] = {
+	{"run", "kiln run [RECIPE] [TARGET|GLOB ...] [name=value ...] [-j N] [-k] [-n]",
+	 "Runs what the targets need (everything by default), skipping tasks whose key and\n"
+	 "outputs match their last success. -j N runs up to N tasks at once (default: CPUs);\n"
+	 "-k keeps going past failures; -n prints what would run, and why, and runs nothing.\n"
+	 "Options: --gpus 0,1,3  --gpu-busy 0.5  --cpus N  --mem 64G  --store-max 1G  --kill-grace 2\n"
+	 "Exit status: 0 all succeeded, 1 a task failed, 2 usage or recipe error, 130 Ctrl-C."},
+	{"status", "kiln status [RECIPE] [TARGET ...] [name=value ...]",
+	 "Lists the tasks a run would execute or restore, each with a one-line reason."},
+	{"why", "kiln why [RECIPE] TASK [name=value ...]",
+	 "Prints every difference between TASK's current key and its last success:\n"
+	 "which input changed (old -> new hash), which argument or param, which dependency."},
+	{"list", "kiln list [RECIPE] [TARGET ...]", "Lists tasks with dependencies, resources and tags."},
+	{"graph", "kiln graph [RECIPE] [TARGET ...]", "Prints the task graph in Graphviz dot (kiln graph | dot -Tsvg > g.svg)."},
+	{"log", "kiln log TASK", "Prints the log of TASK's latest attempt (from .kiln/logs)."},
+	{"clean", "kiln clean [RECIPE] [TARGET ...] [--all]",
+	 "Deletes the declared outputs of the tasks (all by default); --all also deletes .kiln/."},
+	{"gc", "kiln gc", "Deletes stored outputs that no recorded success refers to."},
+	{"help", "kiln help [VERB]", "Shows help for a verb."},
+};
+
+static void usage_all(FILE *out)
+{
+	fprintf(out, "kiln — a build-graph experiment runner\n\nusage:\n");
+	for (size_t i = 0; i < sizeof verbs / sizeof *verbs; i++)
+		fprintf(out, "  %s\n", verbs[i].usage);
+	fprintf(out, "\nGlobal: -C DIR (workspace; default .), -h/--help. `kiln help VERB` for details.\n"
+		     "Without RECIPE kiln reads kiln.lua in the workspace.\n");
+}
+
+static int verb_help(const char *verb)
+{
+	if (!verb) {
+		usage_all(stdout);
+		return 0;
+	}
+	for (size_t i = 0; i < sizeof verbs / sizeof *verbs; i++)
+		if (!strcmp(verbs[i].verb, verb)) {
+			printf("usage: %s\n\n%s\n", verbs[i].usage, verbs[i].help);
+			return 0;
+		}
+	fatal("unknown verb \"%s\" (see kiln --help)", verb);
+}
+
+static int is_recipe_word(const char *w)
+{
+	size_t n = strlen(w);
+	struct stat st;
+	return n > 4 && !strcmp(w + n - 4, ".lua") && stat(w, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+static void parse_args(int argc, char **argv, Options *o)
+{
+	static const struct option longs[] = {
+		{"help", no_argument, 0, 'h'},      {"gpus", required_argument, 0, 'G'},
+		{"gpu-busy", required_argument, 0, 'B'}, {"cpus", required_argument, 0, 'c'},
+		{"mem", required_argument, 0, 'M'}, {"store-max", required_argument, 0, 'S'},
+		{"kill-grace", required_argument, 0, 'K'}, {"executor", required_argument, 0, 'E'},
+		{"all", no_argument, 0, 'a'},       {0, 0, 0, 0}};
+	const char *dir = NULL;
+	int c;
+	/* '+' would stop at the verb; permute instead so options may follow it */
+	while ((c = getopt_long(argc, argv, "hj:knC:", longs, NULL)) != -1) {
+		char *end;
+		switch (c) {
+		case 'h': o->verb = "help"; break;
+		case 'j':
+			o->jobs = (int)strtol(optarg, &end, 10);
+			if (*end || o->jobs < 1)
+				fatal("-j takes a positive number, got \"%s\"", optarg);
+			break;
+		case 'k': o->keep_going = 1; break;
+		case 'n': o->dry_run = 1; break;
+		case 'C': dir = optarg; break;
+		case 'G': o->gpus = optarg; break;
+		case 'B':
+			o->gpu_busy = strtod(optarg, &end);
+			if (*end || o->gpu_busy <= 0 || o->gpu_busy > 1)
+				fatal("--gpu-busy takes a fraction in (0, 1], got \"%s\"", optarg);
+			break;
+		case 'c':
+			o->cpus = (int)strtol(optarg, &end, 10);
+			if (*end || o->cpus < 1)
+				fatal("--cpus takes a positive number, got \"%s\"", optarg);
+			break;
+		case 'M':
+			if ((o->mem_mib = parse_size_mib(optarg)) <= 0)
+				fatal("--mem takes a size like 64G, got \"%s\"", optarg);
+			break;
+		case 'S':
+			if ((o->store_max_mib = parse_size_mib(optarg)) < 0)
+				fatal("--store-max takes a size like 1G, got \"%s\"", optarg);
+			break;
+		case 'K':
+			o->kill_grace = strtod(optarg, &end);
+			if (*end || o->kill_grace < 0)
+				fatal("--kill-grace takes seconds, got \"%s\"", optarg);
+			break;
+		case 'E':
+			if (strcmp(optarg, "local"))
+				fatal("--executor %s: this kiln runs tasks locally only (executor \"local\")", optarg);
+			o->executor = optarg;
+			break;
+		case 'a': o->all = 1; break;
+		default: fprintf(stderr, "(see kiln --help)\n"); exit(EXIT_USAGE);
+		}
+	}
+	char **rest = argv + optind;
+	int nrest = argc - optind;
+	if (!o->verb) {
+		if (nrest == 0) {
+			usage_all(stderr);
+			exit(EXIT_USAGE);
+		}
+		o->verb = rest[0];
+		rest++, nrest--;
+	}
+	o->targets = xcalloc((size_t)nrest + 1, sizeof(char *));
+	char **words = xcalloc((size_t)nrest + 1, sizeof(char *));
+	int nwords = params_split(rest, nrest, &o->params, words);
+	for (int i = 0; i < nwords; i++) {
+		if (!o->recipe && strcmp(o->verb, "help") && is_recipe_word(words[i]))
+			o->recipe = words[i];
+		else
+			o->targets[o->ntargets++] = words[i];
+	}
+	free(words);
+	if (o->recipe && dir && o->recipe[0] != '/') {
+		/* the recipe is named relative to where kiln was started, not to -C */
+		char *abs = realpath(o->recipe, NULL);
+		if (abs)
+			o->recipe = abs;
+	}
+	if (dir && chdir(dir) != 0) {
+		if (errno == ENOENT && mkdirs(dir, 0777) == 0 && chdir(dir) == 0)
+			return;
+		fatal("cannot enter workspace %s: %s", dir, strerror(errno));
+	}
+}
+
+static Graph *load_graph(Options *o)
+{
+	char cwd[PATH_MAX];
+	if (!getcwd(cwd, sizeof cwd))
+		fatal("cannot read the current directory: %s", strerror(errno));
+	Graph *g = graph_new(cwd);
+	const char *recipe = o->recipe ? o->recipe : "kiln.lua";
+	Buf err = {0};
+	if (recipe_load(g, recipe, &o->params, &err) != 0 || graph_resolve(g, &err) != 0)
+		fatal("%s", buf_str(&err));
+	if (graph_select(g, o->targets, o->ntargets, &err) < 0)
+		fatal("%s", buf_str(&err));
+	return g;
+}
+
+/* Resource checks that need the machine: a task that could never start is a recipe error. */
+static void check_resources(Graph *g, GpuPool *gpus, int cpus, long long mem)
+{
+	for (int i = 0; i < g->ntasks; i++) {
+		Task *t = g->tasks[i];
+		if (!t->needed)
+			continue;
+		if (t->gpus > 0 && gpu_count(gpus) > 0 && t->gpus > gpu_count(gpus))
+			fatal("%s:%d: task \"%s\" asks for %d GPUs but only %d are known (from %s)", t->file, t->line,
+			      t->name, t->gpus, gpu_count(gpus), gpu_source(gpus));
+		if (t->cpus > cpus)
+			fatal("%s:%d: task \"%s\" asks for %d CPUs but kiln may use %d (raise it with --cpus)", t->file,
+			      t->line, t->name, t->cpus, cpus);
+		if (t->mem_mib > mem)
+			fatal("%s:%d: task \"%s\" asks for %lld MiB of memory but kiln may use %lld (raise it with --mem)",
+			      t->file, t->line, t->name, t->mem_mib, mem);
+	}
+}
+
+static Cache *open_cache(Options *o, Graph *g, int readonly)
+{
+	CacheOptions copt = {.store_max_mib = o->store_max_mib, .readonly = readonly};
+	Buf err = {0};
+	Cache *c = cache_open(KILN_DIR, g, &copt, &err);
+	if (!c)
+		fatal("%s", buf_str(&err));
+	return c;
+}
+
+static int verb_run(Options *o, int argc, char **argv)
+{
+	Graph *g = load_graph(o);
+	char err[256] = "";
+	GpuPool *gpus = gpu_pool_open(o->gpus, err, sizeof err);
+	if (!gpus)
+		fatal("%s", err);
+	if (o->gpu_busy > 0)
+		gpu_set_busy_threshold(gpus, o->gpu_busy);
+	int cpus = o->cpus ? o->cpus : os_cpu_count();
+	if (!o->cpus && o->jobs > cpus)
+		cpus = o->jobs; /* -j beyond the core count means "oversubscribe", as in make */
+	long long mem = o->mem_mib ? o->mem_mib : os_memory_mib();
+	check_resources(g, gpus, cpus, mem);
+	if (o->dry_run) {
+		Cache *c = open_cache(o, g, 1);
+		int n = sched_plan(g, c, stdout, 0);
+		printf("kiln: %d task%s would run (dry run: nothing was started)\n", n, n == 1 ? "" : "s");
+		cache_close(c);
+		gpu_pool_free(gpus);
+		graph_free(g);
+		return 0;
+	}
+	Cache *c = open_cache(o, g, 0);
+	int orphans = cache_reap_orphans(c);
+	if (orphans)
+		fprintf(stderr, "kiln: stopped %d task process group%s left running by a kiln that was killed\n", orphans,
+			orphans == 1 ? "" : "s");
+	Buf cmd = {0};
+	for (int i = 0; i < argc; i++)
+		buf_printf(&cmd, "%s%s", i ? " " : "", argv[i]);
+	cache_begin_run(c, buf_str(&cmd));
+	buf_free(&cmd);
+	os_block_signals();
+	Executor *ex = exec_local_new();
+	SchedOptions so = {
+		.jobs = o->jobs ? o->jobs : os_cpu_count(),
+		.keep_going = o->keep_going,
+		.cpus = cpus,
+		.mem_mib = mem,
+		.kill_grace_sec = o->kill_grace >= 0 ? o->kill_grace : 2,
+		.log_dir = KILN_DIR "/logs",
+		.gpus = gpus,
+		.exec = ex,
+		.cache = c,
+	};
+	SchedSummary sum;
+	int rc = sched_run(g, &so, &sum);
+	cache_end_run(c, rc == 0 ? "ok" : sum.stopped_by_signal ? "stopped" : "failed");
+	cache_close(c);
+	ex->destroy(ex);
+	gpu_pool_free(gpus);
+	graph_free(g);
+	return rc;
+}
+
+static int verb_status(Options *o)
+{
+	Graph *g = load_graph(o);
+	Cache *c = open_cache(o, g, 1);
+	int n = sched_plan(g, c, stdout, o->all);
+	printf(n ? "kiln: %d task%s would run\n" : "kiln: everything is up to date\n", n, n == 1 ? "" : "s");
+	cache_close(c);
+	graph_free(g);
+	return 0;
+}
+
+static int verb_why(Options *o)
+{
+	if (o->ntargets != 1)
+		fatal("usage: kiln why [RECIPE] TASK");
+	Graph *g = load_graph(o);
+	Task *t = graph_find(g, o->targets[0]);
+	if (!t)
+		fatal("no task named \"%s\" (see `kiln list`)", o->targets[0]);
+	Cache *c = open_cache(o, g, 1);
+	t->needed = 0; /* decide its dependencies first, quietly, then explain the task itself */
+	for (int i = 0; i < t->ndeps; i++)
+		t->deps[i]->needed = 1;
+	FILE *devnull = fopen("/dev/null", "w");
+	sched_plan(g, c, devnull, 0);
+	fclose(devnull);
+	Buf out = {0};
+	cache_explain(c, t, &out);
+	printf("%s: %s", t->name, buf_str(&out));
+	buf_free(&out);
+	cache_close(c);
+	graph_free(g);
+	return 0;
+}
+
+static int verb_list(Options *o)
+{
+	Graph *g = load_graph(o);
+	for (int i = 0; i < g->ntasks; i++) {
+		Task *t = g->tasks[i];
+		if (!t->needed)
+			continue;
+		printf("%s", t->name);
+		if (t->ndeps) {
+			printf("  deps:");
+			for (int j = 0; j < t->ndeps; j++)
+				printf("%s%s", j ? "," : " ", t->deps[j]->name);
+		}
+		printf("  cpus: %d", t->cpus);
+		if (t->mem_mib)
+			printf("  mem: %lldM", t->mem_mib);
+		if (t->gpus)
+			printf("  gpus: %d", t->gpus);
+		if (t->timeout_sec > 0)
+			printf("  timeout: %gs", t->timeout_sec);
+		if (t->retries)
+			printf("  retries: %d", t->retries);
+		if (t->ntags) {
+			printf("  tags:");
+			for (int j = 0; j < t->ntags; j++)
+				printf(" %s=%s", t->tags[j].key, t->tags[j].value);
+		}
+		printf("\n");
+	}
+	graph_free(g);
+	return 0;
+}
+
+static void dot_string(const char *s)
+{
+	putchar('"');
+	for (; *s; s++) {
+		if (*s == '"' || *s == '\\')
+			putchar('\\');
+		putchar(*s);
+	}
+	putchar('"');
+}
+
+static int verb_graph(Options *o)
+{
+	Graph *g = load_graph(o);
+	printf("digraph kiln {\n  rankdir=LR;\n  node [shape=box, style=rounded, fontname=\"Helvetica\"];\n");
+	for (int i = 0; i < g->ntasks; i++) {
+		Task *t = g->tasks[i];
+		if (!t->needed)
+			continue;
+		printf("  ");
+		dot_string(t->name);
+		printf("%s;\n", t->gpus ? " [color=darkgreen, penwidth=2]" : "");
+		for (int j = 0; j < t->ndeps; j++) {
+			printf("  ");
+			dot_string(t->deps[j]->name);
+			printf(" -> ");
+			dot_string(t->name);
+			printf(";\n");
+		}
+	}
+	printf("}\n");
+	graph_free(g);
+	return 0;
+}
+
+static int verb_log(Options *o)
+{
+	if (o->ntargets != 1)
+		fatal("usage: kiln log TASK");
+	Buf path = {0};
+	CacheOptions copt = {.readonly = 1};
+	Buf err = {0};
+	Cache *c = cache_open(KILN_DIR, NULL, &copt, &err);
+	if (!c || cache_last_log(c, o->targets[0], &path) != 0)
+		fatal("no log recorded for task \"%s\" in this workspace (has it run?)", o->targets[0]);
+	cache_close(c);
+	size_t len;
+	char *text = read_file(buf_str(&path), &len);
+	if (!text)
+		fatal("cannot read %s: %s", buf_str(&path), strerror(errno));
+	fwrite(text, 1, len, stdout);
+	free(text);
+	buf_free(&path);
+	buf_free(&err);
+	return 0;
+}
+
+static int remove_tree(const char *path)
+{
+	char *argv[] = {"rm", "-rf", "--", (char *)path, NULL};
+	pid_t pid = fork();
+	if (pid == 0) {
+		execvp("rm", argv);
+		_exit(127);
+	}
+	int st = 0;
+	waitpid(pid, &st, 0);
+	return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
+}
+
+static int verb_clean(Options *o)
+{
+	Graph *g = load_graph(o);
+	int removed = 0;
+	for (int i = 0; i < g->ntasks; i++)
+		for (int j = 0; g->tasks[i]->needed && j < g->tasks[i]->noutputs; j++) {
+			struct stat st;
+			const char *p = g->tasks[i]->outputs[j];
+			if (lstat(p, &st) == 0 && (S_ISDIR(st.st_mode) ? remove_tree(p) : unlink(p)) == 0)
+				removed++;
+		}
+	printf("kiln: removed %d output%s\n", removed, removed == 1 ? "" : "s");
+	if (o->all) {
+		remove_tree(KILN_DIR);
+		printf("kiln: removed %s/ (state, logs, stored outputs)\n", KILN_DIR);
+	}
+	graph_free(g);
+	return 0;
+}
+
+static int verb_gc(Options *o)
+{
+	Graph *g = graph_new("/");
+	Cache *c = open_cache(o, g, 0);
+	long long bytes;
+	int n = cache_gc(c, &bytes);
+	printf("kiln: removed %d unreferenced object%s (%.1f MiB)\n", n, n == 1 ? "" : "s", bytes / 1048576.0);
+	cache_close(c);
+	graph_free(g);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	Options o = {.kill_grace = -1, .store_max_mib = 1024};
+	signal(SIGPIPE, SIG_DFL);
+	parse_args(argc, argv, &o);
+	int rc;
+	if (!strcmp(o.verb, "help"))
+		rc = verb_help(o.ntargets ? o.targets[0] : NULL);
+	else if (!strcmp(o.verb, "run"))
+		rc = verb_run(&o, argc, argv);
+	else if (!strcmp(o.verb, "status"))
+		rc = verb_status(&o);
+	else if (!strcmp(o.verb, "why"))
+		rc = verb_why(&o);
+	else if (!strcmp(o.verb, "list"))
+		rc = verb_list(&o);
+	else if (!strcmp(o.verb, "graph"))
+		rc = verb_graph(&o);
+	else if (!strcmp(o.verb, "log"))
+		rc = verb_log(&o);
+	else if (!strcmp(o.verb, "clean"))
+		rc = verb_clean(&o);
+	else if (!strcmp(o.verb, "gc"))
+		rc = verb_gc(&o);
+	else
+		fatal("unknown verb \"%s\" (verbs: run status why list graph log clean gc help)", o.verb);
+	params_free(&o.params);
+	free(o.targets);
+	return rc;
+}

@@ -1,0 +1,65 @@
+/* os-posix.c — Linux/POSIX implementation of os.h. */
+#define _GNU_SOURCE
+#include "os.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static sigset_t waited;
+
+static void on_signal(int sig) { (void)sig; }
+
+void os_block_signals(void)
+{
+	sigemptyset(&waited);
+	sigaddset(&waited, SIGCHLD);
+	sigaddset(&waited, SIGINT);
+	sigaddset(&waited, SIGTERM);
+	sigaddset(&waited, SIGHUP);
+	/* a real handler, so a blocked SIGCHLD stays pending instead of being discarded */
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_signal;
+	sigaction(SIGCHLD, &sa, NULL);
+	sigprocmask(SIG_BLOCK, &waited, NULL);
+}
+
+int os_wait_event(int timeout_ms)
+{
+	siginfo_t info;
+	struct timespec ts = {timeout_ms / 1000, (long)(timeout_ms % 1000) * 1000000L};
+	for (;;) {
+		int sig = timeout_ms < 0 ? sigwaitinfo(&waited, &info) : sigtimedwait(&waited, &info, &ts);
+		if (sig > 0)
+			return sig;
+		if (errno == EAGAIN)
+			return 0;
+		if (errno != EINTR)
+			return 0;
+	}
+}
+
+int os_cpu_count(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n > 0 ? (int)n : 1;
+}
+
+long long os_memory_mib(void)
+{
+	long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
+	return pages > 0 && size > 0 ? (long long)pages * size / (1024 * 1024) : 1024;
+}
+
+int os_isatty(int fd) { return isatty(fd); }
+
+const char *os_hostname(void)
+{
+	static char name[256];
+	if (!name[0] && gethostname(name, sizeof name - 1) != 0)
+		strcpy(name, "localhost");
+	return name;
+}

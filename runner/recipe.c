@@ -1,0 +1,158 @@
+/* recipe.c — the Lua state a recipe runs in: standard libraries minus what would make
+ * loading non-deterministic or effectful, require() beside the recipe, grid{}, and the
+ * check that every command-line param names a declared one. */
+#define _GNU_SOURCE
+#include "recipe.h"
+
+#include <lauxlib.h>
+#include <lualib.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lkiln.h"
+
+/* Lua-side part of the API and the sandbox. */
+static const char prelude[] =
+	"local open = io.open\n"
+	"io.open = function(path, mode)\n"
+	"  mode = mode or 'r'\n"
+	"  if mode:sub(1, 1) ~= 'r' or mode:find('+', 1, true) then\n"
+	"    error('recipes only declare tasks: io.open(' .. tostring(path) .. ', \"' .. mode .. '\") would write', 2)\n"
+	"  end\n"
+	"  return open(path, mode)\n"
+	"end\n"
+	"local function denied(what) return function() error('recipes only declare tasks: ' .. what .. ' is not available while loading', 2) end end\n"
+	"os.execute, io.popen, os.exit = denied('os.execute'), denied('io.popen'), denied('os.exit')\n"
+	"os.remove, os.rename, os.tmpname = denied('os.remove'), denied('os.rename'), denied('os.tmpname')\n"
+	"io.output, io.lines = denied('io.output'), io.lines\n"
+	"os.time, os.clock, os.date = denied('os.time'), denied('os.clock'), denied('os.date')\n"
+	"math.randomseed(0)\n"
+	"function grid(axes)\n"
+	"  if type(axes) ~= 'table' then error('grid{}: expected a table like {dataset = {...}, model = {...}}', 2) end\n"
+	"  local names = {}\n"
+	"  for k, v in pairs(axes) do\n"
+	"    if type(k) ~= 'string' then error('grid{}: axis names must be strings', 2) end\n"
+	"    if type(v) ~= 'table' then error('grid{}: axis ' .. k .. ' must be a list of values', 2) end\n"
+	"    names[#names + 1] = k\n"
+	"  end\n"
+	"  table.sort(names)\n"
+	"  local combos = {{}}\n"
+	"  for _, n in ipairs(names) do\n"
+	"    local grown = {}\n"
+	"    for _, c in ipairs(combos) do\n"
+	"      for _, v in ipairs(axes[n]) do\n"
+	"        local d = {}\n"
+	"        for k2, v2 in pairs(c) do d[k2] = v2 end\n"
+	"        d[n] = v\n"
+	"        grown[#grown + 1] = d\n"
+	"      end\n"
+	"    end\n"
+	"    combos = grown\n"
+	"  end\n"
+	"  local i = 0\n"
+	"  return function() i = i + 1; return combos[i] end\n"
+	"end\n";
+
+int params_split(char **words, int n, ParamOverrides *ov, char **rest)
+{
+	int nrest = 0;
+	for (int i = 0; i < n; i++) {
+		const char *eq = strchr(words[i], '=');
+		if (eq && eq != words[i] && strspn(words[i], "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") ==
+						(size_t)(eq - words[i])) {
+			ov->names = xrealloc(ov->names, (size_t)(ov->count + 1) * sizeof(char *));
+			ov->values = xrealloc(ov->values, (size_t)(ov->count + 1) * sizeof(char *));
+			ov->names[ov->count] = strndup(words[i], (size_t)(eq - words[i]));
+			ov->values[ov->count] = xstrdup(eq + 1);
+			ov->count++;
+		} else {
+			rest[nrest++] = words[i];
+		}
+	}
+	return nrest;
+}
+
+void params_free(ParamOverrides *ov)
+{
+	for (int i = 0; i < ov->count; i++) {
+		free(ov->names[i]);
+		free(ov->values[i]);
+	}
+	free(ov->names);
+	free(ov->values);
+	memset(ov, 0, sizeof *ov);
+}
+
+static void set_search_path(lua_State *L, const char *recipe_path)
+{
+	char *dir = xstrdup(recipe_path);
+	char *slash = strrchr(dir, '/');
+	if (slash)
+		*slash = 0;
+	else
+		strcpy(dir, ".");
+	lua_getglobal(L, "package");
+	lua_pushfstring(L, "%s/?.lua;%s/?/init.lua", dir, dir);
+	lua_setfield(L, -2, "path");
+	lua_pushliteral(L, "");
+	lua_setfield(L, -2, "cpath"); /* no native modules: a recipe is plain Lua */
+	lua_pop(L, 1);
+	char *abs = realpath(dir, NULL);
+	lua_pushstring(L, abs ? abs : dir);
+	lua_setglobal(L, "RECIPE_DIR");
+	free(abs);
+	free(dir);
+}
+
+static int traceback_free(lua_State *L)
+{
+	if (!lua_isstring(L, 1))
+		luaL_tolstring(L, 1, NULL);
+	return 1;
+}
+
+int recipe_load(Graph *g, const char *path, const ParamOverrides *ov, Buf *err)
+{
+	lua_State *L = luaL_newstate();
+	if (!L) {
+		buf_puts(err, "cannot create a Lua state (out of memory)");
+		return -1;
+	}
+	RecipeContext ctx = {.g = g, .ov = ov};
+	ctx.ov_used = xcalloc((size_t)ov->count + 1, 1);
+	int rc = -1;
+	luaL_openlibs(L);
+	lkiln_open(L, &ctx);
+	if (luaL_loadbuffer(L, prelude, sizeof prelude - 1, "=kiln") || lua_pcall(L, 0, 0, 0)) {
+		buf_printf(err, "internal error in the recipe prelude: %s", lua_tostring(L, -1));
+		goto out;
+	}
+	set_search_path(L, path);
+	lua_pushcfunction(L, traceback_free);
+	int status = luaL_loadfilex(L, path, "t");
+	if (status == LUA_ERRFILE) {
+		buf_printf(err, "cannot read recipe %s (give a recipe file, or run where kiln.lua is)", path);
+		goto out;
+	}
+	if (status == LUA_OK)
+		status = lua_pcall(L, 0, 0, -2);
+	if (status != LUA_OK) {
+		buf_puts(err, lua_tostring(L, -1));
+		goto out;
+	}
+	for (int i = 0; i < ov->count; i++)
+		if (!ctx.ov_used[i]) {
+			buf_printf(err, "unknown param \"%s\" on the command line", ov->names[i]);
+			if (ctx.declared_params.len)
+				buf_printf(err, " (%s declares: %s)", path, buf_str(&ctx.declared_params));
+			else
+				buf_printf(err, " (%s declares no params{})", path);
+			goto out;
+		}
+	rc = 0;
+out:
+	lua_close(L);
+	free(ctx.ov_used);
+	buf_free(&ctx.declared_params);
+	return rc;
+}

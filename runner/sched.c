@@ -1,0 +1,471 @@
+/* sched.c — the scheduler: tasks become ready when their dependencies are done, the
+ * cache decides whether each must run, and runnable tasks start as slots, memory and
+ * GPUs allow. One thread; the only blocking point is os_wait_event(). */
+#define _GNU_SOURCE
+#include "sched.h"
+
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "os.h"
+#include "status.h"
+
+typedef struct {
+	Task *task;
+	char *reason; /* malloc'd */
+	char *log;    /* malloc'd or NULL */
+} Failure;
+
+typedef struct {
+	const SchedOptions *o;
+	Graph *g;
+	SchedSummary *sum;
+	Status st;
+	Task **ready;      /* dependencies done, not yet checked: a FIFO */
+	int ready_head, ready_len;
+	Task **runnable;   /* must run, waiting for a slot */
+	int nrunnable;
+	Job *running;
+	int nrunning;
+	int free_jobs, free_cpus;
+	long long free_mem;
+	int stopping, start_failures_pending, waiting_for_gpu;
+	int done;
+	Failure *failures;
+	int nfailures;
+	int64_t *attempt_ids; /* per task index: the open attempt row */
+} Run;
+
+char *sched_log_path(const char *log_dir, const Task *t, int attempt)
+{
+	return xasprintf("%s/%s@%d.log", log_dir, t->name, attempt);
+}
+
+static void push_ready(Run *r, Task *t)
+{
+	t->state = TS_READY;
+	r->ready[r->ready_head + r->ready_len++] = t;
+}
+
+static void task_done(Run *r, Task *t)
+{
+	t->state = TS_DONE;
+	r->done++;
+	for (int i = 0; i < t->ndependents; i++) {
+		Task *d = t->dependents[i];
+		if (d->needed && d->state == TS_WAITING && --d->pending_deps == 0)
+			push_ready(r, d);
+	}
+}
+
+static void skip_downstream(Run *r, Task *root)
+{
+	Task **stack = xmalloc((size_t)r->g->ntasks * sizeof *stack);
+	int sp = 0;
+	stack[sp++] = root;
+	while (sp) {
+		Task *t = stack[--sp];
+		for (int i = 0; i < t->ndependents; i++) {
+			Task *d = t->dependents[i];
+			if (d->needed && d->state == TS_WAITING) {
+				d->state = TS_SKIPPED;
+				r->done++;
+				stack[sp++] = d;
+			}
+		}
+	}
+	free(stack);
+}
+
+static void task_failed(Run *r, Task *t, const char *reason, const char *log)
+{
+	t->state = TS_FAILED;
+	r->done++;
+	r->sum->failed++;
+	r->failures = xrealloc(r->failures, (size_t)(r->nfailures + 1) * sizeof *r->failures);
+	r->failures[r->nfailures++] = (Failure){t, xstrdup(reason), log ? xstrdup(log) : NULL};
+	status_print(&r->st, "FAILED", "[%d/%d] %s: %s", r->done, r->sum->total, t->name, reason);
+	skip_downstream(r, t);
+	if (!r->o->keep_going)
+		r->stopping = 1;
+}
+
+static void gpu_ids_parse(const char *list, int *ids, int *n)
+{
+	*n = 0;
+	for (const char *s = list; *s && *n < 64;) {
+		ids[(*n)++] = atoi(s);
+		s = strchr(s, ',');
+		if (!s)
+			break;
+		s++;
+	}
+}
+
+static void free_job(Job *job)
+{
+	for (char **e = job->env; e && *e; e++)
+		free(*e);
+	free(job->env);
+	free(job->log_path);
+	free(job);
+}
+
+/* Starts t if a job slot, its cpus, memory and GPUs are free; returns 1 if started
+ * (or failed to start, which the next reap reports), 0 if it must wait. */
+static int try_start(Run *r, Task *t)
+{
+	const SchedOptions *o = r->o;
+	int cpus = t->cpus < o->cpus ? t->cpus : o->cpus;
+	if (r->free_jobs < 1 || cpus > r->free_cpus || t->mem_mib > r->free_mem)
+		return 0;
+	int ids[64];
+	if (t->gpus > 0 && gpu_lease(o->gpus, t->gpus, t->gpu_mem_mib, ids) != 0) {
+		r->waiting_for_gpu = 1;
+		return 0;
+	}
+	Job *job = xcalloc(1, sizeof *job);
+	job->task = t;
+	job->attempt = ++t->attempt;
+	job->log_path = sched_log_path(o->log_dir, t, job->attempt);
+	int nenv = 0;
+	job->env = xcalloc(6, sizeof(char *));
+	job->env[nenv++] = xasprintf("KILN_TASK=%s", t->name);
+	job->env[nenv++] = xasprintf("KILN_ATTEMPT=%d", job->attempt);
+	if (t->gpus > 0) {
+		size_t len = 0;
+		for (int i = 0; i < t->gpus; i++)
+			len += (size_t)snprintf(job->gpu_list + len, sizeof job->gpu_list - len, "%s%d", i ? "," : "", ids[i]);
+		job->env[nenv++] = xasprintf("CUDA_VISIBLE_DEVICES=%s", job->gpu_list);
+		/* NVML and nvidia-smi count in PCI order; CUDA's default order may differ */
+		job->env[nenv++] = xstrdup("CUDA_DEVICE_ORDER=PCI_BUS_ID");
+	}
+	if (t->timeout_sec > 0)
+		job->deadline_ns = now_mono_ns() + (int64_t)(t->timeout_sec * 1e9);
+	cache_clear_outputs(o->cache, t);
+	for (int i = 0; i < t->noutputs; i++)
+		mkdirs_parent(t->outputs[i]);
+	r->free_jobs--;
+	r->free_cpus -= cpus;
+	r->free_mem -= t->mem_mib;
+	t->state = TS_RUNNING;
+	job->next = r->running;
+	r->running = job;
+	r->nrunning++;
+	if (o->exec->start(o->exec, job) != 0)
+		r->start_failures_pending = 1;
+	r->attempt_ids[t->index] =
+		cache_attempt_started(o->cache, t, job->attempt, (int)job->pid, job->gpu_list, job->log_path);
+	return 1;
+}
+
+static void release(Run *r, Job *job)
+{
+	const Task *t = job->task;
+	r->free_jobs++;
+	r->free_cpus += t->cpus < r->o->cpus ? t->cpus : r->o->cpus;
+	r->free_mem += t->mem_mib;
+	if (job->gpu_list[0]) {
+		int ids[64], n;
+		gpu_ids_parse(job->gpu_list, ids, &n);
+		gpu_release(r->o->gpus, ids, n);
+	}
+	for (Job **p = &r->running; *p; p = &(*p)->next)
+		if (*p == job) {
+			*p = job->next;
+			break;
+		}
+	r->nrunning--;
+}
+
+static void describe_end(const Job *job, char *out, size_t n)
+{
+	const Task *t = job->task;
+	char dur[32];
+	format_duration(t->timeout_sec, dur, sizeof dur);
+	if (job->timed_out)
+		snprintf(out, n, "timed out after %s (process group killed)", dur);
+	else if (job->end == JOB_START_FAILED)
+		snprintf(out, n, "could not start (see its log)");
+	else if (job->end == JOB_SIGNALED)
+		snprintf(out, n, "killed by signal %d (%s)", job->term_signal, strsignal(job->term_signal));
+	else
+		snprintf(out, n, "exit status %d", job->exit_code);
+}
+
+static void job_ended(Run *r, Job *job)
+{
+	Task *t = job->task;
+	const SchedOptions *o = r->o;
+	release(r, job);
+	char dur[32], why[512];
+	format_duration((double)(job->ended_ns - job->started_ns) / 1e9, dur, sizeof dur);
+	int64_t attempt_id = r->attempt_ids[t->index];
+	if (job->end == JOB_EXITED && job->exit_code == 0 && !job->timed_out) {
+		Buf err = {0};
+		if (cache_record_success(o->cache, t, &err) == 0) {
+			cache_attempt_ended(o->cache, attempt_id, 0, "ok");
+			r->sum->ran++;
+			task_done(r, t);
+			status_print(&r->st, "ok", "[%d/%d] %s (%s)", r->done, r->sum->total, t->name, dur);
+			buf_free(&err);
+			free_job(job);
+			return;
+		}
+		snprintf(why, sizeof why, "%s", buf_str(&err));
+		buf_free(&err);
+	} else if (job->interrupted && r->sum->stopped_by_signal) {
+		cache_attempt_ended(o->cache, attempt_id, job->exit_code, "interrupted");
+		t->state = TS_SKIPPED;
+		free_job(job);
+		return;
+	} else {
+		describe_end(job, why, sizeof why);
+	}
+	cache_attempt_ended(o->cache, attempt_id, job->end == JOB_EXITED ? job->exit_code : -1, why);
+	if (t->attempt <= t->retries && !r->stopping) {
+		status_print(&r->st, "retry", "%s: %s; attempt %d of %d (log: %s)", t->name, why, t->attempt + 1,
+			     t->retries + 1, job->log_path);
+		r->runnable[r->nrunnable++] = t;
+		t->state = TS_READY;
+	} else {
+		char full[700];
+		snprintf(full, sizeof full, "%s%s", why, t->retries ? " (retries exhausted)" : "");
+		task_failed(r, t, full, job->log_path);
+	}
+	free_job(job);
+}
+
+static void stop_all(Run *r, int sig)
+{
+	int64_t now = now_mono_ns();
+	for (Job *j = r->running; j; j = j->next) {
+		j->interrupted = 1;
+		r->o->exec->signal(r->o->exec, j, sig);
+		j->kill_at_ns = sig == SIGKILL ? -1 : now + (int64_t)(r->o->kill_grace_sec * 1e9);
+	}
+}
+
+static void check_clocks(Run *r)
+{
+	int64_t now = now_mono_ns();
+	for (Job *j = r->running; j; j = j->next) {
+		if (j->deadline_ns && now >= j->deadline_ns && !j->timed_out && !j->kill_at_ns) {
+			j->timed_out = 1;
+			r->o->exec->signal(r->o->exec, j, SIGTERM);
+			j->kill_at_ns = now + (int64_t)(r->o->kill_grace_sec * 1e9);
+		}
+		if (j->kill_at_ns > 0 && now >= j->kill_at_ns) {
+			r->o->exec->signal(r->o->exec, j, SIGKILL);
+			j->kill_at_ns = -1;
+		}
+	}
+}
+
+static int wait_timeout_ms(const Run *r)
+{
+	if (r->start_failures_pending)
+		return 0;
+	int64_t now = now_mono_ns(), next = INT64_MAX;
+	for (const Job *j = r->running; j; j = j->next) {
+		if (j->deadline_ns && !j->timed_out && j->deadline_ns < next)
+			next = j->deadline_ns;
+		if (j->kill_at_ns > 0 && j->kill_at_ns < next)
+			next = j->kill_at_ns;
+	}
+	int ms = next == INT64_MAX ? -1 : (int)((next - now) / 1000000 + 1);
+	if (ms < 0 && next != INT64_MAX)
+		ms = 0;
+	if (r->waiting_for_gpu && (ms < 0 || ms > 1000))
+		ms = 1000;
+	if (r->st.tty && (ms < 0 || ms > 1000))
+		ms = 1000;
+	return ms;
+}
+
+static void check_ready(Run *r)
+{
+	const SchedOptions *o = r->o;
+	Buf reason = {0};
+	while (!r->stopping && r->ready_len > 0) {
+		Task *t = r->ready[r->ready_head++];
+		r->ready_len--;
+		if (t->gpus > 0 && gpu_count(o->gpus) == 0) {
+			task_failed(r, t, "needs a GPU but none is known: no NVML driver was found; name devices with --gpus 0,1", NULL);
+			continue;
+		}
+		buf_reset(&reason);
+		enum Verdict v = cache_check(o->cache, t, 0, &reason);
+		if (v == VERDICT_UP_TO_DATE) {
+			r->sum->up_to_date++;
+			task_done(r, t);
+		} else if (v == VERDICT_RESTORED) {
+			r->sum->restored++;
+			task_done(r, t);
+			status_print(&r->st, "restored", "[%d/%d] %s (%s)", r->done, r->sum->total, t->name, buf_str(&reason));
+		} else {
+			r->runnable[r->nrunnable++] = t;
+		}
+	}
+	buf_free(&reason);
+}
+
+static void start_runnable(Run *r)
+{
+	r->waiting_for_gpu = 0;
+	int k = 0;
+	for (int i = 0; i < r->nrunnable; i++) {
+		Task *t = r->runnable[i];
+		if (r->stopping || r->free_jobs == 0 || !try_start(r, t))
+			r->runnable[k++] = t;
+	}
+	r->nrunnable = k;
+	if (r->waiting_for_gpu)
+		gpu_refresh(r->o->gpus, 0);
+}
+
+static void print_tail(const char *path, int lines)
+{
+	size_t len;
+	char *text = read_file(path, &len);
+	if (!text)
+		return;
+	const char *p = text + len;
+	int seen = 0;
+	while (p > text && seen <= lines)
+		if (*--p == '\n' && p + 1 < text + len)
+			seen++;
+	if (*p == '\n')
+		p++;
+	for (const char *line = p; *line;) {
+		const char *nl = strchr(line, '\n');
+		int n = nl ? (int)(nl - line) : (int)strlen(line);
+		printf("    | %.*s\n", n, line);
+		line += n + (nl != NULL);
+	}
+	free(text);
+}
+
+static void print_summary(Run *r, SchedSummary *s)
+{
+	status_clear(&r->st);
+	char wall[32];
+	format_duration(s->wall_sec, wall, sizeof wall);
+	if (s->stopped_by_signal)
+		printf("kiln: stopped by %s; running tasks were stopped and are not recorded as done\n",
+		       s->stopped_by_signal == SIGINT ? "Ctrl-C (SIGINT)" : strsignal(s->stopped_by_signal));
+	printf("kiln: %d task%s: %d ran, %d up to date, %d restored, %d failed, %d not run, in %s\n", s->total,
+	       s->total == 1 ? "" : "s", s->ran, s->up_to_date, s->restored, s->failed, s->not_run, wall);
+	for (int i = 0; i < r->nfailures; i++) {
+		Failure *f = &r->failures[i];
+		printf("FAILED %s: %s\n", f->task->name, f->reason);
+		if (f->log) {
+			printf("  log: %s\n", f->log);
+			print_tail(f->log, 10);
+		}
+	}
+	fflush(stdout);
+}
+
+int sched_run(Graph *g, const SchedOptions *o, SchedSummary *sum)
+{
+	memset(sum, 0, sizeof *sum);
+	Run r = {.o = o, .g = g, .sum = sum};
+	status_init(&r.st);
+	r.free_jobs = o->jobs;
+	r.free_cpus = o->cpus;
+	r.free_mem = o->mem_mib;
+	r.ready = xmalloc((size_t)g->ntasks * sizeof(Task *) + 1);
+	r.runnable = xmalloc((size_t)g->ntasks * sizeof(Task *) + 1);
+	r.attempt_ids = xcalloc((size_t)g->ntasks + 1, sizeof *r.attempt_ids);
+	double t0 = now_wall();
+	for (int i = 0; i < g->ntasks; i++) {
+		Task *t = g->tasks[i];
+		t->attempt = 0;
+		if (!t->needed) {
+			t->state = TS_IDLE;
+			continue;
+		}
+		sum->total++;
+		t->state = TS_WAITING;
+		t->pending_deps = t->ndeps;
+	}
+	for (int i = 0; i < g->ntasks; i++)
+		if (g->tasks[i]->needed && g->tasks[i]->pending_deps == 0)
+			push_ready(&r, g->tasks[i]);
+
+	Job *ended[64];
+	for (;;) {
+		check_ready(&r);
+		start_runnable(&r);
+		if (r.nrunning == 0 && (r.stopping || (r.ready_len == 0 && r.nrunnable == 0)))
+			break;
+		cache_commit(o->cache);
+		Task *names[8];
+		int nn = 0;
+		for (Job *j = r.running; j && nn < 8; j = j->next)
+			names[nn++] = j->task;
+		status_line(&r.st, r.done, sum->total, names, nn);
+		int sig = os_wait_event(wait_timeout_ms(&r));
+		if (sig == SIGINT || sig == SIGTERM || sig == SIGHUP) {
+			int again = sum->stopped_by_signal != 0;
+			sum->stopped_by_signal = sig;
+			r.stopping = 1;
+			stop_all(&r, again ? SIGKILL : SIGTERM);
+		}
+		r.start_failures_pending = 0;
+		int n;
+		while ((n = o->exec->reap(o->exec, ended, 64)) > 0)
+			for (int i = 0; i < n; i++)
+				job_ended(&r, ended[i]);
+		check_clocks(&r);
+	}
+	cache_commit(o->cache);
+	sum->wall_sec = now_wall() - t0;
+	sum->not_run = sum->total - sum->ran - sum->up_to_date - sum->restored - sum->failed;
+	print_summary(&r, sum);
+	for (int i = 0; i < r.nfailures; i++) {
+		free(r.failures[i].reason);
+		free(r.failures[i].log);
+	}
+	free(r.failures);
+	free(r.ready);
+	free(r.runnable);
+	free(r.attempt_ids);
+	if (sum->stopped_by_signal)
+		return 128 + sum->stopped_by_signal;
+	return sum->failed || sum->not_run ? EXIT_TASK_FAILED : 0;
+}
+
+int sched_plan(Graph *g, Cache *c, FILE *out, int all)
+{
+	Task **order = xmalloc((size_t)g->ntasks * sizeof *order + 1);
+	char *will_run = xcalloc((size_t)g->ntasks + 1, 1);
+	int n = graph_topo_order(g, order), count = 0;
+	Buf reason = {0};
+	for (int i = 0; i < n; i++) {
+		Task *t = order[i];
+		buf_reset(&reason);
+		enum Verdict v = VERDICT_RUN;
+		for (int j = 0; j < t->ndeps && !reason.len; j++)
+			if (will_run[t->deps[j]->index])
+				buf_printf(&reason, "dependency %s will run", t->deps[j]->name);
+		if (!reason.len)
+			v = cache_check(c, t, 1, &reason);
+		if (v == VERDICT_RUN) {
+			will_run[t->index] = 1;
+			cache_assume_will_run(c, t);
+			count++;
+			fprintf(out, "run       %s: %s\n", t->name, buf_str(&reason));
+		} else if (v == VERDICT_RESTORED) {
+			fprintf(out, "restore   %s: %s\n", t->name, buf_str(&reason));
+		} else if (all) {
+			fprintf(out, "ok        %s\n", t->name);
+		}
+	}
+	buf_free(&reason);
+	free(will_run);
+	free(order);
+	return count;
+}

@@ -1,0 +1,402 @@
+/* util.c — the helpers declared in util.h: allocation, buffers, arena, hash map,
+ * clocks, small file and parsing utilities. */
+#define _GNU_SOURCE
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+void fatal(const char *fmt, ...)
+{
+	va_list ap;
+	fflush(stdout);
+	fputs("kiln: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	exit(EXIT_USAGE);
+}
+
+void warn(const char *fmt, ...)
+{
+	va_list ap;
+	fputs("kiln: warning: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+static void out_of_memory(size_t n)
+{
+	fprintf(stderr, "kiln: out of memory (asked for %zu bytes)\n", n);
+	exit(EXIT_USAGE);
+}
+
+void *xmalloc(size_t n)
+{
+	void *p = malloc(n ? n : 1);
+	if (!p)
+		out_of_memory(n);
+	return p;
+}
+
+void *xcalloc(size_t count, size_t size)
+{
+	void *p = calloc(count ? count : 1, size ? size : 1);
+	if (!p)
+		out_of_memory(count * size);
+	return p;
+}
+
+void *xrealloc(void *p, size_t n)
+{
+	p = realloc(p, n ? n : 1);
+	if (!p)
+		out_of_memory(n);
+	return p;
+}
+
+char *xstrdup(const char *s)
+{
+	size_t n = strlen(s) + 1;
+	return memcpy(xmalloc(n), s, n);
+}
+
+char *xasprintf(const char *fmt, ...)
+{
+	va_list ap;
+	char *s;
+	va_start(ap, fmt);
+	int n = vasprintf(&s, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		out_of_memory(strlen(fmt));
+	return s;
+}
+
+static void buf_grow(Buf *b, size_t extra)
+{
+	if (b->len + extra + 1 <= b->cap)
+		return;
+	size_t cap = b->cap ? b->cap : 64;
+	while (cap < b->len + extra + 1)
+		cap *= 2;
+	b->data = xrealloc(b->data, cap);
+	b->cap = cap;
+}
+
+void buf_put(Buf *b, const void *p, size_t n)
+{
+	buf_grow(b, n);
+	memcpy(b->data + b->len, p, n);
+	b->len += n;
+	b->data[b->len] = 0;
+}
+
+void buf_puts(Buf *b, const char *s) { buf_put(b, s, strlen(s)); }
+
+void buf_putc(Buf *b, char c) { buf_put(b, &c, 1); }
+
+void buf_printf(Buf *b, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	buf_grow(b, (size_t)n);
+	va_start(ap, fmt);
+	vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	b->len += (size_t)n;
+}
+
+void buf_reset(Buf *b)
+{
+	b->len = 0;
+	if (b->data)
+		b->data[0] = 0;
+}
+
+void buf_free(Buf *b)
+{
+	free(b->data);
+	b->data = NULL;
+	b->len = b->cap = 0;
+}
+
+const char *buf_str(Buf *b) { return b->data ? b->data : ""; }
+
+struct ArenaBlock {
+	ArenaBlock *next;
+	size_t used, cap;
+	max_align_t align[]; /* payload */
+};
+
+void *arena_alloc(Arena *a, size_t n)
+{
+	n = (n + 15) & ~(size_t)15;
+	ArenaBlock *b = a->head;
+	if (!b || b->used + n > b->cap) {
+		size_t cap = n > 60000 ? n : 64 * 1024 - sizeof(ArenaBlock);
+		b = xmalloc(sizeof(ArenaBlock) + cap);
+		b->used = 0;
+		b->cap = cap;
+		b->next = a->head;
+		a->head = b;
+	}
+	void *p = (char *)b->align + b->used;
+	b->used += n;
+	return p;
+}
+
+char *arena_strndup(Arena *a, const char *s, size_t n)
+{
+	char *p = arena_alloc(a, n + 1);
+	memcpy(p, s, n);
+	p[n] = 0;
+	return p;
+}
+
+char *arena_strdup(Arena *a, const char *s) { return arena_strndup(a, s, strlen(s)); }
+
+void arena_free(Arena *a)
+{
+	for (ArenaBlock *b = a->head, *next; b; b = next) {
+		next = b->next;
+		free(b);
+	}
+	a->head = NULL;
+}
+
+uint64_t hash_str(const char *s)
+{
+	uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+	return h;
+}
+
+static size_t strmap_slot(const StrMap *m, const char *key)
+{
+	size_t i = hash_str(key) & (m->cap - 1);
+	while (m->keys[i] && strcmp(m->keys[i], key) != 0)
+		i = (i + 1) & (m->cap - 1);
+	return i;
+}
+
+void *strmap_get(const StrMap *m, const char *key)
+{
+	if (!m->cap)
+		return NULL;
+	size_t i = strmap_slot(m, key);
+	return m->keys[i] ? m->vals[i] : NULL;
+}
+
+void *strmap_put(StrMap *m, const char *key, void *val)
+{
+	if ((m->count + 1) * 4 >= m->cap * 3) {
+		StrMap bigger = {0};
+		bigger.cap = m->cap ? m->cap * 2 : 64;
+		bigger.keys = xcalloc(bigger.cap, sizeof(char *));
+		bigger.vals = xcalloc(bigger.cap, sizeof(void *));
+		for (size_t i = 0; i < m->cap; i++)
+			if (m->keys[i]) {
+				size_t j = strmap_slot(&bigger, m->keys[i]);
+				bigger.keys[j] = m->keys[i];
+				bigger.vals[j] = m->vals[i];
+			}
+		bigger.count = m->count;
+		strmap_free(m);
+		*m = bigger;
+	}
+	size_t i = strmap_slot(m, key);
+	void *old = m->keys[i] ? m->vals[i] : NULL;
+	if (!m->keys[i])
+		m->count++;
+	m->keys[i] = key;
+	m->vals[i] = val;
+	return old;
+}
+
+void strmap_free(StrMap *m)
+{
+	free(m->keys);
+	free(m->vals);
+	memset(m, 0, sizeof *m);
+}
+
+double now_wall(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+int64_t now_mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int mkdirs(const char *path, int mode)
+{
+	char tmp[4096];
+	size_t n = strlen(path);
+	if (n == 0 || n >= sizeof tmp) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	memcpy(tmp, path, n + 1);
+	for (char *p = tmp + 1; *p; p++)
+		if (*p == '/') {
+			*p = 0;
+			if (mkdir(tmp, mode) != 0 && errno != EEXIST)
+				return -1;
+			*p = '/';
+		}
+	if (mkdir(tmp, mode) != 0 && errno != EEXIST)
+		return -1;
+	return 0;
+}
+
+int mkdirs_parent(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	if (!slash || slash == path)
+		return 0;
+	char dir[4096];
+	size_t n = (size_t)(slash - path);
+	if (n >= sizeof dir) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	memcpy(dir, path, n);
+	dir[n] = 0;
+	struct stat st;
+	if (stat(dir, &st) == 0 && S_ISDIR(st.st_mode))
+		return 0;
+	return mkdirs(dir, 0777);
+}
+
+char *read_file(const char *path, size_t *len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return NULL;
+	Buf b = {0};
+	char chunk[65536];
+	ssize_t n;
+	while ((n = read(fd, chunk, sizeof chunk)) > 0)
+		buf_put(&b, chunk, (size_t)n);
+	int err = errno;
+	close(fd);
+	if (n < 0) {
+		buf_free(&b);
+		errno = err;
+		return NULL;
+	}
+	if (len)
+		*len = b.len;
+	return b.data ? b.data : xcalloc(1, 1);
+}
+
+int write_file_atomic(const char *path, const void *data, size_t len)
+{
+	char *tmp = xasprintf("%s.kiln-tmp.%d", path, (int)getpid());
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+	if (fd < 0) {
+		free(tmp);
+		return -1;
+	}
+	const char *p = data;
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			close(fd);
+			unlink(tmp);
+			free(tmp);
+			return -1;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	if (close(fd) != 0 || rename(tmp, path) != 0) {
+		unlink(tmp);
+		free(tmp);
+		return -1;
+	}
+	free(tmp);
+	return 0;
+}
+
+double parse_duration(const char *s)
+{
+	double total = 0;
+	int any = 0;
+	while (*s) {
+		char *end;
+		double v = strtod(s, &end);
+		if (end == s || v < 0)
+			return -1;
+		double unit = 1;
+		switch (*end) {
+		case 's': unit = 1; end++; break;
+		case 'm': unit = 60; end++; break;
+		case 'h': unit = 3600; end++; break;
+		case 'd': unit = 86400; end++; break;
+		case 0: if (any) return -1; break; /* a bare number must stand alone */
+		default: return -1;
+		}
+		total += v * unit;
+		any = 1;
+		s = end;
+	}
+	return any ? total : -1;
+}
+
+long long parse_size_mib(const char *s)
+{
+	char *end;
+	double v = strtod(s, &end);
+	if (end == s || v < 0)
+		return -1;
+	double mib;
+	if (!*end)
+		mib = v;
+	else if (!strcmp(end, "K") || !strcmp(end, "KB") || !strcmp(end, "KiB"))
+		mib = v / 1024;
+	else if (!strcmp(end, "M") || !strcmp(end, "MB") || !strcmp(end, "MiB"))
+		mib = v;
+	else if (!strcmp(end, "G") || !strcmp(end, "GB") || !strcmp(end, "GiB"))
+		mib = v * 1024;
+	else if (!strcmp(end, "T") || !strcmp(end, "TB") || !strcmp(end, "TiB"))
+		mib = v * 1024 * 1024;
+	else
+		return -1;
+	return (long long)(mib + 0.999);
+}
+
+void format_duration(double sec, char *out, size_t n)
+{
+	if (sec < 10)
+		snprintf(out, n, "%.1fs", sec);
+	else if (sec < 60)
+		snprintf(out, n, "%.0fs", sec);
+	else if (sec < 3600)
+		snprintf(out, n, "%dm%02ds", (int)sec / 60, (int)sec % 60);
+	else
+		snprintf(out, n, "%dh%02dm", (int)sec / 3600, (int)sec % 3600 / 60);
+}

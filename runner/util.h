@@ -1,0 +1,83 @@
+/* util.h — small shared helpers: checked allocation, growable buffers, an arena,
+ * a string-keyed hash map, fatal errors and clocks. Everything here is process-wide. */
+#ifndef KILN_UTIL_H
+#define KILN_UTIL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Exit codes used across kiln. */
+enum { EXIT_TASK_FAILED = 1, EXIT_USAGE = 2 };
+
+/* Prints "kiln: <message>" to stderr and exits with status 2 (usage/recipe error). */
+void fatal(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
+/* Prints "kiln: warning: <message>" to stderr. */
+void warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Allocation that never returns NULL: out of memory is fatal. */
+void *xmalloc(size_t n);
+void *xcalloc(size_t count, size_t size);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+/* Returns a malloc'd formatted string; caller frees. */
+char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* A growable byte buffer, always NUL-terminated once anything was put. */
+typedef struct {
+	char *data;
+	size_t len, cap;
+} Buf;
+void buf_put(Buf *b, const void *p, size_t n);
+void buf_puts(Buf *b, const char *s);
+void buf_putc(Buf *b, char c);
+void buf_printf(Buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void buf_reset(Buf *b); /* empties it, keeps the memory */
+void buf_free(Buf *b);
+/* Returns the contents (never NULL, "" when empty); valid until the next put. */
+const char *buf_str(Buf *b);
+
+/* An arena: many small allocations freed at once. Used for the graph's strings. */
+typedef struct ArenaBlock ArenaBlock;
+typedef struct {
+	ArenaBlock *head;
+} Arena;
+void *arena_alloc(Arena *a, size_t n);
+char *arena_strdup(Arena *a, const char *s);
+char *arena_strndup(Arena *a, const char *s, size_t n);
+void arena_free(Arena *a);
+
+/* Open-addressing hash map from NUL-terminated keys to pointers. Keys are not copied:
+ * the caller keeps them alive as long as the map. */
+typedef struct {
+	const char **keys;
+	void **vals;
+	size_t cap, count;
+} StrMap;
+void *strmap_get(const StrMap *m, const char *key);
+/* Inserts or replaces; returns the previous value or NULL. */
+void *strmap_put(StrMap *m, const char *key, void *val);
+void strmap_free(StrMap *m);
+uint64_t hash_str(const char *s);
+
+/* Wall-clock time in seconds / monotonic time in nanoseconds. */
+double now_wall(void);
+int64_t now_mono_ns(void);
+
+/* Creates a directory and its parents; returns 0 or -1 with errno set. */
+int mkdirs(const char *path, int mode);
+/* Creates the parent directories of a file path; returns 0 or -1. */
+int mkdirs_parent(const char *path);
+/* Reads a whole file; returns malloc'd NUL-terminated data or NULL (errno set). */
+char *read_file(const char *path, size_t *len);
+/* Writes a whole file atomically (temp + rename); returns 0 or -1. */
+int write_file_atomic(const char *path, const void *data, size_t len);
+
+/* Parses "30", "90s", "5m", "2h", "1h30m" into seconds; returns -1 when malformed. */
+double parse_duration(const char *s);
+/* Parses "512" (MiB), "512M", "4G", "1T" into MiB; returns -1 when malformed. */
+long long parse_size_mib(const char *s);
+/* Formats seconds as "0.4s", "12s", "3m05s", "1h02m" into out. */
+void format_duration(double sec, char *out, size_t n);
+
+#endif
