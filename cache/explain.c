@@ -108,14 +108,18 @@ static void describe(const Line *o, const Line *n, Buf *out, int full)
 	} else if (!strncmp(l->line, "in\t", 3) || !strncmp(l->line, "dep\t", 4)) {
 		int hex = full ? 32 : 8;
 		const char *ov = value_of(o), *nv = value_of(n);
-		const char *fmt = !strncmp(l->line, "in\t", 3) ? "input %.*s changed (%.*s → %.*s)"
-							      : "output of dependency %.*s changed (%.*s → %.*s)";
-		if (!strcmp(nv, "missing"))
+		int is_input = !strncmp(l->line, "in\t", 3);
+		const char *tab = memchr(s, '\t', (size_t)sl); /* dep: "name\tpath" */
+		int nl = tab && !is_input ? (int)(tab - s) : sl;
+		if (value_len(n) == 7 && !strncmp(nv, "missing", 7))
 			buf_printf(out, "input %.*s is missing", sl, s);
-		else if (!strcmp(nv, "pending"))
-			buf_printf(out, "dependency %.*s will run first", sl, s);
+		else if (value_len(n) == 7 && !strncmp(nv, "pending", 7))
+			buf_printf(out, "dependency %.*s will run first", nl, s);
+		else if (is_input)
+			buf_printf(out, "input %.*s changed (%.*s → %.*s)", sl, s, hex, ov, hex, nv);
 		else
-			buf_printf(out, fmt, sl, s, hex, ov, hex, nv);
+			buf_printf(out, "output %.*s of dependency %.*s changed (%.*s → %.*s)", sl - nl - 1, s + nl + 1, nl, s,
+				   hex, ov, hex, nv);
 	} else {
 		buf_printf(out, "%s %.*s: %.*s → %.*s", what, sl, s, value_len(o), value_of(o), value_len(n), value_of(n));
 	}

@@ -118,8 +118,8 @@ int cache_gc(Cache *c, long long *bytes_freed)
 	const char *objects = cache_objects_dir(c);
 	DIR *top = opendir(objects);
 	for (struct dirent *d; top && (d = readdir(top));) {
-		if (strlen(d->d_name) != 2)
-			continue;
+		if (strlen(d->d_name) != 2 || strspn(d->d_name, "0123456789abcdef") != 2)
+			continue; /* also skips ".." */
 		char *sub = xasprintf("%s/%s", objects, d->d_name);
 		DIR *dir = opendir(sub);
 		for (struct dirent *e; dir && (e = readdir(dir));) {

@@ -97,7 +97,7 @@ State *state_open(const char *path, int readonly, Buf *err)
 		int v = user_version(s->db);
 		if (v != 0 && v != STATE_SCHEMA_VERSION) {
 			fprintf(stderr, "kiln: %s has schema version %d, this kiln uses %d: rebuilding it "
-					"(results stay on disk; each task is checked against its outputs again)\n",
+					"(earlier results are forgotten, so tasks run again)\n",
 				path, v, STATE_SCHEMA_VERSION);
 			if (exec_sql(s->db, "DROP TABLE IF EXISTS files; DROP TABLE IF EXISTS successes;"
 					    "DROP TABLE IF EXISTS last_success; DROP TABLE IF EXISTS runs;"

@@ -180,7 +180,7 @@ static const char **expand_paths(lua_State *L, Graph *g, const char **in, int n,
 static const char *expand_placeholders(lua_State *L, Graph *g, const Task *t, const char *s, int shell_quote)
 {
 	if (!strchr(s, '{'))
-		return s;
+		return arena_strdup(&g->arena, s); /* s may be Lua's: it dies with the state */
 	luaL_Buffer b;
 	luaL_buffinit(L, &b);
 	for (const char *p = s; *p;) {

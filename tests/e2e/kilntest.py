@@ -1,0 +1,137 @@
+"""kilntest.py — helpers for end-to-end tests: a temp workspace, running the real kiln
+binary, and reading what ran from its output and from trace files tasks append to."""
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+KILN = os.environ.get("KILN") or os.path.join(os.path.dirname(__file__), "../../build/kiln")
+
+
+class Result:
+    def __init__(self, proc):
+        self.rc = proc.returncode
+        self.out = proc.stdout
+        self.err = proc.stderr
+
+    def tasks(self, kind="ok"):
+        """Names of tasks on lines like 'ok       [3/6] name (0.2s)'."""
+        pat = re.compile(r"^%s\s+\[\d+/\d+\] (\S+)" % re.escape(kind), re.M)
+        return set(pat.findall(self.out))
+
+    @property
+    def ran(self):
+        return self.tasks("ok")
+
+    @property
+    def restored(self):
+        return self.tasks("restored")
+
+    def __repr__(self):
+        return "rc=%s\n--- stdout\n%s--- stderr\n%s" % (self.rc, self.out, self.err)
+
+
+class Workspace:
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="kiln-e2e-")
+
+    def path(self, rel):
+        return os.path.join(self.dir, rel)
+
+    def write(self, rel, text):
+        p = self.path(rel)
+        os.makedirs(os.path.dirname(p) or ".", exist_ok=True)
+        with open(p, "w") as f:
+            f.write(text)
+
+    def read(self, rel):
+        with open(self.path(rel)) as f:
+            return f.read()
+
+    def exists(self, rel):
+        return os.path.exists(self.path(rel))
+
+    def env(self, extra=None):
+        env = dict(os.environ)
+        env.pop("KILN_GPU_INFO", None)
+        env["NO_COLOR"] = "1"
+        if extra:
+            env.update(extra)
+        return env
+
+    def kiln(self, *args, env=None, timeout=120):
+        proc = subprocess.run([KILN, *map(str, args)], cwd=self.dir, env=self.env(env), text=True,
+                              capture_output=True, timeout=timeout)
+        return Result(proc)
+
+    def spawn(self, *args, env=None):
+        return subprocess.Popen([KILN, *map(str, args)], cwd=self.dir, env=self.env(env), text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def trace(self, rel="trace"):
+        """Lines 'name event time [extra]' appended by tasks: returns a list of tuples."""
+        if not self.exists(rel):
+            return []
+        rows = []
+        for line in self.read(rel).splitlines():
+            parts = line.split()
+            if len(parts) >= 3:
+                rows.append((parts[0], parts[1], float(parts[2]), parts[3:]))
+        return rows
+
+    def cleanup(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# A shell fragment for tasks: appends "<task> <event> <time>" to the trace file.
+def traced(cmd, trace="trace"):
+    return ("echo \"$KILN_TASK start $(date +%%s.%%N) $CUDA_VISIBLE_DEVICES\" >> %s; %s; "
+            "echo \"$KILN_TASK end $(date +%%s.%%N) $CUDA_VISIBLE_DEVICES\" >> %s" % (trace, cmd, trace))
+
+
+def lua_str(s):
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def processes_matching(text):
+    """PIDs of live (non-zombie) processes whose command line contains text."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+            with open("/proc/%s/stat" % pid) as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if text in cmd and state != "Z":
+            found.append(int(pid))
+    return found
+
+
+def wait_for(cond, timeout=20.0, step=0.05):
+    end = time.time() + timeout
+    while time.time() < end:
+        if cond():
+            return True
+        time.sleep(step)
+    return False
+
+
+class KilnTestCase(unittest.TestCase):
+    def setUp(self):
+        self.ws = Workspace()
+
+    def tearDown(self):
+        if sys.exc_info()[0] is None:
+            self.ws.cleanup()
+
+
+def main():
+    unittest.main(verbosity=2)

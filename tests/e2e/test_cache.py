@@ -1,0 +1,192 @@
+"""End-to-end: content-hash caching — no-op, touch, leaf edits, early cutoff, restore
+from the store, deleted/edited outputs, crash safety, the workspace lock and `why`."""
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import time
+
+from kilntest import KilnTestCase, lua_str, main, wait_for
+
+CHAIN = """
+local P = params { scale = 2 }
+for _, n in ipairs({"a", "b", "c"}) do
+  task { name = "leaf/" .. n, inputs = {"src/" .. n .. ".txt"}, outputs = {"out/" .. n .. ".txt"},
+         run = "tr a-z A-Z < {in} > {out}" }
+end
+task { name = "mid/ab", inputs = {"out/a.txt", "out/b.txt"}, outputs = {"out/ab.txt"}, run = "cat {inputs} > {out}" }
+task { name = "len/ab", inputs = {"out/ab.txt"}, outputs = {"out/len.txt"}, run = "wc -l < {in} > {out}" }
+task { name = "final", inputs = {"out/len.txt", "out/c.txt"}, outputs = {"out/final.txt"},
+       run = {"sh", "-c", "cat $1 $2 > $3; echo scale=$4 >> $3", "x", "out/len.txt", "out/c.txt", "{out}", P.scale} }
+"""
+ALL = {"leaf/a", "leaf/b", "leaf/c", "mid/ab", "len/ab", "final"}
+
+
+class Cache(KilnTestCase):
+    def setUp(self):
+        super().setUp()
+        for n in "abc":
+            self.ws.write("src/%s.txt" % n, "line %s\n" % n)
+        self.ws.write("kiln.lua", CHAIN)
+        r = self.ws.kiln("run", "-j", "2")
+        self.assertEqual(r.ran, ALL, r)
+
+    def test_noop_runs_nothing(self):
+        r = self.ws.kiln("run")
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(r.ran | r.restored, set())
+        self.assertIn("6 up to date", r.out)
+
+    def test_touch_without_change_runs_nothing(self):
+        time.sleep(0.01)
+        os.utime(self.ws.path("src/a.txt"))
+        r = self.ws.kiln("run")
+        self.assertEqual(r.ran | r.restored, set(), r)
+
+    def test_leaf_edit_reruns_task_and_dependents(self):
+        self.ws.write("src/c.txt", "other c\n")
+        r = self.ws.kiln("run")
+        self.assertEqual(r.ran, {"leaf/c", "final"}, r)
+        self.assertIn("OTHER C", self.ws.read("out/final.txt"))
+
+    def test_early_cutoff(self):
+        # a longer line keeps the line count of ab: len/ab re-runs, writes the same bytes, final stays
+        self.ws.write("src/a.txt", "a much longer first line\n")
+        r = self.ws.kiln("run")
+        self.assertEqual(r.ran, {"leaf/a", "mid/ab", "len/ab"}, r)
+
+    def test_param_changed_and_back_restores(self):
+        r = self.ws.kiln("run", "scale=3")
+        self.assertEqual(r.ran, {"final"}, r)
+        self.assertIn("scale=3", self.ws.read("out/final.txt"))
+        r = self.ws.kiln("run", "scale=2")
+        self.assertEqual(r.ran, set(), r)
+        self.assertEqual(r.restored, {"final"}, r)
+        self.assertIn("scale=2", self.ws.read("out/final.txt"))
+        self.assertEqual(self.ws.kiln("run", "scale=2").ran | self.ws.kiln("run").restored, set())
+
+    def test_deleted_output_restored_from_store(self):
+        os.remove(self.ws.path("out/ab.txt"))
+        r = self.ws.kiln("run")
+        self.assertEqual(r.ran, set(), r)
+        self.assertEqual(r.restored, {"mid/ab"})
+        self.assertIn("output out/ab.txt was deleted", r.out)
+        self.assertEqual(self.ws.read("out/ab.txt"), "LINE A\nLINE B\n")
+
+    def test_deleted_output_reruns_one_task_without_store(self):
+        shutil.rmtree(self.ws.path(".kiln/objects"))
+        os.remove(self.ws.path("out/ab.txt"))
+        st = self.ws.kiln("status")
+        self.assertIn("out/ab.txt was deleted, and the store does not hold", st.out)
+        r = self.ws.kiln("run")
+        self.assertEqual(r.ran, {"mid/ab"}, r)
+        self.assertEqual(self.ws.read("out/ab.txt"), "LINE A\nLINE B\n")
+
+    def test_hand_edited_output_is_put_back(self):
+        self.ws.write("out/c.txt", "tampered\n")
+        r = self.ws.kiln("run")
+        self.assertEqual(r.restored, {"leaf/c"}, r)
+        self.assertEqual(r.ran, set())
+        self.assertEqual(self.ws.read("out/c.txt"), "LINE C\n")
+
+    def test_store_limit_keeps_big_outputs_out(self):
+        self.ws.kiln("clean", "--all")
+        r = self.ws.kiln("run", "--store-max", "0")
+        self.assertEqual(r.ran, ALL, r)
+        self.assertFalse(os.path.exists(self.ws.path(".kiln/objects")) and os.listdir(self.ws.path(".kiln/objects")))
+
+    def test_why_names_changed_input_and_argument(self):
+        self.ws.write("src/c.txt", "changed\n")
+        w = self.ws.kiln("why", "leaf/c")
+        self.assertEqual(w.rc, 0, w)
+        self.assertRegex(w.out, r"input src/c\.txt changed \([0-9a-f]{32} → [0-9a-f]{32}\)")
+        w = self.ws.kiln("why", "final", "scale=5")
+        self.assertIn("dependency leaf/c will run first", w.out)
+        self.assertIn("argument 7: 2 → 5", w.out)
+        n = self.ws.kiln("run", "-n")
+        self.assertIn("run       leaf/c: input src/c.txt changed", n.out)
+        self.assertIn("run       final: dependency leaf/c will run", n.out)
+
+    def test_moved_workspace_invalidates_nothing(self):
+        moved = self.ws.dir + "-moved"
+        shutil.move(self.ws.dir, moved)
+        self.ws.dir = moved
+        r = self.ws.kiln("run")
+        self.assertEqual(r.ran | r.restored, set(), r)
+
+    def test_second_kiln_exits_naming_the_holder(self):
+        self.ws.write("kiln.lua", CHAIN + 'task { name = "slow", run = "sleep 3" }\n')
+        p = self.ws.spawn("run", "slow")
+        self.assertTrue(wait_for(lambda: self.ws.exists(".kiln/logs/slow@1.log")))
+        r = self.ws.kiln("run")
+        self.assertEqual(r.rc, 2, r)
+        self.assertIn("another kiln (pid %d) is running in this workspace" % p.pid, r.err)
+        p.send_signal(signal.SIGTERM)
+        p.communicate(timeout=20)
+
+    def test_gc_prunes_unreferenced_objects(self):
+        objects = self.ws.path(".kiln/objects")
+        junk = os.path.join(objects, "ab", "cdef" * 7 + "0123")
+        os.makedirs(os.path.dirname(junk), exist_ok=True)
+        open(junk, "w").write("junk")
+        before = sum(len(f) for _, _, f in os.walk(objects))
+        r = self.ws.kiln("gc")
+        self.assertIn("removed 1 unreferenced object", r.out)
+        self.assertEqual(sum(len(f) for _, _, f in os.walk(objects)), before - 1)
+        os.remove(self.ws.path("out/a.txt"))
+        self.assertEqual(self.ws.kiln("run").restored, {"leaf/a"}, "referenced objects survive gc")
+
+    def test_old_schema_is_rebuilt_with_a_message(self):
+        db = sqlite3.connect(self.ws.path(".kiln/state.db"))
+        db.execute("PRAGMA user_version = 99")
+        db.commit()
+        db.close()
+        r = self.ws.kiln("run")
+        self.assertEqual(r.rc, 0, r)
+        self.assertIn("schema version 99", r.err)
+        self.assertEqual(r.ran, ALL, "a rebuilt state forgets earlier results")
+        self.assertEqual(self.ws.kiln("run").ran, set())
+
+
+class CrashSafety(KilnTestCase):
+    def test_kill_9_mid_run_then_resume(self):
+        # each task writes half its output, sleeps, writes the rest: a kill leaves partial files
+        lines = ['task { name = "fast", outputs = {"fast.txt"}, run = "echo fast > fast.txt" }']
+        for i in range(6):
+            lines.append('task { name = "slow%d", deps = {"fast"}, outputs = {"s%d.txt"}, run = %s }' % (
+                i, i, lua_str("printf 'part1-' > s%d.txt; sleep 0.6; echo part2 >> s%d.txt" % (i, i))))
+        self.ws.write("kiln.lua", "\n".join(lines) + "\n")
+        p = self.ws.spawn("run", "-j", "2")
+        self.assertTrue(wait_for(lambda: self.ws.exists("s0.txt") or self.ws.exists("s1.txt"), 10))
+        time.sleep(0.2)
+        p.send_signal(signal.SIGKILL)
+        p.communicate()
+        partial = [f for f in ("s%d.txt" % i for i in range(6)) if self.ws.exists(f) and "part2" not in self.ws.read(f)]
+        self.assertTrue(partial, "the kill should have left a partial output")
+        r = self.ws.kiln("run", "-j", "2")
+        self.assertEqual(r.rc, 0, r)
+        self.assertNotIn("fast", r.ran, "an earlier success is not lost")
+        for f in partial:
+            self.assertIn(f.replace(".txt", "").replace("s", "slow"), r.ran)
+        for i in range(6):
+            self.assertEqual(self.ws.read("s%d.txt" % i), "part1-part2\n")
+        self.assertEqual(self.ws.kiln("run").ran, set())
+
+    def test_orphans_of_a_killed_kiln_are_stopped(self):
+        self.ws.write("kiln.lua", 'task { name = "long", run = "sleep 63.29" }\n')
+        p = self.ws.spawn("run")
+        self.assertTrue(wait_for(lambda: self.ws.exists(".kiln/logs/long@1.log")))
+        time.sleep(0.3)
+        p.send_signal(signal.SIGKILL)
+        p.communicate()
+        from kilntest import processes_matching
+        self.assertTrue(processes_matching("sleep 63.29"), "the task outlives a kill -9 of kiln")
+        self.ws.write("kiln.lua", 'task { name = "other", run = "true" }\n')
+        r = self.ws.kiln("run")
+        self.assertIn("stopped 1 task process group left running", r.err)
+        self.assertTrue(wait_for(lambda: not processes_matching("sleep 63.29"), 5))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+"""End-to-end: the recipe API (task, grid, params, glob, require) and every validation
+error, each pointing at file:line with exit status 2 and nothing run."""
+from kilntest import KilnTestCase, main
+
+
+class Validation(KilnTestCase):
+    def expect_error(self, recipe, needle, line, args=(), name="kiln.lua"):
+        self.ws.write(name, recipe)
+        self.ws.write("keep.txt", "x")
+        r = self.ws.kiln("run", *args)
+        self.assertEqual(r.rc, 2, r)
+        if line is not None:
+            self.assertIn("%s:%d:" % (name, line), r.err)
+        self.assertIn(needle, r.err)
+        self.assertFalse(self.ws.exists("ran"), "nothing may run before validation passes")
+        self.assertFalse(self.ws.exists(".kiln/logs"))
+        return r
+
+    def test_syntax_error(self):
+        self.expect_error('task { name = "a", run = "touch ran" }\ntask { name = }\n', "unexpected symbol", 2)
+
+    def test_unknown_field(self):
+        self.expect_error('task { name = "a", run = "touch ran" }\n\ntask { name = "b", gpu = 1 }\n',
+                          "unknown field 'gpu'", 3)
+
+    def test_wrong_type(self):
+        self.expect_error('task { name = "a", cpus = "two" }\n', "cpus must be an integer, got string", 1)
+        self.expect_error('task { name = "a", timeout = "soon" }\n', "timeout must be a positive duration", 1)
+        self.expect_error('task { name = "a", run = 5 }\n', "run must be an argv table or a shell string", 1)
+
+    def test_duplicate_task_name(self):
+        r = self.expect_error('task { name = "a", run = "touch ran" }\ntask { name = "a" }\n', 'declared twice', 2)
+        self.assertIn("first at kiln.lua:1", r.err)
+
+    def test_two_tasks_same_output(self):
+        self.expect_error('task { name = "a", outputs = {"o.txt"} }\ntask { name = "b", outputs = {"./o.txt"} }\n',
+                          'both declare output "o.txt"', 2)
+
+    def test_unknown_dependency(self):
+        self.expect_error('task { name = "a", run = "touch ran" }\ntask { name = "b", deps = {"nope"} }\n',
+                          'depends on unknown task "nope"', 2)
+
+    def test_cycle_printed_as_path(self):
+        r = self.expect_error('task { name = "a", deps = {"c"}, run = "touch ran" }\n'
+                              'task { name = "b", deps = {"a"} }\n'
+                              'task { name = "c", deps = {"b"} }\n', "dependency cycle: ", None)
+        self.assertRegex(r.err, r"kiln\.lua:\d+: dependency cycle: (a -> c -> b -> a|b -> a -> c -> b|c -> b -> a -> c)")
+
+    def test_cycle_through_files(self):
+        self.expect_error('task { name = "a", inputs = {"y"}, outputs = {"x"} }\n'
+                          'task { name = "b", inputs = {"x"}, outputs = {"y"} }\n', "dependency cycle", None)
+
+    def test_missing_input(self):
+        self.expect_error('task { name = "a", run = "touch ran" }\ntask { name = "b", inputs = {"keep.txt", "data/none.csv"} }\n',
+                          'input "data/none.csv" does not exist and no task produces it', 2)
+
+    def test_unknown_param(self):
+        r = self.expect_error('local P = params { batch = 64 }\ntask { name = "a", run = "touch ran" }\n',
+                              'unknown param "bach"', None, args=("bach=32",))
+        self.assertIn("declares: batch", r.err)
+
+    def test_param_type_checked(self):
+        self.expect_error('local P = params { batch = 64 }\n', "expected a number", 1, args=("batch=big",))
+
+    def test_glob_input_matching_nothing(self):
+        self.expect_error('task { name = "a", inputs = {"data/*.csv"} }\n', "matches no file", 1)
+
+    def test_error_in_required_file_points_there(self):
+        self.ws.write("lib/helpers.lua", "local M = {}\nfunction M.add(n)\n  task { name = n, colour = 1 }\nend\nreturn M\n")
+        r = self.expect_error('local h = require("lib.helpers")\nh.add("x")\n', "unknown field 'colour'", None)
+        self.assertIn("lib/helpers.lua:3:", r.err)
+
+    def test_loading_cannot_spawn_or_read_clock(self):
+        self.expect_error('os.execute("touch ran")\n', "os.execute is not available while loading", 1)
+        self.expect_error('local t = os.time()\n', "os.time is not available", 1)
+        self.expect_error('io.open("ran", "w")\n', "would write", 1)
+
+    def test_unknown_verb_and_help(self):
+        r = self.ws.kiln("frobnicate")
+        self.assertEqual(r.rc, 2)
+        self.assertIn('unknown verb "frobnicate"', r.err)
+        h = self.ws.kiln("--help")
+        self.assertEqual(h.rc, 0)
+        self.assertIn("kiln run", h.out)
+        h = self.ws.kiln("help", "why")
+        self.assertIn("last success", h.out)
+
+
+class RecipeApi(KilnTestCase):
+    def test_grid_params_numbers_and_placeholders(self):
+        self.ws.write("kiln.lua", """
+local P = params { batch = 64, tag = "base" }
+assert(math.type(P.batch) == "integer", "numbers stay numbers")
+local n = 0
+for c in grid { model = {"m1", "m2"}, dataset = {"d1", "d2", "d3"} } do
+  n = n + 1
+  task { name = "eval/" .. c.dataset .. "/" .. c.model, outputs = {"out/" .. c.dataset .. "-" .. c.model .. ".txt"},
+         run = {"sh", "-c", "echo $1 $2 > $3", "x", P.batch * 2, P.tag, "{out}"}, tags = c }
+end
+assert(n == 6)
+""")
+        r = self.ws.kiln("run", "batch=32", "tag=exp one")
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(len(r.ran), 6)
+        self.assertEqual(self.ws.read("out/d2-m1.txt").strip(), "64 exp one")
+        lst = self.ws.kiln("list")
+        self.assertIn("eval/d1/m1", lst.out)
+        self.assertIn("dataset=d1 model=m1", lst.out)
+
+    def test_task_values_as_deps_and_glob(self):
+        self.ws.write("data/a.csv", "1")
+        self.ws.write("data/b.csv", "2")
+        self.ws.write("kiln.lua", """
+local files = glob("data/*.csv")
+assert(#files == 2 and files[1] == "data/a.csv")
+local prep = task { name = "prep", inputs = files, outputs = {"all.csv"}, run = "cat {inputs} > {out}" }
+task { name = "use", deps = {prep}, inputs = prep.outputs, outputs = {"n.txt"}, run = "wc -c < {in} > {out}" }
+""")
+        r = self.ws.kiln("run")
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(self.ws.read("all.csv"), "12")
+        self.assertEqual(self.ws.read("n.txt").strip(), "2")
+        g = self.ws.kiln("graph")
+        self.assertIn('"prep" -> "use"', g.out)
+
+    def test_recipe_path_and_workspace_flag(self):
+        self.ws.write("recipes/r.lua", 'task { name = "w", outputs = {"w.txt"}, run = "pwd > w.txt" }\n')
+        r = self.ws.kiln("-C", "work", "run", "recipes/r.lua")
+        self.assertEqual(r.rc, 0, r)
+        self.assertTrue(self.ws.read("work/w.txt").strip().endswith("/work"))
+        self.assertTrue(self.ws.exists("work/.kiln/state.db"))
+        self.assertFalse(self.ws.exists(".kiln"))
+
+
+if __name__ == "__main__":
+    main()
