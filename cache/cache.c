@@ -314,7 +314,8 @@ static char *build_components(Cache *c, Task *t)
 	for (int i = 0; i < t->noutputs; i++)
 		buf_printf(&b, "out\t%s\n", t->outputs[i]);
 	const char **inputs = xmalloc((size_t)(t->ninputs + 1) * sizeof *inputs);
-	memcpy(inputs, t->inputs, (size_t)t->ninputs * sizeof *inputs);
+	if (t->ninputs)
+		memcpy(inputs, t->inputs, (size_t)t->ninputs * sizeof *inputs);
 	qsort(inputs, (size_t)t->ninputs, sizeof *inputs, compare_str);
 	for (int i = 0; i < t->ninputs; i++) {
 		Hash h;
@@ -326,7 +327,8 @@ static char *build_components(Cache *c, Task *t)
 	}
 	free(inputs);
 	Task **deps = xmalloc((size_t)(t->ndeps + 1) * sizeof *deps);
-	memcpy(deps, t->deps, (size_t)t->ndeps * sizeof *deps);
+	if (t->ndeps)
+		memcpy(deps, t->deps, (size_t)t->ndeps * sizeof *deps);
 	qsort(deps, (size_t)t->ndeps, sizeof *deps, compare_task_name);
 	for (int i = 0; i < t->ndeps; i++) {
 		TaskCache *dc = deps[i]->cache_data;

@@ -5,6 +5,7 @@
 #include "lkiln.h"
 
 #include <glob.h>
+#include <stdio.h>
 #include <lauxlib.h>
 #include <stdlib.h>
 #include <string.h>
@@ -204,8 +205,11 @@ static const char *expand_placeholders(lua_State *L, Graph *g, const Task *t, co
 			luaL_addchar(&b, *p++);
 			continue;
 		}
-		if (list_of && nitems == 0)
-			luaL_error(L, "task \"%s\" uses %.*s but declares no %s", t->name, word, p, list_of);
+		if (list_of && nitems == 0) {
+			char placeholder[16];
+			snprintf(placeholder, sizeof placeholder, "%.*s", word, p);
+			luaL_error(L, "task \"%s\" uses %s but declares no %s", t->name, placeholder, list_of);
+		}
 		for (int i = 0; i < nitems; i++) {
 			if (i)
 				luaL_addchar(&b, ' ');

@@ -25,6 +25,7 @@
 typedef struct {
 	const char *verb;
 	const char *recipe;
+	char *recipe_abs; /* malloc'd when -C made the recipe path absolute */
 	char **targets;
 	int ntargets;
 	ParamOverrides params;
@@ -169,7 +170,7 @@ static void parse_args(int argc, char **argv, Options *o)
 		/* the recipe is named relative to where kiln was started, not to -C */
 		char *abs = realpath(o->recipe, NULL);
 		if (abs)
-			o->recipe = abs;
+			o->recipe = o->recipe_abs = abs;
 	}
 	if (dir && chdir(dir) != 0) {
 		if (errno == ENOENT && mkdirs(dir, 0777) == 0 && chdir(dir) == 0)
@@ -476,5 +477,6 @@ int main(int argc, char **argv)
 		fatal("unknown verb \"%s\" (verbs: run status why list graph log clean gc help)", o.verb);
 	params_free(&o.params);
 	free(o.targets);
+	free(o.recipe_abs);
 	return rc;
 }

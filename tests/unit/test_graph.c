@@ -1,0 +1,115 @@
+/* test_graph.c — graph building and validation without Lua: duplicate names and
+ * outputs, unknown deps, cycles as paths, implicit edges from inputs, selection, order. */
+#include <stdlib.h>
+
+#include "../../runner/graph.h"
+#include "check.h"
+
+static Task *add(Graph *g, const char *name, const char *deps, const char *inputs, const char *outputs, int line)
+{
+	Task *t = graph_new_task(g);
+	t->name = name;
+	t->file = "r.lua";
+	t->line = line;
+	const char **lists[3] = {NULL, NULL, NULL};
+	int *counts[3] = {&t->ndep_names, &t->ninputs, &t->noutputs};
+	const char *src[3] = {deps, inputs, outputs};
+	for (int k = 0; k < 3; k++) {
+		lists[k] = arena_alloc(&g->arena, 16 * sizeof(char *));
+		for (const char *p = src[k]; p && *p;) {
+			const char *end = strchr(p, ' ');
+			size_t n = end ? (size_t)(end - p) : strlen(p);
+			lists[k][(*counts[k])++] = arena_strndup(&g->arena, p, n);
+			p += n + (end != NULL);
+		}
+	}
+	t->dep_names = lists[0];
+	t->inputs = lists[1];
+	t->outputs = lists[2];
+	const char *clash = NULL;
+	Task *other = graph_add_task(g, t, &clash);
+	return other ? other : t;
+}
+
+int main(void)
+{
+	Buf err = {0};
+	Graph *g = graph_new("/nonexistent-workspace");
+	Task *a = add(g, "a", NULL, NULL, "a.out", 1);
+	add(g, "b", "a", NULL, "b.out", 2);
+	add(g, "c", NULL, "a.out b.out", "c.out", 3);
+	CHECK(graph_resolve(g, &err) == 0);
+	Task *c = graph_find(g, "c");
+	CHECK(c->ndeps == 2); /* edges from inputs to producers */
+	CHECK(a->ndependents == 2);
+	Task *order[8];
+	CHECK(graph_select(g, NULL, 0, &err) == 3);
+	CHECK(graph_topo_order(g, order) == 3);
+	CHECK_STR(order[0]->name, "a");
+	CHECK_STR(order[1]->name, "b");
+	CHECK_STR(order[2]->name, "c");
+	char *targets[] = {"b"};
+	CHECK(graph_select(g, targets, 1, &err) == 2);
+	CHECK(!c->needed);
+	char *globbed[] = {"[bc]"};
+	CHECK(graph_select(g, globbed, 1, &err) == 3);
+	char *by_output[] = {"./b.out"};
+	CHECK(graph_select(g, by_output, 1, &err) == 2);
+	char *nothing[] = {"zzz"};
+	CHECK(graph_select(g, nothing, 1, &err) == -1);
+	CHECK_CONTAINS(buf_str(&err), "no task or output matches \"zzz\"");
+	graph_free(g);
+
+	/* duplicate name and duplicate output are refused at add time */
+	g = graph_new("/nonexistent-workspace");
+	Task *first = add(g, "x", NULL, NULL, "o", 1);
+	CHECK(add(g, "x", NULL, NULL, NULL, 2) == first);
+	CHECK(add(g, "y", NULL, NULL, "o", 3) == first);
+	CHECK(g->ntasks == 1);
+	graph_free(g);
+
+	/* unknown dependency, with file:line */
+	g = graph_new("/nonexistent-workspace");
+	add(g, "x", "ghost", NULL, NULL, 7);
+	buf_reset(&err);
+	CHECK(graph_resolve(g, &err) == -1);
+	CHECK_STR(buf_str(&err), "r.lua:7: task \"x\" depends on unknown task \"ghost\"");
+	graph_free(g);
+
+	/* cycle printed as a path */
+	g = graph_new("/nonexistent-workspace");
+	add(g, "p", "r", NULL, NULL, 1);
+	add(g, "q", "p", NULL, NULL, 2);
+	add(g, "r", "q", NULL, NULL, 3);
+	buf_reset(&err);
+	CHECK(graph_resolve(g, &err) == -1);
+	CHECK_STR(buf_str(&err), "r.lua:1: dependency cycle: p -> r -> q -> p");
+	graph_free(g);
+
+	/* missing input that nobody produces */
+	g = graph_new("/nonexistent-workspace");
+	add(g, "m", NULL, "definitely/not/here.csv", NULL, 4);
+	buf_reset(&err);
+	CHECK(graph_resolve(g, &err) == -1);
+	CHECK_CONTAINS(buf_str(&err), "r.lua:4: task \"m\": input \"definitely/not/here.csv\" does not exist");
+	graph_free(g);
+
+	/* a long chain resolves and orders without deep recursion */
+	g = graph_new("/nonexistent-workspace");
+	static char names[20000][12];
+	for (int i = 0; i < 20000; i++) {
+		snprintf(names[i], sizeof names[i], "t%d", i);
+		add(g, names[i], i ? names[i - 1] : NULL, NULL, NULL, i + 1);
+	}
+	buf_reset(&err);
+	CHECK(graph_resolve(g, &err) == 0);
+	graph_select(g, NULL, 0, &err);
+	Task **all = malloc(20000 * sizeof *all);
+	CHECK(graph_topo_order(g, all) == 20000);
+	CHECK_STR(all[0]->name, "t0");
+	CHECK_STR(all[19999]->name, "t19999");
+	free(all);
+	graph_free(g);
+	buf_free(&err);
+	return check_exit();
+}
