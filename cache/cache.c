@@ -57,6 +57,8 @@ struct Cache {
 	unsigned generation;
 	int lock_fd;
 	int64_t run_id;
+	StoreQueue *store_queue; /* started lazily by the first success */
+	int64_t committed_ns;
 };
 
 static int64_t wall_ns(void)
@@ -152,6 +154,9 @@ void cache_close(Cache *c)
 				free(tc->components);
 			c->g->tasks[i]->cache_data = NULL;
 		}
+	if (c->store_queue && store_queue_finish(c->store_queue) > 0)
+		warn("some outputs could not be kept in the store (%s): they cannot be restored later", c->objects_dir);
+	store_close();
 	state_close(c->state);
 	if (c->lock_fd >= 0)
 		close(c->lock_fd);
@@ -174,7 +179,20 @@ void cache_end_run(Cache *c, const char *outcome)
 	state_commit(c->state);
 }
 
-void cache_commit(Cache *c) { state_commit(c->state); }
+int cache_commit(Cache *c, int force)
+{
+	/* a commit per wake-up would cost more than the tasks; a crash loses at most the
+	 * last 50 ms of records, and those tasks simply run again */
+	if (!state_pending(c->state))
+		return -1;
+	int64_t now = now_mono_ns(), due = c->committed_ns + 50000000;
+	if (force || now >= due) {
+		state_commit(c->state);
+		c->committed_ns = now;
+		return -1;
+	}
+	return (int)((due - now) / 1000000) + 1;
+}
 
 static TaskCache *task_cache(Cache *c, Task *t)
 {
@@ -484,9 +502,14 @@ int cache_record_success(Cache *c, Task *t, Buf *err)
 			buf_free(&outputs);
 			return -1;
 		}
-		if (S_ISREG(st.st_mode) && st.st_size <= c->opt.store_max_mib * 1024 * 1024 &&
-		    store_put(c->objects_dir, t->outputs[i], tc->out_hashes[i]) != 0)
-			warn("could not keep %s in the store: %s", t->outputs[i], strerror(errno));
+		if (S_ISREG(st.st_mode) && st.st_size <= c->opt.store_max_mib * 1024 * 1024) {
+			if (!c->store_queue)
+				c->store_queue = store_queue_start(c->objects_dir);
+			if (c->store_queue)
+				store_queue_put(c->store_queue, t->outputs[i], tc->out_hashes[i]);
+			else if (store_put(c->objects_dir, t->outputs[i], tc->out_hashes[i]) != 0)
+				warn("could not keep %s in the store: %s", t->outputs[i], strerror(errno));
+		}
 		hash_hex(tc->out_hashes[i], hex);
 		buf_printf(&outputs, "%s %s\n", hex, t->outputs[i]);
 	}

@@ -51,8 +51,10 @@ void cache_attempt_ended(Cache *c, int64_t attempt_id, int exit_code, const char
 /* Kills process groups of attempts a killed kiln left running; returns how many. */
 int cache_reap_orphans(Cache *c);
 
-/* Commits the pending batch of writes (one transaction for many tasks). */
-void cache_commit(Cache *c);
+/* Commits the pending batch of writes (one transaction for many tasks), at most every
+ * 50 ms unless force. Returns the milliseconds until an uncommitted batch is due (the
+ * caller must call again by then), or -1 when nothing is pending. */
+int cache_commit(Cache *c, int force);
 
 /* Writes the log path of t's latest attempt into out; -1 if none is recorded. */
 int cache_last_log(Cache *c, const char *task, Buf *out);

@@ -109,6 +109,8 @@ static void keep_hash(void *ctx, Hash h)
 		strmap_put(keep, xstrdup(hex), (void *)1);
 }
 
+static int is_kept(void *ctx, const char *hex) { return strmap_get(ctx, hex) != NULL; }
+
 int cache_gc(Cache *c, long long *bytes_freed)
 {
 	StrMap keep = {0};
@@ -145,6 +147,7 @@ int cache_gc(Cache *c, long long *bytes_freed)
 	}
 	if (top)
 		closedir(top);
+	removed += store_gc_pack(objects, is_kept, &keep, bytes_freed);
 	for (size_t i = 0; i < keep.cap; i++)
 		free((char *)keep.keys[i]);
 	strmap_free(&keep);

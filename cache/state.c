@@ -159,6 +159,8 @@ void state_commit(State *s)
 	}
 }
 
+int state_pending(const State *s) { return s->in_tx; }
+
 static void bind_hash(sqlite3_stmt *st, int i, Hash h)
 {
 	unsigned char b[16];

@@ -24,6 +24,8 @@ typedef struct {
 State *state_open(const char *path, int readonly, Buf *err);
 void state_close(State *s);
 void state_commit(State *s);
+/* Whether writes are waiting in an open transaction. */
+int state_pending(const State *s);
 
 /* Calls fn for every memo row; the strings live only during the call. */
 void state_each_memo(State *s, void (*fn)(void *ctx, const FileMemo *m), void *ctx);

@@ -7,7 +7,12 @@
 
 #include "hash.h"
 
-/* Path of the object for h under objects_dir; malloc'd. */
+/* Closes the look-up connection store_has/store_restore keep open. */
+void store_close(void);
+/* Deletes packed objects for which keep(ctx, hex) is 0; returns the count, adds bytes. */
+int store_gc_pack(const char *objects_dir, int (*keep)(void *ctx, const char *hex), void *ctx, long long *bytes);
+
+/* Path of the (unpacked) object for h under objects_dir; malloc'd. */
 char *store_object_path(const char *objects_dir, Hash h);
 int store_has(const char *objects_dir, Hash h);
 /* Copies the file at path into the store as h (atomically; no-op if present). 0 or -1. */
@@ -16,5 +21,14 @@ int store_put(const char *objects_dir, const char *path, Hash h);
 int store_restore(const char *objects_dir, Hash h, const char *dest);
 /* Copies src to dst: reflink where the file system can, else a byte copy. 0 or -1. */
 int store_copy_file(const char *src, const char *dst);
+
+/* A background writer: store_queue_put() returns at once and a thread copies the file
+ * into the store, hashing the bytes as it copies; a file that no longer has hash h (it
+ * changed after it was hashed) is not stored. The scheduler keeps going meanwhile. */
+typedef struct StoreQueue StoreQueue;
+StoreQueue *store_queue_start(const char *objects_dir);
+void store_queue_put(StoreQueue *q, const char *path, Hash h);
+/* Waits for every queued copy, stops the thread and frees q; returns how many failed. */
+int store_queue_finish(StoreQueue *q);
 
 #endif

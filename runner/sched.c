@@ -401,13 +401,16 @@ int sched_run(Graph *g, const SchedOptions *o, SchedSummary *sum)
 		start_runnable(&r);
 		if (r.nrunning == 0 && (r.stopping || (r.ready_len == 0 && r.nrunnable == 0)))
 			break;
-		cache_commit(o->cache);
+		int commit_due_ms = cache_commit(o->cache, 0);
 		Task *names[8];
 		int nn = 0;
 		for (Job *j = r.running; j && nn < 8; j = j->next)
 			names[nn++] = j->task;
 		status_line(&r.st, r.done, sum->total, names, nn);
-		int sig = os_wait_event(wait_timeout_ms(&r));
+		int timeout = wait_timeout_ms(&r);
+		if (commit_due_ms >= 0 && (timeout < 0 || timeout > commit_due_ms))
+			timeout = commit_due_ms;
+		int sig = os_wait_event(timeout);
 		if (sig == SIGINT || sig == SIGTERM || sig == SIGHUP) {
 			int again = sum->stopped_by_signal != 0;
 			sum->stopped_by_signal = sig;
@@ -421,7 +424,7 @@ int sched_run(Graph *g, const SchedOptions *o, SchedSummary *sum)
 				job_ended(&r, ended[i]);
 		check_clocks(&r);
 	}
-	cache_commit(o->cache);
+	cache_commit(o->cache, 1);
 	sum->wall_sec = now_wall() - t0;
 	sum->not_run = sum->total - sum->ran - sum->up_to_date - sum->restored - sum->failed;
 	print_summary(&r, sum);

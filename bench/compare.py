@@ -1,0 +1,132 @@
+#!/usr/bin/env python3
+"""compare.py — kiln beside ninja, make (and Snakemake when installed) on the same
+N-task grid, in one run on this machine.
+
+Every task i runs the same shell command in every tool: `cat shared.txt leaf/i.txt > out/i.txt`.
+For each tool and size it prints: full run (-j2), no-op re-run, re-run after a
+content-preserving touch of shared.txt, re-run after one leaf changed, and the peak RSS of
+the no-op. It also times loading, validating and planning a 100k-task recipe with kiln.
+
+usage: bench/compare.py [--kiln build/kiln] [--sizes 1000,10000] [--plan 100000] [--tools kiln,ninja,make,snakemake]
+"""
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def generate(root, n):
+    os.makedirs(os.path.join(root, "leaf"), exist_ok=True)
+    with open(os.path.join(root, "shared.txt"), "w") as f:
+        f.write("shared input\n")
+    for i in range(n):
+        with open(os.path.join(root, "leaf", "%d.txt" % i), "w") as f:
+            f.write("leaf %d\n" % i)
+    cmd = "cat shared.txt leaf/{i}.txt > out/{i}.txt"
+    with open(os.path.join(root, "kiln.lua"), "w") as f:
+        f.write("for i = 0, %d do\n  task { name = \"t\" .. i, inputs = {\"shared.txt\", \"leaf/\" .. i .. \".txt\"},\n"
+                "    outputs = {\"out/\" .. i .. \".txt\"}, run = \"cat shared.txt leaf/\" .. i .. \".txt > out/\" .. i .. \".txt\" }\nend\n" % (n - 1))
+    with open(os.path.join(root, "build.ninja"), "w") as f:
+        f.write("rule cat\n  command = cat $in > $out\n")
+        for i in range(n):
+            f.write("build out/%d.txt: cat shared.txt leaf/%d.txt\n" % (i, i))
+    with open(os.path.join(root, "Makefile"), "w") as f:
+        f.write("all: %s\n" % " ".join("out/%d.txt" % i for i in range(n)))
+        f.write("out/%.txt: shared.txt leaf/%.txt | out\n\tcat shared.txt leaf/$*.txt > $@\nout:\n\tmkdir -p out\n")
+    with open(os.path.join(root, "Snakefile"), "w") as f:
+        f.write("rule all:\n    input: expand('out/{i}.txt', i=range(%d))\n" % n)
+        f.write("rule cat:\n    input: 'shared.txt', 'leaf/{i}.txt'\n    output: 'out/{i}.txt'\n"
+                "    shell: 'cat {input} > {output}'\n")
+    os.makedirs(os.path.join(root, "out"), exist_ok=True)
+    return cmd
+
+
+def commands(tool, kiln):
+    return {
+        "kiln": [kiln, "run", "-j", "2"],
+        "ninja": ["ninja", "-j", "2"],
+        "make": ["make", "-j", "2", "-s"],
+        "snakemake": ["snakemake", "-j", "2", "-q"],
+    }[tool]
+
+
+def timed(cmd, cwd):
+    """Wall seconds and peak RSS (MiB) of one command, through /usr/bin/time."""
+    t0 = time.perf_counter()
+    p = subprocess.run(["/usr/bin/time", "-f", "%M", *cmd], cwd=cwd, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if p.returncode != 0:
+        sys.exit("%s failed in %s:\n%s%s" % (" ".join(cmd), cwd, p.stdout[-2000:], p.stderr[-2000:]))
+    rss_kib = int(p.stderr.strip().splitlines()[-1])
+    return wall, rss_kib / 1024
+
+
+def bench_tool(tool, n, kiln, root):
+    """The five figures for one tool on a tree generated beforehand. Trees are made before
+    and deleted after all measurements: ext4 makes file creation slow for ~30 s after mass
+    deletions, which would penalise whichever tool runs next."""
+    cmd = commands(tool, kiln)
+    full, _ = timed(cmd, root)
+    first_noop, _ = timed(cmd, root)  # kiln re-hashes files written < 50 ms before it hashed them
+    noop, rss = timed(cmd, root)
+    time.sleep(0.05)
+    os.utime(os.path.join(root, "shared.txt"))
+    touch, _ = timed(cmd, root)
+    with open(os.path.join(root, "leaf", "%d.txt" % (n // 2)), "a") as f:
+        f.write("changed\n")
+    leaf, _ = timed(cmd, root)
+    return full, first_noop, noop, touch, leaf, rss
+
+
+def plan_time(n, kiln):
+    root = tempfile.mkdtemp(prefix="kiln-plan-%d-" % n)
+    try:
+        generate(root, n)
+        t0 = time.perf_counter()
+        p = subprocess.run([kiln, "run", "-n"], cwd=root, capture_output=True, text=True)
+        wall = time.perf_counter() - t0
+        if p.returncode != 0:
+            sys.exit(p.stderr)
+        return wall
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--kiln", default=os.path.join(HERE, "..", "build", "kiln"))
+    ap.add_argument("--sizes", default="1000,10000")
+    ap.add_argument("--plan", type=int, default=100000)
+    ap.add_argument("--tools", default="kiln,ninja,make,snakemake")
+    a = ap.parse_args()
+    kiln = os.path.abspath(a.kiln)
+    tools = [t for t in a.tools.split(",") if t == "kiln" or shutil.which(t)]
+    print("machine: %d CPUs; tools: %s" % (os.cpu_count(), ", ".join(tools)))
+    sizes = [int(s) for s in a.sizes.split(",")]
+    roots = {}
+    for n in sizes:
+        for tool in tools:
+            roots[tool, n] = tempfile.mkdtemp(prefix="kiln-bench-%s-%d-" % (tool, n))
+            generate(roots[tool, n], n)
+    print("%-10s %7s %9s %10s %9s %9s %9s %9s" % ("tool", "tasks", "full", "1st no-op", "no-op", "touch", "one-leaf",
+                                                 "noop-RSS"))
+    try:
+        for n in sizes:
+            for tool in tools:
+                full, first, noop, touch, leaf, rss = bench_tool(tool, n, kiln, roots[tool, n])
+                print("%-10s %7d %8.3fs %9.3fs %8.3fs %8.3fs %8.3fs %6.1fMiB" % (tool, n, full, first, noop, touch, leaf, rss),
+                      flush=True)
+    finally:
+        for root in roots.values():
+            shutil.rmtree(root, ignore_errors=True)
+    if a.plan:
+        print("kiln: load + validate + plan (run -n) of a %d-task recipe: %.2fs" % (a.plan, plan_time(a.plan, kiln)))
+
+
+if __name__ == "__main__":
+    main()
