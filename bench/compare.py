@@ -2,6 +2,7 @@
 """compare.py — kiln beside ninja, make (and Snakemake when installed) on the same
 N-task grid, in one run on this machine.
 
+No-op, touch and one-leaf figures are medians of REPEAT runs; full runs are single.
 Every task i runs the same shell command in every tool: `cat shared.txt leaf/i.txt > out/i.txt`.
 For each tool and size it prints: full run (-j2), no-op re-run, re-run after a
 content-preserving touch of shared.txt, re-run after one leaf changed, and the peak RSS of
@@ -12,12 +13,14 @@ usage: bench/compare.py [--kiln build/kiln] [--sizes 1000,10000] [--plan 100000]
 import argparse
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+REPEAT = 5  # no-op, touch and one-leaf figures are medians of this many runs (the machine is noisy)
 
 
 def generate(root, n):
@@ -73,14 +76,17 @@ def bench_tool(tool, n, kiln, root):
     cmd = commands(tool, kiln)
     full, _ = timed(cmd, root)
     first_noop, _ = timed(cmd, root)  # kiln re-hashes files written < 50 ms before it hashed them
-    noop, rss = timed(cmd, root)
-    time.sleep(0.05)
-    os.utime(os.path.join(root, "shared.txt"))
-    touch, _ = timed(cmd, root)
-    with open(os.path.join(root, "leaf", "%d.txt" % (n // 2)), "a") as f:
-        f.write("changed\n")
-    leaf, _ = timed(cmd, root)
-    return full, first_noop, noop, touch, leaf, rss
+    noops = [timed(cmd, root) for _ in range(REPEAT)]
+    noop, rss = statistics.median(w for w, _ in noops), max(r for _, r in noops)
+    touches, leaves = [], []
+    for k in range(REPEAT if tool != "make" or n <= 1000 else 1):
+        time.sleep(0.05)
+        os.utime(os.path.join(root, "shared.txt"))
+        touches.append(timed(cmd, root)[0])
+        with open(os.path.join(root, "leaf", "%d.txt" % (n // 2 + k)), "a") as f:
+            f.write("changed\n")
+        leaves.append(timed(cmd, root)[0])
+    return full, first_noop, noop, statistics.median(touches), statistics.median(leaves), rss
 
 
 def plan_time(n, kiln):

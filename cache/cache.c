@@ -24,7 +24,7 @@
 #include "state.h"
 #include "store.h"
 
-#define KEY_VERSION 1
+#define KEY_VERSION_TEXT "1"
 /* A file modified within this window before it was hashed may change again without its
  * timestamp moving (timestamps are coarse): such a memo entry is re-checked next time. */
 #define RACY_NS 50000000LL
@@ -303,7 +303,7 @@ static char *build_components(Cache *c, Task *t)
 {
 	Buf b = {0};
 	char hex[33];
-	buf_printf(&b, "v\t%d\n", KEY_VERSION);
+	buf_puts(&b, "v\t" KEY_VERSION_TEXT "\n");
 	if (t->shell) {
 		buf_puts(&b, "cmd\tsh\t");
 		put_escaped(&b, t->shell);
@@ -329,8 +329,11 @@ static char *build_components(Cache *c, Task *t)
 		put_escaped(&b, t->tags[i].value);
 		buf_putc(&b, '\n');
 	}
-	for (int i = 0; i < t->noutputs; i++)
-		buf_printf(&b, "out\t%s\n", t->outputs[i]);
+	for (int i = 0; i < t->noutputs; i++) {
+		buf_puts(&b, "out\t");
+		buf_puts(&b, t->outputs[i]);
+		buf_putc(&b, '\n');
+	}
 	const char **inputs = xmalloc((size_t)(t->ninputs + 1) * sizeof *inputs);
 	if (t->ninputs)
 		memcpy(inputs, t->inputs, (size_t)t->ninputs * sizeof *inputs);
@@ -341,7 +344,11 @@ static char *build_components(Cache *c, Task *t)
 			hash_hex(h, hex);
 		else
 			strcpy(hex, "missing");
-		buf_printf(&b, "in\t%s\t%s\n", inputs[i], hex);
+		buf_puts(&b, "in\t");
+		buf_puts(&b, inputs[i]);
+		buf_putc(&b, '\t');
+		buf_puts(&b, hex);
+		buf_putc(&b, '\n');
 	}
 	free(inputs);
 	Task **deps = xmalloc((size_t)(t->ndeps + 1) * sizeof *deps);

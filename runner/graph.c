@@ -170,6 +170,8 @@ static int find_cycle(Graph *g, Buf *err)
 
 int graph_resolve(Graph *g, Buf *err)
 {
+	StrMap exists = {0}; /* inputs already found on disk: a shared input is stat'ed once */
+	int rc = -1;
 	for (int i = 0; i < g->ntasks; i++) {
 		Task *t = g->tasks[i];
 		for (int j = 0; j < t->ndep_names; j++) {
@@ -177,11 +179,11 @@ int graph_resolve(Graph *g, Buf *err)
 			if (!d) {
 				buf_printf(err, "%s:%d: task \"%s\" depends on unknown task \"%s\"", t->file, t->line,
 					   t->name, t->dep_names[j]);
-				return -1;
+				goto out;
 			}
 			if (d == t) {
 				buf_printf(err, "%s:%d: task \"%s\" depends on itself", t->file, t->line, t->name);
-				return -1;
+				goto out;
 			}
 			add_edge(t, d);
 		}
@@ -190,21 +192,27 @@ int graph_resolve(Graph *g, Buf *err)
 			if (producer == t) {
 				buf_printf(err, "%s:%d: task \"%s\" lists \"%s\" as both input and output", t->file,
 					   t->line, t->name, t->inputs[j]);
-				return -1;
+				goto out;
 			}
 			if (producer) {
 				add_edge(t, producer);
 				continue;
 			}
 			struct stat st;
+			if (strmap_get(&exists, t->inputs[j]))
+				continue;
 			if (stat(t->inputs[j], &st) != 0) {
 				buf_printf(err, "%s:%d: task \"%s\": input \"%s\" does not exist and no task produces it",
 					   t->file, t->line, t->name, t->inputs[j]);
-				return -1;
+				goto out;
 			}
+			strmap_put(&exists, t->inputs[j], (void *)1);
 		}
 	}
-	return find_cycle(g, err);
+	rc = find_cycle(g, err);
+out:
+	strmap_free(&exists);
+	return rc;
 }
 
 static void mark_needed(Task *root)

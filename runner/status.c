@@ -50,6 +50,8 @@ void status_clear(Status *s)
 
 void status_print(Status *s, const char *kind, const char *fmt, ...)
 {
+	if (s->tty && !strcmp(kind, "ok"))
+		return; /* on a terminal the status line shows progress; 10k "ok" lines would bury failures */
 	status_clear(s);
 	const char *colour = "";
 	if (s->color) {

@@ -180,16 +180,18 @@ void arena_free(Arena *a)
 
 uint64_t hash_str(const char *s)
 {
-	uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+	uint64_t h = 1469598103934665603ULL; /* FNV-1a, then mixed so low bits spread */
 	for (; *s; s++)
 		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-	return h;
+	h ^= h >> 29;
+	h *= 0xbf58476d1ce4e5b9ULL;
+	return h ^ (h >> 32);
 }
 
-static size_t strmap_slot(const StrMap *m, const char *key)
+static size_t strmap_slot(const StrMap *m, const char *key, uint64_t h)
 {
-	size_t i = hash_str(key) & (m->cap - 1);
-	while (m->keys[i] && strcmp(m->keys[i], key) != 0)
+	size_t i = h & (m->cap - 1);
+	while (m->keys[i] && (m->hashes[i] != h || strcmp(m->keys[i], key) != 0))
 		i = (i + 1) & (m->cap - 1);
 	return i;
 }
@@ -198,33 +200,37 @@ void *strmap_get(const StrMap *m, const char *key)
 {
 	if (!m->cap)
 		return NULL;
-	size_t i = strmap_slot(m, key);
+	size_t i = strmap_slot(m, key, hash_str(key));
 	return m->keys[i] ? m->vals[i] : NULL;
 }
 
 void *strmap_put(StrMap *m, const char *key, void *val)
 {
-	if ((m->count + 1) * 4 >= m->cap * 3) {
+	if ((m->count + 1) * 2 >= m->cap) { /* at most half full: short probe runs */
 		StrMap bigger = {0};
 		bigger.cap = m->cap ? m->cap * 2 : 64;
 		bigger.keys = xcalloc(bigger.cap, sizeof(char *));
 		bigger.vals = xcalloc(bigger.cap, sizeof(void *));
+		bigger.hashes = xcalloc(bigger.cap, sizeof(uint64_t));
 		for (size_t i = 0; i < m->cap; i++)
 			if (m->keys[i]) {
-				size_t j = strmap_slot(&bigger, m->keys[i]);
+				size_t j = strmap_slot(&bigger, m->keys[i], m->hashes[i]);
 				bigger.keys[j] = m->keys[i];
 				bigger.vals[j] = m->vals[i];
+				bigger.hashes[j] = m->hashes[i];
 			}
 		bigger.count = m->count;
 		strmap_free(m);
 		*m = bigger;
 	}
-	size_t i = strmap_slot(m, key);
+	uint64_t h = hash_str(key);
+	size_t i = strmap_slot(m, key, h);
 	void *old = m->keys[i] ? m->vals[i] : NULL;
 	if (!m->keys[i])
 		m->count++;
 	m->keys[i] = key;
 	m->vals[i] = val;
+	m->hashes[i] = h;
 	return old;
 }
 
@@ -232,6 +238,7 @@ void strmap_free(StrMap *m)
 {
 	free(m->keys);
 	free(m->vals);
+	free(m->hashes);
 	memset(m, 0, sizeof *m);
 }
 

@@ -52,6 +52,7 @@ void arena_free(Arena *a);
 typedef struct {
 	const char **keys;
 	void **vals;
+	uint64_t *hashes; /* per slot, so probes compare strings only on a hash match */
 	size_t cap, count;
 } StrMap;
 void *strmap_get(const StrMap *m, const char *key);

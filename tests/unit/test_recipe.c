@@ -69,7 +69,7 @@ int main(void)
 	CHECK_CONTAINS(buf_str(&err), "invalid name");
 	graph_free(g);
 	CHECK(load("task { name = 'a', deps = {{}} }\n", NULL, 0, &g, &err) == -1);
-	CHECK_CONTAINS(buf_str(&err), "must be a task name or a task value");
+	CHECK_CONTAINS(buf_str(&err), "entries must be task names or task values");
 	graph_free(g);
 	/* shell strings get quoted placeholders; awk braces stay as written */
 	CHECK(load("task { name = 's', outputs = {'my file.txt'}, run = \"awk '{print}' x > {out}\" }\n", NULL, 0, &g,
