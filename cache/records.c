@@ -127,7 +127,7 @@ int cache_gc(Cache *c, long long *bytes_freed)
 		for (struct dirent *e; dir && (e = readdir(dir));) {
 			if (e->d_name[0] == '.')
 				continue;
-			char hex[300];
+			char hex[2 * sizeof e->d_name + 1];
 			snprintf(hex, sizeof hex, "%s%s", d->d_name, e->d_name);
 			int stale_tmp = strstr(e->d_name, ".kiln-tmp.") != NULL;
 			if (!stale_tmp && strmap_get(&keep, hex))
