@@ -8,6 +8,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,7 +37,10 @@ typedef struct {
 
 typedef struct {
 	FileMemo m;
-	unsigned generation; /* == Cache.generation: already checked during this command */
+	unsigned generation;      /* == Cache.generation: hash checked during this command */
+	unsigned stat_generation; /* == Cache.generation: st_* below are this command's stat */
+	int64_t s_size, s_mtime, s_ino, s_ctime;
+	int s_isdir;
 } Memo;
 
 typedef struct {
@@ -59,7 +63,29 @@ struct Cache {
 	int64_t run_id;
 	StoreQueue *store_queue; /* started lazily by the first success */
 	int64_t committed_ns;
+	pthread_t loader;        /* reads memo and last successes while the recipe loads */
+	int loading;
 };
+
+/* Waits for the loader thread; every entry point calls this before touching state. */
+static void cache_ready(Cache *c)
+{
+	if (c->loading) {
+		pthread_join(c->loader, NULL);
+		c->loading = 0;
+	}
+}
+
+static void load_memo(void *ctx, const FileMemo *fm);
+static void load_last(void *ctx, const char *task, Hash key, const char *outputs);
+
+static void *loader_main(void *arg)
+{
+	Cache *c = arg;
+	state_each_memo(c->state, load_memo, c);
+	state_each_last(c->state, load_last, c);
+	return NULL;
+}
 
 static int64_t wall_ns(void)
 {
@@ -72,9 +98,9 @@ static void load_memo(void *ctx, const FileMemo *fm)
 {
 	Cache *c = ctx;
 	Memo *m = arena_alloc(&c->arena, sizeof *m);
+	memset(m, 0, sizeof *m);
 	m->m = *fm;
 	m->m.path = arena_strdup(&c->arena, fm->path);
-	m->generation = 0;
 	strmap_put(&c->memo, m->m.path, m);
 }
 
@@ -135,8 +161,14 @@ Cache *cache_open(const char *kiln_dir, Graph *g, const CacheOptions *opt, Buf *
 	free(db);
 	if (!c->state)
 		goto fail;
-	state_each_memo(c->state, load_memo, c);
-	state_each_last(c->state, load_last, c);
+	/* the loader owns c's maps and arena until cache_ready(); signals stay with the caller */
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	c->loading = pthread_create(&c->loader, NULL, loader_main, c) == 0;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (!c->loading)
+		loader_main(c);
 	return c;
 fail:
 	cache_close(c);
@@ -147,6 +179,7 @@ void cache_close(Cache *c)
 {
 	if (!c)
 		return;
+	cache_ready(c);
 	if (c->g)
 		for (int i = 0; i < c->g->ntasks; i++) {
 			TaskCache *tc = c->g->tasks[i]->cache_data;
@@ -169,6 +202,7 @@ void cache_close(Cache *c)
 
 int64_t cache_begin_run(Cache *c, const char *command_line)
 {
+	cache_ready(c);
 	c->run_id = state_begin_run(c->state, os_hostname(), (int)getpid(), command_line);
 	return c->run_id;
 }
@@ -235,35 +269,68 @@ static int hash_dir(Cache *c, const char *path, Hash *out)
 	return 0;
 }
 
+static int64_t ns_of(struct timespec ts) { return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec; }
+
+static Memo *memo_entry(Cache *c, const char *path)
+{
+	Memo *m = strmap_get(&c->memo, path);
+	if (!m) {
+		m = arena_alloc(&c->arena, sizeof *m);
+		memset(m, 0, sizeof *m);
+		m->m.path = arena_strdup(&c->arena, path);
+		m->m.size = -1; /* never matches a stat: no hash known yet */
+		strmap_put(&c->memo, m->m.path, m);
+	}
+	return m;
+}
+
+/* stat() once per command: the answer is kept on the memo entry. */
+static int stat_once(Cache *c, Memo *m)
+{
+	if (m->stat_generation == c->generation)
+		return m->s_size >= 0 ? 0 : -1;
+	struct stat st;
+	m->stat_generation = c->generation;
+	if (stat(m->m.path, &st) != 0) {
+		m->s_size = -1;
+		return -1;
+	}
+	m->s_size = st.st_size;
+	m->s_mtime = ns_of(st.st_mtim);
+	m->s_ino = (int64_t)st.st_ino;
+	m->s_ctime = ns_of(st.st_ctim);
+	m->s_isdir = S_ISDIR(st.st_mode);
+	return 0;
+}
+
+int cache_path_exists(void *cache, const char *path)
+{
+	Cache *c = cache;
+	cache_ready(c);
+	return stat_once(c, memo_entry(c, path)) == 0;
+}
+
 /* Content hash of a file or directory, through the (path, size, mtime, inode, ctime) memo. */
 static int hash_path(Cache *c, const char *path, Hash *out)
 {
-	Memo *m = strmap_get(&c->memo, path);
-	if (m && m->generation == c->generation) {
+	Memo *m = memo_entry(c, path);
+	if (m->generation == c->generation) {
 		*out = m->m.hash;
 		return 0;
 	}
-	struct stat st;
-	if (stat(path, &st) != 0)
+	if (stat_once(c, m) != 0)
 		return -1;
-	if (S_ISDIR(st.st_mode))
+	if (m->s_isdir)
 		return hash_dir(c, path, out);
-	int64_t mtime = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
-	int64_t ctime = (int64_t)st.st_ctim.tv_sec * 1000000000 + st.st_ctim.tv_nsec;
-	if (m && m->m.size == st.st_size && m->m.mtime_ns == mtime && m->m.ino == (int64_t)st.st_ino &&
-	    m->m.ctime_ns == ctime && m->m.hashed_ns - mtime > RACY_NS) {
+	if (m->m.size == m->s_size && m->m.mtime_ns == m->s_mtime && m->m.ino == m->s_ino &&
+	    m->m.ctime_ns == m->s_ctime && m->m.hashed_ns - m->s_mtime > RACY_NS) {
 		m->generation = c->generation;
 		*out = m->m.hash;
 		return 0;
 	}
 	if (hash_file(path, out) != 0)
 		return -1;
-	if (!m) {
-		m = arena_alloc(&c->arena, sizeof *m);
-		m->m.path = arena_strdup(&c->arena, path);
-		strmap_put(&c->memo, m->m.path, m);
-	}
-	m->m = (FileMemo){m->m.path, st.st_size, mtime, (int64_t)st.st_ino, ctime, wall_ns(), *out};
+	m->m = (FileMemo){m->m.path, m->s_size, m->s_mtime, m->s_ino, m->s_ctime, wall_ns(), *out};
 	m->generation = c->generation;
 	if (!c->opt.readonly)
 		state_put_memo(c->state, &m->m);
@@ -275,7 +342,7 @@ static void forget_path(Cache *c, const char *path)
 {
 	Memo *m = strmap_get(&c->memo, path);
 	if (m)
-		m->generation = 0;
+		m->generation = m->stat_generation = 0;
 }
 
 static void put_escaped(Buf *b, const char *s)
@@ -427,6 +494,7 @@ static int settle_outputs(Cache *c, Task *t, const Hash *want, int dry, Buf *rea
 
 enum Verdict cache_check(Cache *c, Task *t, int dry, Buf *reason)
 {
+	cache_ready(c);
 	TaskCache *tc = task_cache(c, t);
 	free(tc->components);
 	tc->components = build_components(c, t);
@@ -488,6 +556,7 @@ void cache_assume_will_run(Cache *c, Task *t) { task_cache(c, t)->will_run = 1; 
 
 void cache_clear_outputs(Cache *c, Task *t)
 {
+	cache_ready(c);
 	for (int i = 0; i < t->noutputs; i++) {
 		forget_path(c, t->outputs[i]);
 		struct stat st;
@@ -498,6 +567,7 @@ void cache_clear_outputs(Cache *c, Task *t)
 
 int cache_record_success(Cache *c, Task *t, Buf *err)
 {
+	cache_ready(c);
 	TaskCache *tc = task_cache(c, t);
 	Buf outputs = {0};
 	char hex[33];
@@ -539,6 +609,7 @@ int cache_record_success(Cache *c, Task *t, Buf *err)
 
 void cache_explain(Cache *c, Task *t, Buf *out)
 {
+	cache_ready(c);
 	TaskCache *tc = task_cache(c, t);
 	char *now = tc->components ? xstrdup(tc->components) : build_components(c, t);
 	LastSuccess *last = strmap_get(&c->last, t->name);
@@ -556,6 +627,10 @@ void cache_explain(Cache *c, Task *t, Buf *out)
 	free(now);
 }
 
-State *cache_state(Cache *c) { return c->state; }
+State *cache_state(Cache *c)
+{
+	cache_ready(c);
+	return c->state;
+}
 const char *cache_objects_dir(Cache *c) { return c->objects_dir; }
 int64_t cache_run_id(Cache *c) { return c->run_id; }

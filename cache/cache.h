@@ -23,9 +23,14 @@ enum Verdict {
 };
 
 /* Opens (creating or migrating) kiln_dir/state.db for graph g. In write mode also takes
- * the workspace lock: a second kiln fails with a message naming the holder's pid. */
+ * the workspace lock: a second kiln fails with a message naming the holder's pid. The
+ * stored state is read by a background thread, so open the cache before loading the
+ * recipe: the two overlap. g's tasks may be added after this call. */
 Cache *cache_open(const char *kiln_dir, Graph *g, const CacheOptions *opt, Buf *err);
 void cache_close(Cache *c);
+
+/* A PathExists for graph_resolve (ctx: the Cache): stats once, and hashing reuses it. */
+int cache_path_exists(void *cache, const char *path);
 
 /* Records the start of a run; returns its id. */
 int64_t cache_begin_run(Cache *c, const char *command_line);

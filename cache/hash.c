@@ -45,7 +45,15 @@ int hash_file(const char *path, Hash *out)
 
 int hash_equal(Hash a, Hash b) { return a.lo == b.lo && a.hi == b.hi; }
 
-void hash_hex(Hash h, char out[33]) { snprintf(out, 33, "%016llx%016llx", (unsigned long long)h.hi, (unsigned long long)h.lo); }
+void hash_hex(Hash h, char out[33])
+{
+	static const char digits[] = "0123456789abcdef";
+	for (int i = 0; i < 16; i++) {
+		out[i] = digits[(h.hi >> (60 - 4 * i)) & 15];
+		out[16 + i] = digits[(h.lo >> (60 - 4 * i)) & 15];
+	}
+	out[32] = 0;
+}
 
 int hash_parse(const char *hex, Hash *out)
 {

@@ -168,9 +168,9 @@ static int find_cycle(Graph *g, Buf *err)
 	return found ? -1 : 0;
 }
 
-int graph_resolve(Graph *g, Buf *err)
+int graph_resolve(Graph *g, PathExists exists, void *exists_ctx, Buf *err)
 {
-	StrMap exists = {0}; /* inputs already found on disk: a shared input is stat'ed once */
+	StrMap found = {0}; /* inputs already found on disk: a shared input is checked once */
 	int rc = -1;
 	for (int i = 0; i < g->ntasks; i++) {
 		Task *t = g->tasks[i];
@@ -199,19 +199,19 @@ int graph_resolve(Graph *g, Buf *err)
 				continue;
 			}
 			struct stat st;
-			if (strmap_get(&exists, t->inputs[j]))
+			if (strmap_get(&found, t->inputs[j]))
 				continue;
-			if (stat(t->inputs[j], &st) != 0) {
+			if (exists ? !exists(exists_ctx, t->inputs[j]) : stat(t->inputs[j], &st) != 0) {
 				buf_printf(err, "%s:%d: task \"%s\": input \"%s\" does not exist and no task produces it",
 					   t->file, t->line, t->name, t->inputs[j]);
 				goto out;
 			}
-			strmap_put(&exists, t->inputs[j], (void *)1);
+			strmap_put(&found, t->inputs[j], (void *)1);
 		}
 	}
 	rc = find_cycle(g, err);
 out:
-	strmap_free(&exists);
+	strmap_free(&found);
 	return rc;
 }
 

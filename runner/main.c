@@ -179,15 +179,22 @@ static void parse_args(int argc, char **argv, Options *o)
 	}
 }
 
-static Graph *load_graph(Options *o)
+static Graph *new_graph(void)
 {
 	char cwd[PATH_MAX];
 	if (!getcwd(cwd, sizeof cwd))
 		fatal("cannot read the current directory: %s", strerror(errno));
-	Graph *g = graph_new(cwd);
+	return graph_new(cwd);
+}
+
+/* Loads, resolves and selects into g (made by new_graph); with a cache, input checks
+ * go through it so each input is stat'ed once per command. */
+static Graph *load_graph_with(Options *o, Graph *g, Cache *c)
+{
 	const char *recipe = o->recipe ? o->recipe : "kiln.lua";
 	Buf err = {0};
-	if (recipe_load(g, recipe, &o->params, &err) != 0 || graph_resolve(g, &err) != 0)
+	if (recipe_load(g, recipe, &o->params, &err) != 0 ||
+	    graph_resolve(g, c ? cache_path_exists : NULL, c, &err) != 0)
 		fatal("%s", buf_str(&err));
 	if (graph_select(g, o->targets, o->ntargets, &err) < 0)
 		fatal("%s", buf_str(&err));
@@ -213,6 +220,8 @@ static void check_resources(Graph *g, GpuPool *gpus, int cpus, long long mem)
 	}
 }
 
+static Graph *load_graph(Options *o, Graph *g) { return load_graph_with(o, g, NULL); }
+
 static Cache *open_cache(Options *o, Graph *g, int readonly)
 {
 	CacheOptions copt = {.store_max_mib = o->store_max_mib, .readonly = readonly};
@@ -225,7 +234,10 @@ static Cache *open_cache(Options *o, Graph *g, int readonly)
 
 static int verb_run(Options *o, int argc, char **argv)
 {
-	Graph *g = load_graph(o);
+	Graph *g = new_graph();
+	/* the state loads on another thread while the recipe loads on this one */
+	Cache *c = open_cache(o, g, o->dry_run);
+	load_graph_with(o, g, c);
 	char err[256] = "";
 	GpuPool *gpus = gpu_pool_open(o->gpus, err, sizeof err);
 	if (!gpus)
@@ -238,7 +250,6 @@ static int verb_run(Options *o, int argc, char **argv)
 	long long mem = o->mem_mib ? o->mem_mib : os_memory_mib();
 	check_resources(g, gpus, cpus, mem);
 	if (o->dry_run) {
-		Cache *c = open_cache(o, g, 1);
 		int n = sched_plan(g, c, stdout, 0);
 		printf("kiln: %d task%s would run (dry run: nothing was started)\n", n, n == 1 ? "" : "s");
 		cache_close(c);
@@ -246,7 +257,6 @@ static int verb_run(Options *o, int argc, char **argv)
 		graph_free(g);
 		return 0;
 	}
-	Cache *c = open_cache(o, g, 0);
 	int orphans = cache_reap_orphans(c);
 	if (orphans)
 		fprintf(stderr, "kiln: stopped %d task process group%s left running by a kiln that was killed\n", orphans,
@@ -281,8 +291,9 @@ static int verb_run(Options *o, int argc, char **argv)
 
 static int verb_status(Options *o)
 {
-	Graph *g = load_graph(o);
+	Graph *g = new_graph();
 	Cache *c = open_cache(o, g, 1);
+	load_graph_with(o, g, c);
 	int n = sched_plan(g, c, stdout, o->all);
 	printf(n ? "kiln: %d task%s would run\n" : "kiln: everything is up to date\n", n, n == 1 ? "" : "s");
 	cache_close(c);
@@ -294,11 +305,12 @@ static int verb_why(Options *o)
 {
 	if (o->ntargets != 1)
 		fatal("usage: kiln why [RECIPE] TASK");
-	Graph *g = load_graph(o);
+	Graph *g = new_graph();
+	Cache *c = open_cache(o, g, 1);
+	load_graph_with(o, g, c);
 	Task *t = graph_find(g, o->targets[0]);
 	if (!t)
 		fatal("no task named \"%s\" (see `kiln list`)", o->targets[0]);
-	Cache *c = open_cache(o, g, 1);
 	t->needed = 0; /* decide its dependencies first, quietly, then explain the task itself */
 	for (int i = 0; i < t->ndeps; i++)
 		t->deps[i]->needed = 1;
@@ -316,7 +328,7 @@ static int verb_why(Options *o)
 
 static int verb_list(Options *o)
 {
-	Graph *g = load_graph(o);
+	Graph *g = load_graph(o, new_graph());
 	for (int i = 0; i < g->ntasks; i++) {
 		Task *t = g->tasks[i];
 		if (!t->needed)
@@ -360,7 +372,7 @@ static void dot_string(const char *s)
 
 static int verb_graph(Options *o)
 {
-	Graph *g = load_graph(o);
+	Graph *g = load_graph(o, new_graph());
 	printf("digraph kiln {\n  rankdir=LR;\n  node [shape=box, style=rounded, fontname=\"Helvetica\"];\n");
 	for (int i = 0; i < g->ntasks; i++) {
 		Task *t = g->tasks[i];
@@ -419,7 +431,7 @@ static int remove_tree(const char *path)
 
 static int verb_clean(Options *o)
 {
-	Graph *g = load_graph(o);
+	Graph *g = load_graph(o, new_graph());
 	int removed = 0;
 	for (int i = 0; i < g->ntasks; i++)
 		for (int j = 0; g->tasks[i]->needed && j < g->tasks[i]->noutputs; j++) {

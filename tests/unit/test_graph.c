@@ -38,7 +38,7 @@ int main(void)
 	Task *a = add(g, "a", NULL, NULL, "a.out", 1);
 	add(g, "b", "a", NULL, "b.out", 2);
 	add(g, "c", NULL, "a.out b.out", "c.out", 3);
-	CHECK(graph_resolve(g, &err) == 0);
+	CHECK(graph_resolve(g, NULL, NULL, &err) == 0);
 	Task *c = graph_find(g, "c");
 	CHECK(c->ndeps == 2); /* edges from inputs to producers */
 	CHECK(a->ndependents == 2);
@@ -72,7 +72,7 @@ int main(void)
 	g = graph_new("/nonexistent-workspace");
 	add(g, "x", "ghost", NULL, NULL, 7);
 	buf_reset(&err);
-	CHECK(graph_resolve(g, &err) == -1);
+	CHECK(graph_resolve(g, NULL, NULL, &err) == -1);
 	CHECK_STR(buf_str(&err), "r.lua:7: task \"x\" depends on unknown task \"ghost\"");
 	graph_free(g);
 
@@ -82,7 +82,7 @@ int main(void)
 	add(g, "q", "p", NULL, NULL, 2);
 	add(g, "r", "q", NULL, NULL, 3);
 	buf_reset(&err);
-	CHECK(graph_resolve(g, &err) == -1);
+	CHECK(graph_resolve(g, NULL, NULL, &err) == -1);
 	CHECK_STR(buf_str(&err), "r.lua:1: dependency cycle: p -> r -> q -> p");
 	graph_free(g);
 
@@ -90,7 +90,7 @@ int main(void)
 	g = graph_new("/nonexistent-workspace");
 	add(g, "m", NULL, "definitely/not/here.csv", NULL, 4);
 	buf_reset(&err);
-	CHECK(graph_resolve(g, &err) == -1);
+	CHECK(graph_resolve(g, NULL, NULL, &err) == -1);
 	CHECK_CONTAINS(buf_str(&err), "r.lua:4: task \"m\": input \"definitely/not/here.csv\" does not exist");
 	graph_free(g);
 
@@ -102,7 +102,7 @@ int main(void)
 		add(g, names[i], i ? names[i - 1] : NULL, NULL, NULL, i + 1);
 	}
 	buf_reset(&err);
-	CHECK(graph_resolve(g, &err) == 0);
+	CHECK(graph_resolve(g, NULL, NULL, &err) == 0);
 	graph_select(g, NULL, 0, &err);
 	Task **all = malloc(20000 * sizeof *all);
 	CHECK(graph_topo_order(g, all) == 20000);

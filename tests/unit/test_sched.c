@@ -122,7 +122,7 @@ int main(void)
 		/* a mix of shapes; every fifth task depends on the one before */
 		prev = add(g, names[i], 1 + i % 3, (i % 4) * 1000, i % 5 == 0 ? 2 : i % 2, i % 5 == 4 ? prev : NULL);
 	}
-	CHECK(graph_resolve(g, &err) == 0);
+	CHECK(graph_resolve(g, NULL, NULL, &err) == 0);
 	CHECK(graph_select(g, NULL, 0, &err) == 60);
 	fake = (Fake){.cap_cpus = 4, .cap_gpus = 3, .cap_mem = 4000};
 	SchedSummary sum;
@@ -145,7 +145,7 @@ int main(void)
 	add(g, "down", 1, 0, 0, bad);
 	Task *ok1 = add(g, "ok1", 1, 0, 0, NULL);
 	add(g, "ok2", 1, 0, 0, ok1);
-	CHECK(graph_resolve(g, &err) == 0);
+	CHECK(graph_resolve(g, NULL, NULL, &err) == 0);
 	graph_select(g, NULL, 0, &err);
 	fake = (Fake){.cap_cpus = 1, .cap_gpus = 0, .cap_mem = 10, .fail_task = "bad"};
 	CHECK(run(g, 1, 0, &sum) == 1);
