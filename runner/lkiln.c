@@ -36,7 +36,12 @@ static int field_error(lua_State *L, const char *field, const char *fmt, const c
 static const char *value_string(lua_State *L, Graph *g, int idx, const char *what, int allow_bool)
 {
 	int type = lua_type(L, idx);
-	if (type == LUA_TSTRING || type == LUA_TNUMBER || (allow_bool && type == LUA_TBOOLEAN)) {
+	if (type == LUA_TSTRING) { /* the common case, without luaL_tolstring's metamethod look-up */
+		size_t len;
+		const char *s = lua_tolstring(L, idx, &len);
+		return arena_strndup(&g->arena, s, len);
+	}
+	if (type == LUA_TNUMBER || (allow_bool && type == LUA_TBOOLEAN)) {
 		const char *s = luaL_tolstring(L, idx, NULL);
 		const char *copy = arena_strdup(&g->arena, s);
 		lua_pop(L, 1);
