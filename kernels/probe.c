@@ -1,0 +1,106 @@
+/* probe.c — `kiln-kernels probe`: what a recipe checks before trusting a server's GPUs.
+ * NVML (dlopen, so the probe runs without the toolkit) lists the devices; the CUDA back
+ * end, when built, measures copy bandwidth and a matrix-product rate and checks cuDNN and
+ * NCCL against plain references. Every part says ok / failed / unavailable and why. */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "kernels.h"
+#ifdef KILN_HAVE_CUDA
+#include "cuda/backend.h"
+#endif
+
+typedef struct {
+	unsigned long long total, free, used;
+} NvmlMemory;
+typedef struct {
+	unsigned int gpu, memory;
+} NvmlUtil;
+
+static void json_string(FILE *out, const char *s)
+{
+	fputc('"', out);
+	for (; *s; s++) {
+		if (*s == '"' || *s == '\\')
+			fputc('\\', out);
+		if ((unsigned char)*s >= 0x20)
+			fputc(*s, out);
+	}
+	fputc('"', out);
+}
+
+/* Writes "nvml" and "gpus" members; returns the number of GPUs found. */
+static int probe_nvml(FILE *out)
+{
+	void *lib = dlopen("libnvidia-ml.so.1", RTLD_NOW | RTLD_LOCAL);
+	int (*init)(void) = lib ? (int (*)(void))dlsym(lib, "nvmlInit_v2") : NULL;
+	if (!lib || !init || init() != 0) {
+		fprintf(out, "  \"nvml\": {\"status\": \"unavailable\", \"reason\": %s},\n  \"gpus\": [],\n",
+			lib ? "\"nvmlInit failed (no driver or no GPU)\"" : "\"libnvidia-ml.so.1 not found (no NVIDIA driver)\"");
+		if (lib)
+			dlclose(lib);
+		return 0;
+	}
+	int (*count)(unsigned *) = (int (*)(unsigned *))dlsym(lib, "nvmlDeviceGetCount_v2");
+	int (*handle)(unsigned, void **) = (int (*)(unsigned, void **))dlsym(lib, "nvmlDeviceGetHandleByIndex_v2");
+	int (*name)(void *, char *, unsigned) = (int (*)(void *, char *, unsigned))dlsym(lib, "nvmlDeviceGetName");
+	int (*mem)(void *, NvmlMemory *) = (int (*)(void *, NvmlMemory *))dlsym(lib, "nvmlDeviceGetMemoryInfo");
+	int (*util)(void *, NvmlUtil *) = (int (*)(void *, NvmlUtil *))dlsym(lib, "nvmlDeviceGetUtilizationRates");
+	int (*cc)(void *, int *, int *) = (int (*)(void *, int *, int *))dlsym(lib, "nvmlDeviceGetCudaComputeCapability");
+	int (*driver)(char *, unsigned) = (int (*)(char *, unsigned))dlsym(lib, "nvmlSystemGetDriverVersion");
+	char version[96] = "?";
+	if (driver)
+		driver(version, sizeof version);
+	fprintf(out, "  \"nvml\": {\"status\": \"ok\", \"driver\": ");
+	json_string(out, version);
+	fprintf(out, "},\n  \"gpus\": [");
+	unsigned n = 0;
+	if (count)
+		count(&n);
+	for (unsigned i = 0; i < n; i++) {
+		void *h = NULL;
+		char nm[128] = "?";
+		NvmlMemory m = {0, 0, 0};
+		NvmlUtil u = {0, 0};
+		int major = 0, minor = 0, have_util = 0;
+		if (handle && handle(i, &h) == 0) {
+			if (name)
+				name(h, nm, sizeof nm);
+			if (mem)
+				mem(h, &m);
+			have_util = util && util(h, &u) == 0;
+			if (cc)
+				cc(h, &major, &minor);
+		}
+		fprintf(out, "%s\n    {\"index\": %u, \"name\": ", i ? "," : "", i);
+		json_string(out, nm);
+		fprintf(out, ", \"memory_total_mib\": %llu, \"memory_free_mib\": %llu, \"compute_capability\": \"%d.%d\"",
+			m.total >> 20, m.free >> 20, major, minor);
+		if (have_util)
+			fprintf(out, ", \"utilization_gpu\": %u, \"utilization_memory\": %u", u.gpu, u.memory);
+		fprintf(out, "}");
+	}
+	fprintf(out, "%s],\n", n ? "\n  " : "");
+	int (*shutdown)(void) = (int (*)(void))dlsym(lib, "nvmlShutdown");
+	if (shutdown)
+		shutdown();
+	dlclose(lib);
+	return (int)n;
+}
+
+int probe_run(FILE *out)
+{
+	fprintf(out, "{\n");
+	int gpus = probe_nvml(out);
+	int cuda_ok = 0;
+#ifdef KILN_HAVE_CUDA
+	cuda_ok = probe_cuda(out);
+#else
+	fprintf(out, "  \"cuda\": {\"status\": \"unavailable\", \"reason\": \"kiln-kernels was built without the CUDA toolkit\"},\n");
+#endif
+	int usable = gpus > 0 && cuda_ok;
+	fprintf(out, "  \"usable\": %s\n}\n", usable ? "true" : "false");
+	return usable;
+}
