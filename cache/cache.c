@@ -634,3 +634,20 @@ State *cache_state(Cache *c)
 }
 const char *cache_objects_dir(Cache *c) { return c->objects_dir; }
 int64_t cache_run_id(Cache *c) { return c->run_id; }
+
+void cache_put_metrics(Cache *c, const Task *t, const Metrics *m)
+{
+	cache_ready(c);
+	const char **tk = xmalloc((size_t)(t->ntags + 1) * sizeof *tk), **tv = xmalloc((size_t)(t->ntags + 1) * sizeof *tv);
+	for (int i = 0; i < t->ntags; i++) {
+		tk[i] = t->tags[i].key;
+		tv[i] = t->tags[i].value;
+	}
+	StateMetric *rows = xmalloc((size_t)(m->count + 1) * sizeof *rows);
+	for (int i = 0; i < m->count; i++)
+		rows[i] = (StateMetric){m->rows[i].key, m->rows[i].series, m->rows[i].step, m->rows[i].value, m->rows[i].text};
+	state_put_metrics(c->state, c->run_id, t->name, tk, tv, t->ntags, rows, m->count);
+	free(rows);
+	free(tk);
+	free(tv);
+}

@@ -7,6 +7,7 @@
 
 #include <stdint.h>
 
+#include "../plots/metrics.h"
 #include "../runner/graph.h"
 
 typedef struct Cache Cache;
@@ -47,6 +48,9 @@ void cache_assume_will_run(Cache *c, Task *t);
  * them and records the success in the pending batch. Returns 0, or -1 with a message
  * (a declared output is missing): then the attempt counts as failed. */
 int cache_record_success(Cache *c, Task *t, Buf *err);
+/* Records t's parsed metrics (plots/metrics.h) for this run, with t's tags. */
+void cache_put_metrics(Cache *c, const Task *t, const Metrics *m);
+
 /* Removes t's declared outputs before an attempt so nothing stale can pass for new. */
 void cache_clear_outputs(Cache *c, Task *t);
 

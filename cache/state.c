@@ -12,7 +12,8 @@
 
 enum {
 	Q_MEMO_ALL, Q_MEMO_PUT, Q_LAST_ALL, Q_SUCCESS_FIND, Q_SUCCESS_PUT, Q_LAST_PUT, Q_OUTPUTS_ALL,
-	Q_RUN_BEGIN, Q_RUN_END, Q_ATTEMPT_START, Q_ATTEMPT_END, Q_ATTEMPT_OPEN, Q_LAST_LOG, Q_COUNT
+	Q_RUN_BEGIN, Q_RUN_END, Q_ATTEMPT_START, Q_ATTEMPT_END, Q_ATTEMPT_OPEN, Q_LAST_LOG,
+	Q_INGEST, Q_METRIC, Q_SERIES, Q_METRIC_TAG, Q_COUNT
 };
 
 static const char *const sql[Q_COUNT] = {
@@ -31,6 +32,10 @@ static const char *const sql[Q_COUNT] = {
 	[Q_ATTEMPT_END] = "UPDATE attempts SET ended = ?2, exit_code = ?3, outcome = ?4 WHERE id = ?1",
 	[Q_ATTEMPT_OPEN] = "SELECT id, task, pgid FROM attempts WHERE ended IS NULL AND host = ?1",
 	[Q_LAST_LOG] = "SELECT log FROM attempts WHERE task = ?1 AND log IS NOT NULL ORDER BY id DESC LIMIT 1",
+	[Q_INGEST] = "INSERT OR REPLACE INTO ingests (task, run_id, time) VALUES (?1, ?2, ?3)",
+	[Q_METRIC] = "INSERT OR REPLACE INTO metrics (task, run_id, key, value, text) VALUES (?1, ?2, ?3, ?4, ?5)",
+	[Q_SERIES] = "INSERT INTO series (task, run_id, key, step, value) VALUES (?1, ?2, ?3, ?4, ?5)",
+	[Q_METRIC_TAG] = "INSERT OR REPLACE INTO metric_tags (task, run_id, key, value) VALUES (?1, ?2, ?3, ?4)",
 };
 
 static const char schema[] =
@@ -45,7 +50,15 @@ static const char schema[] =
 	"  attempt INTEGER, started REAL, ended REAL, exit_code INTEGER, outcome TEXT, host TEXT,"
 	"  pgid INTEGER, gpus TEXT, log TEXT);"
 	"CREATE INDEX IF NOT EXISTS attempts_by_task ON attempts (task, id);"
-	"CREATE INDEX IF NOT EXISTS attempts_open ON attempts (ended, host);";
+	"CREATE INDEX IF NOT EXISTS attempts_open ON attempts (ended, host);"
+	/* version 2: metrics, kept for every run that ingested them */
+	"CREATE TABLE IF NOT EXISTS ingests (task TEXT, run_id INTEGER, time REAL, PRIMARY KEY (task, run_id)) WITHOUT ROWID;"
+	"CREATE TABLE IF NOT EXISTS metrics (task TEXT, run_id INTEGER, key TEXT, value REAL, text TEXT,"
+	"  PRIMARY KEY (task, run_id, key)) WITHOUT ROWID;"
+	"CREATE TABLE IF NOT EXISTS series (task TEXT, run_id INTEGER, key TEXT, step REAL, value REAL);"
+	"CREATE INDEX IF NOT EXISTS series_by_task ON series (task, run_id, key, step);"
+	"CREATE TABLE IF NOT EXISTS metric_tags (task TEXT, run_id INTEGER, key TEXT, value TEXT,"
+	"  PRIMARY KEY (task, run_id, key)) WITHOUT ROWID;";
 
 struct State {
 	sqlite3 *db;
@@ -98,7 +111,10 @@ State *state_open(const char *path, int readonly, Buf *err)
 		if (exec_sql(s->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", err))
 			goto fail;
 		int v = user_version(s->db);
-		if (v != 0 && v != STATE_SCHEMA_VERSION) {
+		if (v == 1) /* version 2 only adds tables: the CREATEs below migrate it */
+			fprintf(stderr, "kiln: migrating %s from schema version 1 to %d (adds metrics)\n", path,
+				STATE_SCHEMA_VERSION);
+		else if (v != 0 && v != STATE_SCHEMA_VERSION) {
 			fprintf(stderr, "kiln: %s has schema version %d, this kiln uses %d: rebuilding it "
 					"(earlier results are forgotten, so tasks run again)\n",
 				path, v, STATE_SCHEMA_VERSION);
@@ -107,7 +123,7 @@ State *state_open(const char *path, int readonly, Buf *err)
 					    "DROP TABLE IF EXISTS attempts;", err))
 				goto fail;
 		}
-		if (exec_sql(s->db, schema, err) || exec_sql(s->db, "PRAGMA user_version = 1", err))
+		if (exec_sql(s->db, schema, err) || exec_sql(s->db, "PRAGMA user_version = 2", err))
 			goto fail;
 	} else if (user_version(s->db) != STATE_SCHEMA_VERSION) {
 		buf_printf(err, "%s has another schema version; run `kiln run` once to rebuild it", path);
@@ -346,4 +362,40 @@ int state_last_log(State *s, const char *task, Buf *out)
 	sqlite3_reset(st);
 	sqlite3_clear_bindings(st);
 	return found;
+}
+
+void state_put_metrics(State *s, int64_t run_id, const char *task, const char *const *tag_keys,
+		       const char *const *tag_values, int ntags, const StateMetric *rows, int nrows)
+{
+	sqlite3_stmt *st = writer(s, Q_INGEST);
+	sqlite3_bind_text(st, 1, task, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, run_id);
+	sqlite3_bind_double(st, 3, now_wall());
+	run_write(s, st);
+	for (int i = 0; i < ntags; i++) {
+		st = writer(s, Q_METRIC_TAG);
+		sqlite3_bind_text(st, 1, task, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 2, run_id);
+		sqlite3_bind_text(st, 3, tag_keys[i], -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 4, tag_values[i], -1, SQLITE_STATIC);
+		run_write(s, st);
+	}
+	for (int i = 0; i < nrows; i++) {
+		const StateMetric *r = &rows[i];
+		st = writer(s, r->series ? Q_SERIES : Q_METRIC);
+		sqlite3_bind_text(st, 1, task, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 2, run_id);
+		sqlite3_bind_text(st, 3, r->key, -1, SQLITE_STATIC);
+		if (r->series) {
+			sqlite3_bind_double(st, 4, r->step);
+			sqlite3_bind_double(st, 5, r->value);
+		} else if (r->text) {
+			sqlite3_bind_null(st, 4);
+			sqlite3_bind_text(st, 5, r->text, -1, SQLITE_STATIC);
+		} else {
+			sqlite3_bind_double(st, 4, r->value);
+			sqlite3_bind_null(st, 5);
+		}
+		run_write(s, st);
+	}
 }

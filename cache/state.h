@@ -10,7 +10,7 @@
 #include "../runner/util.h"
 #include "hash.h"
 
-#define STATE_SCHEMA_VERSION 1
+#define STATE_SCHEMA_VERSION 2
 
 typedef struct State State;
 
@@ -50,6 +50,16 @@ void state_attempt_ended(State *s, int64_t id, int exit_code, const char *outcom
 /* Attempts on host that never ended (a killed kiln): fn(ctx, id, task, pgid). */
 void state_each_open_attempt(State *s, const char *host, void (*fn)(void *ctx, int64_t id, const char *task, int pgid),
 			     void *ctx);
+/* Records a task's metrics rows for run_id with its tags (keys/values, n pairs). */
+typedef struct {
+	const char *key;
+	int series;
+	double step, value;
+	const char *text;
+} StateMetric;
+void state_put_metrics(State *s, int64_t run_id, const char *task, const char *const *tag_keys,
+		       const char *const *tag_values, int ntags, const StateMetric *rows, int nrows);
+
 /* Log path of the task's latest attempt; 1 if found. */
 int state_last_log(State *s, const char *task, Buf *out);
 

@@ -39,6 +39,7 @@ typedef struct {
 	const Npy *text;   /* C x D, f16 or f32 */
 	int64_t *labels;   /* N, converted to int64 and range-checked (owned) */
 	int64_t n, c, d;
+	int64_t batch;     /* rows per streamed chunk; 0: the back end chooses */
 } ZeroshotInput;
 
 typedef struct {

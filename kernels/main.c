@@ -14,7 +14,7 @@ static int usage(void)
 	fprintf(stderr,
 		"usage:\n"
 		"  kiln-kernels zeroshot --images X.npy --text T.npy --labels Y.npy --out R.json\n"
-		"                        [--topk-out P.npy] [--device auto|cpu|cuda] [--threads N]\n"
+		"                        [--topk-out P.npy] [--device auto|cpu|cuda] [--threads N] [--batch ROWS]\n"
 		"  kiln-kernels synth --classes C --dim D --samples N --seed S --quality Q [--fp32] --out DIR\n"
 		"  kiln-kernels probe [--out F.json]\n");
 	return 2;
@@ -30,9 +30,10 @@ static int cmd_zeroshot(int argc, char **argv)
 {
 	static const struct option opts[] = {{"images", 1, 0, 'i'}, {"text", 1, 0, 't'},   {"labels", 1, 0, 'l'},
 					     {"out", 1, 0, 'o'},    {"topk-out", 1, 0, 'k'}, {"device", 1, 0, 'd'},
-					     {"threads", 1, 0, 'j'}, {0, 0, 0, 0}};
+					     {"threads", 1, 0, 'j'}, {"batch", 1, 0, 'b'}, {0, 0, 0, 0}};
 	const char *images = NULL, *text = NULL, *labels = NULL, *out = NULL, *topk_out = NULL, *device = "auto";
 	long threads = sysconf(_SC_NPROCESSORS_ONLN);
+	long long batch = 0;
 	int c;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
@@ -43,6 +44,11 @@ static int cmd_zeroshot(int argc, char **argv)
 		case 'k': topk_out = optarg; break;
 		case 'd': device = optarg; break;
 		case 'j': threads = strtol(optarg, NULL, 10); break;
+		case 'b':
+			batch = strtoll(optarg, NULL, 10);
+			if (batch < 1)
+				return fail(2, "--batch takes a positive number of rows");
+			break;
 		default: return usage();
 		}
 	}
@@ -60,6 +66,7 @@ static int cmd_zeroshot(int argc, char **argv)
 		fail(2, err);
 		goto out;
 	}
+	in.batch = batch;
 	if (zeroshot_result_init(&r, in.n, in.c, 1) != 0) {
 		rc = fail(1, "out of memory");
 		goto out_in;

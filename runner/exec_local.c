@@ -75,7 +75,7 @@ static char **build_env(const Job *job, Buf *scratch)
 		n++;
 	for (char **e = job->env; e && *e; e++)
 		extra++;
-	char **env = xmalloc((n + extra + (size_t)t->nenv + 1) * sizeof *env);
+	char **env = xmalloc((n + extra + (size_t)t->nenv + 2) * sizeof *env);
 	size_t k = 0;
 	for (size_t i = 0; i < n; i++) {
 		const char *eq = strchr(environ[i], '=');
@@ -90,6 +90,28 @@ static char **build_env(const Job *job, Buf *scratch)
 	}
 	for (char **e = job->env; e && *e; e++)
 		env[k++] = *e;
+	/* kiln's own directory ends PATH, so tasks find kiln-kernels (and kiln) beside it
+	 * without shadowing anything the user put on PATH */
+	static char *path_entry;
+	if (!path_entry) {
+		char self[4096];
+		ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+		self[len > 0 ? len : 0] = 0;
+		char *slash = strrchr(self, '/');
+		if (slash)
+			*slash = 0;
+		const char *old = getenv("PATH");
+		path_entry = xasprintf("PATH=%s%s%s", old ? old : "/usr/local/bin:/usr/bin:/bin", ":", self);
+	}
+	int task_sets_path = 0;
+	for (int j = 0; j < t->nenv; j++)
+		task_sets_path |= !strcmp(t->env[j].key, "PATH");
+	if (!task_sets_path) {
+		for (size_t i = 0; i < k; i++)
+			if (!strncmp(env[i], "PATH=", 5))
+				env[i] = env[--k];
+		env[k++] = path_entry;
+	}
 	/* task env strings "K=V" are laid out in one scratch buffer; offsets become pointers */
 	size_t offsets[t->nenv + 1];
 	buf_reset(scratch);
@@ -102,6 +124,43 @@ static char **build_env(const Job *job, Buf *scratch)
 		env[k++] = scratch->data + offsets[j];
 	env[k] = NULL;
 	return env;
+}
+
+/* Finds prog on the task's PATH (posix_spawnp would search kiln's own PATH); results are
+ * cached, since grids spawn the same few programs thousands of times. NULL if not found. */
+static const char *resolve_program(const char *prog, char **env)
+{
+	static StrMap cache;
+	if (strchr(prog, '/'))
+		return prog;
+	const char *path = "/usr/local/bin:/usr/bin:/bin";
+	for (char **e = env; *e; e++)
+		if (!strncmp(*e, "PATH=", 5))
+			path = *e + 5;
+	char *key = xasprintf("%s\n%s", prog, path);
+	const char *hit = strmap_get(&cache, key);
+	if (hit) {
+		free(key);
+		return hit;
+	}
+	char *found = NULL;
+	for (const char *p = path; !found;) {
+		const char *colon = strchr(p, ':');
+		size_t n = colon ? (size_t)(colon - p) : strlen(p);
+		char *cand = xasprintf("%.*s/%s", (int)n, n ? p : ".", prog);
+		if (access(cand, X_OK) == 0)
+			found = cand;
+		else
+			free(cand);
+		if (!colon)
+			break;
+		p = colon + 1;
+	}
+	if (found)
+		strmap_put(&cache, key, found);
+	else
+		free(key);
+	return found;
 }
 
 static int local_start(Executor *ex, Job *job)
@@ -140,10 +199,23 @@ static int local_start(Executor *ex, Job *job)
 
 	const char *sh_argv[] = {"/bin/sh", "-c", t->shell, NULL};
 	char *const *argv = (char *const *)(t->shell ? sh_argv : t->argv);
+	static char self[4096];
+	if (!t->shell && !strcmp(t->argv[0], "@kiln")) { /* "@kiln" in a command: this kiln binary */
+		if (!self[0]) {
+			ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+			self[n > 0 ? n : 0] = 0;
+		}
+		argv = xmalloc((size_t)(t->argc + 1) * sizeof *argv);
+		memcpy((void *)argv, t->argv, (size_t)(t->argc + 1) * sizeof *argv);
+		((char **)argv)[0] = self;
+	}
 	Buf scratch = {0};
 	char **env = build_env(job, &scratch);
-	int rc = posix_spawnp(&job->pid, argv[0], &fa, &attr, argv, env);
+	const char *program = resolve_program(argv[0], env);
+	int rc = program ? posix_spawn(&job->pid, program, &fa, &attr, argv, env) : ENOENT;
 	free(env);
+	if (argv != (char *const *)sh_argv && argv != (char *const *)t->argv)
+		free((void *)argv);
 	buf_free(&scratch);
 	posix_spawn_file_actions_destroy(&fa);
 	posix_spawnattr_destroy(&attr);

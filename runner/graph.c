@@ -187,6 +187,19 @@ int graph_resolve(Graph *g, PathExists exists, void *exists_ctx, Buf *err)
 			}
 			add_edge(t, d);
 		}
+		for (int j = 0; j < t->ndep_patterns; j++) {
+			int matched = 0;
+			for (int k = 0; k < g->ntasks; k++)
+				if (g->tasks[k] != t && fnmatch(t->dep_patterns[j], g->tasks[k]->name, 0) == 0) {
+					add_edge(t, g->tasks[k]);
+					matched = 1;
+				}
+			if (!matched) {
+				buf_printf(err, "%s:%d: task \"%s\": from = \"%s\" matches no task", t->file, t->line, t->name,
+					   t->dep_patterns[j]);
+				goto out;
+			}
+		}
 		for (int j = 0; j < t->ninputs; j++) {
 			Task *producer = strmap_get(&g->by_output, t->inputs[j]);
 			if (producer == t) {

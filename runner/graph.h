@@ -43,6 +43,8 @@ struct Task {
 	int noutputs;
 	const char **dep_names;
 	int ndep_names;
+	const char **dep_patterns; /* globs over task names (plot{} from = ...) */
+	int ndep_patterns;
 	const char *metrics;  /* path of a metrics JSON file, or NULL */
 	const char *executor; /* "local", "slurm" or NULL (the command line decides) */
 

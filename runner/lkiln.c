@@ -396,6 +396,121 @@ static int l_task(lua_State *L)
 	return 1;
 }
 
+static int l_gpus_available(lua_State *L)
+{
+	lua_pushinteger(L, context(L)->gpus_known);
+	return 1;
+}
+
+static const char *const plot_fields[] = {"name", "type", "from", "x", "series", "y", "title",
+					  "xlabel", "ylabel", "unit", "out", NULL};
+
+/* plot{}: a task named plot/<name> that renders a chart from the metrics of the tasks
+ * its `from` globs select. The whole spec is its command, so a style change re-renders. */
+static int l_plot(lua_State *L)
+{
+	RecipeContext *ctx = context(L);
+	Graph *g = ctx->g;
+	luaL_checktype(L, 1, LUA_TTABLE);
+	lua_settop(L, 1);
+	lua_pushnil(L);
+	while (lua_next(L, 1)) {
+		lua_pop(L, 1);
+		int known = 0;
+		for (int i = 0; plot_fields[i] && lua_type(L, -1) == LUA_TSTRING; i++)
+			known |= !strcmp(lua_tostring(L, -1), plot_fields[i]);
+		if (!known)
+			luaL_error(L, "plot{}: unknown field '%s' (fields: name, type, from, x, series, y, title, xlabel, "
+				      "ylabel, unit, out)", lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "?");
+	}
+	const char *words[64];
+	int n = 0;
+	words[n++] = "@kiln";
+	words[n++] = "render-plot";
+	const char *name = NULL, *out = NULL, *type = NULL;
+	for (int i = 0; plot_fields[i]; i++) {
+		const char *f = plot_fields[i];
+		int t = lua_getfield(L, 1, f);
+		if (!strcmp(f, "from")) {
+			if (t == LUA_TNIL)
+				luaL_error(L, "plot{}: field 'from' (task names or globs, e.g. \"eval/*\") is required");
+			int count;
+			const char **pats = string_list(L, g, -1, "from", &count, 1);
+			for (int k = 0; k < count && n < 60; k++) {
+				words[n++] = "--from";
+				words[n++] = pats[k];
+			}
+		} else if (t != LUA_TNIL) {
+			const char *v = value_string(L, g, -1, f, 0);
+			if (!strcmp(f, "name"))
+				name = v;
+			else if (!strcmp(f, "out"))
+				out = v;
+			else if (!strcmp(f, "type"))
+				type = v;
+			if (strcmp(f, "out")) { /* --out goes last, normalised */
+				char *flag = arena_alloc(&g->arena, strlen(f) + 3);
+				sprintf(flag, "--%s", f);
+				words[n++] = flag;
+				words[n++] = v;
+			}
+		}
+		lua_pop(L, 1);
+	}
+	if (!name || !type)
+		luaL_error(L, "plot{}: fields 'name' and 'type' are required");
+	if (strcmp(type, "bars") && strcmp(type, "lines") && strcmp(type, "scatter") && strcmp(type, "heatmap"))
+		luaL_error(L, "plot{}: type must be bars, lines, scatter or heatmap, got \"%s\"", type);
+	lua_getfield(L, 1, "y");
+	if (lua_isnil(L, -1))
+		luaL_error(L, "plot{}: field 'y' (the metric to draw) is required");
+	lua_pop(L, 1);
+	Task *t = graph_new_task(g);
+	lua_Debug ar;
+	if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "Sl", &ar)) {
+		t->file = arena_strdup(&g->arena, ar.short_src);
+		t->line = ar.currentline;
+	}
+	char *tname = arena_alloc(&g->arena, strlen(name) + 6);
+	sprintf(tname, "plot/%s", name);
+	t->name = tname;
+	if (!out) {
+		char *o = arena_alloc(&g->arena, strlen(name) + 7);
+		sprintf(o, "plots/%s", name);
+		out = o;
+	}
+	out = graph_norm_path(g, out);
+	words[n++] = "--out";
+	words[n++] = out;
+	t->argv = arena_alloc(&g->arena, (size_t)(n + 1) * sizeof *t->argv);
+	memcpy(t->argv, words, (size_t)n * sizeof *words);
+	t->argv[t->argc = n] = NULL;
+	t->outputs = arena_alloc(&g->arena, 2 * sizeof *t->outputs);
+	char *svg = arena_alloc(&g->arena, strlen(out) + 5), *png = arena_alloc(&g->arena, strlen(out) + 5);
+	sprintf(svg, "%s.svg", out);
+	sprintf(png, "%s.png", out);
+	t->outputs[0] = svg;
+	t->outputs[1] = png;
+	t->noutputs = 2;
+	int count = 0;
+	for (int k = 2; k + 1 < n; k++)
+		count += !strcmp(words[k], "--from");
+	t->dep_patterns = arena_alloc(&g->arena, (size_t)(count + 1) * sizeof *t->dep_patterns);
+	for (int k = 2; k + 1 < n; k++)
+		if (!strcmp(words[k], "--from"))
+			t->dep_patterns[t->ndep_patterns++] = words[k + 1];
+	const char *clash = NULL;
+	Task *other = graph_add_task(g, t, &clash);
+	if (other)
+		luaL_error(L, "plot \"%s\": task %s or its output %s is declared twice (first at %s:%d)", name, t->name,
+			   clash ? clash : t->name, other->file, other->line);
+	lua_createtable(L, 0, 1);
+	lua_pushstring(L, t->name);
+	lua_setfield(L, -2, "name");
+	luaL_setmetatable(L, TASK_METATABLE);
+	return 1;
+}
+
 static int l_glob(lua_State *L)
 {
 	RecipeContext *ctx = context(L);
@@ -472,7 +587,8 @@ void lkiln_open(lua_State *L, RecipeContext *ctx)
 	lua_pushliteral(L, "kiln.task");
 	lua_setfield(L, -2, "__name");
 	lua_pop(L, 1);
-	static const luaL_Reg api[] = {{"task", l_task}, {"glob", l_glob}, {"params", l_params}, {NULL, NULL}};
+	static const luaL_Reg api[] = {{"task", l_task},     {"plot", l_plot}, {"glob", l_glob},
+				       {"params", l_params}, {"gpus_available", l_gpus_available}, {NULL, NULL}};
 	lua_pushglobaltable(L);
 	lua_pushlightuserdata(L, ctx);
 	luaL_setfuncs(L, api, 1);

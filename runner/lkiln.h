@@ -1,4 +1,5 @@
-/* lkiln.h — the recipe API that Lua code sees: task{}, grid{}, params{}, glob(). */
+/* lkiln.h — the recipe API that Lua code sees: task{}, plot{}, grid{}, params{}, glob(),
+ * gpus_available(). */
 #ifndef KILN_LKILN_H
 #define KILN_LKILN_H
 
@@ -13,6 +14,7 @@ typedef struct {
 	const ParamOverrides *ov;
 	char *ov_used;          /* per override: 1 once a params{} call declared that name */
 	Buf declared_params;    /* "a, b, c" for error messages */
+	int gpus_known;         /* gpus_available() */
 } RecipeContext;
 
 /* Registers the API as globals in L; ctx must outlive every call into L. */

@@ -2,6 +2,7 @@
  * dispatches to the verbs (run, status, why, list, graph, log, clean, gc, help). */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fnmatch.h>
 #include <getopt.h>
 #include <limits.h>
 #include <signal.h>
@@ -13,6 +14,9 @@
 #include <unistd.h>
 
 #include "../cache/cache.h"
+#include "../plots/plot.h"
+#include "../plots/report.h"
+#include "../plots/table.h"
 #include "exec.h"
 #include "gpu.h"
 #include "graph.h"
@@ -35,6 +39,9 @@ typedef struct {
 	const char *gpus;
 	double gpu_busy, kill_grace;
 	const char *executor;
+	const char *rows, *cols, *value, *format, *out; /* metrics, report */
+	long long vs_run;
+	int mean;
 } Options;
 
 static const struct {
@@ -57,6 +64,15 @@ static const struct {
 	{"clean", "kiln clean [RECIPE] [TARGET ...] [--all]",
 	 "Deletes the declared outputs of the tasks (all by default); --all also deletes .kiln/."},
 	{"gc", "kiln gc", "Deletes stored outputs that no recorded success refers to."},
+	{"metrics", "kiln metrics [TASK|GLOB ...] [--rows TAG --cols TAG --value METRIC] [--format text|md|tsv|json] [--vs RUN] [--mean] [--out FILE]",
+	 "Prints the latest recorded metrics. With --rows/--cols/--value, a pivot (e.g. dataset x model of top1),\n"
+	 "cells averaged over tasks; --mean adds a row of column means; --vs RUN shows deltas against\n"
+	 "the metrics as they were at run RUN. Without a pivot: one row per task with its tags and metrics."},
+	{"plot", "kiln plot [RECIPE] [NAME ...]",
+	 "Re-renders all (or the named) plot{} charts from the recorded metrics, without running any task:\n"
+	 "after a change of style only. Charts land where each plot's `out` says (default plots/NAME.svg/.png)."},
+	{"report", "kiln report [RECIPE] [--out report.html]",
+	 "Writes one self-contained HTML page: the last run's summary, a table and the chart for every plot{}."},
 	{"help", "kiln help [VERB]", "Shows help for a verb."},
 };
 
@@ -97,7 +113,10 @@ static void parse_args(int argc, char **argv, Options *o)
 		{"gpu-busy", required_argument, 0, 'B'}, {"cpus", required_argument, 0, 'c'},
 		{"mem", required_argument, 0, 'M'}, {"store-max", required_argument, 0, 'S'},
 		{"kill-grace", required_argument, 0, 'K'}, {"executor", required_argument, 0, 'E'},
-		{"all", no_argument, 0, 'a'},       {0, 0, 0, 0}};
+		{"all", no_argument, 0, 'a'},       {"rows", required_argument, 0, 'R'},
+		{"cols", required_argument, 0, 'L'}, {"value", required_argument, 0, 'V'},
+		{"format", required_argument, 0, 'F'}, {"vs", required_argument, 0, 'v'},
+		{"mean", no_argument, 0, 'm'},      {"out", required_argument, 0, 'o'}, {0, 0, 0, 0}};
 	const char *dir = NULL;
 	int c;
 	/* '+' would stop at the verb; permute instead so options may follow it */
@@ -143,6 +162,21 @@ static void parse_args(int argc, char **argv, Options *o)
 			o->executor = optarg;
 			break;
 		case 'a': o->all = 1; break;
+		case 'R': o->rows = optarg; break;
+		case 'L': o->cols = optarg; break;
+		case 'V': o->value = optarg; break;
+		case 'F':
+			if (strcmp(optarg, "text") && strcmp(optarg, "md") && strcmp(optarg, "tsv") && strcmp(optarg, "json"))
+				fatal("--format takes text, md, tsv or json, got \"%s\"", optarg);
+			o->format = optarg;
+			break;
+		case 'v':
+			o->vs_run = strtoll(optarg, &end, 10);
+			if (*end || o->vs_run < 1)
+				fatal("--vs takes a run id (see the runs in `kiln report`), got \"%s\"", optarg);
+			break;
+		case 'm': o->mean = 1; break;
+		case 'o': o->out = optarg; break;
 		default: fprintf(stderr, "(see kiln --help)\n"); exit(EXIT_USAGE);
 		}
 	}
@@ -193,7 +227,11 @@ static Graph *load_graph_with(Options *o, Graph *g, Cache *c)
 {
 	const char *recipe = o->recipe ? o->recipe : "kiln.lua";
 	Buf err = {0};
-	if (recipe_load(g, recipe, &o->params, &err) != 0 ||
+	char gerr[256];
+	GpuPool *pool = gpu_pool_open(o->gpus, gerr, sizeof gerr);
+	int gpus_known = gpu_count(pool);
+	gpu_pool_free(pool);
+	if (recipe_load(g, recipe, &o->params, gpus_known, &err) != 0 ||
 	    graph_resolve(g, c ? cache_path_exists : NULL, c, &err) != 0)
 		fatal("%s", buf_str(&err));
 	if (graph_select(g, o->targets, o->ntargets, &err) < 0)
@@ -461,8 +499,109 @@ static int verb_gc(Options *o)
 	return 0;
 }
 
+/* Plot tasks are the tasks whose command is `@kiln render-plot ...`. */
+static int plot_spec_of(const Task *t, PlotSpec *spec)
+{
+	Buf err = {0};
+	int ok = t->argc > 2 && !strcmp(t->argv[0], "@kiln") && !strcmp(t->argv[1], "render-plot") &&
+		 plot_spec_parse(t->argc - 1, (char **)t->argv + 1, spec, &err) == 0;
+	buf_free(&err);
+	return ok;
+}
+
+static int verb_metrics(Options *o)
+{
+	MetricsQuery q = {.db_path = KILN_DIR "/state.db", .tasks = o->targets, .ntasks = o->ntargets, .rows = o->rows,
+			  .cols = o->cols, .value = o->value, .format = o->format, .vs_run = o->vs_run, .mean_row = o->mean};
+	FILE *out = o->out ? fopen(o->out, "w") : stdout;
+	if (!out)
+		fatal("cannot write %s: %s", o->out, strerror(errno));
+	Buf err = {0};
+	int rc = metrics_print(&q, out, &err);
+	if (o->out)
+		fclose(out);
+	if (rc != 0)
+		fatal("%s", buf_str(&err));
+	return 0;
+}
+
+static int verb_plot(Options *o)
+{
+	Graph *g = new_graph();
+	char **names = o->targets;
+	int nnames = o->ntargets;
+	o->ntargets = 0; /* every task loads; the names pick plots below */
+	load_graph(o, g);
+	int rendered = 0, failed = 0;
+	for (int i = 0; i < g->ntasks; i++) {
+		Task *t = g->tasks[i];
+		PlotSpec spec;
+		if (!plot_spec_of(t, &spec))
+			continue;
+		int wanted = nnames == 0;
+		for (int k = 0; k < nnames && !wanted; k++)
+			wanted = !strcmp(names[k], spec.name) || !strcmp(names[k], t->name) || !fnmatch(names[k], spec.name, 0);
+		if (wanted) {
+			Buf err = {0};
+			if (plot_render(&spec, KILN_DIR "/state.db", &err) == 0) {
+				printf("%s: %s.svg, %s.png\n", t->name, spec.out, spec.out);
+				rendered++;
+			} else {
+				fprintf(stderr, "kiln: %s: %s\n", t->name, buf_str(&err));
+				failed++;
+			}
+			buf_free(&err);
+		}
+		free(spec.from);
+	}
+	if (!rendered && !failed)
+		fatal("no plot{} %sin the recipe", nnames ? "with that name " : "");
+	graph_free(g);
+	return failed ? EXIT_TASK_FAILED : 0;
+}
+
+static int verb_report(Options *o)
+{
+	Graph *g = load_graph(o, new_graph());
+	PlotSpec *specs = xcalloc((size_t)g->ntasks + 1, sizeof *specs);
+	int n = 0;
+	for (int i = 0; i < g->ntasks; i++)
+		n += plot_spec_of(g->tasks[i], &specs[n]);
+	const char *out = o->out ? o->out : "report.html";
+	const char *recipe = o->recipe ? o->recipe : "kiln.lua";
+	const char *base = strrchr(recipe, '/');
+	char *title = xasprintf("kiln report: %s", base ? base + 1 : recipe);
+	Buf err = {0};
+	int rc = report_write(out, KILN_DIR "/state.db", title, specs, n, &err);
+	for (int i = 0; i < n; i++)
+		free(specs[i].from);
+	free(specs);
+	free(title);
+	graph_free(g);
+	if (rc != 0)
+		fatal("%s", buf_str(&err));
+	printf("kiln: wrote %s (%d chart%s)\n", out, n, n == 1 ? "" : "s");
+	return 0;
+}
+
+/* Internal: the command of plot tasks. */
+static int verb_render_plot(int argc, char **argv)
+{
+	PlotSpec spec;
+	Buf err = {0};
+	if (plot_spec_parse(argc, argv, &spec, &err) != 0 || plot_render(&spec, KILN_DIR "/state.db", &err) != 0) {
+		fprintf(stderr, "kiln: plot: %s\n", buf_str(&err));
+		return EXIT_TASK_FAILED;
+	}
+	printf("kiln: rendered %s.svg and %s.png\n", spec.out, spec.out);
+	free(spec.from);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
+	if (argc > 1 && !strcmp(argv[1], "render-plot"))
+		return verb_render_plot(argc - 1, argv + 1);
 	Options o = {.kill_grace = -1, .store_max_mib = 1024};
 	signal(SIGPIPE, SIG_DFL);
 	parse_args(argc, argv, &o);
@@ -485,8 +624,14 @@ int main(int argc, char **argv)
 		rc = verb_clean(&o);
 	else if (!strcmp(o.verb, "gc"))
 		rc = verb_gc(&o);
+	else if (!strcmp(o.verb, "metrics"))
+		rc = verb_metrics(&o);
+	else if (!strcmp(o.verb, "plot"))
+		rc = verb_plot(&o);
+	else if (!strcmp(o.verb, "report"))
+		rc = verb_report(&o);
 	else
-		fatal("unknown verb \"%s\" (verbs: run status why list graph log clean gc help)", o.verb);
+		fatal("unknown verb \"%s\" (verbs: run status why list graph log clean gc metrics plot report help)", o.verb);
 	params_free(&o.params);
 	free(o.targets);
 	free(o.recipe_abs);

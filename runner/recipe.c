@@ -111,14 +111,14 @@ static int traceback_free(lua_State *L)
 	return 1;
 }
 
-int recipe_load(Graph *g, const char *path, const ParamOverrides *ov, Buf *err)
+int recipe_load(Graph *g, const char *path, const ParamOverrides *ov, int gpus_known, Buf *err)
 {
 	lua_State *L = luaL_newstate();
 	if (!L) {
 		buf_puts(err, "cannot create a Lua state (out of memory)");
 		return -1;
 	}
-	RecipeContext ctx = {.g = g, .ov = ov};
+	RecipeContext ctx = {.g = g, .ov = ov, .gpus_known = gpus_known};
 	ctx.ov_used = xcalloc((size_t)ov->count + 1, 1);
 	int rc = -1;
 	luaL_openlibs(L);

@@ -17,7 +17,8 @@ int params_split(char **words, int n, ParamOverrides *ov, char **rest);
 void params_free(ParamOverrides *ov);
 
 /* Loads the recipe at `path` into g (tasks added, not yet resolved). Returns 0, or -1
- * with "file:line: message" in err. `path` is used as the chunk name in messages. */
-int recipe_load(Graph *g, const char *path, const ParamOverrides *ov, Buf *err);
+ * with "file:line: message" in err. `path` is used as the chunk name in messages.
+ * gpus_known is what the recipe's gpus_available() returns. */
+int recipe_load(Graph *g, const char *path, const ParamOverrides *ov, int gpus_known, Buf *err);
 
 #endif

@@ -143,6 +143,8 @@ static int try_start(Run *r, Task *t)
 	}
 	if (t->timeout_sec > 0)
 		job->deadline_ns = now_mono_ns() + (int64_t)(t->timeout_sec * 1e9);
+	if (t->argc && !strcmp(t->argv[0], "@kiln"))
+		cache_commit(o->cache, 1); /* kiln itself reads the state from the task: show it all */
 	cache_clear_outputs(o->cache, t);
 	for (int i = 0; i < t->noutputs; i++)
 		mkdirs_parent(t->outputs[i]);
@@ -204,7 +206,12 @@ static void job_ended(Run *r, Job *job)
 	int64_t attempt_id = r->attempt_ids[t->index];
 	if (job->end == JOB_EXITED && job->exit_code == 0 && !job->timed_out) {
 		Buf err = {0};
-		if (cache_record_success(o->cache, t, &err) == 0) {
+		Metrics m = {0};
+		/* a malformed metrics file fails the attempt before anything is recorded */
+		if ((!t->metrics || metrics_read(t->metrics, &m, &err) == 0) && cache_record_success(o->cache, t, &err) == 0) {
+			if (t->metrics)
+				cache_put_metrics(o->cache, t, &m);
+			metrics_free(&m);
 			cache_attempt_ended(o->cache, attempt_id, 0, "ok");
 			r->sum->ran++;
 			task_done(r, t);
@@ -215,6 +222,7 @@ static void job_ended(Run *r, Job *job)
 		}
 		snprintf(why, sizeof why, "%s", buf_str(&err));
 		buf_free(&err);
+		metrics_free(&m);
 	} else if (job->interrupted && r->sum->stopped_by_signal) {
 		cache_attempt_ended(o->cache, attempt_id, job->exit_code, "interrupted");
 		t->state = TS_SKIPPED;
@@ -302,6 +310,13 @@ static void check_ready(Run *r)
 			task_done(r, t);
 		} else if (v == VERDICT_RESTORED) {
 			r->sum->restored++;
+			Metrics m;
+			Buf ignored = {0}; /* the restored file was ingested when it was made */
+			if (t->metrics && metrics_read(t->metrics, &m, &ignored) == 0) {
+				cache_put_metrics(o->cache, t, &m); /* the metrics now on disk are the latest */
+				metrics_free(&m);
+			}
+			buf_free(&ignored);
 			task_done(r, t);
 			status_print(&r->st, "restored", "[%d/%d] %s (%s)", r->done, r->sum->total, t->name, buf_str(&reason));
 		} else {

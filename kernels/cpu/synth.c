@@ -78,12 +78,14 @@ int synth_write(const SynthSpec *s, const char *dir, char *err, size_t errlen)
 		unit(proto + k * d, d);
 	for (int64_t i = 0; i < c * d; i++)
 		text[i] = proto[i] + 0.35f * (float)gaussian(&data_rng) / sqrtf((float)d);
+	/* labels belong to the dataset: every model sees the same samples' classes */
+	for (int64_t i = 0; i < n; i++)
+		labels[i] = (int64_t)(next_u64(&data_rng) % (uint64_t)c);
 	/* how hard the dataset is: more classes, more confusion */
 	double signal = 0.12 + 0.75 * s->quality, noise = 1.0;
 	for (int64_t i = 0; i < n; i++) {
-		int64_t y = (int64_t)(next_u64(&rng) % (uint64_t)c);
+		int64_t y = labels[i];
 		int64_t other = (int64_t)(next_u64(&rng) % (uint64_t)c);
-		labels[i] = y;
 		float *x = img + i * d;
 		double confuse = 0.6 * uniform(&rng);
 		for (int64_t j = 0; j < d; j++)

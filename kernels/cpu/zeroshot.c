@@ -230,23 +230,27 @@ int zeroshot_cpu(const ZeroshotInput *in, int threads, ZeroshotResult *r, char *
 		threads = in->n > 64 ? (int)(in->n / 64) : 1;
 	Slice slices[64];
 	pthread_t tids[64];
-	int started[64] = {0};
-	for (int t = 0; t < threads; t++) {
-		slices[t] = (Slice){in, text, r, in->n * t / threads, in->n * (t + 1) / threads, -1};
-		if (t > 0)
-			started[t] = pthread_create(&tids[t], NULL, run_slice, &slices[t]) == 0;
-	}
-	run_slice(&slices[0]);
-	for (int t = 1; t < threads; t++) {
-		if (started[t])
-			pthread_join(tids[t], NULL);
-		else
-			run_slice(&slices[t]); /* no thread to be had: do it here */
+	int64_t bad = -1, chunk = in->batch > 0 ? in->batch : in->n;
+	for (int64_t begin = 0; begin < in->n && bad < 0; begin += chunk) {
+		/* one chunk of `batch` rows at a time, split across the threads */
+		int64_t rows = in->n - begin < chunk ? in->n - begin : chunk;
+		int started[64] = {0};
+		for (int t = 0; t < threads; t++) {
+			slices[t] = (Slice){in, text, r, begin + rows * t / threads, begin + rows * (t + 1) / threads, -1};
+			if (t > 0)
+				started[t] = pthread_create(&tids[t], NULL, run_slice, &slices[t]) == 0;
+		}
+		run_slice(&slices[0]);
+		for (int t = 1; t < threads; t++) {
+			if (started[t])
+				pthread_join(tids[t], NULL);
+			else
+				run_slice(&slices[t]); /* no thread to be had: do it here */
+		}
+		for (int t = 0; t < threads && bad < 0; t++)
+			bad = slices[t].bad_row;
 	}
 	free(text);
-	int64_t bad = -1;
-	for (int t = 0; t < threads && bad < 0; t++)
-		bad = slices[t].bad_row;
 	if (bad >= 0) {
 		snprintf(err, errlen, "image feature row %lld contains NaN or infinity", (long long)bad);
 		return -1;

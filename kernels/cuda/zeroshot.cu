@@ -203,6 +203,8 @@ extern "C" int zeroshot_cuda(const ZeroshotInput *in, ZeroshotResult *r, char *e
 	CHECK_CUDA(cudaMemGetInfo(&free_b, &total_b));
 	chunk = (long long)(free_b / 4 / ((size_t)dpad * (f32 ? 6 : 2) + ZS_K * 4));
 	chunk = chunk > 262144 ? 262144 : chunk < BM ? BM : chunk / BM * BM;
+	if (in->batch > 0 && chunk > in->batch)
+		chunk = (in->batch + BM - 1) / BM * BM;
 	if (chunk > in->n)
 		chunk = (in->n + BM - 1) / BM * BM;
 	nchunks = (int)((in->n + chunk - 1) / chunk);

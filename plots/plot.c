@@ -1,0 +1,359 @@
+/* plot.c — turning recorded metrics into gnuplot data and scripts. Values come from the
+ * latest ingestion of each task the spec's globs select; several tasks in one cell are
+ * averaged. gnuplot runs once per chart and writes both the svg and the png. */
+#define _GNU_SOURCE
+#include "plot.h"
+
+#include <getopt.h>
+#include <math.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "mview.h"
+
+extern char **environ;
+
+int plot_spec_parse(int argc, char **argv, PlotSpec *spec, Buf *err)
+{
+	static const struct option opts[] = {{"name", 1, 0, 'n'},   {"type", 1, 0, 't'},   {"from", 1, 0, 'f'},
+					     {"x", 1, 0, 'x'},      {"series", 1, 0, 's'}, {"y", 1, 0, 'y'},
+					     {"title", 1, 0, 'T'},  {"xlabel", 1, 0, 'X'}, {"ylabel", 1, 0, 'Y'},
+					     {"unit", 1, 0, 'u'},   {"out", 1, 0, 'o'},    {0, 0, 0, 0}};
+	memset(spec, 0, sizeof *spec);
+	spec->from = xcalloc((size_t)argc + 1, sizeof(char *));
+	optind = 1;
+	int c;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 'n': spec->name = optarg; break;
+		case 't': spec->type = optarg; break;
+		case 'f': spec->from[spec->nfrom++] = optarg; break;
+		case 'x': spec->x = optarg; break;
+		case 's': spec->series = optarg; break;
+		case 'y': spec->y = optarg; break;
+		case 'T': spec->title = optarg; break;
+		case 'X': spec->xlabel = optarg; break;
+		case 'Y': spec->ylabel = optarg; break;
+		case 'u': spec->unit = optarg; break;
+		case 'o': spec->out = optarg; break;
+		default: buf_puts(err, "render-plot: unknown option"); return -1;
+		}
+	}
+	if (!spec->type || !spec->nfrom || !spec->y || !spec->out) {
+		buf_puts(err, "render-plot needs --type, --from, --y and --out");
+		return -1;
+	}
+	if (strcmp(spec->type, "bars") && strcmp(spec->type, "lines") && strcmp(spec->type, "scatter") &&
+	    strcmp(spec->type, "heatmap")) {
+		buf_printf(err, "plot type \"%s\" is not one of bars, lines, scatter, heatmap", spec->type);
+		return -1;
+	}
+	if ((!strcmp(spec->type, "heatmap") || !strcmp(spec->type, "scatter")) && (!spec->x || !spec->series)) {
+		buf_printf(err, "a %s plot needs x and series", spec->type);
+		return -1;
+	}
+	if (!strcmp(spec->type, "bars") && !spec->x) {
+		buf_puts(err, "a bars plot needs x (the tag along the axis)");
+		return -1;
+	}
+	return 0;
+}
+
+/* A gnuplot string literal: single quotes, with '' for a quote. */
+static void gp_str(FILE *f, const char *s)
+{
+	fputc('\'', f);
+	for (; s && *s; s++) {
+		if (*s == '\'')
+			fputc('\'', f);
+		fputc(*s, f);
+	}
+	fputc('\'', f);
+}
+
+static void header(FILE *gp, const PlotSpec *s, int width, int height)
+{
+	/* noenhanced: dataset names like eurosat_clip must not turn into subscripts */
+	fprintf(gp, "set terminal svg size %d,%d dynamic noenhanced font 'Helvetica,13' background rgb 'white'\n", width, height);
+	fprintf(gp, "set output ");
+	char *svg = xasprintf("%s.svg", s->out);
+	gp_str(gp, svg);
+	free(svg);
+	fprintf(gp, "\nset title ");
+	gp_str(gp, s->title ? s->title : s->name ? s->name : s->y);
+	fprintf(gp, " font ',15'\nset xlabel ");
+	gp_str(gp, s->xlabel ? s->xlabel : s->x ? s->x : "step");
+	char *yl = s->unit ? xasprintf("%s (%s)", s->ylabel ? s->ylabel : s->y, s->unit) : xstrdup(s->ylabel ? s->ylabel : s->y);
+	fprintf(gp, "\nset ylabel ");
+	gp_str(gp, yl);
+	free(yl);
+	fprintf(gp, "\nset grid ytics lc rgb '#dddddd'\nset border 3\nset tics nomirror\nset datafile missing '?'\n"
+		    "set linetype 1 lc rgb '#4e79a7'\nset linetype 2 lc rgb '#f28e2b'\nset linetype 3 lc rgb '#59a14f'\n"
+		    "set linetype 4 lc rgb '#e15759'\nset linetype 5 lc rgb '#76b7b2'\nset linetype 6 lc rgb '#edc948'\n"
+		    "set linetype 7 lc rgb '#b07aa1'\nset linetype 8 lc rgb '#9c755f'\n");
+}
+
+static void footer(FILE *gp, const PlotSpec *s, int width, int height)
+{
+	char *png = xasprintf("%s.png", s->out);
+	fprintf(gp, "set terminal pngcairo size %d,%d noenhanced font 'Helvetica,11' background rgb 'white'\nset output ", width,
+		height);
+	gp_str(gp, png);
+	fprintf(gp, "\nreplot\nunset output\n");
+	free(png);
+}
+
+static int write_bars(FILE *gp, FILE *dat, const char *dat_path, const PlotSpec *s, MView *v, int *width, int *height,
+		      Buf *err)
+{
+	Pivot p;
+	pivot_build(v, s->x, s->series, s->y, &p);
+	if (!p.nrows) {
+		buf_printf(err, "no task selected by the plot has tag %s and metric %s", s->x, s->y);
+		pivot_free(&p);
+		return -1;
+	}
+	*width = 240 + p.nrows * (s->series ? 18 * p.ncols + 14 : 90);
+	*width = *width < 900 ? 900 : *width > 2600 ? 2600 : *width;
+	for (int r = 0; r < p.nrows; r++) {
+		fprintf(dat, "\"%s\"", p.rows[r]);
+		for (int c = 0; c < p.ncols; c++)
+			isnan(p.cells[r * p.ncols + c]) ? fprintf(dat, " ?") : fprintf(dat, " %.6g", p.cells[r * p.ncols + c]);
+		fputc('\n', dat);
+	}
+	size_t longest = 0;
+	for (int r = 0; r < p.nrows; r++)
+		longest = strlen(p.rows[r]) > longest ? strlen(p.rows[r]) : longest;
+	double top = 0;
+	for (int k = 0; k < p.nrows * p.ncols; k++)
+		top = isnan(p.cells[k]) ? top : fmax(top, p.cells[k]);
+	*height = 620 + (p.nrows > 8 ? (int)longest * 4 : 0);
+	header(gp, s, *width, *height);
+	fprintf(gp, "set style data histograms\nset style histogram clustered gap 1\nset style fill solid 0.9 border -1\n"
+		    "set boxwidth 0.9\n");
+	/* fractions (accuracies) get a fixed 0..1 axis with room for the legend above the bars */
+	fprintf(gp, top <= 1 ? "set yrange [0:1.12]\nset ytics 0,0.1,1\n" : "set yrange [0:*]\n");
+	if (s->series)
+		fprintf(gp, top <= 1 ? "set key inside top center horizontal\n" : "set key outside top center horizontal\n");
+	else
+		fprintf(gp, "unset key\n");
+	if (p.nrows > 8) /* rotated names need room below the axis */
+		fprintf(gp, "set xtics rotate by -40 scale 0 font ',11'\nset bmargin %d\n", 3 + (int)(longest * 0.42));
+	else
+		fprintf(gp, "set xtics scale 0\n");
+	fprintf(gp, "plot ");
+	for (int c = 0; c < p.ncols; c++) {
+		fprintf(gp, "%s", c ? ", '' " : "");
+		if (!c)
+			gp_str(gp, dat_path);
+		fprintf(gp, " using %d%s title ", c + 2, c ? "" : ":xtic(1)");
+		gp_str(gp, s->series ? p.cols[c] : s->y);
+	}
+	if (!s->series) { /* one bar per x: print each value on its bar */
+		fprintf(gp, ", '' using 0:2:(sprintf('%%.3f', $2)) with labels offset 0,0.8 notitle");
+	}
+	fputc('\n', gp);
+	pivot_free(&p);
+	return 0;
+}
+
+static int write_heatmap(FILE *gp, FILE *dat, const char *dat_path, const PlotSpec *s, MView *v, int *width, int *height,
+			 Buf *err)
+{
+	Pivot p; /* rows: the series tag (e.g. dataset), columns: the x tag (e.g. model) */
+	pivot_build(v, s->series, s->x, s->y, &p);
+	if (!p.nrows) {
+		buf_printf(err, "no task selected by the plot has tags %s, %s and metric %s", s->series, s->x, s->y);
+		pivot_free(&p);
+		return -1;
+	}
+	double lo = INFINITY, hi = -INFINITY;
+	for (int r = 0; r < p.nrows; r++)
+		for (int c = 0; c < p.ncols; c++) {
+			double val = p.cells[r * p.ncols + c];
+			if (isnan(val)) {
+				fprintf(dat, "%d %d ?\n", c, r);
+			} else {
+				fprintf(dat, "%d %d %.6g\n", c, r, val);
+				lo = fmin(lo, val), hi = fmax(hi, val);
+			}
+		}
+	*width = 360 + 110 * p.ncols;
+	*height = 160 + 30 * p.nrows;
+	*width = *width < 700 ? 700 : *width;
+	*height = *height < 500 ? 500 : *height;
+	header(gp, s, *width, *height);
+	fprintf(gp, "set view map\nunset key\nset border 0\nunset grid\nset tics scale 0\n");
+	fprintf(gp, "set xrange [-0.5:%f]\nset yrange [%f:-0.5]\n", p.ncols - 0.5, p.nrows - 0.5);
+	fprintf(gp, "set palette defined (0 '#f7fbff', 0.5 '#6baed6', 1 '#08306b')\n");
+	if (lo >= 0 && hi <= 1)
+		fprintf(gp, "set cbrange [0:1]\n");
+	fprintf(gp, "set xtics (");
+	for (int c = 0; c < p.ncols; c++) {
+		fprintf(gp, "%s", c ? ", " : "");
+		gp_str(gp, p.cols[c]);
+		fprintf(gp, " %d", c);
+	}
+	fprintf(gp, ")\nset ytics (");
+	for (int r = 0; r < p.nrows; r++) {
+		fprintf(gp, "%s", r ? ", " : "");
+		gp_str(gp, p.rows[r]);
+		fprintf(gp, " %d", r);
+	}
+	fprintf(gp, ")\nset xlabel ");
+	gp_str(gp, s->xlabel ? s->xlabel : s->x);
+	fprintf(gp, "\nset ylabel ");
+	gp_str(gp, s->series);
+	fprintf(gp, "\nset cblabel ");
+	gp_str(gp, s->unit ? s->unit : s->y);
+	fprintf(gp, "\nplot ");
+	gp_str(gp, dat_path);
+	fprintf(gp, " using 1:2:3 with image, '' using 1:2:(sprintf('%%.3f', $3)):($3 > %g ? 0xffffff : 0x222222) "
+		    "with labels tc rgb variable font ',10'\n", lo + (hi - lo) * 0.6);
+	pivot_free(&p);
+	return 0;
+}
+
+static int write_lines(FILE *gp, FILE *dat, const char *dat_path, const PlotSpec *s, MView *v, Buf *err)
+{
+	int blocks = 0;
+	Buf titles = {0};
+	for (int i = 0; i < mview_count(v); i++) {
+		const MTask *t = mview_task(v, i);
+		double *steps, *vals;
+		int n = mview_series(v, t, s->y, &steps, &vals);
+		if (n == 0)
+			continue;
+		for (int k = 0; k < n; k++)
+			fprintf(dat, "%.9g %.9g\n", steps[k], vals[k]);
+		fprintf(dat, "\n\n");
+		free(steps);
+		free(vals);
+		const char *title = s->series ? mtask_tag(t, s->series) : NULL;
+		buf_printf(&titles, "%s\n", title ? title : t->task);
+		blocks++;
+	}
+	if (!blocks) {
+		buf_printf(err, "no task selected by the plot recorded a series %s", s->y);
+		buf_free(&titles);
+		return -1;
+	}
+	header(gp, s, 1000, 600);
+	fprintf(gp, "set key outside right top\nplot ");
+	const char *t = buf_str(&titles);
+	for (int b = 0; b < blocks; b++) {
+		const char *nl = strchr(t, '\n');
+		char *title = strndup(t, (size_t)(nl - t));
+		fprintf(gp, "%s", b ? ", " : "");
+		gp_str(gp, dat_path);
+		fprintf(gp, " index %d using 1:2 with lines lw 2 title ", b);
+		gp_str(gp, title);
+		free(title);
+		t = nl + 1;
+	}
+	fputc('\n', gp);
+	buf_free(&titles);
+	return 0;
+}
+
+static int write_scatter(FILE *gp, FILE *dat, const char *dat_path, const PlotSpec *s, MView *v, Buf *err)
+{
+	char **groups = NULL;
+	int ngroups = 0, points = 0;
+	for (int i = 0; i < mview_count(v); i++) {
+		const char *g = mtask_tag(mview_task(v, i), s->series);
+		int seen = 0;
+		for (int k = 0; g && k < ngroups; k++)
+			seen |= !strcmp(groups[k], g);
+		if (g && !seen) {
+			groups = xrealloc(groups, (size_t)(ngroups + 1) * sizeof *groups);
+			groups[ngroups++] = (char *)g;
+		}
+	}
+	for (int k = 0; k < ngroups; k++) {
+		for (int i = 0; i < mview_count(v); i++) {
+			const MTask *t = mview_task(v, i);
+			const char *g = mtask_tag(t, s->series);
+			double x, y;
+			if (g && !strcmp(g, groups[k]) && mtask_number(t, s->x, &x) && mtask_number(t, s->y, &y)) {
+				fprintf(dat, "%.9g %.9g\n", x, y);
+				points++;
+			}
+		}
+		fprintf(dat, "\n\n");
+	}
+	if (!points) {
+		buf_printf(err, "no task selected by the plot has numbers for %s and %s", s->x, s->y);
+		free(groups);
+		return -1;
+	}
+	header(gp, s, 1000, 600);
+	fprintf(gp, "set key outside right top\nplot ");
+	for (int k = 0; k < ngroups; k++) {
+		fprintf(gp, "%s", k ? ", " : "");
+		gp_str(gp, dat_path);
+		fprintf(gp, " index %d using 1:2 with linespoints pt 7 ps 1.3 lw 1.5 title ", k);
+		gp_str(gp, groups[k]);
+	}
+	fputc('\n', gp);
+	free(groups);
+	return 0;
+}
+
+static int run_gnuplot(const char *script, Buf *err)
+{
+	pid_t pid;
+	char *argv[] = {"gnuplot", (char *)script, NULL};
+	int rc = posix_spawnp(&pid, "gnuplot", NULL, NULL, argv, environ);
+	if (rc != 0) {
+		buf_puts(err, "gnuplot is not installed: plots need it (Debian: apt-get install gnuplot-nox)");
+		return -1;
+	}
+	int st;
+	waitpid(pid, &st, 0);
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+		buf_printf(err, "gnuplot failed on %s (its message is above)", script);
+		return -1;
+	}
+	return 0;
+}
+
+int plot_render(const PlotSpec *s, const char *db_path, Buf *err)
+{
+	MView *v = mview_open(db_path, 0, s->from, s->nfrom, err);
+	if (!v)
+		return -1;
+	char *dat_path = xasprintf("%s.kiln-plot.dat", s->out), *gp_path = xasprintf("%s.kiln-plot.gp", s->out);
+	mkdirs_parent(s->out);
+	FILE *dat = fopen(dat_path, "w"), *gp = fopen(gp_path, "w");
+	int rc = -1, width = 1000, height = 600;
+	if (!dat || !gp) {
+		buf_printf(err, "cannot write beside %s", s->out);
+	} else if (!strcmp(s->type, "bars")) {
+		rc = write_bars(gp, dat, dat_path, s, v, &width, &height, err);
+	} else if (!strcmp(s->type, "heatmap")) {
+		rc = write_heatmap(gp, dat, dat_path, s, v, &width, &height, err);
+	} else if (!strcmp(s->type, "lines")) {
+		rc = write_lines(gp, dat, dat_path, s, v, err);
+	} else {
+		rc = write_scatter(gp, dat, dat_path, s, v, err);
+	}
+	if (rc == 0)
+		footer(gp, s, width, height);
+	if (dat)
+		fclose(dat);
+	if (gp)
+		fclose(gp);
+	if (rc == 0)
+		rc = run_gnuplot(gp_path, err);
+	unlink(dat_path);
+	unlink(gp_path);
+	free(dat_path);
+	free(gp_path);
+	mview_close(v);
+	return rc;
+}

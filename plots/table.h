@@ -1,0 +1,34 @@
+/* table.h — `kiln metrics`: recorded metrics as a table (pivot of two tags, or one row per
+ * task) in aligned text, Markdown, TSV or JSON, optionally with deltas against an earlier
+ * run. Library code: returns 0, or -1 with a message. */
+#ifndef KILN_TABLE_H
+#define KILN_TABLE_H
+
+#include <stdio.h>
+
+#include "../runner/util.h"
+
+typedef struct {
+	const char *db_path;
+	char **tasks;          /* task names/globs; none: all */
+	int ntasks;
+	const char *rows, *cols, *value; /* pivot when rows and cols are set */
+	const char *format;    /* "text" (default), "md", "tsv", "json" */
+	long long vs_run;      /* 0: no deltas */
+	int mean_row;          /* add a row of column means (pivot) */
+} MetricsQuery;
+
+int metrics_print(const MetricsQuery *q, FILE *out, Buf *err);
+
+/* A grid of strings; row 0 is the header. Shared with the HTML report. */
+typedef struct {
+	char **cells;
+	int nrows, ncols;
+} Table;
+/* Builds the table the query describes. */
+int metrics_table(const MetricsQuery *q, Table *t, Buf *err);
+void table_write(FILE *out, const Table *t, const char *format);
+void table_free(Table *t);
+const char *table_cell(const Table *t, int r, int c);
+
+#endif
