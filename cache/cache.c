@@ -25,7 +25,7 @@
 #include "state.h"
 #include "store.h"
 
-#define KEY_VERSION_TEXT "1"
+#define KEY_VERSION_TEXT "2" /* 2: dep lines for explicit deps only */
 /* A file modified within this window before it was hashed may change again without its
  * timestamp moving (timestamps are coarse): such a memo entry is re-checked next time. */
 #define RACY_NS 50000000LL
@@ -407,7 +407,11 @@ static char *build_components(Cache *c, Task *t)
 	qsort(inputs, (size_t)t->ninputs, sizeof *inputs, compare_str);
 	for (int i = 0; i < t->ninputs; i++) {
 		Hash h;
-		if (hash_path(c, inputs[i], &h) == 0)
+		Task *producer = c->g ? graph_producer(c->g, inputs[i]) : NULL;
+		TaskCache *pc = producer ? producer->cache_data : NULL;
+		if (pc && pc->will_run)
+			strcpy(hex, "pending"); /* a dry plan: its producer runs first */
+		else if (hash_path(c, inputs[i], &h) == 0)
 			hash_hex(h, hex);
 		else
 			strcpy(hex, "missing");
@@ -418,11 +422,14 @@ static char *build_components(Cache *c, Task *t)
 		buf_putc(&b, '\n');
 	}
 	free(inputs);
-	Task **deps = xmalloc((size_t)(t->ndeps + 1) * sizeof *deps);
-	if (t->ndeps)
-		memcpy(deps, t->deps, (size_t)t->ndeps * sizeof *deps);
-	qsort(deps, (size_t)t->ndeps, sizeof *deps, compare_task_name);
-	for (int i = 0; i < t->ndeps; i++) {
+	/* explicit deps only: for producers of inputs, the input lines above already hold
+	 * the hashes of exactly the files this task reads */
+	int ndeps = t->nexplicit_deps;
+	Task **deps = xmalloc((size_t)(ndeps + 1) * sizeof *deps);
+	if (ndeps)
+		memcpy(deps, t->deps, (size_t)ndeps * sizeof *deps);
+	qsort(deps, (size_t)ndeps, sizeof *deps, compare_task_name);
+	for (int i = 0; i < ndeps; i++) {
 		TaskCache *dc = deps[i]->cache_data;
 		if (deps[i]->noutputs == 0)
 			buf_printf(&b, "dep\t%s\n", deps[i]->name);

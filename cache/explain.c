@@ -113,6 +113,8 @@ static void describe(const Line *o, const Line *n, Buf *out, int full)
 		int nl = tab && !is_input ? (int)(tab - s) : sl;
 		if (value_len(n) == 7 && !strncmp(nv, "missing", 7))
 			buf_printf(out, "input %.*s is missing", sl, s);
+		else if (value_len(n) == 7 && !strncmp(nv, "pending", 7) && is_input)
+			buf_printf(out, "input %.*s will be rewritten by a task that runs first", sl, s);
 		else if (value_len(n) == 7 && !strncmp(nv, "pending", 7))
 			buf_printf(out, "dependency %.*s will run first", nl, s);
 		else if (is_input)

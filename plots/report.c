@@ -139,15 +139,25 @@ int report_write(const char *path, const char *db_path, const char *title, const
 	fprintf(f, "</h1>\n");
 	summary(f, db);
 	sqlite3_close(db);
+	Buf shown = {0}; /* tables already printed: a heatmap of the same data adds no new table */
 	for (int i = 0; i < nplots; i++) {
 		const PlotSpec *p = &plots[i];
 		fprintf(f, "<h2>");
 		html(f, p->title ? p->title : p->name);
 		fprintf(f, "</h2>\n");
-		if (strcmp(p->type, "lines") && strcmp(p->type, "scatter")) {
-			int heat = !strcmp(p->type, "heatmap");
+		char *svg = xasprintf("%s.svg", p->out);
+		inline_svg(f, svg);
+		free(svg);
+		int heat = !strcmp(p->type, "heatmap");
+		const char *rows = heat ? p->series : p->x, *cols = heat ? p->x : p->series;
+		char *id = xasprintf("\n%s|%s|%s|%s|%s\n", p->nfrom ? p->from[0] : "", p->nfrom > 1 ? "+" : "",
+				     rows ? rows : "", cols ? cols : "", p->y);
+		int repeat = strstr(buf_str(&shown), id) != NULL;
+		buf_puts(&shown, id);
+		free(id);
+		if (!repeat && strcmp(p->type, "lines") && strcmp(p->type, "scatter")) {
 			MetricsQuery q = {.db_path = db_path, .tasks = p->from, .ntasks = p->nfrom, .value = p->y,
-					  .rows = heat ? p->series : p->x, .cols = heat ? p->x : p->series, .mean_row = 1};
+					  .rows = rows, .cols = cols, .mean_row = 1};
 			Table t;
 			Buf terr = {0};
 			if (metrics_table(&q, &t, &terr) == 0) {
@@ -156,10 +166,8 @@ int report_write(const char *path, const char *db_path, const char *title, const
 			}
 			buf_free(&terr);
 		}
-		char *svg = xasprintf("%s.svg", p->out);
-		inline_svg(f, svg);
-		free(svg);
 	}
+	buf_free(&shown);
 	fprintf(f, "<p style=\"color:#888;font-size:.8em\">Written by kiln report.</p>\n</body></html>\n");
 	int rc = ferror(f) | fclose(f);
 	if (rc || rename(tmp, path) != 0) {

@@ -20,6 +20,8 @@ local P = params {
   samples = 400,                          -- synthetic only: samples per dataset
   dim = 128,                              -- synthetic only: feature dimension
   gpus = -1,                              -- GPUs per eval; -1: one where GPUs are known, else none
+  -- synthetic only: how well each stand-in model separates classes
+  q_baseline = 0.34, q_large = 0.48, q_huge = 0.58, q_team = 0.55,
 }
 
 -- the ELEVATER image-classification suite, with its real class counts
@@ -30,8 +32,7 @@ local elevater = {
   { "pcam", 2 }, { "rendered-sst2", 2 }, { "pets", 37 }, { "cars", 196 }, { "dtd", 47 },
   { "sun397", 397 }, { "gtsrb", 43 }, { "kitti-distance", 4 },
 }
--- synthetic stand-ins for the models: how well each one separates classes
-local quality = { baseline = 0.34, large = 0.48, huge = 0.58, team = 0.55 }
+local quality = { baseline = P.q_baseline, large = P.q_large, huge = P.q_huge, team = P.q_team }
 
 local function list(text)
   local out = {}
@@ -110,14 +111,16 @@ for _, m in ipairs(models) do
   }
 end
 
--- 3. eval: one task per (dataset, model)
+-- 3. eval: one task per (dataset, model). Its inputs are exactly the files it reads, inside
+-- the synced dataset folder, so new features for one model re-run only that model's evals.
 local evals = {}
 for c in grid { dataset = datasets, model = models } do
   evals[#evals + 1] = "eval/" .. c.dataset .. "/" .. c.model
   local dir = "work/data/" .. c.dataset .. "/" .. c.model
   task {
     name = "eval/" .. c.dataset .. "/" .. c.model,
-    deps = { "data/" .. c.dataset, "model/" .. c.model },
+    deps = { "model/" .. c.model },
+    inputs = { dir .. "/images.npy", dir .. "/text.npy", dir .. "/labels.npy" },
     outputs = { "results/" .. c.dataset .. "/" .. c.model .. ".json" },
     run = { "kiln-kernels", "zeroshot", "--images", dir .. "/images.npy", "--text", dir .. "/text.npy",
             "--labels", dir .. "/labels.npy", "--batch", P.batch, "--out", "{out}" },

@@ -65,6 +65,25 @@ Task *graph_add_task(Graph *g, Task *t, const char **clash_output)
 
 Task *graph_find(const Graph *g, const char *name) { return strmap_get(&g->by_name, name); }
 
+Task *graph_producer(const Graph *g, const char *path)
+{
+	Task *t = strmap_get(&g->by_output, path);
+	if (t)
+		return t;
+	/* an input inside a directory another task outputs (work/data/x/f.npy under work/data/x) */
+	char buf[4096];
+	size_t n = strlen(path);
+	if (n >= sizeof buf)
+		return NULL;
+	memcpy(buf, path, n + 1);
+	for (char *slash = strrchr(buf, '/'); slash; slash = strrchr(buf, '/')) {
+		*slash = 0;
+		if ((t = strmap_get(&g->by_output, buf)))
+			return t;
+	}
+	return NULL;
+}
+
 const char *graph_norm_path(Graph *g, const char *path)
 {
 	size_t wl = strlen(g->workspace);
@@ -200,8 +219,9 @@ int graph_resolve(Graph *g, PathExists exists, void *exists_ctx, Buf *err)
 				goto out;
 			}
 		}
+		t->nexplicit_deps = t->ndeps;
 		for (int j = 0; j < t->ninputs; j++) {
-			Task *producer = strmap_get(&g->by_output, t->inputs[j]);
+			Task *producer = graph_producer(g, t->inputs[j]);
 			if (producer == t) {
 				buf_printf(err, "%s:%d: task \"%s\" lists \"%s\" as both input and output", t->file,
 					   t->line, t->name, t->inputs[j]);

@@ -55,9 +55,11 @@ struct Task {
 	double timeout_sec;   /* 0: none */
 	int retries;
 
-	/* Edges, resolved by graph_resolve(): explicit deps plus producers of inputs. */
+	/* Edges, resolved by graph_resolve(): explicit deps (names and patterns) first, then
+	 * producers of inputs. A key hashes the outputs of explicit deps only: for the others
+	 * it hashes the input files themselves, the files the task actually reads. */
 	Task **deps;
-	int ndeps;
+	int ndeps, nexplicit_deps;
 	Task **dependents;
 	int ndependents;
 
@@ -88,6 +90,8 @@ Task *graph_new_task(Graph *g);
  * declares one of its outputs (*clash_output is set to that output). */
 Task *graph_add_task(Graph *g, Task *t, const char **clash_output);
 Task *graph_find(const Graph *g, const char *name);
+/* The task whose declared output is path, or is a directory holding path; NULL if none. */
+Task *graph_producer(const Graph *g, const char *path);
 
 /* Makes `path` workspace-relative and normal ("./a//b" -> "a/b"); arena string. */
 const char *graph_norm_path(Graph *g, const char *path);

@@ -102,7 +102,7 @@ class Cache(KilnTestCase):
         self.assertEqual(w.rc, 0, w)
         self.assertRegex(w.out, r"input src/c\.txt changed \([0-9a-f]{32} → [0-9a-f]{32}\)")
         w = self.ws.kiln("why", "final", "scale=5")
-        self.assertIn("dependency leaf/c will run first", w.out)
+        self.assertIn("input out/c.txt will be rewritten by a task that runs first", w.out)
         self.assertIn("argument 7: 2 → 5", w.out)
         n = self.ws.kiln("run", "-n")
         self.assertIn("run       leaf/c: input src/c.txt changed", n.out)

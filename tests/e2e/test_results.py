@@ -1,0 +1,173 @@
+"""End-to-end: metrics ingestion (good and malformed), kiln metrics tables, plot tasks
+rendered by the real gnuplot, kiln plot without re-running, the HTML report, and the
+zero-shot recipe on a small param set."""
+import json
+import os
+import re
+import shutil
+
+from kilntest import KilnTestCase, main
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ZEROSHOT = os.path.join(HERE, "..", "..", "recipes", "zeroshot.lua")
+
+GRID = """
+local P = params { scale = 1 }
+for c in grid { dataset = {"d1", "d2", "d3"}, model = {"m1", "m2"} } do
+  local acc = ({d1 = 0.5, d2 = 0.7, d3 = 0.9})[c.dataset] * ({m1 = 0.8, m2 = 1.0})[c.model] * P.scale
+  task { name = "eval/" .. c.dataset .. "/" .. c.model, outputs = {"res/" .. c.dataset .. "-" .. c.model .. ".json"},
+         run = string.format("printf '{\\"top1\\": %%s, \\"detail\\": {\\"n\\": 10}, \\"loss\\": [3, 2, 1.5], \\"curve\\": [{\\"epoch\\": 1, \\"acc\\": 0.2}, {\\"epoch\\": 2, \\"acc\\": 0.4}], \\"note\\": \\"ok\\"}' %.4f > {out}", acc),
+         metrics = "{out}", tags = c }
+end
+plot { name = "acc", type = "bars", from = "eval/*", x = "dataset", series = "model", y = "top1", title = "TITLE" }
+plot { name = "heat", type = "heatmap", from = "eval/*", x = "model", series = "dataset", y = "top1" }
+plot { name = "loss", type = "lines", from = "eval/*", y = "loss", series = "model" }
+"""
+
+
+class Results(KilnTestCase):
+    def setUp(self):
+        super().setUp()
+        if not shutil.which("gnuplot"):
+            self.skipTest("gnuplot is not installed (scripts/install-deps.sh installs it)")
+
+    def grid(self, title="Top-1 by dataset"):
+        self.ws.write("kiln.lua", GRID.replace("TITLE", title))
+
+    def test_metrics_ingested_flattened_and_tabled(self):
+        self.grid()
+        r = self.ws.kiln("run")
+        self.assertEqual(r.rc, 0, r)
+        t = self.ws.kiln("metrics", "--rows", "dataset", "--cols", "model", "--value", "top1", "--format", "tsv")
+        self.assertEqual(t.rc, 0, t)
+        rows = [l.split("\t") for l in t.out.strip().splitlines()]
+        self.assertEqual(rows[0], ["dataset", "m1", "m2"])
+        self.assertEqual(rows[3], ["d3", "0.7200", "0.9000"])
+        md = self.ws.kiln("metrics", "--rows", "dataset", "--cols", "model", "--value", "top1", "--format", "md", "--mean")
+        self.assertIn("| mean", md.out)
+        self.assertRegex(md.out, r"\| d1\s+\|\s+0\.4000 \|\s+0\.5000 \|")
+        js = json.loads(self.ws.kiln("metrics", "eval/d1/*", "--format", "json").out)
+        self.assertEqual(len(js), 2)
+        self.assertEqual(js[0]["detail.n"], 10)
+        self.assertEqual(js[0]["note"], "ok")
+        self.assertEqual(js[0]["model"], "m1")
+        db = self.ws.path(".kiln/state.db")
+        import sqlite3
+        con = sqlite3.connect(db)
+        series = con.execute("SELECT step, value FROM series WHERE task = 'eval/d1/m1' AND key = 'curve.acc' ORDER BY step").fetchall()
+        self.assertEqual(series, [(1.0, 0.2), (2.0, 0.4)])
+        loss = con.execute("SELECT count(*) FROM series WHERE task = 'eval/d1/m1' AND key = 'loss'").fetchone()[0]
+        self.assertEqual(loss, 3)
+        # history: a second run with other values keeps the first; --vs shows deltas
+        r = self.ws.kiln("run", "scale=0.5")
+        self.assertEqual(len(r.ran & {"eval/d1/m1", "eval/d3/m2"}), 2, r)
+        vs = self.ws.kiln("metrics", "--rows", "dataset", "--cols", "model", "--value", "top1", "--vs", "1")
+        self.assertIn("0.4500 (-0.4500)", vs.out)
+        runs = con.execute("SELECT count(DISTINCT run_id) FROM metrics WHERE task = 'eval/d3/m2'").fetchone()[0]
+        self.assertEqual(runs, 2)
+
+    def test_malformed_metrics_fail_only_that_task(self):
+        self.ws.write("kiln.lua", """
+task { name = "bad", outputs = {"b.json"}, run = "printf '{\\"top1\\": 0.5,' > {out}", metrics = "{out}" }
+task { name = "notobj", outputs = {"n.json"}, run = "echo '[1, 2]' > {out}", metrics = "{out}" }
+task { name = "good", outputs = {"g.json"}, run = "echo '{\\"top1\\": 1}' > {out}", metrics = "{out}" }
+""")
+        r = self.ws.kiln("run", "-k")
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("metrics file b.json is not valid JSON: line 1, column 14", r.out)
+        self.assertIn("metrics file n.json must hold a JSON object", r.out)
+        self.assertEqual(r.ran, {"good"})
+        self.assertIn("2 task", self.ws.kiln("status").out)  # neither bad task was recorded as done
+
+    def test_plot_tasks_render_svg_and_png(self):
+        self.grid()
+        r = self.ws.kiln("run")
+        self.assertEqual(r.rc, 0, r)
+        self.assertTrue({"plot/acc", "plot/heat", "plot/loss"} <= r.ran)
+        for name in ("acc", "heat", "loss"):
+            for ext in ("svg", "png"):
+                self.assertGreater(os.path.getsize(self.ws.path("plots/%s.%s" % (name, ext))), 1000)
+        svg = self.ws.read("plots/acc.svg")
+        for needle in ("m1", "m2", "d1", "d3", "Top-1 by dataset"):
+            self.assertIn(needle, svg)
+        self.assertEqual(open(self.ws.path("plots/acc.png"), "rb").read(8), b"\x89PNG\r\n\x1a\n")
+        # plots are cached like tasks: nothing to do on a second run
+        self.assertEqual(self.ws.kiln("run").ran, set())
+
+    def test_kiln_plot_rerenders_without_running_tasks(self):
+        self.grid()
+        self.assertEqual(self.ws.kiln("run").rc, 0)
+        self.grid(title="A new title")
+        p = self.ws.kiln("plot", "acc")
+        self.assertEqual(p.rc, 0, p)
+        self.assertIn("A new title", self.ws.read("plots/acc.svg"))
+        # the evals did not run: their logs still hold one attempt each, from the first run
+        self.assertFalse(self.ws.exists(".kiln/logs/eval/d1/m1@2.log"))
+        r = self.ws.kiln("run")  # only the restyled plot's key changed
+        self.assertEqual(r.ran, {"plot/acc"}, r)
+
+    def test_report_holds_tables_and_charts(self):
+        self.grid()
+        self.assertEqual(self.ws.kiln("run").rc, 0)
+        r = self.ws.kiln("report", "--out", "r.html")
+        self.assertEqual(r.rc, 0, r)
+        html = self.ws.read("r.html")
+        self.assertEqual(html.count("<svg"), 3)
+        self.assertIn("<table", html)
+        self.assertRegex(html, r"<td>d3</td><td class=\"n\">0.7200</td><td class=\"n\">0.9000</td>")
+        self.assertIn("Last run", html)
+        self.assertNotRegex(html, r"(src|href)=\"https?:")  # self-contained
+
+    def test_plot_without_gnuplot_fails_with_hint(self):
+        self.grid()
+        bindir = self.ws.path("bin")
+        os.makedirs(bindir)
+        for tool in ("sh", "printf"):
+            path = shutil.which(tool)
+            if path:
+                os.symlink(path, os.path.join(bindir, tool))
+        r = self.ws.kiln("run", "-k", env={"PATH": bindir})
+        self.assertEqual(r.rc, 1, r)
+        self.assertEqual(len(r.ran), 6, "the evals still run")
+        self.assertIn("apt-get install gnuplot-nox", self.ws.read(".kiln/logs/plot/acc@1.log"))
+
+
+class ZeroShotRecipe(KilnTestCase):
+    ARGS = ["datasets=cifar-10,pets,dtd", "models=team,large", "samples=120", "dim=32"]
+
+    def setUp(self):
+        super().setUp()
+        for tool in ("gnuplot", "rsync"):
+            if not shutil.which(tool):
+                self.skipTest("%s is not installed (scripts/install-deps.sh installs it)" % tool)
+
+    def run_recipe(self, *extra):
+        return self.ws.kiln("run", ZEROSHOT, *self.ARGS, *extra)
+
+    def test_end_to_end_then_noop_then_one_model(self):
+        r = self.run_recipe()
+        self.assertEqual(r.rc, 0, r)
+        evals = {"eval/%s/%s" % (d, m) for d in ("cifar-10", "pets", "dtd") for m in ("team", "large")}
+        self.assertTrue(evals <= r.ran)
+        table = self.ws.read("results/top1_table.md")
+        self.assertIn("| mean", table)
+        self.assertRegex(table, r"\| pets\s+\|\s+0\.\d{4} \|\s+0\.\d{4} \|")
+        res = json.loads(self.ws.read("results/pets/team.json"))
+        self.assertEqual(res["classes"], 37)
+        self.assertGreater(res["top1"], 1 / 37)
+        for name in ("top1_by_dataset", "top1_heatmap", "mean_top1"):
+            self.assertGreater(os.path.getsize(self.ws.path("plots/%s.png" % name)), 1000)
+        again = self.run_recipe()
+        self.assertEqual(again.ran | again.restored, set(), again)
+        changed = self.run_recipe("q_team=0.8")
+        ran_evals = {t for t in changed.ran if t.startswith("eval/")}
+        self.assertEqual(ran_evals, {"eval/%s/team" % d for d in ("cifar-10", "pets", "dtd")}, changed)
+        self.assertIn("analysis/top1-table", changed.ran)
+        self.assertTrue({"plot/top1_by_dataset", "plot/top1_heatmap", "plot/mean_top1"} <= changed.ran)
+        report = self.ws.kiln("report", ZEROSHOT, *self.ARGS)
+        self.assertEqual(report.rc, 0, report)
+        self.assertIn("Zero-shot top-1 accuracy", self.ws.read("report.html"))
+
+
+if __name__ == "__main__":
+    main()
