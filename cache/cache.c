@@ -658,3 +658,13 @@ void cache_put_metrics(Cache *c, const Task *t, const Metrics *m)
 	free(tk);
 	free(tv);
 }
+
+void cache_key_hex(Cache *c, const Task *t, char out[33])
+{
+	(void)c;
+	const TaskCache *tc = t->cache_data;
+	if (tc)
+		hash_hex(tc->key, out);
+	else
+		out[0] = 0;
+}

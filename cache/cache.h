@@ -54,8 +54,16 @@ void cache_put_metrics(Cache *c, const Task *t, const Metrics *m);
 /* Removes t's declared outputs before an attempt so nothing stale can pass for new. */
 void cache_clear_outputs(Cache *c, Task *t);
 
-/* Attempt bookkeeping: started returns a row id; ended fills in the outcome. */
-int64_t cache_attempt_started(Cache *c, const Task *t, int attempt, int pgid, const char *gpus, const char *log);
+/* Attempt bookkeeping: started returns a row id; ended fills in the outcome. job_id and
+ * key (hex) identify a batch job for re-attaching; NULL for local attempts. */
+int64_t cache_attempt_started(Cache *c, const Task *t, int attempt, int pgid, const char *gpus, const char *log,
+			      const char *job_id, const char *key);
+/* The key cache_check() computed for t, as hex ("" before a check). */
+void cache_key_hex(Cache *c, const Task *t, char out[33]);
+/* Calls fn for every batch job whose attempt a previous kiln left open. */
+void cache_each_open_job(Cache *c, void (*fn)(void *ctx, int64_t id, const char *task, int attempt, const char *job_id,
+					      const char *key, const char *log),
+			 void *ctx);
 void cache_attempt_ended(Cache *c, int64_t attempt_id, int exit_code, const char *outcome);
 /* Kills process groups of attempts a killed kiln left running; returns how many. */
 int cache_reap_orphans(Cache *c);

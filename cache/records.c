@@ -18,9 +18,18 @@
 #include "store.h"
 
 
-int64_t cache_attempt_started(Cache *c, const Task *t, int attempt, int pgid, const char *gpus, const char *log)
+int64_t cache_attempt_started(Cache *c, const Task *t, int attempt, int pgid, const char *gpus, const char *log,
+			      const char *job_id, const char *key)
 {
-	return state_attempt_started(cache_state(c), cache_run_id(c), t->name, attempt, os_hostname(), pgid, gpus, log);
+	return state_attempt_started(cache_state(c), cache_run_id(c), t->name, attempt, os_hostname(), pgid, gpus, log,
+				     job_id, key);
+}
+
+void cache_each_open_job(Cache *c, void (*fn)(void *ctx, int64_t id, const char *task, int attempt, const char *job_id,
+					      const char *key, const char *log),
+			 void *ctx)
+{
+	state_each_open_job(cache_state(c), fn, ctx);
 }
 
 void cache_attempt_ended(Cache *c, int64_t attempt_id, int exit_code, const char *outcome)

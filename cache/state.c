@@ -13,7 +13,7 @@
 enum {
 	Q_MEMO_ALL, Q_MEMO_PUT, Q_LAST_ALL, Q_SUCCESS_FIND, Q_SUCCESS_PUT, Q_LAST_PUT, Q_OUTPUTS_ALL,
 	Q_RUN_BEGIN, Q_RUN_END, Q_ATTEMPT_START, Q_ATTEMPT_END, Q_ATTEMPT_OPEN, Q_LAST_LOG,
-	Q_INGEST, Q_METRIC, Q_SERIES, Q_METRIC_TAG, Q_COUNT
+	Q_INGEST, Q_METRIC, Q_SERIES, Q_METRIC_TAG, Q_OPEN_JOBS, Q_COUNT
 };
 
 static const char *const sql[Q_COUNT] = {
@@ -27,10 +27,11 @@ static const char *const sql[Q_COUNT] = {
 	[Q_OUTPUTS_ALL] = "SELECT outputs FROM successes",
 	[Q_RUN_BEGIN] = "INSERT INTO runs (started, host, pid, command) VALUES (?1, ?2, ?3, ?4)",
 	[Q_RUN_END] = "UPDATE runs SET ended = ?2, outcome = ?3 WHERE id = ?1",
-	[Q_ATTEMPT_START] = "INSERT INTO attempts (run_id, task, attempt, started, host, pgid, gpus, log) "
-			    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+	[Q_ATTEMPT_START] = "INSERT INTO attempts (run_id, task, attempt, started, host, pgid, gpus, log, job_id, key) "
+			    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
 	[Q_ATTEMPT_END] = "UPDATE attempts SET ended = ?2, exit_code = ?3, outcome = ?4 WHERE id = ?1",
-	[Q_ATTEMPT_OPEN] = "SELECT id, task, pgid FROM attempts WHERE ended IS NULL AND host = ?1",
+	[Q_ATTEMPT_OPEN] = "SELECT id, task, pgid FROM attempts WHERE ended IS NULL AND host = ?1 AND job_id IS NULL",
+	[Q_OPEN_JOBS] = "SELECT id, task, attempt, job_id, key, log FROM attempts WHERE ended IS NULL AND job_id IS NOT NULL",
 	[Q_LAST_LOG] = "SELECT log FROM attempts WHERE task = ?1 AND log IS NOT NULL ORDER BY id DESC LIMIT 1",
 	[Q_INGEST] = "INSERT OR REPLACE INTO ingests (task, run_id, time) VALUES (?1, ?2, ?3)",
 	[Q_METRIC] = "INSERT OR REPLACE INTO metrics (task, run_id, key, value, text) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -48,7 +49,7 @@ static const char schema[] =
 	"  pid INTEGER, command TEXT, outcome TEXT);"
 	"CREATE TABLE IF NOT EXISTS attempts (id INTEGER PRIMARY KEY, run_id INTEGER, task TEXT,"
 	"  attempt INTEGER, started REAL, ended REAL, exit_code INTEGER, outcome TEXT, host TEXT,"
-	"  pgid INTEGER, gpus TEXT, log TEXT);"
+	"  pgid INTEGER, gpus TEXT, log TEXT, job_id TEXT, key TEXT);"
 	"CREATE INDEX IF NOT EXISTS attempts_by_task ON attempts (task, id);"
 	"CREATE INDEX IF NOT EXISTS attempts_open ON attempts (ended, host);"
 	/* version 2: metrics, kept for every run that ingested them */
@@ -111,10 +112,12 @@ State *state_open(const char *path, int readonly, Buf *err)
 		if (exec_sql(s->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", err))
 			goto fail;
 		int v = user_version(s->db);
-		if (v == 1) /* version 2 only adds tables: the CREATEs below migrate it */
-			fprintf(stderr, "kiln: migrating %s from schema version 1 to %d (adds metrics)\n", path,
-				STATE_SCHEMA_VERSION);
-		else if (v != 0 && v != STATE_SCHEMA_VERSION) {
+		if (v == 1 || v == 2) { /* 2 added tables (the CREATEs below), 3 two attempt columns */
+			fprintf(stderr, "kiln: migrating %s from schema version %d to %d\n", path, v, STATE_SCHEMA_VERSION);
+			if (exec_sql(s->db, "ALTER TABLE attempts ADD COLUMN job_id TEXT; ALTER TABLE attempts ADD COLUMN key TEXT;",
+				     err))
+				goto fail;
+		} else if (v != 0 && v != STATE_SCHEMA_VERSION) {
 			fprintf(stderr, "kiln: %s has schema version %d, this kiln uses %d: rebuilding it "
 					"(earlier results are forgotten, so tasks run again)\n",
 				path, v, STATE_SCHEMA_VERSION);
@@ -123,7 +126,7 @@ State *state_open(const char *path, int readonly, Buf *err)
 					    "DROP TABLE IF EXISTS attempts;", err))
 				goto fail;
 		}
-		if (exec_sql(s->db, schema, err) || exec_sql(s->db, "PRAGMA user_version = 2", err))
+		if (exec_sql(s->db, schema, err) || exec_sql(s->db, "PRAGMA user_version = 3", err))
 			goto fail;
 	} else if (user_version(s->db) != STATE_SCHEMA_VERSION) {
 		buf_printf(err, "%s has another schema version; run `kiln run` once to rebuild it", path);
@@ -316,7 +319,7 @@ void state_end_run(State *s, int64_t run_id, const char *outcome)
 }
 
 int64_t state_attempt_started(State *s, int64_t run_id, const char *task, int attempt, const char *host, int pgid,
-			      const char *gpus, const char *log)
+			      const char *gpus, const char *log, const char *job_id, const char *key)
 {
 	sqlite3_stmt *st = writer(s, Q_ATTEMPT_START);
 	sqlite3_bind_int64(st, 1, run_id);
@@ -327,6 +330,10 @@ int64_t state_attempt_started(State *s, int64_t run_id, const char *task, int at
 	sqlite3_bind_int(st, 6, pgid);
 	sqlite3_bind_text(st, 7, gpus, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 8, log, -1, SQLITE_STATIC);
+	if (job_id && *job_id)
+		sqlite3_bind_text(st, 9, job_id, -1, SQLITE_STATIC);
+	if (key && *key)
+		sqlite3_bind_text(st, 10, key, -1, SQLITE_STATIC);
 	run_write(s, st);
 	return sqlite3_last_insert_rowid(s->db);
 }
@@ -398,4 +405,15 @@ void state_put_metrics(State *s, int64_t run_id, const char *task, const char *c
 		}
 		run_write(s, st);
 	}
+}
+
+void state_each_open_job(State *s, void (*fn)(void *ctx, int64_t id, const char *task, int attempt, const char *job_id,
+					      const char *key, const char *log),
+			 void *ctx)
+{
+	sqlite3_stmt *st = s->q[Q_OPEN_JOBS];
+	while (sqlite3_step(st) == SQLITE_ROW)
+		fn(ctx, sqlite3_column_int64(st, 0), column_text(st, 1), sqlite3_column_int(st, 2), column_text(st, 3),
+		   column_text(st, 4), column_text(st, 5));
+	sqlite3_reset(st);
 }

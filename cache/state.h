@@ -10,7 +10,7 @@
 #include "../runner/util.h"
 #include "hash.h"
 
-#define STATE_SCHEMA_VERSION 2
+#define STATE_SCHEMA_VERSION 3
 
 typedef struct State State;
 
@@ -45,9 +45,13 @@ void state_each_output_hash(State *s, void (*fn)(void *ctx, Hash h), void *ctx);
 int64_t state_begin_run(State *s, const char *host, int pid, const char *command);
 void state_end_run(State *s, int64_t run_id, const char *outcome);
 int64_t state_attempt_started(State *s, int64_t run_id, const char *task, int attempt, const char *host, int pgid,
-			      const char *gpus, const char *log);
+			      const char *gpus, const char *log, const char *job_id, const char *key);
 void state_attempt_ended(State *s, int64_t id, int exit_code, const char *outcome);
-/* Attempts on host that never ended (a killed kiln): fn(ctx, id, task, pgid). */
+/* Batch jobs (job_id set) whose attempt never ended: fn(ctx, id, task, attempt, job_id, key, log). */
+void state_each_open_job(State *s, void (*fn)(void *ctx, int64_t id, const char *task, int attempt, const char *job_id,
+					      const char *key, const char *log),
+			 void *ctx);
+/* Local attempts on host that never ended (a killed kiln): fn(ctx, id, task, pgid). */
 void state_each_open_attempt(State *s, const char *host, void (*fn)(void *ctx, int64_t id, const char *task, int pgid),
 			     void *ctx);
 /* Records a task's metrics rows for run_id with its tags (keys/values, n pairs). */

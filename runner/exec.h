@@ -29,6 +29,12 @@ typedef struct Job {
 	int timed_out, interrupted;
 	enum JobEnd end;
 	int exit_code, term_signal;
+	char reason[96];      /* set by an executor that knows better (e.g. Slurm's job state) */
+	char job_id[32];      /* the batch system's id (Slurm), or "" */
+	int adopted;          /* re-attached to a job a previous kiln submitted */
+	char key[33];         /* the task's key when it started (hex), for re-attaching */
+	long long attempt_row;/* adopted jobs: the attempt row the first kiln opened */
+	struct Executor *ex;  /* the executor running it */
 	struct Job *next;     /* scheduler's running list */
 } Job;
 
@@ -40,13 +46,43 @@ struct Executor {
 	/* Collects jobs that ended since the last call, without blocking: fills out with at
 	 * most max of them and returns the count. */
 	int (*reap)(Executor *ex, Job **out, int max);
-	/* Sends sig to the whole job (its process group). */
+	/* Sends sig to the whole job (its process group; for Slurm, scancel). */
 	void (*signal)(Executor *ex, Job *job, int sig);
+	/* Milliseconds until the executor wants reap() called again without a signal (a
+	 * status poll), or -1 when SIGCHLD is enough. */
+	int (*poll_ms)(Executor *ex);
+	/* Whether another job may start now (a cap on queued jobs); NULL: always. */
+	int (*has_room)(Executor *ex);
 	void (*destroy)(Executor *ex);
 	void *impl;
 };
 
 Executor *exec_local_new(void);
+
+/* Slurm settings: from the recipe's slurm{} block and the command line. */
+typedef struct {
+	const char *partition, *account, *qos, *constraint;
+	const char **extra; /* further sbatch flags */
+	int nextra;
+	int max_jobs;       /* jobs in the queue at once */
+	int detach;         /* leave jobs running when kiln is stopped */
+	long long run_id;
+	const char *state_dir; /* where job scripts and exit files go (.kiln/slurm) */
+} SlurmConfig;
+
+/* The Slurm executor (sbatch/squeue/scancel), or NULL with a message when they are missing. */
+Executor *exec_slurm_new(const SlurmConfig *cfg, Buf *err);
+/* Registers a job a previous kiln submitted for task (still queued or running, or finished
+ * since): the next start() of that task with the same key attaches to it instead. */
+void exec_slurm_adopt(Executor *ex, const char *task, int attempt, const char *job_id, const char *key_hex,
+		      const char *log_path, long long attempt_row);
+/* Builds the shell script text that runs job->task exactly as the local executor would;
+ * malloc'd. Exposed for tests of the quoting. */
+char *exec_job_script(const Job *job, const char *workspace, const char *exit_path);
+/* The environment entries both executors give a task (PATH with kiln's own directory). */
+const char *exec_path_entry(void);
+/* The path of this kiln binary (for "@kiln" in commands). */
+const char *exec_self(void);
 
 /* Writes the log header (command, environment kiln set, attempt) to fd. */
 void exec_write_log_header(int fd, const Job *job);

@@ -90,19 +90,7 @@ static char **build_env(const Job *job, Buf *scratch)
 	}
 	for (char **e = job->env; e && *e; e++)
 		env[k++] = *e;
-	/* kiln's own directory ends PATH, so tasks find kiln-kernels (and kiln) beside it
-	 * without shadowing anything the user put on PATH */
-	static char *path_entry;
-	if (!path_entry) {
-		char self[4096];
-		ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
-		self[len > 0 ? len : 0] = 0;
-		char *slash = strrchr(self, '/');
-		if (slash)
-			*slash = 0;
-		const char *old = getenv("PATH");
-		path_entry = xasprintf("PATH=%s%s%s", old ? old : "/usr/local/bin:/usr/bin:/bin", ":", self);
-	}
+	const char *path_entry = exec_path_entry();
 	int task_sets_path = 0;
 	for (int j = 0; j < t->nenv; j++)
 		task_sets_path |= !strcmp(t->env[j].key, "PATH");
@@ -110,7 +98,7 @@ static char **build_env(const Job *job, Buf *scratch)
 		for (size_t i = 0; i < k; i++)
 			if (!strncmp(env[i], "PATH=", 5))
 				env[i] = env[--k];
-		env[k++] = path_entry;
+		env[k++] = (char *)path_entry;
 	}
 	/* task env strings "K=V" are laid out in one scratch buffer; offsets become pointers */
 	size_t offsets[t->nenv + 1];
@@ -163,6 +151,33 @@ static const char *resolve_program(const char *prog, char **env)
 	return found;
 }
 
+const char *exec_self(void)
+{
+	static char self[4096];
+	if (!self[0]) {
+		ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+		self[n > 0 ? n : 0] = 0;
+	}
+	return self;
+}
+
+const char *exec_path_entry(void)
+{
+	/* kiln's own directory ends PATH, so tasks find kiln-kernels (and kiln) beside it
+	 * without shadowing anything the user put on PATH */
+	static char *entry;
+	if (!entry) {
+		char *dir = xstrdup(exec_self());
+		char *slash = strrchr(dir, '/');
+		if (slash)
+			*slash = 0;
+		const char *old = getenv("PATH");
+		entry = xasprintf("PATH=%s:%s", old ? old : "/usr/local/bin:/usr/bin:/bin", dir);
+		free(dir);
+	}
+	return entry;
+}
+
 static int local_start(Executor *ex, Job *job)
 {
 	LocalExec *le = ex->impl;
@@ -199,15 +214,10 @@ static int local_start(Executor *ex, Job *job)
 
 	const char *sh_argv[] = {"/bin/sh", "-c", t->shell, NULL};
 	char *const *argv = (char *const *)(t->shell ? sh_argv : t->argv);
-	static char self[4096];
 	if (!t->shell && !strcmp(t->argv[0], "@kiln")) { /* "@kiln" in a command: this kiln binary */
-		if (!self[0]) {
-			ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-			self[n > 0 ? n : 0] = 0;
-		}
 		argv = xmalloc((size_t)(t->argc + 1) * sizeof *argv);
 		memcpy((void *)argv, t->argv, (size_t)(t->argc + 1) * sizeof *argv);
-		((char **)argv)[0] = self;
+		((char **)argv)[0] = (char *)exec_self();
 	}
 	Buf scratch = {0};
 	char **env = build_env(job, &scratch);
@@ -303,6 +313,8 @@ Executor *exec_local_new(void)
 	ex->start = local_start;
 	ex->reap = local_reap;
 	ex->signal = local_signal;
+	ex->poll_ms = NULL;
+	ex->has_room = NULL;
 	ex->destroy = local_destroy;
 	ex->impl = xcalloc(1, sizeof(LocalExec));
 	return ex;

@@ -78,6 +78,11 @@ typedef struct {
 	StrMap by_name;   /* name -> Task* */
 	StrMap by_output; /* output path -> Task* */
 	const char *workspace; /* absolute path of the workspace (the current directory) */
+	struct {               /* the recipe's slurm{} block */
+		const char *partition, *account, *qos, *constraint;
+		const char **extra;
+		int nextra;
+	} slurm;
 } Graph;
 
 /* Creates an empty graph for the workspace at `workspace` (absolute path, copied). */

@@ -511,6 +511,33 @@ static int l_plot(lua_State *L)
 	return 1;
 }
 
+/* slurm{}: where Slurm tasks go (partition, account, qos, constraint, extra sbatch flags). */
+static int l_slurm(lua_State *L)
+{
+	Graph *g = context(L)->g;
+	luaL_checktype(L, 1, LUA_TTABLE);
+	lua_settop(L, 1);
+	lua_pushnil(L);
+	while (lua_next(L, 1)) {
+		lua_pop(L, 1);
+		const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "?";
+		if (strcmp(k, "partition") && strcmp(k, "account") && strcmp(k, "qos") && strcmp(k, "constraint") &&
+		    strcmp(k, "extra"))
+			luaL_error(L, "slurm{}: unknown field '%s' (fields: partition, account, qos, constraint, extra)", k);
+	}
+	const char **slots[] = {&g->slurm.partition, &g->slurm.account, &g->slurm.qos, &g->slurm.constraint};
+	const char *names[] = {"partition", "account", "qos", "constraint"};
+	for (int i = 0; i < 4; i++) {
+		if (lua_getfield(L, 1, names[i]) != LUA_TNIL)
+			*slots[i] = value_string(L, g, -1, names[i], 0);
+		lua_pop(L, 1);
+	}
+	if (lua_getfield(L, 1, "extra") != LUA_TNIL)
+		g->slurm.extra = string_list(L, g, -1, "extra", &g->slurm.nextra, 0);
+	lua_pop(L, 1);
+	return 0;
+}
+
 static int l_glob(lua_State *L)
 {
 	RecipeContext *ctx = context(L);
@@ -588,7 +615,8 @@ void lkiln_open(lua_State *L, RecipeContext *ctx)
 	lua_setfield(L, -2, "__name");
 	lua_pop(L, 1);
 	static const luaL_Reg api[] = {{"task", l_task},     {"plot", l_plot}, {"glob", l_glob},
-				       {"params", l_params}, {"gpus_available", l_gpus_available}, {NULL, NULL}};
+				       {"params", l_params}, {"gpus_available", l_gpus_available},
+				       {"slurm", l_slurm},   {NULL, NULL}};
 	lua_pushglobaltable(L);
 	lua_pushlightuserdata(L, ctx);
 	luaL_setfuncs(L, api, 1);

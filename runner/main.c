@@ -40,6 +40,7 @@ typedef struct {
 	double gpu_busy, kill_grace;
 	const char *executor;
 	const char *rows, *cols, *value, *format, *out; /* metrics, report */
+	int max_jobs, detach;                           /* Slurm */
 	long long vs_run;
 	int mean;
 } Options;
@@ -52,6 +53,8 @@ static const struct {
 	 "outputs match their last success. -j N runs up to N tasks at once (default: CPUs);\n"
 	 "-k keeps going past failures; -n prints what would run, and why, and runs nothing.\n"
 	 "Options: --gpus 0,1,3  --gpu-busy 0.5  --cpus N  --mem 64G  --store-max 1G  --kill-grace 2\n"
+	 "Slurm: --executor slurm (or executor = \"slurm\" per task), --max-jobs N, --detach (leave jobs\n"
+	 "running when kiln stops; the next run re-attaches).\n"
 	 "Exit status: 0 all succeeded, 1 a task failed, 2 usage or recipe error, 130 Ctrl-C."},
 	{"status", "kiln status [RECIPE] [TARGET ...] [name=value ...]",
 	 "Lists the tasks a run would execute or restore, each with a one-line reason."},
@@ -116,7 +119,8 @@ static void parse_args(int argc, char **argv, Options *o)
 		{"all", no_argument, 0, 'a'},       {"rows", required_argument, 0, 'R'},
 		{"cols", required_argument, 0, 'L'}, {"value", required_argument, 0, 'V'},
 		{"format", required_argument, 0, 'F'}, {"vs", required_argument, 0, 'v'},
-		{"mean", no_argument, 0, 'm'},      {"out", required_argument, 0, 'o'}, {0, 0, 0, 0}};
+		{"mean", no_argument, 0, 'm'},      {"out", required_argument, 0, 'o'},
+		{"max-jobs", required_argument, 0, 'J'}, {"detach", no_argument, 0, 'D'}, {0, 0, 0, 0}};
 	const char *dir = NULL;
 	int c;
 	/* '+' would stop at the verb; permute instead so options may follow it */
@@ -157,10 +161,16 @@ static void parse_args(int argc, char **argv, Options *o)
 				fatal("--kill-grace takes seconds, got \"%s\"", optarg);
 			break;
 		case 'E':
-			if (strcmp(optarg, "local"))
-				fatal("--executor %s: this kiln runs tasks locally only (executor \"local\")", optarg);
+			if (strcmp(optarg, "local") && strcmp(optarg, "slurm"))
+				fatal("--executor takes local or slurm, got \"%s\"", optarg);
 			o->executor = optarg;
 			break;
+		case 'J':
+			o->max_jobs = (int)strtol(optarg, &end, 10);
+			if (*end || o->max_jobs < 1)
+				fatal("--max-jobs takes a positive number, got \"%s\"", optarg);
+			break;
+		case 'D': o->detach = 1; break;
 		case 'a': o->all = 1; break;
 		case 'R': o->rows = optarg; break;
 		case 'L': o->cols = optarg; break;
@@ -239,12 +249,18 @@ static Graph *load_graph_with(Options *o, Graph *g, Cache *c)
 	return g;
 }
 
-/* Resource checks that need the machine: a task that could never start is a recipe error. */
-static void check_resources(Graph *g, GpuPool *gpus, int cpus, long long mem)
+static int runs_on_slurm(const Options *o, const Task *t)
+{
+	return t->executor ? !strcmp(t->executor, "slurm") : o->executor && !strcmp(o->executor, "slurm");
+}
+
+/* Resource checks that need the machine: a task that could never start is a recipe error.
+ * Slurm tasks are Slurm's to check. */
+static void check_resources(const Options *o, Graph *g, GpuPool *gpus, int cpus, long long mem)
 {
 	for (int i = 0; i < g->ntasks; i++) {
 		Task *t = g->tasks[i];
-		if (!t->needed)
+		if (!t->needed || runs_on_slurm(o, t))
 			continue;
 		if (t->gpus > 0 && gpu_count(gpus) > 0 && t->gpus > gpu_count(gpus))
 			fatal("%s:%d: task \"%s\" asks for %d GPUs but only %d are known (from %s)", t->file, t->line,
@@ -270,6 +286,12 @@ static Cache *open_cache(Options *o, Graph *g, int readonly)
 	return c;
 }
 
+static void adopt_job(void *ctx, int64_t id, const char *task, int attempt, const char *job_id, const char *key,
+		      const char *log)
+{
+	exec_slurm_adopt(ctx, task, attempt, job_id, key, log, id);
+}
+
 static int verb_run(Options *o, int argc, char **argv)
 {
 	Graph *g = new_graph();
@@ -286,7 +308,7 @@ static int verb_run(Options *o, int argc, char **argv)
 	if (!o->cpus && o->jobs > cpus)
 		cpus = o->jobs; /* -j beyond the core count means "oversubscribe", as in make */
 	long long mem = o->mem_mib ? o->mem_mib : os_memory_mib();
-	check_resources(g, gpus, cpus, mem);
+	check_resources(o, g, gpus, cpus, mem);
 	if (o->dry_run) {
 		int n = sched_plan(g, c, stdout, 0);
 		printf("kiln: %d task%s would run (dry run: nothing was started)\n", n, n == 1 ? "" : "s");
@@ -302,8 +324,20 @@ static int verb_run(Options *o, int argc, char **argv)
 	Buf cmd = {0};
 	for (int i = 0; i < argc; i++)
 		buf_printf(&cmd, "%s%s", i ? " " : "", argv[i]);
-	cache_begin_run(c, buf_str(&cmd));
+	int64_t run_id = cache_begin_run(c, buf_str(&cmd));
 	buf_free(&cmd);
+	Executor *slurm = NULL;
+	int any_slurm = 0;
+	for (int i = 0; i < g->ntasks; i++)
+		any_slurm |= g->tasks[i]->needed && runs_on_slurm(o, g->tasks[i]);
+	if (any_slurm) {
+		SlurmConfig sc = {g->slurm.partition, g->slurm.account, g->slurm.qos, g->slurm.constraint, g->slurm.extra,
+				  g->slurm.nextra, o->max_jobs, o->detach, run_id, KILN_DIR "/slurm"};
+		Buf serr = {0};
+		if (!(slurm = exec_slurm_new(&sc, &serr)))
+			fatal("%s", buf_str(&serr));
+		cache_each_open_job(c, adopt_job, slurm); /* jobs a killed or detached kiln left */
+	}
 	os_block_signals();
 	Executor *ex = exec_local_new();
 	SchedOptions so = {
@@ -315,6 +349,9 @@ static int verb_run(Options *o, int argc, char **argv)
 		.log_dir = KILN_DIR "/logs",
 		.gpus = gpus,
 		.exec = ex,
+		.slurm = slurm,
+		.slurm_default = o->executor && !strcmp(o->executor, "slurm"),
+		.detach = o->detach,
 		.cache = c,
 	};
 	SchedSummary sum;
@@ -322,6 +359,8 @@ static int verb_run(Options *o, int argc, char **argv)
 	cache_end_run(c, rc == 0 ? "ok" : sum.stopped_by_signal ? "stopped" : "failed");
 	cache_close(c);
 	ex->destroy(ex);
+	if (slurm)
+		slurm->destroy(slurm);
 	gpu_pool_free(gpus);
 	graph_free(g);
 	return rc;

@@ -112,18 +112,30 @@ static void free_job(Job *job)
 	free(job);
 }
 
-/* Starts t if a job slot, its cpus, memory and GPUs are free; returns 1 if started
- * (or failed to start, which the next reap reports), 0 if it must wait. */
+static int on_slurm(const SchedOptions *o, const Task *t)
+{
+	return o->slurm && (t->executor ? !strcmp(t->executor, "slurm") : o->slurm_default);
+}
+
+/* Starts t if a job slot, its cpus, memory and GPUs are free (Slurm tasks: if the queue cap
+ * allows; Slurm owns their resources); returns 1 if started (or failed to start, which the
+ * next reap reports), 0 if it must wait. */
 static int try_start(Run *r, Task *t)
 {
 	const SchedOptions *o = r->o;
+	int slurm = on_slurm(o, t);
 	int cpus = t->cpus < o->cpus ? t->cpus : o->cpus;
-	if (r->free_jobs < 1 || cpus > r->free_cpus || t->mem_mib > r->free_mem)
-		return 0;
 	int ids[64];
-	if (t->gpus > 0 && gpu_lease(o->gpus, t->gpus, t->gpu_mem_mib, ids) != 0) {
-		r->waiting_for_gpu = 1;
-		return 0;
+	if (slurm) {
+		if (o->slurm->has_room && !o->slurm->has_room(o->slurm))
+			return 0;
+	} else {
+		if (r->free_jobs < 1 || cpus > r->free_cpus || t->mem_mib > r->free_mem)
+			return 0;
+		if (t->gpus > 0 && gpu_lease(o->gpus, t->gpus, t->gpu_mem_mib, ids) != 0) {
+			r->waiting_for_gpu = 1;
+			return 0;
+		}
 	}
 	Job *job = xcalloc(1, sizeof *job);
 	job->task = t;
@@ -133,7 +145,9 @@ static int try_start(Run *r, Task *t)
 	job->env = xcalloc(6, sizeof(char *));
 	job->env[nenv++] = xasprintf("KILN_TASK=%s", t->name);
 	job->env[nenv++] = xasprintf("KILN_ATTEMPT=%d", job->attempt);
-	if (t->gpus > 0) {
+	job->ex = slurm ? o->slurm : o->exec;
+	cache_key_hex(o->cache, t, job->key);
+	if (t->gpus > 0 && !slurm) {
 		size_t len = 0;
 		for (int i = 0; i < t->gpus; i++)
 			len += (size_t)snprintf(job->gpu_list + len, sizeof job->gpu_list - len, "%s%d", i ? "," : "", ids[i]);
@@ -141,33 +155,43 @@ static int try_start(Run *r, Task *t)
 		/* NVML and nvidia-smi count in PCI order; CUDA's default order may differ */
 		job->env[nenv++] = xstrdup("CUDA_DEVICE_ORDER=PCI_BUS_ID");
 	}
-	if (t->timeout_sec > 0)
+	if (t->timeout_sec > 0 && !slurm) /* Slurm enforces --time itself */
 		job->deadline_ns = now_mono_ns() + (int64_t)(t->timeout_sec * 1e9);
 	if (t->argc && !strcmp(t->argv[0], "@kiln"))
 		cache_commit(o->cache, 1); /* kiln itself reads the state from the task: show it all */
 	cache_clear_outputs(o->cache, t);
 	for (int i = 0; i < t->noutputs; i++)
 		mkdirs_parent(t->outputs[i]);
-	r->free_jobs--;
-	r->free_cpus -= cpus;
-	r->free_mem -= t->mem_mib;
+	if (!slurm) {
+		r->free_jobs--;
+		r->free_cpus -= cpus;
+		r->free_mem -= t->mem_mib;
+	}
 	t->state = TS_RUNNING;
 	job->next = r->running;
 	r->running = job;
 	r->nrunning++;
-	if (o->exec->start(o->exec, job) != 0)
+	if (job->ex->start(job->ex, job) != 0)
 		r->start_failures_pending = 1;
-	r->attempt_ids[t->index] =
-		cache_attempt_started(o->cache, t, job->attempt, (int)job->pid, job->gpu_list, job->log_path);
+	if (job->adopted) {
+		t->attempt = job->attempt;
+		r->attempt_ids[t->index] = job->attempt_row;
+		status_print(&r->st, "note", "%s: attached to Slurm job %s, submitted by an earlier kiln", t->name, job->job_id);
+	} else {
+		r->attempt_ids[t->index] = cache_attempt_started(o->cache, t, job->attempt, (int)job->pid, job->gpu_list,
+								 job->log_path, job->job_id, slurm ? job->key : NULL);
+	}
 	return 1;
 }
 
 static void release(Run *r, Job *job)
 {
 	const Task *t = job->task;
-	r->free_jobs++;
-	r->free_cpus += t->cpus < r->o->cpus ? t->cpus : r->o->cpus;
-	r->free_mem += t->mem_mib;
+	if (job->ex == r->o->exec) {
+		r->free_jobs++;
+		r->free_cpus += t->cpus < r->o->cpus ? t->cpus : r->o->cpus;
+		r->free_mem += t->mem_mib;
+	}
 	if (job->gpu_list[0]) {
 		int ids[64], n;
 		gpu_ids_parse(job->gpu_list, ids, &n);
@@ -186,7 +210,9 @@ static void describe_end(const Job *job, char *out, size_t n)
 	const Task *t = job->task;
 	char dur[32];
 	format_duration(t->timeout_sec, dur, sizeof dur);
-	if (job->timed_out)
+	if (job->reason[0])
+		snprintf(out, n, "%s", job->reason);
+	else if (job->timed_out)
 		snprintf(out, n, "timed out after %s (process group killed)", dur);
 	else if (job->end == JOB_START_FAILED)
 		snprintf(out, n, "could not start (see its log)");
@@ -248,9 +274,17 @@ static void job_ended(Run *r, Job *job)
 static void stop_all(Run *r, int sig)
 {
 	int64_t now = now_mono_ns();
-	for (Job *j = r->running; j; j = j->next) {
+	for (Job *j = r->running, *next; j; j = next) {
+		next = j->next;
 		j->interrupted = 1;
-		r->o->exec->signal(r->o->exec, j, sig);
+		if (r->o->detach && j->ex == r->o->slurm) {
+			/* --detach: the job runs on; its attempt stays open for the next kiln */
+			status_print(&r->st, "note", "%s: left running as Slurm job %s (--detach)", j->task->name, j->job_id);
+			release(r, j);
+			j->task->state = TS_SKIPPED;
+			continue;
+		}
+		j->ex->signal(j->ex, j, sig);
 		j->kill_at_ns = sig == SIGKILL ? -1 : now + (int64_t)(r->o->kill_grace_sec * 1e9);
 	}
 }
@@ -261,11 +295,11 @@ static void check_clocks(Run *r)
 	for (Job *j = r->running; j; j = j->next) {
 		if (j->deadline_ns && now >= j->deadline_ns && !j->timed_out && !j->kill_at_ns) {
 			j->timed_out = 1;
-			r->o->exec->signal(r->o->exec, j, SIGTERM);
+			j->ex->signal(j->ex, j, SIGTERM);
 			j->kill_at_ns = now + (int64_t)(r->o->kill_grace_sec * 1e9);
 		}
 		if (j->kill_at_ns > 0 && now >= j->kill_at_ns) {
-			r->o->exec->signal(r->o->exec, j, SIGKILL);
+			j->ex->signal(j->ex, j, SIGKILL);
 			j->kill_at_ns = -1;
 		}
 	}
@@ -289,6 +323,9 @@ static int wait_timeout_ms(const Run *r)
 		ms = 1000;
 	if (r->st.tty && (ms < 0 || ms > 1000))
 		ms = 1000;
+	int poll = r->o->slurm && r->o->slurm->poll_ms ? r->o->slurm->poll_ms(r->o->slurm) : -1;
+	if (poll >= 0 && (ms < 0 || poll < ms))
+		ms = poll;
 	return ms;
 }
 
@@ -299,7 +336,7 @@ static void check_ready(Run *r)
 	while (!r->stopping && r->ready_len > 0) {
 		Task *t = r->ready[r->ready_head++];
 		r->ready_len--;
-		if (t->gpus > 0 && gpu_count(o->gpus) == 0) {
+		if (t->gpus > 0 && gpu_count(o->gpus) == 0 && !on_slurm(o, t)) {
 			task_failed(r, t, "needs a GPU but none is known: no NVML driver was found; name devices with --gpus 0,1", NULL);
 			continue;
 		}
@@ -435,6 +472,9 @@ int sched_run(Graph *g, const SchedOptions *o, SchedSummary *sum)
 		r.start_failures_pending = 0;
 		int n;
 		while ((n = o->exec->reap(o->exec, ended, 64)) > 0)
+			for (int i = 0; i < n; i++)
+				job_ended(&r, ended[i]);
+		while (o->slurm && (n = o->slurm->reap(o->slurm, ended, 64)) > 0)
 			for (int i = 0; i < n; i++)
 				job_ended(&r, ended[i]);
 		check_clocks(&r);

@@ -99,7 +99,7 @@ static int run(Graph *g, int jobs, int keep_going, SchedSummary *sum)
 	CHECK(c != NULL);
 	char e[128];
 	GpuPool *gpus = gpu_pool_from_list("0,1,2", e, sizeof e);
-	Executor ex = {.name = "fake", .start = fake_start, .reap = fake_reap, .signal = fake_signal};
+	Executor ex = {.name = "fake", .start = fake_start, .reap = fake_reap, .signal = fake_signal, .poll_ms = NULL};
 	SchedOptions o = {.jobs = jobs, .keep_going = keep_going, .cpus = fake.cap_cpus, .mem_mib = fake.cap_mem,
 			  .log_dir = kdir, .gpus = gpus, .exec = &ex, .cache = c};
 	int rc = sched_run(g, &o, sum);

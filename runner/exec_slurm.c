@@ -1,0 +1,442 @@
+/* exec_slurm.c — the Slurm executor: each attempt becomes a batch job whose script does
+ * exactly what the local executor does (same working directory, environment and command,
+ * every word single-quoted so values with spaces, quotes, $ or backticks arrive unchanged),
+ * then writes its own exit-code file. Status comes from one batched squeue per poll, with
+ * back-off; a failing squeue (controller restart) is retried and never fails a job. */
+#define _GNU_SOURCE
+#include "exec.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char **environ;
+
+typedef struct {
+	char *task, *job_id, *key, *log;
+	int attempt, used;
+	long long row;
+} Adopted;
+
+typedef struct {
+	SlurmConfig cfg;
+	char workspace[4096];
+	Job **active;
+	int nactive, cap;
+	Job **ended;
+	int nended, ended_cap;
+	Adopted *adopted;
+	int nadopted;
+	int64_t next_poll_ns;
+	int interval_ms;
+} SlurmExec;
+
+static void squote(Buf *b, const char *s)
+{
+	buf_putc(b, '\'');
+	for (; *s; s++)
+		*s == '\'' ? buf_puts(b, "'\\''") : buf_putc(b, *s);
+	buf_putc(b, '\'');
+}
+
+char *exec_job_script(const Job *job, const char *workspace, const char *exit_path)
+{
+	const Task *t = job->task;
+	Buf b = {0};
+	buf_puts(&b, "#!/bin/sh\n# written by kiln for task ");
+	buf_puts(&b, t->name);
+	buf_puts(&b, "\ncd ");
+	squote(&b, workspace);
+	buf_puts(&b, " || exit 1\n");
+	for (char **e = job->env; e && *e; e++) {
+		const char *eq = strchr(*e, '=');
+		if (!eq || !strncmp(*e, "CUDA_VISIBLE_DEVICES=", 21))
+			continue; /* Slurm assigns the GPUs */
+		buf_printf(&b, "%.*s=", (int)(eq - *e), *e);
+		squote(&b, eq + 1);
+		buf_printf(&b, "; export %.*s\n", (int)(eq - *e), *e);
+	}
+	int task_sets_path = 0;
+	for (int i = 0; i < t->nenv; i++) {
+		buf_printf(&b, "%s=", t->env[i].key);
+		squote(&b, t->env[i].value);
+		buf_printf(&b, "; export %s\n", t->env[i].key);
+		task_sets_path |= !strcmp(t->env[i].key, "PATH");
+	}
+	if (!task_sets_path) {
+		buf_puts(&b, "PATH=");
+		squote(&b, exec_path_entry() + 5);
+		buf_puts(&b, "; export PATH\n");
+	}
+	if (t->shell) {
+		buf_puts(&b, "/bin/sh -c ");
+		squote(&b, t->shell);
+	} else {
+		for (int i = 0; i < t->argc; i++) {
+			if (i)
+				buf_putc(&b, ' ');
+			squote(&b, i == 0 && !strcmp(t->argv[0], "@kiln") ? exec_self() : t->argv[i]);
+		}
+	}
+	buf_puts(&b, " </dev/null\nrc=$?\nprintf '%s\\n' \"$rc\" > ");
+	char *tmp = xasprintf("%s.tmp", exit_path);
+	squote(&b, tmp);
+	buf_puts(&b, " && mv -f ");
+	squote(&b, tmp);
+	buf_putc(&b, ' ');
+	squote(&b, exit_path);
+	buf_puts(&b, "\nexit $rc\n");
+	free(tmp);
+	return b.data;
+}
+
+/* Runs a Slurm command; its stdout into out (when given). Returns the exit status, or -1. */
+static int run_tool(char *const argv[], Buf *out, Buf *errout)
+{
+	int outp[2], errp[2];
+	if (pipe2(outp, O_CLOEXEC) != 0)
+		return -1;
+	if (pipe2(errp, O_CLOEXEC) != 0) {
+		close(outp[0]), close(outp[1]);
+		return -1;
+	}
+	posix_spawn_file_actions_t fa;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, outp[1], 1);
+	posix_spawn_file_actions_adddup2(&fa, errp[1], 2);
+	posix_spawnattr_t attr;
+	posix_spawnattr_init(&attr);
+	sigset_t none;
+	sigemptyset(&none);
+	posix_spawnattr_setsigmask(&attr, &none);
+	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
+	pid_t pid;
+	int rc = posix_spawnp(&pid, argv[0], &fa, &attr, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&attr);
+	close(outp[1]);
+	close(errp[1]);
+	if (rc != 0) {
+		close(outp[0]), close(errp[0]);
+		if (errout)
+			buf_printf(errout, "cannot run %s: %s", argv[0], strerror(rc));
+		return -1;
+	}
+	char chunk[4096];
+	ssize_t n;
+	while ((n = read(outp[0], chunk, sizeof chunk)) > 0)
+		if (out)
+			buf_put(out, chunk, (size_t)n);
+	while ((n = read(errp[0], chunk, sizeof chunk)) > 0)
+		if (errout)
+			buf_put(errout, chunk, (size_t)n);
+	close(outp[0]);
+	close(errp[0]);
+	int st;
+	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+		;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void push(Job ***list, int *n, int *cap, Job *job)
+{
+	if (*n == *cap) {
+		*cap = *cap ? *cap * 2 : 16;
+		*list = xrealloc(*list, (size_t)*cap * sizeof **list);
+	}
+	(*list)[(*n)++] = job;
+}
+
+static char *exit_path_of(const SlurmExec *se, const Job *job)
+{
+	return xasprintf("%s/%s@%d.exit", se->cfg.state_dir, job->task->name, job->attempt);
+}
+
+static void poll_soon(SlurmExec *se)
+{
+	se->interval_ms = 100;
+	se->next_poll_ns = now_mono_ns() + 100000000LL;
+}
+
+static int slurm_start(Executor *ex, Job *job)
+{
+	SlurmExec *se = ex->impl;
+	const Task *t = job->task;
+	job->started_ns = now_mono_ns();
+	job->end = JOB_RUNNING;
+	/* re-attach: a previous kiln's job for this task and key is still ours */
+	for (int i = 0; i < se->nadopted; i++) {
+		Adopted *a = &se->adopted[i];
+		if (a->used || strcmp(a->task, t->name))
+			continue;
+		a->used = 1;
+		if (!strcmp(a->key, job->key)) {
+			snprintf(job->job_id, sizeof job->job_id, "%s", a->job_id);
+			job->attempt = a->attempt;
+			free(job->log_path);
+			job->log_path = xstrdup(a->log);
+			job->adopted = 1;
+			job->attempt_row = a->row;
+			push(&se->active, &se->nactive, &se->cap, job);
+			poll_soon(se);
+			return 0;
+		}
+		char *cancel[] = {"scancel", a->job_id, NULL}; /* its recipe changed: that job is stale */
+		run_tool(cancel, NULL, NULL);
+	}
+	int fd = exec_open_log(job);
+	if (fd >= 0) {
+		exec_write_log_header(fd, job);
+		close(fd);
+	}
+	char *exit_path = exit_path_of(se, job), *script_path = xasprintf("%s/%s@%d.sh", se->cfg.state_dir, t->name, job->attempt);
+	char *script = exec_job_script(job, se->workspace, exit_path);
+	unlink(exit_path);
+	mkdirs_parent(script_path);
+	int wrote = write_file_atomic(script_path, script, strlen(script));
+	free(script);
+	char *abs_log = job->log_path[0] == '/' ? xstrdup(job->log_path) : xasprintf("%s/%s", se->workspace, job->log_path);
+	char *args[64];
+	char *owned[32];
+	int n = 0, nowned = 0;
+#define OWN(x) (owned[nowned++] = (x))
+	args[n++] = "sbatch";
+	args[n++] = "--parsable";
+	args[n++] = OWN(xasprintf("--job-name=kiln-%lld-%s", se->cfg.run_id, t->name));
+	args[n++] = OWN(xasprintf("--output=%s", abs_log));
+	args[n++] = "--open-mode=append";
+	args[n++] = OWN(xasprintf("--chdir=%s", se->workspace));
+	if (t->cpus > 0)
+		args[n++] = OWN(xasprintf("--cpus-per-task=%d", t->cpus));
+	if (t->mem_mib > 0)
+		args[n++] = OWN(xasprintf("--mem=%lldM", t->mem_mib));
+	if (t->gpus > 0)
+		args[n++] = OWN(xasprintf("--gres=gpu:%d", t->gpus));
+	if (t->timeout_sec > 0)
+		args[n++] = OWN(xasprintf("--time=%d", (int)((t->timeout_sec + 59) / 60)));
+	if (se->cfg.partition)
+		args[n++] = OWN(xasprintf("--partition=%s", se->cfg.partition));
+	if (se->cfg.account)
+		args[n++] = OWN(xasprintf("--account=%s", se->cfg.account));
+	if (se->cfg.qos)
+		args[n++] = OWN(xasprintf("--qos=%s", se->cfg.qos));
+	if (se->cfg.constraint)
+		args[n++] = OWN(xasprintf("--constraint=%s", se->cfg.constraint));
+	for (int i = 0; i < se->cfg.nextra && n < 60; i++)
+		args[n++] = (char *)se->cfg.extra[i];
+	args[n++] = script_path;
+	args[n] = NULL;
+#undef OWN
+	Buf out = {0}, err = {0};
+	int rc = wrote == 0 ? run_tool(args, &out, &err) : -1;
+	for (int i = 0; i < nowned; i++)
+		free(owned[i]);
+	free(abs_log);
+	free(exit_path);
+	free(script_path);
+	const char *id = buf_str(&out);
+	if (rc != 0 || !*id) {
+		int lfd = open(job->log_path, O_WRONLY | O_APPEND | O_CLOEXEC);
+		if (lfd >= 0) {
+			dprintf(lfd, "kiln: sbatch failed: %s\n", wrote ? "cannot write the job script" : buf_str(&err));
+			close(lfd);
+		}
+		snprintf(job->reason, sizeof job->reason, "sbatch failed: %.70s", err.len ? buf_str(&err) : "no job id");
+		job->reason[strcspn(job->reason, "\n")] = 0;
+		job->end = JOB_START_FAILED;
+		job->exit_code = 127;
+		job->ended_ns = now_mono_ns();
+		push(&se->ended, &se->nended, &se->ended_cap, job);
+		buf_free(&out);
+		buf_free(&err);
+		return -1;
+	}
+	/* --parsable prints "id" or "id;cluster" */
+	snprintf(job->job_id, sizeof job->job_id, "%.*s", (int)strcspn(id, ";\n"), id);
+	buf_free(&out);
+	buf_free(&err);
+	push(&se->active, &se->nactive, &se->cap, job);
+	poll_soon(se);
+	return 0;
+}
+
+/* Decides a finished job's outcome from its Slurm state and its own exit-code file. */
+static void finish(SlurmExec *se, Job *job, const char *state)
+{
+	char *exit_path = exit_path_of(se, job);
+	size_t len;
+	char *text = read_file(exit_path, &len);
+	free(exit_path);
+	job->ended_ns = now_mono_ns();
+	if (!strcmp(state, "COMPLETED") || (text && (!strcmp(state, "FAILED") || !strcmp(state, "GONE")))) {
+		/* the command's own exit status, as the job script recorded it */
+		job->end = JOB_EXITED;
+		job->exit_code = text ? atoi(text) : 0;
+	} else {
+		/* TIMEOUT, CANCELLED, OUT_OF_MEMORY, NODE_FAIL, PREEMPTED, BOOT_FAIL, DEADLINE, FAILED */
+		job->end = JOB_EXITED;
+		job->exit_code = text ? atoi(text) : 1;
+		if (!strcmp(state, "TIMEOUT"))
+			job->timed_out = 1;
+		snprintf(job->reason, sizeof job->reason, "Slurm job %s ended %s", job->job_id,
+			 !strcmp(state, "GONE") ? "(no longer known to Slurm, no exit code)" : state);
+		if (job->exit_code == 0)
+			job->exit_code = 1;
+	}
+	free(text);
+}
+
+static int is_final(const char *state)
+{
+	static const char *const finals[] = {"COMPLETED", "FAILED", "TIMEOUT", "CANCELLED", "OUT_OF_MEMORY", "NODE_FAIL",
+					     "PREEMPTED", "BOOT_FAIL", "DEADLINE", NULL};
+	for (int i = 0; finals[i]; i++)
+		if (!strncmp(state, finals[i], strlen(finals[i])))
+			return 1;
+	return 0;
+}
+
+static void poll_queue(SlurmExec *se)
+{
+	Buf ids = {0}, out = {0}, err = {0};
+	for (int i = 0; i < se->nactive; i++)
+		buf_printf(&ids, "%s%s", i ? "," : "", se->active[i]->job_id);
+	/* one query for all of this run's jobs; -t all keeps finished ones for MinJobAge */
+	char *argv[] = {"squeue", "-h", "-t", "all", "-o", "%i|%T", "-j", (char *)buf_str(&ids), NULL};
+	int rc = run_tool(argv, &out, &err);
+	int changed = 0;
+	if (rc == 0) {
+		for (int i = 0; i < se->nactive; i++) {
+			Job *job = se->active[i];
+			const char *state = NULL;
+			char want[48];
+			snprintf(want, sizeof want, "%s|", job->job_id);
+			for (const char *line = buf_str(&out); *line;) {
+				if (!strncmp(line, want, strlen(want)))
+					state = line + strlen(want);
+				line = strchr(line, '\n');
+				if (!line)
+					break;
+				line++;
+			}
+			char st[32] = "GONE"; /* not listed any more: decided by its exit-code file */
+			if (state)
+				snprintf(st, sizeof st, "%.*s", (int)strcspn(state, "\n"), state);
+			if (!state || is_final(st)) {
+				finish(se, job, st);
+				push(&se->ended, &se->nended, &se->ended_cap, job);
+				se->active[i--] = se->active[--se->nactive];
+				changed = 1;
+			}
+		}
+	}
+	/* a failing squeue (controller restart, accounting outage) is just tried again later */
+	if (changed || rc != 0)
+		se->interval_ms = changed ? 100 : se->interval_ms;
+	else
+		se->interval_ms = se->interval_ms * 3 / 2 > 2000 ? 2000 : se->interval_ms * 3 / 2;
+	se->next_poll_ns = now_mono_ns() + (int64_t)se->interval_ms * 1000000;
+	buf_free(&ids);
+	buf_free(&out);
+	buf_free(&err);
+}
+
+static int slurm_reap(Executor *ex, Job **out, int max)
+{
+	SlurmExec *se = ex->impl;
+	if (se->nended == 0 && se->nactive > 0 && now_mono_ns() >= se->next_poll_ns)
+		poll_queue(se);
+	int n = 0;
+	while (se->nended > 0 && n < max)
+		out[n++] = se->ended[--se->nended];
+	return n;
+}
+
+static void slurm_signal(Executor *ex, Job *job, int sig)
+{
+	SlurmExec *se = ex->impl;
+	if (!job->job_id[0] || (se->cfg.detach && job->interrupted))
+		return;
+	/* Slurm sends SIGTERM, then SIGKILL after its KillWait: one scancel does both */
+	if (sig == SIGTERM || sig == SIGKILL || sig == SIGINT) {
+		char *argv[] = {"scancel", job->job_id, NULL};
+		run_tool(argv, NULL, NULL);
+		poll_soon(se);
+	}
+}
+
+static int slurm_poll_ms(Executor *ex)
+{
+	SlurmExec *se = ex->impl;
+	if (se->nended)
+		return 0;
+	if (!se->nactive)
+		return -1;
+	int64_t ms = (se->next_poll_ns - now_mono_ns()) / 1000000;
+	return ms < 0 ? 0 : (int)ms + 1;
+}
+
+static int slurm_has_room(Executor *ex)
+{
+	SlurmExec *se = ex->impl;
+	return se->cfg.max_jobs <= 0 || se->nactive < se->cfg.max_jobs;
+}
+
+static void slurm_destroy(Executor *ex)
+{
+	SlurmExec *se = ex->impl;
+	for (int i = 0; i < se->nadopted; i++) {
+		free(se->adopted[i].task);
+		free(se->adopted[i].job_id);
+		free(se->adopted[i].key);
+		free(se->adopted[i].log);
+	}
+	free(se->adopted);
+	free(se->active);
+	free(se->ended);
+	free(se);
+	free(ex);
+}
+
+void exec_slurm_adopt(Executor *ex, const char *task, int attempt, const char *job_id, const char *key_hex,
+		      const char *log_path, long long attempt_row)
+{
+	SlurmExec *se = ex->impl;
+	se->adopted = xrealloc(se->adopted, (size_t)(se->nadopted + 1) * sizeof *se->adopted);
+	se->adopted[se->nadopted++] = (Adopted){xstrdup(task), xstrdup(job_id), xstrdup(key_hex ? key_hex : ""),
+						xstrdup(log_path ? log_path : ""), attempt, 0, attempt_row};
+}
+
+Executor *exec_slurm_new(const SlurmConfig *cfg, Buf *err)
+{
+	const char *tools[] = {"sbatch", "squeue", "scancel"};
+	for (int i = 0; i < 3; i++) {
+		char *argv[] = {(char *)tools[i], "--version", NULL};
+		if (run_tool(argv, NULL, NULL) != 0) {
+			buf_printf(err, "the Slurm executor needs %s on PATH (is this a Slurm login node? Debian: slurm-client)",
+				   tools[i]);
+			return NULL;
+		}
+	}
+	SlurmExec *se = xcalloc(1, sizeof *se);
+	se->cfg = *cfg;
+	if (!getcwd(se->workspace, sizeof se->workspace))
+		strcpy(se->workspace, ".");
+	se->interval_ms = 100;
+	Executor *ex = xcalloc(1, sizeof *ex);
+	ex->name = "slurm";
+	ex->start = slurm_start;
+	ex->reap = slurm_reap;
+	ex->signal = slurm_signal;
+	ex->poll_ms = slurm_poll_ms;
+	ex->has_room = slurm_has_room;
+	ex->destroy = slurm_destroy;
+	ex->impl = se;
+	return ex;
+}
