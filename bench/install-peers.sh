@@ -3,4 +3,4 @@
 set -eu
 export DEBIAN_FRONTEND=noninteractive
 apt-get -o DPkg::Lock::Timeout=300 update -qq
-apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends ninja-build make time ${WITH_SNAKEMAKE:+snakemake} >/dev/null
+apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends ninja-build make time bc ${WITH_SNAKEMAKE:+snakemake} >/dev/null

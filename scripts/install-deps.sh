@@ -3,7 +3,8 @@
 # Safe to run again: apt-get skips what is already installed.
 set -eu
 packages="build-essential cmake ninja-build pkg-config liblua5.4-dev libsqlite3-dev libxxhash-dev \
-  python3 gnuplot-nox graphviz procps rsync"
+  python3 gnuplot-nox graphviz procps rsync \
+  slurmctld slurmd slurm-client munge"
 missing=""
 for p in $packages; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
