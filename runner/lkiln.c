@@ -151,6 +151,43 @@ static long long size_field(lua_State *L, int idx, const char *field)
 	return v;
 }
 
+/* Raises "what: unknown field 'x' (fields: ...)" for any key of the table at 1 not in fields. */
+static void check_fields(lua_State *L, const char *what, const char *const *fields)
+{
+	lua_pushnil(L);
+	while (lua_next(L, 1)) {
+		lua_pop(L, 1);
+		if (lua_type(L, -1) != LUA_TSTRING)
+			luaL_error(L, "%s: field names must be strings (did you mean deps = {...}?)", what);
+		const char *k = lua_tostring(L, -1);
+		int known = 0;
+		for (int i = 0; fields[i] && !known; i++)
+			known = !strcmp(k, fields[i]);
+		if (!known) {
+			luaL_Buffer b;
+			luaL_buffinit(L, &b);
+			for (int i = 0; fields[i]; i++) {
+				luaL_addstring(&b, i ? ", " : "");
+				luaL_addstring(&b, fields[i]);
+			}
+			luaL_pushresult(&b);
+			luaL_error(L, "%s: unknown field '%s' (fields: %s)", what, k, lua_tostring(L, -1));
+		}
+	}
+}
+
+/* Records the recipe file and line of the call that declares t. */
+static void declaration_site(lua_State *L, Graph *g, Task *t)
+{
+	lua_Debug ar;
+	if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "Sl", &ar)) {
+		t->file = arena_strdup(&g->arena, ar.short_src);
+		t->line = ar.currentline;
+	} else {
+		t->file = "?";
+	}
+}
+
 static int valid_task_name(const char *s)
 {
 	if (!*s || s[0] == '/' || strstr(s, "//") || s[strlen(s) - 1] == '/')
@@ -282,29 +319,10 @@ static int l_task(lua_State *L)
 	Graph *g = ctx->g;
 	luaL_checktype(L, 1, LUA_TTABLE);
 	lua_settop(L, 1);
-	lua_pushnil(L);
-	while (lua_next(L, 1)) {
-		lua_pop(L, 1);
-		if (lua_type(L, -1) != LUA_TSTRING)
-			luaL_error(L, "task{}: field names must be strings (did you mean deps = {...}?)");
-		const char *k = lua_tostring(L, -1);
-		int known = 0;
-		for (int i = 0; task_fields[i]; i++)
-			known |= !strcmp(k, task_fields[i]);
-		if (!known)
-			luaL_error(L, "task{}: unknown field '%s' (fields: name, deps, inputs, outputs, run, env, "
-				      "cpus, mem, gpus, gpu_mem, timeout, retries, tags, metrics, executor)", k);
-	}
-
+	check_fields(L, "task{}", task_fields);
 	declaring = NULL;
 	Task *t = graph_new_task(g);
-	lua_Debug ar;
-	if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "Sl", &ar)) {
-		t->file = arena_strdup(&g->arena, ar.short_src);
-		t->line = ar.currentline;
-	} else {
-		t->file = "?";
-	}
+	declaration_site(L, g, t);
 	if (lua_getfield(L, 1, "name") != LUA_TSTRING)
 		luaL_error(L, "task{}: field 'name' is required and must be a string");
 	t->name = arena_strdup(&g->arena, lua_tostring(L, -1));
@@ -413,16 +431,7 @@ static int l_plot(lua_State *L)
 	Graph *g = ctx->g;
 	luaL_checktype(L, 1, LUA_TTABLE);
 	lua_settop(L, 1);
-	lua_pushnil(L);
-	while (lua_next(L, 1)) {
-		lua_pop(L, 1);
-		int known = 0;
-		for (int i = 0; plot_fields[i] && lua_type(L, -1) == LUA_TSTRING; i++)
-			known |= !strcmp(lua_tostring(L, -1), plot_fields[i]);
-		if (!known)
-			luaL_error(L, "plot{}: unknown field '%s' (fields: name, type, from, x, series, y, title, xlabel, "
-				      "ylabel, unit, out)", lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "?");
-	}
+	check_fields(L, "plot{}", plot_fields);
 	const char *words[64];
 	int n = 0;
 	words[n++] = "@kiln";
@@ -466,11 +475,7 @@ static int l_plot(lua_State *L)
 		luaL_error(L, "plot{}: field 'y' (the metric to draw) is required");
 	lua_pop(L, 1);
 	Task *t = graph_new_task(g);
-	lua_Debug ar;
-	if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "Sl", &ar)) {
-		t->file = arena_strdup(&g->arena, ar.short_src);
-		t->line = ar.currentline;
-	}
+	declaration_site(L, g, t);
 	char *tname = arena_alloc(&g->arena, strlen(name) + 6);
 	sprintf(tname, "plot/%s", name);
 	t->name = tname;
@@ -517,14 +522,8 @@ static int l_slurm(lua_State *L)
 	Graph *g = context(L)->g;
 	luaL_checktype(L, 1, LUA_TTABLE);
 	lua_settop(L, 1);
-	lua_pushnil(L);
-	while (lua_next(L, 1)) {
-		lua_pop(L, 1);
-		const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "?";
-		if (strcmp(k, "partition") && strcmp(k, "account") && strcmp(k, "qos") && strcmp(k, "constraint") &&
-		    strcmp(k, "extra"))
-			luaL_error(L, "slurm{}: unknown field '%s' (fields: partition, account, qos, constraint, extra)", k);
-	}
+	static const char *const fields[] = {"partition", "account", "qos", "constraint", "extra", NULL};
+	check_fields(L, "slurm{}", fields);
 	const char **slots[] = {&g->slurm.partition, &g->slurm.account, &g->slurm.qos, &g->slurm.constraint};
 	const char *names[] = {"partition", "account", "qos", "constraint"};
 	for (int i = 0; i < 4; i++) {
