@@ -79,11 +79,19 @@ static void cache_ready(Cache *c)
 static void load_memo(void *ctx, const FileMemo *fm);
 static void load_last(void *ctx, const char *task, Hash key, const char *outputs);
 
+static int stat_once(Cache *c, Memo *m);
+
 static void *loader_main(void *arg)
 {
 	Cache *c = arg;
 	state_each_memo(c->state, load_memo, c);
 	state_each_last(c->state, load_last, c);
+	/* stat every file earlier runs hashed while the recipe still loads on the other
+	 * thread: validation and decisions then find the answers ready. A file rewritten
+	 * during the run is forgotten (forget_path) and looked at again. */
+	for (size_t i = 0; i < c->memo.cap; i++)
+		if (c->memo.keys[i])
+			stat_once(c, c->memo.vals[i]);
 	return NULL;
 }
 
