@@ -74,6 +74,8 @@ def bench_tool(tool, n, kiln, root):
     and deleted after all measurements: ext4 makes file creation slow for ~30 s after mass
     deletions, which would penalise whichever tool runs next."""
     cmd = commands(tool, kiln)
+    os.sync()  # the trees were just written: let writeback finish before anyone is timed
+    time.sleep(1)
     full, _ = timed(cmd, root)
     first_noop, _ = timed(cmd, root)  # kiln re-hashes files written < 50 ms before it hashed them
     noops = [timed(cmd, root) for _ in range(REPEAT)]
