@@ -121,6 +121,10 @@ def main():
         for tool in tools:
             roots[tool, n] = tempfile.mkdtemp(prefix="kiln-bench-%s-%d-" % (tool, n))
             generate(roots[tool, n], n)
+    # ext4 makes file creation slow for ~30 s after mass deletions (an earlier benchmark's
+    # clean-up, say): let that window pass and writeback settle before anything is timed
+    os.sync()
+    time.sleep(35)
     print("%-10s %7s %9s %10s %9s %9s %9s %9s" % ("tool", "tasks", "full", "1st no-op", "no-op", "touch", "one-leaf",
                                                  "noop-RSS"))
     try:

@@ -147,6 +147,19 @@ end
         self.assertEqual(state(2), ["RUNNING"])
         subprocess.run(["scancel", "--name", "kiln-2-int/long"], env=env)
 
+    def test_max_jobs_caps_the_queue(self):
+        self.ws.write("kiln.lua", "\n".join(
+            'task { name = "cap/t%d", run = %s }' % (i, lua_str(traced("sleep 0.4"))) for i in range(4)))
+        r = self.kiln("run", "--executor", "slurm", "--max-jobs", "1")
+        self.assertEqual(r.rc, 0, r)
+        spans = {}
+        for name, event, t, _ in self.ws.trace():
+            spans.setdefault(name, {})[event] = t
+        ordered = sorted((v["start"], v["end"]) for v in spans.values())
+        self.assertEqual(len(ordered), 4)
+        for (s1, e1), (s2, e2) in zip(ordered, ordered[1:]):
+            self.assertLessEqual(e1, s2, "with --max-jobs 1 one job at a time")
+
     def test_one_cache_for_both_executors(self):
         self.ws.write("kiln.lua", """
 task { name = "one/a", outputs = {"a.txt"}, run = "echo a > a.txt" }
