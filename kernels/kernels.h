@@ -61,6 +61,10 @@ void zeroshot_result_free(ZeroshotResult *r);
 /* Fills the accuracy counts from r->topk and the labels. */
 void zeroshot_score(const ZeroshotInput *in, ZeroshotResult *r);
 
+/* The class text embeddings as L2-normalised floats (C x D, malloc'd into *out). Returns
+ * -1 when all are finite, else the first class holding NaN or infinity (*out is NULL). */
+int64_t zeroshot_text_normalised(const ZeroshotInput *in, float **out);
+
 /* The C reference: L2-normalise both sides, cosine similarity, top-k with ties to the
  * lower class index; threads > 1 splits samples. NaN in either input is an error. */
 int zeroshot_cpu(const ZeroshotInput *in, int threads, ZeroshotResult *r, char *err, size_t errlen);

@@ -156,6 +156,23 @@ static void topk_insert(float *score, int32_t *cls, int k, float s, int32_t c)
 	cls[j] = c;
 }
 
+int64_t zeroshot_text_normalised(const ZeroshotInput *in, float **out)
+{
+	float *text = malloc((size_t)(in->c * in->d) * sizeof(float));
+	*out = NULL;
+	if (!text)
+		return -1;
+	for (int64_t c = 0; c < in->c; c++) {
+		load_row(in->text, c, in->d, text + c * in->d);
+		if (normalise(text + c * in->d, in->d) != 0) {
+			free(text);
+			return c;
+		}
+	}
+	*out = text;
+	return -1;
+}
+
 typedef struct {
 	const ZeroshotInput *in;
 	const float *text; /* C x D normalised */
@@ -203,18 +220,14 @@ int zeroshot_cpu(const ZeroshotInput *in, int threads, ZeroshotResult *r, char *
 {
 	struct timespec t0, t1;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	float *text = malloc((size_t)(in->c * in->d) * sizeof(float));
-	if (!text) {
-		snprintf(err, errlen, "out of memory for %lld x %lld text embeddings", (long long)in->c, (long long)in->d);
+	float *text;
+	int64_t bad_text = zeroshot_text_normalised(in, &text);
+	if (bad_text >= 0 || !text) {
+		if (bad_text >= 0)
+			snprintf(err, errlen, "class text embedding %lld contains NaN or infinity", (long long)bad_text);
+		else
+			snprintf(err, errlen, "out of memory for %lld x %lld text embeddings", (long long)in->c, (long long)in->d);
 		return -1;
-	}
-	for (int64_t c = 0; c < in->c; c++) {
-		load_row(in->text, c, in->d, text + c * in->d);
-		if (normalise(text + c * in->d, in->d) != 0) {
-			snprintf(err, errlen, "class text embedding %lld contains NaN or infinity", (long long)c);
-			free(text);
-			return -1;
-		}
 	}
 	int own_topk = !r->topk;
 	if (own_topk && !(r->topk = malloc((size_t)(in->n ? in->n : 1) * ZS_K * sizeof(int32_t)))) {

@@ -144,27 +144,19 @@ extern "C" int cuda_available(char *why, size_t whylen)
 	return 1;
 }
 
-/* Normalised, padded fp16 text embeddings; returns the first class with NaN/inf, or -1. */
+/* The C reference's normalised text embeddings, padded to cpad x dpad fp16. Returns the
+ * first class with NaN/inf, -2 when out of memory, or -1. */
 static long long normalised_text(const ZeroshotInput *in, int dpad, int cpad, __half *out)
 {
-	float *row = (float *)malloc((size_t)in->d * sizeof(float));
 	memset(out, 0, (size_t)cpad * dpad * sizeof(__half));
-	for (int64_t c = 0; c < in->c; c++) {
-		double ss = 0;
-		for (int64_t j = 0; j < in->d; j++) {
-			row[j] = in->text->dtype == DT_F32 ? ((const float *)in->text->data)[c * in->d + j]
-							   : half_to_float(((const uint16_t *)in->text->data)[c * in->d + j]);
-			ss += (double)row[j] * row[j];
-		}
-		if (!isfinite(ss)) {
-			free(row);
-			return c;
-		}
-		float inv = ss > 0 ? (float)(1 / sqrt(ss)) : 0.f;
+	float *text;
+	int64_t bad = zeroshot_text_normalised(in, &text);
+	if (bad >= 0 || !text)
+		return bad >= 0 ? bad : -2;
+	for (int64_t c = 0; c < in->c; c++)
 		for (int64_t j = 0; j < in->d; j++)
-			out[c * dpad + j] = __float2half(row[j] * inv);
-	}
-	free(row);
+			out[c * dpad + j] = __float2half(text[c * in->d + j]);
+	free(text);
 	return -1;
 }
 
@@ -191,6 +183,10 @@ extern "C" int zeroshot_cuda(const ZeroshotInput *in, ZeroshotResult *r, char *e
 	CHECK_CUDA(cudaFuncSetAttribute(zeroshot_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
 	txt_h = (__half *)malloc((size_t)cpad * dpad * sizeof(__half));
 	bad_text = normalised_text(in, dpad, cpad, txt_h);
+	if (bad_text == -2) {
+		snprintf(err, errlen, "out of memory for the class text embeddings");
+		goto fail;
+	}
 	if (bad_text >= 0) {
 		snprintf(err, errlen, "class text embedding %lld contains NaN or infinity", bad_text);
 		goto fail;
