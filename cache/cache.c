@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,33 +66,70 @@ struct Cache {
 	int64_t committed_ns;
 	pthread_t loader;        /* reads memo and last successes while the recipe loads */
 	int loading;
+	/* The loader then stats every memo entry; a caller that needs the cache before it is
+	 * done takes a share of those stats instead of waiting idle. */
+	pthread_mutex_t loaded_lock;
+	pthread_cond_t loaded_cond;
+	int loaded;         /* maps filled: the stats below are all that is left */
+	Memo **to_stat;
+	size_t nto_stat, to_stat_cap;
+	_Atomic size_t next_stat;
 };
 
-/* Waits for the loader thread; every entry point calls this before touching state. */
+static int stat_once(Cache *c, Memo *m);
+
+/* Stats memo entries in chunks until none are left; run by both threads at once. */
+static void share_stats(Cache *c)
+{
+	enum { CHUNK = 128 };
+	for (;;) {
+		size_t from = atomic_fetch_add(&c->next_stat, CHUNK);
+		if (from >= c->nto_stat)
+			return;
+		size_t to = from + CHUNK < c->nto_stat ? from + CHUNK : c->nto_stat;
+		for (size_t i = from; i < to; i++)
+			stat_once(c, c->to_stat[i]);
+	}
+}
+
+/* Waits for the loader thread (helping with its stats); every entry point calls this
+ * before touching state. */
 static void cache_ready(Cache *c)
 {
-	if (c->loading) {
-		pthread_join(c->loader, NULL);
-		c->loading = 0;
-	}
+	if (!c->loading)
+		return;
+	trace_mark("waiting for the loader");
+	pthread_mutex_lock(&c->loaded_lock);
+	while (!c->loaded)
+		pthread_cond_wait(&c->loaded_cond, &c->loaded_lock);
+	pthread_mutex_unlock(&c->loaded_lock);
+	share_stats(c);
+	pthread_join(c->loader, NULL);
+	c->loading = 0;
+	free(c->to_stat);
+	c->to_stat = NULL;
+	trace_mark("loader joined");
 }
 
 static void load_memo(void *ctx, const FileMemo *fm);
 static void load_last(void *ctx, const char *task, Hash key, const char *outputs);
 
-static int stat_once(Cache *c, Memo *m);
-
 static void *loader_main(void *arg)
 {
 	Cache *c = arg;
 	state_each_memo(c->state, load_memo, c);
+	trace_mark("loader: memo read");
 	state_each_last(c->state, load_last, c);
+	trace_mark("loader: last successes read");
+	pthread_mutex_lock(&c->loaded_lock);
+	c->loaded = 1;
+	pthread_cond_broadcast(&c->loaded_cond);
+	pthread_mutex_unlock(&c->loaded_lock);
 	/* stat every file earlier runs hashed while the recipe still loads on the other
 	 * thread: validation and decisions then find the answers ready. A file rewritten
 	 * during the run is forgotten (forget_path) and looked at again. */
-	for (size_t i = 0; i < c->memo.cap; i++)
-		if (c->memo.keys[i])
-			stat_once(c, c->memo.vals[i]);
+	share_stats(c);
+	trace_mark("loader: files stat'ed");
 	return NULL;
 }
 
@@ -110,6 +148,11 @@ static void load_memo(void *ctx, const FileMemo *fm)
 	m->m = *fm;
 	m->m.path = arena_strdup(&c->arena, fm->path);
 	strmap_put(&c->memo, m->m.path, m);
+	if (c->nto_stat == c->to_stat_cap) {
+		c->to_stat_cap = c->to_stat_cap ? c->to_stat_cap * 2 : 1024;
+		c->to_stat = xrealloc(c->to_stat, c->to_stat_cap * sizeof *c->to_stat);
+	}
+	c->to_stat[c->nto_stat++] = m;
 }
 
 static void load_last(void *ctx, const char *task, Hash key, const char *outputs)
@@ -170,6 +213,8 @@ Cache *cache_open(const char *kiln_dir, Graph *g, const CacheOptions *opt, Buf *
 	if (!c->state)
 		goto fail;
 	/* the loader owns c's maps and arena until cache_ready(); signals stay with the caller */
+	pthread_mutex_init(&c->loaded_lock, NULL);
+	pthread_cond_init(&c->loaded_cond, NULL);
 	sigset_t all, old;
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &old);
@@ -203,6 +248,7 @@ void cache_close(Cache *c)
 		close(c->lock_fd);
 	strmap_free(&c->memo);
 	strmap_free(&c->last);
+	free(c->to_stat);
 	arena_free(&c->arena);
 	free(c->objects_dir);
 	free(c);
@@ -367,7 +413,11 @@ static void put_escaped(Buf *b, const char *s)
 	}
 }
 
-static int compare_str(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
+static int compare_input(const void *a, const void *b, void *task)
+{
+	const Task *t = task;
+	return strcmp(t->inputs[*(const int *)a], t->inputs[*(const int *)b]);
+}
 static int compare_task_name(const void *a, const void *b)
 {
 	return strcmp((*(Task *const *)a)->name, (*(Task *const *)b)->name);
@@ -409,27 +459,29 @@ static char *build_components(Cache *c, Task *t)
 		buf_puts(&b, t->outputs[i]);
 		buf_putc(&b, '\n');
 	}
-	const char **inputs = xmalloc((size_t)(t->ninputs + 1) * sizeof *inputs);
-	if (t->ninputs)
-		memcpy(inputs, t->inputs, (size_t)t->ninputs * sizeof *inputs);
-	qsort(inputs, (size_t)t->ninputs, sizeof *inputs, compare_str);
-	for (int i = 0; i < t->ninputs; i++) {
+	int *order = xmalloc((size_t)(t->ninputs + 1) * sizeof *order); /* inputs in path order */
+	for (int i = 0; i < t->ninputs; i++)
+		order[i] = i;
+	if (t->ninputs > 1)
+		qsort_r(order, (size_t)t->ninputs, sizeof *order, compare_input, t);
+	for (int k = 0; k < t->ninputs; k++) {
+		const char *input = t->inputs[order[k]];
 		Hash h;
-		Task *producer = c->g ? graph_producer(c->g, inputs[i]) : NULL;
+		Task *producer = t->input_producers ? t->input_producers[order[k]] : NULL;
 		TaskCache *pc = producer ? producer->cache_data : NULL;
 		if (pc && pc->will_run)
 			strcpy(hex, "pending"); /* a dry plan: its producer runs first */
-		else if (hash_path(c, inputs[i], &h) == 0)
+		else if (hash_path(c, input, &h) == 0)
 			hash_hex(h, hex);
 		else
 			strcpy(hex, "missing");
 		buf_puts(&b, "in\t");
-		buf_puts(&b, inputs[i]);
+		buf_puts(&b, input);
 		buf_putc(&b, '\t');
 		buf_puts(&b, hex);
 		buf_putc(&b, '\n');
 	}
-	free(inputs);
+	free(order);
 	/* explicit deps only: for producers of inputs, the input lines above already hold
 	 * the hashes of exactly the files this task reads */
 	int ndeps = t->nexplicit_deps;

@@ -157,8 +157,9 @@ int cache_gc(Cache *c, long long *bytes_freed)
 	if (top)
 		closedir(top);
 	removed += store_gc_pack(objects, is_kept, &keep, bytes_freed);
-	for (size_t i = 0; i < keep.cap; i++)
-		free((char *)keep.keys[i]);
+	const char *key;
+	for (size_t i = 0; strmap_next(&keep, &i, &key, NULL);)
+		free((char *)key);
 	strmap_free(&keep);
 	return removed;
 }

@@ -23,10 +23,12 @@ void graph_free(Graph *g)
 	for (int i = 0; i < g->ntasks; i++) {
 		free(g->tasks[i]->deps);
 		free(g->tasks[i]->dependents);
+		free(g->tasks[i]->input_producers);
 	}
 	free(g->tasks);
 	strmap_free(&g->by_name);
 	strmap_free(&g->by_output);
+	strmap_free(&g->output_roots);
 	arena_free(&g->arena);
 	free(g);
 }
@@ -52,6 +54,15 @@ Task *graph_add_task(Graph *g, Task *t, const char **clash_output)
 		}
 		/* the same output twice in one task is harmless: later lookups find t */
 		strmap_put(&g->by_output, t->outputs[i], t);
+		size_t root_len = strcspn(t->outputs[i], "/");
+		char root[256];
+		if (root_len >= sizeof root) {
+			root_len = 0; /* too long to be worth a key: "" disables the shortcut */
+		}
+		memcpy(root, t->outputs[i], root_len);
+		root[root_len] = 0;
+		if (!strmap_get(&g->output_roots, root))
+			strmap_put(&g->output_roots, arena_strdup(&g->arena, root), (void *)1);
 	}
 	strmap_put(&g->by_name, t->name, t);
 	if (g->ntasks == g->cap) {
@@ -74,6 +85,13 @@ Task *graph_producer(const Graph *g, const char *path)
 	char buf[4096];
 	size_t n = strlen(path);
 	if (n >= sizeof buf)
+		return NULL;
+	size_t root_len = strcspn(path, "/");
+	if (root_len == n)
+		return NULL; /* no parent directory to look at */
+	memcpy(buf, path, root_len);
+	buf[root_len] = 0;
+	if (!strmap_get(&g->output_roots, "") && !strmap_get(&g->output_roots, buf))
 		return NULL;
 	memcpy(buf, path, n + 1);
 	for (char *slash = strrchr(buf, '/'); slash; slash = strrchr(buf, '/')) {
@@ -220,8 +238,11 @@ int graph_resolve(Graph *g, PathExists exists, void *exists_ctx, Buf *err)
 			}
 		}
 		t->nexplicit_deps = t->ndeps;
+		free(t->input_producers);
+		t->input_producers = xcalloc((size_t)t->ninputs + 1, sizeof *t->input_producers);
 		for (int j = 0; j < t->ninputs; j++) {
 			Task *producer = graph_producer(g, t->inputs[j]);
+			t->input_producers[j] = producer;
 			if (producer == t) {
 				buf_printf(err, "%s:%d: task \"%s\" lists \"%s\" as both input and output", t->file,
 					   t->line, t->name, t->inputs[j]);
@@ -232,14 +253,15 @@ int graph_resolve(Graph *g, PathExists exists, void *exists_ctx, Buf *err)
 				continue;
 			}
 			struct stat st;
-			if (strmap_get(&found, t->inputs[j]))
+			if (!exists && strmap_get(&found, t->inputs[j]))
 				continue;
 			if (exists ? !exists(exists_ctx, t->inputs[j]) : stat(t->inputs[j], &st) != 0) {
 				buf_printf(err, "%s:%d: task \"%s\": input \"%s\" does not exist and no task produces it",
 					   t->file, t->line, t->name, t->inputs[j]);
 				goto out;
 			}
-			strmap_put(&found, t->inputs[j], (void *)1);
+			if (!exists) /* exists remembers its answers itself */
+				strmap_put(&found, t->inputs[j], (void *)1);
 		}
 	}
 	rc = find_cycle(g, err);

@@ -60,6 +60,7 @@ struct Task {
 	 * it hashes the input files themselves, the files the task actually reads. */
 	Task **deps;
 	int ndeps, nexplicit_deps;
+	Task **input_producers; /* per input: the task producing it, or NULL (a source file) */
 	Task **dependents;
 	int ndependents;
 
@@ -77,6 +78,8 @@ typedef struct {
 	int ntasks, cap;
 	StrMap by_name;   /* name -> Task* */
 	StrMap by_output; /* output path -> Task* */
+	StrMap output_roots; /* first path component of every output: an input under no such
+				root cannot lie inside a directory output, so no parent lookups */
 	const char *workspace; /* absolute path of the workspace (the current directory) */
 	struct {               /* the recipe's slurm{} block */
 		const char *partition, *account, *qos, *constraint;

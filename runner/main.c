@@ -241,9 +241,12 @@ static Graph *load_graph_with(Options *o, Graph *g, Cache *c)
 	GpuPool *pool = gpu_pool_open(o->gpus, gerr, sizeof gerr);
 	int gpus_known = gpu_count(pool);
 	gpu_pool_free(pool);
-	if (recipe_load(g, recipe, &o->params, gpus_known, &err) != 0 ||
-	    graph_resolve(g, c ? cache_path_exists : NULL, c, &err) != 0)
+	if (recipe_load(g, recipe, &o->params, gpus_known, &err) != 0)
 		fatal("%s", buf_str(&err));
+	trace_mark("recipe loaded");
+	if (graph_resolve(g, c ? cache_path_exists : NULL, c, &err) != 0)
+		fatal("%s", buf_str(&err));
+	trace_mark("graph resolved");
 	if (graph_select(g, o->targets, o->ntargets, &err) < 0)
 		fatal("%s", buf_str(&err));
 	return g;
@@ -355,9 +358,12 @@ static int verb_run(Options *o, int argc, char **argv)
 		.cache = c,
 	};
 	SchedSummary sum;
+	trace_mark("scheduler starts");
 	int rc = sched_run(g, &so, &sum);
+	trace_mark("scheduler done");
 	cache_end_run(c, rc == 0 ? "ok" : sum.stopped_by_signal ? "stopped" : "failed");
 	cache_close(c);
+	trace_mark("state closed");
 	ex->destroy(ex);
 	if (slurm)
 		slurm->destroy(slurm);
@@ -641,6 +647,7 @@ int main(int argc, char **argv)
 {
 	if (argc > 1 && !strcmp(argv[1], "render-plot"))
 		return verb_render_plot(argc - 1, argv + 1);
+	trace_mark("start");
 	Options o = {.kill_grace = -1, .store_max_mib = 1024};
 	signal(SIGPIPE, SIG_DFL);
 	parse_args(argc, argv, &o);

@@ -191,7 +191,7 @@ uint64_t hash_str(const char *s)
 static size_t strmap_slot(const StrMap *m, const char *key, uint64_t h)
 {
 	size_t i = h & (m->cap - 1);
-	while (m->keys[i] && (m->hashes[i] != h || strcmp(m->keys[i], key) != 0))
+	while (m->slots[i].key && (m->slots[i].hash != h || strcmp(m->slots[i].key, key) != 0))
 		i = (i + 1) & (m->cap - 1);
 	return i;
 }
@@ -200,46 +200,79 @@ void *strmap_get(const StrMap *m, const char *key)
 {
 	if (!m->cap)
 		return NULL;
-	size_t i = strmap_slot(m, key, hash_str(key));
-	return m->keys[i] ? m->vals[i] : NULL;
+	const StrMapSlot *s = &m->slots[strmap_slot(m, key, hash_str(key))];
+	return s->key ? s->val : NULL;
+}
+
+static void strmap_grow(StrMap *m, size_t cap)
+{
+	StrMap bigger = {0};
+	bigger.cap = cap;
+	/* malloc + memset rather than calloc: calloc's fresh pages are the shared zero page,
+	 * and the first write to each then takes a copy-on-write fault that, with a second
+	 * thread running, also flushes the other CPU's TLB */
+	bigger.slots = xmalloc(cap * sizeof *bigger.slots);
+	memset(bigger.slots, 0, cap * sizeof *bigger.slots);
+	for (size_t i = 0; i < m->cap; i++)
+		if (m->slots[i].key)
+			bigger.slots[strmap_slot(&bigger, m->slots[i].key, m->slots[i].hash)] = m->slots[i];
+	bigger.count = m->count;
+	free(m->slots);
+	*m = bigger;
+}
+
+void strmap_reserve(StrMap *m, size_t n)
+{
+	size_t cap = m->cap ? m->cap : 64;
+	while ((n + 1) * 2 >= cap) /* at most half full: short probe runs */
+		cap *= 2;
+	if (cap != m->cap)
+		strmap_grow(m, cap);
 }
 
 void *strmap_put(StrMap *m, const char *key, void *val)
 {
-	if ((m->count + 1) * 2 >= m->cap) { /* at most half full: short probe runs */
-		StrMap bigger = {0};
-		bigger.cap = m->cap ? m->cap * 2 : 64;
-		bigger.keys = xcalloc(bigger.cap, sizeof(char *));
-		bigger.vals = xcalloc(bigger.cap, sizeof(void *));
-		bigger.hashes = xcalloc(bigger.cap, sizeof(uint64_t));
-		for (size_t i = 0; i < m->cap; i++)
-			if (m->keys[i]) {
-				size_t j = strmap_slot(&bigger, m->keys[i], m->hashes[i]);
-				bigger.keys[j] = m->keys[i];
-				bigger.vals[j] = m->vals[i];
-				bigger.hashes[j] = m->hashes[i];
-			}
-		bigger.count = m->count;
-		strmap_free(m);
-		*m = bigger;
-	}
+	if ((m->count + 1) * 2 >= m->cap)
+		strmap_grow(m, m->cap ? m->cap * 2 : 64);
 	uint64_t h = hash_str(key);
-	size_t i = strmap_slot(m, key, h);
-	void *old = m->keys[i] ? m->vals[i] : NULL;
-	if (!m->keys[i])
+	StrMapSlot *s = &m->slots[strmap_slot(m, key, h)];
+	void *old = s->key ? s->val : NULL;
+	if (!s->key)
 		m->count++;
-	m->keys[i] = key;
-	m->vals[i] = val;
-	m->hashes[i] = h;
+	*s = (StrMapSlot){key, val, h};
 	return old;
+}
+
+int strmap_next(const StrMap *m, size_t *i, const char **key, void **val)
+{
+	for (; *i < m->cap; ++*i)
+		if (m->slots[*i].key) {
+			if (key)
+				*key = m->slots[*i].key;
+			if (val)
+				*val = m->slots[*i].val;
+			++*i;
+			return 1;
+		}
+	return 0;
 }
 
 void strmap_free(StrMap *m)
 {
-	free(m->keys);
-	free(m->vals);
-	free(m->hashes);
+	free(m->slots);
 	memset(m, 0, sizeof *m);
+}
+
+void trace_mark(const char *what)
+{
+	static int enabled = -1;
+	static int64_t start;
+	if (enabled < 0) {
+		enabled = getenv("KILN_TRACE") != NULL;
+		start = now_mono_ns();
+	}
+	if (enabled)
+		fprintf(stderr, "kiln-trace: %7.2f ms %s\n", (now_mono_ns() - start) / 1e6, what);
 }
 
 double now_wall(void)

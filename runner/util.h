@@ -48,18 +48,30 @@ char *arena_strndup(Arena *a, const char *s, size_t n);
 void arena_free(Arena *a);
 
 /* Open-addressing hash map from NUL-terminated keys to pointers. Keys are not copied:
- * the caller keeps them alive as long as the map. */
+ * the caller keeps them alive as long as the map. A slot holds key, value and hash
+ * together, so a probe touches one cache line and compares strings only on a hash match. */
 typedef struct {
-	const char **keys;
-	void **vals;
-	uint64_t *hashes; /* per slot, so probes compare strings only on a hash match */
+	const char *key;
+	void *val;
+	uint64_t hash;
+} StrMapSlot;
+typedef struct {
+	StrMapSlot *slots;
 	size_t cap, count;
 } StrMap;
 void *strmap_get(const StrMap *m, const char *key);
 /* Inserts or replaces; returns the previous value or NULL. */
 void *strmap_put(StrMap *m, const char *key, void *val);
+/* Makes room for n entries in all, so loading a known number of keys never rehashes. */
+void strmap_reserve(StrMap *m, size_t n);
+/* Iteration: for (size_t i = 0; strmap_next(m, &i, &key, &val);) visits every entry. */
+int strmap_next(const StrMap *m, size_t *i, const char **key, void **val);
 void strmap_free(StrMap *m);
 uint64_t hash_str(const char *s);
+
+/* With KILN_TRACE set in the environment, prints "kiln-trace: <ms since start> <what>"
+ * to stderr: where a command spends its time, for benchmarks. Otherwise does nothing. */
+void trace_mark(const char *what);
 
 /* Wall-clock time in seconds / monotonic time in nanoseconds. */
 double now_wall(void);
