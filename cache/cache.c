@@ -401,6 +401,10 @@ static void forget_path(Cache *c, const char *path)
 
 static void put_escaped(Buf *b, const char *s)
 {
+	if (!strpbrk(s, "\\\t\n")) { /* the common case: nothing to escape */
+		buf_puts(b, s);
+		return;
+	}
 	for (; *s; s++) {
 		if (*s == '\\')
 			buf_puts(b, "\\\\");

@@ -57,17 +57,22 @@ void hash_hex(Hash h, char out[33])
 
 int hash_parse(const char *hex, Hash *out)
 {
-	unsigned long long hi = 0, lo = 0;
+	/* digit value + 1; 0 marks a byte that is no lowercase hex digit */
+	static const unsigned char value[256] = {
+		['0'] = 1, ['1'] = 2, ['2'] = 3, ['3'] = 4, ['4'] = 5, ['5'] = 6, ['6'] = 7, ['7'] = 8,
+		['8'] = 9, ['9'] = 10, ['a'] = 11, ['b'] = 12, ['c'] = 13, ['d'] = 14, ['e'] = 15, ['f'] = 16,
+	};
+	unsigned long long half[2] = {0, 0};
+	unsigned bad = 0;
 	for (int i = 0; i < 32; i++) {
-		char c = hex[i];
-		int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-		if (v < 0)
-			return -1;
-		if (i < 16)
-			hi = hi << 4 | (unsigned)v;
-		else
-			lo = lo << 4 | (unsigned)v;
+		unsigned v = value[(unsigned char)hex[i]];
+		bad |= v == 0;
+		half[i >> 4] = half[i >> 4] << 4 | ((v - 1) & 15);
+		if (!hex[i])
+			return -1; /* never read past a short string's end */
 	}
-	*out = (Hash){lo, hi};
+	if (bad)
+		return -1;
+	*out = (Hash){half[1], half[0]};
 	return 0;
 }

@@ -43,28 +43,25 @@ Task *graph_new_task(Graph *g)
 
 Task *graph_add_task(Graph *g, Task *t, const char **clash_output)
 {
-	Task *other = strmap_get(&g->by_name, t->name);
+	/* on a clash the graph keeps part of t: callers stop with an error */
+	Task *other = strmap_put_new(&g->by_name, t->name, t);
 	if (other)
 		return other;
 	for (int i = 0; i < t->noutputs; i++) {
-		other = strmap_get(&g->by_output, t->outputs[i]);
-		if (other) {
+		other = strmap_put_new(&g->by_output, t->outputs[i], t);
+		if (other && other != t) { /* the same output twice in one task is harmless */
 			*clash_output = t->outputs[i];
 			return other;
 		}
-		/* the same output twice in one task is harmless: later lookups find t */
-		strmap_put(&g->by_output, t->outputs[i], t);
 		size_t root_len = strcspn(t->outputs[i], "/");
 		char root[256];
-		if (root_len >= sizeof root) {
+		if (root_len >= sizeof root)
 			root_len = 0; /* too long to be worth a key: "" disables the shortcut */
-		}
 		memcpy(root, t->outputs[i], root_len);
 		root[root_len] = 0;
 		if (!strmap_get(&g->output_roots, root))
 			strmap_put(&g->output_roots, arena_strdup(&g->arena, root), (void *)1);
 	}
-	strmap_put(&g->by_name, t->name, t);
 	if (g->ntasks == g->cap) {
 		g->cap = g->cap ? g->cap * 2 : 256;
 		g->tasks = xrealloc(g->tasks, (size_t)g->cap * sizeof *g->tasks);

@@ -15,6 +15,11 @@
 static const char *const task_fields[] = {"name",    "deps",    "inputs",  "outputs", "run",
 					  "env",     "cpus",    "mem",     "gpus",    "gpu_mem",
 					  "timeout", "retries", "tags",    "metrics", "executor", NULL};
+enum { /* bits of check_fields' mask, in task_fields' order */
+	F_NAME = 1 << 0, F_DEPS = 1 << 1, F_INPUTS = 1 << 2, F_OUTPUTS = 1 << 3, F_RUN = 1 << 4,
+	F_ENV = 1 << 5, F_CPUS = 1 << 6, F_MEM = 1 << 7, F_GPUS = 1 << 8, F_GPU_MEM = 1 << 9,
+	F_TIMEOUT = 1 << 10, F_RETRIES = 1 << 11, F_TAGS = 1 << 12, F_METRICS = 1 << 13, F_EXECUTOR = 1 << 14,
+};
 
 static RecipeContext *context(lua_State *L) { return lua_touserdata(L, lua_upvalueindex(1)); }
 
@@ -52,29 +57,60 @@ static const char *value_string(lua_State *L, Graph *g, int idx, const char *wha
 	return NULL;
 }
 
-static int is_task_value(lua_State *L, int idx)
+/* A task value, what task{} and plot{} return: a userdata holding the Task, with
+ * .name, .outputs and .inputs read on demand. Cheaper than building tables that a recipe
+ * rarely reads (a 10k-task recipe would otherwise build 20k tables). */
+static void push_task_value(lua_State *L, const Task *t)
 {
-	if (!lua_getmetatable(L, idx))
-		return 0;
-	luaL_getmetatable(L, TASK_METATABLE);
-	int same = lua_rawequal(L, -1, -2);
-	lua_pop(L, 2);
-	return same;
+	const Task **slot = lua_newuserdatauv(L, sizeof *slot, 0);
+	*slot = t;
+	luaL_setmetatable(L, TASK_METATABLE);
+}
+
+static const Task *task_value(lua_State *L, int idx)
+{
+	const Task **slot = luaL_testudata(L, idx, TASK_METATABLE);
+	return slot ? *slot : NULL;
+}
+
+static void push_string_list(lua_State *L, const char *const *items, int n)
+{
+	lua_createtable(L, n, 0);
+	for (int i = 0; i < n; i++) {
+		lua_pushstring(L, items[i]);
+		lua_rawseti(L, -2, i + 1);
+	}
+}
+
+static int task_value_index(lua_State *L)
+{
+	const Task *t = task_value(L, 1);
+	const char *key = luaL_checkstring(L, 2);
+	if (!strcmp(key, "name"))
+		lua_pushstring(L, t->name);
+	else if (!strcmp(key, "outputs"))
+		push_string_list(L, t->outputs, t->noutputs);
+	else if (!strcmp(key, "inputs"))
+		push_string_list(L, t->inputs, t->ninputs);
+	else
+		return luaL_error(L, "a task value has name, outputs and inputs, not '%s'", key);
+	return 1;
+}
+
+static int task_value_tostring(lua_State *L)
+{
+	lua_pushfstring(L, "task %s", task_value(L, 1)->name);
+	return 1;
 }
 
 /* A list field: one value or an array of values. deps also take task values. */
 static const char **string_list(lua_State *L, Graph *g, int idx, const char *field, int *count, int allow_tasks)
 {
 	idx = lua_absindex(L, idx);
-	if (lua_type(L, idx) != LUA_TTABLE || (allow_tasks && is_task_value(L, idx))) {
+	if (lua_type(L, idx) != LUA_TTABLE) {
 		const char **one = arena_alloc(&g->arena, sizeof *one);
-		if (allow_tasks && lua_type(L, idx) == LUA_TTABLE) {
-			lua_getfield(L, idx, "name");
-			one[0] = value_string(L, g, -1, "deps entry", 0);
-			lua_pop(L, 1);
-		} else {
-			one[0] = value_string(L, g, idx, field, 0);
-		}
+		const Task *t = allow_tasks ? task_value(L, idx) : NULL;
+		one[0] = t ? t->name : value_string(L, g, idx, field, 0);
 		*count = 1;
 		return one;
 	}
@@ -82,15 +118,10 @@ static const char **string_list(lua_State *L, Graph *g, int idx, const char *fie
 	const char **list = arena_alloc(&g->arena, (size_t)(n + 1) * sizeof *list);
 	for (lua_Integer i = 1; i <= n; i++) {
 		lua_rawgeti(L, idx, i);
-		if (allow_tasks && lua_type(L, -1) == LUA_TTABLE) {
-			if (!is_task_value(L, -1))
-				field_error(L, field, "entries must be task names or task values, got a table%s%s", "", "");
-			lua_getfield(L, -1, "name");
-			list[i - 1] = value_string(L, g, -1, field, 0);
-			lua_pop(L, 1);
-		} else {
-			list[i - 1] = value_string(L, g, -1, field, 0);
-		}
+		const Task *t = allow_tasks ? task_value(L, -1) : NULL;
+		if (allow_tasks && !t && lua_type(L, -1) == LUA_TTABLE)
+			field_error(L, field, "entries must be task names or task values, got a table%s%s", "", "");
+		list[i - 1] = t ? t->name : value_string(L, g, -1, field, 0);
 		lua_pop(L, 1);
 	}
 	*count = (int)n;
@@ -151,9 +182,12 @@ static long long size_field(lua_State *L, int idx, const char *field)
 	return v;
 }
 
-/* Raises "what: unknown field 'x' (fields: ...)" for any key of the table at 1 not in fields. */
-static void check_fields(lua_State *L, const char *what, const char *const *fields)
+/* Raises "what: unknown field 'x' (fields: ...)" for any key of the table at 1 not in
+ * fields; returns a mask with bit i set when fields[i] is present, so callers look up only
+ * the fields a table has. */
+static unsigned check_fields(lua_State *L, const char *what, const char *const *fields)
 {
+	unsigned present = 0;
 	lua_pushnil(L);
 	while (lua_next(L, 1)) {
 		lua_pop(L, 1);
@@ -162,7 +196,10 @@ static void check_fields(lua_State *L, const char *what, const char *const *fiel
 		const char *k = lua_tostring(L, -1);
 		int known = 0;
 		for (int i = 0; fields[i] && !known; i++)
-			known = !strcmp(k, fields[i]);
+			if (!strcmp(k, fields[i])) {
+				known = 1;
+				present |= 1u << i;
+			}
 		if (!known) {
 			luaL_Buffer b;
 			luaL_buffinit(L, &b);
@@ -174,14 +211,19 @@ static void check_fields(lua_State *L, const char *what, const char *const *fiel
 			luaL_error(L, "%s: unknown field '%s' (fields: %s)", what, k, lua_tostring(L, -1));
 		}
 	}
+	return present;
 }
 
 /* Records the recipe file and line of the call that declares t. */
-static void declaration_site(lua_State *L, Graph *g, Task *t)
+static void declaration_site(lua_State *L, RecipeContext *ctx, Task *t)
 {
 	lua_Debug ar;
 	if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "Sl", &ar)) {
-		t->file = arena_strdup(&g->arena, ar.short_src);
+		if (!ctx->last_source || strcmp(ar.source, ctx->last_source)) {
+			ctx->last_source = arena_strdup(&ctx->g->arena, ar.source);
+			ctx->last_file = arena_strdup(&ctx->g->arena, ar.short_src);
+		}
+		t->file = ctx->last_file;
 		t->line = ar.currentline;
 	} else {
 		t->file = "?";
@@ -319,11 +361,11 @@ static int l_task(lua_State *L)
 	Graph *g = ctx->g;
 	luaL_checktype(L, 1, LUA_TTABLE);
 	lua_settop(L, 1);
-	check_fields(L, "task{}", task_fields);
+	unsigned has = check_fields(L, "task{}", task_fields);
 	declaring = NULL;
 	Task *t = graph_new_task(g);
-	declaration_site(L, g, t);
-	if (lua_getfield(L, 1, "name") != LUA_TSTRING)
+	declaration_site(L, ctx, t);
+	if (!(has & F_NAME) || lua_getfield(L, 1, "name") != LUA_TSTRING)
 		luaL_error(L, "task{}: field 'name' is required and must be a string");
 	t->name = arena_strdup(&g->arena, lua_tostring(L, -1));
 	if (!valid_task_name(t->name))
@@ -331,65 +373,91 @@ static int l_task(lua_State *L)
 			   t->name);
 	lua_pop(L, 1);
 	declaring = t->name;
-#define FIELD(f) (f)
 	int n;
-	if (lua_getfield(L, 1, "outputs") != LUA_TNIL) {
-		const char **raw = string_list(L, g, -1, FIELD("outputs"), &n, 0);
+	/* only the fields present are looked up; outputs and inputs come before run, whose
+	 * placeholders expand to them */
+	if (has & F_OUTPUTS) {
+		lua_getfield(L, 1, "outputs");
+		const char **raw = string_list(L, g, -1, "outputs", &n, 0);
 		t->outputs = expand_paths(L, g, raw, n, &t->noutputs, 0, "outputs");
+		lua_pop(L, 1);
 	}
-	lua_pop(L, 1);
-	if (lua_getfield(L, 1, "inputs") != LUA_TNIL) {
-		const char **raw = string_list(L, g, -1, FIELD("inputs"), &n, 0);
+	if (has & F_INPUTS) {
+		lua_getfield(L, 1, "inputs");
+		const char **raw = string_list(L, g, -1, "inputs", &n, 0);
 		t->inputs = expand_paths(L, g, raw, n, &t->ninputs, 1, "inputs");
+		lua_pop(L, 1);
 	}
-	lua_pop(L, 1);
-	if (lua_getfield(L, 1, "deps") != LUA_TNIL)
-		t->dep_names = string_list(L, g, -1, FIELD("deps"), &t->ndep_names, 1);
-	lua_pop(L, 1);
-	if (lua_getfield(L, 1, "run") != LUA_TNIL)
+	if (has & F_DEPS) {
+		lua_getfield(L, 1, "deps");
+		t->dep_names = string_list(L, g, -1, "deps", &t->ndep_names, 1);
+		lua_pop(L, 1);
+	}
+	if (has & F_RUN) {
+		lua_getfield(L, 1, "run");
 		parse_run(L, g, t, lua_gettop(L));
-	lua_pop(L, 1);
-	if (lua_getfield(L, 1, "env") != LUA_TNIL)
-		t->env = key_values(L, g, lua_gettop(L), FIELD("env"), &t->nenv);
-	lua_pop(L, 1);
-	if (lua_getfield(L, 1, "tags") != LUA_TNIL)
-		t->tags = key_values(L, g, lua_gettop(L), FIELD("tags"), &t->ntags);
-	lua_pop(L, 1);
-	if (lua_getfield(L, 1, "cpus") != LUA_TNIL)
-		t->cpus = (int)integer_field(L, -1, FIELD("cpus"), 0);
-	lua_pop(L, 1);
-	if (lua_getfield(L, 1, "gpus") != LUA_TNIL)
-		t->gpus = (int)integer_field(L, -1, FIELD("gpus"), 0);
-	lua_pop(L, 1);
-	if (lua_getfield(L, 1, "retries") != LUA_TNIL)
-		t->retries = (int)integer_field(L, -1, FIELD("retries"), 0);
-	lua_pop(L, 1);
-	if (lua_getfield(L, 1, "mem") != LUA_TNIL)
-		t->mem_mib = size_field(L, -1, FIELD("mem"));
-	lua_pop(L, 1);
-	if (lua_getfield(L, 1, "gpu_mem") != LUA_TNIL)
-		t->gpu_mem_mib = size_field(L, -1, FIELD("gpu_mem"));
-	lua_pop(L, 1);
-	int type = lua_getfield(L, 1, "timeout");
-	if (type == LUA_TNUMBER)
-		t->timeout_sec = lua_tonumber(L, -1);
-	else if (type == LUA_TSTRING)
-		t->timeout_sec = parse_duration(lua_tostring(L, -1));
-	else if (type != LUA_TNIL)
-		t->timeout_sec = -1;
-	if (type != LUA_TNIL && t->timeout_sec <= 0)
-		field_error(L, "timeout", "must be a positive duration like 90, \"30s\", \"5m\" or \"2h\"%s%s", "", "");
-	lua_pop(L, 1);
-	if (lua_getfield(L, 1, "metrics") != LUA_TNIL)
-		t->metrics = graph_norm_path(g, expand_placeholders(L, g, t, value_string(L, g, -1, FIELD("metrics"), 0), 0));
-	lua_pop(L, 1);
-	if (lua_getfield(L, 1, "executor") != LUA_TNIL) {
-		t->executor = value_string(L, g, -1, FIELD("executor"), 0);
+		lua_pop(L, 1);
+	}
+	if (has & F_ENV) {
+		lua_getfield(L, 1, "env");
+		t->env = key_values(L, g, lua_gettop(L), "env", &t->nenv);
+		lua_pop(L, 1);
+	}
+	if (has & F_TAGS) {
+		lua_getfield(L, 1, "tags");
+		t->tags = key_values(L, g, lua_gettop(L), "tags", &t->ntags);
+		lua_pop(L, 1);
+	}
+	if (has & F_CPUS) {
+		lua_getfield(L, 1, "cpus");
+		t->cpus = (int)integer_field(L, -1, "cpus", 0);
+		lua_pop(L, 1);
+	}
+	if (has & F_GPUS) {
+		lua_getfield(L, 1, "gpus");
+		t->gpus = (int)integer_field(L, -1, "gpus", 0);
+		lua_pop(L, 1);
+	}
+	if (has & F_RETRIES) {
+		lua_getfield(L, 1, "retries");
+		t->retries = (int)integer_field(L, -1, "retries", 0);
+		lua_pop(L, 1);
+	}
+	if (has & F_MEM) {
+		lua_getfield(L, 1, "mem");
+		t->mem_mib = size_field(L, -1, "mem");
+		lua_pop(L, 1);
+	}
+	if (has & F_GPU_MEM) {
+		lua_getfield(L, 1, "gpu_mem");
+		t->gpu_mem_mib = size_field(L, -1, "gpu_mem");
+		lua_pop(L, 1);
+	}
+	if (has & F_TIMEOUT) {
+		int type = lua_getfield(L, 1, "timeout");
+		if (type == LUA_TNUMBER)
+			t->timeout_sec = lua_tonumber(L, -1);
+		else if (type == LUA_TSTRING)
+			t->timeout_sec = parse_duration(lua_tostring(L, -1));
+		else
+			t->timeout_sec = -1;
+		if (t->timeout_sec <= 0)
+			field_error(L, "timeout", "must be a positive duration like 90, \"30s\", \"5m\" or \"2h\"%s%s", "",
+				    "");
+		lua_pop(L, 1);
+	}
+	if (has & F_METRICS) {
+		lua_getfield(L, 1, "metrics");
+		t->metrics = graph_norm_path(g, expand_placeholders(L, g, t, value_string(L, g, -1, "metrics", 0), 0));
+		lua_pop(L, 1);
+	}
+	if (has & F_EXECUTOR) {
+		lua_getfield(L, 1, "executor");
+		t->executor = value_string(L, g, -1, "executor", 0);
 		if (strcmp(t->executor, "local") && strcmp(t->executor, "slurm"))
 			field_error(L, "executor", "must be \"local\" or \"slurm\", got \"%s\"%s", t->executor, "");
+		lua_pop(L, 1);
 	}
-	lua_pop(L, 1);
-#undef FIELD
 	declaring = NULL;
 
 	const char *clash_output = NULL;
@@ -399,18 +467,7 @@ static int l_task(lua_State *L)
 			   other->file, other->line, clash_output);
 	if (other)
 		luaL_error(L, "task \"%s\" is declared twice (first at %s:%d)", t->name, other->file, other->line);
-
-	/* the task value: {name = ..., outputs = {...}} usable in deps */
-	lua_createtable(L, 0, 2);
-	lua_pushstring(L, t->name);
-	lua_setfield(L, -2, "name");
-	lua_createtable(L, t->noutputs, 0);
-	for (int i = 0; i < t->noutputs; i++) {
-		lua_pushstring(L, t->outputs[i]);
-		lua_rawseti(L, -2, i + 1);
-	}
-	lua_setfield(L, -2, "outputs");
-	luaL_setmetatable(L, TASK_METATABLE);
+	push_task_value(L, t);
 	return 1;
 }
 
@@ -475,7 +532,7 @@ static int l_plot(lua_State *L)
 		luaL_error(L, "plot{}: field 'y' (the metric to draw) is required");
 	lua_pop(L, 1);
 	Task *t = graph_new_task(g);
-	declaration_site(L, g, t);
+	declaration_site(L, ctx, t);
 	char *tname = arena_alloc(&g->arena, strlen(name) + 6);
 	sprintf(tname, "plot/%s", name);
 	t->name = tname;
@@ -509,10 +566,7 @@ static int l_plot(lua_State *L)
 	if (other)
 		luaL_error(L, "plot \"%s\": task %s or its output %s is declared twice (first at %s:%d)", name, t->name,
 			   clash ? clash : t->name, other->file, other->line);
-	lua_createtable(L, 0, 1);
-	lua_pushstring(L, t->name);
-	lua_setfield(L, -2, "name");
-	luaL_setmetatable(L, TASK_METATABLE);
+	push_task_value(L, t);
 	return 1;
 }
 
@@ -609,9 +663,11 @@ static int l_params(lua_State *L)
 
 void lkiln_open(lua_State *L, RecipeContext *ctx)
 {
-	luaL_newmetatable(L, TASK_METATABLE);
-	lua_pushliteral(L, "kiln.task");
-	lua_setfield(L, -2, "__name");
+	luaL_newmetatable(L, TASK_METATABLE); /* sets __name */
+	lua_pushcfunction(L, task_value_index);
+	lua_setfield(L, -2, "__index");
+	lua_pushcfunction(L, task_value_tostring);
+	lua_setfield(L, -2, "__tostring");
 	lua_pop(L, 1);
 	static const luaL_Reg api[] = {{"task", l_task},     {"plot", l_plot}, {"glob", l_glob},
 				       {"params", l_params}, {"gpus_available", l_gpus_available},

@@ -15,6 +15,8 @@ typedef struct {
 	char *ov_used;          /* per override: 1 once a params{} call declared that name */
 	Buf declared_params;    /* "a, b, c" for error messages */
 	int gpus_known;         /* gpus_available() */
+	const char *last_source; /* the chunk name of the last task{} call and its file name, */
+	const char *last_file;   /* kept once in the graph's arena rather than once per task */
 } RecipeContext;
 
 /* Registers the API as globals in L; ctx must outlive every call into L. */

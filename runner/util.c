@@ -230,17 +230,36 @@ void strmap_reserve(StrMap *m, size_t n)
 		strmap_grow(m, cap);
 }
 
-void *strmap_put(StrMap *m, const char *key, void *val)
+static StrMapSlot *strmap_claim(StrMap *m, const char *key)
 {
 	if ((m->count + 1) * 2 >= m->cap)
 		strmap_grow(m, m->cap ? m->cap * 2 : 64);
 	uint64_t h = hash_str(key);
 	StrMapSlot *s = &m->slots[strmap_slot(m, key, h)];
+	s->hash = h;
+	return s;
+}
+
+void *strmap_put(StrMap *m, const char *key, void *val)
+{
+	StrMapSlot *s = strmap_claim(m, key);
 	void *old = s->key ? s->val : NULL;
 	if (!s->key)
 		m->count++;
-	*s = (StrMapSlot){key, val, h};
+	s->key = key;
+	s->val = val;
 	return old;
+}
+
+void *strmap_put_new(StrMap *m, const char *key, void *val)
+{
+	StrMapSlot *s = strmap_claim(m, key);
+	if (s->key)
+		return s->val;
+	m->count++;
+	s->key = key;
+	s->val = val;
+	return NULL;
 }
 
 int strmap_next(const StrMap *m, size_t *i, const char **key, void **val)

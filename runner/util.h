@@ -62,6 +62,8 @@ typedef struct {
 void *strmap_get(const StrMap *m, const char *key);
 /* Inserts or replaces; returns the previous value or NULL. */
 void *strmap_put(StrMap *m, const char *key, void *val);
+/* Inserts unless key is present; returns the present value (map unchanged) or NULL. */
+void *strmap_put_new(StrMap *m, const char *key, void *val);
 /* Makes room for n entries in all, so loading a known number of keys never rehashes. */
 void strmap_reserve(StrMap *m, size_t n);
 /* Iteration: for (size_t i = 0; strmap_next(m, &i, &key, &val);) visits every entry. */

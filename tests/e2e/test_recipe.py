@@ -16,6 +16,12 @@ class Validation(KilnTestCase):
         self.assertFalse(self.ws.exists(".kiln/logs"))
         return r
 
+    def test_task_value_fields_are_checked(self):
+        self.expect_error('local t = task { name = "a", run = "true" }\nprint(t.output)\n',
+                          "a task value has name, outputs and inputs, not 'output'", 2)
+        self.expect_error('task { name = "a", run = "true", deps = {{name = "x"}} }\n',
+                          "entries must be task names or task values", 1)
+
     def test_syntax_error(self):
         self.expect_error('task { name = "a", run = "touch ran" }\ntask { name = }\n', "unexpected symbol", 2)
 
@@ -114,7 +120,10 @@ assert(n == 6)
 local files = glob("data/*.csv")
 assert(#files == 2 and files[1] == "data/a.csv")
 local prep = task { name = "prep", inputs = files, outputs = {"all.csv"}, run = "cat {inputs} > {out}" }
+assert(prep.name == "prep" and #prep.inputs == 2 and prep.inputs[2] == "data/b.csv")
+assert(tostring(prep) == "task prep")
 task { name = "use", deps = {prep}, inputs = prep.outputs, outputs = {"n.txt"}, run = "wc -c < {in} > {out}" }
+task { name = "one", deps = prep, run = "true" }
 """)
         r = self.ws.kiln("run")
         self.assertEqual(r.rc, 0, r)

@@ -1,6 +1,7 @@
-/* test_util.c — parsing of durations and sizes, buffers, the string map, paths. */
+/* test_util.c — parsing of durations and sizes, buffers, the string map, hashes, paths. */
 #include <stdlib.h>
 
+#include "../../cache/hash.h"
 #include "../../runner/graph.h"
 #include "../../runner/util.h"
 #include "check.h"
@@ -43,7 +44,32 @@ int main(void)
 	CHECK(strmap_get(&m, "nope") == NULL);
 	CHECK(strmap_put(&m, "k5", (void *)7L) == (void *)6L);
 	CHECK(m.count == 2000);
+	CHECK(strmap_put_new(&m, "k5", (void *)9L) == (void *)7L); /* present: kept */
+	CHECK(strmap_get(&m, "k5") == (void *)7L);
+	CHECK(strmap_put_new(&m, "new", (void *)9L) == NULL);
+	CHECK(strmap_get(&m, "new") == (void *)9L && m.count == 2001);
+	size_t seen = 0, at = 0;
+	const char *key;
+	void *val;
+	while (strmap_next(&m, &at, &key, &val))
+		seen += strmap_get(&m, key) == val;
+	CHECK(seen == 2001);
 	strmap_free(&m);
+	strmap_reserve(&m, 5000); /* no rehash while filling */
+	size_t cap = m.cap;
+	for (int i = 0; i < 2000; i++)
+		strmap_put(&m, keys[i], keys[i]);
+	CHECK(m.cap == cap && strmap_get(&m, "k1999") == keys[1999]);
+	strmap_free(&m);
+
+	Hash h = hash_bytes("kiln", 4), back;
+	char hex[33];
+	hash_hex(h, hex);
+	CHECK(hash_parse(hex, &back) == 0 && hash_equal(h, back));
+	CHECK(hash_parse("0123456789abcdef0123456789abcdeg", &back) == -1); /* not hex */
+	CHECK(hash_parse("0123456789ABCDEF0123456789abcdef", &back) == -1); /* upper case is not ours */
+	CHECK(hash_parse("0123", &back) == -1);                              /* short */
+	CHECK(hash_parse("000000000000000100000000000000ff", &back) == 0 && back.hi == 1 && back.lo == 255);
 
 	Graph *g = graph_new("/work/space");
 	CHECK_STR(graph_norm_path(g, "./a//b/"), "a/b");
