@@ -590,7 +590,7 @@ enum Verdict cache_check(Cache *c, Task *t, int dry, Buf *reason)
 			buf_puts(reason, "same key as an earlier success");
 			buf_puts(reason, n ? (dry ? "; would restore its outputs" : "; outputs restored") : "; outputs already in place");
 			if (!dry) {
-				state_set_last(c->state, t->name, tc->key);
+				state_set_last(c->state, t->name, tc->key, found.data ? found.data : "");
 				LastSuccess *l = last ? last : arena_alloc(&c->arena, sizeof *l);
 				l->key = tc->key;
 				l->outputs = arena_strdup(&c->arena, found.data ? found.data : "");

@@ -19,11 +19,10 @@ enum {
 static const char *const sql[Q_COUNT] = {
 	[Q_MEMO_ALL] = "SELECT path, size, mtime_ns, ino, ctime_ns, hashed_ns, hash FROM files",
 	[Q_MEMO_PUT] = "INSERT OR REPLACE INTO files VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-	[Q_LAST_ALL] = "SELECT l.task, l.key, s.outputs FROM last_success l JOIN successes s "
-		       "ON s.task = l.task AND s.key = l.key",
+	[Q_LAST_ALL] = "SELECT task, key, outputs FROM last_success",
 	[Q_SUCCESS_FIND] = "SELECT outputs, components FROM successes WHERE task = ?1 AND key = ?2",
 	[Q_SUCCESS_PUT] = "INSERT OR REPLACE INTO successes VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-	[Q_LAST_PUT] = "INSERT OR REPLACE INTO last_success VALUES (?1, ?2)",
+	[Q_LAST_PUT] = "INSERT OR REPLACE INTO last_success VALUES (?1, ?2, ?3)",
 	[Q_OUTPUTS_ALL] = "SELECT outputs FROM successes",
 	[Q_RUN_BEGIN] = "INSERT INTO runs (started, host, pid, command) VALUES (?1, ?2, ?3, ?4)",
 	[Q_RUN_END] = "UPDATE runs SET ended = ?2, outcome = ?3 WHERE id = ?1",
@@ -44,7 +43,7 @@ static const char schema[] =
 	"  ctime_ns INTEGER, hashed_ns INTEGER, hash BLOB) WITHOUT ROWID;"
 	"CREATE TABLE IF NOT EXISTS successes (task TEXT, key BLOB, components TEXT, outputs TEXT,"
 	"  run_id INTEGER, finished REAL, PRIMARY KEY (task, key)) WITHOUT ROWID;"
-	"CREATE TABLE IF NOT EXISTS last_success (task TEXT PRIMARY KEY, key BLOB) WITHOUT ROWID;"
+	"CREATE TABLE IF NOT EXISTS last_success (task TEXT PRIMARY KEY, key BLOB, outputs TEXT) WITHOUT ROWID;"
 	"CREATE TABLE IF NOT EXISTS runs (id INTEGER PRIMARY KEY, started REAL, ended REAL, host TEXT,"
 	"  pid INTEGER, command TEXT, outcome TEXT);"
 	"CREATE TABLE IF NOT EXISTS attempts (id INTEGER PRIMARY KEY, run_id INTEGER, task TEXT,"
@@ -60,6 +59,9 @@ static const char schema[] =
 	"CREATE INDEX IF NOT EXISTS series_by_task ON series (task, run_id, key, step);"
 	"CREATE TABLE IF NOT EXISTS metric_tags (task TEXT, run_id INTEGER, key TEXT, value TEXT,"
 	"  PRIMARY KEY (task, run_id, key)) WITHOUT ROWID;";
+
+#define STR_(x) #x
+#define STR(x) STR_(x)
 
 struct State {
 	sqlite3 *db;
@@ -115,10 +117,15 @@ State *state_open(const char *path, int readonly, Buf *err)
 		if (exec_sql(s->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", err))
 			goto fail;
 		int v = user_version(s->db);
-		if (v == 1 || v == 2) { /* 2 added tables (the CREATEs below), 3 two attempt columns */
+		if (v >= 1 && v < STATE_SCHEMA_VERSION) {
 			fprintf(stderr, "kiln: migrating %s from schema version %d to %d\n", path, v, STATE_SCHEMA_VERSION);
-			if (exec_sql(s->db, "ALTER TABLE attempts ADD COLUMN job_id TEXT; ALTER TABLE attempts ADD COLUMN key TEXT;",
-				     err))
+			/* 2 added tables (the CREATEs below), 3 two attempt columns, 4 the outputs of
+			 * each last success beside its key, so a no-op run reads them without a join */
+			if ((v < 3 && exec_sql(s->db, "ALTER TABLE attempts ADD COLUMN job_id TEXT;"
+						     "ALTER TABLE attempts ADD COLUMN key TEXT;", err)) ||
+			    (v < 4 && exec_sql(s->db, "ALTER TABLE last_success ADD COLUMN outputs TEXT;"
+						     "UPDATE last_success SET outputs = (SELECT s.outputs FROM successes s"
+						     "  WHERE s.task = last_success.task AND s.key = last_success.key);", err)))
 				goto fail;
 		} else if (v != 0 && v != STATE_SCHEMA_VERSION) {
 			fprintf(stderr, "kiln: %s has schema version %d, this kiln uses %d: rebuilding it "
@@ -132,7 +139,7 @@ State *state_open(const char *path, int readonly, Buf *err)
 		/* a current database needs no DDL: writing user_version on every open would make
 		 * each command, a no-op run included, start with a write transaction */
 		if (v != STATE_SCHEMA_VERSION &&
-		    (exec_sql(s->db, schema, err) || exec_sql(s->db, "PRAGMA user_version = 3", err)))
+		    (exec_sql(s->db, schema, err) || exec_sql(s->db, "PRAGMA user_version = " STR(STATE_SCHEMA_VERSION), err)))
 			goto fail;
 	} else if (user_version(s->db) != STATE_SCHEMA_VERSION) {
 		buf_printf(err, "%s has another schema version; run `kiln run` once to rebuild it", path);
@@ -273,14 +280,15 @@ void state_put_success(State *s, const char *task, Hash key, const char *compone
 	sqlite3_bind_int64(st, 5, run_id);
 	sqlite3_bind_double(st, 6, now_wall());
 	run_write(s, st);
-	state_set_last(s, task, key);
+	state_set_last(s, task, key, outputs);
 }
 
-void state_set_last(State *s, const char *task, Hash key)
+void state_set_last(State *s, const char *task, Hash key, const char *outputs)
 {
 	sqlite3_stmt *st = writer(s, Q_LAST_PUT);
 	sqlite3_bind_text(st, 1, task, -1, SQLITE_STATIC);
 	bind_hash(st, 2, key);
+	sqlite3_bind_text(st, 3, outputs, -1, SQLITE_STATIC);
 	run_write(s, st);
 }
 

@@ -10,7 +10,7 @@
 #include "../runner/util.h"
 #include "hash.h"
 
-#define STATE_SCHEMA_VERSION 3
+#define STATE_SCHEMA_VERSION 4
 
 typedef struct State State;
 
@@ -38,7 +38,7 @@ int state_find_success(State *s, const char *task, Hash key, Buf *outputs, Buf *
 void state_put_success(State *s, const char *task, Hash key, const char *components, const char *outputs,
 		       int64_t run_id);
 /* Points the task's last success at key (an earlier success being restored). */
-void state_set_last(State *s, const char *task, Hash key);
+void state_set_last(State *s, const char *task, Hash key, const char *outputs);
 /* Calls fn with every output hash any recorded success refers to. */
 void state_each_output_hash(State *s, void (*fn)(void *ctx, Hash h), void *ctx);
 

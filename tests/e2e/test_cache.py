@@ -149,6 +149,22 @@ class Cache(KilnTestCase):
         self.assertEqual(self.ws.kiln("run").ran, set())
 
 
+    def test_schema_3_is_migrated_keeping_results(self):
+        # the shape version 3 wrote: last_success without the outputs column
+        db = sqlite3.connect(self.ws.path(".kiln/state.db"))
+        db.executescript("CREATE TABLE old AS SELECT task, key FROM last_success; DROP TABLE last_success;"
+                         "CREATE TABLE last_success (task TEXT PRIMARY KEY, key BLOB) WITHOUT ROWID;"
+                         "INSERT INTO last_success SELECT * FROM old; DROP TABLE old; PRAGMA user_version = 3;")
+        db.close()
+        r = self.ws.kiln("run")
+        self.assertEqual(r.rc, 0, r)
+        self.assertIn("from schema version 3 to 4", r.err)
+        self.assertEqual(r.ran, set(), "migration keeps every success")
+        os.remove(self.ws.path("out/a.txt"))
+        self.assertEqual(self.ws.kiln("run").restored, {"leaf/a"}, "migrated outputs still restore")
+        self.assertNotIn("migrating", self.ws.kiln("run").err, "migrated once")
+
+
 class CrashSafety(KilnTestCase):
     def test_kill_9_mid_run_then_resume(self):
         # each task writes half its output, sleeps, writes the rest: a kill leaves partial files
