@@ -49,6 +49,8 @@ typedef struct {
 	char *components; /* malloc'd while the task may still need recording */
 	Hash *out_hashes; /* one per declared output, once the task is done */
 	int outputs_known, will_run;
+	Memo **in_memo, **out_memo; /* per input / output, found by bind_tasks() */
+	LastSuccess *last;          /* NULL: no success recorded */
 } TaskCache;
 
 struct Cache {
@@ -59,6 +61,7 @@ struct Cache {
 	Arena arena;
 	StrMap memo;  /* path -> Memo* */
 	StrMap last;  /* task name -> LastSuccess* */
+	int bound;    /* bind_tasks() ran */
 	unsigned generation;
 	int lock_fd;
 	int64_t run_id;
@@ -71,6 +74,8 @@ struct Cache {
 	pthread_mutex_t loaded_lock;
 	pthread_cond_t loaded_cond;
 	int loaded;         /* maps filled: the stats below are all that is left */
+	char *db_path;
+	Buf open_error;     /* why the loader could not open the database */
 	Memo **to_stat;
 	size_t nto_stat, to_stat_cap;
 	_Atomic size_t next_stat;
@@ -92,31 +97,66 @@ static void share_stats(Cache *c)
 	}
 }
 
-/* Waits for the loader thread (helping with its stats); every entry point calls this
- * before touching state. */
-static void cache_ready(Cache *c)
+static void bind_tasks_now(Cache *c);
+
+/* Waits for the loader thread; every entry point calls this before touching state. Once
+ * the loader has filled the maps and only stats are left, the caller binds tasks to memo
+ * entries when asked to (that reads the maps, never the entries' stat fields, so it can
+ * overlap the loader's stats), then takes a share of the stats. */
+static void finish_loading(Cache *c, int bind)
 {
-	if (!c->loading)
+	if (!c->loading) {
+		if (bind)
+			bind_tasks_now(c);
 		return;
+	}
 	trace_mark("waiting for the loader");
 	pthread_mutex_lock(&c->loaded_lock);
 	while (!c->loaded)
 		pthread_cond_wait(&c->loaded_cond, &c->loaded_lock);
 	pthread_mutex_unlock(&c->loaded_lock);
+	if (bind)
+		bind_tasks_now(c);
 	share_stats(c);
 	pthread_join(c->loader, NULL);
 	c->loading = 0;
 	free(c->to_stat);
 	c->to_stat = NULL;
 	trace_mark("loader joined");
+	if (!c->state) /* reported here, at the first use: cache_open returned before the open */
+		fatal("%s", buf_str(&c->open_error));
 }
 
+static void cache_ready(Cache *c) { finish_loading(c, 0); }
+
 static void load_memo(void *ctx, const FileMemo *fm);
+
+/* A zeroed memo entry with its path stored right behind it: a look-up that compares the
+ * path then finds the entry in the same cache line. */
+static Memo *new_memo(Cache *c, const char *path)
+{
+	size_t len = strlen(path);
+	Memo *m = arena_alloc(&c->arena, sizeof *m + len + 1);
+	memset(m, 0, sizeof *m);
+	char *copy = (char *)(m + 1);
+	memcpy(copy, path, len + 1);
+	m->m.path = copy;
+	return m;
+}
 static void load_last(void *ctx, const char *task, Hash key, const char *outputs);
 
 static void *loader_main(void *arg)
 {
 	Cache *c = arg;
+	c->state = state_open(c->db_path, c->opt.readonly, &c->open_error);
+	trace_mark("loader: state database open");
+	if (!c->state) {
+		pthread_mutex_lock(&c->loaded_lock);
+		c->loaded = 1;
+		pthread_cond_broadcast(&c->loaded_cond);
+		pthread_mutex_unlock(&c->loaded_lock);
+		return NULL;
+	}
 	state_each_memo(c->state, load_memo, c);
 	trace_mark("loader: memo read");
 	state_each_last(c->state, load_last, c);
@@ -143,10 +183,10 @@ static int64_t wall_ns(void)
 static void load_memo(void *ctx, const FileMemo *fm)
 {
 	Cache *c = ctx;
-	Memo *m = arena_alloc(&c->arena, sizeof *m);
-	memset(m, 0, sizeof *m);
+	Memo *m = new_memo(c, fm->path);
+	const char *path = m->m.path;
 	m->m = *fm;
-	m->m.path = arena_strdup(&c->arena, fm->path);
+	m->m.path = path;
 	strmap_put(&c->memo, m->m.path, m);
 	if (c->nto_stat == c->to_stat_cap) {
 		c->to_stat_cap = c->to_stat_cap ? c->to_stat_cap * 2 : 1024;
@@ -207,12 +247,9 @@ Cache *cache_open(const char *kiln_dir, Graph *g, const CacheOptions *opt, Buf *
 		if (take_lock(c, kiln_dir, err) != 0)
 			goto fail;
 	}
-	char *db = xasprintf("%s/state.db", kiln_dir);
-	c->state = state_open(db, opt->readonly, err);
-	free(db);
-	if (!c->state)
-		goto fail;
-	/* the loader owns c's maps and arena until cache_ready(); signals stay with the caller */
+	c->db_path = xasprintf("%s/state.db", kiln_dir);
+	/* the loader opens the database and owns c's state, maps and arena until
+	 * cache_ready(); signals stay with the caller */
 	pthread_mutex_init(&c->loaded_lock, NULL);
 	pthread_cond_init(&c->loaded_cond, NULL);
 	sigset_t all, old;
@@ -220,8 +257,13 @@ Cache *cache_open(const char *kiln_dir, Graph *g, const CacheOptions *opt, Buf *
 	pthread_sigmask(SIG_BLOCK, &all, &old);
 	c->loading = pthread_create(&c->loader, NULL, loader_main, c) == 0;
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (!c->loading)
+	if (!c->loading) {
 		loader_main(c);
+		if (!c->state) {
+			buf_puts(err, buf_str(&c->open_error));
+			goto fail;
+		}
+	}
 	return c;
 fail:
 	cache_close(c);
@@ -249,6 +291,8 @@ void cache_close(Cache *c)
 	strmap_free(&c->memo);
 	strmap_free(&c->last);
 	free(c->to_stat);
+	free(c->db_path);
+	buf_free(&c->open_error);
 	arena_free(&c->arena);
 	free(c->objects_dir);
 	free(c);
@@ -263,12 +307,14 @@ int64_t cache_begin_run(Cache *c, const char *command_line)
 
 void cache_end_run(Cache *c, const char *outcome)
 {
+	cache_ready(c);
 	state_end_run(c->state, c->run_id, outcome);
 	state_commit(c->state);
 }
 
 int cache_commit(Cache *c, int force)
 {
+	cache_ready(c);
 	/* a commit per wake-up would cost more than the tasks; a crash loses at most the
 	 * last 50 ms of records, and those tasks simply run again */
 	if (!state_pending(c->state))
@@ -329,9 +375,7 @@ static Memo *memo_entry(Cache *c, const char *path)
 {
 	Memo *m = strmap_get(&c->memo, path);
 	if (!m) {
-		m = arena_alloc(&c->arena, sizeof *m);
-		memset(m, 0, sizeof *m);
-		m->m.path = arena_strdup(&c->arena, path);
+		m = new_memo(c, path);
 		m->m.size = -1; /* never matches a stat: no hash known yet */
 		strmap_put(&c->memo, m->m.path, m);
 	}
@@ -357,17 +401,78 @@ static int stat_once(Cache *c, Memo *m)
 	return 0;
 }
 
-int cache_path_exists(void *cache, const char *path)
+/* Finds, for every task of the graph, the memo entries of its inputs and outputs and its
+ * last success: ~3 look-ups per task, each a few cache misses, issued in one pipelined
+ * batch (see strmap_prefetch) instead of one at a time as tasks are checked. */
+static void bind_tasks(Cache *c) { finish_loading(c, 1); }
+
+static void bind_tasks_now(Cache *c)
 {
-	Cache *c = cache;
-	cache_ready(c);
-	return stat_once(c, memo_entry(c, path)) == 0;
+	if (c->bound || !c->g)
+		return;
+	c->bound = 1;
+	Graph *g = c->g;
+	size_t n = 0;
+	for (int i = 0; i < g->ntasks; i++)
+		n += (size_t)(g->tasks[i]->ninputs + g->tasks[i]->noutputs);
+	typedef struct {
+		const char *path;
+		uint64_t hash;
+		Memo **dst;
+	} Want;
+	Want *want = xmalloc((n + 1) * sizeof *want);
+	size_t k = 0;
+	for (int i = 0; i < g->ntasks; i++) {
+		Task *t = g->tasks[i];
+		TaskCache *tc = task_cache(c, t);
+		tc->in_memo = arena_alloc(&c->arena, (size_t)(t->ninputs + t->noutputs + 1) * sizeof(Memo *));
+		tc->out_memo = tc->in_memo + t->ninputs;
+		for (int j = 0; j < t->ninputs; j++)
+			want[k++] = (Want){t->inputs[j], hash_str(t->inputs[j]), &tc->in_memo[j]};
+		for (int j = 0; j < t->noutputs; j++)
+			want[k++] = (Want){t->outputs[j], hash_str(t->outputs[j]), &tc->out_memo[j]};
+	}
+	enum { AHEAD = 8 };
+	for (size_t i = 0; i < n; i++) {
+		if (i + 2 * AHEAD < n)
+			strmap_prefetch(&c->memo, want[i + 2 * AHEAD].hash, 0);
+		if (i + AHEAD < n)
+			strmap_prefetch(&c->memo, want[i + AHEAD].hash, 1);
+		Memo *m = strmap_get_hashed(&c->memo, want[i].path, want[i].hash);
+		*want[i].dst = m ? m : memo_entry(c, want[i].path);
+	}
+	free(want);
+	uint64_t *hashes = xmalloc(((size_t)g->ntasks + 1) * sizeof *hashes);
+	for (int i = 0; i < g->ntasks; i++)
+		hashes[i] = hash_str(g->tasks[i]->name);
+	for (int i = 0; i < g->ntasks; i++) {
+		if (i + 2 * AHEAD < g->ntasks)
+			strmap_prefetch(&c->last, hashes[i + 2 * AHEAD], 0);
+		if (i + AHEAD < g->ntasks)
+			strmap_prefetch(&c->last, hashes[i + AHEAD], 1);
+		TaskCache *tc = g->tasks[i]->cache_data;
+		tc->last = strmap_get_hashed(&c->last, g->tasks[i]->name, hashes[i]);
+	}
+	free(hashes);
+	trace_mark("cache bound to the graph's files");
 }
 
-/* Content hash of a file or directory, through the (path, size, mtime, inode, ctime) memo. */
-static int hash_path(Cache *c, const char *path, Hash *out)
+int cache_input_exists(void *cache, Task *t, int input)
 {
-	Memo *m = memo_entry(c, path);
+	Cache *c = cache;
+	bind_tasks(c);
+	TaskCache *tc = task_cache(c, t);
+	return stat_once(c, tc->in_memo ? tc->in_memo[input] : memo_entry(c, t->inputs[input])) == 0;
+}
+
+static int hash_memo(Cache *c, Memo *m, Hash *out);
+
+/* Content hash of a file or directory, through the (path, size, mtime, inode, ctime) memo. */
+static int hash_path(Cache *c, const char *path, Hash *out) { return hash_memo(c, memo_entry(c, path), out); }
+
+static int hash_memo(Cache *c, Memo *m, Hash *out)
+{
+	const char *path = m->m.path;
 	if (m->generation == c->generation) {
 		*out = m->m.hash;
 		return 0;
@@ -430,6 +535,7 @@ static int compare_task_name(const void *a, const void *b)
 /* The canonical text the key is the hash of. One line per component. */
 static char *build_components(Cache *c, Task *t)
 {
+	TaskCache *tc = task_cache(c, t);
 	Buf b = {0};
 	char hex[33];
 	buf_puts(&b, "v\t" KEY_VERSION_TEXT "\n");
@@ -475,7 +581,7 @@ static char *build_components(Cache *c, Task *t)
 		TaskCache *pc = producer ? producer->cache_data : NULL;
 		if (pc && pc->will_run)
 			strcpy(hex, "pending"); /* a dry plan: its producer runs first */
-		else if (hash_path(c, input, &h) == 0)
+		else if ((tc->in_memo ? hash_memo(c, tc->in_memo[order[k]], &h) : hash_path(c, input, &h)) == 0)
 			hash_hex(h, hex);
 		else
 			strcpy(hex, "missing");
@@ -533,7 +639,8 @@ static int settle_outputs(Cache *c, Task *t, const Hash *want, int dry, Buf *rea
 	char *state = xcalloc((size_t)t->noutputs + 1, 1); /* 0 ok, 'd' deleted, 'm' modified */
 	for (int i = 0; i < t->noutputs; i++) {
 		Hash h;
-		if (hash_path(c, t->outputs[i], &h) != 0)
+		TaskCache *tc = t->cache_data;
+		if ((tc && tc->out_memo ? hash_memo(c, tc->out_memo[i], &h) : hash_path(c, t->outputs[i], &h)) != 0)
 			state[i] = 'd';
 		else if (!hash_equal(h, want[i]))
 			state[i] = 'm';
@@ -565,13 +672,13 @@ static int settle_outputs(Cache *c, Task *t, const Hash *want, int dry, Buf *rea
 
 enum Verdict cache_check(Cache *c, Task *t, int dry, Buf *reason)
 {
-	cache_ready(c);
+	bind_tasks(c);
 	TaskCache *tc = task_cache(c, t);
 	free(tc->components);
 	tc->components = build_components(c, t);
 	tc->key = hash_bytes(tc->components, strlen(tc->components));
 	tc->outputs_known = tc->will_run = 0;
-	LastSuccess *last = strmap_get(&c->last, t->name);
+	LastSuccess *last = tc->in_memo ? tc->last : strmap_get(&c->last, t->name);
 	Hash *want = xmalloc((size_t)(t->noutputs + 1) * sizeof *want);
 	enum Verdict verdict = VERDICT_RUN;
 	Buf found = {0}, why = {0};
@@ -596,6 +703,7 @@ enum Verdict cache_check(Cache *c, Task *t, int dry, Buf *reason)
 				l->outputs = arena_strdup(&c->arena, found.data ? found.data : "");
 				if (!last)
 					strmap_put(&c->last, t->name, l);
+				tc->last = l;
 			}
 		}
 	}
@@ -670,6 +778,7 @@ int cache_record_success(Cache *c, Task *t, Buf *err)
 		l = arena_alloc(&c->arena, sizeof *l);
 		strmap_put(&c->last, t->name, l);
 	}
+	tc->last = l;
 	l->key = tc->key;
 	l->outputs = arena_strdup(&c->arena, buf_str(&outputs));
 	free(tc->components);

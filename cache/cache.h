@@ -30,8 +30,8 @@ enum Verdict {
 Cache *cache_open(const char *kiln_dir, Graph *g, const CacheOptions *opt, Buf *err);
 void cache_close(Cache *c);
 
-/* A PathExists for graph_resolve (ctx: the Cache): stats once, and hashing reuses it. */
-int cache_path_exists(void *cache, const char *path);
+/* An InputExists for graph_resolve (ctx: the Cache): stats once, and hashing reuses it. */
+int cache_input_exists(void *cache, Task *t, int input);
 
 /* Records the start of a run; returns its id. */
 int64_t cache_begin_run(Cache *c, const char *command_line);

@@ -202,7 +202,7 @@ static int find_cycle(Graph *g, Buf *err)
 	return found ? -1 : 0;
 }
 
-int graph_resolve(Graph *g, PathExists exists, void *exists_ctx, Buf *err)
+int graph_resolve(Graph *g, InputExists exists, void *exists_ctx, Buf *err)
 {
 	StrMap found = {0}; /* inputs already found on disk: a shared input is checked once */
 	int rc = -1;
@@ -252,7 +252,7 @@ int graph_resolve(Graph *g, PathExists exists, void *exists_ctx, Buf *err)
 			struct stat st;
 			if (!exists && strmap_get(&found, t->inputs[j]))
 				continue;
-			if (exists ? !exists(exists_ctx, t->inputs[j]) : stat(t->inputs[j], &st) != 0) {
+			if (exists ? !exists(exists_ctx, t, j) : stat(t->inputs[j], &st) != 0) {
 				buf_printf(err, "%s:%d: task \"%s\": input \"%s\" does not exist and no task produces it",
 					   t->file, t->line, t->name, t->inputs[j]);
 				goto out;

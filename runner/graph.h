@@ -104,13 +104,14 @@ Task *graph_producer(const Graph *g, const char *path);
 /* Makes `path` workspace-relative and normal ("./a//b" -> "a/b"); arena string. */
 const char *graph_norm_path(Graph *g, const char *path);
 
-/* Tells whether a path exists (a cache may remember the answer for later hashing). */
-typedef int (*PathExists)(void *ctx, const char *path);
+/* Tells whether input number `input` of t exists (a cache may remember the answer for
+ * later hashing). */
+typedef int (*InputExists)(void *ctx, Task *t, int input);
 
 /* Resolves dependencies, adds edges from inputs to their producers, checks for unknown
  * dependencies, cycles and missing inputs (through exists, or stat when NULL). On error
  * returns -1 and writes a message ("file:line: ...") into err. */
-int graph_resolve(Graph *g, PathExists exists, void *exists_ctx, Buf *err);
+int graph_resolve(Graph *g, InputExists exists, void *exists_ctx, Buf *err);
 
 /* Marks the tasks that the targets need (all tasks when ntargets == 0); targets are
  * names or glob patterns over names. Returns the number of needed tasks, or -1 with a

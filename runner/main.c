@@ -244,7 +244,7 @@ static Graph *load_graph_with(Options *o, Graph *g, Cache *c)
 	if (recipe_load(g, recipe, &o->params, gpus_known, &err) != 0)
 		fatal("%s", buf_str(&err));
 	trace_mark("recipe loaded");
-	if (graph_resolve(g, c ? cache_path_exists : NULL, c, &err) != 0)
+	if (graph_resolve(g, c ? cache_input_exists : NULL, c, &err) != 0)
 		fatal("%s", buf_str(&err));
 	trace_mark("graph resolved");
 	if (graph_select(g, o->targets, o->ntargets, &err) < 0)

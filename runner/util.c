@@ -204,6 +204,27 @@ void *strmap_get(const StrMap *m, const char *key)
 	return s->key ? s->val : NULL;
 }
 
+void *strmap_get_hashed(const StrMap *m, const char *key, uint64_t h)
+{
+	if (!m->cap)
+		return NULL;
+	const StrMapSlot *s = &m->slots[strmap_slot(m, key, h)];
+	return s->key ? s->val : NULL;
+}
+
+void strmap_prefetch(const StrMap *m, uint64_t h, int stage)
+{
+	if (!m->cap)
+		return;
+	const StrMapSlot *s = &m->slots[h & (m->cap - 1)];
+	if (stage == 0) {
+		__builtin_prefetch(s);
+	} else if (s->key) {
+		__builtin_prefetch(s->key);
+		__builtin_prefetch(s->val);
+	}
+}
+
 static void strmap_grow(StrMap *m, size_t cap)
 {
 	StrMap bigger = {0};

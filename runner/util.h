@@ -62,6 +62,12 @@ typedef struct {
 void *strmap_get(const StrMap *m, const char *key);
 /* Inserts or replaces; returns the previous value or NULL. */
 void *strmap_put(StrMap *m, const char *key, void *val);
+/* For batches of look-ups: with h = hash_str(key) computed ahead, strmap_prefetch(m, h, 0)
+ * starts loading the key's first slot, and a later strmap_prefetch(m, h, 1) the key and
+ * value that slot points to; strmap_get_hashed then finds them in cache. Lookups issued
+ * a few keys ahead overlap their memory latency instead of paying it one after another. */
+void strmap_prefetch(const StrMap *m, uint64_t h, int stage);
+void *strmap_get_hashed(const StrMap *m, const char *key, uint64_t h);
 /* Inserts unless key is present; returns the present value (map unchanged) or NULL. */
 void *strmap_put_new(StrMap *m, const char *key, void *val);
 /* Makes room for n entries in all, so loading a known number of keys never rehashes. */
