@@ -41,34 +41,95 @@ Task *graph_new_task(Graph *g)
 	return t;
 }
 
-Task *graph_add_task(Graph *g, Task *t, const char **clash_output)
+void graph_add_task(Graph *g, Task *t)
 {
-	/* on a clash the graph keeps part of t: callers stop with an error */
-	Task *other = strmap_put_new(&g->by_name, t->name, t);
-	if (other)
-		return other;
-	for (int i = 0; i < t->noutputs; i++) {
-		other = strmap_put_new(&g->by_output, t->outputs[i], t);
-		if (other && other != t) { /* the same output twice in one task is harmless */
-			*clash_output = t->outputs[i];
-			return other;
-		}
-		size_t root_len = strcspn(t->outputs[i], "/");
-		char root[256];
-		if (root_len >= sizeof root)
-			root_len = 0; /* too long to be worth a key: "" disables the shortcut */
-		memcpy(root, t->outputs[i], root_len);
-		root[root_len] = 0;
-		if (!strmap_get(&g->output_roots, root))
-			strmap_put(&g->output_roots, arena_strdup(&g->arena, root), (void *)1);
-	}
 	if (g->ntasks == g->cap) {
 		g->cap = g->cap ? g->cap * 2 : 256;
 		g->tasks = xrealloc(g->tasks, (size_t)g->cap * sizeof *g->tasks);
 	}
 	t->index = g->ntasks;
 	g->tasks[g->ntasks++] = t;
-	return NULL;
+	g->indexed = 0;
+}
+
+/* Inserts every key of want (hash computed) unless present, in a pipeline that prefetches
+ * a few keys ahead; *clash gets the first key already present, with its value. */
+typedef struct {
+	const char *key;
+	uint64_t hash;
+	Task *task;
+} IndexEntry;
+
+static int index_entries(StrMap *m, const IndexEntry *e, size_t n, size_t *clash, Task **other)
+{
+	strmap_reserve(m, m->count + n);
+	enum { AHEAD = 8 };
+	for (size_t i = 0; i < n; i++) {
+		if (i + 2 * AHEAD < n)
+			strmap_prefetch(m, e[i + 2 * AHEAD].hash, 0);
+		if (i + AHEAD < n)
+			strmap_prefetch(m, e[i + AHEAD].hash, 1);
+		Task *present = strmap_get_hashed(m, e[i].key, e[i].hash);
+		if (present && present != e[i].task) { /* the same output twice in one task is harmless */
+			*clash = i;
+			*other = present;
+			return -1;
+		}
+		if (!present)
+			strmap_put(m, e[i].key, e[i].task);
+	}
+	return 0;
+}
+
+static int graph_index(Graph *g, Buf *err)
+{
+	if (g->indexed)
+		return 0;
+	strmap_free(&g->by_name);
+	strmap_free(&g->by_output);
+	strmap_free(&g->output_roots);
+	size_t nout = 0;
+	for (int i = 0; i < g->ntasks; i++)
+		nout += (size_t)g->tasks[i]->noutputs;
+	IndexEntry *e = xmalloc((nout + (size_t)g->ntasks + 1) * sizeof *e);
+	for (int i = 0; i < g->ntasks; i++)
+		e[i] = (IndexEntry){g->tasks[i]->name, hash_str(g->tasks[i]->name), g->tasks[i]};
+	size_t clash;
+	Task *other;
+	int rc = -1;
+	if (index_entries(&g->by_name, e, (size_t)g->ntasks, &clash, &other) != 0) {
+		Task *t = e[clash].task;
+		buf_printf(err, "%s:%d: task \"%s\" is declared twice (first at %s:%d)", t->file, t->line, t->name,
+			   other->file, other->line);
+		goto out;
+	}
+	size_t k = 0;
+	for (int i = 0; i < g->ntasks; i++) {
+		Task *t = g->tasks[i];
+		for (int j = 0; j < t->noutputs; j++) {
+			e[k++] = (IndexEntry){t->outputs[j], hash_str(t->outputs[j]), t};
+			/* the first component of every output: see graph_producer */
+			size_t root_len = strcspn(t->outputs[j], "/");
+			char root[256];
+			if (root_len >= sizeof root)
+				root_len = 0; /* too long to be worth a key: "" disables the shortcut */
+			memcpy(root, t->outputs[j], root_len);
+			root[root_len] = 0;
+			if (!strmap_get(&g->output_roots, root))
+				strmap_put(&g->output_roots, arena_strdup(&g->arena, root), (void *)1);
+		}
+	}
+	if (index_entries(&g->by_output, e, k, &clash, &other) != 0) {
+		Task *t = e[clash].task;
+		buf_printf(err, "%s:%d: tasks \"%s\" and \"%s\" (%s:%d) both declare output \"%s\"", t->file, t->line,
+			   t->name, other->name, other->file, other->line, e[clash].key);
+		goto out;
+	}
+	g->indexed = 1;
+	rc = 0;
+out:
+	free(e);
+	return rc;
 }
 
 Task *graph_find(const Graph *g, const char *name) { return strmap_get(&g->by_name, name); }
@@ -206,6 +267,8 @@ int graph_resolve(Graph *g, InputExists exists, void *exists_ctx, Buf *err)
 {
 	StrMap found = {0}; /* inputs already found on disk: a shared input is checked once */
 	int rc = -1;
+	if (graph_index(g, err) != 0)
+		return -1;
 	for (int i = 0; i < g->ntasks; i++) {
 		Task *t = g->tasks[i];
 		for (int j = 0; j < t->ndep_names; j++) {

@@ -76,6 +76,7 @@ typedef struct {
 	Arena arena;
 	Task **tasks;
 	int ntasks, cap;
+	int indexed;      /* by_name, by_output and output_roots hold every task */
 	StrMap by_name;   /* name -> Task* */
 	StrMap by_output; /* output path -> Task* */
 	StrMap output_roots; /* first path component of every output: an input under no such
@@ -94,9 +95,9 @@ void graph_free(Graph *g);
 
 /* Allocates a zeroed task in the graph's arena; not yet added. */
 Task *graph_new_task(Graph *g);
-/* Adds a task. Returns NULL, or the task that already has this name / already
- * declares one of its outputs (*clash_output is set to that output). */
-Task *graph_add_task(Graph *g, Task *t, const char **clash_output);
+/* Appends a task. Names and outputs are indexed (and checked for clashes) by
+ * graph_resolve, all at once: a batch of look-ups is much cheaper than one per call. */
+void graph_add_task(Graph *g, Task *t);
 Task *graph_find(const Graph *g, const char *name);
 /* The task whose declared output is path, or is a directory holding path; NULL if none. */
 Task *graph_producer(const Graph *g, const char *path);
@@ -108,9 +109,10 @@ const char *graph_norm_path(Graph *g, const char *path);
  * later hashing). */
 typedef int (*InputExists)(void *ctx, Task *t, int input);
 
-/* Resolves dependencies, adds edges from inputs to their producers, checks for unknown
- * dependencies, cycles and missing inputs (through exists, or stat when NULL). On error
- * returns -1 and writes a message ("file:line: ...") into err. */
+/* Indexes names and outputs (a name declared twice, or an output declared by two tasks,
+ * is an error), resolves dependencies, adds edges from inputs to their producers, checks
+ * for unknown dependencies, cycles and missing inputs (through exists, or stat when
+ * NULL). On error returns -1 and writes a message ("file:line: ...") into err. */
 int graph_resolve(Graph *g, InputExists exists, void *exists_ctx, Buf *err);
 
 /* Marks the tasks that the targets need (all tasks when ntargets == 0); targets are

@@ -460,13 +460,7 @@ static int l_task(lua_State *L)
 	}
 	declaring = NULL;
 
-	const char *clash_output = NULL;
-	Task *other = graph_add_task(g, t, &clash_output);
-	if (other && clash_output)
-		luaL_error(L, "tasks \"%s\" and \"%s\" (%s:%d) both declare output \"%s\"", t->name, other->name,
-			   other->file, other->line, clash_output);
-	if (other)
-		luaL_error(L, "task \"%s\" is declared twice (first at %s:%d)", t->name, other->file, other->line);
+	graph_add_task(g, t); /* clashes are found when the graph is indexed */
 	push_task_value(L, t);
 	return 1;
 }
@@ -561,11 +555,7 @@ static int l_plot(lua_State *L)
 	for (int k = 2; k + 1 < n; k++)
 		if (!strcmp(words[k], "--from"))
 			t->dep_patterns[t->ndep_patterns++] = words[k + 1];
-	const char *clash = NULL;
-	Task *other = graph_add_task(g, t, &clash);
-	if (other)
-		luaL_error(L, "plot \"%s\": task %s or its output %s is declared twice (first at %s:%d)", name, t->name,
-			   clash ? clash : t->name, other->file, other->line);
+	graph_add_task(g, t);
 	push_task_value(L, t);
 	return 1;
 }

@@ -26,9 +26,8 @@ static Task *add(Graph *g, const char *name, const char *deps, const char *input
 	t->dep_names = lists[0];
 	t->inputs = lists[1];
 	t->outputs = lists[2];
-	const char *clash = NULL;
-	Task *other = graph_add_task(g, t, &clash);
-	return other ? other : t;
+	graph_add_task(g, t);
+	return t;
 }
 
 int main(void)
@@ -60,12 +59,25 @@ int main(void)
 	CHECK_CONTAINS(buf_str(&err), "no task or output matches \"zzz\"");
 	graph_free(g);
 
-	/* duplicate name and duplicate output are refused at add time */
+	/* duplicate names and outputs are refused when the graph is indexed, naming both sites */
 	g = graph_new("/nonexistent-workspace");
-	Task *first = add(g, "x", NULL, NULL, "o", 1);
-	CHECK(add(g, "x", NULL, NULL, NULL, 2) == first);
-	CHECK(add(g, "y", NULL, NULL, "o", 3) == first);
-	CHECK(g->ntasks == 1);
+	add(g, "x", NULL, NULL, "o", 1);
+	add(g, "x", NULL, NULL, NULL, 2);
+	buf_reset(&err);
+	CHECK(graph_resolve(g, NULL, NULL, &err) == -1);
+	CHECK_STR(buf_str(&err), "r.lua:2: task \"x\" is declared twice (first at r.lua:1)");
+	graph_free(g);
+	g = graph_new("/nonexistent-workspace");
+	add(g, "x", NULL, NULL, "o p", 1);
+	add(g, "y", NULL, NULL, "q o", 3);
+	buf_reset(&err);
+	CHECK(graph_resolve(g, NULL, NULL, &err) == -1);
+	CHECK_STR(buf_str(&err), "r.lua:3: tasks \"y\" and \"x\" (r.lua:1) both declare output \"o\"");
+	graph_free(g);
+	g = graph_new("/nonexistent-workspace");
+	add(g, "x", NULL, NULL, "o o", 1); /* one task naming an output twice is harmless */
+	buf_reset(&err);
+	CHECK(graph_resolve(g, NULL, NULL, &err) == 0);
 	graph_free(g);
 
 	/* unknown dependency, with file:line */

@@ -83,8 +83,7 @@ static Task *add(Graph *g, const char *name, int cpus, long long mem, int gpus, 
 		t->dep_names[0] = dep->name;
 		t->ndep_names = 1;
 	}
-	const char *clash;
-	graph_add_task(g, t, &clash);
+	graph_add_task(g, t);
 	return t;
 }
 
