@@ -40,6 +40,8 @@ typedef struct {
 	FileMemo m;
 	unsigned generation;      /* == Cache.generation: hash checked during this command */
 	unsigned stat_generation; /* == Cache.generation: st_* below are this command's stat */
+	unsigned queued;          /* == Cache.generation: in cache_prepare's list already */
+	int prehashed;            /* cache_prepare hashed it: the state needs the new entry */
 	int64_t s_size, s_mtime, s_ino, s_ctime;
 	int s_isdir;
 } Memo;
@@ -49,6 +51,7 @@ typedef struct {
 	char *components; /* malloc'd while the task may still need recording */
 	Hash *out_hashes; /* one per declared output, once the task is done */
 	int outputs_known, will_run;
+	int recorded;               /* ran and succeeded in this command */
 	Memo **in_memo, **out_memo; /* per input / output, found by bind_tasks() */
 	LastSuccess *last;          /* NULL: no success recorded */
 } TaskCache;
@@ -340,6 +343,8 @@ static TaskCache *task_cache(Cache *c, Task *t)
 }
 
 static int hash_path(Cache *c, const char *path, Hash *out);
+static int hash_memo(Cache *c, Memo *m, Hash *out);
+static Memo *memo_entry(Cache *c, const char *path);
 
 /* Directories hash as a Merkle tree: name, kind and hash of each sorted entry. */
 static int hash_dir(Cache *c, const char *path, Hash *out)
@@ -356,7 +361,11 @@ static int hash_dir(Cache *c, const char *path, Hash *out)
 			char *child = strcmp(path, ".") ? xasprintf("%s/%s", path, name) : xstrdup(name);
 			Hash h;
 			char hex[33] = "unreadable";
-			if (hash_path(c, child, &h) == 0)
+			/* stat the entries afresh: a task may have rewritten them since this command
+			 * (or the loader) last looked, and nothing else forgets paths inside a directory */
+			Memo *m = memo_entry(c, child);
+			m->generation = m->stat_generation = 0;
+			if (hash_memo(c, m, &h) == 0)
 				hash_hex(h, hex);
 			buf_printf(&b, "%s\t%s\n", name, hex);
 			free(child);
@@ -406,6 +415,19 @@ static int stat_once(Cache *c, Memo *m)
  * batch (see strmap_prefetch) instead of one at a time as tasks are checked. */
 static void bind_tasks(Cache *c) { finish_loading(c, 1); }
 
+/* Memo entries worked on by parallel_for: stat_one and prehash_one touch only their own
+ * entry, and read nothing in c but the generation. */
+typedef struct {
+	Cache *c;
+	Memo **memo;
+} MemoJob;
+
+static void stat_one(void *ctx, size_t i)
+{
+	MemoJob *job = ctx;
+	stat_once(job->c, job->memo[i]);
+}
+
 static void bind_tasks_now(Cache *c)
 {
 	if (c->bound || !c->g)
@@ -421,6 +443,7 @@ static void bind_tasks_now(Cache *c)
 		Memo **dst;
 	} Want;
 	Want *want = xmalloc((n + 1) * sizeof *want);
+	Memo **fresh = xmalloc((n + 1) * sizeof *fresh); /* paths no earlier run hashed */
 	size_t k = 0;
 	for (int i = 0; i < g->ntasks; i++) {
 		Task *t = g->tasks[i];
@@ -433,15 +456,25 @@ static void bind_tasks_now(Cache *c)
 			want[k++] = (Want){t->outputs[j], hash_str(t->outputs[j]), &tc->out_memo[j]};
 	}
 	enum { AHEAD = 8 };
+	size_t nfresh = 0;
 	for (size_t i = 0; i < n; i++) {
 		if (i + 2 * AHEAD < n)
 			strmap_prefetch(&c->memo, want[i + 2 * AHEAD].hash, 0);
 		if (i + AHEAD < n)
 			strmap_prefetch(&c->memo, want[i + AHEAD].hash, 1);
 		Memo *m = strmap_get_hashed(&c->memo, want[i].path, want[i].hash);
-		*want[i].dst = m ? m : memo_entry(c, want[i].path);
+		if (!m) {
+			m = memo_entry(c, want[i].path);
+			fresh[nfresh++] = m;
+		}
+		*want[i].dst = m;
 	}
 	free(want);
+	/* the loader stats the paths it read; the new ones are stat'ed here, on all cores (a
+	 * first run has nothing else) */
+	MemoJob job = {c, fresh};
+	parallel_for(nfresh, 256, stat_one, &job);
+	free(fresh);
 	uint64_t *hashes = xmalloc(((size_t)g->ntasks + 1) * sizeof *hashes);
 	for (int i = 0; i < g->ntasks; i++)
 		hashes[i] = hash_str(g->tasks[i]->name);
@@ -467,6 +500,60 @@ int cache_input_exists(void *cache, Task *t, int input)
 
 static int hash_memo(Cache *c, Memo *m, Hash *out);
 
+/* Whether this command's stat of m matches the memo, outside the racy window. */
+static int memo_current(const Memo *m)
+{
+	return m->m.size == m->s_size && m->m.mtime_ns == m->s_mtime && m->m.ino == m->s_ino &&
+	       m->m.ctime_ns == m->s_ctime && m->m.hashed_ns - m->s_mtime > RACY_NS;
+}
+
+static void prehash_one(void *ctx, size_t i)
+{
+	MemoJob *job = ctx;
+	Memo *m = job->memo[i];
+	Hash h;
+	if (hash_file(m->m.path, &h) != 0)
+		return; /* cache_check tries again and reports it */
+	m->m = (FileMemo){m->m.path, m->s_size, m->s_mtime, m->s_ino, m->s_ctime, wall_ns(), h};
+	m->generation = job->c->generation;
+	m->prehashed = 1;
+}
+
+void cache_prepare(Cache *c)
+{
+	bind_tasks(c);
+	if (!c->bound)
+		return;
+	Graph *g = c->g;
+	size_t n = 0, cap = 0;
+	Memo **list = NULL;
+	for (int i = 0; i < g->ntasks; i++) {
+		Task *t = g->tasks[i];
+		TaskCache *tc = t->cache_data;
+		if (!t->needed || !tc || !tc->in_memo)
+			continue;
+		for (int j = 0; j < t->ninputs; j++) {
+			Memo *m = tc->in_memo[j];
+			if ((t->input_producers && t->input_producers[j]) || m->queued == c->generation ||
+			    m->generation == c->generation)
+				continue;
+			m->queued = c->generation;
+			if (stat_once(c, m) != 0 || m->s_isdir || memo_current(m))
+				continue;
+			if (n == cap)
+				list = xrealloc(list, (cap = cap ? cap * 2 : 256) * sizeof *list);
+			list[n++] = m;
+		}
+	}
+	MemoJob job = {c, list};
+	parallel_for(n, 16, prehash_one, &job);
+	for (size_t i = 0; i < n; i++)
+		if (list[i]->prehashed && !c->opt.readonly)
+			state_put_memo(c->state, &list[i]->m);
+	free(list);
+	trace_mark("source files hashed");
+}
+
 /* Content hash of a file or directory, through the (path, size, mtime, inode, ctime) memo. */
 static int hash_path(Cache *c, const char *path, Hash *out) { return hash_memo(c, memo_entry(c, path), out); }
 
@@ -481,8 +568,7 @@ static int hash_memo(Cache *c, Memo *m, Hash *out)
 		return -1;
 	if (m->s_isdir)
 		return hash_dir(c, path, out);
-	if (m->m.size == m->s_size && m->m.mtime_ns == m->s_mtime && m->m.ino == m->s_ino &&
-	    m->m.ctime_ns == m->s_ctime && m->m.hashed_ns - m->s_mtime > RACY_NS) {
+	if (memo_current(m)) {
 		m->generation = c->generation;
 		*out = m->m.hash;
 		return 0;
@@ -579,6 +665,17 @@ static char *build_components(Cache *c, Task *t)
 		Hash h;
 		Task *producer = t->input_producers ? t->input_producers[order[k]] : NULL;
 		TaskCache *pc = producer ? producer->cache_data : NULL;
+		if (pc && pc->recorded && tc->in_memo && pc->out_memo) {
+			/* its producer ran in this command and the input lies inside one of its
+			 * directory outputs: what was stat'ed before (by the loader) is out of date.
+			 * An input that is an output itself was hashed afresh when it was recorded. */
+			Memo *m = tc->in_memo[order[k]];
+			int exact = 0;
+			for (int o = 0; o < producer->noutputs && !exact; o++)
+				exact = pc->out_memo[o] == m;
+			if (!exact)
+				m->generation = m->stat_generation = 0;
+		}
 		if (pc && pc->will_run)
 			strcpy(hex, "pending"); /* a dry plan: its producer runs first */
 		else if ((tc->in_memo ? hash_memo(c, tc->in_memo[order[k]], &h) : hash_path(c, input, &h)) == 0)
@@ -770,6 +867,7 @@ int cache_record_success(Cache *c, Task *t, Buf *err)
 		buf_printf(&outputs, "%s %s\n", hex, t->outputs[i]);
 	}
 	tc->outputs_known = 1;
+	tc->recorded = 1;
 	if (!tc->components)
 		tc->components = build_components(c, t);
 	state_put_success(c->state, t->name, tc->key, tc->components, buf_str(&outputs), c->run_id);

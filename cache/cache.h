@@ -41,6 +41,10 @@ void cache_end_run(Cache *c, const char *outcome);
  * cache). dry: decide only — restore nothing, write nothing. reason gets one line for
  * RUN and RESTORED ("input data/a.txt changed", "never ran", ...). */
 enum Verdict cache_check(Cache *c, Task *t, int dry, Buf *reason);
+/* Hashes, on all cores, the source files (inputs no task produces) of the needed tasks
+ * whose memo entries are out of date, so cache_check finds them hashed. Optional: call
+ * after graph_select, before the first cache_check. */
+void cache_prepare(Cache *c);
 /* Marks t as "would run" in a dry plan, so dependents know its outputs are unknown. */
 void cache_assume_will_run(Cache *c, Task *t);
 

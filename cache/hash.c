@@ -15,30 +15,46 @@ Hash hash_bytes(const void *data, size_t len)
 	return (Hash){h.low64, h.high64};
 }
 
+/* Safe to call from several threads at once (the stat and hash phases run in parallel). */
 int hash_file(const char *path, Hash *out)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -1;
-	static char chunk[1 << 17];
-	XXH3_state_t *st = XXH3_createState();
-	XXH3_128bits_reset(st);
+	char chunk[1 << 16];
+	XXH3_state_t *st = NULL;
 	ssize_t n;
-	while ((n = read(fd, chunk, sizeof chunk)) != 0) {
+	size_t first = 0;
+	int failed = 0;
+	while ((n = read(fd, chunk + first, sizeof chunk - first)) != 0) {
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			int err = errno;
-			XXH3_freeState(st);
-			close(fd);
-			errno = err;
-			return -1;
+			failed = errno;
+			break;
 		}
-		XXH3_128bits_update(st, chunk, (size_t)n);
+		if (!st && first + (size_t)n < sizeof chunk) { /* still fits: most files are small */
+			first += (size_t)n;
+			continue;
+		}
+		if (!st) {
+			st = XXH3_createState();
+			XXH3_128bits_reset(st);
+			XXH3_128bits_update(st, chunk, first + (size_t)n);
+			first = 0;
+		} else {
+			XXH3_128bits_update(st, chunk, (size_t)n);
+		}
 	}
-	XXH128_hash_t h = XXH3_128bits_digest(st);
-	XXH3_freeState(st);
 	close(fd);
+	XXH128_hash_t h = {0, 0};
+	if (!failed)
+		h = st ? XXH3_128bits_digest(st) : XXH3_128bits(chunk, first);
+	XXH3_freeState(st);
+	if (failed) {
+		errno = failed;
+		return -1;
+	}
 	*out = (Hash){h.low64, h.high64};
 	return 0;
 }

@@ -432,6 +432,8 @@ int sched_run(Graph *g, const SchedOptions *o, SchedSummary *sum)
 	r.runnable = xmalloc((size_t)g->ntasks * sizeof(Task *) + 1);
 	r.attempt_ids = xcalloc((size_t)g->ntasks + 1, sizeof *r.attempt_ids);
 	double t0 = now_wall();
+	if (o->cache)
+		cache_prepare(o->cache);
 	for (int i = 0; i < g->ntasks; i++) {
 		Task *t = g->tasks[i];
 		t->attempt = 0;
@@ -502,6 +504,8 @@ int sched_plan(Graph *g, Cache *c, FILE *out, int all)
 	char *will_run = xcalloc((size_t)g->ntasks + 1, 1);
 	int n = graph_topo_order(g, order), count = 0;
 	Buf reason = {0};
+	if (c)
+		cache_prepare(c);
 	for (int i = 0; i < n; i++) {
 		Task *t = order[i];
 		buf_reset(&reason);

@@ -4,6 +4,9 @@
 #include "util.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -301,6 +304,46 @@ void strmap_free(StrMap *m)
 {
 	free(m->slots);
 	memset(m, 0, sizeof *m);
+}
+
+typedef struct {
+	size_t n, chunk;
+	_Atomic size_t next;
+	void (*fn)(void *ctx, size_t i);
+	void *ctx;
+} ParallelFor;
+
+static void *parallel_worker(void *arg)
+{
+	ParallelFor *p = arg;
+	for (;;) {
+		size_t from = atomic_fetch_add(&p->next, p->chunk);
+		if (from >= p->n)
+			return NULL;
+		size_t to = from + p->chunk < p->n ? from + p->chunk : p->n;
+		for (size_t i = from; i < to; i++)
+			p->fn(p->ctx, i);
+	}
+}
+
+void parallel_for(size_t n, size_t chunk, void (*fn)(void *ctx, size_t i), void *ctx)
+{
+	ParallelFor p = {.n = n, .chunk = chunk ? chunk : 1, .fn = fn, .ctx = ctx};
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	int helpers = n < 2 * p.chunk ? 0 : (int)(cpus > 8 ? 7 : cpus - 1);
+	pthread_t threads[8];
+	int started = 0;
+	if (helpers > 0) {
+		sigset_t all, old;
+		sigfillset(&all);
+		pthread_sigmask(SIG_BLOCK, &all, &old);
+		while (started < helpers && pthread_create(&threads[started], NULL, parallel_worker, &p) == 0)
+			started++;
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+	}
+	parallel_worker(&p);
+	for (int i = 0; i < started; i++)
+		pthread_join(threads[i], NULL);
 }
 
 void trace_mark(const char *what)

@@ -1,10 +1,14 @@
 /* test_util.c — parsing of durations and sizes, buffers, the string map, hashes, paths. */
+#include <stdatomic.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "../../cache/hash.h"
 #include "../../runner/graph.h"
 #include "../../runner/util.h"
 #include "check.h"
+
+static void count_visit(void *ctx, size_t i) { atomic_fetch_add(&((_Atomic int *)ctx)[i], 1); }
 
 int main(void)
 {
@@ -70,6 +74,33 @@ int main(void)
 	CHECK(hash_parse("0123456789ABCDEF0123456789abcdef", &back) == -1); /* upper case is not ours */
 	CHECK(hash_parse("0123", &back) == -1);                              /* short */
 	CHECK(hash_parse("000000000000000100000000000000ff", &back) == 0 && back.hi == 1 && back.lo == 255);
+
+	/* a file hashes as its bytes, whether it fits one read or streams through several */
+	static char big[300000];
+	for (size_t i = 0; i < sizeof big; i++)
+		big[i] = (char)(i * 7 + i / 1000);
+	char path[] = "/tmp/kiln-test-hash-XXXXXX";
+	int fd = mkstemp(path);
+	CHECK(fd >= 0);
+	for (size_t len = 0; fd >= 0 && len <= sizeof big; len = len ? len * 4 : 1) {
+		size_t n = len > sizeof big ? sizeof big : len;
+		CHECK(ftruncate(fd, 0) == 0 && pwrite(fd, big, n, 0) == (ssize_t)n);
+		Hash file;
+		CHECK(hash_file(path, &file) == 0 && hash_equal(file, hash_bytes(big, n)));
+	}
+	CHECK(pwrite(fd, big, 65536, 0) == 65536 && ftruncate(fd, 65536) == 0); /* exactly one buffer */
+	CHECK(hash_file(path, &back) == 0 && hash_equal(back, hash_bytes(big, 65536)));
+	unlink(path);
+	close(fd);
+	CHECK(hash_file(path, &back) == -1);
+
+	/* parallel_for visits every index exactly once */
+	static _Atomic int visits[10000];
+	parallel_for(10000, 7, count_visit, visits);
+	int once = 0;
+	for (int i = 0; i < 10000; i++)
+		once += visits[i] == 1;
+	CHECK(once == 10000);
 
 	Graph *g = graph_new("/work/space");
 	CHECK_STR(graph_norm_path(g, "./a//b/"), "a/b");
