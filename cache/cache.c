@@ -473,7 +473,7 @@ static void bind_tasks_now(Cache *c)
 	/* the loader stats the paths it read; the new ones are stat'ed here, on all cores (a
 	 * first run has nothing else) */
 	MemoJob job = {c, fresh};
-	parallel_for(nfresh, 256, stat_one, &job);
+	parallel_for(nfresh, 256, 0, stat_one, &job);
 	free(fresh);
 	uint64_t *hashes = xmalloc(((size_t)g->ntasks + 1) * sizeof *hashes);
 	for (int i = 0; i < g->ntasks; i++)
@@ -519,6 +519,9 @@ static void prehash_one(void *ctx, size_t i)
 	m->prehashed = 1;
 }
 
+/* Reading files mostly waits on the disk: more readers than cores keep it busy. */
+#define PREHASH_THREADS 8
+
 void cache_prepare(Cache *c)
 {
 	bind_tasks(c);
@@ -546,7 +549,7 @@ void cache_prepare(Cache *c)
 		}
 	}
 	MemoJob job = {c, list};
-	parallel_for(n, 16, prehash_one, &job);
+	parallel_for(n, 16, PREHASH_THREADS, prehash_one, &job);
 	for (size_t i = 0; i < n; i++)
 		if (list[i]->prehashed && !c->opt.readonly)
 			state_put_memo(c->state, &list[i]->m);

@@ -265,8 +265,15 @@ struct StoreQueue {
 	pthread_mutex_t lock;
 	pthread_cond_t wake;
 	Item *head, *tail;
+	int queued;             /* items in the list */
+	int sleeping;           /* the writer waits for a batch */
 	int closing, failures;
 };
+
+/* The writer wakes for a batch of this many outputs, or after BATCH_WAIT_MS: one wake-up
+ * and one commit per output would cost a full run of small tasks more than the copying. */
+#define BATCH 64
+#define BATCH_WAIT_MS 50
 
 /* Packs a small file as object h: 0 stored, 1 skipped (changed since hashed), 2 too big
  * for the pack (or no pack), -1 error. */
@@ -304,20 +311,41 @@ static void *writer_main(void *arg)
 	StoreQueue *q = arg;
 	pthread_mutex_lock(&q->lock);
 	for (;;) {
-		while (!q->head && !q->closing)
-			pthread_cond_wait(&q->wake, &q->lock);
+		if (!q->head) {
+			if (q->pending) { /* idle: make what was written durable */
+				pthread_mutex_unlock(&q->lock);
+				sqlite3_exec(q->pack, "COMMIT", NULL, NULL, NULL);
+				q->pending = 0;
+				pthread_mutex_lock(&q->lock);
+			}
+			q->sleeping = 1;
+			while (!q->head && !q->closing)
+				pthread_cond_wait(&q->wake, &q->lock);
+			/* the queue was empty: let a batch gather before draining it */
+			struct timespec until;
+			clock_gettime(CLOCK_REALTIME, &until);
+			until.tv_nsec += BATCH_WAIT_MS * 1000000L;
+			if (until.tv_nsec >= 1000000000L) {
+				until.tv_sec++;
+				until.tv_nsec -= 1000000000L;
+			}
+			while (q->queued < BATCH && !q->closing &&
+			       pthread_cond_timedwait(&q->wake, &q->lock, &until) == 0)
+				;
+			q->sleeping = 0;
+		}
 		Item *it = q->head;
 		if (!it)
-			break;
+			break; /* closing, and nothing left */
 		q->head = it->next;
 		if (!q->head)
 			q->tail = NULL;
-		int more = q->head != NULL;
+		q->queued--;
 		pthread_mutex_unlock(&q->lock);
 		int rc = put_packed(q, it->path, it->hash);
 		if (rc == 2)
 			rc = put_verified(q->objects_dir, it->path, it->hash);
-		if (q->pending && (!more || q->pending >= 256)) {
+		if (q->pending >= 256) {
 			sqlite3_exec(q->pack, "COMMIT", NULL, NULL, NULL);
 			q->pending = 0;
 		}
@@ -372,7 +400,9 @@ void store_queue_put(StoreQueue *q, const char *path, Hash h)
 	else
 		q->head = it;
 	q->tail = it;
-	pthread_cond_signal(&q->wake);
+	q->queued++;
+	if (q->sleeping && (q->queued == 1 || q->queued >= BATCH))
+		pthread_cond_signal(&q->wake);
 	pthread_mutex_unlock(&q->lock);
 }
 

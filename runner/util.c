@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -326,24 +327,29 @@ static void *parallel_worker(void *arg)
 	}
 }
 
-void parallel_for(size_t n, size_t chunk, void (*fn)(void *ctx, size_t i), void *ctx)
+void parallel_for(size_t n, size_t chunk, int threads, void (*fn)(void *ctx, size_t i), void *ctx)
 {
+	enum { MAX_THREADS = 16 };
 	ParallelFor p = {.n = n, .chunk = chunk ? chunk : 1, .fn = fn, .ctx = ctx};
-	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-	int helpers = n < 2 * p.chunk ? 0 : (int)(cpus > 8 ? 7 : cpus - 1);
-	pthread_t threads[8];
+	if (threads <= 0)
+		threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
+	if (threads > MAX_THREADS)
+		threads = MAX_THREADS;
+	size_t chunks = (n + p.chunk - 1) / p.chunk;
+	int helpers = chunks < 2 ? 0 : (size_t)threads > chunks ? (int)chunks - 1 : threads - 1;
+	pthread_t tid[MAX_THREADS];
 	int started = 0;
 	if (helpers > 0) {
 		sigset_t all, old;
 		sigfillset(&all);
 		pthread_sigmask(SIG_BLOCK, &all, &old);
-		while (started < helpers && pthread_create(&threads[started], NULL, parallel_worker, &p) == 0)
+		while (started < helpers && pthread_create(&tid[started], NULL, parallel_worker, &p) == 0)
 			started++;
 		pthread_sigmask(SIG_SETMASK, &old, NULL);
 	}
 	parallel_worker(&p);
 	for (int i = 0; i < started; i++)
-		pthread_join(threads[i], NULL);
+		pthread_join(tid[i], NULL);
 }
 
 void trace_mark(const char *what)
@@ -354,8 +360,13 @@ void trace_mark(const char *what)
 		enabled = getenv("KILN_TRACE") != NULL;
 		start = now_mono_ns();
 	}
-	if (enabled)
-		fprintf(stderr, "kiln-trace: %7.2f ms %s\n", (now_mono_ns() - start) / 1e6, what);
+	if (enabled) {
+		struct rusage self; /* all of kiln's threads, none of its children */
+		getrusage(RUSAGE_SELF, &self);
+		fprintf(stderr, "kiln-trace: %7.2f ms %s (kiln's cpu so far: %.1f ms user, %.1f ms system)\n",
+			(now_mono_ns() - start) / 1e6, what, self.ru_utime.tv_sec * 1e3 + self.ru_utime.tv_usec / 1e3,
+			self.ru_stime.tv_sec * 1e3 + self.ru_stime.tv_usec / 1e3);
+	}
 }
 
 double now_wall(void)

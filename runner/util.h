@@ -77,11 +77,12 @@ int strmap_next(const StrMap *m, size_t *i, const char **key, void **val);
 void strmap_free(StrMap *m);
 uint64_t hash_str(const char *s);
 
-/* Calls fn(ctx, i) for every i < n, spread over the machine's cores (the caller's thread
- * and up to 7 helpers, taking `chunk` indices at a time); runs on the caller's thread
- * alone when n is below two chunks. fn must be safe to run concurrently for distinct i.
- * Helpers block all signals: a Ctrl-C still reaches the caller. */
-void parallel_for(size_t n, size_t chunk, void (*fn)(void *ctx, size_t i), void *ctx);
+/* Calls fn(ctx, i) for every i < n on `threads` threads (the caller's and helpers; 0: one
+ * per core), taking `chunk` indices at a time; runs on the caller's thread alone when n is
+ * below two chunks. Work that waits on the disk wants more threads than cores. fn must be
+ * safe to run concurrently for distinct i. Helpers block all signals: a Ctrl-C still
+ * reaches the caller. */
+void parallel_for(size_t n, size_t chunk, int threads, void (*fn)(void *ctx, size_t i), void *ctx);
 
 /* With KILN_TRACE set in the environment, prints "kiln-trace: <ms since start> <what>"
  * to stderr: where a command spends its time, for benchmarks. Otherwise does nothing. */

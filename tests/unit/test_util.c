@@ -96,7 +96,7 @@ int main(void)
 
 	/* parallel_for visits every index exactly once */
 	static _Atomic int visits[10000];
-	parallel_for(10000, 7, count_visit, visits);
+	parallel_for(10000, 7, 5, count_visit, visits);
 	int once = 0;
 	for (int i = 0; i < 10000; i++)
 		once += visits[i] == 1;
