@@ -110,9 +110,6 @@ State *state_open(const char *path, int readonly, Buf *err)
 	/* closing the last connection would checkpoint and fsync: 30+ ms on every no-op run.
 	 * The WAL is still checkpointed as it grows (wal_autocheckpoint). */
 	sqlite3_db_config(s->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
-	/* reading through a mapping of the file: no copy into a private page cache, and the
-	 * kernel maps 16 pages per fault (a no-op run reads the whole memo) */
-	sqlite3_exec(s->db, "PRAGMA mmap_size = 1073741824", NULL, NULL, NULL);
 	if (!readonly || flags & SQLITE_OPEN_MEMORY) {
 		if (exec_sql(s->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", err))
 			goto fail;
