@@ -3,8 +3,10 @@ recipe and outputs. After each edit, the tasks kiln runs (and restores) must equ
 independent reference model says, and every output must equal a clean run's.
 
 Each task's output is (bytes of its leaf input + bytes of its deps' outputs + salt) mod 5,
-so small outputs often come out identical and exercise early cutoff. KILN_RANDOM_SEED
-picks the seed (printed on failure)."""
+so small outputs often come out identical and exercise early cutoff. Some tasks write a
+directory (out/<i>/v.txt) instead of a file: directories are not kept in the store, so
+such a task runs again where a file output would be restored, and its consumers read a
+file inside it. KILN_RANDOM_SEED picks the seed (printed on failure)."""
 import os
 import random
 import shutil
@@ -20,8 +22,8 @@ class Model:
     """What kiln should do, computed without kiln: the last key per task, every key that
     ever succeeded (restorable from the store), and the output recorded for the last key."""
 
-    def __init__(self, deps, has_leaf):
-        self.deps, self.has_leaf = deps, has_leaf
+    def __init__(self, deps, has_leaf, is_dir):
+        self.deps, self.has_leaf, self.is_dir = deps, has_leaf, is_dir
         self.last, self.seen, self.recorded = {}, {}, {}
 
     def step(self, ws, salts):
@@ -31,12 +33,13 @@ class Model:
             dep_outs = tuple(expected[d] for d in self.deps[i])
             key = (salts[i], leaf, dep_outs)
             out = "%d\n" % ((len(leaf.encode()) + sum(len(o) for o in dep_outs) + salts[i]) % 5)
-            on_disk = ws.read("out/%d.txt" % i) if ws.exists("out/%d.txt" % i) else None
+            path = output_file(i, self.is_dir)
+            on_disk = ws.read(path) if ws.exists(path) else None
             name = "t%d" % i
             if key == self.last.get(i) and on_disk == self.recorded.get(i):
                 pass
-            elif key in self.seen.setdefault(i, set()):
-                restored.add(name)
+            elif key in self.seen.setdefault(i, set()) and (not self.is_dir[i] or on_disk == out):
+                restored.add(name)  # from the store, or (a directory) found already in place
             else:
                 ran.add(name)
             self.last[i], self.recorded[i], expected[i] = key, out, out
@@ -44,19 +47,32 @@ class Model:
         return ran, restored, expected
 
 
-def write_recipe(ws, deps, has_leaf, salts):
+def output_file(i, is_dir):
+    """The file holding task i's value: its output, or a file inside its output directory."""
+    return "out/%d/v.txt" % i if is_dir[i] else "out/%d.txt" % i
+
+
+def write_recipe(ws, deps, has_leaf, is_dir, salts):
     ws.write("salts.lua", "return {" + ", ".join(str(s) for s in salts) + "}\n")
-    lines = ['local salts = require("salts")', "local deps, leaf = {}, {}"]
+    lines = ['local salts = require("salts")', "local deps, leaf, dir = {}, {}, {}"]
     for i, ds in enumerate(deps):
-        lines.append("deps[%d] = {%s}; leaf[%d] = %s" % (i, ", ".join(str(d) for d in ds), i, "true" if has_leaf[i] else "false"))
+        lines.append("deps[%d] = {%s}; leaf[%d] = %s; dir[%d] = %s" % (
+            i, ", ".join(str(d) for d in ds), i, "true" if has_leaf[i] else "false", i, "true" if is_dir[i] else "false"))
     lines.append("""
+local function value_of(d) return dir[d] and "out/" .. d .. "/v.txt" or "out/" .. d .. ".txt" end
 for i = 0, %d do
   local inputs = {}
   if leaf[i] then inputs[#inputs + 1] = "src/" .. i .. ".txt" end
-  for _, d in ipairs(deps[i]) do inputs[#inputs + 1] = "out/" .. d .. ".txt" end
+  for _, d in ipairs(deps[i]) do inputs[#inputs + 1] = value_of(d) end
   local cat = #inputs > 0 and "cat {inputs} | wc -c" or "echo 0"
-  task { name = "t" .. i, inputs = inputs, outputs = {"out/" .. i .. ".txt"},
-         run = "n=$(" .. cat .. "); echo $(( (n + " .. salts[i + 1] .. ") %% 5 )) > {out}" }
+  local value = "$(( (n + " .. salts[i + 1] .. ") %% 5 ))"
+  if dir[i] then
+    task { name = "t" .. i, inputs = inputs, outputs = {"out/" .. i},
+           run = "n=$(" .. cat .. "); rm -rf out/" .. i .. " && mkdir -p out/" .. i .. " && echo " .. value .. " > out/" .. i .. "/v.txt" }
+  else
+    task { name = "t" .. i, inputs = inputs, outputs = {"out/" .. i .. ".txt"},
+           run = "n=$(" .. cat .. "); echo " .. value .. " > {out}" }
+  end
 end
 """ % (len(deps) - 1))
     ws.write("kiln.lua", "\n".join(lines))
@@ -69,12 +85,13 @@ class RandomDag(KilnTestCase):
         deps = [sorted(rng.sample(range(i), min(i, rng.choice([0, 1, 1, 2, 3])))) for i in range(N_TASKS)]
         has_leaf = [not deps[i] or rng.random() < 0.6 for i in range(N_TASKS)]
         salts = [rng.randrange(5) for _ in range(N_TASKS)]
+        is_dir = [rng.random() < 0.15 for _ in range(N_TASKS)]
         ws = self.ws
         for i in range(N_TASKS):
             if has_leaf[i]:
                 ws.write("src/%d.txt" % i, "x" * rng.randrange(1, 9))
-        write_recipe(ws, deps, has_leaf, salts)
-        model = Model(deps, has_leaf)
+        write_recipe(ws, deps, has_leaf, is_dir, salts)
+        model = Model(deps, has_leaf, is_dir)
         leaves = [i for i in range(N_TASKS) if has_leaf[i]]
 
         for rnd in range(ROUNDS + 1):
@@ -95,11 +112,13 @@ class RandomDag(KilnTestCase):
                     elif kind == "salt_back":
                         seen = sorted(k[0] for k in model.seen.get(i, ()))
                         salts[i] = rng.choice(seen) if seen else salts[i]
-                    elif kind == "rm_out" and ws.exists("out/%d.txt" % i):
+                    elif kind == "rm_out" and is_dir[i] and ws.exists("out/%d" % i):
+                        shutil.rmtree(ws.path("out/%d" % i))
+                    elif kind == "rm_out" and not is_dir[i] and ws.exists("out/%d.txt" % i):
                         os.remove(ws.path("out/%d.txt" % i))
                     elif kind == "edit_out":
-                        ws.write("out/%d.txt" % i, "tampered\n")
-                write_recipe(ws, deps, has_leaf, salts)
+                        ws.write(output_file(i, is_dir), "tampered\n")
+                write_recipe(ws, deps, has_leaf, is_dir, salts)
             want_ran, want_restored, expected = model.step(ws, salts)
             r = ws.kiln("run", "-j", "2")
             ctx = "seed %d round %d edits %s\n%s" % (seed, rnd, edits, r.err)
@@ -109,7 +128,7 @@ class RandomDag(KilnTestCase):
             self.assertEqual(r.ran, want_ran, ctx)
             self.assertEqual(r.restored, want_restored, ctx)
             for i in range(N_TASKS):
-                self.assertEqual(ws.read("out/%d.txt" % i), expected[i], "%s: out/%d.txt" % (ctx, i))
+                self.assertEqual(ws.read(output_file(i, is_dir)), expected[i], "%s: task %d" % (ctx, i))
 
         # and the outputs equal those of a clean run of the final recipe
         clean = Workspace()
@@ -121,7 +140,7 @@ class RandomDag(KilnTestCase):
             self.assertEqual(r.rc, 0, r)
             self.assertEqual(len(r.ran), N_TASKS)
             for i in range(N_TASKS):
-                self.assertEqual(clean.read("out/%d.txt" % i), ws.read("out/%d.txt" % i))
+                self.assertEqual(clean.read(output_file(i, is_dir)), ws.read(output_file(i, is_dir)))
         finally:
             clean.cleanup()
 
