@@ -2,7 +2,8 @@
 """compare.py — kiln beside ninja, make (and Snakemake when installed) on the same
 N-task grid, in one run on this machine.
 
-No-op, touch and one-leaf figures are medians of REPEAT runs; full runs are single.
+No-op, touch and one-leaf figures are medians of REPEAT runs. The full run is the mean of
+two, on two fresh trees, timed in opposite tool orders (the machine's speed drifts).
 Every task i runs the same shell command in every tool: `cat shared.txt leaf/i.txt > out/i.txt`.
 For each tool and size it prints: full run (-j2), no-op re-run, re-run after a
 content-preserving touch of shared.txt, re-run after one leaf changed, and the peak RSS of
@@ -21,6 +22,10 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPEAT = 5  # no-op, touch and one-leaf figures are medians of this many runs (the machine is noisy)
+# ext4 without a journal (as here) treats inodes freed in the last 60 s (6 min while their
+# table block is dirty) as taken, so creating files right after mass deletions (tests, an
+# earlier benchmark's clean-up) is several times slower: sync, then wait that out.
+SETTLE_S = 65
 
 
 def generate(root, n):
@@ -69,14 +74,17 @@ def timed(cmd, cwd):
     return wall, rss_kib / 1024
 
 
-def bench_tool(tool, n, kiln, root):
-    """The five figures for one tool on a tree generated beforehand. Trees are made before
-    and deleted after all measurements: ext4 makes file creation slow for ~30 s after mass
-    deletions, which would penalise whichever tool runs next."""
-    cmd = commands(tool, kiln)
+def full_run(tool, kiln, root):
     os.sync()  # the trees were just written: let writeback finish before anyone is timed
     time.sleep(1)
-    full, _ = timed(cmd, root)
+    return timed(commands(tool, kiln), root)[0]
+
+
+def bench_tool(tool, n, kiln, root):
+    """The figures for one tool on a tree generated beforehand. Trees are made before and
+    deleted after all measurements: see SETTLE_S."""
+    cmd = commands(tool, kiln)
+    full = full_run(tool, kiln, root)
     first_noop, _ = timed(cmd, root)  # kiln re-hashes files written < 50 ms before it hashed them
     noops = [timed(cmd, root) for _ in range(REPEAT)]
     noop, rss = statistics.median(w for w, _ in noops), max(r for _, r in noops)
@@ -119,20 +127,25 @@ def main():
     roots = {}
     for n in sizes:
         for tool in tools:
-            roots[tool, n] = tempfile.mkdtemp(prefix="kiln-bench-%s-%d-" % (tool, n))
-            generate(roots[tool, n], n)
-    # ext4 makes file creation slow for ~30 s after mass deletions (an earlier benchmark's
-    # clean-up, say): let that window pass and writeback settle before anything is timed
+            for rep in (0, 1):
+                roots[tool, n, rep] = tempfile.mkdtemp(prefix="kiln-bench-%s-%d-%d-" % (tool, n, rep))
+                generate(roots[tool, n, rep], n)
     os.sync()
-    time.sleep(35)
+    time.sleep(SETTLE_S)
     print("%-10s %7s %9s %10s %9s %9s %9s %9s" % ("tool", "tasks", "full", "1st no-op", "no-op", "touch", "one-leaf",
                                                  "noop-RSS"))
     try:
         for n in sizes:
+            rows = {}
             for tool in tools:
-                full, first, noop, touch, leaf, rss = bench_tool(tool, n, kiln, roots[tool, n])
-                print("%-10s %7d %8.3fs %9.3fs %8.3fs %8.3fs %8.3fs %6.1fMiB" % (tool, n, full, first, noop, touch, leaf, rss),
-                      flush=True)
+                rows[tool] = bench_tool(tool, n, kiln, roots[tool, n, 0])
+            second = {tool: full_run(tool, kiln, roots[tool, n, 1]) for tool in reversed(tools)}
+            for tool in tools:
+                full, first, noop, touch, leaf, rss = rows[tool]
+                print("%-10s %7d %8.3fs %9.3fs %8.3fs %8.3fs %8.3fs %6.1fMiB" % (
+                    tool, n, (full + second[tool]) / 2, first, noop, touch, leaf, rss), flush=True)
+            print("%-10s %7d full runs: %s" % ("", n, ", ".join(
+                "%s %.2fs then %.2fs" % (tool, rows[tool][0], second[tool]) for tool in tools)), flush=True)
     finally:
         for root in roots.values():
             shutil.rmtree(root, ignore_errors=True)
