@@ -464,6 +464,9 @@ int sched_run(Graph *g, const SchedOptions *o, SchedSummary *sum)
 		int timeout = wait_timeout_ms(&r);
 		if (commit_due_ms >= 0 && (timeout < 0 || timeout > commit_due_ms))
 			timeout = commit_due_ms;
+		int flush_due_ms = status_flush_due_ms(&r.st);
+		if (flush_due_ms >= 0 && (timeout < 0 || timeout > flush_due_ms))
+			timeout = flush_due_ms;
 		int sig = os_wait_event(timeout);
 		if (sig == SIGINT || sig == SIGTERM || sig == SIGHUP) {
 			int again = sum->stopped_by_signal != 0;

@@ -69,5 +69,23 @@ void status_print(Status *s, const char *kind, const char *fmt, ...)
 	vprintf(fmt, ap);
 	va_end(ap);
 	putchar('\n');
+	if (s->tty || (strcmp(kind, "ok") && strcmp(kind, "restored"))) {
+		fflush(stdout);
+		s->unflushed_since_ns = 0;
+	} else if (!s->unflushed_since_ns) {
+		s->unflushed_since_ns = now_mono_ns();
+	}
+}
+
+int status_flush_due_ms(Status *s)
+{
+	enum { FLUSH_MS = 100 };
+	if (!s->unflushed_since_ns)
+		return -1;
+	int64_t waited_ms = (now_mono_ns() - s->unflushed_since_ns) / 1000000;
+	if (waited_ms < FLUSH_MS)
+		return (int)(FLUSH_MS - waited_ms);
 	fflush(stdout);
+	s->unflushed_since_ns = 0;
+	return -1;
 }

@@ -154,6 +154,18 @@ task { name = "flaky", retries = 2, outputs = {"ok.txt"},
         st = self.ws.kiln("status")
         self.assertIn("3 tasks would run", st.out)
 
+    def test_progress_into_a_pipe_is_seen_while_tasks_run(self):
+        # lines into a pipe are flushed in batches, but none waits for the slow task's end
+        self.ws.write("kiln.lua", 'task { name = "fast", run = "true" }\n'
+                                  'task { name = "slow", deps = {"fast"}, run = "sleep 3" }\n')
+        p = self.ws.spawn("run")
+        t0 = time.time()
+        line = p.stdout.readline()
+        seen_after = time.time() - t0
+        p.communicate(timeout=20)
+        self.assertRegex(line, r"^ok\s+\[1/2\] fast")
+        self.assertLess(seen_after, 2.0, "the fast task's line waited for the slow task")
+
     def test_dry_run_prints_order_and_runs_nothing(self):
         self.ws.write("kiln.lua", """
 task { name = "b", deps = {"a"}, run = "echo b > b.txt", outputs = {"b.txt"} }
