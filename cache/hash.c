@@ -9,6 +9,8 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "../runner/util.h"
+
 Hash hash_bytes(const void *data, size_t len)
 {
 	XXH128_hash_t h = XXH3_128bits(data, len);
@@ -18,12 +20,7 @@ Hash hash_bytes(const void *data, size_t len)
 /* Safe to call from several threads at once (the stat and hash phases run in parallel). */
 int hash_file(const char *path, Hash *out)
 {
-	/* O_NOATIME: hashing is not a use of the file, and the first read after a write would
-	 * otherwise update and journal the inode (ext4's relatime), costing more than the read.
-	 * Only the file's owner may ask for it. */
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOATIME);
-	if (fd < 0 && errno == EPERM)
-		fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = open_read(path); /* no access-time update: that would cost more than the read */
 	if (fd < 0)
 		return -1;
 	char chunk[1 << 16];

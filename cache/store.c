@@ -118,7 +118,7 @@ int store_has(const char *objects_dir, Hash h)
 
 int store_copy_file(const char *src, const char *dst)
 {
-	int in = open(src, O_RDONLY | O_CLOEXEC);
+	int in = open_read(src);
 	if (in < 0)
 		return -1;
 	struct stat st;
@@ -210,7 +210,7 @@ static int put_verified(const char *objects_dir, const char *src, Hash h)
 	}
 	mkdirs_parent(obj);
 	char *tmp = xasprintf("%s.kiln-tmp.%d", obj, (int)getpid());
-	int in = open(src, O_RDONLY | O_CLOEXEC), out = -1, rc = -1;
+	int in = open_read(src), out = -1, rc = -1;
 	struct stat st;
 	if (in < 0 || fstat(in, &st) != 0)
 		goto done;

@@ -423,9 +423,17 @@ int mkdirs_parent(const char *path)
 	return mkdirs(dir, 0777);
 }
 
+int open_read(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOATIME);
+	if (fd < 0 && errno == EPERM) /* not the file's owner */
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+	return fd;
+}
+
 char *read_file(const char *path, size_t *len)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = open_read(path);
 	if (fd < 0)
 		return NULL;
 	Buf b = {0};

@@ -96,6 +96,10 @@ int64_t now_mono_ns(void);
 int mkdirs(const char *path, int mode);
 /* Creates the parent directories of a file path; returns 0 or -1. */
 int mkdirs_parent(const char *path);
+/* Opens a file for reading without updating its access time where the owner allows that
+ * (O_NOATIME): kiln reading a file to hash or store it is not a use of it, and on ext4 the
+ * first read after a write would otherwise write the inode back. -1 with errno on error. */
+int open_read(const char *path);
 /* Reads a whole file; returns malloc'd NUL-terminated data or NULL (errno set). */
 char *read_file(const char *path, size_t *len);
 /* Writes a whole file atomically (temp + rename); returns 0 or -1. */
