@@ -24,8 +24,9 @@ typedef struct {
 	Status st;
 	Task **ready;      /* dependencies done, not yet checked: a FIFO */
 	int ready_head, ready_len;
-	Task **runnable;   /* must run, waiting for a slot */
-	int nrunnable;
+	Task **runnable;   /* must run, waiting for a slot: a queue in [runnable_head, */
+	int runnable_head, runnable_end, runnable_cap; /* runnable_end), NULL where one started */
+	int nrunnable;     /* tasks still in the queue */
 	Job *running;
 	int nrunning;
 	int free_jobs, free_cpus;
@@ -120,6 +121,39 @@ static int on_slurm(const SchedOptions *o, const Task *t)
 /* Starts t if a job slot, its cpus, memory and GPUs are free (Slurm tasks: if the queue cap
  * allows; Slurm owns their resources); returns 1 if started (or failed to start, which the
  * next reap reports), 0 if it must wait. */
+/* A task without `run` (a group over its deps, like ninja's phony) succeeds as soon as it
+ * may run: nothing is spawned, declared outputs must exist as for any task. */
+static void finish_without_command(Run *r, Task *t)
+{
+	Buf err = {0};
+	Metrics m = {0};
+	if ((!t->metrics || metrics_read(t->metrics, &m, &err) == 0) && cache_record_success(r->o->cache, t, &err) == 0) {
+		if (t->metrics)
+			cache_put_metrics(r->o->cache, t, &m);
+		r->sum->ran++;
+		task_done(r, t);
+		status_print(&r->st, "ok", "[%d/%d] %s (no command)", r->done, r->sum->total, t->name);
+	} else {
+		task_failed(r, t, buf_str(&err), NULL);
+	}
+	metrics_free(&m);
+	buf_free(&err);
+}
+
+static void push_runnable(Run *r, Task *t)
+{
+	if (r->runnable_end == r->runnable_cap) { /* pack the live entries to the front */
+		int k = 0;
+		for (int i = r->runnable_head; i < r->runnable_end; i++)
+			if (r->runnable[i])
+				r->runnable[k++] = r->runnable[i];
+		r->runnable_head = 0;
+		r->runnable_end = k;
+	}
+	r->runnable[r->runnable_end++] = t;
+	r->nrunnable++;
+}
+
 static int try_start(Run *r, Task *t)
 {
 	const SchedOptions *o = r->o;
@@ -261,7 +295,7 @@ static void job_ended(Run *r, Job *job)
 	if (t->attempt <= t->retries && !r->stopping) {
 		status_print(&r->st, "retry", "%s: %s; attempt %d of %d (log: %s)", t->name, why, t->attempt + 1,
 			     t->retries + 1, job->log_path);
-		r->runnable[r->nrunnable++] = t;
+		push_runnable(r, t);
 		t->state = TS_READY;
 	} else {
 		char full[700];
@@ -356,23 +390,33 @@ static void check_ready(Run *r)
 			buf_free(&ignored);
 			task_done(r, t);
 			status_print(&r->st, "restored", "[%d/%d] %s (%s)", r->done, r->sum->total, t->name, buf_str(&reason));
+		} else if (!t->shell && t->argc == 0) {
+			finish_without_command(r, t);
 		} else {
-			r->runnable[r->nrunnable++] = t;
+			push_runnable(r, t);
 		}
 	}
 	buf_free(&reason);
 }
 
+/* Starts runnable tasks in order while slots are free. The scan stops at the first full
+ * slot count, so a wake-up costs what it starts, not the length of the queue (10k queued
+ * tasks and 10k wake-ups would otherwise be 10^8 steps); a task that does not fit (CPUs,
+ * memory, GPUs) stays in place for the next wake-up. */
 static void start_runnable(Run *r)
 {
 	r->waiting_for_gpu = 0;
-	int k = 0;
-	for (int i = 0; i < r->nrunnable; i++) {
+	for (int i = r->runnable_head; i < r->runnable_end && !r->stopping && r->free_jobs > 0; i++) {
 		Task *t = r->runnable[i];
-		if (r->stopping || r->free_jobs == 0 || !try_start(r, t))
-			r->runnable[k++] = t;
+		if (t && try_start(r, t)) {
+			r->runnable[i] = NULL;
+			r->nrunnable--;
+		}
 	}
-	r->nrunnable = k;
+	while (r->runnable_head < r->runnable_end && !r->runnable[r->runnable_head])
+		r->runnable_head++;
+	if (r->runnable_head == r->runnable_end)
+		r->runnable_head = r->runnable_end = 0;
 	if (r->waiting_for_gpu)
 		gpu_refresh(r->o->gpus, 0);
 }
@@ -429,7 +473,8 @@ int sched_run(Graph *g, const SchedOptions *o, SchedSummary *sum)
 	r.free_cpus = o->cpus;
 	r.free_mem = o->mem_mib;
 	r.ready = xmalloc((size_t)g->ntasks * sizeof(Task *) + 1);
-	r.runnable = xmalloc((size_t)g->ntasks * sizeof(Task *) + 1);
+	r.runnable_cap = g->ntasks + 1; /* a task is queued at most once at a time */
+	r.runnable = xmalloc((size_t)r.runnable_cap * sizeof(Task *));
 	r.attempt_ids = xcalloc((size_t)g->ntasks + 1, sizeof *r.attempt_ids);
 	double t0 = now_wall();
 	if (o->cache)

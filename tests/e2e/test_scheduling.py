@@ -166,6 +166,20 @@ task { name = "flaky", retries = 2, outputs = {"ok.txt"},
         self.assertRegex(line, r"^ok\s+\[1/2\] fast")
         self.assertLess(seen_after, 2.0, "the fast task's line waited for the slow task")
 
+    def test_task_without_command_groups_its_deps(self):
+        self.ws.write("kiln.lua", 'task { name = "a", outputs = {"a.txt"}, run = "echo a > a.txt" }\n'
+                                  'task { name = "b", outputs = {"b.txt"}, run = "echo b > b.txt" }\n'
+                                  'task { name = "all", deps = {"a", "b"} }\n'
+                                  'task { name = "claims", outputs = {"never.txt"} }\n')
+        r = self.ws.kiln("run", "all")
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(r.ran, {"a", "b", "all"})
+        self.assertIn("all (no command)", r.out)
+        self.assertEqual(self.ws.kiln("run", "all").ran, set())
+        r = self.ws.kiln("run", "claims")
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("never.txt", r.out + r.err)
+
     def test_dry_run_prints_order_and_runs_nothing(self):
         self.ws.write("kiln.lua", """
 task { name = "b", deps = {"a"}, run = "echo b > b.txt", outputs = {"b.txt"} }
