@@ -1,9 +1,87 @@
-/* internal.h — accessors shared by the cache's own files (cache.c owns struct Cache). */
+/* internal.h — what the cache's own files share: struct Cache and its per-file and
+ * per-task records (cache.c decides and records, files.c hashes and stats). */
 #ifndef KILN_CACHE_INTERNAL_H
 #define KILN_CACHE_INTERNAL_H
 
+#include <pthread.h>
+#include <stdatomic.h>
+
 #include "cache.h"
 #include "state.h"
+#include "store.h"
+
+/* A file modified within this window before it was hashed may change again without its
+ * timestamp moving (timestamps are coarse): such a memo entry is re-checked next time. */
+#define RACY_NS 50000000LL
+
+typedef struct {
+	Hash key;
+	const char *outputs; /* "<hex> <path>\n" per output */
+} LastSuccess;
+
+typedef struct {
+	FileMemo m;
+	unsigned generation;      /* == Cache.generation: hash checked during this command */
+	unsigned stat_generation; /* == Cache.generation: st_* below are this command's stat */
+	unsigned queued;          /* == Cache.generation: in cache_prepare's list already */
+	int prehashed;            /* cache_prepare hashed it: the state needs the new entry */
+	int64_t s_size, s_mtime, s_ino, s_ctime;
+	int s_isdir;
+} Memo;
+
+typedef struct {
+	Hash key;
+	char *components; /* malloc'd while the task may still need recording */
+	Hash *out_hashes; /* one per declared output, once the task is done */
+	int outputs_known, will_run;
+	int recorded;               /* ran and succeeded in this command */
+	Memo **in_memo, **out_memo; /* per input / output, found by bind_tasks() */
+	LastSuccess *last;          /* NULL: no success recorded */
+} TaskCache;
+
+struct Cache {
+	Graph *g;
+	State *state;
+	CacheOptions opt;
+	char *objects_dir;
+	Arena arena;
+	StrMap memo;  /* path -> Memo* */
+	StrMap last;  /* task name -> LastSuccess* */
+	int bound;    /* bind_tasks() ran */
+	unsigned generation;
+	int lock_fd;
+	int64_t run_id;
+	StoreQueue *store_queue; /* started lazily by the first success */
+	int64_t committed_ns;
+	pthread_t loader;        /* reads memo and last successes while the recipe loads */
+	int loading;
+	/* The loader then stats every memo entry; a caller that needs the cache before it is
+	 * done takes a share of those stats instead of waiting idle. */
+	pthread_mutex_t loaded_lock;
+	pthread_cond_t loaded_cond;
+	int loaded;         /* maps filled: the stats below are all that is left */
+	char *db_path;
+	Buf open_error;     /* why the loader could not open the database */
+	Memo **to_stat;
+	size_t nto_stat, to_stat_cap;
+	_Atomic size_t next_stat;
+};
+
+/* Waits for the loader thread; every entry point calls this before touching state. */
+void cache_ready(Cache *c);
+/* cache_ready, then binds every task to its memo entries once (see files.c). */
+void bind_tasks(Cache *c);
+/* The loader thread's body: opens the state, reads it, stats what it names. */
+void *cache_loader_main(void *arg);
+/* The task's record, made on first use. */
+TaskCache *task_cache(Cache *c, Task *t);
+/* The memo entry of path, made (unknown hash) when new. */
+Memo *memo_entry(Cache *c, const char *path);
+/* Content hash of a file or directory through the memo: 0, or -1 when it cannot be read. */
+int hash_memo(Cache *c, Memo *m, Hash *out);
+int hash_path(Cache *c, const char *path, Hash *out);
+/* Forgets this command's view of path (it is about to be rewritten). */
+void forget_path(Cache *c, const char *path);
 
 State *cache_state(Cache *c);
 const char *cache_objects_dir(Cache *c);

@@ -1,0 +1,384 @@
+/* files.c — the cache's view of files: the memo of content hashes by (path, size,
+ * mtime, inode, ctime), the loader thread that reads it and the last successes from the
+ * state while the recipe loads, binding tasks to their memo entries, and stat'ing and
+ * hashing, on several threads where the work allows. */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "hash.h"
+#include "internal.h"
+#include "state.h"
+
+static int stat_once(Cache *c, Memo *m);
+static void bind_tasks_now(Cache *c);
+static void load_memo(void *ctx, const FileMemo *fm);
+static void load_last(void *ctx, const char *task, Hash key, const char *outputs);
+
+/* Stats memo entries in chunks until none are left; run by both threads at once. */
+static void share_stats(Cache *c)
+{
+	enum { CHUNK = 128 };
+	for (;;) {
+		size_t from = atomic_fetch_add(&c->next_stat, CHUNK);
+		if (from >= c->nto_stat)
+			return;
+		size_t to = from + CHUNK < c->nto_stat ? from + CHUNK : c->nto_stat;
+		for (size_t i = from; i < to; i++)
+			stat_once(c, c->to_stat[i]);
+	}
+}
+
+/* Waits for the loader thread; every entry point calls this before touching state. Once
+ * the loader has filled the maps and only stats are left, the caller binds tasks to memo
+ * entries when asked to (that reads the maps, never the entries' stat fields, so it can
+ * overlap the loader's stats), then takes a share of the stats. */
+static void finish_loading(Cache *c, int bind)
+{
+	if (!c->loading) {
+		if (bind)
+			bind_tasks_now(c);
+		return;
+	}
+	trace_mark("waiting for the loader");
+	pthread_mutex_lock(&c->loaded_lock);
+	while (!c->loaded)
+		pthread_cond_wait(&c->loaded_cond, &c->loaded_lock);
+	pthread_mutex_unlock(&c->loaded_lock);
+	if (bind)
+		bind_tasks_now(c);
+	share_stats(c);
+	pthread_join(c->loader, NULL);
+	c->loading = 0;
+	free(c->to_stat);
+	c->to_stat = NULL;
+	trace_mark("loader joined");
+	if (!c->state) /* reported here, at the first use: cache_open returned before the open */
+		fatal("%s", buf_str(&c->open_error));
+}
+
+void cache_ready(Cache *c) { finish_loading(c, 0); }
+
+/* A zeroed memo entry with its path stored right behind it: a look-up that compares the
+ * path then finds the entry in the same cache line. */
+static Memo *new_memo(Cache *c, const char *path)
+{
+	size_t len = strlen(path);
+	Memo *m = arena_alloc(&c->arena, sizeof *m + len + 1);
+	memset(m, 0, sizeof *m);
+	char *copy = (char *)(m + 1);
+	memcpy(copy, path, len + 1);
+	m->m.path = copy;
+	return m;
+}
+
+void *cache_loader_main(void *arg)
+{
+	Cache *c = arg;
+	c->state = state_open(c->db_path, c->opt.readonly, &c->open_error);
+	trace_mark("loader: state database open");
+	if (!c->state) {
+		pthread_mutex_lock(&c->loaded_lock);
+		c->loaded = 1;
+		pthread_cond_broadcast(&c->loaded_cond);
+		pthread_mutex_unlock(&c->loaded_lock);
+		return NULL;
+	}
+	state_each_memo(c->state, load_memo, c);
+	trace_mark("loader: memo read");
+	state_each_last(c->state, load_last, c);
+	trace_mark("loader: last successes read");
+	pthread_mutex_lock(&c->loaded_lock);
+	c->loaded = 1;
+	pthread_cond_broadcast(&c->loaded_cond);
+	pthread_mutex_unlock(&c->loaded_lock);
+	/* stat every file earlier runs hashed while the recipe still loads on the other
+	 * thread: validation and decisions then find the answers ready. A file rewritten
+	 * during the run is forgotten (forget_path) and looked at again. */
+	share_stats(c);
+	trace_mark("loader: files stat'ed");
+	return NULL;
+}
+
+static int64_t wall_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void load_memo(void *ctx, const FileMemo *fm)
+{
+	Cache *c = ctx;
+	Memo *m = new_memo(c, fm->path);
+	const char *path = m->m.path;
+	m->m = *fm;
+	m->m.path = path;
+	strmap_put(&c->memo, m->m.path, m);
+	if (c->nto_stat == c->to_stat_cap) {
+		c->to_stat_cap = c->to_stat_cap ? c->to_stat_cap * 2 : 1024;
+		c->to_stat = xrealloc(c->to_stat, c->to_stat_cap * sizeof *c->to_stat);
+	}
+	c->to_stat[c->nto_stat++] = m;
+}
+
+static void load_last(void *ctx, const char *task, Hash key, const char *outputs)
+{
+	Cache *c = ctx;
+	LastSuccess *l = arena_alloc(&c->arena, sizeof *l);
+	l->key = key;
+	l->outputs = arena_strdup(&c->arena, outputs);
+	strmap_put(&c->last, arena_strdup(&c->arena, task), l);
+}
+
+/* Directories hash as a Merkle tree: name, kind and hash of each sorted entry. */
+static int hash_dir(Cache *c, const char *path, Hash *out)
+{
+	struct dirent **list;
+	int n = scandir(path, &list, NULL, alphasort);
+	if (n < 0)
+		return -1;
+	Buf b = {0};
+	buf_puts(&b, "dir\n");
+	for (int i = 0; i < n; i++) {
+		const char *name = list[i]->d_name;
+		if (strcmp(name, ".") && strcmp(name, "..")) {
+			char *child = strcmp(path, ".") ? xasprintf("%s/%s", path, name) : xstrdup(name);
+			Hash h;
+			char hex[33] = "unreadable";
+			/* stat the entries afresh: a task may have rewritten them since this command
+			 * (or the loader) last looked, and nothing else forgets paths inside a directory */
+			Memo *m = memo_entry(c, child);
+			m->generation = m->stat_generation = 0;
+			if (hash_memo(c, m, &h) == 0)
+				hash_hex(h, hex);
+			buf_printf(&b, "%s\t%s\n", name, hex);
+			free(child);
+		}
+		free(list[i]);
+	}
+	free(list);
+	*out = hash_bytes(b.data, b.len);
+	buf_free(&b);
+	return 0;
+}
+
+static int64_t ns_of(struct timespec ts) { return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec; }
+
+Memo *memo_entry(Cache *c, const char *path)
+{
+	Memo *m = strmap_get(&c->memo, path);
+	if (!m) {
+		m = new_memo(c, path);
+		m->m.size = -1; /* never matches a stat: no hash known yet */
+		strmap_put(&c->memo, m->m.path, m);
+	}
+	return m;
+}
+
+/* stat() once per command: the answer is kept on the memo entry. */
+static int stat_once(Cache *c, Memo *m)
+{
+	if (m->stat_generation == c->generation)
+		return m->s_size >= 0 ? 0 : -1;
+	struct stat st;
+	m->stat_generation = c->generation;
+	if (stat(m->m.path, &st) != 0) {
+		m->s_size = -1;
+		return -1;
+	}
+	m->s_size = st.st_size;
+	m->s_mtime = ns_of(st.st_mtim);
+	m->s_ino = (int64_t)st.st_ino;
+	m->s_ctime = ns_of(st.st_ctim);
+	m->s_isdir = S_ISDIR(st.st_mode);
+	return 0;
+}
+
+/* Finds, for every task of the graph, the memo entries of its inputs and outputs and its
+ * last success: ~3 look-ups per task, each a few cache misses, issued in one pipelined
+ * batch (see strmap_prefetch) instead of one at a time as tasks are checked. */
+void bind_tasks(Cache *c) { finish_loading(c, 1); }
+
+/* Memo entries worked on by parallel_for: stat_one and prehash_one touch only their own
+ * entry, and read nothing in c but the generation. */
+typedef struct {
+	Cache *c;
+	Memo **memo;
+} MemoJob;
+
+static void stat_one(void *ctx, size_t i)
+{
+	MemoJob *job = ctx;
+	stat_once(job->c, job->memo[i]);
+}
+
+static void bind_tasks_now(Cache *c)
+{
+	if (c->bound || !c->g)
+		return;
+	c->bound = 1;
+	Graph *g = c->g;
+	size_t n = 0;
+	for (int i = 0; i < g->ntasks; i++)
+		n += (size_t)(g->tasks[i]->ninputs + g->tasks[i]->noutputs);
+	typedef struct {
+		const char *path;
+		uint64_t hash;
+		Memo **dst;
+	} Want;
+	Want *want = xmalloc((n + 1) * sizeof *want);
+	Memo **fresh = xmalloc((n + 1) * sizeof *fresh); /* paths no earlier run hashed */
+	size_t k = 0;
+	for (int i = 0; i < g->ntasks; i++) {
+		Task *t = g->tasks[i];
+		TaskCache *tc = task_cache(c, t);
+		tc->in_memo = arena_alloc(&c->arena, (size_t)(t->ninputs + t->noutputs + 1) * sizeof(Memo *));
+		tc->out_memo = tc->in_memo + t->ninputs;
+		for (int j = 0; j < t->ninputs; j++)
+			want[k++] = (Want){t->inputs[j], hash_str(t->inputs[j]), &tc->in_memo[j]};
+		for (int j = 0; j < t->noutputs; j++)
+			want[k++] = (Want){t->outputs[j], hash_str(t->outputs[j]), &tc->out_memo[j]};
+	}
+	enum { AHEAD = 8 };
+	size_t nfresh = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (i + 2 * AHEAD < n)
+			strmap_prefetch(&c->memo, want[i + 2 * AHEAD].hash, 0);
+		if (i + AHEAD < n)
+			strmap_prefetch(&c->memo, want[i + AHEAD].hash, 1);
+		Memo *m = strmap_get_hashed(&c->memo, want[i].path, want[i].hash);
+		if (!m) {
+			m = memo_entry(c, want[i].path);
+			fresh[nfresh++] = m;
+		}
+		*want[i].dst = m;
+	}
+	free(want);
+	/* the loader stats the paths it read; the new ones are stat'ed here, on all cores (a
+	 * first run has nothing else) */
+	MemoJob job = {c, fresh};
+	parallel_for(nfresh, 256, 0, stat_one, &job);
+	free(fresh);
+	uint64_t *hashes = xmalloc(((size_t)g->ntasks + 1) * sizeof *hashes);
+	for (int i = 0; i < g->ntasks; i++)
+		hashes[i] = hash_str(g->tasks[i]->name);
+	for (int i = 0; i < g->ntasks; i++) {
+		if (i + 2 * AHEAD < g->ntasks)
+			strmap_prefetch(&c->last, hashes[i + 2 * AHEAD], 0);
+		if (i + AHEAD < g->ntasks)
+			strmap_prefetch(&c->last, hashes[i + AHEAD], 1);
+		TaskCache *tc = g->tasks[i]->cache_data;
+		tc->last = strmap_get_hashed(&c->last, g->tasks[i]->name, hashes[i]);
+	}
+	free(hashes);
+	trace_mark("cache bound to the graph's files");
+}
+
+int cache_input_exists(void *cache, Task *t, int input)
+{
+	Cache *c = cache;
+	bind_tasks(c);
+	TaskCache *tc = task_cache(c, t);
+	return stat_once(c, tc->in_memo ? tc->in_memo[input] : memo_entry(c, t->inputs[input])) == 0;
+}
+
+/* Whether this command's stat of m matches the memo, outside the racy window. */
+static int memo_current(const Memo *m)
+{
+	return m->m.size == m->s_size && m->m.mtime_ns == m->s_mtime && m->m.ino == m->s_ino &&
+	       m->m.ctime_ns == m->s_ctime && m->m.hashed_ns - m->s_mtime > RACY_NS;
+}
+
+static void prehash_one(void *ctx, size_t i)
+{
+	MemoJob *job = ctx;
+	Memo *m = job->memo[i];
+	Hash h;
+	if (hash_file(m->m.path, &h) != 0)
+		return; /* cache_check tries again and reports it */
+	m->m = (FileMemo){m->m.path, m->s_size, m->s_mtime, m->s_ino, m->s_ctime, wall_ns(), h};
+	m->generation = job->c->generation;
+	m->prehashed = 1;
+}
+
+/* Reading files mostly waits on the disk: more readers than cores keep it busy. */
+#define PREHASH_THREADS 8
+
+void cache_prepare(Cache *c)
+{
+	bind_tasks(c);
+	if (!c->bound)
+		return;
+	Graph *g = c->g;
+	size_t n = 0, cap = 0;
+	Memo **list = NULL;
+	for (int i = 0; i < g->ntasks; i++) {
+		Task *t = g->tasks[i];
+		TaskCache *tc = t->cache_data;
+		if (!t->needed || !tc || !tc->in_memo)
+			continue;
+		for (int j = 0; j < t->ninputs; j++) {
+			Memo *m = tc->in_memo[j];
+			if ((t->input_producers && t->input_producers[j]) || m->queued == c->generation ||
+			    m->generation == c->generation)
+				continue;
+			m->queued = c->generation;
+			if (stat_once(c, m) != 0 || m->s_isdir || memo_current(m))
+				continue;
+			if (n == cap)
+				list = xrealloc(list, (cap = cap ? cap * 2 : 256) * sizeof *list);
+			list[n++] = m;
+		}
+	}
+	MemoJob job = {c, list};
+	parallel_for(n, 16, PREHASH_THREADS, prehash_one, &job);
+	for (size_t i = 0; i < n; i++)
+		if (list[i]->prehashed && !c->opt.readonly)
+			state_put_memo(c->state, &list[i]->m);
+	free(list);
+	trace_mark("source files hashed");
+}
+
+/* Content hash of a file or directory, through the (path, size, mtime, inode, ctime) memo. */
+int hash_path(Cache *c, const char *path, Hash *out) { return hash_memo(c, memo_entry(c, path), out); }
+
+int hash_memo(Cache *c, Memo *m, Hash *out)
+{
+	const char *path = m->m.path;
+	if (m->generation == c->generation) {
+		*out = m->m.hash;
+		return 0;
+	}
+	if (stat_once(c, m) != 0)
+		return -1;
+	if (m->s_isdir)
+		return hash_dir(c, path, out);
+	if (memo_current(m)) {
+		m->generation = c->generation;
+		*out = m->m.hash;
+		return 0;
+	}
+	if (hash_file(path, out) != 0)
+		return -1;
+	m->m = (FileMemo){m->m.path, m->s_size, m->s_mtime, m->s_ino, m->s_ctime, wall_ns(), *out};
+	m->generation = c->generation;
+	if (!c->opt.readonly)
+		state_put_memo(c->state, &m->m);
+	return 0;
+}
+
+/* Forgets this command's view of path (it is about to be rewritten). */
+void forget_path(Cache *c, const char *path)
+{
+	Memo *m = strmap_get(&c->memo, path);
+	if (m)
+		m->generation = m->stat_generation = 0;
+}
