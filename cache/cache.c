@@ -237,10 +237,10 @@ static char *build_components(Cache *c, Task *t)
 		Hash h;
 		Task *producer = t->input_producers ? t->input_producers[order[k]] : NULL;
 		TaskCache *pc = producer ? producer->cache_data : NULL;
-		if (pc && pc->recorded && tc->in_memo && pc->out_memo) {
-			/* its producer ran in this command and the input lies inside one of its
-			 * directory outputs: what was stat'ed before (by the loader) is out of date.
-			 * An input that is an output itself was hashed afresh when it was recorded. */
+		if (pc && pc->rewrote && tc->in_memo && pc->out_memo) {
+			/* its producer ran or was restored in this command and the input lies inside
+			 * one of its directory outputs: what was stat'ed before (by the loader) is out
+			 * of date. An input that is an output itself was forgotten when rewritten. */
 			Memo *m = tc->in_memo[order[k]];
 			int exact = 0;
 			for (int o = 0; o < producer->noutputs && !exact; o++)
@@ -328,6 +328,7 @@ static int settle_outputs(Cache *c, Task *t, const Hash *want, int dry, Buf *rea
 	}
 	for (int i = 0; i < t->noutputs && !dry; i++)
 		if (state[i]) {
+			task_cache(c, t)->rewrote = 1;
 			forget_path(c, t->outputs[i]);
 			if (store_restore(c->objects_dir, want[i], t->outputs[i]) != 0) {
 				buf_printf(reason, "; restoring %s failed: %s", t->outputs[i], strerror(errno));
@@ -413,6 +414,13 @@ void cache_clear_outputs(Cache *c, Task *t)
 	}
 }
 
+StoreQueue *cache_store_queue(Cache *c)
+{
+	if (!c->store_queue)
+		c->store_queue = store_queue_start(c->objects_dir);
+	return c->store_queue;
+}
+
 int cache_record_success(Cache *c, Task *t, Buf *err)
 {
 	cache_ready(c);
@@ -422,16 +430,18 @@ int cache_record_success(Cache *c, Task *t, Buf *err)
 	for (int i = 0; i < t->noutputs; i++) {
 		forget_path(c, t->outputs[i]);
 		struct stat st;
-		if (stat(t->outputs[i], &st) != 0 || hash_path(c, t->outputs[i], &tc->out_hashes[i]) != 0) {
+		int isdir = stat(t->outputs[i], &st) == 0 && S_ISDIR(st.st_mode);
+		/* a directory is hashed and queued for the store in one walk */
+		if ((isdir ? cache_hash_output_dir(c, t->outputs[i], &tc->out_hashes[i])
+			   : hash_path(c, t->outputs[i], &tc->out_hashes[i])) != 0) {
 			buf_printf(err, "exited 0 but did not write its declared output %s", t->outputs[i]);
 			buf_free(&outputs);
 			return -1;
 		}
 		if (S_ISREG(st.st_mode) && st.st_size <= c->opt.store_max_mib * 1024 * 1024) {
-			if (!c->store_queue)
-				c->store_queue = store_queue_start(c->objects_dir);
-			if (c->store_queue)
-				store_queue_put(c->store_queue, t->outputs[i], tc->out_hashes[i]);
+			StoreQueue *q = cache_store_queue(c);
+			if (q)
+				store_queue_put(q, t->outputs[i], tc->out_hashes[i]);
 			else if (store_put(c->objects_dir, t->outputs[i], tc->out_hashes[i]) != 0)
 				warn("could not keep %s in the store: %s", t->outputs[i], strerror(errno));
 		}
@@ -439,7 +449,7 @@ int cache_record_success(Cache *c, Task *t, Buf *err)
 		buf_printf(&outputs, "%s %s\n", hex, t->outputs[i]);
 	}
 	tc->outputs_known = 1;
-	tc->recorded = 1;
+	tc->rewrote = 1;
 	if (!tc->components)
 		tc->components = build_components(c, t);
 	state_put_success(c->state, t->name, tc->key, tc->components, buf_str(&outputs), c->run_id);

@@ -16,8 +16,10 @@
 #include "hash.h"
 #include "internal.h"
 #include "state.h"
+#include "store.h"
 
 static int stat_once(Cache *c, Memo *m);
+static int hash_dir(Cache *c, const char *path, Hash *out);
 static void bind_tasks_now(Cache *c);
 static void load_memo(void *ctx, const FileMemo *fm);
 static void load_last(void *ctx, const char *task, Hash key, const char *outputs);
@@ -138,14 +140,51 @@ static void load_last(void *ctx, const char *task, Hash key, const char *outputs
 	strmap_put(&c->last, arena_strdup(&c->arena, task), l);
 }
 
-/* Directories hash as a Merkle tree: name, kind and hash of each sorted entry. */
-static int hash_dir(Cache *c, const char *path, Hash *out)
+/* What hashing a directory output collects for the store: its files and its trees
+ * (listings as store.h describes them), children before parents. */
+typedef struct {
+	char **paths;
+	Hash *hashes;
+	size_t nfiles, files_cap;
+	char **listings;
+	Hash *tree_hashes;
+	size_t ntrees, trees_cap;
+	long long bytes;
+	int unstorable; /* an entry a tree cannot hold (a socket, a name with a newline...) */
+} TreeCollector;
+
+static void collect_file(TreeCollector *col, const char *path, Hash h, long long size)
+{
+	if (col->nfiles == col->files_cap) {
+		col->files_cap = col->files_cap ? col->files_cap * 2 : 16;
+		col->paths = xrealloc(col->paths, col->files_cap * sizeof *col->paths);
+		col->hashes = xrealloc(col->hashes, col->files_cap * sizeof *col->hashes);
+	}
+	col->paths[col->nfiles] = xstrdup(path);
+	col->hashes[col->nfiles++] = h;
+	col->bytes += size;
+}
+
+static void collect_tree(TreeCollector *col, const char *listing, Hash h)
+{
+	if (col->ntrees == col->trees_cap) {
+		col->trees_cap = col->trees_cap ? col->trees_cap * 2 : 4;
+		col->listings = xrealloc(col->listings, col->trees_cap * sizeof *col->listings);
+		col->tree_hashes = xrealloc(col->tree_hashes, col->trees_cap * sizeof *col->tree_hashes);
+	}
+	col->listings[col->ntrees] = xstrdup(listing);
+	col->tree_hashes[col->ntrees++] = h;
+}
+
+/* Directories hash as a Merkle tree: name and hash of each entry in name order. With a
+ * collector, also gathers what the store needs to rebuild the directory. */
+static int hash_dir_collect(Cache *c, const char *path, Hash *out, TreeCollector *col)
 {
 	struct dirent **list;
 	int n = scandir(path, &list, NULL, alphasort);
 	if (n < 0)
 		return -1;
-	Buf b = {0};
+	Buf b = {0}, listing = {0};
 	buf_puts(&b, "dir\n");
 	for (int i = 0; i < n; i++) {
 		const char *name = list[i]->d_name;
@@ -157,17 +196,54 @@ static int hash_dir(Cache *c, const char *path, Hash *out)
 			 * (or the loader) last looked, and nothing else forgets paths inside a directory */
 			Memo *m = memo_entry(c, child);
 			m->generation = m->stat_generation = 0;
-			if (hash_memo(c, m, &h) == 0)
+			int isdir = stat_once(c, m) == 0 && m->s_isdir;
+			int rc = col && isdir ? hash_dir_collect(c, child, &h, col) : hash_memo(c, m, &h);
+			if (rc == 0)
 				hash_hex(h, hex);
 			buf_printf(&b, "%s\t%s\n", name, hex);
+			if (col && (rc != 0 || strpbrk(name, "\n\t") || strlen(name) >= 256 ||
+				    (!isdir && !S_ISREG(m->s_mode)))) {
+				col->unstorable = 1;
+			} else if (col) {
+				buf_printf(&listing, "%c %o %s %s\n", isdir ? 'd' : 'f', m->s_mode & 07777, hex, name);
+				if (!isdir)
+					collect_file(col, child, h, m->s_size);
+			}
 			free(child);
 		}
 		free(list[i]);
 	}
 	free(list);
 	*out = hash_bytes(b.data, b.len);
+	if (col)
+		collect_tree(col, buf_str(&listing), *out);
 	buf_free(&b);
+	buf_free(&listing);
 	return 0;
+}
+
+static int hash_dir(Cache *c, const char *path, Hash *out) { return hash_dir_collect(c, path, out, NULL); }
+
+int cache_hash_output_dir(Cache *c, const char *path, Hash *out)
+{
+	TreeCollector col = {0};
+	int rc = hash_dir_collect(c, path, out, &col);
+	StoreQueue *q = NULL;
+	if (rc == 0 && !col.unstorable && col.bytes <= c->opt.store_max_mib * 1024 * 1024 && (q = cache_store_queue(c))) {
+		for (size_t i = 0; i < col.nfiles; i++)
+			store_queue_put(q, col.paths[i], col.hashes[i]);
+		for (size_t i = 0; i < col.ntrees; i++) /* children first: a tree is whole once stored */
+			store_queue_put_tree(q, col.tree_hashes[i], col.listings[i]);
+	}
+	for (size_t i = 0; i < col.nfiles; i++)
+		free(col.paths[i]);
+	for (size_t i = 0; i < col.ntrees; i++)
+		free(col.listings[i]);
+	free(col.paths);
+	free(col.hashes);
+	free(col.listings);
+	free(col.tree_hashes);
+	return rc;
 }
 
 static int64_t ns_of(struct timespec ts) { return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec; }
@@ -199,6 +275,7 @@ static int stat_once(Cache *c, Memo *m)
 	m->s_ino = (int64_t)st.st_ino;
 	m->s_ctime = ns_of(st.st_ctim);
 	m->s_isdir = S_ISDIR(st.st_mode);
+	m->s_mode = st.st_mode;
 	return 0;
 }
 

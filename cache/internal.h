@@ -27,6 +27,7 @@ typedef struct {
 	int prehashed;            /* cache_prepare hashed it: the state needs the new entry */
 	int64_t s_size, s_mtime, s_ino, s_ctime;
 	int s_isdir;
+	unsigned s_mode;
 } Memo;
 
 typedef struct {
@@ -34,7 +35,7 @@ typedef struct {
 	char *components; /* malloc'd while the task may still need recording */
 	Hash *out_hashes; /* one per declared output, once the task is done */
 	int outputs_known, will_run;
-	int recorded;               /* ran and succeeded in this command */
+	int rewrote;                /* its outputs were written (run or restored) in this command */
 	Memo **in_memo, **out_memo; /* per input / output, found by bind_tasks() */
 	LastSuccess *last;          /* NULL: no success recorded */
 } TaskCache;
@@ -80,6 +81,12 @@ Memo *memo_entry(Cache *c, const char *path);
 /* Content hash of a file or directory through the memo: 0, or -1 when it cannot be read. */
 int hash_memo(Cache *c, Memo *m, Hash *out);
 int hash_path(Cache *c, const char *path, Hash *out);
+/* Hashes the directory output at path into *out and, when the store can hold it (regular
+ * files and directories only, store_max_mib in all), queues its files and trees for the
+ * store. 0, or -1 when it cannot be read. */
+int cache_hash_output_dir(Cache *c, const char *path, Hash *out);
+/* The store's background writer, started on first use; NULL if it cannot start. */
+StoreQueue *cache_store_queue(Cache *c);
 /* Forgets this command's view of path (it is about to be rewritten). */
 void forget_path(Cache *c, const char *path);
 

@@ -120,10 +120,24 @@ static void keep_hash(void *ctx, Hash h)
 
 static int is_kept(void *ctx, const char *hex) { return strmap_get(ctx, hex) != NULL; }
 
+typedef struct {
+	const char *objects;
+	StrMap keep;
+} GcScan;
+
+/* Keeps an output's object and, for a directory output, everything its tree names. */
+static void keep_output(void *ctx, Hash h)
+{
+	GcScan *scan = ctx;
+	keep_hash(&scan->keep, h);
+	store_tree_walk(scan->objects, h, keep_hash, &scan->keep);
+}
+
 int cache_gc(Cache *c, long long *bytes_freed)
 {
-	StrMap keep = {0};
-	state_each_output_hash(cache_state(c), keep_hash, &keep);
+	GcScan scan = {cache_objects_dir(c), {0}};
+	state_each_output_hash(cache_state(c), keep_output, &scan);
+	StrMap keep = scan.keep;
 	int removed = 0;
 	*bytes_freed = 0;
 	const char *objects = cache_objects_dir(c);

@@ -39,7 +39,8 @@ static sqlite3 *pack_open(const char *objects_dir, int create)
 	if (rc == SQLITE_OK) {
 		sqlite3_busy_timeout(db, 10000);
 		rc = sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
-				      "CREATE TABLE IF NOT EXISTS objects (hash TEXT PRIMARY KEY, data BLOB NOT NULL);",
+				      "CREATE TABLE IF NOT EXISTS objects (hash TEXT PRIMARY KEY, data BLOB NOT NULL);"
+				      "CREATE TABLE IF NOT EXISTS trees (hash TEXT PRIMARY KEY, listing TEXT NOT NULL);",
 				  NULL, NULL, NULL);
 	}
 	if (rc != SQLITE_OK) {
@@ -94,6 +95,80 @@ static int pack_get(const char *objects_dir, Hash h, const void **data, int *siz
 	return 1;
 }
 
+/* The listing of tree h (malloc'd), or NULL when h is no stored tree. */
+static char *tree_get(const char *objects_dir, Hash h)
+{
+	sqlite3 *db = pack_reader(objects_dir);
+	sqlite3_stmt *st;
+	if (!db || sqlite3_prepare_v2(db, "SELECT listing FROM trees WHERE hash = ?1", -1, &st, NULL) != SQLITE_OK)
+		return NULL;
+	char hex[33];
+	hash_hex(h, hex);
+	sqlite3_bind_text(st, 1, hex, 32, SQLITE_TRANSIENT);
+	char *listing = sqlite3_step(st) == SQLITE_ROW ? xstrdup((const char *)sqlite3_column_text(st, 0)) : NULL;
+	sqlite3_finalize(st);
+	return listing;
+}
+
+typedef struct {
+	char kind; /* 'f' or 'd' */
+	unsigned mode;
+	Hash hash;
+	char name[256];
+} TreeEntry;
+
+/* Reads the entry at *p and moves past it: 1, 0 at the end, -1 when malformed. */
+static int next_entry(const char **p, TreeEntry *e)
+{
+	if (!**p)
+		return 0;
+	const char *nl = strchr(*p, '\n');
+	char hex[33];
+	int name_at = 0;
+	if (!nl || sscanf(*p, "%c %o %32s %n", &e->kind, &e->mode, hex, &name_at) != 3 || name_at == 0 ||
+	    (e->kind != 'f' && e->kind != 'd') || hash_parse(hex, &e->hash) != 0)
+		return -1;
+	size_t len = (size_t)(nl - (*p + name_at));
+	if (len == 0 || len >= sizeof e->name)
+		return -1;
+	memcpy(e->name, *p + name_at, len);
+	e->name[len] = 0;
+	*p = nl + 1;
+	return 1;
+}
+
+int store_tree_hash(const char *listing, Hash *out)
+{
+	Buf merkle = {0};
+	buf_puts(&merkle, "dir\n");
+	TreeEntry e;
+	int rc;
+	char hex[33];
+	for (const char *p = listing; (rc = next_entry(&p, &e)) > 0;) {
+		hash_hex(e.hash, hex);
+		buf_printf(&merkle, "%s\t%s\n", e.name, hex);
+	}
+	if (rc == 0)
+		*out = hash_bytes(merkle.data, merkle.len);
+	buf_free(&merkle);
+	return rc;
+}
+
+int store_tree_walk(const char *objects_dir, Hash h, void (*fn)(void *ctx, Hash h), void *ctx)
+{
+	char *listing = tree_get(objects_dir, h);
+	if (!listing)
+		return 0;
+	TreeEntry e;
+	for (const char *p = listing; next_entry(&p, &e) > 0;) {
+		fn(ctx, e.hash);
+		if (e.kind == 'd')
+			store_tree_walk(objects_dir, e.hash, fn, ctx);
+	}
+	free(listing);
+	return 1;
+}
+
 char *store_object_path(const char *objects_dir, Hash h)
 {
 	char hex[33];
@@ -112,6 +187,16 @@ int store_has(const char *objects_dir, Hash h)
 	if (!ok && pack_get(objects_dir, h, &data, &size, &st)) {
 		ok = 1;
 		sqlite3_finalize(st);
+	}
+	char *listing = ok ? NULL : tree_get(objects_dir, h);
+	if (listing) { /* a tree: restorable when every entry is */
+		TreeEntry e;
+		int rc;
+		const char *at = listing;
+		while ((rc = next_entry(&at, &e)) > 0 && store_has(objects_dir, e.hash))
+			;
+		ok = rc == 0;
+		free(listing);
 	}
 	return ok;
 }
@@ -182,8 +267,48 @@ int store_put(const char *objects_dir, const char *path, Hash h)
 	return rc;
 }
 
+/* Builds tree h as a new directory at dest (which must not exist). */
+static int restore_tree(const char *objects_dir, const char *listing, const char *dest)
+{
+	if (mkdir(dest, 0777) != 0)
+		return -1;
+	TreeEntry e;
+	int rc;
+	for (const char *p = listing; (rc = next_entry(&p, &e)) > 0;) {
+		if (strchr(e.name, '/') || !strcmp(e.name, ".") || !strcmp(e.name, ".."))
+			return -1; /* a listing names entries of one directory, nothing else */
+		char *child = xasprintf("%s/%s", dest, e.name);
+		char *sub = e.kind == 'd' ? tree_get(objects_dir, e.hash) : NULL;
+		int ok = e.kind == 'd' ? sub && restore_tree(objects_dir, sub, child) == 0
+				       : store_restore(objects_dir, e.hash, child) == 0;
+		ok = ok && chmod(child, e.mode & 07777) == 0;
+		free(sub);
+		free(child);
+		if (!ok)
+			return -1;
+	}
+	return rc;
+}
+
 int store_restore(const char *objects_dir, Hash h, const char *dest)
 {
+	char *listing = tree_get(objects_dir, h);
+	if (listing) { /* a directory: built beside dest, then swapped in */
+		static unsigned counter;
+		char *tmp = xasprintf("%s.kiln-tmp.%d.%u", dest, (int)getpid(), counter++);
+		mkdirs_parent(dest);
+		remove_tree(tmp);
+		int rc = restore_tree(objects_dir, listing, tmp);
+		if (rc == 0 && remove_tree(dest) == 0 && rename(tmp, dest) == 0)
+			rc = 0;
+		else
+			rc = -1;
+		if (rc != 0)
+			remove_tree(tmp);
+		free(tmp);
+		free(listing);
+		return rc;
+	}
 	mkdirs_parent(dest);
 	const void *data;
 	int size;
@@ -251,7 +376,8 @@ done:
 }
 
 typedef struct Item {
-	char *path;
+	char *path;    /* a file to store as hash ... */
+	char *listing; /* ... or a tree listing */
 	Hash hash;
 	struct Item *next;
 } Item;
@@ -259,7 +385,7 @@ typedef struct Item {
 struct StoreQueue {
 	char *objects_dir;
 	sqlite3 *pack;          /* the writer thread's own connection */
-	sqlite3_stmt *insert;
+	sqlite3_stmt *insert, *tree_insert;
 	int pending;            /* rows in the open transaction */
 	pthread_t thread;
 	pthread_mutex_t lock;
@@ -306,6 +432,27 @@ static int put_packed(StoreQueue *q, const char *path, Hash h)
 	return rc;
 }
 
+/* Stores a tree listing under h once it checks out: 0, 1 when it does not hash to h. */
+static int put_tree(StoreQueue *q, const char *listing, Hash h)
+{
+	Hash got;
+	if (!q->pack || store_tree_hash(listing, &got) != 0 || !hash_equal(got, h))
+		return 1;
+	if (!q->tree_insert &&
+	    sqlite3_prepare_v2(q->pack, "INSERT OR IGNORE INTO trees VALUES (?1, ?2)", -1, &q->tree_insert, NULL) != SQLITE_OK)
+		return -1;
+	if (!q->pending)
+		sqlite3_exec(q->pack, "BEGIN", NULL, NULL, NULL);
+	char hex[33];
+	hash_hex(h, hex);
+	sqlite3_bind_text(q->tree_insert, 1, hex, 32, SQLITE_TRANSIENT);
+	sqlite3_bind_text(q->tree_insert, 2, listing, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(q->tree_insert) == SQLITE_DONE ? 0 : -1;
+	sqlite3_reset(q->tree_insert);
+	q->pending++;
+	return rc;
+}
+
 static void *writer_main(void *arg)
 {
 	StoreQueue *q = arg;
@@ -342,7 +489,7 @@ static void *writer_main(void *arg)
 			q->tail = NULL;
 		q->queued--;
 		pthread_mutex_unlock(&q->lock);
-		int rc = put_packed(q, it->path, it->hash);
+		int rc = it->listing ? put_tree(q, it->listing, it->hash) : put_packed(q, it->path, it->hash);
 		if (rc == 2)
 			rc = put_verified(q->objects_dir, it->path, it->hash);
 		if (q->pending >= 256) {
@@ -350,6 +497,7 @@ static void *writer_main(void *arg)
 			q->pending = 0;
 		}
 		free(it->path);
+		free(it->listing);
 		free(it);
 		pthread_mutex_lock(&q->lock);
 		q->failures += rc < 0;
@@ -358,6 +506,7 @@ static void *writer_main(void *arg)
 	if (q->pending)
 		sqlite3_exec(q->pack, "COMMIT", NULL, NULL, NULL);
 	sqlite3_finalize(q->insert);
+	sqlite3_finalize(q->tree_insert);
 	sqlite3_close(q->pack);
 	return NULL;
 }
@@ -389,11 +538,8 @@ StoreQueue *store_queue_start(const char *objects_dir)
 	return q;
 }
 
-void store_queue_put(StoreQueue *q, const char *path, Hash h)
+static void enqueue(StoreQueue *q, Item *it)
 {
-	Item *it = xcalloc(1, sizeof *it);
-	it->path = xstrdup(path);
-	it->hash = h;
 	pthread_mutex_lock(&q->lock);
 	if (q->tail)
 		q->tail->next = it;
@@ -404,6 +550,22 @@ void store_queue_put(StoreQueue *q, const char *path, Hash h)
 	if (q->sleeping && (q->queued == 1 || q->queued >= BATCH))
 		pthread_cond_signal(&q->wake);
 	pthread_mutex_unlock(&q->lock);
+}
+
+void store_queue_put(StoreQueue *q, const char *path, Hash h)
+{
+	Item *it = xcalloc(1, sizeof *it);
+	it->path = xstrdup(path);
+	it->hash = h;
+	enqueue(q, it);
+}
+
+void store_queue_put_tree(StoreQueue *q, Hash h, const char *listing)
+{
+	Item *it = xcalloc(1, sizeof *it);
+	it->listing = xstrdup(listing);
+	it->hash = h;
+	enqueue(q, it);
 }
 
 int store_queue_finish(StoreQueue *q)
@@ -421,16 +583,16 @@ int store_queue_finish(StoreQueue *q)
 	return failures;
 }
 
-int store_gc_pack(const char *objects_dir, int (*keep)(void *ctx, const char *hex), void *ctx, long long *bytes)
+/* Deletes the rows of table (objects or trees) whose hash keep() rejects. */
+static int gc_table(sqlite3 *db, const char *table, int (*keep)(void *ctx, const char *hex), void *ctx,
+		    long long *bytes)
 {
-	sqlite3 *db = pack_open(objects_dir, 0);
-	if (!db)
-		return 0;
-	sqlite3_stmt *sel, *del;
+	char *sel_sql = xasprintf("SELECT hash, length(%s) FROM %s", strcmp(table, "trees") ? "data" : "listing", table);
+	char *del_sql = xasprintf("DELETE FROM %s WHERE hash = ?1", table);
+	sqlite3_stmt *sel = NULL, *del = NULL;
 	int removed = 0;
-	sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
-	if (sqlite3_prepare_v2(db, "SELECT hash, length(data) FROM objects", -1, &sel, NULL) == SQLITE_OK &&
-	    sqlite3_prepare_v2(db, "DELETE FROM objects WHERE hash = ?1", -1, &del, NULL) == SQLITE_OK) {
+	if (sqlite3_prepare_v2(db, sel_sql, -1, &sel, NULL) == SQLITE_OK &&
+	    sqlite3_prepare_v2(db, del_sql, -1, &del, NULL) == SQLITE_OK) {
 		while (sqlite3_step(sel) == SQLITE_ROW) {
 			const char *hex = (const char *)sqlite3_column_text(sel, 0);
 			if (keep(ctx, hex))
@@ -440,9 +602,21 @@ int store_gc_pack(const char *objects_dir, int (*keep)(void *ctx, const char *he
 			removed += sqlite3_step(del) == SQLITE_DONE;
 			sqlite3_reset(del);
 		}
-		sqlite3_finalize(del);
 	}
+	sqlite3_finalize(del);
 	sqlite3_finalize(sel);
+	free(sel_sql);
+	free(del_sql);
+	return removed;
+}
+
+int store_gc_pack(const char *objects_dir, int (*keep)(void *ctx, const char *hex), void *ctx, long long *bytes)
+{
+	sqlite3 *db = pack_open(objects_dir, 0);
+	if (!db)
+		return 0;
+	sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
+	int removed = gc_table(db, "objects", keep, ctx, bytes) + gc_table(db, "trees", keep, ctx, bytes);
 	sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
 	sqlite3_close(db);
 	return removed;

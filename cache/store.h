@@ -9,15 +9,23 @@
 
 /* Closes the look-up connection store_has/store_restore keep open. */
 void store_close(void);
-/* Deletes packed objects for which keep(ctx, hex) is 0; returns the count, adds bytes. */
+/* Deletes packed objects and trees for which keep(ctx, hex) is 0; returns the count,
+ * adds bytes. */
 int store_gc_pack(const char *objects_dir, int (*keep)(void *ctx, const char *hex), void *ctx, long long *bytes);
+
+/* Directory outputs are kept as trees: a listing, one "<f|d> <octal mode> <hash> <name>"
+ * line per entry in name order, stored under the directory's hash (the Merkle hash
+ * files.c computes: "dir\n" then "<name>\t<hash>\n" per entry), while the files in it are
+ * ordinary objects. store_has, store_restore and store_gc understand both. */
 
 /* Path of the (unpacked) object for h under objects_dir; malloc'd. */
 char *store_object_path(const char *objects_dir, Hash h);
+/* Whether h can be restored: a file object, or a tree whose every entry can be. */
 int store_has(const char *objects_dir, Hash h);
 /* Copies the file at path into the store as h (atomically; no-op if present). 0 or -1. */
 int store_put(const char *objects_dir, const char *path, Hash h);
-/* Copies object h to dest atomically (temp file + rename), keeping its mode. 0 or -1. */
+/* Puts object h at dest atomically (built under a temp name, then renamed over dest,
+ * which may be a file or a directory), keeping modes. 0 or -1. */
 int store_restore(const char *objects_dir, Hash h, const char *dest);
 /* Copies src to dst: reflink where the file system can, else a byte copy. 0 or -1. */
 int store_copy_file(const char *src, const char *dst);
@@ -28,6 +36,13 @@ int store_copy_file(const char *src, const char *dst);
 typedef struct StoreQueue StoreQueue;
 StoreQueue *store_queue_start(const char *objects_dir);
 void store_queue_put(StoreQueue *q, const char *path, Hash h);
+/* Queues the tree listing for directory hash h (stored only if the listing hashes to h). */
+void store_queue_put_tree(StoreQueue *q, Hash h, const char *listing);
+/* If h is a stored tree, calls fn for the hash of every entry below it (files and
+ * subtrees, depth first) and returns 1; else returns 0. */
+int store_tree_walk(const char *objects_dir, Hash h, void (*fn)(void *ctx, Hash h), void *ctx);
+/* The Merkle hash of a tree listing (see above), or -1 when the listing is malformed. */
+int store_tree_hash(const char *listing, Hash *out);
 /* Waits for every queued copy, stops the thread and frees q; returns how many failed. */
 int store_queue_finish(StoreQueue *q);
 

@@ -499,19 +499,6 @@ static int verb_log(Options *o)
 	return 0;
 }
 
-static int remove_tree(const char *path)
-{
-	char *argv[] = {"rm", "-rf", "--", (char *)path, NULL};
-	pid_t pid = fork();
-	if (pid == 0) {
-		execvp("rm", argv);
-		_exit(127);
-	}
-	int st = 0;
-	waitpid(pid, &st, 0);
-	return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
-}
-
 static int verb_clean(Options *o)
 {
 	Graph *g = load_graph(o, new_graph());

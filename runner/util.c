@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -421,6 +422,22 @@ int mkdirs_parent(const char *path)
 	if (stat(dir, &st) == 0 && S_ISDIR(st.st_mode))
 		return 0;
 	return mkdirs(dir, 0777);
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st, (void)ftw;
+	return (flag == FTW_DP ? rmdir(path) : unlink(path)) == 0 || errno == ENOENT ? 0 : -1;
+}
+
+int remove_tree(const char *path)
+{
+	struct stat st;
+	if (lstat(path, &st) != 0)
+		return errno == ENOENT ? 0 : -1;
+	if (!S_ISDIR(st.st_mode))
+		return unlink(path);
+	return nftw(path, remove_entry, 32, FTW_DEPTH | FTW_PHYS);
 }
 
 int open_read(const char *path)

@@ -100,6 +100,9 @@ int mkdirs_parent(const char *path);
  * (O_NOATIME): kiln reading a file to hash or store it is not a use of it, and on ext4 the
  * first read after a write would otherwise write the inode back. -1 with errno on error. */
 int open_read(const char *path);
+/* Removes a file or a directory tree (symlinks are removed, not followed). 0 when path
+ * is gone afterwards (or never was), else -1 with errno set. */
+int remove_tree(const char *path);
 /* Reads a whole file; returns malloc'd NUL-terminated data or NULL (errno set). */
 char *read_file(const char *path, size_t *len);
 /* Writes a whole file atomically (temp + rename); returns 0 or -1. */

@@ -184,6 +184,50 @@ task { name = "use", inputs = {"d/f.txt"}, outputs = {"u.txt"}, run = "cp d/f.tx
         self.assertEqual(self.ws.kiln("run").ran, set())
 
 
+    def test_directory_output_is_restored_from_the_store(self):
+        self.ws.write("src.txt", "aaaa\n")
+        self.ws.write("kiln.lua", """
+task { name = "gen", inputs = {"src.txt"}, outputs = {"d"},
+       run = "rm -rf d && mkdir -p d/sub d/empty && cp src.txt d/f.txt && echo deep > d/sub/g.txt && "
+          .. "printf '#!/bin/sh\\necho hi\\n' > d/run.sh && chmod 755 d/run.sh" }
+task { name = "use", inputs = {"d/f.txt"}, outputs = {"u.txt"}, run = "cp d/f.txt u.txt" }
+""")
+        self.assertEqual(self.ws.kiln("run").ran, {"gen", "use"})
+        def snapshot():
+            return {(os.path.relpath(os.path.join(dp, n), self.ws.path("d")), open(os.path.join(dp, n)).read(),
+                     os.stat(os.path.join(dp, n)).st_mode)
+                    for dp, dirs, files in os.walk(self.ws.path("d")) for n in files} | \
+                   {os.path.relpath(os.path.join(dp, n), self.ws.path("d")) for dp, dirs, _ in os.walk(self.ws.path("d")) for n in dirs}
+        first = snapshot()
+        shutil.rmtree(self.ws.path("d"))
+        r = self.ws.kiln("run")
+        self.assertEqual((r.ran, r.restored), (set(), {"gen"}), r)
+        self.assertEqual(snapshot(), first, "files, modes and empty directories come back")
+        self.ws.write("d/f.txt", "tampered\n")
+        self.ws.write("d/extra.txt", "x")
+        r = self.ws.kiln("run")
+        self.assertEqual((r.ran, r.restored), (set(), {"gen"}), r)
+        self.assertEqual(snapshot(), first, "a restore replaces the whole directory")
+        self.ws.write("src.txt", "bbbb\n")
+        self.assertEqual(self.ws.kiln("run").ran, {"gen", "use"})
+        self.ws.write("src.txt", "aaaa\n")
+        self.assertEqual(self.ws.kiln("gc").rc, 0)
+        r = self.ws.kiln("run")
+        self.assertEqual((r.ran, r.restored), (set(), {"gen", "use"}), r)  # both keys were seen before
+        self.assertEqual(self.ws.read("u.txt"), "aaaa\n")
+        self.assertEqual(snapshot(), first)
+
+    def test_directory_over_the_store_limit_is_not_kept(self):
+        self.ws.write("kiln.lua", 'task { name = "big", outputs = {"d"}, run = '
+                                  '"mkdir -p d && head -c 2000000 /dev/zero > d/zeros" }\n')
+        self.assertEqual(self.ws.kiln("run", "--store-max", "1").ran, {"big"})
+        shutil.rmtree(self.ws.path("d"))
+        st = self.ws.kiln("status", "--store-max", "1")
+        self.assertIn("the store does not hold the recorded version", st.out)
+        r = self.ws.kiln("run", "--store-max", "1")
+        self.assertEqual(r.ran, {"big"}, r)
+
+
 class CrashSafety(KilnTestCase):
     def test_kill_9_mid_run_then_resume(self):
         # each task writes half its output, sleeps, writes the rest: a kill leaves partial files

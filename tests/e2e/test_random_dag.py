@@ -4,9 +4,8 @@ independent reference model says, and every output must equal a clean run's.
 
 Each task's output is (bytes of its leaf input + bytes of its deps' outputs + salt) mod 5,
 so small outputs often come out identical and exercise early cutoff. Some tasks write a
-directory (out/<i>/v.txt) instead of a file: directories are not kept in the store, so
-such a task runs again where a file output would be restored, and its consumers read a
-file inside it. KILN_RANDOM_SEED picks the seed (printed on failure)."""
+directory (out/<i>/v.txt) instead of a file, restored from the store as a whole, and their
+consumers read a file inside it. KILN_RANDOM_SEED picks the seed (printed on failure)."""
 import os
 import random
 import shutil
@@ -38,8 +37,8 @@ class Model:
             name = "t%d" % i
             if key == self.last.get(i) and on_disk == self.recorded.get(i):
                 pass
-            elif key in self.seen.setdefault(i, set()) and (not self.is_dir[i] or on_disk == out):
-                restored.add(name)  # from the store, or (a directory) found already in place
+            elif key in self.seen.setdefault(i, set()):
+                restored.add(name)  # from the store (or found already in place)
             else:
                 ran.add(name)
             self.last[i], self.recorded[i], expected[i] = key, out, out

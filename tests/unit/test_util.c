@@ -94,6 +94,19 @@ int main(void)
 	close(fd);
 	CHECK(hash_file(path, &back) == -1);
 
+	/* remove_tree removes a tree, and a symlink in it without following it */
+	char top[] = "/tmp/kiln-test-tree-XXXXXX";
+	CHECK(mkdtemp(top) != NULL);
+	char *sub = xasprintf("%s/a/b", top), *f = xasprintf("%s/a/b/f", top), *keep = xasprintf("%s.keep", top),
+	     *link = xasprintf("%s/a/l", top);
+	CHECK(mkdirs(sub, 0777) == 0 && write_file_atomic(f, "x", 1) == 0 && write_file_atomic(keep, "k", 1) == 0);
+	CHECK(symlink(keep, link) == 0);
+	CHECK(remove_tree(top) == 0);
+	CHECK(access(top, F_OK) != 0 && access(keep, F_OK) == 0);
+	CHECK(remove_tree(top) == 0); /* already gone */
+	CHECK(remove_tree(keep) == 0 && access(keep, F_OK) != 0);
+	free(sub), free(f), free(keep), free(link);
+
 	/* parallel_for visits every index exactly once */
 	static _Atomic int visits[10000];
 	parallel_for(10000, 7, 5, count_visit, visits);
