@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "../runner/os.h"
 #include "hash.h"
 #include "internal.h"
 #include "state.h"
@@ -379,6 +380,8 @@ static void prehash_one(void *ctx, size_t i)
 	MemoJob *job = ctx;
 	Memo *m = job->memo[i];
 	Hash h;
+	if (os_stop_requested())
+		return; /* Ctrl-C: leave the rest; the scheduler stops before checking anything */
 	if (hash_file(m->m.path, &h) != 0)
 		return; /* cache_check tries again and reports it */
 	m->m = (FileMemo){m->m.path, m->s_size, m->s_mtime, m->s_ino, m->s_ctime, wall_ns(), h};

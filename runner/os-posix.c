@@ -27,6 +27,15 @@ void os_block_signals(void)
 	sigprocmask(SIG_BLOCK, &waited, NULL);
 }
 
+int os_stop_requested(void)
+{
+	sigset_t pending;
+	if (sigpending(&pending) != 0)
+		return 0;
+	return sigismember(&pending, SIGINT) == 1 || sigismember(&pending, SIGTERM) == 1 ||
+	       sigismember(&pending, SIGHUP) == 1;
+}
+
 int os_wait_event(int timeout_ms)
 {
 	siginfo_t info;

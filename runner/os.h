@@ -11,6 +11,9 @@ void os_block_signals(void);
 /* Waits up to timeout_ms (-1: forever) for a signal; returns its number, or 0 on
  * timeout. SIGCHLD means "reap". */
 int os_wait_event(int timeout_ms);
+/* Whether SIGINT, SIGTERM or SIGHUP arrived and waits (blocked) for os_wait_event: long
+ * work before the next wait (hashing a dataset) checks this to stop early. */
+int os_stop_requested(void);
 /* Number of online CPUs and physical memory in MiB. */
 int os_cpu_count(void);
 long long os_memory_mib(void);

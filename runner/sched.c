@@ -367,7 +367,14 @@ static void check_ready(Run *r)
 {
 	const SchedOptions *o = r->o;
 	Buf reason = {0};
+	int64_t stop_checked_ns = now_mono_ns();
 	while (!r->stopping && r->ready_len > 0) {
+		/* checks can take long (hashing a new dataset): heed a Ctrl-C between them */
+		if (now_mono_ns() - stop_checked_ns > 20000000) {
+			stop_checked_ns = now_mono_ns();
+			if (os_stop_requested())
+				break; /* the wait that follows takes the signal and stops the run */
+		}
 		Task *t = r->ready[r->ready_head++];
 		r->ready_len--;
 		if (t->gpus > 0 && gpu_count(o->gpus) == 0 && !on_slurm(o, t)) {
@@ -406,6 +413,8 @@ static void check_ready(Run *r)
 static void start_runnable(Run *r)
 {
 	r->waiting_for_gpu = 0;
+	if (r->nrunnable > 0 && r->free_jobs > 0 && os_stop_requested())
+		return; /* about to stop: start nothing more */
 	for (int i = r->runnable_head; i < r->runnable_end && !r->stopping && r->free_jobs > 0; i++) {
 		Task *t = r->runnable[i];
 		if (t && try_start(r, t)) {

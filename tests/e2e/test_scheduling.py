@@ -154,6 +154,25 @@ task { name = "flaky", retries = 2, outputs = {"ok.txt"},
         st = self.ws.kiln("status")
         self.assertIn("3 tasks would run", st.out)
 
+    def test_ctrl_c_while_hashing_new_inputs_stops_at_once(self):
+        # 400 x 32 MiB of new (sparse) input: hashing all of it takes seconds, and a Ctrl-C
+        # must not wait for it (only for the few files being read at that moment)
+        os.makedirs(self.ws.path("data"))
+        for i in range(400):
+            with open(self.ws.path("data/%d.bin" % i), "wb") as f:
+                f.truncate(32 << 20)
+        self.ws.write("kiln.lua", 'for i = 0, 399 do task { name = "t" .. i, inputs = {"data/" .. i .. ".bin"}, '
+                                  'outputs = {"o" .. i}, run = "touch o" .. i } end\n')
+        p = self.ws.spawn("run")
+        time.sleep(0.3)
+        t0 = time.time()
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=120)
+        self.assertEqual(p.returncode, 130, out + err)
+        self.assertLess(time.time() - t0, 2.0, "Ctrl-C waited for the hashing to finish")
+        self.assertIn("400 not run", out)
+        self.assertFalse(any(self.ws.exists("o%d" % i) for i in range(400)))
+
     def test_progress_into_a_pipe_is_seen_while_tasks_run(self):
         # lines into a pipe are flushed in batches, but none waits for the slow task's end
         self.ws.write("kiln.lua", 'task { name = "fast", run = "true" }\n'
