@@ -506,7 +506,7 @@ void cache_put_metrics(Cache *c, const Task *t, const Metrics *m)
 	StateMetric *rows = xmalloc((size_t)(m->count + 1) * sizeof *rows);
 	for (int i = 0; i < m->count; i++)
 		rows[i] = (StateMetric){m->rows[i].key, m->rows[i].series, m->rows[i].step, m->rows[i].value, m->rows[i].text};
-	state_put_metrics(c->state, c->run_id, t->name, tk, tv, t->ntags, rows, m->count);
+	state_put_metrics(c->state, c->run_id, t->name, t->index, tk, tv, t->ntags, rows, m->count);
 	free(rows);
 	free(tk);
 	free(tv);

@@ -32,7 +32,7 @@ static const char *const sql[Q_COUNT] = {
 	[Q_ATTEMPT_OPEN] = "SELECT id, task, pgid FROM attempts WHERE ended IS NULL AND host = ?1 AND job_id IS NULL",
 	[Q_OPEN_JOBS] = "SELECT id, task, attempt, job_id, key, log FROM attempts WHERE ended IS NULL AND job_id IS NOT NULL",
 	[Q_LAST_LOG] = "SELECT log FROM attempts WHERE task = ?1 AND log IS NOT NULL ORDER BY id DESC LIMIT 1",
-	[Q_INGEST] = "INSERT OR REPLACE INTO ingests (task, run_id, time) VALUES (?1, ?2, ?3)",
+	[Q_INGEST] = "INSERT OR REPLACE INTO ingests (task, run_id, time, position) VALUES (?1, ?2, ?3, ?4)",
 	[Q_METRIC] = "INSERT OR REPLACE INTO metrics (task, run_id, key, value, text) VALUES (?1, ?2, ?3, ?4, ?5)",
 	[Q_SERIES] = "INSERT INTO series (task, run_id, key, step, value) VALUES (?1, ?2, ?3, ?4, ?5)",
 	[Q_METRIC_TAG] = "INSERT OR REPLACE INTO metric_tags (task, run_id, key, value) VALUES (?1, ?2, ?3, ?4)",
@@ -52,7 +52,8 @@ static const char schema[] =
 	"CREATE INDEX IF NOT EXISTS attempts_by_task ON attempts (task, id);"
 	"CREATE INDEX IF NOT EXISTS attempts_open ON attempts (ended, host);"
 	/* version 2: metrics, kept for every run that ingested them */
-	"CREATE TABLE IF NOT EXISTS ingests (task TEXT, run_id INTEGER, time REAL, PRIMARY KEY (task, run_id)) WITHOUT ROWID;"
+	"CREATE TABLE IF NOT EXISTS ingests (task TEXT, run_id INTEGER, time REAL, position INTEGER,"
+	"  PRIMARY KEY (task, run_id)) WITHOUT ROWID;"
 	"CREATE TABLE IF NOT EXISTS metrics (task TEXT, run_id INTEGER, key TEXT, value REAL, text TEXT,"
 	"  PRIMARY KEY (task, run_id, key)) WITHOUT ROWID;"
 	"CREATE TABLE IF NOT EXISTS series (task TEXT, run_id INTEGER, key TEXT, step REAL, value REAL);"
@@ -117,12 +118,14 @@ State *state_open(const char *path, int readonly, Buf *err)
 		if (v >= 1 && v < STATE_SCHEMA_VERSION) {
 			fprintf(stderr, "kiln: migrating %s from schema version %d to %d\n", path, v, STATE_SCHEMA_VERSION);
 			/* 2 added tables (the CREATEs below), 3 two attempt columns, 4 the outputs of
-			 * each last success beside its key, so a no-op run reads them without a join */
+			 * each last success beside its key, so a no-op run reads them without a join,
+			 * 5 each ingest's position in the recipe, so metrics come in declaration order */
 			if ((v < 3 && exec_sql(s->db, "ALTER TABLE attempts ADD COLUMN job_id TEXT;"
 						     "ALTER TABLE attempts ADD COLUMN key TEXT;", err)) ||
 			    (v < 4 && exec_sql(s->db, "ALTER TABLE last_success ADD COLUMN outputs TEXT;"
 						     "UPDATE last_success SET outputs = (SELECT s.outputs FROM successes s"
-						     "  WHERE s.task = last_success.task AND s.key = last_success.key);", err)))
+						     "  WHERE s.task = last_success.task AND s.key = last_success.key);", err)) ||
+			    (v < 5 && v >= 2 && exec_sql(s->db, "ALTER TABLE ingests ADD COLUMN position INTEGER;", err)))
 				goto fail;
 		} else if (v != 0 && v != STATE_SCHEMA_VERSION) {
 			fprintf(stderr, "kiln: %s has schema version %d, this kiln uses %d: rebuilding it "
@@ -382,13 +385,14 @@ int state_last_log(State *s, const char *task, Buf *out)
 	return found;
 }
 
-void state_put_metrics(State *s, int64_t run_id, const char *task, const char *const *tag_keys,
+void state_put_metrics(State *s, int64_t run_id, const char *task, int position, const char *const *tag_keys,
 		       const char *const *tag_values, int ntags, const StateMetric *rows, int nrows)
 {
 	sqlite3_stmt *st = writer(s, Q_INGEST);
 	sqlite3_bind_text(st, 1, task, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, run_id);
 	sqlite3_bind_double(st, 3, now_wall());
+	sqlite3_bind_int(st, 4, position);
 	run_write(s, st);
 	for (int i = 0; i < ntags; i++) {
 		st = writer(s, Q_METRIC_TAG);

@@ -10,7 +10,7 @@
 #include "../runner/util.h"
 #include "hash.h"
 
-#define STATE_SCHEMA_VERSION 4
+#define STATE_SCHEMA_VERSION 5
 
 typedef struct State State;
 
@@ -61,7 +61,7 @@ typedef struct {
 	double step, value;
 	const char *text;
 } StateMetric;
-void state_put_metrics(State *s, int64_t run_id, const char *task, const char *const *tag_keys,
+void state_put_metrics(State *s, int64_t run_id, const char *task, int position, const char *const *tag_keys,
 		       const char *const *tag_values, int ntags, const StateMetric *rows, int nrows);
 
 /* Log path of the task's latest attempt; 1 if found. */

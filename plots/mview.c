@@ -37,7 +37,9 @@ MView *mview_open(const char *db_path, int64_t as_of_run, char **patterns, int n
 	}
 	sqlite3_busy_timeout(v->db, 10000);
 	sqlite3_stmt *q, *tags, *vals;
-	if (sqlite3_prepare_v2(v->db, "SELECT task, max(run_id) FROM ingests WHERE ?1 = 0 OR run_id <= ?1 GROUP BY task ORDER BY task",
+	if (sqlite3_prepare_v2(v->db, /* each task's latest ingest (SQLite takes position from that row), in recipe order */
+			       "SELECT task, max(run_id), position FROM ingests WHERE ?1 = 0 OR run_id <= ?1 GROUP BY task "
+			       "ORDER BY position IS NULL, position, task",
 			       -1, &q, NULL) != SQLITE_OK) {
 		buf_printf(err, "%s holds no metrics tables (run `kiln run` with this kiln first)", db_path);
 		mview_close(v);

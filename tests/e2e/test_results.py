@@ -66,6 +66,18 @@ class Results(KilnTestCase):
         runs = con.execute("SELECT count(DISTINCT run_id) FROM metrics WHERE task = 'eval/d3/m2'").fetchone()[0]
         self.assertEqual(runs, 2)
 
+    def test_metrics_come_in_recipe_order(self):
+        # declared zeta, alpha, mid: tables keep that order, not the names' order
+        self.ws.write("kiln.lua", "\n".join(
+            'task { name = "%s", outputs = {"%s.json"}, run = "echo \'{\\"acc\\": %d}\' > {out}", '
+            'metrics = "{out}", tags = {dataset = "%s", model = "m"} }' % (n, n, i, n)
+            for i, n in enumerate(["zeta", "alpha", "mid"])) + "\n")
+        self.assertEqual(self.ws.kiln("run").rc, 0)
+        listed = self.ws.kiln("metrics", "--format", "tsv").out.strip().splitlines()[1:]
+        self.assertEqual([l.split("\t")[0] for l in listed], ["zeta", "alpha", "mid"])
+        t = self.ws.kiln("metrics", "--rows", "dataset", "--cols", "model", "--value", "acc", "--format", "tsv")
+        self.assertEqual([l.split("\t")[0] for l in t.out.strip().splitlines()[1:]], ["zeta", "alpha", "mid"])
+
     def test_malformed_metrics_fail_only_that_task(self):
         self.ws.write("kiln.lua", """
 task { name = "bad", outputs = {"b.json"}, run = "printf '{\\"top1\\": 0.5,' > {out}", metrics = "{out}" }
