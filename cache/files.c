@@ -141,40 +141,26 @@ static void load_last(void *ctx, const char *task, Hash key, const char *outputs
 	strmap_put(&c->last, arena_strdup(&c->arena, task), l);
 }
 
-/* What hashing a directory output collects for the store: its files and its trees
- * (listings as store.h describes them), children before parents. */
+/* What hashing a directory output collects for the store: its files (by path) and its
+ * trees (listings as store.h describes them), each after everything it contains. */
 typedef struct {
-	char **paths;
-	Hash *hashes;
-	size_t nfiles, files_cap;
-	char **listings;
-	Hash *tree_hashes;
-	size_t ntrees, trees_cap;
+	struct {
+		char *text; /* a file's path, or a tree's listing */
+		Hash hash;
+		int is_tree;
+	} *items;
+	size_t n, cap;
 	long long bytes;
 	int unstorable; /* an entry a tree cannot hold (a socket, a name with a newline...) */
 } TreeCollector;
 
-static void collect_file(TreeCollector *col, const char *path, Hash h, long long size)
+static void collect(TreeCollector *col, const char *text, Hash h, int is_tree)
 {
-	if (col->nfiles == col->files_cap) {
-		col->files_cap = col->files_cap ? col->files_cap * 2 : 16;
-		col->paths = xrealloc(col->paths, col->files_cap * sizeof *col->paths);
-		col->hashes = xrealloc(col->hashes, col->files_cap * sizeof *col->hashes);
-	}
-	col->paths[col->nfiles] = xstrdup(path);
-	col->hashes[col->nfiles++] = h;
-	col->bytes += size;
-}
-
-static void collect_tree(TreeCollector *col, const char *listing, Hash h)
-{
-	if (col->ntrees == col->trees_cap) {
-		col->trees_cap = col->trees_cap ? col->trees_cap * 2 : 4;
-		col->listings = xrealloc(col->listings, col->trees_cap * sizeof *col->listings);
-		col->tree_hashes = xrealloc(col->tree_hashes, col->trees_cap * sizeof *col->tree_hashes);
-	}
-	col->listings[col->ntrees] = xstrdup(listing);
-	col->tree_hashes[col->ntrees++] = h;
+	if (col->n == col->cap)
+		col->items = xrealloc(col->items, (col->cap = col->cap ? col->cap * 2 : 16) * sizeof *col->items);
+	col->items[col->n].text = xstrdup(text);
+	col->items[col->n].hash = h;
+	col->items[col->n++].is_tree = is_tree;
 }
 
 /* Directories hash as a Merkle tree: name and hash of each entry in name order. With a
@@ -207,8 +193,10 @@ static int hash_dir_collect(Cache *c, const char *path, Hash *out, TreeCollector
 				col->unstorable = 1;
 			} else if (col) {
 				buf_printf(&listing, "%c %o %s %s\n", isdir ? 'd' : 'f', m->s_mode & 07777, hex, name);
-				if (!isdir)
-					collect_file(col, child, h, m->s_size);
+				if (!isdir) {
+					collect(col, child, h, 0);
+					col->bytes += m->s_size;
+				}
 			}
 			free(child);
 		}
@@ -217,7 +205,7 @@ static int hash_dir_collect(Cache *c, const char *path, Hash *out, TreeCollector
 	free(list);
 	*out = hash_bytes(b.data, b.len);
 	if (col)
-		collect_tree(col, buf_str(&listing), *out);
+		collect(col, buf_str(&listing), *out, 1);
 	buf_free(&b);
 	buf_free(&listing);
 	return 0;
@@ -230,20 +218,16 @@ int cache_hash_output_dir(Cache *c, const char *path, Hash *out)
 	TreeCollector col = {0};
 	int rc = hash_dir_collect(c, path, out, &col);
 	StoreQueue *q = NULL;
-	if (rc == 0 && !col.unstorable && col.bytes <= c->opt.store_max_mib * 1024 * 1024 && (q = cache_store_queue(c))) {
-		for (size_t i = 0; i < col.nfiles; i++)
-			store_queue_put(q, col.paths[i], col.hashes[i]);
-		for (size_t i = 0; i < col.ntrees; i++) /* children first: a tree is whole once stored */
-			store_queue_put_tree(q, col.tree_hashes[i], col.listings[i]);
-	}
-	for (size_t i = 0; i < col.nfiles; i++)
-		free(col.paths[i]);
-	for (size_t i = 0; i < col.ntrees; i++)
-		free(col.listings[i]);
-	free(col.paths);
-	free(col.hashes);
-	free(col.listings);
-	free(col.tree_hashes);
+	if (rc == 0 && !col.unstorable && col.bytes <= c->opt.store_max_mib * 1024 * 1024 && (q = cache_store_queue(c)))
+		for (size_t i = 0; i < col.n; i++) { /* in order: a tree is whole once it is stored */
+			if (col.items[i].is_tree)
+				store_queue_put_tree(q, col.items[i].hash, col.items[i].text);
+			else
+				store_queue_put(q, col.items[i].text, col.items[i].hash);
+		}
+	for (size_t i = 0; i < col.n; i++)
+		free(col.items[i].text);
+	free(col.items);
 	return rc;
 }
 

@@ -182,6 +182,18 @@ static long long size_field(lua_State *L, int idx, const char *field)
 	return v;
 }
 
+/* The field of the table at 1 when present (a non-negative integer, or with is_size a size
+ * in MiB like "16G"), else dflt. */
+static long long optional_number(lua_State *L, unsigned present, const char *field, int is_size, long long dflt)
+{
+	if (!present)
+		return dflt;
+	lua_getfield(L, 1, field);
+	long long v = is_size ? size_field(L, -1, field) : integer_field(L, -1, field, 0);
+	lua_pop(L, 1);
+	return v;
+}
+
 /* Raises "what: unknown field 'x' (fields: ...)" for any key of the table at 1 not in
  * fields; returns a mask with bit i set when fields[i] is present, so callers look up only
  * the fields a table has. */
@@ -408,31 +420,11 @@ static int l_task(lua_State *L)
 		t->tags = key_values(L, g, lua_gettop(L), "tags", &t->ntags);
 		lua_pop(L, 1);
 	}
-	if (has & F_CPUS) {
-		lua_getfield(L, 1, "cpus");
-		t->cpus = (int)integer_field(L, -1, "cpus", 0);
-		lua_pop(L, 1);
-	}
-	if (has & F_GPUS) {
-		lua_getfield(L, 1, "gpus");
-		t->gpus = (int)integer_field(L, -1, "gpus", 0);
-		lua_pop(L, 1);
-	}
-	if (has & F_RETRIES) {
-		lua_getfield(L, 1, "retries");
-		t->retries = (int)integer_field(L, -1, "retries", 0);
-		lua_pop(L, 1);
-	}
-	if (has & F_MEM) {
-		lua_getfield(L, 1, "mem");
-		t->mem_mib = size_field(L, -1, "mem");
-		lua_pop(L, 1);
-	}
-	if (has & F_GPU_MEM) {
-		lua_getfield(L, 1, "gpu_mem");
-		t->gpu_mem_mib = size_field(L, -1, "gpu_mem");
-		lua_pop(L, 1);
-	}
+	t->cpus = (int)optional_number(L, has & F_CPUS, "cpus", 0, t->cpus);
+	t->gpus = (int)optional_number(L, has & F_GPUS, "gpus", 0, t->gpus);
+	t->retries = (int)optional_number(L, has & F_RETRIES, "retries", 0, t->retries);
+	t->mem_mib = optional_number(L, has & F_MEM, "mem", 1, t->mem_mib);
+	t->gpu_mem_mib = optional_number(L, has & F_GPU_MEM, "gpu_mem", 1, t->gpu_mem_mib);
 	if (has & F_TIMEOUT) {
 		int type = lua_getfield(L, 1, "timeout");
 		if (type == LUA_TNUMBER)
