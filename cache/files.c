@@ -395,7 +395,7 @@ void cache_prepare(Cache *c)
 			    m->generation == c->generation)
 				continue;
 			m->queued = c->generation;
-			if (stat_once(c, m) != 0 || m->s_isdir || memo_current(m))
+			if (stat_once(c, m) != 0 || !S_ISREG(m->s_mode) || memo_current(m))
 				continue;
 			if (n == cap)
 				list = xrealloc(list, (cap = cap ? cap * 2 : 256) * sizeof *list);
@@ -425,6 +425,8 @@ int hash_memo(Cache *c, Memo *m, Hash *out)
 		return -1;
 	if (m->s_isdir)
 		return hash_dir(c, path, out);
+	if (!S_ISREG(m->s_mode))
+		return -1; /* a fifo or a device has no content to hash (and opening a fifo waits) */
 	if (memo_current(m)) {
 		m->generation = c->generation;
 		*out = m->m.hash;

@@ -229,6 +229,14 @@ task { name = "use", inputs = {"d/f.txt"}, outputs = {"u.txt"}, run = "cp d/f.tx
         self.assertEqual(r.ran, {"big"}, r)
 
 
+    def test_fifo_input_is_not_read(self):
+        # opening a fifo waits for a writer: kiln must not try to hash one
+        os.mkfifo(self.ws.path("pipe"))
+        self.ws.write("kiln.lua", 'task { name = "a", inputs = {"pipe"}, outputs = {"o"}, run = "touch o" }\n')
+        self.assertEqual(self.ws.kiln("run").ran, {"a"})
+        self.assertEqual(self.ws.kiln("run").ran, set())
+
+
 class CrashSafety(KilnTestCase):
     def test_kill_9_mid_run_then_resume(self):
         # each task writes half its output, sleeps, writes the rest: a kill leaves partial files
