@@ -4,6 +4,7 @@
 #define _GNU_SOURCE
 #include "sched.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -127,13 +128,23 @@ static void finish_without_command(Run *r, Task *t)
 {
 	Buf err = {0};
 	Metrics m = {0};
+	/* an attempt with a one-line log, so `kiln log` and the report account for it */
+	char *log = sched_log_path(r->o->log_dir, t, ++t->attempt);
+	char line[600];
+	int n = snprintf(line, sizeof line, "# kiln: task %s has no command: it groups its deps, which are done\n", t->name);
+	if (mkdirs_parent(log) != 0 || write_file_atomic(log, line, (size_t)(n < (int)sizeof line ? n : (int)sizeof line - 1)) != 0)
+		warn("cannot write %s: %s", log, strerror(errno));
+	int64_t attempt_id = cache_attempt_started(r->o->cache, t, t->attempt, 0, "", log, NULL, NULL);
+	free(log);
 	if ((!t->metrics || metrics_read(t->metrics, &m, &err) == 0) && cache_record_success(r->o->cache, t, &err) == 0) {
 		if (t->metrics)
 			cache_put_metrics(r->o->cache, t, &m);
+		cache_attempt_ended(r->o->cache, attempt_id, 0, "ok");
 		r->sum->ran++;
 		task_done(r, t);
 		status_print(&r->st, "ok", "[%d/%d] %s (no command)", r->done, r->sum->total, t->name);
 	} else {
+		cache_attempt_ended(r->o->cache, attempt_id, 0, buf_str(&err));
 		task_failed(r, t, buf_str(&err), NULL);
 	}
 	metrics_free(&m);

@@ -194,6 +194,7 @@ task { name = "flaky", retries = 2, outputs = {"ok.txt"},
         self.assertEqual(r.rc, 0, r)
         self.assertEqual(r.ran, {"a", "b", "all"})
         self.assertIn("all (no command)", r.out)
+        self.assertIn("has no command", self.ws.kiln("log", "all").out)
         self.assertEqual(self.ws.kiln("run", "all").ran, set())
         r = self.ws.kiln("run", "claims")
         self.assertEqual(r.rc, 1, r)
