@@ -36,16 +36,30 @@ static int take_lock(Cache *c, const char *kiln_dir, Buf *err)
 		free(path);
 		return -1;
 	}
-	if (flock(c->lock_fd, LOCK_EX | LOCK_NB) != 0) {
-		char pid[32] = "?";
-		ssize_t n = pread(c->lock_fd, pid, sizeof pid - 1, 0);
-		if (n > 0)
-			pid[n] = 0;
-		pid[strcspn(pid, "\n")] = 0;
-		buf_printf(err, "another kiln (pid %s) is running in this workspace; wait for it to finish or stop it", pid);
-		free(path);
-		return -1;
+	/* The holder writes its pid right after taking the lock and empties the file when it
+	 * exits cleanly: a pid found on taking the lock means the last kiln was killed. A
+	 * racing holder may not have written its pid yet, so look again for a while. */
+	int holder = 0;
+	for (int tries = 0; flock(c->lock_fd, LOCK_EX | LOCK_NB) != 0; tries++) {
+		char text[32] = "";
+		ssize_t n = pread(c->lock_fd, text, sizeof text - 1, 0);
+		text[n > 0 ? n : 0] = 0;
+		holder = atoi(text);
+		if ((holder > 0 && kill(holder, 0) == 0) || tries == 50) {
+			if (holder > 0 && kill(holder, 0) == 0)
+				buf_printf(err, "another kiln (pid %d) is running in this workspace; wait for it to finish or "
+						"stop it", holder);
+			else
+				buf_puts(err, "another kiln is starting in this workspace; wait for it to finish or stop it");
+			free(path);
+			return -1;
+		}
+		struct timespec pause = {0, 10000000};
+		nanosleep(&pause, NULL);
 	}
+	char old[32] = "";
+	ssize_t old_len = pread(c->lock_fd, old, sizeof old - 1, 0);
+	c->unclean = old_len > 0 && atoi(old) > 0;
 	char pid[32];
 	int n = snprintf(pid, sizeof pid, "%d\n", (int)getpid());
 	if (ftruncate(c->lock_fd, 0) != 0 || pwrite(c->lock_fd, pid, (size_t)n, 0) != n)
@@ -108,9 +122,12 @@ void cache_close(Cache *c)
 	if (c->store_queue && store_queue_finish(c->store_queue) > 0)
 		warn("some outputs could not be kept in the store (%s): they cannot be restored later", c->objects_dir);
 	store_close();
-	state_close(c->state);
-	if (c->lock_fd >= 0)
+	int clean = state_close(c->state) == 0;
+	if (c->lock_fd >= 0) {
+		if (clean && ftruncate(c->lock_fd, 0) != 0) /* "this kiln exited cleanly" */
+			warn("cannot empty the workspace lock file: the next kiln will look for orphaned tasks");
 		close(c->lock_fd);
+	}
 	strmap_free(&c->memo);
 	strmap_free(&c->last);
 	free(c->to_stat);
@@ -128,11 +145,17 @@ int64_t cache_begin_run(Cache *c, const char *command_line)
 	return c->run_id;
 }
 
-void cache_end_run(Cache *c, const char *outcome)
+int cache_end_run(Cache *c, const char *outcome)
 {
 	cache_ready(c);
 	state_end_run(c->state, c->run_id, outcome);
-	state_commit(c->state);
+	return state_commit(c->state);
+}
+
+const char *cache_write_error(Cache *c)
+{
+	cache_ready(c);
+	return state_error(c->state);
 }
 
 int cache_commit(Cache *c, int force)
@@ -144,7 +167,7 @@ int cache_commit(Cache *c, int force)
 		return -1;
 	int64_t now = now_mono_ns(), due = c->committed_ns + 50000000;
 	if (force || now >= due) {
-		state_commit(c->state);
+		state_commit(c->state); /* a failure is sticky: see cache_write_error */
 		c->committed_ns = now;
 		return -1;
 	}
@@ -331,7 +354,11 @@ static int settle_outputs(Cache *c, Task *t, const Hash *want, int dry, Buf *rea
 			task_cache(c, t)->rewrote = 1;
 			forget_path(c, t->outputs[i]);
 			if (store_restore(c->objects_dir, want[i], t->outputs[i]) != 0) {
-				buf_printf(reason, "; restoring %s failed: %s", t->outputs[i], strerror(errno));
+				if (errno == EBADMSG)
+					buf_printf(reason, "; the stored copy of %s is damaged (its content no longer matches "
+							   "its hash) and was dropped from the store", t->outputs[i]);
+				else
+					buf_printf(reason, "; restoring %s failed: %s", t->outputs[i], strerror(errno));
 				free(state);
 				return -1;
 			}
@@ -452,7 +479,11 @@ int cache_record_success(Cache *c, Task *t, Buf *err)
 	tc->rewrote = 1;
 	if (!tc->components)
 		tc->components = build_components(c, t);
-	state_put_success(c->state, t->name, tc->key, tc->components, buf_str(&outputs), c->run_id);
+	if (state_put_success(c->state, t->name, tc->key, tc->components, buf_str(&outputs), c->run_id) != 0) {
+		buf_puts(err, state_error(c->state));
+		buf_free(&outputs);
+		return -1;
+	}
 	LastSuccess *l = strmap_get(&c->last, t->name);
 	if (!l) {
 		l = arena_alloc(&c->arena, sizeof *l);

@@ -33,9 +33,14 @@ void cache_close(Cache *c);
 /* An InputExists for graph_resolve (ctx: the Cache): stats once, and hashing reuses it. */
 int cache_input_exists(void *cache, Task *t, int input);
 
-/* Records the start of a run; returns its id. */
+/* Records the start of a run; returns its id, or -1 when it cannot be recorded
+ * (cache_write_error says why). */
 int64_t cache_begin_run(Cache *c, const char *command_line);
-void cache_end_run(Cache *c, const char *outcome);
+/* Records the run's outcome and commits; 0, or -1 (cache_write_error). */
+int cache_end_run(Cache *c, const char *outcome);
+/* Why the state cannot be written ("cannot record results in PATH: ... (what to do)"),
+ * or NULL while every write succeeded. Once set, every later write fails as well. */
+const char *cache_write_error(Cache *c);
 
 /* Decides for task t, whose dependencies are all done (their output hashes known to the
  * cache). dry: decide only — restore nothing, write nothing. reason gets one line for
@@ -69,12 +74,16 @@ void cache_each_open_job(Cache *c, void (*fn)(void *ctx, int64_t id, const char 
 					      const char *key, const char *log),
 			 void *ctx);
 void cache_attempt_ended(Cache *c, int64_t attempt_id, int exit_code, const char *outcome);
-/* Kills process groups of attempts a killed kiln left running; returns how many. */
-int cache_reap_orphans(Cache *c);
+/* Closes the attempts a killed kiln left open and, when that kiln did not exit cleanly,
+ * kills (SIGKILL) every process still carrying its workspace marker (exec.h's
+ * exec_workspace_marker) with its process group, waiting until they are gone. Returns
+ * the number of process groups killed, or -1 when the state cannot be written. */
+int cache_reap_orphans(Cache *c, const char *marker);
 
 /* Commits the pending batch of writes (one transaction for many tasks), at most every
  * 50 ms unless force. Returns the milliseconds until an uncommitted batch is due (the
- * caller must call again by then), or -1 when nothing is pending. */
+ * caller must call again by then), or -1 when nothing is pending; a failed commit shows
+ * in cache_write_error(). */
 int cache_commit(Cache *c, int force);
 
 /* Writes the log path of t's latest attempt into out; -1 if none is recorded. */

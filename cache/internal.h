@@ -51,6 +51,7 @@ struct Cache {
 	int bound;    /* bind_tasks() ran */
 	unsigned generation;
 	int lock_fd;
+	int unclean;  /* the lock file named a kiln that did not exit cleanly */
 	int64_t run_id;
 	StoreQueue *store_queue; /* started lazily by the first success */
 	int64_t committed_ns;

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../runner/os.h"
@@ -39,74 +40,93 @@ void cache_attempt_ended(Cache *c, int64_t attempt_id, int exit_code, const char
 
 int cache_last_log(Cache *c, const char *task, Buf *out) { return state_last_log(cache_state(c), task, out) ? 0 : -1; }
 
-/* Whether process pid belongs to group pgid and was started by kiln for task. */
-static int is_task_process(int pid, int pgid, const char *task)
+/* Fills out with live (not zombie) processes other than this one whose environment holds
+ * marker; returns the count (at most max). */
+static int find_marked_processes(const char *marker, pid_t *out, int max)
 {
-	char path[64];
-	snprintf(path, sizeof path, "/proc/%d/stat", pid);
-	size_t len;
-	char *stat = read_file(path, &len);
-	if (!stat)
+	DIR *proc = opendir("/proc");
+	if (!proc)
 		return 0;
-	const char *paren = strrchr(stat, ')'); /* the command name may hold spaces */
-	int group = -1;
-	if (paren)
-		sscanf(paren + 2, "%*c %*d %d", &group);
-	free(stat);
-	if (group != pgid)
-		return 0;
-	snprintf(path, sizeof path, "/proc/%d/environ", pid);
-	char *env = read_file(path, &len);
-	if (!env)
-		return 0;
-	char *want = xasprintf("KILN_TASK=%s", task);
-	int found = 0;
-	for (size_t off = 0; off < len && !found; off += strlen(env + off) + 1)
-		found = !strcmp(env + off, want);
-	free(want);
-	free(env);
-	return found;
+	size_t mlen = strlen(marker);
+	int n = 0;
+	for (struct dirent *e; n < max && (e = readdir(proc));) {
+		int pid = atoi(e->d_name);
+		if (pid <= 0 || pid == (int)getpid())
+			continue;
+		char path[64];
+		snprintf(path, sizeof path, "/proc/%d/stat", pid);
+		size_t len;
+		char *stat = read_file(path, &len);
+		const char *paren = stat ? strrchr(stat, ')') : NULL; /* the command name may hold spaces */
+		int zombie = !paren || paren[1] != ' ' || paren[2] == 'Z' || paren[2] == 'X';
+		free(stat);
+		if (zombie)
+			continue;
+		snprintf(path, sizeof path, "/proc/%d/environ", pid);
+		char *env = read_file(path, &len); /* NULL for other users' processes */
+		int found = 0;
+		for (size_t off = 0; env && off < len && !found; off += strlen(env + off) + 1)
+			found = !strncmp(env + off, marker, mlen) && env[off + mlen] == 0;
+		free(env);
+		if (found)
+			out[n++] = pid;
+	}
+	closedir(proc);
+	return n;
 }
 
 typedef struct {
-	Cache *c;
-	int killed;
 	int64_t *ids;
 	int nids;
-} OrphanScan;
+} OpenAttempts;
 
-static void kill_orphans(void *ctx, int64_t id, const char *task, int pgid)
+static void note_open_attempt(void *ctx, int64_t id, const char *task, int pgid)
 {
-	OrphanScan *scan = ctx;
-	scan->ids = xrealloc(scan->ids, (size_t)(scan->nids + 1) * sizeof *scan->ids);
-	scan->ids[scan->nids++] = id;
-	if (pgid <= 0)
-		return;
-	DIR *proc = opendir("/proc");
-	if (!proc)
-		return;
-	int any = 0;
-	for (struct dirent *e; (e = readdir(proc));) {
-		int pid = atoi(e->d_name);
-		if (pid > 0 && is_task_process(pid, pgid, task))
-			any = 1;
-	}
-	closedir(proc);
-	if (any) {
-		kill(-pgid, SIGKILL);
-		scan->killed++;
-	}
+	(void)task, (void)pgid;
+	OpenAttempts *open = ctx;
+	open->ids = xrealloc(open->ids, (size_t)(open->nids + 1) * sizeof *open->ids);
+	open->ids[open->nids++] = id;
 }
 
-int cache_reap_orphans(Cache *c)
+int cache_reap_orphans(Cache *c, const char *marker)
 {
-	OrphanScan scan = {.c = c};
-	state_each_open_attempt(cache_state(c), os_hostname(), kill_orphans, &scan);
-	for (int i = 0; i < scan.nids; i++)
-		state_attempt_ended(cache_state(c), scan.ids[i], -1, "abandoned: kiln stopped before the attempt ended");
-	state_commit(cache_state(c));
-	free(scan.ids);
-	return scan.killed;
+	OpenAttempts open = {0};
+	state_each_open_attempt(cache_state(c), os_hostname(), note_open_attempt, &open);
+	int groups = 0;
+	/* Every task process carries the marker, so this finds them whether or not the
+	 * killed kiln got to record the attempt (it may die right after a spawn). Each is
+	 * killed with its group, and kiln waits until all are gone before anything runs. */
+	if (c->unclean || open.nids) {
+		enum { MAX = 4096 };
+		pid_t *pids = xmalloc(MAX * sizeof *pids), *groups_of = xmalloc(MAX * sizeof *groups_of);
+		for (int round = 0; round < 500; round++) { /* 10 s at most */
+			int n = find_marked_processes(marker, pids, MAX);
+			if (n == 0)
+				break;
+			for (int i = 0; i < n; i++)
+				groups_of[i] = getpgid(pids[i]); /* before any is killed */
+			for (int i = 0; i < n; i++) {
+				pid_t pg = groups_of[i];
+				int seen = 0; /* a group is counted by its first process */
+				for (int j = 0; j < i && !seen; j++)
+					seen = groups_of[j] == pg;
+				if (pg > 0 && pg != getpgrp() && kill(-pg, SIGKILL) == 0 && round == 0 && !seen)
+					groups++;
+				kill(pids[i], SIGKILL);
+			}
+			struct timespec pause = {0, 20000000};
+			nanosleep(&pause, NULL);
+			if (round == 499)
+				warn("%d process%s of a killed kiln would not die (uninterruptible?); check `ps` before trusting "
+				     "this run", n, n == 1 ? "" : "es");
+		}
+		free(pids);
+		free(groups_of);
+	}
+	for (int i = 0; i < open.nids; i++)
+		state_attempt_ended(cache_state(c), open.ids[i], -1, "abandoned: kiln stopped before the attempt ended");
+	free(open.ids);
+	return state_commit(cache_state(c)) == 0 ? groups : -1;
 }
 
 static void keep_hash(void *ctx, Hash h)

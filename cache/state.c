@@ -68,7 +68,26 @@ struct State {
 	sqlite3 *db;
 	sqlite3_stmt *q[Q_COUNT];
 	int readonly, in_tx;
+	char *path;
+	Buf error; /* the first failed write: sticky, since later writes depend on it */
 };
+
+/* Records the first write failure with the path and what to do about it. */
+static int write_failed(State *s, const char *what)
+{
+	if (!s->error.len) {
+		int code = sqlite3_errcode(s->db);
+		buf_printf(&s->error, "cannot record results in %s: %s failed: %s", s->path, what, sqlite3_errmsg(s->db));
+		if (code == SQLITE_FULL || code == SQLITE_IOERR)
+			buf_puts(&s->error, " (free space on that file system, or check the disk, then run again: "
+					    "tasks whose success was not recorded run again)");
+		else
+			buf_puts(&s->error, " (check that the workspace is writable, then run again)");
+	}
+	return -1;
+}
+
+const char *state_error(const State *s) { return s->error.len ? s->error.data : NULL; }
 
 static void report(Buf *err, sqlite3 *db, const char *what)
 {
@@ -99,6 +118,7 @@ State *state_open(const char *path, int readonly, Buf *err)
 {
 	State *s = xcalloc(1, sizeof *s);
 	s->readonly = readonly;
+	s->path = xstrdup(path);
 	int flags = readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
 	if (readonly && access(path, F_OK) != 0)
 		flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_MEMORY;
@@ -156,42 +176,53 @@ fail:
 	return NULL;
 }
 
-void state_close(State *s)
+int state_close(State *s)
 {
 	if (!s)
-		return;
-	state_commit(s);
+		return 0;
+	int rc = state_commit(s);
 	for (int i = 0; i < Q_COUNT; i++)
 		sqlite3_finalize(s->q[i]);
 	sqlite3_close(s->db);
+	buf_free(&s->error);
+	free(s->path);
 	free(s);
+	return rc;
 }
 
 /* Begins the batch transaction if none is open; statements then run inside it. */
 static sqlite3_stmt *writer(State *s, int q)
 {
 	if (!s->in_tx && !s->readonly) {
-		sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+		if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+			write_failed(s, "starting a transaction");
 		s->in_tx = 1;
 	}
 	return s->q[q];
 }
 
-static void run_write(State *s, sqlite3_stmt *st)
+/* Runs a bound write statement; 0, or -1 (and the sticky error) when it failed. */
+static int run_write(State *s, sqlite3_stmt *st)
 {
-	if (sqlite3_step(st) != SQLITE_DONE && !s->readonly)
-		fprintf(stderr, "kiln: warning: state database write failed: %s\n", sqlite3_errmsg(s->db));
+	int rc = sqlite3_step(st) == SQLITE_DONE || s->readonly ? 0 : write_failed(s, "a write");
 	sqlite3_reset(st);
 	sqlite3_clear_bindings(st);
+	return rc || s->error.len ? -1 : 0;
 }
 
-void state_commit(State *s)
+int state_commit(State *s)
 {
 	if (s->in_tx) {
-		if (sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
-			fprintf(stderr, "kiln: warning: state database commit failed: %s\n", sqlite3_errmsg(s->db));
 		s->in_tx = 0;
+		if (s->error.len || sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+			if (!s->error.len)
+				write_failed(s, "committing");
+			/* nothing of a failed batch counts: SQLite may have rolled part of it back */
+			if (!sqlite3_get_autocommit(s->db))
+				sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+		}
 	}
+	return s->error.len ? -1 : 0;
 }
 
 int state_pending(const State *s) { return s->in_tx; }
@@ -233,7 +264,7 @@ void state_each_memo(State *s, void (*fn)(void *ctx, const FileMemo *m), void *c
 	sqlite3_reset(st);
 }
 
-void state_put_memo(State *s, const FileMemo *m)
+int state_put_memo(State *s, const FileMemo *m)
 {
 	sqlite3_stmt *st = writer(s, Q_MEMO_PUT);
 	sqlite3_bind_text(st, 1, m->path, -1, SQLITE_STATIC);
@@ -243,7 +274,7 @@ void state_put_memo(State *s, const FileMemo *m)
 	sqlite3_bind_int64(st, 5, m->ctime_ns);
 	sqlite3_bind_int64(st, 6, m->hashed_ns);
 	bind_hash(st, 7, m->hash);
-	run_write(s, st);
+	return run_write(s, st);
 }
 
 void state_each_last(State *s, void (*fn)(void *ctx, const char *task, Hash key, const char *outputs), void *ctx)
@@ -269,8 +300,8 @@ int state_find_success(State *s, const char *task, Hash key, Buf *outputs, Buf *
 	return found;
 }
 
-void state_put_success(State *s, const char *task, Hash key, const char *components, const char *outputs,
-		       int64_t run_id)
+int state_put_success(State *s, const char *task, Hash key, const char *components, const char *outputs,
+		      int64_t run_id)
 {
 	sqlite3_stmt *st = writer(s, Q_SUCCESS_PUT);
 	sqlite3_bind_text(st, 1, task, -1, SQLITE_STATIC);
@@ -279,17 +310,18 @@ void state_put_success(State *s, const char *task, Hash key, const char *compone
 	sqlite3_bind_text(st, 4, outputs, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 5, run_id);
 	sqlite3_bind_double(st, 6, now_wall());
-	run_write(s, st);
-	state_set_last(s, task, key, outputs);
+	if (run_write(s, st) != 0)
+		return -1;
+	return state_set_last(s, task, key, outputs);
 }
 
-void state_set_last(State *s, const char *task, Hash key, const char *outputs)
+int state_set_last(State *s, const char *task, Hash key, const char *outputs)
 {
 	sqlite3_stmt *st = writer(s, Q_LAST_PUT);
 	sqlite3_bind_text(st, 1, task, -1, SQLITE_STATIC);
 	bind_hash(st, 2, key);
 	sqlite3_bind_text(st, 3, outputs, -1, SQLITE_STATIC);
-	run_write(s, st);
+	return run_write(s, st);
 }
 
 void state_each_output_hash(State *s, void (*fn)(void *ctx, Hash h), void *ctx)
@@ -319,17 +351,16 @@ int64_t state_begin_run(State *s, const char *host, int pid, const char *command
 	sqlite3_bind_text(st, 4, command, -1, SQLITE_STATIC);
 	run_write(s, st);
 	int64_t id = sqlite3_last_insert_rowid(s->db);
-	state_commit(s);
-	return id;
+	return state_commit(s) == 0 ? id : -1;
 }
 
-void state_end_run(State *s, int64_t run_id, const char *outcome)
+int state_end_run(State *s, int64_t run_id, const char *outcome)
 {
 	sqlite3_stmt *st = writer(s, Q_RUN_END);
 	sqlite3_bind_int64(st, 1, run_id);
 	sqlite3_bind_double(st, 2, now_wall());
 	sqlite3_bind_text(st, 3, outcome, -1, SQLITE_STATIC);
-	run_write(s, st);
+	return run_write(s, st);
 }
 
 int64_t state_attempt_started(State *s, int64_t run_id, const char *task, int attempt, const char *host, int pgid,
@@ -348,18 +379,19 @@ int64_t state_attempt_started(State *s, int64_t run_id, const char *task, int at
 		sqlite3_bind_text(st, 9, job_id, -1, SQLITE_STATIC);
 	if (key && *key)
 		sqlite3_bind_text(st, 10, key, -1, SQLITE_STATIC);
-	run_write(s, st);
+	if (run_write(s, st) != 0)
+		return -1;
 	return sqlite3_last_insert_rowid(s->db);
 }
 
-void state_attempt_ended(State *s, int64_t id, int exit_code, const char *outcome)
+int state_attempt_ended(State *s, int64_t id, int exit_code, const char *outcome)
 {
 	sqlite3_stmt *st = writer(s, Q_ATTEMPT_END);
 	sqlite3_bind_int64(st, 1, id);
 	sqlite3_bind_double(st, 2, now_wall());
 	sqlite3_bind_int(st, 3, exit_code);
 	sqlite3_bind_text(st, 4, outcome, -1, SQLITE_STATIC);
-	run_write(s, st);
+	return run_write(s, st);
 }
 
 void state_each_open_attempt(State *s, const char *host, void (*fn)(void *ctx, int64_t id, const char *task, int pgid),
@@ -385,8 +417,8 @@ int state_last_log(State *s, const char *task, Buf *out)
 	return found;
 }
 
-void state_put_metrics(State *s, int64_t run_id, const char *task, int position, const char *const *tag_keys,
-		       const char *const *tag_values, int ntags, const StateMetric *rows, int nrows)
+int state_put_metrics(State *s, int64_t run_id, const char *task, int position, const char *const *tag_keys,
+		      const char *const *tag_values, int ntags, const StateMetric *rows, int nrows)
 {
 	sqlite3_stmt *st = writer(s, Q_INGEST);
 	sqlite3_bind_text(st, 1, task, -1, SQLITE_STATIC);
@@ -420,6 +452,7 @@ void state_put_metrics(State *s, int64_t run_id, const char *task, int position,
 		}
 		run_write(s, st);
 	}
+	return s->error.len ? -1 : 0;
 }
 
 void state_each_open_job(State *s, void (*fn)(void *ctx, int64_t id, const char *task, int attempt, const char *job_id,

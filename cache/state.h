@@ -22,31 +22,38 @@ typedef struct {
 
 /* Opens or creates the database; an older schema is rebuilt with a note on stderr. */
 State *state_open(const char *path, int readonly, Buf *err);
-void state_close(State *s);
-void state_commit(State *s);
+/* Commits what is pending and closes; 0, or -1 when something was not recorded. */
+int state_close(State *s);
+/* Commits the open batch. 0, or -1 when it or any write in it failed (full disk, I/O
+ * error): the batch is rolled back and state_error() says why; every later write fails
+ * too, so a caller stops rather than report successes that are not recorded. */
+int state_commit(State *s);
+/* The first write failure ("cannot record results in PATH: ... (what to do)"), or NULL. */
+const char *state_error(const State *s);
 /* Whether writes are waiting in an open transaction. */
 int state_pending(const State *s);
 
 /* Calls fn for every memo row; the strings live only during the call. */
 void state_each_memo(State *s, void (*fn)(void *ctx, const FileMemo *m), void *ctx);
-void state_put_memo(State *s, const FileMemo *m);
+int state_put_memo(State *s, const FileMemo *m);
 
 /* Calls fn for every task's last success (task, key, outputs text). */
 void state_each_last(State *s, void (*fn)(void *ctx, const char *task, Hash key, const char *outputs), void *ctx);
 /* Finds the success of task with key; fills outputs / components when non-NULL. 1 if found. */
 int state_find_success(State *s, const char *task, Hash key, Buf *outputs, Buf *components);
-void state_put_success(State *s, const char *task, Hash key, const char *components, const char *outputs,
-		       int64_t run_id);
+/* Writes return 0, or -1 with state_error() set. */
+int state_put_success(State *s, const char *task, Hash key, const char *components, const char *outputs,
+		      int64_t run_id);
 /* Points the task's last success at key (an earlier success being restored). */
-void state_set_last(State *s, const char *task, Hash key, const char *outputs);
+int state_set_last(State *s, const char *task, Hash key, const char *outputs);
 /* Calls fn with every output hash any recorded success refers to. */
 void state_each_output_hash(State *s, void (*fn)(void *ctx, Hash h), void *ctx);
 
 int64_t state_begin_run(State *s, const char *host, int pid, const char *command);
-void state_end_run(State *s, int64_t run_id, const char *outcome);
+int state_end_run(State *s, int64_t run_id, const char *outcome);
 int64_t state_attempt_started(State *s, int64_t run_id, const char *task, int attempt, const char *host, int pgid,
 			      const char *gpus, const char *log, const char *job_id, const char *key);
-void state_attempt_ended(State *s, int64_t id, int exit_code, const char *outcome);
+int state_attempt_ended(State *s, int64_t id, int exit_code, const char *outcome);
 /* Batch jobs (job_id set) whose attempt never ended: fn(ctx, id, task, attempt, job_id, key, log). */
 void state_each_open_job(State *s, void (*fn)(void *ctx, int64_t id, const char *task, int attempt, const char *job_id,
 					      const char *key, const char *log),
@@ -61,8 +68,8 @@ typedef struct {
 	double step, value;
 	const char *text;
 } StateMetric;
-void state_put_metrics(State *s, int64_t run_id, const char *task, int position, const char *const *tag_keys,
-		       const char *const *tag_values, int ntags, const StateMetric *rows, int nrows);
+int state_put_metrics(State *s, int64_t run_id, const char *task, int position, const char *const *tag_keys,
+		      const char *const *tag_values, int ntags, const StateMetric *rows, int nrows);
 
 /* Log path of the task's latest attempt; 1 if found. */
 int state_last_log(State *s, const char *task, Buf *out);

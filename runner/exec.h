@@ -25,7 +25,8 @@ typedef struct Job {
 	pid_t pid;            /* process (and process group) id, local only */
 	int64_t started_ns, ended_ns;
 	int64_t deadline_ns;  /* 0: none */
-	int64_t kill_at_ns;   /* when SIGKILL follows a SIGTERM; 0: not stopping */
+	int64_t kill_at_ns;   /* when SIGKILL follows a SIGTERM; 0: not stopping, -1: sent */
+	int64_t grace_ns;     /* SIGTERM to SIGKILL, set by the scheduler */
 	int timed_out, interrupted;
 	enum JobEnd end;
 	int exit_code, term_signal;
@@ -81,6 +82,10 @@ void exec_slurm_adopt(Executor *ex, const char *task, int attempt, const char *j
 char *exec_job_script(const Job *job, const char *workspace, const char *exit_path);
 /* The environment entries both executors give a task (PATH with kiln's own directory). */
 const char *exec_path_entry(void);
+/* "KILN_WORKSPACE=<absolute workspace>": every local task process carries it in its
+ * environment (children inherit it), so a kiln started after a kill -9 finds every
+ * process the dead one left, whether or not its attempt was recorded. */
+const char *exec_workspace_marker(void);
 /* The path of this kiln binary (for "@kiln" in commands). */
 const char *exec_self(void);
 

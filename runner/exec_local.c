@@ -1,8 +1,11 @@
 /* exec_local.c — the local executor: each attempt is spawned directly (posix_spawn,
  * no shell for argv commands) as the leader of its own process group, with stdin from
- * /dev/null and stdout+stderr into its log. */
+ * /dev/null and stdout+stderr into its log. An attempt ends when its whole group is gone:
+ * processes the command left behind are stopped (SIGTERM, SIGKILL after the grace
+ * period) before the outputs are hashed, so nothing of an attempt writes after it. */
 #define _GNU_SOURCE
 #include "exec.h"
+#include "os.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -22,7 +25,18 @@ typedef struct {
 	int njobs, cap;
 	Job **ended; /* jobs that failed to start: reported by the next reap */
 	int nended, ended_cap;
+	Job **draining; /* leader reaped, other processes of its group still alive */
+	int ndraining, draining_cap;
 } LocalExec;
+
+static void push_job(Job ***list, int *n, int *cap, Job *job)
+{
+	if (*n == *cap) {
+		*cap = *cap ? *cap * 2 : 16;
+		*list = xrealloc(*list, (size_t)*cap * sizeof **list);
+	}
+	(*list)[(*n)++] = job;
+}
 
 static void write_all(int fd, const char *s, size_t n)
 {
@@ -75,7 +89,7 @@ static char **build_env(const Job *job, Buf *scratch)
 		n++;
 	for (char **e = job->env; e && *e; e++)
 		extra++;
-	char **env = xmalloc((n + extra + (size_t)t->nenv + 2) * sizeof *env);
+	char **env = xmalloc((n + extra + (size_t)t->nenv + 3) * sizeof *env);
 	size_t k = 0;
 	for (size_t i = 0; i < n; i++) {
 		const char *eq = strchr(environ[i], '=');
@@ -85,9 +99,11 @@ static char **build_env(const Job *job, Buf *scratch)
 			overridden = !strncmp(*e, environ[i], kl) && (*e)[kl] == '=';
 		for (int j = 0; j < t->nenv && !overridden; j++)
 			overridden = strlen(t->env[j].key) == kl && !strncmp(t->env[j].key, environ[i], kl);
+		overridden |= !strncmp(environ[i], "KILN_WORKSPACE=", 15);
 		if (!overridden)
 			env[k++] = environ[i];
 	}
+	env[k++] = (char *)exec_workspace_marker();
 	for (char **e = job->env; e && *e; e++)
 		env[k++] = *e;
 	const char *path_entry = exec_path_entry();
@@ -161,6 +177,17 @@ const char *exec_self(void)
 	return self;
 }
 
+const char *exec_workspace_marker(void)
+{
+	static char *marker; /* computed once: the workspace does not change during a command */
+	if (!marker) {
+		char *cwd = getcwd(NULL, 0);
+		marker = xasprintf("KILN_WORKSPACE=%s", cwd ? cwd : ".");
+		free(cwd);
+	}
+	return marker;
+}
+
 const char *exec_path_entry(void)
 {
 	/* kiln's own directory ends PATH, so tasks find kiln-kernels (and kiln) beside it
@@ -223,6 +250,10 @@ static int local_start(Executor *ex, Job *job)
 	char **env = build_env(job, &scratch);
 	const char *program = resolve_program(argv[0], env);
 	int rc = program ? posix_spawn(&job->pid, program, &fa, &attr, argv, env) : ENOENT;
+	char msg[512];
+	int n = rc == 0 ? 0
+			: snprintf(msg, sizeof msg, "kiln: cannot start %s: %s%s\n", argv[0], strerror(rc),
+				   rc == ENOENT ? " (is it installed and on PATH?)" : "");
 	free(env);
 	if (argv != (char *const *)sh_argv && argv != (char *const *)t->argv)
 		free((void *)argv);
@@ -230,9 +261,8 @@ static int local_start(Executor *ex, Job *job)
 	posix_spawn_file_actions_destroy(&fa);
 	posix_spawnattr_destroy(&attr);
 	if (rc != 0) {
-		char msg[512];
-		int n = snprintf(msg, sizeof msg, "kiln: cannot start %s: %s%s\n", argv[0], strerror(rc),
-				 rc == ENOENT ? " (is it installed and on PATH?)" : "");
+		if (n >= (int)sizeof msg)
+			n = (int)sizeof msg - 1;
 		write_all(fd, msg, (size_t)n);
 		close(fd);
 		job->end = JOB_START_FAILED;
@@ -240,29 +270,43 @@ static int local_start(Executor *ex, Job *job)
 		goto ended;
 	}
 	close(fd);
-	if (le->njobs == le->cap) {
-		le->cap = le->cap ? le->cap * 2 : 16;
-		le->jobs = xrealloc(le->jobs, (size_t)le->cap * sizeof *le->jobs);
-	}
-	le->jobs[le->njobs++] = job;
+	push_job(&le->jobs, &le->njobs, &le->cap, job);
 	return 0;
 ended:
 	job->ended_ns = now_mono_ns();
-	if (le->nended == le->ended_cap) {
-		le->ended_cap = le->ended_cap ? le->ended_cap * 2 : 8;
-		le->ended = xrealloc(le->ended, (size_t)le->ended_cap * sizeof *le->ended);
-	}
-	le->ended[le->nended++] = job;
+	push_job(&le->ended, &le->nended, &le->ended_cap, job);
 	return -1;
+}
+
+static int group_alive(pid_t pgid) { return kill(-pgid, 0) == 0 || errno == EPERM; }
+
+/* The leader of job's group exited: if other processes of the group live on, asks them
+ * to stop and reports the job only once they are gone. Returns 1 if the job ended. */
+static int leader_exited(LocalExec *le, Job *job)
+{
+	if (!group_alive(job->pid))
+		return 1;
+	kill(-job->pid, SIGTERM);
+	kill(-job->pid, SIGCONT);
+	if (job->kill_at_ns == 0)
+		job->kill_at_ns = now_mono_ns() + job->grace_ns;
+	int fd = open(job->log_path, O_WRONLY | O_APPEND | O_CLOEXEC);
+	if (fd >= 0) {
+		static const char note[] = "# kiln: the command exited while other processes of its group still ran; "
+					   "they were sent SIGTERM (SIGKILL after the grace period)\n";
+		write_all(fd, note, sizeof note - 1);
+		close(fd);
+	}
+	push_job(&le->draining, &le->ndraining, &le->draining_cap, job);
+	return 0;
 }
 
 static int local_reap(Executor *ex, Job **out, int max)
 {
 	LocalExec *le = ex->impl;
 	int n = 0;
-	while (le->nended > 0 && n < max)
-		out[n++] = le->ended[--le->nended];
-	while (n < max) {
+	for (;;) {
+		/* reaps every child: leaders, and (as subreaper) orphaned processes of a group */
 		int status;
 		pid_t pid = waitpid(-1, &status, WNOHANG);
 		if (pid <= 0)
@@ -280,10 +324,19 @@ static int local_reap(Executor *ex, Job **out, int max)
 				job->term_signal = WTERMSIG(status);
 			}
 			le->jobs[i] = le->jobs[--le->njobs];
-			out[n++] = job;
+			if (leader_exited(le, job))
+				push_job(&le->ended, &le->nended, &le->ended_cap, job);
 			break;
 		}
 	}
+	for (int i = 0; i < le->ndraining; i++)
+		if (!group_alive(le->draining[i]->pid)) {
+			le->draining[i]->ended_ns = now_mono_ns();
+			push_job(&le->ended, &le->nended, &le->ended_cap, le->draining[i]);
+			le->draining[i--] = le->draining[--le->ndraining];
+		}
+	while (le->nended > 0 && n < max)
+		out[n++] = le->ended[--le->nended];
 	return n;
 }
 
@@ -302,6 +355,7 @@ static void local_destroy(Executor *ex)
 	LocalExec *le = ex->impl;
 	free(le->jobs);
 	free(le->ended);
+	free(le->draining);
 	free(le);
 	free(ex);
 }
@@ -317,5 +371,8 @@ Executor *exec_local_new(void)
 	ex->has_room = NULL;
 	ex->destroy = local_destroy;
 	ex->impl = xcalloc(1, sizeof(LocalExec));
+	/* orphaned processes of a task (its leader exited first) become kiln's children, so
+	 * their exit wakes kiln and a draining group is seen to end without polling */
+	os_become_subreaper();
 	return ex;
 }

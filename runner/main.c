@@ -320,15 +320,17 @@ static int verb_run(Options *o, int argc, char **argv)
 		graph_free(g);
 		return 0;
 	}
-	int orphans = cache_reap_orphans(c);
-	if (orphans)
+	int orphans = cache_reap_orphans(c, exec_workspace_marker());
+	if (orphans > 0)
 		fprintf(stderr, "kiln: stopped %d task process group%s left running by a kiln that was killed\n", orphans,
 			orphans == 1 ? "" : "s");
 	Buf cmd = {0};
 	for (int i = 0; i < argc; i++)
 		buf_printf(&cmd, "%s%s", i ? " " : "", argv[i]);
-	int64_t run_id = cache_begin_run(c, buf_str(&cmd));
+	int64_t run_id = orphans < 0 ? -1 : cache_begin_run(c, buf_str(&cmd));
 	buf_free(&cmd);
+	if (run_id < 0)
+		fatal("%s", cache_write_error(c));
 	Executor *slurm = NULL;
 	int any_slurm = 0;
 	for (int i = 0; i < g->ntasks; i++)
@@ -361,7 +363,10 @@ static int verb_run(Options *o, int argc, char **argv)
 	trace_mark("scheduler starts");
 	int rc = sched_run(g, &so, &sum);
 	trace_mark("scheduler done");
-	cache_end_run(c, rc == 0 ? "ok" : sum.stopped_by_signal ? "stopped" : "failed");
+	if (cache_end_run(c, rc == 0 ? "ok" : sum.stopped_by_signal ? "stopped" : "failed") != 0 && rc == 0) {
+		fprintf(stderr, "kiln: %s\n", cache_write_error(c));
+		rc = EXIT_TASK_FAILED;
+	}
 	cache_close(c);
 	trace_mark("state closed");
 	ex->destroy(ex);

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -49,6 +50,15 @@ int os_wait_event(int timeout_ms)
 		if (errno != EINTR)
 			return 0;
 	}
+}
+
+int os_become_subreaper(void)
+{
+#ifdef PR_SET_CHILD_SUBREAPER
+	return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0 ? 0 : -1;
+#else
+	return -1;
+#endif
 }
 
 int os_cpu_count(void)

@@ -14,6 +14,9 @@ int os_wait_event(int timeout_ms);
 /* Whether SIGINT, SIGTERM or SIGHUP arrived and waits (blocked) for os_wait_event: long
  * work before the next wait (hashing a dataset) checks this to stop early. */
 int os_stop_requested(void);
+/* Makes this process the reaper of its orphaned descendants (Linux), so a task's
+ * processes that outlive their parent still report to kiln; 0, or -1 where unsupported. */
+int os_become_subreaper(void);
 /* Number of online CPUs and physical memory in MiB. */
 int os_cpu_count(void);
 long long os_memory_mib(void);

@@ -37,6 +37,12 @@ typedef struct {
 	Failure *failures;
 	int nfailures;
 	int64_t *attempt_ids; /* per task index: the open attempt row */
+	/* Successes recorded in the open batch: reported once the batch is committed, so no
+	 * "ok" is printed (or counted) for a success a full disk kept from being recorded. */
+	Task **unconfirmed;
+	char **unconfirmed_lines;
+	int nunconfirmed, unconfirmed_cap;
+	const char *state_error; /* set once a commit failed: nothing new starts */
 } Run;
 
 char *sched_log_path(const char *log_dir, const Task *t, int attempt)
@@ -119,9 +125,54 @@ static int on_slurm(const SchedOptions *o, const Task *t)
 	return o->slurm && (t->executor ? !strcmp(t->executor, "slurm") : o->slurm_default);
 }
 
-/* Starts t if a job slot, its cpus, memory and GPUs are free (Slurm tasks: if the queue cap
- * allows; Slurm owns their resources); returns 1 if started (or failed to start, which the
- * next reap reports), 0 if it must wait. */
+/* t succeeded and its success is in the open batch: dependents may go on; the "ok" line
+ * waits for the commit (see settle_commit). */
+static void task_succeeded(Run *r, Task *t, int64_t attempt_id, const char *detail)
+{
+	cache_attempt_ended(r->o->cache, attempt_id, 0, "ok");
+	r->sum->ran++;
+	task_done(r, t);
+	if (r->nunconfirmed == r->unconfirmed_cap) {
+		r->unconfirmed_cap = r->unconfirmed_cap ? 2 * r->unconfirmed_cap : 64;
+		r->unconfirmed = xrealloc(r->unconfirmed, (size_t)r->unconfirmed_cap * sizeof *r->unconfirmed);
+		r->unconfirmed_lines =
+			xrealloc(r->unconfirmed_lines, (size_t)r->unconfirmed_cap * sizeof *r->unconfirmed_lines);
+	}
+	r->unconfirmed[r->nunconfirmed] = t;
+	r->unconfirmed_lines[r->nunconfirmed++] = xasprintf("[%d/%d] %s (%s)", r->done, r->sum->total, t->name, detail);
+}
+
+/* Commits the cache's batch when due (always when force) and settles the successes in it:
+ * printed once committed; failed, with the run stopping, when the commit failed. Returns
+ * the milliseconds until the next commit is due, or -1. */
+static int settle_commit(Run *r, int force)
+{
+	int due_ms = cache_commit(r->o->cache, force);
+	const char *err = cache_write_error(r->o->cache);
+	if (err && !r->state_error) {
+		r->state_error = err;
+		r->stopping = 1;
+		status_print(&r->st, "FAILED", "%s", err);
+	}
+	if (due_ms >= 0 && !err)
+		return due_ms; /* still in an open batch */
+	int n = r->nunconfirmed;
+	r->nunconfirmed = 0;
+	for (int i = 0; i < n; i++) {
+		Task *t = r->unconfirmed[i];
+		if (err) {
+			r->sum->ran--;
+			r->done--;
+			task_failed(r, t, "succeeded, but its success could not be recorded (see above): it runs again next time",
+				    NULL);
+		} else {
+			status_print(&r->st, "ok", "%s", r->unconfirmed_lines[i]);
+		}
+		free(r->unconfirmed_lines[i]);
+	}
+	return err ? -1 : due_ms;
+}
+
 /* A task without `run` (a group over its deps, like ninja's phony) succeeds as soon as it
  * may run: nothing is spawned, declared outputs must exist as for any task. */
 static void finish_without_command(Run *r, Task *t)
@@ -139,10 +190,7 @@ static void finish_without_command(Run *r, Task *t)
 	if ((!t->metrics || metrics_read(t->metrics, &m, &err) == 0) && cache_record_success(r->o->cache, t, &err) == 0) {
 		if (t->metrics)
 			cache_put_metrics(r->o->cache, t, &m);
-		cache_attempt_ended(r->o->cache, attempt_id, 0, "ok");
-		r->sum->ran++;
-		task_done(r, t);
-		status_print(&r->st, "ok", "[%d/%d] %s (no command)", r->done, r->sum->total, t->name);
+		task_succeeded(r, t, attempt_id, "no command");
 	} else {
 		cache_attempt_ended(r->o->cache, attempt_id, 0, buf_str(&err));
 		task_failed(r, t, buf_str(&err), NULL);
@@ -191,6 +239,7 @@ static int try_start(Run *r, Task *t)
 	job->env[nenv++] = xasprintf("KILN_TASK=%s", t->name);
 	job->env[nenv++] = xasprintf("KILN_ATTEMPT=%d", job->attempt);
 	job->ex = slurm ? o->slurm : o->exec;
+	job->grace_ns = (int64_t)(o->kill_grace_sec * 1e9);
 	cache_key_hex(o->cache, t, job->key);
 	if (t->gpus > 0 && !slurm) {
 		size_t len = 0;
@@ -202,8 +251,11 @@ static int try_start(Run *r, Task *t)
 	}
 	if (t->timeout_sec > 0 && !slurm) /* Slurm enforces --time itself */
 		job->deadline_ns = now_mono_ns() + (int64_t)(t->timeout_sec * 1e9);
-	if (t->argc && !strcmp(t->argv[0], "@kiln"))
-		cache_commit(o->cache, 1); /* kiln itself reads the state from the task: show it all */
+	if (t->argc && !strcmp(t->argv[0], "@kiln")) {
+		settle_commit(r, 1); /* kiln itself reads the state from the task: show it all */
+		if (r->state_error)
+			return 0;
+	}
 	cache_clear_outputs(o->cache, t);
 	for (int i = 0; i < t->noutputs; i++)
 		mkdirs_parent(t->outputs[i]);
@@ -283,10 +335,7 @@ static void job_ended(Run *r, Job *job)
 			if (t->metrics)
 				cache_put_metrics(o->cache, t, &m);
 			metrics_free(&m);
-			cache_attempt_ended(o->cache, attempt_id, 0, "ok");
-			r->sum->ran++;
-			task_done(r, t);
-			status_print(&r->st, "ok", "[%d/%d] %s (%s)", r->done, r->sum->total, t->name, dur);
+			task_succeeded(r, t, attempt_id, dur);
 			buf_free(&err);
 			free_job(job);
 			return;
@@ -471,6 +520,8 @@ static void print_summary(Run *r, SchedSummary *s)
 	if (s->stopped_by_signal)
 		printf("kiln: stopped by %s; running tasks were stopped and are not recorded as done\n",
 		       s->stopped_by_signal == SIGINT ? "Ctrl-C (SIGINT)" : strsignal(s->stopped_by_signal));
+	if (r->state_error)
+		printf("kiln: %s\n", r->state_error);
 	printf("kiln: %d task%s: %d ran, %d up to date, %d restored, %d failed, %d not run, in %s\n", s->total,
 	       s->total == 1 ? "" : "s", s->ran, s->up_to_date, s->restored, s->failed, s->not_run, wall);
 	for (int i = 0; i < r->nfailures; i++) {
@@ -520,7 +571,7 @@ int sched_run(Graph *g, const SchedOptions *o, SchedSummary *sum)
 		start_runnable(&r);
 		if (r.nrunning == 0 && (r.stopping || (r.ready_len == 0 && r.nrunnable == 0)))
 			break;
-		int commit_due_ms = cache_commit(o->cache, 0);
+		int commit_due_ms = settle_commit(&r, 0);
 		Task *names[8];
 		int nn = 0;
 		for (Job *j = r.running; j && nn < 8; j = j->next)
@@ -549,7 +600,7 @@ int sched_run(Graph *g, const SchedOptions *o, SchedSummary *sum)
 				job_ended(&r, ended[i]);
 		check_clocks(&r);
 	}
-	cache_commit(o->cache, 1);
+	settle_commit(&r, 1);
 	sum->wall_sec = now_wall() - t0;
 	sum->not_run = sum->total - sum->ran - sum->up_to_date - sum->restored - sum->failed;
 	print_summary(&r, sum);
@@ -558,6 +609,8 @@ int sched_run(Graph *g, const SchedOptions *o, SchedSummary *sum)
 		free(r.failures[i].log);
 	}
 	free(r.failures);
+	free(r.unconfirmed);
+	free(r.unconfirmed_lines);
 	free(r.ready);
 	free(r.runnable);
 	free(r.attempt_ids);

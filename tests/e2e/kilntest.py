@@ -115,6 +115,25 @@ def processes_matching(text):
     return found
 
 
+def marked_processes(workspace):
+    """PIDs of live processes carrying kiln's marker for workspace in their environment."""
+    want = ("KILN_WORKSPACE=" + os.path.realpath(workspace)).encode()
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            with open("/proc/%s/stat" % pid) as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+            with open("/proc/%s/environ" % pid, "rb") as f:
+                env = f.read().split(b"\0")
+        except OSError:
+            continue
+        if state not in ("Z", "X") and want in env:
+            found.append(int(pid))
+    return found
+
+
 def wait_for(cond, timeout=20.0, step=0.05):
     end = time.time() + timeout
     while time.time() < end:
@@ -129,8 +148,12 @@ class KilnTestCase(unittest.TestCase):
         self.ws = Workspace()
 
     def tearDown(self):
-        if sys.exc_info()[0] is None:
+        # unittest records a failed part in _outcome.success before tearDown runs
+        outcome = getattr(self, "_outcome", None)
+        if outcome is None or getattr(outcome, "success", True):
             self.ws.cleanup()
+        else:
+            sys.stderr.write("kept the failed test's workspace: %s\n" % self.ws.dir)
 
 
 def main():
