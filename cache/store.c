@@ -290,21 +290,53 @@ static int restore_tree(const char *objects_dir, const char *listing, const char
 	return rc;
 }
 
+/* Drops object h from the store (its file and its packed row): it is damaged. */
+static void drop_object(const char *objects_dir, Hash h)
+{
+	char *obj = store_object_path(objects_dir, h);
+	unlink(obj);
+	free(obj);
+	sqlite3 *db = pack_reader(objects_dir);
+	sqlite3_stmt *st;
+	if (db && sqlite3_prepare_v2(db, "DELETE FROM objects WHERE hash = ?1", -1, &st, NULL) == SQLITE_OK) {
+		char hex[33];
+		hash_hex(h, hex);
+		sqlite3_bind_text(st, 1, hex, 32, SQLITE_TRANSIENT);
+		sqlite3_step(st);
+		sqlite3_finalize(st);
+	}
+}
+
+static int damaged(const char *objects_dir, Hash h)
+{
+	drop_object(objects_dir, h);
+	errno = EBADMSG;
+	return -1;
+}
+
 int store_restore(const char *objects_dir, Hash h, const char *dest)
 {
 	char *listing = tree_get(objects_dir, h);
 	if (listing) { /* a directory: built beside dest, then swapped in */
+		Hash listed;
+		if (store_tree_hash(listing, &listed) != 0 || !hash_equal(listed, h)) {
+			free(listing);
+			return damaged(objects_dir, h);
+		}
 		static unsigned counter;
 		char *tmp = xasprintf("%s.kiln-tmp.%d.%u", dest, (int)getpid(), counter++);
 		mkdirs_parent(dest);
 		remove_tree(tmp);
 		int rc = restore_tree(objects_dir, listing, tmp);
+		int saved = errno;
 		if (rc == 0 && remove_tree(dest) == 0 && rename(tmp, dest) == 0)
 			rc = 0;
 		else
 			rc = -1;
-		if (rc != 0)
+		if (rc != 0) {
 			remove_tree(tmp);
+			errno = saved;
+		}
 		free(tmp);
 		free(listing);
 		return rc;
@@ -314,12 +346,28 @@ int store_restore(const char *objects_dir, Hash h, const char *dest)
 	int size;
 	sqlite3_stmt *st = NULL;
 	if (pack_get(objects_dir, h, &data, &size, &st)) {
-		int rc = write_file_atomic(dest, data, (size_t)size);
+		/* every object is checked against its name before it is put back */
+		int ok = hash_equal(hash_bytes(data, (size_t)size), h);
+		int rc = ok ? write_file_atomic(dest, data, (size_t)size) : -1;
 		sqlite3_finalize(st);
-		return rc;
+		return ok ? rc : damaged(objects_dir, h);
 	}
+	static unsigned counter;
 	char *obj = store_object_path(objects_dir, h);
-	int rc = copy_atomic(obj, dest);
+	char *tmp = xasprintf("%s.kiln-tmp.%d.%u", dest, (int)getpid(), counter++);
+	Hash got;
+	int rc = store_copy_file(obj, tmp);
+	if (rc == 0 && (hash_file(tmp, &got) != 0 || !hash_equal(got, h))) {
+		unlink(tmp);
+		free(tmp);
+		free(obj);
+		return damaged(objects_dir, h);
+	}
+	if (rc == 0)
+		rc = rename(tmp, dest);
+	if (rc != 0)
+		unlink(tmp);
+	free(tmp);
 	free(obj);
 	return rc;
 }

@@ -25,7 +25,9 @@ int store_has(const char *objects_dir, Hash h);
 /* Copies the file at path into the store as h (atomically; no-op if present). 0 or -1. */
 int store_put(const char *objects_dir, const char *path, Hash h);
 /* Puts object h at dest atomically (built under a temp name, then renamed over dest,
- * which may be a file or a directory), keeping modes. 0 or -1. */
+ * which may be a file or a directory), keeping modes. Every object is re-hashed first:
+ * one that no longer matches its hash is dropped from the store and -1 returned with
+ * errno EBADMSG (dest untouched). 0 or -1. */
 int store_restore(const char *objects_dir, Hash h, const char *dest);
 /* Copies src to dst: reflink where the file system can, else a byte copy. 0 or -1. */
 int store_copy_file(const char *src, const char *dst);
