@@ -37,14 +37,6 @@ typedef struct {
 	int interval_ms;
 } SlurmExec;
 
-static void squote(Buf *b, const char *s)
-{
-	buf_putc(b, '\'');
-	for (; *s; s++)
-		*s == '\'' ? buf_puts(b, "'\\''") : buf_putc(b, *s);
-	buf_putc(b, '\'');
-}
-
 char *exec_job_script(const Job *job, const char *workspace, const char *exit_path)
 {
 	const Task *t = job->task;
@@ -52,45 +44,45 @@ char *exec_job_script(const Job *job, const char *workspace, const char *exit_pa
 	buf_puts(&b, "#!/bin/sh\n# written by kiln for task ");
 	buf_puts(&b, t->name);
 	buf_puts(&b, "\ncd ");
-	squote(&b, workspace);
+	buf_shell_quote(&b, workspace);
 	buf_puts(&b, " || exit 1\n");
 	for (char **e = job->env; e && *e; e++) {
 		const char *eq = strchr(*e, '=');
 		if (!eq || !strncmp(*e, "CUDA_VISIBLE_DEVICES=", 21))
 			continue; /* Slurm assigns the GPUs */
 		buf_printf(&b, "%.*s=", (int)(eq - *e), *e);
-		squote(&b, eq + 1);
+		buf_shell_quote(&b, eq + 1);
 		buf_printf(&b, "; export %.*s\n", (int)(eq - *e), *e);
 	}
 	int task_sets_path = 0;
 	for (int i = 0; i < t->nenv; i++) {
 		buf_printf(&b, "%s=", t->env[i].key);
-		squote(&b, t->env[i].value);
+		buf_shell_quote(&b, t->env[i].value);
 		buf_printf(&b, "; export %s\n", t->env[i].key);
 		task_sets_path |= !strcmp(t->env[i].key, "PATH");
 	}
 	if (!task_sets_path) {
 		buf_puts(&b, "PATH=");
-		squote(&b, exec_path_entry() + 5);
+		buf_shell_quote(&b, exec_path_entry() + 5);
 		buf_puts(&b, "; export PATH\n");
 	}
 	if (t->shell) {
 		buf_puts(&b, "/bin/sh -c ");
-		squote(&b, t->shell);
+		buf_shell_quote(&b, t->shell);
 	} else {
 		for (int i = 0; i < t->argc; i++) {
 			if (i)
 				buf_putc(&b, ' ');
-			squote(&b, i == 0 && !strcmp(t->argv[0], "@kiln") ? exec_self() : t->argv[i]);
+			buf_shell_quote(&b, i == 0 && !strcmp(t->argv[0], "@kiln") ? exec_self() : t->argv[i]);
 		}
 	}
 	buf_puts(&b, " </dev/null\nrc=$?\nprintf '%s\\n' \"$rc\" > ");
 	char *tmp = xasprintf("%s.tmp", exit_path);
-	squote(&b, tmp);
+	buf_shell_quote(&b, tmp);
 	buf_puts(&b, " && mv -f ");
-	squote(&b, tmp);
+	buf_shell_quote(&b, tmp);
 	buf_putc(&b, ' ');
-	squote(&b, exit_path);
+	buf_shell_quote(&b, exit_path);
 	buf_puts(&b, "\nexit $rc\n");
 	free(tmp);
 	return b.data;

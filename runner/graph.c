@@ -420,23 +420,6 @@ int graph_topo_order(const Graph *g, Task **out)
 	return count;
 }
 
-/* Quotes an argument for display the way a POSIX shell would read it back. */
-static void quote_arg(Buf *b, const char *a)
-{
-	if (*a && strspn(a, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./=:,+@%") == strlen(a)) {
-		buf_puts(b, a);
-		return;
-	}
-	buf_putc(b, '\'');
-	for (; *a; a++) {
-		if (*a == '\'')
-			buf_puts(b, "'\\''");
-		else
-			buf_putc(b, *a);
-	}
-	buf_putc(b, '\'');
-}
-
 char *task_command_line(const Task *t)
 {
 	if (t->shell)
@@ -445,7 +428,7 @@ char *task_command_line(const Task *t)
 	for (int i = 0; i < t->argc; i++) {
 		if (i)
 			buf_putc(&b, ' ');
-		quote_arg(&b, t->argv[i]);
+		buf_shell_quote(&b, t->argv[i]);
 	}
 	return b.data ? b.data : xstrdup("");
 }

@@ -5,8 +5,9 @@
 #include "lkiln.h"
 
 #include <glob.h>
-#include <stdio.h>
 #include <lauxlib.h>
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -44,6 +45,8 @@ static const char *value_string(lua_State *L, Graph *g, int idx, const char *wha
 	if (type == LUA_TSTRING) { /* the common case, without luaL_tolstring's metamethod look-up */
 		size_t len;
 		const char *s = lua_tolstring(L, idx, &len);
+		if (memchr(s, 0, len))
+			field_error(L, what, "holds a NUL byte (\"%s...\"): no command, path or name can carry one%s", s, "");
 		return arena_strndup(&g->arena, s, len);
 	}
 	if (type == LUA_TNUMBER || (allow_bool && type == LUA_TBOOLEAN)) {
@@ -149,7 +152,7 @@ static KeyValue *key_values(lua_State *L, Graph *g, int idx, const char *field, 
 	while (lua_next(L, idx)) {
 		if (lua_type(L, -2) != LUA_TSTRING)
 			field_error(L, field, "keys must be strings%s%s", "", "");
-		kv[i].key = arena_strdup(&g->arena, lua_tostring(L, -2));
+		kv[i].key = value_string(L, g, -2, field, 0);
 		kv[i].value = value_string(L, g, -1, field, 1);
 		i++;
 		lua_pop(L, 1);
@@ -159,37 +162,52 @@ static KeyValue *key_values(lua_State *L, Graph *g, int idx, const char *field, 
 	return kv;
 }
 
-static long long integer_field(lua_State *L, int idx, const char *field, long long min)
+/* An integer in [0, max]; anything else (a fraction, NaN, 2^32) is a recipe error. */
+static long long integer_field(lua_State *L, int idx, const char *field, long long max)
 {
 	int ok;
 	lua_Integer v = lua_tointegerx(L, idx, &ok);
 	if (!ok)
-		field_error(L, field, "must be an integer, got %s%s", luaL_typename(L, idx), "");
-	if (v < min)
+		field_error(L, field, "must be an integer, got %s%s", lua_type(L, idx) == LUA_TNUMBER ? "a fraction"
+										 : luaL_typename(L, idx), "");
+	if (v < 0)
 		field_error(L, field, "must not be negative%s%s", "", "");
+	if (v > max) {
+		char limit[32];
+		snprintf(limit, sizeof limit, "%lld", max);
+		field_error(L, field, "must be at most %s%s", limit, "");
+	}
 	return v;
 }
+
+/* Upper bounds of numeric task fields: beyond them a value is a mistake, not a request. */
+#define MAX_CPUS 65536
+#define MAX_GPUS 64            /* a lease names at most this many devices */
+#define MAX_RETRIES 1000
+#define MAX_SIZE_MIB (1LL << 40) /* 1 EiB */
+#define MAX_TIMEOUT_SEC (366.0 * 86400)
 
 static long long size_field(lua_State *L, int idx, const char *field)
 {
 	if (lua_type(L, idx) == LUA_TNUMBER)
-		return integer_field(L, idx, field, 0);
+		return integer_field(L, idx, field, MAX_SIZE_MIB);
 	const char *s = luaL_tolstring(L, idx, NULL);
 	long long v = lua_type(L, idx) == LUA_TSTRING ? parse_size_mib(s) : -1;
-	if (v < 0)
+	if (v < 0 || v > MAX_SIZE_MIB)
 		field_error(L, field, "must be a size like \"512M\" or \"16G\" (or MiB as a number), got \"%s\"%s", s, "");
 	lua_pop(L, 1);
 	return v;
 }
 
-/* The field of the table at 1 when present (a non-negative integer, or with is_size a size
+/* The field of the table at 1 when present (an integer in [0, max], or with is_size a size
  * in MiB like "16G"), else dflt. */
-static long long optional_number(lua_State *L, unsigned present, const char *field, int is_size, long long dflt)
+static long long optional_number(lua_State *L, unsigned present, const char *field, int is_size, long long max,
+				 long long dflt)
 {
 	if (!present)
 		return dflt;
 	lua_getfield(L, 1, field);
-	long long v = is_size ? size_field(L, -1, field) : integer_field(L, -1, field, 0);
+	long long v = is_size ? size_field(L, -1, field) : integer_field(L, -1, field, max);
 	lua_pop(L, 1);
 	return v;
 }
@@ -252,6 +270,68 @@ static int valid_task_name(const char *s)
 	return strcmp(s, ".") && strcmp(s, "..") && !strstr(s, "/../") && strncmp(s, "../", 3);
 }
 
+static int under(const char *path, const char *root)
+{
+	size_t n = strlen(root);
+	return !strncmp(path, root, n) && (path[n] == '/' || !path[n] || (n && root[n - 1] == '/'));
+}
+
+/* Whether the existing part of workspace-relative path p resolves inside the workspace
+ * (a symlinked parent could point anywhere). Parent directories are checked once. */
+static int resolves_inside(RecipeContext *ctx, const char *p)
+{
+	const char *slash = strrchr(p, '/');
+	if (!slash)
+		return 1;
+	char *dir = strndup(p, (size_t)(slash - p));
+	if (strmap_get(&ctx->confined_dirs, dir)) {
+		free(dir);
+		return 1;
+	}
+	char *probe = xstrdup(dir), *real = NULL;
+	while (!(real = realpath(probe, NULL))) { /* the deepest ancestor that exists */
+		char *up = strrchr(probe, '/');
+		if (!up)
+			break;
+		*up = 0;
+	}
+	int inside = !real || under(real, ctx->g->workspace);
+	free(real);
+	free(probe);
+	if (inside)
+		strmap_put(&ctx->confined_dirs, dir, (void *)1);
+	else
+		free(dir);
+	return inside;
+}
+
+/* Refuses a declared path kiln must not touch: outputs (deleted before every attempt and
+ * by `kiln clean`) lie inside the workspace, outside .kiln/, and are not the recipe;
+ * inputs lie inside the workspace or under an external{} root, never in .kiln/. */
+static void check_confined(lua_State *L, const char *p, const char *field, int output)
+{
+	RecipeContext *ctx = context(L);
+	int outside = p[0] == '/' || !strcmp(p, "..") || !strncmp(p, "../", 3);
+	if (under(p, ".kiln"))
+		field_error(L, field, "\"%s\" lies in .kiln/, kiln's own state%s", p, "");
+	if (output && (outside || !strcmp(p, ".")))
+		field_error(L, field, "\"%s\" is not inside the workspace: kiln deletes outputs before each attempt, "
+				      "so they must lie inside it (%s)", p, ctx->g->workspace);
+	if (output && ctx->recipe && !strcmp(p, ctx->recipe))
+		field_error(L, field, "\"%s\" is the recipe itself%s", p, "");
+	if (output && !resolves_inside(ctx, p))
+		field_error(L, field, "\"%s\" resolves outside the workspace through a symbolic link (%s)", p,
+			    ctx->g->workspace);
+	if (!output && outside) {
+		for (int i = 0; i < ctx->nexternal; i++)
+			if (p[0] == '/' && under(p, ctx->external[i]))
+				return;
+		field_error(L, field, "\"%s\" is outside the workspace: declare the place it lives in with "
+				      "external { \"/path/to/data\" } before the task, and name it by absolute path%s",
+			    p, "");
+	}
+}
+
 /* Expands paths; entries with glob characters expand against the file system now. */
 static const char **expand_paths(lua_State *L, Graph *g, const char **in, int n, int *count, int allow_glob,
 				 const char *field)
@@ -260,7 +340,8 @@ static const char **expand_paths(lua_State *L, Graph *g, const char **in, int n,
 	const char **out = arena_alloc(&g->arena, (size_t)cap * sizeof *out);
 	for (int i = 0; i < n; i++) {
 		if (!allow_glob || !strpbrk(in[i], "*?[")) {
-			out[k++] = graph_norm_path(g, in[i]);
+			out[k] = graph_norm_path(g, in[i]);
+			check_confined(L, out[k++], field, !allow_glob);
 			continue;
 		}
 		glob_t gl;
@@ -274,8 +355,12 @@ static const char **expand_paths(lua_State *L, Graph *g, const char **in, int n,
 		memcpy(bigger, out, (size_t)k * sizeof *out);
 		out = bigger;
 		cap += (int)gl.gl_pathc;
-		for (size_t j = 0; j < gl.gl_pathc; j++)
-			out[k++] = graph_norm_path(g, gl.gl_pathv[j]);
+		for (size_t j = 0; j < gl.gl_pathc; j++) {
+			out[k] = graph_norm_path(g, gl.gl_pathv[j]);
+			if (under(out[k], ".kiln"))
+				continue; /* a glob like ".*" does not mean kiln's own state */
+			check_confined(L, out[k++], field, 0);
+		}
 		globfree(&gl);
 	}
 	*count = k;
@@ -318,11 +403,11 @@ static const char *expand_placeholders(lua_State *L, Graph *g, const Task *t, co
 		for (int i = 0; i < nitems; i++) {
 			if (i)
 				luaL_addchar(&b, ' ');
-			if (shell_quote && strpbrk(items[i], " '\"$`\\*?[;&|<>()")) {
-				luaL_addchar(&b, '\'');
-				for (const char *c = items[i]; *c; c++)
-					*c == '\'' ? luaL_addstring(&b, "'\\''") : luaL_addchar(&b, *c);
-				luaL_addchar(&b, '\'');
+			if (shell_quote) { /* every expansion into a shell string is one quoted word */
+				Buf q = {0};
+				buf_shell_quote(&q, items[i]);
+				luaL_addlstring(&b, q.data, q.len);
+				buf_free(&q);
 			} else {
 				luaL_addstring(&b, items[i]);
 			}
@@ -379,7 +464,7 @@ static int l_task(lua_State *L)
 	declaration_site(L, ctx, t);
 	if (!(has & F_NAME) || lua_getfield(L, 1, "name") != LUA_TSTRING)
 		luaL_error(L, "task{}: field 'name' is required and must be a string");
-	t->name = arena_strdup(&g->arena, lua_tostring(L, -1));
+	t->name = value_string(L, g, -1, "name", 0);
 	if (!valid_task_name(t->name))
 		luaL_error(L, "task{}: invalid name \"%s\" (use letters, digits and _-./:=+, with '/' between parts)",
 			   t->name);
@@ -413,6 +498,13 @@ static int l_task(lua_State *L)
 	if (has & F_ENV) {
 		lua_getfield(L, 1, "env");
 		t->env = key_values(L, g, lua_gettop(L), "env", &t->nenv);
+		for (int i = 0; i < t->nenv; i++) {
+			const char *k = t->env[i].key;
+			if (!*k || strspn(k, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") != strlen(k) ||
+			    (*k >= '0' && *k <= '9'))
+				field_error(L, "env", "key \"%s\" is not a variable name (letters, digits and _, not first a "
+						      "digit)%s", k, "");
+		}
 		lua_pop(L, 1);
 	}
 	if (has & F_TAGS) {
@@ -420,11 +512,11 @@ static int l_task(lua_State *L)
 		t->tags = key_values(L, g, lua_gettop(L), "tags", &t->ntags);
 		lua_pop(L, 1);
 	}
-	t->cpus = (int)optional_number(L, has & F_CPUS, "cpus", 0, t->cpus);
-	t->gpus = (int)optional_number(L, has & F_GPUS, "gpus", 0, t->gpus);
-	t->retries = (int)optional_number(L, has & F_RETRIES, "retries", 0, t->retries);
-	t->mem_mib = optional_number(L, has & F_MEM, "mem", 1, t->mem_mib);
-	t->gpu_mem_mib = optional_number(L, has & F_GPU_MEM, "gpu_mem", 1, t->gpu_mem_mib);
+	t->cpus = (int)optional_number(L, has & F_CPUS, "cpus", 0, MAX_CPUS, t->cpus);
+	t->gpus = (int)optional_number(L, has & F_GPUS, "gpus", 0, MAX_GPUS, t->gpus);
+	t->retries = (int)optional_number(L, has & F_RETRIES, "retries", 0, MAX_RETRIES, t->retries);
+	t->mem_mib = optional_number(L, has & F_MEM, "mem", 1, 0, t->mem_mib);
+	t->gpu_mem_mib = optional_number(L, has & F_GPU_MEM, "gpu_mem", 1, 0, t->gpu_mem_mib);
 	if (has & F_TIMEOUT) {
 		int type = lua_getfield(L, 1, "timeout");
 		if (type == LUA_TNUMBER)
@@ -433,14 +525,15 @@ static int l_task(lua_State *L)
 			t->timeout_sec = parse_duration(lua_tostring(L, -1));
 		else
 			t->timeout_sec = -1;
-		if (t->timeout_sec <= 0)
-			field_error(L, "timeout", "must be a positive duration like 90, \"30s\", \"5m\" or \"2h\"%s%s", "",
-				    "");
+		if (!(t->timeout_sec > 0) || t->timeout_sec > MAX_TIMEOUT_SEC) /* NaN fails too */
+			field_error(L, "timeout", "must be a positive duration up to a year, like 90, \"30s\", \"5m\" or "
+						  "\"2h\"%s%s", "", "");
 		lua_pop(L, 1);
 	}
 	if (has & F_METRICS) {
 		lua_getfield(L, 1, "metrics");
 		t->metrics = graph_norm_path(g, expand_placeholders(L, g, t, value_string(L, g, -1, "metrics", 0), 0));
+		check_confined(L, t->metrics, "metrics", 0);
 		lua_pop(L, 1);
 	}
 	if (has & F_EXECUTOR) {
@@ -475,7 +568,12 @@ static int l_plot(lua_State *L)
 	luaL_checktype(L, 1, LUA_TTABLE);
 	lua_settop(L, 1);
 	check_fields(L, "plot{}", plot_fields);
-	const char *words[64];
+	/* the words of its command: two per field, two per `from` pattern, and three more */
+	lua_getfield(L, 1, "from");
+	size_t nfrom = lua_type(L, -1) == LUA_TTABLE ? (size_t)luaL_len(L, -1) : 1;
+	lua_pop(L, 1);
+	size_t nfields = sizeof plot_fields / sizeof *plot_fields;
+	const char **words = arena_alloc(&g->arena, (2 * nfields + 2 * nfrom + 4) * sizeof *words);
 	int n = 0;
 	words[n++] = "@kiln";
 	words[n++] = "render-plot";
@@ -488,7 +586,7 @@ static int l_plot(lua_State *L)
 				luaL_error(L, "plot{}: field 'from' (task names or globs, e.g. \"eval/*\") is required");
 			int count;
 			const char **pats = string_list(L, g, -1, "from", &count, 1);
-			for (int k = 0; k < count && n < 60; k++) {
+			for (int k = 0; k < count; k++) {
 				words[n++] = "--from";
 				words[n++] = pats[k];
 			}
@@ -528,10 +626,10 @@ static int l_plot(lua_State *L)
 		out = o;
 	}
 	out = graph_norm_path(g, out);
+	check_confined(L, out, "plot{}: out", 1);
 	words[n++] = "--out";
 	words[n++] = out;
-	t->argv = arena_alloc(&g->arena, (size_t)(n + 1) * sizeof *t->argv);
-	memcpy(t->argv, words, (size_t)n * sizeof *words);
+	t->argv = words;
 	t->argv[t->argc = n] = NULL;
 	t->outputs = arena_alloc(&g->arena, 2 * sizeof *t->outputs);
 	char *svg = arena_alloc(&g->arena, strlen(out) + 5), *png = arena_alloc(&g->arena, strlen(out) + 5);
@@ -550,6 +648,30 @@ static int l_plot(lua_State *L)
 	graph_add_task(g, t);
 	push_task_value(L, t);
 	return 1;
+}
+
+/* external { "/data/elevater", ... }: places outside the workspace that inputs may name
+ * (read only: kiln never writes or deletes outside the workspace). */
+static int l_external(lua_State *L)
+{
+	RecipeContext *ctx = context(L);
+	Graph *g = ctx->g;
+	int n;
+	declaring = NULL;
+	const char **roots = string_list(L, g, 1, "external", &n, 0);
+	const char **all = arena_alloc(&g->arena, (size_t)(ctx->nexternal + n + 1) * sizeof *all);
+	if (ctx->nexternal)
+		memcpy(all, ctx->external, (size_t)ctx->nexternal * sizeof *all);
+	for (int i = 0; i < n; i++) {
+		const char *r = graph_norm_path(g, roots[i]);
+		if (r[0] != '/')
+			luaL_error(L, "external{}: \"%s\" is inside the workspace or relative; give absolute paths of "
+				      "places outside it", roots[i]);
+		all[ctx->nexternal + i] = r;
+	}
+	ctx->external = all;
+	ctx->nexternal += n;
+	return 0;
 }
 
 /* slurm{}: where Slurm tasks go (partition, account, qos, constraint, extra sbatch flags). */
@@ -653,7 +775,8 @@ void lkiln_open(lua_State *L, RecipeContext *ctx)
 	lua_pop(L, 1);
 	static const luaL_Reg api[] = {{"task", l_task},     {"plot", l_plot}, {"glob", l_glob},
 				       {"params", l_params}, {"gpus_available", l_gpus_available},
-				       {"slurm", l_slurm},   {NULL, NULL}};
+				       {"slurm", l_slurm},   {"external", l_external},
+				       {NULL, NULL}};
 	lua_pushglobaltable(L);
 	lua_pushlightuserdata(L, ctx);
 	luaL_setfuncs(L, api, 1);

@@ -17,6 +17,10 @@ typedef struct {
 	int gpus_known;         /* gpus_available() */
 	const char *last_source; /* the chunk name of the last task{} call and its file name, */
 	const char *last_file;   /* kept once in the graph's arena rather than once per task */
+	const char *recipe;      /* the recipe's workspace-relative path (no task may write it) */
+	const char **external;   /* external{} roots: absolute paths outside the workspace that */
+	int nexternal;           /* inputs may name (arena strings) */
+	StrMap confined_dirs;    /* output parent directories already found inside the workspace */
 } RecipeContext;
 
 /* Registers the API as globals in L; ctx must outlive every call into L. */

@@ -13,6 +13,7 @@
 
 /* Lua-side part of the API and the sandbox. */
 static const char prelude[] =
+	"local msgh = ...\n" /* the C message handler, so errors inside require()d files keep file:line */
 	"local open = io.open\n"
 	"io.open = function(path, mode)\n"
 	"  mode = mode or 'r'\n"
@@ -24,9 +25,42 @@ static const char prelude[] =
 	"local function denied(what) return function() error('recipes only declare tasks: ' .. what .. ' is not available while loading', 2) end end\n"
 	"os.execute, io.popen, os.exit = denied('os.execute'), denied('io.popen'), denied('os.exit')\n"
 	"os.remove, os.rename, os.tmpname = denied('os.remove'), denied('os.rename'), denied('os.tmpname')\n"
-	"io.output, io.lines = denied('io.output'), io.lines\n"
+	"io.output, io.lines, io.tmpfile = denied('io.output'), io.lines, denied('io.tmpfile')\n"
 	"os.time, os.clock, os.date = denied('os.time'), denied('os.clock'), denied('os.date')\n"
-	"math.randomseed(0)\n"
+	"os.setlocale = denied('os.setlocale')\n"
+	/* no way around the wrappers above (debug.getupvalue), no native code, no bytecode:
+	 * a crafted binary chunk can crash the interpreter */
+	"debug, package.loaded.debug, package.loadlib = nil, nil, nil\n"
+	"package.searchers = { package.searchers[1] }\n"
+	"local real_load, real_loadfile, searchpath, loaded = load, loadfile, package.searchpath, package.loaded\n"
+	"load = function(chunk, name, mode, env) return real_load(chunk, name, 't', env) end\n"
+	"loadfile = function(file, mode, env) return real_loadfile(file, 't', env) end\n"
+	"dofile = function(file) local f = assert(real_loadfile(file, 't')); return f() end\n"
+	"local loading = {}\n"
+	"function require(name)\n"
+	"  if type(name) ~= 'string' then error('require: expected a module name, got ' .. type(name), 2) end\n"
+	"  if loaded[name] ~= nil then return loaded[name] end\n"
+	"  for i, n in ipairs(loading) do\n"
+	"    if n == name then\n"
+	"      local cycle = {}\n"
+	"      for j = i, #loading do cycle[#cycle + 1] = loading[j] end\n"
+	"      cycle[#cycle + 1] = name\n"
+	"      error('require cycle: ' .. table.concat(cycle, ' -> '), 2)\n"
+	"    end\n"
+	"  end\n"
+	"  local file, err = searchpath(name, package.path)\n"
+	"  if not file then error(\"module '\" .. name .. \"' not found:\" .. err, 2) end\n"
+	"  local chunk, lerr = real_loadfile(file, 't')\n"
+	"  if not chunk then error(lerr, 0) end\n"
+	"  loading[#loading + 1] = name\n"
+	"  local ok, result = xpcall(chunk, msgh, name, file)\n"
+	"  loading[#loading] = nil\n"
+	"  if not ok then error(result, 0) end\n"
+	"  if result == nil then result = true end\n"
+	"  if loaded[name] == nil then loaded[name] = result end\n"
+	"  return loaded[name]\n"
+	"end\n"
+"math.randomseed(0)\n"
 	"function grid(axes)\n"
 	"  if type(axes) ~= 'table' then error('grid{}: expected a table like {dataset = {...}, model = {...}}', 2) end\n"
 	"  local names = {}\n"
@@ -104,10 +138,23 @@ static void set_search_path(lua_State *L, const char *recipe_path)
 	free(dir);
 }
 
-static int traceback_free(lua_State *L)
+/* The message handler: an error raised with a non-string value (error({}), error(nil))
+ * still says where it was raised, from the innermost Lua frame. */
+static int message_handler(lua_State *L)
 {
-	if (!lua_isstring(L, 1))
-		luaL_tolstring(L, 1, NULL);
+	if (lua_type(L, 1) == LUA_TSTRING)
+		return 1;
+	const char *shown = luaL_getmetafield(L, 1, "__tostring") != LUA_TNIL ? (lua_pop(L, 1), luaL_tolstring(L, 1, NULL))
+									       : NULL;
+	lua_Debug ar;
+	for (int level = 1; lua_getstack(L, level, &ar); level++)
+		if (lua_getinfo(L, "Sl", &ar) && ar.currentline > 0) {
+			lua_pushfstring(L, "%s:%d: error raised with a %s value%s%s", ar.short_src, ar.currentline,
+					luaL_typename(L, 1), shown ? ": " : " (raise a string to say what is wrong)",
+					shown ? shown : "");
+			return 1;
+		}
+	lua_pushfstring(L, "error raised with a %s value", luaL_typename(L, 1));
 	return 1;
 }
 
@@ -120,15 +167,21 @@ int recipe_load(Graph *g, const char *path, const ParamOverrides *ov, int gpus_k
 	}
 	RecipeContext ctx = {.g = g, .ov = ov, .gpus_known = gpus_known};
 	ctx.ov_used = xcalloc((size_t)ov->count + 1, 1);
+	char *recipe_abs = realpath(path, NULL);
+	ctx.recipe = graph_norm_path(g, recipe_abs ? recipe_abs : path);
+	free(recipe_abs);
 	int rc = -1;
 	luaL_openlibs(L);
 	lkiln_open(L, &ctx);
-	if (luaL_loadbuffer(L, prelude, sizeof prelude - 1, "=kiln") || lua_pcall(L, 0, 0, 0)) {
+	lua_pushcfunction(L, message_handler);
+	if (luaL_loadbuffer(L, prelude, sizeof prelude - 1, "=kiln") ||
+	    (lua_pushcfunction(L, message_handler), lua_pcall(L, 1, 0, -3))) {
 		buf_printf(err, "internal error in the recipe prelude: %s", lua_tostring(L, -1));
 		goto out;
 	}
+	lua_pop(L, 1);
 	set_search_path(L, path);
-	lua_pushcfunction(L, traceback_free);
+	lua_pushcfunction(L, message_handler);
 	int status = luaL_loadfilex(L, path, "t");
 	if (status == LUA_ERRFILE) {
 		buf_printf(err, "cannot read recipe %s (give a recipe file, or run where kiln.lua is)", path);
@@ -154,5 +207,6 @@ out:
 	lua_close(L);
 	free(ctx.ov_used);
 	buf_free(&ctx.declared_params);
+	strmap_free(&ctx.confined_dirs);
 	return rc;
 }

@@ -125,6 +125,18 @@ void buf_printf(Buf *b, const char *fmt, ...)
 	b->len += (size_t)n;
 }
 
+void buf_shell_quote(Buf *b, const char *s)
+{
+	if (*s && strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./=:,+@%") == strlen(s)) {
+		buf_puts(b, s); /* nothing a shell would read specially (no ~ # space newline ...) */
+		return;
+	}
+	buf_putc(b, '\'');
+	for (; *s; s++) /* inside single quotes every byte is literal but the quote itself */
+		*s == '\'' ? buf_puts(b, "'\\''") : buf_putc(b, *s);
+	buf_putc(b, '\'');
+}
+
 void buf_reset(Buf *b)
 {
 	b->len = 0;

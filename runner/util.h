@@ -30,6 +30,9 @@ typedef struct {
 } Buf;
 void buf_put(Buf *b, const void *p, size_t n);
 void buf_puts(Buf *b, const char *s);
+/* Appends s as one word a POSIX shell reads back unchanged: bare when it holds only
+ * characters no shell treats specially, else single-quoted (every byte, newlines too). */
+void buf_shell_quote(Buf *b, const char *s);
 void buf_putc(Buf *b, char c);
 void buf_printf(Buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void buf_reset(Buf *b); /* empties it, keeps the memory */
