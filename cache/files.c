@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "../runner/os.h"
 #include "hash.h"
@@ -179,6 +180,33 @@ static int hash_dir_collect(Cache *c, const char *path, Hash *out, TreeCollector
 			char *child = strcmp(path, ".") ? xasprintf("%s/%s", path, name) : xstrdup(name);
 			Hash h;
 			char hex[33] = "unreadable";
+			if (!col && (i & 255) == 255 && os_stop_requested()) { /* a huge tree: heed Ctrl-C */
+				free(child);
+				for (int j = i; j < n; j++)
+					free(list[j]);
+				free(list);
+				buf_free(&b);
+				return -1;
+			}
+			if (list[i]->d_type == DT_LNK || list[i]->d_type == DT_UNKNOWN) {
+				/* a link inside a directory is hashed as its target text, never followed:
+				 * following could leave the tree or loop forever */
+				char target[4096];
+				ssize_t len = readlink(child, target, sizeof target);
+				if (len >= 0) {
+					Buf text = {0};
+					buf_puts(&text, "link\n");
+					buf_put(&text, target, (size_t)len);
+					hash_hex(hash_bytes(text.data, text.len), hex);
+					buf_free(&text);
+					buf_printf(&b, "%s\tlink %s\n", name, hex);
+					if (col)
+						col->unstorable = 1; /* the store keeps files and directories only */
+					free(child);
+					free(list[i]);
+					continue;
+				}
+			}
 			/* stat the entries afresh: a task may have rewritten them since this command
 			 * (or the loader) last looked, and nothing else forgets paths inside a directory */
 			Memo *m = memo_entry(c, child);

@@ -23,6 +23,10 @@ typedef struct {
 
 /* Reads path (memory-mapped). Formats 1.0-3.0, little-endian f2/f4/i4/i8, C order. */
 int npy_load(const char *path, Npy *out, char *err, size_t errlen);
+/* Parses the .npy bytes at [bytes, bytes + len) (which must outlive out): fills dtype,
+ * shape, nbytes and data, checking that the shape's byte size fits in size_t and in len.
+ * 0, or -1 with "path: why" in err. npy_load maps a file and calls this. */
+int npy_parse(const void *bytes, size_t len, const char *path, Npy *out, char *err, size_t errlen);
 void npy_free(Npy *a);
 /* Writes a .npy file (version 1.0) atomically. */
 int npy_save(const char *path, DType dtype, int ndim, const int64_t *shape, const void *data, char *err, size_t errlen);

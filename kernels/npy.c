@@ -38,6 +38,98 @@ static const char *dict_value(const char *hdr, const char *key)
 	return p ? p + 1 : NULL;
 }
 
+int npy_parse(const void *bytes, size_t len, const char *path, Npy *out, char *err, size_t errlen)
+{
+	const unsigned char *b = bytes;
+	out->ndim = 0;
+	if (len < 10 || memcmp(b, "\x93NUMPY", 6) != 0) {
+		snprintf(err, errlen, "%s: not a .npy file (%s)", path, len < 10 ? "too short" : "bad magic");
+		return -1;
+	}
+	size_t hlen, hstart;
+	if (b[6] == 1) {
+		hlen = b[8] | (size_t)b[9] << 8;
+		hstart = 10;
+	} else if (b[6] == 2 || b[6] == 3) {
+		if (len < 12)
+			goto truncated;
+		hlen = b[8] | (size_t)b[9] << 8 | (size_t)b[10] << 16 | (size_t)b[11] << 24;
+		hstart = 12;
+	} else {
+		snprintf(err, errlen, "%s: unsupported .npy version %d", path, b[6]);
+		return -1;
+	}
+	if (hlen > 65536 || hstart + hlen > len)
+		goto truncated;
+	char *hdr = strndup((const char *)b + hstart, hlen);
+	if (!hdr) {
+		snprintf(err, errlen, "%s: out of memory", path);
+		return -1;
+	}
+	const char *descr = dict_value(hdr, "descr"), *order = dict_value(hdr, "fortran_order"),
+		   *shape = dict_value(hdr, "shape");
+	int ok = descr && order && shape;
+	if (!ok)
+		snprintf(err, errlen, "%s: malformed .npy header", path);
+	if (ok) {
+		while (*descr == ' ')
+			descr++;
+		ok = 0;
+		for (size_t i = 0; i < sizeof dtypes / sizeof *dtypes && strlen(descr) >= 5; i++)
+			if (!strncmp(descr + 1, dtypes[i].descr, 3) && descr[4] == descr[0]) {
+				out->dtype = dtypes[i].type;
+				ok = 1;
+			}
+		if (!ok)
+			snprintf(err, errlen, "%s: unsupported dtype %.8s (use float16, float32, int32 or int64, little-endian)",
+				 path, descr);
+	}
+	if (ok && strncmp(order + strspn(order, " "), "False", 5) != 0) {
+		snprintf(err, errlen, "%s: Fortran-ordered arrays are not supported (save a contiguous array)", path);
+		ok = 0;
+	}
+	if (ok) {
+		const char *p = shape + strspn(shape, " ");
+		if (*p++ != '(') {
+			snprintf(err, errlen, "%s: malformed shape in .npy header", path);
+			ok = 0;
+		}
+		while (ok && *p && *p != ')') {
+			char *end;
+			errno = 0;
+			long long v = strtoll(p, &end, 10);
+			if (end == p || v < 0 || errno == ERANGE || out->ndim == 4) {
+				snprintf(err, errlen, "%s: malformed or unsupported shape in .npy header", path);
+				ok = 0;
+				break;
+			}
+			out->shape[out->ndim++] = v;
+			p = end + strspn(end, " ,");
+		}
+	}
+	free(hdr);
+	if (!ok)
+		return -1;
+	/* the element count and byte size must fit in size_t before they are compared with
+	 * the file: a shape like (2^62, 8) would otherwise wrap to a small number */
+	size_t count = 1;
+	for (int i = 0; i < out->ndim; i++)
+		if (__builtin_mul_overflow(count, (size_t)out->shape[i], &count))
+			goto too_big;
+	if (__builtin_mul_overflow(count, dtype_size(out->dtype), &out->nbytes))
+		goto too_big;
+	if (out->nbytes > len - hstart - hlen)
+		goto truncated;
+	out->data = b + hstart + hlen;
+	return 0;
+too_big:
+	snprintf(err, errlen, "%s: the shape in the .npy header describes more bytes than any file can hold", path);
+	return -1;
+truncated:
+	snprintf(err, errlen, "%s: truncated .npy file (the header promises more data than the file holds)", path);
+	return -1;
+}
+
 int npy_load(const char *path, Npy *out, char *err, size_t errlen)
 {
 	memset(out, 0, sizeof *out);
@@ -60,84 +152,12 @@ int npy_load(const char *path, Npy *out, char *err, size_t errlen)
 	}
 	out->map = map;
 	out->map_len = (size_t)st.st_size;
-	const unsigned char *b = map;
-	if (memcmp(b, "\x93NUMPY", 6) != 0) {
-		snprintf(err, errlen, "%s: not a .npy file (bad magic)", path);
-		goto fail;
+	if (npy_parse(map, out->map_len, path, out, err, errlen) != 0) {
+		munmap(out->map, out->map_len);
+		memset(out, 0, sizeof *out);
+		return -1;
 	}
-	size_t hlen, hstart;
-	if (b[6] == 1) {
-		hlen = b[8] | (size_t)b[9] << 8;
-		hstart = 10;
-	} else if (b[6] == 2 || b[6] == 3) {
-		if (out->map_len < 12)
-			goto truncated;
-		hlen = b[8] | (size_t)b[9] << 8 | (size_t)b[10] << 16 | (size_t)b[11] << 24;
-		hstart = 12;
-	} else {
-		snprintf(err, errlen, "%s: unsupported .npy version %d", path, b[6]);
-		goto fail;
-	}
-	if (hstart + hlen > out->map_len || hlen > 65536)
-		goto truncated;
-	char *hdr = strndup((const char *)b + hstart, hlen);
-	const char *descr = dict_value(hdr, "descr"), *order = dict_value(hdr, "fortran_order"),
-		   *shape = dict_value(hdr, "shape");
-	int ok = descr && order && shape;
-	if (!ok)
-		snprintf(err, errlen, "%s: malformed .npy header", path);
-	if (ok) {
-		while (*descr == ' ')
-			descr++;
-		ok = 0;
-		for (size_t i = 0; i < sizeof dtypes / sizeof *dtypes; i++)
-			if (!strncmp(descr + 1, dtypes[i].descr, 3) && descr[4] == descr[0]) {
-				out->dtype = dtypes[i].type;
-				ok = 1;
-			}
-		if (!ok)
-			snprintf(err, errlen, "%s: unsupported dtype %.8s (use float16, float32, int32 or int64, little-endian)",
-				 path, descr);
-	}
-	if (ok && strncmp(order + strspn(order, " "), "False", 5) != 0) {
-		snprintf(err, errlen, "%s: Fortran-ordered arrays are not supported (save a contiguous array)", path);
-		ok = 0;
-	}
-	if (ok) {
-		const char *p = shape + strspn(shape, " ");
-		if (*p++ != '(') {
-			snprintf(err, errlen, "%s: malformed shape in .npy header", path);
-			ok = 0;
-		}
-		while (ok && *p && *p != ')') {
-			char *end;
-			long long v = strtoll(p, &end, 10);
-			if (end == p || v < 0 || out->ndim == 4) {
-				snprintf(err, errlen, "%s: malformed or unsupported shape in .npy header", path);
-				ok = 0;
-				break;
-			}
-			out->shape[out->ndim++] = v;
-			p = end + strspn(end, " ,");
-		}
-	}
-	free(hdr);
-	if (!ok)
-		goto fail;
-	size_t count = 1;
-	for (int i = 0; i < out->ndim; i++)
-		count *= (size_t)out->shape[i];
-	out->nbytes = count * dtype_size(out->dtype);
-	if (hstart + hlen + out->nbytes > out->map_len)
-		goto truncated;
-	out->data = b + hstart + hlen;
 	return 0;
-truncated:
-	snprintf(err, errlen, "%s: truncated .npy file (the header promises more data than the file holds)", path);
-fail:
-	munmap(out->map, out->map_len);
-	memset(out, 0, sizeof *out);
-	return -1;
 }
 
 void npy_free(Npy *a)

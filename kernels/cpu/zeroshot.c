@@ -49,6 +49,10 @@ int zeroshot_prepare(const Npy *images, const Npy *text, const Npy *labels, Zero
 		return -1;
 	}
 	in->labels = malloc((size_t)(in->n ? in->n : 1) * sizeof *in->labels);
+	if (!in->labels) {
+		snprintf(err, errlen, "out of memory for %lld labels", (long long)in->n);
+		return -1;
+	}
 	for (int64_t i = 0; i < in->n; i++) {
 		int64_t y = labels->dtype == DT_I64 ? ((const int64_t *)labels->data)[i] : ((const int32_t *)labels->data)[i];
 		if (y < 0 || y >= in->c) {
