@@ -95,10 +95,33 @@ void *cache_loader_main(void *arg)
 		pthread_mutex_unlock(&c->loaded_lock);
 		return NULL;
 	}
-	state_each_memo(c->state, load_memo, c);
-	trace_mark("loader: memo read");
-	state_each_last(c->state, load_last, c);
-	trace_mark("loader: last successes read");
+	if (state_each_memo(c->state, load_memo, c) != 0 || state_each_last(c->state, load_last, c) != 0) {
+		/* damage found in the rows: forget what was read from them and start afresh */
+		int damaged = state_damaged(c->state);
+		state_close(c->state);
+		c->state = NULL;
+		strmap_free(&c->memo);
+		strmap_free(&c->last);
+		c->nto_stat = 0;
+		Buf moved = {0};
+		if (!damaged || c->opt.readonly || state_move_aside(c->db_path, &moved) != 0) {
+			buf_printf(&c->open_error, "cannot read %s%s", c->db_path,
+				   damaged ? ": it is damaged; move it aside (`kiln run` does) and run again" : "");
+		} else {
+			fprintf(stderr, "kiln: %s is damaged; moved it to %s and started from an empty state: the record "
+					"of earlier successes is lost, so tasks run again\n", c->db_path, buf_str(&moved));
+			c->state = state_open(c->db_path, c->opt.readonly, &c->open_error);
+		}
+		buf_free(&moved);
+		if (!c->state) {
+			pthread_mutex_lock(&c->loaded_lock);
+			c->loaded = 1;
+			pthread_cond_broadcast(&c->loaded_cond);
+			pthread_mutex_unlock(&c->loaded_lock);
+			return NULL;
+		}
+	}
+	trace_mark("loader: memo and last successes read");
 	pthread_mutex_lock(&c->loaded_lock);
 	c->loaded = 1;
 	pthread_cond_broadcast(&c->loaded_cond);

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 enum {
@@ -114,7 +115,14 @@ static int user_version(sqlite3 *db)
 	return v;
 }
 
-State *state_open(const char *path, int readonly, Buf *err)
+static int is_damage(sqlite3 *db)
+{
+	int code = db ? sqlite3_errcode(db) & 0xff : SQLITE_OK;
+	return code == SQLITE_CORRUPT || code == SQLITE_NOTADB;
+}
+
+/* Opens path once; *damaged is set when SQLite says the file is not a sound database. */
+static State *open_once(const char *path, int readonly, Buf *err, int *damaged)
 {
 	State *s = xcalloc(1, sizeof *s);
 	s->readonly = readonly;
@@ -135,6 +143,9 @@ State *state_open(const char *path, int readonly, Buf *err)
 		if (exec_sql(s->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", err))
 			goto fail;
 		int v = user_version(s->db);
+		/* a migration or a new schema happens whole or not at all */
+		if (v != STATE_SCHEMA_VERSION && exec_sql(s->db, "BEGIN IMMEDIATE", err))
+			goto fail;
 		if (v >= 1 && v < STATE_SCHEMA_VERSION) {
 			fprintf(stderr, "kiln: migrating %s from schema version %d to %d\n", path, v, STATE_SCHEMA_VERSION);
 			/* 2 added tables (the CREATEs below), 3 two attempt columns, 4 the outputs of
@@ -159,7 +170,8 @@ State *state_open(const char *path, int readonly, Buf *err)
 		/* a current database needs no DDL: writing user_version on every open would make
 		 * each command, a no-op run included, start with a write transaction */
 		if (v != STATE_SCHEMA_VERSION &&
-		    (exec_sql(s->db, schema, err) || exec_sql(s->db, "PRAGMA user_version = " STR(STATE_SCHEMA_VERSION), err)))
+		    (exec_sql(s->db, schema, err) || exec_sql(s->db, "PRAGMA user_version = " STR(STATE_SCHEMA_VERSION), err) ||
+		     exec_sql(s->db, "COMMIT", err)))
 			goto fail;
 	} else if (user_version(s->db) != STATE_SCHEMA_VERSION) {
 		buf_printf(err, "%s has another schema version; run `kiln run` once to rebuild it", path);
@@ -172,9 +184,65 @@ State *state_open(const char *path, int readonly, Buf *err)
 		}
 	return s;
 fail:
+	*damaged = is_damage(s->db);
+	if (*damaged) { /* say what SQLite found, not what the step that tripped on it wanted */
+		buf_reset(err);
+		buf_puts(err, sqlite3_errmsg(s->db));
+	}
+	if (s->db && !sqlite3_get_autocommit(s->db))
+		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 	state_close(s);
 	return NULL;
 }
+
+int state_move_aside(const char *path, Buf *moved_to)
+{
+	char when[32];
+	time_t now = time(NULL);
+	strftime(when, sizeof when, "%Y%m%d-%H%M%S", localtime(&now));
+	char *dest = xasprintf("%s.damaged-%s", path, when);
+	int rc = rename(path, dest);
+	if (rc == 0) { /* the WAL belongs to the damaged file: keep it beside it */
+		static const char *const side[] = {"-wal", "-shm"};
+		for (int i = 0; i < 2; i++) {
+			char *from = xasprintf("%s%s", path, side[i]), *to = xasprintf("%s%s", dest, side[i]);
+			rename(from, to);
+			free(from);
+			free(to);
+		}
+		buf_puts(moved_to, dest);
+	}
+	free(dest);
+	return rc;
+}
+
+State *state_open(const char *path, int readonly, Buf *err)
+{
+	int damaged = 0;
+	State *s = open_once(path, readonly, err, &damaged);
+	if (s || !damaged)
+		return s;
+	if (readonly) {
+		char *why = xstrdup(buf_str(err));
+		buf_reset(err);
+		buf_printf(err, "%s is damaged (%s): `kiln run` moves it aside and starts from an empty state", path, why);
+		free(why);
+		return NULL;
+	}
+	Buf moved = {0};
+	if (state_move_aside(path, &moved) != 0) {
+		buf_printf(err, " (%s is damaged and cannot be moved aside: move it away by hand and run again)", path);
+		buf_free(&moved);
+		return NULL;
+	}
+	fprintf(stderr, "kiln: %s is damaged (%s); moved it to %s and started from an empty state: the record of "
+			"earlier successes is lost, so tasks run again\n", path, buf_str(err), buf_str(&moved));
+	buf_free(&moved);
+	buf_reset(err);
+	return open_once(path, readonly, err, &damaged);
+}
+
+int state_damaged(const State *s) { return is_damage(s->db); }
 
 int state_close(State *s)
 {
@@ -252,16 +320,18 @@ static const char *column_text(sqlite3_stmt *st, int i)
 	return t ? t : "";
 }
 
-void state_each_memo(State *s, void (*fn)(void *ctx, const FileMemo *m), void *ctx)
+int state_each_memo(State *s, void (*fn)(void *ctx, const FileMemo *m), void *ctx)
 {
 	sqlite3_stmt *st = s->q[Q_MEMO_ALL];
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		FileMemo m = {column_text(st, 0), sqlite3_column_int64(st, 1), sqlite3_column_int64(st, 2),
 			      sqlite3_column_int64(st, 3), sqlite3_column_int64(st, 4), sqlite3_column_int64(st, 5),
 			      column_hash(st, 6)};
 		fn(ctx, &m);
 	}
 	sqlite3_reset(st);
+	return rc == SQLITE_DONE ? 0 : -1;
 }
 
 int state_put_memo(State *s, const FileMemo *m)
@@ -277,12 +347,14 @@ int state_put_memo(State *s, const FileMemo *m)
 	return run_write(s, st);
 }
 
-void state_each_last(State *s, void (*fn)(void *ctx, const char *task, Hash key, const char *outputs), void *ctx)
+int state_each_last(State *s, void (*fn)(void *ctx, const char *task, Hash key, const char *outputs), void *ctx)
 {
 	sqlite3_stmt *st = s->q[Q_LAST_ALL];
-	while (sqlite3_step(st) == SQLITE_ROW)
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
 		fn(ctx, column_text(st, 0), column_hash(st, 1), column_text(st, 2));
 	sqlite3_reset(st);
+	return rc == SQLITE_DONE ? 0 : -1;
 }
 
 int state_find_success(State *s, const char *task, Hash key, Buf *outputs, Buf *components)

@@ -20,8 +20,15 @@ typedef struct {
 	Hash hash;
 } FileMemo;
 
-/* Opens or creates the database; an older schema is rebuilt with a note on stderr. */
+/* Opens or creates the database; an older schema is migrated in one transaction (or
+ * rebuilt) with a note on stderr. A damaged file (SQLite: malformed, not a database) is
+ * moved aside as PATH.damaged-<time> with a note, and an empty state is opened; read-only,
+ * it is an error naming the path and the command that recovers. */
 State *state_open(const char *path, int readonly, Buf *err);
+/* Renames path (and its -wal/-shm) to path.damaged-<time>; the new name goes to moved_to. */
+int state_move_aside(const char *path, Buf *moved_to);
+/* Whether the last failure of s was SQLite finding the file damaged. */
+int state_damaged(const State *s);
 /* Commits what is pending and closes; 0, or -1 when something was not recorded. */
 int state_close(State *s);
 /* Commits the open batch. 0, or -1 when it or any write in it failed (full disk, I/O
@@ -33,12 +40,13 @@ const char *state_error(const State *s);
 /* Whether writes are waiting in an open transaction. */
 int state_pending(const State *s);
 
-/* Calls fn for every memo row; the strings live only during the call. */
-void state_each_memo(State *s, void (*fn)(void *ctx, const FileMemo *m), void *ctx);
+/* Calls fn for every memo row; the strings live only during the call. 0, or -1 when
+ * reading failed part way (see state_damaged). */
+int state_each_memo(State *s, void (*fn)(void *ctx, const FileMemo *m), void *ctx);
 int state_put_memo(State *s, const FileMemo *m);
 
 /* Calls fn for every task's last success (task, key, outputs text). */
-void state_each_last(State *s, void (*fn)(void *ctx, const char *task, Hash key, const char *outputs), void *ctx);
+int state_each_last(State *s, void (*fn)(void *ctx, const char *task, Hash key, const char *outputs), void *ctx);
 /* Finds the success of task with key; fills outputs / components when non-NULL. 1 if found. */
 int state_find_success(State *s, const char *task, Hash key, Buf *outputs, Buf *components);
 /* Writes return 0, or -1 with state_error() set. */

@@ -82,18 +82,11 @@ static int flatten(Metrics *m, const Json *j, const char *prefix, int series, do
 	return 0;
 }
 
-int metrics_read(const char *path, Metrics *m, Buf *err)
+int metrics_parse(const char *text, size_t len, const char *path, Metrics *m, Buf *err)
 {
 	memset(m, 0, sizeof *m);
-	size_t len;
-	char *text = read_file(path, &len);
-	if (!text) {
-		buf_printf(err, "metrics file %s cannot be read (did the task write it?)", path);
-		return -1;
-	}
 	Buf why = {0};
 	Json *j = json_parse(text, len, &why);
-	free(text);
 	int rc = -1;
 	if (!j) {
 		buf_printf(err, "metrics file %s is not valid JSON: %s", path, buf_str(&why));
@@ -108,6 +101,20 @@ int metrics_read(const char *path, Metrics *m, Buf *err)
 	buf_free(&why);
 	if (rc)
 		metrics_free(m);
+	return rc;
+}
+
+int metrics_read(const char *path, Metrics *m, Buf *err)
+{
+	memset(m, 0, sizeof *m);
+	size_t len;
+	char *text = read_file(path, &len);
+	if (!text) {
+		buf_printf(err, "metrics file %s cannot be read (did the task write it?)", path);
+		return -1;
+	}
+	int rc = metrics_parse(text, len, path, m, err);
+	free(text);
 	return rc;
 }
 

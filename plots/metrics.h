@@ -20,6 +20,9 @@ typedef struct {
 
 /* Reads and flattens path. Returns 0, or -1 with "PATH: line L, column C: ..." in err. */
 int metrics_read(const char *path, Metrics *m, Buf *err);
+/* The same for text already in memory (len bytes, and text[len] == 0 as read_file gives);
+ * path only names it in messages. */
+int metrics_parse(const char *text, size_t len, const char *path, Metrics *m, Buf *err);
 void metrics_free(Metrics *m);
 
 #endif

@@ -35,7 +35,7 @@ static const char prelude[] =
 	"local real_load, real_loadfile, searchpath, loaded = load, loadfile, package.searchpath, package.loaded\n"
 	"load = function(chunk, name, mode, env) return real_load(chunk, name, 't', env) end\n"
 	"loadfile = function(file, mode, env) return real_loadfile(file, 't', env) end\n"
-	"dofile = function(file) local f = assert(real_loadfile(file, 't')); return f() end\n"
+	"dofile = function(file) local f, e = real_loadfile(file, 't'); if not f then error(e, 2) end; return f() end\n"
 	"local loading = {}\n"
 	"function require(name)\n"
 	"  if type(name) ~= 'string' then error('require: expected a module name, got ' .. type(name), 2) end\n"

@@ -94,7 +94,9 @@ def traced(cmd, trace="trace"):
 
 
 def lua_str(s):
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """s as a Lua string literal (control characters escaped)."""
+    out = s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t")
+    return '"' + out + '"'
 
 
 def processes_matching(text):
