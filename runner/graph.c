@@ -125,6 +125,26 @@ static int graph_index(Graph *g, Buf *err)
 			   t->name, other->name, other->file, other->line, e[clash].key);
 		goto out;
 	}
+	/* An output inside another output (a file in a task's directory output) would never
+	 * settle: restoring or re-running the directory deletes the inner one. Refused. */
+	Buf parent = {0};
+	for (size_t i = 0; i < k; i++) {
+		const char *path = e[i].key;
+		for (const char *slash = strchr(path, '/'); slash; slash = strchr(slash + 1, '/')) {
+			buf_reset(&parent);
+			buf_put(&parent, path, (size_t)(slash - path));
+			Task *outer = strmap_get(&g->by_output, buf_str(&parent));
+			if (outer) {
+				Task *t = e[i].task;
+				buf_printf(err, "%s:%d: output \"%s\" of task \"%s\" lies inside output \"%s\" of task \"%s\" "
+						"(%s:%d): outputs may not nest; let one task declare the directory, or move the file",
+					   t->file, t->line, path, t->name, buf_str(&parent), outer->name, outer->file, outer->line);
+				buf_free(&parent);
+				goto out;
+			}
+		}
+	}
+	buf_free(&parent);
 	g->indexed = 1;
 	rc = 0;
 out:

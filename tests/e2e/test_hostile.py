@@ -40,6 +40,12 @@ class RecipeErrors(KilnTestCase):
         finally:
             os.unlink(outside)
 
+    def test_nested_outputs_are_refused(self):
+        r = self.refuse('task { name = "dir", outputs = {"data"}, run = "mkdir -p data" }\n'
+                        'task { name = "file", outputs = {"data/x.txt"}, run = "echo > {out}" }', "may not nest",
+                        'inside output "data" of task "dir"')
+        self.assertIn("kiln.lua:2:", r.err)
+
     def test_inputs_outside_need_external(self):
         self.refuse('task { name = "a", inputs = { "/etc/hostname" }, run = "true" }', "external {")
         self.ws.write("kiln.lua", 'external { "/etc" }\ntask { name = "a", inputs = { "/etc/hostname" }, run = "true" }')
