@@ -298,10 +298,9 @@ static int resolves_inside(RecipeContext *ctx, const char *p)
 	int inside = !real || under(real, ctx->g->workspace);
 	free(real);
 	free(probe);
-	if (inside)
-		strmap_put(&ctx->confined_dirs, dir, (void *)1);
-	else
-		free(dir);
+	if (inside) /* the map's keys live in the graph's arena */
+		strmap_put(&ctx->confined_dirs, arena_strdup(&ctx->g->arena, dir), (void *)1);
+	free(dir);
 	return inside;
 }
 

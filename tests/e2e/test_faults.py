@@ -55,6 +55,8 @@ class Faults(KilnTestCase):
         db = sqlite3.connect("file:%s?mode=ro" % path, uri=True)
         try:
             return set(db.execute("SELECT task, hex(key) FROM successes"))
+        except sqlite3.OperationalError:  # killed before its schema was committed
+            return set()
         finally:
             db.close()
 
