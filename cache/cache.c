@@ -18,7 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../runner/os.h"
+#include "../base/os.h"
 #include "explain.h"
 #include "hash.h"
 #include "internal.h"

@@ -7,8 +7,8 @@
 
 #include <stdint.h>
 
-#include "../plots/metrics.h"
-#include "../runner/graph.h"
+#include "metrics.h"
+#include "../base/graph.h"
 
 typedef struct Cache Cache;
 

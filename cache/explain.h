@@ -2,7 +2,7 @@
 #ifndef KILN_EXPLAIN_H
 #define KILN_EXPLAIN_H
 
-#include "../runner/util.h"
+#include "../base/util.h"
 
 /* Appends the differences between old and new component texts to out: with full, one
  * line per difference with full hashes; otherwise one line, the first difference plus

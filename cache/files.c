@@ -14,7 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../runner/os.h"
+#include "../base/os.h"
 #include "hash.h"
 #include "internal.h"
 #include "state.h"

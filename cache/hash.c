@@ -9,7 +9,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-#include "../runner/util.h"
+#include "../base/util.h"
 
 Hash hash_bytes(const void *data, size_t len)
 {

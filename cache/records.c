@@ -11,7 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../runner/os.h"
+#include "../base/os.h"
 #include "cache.h"
 #include "hash.h"
 #include "internal.h"

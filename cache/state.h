@@ -7,7 +7,7 @@
 
 #include <stdint.h>
 
-#include "../runner/util.h"
+#include "../base/util.h"
 #include "hash.h"
 
 #define STATE_SCHEMA_VERSION 5

@@ -19,7 +19,7 @@
 #include <sqlite3.h>
 #include <xxhash.h>
 
-#include "../runner/util.h"
+#include "../base/util.h"
 
 #define STORE_PACK_MAX (1 << 20)
 

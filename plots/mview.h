@@ -6,7 +6,7 @@
 
 #include <stdint.h>
 
-#include "../runner/util.h"
+#include "../base/util.h"
 
 typedef struct {
 	const char *key, *text; /* text: NULL for numbers */

@@ -4,7 +4,7 @@
 #ifndef KILN_PLOT_H
 #define KILN_PLOT_H
 
-#include "../runner/util.h"
+#include "../base/util.h"
 
 typedef struct {
 	const char *name, *type;       /* type: bars, lines, scatter, heatmap */

@@ -3,7 +3,7 @@
 #ifndef KILN_REPORT_H
 #define KILN_REPORT_H
 
-#include "../runner/util.h"
+#include "../base/util.h"
 #include "plot.h"
 
 /* Writes the report for the given plots (their tables and rendered svg files). */

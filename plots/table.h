@@ -6,7 +6,7 @@
 
 #include <stdio.h>
 
-#include "../runner/util.h"
+#include "../base/util.h"
 
 typedef struct {
 	const char *db_path;

@@ -5,7 +5,7 @@
 
 #include <sys/types.h>
 
-#include "graph.h"
+#include "../base/graph.h"
 
 enum JobEnd {
 	JOB_RUNNING,

@@ -5,7 +5,7 @@
  * period) before the outputs are hashed, so nothing of an attempt writes after it. */
 #define _GNU_SOURCE
 #include "exec.h"
-#include "os.h"
+#include "../base/os.h"
 
 #include <errno.h>
 #include <fcntl.h>

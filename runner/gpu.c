@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "util.h"
+#include "../base/util.h"
 
 enum Source { SRC_NONE, SRC_LIST, SRC_FILE, SRC_NVML };
 

@@ -5,7 +5,7 @@
 
 #include <lua.h>
 
-#include "graph.h"
+#include "../base/graph.h"
 #include "recipe.h"
 
 /* What the API functions share while one recipe loads. */

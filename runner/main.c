@@ -19,8 +19,8 @@
 #include "../plots/table.h"
 #include "exec.h"
 #include "gpu.h"
-#include "graph.h"
-#include "os.h"
+#include "../base/graph.h"
+#include "../base/os.h"
 #include "recipe.h"
 #include "sched.h"
 

@@ -3,7 +3,7 @@
 #ifndef KILN_RECIPE_H
 #define KILN_RECIPE_H
 
-#include "graph.h"
+#include "../base/graph.h"
 
 /* Command-line parameter overrides "name=value". */
 typedef struct {

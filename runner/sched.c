@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "os.h"
+#include "../base/os.h"
 #include "status.h"
 
 typedef struct {

@@ -8,7 +8,7 @@
 #include "../cache/cache.h"
 #include "exec.h"
 #include "gpu.h"
-#include "graph.h"
+#include "../base/graph.h"
 
 typedef struct {
 	int jobs;             /* at most this many tasks at once */

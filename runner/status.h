@@ -5,7 +5,7 @@
 
 #include <stdint.h>
 
-#include "graph.h"
+#include "../base/graph.h"
 
 typedef struct {
 	int tty;    /* redraw a status line */

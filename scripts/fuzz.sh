@@ -9,7 +9,7 @@ out=build-fuzz
 mkdir -p "$out"
 flags="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -I/usr/include/lua5.4"
 clang $flags -o "$out/fuzz_npy" tests/fuzz/fuzz_npy.c kernels/npy.c
-clang $flags -o "$out/fuzz_metrics" tests/fuzz/fuzz_metrics.c plots/metrics.c plots/json.c runner/util.c -lm -lpthread
+clang $flags -o "$out/fuzz_metrics" tests/fuzz/fuzz_metrics.c cache/metrics.c base/json.c base/util.c -lm -lpthread
 # seeds: a valid .npy (format 1.0, float32, shape (2, 3)) and a metrics file with a curve
 mkdir -p "$out/corpus-npy" "$out/corpus-metrics"
 python3 - "$out" <<'PY'

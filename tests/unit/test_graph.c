@@ -2,7 +2,7 @@
  * outputs, unknown deps, cycles as paths, implicit edges from inputs, selection, order. */
 #include <stdlib.h>
 
-#include "../../runner/graph.h"
+#include "../../base/graph.h"
 #include "check.h"
 
 static Task *add(Graph *g, const char *name, const char *deps, const char *inputs, const char *outputs, int line)

@@ -6,7 +6,7 @@
 #include <unistd.h>
 
 #include "../../cache/cache.h"
-#include "../../runner/os.h"
+#include "../../base/os.h"
 #include "../../runner/sched.h"
 #include "check.h"
 

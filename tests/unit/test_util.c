@@ -4,8 +4,8 @@
 #include <unistd.h>
 
 #include "../../cache/hash.h"
-#include "../../runner/graph.h"
-#include "../../runner/util.h"
+#include "../../base/graph.h"
+#include "../../base/util.h"
 #include "check.h"
 
 static void count_visit(void *ctx, size_t i) { atomic_fetch_add(&((_Atomic int *)ctx)[i], 1); }

@@ -3,7 +3,7 @@
 #ifndef KILN_METRICS_H
 #define KILN_METRICS_H
 
-#include "../runner/util.h"
+#include "../base/util.h"
 
 typedef struct {
 	char *key;

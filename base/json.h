@@ -3,7 +3,7 @@
 #ifndef KILN_JSON_H
 #define KILN_JSON_H
 
-#include "../runner/util.h"
+#include "util.h"
 
 typedef enum { J_NULL, J_BOOL, J_NUMBER, J_STRING, J_ARRAY, J_OBJECT } JsonType;
 

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "json.h"
+#include "../base/json.h"
 
 static void add(Metrics *m, const char *key, int series, double step, double value, const char *text)
 {
