@@ -22,6 +22,7 @@
 #include "explain.h"
 #include "hash.h"
 #include "internal.h"
+#include "results.h"
 #include "state.h"
 #include "store.h"
 
@@ -529,18 +530,7 @@ int64_t cache_run_id(Cache *c) { return c->run_id; }
 void cache_put_metrics(Cache *c, const Task *t, const Metrics *m)
 {
 	cache_ready(c);
-	const char **tk = xmalloc((size_t)(t->ntags + 1) * sizeof *tk), **tv = xmalloc((size_t)(t->ntags + 1) * sizeof *tv);
-	for (int i = 0; i < t->ntags; i++) {
-		tk[i] = t->tags[i].key;
-		tv[i] = t->tags[i].value;
-	}
-	StateMetric *rows = xmalloc((size_t)(m->count + 1) * sizeof *rows);
-	for (int i = 0; i < m->count; i++)
-		rows[i] = (StateMetric){m->rows[i].key, m->rows[i].series, m->rows[i].step, m->rows[i].value, m->rows[i].text};
-	state_put_metrics(c->state, c->run_id, t->name, t->index, tk, tv, t->ntags, rows, m->count);
-	free(rows);
-	free(tk);
-	free(tv);
+	results_put(c->state, c->run_id, t->name, t->index, t->tags, t->ntags, m); /* errors are sticky */
 }
 
 void cache_key_hex(Cache *c, const Task *t, char out[33])

@@ -14,7 +14,7 @@
 enum {
 	Q_MEMO_ALL, Q_MEMO_PUT, Q_LAST_ALL, Q_SUCCESS_FIND, Q_SUCCESS_PUT, Q_LAST_PUT, Q_OUTPUTS_ALL,
 	Q_RUN_BEGIN, Q_RUN_END, Q_ATTEMPT_START, Q_ATTEMPT_END, Q_ATTEMPT_OPEN, Q_LAST_LOG,
-	Q_INGEST, Q_METRIC, Q_SERIES, Q_METRIC_TAG, Q_OPEN_JOBS, Q_COUNT
+	Q_OPEN_JOBS, Q_COUNT
 };
 
 static const char *const sql[Q_COUNT] = {
@@ -33,10 +33,6 @@ static const char *const sql[Q_COUNT] = {
 	[Q_ATTEMPT_OPEN] = "SELECT id, task, pgid FROM attempts WHERE ended IS NULL AND host = ?1 AND job_id IS NULL",
 	[Q_OPEN_JOBS] = "SELECT id, task, attempt, job_id, key, log FROM attempts WHERE ended IS NULL AND job_id IS NOT NULL",
 	[Q_LAST_LOG] = "SELECT log FROM attempts WHERE task = ?1 AND log IS NOT NULL ORDER BY id DESC LIMIT 1",
-	[Q_INGEST] = "INSERT OR REPLACE INTO ingests (task, run_id, time, position) VALUES (?1, ?2, ?3, ?4)",
-	[Q_METRIC] = "INSERT OR REPLACE INTO metrics (task, run_id, key, value, text) VALUES (?1, ?2, ?3, ?4, ?5)",
-	[Q_SERIES] = "INSERT INTO series (task, run_id, key, step, value) VALUES (?1, ?2, ?3, ?4, ?5)",
-	[Q_METRIC_TAG] = "INSERT OR REPLACE INTO metric_tags (task, run_id, key, value) VALUES (?1, ?2, ?3, ?4)",
 };
 
 static const char schema[] =
@@ -68,6 +64,11 @@ static const char schema[] =
 struct State {
 	sqlite3 *db;
 	sqlite3_stmt *q[Q_COUNT];
+	struct {                  /* statements other cache modules own (results.c), prepared */
+		const char *const *sql; /* on first use: the report and charts need them, a */
+		sqlite3_stmt *st;       /* no-op run does not */
+	} other[16];
+	int nother;
 	int readonly, in_tx;
 	char *path;
 	Buf error; /* the first failed write: sticky, since later writes depend on it */
@@ -251,6 +252,8 @@ int state_close(State *s)
 	int rc = state_commit(s);
 	for (int i = 0; i < Q_COUNT; i++)
 		sqlite3_finalize(s->q[i]);
+	for (int i = 0; i < s->nother; i++)
+		sqlite3_finalize(s->other[i].st);
 	sqlite3_close(s->db);
 	buf_free(&s->error);
 	free(s->path);
@@ -294,6 +297,33 @@ int state_commit(State *s)
 }
 
 int state_pending(const State *s) { return s->in_tx; }
+
+sqlite3_stmt *state_statement(State *s, const char *const *text)
+{
+	for (int i = 0; i < s->nother; i++)
+		if (s->other[i].sql == text)
+			return s->other[i].st;
+	sqlite3_stmt *st = NULL;
+	if (s->nother == (int)(sizeof s->other / sizeof *s->other) ||
+	    sqlite3_prepare_v3(s->db, *text, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL) != SQLITE_OK)
+		return NULL; /* e.g. an old database without the table */
+	s->other[s->nother].sql = text;
+	s->other[s->nother++].st = st;
+	return st;
+}
+
+sqlite3_stmt *state_statement_writer(State *s, const char *const *text)
+{
+	sqlite3_stmt *st = state_statement(s, text);
+	if (!st) {
+		write_failed(s, "preparing a write");
+		return NULL;
+	}
+	writer(s, 0);
+	return st;
+}
+
+int state_write(State *s, sqlite3_stmt *st) { return st ? run_write(s, st) : -1; }
 
 static void bind_hash(sqlite3_stmt *st, int i, Hash h)
 {
@@ -489,44 +519,6 @@ int state_last_log(State *s, const char *task, Buf *out)
 	return found;
 }
 
-int state_put_metrics(State *s, int64_t run_id, const char *task, int position, const char *const *tag_keys,
-		      const char *const *tag_values, int ntags, const StateMetric *rows, int nrows)
-{
-	sqlite3_stmt *st = writer(s, Q_INGEST);
-	sqlite3_bind_text(st, 1, task, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, run_id);
-	sqlite3_bind_double(st, 3, now_wall());
-	sqlite3_bind_int(st, 4, position);
-	run_write(s, st);
-	for (int i = 0; i < ntags; i++) {
-		st = writer(s, Q_METRIC_TAG);
-		sqlite3_bind_text(st, 1, task, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 2, run_id);
-		sqlite3_bind_text(st, 3, tag_keys[i], -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 4, tag_values[i], -1, SQLITE_STATIC);
-		run_write(s, st);
-	}
-	for (int i = 0; i < nrows; i++) {
-		const StateMetric *r = &rows[i];
-		st = writer(s, r->series ? Q_SERIES : Q_METRIC);
-		sqlite3_bind_text(st, 1, task, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 2, run_id);
-		sqlite3_bind_text(st, 3, r->key, -1, SQLITE_STATIC);
-		if (r->series) {
-			sqlite3_bind_double(st, 4, r->step);
-			sqlite3_bind_double(st, 5, r->value);
-		} else if (r->text) {
-			sqlite3_bind_null(st, 4);
-			sqlite3_bind_text(st, 5, r->text, -1, SQLITE_STATIC);
-		} else {
-			sqlite3_bind_double(st, 4, r->value);
-			sqlite3_bind_null(st, 5);
-		}
-		run_write(s, st);
-	}
-	return s->error.len ? -1 : 0;
-}
-
 void state_each_open_job(State *s, void (*fn)(void *ctx, int64_t id, const char *task, int attempt, const char *job_id,
 					      const char *key, const char *log),
 			 void *ctx)
@@ -535,5 +527,55 @@ void state_each_open_job(State *s, void (*fn)(void *ctx, int64_t id, const char 
 	while (sqlite3_step(st) == SQLITE_ROW)
 		fn(ctx, sqlite3_column_int64(st, 0), column_text(st, 1), sqlite3_column_int(st, 2), column_text(st, 3),
 		   column_text(st, 4), column_text(st, 5));
+	sqlite3_reset(st);
+}
+
+static const char *const last_run_sql = "SELECT id, started, ended, outcome, command FROM runs ORDER BY id DESC LIMIT 1";
+static const char *const outcomes_sql =
+	"SELECT CASE WHEN outcome = 'ok' THEN 'ok' WHEN outcome IS NULL THEN 'unfinished' ELSE 'failed' END o, "
+	"count(*), sum(ended - started) FROM attempts WHERE run_id = ?1 GROUP BY o ORDER BY o DESC";
+static const char *const slowest_sql = "SELECT task, ended - started, outcome, log FROM attempts WHERE run_id = ?1 AND "
+				       "ended IS NOT NULL ORDER BY ended - started DESC LIMIT ?2";
+
+int state_last_run(State *s, StateRun *out, Buf *command)
+{
+	sqlite3_stmt *st = state_statement(s, &last_run_sql);
+	int found = st && sqlite3_step(st) == SQLITE_ROW;
+	if (found) {
+		memset(out, 0, sizeof *out);
+		out->id = sqlite3_column_int64(st, 0);
+		out->started = sqlite3_column_double(st, 1);
+		out->ended = sqlite3_column_double(st, 2);
+		out->finished = sqlite3_column_type(st, 3) != SQLITE_NULL;
+		snprintf(out->outcome, sizeof out->outcome, "%s", column_text(st, 3));
+		buf_puts(command, column_text(st, 4));
+	}
+	if (st)
+		sqlite3_reset(st);
+	return found;
+}
+
+void state_each_outcome(State *s, int64_t run_id, void (*fn)(void *ctx, const char *outcome, int count, double sec),
+			void *ctx)
+{
+	sqlite3_stmt *st = state_statement(s, &outcomes_sql);
+	if (!st)
+		return;
+	sqlite3_bind_int64(st, 1, run_id);
+	while (sqlite3_step(st) == SQLITE_ROW)
+		fn(ctx, column_text(st, 0), sqlite3_column_int(st, 1), sqlite3_column_double(st, 2));
+	sqlite3_reset(st);
+}
+
+void state_each_slowest(State *s, int64_t run_id, int limit,
+			void (*fn)(void *ctx, const char *task, double sec, const char *outcome, const char *log), void *ctx)
+{
+	sqlite3_stmt *st = state_statement(s, &slowest_sql);
+	if (!st)
+		return;
+	sqlite3_bind_int64(st, 1, run_id);
+	sqlite3_bind_int(st, 2, limit);
+	while (sqlite3_step(st) == SQLITE_ROW)
+		fn(ctx, column_text(st, 0), sqlite3_column_double(st, 1), column_text(st, 2), column_text(st, 3));
 	sqlite3_reset(st);
 }

@@ -69,17 +69,32 @@ void state_each_open_job(State *s, void (*fn)(void *ctx, int64_t id, const char 
 /* Local attempts on host that never ended (a killed kiln): fn(ctx, id, task, pgid). */
 void state_each_open_attempt(State *s, const char *host, void (*fn)(void *ctx, int64_t id, const char *task, int pgid),
 			     void *ctx);
-/* Records a task's metrics rows for run_id with its tags (keys/values, n pairs). */
+/* The latest run (for the report); 1 if there is one, its command appended to command. */
 typedef struct {
-	const char *key;
-	int series;
-	double step, value;
-	const char *text;
-} StateMetric;
-int state_put_metrics(State *s, int64_t run_id, const char *task, int position, const char *const *tag_keys,
-		      const char *const *tag_values, int ntags, const StateMetric *rows, int nrows);
+	int64_t id;
+	double started, ended;
+	int finished;       /* ended with an outcome */
+	char outcome[32];
+} StateRun;
+int state_last_run(State *s, StateRun *out, Buf *command);
+/* Attempts of run_id by outcome ("ok", "failed", "unfinished"): count and total seconds. */
+void state_each_outcome(State *s, int64_t run_id, void (*fn)(void *ctx, const char *outcome, int count, double sec),
+			void *ctx);
+/* The limit slowest finished attempts of run_id, slowest first. */
+void state_each_slowest(State *s, int64_t run_id, int limit,
+			void (*fn)(void *ctx, const char *task, double sec, const char *outcome, const char *log), void *ctx);
 
 /* Log path of the task's latest attempt; 1 if found. */
 int state_last_log(State *s, const char *task, Buf *out);
+
+/* For the cache modules that own other tables of the same file (results.c): the
+ * statement *sql, prepared once per State on first use (keyed by the address sql), or NULL
+ * when it cannot be prepared. The writer form also joins the open write batch (and sets
+ * the sticky error when it cannot prepare); state_write runs a bound write statement,
+ * 0 or -1 (state_error). */
+typedef struct sqlite3_stmt sqlite3_stmt;
+sqlite3_stmt *state_statement(State *s, const char *const *sql);
+sqlite3_stmt *state_statement_writer(State *s, const char *const *sql);
+int state_write(State *s, sqlite3_stmt *st);
 
 #endif

@@ -1,25 +1,21 @@
 /* mview.h — a read-only view of recorded metrics: for each task its latest ingestion (or
- * the latest at or before a given run), with the tags it had then. Tasks are in name
- * order, so tables and charts come out the same every time. Library code. */
+ * the latest at or before a given run), with the tags it had then. Tasks are in recipe
+ * (declaration) order, so tables and charts come out the same every time. Reads go
+ * through cache/results.h, the one owner of those tables. Library code. */
 #ifndef KILN_MVIEW_H
 #define KILN_MVIEW_H
 
 #include <stdint.h>
 
-#include "../base/util.h"
-
-typedef struct {
-	const char *key, *text; /* text: NULL for numbers */
-	double value;
-} MScalar;
+#include "../base/graph.h"
+#include "../cache/metrics.h"
 
 typedef struct {
 	const char *task;
 	int64_t run_id;
-	const char **tag_keys, **tag_values;
+	KeyValue *tags; /* in key order */
 	int ntags;
-	MScalar *scalars;
-	int nscalars;
+	Metrics scalars; /* the task's scalar rows (series == 0), in key order */
 } MTask;
 
 typedef struct MView MView;

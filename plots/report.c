@@ -1,14 +1,15 @@
-/* report.c — the HTML report: run summary from the runs and attempts tables, then for
+/* report.c — the HTML report: run summary (runs and attempts, through cache/state.h), then for
  * each chart its table (x by series of y) and the chart itself, inlined. */
 #define _GNU_SOURCE
 #include "report.h"
 
-#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "../cache/state.h"
 #include "table.h"
 
 static void html(FILE *f, const char *s)
@@ -24,59 +25,59 @@ static void html(FILE *f, const char *s)
 	}
 }
 
-static void summary(FILE *f, sqlite3 *db)
+typedef struct {
+	FILE *f;
+	int rows;
+} Out;
+
+static void outcome_row(void *ctx, const char *outcome, int count, double sec)
 {
-	sqlite3_stmt *st;
-	int64_t run = 0;
-	if (sqlite3_prepare_v2(db, "SELECT id, started, ended, outcome, command FROM runs ORDER BY id DESC LIMIT 1", -1, &st,
-			       NULL) == SQLITE_OK &&
-	    sqlite3_step(st) == SQLITE_ROW) {
-		run = sqlite3_column_int64(st, 0);
-		time_t started = (time_t)sqlite3_column_double(st, 1);
-		char when[64];
-		strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", localtime(&started));
-		fprintf(f, "<h2>Last run</h2>\n<p>Run %lld started %s, %s in %.1f s: <code>", (long long)run, when,
-			sqlite3_column_text(st, 3) ? (const char *)sqlite3_column_text(st, 3) : "did not finish",
-			sqlite3_column_double(st, 2) - sqlite3_column_double(st, 1));
-		html(f, (const char *)sqlite3_column_text(st, 4));
-		fprintf(f, "</code></p>\n");
-	}
-	sqlite3_finalize(st);
-	if (!run)
+	Out *o = ctx;
+	o->rows++;
+	fprintf(o->f, "<tr><td>%s</td><td class=\"n\">%d</td><td class=\"n\">%.1f s</td></tr>\n", outcome, count, sec);
+}
+
+static void slow_row(void *ctx, const char *task, double sec, const char *outcome, const char *log)
+{
+	Out *o = ctx;
+	if (!o->rows++)
+		fprintf(o->f, "<h3>Slowest tasks</h3>\n<table class=\"small\"><tr><th>task</th><th>time</th><th>outcome</th>"
+			      "<th>log</th></tr>\n");
+	fprintf(o->f, "<tr><td>");
+	html(o->f, task);
+	fprintf(o->f, "</td><td class=\"n\">%.2f s</td><td>", sec);
+	html(o->f, outcome);
+	fprintf(o->f, "</td><td><code>");
+	html(o->f, log);
+	fprintf(o->f, "</code></td></tr>\n");
+}
+
+static void summary(FILE *f, State *state)
+{
+	StateRun run;
+	Buf command = {0};
+	if (!state_last_run(state, &run, &command)) {
+		buf_free(&command);
 		return;
-	fprintf(f, "<table class=\"small\"><tr><th>outcome</th><th>attempts</th><th>total time</th></tr>\n");
-	sqlite3_prepare_v2(db, "SELECT CASE WHEN outcome = 'ok' THEN 'ok' WHEN outcome IS NULL THEN 'unfinished' ELSE 'failed' END o, "
-			       "count(*), sum(ended - started) FROM attempts WHERE run_id = ?1 GROUP BY o ORDER BY o DESC",
-			   -1, &st, NULL);
-	sqlite3_bind_int64(st, 1, run);
-	int any = 0;
-	while (sqlite3_step(st) == SQLITE_ROW) {
-		any = 1;
-		fprintf(f, "<tr><td>%s</td><td class=\"n\">%d</td><td class=\"n\">%.1f s</td></tr>\n", sqlite3_column_text(st, 0),
-			sqlite3_column_int(st, 1), sqlite3_column_double(st, 2));
 	}
-	if (!any)
+	time_t started = (time_t)run.started;
+	char when[64];
+	strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", localtime(&started));
+	fprintf(f, "<h2>Last run</h2>\n<p>Run %lld started %s, %s in %.1f s: <code>", (long long)run.id, when,
+		run.finished ? run.outcome : "did not finish", run.ended - run.started);
+	html(f, buf_str(&command));
+	fprintf(f, "</code></p>\n");
+	buf_free(&command);
+	fprintf(f, "<table class=\"small\"><tr><th>outcome</th><th>attempts</th><th>total time</th></tr>\n");
+	Out o = {f, 0};
+	state_each_outcome(state, run.id, outcome_row, &o);
+	if (!o.rows)
 		fprintf(f, "<tr><td colspan=\"3\">nothing ran: every task was up to date or restored</td></tr>\n");
 	fprintf(f, "</table>\n");
-	sqlite3_finalize(st);
-	sqlite3_prepare_v2(db, "SELECT task, ended - started, outcome, log FROM attempts WHERE run_id = ?1 AND ended IS NOT NULL "
-			       "ORDER BY ended - started DESC LIMIT 10", -1, &st, NULL);
-	sqlite3_bind_int64(st, 1, run);
-	int header = 0;
-	while (sqlite3_step(st) == SQLITE_ROW) {
-		if (!header++)
-			fprintf(f, "<h3>Slowest tasks</h3>\n<table class=\"small\"><tr><th>task</th><th>time</th><th>outcome</th><th>log</th></tr>\n");
-		fprintf(f, "<tr><td>");
-		html(f, (const char *)sqlite3_column_text(st, 0));
-		fprintf(f, "</td><td class=\"n\">%.2f s</td><td>", sqlite3_column_double(st, 1));
-		html(f, (const char *)sqlite3_column_text(st, 2));
-		fprintf(f, "</td><td><code>");
-		html(f, (const char *)sqlite3_column_text(st, 3));
-		fprintf(f, "</code></td></tr>\n");
-	}
-	if (header)
+	o.rows = 0;
+	state_each_slowest(state, run.id, 10, slow_row, &o);
+	if (o.rows)
 		fprintf(f, "</table>\n");
-	sqlite3_finalize(st);
 }
 
 static void table_html(FILE *f, const Table *t)
@@ -112,10 +113,10 @@ static void inline_svg(FILE *f, const char *path)
 
 int report_write(const char *path, const char *db_path, const char *title, const PlotSpec *plots, int nplots, Buf *err)
 {
-	sqlite3 *db;
-	if (sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
-		buf_printf(err, "cannot read %s (has `kiln run` run here?)", db_path);
-		sqlite3_close(db);
+	State *state = access(db_path, F_OK) == 0 ? state_open(db_path, 1, err) : NULL;
+	if (!state) {
+		if (!err->len)
+			buf_printf(err, "cannot read %s (has `kiln run` run here?)", db_path);
 		return -1;
 	}
 	char *tmp = xasprintf("%s.tmp", path);
@@ -123,7 +124,7 @@ int report_write(const char *path, const char *db_path, const char *title, const
 	if (!f) {
 		buf_printf(err, "cannot write %s", path);
 		free(tmp);
-		sqlite3_close(db);
+		state_close(state);
 		return -1;
 	}
 	fprintf(f, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>");
@@ -137,8 +138,8 @@ int report_write(const char *path, const char *db_path, const char *title, const
 		   "code{font-size:.9em}.missing{color:#a33}\n</style></head><body>\n<h1>");
 	html(f, title);
 	fprintf(f, "</h1>\n");
-	summary(f, db);
-	sqlite3_close(db);
+	summary(f, state);
+	state_close(state);
 	Buf shown = {0}; /* tables already printed: a heatmap of the same data adds no new table */
 	for (int i = 0; i < nplots; i++) {
 		const PlotSpec *p = &plots[i];

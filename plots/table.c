@@ -102,9 +102,9 @@ static int build_list(const MetricsQuery *q, MView *v, MView *old, Table *t)
 	for (int i = 0; i < mview_count(v); i++) {
 		const MTask *m = mview_task(v, i);
 		for (int j = 0; j < m->ntags; j++)
-			add_unique(&tags, &ntags, m->tag_keys[j]);
-		for (int j = 0; j < m->nscalars && !q->value; j++)
-			add_unique(&keys, &nkeys, m->scalars[j].key);
+			add_unique(&tags, &ntags, m->tags[j].key);
+		for (int j = 0; j < m->scalars.count && !q->value; j++)
+			add_unique(&keys, &nkeys, m->scalars.rows[j].key);
 	}
 	if (q->value)
 		add_unique(&keys, &nkeys, q->value);
@@ -124,9 +124,9 @@ static int build_list(const MetricsQuery *q, MView *v, MView *old, Table *t)
 		for (int j = 0; j < nkeys; j++) {
 			double val, was = NAN;
 			const char *text = NULL;
-			for (int k = 0; k < m->nscalars; k++)
-				if (!strcmp(m->scalars[k].key, keys[j]) && m->scalars[k].text)
-					text = m->scalars[k].text;
+			for (int k = 0; k < m->scalars.count; k++)
+				if (!strcmp(m->scalars.rows[k].key, keys[j]) && m->scalars.rows[k].text)
+					text = m->scalars.rows[k].text;
 			if (o && !mtask_number(o, keys[j], &was))
 				was = NAN;
 			set(t, i + 1, 1 + ntags + j,

@@ -173,12 +173,28 @@ static int settle_commit(Run *r, int force)
 	return err ? -1 : due_ms;
 }
 
+/* The one success path: t's command (if any) exited 0. Its metrics are read first (a
+ * malformed file fails the attempt before anything is recorded), then its outputs are
+ * hashed and stored, and the success joins the open batch. 0, or -1 with why in err. */
+static int record_success(Run *r, Task *t, int64_t attempt_id, const char *detail, Buf *err)
+{
+	Metrics m = {0};
+	int rc = -1;
+	if ((!t->metrics || metrics_read(t->metrics, &m, err) == 0) && cache_record_success(r->o->cache, t, err) == 0) {
+		if (t->metrics)
+			cache_put_metrics(r->o->cache, t, &m);
+		task_succeeded(r, t, attempt_id, detail);
+		rc = 0;
+	}
+	metrics_free(&m);
+	return rc;
+}
+
 /* A task without `run` (a group over its deps, like ninja's phony) succeeds as soon as it
  * may run: nothing is spawned, declared outputs must exist as for any task. */
 static void finish_without_command(Run *r, Task *t)
 {
 	Buf err = {0};
-	Metrics m = {0};
 	/* an attempt with a one-line log, so `kiln log` and the report account for it */
 	char *log = sched_log_path(r->o->log_dir, t, ++t->attempt);
 	char line[600];
@@ -187,15 +203,10 @@ static void finish_without_command(Run *r, Task *t)
 		warn("cannot write %s: %s", log, strerror(errno));
 	int64_t attempt_id = cache_attempt_started(r->o->cache, t, t->attempt, 0, "", log, NULL, NULL);
 	free(log);
-	if ((!t->metrics || metrics_read(t->metrics, &m, &err) == 0) && cache_record_success(r->o->cache, t, &err) == 0) {
-		if (t->metrics)
-			cache_put_metrics(r->o->cache, t, &m);
-		task_succeeded(r, t, attempt_id, "no command");
-	} else {
+	if (record_success(r, t, attempt_id, "no command", &err) != 0) {
 		cache_attempt_ended(r->o->cache, attempt_id, 0, buf_str(&err));
 		task_failed(r, t, buf_str(&err), NULL);
 	}
-	metrics_free(&m);
 	buf_free(&err);
 }
 
@@ -329,20 +340,13 @@ static void job_ended(Run *r, Job *job)
 	int64_t attempt_id = r->attempt_ids[t->index];
 	if (job->end == JOB_EXITED && job->exit_code == 0 && !job->timed_out) {
 		Buf err = {0};
-		Metrics m = {0};
-		/* a malformed metrics file fails the attempt before anything is recorded */
-		if ((!t->metrics || metrics_read(t->metrics, &m, &err) == 0) && cache_record_success(o->cache, t, &err) == 0) {
-			if (t->metrics)
-				cache_put_metrics(o->cache, t, &m);
-			metrics_free(&m);
-			task_succeeded(r, t, attempt_id, dur);
+		if (record_success(r, t, attempt_id, dur, &err) == 0) {
 			buf_free(&err);
 			free_job(job);
 			return;
 		}
 		snprintf(why, sizeof why, "%s", buf_str(&err));
 		buf_free(&err);
-		metrics_free(&m);
 	} else if (job->interrupted && r->sum->stopped_by_signal) {
 		cache_attempt_ended(o->cache, attempt_id, job->exit_code, "interrupted");
 		t->state = TS_SKIPPED;
