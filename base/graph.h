@@ -72,6 +72,13 @@ struct Task {
 	void *cache_data; /* owned by the cache for the duration of a run */
 };
 
+/* The recipe's slurm{} block: where Slurm tasks go. */
+typedef struct {
+	const char *partition, *account, *qos, *constraint;
+	const char **extra; /* further sbatch flags */
+	int nextra;
+} RecipeSlurm;
+
 typedef struct {
 	Arena arena;
 	Task **tasks;
@@ -82,11 +89,7 @@ typedef struct {
 	StrMap output_roots; /* first path component of every output: an input under no such
 				root cannot lie inside a directory output, so no parent lookups */
 	const char *workspace; /* absolute path of the workspace (the current directory) */
-	struct {               /* the recipe's slurm{} block */
-		const char *partition, *account, *qos, *constraint;
-		const char **extra;
-		int nextra;
-	} slurm;
+	RecipeSlurm slurm;     /* the recipe's slurm{} block */
 } Graph;
 
 /* Creates an empty graph for the workspace at `workspace` (absolute path, copied). */

@@ -3,7 +3,9 @@
 #include "os.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <spawn.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <time.h>
@@ -50,6 +52,42 @@ int os_wait_event(int timeout_ms)
 		if (errno != EINTR)
 			return 0;
 	}
+}
+
+extern char **environ;
+
+int os_spawn(const OsSpawn *s, pid_t *pid)
+{
+	posix_spawnattr_t attr;
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_init(&attr);
+	posix_spawn_file_actions_init(&fa);
+	sigset_t none, defaults;
+	sigemptyset(&none);
+	sigemptyset(&defaults);
+	int reset[] = {SIGCHLD, SIGINT, SIGTERM, SIGHUP, SIGPIPE};
+	for (size_t i = 0; i < sizeof reset / sizeof *reset; i++)
+		sigaddset(&defaults, reset[i]);
+	posix_spawnattr_setsigmask(&attr, &none);
+	posix_spawnattr_setsigdefault(&attr, &defaults);
+	short flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF;
+	if (s->new_group) {
+		posix_spawnattr_setpgroup(&attr, 0);
+		flags |= POSIX_SPAWN_SETPGROUP;
+	}
+	posix_spawnattr_setflags(&attr, flags);
+	if (s->stdin_null)
+		posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	if (s->out_fd >= 0)
+		posix_spawn_file_actions_adddup2(&fa, s->out_fd, 1);
+	if (s->err_fd >= 0)
+		posix_spawn_file_actions_adddup2(&fa, s->err_fd, 2);
+	char *const *env = s->env ? s->env : environ;
+	int rc = s->program ? posix_spawn(pid, s->program, &fa, &attr, s->argv, env)
+			    : posix_spawnp(pid, s->argv[0], &fa, &attr, s->argv, env);
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&attr);
+	return rc;
 }
 
 int os_become_subreaper(void)

@@ -4,6 +4,7 @@
 #define KILN_OS_H
 
 #include <stdint.h>
+#include <sys/types.h>
 
 /* Blocks SIGCHLD/SIGINT/SIGTERM/SIGHUP for the process so os_wait_event can take them;
  * children get a clean signal mask back (see exec_local.c). */
@@ -14,6 +15,18 @@ int os_wait_event(int timeout_ms);
 /* Whether SIGINT, SIGTERM or SIGHUP arrived and waits (blocked) for os_wait_event: long
  * work before the next wait (hashing a dataset) checks this to stop early. */
 int os_stop_requested(void);
+/* What os_spawn starts: the one place kiln creates processes. */
+typedef struct {
+	const char *program;   /* the file to run; NULL: argv[0] looked up on this process's PATH */
+	char *const *argv;
+	char *const *env;      /* NULL: this process's environment */
+	int stdin_null;        /* stdin from /dev/null (else inherited) */
+	int out_fd, err_fd;    /* become stdout / stderr; -1: inherited */
+	int new_group;         /* leader of a new process group (so it can be stopped whole) */
+} OsSpawn;
+/* Starts a child with a clean signal mask and default dispositions for the signals kiln
+ * waits on. Returns 0 with *pid set, or an errno value. */
+int os_spawn(const OsSpawn *s, pid_t *pid);
 /* Makes this process the reaper of its orphaned descendants (Linux), so a task's
  * processes that outlive their parent still report to kiln; 0, or -1 where unsupported. */
 int os_become_subreaper(void);

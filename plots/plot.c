@@ -6,7 +6,7 @@
 
 #include <getopt.h>
 #include <math.h>
-#include <spawn.h>
+#include "../base/os.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,7 +15,6 @@
 
 #include "mview.h"
 
-extern char **environ;
 
 int plot_spec_parse(int argc, char **argv, PlotSpec *spec, Buf *err)
 {
@@ -308,7 +307,8 @@ static int run_gnuplot(const char *script, Buf *err)
 {
 	pid_t pid;
 	char *argv[] = {"gnuplot", (char *)script, NULL};
-	int rc = posix_spawnp(&pid, "gnuplot", NULL, NULL, argv, environ);
+	OsSpawn spawn = {.argv = argv, .out_fd = -1, .err_fd = -1};
+	int rc = os_spawn(&spawn, &pid);
 	if (rc != 0) {
 		buf_puts(err, "gnuplot is not installed: plots need it (Debian: apt-get install gnuplot-nox)");
 		return -1;

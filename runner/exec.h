@@ -1,5 +1,8 @@
-/* exec.h — the executor interface: start a task attempt, learn when it ended, stop it.
- * The scheduler talks only to this; `local` (exec_local.c) spawns processes here. */
+/* exec.h — the executor seam: start a task attempt, learn when it ended, stop it. The
+ * scheduler talks only to this and never asks which executor a job runs on: what differs
+ * (whose slots a job takes, who enforces timeouts, whether a stopped run may leave jobs
+ * behind) is said by the executor's fields. `local` (exec_local.c) spawns processes here;
+ * `slurm` (exec_slurm.c) submits batch jobs. */
 #ifndef KILN_EXEC_H
 #define KILN_EXEC_H
 
@@ -31,9 +34,10 @@ typedef struct Job {
 	enum JobEnd end;
 	int exit_code, term_signal;
 	char reason[96];      /* set by an executor that knows better (e.g. Slurm's job state) */
-	char job_id[32];      /* the batch system's id (Slurm), or "" */
-	int adopted;          /* re-attached to a job a previous kiln submitted */
-	char key[33];         /* the task's key when it started (hex), for re-attaching */
+	/* executors whose jobs outlive kiln (reattaches): */
+	char job_id[32];      /* the executor's id for the job, or "" */
+	int adopted;          /* re-attached to a job a previous kiln started */
+	char key[33];         /* the task's key when it started (hex), to re-attach only to the same work */
 	long long attempt_row;/* adopted jobs: the attempt row the first kiln opened */
 	struct Executor *ex;  /* the executor running it */
 	struct Job *next;     /* scheduler's running list */
@@ -41,7 +45,13 @@ typedef struct Job {
 
 typedef struct Executor Executor;
 struct Executor {
-	const char *name;
+	const char *name;  /* as recipes and --executor name it: "local", "slurm" */
+	const char *title; /* in messages: "attached to Slurm job 12" */
+	/* 1: jobs take this machine's job slots, CPUs, memory and leased GPUs, and the
+	 * scheduler enforces timeouts; 0: the executor's own system does (Slurm). */
+	int local_slots;
+	/* 1: jobs are recorded with job_id and key so a later kiln re-attaches (adopt). */
+	int reattaches;
 	/* Starts the job; returns 0, or -1 with a message in the job's log and end set. */
 	int (*start)(Executor *ex, Job *job);
 	/* Collects jobs that ended since the last call, without blocking: fills out with at
@@ -54,17 +64,22 @@ struct Executor {
 	int (*poll_ms)(Executor *ex);
 	/* Whether another job may start now (a cap on queued jobs); NULL: always. */
 	int (*has_room)(Executor *ex);
+	/* On a stop: 1 when the job is left running for a later kiln to re-attach to (the
+	 * scheduler then forgets it); NULL or 0: it is signalled like any job. */
+	int (*detach)(Executor *ex, Job *job);
+	/* Registers a job a previous kiln started for task (an open attempt row): the next
+	 * start() of that task with the same key attaches to it instead. NULL: none. */
+	void (*adopt)(Executor *ex, const char *task, int attempt, const char *job_id, const char *key_hex,
+		      const char *log_path, long long attempt_row);
 	void (*destroy)(Executor *ex);
 	void *impl;
 };
 
 Executor *exec_local_new(void);
 
-/* Slurm settings: from the recipe's slurm{} block and the command line. */
+/* Slurm settings: the recipe's slurm{} block and the command line. */
 typedef struct {
-	const char *partition, *account, *qos, *constraint;
-	const char **extra; /* further sbatch flags */
-	int nextra;
+	RecipeSlurm recipe;
 	int max_jobs;       /* jobs in the queue at once */
 	int detach;         /* leave jobs running when kiln is stopped */
 	long long run_id;
@@ -73,10 +88,6 @@ typedef struct {
 
 /* The Slurm executor (sbatch/squeue/scancel), or NULL with a message when they are missing. */
 Executor *exec_slurm_new(const SlurmConfig *cfg, Buf *err);
-/* Registers a job a previous kiln submitted for task (still queued or running, or finished
- * since): the next start() of that task with the same key attaches to it instead. */
-void exec_slurm_adopt(Executor *ex, const char *task, int attempt, const char *job_id, const char *key_hex,
-		      const char *log_path, long long attempt_row);
 /* Builds the shell script text that runs job->task exactly as the local executor would;
  * malloc'd. Exposed for tests of the quoting. */
 char *exec_job_script(const Job *job, const char *workspace, const char *exit_path);

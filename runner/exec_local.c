@@ -10,7 +10,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -219,26 +218,6 @@ static int local_start(Executor *ex, Job *job)
 	}
 	exec_write_log_header(fd, job);
 
-	posix_spawnattr_t attr;
-	posix_spawn_file_actions_t fa;
-	posix_spawnattr_init(&attr);
-	posix_spawn_file_actions_init(&fa);
-	sigset_t none, defaults;
-	sigemptyset(&none);
-	sigemptyset(&defaults);
-	sigaddset(&defaults, SIGCHLD);
-	sigaddset(&defaults, SIGINT);
-	sigaddset(&defaults, SIGTERM);
-	sigaddset(&defaults, SIGHUP);
-	sigaddset(&defaults, SIGPIPE);
-	posix_spawnattr_setsigmask(&attr, &none);
-	posix_spawnattr_setsigdefault(&attr, &defaults);
-	posix_spawnattr_setpgroup(&attr, 0);
-	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-	posix_spawn_file_actions_adddup2(&fa, fd, 1);
-	posix_spawn_file_actions_adddup2(&fa, fd, 2);
-
 	const char *sh_argv[] = {"/bin/sh", "-c", t->shell, NULL};
 	char *const *argv = (char *const *)(t->shell ? sh_argv : t->argv);
 	if (!t->shell && !strcmp(t->argv[0], "@kiln")) { /* "@kiln" in a command: this kiln binary */
@@ -249,7 +228,9 @@ static int local_start(Executor *ex, Job *job)
 	Buf scratch = {0};
 	char **env = build_env(job, &scratch);
 	const char *program = resolve_program(argv[0], env);
-	int rc = program ? posix_spawn(&job->pid, program, &fa, &attr, argv, env) : ENOENT;
+	OsSpawn spawn = {.program = program, .argv = argv, .env = env, .stdin_null = 1, .out_fd = fd, .err_fd = fd,
+			 .new_group = 1};
+	int rc = program ? os_spawn(&spawn, &job->pid) : ENOENT;
 	char msg[512];
 	int n = rc == 0 ? 0
 			: snprintf(msg, sizeof msg, "kiln: cannot start %s: %s%s\n", argv[0], strerror(rc),
@@ -258,8 +239,6 @@ static int local_start(Executor *ex, Job *job)
 	if (argv != (char *const *)sh_argv && argv != (char *const *)t->argv)
 		free((void *)argv);
 	buf_free(&scratch);
-	posix_spawn_file_actions_destroy(&fa);
-	posix_spawnattr_destroy(&attr);
 	if (rc != 0) {
 		if (n >= (int)sizeof msg)
 			n = (int)sizeof msg - 1;
@@ -364,6 +343,8 @@ Executor *exec_local_new(void)
 {
 	Executor *ex = xcalloc(1, sizeof *ex);
 	ex->name = "local";
+	ex->title = "local";
+	ex->local_slots = 1;
 	ex->start = local_start;
 	ex->reap = local_reap;
 	ex->signal = local_signal;

@@ -5,18 +5,17 @@
  * back-off; a failing squeue (controller restart) is retried and never fails a job. */
 #define _GNU_SOURCE
 #include "exec.h"
+#include "../base/os.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-extern char **environ;
 
 typedef struct {
 	char *task, *job_id, *key, *log;
@@ -98,20 +97,9 @@ static int run_tool(char *const argv[], Buf *out, Buf *errout)
 		close(outp[0]), close(outp[1]);
 		return -1;
 	}
-	posix_spawn_file_actions_t fa;
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_adddup2(&fa, outp[1], 1);
-	posix_spawn_file_actions_adddup2(&fa, errp[1], 2);
-	posix_spawnattr_t attr;
-	posix_spawnattr_init(&attr);
-	sigset_t none;
-	sigemptyset(&none);
-	posix_spawnattr_setsigmask(&attr, &none);
-	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
 	pid_t pid;
-	int rc = posix_spawnp(&pid, argv[0], &fa, &attr, argv, environ);
-	posix_spawn_file_actions_destroy(&fa);
-	posix_spawnattr_destroy(&attr);
+	OsSpawn spawn = {.argv = argv, .out_fd = outp[1], .err_fd = errp[1]};
+	int rc = os_spawn(&spawn, &pid);
 	close(outp[1]);
 	close(errp[1]);
 	if (rc != 0) {
@@ -194,8 +182,9 @@ static int slurm_start(Executor *ex, Job *job)
 	int wrote = write_file_atomic(script_path, script, strlen(script));
 	free(script);
 	char *abs_log = job->log_path[0] == '/' ? xstrdup(job->log_path) : xasprintf("%s/%s", se->workspace, job->log_path);
-	char *args[64];
-	char *owned[32];
+	enum { FIXED_ARGS = 16 }; /* sbatch, its own flags and the script: 14 at most */
+	char **args = xmalloc((size_t)(FIXED_ARGS + se->cfg.recipe.nextra) * sizeof *args);
+	char *owned[FIXED_ARGS];
 	int n = 0, nowned = 0;
 #define OWN(x) (owned[nowned++] = (x))
 	args[n++] = "sbatch";
@@ -212,16 +201,16 @@ static int slurm_start(Executor *ex, Job *job)
 		args[n++] = OWN(xasprintf("--gres=gpu:%d", t->gpus));
 	if (t->timeout_sec > 0)
 		args[n++] = OWN(xasprintf("--time=%d", (int)((t->timeout_sec + 59) / 60)));
-	if (se->cfg.partition)
-		args[n++] = OWN(xasprintf("--partition=%s", se->cfg.partition));
-	if (se->cfg.account)
-		args[n++] = OWN(xasprintf("--account=%s", se->cfg.account));
-	if (se->cfg.qos)
-		args[n++] = OWN(xasprintf("--qos=%s", se->cfg.qos));
-	if (se->cfg.constraint)
-		args[n++] = OWN(xasprintf("--constraint=%s", se->cfg.constraint));
-	for (int i = 0; i < se->cfg.nextra && n < 60; i++)
-		args[n++] = (char *)se->cfg.extra[i];
+	if (se->cfg.recipe.partition)
+		args[n++] = OWN(xasprintf("--partition=%s", se->cfg.recipe.partition));
+	if (se->cfg.recipe.account)
+		args[n++] = OWN(xasprintf("--account=%s", se->cfg.recipe.account));
+	if (se->cfg.recipe.qos)
+		args[n++] = OWN(xasprintf("--qos=%s", se->cfg.recipe.qos));
+	if (se->cfg.recipe.constraint)
+		args[n++] = OWN(xasprintf("--constraint=%s", se->cfg.recipe.constraint));
+	for (int i = 0; i < se->cfg.recipe.nextra; i++)
+		args[n++] = (char *)se->cfg.recipe.extra[i];
 	args[n++] = script_path;
 	args[n] = NULL;
 #undef OWN
@@ -229,6 +218,7 @@ static int slurm_start(Executor *ex, Job *job)
 	int rc = wrote == 0 ? run_tool(args, &out, &err) : -1;
 	for (int i = 0; i < nowned; i++)
 		free(owned[i]);
+	free(args);
 	free(abs_log);
 	free(exit_path);
 	free(script_path);
@@ -380,6 +370,12 @@ static int slurm_has_room(Executor *ex)
 	return se->cfg.max_jobs <= 0 || se->nactive < se->cfg.max_jobs;
 }
 
+static int slurm_detach(Executor *ex, Job *job)
+{
+	(void)job;
+	return ((SlurmExec *)ex->impl)->cfg.detach;
+}
+
 static void slurm_destroy(Executor *ex)
 {
 	SlurmExec *se = ex->impl;
@@ -396,7 +392,7 @@ static void slurm_destroy(Executor *ex)
 	free(ex);
 }
 
-void exec_slurm_adopt(Executor *ex, const char *task, int attempt, const char *job_id, const char *key_hex,
+static void slurm_adopt(Executor *ex, const char *task, int attempt, const char *job_id, const char *key_hex,
 		      const char *log_path, long long attempt_row)
 {
 	SlurmExec *se = ex->impl;
@@ -423,12 +419,17 @@ Executor *exec_slurm_new(const SlurmConfig *cfg, Buf *err)
 	se->interval_ms = 100;
 	Executor *ex = xcalloc(1, sizeof *ex);
 	ex->name = "slurm";
+	ex->title = "Slurm";
+	ex->local_slots = 0;
+	ex->reattaches = 1;
+	ex->detach = slurm_detach;
 	ex->start = slurm_start;
 	ex->reap = slurm_reap;
 	ex->signal = slurm_signal;
 	ex->poll_ms = slurm_poll_ms;
 	ex->has_room = slurm_has_room;
 	ex->destroy = slurm_destroy;
+	ex->adopt = slurm_adopt;
 	ex->impl = se;
 	return ex;
 }

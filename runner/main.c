@@ -252,6 +252,7 @@ static Graph *load_graph_with(Options *o, Graph *g, Cache *c)
 	return g;
 }
 
+/* The one place that says where a task runs: its executor field, else --executor. */
 static int runs_on_slurm(const Options *o, const Task *t)
 {
 	return t->executor ? !strcmp(t->executor, "slurm") : o->executor && !strcmp(o->executor, "slurm");
@@ -292,7 +293,8 @@ static Cache *open_cache(Options *o, Graph *g, int readonly)
 static void adopt_job(void *ctx, int64_t id, const char *task, int attempt, const char *job_id, const char *key,
 		      const char *log)
 {
-	exec_slurm_adopt(ctx, task, attempt, job_id, key, log, id);
+	Executor *ex = ctx;
+	ex->adopt(ex, task, attempt, job_id, key, log, id);
 }
 
 static int verb_run(Options *o, int argc, char **argv)
@@ -336,8 +338,8 @@ static int verb_run(Options *o, int argc, char **argv)
 	for (int i = 0; i < g->ntasks; i++)
 		any_slurm |= g->tasks[i]->needed && runs_on_slurm(o, g->tasks[i]);
 	if (any_slurm) {
-		SlurmConfig sc = {g->slurm.partition, g->slurm.account, g->slurm.qos, g->slurm.constraint, g->slurm.extra,
-				  g->slurm.nextra, o->max_jobs, o->detach, run_id, KILN_DIR "/slurm"};
+		SlurmConfig sc = {.recipe = g->slurm, .max_jobs = o->max_jobs, .detach = o->detach, .run_id = run_id,
+				  .state_dir = KILN_DIR "/slurm"};
 		Buf serr = {0};
 		if (!(slurm = exec_slurm_new(&sc, &serr)))
 			fatal("%s", buf_str(&serr));
@@ -345,6 +347,10 @@ static int verb_run(Options *o, int argc, char **argv)
 	}
 	os_block_signals();
 	Executor *ex = exec_local_new();
+	Executor *executors[2] = {ex, slurm};
+	Executor **task_exec = xmalloc(((size_t)g->ntasks + 1) * sizeof *task_exec);
+	for (int i = 0; i < g->ntasks; i++) /* chosen once: the scheduler never asks */
+		task_exec[i] = slurm && runs_on_slurm(o, g->tasks[i]) ? slurm : ex;
 	SchedOptions so = {
 		.jobs = o->jobs ? o->jobs : os_cpu_count(),
 		.keep_going = o->keep_going,
@@ -353,10 +359,9 @@ static int verb_run(Options *o, int argc, char **argv)
 		.kill_grace_sec = o->kill_grace >= 0 ? o->kill_grace : 2,
 		.log_dir = KILN_DIR "/logs",
 		.gpus = gpus,
-		.exec = ex,
-		.slurm = slurm,
-		.slurm_default = o->executor && !strcmp(o->executor, "slurm"),
-		.detach = o->detach,
+		.executors = executors,
+		.nexecutors = slurm ? 2 : 1,
+		.task_exec = task_exec,
 		.cache = c,
 	};
 	SchedSummary sum;
@@ -372,6 +377,7 @@ static int verb_run(Options *o, int argc, char **argv)
 	ex->destroy(ex);
 	if (slurm)
 		slurm->destroy(slurm);
+	free(task_exec);
 	gpu_pool_free(gpus);
 	graph_free(g);
 	return rc;

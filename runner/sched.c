@@ -120,10 +120,6 @@ static void free_job(Job *job)
 	free(job);
 }
 
-static int on_slurm(const SchedOptions *o, const Task *t)
-{
-	return o->slurm && (t->executor ? !strcmp(t->executor, "slurm") : o->slurm_default);
-}
 
 /* t succeeded and its success is in the open batch: dependents may go on; the "ok" line
  * waits for the commit (see settle_commit). */
@@ -227,13 +223,13 @@ static void push_runnable(Run *r, Task *t)
 static int try_start(Run *r, Task *t)
 {
 	const SchedOptions *o = r->o;
-	int slurm = on_slurm(o, t);
+	Executor *ex = o->task_exec[t->index];
+	int local = ex->local_slots;
 	int cpus = t->cpus < o->cpus ? t->cpus : o->cpus;
 	int ids[64];
-	if (slurm) {
-		if (o->slurm->has_room && !o->slurm->has_room(o->slurm))
-			return 0;
-	} else {
+	if (ex->has_room && !ex->has_room(ex))
+		return 0;
+	if (local) {
 		if (r->free_jobs < 1 || cpus > r->free_cpus || t->mem_mib > r->free_mem)
 			return 0;
 		if (t->gpus > 0 && gpu_lease(o->gpus, t->gpus, t->gpu_mem_mib, ids) != 0) {
@@ -249,10 +245,10 @@ static int try_start(Run *r, Task *t)
 	job->env = xcalloc(6, sizeof(char *));
 	job->env[nenv++] = xasprintf("KILN_TASK=%s", t->name);
 	job->env[nenv++] = xasprintf("KILN_ATTEMPT=%d", job->attempt);
-	job->ex = slurm ? o->slurm : o->exec;
+	job->ex = ex;
 	job->grace_ns = (int64_t)(o->kill_grace_sec * 1e9);
 	cache_key_hex(o->cache, t, job->key);
-	if (t->gpus > 0 && !slurm) {
+	if (t->gpus > 0 && local) {
 		size_t len = 0;
 		for (int i = 0; i < t->gpus; i++)
 			len += (size_t)snprintf(job->gpu_list + len, sizeof job->gpu_list - len, "%s%d", i ? "," : "", ids[i]);
@@ -260,7 +256,7 @@ static int try_start(Run *r, Task *t)
 		/* NVML and nvidia-smi count in PCI order; CUDA's default order may differ */
 		job->env[nenv++] = xstrdup("CUDA_DEVICE_ORDER=PCI_BUS_ID");
 	}
-	if (t->timeout_sec > 0 && !slurm) /* Slurm enforces --time itself */
+	if (t->timeout_sec > 0 && local) /* otherwise the executor's system enforces it (Slurm: --time) */
 		job->deadline_ns = now_mono_ns() + (int64_t)(t->timeout_sec * 1e9);
 	if (t->argc && !strcmp(t->argv[0], "@kiln")) {
 		settle_commit(r, 1); /* kiln itself reads the state from the task: show it all */
@@ -270,7 +266,7 @@ static int try_start(Run *r, Task *t)
 	cache_clear_outputs(o->cache, t);
 	for (int i = 0; i < t->noutputs; i++)
 		mkdirs_parent(t->outputs[i]);
-	if (!slurm) {
+	if (local) {
 		r->free_jobs--;
 		r->free_cpus -= cpus;
 		r->free_mem -= t->mem_mib;
@@ -284,10 +280,11 @@ static int try_start(Run *r, Task *t)
 	if (job->adopted) {
 		t->attempt = job->attempt;
 		r->attempt_ids[t->index] = job->attempt_row;
-		status_print(&r->st, "note", "%s: attached to Slurm job %s, submitted by an earlier kiln", t->name, job->job_id);
+		status_print(&r->st, "note", "%s: attached to %s job %s, started by an earlier kiln", t->name, ex->title,
+			     job->job_id);
 	} else {
 		r->attempt_ids[t->index] = cache_attempt_started(o->cache, t, job->attempt, (int)job->pid, job->gpu_list,
-								 job->log_path, job->job_id, slurm ? job->key : NULL);
+								 job->log_path, job->job_id, ex->reattaches ? job->key : NULL);
 	}
 	return 1;
 }
@@ -295,7 +292,7 @@ static int try_start(Run *r, Task *t)
 static void release(Run *r, Job *job)
 {
 	const Task *t = job->task;
-	if (job->ex == r->o->exec) {
+	if (job->ex->local_slots) {
 		r->free_jobs++;
 		r->free_cpus += t->cpus < r->o->cpus ? t->cpus : r->o->cpus;
 		r->free_mem += t->mem_mib;
@@ -375,9 +372,10 @@ static void stop_all(Run *r, int sig)
 	for (Job *j = r->running, *next; j; j = next) {
 		next = j->next;
 		j->interrupted = 1;
-		if (r->o->detach && j->ex == r->o->slurm) {
+		if (j->ex->detach && j->ex->detach(j->ex, j)) {
 			/* --detach: the job runs on; its attempt stays open for the next kiln */
-			status_print(&r->st, "note", "%s: left running as Slurm job %s (--detach)", j->task->name, j->job_id);
+			status_print(&r->st, "note", "%s: left running as %s job %s (--detach)", j->task->name, j->ex->title,
+				     j->job_id);
 			release(r, j);
 			j->task->state = TS_SKIPPED;
 			continue;
@@ -421,9 +419,12 @@ static int wait_timeout_ms(const Run *r)
 		ms = 1000;
 	if (r->st.tty && (ms < 0 || ms > 1000))
 		ms = 1000;
-	int poll = r->o->slurm && r->o->slurm->poll_ms ? r->o->slurm->poll_ms(r->o->slurm) : -1;
-	if (poll >= 0 && (ms < 0 || poll < ms))
-		ms = poll;
+	for (int i = 0; i < r->o->nexecutors; i++) {
+		Executor *ex = r->o->executors[i];
+		int poll = ex->poll_ms ? ex->poll_ms(ex) : -1;
+		if (poll >= 0 && (ms < 0 || poll < ms))
+			ms = poll;
+	}
 	return ms;
 }
 
@@ -441,7 +442,7 @@ static void check_ready(Run *r)
 		}
 		Task *t = r->ready[r->ready_head++];
 		r->ready_len--;
-		if (t->gpus > 0 && gpu_count(o->gpus) == 0 && !on_slurm(o, t)) {
+		if (t->gpus > 0 && gpu_count(o->gpus) == 0 && o->task_exec[t->index]->local_slots) {
 			task_failed(r, t, "needs a GPU but none is known: no NVML driver was found; name devices with --gpus 0,1", NULL);
 			continue;
 		}
@@ -596,12 +597,10 @@ int sched_run(Graph *g, const SchedOptions *o, SchedSummary *sum)
 		}
 		r.start_failures_pending = 0;
 		int n;
-		while ((n = o->exec->reap(o->exec, ended, 64)) > 0)
-			for (int i = 0; i < n; i++)
-				job_ended(&r, ended[i]);
-		while (o->slurm && (n = o->slurm->reap(o->slurm, ended, 64)) > 0)
-			for (int i = 0; i < n; i++)
-				job_ended(&r, ended[i]);
+		for (int e = 0; e < o->nexecutors; e++)
+			while ((n = o->executors[e]->reap(o->executors[e], ended, 64)) > 0)
+				for (int i = 0; i < n; i++)
+					job_ended(&r, ended[i]);
 		check_clocks(&r);
 	}
 	settle_commit(&r, 1);

@@ -18,10 +18,9 @@ typedef struct {
 	double kill_grace_sec;/* SIGTERM → SIGKILL delay for timeouts and stops */
 	const char *log_dir;  /* e.g. ".kiln/logs" */
 	GpuPool *gpus;
-	Executor *exec;       /* local */
-	Executor *slurm;      /* NULL unless some task runs on Slurm */
-	int slurm_default;    /* --executor slurm: tasks without executor = ... go there */
-	int detach;           /* on a stop, leave Slurm jobs running (the next run re-attaches) */
+	Executor **executors; /* every executor some needed task uses */
+	int nexecutors;
+	Executor **task_exec; /* per task index: the executor chosen for it (once, by the caller) */
 	Cache *cache;
 } SchedOptions;
 

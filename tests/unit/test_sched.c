@@ -99,12 +99,19 @@ static int run(Graph *g, int jobs, int keep_going, SchedSummary *sum)
 	CHECK(c != NULL);
 	char e[128];
 	GpuPool *gpus = gpu_pool_from_list("0,1,2", e, sizeof e);
-	Executor ex = {.name = "fake", .start = fake_start, .reap = fake_reap, .signal = fake_signal, .poll_ms = NULL};
+	Executor ex = {.name = "fake", .local_slots = 1, .start = fake_start, .reap = fake_reap, .signal = fake_signal};
+	Executor *executors[] = {&ex};
+	Executor **task_exec = xmalloc((size_t)g->ntasks * sizeof *task_exec);
+	for (int i = 0; i < g->ntasks; i++)
+		task_exec[i] = &ex;
 	SchedOptions o = {.jobs = jobs, .keep_going = keep_going, .cpus = fake.cap_cpus, .mem_mib = fake.cap_mem,
-			  .log_dir = kdir, .gpus = gpus, .exec = &ex, .cache = c};
+			  .log_dir = kdir, .gpus = gpus, .executors = executors, .nexecutors = 1, .task_exec = task_exec,
+			  .cache = c};
 	int rc = sched_run(g, &o, sum);
 	cache_close(c);
 	gpu_pool_free(gpus);
+	free(task_exec);
+	remove_tree(dir); /* no temp dirs left behind */
 	free(kdir);
 	buf_free(&err);
 	return rc;
