@@ -75,8 +75,8 @@ Cache *cache_open(const char *kiln_dir, Graph *g, const CacheOptions *opt, Buf *
 	c->g = g;
 	c->opt = *opt;
 	c->lock_fd = -1;
-	c->generation = 1;
 	c->objects_dir = xasprintf("%s/objects", kiln_dir);
+	c->store = store_open(c->objects_dir);
 	if (!opt->readonly) {
 		if (mkdirs(kiln_dir, 0777) != 0) {
 			buf_printf(err, "cannot create %s: %s", kiln_dir, strerror(errno));
@@ -122,7 +122,7 @@ void cache_close(Cache *c)
 		}
 	if (c->store_queue && store_queue_finish(c->store_queue) > 0)
 		warn("some outputs could not be kept in the store (%s): they cannot be restored later", c->objects_dir);
-	store_close();
+	store_free(c->store);
 	int clean = state_close(c->state) == 0;
 	if (c->lock_fd >= 0) {
 		if (clean && ftruncate(c->lock_fd, 0) != 0) /* "this kiln exited cleanly" */
@@ -270,7 +270,7 @@ static char *build_components(Cache *c, Task *t)
 			for (int o = 0; o < producer->noutputs && !exact; o++)
 				exact = pc->out_memo[o] == m;
 			if (!exact)
-				m->generation = m->stat_generation = 0;
+				m->hashed = m->statted = 0;
 		}
 		if (pc && pc->will_run)
 			strcpy(hex, "pending"); /* a dry plan: its producer runs first */
@@ -339,7 +339,7 @@ static int settle_outputs(Cache *c, Task *t, const Hash *want, int dry, Buf *rea
 			state[i] = 'm';
 		if (state[i]) {
 			bad++;
-			if (!store_has(c->objects_dir, want[i]))
+			if (!store_has(c->store, want[i]))
 				missing_in_store++;
 			if (!reason->len)
 				buf_printf(reason, "output %s was %s", t->outputs[i], state[i] == 'd' ? "deleted" : "modified");
@@ -354,7 +354,7 @@ static int settle_outputs(Cache *c, Task *t, const Hash *want, int dry, Buf *rea
 		if (state[i]) {
 			task_cache(c, t)->rewrote = 1;
 			forget_path(c, t->outputs[i]);
-			if (store_restore(c->objects_dir, want[i], t->outputs[i]) != 0) {
+			if (store_restore(c->store, want[i], t->outputs[i]) != 0) {
 				if (errno == EBADMSG)
 					buf_printf(reason, "; the stored copy of %s is damaged (its content no longer matches "
 							   "its hash) and was dropped from the store", t->outputs[i]);
@@ -470,7 +470,7 @@ int cache_record_success(Cache *c, Task *t, Buf *err)
 			StoreQueue *q = cache_store_queue(c);
 			if (q)
 				store_queue_put(q, t->outputs[i], tc->out_hashes[i]);
-			else if (store_put(c->objects_dir, t->outputs[i], tc->out_hashes[i]) != 0)
+			else if (store_put(c->store, t->outputs[i], tc->out_hashes[i]) != 0)
 				warn("could not keep %s in the store: %s", t->outputs[i], strerror(errno));
 		}
 		hash_hex(tc->out_hashes[i], hex);
@@ -525,6 +525,7 @@ State *cache_state(Cache *c)
 	return c->state;
 }
 const char *cache_objects_dir(Cache *c) { return c->objects_dir; }
+Store *cache_store(Cache *c) { return c->store; }
 int64_t cache_run_id(Cache *c) { return c->run_id; }
 
 void cache_put_metrics(Cache *c, const Task *t, const Metrics *m)

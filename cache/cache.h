@@ -29,6 +29,10 @@ enum Verdict {
  * recipe: the two overlap. g's tasks may be added after this call. */
 Cache *cache_open(const char *kiln_dir, Graph *g, const CacheOptions *opt, Buf *err);
 void cache_close(Cache *c);
+/* Waits until the state is open (the loader may still be stat'ing files): 0, or -1 with
+ * why in err (a database that cannot be opened or read). Every function below requires a
+ * successful cache_loaded(); cache_open's caller calls it once the recipe has loaded. */
+int cache_loaded(Cache *c, Buf *err);
 
 /* An InputExists for graph_resolve (ctx: the Cache): stats once, and hashing reuses it. */
 int cache_input_exists(void *cache, Task *t, int input);

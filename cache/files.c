@@ -20,7 +20,7 @@
 #include "state.h"
 #include "store.h"
 
-static int stat_once(Cache *c, Memo *m);
+static int stat_once(Memo *m);
 static int hash_dir(Cache *c, const char *path, Hash *out);
 static void bind_tasks_now(Cache *c);
 static void load_memo(void *ctx, const FileMemo *fm);
@@ -36,7 +36,7 @@ static void share_stats(Cache *c)
 			return;
 		size_t to = from + CHUNK < c->nto_stat ? from + CHUNK : c->nto_stat;
 		for (size_t i = from; i < to; i++)
-			stat_once(c, c->to_stat[i]);
+			stat_once(c->to_stat[i]);
 	}
 }
 
@@ -64,11 +64,26 @@ static void finish_loading(Cache *c, int bind)
 	free(c->to_stat);
 	c->to_stat = NULL;
 	trace_mark("loader joined");
-	if (!c->state) /* reported here, at the first use: cache_open returned before the open */
-		fatal("%s", buf_str(&c->open_error));
+	if (!c->state) { /* a caller that skipped cache_loaded(): a bug in kiln, not in the recipe */
+		fprintf(stderr, "kiln: internal error: the state is used though it did not open: %s\n",
+			buf_str(&c->open_error));
+		abort();
+	}
 }
 
 void cache_ready(Cache *c) { finish_loading(c, 0); }
+
+int cache_loaded(Cache *c, Buf *err)
+{
+	pthread_mutex_lock(&c->loaded_lock);
+	while (!c->loaded)
+		pthread_cond_wait(&c->loaded_cond, &c->loaded_lock);
+	pthread_mutex_unlock(&c->loaded_lock);
+	if (c->state)
+		return 0;
+	buf_puts(err, buf_str(&c->open_error));
+	return -1;
+}
 
 /* A zeroed memo entry with its path stored right behind it: a look-up that compares the
  * path then finds the entry in the same cache line. */
@@ -233,8 +248,8 @@ static int hash_dir_collect(Cache *c, const char *path, Hash *out, TreeCollector
 			/* stat the entries afresh: a task may have rewritten them since this command
 			 * (or the loader) last looked, and nothing else forgets paths inside a directory */
 			Memo *m = memo_entry(c, child);
-			m->generation = m->stat_generation = 0;
-			int isdir = stat_once(c, m) == 0 && m->s_isdir;
+			m->hashed = m->statted = 0;
+			int isdir = stat_once(m) == 0 && m->s_isdir;
 			int rc = col && isdir ? hash_dir_collect(c, child, &h, col) : hash_memo(c, m, &h);
 			if (rc == 0)
 				hash_hex(h, hex);
@@ -296,12 +311,12 @@ Memo *memo_entry(Cache *c, const char *path)
 }
 
 /* stat() once per command: the answer is kept on the memo entry. */
-static int stat_once(Cache *c, Memo *m)
+static int stat_once(Memo *m)
 {
-	if (m->stat_generation == c->generation)
+	if (m->statted)
 		return m->s_size >= 0 ? 0 : -1;
 	struct stat st;
-	m->stat_generation = c->generation;
+	m->statted = 1;
 	if (stat(m->m.path, &st) != 0) {
 		m->s_size = -1;
 		return -1;
@@ -321,7 +336,7 @@ static int stat_once(Cache *c, Memo *m)
 void bind_tasks(Cache *c) { finish_loading(c, 1); }
 
 /* Memo entries worked on by parallel_for: stat_one and prehash_one touch only their own
- * entry, and read nothing in c but the generation. */
+ * entry, and read nothing in c. */
 typedef struct {
 	Cache *c;
 	Memo **memo;
@@ -330,7 +345,7 @@ typedef struct {
 static void stat_one(void *ctx, size_t i)
 {
 	MemoJob *job = ctx;
-	stat_once(job->c, job->memo[i]);
+	stat_once(job->memo[i]);
 }
 
 static void bind_tasks_now(Cache *c)
@@ -400,7 +415,7 @@ int cache_input_exists(void *cache, Task *t, int input)
 	Cache *c = cache;
 	bind_tasks(c);
 	TaskCache *tc = task_cache(c, t);
-	return stat_once(c, tc->in_memo ? tc->in_memo[input] : memo_entry(c, t->inputs[input])) == 0;
+	return stat_once(tc->in_memo ? tc->in_memo[input] : memo_entry(c, t->inputs[input])) == 0;
 }
 
 /* Whether this command's stat of m matches the memo, outside the racy window. */
@@ -420,7 +435,7 @@ static void prehash_one(void *ctx, size_t i)
 	if (hash_file(m->m.path, &h) != 0)
 		return; /* cache_check tries again and reports it */
 	m->m = (FileMemo){m->m.path, m->s_size, m->s_mtime, m->s_ino, m->s_ctime, wall_ns(), h};
-	m->generation = job->c->generation;
+	m->hashed = 1;
 	m->prehashed = 1;
 }
 
@@ -442,11 +457,10 @@ void cache_prepare(Cache *c)
 			continue;
 		for (int j = 0; j < t->ninputs; j++) {
 			Memo *m = tc->in_memo[j];
-			if ((t->input_producers && t->input_producers[j]) || m->queued == c->generation ||
-			    m->generation == c->generation)
+			if ((t->input_producers && t->input_producers[j]) || m->queued || m->hashed)
 				continue;
-			m->queued = c->generation;
-			if (stat_once(c, m) != 0 || !S_ISREG(m->s_mode) || memo_current(m))
+			m->queued = 1;
+			if (stat_once(m) != 0 || !S_ISREG(m->s_mode) || memo_current(m))
 				continue;
 			if (n == cap)
 				list = xrealloc(list, (cap = cap ? cap * 2 : 256) * sizeof *list);
@@ -468,25 +482,25 @@ int hash_path(Cache *c, const char *path, Hash *out) { return hash_memo(c, memo_
 int hash_memo(Cache *c, Memo *m, Hash *out)
 {
 	const char *path = m->m.path;
-	if (m->generation == c->generation) {
+	if (m->hashed) {
 		*out = m->m.hash;
 		return 0;
 	}
-	if (stat_once(c, m) != 0)
+	if (stat_once(m) != 0)
 		return -1;
 	if (m->s_isdir)
 		return hash_dir(c, path, out);
 	if (!S_ISREG(m->s_mode))
 		return -1; /* a fifo or a device has no content to hash (and opening a fifo waits) */
 	if (memo_current(m)) {
-		m->generation = c->generation;
+		m->hashed = 1;
 		*out = m->m.hash;
 		return 0;
 	}
 	if (hash_file(path, out) != 0)
 		return -1;
 	m->m = (FileMemo){m->m.path, m->s_size, m->s_mtime, m->s_ino, m->s_ctime, wall_ns(), *out};
-	m->generation = c->generation;
+	m->hashed = 1;
 	if (!c->opt.readonly)
 		state_put_memo(c->state, &m->m);
 	return 0;
@@ -497,5 +511,5 @@ void forget_path(Cache *c, const char *path)
 {
 	Memo *m = strmap_get(&c->memo, path);
 	if (m)
-		m->generation = m->stat_generation = 0;
+		m->hashed = m->statted = 0;
 }

@@ -21,9 +21,11 @@ typedef struct {
 
 typedef struct {
 	FileMemo m;
-	unsigned generation;      /* == Cache.generation: hash checked during this command */
-	unsigned stat_generation; /* == Cache.generation: st_* below are this command's stat */
-	unsigned queued;          /* == Cache.generation: in cache_prepare's list already */
+	/* A Cache lives for one command, so these say "during this command" (bytes, not bit
+	 * fields: threads that stat and hash different entries must not share a word): */
+	unsigned char hashed;     /* the hash below is checked */
+	unsigned char statted;    /* s_* below are this command's stat */
+	unsigned char queued;     /* in cache_prepare's list already */
 	int prehashed;            /* cache_prepare hashed it: the state needs the new entry */
 	int64_t s_size, s_mtime, s_ino, s_ctime;
 	int s_isdir;
@@ -45,11 +47,11 @@ struct Cache {
 	State *state;
 	CacheOptions opt;
 	char *objects_dir;
+	Store *store;            /* this thread's look-ups in the store */
 	Arena arena;
 	StrMap memo;  /* path -> Memo* */
 	StrMap last;  /* task name -> LastSuccess* */
 	int bound;    /* bind_tasks() ran */
-	unsigned generation;
 	int lock_fd;
 	int unclean;  /* the lock file named a kiln that did not exit cleanly */
 	int64_t run_id;
@@ -93,6 +95,7 @@ void forget_path(Cache *c, const char *path);
 
 State *cache_state(Cache *c);
 const char *cache_objects_dir(Cache *c);
+Store *cache_store(Cache *c);
 int64_t cache_run_id(Cache *c);
 
 #endif

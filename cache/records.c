@@ -141,7 +141,7 @@ static void keep_hash(void *ctx, Hash h)
 static int is_kept(void *ctx, const char *hex) { return strmap_get(ctx, hex) != NULL; }
 
 typedef struct {
-	const char *objects;
+	Store *store;
 	StrMap keep;
 } GcScan;
 
@@ -150,12 +150,12 @@ static void keep_output(void *ctx, Hash h)
 {
 	GcScan *scan = ctx;
 	keep_hash(&scan->keep, h);
-	store_tree_walk(scan->objects, h, keep_hash, &scan->keep);
+	store_tree_walk(scan->store, h, keep_hash, &scan->keep);
 }
 
 int cache_gc(Cache *c, long long *bytes_freed)
 {
-	GcScan scan = {cache_objects_dir(c), {0}};
+	GcScan scan = {cache_store(c), {0}};
 	state_each_output_hash(cache_state(c), keep_output, &scan);
 	StrMap keep = scan.keep;
 	int removed = 0;
@@ -190,7 +190,7 @@ int cache_gc(Cache *c, long long *bytes_freed)
 	}
 	if (top)
 		closedir(top);
-	removed += store_gc_pack(objects, is_kept, &keep, bytes_freed);
+	removed += store_gc_pack(cache_store(c), is_kept, &keep, bytes_freed);
 	const char *key;
 	for (size_t i = 0; strmap_next(&keep, &i, &key, NULL);)
 		free((char *)key);

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <sqlite3.h>
@@ -50,63 +51,79 @@ static sqlite3 *pack_open(const char *objects_dir, int create)
 	return db;
 }
 
-/* The main thread's connection to the pack, opened on first use. */
-static sqlite3 *reader_db;
-static char *reader_dir;
+/* The caller's view of the store: its directory and a connection to the pack with its
+ * look-ups prepared once, opened on first use (a no-op run never needs it). */
+struct Store {
+	char *dir;
+	sqlite3 *db;
+	sqlite3_stmt *object, *tree, *drop;
+};
 
-static sqlite3 *pack_reader(const char *objects_dir)
+Store *store_open(const char *objects_dir)
 {
-	if (reader_db && strcmp(reader_dir, objects_dir) == 0)
-		return reader_db;
-	if (reader_db)
-		sqlite3_close(reader_db);
-	free(reader_dir);
-	reader_dir = xstrdup(objects_dir);
-	reader_db = pack_open(objects_dir, 0);
-	return reader_db;
+	Store *st = xcalloc(1, sizeof *st);
+	st->dir = xstrdup(objects_dir);
+	return st;
 }
 
-void store_close(void)
+void store_free(Store *st)
 {
-	sqlite3_close(reader_db);
-	reader_db = NULL;
-	free(reader_dir);
-	reader_dir = NULL;
+	if (!st)
+		return;
+	sqlite3_finalize(st->object);
+	sqlite3_finalize(st->tree);
+	sqlite3_finalize(st->drop);
+	sqlite3_close(st->db);
+	free(st->dir);
+	free(st);
 }
 
-/* Runs fn(row data, size) for the packed object h; returns 1 if it exists. */
-static int pack_get(const char *objects_dir, Hash h, const void **data, int *size, sqlite3_stmt **st)
+const char *store_dir(const Store *st) { return st->dir; }
+
+/* The pack connection, or NULL when there is no pack yet. */
+static sqlite3 *pack_reader(Store *st)
 {
-	sqlite3 *db = pack_reader(objects_dir);
-	if (!db)
-		return 0;
+	if (!st->db) { /* none yet: the store's writer may create it during the run */
+		if ((st->db = pack_open(st->dir, 0)) &&
+		    (sqlite3_prepare_v2(st->db, "SELECT data FROM objects WHERE hash = ?1", -1, &st->object, NULL) ||
+		     sqlite3_prepare_v2(st->db, "SELECT listing FROM trees WHERE hash = ?1", -1, &st->tree, NULL) ||
+		     sqlite3_prepare_v2(st->db, "DELETE FROM objects WHERE hash = ?1", -1, &st->drop, NULL))) {
+			sqlite3_finalize(st->object);
+			sqlite3_finalize(st->tree);
+			st->object = st->tree = NULL;
+			sqlite3_close(st->db);
+			st->db = NULL;
+		}
+	}
+	return st->db;
+}
+
+static sqlite3_stmt *bound(sqlite3_stmt *q, Hash h)
+{
 	char hex[33];
 	hash_hex(h, hex);
-	if (sqlite3_prepare_v2(db, "SELECT data FROM objects WHERE hash = ?1", -1, st, NULL) != SQLITE_OK)
+	sqlite3_reset(q);
+	sqlite3_bind_text(q, 1, hex, 32, SQLITE_TRANSIENT);
+	return q;
+}
+
+/* The packed object h: 1 with its bytes (valid until the next look-up), or 0. */
+static int pack_get(Store *st, Hash h, const void **data, int *size)
+{
+	if (!pack_reader(st) || sqlite3_step(bound(st->object, h)) != SQLITE_ROW)
 		return 0;
-	sqlite3_bind_text(*st, 1, hex, 32, SQLITE_TRANSIENT);
-	if (sqlite3_step(*st) != SQLITE_ROW) {
-		sqlite3_finalize(*st);
-		*st = NULL;
-		return 0;
-	}
-	*data = sqlite3_column_blob(*st, 0);
-	*size = sqlite3_column_bytes(*st, 0);
+	*data = sqlite3_column_blob(st->object, 0);
+	*size = sqlite3_column_bytes(st->object, 0);
 	return 1;
 }
 
 /* The listing of tree h (malloc'd), or NULL when h is no stored tree. */
-static char *tree_get(const char *objects_dir, Hash h)
+static char *tree_get(Store *st, Hash h)
 {
-	sqlite3 *db = pack_reader(objects_dir);
-	sqlite3_stmt *st;
-	if (!db || sqlite3_prepare_v2(db, "SELECT listing FROM trees WHERE hash = ?1", -1, &st, NULL) != SQLITE_OK)
+	if (!pack_reader(st) || sqlite3_step(bound(st->tree, h)) != SQLITE_ROW)
 		return NULL;
-	char hex[33];
-	hash_hex(h, hex);
-	sqlite3_bind_text(st, 1, hex, 32, SQLITE_TRANSIENT);
-	char *listing = sqlite3_step(st) == SQLITE_ROW ? xstrdup((const char *)sqlite3_column_text(st, 0)) : NULL;
-	sqlite3_finalize(st);
+	char *listing = xstrdup((const char *)sqlite3_column_text(st->tree, 0));
+	sqlite3_reset(st->tree);
 	return listing;
 }
 
@@ -154,16 +171,16 @@ int store_tree_hash(const char *listing, Hash *out)
 	return rc;
 }
 
-int store_tree_walk(const char *objects_dir, Hash h, void (*fn)(void *ctx, Hash h), void *ctx)
+int store_tree_walk(Store *st, Hash h, void (*fn)(void *ctx, Hash h), void *ctx)
 {
-	char *listing = tree_get(objects_dir, h);
+	char *listing = tree_get(st, h);
 	if (!listing)
 		return 0;
 	TreeEntry e;
 	for (const char *p = listing; next_entry(&p, &e) > 0;) {
 		fn(ctx, e.hash);
 		if (e.kind == 'd')
-			store_tree_walk(objects_dir, e.hash, fn, ctx);
+			store_tree_walk(st, e.hash, fn, ctx);
 	}
 	free(listing);
 	return 1;
@@ -176,24 +193,23 @@ char *store_object_path(const char *objects_dir, Hash h)
 	return xasprintf("%s/%.2s/%s", objects_dir, hex, hex + 2);
 }
 
-int store_has(const char *objects_dir, Hash h)
+int store_has(Store *st, Hash h)
 {
-	char *p = store_object_path(objects_dir, h);
+	char *p = store_object_path(st->dir, h);
 	int ok = access(p, F_OK) == 0;
 	free(p);
 	const void *data;
 	int size;
-	sqlite3_stmt *st = NULL;
-	if (!ok && pack_get(objects_dir, h, &data, &size, &st)) {
+	if (!ok && pack_get(st, h, &data, &size)) {
 		ok = 1;
-		sqlite3_finalize(st);
+		sqlite3_reset(st->object);
 	}
-	char *listing = ok ? NULL : tree_get(objects_dir, h);
+	char *listing = ok ? NULL : tree_get(st, h);
 	if (listing) { /* a tree: restorable when every entry is */
 		TreeEntry e;
 		int rc;
 		const char *at = listing;
-		while ((rc = next_entry(&at, &e)) > 0 && store_has(objects_dir, e.hash))
+		while ((rc = next_entry(&at, &e)) > 0 && store_has(st, e.hash))
 			;
 		ok = rc == 0;
 		free(listing);
@@ -222,7 +238,7 @@ int store_copy_file(const char *src, const char *dst)
 		while (left > 0) {
 			ssize_t n = copy_file_range(in, NULL, out, NULL, (size_t)left, 0);
 			if (n < 0 && (errno == EXDEV || errno == ENOSYS || errno == EINVAL || errno == EOPNOTSUPP)) {
-				static char buf[1 << 16];
+				char buf[1 << 14]; /* the rare file system without copy_file_range */
 				n = read(in, buf, sizeof buf);
 				if (n > 0 && write(out, buf, (size_t)n) != n)
 					n = -1;
@@ -241,11 +257,18 @@ int store_copy_file(const char *src, const char *dst)
 	return rc;
 }
 
+/* A name beside path that no other copy uses: pid, and a counter shared by this
+ * process's threads (the store's writer and the main thread both make them). */
+static char *temp_name(const char *path)
+{
+	static _Atomic unsigned counter;
+	return xasprintf("%s.kiln-tmp.%d.%u", path, (int)getpid(), counter++);
+}
+
 /* Copies src to a temp name beside dst, then renames it over dst. */
 static int copy_atomic(const char *src, const char *dst)
 {
-	static unsigned counter;
-	char *tmp = xasprintf("%s.kiln-tmp.%d.%u", dst, (int)getpid(), counter++);
+	char *tmp = temp_name(dst);
 	int rc = store_copy_file(src, tmp);
 	if (rc == 0)
 		rc = rename(tmp, dst);
@@ -255,9 +278,9 @@ static int copy_atomic(const char *src, const char *dst)
 	return rc;
 }
 
-int store_put(const char *objects_dir, const char *path, Hash h)
+int store_put(Store *st, const char *path, Hash h)
 {
-	char *obj = store_object_path(objects_dir, h);
+	char *obj = store_object_path(st->dir, h);
 	int rc = 0;
 	if (access(obj, F_OK) != 0) {
 		mkdirs_parent(obj);
@@ -268,7 +291,7 @@ int store_put(const char *objects_dir, const char *path, Hash h)
 }
 
 /* Builds tree h as a new directory at dest (which must not exist). */
-static int restore_tree(const char *objects_dir, const char *listing, const char *dest)
+static int restore_tree(Store *st, const char *listing, const char *dest)
 {
 	if (mkdir(dest, 0777) != 0)
 		return -1;
@@ -278,9 +301,8 @@ static int restore_tree(const char *objects_dir, const char *listing, const char
 		if (strchr(e.name, '/') || !strcmp(e.name, ".") || !strcmp(e.name, ".."))
 			return -1; /* a listing names entries of one directory, nothing else */
 		char *child = xasprintf("%s/%s", dest, e.name);
-		char *sub = e.kind == 'd' ? tree_get(objects_dir, e.hash) : NULL;
-		int ok = e.kind == 'd' ? sub && restore_tree(objects_dir, sub, child) == 0
-				       : store_restore(objects_dir, e.hash, child) == 0;
+		char *sub = e.kind == 'd' ? tree_get(st, e.hash) : NULL;
+		int ok = e.kind == 'd' ? sub && restore_tree(st, sub, child) == 0 : store_restore(st, e.hash, child) == 0;
 		ok = ok && chmod(child, e.mode & 07777) == 0;
 		free(sub);
 		free(child);
@@ -291,43 +313,37 @@ static int restore_tree(const char *objects_dir, const char *listing, const char
 }
 
 /* Drops object h from the store (its file and its packed row): it is damaged. */
-static void drop_object(const char *objects_dir, Hash h)
+static void drop_object(Store *st, Hash h)
 {
-	char *obj = store_object_path(objects_dir, h);
+	char *obj = store_object_path(st->dir, h);
 	unlink(obj);
 	free(obj);
-	sqlite3 *db = pack_reader(objects_dir);
-	sqlite3_stmt *st;
-	if (db && sqlite3_prepare_v2(db, "DELETE FROM objects WHERE hash = ?1", -1, &st, NULL) == SQLITE_OK) {
-		char hex[33];
-		hash_hex(h, hex);
-		sqlite3_bind_text(st, 1, hex, 32, SQLITE_TRANSIENT);
-		sqlite3_step(st);
-		sqlite3_finalize(st);
+	if (pack_reader(st)) {
+		sqlite3_step(bound(st->drop, h));
+		sqlite3_reset(st->drop);
 	}
 }
 
-static int damaged(const char *objects_dir, Hash h)
+static int damaged(Store *st, Hash h)
 {
-	drop_object(objects_dir, h);
+	drop_object(st, h);
 	errno = EBADMSG;
 	return -1;
 }
 
-int store_restore(const char *objects_dir, Hash h, const char *dest)
+int store_restore(Store *st, Hash h, const char *dest)
 {
-	char *listing = tree_get(objects_dir, h);
+	char *listing = tree_get(st, h);
 	if (listing) { /* a directory: built beside dest, then swapped in */
 		Hash listed;
 		if (store_tree_hash(listing, &listed) != 0 || !hash_equal(listed, h)) {
 			free(listing);
-			return damaged(objects_dir, h);
+			return damaged(st, h);
 		}
-		static unsigned counter;
-		char *tmp = xasprintf("%s.kiln-tmp.%d.%u", dest, (int)getpid(), counter++);
+		char *tmp = temp_name(dest);
 		mkdirs_parent(dest);
 		remove_tree(tmp);
-		int rc = restore_tree(objects_dir, listing, tmp);
+		int rc = restore_tree(st, listing, tmp);
 		int saved = errno;
 		if (rc == 0 && remove_tree(dest) == 0 && rename(tmp, dest) == 0)
 			rc = 0;
@@ -344,24 +360,22 @@ int store_restore(const char *objects_dir, Hash h, const char *dest)
 	mkdirs_parent(dest);
 	const void *data;
 	int size;
-	sqlite3_stmt *st = NULL;
-	if (pack_get(objects_dir, h, &data, &size, &st)) {
+	if (pack_get(st, h, &data, &size)) {
 		/* every object is checked against its name before it is put back */
 		int ok = hash_equal(hash_bytes(data, (size_t)size), h);
 		int rc = ok ? write_file_atomic(dest, data, (size_t)size) : -1;
-		sqlite3_finalize(st);
-		return ok ? rc : damaged(objects_dir, h);
+		sqlite3_reset(st->object);
+		return ok ? rc : damaged(st, h);
 	}
-	static unsigned counter;
-	char *obj = store_object_path(objects_dir, h);
-	char *tmp = xasprintf("%s.kiln-tmp.%d.%u", dest, (int)getpid(), counter++);
+	char *obj = store_object_path(st->dir, h);
+	char *tmp = temp_name(dest);
 	Hash got;
 	int rc = store_copy_file(obj, tmp);
 	if (rc == 0 && (hash_file(tmp, &got) != 0 || !hash_equal(got, h))) {
 		unlink(tmp);
 		free(tmp);
 		free(obj);
-		return damaged(objects_dir, h);
+		return damaged(st, h);
 	}
 	if (rc == 0)
 		rc = rename(tmp, dest);
@@ -382,7 +396,7 @@ static int put_verified(const char *objects_dir, const char *src, Hash h)
 		return 0;
 	}
 	mkdirs_parent(obj);
-	char *tmp = xasprintf("%s.kiln-tmp.%d", obj, (int)getpid());
+	char *tmp = temp_name(obj);
 	int in = open_read(src), out = -1, rc = -1;
 	struct stat st;
 	if (in < 0 || fstat(in, &st) != 0)
@@ -658,9 +672,9 @@ static int gc_table(sqlite3 *db, const char *table, int (*keep)(void *ctx, const
 	return removed;
 }
 
-int store_gc_pack(const char *objects_dir, int (*keep)(void *ctx, const char *hex), void *ctx, long long *bytes)
+int store_gc_pack(Store *st, int (*keep)(void *ctx, const char *hex), void *ctx, long long *bytes)
 {
-	sqlite3 *db = pack_open(objects_dir, 0);
+	sqlite3 *db = pack_open(st->dir, 0);
 	if (!db)
 		return 0;
 	sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);

@@ -26,6 +26,7 @@ typedef struct {
 	int nended, ended_cap;
 	Job **draining; /* leader reaped, other processes of its group still alive */
 	int ndraining, draining_cap;
+	StrMap programs; /* "prog\nPATH" -> resolved path (resolve_program) */
 } LocalExec;
 
 static void push_job(Job ***list, int *n, int *cap, Job *job)
@@ -131,9 +132,9 @@ static char **build_env(const Job *job, Buf *scratch)
 
 /* Finds prog on the task's PATH (posix_spawnp would search kiln's own PATH); results are
  * cached, since grids spawn the same few programs thousands of times. NULL if not found. */
-static const char *resolve_program(const char *prog, char **env)
+static const char *resolve_program(LocalExec *le, const char *prog, char **env)
 {
-	static StrMap cache;
+	StrMap *cache = &le->programs;
 	if (strchr(prog, '/'))
 		return prog;
 	const char *path = "/usr/local/bin:/usr/bin:/bin";
@@ -141,7 +142,7 @@ static const char *resolve_program(const char *prog, char **env)
 		if (!strncmp(*e, "PATH=", 5))
 			path = *e + 5;
 	char *key = xasprintf("%s\n%s", prog, path);
-	const char *hit = strmap_get(&cache, key);
+	const char *hit = strmap_get(cache, key);
 	if (hit) {
 		free(key);
 		return hit;
@@ -160,7 +161,7 @@ static const char *resolve_program(const char *prog, char **env)
 		p = colon + 1;
 	}
 	if (found)
-		strmap_put(&cache, key, found);
+		strmap_put(cache, key, found);
 	else
 		free(key);
 	return found;
@@ -168,7 +169,7 @@ static const char *resolve_program(const char *prog, char **env)
 
 const char *exec_self(void)
 {
-	static char self[4096];
+	static char self[4096]; /* computed once, read-only after: the binary does not move */
 	if (!self[0]) {
 		ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
 		self[n > 0 ? n : 0] = 0;
@@ -191,7 +192,7 @@ const char *exec_path_entry(void)
 {
 	/* kiln's own directory ends PATH, so tasks find kiln-kernels (and kiln) beside it
 	 * without shadowing anything the user put on PATH */
-	static char *entry;
+	static char *entry; /* computed once from PATH at start-up, then read-only */
 	if (!entry) {
 		char *dir = xstrdup(exec_self());
 		char *slash = strrchr(dir, '/');
@@ -227,7 +228,7 @@ static int local_start(Executor *ex, Job *job)
 	}
 	Buf scratch = {0};
 	char **env = build_env(job, &scratch);
-	const char *program = resolve_program(argv[0], env);
+	const char *program = resolve_program(le, argv[0], env);
 	OsSpawn spawn = {.program = program, .argv = argv, .env = env, .stdin_null = 1, .out_fd = fd, .err_fd = fd,
 			 .new_group = 1};
 	int rc = program ? os_spawn(&spawn, &job->pid) : ENOENT;
@@ -335,6 +336,13 @@ static void local_destroy(Executor *ex)
 	free(le->jobs);
 	free(le->ended);
 	free(le->draining);
+	const char *key;
+	void *value;
+	for (size_t i = 0; strmap_next(&le->programs, &i, &key, &value);) {
+		free((char *)key);
+		free(value);
+	}
+	strmap_free(&le->programs);
 	free(le);
 	free(ex);
 }

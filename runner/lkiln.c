@@ -7,6 +7,7 @@
 #include <glob.h>
 #include <lauxlib.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,14 +25,18 @@ enum { /* bits of check_fields' mask, in task_fields' order */
 
 static RecipeContext *context(lua_State *L) { return lua_touserdata(L, lua_upvalueindex(1)); }
 
-/* The task being declared, so field errors can name it without formatting a label for
- * every field of every task up front (that alone cost a third of loading). */
-static const char *declaring;
-
-static int field_error(lua_State *L, const char *field, const char *fmt, const char *a, const char *b)
+/* Raises "task "NAME": FIELD MESSAGE" at the recipe's file:line (without a task name
+ * outside task{}). The name comes from ctx->declaring, so no label is formatted for every
+ * field of every task up front (that alone cost a third of loading). */
+static int field_error(lua_State *L, const char *field, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int field_error(lua_State *L, const char *field, const char *fmt, ...)
 {
 	char msg[512];
-	snprintf(msg, sizeof msg, fmt, a, b);
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	const char *declaring = context(L)->declaring;
 	if (declaring)
 		return luaL_error(L, "task \"%s\": %s %s", declaring, field, msg);
 	return luaL_error(L, "%s %s", field, msg);
@@ -46,7 +51,7 @@ static const char *value_string(lua_State *L, Graph *g, int idx, const char *wha
 		size_t len;
 		const char *s = lua_tolstring(L, idx, &len);
 		if (memchr(s, 0, len))
-			field_error(L, what, "holds a NUL byte (\"%s...\"): no command, path or name can carry one%s", s, "");
+			field_error(L, what, "holds a NUL byte (\"%s...\"): no command, path or name can carry one", s);
 		return arena_strndup(&g->arena, s, len);
 	}
 	if (type == LUA_TNUMBER || (allow_bool && type == LUA_TBOOLEAN)) {
@@ -123,7 +128,7 @@ static const char **string_list(lua_State *L, Graph *g, int idx, const char *fie
 		lua_rawgeti(L, idx, i);
 		const Task *t = allow_tasks ? task_value(L, -1) : NULL;
 		if (allow_tasks && !t && lua_type(L, -1) == LUA_TTABLE)
-			field_error(L, field, "entries must be task names or task values, got a table%s%s", "", "");
+			field_error(L, field, "entries must be task names or task values, got a table");
 		list[i - 1] = t ? t->name : value_string(L, g, -1, field, 0);
 		lua_pop(L, 1);
 	}
@@ -151,7 +156,7 @@ static KeyValue *key_values(lua_State *L, Graph *g, int idx, const char *field, 
 	lua_pushnil(L);
 	while (lua_next(L, idx)) {
 		if (lua_type(L, -2) != LUA_TSTRING)
-			field_error(L, field, "keys must be strings%s%s", "", "");
+			field_error(L, field, "keys must be strings");
 		kv[i].key = value_string(L, g, -2, field, 0);
 		kv[i].value = value_string(L, g, -1, field, 1);
 		i++;
@@ -168,14 +173,14 @@ static long long integer_field(lua_State *L, int idx, const char *field, long lo
 	int ok;
 	lua_Integer v = lua_tointegerx(L, idx, &ok);
 	if (!ok)
-		field_error(L, field, "must be an integer, got %s%s", lua_type(L, idx) == LUA_TNUMBER ? "a fraction"
-										 : luaL_typename(L, idx), "");
+		field_error(L, field, "must be an integer, got %s",
+			    lua_type(L, idx) == LUA_TNUMBER ? "a fraction" : luaL_typename(L, idx));
 	if (v < 0)
-		field_error(L, field, "must not be negative%s%s", "", "");
+		field_error(L, field, "must not be negative");
 	if (v > max) {
 		char limit[32];
 		snprintf(limit, sizeof limit, "%lld", max);
-		field_error(L, field, "must be at most %s%s", limit, "");
+		field_error(L, field, "must be at most %s", limit);
 	}
 	return v;
 }
@@ -194,7 +199,7 @@ static long long size_field(lua_State *L, int idx, const char *field)
 	const char *s = luaL_tolstring(L, idx, NULL);
 	long long v = lua_type(L, idx) == LUA_TSTRING ? parse_size_mib(s) : -1;
 	if (v < 0 || v > MAX_SIZE_MIB)
-		field_error(L, field, "must be a size like \"512M\" or \"16G\" (or MiB as a number), got \"%s\"%s", s, "");
+		field_error(L, field, "must be a size like \"512M\" or \"16G\" (or MiB as a number), got \"%s\"", s);
 	lua_pop(L, 1);
 	return v;
 }
@@ -312,12 +317,12 @@ static void check_confined(lua_State *L, const char *p, const char *field, int o
 	RecipeContext *ctx = context(L);
 	int outside = p[0] == '/' || !strcmp(p, "..") || !strncmp(p, "../", 3);
 	if (under(p, ".kiln"))
-		field_error(L, field, "\"%s\" lies in .kiln/, kiln's own state%s", p, "");
+		field_error(L, field, "\"%s\" lies in .kiln/, kiln's own state", p);
 	if (output && (outside || !strcmp(p, ".")))
 		field_error(L, field, "\"%s\" is not inside the workspace: kiln deletes outputs before each attempt, "
 				      "so they must lie inside it (%s)", p, ctx->g->workspace);
 	if (output && ctx->recipe && !strcmp(p, ctx->recipe))
-		field_error(L, field, "\"%s\" is the recipe itself%s", p, "");
+		field_error(L, field, "\"%s\" is the recipe itself", p);
 	if (output && !resolves_inside(ctx, p))
 		field_error(L, field, "\"%s\" resolves outside the workspace through a symbolic link (%s)", p,
 			    ctx->g->workspace);
@@ -326,8 +331,7 @@ static void check_confined(lua_State *L, const char *p, const char *field, int o
 			if (p[0] == '/' && under(p, ctx->external[i]))
 				return;
 		field_error(L, field, "\"%s\" is outside the workspace: declare the place it lives in with "
-				      "external { \"/path/to/data\" } before the task, and name it by absolute path%s",
-			    p, "");
+				      "external { \"/path/to/data\" } before the task, and name it by absolute path", p);
 	}
 }
 
@@ -346,10 +350,9 @@ static const char **expand_paths(lua_State *L, Graph *g, const char **in, int n,
 		glob_t gl;
 		int rc = glob(in[i], 0, NULL, &gl);
 		if (rc == GLOB_NOMATCH)
-			field_error(L, field, "pattern \"%s\" matches no file (use glob() for a list that may be empty)%s",
-				    in[i], "");
+			field_error(L, field, "pattern \"%s\" matches no file (use glob() for a list that may be empty)", in[i]);
 		if (rc != 0)
-			field_error(L, field, "cannot expand \"%s\"%s", in[i], "");
+			field_error(L, field, "cannot expand \"%s\"", in[i]);
 		const char **bigger = arena_alloc(&g->arena, (size_t)(cap + (int)gl.gl_pathc) * sizeof *out);
 		memcpy(bigger, out, (size_t)k * sizeof *out);
 		out = bigger;
@@ -458,7 +461,7 @@ static int l_task(lua_State *L)
 	luaL_checktype(L, 1, LUA_TTABLE);
 	lua_settop(L, 1);
 	unsigned has = check_fields(L, "task{}", task_fields);
-	declaring = NULL;
+	context(L)->declaring = NULL;
 	Task *t = graph_new_task(g);
 	declaration_site(L, ctx, t);
 	if (!(has & F_NAME) || lua_getfield(L, 1, "name") != LUA_TSTRING)
@@ -468,7 +471,7 @@ static int l_task(lua_State *L)
 		luaL_error(L, "task{}: invalid name \"%s\" (use letters, digits and _-./:=+, with '/' between parts)",
 			   t->name);
 	lua_pop(L, 1);
-	declaring = t->name;
+	context(L)->declaring = t->name;
 	int n;
 	/* only the fields present are looked up; outputs and inputs come before run, whose
 	 * placeholders expand to them */
@@ -502,7 +505,7 @@ static int l_task(lua_State *L)
 			if (!*k || strspn(k, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") != strlen(k) ||
 			    (*k >= '0' && *k <= '9'))
 				field_error(L, "env", "key \"%s\" is not a variable name (letters, digits and _, not first a "
-						      "digit)%s", k, "");
+						      "digit)", k);
 		}
 		lua_pop(L, 1);
 	}
@@ -526,7 +529,7 @@ static int l_task(lua_State *L)
 			t->timeout_sec = -1;
 		if (!(t->timeout_sec > 0) || t->timeout_sec > MAX_TIMEOUT_SEC) /* NaN fails too */
 			field_error(L, "timeout", "must be a positive duration up to a year, like 90, \"30s\", \"5m\" or "
-						  "\"2h\"%s%s", "", "");
+						  "\"2h\"");
 		lua_pop(L, 1);
 	}
 	if (has & F_METRICS) {
@@ -539,10 +542,10 @@ static int l_task(lua_State *L)
 		lua_getfield(L, 1, "executor");
 		t->executor = value_string(L, g, -1, "executor", 0);
 		if (strcmp(t->executor, "local") && strcmp(t->executor, "slurm"))
-			field_error(L, "executor", "must be \"local\" or \"slurm\", got \"%s\"%s", t->executor, "");
+			field_error(L, "executor", "must be \"local\" or \"slurm\", got \"%s\"", t->executor);
 		lua_pop(L, 1);
 	}
-	declaring = NULL;
+	context(L)->declaring = NULL;
 
 	graph_add_task(g, t); /* clashes are found when the graph is indexed */
 	push_task_value(L, t);
@@ -656,7 +659,7 @@ static int l_external(lua_State *L)
 	RecipeContext *ctx = context(L);
 	Graph *g = ctx->g;
 	int n;
-	declaring = NULL;
+	context(L)->declaring = NULL;
 	const char **roots = string_list(L, g, 1, "external", &n, 0);
 	const char **all = arena_alloc(&g->arena, (size_t)(ctx->nexternal + n + 1) * sizeof *all);
 	if (ctx->nexternal)

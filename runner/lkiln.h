@@ -20,7 +20,8 @@ typedef struct {
 	const char *recipe;      /* the recipe's workspace-relative path (no task may write it) */
 	const char **external;   /* external{} roots: absolute paths outside the workspace that */
 	int nexternal;           /* inputs may name (arena strings) */
-	StrMap confined_dirs;    /* output parent directories already found inside the workspace */
+	StrMap confined_dirs;
+	const char *declaring;   /* the task{} being declared, for field errors; NULL outside */    /* output parent directories already found inside the workspace */
 } RecipeContext;
 
 /* Registers the API as globals in L; ctx must outlive every call into L. */

@@ -244,6 +244,8 @@ static Graph *load_graph_with(Options *o, Graph *g, Cache *c)
 	if (recipe_load(g, recipe, &o->params, gpus_known, &err) != 0)
 		fatal("%s", buf_str(&err));
 	trace_mark("recipe loaded");
+	if (c && cache_loaded(c, &err) != 0) /* the state opened on another thread meanwhile */
+		fatal("%s", buf_str(&err));
 	if (graph_resolve(g, c ? cache_input_exists : NULL, c, &err) != 0)
 		fatal("%s", buf_str(&err));
 	trace_mark("graph resolved");
@@ -496,7 +498,7 @@ static int verb_log(Options *o)
 	CacheOptions copt = {.readonly = 1};
 	Buf err = {0};
 	Cache *c = cache_open(KILN_DIR, NULL, &copt, &err);
-	if (!c || cache_last_log(c, o->targets[0], &path) != 0)
+	if (!c || cache_loaded(c, &err) != 0 || cache_last_log(c, o->targets[0], &path) != 0)
 		fatal("no log recorded for task \"%s\" in this workspace (has it run?)", o->targets[0]);
 	cache_close(c);
 	size_t len;
@@ -534,6 +536,9 @@ static int verb_gc(Options *o)
 {
 	Graph *g = graph_new("/");
 	Cache *c = open_cache(o, g, 0);
+	Buf err = {0};
+	if (cache_loaded(c, &err) != 0)
+		fatal("%s", buf_str(&err));
 	long long bytes;
 	int n = cache_gc(c, &bytes);
 	printf("kiln: removed %d unreferenced object%s (%.1f MiB)\n", n, n == 1 ? "" : "s", bytes / 1048576.0);
