@@ -26,6 +26,7 @@ void graph_free(Graph *g)
 		free(g->tasks[i]->input_producers);
 	}
 	free(g->tasks);
+	free(g->params);
 	strmap_free(&g->by_name);
 	strmap_free(&g->by_output);
 	strmap_free(&g->output_roots);

@@ -90,6 +90,8 @@ typedef struct {
 				root cannot lie inside a directory output, so no parent lookups */
 	const char *workspace; /* absolute path of the workspace (the current directory) */
 	RecipeSlurm slurm;     /* the recipe's slurm{} block */
+	KeyValue *params;      /* params{} after command-line overrides, in declaration order, */
+	int nparams;           /* values as text: kiln why names them ("param batch: 64 → 32") */
 } Graph;
 
 /* Creates an empty graph for the workspace at `workspace` (absolute path, copied). */

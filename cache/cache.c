@@ -5,6 +5,7 @@
 #define _GNU_SOURCE
 #include "cache.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -214,8 +215,22 @@ static int compare_task_name(const void *a, const void *b)
 	return strcmp((*(Task *const *)a)->name, (*(Task *const *)b)->name);
 }
 
-/* The canonical text the key is the hash of. One line per component. */
-static char *build_components(Cache *c, Task *t)
+/* Whether word appears in shell text with no letter, digit, '.' or '_' on either side. */
+static int shell_has_word(const char *text, const char *word)
+{
+	size_t n = strlen(word);
+	for (const char *p = strstr(text, word); p; p = strstr(p + 1, word)) {
+		int before = p > text && (isalnum((unsigned char)p[-1]) || p[-1] == '.' || p[-1] == '_');
+		int after = isalnum((unsigned char)p[n]) || p[n] == '.' || p[n] == '_';
+		if (!before && !after)
+			return 1;
+	}
+	return 0;
+}
+
+/* The canonical text of t's components, one line per component; the key is the hash of
+ * its first *key_len bytes (what follows are hints for explanations only). */
+static char *build_components(Cache *c, Task *t, size_t *key_len)
 {
 	TaskCache *tc = task_cache(c, t);
 	Buf b = {0};
@@ -305,22 +320,41 @@ static char *build_components(Cache *c, Task *t)
 		}
 	}
 	free(deps);
+	*key_len = b.len;
+	/* Not hashed: the params whose value is one of the command's words, an env value or a
+	 * tag, so `kiln why` can say "param batch: 64 → 32" where the key only holds argv. */
+	for (int i = 0; i < c->g->nparams; i++) {
+		const KeyValue *p = &c->g->params[i];
+		int used = 0;
+		for (int k = 0; k < t->argc && !used; k++)
+			used = !strcmp(t->argv[k], p->value);
+		for (int k = 0; k < t->nenv && !used; k++)
+			used = !strcmp(t->env[k].value, p->value);
+		for (int k = 0; k < t->ntags && !used; k++)
+			used = !strcmp(t->tags[k].value, p->value);
+		if (!used && t->shell && *p->value)
+			used = shell_has_word(t->shell, p->value);
+		if (used) {
+			buf_puts(&b, "param\t");
+			put_escaped(&b, p->key);
+			buf_putc(&b, '\t');
+			put_escaped(&b, p->value);
+			buf_putc(&b, '\n');
+		}
+	}
 	return b.data;
 }
 
-/* Parses "<hex> <path>\n" lines into hashes by declared output; -1 if they don't match. */
+/* The recorded outputs text as hashes by declared output; -1 if it names other outputs. */
 static int parse_outputs(const Task *t, const char *text, Hash *hashes)
 {
-	int i = 0;
-	for (const char *p = text; *p; i++) {
-		const char *nl = strchr(p, '\n');
-		size_t len = nl ? (size_t)(nl - p) : strlen(p);
-		if (i >= t->noutputs || len < 34 || hash_parse(p, &hashes[i]) != 0 ||
-		    strlen(t->outputs[i]) != len - 33 || strncmp(p + 33, t->outputs[i], len - 33) != 0)
+	int i = 0, rc;
+	const char *path;
+	size_t len;
+	for (const char *p = text; (rc = state_outputs_next(&p, &hashes[i < t->noutputs ? i : 0], &path, &len)) > 0; i++)
+		if (i >= t->noutputs || strlen(t->outputs[i]) != len || strncmp(path, t->outputs[i], len) != 0)
 			return -1;
-		p += len + (nl != NULL);
-	}
-	return i == t->noutputs ? 0 : -1;
+	return rc == 0 && i == t->noutputs ? 0 : -1;
 }
 
 /* Compares outputs on disk with recorded hashes; puts back the differing ones from the
@@ -373,8 +407,9 @@ enum Verdict cache_check(Cache *c, Task *t, int dry, Buf *reason)
 	bind_tasks(c);
 	TaskCache *tc = task_cache(c, t);
 	free(tc->components);
-	tc->components = build_components(c, t);
-	tc->key = hash_bytes(tc->components, strlen(tc->components));
+	size_t key_len;
+	tc->components = build_components(c, t, &key_len);
+	tc->key = hash_bytes(tc->components, key_len);
 	tc->outputs_known = tc->will_run = 0;
 	LastSuccess *last = tc->in_memo ? tc->last : strmap_get(&c->last, t->name);
 	Hash *want = xmalloc((size_t)(t->noutputs + 1) * sizeof *want);
@@ -431,6 +466,36 @@ enum Verdict cache_check(Cache *c, Task *t, int dry, Buf *reason)
 
 void cache_assume_will_run(Cache *c, Task *t) { task_cache(c, t)->will_run = 1; }
 
+int cache_plan(Cache *c, Graph *g, void (*fn)(void *ctx, const Task *t, enum Verdict v, const char *reason),
+	       void *ctx)
+{
+	Task **order = xmalloc((size_t)g->ntasks * sizeof *order + 1);
+	int n = graph_topo_order(g, order), count = 0;
+	Buf reason = {0};
+	cache_prepare(c);
+	for (int i = 0; i < n; i++) {
+		Task *t = order[i];
+		buf_reset(&reason);
+		enum Verdict v = VERDICT_RUN;
+		for (int j = 0; j < t->ndeps && !reason.len; j++) {
+			const TaskCache *dc = t->deps[j]->cache_data;
+			if (dc && dc->will_run)
+				buf_printf(&reason, "dependency %s will run", t->deps[j]->name);
+		}
+		if (!reason.len)
+			v = cache_check(c, t, 1, &reason);
+		if (v == VERDICT_RUN) {
+			cache_assume_will_run(c, t);
+			count++;
+		}
+		if (fn)
+			fn(ctx, t, v, buf_str(&reason));
+	}
+	buf_free(&reason);
+	free(order);
+	return count;
+}
+
 void cache_clear_outputs(Cache *c, Task *t)
 {
 	cache_ready(c);
@@ -478,8 +543,9 @@ int cache_record_success(Cache *c, Task *t, Buf *err)
 	}
 	tc->outputs_known = 1;
 	tc->rewrote = 1;
+	size_t key_len;
 	if (!tc->components)
-		tc->components = build_components(c, t);
+		tc->components = build_components(c, t, &key_len);
 	if (state_put_success(c->state, t->name, tc->key, tc->components, buf_str(&outputs), c->run_id) != 0) {
 		buf_puts(err, state_error(c->state));
 		buf_free(&outputs);
@@ -503,14 +569,16 @@ void cache_explain(Cache *c, Task *t, Buf *out)
 {
 	cache_ready(c);
 	TaskCache *tc = task_cache(c, t);
-	char *now = tc->components ? xstrdup(tc->components) : build_components(c, t);
+	size_t key_len;
+	char *now = tc->components ? xstrdup(tc->components) : build_components(c, t, &key_len);
+	Hash key = tc->components ? tc->key : hash_bytes(now, key_len);
 	LastSuccess *last = strmap_get(&c->last, t->name);
 	if (!last) {
 		buf_puts(out, "no successful run of this task is recorded: it runs\n");
 	} else {
 		Buf old = {0};
 		state_find_success(c->state, t->name, last->key, NULL, &old);
-		if (!strcmp(buf_str(&old), now))
+		if (hash_equal(last->key, key))
 			buf_puts(out, "the key equals the last success's key: nothing changed in its inputs\n");
 		else
 			explain_diff(buf_str(&old), now, out, 1);

@@ -56,6 +56,11 @@ enum Verdict cache_check(Cache *c, Task *t, int dry, Buf *reason);
 void cache_prepare(Cache *c);
 /* Marks t as "would run" in a dry plan, so dependents know its outputs are unknown. */
 void cache_assume_will_run(Cache *c, Task *t);
+/* A dry plan of g's needed tasks in dependency order: decides each (restoring nothing,
+ * writing nothing) and calls fn, when given, with its verdict and reason. Returns how
+ * many would run. Afterwards every needed task's key is known (cache_explain). */
+int cache_plan(Cache *c, Graph *g, void (*fn)(void *ctx, const Task *t, enum Verdict v, const char *reason),
+	       void *ctx);
 
 /* After t's command exited 0: checks every declared output exists, hashes and stores
  * them and records the success in the pending batch. Returns 0, or -1 with a message
@@ -93,7 +98,7 @@ int cache_commit(Cache *c, int force);
 /* Writes the log path of t's latest attempt into out; -1 if none is recorded. */
 int cache_last_log(Cache *c, const char *task, Buf *out);
 /* `kiln why`: writes the field-level difference between t's current key and its last
- * success into out (dependencies must be decided first). */
+ * success into out (its dependencies decided first: cache_plan). */
 void cache_explain(Cache *c, Task *t, Buf *out);
 /* `kiln gc`: deletes stored objects no recorded success refers to; returns the count. */
 int cache_gc(Cache *c, long long *bytes_freed);

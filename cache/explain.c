@@ -41,12 +41,44 @@ static Line *split_lines(const char *text, int *count)
 static const char *value_of(const Line *l) { return l->id_len < l->len ? l->line + l->id_len + 1 : ""; }
 static int value_len(const Line *l) { return l->id_len < l->len ? (int)(l->len - l->id_len - 1) : 0; }
 
-static const Line *find_same_id(const Line *lines, int n, const Line *l)
+/* Lines by identity, so a diff of n lines costs n look-ups, not n^2 comparisons (a plot
+ * over a 10k grid has 10k dependency lines). */
+typedef struct {
+	StrMap by_id; /* identity (a malloc'd copy) -> Line* (the first with it) */
+} IdIndex;
+
+static IdIndex index_lines(const Line *lines, int n)
 {
-	for (int i = 0; i < n; i++)
-		if (lines[i].id_len == l->id_len && !strncmp(lines[i].line, l->line, l->id_len))
-			return &lines[i];
-	return NULL;
+	IdIndex ix = {{0}};
+	strmap_reserve(&ix.by_id, (size_t)n);
+	for (int i = 0; i < n; i++) {
+		char *id = strndup(lines[i].line, lines[i].id_len);
+		if (strmap_get(&ix.by_id, id))
+			free(id);
+		else
+			strmap_put(&ix.by_id, id, (void *)&lines[i]);
+	}
+	return ix;
+}
+
+static void index_free(IdIndex *ix)
+{
+	const char *key;
+	for (size_t i = 0; strmap_next(&ix->by_id, &i, &key, NULL);)
+		free((char *)key);
+	strmap_free(&ix->by_id);
+}
+
+static const Line *find_same_id(IdIndex *ix, const Line *l)
+{
+	char stack[256];
+	char *id = l->id_len < sizeof stack ? stack : xmalloc(l->id_len + 1);
+	memcpy(id, l->line, l->id_len);
+	id[l->id_len] = 0;
+	const Line *found = strmap_get(&ix->by_id, id);
+	if (id != stack)
+		free(id);
+	return found;
 }
 
 /* Second field of the identity, e.g. the path of "in\tpath". */
@@ -96,6 +128,7 @@ static void describe(const Line *o, const Line *n, Buf *out, int full)
 			   : !strncmp(l->line, "tag\t", 4) ? "param/tag"
 			   : !strncmp(l->line, "out\t", 4) ? "declared output"
 			   : !strncmp(l->line, "dep\t", 4) ? "dependency"
+			   : !strncmp(l->line, "param\t", 6) ? "param"
 							   : "component";
 	if (!strncmp(l->line, "v\t", 2)) {
 		buf_puts(out, "kiln's key format changed");
@@ -132,25 +165,36 @@ void explain_diff(const char *old, const char *new, Buf *out, int full)
 	int no, nn, changes = 0;
 	Line *ol = split_lines(old, &no), *nl = split_lines(new, &nn);
 	Buf first = {0};
+	int first_is_param = 0;
+	IdIndex oi = index_lines(ol, no), ni = index_lines(nl, nn);
 	for (int pass = 0; pass < 2; pass++) {
 		/* pass 0: lines of the new text (changed or added); pass 1: removed lines */
 		int count = pass ? no : nn;
 		for (int i = 0; i < count; i++) {
 			const Line *l = pass ? &ol[i] : &nl[i];
-			const Line *other = pass ? find_same_id(nl, nn, l) : find_same_id(ol, no, l);
+			const Line *other = find_same_id(pass ? &ni : &oi, l);
 			if (pass && other)
 				continue;
 			if (!pass && other && other->len == l->len && !strncmp(other->line, l->line, l->len))
+				continue;
+			/* a param hint that appears or goes says nothing (a value matched a word) */
+			int param = !strncmp(l->line, "param\t", 6);
+			if (param && !(other && !pass))
 				continue;
 			changes++;
 			if (full) {
 				describe(pass ? l : other, pass ? NULL : l, out, 1);
 				buf_putc(out, '\n');
-			} else if (changes == 1) {
+			} else if (changes == 1 || (param && !first_is_param)) {
+				/* the short reason names a param rather than the argv word it became */
+				buf_reset(&first);
 				describe(pass ? l : other, pass ? NULL : l, &first, 0);
+				first_is_param = param;
 			}
 		}
 	}
+	index_free(&oi);
+	index_free(&ni);
 	if (!full) {
 		buf_puts(out, changes ? buf_str(&first) : "the key changed");
 		if (changes > 1)

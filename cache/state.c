@@ -426,20 +426,29 @@ int state_set_last(State *s, const char *task, Hash key, const char *outputs)
 	return run_write(s, st);
 }
 
+int state_outputs_next(const char **p, Hash *hash, const char **path, size_t *path_len)
+{
+	if (!**p)
+		return 0;
+	const char *nl = strchr(*p, '\n');
+	size_t len = nl ? (size_t)(nl - *p) : strlen(*p);
+	if (len < 34 || (*p)[32] != ' ' || hash_parse(*p, hash) != 0)
+		return -1;
+	*path = *p + 33;
+	*path_len = len - 33;
+	*p += len + (nl != NULL);
+	return 1;
+}
+
 void state_each_output_hash(State *s, void (*fn)(void *ctx, Hash h), void *ctx)
 {
 	sqlite3_stmt *st = s->q[Q_OUTPUTS_ALL];
 	while (sqlite3_step(st) == SQLITE_ROW) {
-		/* outputs text: one "<32 hex> <path>\n" line per output */
-		for (const char *p = column_text(st, 0); *p;) {
-			Hash h;
-			if (hash_parse(p, &h) == 0)
-				fn(ctx, h);
-			p = strchr(p, '\n');
-			if (!p)
-				break;
-			p++;
-		}
+		Hash h;
+		const char *path;
+		size_t len;
+		for (const char *p = column_text(st, 0); state_outputs_next(&p, &h, &path, &len) > 0;)
+			fn(ctx, h);
 	}
 	sqlite3_reset(st);
 }

@@ -54,6 +54,10 @@ int state_put_success(State *s, const char *task, Hash key, const char *componen
 		      int64_t run_id);
 /* Points the task's last success at key (an earlier success being restored). */
 int state_set_last(State *s, const char *task, Hash key, const char *outputs);
+/* Recorded outputs are one text per success, a line "<32 hex> <path>" per declared output;
+ * this is its one parser: reads the line at *p and moves past it. 1, 0 at the end, -1
+ * when malformed. */
+int state_outputs_next(const char **p, Hash *hash, const char **path, size_t *path_len);
 /* Calls fn with every output hash any recorded success refers to. */
 void state_each_output_hash(State *s, void (*fn)(void *ctx, Hash h), void *ctx);
 

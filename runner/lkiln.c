@@ -760,6 +760,9 @@ static int l_params(lua_State *L)
 				push_override(L, name, ctx->ov->values[i], type);
 				ctx->ov_used[i] = 1;
 			}
+		Graph *g = ctx->g;
+		g->params = xrealloc(g->params, (size_t)(g->nparams + 1) * sizeof *g->params);
+		g->params[g->nparams++] = (KeyValue){arena_strdup(&g->arena, name), value_string(L, g, -1, name, 1)};
 		lua_rawset(L, 2);
 		buf_printf(&ctx->declared_params, "%s%s", ctx->declared_params.len ? ", " : "", name);
 		lua_pop(L, 1);

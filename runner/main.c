@@ -407,12 +407,7 @@ static int verb_why(Options *o)
 	Task *t = graph_find(g, o->targets[0]);
 	if (!t)
 		fatal("no task named \"%s\" (see `kiln list`)", o->targets[0]);
-	t->needed = 0; /* decide its dependencies first, quietly, then explain the task itself */
-	for (int i = 0; i < t->ndeps; i++)
-		t->deps[i]->needed = 1;
-	FILE *devnull = fopen("/dev/null", "w");
-	sched_plan(g, c, devnull, 0);
-	fclose(devnull);
+	cache_plan(c, g, NULL, NULL); /* t and what it needs (the targets) decided, quietly */
 	Buf out = {0};
 	cache_explain(c, t, &out);
 	printf("%s: %s", t->name, buf_str(&out));

@@ -622,36 +622,24 @@ int sched_run(Graph *g, const SchedOptions *o, SchedSummary *sum)
 	return sum->failed || sum->not_run ? EXIT_TASK_FAILED : 0;
 }
 
+typedef struct {
+	FILE *out;
+	int all;
+} PlanPrint;
+
+static void print_verdict(void *ctx, const Task *t, enum Verdict v, const char *reason)
+{
+	PlanPrint *p = ctx;
+	if (v == VERDICT_RUN)
+		fprintf(p->out, "run       %s: %s\n", t->name, reason);
+	else if (v == VERDICT_RESTORED)
+		fprintf(p->out, "restore   %s: %s\n", t->name, reason);
+	else if (p->all)
+		fprintf(p->out, "ok        %s\n", t->name);
+}
+
 int sched_plan(Graph *g, Cache *c, FILE *out, int all)
 {
-	Task **order = xmalloc((size_t)g->ntasks * sizeof *order + 1);
-	char *will_run = xcalloc((size_t)g->ntasks + 1, 1);
-	int n = graph_topo_order(g, order), count = 0;
-	Buf reason = {0};
-	if (c)
-		cache_prepare(c);
-	for (int i = 0; i < n; i++) {
-		Task *t = order[i];
-		buf_reset(&reason);
-		enum Verdict v = VERDICT_RUN;
-		for (int j = 0; j < t->ndeps && !reason.len; j++)
-			if (will_run[t->deps[j]->index])
-				buf_printf(&reason, "dependency %s will run", t->deps[j]->name);
-		if (!reason.len)
-			v = cache_check(c, t, 1, &reason);
-		if (v == VERDICT_RUN) {
-			will_run[t->index] = 1;
-			cache_assume_will_run(c, t);
-			count++;
-			fprintf(out, "run       %s: %s\n", t->name, buf_str(&reason));
-		} else if (v == VERDICT_RESTORED) {
-			fprintf(out, "restore   %s: %s\n", t->name, buf_str(&reason));
-		} else if (all) {
-			fprintf(out, "ok        %s\n", t->name);
-		}
-	}
-	buf_free(&reason);
-	free(will_run);
-	free(order);
-	return count;
+	PlanPrint p = {out, all};
+	return cache_plan(c, g, print_verdict, &p);
 }

@@ -104,6 +104,7 @@ class Cache(KilnTestCase):
         w = self.ws.kiln("why", "final", "scale=5")
         self.assertIn("input out/c.txt will be rewritten by a task that runs first", w.out)
         self.assertIn("argument 7: 2 → 5", w.out)
+        self.assertIn("param scale: 2 → 5", w.out)
         n = self.ws.kiln("run", "-n")
         self.assertIn("run       leaf/c: input src/c.txt changed", n.out)
         self.assertIn("run       final: dependency leaf/c will run", n.out)
