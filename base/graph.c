@@ -441,10 +441,14 @@ int graph_topo_order(const Graph *g, Task **out)
 	return count;
 }
 
+int task_has_work(const Task *t) { return t->shell || t->argc || t->spec; }
+
 char *task_command_line(const Task *t)
 {
 	if (t->shell)
 		return xstrdup(t->shell);
+	if (t->spec)
+		return xasprintf("(kiln renders) %s", t->spec);
 	Buf b = {0};
 	for (int i = 0; i < t->argc; i++) {
 		if (i)

@@ -31,7 +31,9 @@ struct Task {
 
 	const char **argv; /* run as argv (spawned directly) ... */
 	int argc;
-	const char *shell; /* ... or as a shell string through /bin/sh -c; both NULL: no command */
+	const char *shell; /* ... or as a shell string through /bin/sh -c ... */
+	const struct PlotSpec *plot; /* ... or built in: plot{}'s chart (plots/plot.h), rendered by kiln */
+	const char *spec;  /* a built-in task's work as canonical text (hashed as its command) */
 
 	KeyValue *env;
 	int nenv;
@@ -131,5 +133,7 @@ int graph_topo_order(const Graph *g, Task **out);
 
 /* Returns the task's command as one printable line; malloc'd, caller frees. */
 char *task_command_line(const Task *t);
+/* Whether t has work of its own (a command or built-in work); without, it groups its deps. */
+int task_has_work(const Task *t);
 
 #endif

@@ -239,6 +239,9 @@ static char *build_components(Cache *c, Task *t, size_t *key_len)
 	if (t->shell) {
 		buf_puts(&b, "cmd\tsh\t");
 		put_escaped(&b, t->shell);
+	} else if (t->spec) { /* built-in work (plot{}): its spec is its command */
+		buf_puts(&b, "cmd\tspec\t");
+		put_escaped(&b, t->spec);
 	} else {
 		buf_puts(&b, t->argc ? "cmd\targv" : "cmd\tnone");
 		for (int i = 0; i < t->argc; i++) {

@@ -4,51 +4,30 @@
 #define _GNU_SOURCE
 #include "plot.h"
 
-#include <getopt.h>
 #include <math.h>
-#include "../base/os.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../base/os.h"
 #include "mview.h"
 
+const char *const plot_types[] = {"bars", "lines", "scatter", "heatmap", NULL};
 
-int plot_spec_parse(int argc, char **argv, PlotSpec *spec, Buf *err)
+
+int plot_spec_check(const PlotSpec *spec, Buf *err)
 {
-	static const struct option opts[] = {{"name", 1, 0, 'n'},   {"type", 1, 0, 't'},   {"from", 1, 0, 'f'},
-					     {"x", 1, 0, 'x'},      {"series", 1, 0, 's'}, {"y", 1, 0, 'y'},
-					     {"title", 1, 0, 'T'},  {"xlabel", 1, 0, 'X'}, {"ylabel", 1, 0, 'Y'},
-					     {"unit", 1, 0, 'u'},   {"out", 1, 0, 'o'},    {0, 0, 0, 0}};
-	memset(spec, 0, sizeof *spec);
-	spec->from = xcalloc((size_t)argc + 1, sizeof(char *));
-	optind = 1;
-	int c;
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		switch (c) {
-		case 'n': spec->name = optarg; break;
-		case 't': spec->type = optarg; break;
-		case 'f': spec->from[spec->nfrom++] = optarg; break;
-		case 'x': spec->x = optarg; break;
-		case 's': spec->series = optarg; break;
-		case 'y': spec->y = optarg; break;
-		case 'T': spec->title = optarg; break;
-		case 'X': spec->xlabel = optarg; break;
-		case 'Y': spec->ylabel = optarg; break;
-		case 'u': spec->unit = optarg; break;
-		case 'o': spec->out = optarg; break;
-		default: buf_puts(err, "render-plot: unknown option"); return -1;
-		}
-	}
 	if (!spec->type || !spec->nfrom || !spec->y || !spec->out) {
-		buf_puts(err, "render-plot needs --type, --from, --y and --out");
+		buf_puts(err, "a plot needs type, from, y and out");
 		return -1;
 	}
-	if (strcmp(spec->type, "bars") && strcmp(spec->type, "lines") && strcmp(spec->type, "scatter") &&
-	    strcmp(spec->type, "heatmap")) {
-		buf_printf(err, "plot type \"%s\" is not one of bars, lines, scatter, heatmap", spec->type);
+	int known = 0;
+	for (int i = 0; plot_types[i]; i++)
+		known |= !strcmp(spec->type, plot_types[i]);
+	if (!known) {
+		buf_printf(err, "type must be bars, lines, scatter or heatmap, got \"%s\"", spec->type);
 		return -1;
 	}
 	if ((!strcmp(spec->type, "heatmap") || !strcmp(spec->type, "scatter")) && (!spec->x || !spec->series)) {
@@ -60,6 +39,34 @@ int plot_spec_parse(int argc, char **argv, PlotSpec *spec, Buf *err)
 		return -1;
 	}
 	return 0;
+}
+
+static void text_field(Buf *b, const char *name, const char *value)
+{
+	if (!value)
+		return;
+	buf_printf(b, "\t%s=", name);
+	for (const char *p = value; *p; p++) /* one line, tab-separated: escape both */
+		*p == '\\' ? buf_puts(b, "\\\\") : *p == '\t' ? buf_puts(b, "\\t") : *p == '\n' ? buf_puts(b, "\\n") : buf_putc(b, *p);
+}
+
+char *plot_spec_text(const PlotSpec *s)
+{
+	Buf b = {0};
+	buf_puts(&b, "plot");
+	text_field(&b, "name", s->name);
+	text_field(&b, "type", s->type);
+	for (int i = 0; i < s->nfrom; i++)
+		text_field(&b, "from", s->from[i]);
+	text_field(&b, "x", s->x);
+	text_field(&b, "series", s->series);
+	text_field(&b, "y", s->y);
+	text_field(&b, "title", s->title);
+	text_field(&b, "xlabel", s->xlabel);
+	text_field(&b, "ylabel", s->ylabel);
+	text_field(&b, "unit", s->unit);
+	text_field(&b, "out", s->out);
+	return b.data;
 }
 
 /* A gnuplot string literal: single quotes, with '' for a quote. */
@@ -303,11 +310,11 @@ static int write_scatter(FILE *gp, FILE *dat, const char *dat_path, const PlotSp
 	return 0;
 }
 
-static int run_gnuplot(const char *script, Buf *err)
+static int run_gnuplot(const char *script, int log_fd, Buf *err)
 {
 	pid_t pid;
 	char *argv[] = {"gnuplot", (char *)script, NULL};
-	OsSpawn spawn = {.argv = argv, .out_fd = -1, .err_fd = -1};
+	OsSpawn spawn = {.argv = argv, .stdin_null = 1, .out_fd = log_fd, .err_fd = log_fd};
 	int rc = os_spawn(&spawn, &pid);
 	if (rc != 0) {
 		buf_puts(err, "gnuplot is not installed: plots need it (Debian: apt-get install gnuplot-nox)");
@@ -322,9 +329,9 @@ static int run_gnuplot(const char *script, Buf *err)
 	return 0;
 }
 
-int plot_render(const PlotSpec *s, const char *db_path, Buf *err)
+int plot_render(const PlotSpec *s, const char *db_path, int log_fd, Buf *err)
 {
-	MView *v = mview_open(db_path, 0, s->from, s->nfrom, err);
+	MView *v = mview_open(db_path, 0, (char **)s->from, s->nfrom, err);
 	if (!v)
 		return -1;
 	char *dat_path = xasprintf("%s.kiln-plot.dat", s->out), *gp_path = xasprintf("%s.kiln-plot.gp", s->out);
@@ -349,7 +356,7 @@ int plot_render(const PlotSpec *s, const char *db_path, Buf *err)
 	if (gp)
 		fclose(gp);
 	if (rc == 0)
-		rc = run_gnuplot(gp_path, err);
+		rc = run_gnuplot(gp_path, log_fd, err);
 	unlink(dat_path);
 	unlink(gp_path);
 	free(dat_path);

@@ -1,14 +1,15 @@
-/* plot.h — rendering a chart from recorded metrics with gnuplot (svg, and png through
- * pngcairo). The spec travels as the plot task's command line, so a change of style changes
- * the task's key. Library code: returns 0, or -1 with a message. */
+/* plot.h — a chart as a typed spec (what plot{} declares, carried on its task) and its
+ * rendering from recorded metrics with gnuplot (svg, and png through pngcairo). The spec's
+ * canonical text is the task's key component, so a change of style re-renders. Library
+ * code: returns 0, or -1 with a message. */
 #ifndef KILN_PLOT_H
 #define KILN_PLOT_H
 
 #include "../base/util.h"
 
-typedef struct {
-	const char *name, *type;       /* type: bars, lines, scatter, heatmap */
-	char **from;                   /* task name globs */
+typedef struct PlotSpec {
+	const char *name, *type;       /* type: one of plot_types */
+	const char **from;             /* task name globs */
 	int nfrom;
 	const char *x, *series, *y;    /* bars: x tag, series tag, y metric; heatmap: x = column tag,
 					  series = row tag, y = value; lines: y = series metric, one line
@@ -17,9 +18,14 @@ typedef struct {
 	const char *out;               /* path without extension: writes out.svg and out.png */
 } PlotSpec;
 
-/* Parses render-plot's command-line words into spec (pointers into argv). -1 + err on misuse. */
-int plot_spec_parse(int argc, char **argv, PlotSpec *spec, Buf *err);
-/* Renders spec from the metrics in db_path. */
-int plot_render(const PlotSpec *spec, const char *db_path, Buf *err);
+/* The chart types, NULL-terminated: "bars", "lines", "scatter", "heatmap". */
+extern const char *const plot_types[];
+/* Whether spec can be drawn (its type is known and it has the fields its type needs). */
+int plot_spec_check(const PlotSpec *spec, Buf *err);
+/* The spec as one canonical line ("plot\tname=acc\ttype=bars\tfrom=eval/x ..."); malloc'd. */
+char *plot_spec_text(const PlotSpec *spec);
+/* Renders spec from the metrics in db_path; gnuplot's messages go to log_fd (-1: this
+ * process's stdout and stderr). */
+int plot_render(const PlotSpec *spec, const char *db_path, int log_fd, Buf *err);
 
 #endif

@@ -157,7 +157,7 @@ int report_write(const char *path, const char *db_path, const char *title, const
 		buf_puts(&shown, id);
 		free(id);
 		if (!repeat && strcmp(p->type, "lines") && strcmp(p->type, "scatter")) {
-			MetricsQuery q = {.db_path = db_path, .tasks = p->from, .ntasks = p->nfrom, .value = p->y,
+			MetricsQuery q = {.db_path = db_path, .tasks = (char **)p->from, /* read only */ .ntasks = p->nfrom, .value = p->y,
 					  .rows = rows, .cols = cols, .mean_row = 1};
 			Table t;
 			Buf terr = {0};

@@ -52,6 +52,8 @@ struct Executor {
 	int local_slots;
 	/* 1: jobs are recorded with job_id and key so a later kiln re-attaches (adopt). */
 	int reattaches;
+	/* 1: jobs read the state (charts): everything recorded so far is committed first. */
+	int reads_state;
 	/* Starts the job; returns 0, or -1 with a message in the job's log and end set. */
 	int (*start)(Executor *ex, Job *job);
 	/* Collects jobs that ended since the last call, without blocking: fills out with at
@@ -76,6 +78,9 @@ struct Executor {
 };
 
 Executor *exec_local_new(void);
+/* The built-in executor: renders plot{} tasks (their typed spec) in this process from the
+ * metrics in db_path, writing each attempt's log like any task. */
+Executor *exec_plot_new(const char *db_path);
 
 /* Slurm settings: the recipe's slurm{} block and the command line. */
 typedef struct {
@@ -97,8 +102,13 @@ const char *exec_path_entry(void);
  * environment (children inherit it), so a kiln started after a kill -9 finds every
  * process the dead one left, whether or not its attempt was recorded. */
 const char *exec_workspace_marker(void);
-/* The path of this kiln binary (for "@kiln" in commands). */
+/* The path of this kiln binary. */
 const char *exec_self(void);
+/* "@kiln" as a command's first word means this kiln binary: the one place that knows.
+ * The program to run for argv word i of t (exec_self() for "@kiln" at 0), and whether t
+ * runs kiln itself (it then reads the state). */
+const char *exec_argv_word(const Task *t, int i);
+int exec_runs_kiln(const Task *t);
 
 /* Writes the log header (command, environment kiln set, attempt) to fd. */
 void exec_write_log_header(int fd, const Job *job);

@@ -177,6 +177,10 @@ const char *exec_self(void)
 	return self;
 }
 
+int exec_runs_kiln(const Task *t) { return !t->shell && t->argc && !strcmp(t->argv[0], "@kiln"); }
+
+const char *exec_argv_word(const Task *t, int i) { return i == 0 && exec_runs_kiln(t) ? exec_self() : t->argv[i]; }
+
 const char *exec_workspace_marker(void)
 {
 	static char *marker; /* computed once: the workspace does not change during a command */
@@ -221,10 +225,10 @@ static int local_start(Executor *ex, Job *job)
 
 	const char *sh_argv[] = {"/bin/sh", "-c", t->shell, NULL};
 	char *const *argv = (char *const *)(t->shell ? sh_argv : t->argv);
-	if (!t->shell && !strcmp(t->argv[0], "@kiln")) { /* "@kiln" in a command: this kiln binary */
+	if (exec_runs_kiln(t)) {
 		argv = xmalloc((size_t)(t->argc + 1) * sizeof *argv);
 		memcpy((void *)argv, t->argv, (size_t)(t->argc + 1) * sizeof *argv);
-		((char **)argv)[0] = (char *)exec_self();
+		((char **)argv)[0] = (char *)exec_argv_word(t, 0);
 	}
 	Buf scratch = {0};
 	char **env = build_env(job, &scratch);

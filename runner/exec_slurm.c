@@ -72,7 +72,7 @@ char *exec_job_script(const Job *job, const char *workspace, const char *exit_pa
 		for (int i = 0; i < t->argc; i++) {
 			if (i)
 				buf_putc(&b, ' ');
-			buf_shell_quote(&b, i == 0 && !strcmp(t->argv[0], "@kiln") ? exec_self() : t->argv[i]);
+			buf_shell_quote(&b, exec_argv_word(t, i));
 		}
 	}
 	buf_puts(&b, " </dev/null\nrc=$?\nprintf '%s\\n' \"$rc\" > ");

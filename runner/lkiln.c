@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../plots/plot.h"
+
 #define TASK_METATABLE "kiln.task"
 
 static const char *const task_fields[] = {"name",    "deps",    "inputs",  "outputs", "run",
@@ -562,7 +564,8 @@ static const char *const plot_fields[] = {"name", "type", "from", "x", "series",
 					  "xlabel", "ylabel", "unit", "out", NULL};
 
 /* plot{}: a task named plot/<name> that renders a chart from the metrics of the tasks
- * its `from` globs select. The whole spec is its command, so a style change re-renders. */
+ * its `from` globs select. It carries its typed spec; the spec's text is its key, so a
+ * style change re-renders. */
 static int l_plot(lua_State *L)
 {
 	RecipeContext *ctx = context(L);
@@ -570,69 +573,51 @@ static int l_plot(lua_State *L)
 	luaL_checktype(L, 1, LUA_TTABLE);
 	lua_settop(L, 1);
 	check_fields(L, "plot{}", plot_fields);
-	/* the words of its command: two per field, two per `from` pattern, and three more */
-	lua_getfield(L, 1, "from");
-	size_t nfrom = lua_type(L, -1) == LUA_TTABLE ? (size_t)luaL_len(L, -1) : 1;
-	lua_pop(L, 1);
-	size_t nfields = sizeof plot_fields / sizeof *plot_fields;
-	const char **words = arena_alloc(&g->arena, (2 * nfields + 2 * nfrom + 4) * sizeof *words);
-	int n = 0;
-	words[n++] = "@kiln";
-	words[n++] = "render-plot";
-	const char *name = NULL, *out = NULL, *type = NULL;
+	PlotSpec *spec = arena_alloc(&g->arena, sizeof *spec);
+	memset(spec, 0, sizeof *spec);
+	const char **slots[] = {&spec->name, &spec->type, NULL, &spec->x, &spec->series, &spec->y, &spec->title,
+				&spec->xlabel, &spec->ylabel, &spec->unit, &spec->out}; /* in plot_fields' order */
 	for (int i = 0; plot_fields[i]; i++) {
-		const char *f = plot_fields[i];
-		int t = lua_getfield(L, 1, f);
-		if (!strcmp(f, "from")) {
-			if (t == LUA_TNIL)
+		int type = lua_getfield(L, 1, plot_fields[i]);
+		if (!slots[i]) { /* from */
+			if (type == LUA_TNIL)
 				luaL_error(L, "plot{}: field 'from' (task names or globs, e.g. \"eval/*\") is required");
-			int count;
-			const char **pats = string_list(L, g, -1, "from", &count, 1);
-			for (int k = 0; k < count; k++) {
-				words[n++] = "--from";
-				words[n++] = pats[k];
-			}
-		} else if (t != LUA_TNIL) {
-			const char *v = value_string(L, g, -1, f, 0);
-			if (!strcmp(f, "name"))
-				name = v;
-			else if (!strcmp(f, "out"))
-				out = v;
-			else if (!strcmp(f, "type"))
-				type = v;
-			if (strcmp(f, "out")) { /* --out goes last, normalised */
-				char *flag = arena_alloc(&g->arena, strlen(f) + 3);
-				sprintf(flag, "--%s", f);
-				words[n++] = flag;
-				words[n++] = v;
-			}
+			spec->from = string_list(L, g, -1, "from", &spec->nfrom, 1);
+		} else if (type != LUA_TNIL) {
+			*slots[i] = value_string(L, g, -1, plot_fields[i], 0);
 		}
 		lua_pop(L, 1);
 	}
-	if (!name || !type)
+	if (!spec->name || !spec->type)
 		luaL_error(L, "plot{}: fields 'name' and 'type' are required");
-	if (strcmp(type, "bars") && strcmp(type, "lines") && strcmp(type, "scatter") && strcmp(type, "heatmap"))
-		luaL_error(L, "plot{}: type must be bars, lines, scatter or heatmap, got \"%s\"", type);
-	lua_getfield(L, 1, "y");
-	if (lua_isnil(L, -1))
+	if (!spec->y)
 		luaL_error(L, "plot{}: field 'y' (the metric to draw) is required");
-	lua_pop(L, 1);
+	if (!spec->out) {
+		char *o = arena_alloc(&g->arena, strlen(spec->name) + 7);
+		sprintf(o, "plots/%s", spec->name);
+		spec->out = o;
+	}
+	spec->out = graph_norm_path(g, spec->out);
+	check_confined(L, spec->out, "plot{}: out", 1);
+	Buf err = {0};
+	if (plot_spec_check(spec, &err) != 0) {
+		lua_pushfstring(L, "plot{}: %s", buf_str(&err));
+		buf_free(&err);
+		luaL_where(L, 1);
+		lua_insert(L, -2);
+		lua_concat(L, 2);
+		return lua_error(L);
+	}
 	Task *t = graph_new_task(g);
 	declaration_site(L, ctx, t);
-	char *tname = arena_alloc(&g->arena, strlen(name) + 6);
-	sprintf(tname, "plot/%s", name);
+	char *tname = arena_alloc(&g->arena, strlen(spec->name) + 6);
+	sprintf(tname, "plot/%s", spec->name);
 	t->name = tname;
-	if (!out) {
-		char *o = arena_alloc(&g->arena, strlen(name) + 7);
-		sprintf(o, "plots/%s", name);
-		out = o;
-	}
-	out = graph_norm_path(g, out);
-	check_confined(L, out, "plot{}: out", 1);
-	words[n++] = "--out";
-	words[n++] = out;
-	t->argv = words;
-	t->argv[t->argc = n] = NULL;
+	t->plot = spec;
+	char *text = plot_spec_text(spec);
+	t->spec = arena_strdup(&g->arena, text);
+	free(text);
+	const char *out = spec->out;
 	t->outputs = arena_alloc(&g->arena, 2 * sizeof *t->outputs);
 	char *svg = arena_alloc(&g->arena, strlen(out) + 5), *png = arena_alloc(&g->arena, strlen(out) + 5);
 	sprintf(svg, "%s.svg", out);
@@ -640,13 +625,8 @@ static int l_plot(lua_State *L)
 	t->outputs[0] = svg;
 	t->outputs[1] = png;
 	t->noutputs = 2;
-	int count = 0;
-	for (int k = 2; k + 1 < n; k++)
-		count += !strcmp(words[k], "--from");
-	t->dep_patterns = arena_alloc(&g->arena, (size_t)(count + 1) * sizeof *t->dep_patterns);
-	for (int k = 2; k + 1 < n; k++)
-		if (!strcmp(words[k], "--from"))
-			t->dep_patterns[t->ndep_patterns++] = words[k + 1];
+	t->dep_patterns = spec->from;
+	t->ndep_patterns = spec->nfrom;
 	graph_add_task(g, t);
 	push_task_value(L, t);
 	return 1;

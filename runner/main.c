@@ -348,11 +348,11 @@ static int verb_run(Options *o, int argc, char **argv)
 		cache_each_open_job(c, adopt_job, slurm); /* jobs a killed or detached kiln left */
 	}
 	os_block_signals();
-	Executor *ex = exec_local_new();
-	Executor *executors[2] = {ex, slurm};
+	Executor *ex = exec_local_new(), *plots = exec_plot_new(KILN_DIR "/state.db");
+	Executor *executors[3] = {ex, plots, slurm};
 	Executor **task_exec = xmalloc(((size_t)g->ntasks + 1) * sizeof *task_exec);
 	for (int i = 0; i < g->ntasks; i++) /* chosen once: the scheduler never asks */
-		task_exec[i] = slurm && runs_on_slurm(o, g->tasks[i]) ? slurm : ex;
+		task_exec[i] = g->tasks[i]->plot ? plots : slurm && runs_on_slurm(o, g->tasks[i]) ? slurm : ex;
 	SchedOptions so = {
 		.jobs = o->jobs ? o->jobs : os_cpu_count(),
 		.keep_going = o->keep_going,
@@ -362,7 +362,7 @@ static int verb_run(Options *o, int argc, char **argv)
 		.log_dir = KILN_DIR "/logs",
 		.gpus = gpus,
 		.executors = executors,
-		.nexecutors = slurm ? 2 : 1,
+		.nexecutors = slurm ? 3 : 2,
 		.task_exec = task_exec,
 		.cache = c,
 	};
@@ -377,6 +377,7 @@ static int verb_run(Options *o, int argc, char **argv)
 	cache_close(c);
 	trace_mark("state closed");
 	ex->destroy(ex);
+	plots->destroy(plots);
 	if (slurm)
 		slurm->destroy(slurm);
 	free(task_exec);
@@ -542,16 +543,6 @@ static int verb_gc(Options *o)
 	return 0;
 }
 
-/* Plot tasks are the tasks whose command is `@kiln render-plot ...`. */
-static int plot_spec_of(const Task *t, PlotSpec *spec)
-{
-	Buf err = {0};
-	int ok = t->argc > 2 && !strcmp(t->argv[0], "@kiln") && !strcmp(t->argv[1], "render-plot") &&
-		 plot_spec_parse(t->argc - 1, (char **)t->argv + 1, spec, &err) == 0;
-	buf_free(&err);
-	return ok;
-}
-
 static int verb_metrics(Options *o)
 {
 	MetricsQuery q = {.db_path = KILN_DIR "/state.db", .tasks = o->targets, .ntasks = o->ntargets, .rows = o->rows,
@@ -578,16 +569,16 @@ static int verb_plot(Options *o)
 	int rendered = 0, failed = 0;
 	for (int i = 0; i < g->ntasks; i++) {
 		Task *t = g->tasks[i];
-		PlotSpec spec;
-		if (!plot_spec_of(t, &spec))
+		const PlotSpec *spec = t->plot;
+		if (!spec)
 			continue;
 		int wanted = nnames == 0;
 		for (int k = 0; k < nnames && !wanted; k++)
-			wanted = !strcmp(names[k], spec.name) || !strcmp(names[k], t->name) || !fnmatch(names[k], spec.name, 0);
+			wanted = !strcmp(names[k], spec->name) || !strcmp(names[k], t->name) || !fnmatch(names[k], spec->name, 0);
 		if (wanted) {
 			Buf err = {0};
-			if (plot_render(&spec, KILN_DIR "/state.db", &err) == 0) {
-				printf("%s: %s.svg, %s.png\n", t->name, spec.out, spec.out);
+			if (plot_render(spec, KILN_DIR "/state.db", -1, &err) == 0) {
+				printf("%s: %s.svg, %s.png\n", t->name, spec->out, spec->out);
 				rendered++;
 			} else {
 				fprintf(stderr, "kiln: %s: %s\n", t->name, buf_str(&err));
@@ -595,7 +586,6 @@ static int verb_plot(Options *o)
 			}
 			buf_free(&err);
 		}
-		free(spec.from);
 	}
 	if (!rendered && !failed)
 		fatal("no plot{} %sin the recipe", nnames ? "with that name " : "");
@@ -609,15 +599,14 @@ static int verb_report(Options *o)
 	PlotSpec *specs = xcalloc((size_t)g->ntasks + 1, sizeof *specs);
 	int n = 0;
 	for (int i = 0; i < g->ntasks; i++)
-		n += plot_spec_of(g->tasks[i], &specs[n]);
+		if (g->tasks[i]->plot)
+			specs[n++] = *g->tasks[i]->plot;
 	const char *out = o->out ? o->out : "report.html";
 	const char *recipe = o->recipe ? o->recipe : "kiln.lua";
 	const char *base = strrchr(recipe, '/');
 	char *title = xasprintf("kiln report: %s", base ? base + 1 : recipe);
 	Buf err = {0};
 	int rc = report_write(out, KILN_DIR "/state.db", title, specs, n, &err);
-	for (int i = 0; i < n; i++)
-		free(specs[i].from);
 	free(specs);
 	free(title);
 	graph_free(g);
@@ -627,24 +616,8 @@ static int verb_report(Options *o)
 	return 0;
 }
 
-/* Internal: the command of plot tasks. */
-static int verb_render_plot(int argc, char **argv)
-{
-	PlotSpec spec;
-	Buf err = {0};
-	if (plot_spec_parse(argc, argv, &spec, &err) != 0 || plot_render(&spec, KILN_DIR "/state.db", &err) != 0) {
-		fprintf(stderr, "kiln: plot: %s\n", buf_str(&err));
-		return EXIT_TASK_FAILED;
-	}
-	printf("kiln: rendered %s.svg and %s.png\n", spec.out, spec.out);
-	free(spec.from);
-	return 0;
-}
-
 int main(int argc, char **argv)
 {
-	if (argc > 1 && !strcmp(argv[1], "render-plot"))
-		return verb_render_plot(argc - 1, argv + 1);
 	trace_mark("start");
 	Options o = {.kill_grace = -1, .store_max_mib = 1024};
 	signal(SIGPIPE, SIG_DFL);

@@ -258,8 +258,8 @@ static int try_start(Run *r, Task *t)
 	}
 	if (t->timeout_sec > 0 && local) /* otherwise the executor's system enforces it (Slurm: --time) */
 		job->deadline_ns = now_mono_ns() + (int64_t)(t->timeout_sec * 1e9);
-	if (t->argc && !strcmp(t->argv[0], "@kiln")) {
-		settle_commit(r, 1); /* kiln itself reads the state from the task: show it all */
+	if (ex->reads_state || exec_runs_kiln(t)) {
+		settle_commit(r, 1); /* the task reads the state (a chart, kiln itself): show it all */
 		if (r->state_error)
 			return 0;
 	}
@@ -462,7 +462,7 @@ static void check_ready(Run *r)
 			buf_free(&ignored);
 			task_done(r, t);
 			status_print(&r->st, "restored", "[%d/%d] %s (%s)", r->done, r->sum->total, t->name, buf_str(&reason));
-		} else if (!t->shell && t->argc == 0) {
+		} else if (!task_has_work(t)) {
 			finish_without_command(r, t);
 		} else {
 			push_runnable(r, t);
