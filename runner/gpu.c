@@ -51,7 +51,7 @@ static void pool_add(GpuPool *p, int id, long long total, long long used)
 	p->gpus[p->n++] = (Gpu){.id = id, .total_mib = total, .used_mib = used};
 }
 
-GpuPool *gpu_pool_from_list(const char *ids, char *err, int errlen)
+GpuPool *gpu_pool_from_list(const char *ids, Buf *err)
 {
 	GpuPool *p = pool_new(SRC_LIST);
 	const char *s = ids;
@@ -59,7 +59,7 @@ GpuPool *gpu_pool_from_list(const char *ids, char *err, int errlen)
 		char *end;
 		long id = strtol(s, &end, 10);
 		if (end == s || id < 0 || (*end && *end != ',')) {
-			snprintf(err, (size_t)errlen, "--gpus takes device ids like 0,1,3; got \"%s\"", ids);
+			buf_printf(err, "--gpus takes device ids like 0,1,3; got \"%s\"", ids);
 			gpu_pool_free(p);
 			return NULL;
 		}
@@ -69,11 +69,11 @@ GpuPool *gpu_pool_from_list(const char *ids, char *err, int errlen)
 	return p;
 }
 
-static int read_info_file(GpuPool *p, char *err, int errlen)
+static int read_info_file(GpuPool *p, Buf *err)
 {
 	FILE *f = fopen(p->path, "r");
 	if (!f) {
-		snprintf(err, (size_t)errlen, "cannot read GPU description %s", p->path);
+		buf_printf(err, "cannot read GPU description %s", p->path);
 		return -1;
 	}
 	char line[256];
@@ -85,7 +85,7 @@ static int read_info_file(GpuPool *p, char *err, int errlen)
 		int id;
 		long long total, used;
 		if (sscanf(line, " %d , %lld , %lld", &id, &total, &used) != 3 || id < 0) {
-			snprintf(err, (size_t)errlen, "%s:%d: expected \"index, memory.total, memory.used\"", p->path, lineno);
+			buf_printf(err, "%s:%d: expected \"index, memory.total, memory.used\"", p->path, lineno);
 			fclose(f);
 			return -1;
 		}
@@ -95,11 +95,11 @@ static int read_info_file(GpuPool *p, char *err, int errlen)
 	return 0;
 }
 
-GpuPool *gpu_pool_from_file(const char *path, char *err, int errlen)
+GpuPool *gpu_pool_from_file(const char *path, Buf *err)
 {
 	GpuPool *p = pool_new(SRC_FILE);
 	p->path = xstrdup(path);
-	if (read_info_file(p, err, errlen) != 0) {
+	if (read_info_file(p, err) != 0) {
 		gpu_pool_free(p);
 		return NULL;
 	}
@@ -139,13 +139,13 @@ GpuPool *gpu_pool_from_nvml(void)
 	return p;
 }
 
-GpuPool *gpu_pool_open(const char *list, char *err, int errlen)
+GpuPool *gpu_pool_open(const char *list, Buf *err)
 {
 	if (list)
-		return gpu_pool_from_list(list, err, errlen);
+		return gpu_pool_from_list(list, err);
 	const char *info = getenv("KILN_GPU_INFO");
 	if (info && *info)
-		return gpu_pool_from_file(info, err, errlen);
+		return gpu_pool_from_file(info, err);
 	return gpu_pool_from_nvml();
 }
 
@@ -180,11 +180,12 @@ void gpu_refresh(GpuPool *p, int force)
 	if (!force && now - p->refreshed_ns < 1000000000LL)
 		return;
 	p->refreshed_ns = now;
-	char err[256];
+	Buf err = {0};
 	if (p->source == SRC_FILE)
-		read_info_file(p, err, sizeof err); /* a bad rewrite keeps the last good values */
+		read_info_file(p, &err); /* a bad rewrite keeps the last good values */
 	else if (p->source == SRC_NVML)
 		nvml_read(p);
+	buf_free(&err);
 }
 
 static int foreign_busy(const GpuPool *p, const Gpu *g)

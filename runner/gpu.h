@@ -5,6 +5,8 @@
 #ifndef KILN_GPU_H
 #define KILN_GPU_H
 
+#include "../base/util.h"
+
 typedef struct {
 	int id;                   /* the index CUDA_VISIBLE_DEVICES takes (PCI bus order) */
 	long long total_mib, used_mib; /* -1 when unknown */
@@ -14,15 +16,15 @@ typedef struct {
 typedef struct GpuPool GpuPool;
 
 /* "0,1,3": devices with unknown memory, always considered free of foreign load. */
-GpuPool *gpu_pool_from_list(const char *ids, char *err, int errlen);
+GpuPool *gpu_pool_from_list(const char *ids, Buf *err);
 /* A file of lines "index, memory.total MiB, memory.used MiB" (the format of
  * `nvidia-smi --query-gpu=index,memory.total,memory.used --format=csv,noheader,nounits`),
  * re-read on every refresh. */
-GpuPool *gpu_pool_from_file(const char *path, char *err, int errlen);
+GpuPool *gpu_pool_from_file(const char *path, Buf *err);
 /* NVML through dlopen("libnvidia-ml.so.1"); an empty pool when NVML is absent. */
 GpuPool *gpu_pool_from_nvml(void);
 /* Chooses the source: list if given, else $KILN_GPU_INFO, else NVML. NULL + err on a bad list/file. */
-GpuPool *gpu_pool_open(const char *list, char *err, int errlen);
+GpuPool *gpu_pool_open(const char *list, Buf *err);
 void gpu_pool_free(GpuPool *p);
 
 int gpu_count(const GpuPool *p);

@@ -45,8 +45,16 @@ typedef struct {
 	int mean;
 } Options;
 
+typedef int (*VerbFn)(Options *o, int argc, char **argv);
+static int verb_run(Options *, int, char **), verb_status(Options *, int, char **), verb_why(Options *, int, char **),
+	verb_list(Options *, int, char **), verb_graph(Options *, int, char **), verb_log(Options *, int, char **),
+	verb_clean(Options *, int, char **), verb_gc(Options *, int, char **), verb_metrics(Options *, int, char **),
+	verb_plot(Options *, int, char **), verb_report(Options *, int, char **), verb_help(Options *, int, char **);
+
+/* Every verb: its usage line, its help, and the function main dispatches to. */
 static const struct {
 	const char *verb, *usage, *help;
+	VerbFn fn;
 } verbs[] = {
 	{"run", "kiln run [RECIPE] [TARGET|GLOB ...] [name=value ...] [-j N] [-k] [-n]",
 	 "Runs what the targets need (everything by default), skipping tasks whose key and\n"
@@ -55,28 +63,28 @@ static const struct {
 	 "Options: --gpus 0,1,3  --gpu-busy 0.5  --cpus N  --mem 64G  --store-max 1G  --kill-grace 2\n"
 	 "Slurm: --executor slurm (or executor = \"slurm\" per task), --max-jobs N, --detach (leave jobs\n"
 	 "running when kiln stops; the next run re-attaches).\n"
-	 "Exit status: 0 all succeeded, 1 a task failed, 2 usage or recipe error, 130 Ctrl-C."},
+	 "Exit status: 0 all succeeded, 1 a task failed, 2 usage or recipe error, 130 Ctrl-C.", verb_run},
 	{"status", "kiln status [RECIPE] [TARGET ...] [name=value ...]",
-	 "Lists the tasks a run would execute or restore, each with a one-line reason."},
+	 "Lists the tasks a run would execute or restore, each with a one-line reason.", verb_status},
 	{"why", "kiln why [RECIPE] TASK [name=value ...]",
 	 "Prints every difference between TASK's current key and its last success:\n"
-	 "which input changed (old -> new hash), which argument or param, which dependency."},
-	{"list", "kiln list [RECIPE] [TARGET ...]", "Lists tasks with dependencies, resources and tags."},
-	{"graph", "kiln graph [RECIPE] [TARGET ...]", "Prints the task graph in Graphviz dot (kiln graph | dot -Tsvg > g.svg)."},
-	{"log", "kiln log TASK", "Prints the log of TASK's latest attempt (from .kiln/logs)."},
+	 "which input changed (old -> new hash), which argument or param, which dependency.", verb_why},
+	{"list", "kiln list [RECIPE] [TARGET ...]", "Lists tasks with dependencies, resources and tags.", verb_list},
+	{"graph", "kiln graph [RECIPE] [TARGET ...]", "Prints the task graph in Graphviz dot (kiln graph | dot -Tsvg > g.svg).", verb_graph},
+	{"log", "kiln log TASK", "Prints the log of TASK's latest attempt (from .kiln/logs).", verb_log},
 	{"clean", "kiln clean [RECIPE] [TARGET ...] [--all]",
-	 "Deletes the declared outputs of the tasks (all by default); --all also deletes .kiln/."},
-	{"gc", "kiln gc", "Deletes stored outputs that no recorded success refers to."},
+	 "Deletes the declared outputs of the tasks (all by default); --all also deletes .kiln/.", verb_clean},
+	{"gc", "kiln gc", "Deletes stored outputs that no recorded success refers to.", verb_gc},
 	{"metrics", "kiln metrics [TASK|GLOB ...] [--rows TAG --cols TAG --value METRIC] [--format text|md|tsv|json] [--vs RUN] [--mean] [--out FILE]",
 	 "Prints the latest recorded metrics. With --rows/--cols/--value, a pivot (e.g. dataset x model of top1),\n"
 	 "cells averaged over tasks; --mean adds a row of column means; --vs RUN shows deltas against\n"
-	 "the metrics as they were at run RUN. Without a pivot: one row per task with its tags and metrics."},
+	 "the metrics as they were at run RUN. Without a pivot: one row per task with its tags and metrics.", verb_metrics},
 	{"plot", "kiln plot [RECIPE] [NAME ...]",
 	 "Re-renders all (or the named) plot{} charts from the recorded metrics, without running any task:\n"
-	 "after a change of style only. Charts land where each plot's `out` says (default plots/NAME.svg/.png)."},
+	 "after a change of style only. Charts land where each plot's `out` says (default plots/NAME.svg/.png).", verb_plot},
 	{"report", "kiln report [RECIPE] [--out report.html]",
-	 "Writes one self-contained HTML page: the last run's summary, a table and the chart for every plot{}."},
-	{"help", "kiln help [VERB]", "Shows help for a verb."},
+	 "Writes one self-contained HTML page: the last run's summary, a table and the chart for every plot{}.", verb_report},
+	{"help", "kiln help [VERB]", "Shows help for a verb.", verb_help},
 };
 
 static void usage_all(FILE *out)
@@ -88,8 +96,10 @@ static void usage_all(FILE *out)
 		     "Without RECIPE kiln reads kiln.lua in the workspace.\n");
 }
 
-static int verb_help(const char *verb)
+static int verb_help(Options *o, int argc, char **argv)
 {
+	(void)argc, (void)argv;
+	const char *verb = o->ntargets ? o->targets[0] : NULL;
 	if (!verb) {
 		usage_all(stdout);
 		return 0;
@@ -237,10 +247,10 @@ static Graph *load_graph_with(Options *o, Graph *g, Cache *c)
 {
 	const char *recipe = o->recipe ? o->recipe : "kiln.lua";
 	Buf err = {0};
-	char gerr[256];
-	GpuPool *pool = gpu_pool_open(o->gpus, gerr, sizeof gerr);
+	GpuPool *pool = gpu_pool_open(o->gpus, &err); /* its errors surface in verb_run */
 	int gpus_known = gpu_count(pool);
 	gpu_pool_free(pool);
+	buf_reset(&err);
 	if (recipe_load(g, recipe, &o->params, gpus_known, &err) != 0)
 		fatal("%s", buf_str(&err));
 	trace_mark("recipe loaded");
@@ -305,10 +315,11 @@ static int verb_run(Options *o, int argc, char **argv)
 	/* the state loads on another thread while the recipe loads on this one */
 	Cache *c = open_cache(o, g, o->dry_run);
 	load_graph_with(o, g, c);
-	char err[256] = "";
-	GpuPool *gpus = gpu_pool_open(o->gpus, err, sizeof err);
+	Buf gerr = {0};
+	GpuPool *gpus = gpu_pool_open(o->gpus, &gerr);
 	if (!gpus)
-		fatal("%s", err);
+		fatal("%s", buf_str(&gerr));
+	buf_free(&gerr);
 	if (o->gpu_busy > 0)
 		gpu_set_busy_threshold(gpus, o->gpu_busy);
 	int cpus = o->cpus ? o->cpus : os_cpu_count();
@@ -386,8 +397,9 @@ static int verb_run(Options *o, int argc, char **argv)
 	return rc;
 }
 
-static int verb_status(Options *o)
+static int verb_status(Options *o, int argc, char **argv)
 {
+	(void)argc, (void)argv;
 	Graph *g = new_graph();
 	Cache *c = open_cache(o, g, 1);
 	load_graph_with(o, g, c);
@@ -398,8 +410,9 @@ static int verb_status(Options *o)
 	return 0;
 }
 
-static int verb_why(Options *o)
+static int verb_why(Options *o, int argc, char **argv)
 {
+	(void)argc, (void)argv;
 	if (o->ntargets != 1)
 		fatal("usage: kiln why [RECIPE] TASK");
 	Graph *g = new_graph();
@@ -418,8 +431,9 @@ static int verb_why(Options *o)
 	return 0;
 }
 
-static int verb_list(Options *o)
+static int verb_list(Options *o, int argc, char **argv)
 {
+	(void)argc, (void)argv;
 	Graph *g = load_graph(o, new_graph());
 	for (int i = 0; i < g->ntasks; i++) {
 		Task *t = g->tasks[i];
@@ -462,8 +476,9 @@ static void dot_string(const char *s)
 	putchar('"');
 }
 
-static int verb_graph(Options *o)
+static int verb_graph(Options *o, int argc, char **argv)
 {
+	(void)argc, (void)argv;
 	Graph *g = load_graph(o, new_graph());
 	printf("digraph kiln {\n  rankdir=LR;\n  node [shape=box, style=rounded, fontname=\"Helvetica\"];\n");
 	for (int i = 0; i < g->ntasks; i++) {
@@ -486,8 +501,9 @@ static int verb_graph(Options *o)
 	return 0;
 }
 
-static int verb_log(Options *o)
+static int verb_log(Options *o, int argc, char **argv)
 {
+	(void)argc, (void)argv;
 	if (o->ntargets != 1)
 		fatal("usage: kiln log TASK");
 	Buf path = {0};
@@ -508,8 +524,9 @@ static int verb_log(Options *o)
 	return 0;
 }
 
-static int verb_clean(Options *o)
+static int verb_clean(Options *o, int argc, char **argv)
 {
+	(void)argc, (void)argv;
 	Graph *g = load_graph(o, new_graph());
 	int removed = 0;
 	for (int i = 0; i < g->ntasks; i++)
@@ -528,8 +545,9 @@ static int verb_clean(Options *o)
 	return 0;
 }
 
-static int verb_gc(Options *o)
+static int verb_gc(Options *o, int argc, char **argv)
 {
+	(void)argc, (void)argv;
 	Graph *g = graph_new("/");
 	Cache *c = open_cache(o, g, 0);
 	Buf err = {0};
@@ -543,8 +561,9 @@ static int verb_gc(Options *o)
 	return 0;
 }
 
-static int verb_metrics(Options *o)
+static int verb_metrics(Options *o, int argc, char **argv)
 {
+	(void)argc, (void)argv;
 	MetricsQuery q = {.db_path = KILN_DIR "/state.db", .tasks = o->targets, .ntasks = o->ntargets, .rows = o->rows,
 			  .cols = o->cols, .value = o->value, .format = o->format, .vs_run = o->vs_run, .mean_row = o->mean};
 	FILE *out = o->out ? fopen(o->out, "w") : stdout;
@@ -559,8 +578,9 @@ static int verb_metrics(Options *o)
 	return 0;
 }
 
-static int verb_plot(Options *o)
+static int verb_plot(Options *o, int argc, char **argv)
 {
+	(void)argc, (void)argv;
 	Graph *g = new_graph();
 	char **names = o->targets;
 	int nnames = o->ntargets;
@@ -593,8 +613,9 @@ static int verb_plot(Options *o)
 	return failed ? EXIT_TASK_FAILED : 0;
 }
 
-static int verb_report(Options *o)
+static int verb_report(Options *o, int argc, char **argv)
 {
+	(void)argc, (void)argv;
 	Graph *g = load_graph(o, new_graph());
 	PlotSpec *specs = xcalloc((size_t)g->ntasks + 1, sizeof *specs);
 	int n = 0;
@@ -622,33 +643,13 @@ int main(int argc, char **argv)
 	Options o = {.kill_grace = -1, .store_max_mib = 1024};
 	signal(SIGPIPE, SIG_DFL);
 	parse_args(argc, argv, &o);
-	int rc;
-	if (!strcmp(o.verb, "help"))
-		rc = verb_help(o.ntargets ? o.targets[0] : NULL);
-	else if (!strcmp(o.verb, "run"))
-		rc = verb_run(&o, argc, argv);
-	else if (!strcmp(o.verb, "status"))
-		rc = verb_status(&o);
-	else if (!strcmp(o.verb, "why"))
-		rc = verb_why(&o);
-	else if (!strcmp(o.verb, "list"))
-		rc = verb_list(&o);
-	else if (!strcmp(o.verb, "graph"))
-		rc = verb_graph(&o);
-	else if (!strcmp(o.verb, "log"))
-		rc = verb_log(&o);
-	else if (!strcmp(o.verb, "clean"))
-		rc = verb_clean(&o);
-	else if (!strcmp(o.verb, "gc"))
-		rc = verb_gc(&o);
-	else if (!strcmp(o.verb, "metrics"))
-		rc = verb_metrics(&o);
-	else if (!strcmp(o.verb, "plot"))
-		rc = verb_plot(&o);
-	else if (!strcmp(o.verb, "report"))
-		rc = verb_report(&o);
-	else
+	int rc = -1;
+	size_t i = 0;
+	while (i < sizeof verbs / sizeof *verbs && strcmp(verbs[i].verb, o.verb))
+		i++;
+	if (i == sizeof verbs / sizeof *verbs)
 		fatal("unknown verb \"%s\" (verbs: run status why list graph log clean gc metrics plot report help)", o.verb);
+	rc = verbs[i].fn(&o, argc, argv);
 	params_free(&o.params);
 	free(o.targets);
 	free(o.recipe_abs);

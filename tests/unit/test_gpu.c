@@ -9,8 +9,8 @@
 
 int main(void)
 {
-	char err[256];
-	GpuPool *p = gpu_pool_from_list("0,1,3", err, sizeof err);
+	Buf err = {0};
+	GpuPool *p = gpu_pool_from_list("0,1,3", &err);
 	CHECK(p && gpu_count(p) == 3);
 	int ids[4];
 	CHECK(gpu_lease(p, 2, 0, ids) == 0);
@@ -22,14 +22,15 @@ int main(void)
 	gpu_release(p, ids, 2);
 	CHECK(gpu_lease(p, 2, 0, more) == 0 && more[0] == 0 && more[1] == 1);
 	gpu_pool_free(p);
-	CHECK(gpu_pool_from_list("0,x", err, sizeof err) == NULL);
-	CHECK(strstr(err, "--gpus takes device ids") != NULL);
+	CHECK(gpu_pool_from_list("0,x", &err) == NULL);
+	CHECK(strstr(buf_str(&err), "--gpus takes device ids") != NULL);
+	buf_reset(&err);
 
 	char path[] = "/tmp/kiln-gpus-XXXXXX";
 	int fd = mkstemp(path);
 	dprintf(fd, "0, 80000, 60000\n1, 80000, 1000\n2, 40000, 100\n");
 	close(fd);
-	p = gpu_pool_from_file(path, err, sizeof err);
+	p = gpu_pool_from_file(path, &err);
 	CHECK(p && gpu_count(p) == 3);
 	CHECK(gpu_busy_count(p) == 1);
 	CHECK(gpu_lease(p, 1, 50000, ids) == 0 && ids[0] == 1); /* 0 busy; 2 too small */
@@ -45,8 +46,9 @@ int main(void)
 	fprintf(f, "not a gpu line\n");
 	fclose(f);
 	gpu_pool_free(p);
-	CHECK(gpu_pool_from_file(path, err, sizeof err) == NULL);
-	CHECK(strstr(err, ":1: expected") != NULL);
+	CHECK(gpu_pool_from_file(path, &err) == NULL);
+	CHECK(strstr(buf_str(&err), ":1: expected") != NULL);
+	buf_free(&err);
 	unlink(path);
 	return check_exit();
 }

@@ -97,8 +97,7 @@ static int run(Graph *g, int jobs, int keep_going, SchedSummary *sum)
 	CacheOptions copt = {.store_max_mib = 16};
 	Cache *c = cache_open(kdir, g, &copt, &err);
 	CHECK(c != NULL && cache_loaded(c, &err) == 0);
-	char e[128];
-	GpuPool *gpus = gpu_pool_from_list("0,1,2", e, sizeof e);
+	GpuPool *gpus = gpu_pool_from_list("0,1,2", &err);
 	Executor ex = {.name = "fake", .local_slots = 1, .start = fake_start, .reap = fake_reap, .signal = fake_signal};
 	Executor *executors[] = {&ex};
 	Executor **task_exec = xmalloc((size_t)g->ntasks * sizeof *task_exec);
