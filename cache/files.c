@@ -98,16 +98,22 @@ static Memo *new_memo(Cache *c, const char *path)
 	return m;
 }
 
+/* The maps are filled (or the state could not open): callers of cache_ready may go on. */
+static void announce_loaded(Cache *c)
+{
+	pthread_mutex_lock(&c->loaded_lock);
+	c->loaded = 1;
+	pthread_cond_broadcast(&c->loaded_cond);
+	pthread_mutex_unlock(&c->loaded_lock);
+}
+
 void *cache_loader_main(void *arg)
 {
 	Cache *c = arg;
 	c->state = state_open(c->db_path, c->opt.readonly, &c->open_error);
 	trace_mark("loader: state database open");
 	if (!c->state) {
-		pthread_mutex_lock(&c->loaded_lock);
-		c->loaded = 1;
-		pthread_cond_broadcast(&c->loaded_cond);
-		pthread_mutex_unlock(&c->loaded_lock);
+		announce_loaded(c);
 		return NULL;
 	}
 	if (state_each_memo(c->state, load_memo, c) != 0 || state_each_last(c->state, load_last, c) != 0) {
@@ -129,18 +135,12 @@ void *cache_loader_main(void *arg)
 		}
 		buf_free(&moved);
 		if (!c->state) {
-			pthread_mutex_lock(&c->loaded_lock);
-			c->loaded = 1;
-			pthread_cond_broadcast(&c->loaded_cond);
-			pthread_mutex_unlock(&c->loaded_lock);
+			announce_loaded(c);
 			return NULL;
 		}
 	}
 	trace_mark("loader: memo and last successes read");
-	pthread_mutex_lock(&c->loaded_lock);
-	c->loaded = 1;
-	pthread_cond_broadcast(&c->loaded_cond);
-	pthread_mutex_unlock(&c->loaded_lock);
+	announce_loaded(c);
 	/* stat every file earlier runs hashed while the recipe still loads on the other
 	 * thread: validation and decisions then find the answers ready. A file rewritten
 	 * during the run is forgotten (forget_path) and looked at again. */

@@ -1,0 +1,171 @@
+/* test_cache.c — the cache module on its own: key components and verdicts, the memo, the
+ * store (verified restores), the state's write errors and damaged files, recorded outputs,
+ * and the error paths of each. Runs in a temp dir it removes. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../../base/graph.h"
+#include "../../cache/cache.h"
+#include "../../cache/hash.h"
+#include "../../cache/state.h"
+#include "../../cache/store.h"
+#include "check.h"
+
+static Task *task(Graph *g, const char *name, const char *cmd, const char *out)
+{
+	Task *t = graph_new_task(g);
+	t->name = name;
+	t->file = "r.lua";
+	t->shell = cmd;
+	t->outputs = arena_alloc(&g->arena, sizeof *t->outputs);
+	t->outputs[0] = out;
+	t->noutputs = 1;
+	graph_add_task(g, t);
+	return t;
+}
+
+static Cache *open_loaded(const char *dir, Graph *g)
+{
+	CacheOptions opt = {.store_max_mib = 16};
+	Buf err = {0};
+	Cache *c = cache_open(dir, g, &opt, &err);
+	CHECK(c != NULL && cache_loaded(c, &err) == 0);
+	buf_free(&err);
+	return c;
+}
+
+static void write_text(const char *path, const char *text) { CHECK(write_file_atomic(path, text, strlen(text)) == 0); }
+
+static void test_keys_verdicts_and_store(void)
+{
+	Graph *g = graph_new(".");
+	Task *t = task(g, "t", "echo 1 > o.txt", "o.txt");
+	Buf err = {0}, why = {0};
+	CHECK(graph_resolve(g, NULL, NULL, &err) == 0);
+	CHECK(graph_select(g, NULL, 0, &err) == 1);
+	Cache *c = open_loaded(".kiln", g);
+	CHECK(cache_begin_run(c, "test") > 0);
+	CHECK(cache_check(c, t, 0, &why) == VERDICT_RUN);
+	CHECK_CONTAINS(buf_str(&why), "no successful run recorded");
+	/* a success without its declared output is a failure */
+	buf_reset(&err);
+	CHECK(cache_record_success(c, t, &err) == -1);
+	CHECK_CONTAINS(buf_str(&err), "did not write its declared output o.txt");
+	write_text("o.txt", "one\n");
+	buf_reset(&err);
+	CHECK(cache_record_success(c, t, &err) == 0);
+	CHECK(cache_commit(c, 1) == -1 && cache_write_error(c) == NULL);
+	cache_close(c);
+
+	/* the next command: up to date; then the output edited by hand is put back */
+	c = open_loaded(".kiln", g);
+	buf_reset(&why);
+	CHECK(cache_check(c, t, 0, &why) == VERDICT_UP_TO_DATE);
+	cache_close(c); /* waits for the store's writer: o.txt is kept */
+	write_text("o.txt", "edited\n");
+	c = open_loaded(".kiln", g);
+	buf_reset(&why);
+	CHECK(cache_check(c, t, 0, &why) == VERDICT_RESTORED);
+	CHECK_CONTAINS(buf_str(&why), "output o.txt was modified");
+	size_t len;
+	char *back = read_file("o.txt", &len);
+	CHECK(back && !strcmp(back, "one\n"));
+	free(back);
+	cache_close(c);
+
+	/* a changed command: the reason names it */
+	t->shell = "echo 2 > o.txt";
+	c = open_loaded(".kiln", g);
+	buf_reset(&why);
+	CHECK(cache_check(c, t, 1, &why) == VERDICT_RUN);
+	CHECK_CONTAINS(buf_str(&why), "command changed");
+	Buf full = {0};
+	cache_explain(c, t, &full);
+	CHECK_CONTAINS(buf_str(&full), "echo 1 > o.txt");
+	buf_free(&full);
+	cache_close(c);
+	graph_free(g);
+	buf_free(&err);
+	buf_free(&why);
+}
+
+static void test_store_verifies_what_it_restores(void)
+{
+	write_text("src.txt", "payload\n");
+	Hash h;
+	CHECK(hash_file("src.txt", &h) == 0);
+	Store *st = store_open("objs");
+	CHECK(!store_has(st, h));
+	CHECK(store_restore(st, h, "dest.txt") == -1); /* absent */
+	CHECK(store_put(st, "src.txt", h) == 0);
+	CHECK(store_has(st, h));
+	CHECK(store_restore(st, h, "dest.txt") == 0);
+	size_t len;
+	char *text = read_file("dest.txt", &len);
+	CHECK(text && !strcmp(text, "payload\n"));
+	free(text);
+	/* damage the object: it is refused (EBADMSG), dropped, and dest is left alone */
+	char *obj = store_object_path("objs", h);
+	chmod(obj, 0644);
+	write_text(obj, "tampered\n");
+	write_text("dest.txt", "old\n");
+	errno = 0;
+	CHECK(store_restore(st, h, "dest.txt") == -1 && errno == EBADMSG);
+	CHECK(!store_has(st, h));
+	text = read_file("dest.txt", &len);
+	CHECK(text && !strcmp(text, "old\n"));
+	free(text);
+	free(obj);
+	/* a tree listing that does not hash to its name is malformed */
+	Hash tree;
+	CHECK(store_tree_hash("f 644 00000000000000000000000000000000 x\n", &tree) == 0);
+	CHECK(store_tree_hash("garbage without fields\n", &tree) == -1);
+	store_free(st);
+}
+
+static void test_state_errors_and_outputs_text(void)
+{
+	Buf err = {0}, moved = {0};
+	/* not a database: read-only opens say so and name the remedy; a writer moves it aside */
+	write_text("bad.db", "this is not SQLite, not even close\n");
+	State *s = state_open("bad.db", 1, &err);
+	CHECK(s == NULL);
+	CHECK_CONTAINS(buf_str(&err), "is damaged");
+	CHECK_CONTAINS(buf_str(&err), "kiln run");
+	buf_reset(&err);
+	s = state_open("bad.db", 0, &err);
+	CHECK(s != NULL);
+	CHECK(access("bad.db", F_OK) == 0);
+	CHECK(state_begin_run(s, "host", 1, "cmd") > 0);
+	CHECK(state_commit(s) == 0 && state_error(s) == NULL);
+	state_close(s);
+	/* recorded outputs: one parser */
+	const char *text = "0123456789abcdef0123456789abcdef out/a.txt\n0123456789abcdef0123456789abcdef b\n";
+	Hash h;
+	const char *path;
+	size_t len;
+	int n = 0;
+	for (const char *p = text; state_outputs_next(&p, &h, &path, &len) > 0;)
+		n++;
+	CHECK(n == 2);
+	const char *broken = "not-a-hash out/a.txt\n";
+	CHECK(state_outputs_next(&broken, &h, &path, &len) == -1);
+	buf_free(&err);
+	buf_free(&moved);
+}
+
+int main(void)
+{
+	char dir[] = "/tmp/kiln-cache-XXXXXX";
+	CHECK(mkdtemp(dir) != NULL);
+	CHECK(chdir(dir) == 0);
+	test_keys_verdicts_and_store();
+	test_store_verifies_what_it_restores();
+	test_state_errors_and_outputs_text();
+	CHECK(chdir("/") == 0);
+	remove_tree(dir);
+	return check_exit();
+}

@@ -1,0 +1,129 @@
+/* test_plots.c — plots/ on its own: metrics ingestion (cache/metrics.c) and its errors,
+ * recorded metrics read back through the view, pivots, and plot specs (checks, canonical
+ * text). Runs in a temp dir it removes. */
+#define _GNU_SOURCE
+#include <math.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "../../cache/metrics.h"
+#include "../../cache/results.h"
+#include "../../cache/state.h"
+#include "../../plots/mview.h"
+#include "../../plots/plot.h"
+#include "check.h"
+
+static void test_ingest(void)
+{
+	Metrics m;
+	Buf err = {0};
+	const char *good = "{\"top1\": 0.5, \"name\": \"x\", \"nested\": {\"a\": 2}, \"curve\": [{\"epoch\": 1, \"loss\": 0.3}]}";
+	CHECK(metrics_parse(good, strlen(good), "m.json", &m, &err) == 0);
+	int scalars = 0, series = 0, nested = 0;
+	for (int i = 0; i < m.count; i++) {
+		scalars += !m.rows[i].series;
+		series += m.rows[i].series;
+		nested += !strcmp(m.rows[i].key, "nested.a");
+	}
+	CHECK(scalars >= 3 && series >= 1 && nested == 1);
+	metrics_free(&m);
+	const char *bad[] = {"[1, 2]", "{\"a\": NaN}", "{\"a\": ", "{\"a\": 1,}", ""};
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+		buf_reset(&err);
+		CHECK(metrics_parse(bad[i], strlen(bad[i]), "m.json", &m, &err) == -1);
+		CHECK_CONTAINS(buf_str(&err), "m.json");
+	}
+	buf_reset(&err);
+	CHECK(metrics_read("missing.json", &m, &err) == -1);
+	CHECK_CONTAINS(buf_str(&err), "cannot be read");
+	buf_free(&err);
+}
+
+static void put(State *s, int64_t run, const char *task, int pos, const char *dataset, const char *model, double top1)
+{
+	KeyValue tags[] = {{"dataset", dataset}, {"model", model}};
+	MetricRow rows[] = {{(char *)"top1", 0, 0, top1, NULL}, {(char *)"loss", 1, 1, top1 / 2, NULL},
+			    {(char *)"loss", 1, 2, top1 / 4, NULL}};
+	Metrics m = {rows, 3, 3};
+	CHECK(results_put(s, run, task, pos, tags, 2, &m) == 0);
+}
+
+static void test_view_and_pivot(void)
+{
+	Buf err = {0};
+	MView *none = mview_open("absent.db", 0, NULL, 0, &err);
+	CHECK(none == NULL);
+	CHECK_CONTAINS(buf_str(&err), "has `kiln run` run here?");
+	State *s = state_open("state.db", 0, &err);
+	CHECK(s != NULL);
+	int64_t run = state_begin_run(s, "host", 1, "kiln run");
+	put(s, run, "eval/b/m1", 0, "b", "m1", 0.5);
+	put(s, run, "eval/a/m1", 1, "a", "m1", 0.7);
+	put(s, run, "eval/a/m2", 2, "a", "m2", 0.9);
+	CHECK(state_commit(s) == 0);
+	state_close(s);
+	char *pat[] = {"eval/*"};
+	MView *v = mview_open("state.db", 0, pat, 1, &err);
+	CHECK(v != NULL && mview_count(v) == 3);
+	CHECK_STR(mview_task(v, 0)->task, "eval/b/m1"); /* recipe order, not name order */
+	const MTask *t = mview_find(v, "eval/a/m2");
+	double x;
+	CHECK(t && mtask_number(t, "top1", &x) && fabs(x - 0.9) < 1e-12);
+	CHECK(t && !mtask_number(t, "nope", &x));
+	CHECK_STR(mtask_tag(t, "model"), "m2");
+	double *steps, *values;
+	CHECK(mview_series(v, t, "loss", &steps, &values) == 2 && steps[1] == 2 && fabs(values[1] - 0.225) < 1e-12);
+	free(steps);
+	free(values);
+	Pivot p;
+	pivot_build(v, "dataset", "model", "top1", &p);
+	CHECK(p.nrows == 2 && p.ncols == 2);
+	CHECK_STR(p.rows[0], "b");
+	CHECK(isnan(p.cells[0 * p.ncols + 1])); /* b x m2: no task */
+	pivot_free(&p);
+	mview_close(v);
+	buf_free(&err);
+}
+
+static void test_plot_spec(void)
+{
+	const char *from[] = {"eval/*"};
+	PlotSpec ok = {.name = "acc", .type = "bars", .from = from, .nfrom = 1, .x = "dataset", .y = "top1", .out = "p"};
+	Buf err = {0};
+	CHECK(plot_spec_check(&ok, &err) == 0);
+	char *text = plot_spec_text(&ok);
+	CHECK_STR(text, "plot\tname=acc\ttype=bars\tfrom=eval/*\tx=dataset\ty=top1\tout=p");
+	free(text);
+	PlotSpec tabbed = ok;
+	tabbed.title = "a\tb\nc";
+	text = plot_spec_text(&tabbed);
+	CHECK(strchr(text, '\n') == NULL); /* one line, escaped */
+	free(text);
+	PlotSpec bad = ok;
+	bad.type = "pie";
+	CHECK(plot_spec_check(&bad, &err) == -1);
+	CHECK_CONTAINS(buf_str(&err), "bars, lines, scatter or heatmap");
+	buf_reset(&err);
+	bad = ok;
+	bad.x = NULL;
+	CHECK(plot_spec_check(&bad, &err) == -1);
+	CHECK_CONTAINS(buf_str(&err), "needs x");
+	buf_reset(&err);
+	bad = ok;
+	bad.type = "heatmap";
+	CHECK(plot_spec_check(&bad, &err) == -1);
+	buf_free(&err);
+}
+
+int main(void)
+{
+	char dir[] = "/tmp/kiln-plots-XXXXXX";
+	CHECK(mkdtemp(dir) != NULL);
+	CHECK(chdir(dir) == 0);
+	test_ingest();
+	test_view_and_pivot();
+	test_plot_spec();
+	CHECK(chdir("/") == 0);
+	remove_tree(dir);
+	return check_exit();
+}
