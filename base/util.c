@@ -125,6 +125,24 @@ void buf_printf(Buf *b, const char *fmt, ...)
 	b->len += (size_t)n;
 }
 
+void buf_put_escaped(Buf *b, const char *s)
+{
+	if (!strpbrk(s, "\\\t\n")) { /* the common case: nothing to escape */
+		buf_puts(b, s);
+		return;
+	}
+	for (; *s; s++) {
+		if (*s == '\\')
+			buf_puts(b, "\\\\");
+		else if (*s == '\t')
+			buf_puts(b, "\\t");
+		else if (*s == '\n')
+			buf_puts(b, "\\n");
+		else
+			buf_putc(b, *s);
+	}
+}
+
 void buf_shell_quote(Buf *b, const char *s)
 {
 	if (*s && strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./=:,+@%") == strlen(s)) {

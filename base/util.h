@@ -30,6 +30,9 @@ typedef struct {
 } Buf;
 void buf_put(Buf *b, const void *p, size_t n);
 void buf_puts(Buf *b, const char *s);
+/* Appends s with backslash, tab and newline escaped (\\ \t \n): a field of one line of
+ * tab-separated text (key components, plot specs). */
+void buf_put_escaped(Buf *b, const char *s);
 /* Appends s as one word a POSIX shell reads back unchanged: bare when it holds only
  * characters no shell treats specially, else single-quoted (every byte, newlines too). */
 void buf_shell_quote(Buf *b, const char *s);

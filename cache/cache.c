@@ -187,24 +187,6 @@ TaskCache *task_cache(Cache *c, Task *t)
 	return t->cache_data;
 }
 
-static void put_escaped(Buf *b, const char *s)
-{
-	if (!strpbrk(s, "\\\t\n")) { /* the common case: nothing to escape */
-		buf_puts(b, s);
-		return;
-	}
-	for (; *s; s++) {
-		if (*s == '\\')
-			buf_puts(b, "\\\\");
-		else if (*s == '\t')
-			buf_puts(b, "\\t");
-		else if (*s == '\n')
-			buf_puts(b, "\\n");
-		else
-			buf_putc(b, *s);
-	}
-}
-
 static int compare_input(const void *a, const void *b, void *task)
 {
 	const Task *t = task;
@@ -238,30 +220,30 @@ static char *build_components(Cache *c, Task *t, size_t *key_len)
 	buf_puts(&b, "v\t" KEY_VERSION_TEXT "\n");
 	if (t->shell) {
 		buf_puts(&b, "cmd\tsh\t");
-		put_escaped(&b, t->shell);
+		buf_put_escaped(&b, t->shell);
 	} else if (t->spec) { /* built-in work (plot{}): its spec is its command */
 		buf_puts(&b, "cmd\tspec\t");
-		put_escaped(&b, t->spec);
+		buf_put_escaped(&b, t->spec);
 	} else {
 		buf_puts(&b, t->argc ? "cmd\targv" : "cmd\tnone");
 		for (int i = 0; i < t->argc; i++) {
 			buf_putc(&b, '\t');
-			put_escaped(&b, t->argv[i]);
+			buf_put_escaped(&b, t->argv[i]);
 		}
 	}
 	buf_putc(&b, '\n');
 	for (int i = 0; i < t->nenv; i++) {
 		buf_puts(&b, "env\t");
-		put_escaped(&b, t->env[i].key);
+		buf_put_escaped(&b, t->env[i].key);
 		buf_putc(&b, '\t');
-		put_escaped(&b, t->env[i].value);
+		buf_put_escaped(&b, t->env[i].value);
 		buf_putc(&b, '\n');
 	}
 	for (int i = 0; i < t->ntags; i++) {
 		buf_puts(&b, "tag\t");
-		put_escaped(&b, t->tags[i].key);
+		buf_put_escaped(&b, t->tags[i].key);
 		buf_putc(&b, '\t');
-		put_escaped(&b, t->tags[i].value);
+		buf_put_escaped(&b, t->tags[i].value);
 		buf_putc(&b, '\n');
 	}
 	for (int i = 0; i < t->noutputs; i++) {
@@ -339,9 +321,9 @@ static char *build_components(Cache *c, Task *t, size_t *key_len)
 			used = shell_has_word(t->shell, p->value);
 		if (used) {
 			buf_puts(&b, "param\t");
-			put_escaped(&b, p->key);
+			buf_put_escaped(&b, p->key);
 			buf_putc(&b, '\t');
-			put_escaped(&b, p->value);
+			buf_put_escaped(&b, p->value);
 			buf_putc(&b, '\n');
 		}
 	}

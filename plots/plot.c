@@ -46,8 +46,7 @@ static void text_field(Buf *b, const char *name, const char *value)
 	if (!value)
 		return;
 	buf_printf(b, "\t%s=", name);
-	for (const char *p = value; *p; p++) /* one line, tab-separated: escape both */
-		*p == '\\' ? buf_puts(b, "\\\\") : *p == '\t' ? buf_puts(b, "\\t") : *p == '\n' ? buf_puts(b, "\\n") : buf_putc(b, *p);
+	buf_put_escaped(b, value); /* one line, tab-separated */
 }
 
 char *plot_spec_text(const PlotSpec *s)

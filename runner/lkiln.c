@@ -1,8 +1,10 @@
 /* lkiln.c — the Lua API of recipes: task{} turns a table into a graph Task, checking
- * every field; glob() and params{} are here too, grid{} lives in recipe.c's prelude.
+ * every field, with the helpers every declaration uses; plot{}, external{}, slurm{}, glob()
+ * and params{} are in ldecl.c, grid{} in recipe.c's prelude.
  * Errors go through luaL_error so they carry the recipe's file:line. */
 #define _GNU_SOURCE
 #include "lkiln.h"
+#include "lkiln_internal.h"
 
 #include <glob.h>
 #include <lauxlib.h>
@@ -12,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../plots/plot.h"
 
 #define TASK_METATABLE "kiln.task"
 
@@ -25,20 +26,19 @@ enum { /* bits of check_fields' mask, in task_fields' order */
 	F_TIMEOUT = 1 << 10, F_RETRIES = 1 << 11, F_TAGS = 1 << 12, F_METRICS = 1 << 13, F_EXECUTOR = 1 << 14,
 };
 
-static RecipeContext *context(lua_State *L) { return lua_touserdata(L, lua_upvalueindex(1)); }
+RecipeContext *lk_context(lua_State *L) { return lua_touserdata(L, lua_upvalueindex(1)); }
 
 /* Raises "task "NAME": FIELD MESSAGE" at the recipe's file:line (without a task name
  * outside task{}). The name comes from ctx->declaring, so no label is formatted for every
  * field of every task up front (that alone cost a third of loading). */
-static int field_error(lua_State *L, const char *field, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int field_error(lua_State *L, const char *field, const char *fmt, ...)
+int lk_field_error(lua_State *L, const char *field, const char *fmt, ...)
 {
 	char msg[512];
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
-	const char *declaring = context(L)->declaring;
+	const char *declaring = lk_context(L)->declaring;
 	if (declaring)
 		return luaL_error(L, "task \"%s\": %s %s", declaring, field, msg);
 	return luaL_error(L, "%s %s", field, msg);
@@ -46,14 +46,14 @@ static int field_error(lua_State *L, const char *field, const char *fmt, ...)
 
 /* Converts the value at idx to a string in the graph's arena: strings and numbers are
  * accepted; booleans only when allow_bool. */
-static const char *value_string(lua_State *L, Graph *g, int idx, const char *what, int allow_bool)
+const char *lk_value_string(lua_State *L, Graph *g, int idx, const char *what, int allow_bool)
 {
 	int type = lua_type(L, idx);
 	if (type == LUA_TSTRING) { /* the common case, without luaL_tolstring's metamethod look-up */
 		size_t len;
 		const char *s = lua_tolstring(L, idx, &len);
 		if (memchr(s, 0, len))
-			field_error(L, what, "holds a NUL byte (\"%s...\"): no command, path or name can carry one", s);
+			lk_field_error(L, what, "holds a NUL byte (\"%s...\"): no command, path or name can carry one", s);
 		return arena_strndup(&g->arena, s, len);
 	}
 	if (type == LUA_TNUMBER || (allow_bool && type == LUA_TBOOLEAN)) {
@@ -62,7 +62,7 @@ static const char *value_string(lua_State *L, Graph *g, int idx, const char *wha
 		lua_pop(L, 1);
 		return copy;
 	}
-	field_error(L, what, "must be a string%s, got %s", allow_bool ? ", number or boolean" : " or number",
+	lk_field_error(L, what, "must be a string%s, got %s", allow_bool ? ", number or boolean" : " or number",
 		    luaL_typename(L, idx));
 	return NULL;
 }
@@ -70,7 +70,7 @@ static const char *value_string(lua_State *L, Graph *g, int idx, const char *wha
 /* A task value, what task{} and plot{} return: a userdata holding the Task, with
  * .name, .outputs and .inputs read on demand. Cheaper than building tables that a recipe
  * rarely reads (a 10k-task recipe would otherwise build 20k tables). */
-static void push_task_value(lua_State *L, const Task *t)
+void lk_push_task_value(lua_State *L, const Task *t)
 {
 	const Task **slot = lua_newuserdatauv(L, sizeof *slot, 0);
 	*slot = t;
@@ -114,13 +114,13 @@ static int task_value_tostring(lua_State *L)
 }
 
 /* A list field: one value or an array of values. deps also take task values. */
-static const char **string_list(lua_State *L, Graph *g, int idx, const char *field, int *count, int allow_tasks)
+const char **lk_string_list(lua_State *L, Graph *g, int idx, const char *field, int *count, int allow_tasks)
 {
 	idx = lua_absindex(L, idx);
 	if (lua_type(L, idx) != LUA_TTABLE) {
 		const char **one = arena_alloc(&g->arena, sizeof *one);
 		const Task *t = allow_tasks ? task_value(L, idx) : NULL;
-		one[0] = t ? t->name : value_string(L, g, idx, field, 0);
+		one[0] = t ? t->name : lk_value_string(L, g, idx, field, 0);
 		*count = 1;
 		return one;
 	}
@@ -130,8 +130,8 @@ static const char **string_list(lua_State *L, Graph *g, int idx, const char *fie
 		lua_rawgeti(L, idx, i);
 		const Task *t = allow_tasks ? task_value(L, -1) : NULL;
 		if (allow_tasks && !t && lua_type(L, -1) == LUA_TTABLE)
-			field_error(L, field, "entries must be task names or task values, got a table");
-		list[i - 1] = t ? t->name : value_string(L, g, -1, field, 0);
+			lk_field_error(L, field, "entries must be task names or task values, got a table");
+		list[i - 1] = t ? t->name : lk_value_string(L, g, -1, field, 0);
 		lua_pop(L, 1);
 	}
 	*count = (int)n;
@@ -158,9 +158,9 @@ static KeyValue *key_values(lua_State *L, Graph *g, int idx, const char *field, 
 	lua_pushnil(L);
 	while (lua_next(L, idx)) {
 		if (lua_type(L, -2) != LUA_TSTRING)
-			field_error(L, field, "keys must be strings");
-		kv[i].key = value_string(L, g, -2, field, 0);
-		kv[i].value = value_string(L, g, -1, field, 1);
+			lk_field_error(L, field, "keys must be strings");
+		kv[i].key = lk_value_string(L, g, -2, field, 0);
+		kv[i].value = lk_value_string(L, g, -1, field, 1);
 		i++;
 		lua_pop(L, 1);
 	}
@@ -175,14 +175,14 @@ static long long integer_field(lua_State *L, int idx, const char *field, long lo
 	int ok;
 	lua_Integer v = lua_tointegerx(L, idx, &ok);
 	if (!ok)
-		field_error(L, field, "must be an integer, got %s",
+		lk_field_error(L, field, "must be an integer, got %s",
 			    lua_type(L, idx) == LUA_TNUMBER ? "a fraction" : luaL_typename(L, idx));
 	if (v < 0)
-		field_error(L, field, "must not be negative");
+		lk_field_error(L, field, "must not be negative");
 	if (v > max) {
 		char limit[32];
 		snprintf(limit, sizeof limit, "%lld", max);
-		field_error(L, field, "must be at most %s", limit);
+		lk_field_error(L, field, "must be at most %s", limit);
 	}
 	return v;
 }
@@ -201,7 +201,7 @@ static long long size_field(lua_State *L, int idx, const char *field)
 	const char *s = luaL_tolstring(L, idx, NULL);
 	long long v = lua_type(L, idx) == LUA_TSTRING ? parse_size_mib(s) : -1;
 	if (v < 0 || v > MAX_SIZE_MIB)
-		field_error(L, field, "must be a size like \"512M\" or \"16G\" (or MiB as a number), got \"%s\"", s);
+		lk_field_error(L, field, "must be a size like \"512M\" or \"16G\" (or MiB as a number), got \"%s\"", s);
 	lua_pop(L, 1);
 	return v;
 }
@@ -222,7 +222,7 @@ static long long optional_number(lua_State *L, unsigned present, const char *fie
 /* Raises "what: unknown field 'x' (fields: ...)" for any key of the table at 1 not in
  * fields; returns a mask with bit i set when fields[i] is present, so callers look up only
  * the fields a table has. */
-static unsigned check_fields(lua_State *L, const char *what, const char *const *fields)
+unsigned lk_check_fields(lua_State *L, const char *what, const char *const *fields)
 {
 	unsigned present = 0;
 	lua_pushnil(L);
@@ -252,7 +252,7 @@ static unsigned check_fields(lua_State *L, const char *what, const char *const *
 }
 
 /* Records the recipe file and line of the call that declares t. */
-static void declaration_site(lua_State *L, RecipeContext *ctx, Task *t)
+void lk_declaration_site(lua_State *L, RecipeContext *ctx, Task *t)
 {
 	lua_Debug ar;
 	if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "Sl", &ar)) {
@@ -314,25 +314,25 @@ static int resolves_inside(RecipeContext *ctx, const char *p)
 /* Refuses a declared path kiln must not touch: outputs (deleted before every attempt and
  * by `kiln clean`) lie inside the workspace, outside .kiln/, and are not the recipe;
  * inputs lie inside the workspace or under an external{} root, never in .kiln/. */
-static void check_confined(lua_State *L, const char *p, const char *field, int output)
+void lk_check_confined(lua_State *L, const char *p, const char *field, int output)
 {
-	RecipeContext *ctx = context(L);
+	RecipeContext *ctx = lk_context(L);
 	int outside = p[0] == '/' || !strcmp(p, "..") || !strncmp(p, "../", 3);
 	if (under(p, ".kiln"))
-		field_error(L, field, "\"%s\" lies in .kiln/, kiln's own state", p);
+		lk_field_error(L, field, "\"%s\" lies in .kiln/, kiln's own state", p);
 	if (output && (outside || !strcmp(p, ".")))
-		field_error(L, field, "\"%s\" is not inside the workspace: kiln deletes outputs before each attempt, "
+		lk_field_error(L, field, "\"%s\" is not inside the workspace: kiln deletes outputs before each attempt, "
 				      "so they must lie inside it (%s)", p, ctx->g->workspace);
 	if (output && ctx->recipe && !strcmp(p, ctx->recipe))
-		field_error(L, field, "\"%s\" is the recipe itself", p);
+		lk_field_error(L, field, "\"%s\" is the recipe itself", p);
 	if (output && !resolves_inside(ctx, p))
-		field_error(L, field, "\"%s\" resolves outside the workspace through a symbolic link (%s)", p,
+		lk_field_error(L, field, "\"%s\" resolves outside the workspace through a symbolic link (%s)", p,
 			    ctx->g->workspace);
 	if (!output && outside) {
 		for (int i = 0; i < ctx->nexternal; i++)
 			if (p[0] == '/' && under(p, ctx->external[i]))
 				return;
-		field_error(L, field, "\"%s\" is outside the workspace: declare the place it lives in with "
+		lk_field_error(L, field, "\"%s\" is outside the workspace: declare the place it lives in with "
 				      "external { \"/path/to/data\" } before the task, and name it by absolute path", p);
 	}
 }
@@ -346,15 +346,15 @@ static const char **expand_paths(lua_State *L, Graph *g, const char **in, int n,
 	for (int i = 0; i < n; i++) {
 		if (!allow_glob || !strpbrk(in[i], "*?[")) {
 			out[k] = graph_norm_path(g, in[i]);
-			check_confined(L, out[k++], field, !allow_glob);
+			lk_check_confined(L, out[k++], field, !allow_glob);
 			continue;
 		}
 		glob_t gl;
 		int rc = glob(in[i], 0, NULL, &gl);
 		if (rc == GLOB_NOMATCH)
-			field_error(L, field, "pattern \"%s\" matches no file (use glob() for a list that may be empty)", in[i]);
+			lk_field_error(L, field, "pattern \"%s\" matches no file (use glob() for a list that may be empty)", in[i]);
 		if (rc != 0)
-			field_error(L, field, "cannot expand \"%s\"", in[i]);
+			lk_field_error(L, field, "cannot expand \"%s\"", in[i]);
 		const char **bigger = arena_alloc(&g->arena, (size_t)(cap + (int)gl.gl_pathc) * sizeof *out);
 		memcpy(bigger, out, (size_t)k * sizeof *out);
 		out = bigger;
@@ -363,7 +363,7 @@ static const char **expand_paths(lua_State *L, Graph *g, const char **in, int n,
 			out[k] = graph_norm_path(g, gl.gl_pathv[j]);
 			if (under(out[k], ".kiln"))
 				continue; /* a glob like ".*" does not mean kiln's own state */
-			check_confined(L, out[k++], field, 0);
+			lk_check_confined(L, out[k++], field, 0);
 		}
 		globfree(&gl);
 	}
@@ -434,7 +434,7 @@ static void parse_run(lua_State *L, Graph *g, Task *t, int idx)
 		luaL_error(L, "task \"%s\": run must be an argv table or a shell string, got %s", t->name,
 			   luaL_typename(L, idx));
 	int n;
-	const char **words = string_list(L, g, idx, "run", &n, 0);
+	const char **words = lk_string_list(L, g, idx, "run", &n, 0);
 	if (n == 0)
 		luaL_error(L, "task \"%s\": run is an empty argv table", t->name);
 	int extra = 0; /* a whole-word {outputs}/{inputs} becomes several words */
@@ -458,40 +458,40 @@ static void parse_run(lua_State *L, Graph *g, Task *t, int idx)
 
 static int l_task(lua_State *L)
 {
-	RecipeContext *ctx = context(L);
+	RecipeContext *ctx = lk_context(L);
 	Graph *g = ctx->g;
 	luaL_checktype(L, 1, LUA_TTABLE);
 	lua_settop(L, 1);
-	unsigned has = check_fields(L, "task{}", task_fields);
-	context(L)->declaring = NULL;
+	unsigned has = lk_check_fields(L, "task{}", task_fields);
+	lk_context(L)->declaring = NULL;
 	Task *t = graph_new_task(g);
-	declaration_site(L, ctx, t);
+	lk_declaration_site(L, ctx, t);
 	if (!(has & F_NAME) || lua_getfield(L, 1, "name") != LUA_TSTRING)
 		luaL_error(L, "task{}: field 'name' is required and must be a string");
-	t->name = value_string(L, g, -1, "name", 0);
+	t->name = lk_value_string(L, g, -1, "name", 0);
 	if (!valid_task_name(t->name))
 		luaL_error(L, "task{}: invalid name \"%s\" (use letters, digits and _-./:=+, with '/' between parts)",
 			   t->name);
 	lua_pop(L, 1);
-	context(L)->declaring = t->name;
+	lk_context(L)->declaring = t->name;
 	int n;
 	/* only the fields present are looked up; outputs and inputs come before run, whose
 	 * placeholders expand to them */
 	if (has & F_OUTPUTS) {
 		lua_getfield(L, 1, "outputs");
-		const char **raw = string_list(L, g, -1, "outputs", &n, 0);
+		const char **raw = lk_string_list(L, g, -1, "outputs", &n, 0);
 		t->outputs = expand_paths(L, g, raw, n, &t->noutputs, 0, "outputs");
 		lua_pop(L, 1);
 	}
 	if (has & F_INPUTS) {
 		lua_getfield(L, 1, "inputs");
-		const char **raw = string_list(L, g, -1, "inputs", &n, 0);
+		const char **raw = lk_string_list(L, g, -1, "inputs", &n, 0);
 		t->inputs = expand_paths(L, g, raw, n, &t->ninputs, 1, "inputs");
 		lua_pop(L, 1);
 	}
 	if (has & F_DEPS) {
 		lua_getfield(L, 1, "deps");
-		t->dep_names = string_list(L, g, -1, "deps", &t->ndep_names, 1);
+		t->dep_names = lk_string_list(L, g, -1, "deps", &t->ndep_names, 1);
 		lua_pop(L, 1);
 	}
 	if (has & F_RUN) {
@@ -506,7 +506,7 @@ static int l_task(lua_State *L)
 			const char *k = t->env[i].key;
 			if (!*k || strspn(k, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") != strlen(k) ||
 			    (*k >= '0' && *k <= '9'))
-				field_error(L, "env", "key \"%s\" is not a variable name (letters, digits and _, not first a "
+				lk_field_error(L, "env", "key \"%s\" is not a variable name (letters, digits and _, not first a "
 						      "digit)", k);
 		}
 		lua_pop(L, 1);
@@ -530,223 +530,27 @@ static int l_task(lua_State *L)
 		else
 			t->timeout_sec = -1;
 		if (!(t->timeout_sec > 0) || t->timeout_sec > MAX_TIMEOUT_SEC) /* NaN fails too */
-			field_error(L, "timeout", "must be a positive duration up to a year, like 90, \"30s\", \"5m\" or "
+			lk_field_error(L, "timeout", "must be a positive duration up to a year, like 90, \"30s\", \"5m\" or "
 						  "\"2h\"");
 		lua_pop(L, 1);
 	}
 	if (has & F_METRICS) {
 		lua_getfield(L, 1, "metrics");
-		t->metrics = graph_norm_path(g, expand_placeholders(L, g, t, value_string(L, g, -1, "metrics", 0), 0));
-		check_confined(L, t->metrics, "metrics", 0);
+		t->metrics = graph_norm_path(g, expand_placeholders(L, g, t, lk_value_string(L, g, -1, "metrics", 0), 0));
+		lk_check_confined(L, t->metrics, "metrics", 0);
 		lua_pop(L, 1);
 	}
 	if (has & F_EXECUTOR) {
 		lua_getfield(L, 1, "executor");
-		t->executor = value_string(L, g, -1, "executor", 0);
+		t->executor = lk_value_string(L, g, -1, "executor", 0);
 		if (strcmp(t->executor, "local") && strcmp(t->executor, "slurm"))
-			field_error(L, "executor", "must be \"local\" or \"slurm\", got \"%s\"", t->executor);
+			lk_field_error(L, "executor", "must be \"local\" or \"slurm\", got \"%s\"", t->executor);
 		lua_pop(L, 1);
 	}
-	context(L)->declaring = NULL;
+	lk_context(L)->declaring = NULL;
 
 	graph_add_task(g, t); /* clashes are found when the graph is indexed */
-	push_task_value(L, t);
-	return 1;
-}
-
-static int l_gpus_available(lua_State *L)
-{
-	lua_pushinteger(L, context(L)->gpus_known);
-	return 1;
-}
-
-static const char *const plot_fields[] = {"name", "type", "from", "x", "series", "y", "title",
-					  "xlabel", "ylabel", "unit", "out", NULL};
-
-/* plot{}: a task named plot/<name> that renders a chart from the metrics of the tasks
- * its `from` globs select. It carries its typed spec; the spec's text is its key, so a
- * style change re-renders. */
-static int l_plot(lua_State *L)
-{
-	RecipeContext *ctx = context(L);
-	Graph *g = ctx->g;
-	luaL_checktype(L, 1, LUA_TTABLE);
-	lua_settop(L, 1);
-	check_fields(L, "plot{}", plot_fields);
-	PlotSpec *spec = arena_alloc(&g->arena, sizeof *spec);
-	memset(spec, 0, sizeof *spec);
-	const char **slots[] = {&spec->name, &spec->type, NULL, &spec->x, &spec->series, &spec->y, &spec->title,
-				&spec->xlabel, &spec->ylabel, &spec->unit, &spec->out}; /* in plot_fields' order */
-	for (int i = 0; plot_fields[i]; i++) {
-		int type = lua_getfield(L, 1, plot_fields[i]);
-		if (!slots[i]) { /* from */
-			if (type == LUA_TNIL)
-				luaL_error(L, "plot{}: field 'from' (task names or globs, e.g. \"eval/*\") is required");
-			spec->from = string_list(L, g, -1, "from", &spec->nfrom, 1);
-		} else if (type != LUA_TNIL) {
-			*slots[i] = value_string(L, g, -1, plot_fields[i], 0);
-		}
-		lua_pop(L, 1);
-	}
-	if (!spec->name || !spec->type)
-		luaL_error(L, "plot{}: fields 'name' and 'type' are required");
-	if (!spec->y)
-		luaL_error(L, "plot{}: field 'y' (the metric to draw) is required");
-	if (!spec->out) {
-		char *o = arena_alloc(&g->arena, strlen(spec->name) + 7);
-		sprintf(o, "plots/%s", spec->name);
-		spec->out = o;
-	}
-	spec->out = graph_norm_path(g, spec->out);
-	check_confined(L, spec->out, "plot{}: out", 1);
-	Buf err = {0};
-	if (plot_spec_check(spec, &err) != 0) {
-		lua_pushfstring(L, "plot{}: %s", buf_str(&err));
-		buf_free(&err);
-		luaL_where(L, 1);
-		lua_insert(L, -2);
-		lua_concat(L, 2);
-		return lua_error(L);
-	}
-	Task *t = graph_new_task(g);
-	declaration_site(L, ctx, t);
-	char *tname = arena_alloc(&g->arena, strlen(spec->name) + 6);
-	sprintf(tname, "plot/%s", spec->name);
-	t->name = tname;
-	t->plot = spec;
-	char *text = plot_spec_text(spec);
-	t->spec = arena_strdup(&g->arena, text);
-	free(text);
-	const char *out = spec->out;
-	t->outputs = arena_alloc(&g->arena, 2 * sizeof *t->outputs);
-	char *svg = arena_alloc(&g->arena, strlen(out) + 5), *png = arena_alloc(&g->arena, strlen(out) + 5);
-	sprintf(svg, "%s.svg", out);
-	sprintf(png, "%s.png", out);
-	t->outputs[0] = svg;
-	t->outputs[1] = png;
-	t->noutputs = 2;
-	t->dep_patterns = spec->from;
-	t->ndep_patterns = spec->nfrom;
-	graph_add_task(g, t);
-	push_task_value(L, t);
-	return 1;
-}
-
-/* external { "/data/elevater", ... }: places outside the workspace that inputs may name
- * (read only: kiln never writes or deletes outside the workspace). */
-static int l_external(lua_State *L)
-{
-	RecipeContext *ctx = context(L);
-	Graph *g = ctx->g;
-	int n;
-	context(L)->declaring = NULL;
-	const char **roots = string_list(L, g, 1, "external", &n, 0);
-	const char **all = arena_alloc(&g->arena, (size_t)(ctx->nexternal + n + 1) * sizeof *all);
-	if (ctx->nexternal)
-		memcpy(all, ctx->external, (size_t)ctx->nexternal * sizeof *all);
-	for (int i = 0; i < n; i++) {
-		const char *r = graph_norm_path(g, roots[i]);
-		if (r[0] != '/')
-			luaL_error(L, "external{}: \"%s\" is inside the workspace or relative; give absolute paths of "
-				      "places outside it", roots[i]);
-		all[ctx->nexternal + i] = r;
-	}
-	ctx->external = all;
-	ctx->nexternal += n;
-	return 0;
-}
-
-/* slurm{}: where Slurm tasks go (partition, account, qos, constraint, extra sbatch flags). */
-static int l_slurm(lua_State *L)
-{
-	Graph *g = context(L)->g;
-	luaL_checktype(L, 1, LUA_TTABLE);
-	lua_settop(L, 1);
-	static const char *const fields[] = {"partition", "account", "qos", "constraint", "extra", NULL};
-	check_fields(L, "slurm{}", fields);
-	const char **slots[] = {&g->slurm.partition, &g->slurm.account, &g->slurm.qos, &g->slurm.constraint};
-	const char *names[] = {"partition", "account", "qos", "constraint"};
-	for (int i = 0; i < 4; i++) {
-		if (lua_getfield(L, 1, names[i]) != LUA_TNIL)
-			*slots[i] = value_string(L, g, -1, names[i], 0);
-		lua_pop(L, 1);
-	}
-	if (lua_getfield(L, 1, "extra") != LUA_TNIL)
-		g->slurm.extra = string_list(L, g, -1, "extra", &g->slurm.nextra, 0);
-	lua_pop(L, 1);
-	return 0;
-}
-
-static int l_glob(lua_State *L)
-{
-	RecipeContext *ctx = context(L);
-	int nargs = lua_gettop(L);
-	lua_newtable(L);
-	int k = 0;
-	for (int a = 1; a <= nargs; a++) {
-		const char *pattern = luaL_checkstring(L, a);
-		glob_t gl;
-		int rc = glob(pattern, 0, NULL, &gl);
-		if (rc != 0 && rc != GLOB_NOMATCH)
-			luaL_error(L, "glob: cannot expand \"%s\"", pattern);
-		for (size_t j = 0; rc == 0 && j < gl.gl_pathc; j++) {
-			lua_pushstring(L, graph_norm_path(ctx->g, gl.gl_pathv[j]));
-			lua_rawseti(L, -2, ++k);
-		}
-		if (rc == 0)
-			globfree(&gl);
-	}
-	return 1;
-}
-
-/* Converts an override's text to the type of the param's default value. */
-static void push_override(lua_State *L, const char *name, const char *text, int default_type)
-{
-	if (default_type == LUA_TNUMBER) {
-		if (!lua_stringtonumber(L, text))
-			luaL_error(L, "param %s=%s: expected a number (the default is a number)", name, text);
-	} else if (default_type == LUA_TBOOLEAN) {
-		if (!strcmp(text, "true") || !strcmp(text, "1") || !strcmp(text, "yes"))
-			lua_pushboolean(L, 1);
-		else if (!strcmp(text, "false") || !strcmp(text, "0") || !strcmp(text, "no"))
-			lua_pushboolean(L, 0);
-		else
-			luaL_error(L, "param %s=%s: expected true or false", name, text);
-	} else {
-		lua_pushstring(L, text);
-	}
-}
-
-static int l_params(lua_State *L)
-{
-	RecipeContext *ctx = context(L);
-	luaL_checktype(L, 1, LUA_TTABLE);
-	lua_settop(L, 1);
-	lua_newtable(L);
-	lua_pushnil(L);
-	while (lua_next(L, 1)) {
-		if (lua_type(L, -2) != LUA_TSTRING)
-			luaL_error(L, "params{}: names must be strings");
-		const char *name = lua_tostring(L, -2);
-		int type = lua_type(L, -1);
-		if (type != LUA_TSTRING && type != LUA_TNUMBER && type != LUA_TBOOLEAN)
-			luaL_error(L, "params{}: %s must default to a string, number or boolean, got %s", name,
-				   luaL_typename(L, -1));
-		lua_pushvalue(L, -2);
-		lua_pushvalue(L, -2);
-		for (int i = 0; i < ctx->ov->count; i++)
-			if (!strcmp(ctx->ov->names[i], name)) {
-				lua_pop(L, 1);
-				push_override(L, name, ctx->ov->values[i], type);
-				ctx->ov_used[i] = 1;
-			}
-		Graph *g = ctx->g;
-		g->params = xrealloc(g->params, (size_t)(g->nparams + 1) * sizeof *g->params);
-		g->params[g->nparams++] = (KeyValue){arena_strdup(&g->arena, name), value_string(L, g, -1, name, 1)};
-		lua_rawset(L, 2);
-		buf_printf(&ctx->declared_params, "%s%s", ctx->declared_params.len ? ", " : "", name);
-		lua_pop(L, 1);
-	}
+	lk_push_task_value(L, t);
 	return 1;
 }
 

@@ -1,0 +1,209 @@
+/* ldecl.c — the recipe's declarations beside task{}: plot{} (a chart as a typed spec on
+ * its task), external{} (places outside the workspace inputs may name), slurm{}, glob() and
+ * params{} (command-line overrides converted to each default's type). */
+#define _GNU_SOURCE
+#include <glob.h>
+#include <lauxlib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../plots/plot.h"
+#include "lkiln_internal.h"
+
+int l_gpus_available(lua_State *L)
+{
+	lua_pushinteger(L, lk_context(L)->gpus_known);
+	return 1;
+}
+
+static const char *const plot_fields[] = {"name", "type", "from", "x", "series", "y", "title",
+					  "xlabel", "ylabel", "unit", "out", NULL};
+
+/* plot{}: a task named plot/<name> that renders a chart from the metrics of the tasks
+ * its `from` globs select. It carries its typed spec; the spec's text is its key, so a
+ * style change re-renders. */
+int l_plot(lua_State *L)
+{
+	RecipeContext *ctx = lk_context(L);
+	Graph *g = ctx->g;
+	luaL_checktype(L, 1, LUA_TTABLE);
+	lua_settop(L, 1);
+	lk_check_fields(L, "plot{}", plot_fields);
+	PlotSpec *spec = arena_alloc(&g->arena, sizeof *spec);
+	memset(spec, 0, sizeof *spec);
+	const char **slots[] = {&spec->name, &spec->type, NULL, &spec->x, &spec->series, &spec->y, &spec->title,
+				&spec->xlabel, &spec->ylabel, &spec->unit, &spec->out}; /* in plot_fields' order */
+	for (int i = 0; plot_fields[i]; i++) {
+		int type = lua_getfield(L, 1, plot_fields[i]);
+		if (!slots[i]) { /* from */
+			if (type == LUA_TNIL)
+				luaL_error(L, "plot{}: field 'from' (task names or globs, e.g. \"eval/*\") is required");
+			spec->from = lk_string_list(L, g, -1, "from", &spec->nfrom, 1);
+		} else if (type != LUA_TNIL) {
+			*slots[i] = lk_value_string(L, g, -1, plot_fields[i], 0);
+		}
+		lua_pop(L, 1);
+	}
+	if (!spec->name || !spec->type)
+		luaL_error(L, "plot{}: fields 'name' and 'type' are required");
+	if (!spec->y)
+		luaL_error(L, "plot{}: field 'y' (the metric to draw) is required");
+	if (!spec->out) {
+		char *o = arena_alloc(&g->arena, strlen(spec->name) + 7);
+		sprintf(o, "plots/%s", spec->name);
+		spec->out = o;
+	}
+	spec->out = graph_norm_path(g, spec->out);
+	lk_check_confined(L, spec->out, "plot{}: out", 1);
+	Buf err = {0};
+	if (plot_spec_check(spec, &err) != 0) {
+		lua_pushfstring(L, "plot{}: %s", buf_str(&err));
+		buf_free(&err);
+		luaL_where(L, 1);
+		lua_insert(L, -2);
+		lua_concat(L, 2);
+		return lua_error(L);
+	}
+	Task *t = graph_new_task(g);
+	lk_declaration_site(L, ctx, t);
+	char *tname = arena_alloc(&g->arena, strlen(spec->name) + 6);
+	sprintf(tname, "plot/%s", spec->name);
+	t->name = tname;
+	t->plot = spec;
+	char *text = plot_spec_text(spec);
+	t->spec = arena_strdup(&g->arena, text);
+	free(text);
+	const char *out = spec->out;
+	t->outputs = arena_alloc(&g->arena, 2 * sizeof *t->outputs);
+	char *svg = arena_alloc(&g->arena, strlen(out) + 5), *png = arena_alloc(&g->arena, strlen(out) + 5);
+	sprintf(svg, "%s.svg", out);
+	sprintf(png, "%s.png", out);
+	t->outputs[0] = svg;
+	t->outputs[1] = png;
+	t->noutputs = 2;
+	t->dep_patterns = spec->from;
+	t->ndep_patterns = spec->nfrom;
+	graph_add_task(g, t);
+	lk_push_task_value(L, t);
+	return 1;
+}
+
+/* external { "/data/elevater", ... }: places outside the workspace that inputs may name
+ * (read only: kiln never writes or deletes outside the workspace). */
+int l_external(lua_State *L)
+{
+	RecipeContext *ctx = lk_context(L);
+	Graph *g = ctx->g;
+	int n;
+	lk_context(L)->declaring = NULL;
+	const char **roots = lk_string_list(L, g, 1, "external", &n, 0);
+	const char **all = arena_alloc(&g->arena, (size_t)(ctx->nexternal + n + 1) * sizeof *all);
+	if (ctx->nexternal)
+		memcpy(all, ctx->external, (size_t)ctx->nexternal * sizeof *all);
+	for (int i = 0; i < n; i++) {
+		const char *r = graph_norm_path(g, roots[i]);
+		if (r[0] != '/')
+			luaL_error(L, "external{}: \"%s\" is inside the workspace or relative; give absolute paths of "
+				      "places outside it", roots[i]);
+		all[ctx->nexternal + i] = r;
+	}
+	ctx->external = all;
+	ctx->nexternal += n;
+	return 0;
+}
+
+/* slurm{}: where Slurm tasks go (partition, account, qos, constraint, extra sbatch flags). */
+int l_slurm(lua_State *L)
+{
+	Graph *g = lk_context(L)->g;
+	luaL_checktype(L, 1, LUA_TTABLE);
+	lua_settop(L, 1);
+	static const char *const fields[] = {"partition", "account", "qos", "constraint", "extra", NULL};
+	lk_check_fields(L, "slurm{}", fields);
+	const char **slots[] = {&g->slurm.partition, &g->slurm.account, &g->slurm.qos, &g->slurm.constraint};
+	const char *names[] = {"partition", "account", "qos", "constraint"};
+	for (int i = 0; i < 4; i++) {
+		if (lua_getfield(L, 1, names[i]) != LUA_TNIL)
+			*slots[i] = lk_value_string(L, g, -1, names[i], 0);
+		lua_pop(L, 1);
+	}
+	if (lua_getfield(L, 1, "extra") != LUA_TNIL)
+		g->slurm.extra = lk_string_list(L, g, -1, "extra", &g->slurm.nextra, 0);
+	lua_pop(L, 1);
+	return 0;
+}
+
+int l_glob(lua_State *L)
+{
+	RecipeContext *ctx = lk_context(L);
+	int nargs = lua_gettop(L);
+	lua_newtable(L);
+	int k = 0;
+	for (int a = 1; a <= nargs; a++) {
+		const char *pattern = luaL_checkstring(L, a);
+		glob_t gl;
+		int rc = glob(pattern, 0, NULL, &gl);
+		if (rc != 0 && rc != GLOB_NOMATCH)
+			luaL_error(L, "glob: cannot expand \"%s\"", pattern);
+		for (size_t j = 0; rc == 0 && j < gl.gl_pathc; j++) {
+			lua_pushstring(L, graph_norm_path(ctx->g, gl.gl_pathv[j]));
+			lua_rawseti(L, -2, ++k);
+		}
+		if (rc == 0)
+			globfree(&gl);
+	}
+	return 1;
+}
+
+/* Converts an override's text to the type of the param's default value. */
+static void push_override(lua_State *L, const char *name, const char *text, int default_type)
+{
+	if (default_type == LUA_TNUMBER) {
+		if (!lua_stringtonumber(L, text))
+			luaL_error(L, "param %s=%s: expected a number (the default is a number)", name, text);
+	} else if (default_type == LUA_TBOOLEAN) {
+		if (!strcmp(text, "true") || !strcmp(text, "1") || !strcmp(text, "yes"))
+			lua_pushboolean(L, 1);
+		else if (!strcmp(text, "false") || !strcmp(text, "0") || !strcmp(text, "no"))
+			lua_pushboolean(L, 0);
+		else
+			luaL_error(L, "param %s=%s: expected true or false", name, text);
+	} else {
+		lua_pushstring(L, text);
+	}
+}
+
+int l_params(lua_State *L)
+{
+	RecipeContext *ctx = lk_context(L);
+	luaL_checktype(L, 1, LUA_TTABLE);
+	lua_settop(L, 1);
+	lua_newtable(L);
+	lua_pushnil(L);
+	while (lua_next(L, 1)) {
+		if (lua_type(L, -2) != LUA_TSTRING)
+			luaL_error(L, "params{}: names must be strings");
+		const char *name = lua_tostring(L, -2);
+		int type = lua_type(L, -1);
+		if (type != LUA_TSTRING && type != LUA_TNUMBER && type != LUA_TBOOLEAN)
+			luaL_error(L, "params{}: %s must default to a string, number or boolean, got %s", name,
+				   luaL_typename(L, -1));
+		lua_pushvalue(L, -2);
+		lua_pushvalue(L, -2);
+		for (int i = 0; i < ctx->ov->count; i++)
+			if (!strcmp(ctx->ov->names[i], name)) {
+				lua_pop(L, 1);
+				push_override(L, name, ctx->ov->values[i], type);
+				ctx->ov_used[i] = 1;
+			}
+		Graph *g = ctx->g;
+		g->params = xrealloc(g->params, (size_t)(g->nparams + 1) * sizeof *g->params);
+		g->params[g->nparams++] = (KeyValue){arena_strdup(&g->arena, name), lk_value_string(L, g, -1, name, 1)};
+		lua_rawset(L, 2);
+		buf_printf(&ctx->declared_params, "%s%s", ctx->declared_params.len ? ", " : "", name);
+		lua_pop(L, 1);
+	}
+	return 1;
+}
+
