@@ -237,17 +237,19 @@ static void add_edge(Task *from_dependent, Task *dep)
 	dep->dependents[dep->ndependents++] = from_dependent;
 }
 
-/* Iterative DFS; on a cycle writes "a -> b -> c -> a" into err. colour: 0 new, 1 on
- * the stack, 2 finished. */
-static int find_cycle(Graph *g, Buf *err)
+/* The one depth-first walk over dependency edges (iterative: chains of 100k tasks must not
+ * overflow the C stack). Appends tasks to out (when given) in post-order, so dependencies
+ * come first and declaration order is kept where it can be; with only_needed, starts only
+ * from needed tasks. On a cycle writes "file:line: dependency cycle: a -> b -> a" into err
+ * and returns -1; else the count. colour: 0 new, 1 on the stack, 2 finished. */
+static int walk_deps(const Graph *g, int only_needed, Task **out, Buf *err)
 {
-	int n = g->ntasks;
-	char *colour = xcalloc((size_t)n, 1);
-	Task **stack = xmalloc((size_t)n * sizeof *stack);
-	int *next_edge = xmalloc((size_t)n * sizeof *next_edge);
-	int found = 0;
+	int n = g->ntasks, count = 0, found = 0;
+	char *colour = xcalloc((size_t)n + 1, 1);
+	Task **stack = xmalloc(((size_t)n + 1) * sizeof *stack);
+	int *next_edge = xmalloc(((size_t)n + 1) * sizeof *next_edge);
 	for (int root = 0; root < n && !found; root++) {
-		if (colour[root])
+		if (colour[root] || (only_needed && !g->tasks[root]->needed))
 			continue;
 		int sp = 0;
 		stack[sp] = g->tasks[root];
@@ -257,6 +259,9 @@ static int find_cycle(Graph *g, Buf *err)
 			Task *t = stack[sp];
 			if (next_edge[sp] == t->ndeps) {
 				colour[t->index] = 2;
+				if (out)
+					out[count] = t;
+				count++;
 				sp--;
 				continue;
 			}
@@ -266,10 +271,12 @@ static int find_cycle(Graph *g, Buf *err)
 				while (stack[from] != d)
 					from--;
 				Task *first = stack[from];
-				buf_printf(err, "%s:%d: dependency cycle: ", first->file, first->line);
-				for (int i = from; i <= sp; i++)
-					buf_printf(err, "%s -> ", stack[i]->name);
-				buf_puts(err, d->name);
+				if (err) {
+					buf_printf(err, "%s:%d: dependency cycle: ", first->file, first->line);
+					for (int i = from; i <= sp; i++)
+						buf_printf(err, "%s -> ", stack[i]->name);
+					buf_puts(err, d->name);
+				}
 				found = 1;
 			} else if (colour[d->index] == 0) {
 				colour[d->index] = 1;
@@ -281,7 +288,29 @@ static int find_cycle(Graph *g, Buf *err)
 	free(colour);
 	free(stack);
 	free(next_edge);
-	return found ? -1 : 0;
+	return found ? -1 : count;
+}
+
+static int find_cycle(Graph *g, Buf *err) { return walk_deps(g, 0, NULL, err) < 0 ? -1 : 0; }
+
+void graph_reach(Task *root, int downstream, int (*visit)(void *ctx, Task *t), void *ctx)
+{
+	size_t cap = 64, sp = 0;
+	Task **stack = xmalloc(cap * sizeof *stack);
+	stack[sp++] = root;
+	while (sp) {
+		Task *t = stack[--sp];
+		int n = downstream ? t->ndependents : t->ndeps;
+		Task **next = downstream ? t->dependents : t->deps;
+		for (int i = 0; i < n; i++) {
+			if (!visit(ctx, next[i]))
+				continue;
+			if (sp == cap)
+				stack = xrealloc(stack, (cap *= 2) * sizeof *stack);
+			stack[sp++] = next[i];
+		}
+	}
+	free(stack);
 }
 
 int graph_resolve(Graph *g, InputExists exists, void *exists_ctx, Buf *err)
@@ -351,28 +380,19 @@ out:
 	return rc;
 }
 
+static int newly_needed(void *ctx, Task *t)
+{
+	(void)ctx;
+	if (t->needed)
+		return 0;
+	t->needed = 1;
+	return 1;
+}
+
 static void mark_needed(Task *root)
 {
-	if (root->needed)
-		return;
-	/* explicit stack: chains of 100k tasks must not overflow the C stack */
-	size_t cap = 64, sp = 0;
-	Task **stack = xmalloc(cap * sizeof *stack);
-	root->needed = 1;
-	stack[sp++] = root;
-	while (sp) {
-		Task *t = stack[--sp];
-		for (int i = 0; i < t->ndeps; i++) {
-			Task *d = t->deps[i];
-			if (d->needed)
-				continue;
-			d->needed = 1;
-			if (sp == cap)
-				stack = xrealloc(stack, (cap *= 2) * sizeof *stack);
-			stack[sp++] = d;
-		}
-	}
-	free(stack);
+	if (newly_needed(NULL, root))
+		graph_reach(root, 0, newly_needed, NULL);
 }
 
 int graph_select(Graph *g, char **targets, int ntargets, Buf *err)
@@ -407,39 +427,7 @@ int graph_select(Graph *g, char **targets, int ntargets, Buf *err)
 	return count;
 }
 
-int graph_topo_order(const Graph *g, Task **out)
-{
-	int n = g->ntasks, count = 0;
-	char *seen = xcalloc((size_t)n, 1);
-	Task **stack = xmalloc((size_t)n * sizeof *stack);
-	int *next_edge = xmalloc((size_t)n * sizeof *next_edge);
-	for (int root = 0; root < n; root++) {
-		if (seen[root] || !g->tasks[root]->needed)
-			continue;
-		int sp = 0;
-		stack[0] = g->tasks[root];
-		next_edge[0] = 0;
-		seen[root] = 1;
-		while (sp >= 0) {
-			Task *t = stack[sp];
-			if (next_edge[sp] == t->ndeps) {
-				out[count++] = t;
-				sp--;
-				continue;
-			}
-			Task *d = t->deps[next_edge[sp]++];
-			if (!seen[d->index]) {
-				seen[d->index] = 1;
-				stack[++sp] = d;
-				next_edge[sp] = 0;
-			}
-		}
-	}
-	free(seen);
-	free(stack);
-	free(next_edge);
-	return count;
-}
+int graph_topo_order(const Graph *g, Task **out) { return walk_deps(g, 1, out, NULL); }
 
 int task_has_work(const Task *t) { return t->shell || t->argc || t->spec; }
 

@@ -127,6 +127,10 @@ int graph_resolve(Graph *g, InputExists exists, void *exists_ctx, Buf *err);
  * message in err when a target matches nothing. */
 int graph_select(Graph *g, char **targets, int ntargets, Buf *err);
 
+/* Walks from root over dependencies (downstream: over dependents), calling visit on each
+ * neighbour; the walk goes on from those for which visit returns 1 (visit marks them, so a
+ * task is entered once). Iterative. */
+void graph_reach(Task *root, int downstream, int (*visit)(void *ctx, Task *t), void *ctx);
 /* Fills out (g->ntasks entries) with the needed tasks in a dependency order that keeps
  * declaration order where it can. Returns the count. */
 int graph_topo_order(const Graph *g, Task **out);

@@ -67,24 +67,18 @@ static void task_done(Run *r, Task *t)
 	}
 }
 
-static void skip_downstream(Run *r, Task *root)
+static int skip_if_waiting(void *ctx, Task *d)
 {
-	Task **stack = xmalloc((size_t)r->g->ntasks * sizeof *stack);
-	int sp = 0;
-	stack[sp++] = root;
-	while (sp) {
-		Task *t = stack[--sp];
-		for (int i = 0; i < t->ndependents; i++) {
-			Task *d = t->dependents[i];
-			if (d->needed && d->state == TS_WAITING) {
-				d->state = TS_SKIPPED;
-				r->done++;
-				stack[sp++] = d;
-			}
-		}
-	}
-	free(stack);
+	Run *r = ctx;
+	if (!d->needed || d->state != TS_WAITING)
+		return 0;
+	d->state = TS_SKIPPED;
+	r->done++;
+	return 1;
 }
+
+/* Everything waiting downstream of a failed task is not run. */
+static void skip_downstream(Run *r, Task *root) { graph_reach(root, 1, skip_if_waiting, r); }
 
 static void task_failed(Run *r, Task *t, const char *reason, const char *log)
 {
