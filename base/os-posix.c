@@ -11,7 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static sigset_t waited;
+static sigset_t waited; /* signal handling: set once by os_block_signals */
 
 static void on_signal(int sig) { (void)sig; }
 
@@ -115,7 +115,7 @@ int os_isatty(int fd) { return isatty(fd); }
 
 const char *os_hostname(void)
 {
-	static char name[256];
+	static char name[256]; /* computed once, read-only after: the host does not change */
 	if (!name[0] && gethostname(name, sizeof name - 1) != 0)
 		strcpy(name, "localhost");
 	return name;

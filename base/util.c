@@ -385,6 +385,8 @@ void parallel_for(size_t n, size_t chunk, int threads, void (*fn)(void *ctx, siz
 
 void trace_mark(const char *what)
 {
+	/* KILN_TRACE and the start time, set by the first call (main's, before any thread
+	 * starts) and only read after */
 	static int enabled = -1;
 	static int64_t start;
 	if (enabled < 0) {

@@ -7,17 +7,12 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "../base/nvml.h"
 #include "kernels.h"
 #ifdef KILN_HAVE_CUDA
 #include "cuda/backend.h"
 #endif
 
-typedef struct {
-	unsigned long long total, free, used;
-} NvmlMemory;
-typedef struct {
-	unsigned int gpu, memory;
-} NvmlUtil;
 
 static void json_string(FILE *out, const char *s)
 {
@@ -34,22 +29,21 @@ static void json_string(FILE *out, const char *s)
 /* Writes "nvml" and "gpus" members; returns the number of GPUs found. */
 static int probe_nvml(FILE *out)
 {
-	void *lib = dlopen("libnvidia-ml.so.1", RTLD_NOW | RTLD_LOCAL);
-	int (*init)(void) = lib ? (int (*)(void))dlsym(lib, "nvmlInit_v2") : NULL;
-	if (!lib || !init || init() != 0) {
-		fprintf(out, "  \"nvml\": {\"status\": \"unavailable\", \"reason\": %s},\n  \"gpus\": [],\n",
-			lib ? "\"nvmlInit failed (no driver or no GPU)\"" : "\"libnvidia-ml.so.1 not found (no NVIDIA driver)\"");
-		if (lib)
-			dlclose(lib);
+	Nvml api;
+	const char *why;
+	if (nvml_load(&api, &why) != 0) {
+		fprintf(out, "  \"nvml\": {\"status\": \"unavailable\", \"reason\": ");
+		json_string(out, why);
+		fprintf(out, "},\n  \"gpus\": [],\n");
 		return 0;
 	}
-	int (*count)(unsigned *) = (int (*)(unsigned *))dlsym(lib, "nvmlDeviceGetCount_v2");
-	int (*handle)(unsigned, void **) = (int (*)(unsigned, void **))dlsym(lib, "nvmlDeviceGetHandleByIndex_v2");
-	int (*name)(void *, char *, unsigned) = (int (*)(void *, char *, unsigned))dlsym(lib, "nvmlDeviceGetName");
-	int (*mem)(void *, NvmlMemory *) = (int (*)(void *, NvmlMemory *))dlsym(lib, "nvmlDeviceGetMemoryInfo");
-	int (*util)(void *, NvmlUtil *) = (int (*)(void *, NvmlUtil *))dlsym(lib, "nvmlDeviceGetUtilizationRates");
-	int (*cc)(void *, int *, int *) = (int (*)(void *, int *, int *))dlsym(lib, "nvmlDeviceGetCudaComputeCapability");
-	int (*driver)(char *, unsigned) = (int (*)(char *, unsigned))dlsym(lib, "nvmlSystemGetDriverVersion");
+	int (*count)(unsigned *) = api.count;
+	int (*handle)(unsigned, void **) = api.handle;
+	int (*name)(void *, char *, unsigned) = api.name;
+	int (*mem)(void *, NvmlMemory *) = api.memory;
+	int (*util)(void *, NvmlUtil *) = api.utilization;
+	int (*cc)(void *, int *, int *) = api.compute_capability;
+	int (*driver)(char *, unsigned) = api.driver_version;
 	char version[96] = "?";
 	if (driver)
 		driver(version, sizeof version);
@@ -83,10 +77,7 @@ static int probe_nvml(FILE *out)
 		fprintf(out, "}");
 	}
 	fprintf(out, "%s],\n", n ? "\n  " : "");
-	int (*shutdown)(void) = (int (*)(void))dlsym(lib, "nvmlShutdown");
-	if (shutdown)
-		shutdown();
-	dlclose(lib);
+	nvml_unload(&api);
 	return (int)n;
 }
 

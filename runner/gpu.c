@@ -3,6 +3,8 @@
 #define _GNU_SOURCE
 #include "gpu.h"
 
+#include "../base/nvml.h"
+
 #include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,17 +21,8 @@ struct GpuPool {
 	char *path;
 	double busy_fraction;
 	int64_t refreshed_ns;
-	void *nvml; /* dlopen handle */
+	Nvml nvml; /* loaded when the source is NVML */
 };
-
-/* The few NVML entry points kiln uses, declared by hand (no CUDA headers at build). */
-typedef struct {
-	unsigned long long total, free, used;
-} NvmlMemory;
-typedef int (*NvmlInit)(void);
-typedef int (*NvmlCount)(unsigned int *);
-typedef int (*NvmlHandle)(unsigned int, void **);
-typedef int (*NvmlMem)(void *, NvmlMemory *);
 
 static GpuPool *pool_new(enum Source source)
 {
@@ -108,16 +101,14 @@ GpuPool *gpu_pool_from_file(const char *path, Buf *err)
 
 static void nvml_read(GpuPool *p)
 {
-	NvmlCount count = (NvmlCount)dlsym(p->nvml, "nvmlDeviceGetCount_v2");
-	NvmlHandle handle = (NvmlHandle)dlsym(p->nvml, "nvmlDeviceGetHandleByIndex_v2");
-	NvmlMem mem = (NvmlMem)dlsym(p->nvml, "nvmlDeviceGetMemoryInfo");
+	const Nvml *api = &p->nvml;
 	unsigned int n = 0;
-	if (!count || !handle || !mem || count(&n) != 0)
+	if (!api->count || !api->handle || !api->memory || api->count(&n) != 0)
 		return;
 	for (unsigned int i = 0; i < n; i++) {
 		void *h;
 		NvmlMemory m;
-		if (handle(i, &h) == 0 && mem(h, &m) == 0)
+		if (api->handle(i, &h) == 0 && api->memory(h, &m) == 0)
 			pool_add(p, (int)i, (long long)(m.total >> 20), (long long)(m.used >> 20));
 	}
 }
@@ -125,15 +116,9 @@ static void nvml_read(GpuPool *p)
 GpuPool *gpu_pool_from_nvml(void)
 {
 	GpuPool *p = pool_new(SRC_NONE);
-	void *lib = dlopen("libnvidia-ml.so.1", RTLD_NOW | RTLD_LOCAL);
-	if (!lib)
+	const char *why;
+	if (nvml_load(&p->nvml, &why) != 0)
 		return p;
-	NvmlInit init = (NvmlInit)dlsym(lib, "nvmlInit_v2");
-	if (!init || init() != 0) {
-		dlclose(lib);
-		return p;
-	}
-	p->nvml = lib;
 	p->source = SRC_NVML;
 	nvml_read(p);
 	return p;
@@ -153,12 +138,7 @@ void gpu_pool_free(GpuPool *p)
 {
 	if (!p)
 		return;
-	if (p->nvml) {
-		NvmlInit shutdown = (NvmlInit)dlsym(p->nvml, "nvmlShutdown");
-		if (shutdown)
-			shutdown();
-		dlclose(p->nvml);
-	}
+	nvml_unload(&p->nvml);
 	free(p->gpus);
 	free(p->path);
 	free(p);
