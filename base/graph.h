@@ -56,6 +56,7 @@ struct Task {
 	long long gpu_mem_mib;
 	double timeout_sec;   /* 0: none */
 	int retries;
+	int ports;            /* TCP ports reserved per attempt: {port}, {port1}, ... (KILN_PORT) */
 
 	/* Edges, resolved by graph_resolve(): explicit deps (names and patterns) first, then
 	 * producers of inputs. A key hashes the outputs of explicit deps only: for the others

@@ -23,6 +23,9 @@ typedef struct Job {
 	int attempt;
 	char *log_path;       /* malloc'd, owned by the job */
 	char gpu_list[128];   /* "0,3" or "" */
+	int ngpus;            /* devices in gpu_list: {gpus} */
+	int ports[16];        /* reserved TCP ports: {port}, {port1}, ... */
+	int nports;
 	char **env;           /* extra "K=V" entries kiln sets, NULL-terminated, owned */
 	/* set by the executor */
 	pid_t pid;            /* process (and process group) id, local only */
@@ -109,6 +112,10 @@ const char *exec_self(void);
  * runs kiln itself (it then reads the state). */
 const char *exec_argv_word(const Task *t, int i);
 int exec_runs_kiln(const Task *t);
+
+/* s with {port}, {portK} and {gpus} replaced by this attempt's reserved ports and its
+ * number of leased devices: malloc'd, or NULL when s holds none of them. */
+char *exec_expand_attempt(const char *s, const Job *job);
 
 /* Writes the log header (command, environment kiln set, attempt) to fd. */
 void exec_write_log_header(int fd, const Job *job);

@@ -121,7 +121,9 @@ static char **build_env(const Job *job, Buf *scratch)
 	buf_reset(scratch);
 	for (int j = 0; j < t->nenv; j++) {
 		offsets[j] = scratch->len;
-		buf_printf(scratch, "%s=%s", t->env[j].key, t->env[j].value);
+		char *value = exec_expand_attempt(t->env[j].value, job);
+		buf_printf(scratch, "%s=%s", t->env[j].key, value ? value : t->env[j].value);
+		free(value);
 		buf_putc(scratch, 0);
 	}
 	for (int j = 0; j < t->nenv; j++)
@@ -177,6 +179,33 @@ const char *exec_self(void)
 	return self;
 }
 
+char *exec_expand_attempt(const char *s, const Job *job)
+{
+	if (!strstr(s, "{port") && !strstr(s, "{gpus}"))
+		return NULL;
+	Buf b = {0};
+	for (const char *p = s; *p;) {
+		char *end;
+		long k = -1;
+		if (!strncmp(p, "{gpus}", 6)) {
+			buf_printf(&b, "%d", job->ngpus);
+			p += 6;
+			continue;
+		}
+		if (!strncmp(p, "{port}", 6))
+			k = 0, end = (char *)p + 5;
+		else if (!strncmp(p, "{port", 5) && p[5] >= '1' && p[5] <= '9' && (k = strtol(p + 5, &end, 10), *end != '}'))
+			k = -1;
+		if (k >= 0 && k < job->nports) {
+			buf_printf(&b, "%d", job->ports[k]);
+			p = end + 1;
+			continue;
+		}
+		buf_putc(&b, *p++);
+	}
+	return b.data ? b.data : xstrdup("");
+}
+
 int exec_runs_kiln(const Task *t) { return !t->shell && t->argc && !strcmp(t->argv[0], "@kiln"); }
 
 const char *exec_argv_word(const Task *t, int i) { return i == 0 && exec_runs_kiln(t) ? exec_self() : t->argv[i]; }
@@ -223,12 +252,21 @@ static int local_start(Executor *ex, Job *job)
 	}
 	exec_write_log_header(fd, job);
 
-	const char *sh_argv[] = {"/bin/sh", "-c", t->shell, NULL};
+	/* this attempt's ports and device count go into the words that name them */
+	char *shell = t->shell ? exec_expand_attempt(t->shell, job) : NULL;
+	const char *sh_argv[] = {"/bin/sh", "-c", shell ? shell : t->shell, NULL};
 	char *const *argv = (char *const *)(t->shell ? sh_argv : t->argv);
-	if (exec_runs_kiln(t)) {
+	char **expanded = NULL; /* argv words made for this attempt, freed after the spawn */
+	int rewrite = !t->shell && exec_runs_kiln(t);
+	for (int i = 0; !t->shell && i < t->argc && !rewrite; i++)
+		rewrite = strstr(t->argv[i], "{port") || strstr(t->argv[i], "{gpus}");
+	if (rewrite) {
 		argv = xmalloc((size_t)(t->argc + 1) * sizeof *argv);
-		memcpy((void *)argv, t->argv, (size_t)(t->argc + 1) * sizeof *argv);
-		((char **)argv)[0] = (char *)exec_argv_word(t, 0);
+		expanded = xcalloc((size_t)t->argc + 1, sizeof *expanded);
+		for (int i = 0; i <= t->argc; i++) {
+			expanded[i] = i < t->argc ? exec_expand_attempt(t->argv[i], job) : NULL;
+			((char **)argv)[i] = expanded[i] ? expanded[i] : (char *)(i < t->argc ? exec_argv_word(t, i) : NULL);
+		}
 	}
 	Buf scratch = {0};
 	char **env = build_env(job, &scratch);
@@ -243,6 +281,10 @@ static int local_start(Executor *ex, Job *job)
 	free(env);
 	if (argv != (char *const *)sh_argv && argv != (char *const *)t->argv)
 		free((void *)argv);
+	for (int i = 0; expanded && i < t->argc; i++)
+		free(expanded[i]);
+	free(expanded);
+	free(shell);
 	buf_free(&scratch);
 	if (rc != 0) {
 		if (n >= (int)sizeof msg)

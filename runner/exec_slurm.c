@@ -36,6 +36,14 @@ typedef struct {
 	int interval_ms;
 } SlurmExec;
 
+/* s for this attempt ({gpus}: the devices asked of Slurm), shell-quoted. */
+static void quote_expanded(Buf *b, const char *s, const Job *job)
+{
+	char *x = exec_expand_attempt(s, job);
+	buf_shell_quote(b, x ? x : s);
+	free(x);
+}
+
 char *exec_job_script(const Job *job, const char *workspace, const char *exit_path)
 {
 	const Task *t = job->task;
@@ -56,7 +64,7 @@ char *exec_job_script(const Job *job, const char *workspace, const char *exit_pa
 	int task_sets_path = 0;
 	for (int i = 0; i < t->nenv; i++) {
 		buf_printf(&b, "%s=", t->env[i].key);
-		buf_shell_quote(&b, t->env[i].value);
+		quote_expanded(&b, t->env[i].value, job);
 		buf_printf(&b, "; export %s\n", t->env[i].key);
 		task_sets_path |= !strcmp(t->env[i].key, "PATH");
 	}
@@ -67,12 +75,12 @@ char *exec_job_script(const Job *job, const char *workspace, const char *exit_pa
 	}
 	if (t->shell) {
 		buf_puts(&b, "/bin/sh -c ");
-		buf_shell_quote(&b, t->shell);
+		quote_expanded(&b, t->shell, job);
 	} else {
 		for (int i = 0; i < t->argc; i++) {
 			if (i)
 				buf_putc(&b, ' ');
-			buf_shell_quote(&b, exec_argv_word(t, i));
+			quote_expanded(&b, exec_argv_word(t, i), job);
 		}
 	}
 	buf_puts(&b, " </dev/null\nrc=$?\nprintf '%s\\n' \"$rc\" > ");

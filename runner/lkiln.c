@@ -19,11 +19,11 @@
 
 static const char *const task_fields[] = {"name",    "deps",    "inputs",  "outputs", "run",
 					  "env",     "cpus",    "mem",     "gpus",    "gpu_mem",
-					  "timeout", "retries", "tags",    "metrics", "executor", NULL};
+					  "timeout", "retries", "tags",    "metrics", "executor", "ports",   NULL};
 enum { /* bits of check_fields' mask, in task_fields' order */
 	F_NAME = 1 << 0, F_DEPS = 1 << 1, F_INPUTS = 1 << 2, F_OUTPUTS = 1 << 3, F_RUN = 1 << 4,
 	F_ENV = 1 << 5, F_CPUS = 1 << 6, F_MEM = 1 << 7, F_GPUS = 1 << 8, F_GPU_MEM = 1 << 9,
-	F_TIMEOUT = 1 << 10, F_RETRIES = 1 << 11, F_TAGS = 1 << 12, F_METRICS = 1 << 13, F_EXECUTOR = 1 << 14,
+	F_TIMEOUT = 1 << 10, F_RETRIES = 1 << 11, F_TAGS = 1 << 12, F_METRICS = 1 << 13, F_EXECUTOR = 1 << 14, F_PORTS = 1 << 15,
 };
 
 RecipeContext *lk_context(lua_State *L) { return lua_touserdata(L, lua_upvalueindex(1)); }
@@ -193,6 +193,7 @@ static long long integer_field(lua_State *L, int idx, const char *field, long lo
 #define MAX_RETRIES 1000
 #define MAX_SIZE_MIB (1LL << 40) /* 1 EiB */
 #define MAX_TIMEOUT_SEC (366.0 * 86400)
+#define MAX_PORTS 16            /* ports.h's PORTS_MAX */
 
 static long long size_field(lua_State *L, int idx, const char *field)
 {
@@ -456,6 +457,37 @@ static void parse_run(lua_State *L, Graph *g, Task *t, int idx)
 		luaL_error(L, "task \"%s\": run expands to an empty command", t->name);
 }
 
+/* The highest {portK} index s uses (+1; {port} is index 0), or 0 when it uses none. */
+static int port_words_used(const char *s)
+{
+	int used = 0;
+	for (const char *p = strstr(s, "{port"); p; p = strstr(p + 1, "{port")) {
+		char *end;
+		long k = p[5] == '}' ? 0 : strtol(p + 5, &end, 10);
+		if (p[5] == '}' || (end != p + 5 && *end == '}' && k > 0))
+			used = (int)k + 1 > used ? (int)k + 1 : used;
+	}
+	return used;
+}
+
+/* {port}... in a command or env value: one port unless `ports` says more; a {portK}
+ * beyond what `ports` declares is a recipe error. */
+static void check_port_placeholders(lua_State *L, Task *t)
+{
+	int used = t->shell ? port_words_used(t->shell) : 0;
+	for (int i = 0; i < t->argc; i++)
+		used = port_words_used(t->argv[i]) > used ? port_words_used(t->argv[i]) : used;
+	for (int i = 0; i < t->nenv; i++)
+		used = port_words_used(t->env[i].value) > used ? port_words_used(t->env[i].value) : used;
+	if (used > MAX_PORTS)
+		lk_field_error(L, "run", "uses {port%d}, but a task gets at most %d ports", used - 1, MAX_PORTS);
+	if (used > 1 && used > t->ports)
+		lk_field_error(L, "run", "uses {port%d} but declares ports = %d ({port} is the first, {port1} the second)",
+			       used - 1, t->ports);
+	if (used == 1 && t->ports == 0)
+		t->ports = 1;
+}
+
 static int l_task(lua_State *L)
 {
 	RecipeContext *ctx = lk_context(L);
@@ -519,6 +551,8 @@ static int l_task(lua_State *L)
 	t->cpus = (int)optional_number(L, has & F_CPUS, "cpus", 0, MAX_CPUS, t->cpus);
 	t->gpus = (int)optional_number(L, has & F_GPUS, "gpus", 0, MAX_GPUS, t->gpus);
 	t->retries = (int)optional_number(L, has & F_RETRIES, "retries", 0, MAX_RETRIES, t->retries);
+	t->ports = (int)optional_number(L, has & F_PORTS, "ports", 0, MAX_PORTS, t->ports);
+	check_port_placeholders(L, t);
 	t->mem_mib = optional_number(L, has & F_MEM, "mem", 1, 0, t->mem_mib);
 	t->gpu_mem_mib = optional_number(L, has & F_GPU_MEM, "gpu_mem", 1, 0, t->gpu_mem_mib);
 	if (has & F_TIMEOUT) {

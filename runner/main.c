@@ -362,8 +362,13 @@ static int verb_run(Options *o, int argc, char **argv)
 	Executor *ex = exec_local_new(), *plots = exec_plot_new(KILN_DIR "/state.db");
 	Executor *executors[3] = {ex, plots, slurm};
 	Executor **task_exec = xmalloc(((size_t)g->ntasks + 1) * sizeof *task_exec);
-	for (int i = 0; i < g->ntasks; i++) /* chosen once: the scheduler never asks */
-		task_exec[i] = g->tasks[i]->plot ? plots : slurm && runs_on_slurm(o, g->tasks[i]) ? slurm : ex;
+	for (int i = 0; i < g->ntasks; i++) { /* chosen once: the scheduler never asks */
+		Task *t = g->tasks[i];
+		task_exec[i] = t->plot ? plots : slurm && runs_on_slurm(o, t) ? slurm : ex;
+		if (task_exec[i] == slurm && t->needed && t->ports)
+			fatal("%s:%d: task \"%s\" uses {port}: ports are reserved on this machine, and this kiln does not yet "
+			      "reserve them on a Slurm node (run it with executor = \"local\")", t->file, t->line, t->name);
+	}
 	SchedOptions so = {
 		.jobs = o->jobs ? o->jobs : os_cpu_count(),
 		.keep_going = o->keep_going,

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "../base/os.h"
+#include "ports.h"
 #include "status.h"
 
 typedef struct {
@@ -37,6 +38,7 @@ typedef struct {
 	Failure *failures;
 	int nfailures;
 	int64_t *attempt_ids; /* per task index: the open attempt row */
+	PortPool *ports;      /* held by running attempts */
 	/* Successes recorded in the open batch: reported once the batch is committed, so no
 	 * "ok" is printed (or counted) for a success a full disk kept from being recorded. */
 	Task **unconfirmed;
@@ -223,20 +225,32 @@ static int try_start(Run *r, Task *t)
 	int ids[64];
 	if (ex->has_room && !ex->has_room(ex))
 		return 0;
-	if (local) {
-		if (r->free_jobs < 1 || cpus > r->free_cpus || t->mem_mib > r->free_mem)
+	if (local && (r->free_jobs < 1 || cpus > r->free_cpus || t->mem_mib > r->free_mem))
+		return 0;
+	if (ex->reads_state || exec_runs_kiln(t)) {
+		settle_commit(r, 1); /* the task reads the state (a chart, kiln itself): show it all */
+		if (r->state_error)
 			return 0;
-		if (t->gpus > 0 && gpu_lease(o->gpus, t->gpus, t->gpu_mem_mib, ids) != 0) {
-			r->waiting_for_gpu = 1;
-			return 0;
-		}
+	}
+	if (local && t->gpus > 0 && gpu_lease(o->gpus, t->gpus, t->gpu_mem_mib, ids) != 0) {
+		r->waiting_for_gpu = 1;
+		return 0;
+	}
+	int ports[PORTS_MAX];
+	Buf why = {0};
+	if (t->ports && ports_reserve(r->ports, t->ports, ports, &why) != 0) {
+		if (local && t->gpus > 0)
+			gpu_release(o->gpus, ids, t->gpus);
+		task_failed(r, t, buf_str(&why), NULL);
+		buf_free(&why);
+		return 1;
 	}
 	Job *job = xcalloc(1, sizeof *job);
 	job->task = t;
 	job->attempt = ++t->attempt;
 	job->log_path = sched_log_path(o->log_dir, t, job->attempt);
 	int nenv = 0;
-	job->env = xcalloc(6, sizeof(char *));
+	job->env = xcalloc(8, sizeof(char *));
 	job->env[nenv++] = xasprintf("KILN_TASK=%s", t->name);
 	job->env[nenv++] = xasprintf("KILN_ATTEMPT=%d", job->attempt);
 	job->ex = ex;
@@ -250,13 +264,19 @@ static int try_start(Run *r, Task *t)
 		/* NVML and nvidia-smi count in PCI order; CUDA's default order may differ */
 		job->env[nenv++] = xstrdup("CUDA_DEVICE_ORDER=PCI_BUS_ID");
 	}
+	job->ngpus = t->gpus; /* leased here, or asked of the executor's system */
+	if (t->ports) {
+		memcpy(job->ports, ports, (size_t)t->ports * sizeof *ports);
+		job->nports = t->ports;
+		Buf list = {0};
+		for (int i = 0; i < t->ports; i++)
+			buf_printf(&list, "%s%d", i ? "," : "", ports[i]);
+		job->env[nenv++] = xasprintf("KILN_PORT=%d", ports[0]);
+		job->env[nenv++] = xasprintf("KILN_PORTS=%s", buf_str(&list));
+		buf_free(&list);
+	}
 	if (t->timeout_sec > 0 && local) /* otherwise the executor's system enforces it (Slurm: --time) */
 		job->deadline_ns = now_mono_ns() + (int64_t)(t->timeout_sec * 1e9);
-	if (ex->reads_state || exec_runs_kiln(t)) {
-		settle_commit(r, 1); /* the task reads the state (a chart, kiln itself): show it all */
-		if (r->state_error)
-			return 0;
-	}
 	cache_clear_outputs(o->cache, t);
 	for (int i = 0; i < t->noutputs; i++)
 		mkdirs_parent(t->outputs[i]);
@@ -296,6 +316,7 @@ static void release(Run *r, Job *job)
 		gpu_ids_parse(job->gpu_list, ids, &n);
 		gpu_release(r->o->gpus, ids, n);
 	}
+	ports_release(r->ports, job->ports, job->nports);
 	for (Job **p = &r->running; *p; p = &(*p)->next)
 		if (*p == job) {
 			*p = job->next;
@@ -546,6 +567,7 @@ int sched_run(Graph *g, const SchedOptions *o, SchedSummary *sum)
 	r.runnable_cap = g->ntasks + 1; /* a task is queued at most once at a time */
 	r.runnable = xmalloc((size_t)r.runnable_cap * sizeof(Task *));
 	r.attempt_ids = xcalloc((size_t)g->ntasks + 1, sizeof *r.attempt_ids);
+	r.ports = ports_new();
 	double t0 = now_wall();
 	if (o->cache)
 		cache_prepare(o->cache);
@@ -611,6 +633,7 @@ int sched_run(Graph *g, const SchedOptions *o, SchedSummary *sum)
 	free(r.ready);
 	free(r.runnable);
 	free(r.attempt_ids);
+	ports_free(r.ports);
 	if (sum->stopped_by_signal)
 		return 128 + sum->stopped_by_signal;
 	return sum->failed || sum->not_run ? EXIT_TASK_FAILED : 0;
