@@ -124,16 +124,11 @@ void *cache_loader_main(void *arg)
 		strmap_free(&c->memo);
 		strmap_free(&c->last);
 		c->nto_stat = 0;
-		Buf moved = {0};
-		if (!damaged || c->opt.readonly || state_move_aside(c->db_path, &moved) != 0) {
+		if (!damaged || c->opt.readonly || state_move_aside(c->db_path, "damage found reading it") != 0)
 			buf_printf(&c->open_error, "cannot read %s%s", c->db_path,
 				   damaged ? ": it is damaged; move it aside (`kiln run` does) and run again" : "");
-		} else {
-			fprintf(stderr, "kiln: %s is damaged; moved it to %s and started from an empty state: the record "
-					"of earlier successes is lost, so tasks run again\n", c->db_path, buf_str(&moved));
+		else
 			c->state = state_open(c->db_path, c->opt.readonly, &c->open_error);
-		}
-		buf_free(&moved);
 		if (!c->state) {
 			announce_loaded(c);
 			return NULL;

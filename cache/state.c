@@ -196,7 +196,7 @@ fail:
 	return NULL;
 }
 
-int state_move_aside(const char *path, Buf *moved_to)
+int state_move_aside(const char *path, const char *why)
 {
 	char when[32];
 	time_t now = time(NULL);
@@ -211,7 +211,8 @@ int state_move_aside(const char *path, Buf *moved_to)
 			free(from);
 			free(to);
 		}
-		buf_puts(moved_to, dest);
+		fprintf(stderr, "kiln: %s is damaged (%s); moved it to %s and started from an empty state: the record "
+				"of earlier successes is lost, so tasks run again\n", path, why, dest);
 	}
 	free(dest);
 	return rc;
@@ -230,15 +231,10 @@ State *state_open(const char *path, int readonly, Buf *err)
 		free(why);
 		return NULL;
 	}
-	Buf moved = {0};
-	if (state_move_aside(path, &moved) != 0) {
+	if (state_move_aside(path, buf_str(err)) != 0) {
 		buf_printf(err, " (%s is damaged and cannot be moved aside: move it away by hand and run again)", path);
-		buf_free(&moved);
 		return NULL;
 	}
-	fprintf(stderr, "kiln: %s is damaged (%s); moved it to %s and started from an empty state: the record of "
-			"earlier successes is lost, so tasks run again\n", path, buf_str(err), buf_str(&moved));
-	buf_free(&moved);
 	buf_reset(err);
 	return open_once(path, readonly, err, &damaged);
 }

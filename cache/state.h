@@ -25,8 +25,9 @@ typedef struct {
  * moved aside as PATH.damaged-<time> with a note, and an empty state is opened; read-only,
  * it is an error naming the path and the command that recovers. */
 State *state_open(const char *path, int readonly, Buf *err);
-/* Renames path (and its -wal/-shm) to path.damaged-<time>; the new name goes to moved_to. */
-int state_move_aside(const char *path, Buf *moved_to);
+/* Renames the damaged database at path (and its -wal/-shm) to path.damaged-<time> and
+ * says so on stderr with why; 0, or -1 when it cannot be moved. */
+int state_move_aside(const char *path, const char *why);
 /* Whether the last failure of s was SQLite finding the file damaged. */
 int state_damaged(const State *s);
 /* Commits what is pending and closes; 0, or -1 when something was not recorded. */

@@ -113,6 +113,8 @@ const char *exec_self(void);
 const char *exec_argv_word(const Task *t, int i);
 int exec_runs_kiln(const Task *t);
 
+/* Appends job to an executor's growable list of jobs (running, ended, draining). */
+void exec_push_job(Job ***list, int *n, int *cap, Job *job);
 /* s with {port}, {portK} and {gpus} replaced by this attempt's reserved ports and its
  * number of leased devices: malloc'd, or NULL when s holds none of them. */
 char *exec_expand_attempt(const char *s, const Job *job);

@@ -29,7 +29,7 @@ typedef struct {
 	StrMap programs; /* "prog\nPATH" -> resolved path (resolve_program) */
 } LocalExec;
 
-static void push_job(Job ***list, int *n, int *cap, Job *job)
+void exec_push_job(Job ***list, int *n, int *cap, Job *job)
 {
 	if (*n == *cap) {
 		*cap = *cap ? *cap * 2 : 16;
@@ -296,11 +296,11 @@ static int local_start(Executor *ex, Job *job)
 		goto ended;
 	}
 	close(fd);
-	push_job(&le->jobs, &le->njobs, &le->cap, job);
+	exec_push_job(&le->jobs, &le->njobs, &le->cap, job);
 	return 0;
 ended:
 	job->ended_ns = now_mono_ns();
-	push_job(&le->ended, &le->nended, &le->ended_cap, job);
+	exec_push_job(&le->ended, &le->nended, &le->ended_cap, job);
 	return -1;
 }
 
@@ -323,7 +323,7 @@ static int leader_exited(LocalExec *le, Job *job)
 		write_all(fd, note, sizeof note - 1);
 		close(fd);
 	}
-	push_job(&le->draining, &le->ndraining, &le->draining_cap, job);
+	exec_push_job(&le->draining, &le->ndraining, &le->draining_cap, job);
 	return 0;
 }
 
@@ -351,14 +351,14 @@ static int local_reap(Executor *ex, Job **out, int max)
 			}
 			le->jobs[i] = le->jobs[--le->njobs];
 			if (leader_exited(le, job))
-				push_job(&le->ended, &le->nended, &le->ended_cap, job);
+				exec_push_job(&le->ended, &le->nended, &le->ended_cap, job);
 			break;
 		}
 	}
 	for (int i = 0; i < le->ndraining; i++)
 		if (!group_alive(le->draining[i]->pid)) {
 			le->draining[i]->ended_ns = now_mono_ns();
-			push_job(&le->ended, &le->nended, &le->ended_cap, le->draining[i]);
+			exec_push_job(&le->ended, &le->nended, &le->ended_cap, le->draining[i]);
 			le->draining[i--] = le->draining[--le->ndraining];
 		}
 	while (le->nended > 0 && n < max)

@@ -42,9 +42,7 @@ static int plot_start(Executor *ex, Job *job)
 		close(fd);
 	}
 	job->ended_ns = now_mono_ns();
-	if (pe->nended == pe->cap)
-		pe->ended = xrealloc(pe->ended, (size_t)(pe->cap = pe->cap ? pe->cap * 2 : 8) * sizeof *pe->ended);
-	pe->ended[pe->nended++] = job;
+	exec_push_job(&pe->ended, &pe->nended, &pe->cap, job);
 	return job->end == JOB_START_FAILED ? -1 : 0;
 }
 

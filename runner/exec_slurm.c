@@ -132,15 +132,6 @@ static int run_tool(char *const argv[], Buf *out, Buf *errout)
 	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
-static void push(Job ***list, int *n, int *cap, Job *job)
-{
-	if (*n == *cap) {
-		*cap = *cap ? *cap * 2 : 16;
-		*list = xrealloc(*list, (size_t)*cap * sizeof **list);
-	}
-	(*list)[(*n)++] = job;
-}
-
 static char *exit_path_of(const SlurmExec *se, const Job *job)
 {
 	return xasprintf("%s/%s@%d.exit", se->cfg.state_dir, job->task->name, job->attempt);
@@ -171,7 +162,7 @@ static int slurm_start(Executor *ex, Job *job)
 			job->log_path = xstrdup(a->log);
 			job->adopted = 1;
 			job->attempt_row = a->row;
-			push(&se->active, &se->nactive, &se->cap, job);
+			exec_push_job(&se->active, &se->nactive, &se->cap, job);
 			poll_soon(se);
 			return 0;
 		}
@@ -242,7 +233,7 @@ static int slurm_start(Executor *ex, Job *job)
 		job->end = JOB_START_FAILED;
 		job->exit_code = 127;
 		job->ended_ns = now_mono_ns();
-		push(&se->ended, &se->nended, &se->ended_cap, job);
+		exec_push_job(&se->ended, &se->nended, &se->ended_cap, job);
 		buf_free(&out);
 		buf_free(&err);
 		return -1;
@@ -251,7 +242,7 @@ static int slurm_start(Executor *ex, Job *job)
 	snprintf(job->job_id, sizeof job->job_id, "%.*s", (int)strcspn(id, ";\n"), id);
 	buf_free(&out);
 	buf_free(&err);
-	push(&se->active, &se->nactive, &se->cap, job);
+	exec_push_job(&se->active, &se->nactive, &se->cap, job);
 	poll_soon(se);
 	return 0;
 }
@@ -320,7 +311,7 @@ static void poll_queue(SlurmExec *se)
 				snprintf(st, sizeof st, "%.*s", (int)strcspn(state, "\n"), state);
 			if (!state || is_final(st)) {
 				finish(se, job, st);
-				push(&se->ended, &se->nended, &se->ended_cap, job);
+				exec_push_job(&se->ended, &se->nended, &se->ended_cap, job);
 				se->active[i--] = se->active[--se->nactive];
 				changed = 1;
 			}
