@@ -57,6 +57,8 @@ struct Task {
 	double timeout_sec;   /* 0: none */
 	int retries;
 	int ports;            /* TCP ports reserved per attempt: {port}, {port1}, ... (KILN_PORT) */
+	unsigned retry_on;    /* failure classes (runner/failure.h bits) a retry is spent on */
+	const struct Torchrun *torchrun; /* run under torchrun (runner/torchrun.h), or NULL */
 
 	/* Edges, resolved by graph_resolve(): explicit deps (names and patterns) first, then
 	 * producers of inputs. A key hashes the outputs of explicit deps only: for the others

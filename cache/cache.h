@@ -82,7 +82,9 @@ void cache_key_hex(Cache *c, const Task *t, char out[33]);
 void cache_each_open_job(Cache *c, void (*fn)(void *ctx, int64_t id, const char *task, int attempt, const char *job_id,
 					      const char *key, const char *log),
 			 void *ctx);
-void cache_attempt_ended(Cache *c, int64_t attempt_id, int exit_code, const char *outcome);
+/* failure: the failed attempt's class ("oom", runner/failure.h), NULL when it succeeded or
+ * was interrupted. */
+void cache_attempt_ended(Cache *c, int64_t attempt_id, int exit_code, const char *outcome, const char *failure);
 /* Closes the attempts a killed kiln left open and, when that kiln did not exit cleanly,
  * kills (SIGKILL) every process still carrying its workspace marker (exec.h's
  * exec_workspace_marker) with its process group, waiting until they are gone. Returns

@@ -33,9 +33,9 @@ void cache_each_open_job(Cache *c, void (*fn)(void *ctx, int64_t id, const char 
 	state_each_open_job(cache_state(c), fn, ctx);
 }
 
-void cache_attempt_ended(Cache *c, int64_t attempt_id, int exit_code, const char *outcome)
+void cache_attempt_ended(Cache *c, int64_t attempt_id, int exit_code, const char *outcome, const char *failure)
 {
-	state_attempt_ended(cache_state(c), attempt_id, exit_code, outcome);
+	state_attempt_ended(cache_state(c), attempt_id, exit_code, outcome, failure);
 }
 
 int cache_last_log(Cache *c, const char *task, Buf *out) { return state_last_log(cache_state(c), task, out) ? 0 : -1; }
@@ -124,7 +124,7 @@ int cache_reap_orphans(Cache *c, const char *marker)
 		free(groups_of);
 	}
 	for (int i = 0; i < open.nids; i++)
-		state_attempt_ended(cache_state(c), open.ids[i], -1, "abandoned: kiln stopped before the attempt ended");
+		state_attempt_ended(cache_state(c), open.ids[i], -1, "abandoned: kiln stopped before the attempt ended", NULL);
 	free(open.ids);
 	return state_commit(cache_state(c)) == 0 ? groups : -1;
 }

@@ -179,9 +179,14 @@ const char *exec_self(void)
 	return self;
 }
 
+int exec_has_attempt_words(const char *s)
+{
+	return strstr(s, "{port") || strstr(s, "{gpus}") || strstr(s, "{rdzv}");
+}
+
 char *exec_expand_attempt(const char *s, const Job *job)
 {
-	if (!strstr(s, "{port") && !strstr(s, "{gpus}"))
+	if (!exec_has_attempt_words(s))
 		return NULL;
 	Buf b = {0};
 	for (const char *p = s; *p;) {
@@ -189,6 +194,11 @@ char *exec_expand_attempt(const char *s, const Job *job)
 		long k = -1;
 		if (!strncmp(p, "{gpus}", 6)) {
 			buf_printf(&b, "%d", job->ngpus);
+			p += 6;
+			continue;
+		}
+		if (!strncmp(p, "{rdzv}", 6) && job->nports > 0) { /* torchrun's rendezvous: the last port */
+			buf_printf(&b, "127.0.0.1:%d", job->ports[job->nports - 1]);
 			p += 6;
 			continue;
 		}
@@ -259,7 +269,7 @@ static int local_start(Executor *ex, Job *job)
 	char **expanded = NULL; /* argv words made for this attempt, freed after the spawn */
 	int rewrite = !t->shell && exec_runs_kiln(t);
 	for (int i = 0; !t->shell && i < t->argc && !rewrite; i++)
-		rewrite = strstr(t->argv[i], "{port") || strstr(t->argv[i], "{gpus}");
+		rewrite = exec_has_attempt_words(t->argv[i]);
 	if (rewrite) {
 		argv = xmalloc((size_t)(t->argc + 1) * sizeof *argv);
 		expanded = xcalloc((size_t)t->argc + 1, sizeof *expanded);

@@ -6,6 +6,7 @@
 #define _GNU_SOURCE
 #include "exec.h"
 #include "../base/os.h"
+#include "torchrun.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -36,12 +37,40 @@ typedef struct {
 	int interval_ms;
 } SlurmExec;
 
-/* s for this attempt ({gpus}: the devices asked of Slurm), shell-quoted. */
+/* s for this attempt ({gpus}: the devices asked of Slurm), shell-quoted; {rdzv} becomes
+ * the script's "$KILN_RDZV", outside the quotes. */
 static void quote_expanded(Buf *b, const char *s, const Job *job)
 {
+	const char *r = strstr(s, "{rdzv}");
+	if (r) {
+		char *before = strndup(s, (size_t)(r - s));
+		if (*before)
+			quote_expanded(b, before, job);
+		buf_puts(b, "\"$KILN_RDZV\"");
+		if (r[6])
+			quote_expanded(b, r + 6, job);
+		free(before);
+		return;
+	}
 	char *x = exec_expand_attempt(s, job);
 	buf_shell_quote(b, x ? x : s);
 	free(x);
+}
+
+/* torchrun on Slurm: the rendezvous lives on the job's first node (where this script
+ * runs), on a port found free there by binding; every node runs one launcher (srun). */
+static void torchrun_preamble(Buf *b, const Task *t)
+{
+	buf_puts(b, "KILN_HEAD=$(scontrol show hostnames \"$SLURM_JOB_NODELIST\" | head -n 1)\n"
+		    "[ -n \"$KILN_HEAD\" ] || KILN_HEAD=$(hostname)\n"
+		    "KILN_PORT=$(");
+	buf_shell_quote(b, t->torchrun->python);
+	buf_puts(b, " -c 'import socket; s = socket.socket(); s.bind((\"\", 0)); print(s.getsockname()[1])') || "
+		    "{ echo 'kiln: cannot find a free port for the rendezvous on the first node' >&2; exit 1; }\n"
+		    "KILN_RDZV=$KILN_HEAD:$KILN_PORT; export KILN_HEAD KILN_PORT KILN_RDZV\n"
+		    "echo \"# kiln: torchrun rendezvous at $KILN_RDZV\"\n");
+	buf_printf(b, "srun --nodes=%d --ntasks=%d --ntasks-per-node=1 --kill-on-bad-exit=1 ", t->torchrun->nnodes,
+		   t->torchrun->nnodes);
 }
 
 char *exec_job_script(const Job *job, const char *workspace, const char *exit_path)
@@ -73,6 +102,8 @@ char *exec_job_script(const Job *job, const char *workspace, const char *exit_pa
 		buf_shell_quote(&b, exec_path_entry() + 5);
 		buf_puts(&b, "; export PATH\n");
 	}
+	if (t->torchrun)
+		torchrun_preamble(&b, t);
 	if (t->shell) {
 		buf_puts(&b, "/bin/sh -c ");
 		quote_expanded(&b, t->shell, job);
@@ -181,7 +212,7 @@ static int slurm_start(Executor *ex, Job *job)
 	int wrote = write_file_atomic(script_path, script, strlen(script));
 	free(script);
 	char *abs_log = job->log_path[0] == '/' ? xstrdup(job->log_path) : xasprintf("%s/%s", se->workspace, job->log_path);
-	enum { FIXED_ARGS = 16 }; /* sbatch, its own flags and the script: 14 at most */
+	enum { FIXED_ARGS = 18 }; /* sbatch, its own flags and the script: 16 at most */
 	char **args = xmalloc((size_t)(FIXED_ARGS + se->cfg.recipe.nextra) * sizeof *args);
 	char *owned[FIXED_ARGS];
 	int n = 0, nowned = 0;
@@ -192,6 +223,10 @@ static int slurm_start(Executor *ex, Job *job)
 	args[n++] = OWN(xasprintf("--output=%s", abs_log));
 	args[n++] = "--open-mode=append";
 	args[n++] = OWN(xasprintf("--chdir=%s", se->workspace));
+	if (t->torchrun) { /* one launcher per node, each with the task's CPUs and GPUs */
+		args[n++] = OWN(xasprintf("--nodes=%d", t->torchrun->nnodes));
+		args[n++] = "--ntasks-per-node=1";
+	}
 	if (t->cpus > 0)
 		args[n++] = OWN(xasprintf("--cpus-per-task=%d", t->cpus));
 	if (t->mem_mib > 0)

@@ -16,6 +16,7 @@
 #include "../cache/cache.h"
 #include "../plots/plot.h"
 #include "../plots/report.h"
+#include "torchrun.h"
 #include "../plots/table.h"
 #include "exec.h"
 #include "gpu.h"
@@ -365,9 +366,14 @@ static int verb_run(Options *o, int argc, char **argv)
 	for (int i = 0; i < g->ntasks; i++) { /* chosen once: the scheduler never asks */
 		Task *t = g->tasks[i];
 		task_exec[i] = t->plot ? plots : slurm && runs_on_slurm(o, t) ? slurm : ex;
-		if (task_exec[i] == slurm && t->needed && t->ports)
+		if (task_exec[i] == slurm && t->needed && t->ports > (t->torchrun != NULL))
 			fatal("%s:%d: task \"%s\" uses {port}: ports are reserved on this machine, and this kiln does not yet "
-			      "reserve them on a Slurm node (run it with executor = \"local\")", t->file, t->line, t->name);
+			      "reserve them on a Slurm node (run it with executor = \"local\"; torchrun = {...} finds its "
+			      "rendezvous port on the first node itself)", t->file, t->line, t->name);
+		if (task_exec[i] != slurm && t->needed && t->torchrun && t->torchrun->nnodes > 1)
+			fatal("%s:%d: task \"%s\" asks torchrun for %d nodes, but it runs on this machine only: run it with "
+			      "--executor slurm (or executor = \"slurm\"), or set nnodes = 1", t->file, t->line, t->name,
+			      t->torchrun->nnodes);
 	}
 	SchedOptions so = {
 		.jobs = o->jobs ? o->jobs : os_cpu_count(),

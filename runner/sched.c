@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "../base/os.h"
+#include "failure.h"
 #include "ports.h"
 #include "status.h"
 
@@ -121,7 +122,7 @@ static void free_job(Job *job)
  * waits for the commit (see settle_commit). */
 static void task_succeeded(Run *r, Task *t, int64_t attempt_id, const char *detail)
 {
-	cache_attempt_ended(r->o->cache, attempt_id, 0, "ok");
+	cache_attempt_ended(r->o->cache, attempt_id, 0, "ok", NULL);
 	r->sum->ran++;
 	task_done(r, t);
 	if (r->nunconfirmed == r->unconfirmed_cap) {
@@ -196,7 +197,7 @@ static void finish_without_command(Run *r, Task *t)
 	int64_t attempt_id = cache_attempt_started(r->o->cache, t, t->attempt, 0, "", log, NULL, NULL);
 	free(log);
 	if (record_success(r, t, attempt_id, "no command", &err) != 0) {
-		cache_attempt_ended(r->o->cache, attempt_id, 0, buf_str(&err));
+		cache_attempt_ended(r->o->cache, attempt_id, 0, buf_str(&err), failure_name(FC_ERROR));
 		task_failed(r, t, buf_str(&err), NULL);
 	}
 	buf_free(&err);
@@ -238,7 +239,8 @@ static int try_start(Run *r, Task *t)
 	}
 	int ports[PORTS_MAX];
 	Buf why = {0};
-	if (t->ports && ports_reserve(r->ports, t->ports, ports, &why) != 0) {
+	int nports = local ? t->ports : 0; /* elsewhere the job script finds its port (torchrun on Slurm) */
+	if (nports && ports_reserve(r->ports, nports, ports, &why) != 0) {
 		if (local && t->gpus > 0)
 			gpu_release(o->gpus, ids, t->gpus);
 		task_failed(r, t, buf_str(&why), NULL);
@@ -265,11 +267,11 @@ static int try_start(Run *r, Task *t)
 		job->env[nenv++] = xstrdup("CUDA_DEVICE_ORDER=PCI_BUS_ID");
 	}
 	job->ngpus = t->gpus; /* leased here, or asked of the executor's system */
-	if (t->ports) {
-		memcpy(job->ports, ports, (size_t)t->ports * sizeof *ports);
-		job->nports = t->ports;
+	if (nports) {
+		memcpy(job->ports, ports, (size_t)nports * sizeof *ports);
+		job->nports = nports;
 		Buf list = {0};
-		for (int i = 0; i < t->ports; i++)
+		for (int i = 0; i < nports; i++)
 			buf_printf(&list, "%s%d", i ? "," : "", ports[i]);
 		job->env[nenv++] = xasprintf("KILN_PORT=%d", ports[0]);
 		job->env[nenv++] = xasprintf("KILN_PORTS=%s", buf_str(&list));
@@ -342,6 +344,27 @@ static void describe_end(const Job *job, char *out, size_t n)
 		snprintf(out, n, "exit status %d", job->exit_code);
 }
 
+/* The class of a failed attempt, from how it ended and its log's tail. */
+static enum FailureClass classify_end(const Job *job)
+{
+	char tail[16384];
+	failure_read_tail(job->log_path, tail, sizeof tail);
+	FailureFacts f = {.timed_out = job->timed_out, .signaled = job->end == JOB_SIGNALED && !job->interrupted,
+			  .start_failed = job->end == JOB_START_FAILED, .exit_code = job->exit_code, .reason = job->reason,
+			  .tail = tail};
+	return failure_classify(&f);
+}
+
+/* Ends a failed attempt's log with how it ended, so `kiln log` says it beside the output. */
+static void note_in_log(const Job *job, const char *why)
+{
+	FILE *f = fopen(job->log_path, "a");
+	if (!f)
+		return;
+	fprintf(f, "# kiln: attempt %d failed: %s\n", job->attempt, why);
+	fclose(f);
+}
+
 static void job_ended(Run *r, Job *job)
 {
 	Task *t = job->task;
@@ -350,6 +373,7 @@ static void job_ended(Run *r, Job *job)
 	char dur[32], why[512];
 	format_duration((double)(job->ended_ns - job->started_ns) / 1e9, dur, sizeof dur);
 	int64_t attempt_id = r->attempt_ids[t->index];
+	enum FailureClass cls = FC_ERROR; /* a success that cannot be recorded is a plain error */
 	if (job->end == JOB_EXITED && job->exit_code == 0 && !job->timed_out) {
 		Buf err = {0};
 		if (record_success(r, t, attempt_id, dur, &err) == 0) {
@@ -360,22 +384,31 @@ static void job_ended(Run *r, Job *job)
 		snprintf(why, sizeof why, "%s", buf_str(&err));
 		buf_free(&err);
 	} else if (job->interrupted && r->sum->stopped_by_signal) {
-		cache_attempt_ended(o->cache, attempt_id, job->exit_code, "interrupted");
+		cache_attempt_ended(o->cache, attempt_id, job->exit_code, "interrupted", NULL);
 		t->state = TS_SKIPPED;
 		free_job(job);
 		return;
 	} else {
 		describe_end(job, why, sizeof why);
+		cls = classify_end(job);
 	}
-	cache_attempt_ended(o->cache, attempt_id, job->end == JOB_EXITED ? job->exit_code : -1, why);
-	if (t->attempt <= t->retries && !r->stopping) {
+	size_t wl = strlen(why);
+	snprintf(why + wl, sizeof why - wl, " [%s]", failure_name(cls));
+	cache_attempt_ended(o->cache, attempt_id, job->end == JOB_EXITED ? job->exit_code : -1, why, failure_name(cls));
+	note_in_log(job, why);
+	int retryable = (t->retry_on & FC_BIT(cls)) != 0;
+	if (t->attempt <= t->retries && retryable && !r->stopping) {
 		status_print(&r->st, "retry", "%s: %s; attempt %d of %d (log: %s)", t->name, why, t->attempt + 1,
 			     t->retries + 1, job->log_path);
 		push_runnable(r, t);
 		t->state = TS_READY;
 	} else {
 		char full[700];
-		snprintf(full, sizeof full, "%s%s", why, t->retries ? " (retries exhausted)" : "");
+		if (t->retries && !retryable && t->attempt <= t->retries)
+			snprintf(full, sizeof full, "%s (not retried: a retry does not mend %s; retry_on = { \"%s\" } would)",
+				 why, failure_name(cls), failure_name(cls));
+		else
+			snprintf(full, sizeof full, "%s%s", why, t->retries ? " (retries exhausted)" : "");
 		task_failed(r, t, full, job->log_path);
 	}
 	free_job(job);

@@ -156,11 +156,12 @@ class Cache(KilnTestCase):
         db.executescript("CREATE TABLE old AS SELECT task, key FROM last_success; DROP TABLE last_success;"
                          "CREATE TABLE last_success (task TEXT PRIMARY KEY, key BLOB) WITHOUT ROWID;"
                          "INSERT INTO last_success SELECT * FROM old; DROP TABLE old;"
-                         "ALTER TABLE ingests DROP COLUMN position; PRAGMA user_version = 3;")
+                         "ALTER TABLE ingests DROP COLUMN position; ALTER TABLE attempts DROP COLUMN failure;"
+                         "PRAGMA user_version = 3;")
         db.close()
         r = self.ws.kiln("run")
         self.assertEqual(r.rc, 0, r)
-        self.assertIn("from schema version 3 to 5", r.err)
+        self.assertIn("from schema version 3 to 6", r.err)
         self.assertEqual(r.ran, set(), "migration keeps every success")
         os.remove(self.ws.path("out/a.txt"))
         self.assertEqual(self.ws.kiln("run").restored, {"leaf/a"}, "migrated outputs still restore")
