@@ -141,10 +141,11 @@ void pivot_build(const MView *v, const char *row_tag, const char *col_tag, const
 {
 	memset(p, 0, sizeof *p);
 	for (int pass = 0; pass < 2; pass++) {
-		double *sum = NULL;
+		double *sum = NULL, *sq = NULL;
 		int *count = NULL;
 		if (pass) {
 			sum = xcalloc((size_t)(p->nrows * p->ncols + 1), sizeof *sum);
+			sq = xcalloc((size_t)(p->nrows * p->ncols + 1), sizeof *sq);
 			count = xcalloc((size_t)(p->nrows * p->ncols + 1), sizeof *count);
 		}
 		for (int i = 0; i < v->ntasks; i++) {
@@ -156,15 +157,25 @@ void pivot_build(const MView *v, const char *row_tag, const char *col_tag, const
 			int ri = index_of(&p->rows, &p->nrows, r), ci = index_of(&p->cols, &p->ncols, c);
 			if (pass) {
 				sum[ri * p->ncols + ci] += value;
+				sq[ri * p->ncols + ci] += value * value;
 				count[ri * p->ncols + ci]++;
 			}
 		}
 		if (pass) {
-			p->cells = xmalloc((size_t)(p->nrows * p->ncols + 1) * sizeof *p->cells);
-			for (int k = 0; k < p->nrows * p->ncols; k++)
-				p->cells[k] = count[k] ? sum[k] / count[k] : NAN;
+			size_t n = (size_t)(p->nrows * p->ncols + 1);
+			p->cells = xmalloc(n * sizeof *p->cells);
+			p->stds = xmalloc(n * sizeof *p->stds);
+			for (int k = 0; k < p->nrows * p->ncols; k++) {
+				int c = count[k];
+				p->cells[k] = c ? sum[k] / c : NAN;
+				/* sample standard deviation; the sums of squares lose nothing that matters
+				 * at a handful of seeds */
+				double var = c > 1 ? (sq[k] - sum[k] * sum[k] / c) / (c - 1) : 0;
+				p->stds[k] = c > 1 ? sqrt(var > 0 ? var : 0) : NAN;
+			}
+			p->counts = count;
 			free(sum);
-			free(count);
+			free(sq);
 		}
 	}
 }
@@ -178,5 +189,7 @@ void pivot_free(Pivot *p)
 	free(p->rows);
 	free(p->cols);
 	free(p->cells);
+	free(p->stds);
+	free(p->counts);
 	memset(p, 0, sizeof *p);
 }

@@ -35,11 +35,15 @@ int mview_series(MView *v, const MTask *t, const char *key, double **steps, doub
 /* The id of the latest run, or 0. */
 int64_t mview_latest_run(MView *v);
 
-/* A pivot: row tag x column tag -> mean of the value over the tasks in each cell. */
+/* A pivot: row tag x column tag -> mean of the value over the tasks in each cell (repeats
+ * of one cell, e.g. seeds, with their standard deviation). No row tag: one row per task;
+ * no column tag: one column, the value. */
 typedef struct {
 	char **rows, **cols; /* distinct tag values, in order of first appearance */
 	int nrows, ncols;
 	double *cells;       /* nrows x ncols, NAN where empty */
+	double *stds;        /* sample standard deviation, NAN where a cell has fewer than 2 values */
+	int *counts;         /* values in each cell */
 } Pivot;
 void pivot_build(const MView *v, const char *row_tag, const char *col_tag, const char *value_key, Pivot *p);
 void pivot_free(Pivot *p);

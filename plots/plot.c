@@ -38,6 +38,12 @@ int plot_spec_check(const PlotSpec *spec, Buf *err)
 		buf_puts(err, "a bars plot needs x (the tag along the axis)");
 		return -1;
 	}
+	const char *eq = spec->baseline ? strchr(spec->baseline, '=') : NULL;
+	if (spec->baseline && (strcmp(spec->type, "bars") || !eq || (size_t)(eq - spec->baseline) != strlen(spec->x) ||
+			       strncmp(spec->baseline, spec->x, strlen(spec->x)) || !eq[1])) {
+		buf_printf(err, "baseline names one bar as X_TAG=VALUE (here %s=...), on a bars plot", spec->x ? spec->x : "x");
+		return -1;
+	}
 	return 0;
 }
 
@@ -64,6 +70,7 @@ char *plot_spec_text(const PlotSpec *s)
 	text_field(&b, "xlabel", s->xlabel);
 	text_field(&b, "ylabel", s->ylabel);
 	text_field(&b, "unit", s->unit);
+	text_field(&b, "baseline", s->baseline);
 	text_field(&b, "out", s->out);
 	return b.data;
 }
@@ -124,10 +131,17 @@ static int write_bars(FILE *gp, FILE *dat, const char *dat_path, const PlotSpec 
 	}
 	*width = 240 + p.nrows * (s->series ? 18 * p.ncols + 14 : 90);
 	*width = *width < 900 ? 900 : *width > 2600 ? 2600 : *width;
+	int repeats = 0; /* a cell of repeats (seeds) draws its mean with a ± std error bar */
+	for (int k = 0; k < p.nrows * p.ncols; k++)
+		repeats |= p.counts[k] > 1;
 	for (int r = 0; r < p.nrows; r++) {
 		fprintf(dat, "\"%s\"", p.rows[r]);
-		for (int c = 0; c < p.ncols; c++)
-			isnan(p.cells[r * p.ncols + c]) ? fprintf(dat, " ?") : fprintf(dat, " %.6g", p.cells[r * p.ncols + c]);
+		for (int c = 0; c < p.ncols; c++) {
+			double mean = p.cells[r * p.ncols + c], std = p.stds[r * p.ncols + c];
+			isnan(mean) ? fprintf(dat, " ?") : fprintf(dat, " %.6g", mean);
+			if (repeats)
+				fprintf(dat, " %.6g", isnan(std) ? 0.0 : std);
+		}
 		fputc('\n', dat);
 	}
 	size_t longest = 0;
@@ -135,11 +149,11 @@ static int write_bars(FILE *gp, FILE *dat, const char *dat_path, const PlotSpec 
 		longest = strlen(p.rows[r]) > longest ? strlen(p.rows[r]) : longest;
 	double top = 0;
 	for (int k = 0; k < p.nrows * p.ncols; k++)
-		top = isnan(p.cells[k]) ? top : fmax(top, p.cells[k]);
+		top = isnan(p.cells[k]) ? top : fmax(top, p.cells[k] + (isnan(p.stds[k]) ? 0 : p.stds[k]));
 	*height = 620 + (p.nrows > 8 ? (int)longest * 4 : 0);
 	header(gp, s, *width, *height);
-	fprintf(gp, "set style data histograms\nset style histogram clustered gap 1\nset style fill solid 0.9 border -1\n"
-		    "set boxwidth 0.9\n");
+	fprintf(gp, "set style data histograms\nset style histogram %s gap 1\nset style fill solid 0.9 border -1\n"
+		    "set boxwidth 0.9\n", repeats ? "errorbars lw 1.5" : "clustered");
 	/* fractions (accuracies) get a fixed 0..1 axis with room for the legend above the bars */
 	fprintf(gp, top <= 1 ? "set yrange [0:1.12]\nset ytics 0,0.1,1\n" : "set yrange [0:*]\n");
 	if (s->series)
@@ -151,15 +165,19 @@ static int write_bars(FILE *gp, FILE *dat, const char *dat_path, const PlotSpec 
 	else
 		fprintf(gp, "set xtics scale 0\n");
 	fprintf(gp, "plot ");
+	int per = repeats ? 2 : 1; /* data columns per series: mean (and std) */
 	for (int c = 0; c < p.ncols; c++) {
 		fprintf(gp, "%s", c ? ", '' " : "");
 		if (!c)
 			gp_str(gp, dat_path);
-		fprintf(gp, " using %d%s title ", c + 2, c ? "" : ":xtic(1)");
+		if (repeats)
+			fprintf(gp, " using %d:%d%s title ", 2 + per * c, 3 + per * c, c ? "" : ":xtic(1)");
+		else
+			fprintf(gp, " using %d%s title ", c + 2, c ? "" : ":xtic(1)");
 		gp_str(gp, s->series ? p.cols[c] : s->y);
 	}
-	if (!s->series) { /* one bar per x: print each value on its bar */
-		fprintf(gp, ", '' using 0:2:(sprintf('%%.3f', $2)) with labels offset 0,0.8 notitle");
+	if (!s->series) { /* one bar per x: print each value on its bar (above its error bar) */
+		fprintf(gp, ", '' using 0:(%s):(sprintf('%%.4g', $2)) with labels offset 0,0.8 notitle", repeats ? "$2+$3" : "$2");
 	}
 	fputc('\n', gp);
 	pivot_free(&p);

@@ -15,6 +15,7 @@ typedef struct PlotSpec {
 					  series = row tag, y = value; lines: y = series metric, one line
 					  per task (titled by the series tag); scatter: x, y metrics */
 	const char *title, *xlabel, *ylabel, *unit;
+	const char *baseline;          /* bars: "TAG=VALUE", the report's table adds ratios to that bar */
 	const char *out;               /* path without extension: writes out.svg and out.png */
 } PlotSpec;
 

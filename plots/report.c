@@ -158,7 +158,7 @@ int report_write(const char *path, const char *db_path, const char *title, const
 		free(id);
 		if (!repeat && strcmp(p->type, "lines") && strcmp(p->type, "scatter")) {
 			MetricsQuery q = {.db_path = db_path, .tasks = (char **)p->from, /* read only */ .ntasks = p->nfrom, .value = p->y,
-					  .rows = rows, .cols = cols, .mean_row = 1};
+					  .rows = rows, .cols = cols, .mean_row = !p->baseline, .baseline = p->baseline};
 			Table t;
 			Buf terr = {0};
 			if (metrics_table(&q, &t, &terr) == 0) {

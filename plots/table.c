@@ -45,43 +45,194 @@ static char *number(double v, int has_old, double old)
 	return xasprintf("%.4f (%+.4f)", v, v - old);
 }
 
-static int build_pivot(const MetricsQuery *q, MView *v, MView *old, Table *t)
+/* A cell of repeats (seeds): "mean ± std", else as number(). */
+static char *summary_cell(double mean, double std, int count, int has_old, double old)
 {
-	Pivot p, po = {0};
-	pivot_build(v, q->rows, q->cols, q->value, &p);
-	if (old)
-		pivot_build(old, q->rows, q->cols, q->value, &po);
-	table_init(t, p.nrows + 1 + (q->mean_row && p.nrows), p.ncols + 1);
+	if (isnan(mean) || count < 2 || isnan(std))
+		return number(mean, has_old, old);
+	if (!has_old || isnan(old))
+		return xasprintf("%.4f ± %.4f", mean, std);
+	return xasprintf("%.4f ± %.4f (%+.4f)", mean, std, mean - old);
+}
+
+/* value / baseline: above 1 for a faster throughput, for a longer time. */
+static char *ratio(double v, double base)
+{
+	if (isnan(v) || isnan(base) || base == 0)
+		return xstrdup("");
+	return xasprintf("%.2f×", v / base);
+}
+
+/* --baseline TAG=VALUE, split. */
+typedef struct {
+	char *tag;
+	const char *value;
+} Baseline;
+
+static int parse_baseline(const char *text, Baseline *b, Buf *err)
+{
+	memset(b, 0, sizeof *b);
+	if (!text)
+		return 0;
+	const char *eq = strchr(text, '=');
+	if (!eq || eq == text || !eq[1]) {
+		buf_printf(err, "--baseline takes TAG=VALUE (e.g. method=ddp), got \"%s\"", text);
+		return -1;
+	}
+	b->tag = strndup(text, (size_t)(eq - text));
+	b->value = eq + 1;
+	return 0;
+}
+
+/* One value column of a grouped table: column col of pivot p (and of old, for deltas). */
+typedef struct {
+	const char *header;
+	Pivot *p, *old;
+	int col, old_col;
+} ValueCol;
+
+static int row_of(const Pivot *p, const char *name)
+{
+	for (int r = 0; p && r < p->nrows; r++)
+		if (!strcmp(p->rows[r], name))
+			return r;
+	return -1;
+}
+
+static int col_of(const Pivot *p, const char *name)
+{
+	for (int c = 0; p && c < p->ncols; c++)
+		if (!strcmp(p->cols[c], name))
+			return c;
+	return -1;
+}
+
+static double pivot_at(const Pivot *p, int r, int c, double *std, int *count)
+{
+	if (!p || r < 0 || c < 0) {
+		*std = NAN, *count = 0;
+		return NAN;
+	}
+	*std = p->stds[r * p->ncols + c];
+	*count = p->counts[r * p->ncols + c];
+	return p->cells[r * p->ncols + c];
+}
+
+/* Rows (names in order of first appearance over every column's pivot) by value columns,
+ * each cell mean (± std over repeats), with a ratio column after each when a baseline row
+ * is named, and a row of column means when asked. */
+static void emit_grouped(const MetricsQuery *q, const Baseline *base, ValueCol *cols, int ncols, Table *t)
+{
+	char **rows = NULL;
+	int nrows = 0;
+	for (int k = 0; k < ncols; k++)
+		for (int r = 0; r < cols[k].p->nrows; r++) {
+			int seen = 0;
+			for (int i = 0; i < nrows && !seen; i++)
+				seen = !strcmp(rows[i], cols[k].p->rows[r]);
+			if (!seen) {
+				rows = xrealloc(rows, (size_t)(nrows + 1) * sizeof *rows);
+				rows[nrows++] = cols[k].p->rows[r];
+			}
+		}
+	int per = base->tag ? 2 : 1, mean_row = q->mean_row && nrows;
+	table_init(t, nrows + 1 + mean_row, 1 + per * ncols);
 	set(t, 0, 0, xstrdup(q->rows));
-	for (int c = 0; c < p.ncols; c++) /* without --cols the one column is the metric */
-		set(t, 0, c + 1, xstrdup(p.cols[c]));
-	for (int r = 0; r < p.nrows; r++) {
-		set(t, r + 1, 0, xstrdup(p.rows[r]));
-		for (int c = 0; c < p.ncols; c++) {
-			double was = NAN;
-			for (int orow = 0; old && orow < po.nrows; orow++)
-				for (int ocol = 0; ocol < po.ncols; ocol++)
-					if (!strcmp(po.rows[orow], p.rows[r]) && !strcmp(po.cols[ocol], p.cols[c]))
-						was = po.cells[orow * po.ncols + ocol];
-			set(t, r + 1, c + 1, number(p.cells[r * p.ncols + c], old != NULL, was));
+	for (int k = 0; k < ncols; k++) {
+		set(t, 0, 1 + per * k, xstrdup(cols[k].header));
+		if (base->tag)
+			set(t, 0, 2 + per * k, xasprintf("%s vs %s", cols[k].header, base->value));
+	}
+	for (int r = 0; r < nrows; r++) {
+		set(t, r + 1, 0, xstrdup(rows[r]));
+		for (int k = 0; k < ncols; k++) {
+			double std, ostd, bstd;
+			int n, on, bn;
+			double v = pivot_at(cols[k].p, row_of(cols[k].p, rows[r]), cols[k].col, &std, &n);
+			double was = pivot_at(cols[k].old, row_of(cols[k].old, rows[r]), cols[k].old_col, &ostd, &on);
+			set(t, r + 1, 1 + per * k, summary_cell(v, std, n, q->vs_run != 0, was));
+			if (base->tag) {
+				double b = pivot_at(cols[k].p, row_of(cols[k].p, base->value), cols[k].col, &bstd, &bn);
+				set(t, r + 1, 2 + per * k, ratio(v, b));
+			}
 		}
 	}
-	if (q->mean_row && p.nrows) {
-		set(t, p.nrows + 1, 0, xstrdup("mean"));
-		for (int c = 0; c < p.ncols; c++) {
-			double sum = 0;
-			int n = 0;
-			for (int r = 0; r < p.nrows; r++)
-				if (!isnan(p.cells[r * p.ncols + c])) {
-					sum += p.cells[r * p.ncols + c];
-					n++;
+	if (mean_row) {
+		set(t, nrows + 1, 0, xstrdup("mean"));
+		for (int k = 0; k < ncols; k++) {
+			double sum = 0, std;
+			int n = 0, cnt;
+			for (int r = 0; r < nrows; r++) {
+				double v = pivot_at(cols[k].p, row_of(cols[k].p, rows[r]), cols[k].col, &std, &cnt);
+				if (!isnan(v))
+					sum += v, n++;
+			}
+			set(t, nrows + 1, 1 + per * k, number(n ? sum / n : NAN, 0, 0));
+		}
+	}
+	free(rows);
+}
+
+/* --rows TAG --cols TAG --value METRIC: a pivot; --rows TAG alone: one row per value of the
+ * tag with every metric (or those --value lists, comma-separated) as columns. */
+static int build_grouped(const MetricsQuery *q, const Baseline *base, MView *v, MView *old, Table *t, Buf *err)
+{
+	if (base->tag && strcmp(base->tag, q->rows)) {
+		buf_printf(err, "--baseline %s=%s: with --rows the baseline is a row, so its tag is the row tag (--baseline "
+				"%s=VALUE)", base->tag, base->value, q->rows);
+		return -1;
+	}
+	char **keys = NULL;
+	int nkeys = 0;
+	if (q->cols || (q->value && !strchr(q->value, ','))) {
+		keys = xmalloc(sizeof *keys);
+		keys[nkeys++] = xstrdup(q->value);
+	} else if (q->value) {
+		for (const char *p = q->value; *p;) {
+			size_t n = strcspn(p, ",");
+			if (n) {
+				keys = xrealloc(keys, (size_t)(nkeys + 1) * sizeof *keys);
+				keys[nkeys++] = strndup(p, n);
+			}
+			p += n + (p[n] == ',');
+		}
+	} else { /* every scalar metric, in order of first appearance */
+		for (int i = 0; i < mview_count(v); i++) {
+			const MTask *m = mview_task(v, i);
+			if (!mtask_tag(m, q->rows))
+				continue;
+			for (int j = 0; j < m->scalars.count; j++) {
+				int seen = 0;
+				for (int k = 0; k < nkeys && !seen; k++)
+					seen = !strcmp(keys[k], m->scalars.rows[j].key);
+				if (!seen && !m->scalars.rows[j].text) {
+					keys = xrealloc(keys, (size_t)(nkeys + 1) * sizeof *keys);
+					keys[nkeys++] = xstrdup(m->scalars.rows[j].key);
 				}
-			set(t, p.nrows + 1, c + 1, number(n ? sum / n : NAN, 0, 0));
+			}
 		}
 	}
-	pivot_free(&p);
-	if (old)
-		pivot_free(&po);
+	Pivot *pivots = xcalloc((size_t)nkeys * 2 + 1, sizeof *pivots);
+	ValueCol *cols = NULL;
+	int ncols = 0;
+	for (int k = 0; k < nkeys; k++) {
+		Pivot *p = &pivots[2 * k], *po = old ? &pivots[2 * k + 1] : NULL;
+		pivot_build(v, q->rows, q->cols, keys[k], p);
+		if (po)
+			pivot_build(old, q->rows, q->cols, keys[k], po);
+		for (int c = 0; c < p->ncols; c++) {
+			cols = xrealloc(cols, (size_t)(ncols + 1) * sizeof *cols);
+			cols[ncols++] = (ValueCol){p->cols[c], p, po, c, col_of(po, p->cols[c])};
+		}
+	}
+	emit_grouped(q, base, cols, ncols, t);
+	for (int k = 0; k < 2 * nkeys; k++)
+		pivot_free(&pivots[k]);
+	for (int k = 0; k < nkeys; k++)
+		free(keys[k]);
+	free(keys);
+	free(pivots);
+	free(cols);
 	return 0;
 }
 
@@ -95,7 +246,21 @@ static int add_unique(char ***list, int *n, const char *s)
 	return (*n)++;
 }
 
-static int build_list(const MetricsQuery *q, MView *v, MView *old, Table *t)
+/* The mean of key over the tasks whose tag base->tag is base->value. */
+static double baseline_mean(MView *v, const Baseline *base, const char *key)
+{
+	double sum = 0, x;
+	int n = 0;
+	for (int i = 0; i < mview_count(v); i++) {
+		const MTask *m = mview_task(v, i);
+		const char *tv = mtask_tag(m, base->tag);
+		if (tv && !strcmp(tv, base->value) && mtask_number(m, key, &x))
+			sum += x, n++;
+	}
+	return n ? sum / n : NAN;
+}
+
+static int build_list(const MetricsQuery *q, const Baseline *base, MView *v, MView *old, Table *t)
 {
 	char **tags = NULL, **keys = NULL;
 	int ntags = 0, nkeys = 0;
@@ -108,12 +273,19 @@ static int build_list(const MetricsQuery *q, MView *v, MView *old, Table *t)
 	}
 	if (q->value)
 		add_unique(&keys, &nkeys, q->value);
-	table_init(t, mview_count(v) + 1, 1 + ntags + nkeys);
+	int per = base->tag ? 2 : 1;
+	table_init(t, mview_count(v) + 1, 1 + ntags + per * nkeys);
 	set(t, 0, 0, xstrdup("task"));
 	for (int j = 0; j < ntags; j++)
 		set(t, 0, 1 + j, xstrdup(tags[j]));
-	for (int j = 0; j < nkeys; j++)
-		set(t, 0, 1 + ntags + j, xstrdup(keys[j]));
+	double *bases = xcalloc((size_t)nkeys + 1, sizeof *bases);
+	for (int j = 0; j < nkeys; j++) {
+		set(t, 0, 1 + ntags + per * j, xstrdup(keys[j]));
+		if (base->tag) {
+			set(t, 0, 2 + ntags + per * j, xasprintf("%s vs %s", keys[j], base->value));
+			bases[j] = baseline_mean(v, base, keys[j]);
+		}
+	}
 	for (int i = 0; i < mview_count(v); i++) {
 		const MTask *m = mview_task(v, i), *o = old ? mview_find(old, m->task) : NULL;
 		set(t, i + 1, 0, xstrdup(m->task));
@@ -129,10 +301,14 @@ static int build_list(const MetricsQuery *q, MView *v, MView *old, Table *t)
 					text = m->scalars.rows[k].text;
 			if (o && !mtask_number(o, keys[j], &was))
 				was = NAN;
-			set(t, i + 1, 1 + ntags + j,
-			    text ? xstrdup(text) : mtask_number(m, keys[j], &val) ? number(val, old != NULL, was) : xstrdup(""));
+			int has = mtask_number(m, keys[j], &val);
+			set(t, i + 1, 1 + ntags + per * j,
+			    text ? xstrdup(text) : has ? number(val, old != NULL, was) : xstrdup(""));
+			if (base->tag)
+				set(t, i + 1, 2 + ntags + per * j, !text && has ? ratio(val, bases[j]) : xstrdup(""));
 		}
 	}
+	free(bases);
 	free(tags);
 	free(keys);
 	return 0;
@@ -141,22 +317,37 @@ static int build_list(const MetricsQuery *q, MView *v, MView *old, Table *t)
 int metrics_table(const MetricsQuery *q, Table *t, Buf *err)
 {
 	memset(t, 0, sizeof *t);
-	if ((q->rows || q->cols) && (!q->rows || !q->value)) {
-		buf_puts(err, "a pivot needs --rows TAG and --value METRIC (and --cols TAG for more than one column)");
+	if (q->cols && (!q->rows || !q->value || strchr(q->value, ','))) {
+		buf_puts(err, "a pivot needs --rows TAG, --cols TAG and one --value METRIC (--rows TAG alone groups "
+			      "the rows by the tag, with every metric, or those --value lists, as columns)");
 		return -1;
 	}
+	Baseline base;
+	if (parse_baseline(q->baseline, &base, err) != 0)
+		return -1;
 	MView *v = mview_open(q->db_path, 0, q->tasks, q->ntasks, err);
 	if (!v)
 		return -1;
 	MView *old = NULL;
 	if (q->vs_run && !(old = mview_open(q->db_path, q->vs_run, q->tasks, q->ntasks, err))) {
 		mview_close(v);
+		free(base.tag);
 		return -1;
 	}
-	int rc = q->rows ? build_pivot(q, v, old, t) : build_list(q, v, old, t);
+	int rc = q->rows ? build_grouped(q, &base, v, old, t, err) : build_list(q, &base, v, old, t);
 	mview_close(v);
 	mview_close(old);
+	free(base.tag);
 	return rc;
+}
+
+/* Columns a cell takes on a terminal: UTF-8 continuation bytes (of ± and ×) take none. */
+static int text_width(const char *s)
+{
+	int n = 0;
+	for (; *s; s++)
+		n += ((unsigned char)*s & 0xC0) != 0x80;
+	return n;
 }
 
 static void json_str(FILE *out, const char *s)
@@ -177,13 +368,13 @@ void table_write(FILE *out, const Table *t, const char *format)
 		int *w = xcalloc((size_t)t->ncols + 1, sizeof *w);
 		for (int r = 0; r < t->nrows; r++)
 			for (int c = 0; c < t->ncols; c++) {
-				int len = (int)strlen(table_cell(t, r, c));
+				int len = text_width(table_cell(t, r, c));
 				w[c] = len > w[c] ? len : w[c];
 			}
 		for (int r = 0; r < t->nrows; r++) {
 			for (int c = 0; c < t->ncols; c++) {
 				const char *s = table_cell(t, r, c);
-				int pad = w[c] - (int)strlen(s), left = c == 0 || r == 0; /* names left, numbers right */
+				int pad = w[c] - text_width(s), left = c == 0 || r == 0; /* names left, numbers right */
 				fputs(md ? "| " : c ? "  " : "", out);
 				if (!left)
 					fprintf(out, "%*s", pad, "");

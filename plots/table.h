@@ -1,6 +1,7 @@
-/* table.h — `kiln metrics`: recorded metrics as a table (pivot of two tags, or one row per
- * task) in aligned text, Markdown, TSV or JSON, optionally with deltas against an earlier
- * run. Library code: returns 0, or -1 with a message. */
+/* table.h — `kiln metrics`: recorded metrics as a table (pivot of two tags, rows grouped by
+ * one tag, or one row per task) in aligned text, Markdown, TSV or JSON, optionally with
+ * deltas against an earlier run and ratios to a baseline row. Repeats of one cell (seeds)
+ * print as "mean ± std". Library code: returns 0, or -1 with a message. */
 #ifndef KILN_TABLE_H
 #define KILN_TABLE_H
 
@@ -16,6 +17,7 @@ typedef struct {
 	const char *format;    /* "text" (default), "md", "tsv", "json" */
 	long long vs_run;      /* 0: no deltas */
 	int mean_row;          /* add a row of column means (pivot) */
+	const char *baseline;  /* "TAG=VALUE": a ratio column to that row after each value column */
 } MetricsQuery;
 
 int metrics_print(const MetricsQuery *q, FILE *out, Buf *err);

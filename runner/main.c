@@ -40,7 +40,7 @@ typedef struct {
 	const char *gpus;
 	double gpu_busy, kill_grace;
 	const char *executor;
-	const char *rows, *cols, *value, *format, *out; /* metrics, report */
+	const char *rows, *cols, *value, *format, *out, *baseline; /* metrics, report */
 	int max_jobs, detach;                           /* Slurm */
 	long long vs_run;
 	int mean;
@@ -76,10 +76,13 @@ static const struct {
 	{"clean", "kiln clean [RECIPE] [TARGET ...] [--all]",
 	 "Deletes the declared outputs of the tasks (all by default); --all also deletes .kiln/.", verb_clean},
 	{"gc", "kiln gc", "Deletes stored outputs that no recorded success refers to.", verb_gc},
-	{"metrics", "kiln metrics [TASK|GLOB ...] [--rows TAG --cols TAG --value METRIC] [--format text|md|tsv|json] [--vs RUN] [--mean] [--out FILE]",
-	 "Prints the latest recorded metrics. With --rows/--cols/--value, a pivot (e.g. dataset x model of top1),\n"
-	 "cells averaged over tasks; --mean adds a row of column means; --vs RUN shows deltas against\n"
-	 "the metrics as they were at run RUN. Without a pivot: one row per task with its tags and metrics.", verb_metrics},
+	{"metrics", "kiln metrics [TASK|GLOB ...] [--rows TAG [--cols TAG] --value METRIC[,METRIC...]] [--baseline TAG=VALUE] [--format text|md|tsv|json] [--vs RUN] [--mean] [--out FILE]",
+	 "Prints the latest recorded metrics. With --rows/--cols/--value, a pivot (e.g. dataset x model of top1);\n"
+	 "with --rows alone, one row per value of the tag and the metrics (all, or those --value lists) as\n"
+	 "columns. Cells average the tasks they hold; repeats (seeds) print as mean ± std. --baseline\n"
+	 "method=ddp adds after each value column its ratio to that row (speedup for a throughput, time\n"
+	 "ratio for a time); --mean adds a row of column means; --vs RUN shows deltas against the metrics\n"
+	 "as they were at run RUN. Without --rows: one row per task with its tags and metrics.", verb_metrics},
 	{"plot", "kiln plot [RECIPE] [NAME ...]",
 	 "Re-renders all (or the named) plot{} charts from the recorded metrics, without running any task:\n"
 	 "after a change of style only. Charts land where each plot's `out` says (default plots/NAME.svg/.png).", verb_plot},
@@ -131,7 +134,8 @@ static void parse_args(int argc, char **argv, Options *o)
 		{"cols", required_argument, 0, 'L'}, {"value", required_argument, 0, 'V'},
 		{"format", required_argument, 0, 'F'}, {"vs", required_argument, 0, 'v'},
 		{"mean", no_argument, 0, 'm'},      {"out", required_argument, 0, 'o'},
-		{"max-jobs", required_argument, 0, 'J'}, {"detach", no_argument, 0, 'D'}, {0, 0, 0, 0}};
+		{"max-jobs", required_argument, 0, 'J'}, {"detach", no_argument, 0, 'D'},
+		{"baseline", required_argument, 0, 'b'}, {0, 0, 0, 0}};
 	const char *dir = NULL;
 	int c;
 	/* '+' would stop at the verb; permute instead so options may follow it */
@@ -186,6 +190,7 @@ static void parse_args(int argc, char **argv, Options *o)
 		case 'R': o->rows = optarg; break;
 		case 'L': o->cols = optarg; break;
 		case 'V': o->value = optarg; break;
+		case 'b': o->baseline = optarg; break;
 		case 'F':
 			if (strcmp(optarg, "text") && strcmp(optarg, "md") && strcmp(optarg, "tsv") && strcmp(optarg, "json"))
 				fatal("--format takes text, md, tsv or json, got \"%s\"", optarg);
@@ -576,7 +581,8 @@ static int verb_metrics(Options *o, int argc, char **argv)
 {
 	(void)argc, (void)argv;
 	MetricsQuery q = {.db_path = KILN_DIR "/state.db", .tasks = o->targets, .ntasks = o->ntargets, .rows = o->rows,
-			  .cols = o->cols, .value = o->value, .format = o->format, .vs_run = o->vs_run, .mean_row = o->mean};
+			  .cols = o->cols, .value = o->value, .format = o->format, .vs_run = o->vs_run, .mean_row = o->mean,
+			  .baseline = o->baseline};
 	FILE *out = o->out ? fopen(o->out, "w") : stdout;
 	if (!out)
 		fatal("cannot write %s: %s", o->out, strerror(errno));
