@@ -243,7 +243,8 @@ static int write_heatmap(FILE *gp, FILE *dat, const char *dat_path, const PlotSp
 
 static int write_lines(FILE *gp, FILE *dat, const char *dat_path, const PlotSpec *s, MView *v, Buf *err)
 {
-	int blocks = 0;
+	int blocks = 0, integral = 1;
+	double lo = INFINITY, hi = -INFINITY;
 	Buf titles = {0};
 	for (int i = 0; i < mview_count(v); i++) {
 		const MTask *t = mview_task(v, i);
@@ -251,8 +252,11 @@ static int write_lines(FILE *gp, FILE *dat, const char *dat_path, const PlotSpec
 		int n = mview_series(v, t, s->y, &steps, &vals);
 		if (n == 0)
 			continue;
-		for (int k = 0; k < n; k++)
+		for (int k = 0; k < n; k++) {
 			fprintf(dat, "%.9g %.9g\n", steps[k], vals[k]);
+			integral &= steps[k] == floor(steps[k]);
+			lo = fmin(lo, steps[k]), hi = fmax(hi, steps[k]);
+		}
 		fprintf(dat, "\n\n");
 		free(steps);
 		free(vals);
@@ -266,6 +270,9 @@ static int write_lines(FILE *gp, FILE *dat, const char *dat_path, const PlotSpec
 		return -1;
 	}
 	header(gp, s, 1000, 600);
+	/* epochs and steps are whole numbers: ticks on whole numbers, about ten of them */
+	if (integral && hi > lo)
+		fprintf(gp, "set xtics %g\nset mxtics 1\n", fmax(1, ceil((hi - lo) / 10)));
 	fprintf(gp, "set key outside right top\nplot ");
 	const char *t = buf_str(&titles);
 	for (int b = 0; b < blocks; b++) {
@@ -273,7 +280,8 @@ static int write_lines(FILE *gp, FILE *dat, const char *dat_path, const PlotSpec
 		char *title = strndup(t, (size_t)(nl - t));
 		fprintf(gp, "%s", b ? ", " : "");
 		gp_str(gp, dat_path);
-		fprintf(gp, " index %d using 1:2 with lines lw 2 title ", b);
+		/* a marker and a dash pattern per series: curves that coincide stay told apart */
+		fprintf(gp, " index %d using 1:2 with linespoints lw 2 pt %d ps 1.3 dt %d title ", b, b % 13 + 1, b % 5 + 1);
 		gp_str(gp, title);
 		free(title);
 		t = nl + 1;

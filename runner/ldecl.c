@@ -101,15 +101,17 @@ int l_external(lua_State *L)
 	const char **all = arena_alloc(&g->arena, (size_t)(ctx->nexternal + n + 1) * sizeof *all);
 	if (ctx->nexternal)
 		memcpy(all, ctx->external, (size_t)ctx->nexternal * sizeof *all);
+	int k = 0;
 	for (int i = 0; i < n; i++) {
 		const char *r = graph_norm_path(g, roots[i]);
-		if (r[0] != '/')
-			luaL_error(L, "external{}: \"%s\" is inside the workspace or relative; give absolute paths of "
-				      "places outside it", roots[i]);
-		all[ctx->nexternal + i] = r;
+		if (roots[i][0] != '/')
+			luaL_error(L, "external{}: \"%s\" is relative; give absolute paths of places outside the workspace",
+				   roots[i]);
+		if (r[0] == '/') /* a place inside the workspace needs no declaring (RECIPE_DIR may be either) */
+			all[ctx->nexternal + k++] = r;
 	}
 	ctx->external = all;
-	ctx->nexternal += n;
+	ctx->nexternal += k;
 	return 0;
 }
 
