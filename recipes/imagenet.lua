@@ -43,7 +43,7 @@ local function trainer(mode, extra)
   if P.dummy then cmd[#cmd + 1] = "--dummy" else cmd[#cmd + 1] = "--data"; cmd[#cmd + 1] = P.data end
   local t = { name = "imagenet/" .. mode, inputs = { here .. "/train.py" }, outputs = { out, ckpt },
               metrics = out, tags = { mode = mode, arch = P.arch }, run = cmd, timeout = "48h",
-              retry_on = { "port", "comm", "preempted" } }
+              retry_on = { "port", "comm", "preempted" }, env = { PYTHONDONTWRITEBYTECODE = "1" } }
   for k, v in pairs(extra) do t[k] = v end
   return task(t)
 end

@@ -55,6 +55,7 @@ for method in P.methods:gmatch("[^,]+") do
       torchrun = { nproc = gpus > 0 and "gpus" or P.nproc },
       timeout = "30m",
       retry_on = { "port", "comm" },
+      env = { PYTHONDONTWRITEBYTECODE = "1" }, -- no __pycache__ beside the scripts
       run = { P.python, here .. "/" .. method .. ".py", "--epochs", P.epochs, "--batch", P.batch,
               "--samples", P.samples, "--hidden", P.hidden, "--lr", P.lr, "--seed", seed, "--out", "{out}" },
     }

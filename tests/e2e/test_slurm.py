@@ -1,8 +1,10 @@
 """End-to-end against a real one-node Slurm cluster (Debian's slurmctld + slurmd, started
 here in a temp dir by tests/slurm/cluster.sh, with two fake GPUs through gres): dependency
 order, GPUs from Slurm, exit codes, timeouts, retries, scancel from outside, re-attaching
-after kiln is killed, no-op re-runs, one cache for both executors. Skipped (with the
-reason) where Slurm cannot start."""
+after kiln is killed, no-op re-runs, one cache for both executors, torchrun on one node
+for real. Skipped (with the reason) where Slurm cannot start. The job kiln writes for a
+multi-node torchrun task (which a one-node cluster cannot run) is checked against stand-in
+Slurm tools that record what they were given."""
 import os
 import signal
 import subprocess
@@ -11,6 +13,7 @@ import time
 import unittest
 
 from kilntest import KilnTestCase, Workspace, lua_str, main, traced, wait_for
+from test_torchrun import PYTHON, SKIP as NO_TORCH
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CLUSTER = os.path.join(HERE, "..", "slurm", "cluster.sh")
@@ -177,6 +180,64 @@ task { name = "one/b", inputs = {"a.txt"}, outputs = {"b.txt"}, run = "cat a.txt
         r = self.kiln("run", "--executor", "slurm")
         self.assertEqual(r.ran, {"one/a", "one/b"}, r)
         self.assertEqual(self.kiln("run").ran, set(), "done on Slurm counts locally too")
+
+    @unittest.skipIf(NO_TORCH, NO_TORCH)
+    def test_torchrun_on_one_node_for_real(self):
+        self.ws.write("worker.py", "import os, torch.distributed as dist\n"
+                      "dist.init_process_group('gloo')\n"
+                      "w = dist.get_world_size()\n"
+                      "dist.barrier()\n"
+                      "if dist.get_rank() == 0: open('o.txt', 'w').write('%d %s' % (w, os.environ['SLURM_JOB_ID']))\n")
+        self.ws.write("kiln.lua", 'task { name = "tr/one", outputs = {"o.txt"}, cpus = 2, torchrun = { nproc = 2 }, '
+                      'run = { "%s", "worker.py" } }\n' % PYTHON)
+        r = self.kiln("run", "--executor", "slurm", timeout=300)
+        self.assertEqual(r.rc, 0, (r, self.ws.read(".kiln/logs/tr/one@1.log") if self.ws.exists(".kiln/logs/tr/one@1.log") else ""))
+        world, job = self.ws.read("o.txt").split()
+        self.assertEqual(world, "2")
+        self.assertEqual(len(jobs_named("tr/one")), 1, "one job")
+        log = self.ws.read(".kiln/logs/tr/one@1.log")
+        self.assertRegex(log, r"# kiln: torchrun rendezvous at [^:\s]+:\d+")
+
+
+FAKE_SBATCH = """#!/bin/sh
+[ "$1" = --version ] && { echo "slurm 22.05 (stand-in)"; exit 0; }
+for a in "$@"; do printf '%s\\n' "$a"; done > "$RECORD"
+echo "sbatch (stand-in): recorded, not submitted" >&2
+exit 1
+"""
+
+
+class MultiNodeJob(KilnTestCase):
+    def test_two_node_torchrun_job(self):
+        tools = self.ws.path("fake-slurm")
+        os.makedirs(tools)
+        for name, body in (("sbatch", FAKE_SBATCH), ("squeue", "#!/bin/sh\nexit 0\n"), ("scancel", "#!/bin/sh\nexit 0\n")):
+            with open(os.path.join(tools, name), "w") as f:
+                f.write(body)
+            os.chmod(os.path.join(tools, name), 0o755)
+        self.ws.write("kiln.lua", 'task { name = "big", gpus = 4, cpus = 16, torchrun = { nproc = "gpus", nnodes = 2 }, '
+                      'outputs = {"o.txt"}, run = { "python3", "train.py", "--out", "{out}" } }\n')
+        r = self.ws.kiln("run", "--executor", "slurm",
+                         env={"PATH": tools + ":" + os.environ["PATH"], "RECORD": self.ws.path("sbatch-args")})
+        self.assertEqual(r.rc, 1, r)
+        args = self.ws.read("sbatch-args").splitlines()
+        for flag in ("--nodes=2", "--ntasks-per-node=1", "--gres=gpu:4", "--cpus-per-task=16"):
+            self.assertIn(flag, args)
+        script = self.ws.read(args[-1])
+        lines = script.splitlines()
+        launch = [l for l in lines if l.startswith("srun ")]
+        self.assertEqual(len(launch), 1, script)
+        launch = launch[0]
+        self.assertIn("srun --nodes=2 --ntasks=2 --ntasks-per-node=1", launch, "one launcher per node")
+        for word in ("python3 -m torch.distributed.run --nnodes=2 --nproc_per_node=4 --rdzv_backend=c10d",
+                     '--rdzv_endpoint="$KILN_RDZV"', "--no_python python3 train.py --out o.txt"):
+            self.assertIn(word, launch)
+        self.assertIn('KILN_HEAD=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)', script,
+                      "the rendezvous is on the first node")
+        self.assertIn("KILN_RDZV=$KILN_HEAD:$KILN_PORT", script)
+        self.assertIn("KILN_PORT=$(python3 -c 'import socket", script, "its port is found free on that node")
+        # the script is valid shell
+        self.assertEqual(subprocess.run(["sh", "-n", self.ws.path(args[-1])]).returncode, 0)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,172 @@
+"""End-to-end with real PyTorch (gloo, CPU): torchrun tasks get a rendezvous port of their
+own and their process count; failed attempts are classified and retried per retry_on.
+The torchrun tests skip (with the reason) where Debian's python3-torch is not installed."""
+import os
+import sqlite3
+import subprocess
+import unittest
+
+from kilntest import KilnTestCase, lua_str, main
+
+PYTHON = "/usr/bin/python3"
+
+
+def torch_missing():
+    try:
+        p = subprocess.run([PYTHON, "-c", "import torch, torchvision"], capture_output=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return str(e)
+    return None if p.returncode == 0 else "python3-torch / python3-torchvision are not installed (scripts/install-deps.sh)"
+
+
+SKIP = torch_missing()
+
+# joins the group torchrun formed, records what it saw, holds the group a moment so that
+# tasks started together overlap, and writes one line per task from rank 0
+WORKER = r"""
+import os, sys, time, torch.distributed as dist
+dist.init_process_group("gloo")
+rank, world = dist.get_rank(), dist.get_world_size()
+with open(sys.argv[1] + ".trace", "a") as f:
+    f.write("%s start %.6f\n" % (os.environ["KILN_TASK"], time.time()))
+time.sleep(1.5)
+dist.barrier()
+with open(sys.argv[1] + ".trace", "a") as f:
+    f.write("%s end %.6f\n" % (os.environ["KILN_TASK"], time.time()))
+dist.destroy_process_group()
+if rank == 0:
+    open(sys.argv[1], "w").write("%d %s %s\n" % (world, os.environ["KILN_PORT"], os.environ["LOCAL_WORLD_SIZE"]))
+"""
+
+
+def attempts(ws, task):
+    db = sqlite3.connect(ws.path(".kiln/state.db"))
+    rows = db.execute("SELECT attempt, outcome, failure FROM attempts WHERE task = ? ORDER BY id", (task,)).fetchall()
+    db.close()
+    return rows
+
+
+@unittest.skipIf(SKIP, SKIP)
+class Torchrun(KilnTestCase):
+    def test_three_at_once_on_distinct_ports_each_of_world_size_two(self):
+        self.ws.write("worker.py", WORKER)
+        self.ws.write("kiln.lua", "\n".join(
+            'task { name = "ddp/%d", outputs = {"o%d.txt"}, torchrun = { nproc = 2 }, '
+            'run = { "%s", "worker.py", "{out}" } }' % (i, i, PYTHON) for i in range(3)))
+        r = self.ws.kiln("run", "-j3", "--cpus", "6", timeout=300)
+        self.assertEqual(r.rc, 0, r)
+        ports = set()
+        for i in range(3):
+            world, port, local = self.ws.read("o%d.txt" % i).split()
+            self.assertEqual((world, local), ("2", "2"), "two processes, one node")
+            log = self.ws.read(".kiln/logs/ddp/%d@1.log" % i)
+            self.assertIn("KILN_PORT=%s" % port, log, "the rendezvous port is the one kiln reserved")
+            self.assertIn("--nproc_per_node=2", log)
+            ports.add(port)
+        self.assertEqual(len(ports), 3, "three runs at once, three rendezvous ports")
+        spans = {}
+        for i in range(3):
+            for line in self.ws.read("o%d.txt.trace" % i).splitlines():
+                name, event, t = line.split()
+                spans.setdefault(name, {}).setdefault(event, []).append(float(t))
+        self.assertLess(max(min(s["start"]) for s in spans.values()), min(max(s["end"]) for s in spans.values()),
+                        "the three ran at the same time (2 CPUs each under --cpus 6)")
+        self.assertEqual(self.ws.kiln("run").ran, set(), "the port is not part of the key")
+
+    def test_nproc_holds_that_many_cpus(self):
+        self.ws.write("worker.py", WORKER)
+        self.ws.write("kiln.lua", "\n".join(
+            'task { name = "ddp/%d", outputs = {"o%d.txt"}, torchrun = { nproc = 2 }, '
+            'run = { "%s", "worker.py", "{out}" } }' % (i, i, PYTHON) for i in range(2)))
+        r = self.ws.kiln("run", "-j2", "--cpus", "2", timeout=300)
+        self.assertEqual(r.rc, 0, r)
+        spans = {}
+        for i in range(2):
+            for line in self.ws.read("o%d.txt.trace" % i).splitlines():
+                name, event, t = line.split()
+                spans.setdefault(name, {}).setdefault(event, []).append(float(t))
+        (a, b) = sorted(spans.values(), key=lambda s: min(s["start"]))
+        self.assertLessEqual(max(a["end"]), min(b["start"]), "2 CPUs: one 2-process run at a time")
+
+    def test_shell_command_under_torchrun(self):
+        self.ws.write("worker.py", WORKER)
+        self.ws.write("kiln.lua", 'task { name = "sh", outputs = {"o.txt"}, torchrun = { nproc = 2 }, '
+                      'run = "%s worker.py {out}" }' % PYTHON)
+        r = self.ws.kiln("run", timeout=300)
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(self.ws.read("o.txt").split()[0], "2")
+
+    def test_recipe_errors_name_the_line(self):
+        cases = [('torchrun = { nproc = "gpus" }', 'has nproc = "gpus" but the task leases none'),
+                 ('torchrun = { nproc = 0 }', "must be at least 1"),
+                 ('torchrun = { nproc = 2, nodes = 2 }', "unknown field 'nodes'"),
+                 ('torchrun = 2', "must be a table"),
+                 ('torchrun = { nnodes = 2 }', "needs nproc"),
+                 ('retry_on = { "oops" }', 'unknown failure class "oops"')]
+        for field, message in cases:
+            self.ws.write("kiln.lua", '\ntask { name = "t", run = {"python3", "x.py"}, %s }\n' % field)
+            r = self.ws.kiln("run")
+            self.assertEqual(r.rc, 2, (field, r))
+            self.assertIn("kiln.lua:2:", r.err, field)
+            self.assertIn(message, r.err, field)
+        self.ws.write("kiln.lua", 'task { name = "t", run = {"python3", "x.py"}, torchrun = { nproc = 2, nnodes = 2 } }\n')
+        r = self.ws.kiln("run")
+        self.assertEqual(r.rc, 2, r)
+        self.assertIn("asks torchrun for 2 nodes, but it runs on this machine only", r.err)
+
+
+OOM_ONCE = ("if [ \"$KILN_ATTEMPT\" = 1 ]; then echo 'RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB "
+            "(GPU 0; 79.35 GiB total capacity)' >&2; exit 1; fi; echo ok > {out}")
+
+
+class FailureClasses(KilnTestCase):
+    def test_oom_is_classified_and_retried_only_when_retry_on_names_it(self):
+        self.ws.write("kiln.lua", 'task { name = "t", outputs = {"o.txt"}, retry_on = { "oom" }, run = %s }\n'
+                      % lua_str(OOM_ONCE))
+        r = self.ws.kiln("run")
+        self.assertEqual(r.rc, 0, r)
+        self.assertIn("[oom]", r.out)
+        self.assertEqual([a[2] for a in attempts(self.ws, "t")], ["oom", None], "recorded with the attempt")
+        self.assertIn("# kiln: attempt 1 failed: exit status 1 [oom]", self.ws.read(".kiln/logs/t@1.log"))
+        # by default a retry is not spent on an OOM: the same attempt would run out again
+        self.ws.write("kiln.lua", 'task { name = "t", outputs = {"o.txt"}, retries = 2, run = %s }\n'
+                      % lua_str(OOM_ONCE + " # again"))
+        r = self.ws.kiln("run")
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("not retried", r.out)
+        self.assertIn('retry_on = { "oom" }', r.out)
+        log = self.ws.kiln("log", "t")
+        self.assertIn("[oom]", log.out, "kiln log shows the class")
+
+    def test_each_class_from_its_symptom(self):
+        cases = {
+            "port": "echo 'RuntimeError: The server socket has failed to listen on any local network address. "
+                    "The server socket has failed to bind to [::]:29500 (errno: 98 - Address already in use).' >&2; exit 1",
+            "comm": "echo 'RuntimeError: [/build/gloo/transport/tcp/pair.cc:598] Connection refused' >&2; exit 1",
+            "preempted": "kill -9 $$",
+            "missing-input": "cat does-not-exist.txt",
+            "timeout": "sleep 5",
+            "error": "echo 'ValueError: bad value' >&2; exit 3",
+        }
+        tasks = []
+        for cls, cmd in cases.items():
+            extra = ', timeout = "1s"' if cls == "timeout" else ""
+            tasks.append('task { name = "c/%s", run = %s%s }' % (cls, lua_str(cmd), extra))
+        tasks.append('task { name = "c/noprogram", run = {"no-such-program-kiln"} }')
+        self.ws.write("kiln.lua", "\n".join(tasks))
+        r = self.ws.kiln("run", "-k", "--kill-grace", "0.5")
+        self.assertEqual(r.rc, 1, r)
+        for cls in cases:
+            self.assertEqual(attempts(self.ws, "c/" + cls)[-1][2], cls, r.out)
+        self.assertEqual(attempts(self.ws, "c/noprogram")[-1][2], "missing-input")
+
+    def test_port_clash_is_retried_by_default(self):
+        self.ws.write("kiln.lua", 'task { name = "t", outputs = {"o.txt"}, retries = 1, run = %s }\n' % lua_str(
+            "if [ \"$KILN_ATTEMPT\" = 1 ]; then echo 'bind: Address already in use' >&2; exit 1; fi; echo ok > {out}"))
+        r = self.ws.kiln("run")
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual([a[2] for a in attempts(self.ws, "t")], ["port", None])
+
+
+if __name__ == "__main__":
+    main()

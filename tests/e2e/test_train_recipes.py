@@ -1,0 +1,76 @@
+"""End-to-end with real PyTorch (gloo, CPU): the distributed-training recipes run from start
+to end — train_compare.lua (DDP vs all-reduce vs parameter server: five charts, the
+performance report with ratios to DDP, a second run that executes nothing) and imagenet.lua
+(one process and torchrun DDP, a loadable checkpoint). Skipped (with the reason) where
+Debian's python3-torch / python3-torchvision are not installed."""
+import json
+import os
+import subprocess
+import unittest
+
+from kilntest import KilnTestCase, main
+from test_torchrun import PYTHON, SKIP
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+RECIPES = os.path.normpath(os.path.join(HERE, "..", "..", "recipes"))
+
+
+@unittest.skipIf(SKIP, SKIP)
+class Recipes(KilnTestCase):
+    def test_train_compare_end_to_end(self):
+        recipe = os.path.join(RECIPES, "train_compare.lua")
+        r = self.ws.kiln("run", recipe, "epochs=2", "samples=4096", timeout=600)
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(len(r.ran), 10, r)
+        env = json.loads(self.ws.read("results/env.json"))
+        self.assertTrue(env["gloo"])
+        for method in ("ddp", "allreduce", "ps"):
+            res = json.loads(self.ws.read("results/%s-s1.json" % method))
+            self.assertEqual(len(res["epochs"]), 2)
+            self.assertEqual(res["world_size"], 2)
+            self.assertGreater(res["throughput"], 0)
+            self.assertGreater(res["comm_time"], 0, "%s measured its communication" % method)
+            self.assertTrue(0 < res["comm_share"] < 1)
+        ps = json.loads(self.ws.read("results/ps-s1.json"))
+        self.assertEqual(ps["workers"], 1)
+        self.assertGreater(ps["server_send_time"], 0)
+        self.assertGreater(ps["pull_time"], 0)
+        for chart in ("throughput", "train_time", "loss", "accuracy", "comm_share"):
+            self.assertGreater(os.path.getsize(self.ws.path("plots/%s.png" % chart)), 5000, chart)
+            self.assertIn("<svg", self.ws.read("plots/%s.svg" % chart))
+        perf = self.ws.read("results/performance.md").splitlines()
+        self.assertIn("throughput vs ddp", perf[0])
+        rows = {line.split("|")[1].strip(): line for line in perf[2:]}
+        self.assertEqual(set(rows), {"ddp", "allreduce", "ps"})
+        self.assertIn("1.00×", rows["ddp"], "DDP against itself")
+        ddp, ar = (json.loads(self.ws.read("results/%s-s1.json" % m)) for m in ("ddp", "allreduce"))
+        speedup = "%.2f×" % (ar["throughput"] / ddp["throughput"])
+        self.assertIn(speedup, rows["allreduce"], "the ratio is computed from the recorded values")
+        again = self.ws.kiln("run", recipe, "epochs=2", "samples=4096")
+        self.assertEqual(again.ran, set(), again)
+        rep = self.ws.kiln("report", recipe)
+        self.assertEqual(rep.rc, 0, rep)
+        html = self.ws.read("report.html")
+        self.assertIn("throughput vs ddp", html)
+        self.assertEqual(html.count("<svg"), 5)
+
+    def test_imagenet_single_process_and_torchrun(self):
+        recipe = os.path.join(RECIPES, "imagenet.lua")
+        r = self.ws.kiln("run", recipe, "steps=2", "epochs=1", "image_size=32", "batch=4", timeout=600)
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(r.ran, {"imagenet/single", "imagenet/ddp", "plot/imagenet_throughput", "plot/imagenet_loss"})
+        single, ddp = (json.loads(self.ws.read("results/%s.json" % m)) for m in ("single", "ddp"))
+        self.assertEqual((single["world_size"], ddp["world_size"]), (1, 2))
+        self.assertEqual(ddp["backend"], "gloo")
+        self.assertEqual(single["epochs"][0]["steps"], 2)
+        check = subprocess.run([PYTHON, "-c", "import sys, torch; c = torch.load(sys.argv[1]); "
+                                "print(c['arch'], len(c['state_dict']))", self.ws.path("checkpoints/ddp.pt")],
+                               capture_output=True, text=True, timeout=120)
+        self.assertEqual(check.returncode, 0, check.stderr)
+        self.assertTrue(check.stdout.startswith("resnet18 "), check.stdout)
+        self.assertIn("--nproc_per_node=2", self.ws.read(".kiln/logs/imagenet/ddp@1.log"))
+        self.assertEqual(self.ws.kiln("run", recipe, "steps=2", "epochs=1", "image_size=32", "batch=4").ran, set())
+
+
+if __name__ == "__main__":
+    main()
