@@ -130,6 +130,51 @@ task { name = "good", outputs = {"g.json"}, run = "echo '{\\"top1\\": 1}' > {out
         self.assertIn("Last run", html)
         self.assertNotRegex(html, r"(src|href)=\"https?:")  # self-contained
 
+    def test_repeats_baselines_and_error_bars(self):
+        # three seeds per method: mean ± std, ratios to the baseline row, error bars
+        self.ws.write("kiln.lua", """
+local speed = { ddp = 100, ar = 90, ps = 50 }
+for _, m in ipairs({"ddp", "ar", "ps"}) do
+  for seed = 1, 3 do
+    local out = "r/" .. m .. seed .. ".json"
+    task { name = "train/" .. m .. "/" .. seed, outputs = {out}, metrics = out, tags = { method = m, seed = seed },
+           run = string.format("printf '{\\"tp\\": %d, \\"time\\": %d}' > {out}", speed[m] + seed, 1000 // speed[m]) }
+  end
+end
+plot { name = "tp", type = "bars", from = "train/*", x = "method", y = "tp", baseline = "method=ddp" }
+plot { name = "one", type = "bars", from = "train/*/1", x = "method", y = "tp" }
+""")
+        r = self.ws.kiln("run")
+        self.assertEqual(r.rc, 0, r)
+        m = self.ws.kiln("metrics", "--rows", "method", "--baseline", "method=ddp", "--format", "tsv")
+        self.assertEqual(m.rc, 0, m)
+        rows = [line.split("\t") for line in m.out.splitlines()]
+        self.assertEqual(rows[0], ["method", "time", "time vs ddp", "tp", "tp vs ddp"], "metrics in key order")
+        table = {row[0]: row[1:] for row in rows[1:]}
+        self.assertEqual(table["ddp"], ["10.0000 ± 0.0000", "1.00×", "102.0000 ± 1.0000", "1.00×"])
+        self.assertEqual(table["ar"][2:], ["92.0000 ± 1.0000", "%.2f×" % (92 / 102)])
+        self.assertEqual(table["ps"][:2], ["20.0000 ± 0.0000", "2.00×"], "a time ratio: twice as long")
+        # one row per task: the baseline is the mean of the tasks with that tag value
+        listed = self.ws.kiln("metrics", "train/ps/1", "train/ddp/*", "--value", "tp", "--baseline", "method=ddp",
+                              "--format", "tsv").out.splitlines()
+        self.assertEqual(listed[0].split("\t")[-2:], ["tp", "tp vs ddp"])
+        ps1 = [line.split("\t") for line in listed if line.startswith("train/ps/1")][0]
+        self.assertEqual(ps1[-1], "%.2f×" % (51 / 102))
+        one = self.ws.kiln("metrics", "--rows", "method", "--value", "tp,time", "--format", "tsv").out.splitlines()
+        self.assertEqual(one[0].split("\t"), ["method", "tp", "time"])
+        bad = self.ws.kiln("metrics", "--rows", "method", "--baseline", "seed=1")
+        self.assertEqual(bad.rc, 2, bad)
+        self.assertIn("its tag is the row tag", bad.err)
+        # the error bars are drawn: one stroke and two caps per bar (3 moves each), only for repeats
+        def error_bar_paths(svg):
+            return [d for d in re.findall(r"<path[^>]* d='([^']*)'", svg) if d.count("M") == 9]
+        self.assertEqual(len(error_bar_paths(self.ws.read("plots/tp.svg"))), 1)
+        self.assertEqual(error_bar_paths(self.ws.read("plots/one.svg")), [])
+        self.assertEqual(self.ws.kiln("report").rc, 0)
+        html = self.ws.read("report.html")
+        self.assertIn("<th>tp vs ddp</th>", html)
+        self.assertIn("102.0000 ± 1.0000", html)
+
     def test_plot_without_gnuplot_fails_with_hint(self):
         self.grid()
         bindir = self.ws.path("bin")
