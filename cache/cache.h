@@ -82,6 +82,9 @@ void cache_key_hex(Cache *c, const Task *t, char out[33]);
 void cache_each_open_job(Cache *c, void (*fn)(void *ctx, int64_t id, const char *task, int attempt, const char *job_id,
 					      const char *key, const char *log),
 			 void *ctx);
+/* Records that t was restored from the store in this run (an attempt row of outcome
+ * "restored", attempt 0, no log), so the run's record says what each task did. */
+void cache_note_restored(Cache *c, const Task *t);
 /* failure: the failed attempt's class ("oom", runner/failure.h), NULL when it succeeded or
  * was interrupted. */
 void cache_attempt_ended(Cache *c, int64_t attempt_id, int exit_code, const char *outcome, const char *failure);

@@ -33,6 +33,13 @@ void cache_each_open_job(Cache *c, void (*fn)(void *ctx, int64_t id, const char 
 	state_each_open_job(cache_state(c), fn, ctx);
 }
 
+void cache_note_restored(Cache *c, const Task *t)
+{
+	int64_t id = state_attempt_started(cache_state(c), cache_run_id(c), t->name, 0, os_hostname(), 0, "", NULL, NULL, NULL);
+	if (id > 0)
+		state_attempt_ended(cache_state(c), id, 0, "restored", NULL);
+}
+
 void cache_attempt_ended(Cache *c, int64_t attempt_id, int exit_code, const char *outcome, const char *failure)
 {
 	state_attempt_ended(cache_state(c), attempt_id, exit_code, outcome, failure);

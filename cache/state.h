@@ -74,21 +74,6 @@ void state_each_open_job(State *s, void (*fn)(void *ctx, int64_t id, const char 
 /* Local attempts on host that never ended (a killed kiln): fn(ctx, id, task, pgid). */
 void state_each_open_attempt(State *s, const char *host, void (*fn)(void *ctx, int64_t id, const char *task, int pgid),
 			     void *ctx);
-/* The latest run (for the report); 1 if there is one, its command appended to command. */
-typedef struct {
-	int64_t id;
-	double started, ended;
-	int finished;       /* ended with an outcome */
-	char outcome[32];
-} StateRun;
-int state_last_run(State *s, StateRun *out, Buf *command);
-/* Attempts of run_id by outcome ("ok", "failed", "unfinished"): count and total seconds. */
-void state_each_outcome(State *s, int64_t run_id, void (*fn)(void *ctx, const char *outcome, int count, double sec),
-			void *ctx);
-/* The limit slowest finished attempts of run_id, slowest first. */
-void state_each_slowest(State *s, int64_t run_id, int limit,
-			void (*fn)(void *ctx, const char *task, double sec, const char *outcome, const char *log), void *ctx);
-
 /* Log path of the task's latest attempt; 1 if found. */
 int state_last_log(State *s, const char *task, Buf *out);
 

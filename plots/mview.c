@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../cache/history.h"
 #include "../cache/results.h"
 
 struct MView {

@@ -16,6 +16,24 @@
 
 const char *const plot_types[] = {"bars", "lines", "scatter", "heatmap", NULL};
 
+/* Okabe & Ito's colour-blind-safe colours, ordered so that the first five also differ in
+ * lightness (relative luminance 0.15, 0.42, 0.26, 0.74, 0): a greyscale print keeps the
+ * series apart; lines add a dash pattern and a marker each. */
+const char *const plot_palette[PLOT_COLOURS] = {"#0072B2", "#E69F00", "#009E73", "#F0E442",
+						"#000000", "#56B4E9", "#D55E00", "#CC79A7"};
+
+int plot_label_decimals(const double *values, int n)
+{
+	double top = 0;
+	for (int i = 0; i < n; i++)
+		if (isfinite(values[i]))
+			top = fmax(top, fabs(values[i]));
+	if (top == 0)
+		return 0;
+	int d = 2 - (int)floor(log10(top)); /* three significant digits on the largest value */
+	return d < 0 ? 0 : d > 6 ? 6 : d;
+}
+
 
 int plot_spec_check(const PlotSpec *spec, Buf *err)
 {
@@ -103,20 +121,25 @@ static void header(FILE *gp, const PlotSpec *s, int width, int height)
 	fprintf(gp, "\nset ylabel ");
 	gp_str(gp, yl);
 	free(yl);
-	fprintf(gp, "\nset grid ytics lc rgb '#dddddd'\nset border 3\nset tics nomirror\nset datafile missing '?'\n"
-		    "set linetype 1 lc rgb '#4e79a7'\nset linetype 2 lc rgb '#f28e2b'\nset linetype 3 lc rgb '#59a14f'\n"
-		    "set linetype 4 lc rgb '#e15759'\nset linetype 5 lc rgb '#76b7b2'\nset linetype 6 lc rgb '#edc948'\n"
-		    "set linetype 7 lc rgb '#b07aa1'\nset linetype 8 lc rgb '#9c755f'\n");
+	fprintf(gp, "\nset grid ytics lc rgb '#dddddd'\nset border 3\nset tics nomirror\nset datafile missing '?'\n");
+	for (int i = 0; i < PLOT_COLOURS; i++)
+		fprintf(gp, "set linetype %d lc rgb '%s'\n", i + 1, plot_palette[i]);
+	fprintf(gp, "set linetype cycle %d\n", PLOT_COLOURS);
 }
 
+/* The same chart as png (screens) and pdf (LaTeX: vector, fonts embedded). */
 static void footer(FILE *gp, const PlotSpec *s, int width, int height)
 {
-	char *png = xasprintf("%s.png", s->out);
+	char *png = xasprintf("%s.png", s->out), *pdf = xasprintf("%s.pdf", s->out);
 	fprintf(gp, "set terminal pngcairo size %d,%d noenhanced font 'Helvetica,11' background rgb 'white'\nset output ", width,
 		height);
 	gp_str(gp, png);
+	fprintf(gp, "\nreplot\nset terminal pdfcairo size %.2fin,%.2fin noenhanced font 'Helvetica,9'\nset output ",
+		width / 96.0, height / 96.0);
+	gp_str(gp, pdf);
 	fprintf(gp, "\nreplot\nunset output\n");
 	free(png);
+	free(pdf);
 }
 
 static int write_bars(FILE *gp, FILE *dat, const char *dat_path, const PlotSpec *s, MView *v, int *width, int *height,
@@ -129,8 +152,9 @@ static int write_bars(FILE *gp, FILE *dat, const char *dat_path, const PlotSpec 
 		pivot_free(&p);
 		return -1;
 	}
-	*width = 240 + p.nrows * (s->series ? 18 * p.ncols + 14 : 90);
-	*width = *width < 900 ? 900 : *width > 2600 ? 2600 : *width;
+	/* at most the report's width, so its text is never scaled below its size */
+	*width = 240 + p.nrows * (s->series ? 14 * p.ncols + 12 : 90);
+	*width = *width < 900 ? 900 : *width > PLOT_MAX_WIDTH ? PLOT_MAX_WIDTH : *width;
 	int repeats = 0; /* a cell of repeats (seeds) draws its mean with a ± std error bar */
 	for (int k = 0; k < p.nrows * p.ncols; k++)
 		repeats |= p.counts[k] > 1;
@@ -150,7 +174,7 @@ static int write_bars(FILE *gp, FILE *dat, const char *dat_path, const PlotSpec 
 	double top = 0;
 	for (int k = 0; k < p.nrows * p.ncols; k++)
 		top = isnan(p.cells[k]) ? top : fmax(top, p.cells[k] + (isnan(p.stds[k]) ? 0 : p.stds[k]));
-	*height = 620 + (p.nrows > 8 ? (int)longest * 4 : 0);
+	*height = 560 + (p.nrows > 8 ? (int)longest * 6 : 0);
 	header(gp, s, *width, *height);
 	fprintf(gp, "set style data histograms\nset style histogram %s gap 1\nset style fill solid 0.9 border -1\n"
 		    "set boxwidth 0.9\n", repeats ? "errorbars lw 1.5" : "clustered");
@@ -160,8 +184,8 @@ static int write_bars(FILE *gp, FILE *dat, const char *dat_path, const PlotSpec 
 		fprintf(gp, top <= 1 ? "set key inside top center horizontal\n" : "set key outside top center horizontal\n");
 	else
 		fprintf(gp, "unset key\n");
-	if (p.nrows > 8) /* rotated names need room below the axis */
-		fprintf(gp, "set xtics rotate by -40 scale 0 font ',11'\nset bmargin %d\n", 3 + (int)(longest * 0.42));
+	if (p.nrows > 8) /* rotated names: gnuplot fits the bottom margin to them */
+		fprintf(gp, "set xtics rotate by 40 right scale 0 font ',12'\n");
 	else
 		fprintf(gp, "set xtics scale 0\n");
 	fprintf(gp, "plot ");
@@ -177,7 +201,8 @@ static int write_bars(FILE *gp, FILE *dat, const char *dat_path, const PlotSpec 
 		gp_str(gp, s->series ? p.cols[c] : s->y);
 	}
 	if (!s->series) { /* one bar per x: print each value on its bar (above its error bar) */
-		fprintf(gp, ", '' using 0:(%s):(sprintf('%%.4g', $2)) with labels offset 0,0.8 notitle", repeats ? "$2+$3" : "$2");
+		fprintf(gp, ", '' using 0:(%s):(sprintf('%%.%df', $2)) with labels offset 0,0.8 notitle", repeats ? "$2+$3" : "$2",
+			plot_label_decimals(p.cells, p.nrows * p.ncols));
 	}
 	fputc('\n', gp);
 	pivot_free(&p);
@@ -207,7 +232,7 @@ static int write_heatmap(FILE *gp, FILE *dat, const char *dat_path, const PlotSp
 		}
 	*width = 360 + 110 * p.ncols;
 	*height = 160 + 30 * p.nrows;
-	*width = *width < 700 ? 700 : *width;
+	*width = *width < 700 ? 700 : *width > PLOT_MAX_WIDTH ? PLOT_MAX_WIDTH : *width;
 	*height = *height < 500 ? 500 : *height;
 	header(gp, s, *width, *height);
 	fprintf(gp, "set view map\nunset key\nset border 0\nunset grid\nset tics scale 0\n");
@@ -233,10 +258,12 @@ static int write_heatmap(FILE *gp, FILE *dat, const char *dat_path, const PlotSp
 	gp_str(gp, s->series);
 	fprintf(gp, "\nset cblabel ");
 	gp_str(gp, s->unit ? s->unit : s->y);
-	fprintf(gp, "\nplot ");
+	/* one filled rectangle per cell (vector: no bitmap for a viewer to blur) */
+	fprintf(gp, "\nset style fill solid 1.0 noborder\nplot ");
 	gp_str(gp, dat_path);
-	fprintf(gp, " using 1:2:3 with image, '' using 1:2:(sprintf('%%.3f', $3)):($3 > %g ? 0xffffff : 0x222222) "
-		    "with labels tc rgb variable font ',10'\n", lo + (hi - lo) * 0.6);
+	fprintf(gp, " using 1:2:(0.5):(0.5):3 with boxxyerror fc palette notitle, '' using 1:2:(sprintf('%%.%df', $3)):"
+		    "($3 > %g ? 0xffffff : 0x222222) with labels tc rgb variable font ',11' notitle\n",
+		plot_label_decimals(p.cells, p.nrows * p.ncols), lo + (hi - lo) * 0.6);
 	pivot_free(&p);
 	return 0;
 }

@@ -16,11 +16,19 @@ typedef struct PlotSpec {
 					  per task (titled by the series tag); scatter: x, y metrics */
 	const char *title, *xlabel, *ylabel, *unit;
 	const char *baseline;          /* bars: "TAG=VALUE", the report's table adds ratios to that bar */
-	const char *out;               /* path without extension: writes out.svg and out.png */
+	const char *out;               /* path without extension: writes out.svg, out.png and out.pdf */
 } PlotSpec;
 
 /* The chart types, NULL-terminated: "bars", "lines", "scatter", "heatmap". */
 extern const char *const plot_types[];
+/* Series colours ("#rrggbb"), colour-blind-safe and apart in greyscale. */
+#define PLOT_COLOURS 8
+extern const char *const plot_palette[PLOT_COLOURS];
+/* Charts are at most this wide (svg px): the report shows them unscaled, text >= 11 px. */
+#define PLOT_MAX_WIDTH 1300
+/* Decimals for value labels: three significant digits on the largest |value| (809 -> 0,
+ * 12.3 -> 1, 0.87 -> 3), the same for every label of a chart. */
+int plot_label_decimals(const double *values, int n);
 /* Whether spec can be drawn (its type is known and it has the fields its type needs). */
 int plot_spec_check(const PlotSpec *spec, Buf *err);
 /* The spec as one canonical line ("plot\tname=acc\ttype=bars\tfrom=eval/x ..."); malloc'd. */

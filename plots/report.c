@@ -1,29 +1,39 @@
-/* report.c — the HTML report: run summary (runs and attempts, through cache/state.h), then for
- * each chart its table (x by series of y) and the chart itself, inlined. */
+/* report.c — the HTML report: the last run (outcomes, timeline of its attempts, slowest
+ * tasks), the grids' outcome maps, every chart with links to its files and its table
+ * (with deltas against an earlier run, changed cells marked), and the run history. One
+ * self-contained page: inline SVG and CSS, no script, no network. */
 #define _GNU_SOURCE
 #include "report.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "../cache/state.h"
+#include "../cache/history.h"
+#include "html.h"
 #include "table.h"
+#include "timeline.h"
 
-static void html(FILE *f, const char *s)
-{
-	for (; s && *s; s++) {
-		switch (*s) {
-		case '<': fputs("&lt;", f); break;
-		case '>': fputs("&gt;", f); break;
-		case '&': fputs("&amp;", f); break;
-		case '"': fputs("&quot;", f); break;
-		default: fputc(*s, f);
-		}
-	}
-}
+static const char css[] =
+	"body{font-family:Helvetica,Arial,sans-serif;margin:1.5em auto;max-width:1400px;color:#222;padding:0 1em;"
+	"font-size:15px;line-height:1.4}\n"
+	"h1{font-size:1.6em}h2{margin-top:2em;border-bottom:1px solid #ccc;padding-bottom:.2em}\n"
+	"nav a{margin-right:1em}\n"
+	"table{border-collapse:collapse;margin:1em 0;font-size:.9em}td,th{border:1px solid #ddd;padding:.25em .6em}\n"
+	"th{background:#f3f3f3;text-align:left}td.n{text-align:right;font-variant-numeric:tabular-nums}\n"
+	"td.up{background:#d8efe4}td.down{background:#f9dccb}\n"
+	"table.map td{text-align:center;font-size:.85em;min-width:4.5em}table.map a{color:#000}\n"
+	".scroll{overflow-x:auto;max-width:100%}\n"
+	".chart svg{max-width:100%;height:auto}.chart{margin:1em 0}\n"
+	"svg.timeline{max-width:100%;height:auto}\n"
+	".legend span{display:inline-block;width:.9em;height:.9em;margin:0 .25em 0 .8em;vertical-align:-.1em}\n"
+	".files a{margin-right:.8em;font-size:.9em}code{font-size:.9em}.missing{color:#a33}\n"
+	"details.log pre{background:#f6f6f6;padding:.6em;overflow-x:auto;font-size:.8em;max-height:30em}\n"
+	"@media (max-width:700px){body{font-size:14px;padding:0 .4em}td,th{padding:.2em .3em}}\n"
+	"@media print{nav{display:none}.chart,table,svg.timeline{page-break-inside:avoid}details.log{display:none}}\n";
 
 typedef struct {
 	FILE *f;
@@ -41,59 +51,113 @@ static void slow_row(void *ctx, const char *task, double sec, const char *outcom
 {
 	Out *o = ctx;
 	if (!o->rows++)
-		fprintf(o->f, "<h3>Slowest tasks</h3>\n<table class=\"small\"><tr><th>task</th><th>time</th><th>outcome</th>"
-			      "<th>log</th></tr>\n");
+		fprintf(o->f, "<h3>Slowest tasks</h3>\n<div class=\"scroll\"><table><tr><th>task</th><th>time</th>"
+			      "<th>outcome</th><th>log</th></tr>\n");
 	fprintf(o->f, "<tr><td>");
-	html(o->f, task);
+	html_text(o->f, task);
 	fprintf(o->f, "</td><td class=\"n\">%.2f s</td><td>", sec);
-	html(o->f, outcome);
+	html_text(o->f, outcome);
 	fprintf(o->f, "</td><td><code>");
-	html(o->f, log);
+	html_text(o->f, log);
 	fprintf(o->f, "</code></td></tr>\n");
 }
 
-static void summary(FILE *f, State *state)
+static void when(double t, char *out, size_t n)
 {
-	StateRun run;
-	Buf command = {0};
-	if (!state_last_run(state, &run, &command)) {
-		buf_free(&command);
-		return;
-	}
-	time_t started = (time_t)run.started;
-	char when[64];
-	strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", localtime(&started));
-	fprintf(f, "<h2>Last run</h2>\n<p>Run %lld started %s, %s in %.1f s: <code>", (long long)run.id, when,
-		run.finished ? run.outcome : "did not finish", run.ended - run.started);
-	html(f, buf_str(&command));
-	fprintf(f, "</code></p>\n");
-	buf_free(&command);
-	fprintf(f, "<table class=\"small\"><tr><th>outcome</th><th>attempts</th><th>total time</th></tr>\n");
+	time_t tt = (time_t)t;
+	strftime(out, n, "%Y-%m-%d %H:%M:%S", localtime(&tt));
+}
+
+static void outcome_table(FILE *f, State *state, int64_t run_id)
+{
+	fprintf(f, "<table><tr><th>outcome</th><th>attempts</th><th>total time</th></tr>\n");
 	Out o = {f, 0};
-	state_each_outcome(state, run.id, outcome_row, &o);
+	state_each_outcome(state, run_id, outcome_row, &o);
 	if (!o.rows)
-		fprintf(f, "<tr><td colspan=\"3\">nothing ran: every task was up to date or restored</td></tr>\n");
+		fprintf(f, "<tr><td colspan=\"3\">nothing ran: every task was up to date</td></tr>\n");
 	fprintf(f, "</table>\n");
-	o.rows = 0;
-	state_each_slowest(state, run.id, 10, slow_row, &o);
+}
+
+static void last_run(FILE *f, State *state, const StateRun *run, const char *command)
+{
+	char started[64];
+	when(run->started, started, sizeof started);
+	fprintf(f, "<h2 id=\"last\">Last run</h2>\n<p>Run %lld started %s, %s in %.1f s: <code>", (long long)run->id, started,
+		run->finished ? run->outcome : "did not finish", run->ended - run->started);
+	html_text(f, command);
+	fprintf(f, "</code></p>\n");
+	outcome_table(f, state, run->id);
+	fprintf(f, "<h3 id=\"timeline\">Timeline</h3>\n<div class=\"scroll\">");
+	timeline_write(f, state, run);
+	fprintf(f, "</div>\n");
+	Out o = {f, 0};
+	state_each_slowest(state, run->id, 10, slow_row, &o);
 	if (o.rows)
-		fprintf(f, "</table>\n");
+		fprintf(f, "</table></div>\n");
+}
+
+/* The run history: one row per run, each linking to its own outcome summary below. */
+typedef struct {
+	FILE *f;
+	State *state;
+	int64_t *ids;
+	int n;
+} Runs;
+
+static void count_outcome(void *ctx, const char *outcome, int count, double sec)
+{
+	(void)sec;
+	Buf *b = ctx;
+	buf_printf(b, "%s%d %s", b->len ? ", " : "", count, outcome);
+}
+
+static void run_row(void *ctx, const StateRun *run, const char *command)
+{
+	Runs *r = ctx;
+	char started[64];
+	when(run->started, started, sizeof started);
+	Buf counts = {0};
+	state_each_outcome(r->state, run->id, count_outcome, &counts);
+	fprintf(r->f, "<tr><td><a href=\"#run-%lld\">%lld</a></td><td>%s</td><td class=\"n\">%.1f s</td><td>%s</td><td>%s</td>"
+		      "<td><code>", (long long)run->id, (long long)run->id, started, run->ended - run->started,
+		run->finished ? run->outcome : "did not finish", counts.len ? buf_str(&counts) : "nothing ran");
+	html_text(r->f, command);
+	fprintf(r->f, "</code></td></tr>\n");
+	buf_free(&counts);
+	r->ids = xrealloc(r->ids, (size_t)(r->n + 1) * sizeof *r->ids);
+	r->ids[r->n++] = run->id;
+}
+
+static void history(FILE *f, State *state)
+{
+	fprintf(f, "<h2 id=\"runs\">Runs</h2>\n<div class=\"scroll\"><table class=\"runs\"><tr><th>run</th><th>started</th>"
+		   "<th>took</th><th>outcome</th><th>attempts</th><th>command</th></tr>\n");
+	Runs r = {f, state, NULL, 0};
+	history_each_run(state, 50, run_row, &r);
+	fprintf(f, "</table></div>\n");
+	for (int i = 0; i < r.n; i++) {
+		fprintf(f, "<details id=\"run-%lld\"><summary>Run %lld</summary>\n", (long long)r.ids[i], (long long)r.ids[i]);
+		outcome_table(f, state, r.ids[i]);
+		fprintf(f, "</details>\n");
+	}
+	free(r.ids);
 }
 
 static void table_html(FILE *f, const Table *t)
 {
-	fprintf(f, "<table>\n");
+	fprintf(f, "<div class=\"scroll\"><table>\n");
 	for (int r = 0; r < t->nrows; r++) {
 		fprintf(f, "<tr>");
 		for (int c = 0; c < t->ncols; c++) {
+			int m = t->marks[r * t->ncols + c];
 			const char *tag = r == 0 ? "th" : "td";
-			fprintf(f, "<%s%s>", tag, r && c ? " class=\"n\"" : "");
-			html(f, table_cell(t, r, c));
+			fprintf(f, "<%s%s>", tag, !r || !c ? "" : m > 0 ? " class=\"n up\"" : m < 0 ? " class=\"n down\"" : " class=\"n\"");
+			html_text(f, table_cell(t, r, c));
 			fprintf(f, "</%s>", tag);
 		}
 		fprintf(f, "</tr>\n");
 	}
-	fprintf(f, "</table>\n");
+	fprintf(f, "</table></div>\n");
 }
 
 static void inline_svg(FILE *f, const char *path)
@@ -102,7 +166,7 @@ static void inline_svg(FILE *f, const char *path)
 	char *svg = read_file(path, &len);
 	if (!svg) {
 		fprintf(f, "<p class=\"missing\">chart not rendered yet (<code>");
-		html(f, path);
+		html_text(f, path);
 		fprintf(f, "</code>): run <code>kiln plot</code></p>\n");
 		return;
 	}
@@ -111,68 +175,113 @@ static void inline_svg(FILE *f, const char *path)
 	free(svg);
 }
 
-int report_write(const char *path, const char *db_path, const char *title, const PlotSpec *plots, int nplots, Buf *err)
+/* A link from the report (written at report_path) to a workspace-relative file. */
+static char *link_to(const char *report_path, const char *file)
 {
-	State *state = access(db_path, F_OK) == 0 ? state_open(db_path, 1, err) : NULL;
+	if (report_path[0] == '/') {
+		char *cwd = getcwd(NULL, 0);
+		char *url = xasprintf("file://%s/%s", cwd ? cwd : ".", file);
+		free(cwd);
+		return url;
+	}
+	Buf b = {0};
+	for (const char *p = report_path; (p = strchr(p, '/')); p++)
+		buf_puts(&b, "../");
+	buf_puts(&b, file);
+	return b.data;
+}
+
+static void chart(FILE *f, const ReportOptions *o, const PlotSpec *p, Buf *shown)
+{
+	fprintf(f, "<h2 id=\"plot-");
+	html_text(f, p->name);
+	fprintf(f, "\">");
+	html_text(f, p->title ? p->title : p->name);
+	fprintf(f, "</h2>\n");
+	char *svg = xasprintf("%s.svg", p->out);
+	inline_svg(f, svg);
+	free(svg);
+	fprintf(f, "<p class=\"files\">");
+	static const char *const kinds[] = {"svg", "png", "pdf"};
+	for (int k = 0; k < 3; k++) {
+		char *file = xasprintf("%s.%s", p->out, kinds[k]), *url = link_to(o->path, file);
+		fprintf(f, "<a href=\"");
+		html_text(f, url);
+		fprintf(f, "\">%s</a>", kinds[k]);
+		free(file);
+		free(url);
+	}
+	fprintf(f, "</p>\n");
+	int heat = !strcmp(p->type, "heatmap");
+	const char *rows = heat ? p->series : p->x, *cols = heat ? p->x : p->series;
+	char *id = xasprintf("\n%s|%s|%s|%s|%s\n", p->nfrom ? p->from[0] : "", p->nfrom > 1 ? "+" : "", rows ? rows : "",
+			     cols ? cols : "", p->y);
+	int repeat = strstr(buf_str(shown), id) != NULL; /* a heatmap of the same data adds no table */
+	buf_puts(shown, id);
+	free(id);
+	if (repeat || !strcmp(p->type, "lines") || !strcmp(p->type, "scatter"))
+		return;
+	MetricsQuery q = {.db_path = o->db_path, .tasks = (char **)p->from, /* read only */ .ntasks = p->nfrom,
+			  .value = p->y, .rows = rows, .cols = cols, .mean_row = !p->baseline, .baseline = p->baseline,
+			  .vs_run = o->vs_run ? o->vs_run : -1, .threshold = o->threshold};
+	Table t;
+	Buf terr = {0};
+	if (metrics_table(&q, &t, &terr) == 0) {
+		if (t.vs_run)
+			fprintf(f, "<p class=\"vs\">Deltas against run %lld; cells that moved by more than %.0f %% are "
+				   "shaded.</p>\n", t.vs_run, o->threshold * 100);
+		table_html(f, &t);
+		table_free(&t);
+	}
+	buf_free(&terr);
+}
+
+int report_write(const ReportOptions *o, Buf *err)
+{
+	State *state = access(o->db_path, F_OK) == 0 ? state_open(o->db_path, 1, err) : NULL;
 	if (!state) {
 		if (!err->len)
-			buf_printf(err, "cannot read %s (has `kiln run` run here?)", db_path);
+			buf_printf(err, "cannot read %s (has `kiln run` run here?)", o->db_path);
 		return -1;
 	}
-	char *tmp = xasprintf("%s.tmp", path);
+	char *tmp = xasprintf("%s.tmp", o->path);
 	FILE *f = fopen(tmp, "w");
 	if (!f) {
-		buf_printf(err, "cannot write %s", path);
+		buf_printf(err, "cannot write %s", o->path);
 		free(tmp);
 		state_close(state);
 		return -1;
 	}
-	fprintf(f, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>");
-	html(f, title);
-	fprintf(f, "</title>\n<style>\n"
-		   "body{font-family:Helvetica,Arial,sans-serif;margin:2em auto;max-width:1400px;color:#222;padding:0 1em}\n"
-		   "h1{font-size:1.6em}h2{margin-top:2em;border-bottom:1px solid #ccc;padding-bottom:.2em}\n"
-		   "table{border-collapse:collapse;margin:1em 0;font-size:.9em}td,th{border:1px solid #ddd;padding:.25em .6em}\n"
-		   "th{background:#f3f3f3;text-align:left}td.n{text-align:right;font-variant-numeric:tabular-nums}\n"
-		   "tr:nth-child(even) td{background:#fafafa}.chart svg{max-width:100%%;height:auto}\n"
-		   "code{font-size:.9em}.missing{color:#a33}\n</style></head><body>\n<h1>");
-	html(f, title);
-	fprintf(f, "</h1>\n");
-	summary(f, state);
-	state_close(state);
-	Buf shown = {0}; /* tables already printed: a heatmap of the same data adds no new table */
-	for (int i = 0; i < nplots; i++) {
-		const PlotSpec *p = &plots[i];
-		fprintf(f, "<h2>");
-		html(f, p->title ? p->title : p->name);
-		fprintf(f, "</h2>\n");
-		char *svg = xasprintf("%s.svg", p->out);
-		inline_svg(f, svg);
-		free(svg);
-		int heat = !strcmp(p->type, "heatmap");
-		const char *rows = heat ? p->series : p->x, *cols = heat ? p->x : p->series;
-		char *id = xasprintf("\n%s|%s|%s|%s|%s\n", p->nfrom ? p->from[0] : "", p->nfrom > 1 ? "+" : "",
-				     rows ? rows : "", cols ? cols : "", p->y);
-		int repeat = strstr(buf_str(&shown), id) != NULL;
-		buf_puts(&shown, id);
-		free(id);
-		if (!repeat && strcmp(p->type, "lines") && strcmp(p->type, "scatter")) {
-			MetricsQuery q = {.db_path = db_path, .tasks = (char **)p->from, /* read only */ .ntasks = p->nfrom, .value = p->y,
-					  .rows = rows, .cols = cols, .mean_row = !p->baseline, .baseline = p->baseline};
-			Table t;
-			Buf terr = {0};
-			if (metrics_table(&q, &t, &terr) == 0) {
-				table_html(f, &t);
-				table_free(&t);
-			}
-			buf_free(&terr);
-		}
+	fprintf(f, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+		   "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>");
+	html_text(f, o->title);
+	fprintf(f, "</title>\n<style>\n%s</style></head><body>\n<h1>", css);
+	html_text(f, o->title);
+	fprintf(f, "</h1>\n<nav><a href=\"#last\">last run</a><a href=\"#timeline\">timeline</a>%s"
+		   "<a href=\"#charts\">charts</a><a href=\"#runs\">runs</a></nav>\n", o->graph ? "<a href=\"#grids\">grids</a>" : "");
+	StateRun run;
+	Buf command = {0};
+	int have_run = state_last_run(state, &run, &command);
+	if (have_run)
+		last_run(f, state, &run, buf_str(&command));
+	buf_free(&command);
+	if (o->graph && have_run) {
+		fprintf(f, "<h2 id=\"grids\">Grids</h2>\n");
+		if (!outcome_maps_write(f, state, o->graph, run.id))
+			fprintf(f, "<p>No grid: no group of tasks shares two tags.</p>\n");
 	}
+	fprintf(f, "<div id=\"charts\"></div>\n");
+	Buf shown = {0};
+	for (int i = 0; i < o->nplots; i++)
+		chart(f, o, &o->plots[i], &shown);
 	buf_free(&shown);
+	history(f, state);
+	state_close(state);
 	fprintf(f, "<p style=\"color:#888;font-size:.8em\">Written by kiln report.</p>\n</body></html>\n");
 	int rc = ferror(f) | fclose(f);
-	if (rc || rename(tmp, path) != 0) {
-		buf_printf(err, "cannot write %s", path);
+	if (rc || rename(tmp, o->path) != 0) {
+		buf_printf(err, "cannot write %s", o->path);
+		unlink(tmp);
 		free(tmp);
 		return -1;
 	}

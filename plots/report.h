@@ -1,12 +1,25 @@
-/* report.h — `kiln report`: one self-contained HTML page (inline SVG and CSS, no
- * network) with the last run's summary, the metric tables and the charts. */
+/* report.h — `kiln report`: one self-contained HTML page (inline SVG and CSS, no script,
+ * no network): the last run (outcomes, a timeline of its attempts with the GPU
+ * utilisation, the slowest tasks), an outcome map of every grid, each chart with links to
+ * its svg/png/pdf and its table (deltas against an earlier run, cells that moved shaded),
+ * and the history of runs. */
 #ifndef KILN_REPORT_H
 #define KILN_REPORT_H
 
+#include "../base/graph.h"
 #include "../base/util.h"
 #include "plot.h"
 
-/* Writes the report for the given plots (their tables and rendered svg files). */
-int report_write(const char *path, const char *db_path, const char *title, const PlotSpec *plots, int nplots, Buf *err);
+typedef struct {
+	const char *path, *db_path, *title;
+	const PlotSpec *plots; /* the charts, their tables and rendered files */
+	int nplots;
+	const Graph *graph;    /* the recipe's tasks and tags, for the outcome maps; NULL: none */
+	long long vs_run;      /* deltas against the values as of this run; 0: the run before the latest
+				  one that recorded each chart's tasks */
+	double threshold;      /* relative change beyond which a cell is shaded */
+} ReportOptions;
+
+int report_write(const ReportOptions *o, Buf *err);
 
 #endif

@@ -9,6 +9,15 @@
 
 #include "mview.h"
 
+/* Marks a cell whose value moved by more than threshold (relative) since old. */
+static void mark(Table *t, int r, int c, double threshold, double v, int has_old, double old)
+{
+	if (!has_old || isnan(v) || isnan(old) || threshold <= 0)
+		return;
+	double base = fabs(old) > 1e-12 ? fabs(old) : 1e-12, rel = (v - old) / base;
+	t->marks[r * t->ncols + c] = rel > threshold ? 1 : rel < -threshold ? -1 : 0;
+}
+
 static void set(Table *t, int r, int c, char *s)
 {
 	free(t->cells[r * t->ncols + c]);
@@ -26,6 +35,7 @@ static void table_init(Table *t, int nrows, int ncols)
 	t->nrows = nrows;
 	t->ncols = ncols;
 	t->cells = xcalloc((size_t)(nrows * ncols + 1), sizeof(char *));
+	t->marks = xcalloc((size_t)(nrows * ncols + 1), 1);
 }
 
 void table_free(Table *t)
@@ -33,6 +43,7 @@ void table_free(Table *t)
 	for (int i = 0; i < t->nrows * t->ncols; i++)
 		free(t->cells[i]);
 	free(t->cells);
+	free(t->marks);
 	memset(t, 0, sizeof *t);
 }
 
@@ -150,7 +161,8 @@ static void emit_grouped(const MetricsQuery *q, const Baseline *base, ValueCol *
 			int n, on, bn;
 			double v = pivot_at(cols[k].p, row_of(cols[k].p, rows[r]), cols[k].col, &std, &n);
 			double was = pivot_at(cols[k].old, row_of(cols[k].old, rows[r]), cols[k].old_col, &ostd, &on);
-			set(t, r + 1, 1 + per * k, summary_cell(v, std, n, q->vs_run != 0, was));
+			set(t, r + 1, 1 + per * k, summary_cell(v, std, n, cols[k].old != NULL, was));
+			mark(t, r + 1, 1 + per * k, q->threshold, v, cols[k].old != NULL, was);
 			if (base->tag) {
 				double b = pivot_at(cols[k].p, row_of(cols[k].p, base->value), cols[k].col, &bstd, &bn);
 				set(t, r + 1, 2 + per * k, ratio(v, b));
@@ -304,6 +316,8 @@ static int build_list(const MetricsQuery *q, const Baseline *base, MView *v, MVi
 			int has = mtask_number(m, keys[j], &val);
 			set(t, i + 1, 1 + ntags + per * j,
 			    text ? xstrdup(text) : has ? number(val, old != NULL, was) : xstrdup(""));
+			if (!text && has)
+				mark(t, i + 1, 1 + ntags + per * j, q->threshold, val, old != NULL, was);
 			if (base->tag)
 				set(t, i + 1, 2 + ntags + per * j, !text && has ? ratio(val, bases[j]) : xstrdup(""));
 		}
@@ -329,12 +343,24 @@ int metrics_table(const MetricsQuery *q, Table *t, Buf *err)
 	if (!v)
 		return -1;
 	MView *old = NULL;
-	if (q->vs_run && !(old = mview_open(q->db_path, q->vs_run, q->tasks, q->ntasks, err))) {
+	long long vs = q->vs_run;
+	if (vs < 0) { /* the values before the latest run that recorded any of these tasks */
+		long long latest = 0;
+		for (int i = 0; i < mview_count(v); i++)
+			latest = mview_task(v, i)->run_id > latest ? mview_task(v, i)->run_id : latest;
+		vs = latest - 1;
+	}
+	if (vs > 0 && !(old = mview_open(q->db_path, vs, q->tasks, q->ntasks, err))) {
 		mview_close(v);
 		free(base.tag);
 		return -1;
 	}
+	if (old && mview_count(old) == 0) { /* nothing recorded then: no deltas */
+		mview_close(old);
+		old = NULL;
+	}
 	int rc = q->rows ? build_grouped(q, &base, v, old, t, err) : build_list(q, &base, v, old, t);
+	t->vs_run = old ? vs : 0;
 	mview_close(v);
 	mview_close(old);
 	free(base.tag);

@@ -15,7 +15,8 @@ typedef struct {
 	int ntasks;
 	const char *rows, *cols, *value; /* pivot when rows and cols are set */
 	const char *format;    /* "text" (default), "md", "tsv", "json" */
-	long long vs_run;      /* 0: no deltas */
+	long long vs_run;      /* 0: no deltas; -1: against the run before the latest one that recorded these tasks */
+	double threshold;      /* cells whose relative change exceeds it are marked (Table.marks) */
 	int mean_row;          /* add a row of column means (pivot) */
 	const char *baseline;  /* "TAG=VALUE": a ratio column to that row after each value column */
 } MetricsQuery;
@@ -25,7 +26,9 @@ int metrics_print(const MetricsQuery *q, FILE *out, Buf *err);
 /* A grid of strings; row 0 is the header. Shared with the HTML report. */
 typedef struct {
 	char **cells;
+	signed char *marks; /* per cell: +1 / -1 changed up / down beyond the threshold, else 0 */
 	int nrows, ncols;
+	long long vs_run;   /* the run the deltas are against, 0 when none */
 } Table;
 /* Builds the table the query describes. */
 int metrics_table(const MetricsQuery *q, Table *t, Buf *err);

@@ -75,13 +75,14 @@ int l_plot(lua_State *L)
 	t->spec = arena_strdup(&g->arena, text);
 	free(text);
 	const char *out = spec->out;
-	t->outputs = arena_alloc(&g->arena, 2 * sizeof *t->outputs);
-	char *svg = arena_alloc(&g->arena, strlen(out) + 5), *png = arena_alloc(&g->arena, strlen(out) + 5);
-	sprintf(svg, "%s.svg", out);
-	sprintf(png, "%s.png", out);
-	t->outputs[0] = svg;
-	t->outputs[1] = png;
-	t->noutputs = 2;
+	t->outputs = arena_alloc(&g->arena, 3 * sizeof *t->outputs);
+	static const char *const extensions[] = {"svg", "png", "pdf"};
+	for (int i = 0; i < 3; i++) {
+		char *path = arena_alloc(&g->arena, strlen(out) + 5);
+		sprintf(path, "%s.%s", out, extensions[i]);
+		t->outputs[i] = path;
+	}
+	t->noutputs = 3;
 	t->dep_patterns = spec->from;
 	t->ndep_patterns = spec->nfrom;
 	graph_add_task(g, t);

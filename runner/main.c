@@ -41,6 +41,8 @@ typedef struct {
 	double gpu_busy, kill_grace;
 	const char *executor;
 	const char *rows, *cols, *value, *format, *out, *baseline; /* metrics, report */
+	int open;                 /* report: print the file's URL */
+	double threshold;         /* report: shade cells that moved more than this (relative); -1: default */
 	int max_jobs, detach;                           /* Slurm */
 	long long vs_run;
 	int mean;
@@ -86,8 +88,12 @@ static const struct {
 	{"plot", "kiln plot [RECIPE] [NAME ...]",
 	 "Re-renders all (or the named) plot{} charts from the recorded metrics, without running any task:\n"
 	 "after a change of style only. Charts land where each plot's `out` says (default plots/NAME.svg/.png).", verb_plot},
-	{"report", "kiln report [RECIPE] [--out report.html]",
-	 "Writes one self-contained HTML page: the last run's summary, a table and the chart for every plot{}.", verb_report},
+	{"report", "kiln report [RECIPE] [--out report.html] [--vs RUN] [--threshold 0.01] [--open]",
+	 "Writes one self-contained HTML page: the last run (outcomes, a timeline of its attempts on GPU and\n"
+	 "slot lanes with the GPU utilisation, the slowest tasks), an outcome map of every grid (failed cells\n"
+	 "link their log tails), every plot{} chart with links to its svg/png/pdf and its table with deltas\n"
+	 "against run RUN (default: the run before the latest that recorded those tasks; cells that moved\n"
+	 "more than --threshold, relative, are shaded), and the run history. --open prints its file:// URL.", verb_report},
 	{"help", "kiln help [VERB]", "Shows help for a verb.", verb_help},
 };
 
@@ -135,7 +141,8 @@ static void parse_args(int argc, char **argv, Options *o)
 		{"format", required_argument, 0, 'F'}, {"vs", required_argument, 0, 'v'},
 		{"mean", no_argument, 0, 'm'},      {"out", required_argument, 0, 'o'},
 		{"max-jobs", required_argument, 0, 'J'}, {"detach", no_argument, 0, 'D'},
-		{"baseline", required_argument, 0, 'b'}, {0, 0, 0, 0}};
+		{"baseline", required_argument, 0, 'b'}, {"open", no_argument, 0, 'O'},
+		{"threshold", required_argument, 0, 'T'}, {0, 0, 0, 0}};
 	const char *dir = NULL;
 	int c;
 	/* '+' would stop at the verb; permute instead so options may follow it */
@@ -191,6 +198,12 @@ static void parse_args(int argc, char **argv, Options *o)
 		case 'L': o->cols = optarg; break;
 		case 'V': o->value = optarg; break;
 		case 'b': o->baseline = optarg; break;
+		case 'O': o->open = 1; break;
+		case 'T':
+			o->threshold = strtod(optarg, &end);
+			if (*end || !(o->threshold >= 0))
+				fatal("--threshold takes a relative change like 0.01 (1 %%), got \"%s\"", optarg);
+			break;
 		case 'F':
 			if (strcmp(optarg, "text") && strcmp(optarg, "md") && strcmp(optarg, "tsv") && strcmp(optarg, "json"))
 				fatal("--format takes text, md, tsv or json, got \"%s\"", optarg);
@@ -644,20 +657,27 @@ static int verb_report(Options *o, int argc, char **argv)
 	const char *base = strrchr(recipe, '/');
 	char *title = xasprintf("kiln report: %s", base ? base + 1 : recipe);
 	Buf err = {0};
-	int rc = report_write(out, KILN_DIR "/state.db", title, specs, n, &err);
+	ReportOptions ro = {.path = out, .db_path = KILN_DIR "/state.db", .title = title, .plots = specs, .nplots = n,
+			    .graph = g, .vs_run = o->vs_run, .threshold = o->threshold >= 0 ? o->threshold : 0.01};
+	int rc = report_write(&ro, &err);
 	free(specs);
 	free(title);
 	graph_free(g);
 	if (rc != 0)
 		fatal("%s", buf_str(&err));
 	printf("kiln: wrote %s (%d chart%s)\n", out, n, n == 1 ? "" : "s");
+	if (o->open) { /* where a browser finds it */
+		char *abs = realpath(out, NULL);
+		printf("file://%s\n", abs ? abs : out);
+		free(abs);
+	}
 	return 0;
 }
 
 int main(int argc, char **argv)
 {
 	trace_mark("start");
-	Options o = {.kill_grace = -1, .store_max_mib = 1024};
+	Options o = {.kill_grace = -1, .store_max_mib = 1024, .threshold = -1};
 	signal(SIGPIPE, SIG_DFL);
 	parse_args(argc, argv, &o);
 	int rc = -1;

@@ -508,6 +508,7 @@ static void check_ready(Run *r)
 				metrics_free(&m);
 			}
 			buf_free(&ignored);
+			cache_note_restored(o->cache, t);
 			task_done(r, t);
 			status_print(&r->st, "restored", "[%d/%d] %s (%s)", r->done, r->sum->total, t->name, buf_str(&reason));
 		} else if (!task_has_work(t)) {

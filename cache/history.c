@@ -1,0 +1,122 @@
+/* history.c — reading runs and attempts back (the report's queries), through the
+ * statements state.c prepares once per connection. */
+#define _GNU_SOURCE
+#include "history.h"
+
+#include <sqlite3.h>
+#include <stdio.h>
+#include <string.h>
+
+static const char *text(sqlite3_stmt *st, int i)
+{
+	const char *t = (const char *)sqlite3_column_text(st, i);
+	return t ? t : "";
+}
+
+static const char *maybe_text(sqlite3_stmt *st, int i)
+{
+	return sqlite3_column_type(st, i) == SQLITE_NULL ? NULL : (const char *)sqlite3_column_text(st, i);
+}
+
+static void read_run(sqlite3_stmt *st, StateRun *out)
+{
+	memset(out, 0, sizeof *out);
+	out->id = sqlite3_column_int64(st, 0);
+	out->started = sqlite3_column_double(st, 1);
+	out->ended = sqlite3_column_double(st, 2);
+	out->finished = sqlite3_column_type(st, 3) != SQLITE_NULL;
+	snprintf(out->outcome, sizeof out->outcome, "%s", text(st, 3));
+}
+
+static const char *const last_run_sql = "SELECT id, started, ended, outcome, command FROM runs ORDER BY id DESC LIMIT 1";
+static const char *const runs_sql = "SELECT id, started, ended, outcome, command FROM runs ORDER BY id DESC LIMIT ?1";
+static const char *const outcomes_sql =
+	"SELECT CASE WHEN outcome IN ('ok', 'restored') THEN outcome WHEN outcome IS NULL THEN 'unfinished' "
+	"ELSE 'failed' END o, count(*), sum(ended - started) FROM attempts WHERE run_id = ?1 GROUP BY o ORDER BY o DESC";
+static const char *const slowest_sql = "SELECT task, ended - started, outcome, log FROM attempts WHERE run_id = ?1 AND "
+				       "ended IS NOT NULL AND outcome <> 'restored' ORDER BY ended - started DESC LIMIT ?2";
+static const char *const attempts_sql = "SELECT task, attempt, started, ended, gpus, outcome, failure, log "
+					"FROM attempts WHERE run_id = ?1 ORDER BY started, id";
+
+/* SQLite gives a bare column the values of the row max() picked */
+static const char *const latest_sql = "SELECT task, attempt, run_id, outcome, failure, log, max(id) FROM attempts "
+				      "GROUP BY task";
+
+void history_each_latest(State *s, void (*fn)(void *ctx, int64_t run_id, const HistoryAttempt *a), void *ctx)
+{
+	sqlite3_stmt *st = state_statement(s, &latest_sql);
+	if (!st)
+		return;
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		HistoryAttempt a = {text(st, 0), "", maybe_text(st, 3), maybe_text(st, 4), maybe_text(st, 5),
+				    sqlite3_column_int(st, 1), 0, 0};
+		fn(ctx, sqlite3_column_int64(st, 2), &a);
+	}
+	sqlite3_reset(st);
+}
+
+int state_last_run(State *s, StateRun *out, Buf *command)
+{
+	sqlite3_stmt *st = state_statement(s, &last_run_sql);
+	int found = st && sqlite3_step(st) == SQLITE_ROW;
+	if (found) {
+		read_run(st, out);
+		buf_puts(command, text(st, 4));
+	}
+	if (st)
+		sqlite3_reset(st);
+	return found;
+}
+
+void history_each_run(State *s, int limit, void (*fn)(void *ctx, const StateRun *run, const char *command), void *ctx)
+{
+	sqlite3_stmt *st = state_statement(s, &runs_sql);
+	if (!st)
+		return;
+	sqlite3_bind_int(st, 1, limit);
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		StateRun run;
+		read_run(st, &run);
+		fn(ctx, &run, text(st, 4));
+	}
+	sqlite3_reset(st);
+}
+
+void state_each_outcome(State *s, int64_t run_id, void (*fn)(void *ctx, const char *outcome, int count, double sec),
+			void *ctx)
+{
+	sqlite3_stmt *st = state_statement(s, &outcomes_sql);
+	if (!st)
+		return;
+	sqlite3_bind_int64(st, 1, run_id);
+	while (sqlite3_step(st) == SQLITE_ROW)
+		fn(ctx, text(st, 0), sqlite3_column_int(st, 1), sqlite3_column_double(st, 2));
+	sqlite3_reset(st);
+}
+
+void state_each_slowest(State *s, int64_t run_id, int limit,
+			void (*fn)(void *ctx, const char *task, double sec, const char *outcome, const char *log), void *ctx)
+{
+	sqlite3_stmt *st = state_statement(s, &slowest_sql);
+	if (!st)
+		return;
+	sqlite3_bind_int64(st, 1, run_id);
+	sqlite3_bind_int(st, 2, limit);
+	while (sqlite3_step(st) == SQLITE_ROW)
+		fn(ctx, text(st, 0), sqlite3_column_double(st, 1), text(st, 2), text(st, 3));
+	sqlite3_reset(st);
+}
+
+void history_each_attempt(State *s, int64_t run_id, void (*fn)(void *ctx, const HistoryAttempt *a), void *ctx)
+{
+	sqlite3_stmt *st = state_statement(s, &attempts_sql);
+	if (!st)
+		return;
+	sqlite3_bind_int64(st, 1, run_id);
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		HistoryAttempt a = {text(st, 0), text(st, 4), maybe_text(st, 5), maybe_text(st, 6), maybe_text(st, 7),
+				    sqlite3_column_int(st, 1), sqlite3_column_double(st, 2), sqlite3_column_double(st, 3)};
+		fn(ctx, &a);
+	}
+	sqlite3_reset(st);
+}

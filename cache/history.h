@@ -1,0 +1,41 @@
+/* history.h — the record of past runs and their attempts, read back for `kiln report`:
+ * the runs (newest first), each run's outcome counts, slowest attempts, and every attempt
+ * with its times, devices, outcome and failure class. Reads only; the rows are written by
+ * state.c as runs go. */
+#ifndef KILN_HISTORY_H
+#define KILN_HISTORY_H
+
+#include <stdint.h>
+
+#include "state.h"
+
+typedef struct {
+	int64_t id;
+	double started, ended;
+	int finished;       /* ended with an outcome */
+	char outcome[32];
+} StateRun;
+
+/* The latest run; 1 if there is one, its command appended to command. */
+int state_last_run(State *s, StateRun *out, Buf *command);
+/* The newest limit runs, newest first: fn(ctx, run, command). */
+void history_each_run(State *s, int limit, void (*fn)(void *ctx, const StateRun *run, const char *command), void *ctx);
+/* Attempts of run_id by outcome ("ok", "restored", "failed", "unfinished"): count and total seconds. */
+void state_each_outcome(State *s, int64_t run_id, void (*fn)(void *ctx, const char *outcome, int count, double sec),
+			void *ctx);
+/* The limit slowest finished attempts of run_id (restores left out), slowest first. */
+void state_each_slowest(State *s, int64_t run_id, int limit,
+			void (*fn)(void *ctx, const char *task, double sec, const char *outcome, const char *log), void *ctx);
+
+/* One recorded attempt. Strings live until the callback returns. */
+typedef struct {
+	const char *task, *gpus, *outcome, *failure, *log; /* outcome NULL: never ended */
+	int attempt;
+	double started, ended;
+} HistoryAttempt;
+/* Every attempt of run_id, in start order. */
+void history_each_attempt(State *s, int64_t run_id, void (*fn)(void *ctx, const HistoryAttempt *a), void *ctx);
+/* Every task's latest attempt (any run): fn(ctx, run_id, attempt) (started/ended unset). */
+void history_each_latest(State *s, void (*fn)(void *ctx, int64_t run_id, const HistoryAttempt *a), void *ctx);
+
+#endif
