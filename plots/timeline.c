@@ -26,7 +26,7 @@ static const char *outcome_colour(const char *outcome)
 }
 
 typedef struct {
-	char *task, *lane, *outcome, *failure;
+	char *task, *lane, *outcome;
 	int attempt;
 	double started, ended;
 } Bar;
@@ -43,8 +43,8 @@ static void add_bar(Bars *b, const HistoryAttempt *a, const char *lane, double e
 		b->cap = b->cap ? 2 * b->cap : 64;
 		b->bars = xrealloc(b->bars, (size_t)b->cap * sizeof *b->bars);
 	}
-	b->bars[b->n++] = (Bar){xstrdup(a->task), xstrdup(lane), a->outcome ? xstrdup(a->outcome) : NULL,
-				a->failure ? xstrdup(a->failure) : NULL, a->attempt, a->started, ended};
+	b->bars[b->n++] = (Bar){xstrdup(a->task), xstrdup(lane), a->outcome ? xstrdup(a->outcome) : NULL, a->attempt,
+				a->started, ended};
 }
 
 static void collect(void *ctx, const HistoryAttempt *a)
@@ -157,8 +157,9 @@ int timeline_write(FILE *f, State *state, const StateRun *run)
 			bw, lane_h - 6, outcome_colour(x->outcome),
 			x->attempt > 1 ? " stroke=\"#000\" stroke-width=\"1.5\" stroke-dasharray=\"3,2\"" : "");
 		html_text(f, x->task);
-		fprintf(f, " attempt %d: %s%s%s%s, %.2f s</title></rect>\n", x->attempt, x->outcome ? x->outcome : "unfinished",
-			x->failure ? " [" : "", x->failure ? x->failure : "", x->failure ? "]" : "", x->ended - x->started);
+		fprintf(f, " attempt %d: ", x->attempt); /* the outcome names the failure's class */
+		html_text(f, x->outcome ? x->outcome : "unfinished");
+		fprintf(f, ", %.2f s</title></rect>\n", x->ended - x->started);
 	}
 	int axis_y = top + nlanes * lane_h;
 	for (int k = 0; k <= 5; k++) {
@@ -179,7 +180,6 @@ int timeline_write(FILE *f, State *state, const StateRun *run)
 		free(b.bars[i].task);
 		free(b.bars[i].lane);
 		free(b.bars[i].outcome);
-		free(b.bars[i].failure);
 	}
 	free(b.bars);
 	for (int i = 0; i < nlanes; i++)

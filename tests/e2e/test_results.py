@@ -124,7 +124,7 @@ task { name = "good", outputs = {"g.json"}, run = "echo '{\\"top1\\": 1}' > {out
         r = self.ws.kiln("report", "--out", "r.html")
         self.assertEqual(r.rc, 0, r)
         html = self.ws.read("r.html")
-        self.assertEqual(html.count("<svg"), 3)
+        self.assertEqual(html.count("<div class=\"chart\"><svg"), 3)
         self.assertIn("<table", html)
         self.assertRegex(html, r"<td>d3</td><td class=\"n\">0.7200</td><td class=\"n\">0.9000</td>")
         self.assertIn("Last run", html)

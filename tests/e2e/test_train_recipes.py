@@ -52,7 +52,7 @@ class Recipes(KilnTestCase):
         self.assertEqual(rep.rc, 0, rep)
         html = self.ws.read("report.html")
         self.assertIn("throughput vs ddp", html)
-        self.assertEqual(html.count("<svg"), 5)
+        self.assertEqual(html.count("<div class=\"chart\"><svg"), 5)
 
     def test_imagenet_single_process_and_torchrun(self):
         recipe = os.path.join(RECIPES, "imagenet.lua")

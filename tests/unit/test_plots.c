@@ -4,6 +4,7 @@
 #define _GNU_SOURCE
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "../../cache/metrics.h"
@@ -115,6 +116,33 @@ static void test_plot_spec(void)
 	buf_free(&err);
 }
 
+/* Relative luminance of "#rrggbb" (sRGB), what a greyscale print keeps. */
+static double luminance(const char *hex)
+{
+	double c[3];
+	for (int i = 0; i < 3; i++) {
+		char part[3] = {hex[1 + 2 * i], hex[2 + 2 * i], 0};
+		double v = strtol(part, NULL, 16) / 255.0;
+		c[i] = v <= 0.04045 ? v / 12.92 : pow((v + 0.055) / 1.055, 2.4);
+	}
+	return 0.2126 * c[0] + 0.7152 * c[1] + 0.0722 * c[2];
+}
+
+static void test_palette_and_labels(void)
+{
+	for (int i = 0; i < 5; i++) /* the first five series stay apart in greyscale */
+		for (int j = i + 1; j < 5; j++)
+			CHECK(fabs(luminance(plot_palette[i]) - luminance(plot_palette[j])) >= 0.1);
+	for (int i = 0; i < PLOT_COLOURS; i++)
+		CHECK(strlen(plot_palette[i]) == 7 && plot_palette[i][0] == '#');
+	double big[] = {809.403, 12.0}, mid[] = {12.34, 3.2}, acc[] = {0.872, 0.5}, tiny[] = {0.0042}, none[] = {NAN};
+	CHECK(plot_label_decimals(big, 2) == 0);
+	CHECK(plot_label_decimals(mid, 2) == 1);
+	CHECK(plot_label_decimals(acc, 2) == 3);
+	CHECK(plot_label_decimals(tiny, 1) == 5);
+	CHECK(plot_label_decimals(none, 1) == 0);
+}
+
 int main(void)
 {
 	char dir[] = "/tmp/kiln-plots-XXXXXX";
@@ -123,6 +151,7 @@ int main(void)
 	test_ingest();
 	test_view_and_pivot();
 	test_plot_spec();
+	test_palette_and_labels();
 	CHECK(chdir("/") == 0);
 	remove_tree(dir);
 	return check_exit();

@@ -1,0 +1,208 @@
+"""End-to-end: charts at publication quality (vector heatmap cells, label precision from
+the data, whole-number ticks, PDF beside SVG and PNG) and the report (run history with
+each run's summary, deltas against --vs with changed cells shaded, the timeline with one
+bar per recorded attempt on its lane, the outcome map whose failed cell links its log),
+then the page as headless Chromium renders it, at desktop and phone widths. The browser
+part skips (with the reason) where Chromium cannot start."""
+import os
+import re
+import shutil
+import sqlite3
+import subprocess
+import tempfile
+
+from kilntest import KilnTestCase, lua_str, main
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ZEROSHOT = os.path.join(HERE, "..", "..", "recipes", "zeroshot.lua")
+PIL_PYTHON = "/usr/bin/python3"  # Debian's, with python3-pil (scripts/install-deps.sh)
+
+GRID = """
+local P = params { shift = 0 }
+for c in grid { dataset = {"cifar", "dtd", "pets"}, model = {"a", "b"} } do
+  local out = "r/" .. c.dataset .. "-" .. c.model .. ".json"
+  local fail = c.dataset == "dtd" and c.model == "b"
+  local top1 = #c.dataset / 10 + (c.model == "a" and 0.1 or 0) + (c.dataset == "pets" and P.shift or 0)
+  task { name = "eval/" .. c.dataset .. "/" .. c.model, tags = c, gpus = 1, outputs = {out}, metrics = out,
+         run = fail and %s or string.format("sleep 0.2; printf '{\\"top1\\": %%.4f, \\"tp\\": 809.403, \\"curve\\": [{\\"epoch\\": 1, \\"loss\\": 20}, {\\"epoch\\": 2, \\"loss\\": 15}, {\\"epoch\\": 3, \\"loss\\": 12}, {\\"epoch\\": 4, \\"loss\\": 11}]}' > {out}", top1) }
+end
+plot { name = "heat", type = "heatmap", from = "eval/*", x = "model", series = "dataset", y = "top1" }
+plot { name = "tp", type = "bars", from = "eval/*/a", x = "dataset", y = "tp" }
+plot { name = "acc", type = "bars", from = "eval/*/a", x = "dataset", y = "top1" }
+plot { name = "loss", type = "lines", from = "eval/*/a", y = "curve.loss", series = "dataset" }
+""" % lua_str("sleep 0.2; echo 'RuntimeError: CUDA out of memory. Tried to allocate 2 GiB' >&2; exit 1")
+
+
+def svg_texts(svg):
+    return [t.strip() for t in re.findall(r"<text[^>]*>(?:<tspan[^>]*>)?([^<]*)", svg)]
+
+
+class Charts(KilnTestCase):
+    def setUp(self):
+        super().setUp()
+        if not shutil.which("gnuplot"):
+            self.skipTest("gnuplot is not installed (scripts/install-deps.sh installs it)")
+        self.ws.write("kiln.lua", GRID.replace("fail and", "false and"))
+        r = self.ws.kiln("run", "--gpus", "0,1")
+        self.assertEqual(r.rc, 0, r)
+
+    def test_heatmap_cells_are_vector_rectangles(self):
+        svg = self.ws.read("plots/heat.svg")
+        self.assertNotIn("<image", svg, "no bitmap for a viewer to blur")
+        cells = [p for p in re.findall(r"<polygon fill = '[^']*' points = '([^']*)'", svg)
+                 if (lambda xs: max(xs) - min(xs))([float(pt.split(",")[0]) for pt in p.split()]) > 40]
+        self.assertEqual(len(cells), 6, "one filled rectangle per value (3 datasets x 2 models)")
+
+    def test_label_precision_follows_the_data(self):
+        self.assertIn("809", svg_texts(self.ws.read("plots/tp.svg")), "three significant digits: 809, not 809.403")
+        self.assertNotIn("809.403", self.ws.read("plots/tp.svg"))
+        acc = svg_texts(self.ws.read("plots/acc.svg"))
+        self.assertIn("0.600", acc, "accuracies keep three decimals")
+        heat = svg_texts(self.ws.read("plots/heat.svg"))
+        self.assertIn("0.400", heat)
+
+    def test_whole_number_steps_get_whole_number_ticks_and_markers(self):
+        svg = self.ws.read("plots/loss.svg")
+        texts = svg_texts(svg)
+        for tick in ("1", "2", "3", "4"):
+            self.assertIn(tick, texts)
+        for half in ("1.5", "2.5", "3.5"):
+            self.assertNotIn(half, texts, "no fractional epoch ticks")
+        self.assertIn("<use", svg, "points are marked")
+
+    def test_pdf_beside_svg_and_png(self):
+        for name in ("heat", "tp", "acc", "loss"):
+            with open(self.ws.path("plots/%s.pdf" % name), "rb") as f:
+                self.assertEqual(f.read(5), b"%PDF-")
+
+
+def attempts(ws, run_id):
+    db = sqlite3.connect(ws.path(".kiln/state.db"))
+    rows = db.execute("SELECT task, attempt, gpus FROM attempts WHERE run_id = ? AND outcome IS NOT 'restored'",
+                      (run_id,)).fetchall()
+    db.close()
+    return rows
+
+
+class Report(KilnTestCase):
+    def setUp(self):
+        super().setUp()
+        if not shutil.which("gnuplot"):
+            self.skipTest("gnuplot is not installed (scripts/install-deps.sh installs it)")
+
+    def two_runs(self):
+        self.ws.write("kiln.lua", GRID)
+        first = self.ws.kiln("run", "-k", "--gpus", "0,1")
+        self.assertEqual(first.rc, 1, first)
+        second = self.ws.kiln("run", "-k", "--gpus", "0,1", "shift=0.2")
+        self.assertEqual(second.rc, 1, second)
+
+    def test_history_deltas_timeline_and_outcome_map(self):
+        self.two_runs()
+        r = self.ws.kiln("report", "--open")
+        self.assertEqual(r.rc, 0, r)
+        self.assertIn("file://" + os.path.realpath(self.ws.path("report.html")), r.out)
+        html = self.ws.read("report.html")
+        self.assertNotRegex(html, r"(src|href)=\"https?:", "self-contained")
+        # history: both runs, each linking its summary
+        runs = re.findall(r'<tr><td><a href="#run-(\d+)">', html)
+        self.assertEqual(runs, ["2", "1"])
+        for run in runs:
+            self.assertIn('<details id="run-%s">' % run, html)
+        # deltas against the run before: pets moved by +0.2 and is shaded, cifar did not move
+        self.assertIn("Deltas against run 1", html)
+        self.assertRegex(html, r'<td>pets</td><td class="n up">0\.7000 \(\+0\.2000\)</td><td class="n up">0\.6000 \(\+0\.2000\)</td>')
+        self.assertRegex(html, r'<td>cifar</td><td class="n">0\.6000 \(\+0\.0000\)</td>')
+        # --vs names another run; the same run gives no change
+        self.assertEqual(self.ws.kiln("report", "--vs", "2").rc, 0)
+        self.assertNotIn('class="n up"', self.ws.read("report.html"))
+        # the timeline: one bar per recorded attempt of the last run, on its GPU lane
+        self.ws.kiln("report")
+        html = self.ws.read("report.html")
+        bars = re.findall(r'<rect class="attempt" data-task="([^"]*)" data-attempt="(\d+)" data-lane="([^"]*)"', html)
+        recorded = attempts(self.ws, 2)
+        self.assertEqual(len(bars), len(recorded))
+        self.assertEqual(sorted((t, int(a), "gpu " + g if g else None) for t, a, g in recorded if g),
+                         sorted((t, int(a), lane) for t, a, lane in bars if lane.startswith("gpu ")))
+        self.assertIn("GPU utilisation:", html)
+        # the outcome map: the failed cell names its class and links its log tail
+        cell = re.search(r'<td style="background:[^"]*" title="eval/dtd/b"><a href="#(log-\d+)">failed \[oom\]</a>', html)
+        self.assertIsNotNone(cell, "the failed cell")
+        tail = re.search(r'<details id="%s" class="log">.*?</details>' % cell.group(1), html, re.S).group(0)
+        self.assertIn("CUDA out of memory", tail)
+        self.assertIn(".kiln/logs/eval/dtd/b@1.log", tail)
+        self.assertRegex(html, r'title="eval/cifar/a">(done|up to date)</td>')
+
+
+def chromium():
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+class Browser(KilnTestCase):
+    def setUp(self):
+        super().setUp()
+        self.browser = chromium()
+        if not self.browser:
+            self.skipTest("Chromium is not installed (Debian: apt-get install chromium)")
+        if not shutil.which("gnuplot"):
+            self.skipTest("gnuplot is not installed")
+        self.profile = tempfile.mkdtemp(prefix="kiln-chromium-")
+
+    def tearDown(self):
+        shutil.rmtree(self.profile, ignore_errors=True)
+        super().tearDown()
+
+    def render(self, page, width, height, shot):
+        args = [self.browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--user-data-dir=" + self.profile, "--hide-scrollbars", "--window-size=%d,%d" % (width, height)]
+        dom = subprocess.run(args + ["--dump-dom", "file://" + page], capture_output=True, text=True, timeout=120)
+        if dom.returncode != 0 or "<body" not in dom.stdout:
+            self.skipTest("Chromium cannot start here: " + (dom.stderr.strip().splitlines() or ["?"])[-1])
+        subprocess.run(args + ["--screenshot=" + shot, "file://" + page], capture_output=True, timeout=120)
+        return dom.stdout
+
+    def content_height(self, shot):
+        """The last screenshot row that is not blank, and the number of 100-px bands with ink."""
+        code = ("import sys; from PIL import Image; im = Image.open(sys.argv[1]).convert('L'); w, h = im.size; "
+                "px = im.load(); rows = [y for y in range(h) if any(px[x, y] < 240 for x in range(0, w, 3))]; "
+                "print(max(rows) if rows else 0, len({y // 100 for y in rows}), w)")
+        p = subprocess.run([PIL_PYTHON, "-c", code, shot], capture_output=True, text=True, timeout=120)
+        if p.returncode != 0:
+            self.skipTest("Pillow (python3-pil) is needed to read the screenshot: " + p.stderr.strip()[-200:])
+        return [int(x) for x in p.stdout.split()]
+
+    def check_page(self, charts):
+        page = self.ws.path("report.html")
+        dom = self.render(page, 1400, 6000, self.ws.path("desk.png"))
+        self.assertEqual(dom.count("<svg"), charts + 1, "every chart (and the timeline) is in the rendered page")
+        self.assertNotIn("chart not rendered yet", dom)
+        bottom, bands, width = self.content_height(self.ws.path("desk.png"))
+        self.assertEqual(width, 1400)
+        self.assertGreater(bottom, 1500, "the page renders its charts, tables and history")
+        self.assertLess(bottom, 5990, "and ends inside a 6000-px window")
+        self.assertGreater(bands, 12, "ink all the way down, not a blank page")
+        self.render(page, 390, 8000, self.ws.path("phone.png"))
+        phone_bottom, phone_bands, phone_width = self.content_height(self.ws.path("phone.png"))
+        self.assertEqual(phone_width, 390)
+        self.assertGreater(phone_bands, 8, "readable on a phone: it reflows instead of going blank")
+
+    def test_zeroshot_report_renders(self):
+        r = self.ws.kiln("run", ZEROSHOT, "datasets=cifar-10,dtd,pets,mnist", "models=team,large", timeout=300)
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(self.ws.kiln("report", ZEROSHOT).rc, 0)
+        self.check_page(3)
+
+    def test_report_of_a_run_with_failures_renders(self):
+        # the heatmap needs the failed cell; the other three charts draw the model that ran
+        self.ws.write("kiln.lua", GRID.replace('plot { name = "heat"', '-- plot { name = "heat"'))
+        self.assertEqual(self.ws.kiln("run", "-k", "--gpus", "0,1").rc, 1)
+        self.assertEqual(self.ws.kiln("report").rc, 0)
+        self.assertIn("failed [oom]", self.ws.read("report.html"))
+        self.check_page(3)
+
+
+if __name__ == "__main__":
+    main()
