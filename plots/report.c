@@ -28,7 +28,7 @@ static const char css[] =
 	"table.map td{text-align:center;font-size:.85em;min-width:4.5em}table.map a{color:#000}\n"
 	".scroll{overflow-x:auto;max-width:100%}\n"
 	".chart svg{max-width:100%;height:auto}.chart{margin:1em 0}\n"
-	"svg.timeline{max-width:100%;height:auto}\n"
+	"svg.timeline{height:auto;min-width:640px;max-width:100%}td.n{white-space:nowrap}\n"
 	".legend span{display:inline-block;width:.9em;height:.9em;margin:0 .25em 0 .8em;vertical-align:-.1em}\n"
 	".files a{margin-right:.8em;font-size:.9em}code{font-size:.9em}.missing{color:#a33}\n"
 	"details.log pre{background:#f6f6f6;padding:.6em;overflow-x:auto;font-size:.8em;max-height:30em}\n"

@@ -70,6 +70,16 @@ class Charts(KilnTestCase):
             self.assertNotIn(half, texts, "no fractional epoch ticks")
         self.assertIn("<use", svg, "points are marked")
 
+    def test_text_stays_legible_at_the_reports_width(self):
+        # charts are never wider than the report shows them (1300 px), so no text is scaled below its size
+        for name in ("heat", "tp", "acc", "loss"):
+            svg = self.ws.read("plots/%s.svg" % name)
+            width = float(re.search(r'viewBox="0 0 ([\d.]+) ', svg).group(1))
+            self.assertLessEqual(width, 1300, name)
+            sizes = [float(x) for x in re.findall(r'font-size="([\d.]+)"', svg)]
+            self.assertTrue(sizes, name)
+            self.assertGreaterEqual(min(sizes), 11, "%s: smallest text %s px" % (name, min(sizes)))
+
     def test_pdf_beside_svg_and_png(self):
         for name in ("heat", "tp", "acc", "loss"):
             with open(self.ws.path("plots/%s.pdf" % name), "rb") as f:
