@@ -39,6 +39,7 @@ Task *graph_new_task(Graph *g)
 	Task *t = arena_alloc(&g->arena, sizeof *t);
 	memset(t, 0, sizeof *t);
 	t->cpus = 1;
+	t->gpu_wait_sec = -1;
 	return t;
 }
 
@@ -395,32 +396,45 @@ static void mark_needed(Task *root)
 		graph_reach(root, 0, newly_needed, NULL);
 }
 
-int graph_select(Graph *g, char **targets, int ntargets, Buf *err)
+int graph_match(Graph *g, char **targets, int ntargets, void (*fn)(void *ctx, Task *t), void *ctx, Buf *err)
 {
-	for (int i = 0; i < g->ntasks; i++)
-		g->tasks[i]->needed = ntargets == 0;
 	for (int k = 0; k < ntargets; k++) {
 		Task *exact = graph_find(g, targets[k]);
 		if (exact) {
-			mark_needed(exact);
+			fn(ctx, exact);
 			continue;
 		}
 		int matched = 0;
 		for (int i = 0; i < g->ntasks; i++)
 			if (fnmatch(targets[k], g->tasks[i]->name, 0) == 0) {
-				mark_needed(g->tasks[i]);
+				fn(ctx, g->tasks[i]);
 				matched = 1;
 			}
 		if (!matched) {
 			Task *producer = strmap_get(&g->by_output, graph_norm_path(g, targets[k]));
 			if (producer) {
-				mark_needed(producer);
+				fn(ctx, producer);
 				continue;
 			}
 			buf_printf(err, "no task or output matches \"%s\" (see `kiln list`)", targets[k]);
 			return -1;
 		}
 	}
+	return 0;
+}
+
+static void select_one(void *ctx, Task *t)
+{
+	(void)ctx;
+	mark_needed(t);
+}
+
+int graph_select(Graph *g, char **targets, int ntargets, Buf *err)
+{
+	for (int i = 0; i < g->ntasks; i++)
+		g->tasks[i]->needed = ntargets == 0;
+	if (graph_match(g, targets, ntargets, select_one, NULL, err) != 0)
+		return -1;
 	int count = 0;
 	for (int i = 0; i < g->ntasks; i++)
 		count += g->tasks[i]->needed;

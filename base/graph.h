@@ -58,6 +58,8 @@ struct Task {
 	int retries;
 	int ports;            /* TCP ports reserved per attempt: {port}, {port1}, ... (KILN_PORT) */
 	unsigned retry_on;    /* failure classes (runner/failure.h bits) a retry is spent on */
+	double gpu_wait_sec;  /* how long to wait for busy GPUs: < 0 the command line's, 0 no bound */
+	int gpu_wait_fail;    /* after that wait: 1 fail (class gpu-busy), 0 take the least busy */
 	const struct Torchrun *torchrun; /* run under torchrun (runner/torchrun.h), or NULL */
 
 	/* Edges, resolved by graph_resolve(): explicit deps (names and patterns) first, then
@@ -72,6 +74,7 @@ struct Task {
 	/* Scheduling state, owned by the scheduler. */
 	enum TaskState state;
 	int needed;
+	int forced;           /* --force: runs even when up to date */
 	int pending_deps;
 	int attempt;
 	void *cache_data; /* owned by the cache for the duration of a run */
@@ -126,9 +129,12 @@ typedef int (*InputExists)(void *ctx, Task *t, int input);
 int graph_resolve(Graph *g, InputExists exists, void *exists_ctx, Buf *err);
 
 /* Marks the tasks that the targets need (all tasks when ntargets == 0); targets are
- * names or glob patterns over names. Returns the number of needed tasks, or -1 with a
- * message in err when a target matches nothing. */
+ * names, glob patterns over names, or output paths. Returns the number of needed tasks,
+ * or -1 with a message in err when a target matches nothing. */
 int graph_select(Graph *g, char **targets, int ntargets, Buf *err);
+/* Calls fn for each task the targets name themselves (no dependencies): 0, or -1 with a
+ * message in err when a target matches nothing. */
+int graph_match(Graph *g, char **targets, int ntargets, void (*fn)(void *ctx, Task *t), void *ctx, Buf *err);
 
 /* Walks from root over dependencies (downstream: over dependents), calling visit on each
  * neighbour; the walk goes on from those for which visit returns 1 (visit marks them, so a

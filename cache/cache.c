@@ -486,9 +486,9 @@ void cache_clear_outputs(Cache *c, Task *t)
 	cache_ready(c);
 	for (int i = 0; i < t->noutputs; i++) {
 		forget_path(c, t->outputs[i]);
-		struct stat st;
-		if (lstat(t->outputs[i], &st) == 0 && !S_ISDIR(st.st_mode))
-			unlink(t->outputs[i]);
+		struct stat st; /* a directory goes whole (a link to one: the link only) */
+		if (lstat(t->outputs[i], &st) == 0 && (S_ISDIR(st.st_mode) ? remove_tree(t->outputs[i]) : unlink(t->outputs[i])) != 0)
+			warn("cannot remove %s before running %s: %s", t->outputs[i], t->name, strerror(errno));
 	}
 }
 

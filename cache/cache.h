@@ -82,6 +82,9 @@ void cache_key_hex(Cache *c, const Task *t, char out[33]);
 void cache_each_open_job(Cache *c, void (*fn)(void *ctx, int64_t id, const char *task, int attempt, const char *job_id,
 					      const char *key, const char *log),
 			 void *ctx);
+/* Forgets every recorded success of t (so the next run runs it rather than restoring it
+ * from the store); written with the open batch. 0, or -1 when the state cannot be written. */
+int cache_forget(Cache *c, const Task *t);
 /* Records that t was restored from the store in this run (an attempt row of outcome
  * "restored", attempt 0, no log), so the run's record says what each task did. */
 void cache_note_restored(Cache *c, const Task *t);

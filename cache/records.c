@@ -11,6 +11,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <sqlite3.h>
+
 #include "../base/os.h"
 #include "cache.h"
 #include "hash.h"
@@ -31,6 +33,24 @@ void cache_each_open_job(Cache *c, void (*fn)(void *ctx, int64_t id, const char 
 			 void *ctx)
 {
 	state_each_open_job(cache_state(c), fn, ctx);
+}
+
+static const char *const forget_successes = "DELETE FROM successes WHERE task = ?1";
+static const char *const forget_last = "DELETE FROM last_success WHERE task = ?1";
+
+int cache_forget(Cache *c, const Task *t)
+{
+	cache_ready(c);
+	const char *const *sqls[] = {&forget_successes, &forget_last};
+	for (int i = 0; i < 2; i++) {
+		sqlite3_stmt *st = state_statement_writer(cache_state(c), sqls[i]);
+		if (!st)
+			return -1;
+		sqlite3_bind_text(st, 1, t->name, -1, SQLITE_TRANSIENT);
+		if (state_write(cache_state(c), st) != 0)
+			return -1;
+	}
+	return 0;
 }
 
 void cache_note_restored(Cache *c, const Task *t)

@@ -6,6 +6,7 @@
 #include "failure.h"
 
 #include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -110,4 +111,42 @@ size_t failure_read_tail(const char *path, char *buf, size_t max)
 		memmove(buf, body, (size_t)n + 1);
 	}
 	return (size_t)n;
+}
+
+/* ---- attempts (exec.h's Job) ---- */
+
+void failure_describe_end(const Job *job, char *out, size_t n)
+{
+	const Task *t = job->task;
+	char dur[32];
+	format_duration(t->timeout_sec, dur, sizeof dur);
+	if (job->reason[0])
+		snprintf(out, n, "%s", job->reason);
+	else if (job->timed_out)
+		snprintf(out, n, "timed out after %s (process group killed)", dur);
+	else if (job->end == JOB_START_FAILED)
+		snprintf(out, n, "could not start (see its log)");
+	else if (job->end == JOB_SIGNALED)
+		snprintf(out, n, "killed by signal %d (%s)", job->term_signal, strsignal(job->term_signal));
+	else
+		snprintf(out, n, "exit status %d", job->exit_code);
+}
+
+enum FailureClass failure_of_job(const Job *job)
+{
+	char tail[16384];
+	failure_read_tail(job->log_path, tail, sizeof tail);
+	FailureFacts f = {.timed_out = job->timed_out, .signaled = job->end == JOB_SIGNALED && !job->interrupted,
+			  .start_failed = job->end == JOB_START_FAILED, .exit_code = job->exit_code, .reason = job->reason,
+			  .tail = tail};
+	return failure_classify(&f);
+}
+
+void failure_note_in_log(const Job *job, const char *why)
+{
+	FILE *f = fopen(job->log_path, "a");
+	if (!f)
+		return;
+	fprintf(f, "# kiln: attempt %d failed: %s\n", job->attempt, why);
+	fclose(f);
 }

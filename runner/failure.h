@@ -5,6 +5,7 @@
 #define KILN_FAILURE_H
 
 #include "../base/util.h"
+#include "exec.h"
 
 enum FailureClass {
 	FC_ERROR,     /* a plain error: the command failed on its own */
@@ -44,5 +45,12 @@ const char *failure_names(void);
  * NULs become spaces; kiln's header, which quotes the command, left out). Returns the
  * length, 0 when unreadable. */
 size_t failure_read_tail(const char *path, char *buf, size_t max);
+
+/* How a failed attempt ended, in words ("exit status 1", "timed out after 5m ..."). */
+void failure_describe_end(const Job *job, char *out, size_t n);
+/* The class of a failed attempt, from how it ended and its log's tail. */
+enum FailureClass failure_of_job(const Job *job);
+/* Ends a failed attempt's log with how it ended, so `kiln log` says it beside the output. */
+void failure_note_in_log(const Job *job, const char *why);
 
 #endif

@@ -19,7 +19,8 @@ struct GpuPool {
 	int n;
 	enum Source source;
 	char *path;
-	double busy_fraction;
+	char *restrict_to; /* --gpus with readings: only these devices are kept on refresh */
+	double busy_fraction, busy_util;
 	int64_t refreshed_ns;
 	Nvml nvml; /* loaded when the source is NVML */
 };
@@ -29,19 +30,40 @@ static GpuPool *pool_new(enum Source source)
 	GpuPool *p = xcalloc(1, sizeof *p);
 	p->source = source;
 	p->busy_fraction = 0.5;
+	p->busy_util = 0.7;
 	return p;
 }
 
-static void pool_add(GpuPool *p, int id, long long total, long long used)
+/* A reading of device id (util < 0: none); a device not seen before is added. */
+static void pool_add(GpuPool *p, int id, long long total, long long used, int util)
 {
-	for (int i = 0; i < p->n; i++)
-		if (p->gpus[i].id == id) {
-			p->gpus[i].total_mib = total;
-			p->gpus[i].used_mib = used;
-			return;
-		}
-	p->gpus = xrealloc(p->gpus, (size_t)(p->n + 1) * sizeof *p->gpus);
-	p->gpus[p->n++] = (Gpu){.id = id, .total_mib = total, .used_mib = used};
+	Gpu *g = NULL;
+	for (int i = 0; i < p->n && !g; i++)
+		if (p->gpus[i].id == id)
+			g = &p->gpus[i];
+	if (!g) {
+		p->gpus = xrealloc(p->gpus, (size_t)(p->n + 1) * sizeof *p->gpus);
+		g = &p->gpus[p->n++];
+		*g = (Gpu){.id = id};
+	}
+	g->total_mib = total;
+	g->used_mib = used;
+	if (util >= 0) {
+		g->util[g->util_next] = util;
+		g->util_next = (g->util_next + 1) % GPU_UTIL_SAMPLES;
+		g->nutil += g->nutil < GPU_UTIL_SAMPLES;
+	}
+}
+
+/* Mean of the recent utilisation readings, in [0, 1]; -1 when there are none. */
+static double util_mean(const Gpu *g)
+{
+	if (!g->nutil)
+		return -1;
+	int sum = 0;
+	for (int i = 0; i < g->nutil; i++)
+		sum += g->util[i];
+	return sum / 100.0 / g->nutil;
 }
 
 GpuPool *gpu_pool_from_list(const char *ids, Buf *err)
@@ -56,7 +78,7 @@ GpuPool *gpu_pool_from_list(const char *ids, Buf *err)
 			gpu_pool_free(p);
 			return NULL;
 		}
-		pool_add(p, (int)id, -1, -1);
+		pool_add(p, (int)id, -1, -1, -1);
 		s = *end ? end + 1 : end;
 	}
 	return p;
@@ -75,14 +97,16 @@ static int read_info_file(GpuPool *p, Buf *err)
 		lineno++;
 		if (line[strspn(line, " \t\r\n")] == 0 || line[0] == '#')
 			continue;
-		int id;
+		int id, util = -1;
 		long long total, used;
-		if (sscanf(line, " %d , %lld , %lld", &id, &total, &used) != 3 || id < 0) {
-			buf_printf(err, "%s:%d: expected \"index, memory.total, memory.used\"", p->path, lineno);
+		int fields = sscanf(line, " %d , %lld , %lld , %d", &id, &total, &used, &util);
+		if (fields < 3 || id < 0 || (fields == 4 && (util < 0 || util > 100))) {
+			buf_printf(err, "%s:%d: expected \"index, memory.total, memory.used[, utilization.gpu]\" (MiB, MiB, %%)",
+				   p->path, lineno);
 			fclose(f);
 			return -1;
 		}
-		pool_add(p, id, total, used);
+		pool_add(p, id, total, used, fields == 4 ? util : -1);
 	}
 	fclose(f);
 	return 0;
@@ -108,8 +132,11 @@ static void nvml_read(GpuPool *p)
 	for (unsigned int i = 0; i < n; i++) {
 		void *h;
 		NvmlMemory m;
-		if (api->handle(i, &h) == 0 && api->memory(h, &m) == 0)
-			pool_add(p, (int)i, (long long)(m.total >> 20), (long long)(m.used >> 20));
+		NvmlUtil u;
+		if (api->handle(i, &h) == 0 && api->memory(h, &m) == 0) {
+			int util = api->utilization && api->utilization(h, &u) == 0 ? (int)u.gpu : -1;
+			pool_add(p, (int)i, (long long)(m.total >> 20), (long long)(m.used >> 20), util);
+		}
 	}
 }
 
@@ -126,12 +153,39 @@ GpuPool *gpu_pool_from_nvml(void)
 
 GpuPool *gpu_pool_open(const char *list, Buf *err)
 {
-	if (list)
-		return gpu_pool_from_list(list, err);
 	const char *info = getenv("KILN_GPU_INFO");
-	if (info && *info)
-		return gpu_pool_from_file(info, err);
-	return gpu_pool_from_nvml();
+	GpuPool *p = info && *info ? gpu_pool_from_file(info, err) : gpu_pool_from_nvml();
+	if (!p || !list)
+		return p;
+	GpuPool *wanted = gpu_pool_from_list(list, err);
+	if (!wanted || p->source == SRC_NONE) { /* no readings: the list is all kiln knows */
+		gpu_pool_free(p);
+		if (wanted)
+			wanted->source = SRC_LIST;
+		return wanted;
+	}
+	/* readings exist: keep the listed devices, with their busy test */
+	p->restrict_to = xstrdup(list);
+	int k = 0;
+	for (int i = 0; i < wanted->n; i++) {
+		int found = -1;
+		for (int j = 0; j < p->n && found < 0; j++)
+			if (p->gpus[j].id == wanted->gpus[i].id)
+				found = j;
+		if (found < 0) {
+			buf_printf(err, "--gpus names device %d, but %s knows no such device", wanted->gpus[i].id,
+				   p->source == SRC_FILE ? p->path : "NVML");
+			gpu_pool_free(wanted);
+			gpu_pool_free(p);
+			return NULL;
+		}
+		Gpu g = p->gpus[found];
+		p->gpus[found] = p->gpus[k];
+		p->gpus[k++] = g;
+	}
+	p->n = k;
+	gpu_pool_free(wanted);
+	return p;
 }
 
 void gpu_pool_free(GpuPool *p)
@@ -141,6 +195,7 @@ void gpu_pool_free(GpuPool *p)
 	nvml_unload(&p->nvml);
 	free(p->gpus);
 	free(p->path);
+	free(p->restrict_to);
 	free(p);
 }
 
@@ -152,7 +207,25 @@ const char *gpu_source(const GpuPool *p)
 	return p ? names[p->source] : "none";
 }
 
-void gpu_set_busy_threshold(GpuPool *p, double fraction) { p->busy_fraction = fraction; }
+void gpu_set_busy_threshold(GpuPool *p, double mem_fraction, double util_fraction)
+{
+	p->busy_fraction = mem_fraction;
+	p->busy_util = util_fraction;
+}
+
+/* Whether the --gpus list (if any) names device id. */
+static int allowed(const GpuPool *p, int id)
+{
+	if (!p->restrict_to)
+		return 1;
+	for (const char *s = p->restrict_to; *s;) {
+		char *end;
+		if (strtol(s, &end, 10) == id)
+			return 1;
+		s = *end ? end + 1 : end;
+	}
+	return 0;
+}
 
 void gpu_refresh(GpuPool *p, int force)
 {
@@ -166,12 +239,71 @@ void gpu_refresh(GpuPool *p, int force)
 	else if (p->source == SRC_NVML)
 		nvml_read(p);
 	buf_free(&err);
+	int k = 0; /* a device the readings add is kept only if --gpus allows it */
+	for (int i = 0; i < p->n; i++)
+		if (allowed(p, p->gpus[i].id))
+			p->gpus[k++] = p->gpus[i];
+	p->n = k;
 }
 
-static int foreign_busy(const GpuPool *p, const Gpu *g)
+enum Busy { NOT_BUSY, BUSY_MEMORY, BUSY_UTIL };
+
+static enum Busy foreign_busy(const GpuPool *p, const Gpu *g)
 {
-	/* memory on a leased device is our task's own; only idle devices are judged */
-	return !g->leased && g->total_mib > 0 && g->used_mib > g->total_mib * p->busy_fraction;
+	/* memory and compute on a leased device are our task's own; only idle devices are judged */
+	if (g->leased)
+		return NOT_BUSY;
+	if (g->total_mib > 0 && g->used_mib > g->total_mib * p->busy_fraction)
+		return BUSY_MEMORY;
+	double u = util_mean(g);
+	return u >= 0 && u > p->busy_util ? BUSY_UTIL : NOT_BUSY;
+}
+
+/* How busy an unleased device is, for picking the least busy: the larger share. */
+static double load(const Gpu *g)
+{
+	double mem = g->total_mib > 0 ? (double)g->used_mib / (double)g->total_mib : 0, u = util_mean(g);
+	return u > mem ? u : mem;
+}
+
+int gpu_lease_least_busy(GpuPool *p, int n, int *ids)
+{
+	int picked[64], k = 0;
+	while (k < n && k < 64) {
+		int best = -1;
+		for (int i = 0; i < p->n; i++) {
+			int taken = p->gpus[i].leased;
+			for (int j = 0; j < k && !taken; j++)
+				taken = picked[j] == i;
+			if (!taken && (best < 0 || load(&p->gpus[i]) < load(&p->gpus[best])))
+				best = i;
+		}
+		if (best < 0)
+			return -1;
+		picked[k++] = best;
+	}
+	for (int i = 0; i < k; i++) {
+		p->gpus[picked[i]].leased = 1;
+		ids[i] = p->gpus[picked[i]].id;
+	}
+	return 0;
+}
+
+void gpu_describe(const GpuPool *p, Buf *out)
+{
+	for (int i = 0; i < p->n; i++) {
+		const Gpu *g = &p->gpus[i];
+		buf_printf(out, "%s%d ", i ? ", " : "", g->id);
+		enum Busy b = foreign_busy(p, g);
+		if (g->leased)
+			buf_puts(out, "leased");
+		else if (b == BUSY_MEMORY)
+			buf_printf(out, "busy %.0f %% memory", 100.0 * (double)g->used_mib / (double)g->total_mib);
+		else if (b == BUSY_UTIL)
+			buf_printf(out, "busy %.0f %% util", 100 * util_mean(g));
+		else
+			buf_puts(out, "free");
+	}
 }
 
 int gpu_lease(GpuPool *p, int n, long long min_free_mib, int *ids)
@@ -206,6 +338,6 @@ int gpu_busy_count(const GpuPool *p)
 {
 	int busy = 0;
 	for (int i = 0; i < p->n; i++)
-		busy += foreign_busy(p, &p->gpus[i]);
+		busy += foreign_busy(p, &p->gpus[i]) != NOT_BUSY;
 	return busy;
 }

@@ -22,12 +22,12 @@
 static const char *const task_fields[] = {"name",    "deps",    "inputs",  "outputs", "run",
 					  "env",     "cpus",    "mem",     "gpus",    "gpu_mem",
 					  "timeout", "retries", "tags",    "metrics", "executor", "ports",
-					  "torchrun", "retry_on", NULL};
+					  "torchrun", "retry_on", "gpu_wait", "gpu_wait_then", NULL};
 enum { /* bits of check_fields' mask, in task_fields' order */
 	F_NAME = 1 << 0, F_DEPS = 1 << 1, F_INPUTS = 1 << 2, F_OUTPUTS = 1 << 3, F_RUN = 1 << 4,
 	F_ENV = 1 << 5, F_CPUS = 1 << 6, F_MEM = 1 << 7, F_GPUS = 1 << 8, F_GPU_MEM = 1 << 9,
 	F_TIMEOUT = 1 << 10, F_RETRIES = 1 << 11, F_TAGS = 1 << 12, F_METRICS = 1 << 13, F_EXECUTOR = 1 << 14, F_PORTS = 1 << 15,
-	F_TORCHRUN = 1 << 16, F_RETRY_ON = 1 << 17,
+	F_TORCHRUN = 1 << 16, F_RETRY_ON = 1 << 17, F_GPU_WAIT = 1 << 18, F_GPU_WAIT_THEN = 1 << 19,
 };
 
 RecipeContext *lk_context(lua_State *L) { return lua_touserdata(L, lua_upvalueindex(1)); }
@@ -618,8 +618,24 @@ static int l_task(lua_State *L)
 		t->tags = key_values(L, g, lua_gettop(L), "tags", &t->ntags);
 		lua_pop(L, 1);
 	}
-	t->cpus = (int)optional_number(L, has & F_CPUS, "cpus", 0, MAX_CPUS, t->cpus);
 	t->gpus = (int)optional_number(L, has & F_GPUS, "gpus", 0, MAX_GPUS, t->gpus);
+	/* a GPU task holds the CPUs it declares, none by default: four GPU tasks on a 2-core host */
+	t->cpus = (int)optional_number(L, has & F_CPUS, "cpus", 0, MAX_CPUS, t->gpus > 0 ? 0 : t->cpus);
+	if (has & F_GPU_WAIT) {
+		int type = lua_getfield(L, 1, "gpu_wait");
+		t->gpu_wait_sec = type == LUA_TNUMBER ? lua_tonumber(L, -1) : type == LUA_TSTRING ? parse_duration(lua_tostring(L, -1)) : -1;
+		if (!(t->gpu_wait_sec >= 0) || t->gpu_wait_sec > MAX_TIMEOUT_SEC)
+			lk_field_error(L, "gpu_wait", "must be a duration like 300, \"90s\" or \"5m\" (0: wait as long as it takes)");
+		lua_pop(L, 1);
+	}
+	if (has & F_GPU_WAIT_THEN) {
+		lua_getfield(L, 1, "gpu_wait_then");
+		const char *then = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
+		if (strcmp(then, "run") && strcmp(then, "fail"))
+			lk_field_error(L, "gpu_wait_then", "must be \"run\" (take the least busy GPU) or \"fail\"");
+		t->gpu_wait_fail = !strcmp(then, "fail");
+		lua_pop(L, 1);
+	}
 	t->retries = (int)optional_number(L, has & F_RETRIES, "retries", 0, MAX_RETRIES, t->retries);
 	t->ports = (int)optional_number(L, has & F_PORTS, "ports", 0, MAX_PORTS, t->ports);
 	check_port_placeholders(L, t);

@@ -38,12 +38,15 @@ typedef struct {
 	int cpus;
 	long long mem_mib, store_max_mib;
 	const char *gpus;
-	double gpu_busy, kill_grace;
+	double gpu_busy, gpu_busy_util, gpu_wait, kill_grace;
 	const char *executor;
 	const char *rows, *cols, *value, *format, *out, *baseline; /* metrics, report */
 	int open;                 /* report: print the file's URL */
 	double threshold;         /* report: shade cells that moved more than this (relative); -1: default */
 	int max_jobs, detach;                           /* Slurm */
+	char **force;             /* run: --force TARGET|GLOB, repeatable */
+	int nforce;
+	int deps;                 /* clean: also what the targets depend on */
 	long long vs_run;
 	int mean;
 } Options;
@@ -59,11 +62,13 @@ static const struct {
 	const char *verb, *usage, *help;
 	VerbFn fn;
 } verbs[] = {
-	{"run", "kiln run [RECIPE] [TARGET|GLOB ...] [name=value ...] [-j N] [-k] [-n]",
+	{"run", "kiln run [RECIPE] [TARGET|GLOB ...] [name=value ...] [-j N] [-k] [-n] [--force TARGET|GLOB]",
 	 "Runs what the targets need (everything by default), skipping tasks whose key and\n"
-	 "outputs match their last success. -j N runs up to N tasks at once (default: CPUs);\n"
+	 "outputs match their last success; --force (repeatable) runs the tasks it names anyway, their\n"
+	 "dependents only if the outputs change. -j N runs up to N tasks at once;\n"
 	 "-k keeps going past failures; -n prints what would run, and why, and runs nothing.\n"
-	 "Options: --gpus 0,1,3  --gpu-busy 0.5  --cpus N  --mem 64G  --store-max 1G  --kill-grace 2\n"
+	 "Options: --gpus 0,1,3  --gpu-busy-mem 0.5  --gpu-busy-util 0.7  --gpu-wait 5m  --cpus N  --mem 64G\n"
+	 "--store-max 1G  --kill-grace 2. -j defaults to the CPUs plus the known GPUs.\n"
 	 "Slurm: --executor slurm (or executor = \"slurm\" per task), --max-jobs N, --detach (leave jobs\n"
 	 "running when kiln stops; the next run re-attaches).\n"
 	 "Exit status: 0 all succeeded, 1 a task failed, 2 usage or recipe error, 130 Ctrl-C.", verb_run},
@@ -75,8 +80,10 @@ static const struct {
 	{"list", "kiln list [RECIPE] [TARGET ...]", "Lists tasks with dependencies, resources and tags.", verb_list},
 	{"graph", "kiln graph [RECIPE] [TARGET ...]", "Prints the task graph in Graphviz dot (kiln graph | dot -Tsvg > g.svg).", verb_graph},
 	{"log", "kiln log TASK", "Prints the log of TASK's latest attempt (from .kiln/logs).", verb_log},
-	{"clean", "kiln clean [RECIPE] [TARGET ...] [--all]",
-	 "Deletes the declared outputs of the tasks (all by default); --all also deletes .kiln/.", verb_clean},
+	{"clean", "kiln clean [RECIPE] [TARGET|GLOB ...] [--deps] [--all]",
+	 "Deletes the declared outputs and the recorded successes of the named tasks (all by default), so\n"
+	 "the next run runs them instead of restoring them; --deps also cleans what they depend on; --all\n"
+	 "also deletes .kiln/ (state, logs, stored outputs).", verb_clean},
 	{"gc", "kiln gc", "Deletes stored outputs that no recorded success refers to.", verb_gc},
 	{"metrics", "kiln metrics [TASK|GLOB ...] [--rows TAG [--cols TAG] --value METRIC[,METRIC...]] [--baseline TAG=VALUE] [--format text|md|tsv|json] [--vs RUN] [--mean] [--out FILE]",
 	 "Prints the latest recorded metrics. With --rows/--cols/--value, a pivot (e.g. dataset x model of top1);\n"
@@ -133,7 +140,9 @@ static void parse_args(int argc, char **argv, Options *o)
 {
 	static const struct option longs[] = {
 		{"help", no_argument, 0, 'h'},      {"gpus", required_argument, 0, 'G'},
-		{"gpu-busy", required_argument, 0, 'B'}, {"cpus", required_argument, 0, 'c'},
+		{"gpu-busy", required_argument, 0, 'B'}, {"gpu-busy-mem", required_argument, 0, 'B'},
+		{"gpu-busy-util", required_argument, 0, 'U'}, {"gpu-wait", required_argument, 0, 'W'},
+		{"cpus", required_argument, 0, 'c'},
 		{"mem", required_argument, 0, 'M'}, {"store-max", required_argument, 0, 'S'},
 		{"kill-grace", required_argument, 0, 'K'}, {"executor", required_argument, 0, 'E'},
 		{"all", no_argument, 0, 'a'},       {"rows", required_argument, 0, 'R'},
@@ -142,6 +151,7 @@ static void parse_args(int argc, char **argv, Options *o)
 		{"mean", no_argument, 0, 'm'},      {"out", required_argument, 0, 'o'},
 		{"max-jobs", required_argument, 0, 'J'}, {"detach", no_argument, 0, 'D'},
 		{"baseline", required_argument, 0, 'b'}, {"open", no_argument, 0, 'O'},
+		{"force", required_argument, 0, 'f'}, {"deps", no_argument, 0, 'd'},
 		{"threshold", required_argument, 0, 'T'}, {0, 0, 0, 0}};
 	const char *dir = NULL;
 	int c;
@@ -162,7 +172,17 @@ static void parse_args(int argc, char **argv, Options *o)
 		case 'B':
 			o->gpu_busy = strtod(optarg, &end);
 			if (*end || o->gpu_busy <= 0 || o->gpu_busy > 1)
-				fatal("--gpu-busy takes a fraction in (0, 1], got \"%s\"", optarg);
+				fatal("--gpu-busy-mem takes a fraction in (0, 1], got \"%s\"", optarg);
+			break;
+		case 'U':
+			o->gpu_busy_util = strtod(optarg, &end);
+			if (*end || o->gpu_busy_util <= 0 || o->gpu_busy_util > 1)
+				fatal("--gpu-busy-util takes a fraction in (0, 1], got \"%s\"", optarg);
+			break;
+		case 'W':
+			o->gpu_wait = parse_duration(optarg);
+			if (!(o->gpu_wait > 0))
+				fatal("--gpu-wait takes a duration like 300, \"90s\" or \"5m\", got \"%s\"", optarg);
 			break;
 		case 'c':
 			o->cpus = (int)strtol(optarg, &end, 10);
@@ -199,6 +219,11 @@ static void parse_args(int argc, char **argv, Options *o)
 		case 'V': o->value = optarg; break;
 		case 'b': o->baseline = optarg; break;
 		case 'O': o->open = 1; break;
+		case 'f':
+			o->force = xrealloc(o->force, (size_t)(o->nforce + 1) * sizeof *o->force);
+			o->force[o->nforce++] = optarg;
+			break;
+		case 'd': o->deps = 1; break;
 		case 'T':
 			o->threshold = strtod(optarg, &end);
 			if (*end || !(o->threshold >= 0))
@@ -328,6 +353,18 @@ static void adopt_job(void *ctx, int64_t id, const char *task, int attempt, cons
 	ex->adopt(ex, task, attempt, job_id, key, log, id);
 }
 
+static void mark_forced(void *ctx, Task *t)
+{
+	(void)ctx;
+	t->forced = 1;
+}
+
+static void mark_named(void *ctx, Task *t)
+{
+	(void)ctx;
+	t->needed = 1;
+}
+
 static int verb_run(Options *o, int argc, char **argv)
 {
 	Graph *g = new_graph();
@@ -335,12 +372,13 @@ static int verb_run(Options *o, int argc, char **argv)
 	Cache *c = open_cache(o, g, o->dry_run);
 	load_graph_with(o, g, c);
 	Buf gerr = {0};
+	if (graph_match(g, o->force, o->nforce, mark_forced, NULL, &gerr) != 0)
+		fatal("--force: %s", buf_str(&gerr));
 	GpuPool *gpus = gpu_pool_open(o->gpus, &gerr);
 	if (!gpus)
 		fatal("%s", buf_str(&gerr));
 	buf_free(&gerr);
-	if (o->gpu_busy > 0)
-		gpu_set_busy_threshold(gpus, o->gpu_busy);
+	gpu_set_busy_threshold(gpus, o->gpu_busy > 0 ? o->gpu_busy : 0.5, o->gpu_busy_util > 0 ? o->gpu_busy_util : 0.7);
 	int cpus = o->cpus ? o->cpus : os_cpu_count();
 	if (!o->cpus && o->jobs > cpus)
 		cpus = o->jobs; /* -j beyond the core count means "oversubscribe", as in make */
@@ -394,7 +432,9 @@ static int verb_run(Options *o, int argc, char **argv)
 			      t->torchrun->nnodes);
 	}
 	SchedOptions so = {
-		.jobs = o->jobs ? o->jobs : os_cpu_count(),
+		/* room for every known GPU besides the cores: GPU tasks are not capped by the CPU count */
+		.jobs = o->jobs ? o->jobs : os_cpu_count() + gpu_count(gpus),
+		.gpu_wait_sec = o->gpu_wait,
 		.keep_going = o->keep_going,
 		.cpus = cpus,
 		.mem_mib = mem,
@@ -553,19 +593,41 @@ static int verb_log(Options *o, int argc, char **argv)
 	return 0;
 }
 
+/* kiln clean: the named tasks (all without names; with --deps what they need too) lose
+ * their outputs and their recorded successes, so the next run runs them. */
 static int verb_clean(Options *o, int argc, char **argv)
 {
 	(void)argc, (void)argv;
-	Graph *g = load_graph(o, new_graph());
-	int removed = 0;
-	for (int i = 0; i < g->ntasks; i++)
-		for (int j = 0; g->tasks[i]->needed && j < g->tasks[i]->noutputs; j++) {
+	Graph *g = new_graph();
+	Cache *c = o->all ? NULL : open_cache(o, g, 0);
+	load_graph_with(o, g, c);
+	Buf err = {0};
+	if (o->ntargets && !o->deps) { /* only what the targets name, not what they depend on */
+		for (int i = 0; i < g->ntasks; i++)
+			g->tasks[i]->needed = 0;
+		graph_match(g, o->targets, o->ntargets, mark_named, NULL, &err);
+	}
+	int removed = 0, forgotten = 0;
+	for (int i = 0; i < g->ntasks; i++) {
+		Task *t = g->tasks[i];
+		if (!t->needed)
+			continue;
+		int had = 0;
+		for (int j = 0; j < t->noutputs; j++) {
 			struct stat st;
-			const char *p = g->tasks[i]->outputs[j];
+			const char *p = t->outputs[j];
 			if (lstat(p, &st) == 0 && (S_ISDIR(st.st_mode) ? remove_tree(p) : unlink(p)) == 0)
-				removed++;
+				removed++, had++;
 		}
-	printf("kiln: removed %d output%s\n", removed, removed == 1 ? "" : "s");
+		if (c && cache_forget(c, t) != 0)
+			fatal("cannot write %s/state.db: %s", KILN_DIR, cache_write_error(c) ? cache_write_error(c) : "?");
+		forgotten += c != NULL;
+		if (o->ntargets)
+			printf("cleaned   %s (%d output%s removed)\n", t->name, had, had == 1 ? "" : "s");
+	}
+	cache_close(c);
+	printf("kiln: removed %d output%s; %d task%s will run again\n", removed, removed == 1 ? "" : "s", forgotten,
+	       forgotten == 1 ? "" : "s");
 	if (o->all) {
 		remove_tree(KILN_DIR);
 		printf("kiln: removed %s/ (state, logs, stored outputs)\n", KILN_DIR);

@@ -39,6 +39,9 @@ typedef struct {
 	Failure *failures;
 	int nfailures;
 	int64_t *attempt_ids; /* per task index: the open attempt row */
+	int64_t *wait_since;  /* per task index: when it began waiting for a GPU, 0 when not */
+	int64_t *wait_noted;  /* per task index: when its waiting was last printed */
+	Buf wait_text;        /* "t waits for a GPU: ..." for the status line, "" when none waits */
 	PortPool *ports;      /* held by running attempts */
 	/* Successes recorded in the open batch: reported once the batch is committed, so no
 	 * "ok" is printed (or counted) for a success a full disk kept from being recorded. */
@@ -217,6 +220,53 @@ static void push_runnable(Run *r, Task *t)
 	r->nrunnable++;
 }
 
+/* A task whose GPUs are all leased or busy waits; while devices kiln did not lease are
+ * busy the wait is bounded (gpu_wait, --gpu-wait), then it takes the least busy ones or
+ * fails with class gpu-busy. The wait is printed when it starts and every 30 s, and the
+ * status line shows it. Returns 1 with ids filled when leased. */
+static int lease_gpus(Run *r, Task *t, int *ids)
+{
+	const SchedOptions *o = r->o;
+	int64_t now = now_mono_ns(), *since = &r->wait_since[t->index];
+	int leased = gpu_lease(o->gpus, t->gpus, t->gpu_mem_mib, ids) == 0;
+	double limit = t->gpu_wait_sec >= 0 ? t->gpu_wait_sec : o->gpu_wait_sec;
+	if (!leased && *since && limit > 0 && now - *since >= (int64_t)(limit * 1e9) && gpu_busy_count(o->gpus) > 0) {
+		if (t->gpu_wait_fail) {
+			char why[160];
+			snprintf(why, sizeof why, "no GPU became free within gpu_wait = %.0f s [%s]", limit, failure_name(FC_GPU_BUSY));
+			int64_t id = cache_attempt_started(o->cache, t, ++t->attempt, 0, "", NULL, NULL, NULL);
+			cache_attempt_ended(o->cache, id, -1, why, failure_name(FC_GPU_BUSY));
+			r->sum->gpu_wait_sec += (double)(now - *since) / 1e9;
+			*since = 0;
+			task_failed(r, t, why, NULL);
+			return 0;
+		}
+		leased = gpu_lease_least_busy(o->gpus, t->gpus, ids) == 0;
+		if (leased)
+			status_print(&r->st, "note", "%s: waited %.0f s for a free GPU; taking the least busy", t->name, limit);
+	}
+	if (leased) {
+		if (*since)
+			r->sum->gpu_wait_sec += (double)(now - *since) / 1e9;
+		*since = 0;
+		return 1;
+	}
+	r->waiting_for_gpu = 1;
+	Buf devices = {0};
+	gpu_describe(o->gpus, &devices);
+	buf_reset(&r->wait_text);
+	buf_printf(&r->wait_text, "%s waits for %s: %s", t->name, t->gpus > 1 ? "GPUs" : "a GPU",
+		   devices.len ? buf_str(&devices) : "none known");
+	buf_free(&devices);
+	if (!*since || now - r->wait_noted[t->index] >= 30000000000LL) {
+		status_print(&r->st, "wait", "%s", buf_str(&r->wait_text));
+		r->wait_noted[t->index] = now;
+	}
+	if (!*since)
+		*since = now;
+	return 0;
+}
+
 static int try_start(Run *r, Task *t)
 {
 	const SchedOptions *o = r->o;
@@ -233,10 +283,8 @@ static int try_start(Run *r, Task *t)
 		if (r->state_error)
 			return 0;
 	}
-	if (local && t->gpus > 0 && gpu_lease(o->gpus, t->gpus, t->gpu_mem_mib, ids) != 0) {
-		r->waiting_for_gpu = 1;
-		return 0;
-	}
+	if (local && t->gpus > 0 && !lease_gpus(r, t, ids))
+		return t->state == TS_FAILED; /* 1: it failed its wait and leaves the queue */
 	int ports[PORTS_MAX];
 	Buf why = {0};
 	int nports = local ? t->ports : 0; /* elsewhere the job script finds its port (torchrun on Slurm) */
@@ -327,44 +375,6 @@ static void release(Run *r, Job *job)
 	r->nrunning--;
 }
 
-static void describe_end(const Job *job, char *out, size_t n)
-{
-	const Task *t = job->task;
-	char dur[32];
-	format_duration(t->timeout_sec, dur, sizeof dur);
-	if (job->reason[0])
-		snprintf(out, n, "%s", job->reason);
-	else if (job->timed_out)
-		snprintf(out, n, "timed out after %s (process group killed)", dur);
-	else if (job->end == JOB_START_FAILED)
-		snprintf(out, n, "could not start (see its log)");
-	else if (job->end == JOB_SIGNALED)
-		snprintf(out, n, "killed by signal %d (%s)", job->term_signal, strsignal(job->term_signal));
-	else
-		snprintf(out, n, "exit status %d", job->exit_code);
-}
-
-/* The class of a failed attempt, from how it ended and its log's tail. */
-static enum FailureClass classify_end(const Job *job)
-{
-	char tail[16384];
-	failure_read_tail(job->log_path, tail, sizeof tail);
-	FailureFacts f = {.timed_out = job->timed_out, .signaled = job->end == JOB_SIGNALED && !job->interrupted,
-			  .start_failed = job->end == JOB_START_FAILED, .exit_code = job->exit_code, .reason = job->reason,
-			  .tail = tail};
-	return failure_classify(&f);
-}
-
-/* Ends a failed attempt's log with how it ended, so `kiln log` says it beside the output. */
-static void note_in_log(const Job *job, const char *why)
-{
-	FILE *f = fopen(job->log_path, "a");
-	if (!f)
-		return;
-	fprintf(f, "# kiln: attempt %d failed: %s\n", job->attempt, why);
-	fclose(f);
-}
-
 static void job_ended(Run *r, Job *job)
 {
 	Task *t = job->task;
@@ -389,13 +399,13 @@ static void job_ended(Run *r, Job *job)
 		free_job(job);
 		return;
 	} else {
-		describe_end(job, why, sizeof why);
-		cls = classify_end(job);
+		failure_describe_end(job, why, sizeof why);
+		cls = failure_of_job(job);
 	}
 	size_t wl = strlen(why);
 	snprintf(why + wl, sizeof why - wl, " [%s]", failure_name(cls));
 	cache_attempt_ended(o->cache, attempt_id, job->end == JOB_EXITED ? job->exit_code : -1, why, failure_name(cls));
-	note_in_log(job, why);
+	failure_note_in_log(job, why);
 	int retryable = (t->retry_on & FC_BIT(cls)) != 0;
 	if (t->attempt <= t->retries && retryable && !r->stopping) {
 		status_print(&r->st, "retry", "%s: %s; attempt %d of %d (log: %s)", t->name, why, t->attempt + 1,
@@ -495,7 +505,13 @@ static void check_ready(Run *r)
 			continue;
 		}
 		buf_reset(&reason);
-		enum Verdict v = cache_check(o->cache, t, 0, &reason);
+		/* a forced task is judged without restoring anything (its key is still computed) */
+		enum Verdict v = cache_check(o->cache, t, t->forced, &reason);
+		if (t->forced && task_has_work(t)) {
+			if (v != VERDICT_RUN)
+				status_print(&r->st, "note", "%s: up to date, runs anyway (--force)", t->name);
+			v = VERDICT_RUN;
+		}
 		if (v == VERDICT_UP_TO_DATE) {
 			r->sum->up_to_date++;
 			task_done(r, t);
@@ -527,6 +543,7 @@ static void check_ready(Run *r)
 static void start_runnable(Run *r)
 {
 	r->waiting_for_gpu = 0;
+	buf_reset(&r->wait_text);
 	if (r->nrunnable > 0 && r->free_jobs > 0 && os_stop_requested())
 		return; /* about to stop: start nothing more */
 	for (int i = r->runnable_head; i < r->runnable_end && !r->stopping && r->free_jobs > 0; i++) {
@@ -578,6 +595,11 @@ static void print_summary(Run *r, SchedSummary *s)
 		printf("kiln: %s\n", r->state_error);
 	printf("kiln: %d task%s: %d ran, %d up to date, %d restored, %d failed, %d not run, in %s\n", s->total,
 	       s->total == 1 ? "" : "s", s->ran, s->up_to_date, s->restored, s->failed, s->not_run, wall);
+	if (s->gpu_wait_sec > 0) {
+		char waited[32];
+		format_duration(s->gpu_wait_sec, waited, sizeof waited);
+		printf("kiln: tasks waited %s for GPUs in all\n", waited);
+	}
 	for (int i = 0; i < r->nfailures; i++) {
 		Failure *f = &r->failures[i];
 		printf("FAILED %s: %s\n", f->task->name, f->reason);
@@ -601,6 +623,8 @@ int sched_run(Graph *g, const SchedOptions *o, SchedSummary *sum)
 	r.runnable_cap = g->ntasks + 1; /* a task is queued at most once at a time */
 	r.runnable = xmalloc((size_t)r.runnable_cap * sizeof(Task *));
 	r.attempt_ids = xcalloc((size_t)g->ntasks + 1, sizeof *r.attempt_ids);
+	r.wait_since = xcalloc((size_t)g->ntasks + 1, sizeof *r.wait_since);
+	r.wait_noted = xcalloc((size_t)g->ntasks + 1, sizeof *r.wait_noted);
 	r.ports = ports_new();
 	double t0 = now_wall();
 	if (o->cache)
@@ -631,7 +655,7 @@ int sched_run(Graph *g, const SchedOptions *o, SchedSummary *sum)
 		int nn = 0;
 		for (Job *j = r.running; j && nn < 8; j = j->next)
 			names[nn++] = j->task;
-		status_line(&r.st, r.done, sum->total, names, nn);
+		status_line(&r.st, r.done, sum->total, names, nn, buf_str(&r.wait_text));
 		int timeout = wait_timeout_ms(&r);
 		if (commit_due_ms >= 0 && (timeout < 0 || timeout > commit_due_ms))
 			timeout = commit_due_ms;
@@ -667,30 +691,11 @@ int sched_run(Graph *g, const SchedOptions *o, SchedSummary *sum)
 	free(r.ready);
 	free(r.runnable);
 	free(r.attempt_ids);
+	free(r.wait_since);
+	free(r.wait_noted);
+	buf_free(&r.wait_text);
 	ports_free(r.ports);
 	if (sum->stopped_by_signal)
 		return 128 + sum->stopped_by_signal;
 	return sum->failed || sum->not_run ? EXIT_TASK_FAILED : 0;
-}
-
-typedef struct {
-	FILE *out;
-	int all;
-} PlanPrint;
-
-static void print_verdict(void *ctx, const Task *t, enum Verdict v, const char *reason)
-{
-	PlanPrint *p = ctx;
-	if (v == VERDICT_RUN)
-		fprintf(p->out, "run       %s: %s\n", t->name, reason);
-	else if (v == VERDICT_RESTORED)
-		fprintf(p->out, "restore   %s: %s\n", t->name, reason);
-	else if (p->all)
-		fprintf(p->out, "ok        %s\n", t->name);
-}
-
-int sched_plan(Graph *g, Cache *c, FILE *out, int all)
-{
-	PlanPrint p = {out, all};
-	return cache_plan(c, g, print_verdict, &p);
 }

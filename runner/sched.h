@@ -18,6 +18,7 @@ typedef struct {
 	double kill_grace_sec;/* SIGTERM → SIGKILL delay for timeouts and stops */
 	const char *log_dir;  /* e.g. ".kiln/logs" */
 	GpuPool *gpus;
+	double gpu_wait_sec;  /* --gpu-wait: how long a task waits for busy GPUs (0: as long as it takes) */
 	Executor **executors; /* every executor some needed task uses */
 	int nexecutors;
 	Executor **task_exec; /* per task index: the executor chosen for it (once, by the caller) */
@@ -26,6 +27,7 @@ typedef struct {
 
 typedef struct {
 	int total, ran, up_to_date, restored, failed, not_run;
+	double gpu_wait_sec;   /* time tasks spent waiting for a GPU, summed */
 	int stopped_by_signal; /* 0, or SIGINT/SIGTERM/SIGHUP */
 	double wall_sec;
 } SchedSummary;

@@ -20,7 +20,7 @@ void status_init(Status *s)
 	s->width = s->tty && ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col ? ws.ws_col : 80;
 }
 
-void status_line(Status *s, int done, int total, Task **running, int nrunning)
+void status_line(Status *s, int done, int total, Task **running, int nrunning, const char *waiting)
 {
 	if (!s->tty)
 		return;
@@ -30,6 +30,10 @@ void status_line(Status *s, int done, int total, Task **running, int nrunning)
 		n += snprintf(line + n, sizeof line - (size_t)n, "%s %s", i ? "," : "", running[i]->name);
 	if (nrunning == 0)
 		n += snprintf(line + n, sizeof line - (size_t)n, " -");
+	if (waiting && *waiting && n < (int)sizeof line - 8)
+		n += snprintf(line + n, sizeof line - (size_t)n, "; %s", waiting);
+	if (n >= (int)sizeof line)
+		n = (int)sizeof line - 1;
 	if (n > s->width - 1 && s->width > 8) {
 		n = s->width - 1;
 		memcpy(line + n - 3, "...", 3);

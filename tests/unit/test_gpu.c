@@ -1,7 +1,9 @@
-/* test_gpu.c — GPU leasing: distinct devices, release, foreign load, memory minimum,
- * re-reading an injected description file. */
+/* test_gpu.c — GPU leasing: distinct devices, release, foreign load by memory and by
+ * utilisation averaged over readings, memory minimum, re-reading an injected description
+ * file, --gpus restricting the devices that have readings, the least busy lease. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "../../runner/gpu.h"
@@ -35,7 +37,7 @@ int main(void)
 	CHECK(gpu_busy_count(p) == 1);
 	CHECK(gpu_lease(p, 1, 50000, ids) == 0 && ids[0] == 1); /* 0 busy; 2 too small */
 	CHECK(gpu_lease(p, 1, 50000, ids) == -1);
-	gpu_set_busy_threshold(p, 0.9);
+	gpu_set_busy_threshold(p, 0.9, 0.7);
 	CHECK(gpu_lease(p, 1, 0, ids) == 0 && ids[0] == 0); /* 75% used is under 90% */
 	FILE *f = fopen(path, "w");
 	fprintf(f, "2, 40000, 39000\n");
@@ -48,6 +50,46 @@ int main(void)
 	gpu_pool_free(p);
 	CHECK(gpu_pool_from_file(path, &err) == NULL);
 	CHECK(strstr(buf_str(&err), ":1: expected") != NULL);
+	buf_reset(&err);
+
+	/* utilisation: the fourth column, averaged over the recent readings */
+	f = fopen(path, "w");
+	fprintf(f, "0, 80000, 1000, 95\n1, 80000, 1000, 10\n2, 80000, 1000\n");
+	fclose(f);
+	p = gpu_pool_from_file(path, &err);
+	CHECK(p && gpu_busy_count(p) == 1); /* device 0 is 95 % busy */
+	Buf d = {0};
+	gpu_describe(p, &d);
+	CHECK(strstr(buf_str(&d), "0 busy 95 % util") && strstr(buf_str(&d), "1 free"));
+	f = fopen(path, "w");
+	fprintf(f, "0, 80000, 1000, 20\n1, 80000, 1000, 10\n2, 80000, 1000\n");
+	fclose(f);
+	gpu_refresh(p, 1);
+	CHECK(gpu_busy_count(p) == 0); /* (95 + 20) / 2 = 57 %: under 70 % */
+	gpu_set_busy_threshold(p, 0.5, 0.5);
+	CHECK(gpu_busy_count(p) == 1); /* but over 50 % */
+	CHECK(gpu_lease(p, 3, 0, ids) == -1);
+	CHECK(gpu_lease_least_busy(p, 3, ids) == 0); /* after the wait: busy or not */
+	CHECK(gpu_lease_least_busy(p, 1, more) == -1); /* all leased by kiln */
+	gpu_release(p, ids, 3);
+	CHECK(gpu_lease_least_busy(p, 1, more) == 0 && more[0] == 2); /* no reading: the least load */
+	gpu_pool_free(p);
+
+	/* --gpus with readings keeps the busy test, and only the listed devices */
+	f = fopen(path, "w");
+	fprintf(f, "0, 80000, 1000, 95\n1, 80000, 1000, 10\n2, 80000, 1000\n");
+	fclose(f);
+	setenv("KILN_GPU_INFO", path, 1);
+	p = gpu_pool_open("1,0", &err);
+	CHECK(p && gpu_count(p) == 2);
+	gpu_set_busy_threshold(p, 0.5, 0.5);
+	CHECK(gpu_lease(p, 2, 0, ids) == -1); /* device 0 is busy; 2 is not ours */
+	CHECK(gpu_lease(p, 1, 0, ids) == 0 && ids[0] == 1);
+	gpu_pool_free(p);
+	CHECK(gpu_pool_open("7", &err) == NULL);
+	CHECK(strstr(buf_str(&err), "names device 7") != NULL);
+	unsetenv("KILN_GPU_INFO");
+	buf_free(&d);
 	buf_free(&err);
 	unlink(path);
 	return check_exit();
