@@ -61,6 +61,7 @@ struct Task {
 	double gpu_wait_sec;  /* how long to wait for busy GPUs: < 0 the command line's, 0 no bound */
 	int gpu_wait_fail;    /* after that wait: 1 fail (class gpu-busy), 0 take the least busy */
 	const struct Torchrun *torchrun; /* run under torchrun (runner/torchrun.h), or NULL */
+	struct MapShard *shard; /* map{}: the shard an item task belongs to, or that a runner runs */
 
 	/* Edges, resolved by graph_resolve(): explicit deps (names and patterns) first, then
 	 * producers of inputs. A key hashes the outputs of explicit deps only: for the others
@@ -80,6 +81,21 @@ struct Task {
 	void *cache_data; /* owned by the cache for the duration of a run */
 };
 
+/* map{}: every item is a task of its own (its key, its output, its record), run in
+ * batches by one process per shard. The shard's runner task ("<map>:shard-<k>") holds the
+ * command and the resources; it is not scheduled itself, its items are. */
+typedef struct MapShard {
+	const char *map;
+	int index, count;      /* shard index (1-based) of count */
+	Task *runner;
+	Task **items;          /* in the order the shard's command gets them */
+	int nitems, cap;
+	int id;                /* position in Graph.shards */
+} MapShard;
+
+/* Whether t is a shard's runner (not scheduled; its items are). */
+#define task_is_runner(t) ((t)->shard && (t)->shard->runner == (t))
+
 /* The recipe's slurm{} block: where Slurm tasks go. */
 typedef struct {
 	const char *partition, *account, *qos, *constraint;
@@ -98,6 +114,8 @@ typedef struct {
 				root cannot lie inside a directory output, so no parent lookups */
 	const char *workspace; /* absolute path of the workspace (the current directory) */
 	RecipeSlurm slurm;     /* the recipe's slurm{} block */
+	MapShard **shards;     /* every map{} shard, in declaration order */
+	int nshards;
 	KeyValue *params;      /* params{} after command-line overrides, in declaration order, */
 	int nparams;           /* values as text: kiln why names them ("param batch: 64 → 32") */
 } Graph;

@@ -27,6 +27,7 @@ typedef struct Job {
 	int ports[16];        /* reserved TCP ports: {port}, {port1}, ... */
 	int nports;
 	char **env;           /* extra "K=V" entries kiln sets, NULL-terminated, owned */
+	char *items_path;     /* a map shard's item list ({items}, KILN_ITEMS), owned, or NULL */
 	/* set by the executor */
 	pid_t pid;            /* process (and process group) id, local only */
 	int64_t started_ns, ended_ns;

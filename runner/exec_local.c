@@ -181,7 +181,7 @@ const char *exec_self(void)
 
 int exec_has_attempt_words(const char *s)
 {
-	return strstr(s, "{port") || strstr(s, "{gpus}") || strstr(s, "{rdzv}");
+	return strstr(s, "{port") || strstr(s, "{gpus}") || strstr(s, "{rdzv}") || strstr(s, "{items}");
 }
 
 char *exec_expand_attempt(const char *s, const Job *job)
@@ -195,6 +195,11 @@ char *exec_expand_attempt(const char *s, const Job *job)
 		if (!strncmp(p, "{gpus}", 6)) {
 			buf_printf(&b, "%d", job->ngpus);
 			p += 6;
+			continue;
+		}
+		if (!strncmp(p, "{items}", 7) && job->items_path) { /* a map shard's item list */
+			buf_puts(&b, job->items_path);
+			p += 7;
 			continue;
 		}
 		if (!strncmp(p, "{rdzv}", 6) && job->nports > 0) { /* torchrun's rendezvous: the last port */

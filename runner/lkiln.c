@@ -87,6 +87,8 @@ static const Task *task_value(lua_State *L, int idx)
 	return slot ? *slot : NULL;
 }
 
+Task *lk_task_of(lua_State *L, int idx) { return (Task *)task_value(L, idx); }
+
 static void push_string_list(lua_State *L, const char *const *items, int n)
 {
 	lua_createtable(L, n, 0);
@@ -260,7 +262,10 @@ unsigned lk_check_fields(lua_State *L, const char *what, const char *const *fiel
 void lk_declaration_site(lua_State *L, RecipeContext *ctx, Task *t)
 {
 	lua_Debug ar;
-	if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "Sl", &ar)) {
+	int level = 1; /* the first Lua frame: map{} calls task{} from C */
+	while (lua_getstack(L, level, &ar) && lua_getinfo(L, "Sl", &ar) && ar.currentline < 0)
+		level++;
+	if (lua_getstack(L, level, &ar) && lua_getinfo(L, "Sl", &ar)) {
 		if (!ctx->last_source || strcmp(ar.source, ctx->last_source)) {
 			ctx->last_source = arena_strdup(&ctx->g->arena, ar.source);
 			ctx->last_file = arena_strdup(&ctx->g->arena, ar.short_src);
@@ -694,7 +699,7 @@ void lkiln_open(lua_State *L, RecipeContext *ctx)
 	lua_pushcfunction(L, task_value_tostring);
 	lua_setfield(L, -2, "__tostring");
 	lua_pop(L, 1);
-	static const luaL_Reg api[] = {{"task", l_task},     {"plot", l_plot}, {"glob", l_glob},
+	static const luaL_Reg api[] = {{"task", l_task},     {"plot", l_plot}, {"glob", l_glob}, {"map", l_map},
 				       {"params", l_params}, {"gpus_available", l_gpus_available},
 				       {"slurm", l_slurm},   {"external", l_external},
 				       {NULL, NULL}};

@@ -1,6 +1,7 @@
-/* lkiln_internal.h — what the two files of the recipe API share: lkiln.c (task{} and the
- * helpers every declaration uses) and ldecl.c (plot{}, external{}, slurm{}, glob(),
- * params{}, gpus_available()). Errors raise through Lua, so they carry file:line. */
+/* lkiln_internal.h — what the files of the recipe API share: lkiln.c (task{} and the
+ * helpers every declaration uses), ldecl.c (plot{}, external{}, slurm{}, glob(),
+ * params{}, gpus_available()) and lmap.c (map{}). Errors raise through Lua, so they
+ * carry file:line. */
 #ifndef KILN_LKILN_INTERNAL_H
 #define KILN_LKILN_INTERNAL_H
 
@@ -25,6 +26,10 @@ void lk_push_task_value(lua_State *L, const Task *t);
 /* Raises unless workspace-relative path p may be declared (see lkiln.c). */
 void lk_check_confined(lua_State *L, const char *p, const char *field, int output);
 
+/* The Task of the task value at idx, or NULL. */
+Task *lk_task_of(lua_State *L, int idx);
+
+int l_map(lua_State *L);
 int l_plot(lua_State *L);
 int l_external(lua_State *L);
 int l_slurm(lua_State *L);

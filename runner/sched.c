@@ -11,45 +11,8 @@
 
 #include "../base/os.h"
 #include "failure.h"
-#include "ports.h"
-#include "status.h"
+#include "sched_internal.h"
 
-typedef struct {
-	Task *task;
-	char *reason; /* malloc'd */
-	char *log;    /* malloc'd or NULL */
-} Failure;
-
-typedef struct {
-	const SchedOptions *o;
-	Graph *g;
-	SchedSummary *sum;
-	Status st;
-	Task **ready;      /* dependencies done, not yet checked: a FIFO */
-	int ready_head, ready_len;
-	Task **runnable;   /* must run, waiting for a slot: a queue in [runnable_head, */
-	int runnable_head, runnable_end, runnable_cap; /* runnable_end), NULL where one started */
-	int nrunnable;     /* tasks still in the queue */
-	Job *running;
-	int nrunning;
-	int free_jobs, free_cpus;
-	long long free_mem;
-	int stopping, start_failures_pending, waiting_for_gpu;
-	int done;
-	Failure *failures;
-	int nfailures;
-	int64_t *attempt_ids; /* per task index: the open attempt row */
-	int64_t *wait_since;  /* per task index: when it began waiting for a GPU, 0 when not */
-	int64_t *wait_noted;  /* per task index: when its waiting was last printed */
-	Buf wait_text;        /* "t waits for a GPU: ..." for the status line, "" when none waits */
-	PortPool *ports;      /* held by running attempts */
-	/* Successes recorded in the open batch: reported once the batch is committed, so no
-	 * "ok" is printed (or counted) for a success a full disk kept from being recorded. */
-	Task **unconfirmed;
-	char **unconfirmed_lines;
-	int nunconfirmed, unconfirmed_cap;
-	const char *state_error; /* set once a commit failed: nothing new starts */
-} Run;
 
 char *sched_log_path(const char *log_dir, const Task *t, int attempt)
 {
@@ -62,7 +25,7 @@ static void push_ready(Run *r, Task *t)
 	r->ready[r->ready_head + r->ready_len++] = t;
 }
 
-static void task_done(Run *r, Task *t)
+void task_done(Run *r, Task *t)
 {
 	t->state = TS_DONE;
 	r->done++;
@@ -78,6 +41,8 @@ static int skip_if_waiting(void *ctx, Task *d)
 	Run *r = ctx;
 	if (!d->needed || d->state != TS_WAITING)
 		return 0;
+	if (d->shard)
+		shard_item_settled(r, d);
 	d->state = TS_SKIPPED;
 	r->done++;
 	return 1;
@@ -86,7 +51,7 @@ static int skip_if_waiting(void *ctx, Task *d)
 /* Everything waiting downstream of a failed task is not run. */
 static void skip_downstream(Run *r, Task *root) { graph_reach(root, 1, skip_if_waiting, r); }
 
-static void task_failed(Run *r, Task *t, const char *reason, const char *log)
+void task_failed(Run *r, Task *t, const char *reason, const char *log)
 {
 	t->state = TS_FAILED;
 	r->done++;
@@ -117,6 +82,7 @@ static void free_job(Job *job)
 		free(*e);
 	free(job->env);
 	free(job->log_path);
+	free(job->items_path);
 	free(job);
 }
 
@@ -267,7 +233,7 @@ static int lease_gpus(Run *r, Task *t, int *ids)
 	return 0;
 }
 
-static int try_start(Run *r, Task *t)
+int try_start(Run *r, Task *t)
 {
 	const SchedOptions *o = r->o;
 	Executor *ex = o->task_exec[t->index];
@@ -300,7 +266,7 @@ static int try_start(Run *r, Task *t)
 	job->attempt = ++t->attempt;
 	job->log_path = sched_log_path(o->log_dir, t, job->attempt);
 	int nenv = 0;
-	job->env = xcalloc(8, sizeof(char *));
+	job->env = xcalloc(10, sizeof(char *));
 	job->env[nenv++] = xasprintf("KILN_TASK=%s", t->name);
 	job->env[nenv++] = xasprintf("KILN_ATTEMPT=%d", job->attempt);
 	job->ex = ex;
@@ -330,6 +296,21 @@ static int try_start(Run *r, Task *t)
 	cache_clear_outputs(o->cache, t);
 	for (int i = 0; i < t->noutputs; i++)
 		mkdirs_parent(t->outputs[i]);
+	if (task_is_runner(t)) { /* its batch: the pending items' list, their outputs cleared */
+		Buf err = {0};
+		if (!(job->items_path = shard_prepare(r, t, &err))) {
+			if (local && t->gpus > 0)
+				gpu_release(o->gpus, ids, t->gpus);
+			ports_release(r->ports, job->ports, job->nports);
+			t->attempt--;
+			status_print(&r->st, "FAILED", "%s: %s", t->name, buf_str(&err));
+			r->stopping = 1;
+			buf_free(&err);
+			free_job(job);
+			return 0;
+		}
+		job->env[nenv++] = xasprintf("KILN_ITEMS=%s", job->items_path);
+	}
 	if (local) {
 		r->free_jobs--;
 		r->free_cpus -= cpus;
@@ -384,6 +365,12 @@ static void job_ended(Run *r, Job *job)
 	format_duration((double)(job->ended_ns - job->started_ns) / 1e9, dur, sizeof dur);
 	int64_t attempt_id = r->attempt_ids[t->index];
 	enum FailureClass cls = FC_ERROR; /* a success that cannot be recorded is a plain error */
+	if (task_is_runner(t) && job->end == JOB_EXITED && job->exit_code == 0 && !job->timed_out) {
+		cache_attempt_ended(o->cache, attempt_id, 0, "ok", NULL);
+		shard_job_ended(r, job, NULL, SHARD_OK);
+		free_job(job);
+		return;
+	}
 	if (job->end == JOB_EXITED && job->exit_code == 0 && !job->timed_out) {
 		Buf err = {0};
 		if (record_success(r, t, attempt_id, dur, &err) == 0) {
@@ -395,7 +382,10 @@ static void job_ended(Run *r, Job *job)
 		buf_free(&err);
 	} else if (job->interrupted && r->sum->stopped_by_signal) {
 		cache_attempt_ended(o->cache, attempt_id, job->exit_code, "interrupted", NULL);
-		t->state = TS_SKIPPED;
+		if (task_is_runner(t))
+			shard_job_ended(r, job, "interrupted", SHARD_STOPPED);
+		else
+			t->state = TS_SKIPPED;
 		free_job(job);
 		return;
 	} else {
@@ -407,6 +397,15 @@ static void job_ended(Run *r, Job *job)
 	cache_attempt_ended(o->cache, attempt_id, job->end == JOB_EXITED ? job->exit_code : -1, why, failure_name(cls));
 	failure_note_in_log(job, why);
 	int retryable = (t->retry_on & FC_BIT(cls)) != 0;
+	if (task_is_runner(t)) { /* its complete items stay recorded; the rest retry or fail */
+		int retry = t->attempt <= t->retries && retryable && !r->stopping;
+		if (retry)
+			status_print(&r->st, "retry", "%s: %s; attempt %d of %d takes the items left (log: %s)", t->name, why,
+				     t->attempt + 1, t->retries + 1, job->log_path);
+		shard_job_ended(r, job, why, retry ? SHARD_RETRY : r->stopping ? SHARD_STOPPED : SHARD_FAILED);
+		free_job(job);
+		return;
+	}
 	if (t->attempt <= t->retries && retryable && !r->stopping) {
 		status_print(&r->st, "retry", "%s: %s; attempt %d of %d (log: %s)", t->name, why, t->attempt + 1,
 			     t->retries + 1, job->log_path);
@@ -475,6 +474,8 @@ static int wait_timeout_ms(const Run *r)
 		ms = 0;
 	if (r->waiting_for_gpu && (ms < 0 || ms > 1000))
 		ms = 1000;
+	if (shards_running(r) && (ms < 0 || ms > 250)) /* follow the items as they are made */
+		ms = 250;
 	if (r->st.tty && (ms < 0 || ms > 1000))
 		ms = 1000;
 	for (int i = 0; i < r->o->nexecutors; i++) {
@@ -512,6 +513,8 @@ static void check_ready(Run *r)
 				status_print(&r->st, "note", "%s: up to date, runs anyway (--force)", t->name);
 			v = VERDICT_RUN;
 		}
+		if (t->shard && v != VERDICT_RUN)
+			shard_item_settled(r, t);
 		if (v == VERDICT_UP_TO_DATE) {
 			r->sum->up_to_date++;
 			task_done(r, t);
@@ -529,6 +532,8 @@ static void check_ready(Run *r)
 			status_print(&r->st, "restored", "[%d/%d] %s (%s)", r->done, r->sum->total, t->name, buf_str(&reason));
 		} else if (!task_has_work(t)) {
 			finish_without_command(r, t);
+		} else if (t->shard) {
+			shard_item_pending(r, t); /* its shard's process makes it */
 		} else {
 			push_runnable(r, t);
 		}
@@ -557,6 +562,8 @@ static void start_runnable(Run *r)
 		r->runnable_head++;
 	if (r->runnable_head == r->runnable_end)
 		r->runnable_head = r->runnable_end = 0;
+	if (r->g->nshards)
+		shards_start(r);
 	if (r->waiting_for_gpu)
 		gpu_refresh(r->o->gpus, 0);
 }
@@ -632,6 +639,8 @@ int sched_run(Graph *g, const SchedOptions *o, SchedSummary *sum)
 	for (int i = 0; i < g->ntasks; i++) {
 		Task *t = g->tasks[i];
 		t->attempt = 0;
+		if (task_is_runner(t))
+			t->needed = 0; /* a shard's runner is started for its items, not on its own */
 		if (!t->needed) {
 			t->state = TS_IDLE;
 			continue;
@@ -639,7 +648,10 @@ int sched_run(Graph *g, const SchedOptions *o, SchedSummary *sum)
 		sum->total++;
 		t->state = TS_WAITING;
 		t->pending_deps = t->ndeps;
+		for (int d = 0; d < t->ndeps; d++)
+			t->pending_deps -= task_is_runner(t->deps[d]);
 	}
+	shards_init(&r);
 	for (int i = 0; i < g->ntasks; i++)
 		if (g->tasks[i]->needed && g->tasks[i]->pending_deps == 0)
 			push_ready(&r, g->tasks[i]);
@@ -648,14 +660,25 @@ int sched_run(Graph *g, const SchedOptions *o, SchedSummary *sum)
 	for (;;) {
 		check_ready(&r);
 		start_runnable(&r);
-		if (r.nrunning == 0 && (r.stopping || (r.ready_len == 0 && r.nrunnable == 0)))
+		if (r.nrunning == 0 && (r.stopping || (r.ready_len == 0 && r.nrunnable == 0 && !shards_waiting(&r))))
 			break;
+		if (g->nshards)
+			shards_poll(&r);
 		int commit_due_ms = settle_commit(&r, 0);
 		Task *names[8];
 		int nn = 0;
 		for (Job *j = r.running; j && nn < 8; j = j->next)
 			names[nn++] = j->task;
-		status_line(&r.st, r.done, sum->total, names, nn, buf_str(&r.wait_text));
+		Buf line = {0};
+		buf_puts(&line, buf_str(&r.wait_text));
+		if (g->nshards) {
+			Buf progress = {0};
+			shards_progress(&r, &progress, 0);
+			buf_printf(&line, "%s%s", line.len && progress.len ? "; " : "", buf_str(&progress));
+			buf_free(&progress);
+		}
+		status_line(&r.st, r.done, sum->total, names, nn, buf_str(&line));
+		buf_free(&line);
 		int timeout = wait_timeout_ms(&r);
 		if (commit_due_ms >= 0 && (timeout < 0 || timeout > commit_due_ms))
 			timeout = commit_due_ms;
@@ -680,6 +703,11 @@ int sched_run(Graph *g, const SchedOptions *o, SchedSummary *sum)
 	settle_commit(&r, 1);
 	sum->wall_sec = now_wall() - t0;
 	sum->not_run = sum->total - sum->ran - sum->up_to_date - sum->restored - sum->failed;
+	if (g->nshards) { /* the maps' last progress: items and rate */
+		Buf progress = {0};
+		shards_progress(&r, &progress, 1);
+		buf_free(&progress);
+	}
 	print_summary(&r, sum);
 	for (int i = 0; i < r.nfailures; i++) {
 		free(r.failures[i].reason);
@@ -692,6 +720,7 @@ int sched_run(Graph *g, const SchedOptions *o, SchedSummary *sum)
 	free(r.runnable);
 	free(r.attempt_ids);
 	free(r.wait_since);
+	shards_free(&r);
 	free(r.wait_noted);
 	buf_free(&r.wait_text);
 	ports_free(r.ports);

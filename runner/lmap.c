@@ -1,0 +1,189 @@
+/* lmap.c — map{}: one task per item, run in batches by one process per shard.
+ *
+ *   map { name = "caption", items = names, shards = 8 | "gpus",
+ *         input = "images/{item}.png", output = "captions/{item}.txt",
+ *         run = { "python3", "caption.py", "--items", "{items}" }, gpus = 1, ... }
+ *
+ * Each item becomes the task "<name>/<item>" through task{} itself (so every field is
+ * checked the same way): its inputs are the map's inputs and its own input, its output
+ * its own, its command the map's (so an edited command re-runs every item) and its tags
+ * the map's plus item = <item>. Items go to shards round-robin (sizes differ by at most
+ * one). Each shard gets a runner task "<name>:shard-<k>" holding the command and the
+ * resources (its GPU lease lasts for all of its items); the group task "<name>" depends
+ * on every item and is what map{} returns. */
+#define _GNU_SOURCE
+#include <lauxlib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../base/os.h"
+#include "lkiln_internal.h"
+
+static const char *const map_fields[] = {"name", "items", "shards", "input", "output", "run", "inputs", "deps", "env",
+					 "cpus", "mem", "gpus", "gpu_mem", "timeout", "retries", "retry_on", "tags",
+					 "gpu_wait", "gpu_wait_then", "executor", NULL};
+/* fields each runner takes from the map (the command and the resources) */
+static const char *const runner_fields[] = {"run", "env", "cpus", "mem", "gpus", "gpu_mem", "timeout", "retries",
+					    "retry_on", "gpu_wait", "gpu_wait_then", "executor", NULL};
+
+/* pattern with every {item} replaced by item, pushed on the Lua stack */
+static void push_expanded(lua_State *L, const char *pattern, const char *item)
+{
+	luaL_Buffer b;
+	luaL_buffinit(L, &b);
+	for (const char *p = pattern; *p;) {
+		if (!strncmp(p, "{item}", 6)) {
+			luaL_addstring(&b, item);
+			p += 6;
+		} else {
+			luaL_addchar(&b, *p++);
+		}
+	}
+	luaL_pushresult(&b);
+}
+
+/* Calls task{} with the table on top of the stack; returns its Task. */
+static Task *declare(lua_State *L)
+{
+	lua_getglobal(L, "task");
+	lua_insert(L, -2);
+	lua_call(L, 1, 1);
+	Task *t = lk_task_of(L, -1);
+	lua_pop(L, 1);
+	return t;
+}
+
+static void copy_field(lua_State *L, int from, const char *field)
+{
+	lua_getfield(L, from, field);
+	lua_setfield(L, -2, field);
+}
+
+int l_map(lua_State *L)
+{
+	RecipeContext *ctx = lk_context(L);
+	Graph *g = ctx->g;
+	luaL_checktype(L, 1, LUA_TTABLE);
+	lua_settop(L, 1);
+	lk_check_fields(L, "map{}", map_fields);
+	if (lua_getfield(L, 1, "name") != LUA_TSTRING)
+		luaL_error(L, "map{}: field 'name' is required and must be a string");
+	const char *name = lk_value_string(L, g, -1, "name", 0);
+	lua_pop(L, 1);
+	if (lua_getfield(L, 1, "items") != LUA_TTABLE)
+		luaL_error(L, "map{} \"%s\": field 'items' (a list of strings, e.g. from glob()) is required", name);
+	int nitems;
+	const char **items = lk_string_list(L, g, -1, "items", &nitems, 0);
+	lua_pop(L, 1);
+	if (lua_getfield(L, 1, "output") != LUA_TSTRING || !strstr(lua_tostring(L, -1), "{item}"))
+		luaL_error(L, "map{} \"%s\": field 'output' (each item's output, with {item}: \"out/{item}.txt\") is required",
+			   name);
+	const char *output = lk_value_string(L, g, -1, "output", 0);
+	lua_pop(L, 1);
+	const char *input = NULL;
+	if (lua_getfield(L, 1, "input") != LUA_TNIL) {
+		input = lk_value_string(L, g, -1, "input", 0);
+		if (!strstr(input, "{item}"))
+			luaL_error(L, "map{} \"%s\": 'input' names each item's own input with {item}, got \"%s\"", name, input);
+	}
+	lua_pop(L, 1);
+	if (lua_getfield(L, 1, "run") == LUA_TNIL)
+		luaL_error(L, "map{} \"%s\": field 'run' (the command each shard runs on its items: {items}) is required", name);
+	lua_pop(L, 1);
+	int shards = 1;
+	int type = lua_getfield(L, 1, "shards");
+	if (type == LUA_TSTRING && !strcmp(lua_tostring(L, -1), "gpus"))
+		shards = ctx->gpus_known > 0 ? ctx->gpus_known : os_cpu_count(); /* CPU workers without GPUs */
+	else if (type != LUA_TNIL && (!lua_isinteger(L, -1) || (shards = (int)lua_tointeger(L, -1)) < 1 || shards > 4096))
+		luaL_error(L, "map{} \"%s\": shards must be a count from 1 to 4096 or \"gpus\"", name);
+	lua_pop(L, 1);
+	if (shards > nitems)
+		shards = nitems > 0 ? nitems : 1; /* no empty shards */
+
+	MapShard **made = arena_alloc(&g->arena, (size_t)shards * sizeof *made);
+	for (int k = 0; k < shards; k++) {
+		MapShard *s = arena_alloc(&g->arena, sizeof *s);
+		memset(s, 0, sizeof *s);
+		s->map = name;
+		s->index = k + 1;
+		s->count = shards;
+		lua_newtable(L);
+		lua_pushfstring(L, "%s:shard-%d", name, k + 1);
+		lua_setfield(L, -2, "name");
+		for (int f = 0; runner_fields[f]; f++)
+			copy_field(L, 1, runner_fields[f]);
+		s->runner = declare(L);
+		s->runner->shard = s;
+		s->items = arena_alloc(&g->arena, (size_t)(nitems / shards + 2) * sizeof *s->items);
+		s->cap = nitems / shards + 1;
+		s->id = g->nshards;
+		g->shards = xrealloc(g->shards, (size_t)(g->nshards + 1) * sizeof *g->shards);
+		g->shards[g->nshards++] = s;
+		made[k] = s;
+	}
+	lua_newtable(L); /* the group task's deps: every item */
+	int group_deps = lua_gettop(L);
+	for (int i = 0; i < nitems; i++) {
+		lua_newtable(L);
+		lua_pushfstring(L, "%s/%s", name, items[i]);
+		lua_setfield(L, -2, "name");
+		copy_field(L, 1, "run");
+		copy_field(L, 1, "env");
+		copy_field(L, 1, "deps");
+		lua_newtable(L); /* inputs: the map's, then the item's own */
+		int n = 0;
+		if (lua_getfield(L, 1, "inputs") == LUA_TTABLE) {
+			for (lua_Integer j = 1, len = luaL_len(L, -1); j <= len; j++) {
+				lua_rawgeti(L, -1, j);
+				lua_rawseti(L, -3, ++n);
+			}
+		} else if (!lua_isnil(L, -1)) {
+			lua_pushvalue(L, -1);
+			lua_rawseti(L, -3, ++n);
+		}
+		lua_pop(L, 1);
+		if (input) {
+			push_expanded(L, input, items[i]);
+			lua_rawseti(L, -2, ++n);
+		}
+		lua_setfield(L, -2, "inputs");
+		lua_newtable(L);
+		push_expanded(L, output, items[i]);
+		lua_rawseti(L, -2, 1);
+		lua_setfield(L, -2, "outputs");
+		lua_newtable(L); /* tags: the map's and the item */
+		if (lua_getfield(L, 1, "tags") == LUA_TTABLE) {
+			lua_pushnil(L);
+			while (lua_next(L, -2)) {
+				lua_pushvalue(L, -2);
+				lua_insert(L, -2);
+				lua_settable(L, -5);
+			}
+		}
+		lua_pop(L, 1);
+		lua_pushstring(L, items[i]);
+		lua_setfield(L, -2, "item");
+		lua_setfield(L, -2, "tags");
+		Task *t = declare(L);
+		MapShard *s = made[i % shards];
+		t->shard = s;
+		t->cpus = 0; /* the runner holds the resources, for all of its items */
+		t->gpus = 0;
+		t->retries = 0;
+		if (s->nitems == s->cap)
+			luaL_error(L, "map{}: internal: shard %d overflows", s->index);
+		s->items[s->nitems++] = t;
+		lua_pushstring(L, t->name);
+		lua_rawseti(L, group_deps, i + 1);
+	}
+	lua_newtable(L);
+	lua_pushstring(L, name);
+	lua_setfield(L, -2, "name");
+	lua_pushvalue(L, group_deps);
+	lua_setfield(L, -2, "deps");
+	lua_getglobal(L, "task");
+	lua_insert(L, -2);
+	lua_call(L, 1, 1); /* the group task's value is map{}'s */
+	return 1;
+}

@@ -1,0 +1,81 @@
+/* sched_internal.h — the scheduler's run state, shared by sched.c and shards.c (map{}
+ * shards: item tasks batched into one process per shard). Not for other modules. */
+#ifndef KILN_SCHED_INTERNAL_H
+#define KILN_SCHED_INTERNAL_H
+
+#include "ports.h"
+#include "sched.h"
+#include "status.h"
+
+typedef struct {
+	Task *task;
+	char *reason; /* malloc'd */
+	char *log;    /* malloc'd or NULL */
+} Failure;
+
+typedef struct {
+	const SchedOptions *o;
+	Graph *g;
+	SchedSummary *sum;
+	Status st;
+	Task **ready;      /* dependencies done, not yet checked: a FIFO */
+	int ready_head, ready_len;
+	Task **runnable;   /* must run, waiting for a slot: a queue in [runnable_head, */
+	int runnable_head, runnable_end, runnable_cap; /* runnable_end), NULL where one started */
+	int nrunnable;     /* tasks still in the queue */
+	Job *running;
+	int nrunning;
+	int free_jobs, free_cpus;
+	long long free_mem;
+	int stopping, start_failures_pending, waiting_for_gpu;
+	int done;
+	Failure *failures;
+	int nfailures;
+	int64_t *attempt_ids; /* per task index: the open attempt row */
+	int64_t *wait_since;  /* per task index: when it began waiting for a GPU, 0 when not */
+	int64_t *wait_noted;  /* per task index: when its waiting was last printed */
+	Buf wait_text;        /* "t waits for a GPU: ..." for the status line, "" when none waits */
+	PortPool *ports;      /* held by running attempts */
+	/* Successes recorded in the open batch: reported once the batch is committed, so no
+	 * "ok" is printed (or counted) for a success a full disk kept from being recorded. */
+	Task **unconfirmed;
+	char **unconfirmed_lines;
+	int nunconfirmed, unconfirmed_cap;
+	const char *state_error; /* set once a commit failed: nothing new starts */
+	struct ShardRun *shards;  /* per map shard (g->shards): shards.c */
+	int64_t progress_printed_ns; /* the last progress line on plain output */
+} Run;
+
+/* sched.c */
+void task_done(Run *r, Task *t);
+void task_failed(Run *r, Task *t, const char *reason, const char *log);
+/* Starts t (a task or a shard's runner) when slots allow: 1 if it started or failed for
+ * good (it leaves the queue), 0 if it must wait. */
+int try_start(Run *r, Task *t);
+
+/* shards.c */
+void shards_init(Run *r);
+void shards_free(Run *r);
+/* An item task's verdict is in: it must run (queued for its shard) or it is settled. */
+void shard_item_pending(Run *r, Task *t);
+void shard_item_settled(Run *r, Task *t);
+/* Starts each shard whose items are all decided and some pending; records the items whose
+ * outputs are complete while shards run. */
+void shards_start(Run *r);
+void shards_poll(Run *r);
+/* Before the runner's attempt starts: clears the pending items' outputs and writes their
+ * list; returns its path (malloc'd), or NULL with err. */
+char *shard_prepare(Run *r, Task *runner, Buf *err);
+/* The shard's process ended: records its complete items, then the rest are recorded
+ * (SHARD_OK), kept for the next attempt (SHARD_RETRY), not run (SHARD_STOPPED) or failed
+ * with why (SHARD_FAILED). */
+enum { SHARD_OK, SHARD_RETRY, SHARD_STOPPED, SHARD_FAILED };
+void shard_job_ended(Run *r, Job *job, const char *why, int mode);
+/* Whether a shard runs (the loop then wakes often enough to follow its items), and
+ * whether one has items waiting to start (the run is not over). */
+int shards_running(const Run *r);
+int shards_waiting(const Run *r);
+/* "caption: 812/5000 items, 26.1/s, ETA 2m40s" for the status line, "" when none. */
+void shards_progress(Run *r, Buf *out, int force_print);
+
+#endif

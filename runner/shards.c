@@ -1,0 +1,273 @@
+/* shards.c — running map{} items in batches. Every item is a task with its own key and
+ * output, decided by the cache like any task (up to date, restored, or must run); the
+ * items that must run wait in their shard's list, and once every item of a shard is
+ * decided its runner starts one process for all of them, with the list in a file
+ * ({items}, KILN_ITEMS) and the runner's resources (its GPU lease lasts for the batch).
+ *
+ * An item is recorded (its output hashed, its success in the state) only once its output
+ * is certainly complete: when an output of a later item in the list has appeared (a shard
+ * works through its list in order, one item at a time), or when the process exits 0. So
+ * a kill -9, a Ctrl-C or a crash loses at most the item in progress, never records half
+ * an output, and the next run starts at the first unrecorded item. A listed item whose
+ * output is missing after a successful exit fails by name; the others stay recorded. */
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "sched_internal.h"
+
+#define RATE_WINDOW 64 /* recent completion times kept per map, for the rate */
+
+typedef struct ShardRun {
+	Task **pending;   /* items that must run, in list order */
+	int npending, cap;
+	int recorded;     /* pending[0..recorded) are recorded (this attempt) */
+	int undecided;    /* needed items whose verdict is not in yet */
+	int running;      /* its runner's job is running */
+	int ran;          /* items it recorded in this run */
+	int64_t started_ns; /* its first start in this run, 0 before */
+} ShardRun;
+
+void shards_init(Run *r)
+{
+	Graph *g = r->g;
+	r->shards = xcalloc((size_t)g->nshards + 1, sizeof *r->shards);
+	for (int s = 0; s < g->nshards; s++)
+		for (int i = 0; i < g->shards[s]->nitems; i++)
+			r->shards[s].undecided += g->shards[s]->items[i]->needed;
+}
+
+void shards_free(Run *r)
+{
+	for (int s = 0; s < r->g->nshards; s++)
+		free(r->shards[s].pending);
+	free(r->shards);
+}
+
+void shard_item_pending(Run *r, Task *t)
+{
+	ShardRun *s = &r->shards[t->shard->id];
+	if (s->npending == s->cap) {
+		s->cap = s->cap ? 2 * s->cap : 64;
+		s->pending = xrealloc(s->pending, (size_t)s->cap * sizeof *s->pending);
+	}
+	s->pending[s->npending++] = t;
+	t->state = TS_READY;
+	s->undecided--;
+}
+
+void shard_item_settled(Run *r, Task *t) { r->shards[t->shard->id].undecided--; }
+
+int shards_waiting(const Run *r)
+{
+	for (int s = 0; s < r->g->nshards; s++)
+		if (!r->shards[s].running && r->shards[s].npending > 0)
+			return 1;
+	return 0;
+}
+
+int shards_running(const Run *r)
+{
+	for (int s = 0; s < r->g->nshards; s++)
+		if (r->shards[s].running)
+			return 1;
+	return 0;
+}
+
+/* Pending items keep the order of the shard's list (they were queued as they were decided). */
+static int list_position(const MapShard *m, const Task *t)
+{
+	for (int i = 0; i < m->nitems; i++)
+		if (m->items[i] == t)
+			return i;
+	return m->nitems;
+}
+
+static int compare_position(const void *a, const void *b, void *ctx)
+{
+	const MapShard *m = ctx;
+	return list_position(m, *(Task *const *)a) - list_position(m, *(Task *const *)b);
+}
+
+void shards_start(Run *r)
+{
+	Graph *g = r->g;
+	for (int i = 0; i < g->nshards; i++) {
+		ShardRun *s = &r->shards[i];
+		MapShard *m = g->shards[i];
+		if (s->running || s->undecided > 0 || s->npending == 0 || r->stopping)
+			continue;
+		if (m->runner->gpus > 0 && gpu_count(r->o->gpus) == 0 && r->o->task_exec[m->runner->index]->local_slots) {
+			for (int k = 0; k < s->npending; k++)
+				task_failed(r, s->pending[k], "its shard needs a GPU but none is known: no NVML driver was found; "
+							    "name devices with --gpus 0,1", NULL);
+			s->npending = 0;
+			continue;
+		}
+		if (s->npending > 1)
+			qsort_r(s->pending, (size_t)s->npending, sizeof *s->pending, compare_position, m);
+		for (int k = 0; k < s->npending; k++)
+			s->pending[k]->state = TS_RUNNING;
+		s->recorded = 0;
+		s->running = 1;
+		if (!s->started_ns)
+			s->started_ns = now_mono_ns();
+		if (!try_start(r, m->runner)) { /* no slot yet: the next wake-up tries again */
+			s->running = 0;
+			for (int k = 0; k < s->npending; k++)
+				s->pending[k]->state = TS_READY;
+		}
+	}
+}
+
+char *shard_prepare(Run *r, Task *runner, Buf *err)
+{
+	ShardRun *s = &r->shards[runner->shard->id];
+	const char *slash = strrchr(r->o->log_dir, '/'); /* beside the logs: .kiln/maps/ */
+	int dir = slash ? (int)(slash - r->o->log_dir) : 0;
+	char *path = xasprintf("%.*s%smaps/%s@%d.items", dir, r->o->log_dir, dir ? "/" : "", runner->name, runner->attempt);
+	Buf list = {0};
+	for (int k = 0; k < s->npending; k++) {
+		Task *t = s->pending[k];
+		cache_clear_outputs(r->o->cache, t); /* only what must be made again */
+		for (int j = 0; j < t->noutputs; j++)
+			mkdirs_parent(t->outputs[j]);
+		const char *item = NULL;
+		for (int j = 0; j < t->ntags && !item; j++)
+			if (!strcmp(t->tags[j].key, "item"))
+				item = t->tags[j].value;
+		buf_printf(&list, "%s\n", item ? item : t->name);
+	}
+	if (mkdirs_parent(path) != 0 || write_file_atomic(path, list.data ? list.data : "", list.len) != 0) {
+		buf_printf(err, "cannot write the item list %s", path);
+		free(path);
+		path = NULL;
+	}
+	buf_free(&list);
+	return path;
+}
+
+static int exists(const char *path)
+{
+	struct stat st;
+	return stat(path, &st) == 0;
+}
+
+static int output_there(const Task *t) { return t->noutputs == 0 || exists(t->outputs[0]); }
+
+static void record_item(Run *r, Task *t)
+{
+	Buf err = {0};
+	if (cache_record_success(r->o->cache, t, &err) == 0) {
+		r->sum->ran++;
+		r->shards[t->shard->id].ran++;
+		task_done(r, t);
+	} else {
+		task_failed(r, t, buf_str(&err), NULL);
+	}
+	buf_free(&err);
+}
+
+/* Records pending items up to (not including) the last one whose output exists. */
+static void record_complete(Run *r, ShardRun *s)
+{
+	int last = -1;
+	for (int k = s->npending - 1; k >= s->recorded && last < 0; k--)
+		if (output_there(s->pending[k]))
+			last = k;
+	for (; s->recorded < last; s->recorded++)
+		if (output_there(s->pending[s->recorded]))
+			record_item(r, s->pending[s->recorded]);
+		else
+			s->pending[s->recorded]->state = TS_READY; /* skipped by the command: it stays pending */
+}
+
+void shards_poll(Run *r)
+{
+	for (int i = 0; i < r->g->nshards; i++)
+		if (r->shards[i].running)
+			record_complete(r, &r->shards[i]);
+}
+
+void shard_job_ended(Run *r, Job *job, const char *why, int mode)
+{
+	ShardRun *s = &r->shards[job->task->shard->id];
+	s->running = 0;
+	record_complete(r, s);
+	int left = 0;
+	for (int k = s->recorded; k < s->npending; k++) {
+		Task *t = s->pending[k];
+		if (t->state == TS_DONE || t->state == TS_FAILED)
+			continue;
+		if (mode == SHARD_OK && output_there(t)) {
+			record_item(r, t);
+		} else if (mode == SHARD_OK) {
+			char msg[300];
+			snprintf(msg, sizeof msg, "%s exited 0 without writing %s (log: %s)", job->task->name,
+				 t->noutputs ? t->outputs[0] : "its output", job->log_path);
+			task_failed(r, t, msg, job->log_path);
+		} else if (mode == SHARD_RETRY) {
+			t->state = TS_READY;
+			s->pending[left++] = t; /* the next attempt takes what is left */
+		} else if (mode == SHARD_STOPPED) {
+			t->state = TS_SKIPPED;
+			r->done++;
+		} else {
+			char msg[700];
+			snprintf(msg, sizeof msg, "%s failed: %s", job->task->name, why);
+			task_failed(r, t, msg, job->log_path);
+		}
+	}
+	/* recorded items before s->recorded are settled; kept ones move to the front */
+	if (mode != SHARD_RETRY)
+		left = 0;
+	s->npending = left;
+	s->recorded = 0;
+}
+
+/* ---- progress ---- */
+
+void shards_progress(Run *r, Buf *out, int force_print)
+{
+	Graph *g = r->g;
+	int64_t now = now_mono_ns();
+	for (int i = 0; i < g->nshards; i++) {
+		MapShard *m = g->shards[i];
+		if (m->index != 1)
+			continue; /* a map is summed from its first shard */
+		int done = 0, total = 0, running = 0, ran = 0;
+		int64_t started = 0;
+		for (int k = i; k < g->nshards && g->shards[k]->map == m->map; k++) {
+			ShardRun *s = &r->shards[k];
+			running |= s->running;
+			ran += s->ran;
+			if (s->started_ns && (!started || s->started_ns < started))
+				started = s->started_ns;
+			for (int j = 0; j < g->shards[k]->nitems; j++) {
+				Task *t = g->shards[k]->items[j];
+				total += t->needed;
+				done += t->needed && (t->state == TS_DONE || t->state == TS_FAILED || t->state == TS_SKIPPED);
+			}
+		}
+		if (!running && !(force_print && started))
+			continue; /* nothing of this map ran */
+		double elapsed = started ? (double)(now - started) / 1e9 : 0;
+		double rate = elapsed > 0.5 ? ran / elapsed : 0; /* items made per second since the map began */
+		buf_printf(out, "%s%s: %d/%d items", out->len ? "; " : "", m->map, done, total);
+		if (rate > 0) {
+			buf_printf(out, ", %.1f items/s", rate);
+			if (done < total) {
+				char eta[32];
+				format_duration((total - done) / rate, eta, sizeof eta);
+				buf_printf(out, ", ETA %s", eta);
+			}
+		}
+	}
+	/* plain output: a progress line every 10 s (and the last one), the status line otherwise */
+	if (out->len && (force_print || (!r->st.tty && now - r->progress_printed_ns >= 10000000000LL))) {
+		status_print(&r->st, "progress", "%s", buf_str(out));
+		r->progress_printed_ns = now;
+	}
+}
