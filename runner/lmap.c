@@ -43,12 +43,20 @@ static void push_expanded(lua_State *L, const char *pattern, const char *item)
 	luaL_pushresult(&b);
 }
 
-/* Calls task{} with the table on top of the stack; returns its Task. */
+/* Calls task{} with the table on top of the stack; returns its Task. Its errors get the
+ * map{} call's file:line (task{} called from C has none of its own). */
 static Task *declare(lua_State *L)
 {
 	lua_getglobal(L, "task");
 	lua_insert(L, -2);
-	lua_call(L, 1, 1);
+	if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+		luaL_where(L, 1);
+		lua_insert(L, -2);
+		lua_pushliteral(L, "map{}: ");
+		lua_insert(L, -2);
+		lua_concat(L, 3);
+		lua_error(L);
+	}
 	Task *t = lk_task_of(L, -1);
 	lua_pop(L, 1);
 	return t;
@@ -182,8 +190,6 @@ int l_map(lua_State *L)
 	lua_setfield(L, -2, "name");
 	lua_pushvalue(L, group_deps);
 	lua_setfield(L, -2, "deps");
-	lua_getglobal(L, "task");
-	lua_insert(L, -2);
-	lua_call(L, 1, 1); /* the group task's value is map{}'s */
+	lk_push_task_value(L, declare(L)); /* the group task's value is map{}'s */
 	return 1;
 }

@@ -170,7 +170,9 @@ static void record_item(Run *r, Task *t)
 	buf_free(&err);
 }
 
-/* Records pending items up to (not including) the last one whose output exists. */
+/* Records the pending items before the last one whose output exists (those are complete:
+ * the command has moved on); an item before it without an output was skipped by the
+ * command and is settled when the process ends. */
 static void record_complete(Run *r, ShardRun *s)
 {
 	int last = -1;
@@ -180,8 +182,6 @@ static void record_complete(Run *r, ShardRun *s)
 	for (; s->recorded < last; s->recorded++)
 		if (output_there(s->pending[s->recorded]))
 			record_item(r, s->pending[s->recorded]);
-		else
-			s->pending[s->recorded]->state = TS_READY; /* skipped by the command: it stays pending */
 }
 
 void shards_poll(Run *r)
@@ -197,10 +197,10 @@ void shard_job_ended(Run *r, Job *job, const char *why, int mode)
 	s->running = 0;
 	record_complete(r, s);
 	int left = 0;
-	for (int k = s->recorded; k < s->npending; k++) {
+	for (int k = 0; k < s->npending; k++) {
 		Task *t = s->pending[k];
-		if (t->state == TS_DONE || t->state == TS_FAILED)
-			continue;
+		if (t->state != TS_RUNNING)
+			continue; /* recorded (or failed) while it ran */
 		if (mode == SHARD_OK && output_there(t)) {
 			record_item(r, t);
 		} else if (mode == SHARD_OK) {
@@ -248,13 +248,13 @@ void shards_progress(Run *r, Buf *out, int force_print)
 			for (int j = 0; j < g->shards[k]->nitems; j++) {
 				Task *t = g->shards[k]->items[j];
 				total += t->needed;
-				done += t->needed && (t->state == TS_DONE || t->state == TS_FAILED || t->state == TS_SKIPPED);
+				done += t->needed && (t->state == TS_DONE || t->state == TS_FAILED);
 			}
 		}
 		if (!running && !(force_print && started))
 			continue; /* nothing of this map ran */
 		double elapsed = started ? (double)(now - started) / 1e9 : 0;
-		double rate = elapsed > 0.5 ? ran / elapsed : 0; /* items made per second since the map began */
+		double rate = elapsed > 0.05 && ran ? ran / elapsed : 0; /* items made per second since the map began */
 		buf_printf(out, "%s%s: %d/%d items", out->len ? "; " : "", m->map, done, total);
 		if (rate > 0) {
 			buf_printf(out, ", %.1f items/s", rate);

@@ -1,0 +1,143 @@
+"""End-to-end: map{} — items as tasks made in batches by one process per shard. A kill -9
+or Ctrl-C in the middle of a 200-item, 4-shard map, then a re-run that executes only the
+items not recorded (counted from the item records and a ledger the command appends to);
+10 new items run 10; an edited command re-runs all; a failed item is reported by name and
+the others stay done; shards are even; progress lines with a rate; the runner's GPU lease."""
+import os
+import signal
+import sqlite3
+import time
+
+from kilntest import KilnTestCase, lua_str, main, marked_processes, wait_for
+
+# works through its list in order, one item at a time: appends to the ledger, writes the
+# output atomically; FAIL_ITEM names one item that fails (no output, the shard goes on)
+WORKER = ("while read it; do sleep ${SLEEP:-0}; echo \"$it $KILN_TASK $CUDA_VISIBLE_DEVICES\" >> ledger; "
+          "if [ \"$it\" = \"$FAIL_ITEM\" ]; then continue; fi; "
+          "printf 'caption of %s\\n' \"$it\" > out/$it.tmp && mv out/$it.tmp out/$it.txt; done < {items}")
+
+
+def recipe(n, shards=4, extra="", command=WORKER):
+    return """
+local items = {}
+for i = 1, %d do items[#items + 1] = string.format("%%04d", i) end
+map { name = "cap", items = items, shards = %s, output = "out/{item}.txt", run = %s %s }
+task { name = "all", deps = {"cap"}, outputs = {"all.txt"}, run = "cat out/*.txt | wc -l > {out}" }
+""" % (n, shards, lua_str(command), extra)
+
+
+class Map(KilnTestCase):
+    def ledger(self):
+        return self.ws.read("ledger").split("\n")[:-1] if self.ws.exists("ledger") else []
+
+    def recorded(self):
+        db = sqlite3.connect(self.ws.path(".kiln/state.db"))
+        n = db.execute("SELECT count(*) FROM last_success WHERE task LIKE 'cap/%'").fetchone()[0]
+        db.close()
+        return n
+
+    def interrupted_then_resumed(self, sig):
+        self.ws.write("kiln.lua", recipe(200))
+        p = self.ws.spawn("run", env={"SLEEP": "0.02"})
+        self.assertTrue(wait_for(lambda: len(self.ledger()) >= 60, timeout=60), "the map got going")
+        os.kill(p.pid, sig)
+        p.wait(timeout=60)
+        # after a kill -9 the shard processes run on until the next kiln stops them; stop
+        # them here, so that the ledger counts what the re-run does
+        for pid in marked_processes(self.ws.dir):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.assertTrue(wait_for(lambda: not marked_processes(self.ws.dir)))
+        before = len(self.ledger())
+        self.assertLess(before, 200, "stopped in the middle")
+        recorded = self.recorded() if self.ws.exists(".kiln/state.db") else 0
+        r = self.ws.kiln("run", timeout=300)
+        self.assertEqual(r.rc, 0, r)
+        rerun = len(self.ledger()) - before
+        self.assertEqual(rerun, 200 - recorded, "exactly the items without a record ran again")
+        # items print progress, not an "ok" line each: the summary counts them
+        self.assertIn("kiln: 202 tasks: %d ran, %d up to date" % (200 - recorded + 2, recorded), r.out)
+        self.assertEqual(self.ws.read("all.txt").strip(), "200")
+        for i in range(1, 201):
+            self.assertEqual(self.ws.read("out/%04d.txt" % i), "caption of %04d\n" % i)
+        return recorded
+
+    def test_kill_9_resumes_at_the_item(self):
+        recorded = self.interrupted_then_resumed(signal.SIGKILL)
+        self.assertGreater(recorded, 0, "items recorded before the kill were kept")
+
+    def test_ctrl_c_resumes_at_the_item(self):
+        recorded = self.interrupted_then_resumed(signal.SIGINT)
+        self.assertGreater(recorded, 0)
+
+    def test_new_items_run_alone_and_an_edited_command_reruns_all(self):
+        self.ws.write("kiln.lua", recipe(40))
+        r = self.ws.kiln("run")
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(len(self.ledger()), 40)
+        shards = {}
+        for line in self.ledger():
+            item, shard = line.split()[:2]
+            shards.setdefault(shard, []).append(item)
+        self.assertEqual(sorted(len(v) for v in shards.values()), [10, 10, 10, 10], "even shards")
+        self.assertEqual(sorted(shards), ["cap:shard-1", "cap:shard-2", "cap:shard-3", "cap:shard-4"])
+        self.assertIn("progress cap: 40/40 items", r.out)
+        self.assertRegex(r.out, r"items/s")
+        self.assertEqual(self.ws.kiln("run").ran, set(), "no-op")
+        self.ws.write("kiln.lua", recipe(50))
+        r = self.ws.kiln("run")
+        self.assertEqual(len(self.ledger()), 50, "10 new items, 10 runs")
+        self.assertEqual({x.split()[0] for x in self.ledger()[40:]}, {"%04d" % i for i in range(41, 51)})
+        self.ws.write("kiln.lua", recipe(50, command=WORKER + " # v2"))
+        r = self.ws.kiln("run")
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(len(self.ledger()), 100, "an edited command re-runs every item")
+
+    def test_a_failed_item_is_reported_by_name_and_the_others_stay_done(self):
+        self.ws.write("kiln.lua", recipe(12, shards=2))
+        r = self.ws.kiln("run", "-k", env={"FAIL_ITEM": "0005"})
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("FAILED cap/0005: cap:shard-1 exited 0 without writing out/0005.txt", r.out)
+        self.assertEqual(self.recorded(), 11, "the other eleven are recorded")
+        before = len(self.ledger())
+        r = self.ws.kiln("run")
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual([x.split()[0] for x in self.ledger()[before:]], ["0005"], "only the failed item runs again")
+        self.assertIn("3 ran, 11 up to date", r.out)
+
+    def test_deleted_output_is_restored_and_a_shard_holds_its_gpu_for_all_items(self):
+        self.ws.write("gpus.csv", "0, 80000, 0\n1, 80000, 0\n")
+        env = {"KILN_GPU_INFO": self.ws.path("gpus.csv")}
+        self.ws.write("kiln.lua", recipe(8, shards="\"gpus\"", extra=", gpus = 1"))
+        r = self.ws.kiln("run", env=env)
+        self.assertEqual(r.rc, 0, r)
+        by_shard = {}
+        for line in self.ledger():
+            item, shard, gpu = line.split()
+            by_shard.setdefault(shard, set()).add(gpu)
+        self.assertEqual(len(by_shard), 2, "shards = \"gpus\": one per device")
+        self.assertEqual(sorted(g for v in by_shard.values() for g in v), ["0", "1"], "one device per shard, all along")
+        os.remove(self.ws.path("out/0003.txt"))
+        r = self.ws.kiln("run", env=env)
+        self.assertEqual(r.restored, {"cap/0003"}, "an item is a task: its output comes back from the store")
+        self.assertEqual(len(self.ledger()), 8)
+
+    def test_recipe_errors(self):
+        cases = [('map { name = "m", items = {"a"}, run = "true" }', "field 'output'"),
+                 ('map { name = "m", items = {"a"}, output = "o.txt", run = "true" }', "field 'output'"),
+                 ('map { name = "m", items = {"a"}, output = "{item}.txt" }', "field 'run'"),
+                 ('map { name = "m", items = {"a"}, output = "{item}.txt", run = "true", shards = 0 }', "shards must be"),
+                 ('map { name = "m", items = {"a b"}, output = "{item}.txt", run = "true" }', "invalid name"),
+                 ('map { name = "m", items = {"a"}, output = "{item}.txt", run = "true", nope = 1 }', "unknown field 'nope'")]
+        for text, message in cases:
+            self.ws.write("kiln.lua", "\n" + text + "\n")
+            r = self.ws.kiln("run")
+            self.assertEqual(r.rc, 2, (text, r))
+            self.assertIn("kiln.lua:2:", r.err, text)
+            self.assertIn(message, r.err, text)
+
+
+if __name__ == "__main__":
+    main()
