@@ -368,6 +368,10 @@ static void mark_named(void *ctx, Task *t)
 static int verb_run(Options *o, int argc, char **argv)
 {
 	Graph *g = new_graph();
+	/* from here on Ctrl-C is a request the run answers (exit 130, nothing half-recorded),
+	 * even while the recipe loads: it stays pending until the scheduler takes it */
+	if (!o->dry_run)
+		os_block_signals();
 	/* the state loads on another thread while the recipe loads on this one */
 	Cache *c = open_cache(o, g, o->dry_run);
 	load_graph_with(o, g, c);
@@ -415,7 +419,6 @@ static int verb_run(Options *o, int argc, char **argv)
 			fatal("%s", buf_str(&serr));
 		cache_each_open_job(c, adopt_job, slurm); /* jobs a killed or detached kiln left */
 	}
-	os_block_signals();
 	Executor *ex = exec_local_new(), *plots = exec_plot_new(KILN_DIR "/state.db");
 	Executor *executors[3] = {ex, plots, slurm};
 	Executor **task_exec = xmalloc(((size_t)g->ntasks + 1) * sizeof *task_exec);
