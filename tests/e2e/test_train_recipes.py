@@ -1,8 +1,10 @@
-"""End-to-end with real PyTorch (gloo, CPU): the distributed-training recipes run from start
-to end — train_compare.lua (DDP vs all-reduce vs parameter server: five charts, the
-performance report with ratios to DDP, a second run that executes nothing) and imagenet.lua
-(one process and torchrun DDP, a loadable checkpoint). Skipped (with the reason) where
-Debian's python3-torch / python3-torchvision are not installed."""
+"""End-to-end with real PyTorch (gloo, CPU): the PyTorch recipes run from start to end —
+train_compare.lua (DDP vs all-reduce vs parameter server: five charts, the performance
+report with ratios to DDP, a second run that executes nothing), imagenet.lua (one process
+and torchrun DDP, a loadable checkpoint), clip_grid.lua (the encoder grid: logs and
+checkpoints named after each config, the recall table) and caption.lua (generated images
+captioned by a sharded map{}). Skipped (with the reason) where Debian's python3-torch /
+python3-torchvision / python3-pil are not installed."""
 import json
 import os
 import subprocess
@@ -70,6 +72,38 @@ class Recipes(KilnTestCase):
         self.assertTrue(check.stdout.startswith("resnet18 "), check.stdout)
         self.assertIn("--nproc_per_node=2", self.ws.read(".kiln/logs/imagenet/ddp@1.log"))
         self.assertEqual(self.ws.kiln("run", recipe, "steps=2", "epochs=1", "image_size=32", "batch=4").ran, set())
+
+    def test_clip_grid(self):
+        recipe = os.path.join(RECIPES, "clip_grid.lua")
+        args = ("images=starnet_s1,starnet_s2", "epochs=2", "samples=256")
+        r = self.ws.kiln("run", recipe, *args, timeout=600)
+        self.assertEqual(r.rc, 0, r)
+        configs = ["starnet_s1-clip", "starnet_s1-bert", "starnet_s2-clip", "starnet_s2-bert"]
+        for c in configs:
+            self.assertTrue(self.ws.exists(".kiln/logs/clip/%s@1.log" % c), "one log per config, named after it")
+            self.assertTrue(self.ws.exists("checkpoints/%s/model.pt" % c))
+            res = json.loads(self.ws.read("results/%s.json" % c))
+            self.assertEqual(len(res["epochs"]), 2)
+            self.assertTrue(0 <= res["recall_at_1"] <= 1)
+        table = self.ws.read("results/recall.md")
+        self.assertIn("| starnet_s2 |", table)
+        self.assertIn("bert-base-chinese", table)
+        self.assertEqual(self.ws.kiln("run", recipe, *args).ran, set())
+
+    def test_caption_map(self):
+        recipe = os.path.join(RECIPES, "caption.lua")
+        r = self.ws.kiln("run", recipe, "images=120", "shards=3", timeout=600)
+        self.assertEqual(r.rc, 0, r)
+        self.assertIn("progress caption: 120/120 items", r.out)
+        lines = self.ws.read("captions.tsv").splitlines()
+        self.assertEqual(len(lines), 120)
+        self.assertRegex(lines[0], r"^0001\t\w+ shapes covering \d+% of a \w+ background")
+        loads = [self.ws.read(".kiln/logs/caption:shard-%d@1.log" % k).count("model loaded") for k in (1, 2, 3)]
+        self.assertEqual(loads, [1, 1, 1], "one model load per shard")
+        again = self.ws.kiln("run", recipe, "images=120", "shards=3")
+        self.assertIn("123 up to date", again.out, again)
+        more = self.ws.kiln("run", recipe, "images=130", "shards=3")
+        self.assertIn("progress caption: 130/130 items", more.out, "ten new images")
 
 
 if __name__ == "__main__":
