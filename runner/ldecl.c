@@ -1,6 +1,7 @@
 /* ldecl.c — the recipe's declarations beside task{}: plot{} (a chart as a typed spec on
  * its task), external{} (places outside the workspace inputs may name), slurm{}, glob() and
- * params{} (command-line overrides converted to each default's type). */
+ * params{} (command-line overrides converted to each default's type); and the task fields
+ * with a structure of their own, retry_on and torchrun. */
 #define _GNU_SOURCE
 #include <glob.h>
 #include <lauxlib.h>
@@ -9,7 +10,9 @@
 #include <string.h>
 
 #include "../plots/plot.h"
+#include "failure.h"
 #include "lkiln_internal.h"
+#include "torchrun.h"
 
 int l_gpus_available(lua_State *L)
 {
@@ -210,3 +213,68 @@ int l_params(lua_State *L)
 	return 1;
 }
 
+/* retry_on = { "oom", "port", ... }: the failure classes a retry is spent on. */
+unsigned lk_parse_retry_on(lua_State *L, Graph *g)
+{
+	int n;
+	lua_getfield(L, 1, "retry_on");
+	const char **names = lk_string_list(L, g, -1, "retry_on", &n, 0);
+	unsigned mask = 0;
+	for (int i = 0; i < n; i++) {
+		int c = failure_parse(names[i]);
+		if (c < 0)
+			lk_field_error(L, "retry_on", "names an unknown failure class \"%s\" (classes: %s)", names[i],
+				       failure_names());
+		mask |= FC_BIT(c);
+	}
+	lua_pop(L, 1);
+	return mask;
+}
+
+#define MAX_NODES 4096
+
+/* torchrun = { nproc = N | "gpus", nnodes = M }: wraps the command in the launcher. */
+void lk_parse_torchrun(lua_State *L, Graph *g, Task *t, int cpus_declared)
+{
+	lua_getfield(L, 1, "torchrun");
+	if (!lua_istable(L, -1))
+		lk_field_error(L, "torchrun", "must be a table like { nproc = 2 } or { nproc = \"gpus\", nnodes = 2 }, got %s",
+			       luaL_typename(L, -1));
+	Torchrun *tr = arena_alloc(&g->arena, sizeof *tr);
+	memset(tr, 0, sizeof *tr);
+	tr->nnodes = 1;
+	lua_pushnil(L);
+	while (lua_next(L, -2)) {
+		const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
+		if (!strcmp(k, "nproc")) {
+			if (lua_type(L, -1) == LUA_TSTRING && !strcmp(lua_tostring(L, -1), "gpus"))
+				tr->nproc = 0;
+			else if ((tr->nproc = (int)lk_integer_field(L, -1, "torchrun.nproc", 1024)) < 1)
+				lk_field_error(L, "torchrun.nproc", "must be at least 1 (or \"gpus\": one per leased GPU)");
+		} else if (!strcmp(k, "nnodes")) {
+			if ((tr->nnodes = (int)lk_integer_field(L, -1, "torchrun.nnodes", MAX_NODES)) < 1)
+				lk_field_error(L, "torchrun.nnodes", "must be at least 1");
+		} else {
+			lk_field_error(L, "torchrun", "has an unknown field '%s' (fields: nproc, nnodes)", k);
+		}
+		lua_pop(L, 1);
+	}
+	lua_pop(L, 1);
+	lua_getfield(L, 1, "torchrun");
+	int has_nproc = lua_getfield(L, -1, "nproc") != LUA_TNIL;
+	lua_pop(L, 2);
+	if (!has_nproc)
+		lk_field_error(L, "torchrun", "needs nproc: a number of processes per node, or \"gpus\" for one per leased GPU");
+	if (tr->nproc == 0 && t->gpus == 0)
+		lk_field_error(L, "torchrun", "has nproc = \"gpus\" but the task leases none: set gpus = N, or give nproc as "
+					      "a number for CPU processes");
+	if (!cpus_declared && tr->nproc > t->cpus)
+		t->cpus = tr->nproc; /* each process is busy: they hold a CPU each unless told otherwise */
+	Buf err = {0};
+	if (torchrun_wrap(g, t, tr, &err) != 0) {
+		char msg[256];
+		snprintf(msg, sizeof msg, "%s", buf_str(&err));
+		buf_free(&err);
+		lk_field_error(L, "torchrun", "%s", msg);
+	}
+}

@@ -6,7 +6,6 @@
 #include "lkiln.h"
 #include "lkiln_internal.h"
 #include "failure.h"
-#include "torchrun.h"
 
 #include <glob.h>
 #include <lauxlib.h>
@@ -176,7 +175,7 @@ static KeyValue *key_values(lua_State *L, Graph *g, int idx, const char *field, 
 }
 
 /* An integer in [0, max]; anything else (a fraction, NaN, 2^32) is a recipe error. */
-static long long integer_field(lua_State *L, int idx, const char *field, long long max)
+long long lk_integer_field(lua_State *L, int idx, const char *field, long long max)
 {
 	int ok;
 	lua_Integer v = lua_tointegerx(L, idx, &ok);
@@ -204,7 +203,7 @@ static long long integer_field(lua_State *L, int idx, const char *field, long lo
 static long long size_field(lua_State *L, int idx, const char *field)
 {
 	if (lua_type(L, idx) == LUA_TNUMBER)
-		return integer_field(L, idx, field, MAX_SIZE_MIB);
+		return lk_integer_field(L, idx, field, MAX_SIZE_MIB);
 	const char *s = luaL_tolstring(L, idx, NULL);
 	long long v = lua_type(L, idx) == LUA_TSTRING ? parse_size_mib(s) : -1;
 	if (v < 0 || v > MAX_SIZE_MIB)
@@ -221,7 +220,7 @@ static long long optional_number(lua_State *L, unsigned present, const char *fie
 	if (!present)
 		return dflt;
 	lua_getfield(L, 1, field);
-	long long v = is_size ? size_field(L, -1, field) : integer_field(L, -1, field, max);
+	long long v = is_size ? size_field(L, -1, field) : lk_integer_field(L, -1, field, max);
 	lua_pop(L, 1);
 	return v;
 }
@@ -497,72 +496,6 @@ static void check_port_placeholders(lua_State *L, Task *t)
 		t->ports = 1;
 }
 
-/* retry_on = { "oom", "port", ... }: the failure classes a retry is spent on. */
-static unsigned parse_retry_on(lua_State *L, Graph *g)
-{
-	int n;
-	lua_getfield(L, 1, "retry_on");
-	const char **names = lk_string_list(L, g, -1, "retry_on", &n, 0);
-	unsigned mask = 0;
-	for (int i = 0; i < n; i++) {
-		int c = failure_parse(names[i]);
-		if (c < 0)
-			lk_field_error(L, "retry_on", "names an unknown failure class \"%s\" (classes: %s)", names[i],
-				       failure_names());
-		mask |= FC_BIT(c);
-	}
-	lua_pop(L, 1);
-	return mask;
-}
-
-#define MAX_NODES 4096
-
-/* torchrun = { nproc = N | "gpus", nnodes = M }: wraps the command in the launcher. */
-static void parse_torchrun(lua_State *L, Graph *g, Task *t, int cpus_declared)
-{
-	lua_getfield(L, 1, "torchrun");
-	if (!lua_istable(L, -1))
-		lk_field_error(L, "torchrun", "must be a table like { nproc = 2 } or { nproc = \"gpus\", nnodes = 2 }, got %s",
-			       luaL_typename(L, -1));
-	Torchrun *tr = arena_alloc(&g->arena, sizeof *tr);
-	memset(tr, 0, sizeof *tr);
-	tr->nnodes = 1;
-	lua_pushnil(L);
-	while (lua_next(L, -2)) {
-		const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
-		if (!strcmp(k, "nproc")) {
-			if (lua_type(L, -1) == LUA_TSTRING && !strcmp(lua_tostring(L, -1), "gpus"))
-				tr->nproc = 0;
-			else if ((tr->nproc = (int)integer_field(L, -1, "torchrun.nproc", 1024)) < 1)
-				lk_field_error(L, "torchrun.nproc", "must be at least 1 (or \"gpus\": one per leased GPU)");
-		} else if (!strcmp(k, "nnodes")) {
-			if ((tr->nnodes = (int)integer_field(L, -1, "torchrun.nnodes", MAX_NODES)) < 1)
-				lk_field_error(L, "torchrun.nnodes", "must be at least 1");
-		} else {
-			lk_field_error(L, "torchrun", "has an unknown field '%s' (fields: nproc, nnodes)", k);
-		}
-		lua_pop(L, 1);
-	}
-	lua_pop(L, 1);
-	lua_getfield(L, 1, "torchrun");
-	int has_nproc = lua_getfield(L, -1, "nproc") != LUA_TNIL;
-	lua_pop(L, 2);
-	if (!has_nproc)
-		lk_field_error(L, "torchrun", "needs nproc: a number of processes per node, or \"gpus\" for one per leased GPU");
-	if (tr->nproc == 0 && t->gpus == 0)
-		lk_field_error(L, "torchrun", "has nproc = \"gpus\" but the task leases none: set gpus = N, or give nproc as "
-					      "a number for CPU processes");
-	if (!cpus_declared && tr->nproc > t->cpus)
-		t->cpus = tr->nproc; /* each process is busy: they hold a CPU each unless told otherwise */
-	Buf err = {0};
-	if (torchrun_wrap(g, t, tr, &err) != 0) {
-		char msg[256];
-		snprintf(msg, sizeof msg, "%s", buf_str(&err));
-		buf_free(&err);
-		lk_field_error(L, "torchrun", "%s", msg);
-	}
-}
-
 static int l_task(lua_State *L)
 {
 	RecipeContext *ctx = lk_context(L);
@@ -645,7 +578,7 @@ static int l_task(lua_State *L)
 	t->ports = (int)optional_number(L, has & F_PORTS, "ports", 0, MAX_PORTS, t->ports);
 	check_port_placeholders(L, t);
 	if (has & F_RETRY_ON) {
-		t->retry_on = parse_retry_on(L, g);
+		t->retry_on = lk_parse_retry_on(L, g);
 		if (!(has & F_RETRIES))
 			t->retries = 2; /* naming what to retry asks for retries */
 	} else {
@@ -654,7 +587,7 @@ static int l_task(lua_State *L)
 	if (has & F_TORCHRUN) {
 		if (!(has & F_RUN))
 			lk_field_error(L, "torchrun", "needs run: the command to launch on every process");
-		parse_torchrun(L, g, t, has & F_CPUS);
+		lk_parse_torchrun(L, g, t, has & F_CPUS);
 	}
 	t->mem_mib = optional_number(L, has & F_MEM, "mem", 1, 0, t->mem_mib);
 	t->gpu_mem_mib = optional_number(L, has & F_GPU_MEM, "gpu_mem", 1, 0, t->gpu_mem_mib);

@@ -26,6 +26,11 @@ void lk_push_task_value(lua_State *L, const Task *t);
 /* Raises unless workspace-relative path p may be declared (see lkiln.c). */
 void lk_check_confined(lua_State *L, const char *p, const char *field, int output);
 
+/* An integer in [0, max] at idx; anything else (a fraction, NaN, 2^32) is a recipe error. */
+long long lk_integer_field(lua_State *L, int idx, const char *field, long long max);
+/* task{}'s retry_on (the classes, as failure.h bits) and torchrun (wraps t's command). */
+unsigned lk_parse_retry_on(lua_State *L, Graph *g);
+void lk_parse_torchrun(lua_State *L, Graph *g, Task *t, int cpus_declared);
 /* The Task of the task value at idx, or NULL. */
 Task *lk_task_of(lua_State *L, int idx);
 

@@ -22,40 +22,15 @@
 #include "gpu.h"
 #include "../base/graph.h"
 #include "../base/os.h"
+#include "cli.h"
 #include "recipe.h"
 #include "sched.h"
 
-#define KILN_DIR ".kiln"
 
-typedef struct {
-	const char *verb;
-	const char *recipe;
-	char *recipe_abs; /* malloc'd when -C made the recipe path absolute */
-	char **targets;
-	int ntargets;
-	ParamOverrides params;
-	int jobs, keep_going, dry_run, all;
-	int cpus;
-	long long mem_mib, store_max_mib;
-	const char *gpus;
-	double gpu_busy, gpu_busy_util, gpu_wait, kill_grace;
-	const char *executor;
-	const char *rows, *cols, *value, *format, *out, *baseline; /* metrics, report */
-	int open;                 /* report: print the file's URL */
-	double threshold;         /* report: shade cells that moved more than this (relative); -1: default */
-	int max_jobs, detach;                           /* Slurm */
-	char **force;             /* run: --force TARGET|GLOB, repeatable */
-	int nforce;
-	int deps;                 /* clean: also what the targets depend on */
-	long long vs_run;
-	int mean;
-} Options;
 
-typedef int (*VerbFn)(Options *o, int argc, char **argv);
 static int verb_run(Options *, int, char **), verb_status(Options *, int, char **), verb_why(Options *, int, char **),
 	verb_list(Options *, int, char **), verb_graph(Options *, int, char **), verb_log(Options *, int, char **),
-	verb_clean(Options *, int, char **), verb_gc(Options *, int, char **), verb_metrics(Options *, int, char **),
-	verb_plot(Options *, int, char **), verb_report(Options *, int, char **), verb_help(Options *, int, char **);
+	verb_clean(Options *, int, char **), verb_gc(Options *, int, char **), verb_help(Options *, int, char **);
 
 /* Every verb: its usage line, its help, and the function main dispatches to. */
 static const struct {
@@ -277,7 +252,7 @@ static void parse_args(int argc, char **argv, Options *o)
 	}
 }
 
-static Graph *new_graph(void)
+Graph *new_graph(void)
 {
 	char cwd[PATH_MAX];
 	if (!getcwd(cwd, sizeof cwd))
@@ -334,7 +309,7 @@ static void check_resources(const Options *o, Graph *g, GpuPool *gpus, int cpus,
 	}
 }
 
-static Graph *load_graph(Options *o, Graph *g) { return load_graph_with(o, g, NULL); }
+Graph *load_graph(Options *o, Graph *g) { return load_graph_with(o, g, NULL); }
 
 static Cache *open_cache(Options *o, Graph *g, int readonly)
 {
@@ -652,90 +627,6 @@ static int verb_gc(Options *o, int argc, char **argv)
 	printf("kiln: removed %d unreferenced object%s (%.1f MiB)\n", n, n == 1 ? "" : "s", bytes / 1048576.0);
 	cache_close(c);
 	graph_free(g);
-	return 0;
-}
-
-static int verb_metrics(Options *o, int argc, char **argv)
-{
-	(void)argc, (void)argv;
-	MetricsQuery q = {.db_path = KILN_DIR "/state.db", .tasks = o->targets, .ntasks = o->ntargets, .rows = o->rows,
-			  .cols = o->cols, .value = o->value, .format = o->format, .vs_run = o->vs_run, .mean_row = o->mean,
-			  .baseline = o->baseline};
-	FILE *out = o->out ? fopen(o->out, "w") : stdout;
-	if (!out)
-		fatal("cannot write %s: %s", o->out, strerror(errno));
-	Buf err = {0};
-	int rc = metrics_print(&q, out, &err);
-	if (o->out)
-		fclose(out);
-	if (rc != 0)
-		fatal("%s", buf_str(&err));
-	return 0;
-}
-
-static int verb_plot(Options *o, int argc, char **argv)
-{
-	(void)argc, (void)argv;
-	Graph *g = new_graph();
-	char **names = o->targets;
-	int nnames = o->ntargets;
-	o->ntargets = 0; /* every task loads; the names pick plots below */
-	load_graph(o, g);
-	int rendered = 0, failed = 0;
-	for (int i = 0; i < g->ntasks; i++) {
-		Task *t = g->tasks[i];
-		const PlotSpec *spec = t->plot;
-		if (!spec)
-			continue;
-		int wanted = nnames == 0;
-		for (int k = 0; k < nnames && !wanted; k++)
-			wanted = !strcmp(names[k], spec->name) || !strcmp(names[k], t->name) || !fnmatch(names[k], spec->name, 0);
-		if (wanted) {
-			Buf err = {0};
-			if (plot_render(spec, KILN_DIR "/state.db", -1, &err) == 0) {
-				printf("%s: %s.svg, %s.png\n", t->name, spec->out, spec->out);
-				rendered++;
-			} else {
-				fprintf(stderr, "kiln: %s: %s\n", t->name, buf_str(&err));
-				failed++;
-			}
-			buf_free(&err);
-		}
-	}
-	if (!rendered && !failed)
-		fatal("no plot{} %sin the recipe", nnames ? "with that name " : "");
-	graph_free(g);
-	return failed ? EXIT_TASK_FAILED : 0;
-}
-
-static int verb_report(Options *o, int argc, char **argv)
-{
-	(void)argc, (void)argv;
-	Graph *g = load_graph(o, new_graph());
-	PlotSpec *specs = xcalloc((size_t)g->ntasks + 1, sizeof *specs);
-	int n = 0;
-	for (int i = 0; i < g->ntasks; i++)
-		if (g->tasks[i]->plot)
-			specs[n++] = *g->tasks[i]->plot;
-	const char *out = o->out ? o->out : "report.html";
-	const char *recipe = o->recipe ? o->recipe : "kiln.lua";
-	const char *base = strrchr(recipe, '/');
-	char *title = xasprintf("kiln report: %s", base ? base + 1 : recipe);
-	Buf err = {0};
-	ReportOptions ro = {.path = out, .db_path = KILN_DIR "/state.db", .title = title, .plots = specs, .nplots = n,
-			    .graph = g, .vs_run = o->vs_run, .threshold = o->threshold >= 0 ? o->threshold : 0.01};
-	int rc = report_write(&ro, &err);
-	free(specs);
-	free(title);
-	graph_free(g);
-	if (rc != 0)
-		fatal("%s", buf_str(&err));
-	printf("kiln: wrote %s (%d chart%s)\n", out, n, n == 1 ? "" : "s");
-	if (o->open) { /* where a browser finds it */
-		char *abs = realpath(out, NULL);
-		printf("file://%s\n", abs ? abs : out);
-		free(abs);
-	}
 	return 0;
 }
 

@@ -53,6 +53,10 @@ void task_failed(Run *r, Task *t, const char *reason, const char *log);
  * good (it leaves the queue), 0 if it must wait. */
 int try_start(Run *r, Task *t);
 
+/* gpu_wait.c: leases t's GPUs into ids (1), or waits (0: it stays queued; it may have failed
+ * its bounded wait, then t->state is TS_FAILED) */
+int lease_gpus(Run *r, Task *t, int *ids);
+
 /* shards.c */
 void shards_init(Run *r);
 void shards_free(Run *r);

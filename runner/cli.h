@@ -1,0 +1,48 @@
+/* cli.h — what the command-line program's files share: the options every verb reads, and
+ * the steps verbs have in common (the graph of the recipe, loaded and selected). main.c
+ * parses and dispatches and holds the running verbs; verbs_results.c the verbs that read
+ * results (metrics, plot, report). */
+#ifndef KILN_CLI_H
+#define KILN_CLI_H
+
+#include "../base/graph.h"
+#include "recipe.h"
+
+#define KILN_DIR ".kiln"
+
+typedef struct {
+	const char *verb;
+	const char *recipe;
+	char *recipe_abs; /* malloc'd when -C made the recipe path absolute */
+	char **targets;
+	int ntargets;
+	ParamOverrides params;
+	int jobs, keep_going, dry_run, all;
+	int cpus;
+	long long mem_mib, store_max_mib;
+	const char *gpus;
+	double gpu_busy, gpu_busy_util, gpu_wait, kill_grace;
+	const char *executor;
+	const char *rows, *cols, *value, *format, *out, *baseline; /* metrics, report */
+	int open;                 /* report: print the file's URL */
+	double threshold;         /* report: shade cells that moved more than this (relative); -1: default */
+	int max_jobs, detach;                           /* Slurm */
+	char **force;             /* run: --force TARGET|GLOB, repeatable */
+	int nforce;
+	int deps;                 /* clean: also what the targets depend on */
+	long long vs_run;
+	int mean;
+} Options;
+
+typedef int (*VerbFn)(Options *o, int argc, char **argv);
+
+/* An empty graph for the workspace (the current directory). */
+Graph *new_graph(void);
+/* Loads the recipe into g, resolves and selects the targets; exits on a recipe error. */
+Graph *load_graph(Options *o, Graph *g);
+
+int verb_metrics(Options *o, int argc, char **argv);
+int verb_plot(Options *o, int argc, char **argv);
+int verb_report(Options *o, int argc, char **argv);
+
+#endif
