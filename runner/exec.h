@@ -28,6 +28,8 @@ typedef struct Job {
 	int nports;
 	char **env;           /* extra "K=V" entries kiln sets, NULL-terminated, owned */
 	char *items_path;     /* a map shard's item list ({items}, KILN_ITEMS), owned, or NULL */
+	char *progress_path;  /* KILN_PROGRESS, owned */
+	struct Progress *progress; /* its latest readings (progress.c), or NULL */
 	/* set by the executor */
 	pid_t pid;            /* process (and process group) id, local only */
 	int64_t started_ns, ended_ns;

@@ -11,6 +11,7 @@
 
 #include "../base/os.h"
 #include "failure.h"
+#include "progress.h"
 #include "sched_internal.h"
 
 
@@ -83,6 +84,8 @@ static void free_job(Job *job)
 	free(job->env);
 	free(job->log_path);
 	free(job->items_path);
+	progress_end(job);
+	free(job->progress_path);
 	free(job);
 }
 
@@ -219,9 +222,11 @@ int try_start(Run *r, Task *t)
 	job->attempt = ++t->attempt;
 	job->log_path = sched_log_path(o->log_dir, t, job->attempt);
 	int nenv = 0;
-	job->env = xcalloc(10, sizeof(char *));
+	job->env = xcalloc(11, sizeof(char *));
 	job->env[nenv++] = xasprintf("KILN_TASK=%s", t->name);
 	job->env[nenv++] = xasprintf("KILN_ATTEMPT=%d", job->attempt);
+	job->progress_path = progress_path_for(job->log_path);
+	job->env[nenv++] = xasprintf("KILN_PROGRESS=%s", job->progress_path);
 	job->ex = ex;
 	job->grace_ns = (int64_t)(o->kill_grace_sec * 1e9);
 	cache_key_hex(o->cache, t, job->key);
@@ -429,6 +434,8 @@ static int wait_timeout_ms(const Run *r)
 		ms = 1000;
 	if (shards_running(r) && (ms < 0 || ms > 250)) /* follow the items as they are made */
 		ms = 250;
+	if (r->running && (ms < 0 || ms > 2000)) /* progress files: a plain-output line every 10 s */
+		ms = 2000;
 	if (r->st.tty && (ms < 0 || ms > 1000))
 		ms = 1000;
 	for (int i = 0; i < r->o->nexecutors; i++) {
@@ -624,6 +631,7 @@ int sched_run(Graph *g, const SchedOptions *o, SchedSummary *sum)
 			names[nn++] = j->task;
 		Buf line = {0};
 		buf_puts(&line, buf_str(&r.wait_text));
+		progress_poll_jobs(r.running, &r.st, &line, &r.progress_printed_ns);
 		if (g->nshards) {
 			Buf progress = {0};
 			shards_progress(&r, &progress, 0);

@@ -1,0 +1,127 @@
+/* progress.c — reading KILN_PROGRESS files. A reading is kept with its time in a small
+ * ring, so the rate is over the last minute, not since the start (a task that loads a model
+ * for two minutes first would otherwise show a rate that is much too low). */
+#define _GNU_SOURCE
+#include "progress.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define SAMPLES 64
+
+struct Progress {
+	int64_t mtime_ns, size;
+	long long done, total;
+	int64_t at[SAMPLES];   /* when each reading was taken */
+	long long was[SAMPLES]; /* its done count */
+	int n, next;
+};
+
+char *progress_path_for(const char *log_path)
+{
+	char *path = xasprintf("%s.progress", log_path); /* beside the log: its directory exists */
+	unlink(path);
+	return path;
+}
+
+void progress_end(Job *job)
+{
+	if (job->progress_path)
+		unlink(job->progress_path);
+	free(job->progress);
+	job->progress = NULL;
+}
+
+/* The last complete "done/total" line of the file; 1 if one was found. */
+static int last_reading(const char *path, long long *done, long long *total)
+{
+	size_t len;
+	char *text = read_file(path, &len);
+	if (!text)
+		return 0;
+	int found = 0;
+	for (char *end = text + len; end > text && !found;) {
+		char *nl = end - 1;
+		if (*nl != '\n') { /* an unfinished last line: the writer is mid-way through it */
+			while (nl > text && *nl != '\n')
+				nl--;
+			if (*nl != '\n')
+				break;
+			end = nl;
+			continue;
+		}
+		char *start = nl;
+		while (start > text && start[-1] != '\n')
+			start--;
+		long long d, t;
+		if (sscanf(start, "%lld/%lld", &d, &t) == 2 && d >= 0 && t > 0) {
+			*done = d, *total = t;
+			found = 1;
+		}
+		end = start;
+	}
+	free(text);
+	return found;
+}
+
+static void poll_one(Job *job, int64_t now)
+{
+	struct stat st;
+	if (!job->progress_path || stat(job->progress_path, &st) != 0)
+		return;
+	int64_t mtime = (int64_t)st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec;
+	Progress *p = job->progress;
+	if (p && p->mtime_ns == mtime && p->size == st.st_size)
+		return;
+	long long done, total;
+	if (!last_reading(job->progress_path, &done, &total))
+		return;
+	if (!p)
+		p = job->progress = xcalloc(1, sizeof *p);
+	p->mtime_ns = mtime, p->size = st.st_size, p->done = done, p->total = total;
+	p->at[p->next] = now, p->was[p->next] = done;
+	p->next = (p->next + 1) % SAMPLES;
+	p->n += p->n < SAMPLES;
+}
+
+static void describe(const Job *job, int64_t now, Buf *out)
+{
+	const Progress *p = job->progress;
+	buf_printf(out, "%s%s %lld/%lld", out->len ? "; " : "", job->task->name, p->done, p->total);
+	int oldest = -1; /* the earliest reading of the last minute */
+	for (int i = 0; i < p->n; i++)
+		if (now - p->at[i] <= 60000000000LL && (oldest < 0 || p->at[i] < p->at[oldest]))
+			oldest = i;
+	double span = oldest >= 0 ? (double)(now - p->at[oldest]) / 1e9 : 0;
+	if (span >= 1 && p->done > p->was[oldest]) {
+		double rate = (double)(p->done - p->was[oldest]) / span;
+		buf_printf(out, ", %.1f/s", rate);
+		if (p->done < p->total) {
+			char eta[32];
+			format_duration((double)(p->total - p->done) / rate, eta, sizeof eta);
+			buf_printf(out, ", ETA %s", eta);
+		}
+	}
+}
+
+void progress_poll_jobs(Job *running, Status *st, Buf *line, int64_t *printed_ns)
+{
+	int64_t now = now_mono_ns();
+	Buf shown = {0};
+	for (Job *j = running; j; j = j->next) {
+		poll_one(j, now);
+		if (j->progress)
+			describe(j, now, &shown);
+	}
+	if (shown.len) {
+		buf_printf(line, "%s%s", line->len ? "; " : "", buf_str(&shown));
+		if (!st->tty && now - *printed_ns >= 10000000000LL) {
+			status_print(st, "progress", "%s", buf_str(&shown));
+			*printed_ns = now;
+		}
+	}
+	buf_free(&shown);
+}
