@@ -82,6 +82,8 @@ void cache_key_hex(Cache *c, const Task *t, char out[33]);
 void cache_each_open_job(Cache *c, void (*fn)(void *ctx, int64_t id, const char *task, int attempt, const char *job_id,
 					      const char *key, const char *log),
 			 void *ctx);
+/* Calls fn with each task's latest recorded duration (its last successful attempt). */
+void cache_each_duration(Cache *c, void (*fn)(void *ctx, const char *task, double sec), void *ctx);
 /* Forgets every recorded success of t (so the next run runs it rather than restoring it
  * from the store); written with the open batch. 0, or -1 when the state cannot be written. */
 int cache_forget(Cache *c, const Task *t);

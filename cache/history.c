@@ -38,6 +38,19 @@ static const char *const slowest_sql = "SELECT task, ended - started, outcome, l
 static const char *const attempts_sql = "SELECT task, attempt, started, ended, gpus, outcome, failure, log "
 					"FROM attempts WHERE run_id = ?1 ORDER BY started, id";
 
+static const char *const durations_sql = "SELECT task, ended - started, max(id) FROM attempts WHERE outcome = 'ok' "
+					 "AND attempt > 0 AND ended IS NOT NULL GROUP BY task";
+
+void history_each_duration(State *s, void (*fn)(void *ctx, const char *task, double sec), void *ctx)
+{
+	sqlite3_stmt *st = state_statement(s, &durations_sql);
+	if (!st)
+		return;
+	while (sqlite3_step(st) == SQLITE_ROW)
+		fn(ctx, text(st, 0), sqlite3_column_double(st, 1));
+	sqlite3_reset(st);
+}
+
 /* SQLite gives a bare column the values of the row max() picked */
 static const char *const latest_sql = "SELECT task, attempt, run_id, outcome, failure, log, max(id) FROM attempts "
 				      "GROUP BY task";

@@ -35,6 +35,8 @@ typedef struct {
 } HistoryAttempt;
 /* Every attempt of run_id, in start order. */
 void history_each_attempt(State *s, int64_t run_id, void (*fn)(void *ctx, const HistoryAttempt *a), void *ctx);
+/* Every task's latest successful attempt that ran a process: fn(ctx, task, seconds). */
+void history_each_duration(State *s, void (*fn)(void *ctx, const char *task, double sec), void *ctx);
 /* Every task's latest attempt (any run): fn(ctx, run_id, attempt) (started/ended unset). */
 void history_each_latest(State *s, void (*fn)(void *ctx, int64_t run_id, const HistoryAttempt *a), void *ctx);
 

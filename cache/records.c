@@ -16,6 +16,7 @@
 #include "../base/os.h"
 #include "cache.h"
 #include "hash.h"
+#include "history.h"
 #include "internal.h"
 #include "state.h"
 #include "store.h"
@@ -37,6 +38,12 @@ void cache_each_open_job(Cache *c, void (*fn)(void *ctx, int64_t id, const char 
 
 static const char *const forget_successes = "DELETE FROM successes WHERE task = ?1";
 static const char *const forget_last = "DELETE FROM last_success WHERE task = ?1";
+
+void cache_each_duration(Cache *c, void (*fn)(void *ctx, const char *task, double sec), void *ctx)
+{
+	cache_ready(c);
+	history_each_duration(cache_state(c), fn, ctx);
+}
 
 int cache_forget(Cache *c, const Task *t)
 {

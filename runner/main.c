@@ -364,7 +364,7 @@ static int verb_run(Options *o, int argc, char **argv)
 	long long mem = o->mem_mib ? o->mem_mib : os_memory_mib();
 	check_resources(o, g, gpus, cpus, mem);
 	if (o->dry_run) {
-		int n = sched_plan(g, c, stdout, 0);
+		int n = sched_plan(g, c, stdout, 0, o->jobs ? o->jobs : os_cpu_count() + gpu_count(gpus));
 		printf("kiln: %d task%s would run (dry run: nothing was started)\n", n, n == 1 ? "" : "s");
 		cache_close(c);
 		gpu_pool_free(gpus);
@@ -450,7 +450,11 @@ static int verb_status(Options *o, int argc, char **argv)
 	Graph *g = new_graph();
 	Cache *c = open_cache(o, g, 1);
 	load_graph_with(o, g, c);
-	int n = sched_plan(g, c, stdout, o->all);
+	Buf ignored = {0}; /* a bad --gpus only changes the slot count here */
+	GpuPool *pool = gpu_pool_open(o->gpus, &ignored);
+	int n = sched_plan(g, c, stdout, o->all, o->jobs ? o->jobs : os_cpu_count() + gpu_count(pool));
+	gpu_pool_free(pool);
+	buf_free(&ignored);
 	printf(n ? "kiln: %d task%s would run\n" : "kiln: everything is up to date\n", n, n == 1 ? "" : "s");
 	cache_close(c);
 	graph_free(g);

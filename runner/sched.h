@@ -37,9 +37,9 @@ typedef struct {
 int sched_run(Graph *g, const SchedOptions *o, SchedSummary *sum);
 
 /* Prints what a run would do, in order, with the reason for each task that would run
- * or be restored; runs nothing. all: also list up-to-date tasks. Returns the number that
- * would run. */
-int sched_plan(Graph *g, Cache *c, FILE *out, int all);
+ * or be restored, then its estimated cost (work, GPU-hours, an ETA at slots tasks at
+ * once); runs nothing. all: also list up-to-date tasks. Returns the number that would run. */
+int sched_plan(Graph *g, Cache *c, FILE *out, int all, int slots);
 
 /* Log file path of a task attempt: <log_dir>/<name>@<attempt>.log; malloc'd. */
 char *sched_log_path(const char *log_dir, const Task *t, int attempt);

@@ -2,8 +2,10 @@
 or Ctrl-C in the middle of a 200-item, 4-shard map, then a re-run that executes only the
 items not recorded (counted from the item records and a ledger the command appends to);
 10 new items run 10; an edited command re-runs all; a failed item is reported by name and
-the others stay done; shards are even; progress lines with a rate; the runner's GPU lease."""
+the others stay done; shards are even; progress lines with a rate; the runner's GPU lease.
+Also progress from inside a task (KILN_PROGRESS) and the cost estimate of a dry run."""
 import os
+import re
 import signal
 import sqlite3
 import time
@@ -137,6 +139,42 @@ class Map(KilnTestCase):
             self.assertEqual(r.rc, 2, (text, r))
             self.assertIn("kiln.lua:2:", r.err, text)
             self.assertIn(message, r.err, text)
+
+
+class ProgressAndCost(KilnTestCase):
+    def test_progress_file_lines_with_rate_and_eta(self):
+        self.ws.write("kiln.lua", 'task { name = "train", run = "for i in $(seq 1 16); do echo $i/16 >> $KILN_PROGRESS; '
+                      'sleep 0.8; done" }\n')
+        r = self.ws.kiln("run")
+        self.assertEqual(r.rc, 0, r)
+        lines = [l for l in r.out.splitlines() if l.startswith("progress ")]
+        self.assertGreaterEqual(len(lines), 1, r.out)
+        self.assertTrue(any(re.match(r"^progress +train \d+/16, [\d.]+/s, ETA \d", l) for l in lines),
+                        "a rate and an ETA: %s" % lines)
+        self.assertFalse(self.ws.exists(".kiln/logs/train@1.log.progress"), "the file goes with the attempt")
+
+    def test_dry_run_estimates_from_own_and_similar_tasks(self):
+        recipe = """
+local P = params { models = "a,b" }
+for m in P.models:gmatch("[^,]+") do
+  for _, d in ipairs({"x", "y"}) do
+    task { name = "eval/" .. d .. "/" .. m, tags = { dataset = d, model = m }, gpus = 1,
+           run = string.format("sleep %s # %s", d == "x" and "0.3" or "0.9", P.salt or "") }
+  end
+end
+"""
+        self.ws.write("gpus.csv", "0, 80000, 0\n1, 80000, 0\n")
+        env = {"KILN_GPU_INFO": self.ws.path("gpus.csv")}
+        self.ws.write("kiln.lua", recipe)
+        self.assertEqual(self.ws.kiln("run", env=env).rc, 0)
+        r = self.ws.kiln("run", "-n", "models=a,b,c", "-j", "1", env=env)
+        self.assertEqual(r.rc, 0, r)
+        m = re.search(r"estimated ([\d.]+)s of work \(0 from their last run, 2 from similar tasks, 0 unknown\), "
+                      r"([\d.]+) GPU-hours; ETA about ([\d.]+)s at 1 slot", r.out)
+        self.assertIsNotNone(m, r.out)
+        self.assertAlmostEqual(float(m.group(1)), 1.2, delta=0.3, msg="c on x like a, b on x; on y likewise")
+        s = self.ws.kiln("status", "models=a,b,c", env=env)
+        self.assertIn("2 from similar tasks", s.out)
 
 
 if __name__ == "__main__":
