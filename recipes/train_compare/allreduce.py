@@ -37,11 +37,7 @@ def main():
                 offset += n
             opt.step()
             steps += 1
-        elapsed = common.now(device) - start
-        elapsed, comm_time = common.mean_over_ranks([elapsed, comm_time], device, world)
-        loss, acc = common.evaluate(net, xe, ye)
-        results.epoch(epoch=epoch, loss=loss, accuracy=acc, throughput=steps * args.batch * world / elapsed,
-                      epoch_time=elapsed, batch_time=elapsed / max(steps, 1), comm_time=comm_time)
+        results.end_epoch(epoch, net, xe, ye, steps, start, comm_time, device)
     if rank == 0:
         results.write()
     dist.destroy_process_group()

@@ -127,6 +127,15 @@ class Results:
                   f"{row['throughput']:.0f} samples/s, {row['epoch_time']:.2f} s "
                   f"(comm {row['comm_time']:.2f} s)", flush=True)
 
+    def end_epoch(self, epoch, net, eval_x, eval_y, steps, start, comm_time, device):
+        """Closes an epoch every rank trained with `steps` steps since `start`: the ranks'
+        mean time and communication time, then the evaluation and the record."""
+        elapsed = now(device) - start
+        elapsed, comm_time = mean_over_ranks([elapsed, comm_time], device, self.world)
+        loss, acc = evaluate(net, eval_x, eval_y)
+        self.epoch(epoch=epoch, loss=loss, accuracy=acc, throughput=steps * self.args.batch * self.world / elapsed,
+                   epoch_time=elapsed, batch_time=elapsed / max(steps, 1), comm_time=comm_time)
+
     def write(self, **extra):
         e = self.epochs
         train_time = sum(r["epoch_time"] for r in e)

@@ -57,11 +57,15 @@ def attempts(ws, task):
 
 @unittest.skipIf(SKIP, SKIP)
 class Torchrun(KilnTestCase):
-    def test_three_at_once_on_distinct_ports_each_of_world_size_two(self):
+    def workers(self, n, together):
+        """n torchrun tasks of 2 processes each running WORKER, which waits for `together`."""
         self.ws.write("worker.py", WORKER)
         self.ws.write("kiln.lua", "\n".join(
             'task { name = "ddp/%d", outputs = {"o%d.txt"}, torchrun = { nproc = 2 }, '
-            'run = { "%s", "worker.py", "{out}", "3" } }' % (i, i, PYTHON) for i in range(3)))
+            'run = { "%s", "worker.py", "{out}", "%d" } }' % (i, i, PYTHON, together) for i in range(n)))
+
+    def test_three_at_once_on_distinct_ports_each_of_world_size_two(self):
+        self.workers(3, 3)
         r = self.ws.kiln("run", "-j3", "--cpus", "6", timeout=300)
         self.assertEqual(r.rc, 0, r)
         ports = set()
@@ -77,10 +81,7 @@ class Torchrun(KilnTestCase):
         self.assertEqual(self.ws.kiln("run").ran, set(), "the port is not part of the key")
 
     def test_nproc_holds_that_many_cpus(self):
-        self.ws.write("worker.py", WORKER)
-        self.ws.write("kiln.lua", "\n".join(
-            'task { name = "ddp/%d", outputs = {"o%d.txt"}, torchrun = { nproc = 2 }, '
-            'run = { "%s", "worker.py", "{out}", "1" } }' % (i, i, PYTHON) for i in range(2)))
+        self.workers(2, 1)
         r = self.ws.kiln("run", "-j2", "--cpus", "2", timeout=300)
         self.assertEqual(r.rc, 0, r)
         spans = {}
