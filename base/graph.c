@@ -27,6 +27,7 @@ void graph_free(Graph *g)
 	}
 	free(g->tasks);
 	free(g->params);
+	free(g->shards);
 	strmap_free(&g->by_name);
 	strmap_free(&g->by_output);
 	strmap_free(&g->output_roots);

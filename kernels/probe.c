@@ -9,9 +9,7 @@
 
 #include "../base/nvml.h"
 #include "kernels.h"
-#ifdef KILN_HAVE_CUDA
-#include "cuda/backend.h"
-#endif
+#include "modules.h"
 
 
 static void json_string(FILE *out, const char *s)
@@ -86,11 +84,16 @@ int probe_run(FILE *out)
 	fprintf(out, "{\n");
 	int gpus = probe_nvml(out);
 	int cuda_ok = 0;
-#ifdef KILN_HAVE_CUDA
-	cuda_ok = probe_cuda(out);
-#else
-	fprintf(out, "  \"cuda\": {\"status\": \"unavailable\", \"reason\": \"kiln-kernels was built without the CUDA toolkit\"},\n");
-#endif
+	char why[512];
+	int (*cuda)(FILE *) = (int (*)(FILE *))kk_module_symbol("libkiln-kernels-probe.so", "probe_cuda", why, sizeof why);
+	if (cuda) {
+		cuda_ok = cuda(out);
+	} else {
+		fprintf(out, "  \"cuda\": {\"status\": \"unavailable\", \"reason\": \"");
+		for (const char *c = why; *c; c++) /* a loader message, as a JSON string */
+			fprintf(out, *c == '"' || *c == '\\' ? "\\%c" : (unsigned char)*c < 0x20 ? " " : "%c", *c);
+		fprintf(out, "\"},\n");
+	}
 	int usable = gpus > 0 && cuda_ok;
 	fprintf(out, "  \"usable\": %s\n}\n", usable ? "true" : "false");
 	return usable;

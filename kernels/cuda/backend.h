@@ -1,5 +1,5 @@
-/* backend.h — what the CUDA back end offers the rest of kiln-kernels. Built only when
- * CMake finds the CUDA toolkit (KILN_HAVE_CUDA); stubs in probe.c/main.c otherwise. */
+/* backend.h — what libkiln-kernels-probe.so exports to `kiln-kernels probe` (found by
+ * name through modules.h; built only when CMake finds the CUDA toolkit). */
 #ifndef KILN_CUDA_BACKEND_H
 #define KILN_CUDA_BACKEND_H
 

@@ -129,7 +129,7 @@ __global__ void __launch_bounds__(THREADS) zeroshot_kernel(const __half *__restr
 			topk[(long long)(row0 + tid) * ZS_K + j] = j < k_keep ? best_c[j] : -1;
 }
 
-extern "C" int cuda_available(char *why, size_t whylen)
+extern "C" int kk_cuda_available(char *why, size_t whylen)
 {
 	int n = 0;
 	cudaError_t e = cudaGetDeviceCount(&n);
@@ -160,7 +160,7 @@ static long long normalised_text(const ZeroshotInput *in, int dpad, int cpad, __
 	return -1;
 }
 
-extern "C" int zeroshot_cuda(const ZeroshotInput *in, ZeroshotResult *r, char *err, size_t errlen)
+extern "C" int kk_zeroshot_cuda(const ZeroshotInput *in, ZeroshotResult *r, char *err, size_t errlen)
 {
 	struct timespec t0, t1;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
