@@ -280,6 +280,7 @@ static Graph *load_graph_with(Options *o, Graph *g, Cache *c)
 	trace_mark("graph resolved");
 	if (graph_select(g, o->targets, o->ntargets, &err) < 0)
 		fatal("%s", buf_str(&err));
+	buf_free(&err);
 	return g;
 }
 
