@@ -114,11 +114,11 @@ extern "C" int probe_cuda(FILE *out)
 	if (cudnn)
 		ok &= cudnn(out);
 	else
-		kk_probe_kk_probe_status(out, "cudnn", "unavailable", why, NULL);
+		kk_probe_status(out, "cudnn", "unavailable", why, NULL);
 	NcclFn nccl = (NcclFn)kk_module_symbol("libkiln-kernels-nccl.so", "kk_probe_nccl", why, sizeof why);
 	if (nccl)
 		ok &= nccl(out, n);
 	else
-		kk_probe_kk_probe_status(out, "nccl", "unavailable", why, NULL);
+		kk_probe_status(out, "nccl", "unavailable", why, NULL);
 	return ok;
 }

@@ -104,6 +104,28 @@ class Kernels(KilnTestCase):
         if not r["gpus"]:
             self.assertFalse(r["usable"])
 
+    def test_runs_without_its_cuda_modules_and_the_cpu_path_loads_none(self):
+        # the program alone, as on a machine without the toolkit's libraries
+        alone = self.ws.path("bin/kiln-kernels")
+        os.makedirs(os.path.dirname(alone))
+        with open(KK, "rb") as src, open(alone, "wb") as dst:
+            dst.write(src.read())
+        os.chmod(alone, 0o755)
+        args = self.inputs()
+        p = subprocess.run([alone, *args], cwd=self.ws.dir, capture_output=True, text=True, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(len(p.stderr.strip().splitlines()), 1, "one line says why")
+        self.assertIn("using the C back end", p.stderr)
+        probe = subprocess.run([alone, "probe"], cwd=self.ws.dir, capture_output=True, text=True, timeout=60)
+        r = json.loads(probe.stdout)
+        self.assertEqual(r["cuda"]["status"], "unavailable")
+        self.assertIn("libkiln-kernels-probe.so", r["cuda"]["reason"])
+        # --device cpu maps no CUDA library into the process, built with CUDA or not
+        maps = subprocess.run(["sh", "-c", 'env LD_DEBUG=libs "$@" 2>&1 | grep -c "calling init: .*lib\\(cudart\\|cublas\\|cudnn\\|nccl\\)" || true',
+                               "sh", KK, *args, "--device", "cpu"], cwd=self.ws.dir, capture_output=True, text=True,
+                              timeout=60)
+        self.assertEqual(maps.stdout.strip(), "0", "no CUDA library initialised on the C path")
+
     def test_forced_cuda_without_gpu_fails_clearly(self):
         rc, out, err = self.kk(*self.inputs(), "--device", "cuda")
         r = json.loads(self.kk("probe")[1])
