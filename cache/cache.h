@@ -82,6 +82,8 @@ void cache_key_hex(Cache *c, const Task *t, char out[33]);
 void cache_each_open_job(Cache *c, void (*fn)(void *ctx, int64_t id, const char *task, int attempt, const char *job_id,
 					      const char *key, const char *log),
 			 void *ctx);
+/* Notes that the attempt waited seconds for its GPUs before it started (the report draws it). */
+void cache_attempt_waited(Cache *c, int64_t attempt_id, double seconds);
 /* Calls fn with each task's latest recorded duration (its last successful attempt). */
 void cache_each_duration(Cache *c, void (*fn)(void *ctx, const char *task, double sec), void *ctx);
 /* Forgets every recorded success of t (so the next run runs it rather than restoring it

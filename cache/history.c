@@ -35,7 +35,7 @@ static const char *const outcomes_sql =
 	"ELSE 'failed' END o, count(*), sum(ended - started) FROM attempts WHERE run_id = ?1 GROUP BY o ORDER BY o DESC";
 static const char *const slowest_sql = "SELECT task, ended - started, outcome, log FROM attempts WHERE run_id = ?1 AND "
 				       "ended IS NOT NULL AND outcome <> 'restored' ORDER BY ended - started DESC LIMIT ?2";
-static const char *const attempts_sql = "SELECT task, attempt, started, ended, gpus, outcome, failure, log "
+static const char *const attempts_sql = "SELECT task, attempt, started, ended, gpus, outcome, failure, log, waited "
 					"FROM attempts WHERE run_id = ?1 ORDER BY started, id";
 
 static const char *const durations_sql = "SELECT task, ended - started, max(id) FROM attempts WHERE outcome = 'ok' "
@@ -62,7 +62,7 @@ void history_each_latest(State *s, void (*fn)(void *ctx, int64_t run_id, const H
 		return;
 	while (sqlite3_step(st) == SQLITE_ROW) {
 		HistoryAttempt a = {text(st, 0), "", maybe_text(st, 3), maybe_text(st, 4), maybe_text(st, 5),
-				    sqlite3_column_int(st, 1), 0, 0};
+				    sqlite3_column_int(st, 1), 0, 0, 0};
 		fn(ctx, sqlite3_column_int64(st, 2), &a);
 	}
 	sqlite3_reset(st);
@@ -128,7 +128,8 @@ void history_each_attempt(State *s, int64_t run_id, void (*fn)(void *ctx, const 
 	sqlite3_bind_int64(st, 1, run_id);
 	while (sqlite3_step(st) == SQLITE_ROW) {
 		HistoryAttempt a = {text(st, 0), text(st, 4), maybe_text(st, 5), maybe_text(st, 6), maybe_text(st, 7),
-				    sqlite3_column_int(st, 1), sqlite3_column_double(st, 2), sqlite3_column_double(st, 3)};
+				    sqlite3_column_int(st, 1), sqlite3_column_double(st, 2), sqlite3_column_double(st, 3),
+				    sqlite3_column_double(st, 8)};
 		fn(ctx, &a);
 	}
 	sqlite3_reset(st);

@@ -32,6 +32,7 @@ typedef struct {
 	const char *task, *gpus, *outcome, *failure, *log; /* outcome NULL: never ended */
 	int attempt;
 	double started, ended;
+	double waited;      /* seconds it waited for its GPUs before it started */
 } HistoryAttempt;
 /* Every attempt of run_id, in start order. */
 void history_each_attempt(State *s, int64_t run_id, void (*fn)(void *ctx, const HistoryAttempt *a), void *ctx);

@@ -39,6 +39,11 @@ void cache_each_open_job(Cache *c, void (*fn)(void *ctx, int64_t id, const char 
 static const char *const forget_successes = "DELETE FROM successes WHERE task = ?1";
 static const char *const forget_last = "DELETE FROM last_success WHERE task = ?1";
 
+void cache_attempt_waited(Cache *c, int64_t attempt_id, double seconds)
+{
+	state_attempt_waited(cache_state(c), attempt_id, seconds);
+}
+
 void cache_each_duration(Cache *c, void (*fn)(void *ctx, const char *task, double sec), void *ctx)
 {
 	cache_ready(c);

@@ -14,7 +14,7 @@
 enum {
 	Q_MEMO_ALL, Q_MEMO_PUT, Q_LAST_ALL, Q_SUCCESS_FIND, Q_SUCCESS_PUT, Q_LAST_PUT, Q_OUTPUTS_ALL,
 	Q_RUN_BEGIN, Q_RUN_END, Q_ATTEMPT_START, Q_ATTEMPT_END, Q_ATTEMPT_OPEN, Q_LAST_LOG,
-	Q_OPEN_JOBS, Q_COUNT
+	Q_OPEN_JOBS, Q_ATTEMPT_WAITED, Q_COUNT
 };
 
 static const char *const sql[Q_COUNT] = {
@@ -30,6 +30,7 @@ static const char *const sql[Q_COUNT] = {
 	[Q_ATTEMPT_START] = "INSERT INTO attempts (run_id, task, attempt, started, host, pgid, gpus, log, job_id, key) "
 			    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
 	[Q_ATTEMPT_END] = "UPDATE attempts SET ended = ?2, exit_code = ?3, outcome = ?4, failure = ?5 WHERE id = ?1",
+	[Q_ATTEMPT_WAITED] = "UPDATE attempts SET waited = ?2 WHERE id = ?1",
 	[Q_ATTEMPT_OPEN] = "SELECT id, task, pgid FROM attempts WHERE ended IS NULL AND host = ?1 AND job_id IS NULL",
 	[Q_OPEN_JOBS] = "SELECT id, task, attempt, job_id, key, log FROM attempts WHERE ended IS NULL AND job_id IS NOT NULL",
 	[Q_LAST_LOG] = "SELECT log FROM attempts WHERE task = ?1 AND log IS NOT NULL ORDER BY id DESC LIMIT 1",
@@ -45,7 +46,7 @@ static const char schema[] =
 	"  pid INTEGER, command TEXT, outcome TEXT);"
 	"CREATE TABLE IF NOT EXISTS attempts (id INTEGER PRIMARY KEY, run_id INTEGER, task TEXT,"
 	"  attempt INTEGER, started REAL, ended REAL, exit_code INTEGER, outcome TEXT, host TEXT,"
-	"  pgid INTEGER, gpus TEXT, log TEXT, job_id TEXT, key TEXT, failure TEXT);"
+	"  pgid INTEGER, gpus TEXT, log TEXT, job_id TEXT, key TEXT, failure TEXT, waited REAL);"
 	"CREATE INDEX IF NOT EXISTS attempts_by_task ON attempts (task, id);"
 	"CREATE INDEX IF NOT EXISTS attempts_open ON attempts (ended, host);"
 	/* version 2: metrics, kept for every run that ingested them */
@@ -152,14 +153,16 @@ static State *open_once(const char *path, int readonly, Buf *err, int *damaged)
 			/* 2 added tables (the CREATEs below), 3 two attempt columns, 4 the outputs of
 			 * each last success beside its key, so a no-op run reads them without a join,
 			 * 5 each ingest's position in the recipe, so metrics come in declaration order,
-			 * 6 each failed attempt's class (runner/failure.h) */
+			 * 6 each failed attempt's class (runner/failure.h), 7 how long an attempt waited
+			 * for its GPUs before it started */
 			if ((v < 3 && exec_sql(s->db, "ALTER TABLE attempts ADD COLUMN job_id TEXT;"
 						     "ALTER TABLE attempts ADD COLUMN key TEXT;", err)) ||
 			    (v < 4 && exec_sql(s->db, "ALTER TABLE last_success ADD COLUMN outputs TEXT;"
 						     "UPDATE last_success SET outputs = (SELECT s.outputs FROM successes s"
 						     "  WHERE s.task = last_success.task AND s.key = last_success.key);", err)) ||
 			    (v < 5 && v >= 2 && exec_sql(s->db, "ALTER TABLE ingests ADD COLUMN position INTEGER;", err)) ||
-			    (v < 6 && exec_sql(s->db, "ALTER TABLE attempts ADD COLUMN failure TEXT;", err)))
+			    (v < 6 && exec_sql(s->db, "ALTER TABLE attempts ADD COLUMN failure TEXT;", err)) ||
+			    (v < 7 && exec_sql(s->db, "ALTER TABLE attempts ADD COLUMN waited REAL;", err)))
 				goto fail;
 		} else if (v != 0 && v != STATE_SCHEMA_VERSION) {
 			fprintf(stderr, "kiln: %s has schema version %d, this kiln uses %d: rebuilding it "
@@ -491,6 +494,14 @@ int64_t state_attempt_started(State *s, int64_t run_id, const char *task, int at
 	if (run_write(s, st) != 0)
 		return -1;
 	return sqlite3_last_insert_rowid(s->db);
+}
+
+int state_attempt_waited(State *s, int64_t id, double seconds)
+{
+	sqlite3_stmt *st = writer(s, Q_ATTEMPT_WAITED);
+	sqlite3_bind_int64(st, 1, id);
+	sqlite3_bind_double(st, 2, seconds);
+	return run_write(s, st);
 }
 
 int state_attempt_ended(State *s, int64_t id, int exit_code, const char *outcome, const char *failure)

@@ -10,7 +10,7 @@
 #include "../base/util.h"
 #include "hash.h"
 
-#define STATE_SCHEMA_VERSION 6
+#define STATE_SCHEMA_VERSION 7
 
 typedef struct State State;
 
@@ -67,6 +67,8 @@ int state_end_run(State *s, int64_t run_id, const char *outcome);
 int64_t state_attempt_started(State *s, int64_t run_id, const char *task, int attempt, const char *host, int pgid,
 			      const char *gpus, const char *log, const char *job_id, const char *key);
 int state_attempt_ended(State *s, int64_t id, int exit_code, const char *outcome, const char *failure);
+/* How long the attempt waited for its GPUs before it started. */
+int state_attempt_waited(State *s, int64_t id, double seconds);
 /* Batch jobs (job_id set) whose attempt never ended: fn(ctx, id, task, attempt, job_id, key, log). */
 void state_each_open_job(State *s, void (*fn)(void *ctx, int64_t id, const char *task, int attempt, const char *job_id,
 					      const char *key, const char *log),

@@ -29,6 +29,7 @@ typedef struct {
 	char *task, *lane, *outcome;
 	int attempt;
 	double started, ended;
+	double waited; /* seconds it waited for its GPUs before started */
 } Bar;
 
 typedef struct {
@@ -44,7 +45,7 @@ static void add_bar(Bars *b, const HistoryAttempt *a, const char *lane, double e
 		b->bars = xrealloc(b->bars, (size_t)b->cap * sizeof *b->bars);
 	}
 	b->bars[b->n++] = (Bar){xstrdup(a->task), xstrdup(lane), a->outcome ? xstrdup(a->outcome) : NULL, a->attempt,
-				a->started, ended};
+				a->started, ended, a->waited};
 }
 
 static void collect(void *ctx, const HistoryAttempt *a)
@@ -119,7 +120,7 @@ int timeline_write(FILE *f, State *state, const StateRun *run)
 	for (int i = 0; i < b.n; i++) {
 		Bar *x = &b.bars[i];
 		lane_index(&lanes, &nlanes, x->lane);
-		t0 = fmin(t0, x->started), t1 = fmax(t1, x->ended);
+		t0 = fmin(t0, x->started - x->waited), t1 = fmax(t1, x->ended);
 		double d = fmax(0, x->ended - x->started);
 		if (!strncmp(x->lane, "gpu ", 4))
 			gpu_busy += d;
@@ -134,6 +135,8 @@ int timeline_write(FILE *f, State *state, const StateRun *run)
 	fprintf(f, "<svg class=\"timeline\" xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 %d %d\" width=\"%d\" "
 		   "height=\"%d\" font-family=\"Helvetica,Arial,sans-serif\" font-size=\"12\">\n",
 		left + width + 40, height, left + width + 40, height);
+	fprintf(f, "<defs><pattern id=\"waiting\" width=\"6\" height=\"6\" patternUnits=\"userSpaceOnUse\" "
+		   "patternTransform=\"rotate(45)\"><rect width=\"3\" height=\"6\" fill=\"#999\"/></pattern></defs>\n");
 	for (int l = 0; l < nlanes; l++) {
 		int y = top + l * lane_h;
 		fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"%s\"/>", left, y, width, lane_h,
@@ -148,6 +151,15 @@ int timeline_write(FILE *f, State *state, const StateRun *run)
 		while (strcmp(lanes[l], x->lane))
 			l++;
 		double bx = left + (x->started - t0) / span * width, bw = fmax(1.5, (x->ended - x->started) / span * width);
+		if (x->waited > 0) { /* the wait for its GPUs, hatched, just before it on its lane */
+			double wx = left + (x->started - x->waited - t0) / span * width, ww = x->waited / span * width;
+			fprintf(f, "<rect class=\"wait\" data-task=\"");
+			html_text(f, x->task);
+			fprintf(f, "\" x=\"%.1f\" y=\"%d\" width=\"%.1f\" height=\"%d\" fill=\"url(#waiting)\"><title>", wx,
+				top + l * lane_h + 7, ww, lane_h - 14);
+			html_text(f, x->task);
+			fprintf(f, " waited %.1f s for a GPU</title></rect>\n", x->waited);
+		}
 		fprintf(f, "<rect class=\"attempt\" data-task=\"");
 		html_text(f, x->task);
 		fprintf(f, "\" data-attempt=\"%d\" data-lane=\"", x->attempt);
@@ -170,7 +182,7 @@ int timeline_write(FILE *f, State *state, const StateRun *run)
 	}
 	fprintf(f, "</svg>\n<p class=\"legend\"><span style=\"background:#009E73\"></span>done "
 		   "<span style=\"background:#D55E00\"></span>failed <span style=\"background:#999999\"></span>interrupted "
-		   "<span style=\"background:#F0E442\"></span>unfinished; dashed outline: a retry. ");
+		   "<span style=\"background:#F0E442\"></span>unfinished; dashed outline: a retry; hatched: waiting for a GPU. ");
 	if (ngpu)
 		fprintf(f, "<b>GPU utilisation: %.0f %%</b> (%.1f busy GPU-seconds of %.1f on %d GPU%s).</p>\n",
 			100 * gpu_busy / (ngpu * span), gpu_busy, ngpu * span, ngpu, ngpu == 1 ? "" : "s");

@@ -35,8 +35,8 @@ int lease_gpus(Run *r, Task *t, int *ids)
 			status_print(&r->st, "note", "%s: waited %.0f s for a free GPU; taking the least busy", t->name, limit);
 	}
 	if (leased) {
-		if (*since)
-			r->sum->gpu_wait_sec += (double)(now - *since) / 1e9;
+		r->last_wait_sec = *since ? (double)(now - *since) / 1e9 : 0;
+		r->sum->gpu_wait_sec += r->last_wait_sec;
 		*since = 0;
 		return 1;
 	}

@@ -44,6 +44,7 @@ typedef struct {
 	const char *state_error; /* set once a commit failed: nothing new starts */
 	struct ShardRun *shards;  /* per map shard (g->shards): shards.c */
 	int64_t progress_printed_ns; /* the last progress line on plain output */
+	double last_wait_sec;        /* how long the task lease_gpus() just leased for had waited */
 } Run;
 
 /* sched.c */

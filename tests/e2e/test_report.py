@@ -144,6 +144,27 @@ class Report(KilnTestCase):
         self.assertRegex(html, r'title="eval/cifar/a">(done|up to date)</td>')
 
 
+class Waits(KilnTestCase):
+    def test_the_wait_for_a_gpu_is_drawn_before_the_attempt(self):
+        self.ws.write("gpus.csv", "0, 80000, 0\n")
+        self.ws.write("kiln.lua", 'task { name = "a", gpus = 1, run = "sleep 1" }\n'
+                      'task { name = "b", gpus = 1, run = "sleep 0.3" }\n')
+        r = self.ws.kiln("run", env={"KILN_GPU_INFO": self.ws.path("gpus.csv")})
+        self.assertEqual(r.rc, 0, r)
+        self.assertIn("tasks waited", r.out)
+        db = sqlite3.connect(self.ws.path(".kiln/state.db"))
+        waited = dict(db.execute("SELECT task, waited FROM attempts").fetchall())
+        db.close()
+        self.assertGreater(waited["b"] or 0, 0.5, "the second waited for the one device")
+        self.assertEqual(self.ws.kiln("report").rc, 0)
+        html = self.ws.read("report.html")
+        waits = re.findall(r'<rect class="wait" data-task="([^"]*)" x="([\d.]+)" y="\d+" width="([\d.]+)"', html)
+        self.assertEqual([w[0] for w in waits], ["b"])
+        start = float(re.search(r'<rect class="attempt" data-task="b" data-attempt="1" data-lane="gpu 0" x="([\d.]+)"',
+                                html).group(1))
+        self.assertAlmostEqual(float(waits[0][1]) + float(waits[0][2]), start, delta=1.0, msg="it ends where b starts")
+
+
 def chromium():
     for name in ("chromium", "chromium-browser", "google-chrome"):
         if shutil.which(name):
