@@ -1,0 +1,85 @@
+"""End-to-end: the report as headless Chromium (Debian's chromium) renders it — the zero-shot
+demo's and a run with failures — at desktop and phone widths: the rendered page holds every
+chart, and its screenshot has ink all the way down. Skips (with the reason) where Chromium
+cannot start."""
+import os
+import shutil
+import subprocess
+import tempfile
+
+from kilntest import KilnTestCase, main
+from test_report import GRID, PIL_PYTHON, ZEROSHOT
+
+
+def chromium():
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+class Browser(KilnTestCase):
+    def setUp(self):
+        super().setUp()
+        self.browser = chromium()
+        if not self.browser:
+            self.skipTest("Chromium is not installed (Debian: apt-get install chromium)")
+        if not shutil.which("gnuplot"):
+            self.skipTest("gnuplot is not installed")
+        self.profile = tempfile.mkdtemp(prefix="kiln-chromium-")
+
+    def tearDown(self):
+        shutil.rmtree(self.profile, ignore_errors=True)
+        super().tearDown()
+
+    def render(self, page, width, height, shot):
+        args = [self.browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--user-data-dir=" + self.profile, "--hide-scrollbars", "--window-size=%d,%d" % (width, height)]
+        dom = subprocess.run(args + ["--dump-dom", "file://" + page], capture_output=True, text=True, timeout=120)
+        if dom.returncode != 0 or "<body" not in dom.stdout:
+            self.skipTest("Chromium cannot start here: " + (dom.stderr.strip().splitlines() or ["?"])[-1])
+        subprocess.run(args + ["--screenshot=" + shot, "file://" + page], capture_output=True, timeout=120)
+        return dom.stdout
+
+    def content_height(self, shot):
+        """The last screenshot row that is not blank, and the number of 100-px bands with ink."""
+        code = ("import sys; from PIL import Image; im = Image.open(sys.argv[1]).convert('L'); w, h = im.size; "
+                "px = im.load(); rows = [y for y in range(h) if any(px[x, y] < 240 for x in range(0, w, 3))]; "
+                "print(max(rows) if rows else 0, len({y // 100 for y in rows}), w)")
+        p = subprocess.run([PIL_PYTHON, "-c", code, shot], capture_output=True, text=True, timeout=120)
+        if p.returncode != 0:
+            self.skipTest("Pillow (python3-pil) is needed to read the screenshot: " + p.stderr.strip()[-200:])
+        return [int(x) for x in p.stdout.split()]
+
+    def check_page(self, charts):
+        page = self.ws.path("report.html")
+        dom = self.render(page, 1400, 6000, self.ws.path("desk.png"))
+        self.assertEqual(dom.count("<svg"), charts + 1, "every chart (and the timeline) is in the rendered page")
+        self.assertNotIn("chart not rendered yet", dom)
+        bottom, bands, width = self.content_height(self.ws.path("desk.png"))
+        self.assertEqual(width, 1400)
+        self.assertGreater(bottom, 1500, "the page renders its charts, tables and history")
+        self.assertLess(bottom, 5990, "and ends inside a 6000-px window")
+        self.assertGreater(bands, 12, "ink all the way down, not a blank page")
+        self.render(page, 390, 8000, self.ws.path("phone.png"))
+        phone_bottom, phone_bands, phone_width = self.content_height(self.ws.path("phone.png"))
+        self.assertEqual(phone_width, 390)
+        self.assertGreater(phone_bands, 8, "readable on a phone: it reflows instead of going blank")
+
+    def test_zeroshot_report_renders(self):
+        r = self.ws.kiln("run", ZEROSHOT, "datasets=cifar-10,dtd,pets,mnist", "models=team,large", timeout=300)
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(self.ws.kiln("report", ZEROSHOT).rc, 0)
+        self.check_page(3)
+
+    def test_report_of_a_run_with_failures_renders(self):
+        # the heatmap needs the failed cell; the other three charts draw the model that ran
+        self.ws.write("kiln.lua", GRID.replace('plot { name = "heat"', '-- plot { name = "heat"'))
+        self.assertEqual(self.ws.kiln("run", "-k", "--gpus", "0,1").rc, 1)
+        self.assertEqual(self.ws.kiln("report").rc, 0)
+        self.assertIn("failed [oom]", self.ws.read("report.html"))
+        self.check_page(3)
+
+
+if __name__ == "__main__":
+    main()

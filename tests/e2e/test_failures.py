@@ -1,0 +1,70 @@
+"""End-to-end: failed attempts are classified from how they ended and their log's tail (oom,
+comm, port, preempted, missing-input, timeout, error), recorded with the attempt, noted in the
+log, and retried per retry_on (by default not an oom)."""
+import sqlite3
+
+from kilntest import KilnTestCase, lua_str, main
+
+
+def attempts(ws, task):
+    db = sqlite3.connect(ws.path(".kiln/state.db"))
+    rows = db.execute("SELECT attempt, outcome, failure FROM attempts WHERE task = ? ORDER BY id", (task,)).fetchall()
+    db.close()
+    return rows
+
+
+OOM_ONCE = ("if [ \"$KILN_ATTEMPT\" = 1 ]; then echo 'RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB "
+            "(GPU 0; 79.35 GiB total capacity)' >&2; exit 1; fi; echo ok > {out}")
+
+
+class FailureClasses(KilnTestCase):
+    def test_oom_is_classified_and_retried_only_when_retry_on_names_it(self):
+        self.ws.write("kiln.lua", 'task { name = "t", outputs = {"o.txt"}, retry_on = { "oom" }, run = %s }\n'
+                      % lua_str(OOM_ONCE))
+        r = self.ws.kiln("run")
+        self.assertEqual(r.rc, 0, r)
+        self.assertIn("[oom]", r.out)
+        self.assertEqual([a[2] for a in attempts(self.ws, "t")], ["oom", None], "recorded with the attempt")
+        self.assertIn("# kiln: attempt 1 failed: exit status 1 [oom]", self.ws.read(".kiln/logs/t@1.log"))
+        # by default a retry is not spent on an OOM: the same attempt would run out again
+        self.ws.write("kiln.lua", 'task { name = "t", outputs = {"o.txt"}, retries = 2, run = %s }\n'
+                      % lua_str(OOM_ONCE + " # again"))
+        r = self.ws.kiln("run")
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("not retried", r.out)
+        self.assertIn('retry_on = { "oom" }', r.out)
+        log = self.ws.kiln("log", "t")
+        self.assertIn("[oom]", log.out, "kiln log shows the class")
+
+    def test_each_class_from_its_symptom(self):
+        cases = {
+            "port": "echo 'RuntimeError: The server socket has failed to listen on any local network address. "
+                    "The server socket has failed to bind to [::]:29500 (errno: 98 - Address already in use).' >&2; exit 1",
+            "comm": "echo 'RuntimeError: [/build/gloo/transport/tcp/pair.cc:598] Connection refused' >&2; exit 1",
+            "preempted": "kill -9 $$",
+            "missing-input": "cat does-not-exist.txt",
+            "timeout": "sleep 5",
+            "error": "echo 'ValueError: bad value' >&2; exit 3",
+        }
+        tasks = []
+        for cls, cmd in cases.items():
+            extra = ', timeout = "1s"' if cls == "timeout" else ""
+            tasks.append('task { name = "c/%s", run = %s%s }' % (cls, lua_str(cmd), extra))
+        tasks.append('task { name = "c/noprogram", run = {"no-such-program-kiln"} }')
+        self.ws.write("kiln.lua", "\n".join(tasks))
+        r = self.ws.kiln("run", "-k", "--kill-grace", "0.5")
+        self.assertEqual(r.rc, 1, r)
+        for cls in cases:
+            self.assertEqual(attempts(self.ws, "c/" + cls)[-1][2], cls, r.out)
+        self.assertEqual(attempts(self.ws, "c/noprogram")[-1][2], "missing-input")
+
+    def test_port_clash_is_retried_by_default(self):
+        self.ws.write("kiln.lua", 'task { name = "t", outputs = {"o.txt"}, retries = 1, run = %s }\n' % lua_str(
+            "if [ \"$KILN_ATTEMPT\" = 1 ]; then echo 'bind: Address already in use' >&2; exit 1; fi; echo ok > {out}"))
+        r = self.ws.kiln("run")
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual([a[2] for a in attempts(self.ws, "t")], ["port", None])
+
+
+if __name__ == "__main__":
+    main()
