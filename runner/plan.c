@@ -1,8 +1,8 @@
 /* plan.c — `kiln run -n` and `kiln status`: what a run would do, with a reason for each
  * task, from the cache's verdicts; nothing runs. Then what it would cost: each task that
- * would run is estimated from its own last recorded duration, else from tasks with the same
- * tag keys (the mean of those sharing the most tag values: the same model on another
- * dataset), and the sum is given as work, GPU-hours and an ETA at the run's slots. */
+ * would run is estimated from its own last recorded duration, else from the tasks that
+ * differ from it in one tag value only (the same model on another dataset), else from any
+ * with the same tag keys, and the sum is given as work, GPU-hours and an ETA at the slots. */
 #define _GNU_SOURCE
 #include "sched.h"
 
@@ -37,42 +37,97 @@ static void remember(void *ctx, const char *task, double sec)
 	free(strmap_put(ctx, xstrdup(task), slot)); /* each task once: its latest */
 }
 
-static int same_keys(const Task *a, const Task *b)
+/* Recorded durations indexed for estimates, built in one pass over the graph: by every
+ * "all tags but one" signature (the same model on another dataset), and by the tag keys
+ * alone. Looking a task up is then a few hash probes, not a scan of the grid. */
+typedef struct {
+	double sum;
+	int n;
+} Mean;
+
+typedef struct {
+	StrMap all_but_one, keys_only; /* signature -> Mean* */
+} Similar;
+
+/* t's tags as one string: every key, and every value but the one at skip (-1: all values;
+ * -2: no values). malloc'd. */
+static char *signature(const Task *t, int skip)
 {
-	if (a->ntags != b->ntags || !a->ntags)
-		return 0;
-	for (int i = 0; i < a->ntags; i++)
-		if (strcmp(a->tags[i].key, b->tags[i].key))
-			return 0;
-	return 1;
+	Buf b = {0};
+	for (int i = 0; i < t->ntags; i++)
+		buf_printf(&b, "%s\x1f%s\x1e", t->tags[i].key, skip == -2 || i == skip ? "*" : t->tags[i].value);
+	return b.data ? b.data : xstrdup("");
+}
+
+static void add_mean(StrMap *m, char *key, double sec)
+{
+	Mean *acc = strmap_get(m, key);
+	if (acc) {
+		free(key);
+	} else {
+		acc = xcalloc(1, sizeof *acc);
+		strmap_put(m, key, acc);
+	}
+	acc->sum += sec;
+	acc->n++;
+}
+
+static void similar_build(Similar *s, Graph *g, StrMap *durations)
+{
+	memset(s, 0, sizeof *s);
+	for (int i = 0; i < g->ntasks; i++) {
+		const Task *t = g->tasks[i];
+		double *d = t->ntags ? strmap_get(durations, t->name) : NULL;
+		if (!d)
+			continue;
+		for (int j = 0; j < t->ntags; j++)
+			add_mean(&s->all_but_one, signature(t, j), *d);
+		add_mean(&s->keys_only, signature(t, -2), *d);
+	}
+}
+
+static void similar_free(Similar *s)
+{
+	StrMap *maps[] = {&s->all_but_one, &s->keys_only};
+	for (int k = 0; k < 2; k++) {
+		const char *key;
+		void *val;
+		for (size_t i = 0; strmap_next(maps[k], &i, &key, &val);) {
+			free((char *)key);
+			free(val);
+		}
+		strmap_free(maps[k]);
+	}
 }
 
 /* t's estimated seconds: 1 measured, 2 from similar tasks, 0 unknown. */
-static int estimate(Graph *g, StrMap *durations, const Task *t, double *sec)
+static int estimate(Similar *s, StrMap *durations, const Task *t, double *sec)
 {
 	double *own = strmap_get(durations, t->name);
 	if (own) {
 		*sec = *own;
 		return 1;
 	}
-	int best = -1, n = 0;
-	double sum = 0;
-	for (int i = 0; i < g->ntasks; i++) {
-		const Task *o = g->tasks[i];
-		double *d = o == t ? NULL : strmap_get(durations, o->name);
-		if (!d || !same_keys(t, o))
-			continue;
-		int shared = 0;
-		for (int k = 0; k < t->ntags; k++)
-			shared += !strcmp(t->tags[k].value, o->tags[k].value);
-		if (shared > best)
-			best = shared, sum = 0, n = 0;
-		if (shared == best)
-			sum += *d, n++;
-	}
-	if (!n)
+	if (!t->ntags)
 		return 0;
-	*sec = sum / n;
+	Mean m = {0};
+	for (int j = 0; j < t->ntags; j++) { /* tasks that differ from t in one tag only */
+		char *key = signature(t, j);
+		Mean *acc = strmap_get(&s->all_but_one, key);
+		free(key);
+		if (acc)
+			m.sum += acc->sum, m.n += acc->n;
+	}
+	if (!m.n) { /* else any task with the same tag keys */
+		char *key = signature(t, -2);
+		Mean *acc = strmap_get(&s->keys_only, key);
+		free(key);
+		if (acc)
+			m = *acc;
+	}
+	if (!m.n)
+		return 0;
+	*sec = m.sum / m.n;
 	return 2;
 }
 
@@ -83,11 +138,13 @@ int sched_plan(Graph *g, Cache *c, FILE *out, int all, int slots)
 	if (p.nruns) {
 		StrMap durations = {0};
 		cache_each_duration(c, remember, &durations);
+		Similar index;
+		similar_build(&index, g, &durations);
 		double work = 0, gpu_sec = 0, longest = 0;
 		int measured = 0, similar = 0, unknown = 0;
 		for (int i = 0; i < p.nruns; i++) {
 			double sec = 0;
-			int how = estimate(g, &durations, p.runs[i], &sec);
+			int how = estimate(&index, &durations, p.runs[i], &sec);
 			measured += how == 1, similar += how == 2, unknown += how == 0;
 			work += sec;
 			gpu_sec += sec * p.runs[i]->gpus;
@@ -113,6 +170,7 @@ int sched_plan(Graph *g, Cache *c, FILE *out, int all, int slots)
 			free(val);
 		}
 		strmap_free(&durations);
+		similar_free(&index);
 	}
 	free(p.runs);
 	return n;
