@@ -13,7 +13,7 @@ cat <<MSG
 
 kiln: done. Open these:
   report  build/zeroshot/report.html              (run summary, tables, charts; self-contained)
-  charts  build/zeroshot/plots/*.svg and *.png
+  charts  build/zeroshot/plots/*.svg, *.png and *.pdf
   table   build/zeroshot/results/top1_table.md     (dataset x model top-1, with each model's mean)
 Run the same command again: nothing re-runs. Change one model and only its evals re-run:
   ./build/kiln -C build/zeroshot run recipes/zeroshot.lua q_team=0.6
