@@ -444,6 +444,14 @@ int graph_select(Graph *g, char **targets, int ntargets, Buf *err)
 
 int graph_topo_order(const Graph *g, Task **out) { return walk_deps(g, 1, out, NULL); }
 
+const char *task_tag(const Task *t, const char *key)
+{
+	for (int i = 0; i < t->ntags; i++)
+		if (!strcmp(t->tags[i].key, key))
+			return t->tags[i].value;
+	return NULL;
+}
+
 int task_has_work(const Task *t) { return t->shell || t->argc || t->spec; }
 
 char *task_command_line(const Task *t)

@@ -164,6 +164,8 @@ int graph_topo_order(const Graph *g, Task **out);
 
 /* Returns the task's command as one printable line; malloc'd, caller frees. */
 char *task_command_line(const Task *t);
+/* The value of t's tag key, or NULL. */
+const char *task_tag(const Task *t, const char *key);
 /* Whether t has work of its own (a command or built-in work); without, it groups its deps. */
 int task_has_work(const Task *t);
 

@@ -318,6 +318,16 @@ void *strmap_put_new(StrMap *m, const char *key, void *val)
 	return NULL;
 }
 
+void strmap_free_owned(StrMap *m)
+{
+	for (size_t i = 0; i < m->cap; i++)
+		if (m->slots[i].key) {
+			free((char *)m->slots[i].key);
+			free(m->slots[i].val);
+		}
+	strmap_free(m);
+}
+
 int strmap_next(const StrMap *m, size_t *i, const char **key, void **val)
 {
 	for (; *i < m->cap; ++*i)

@@ -81,6 +81,8 @@ void strmap_reserve(StrMap *m, size_t n);
 /* Iteration: for (size_t i = 0; strmap_next(m, &i, &key, &val);) visits every entry. */
 int strmap_next(const StrMap *m, size_t *i, const char **key, void **val);
 void strmap_free(StrMap *m);
+/* strmap_free for a map that owns its keys and values (both malloc'd): frees them too. */
+void strmap_free_owned(StrMap *m);
 uint64_t hash_str(const char *s);
 
 /* Calls fn(ctx, i) for every i < n on `threads` threads (the caller's and helpers; 0: one

@@ -233,14 +233,6 @@ static const char *cell_state(const TaskOutcome *o, int64_t run_id, const char *
 	return now ? "failed" : "failed earlier";
 }
 
-static const char *tag_of(const Task *t, const char *key)
-{
-	for (int i = 0; i < t->ntags; i++)
-		if (!strcmp(t->tags[i].key, key))
-			return t->tags[i].value;
-	return NULL;
-}
-
 static void log_tail(FILE *f, const char *path)
 {
 	size_t len;
@@ -266,7 +258,7 @@ static int distinct(const Task *const *tasks, int n, const char *key, const char
 	int k = 0;
 	*out = xmalloc((size_t)(n + 1) * sizeof **out);
 	for (int i = 0; i < n; i++) {
-		const char *v = tag_of(tasks[i], key);
+		const char *v = task_tag(tasks[i], key);
 		int seen = 0;
 		for (int j = 0; j < k && !seen; j++)
 			seen = !strcmp((*out)[j], v);
@@ -333,7 +325,7 @@ static void one_map(FILE *f, const Task *const *tasks, int n, Latest *l, int64_t
 			int count = 0, failed = 0;
 			for (int i = 0; i < n; i++) {
 				const Task *t = tasks[i];
-				if (strcmp(tag_of(t, row_key), rows[r]) || strcmp(tag_of(t, col_key), cols[c]))
+				if (strcmp(task_tag(t, row_key), rows[r]) || strcmp(task_tag(t, col_key), cols[c]))
 					continue;
 				const char *col;
 				const char *w = cell_state(strmap_get(&l->latest, t->name), run_id, &col);
@@ -415,16 +407,13 @@ int outcome_maps_write(FILE *f, State *state, const Graph *g, int64_t run_id)
 	free(failed);
 	free(group);
 	free(done);
-	const char *key;
 	void *val;
-	for (size_t i = 0; strmap_next(&l.latest, &i, &key, &val);) {
+	for (size_t i = 0; strmap_next(&l.latest, &i, NULL, &val);) {
 		TaskOutcome *o = val;
 		free((char *)o->outcome);
 		free((char *)o->failure);
 		free((char *)o->log);
-		free(o);
-		free((char *)key);
 	}
-	strmap_free(&l.latest);
+	strmap_free_owned(&l.latest);
 	return maps;
 }

@@ -181,7 +181,8 @@ const char *exec_self(void)
 
 int exec_has_attempt_words(const char *s)
 {
-	return strstr(s, "{port") || strstr(s, "{gpus}") || strstr(s, "{rdzv}") || strstr(s, "{items}");
+	const char *brace = strchr(s, '{'); /* every spawn asks, for every word: most have no brace */
+	return brace && (strstr(brace, "{port") || strstr(brace, "{gpus}") || strstr(brace, "{rdzv}") || strstr(brace, "{items}"));
 }
 
 char *exec_expand_attempt(const char *s, const Job *job)

@@ -13,7 +13,7 @@
  * busy the wait is bounded (gpu_wait, --gpu-wait), then it takes the least busy ones or
  * fails with class gpu-busy. The wait is printed when it starts and every 30 s, and the
  * status line shows it. Returns 1 with ids filled when leased. */
-int lease_gpus(Run *r, Task *t, int *ids)
+int lease_gpus(Run *r, Task *t, int *ids, double *waited)
 {
 	const SchedOptions *o = r->o;
 	int64_t now = now_mono_ns(), *since = &r->wait_since[t->index];
@@ -35,8 +35,8 @@ int lease_gpus(Run *r, Task *t, int *ids)
 			status_print(&r->st, "note", "%s: waited %.0f s for a free GPU; taking the least busy", t->name, limit);
 	}
 	if (leased) {
-		r->last_wait_sec = *since ? (double)(now - *since) / 1e9 : 0;
-		r->sum->gpu_wait_sec += r->last_wait_sec;
+		*waited = *since ? (double)(now - *since) / 1e9 : 0;
+		r->sum->gpu_wait_sec += *waited;
 		*since = 0;
 		return 1;
 	}

@@ -90,13 +90,7 @@ static void similar_free(Similar *s)
 {
 	StrMap *maps[] = {&s->all_but_one, &s->keys_only};
 	for (int k = 0; k < 2; k++) {
-		const char *key;
-		void *val;
-		for (size_t i = 0; strmap_next(maps[k], &i, &key, &val);) {
-			free((char *)key);
-			free(val);
-		}
-		strmap_free(maps[k]);
+		strmap_free_owned(maps[k]);
 	}
 }
 
@@ -163,13 +157,7 @@ int sched_plan(Graph *g, Cache *c, FILE *out, int all, int slots)
 		} else {
 			fprintf(out, "kiln: no recorded durations to estimate from yet\n");
 		}
-		const char *key;
-		void *val;
-		for (size_t i = 0; strmap_next(&durations, &i, &key, &val);) {
-			free((char *)key);
-			free(val);
-		}
-		strmap_free(&durations);
+		strmap_free_owned(&durations);
 		similar_free(&index);
 	}
 	free(p.runs);

@@ -205,8 +205,8 @@ int try_start(Run *r, Task *t)
 		if (r->state_error)
 			return 0;
 	}
-	r->last_wait_sec = 0;
-	if (local && t->gpus > 0 && !lease_gpus(r, t, ids))
+	double waited = 0;
+	if (local && t->gpus > 0 && !lease_gpus(r, t, ids, &waited))
 		return t->state == TS_FAILED; /* 1: it failed its wait and leaves the queue */
 	int ports[PORTS_MAX];
 	Buf why = {0};
@@ -289,8 +289,8 @@ int try_start(Run *r, Task *t)
 	} else {
 		r->attempt_ids[t->index] = cache_attempt_started(o->cache, t, job->attempt, (int)job->pid, job->gpu_list,
 								 job->log_path, job->job_id, ex->reattaches ? job->key : NULL);
-		if (r->last_wait_sec > 0) /* the report draws the wait before the attempt */
-			cache_attempt_waited(o->cache, r->attempt_ids[t->index], r->last_wait_sec);
+		if (waited > 0) /* the report draws the wait before the attempt */
+			cache_attempt_waited(o->cache, r->attempt_ids[t->index], waited);
 	}
 	return 1;
 }

@@ -44,7 +44,6 @@ typedef struct {
 	const char *state_error; /* set once a commit failed: nothing new starts */
 	struct ShardRun *shards;  /* per map shard (g->shards): shards.c */
 	int64_t progress_printed_ns; /* the last progress line on plain output */
-	double last_wait_sec;        /* how long the task lease_gpus() just leased for had waited */
 } Run;
 
 /* sched.c */
@@ -54,9 +53,9 @@ void task_failed(Run *r, Task *t, const char *reason, const char *log);
  * good (it leaves the queue), 0 if it must wait. */
 int try_start(Run *r, Task *t);
 
-/* gpu_wait.c: leases t's GPUs into ids (1), or waits (0: it stays queued; it may have failed
- * its bounded wait, then t->state is TS_FAILED) */
-int lease_gpus(Run *r, Task *t, int *ids);
+/* gpu_wait.c: leases t's GPUs into ids (1, with how long it waited for them in waited), or
+ * waits (0: it stays queued; it may have failed its bounded wait, then t->state is TS_FAILED) */
+int lease_gpus(Run *r, Task *t, int *ids, double *waited);
 
 /* shards.c */
 void shards_init(Run *r);

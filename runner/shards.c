@@ -76,19 +76,11 @@ int shards_running(const Run *r)
 	return 0;
 }
 
-/* Pending items keep the order of the shard's list (they were queued as they were decided). */
-static int list_position(const MapShard *m, const Task *t)
+/* Pending items go in the order of the shard's list, which is declaration order (map{}
+ * declares a shard's items one after the other): they were queued as they were decided. */
+static int compare_position(const void *a, const void *b)
 {
-	for (int i = 0; i < m->nitems; i++)
-		if (m->items[i] == t)
-			return i;
-	return m->nitems;
-}
-
-static int compare_position(const void *a, const void *b, void *ctx)
-{
-	const MapShard *m = ctx;
-	return list_position(m, *(Task *const *)a) - list_position(m, *(Task *const *)b);
+	return (*(Task *const *)a)->index - (*(Task *const *)b)->index;
 }
 
 void shards_start(Run *r)
@@ -107,7 +99,7 @@ void shards_start(Run *r)
 			continue;
 		}
 		if (s->npending > 1)
-			qsort_r(s->pending, (size_t)s->npending, sizeof *s->pending, compare_position, m);
+			qsort(s->pending, (size_t)s->npending, sizeof *s->pending, compare_position);
 		for (int k = 0; k < s->npending; k++)
 			s->pending[k]->state = TS_RUNNING;
 		s->recorded = 0;
@@ -134,10 +126,7 @@ char *shard_prepare(Run *r, Task *runner, Buf *err)
 		cache_clear_outputs(r->o->cache, t); /* only what must be made again */
 		for (int j = 0; j < t->noutputs; j++)
 			mkdirs_parent(t->outputs[j]);
-		const char *item = NULL;
-		for (int j = 0; j < t->ntags && !item; j++)
-			if (!strcmp(t->tags[j].key, "item"))
-				item = t->tags[j].value;
+		const char *item = task_tag(t, "item");
 		buf_printf(&list, "%s\n", item ? item : t->name);
 	}
 	if (mkdirs_parent(path) != 0 || write_file_atomic(path, list.data ? list.data : "", list.len) != 0) {
