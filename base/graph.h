@@ -48,7 +48,9 @@ struct Task {
 	const char **dep_patterns; /* globs over task names (plot{} from = ...) */
 	int ndep_patterns;
 	const char *metrics;  /* path of a metrics JSON file, or NULL */
-	const char *executor; /* "local", "slurm" or NULL (the command line decides) */
+	const char *executor; /* "local", "slurm", "ssh" or NULL (the command line decides) */
+	const char **hosts;   /* ssh: the hosts it may run on (host = "v802" pins one), or NULL: any */
+	int nhosts;
 
 	int cpus;
 	long long mem_mib;
@@ -78,6 +80,7 @@ struct Task {
 	int forced;           /* --force: runs even when up to date */
 	int pending_deps;
 	int attempt;
+	int lost;             /* attempts lost with their host (ssh), not counted as attempts */
 	void *cache_data; /* owned by the cache for the duration of a run */
 };
 
@@ -103,6 +106,20 @@ typedef struct {
 	int nextra;
 } RecipeSlurm;
 
+/* One server of the recipe's hosts{} block (or --hosts FILE): reached by ssh. */
+typedef struct {
+	const char *name;     /* as tasks' host = ... name it */
+	const char *address;  /* ssh destination: "user@v800", or a Host of ~/.ssh/config */
+	const char *workdir;  /* the workspace's copy there (default "kiln-work", under the login's home) */
+	const char *gpus;     /* "0,1,2,3": the devices kiln may lease there, or NULL: every one nvidia-smi lists */
+	int cpus, jobs;       /* 0: the host's own count (nproc), and cpus + GPUs */
+	long long mem_mib;    /* 0: no limit kept */
+	const char **ssh;     /* further ssh options, like {"-p", "2222"} or {"-F", "lab_config"} */
+	int nssh;
+	const char *file;     /* where it was declared */
+	int line;
+} RecipeHost;
+
 typedef struct {
 	Arena arena;
 	Task **tasks;
@@ -114,6 +131,8 @@ typedef struct {
 				root cannot lie inside a directory output, so no parent lookups */
 	const char *workspace; /* absolute path of the workspace (the current directory) */
 	RecipeSlurm slurm;     /* the recipe's slurm{} block */
+	RecipeHost *hosts;     /* hosts{}, sorted by name */
+	int nhosts;
 	MapShard **shards;     /* every map{} shard, in declaration order */
 	int nshards;
 	KeyValue *params;      /* params{} after command-line overrides, in declaration order, */

@@ -1,6 +1,7 @@
 /* os-posix.c — Linux/POSIX implementation of os.h. */
 #define _GNU_SOURCE
 #include "os.h"
+#include "util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -8,6 +9,7 @@
 #include <spawn.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -119,4 +121,51 @@ const char *os_hostname(void)
 	if (!name[0] && gethostname(name, sizeof name - 1) != 0)
 		strcpy(name, "localhost");
 	return name;
+}
+
+/* Watched children: running (ended = 0) or ended with their status, until taken. A
+ * handful at a time (running jobs and their helper processes), so a list will do. */
+typedef struct {
+	pid_t pid;
+	int ended, status;
+} Child;
+static Child *children;
+static int nchildren, children_cap;
+
+void os_children_watch(pid_t pid)
+{
+	if (nchildren == children_cap) {
+		children_cap = children_cap ? 2 * children_cap : 16;
+		children = xrealloc(children, (size_t)children_cap * sizeof *children);
+	}
+	children[nchildren++] = (Child){pid, 0, 0};
+}
+
+void os_children_reap(void)
+{
+	for (;;) {
+		int status;
+		pid_t pid = waitpid(-1, &status, WNOHANG);
+		if (pid <= 0)
+			return;
+		for (int i = nchildren - 1; i >= 0; i--)
+			if (children[i].pid == pid) {
+				children[i].ended = 1;
+				children[i].status = status;
+				break;
+			}
+	}
+}
+
+int os_children_take(pid_t pid, int *status)
+{
+	for (int i = nchildren - 1; i >= 0; i--)
+		if (children[i].pid == pid) {
+			if (!children[i].ended)
+				return 0;
+			*status = children[i].status;
+			children[i] = children[--nchildren];
+			return 1;
+		}
+	return 0;
 }

@@ -27,6 +27,13 @@ typedef struct {
 /* Starts a child with a clean signal mask and default dispositions for the signals kiln
  * waits on. Returns 0 with *pid set, or an errno value. */
 int os_spawn(const OsSpawn *s, pid_t *pid);
+/* One reaper for every child, whichever executor started it: a pid is watched from its
+ * start; os_children_reap() collects every ended child (waitpid(-1)), filing the status of
+ * watched ones (others, orphans kiln adopted as subreaper, are dropped); their owner takes
+ * it with os_children_take(), which returns 1 once the child ended. */
+void os_children_watch(pid_t pid);
+void os_children_reap(void);
+int os_children_take(pid_t pid, int *status);
 /* Makes this process the reaper of its orphaned descendants (Linux), so a task's
  * processes that outlive their parent still report to kiln; 0, or -1 where unsupported. */
 int os_become_subreaper(void);

@@ -115,4 +115,15 @@ void cache_explain(Cache *c, Task *t, Buf *out);
 /* `kiln gc`: deletes stored objects no recorded success refers to; returns the count. */
 int cache_gc(Cache *c, long long *bytes_freed);
 
+/* ssh hosts (cache/placements.c). The content hash of a workspace file or directory (as
+ * inputs are hashed, through the memo): 0, or -1 when it cannot be read. */
+int cache_content_hash(Cache *c, const char *path, char out[33]);
+/* What was copied to host at path: 1 with its hash and the host's listing then, or 0. */
+int cache_placement_get(Cache *c, const char *host, const char *path, Buf *hash, Buf *listing);
+/* Records a copy (hash NULL: forgets it); joins the open write batch. 0, or -1. */
+int cache_placement_put(Cache *c, const char *host, const char *path, const char *hash, const char *listing);
+/* Every path recorded on host, in path order. */
+void cache_each_placement(Cache *c, const char *host, void (*fn)(void *ctx, const char *path, const char *hash),
+			  void *ctx);
+
 #endif

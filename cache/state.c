@@ -57,7 +57,10 @@ static const char schema[] =
 	"CREATE TABLE IF NOT EXISTS series (task TEXT, run_id INTEGER, key TEXT, step REAL, value REAL);"
 	"CREATE INDEX IF NOT EXISTS series_by_task ON series (task, run_id, key, step);"
 	"CREATE TABLE IF NOT EXISTS metric_tags (task TEXT, run_id INTEGER, key TEXT, value TEXT,"
-	"  PRIMARY KEY (task, run_id, key)) WITHOUT ROWID;";
+	"  PRIMARY KEY (task, run_id, key)) WITHOUT ROWID;"
+	/* version 8: inputs copied to ssh hosts (cache/placements.c) */
+	"CREATE TABLE IF NOT EXISTS placements (host TEXT, path TEXT, hash TEXT, listing TEXT, placed REAL,"
+	"  PRIMARY KEY (host, path)) WITHOUT ROWID;";
 
 #define STR_(x) #x
 #define STR(x) STR_(x)
@@ -154,7 +157,7 @@ static State *open_once(const char *path, int readonly, Buf *err, int *damaged)
 			 * each last success beside its key, so a no-op run reads them without a join,
 			 * 5 each ingest's position in the recipe, so metrics come in declaration order,
 			 * 6 each failed attempt's class (runner/failure.h), 7 how long an attempt waited
-			 * for its GPUs before it started */
+			 * for its GPUs before it started, 8 what was placed on each ssh host (a table) */
 			if ((v < 3 && exec_sql(s->db, "ALTER TABLE attempts ADD COLUMN job_id TEXT;"
 						     "ALTER TABLE attempts ADD COLUMN key TEXT;", err)) ||
 			    (v < 4 && exec_sql(s->db, "ALTER TABLE last_success ADD COLUMN outputs TEXT;"

@@ -10,7 +10,7 @@
 #include "../base/util.h"
 #include "hash.h"
 
-#define STATE_SCHEMA_VERSION 7
+#define STATE_SCHEMA_VERSION 8
 
 typedef struct State State;
 

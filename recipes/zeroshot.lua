@@ -10,6 +10,14 @@
 --   kiln -C build/zeroshot run recipes/zeroshot.lua
 --   kiln -C build/zeroshot run recipes/zeroshot.lua datasets=cifar-10,dtd models=team,large
 --   kiln -C build/zeroshot report recipes/zeroshot.lua
+--
+-- Over a few GPU servers reached by ssh (no scheduler), the same recipe with a hosts file:
+--   kiln -C build/zeroshot run recipes/zeroshot.lua --executor ssh --hosts lab.lua
+-- Each eval goes to a free GPU on some host; the files it reads are copied to that host only
+-- (and only once: kiln records what each host holds). With data_host / ckpt_host the sync
+-- steps run on the server that holds the real data (data_src / ckpt_src are paths there):
+--   kiln run recipes/zeroshot.lua --executor ssh --hosts lab.lua data_host=v802 ckpt_host=v800 \
+--       data_src=/big/elevater ckpt_src=/data/ckpt
 
 local P = params {
   datasets = "all",                       -- comma list, or "all"
@@ -20,6 +28,8 @@ local P = params {
   samples = 400,                          -- synthetic only: samples per dataset
   dim = 128,                              -- synthetic only: feature dimension
   gpus = -1,                              -- GPUs per eval; -1: one where GPUs are known, else none
+  data_host = "",                         -- ssh: the host holding data_src ("": this machine)
+  ckpt_host = "",                         -- ssh: the host holding ckpt_src
   -- synthetic only: how well each stand-in model separates classes
   q_baseline = 0.34, q_large = 0.48, q_huge = 0.58, q_team = 0.55,
 }
@@ -54,6 +64,12 @@ end
 local models = list(P.models)
 local gpus = P.gpus >= 0 and P.gpus or (gpus_available() > 0 and 1 or 0)
 local synthetic = P.data_src == "demo/elevater"
+-- where a sync step runs: on the host that holds its source, else here (its source is local)
+local function at(host)
+  if host ~= "" then return { host = host } end
+  return { executor = "local" }
+end
+local data_at, ckpt_at = at(P.data_host), at(P.ckpt_host)
 
 -- 0. synthetic sources (only for the default data_src / ckpt_src)
 local source_tasks = {}
@@ -69,7 +85,7 @@ if synthetic then
     table.insert(source_tasks[c.dataset], name)
     local dir = P.data_src .. "/" .. c.dataset .. "/" .. c.model
     task {
-      name = name,
+      name = name, host = data_at.host,
       outputs = { dir .. "/images.npy", dir .. "/text.npy", dir .. "/labels.npy" },
       run = { "kiln-kernels", "synth", "--classes", d.count, "--dim", P.dim, "--samples", P.samples,
               "--seed", d.index + 4294967296 * (#c.model + string.byte(c.model)),
@@ -81,7 +97,7 @@ end
 if P.ckpt_src == "demo/checkpoints" then
   for _, m in ipairs(models) do
     task {
-      name = "source/checkpoint/" .. m,
+      name = "source/checkpoint/" .. m, host = ckpt_at.host,
       outputs = { P.ckpt_src .. "/" .. m .. ".ckpt" },
       run = "printf 'distilled Chinese-CLIP (%s), synthetic quality %s\\n' " .. m .. " " ..
             tostring(quality[m]) .. " > {out}",
@@ -92,7 +108,7 @@ end
 -- 1. data sync: rsync skips files already identical at the destination
 for _, d in ipairs(datasets) do
   task {
-    name = "data/" .. d,
+    name = "data/" .. d, host = data_at.host, executor = data_at.executor,
     deps = source_tasks[d],
     outputs = { "work/data/" .. d },
     run = { "rsync", "-a", "--delete", P.data_src .. "/" .. d .. "/", "work/data/" .. d .. "/" },
@@ -103,7 +119,7 @@ end
 -- 2. model sync
 for _, m in ipairs(models) do
   task {
-    name = "model/" .. m,
+    name = "model/" .. m, host = ckpt_at.host, executor = ckpt_at.executor,
     deps = P.ckpt_src == "demo/checkpoints" and { "source/checkpoint/" .. m } or nil,
     outputs = { "work/models/" .. m .. ".ckpt" },
     run = { "rsync", "-a", P.ckpt_src .. "/" .. m .. ".ckpt", "work/models/" .. m .. ".ckpt" },
@@ -119,8 +135,8 @@ for c in grid { dataset = datasets, model = models } do
   local dir = "work/data/" .. c.dataset .. "/" .. c.model
   task {
     name = "eval/" .. c.dataset .. "/" .. c.model,
-    deps = { "model/" .. c.model },
-    inputs = { dir .. "/images.npy", dir .. "/text.npy", dir .. "/labels.npy" },
+    inputs = { dir .. "/images.npy", dir .. "/text.npy", dir .. "/labels.npy",
+               "work/models/" .. c.model .. ".ckpt" },
     outputs = { "results/" .. c.dataset .. "/" .. c.model .. ".json" },
     run = { "kiln-kernels", "zeroshot", "--images", dir .. "/images.npy", "--text", dir .. "/text.npy",
             "--labels", dir .. "/labels.npy", "--batch", P.batch, "--out", "{out}" },

@@ -26,7 +26,8 @@ typedef struct {
 	const char *rows, *cols, *value, *format, *out, *baseline; /* metrics, report */
 	int open;                 /* report: print the file's URL */
 	double threshold;         /* report: shade cells that moved more than this (relative); -1: default */
-	int max_jobs, detach;                           /* Slurm */
+	int max_jobs, detach;                           /* Slurm, ssh */
+	const char *hosts_file;   /* --hosts FILE: a hosts{} block replacing the recipe's */
 	char **force;             /* run: --force TARGET|GLOB, repeatable */
 	int nforce;
 	int deps;                 /* clean: also what the targets depend on */

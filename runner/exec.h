@@ -14,7 +14,8 @@ enum JobEnd {
 	JOB_RUNNING,
 	JOB_EXITED,      /* exit_code says how */
 	JOB_SIGNALED,    /* killed by term_signal */
-	JOB_START_FAILED /* could not be started; message in the log */
+	JOB_START_FAILED, /* could not be started; message in the log */
+	JOB_LOST          /* lost with its host (ssh): not the task's failure; it runs again elsewhere */
 };
 
 /* One attempt of one task. The scheduler fills the inputs; the executor the rest. */
@@ -41,7 +42,7 @@ typedef struct Job {
 	int exit_code, term_signal;
 	char reason[96];      /* set by an executor that knows better (e.g. Slurm's job state) */
 	/* executors whose jobs outlive kiln (reattaches): */
-	char job_id[32];      /* the executor's id for the job, or "" */
+	char job_id[96];      /* the executor's id for the job, or "" (ssh: "host:id/gpus") */
 	int adopted;          /* re-attached to a job a previous kiln started */
 	char key[33];         /* the task's key when it started (hex), to re-attach only to the same work */
 	long long attempt_row;/* adopted jobs: the attempt row the first kiln opened */
@@ -56,6 +57,11 @@ struct Executor {
 	/* 1: jobs take this machine's job slots, CPUs, memory and leased GPUs, and the
 	 * scheduler enforces timeouts; 0: the executor's own system does (Slurm). */
 	int local_slots;
+	/* 1: the scheduler enforces timeouts (SIGTERM, then SIGKILL after the grace period,
+	 * through signal()); 0: the executor's system does (Slurm's --time). */
+	int kiln_timeouts;
+	/* 1: {port}s are reserved here by the scheduler; 0: the job finds its own (Slurm). */
+	int kiln_ports;
 	/* 1: jobs are recorded with job_id and key so a later kiln re-attaches (adopt). */
 	int reattaches;
 	/* 1: jobs read the state (charts): everything recorded so far is committed first. */
@@ -70,8 +76,9 @@ struct Executor {
 	/* Milliseconds until the executor wants reap() called again without a signal (a
 	 * status poll), or -1 when SIGCHLD is enough. */
 	int (*poll_ms)(Executor *ex);
-	/* Whether another job may start now (a cap on queued jobs); NULL: always. */
-	int (*has_room)(Executor *ex);
+	/* Whether task t may start now (a cap on queued jobs; ssh: a host with room for it,
+	 * held for the start() that follows); NULL: always. */
+	int (*has_room)(Executor *ex, const Task *t);
 	/* On a stop: 1 when the job is left running for a later kiln to re-attach to (the
 	 * scheduler then forgets it); NULL or 0: it is signalled like any job. */
 	int (*detach)(Executor *ex, Job *job);
@@ -79,6 +86,8 @@ struct Executor {
 	 * start() of that task with the same key attaches to it instead. NULL: none. */
 	void (*adopt)(Executor *ex, const char *task, int attempt, const char *job_id, const char *key_hex,
 		      const char *log_path, long long attempt_row);
+	/* Prints the executor's part of the end summary (ssh: per host); NULL: none. */
+	void (*summarize)(Executor *ex);
 	void (*destroy)(Executor *ex);
 	void *impl;
 };
@@ -99,9 +108,24 @@ typedef struct {
 
 /* The Slurm executor (sbatch/squeue/scancel), or NULL with a message when they are missing. */
 Executor *exec_slurm_new(const SlurmConfig *cfg, Buf *err);
+/* ssh settings: the hosts (the graph's hosts{}), the cache that records what was copied
+ * where, and the command line's. */
+typedef struct {
+	const Graph *g;
+	struct Cache *cache;
+	int detach;            /* leave remote jobs running when kiln is stopped */
+	long long run_id;
+	double busy_mem, busy_util; /* the GPU busy test, as locally */
+	const char *state_dir; /* .kiln/ssh: sockets, follow commands' stderr */
+} SshConfig;
+
+/* The ssh executor (exec_ssh.c), or NULL with a message when hosts, ssh or rsync are missing. */
+Executor *exec_ssh_new(const SshConfig *cfg, Buf *err);
+
 /* Builds the shell script text that runs job->task exactly as the local executor would;
- * malloc'd. Exposed for tests of the quoting. */
-char *exec_job_script(const Job *job, const char *workspace, const char *exit_path);
+ * malloc'd. remote: for an ssh host (the job's leased GPUs kept, PATH led by the copy of
+ * kiln's tools in the workspace there). Exposed for tests of the quoting. */
+char *exec_job_script(const Job *job, const char *workspace, const char *exit_path, int remote);
 /* The environment entries both executors give a task (PATH with kiln's own directory). */
 const char *exec_path_entry(void);
 /* "KILN_WORKSPACE=<absolute workspace>": every local task process carries it in its

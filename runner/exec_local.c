@@ -312,6 +312,7 @@ static int local_start(Executor *ex, Job *job)
 		goto ended;
 	}
 	close(fd);
+	os_children_watch(job->pid);
 	exec_push_job(&le->jobs, &le->njobs, &le->cap, job);
 	return 0;
 ended:
@@ -347,29 +348,23 @@ static int local_reap(Executor *ex, Job **out, int max)
 {
 	LocalExec *le = ex->impl;
 	int n = 0;
-	for (;;) {
-		/* reaps every child: leaders, and (as subreaper) orphaned processes of a group */
+	os_children_reap(); /* every child: leaders, other executors' helpers, and (as subreaper) orphans */
+	for (int i = 0; i < le->njobs; i++) {
+		Job *job = le->jobs[i];
 		int status;
-		pid_t pid = waitpid(-1, &status, WNOHANG);
-		if (pid <= 0)
-			break;
-		for (int i = 0; i < le->njobs; i++) {
-			Job *job = le->jobs[i];
-			if (job->pid != pid)
-				continue;
-			job->ended_ns = now_mono_ns();
-			if (WIFEXITED(status)) {
-				job->end = JOB_EXITED;
-				job->exit_code = WEXITSTATUS(status);
-			} else {
-				job->end = JOB_SIGNALED;
-				job->term_signal = WTERMSIG(status);
-			}
-			le->jobs[i] = le->jobs[--le->njobs];
-			if (leader_exited(le, job))
-				exec_push_job(&le->ended, &le->nended, &le->ended_cap, job);
-			break;
+		if (!os_children_take(job->pid, &status))
+			continue;
+		job->ended_ns = now_mono_ns();
+		if (WIFEXITED(status)) {
+			job->end = JOB_EXITED;
+			job->exit_code = WEXITSTATUS(status);
+		} else {
+			job->end = JOB_SIGNALED;
+			job->term_signal = WTERMSIG(status);
 		}
+		le->jobs[i--] = le->jobs[--le->njobs];
+		if (leader_exited(le, job))
+			exec_push_job(&le->ended, &le->nended, &le->ended_cap, job);
 	}
 	for (int i = 0; i < le->ndraining; i++)
 		if (!group_alive(le->draining[i]->pid)) {
@@ -415,6 +410,8 @@ Executor *exec_local_new(void)
 	ex->name = "local";
 	ex->title = "local";
 	ex->local_slots = 1;
+	ex->kiln_timeouts = 1;
+	ex->kiln_ports = 1;
 	ex->start = local_start;
 	ex->reap = local_reap;
 	ex->signal = local_signal;

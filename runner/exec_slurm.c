@@ -73,7 +73,7 @@ static void torchrun_preamble(Buf *b, const Task *t)
 		   t->torchrun->nnodes);
 }
 
-char *exec_job_script(const Job *job, const char *workspace, const char *exit_path)
+char *exec_job_script(const Job *job, const char *workspace, const char *exit_path, int remote)
 {
 	const Task *t = job->task;
 	Buf b = {0};
@@ -84,8 +84,8 @@ char *exec_job_script(const Job *job, const char *workspace, const char *exit_pa
 	buf_puts(&b, " || exit 1\n");
 	for (char **e = job->env; e && *e; e++) {
 		const char *eq = strchr(*e, '=');
-		if (!eq || !strncmp(*e, "CUDA_VISIBLE_DEVICES=", 21))
-			continue; /* Slurm assigns the GPUs */
+		if (!eq || (!remote && !strncmp(*e, "CUDA_VISIBLE_DEVICES=", 21)))
+			continue; /* Slurm assigns the GPUs; on an ssh host kiln leased them */
 		buf_printf(&b, "%.*s=", (int)(eq - *e), *e);
 		buf_shell_quote(&b, eq + 1);
 		buf_printf(&b, "; export %.*s\n", (int)(eq - *e), *e);
@@ -97,7 +97,9 @@ char *exec_job_script(const Job *job, const char *workspace, const char *exit_pa
 		buf_printf(&b, "; export %s\n", t->env[i].key);
 		task_sets_path |= !strcmp(t->env[i].key, "PATH");
 	}
-	if (!task_sets_path) {
+	if (!task_sets_path && remote) { /* kiln's tools were copied beside the workspace there */
+		buf_puts(&b, "PATH=\"$PWD/.kiln/bin:$PATH\"; export PATH\n");
+	} else if (!task_sets_path) {
 		buf_puts(&b, "PATH=");
 		buf_shell_quote(&b, exec_path_entry() + 5);
 		buf_puts(&b, "; export PATH\n");
@@ -206,7 +208,7 @@ static int slurm_start(Executor *ex, Job *job)
 		close(fd);
 	}
 	char *exit_path = exit_path_of(se, job), *script_path = xasprintf("%s/%s@%d.sh", se->cfg.state_dir, t->name, job->attempt);
-	char *script = exec_job_script(job, se->workspace, exit_path);
+	char *script = exec_job_script(job, se->workspace, exit_path, 0);
 	unlink(exit_path);
 	mkdirs_parent(script_path);
 	int wrote = write_file_atomic(script_path, script, strlen(script));
@@ -300,7 +302,7 @@ static void finish(SlurmExec *se, Job *job, const char *state)
 		job->exit_code = text ? atoi(text) : 1;
 		if (!strcmp(state, "TIMEOUT"))
 			job->timed_out = 1;
-		snprintf(job->reason, sizeof job->reason, "Slurm job %s ended %s", job->job_id,
+		snprintf(job->reason, sizeof job->reason, "Slurm job %.32s ended %s", job->job_id,
 			 !strcmp(state, "GONE") ? "(no longer known to Slurm, no exit code)" : state);
 		if (job->exit_code == 0)
 			job->exit_code = 1;
@@ -332,7 +334,7 @@ static void poll_queue(SlurmExec *se)
 			Job *job = se->active[i];
 			const char *state = NULL;
 			char want[48];
-			snprintf(want, sizeof want, "%s|", job->job_id);
+			snprintf(want, sizeof want, "%.46s|", job->job_id);
 			for (const char *line = buf_str(&out); *line;) {
 				if (!strncmp(line, want, strlen(want)))
 					state = line + strlen(want);
@@ -398,8 +400,9 @@ static int slurm_poll_ms(Executor *ex)
 	return ms < 0 ? 0 : (int)ms + 1;
 }
 
-static int slurm_has_room(Executor *ex)
+static int slurm_has_room(Executor *ex, const Task *t)
 {
+	(void)t;
 	SlurmExec *se = ex->impl;
 	return se->cfg.max_jobs <= 0 || se->nactive < se->cfg.max_jobs;
 }
@@ -430,6 +433,8 @@ static void slurm_adopt(Executor *ex, const char *task, int attempt, const char 
 		      const char *log_path, long long attempt_row)
 {
 	SlurmExec *se = ex->impl;
+	if (strchr(job_id, ':'))
+		return; /* an ssh host's job (exec_ssh.c) */
 	se->adopted = xrealloc(se->adopted, (size_t)(se->nadopted + 1) * sizeof *se->adopted);
 	se->adopted[se->nadopted++] = (Adopted){xstrdup(task), xstrdup(job_id), xstrdup(key_hex ? key_hex : ""),
 						xstrdup(log_path ? log_path : ""), attempt, 0, attempt_row};

@@ -12,7 +12,7 @@
 
 #include "../base/util.h"
 
-enum Source { SRC_NONE, SRC_LIST, SRC_FILE, SRC_NVML };
+enum Source { SRC_NONE, SRC_LIST, SRC_FILE, SRC_NVML, SRC_READER };
 
 struct GpuPool {
 	Gpu *gpus;
@@ -23,6 +23,8 @@ struct GpuPool {
 	double busy_fraction, busy_util;
 	int64_t refreshed_ns;
 	Nvml nvml; /* loaded when the source is NVML */
+	int (*reader)(void *ctx, Buf *out); /* SRC_READER: fetches the readings' text */
+	void *reader_ctx;
 };
 
 static GpuPool *pool_new(enum Source source)
@@ -84,32 +86,65 @@ GpuPool *gpu_pool_from_list(const char *ids, Buf *err)
 	return p;
 }
 
-static int read_info_file(GpuPool *p, Buf *err)
+/* Parses readings text (nvidia-smi's CSV lines) from `name` into p. */
+static int parse_readings(GpuPool *p, const char *text, const char *name, Buf *err)
 {
-	FILE *f = fopen(p->path, "r");
-	if (!f) {
-		buf_printf(err, "cannot read GPU description %s", p->path);
-		return -1;
-	}
-	char line[256];
 	int lineno = 0;
-	while (fgets(line, sizeof line, f)) {
+	for (const char *line = text; *line;) {
+		size_t n = strcspn(line, "\n");
+		char one[256];
+		snprintf(one, sizeof one, "%.*s", (int)(n < sizeof one ? n : sizeof one - 1), line);
+		line += n + (line[n] == '\n');
 		lineno++;
-		if (line[strspn(line, " \t\r\n")] == 0 || line[0] == '#')
+		if (one[strspn(one, " \t\r")] == 0 || one[0] == '#')
 			continue;
 		int id, util = -1;
 		long long total, used;
-		int fields = sscanf(line, " %d , %lld , %lld , %d", &id, &total, &used, &util);
+		int fields = sscanf(one, " %d , %lld , %lld , %d", &id, &total, &used, &util);
 		if (fields < 3 || id < 0 || (fields == 4 && (util < 0 || util > 100))) {
 			buf_printf(err, "%s:%d: expected \"index, memory.total, memory.used[, utilization.gpu]\" (MiB, MiB, %%)",
-				   p->path, lineno);
-			fclose(f);
+				   name, lineno);
 			return -1;
 		}
 		pool_add(p, id, total, used, fields == 4 ? util : -1);
 	}
-	fclose(f);
 	return 0;
+}
+
+static int read_info_file(GpuPool *p, Buf *err)
+{
+	size_t len;
+	char *text = read_file(p->path, &len);
+	if (!text) {
+		buf_printf(err, "cannot read GPU description %s", p->path);
+		return -1;
+	}
+	int rc = parse_readings(p, text, p->path, err);
+	free(text);
+	return rc;
+}
+
+static int read_from_reader(GpuPool *p, Buf *err)
+{
+	Buf text = {0};
+	int rc = p->reader(p->reader_ctx, &text) == 0 ? parse_readings(p, buf_str(&text), p->path, err) : -1;
+	if (rc != 0 && !err->len)
+		buf_printf(err, "cannot read GPU readings from %s", p->path);
+	buf_free(&text);
+	return rc;
+}
+
+GpuPool *gpu_pool_from_reader(int (*read)(void *ctx, Buf *out), void *ctx, const char *name, Buf *err)
+{
+	GpuPool *p = pool_new(SRC_READER);
+	p->path = xstrdup(name);
+	p->reader = read;
+	p->reader_ctx = ctx;
+	if (read_from_reader(p, err) != 0) {
+		gpu_pool_free(p);
+		return NULL;
+	}
+	return p;
 }
 
 GpuPool *gpu_pool_from_file(const char *path, Buf *err)
@@ -151,6 +186,39 @@ GpuPool *gpu_pool_from_nvml(void)
 	return p;
 }
 
+/* Keeps only the devices of list in p, which has readings; -1 + err when one is unknown. */
+static int restrict_pool(GpuPool *p, const char *list, const GpuPool *wanted, const char *flag, Buf *err)
+{
+	p->restrict_to = xstrdup(list);
+	int k = 0;
+	for (int i = 0; i < wanted->n; i++) {
+		int found = -1;
+		for (int j = 0; j < p->n && found < 0; j++)
+			if (p->gpus[j].id == wanted->gpus[i].id)
+				found = j;
+		if (found < 0) {
+			buf_printf(err, "%s names device %d, but %s knows no such device", flag, wanted->gpus[i].id,
+				   p->source == SRC_NVML ? "NVML" : p->path);
+			return -1;
+		}
+		Gpu g = p->gpus[found];
+		p->gpus[found] = p->gpus[k];
+		p->gpus[k++] = g;
+	}
+	p->n = k;
+	return 0;
+}
+
+int gpu_pool_restrict(GpuPool *p, const char *list, const char *flag, Buf *err)
+{
+	GpuPool *wanted = gpu_pool_from_list(list, err);
+	if (!wanted)
+		return -1;
+	int rc = restrict_pool(p, list, wanted, flag, err);
+	gpu_pool_free(wanted);
+	return rc;
+}
+
 GpuPool *gpu_pool_open(const char *list, Buf *err)
 {
 	const char *info = getenv("KILN_GPU_INFO");
@@ -165,26 +233,12 @@ GpuPool *gpu_pool_open(const char *list, Buf *err)
 		return wanted;
 	}
 	/* readings exist: keep the listed devices, with their busy test */
-	p->restrict_to = xstrdup(list);
-	int k = 0;
-	for (int i = 0; i < wanted->n; i++) {
-		int found = -1;
-		for (int j = 0; j < p->n && found < 0; j++)
-			if (p->gpus[j].id == wanted->gpus[i].id)
-				found = j;
-		if (found < 0) {
-			buf_printf(err, "--gpus names device %d, but %s knows no such device", wanted->gpus[i].id,
-				   p->source == SRC_FILE ? p->path : "NVML");
-			gpu_pool_free(wanted);
-			gpu_pool_free(p);
-			return NULL;
-		}
-		Gpu g = p->gpus[found];
-		p->gpus[found] = p->gpus[k];
-		p->gpus[k++] = g;
-	}
-	p->n = k;
+	int rc = restrict_pool(p, list, wanted, "--gpus", err);
 	gpu_pool_free(wanted);
+	if (rc != 0) {
+		gpu_pool_free(p);
+		return NULL;
+	}
 	return p;
 }
 
@@ -203,7 +257,7 @@ int gpu_count(const GpuPool *p) { return p ? p->n : 0; }
 
 const char *gpu_source(const GpuPool *p)
 {
-	static const char *names[] = {"none", "--gpus", "KILN_GPU_INFO", "NVML"};
+	static const char *names[] = {"none", "--gpus", "KILN_GPU_INFO", "NVML", "nvidia-smi"};
 	return p ? names[p->source] : "none";
 }
 
@@ -238,6 +292,8 @@ void gpu_refresh(GpuPool *p, int force)
 		read_info_file(p, &err); /* a bad rewrite keeps the last good values */
 	else if (p->source == SRC_NVML)
 		nvml_read(p);
+	else if (p->source == SRC_READER)
+		read_from_reader(p, &err); /* a failed reading keeps the last good values */
 	buf_free(&err);
 	int k = 0; /* a device the readings add is kept only if --gpus allows it */
 	for (int i = 0; i < p->n; i++)
@@ -324,6 +380,14 @@ int gpu_lease(GpuPool *p, int n, long long min_free_mib, int *ids)
 		ids[i] = p->gpus[picked[i]].id;
 	}
 	return 0;
+}
+
+void gpu_lease_ids(GpuPool *p, const int *ids, int n)
+{
+	for (int i = 0; i < n; i++)
+		for (int j = 0; j < p->n; j++)
+			if (p->gpus[j].id == ids[i])
+				p->gpus[j].leased = 1;
 }
 
 void gpu_release(GpuPool *p, const int *ids, int n)

@@ -27,6 +27,12 @@ GpuPool *gpu_pool_from_list(const char *ids, Buf *err);
  * format of `nvidia-smi --query-gpu=index,memory.total,memory.used,utilization.gpu
  * --format=csv,noheader,nounits`), re-read on every refresh. */
 GpuPool *gpu_pool_from_file(const char *path, Buf *err);
+/* Readings fetched by read (nvidia-smi's CSV text, as in the file above) on every refresh:
+ * another host's devices, read over its connection. name says where they come from. */
+GpuPool *gpu_pool_from_reader(int (*read)(void *ctx, Buf *out), void *ctx, const char *name, Buf *err);
+/* Keeps only the devices of list ("0,1,3") in a pool with readings; -1 + err (naming flag)
+ * when the readings know one of them not. */
+int gpu_pool_restrict(GpuPool *p, const char *list, const char *flag, Buf *err);
 /* NVML through dlopen("libnvidia-ml.so.1"); an empty pool when NVML is absent. */
 GpuPool *gpu_pool_from_nvml(void);
 /* The readings come from $KILN_GPU_INFO, else NVML; list (when given) keeps only those
@@ -36,7 +42,7 @@ GpuPool *gpu_pool_open(const char *list, Buf *err);
 void gpu_pool_free(GpuPool *p);
 
 int gpu_count(const GpuPool *p);
-const char *gpu_source(const GpuPool *p); /* "--gpus", "KILN_GPU_INFO", "NVML" or "none" */
+const char *gpu_source(const GpuPool *p); /* "--gpus", "KILN_GPU_INFO", "NVML", "nvidia-smi" or "none" */
 /* A device kiln has not leased is busy above mem_fraction of its memory used (default 0.5)
  * or util_fraction of compute, averaged over the recent readings (default 0.7). */
 void gpu_set_busy_threshold(GpuPool *p, double mem_fraction, double util_fraction);
@@ -51,6 +57,8 @@ int gpu_lease_least_busy(GpuPool *p, int n, int *ids);
 /* "0 leased, 1 busy 79 % util, 2 busy 62 % memory, 3 free" for waiting messages. */
 void gpu_describe(const GpuPool *p, Buf *out);
 void gpu_release(GpuPool *p, const int *ids, int n);
+/* Marks these devices leased (a re-attached job holds them). */
+void gpu_lease_ids(GpuPool *p, const int *ids, int n);
 /* Number of devices currently unusable because of foreign load (for messages). */
 int gpu_busy_count(const GpuPool *p);
 

@@ -21,12 +21,13 @@
 static const char *const task_fields[] = {"name",    "deps",    "inputs",  "outputs", "run",
 					  "env",     "cpus",    "mem",     "gpus",    "gpu_mem",
 					  "timeout", "retries", "tags",    "metrics", "executor", "ports",
-					  "torchrun", "retry_on", "gpu_wait", "gpu_wait_then", NULL};
+					  "torchrun", "retry_on", "gpu_wait", "gpu_wait_then", "host", "hosts", NULL};
 enum { /* bits of check_fields' mask, in task_fields' order */
 	F_NAME = 1 << 0, F_DEPS = 1 << 1, F_INPUTS = 1 << 2, F_OUTPUTS = 1 << 3, F_RUN = 1 << 4,
 	F_ENV = 1 << 5, F_CPUS = 1 << 6, F_MEM = 1 << 7, F_GPUS = 1 << 8, F_GPU_MEM = 1 << 9,
 	F_TIMEOUT = 1 << 10, F_RETRIES = 1 << 11, F_TAGS = 1 << 12, F_METRICS = 1 << 13, F_EXECUTOR = 1 << 14, F_PORTS = 1 << 15,
 	F_TORCHRUN = 1 << 16, F_RETRY_ON = 1 << 17, F_GPU_WAIT = 1 << 18, F_GPU_WAIT_THEN = 1 << 19,
+	F_HOST = 1 << 20, F_HOSTS = 1 << 21,
 };
 
 RecipeContext *lk_context(lua_State *L) { return lua_touserdata(L, lua_upvalueindex(1)); }
@@ -613,8 +614,22 @@ static int l_task(lua_State *L)
 	if (has & F_EXECUTOR) {
 		lua_getfield(L, 1, "executor");
 		t->executor = lk_value_string(L, g, -1, "executor", 0);
-		if (strcmp(t->executor, "local") && strcmp(t->executor, "slurm"))
-			lk_field_error(L, "executor", "must be \"local\" or \"slurm\", got \"%s\"", t->executor);
+		if (strcmp(t->executor, "local") && strcmp(t->executor, "slurm") && strcmp(t->executor, "ssh"))
+			lk_field_error(L, "executor", "must be \"local\", \"slurm\" or \"ssh\", got \"%s\"", t->executor);
+		lua_pop(L, 1);
+	}
+	if ((has & F_HOST) && (has & F_HOSTS))
+		lk_field_error(L, "host", "and hosts both given: host = \"v802\" pins the task, hosts = {...} lists where it may go");
+	if (has & (F_HOST | F_HOSTS)) { /* checked against the hosts once every declaration is in */
+		const char *field = has & F_HOST ? "host" : "hosts";
+		lua_getfield(L, 1, field);
+		if (has & F_HOST) {
+			t->hosts = arena_alloc(&g->arena, sizeof *t->hosts);
+			t->hosts[0] = lk_value_string(L, g, -1, field, 0);
+			t->nhosts = 1;
+		} else {
+			t->hosts = lk_string_list(L, g, -1, field, &t->nhosts, 0);
+		}
 		lua_pop(L, 1);
 	}
 	lk_context(L)->declaring = NULL;
@@ -634,7 +649,7 @@ void lkiln_open(lua_State *L, RecipeContext *ctx)
 	lua_pop(L, 1);
 	static const luaL_Reg api[] = {{"task", l_task},     {"plot", l_plot}, {"glob", l_glob}, {"map", l_map},
 				       {"params", l_params}, {"gpus_available", l_gpus_available},
-				       {"slurm", l_slurm},   {"external", l_external},
+				       {"slurm", l_slurm},   {"external", l_external}, {"hosts", l_hosts},
 				       {NULL, NULL}};
 	lua_pushglobaltable(L);
 	lua_pushlightuserdata(L, ctx);

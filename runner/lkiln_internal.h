@@ -1,5 +1,5 @@
 /* lkiln_internal.h — what the files of the recipe API share: lkiln.c (task{} and the
- * helpers every declaration uses), ldecl.c (plot{}, external{}, slurm{}, glob(),
+ * helpers every declaration uses), ldecl.c (plot{}, external{}, slurm{}, hosts{}, glob(),
  * params{}, gpus_available()) and lmap.c (map{}). Errors raise through Lua, so they
  * carry file:line. */
 #ifndef KILN_LKILN_INTERNAL_H
@@ -38,6 +38,7 @@ int l_map(lua_State *L);
 int l_plot(lua_State *L);
 int l_external(lua_State *L);
 int l_slurm(lua_State *L);
+int l_hosts(lua_State *L);
 int l_glob(lua_State *L);
 int l_params(lua_State *L);
 int l_gpus_available(lua_State *L);

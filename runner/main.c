@@ -46,6 +46,8 @@ static const struct {
 	 "--store-max 1G  --kill-grace 2. -j defaults to the CPUs plus the known GPUs.\n"
 	 "Slurm: --executor slurm (or executor = \"slurm\" per task), --max-jobs N, --detach (leave jobs\n"
 	 "running when kiln stops; the next run re-attaches).\n"
+	 "SSH hosts: --executor ssh (or executor = \"ssh\" per task) over the recipe's hosts{} or\n"
+	 "--hosts FILE (a Lua file with a hosts{} block); --detach as for Slurm.\n"
 	 "Exit status: 0 all succeeded, 1 a task failed, 2 usage or recipe error, 130 Ctrl-C.", verb_run},
 	{"status", "kiln status [RECIPE] [TARGET ...] [name=value ...]",
 	 "Lists the tasks a run would execute or restore, each with a one-line reason.", verb_status},
@@ -127,7 +129,7 @@ static void parse_args(int argc, char **argv, Options *o)
 		{"max-jobs", required_argument, 0, 'J'}, {"detach", no_argument, 0, 'D'},
 		{"baseline", required_argument, 0, 'b'}, {"open", no_argument, 0, 'O'},
 		{"force", required_argument, 0, 'f'}, {"deps", no_argument, 0, 'd'},
-		{"threshold", required_argument, 0, 'T'}, {0, 0, 0, 0}};
+		{"threshold", required_argument, 0, 'T'}, {"hosts", required_argument, 0, 'H'}, {0, 0, 0, 0}};
 	const char *dir = NULL;
 	int c;
 	/* '+' would stop at the verb; permute instead so options may follow it */
@@ -178,10 +180,11 @@ static void parse_args(int argc, char **argv, Options *o)
 				fatal("--kill-grace takes seconds, got \"%s\"", optarg);
 			break;
 		case 'E':
-			if (strcmp(optarg, "local") && strcmp(optarg, "slurm"))
-				fatal("--executor takes local or slurm, got \"%s\"", optarg);
+			if (strcmp(optarg, "local") && strcmp(optarg, "slurm") && strcmp(optarg, "ssh"))
+				fatal("--executor takes local, slurm or ssh, got \"%s\"", optarg);
 			o->executor = optarg;
 			break;
+		case 'H': o->hosts_file = optarg; break;
 		case 'J':
 			o->max_jobs = (int)strtol(optarg, &end, 10);
 			if (*end || o->max_jobs < 1)
@@ -272,6 +275,27 @@ static Graph *load_graph_with(Options *o, Graph *g, Cache *c)
 	buf_reset(&err);
 	if (recipe_load(g, recipe, &o->params, gpus_known, &err) != 0)
 		fatal("%s", buf_str(&err));
+	if (o->hosts_file) { /* its hosts{} replaces the recipe's */
+		int ntasks = g->ntasks;
+		ParamOverrides none = {0};
+		if (recipe_load(g, o->hosts_file, &none, gpus_known, &err) != 0)
+			fatal("%s", buf_str(&err));
+		if (g->ntasks != ntasks)
+			fatal("%s: a hosts file declares hosts{} only, not tasks", o->hosts_file);
+		if (!g->nhosts)
+			fatal("%s: no hosts{} block in it", o->hosts_file);
+	}
+	for (int i = 0; i < g->ntasks; i++) { /* every host a task names must be declared */
+		Task *t = g->tasks[i];
+		for (int k = 0; k < t->nhosts; k++) {
+			int known = 0;
+			for (int h = 0; h < g->nhosts && !known; h++)
+				known = !strcmp(g->hosts[h].name, t->hosts[k]);
+			if (!known)
+				fatal("%s:%d: task \"%s\" names host \"%s\", but %s", t->file, t->line, t->name, t->hosts[k],
+				      g->nhosts ? "hosts{} does not declare it" : "there is no hosts{} block (or --hosts FILE)");
+		}
+	}
 	trace_mark("recipe loaded");
 	if (c && cache_loaded(c, &err) != 0) /* the state opened on another thread meanwhile */
 		fatal("%s", buf_str(&err));
@@ -284,11 +308,21 @@ static Graph *load_graph_with(Options *o, Graph *g, Cache *c)
 	return g;
 }
 
-/* The one place that says where a task runs: its executor field, else --executor. */
-static int runs_on_slurm(const Options *o, const Task *t)
+/* The one place that says where a task runs: its executor field, else --executor; a
+ * task naming hosts runs on them. */
+static const char *executor_of(const Options *o, const Task *t)
 {
-	return t->executor ? !strcmp(t->executor, "slurm") : o->executor && !strcmp(o->executor, "slurm");
+	if (t->executor)
+		return t->executor;
+	if (exec_runs_kiln(t))
+		return "local"; /* kiln itself reads the state, which is here */
+	if (t->nhosts && (!o->executor || !strcmp(o->executor, "local")))
+		return "ssh";
+	return o->executor ? o->executor : "local";
 }
+
+static int runs_on_slurm(const Options *o, const Task *t) { return !strcmp(executor_of(o, t), "slurm"); }
+static int runs_on_ssh(const Options *o, const Task *t) { return !t->plot && !strcmp(executor_of(o, t), "ssh"); }
 
 /* Resource checks that need the machine: a task that could never start is a recipe error.
  * Slurm tasks are Slurm's to check. */
@@ -296,8 +330,8 @@ static void check_resources(const Options *o, Graph *g, GpuPool *gpus, int cpus,
 {
 	for (int i = 0; i < g->ntasks; i++) {
 		Task *t = g->tasks[i];
-		if (!t->needed || runs_on_slurm(o, t))
-			continue;
+		if (!t->needed || runs_on_slurm(o, t) || runs_on_ssh(o, t))
+			continue; /* their own system's, or the hosts' (exec_ssh.c says when none fits) */
 		if (t->gpus > 0 && gpu_count(gpus) > 0 && t->gpus > gpu_count(gpus))
 			fatal("%s:%d: task \"%s\" asks for %d GPUs but only %d are known (from %s)", t->file, t->line,
 			      t->name, t->gpus, gpu_count(gpus), gpu_source(gpus));
@@ -395,12 +429,33 @@ static int verb_run(Options *o, int argc, char **argv)
 			fatal("%s", buf_str(&serr));
 		cache_each_open_job(c, adopt_job, slurm); /* jobs a killed or detached kiln left */
 	}
+	Executor *ssh = NULL;
+	int any_ssh = 0;
+	for (int i = 0; i < g->ntasks; i++)
+		any_ssh |= g->tasks[i]->needed && runs_on_ssh(o, g->tasks[i]);
+	if (any_ssh) {
+		SshConfig shc = {.g = g, .cache = c, .detach = o->detach, .run_id = run_id,
+				 .busy_mem = o->gpu_busy > 0 ? o->gpu_busy : 0.5,
+				 .busy_util = o->gpu_busy_util > 0 ? o->gpu_busy_util : 0.7, .state_dir = KILN_DIR "/ssh"};
+		Buf serr = {0};
+		if (!(ssh = exec_ssh_new(&shc, &serr)))
+			fatal("%s", buf_str(&serr));
+		cache_each_open_job(c, adopt_job, ssh); /* remote jobs a killed or detached kiln left */
+	}
 	Executor *ex = exec_local_new(), *plots = exec_plot_new(KILN_DIR "/state.db");
-	Executor *executors[3] = {ex, plots, slurm};
+	Executor *executors[4] = {ex, plots};
+	int nexecutors = 2;
+	if (slurm)
+		executors[nexecutors++] = slurm;
+	if (ssh)
+		executors[nexecutors++] = ssh;
 	Executor **task_exec = xmalloc(((size_t)g->ntasks + 1) * sizeof *task_exec);
 	for (int i = 0; i < g->ntasks; i++) { /* chosen once: the scheduler never asks */
 		Task *t = g->tasks[i];
-		task_exec[i] = t->plot ? plots : slurm && runs_on_slurm(o, t) ? slurm : ex;
+		task_exec[i] = t->plot ? plots : slurm && runs_on_slurm(o, t) ? slurm : ssh && runs_on_ssh(o, t) ? ssh : ex;
+		if (task_exec[i] == ssh && t->needed && (t->shard || exec_runs_kiln(t)))
+			fatal("%s:%d: task \"%s\" %s, which runs on this machine only: give it executor = \"local\"",
+			      t->file, t->line, t->name, t->shard ? "belongs to a map{}" : "runs kiln itself (@kiln), which reads the state here");
 		if (task_exec[i] == slurm && t->needed && t->ports > (t->torchrun != NULL))
 			fatal("%s:%d: task \"%s\" uses {port}: ports are reserved on this machine, and this kiln does not yet "
 			      "reserve them on a Slurm node (run it with executor = \"local\"; torchrun = {...} finds its "
@@ -421,7 +476,7 @@ static int verb_run(Options *o, int argc, char **argv)
 		.log_dir = KILN_DIR "/logs",
 		.gpus = gpus,
 		.executors = executors,
-		.nexecutors = slurm ? 3 : 2,
+		.nexecutors = nexecutors,
 		.task_exec = task_exec,
 		.cache = c,
 	};
@@ -439,6 +494,8 @@ static int verb_run(Options *o, int argc, char **argv)
 	plots->destroy(plots);
 	if (slurm)
 		slurm->destroy(slurm);
+	if (ssh)
+		ssh->destroy(ssh);
 	free(task_exec);
 	gpu_pool_free(gpus);
 	graph_free(g);

@@ -196,7 +196,7 @@ int try_start(Run *r, Task *t)
 	int local = ex->local_slots;
 	int cpus = t->cpus < o->cpus ? t->cpus : o->cpus;
 	int ids[64];
-	if (ex->has_room && !ex->has_room(ex))
+	if (ex->has_room && !ex->has_room(ex, t))
 		return 0;
 	if (local && (r->free_jobs < 1 || cpus > r->free_cpus || t->mem_mib > r->free_mem))
 		return 0;
@@ -210,7 +210,7 @@ int try_start(Run *r, Task *t)
 		return t->state == TS_FAILED; /* 1: it failed its wait and leaves the queue */
 	int ports[PORTS_MAX];
 	Buf why = {0};
-	int nports = local ? t->ports : 0; /* elsewhere the job script finds its port (torchrun on Slurm) */
+	int nports = ex->kiln_ports ? t->ports : 0; /* else the job script finds its port (torchrun on Slurm) */
 	if (nports && ports_reserve(r->ports, nports, ports, &why) != 0) {
 		if (local && t->gpus > 0)
 			gpu_release(o->gpus, ids, t->gpus);
@@ -223,7 +223,7 @@ int try_start(Run *r, Task *t)
 	job->attempt = ++t->attempt;
 	job->log_path = sched_log_path(o->log_dir, t, job->attempt);
 	int nenv = 0;
-	job->env = xcalloc(11, sizeof(char *));
+	job->env = xcalloc(14, sizeof(char *)); /* what follows, and room for an executor's own (ssh) */
 	job->env[nenv++] = xasprintf("KILN_TASK=%s", t->name);
 	job->env[nenv++] = xasprintf("KILN_ATTEMPT=%d", job->attempt);
 	job->progress_path = progress_path_for(job->log_path);
@@ -250,7 +250,7 @@ int try_start(Run *r, Task *t)
 		job->env[nenv++] = xasprintf("KILN_PORTS=%s", buf_str(&list));
 		buf_free(&list);
 	}
-	if (t->timeout_sec > 0 && local) /* otherwise the executor's system enforces it (Slurm: --time) */
+	if (t->timeout_sec > 0 && ex->kiln_timeouts) /* otherwise the executor's system enforces it (Slurm: --time) */
 		job->deadline_ns = now_mono_ns() + (int64_t)(t->timeout_sec * 1e9);
 	cache_clear_outputs(o->cache, t);
 	for (int i = 0; i < t->noutputs; i++)
@@ -303,7 +303,7 @@ static void release(Run *r, Job *job)
 		r->free_cpus += t->cpus < r->o->cpus ? t->cpus : r->o->cpus;
 		r->free_mem += t->mem_mib;
 	}
-	if (job->gpu_list[0]) {
+	if (job->gpu_list[0] && job->ex->local_slots) { /* an ssh host's devices are its executor's */
 		int ids[64], n;
 		gpu_ids_parse(job->gpu_list, ids, &n);
 		gpu_release(r->o->gpus, ids, n);
@@ -317,6 +317,9 @@ static void release(Run *r, Job *job)
 	r->nrunning--;
 }
 
+/* A task lost with its host this often (every host failing it) fails after all. */
+#define MAX_LOSSES 5
+
 static void job_ended(Run *r, Job *job)
 {
 	Task *t = job->task;
@@ -329,6 +332,22 @@ static void job_ended(Run *r, Job *job)
 	if (task_is_runner(t) && job->end == JOB_EXITED && job->exit_code == 0 && !job->timed_out) {
 		cache_attempt_ended(o->cache, attempt_id, 0, "ok", NULL);
 		shard_job_ended(r, job, NULL, SHARD_OK);
+		free_job(job);
+		return;
+	}
+	if (job->end == JOB_LOST && !r->stopping && t->lost < MAX_LOSSES) {
+		/* its host went away: not the task's failure, so the attempt is given back */
+		cache_attempt_ended(o->cache, attempt_id, -1, job->reason[0] ? job->reason : "lost with its host", "host-lost");
+		status_print(&r->st, "retry", "%s: %s; it runs again elsewhere", t->name,
+			     job->reason[0] ? job->reason : "lost with its host");
+		t->attempt--;
+		t->lost++;
+		if (task_is_runner(t))
+			shard_job_ended(r, job, "lost with its host", SHARD_RETRY);
+		else {
+			push_runnable(r, t);
+			t->state = TS_READY;
+		}
 		free_job(job);
 		return;
 	}
@@ -673,6 +692,9 @@ int sched_run(Graph *g, const SchedOptions *o, SchedSummary *sum)
 		buf_free(&progress);
 	}
 	print_summary(&r, sum);
+	for (int i = 0; i < o->nexecutors; i++)
+		if (o->executors[i]->summarize)
+			o->executors[i]->summarize(o->executors[i]);
 	for (int i = 0; i < r.nfailures; i++) {
 		free(r.failures[i].reason);
 		free(r.failures[i].log);

@@ -1,0 +1,795 @@
+/* exec_ssh.c — the ssh executor: tasks run on a few servers of hosts{} that have OpenSSH,
+ * rsync, a POSIX shell and (for GPUs) nvidia-smi, and nothing of kiln's.
+ *
+ * An attempt on a host: its inputs are placed there (ssh_place.c); one ssh command clears
+ * its outputs there, writes its job script (the local executor's command, environment and
+ * working directory, in the workspace's copy there) and starts it detached — setsid, its own
+ * process group, its log and exit-status file in .kiln/jobs/ID there — then follows the log
+ * (tail --pid) into the local log until the group ends, and says "KILN-EXIT n" or
+ * "KILN-GONE" (ended without a status: killed) on stderr. A finished attempt's outputs come
+ * back with rsync and are hashed and recorded like any task's. The attempt row holds
+ * "host:ID/gpus", so a kiln killed or disconnected meanwhile re-attaches to the job on its
+ * next run (the same key) instead of starting it again. A connection failure (the follow
+ * command ends without either word) loses the job with its host: it runs again elsewhere
+ * and the host is down for a while (ssh_host.c). */
+#define _GNU_SOURCE
+#include "exec.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "../base/os.h"
+#include "ssh_host.h"
+#include "ssh_place.h"
+
+/* Every allowed host down this long: the task fails rather than waits. */
+#define HOST_GIVE_UP_SEC 60
+
+enum Phase { PH_RUN, PH_FETCH };
+
+typedef struct {
+	Job *job;
+	SshHost *host;
+	enum Phase phase;
+	pid_t pid;           /* the local ssh (follow) or rsync (fetch) process */
+	char id[48];         /* the job's directory name there */
+	char *err_path;      /* the follow command's stderr */
+	int gpus[64], ngpus; /* leased on the host */
+	int cpus;
+	long long mem;
+	int signalled;       /* the last signal sent, for a group that ended without status */
+	long long log_prefix;/* bytes of the local log before the remote log's first */
+	int refollows;       /* follows started again after a dropped connection */
+} Remote;
+
+typedef struct {
+	char *task, *job_id, *key, *log;
+	int attempt, used;
+	long long row;
+} Adopted;
+
+typedef struct {
+	SshConfig cfg;
+	SshHost *hosts;
+	int nhosts;
+	Remote **active;
+	int nactive, cap;
+	Job **ended;
+	int nended, ended_cap;
+	pid_t *helpers; /* kill commands sent, reaped as they end */
+	int nhelpers, helpers_cap;
+	Adopted *adopted;
+	int nadopted;
+	const Task *held;   /* has_room's choice for the start() that follows */
+	SshHost *held_host;
+	int held_gpus[64], held_ngpus;
+	int waiting;        /* a task waits for a host's busy GPUs: poll their readings */
+	int64_t all_down_since_ns;
+} SshExec;
+
+static void push_remote(SshExec *se, Remote *rm)
+{
+	if (se->nactive == se->cap)
+		se->active = xrealloc(se->active, (size_t)(se->cap = se->cap ? 2 * se->cap : 16) * sizeof *se->active);
+	se->active[se->nactive++] = rm;
+}
+
+static void push_helper(SshExec *se, pid_t pid)
+{
+	if (se->nhelpers == se->helpers_cap)
+		se->helpers = xrealloc(se->helpers, (size_t)(se->helpers_cap = se->helpers_cap ? 2 * se->helpers_cap : 8) *
+							  sizeof *se->helpers);
+	se->helpers[se->nhelpers++] = pid;
+}
+
+static SshHost *host_named(SshExec *se, const char *name, size_t len)
+{
+	for (int i = 0; i < se->nhosts; i++)
+		if (strlen(se->hosts[i].spec->name) == len && !strncmp(se->hosts[i].spec->name, name, len))
+			return &se->hosts[i];
+	return NULL;
+}
+
+static int allowed(const Task *t, const SshHost *h)
+{
+	if (!t->nhosts)
+		return 1;
+	for (int i = 0; i < t->nhosts; i++)
+		if (!strcmp(t->hosts[i], h->spec->name))
+			return 1;
+	return 0;
+}
+
+static int task_cpus(const Task *t, const SshHost *h) { return t->cpus < h->cpus ? t->cpus : h->cpus; }
+
+static void release_held(SshExec *se)
+{
+	if (se->held && se->held_ngpus && se->held_host->gpus)
+		gpu_release(se->held_host->gpus, se->held_gpus, se->held_ngpus);
+	se->held = NULL;
+	se->held_host = NULL;
+	se->held_ngpus = 0;
+}
+
+/* Whether h can take t now, leasing its GPUs into ids when it can. */
+static int fits(SshHost *h, const Task *t, int *ids)
+{
+	if (h->free_jobs < 1 || task_cpus(t, h) > h->free_cpus || (h->mem_mib && t->mem_mib > h->free_mem))
+		return 0;
+	if (t->gpus == 0)
+		return 1;
+	if (!h->gpus || gpu_count(h->gpus) < t->gpus)
+		return 0;
+	gpu_refresh(h->gpus, 0);
+	return gpu_lease(h->gpus, t->gpus, t->gpu_mem_mib, ids) == 0;
+}
+
+static int ssh_has_room(Executor *ex, const Task *t)
+{
+	SshExec *se = ex->impl;
+	if (se->held == t)
+		return 1;
+	release_held(se);
+	SshHost *best = NULL;
+	int best_score = -1, reachable = 0, big_enough = 0, ids[64];
+	for (int i = 0; i < se->nhosts; i++) {
+		SshHost *h = &se->hosts[i];
+		if (!allowed(t, h))
+			continue;
+		Buf err = {0};
+		int up = ssh_host_connect(h, se->cfg.busy_mem, se->cfg.busy_util, &err) == 0;
+		buf_free(&err);
+		if (!up)
+			continue;
+		reachable++;
+		big_enough += t->gpus <= gpu_count(h->gpus) && task_cpus(t, h) >= 0;
+		if (!fits(h, t, ids))
+			continue;
+		if (t->gpus)
+			gpu_release(h->gpus, ids, t->gpus); /* leased again on the host chosen */
+		/* the host holding most of its inputs first, then the one with most room */
+		int score = place_affinity(se->cfg.cache, h, t) * 100000 + h->free_jobs;
+		if (score > best_score) {
+			best = h;
+			best_score = score;
+		}
+	}
+	se->waiting = 0;
+	if (best && fits(best, t, se->held_gpus)) {
+		se->held = t;
+		se->held_host = best;
+		se->held_ngpus = t->gpus;
+		se->all_down_since_ns = 0;
+		return 1;
+	}
+	if (reachable) {
+		se->all_down_since_ns = 0;
+		if (!big_enough) { /* no host of its own could ever take it: start() fails it */
+			se->held = t;
+			return 1;
+		}
+		se->waiting = t->gpus > 0;
+		return 0;
+	}
+	int64_t now = now_mono_ns();
+	if (!se->all_down_since_ns)
+		se->all_down_since_ns = now;
+	if (now - se->all_down_since_ns > (int64_t)HOST_GIVE_UP_SEC * 1000000000LL) {
+		se->held = t; /* start() fails it: no host of its own answers */
+		return 1;
+	}
+	se->waiting = 1; /* poll: a host's back-off ends */
+	return 0;
+}
+
+static void end_job(SshExec *se, Job *job, enum JobEnd end, int code, const char *reason)
+{
+	job->end = end;
+	job->exit_code = code;
+	job->ended_ns = now_mono_ns();
+	if (reason)
+		snprintf(job->reason, sizeof job->reason, "%s", reason);
+	exec_push_job(&se->ended, &se->nended, &se->ended_cap, job);
+}
+
+/* Appends a line to the job's local log. */
+static void log_line(const Job *job, const char *fmt, const char *arg)
+{
+	int fd = open(job->log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0666);
+	if (fd >= 0) {
+		dprintf(fd, fmt, arg);
+		close(fd);
+	}
+}
+
+static void release_remote(SshExec *se, Remote *rm)
+{
+	SshHost *h = rm->host;
+	h->free_jobs++;
+	h->free_cpus += rm->cpus;
+	h->free_mem += rm->mem;
+	h->running--;
+	if (rm->ngpus && h->gpus)
+		gpu_release(h->gpus, rm->gpus, rm->ngpus);
+	for (int i = 0; i < se->nactive; i++)
+		if (se->active[i] == rm) {
+			se->active[i] = se->active[--se->nactive];
+			break;
+		}
+	free(rm->err_path);
+	free(rm);
+}
+
+/* The remote script part that follows job dir J's log from byte `from` and reports. */
+static void follow_script(Buf *b, long long from)
+{
+	buf_printf(b, "p=$(cat \"$J/pid\" 2>/dev/null); [ -n \"$p\" ] || { echo KILN-NOJOB >&2; exit 0; }\n"
+		      "tail -c +%lld -s 0.05 -f --pid=\"$p\" \"$J/log\"\n"
+		      "if [ -f \"$J/exit\" ]; then echo \"KILN-EXIT $(cat \"$J/exit\")\" >&2; else echo KILN-GONE >&2; fi\n",
+		   from);
+}
+
+static void set_dir(Buf *b, const SshHost *h, const char *id)
+{
+	buf_puts(b, "cd ");
+	buf_shell_quote(b, h->home_workdir);
+	buf_printf(b, " || exit 97\nJ=.kiln/jobs/%s\n", id);
+}
+
+/* Spawns the follow (and, when script is given, the start) command for rm. 0 or -1. */
+static int spawn_follow(Remote *rm, const char *start_part, long long from)
+{
+	Job *job = rm->job;
+	Buf b = {0};
+	set_dir(&b, rm->host, rm->id);
+	if (start_part)
+		buf_puts(&b, start_part);
+	follow_script(&b, from);
+	int out = open(job->log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0666);
+	int err = open(rm->err_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+	struct stat st;
+	if (from == 1 && out >= 0 && fstat(out, &st) == 0)
+		rm->log_prefix = (long long)st.st_size;
+	rm->pid = out >= 0 && err >= 0 ? ssh_spawn(rm->host, buf_str(&b), out, err) : -1;
+	if (out >= 0)
+		close(out);
+	if (err >= 0)
+		close(err);
+	buf_free(&b);
+	return rm->pid > 0 ? 0 : -1;
+}
+
+/* The start part: clears the outputs there, writes the job script, starts it detached. */
+static char *start_script(const Job *job, const char *id)
+{
+	const Task *t = job->task;
+	char *exit_path = xasprintf(".kiln/jobs/%s/exit", id);
+	char *script = exec_job_script(job, ".", exit_path, 1);
+	Buf b = {0};
+	buf_puts(&b, "mkdir -p \"$J\" && rm -f \"$J/exit\" \"$J/pid\" || exit 97\n");
+	for (int i = 0; i < t->noutputs; i++) { /* a stale output there must not come back as this attempt's */
+		if (t->outputs[i][0] == '/')
+			continue;
+		buf_puts(&b, "rm -rf -- ");
+		buf_shell_quote(&b, t->outputs[i]);
+		buf_puts(&b, "; mkdir -p -- \"$(dirname -- ");
+		buf_shell_quote(&b, t->outputs[i]);
+		buf_puts(&b, ")\"\n");
+	}
+	buf_puts(&b, "printf '%s' ");
+	buf_shell_quote(&b, script);
+	buf_puts(&b, " > \"$J/job.sh\" || exit 97\n"
+		     "setsid /bin/sh \"$J/job.sh\" > \"$J/log\" 2>&1 < /dev/null &\n"
+		     "echo $! > \"$J/pid\"\n");
+	free(script);
+	free(exit_path);
+	return b.data;
+}
+
+/* Keeps the local log's header only (a re-attach streams the remote log from its start). */
+static void truncate_to_header(const char *path)
+{
+	size_t len;
+	char *text = read_file(path, &len);
+	char *end = text ? strstr(text, "\n# --\n") : NULL;
+	if (end && truncate(path, (off_t)(end - text + 6)) != 0)
+		warn("cannot truncate %s", path);
+	free(text);
+}
+
+static int reattach(SshExec *se, Job *job)
+{
+	const Task *t = job->task;
+	for (int i = 0; i < se->nadopted; i++) {
+		Adopted *a = &se->adopted[i];
+		if (a->used || strcmp(a->task, t->name))
+			continue;
+		a->used = 1;
+		const char *colon = strchr(a->job_id, ':'), *slash = colon ? strchr(colon, '/') : NULL;
+		SshHost *h = colon ? host_named(se, a->job_id, (size_t)(colon - a->job_id)) : NULL;
+		Buf err = {0};
+		int up = h && ssh_host_connect(h, se->cfg.busy_mem, se->cfg.busy_util, &err) == 0;
+		buf_free(&err);
+		if (!up || !slash)
+			return 0; /* its host is gone from hosts{} or down: it starts afresh */
+		if (strcmp(a->key, job->key)) { /* its recipe changed: that job is stale there */
+			Buf kill = {0};
+			buf_puts(&kill, "cd ");
+			buf_shell_quote(&kill, h->home_workdir);
+			buf_printf(&kill, " && kill -TERM -$(cat .kiln/jobs/%.*s/pid) 2>/dev/null; true",
+				   (int)(slash - colon - 1), colon + 1);
+			ssh_run(h, buf_str(&kill), NULL, NULL);
+			buf_free(&kill);
+			return 0;
+		}
+		Remote *rm = xcalloc(1, sizeof *rm);
+		rm->job = job;
+		rm->host = h;
+		snprintf(rm->id, sizeof rm->id, "%.*s", (int)(slash - colon - 1), colon + 1);
+		rm->err_path = xasprintf("%s/%s.err", se->cfg.state_dir, rm->id);
+		for (const char *s = slash + 1; *s && rm->ngpus < 64;) {
+			char *end;
+			rm->gpus[rm->ngpus++] = (int)strtol(s, &end, 10);
+			s = *end ? end + 1 : end;
+		}
+		if (rm->ngpus && h->gpus) /* a device the job holds is not leased to another */
+			gpu_lease_ids(h->gpus, rm->gpus, rm->ngpus);
+		rm->cpus = task_cpus(t, h);
+		rm->mem = t->mem_mib;
+		h->free_jobs--;
+		h->free_cpus -= rm->cpus;
+		h->free_mem -= rm->mem;
+		h->running++;
+		snprintf(job->job_id, sizeof job->job_id, "%s", a->job_id);
+		snprintf(job->gpu_list, sizeof job->gpu_list, "%s", slash + 1);
+		job->attempt = a->attempt;
+		free(job->log_path);
+		job->log_path = xstrdup(a->log);
+		job->adopted = 1;
+		job->attempt_row = a->row;
+		truncate_to_header(job->log_path);
+		push_remote(se, rm);
+		if (spawn_follow(rm, NULL, 1) != 0) {
+			release_remote(se, rm);
+			end_job(se, job, JOB_LOST, -1, "cannot run ssh to re-attach");
+		}
+		return 1;
+	}
+	return 0;
+}
+
+/* Replaces the job's KILN_PROGRESS with the path there (the file stays on the host). */
+static void remote_env(Job *job, const char *id)
+{
+	for (char **e = job->env; e && *e; e++)
+		if (!strncmp(*e, "KILN_PROGRESS=", 14)) {
+			free(*e);
+			*e = xasprintf("KILN_PROGRESS=.kiln/jobs/%s/progress", id);
+		}
+}
+
+static int ssh_start(Executor *ex, Job *job)
+{
+	SshExec *se = ex->impl;
+	Task *t = job->task;
+	job->started_ns = now_mono_ns();
+	job->end = JOB_RUNNING;
+	if (se->nadopted && reattach(se, job))
+		return job->end == JOB_RUNNING ? 0 : -1;
+	SshHost *h = se->held == t ? se->held_host : NULL;
+	int fd = exec_open_log(job);
+	if (!h) {
+		se->held = NULL;
+		Buf why = {0};
+		int most = 0;
+		for (int i = 0; i < se->nhosts; i++)
+			if (allowed(t, &se->hosts[i])) {
+				if (gpu_count(se->hosts[i].gpus) > most)
+					most = gpu_count(se->hosts[i].gpus);
+				if (se->hosts[i].down)
+					buf_printf(&why, "%s%s down (%s)", why.len ? ", " : "", se->hosts[i].spec->name,
+						   se->hosts[i].last_error);
+			}
+		if (!why.len)
+			buf_printf(&why, "it asks for %d GPUs and %d CPUs; the most any of its hosts has is %d GPUs", t->gpus,
+				   t->cpus, most);
+		if (fd >= 0)
+			dprintf(fd, "kiln: no host can take %s: %s\n", t->name, buf_str(&why));
+		char reason[96];
+		snprintf(reason, sizeof reason, "no host can take it: %s", buf_str(&why));
+		buf_free(&why);
+		if (fd >= 0)
+			close(fd);
+		end_job(se, job, JOB_START_FAILED, 127, reason);
+		return -1;
+	}
+	Remote *rm = xcalloc(1, sizeof *rm);
+	rm->job = job;
+	rm->host = h;
+	rm->ngpus = se->held_ngpus;
+	memcpy(rm->gpus, se->held_gpus, sizeof rm->gpus);
+	se->held = NULL;
+	se->held_ngpus = 0;
+	rm->cpus = task_cpus(t, h);
+	rm->mem = t->mem_mib;
+	h->free_jobs--;
+	h->free_cpus -= rm->cpus;
+	h->free_mem -= rm->mem;
+	h->running++;
+	push_remote(se, rm);
+	/* unique in a workdir that outlives this workspace's state (.kiln deleted): the pid too */
+	snprintf(rm->id, sizeof rm->id, "%lld.%d.%d-%d", se->cfg.run_id, t->index, job->attempt, (int)getpid());
+	rm->err_path = xasprintf("%s/%s.err", se->cfg.state_dir, rm->id);
+	size_t len = 0;
+	for (int i = 0; i < rm->ngpus; i++)
+		len += (size_t)snprintf(job->gpu_list + len, sizeof job->gpu_list - len, "%s%d", i ? "," : "", rm->gpus[i]);
+	snprintf(job->job_id, sizeof job->job_id, "%.24s:%.47s/%.20s", h->spec->name, rm->id, job->gpu_list);
+	int nenv = 0;
+	while (job->env[nenv])
+		nenv++;
+	if (rm->ngpus) {
+		job->env[nenv++] = xasprintf("CUDA_VISIBLE_DEVICES=%s", job->gpu_list);
+		job->env[nenv++] = xstrdup("CUDA_DEVICE_ORDER=PCI_BUS_ID");
+	}
+	job->env[nenv++] = xasprintf("KILN_HOST=%s", h->spec->name);
+	remote_env(job, rm->id);
+	if (fd >= 0) {
+		exec_write_log_header(fd, job);
+		dprintf(fd, "# kiln: on host %s (%s:%s)\n", h->spec->name, h->spec->address, h->home_workdir);
+	}
+	Buf err = {0};
+	int placed = place_inputs(se->cfg.cache, h, t, fd, &err);
+	if (fd >= 0)
+		close(fd);
+	if (placed != 0) {
+		log_line(job, "kiln: cannot copy the inputs to the host: %s\n", buf_str(&err));
+		char reason[96];
+		snprintf(reason, sizeof reason, "%s: cannot copy the inputs: %.60s", h->spec->name, buf_str(&err));
+		reason[strcspn(reason, "\n")] = 0;
+		buf_free(&err);
+		release_remote(se, rm);
+		end_job(se, job, placed > 0 ? JOB_LOST : JOB_START_FAILED, 127, reason);
+		return -1;
+	}
+	buf_free(&err);
+	char *start = start_script(job, rm->id);
+	int rc = spawn_follow(rm, start, 1);
+	free(start);
+	if (rc != 0) {
+		log_line(job, "kiln: cannot run ssh for host %s\n", h->spec->name);
+		release_remote(se, rm);
+		end_job(se, job, JOB_START_FAILED, 127, "cannot run ssh (Debian: openssh-client)");
+		return -1;
+	}
+	return 0;
+}
+
+/* The word the follow command ended with: "KILN-EXIT n" (1, n in code), "KILN-GONE" (2),
+ * "KILN-NOJOB" (3), or nothing (0: the connection failed; why in why). */
+static int follow_outcome(const char *err_path, int *code, char *why, size_t n)
+{
+	size_t len;
+	char *text = read_file(err_path, &len);
+	int kind = 0;
+	const char *w;
+	if (text && (w = strstr(text, "KILN-EXIT ")))
+		kind = 1, *code = atoi(w + 10);
+	else if (text && strstr(text, "KILN-GONE"))
+		kind = 2;
+	else if (text && strstr(text, "KILN-NOJOB"))
+		kind = 3;
+	snprintf(why, n, "%s", text && *text ? text : "the connection ended");
+	why[strcspn(why, "\r\n")] = 0;
+	free(text);
+	return kind;
+}
+
+/* Starts fetching rm's outputs (those inside the workspace) back; 0 when none. */
+static int fetch_outputs(Remote *rm)
+{
+	const Task *t = rm->job->task;
+	char *ssh = ssh_command_text(rm->host);
+	char **argv = xmalloc((size_t)(t->noutputs + 8) * sizeof *argv);
+	int k = 0, n = 0;
+	argv[k++] = "rsync";
+	argv[k++] = "-aR";
+	argv[k++] = "-e";
+	argv[k++] = ssh;
+	for (int i = 0; i < t->noutputs; i++)
+		if (t->outputs[i][0] != '/') {
+			argv[k++] = xasprintf("%s:%s/./%s", rm->host->spec->address, rm->host->home_workdir, t->outputs[i]);
+			n++;
+		}
+	argv[k++] = "./";
+	argv[k] = NULL;
+	int out = n ? open(rm->job->log_path, O_WRONLY | O_APPEND | O_CLOEXEC) : -1;
+	rm->pid = n ? ssh_spawn_local(argv, out, out) : 0;
+	if (out >= 0)
+		close(out);
+	for (int i = 4; i < 4 + n; i++)
+		free(argv[i]);
+	free(argv);
+	free(ssh);
+	return n && rm->pid > 0;
+}
+
+static void finished(SshExec *se, Remote *rm, enum JobEnd end, int code, const char *reason)
+{
+	SshHost *h = rm->host;
+	Job *job = rm->job;
+	if (end == JOB_LOST)
+		h->lost++;
+	else if (job->interrupted)
+		h->stopped++;
+	else if (end == JOB_EXITED && code == 0)
+		h->ran++;
+	else
+		h->failed++;
+	h->gpu_sec += rm->ngpus * (double)(now_mono_ns() - job->started_ns) / 1e9;
+	if (end != JOB_LOST) /* its status is in: the job's directory there may go */
+		buf_printf(&h->ended_jobs, " .kiln/jobs/%s", rm->id);
+	release_remote(se, rm);
+	end_job(se, job, end, code, reason);
+}
+
+static void follow_ended(SshExec *se, Remote *rm, int status)
+{
+	(void)status;
+	int code = 0;
+	char why[200], reason[96];
+	int kind = follow_outcome(rm->err_path, &code, why, sizeof why);
+	SshHost *h = rm->host;
+	if (kind == 1) {
+		ssh_host_ok(h);
+		if (code == 0 && fetch_outputs(rm)) {
+			rm->phase = PH_FETCH;
+			return;
+		}
+		finished(se, rm, JOB_EXITED, code, NULL);
+	} else if (kind == 2) {
+		rm->job->term_signal = rm->signalled ? rm->signalled : SIGKILL;
+		finished(se, rm, JOB_SIGNALED, -1, NULL);
+	} else {
+		if (kind == 0 && rm->refollows < 3 && !rm->signalled) {
+			/* the connection dropped: if the host still answers, the job may run on there */
+			Buf err = {0};
+			int answers = ssh_run(h, "true", NULL, &err) == 0;
+			buf_free(&err);
+			struct stat st;
+			long long have = stat(rm->job->log_path, &st) == 0 ? (long long)st.st_size : rm->log_prefix;
+			if (answers && spawn_follow(rm, NULL, have - rm->log_prefix + 1) == 0) {
+				rm->refollows++;
+				return;
+			}
+		}
+		if (kind == 0)
+			ssh_host_failed(h, why);
+		snprintf(reason, sizeof reason, "lost with host %.20s: %.60s", h->spec->name, kind == 3 ? "its job is gone there" : why);
+		log_line(rm->job, "kiln: %s\n", reason);
+		finished(se, rm, JOB_LOST, -1, reason);
+	}
+}
+
+static void fetch_ended(SshExec *se, Remote *rm, int status)
+{
+	int rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+	char reason[96];
+	if (rc == 0 || rc == 23 || rc == 24) { /* a missing output is the record's to report */
+		finished(se, rm, JOB_EXITED, 0, NULL);
+	} else if (rc == 255 || rc == 12 || rc == 10 || rc == 35 || rc == 30) {
+		ssh_host_failed(rm->host, "rsync could not reach it");
+		snprintf(reason, sizeof reason, "lost with host %s while fetching its outputs", rm->host->spec->name);
+		finished(se, rm, JOB_LOST, -1, reason);
+	} else {
+		snprintf(reason, sizeof reason, "its outputs could not be fetched from %s (rsync exit %d)", rm->host->spec->name, rc);
+		finished(se, rm, JOB_EXITED, 1, reason);
+	}
+}
+
+static int ssh_reap(Executor *ex, Job **out, int max)
+{
+	SshExec *se = ex->impl;
+	os_children_reap();
+	int status;
+	for (int i = 0; i < se->nhelpers; i++)
+		if (os_children_take(se->helpers[i], &status))
+			se->helpers[i--] = se->helpers[--se->nhelpers];
+	for (int i = 0; i < se->nactive; i++) {
+		Remote *rm = se->active[i];
+		if (rm->pid <= 0 || !os_children_take(rm->pid, &status))
+			continue;
+		rm->pid = 0;
+		int before = se->nactive;
+		if (rm->phase == PH_RUN)
+			follow_ended(se, rm, status);
+		else
+			fetch_ended(se, rm, status);
+		if (se->nactive < before)
+			i = -1; /* the list was reordered: look again */
+	}
+	int n = 0;
+	while (se->nended > 0 && n < max)
+		out[n++] = se->ended[--se->nended];
+	return n;
+}
+
+static Remote *remote_of(SshExec *se, const Job *job)
+{
+	for (int i = 0; i < se->nactive; i++)
+		if (se->active[i]->job == job)
+			return se->active[i];
+	return NULL;
+}
+
+static void ssh_signal(Executor *ex, Job *job, int sig)
+{
+	SshExec *se = ex->impl;
+	Remote *rm = remote_of(se, job);
+	if (!rm)
+		return;
+	if (rm->phase == PH_FETCH) {
+		if (rm->pid > 0)
+			kill(rm->pid, sig);
+		return;
+	}
+	rm->signalled = sig;
+	Buf b = {0};
+	set_dir(&b, rm->host, rm->id);
+	/* no "--": dash's kill takes the group as the word after the signal */
+	buf_printf(&b, "p=$(cat \"$J/pid\" 2>/dev/null) && kill -%s -\"$p\" 2>/dev/null; true",
+		   sig == SIGKILL ? "KILL" : sig == SIGINT ? "INT" : sig == SIGHUP ? "HUP" : "TERM");
+	pid_t pid = ssh_spawn(rm->host, buf_str(&b), -1, -1);
+	buf_free(&b);
+	if (pid > 0)
+		push_helper(se, pid);
+}
+
+static int ssh_poll_ms(Executor *ex)
+{
+	SshExec *se = ex->impl;
+	if (se->nended)
+		return 0;
+	return se->waiting ? 1000 : -1;
+}
+
+static int ssh_detach(Executor *ex, Job *job)
+{
+	SshExec *se = ex->impl;
+	if (!se->cfg.detach)
+		return 0;
+	Remote *rm = remote_of(se, job);
+	if (rm && rm->phase == PH_RUN) { /* the job runs on there; only the local follower stops */
+		if (rm->pid > 0) {
+			kill(rm->pid, SIGTERM);
+			push_helper(se, rm->pid);
+		}
+		release_remote(se, rm);
+		return 1;
+	}
+	return 0;
+}
+
+static void ssh_adopt(Executor *ex, const char *task, int attempt, const char *job_id, const char *key_hex,
+		      const char *log_path, long long attempt_row)
+{
+	SshExec *se = ex->impl;
+	if (!strchr(job_id, ':'))
+		return; /* another executor's */
+	se->adopted = xrealloc(se->adopted, (size_t)(se->nadopted + 1) * sizeof *se->adopted);
+	se->adopted[se->nadopted++] = (Adopted){xstrdup(task), xstrdup(job_id), xstrdup(key_hex ? key_hex : ""),
+						xstrdup(log_path ? log_path : ""), attempt, 0, attempt_row};
+}
+
+static void ssh_summarize(Executor *ex)
+{
+	SshExec *se = ex->impl;
+	for (int i = 0; i < se->nhosts; i++) {
+		SshHost *h = &se->hosts[i];
+		if (!h->connected && !h->down && !h->ran && !h->failed)
+			continue; /* not needed this run */
+		char gpu_time[32];
+		format_duration(h->gpu_sec, gpu_time, sizeof gpu_time);
+		printf("kiln: host %s: %d done, %d failed", h->spec->name, h->ran, h->failed);
+		if (h->lost)
+			printf(", %d lost and run elsewhere", h->lost);
+		if (h->stopped)
+			printf(", %d stopped", h->stopped);
+		if (h->gpu_sec > 0)
+			printf(", GPU time %s", gpu_time);
+		int held = place_count(se->cfg.cache, h);
+		printf(", holds %d copied input%s", held, held == 1 ? "" : "s");
+		if (h->down)
+			printf("; DOWN: %s", h->last_error);
+		printf("\n");
+	}
+	fflush(stdout);
+}
+
+static void ssh_destroy(Executor *ex)
+{
+	SshExec *se = ex->impl;
+	release_held(se);
+	for (int i = 0; i < se->nhosts; i++) { /* one command per host clears this run's job directories */
+		SshHost *h = &se->hosts[i];
+		if (!h->ended_jobs.len || h->down)
+			continue;
+		Buf b = {0};
+		buf_puts(&b, "cd ");
+		buf_shell_quote(&b, h->home_workdir);
+		buf_printf(&b, " && rm -rf%s", buf_str(&h->ended_jobs));
+		ssh_run(h, buf_str(&b), NULL, NULL);
+		buf_free(&b);
+	}
+	for (int i = 0; i < se->nhosts; i++)
+		ssh_host_free(&se->hosts[i]);
+	free(se->hosts);
+	for (int i = 0; i < se->nadopted; i++) {
+		free(se->adopted[i].task);
+		free(se->adopted[i].job_id);
+		free(se->adopted[i].key);
+		free(se->adopted[i].log);
+	}
+	free(se->adopted);
+	for (int i = 0; i < se->nactive; i++) {
+		free(se->active[i]->err_path);
+		free(se->active[i]);
+	}
+	free(se->active);
+	free(se->ended);
+	free(se->helpers);
+	free(se);
+	free(ex);
+}
+
+Executor *exec_ssh_new(const SshConfig *cfg, Buf *err)
+{
+	if (cfg->g->nhosts == 0) {
+		buf_puts(err, "the ssh executor needs hosts: a hosts { v800 = { address = \"user@v800\" }, ... } block in the "
+			      "recipe, or --hosts FILE with one");
+		return NULL;
+	}
+	char *ssh_version[] = {"ssh", "-V", NULL}, *rsync_version[] = {"rsync", "--version", NULL};
+	if (ssh_run_local(ssh_version, NULL, NULL) != 0 || ssh_run_local(rsync_version, NULL, NULL) != 0) {
+		buf_puts(err, "the ssh executor needs ssh and rsync on PATH (Debian: openssh-client rsync)");
+		return NULL;
+	}
+	if (mkdirs(cfg->state_dir, 0700) != 0) {
+		buf_printf(err, "cannot create %s", cfg->state_dir);
+		return NULL;
+	}
+	/* every ssh and rsync kiln starts carries the workspace marker, so a kiln started after a
+	 * kill -9 stops the followers the dead one left (the remote jobs run on, re-attached) */
+	putenv((char *)exec_workspace_marker());
+	SshExec *se = xcalloc(1, sizeof *se);
+	se->cfg = *cfg;
+	se->nhosts = cfg->g->nhosts;
+	se->hosts = xcalloc((size_t)se->nhosts, sizeof *se->hosts);
+	for (int i = 0; i < se->nhosts; i++) {
+		se->hosts[i].spec = &cfg->g->hosts[i];
+		se->hosts[i].control_path = xasprintf("ControlPath=%s/%s.sock", cfg->state_dir, cfg->g->hosts[i].name);
+	}
+	Executor *ex = xcalloc(1, sizeof *ex);
+	ex->name = "ssh";
+	ex->title = "ssh";
+	ex->kiln_timeouts = 1;
+	ex->kiln_ports = 1;
+	ex->reattaches = 1;
+	ex->start = ssh_start;
+	ex->reap = ssh_reap;
+	ex->signal = ssh_signal;
+	ex->poll_ms = ssh_poll_ms;
+	ex->has_room = ssh_has_room;
+	ex->detach = ssh_detach;
+	ex->adopt = ssh_adopt;
+	ex->summarize = ssh_summarize;
+	ex->destroy = ssh_destroy;
+	ex->impl = se;
+	return ex;
+}

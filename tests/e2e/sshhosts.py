@@ -1,0 +1,157 @@
+"""sshhosts.py — real OpenSSH servers for the ssh executor's tests: one sshd per host on a
+loopback port of its own, each with a home of its own (so a separate root for the
+workspace copy there), a PATH led by its own bin/ with a fake nvidia-smi that prints the
+readings in that home's gpus.csv, and an ssh_config naming them. Needs root (sshd's
+privilege separation) and Debian's openssh-server; skip() says why when either is missing."""
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+
+SSHD = "/usr/sbin/sshd"
+
+FAKE_NVIDIA_SMI = """#!/bin/sh
+# the readings of this host's devices (index, memory.total, memory.used, utilization.gpu)
+cat "$HOME/gpus.csv"
+"""
+
+
+def skip_reason():
+    if not os.path.exists(SSHD):
+        return "needs sshd (Debian: openssh-server)"
+    if os.geteuid() != 0:
+        return "needs root to start sshd instances"
+    for tool in ("ssh", "ssh-keygen", "rsync"):
+        if not shutil.which(tool):
+            return "needs %s" % tool
+    return None
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Host:
+    def __init__(self, lab, name, gpus):
+        self.lab, self.name = lab, name
+        self.home = os.path.join(lab.dir, name)
+        self.bin = os.path.join(self.home, "bin")
+        os.makedirs(self.bin)
+        self.port = free_port()
+        self.set_gpus(gpus)
+        smi = os.path.join(self.bin, "nvidia-smi")
+        with open(smi, "w") as f:
+            f.write(FAKE_NVIDIA_SMI)
+        os.chmod(smi, 0o755)
+        self.config = os.path.join(lab.dir, "sshd_%s.conf" % name)
+        with open(self.config, "w") as f:
+            f.write("Port %d\nListenAddress 127.0.0.1\nHostKey %s\nAuthorizedKeysFile %s\n"
+                    "StrictModes no\nUsePAM no\nPidFile %s/sshd.pid\nLogLevel ERROR\n"
+                    "PermitRootLogin prohibit-password\nMaxSessions 100\nMaxStartups 100\n"
+                    "SetEnv HOME=%s PATH=%s:/usr/local/bin:/usr/bin:/bin KILN_TEST_HOST=%s\n"
+                    % (self.port, lab.hostkey, lab.authorized, self.home, self.home, self.bin, name))
+        self.proc = None
+
+    def set_gpus(self, gpus):
+        """gpus: list of (index, total MiB, used MiB, util %)."""
+        with open(os.path.join(self.home, "gpus.csv"), "w") as f:
+            for g in gpus:
+                f.write("%d, %d, %d, %d\n" % g)
+
+    def start(self):
+        # -D: in the foreground, so the test owns the process and stops it for sure
+        self.proc = subprocess.Popen([SSHD, "-D", "-f", self.config, "-E", os.path.join(self.home, "sshd.log")])
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.02)
+        raise RuntimeError("sshd for %s did not start: %s" % (self.name, self.log()))
+
+    def descendants(self):
+        """Every process under this server: its connections and what they run."""
+        children = {}
+        for pid in os.listdir("/proc"):
+            if pid.isdigit():
+                try:
+                    with open("/proc/%s/stat" % pid) as f:
+                        stat = f.read()
+                    ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+                    children.setdefault(ppid, []).append(int(pid))
+                except (OSError, ValueError):
+                    pass
+        out, todo = [], [self.proc.pid] if self.proc else []
+        while todo:
+            pid = todo.pop()
+            for c in children.get(pid, []):
+                out.append(c)
+                todo.append(c)
+        return out
+
+    def stop(self):
+        """Stops the server with its connections and their processes (a host that goes away)."""
+        if not self.proc:
+            return
+        for pid in self.descendants():
+            try:
+                os.kill(pid, 9)
+            except OSError:
+                pass
+        self.proc.kill()
+        self.proc.wait()
+        self.proc = None
+
+    def log(self):
+        p = os.path.join(self.home, "sshd.log")
+        if not os.path.exists(p):
+            return ""
+        with open(p) as f:
+            return f.read()
+
+    def workdir(self):
+        return os.path.join(self.home, "kiln-work")
+
+
+class Lab:
+    """Hosts named in `hosts` (name -> GPU readings), started."""
+
+    def __init__(self, hosts):
+        self.dir = tempfile.mkdtemp(prefix="kiln-ssh-")
+        self.hostkey = os.path.join(self.dir, "hostkey")
+        self.userkey = os.path.join(self.dir, "userkey")
+        for key in (self.hostkey, self.userkey):
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key], check=True)
+        self.authorized = os.path.join(self.dir, "authorized_keys")
+        shutil.copy(self.userkey + ".pub", self.authorized)
+        os.makedirs("/run/sshd", exist_ok=True)  # sshd's privilege separation directory
+        self.hosts = {name: Host(self, name, gpus) for name, gpus in hosts.items()}
+        self.ssh_config = os.path.join(self.dir, "ssh_config")
+        with open(self.ssh_config, "w") as f:
+            for h in self.hosts.values():
+                f.write("Host %s\n  HostName 127.0.0.1\n  Port %d\n  User root\n  IdentityFile %s\n"
+                        "  IdentitiesOnly yes\n  StrictHostKeyChecking no\n  UserKnownHostsFile %s/known_hosts\n"
+                        "  LogLevel ERROR\n" % (h.name, h.port, self.userkey, self.dir))
+        for h in self.hosts.values():
+            h.start()
+
+    def hosts_lua(self, extra=None):
+        """A hosts{} block for these hosts; extra: name -> further Lua fields."""
+        lines = ["hosts {"]
+        for h in self.hosts.values():
+            more = (extra or {}).get(h.name, "")
+            lines.append('  %s = { address = "%s", workdir = "%s", ssh = {"-F", "%s"}%s },'
+                         % (h.name, h.name, h.workdir(), self.ssh_config, ", " + more if more else ""))
+        lines.append("}")
+        return "\n".join(lines) + "\n"
+
+    def close(self):
+        for h in self.hosts.values():
+            h.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)

@@ -1,0 +1,206 @@
+"""End-to-end: the ssh executor against three real sshd servers (sshhosts.py), each with
+its own home, workdir and fake nvidia-smi. A grid runs across them with GPUs leased per
+host (a busy device is left alone); inputs are copied only where a task needs them, and a
+copy deleted there is copied again; stopping one server mid-run moves its tasks elsewhere;
+kill -9 of kiln then a re-run re-attaches without running anything again; Ctrl-C stops the
+remote process groups; a no-op re-run starts nothing on any host; recipe mistakes about
+hosts are errors with file:line."""
+import os
+import re
+import signal
+import shutil
+import sys
+import time
+import unittest
+
+from kilntest import KilnTestCase, main, processes_matching, wait_for
+import sshhosts
+
+SKIP = sshhosts.skip_reason()
+FREE = (0, 81920, 200, 0)
+
+
+def gpus(n, busy=()):
+    return [(i, 81920, 70000 if i in busy else 200, 95 if i in busy else 0) for i in range(n)]
+
+
+@unittest.skipIf(SKIP, SKIP or "")
+class SshHosts(KilnTestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.lab = sshhosts.Lab({"v800": gpus(2), "v801": gpus(2, busy=(1,)), "v802": gpus(1)})
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.lab.close()
+
+    def setUp(self):
+        super().setUp()
+        for h in self.lab.hosts.values():
+            if not h.proc:
+                h.start()
+            for p in ("trace.txt",):
+                if os.path.exists(os.path.join(h.home, p)):
+                    os.remove(os.path.join(h.home, p))
+            shutil.rmtree(h.workdir(), ignore_errors=True)
+        self.ws.write("hosts.lua", self.lab.hosts_lua())
+
+    def kiln(self, *args, **kw):
+        return self.ws.kiln("run", "--executor", "ssh", "--hosts", "hosts.lua", *args, **kw)
+
+    def starts(self):
+        """(host, task) of every attempt started on the hosts, from their own trace files."""
+        out = []
+        for name, h in self.lab.hosts.items():
+            p = os.path.join(h.home, "trace.txt")
+            if os.path.exists(p):
+                out += [(name, line.split()[1]) for line in open(p).read().splitlines() if line.startswith("start ")]
+        return out
+
+    # a task body that notes its start in the host's own trace, then works
+    START = 'echo start $KILN_TASK >> $HOME/trace.txt; '
+
+    def test_grid_leases_gpus_per_host_and_leaves_a_busy_one_alone(self):
+        self.ws.write("kiln.lua", """
+for d = 1, 4 do
+  for m = 1, 2 do
+    task { name = "eval/d" .. d .. "_m" .. m, gpus = 1, outputs = {"res/d" .. d .. "_m" .. m .. ".txt"},
+           tags = { dataset = "d" .. d, model = "m" .. m },
+           run = "%sa=$(date +%%s.%%N); sleep 0.4; echo $KILN_TEST_HOST $CUDA_VISIBLE_DEVICES $a $(date +%%s.%%N) > {out}" }
+  end
+end
+""" % self.START)
+        r = self.kiln()
+        self.assertEqual(r.rc, 0, r)
+        rows = []
+        for name in os.listdir(self.ws.path("res")):
+            host, gpu, a, b = self.ws.read("res/" + name).split()
+            rows.append((host, gpu, float(a), float(b)))
+        self.assertEqual(len(rows), 8)
+        self.assertNotIn(("v801", "1"), [(h, g) for h, g, _, _ in rows], "v801's device 1 is 95 % busy")
+        for host, gpu, _, _ in rows:
+            self.assertIn((host, gpu), [("v800", "0"), ("v800", "1"), ("v801", "0"), ("v802", "0")])
+        for i, x in enumerate(rows):  # one task per device at a time
+            for y in rows[i + 1:]:
+                if x[:2] == y[:2]:
+                    self.assertTrue(x[3] <= y[2] or y[3] <= x[2], "%s and %s overlap on one GPU" % (x, y))
+        self.assertGreaterEqual(len({h for h, _, _, _ in rows}), 2, "the grid spread over the hosts")
+        self.assertRegex(r.out, r"host v800: \d+ done, 0 failed")
+        # the same cache as locally: a no-op re-run starts nothing anywhere and opens no job there
+        before = self.starts()
+        jobs = {n: sorted(os.listdir(os.path.join(h.workdir(), ".kiln/jobs"))) for n, h in self.lab.hosts.items()}
+        r = self.kiln()
+        self.assertEqual(r.rc, 0, r)
+        self.assertIn("8 up to date", r.out)
+        self.assertEqual(self.starts(), before)
+        self.assertEqual({n: sorted(os.listdir(os.path.join(h.workdir(), ".kiln/jobs"))) for n, h in self.lab.hosts.items()}, jobs)
+
+    def test_inputs_go_only_where_needed_and_a_deleted_copy_comes_back(self):
+        os.makedirs(self.ws.path("data/cifar"))
+        for i in range(3):
+            self.ws.write("data/cifar/part%d.bin" % i, "x" * (1000 + i))
+        self.ws.write("ckpt.pt", "weights")
+        self.ws.write("kiln.lua", """
+task { name = "a", host = "v800", inputs = {"data/cifar", "ckpt.pt"}, outputs = {"a.txt"},
+       run = "%sls data/cifar | wc -l > a.txt; cat ckpt.pt >> a.txt" }
+task { name = "b", host = "v802", inputs = {"ckpt.pt"}, outputs = {"b.txt"}, run = "cat ckpt.pt > b.txt" }
+""" % self.START)
+        r = self.kiln()
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(self.ws.read("a.txt").split(), ["3", "weights"])
+        w = {n: h.workdir() for n, h in self.lab.hosts.items()}
+        self.assertTrue(os.path.exists(os.path.join(w["v800"], "data/cifar/part2.bin")))
+        self.assertFalse(os.path.exists(os.path.join(w["v802"], "data")), "v802's task does not read the dataset")
+        self.assertFalse(os.path.exists(os.path.join(w["v801"], "ckpt.pt")), "nothing ran on v801")
+        self.assertIn("copied data/cifar to v800", open(self.ws.path(".kiln/logs/a@1.log")).read())
+        # run a again: the copy there is as recorded, so nothing is copied
+        r = self.kiln("--force", "a")
+        self.assertEqual(r.rc, 0, r)
+        log = self.ws.read(".kiln/logs/a@1.log")
+        self.assertNotIn("copied", log)
+        # someone deletes the dataset on v800: the next run that needs it copies it again
+        shutil.rmtree(os.path.join(w["v800"], "data/cifar"))
+        r = self.kiln("--force", "a")
+        self.assertEqual(r.rc, 0, r)
+        self.assertIn("copied data/cifar to v800", self.ws.read(".kiln/logs/a@1.log"))
+        self.assertEqual(self.ws.read("a.txt").split(), ["3", "weights"])
+        # a changed input here is copied again (and the task runs again for it)
+        self.ws.write("data/cifar/part0.bin", "changed")
+        r = self.kiln()
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(open(os.path.join(w["v800"], "data/cifar/part0.bin")).read(), "changed")
+        self.assertIn("1 ran", r.out)
+
+    def test_a_host_that_goes_away_loses_its_tasks_to_the_others(self):
+        self.ws.write("kiln.lua", """
+for i = 1, 12 do
+  task { name = "w" .. i, outputs = {"w/" .. i .. ".txt"}, run = "%ssleep 1.5; echo $KILN_TEST_HOST > {out}" }
+end
+""" % self.START)
+        p = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua", "-j", "12")
+        self.assertTrue(wait_for(lambda: any(h == "v801" for h, _ in self.starts()), timeout=30))
+        self.lab.hosts["v801"].stop()
+        out, err = p.communicate(timeout=120)
+        self.assertEqual(p.returncode, 0, out + err)
+        hosts = [self.ws.read("w/%d.txt" % i).strip() for i in range(1, 13)]
+        self.assertNotIn("v801", hosts, "v801's tasks ran again elsewhere")
+        self.assertRegex(out, r"host v801: 0 done, 0 failed, \d+ lost and run elsewhere.*DOWN")
+        self.assertIn("it runs again elsewhere", out)
+        self.assertIn("12 ran", out)
+        # it comes back: it is used again
+        self.lab.hosts["v801"].start()
+        self.ws.write("kiln.lua", 'task { name = "back", host = "v801", outputs = {"b.txt"}, run = "echo $KILN_TEST_HOST > b.txt" }\n')
+        r = self.kiln()
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(self.ws.read("b.txt").strip(), "v801")
+
+    def test_kill_9_then_rerun_reattaches_and_ctrl_c_stops_remote_groups(self):
+        self.ws.write("kiln.lua", """
+for i = 1, 3 do
+  task { name = "slow" .. i, outputs = {"s/" .. i .. ".txt"},
+         run = "%secho first; sleep 3 # kiln-ssh-test-slow\\necho second; echo ok > {out}" }
+end
+""" % self.START)
+        p = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua")
+        self.assertTrue(wait_for(lambda: len(self.starts()) == 3, timeout=30))
+        time.sleep(0.3)
+        p.kill()
+        p.wait()
+        r = self.kiln()
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(len(re.findall(r"attached to ssh job", r.out)), 3, r)
+        self.assertEqual(sorted(t for _, t in self.starts()), ["slow1", "slow2", "slow3"], "nothing ran twice")
+        log = self.ws.read(".kiln/logs/slow1@1.log")
+        lines = log.splitlines()
+        self.assertEqual((lines.count("first"), lines.count("second")), (1, 1), log)
+        # Ctrl-C: the remote groups are stopped, nothing recorded
+        self.ws.write("kiln.lua", self.ws.read("kiln.lua").replace("s/", "t/"))
+        p = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua")
+        self.assertTrue(wait_for(lambda: len(self.starts()) == 6, timeout=30))
+        time.sleep(0.3)
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=60)
+        self.assertEqual(p.returncode, 130, out + err)
+        self.assertTrue(wait_for(lambda: not processes_matching("kiln-ssh-test-slow"), timeout=10),
+                        "the remote tasks were stopped")
+        self.assertFalse(os.path.exists(self.ws.path("t/1.txt")))
+        self.assertEqual(sum(int(n) for n in re.findall(r"(\d+) stopped", out)), 3, out)
+
+    def test_recipe_mistakes_about_hosts_say_where(self):
+        self.ws.write("kiln.lua", 'task { name = "a", host = "v999", run = "true" }\n')
+        r = self.kiln()
+        self.assertEqual(r.rc, 2, r)
+        self.assertIn('kiln.lua:1: task "a" names host "v999"', r.err)
+        self.ws.write("bad.lua", 'hosts { v800 = { adress = "x" } }\n')
+        self.ws.write("kiln.lua", 'task { name = "a", run = "true" }\n')
+        r = self.ws.kiln("run", "--executor", "ssh", "--hosts", "bad.lua")
+        self.assertEqual(r.rc, 2, r)
+        self.assertRegex(r.err, r"bad.lua:1: .*adress")
+        self.ws.write("kiln.lua", 'task { name = "a", gpus = 4, run = "true" }\n')
+        r = self.kiln()
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("no host can take it", r.out)
+
+
+if __name__ == "__main__":
+    main()
