@@ -50,6 +50,7 @@ struct Task {
 	const char *metrics;  /* path of a metrics JSON file, or NULL */
 	const char *executor; /* "local", "slurm", "ssh" or NULL (the command line decides) */
 	const char **hosts;   /* ssh: the hosts it may run on (host = "v802" pins one), or NULL: any */
+	unsigned char *stays; /* ssh: per output, 1 when it stays on its host (a pointer file here), or NULL */
 	int nhosts;
 
 	int cpus;

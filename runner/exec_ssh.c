@@ -97,6 +97,8 @@ static SshHost *host_named(SshExec *se, const char *name, size_t len)
 	return NULL;
 }
 
+static SshHost *find_host(void *ctx, const char *name) { return host_named(ctx, name, strlen(name)); }
+
 static int allowed(const Task *t, const SshHost *h)
 {
 	if (!t->nhosts)
@@ -445,7 +447,7 @@ static int ssh_start(Executor *ex, Job *job)
 		dprintf(fd, "# kiln: on host %s (%s:%s)\n", h->spec->name, h->spec->address, h->home_workdir);
 	}
 	Buf err = {0};
-	int placed = place_inputs(se->cfg.cache, h, t, fd, &err);
+	int placed = place_inputs(se->cfg.cache, h, t, find_host, se, fd, &err);
 	if (fd >= 0)
 		close(fd);
 	if (placed != 0) {
@@ -503,7 +505,7 @@ static int fetch_outputs(Remote *rm)
 	argv[k++] = "-e";
 	argv[k++] = ssh;
 	for (int i = 0; i < t->noutputs; i++)
-		if (t->outputs[i][0] != '/') {
+		if (t->outputs[i][0] != '/' && !(t->stays && t->stays[i])) {
 			argv[k++] = xasprintf("%s:%s/./%s", rm->host->spec->address, rm->host->home_workdir, t->outputs[i]);
 			n++;
 		}
@@ -522,6 +524,15 @@ static int fetch_outputs(Remote *rm)
 
 static void finished(SshExec *se, Remote *rm, enum JobEnd end, int code, const char *reason)
 {
+	Buf err = {0};
+	if (end == JOB_EXITED && code == 0 && rm->job->task->stays &&
+	    place_record_stays(se->cfg.cache, rm->host, rm->job->task, &err) != 0) {
+		log_line(rm->job, "kiln: %s\n", buf_str(&err));
+		snprintf(rm->job->reason, sizeof rm->job->reason, "%.90s", buf_str(&err));
+		reason = rm->job->reason;
+		code = 1;
+	}
+	buf_free(&err);
 	SshHost *h = rm->host;
 	Job *job = rm->job;
 	if (end == JOB_LOST)
@@ -571,7 +582,7 @@ static void follow_ended(SshExec *se, Remote *rm, int status)
 		}
 		if (kind == 0)
 			ssh_host_failed(h, why);
-		snprintf(reason, sizeof reason, "lost with host %.20s: %.60s", h->spec->name, kind == 3 ? "its job is gone there" : why);
+		snprintf(reason, sizeof reason, "lost with host %.20s: %.50s", h->spec->name, kind == 3 ? "its job is gone there" : why);
 		log_line(rm->job, "kiln: %s\n", reason);
 		finished(se, rm, JOB_LOST, -1, reason);
 	}
@@ -704,7 +715,7 @@ static void ssh_summarize(Executor *ex)
 		if (h->gpu_sec > 0)
 			printf(", GPU time %s", gpu_time);
 		int held = place_count(se->cfg.cache, h);
-		printf(", holds %d copied input%s", held, held == 1 ? "" : "s");
+		printf(", holds %d path%s kiln copied or left there", held, held == 1 ? "" : "s");
 		if (h->down)
 			printf("; DOWN: %s", h->last_error);
 		printf("\n");

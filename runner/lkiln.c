@@ -21,13 +21,13 @@
 static const char *const task_fields[] = {"name",    "deps",    "inputs",  "outputs", "run",
 					  "env",     "cpus",    "mem",     "gpus",    "gpu_mem",
 					  "timeout", "retries", "tags",    "metrics", "executor", "ports",
-					  "torchrun", "retry_on", "gpu_wait", "gpu_wait_then", "host", "hosts", NULL};
+					  "torchrun", "retry_on", "gpu_wait", "gpu_wait_then", "host", "hosts", "stay", NULL};
 enum { /* bits of check_fields' mask, in task_fields' order */
 	F_NAME = 1 << 0, F_DEPS = 1 << 1, F_INPUTS = 1 << 2, F_OUTPUTS = 1 << 3, F_RUN = 1 << 4,
 	F_ENV = 1 << 5, F_CPUS = 1 << 6, F_MEM = 1 << 7, F_GPUS = 1 << 8, F_GPU_MEM = 1 << 9,
 	F_TIMEOUT = 1 << 10, F_RETRIES = 1 << 11, F_TAGS = 1 << 12, F_METRICS = 1 << 13, F_EXECUTOR = 1 << 14, F_PORTS = 1 << 15,
 	F_TORCHRUN = 1 << 16, F_RETRY_ON = 1 << 17, F_GPU_WAIT = 1 << 18, F_GPU_WAIT_THEN = 1 << 19,
-	F_HOST = 1 << 20, F_HOSTS = 1 << 21,
+	F_HOST = 1 << 20, F_HOSTS = 1 << 21, F_STAY = 1 << 22,
 };
 
 RecipeContext *lk_context(lua_State *L) { return lua_touserdata(L, lua_upvalueindex(1)); }
@@ -522,6 +522,25 @@ static int l_task(lua_State *L)
 		lua_getfield(L, 1, "outputs");
 		const char **raw = lk_string_list(L, g, -1, "outputs", &n, 0);
 		t->outputs = expand_paths(L, g, raw, n, &t->noutputs, 0, "outputs");
+		lua_pop(L, 1);
+	}
+	if (has & F_STAY) { /* ssh: outputs left on the host that made them (cache: a pointer file here) */
+		lua_getfield(L, 1, "stay");
+		t->stays = arena_alloc(&g->arena, (size_t)t->noutputs + 1);
+		memset(t->stays, lua_toboolean(L, -1) && lua_type(L, -1) == LUA_TBOOLEAN, (size_t)t->noutputs + 1);
+		if (lua_type(L, -1) != LUA_TBOOLEAN) {
+			const char **raw = lk_string_list(L, g, -1, "stay", &n, 0);
+			int nstay;
+			const char **stay = expand_paths(L, g, raw, n, &nstay, 0, "stay");
+			for (int k = 0; k < nstay; k++) {
+				int found = 0;
+				for (int i = 0; i < t->noutputs; i++)
+					if (!strcmp(t->outputs[i], stay[k]))
+						t->stays[i] = found = 1;
+				if (!found)
+					lk_field_error(L, "stay", "names \"%s\", which is not one of the task's outputs", stay[k]);
+			}
+		}
 		lua_pop(L, 1);
 	}
 	if (has & F_INPUTS) {

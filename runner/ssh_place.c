@@ -11,6 +11,9 @@
 
 #include "exec.h"
 
+/* The first line of a pointer file: an output that stays on its host. */
+#define POINTER_MAGIC "kiln: this output stays on an ssh host\n"
+
 /* Workspace inputs only: a path outside the workspace (external{}) must already be at the
  * same place on the host. */
 static int placeable(const char *path) { return path[0] != '/'; }
@@ -166,7 +169,133 @@ static int place_tools(SshHost *h, Buf *err)
 	return rc;
 }
 
-int place_inputs(Cache *c, SshHost *h, const Task *t, int log_fd, Buf *err)
+/* The host named in path's pointer file (into host), or 0 when path is no pointer. */
+static int pointer_host(const char *path, char *host, size_t n)
+{
+	char head[256];
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return 0;
+	size_t len = fread(head, 1, sizeof head - 1, f);
+	fclose(f);
+	head[len] = 0;
+	const char *h;
+	if (strncmp(head, POINTER_MAGIC, strlen(POINTER_MAGIC)) || !(h = strstr(head, "\nhost ")))
+		return 0;
+	h += 6;
+	snprintf(host, n, "%.*s", (int)strcspn(h, "\n"), h);
+	return 1;
+}
+
+/* Copies path from src's workdir to h's, streaming tar through this machine. 0, or the
+ * pipeline's status (255: a host could not be reached). */
+static int relay(SshHost *src, SshHost *h, const char *path, Buf *err)
+{
+	Buf pack = {0}, unpack = {0}, cmd = {0};
+	buf_puts(&pack, "cd ");
+	buf_shell_quote(&pack, src->home_workdir);
+	buf_puts(&pack, " && tar cf - ");
+	buf_shell_quote(&pack, path);
+	buf_puts(&unpack, "cd ");
+	buf_shell_quote(&unpack, h->home_workdir);
+	buf_puts(&unpack, " && rm -rf -- ");
+	buf_shell_quote(&unpack, path);
+	buf_puts(&unpack, " && tar xf -");
+	const SshHost *ends[2] = {src, h};
+	Buf *scripts[2] = {&pack, &unpack};
+	buf_puts(&cmd, "set -o pipefail 2>/dev/null; ");
+	for (int i = 0; i < 2; i++) {
+		char *ssh = ssh_command_text(ends[i]);
+		Buf remote = {0};
+		buf_puts(&remote, "exec /bin/sh -c ");
+		buf_shell_quote(&remote, buf_str(scripts[i]));
+		buf_printf(&cmd, "%s%s -- ", i ? " | " : "", ssh);
+		buf_shell_quote(&cmd, ends[i]->spec->address);
+		buf_putc(&cmd, ' ');
+		buf_shell_quote(&cmd, buf_str(&remote));
+		buf_free(&remote);
+		free(ssh);
+	}
+	char *argv[] = {"/bin/bash", "-c", cmd.data, NULL};
+	int rc = ssh_run_local(argv, NULL, err);
+	buf_free(&pack);
+	buf_free(&unpack);
+	buf_free(&cmd);
+	return rc;
+}
+
+/* The hash script's part for one path: "PATH<TAB>SHA256" over its files' hashes and names. */
+static void hash_command(Buf *b, const char *path)
+{
+	buf_puts(b, "printf '%s\\t' ");
+	buf_shell_quote(b, path);
+	buf_puts(b, "; { find ");
+	buf_shell_quote(b, path);
+	buf_puts(b, " -type f -print0 | LC_ALL=C sort -z | xargs -0r sha256sum; } | sha256sum | cut -d' ' -f1\n");
+}
+
+int place_record_stays(Cache *c, SshHost *h, const Task *t, Buf *err)
+{
+	Buf script = {0}, out = {0}, errout = {0};
+	buf_puts(&script, "cd ");
+	buf_shell_quote(&script, h->home_workdir);
+	buf_puts(&script, " || exit 1\n");
+	int n = 0;
+	for (int i = 0; t->stays && i < t->noutputs; i++)
+		if (t->stays[i] && t->outputs[i][0] != '/') {
+			buf_puts(&script, "[ -e ");
+			buf_shell_quote(&script, t->outputs[i]);
+			buf_puts(&script, " ] || exit 3\n");
+			hash_command(&script, t->outputs[i]);
+			listing_command(&script, t->outputs[i]);
+			n++;
+		}
+	if (!n) {
+		buf_free(&script);
+		return 0;
+	}
+	int rc = ssh_run(h, buf_str(&script), &out, &errout);
+	buf_free(&script);
+	for (int i = 0; rc == 0 && i < t->noutputs; i++) {
+		if (!t->stays[i] || t->outputs[i][0] == '/')
+			continue;
+		Buf line = {0}, listing = {0};
+		/* the hash line comes first for each path, the listing line after it */
+		const char *text = buf_str(&out), *p = text;
+		size_t plen = strlen(t->outputs[i]);
+		while (p && *p && !(strncmp(p, t->outputs[i], plen) == 0 && p[plen] == '\t'))
+			p = (p = strchr(p, '\n')) ? p + 1 : NULL;
+		if (p && *p) {
+			const char *v = p + plen + 1;
+			buf_put(&line, v, strcspn(v, "\n"));
+			const char *next = strchr(v, '\n');
+			if (next)
+				listing_of(next + 1, t->outputs[i], &listing);
+		}
+		Buf pointer = {0};
+		buf_printf(&pointer, POINTER_MAGIC "host %s\npath %s\nsha256 %s\n", h->spec->name, t->outputs[i], buf_str(&line));
+		mkdirs_parent(t->outputs[i]);
+		char hash[33];
+		if (write_file_atomic(t->outputs[i], pointer.data, pointer.len) != 0 ||
+		    cache_content_hash(c, t->outputs[i], hash) != 0) {
+			buf_printf(err, "cannot write the pointer file %s", t->outputs[i]);
+			rc = -1;
+		} else {
+			cache_placement_put(c, h->spec->name, t->outputs[i], hash, buf_str(&listing));
+		}
+		buf_free(&pointer);
+		buf_free(&line);
+		buf_free(&listing);
+	}
+	if (rc > 0)
+		buf_printf(err, "%s", rc == 3 ? "exited 0 but did not write an output that stays there"
+					 : errout.len ? buf_str(&errout) : "cannot hash its outputs there");
+	buf_free(&out);
+	buf_free(&errout);
+	return rc == 0 ? 0 : -1;
+}
+
+int place_inputs(Cache *c, SshHost *h, const Task *t, HostLookup find, void *ctx, int log_fd, Buf *err)
 {
 	if (uses_tools(t) && !h->tools_placed) {
 		int rc = place_tools(h, err);
@@ -180,57 +309,84 @@ int place_inputs(Cache *c, SshHost *h, const Task *t, int log_fd, Buf *err)
 		return 0;
 	if (read_listing(c, h, err))
 		return 1;
-	char **need = xmalloc((size_t)ninputs * sizeof *need);
-	char (*hashes)[33] = xmalloc((size_t)ninputs * sizeof *hashes);
-	int n = 0;
-	for (int i = 0; i < t->ninputs; i++) {
+	char **need = xmalloc((size_t)ninputs * sizeof *need); /* copied from here: [0, n) */
+	char **relayed = xmalloc((size_t)ninputs * sizeof *relayed); /* from other hosts: [0, nr) */
+	char (*hashes)[33] = xmalloc((size_t)ninputs * sizeof *hashes), (*relay_hashes)[33] = xmalloc((size_t)ninputs * 33);
+	int n = 0, nr = 0, rc = 0, blame_h = 1; /* whose connection a 1 is about */
+	for (int i = 0; i < t->ninputs && rc == 0; i++) {
 		const char *p = t->inputs[i];
-		if (!placeable(p) || cache_content_hash(c, p, hashes[n]) != 0 || holds(c, h, p, hashes[n]))
+		char hash[33], origin[64];
+		if (!placeable(p) || cache_content_hash(c, p, hash) != 0 || holds(c, h, p, hash))
 			continue;
-		need[n++] = (char *)p;
+		if (!pointer_host(p, origin, sizeof origin)) {
+			memcpy(hashes[n], hash, 33);
+			need[n++] = (char *)p;
+			continue;
+		}
+		SshHost *src = find(ctx, origin);
+		if (src == h || !src) {
+			buf_printf(err, "%s stays on host %s, which %s: run the task that makes it again (kiln run --force TASK)", p,
+				   origin, src ? "no longer holds it as it was made" : "hosts{} does not name");
+			rc = -1;
+		} else if (ssh_host_connect(src, 0.5, 0.7, err) != 0) {
+			rc = 1; /* src's failure is counted by the connect */
+			blame_h = 0;
+		} else {
+			int r = relay(src, h, p, err);
+			if (r != 0) {
+				rc = r == 255 ? 1 : -1;
+				if (!err->len)
+					buf_printf(err, "cannot copy %s from %s (exit %d)", p, origin, r);
+			} else {
+				memcpy(relay_hashes[nr], hash, 33);
+				relayed[nr++] = (char *)p;
+				if (log_fd >= 0)
+					dprintf(log_fd, "# kiln: copied %s from %s to %s\n", p, origin, h->spec->name);
+			}
+		}
 	}
-	int rc = 0;
-	if (n) {
+	if (rc == 0 && n) {
 		char *dest = xasprintf("%s:%s/", h->spec->address, h->home_workdir);
 		rc = rsync(h, need, n, dest, 1, err);
 		free(dest);
+		if (rc != 0)
+			rc = rsync_unreachable(rc) ? 1 : -1;
+		for (int i = 0; rc == 0 && log_fd >= 0 && i < n; i++)
+			dprintf(log_fd, "# kiln: copied %s to %s\n", need[i], h->spec->name);
+	}
+	if (rc == 0 && n + nr) { /* the listing of what is there now, recorded with the hash it has here */
 		Buf script = {0}, out = {0}, errout = {0};
-		if (rc == 0) {
-			buf_puts(&script, "cd ");
-			buf_shell_quote(&script, h->home_workdir);
-			buf_puts(&script, " || exit 1\n");
-			for (int i = 0; i < n; i++)
-				listing_command(&script, need[i]);
-			if (ssh_run(h, buf_str(&script), &out, &errout) != 0)
-				rc = 255;
+		buf_puts(&script, "cd ");
+		buf_shell_quote(&script, h->home_workdir);
+		buf_puts(&script, " || exit 1\n");
+		for (int i = 0; i < n + nr; i++)
+			listing_command(&script, i < n ? need[i] : relayed[i - n]);
+		if (ssh_run(h, buf_str(&script), &out, &errout) != 0) {
+			buf_puts(err, buf_str(&errout));
+			rc = 1;
 		}
-		for (int i = 0; rc == 0 && i < n; i++) {
+		for (int i = 0; rc == 0 && i < n + nr; i++) {
+			const char *p = i < n ? need[i] : relayed[i - n];
 			Buf now = {0};
-			listing_of(buf_str(&out), need[i], &now);
-			cache_placement_put(c, h->spec->name, need[i], hashes[i], buf_str(&now));
+			listing_of(buf_str(&out), p, &now);
+			cache_placement_put(c, h->spec->name, p, i < n ? hashes[i] : relay_hashes[i - n], buf_str(&now));
 			/* this run's view of the host gains the copy (first: it is found before an older line) */
-			char *more = xasprintf("%s\t%s\n%s", need[i], buf_str(&now), h->listing);
+			char *more = xasprintf("%s\t%s\n%s", p, buf_str(&now), h->listing);
 			free(h->listing);
 			h->listing = more;
-			if (log_fd >= 0)
-				dprintf(log_fd, "# kiln: copied %s to %s\n", need[i], h->spec->name);
 			buf_free(&now);
 		}
-		if (rc && !err->len)
-			buf_puts(err, buf_str(&errout));
 		buf_free(&script);
 		buf_free(&out);
 		buf_free(&errout);
 	}
 	free(need);
+	free(relayed);
 	free(hashes);
-	if (rc == 0)
-		return 0;
-	if (rsync_unreachable(rc)) {
+	free(relay_hashes);
+	if (rc == 1 && blame_h)
 		ssh_host_failed(h, buf_str(err));
-		return 1;
-	}
-	return -1;
+	return rc;
 }
 
 static void count_one(void *ctx, const char *path, const char *hash)

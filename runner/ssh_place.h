@@ -13,10 +13,19 @@
 /* How many of t's workspace inputs h already holds as they are here (placement prefers
  * the host holding the most). */
 int place_affinity(Cache *c, SshHost *h, const Task *t);
-/* Copies what h lacks of t's inputs (and kiln's tools when t uses them). 0; 1 when the
- * host could not be reached (its failure is counted); -1 when a copy failed otherwise;
- * both with why in err. Writes what it copied to log_fd (>= 0). */
-int place_inputs(Cache *c, SshHost *h, const Task *t, int log_fd, Buf *err);
+/* Finds a host by name (the executor's list). */
+typedef SshHost *(*HostLookup)(void *ctx, const char *name);
+
+/* Copies what h lacks of t's inputs (and kiln's tools when t uses them): from here, or for
+ * an output that stays on another host (a pointer file here), from that host through this
+ * machine (two ssh connections and tar, nothing stored here). 0; 1 when a host could not be
+ * reached (its failure is counted); -1 when a copy failed otherwise; both with why in err.
+ * Writes what it copied to log_fd (>= 0). */
+int place_inputs(Cache *c, SshHost *h, const Task *t, HostLookup find, void *ctx, int log_fd, Buf *err);
+/* After t succeeded on h: hashes its outputs that stay there (sha256 over the files, there),
+ * writes a pointer file for each here (host, path, hash: what the cache hashes and
+ * dependents' keys see), and records h as holding them. 0, or -1 with err. */
+int place_record_stays(Cache *c, SshHost *h, const Task *t, Buf *err);
 /* Paths recorded on h, for the per-host summary. */
 int place_count(Cache *c, SshHost *h);
 

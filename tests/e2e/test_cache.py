@@ -162,7 +162,7 @@ class Cache(KilnTestCase):
         db.close()
         r = self.ws.kiln("run")
         self.assertEqual(r.rc, 0, r)
-        self.assertIn("from schema version 3 to 7", r.err)
+        self.assertIn("from schema version 3 to 8", r.err)
         self.assertEqual(r.ran, set(), "migration keeps every success")
         os.remove(self.ws.path("out/a.txt"))
         self.assertEqual(self.ws.kiln("run").restored, {"leaf/a"}, "migrated outputs still restore")

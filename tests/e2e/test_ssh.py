@@ -112,7 +112,7 @@ task { name = "b", host = "v802", inputs = {"ckpt.pt"}, outputs = {"b.txt"}, run
         self.assertTrue(os.path.exists(os.path.join(w["v800"], "data/cifar/part2.bin")))
         self.assertFalse(os.path.exists(os.path.join(w["v802"], "data")), "v802's task does not read the dataset")
         self.assertFalse(os.path.exists(os.path.join(w["v801"], "ckpt.pt")), "nothing ran on v801")
-        self.assertIn("copied data/cifar to v800", open(self.ws.path(".kiln/logs/a@1.log")).read())
+        self.assertIn("copied data/cifar to v800", self.ws.read(".kiln/logs/a@1.log"))
         # run a again: the copy there is as recorded, so nothing is copied
         r = self.kiln("--force", "a")
         self.assertEqual(r.rc, 0, r)
@@ -128,7 +128,8 @@ task { name = "b", host = "v802", inputs = {"ckpt.pt"}, outputs = {"b.txt"}, run
         self.ws.write("data/cifar/part0.bin", "changed")
         r = self.kiln()
         self.assertEqual(r.rc, 0, r)
-        self.assertEqual(open(os.path.join(w["v800"], "data/cifar/part0.bin")).read(), "changed")
+        with open(os.path.join(w["v800"], "data/cifar/part0.bin")) as f:
+            self.assertEqual(f.read(), "changed")
         self.assertIn("1 ran", r.out)
 
     def test_a_host_that_goes_away_loses_its_tasks_to_the_others(self):
@@ -185,6 +186,53 @@ end
                         "the remote tasks were stopped")
         self.assertFalse(os.path.exists(self.ws.path("t/1.txt")))
         self.assertEqual(sum(int(n) for n in re.findall(r"(\d+) stopped", out)), 3, out)
+
+    def test_an_output_that_stays_on_its_host_is_relayed_only_where_needed(self):
+        self.ws.write("kiln.lua", """
+task { name = "train", host = "v800", outputs = {"ckpt/big.pt"}, stay = true,
+       run = "mkdir -p ckpt; head -c 200000 /dev/urandom > ckpt/big.pt" }
+task { name = "eval_a", host = "v800", inputs = {"ckpt/big.pt"}, outputs = {"a.txt"}, run = "sha256sum ckpt/big.pt > a.txt" }
+task { name = "eval_b", host = "v801", inputs = {"ckpt/big.pt"}, outputs = {"b.txt"}, run = "sha256sum ckpt/big.pt > b.txt" }
+""")
+        r = self.kiln()
+        self.assertEqual(r.rc, 0, r)
+        pointer = self.ws.read("ckpt/big.pt")
+        self.assertIn("host v800", pointer)
+        self.assertLess(len(pointer), 400, "only a pointer came back")
+        w = {n: h.workdir() for n, h in self.lab.hosts.items()}
+        self.assertEqual(self.ws.read("a.txt").split()[0], self.ws.read("b.txt").split()[0], "v801 got v800's bytes")
+        self.assertFalse(os.path.exists(os.path.join(w["v802"], "ckpt")))
+        self.assertIn("copied ckpt/big.pt from v800 to v801", self.ws.read(".kiln/logs/eval_b@1.log"))
+        self.assertNotIn("copied", self.ws.read(".kiln/logs/eval_a@1.log"))
+        r = self.kiln()
+        self.assertIn("3 up to date", r.out)
+        # the copy on v800 is deleted: a task that needs it there says what to do
+        os.remove(os.path.join(w["v800"], "ckpt/big.pt"))
+        r = self.kiln("--force", "eval_a")
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("no longer holds it", r.out)
+
+    def test_zeroshot_recipe_over_the_hosts_gives_the_local_results(self):
+        recipe = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../recipes/zeroshot.lua")
+        args = ["datasets=cifar-10,dtd,mnist", "models=team,large", "samples=200", "dim=64"]
+        local = self.ws.kiln("-C", "local", "run", recipe, *args)
+        self.assertEqual(local.rc, 0, local)
+        os.makedirs(self.ws.path("lab"))
+        shutil.copy(self.ws.path("hosts.lua"), self.ws.path("lab/hosts.lua"))
+        r = self.ws.kiln("-C", "lab", "run", recipe, "--executor", "ssh", "--hosts", "hosts.lua", "gpus=1",
+                         "data_host=v802", "ckpt_host=v800", *args, timeout=300)
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(self.ws.read("lab/results/top1_table.md"), self.ws.read("local/results/top1_table.md"))
+        self.assertRegex(r.out, r"host v802: \d+ done")
+        sys.stderr.write("\n" + "\n".join(l for l in r.out.splitlines() if l.startswith("kiln:")) + "\n")
+        self.assertEqual(len(re.findall(r"^ok .*eval/", r.out, re.M)), 6)
+        logs = self.ws.path("lab/.kiln/logs/eval")
+        where = set()
+        for dataset in os.listdir(logs):
+            for log in os.listdir(os.path.join(logs, dataset)):
+                with open(os.path.join(logs, dataset, log)) as f:
+                    where |= set(re.findall(r"# kiln: on host (\S+)", f.read()))
+        self.assertGreaterEqual(len(where), 2, "the evals spread over the hosts: %s" % where)
 
     def test_recipe_mistakes_about_hosts_say_where(self):
         self.ws.write("kiln.lua", 'task { name = "a", host = "v999", run = "true" }\n')
