@@ -35,8 +35,10 @@ static const char *const outcomes_sql =
 	"ELSE 'failed' END o, count(*), sum(ended - started) FROM attempts WHERE run_id = ?1 GROUP BY o ORDER BY o DESC";
 static const char *const slowest_sql = "SELECT task, ended - started, outcome, log FROM attempts WHERE run_id = ?1 AND "
 				       "ended IS NOT NULL AND outcome <> 'restored' ORDER BY ended - started DESC LIMIT ?2";
-static const char *const attempts_sql = "SELECT task, attempt, started, ended, gpus, outcome, failure, log, waited "
-					"FROM attempts WHERE run_id = ?1 ORDER BY started, id";
+static const char *const attempts_sql =
+	"SELECT task, attempt, started, ended, gpus, outcome, failure, log, waited, "
+	"  CASE WHEN instr(coalesce(job_id, ''), ':') > 0 THEN substr(job_id, 1, instr(job_id, ':') - 1) ELSE '' END "
+	"FROM attempts WHERE run_id = ?1 ORDER BY started, id";
 
 static const char *const durations_sql = "SELECT task, ended - started, max(id) FROM attempts WHERE outcome = 'ok' "
 					 "AND attempt > 0 AND ended IS NOT NULL GROUP BY task";
@@ -52,6 +54,15 @@ void history_each_duration(State *s, void (*fn)(void *ctx, const char *task, dou
 }
 
 /* SQLite gives a bare column the values of the row max() picked */
+static const char *const hosts_sql =
+	"SELECT h, sum(outcome = 'ok'), sum(ended IS NOT NULL AND outcome <> 'ok' AND outcome <> 'interrupted' AND "
+	"  coalesce(failure, '') <> 'host-lost'), sum(coalesce(failure, '') = 'host-lost'), "
+	"  sum(ended IS NULL OR outcome = 'interrupted'), "
+	"  sum(CASE WHEN coalesce(gpus, '') <> '' AND ended IS NOT NULL "
+	"      THEN (ended - started) * (length(gpus) - length(replace(gpus, ',', '')) + 1) ELSE 0 END), "
+	"  (SELECT count(*) FROM placements p WHERE p.host = h) "
+	"FROM (SELECT substr(job_id, 1, instr(job_id, ':') - 1) AS h, outcome, failure, ended, started, gpus "
+	"      FROM attempts WHERE run_id = ?1 AND instr(coalesce(job_id, ''), ':') > 0) GROUP BY h ORDER BY h";
 static const char *const latest_sql = "SELECT task, attempt, run_id, outcome, failure, log, max(id) FROM attempts "
 				      "GROUP BY task";
 
@@ -61,7 +72,7 @@ void history_each_latest(State *s, void (*fn)(void *ctx, int64_t run_id, const H
 	if (!st)
 		return;
 	while (sqlite3_step(st) == SQLITE_ROW) {
-		HistoryAttempt a = {text(st, 0), "", maybe_text(st, 3), maybe_text(st, 4), maybe_text(st, 5),
+		HistoryAttempt a = {text(st, 0), "", maybe_text(st, 3), maybe_text(st, 4), maybe_text(st, 5), "",
 				    sqlite3_column_int(st, 1), 0, 0, 0};
 		fn(ctx, sqlite3_column_int64(st, 2), &a);
 	}
@@ -128,9 +139,23 @@ void history_each_attempt(State *s, int64_t run_id, void (*fn)(void *ctx, const 
 	sqlite3_bind_int64(st, 1, run_id);
 	while (sqlite3_step(st) == SQLITE_ROW) {
 		HistoryAttempt a = {text(st, 0), text(st, 4), maybe_text(st, 5), maybe_text(st, 6), maybe_text(st, 7),
-				    sqlite3_column_int(st, 1), sqlite3_column_double(st, 2), sqlite3_column_double(st, 3),
-				    sqlite3_column_double(st, 8)};
+				    text(st, 9), sqlite3_column_int(st, 1), sqlite3_column_double(st, 2),
+				    sqlite3_column_double(st, 3), sqlite3_column_double(st, 8)};
 		fn(ctx, &a);
+	}
+	sqlite3_reset(st);
+}
+
+void history_each_host(State *s, int64_t run_id, void (*fn)(void *ctx, const HistoryHost *h), void *ctx)
+{
+	sqlite3_stmt *st = state_statement(s, &hosts_sql);
+	if (!st)
+		return;
+	sqlite3_bind_int64(st, 1, run_id);
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		HistoryHost h = {text(st, 0), sqlite3_column_int(st, 1), sqlite3_column_int(st, 2), sqlite3_column_int(st, 3),
+				 sqlite3_column_int(st, 4), sqlite3_column_double(st, 5), sqlite3_column_int(st, 6)};
+		fn(ctx, &h);
 	}
 	sqlite3_reset(st);
 }

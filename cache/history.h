@@ -7,6 +7,7 @@
 
 #include <stdint.h>
 
+#include "cache.h"
 #include "state.h"
 
 typedef struct {
@@ -30,6 +31,7 @@ void state_each_slowest(State *s, int64_t run_id, int limit,
 /* One recorded attempt. Strings live until the callback returns. */
 typedef struct {
 	const char *task, *gpus, *outcome, *failure, *log; /* outcome NULL: never ended */
+	const char *host;   /* the ssh host it ran on, or "" (this machine, or Slurm's) */
 	int attempt;
 	double started, ended;
 	double waited;      /* seconds it waited for its GPUs before it started */
@@ -40,5 +42,9 @@ void history_each_attempt(State *s, int64_t run_id, void (*fn)(void *ctx, const 
 void history_each_duration(State *s, void (*fn)(void *ctx, const char *task, double sec), void *ctx);
 /* Every task's latest attempt (any run): fn(ctx, run_id, attempt) (started/ended unset). */
 void history_each_latest(State *s, void (*fn)(void *ctx, int64_t run_id, const HistoryAttempt *a), void *ctx);
+
+/* Per ssh host (from the attempts' "host:id" job ids), what run_id did there and what kiln
+ * has placed there (cache/placements.c); HistoryHost is cache.h's. */
+void history_each_host(State *s, int64_t run_id, void (*fn)(void *ctx, const HistoryHost *h), void *ctx);
 
 #endif

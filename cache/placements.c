@@ -9,6 +9,7 @@
 
 #include "cache.h"
 #include "hash.h"
+#include "history.h"
 #include "internal.h"
 #include "state.h"
 
@@ -72,4 +73,14 @@ void cache_each_placement(Cache *c, const char *host, void (*fn)(void *ctx, cons
 	while (sqlite3_step(st) == SQLITE_ROW)
 		fn(ctx, (const char *)sqlite3_column_text(st, 0), (const char *)sqlite3_column_text(st, 1));
 	sqlite3_reset(st);
+}
+
+void cache_each_host(Cache *c, void (*fn)(void *ctx, const HistoryHost *h), void *ctx)
+{
+	cache_ready(c);
+	StateRun run;
+	Buf command = {0};
+	if (state_last_run(cache_state(c), &run, &command))
+		history_each_host(cache_state(c), run.id, fn, ctx);
+	buf_free(&command);
 }

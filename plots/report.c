@@ -78,6 +78,30 @@ static void outcome_table(FILE *f, State *state, int64_t run_id)
 	fprintf(f, "</table>\n");
 }
 
+static void host_row(void *ctx, const HistoryHost *h)
+{
+	Out *o = ctx;
+	if (!o->rows++)
+		fprintf(o->f, "<h3 id=\"hosts\">Hosts</h3>\n<table><tr><th>host</th><th>done</th><th>failed</th>"
+			      "<th>lost (ran elsewhere)</th><th>stopped</th><th>GPU time</th><th>paths held</th></tr>\n");
+	char gpu[32];
+	format_duration(h->gpu_sec, gpu, sizeof gpu);
+	fprintf(o->f, "<tr><td>");
+	html_text(o->f, h->host);
+	fprintf(o->f, "</td><td class=\"n\">%d</td><td class=\"n\">%d</td><td class=\"n\">%d</td>"
+		      "<td class=\"n\">%d</td><td class=\"n\">%s</td><td class=\"n\">%d</td></tr>\n",
+		h->done, h->failed, h->lost, h->stopped, gpu, h->holds);
+}
+
+/* Per ssh host: what the run did there (none without hosts). */
+static void hosts_table(FILE *f, State *state, int64_t run_id)
+{
+	Out o = {f, 0};
+	history_each_host(state, run_id, host_row, &o);
+	if (o.rows)
+		fprintf(f, "</table>\n");
+}
+
 static void last_run(FILE *f, State *state, const StateRun *run, const char *command)
 {
 	char started[64];
@@ -87,6 +111,7 @@ static void last_run(FILE *f, State *state, const StateRun *run, const char *com
 	html_text(f, command);
 	fprintf(f, "</code></p>\n");
 	outcome_table(f, state, run->id);
+	hosts_table(f, state, run->id);
 	fprintf(f, "<h3 id=\"timeline\">Timeline</h3>\n<div class=\"scroll\">");
 	timeline_write(f, state, run);
 	fprintf(f, "</div>\n");

@@ -54,16 +54,19 @@ static void collect(void *ctx, const HistoryAttempt *a)
 	if (a->outcome && !strcmp(a->outcome, "restored"))
 		return; /* no process ran */
 	double ended = a->outcome ? a->ended : b->now;
+	char host[80] = ""; /* lanes of an ssh host are its own: "v800: gpu 0" */
+	if (a->host && *a->host)
+		snprintf(host, sizeof host, "%.60s: ", a->host);
 	if (a->gpus && *a->gpus) { /* one bar on each device it leased */
 		char *list = xstrdup(a->gpus);
 		for (char *save, *id = strtok_r(list, ",", &save); id; id = strtok_r(NULL, ",", &save)) {
-			char lane[48];
-			snprintf(lane, sizeof lane, "gpu %s", id);
+			char lane[128];
+			snprintf(lane, sizeof lane, "%sgpu %s", host, id);
 			add_bar(b, a, lane, ended);
 		}
 		free(list);
 	} else {
-		add_bar(b, a, "", ended); /* a slot lane is chosen below */
+		add_bar(b, a, host, ended); /* a slot lane (of that host) is chosen below */
 	}
 }
 
@@ -77,9 +80,39 @@ static int lane_index(char ***lanes, int *n, const char *name)
 	return (*n)++;
 }
 
+/* A lane's name after its host ("v800: gpu 0" -> "gpu 0"), and the host part's length. */
+static const char *lane_kind(const char *lane, size_t *host_len)
+{
+	const char *sep = strstr(lane, ": ");
+	*host_len = sep ? (size_t)(sep - lane) : 0;
+	return sep ? sep + 2 : lane;
+}
+
+/* A bar still without a lane: its lane is "" or a host part ("v800: "). */
+static int needs_slot(const char *lane)
+{
+	size_t n = strlen(lane);
+	return n == 0 || (n >= 2 && !strcmp(lane + n - 2, ": "));
+}
+
+static int is_gpu_lane(const char *lane)
+{
+	size_t n;
+	return !strncmp(lane_kind(lane, &n), "gpu ", 4);
+}
+
 static int compare_lane(const void *a, const void *b)
 {
 	const char *x = *(const char *const *)a, *y = *(const char *const *)b;
+	size_t hx, hy;
+	const char *kx = lane_kind(x, &hx), *ky = lane_kind(y, &hy);
+	if (hx != hy || strncmp(x, y, hx)) { /* this machine's lanes first, then each host's by name */
+		if (!hx || !hy)
+			return (int)hx - (int)hy;
+		int c = strncmp(x, y, hx < hy ? hx : hy);
+		return c ? c : (int)hx - (int)hy;
+	}
+	x = kx, y = ky;
 	int gx = !strncmp(x, "gpu ", 4), gy = !strncmp(y, "gpu ", 4);
 	if (gx != gy)
 		return gy - gx; /* GPUs first */
@@ -96,24 +129,31 @@ int timeline_write(FILE *f, State *state, const StateRun *run)
 		fprintf(f, "<p>No process ran in this run (everything was up to date or restored).</p>\n");
 		return 0;
 	}
-	/* attempts without a GPU go on slot lanes, first fit in start order (bars come sorted) */
-	double *slot_free = NULL;
-	int nslots = 0;
+	/* attempts without a GPU go on slot lanes of their host, first fit in start order (bars
+	 * come sorted); their lane holds the host part ("" or "v800: ") until then */
 	for (int i = 0; i < b.n; i++) {
-		if (*b.bars[i].lane)
-			continue;
-		int k = 0;
-		while (k < nslots && slot_free[k] > b.bars[i].started + 1e-6)
-			k++;
-		if (k == nslots) {
-			slot_free = xrealloc(slot_free, (size_t)(nslots + 1) * sizeof *slot_free);
-			nslots++;
+		if (!needs_slot(b.bars[i].lane))
+			continue; /* a GPU lane, or a slot given with an earlier bar of its host */
+		char *host = xstrdup(b.bars[i].lane);
+		double *slot_free = NULL;
+		int nslots = 0;
+		for (int j = i; j < b.n; j++) {
+			if (strcmp(b.bars[j].lane, host))
+				continue;
+			int k = 0;
+			while (k < nslots && slot_free[k] > b.bars[j].started + 1e-6)
+				k++;
+			if (k == nslots) {
+				slot_free = xrealloc(slot_free, (size_t)(nslots + 1) * sizeof *slot_free);
+				nslots++;
+			}
+			slot_free[k] = b.bars[j].ended;
+			free(b.bars[j].lane);
+			b.bars[j].lane = xasprintf("%sslot %d", host, k + 1);
 		}
-		slot_free[k] = b.bars[i].ended;
-		free(b.bars[i].lane);
-		b.bars[i].lane = xasprintf("slot %d", k + 1);
+		free(slot_free);
+		free(host);
 	}
-	free(slot_free);
 	char **lanes = NULL;
 	int nlanes = 0, ngpu = 0;
 	double t0 = INFINITY, t1 = -INFINITY, gpu_busy = 0, busy = 0;
@@ -122,13 +162,13 @@ int timeline_write(FILE *f, State *state, const StateRun *run)
 		lane_index(&lanes, &nlanes, x->lane);
 		t0 = fmin(t0, x->started - x->waited), t1 = fmax(t1, x->ended);
 		double d = fmax(0, x->ended - x->started);
-		if (!strncmp(x->lane, "gpu ", 4))
+		if (is_gpu_lane(x->lane))
 			gpu_busy += d;
 		busy += d;
 	}
 	qsort(lanes, (size_t)nlanes, sizeof *lanes, compare_lane);
 	for (int i = 0; i < nlanes; i++)
-		ngpu += !strncmp(lanes[i], "gpu ", 4);
+		ngpu += is_gpu_lane(lanes[i]);
 	double span = fmax(t1 - t0, 1e-3);
 	const int left = 80, width = 1100, lane_h = 22, top = 8;
 	int height = top + nlanes * lane_h + 34;

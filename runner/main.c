@@ -502,6 +502,16 @@ static int verb_run(Options *o, int argc, char **argv)
 	return rc;
 }
 
+static void print_host(void *ctx, const HistoryHost *h)
+{
+	(void)ctx;
+	char gpu[32];
+	format_duration(h->gpu_sec, gpu, sizeof gpu);
+	printf("kiln: host %s (last run): %d done, %d failed, %d lost, %d stopped, GPU time %s; holds %d path%s kiln "
+	       "copied or left there\n", h->host, h->done, h->failed, h->lost, h->stopped, gpu, h->holds,
+	       h->holds == 1 ? "" : "s");
+}
+
 static int verb_status(Options *o, int argc, char **argv)
 {
 	(void)argc, (void)argv;
@@ -514,6 +524,7 @@ static int verb_status(Options *o, int argc, char **argv)
 	gpu_pool_free(pool);
 	buf_free(&ignored);
 	printf(n ? "kiln: %d task%s would run\n" : "kiln: everything is up to date\n", n, n == 1 ? "" : "s");
+	cache_each_host(c, print_host, NULL);
 	cache_close(c);
 	graph_free(g);
 	return 0;

@@ -1,0 +1,91 @@
+#!/usr/bin/env python3
+"""ssh_hosts.py — 100 trivial tasks over three ssh hosts: kiln's ssh executor against the
+same commands sent by a plain parallel `ssh host cmd` loop (xargs -P, as a group's glue
+script would), and that loop over multiplexed connections. The hosts are three real sshd
+servers on loopback ports (tests/e2e/sshhosts.py; needs root and openssh-server). Runs are
+interleaved; medians and ratios are printed.
+
+  /usr/bin/python3 bench/ssh_hosts.py [--tasks 100] [--rounds 5] [--kiln build/kiln]
+"""
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "../tests/e2e"))
+import sshhosts  # noqa: E402
+
+
+def timed(cmd, cwd, env=None):
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    took = time.perf_counter() - start
+    if proc.returncode != 0:
+        sys.exit("failed: %s\n%s%s" % (" ".join(cmd), proc.stdout[-2000:], proc.stderr[-2000:]))
+    return took
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--tasks", type=int, default=100)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--kiln", default=os.path.join(HERE, "../build/kiln"))
+    a = ap.parse_args()
+    why = sshhosts.skip_reason()
+    if why:
+        sys.exit("ssh_hosts.py " + why)
+    kiln = os.path.abspath(a.kiln)
+    lab = sshhosts.Lab({"v800": [], "v801": [], "v802": []})
+    jobs = 8  # per host, as hosts{} says below and as the loop runs
+    try:
+        work = tempfile.mkdtemp(prefix="kiln-bench-ssh-")
+        with open(os.path.join(work, "hosts.lua"), "w") as f:
+            f.write(lab.hosts_lua({n: "jobs = %d" % jobs for n in lab.hosts}))
+        with open(os.path.join(work, "kiln.lua"), "w") as f:
+            f.write('for i = 1, %d do\n  task { name = "t" .. i, outputs = {"out/" .. i .. ".txt"}, '
+                    'run = "echo " .. i .. " > out/" .. i .. ".txt" }\nend\n' % a.tasks)
+        names = list(lab.hosts)
+        # the loop: each command to host i % 3, 3 x jobs at once, as a glue script would
+        lines = []
+        for i in range(1, a.tasks + 1):
+            h = lab.hosts[names[i % 3]]
+            lines.append("%s\t%s\tmkdir -p %s/out && cd %s && echo %d > out/%d.txt" % (h.name, h.workdir(), h.workdir(),
+                                                                                     h.workdir(), i, i))
+        with open(os.path.join(work, "commands.tsv"), "w") as f:
+            f.write("\n".join(lines) + "\n")
+        cfg = lab.ssh_config
+        loop = ["sh", "-c", "cut -f1,3 commands.tsv | tr '\\t' '\\n' | xargs -d '\\n' -n 2 -P %d "
+                "ssh -F %s -o BatchMode=yes" % (3 * jobs, cfg)]
+        mux_dir = tempfile.mkdtemp(prefix="mux-", dir="/tmp")
+        mux = ["sh", "-c", "cut -f1,3 commands.tsv | tr '\\t' '\\n' | xargs -d '\\n' -n 2 -P %d "
+               "ssh -F %s -o BatchMode=yes -o ControlMaster=auto -o ControlPersist=60 -o ControlPath=%s/%%C"
+               % (3 * jobs, cfg, mux_dir)]
+        # warm-up: masters up for kiln and the multiplexed loop, known_hosts filled
+        timed([kiln, "run", "--executor", "ssh", "--hosts", "hosts.lua"], work)
+        timed(mux, work)
+        times = {"kiln --executor ssh": [], "plain ssh loop": [], "multiplexed ssh loop": []}
+        for r in range(a.rounds):
+            shutil.rmtree(os.path.join(work, ".kiln"), ignore_errors=True)
+            shutil.rmtree(os.path.join(work, "out"), ignore_errors=True)
+            # the masters stay (ControlPersist), as between two runs of a working day
+            times["kiln --executor ssh"].append(timed([kiln, "run", "--executor", "ssh", "--hosts", "hosts.lua"], work))
+            times["plain ssh loop"].append(timed(loop, work))
+            times["multiplexed ssh loop"].append(timed(mux, work))
+        base = statistics.median(times["plain ssh loop"])
+        print("%d trivial tasks over 3 ssh hosts (%d at once per host), %d rounds interleaved" % (a.tasks, jobs, a.rounds))
+        print("%-24s %10s %10s" % ("", "median s", "vs loop"))
+        for name, ts in times.items():
+            m = statistics.median(ts)
+            print("%-24s %10.2f %9.2fx" % (name, m, m / base))
+        print("(kiln also copies each output back with rsync and records it; the loops leave them there)")
+    finally:
+        lab.close()
+
+
+if __name__ == "__main__":
+    main()
