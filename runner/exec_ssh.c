@@ -4,9 +4,9 @@
  * An attempt on a host: its inputs are placed there (ssh_place.c); one ssh command clears
  * its outputs there, writes its job script (the local executor's command, environment and
  * working directory, in the workspace's copy there) and starts it detached — setsid, its own
- * process group, its log and exit-status file in .kiln/jobs/ID there — then follows the log
- * (tail --pid) into the local log until the group ends, and says "KILN-EXIT n" or
- * "KILN-GONE" (ended without a status: killed) on stderr. A finished attempt's outputs come
+ * process group, its log and exit-status file in .kiln/jobs/ID there, its output streamed
+ * back (tee) into the local log — waits for it, and says "KILN-EXIT n" or "KILN-GONE" (ended
+ * without a status: killed) on stderr. A re-attach follows the log there (tail --pid). A finished attempt's outputs come
  * back with rsync and are hashed and recorded like any task's. The attempt row holds
  * "host:ID/gpus", so a kiln killed or disconnected meanwhile re-attaches to the job on its
  * next run (the same key) instead of starting it again. A connection failure (the follow
@@ -32,7 +32,7 @@
 /* Every allowed host down this long: the task fails rather than waits. */
 #define HOST_GIVE_UP_SEC 60
 
-enum Phase { PH_RUN, PH_FETCH };
+enum Phase { PH_RUN, PH_FETCH }; /* the ssh command runs; the outputs' tar is unpacked here */
 
 typedef struct {
 	Job *job;
@@ -46,6 +46,8 @@ typedef struct {
 	long long mem;
 	int signalled;       /* the last signal sent, for a group that ended without status */
 	long long log_prefix;/* bytes of the local log before the remote log's first */
+	long long unpack_at; /* where the log ends in the local log, and the outputs' tar begins */
+	char *report;        /* the follow command's stderr: its last words */
 	int refollows;       /* follows started again after a dropped connection */
 } Remote;
 
@@ -226,16 +228,52 @@ static void release_remote(SshExec *se, Remote *rm)
 			break;
 		}
 	free(rm->err_path);
+	free(rm->report);
 	free(rm);
 }
 
-/* The remote script part that follows job dir J's log from byte `from` and reports. */
-static void follow_script(Buf *b, long long from)
+/* The remote script's last words, on stderr: "KILN-EXIT n LOGBYTES" (the job's status and
+ * its log's size there), or "KILN-GONE" (it ended without a status: killed). After exit 0
+ * come the hashes of the outputs that stay there (ssh_place.c) and, on stdout after the log,
+ * a tar of the others, then "KILN-SENT": the stream is whole. */
+static void report_end(Buf *b, const Task *t)
 {
-	buf_printf(b, "p=$(cat \"$J/pid\" 2>/dev/null); [ -n \"$p\" ] || { echo KILN-NOJOB >&2; exit 0; }\n"
-		      "tail -c +%lld -s 0.05 -f --pid=\"$p\" \"$J/log\"\n"
-		      "if [ -f \"$J/exit\" ]; then echo \"KILN-EXIT $(cat \"$J/exit\")\" >&2; else echo KILN-GONE >&2; fi\n",
-		   from);
+	buf_puts(b, "if [ -f \"$J/exit\" ]; then read rc < \"$J/exit\"\n"
+		    "[ \"$rc\" = 0 ] && {\n");
+	place_stay_script(b, t);
+	buf_puts(b, ":; }\necho \"KILN-EXIT $rc $(wc -c < \"$J/log\")\" >&2\n");
+	int fetched = 0;
+	for (int i = 0; i < t->noutputs; i++)
+		fetched += t->outputs[i][0] != '/' && !(t->stays && t->stays[i]);
+	if (fetched) {
+		buf_puts(b, "if [ \"$rc\" = 0 ]; then tar cf - --");
+		for (int i = 0; i < t->noutputs; i++)
+			if (t->outputs[i][0] != '/' && !(t->stays && t->stays[i])) {
+				buf_putc(b, ' ');
+				buf_shell_quote(b, t->outputs[i]);
+			}
+		buf_puts(b, " 2> \"$J/tar.err\"; echo KILN-SENT >&2; fi\n");
+	}
+	buf_puts(b, "else echo KILN-GONE >&2; fi\n");
+}
+
+/* Whether t has outputs that come back here (in the tar after its log). */
+static int fetches(const Task *t)
+{
+	for (int i = 0; i < t->noutputs; i++)
+		if (t->outputs[i][0] != '/' && !(t->stays && t->stays[i]))
+			return 1;
+	return 0;
+}
+
+/* Following job dir J of a job started by another connection (re-attach, or after a dropped
+ * connection): its whole log, until its group leader is gone (tail notices within a second
+ * or two), then the same last words. */
+static void follow_script(Buf *b, const Task *t)
+{
+	buf_puts(b, "p=$(cat \"$J/pid\" 2>/dev/null); [ -n \"$p\" ] || { echo KILN-NOJOB >&2; exit 0; }\n"
+		    "tail -c +1 -s 0.1 -f --pid=\"$p\" \"$J/log\"\n");
+	report_end(b, t);
 }
 
 static void set_dir(Buf *b, const SshHost *h, const char *id)
@@ -245,19 +283,24 @@ static void set_dir(Buf *b, const SshHost *h, const char *id)
 	buf_printf(b, " || exit 97\nJ=.kiln/jobs/%s\n", id);
 }
 
-/* Spawns the follow (and, when script is given, the start) command for rm. 0 or -1. */
-static int spawn_follow(Remote *rm, const char *start_part, long long from)
+/* Spawns the start command (start_part given) or the follow command for rm, its stdout
+ * appended to the local log: the remote log from its first byte follows what the log has
+ * now (log_prefix). 0 or -1. */
+static int spawn_follow(Remote *rm, const char *start_part)
 {
 	Job *job = rm->job;
 	Buf b = {0};
 	set_dir(&b, rm->host, rm->id);
-	if (start_part)
+	if (start_part) {
 		buf_puts(&b, start_part);
-	follow_script(&b, from);
+		report_end(&b, job->task);
+	} else {
+		follow_script(&b, job->task);
+	}
 	int out = open(job->log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0666);
 	int err = open(rm->err_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
 	struct stat st;
-	if (from == 1 && out >= 0 && fstat(out, &st) == 0)
+	if (out >= 0 && fstat(out, &st) == 0)
 		rm->log_prefix = (long long)st.st_size;
 	rm->pid = out >= 0 && err >= 0 ? ssh_spawn(rm->host, buf_str(&b), out, err) : -1;
 	if (out >= 0)
@@ -276,20 +319,36 @@ static char *start_script(const Job *job, const char *id)
 	char *script = exec_job_script(job, ".", exit_path, 1);
 	Buf b = {0};
 	buf_puts(&b, "mkdir -p \"$J\" && rm -f \"$J/exit\" \"$J/pid\" || exit 97\n");
-	for (int i = 0; i < t->noutputs; i++) { /* a stale output there must not come back as this attempt's */
+	/* a stale output there must not come back as this attempt's: one rm and one mkdir */
+	Buf rm = {0}, dirs = {0};
+	for (int i = 0; i < t->noutputs; i++) {
 		if (t->outputs[i][0] == '/')
 			continue;
-		buf_puts(&b, "rm -rf -- ");
-		buf_shell_quote(&b, t->outputs[i]);
-		buf_puts(&b, "; mkdir -p -- \"$(dirname -- ");
-		buf_shell_quote(&b, t->outputs[i]);
-		buf_puts(&b, ")\"\n");
+		buf_putc(&rm, ' ');
+		buf_shell_quote(&rm, t->outputs[i]);
+		const char *slash = strrchr(t->outputs[i], '/');
+		if (slash) {
+			char *parent = xasprintf("%.*s", (int)(slash - t->outputs[i]), t->outputs[i]);
+			buf_putc(&dirs, ' ');
+			buf_shell_quote(&dirs, parent);
+			free(parent);
+		}
 	}
+	if (rm.len)
+		buf_printf(&b, "rm -rf --%s\n", buf_str(&rm));
+	if (dirs.len)
+		buf_printf(&b, "mkdir -p --%s\n", buf_str(&dirs));
+	buf_free(&rm);
+	buf_free(&dirs);
 	buf_puts(&b, "printf '%s' ");
 	buf_shell_quote(&b, script);
+	/* its own session and group; tee writes the log there and streams it to us, and with -p
+	 * goes on writing the log when this connection is gone (the job runs on detached);
+	 * this shell is the group leader's parent, so `wait` sees the end at once */
 	buf_puts(&b, " > \"$J/job.sh\" || exit 97\n"
-		     "setsid /bin/sh \"$J/job.sh\" > \"$J/log\" 2>&1 < /dev/null &\n"
-		     "echo $! > \"$J/pid\"\n");
+		     "setsid /bin/sh -c '/bin/sh \"$0/job.sh\" < /dev/null 2>&1 | tee -p \"$0/log\"' \"$J\" &\n"
+		     "p=$!; echo $p > \"$J/pid\"\n"
+		     "wait $p\n");
 	free(script);
 	free(exit_path);
 	return b.data;
@@ -358,7 +417,7 @@ static int reattach(SshExec *se, Job *job)
 		job->attempt_row = a->row;
 		truncate_to_header(job->log_path);
 		push_remote(se, rm);
-		if (spawn_follow(rm, NULL, 1) != 0) {
+		if (spawn_follow(rm, NULL) != 0) {
 			release_remote(se, rm);
 			end_job(se, job, JOB_LOST, -1, "cannot run ssh to re-attach");
 		}
@@ -462,7 +521,7 @@ static int ssh_start(Executor *ex, Job *job)
 	}
 	buf_free(&err);
 	char *start = start_script(job, rm->id);
-	int rc = spawn_follow(rm, start, 1);
+	int rc = spawn_follow(rm, start);
 	free(start);
 	if (rc != 0) {
 		log_line(job, "kiln: cannot run ssh for host %s\n", h->spec->name);
@@ -473,60 +532,48 @@ static int ssh_start(Executor *ex, Job *job)
 	return 0;
 }
 
-/* The word the follow command ended with: "KILN-EXIT n" (1, n in code), "KILN-GONE" (2),
- * "KILN-NOJOB" (3), or nothing (0: the connection failed; why in why). */
-static int follow_outcome(const char *err_path, int *code, char *why, size_t n)
+/* How the follow command ended, from its stderr (text: all of it, malloc'd, or NULL):
+ * "KILN-EXIT n LOGBYTES" (1: n in code, the log's size there in logbytes; with fetched
+ * outputs only once "KILN-SENT" says their stream is whole), "KILN-GONE" (2), "KILN-NOJOB"
+ * (3), or 0: the connection failed, ssh's complaint in why. */
+static int follow_outcome(const Remote *rm, char **text, int *code, long long *logbytes, char *why, size_t n)
 {
 	size_t len;
-	char *text = read_file(err_path, &len);
+	*text = read_file(rm->err_path, &len);
 	int kind = 0;
 	const char *w;
-	if (text && (w = strstr(text, "KILN-EXIT ")))
-		kind = 1, *code = atoi(w + 10);
-	else if (text && strstr(text, "KILN-GONE"))
+	if (*text && (w = strstr(*text, "KILN-EXIT "))) {
+		char *end;
+		*code = (int)strtol(w + 10, &end, 10);
+		*logbytes = strtoll(end, NULL, 10);
+		kind = *code == 0 && fetches(rm->job->task) && !strstr(w, "KILN-SENT") ? 0 : 1;
+	} else if (*text && strstr(*text, "KILN-GONE")) {
 		kind = 2;
-	else if (text && strstr(text, "KILN-NOJOB"))
+	} else if (*text && strstr(*text, "KILN-NOJOB")) {
 		kind = 3;
-	snprintf(why, n, "%s", text && *text ? text : "the connection ended");
+	}
+	const char *shown = *text && **text && strncmp(*text, "KILN-", 5) ? *text : "the connection ended";
+	snprintf(why, n, "%s", shown);
 	why[strcspn(why, "\r\n")] = 0;
-	free(text);
 	return kind;
 }
 
-/* Starts fetching rm's outputs (those inside the workspace) back; 0 when none. */
-static int fetch_outputs(Remote *rm)
+/* Starts unpacking the outputs' tar that follows the log's logbytes bytes in the local log
+ * (rm->unpack_at); 0 when it cannot start. */
+static int unpack_outputs(Remote *rm)
 {
-	const Task *t = rm->job->task;
-	char *ssh = ssh_command_text(rm->host);
-	char **argv = xmalloc((size_t)(t->noutputs + 8) * sizeof *argv);
-	int k = 0, n = 0;
-	argv[k++] = "rsync";
-	argv[k++] = "-aR";
-	argv[k++] = "-e";
-	argv[k++] = ssh;
-	for (int i = 0; i < t->noutputs; i++)
-		if (t->outputs[i][0] != '/' && !(t->stays && t->stays[i])) {
-			argv[k++] = xasprintf("%s:%s/./%s", rm->host->spec->address, rm->host->home_workdir, t->outputs[i]);
-			n++;
-		}
-	argv[k++] = "./";
-	argv[k] = NULL;
-	int out = n ? open(rm->job->log_path, O_WRONLY | O_APPEND | O_CLOEXEC) : -1;
-	rm->pid = n ? ssh_spawn_local(argv, out, out) : 0;
-	if (out >= 0)
-		close(out);
-	for (int i = 4; i < 4 + n; i++)
-		free(argv[i]);
-	free(argv);
-	free(ssh);
-	return n && rm->pid > 0;
+	char offset[32];
+	snprintf(offset, sizeof offset, "%lld", rm->unpack_at + 1);
+	char *argv[] = {"/bin/sh", "-c", "tail -c +\"$1\" \"$0\" | tar xf - --no-same-owner", rm->job->log_path, offset, NULL};
+	rm->pid = ssh_spawn_local(argv, -1, -1);
+	return rm->pid > 0;
 }
 
 static void finished(SshExec *se, Remote *rm, enum JobEnd end, int code, const char *reason)
 {
 	Buf err = {0};
 	if (end == JOB_EXITED && code == 0 && rm->job->task->stays &&
-	    place_record_stays(se->cfg.cache, rm->host, rm->job->task, &err) != 0) {
+	    place_record_stays(se->cfg.cache, rm->host, rm->job->task, rm->report, &err) != 0) {
 		log_line(rm->job, "kiln: %s\n", buf_str(&err));
 		snprintf(rm->job->reason, sizeof rm->job->reason, "%.90s", buf_str(&err));
 		reason = rm->job->reason;
@@ -554,16 +601,24 @@ static void follow_ended(SshExec *se, Remote *rm, int status)
 {
 	(void)status;
 	int code = 0;
+	long long logbytes = 0;
 	char why[200], reason[96];
-	int kind = follow_outcome(rm->err_path, &code, why, sizeof why);
+	free(rm->report);
+	int kind = follow_outcome(rm, &rm->report, &code, &logbytes, why, sizeof why);
 	SshHost *h = rm->host;
 	if (kind == 1) {
 		ssh_host_ok(h);
-		if (code == 0 && fetch_outputs(rm)) {
-			rm->phase = PH_FETCH;
-			return;
+		rm->unpack_at = rm->log_prefix + logbytes; /* where the log ends and the tar begins */
+		if (code == 0 && fetches(rm->job->task)) {
+			if (unpack_outputs(rm)) {
+				rm->phase = PH_FETCH;
+				return;
+			}
+			code = 1;
 		}
-		finished(se, rm, JOB_EXITED, code, NULL);
+		if (truncate(rm->job->log_path, (off_t)rm->unpack_at) != 0)
+			warn("cannot truncate %s", rm->job->log_path);
+		finished(se, rm, JOB_EXITED, code, code == 1 && fetches(rm->job->task) ? "cannot start tar to unpack its outputs" : NULL);
 	} else if (kind == 2) {
 		rm->job->term_signal = rm->signalled ? rm->signalled : SIGKILL;
 		finished(se, rm, JOB_SIGNALED, -1, NULL);
@@ -573,11 +628,13 @@ static void follow_ended(SshExec *se, Remote *rm, int status)
 			Buf err = {0};
 			int answers = ssh_run(h, "true", NULL, &err) == 0;
 			buf_free(&err);
-			struct stat st;
-			long long have = stat(rm->job->log_path, &st) == 0 ? (long long)st.st_size : rm->log_prefix;
-			if (answers && spawn_follow(rm, NULL, have - rm->log_prefix + 1) == 0) {
-				rm->refollows++;
-				return;
+			/* what came of this stream goes: the follow sends the whole log (and tar) again */
+			if (answers && truncate(rm->job->log_path, (off_t)rm->log_prefix) == 0) {
+				log_line(rm->job, "# kiln: the connection to %s dropped; following the job there again\n", h->spec->name);
+				if (spawn_follow(rm, NULL) == 0) {
+					rm->refollows++;
+					return;
+				}
 			}
 		}
 		if (kind == 0)
@@ -588,20 +645,25 @@ static void follow_ended(SshExec *se, Remote *rm, int status)
 	}
 }
 
-static void fetch_ended(SshExec *se, Remote *rm, int status)
+/* The outputs' tar was unpacked (or not): the log loses the tar, the attempt ends. */
+static void unpack_ended(SshExec *se, Remote *rm, int status)
 {
 	int rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-	char reason[96];
-	if (rc == 0 || rc == 23 || rc == 24) { /* a missing output is the record's to report */
+	if (truncate(rm->job->log_path, (off_t)rm->unpack_at) != 0)
+		warn("cannot truncate %s", rm->job->log_path);
+	if (rc == 0) {
 		finished(se, rm, JOB_EXITED, 0, NULL);
-	} else if (rc == 255 || rc == 12 || rc == 10 || rc == 35 || rc == 30) {
-		ssh_host_failed(rm->host, "rsync could not reach it");
-		snprintf(reason, sizeof reason, "lost with host %s while fetching its outputs", rm->host->spec->name);
-		finished(se, rm, JOB_LOST, -1, reason);
-	} else {
-		snprintf(reason, sizeof reason, "its outputs could not be fetched from %s (rsync exit %d)", rm->host->spec->name, rc);
-		finished(se, rm, JOB_EXITED, 1, reason);
+		return;
 	}
+	/* half-unpacked outputs must not be recorded: they go, and the attempt fails */
+	const Task *t = rm->job->task;
+	for (int i = 0; i < t->noutputs; i++)
+		if (t->outputs[i][0] != '/' && !(t->stays && t->stays[i]))
+			remove_tree(t->outputs[i]);
+	char reason[96];
+	snprintf(reason, sizeof reason, "its outputs could not be unpacked here (tar exit %d: disk full?)", rc);
+	log_line(rm->job, "kiln: %s\n", reason);
+	finished(se, rm, JOB_EXITED, 1, reason);
 }
 
 static int ssh_reap(Executor *ex, Job **out, int max)
@@ -621,7 +683,7 @@ static int ssh_reap(Executor *ex, Job **out, int max)
 		if (rm->phase == PH_RUN)
 			follow_ended(se, rm, status);
 		else
-			fetch_ended(se, rm, status);
+			unpack_ended(se, rm, status);
 		if (se->nactive < before)
 			i = -1; /* the list was reordered: look again */
 	}
@@ -750,6 +812,7 @@ static void ssh_destroy(Executor *ex)
 	free(se->adopted);
 	for (int i = 0; i < se->nactive; i++) {
 		free(se->active[i]->err_path);
+		free(se->active[i]->report);
 		free(se->active[i]);
 	}
 	free(se->active);

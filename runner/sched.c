@@ -533,7 +533,9 @@ static void start_runnable(Run *r)
 	buf_reset(&r->wait_text);
 	if (r->nrunnable > 0 && r->free_jobs > 0 && os_stop_requested())
 		return; /* about to stop: start nothing more */
-	for (int i = r->runnable_head; i < r->runnable_end && !r->stopping && r->free_jobs > 0; i++) {
+	/* tasks of an executor with slots of its own (Slurm, ssh hosts) may start while this
+	 * machine's are full */
+	for (int i = r->runnable_head; i < r->runnable_end && !r->stopping && (r->free_jobs > 0 || r->remote_slots); i++) {
 		Task *t = r->runnable[i];
 		if (t && try_start(r, t)) {
 			r->runnable[i] = NULL;
@@ -615,6 +617,8 @@ int sched_run(Graph *g, const SchedOptions *o, SchedSummary *sum)
 	r.wait_since = xcalloc((size_t)g->ntasks + 1, sizeof *r.wait_since);
 	r.wait_noted = xcalloc((size_t)g->ntasks + 1, sizeof *r.wait_noted);
 	r.ports = ports_new();
+	for (int i = 0; i < o->nexecutors; i++)
+		r.remote_slots |= !o->executors[i]->local_slots;
 	double t0 = now_wall();
 	if (o->cache)
 		cache_prepare(o->cache);

@@ -26,6 +26,7 @@ typedef struct {
 	Job *running;
 	int nrunning;
 	int free_jobs, free_cpus;
+	int remote_slots;  /* some executor keeps slots of its own (not this machine's) */
 	long long free_mem;
 	int stopping, start_failures_pending, waiting_for_gpu;
 	int done;

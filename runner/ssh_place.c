@@ -224,75 +224,71 @@ static int relay(SshHost *src, SshHost *h, const char *path, Buf *err)
 	return rc;
 }
 
-/* The hash script's part for one path: "PATH<TAB>SHA256" over its files' hashes and names. */
-static void hash_command(Buf *b, const char *path)
+void place_stay_script(Buf *b, const Task *t)
 {
-	buf_puts(b, "printf '%s\\t' ");
-	buf_shell_quote(b, path);
-	buf_puts(b, "; { find ");
-	buf_shell_quote(b, path);
-	buf_puts(b, " -type f -print0 | LC_ALL=C sort -z | xargs -0r sha256sum; } | sha256sum | cut -d' ' -f1\n");
-}
-
-int place_record_stays(Cache *c, SshHost *h, const Task *t, Buf *err)
-{
-	Buf script = {0}, out = {0}, errout = {0};
-	buf_puts(&script, "cd ");
-	buf_shell_quote(&script, h->home_workdir);
-	buf_puts(&script, " || exit 1\n");
-	int n = 0;
-	for (int i = 0; t->stays && i < t->noutputs; i++)
-		if (t->stays[i] && t->outputs[i][0] != '/') {
-			buf_puts(&script, "[ -e ");
-			buf_shell_quote(&script, t->outputs[i]);
-			buf_puts(&script, " ] || exit 3\n");
-			hash_command(&script, t->outputs[i]);
-			listing_command(&script, t->outputs[i]);
-			n++;
-		}
-	if (!n) {
-		buf_free(&script);
-		return 0;
-	}
-	int rc = ssh_run(h, buf_str(&script), &out, &errout);
-	buf_free(&script);
-	for (int i = 0; rc == 0 && i < t->noutputs; i++) {
+	for (int i = 0; t->stays && i < t->noutputs; i++) {
 		if (!t->stays[i] || t->outputs[i][0] == '/')
 			continue;
-		Buf line = {0}, listing = {0};
-		/* the hash line comes first for each path, the listing line after it */
-		const char *text = buf_str(&out), *p = text;
-		size_t plen = strlen(t->outputs[i]);
-		while (p && *p && !(strncmp(p, t->outputs[i], plen) == 0 && p[plen] == '\t'))
-			p = (p = strchr(p, '\n')) ? p + 1 : NULL;
-		if (p && *p) {
-			const char *v = p + plen + 1;
-			buf_put(&line, v, strcspn(v, "\n"));
-			const char *next = strchr(v, '\n');
-			if (next)
-				listing_of(next + 1, t->outputs[i], &listing);
-		}
-		Buf pointer = {0};
-		buf_printf(&pointer, POINTER_MAGIC "host %s\npath %s\nsha256 %s\n", h->spec->name, t->outputs[i], buf_str(&line));
-		mkdirs_parent(t->outputs[i]);
-		char hash[33];
-		if (write_file_atomic(t->outputs[i], pointer.data, pointer.len) != 0 ||
-		    cache_content_hash(c, t->outputs[i], hash) != 0) {
-			buf_printf(err, "cannot write the pointer file %s", t->outputs[i]);
+		const char *p = t->outputs[i];
+		/* "KILN-STAY PATH<TAB>SHA256" over its files' hashes and names, "KILN-LIST ..." its listing */
+		buf_puts(b, "if [ -e ");
+		buf_shell_quote(b, p);
+		buf_puts(b, " ]; then { printf 'KILN-STAY %s\\t' ");
+		buf_shell_quote(b, p);
+		buf_puts(b, "; { find ");
+		buf_shell_quote(b, p);
+		buf_puts(b, " -type f -print0 | LC_ALL=C sort -z | xargs -0r sha256sum; } | sha256sum | cut -d' ' -f1; "
+			    "printf 'KILN-LIST '; ");
+		listing_command(b, p);
+		buf_puts(b, "} >&2; else printf 'KILN-MISSING %s\\n' ");
+		buf_shell_quote(b, p);
+		buf_puts(b, " >&2; fi\n");
+	}
+}
+
+/* The value after "KILN-<word> PATH<TAB>" in report, into out; 0 when absent. */
+static int reported(const char *report, const char *word, const char *path, Buf *out)
+{
+	Buf key = {0};
+	buf_printf(&key, "KILN-%s %s\t", word, path);
+	const char *at = report ? strstr(report, buf_str(&key)) : NULL;
+	if (at) {
+		at += key.len;
+		buf_put(out, at, strcspn(at, "\n"));
+	}
+	buf_free(&key);
+	return at != NULL;
+}
+
+int place_record_stays(Cache *c, SshHost *h, const Task *t, const char *report, Buf *err)
+{
+	for (int i = 0; t->stays && i < t->noutputs; i++) {
+		if (!t->stays[i] || t->outputs[i][0] == '/')
+			continue;
+		const char *p = t->outputs[i];
+		Buf sha = {0}, listing = {0}, pointer = {0};
+		int rc = 0;
+		if (!reported(report, "STAY", p, &sha) || !reported(report, "LIST", p, &listing)) {
+			buf_printf(err, "exited 0 but did not write its declared output %s (it stays on %s)", p, h->spec->name);
 			rc = -1;
 		} else {
-			cache_placement_put(c, h->spec->name, t->outputs[i], hash, buf_str(&listing));
+			buf_printf(&pointer, POINTER_MAGIC "host %s\npath %s\nsha256 %s\n", h->spec->name, p, buf_str(&sha));
+			mkdirs_parent(p);
+			char hash[33];
+			if (write_file_atomic(p, pointer.data, pointer.len) != 0 || cache_content_hash(c, p, hash) != 0) {
+				buf_printf(err, "cannot write the pointer file %s", p);
+				rc = -1;
+			} else {
+				cache_placement_put(c, h->spec->name, p, hash, buf_str(&listing));
+			}
 		}
-		buf_free(&pointer);
-		buf_free(&line);
+		buf_free(&sha);
 		buf_free(&listing);
+		buf_free(&pointer);
+		if (rc)
+			return rc;
 	}
-	if (rc > 0)
-		buf_printf(err, "%s", rc == 3 ? "exited 0 but did not write an output that stays there"
-					 : errout.len ? buf_str(&errout) : "cannot hash its outputs there");
-	buf_free(&out);
-	buf_free(&errout);
-	return rc == 0 ? 0 : -1;
+	return 0;
 }
 
 int place_inputs(Cache *c, SshHost *h, const Task *t, HostLookup find, void *ctx, int log_fd, Buf *err)

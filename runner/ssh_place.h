@@ -22,10 +22,12 @@ typedef SshHost *(*HostLookup)(void *ctx, const char *name);
  * reached (its failure is counted); -1 when a copy failed otherwise; both with why in err.
  * Writes what it copied to log_fd (>= 0). */
 int place_inputs(Cache *c, SshHost *h, const Task *t, HostLookup find, void *ctx, int log_fd, Buf *err);
-/* After t succeeded on h: hashes its outputs that stay there (sha256 over the files, there),
- * writes a pointer file for each here (host, path, hash: what the cache hashes and
- * dependents' keys see), and records h as holding them. 0, or -1 with err. */
-int place_record_stays(Cache *c, SshHost *h, const Task *t, Buf *err);
+/* The remote script part, run there after t exited 0, that reports on stderr the hash
+ * (sha256 over the files) and listing of each output that stays there. */
+void place_stay_script(Buf *b, const Task *t);
+/* From that report: writes a pointer file here for each such output (host, path, hash: what
+ * the cache hashes and dependents' keys see) and records h as holding it. 0, or -1 with err. */
+int place_record_stays(Cache *c, SshHost *h, const Task *t, const char *report, Buf *err);
 /* Paths recorded on h, for the per-host summary. */
 int place_count(Cache *c, SshHost *h);
 

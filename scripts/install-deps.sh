@@ -3,7 +3,7 @@
 # Safe to run again: apt-get skips what is already installed.
 set -eu
 packages="build-essential cmake ninja-build pkg-config liblua5.4-dev libsqlite3-dev libxxhash-dev \
-  python3 gnuplot-nox graphviz procps rsync \
+  python3 gnuplot-nox graphviz procps rsync openssh-client openssh-server \
   slurmctld slurmd slurm-client munge \
   python3-torch python3-torchvision python3-pil chromium"
 missing=""

@@ -54,7 +54,8 @@ class SshHosts(KilnTestCase):
         for name, h in self.lab.hosts.items():
             p = os.path.join(h.home, "trace.txt")
             if os.path.exists(p):
-                out += [(name, line.split()[1]) for line in open(p).read().splitlines() if line.startswith("start ")]
+                with open(p) as f:
+                    out += [(name, line.split()[1]) for line in f.read().splitlines() if line.startswith("start ")]
         return out
 
     # a task body that notes its start in the host's own trace, then works
@@ -166,7 +167,7 @@ end
         self.assertTrue(wait_for(lambda: len(self.starts()) == 3, timeout=30))
         time.sleep(0.3)
         p.kill()
-        p.wait()
+        p.communicate()
         r = self.kiln()
         self.assertEqual(r.rc, 0, r)
         self.assertEqual(len(re.findall(r"attached to ssh job", r.out)), 3, r)
@@ -233,6 +234,32 @@ task { name = "eval_b", host = "v801", inputs = {"ckpt/big.pt"}, outputs = {"b.t
                 with open(os.path.join(logs, dataset, log)) as f:
                     where |= set(re.findall(r"# kiln: on host (\S+)", f.read()))
         self.assertGreaterEqual(len(where), 2, "the evals spread over the hosts: %s" % where)
+
+    def test_a_dropped_connection_to_a_host_that_still_answers_loses_nothing(self):
+        self.ws.write("kiln.lua", """
+for i = 1, 4 do
+  task { name = "d" .. i, ports = 1, gpus = 1, outputs = {"d/" .. i .. ".txt"},
+         run = "%ssleep 2; echo port={port} gpus={gpus} dev=$CUDA_VISIBLE_DEVICES > {out}" }
+end
+""" % self.START)
+        p = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua")
+        self.assertTrue(wait_for(lambda: len(self.starts()) == 4, timeout=30))
+        # the master connections die (a network blip): every follower's connection drops
+        masters = processes_matching("ControlMaster=yes")
+        self.assertTrue(masters)
+        for pid in masters:
+            os.kill(pid, signal.SIGKILL)
+        out, err = p.communicate(timeout=60)
+        self.assertEqual(p.returncode, 0, out + err)
+        self.assertEqual(sorted(t for _, t in self.starts()), ["d1", "d2", "d3", "d4"], "nothing ran twice")
+        self.assertNotIn("lost", out)
+        for i in range(1, 5):
+            log = self.ws.read(".kiln/logs/d%d@1.log" % i)
+            self.assertIn("dropped; following the job there again", log)
+            text = self.ws.read("d/%d.txt" % i).split()
+            self.assertRegex(text[0], r"^port=\d+$")
+            self.assertEqual(text[1], "gpus=1")
+            self.assertRegex(text[2], r"^dev=\d$")
 
     def test_recipe_mistakes_about_hosts_say_where(self):
         self.ws.write("kiln.lua", 'task { name = "a", host = "v999", run = "true" }\n')
