@@ -80,6 +80,8 @@ int os_spawn(const OsSpawn *s, pid_t *pid)
 	posix_spawnattr_setflags(&attr, flags);
 	if (s->stdin_null)
 		posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	else if (s->in_fd > 0)
+		posix_spawn_file_actions_adddup2(&fa, s->in_fd, 0);
 	if (s->out_fd >= 0)
 		posix_spawn_file_actions_adddup2(&fa, s->out_fd, 1);
 	if (s->err_fd >= 0)

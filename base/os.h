@@ -20,7 +20,8 @@ typedef struct {
 	const char *program;   /* the file to run; NULL: argv[0] looked up on this process's PATH */
 	char *const *argv;
 	char *const *env;      /* NULL: this process's environment */
-	int stdin_null;        /* stdin from /dev/null (else inherited) */
+	int stdin_null;        /* stdin from /dev/null (else in_fd, or inherited) */
+	int in_fd;             /* becomes stdin when > 0 (0: inherited) */
 	int out_fd, err_fd;    /* become stdout / stderr; -1: inherited */
 	int new_group;         /* leader of a new process group (so it can be stopped whole) */
 } OsSpawn;

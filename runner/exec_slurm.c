@@ -117,6 +117,11 @@ char *exec_job_script(const Job *job, const char *workspace, const char *exit_pa
 		}
 	}
 	buf_puts(&b, " </dev/null\nrc=$?\nprintf '%s\\n' \"$rc\" > ");
+	if (remote) { /* read only once the job's group is gone (exec_ssh.c): no rename needed */
+		buf_shell_quote(&b, exit_path);
+		buf_puts(&b, "\nexit $rc\n");
+		return b.data;
+	}
 	char *tmp = xasprintf("%s.tmp", exit_path);
 	buf_shell_quote(&b, tmp);
 	buf_puts(&b, " && mv -f ");

@@ -318,14 +318,18 @@ static char *start_script(const Job *job, const char *id)
 	char *exit_path = xasprintf(".kiln/jobs/%s/exit", id);
 	char *script = exec_job_script(job, ".", exit_path, 1);
 	Buf b = {0};
-	buf_puts(&b, "mkdir -p \"$J\" && rm -f \"$J/exit\" \"$J/pid\" || exit 97\n");
-	/* a stale output there must not come back as this attempt's: one rm and one mkdir */
-	Buf rm = {0}, dirs = {0};
+	/* J is new (each attempt's id is its own). A stale output there must not come back as
+	 * this attempt's: one test and rm, one mkdir for J and the outputs' folders. */
+	Buf rm = {0}, test = {0}, dirs = {0};
+	buf_puts(&dirs, "\"$J\"");
 	for (int i = 0; i < t->noutputs; i++) {
 		if (t->outputs[i][0] == '/')
 			continue;
 		buf_putc(&rm, ' ');
 		buf_shell_quote(&rm, t->outputs[i]);
+		buf_printf(&test, "%s[ -e ", test.len ? " || " : "");
+		buf_shell_quote(&test, t->outputs[i]);
+		buf_puts(&test, " ]");
 		const char *slash = strrchr(t->outputs[i], '/');
 		if (slash) {
 			char *parent = xasprintf("%.*s", (int)(slash - t->outputs[i]), t->outputs[i]);
@@ -335,18 +339,22 @@ static char *start_script(const Job *job, const char *id)
 		}
 	}
 	if (rm.len)
-		buf_printf(&b, "rm -rf --%s\n", buf_str(&rm));
-	if (dirs.len)
-		buf_printf(&b, "mkdir -p --%s\n", buf_str(&dirs));
+		buf_printf(&b, "if %s; then rm -rf --%s; fi\n", buf_str(&test), buf_str(&rm));
+	buf_printf(&b, "mkdir -p -- %s || exit 97\n", buf_str(&dirs));
 	buf_free(&rm);
+	buf_free(&test);
 	buf_free(&dirs);
+	/* the job script is the command's script piped into tee, which writes the log there and
+	 * streams it to us, and with -p goes on writing the log once this connection is gone
+	 * (the job runs on, detached: setsid, a session and group of its own); this shell is the
+	 * group leader's parent, so `wait` sees the end at once */
 	buf_puts(&b, "printf '%s' ");
-	buf_shell_quote(&b, script);
-	/* its own session and group; tee writes the log there and streams it to us, and with -p
-	 * goes on writing the log when this connection is gone (the job runs on detached);
-	 * this shell is the group leader's parent, so `wait` sees the end at once */
+	Buf piped = {0};
+	buf_printf(&piped, "{\n%s} < /dev/null 2>&1 | tee -p .kiln/jobs/%s/log\n", script, id);
+	buf_shell_quote(&b, buf_str(&piped));
+	buf_free(&piped);
 	buf_puts(&b, " > \"$J/job.sh\" || exit 97\n"
-		     "setsid /bin/sh -c '/bin/sh \"$0/job.sh\" < /dev/null 2>&1 | tee -p \"$0/log\"' \"$J\" &\n"
+		     "setsid /bin/sh \"$J/job.sh\" &\n"
 		     "p=$!; echo $p > \"$J/pid\"\n"
 		     "wait $p\n");
 	free(script);
@@ -562,10 +570,22 @@ static int follow_outcome(const Remote *rm, char **text, int *code, long long *l
  * (rm->unpack_at); 0 when it cannot start. */
 static int unpack_outputs(Remote *rm)
 {
-	char offset[32];
-	snprintf(offset, sizeof offset, "%lld", rm->unpack_at + 1);
-	char *argv[] = {"/bin/sh", "-c", "tail -c +\"$1\" \"$0\" | tar xf - --no-same-owner", rm->job->log_path, offset, NULL};
-	rm->pid = ssh_spawn_local(argv, -1, -1);
+	int fd = open(rm->job->log_path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || lseek(fd, (off_t)rm->unpack_at, SEEK_SET) < 0) {
+		if (fd >= 0)
+			close(fd);
+		return 0;
+	}
+	char *argv[] = {"tar", "xf", "-", "--no-same-owner", NULL};
+	int err = open(rm->err_path, O_WRONLY | O_APPEND | O_CLOEXEC); /* its complaints, for the log */
+	OsSpawn spawn = {.argv = argv, .in_fd = fd, .out_fd = -1, .err_fd = err, .new_group = 1};
+	pid_t pid;
+	rm->pid = os_spawn(&spawn, &pid) == 0 ? pid : -1;
+	close(fd);
+	if (err >= 0)
+		close(err);
+	if (rm->pid > 0)
+		os_children_watch(rm->pid);
 	return rm->pid > 0;
 }
 
@@ -662,7 +682,12 @@ static void unpack_ended(SshExec *se, Remote *rm, int status)
 			remove_tree(t->outputs[i]);
 	char reason[96];
 	snprintf(reason, sizeof reason, "its outputs could not be unpacked here (tar exit %d: disk full?)", rc);
+	size_t len;
+	char *text = read_file(rm->err_path, &len), *tar = text ? strstr(text, "tar: ") : NULL;
 	log_line(rm->job, "kiln: %s\n", reason);
+	if (tar)
+		log_line(rm->job, "%s", tar);
+	free(text);
 	finished(se, rm, JOB_EXITED, 1, reason);
 }
 
