@@ -718,6 +718,7 @@ int main(int argc, char **argv)
 	rc = verbs[i].fn(&o, argc, argv);
 	params_free(&o.params);
 	free(o.targets);
+	free(o.force);
 	free(o.recipe_abs);
 	return rc;
 }
