@@ -387,16 +387,36 @@ static int settle_outputs(Cache *c, Task *t, const Hash *want, int dry, Buf *rea
 	return bad;
 }
 
-enum Verdict cache_check(Cache *c, Task *t, int dry, Buf *reason)
+/* The task's key (and its components) for this command, computed once. */
+static void ensure_key(Cache *c, Task *t, TaskCache *tc)
 {
-	bind_tasks(c);
-	TaskCache *tc = task_cache(c, t);
+	if (tc->key_known && tc->components)
+		return;
 	free(tc->components);
 	size_t key_len;
 	tc->components = build_components(c, t, &key_len);
 	tc->key = hash_bytes(tc->components, key_len);
+	tc->key_known = 1;
+}
+
+enum Verdict cache_check(Cache *c, Task *t, int dry, Buf *reason)
+{
+	bind_tasks(c);
+	TaskCache *tc = task_cache(c, t);
 	tc->outputs_known = tc->will_run = 0;
 	LastSuccess *last = tc->in_memo ? tc->last : strmap_get(&c->last, t->name);
+	if (!last && dry) {
+		/* a plan of a task never recorded: it runs, whatever its key, so no input is read
+		 * for it (a first plan of a million-task grid hashes nothing). A run computes the
+		 * key here all the same: it must be the inputs' before the command starts. */
+		free(tc->components);
+		tc->components = NULL;
+		tc->key_known = 0;
+		buf_puts(reason, "no successful run recorded");
+		return VERDICT_RUN;
+	}
+	tc->key_known = 0;
+	ensure_key(c, t, tc);
 	Hash *want = xmalloc((size_t)(t->noutputs + 1) * sizeof *want);
 	enum Verdict verdict = VERDICT_RUN;
 	Buf found = {0}, why = {0};
@@ -528,9 +548,7 @@ int cache_record_success(Cache *c, Task *t, Buf *err)
 	}
 	tc->outputs_known = 1;
 	tc->rewrote = 1;
-	size_t key_len;
-	if (!tc->components)
-		tc->components = build_components(c, t, &key_len);
+	ensure_key(c, t, tc);
 	if (state_put_success(c->state, t->name, tc->key, tc->components, buf_str(&outputs), c->run_id) != 0) {
 		buf_puts(err, state_error(c->state));
 		buf_free(&outputs);
@@ -589,10 +607,11 @@ void cache_put_metrics(Cache *c, const Task *t, const Metrics *m)
 
 void cache_key_hex(Cache *c, const Task *t, char out[33])
 {
-	(void)c;
-	const TaskCache *tc = t->cache_data;
-	if (tc)
+	TaskCache *tc = t->cache_data;
+	if (tc) {
+		ensure_key(c, (Task *)t, tc);
 		hash_hex(tc->key, out);
-	else
+	} else {
 		out[0] = 0;
+	}
 }

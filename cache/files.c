@@ -448,8 +448,8 @@ void cache_prepare(Cache *c)
 	for (int i = 0; i < g->ntasks; i++) {
 		Task *t = g->tasks[i];
 		TaskCache *tc = t->cache_data;
-		if (!t->needed || !tc || !tc->in_memo)
-			continue;
+		if (!t->needed || !tc || !tc->in_memo || (c->opt.readonly && !tc->last))
+			continue; /* a plan reads no input of a task never recorded (cache_check) */
 		for (int j = 0; j < t->ninputs; j++) {
 			Memo *m = tc->in_memo[j];
 			if ((t->input_producers && t->input_producers[j]) || m->queued || m->hashed)

@@ -34,6 +34,7 @@ typedef struct {
 
 typedef struct {
 	Hash key;
+	int key_known;    /* key is this command's (a task never recorded is checked without it) */
 	char *components; /* malloc'd while the task may still need recording */
 	Hash *out_hashes; /* one per declared output, once the task is done */
 	int outputs_known, will_run;
