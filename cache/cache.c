@@ -131,6 +131,7 @@ void cache_close(Cache *c)
 		close(c->lock_fd);
 	}
 	strmap_free(&c->memo);
+	strmap_free(&c->dirs);
 	strmap_free(&c->last);
 	free(c->to_stat);
 	free(c->db_path);

@@ -371,25 +371,6 @@ static void bind_tasks_now(Cache *c)
 			want[k++] = (Want){t->outputs[j], hash_str(t->outputs[j]), &tc->out_memo[j]};
 	}
 	enum { AHEAD = 8 };
-	size_t nfresh = 0;
-	for (size_t i = 0; i < n; i++) {
-		if (i + 2 * AHEAD < n)
-			strmap_prefetch(&c->memo, want[i + 2 * AHEAD].hash, 0);
-		if (i + AHEAD < n)
-			strmap_prefetch(&c->memo, want[i + AHEAD].hash, 1);
-		Memo *m = strmap_get_hashed(&c->memo, want[i].path, want[i].hash);
-		if (!m) {
-			m = memo_entry(c, want[i].path);
-			fresh[nfresh++] = m;
-		}
-		*want[i].dst = m;
-	}
-	free(want);
-	/* the loader stats the paths it read; the new ones are stat'ed here, on all cores (a
-	 * first run has nothing else) */
-	MemoJob job = {c, fresh};
-	parallel_for(nfresh, 256, 0, stat_one, &job);
-	free(fresh);
 	uint64_t *hashes = xmalloc(((size_t)g->ntasks + 1) * sizeof *hashes);
 	for (int i = 0; i < g->ntasks; i++)
 		hashes[i] = hash_str(g->tasks[i]->name);
@@ -402,7 +383,63 @@ static void bind_tasks_now(Cache *c)
 		tc->last = strmap_get_hashed(&c->last, g->tasks[i]->name, hashes[i]);
 	}
 	free(hashes);
+	/* the loader stats the paths it read; the new ones are stat'ed here, on all cores (a
+	 * first run has nothing else), except those nothing will ask about: the outputs of a
+	 * task never recorded (cleared before it runs) and, in a plan, its inputs (a plan
+	 * judges it without its key; existence is checked by listing, cache_input_exists) */
+	size_t nfresh = 0;
+	k = 0;
+	for (int i = 0; i < g->ntasks; i++) {
+		Task *t = g->tasks[i];
+		TaskCache *tc = t->cache_data;
+		int nin = c->opt.readonly && !tc->last ? 0 : t->ninputs, nout = tc->last ? t->noutputs : 0;
+		for (int j = 0; j < t->ninputs + t->noutputs; j++, k++) {
+			if (k + 2 * AHEAD < n)
+				strmap_prefetch(&c->memo, want[k + 2 * AHEAD].hash, 0);
+			if (k + AHEAD < n)
+				strmap_prefetch(&c->memo, want[k + AHEAD].hash, 1);
+			Memo *m = strmap_get_hashed(&c->memo, want[k].path, want[k].hash);
+			if (!m) {
+				m = memo_entry(c, want[k].path);
+				if (j < nin || (j >= t->ninputs && j - t->ninputs < nout))
+					fresh[nfresh++] = m;
+			}
+			*want[k].dst = m;
+		}
+	}
+	free(want);
+	MemoJob job = {c, fresh};
+	parallel_for(nfresh, 256, 0, stat_one, &job);
+	free(fresh);
 	trace_mark("cache bound to the graph's files");
+}
+
+/* A directory many inputs of a plan lie in: listed once instead of a stat per input. */
+typedef struct {
+	int asked, listed;
+} DirInfo;
+
+#define LIST_AFTER 64 /* inputs asked about in one directory before it is listed */
+
+/* Marks the memo entry of every plain file or directory listed in dir (a link or an entry of
+ * unknown type is left to stat). */
+static void list_dir(Cache *c, const char *dir)
+{
+	DIR *d = opendir(*dir ? dir : ".");
+	if (!d)
+		return;
+	Buf path = {0};
+	for (struct dirent *e; (e = readdir(d));) {
+		if (e->d_type != DT_REG && e->d_type != DT_DIR)
+			continue;
+		buf_reset(&path);
+		buf_printf(&path, "%s%s%s", dir, *dir ? "/" : "", e->d_name);
+		Memo *m = strmap_get(&c->memo, buf_str(&path));
+		if (m)
+			m->listed = 1;
+	}
+	buf_free(&path);
+	closedir(d);
 }
 
 int cache_input_exists(void *cache, Task *t, int input)
@@ -410,7 +447,24 @@ int cache_input_exists(void *cache, Task *t, int input)
 	Cache *c = cache;
 	bind_tasks(c);
 	TaskCache *tc = task_cache(c, t);
-	return stat_once(tc->in_memo ? tc->in_memo[input] : memo_entry(c, t->inputs[input])) == 0;
+	Memo *m = tc->in_memo ? tc->in_memo[input] : memo_entry(c, t->inputs[input]);
+	/* only a plan skips stats (bind_tasks_now): a run stats what it reads anyway */
+	if (m->statted || m->listed || !c->opt.readonly || tc->last)
+		return m->listed || stat_once(m) == 0;
+	const char *path = m->m.path, *slash = strrchr(path, '/');
+	char *dir = slash ? xasprintf("%.*s", (int)(slash - path), path) : xstrdup("");
+	DirInfo *info = strmap_get(&c->dirs, dir);
+	if (!info) {
+		info = arena_alloc(&c->arena, sizeof *info);
+		memset(info, 0, sizeof *info);
+		strmap_put(&c->dirs, arena_strdup(&c->arena, dir), info);
+	}
+	if (!info->listed && ++info->asked >= LIST_AFTER) {
+		list_dir(c, dir);
+		info->listed = 1;
+	}
+	free(dir);
+	return m->listed || stat_once(m) == 0;
 }
 
 /* Whether this command's stat of m matches the memo, outside the racy window. */

@@ -26,6 +26,7 @@ typedef struct {
 	unsigned char hashed;     /* the hash below is checked */
 	unsigned char statted;    /* s_* below are this command's stat */
 	unsigned char queued;     /* in cache_prepare's list already */
+	unsigned char listed;     /* seen in its directory's listing as a file or directory */
 	int prehashed;            /* cache_prepare hashed it: the state needs the new entry */
 	int64_t s_size, s_mtime, s_ino, s_ctime;
 	int s_isdir;
@@ -51,6 +52,7 @@ struct Cache {
 	Store *store;            /* this thread's look-ups in the store */
 	Arena arena;
 	StrMap memo;  /* path -> Memo* */
+	StrMap dirs;  /* directory -> DirInfo* (files.c), keys in the arena */
 	StrMap last;  /* task name -> LastSuccess* */
 	int bound;    /* bind_tasks() ran */
 	int lock_fd;
