@@ -183,6 +183,25 @@ Task *graph_producer(const Graph *g, const char *path)
 	return NULL;
 }
 
+int graph_path_is_normal(const Graph *g, const char *p)
+{
+	size_t wl = strlen(g->workspace);
+	if (!*p || (p[0] == '/' && strncmp(p, g->workspace, wl) == 0 && (p[wl] == '/' || !p[wl])))
+		return 0;
+	for (const char *c = p; *c;) { /* each component: not empty, ".", ".." */
+		const char *end = strchr(c, '/');
+		size_t n = end ? (size_t)(end - c) : strlen(c);
+		if ((n == 0 && c != p) || (n == 1 && c[0] == '.') || (n == 2 && c[0] == '.' && c[1] == '.'))
+			return 0;
+		if (!end)
+			return 1;
+		if (!end[1])
+			return 0; /* a trailing slash */
+		c = end + 1;
+	}
+	return 1;
+}
+
 const char *graph_norm_path(Graph *g, const char *path)
 {
 	size_t wl = strlen(g->workspace);
@@ -191,7 +210,7 @@ const char *graph_norm_path(Graph *g, const char *path)
 	int absolute = path[0] == '/';
 	/* split into components, dropping "." and empty ones and folding ".." */
 	size_t n = strlen(path);
-	char *out = arena_alloc(&g->arena, n + 2);
+	char *out = arena_chars(&g->arena, n + 2);
 	size_t len = 0;
 	if (absolute)
 		out[len++] = '/';

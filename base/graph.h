@@ -155,6 +155,8 @@ Task *graph_producer(const Graph *g, const char *path);
 
 /* Makes `path` workspace-relative and normal ("./a//b" -> "a/b"); arena string. */
 const char *graph_norm_path(Graph *g, const char *path);
+/* Whether graph_norm_path would return p unchanged (so an arena copy can be kept as is). */
+int graph_path_is_normal(const Graph *g, const char *p);
 
 /* Tells whether input number `input` of t exists (a cache may remember the answer for
  * later hashing). */

@@ -177,26 +177,33 @@ struct ArenaBlock {
 	max_align_t align[]; /* payload */
 };
 
-void *arena_alloc(Arena *a, size_t n)
+/* n bytes aligned to align (16, or 1 for strings: a million short paths would otherwise
+ * waste a third of their bytes on padding). */
+static void *arena_take(Arena *a, size_t n, size_t align)
 {
-	n = (n + 15) & ~(size_t)15;
 	ArenaBlock *b = a->head;
-	if (!b || b->used + n > b->cap) {
+	size_t at = b ? (b->used + align - 1) & ~(align - 1) : 0;
+	if (!b || at + n > b->cap) {
 		size_t cap = n > 60000 ? n : 64 * 1024 - sizeof(ArenaBlock);
 		b = xmalloc(sizeof(ArenaBlock) + cap);
 		b->used = 0;
 		b->cap = cap;
 		b->next = a->head;
 		a->head = b;
+		at = 0;
 	}
-	void *p = (char *)b->align + b->used;
-	b->used += n;
+	void *p = (char *)b->align + at;
+	b->used = at + n;
 	return p;
 }
 
+void *arena_alloc(Arena *a, size_t n) { return arena_take(a, n, 16); }
+
+char *arena_chars(Arena *a, size_t n) { return arena_take(a, n, 1); }
+
 char *arena_strndup(Arena *a, const char *s, size_t n)
 {
-	char *p = arena_alloc(a, n + 1);
+	char *p = arena_take(a, n + 1, 1);
 	memcpy(p, s, n);
 	p[n] = 0;
 	return p;

@@ -48,7 +48,8 @@ typedef struct ArenaBlock ArenaBlock;
 typedef struct {
 	ArenaBlock *head;
 } Arena;
-void *arena_alloc(Arena *a, size_t n);
+void *arena_alloc(Arena *a, size_t n); /* 16-byte aligned */
+char *arena_chars(Arena *a, size_t n);  /* unaligned: text */
 char *arena_strdup(Arena *a, const char *s);
 char *arena_strndup(Arena *a, const char *s, size_t n);
 void arena_free(Arena *a);

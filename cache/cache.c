@@ -131,7 +131,7 @@ void cache_close(Cache *c)
 		close(c->lock_fd);
 	}
 	strmap_free(&c->memo);
-	strmap_free(&c->dirs);
+	cache_free_dirs(c);
 	strmap_free(&c->last);
 	free(c->to_stat);
 	free(c->db_path);

@@ -349,27 +349,6 @@ static void bind_tasks_now(Cache *c)
 		return;
 	c->bound = 1;
 	Graph *g = c->g;
-	size_t n = 0;
-	for (int i = 0; i < g->ntasks; i++)
-		n += (size_t)(g->tasks[i]->ninputs + g->tasks[i]->noutputs);
-	typedef struct {
-		const char *path;
-		uint64_t hash;
-		Memo **dst;
-	} Want;
-	Want *want = xmalloc((n + 1) * sizeof *want);
-	Memo **fresh = xmalloc((n + 1) * sizeof *fresh); /* paths no earlier run hashed */
-	size_t k = 0;
-	for (int i = 0; i < g->ntasks; i++) {
-		Task *t = g->tasks[i];
-		TaskCache *tc = task_cache(c, t);
-		tc->in_memo = arena_alloc(&c->arena, (size_t)(t->ninputs + t->noutputs + 1) * sizeof(Memo *));
-		tc->out_memo = tc->in_memo + t->ninputs;
-		for (int j = 0; j < t->ninputs; j++)
-			want[k++] = (Want){t->inputs[j], hash_str(t->inputs[j]), &tc->in_memo[j]};
-		for (int j = 0; j < t->noutputs; j++)
-			want[k++] = (Want){t->outputs[j], hash_str(t->outputs[j]), &tc->out_memo[j]};
-	}
 	enum { AHEAD = 8 };
 	uint64_t *hashes = xmalloc(((size_t)g->ntasks + 1) * sizeof *hashes);
 	for (int i = 0; i < g->ntasks; i++)
@@ -379,33 +358,55 @@ static void bind_tasks_now(Cache *c)
 			strmap_prefetch(&c->last, hashes[i + 2 * AHEAD], 0);
 		if (i + AHEAD < g->ntasks)
 			strmap_prefetch(&c->last, hashes[i + AHEAD], 1);
-		TaskCache *tc = g->tasks[i]->cache_data;
-		tc->last = strmap_get_hashed(&c->last, g->tasks[i]->name, hashes[i]);
+		task_cache(c, g->tasks[i])->last = strmap_get_hashed(&c->last, g->tasks[i]->name, hashes[i]);
 	}
 	free(hashes);
-	/* the loader stats the paths it read; the new ones are stat'ed here, on all cores (a
-	 * first run has nothing else), except those nothing will ask about: the outputs of a
-	 * task never recorded (cleared before it runs) and, in a plan, its inputs (a plan
-	 * judges it without its key; existence is checked by listing, cache_input_exists) */
-	size_t nfresh = 0;
-	k = 0;
+	/* A plan judges a task never recorded without its key (cache_check) and checks that its
+	 * inputs exist by listing (cache_input_exists): it gets no memo entries at all, which is
+	 * most of a first plan's memory. */
+	size_t n = 0;
+	for (int i = 0; i < g->ntasks; i++) {
+		Task *t = g->tasks[i];
+		if (!c->opt.readonly || ((TaskCache *)t->cache_data)->last)
+			n += (size_t)(t->ninputs + t->noutputs);
+	}
+	typedef struct {
+		const char *path;
+		uint64_t hash;
+		Memo **dst;
+		int stat; /* stat it now if new */
+	} Want;
+	Want *want = xmalloc((n + 1) * sizeof *want);
+	Memo **fresh = xmalloc((n + 1) * sizeof *fresh); /* paths no earlier run hashed */
+	size_t k = 0;
 	for (int i = 0; i < g->ntasks; i++) {
 		Task *t = g->tasks[i];
 		TaskCache *tc = t->cache_data;
-		int nin = c->opt.readonly && !tc->last ? 0 : t->ninputs, nout = tc->last ? t->noutputs : 0;
-		for (int j = 0; j < t->ninputs + t->noutputs; j++, k++) {
-			if (k + 2 * AHEAD < n)
-				strmap_prefetch(&c->memo, want[k + 2 * AHEAD].hash, 0);
-			if (k + AHEAD < n)
-				strmap_prefetch(&c->memo, want[k + AHEAD].hash, 1);
-			Memo *m = strmap_get_hashed(&c->memo, want[k].path, want[k].hash);
-			if (!m) {
-				m = memo_entry(c, want[k].path);
-				if (j < nin || (j >= t->ninputs && j - t->ninputs < nout))
-					fresh[nfresh++] = m;
-			}
-			*want[k].dst = m;
+		if (c->opt.readonly && !tc->last)
+			continue;
+		tc->in_memo = arena_alloc(&c->arena, (size_t)(t->ninputs + t->noutputs + 1) * sizeof(Memo *));
+		tc->out_memo = tc->in_memo + t->ninputs;
+		for (int j = 0; j < t->ninputs; j++)
+			want[k++] = (Want){t->inputs[j], hash_str(t->inputs[j]), &tc->in_memo[j], 1};
+		/* the outputs of a task never recorded are cleared before it runs: no stat */
+		for (int j = 0; j < t->noutputs; j++)
+			want[k++] = (Want){t->outputs[j], hash_str(t->outputs[j]), &tc->out_memo[j], tc->last != NULL};
+	}
+	/* the loader stats the paths it read; the new ones are stat'ed here, on all cores (a
+	 * first run has nothing else) */
+	size_t nfresh = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (i + 2 * AHEAD < n)
+			strmap_prefetch(&c->memo, want[i + 2 * AHEAD].hash, 0);
+		if (i + AHEAD < n)
+			strmap_prefetch(&c->memo, want[i + AHEAD].hash, 1);
+		Memo *m = strmap_get_hashed(&c->memo, want[i].path, want[i].hash);
+		if (!m) {
+			m = memo_entry(c, want[i].path);
+			if (want[i].stat)
+				fresh[nfresh++] = m;
 		}
+		*want[i].dst = m;
 	}
 	free(want);
 	MemoJob job = {c, fresh};
@@ -414,44 +415,71 @@ static void bind_tasks_now(Cache *c)
 	trace_mark("cache bound to the graph's files");
 }
 
-/* A directory many inputs of a plan lie in: listed once instead of a stat per input. */
+/* A directory many inputs of a plan lie in: listed once (its files and directories, as a
+ * set of names) instead of a stat per input. */
 typedef struct {
 	int asked, listed;
+	const char **names; /* open addressing, NULL slots free */
+	size_t mask;
 } DirInfo;
 
 #define LIST_AFTER 64 /* inputs asked about in one directory before it is listed */
 
-/* Marks the memo entry of every plain file or directory listed in dir (a link or an entry of
- * unknown type is left to stat). */
-static void list_dir(Cache *c, const char *dir)
+static void dir_add(Cache *c, DirInfo *d, const char *name)
 {
-	DIR *d = opendir(*dir ? dir : ".");
-	if (!d)
-		return;
-	Buf path = {0};
-	for (struct dirent *e; (e = readdir(d));) {
-		if (e->d_type != DT_REG && e->d_type != DT_DIR)
-			continue;
-		buf_reset(&path);
-		buf_printf(&path, "%s%s%s", dir, *dir ? "/" : "", e->d_name);
-		Memo *m = strmap_get(&c->memo, buf_str(&path));
-		if (m)
-			m->listed = 1;
-	}
-	buf_free(&path);
-	closedir(d);
+	size_t i = hash_str(name) & d->mask;
+	while (d->names[i])
+		i = (i + 1) & d->mask;
+	d->names[i] = arena_strdup(&c->arena, name);
 }
 
-int cache_input_exists(void *cache, Task *t, int input)
+static int dir_has(const DirInfo *d, const char *name)
 {
-	Cache *c = cache;
-	bind_tasks(c);
-	TaskCache *tc = task_cache(c, t);
-	Memo *m = tc->in_memo ? tc->in_memo[input] : memo_entry(c, t->inputs[input]);
-	/* only a plan skips stats (bind_tasks_now): a run stats what it reads anyway */
-	if (m->statted || m->listed || !c->opt.readonly || tc->last)
-		return m->listed || stat_once(m) == 0;
-	const char *path = m->m.path, *slash = strrchr(path, '/');
+	for (size_t i = hash_str(name) & d->mask; d->names[i]; i = (i + 1) & d->mask)
+		if (!strcmp(d->names[i], name))
+			return 1;
+	return 0;
+}
+
+/* Lists dir into d: its plain files and directories (a link or an entry of unknown type is
+ * left to stat). */
+static void list_dir(Cache *c, DirInfo *d, const char *dir)
+{
+	d->listed = 1;
+	DIR *dh = opendir(*dir ? dir : ".");
+	if (!dh)
+		return;
+	size_t count = 0;
+	while (readdir(dh))
+		count++;
+	rewinddir(dh);
+	size_t cap = 16;
+	while (cap < 2 * count + 2)
+		cap *= 2;
+	d->names = xcalloc(cap, sizeof *d->names);
+	d->mask = cap - 1;
+	size_t added = 0;
+	for (struct dirent *e; (e = readdir(dh)) && added < cap / 2;)
+		if (e->d_type == DT_REG || e->d_type == DT_DIR) {
+			dir_add(c, d, e->d_name);
+			added++;
+		}
+	closedir(dh);
+}
+
+void cache_free_dirs(Cache *c)
+{
+	const char *key;
+	void *value;
+	for (size_t i = 0; strmap_next(&c->dirs, &i, &key, &value);)
+		free(((DirInfo *)value)->names);
+	strmap_free(&c->dirs);
+}
+
+/* Whether input path exists, for a plan of a task without memo entries. */
+static int plan_input_exists(Cache *c, const char *path)
+{
+	const char *slash = strrchr(path, '/');
 	char *dir = slash ? xasprintf("%.*s", (int)(slash - path), path) : xstrdup("");
 	DirInfo *info = strmap_get(&c->dirs, dir);
 	if (!info) {
@@ -459,12 +487,23 @@ int cache_input_exists(void *cache, Task *t, int input)
 		memset(info, 0, sizeof *info);
 		strmap_put(&c->dirs, arena_strdup(&c->arena, dir), info);
 	}
-	if (!info->listed && ++info->asked >= LIST_AFTER) {
-		list_dir(c, dir);
-		info->listed = 1;
-	}
+	if (!info->listed && ++info->asked >= LIST_AFTER)
+		list_dir(c, info, dir);
 	free(dir);
-	return m->listed || stat_once(m) == 0;
+	if (info->names && dir_has(info, slash ? slash + 1 : path))
+		return 1;
+	struct stat st;
+	return stat(path, &st) == 0;
+}
+
+int cache_input_exists(void *cache, Task *t, int input)
+{
+	Cache *c = cache;
+	bind_tasks(c);
+	TaskCache *tc = task_cache(c, t);
+	if (!tc->in_memo && c->opt.readonly && !tc->last)
+		return plan_input_exists(c, t->inputs[input]);
+	return stat_once(tc->in_memo ? tc->in_memo[input] : memo_entry(c, t->inputs[input])) == 0;
 }
 
 /* Whether this command's stat of m matches the memo, outside the racy window. */

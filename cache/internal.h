@@ -26,7 +26,6 @@ typedef struct {
 	unsigned char hashed;     /* the hash below is checked */
 	unsigned char statted;    /* s_* below are this command's stat */
 	unsigned char queued;     /* in cache_prepare's list already */
-	unsigned char listed;     /* seen in its directory's listing as a file or directory */
 	int prehashed;            /* cache_prepare hashed it: the state needs the new entry */
 	int64_t s_size, s_mtime, s_ino, s_ctime;
 	int s_isdir;
@@ -87,6 +86,8 @@ Memo *memo_entry(Cache *c, const char *path);
 /* Content hash of a file or directory through the memo: 0, or -1 when it cannot be read. */
 int hash_memo(Cache *c, Memo *m, Hash *out);
 int hash_path(Cache *c, const char *path, Hash *out);
+/* Frees the directory listings of a plan (files.c). */
+void cache_free_dirs(Cache *c);
 /* Hashes the directory output at path into *out and, when the store can hold it (regular
  * files and directories only, store_max_mib in all), queues its files and trees for the
  * store. 0, or -1 when it cannot be read. */

@@ -351,11 +351,15 @@ void lk_check_confined(lua_State *L, const char *p, const char *field, int outpu
 static const char **expand_paths(lua_State *L, Graph *g, const char **in, int n, int *count, int allow_glob,
 				 const char *field)
 {
-	int cap = n + 1, k = 0;
-	const char **out = arena_alloc(&g->arena, (size_t)cap * sizeof *out);
+	int cap = n + 1, k = 0, globs = 0;
+	for (int i = 0; i < n && allow_glob && !globs; i++)
+		globs = strpbrk(in[i], "*?[") != NULL;
+	/* in is this task's own (lk_string_list's, in the arena): without globs the paths are
+	 * normalised in place, and a path already normal keeps its copy */
+	const char **out = globs ? arena_alloc(&g->arena, (size_t)cap * sizeof *out) : in;
 	for (int i = 0; i < n; i++) {
 		if (!allow_glob || !strpbrk(in[i], "*?[")) {
-			out[k] = graph_norm_path(g, in[i]);
+			out[k] = graph_path_is_normal(g, in[i]) ? in[i] : graph_norm_path(g, in[i]);
 			lk_check_confined(L, out[k++], field, !allow_glob);
 			continue;
 		}
