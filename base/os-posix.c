@@ -171,3 +171,49 @@ int os_children_take(pid_t pid, int *status)
 		}
 	return 0;
 }
+
+/* Reads fd to its end into out (when given). */
+static void drain(int fd, Buf *out)
+{
+	char chunk[4096];
+	ssize_t n;
+	while ((n = read(fd, chunk, sizeof chunk)) > 0 || (n < 0 && errno == EINTR))
+		if (n > 0 && out)
+			buf_put(out, chunk, (size_t)n);
+}
+
+int os_run(char *const argv[], int new_group, Buf *out, Buf *err)
+{
+	int outp[2], errp[2];
+	if (pipe2(outp, O_CLOEXEC) != 0)
+		return -1;
+	if (pipe2(errp, O_CLOEXEC) != 0) {
+		close(outp[0]), close(outp[1]);
+		return -1;
+	}
+	pid_t pid;
+	OsSpawn spawn = {.argv = argv, .stdin_null = 1, .out_fd = outp[1], .err_fd = errp[1], .new_group = new_group};
+	int rc = os_spawn(&spawn, &pid);
+	close(outp[1]);
+	close(errp[1]);
+	if (rc != 0) {
+		close(outp[0]), close(errp[0]);
+		if (err)
+			buf_printf(err, "cannot run %s: %s", argv[0], strerror(rc));
+		return -1;
+	}
+	os_children_watch(pid);
+	drain(outp[0], out); /* small outputs: stderr fits its pipe meanwhile */
+	drain(errp[0], err);
+	close(outp[0]);
+	close(errp[0]);
+	int status = 0;
+	for (;;) { /* through the one reaper: another executor's reap may come first */
+		os_children_reap();
+		if (os_children_take(pid, &status))
+			break;
+		struct timespec pause = {0, 1000000};
+		nanosleep(&pause, NULL); /* its pipes closed: it is exiting */
+	}
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}

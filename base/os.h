@@ -6,6 +6,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "util.h"
+
 /* Blocks SIGCHLD/SIGINT/SIGTERM/SIGHUP for the process so os_wait_event can take them;
  * children get a clean signal mask back (see exec_local.c). */
 void os_block_signals(void);
@@ -35,6 +37,10 @@ int os_spawn(const OsSpawn *s, pid_t *pid);
 void os_children_watch(pid_t pid);
 void os_children_reap(void);
 int os_children_take(pid_t pid, int *status);
+/* Runs argv (looked up on PATH, stdin from /dev/null; new_group: a process group of its
+ * own) to its end: its stdout into out and stderr into err when given. Returns its exit
+ * status, or -1 (with "cannot run X: why" in err when it could not start). */
+int os_run(char *const argv[], int new_group, Buf *out, Buf *err);
 /* Makes this process the reaper of its orphaned descendants (Linux), so a task's
  * processes that outlive their parent still report to kiln; 0, or -1 where unsupported. */
 int os_become_subreaper(void);

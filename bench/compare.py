@@ -99,16 +99,21 @@ def bench_tool(tool, n, kiln, root):
     return full, first_noop, noop, statistics.median(touches), statistics.median(leaves), rss
 
 
-def plan_time(n, kiln):
+def plan_time(n, kiln, rounds=3):
+    """Median wall time and peak RSS (MiB) of `kiln run -n` on a fresh n-task recipe."""
     root = tempfile.mkdtemp(prefix="kiln-plan-%d-" % n)
     try:
         generate(root, n)
-        t0 = time.perf_counter()
-        p = subprocess.run([kiln, "run", "-n"], cwd=root, capture_output=True, text=True)
-        wall = time.perf_counter() - t0
-        if p.returncode != 0:
-            sys.exit(p.stderr)
-        return wall
+        walls, peaks = [], []
+        for _ in range(rounds):
+            p = subprocess.run(["/usr/bin/time", "-f", "%e %M", kiln, "run", "-n"], cwd=root, capture_output=True,
+                               text=True)
+            if p.returncode != 0:
+                sys.exit(p.stderr)
+            wall, kib = p.stderr.strip().splitlines()[-1].split()
+            walls.append(float(wall))
+            peaks.append(int(kib) / 1024)
+        return statistics.median(walls), max(peaks)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -150,7 +155,9 @@ def main():
         for root in roots.values():
             shutil.rmtree(root, ignore_errors=True)
     if a.plan:
-        print("kiln: load + validate + plan (run -n) of a %d-task recipe: %.2fs" % (a.plan, plan_time(a.plan, kiln)))
+        wall, peak = plan_time(a.plan, kiln)
+        print("kiln: load + validate + plan (run -n) of a %d-task recipe: %.2fs (median of 3), peak %.0f MiB"
+              % (a.plan, wall, peak))
 
 
 if __name__ == "__main__":

@@ -140,6 +140,17 @@ const char *exec_self(void);
 const char *exec_argv_word(const Task *t, int i);
 int exec_runs_kiln(const Task *t);
 
+/* A job a previous kiln started for task (an open attempt row), kept by the executors that
+ * re-attach (Slurm, ssh) until a start() of that task takes it (used). */
+typedef struct {
+	char *task, *job_id, *key, *log;
+	int attempt, used;
+	long long row;
+} AdoptedJob;
+void exec_adopted_add(AdoptedJob **list, int *n, const char *task, int attempt, const char *job_id,
+		      const char *key_hex, const char *log_path, long long row);
+void exec_adopted_free(AdoptedJob *list, int n);
+
 /* Appends job to an executor's growable list of jobs (running, ended, draining). */
 void exec_push_job(Job ***list, int *n, int *cap, Job *job);
 /* s with {port}, {portK} and {gpus} replaced by this attempt's reserved ports and its

@@ -29,6 +29,25 @@ typedef struct {
 	StrMap programs; /* "prog\nPATH" -> resolved path (resolve_program) */
 } LocalExec;
 
+void exec_adopted_add(AdoptedJob **list, int *n, const char *task, int attempt, const char *job_id,
+		      const char *key_hex, const char *log_path, long long row)
+{
+	*list = xrealloc(*list, (size_t)(*n + 1) * sizeof **list);
+	(*list)[(*n)++] = (AdoptedJob){xstrdup(task), xstrdup(job_id), xstrdup(key_hex ? key_hex : ""),
+				       xstrdup(log_path ? log_path : ""), attempt, 0, row};
+}
+
+void exec_adopted_free(AdoptedJob *list, int n)
+{
+	for (int i = 0; i < n; i++) {
+		free(list[i].task);
+		free(list[i].job_id);
+		free(list[i].key);
+		free(list[i].log);
+	}
+	free(list);
+}
+
 void exec_push_job(Job ***list, int *n, int *cap, Job *job)
 {
 	if (*n == *cap) {

@@ -19,19 +19,13 @@
 
 
 typedef struct {
-	char *task, *job_id, *key, *log;
-	int attempt, used;
-	long long row;
-} Adopted;
-
-typedef struct {
 	SlurmConfig cfg;
 	char workspace[4096];
 	Job **active;
 	int nactive, cap;
 	Job **ended;
 	int nended, ended_cap;
-	Adopted *adopted;
+	AdoptedJob *adopted;
 	int nadopted;
 	int64_t next_poll_ns;
 	int interval_ms;
@@ -134,41 +128,7 @@ char *exec_job_script(const Job *job, const char *workspace, const char *exit_pa
 }
 
 /* Runs a Slurm command; its stdout into out (when given). Returns the exit status, or -1. */
-static int run_tool(char *const argv[], Buf *out, Buf *errout)
-{
-	int outp[2], errp[2];
-	if (pipe2(outp, O_CLOEXEC) != 0)
-		return -1;
-	if (pipe2(errp, O_CLOEXEC) != 0) {
-		close(outp[0]), close(outp[1]);
-		return -1;
-	}
-	pid_t pid;
-	OsSpawn spawn = {.argv = argv, .out_fd = outp[1], .err_fd = errp[1]};
-	int rc = os_spawn(&spawn, &pid);
-	close(outp[1]);
-	close(errp[1]);
-	if (rc != 0) {
-		close(outp[0]), close(errp[0]);
-		if (errout)
-			buf_printf(errout, "cannot run %s: %s", argv[0], strerror(rc));
-		return -1;
-	}
-	char chunk[4096];
-	ssize_t n;
-	while ((n = read(outp[0], chunk, sizeof chunk)) > 0)
-		if (out)
-			buf_put(out, chunk, (size_t)n);
-	while ((n = read(errp[0], chunk, sizeof chunk)) > 0)
-		if (errout)
-			buf_put(errout, chunk, (size_t)n);
-	close(outp[0]);
-	close(errp[0]);
-	int st;
-	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
-		;
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
+static int run_tool(char *const argv[], Buf *out, Buf *errout) { return os_run(argv, 0, out, errout); }
 
 static char *exit_path_of(const SlurmExec *se, const Job *job)
 {
@@ -189,7 +149,7 @@ static int slurm_start(Executor *ex, Job *job)
 	job->end = JOB_RUNNING;
 	/* re-attach: a previous kiln's job for this task and key is still ours */
 	for (int i = 0; i < se->nadopted; i++) {
-		Adopted *a = &se->adopted[i];
+		AdoptedJob *a = &se->adopted[i];
 		if (a->used || strcmp(a->task, t->name))
 			continue;
 		a->used = 1;
@@ -421,13 +381,7 @@ static int slurm_detach(Executor *ex, Job *job)
 static void slurm_destroy(Executor *ex)
 {
 	SlurmExec *se = ex->impl;
-	for (int i = 0; i < se->nadopted; i++) {
-		free(se->adopted[i].task);
-		free(se->adopted[i].job_id);
-		free(se->adopted[i].key);
-		free(se->adopted[i].log);
-	}
-	free(se->adopted);
+	exec_adopted_free(se->adopted, se->nadopted);
 	free(se->active);
 	free(se->ended);
 	free(se);
@@ -440,9 +394,7 @@ static void slurm_adopt(Executor *ex, const char *task, int attempt, const char 
 	SlurmExec *se = ex->impl;
 	if (strchr(job_id, ':'))
 		return; /* an ssh host's job (exec_ssh.c) */
-	se->adopted = xrealloc(se->adopted, (size_t)(se->nadopted + 1) * sizeof *se->adopted);
-	se->adopted[se->nadopted++] = (Adopted){xstrdup(task), xstrdup(job_id), xstrdup(key_hex ? key_hex : ""),
-						xstrdup(log_path ? log_path : ""), attempt, 0, attempt_row};
+	exec_adopted_add(&se->adopted, &se->nadopted, task, attempt, job_id, key_hex, log_path, attempt_row);
 }
 
 Executor *exec_slurm_new(const SlurmConfig *cfg, Buf *err)

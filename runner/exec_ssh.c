@@ -52,12 +52,6 @@ typedef struct {
 } Remote;
 
 typedef struct {
-	char *task, *job_id, *key, *log;
-	int attempt, used;
-	long long row;
-} Adopted;
-
-typedef struct {
 	SshConfig cfg;
 	SshHost *hosts;
 	int nhosts;
@@ -67,7 +61,7 @@ typedef struct {
 	int nended, ended_cap;
 	pid_t *helpers; /* kill commands sent, reaped as they end */
 	int nhelpers, helpers_cap;
-	Adopted *adopted;
+	AdoptedJob *adopted;
 	int nadopted;
 	const Task *held;   /* has_room's choice for the start() that follows */
 	SshHost *held_host;
@@ -211,6 +205,17 @@ static void log_line(const Job *job, const char *fmt, const char *arg)
 		dprintf(fd, fmt, arg);
 		close(fd);
 	}
+}
+
+/* rm's job holds a slot, its CPUs and memory on h (release_remote gives them back). */
+static void take_room(SshHost *h, Remote *rm, const Task *t)
+{
+	rm->cpus = task_cpus(t, h);
+	rm->mem = t->mem_mib;
+	h->free_jobs--;
+	h->free_cpus -= rm->cpus;
+	h->free_mem -= rm->mem;
+	h->running++;
 }
 
 static void release_remote(SshExec *se, Remote *rm)
@@ -377,7 +382,7 @@ static int reattach(SshExec *se, Job *job)
 {
 	const Task *t = job->task;
 	for (int i = 0; i < se->nadopted; i++) {
-		Adopted *a = &se->adopted[i];
+		AdoptedJob *a = &se->adopted[i];
 		if (a->used || strcmp(a->task, t->name))
 			continue;
 		a->used = 1;
@@ -410,12 +415,7 @@ static int reattach(SshExec *se, Job *job)
 		}
 		if (rm->ngpus && h->gpus) /* a device the job holds is not leased to another */
 			gpu_lease_ids(h->gpus, rm->gpus, rm->ngpus);
-		rm->cpus = task_cpus(t, h);
-		rm->mem = t->mem_mib;
-		h->free_jobs--;
-		h->free_cpus -= rm->cpus;
-		h->free_mem -= rm->mem;
-		h->running++;
+		take_room(h, rm, t);
 		snprintf(job->job_id, sizeof job->job_id, "%s", a->job_id);
 		snprintf(job->gpu_list, sizeof job->gpu_list, "%s", slash + 1);
 		job->attempt = a->attempt;
@@ -486,12 +486,7 @@ static int ssh_start(Executor *ex, Job *job)
 	memcpy(rm->gpus, se->held_gpus, sizeof rm->gpus);
 	se->held = NULL;
 	se->held_ngpus = 0;
-	rm->cpus = task_cpus(t, h);
-	rm->mem = t->mem_mib;
-	h->free_jobs--;
-	h->free_cpus -= rm->cpus;
-	h->free_mem -= rm->mem;
-	h->running++;
+	take_room(h, rm, t);
 	push_remote(se, rm);
 	/* unique in a workdir that outlives this workspace's state (.kiln deleted): the pid too */
 	snprintf(rm->id, sizeof rm->id, "%lld.%d.%d-%d", se->cfg.run_id, t->index, job->attempt, (int)getpid());
@@ -780,9 +775,7 @@ static void ssh_adopt(Executor *ex, const char *task, int attempt, const char *j
 	SshExec *se = ex->impl;
 	if (!strchr(job_id, ':'))
 		return; /* another executor's */
-	se->adopted = xrealloc(se->adopted, (size_t)(se->nadopted + 1) * sizeof *se->adopted);
-	se->adopted[se->nadopted++] = (Adopted){xstrdup(task), xstrdup(job_id), xstrdup(key_hex ? key_hex : ""),
-						xstrdup(log_path ? log_path : ""), attempt, 0, attempt_row};
+	exec_adopted_add(&se->adopted, &se->nadopted, task, attempt, job_id, key_hex, log_path, attempt_row);
 }
 
 static void ssh_summarize(Executor *ex)
@@ -828,13 +821,7 @@ static void ssh_destroy(Executor *ex)
 	for (int i = 0; i < se->nhosts; i++)
 		ssh_host_free(&se->hosts[i]);
 	free(se->hosts);
-	for (int i = 0; i < se->nadopted; i++) {
-		free(se->adopted[i].task);
-		free(se->adopted[i].job_id);
-		free(se->adopted[i].key);
-		free(se->adopted[i].log);
-	}
-	free(se->adopted);
+	exec_adopted_free(se->adopted, se->nadopted);
 	for (int i = 0; i < se->nactive; i++) {
 		free(se->active[i]->err_path);
 		free(se->active[i]->report);

@@ -142,48 +142,7 @@ pid_t ssh_spawn(SshHost *h, const char *remote, int out_fd, int err_fd)
 	return pid;
 }
 
-/* Reads fd to its end into out (when given). */
-static void drain(int fd, Buf *out)
-{
-	char chunk[4096];
-	ssize_t n;
-	while ((n = read(fd, chunk, sizeof chunk)) > 0 || (n < 0 && errno == EINTR))
-		if (n > 0 && out)
-			buf_put(out, chunk, (size_t)n);
-}
-
-int ssh_run_local(char *const argv[], Buf *out, Buf *err)
-{
-	int outp[2], errp[2];
-	if (pipe2(outp, O_CLOEXEC) != 0)
-		return -1;
-	if (pipe2(errp, O_CLOEXEC) != 0) {
-		close(outp[0]), close(outp[1]);
-		return -1;
-	}
-	pid_t pid = ssh_spawn_local(argv, outp[1], errp[1]);
-	close(outp[1]);
-	close(errp[1]);
-	if (pid < 0) {
-		close(outp[0]), close(errp[0]);
-		if (err)
-			buf_printf(err, "cannot run %s (is it installed?)", argv[0]);
-		return -1;
-	}
-	drain(outp[0], out); /* small outputs: stderr fits its pipe meanwhile */
-	drain(errp[0], err);
-	close(outp[0]);
-	close(errp[0]);
-	int status = 0;
-	for (;;) {
-		os_children_reap();
-		if (os_children_take(pid, &status))
-			break;
-		struct timespec pause = {0, 1000000};
-		nanosleep(&pause, NULL); /* its pipes closed: it is exiting */
-	}
-	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
+int ssh_run_local(char *const argv[], Buf *out, Buf *err) { return os_run(argv, 1, out, err); }
 
 int ssh_run(SshHost *h, const char *remote, Buf *out, Buf *err)
 {
