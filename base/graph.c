@@ -340,6 +340,7 @@ int graph_resolve(Graph *g, InputExists exists, void *exists_ctx, Buf *err)
 	int rc = -1;
 	if (graph_index(g, err) != 0)
 		return -1;
+	trace_mark("graph indexed");
 	for (int i = 0; i < g->ntasks; i++) {
 		Task *t = g->tasks[i];
 		for (int j = 0; j < t->ndep_names; j++) {
@@ -395,6 +396,7 @@ int graph_resolve(Graph *g, InputExists exists, void *exists_ctx, Buf *err)
 				strmap_put(&found, t->inputs[j], (void *)1);
 		}
 	}
+	trace_mark("edges and inputs found");
 	rc = find_cycle(g, err);
 out:
 	strmap_free(&found);

@@ -417,7 +417,8 @@ static void bind_tasks_now(Cache *c)
 
 /* A directory many inputs of a plan lie in: listed once (its files and directories, as a
  * set of names) instead of a stat per input. */
-typedef struct {
+typedef struct DirInfo {
+	const char *name;   /* the directory ("" for the workspace's top) */
 	int asked, listed;
 	const char **names; /* open addressing, NULL slots free */
 	size_t mask;
@@ -476,20 +477,30 @@ void cache_free_dirs(Cache *c)
 	strmap_free(&c->dirs);
 }
 
-/* Whether input path exists, for a plan of a task without memo entries. */
+/* Whether input path exists, for a plan of a task without memo entries. Inputs come from a
+ * few directories over and over: their records are kept at hand by a hash of the name. */
 static int plan_input_exists(Cache *c, const char *path)
 {
 	const char *slash = strrchr(path, '/');
-	char *dir = slash ? xasprintf("%.*s", (int)(slash - path), path) : xstrdup("");
-	DirInfo *info = strmap_get(&c->dirs, dir);
-	if (!info) {
-		info = arena_alloc(&c->arena, sizeof *info);
-		memset(info, 0, sizeof *info);
-		strmap_put(&c->dirs, arena_strdup(&c->arena, dir), info);
+	size_t dlen = slash ? (size_t)(slash - path) : 0;
+	uint64_t h = 1469598103934665603ULL; /* FNV-1a of the directory part */
+	for (size_t i = 0; i < dlen; i++)
+		h = (h ^ (unsigned char)path[i]) * 1099511628211ULL;
+	DirInfo **slot = &c->recent_dirs[h % RECENT_DIRS], *info = *slot;
+	if (!info || strlen(info->name) != dlen || strncmp(info->name, path, dlen)) {
+		char *dir = xasprintf("%.*s", (int)dlen, path);
+		info = strmap_get(&c->dirs, dir);
+		if (!info) {
+			info = arena_alloc(&c->arena, sizeof *info);
+			memset(info, 0, sizeof *info);
+			info->name = arena_strdup(&c->arena, dir);
+			strmap_put(&c->dirs, info->name, info);
+		}
+		free(dir);
+		*slot = info;
 	}
 	if (!info->listed && ++info->asked >= LIST_AFTER)
-		list_dir(c, info, dir);
-	free(dir);
+		list_dir(c, info, info->name);
 	if (info->names && dir_has(info, slash ? slash + 1 : path))
 		return 1;
 	struct stat st;

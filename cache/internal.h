@@ -52,6 +52,8 @@ struct Cache {
 	Arena arena;
 	StrMap memo;  /* path -> Memo* */
 	StrMap dirs;  /* directory -> DirInfo* (files.c), keys in the arena */
+#define RECENT_DIRS 64
+	struct DirInfo *recent_dirs[RECENT_DIRS]; /* directories asked about lately, by hash */
 	StrMap last;  /* task name -> LastSuccess* */
 	int bound;    /* bind_tasks() ran */
 	int lock_fd;

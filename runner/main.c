@@ -401,9 +401,11 @@ static int verb_run(Options *o, int argc, char **argv)
 	if (o->dry_run) {
 		int n = sched_plan(g, c, stdout, 0, o->jobs ? o->jobs : os_cpu_count() + gpu_count(gpus));
 		printf("kiln: %d task%s would run (dry run: nothing was started)\n", n, n == 1 ? "" : "s");
+		trace_mark("plan printed");
 		cache_close(c);
 		gpu_pool_free(gpus);
 		graph_free(g);
+		trace_mark("freed");
 		return 0;
 	}
 	int orphans = cache_reap_orphans(c, exec_workspace_marker());
