@@ -472,6 +472,13 @@ enum Verdict cache_check(Cache *c, Task *t, int dry, Buf *reason)
 
 void cache_assume_will_run(Cache *c, Task *t) { task_cache(c, t)->will_run = 1; }
 
+int cache_will_run(Cache *c, const Task *t)
+{
+	(void)c;
+	const TaskCache *tc = t->cache_data;
+	return tc && tc->will_run;
+}
+
 int cache_plan(Cache *c, Graph *g, void (*fn)(void *ctx, const Task *t, enum Verdict v, const char *reason),
 	       void *ctx)
 {

@@ -56,6 +56,8 @@ enum Verdict cache_check(Cache *c, Task *t, int dry, Buf *reason);
 void cache_prepare(Cache *c);
 /* Marks t as "would run" in a dry plan, so dependents know its outputs are unknown. */
 void cache_assume_will_run(Cache *c, Task *t);
+/* Whether the last cache_plan() (or cache_assume_will_run) says t runs. */
+int cache_will_run(Cache *c, const Task *t);
 /* A dry plan of g's needed tasks in dependency order: decides each (restoring nothing,
  * writing nothing) and calls fn, when given, with its verdict and reason. Returns how
  * many would run. Afterwards every needed task's key is known (cache_explain). */
@@ -122,8 +124,8 @@ int cache_content_hash(Cache *c, const char *path, char out[33]);
 int cache_placement_get(Cache *c, const char *host, const char *path, Buf *hash, Buf *listing);
 /* Records a copy (hash NULL: forgets it); joins the open write batch. 0, or -1. */
 int cache_placement_put(Cache *c, const char *host, const char *path, const char *hash, const char *listing);
-/* Per ssh host (from the attempts' "host:id" job ids): what the latest run did there and
- * what kiln has placed there. */
+/* Per ssh host (from the attempts' "host:id" job ids): what the latest run that ran anything
+ * on hosts did there, and what kiln has placed there. */
 typedef struct HistoryHost {
 	const char *host;
 	int done, failed, lost, stopped; /* stopped: interrupted, or never ended */

@@ -504,14 +504,26 @@ static int verb_run(Options *o, int argc, char **argv)
 	return rc;
 }
 
+/* kiln status, per ssh host: the last run there, and what would run that may only go there. */
+typedef struct {
+	Graph *g;
+	Cache *c;
+} HostView;
+
 static void print_host(void *ctx, const HistoryHost *h)
 {
-	(void)ctx;
+	HostView *v = ctx;
+	int pending = 0;
+	for (int i = 0; i < v->g->ntasks; i++) {
+		const Task *t = v->g->tasks[i];
+		for (int k = 0; k < t->nhosts && t->needed && cache_will_run(v->c, t); k++)
+			pending += !strcmp(t->hosts[k], h->host);
+	}
 	char gpu[32];
 	format_duration(h->gpu_sec, gpu, sizeof gpu);
-	printf("kiln: host %s (last run): %d done, %d failed, %d lost, %d stopped, GPU time %s; holds %d path%s kiln "
-	       "copied or left there\n", h->host, h->done, h->failed, h->lost, h->stopped, gpu, h->holds,
-	       h->holds == 1 ? "" : "s");
+	printf("kiln: host %s (last run there): %d done, %d failed, %d lost, %d stopped, GPU time %s; holds %d path%s kiln "
+	       "copied or left there; %d pending that name it (host/hosts)\n", h->host, h->done, h->failed, h->lost, h->stopped,
+	       gpu, h->holds, h->holds == 1 ? "" : "s", pending);
 }
 
 static int verb_status(Options *o, int argc, char **argv)
@@ -526,7 +538,8 @@ static int verb_status(Options *o, int argc, char **argv)
 	gpu_pool_free(pool);
 	buf_free(&ignored);
 	printf(n ? "kiln: %d task%s would run\n" : "kiln: everything is up to date\n", n, n == 1 ? "" : "s");
-	cache_each_host(c, print_host, NULL);
+	HostView view = {g, c};
+	cache_each_host(c, print_host, &view);
 	cache_close(c);
 	graph_free(g);
 	return 0;

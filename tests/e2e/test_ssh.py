@@ -207,6 +207,13 @@ task { name = "eval_b", host = "v801", inputs = {"ckpt/big.pt"}, outputs = {"b.t
         self.assertNotIn("copied", self.ws.read(".kiln/logs/eval_a@1.log"))
         r = self.kiln()
         self.assertIn("3 up to date", r.out)
+        # the per-host view of the last run, and what is pending for a host
+        self.ws.write("kiln.lua", self.ws.read("kiln.lua").replace("sha256sum ckpt/big.pt > b.txt", "sha256sum ckpt/big.pt > b.txt; true"))
+        st = self.ws.kiln("status", "--hosts", "hosts.lua")
+        self.assertEqual(st.rc, 0, st)
+        self.assertRegex(st.out, r"host v800 \(last run there\): 2 done, 0 failed.*holds \d+ path")
+        self.assertRegex(st.out, r"host v801 \(last run there\): 1 done.*1 pending that name it")
+        self.ws.write("kiln.lua", self.ws.read("kiln.lua").replace("b.txt; true", "b.txt"))
         # the copy on v800 is deleted: a task that needs it there says what to do
         os.remove(os.path.join(w["v800"], "ckpt/big.pt"))
         r = self.kiln("--force", "eval_a")
