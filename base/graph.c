@@ -23,7 +23,6 @@ void graph_free(Graph *g)
 	for (int i = 0; i < g->ntasks; i++) {
 		free(g->tasks[i]->deps);
 		free(g->tasks[i]->dependents);
-		free(g->tasks[i]->input_producers);
 	}
 	free(g->tasks);
 	free(g->params);
@@ -370,11 +369,15 @@ int graph_resolve(Graph *g, InputExists exists, void *exists_ctx, Buf *err)
 			}
 		}
 		t->nexplicit_deps = t->ndeps;
-		free(t->input_producers);
-		t->input_producers = xcalloc((size_t)t->ninputs + 1, sizeof *t->input_producers);
+		t->input_producers = NULL; /* made (in the arena) once an input has a producer */
 		for (int j = 0; j < t->ninputs; j++) {
 			Task *producer = graph_producer(g, t->inputs[j]);
-			t->input_producers[j] = producer;
+			if (producer && !t->input_producers) {
+				t->input_producers = arena_alloc(&g->arena, (size_t)(t->ninputs + 1) * sizeof *t->input_producers);
+				memset(t->input_producers, 0, (size_t)(t->ninputs + 1) * sizeof *t->input_producers);
+			}
+			if (t->input_producers)
+				t->input_producers[j] = producer;
 			if (producer == t) {
 				buf_printf(err, "%s:%d: task \"%s\" lists \"%s\" as both input and output", t->file,
 					   t->line, t->name, t->inputs[j]);

@@ -71,7 +71,8 @@ struct Task {
 	 * it hashes the input files themselves, the files the task actually reads. */
 	Task **deps;
 	int ndeps, nexplicit_deps;
-	Task **input_producers; /* per input: the task producing it, or NULL (a source file) */
+	Task **input_producers; /* per input: the task producing it, or NULL (a source file); the
+				   whole list is NULL when every input is a source file */
 	Task **dependents;
 	int ndependents;
 

@@ -82,7 +82,7 @@ def main():
         for name, ts in times.items():
             m = statistics.median(ts)
             print("%-24s %10.2f %9.2fx" % (name, m, m / base))
-        print("(kiln also copies each output back with rsync and records it; the loops leave them there)")
+        print("(kiln also brings each output back (a tar after the log, same connection) and records it; the loops leave them there)")
     finally:
         lab.close()
 

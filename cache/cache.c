@@ -182,10 +182,17 @@ TaskCache *task_cache(Cache *c, Task *t)
 	if (!t->cache_data) {
 		TaskCache *tc = arena_alloc(&c->arena, sizeof *tc);
 		memset(tc, 0, sizeof *tc);
-		tc->out_hashes = arena_alloc(&c->arena, (size_t)(t->noutputs + 1) * sizeof(Hash));
-		t->cache_data = tc;
+		t->cache_data = tc; /* out_hashes come once its outputs are known (out_hashes_of) */
 	}
 	return t->cache_data;
+}
+
+/* tc's output hashes, made on first use: a plan of a task that will run needs none. */
+static Hash *out_hashes_of(Cache *c, const Task *t, TaskCache *tc)
+{
+	if (!tc->out_hashes)
+		tc->out_hashes = arena_alloc(&c->arena, (size_t)(t->noutputs + 1) * sizeof(Hash));
+	return tc->out_hashes;
 }
 
 static int compare_input(const void *a, const void *b, void *task)
@@ -457,7 +464,7 @@ enum Verdict cache_check(Cache *c, Task *t, int dry, Buf *reason)
 		}
 	}
 	if (verdict != VERDICT_RUN) {
-		memcpy(tc->out_hashes, want, (size_t)t->noutputs * sizeof *want);
+		memcpy(out_hashes_of(c, t, tc), want, (size_t)t->noutputs * sizeof *want);
 		tc->outputs_known = 1;
 		if (!dry) {
 			free(tc->components);
@@ -531,6 +538,7 @@ int cache_record_success(Cache *c, Task *t, Buf *err)
 {
 	cache_ready(c);
 	TaskCache *tc = task_cache(c, t);
+	out_hashes_of(c, t, tc);
 	Buf outputs = {0};
 	char hex[33];
 	for (int i = 0; i < t->noutputs; i++) {

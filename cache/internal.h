@@ -34,13 +34,14 @@ typedef struct {
 
 typedef struct {
 	Hash key;
-	int key_known;    /* key is this command's (a task never recorded is checked without it) */
 	char *components; /* malloc'd while the task may still need recording */
-	Hash *out_hashes; /* one per declared output, once the task is done */
-	int outputs_known, will_run;
-	int rewrote;                /* its outputs were written (run or restored) in this command */
+	Hash *out_hashes; /* one per declared output, once the task is done (NULL before) */
 	Memo **in_memo, **out_memo; /* per input / output, found by bind_tasks() */
 	LastSuccess *last;          /* NULL: no success recorded */
+	/* bytes: a million of these make a plan */
+	unsigned char key_known;    /* key is this command's (a task never recorded is checked without it) */
+	unsigned char outputs_known, will_run;
+	unsigned char rewrote;      /* its outputs were written (run or restored) in this command */
 } TaskCache;
 
 struct Cache {
