@@ -136,7 +136,7 @@ task { name = "b", host = "v802", inputs = {"ckpt.pt"}, outputs = {"b.txt"}, run
     def test_a_host_that_goes_away_loses_its_tasks_to_the_others(self):
         self.ws.write("kiln.lua", """
 for i = 1, 12 do
-  task { name = "w" .. i, outputs = {"w/" .. i .. ".txt"}, run = "%ssleep 1.5; echo $KILN_TEST_HOST > {out}" }
+  task { name = "w" .. i, outputs = {"w/" .. i .. ".txt"}, run = "%ssleep 1.2; echo $KILN_TEST_HOST > {out}" }
 end
 """ % self.START)
         p = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua", "-j", "12")
@@ -160,7 +160,7 @@ end
         self.ws.write("kiln.lua", """
 for i = 1, 3 do
   task { name = "slow" .. i, outputs = {"s/" .. i .. ".txt"},
-         run = "%secho first; sleep 3 # kiln-ssh-test-slow\\necho second; echo ok > {out}" }
+         run = "%secho first; sleep 2 # kiln-ssh-test-slow\\necho second; echo ok > {out}" }
 end
 """ % self.START)
         p = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua")
@@ -222,7 +222,7 @@ task { name = "eval_b", host = "v801", inputs = {"ckpt/big.pt"}, outputs = {"b.t
 
     def test_zeroshot_recipe_over_the_hosts_gives_the_local_results(self):
         recipe = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../recipes/zeroshot.lua")
-        args = ["datasets=cifar-10,dtd,mnist", "models=team,large", "samples=200", "dim=64"]
+        args = ["datasets=cifar-10,dtd", "models=team,large", "samples=200", "dim=64"]
         local = self.ws.kiln("-C", "local", "run", recipe, *args)
         self.assertEqual(local.rc, 0, local)
         os.makedirs(self.ws.path("lab"))
@@ -233,7 +233,7 @@ task { name = "eval_b", host = "v801", inputs = {"ckpt/big.pt"}, outputs = {"b.t
         self.assertEqual(self.ws.read("lab/results/top1_table.md"), self.ws.read("local/results/top1_table.md"))
         self.assertRegex(r.out, r"host v802: \d+ done")
         sys.stderr.write("\n" + "\n".join(l for l in r.out.splitlines() if l.startswith("kiln:")) + "\n")
-        self.assertEqual(len(re.findall(r"^ok .*eval/", r.out, re.M)), 6)
+        self.assertEqual(len(re.findall(r"^ok .*eval/", r.out, re.M)), 4)
         logs = self.ws.path("lab/.kiln/logs/eval")
         where = set()
         for dataset in os.listdir(logs):
@@ -246,7 +246,7 @@ task { name = "eval_b", host = "v801", inputs = {"ckpt/big.pt"}, outputs = {"b.t
         self.ws.write("kiln.lua", """
 for i = 1, 4 do
   task { name = "d" .. i, ports = 1, gpus = 1, outputs = {"d/" .. i .. ".txt"},
-         run = "%ssleep 2; echo port={port} gpus={gpus} dev=$CUDA_VISIBLE_DEVICES > {out}" }
+         run = "%ssleep 1.5; echo port={port} gpus={gpus} dev=$CUDA_VISIBLE_DEVICES > {out}" }
 end
 """ % self.START)
         p = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua")
