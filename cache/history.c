@@ -146,6 +146,19 @@ void history_each_attempt(State *s, int64_t run_id, void (*fn)(void *ctx, const 
 	sqlite3_reset(st);
 }
 
+static const char *const last_host_run_sql =
+	"SELECT max(run_id) FROM attempts WHERE instr(coalesce(job_id, ''), ':') > 0";
+
+int64_t history_last_host_run(State *s)
+{
+	sqlite3_stmt *st = state_statement(s, &last_host_run_sql);
+	if (!st)
+		return 0;
+	int64_t run_id = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+	sqlite3_reset(st);
+	return run_id;
+}
+
 void history_each_host(State *s, int64_t run_id, void (*fn)(void *ctx, const HistoryHost *h), void *ctx)
 {
 	sqlite3_stmt *st = state_statement(s, &hosts_sql);

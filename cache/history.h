@@ -46,5 +46,7 @@ void history_each_latest(State *s, void (*fn)(void *ctx, int64_t run_id, const H
 /* Per ssh host (from the attempts' "host:id" job ids), what run_id did there and what kiln
  * has placed there (cache/placements.c); HistoryHost is cache.h's. */
 void history_each_host(State *s, int64_t run_id, void (*fn)(void *ctx, const HistoryHost *h), void *ctx);
+/* The latest run that ran anything on a host (0: none). */
+int64_t history_last_host_run(State *s);
 
 #endif

@@ -75,17 +75,10 @@ void cache_each_placement(Cache *c, const char *host, void (*fn)(void *ctx, cons
 	sqlite3_reset(st);
 }
 
-static const char *const last_host_run_sql =
-	"SELECT max(run_id) FROM attempts WHERE instr(coalesce(job_id, ''), ':') > 0";
-
 void cache_each_host(Cache *c, void (*fn)(void *ctx, const HistoryHost *h), void *ctx)
 {
 	cache_ready(c);
-	sqlite3_stmt *st = state_statement(cache_state(c), &last_host_run_sql);
-	if (!st)
-		return;
-	int64_t run_id = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
-	sqlite3_reset(st);
+	int64_t run_id = history_last_host_run(cache_state(c));
 	if (run_id > 0) /* the latest run that ran something on a host (a no-op run ran nothing) */
 		history_each_host(cache_state(c), run_id, fn, ctx);
 }

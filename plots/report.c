@@ -78,12 +78,22 @@ static void outcome_table(FILE *f, State *state, int64_t run_id)
 	fprintf(f, "</table>\n");
 }
 
+typedef struct {
+	FILE *f;
+	int rows;
+	int64_t run_id, last_run;
+} HostsOut;
+
 static void host_row(void *ctx, const HistoryHost *h)
 {
-	Out *o = ctx;
-	if (!o->rows++)
-		fprintf(o->f, "<h3 id=\"hosts\">Hosts</h3>\n<table><tr><th>host</th><th>done</th><th>failed</th>"
-			      "<th>lost (ran elsewhere)</th><th>stopped</th><th>GPU time</th><th>paths held</th></tr>\n");
+	HostsOut *o = ctx;
+	if (!o->rows++) {
+		fprintf(o->f, "<h3 id=\"hosts\">Hosts</h3>\n");
+		if (o->run_id != o->last_run)
+			fprintf(o->f, "<p>From run %lld, the latest that ran anything on the hosts.</p>\n", (long long)o->run_id);
+		fprintf(o->f, "<table><tr><th>host</th><th>done</th><th>failed</th><th>lost (ran elsewhere)</th>"
+			      "<th>stopped</th><th>GPU time</th><th>paths held</th></tr>\n");
+	}
 	char gpu[32];
 	format_duration(h->gpu_sec, gpu, sizeof gpu);
 	fprintf(o->f, "<tr><td>");
@@ -93,11 +103,12 @@ static void host_row(void *ctx, const HistoryHost *h)
 		h->done, h->failed, h->lost, h->stopped, gpu, h->holds);
 }
 
-/* Per ssh host: what the run did there (none without hosts). */
-static void hosts_table(FILE *f, State *state, int64_t run_id)
+/* Per ssh host: what the latest run that used the hosts did there (none without hosts). */
+static void hosts_table(FILE *f, State *state, int64_t last_run)
 {
-	Out o = {f, 0};
-	history_each_host(state, run_id, host_row, &o);
+	HostsOut o = {f, 0, history_last_host_run(state), last_run};
+	if (o.run_id > 0)
+		history_each_host(state, o.run_id, host_row, &o);
 	if (o.rows)
 		fprintf(f, "</table>\n");
 }
