@@ -128,7 +128,7 @@ def main():
     kiln = os.path.abspath(a.kiln)
     tools = [t for t in a.tools.split(",") if t == "kiln" or shutil.which(t)]
     print("machine: %d CPUs; tools: %s" % (os.cpu_count(), ", ".join(tools)))
-    sizes = [int(s) for s in a.sizes.split(",")]
+    sizes = [int(s) for s in a.sizes.split(",") if s.strip() and int(s) > 0]  # --sizes 0: the plan only
     roots = {}
     for n in sizes:
         for tool in tools:

@@ -32,7 +32,9 @@
 /* Every allowed host down this long: the task fails rather than waits. */
 #define HOST_GIVE_UP_SEC 60
 
-enum Phase { PH_RUN, PH_FETCH }; /* the ssh command runs; the outputs' tar is unpacked here */
+/* the ssh command runs (zero: a re-attached job starts there); the inputs are copied there
+ * first; the outputs' tar is unpacked here */
+enum Phase { PH_RUN, PH_PLACE, PH_FETCH };
 
 typedef struct {
 	Job *job;
@@ -48,6 +50,7 @@ typedef struct {
 	long long log_prefix;/* bytes of the local log before the remote log's first */
 	long long unpack_at; /* where the log ends in the local log, and the outputs' tar begins */
 	char *report;        /* the follow command's stderr: its last words */
+	Placement placement; /* what this attempt copied there (recorded once listed there) */
 	int refollows;       /* follows started again after a dropped connection */
 } Remote;
 
@@ -121,6 +124,8 @@ static int fits(SshHost *h, const Task *t, int *ids)
 {
 	if (h->free_jobs < 1 || task_cpus(t, h) > h->free_cpus || (h->mem_mib && t->mem_mib > h->free_mem))
 		return 0;
+	if (place_in_flight(h, t))
+		return 0; /* an input of its is being copied there: after that, not beside it */
 	if (t->gpus == 0)
 		return 1;
 	if (!h->gpus || gpu_count(h->gpus) < t->gpus)
@@ -234,6 +239,9 @@ static void release_remote(SshExec *se, Remote *rm)
 		}
 	free(rm->err_path);
 	free(rm->report);
+	if (rm->phase == PH_PLACE)
+		place_flight(h, &rm->placement, -1);
+	place_free(&rm->placement);
 	free(rm);
 }
 
@@ -444,6 +452,56 @@ static void remote_env(Job *job, const char *id)
 		}
 }
 
+static void finished(SshExec *se, Remote *rm, enum JobEnd end, int code, const char *reason);
+
+/* The inputs are there: starts the job (the start command, which lists the copies first). */
+static int start_remote(SshExec *se, Remote *rm)
+{
+	Job *job = rm->job;
+	rm->phase = PH_RUN;
+	Buf start = {0};
+	place_listing_script(&start, &rm->placement);
+	char *script = start_script(job, rm->id);
+	buf_puts(&start, script);
+	free(script);
+	int rc = spawn_follow(rm, buf_str(&start));
+	buf_free(&start);
+	if (rc != 0) {
+		log_line(job, "kiln: cannot run ssh for host %s\n", rm->host->spec->name);
+		release_remote(se, rm);
+		end_job(se, job, JOB_START_FAILED, 127, "cannot run ssh (Debian: openssh-client)");
+		return -1;
+	}
+	return 0;
+}
+
+/* The copy step ended: the job starts, or the attempt ends (lost with an unreachable host). */
+static void place_ended(SshExec *se, Remote *rm, int status)
+{
+	place_flight(rm->host, &rm->placement, -1);
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+		int fd = open(rm->job->log_path, O_WRONLY | O_APPEND | O_CLOEXEC);
+		place_copied(rm->host, &rm->placement, fd);
+		if (fd >= 0)
+			close(fd);
+		start_remote(se, rm);
+		return;
+	}
+	size_t len;
+	char *text = read_file(rm->err_path, &len);
+	int unreachable = !text || place_failed_unreachable(text);
+	char reason[96];
+	snprintf(reason, sizeof reason, "%.20s: cannot copy the inputs: %.48s", rm->host->spec->name,
+		 text && *text ? text : "the copy was stopped");
+	reason[strcspn(reason, "\n")] = 0;
+	log_line(rm->job, "kiln: %s\n", text && *text ? text : reason);
+	free(text);
+	if (unreachable)
+		ssh_host_failed(rm->host, reason);
+	rm->phase = PH_RUN; /* its copies are no longer in flight */
+	finished(se, rm, rm->job->interrupted ? JOB_SIGNALED : unreachable ? JOB_LOST : JOB_START_FAILED, 127, reason);
+}
+
 static int ssh_start(Executor *ex, Job *job)
 {
 	SshExec *se = ex->impl;
@@ -509,7 +567,7 @@ static int ssh_start(Executor *ex, Job *job)
 		dprintf(fd, "# kiln: on host %s (%s:%s)\n", h->spec->name, h->spec->address, h->home_workdir);
 	}
 	Buf err = {0};
-	int placed = place_inputs(se->cfg.cache, h, t, find_host, se, fd, &err);
+	int placed = place_prepare(se->cfg.cache, h, t, find_host, se, &rm->placement, &err);
 	if (fd >= 0)
 		close(fd);
 	if (placed != 0) {
@@ -523,16 +581,24 @@ static int ssh_start(Executor *ex, Job *job)
 		return -1;
 	}
 	buf_free(&err);
-	char *start = start_script(job, rm->id);
-	int rc = spawn_follow(rm, start);
-	free(start);
-	if (rc != 0) {
-		log_line(job, "kiln: cannot run ssh for host %s\n", h->spec->name);
+	if (rm->placement.script.len) { /* the copies first, as a step of their own (reap goes on) */
+		rm->phase = PH_PLACE;
+		place_flight(h, &rm->placement, 1);
+		int out = open(job->log_path, O_WRONLY | O_APPEND | O_CLOEXEC);
+		int errf = open(rm->err_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+		char *argv[] = {"/bin/bash", "-c", rm->placement.script.data, NULL};
+		rm->pid = errf >= 0 ? ssh_spawn_local(argv, out, errf) : -1;
+		if (out >= 0)
+			close(out);
+		if (errf >= 0)
+			close(errf);
+		if (rm->pid > 0)
+			return 0;
 		release_remote(se, rm);
-		end_job(se, job, JOB_START_FAILED, 127, "cannot run ssh (Debian: openssh-client)");
+		end_job(se, job, JOB_START_FAILED, 127, "cannot run bash to copy the inputs");
 		return -1;
 	}
-	return 0;
+	return start_remote(se, rm);
 }
 
 /* How the follow command ended, from its stderr (text: all of it, malloc'd, or NULL):
@@ -621,6 +687,8 @@ static void follow_ended(SshExec *se, Remote *rm, int status)
 	free(rm->report);
 	int kind = follow_outcome(rm, &rm->report, &code, &logbytes, why, sizeof why);
 	SshHost *h = rm->host;
+	if (kind == 1 || kind == 2) /* the copies' listings came first: they are there, whatever the job did */
+		place_record(se->cfg.cache, h, &rm->placement, rm->report);
 	if (kind == 1) {
 		ssh_host_ok(h);
 		rm->unpack_at = rm->log_prefix + logbytes; /* where the log ends and the tar begins */
@@ -700,7 +768,9 @@ static int ssh_reap(Executor *ex, Job **out, int max)
 			continue;
 		rm->pid = 0;
 		int before = se->nactive;
-		if (rm->phase == PH_RUN)
+		if (rm->phase == PH_PLACE)
+			place_ended(se, rm, status);
+		else if (rm->phase == PH_RUN)
 			follow_ended(se, rm, status);
 		else
 			unpack_ended(se, rm, status);
@@ -727,9 +797,9 @@ static void ssh_signal(Executor *ex, Job *job, int sig)
 	Remote *rm = remote_of(se, job);
 	if (!rm)
 		return;
-	if (rm->phase == PH_FETCH) {
+	if (rm->phase != PH_RUN) { /* a local step: the copy or the unpacking */
 		if (rm->pid > 0)
-			kill(rm->pid, sig);
+			kill(-rm->pid, sig);
 		return;
 	}
 	rm->signalled = sig;
@@ -825,6 +895,7 @@ static void ssh_destroy(Executor *ex)
 	for (int i = 0; i < se->nactive; i++) {
 		free(se->active[i]->err_path);
 		free(se->active[i]->report);
+		place_free(&se->active[i]->placement);
 		free(se->active[i]);
 	}
 	free(se->active);

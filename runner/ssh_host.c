@@ -250,4 +250,6 @@ void ssh_host_free(SshHost *h)
 	free(h->home_workdir);
 	free(h->listing);
 	buf_free(&h->ended_jobs);
+	strmap_free_owned(&h->copied);
+	strmap_free_owned(&h->in_flight);
 }

@@ -37,6 +37,8 @@ typedef struct SshHost {
 	int tools_placed;     /* kiln's tools copied this run */
 	char *listing;        /* the listing of recorded placements, read once per run (or NULL) */
 	Buf ended_jobs;       /* " .kiln/jobs/ID" of jobs recorded here this run: removed there at the end */
+	StrMap copied;        /* path -> content hash (owned) copied there this run */
+	StrMap in_flight;     /* path -> int: copies of it under way there (both owned) */
 } SshHost;
 
 /* The argv to run `sh -c remote` there (remote NULL: ssh's own flags only, for rsync -e),

@@ -4,6 +4,7 @@
 #define _GNU_SOURCE
 #include "ssh_place.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,9 +75,13 @@ static int read_listing(Cache *c, SshHost *h, Buf *err)
 	return 0;
 }
 
-/* Whether h holds input path as it is here (hash: its content hash here). */
+/* Whether h holds input path as it is here (hash: its content hash here): copied there this
+ * run, or recorded with the listing it still has. */
 static int holds(Cache *c, SshHost *h, const char *path, const char *hash)
 {
+	const char *copied = strmap_get(&h->copied, path);
+	if (copied && !strcmp(copied, hash))
+		return 1;
 	Buf rec_hash = {0}, rec_listing = {0}, now = {0};
 	int yes = cache_placement_get(c, h->spec->name, path, &rec_hash, &rec_listing) &&
 		  !strcmp(buf_str(&rec_hash), hash) && h->listing && listing_of(h->listing, path, &now) &&
@@ -187,11 +192,11 @@ static int pointer_host(const char *path, char *host, size_t n)
 	return 1;
 }
 
-/* Copies path from src's workdir to h's, streaming tar through this machine. 0, or the
- * pipeline's status (255: a host could not be reached). */
-static int relay(SshHost *src, SshHost *h, const char *path, Buf *err)
+/* The shell command that copies path from src's workdir to h's, streaming tar through this
+ * machine (two connections, nothing stored here). */
+static void relay_command(Buf *cmd, SshHost *src, SshHost *h, const char *path)
 {
-	Buf pack = {0}, unpack = {0}, cmd = {0};
+	Buf pack = {0}, unpack = {0};
 	buf_puts(&pack, "cd ");
 	buf_shell_quote(&pack, src->home_workdir);
 	buf_puts(&pack, " && tar cf - ");
@@ -203,25 +208,20 @@ static int relay(SshHost *src, SshHost *h, const char *path, Buf *err)
 	buf_puts(&unpack, " && tar xf -");
 	const SshHost *ends[2] = {src, h};
 	Buf *scripts[2] = {&pack, &unpack};
-	buf_puts(&cmd, "set -o pipefail 2>/dev/null; ");
 	for (int i = 0; i < 2; i++) {
 		char *ssh = ssh_command_text(ends[i]);
 		Buf remote = {0};
 		buf_puts(&remote, "exec /bin/sh -c ");
 		buf_shell_quote(&remote, buf_str(scripts[i]));
-		buf_printf(&cmd, "%s%s -- ", i ? " | " : "", ssh);
-		buf_shell_quote(&cmd, ends[i]->spec->address);
-		buf_putc(&cmd, ' ');
-		buf_shell_quote(&cmd, buf_str(&remote));
+		buf_printf(cmd, "%s%s -- ", i ? " | " : "", ssh);
+		buf_shell_quote(cmd, ends[i]->spec->address);
+		buf_putc(cmd, ' ');
+		buf_shell_quote(cmd, buf_str(&remote));
 		buf_free(&remote);
 		free(ssh);
 	}
-	char *argv[] = {"/bin/bash", "-c", cmd.data, NULL};
-	int rc = ssh_run_local(argv, NULL, err);
 	buf_free(&pack);
 	buf_free(&unpack);
-	buf_free(&cmd);
-	return rc;
 }
 
 void place_stay_script(Buf *b, const Task *t)
@@ -291,9 +291,16 @@ int place_record_stays(Cache *c, SshHost *h, const Task *t, const char *report, 
 	return 0;
 }
 
-int place_inputs(Cache *c, SshHost *h, const Task *t, HostLookup find, void *ctx, int log_fd, Buf *err)
+/* The script's line that runs cmd and, when it fails, says so with its status. */
+static void guarded(Buf *b, const char *what)
 {
-	if (uses_tools(t) && !h->tools_placed) {
+	buf_printf(b, " || { rc=$?; echo \"KILN-PLACE-FAILED $rc %s\" >&2; exit 1; }\n", what);
+}
+
+int place_prepare(Cache *c, SshHost *h, const Task *t, HostLookup find, void *ctx, Placement *pl, Buf *err)
+{
+	memset(pl, 0, sizeof *pl);
+	if (uses_tools(t) && !h->tools_placed) { /* once per host and run, before anything else */
 		int rc = place_tools(h, err);
 		if (rc)
 			return rsync_unreachable(rc) ? (ssh_host_failed(h, buf_str(err)), 1) : -1;
@@ -305,84 +312,143 @@ int place_inputs(Cache *c, SshHost *h, const Task *t, HostLookup find, void *ctx
 		return 0;
 	if (read_listing(c, h, err))
 		return 1;
-	char **need = xmalloc((size_t)ninputs * sizeof *need); /* copied from here: [0, n) */
-	char **relayed = xmalloc((size_t)ninputs * sizeof *relayed); /* from other hosts: [0, nr) */
-	char (*hashes)[33] = xmalloc((size_t)ninputs * sizeof *hashes), (*relay_hashes)[33] = xmalloc((size_t)ninputs * 33);
-	int n = 0, nr = 0, rc = 0, blame_h = 1; /* whose connection a 1 is about */
+	pl->paths = xmalloc((size_t)ninputs * sizeof *pl->paths);
+	pl->hashes = xmalloc((size_t)ninputs * sizeof *pl->hashes);
+	pl->origins = xcalloc((size_t)ninputs, sizeof *pl->origins);
+	char **from_here = xmalloc((size_t)ninputs * sizeof *from_here);
+	int nhere = 0, rc = 0;
+	Buf relays = {0};
 	for (int i = 0; i < t->ninputs && rc == 0; i++) {
 		const char *p = t->inputs[i];
 		char hash[33], origin[64];
 		if (!placeable(p) || cache_content_hash(c, p, hash) != 0 || holds(c, h, p, hash))
 			continue;
-		if (!pointer_host(p, origin, sizeof origin)) {
-			memcpy(hashes[n], hash, 33);
-			need[n++] = (char *)p;
-			continue;
-		}
-		SshHost *src = find(ctx, origin);
-		if (src == h || !src) {
-			buf_printf(err, "%s stays on host %s, which %s: run the task that makes it again (kiln run --force TASK)", p,
-				   origin, src ? "no longer holds it as it was made" : "hosts{} does not name");
-			rc = -1;
-		} else if (ssh_host_connect(src, 0.5, 0.7, err) != 0) {
-			rc = 1; /* src's failure is counted by the connect */
-			blame_h = 0;
-		} else {
-			int r = relay(src, h, p, err);
-			if (r != 0) {
-				rc = r == 255 ? 1 : -1;
-				if (!err->len)
-					buf_printf(err, "cannot copy %s from %s (exit %d)", p, origin, r);
-			} else {
-				memcpy(relay_hashes[nr], hash, 33);
-				relayed[nr++] = (char *)p;
-				if (log_fd >= 0)
-					dprintf(log_fd, "# kiln: copied %s from %s to %s\n", p, origin, h->spec->name);
+		if (pointer_host(p, origin, sizeof origin)) { /* it stays on another host: from there */
+			SshHost *src = find(ctx, origin);
+			if (src == h || !src) {
+				buf_printf(err, "%s stays on host %s, which %s: run the task that makes it again (kiln run --force "
+						"TASK)", p, origin, src ? "no longer holds it as it was made" : "hosts{} does not name");
+				rc = -1;
+				break;
 			}
+			if (ssh_host_connect(src, 0.5, 0.7, err) != 0) {
+				rc = 2; /* src's failure is counted by the connect */
+				break;
+			}
+			relay_command(&relays, src, h, p);
+			char what[160];
+			snprintf(what, sizeof what, "copying from %.60s", origin);
+			guarded(&relays, what);
+			snprintf(pl->origins[pl->n], sizeof pl->origins[pl->n], "%s", origin);
+		} else {
+			from_here[nhere++] = (char *)p;
 		}
+		memcpy(pl->hashes[pl->n], hash, 33);
+		pl->paths[pl->n++] = (char *)p;
 	}
-	if (rc == 0 && n) {
-		char *dest = xasprintf("%s:%s/", h->spec->address, h->home_workdir);
-		rc = rsync(h, need, n, dest, 1, err);
-		free(dest);
-		if (rc != 0)
-			rc = rsync_unreachable(rc) ? 1 : -1;
-		for (int i = 0; rc == 0 && log_fd >= 0 && i < n; i++)
-			dprintf(log_fd, "# kiln: copied %s to %s\n", need[i], h->spec->name);
-	}
-	if (rc == 0 && n + nr) { /* the listing of what is there now, recorded with the hash it has here */
-		Buf script = {0}, out = {0}, errout = {0};
-		buf_puts(&script, "cd ");
-		buf_shell_quote(&script, h->home_workdir);
-		buf_puts(&script, " || exit 1\n");
-		for (int i = 0; i < n + nr; i++)
-			listing_command(&script, i < n ? need[i] : relayed[i - n]);
-		if (ssh_run(h, buf_str(&script), &out, &errout) != 0) {
-			buf_puts(err, buf_str(&errout));
-			rc = 1;
+	if (rc == 0 && pl->n) {
+		/* bash for pipefail: a relay fails when either end does */
+		buf_puts(&pl->script, "set -o pipefail\n");
+		if (nhere) { /* -R keeps each path's place in the workspace; --delete mends an edited directory */
+			char *ssh = ssh_command_text(h);
+			buf_puts(&pl->script, "rsync -a -R --delete -e ");
+			buf_shell_quote(&pl->script, ssh);
+			buf_puts(&pl->script, " --");
+			for (int i = 0; i < nhere; i++) {
+				buf_putc(&pl->script, ' ');
+				buf_shell_quote(&pl->script, from_here[i]);
+			}
+			buf_putc(&pl->script, ' ');
+			char *dest = xasprintf("%s:%s/", h->spec->address, h->home_workdir);
+			buf_shell_quote(&pl->script, dest);
+			free(dest);
+			free(ssh);
+			guarded(&pl->script, "copying from here");
 		}
-		for (int i = 0; rc == 0 && i < n + nr; i++) {
-			const char *p = i < n ? need[i] : relayed[i - n];
-			Buf now = {0};
-			listing_of(buf_str(&out), p, &now);
-			cache_placement_put(c, h->spec->name, p, i < n ? hashes[i] : relay_hashes[i - n], buf_str(&now));
-			/* this run's view of the host gains the copy (first: it is found before an older line) */
-			char *more = xasprintf("%s\t%s\n%s", p, buf_str(&now), h->listing);
-			free(h->listing);
+		buf_puts(&pl->script, buf_str(&relays));
+	}
+	buf_free(&relays);
+	free(from_here);
+	if (rc != 0) {
+		place_free(pl);
+		return rc == 2 ? 1 : rc;
+	}
+	return 0;
+}
+
+int place_failed_unreachable(const char *report)
+{
+	const char *w = report ? strstr(report, "KILN-PLACE-FAILED ") : NULL;
+	return w && rsync_unreachable(atoi(w + 18));
+}
+
+void place_listing_script(Buf *b, const Placement *pl)
+{
+	for (int i = 0; i < pl->n; i++) {
+		buf_puts(b, "{ printf 'KILN-LIST '; ");
+		listing_command(b, pl->paths[i]);
+		buf_puts(b, "} >&2\n");
+	}
+}
+
+void place_copied(SshHost *h, const Placement *pl, int log_fd)
+{
+	for (int i = 0; i < pl->n; i++) {
+		char *old = strmap_get(&h->copied, pl->paths[i]);
+		if (old)
+			memcpy(old, pl->hashes[i], 33);
+		else
+			strmap_put(&h->copied, xstrdup(pl->paths[i]), xstrdup(pl->hashes[i]));
+		if (log_fd >= 0 && pl->origins[i][0])
+			dprintf(log_fd, "# kiln: copied %s from %s to %s\n", pl->paths[i], pl->origins[i], h->spec->name);
+		else if (log_fd >= 0)
+			dprintf(log_fd, "# kiln: copied %s to %s\n", pl->paths[i], h->spec->name);
+	}
+}
+
+void place_record(Cache *c, SshHost *h, const Placement *pl, const char *report)
+{
+	for (int i = 0; i < pl->n; i++) {
+		Buf listing = {0};
+		if (reported(report, "LIST", pl->paths[i], &listing)) {
+			cache_placement_put(c, h->spec->name, pl->paths[i], pl->hashes[i], buf_str(&listing));
+			char *more = xasprintf("%s\t%s\n%s", pl->paths[i], buf_str(&listing), h->listing ? h->listing : "");
+			free(h->listing); /* this run's view (first: it is found before an older line) */
 			h->listing = more;
-			buf_free(&now);
 		}
-		buf_free(&script);
-		buf_free(&out);
-		buf_free(&errout);
+		buf_free(&listing);
 	}
-	free(need);
-	free(relayed);
-	free(hashes);
-	free(relay_hashes);
-	if (rc == 1 && blame_h)
-		ssh_host_failed(h, buf_str(err));
-	return rc;
+}
+
+int place_in_flight(const SshHost *h, const Task *t)
+{
+	for (int i = 0; i < t->ninputs; i++) {
+		const int *copies = strmap_get(&h->in_flight, t->inputs[i]);
+		if (copies && *copies > 0)
+			return 1;
+	}
+	return 0;
+}
+
+void place_flight(SshHost *h, const Placement *pl, int delta)
+{
+	for (int i = 0; i < pl->n; i++) {
+		int *copies = strmap_get(&h->in_flight, pl->paths[i]);
+		if (!copies) { /* key and count owned by the map */
+			copies = xcalloc(1, sizeof *copies);
+			strmap_put(&h->in_flight, xstrdup(pl->paths[i]), copies);
+		}
+		*copies += delta;
+	}
+}
+
+void place_free(Placement *pl)
+{
+	buf_free(&pl->script);
+	free(pl->paths);
+	free(pl->hashes);
+	free(pl->origins);
+	memset(pl, 0, sizeof *pl);
 }
 
 static void count_one(void *ctx, const char *path, const char *hash)
