@@ -242,6 +242,22 @@ task { name = "eval_b", host = "v801", inputs = {"ckpt/big.pt"}, outputs = {"b.t
                     where |= set(re.findall(r"# kiln: on host (\S+)", f.read()))
         self.assertGreaterEqual(len(where), 2, "the evals spread over the hosts: %s" % where)
 
+    def test_detach_leaves_remote_jobs_running_for_the_next_run(self):
+        self.ws.write("kiln.lua", 'task { name = "long", outputs = {"l.txt"}, '
+                      'run = "%ssleep 2 # kiln-ssh-test-detach\\necho done > l.txt" }\n' % self.START)
+        p = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua", "--detach")
+        self.assertTrue(wait_for(lambda: len(self.starts()) == 1, timeout=30))
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=60)
+        self.assertEqual(p.returncode, 130, out + err)
+        self.assertIn("left running as ssh job", out)
+        self.assertTrue(processes_matching("kiln-ssh-test-detach"), "the job runs on there")
+        r = self.kiln()
+        self.assertEqual(r.rc, 0, r)
+        self.assertIn("attached to ssh job", r.out)
+        self.assertEqual(self.ws.read("l.txt"), "done\n")
+        self.assertEqual([t for _, t in self.starts()], ["long"], "it ran once")
+
     def test_a_dropped_connection_to_a_host_that_still_answers_loses_nothing(self):
         self.ws.write("kiln.lua", """
 for i = 1, 4 do
