@@ -1,17 +1,17 @@
 /* exec_ssh.c — the ssh executor: tasks run on a few servers of hosts{} that have OpenSSH,
  * rsync, a POSIX shell and (for GPUs) nvidia-smi, and nothing of kiln's.
  *
- * An attempt on a host: its inputs are placed there (ssh_place.c); one ssh command clears
- * its outputs there, writes its job script (the local executor's command, environment and
- * working directory, in the workspace's copy there) and starts it detached — setsid, its own
- * process group, its log and exit-status file in .kiln/jobs/ID there, its output streamed
- * back (tee) into the local log — waits for it, and says "KILN-EXIT n" or "KILN-GONE" (ended
- * without a status: killed) on stderr. A re-attach follows the log there (tail --pid). A finished attempt's outputs come
- * back with rsync and are hashed and recorded like any task's. The attempt row holds
+ * An attempt on a host: the host is chosen and its inputs copied there first, as a step of
+ * their own (ssh_place.c); then one ssh command clears its outputs there, writes its job
+ * script (the local executor's command, environment and working directory, in the
+ * workspace's copy there), starts it detached — setsid, its own process group, its log and
+ * exit-status file in .kiln/jobs/ID, its output streamed back through tee into the local
+ * log — waits for it, and reports its status and sends its outputs back as a tar after the
+ * log (ssh_job.c), unpacked here, hashed and recorded like any task's. The attempt row holds
  * "host:ID/gpus", so a kiln killed or disconnected meanwhile re-attaches to the job on its
- * next run (the same key) instead of starting it again. A connection failure (the follow
- * command ends without either word) loses the job with its host: it runs again elsewhere
- * and the host is down for a while (ssh_host.c). */
+ * next run (the same key) instead of starting it again. A connection that fails while the
+ * host still answers is followed again; otherwise the job is lost with its host: it runs
+ * again elsewhere and the host is down for a while (ssh_host.c). */
 #define _GNU_SOURCE
 #include "exec.h"
 
@@ -27,6 +27,7 @@
 
 #include "../base/os.h"
 #include "ssh_host.h"
+#include "ssh_job.h"
 #include "ssh_place.h"
 
 /* Every allowed host down this long: the task fails rather than waits. */
@@ -98,18 +99,6 @@ static SshHost *host_named(SshExec *se, const char *name, size_t len)
 
 static SshHost *find_host(void *ctx, const char *name) { return host_named(ctx, name, strlen(name)); }
 
-static int allowed(const Task *t, const SshHost *h)
-{
-	if (!t->nhosts)
-		return 1;
-	for (int i = 0; i < t->nhosts; i++)
-		if (!strcmp(t->hosts[i], h->spec->name))
-			return 1;
-	return 0;
-}
-
-static int task_cpus(const Task *t, const SshHost *h) { return t->cpus < h->cpus ? t->cpus : h->cpus; }
-
 static void release_held(SshExec *se)
 {
 	if (se->held && se->held_ngpus && se->held_host->gpus)
@@ -119,53 +108,17 @@ static void release_held(SshExec *se)
 	se->held_ngpus = 0;
 }
 
-/* Whether h can take t now, leasing its GPUs into ids when it can. */
-static int fits(SshHost *h, const Task *t, int *ids)
-{
-	if (h->free_jobs < 1 || task_cpus(t, h) > h->free_cpus || (h->mem_mib && t->mem_mib > h->free_mem))
-		return 0;
-	if (place_in_flight(h, t))
-		return 0; /* an input of its is being copied there: after that, not beside it */
-	if (t->gpus == 0)
-		return 1;
-	if (!h->gpus || gpu_count(h->gpus) < t->gpus)
-		return 0;
-	gpu_refresh(h->gpus, 0);
-	return gpu_lease(h->gpus, t->gpus, t->gpu_mem_mib, ids) == 0;
-}
-
 static int ssh_has_room(Executor *ex, const Task *t)
 {
 	SshExec *se = ex->impl;
 	if (se->held == t)
 		return 1;
 	release_held(se);
-	SshHost *best = NULL;
-	int best_score = -1, reachable = 0, big_enough = 0, ids[64];
-	for (int i = 0; i < se->nhosts; i++) {
-		SshHost *h = &se->hosts[i];
-		if (!allowed(t, h))
-			continue;
-		Buf err = {0};
-		int up = ssh_host_connect(h, se->cfg.busy_mem, se->cfg.busy_util, &err) == 0;
-		buf_free(&err);
-		if (!up)
-			continue;
-		reachable++;
-		big_enough += t->gpus <= gpu_count(h->gpus) && task_cpus(t, h) >= 0;
-		if (!fits(h, t, ids))
-			continue;
-		if (t->gpus)
-			gpu_release(h->gpus, ids, t->gpus); /* leased again on the host chosen */
-		/* the host holding most of its inputs first, then the one with most room */
-		int score = place_affinity(se->cfg.cache, h, t) * 100000 + h->free_jobs;
-		if (score > best_score) {
-			best = h;
-			best_score = score;
-		}
-	}
+	int reachable = 0, big_enough = 0;
+	SshHost *best = place_choose(se->cfg.cache, se->hosts, se->nhosts, t, se->cfg.busy_mem, se->cfg.busy_util,
+				     &reachable, &big_enough);
 	se->waiting = 0;
-	if (best && fits(best, t, se->held_gpus)) {
+	if (best && place_fits(best, t, se->held_gpus)) {
 		se->held = t;
 		se->held_host = best;
 		se->held_ngpus = t->gpus;
@@ -215,7 +168,7 @@ static void log_line(const Job *job, const char *fmt, const char *arg)
 /* rm's job holds a slot, its CPUs and memory on h (release_remote gives them back). */
 static void take_room(SshHost *h, Remote *rm, const Task *t)
 {
-	rm->cpus = task_cpus(t, h);
+	rm->cpus = ssh_host_task_cpus(t, h);
 	rm->mem = t->mem_mib;
 	h->free_jobs--;
 	h->free_cpus -= rm->cpus;
@@ -245,57 +198,6 @@ static void release_remote(SshExec *se, Remote *rm)
 	free(rm);
 }
 
-/* The remote script's last words, on stderr: "KILN-EXIT n LOGBYTES" (the job's status and
- * its log's size there), or "KILN-GONE" (it ended without a status: killed). After exit 0
- * come the hashes of the outputs that stay there (ssh_place.c) and, on stdout after the log,
- * a tar of the others, then "KILN-SENT": the stream is whole. */
-static void report_end(Buf *b, const Task *t)
-{
-	buf_puts(b, "if [ -f \"$J/exit\" ]; then read rc < \"$J/exit\"\n"
-		    "[ \"$rc\" = 0 ] && {\n");
-	place_stay_script(b, t);
-	buf_puts(b, ":; }\necho \"KILN-EXIT $rc $(wc -c < \"$J/log\")\" >&2\n");
-	int fetched = 0;
-	for (int i = 0; i < t->noutputs; i++)
-		fetched += t->outputs[i][0] != '/' && !(t->stays && t->stays[i]);
-	if (fetched) {
-		buf_puts(b, "if [ \"$rc\" = 0 ]; then tar cf - --");
-		for (int i = 0; i < t->noutputs; i++)
-			if (t->outputs[i][0] != '/' && !(t->stays && t->stays[i])) {
-				buf_putc(b, ' ');
-				buf_shell_quote(b, t->outputs[i]);
-			}
-		buf_puts(b, " 2> \"$J/tar.err\"; echo KILN-SENT >&2; fi\n");
-	}
-	buf_puts(b, "else echo KILN-GONE >&2; fi\n");
-}
-
-/* Whether t has outputs that come back here (in the tar after its log). */
-static int fetches(const Task *t)
-{
-	for (int i = 0; i < t->noutputs; i++)
-		if (t->outputs[i][0] != '/' && !(t->stays && t->stays[i]))
-			return 1;
-	return 0;
-}
-
-/* Following job dir J of a job started by another connection (re-attach, or after a dropped
- * connection): its whole log, until its group leader is gone (tail notices within a second
- * or two), then the same last words. */
-static void follow_script(Buf *b, const Task *t)
-{
-	buf_puts(b, "p=$(cat \"$J/pid\" 2>/dev/null); [ -n \"$p\" ] || { echo KILN-NOJOB >&2; exit 0; }\n"
-		    "tail -c +1 -s 0.1 -f --pid=\"$p\" \"$J/log\"\n");
-	report_end(b, t);
-}
-
-static void set_dir(Buf *b, const SshHost *h, const char *id)
-{
-	buf_puts(b, "cd ");
-	buf_shell_quote(b, h->home_workdir);
-	buf_printf(b, " || exit 97\nJ=.kiln/jobs/%s\n", id);
-}
-
 /* Spawns the start command (start_part given) or the follow command for rm, its stdout
  * appended to the local log: the remote log from its first byte follows what the log has
  * now (log_prefix). 0 or -1. */
@@ -303,12 +205,12 @@ static int spawn_follow(Remote *rm, const char *start_part)
 {
 	Job *job = rm->job;
 	Buf b = {0};
-	set_dir(&b, rm->host, rm->id);
+	ssh_job_set_dir(&b, rm->host, rm->id);
 	if (start_part) {
 		buf_puts(&b, start_part);
-		report_end(&b, job->task);
+		ssh_job_report_end(&b, job->task);
 	} else {
-		follow_script(&b, job->task);
+		ssh_job_follow_script(&b, job->task);
 	}
 	int out = open(job->log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0666);
 	int err = open(rm->err_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
@@ -322,68 +224,6 @@ static int spawn_follow(Remote *rm, const char *start_part)
 		close(err);
 	buf_free(&b);
 	return rm->pid > 0 ? 0 : -1;
-}
-
-/* The start part: clears the outputs there, writes the job script, starts it detached. */
-static char *start_script(const Job *job, const char *id)
-{
-	const Task *t = job->task;
-	char *exit_path = xasprintf(".kiln/jobs/%s/exit", id);
-	char *script = exec_job_script(job, ".", exit_path, 1);
-	Buf b = {0};
-	/* J is new (each attempt's id is its own). A stale output there must not come back as
-	 * this attempt's: one test and rm, one mkdir for J and the outputs' folders. */
-	Buf rm = {0}, test = {0}, dirs = {0};
-	buf_puts(&dirs, "\"$J\"");
-	for (int i = 0; i < t->noutputs; i++) {
-		if (t->outputs[i][0] == '/')
-			continue;
-		buf_putc(&rm, ' ');
-		buf_shell_quote(&rm, t->outputs[i]);
-		buf_printf(&test, "%s[ -e ", test.len ? " || " : "");
-		buf_shell_quote(&test, t->outputs[i]);
-		buf_puts(&test, " ]");
-		const char *slash = strrchr(t->outputs[i], '/');
-		if (slash) {
-			char *parent = xasprintf("%.*s", (int)(slash - t->outputs[i]), t->outputs[i]);
-			buf_putc(&dirs, ' ');
-			buf_shell_quote(&dirs, parent);
-			free(parent);
-		}
-	}
-	if (rm.len)
-		buf_printf(&b, "if %s; then rm -rf --%s; fi\n", buf_str(&test), buf_str(&rm));
-	buf_printf(&b, "mkdir -p -- %s || exit 97\n", buf_str(&dirs));
-	buf_free(&rm);
-	buf_free(&test);
-	buf_free(&dirs);
-	/* the job script is the command's script piped into tee, which writes the log there and
-	 * streams it to us, and with -p goes on writing the log once this connection is gone
-	 * (the job runs on, detached: setsid, a session and group of its own); this shell is the
-	 * group leader's parent, so `wait` sees the end at once */
-	buf_puts(&b, "printf '%s' ");
-	Buf piped = {0};
-	buf_printf(&piped, "{\n%s} < /dev/null 2>&1 | tee -p .kiln/jobs/%s/log\n", script, id);
-	buf_shell_quote(&b, buf_str(&piped));
-	buf_free(&piped);
-	buf_puts(&b, " > \"$J/job.sh\" || exit 97\n"
-		     "setsid /bin/sh \"$J/job.sh\" &\n"
-		     "p=$!; echo $p > \"$J/pid\"\n"
-		     "wait $p\n");
-	free(script);
-	free(exit_path);
-	return b.data;
-}
-
-/* Keeps the local log's header only (a re-attach streams the remote log from its start). */
-static void truncate_to_header(const char *path)
-{
-	size_t len;
-	char *text = read_file(path, &len);
-	char *end = text ? strstr(text, "\n# --\n") : NULL;
-	if (end && truncate(path, (off_t)(end - text + 6)) != 0)
-		warn("cannot truncate %s", path);
-	free(text);
 }
 
 static int reattach(SshExec *se, Job *job)
@@ -431,7 +271,7 @@ static int reattach(SshExec *se, Job *job)
 		job->log_path = xstrdup(a->log);
 		job->adopted = 1;
 		job->attempt_row = a->row;
-		truncate_to_header(job->log_path);
+		ssh_job_truncate_to_header(job->log_path);
 		push_remote(se, rm);
 		if (spawn_follow(rm, NULL) != 0) {
 			release_remote(se, rm);
@@ -440,16 +280,6 @@ static int reattach(SshExec *se, Job *job)
 		return 1;
 	}
 	return 0;
-}
-
-/* Replaces the job's KILN_PROGRESS with the path there (the file stays on the host). */
-static void remote_env(Job *job, const char *id)
-{
-	for (char **e = job->env; e && *e; e++)
-		if (!strncmp(*e, "KILN_PROGRESS=", 14)) {
-			free(*e);
-			*e = xasprintf("KILN_PROGRESS=.kiln/jobs/%s/progress", id);
-		}
 }
 
 static void finished(SshExec *se, Remote *rm, enum JobEnd end, int code, const char *reason);
@@ -461,7 +291,7 @@ static int start_remote(SshExec *se, Remote *rm)
 	rm->phase = PH_RUN;
 	Buf start = {0};
 	place_listing_script(&start, &rm->placement);
-	char *script = start_script(job, rm->id);
+	char *script = ssh_job_start_script(job, rm->id);
 	buf_puts(&start, script);
 	free(script);
 	int rc = spawn_follow(rm, buf_str(&start));
@@ -517,7 +347,7 @@ static int ssh_start(Executor *ex, Job *job)
 		Buf why = {0};
 		int most = 0;
 		for (int i = 0; i < se->nhosts; i++)
-			if (allowed(t, &se->hosts[i])) {
+			if (ssh_host_allows(&se->hosts[i], t)) {
 				if (gpu_count(se->hosts[i].gpus) > most)
 					most = gpu_count(se->hosts[i].gpus);
 				if (se->hosts[i].down)
@@ -561,7 +391,7 @@ static int ssh_start(Executor *ex, Job *job)
 		job->env[nenv++] = xstrdup("CUDA_DEVICE_ORDER=PCI_BUS_ID");
 	}
 	job->env[nenv++] = xasprintf("KILN_HOST=%s", h->spec->name);
-	remote_env(job, rm->id);
+	ssh_job_remote_env(job, rm->id);
 	if (fd >= 0) {
 		exec_write_log_header(fd, job);
 		dprintf(fd, "# kiln: on host %s (%s:%s)\n", h->spec->name, h->spec->address, h->home_workdir);
@@ -599,32 +429,6 @@ static int ssh_start(Executor *ex, Job *job)
 		return -1;
 	}
 	return start_remote(se, rm);
-}
-
-/* How the follow command ended, from its stderr (text: all of it, malloc'd, or NULL):
- * "KILN-EXIT n LOGBYTES" (1: n in code, the log's size there in logbytes; with fetched
- * outputs only once "KILN-SENT" says their stream is whole), "KILN-GONE" (2), "KILN-NOJOB"
- * (3), or 0: the connection failed, ssh's complaint in why. */
-static int follow_outcome(const Remote *rm, char **text, int *code, long long *logbytes, char *why, size_t n)
-{
-	size_t len;
-	*text = read_file(rm->err_path, &len);
-	int kind = 0;
-	const char *w;
-	if (*text && (w = strstr(*text, "KILN-EXIT "))) {
-		char *end;
-		*code = (int)strtol(w + 10, &end, 10);
-		*logbytes = strtoll(end, NULL, 10);
-		kind = *code == 0 && fetches(rm->job->task) && !strstr(w, "KILN-SENT") ? 0 : 1;
-	} else if (*text && strstr(*text, "KILN-GONE")) {
-		kind = 2;
-	} else if (*text && strstr(*text, "KILN-NOJOB")) {
-		kind = 3;
-	}
-	const char *shown = *text && **text && strncmp(*text, "KILN-", 5) ? *text : "the connection ended";
-	snprintf(why, n, "%s", shown);
-	why[strcspn(why, "\r\n")] = 0;
-	return kind;
 }
 
 /* Starts unpacking the outputs' tar that follows the log's logbytes bytes in the local log
@@ -685,14 +489,14 @@ static void follow_ended(SshExec *se, Remote *rm, int status)
 	long long logbytes = 0;
 	char why[200], reason[96];
 	free(rm->report);
-	int kind = follow_outcome(rm, &rm->report, &code, &logbytes, why, sizeof why);
+	int kind = ssh_job_outcome(rm->err_path, rm->job->task, &rm->report, &code, &logbytes, why, sizeof why);
 	SshHost *h = rm->host;
 	if (kind == 1 || kind == 2) /* the copies' listings came first: they are there, whatever the job did */
 		place_record(se->cfg.cache, h, &rm->placement, rm->report);
 	if (kind == 1) {
 		ssh_host_ok(h);
 		rm->unpack_at = rm->log_prefix + logbytes; /* where the log ends and the tar begins */
-		if (code == 0 && fetches(rm->job->task)) {
+		if (code == 0 && ssh_job_fetches(rm->job->task)) {
 			if (unpack_outputs(rm)) {
 				rm->phase = PH_FETCH;
 				return;
@@ -701,7 +505,7 @@ static void follow_ended(SshExec *se, Remote *rm, int status)
 		}
 		if (truncate(rm->job->log_path, (off_t)rm->unpack_at) != 0)
 			warn("cannot truncate %s", rm->job->log_path);
-		finished(se, rm, JOB_EXITED, code, code == 1 && fetches(rm->job->task) ? "cannot start tar to unpack its outputs" : NULL);
+		finished(se, rm, JOB_EXITED, code, code == 1 && ssh_job_fetches(rm->job->task) ? "cannot start tar to unpack its outputs" : NULL);
 	} else if (kind == 2) {
 		rm->job->term_signal = rm->signalled ? rm->signalled : SIGKILL;
 		finished(se, rm, JOB_SIGNALED, -1, NULL);
@@ -804,7 +608,7 @@ static void ssh_signal(Executor *ex, Job *job, int sig)
 	}
 	rm->signalled = sig;
 	Buf b = {0};
-	set_dir(&b, rm->host, rm->id);
+	ssh_job_set_dir(&b, rm->host, rm->id);
 	/* no "--": dash's kill takes the group as the word after the signal */
 	buf_printf(&b, "p=$(cat \"$J/pid\" 2>/dev/null) && kill -%s -\"$p\" 2>/dev/null; true",
 		   sig == SIGKILL ? "KILL" : sig == SIGINT ? "INT" : sig == SIGHUP ? "HUP" : "TERM");
@@ -855,20 +659,7 @@ static void ssh_summarize(Executor *ex)
 		SshHost *h = &se->hosts[i];
 		if (!h->connected && !h->down && !h->ran && !h->failed)
 			continue; /* not needed this run */
-		char gpu_time[32];
-		format_duration(h->gpu_sec, gpu_time, sizeof gpu_time);
-		printf("kiln: host %s: %d done, %d failed", h->spec->name, h->ran, h->failed);
-		if (h->lost)
-			printf(", %d lost and run elsewhere", h->lost);
-		if (h->stopped)
-			printf(", %d stopped", h->stopped);
-		if (h->gpu_sec > 0)
-			printf(", GPU time %s", gpu_time);
-		int held = place_count(se->cfg.cache, h);
-		printf(", holds %d path%s kiln copied or left there", held, held == 1 ? "" : "s");
-		if (h->down)
-			printf("; DOWN: %s", h->last_error);
-		printf("\n");
+		ssh_host_print_summary(h, place_count(se->cfg.cache, h));
 	}
 	fflush(stdout);
 }

@@ -253,3 +253,32 @@ void ssh_host_free(SshHost *h)
 	strmap_free_owned(&h->copied);
 	strmap_free_owned(&h->in_flight);
 }
+
+int ssh_host_allows(const SshHost *h, const Task *t)
+{
+	if (!t->nhosts)
+		return 1;
+	for (int i = 0; i < t->nhosts; i++)
+		if (!strcmp(t->hosts[i], h->spec->name))
+			return 1;
+	return 0;
+}
+
+int ssh_host_task_cpus(const Task *t, const SshHost *h) { return t->cpus < h->cpus ? t->cpus : h->cpus; }
+
+void ssh_host_print_summary(const SshHost *h, int held)
+{
+	char gpu_time[32];
+	format_duration(h->gpu_sec, gpu_time, sizeof gpu_time);
+	printf("kiln: host %s: %d done, %d failed", h->spec->name, h->ran, h->failed);
+	if (h->lost)
+		printf(", %d lost and run elsewhere", h->lost);
+	if (h->stopped)
+		printf(", %d stopped", h->stopped);
+	if (h->gpu_sec > 0)
+		printf(", GPU time %s", gpu_time);
+	printf(", holds %d path%s kiln copied or left there", held, held == 1 ? "" : "s");
+	if (h->down)
+		printf("; DOWN: %s", h->last_error);
+	printf("\n");
+}

@@ -65,6 +65,11 @@ int ssh_host_connect(SshHost *h, double busy_mem, double busy_util, Buf *err);
 void ssh_host_failed(SshHost *h, const char *why);
 /* A command there went through: the failure count starts again. */
 void ssh_host_ok(SshHost *h);
+/* Whether t may run on h (host = / hosts = ), and the CPUs it holds there. */
+int ssh_host_allows(const SshHost *h, const Task *t);
+int ssh_host_task_cpus(const Task *t, const SshHost *h);
+/* The end-of-run line for h: done / failed / lost / stopped, GPU time, paths held, DOWN. */
+void ssh_host_print_summary(const SshHost *h, int held);
 /* Ends h's master connection (kiln leaves it for the next run otherwise: ControlPersist). */
 void ssh_host_close(SshHost *h);
 void ssh_host_free(SshHost *h);

@@ -463,3 +463,47 @@ int place_count(Cache *c, SshHost *h)
 	cache_each_placement(c, h->spec->name, count_one, &n);
 	return n;
 }
+
+int place_fits(SshHost *h, const Task *t, int *ids)
+{
+	if (h->free_jobs < 1 || ssh_host_task_cpus(t, h) > h->free_cpus || (h->mem_mib && t->mem_mib > h->free_mem))
+		return 0;
+	if (place_in_flight(h, t))
+		return 0; /* an input of its is being copied there: after that, not beside it */
+	if (t->gpus == 0)
+		return 1;
+	if (!h->gpus || gpu_count(h->gpus) < t->gpus)
+		return 0;
+	gpu_refresh(h->gpus, 0);
+	return gpu_lease(h->gpus, t->gpus, t->gpu_mem_mib, ids) == 0;
+}
+
+SshHost *place_choose(Cache *c, SshHost *hosts, int n, const Task *t, double busy_mem, double busy_util,
+		      int *reachable, int *big_enough)
+{
+	SshHost *best = NULL;
+	int best_score = -1, ids[64];
+	for (int i = 0; i < n; i++) {
+		SshHost *h = &hosts[i];
+		if (!ssh_host_allows(h, t))
+			continue;
+		Buf err = {0};
+		int up = ssh_host_connect(h, busy_mem, busy_util, &err) == 0;
+		buf_free(&err);
+		if (!up)
+			continue;
+		++*reachable;
+		*big_enough += t->gpus <= gpu_count(h->gpus);
+		if (!place_fits(h, t, ids))
+			continue;
+		if (t->gpus)
+			gpu_release(h->gpus, ids, t->gpus); /* leased again on the host chosen */
+		/* the host holding most of its inputs first, then the one with most room */
+		int score = place_affinity(c, h, t) * 100000 + h->free_jobs;
+		if (score > best_score) {
+			best = h;
+			best_score = score;
+		}
+	}
+	return best;
+}

@@ -53,6 +53,13 @@ void place_stay_script(Buf *b, const Task *t);
 /* From that report: writes a pointer file here for each such output (host, path, hash: what
  * the cache hashes and dependents' keys see) and records h as holding it. 0, or -1 with err. */
 int place_record_stays(Cache *c, SshHost *h, const Task *t, const char *report, Buf *err);
+/* Whether h can take t now (a slot, CPUs, memory, no input of its being copied there, GPUs
+ * free by the busy test), leasing its GPUs into ids when it can. */
+int place_fits(SshHost *h, const Task *t, int *ids);
+/* The allowed host, reachable now, that can take t and holds most of its inputs (then: the
+ * most free slots), or NULL; counts the allowed hosts that answer and those with enough GPUs. */
+SshHost *place_choose(Cache *c, SshHost *hosts, int n, const Task *t, double busy_mem, double busy_util,
+		      int *reachable, int *big_enough);
 /* Paths recorded on h, for the per-host summary. */
 int place_count(Cache *c, SshHost *h);
 

@@ -1,0 +1,161 @@
+/* ssh_job.c — the text of a remote attempt (ssh_job.h): the scripts the ssh executor runs
+ * on a host for it, and what their last words on stderr mean. */
+#define _GNU_SOURCE
+#include "ssh_job.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ssh_place.h"
+
+/* The remote script's last words, on stderr: "KILN-EXIT n LOGBYTES" (the job's status and
+ * its log's size there), or "KILN-GONE" (it ended without a status: killed). After exit 0
+ * come the hashes of the outputs that stay there (ssh_place.c) and, on stdout after the log,
+ * a tar of the others, then "KILN-SENT": the stream is whole. */
+void ssh_job_report_end(Buf *b, const Task *t)
+{
+	buf_puts(b, "if [ -f \"$J/exit\" ]; then read rc < \"$J/exit\"\n"
+		    "[ \"$rc\" = 0 ] && {\n");
+	place_stay_script(b, t);
+	buf_puts(b, ":; }\necho \"KILN-EXIT $rc $(wc -c < \"$J/log\")\" >&2\n");
+	int fetched = 0;
+	for (int i = 0; i < t->noutputs; i++)
+		fetched += t->outputs[i][0] != '/' && !(t->stays && t->stays[i]);
+	if (fetched) {
+		buf_puts(b, "if [ \"$rc\" = 0 ]; then tar cf - --");
+		for (int i = 0; i < t->noutputs; i++)
+			if (t->outputs[i][0] != '/' && !(t->stays && t->stays[i])) {
+				buf_putc(b, ' ');
+				buf_shell_quote(b, t->outputs[i]);
+			}
+		buf_puts(b, " 2> \"$J/tar.err\"; echo KILN-SENT >&2; fi\n");
+	}
+	buf_puts(b, "else echo KILN-GONE >&2; fi\n");
+}
+
+/* Whether t has outputs that come back here (in the tar after its log). */
+int ssh_job_fetches(const Task *t)
+{
+	for (int i = 0; i < t->noutputs; i++)
+		if (t->outputs[i][0] != '/' && !(t->stays && t->stays[i]))
+			return 1;
+	return 0;
+}
+
+/* Following job dir J of a job started by another connection (re-attach, or after a dropped
+ * connection): its whole log, until its group leader is gone (tail notices within a second
+ * or two), then the same last words. */
+void ssh_job_follow_script(Buf *b, const Task *t)
+{
+	buf_puts(b, "p=$(cat \"$J/pid\" 2>/dev/null); [ -n \"$p\" ] || { echo KILN-NOJOB >&2; exit 0; }\n"
+		    "tail -c +1 -s 0.1 -f --pid=\"$p\" \"$J/log\"\n");
+	ssh_job_report_end(b, t);
+}
+
+void ssh_job_set_dir(Buf *b, const SshHost *h, const char *id)
+{
+	buf_puts(b, "cd ");
+	buf_shell_quote(b, h->home_workdir);
+	buf_printf(b, " || exit 97\nJ=.kiln/jobs/%s\n", id);
+}
+
+/* The start part: clears the outputs there, writes the job script, starts it detached. */
+char *ssh_job_start_script(const Job *job, const char *id)
+{
+	const Task *t = job->task;
+	char *exit_path = xasprintf(".kiln/jobs/%s/exit", id);
+	char *script = exec_job_script(job, ".", exit_path, 1);
+	Buf b = {0};
+	/* J is new (each attempt's id is its own). A stale output there must not come back as
+	 * this attempt's: one test and rm, one mkdir for J and the outputs' folders. */
+	Buf rm = {0}, test = {0}, dirs = {0};
+	buf_puts(&dirs, "\"$J\"");
+	for (int i = 0; i < t->noutputs; i++) {
+		if (t->outputs[i][0] == '/')
+			continue;
+		buf_putc(&rm, ' ');
+		buf_shell_quote(&rm, t->outputs[i]);
+		buf_printf(&test, "%s[ -e ", test.len ? " || " : "");
+		buf_shell_quote(&test, t->outputs[i]);
+		buf_puts(&test, " ]");
+		const char *slash = strrchr(t->outputs[i], '/');
+		if (slash) {
+			char *parent = xasprintf("%.*s", (int)(slash - t->outputs[i]), t->outputs[i]);
+			buf_putc(&dirs, ' ');
+			buf_shell_quote(&dirs, parent);
+			free(parent);
+		}
+	}
+	if (rm.len)
+		buf_printf(&b, "if %s; then rm -rf --%s; fi\n", buf_str(&test), buf_str(&rm));
+	buf_printf(&b, "mkdir -p -- %s || exit 97\n", buf_str(&dirs));
+	buf_free(&rm);
+	buf_free(&test);
+	buf_free(&dirs);
+	/* the job script is the command's script piped into tee, which writes the log there and
+	 * streams it to us, and with -p goes on writing the log once this connection is gone
+	 * (the job runs on, detached: setsid, a session and group of its own); this shell is the
+	 * group leader's parent, so `wait` sees the end at once */
+	buf_puts(&b, "printf '%s' ");
+	Buf piped = {0};
+	buf_printf(&piped, "{\n%s} < /dev/null 2>&1 | tee -p .kiln/jobs/%s/log\n", script, id);
+	buf_shell_quote(&b, buf_str(&piped));
+	buf_free(&piped);
+	buf_puts(&b, " > \"$J/job.sh\" || exit 97\n"
+		     "setsid /bin/sh \"$J/job.sh\" &\n"
+		     "p=$!; echo $p > \"$J/pid\"\n"
+		     "wait $p\n");
+	free(script);
+	free(exit_path);
+	return b.data;
+}
+
+/* Keeps the local log's header only (a re-attach streams the remote log from its start). */
+void ssh_job_truncate_to_header(const char *path)
+{
+	size_t len;
+	char *text = read_file(path, &len);
+	char *end = text ? strstr(text, "\n# --\n") : NULL;
+	if (end && truncate(path, (off_t)(end - text + 6)) != 0)
+		warn("cannot truncate %s", path);
+	free(text);
+}
+
+/* Replaces the job's KILN_PROGRESS with the path there (the file stays on the host). */
+void ssh_job_remote_env(Job *job, const char *id)
+{
+	for (char **e = job->env; e && *e; e++)
+		if (!strncmp(*e, "KILN_PROGRESS=", 14)) {
+			free(*e);
+			*e = xasprintf("KILN_PROGRESS=.kiln/jobs/%s/progress", id);
+		}
+}
+
+/* How the follow command ended, from its stderr (text: all of it, malloc'd, or NULL):
+ * "KILN-EXIT n LOGBYTES" (1: n in code, the log's size there in logbytes; with fetched
+ * outputs only once "KILN-SENT" says their stream is whole), "KILN-GONE" (2), "KILN-NOJOB"
+ * (3), or 0: the connection failed, ssh's complaint in why. */
+int ssh_job_outcome(const char *err_path, const Task *t, char **text, int *code, long long *logbytes, char *why, size_t n)
+{
+	size_t len;
+	*text = read_file(err_path, &len);
+	int kind = 0;
+	const char *w;
+	if (*text && (w = strstr(*text, "KILN-EXIT "))) {
+		char *end;
+		*code = (int)strtol(w + 10, &end, 10);
+		*logbytes = strtoll(end, NULL, 10);
+		kind = *code == 0 && ssh_job_fetches(t) && !strstr(w, "KILN-SENT") ? 0 : 1;
+	} else if (*text && strstr(*text, "KILN-GONE")) {
+		kind = 2;
+	} else if (*text && strstr(*text, "KILN-NOJOB")) {
+		kind = 3;
+	}
+	const char *shown = *text && **text && strncmp(*text, "KILN-", 5) ? *text : "the connection ended";
+	snprintf(why, n, "%s", shown);
+	why[strcspn(why, "\r\n")] = 0;
+	return kind;
+}
+
