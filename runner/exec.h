@@ -80,7 +80,8 @@ struct Executor {
 	 * held for the start() that follows); NULL: always. */
 	int (*has_room)(Executor *ex, const Task *t);
 	/* On a stop: 1 when the job is left running for a later kiln to re-attach to (the
-	 * scheduler then forgets it); NULL or 0: it is signalled like any job. */
+	 * executor drops its references and the scheduler frees the job); NULL or 0: it is
+	 * signalled like any job. */
 	int (*detach)(Executor *ex, Job *job);
 	/* Registers a job a previous kiln started for task (an open attempt row): the next
 	 * start() of that task with the same key attaches to it instead. NULL: none. */

@@ -374,8 +374,13 @@ static int slurm_has_room(Executor *ex, const Task *t)
 
 static int slurm_detach(Executor *ex, Job *job)
 {
-	(void)job;
-	return ((SlurmExec *)ex->impl)->cfg.detach;
+	SlurmExec *se = ex->impl;
+	if (!se->cfg.detach)
+		return 0;
+	for (int i = 0; i < se->nactive; i++) /* it runs on in the queue; this kiln forgets it */
+		if (se->active[i] == job)
+			se->active[i] = se->active[--se->nactive];
+	return 1;
 }
 
 static void slurm_destroy(Executor *ex)

@@ -415,6 +415,7 @@ static void stop_all(Run *r, int sig)
 				     j->job_id);
 			release(r, j);
 			j->task->state = TS_SKIPPED;
+			free_job(j); /* the executor keeps no reference to a detached job */
 			continue;
 		}
 		j->ex->signal(j->ex, j, sig);
