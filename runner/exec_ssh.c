@@ -108,6 +108,48 @@ static void release_held(SshExec *se)
 	se->held_ngpus = 0;
 }
 
+/* Jobs a kiln killed before recording them (so nobody re-attaches to them) must not run on
+ * beside a new attempt writing the same outputs there: on a host's first contact in a run,
+ * every live job in its workdir that no open attempt names is stopped. (A workdir belongs to
+ * one workspace, and the workspace lock keeps a second kiln out of it.) */
+static void sweep_orphans(SshExec *se, SshHost *h)
+{
+	h->swept = 1;
+	Buf b = {0}, out = {0};
+	ssh_job_set_dir(&b, h, "none");
+	/* a job dir without its pid yet is claimed (its start, late after a kill -9, then starts
+	 * nothing), or its start won the claim and the pid comes within moments */
+	buf_puts(&b, "for d in .kiln/jobs/*/; do [ -d \"$d\" ] && [ ! -f \"$d/exit\" ] || continue; "
+		     "[ -f \"$d/pid\" ] || mkdir \"$d/claim\" 2>/dev/null && [ ! -f \"$d/pid\" ] && continue; "
+		     "i=0; while [ ! -f \"$d/pid\" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done; "
+		     "p=$(cat \"$d/pid\" 2>/dev/null) && kill -0 -\"$p\" 2>/dev/null && basename \"$d\"; done; true");
+	ssh_run(h, buf_str(&b), &out, NULL);
+	buf_reset(&b);
+	ssh_job_set_dir(&b, h, "none");
+	int n = 0;
+	for (char *save = NULL, *id = strtok_r(out.data ? out.data : (char[]){0}, "\n", &save); id;
+	     id = strtok_r(NULL, "\n", &save)) {
+		int known = 0;
+		size_t hl = strlen(h->spec->name), il = strlen(id);
+		for (int i = 0; i < se->nadopted && !known; i++) { /* "host:ID/gpus" */
+			const char *j = se->adopted[i].job_id;
+			known = !strncmp(j, h->spec->name, hl) && j[hl] == ':' && !strncmp(j + hl + 1, id, il) && j[hl + 1 + il] == '/';
+		}
+		if (known || strpbrk(id, "'\"$`\\ "))
+			continue;
+		buf_printf(&b, "kill -KILL -$(cat .kiln/jobs/%s/pid) 2>/dev/null; ", id);
+		n++;
+	}
+	if (n) {
+		buf_puts(&b, "true");
+		ssh_run(h, buf_str(&b), NULL, NULL);
+		fprintf(stderr, "kiln: stopped %d job%s on %s that a killed kiln had started without recording them\n", n,
+			n == 1 ? "" : "s", h->spec->name);
+	}
+	buf_free(&b);
+	buf_free(&out);
+}
+
 static int ssh_has_room(Executor *ex, const Task *t)
 {
 	SshExec *se = ex->impl;
@@ -117,6 +159,9 @@ static int ssh_has_room(Executor *ex, const Task *t)
 	int reachable = 0, big_enough = 0;
 	SshHost *best = place_choose(se->cfg.cache, se->hosts, se->nhosts, t, se->cfg.busy_mem, se->cfg.busy_util,
 				     &reachable, &big_enough);
+	for (int i = 0; i < se->nhosts; i++)
+		if (se->hosts[i].connected && !se->hosts[i].swept)
+			sweep_orphans(se, &se->hosts[i]);
 	se->waiting = 0;
 	if (best && place_fits(best, t, se->held_gpus)) {
 		se->held = t;

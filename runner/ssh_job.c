@@ -49,7 +49,12 @@ int ssh_job_fetches(const Task *t)
  * or two), then the same last words. */
 void ssh_job_follow_script(Buf *b, const Task *t)
 {
-	buf_puts(b, "p=$(cat \"$J/pid\" 2>/dev/null); [ -n \"$p\" ] || { echo KILN-NOJOB >&2; exit 0; }\n"
+	/* no pid: claim the job so a start still on its way does nothing (nothing to follow), or
+	 * wait for the pid of the start that claimed it */
+	buf_puts(b, "i=0; while [ ! -f \"$J/pid\" ]; do\n"
+		    "  mkdir \"$J/claim\" 2>/dev/null && { echo KILN-NOJOB >&2; exit 0; }\n"
+		    "  i=$((i + 1)); [ $i -gt 100 ] && { echo KILN-NOJOB >&2; exit 0; }; sleep 0.1\n"
+		    "done\np=$(cat \"$J/pid\")\n"
 		    "tail -c +1 -s 0.1 -f --pid=\"$p\" \"$J/log\"\n");
 	ssh_job_report_end(b, t);
 }
@@ -103,9 +108,13 @@ char *ssh_job_start_script(const Job *job, const char *id)
 	buf_printf(&piped, "{\n%s} < /dev/null 2>&1 | tee -p .kiln/jobs/%s/log\n", script, id);
 	buf_shell_quote(&b, buf_str(&piped));
 	buf_free(&piped);
+	/* claim: whoever makes J/claim first decides (mkdir is atomic). A re-attach or a sweep
+	 * that finds no job yet claims it, and then this script, late after a kill -9, starts
+	 * nothing; the pid is in J/pid before anything else looks for it (written, then moved) */
 	buf_puts(&b, " > \"$J/job.sh\" || exit 97\n"
+		     "mkdir \"$J/claim\" 2>/dev/null || { echo KILN-CLAIMED >&2; exit 0; }\n"
 		     "setsid /bin/sh \"$J/job.sh\" &\n"
-		     "p=$!; echo $p > \"$J/pid\"\n"
+		     "p=$!; echo $p > \"$J/pid.new\" && mv \"$J/pid.new\" \"$J/pid\"\n"
 		     "wait $p\n");
 	free(script);
 	free(exit_path);
@@ -150,7 +159,7 @@ int ssh_job_outcome(const char *err_path, const Task *t, char **text, int *code,
 		kind = *code == 0 && ssh_job_fetches(t) && !strstr(w, "KILN-SENT") ? 0 : 1;
 	} else if (*text && strstr(*text, "KILN-GONE")) {
 		kind = 2;
-	} else if (*text && strstr(*text, "KILN-NOJOB")) {
+	} else if (*text && (strstr(*text, "KILN-NOJOB") || strstr(*text, "KILN-CLAIMED"))) {
 		kind = 3;
 	}
 	const char *shown = *text && **text && strncmp(*text, "KILN-", 5) ? *text : "the connection ended";

@@ -1,0 +1,123 @@
+#!/usr/bin/env python3
+"""ssh-fault-campaign.py [TRIALS] [SEED] — kill -9 of kiln at random points of runs over three
+ssh hosts (the test suite's sshd servers, tests/e2e/sshhosts.py; needs root), each followed by
+a run to the end and the checks: every output holds exactly what its task writes, no task
+starts twice in that run, no remote job is left running, and a no-op run after it all starts
+nothing. A task whose attempt a kill struck before it was recorded starts again (its old job
+there is stopped first, by the sweep of unrecorded jobs); the count is printed. Prints counts and times.
+
+  /usr/bin/python3 scripts/ssh-fault-campaign.py 30 7
+"""
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "../tests/e2e"))
+import sshhosts  # noqa: E402
+
+KILN = os.environ.get("KILN") or os.path.join(HERE, "../build/kiln")
+TASKS = 12
+
+
+def run(ws, *args, timeout=300):
+    return subprocess.run([KILN, "run", "--executor", "ssh", "--hosts", "hosts.lua", *args], cwd=ws,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def starts(lab):
+    out = []
+    for h in lab.hosts.values():
+        p = os.path.join(h.home, "trace.txt")
+        if os.path.exists(p):
+            with open(p) as f:
+                out += [line.split()[1] for line in f if line.startswith("start ")]
+    return out
+
+
+def main():
+    trials = int(sys.argv[1]) if len(sys.argv) > 1 else 30
+    rng = random.Random(int(sys.argv[2]) if len(sys.argv) > 2 else 7)
+    why = sshhosts.skip_reason()
+    if why:
+        sys.exit("ssh-fault-campaign.py " + why)
+    lab = sshhosts.Lab({n: [(0, 81920, 100, 0), (1, 81920, 100, 0)] for n in ("v800", "v801", "v802")})
+    t0 = time.time()
+    failures = swept = restarts = 0
+    try:
+        for trial in range(trials):
+            ws = tempfile.mkdtemp(prefix="kiln-sshfault-")
+            for h in lab.hosts.values():
+                shutil.rmtree(h.workdir(), ignore_errors=True)
+                if os.path.exists(os.path.join(h.home, "trace.txt")):
+                    os.remove(os.path.join(h.home, "trace.txt"))
+            with open(os.path.join(ws, "hosts.lua"), "w") as f:
+                f.write(lab.hosts_lua())
+            with open(os.path.join(ws, "kiln.lua"), "w") as f:
+                f.write("for i = 1, %d do\n  task { name = 't' .. i, outputs = {'o/' .. i .. '.txt'}, gpus = i %% 2,\n"
+                        "    run = 'echo start $KILN_TASK >> $HOME/trace.txt; sleep 0.' .. (i %% 7 + 2) .. "
+                        "'; echo value-' .. i .. ' > o/' .. i .. '.txt' }\nend\n" % TASKS)
+            kills = rng.randint(1, 3)
+            for _ in range(kills):  # kill -9 at a random point, maybe more than once
+                p = subprocess.Popen([KILN, "run", "--executor", "ssh", "--hosts", "hosts.lua"], cwd=ws,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                time.sleep(rng.uniform(0.1, 2.5))
+                p.send_signal(signal.SIGKILL)
+                p.wait()
+            before = starts(lab)
+            r = run(ws)
+            problems = []
+            if r.returncode != 0:
+                problems.append("the run after the kills failed: %s" % (r.stdout[-800:] + r.stderr[-800:]))
+            for i in range(1, TASKS + 1):
+                path = os.path.join(ws, "o/%d.txt" % i)
+                text = open(path).read() if os.path.exists(path) else None
+                if text != "value-%d\n" % i:
+                    problems.append("o/%d.txt holds %r" % (i, text))
+            after = starts(lab)
+            if any(after.count(t) > before.count(t) + 1 for t in set(after)):
+                problems.append("a task started twice in the run after the kills: %s" % sorted(after))
+            restarted = sum(1 for t in set(before) if after.count(t) > before.count(t))
+            swept += "a killed kiln had started without recording them" in r.stderr
+            restarts += restarted
+            n = run(ws)
+            if n.returncode != 0 or "%d up to date" % TASKS not in n.stdout:
+                problems.append("the no-op run did not find everything up to date: %s" % n.stdout[-400:])
+            if starts(lab) != after:
+                problems.append("the no-op run started something")
+            time.sleep(0.3)
+            alive = [pid for pid in sshhosts_processes("value-")]
+            if alive:
+                problems.append("remote processes left: %s" % alive)
+            if problems:
+                failures += 1
+                print("trial %d (%d kills): FAILED\n  %s\n  workspace kept: %s" % (trial + 1, kills, "\n  ".join(problems), ws))
+            else:
+                shutil.rmtree(ws, ignore_errors=True)
+        print("%d trials, %d failed, in %.0f s; %d tasks started again after a kill (their attempt was not yet "
+              "recorded), %d runs stopped such unrecorded jobs first" % (trials, failures, time.time() - t0, restarts, swept))
+    finally:
+        lab.close()
+    sys.exit(1 if failures else 0)
+
+
+def sshhosts_processes(text):
+    found = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                with open("/proc/%s/cmdline" % pid, "rb") as f:
+                    if text.encode() in f.read() and int(pid) != os.getpid():
+                        found.append(int(pid))
+            except OSError:
+                pass
+    return found
+
+
+if __name__ == "__main__":
+    main()
