@@ -112,7 +112,17 @@ char *ssh_job_start_script(const Job *job, const char *id)
 	 * that finds no job yet claims it, and then this script, late after a kill -9, starts
 	 * nothing; the pid is in J/pid before anything else looks for it (written, then moved) */
 	buf_puts(&b, " > \"$J/job.sh\" || exit 97\n"
-		     "mkdir \"$J/claim\" 2>/dev/null || { echo KILN-CLAIMED >&2; exit 0; }\n"
+		     "mkdir \"$J/claim\" 2>/dev/null || { echo KILN-CLAIMED >&2; exit 0; }\n");
+	/* kiln runs one attempt of a task at a time: any other live job of this task here is
+	 * stale (a kill -9 struck before its attempt was recorded) and must not write its
+	 * outputs beside this one */
+	buf_puts(&b, "for d in .kiln/jobs/*/; do [ \"${d%/}\" = \"$J\" ] || [ -f \"$d/exit\" ] && continue; "
+		     "grep -qxF -- ");
+	char *mark = xasprintf("# written by kiln for task %s", t->name);
+	buf_shell_quote(&b, mark);
+	free(mark);
+	buf_puts(&b, " \"$d/job.sh\" 2>/dev/null || continue; mkdir \"$d/claim\" 2>/dev/null; "
+		     "q=$(cat \"$d/pid\" 2>/dev/null) && kill -KILL -\"$q\" 2>/dev/null; done\n"
 		     "setsid /bin/sh \"$J/job.sh\" &\n"
 		     "p=$!; echo $p > \"$J/pid.new\" && mv \"$J/pid.new\" \"$J/pid\"\n"
 		     "wait $p\n");
