@@ -56,6 +56,14 @@ int plot_spec_check(const PlotSpec *spec, Buf *err)
 		buf_puts(err, "a bars plot needs x (the tag along the axis)");
 		return -1;
 	}
+	if (spec->xscale && strcmp(spec->xscale, "linear") && strcmp(spec->xscale, "log") && strcmp(spec->xscale, "log2")) {
+		buf_printf(err, "xscale must be linear, log or log2, got \"%s\"", spec->xscale);
+		return -1;
+	}
+	if (spec->xscale && strcmp(spec->xscale, "linear") && strcmp(spec->type, "lines") && strcmp(spec->type, "scatter")) {
+		buf_printf(err, "xscale applies to lines and scatter plots, not %s", spec->type);
+		return -1;
+	}
 	const char *eq = spec->baseline ? strchr(spec->baseline, '=') : NULL;
 	if (spec->baseline && (strcmp(spec->type, "bars") || !eq || (size_t)(eq - spec->baseline) != strlen(spec->x) ||
 			       strncmp(spec->baseline, spec->x, strlen(spec->x)) || !eq[1])) {
@@ -89,6 +97,7 @@ char *plot_spec_text(const PlotSpec *s)
 	text_field(&b, "ylabel", s->ylabel);
 	text_field(&b, "unit", s->unit);
 	text_field(&b, "baseline", s->baseline);
+	text_field(&b, "xscale", s->xscale);
 	text_field(&b, "out", s->out);
 	return b.data;
 }
@@ -125,6 +134,18 @@ static void header(FILE *gp, const PlotSpec *s, int width, int height)
 	for (int i = 0; i < PLOT_COLOURS; i++)
 		fprintf(gp, "set linetype %d lc rgb '%s'\n", i + 1, plot_palette[i]);
 	fprintf(gp, "set linetype cycle %d\n", PLOT_COLOURS);
+}
+
+/* A logarithmic x axis where the spec asks for one; whether it did. */
+static int x_scale(FILE *gp, const PlotSpec *s)
+{
+	if (!s->xscale || !strcmp(s->xscale, "linear"))
+		return 0;
+	if (!strcmp(s->xscale, "log2")) /* 1k 4k 16k 64k 256k 1M ...: sizes read at a glance */
+		fprintf(gp, "set logscale x 2\nset format x '%%.0b%%B'\nset xtics 4\n");
+	else
+		fprintf(gp, "set logscale x 10\n");
+	return 1;
 }
 
 /* The same chart as png (screens) and pdf (LaTeX: vector, fonts embedded). */
@@ -298,7 +319,7 @@ static int write_lines(FILE *gp, FILE *dat, const char *dat_path, const PlotSpec
 	}
 	header(gp, s, 1000, 600);
 	/* epochs and steps are whole numbers: ticks on whole numbers, about ten of them */
-	if (integral && hi > lo)
+	if (!x_scale(gp, s) && integral && hi > lo)
 		fprintf(gp, "set xtics %g\nset mxtics 1\n", fmax(1, ceil((hi - lo) / 10)));
 	fprintf(gp, "set key outside right top\nplot ");
 	const char *t = buf_str(&titles);
@@ -350,6 +371,7 @@ static int write_scatter(FILE *gp, FILE *dat, const char *dat_path, const PlotSp
 		return -1;
 	}
 	header(gp, s, 1000, 600);
+	x_scale(gp, s);
 	fprintf(gp, "set key outside right top\nplot ");
 	for (int k = 0; k < ngroups; k++) {
 		fprintf(gp, "%s", k ? ", " : "");

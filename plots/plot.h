@@ -16,6 +16,8 @@ typedef struct PlotSpec {
 					  per task (titled by the series tag); scatter: x, y metrics */
 	const char *title, *xlabel, *ylabel, *unit;
 	const char *baseline;          /* bars: "TAG=VALUE", the report's table adds ratios to that bar */
+	const char *xscale;            /* lines, scatter: "linear" (default), "log" (base 10), "log2"
+					  (base 2, ticks with binary prefixes: 1k, 4k, 1M: message sizes) */
 	const char *out;               /* path without extension: writes out.svg, out.png and out.pdf */
 } PlotSpec;
 

@@ -1,7 +1,10 @@
 -- imagenet.lua — ImageNet-style ResNet training (torchvision models) three ways: one
 -- process, DDP over this node's leased GPUs under torchrun (CPU processes with gloo where
 -- there are none), and DDP over several nodes through Slurm (nodes=N, N > 1). Per-epoch
--- metrics, a throughput chart and loss curves; each run's checkpoint is an output.
+-- metrics, a throughput chart and loss curves; each run's checkpoint is an output. Beside
+-- them `kiln-kernels conv` times the network's convolutions forward, backward-data and
+-- backward-filter (cuDNN, NHWC fp16 with autotuned algorithms, on a leased GPU; the C
+-- reference on CPU), charted per layer (conv_layers) and for the whole network (conv_network).
 --
 --   kiln -C build/imagenet run recipes/imagenet.lua                       (dummy data, smoke)
 --   kiln -C build/imagenet run recipes/imagenet.lua data=/data/imagenet dummy=false steps=0 epochs=90
@@ -23,6 +26,8 @@ local P = params {
   gpus = -1,                -- GPUs of the DDP run; -1: every known GPU
   nodes = 1,                -- > 1 adds the multi-node run (Slurm)
   modes = "single,ddp",
+  conv = true,              -- the convolution measurements
+  conv_batch = -1,          -- -1: the training batch with GPUs, 1 on CPU
 }
 
 local have_gpus = gpus_available() > 0
@@ -66,3 +71,22 @@ plot { name = "imagenet_throughput", type = "bars", from = "imagenet/*", x = "mo
        baseline = "mode=single", title = P.arch .. " training throughput", unit = "images/s" }
 plot { name = "imagenet_loss", type = "lines", from = "imagenet/*", y = "epochs.train_loss", series = "mode",
        title = P.arch .. " training loss", xlabel = "epoch", ylabel = "loss" }
+
+if P.conv then
+  -- the convolution table kiln-kernels knows closest to arch: ResNet-18's basic blocks or
+  -- ResNet-50's bottlenecks
+  local net = (P.arch == "resnet18" or P.arch == "resnet34") and "resnet18" or "resnet50"
+  local conv_batch = P.conv_batch > 0 and P.conv_batch or (have_gpus and batch or 1)
+  for _, pass in ipairs { "fwd", "bwd_data", "bwd_filter" } do
+    local out = "results/conv-" .. pass .. ".json"
+    task { name = "conv/" .. pass, outputs = { out }, metrics = out, tags = { pass = pass, net = net },
+           gpus = have_gpus and 1 or 0, cpus = have_gpus and 1 or 2,
+           run = { "kiln-kernels", "conv", "--net", net, "--passes", pass, "--batch", conv_batch,
+                   "--size", size, "--out", "{out}" } }
+  end
+  plot { name = "conv_layers", type = "lines", from = "conv/*", y = "layers.tflops", series = "pass",
+         title = net .. " convolutions, layer by layer", xlabel = "layer (network order)",
+         ylabel = "throughput", unit = "TFLOP/s" }
+  plot { name = "conv_network", type = "bars", from = "conv/*", x = "pass", y = "images_per_s",
+         title = net .. " convolutions, whole network (batch " .. conv_batch .. ")", unit = "images/s" }
+end

@@ -1,7 +1,10 @@
 -- train_compare.lua — DDP vs a hand-written all-reduce vs a parameter server, each run
 -- with torchrun on the same model and data: an environment check first, per-epoch JSON
 -- from every run (ingested as metrics), five comparison charts and a performance report
--- with speedups relative to DDP, all from kiln's own metrics / plot / report verbs.
+-- with speedups relative to DDP, all from kiln's own metrics / plot / report verbs. Beside
+-- the training runs, `kiln-kernels comm` measures the three ways of moving gradients on the
+-- same GPUs (or as many CPU threads as processes) without the model: bus bandwidth per
+-- message size, the nccl-tests way, charted as comm_bandwidth and comm_peak.
 --
 -- The defaults train on CPU with gloo (2 processes, a small MLP on synthetic data, 5
 -- epochs); where GPUs are known each run leases `gpus` of them and uses NCCL.
@@ -24,6 +27,7 @@ local P = params {
   samples = 16384,
   hidden = 256,
   seeds = 1,                -- repeats of every method (mean ± std in tables and bars)
+  comm_max = "",            -- largest message of the comm measurements ("" : 256M on GPUs, 16M on CPU)
 }
 
 local here = RECIPE_DIR .. "/train_compare"
@@ -62,6 +66,30 @@ for method in P.methods:gmatch("[^,]+") do
   end
 end
 
+-- the gradient-exchange patterns the three methods use: all-reduce (DDP and the hand-written
+-- ring), reduce + broadcast, and the send/recv parameter server that ps.py runs
+local ranks = gpus > 0 and gpus or P.nproc
+local comm_max = P.comm_max ~= "" and P.comm_max or (gpus > 0 and "256M" or "16M")
+for _, pattern in ipairs { "allreduce", "ps", "p2p" } do
+  local out = "results/comm-" .. pattern .. ".json"
+  task {
+    name = "comm/" .. pattern,
+    deps = { env },
+    outputs = { out },
+    metrics = out,
+    tags = { pattern = pattern },
+    gpus = gpus,
+    cpus = gpus > 0 and 1 or ranks,
+    run = { "kiln-kernels", "comm", "--patterns", pattern, "--ranks", ranks, "--max-bytes", comm_max, "--out", "{out}" },
+  }
+end
+
+plot { name = "comm_bandwidth", type = "lines", from = "comm/*", y = "sizes.busbw_gbs", series = "pattern",
+       xscale = "log2", title = "Bus bandwidth per message size", xlabel = "message size (bytes)",
+       ylabel = "bus bandwidth", unit = "GB/s" }
+plot { name = "comm_peak", type = "bars", from = "comm/*", x = "pattern", y = "peak_algbw_gbs",
+       baseline = "pattern=allreduce", title = "Gradient exchange: best algorithm bandwidth",
+       ylabel = "message size / time", unit = "GB/s" }
 plot { name = "throughput", type = "bars", from = "train/*", x = "method", y = "throughput",
        baseline = "method=ddp", title = "Training throughput", ylabel = "throughput", unit = "samples/s" }
 plot { name = "train_time", type = "bars", from = "train/*", x = "method", y = "train_time",

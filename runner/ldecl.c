@@ -21,7 +21,7 @@ int l_gpus_available(lua_State *L)
 }
 
 static const char *const plot_fields[] = {"name", "type", "from", "x", "series", "y", "title",
-					  "xlabel", "ylabel", "unit", "out", "baseline", NULL};
+					  "xlabel", "ylabel", "unit", "out", "baseline", "xscale", NULL};
 
 /* plot{}: a task named plot/<name> that renders a chart from the metrics of the tasks
  * its `from` globs select. It carries its typed spec; the spec's text is its key, so a
@@ -36,7 +36,8 @@ int l_plot(lua_State *L)
 	PlotSpec *spec = arena_alloc(&g->arena, sizeof *spec);
 	memset(spec, 0, sizeof *spec);
 	const char **slots[] = {&spec->name, &spec->type, NULL, &spec->x, &spec->series, &spec->y, &spec->title,
-				&spec->xlabel, &spec->ylabel, &spec->unit, &spec->out, &spec->baseline}; /* in plot_fields' order */
+				&spec->xlabel, &spec->ylabel, &spec->unit, &spec->out, &spec->baseline,
+				&spec->xscale}; /* in plot_fields' order */
 	for (int i = 0; plot_fields[i]; i++) {
 		int type = lua_getfield(L, 1, plot_fields[i]);
 		if (!slots[i]) { /* from */

@@ -3,6 +3,8 @@
  * machine without the CUDA runtime), CUDA is unavailable and says why; the C back end runs. */
 #include <stdio.h>
 
+#include "../comm.h"
+#include "../conv.h"
 #include "../kernels.h"
 #include "../modules.h"
 
@@ -19,4 +21,19 @@ int zeroshot_cuda(const ZeroshotInput *in, ZeroshotResult *r, char *err, size_t 
 {
 	ZeroshotFn fn = (ZeroshotFn)kk_module_symbol("libkiln-kernels-cuda.so", "kk_zeroshot_cuda", err, errlen);
 	return fn ? fn(in, r, err, errlen) : -1;
+}
+
+/* NCCL and cuDNN live in modules of their own, so a machine without one still runs the rest */
+int comm_cuda(const CommSpec *s, CommResult *r, char *err, size_t errlen)
+{
+	typedef int (*Fn)(const CommSpec *, CommResult *, char *, size_t);
+	Fn fn = (Fn)kk_module_symbol("libkiln-kernels-nccl.so", "kk_comm_nccl", err, errlen);
+	return fn ? fn(s, r, err, errlen) : -1;
+}
+
+int conv_cuda(const ConvSpec *s, ConvResult *r, char *err, size_t errlen)
+{
+	typedef int (*Fn)(const ConvSpec *, ConvResult *, char *, size_t);
+	Fn fn = (Fn)kk_module_symbol("libkiln-kernels-cudnn.so", "kk_conv_cudnn", err, errlen);
+	return fn ? fn(s, r, err, errlen) : -1;
 }

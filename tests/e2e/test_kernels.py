@@ -134,6 +134,77 @@ class Kernels(KilnTestCase):
         self.assertEqual(rc, 1)
         self.assertIn("--device cuda", err)
 
+    def test_conv_reference_matches_pytorch(self):
+        # the C reference's three passes on seeded tensors against torch.nn.functional.conv2d
+        # and autograd, for a 7x7 stride-2 stem, a strided 3x3 and a strided 1x1 (downsample)
+        import numpy as np
+        import torch
+        import torch.nn.functional as F
+        for layer, stride, pad in (("conv1", 2, 3), ("l2.conv3s2", 2, 1), ("l2.down", 2, 0)):
+            d = self.ws.path("dump-" + layer)
+            rc, out, err = self.kk("conv", "--dump", d, "--layers", layer, "--size", 40, "--batch", 2)
+            self.assertEqual(rc, 0, err)
+            t = {k: torch.from_numpy(np.load(os.path.join(d, k + ".npy"))).double() for k in
+                 ("x", "w", "y", "dy", "dx", "dw")}
+            x = t["x"].permute(0, 3, 1, 2).clone().requires_grad_()  # NHWC -> NCHW
+            w = t["w"].permute(0, 3, 1, 2).clone().requires_grad_()  # KRSC -> KCRS
+            y = F.conv2d(x, w, stride=stride, padding=pad)
+            self.assertEqual(tuple(y.permute(0, 2, 3, 1).shape), tuple(t["y"].shape), layer)
+            y.backward(t["dy"].permute(0, 3, 1, 2))
+            for name, want, got in (("y", y.detach().permute(0, 2, 3, 1), t["y"]),
+                                    ("dx", x.grad.permute(0, 2, 3, 1), t["dx"]),
+                                    ("dw", w.grad.permute(0, 2, 3, 1), t["dw"])):
+                err_max = (want - got).abs().max().item() / max(want.abs().max().item(), 1e-12)
+                self.assertLess(err_max, 1e-5, "%s %s" % (layer, name))
+
+    def test_conv_json_and_errors(self):
+        rc, out, err = self.kk("conv", "--device", "cpu", "--net", "resnet18", "--size", 32, "--passes", "fwd",
+                               "--out", "conv.json")
+        self.assertEqual(rc, 0, err)
+        r = json.loads(self.ws.read("conv.json"))
+        self.assertEqual(len(r["layers"]), 11)
+        self.assertEqual([l["step"] for l in r["layers"]], list(range(1, 12)))
+        self.assertEqual(r["pass"], "fwd")
+        total_gflop = sum(l["gflop"] * l["count"] for l in r["layers"])
+        self.assertAlmostEqual(r["tflops"], total_gflop / r["ms"], delta=r["tflops"] * 0.02)
+        self.assertAlmostEqual(r["images_per_s"], 1000 / r["ms"], delta=r["images_per_s"] * 0.02)
+        self.assertNotIn("bwd_data_ms", r["layers"][0])
+        for args, needle in ((["--layers", "l9.x"], 'no layer "l9.x"'), (["--net", "vgg"], 'unknown network "vgg"'),
+                             (["--passes", "sideways"], 'unknown pass "sideways"'), (["--dtype", "fp8"], "fp16 or bf16"),
+                             (["--dump", "d"], "one layer")):
+            rc, out, err = self.kk("conv", "--device", "cpu", "--size", 32, *args)
+            self.assertEqual(rc, 2, args)
+            self.assertIn(needle, err)
+
+    def test_comm_reference_checks_sums_and_reports_bandwidth(self):
+        rc, out, err = self.kk("comm", "--device", "cpu", "--ranks", 3, "--min-bytes", "1K", "--max-bytes", "256K",
+                               "--out", "comm.json")
+        self.assertEqual(rc, 0, err)
+        r = json.loads(self.ws.read("comm.json"))
+        self.assertTrue(r["correct"], r["check"])
+        self.assertEqual(r["ranks"], 3)
+        self.assertEqual(sorted(r["patterns"]), ["allreduce", "p2p", "ps"])
+        factors = {"allreduce": 2 * 2 / 3, "ps": 2, "p2p": 2}
+        for name, points in r["patterns"].items():
+            self.assertEqual([p["bytes"] for p in points], [1024, 4096, 16384, 65536, 262144])
+            for p in points:
+                self.assertAlmostEqual(p["algbw_gbs"], p["bytes"] / p["time_us"] / 1e3, delta=p["algbw_gbs"] * 0.01 + 1e-4)
+                self.assertAlmostEqual(p["busbw_gbs"], p["algbw_gbs"] * factors[name], delta=p["busbw_gbs"] * 0.01 + 1e-4)
+        self.assertIn("allreduce", out)
+        # one pattern: its points are also top-level (what a lines plot reads)
+        rc, out, err = self.kk("comm", "--device", "cpu", "--ranks", 2, "--patterns", "p2p", "--max-bytes", "4K",
+                               "--out", "one.json")
+        self.assertEqual(rc, 0, err)
+        one = json.loads(self.ws.read("one.json"))
+        self.assertEqual(one["pattern"], "p2p")
+        self.assertEqual([p["step"] for p in one["sizes"]], [1024, 4096])
+        self.assertEqual(one["peak_busbw_gbs"], max(p["busbw_gbs"] for p in one["sizes"]))
+        for args, needle in ((["--patterns", "gossip"], 'unknown pattern "gossip"'),
+                             (["--min-bytes", "1Q"], "--min-bytes"), (["--ranks", 0, "--max-bytes", "8M", "--min-bytes", "16M"], "min <= max")):
+            rc, out, err = self.kk("comm", "--device", "cpu", *args)
+            self.assertEqual(rc, 2, args)
+            self.assertIn(needle, err)
+
 
 if __name__ == "__main__":
     main()

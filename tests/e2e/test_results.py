@@ -106,6 +106,27 @@ task { name = "good", outputs = {"g.json"}, run = "echo '{\\"top1\\": 1}' > {out
         # plots are cached like tasks: nothing to do on a second run
         self.assertEqual(self.ws.kiln("run").ran, set())
 
+    def test_log_x_axis_for_message_sizes(self):
+        self.ws.write("kiln.lua", """
+task { name = "comm/a", outputs = {"a.json"}, metrics = "a.json", tags = { pattern = "a" },
+       run = "printf '{\\"sizes\\": [{\\"step\\": 1024, \\"bw\\": 1}, {\\"step\\": 1048576, \\"bw\\": 5}, {\\"step\\": 16777216, \\"bw\\": 9}]}' > a.json" }
+plot { name = "bw", type = "lines", from = "comm/*", y = "sizes.bw", series = "pattern", xscale = "log2" }
+""")
+        r = self.ws.kiln("run")
+        self.assertEqual(r.rc, 0, r)
+        svg = self.ws.read("plots/bw.svg")
+        for tick in ("1ki", "1Mi", "16Mi"):  # binary prefixes on a base-2 axis, not 1.04858e+06
+            self.assertIn(">%s<" % tick, svg)
+        self.ws.write("kiln.lua", 'task { name = "t", run = "true" }\n'
+                      'plot { name = "bw", type = "bars", from = "t", x = "k", y = "v", xscale = "log" }\n')
+        bad = self.ws.kiln("run")
+        self.assertNotEqual(bad.rc, 0)
+        self.assertIn("kiln.lua:2:", bad.err)
+        self.assertIn("xscale applies to lines and scatter plots", bad.err)
+        self.ws.write("kiln.lua", 'task { name = "t", run = "true" }\n'
+                      'plot { name = "bw", type = "lines", from = "t", y = "v", xscale = "ln" }\n')
+        self.assertIn("xscale must be linear, log or log2", self.ws.kiln("run").err)
+
     def test_kiln_plot_rerenders_without_running_tasks(self):
         self.grid()
         self.assertEqual(self.ws.kiln("run").rc, 0)

@@ -1,7 +1,8 @@
 """End-to-end with real PyTorch (gloo, CPU): the PyTorch recipes run from start to end —
 train_compare.lua (DDP vs all-reduce vs parameter server: five charts, the performance
-report with ratios to DDP, a second run that executes nothing), imagenet.lua (one process
-and torchrun DDP, a loadable checkpoint), clip_grid.lua (the encoder grid: logs and
+report with ratios to DDP, the kiln-kernels comm measurements and their two charts, a second
+run that executes nothing), imagenet.lua (one process and torchrun DDP, a loadable
+checkpoint, kiln-kernels conv per pass and its charts), clip_grid.lua (the encoder grid: logs and
 checkpoints named after each config, the recall table) and caption.lua (generated images
 captioned by a sharded map{}). Skipped (with the reason) where Debian's python3-torch /
 python3-torchvision / python3-pil are not installed."""
@@ -23,7 +24,7 @@ class Recipes(KilnTestCase):
         recipe = os.path.join(RECIPES, "train_compare.lua")
         r = self.ws.kiln("run", recipe, "epochs=2", "samples=4096", timeout=600)
         self.assertEqual(r.rc, 0, r)
-        self.assertEqual(len(r.ran), 10, r)
+        self.assertEqual(len(r.ran), 15, r)
         env = json.loads(self.ws.read("results/env.json"))
         self.assertTrue(env["gloo"])
         for method in ("ddp", "allreduce", "ps"):
@@ -37,7 +38,15 @@ class Recipes(KilnTestCase):
         self.assertEqual(ps["workers"], 1)
         self.assertGreater(ps["server_send_time"], 0)
         self.assertGreater(ps["pull_time"], 0)
-        for chart in ("throughput", "train_time", "loss", "accuracy", "comm_share"):
+        for pattern in ("allreduce", "ps", "p2p"):
+            comm = json.loads(self.ws.read("results/comm-%s.json" % pattern))
+            self.assertTrue(comm["correct"], comm["check"])
+            self.assertEqual(comm["ranks"], 2, "as many ranks as training processes")
+            self.assertEqual(comm["sizes"][-1]["bytes"], 16 << 20)
+        peak = self.ws.kiln("metrics", "comm/*", "--format", "json")
+        self.assertEqual(peak.rc, 0, peak)
+        self.assertIn("peak_algbw_gbs", peak.out)
+        for chart in ("throughput", "train_time", "loss", "accuracy", "comm_share", "comm_bandwidth", "comm_peak"):
             self.assertGreater(os.path.getsize(self.ws.path("plots/%s.png" % chart)), 5000, chart)
             self.assertIn("<svg", self.ws.read("plots/%s.svg" % chart))
         perf = self.ws.read("results/performance.md").splitlines()
@@ -54,13 +63,20 @@ class Recipes(KilnTestCase):
         self.assertEqual(rep.rc, 0, rep)
         html = self.ws.read("report.html")
         self.assertIn("throughput vs ddp", html)
-        self.assertEqual(html.count("<div class=\"chart\"><svg"), 5)
+        self.assertEqual(html.count("<div class=\"chart\"><svg"), 7)
 
     def test_imagenet_single_process_and_torchrun(self):
         recipe = os.path.join(RECIPES, "imagenet.lua")
         r = self.ws.kiln("run", recipe, "steps=2", "epochs=1", "image_size=32", "batch=4", timeout=600)
         self.assertEqual(r.rc, 0, r)
-        self.assertEqual(r.ran, {"imagenet/single", "imagenet/ddp", "plot/imagenet_throughput", "plot/imagenet_loss"})
+        self.assertEqual(r.ran, {"imagenet/single", "imagenet/ddp", "plot/imagenet_throughput", "plot/imagenet_loss",
+                                 "conv/fwd", "conv/bwd_data", "conv/bwd_filter", "plot/conv_layers", "plot/conv_network"})
+        for p in ("fwd", "bwd_data", "bwd_filter"):
+            conv = json.loads(self.ws.read("results/conv-%s.json" % p))
+            self.assertEqual((conv["net"], conv["pass"], conv["image_size"]), ("resnet18", p, 32))
+            self.assertEqual(len(conv["layers"]), 11)
+            self.assertGreater(conv["images_per_s"], 0)
+        self.assertIn("<svg", self.ws.read("plots/conv_layers.svg"))
         single, ddp = (json.loads(self.ws.read("results/%s.json" % m)) for m in ("single", "ddp"))
         self.assertEqual((single["world_size"], ddp["world_size"]), (1, 2))
         self.assertEqual(ddp["backend"], "gloo")
