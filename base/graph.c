@@ -27,8 +27,8 @@ void graph_free(Graph *g)
 	free(g->tasks);
 	free(g->params);
 	free(g->shards);
-	strmap_free(&g->by_name);
-	strmap_free(&g->by_output);
+	tindex_free(&g->by_name);
+	tindex_free(&g->by_output);
 	strmap_free(&g->output_roots);
 	arena_free(&g->arena);
 	free(g);
@@ -54,62 +54,73 @@ void graph_add_task(Graph *g, Task *t)
 	g->indexed = 0;
 }
 
-/* Inserts every key of want (hash computed) unless present, in a pipeline that prefetches
- * a few keys ahead; *clash gets the first key already present, with its value. */
-typedef struct {
-	const char *key;
-	uint64_t hash;
-	Task *task;
-} IndexEntry;
-
-static int index_entries(StrMap *m, const IndexEntry *e, size_t n, size_t *clash, Task **other)
+/* Inserts the keys of one index (task names, or every output of every task) in a
+ * pipeline that hashes and prefetches a few keys ahead; on a key already present returns
+ * -1 with the task that declared it in *other and this key's task and item in *t, *item. */
+static int index_all(Graph *g, TaskIndex *ix, size_t n, Task **t_out, int *item_out, Task **other)
 {
-	strmap_reserve(m, m->count + n);
 	enum { AHEAD = 8 };
-	for (size_t i = 0; i < n; i++) {
-		if (i + 2 * AHEAD < n)
-			strmap_prefetch(m, e[i + 2 * AHEAD].hash, 0);
-		if (i + AHEAD < n)
-			strmap_prefetch(m, e[i + AHEAD].hash, 1);
-		Task *present = strmap_get_hashed(m, e[i].key, e[i].hash);
-		if (present && present != e[i].task) { /* the same output twice in one task is harmless */
-			*clash = i;
-			*other = present;
+	struct {
+		Task *t;
+		int item;
+		uint64_t h;
+	} ring[AHEAD];
+	tindex_reserve(ix, n);
+	int ti = 0, item = -1; /* the walk over keys, AHEAD in front of the inserts */
+	size_t queued = 0, done = 0;
+	for (;;) {
+		while (queued - done < AHEAD) { /* advance to the next key */
+			Task *t = NULL;
+			if (ix->outputs) {
+				while (ti < g->ntasks && ++item >= g->tasks[ti]->noutputs)
+					ti++, item = -1;
+				if (ti < g->ntasks)
+					t = g->tasks[ti];
+			} else if (ti < g->ntasks) {
+				t = g->tasks[ti++];
+				item = 0;
+			}
+			if (!t)
+				break;
+			uint64_t h = hash_str(ix->outputs ? t->outputs[item] : t->name);
+			tindex_prefetch(ix, h);
+			ring[queued % AHEAD].t = t, ring[queued % AHEAD].item = item, ring[queued % AHEAD].h = h;
+			queued++;
+		}
+		if (done == queued)
+			return 0;
+		Task *t = ring[done % AHEAD].t;
+		int k = ring[done % AHEAD].item;
+		Task *present = tindex_put(ix, g->tasks, ix->outputs ? t->outputs[k] : t->name, ring[done % AHEAD].h, t, k);
+		done++;
+		if (present && present != t) { /* the same output twice in one task is harmless */
+			*t_out = t, *item_out = k, *other = present;
 			return -1;
 		}
-		if (!present)
-			strmap_put(m, e[i].key, e[i].task);
 	}
-	return 0;
 }
 
 static int graph_index(Graph *g, Buf *err)
 {
 	if (g->indexed)
 		return 0;
-	strmap_free(&g->by_name);
-	strmap_free(&g->by_output);
+	tindex_free(&g->by_name);
+	tindex_free(&g->by_output);
 	strmap_free(&g->output_roots);
+	g->by_output.outputs = 1;
 	size_t nout = 0;
 	for (int i = 0; i < g->ntasks; i++)
 		nout += (size_t)g->tasks[i]->noutputs;
-	IndexEntry *e = xmalloc((nout + (size_t)g->ntasks + 1) * sizeof *e);
-	for (int i = 0; i < g->ntasks; i++)
-		e[i] = (IndexEntry){g->tasks[i]->name, hash_str(g->tasks[i]->name), g->tasks[i]};
-	size_t clash;
-	Task *other;
-	int rc = -1;
-	if (index_entries(&g->by_name, e, (size_t)g->ntasks, &clash, &other) != 0) {
-		Task *t = e[clash].task;
+	Task *t, *other;
+	int k;
+	if (index_all(g, &g->by_name, (size_t)g->ntasks, &t, &k, &other) != 0) {
 		buf_printf(err, "%s:%d: task \"%s\" is declared twice (first at %s:%d)", t->file, t->line, t->name,
 			   other->file, other->line);
-		goto out;
+		return -1;
 	}
-	size_t k = 0;
 	for (int i = 0; i < g->ntasks; i++) {
-		Task *t = g->tasks[i];
+		t = g->tasks[i];
 		for (int j = 0; j < t->noutputs; j++) {
-			e[k++] = (IndexEntry){t->outputs[j], hash_str(t->outputs[j]), t};
 			/* the first component of every output: see graph_producer */
 			size_t root_len = strcspn(t->outputs[j], "/");
 			char root[256];
@@ -121,44 +132,43 @@ static int graph_index(Graph *g, Buf *err)
 				strmap_put(&g->output_roots, arena_strdup(&g->arena, root), (void *)1);
 		}
 	}
-	if (index_entries(&g->by_output, e, k, &clash, &other) != 0) {
-		Task *t = e[clash].task;
+	if (index_all(g, &g->by_output, nout, &t, &k, &other) != 0) {
 		buf_printf(err, "%s:%d: tasks \"%s\" and \"%s\" (%s:%d) both declare output \"%s\"", t->file, t->line,
-			   t->name, other->name, other->file, other->line, e[clash].key);
-		goto out;
+			   t->name, other->name, other->file, other->line, t->outputs[k]);
+		return -1;
 	}
 	/* An output inside another output (a file in a task's directory output) would never
 	 * settle: restoring or re-running the directory deletes the inner one. Refused. */
 	Buf parent = {0};
-	for (size_t i = 0; i < k; i++) {
-		const char *path = e[i].key;
-		for (const char *slash = strchr(path, '/'); slash; slash = strchr(slash + 1, '/')) {
-			buf_reset(&parent);
-			buf_put(&parent, path, (size_t)(slash - path));
-			Task *outer = strmap_get(&g->by_output, buf_str(&parent));
-			if (outer) {
-				Task *t = e[i].task;
-				buf_printf(err, "%s:%d: output \"%s\" of task \"%s\" lies inside output \"%s\" of task \"%s\" "
-						"(%s:%d): outputs may not nest; let one task declare the directory, or move the file",
-					   t->file, t->line, path, t->name, buf_str(&parent), outer->name, outer->file, outer->line);
-				buf_free(&parent);
-				goto out;
+	for (int i = 0; i < g->ntasks; i++) {
+		t = g->tasks[i];
+		for (int j = 0; j < t->noutputs; j++) {
+			const char *path = t->outputs[j];
+			for (const char *slash = strchr(path, '/'); slash; slash = strchr(slash + 1, '/')) {
+				buf_reset(&parent);
+				buf_put(&parent, path, (size_t)(slash - path));
+				Task *outer = tindex_get(&g->by_output, g->tasks, buf_str(&parent));
+				if (outer) {
+					buf_printf(err, "%s:%d: output \"%s\" of task \"%s\" lies inside output \"%s\" of task \"%s\" "
+							"(%s:%d): outputs may not nest; let one task declare the directory, or move the file",
+						   t->file, t->line, path, t->name, buf_str(&parent), outer->name, outer->file,
+						   outer->line);
+					buf_free(&parent);
+					return -1;
+				}
 			}
 		}
 	}
 	buf_free(&parent);
 	g->indexed = 1;
-	rc = 0;
-out:
-	free(e);
-	return rc;
+	return 0;
 }
 
-Task *graph_find(const Graph *g, const char *name) { return strmap_get(&g->by_name, name); }
+Task *graph_find(const Graph *g, const char *name) { return tindex_get(&g->by_name, g->tasks, name); }
 
 Task *graph_producer(const Graph *g, const char *path)
 {
-	Task *t = strmap_get(&g->by_output, path);
+	Task *t = tindex_get(&g->by_output, g->tasks, path);
 	if (t)
 		return t;
 	/* an input inside a directory another task outputs (work/data/x/f.npy under work/data/x) */
@@ -176,7 +186,7 @@ Task *graph_producer(const Graph *g, const char *path)
 	memcpy(buf, path, n + 1);
 	for (char *slash = strrchr(buf, '/'); slash; slash = strrchr(buf, '/')) {
 		*slash = 0;
-		if ((t = strmap_get(&g->by_output, buf)))
+		if ((t = tindex_get(&g->by_output, g->tasks, buf)))
 			return t;
 	}
 	return NULL;
@@ -436,7 +446,7 @@ int graph_match(Graph *g, char **targets, int ntargets, void (*fn)(void *ctx, Ta
 				matched = 1;
 			}
 		if (!matched) {
-			Task *producer = strmap_get(&g->by_output, graph_norm_path(g, targets[k]));
+			Task *producer = tindex_get(&g->by_output, g->tasks, graph_norm_path(g, targets[k]));
 			if (producer) {
 				fn(ctx, producer);
 				continue;

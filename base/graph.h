@@ -4,6 +4,7 @@
 #ifndef KILN_GRAPH_H
 #define KILN_GRAPH_H
 
+#include "taskindex.h"
 #include "util.h"
 
 typedef struct Task Task;
@@ -127,8 +128,8 @@ typedef struct {
 	Task **tasks;
 	int ntasks, cap;
 	int indexed;      /* by_name, by_output and output_roots hold every task */
-	StrMap by_name;   /* name -> Task* */
-	StrMap by_output; /* output path -> Task* */
+	TaskIndex by_name;   /* name -> Task */
+	TaskIndex by_output; /* output path -> Task */
 	StrMap output_roots; /* first path component of every output: an input under no such
 				root cannot lie inside a directory output, so no parent lookups */
 	const char *workspace; /* absolute path of the workspace (the current directory) */

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -171,6 +172,40 @@ void buf_free(Buf *b)
 
 const char *buf_str(Buf *b) { return b->data ? b->data : ""; }
 
+#define HUGE_PAGE (2u << 20)
+
+void *big_alloc(size_t n)
+{
+	if (n < 2 * HUGE_PAGE)
+		return xmalloc(n);
+	/* a mapping of whole 2 MiB pages, advised as huge: a million tasks' worth of memory is
+	 * then a few hundred page faults instead of a few hundred thousand */
+	size_t len = (n + HUGE_PAGE - 1) & ~(size_t)(HUGE_PAGE - 1);
+	char *p = mmap(NULL, len + HUGE_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return xmalloc(n);
+	size_t lead = (HUGE_PAGE - ((uintptr_t)p & (HUGE_PAGE - 1))) & (HUGE_PAGE - 1);
+	if (lead)
+		munmap(p, lead);
+	if (HUGE_PAGE - lead)
+		munmap(p + lead + len, HUGE_PAGE - lead);
+	p += lead;
+#ifdef MADV_HUGEPAGE
+	madvise(p, len, MADV_HUGEPAGE);
+#endif
+	return p;
+}
+
+void big_free(void *p, size_t n)
+{
+	if (!p)
+		return;
+	if (n < 2 * HUGE_PAGE || ((uintptr_t)p & (HUGE_PAGE - 1))) /* malloc'd (also the mmap-failed case) */
+		free(p);
+	else
+		munmap(p, (n + HUGE_PAGE - 1) & ~(size_t)(HUGE_PAGE - 1));
+}
+
 struct ArenaBlock {
 	ArenaBlock *next;
 	size_t used, cap;
@@ -178,16 +213,21 @@ struct ArenaBlock {
 };
 
 /* n bytes aligned to align (16, or 1 for strings: a million short paths would otherwise
- * waste a third of their bytes on padding). */
+ * waste a third of their bytes on padding). Blocks double from 64 KiB to 8 MiB, so a small
+ * graph stays small and a large one lives in huge pages. */
 static void *arena_take(Arena *a, size_t n, size_t align)
 {
 	ArenaBlock *b = a->head;
 	size_t at = b ? (b->used + align - 1) & ~(align - 1) : 0;
 	if (!b || at + n > b->cap) {
-		size_t cap = n > 60000 ? n : 64 * 1024 - sizeof(ArenaBlock);
-		b = xmalloc(sizeof(ArenaBlock) + cap);
+		size_t size = b ? (sizeof(ArenaBlock) + b->cap) * 2 : 64 * 1024;
+		if (size > 2 * 2 * HUGE_PAGE)
+			size = 2 * 2 * HUGE_PAGE;
+		if (size < sizeof(ArenaBlock) + n)
+			size = sizeof(ArenaBlock) + n;
+		b = big_alloc(size);
 		b->used = 0;
-		b->cap = cap;
+		b->cap = size - sizeof(ArenaBlock);
 		b->next = a->head;
 		a->head = b;
 		at = 0;
@@ -215,7 +255,7 @@ void arena_free(Arena *a)
 {
 	for (ArenaBlock *b = a->head, *next; b; b = next) {
 		next = b->next;
-		free(b);
+		big_free(b, sizeof(ArenaBlock) + b->cap);
 	}
 	a->head = NULL;
 }
@@ -274,13 +314,13 @@ static void strmap_grow(StrMap *m, size_t cap)
 	/* malloc + memset rather than calloc: calloc's fresh pages are the shared zero page,
 	 * and the first write to each then takes a copy-on-write fault that, with a second
 	 * thread running, also flushes the other CPU's TLB */
-	bigger.slots = xmalloc(cap * sizeof *bigger.slots);
+	bigger.slots = big_alloc(cap * sizeof *bigger.slots);
 	memset(bigger.slots, 0, cap * sizeof *bigger.slots);
 	for (size_t i = 0; i < m->cap; i++)
 		if (m->slots[i].key)
 			bigger.slots[strmap_slot(&bigger, m->slots[i].key, m->slots[i].hash)] = m->slots[i];
 	bigger.count = m->count;
-	free(m->slots);
+	big_free(m->slots, m->cap * sizeof *m->slots);
 	*m = bigger;
 }
 
@@ -351,7 +391,7 @@ int strmap_next(const StrMap *m, size_t *i, const char **key, void **val)
 
 void strmap_free(StrMap *m)
 {
-	free(m->slots);
+	big_free(m->slots, m->cap * sizeof *m->slots);
 	memset(m, 0, sizeof *m);
 }
 
@@ -413,9 +453,17 @@ void trace_mark(const char *what)
 	if (enabled) {
 		struct rusage self; /* all of kiln's threads, none of its children */
 		getrusage(RUSAGE_SELF, &self);
-		fprintf(stderr, "kiln-trace: %7.2f ms %s (kiln's cpu so far: %.1f ms user, %.1f ms system)\n",
+		long pages = 0; /* resident now (ru_maxrss is the peak so far) */
+		FILE *f = fopen("/proc/self/statm", "r");
+		if (f) {
+			if (fscanf(f, "%*s %ld", &pages) != 1)
+				pages = 0;
+			fclose(f);
+		}
+		fprintf(stderr, "kiln-trace: %7.2f ms %s (kiln's cpu so far: %.1f ms user, %.1f ms system; %ld MiB resident, peak %ld)\n",
 			(now_mono_ns() - start) / 1e6, what, self.ru_utime.tv_sec * 1e3 + self.ru_utime.tv_usec / 1e3,
-			self.ru_stime.tv_sec * 1e3 + self.ru_stime.tv_usec / 1e3);
+			self.ru_stime.tv_sec * 1e3 + self.ru_stime.tv_usec / 1e3, pages * (sysconf(_SC_PAGESIZE) / 1024) / 1024,
+			self.ru_maxrss / 1024);
 	}
 }
 

@@ -1,0 +1,78 @@
+/* taskindex.c — open addressing with linear probing over the graph's own keys. */
+#include "taskindex.h"
+
+#include <string.h>
+
+#include "graph.h"
+
+static const char *slot_key(const TaskIndex *ix, Task *const *tasks, const TaskIndexSlot *s)
+{
+	const Task *t = tasks[s->task - 1];
+	return ix->outputs ? t->outputs[s->item] : t->name;
+}
+
+static size_t find(const TaskIndex *ix, Task *const *tasks, const char *key, uint32_t h)
+{
+	size_t i = h & (ix->cap - 1);
+	while (ix->slots[i].task && (ix->slots[i].hash != h || strcmp(slot_key(ix, tasks, &ix->slots[i]), key) != 0))
+		i = (i + 1) & (ix->cap - 1);
+	return i;
+}
+
+static void grow(TaskIndex *ix, size_t cap)
+{
+	TaskIndexSlot *old = ix->slots;
+	size_t old_cap = ix->cap;
+	ix->slots = big_alloc(cap * sizeof *ix->slots);
+	memset(ix->slots, 0, cap * sizeof *ix->slots);
+	ix->cap = cap;
+	for (size_t i = 0; i < old_cap; i++) /* keys are distinct: the first empty slot is theirs */
+		if (old[i].task) {
+			size_t j = old[i].hash & (cap - 1);
+			while (ix->slots[j].task)
+				j = (j + 1) & (cap - 1);
+			ix->slots[j] = old[i];
+		}
+	big_free(old, old_cap * sizeof *old);
+}
+
+void tindex_reserve(TaskIndex *ix, size_t n)
+{
+	size_t cap = ix->cap ? ix->cap : 64;
+	while ((n + 1) * 2 >= cap)
+		cap *= 2;
+	if (cap != ix->cap)
+		grow(ix, cap);
+}
+
+Task *tindex_put(TaskIndex *ix, Task *const *tasks, const char *key, uint64_t h, Task *t, int item)
+{
+	if ((ix->count + 1) * 2 >= ix->cap)
+		grow(ix, ix->cap ? ix->cap * 2 : 64);
+	size_t i = find(ix, tasks, key, (uint32_t)h);
+	if (ix->slots[i].task)
+		return tasks[ix->slots[i].task - 1];
+	ix->slots[i] = (TaskIndexSlot){(uint32_t)h, (uint32_t)t->index + 1, (uint32_t)item};
+	ix->count++;
+	return NULL;
+}
+
+Task *tindex_get(const TaskIndex *ix, Task *const *tasks, const char *key)
+{
+	if (!ix->count)
+		return NULL;
+	size_t i = find(ix, tasks, key, (uint32_t)hash_str(key));
+	return ix->slots[i].task ? tasks[ix->slots[i].task - 1] : NULL;
+}
+
+void tindex_prefetch(const TaskIndex *ix, uint64_t h)
+{
+	if (ix->cap)
+		__builtin_prefetch(&ix->slots[(uint32_t)h & (ix->cap - 1)]);
+}
+
+void tindex_free(TaskIndex *ix)
+{
+	big_free(ix->slots, ix->cap * sizeof *ix->slots);
+	memset(ix, 0, sizeof *ix);
+}
