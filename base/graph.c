@@ -13,6 +13,7 @@ Graph *graph_new(const char *workspace)
 {
 	Graph *g = xcalloc(1, sizeof *g);
 	g->workspace = arena_strdup(&g->arena, workspace);
+	g->default_opts.gpu_wait_sec = -1;
 	return g;
 }
 
@@ -39,8 +40,50 @@ Task *graph_new_task(Graph *g)
 	Task *t = arena_alloc(&g->arena, sizeof *t);
 	memset(t, 0, sizeof *t);
 	t->cpus = 1;
-	t->gpu_wait_sec = -1;
+	t->opts = &g->default_opts;
 	return t;
+}
+
+TaskOpts *graph_task_opts(Graph *g, Task *t)
+{
+	TaskOpts *own = arena_alloc(&g->arena, sizeof *own);
+	*own = *t->opts;
+	t->opts = own;
+	return own;
+}
+
+static int same_strings(const char **a, const char **b, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (strcmp(a[i], b[i]) != 0)
+			return 0;
+	return 1;
+}
+
+static int same_opts(const TaskOpts *a, const TaskOpts *b)
+{
+	return a->plot == b->plot && a->spec == b->spec && a->dep_patterns == b->dep_patterns &&
+	       a->ndep_patterns == b->ndep_patterns && a->ports == b->ports && a->stays == b->stays &&
+	       a->nhosts == b->nhosts && same_strings(a->hosts, b->hosts, a->nhosts) && a->retry_on == b->retry_on &&
+	       a->gpu_mem_mib == b->gpu_mem_mib && a->timeout_sec == b->timeout_sec && a->gpu_wait_sec == b->gpu_wait_sec &&
+	       a->gpu_wait_fail == b->gpu_wait_fail && a->torchrun == b->torchrun &&
+	       (a->executor == b->executor || (a->executor && b->executor && !strcmp(a->executor, b->executor)));
+}
+
+void graph_share_opts(Graph *g, Task *t)
+{
+	if (same_opts(t->opts, &g->default_opts)) {
+		t->opts = &g->default_opts;
+		return;
+	}
+	for (int i = 0; i < RECENT_OPTS && g->recent_opts[i]; i++)
+		if (same_opts(t->opts, g->recent_opts[i])) {
+			t->opts = g->recent_opts[i];
+			return;
+		}
+	graph_task_opts(g, t);
+	memmove(g->recent_opts + 1, g->recent_opts, (RECENT_OPTS - 1) * sizeof *g->recent_opts);
+	g->recent_opts[0] = t->opts;
 }
 
 void graph_add_task(Graph *g, Task *t)
@@ -365,16 +408,16 @@ int graph_resolve(Graph *g, InputExists exists, void *exists_ctx, Buf *err)
 			}
 			add_edge(t, d);
 		}
-		for (int j = 0; j < t->ndep_patterns; j++) {
+		for (int j = 0; j < t->opts->ndep_patterns; j++) {
 			int matched = 0;
 			for (int k = 0; k < g->ntasks; k++)
-				if (g->tasks[k] != t && fnmatch(t->dep_patterns[j], g->tasks[k]->name, 0) == 0) {
+				if (g->tasks[k] != t && fnmatch(t->opts->dep_patterns[j], g->tasks[k]->name, 0) == 0) {
 					add_edge(t, g->tasks[k]);
 					matched = 1;
 				}
 			if (!matched) {
 				buf_printf(err, "%s:%d: task \"%s\": from = \"%s\" matches no task", t->file, t->line, t->name,
-					   t->dep_patterns[j]);
+					   t->opts->dep_patterns[j]);
 				goto out;
 			}
 		}
@@ -486,14 +529,14 @@ const char *task_tag(const Task *t, const char *key)
 	return NULL;
 }
 
-int task_has_work(const Task *t) { return t->shell || t->argc || t->spec; }
+int task_has_work(const Task *t) { return t->shell || t->argc || t->opts->spec; }
 
 char *task_command_line(const Task *t)
 {
 	if (t->shell)
 		return xstrdup(t->shell);
-	if (t->spec)
-		return xasprintf("(kiln renders) %s", t->spec);
+	if (t->opts->spec)
+		return xasprintf("(kiln renders) %s", t->opts->spec);
 	Buf b = {0};
 	for (int i = 0; i < t->argc; i++) {
 		if (i)

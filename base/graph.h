@@ -24,6 +24,28 @@ enum TaskState {
 	TS_SKIPPED,    /* not run: an upstream task failed, or the run was stopped */
 };
 
+/* What a task asks beyond its command, inputs and outputs that grids usually ask alike:
+ * tasks declared with the same options share one TaskOpts (a million-cell sweep keeps one
+ * copy, not a million), so it is written only while its task is being declared, and a
+ * task that changes its options afterwards takes a copy first (graph_task_opts). */
+typedef struct TaskOpts {
+	const struct PlotSpec *plot; /* built-in work: plot{}'s chart (plots/plot.h), rendered by kiln */
+	const char *spec;     /* a built-in task's work as canonical text (hashed as its command) */
+	const char **dep_patterns; /* globs over task names (plot{} from = ...) */
+	int ndep_patterns;
+	int ports;            /* TCP ports reserved per attempt: {port}, {port1}, ... (KILN_PORT) */
+	const char *executor; /* "local", "slurm", "ssh" or NULL (the command line decides) */
+	const char **hosts;   /* ssh: the hosts it may run on (host = "v802" pins one), or NULL: any */
+	unsigned char *stays; /* ssh: per output, 1 when it stays on its host (a pointer file here), or NULL */
+	int nhosts;
+	unsigned retry_on;    /* failure classes (runner/failure.h bits) a retry is spent on */
+	long long gpu_mem_mib;
+	double timeout_sec;   /* 0: none */
+	double gpu_wait_sec;  /* how long to wait for busy GPUs: < 0 the command line's, 0 no bound */
+	int gpu_wait_fail;    /* after that wait: 1 fail (class gpu-busy), 0 take the least busy */
+	const struct Torchrun *torchrun; /* run under torchrun (runner/torchrun.h), or NULL */
+} TaskOpts;
+
 struct Task {
 	const char *name;
 	const char *file; /* recipe file and line of the task{} call */
@@ -31,59 +53,44 @@ struct Task {
 	int index;        /* position in declaration order */
 
 	const char **argv; /* run as argv (spawned directly) ... */
+	const char *shell; /* ... or as a shell string through /bin/sh -c, or built in (opts->plot) */
 	int argc;
-	const char *shell; /* ... or as a shell string through /bin/sh -c ... */
-	const struct PlotSpec *plot; /* ... or built in: plot{}'s chart (plots/plot.h), rendered by kiln */
-	const char *spec;  /* a built-in task's work as canonical text (hashed as its command) */
+	int cpus;
+	TaskOpts *opts;    /* never NULL; maybe shared with other tasks (see TaskOpts) */
 
 	KeyValue *env;
-	int nenv;
 	KeyValue *tags;
+	int nenv;
 	int ntags;
 	const char **inputs;  /* workspace-relative (or absolute outside it), globs expanded */
-	int ninputs;
 	const char **outputs;
+	int ninputs;
 	int noutputs;
 	const char **dep_names;
-	int ndep_names;
-	const char **dep_patterns; /* globs over task names (plot{} from = ...) */
-	int ndep_patterns;
 	const char *metrics;  /* path of a metrics JSON file, or NULL */
-	const char *executor; /* "local", "slurm", "ssh" or NULL (the command line decides) */
-	const char **hosts;   /* ssh: the hosts it may run on (host = "v802" pins one), or NULL: any */
-	unsigned char *stays; /* ssh: per output, 1 when it stays on its host (a pointer file here), or NULL */
-	int nhosts;
-
-	int cpus;
+	int ndep_names;
+	short gpus;           /* at most 64 (a lease's devices) */
+	short retries;        /* at most 1000 */
 	long long mem_mib;
-	int gpus;
-	long long gpu_mem_mib;
-	double timeout_sec;   /* 0: none */
-	int retries;
-	int ports;            /* TCP ports reserved per attempt: {port}, {port1}, ... (KILN_PORT) */
-	unsigned retry_on;    /* failure classes (runner/failure.h bits) a retry is spent on */
-	double gpu_wait_sec;  /* how long to wait for busy GPUs: < 0 the command line's, 0 no bound */
-	int gpu_wait_fail;    /* after that wait: 1 fail (class gpu-busy), 0 take the least busy */
-	const struct Torchrun *torchrun; /* run under torchrun (runner/torchrun.h), or NULL */
 	struct MapShard *shard; /* map{}: the shard an item task belongs to, or that a runner runs */
 
 	/* Edges, resolved by graph_resolve(): explicit deps (names and patterns) first, then
 	 * producers of inputs. A key hashes the outputs of explicit deps only: for the others
 	 * it hashes the input files themselves, the files the task actually reads. */
 	Task **deps;
-	int ndeps, nexplicit_deps;
 	Task **input_producers; /* per input: the task producing it, or NULL (a source file); the
 				   whole list is NULL when every input is a source file */
 	Task **dependents;
+	int ndeps, nexplicit_deps;
 	int ndependents;
 
 	/* Scheduling state, owned by the scheduler. */
-	enum TaskState state;
-	int needed;
-	int forced;           /* --force: runs even when up to date */
 	int pending_deps;
-	int attempt;
-	int lost;             /* attempts lost with their host (ssh), not counted as attempts */
+	short attempt;        /* retries + 1, and a few lost with their host, at most */
+	unsigned char state;  /* an enum TaskState (a byte: a million tasks make a plan) */
+	unsigned char needed;
+	unsigned char forced; /* --force: runs even when up to date */
+	unsigned char lost;   /* attempts lost with their host (ssh), not counted as attempts */
 	void *cache_data; /* owned by the cache for the duration of a run */
 };
 
@@ -138,6 +145,9 @@ typedef struct {
 	int nhosts;
 	MapShard **shards;     /* every map{} shard, in declaration order */
 	int nshards;
+	TaskOpts default_opts; /* what graph_new_task's tasks share */
+#define RECENT_OPTS 8
+	TaskOpts *recent_opts[RECENT_OPTS]; /* graph_share_opts' candidates, newest first */
 	KeyValue *params;      /* params{} after command-line overrides, in declaration order, */
 	int nparams;           /* values as text: kiln why names them ("param batch: 64 → 32") */
 } Graph;
@@ -146,8 +156,14 @@ typedef struct {
 Graph *graph_new(const char *workspace);
 void graph_free(Graph *g);
 
-/* Allocates a zeroed task in the graph's arena; not yet added. */
+/* Allocates a zeroed task in the graph's arena (default options); not yet added. */
 Task *graph_new_task(Graph *g);
+/* t's options, made its own first (a copy in the arena) if t may share them: what a caller
+ * that changes a declared task's options writes to. */
+TaskOpts *graph_task_opts(Graph *g, Task *t);
+/* After t's options were written in place (t->opts pointing at scratch), makes t share an
+ * equal TaskOpts declared lately, or keeps a copy of its own in the arena. */
+void graph_share_opts(Graph *g, Task *t);
 /* Appends a task. Names and outputs are indexed (and checked for clashes) by
  * graph_resolve, all at once: a batch of look-ups is much cheaper than one per call. */
 void graph_add_task(Graph *g, Task *t);

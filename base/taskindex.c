@@ -5,16 +5,16 @@
 
 #include "graph.h"
 
-static const char *slot_key(const TaskIndex *ix, Task *const *tasks, const TaskIndexSlot *s)
+static const char *slot_key(const TaskIndex *ix, Task *const *tasks, size_t i)
 {
-	const Task *t = tasks[s->task - 1];
-	return ix->outputs ? t->outputs[s->item] : t->name;
+	const Task *t = tasks[ix->slots[i].task - 1];
+	return ix->outputs ? t->outputs[ix->items[i]] : t->name;
 }
 
 static size_t find(const TaskIndex *ix, Task *const *tasks, const char *key, uint32_t h)
 {
 	size_t i = h & (ix->cap - 1);
-	while (ix->slots[i].task && (ix->slots[i].hash != h || strcmp(slot_key(ix, tasks, &ix->slots[i]), key) != 0))
+	while (ix->slots[i].task && (ix->slots[i].hash != h || strcmp(slot_key(ix, tasks, i), key) != 0))
 		i = (i + 1) & (ix->cap - 1);
 	return i;
 }
@@ -22,9 +22,11 @@ static size_t find(const TaskIndex *ix, Task *const *tasks, const char *key, uin
 static void grow(TaskIndex *ix, size_t cap)
 {
 	TaskIndexSlot *old = ix->slots;
+	uint32_t *old_items = ix->items;
 	size_t old_cap = ix->cap;
 	ix->slots = big_alloc(cap * sizeof *ix->slots);
 	memset(ix->slots, 0, cap * sizeof *ix->slots);
+	ix->items = ix->outputs ? big_alloc(cap * sizeof *ix->items) : NULL;
 	ix->cap = cap;
 	for (size_t i = 0; i < old_cap; i++) /* keys are distinct: the first empty slot is theirs */
 		if (old[i].task) {
@@ -32,8 +34,11 @@ static void grow(TaskIndex *ix, size_t cap)
 			while (ix->slots[j].task)
 				j = (j + 1) & (cap - 1);
 			ix->slots[j] = old[i];
+			if (ix->items)
+				ix->items[j] = old_items[i];
 		}
 	big_free(old, old_cap * sizeof *old);
+	big_free(old_items, old_cap * sizeof *old_items);
 }
 
 void tindex_reserve(TaskIndex *ix, size_t n)
@@ -52,7 +57,9 @@ Task *tindex_put(TaskIndex *ix, Task *const *tasks, const char *key, uint64_t h,
 	size_t i = find(ix, tasks, key, (uint32_t)h);
 	if (ix->slots[i].task)
 		return tasks[ix->slots[i].task - 1];
-	ix->slots[i] = (TaskIndexSlot){(uint32_t)h, (uint32_t)t->index + 1, (uint32_t)item};
+	ix->slots[i] = (TaskIndexSlot){(uint32_t)h, (uint32_t)t->index + 1};
+	if (ix->items)
+		ix->items[i] = (uint32_t)item;
 	ix->count++;
 	return NULL;
 }
@@ -74,5 +81,8 @@ void tindex_prefetch(const TaskIndex *ix, uint64_t h)
 void tindex_free(TaskIndex *ix)
 {
 	big_free(ix->slots, ix->cap * sizeof *ix->slots);
+	big_free(ix->items, ix->cap * sizeof *ix->items);
+	int outputs = ix->outputs;
 	memset(ix, 0, sizeof *ix);
+	ix->outputs = outputs;
 }

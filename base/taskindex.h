@@ -1,7 +1,8 @@
-/* taskindex.h — the graph's name and output indexes. Open addressing over 12-byte slots
- * (32 bits of the key's hash, the task's position, which of its outputs) instead of key,
- * value and hash pointers: a million tasks' two indexes take 48 MiB rather than 96, and a
- * probe compares strings only on a hash match. Keys live in the tasks themselves. */
+/* taskindex.h — the graph's name and output indexes. Open addressing over 8-byte slots
+ * (32 bits of the key's hash, the task's position; for outputs, which of its outputs in a
+ * parallel array) instead of key, value and hash pointers: a million tasks' two indexes
+ * take 40 MiB rather than 96, and a probe compares strings only on a hash match. Keys live
+ * in the tasks themselves. */
 #ifndef KILN_TASKINDEX_H
 #define KILN_TASKINDEX_H
 
@@ -13,11 +14,11 @@ struct Task;
 typedef struct {
 	uint32_t hash; /* low half of hash_str(key) */
 	uint32_t task; /* position in the graph's task list + 1; 0: empty */
-	uint32_t item; /* outputs: which output of the task */
 } TaskIndexSlot;
 
 typedef struct {
 	TaskIndexSlot *slots;
+	uint32_t *items; /* outputs: per slot, which output of the task */
 	size_t cap, count;
 	int outputs; /* keys are tasks' outputs (else their names) */
 } TaskIndex;

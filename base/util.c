@@ -241,6 +241,8 @@ void *arena_alloc(Arena *a, size_t n) { return arena_take(a, n, 16); }
 
 char *arena_chars(Arena *a, size_t n) { return arena_take(a, n, 1); }
 
+void *arena_ptrs(Arena *a, size_t n) { return arena_take(a, (n ? n : 1) * sizeof(void *), sizeof(void *)); }
+
 char *arena_strndup(Arena *a, const char *s, size_t n)
 {
 	char *p = arena_take(a, n + 1, 1);

@@ -56,6 +56,7 @@ typedef struct {
 } Arena;
 void *arena_alloc(Arena *a, size_t n); /* 16-byte aligned */
 char *arena_chars(Arena *a, size_t n);  /* unaligned: text */
+void *arena_ptrs(Arena *a, size_t n);   /* n pointers, pointer-aligned (lists a million tasks hold) */
 char *arena_strdup(Arena *a, const char *s);
 char *arena_strndup(Arena *a, const char *s, size_t n);
 void arena_free(Arena *a);

@@ -179,9 +179,10 @@ int cache_commit(Cache *c, int force)
 
 TaskCache *task_cache(Cache *c, Task *t)
 {
-	if (!t->cache_data) {
+	if (!t->cache_data || t->cache_data == &c->planned_run) {
 		TaskCache *tc = arena_alloc(&c->arena, sizeof *tc);
 		memset(tc, 0, sizeof *tc);
+		tc->will_run = t->cache_data == &c->planned_run;
 		t->cache_data = tc; /* out_hashes come once its outputs are known (out_hashes_of) */
 	}
 	return t->cache_data;
@@ -229,9 +230,9 @@ static char *build_components(Cache *c, Task *t, size_t *key_len)
 	if (t->shell) {
 		buf_puts(&b, "cmd\tsh\t");
 		buf_put_escaped(&b, t->shell);
-	} else if (t->spec) { /* built-in work (plot{}): its spec is its command */
+	} else if (t->opts->spec) { /* built-in work (plot{}): its spec is its command */
 		buf_puts(&b, "cmd\tspec\t");
-		buf_put_escaped(&b, t->spec);
+		buf_put_escaped(&b, t->opts->spec);
 	} else {
 		buf_puts(&b, t->argc ? "cmd\targv" : "cmd\tnone");
 		for (int i = 0; i < t->argc; i++) {
@@ -410,6 +411,14 @@ static void ensure_key(Cache *c, Task *t, TaskCache *tc)
 enum Verdict cache_check(Cache *c, Task *t, int dry, Buf *reason)
 {
 	bind_tasks(c);
+	if (dry && c->opt.readonly && (!t->cache_data || t->cache_data == &c->planned_run)) {
+		/* bound without a record of its own: no success recorded. It runs, whatever its
+		 * key, so no input is read for it and no record made (see planned_run). */
+		c->planned_run.will_run = 1;
+		t->cache_data = &c->planned_run;
+		buf_puts(reason, "no successful run recorded");
+		return VERDICT_RUN;
+	}
 	TaskCache *tc = task_cache(c, t);
 	tc->outputs_known = tc->will_run = 0;
 	LastSuccess *last = tc->in_memo ? tc->last : strmap_get(&c->last, t->name);
@@ -477,7 +486,11 @@ enum Verdict cache_check(Cache *c, Task *t, int dry, Buf *reason)
 	return verdict;
 }
 
-void cache_assume_will_run(Cache *c, Task *t) { task_cache(c, t)->will_run = 1; }
+void cache_assume_will_run(Cache *c, Task *t)
+{
+	if (t->cache_data != &c->planned_run) /* which will run already */
+		task_cache(c, t)->will_run = 1;
+}
 
 int cache_will_run(Cache *c, const Task *t)
 {
@@ -623,7 +636,7 @@ void cache_put_metrics(Cache *c, const Task *t, const Metrics *m)
 
 void cache_key_hex(Cache *c, const Task *t, char out[33])
 {
-	TaskCache *tc = t->cache_data;
+	TaskCache *tc = t->cache_data ? task_cache(c, (Task *)t) : NULL; /* planned_run: a record of its own */
 	if (tc) {
 		ensure_key(c, (Task *)t, tc);
 		hash_hex(tc->key, out);

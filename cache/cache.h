@@ -36,6 +36,9 @@ int cache_loaded(Cache *c, Buf *err);
 
 /* An InputExists for graph_resolve (ctx: the Cache): stats once, and hashing reuses it. */
 int cache_input_exists(void *cache, Task *t, int input);
+/* After graph_resolve: drops the directory listings a plan answered cache_input_exists
+ * from (a million-input directory's names are tens of MiB, needed no more). */
+void cache_resolved(Cache *c);
 
 /* Records the start of a run; returns its id, or -1 when it cannot be recorded
  * (cache_write_error says why). */

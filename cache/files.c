@@ -358,7 +358,9 @@ static void bind_tasks_now(Cache *c)
 			strmap_prefetch(&c->last, hashes[i + 2 * AHEAD], 0);
 		if (i + AHEAD < g->ntasks)
 			strmap_prefetch(&c->last, hashes[i + AHEAD], 1);
-		task_cache(c, g->tasks[i])->last = strmap_get_hashed(&c->last, g->tasks[i]->name, hashes[i]);
+		LastSuccess *last = strmap_get_hashed(&c->last, g->tasks[i]->name, hashes[i]);
+		if (last || !c->opt.readonly) /* a plan's tasks never recorded get no record (planned_run) */
+			task_cache(c, g->tasks[i])->last = last;
 	}
 	free(hashes);
 	/* A plan judges a task never recorded without its key (cache_check) and checks that its
@@ -367,7 +369,7 @@ static void bind_tasks_now(Cache *c)
 	size_t n = 0;
 	for (int i = 0; i < g->ntasks; i++) {
 		Task *t = g->tasks[i];
-		if (!c->opt.readonly || ((TaskCache *)t->cache_data)->last)
+		if (!c->opt.readonly || t->cache_data) /* readonly: bound with a record when it has a success */
 			n += (size_t)(t->ninputs + t->noutputs);
 	}
 	typedef struct {
@@ -382,7 +384,7 @@ static void bind_tasks_now(Cache *c)
 	for (int i = 0; i < g->ntasks; i++) {
 		Task *t = g->tasks[i];
 		TaskCache *tc = t->cache_data;
-		if (c->opt.readonly && !tc->last)
+		if (c->opt.readonly && (!tc || !tc->last))
 			continue;
 		tc->in_memo = arena_alloc(&c->arena, (size_t)(t->ninputs + t->noutputs + 1) * sizeof(Memo *));
 		tc->out_memo = tc->in_memo + t->ninputs;
@@ -420,62 +422,71 @@ static void bind_tasks_now(Cache *c)
 typedef struct DirInfo {
 	const char *name;   /* the directory ("" for the workspace's top) */
 	int asked, listed;
-	const char **names; /* open addressing, NULL slots free */
+	char *text;         /* its entries' names, each NUL-terminated, one after another */
+	uint32_t *names;    /* open addressing over offsets into text + 1; 0 slots free */
 	size_t mask;
 } DirInfo;
 
 #define LIST_AFTER 64 /* inputs asked about in one directory before it is listed */
 
-static void dir_add(Cache *c, DirInfo *d, const char *name)
-{
-	size_t i = hash_str(name) & d->mask;
-	while (d->names[i])
-		i = (i + 1) & d->mask;
-	d->names[i] = arena_strdup(&c->arena, name);
-}
-
 static int dir_has(const DirInfo *d, const char *name)
 {
 	for (size_t i = hash_str(name) & d->mask; d->names[i]; i = (i + 1) & d->mask)
-		if (!strcmp(d->names[i], name))
+		if (!strcmp(d->text + d->names[i] - 1, name))
 			return 1;
 	return 0;
 }
 
 /* Lists dir into d: its plain files and directories (a link or an entry of unknown type is
- * left to stat). */
-static void list_dir(Cache *c, DirInfo *d, const char *dir)
+ * left to stat). A directory whose names pass 4 GiB is left to stat as well. */
+static void list_dir(DirInfo *d, const char *dir)
 {
 	d->listed = 1;
 	DIR *dh = opendir(*dir ? dir : ".");
 	if (!dh)
 		return;
 	size_t count = 0;
-	while (readdir(dh))
-		count++;
-	rewinddir(dh);
+	Buf text = {0};
+	for (struct dirent *e; (e = readdir(dh));)
+		if (e->d_type == DT_REG || e->d_type == DT_DIR) {
+			buf_put(&text, e->d_name, strlen(e->d_name) + 1);
+			count++;
+		}
+	closedir(dh);
+	if (text.len >= UINT32_MAX) {
+		buf_free(&text);
+		return;
+	}
 	size_t cap = 16;
 	while (cap < 2 * count + 2)
 		cap *= 2;
-	d->names = xcalloc(cap, sizeof *d->names);
+	d->names = big_alloc(cap * sizeof *d->names);
+	memset(d->names, 0, cap * sizeof *d->names);
 	d->mask = cap - 1;
-	size_t added = 0;
-	for (struct dirent *e; (e = readdir(dh)) && added < cap / 2;)
-		if (e->d_type == DT_REG || e->d_type == DT_DIR) {
-			dir_add(c, d, e->d_name);
-			added++;
-		}
-	closedir(dh);
+	d->text = text.data;
+	for (size_t at = 0; at < text.len; at += strlen(text.data + at) + 1) {
+		size_t i = hash_str(text.data + at) & d->mask;
+		while (d->names[i])
+			i = (i + 1) & d->mask;
+		d->names[i] = (uint32_t)at + 1;
+	}
 }
 
 void cache_free_dirs(Cache *c)
 {
 	const char *key;
 	void *value;
-	for (size_t i = 0; strmap_next(&c->dirs, &i, &key, &value);)
-		free(((DirInfo *)value)->names);
+	for (size_t i = 0; strmap_next(&c->dirs, &i, &key, &value);) {
+		DirInfo *d = value;
+		if (d->names)
+			big_free(d->names, (d->mask + 1) * sizeof *d->names);
+		free(d->text);
+	}
 	strmap_free(&c->dirs);
+	memset(c->recent_dirs, 0, sizeof c->recent_dirs);
 }
+
+void cache_resolved(Cache *c) { cache_free_dirs(c); }
 
 /* Whether input path exists, for a plan of a task without memo entries. Inputs come from a
  * few directories over and over: their records are kept at hand by a hash of the name. */
@@ -500,7 +511,7 @@ static int plan_input_exists(Cache *c, const char *path)
 		*slot = info;
 	}
 	if (!info->listed && ++info->asked >= LIST_AFTER)
-		list_dir(c, info, info->name);
+		list_dir(info, info->name);
 	if (info->names && dir_has(info, slash ? slash + 1 : path))
 		return 1;
 	struct stat st;
@@ -511,10 +522,10 @@ int cache_input_exists(void *cache, Task *t, int input)
 {
 	Cache *c = cache;
 	bind_tasks(c);
-	TaskCache *tc = task_cache(c, t);
-	if (!tc->in_memo && c->opt.readonly && !tc->last)
+	TaskCache *tc = t->cache_data == &c->planned_run ? NULL : t->cache_data; /* not made here: see planned_run */
+	if ((!tc || (!tc->in_memo && !tc->last)) && c->opt.readonly)
 		return plan_input_exists(c, t->inputs[input]);
-	return stat_once(tc->in_memo ? tc->in_memo[input] : memo_entry(c, t->inputs[input])) == 0;
+	return stat_once(tc && tc->in_memo ? tc->in_memo[input] : memo_entry(c, t->inputs[input])) == 0;
 }
 
 /* Whether this command's stat of m matches the memo, outside the racy window. */

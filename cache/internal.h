@@ -56,6 +56,10 @@ struct Cache {
 #define RECENT_DIRS 64
 	struct DirInfo *recent_dirs[RECENT_DIRS]; /* directories asked about lately, by hash */
 	StrMap last;  /* task name -> LastSuccess* */
+	/* what a plan's tasks never recorded point to instead of a record each (a million-task
+	 * first plan needs none): will_run, nothing else; task_cache() replaces it by a record
+	 * of the task's own before anything is written */
+	TaskCache planned_run;
 	int bound;    /* bind_tasks() ran */
 	int lock_fd;
 	int unclean;  /* the lock file named a kiln that did not exit cleanly */

@@ -31,7 +31,7 @@ static int plot_start(Executor *ex, Job *job)
 	} else {
 		exec_write_log_header(fd, job);
 		Buf err = {0};
-		const PlotSpec *spec = job->task->plot;
+		const PlotSpec *spec = job->task->opts->plot;
 		if (plot_render(spec, pe->db_path, fd, &err) == 0) {
 			dprintf(fd, "kiln: rendered %s.svg and %s.png\n", spec->out, spec->out);
 			job->exit_code = 0;

@@ -58,13 +58,13 @@ static void torchrun_preamble(Buf *b, const Task *t)
 	buf_puts(b, "KILN_HEAD=$(scontrol show hostnames \"$SLURM_JOB_NODELIST\" | head -n 1)\n"
 		    "[ -n \"$KILN_HEAD\" ] || KILN_HEAD=$(hostname)\n"
 		    "KILN_PORT=$(");
-	buf_shell_quote(b, t->torchrun->python);
+	buf_shell_quote(b, t->opts->torchrun->python);
 	buf_puts(b, " -c 'import socket; s = socket.socket(); s.bind((\"\", 0)); print(s.getsockname()[1])') || "
 		    "{ echo 'kiln: cannot find a free port for the rendezvous on the first node' >&2; exit 1; }\n"
 		    "KILN_RDZV=$KILN_HEAD:$KILN_PORT; export KILN_HEAD KILN_PORT KILN_RDZV\n"
 		    "echo \"# kiln: torchrun rendezvous at $KILN_RDZV\"\n");
-	buf_printf(b, "srun --nodes=%d --ntasks=%d --ntasks-per-node=1 --kill-on-bad-exit=1 ", t->torchrun->nnodes,
-		   t->torchrun->nnodes);
+	buf_printf(b, "srun --nodes=%d --ntasks=%d --ntasks-per-node=1 --kill-on-bad-exit=1 ", t->opts->torchrun->nnodes,
+		   t->opts->torchrun->nnodes);
 }
 
 char *exec_job_script(const Job *job, const char *workspace, const char *exit_path, int remote)
@@ -98,7 +98,7 @@ char *exec_job_script(const Job *job, const char *workspace, const char *exit_pa
 		buf_shell_quote(&b, exec_path_entry() + 5);
 		buf_puts(&b, "; export PATH\n");
 	}
-	if (t->torchrun)
+	if (t->opts->torchrun)
 		torchrun_preamble(&b, t);
 	if (t->shell) {
 		buf_puts(&b, "/bin/sh -c ");
@@ -190,8 +190,8 @@ static int slurm_start(Executor *ex, Job *job)
 	args[n++] = OWN(xasprintf("--output=%s", abs_log));
 	args[n++] = "--open-mode=append";
 	args[n++] = OWN(xasprintf("--chdir=%s", se->workspace));
-	if (t->torchrun) { /* one launcher per node, each with the task's CPUs and GPUs */
-		args[n++] = OWN(xasprintf("--nodes=%d", t->torchrun->nnodes));
+	if (t->opts->torchrun) { /* one launcher per node, each with the task's CPUs and GPUs */
+		args[n++] = OWN(xasprintf("--nodes=%d", t->opts->torchrun->nnodes));
 		args[n++] = "--ntasks-per-node=1";
 	}
 	if (t->cpus > 0)
@@ -200,8 +200,8 @@ static int slurm_start(Executor *ex, Job *job)
 		args[n++] = OWN(xasprintf("--mem=%lldM", t->mem_mib));
 	if (t->gpus > 0)
 		args[n++] = OWN(xasprintf("--gres=gpu:%d", t->gpus));
-	if (t->timeout_sec > 0)
-		args[n++] = OWN(xasprintf("--time=%d", (int)((t->timeout_sec + 59) / 60)));
+	if (t->opts->timeout_sec > 0)
+		args[n++] = OWN(xasprintf("--time=%d", (int)((t->opts->timeout_sec + 59) / 60)));
 	if (se->cfg.recipe.partition)
 		args[n++] = OWN(xasprintf("--partition=%s", se->cfg.recipe.partition));
 	if (se->cfg.recipe.account)

@@ -502,7 +502,7 @@ static int unpack_outputs(Remote *rm)
 static void finished(SshExec *se, Remote *rm, enum JobEnd end, int code, const char *reason)
 {
 	Buf err = {0};
-	if (end == JOB_EXITED && code == 0 && rm->job->task->stays &&
+	if (end == JOB_EXITED && code == 0 && rm->job->task->opts->stays &&
 	    place_record_stays(se->cfg.cache, rm->host, rm->job->task, rm->report, &err) != 0) {
 		log_line(rm->job, "kiln: %s\n", buf_str(&err));
 		snprintf(rm->job->reason, sizeof rm->job->reason, "%.90s", buf_str(&err));
@@ -590,7 +590,7 @@ static void unpack_ended(SshExec *se, Remote *rm, int status)
 	/* half-unpacked outputs must not be recorded: they go, and the attempt fails */
 	const Task *t = rm->job->task;
 	for (int i = 0; i < t->noutputs; i++)
-		if (t->outputs[i][0] != '/' && !(t->stays && t->stays[i]))
+		if (t->outputs[i][0] != '/' && !(t->opts->stays && t->opts->stays[i]))
 			remove_tree(t->outputs[i]);
 	char reason[96];
 	snprintf(reason, sizeof reason, "its outputs could not be unpacked here (tar exit %d: disk full?)", rc);

@@ -119,7 +119,7 @@ void failure_describe_end(const Job *job, char *out, size_t n)
 {
 	const Task *t = job->task;
 	char dur[32];
-	format_duration(t->timeout_sec, dur, sizeof dur);
+	format_duration(t->opts->timeout_sec, dur, sizeof dur);
 	if (job->reason[0])
 		snprintf(out, n, "%s", job->reason);
 	else if (job->timed_out)

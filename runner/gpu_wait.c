@@ -17,10 +17,10 @@ int lease_gpus(Run *r, Task *t, int *ids, double *waited)
 {
 	const SchedOptions *o = r->o;
 	int64_t now = now_mono_ns(), *since = &r->wait_since[t->index];
-	int leased = gpu_lease(o->gpus, t->gpus, t->gpu_mem_mib, ids) == 0;
-	double limit = t->gpu_wait_sec >= 0 ? t->gpu_wait_sec : o->gpu_wait_sec;
+	int leased = gpu_lease(o->gpus, t->gpus, t->opts->gpu_mem_mib, ids) == 0;
+	double limit = t->opts->gpu_wait_sec >= 0 ? t->opts->gpu_wait_sec : o->gpu_wait_sec;
 	if (!leased && *since && limit > 0 && now - *since >= (int64_t)(limit * 1e9) && gpu_busy_count(o->gpus) > 0) {
-		if (t->gpu_wait_fail) {
+		if (t->opts->gpu_wait_fail) {
 			char why[160];
 			snprintf(why, sizeof why, "no GPU became free within gpu_wait = %.0f s [%s]", limit, failure_name(FC_GPU_BUSY));
 			int64_t id = cache_attempt_started(o->cache, t, ++t->attempt, 0, "", NULL, NULL, NULL);

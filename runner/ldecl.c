@@ -74,9 +74,10 @@ int l_plot(lua_State *L)
 	char *tname = arena_alloc(&g->arena, strlen(spec->name) + 6);
 	sprintf(tname, "plot/%s", spec->name);
 	t->name = tname;
-	t->plot = spec;
+	graph_task_opts(g, t); /* a chart of its own */
+	t->opts->plot = spec;
 	char *text = plot_spec_text(spec);
-	t->spec = arena_strdup(&g->arena, text);
+	t->opts->spec = arena_strdup(&g->arena, text);
 	free(text);
 	const char *out = spec->out;
 	t->outputs = arena_alloc(&g->arena, 3 * sizeof *t->outputs);
@@ -87,8 +88,8 @@ int l_plot(lua_State *L)
 		t->outputs[i] = path;
 	}
 	t->noutputs = 3;
-	t->dep_patterns = spec->from;
-	t->ndep_patterns = spec->nfrom;
+	t->opts->dep_patterns = spec->from;
+	t->opts->ndep_patterns = spec->nfrom;
 	graph_add_task(g, t);
 	lk_push_task_value(L, t);
 	return 1;

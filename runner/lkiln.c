@@ -56,9 +56,15 @@ const char *lk_value_string(lua_State *L, Graph *g, int idx, const char *what, i
 	if (type == LUA_TSTRING) { /* the common case, without luaL_tolstring's metamethod look-up */
 		size_t len;
 		const char *s = lua_tolstring(L, idx, &len);
+		RecipeContext *ctx = lk_context(L);
+		size_t slot = ((uintptr_t)s >> 4) % INTERNED;
+		if (ctx->interned[slot].lua == s && ctx->interned[slot].len == len && !memcmp(ctx->interned[slot].copy, s, len))
+			return ctx->interned[slot].copy;
 		if (memchr(s, 0, len))
 			lk_field_error(L, what, "holds a NUL byte (\"%s...\"): no command, path or name can carry one", s);
-		return arena_strndup(&g->arena, s, len);
+		const char *copy = arena_strndup(&g->arena, s, len);
+		ctx->interned[slot].lua = s, ctx->interned[slot].copy = copy, ctx->interned[slot].len = len;
+		return copy;
 	}
 	if (type == LUA_TNUMBER || (allow_bool && type == LUA_TBOOLEAN)) {
 		const char *s = luaL_tolstring(L, idx, NULL);
@@ -124,14 +130,14 @@ const char **lk_string_list(lua_State *L, Graph *g, int idx, const char *field, 
 {
 	idx = lua_absindex(L, idx);
 	if (lua_type(L, idx) != LUA_TTABLE) {
-		const char **one = arena_alloc(&g->arena, sizeof *one);
+		const char **one = arena_ptrs(&g->arena, 1);
 		const Task *t = allow_tasks ? task_value(L, idx) : NULL;
 		one[0] = t ? t->name : lk_value_string(L, g, idx, field, 0);
 		*count = 1;
 		return one;
 	}
 	lua_Integer n = luaL_len(L, idx);
-	const char **list = arena_alloc(&g->arena, (size_t)(n + 1) * sizeof *list);
+	const char **list = arena_ptrs(&g->arena, (size_t)n); /* not NULL-terminated: *count says */
 	for (lua_Integer i = 1; i <= n; i++) {
 		lua_rawgeti(L, idx, i);
 		const Task *t = allow_tasks ? task_value(L, -1) : NULL;
@@ -494,11 +500,11 @@ static void check_port_placeholders(lua_State *L, Task *t)
 		used = port_words_used(t->env[i].value) > used ? port_words_used(t->env[i].value) : used;
 	if (used > MAX_PORTS)
 		lk_field_error(L, "run", "uses {port%d}, but a task gets at most %d ports", used - 1, MAX_PORTS);
-	if (used > 1 && used > t->ports)
+	if (used > 1 && used > t->opts->ports)
 		lk_field_error(L, "run", "uses {port%d} but declares ports = %d ({port} is the first, {port1} the second)",
-			       used - 1, t->ports);
-	if (used == 1 && t->ports == 0)
-		t->ports = 1;
+			       used - 1, t->opts->ports);
+	if (used == 1 && t->opts->ports == 0)
+		t->opts->ports = 1;
 }
 
 static int l_task(lua_State *L)
@@ -510,6 +516,8 @@ static int l_task(lua_State *L)
 	unsigned has = lk_check_fields(L, "task{}", task_fields);
 	lk_context(L)->declaring = NULL;
 	Task *t = graph_new_task(g);
+	TaskOpts opts = *t->opts; /* written here, then shared with the tasks declared alike */
+	t->opts = &opts;
 	lk_declaration_site(L, ctx, t);
 	if (!(has & F_NAME) || lua_getfield(L, 1, "name") != LUA_TSTRING)
 		luaL_error(L, "task{}: field 'name' is required and must be a string");
@@ -530,8 +538,8 @@ static int l_task(lua_State *L)
 	}
 	if (has & F_STAY) { /* ssh: outputs left on the host that made them (cache: a pointer file here) */
 		lua_getfield(L, 1, "stay");
-		t->stays = arena_alloc(&g->arena, (size_t)t->noutputs + 1);
-		memset(t->stays, lua_toboolean(L, -1) && lua_type(L, -1) == LUA_TBOOLEAN, (size_t)t->noutputs + 1);
+		t->opts->stays = arena_alloc(&g->arena, (size_t)t->noutputs + 1);
+		memset(t->opts->stays, lua_toboolean(L, -1) && lua_type(L, -1) == LUA_TBOOLEAN, (size_t)t->noutputs + 1);
 		if (lua_type(L, -1) != LUA_TBOOLEAN) {
 			const char **raw = lk_string_list(L, g, -1, "stay", &n, 0);
 			int nstay;
@@ -540,7 +548,7 @@ static int l_task(lua_State *L)
 				int found = 0;
 				for (int i = 0; i < t->noutputs; i++)
 					if (!strcmp(t->outputs[i], stay[k]))
-						t->stays[i] = found = 1;
+						t->opts->stays[i] = found = 1;
 				if (!found)
 					lk_field_error(L, "stay", "names \"%s\", which is not one of the task's outputs", stay[k]);
 			}
@@ -585,8 +593,8 @@ static int l_task(lua_State *L)
 	t->cpus = (int)optional_number(L, has & F_CPUS, "cpus", 0, MAX_CPUS, t->gpus > 0 ? 0 : t->cpus);
 	if (has & F_GPU_WAIT) {
 		int type = lua_getfield(L, 1, "gpu_wait");
-		t->gpu_wait_sec = type == LUA_TNUMBER ? lua_tonumber(L, -1) : type == LUA_TSTRING ? parse_duration(lua_tostring(L, -1)) : -1;
-		if (!(t->gpu_wait_sec >= 0) || t->gpu_wait_sec > MAX_TIMEOUT_SEC)
+		t->opts->gpu_wait_sec = type == LUA_TNUMBER ? lua_tonumber(L, -1) : type == LUA_TSTRING ? parse_duration(lua_tostring(L, -1)) : -1;
+		if (!(t->opts->gpu_wait_sec >= 0) || t->opts->gpu_wait_sec > MAX_TIMEOUT_SEC)
 			lk_field_error(L, "gpu_wait", "must be a duration like 300, \"90s\" or \"5m\" (0: wait as long as it takes)");
 		lua_pop(L, 1);
 	}
@@ -595,18 +603,18 @@ static int l_task(lua_State *L)
 		const char *then = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
 		if (strcmp(then, "run") && strcmp(then, "fail"))
 			lk_field_error(L, "gpu_wait_then", "must be \"run\" (take the least busy GPU) or \"fail\"");
-		t->gpu_wait_fail = !strcmp(then, "fail");
+		t->opts->gpu_wait_fail = !strcmp(then, "fail");
 		lua_pop(L, 1);
 	}
 	t->retries = (int)optional_number(L, has & F_RETRIES, "retries", 0, MAX_RETRIES, t->retries);
-	t->ports = (int)optional_number(L, has & F_PORTS, "ports", 0, MAX_PORTS, t->ports);
+	t->opts->ports = (int)optional_number(L, has & F_PORTS, "ports", 0, MAX_PORTS, t->opts->ports);
 	check_port_placeholders(L, t);
 	if (has & F_RETRY_ON) {
-		t->retry_on = lk_parse_retry_on(L, g);
+		t->opts->retry_on = lk_parse_retry_on(L, g);
 		if (!(has & F_RETRIES))
 			t->retries = 2; /* naming what to retry asks for retries */
 	} else {
-		t->retry_on = FC_DEFAULT_RETRY;
+		t->opts->retry_on = FC_DEFAULT_RETRY;
 	}
 	if (has & F_TORCHRUN) {
 		if (!(has & F_RUN))
@@ -614,16 +622,16 @@ static int l_task(lua_State *L)
 		lk_parse_torchrun(L, g, t, has & F_CPUS);
 	}
 	t->mem_mib = optional_number(L, has & F_MEM, "mem", 1, 0, t->mem_mib);
-	t->gpu_mem_mib = optional_number(L, has & F_GPU_MEM, "gpu_mem", 1, 0, t->gpu_mem_mib);
+	t->opts->gpu_mem_mib = optional_number(L, has & F_GPU_MEM, "gpu_mem", 1, 0, t->opts->gpu_mem_mib);
 	if (has & F_TIMEOUT) {
 		int type = lua_getfield(L, 1, "timeout");
 		if (type == LUA_TNUMBER)
-			t->timeout_sec = lua_tonumber(L, -1);
+			t->opts->timeout_sec = lua_tonumber(L, -1);
 		else if (type == LUA_TSTRING)
-			t->timeout_sec = parse_duration(lua_tostring(L, -1));
+			t->opts->timeout_sec = parse_duration(lua_tostring(L, -1));
 		else
-			t->timeout_sec = -1;
-		if (!(t->timeout_sec > 0) || t->timeout_sec > MAX_TIMEOUT_SEC) /* NaN fails too */
+			t->opts->timeout_sec = -1;
+		if (!(t->opts->timeout_sec > 0) || t->opts->timeout_sec > MAX_TIMEOUT_SEC) /* NaN fails too */
 			lk_field_error(L, "timeout", "must be a positive duration up to a year, like 90, \"30s\", \"5m\" or "
 						  "\"2h\"");
 		lua_pop(L, 1);
@@ -636,9 +644,9 @@ static int l_task(lua_State *L)
 	}
 	if (has & F_EXECUTOR) {
 		lua_getfield(L, 1, "executor");
-		t->executor = lk_value_string(L, g, -1, "executor", 0);
-		if (strcmp(t->executor, "local") && strcmp(t->executor, "slurm") && strcmp(t->executor, "ssh"))
-			lk_field_error(L, "executor", "must be \"local\", \"slurm\" or \"ssh\", got \"%s\"", t->executor);
+		t->opts->executor = lk_value_string(L, g, -1, "executor", 0);
+		if (strcmp(t->opts->executor, "local") && strcmp(t->opts->executor, "slurm") && strcmp(t->opts->executor, "ssh"))
+			lk_field_error(L, "executor", "must be \"local\", \"slurm\" or \"ssh\", got \"%s\"", t->opts->executor);
 		lua_pop(L, 1);
 	}
 	if ((has & F_HOST) && (has & F_HOSTS))
@@ -647,16 +655,17 @@ static int l_task(lua_State *L)
 		const char *field = has & F_HOST ? "host" : "hosts";
 		lua_getfield(L, 1, field);
 		if (has & F_HOST) {
-			t->hosts = arena_alloc(&g->arena, sizeof *t->hosts);
-			t->hosts[0] = lk_value_string(L, g, -1, field, 0);
-			t->nhosts = 1;
+			t->opts->hosts = arena_alloc(&g->arena, sizeof *t->opts->hosts);
+			t->opts->hosts[0] = lk_value_string(L, g, -1, field, 0);
+			t->opts->nhosts = 1;
 		} else {
-			t->hosts = lk_string_list(L, g, -1, field, &t->nhosts, 0);
+			t->opts->hosts = lk_string_list(L, g, -1, field, &t->opts->nhosts, 0);
 		}
 		lua_pop(L, 1);
 	}
 	lk_context(L)->declaring = NULL;
 
+	graph_share_opts(g, t);
 	graph_add_task(g, t); /* clashes are found when the graph is indexed */
 	lk_push_task_value(L, t);
 	return 1;

@@ -20,8 +20,16 @@ typedef struct {
 	const char *recipe;      /* the recipe's workspace-relative path (no task may write it) */
 	const char **external;   /* external{} roots: absolute paths outside the workspace that */
 	int nexternal;           /* inputs may name (arena strings) */
-	StrMap confined_dirs;
-	const char *declaring;   /* the task{} being declared, for field errors; NULL outside */    /* output parent directories already found inside the workspace */
+	StrMap confined_dirs;    /* output parent directories already found inside the workspace */
+	const char *declaring;   /* the task{} being declared, for field errors; NULL outside */
+	/* Lua interns short strings, so a value every task repeats ("shared.txt", a model's
+	 * path) is one Lua string: its arena copy is kept by the Lua string's address and
+	 * shared (checked by content: the address may be reused after a collection). */
+#define INTERNED 256
+	struct {
+		const char *lua, *copy;
+		size_t len;
+	} interned[INTERNED];
 } RecipeContext;
 
 /* Registers the API as globals in L; ctx must outlive every call into L. */

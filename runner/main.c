@@ -287,12 +287,12 @@ static Graph *load_graph_with(Options *o, Graph *g, Cache *c)
 	}
 	for (int i = 0; i < g->ntasks; i++) { /* every host a task names must be declared */
 		Task *t = g->tasks[i];
-		for (int k = 0; k < t->nhosts; k++) {
+		for (int k = 0; k < t->opts->nhosts; k++) {
 			int known = 0;
 			for (int h = 0; h < g->nhosts && !known; h++)
-				known = !strcmp(g->hosts[h].name, t->hosts[k]);
+				known = !strcmp(g->hosts[h].name, t->opts->hosts[k]);
 			if (!known)
-				fatal("%s:%d: task \"%s\" names host \"%s\", but %s", t->file, t->line, t->name, t->hosts[k],
+				fatal("%s:%d: task \"%s\" names host \"%s\", but %s", t->file, t->line, t->name, t->opts->hosts[k],
 				      g->nhosts ? "hosts{} does not declare it" : "there is no hosts{} block (or --hosts FILE)");
 		}
 	}
@@ -301,6 +301,8 @@ static Graph *load_graph_with(Options *o, Graph *g, Cache *c)
 		fatal("%s", buf_str(&err));
 	if (graph_resolve(g, c ? cache_input_exists : NULL, c, &err) != 0)
 		fatal("%s", buf_str(&err));
+	if (c)
+		cache_resolved(c);
 	trace_mark("graph resolved");
 	if (graph_select(g, o->targets, o->ntargets, &err) < 0)
 		fatal("%s", buf_str(&err));
@@ -312,17 +314,17 @@ static Graph *load_graph_with(Options *o, Graph *g, Cache *c)
  * task naming hosts runs on them. */
 static const char *executor_of(const Options *o, const Task *t)
 {
-	if (t->executor)
-		return t->executor;
+	if (t->opts->executor)
+		return t->opts->executor;
 	if (exec_runs_kiln(t))
 		return "local"; /* kiln itself reads the state, which is here */
-	if (t->nhosts && (!o->executor || !strcmp(o->executor, "local")))
+	if (t->opts->nhosts && (!o->executor || !strcmp(o->executor, "local")))
 		return "ssh";
 	return o->executor ? o->executor : "local";
 }
 
 static int runs_on_slurm(const Options *o, const Task *t) { return !strcmp(executor_of(o, t), "slurm"); }
-static int runs_on_ssh(const Options *o, const Task *t) { return !t->plot && !strcmp(executor_of(o, t), "ssh"); }
+static int runs_on_ssh(const Options *o, const Task *t) { return !t->opts->plot && !strcmp(executor_of(o, t), "ssh"); }
 
 /* Resource checks that need the machine: a task that could never start is a recipe error.
  * Slurm tasks are Slurm's to check. */
@@ -454,18 +456,18 @@ static int verb_run(Options *o, int argc, char **argv)
 	Executor **task_exec = xmalloc(((size_t)g->ntasks + 1) * sizeof *task_exec);
 	for (int i = 0; i < g->ntasks; i++) { /* chosen once: the scheduler never asks */
 		Task *t = g->tasks[i];
-		task_exec[i] = t->plot ? plots : slurm && runs_on_slurm(o, t) ? slurm : ssh && runs_on_ssh(o, t) ? ssh : ex;
+		task_exec[i] = t->opts->plot ? plots : slurm && runs_on_slurm(o, t) ? slurm : ssh && runs_on_ssh(o, t) ? ssh : ex;
 		if (task_exec[i] == ssh && t->needed && (t->shard || exec_runs_kiln(t)))
 			fatal("%s:%d: task \"%s\" %s, which runs on this machine only: give it executor = \"local\"",
 			      t->file, t->line, t->name, t->shard ? "belongs to a map{}" : "runs kiln itself (@kiln), which reads the state here");
-		if (task_exec[i] == slurm && t->needed && t->ports > (t->torchrun != NULL))
+		if (task_exec[i] == slurm && t->needed && t->opts->ports > (t->opts->torchrun != NULL))
 			fatal("%s:%d: task \"%s\" uses {port}: ports are reserved on this machine, and this kiln does not yet "
 			      "reserve them on a Slurm node (run it with executor = \"local\"; torchrun = {...} finds its "
 			      "rendezvous port on the first node itself)", t->file, t->line, t->name);
-		if (task_exec[i] != slurm && t->needed && t->torchrun && t->torchrun->nnodes > 1)
+		if (task_exec[i] != slurm && t->needed && t->opts->torchrun && t->opts->torchrun->nnodes > 1)
 			fatal("%s:%d: task \"%s\" asks torchrun for %d nodes, but it runs on this machine only: run it with "
 			      "--executor slurm (or executor = \"slurm\"), or set nnodes = 1", t->file, t->line, t->name,
-			      t->torchrun->nnodes);
+			      t->opts->torchrun->nnodes);
 	}
 	SchedOptions so = {
 		/* room for every known GPU besides the cores: GPU tasks are not capped by the CPU count */
@@ -516,8 +518,8 @@ static void print_host(void *ctx, const HistoryHost *h)
 	int pending = 0;
 	for (int i = 0; i < v->g->ntasks; i++) {
 		const Task *t = v->g->tasks[i];
-		for (int k = 0; k < t->nhosts && t->needed && cache_will_run(v->c, t); k++)
-			pending += !strcmp(t->hosts[k], h->host);
+		for (int k = 0; k < t->opts->nhosts && t->needed && cache_will_run(v->c, t); k++)
+			pending += !strcmp(t->opts->hosts[k], h->host);
 	}
 	char gpu[32];
 	format_duration(h->gpu_sec, gpu, sizeof gpu);
@@ -585,8 +587,8 @@ static int verb_list(Options *o, int argc, char **argv)
 			printf("  mem: %lldM", t->mem_mib);
 		if (t->gpus)
 			printf("  gpus: %d", t->gpus);
-		if (t->timeout_sec > 0)
-			printf("  timeout: %gs", t->timeout_sec);
+		if (t->opts->timeout_sec > 0)
+			printf("  timeout: %gs", t->opts->timeout_sec);
 		if (t->retries)
 			printf("  retries: %d", t->retries);
 		if (t->ntags) {

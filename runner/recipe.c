@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "failure.h"
 #include "lkiln.h"
 
 /* Lua-side part of the API and the sandbox. */
@@ -169,6 +170,7 @@ int recipe_load(Graph *g, const char *path, const ParamOverrides *ov, int gpus_k
 	 * generational collection frees them young, for less work than incremental sweeps */
 	lua_gc(L, LUA_GCGEN, 0, 0);
 	RecipeContext ctx = {.g = g, .ov = ov, .gpus_known = gpus_known};
+	g->default_opts.retry_on = FC_DEFAULT_RETRY; /* what task{} gives a task that names none */
 	ctx.ov_used = xcalloc((size_t)ov->count + 1, 1);
 	char *recipe_abs = realpath(path, NULL);
 	ctx.recipe = graph_norm_path(g, recipe_abs ? recipe_abs : path);
@@ -207,6 +209,11 @@ int recipe_load(Graph *g, const char *path, const ParamOverrides *ov, int gpus_k
 		}
 	rc = 0;
 out:
+	if (getenv("KILN_TRACE")) {
+		char what[64];
+		snprintf(what, sizeof what, "recipe run (Lua holds %d KiB)", lua_gc(L, LUA_GCCOUNT, 0));
+		trace_mark(what);
+	}
 	lua_close(L);
 	free(ctx.ov_used);
 	buf_free(&ctx.declared_params);

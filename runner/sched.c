@@ -210,7 +210,7 @@ int try_start(Run *r, Task *t)
 		return t->state == TS_FAILED; /* 1: it failed its wait and leaves the queue */
 	int ports[PORTS_MAX];
 	Buf why = {0};
-	int nports = ex->kiln_ports ? t->ports : 0; /* else the job script finds its port (torchrun on Slurm) */
+	int nports = ex->kiln_ports ? t->opts->ports : 0; /* else the job script finds its port (torchrun on Slurm) */
 	if (nports && ports_reserve(r->ports, nports, ports, &why) != 0) {
 		if (local && t->gpus > 0)
 			gpu_release(o->gpus, ids, t->gpus);
@@ -250,8 +250,8 @@ int try_start(Run *r, Task *t)
 		job->env[nenv++] = xasprintf("KILN_PORTS=%s", buf_str(&list));
 		buf_free(&list);
 	}
-	if (t->timeout_sec > 0 && ex->kiln_timeouts) /* otherwise the executor's system enforces it (Slurm: --time) */
-		job->deadline_ns = now_mono_ns() + (int64_t)(t->timeout_sec * 1e9);
+	if (t->opts->timeout_sec > 0 && ex->kiln_timeouts) /* otherwise the executor's system enforces it (Slurm: --time) */
+		job->deadline_ns = now_mono_ns() + (int64_t)(t->opts->timeout_sec * 1e9);
 	cache_clear_outputs(o->cache, t);
 	for (int i = 0; i < t->noutputs; i++)
 		mkdirs_parent(t->outputs[i]);
@@ -376,7 +376,7 @@ static void job_ended(Run *r, Job *job)
 	snprintf(why + wl, sizeof why - wl, " [%s]", failure_name(cls));
 	cache_attempt_ended(o->cache, attempt_id, job->end == JOB_EXITED ? job->exit_code : -1, why, failure_name(cls));
 	failure_note_in_log(job, why);
-	int retryable = (t->retry_on & FC_BIT(cls)) != 0;
+	int retryable = (t->opts->retry_on & FC_BIT(cls)) != 0;
 	if (task_is_runner(t)) { /* its complete items stay recorded; the rest retry or fail */
 		int retry = t->attempt <= t->retries && retryable && !r->stopping;
 		if (retry)

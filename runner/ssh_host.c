@@ -256,10 +256,10 @@ void ssh_host_free(SshHost *h)
 
 int ssh_host_allows(const SshHost *h, const Task *t)
 {
-	if (!t->nhosts)
+	if (!t->opts->nhosts)
 		return 1;
-	for (int i = 0; i < t->nhosts; i++)
-		if (!strcmp(t->hosts[i], h->spec->name))
+	for (int i = 0; i < t->opts->nhosts; i++)
+		if (!strcmp(t->opts->hosts[i], h->spec->name))
 			return 1;
 	return 0;
 }

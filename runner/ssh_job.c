@@ -22,11 +22,11 @@ void ssh_job_report_end(Buf *b, const Task *t)
 	buf_puts(b, ":; }\necho \"KILN-EXIT $rc $(wc -c < \"$J/log\")\" >&2\n");
 	int fetched = 0;
 	for (int i = 0; i < t->noutputs; i++)
-		fetched += t->outputs[i][0] != '/' && !(t->stays && t->stays[i]);
+		fetched += t->outputs[i][0] != '/' && !(t->opts->stays && t->opts->stays[i]);
 	if (fetched) {
 		buf_puts(b, "if [ \"$rc\" = 0 ]; then tar cf - --");
 		for (int i = 0; i < t->noutputs; i++)
-			if (t->outputs[i][0] != '/' && !(t->stays && t->stays[i])) {
+			if (t->outputs[i][0] != '/' && !(t->opts->stays && t->opts->stays[i])) {
 				buf_putc(b, ' ');
 				buf_shell_quote(b, t->outputs[i]);
 			}
@@ -39,7 +39,7 @@ void ssh_job_report_end(Buf *b, const Task *t)
 int ssh_job_fetches(const Task *t)
 {
 	for (int i = 0; i < t->noutputs; i++)
-		if (t->outputs[i][0] != '/' && !(t->stays && t->stays[i]))
+		if (t->outputs[i][0] != '/' && !(t->opts->stays && t->opts->stays[i]))
 			return 1;
 	return 0;
 }

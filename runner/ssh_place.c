@@ -226,8 +226,8 @@ static void relay_command(Buf *cmd, SshHost *src, SshHost *h, const char *path)
 
 void place_stay_script(Buf *b, const Task *t)
 {
-	for (int i = 0; t->stays && i < t->noutputs; i++) {
-		if (!t->stays[i] || t->outputs[i][0] == '/')
+	for (int i = 0; t->opts->stays && i < t->noutputs; i++) {
+		if (!t->opts->stays[i] || t->outputs[i][0] == '/')
 			continue;
 		const char *p = t->outputs[i];
 		/* "KILN-STAY PATH<TAB>SHA256" over its files' hashes and names, "KILN-LIST ..." its listing */
@@ -262,8 +262,8 @@ static int reported(const char *report, const char *word, const char *path, Buf 
 
 int place_record_stays(Cache *c, SshHost *h, const Task *t, const char *report, Buf *err)
 {
-	for (int i = 0; t->stays && i < t->noutputs; i++) {
-		if (!t->stays[i] || t->outputs[i][0] == '/')
+	for (int i = 0; t->opts->stays && i < t->noutputs; i++) {
+		if (!t->opts->stays[i] || t->outputs[i][0] == '/')
 			continue;
 		const char *p = t->outputs[i];
 		Buf sha = {0}, listing = {0}, pointer = {0};
@@ -475,7 +475,7 @@ int place_fits(SshHost *h, const Task *t, int *ids)
 	if (!h->gpus || gpu_count(h->gpus) < t->gpus)
 		return 0;
 	gpu_refresh(h->gpus, 0);
-	return gpu_lease(h->gpus, t->gpus, t->gpu_mem_mib, ids) == 0;
+	return gpu_lease(h->gpus, t->gpus, t->opts->gpu_mem_mib, ids) == 0;
 }
 
 SshHost *place_choose(Cache *c, SshHost *hosts, int n, const Task *t, double busy_mem, double busy_util,

@@ -24,7 +24,7 @@ static int is_python(const char *prog)
 
 int torchrun_wrap(Graph *g, Task *t, Torchrun *tr, Buf *err)
 {
-	if (t->spec || (!t->shell && !t->argc)) {
+	if (t->opts->spec || (!t->shell && !t->argc)) {
 		buf_puts(err, "torchrun needs a command (run = {\"python3\", \"train.py\", ...})");
 		return -1;
 	}
@@ -32,7 +32,7 @@ int torchrun_wrap(Graph *g, Task *t, Torchrun *tr, Buf *err)
 		buf_puts(err, "torchrun runs Python programs, not @kiln");
 		return -1;
 	}
-	if (t->ports >= 16) {
+	if (t->opts->ports >= 16) {
 		buf_puts(err, "torchrun needs a port of its own, and the task already uses all 16");
 		return -1;
 	}
@@ -75,7 +75,7 @@ int torchrun_wrap(Graph *g, Task *t, Torchrun *tr, Buf *err)
 	t->argc = n + user;
 	t->shell = NULL;
 	tr->launcher_words = n;
-	t->ports++; /* the rendezvous port: the last one */
-	t->torchrun = tr;
+	t->opts->ports++; /* the rendezvous port: the last one */
+	t->opts->torchrun = tr;
 	return 0;
 }

@@ -41,7 +41,7 @@ int verb_plot(Options *o, int argc, char **argv)
 	int rendered = 0, failed = 0;
 	for (int i = 0; i < g->ntasks; i++) {
 		Task *t = g->tasks[i];
-		const PlotSpec *spec = t->plot;
+		const PlotSpec *spec = t->opts->plot;
 		if (!spec)
 			continue;
 		int wanted = nnames == 0;
@@ -72,8 +72,8 @@ int verb_report(Options *o, int argc, char **argv)
 	PlotSpec *specs = xcalloc((size_t)g->ntasks + 1, sizeof *specs);
 	int n = 0;
 	for (int i = 0; i < g->ntasks; i++)
-		if (g->tasks[i]->plot)
-			specs[n++] = *g->tasks[i]->plot;
+		if (g->tasks[i]->opts->plot)
+			specs[n++] = *g->tasks[i]->opts->plot;
 	const char *out = o->out ? o->out : "report.html";
 	const char *recipe = o->recipe ? o->recipe : "kiln.lua";
 	const char *base = strrchr(recipe, '/');

@@ -46,10 +46,24 @@ int main(void)
 	CHECK_STR(t->argv[4], "o/d1m1");
 	CHECK_STR(t->argv[5], "true");
 	CHECK_STR(t->argv[6], "x y");
-	CHECK(t->gpus == 1 && t->mem_mib == 2048 && t->timeout_sec == 3600 && t->retries == 2);
+	CHECK(t->gpus == 1 && t->mem_mib == 2048 && t->opts->timeout_sec == 3600 && t->retries == 2);
 	CHECK(t->ntags == 2);
 	CHECK_STR(t->tags[0].key, "dataset");
 	CHECK_STR(t->env[0].value, "1");
+	/* tasks declared alike share their options; one declared otherwise has its own, and a
+	 * task whose options change afterwards takes a copy without touching the others' */
+	CHECK(g->tasks[5]->opts == t->opts);
+	TaskOpts *own = graph_task_opts(g, g->tasks[1]);
+	own->timeout_sec = 7;
+	CHECK(t->opts->timeout_sec == 3600 && g->tasks[1]->opts->timeout_sec == 7 && g->tasks[2]->opts == t->opts);
+	graph_free(g);
+	CHECK(load("task { name = 'a', run = 'true', timeout = 5 }\ntask { name = 'b', run = 'true', timeout = 6 }\n"
+		   "task { name = 'c', run = 'true', timeout = 5, executor = 'local' }\n"
+		   "task { name = 'd', run = 'true', timeout = 5 }\ntask { name = 'e', run = 'true' }\n", NULL, 0, &g, &err) == 0);
+	CHECK(g->tasks[0]->opts != g->tasks[1]->opts && g->tasks[0]->opts != g->tasks[2]->opts);
+	CHECK(g->tasks[3]->opts == g->tasks[0]->opts && g->tasks[1]->opts->timeout_sec == 6);
+	CHECK(g->tasks[4]->opts == &g->default_opts && g->tasks[4]->opts->timeout_sec == 0);
+	CHECK_STR(g->tasks[2]->opts->executor, "local");
 	graph_free(g);
 
 	CHECK(load("params { batch = 64 }\n", (char *[]){"batch=many"}, 1, &g, &err) == -1);
