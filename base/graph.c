@@ -211,21 +211,22 @@ Task *graph_find(const Graph *g, const char *name) { return tindex_get(&g->by_na
 
 Task *graph_producer(const Graph *g, const char *path)
 {
-	Task *t = tindex_get(&g->by_output, g->tasks, path);
-	if (t)
-		return t;
-	/* an input inside a directory another task outputs (work/data/x/f.npy under work/data/x) */
+	/* Every output's first component is in output_roots: a path whose first component is
+	 * not (most inputs: source files) is no output and lies in none, found without a probe
+	 * of the big index. */
 	char buf[4096];
 	size_t n = strlen(path);
 	if (n >= sizeof buf)
-		return NULL;
+		return tindex_get(&g->by_output, g->tasks, path);
 	size_t root_len = strcspn(path, "/");
-	if (root_len == n)
-		return NULL; /* no parent directory to look at */
 	memcpy(buf, path, root_len);
 	buf[root_len] = 0;
 	if (!strmap_get(&g->output_roots, "") && !strmap_get(&g->output_roots, buf))
 		return NULL;
+	Task *t = tindex_get(&g->by_output, g->tasks, path);
+	if (t || root_len == n)
+		return t;
+	/* an input inside a directory another task outputs (work/data/x/f.npy under work/data/x) */
 	memcpy(buf, path, n + 1);
 	for (char *slash = strrchr(buf, '/'); slash; slash = strrchr(buf, '/')) {
 		*slash = 0;
@@ -299,15 +300,40 @@ const char *graph_norm_path(Graph *g, const char *path)
 	return out;
 }
 
-static void add_edge(Task *from_dependent, Task *dep)
+/* One task's dependencies while graph_resolve finds them: in order, each once (mark holds,
+ * per task index, the index + 1 of the task whose list it was last added to). */
+typedef struct {
+	Task **deps;
+	int n, cap;
+	int *mark;
+} EdgeList;
+
+static void add_edge(EdgeList *e, const Task *from_dependent, Task *dep)
 {
-	for (int i = 0; i < from_dependent->ndeps; i++)
-		if (from_dependent->deps[i] == dep)
-			return;
-	from_dependent->deps = xrealloc(from_dependent->deps, (size_t)(from_dependent->ndeps + 1) * sizeof(Task *));
-	from_dependent->deps[from_dependent->ndeps++] = dep;
-	dep->dependents = xrealloc(dep->dependents, (size_t)(dep->ndependents + 1) * sizeof(Task *));
-	dep->dependents[dep->ndependents++] = from_dependent;
+	if (e->mark[dep->index] == from_dependent->index + 1)
+		return;
+	e->mark[dep->index] = from_dependent->index + 1;
+	if (e->n == e->cap)
+		e->deps = xrealloc(e->deps, (size_t)(e->cap = e->cap ? 2 * e->cap : 64) * sizeof *e->deps);
+	e->deps[e->n++] = dep;
+}
+
+/* Gives every task its dependents, in task order: counted, then filled, one allocation each. */
+static void link_dependents(Graph *g)
+{
+	for (int i = 0; i < g->ntasks; i++)
+		for (int j = 0; j < g->tasks[i]->ndeps; j++)
+			g->tasks[i]->deps[j]->ndependents++;
+	for (int i = 0; i < g->ntasks; i++) {
+		Task *t = g->tasks[i];
+		t->dependents = t->ndependents ? xmalloc((size_t)t->ndependents * sizeof *t->dependents) : NULL;
+		t->ndependents = 0;
+	}
+	for (int i = 0; i < g->ntasks; i++)
+		for (int j = 0; j < g->tasks[i]->ndeps; j++) {
+			Task *d = g->tasks[i]->deps[j];
+			d->dependents[d->ndependents++] = g->tasks[i];
+		}
 }
 
 /* The one depth-first walk over dependency edges (iterative: chains of 100k tasks must not
@@ -393,8 +419,17 @@ int graph_resolve(Graph *g, InputExists exists, void *exists_ctx, Buf *err)
 	if (graph_index(g, err) != 0)
 		return -1;
 	trace_mark("graph indexed");
+	EdgeList e = {.mark = xcalloc((size_t)g->ntasks + 1, sizeof *e.mark)};
+	for (int i = 0; i < g->ntasks; i++) { /* edges are made afresh */
+		Task *t = g->tasks[i];
+		free(t->deps);
+		free(t->dependents);
+		t->deps = t->dependents = NULL;
+		t->ndeps = t->ndependents = 0;
+	}
 	for (int i = 0; i < g->ntasks; i++) {
 		Task *t = g->tasks[i];
+		e.n = 0;
 		for (int j = 0; j < t->ndep_names; j++) {
 			Task *d = graph_find(g, t->dep_names[j]);
 			if (!d) {
@@ -406,13 +441,13 @@ int graph_resolve(Graph *g, InputExists exists, void *exists_ctx, Buf *err)
 				buf_printf(err, "%s:%d: task \"%s\" depends on itself", t->file, t->line, t->name);
 				goto out;
 			}
-			add_edge(t, d);
+			add_edge(&e, t, d);
 		}
 		for (int j = 0; j < t->opts->ndep_patterns; j++) {
 			int matched = 0;
 			for (int k = 0; k < g->ntasks; k++)
 				if (g->tasks[k] != t && fnmatch(t->opts->dep_patterns[j], g->tasks[k]->name, 0) == 0) {
-					add_edge(t, g->tasks[k]);
+					add_edge(&e, t, g->tasks[k]);
 					matched = 1;
 				}
 			if (!matched) {
@@ -421,7 +456,7 @@ int graph_resolve(Graph *g, InputExists exists, void *exists_ctx, Buf *err)
 				goto out;
 			}
 		}
-		t->nexplicit_deps = t->ndeps;
+		t->nexplicit_deps = e.n;
 		t->input_producers = NULL; /* made (in the arena) once an input has a producer */
 		for (int j = 0; j < t->ninputs; j++) {
 			Task *producer = graph_producer(g, t->inputs[j]);
@@ -437,7 +472,7 @@ int graph_resolve(Graph *g, InputExists exists, void *exists_ctx, Buf *err)
 				goto out;
 			}
 			if (producer) {
-				add_edge(t, producer);
+				add_edge(&e, t, producer);
 				continue;
 			}
 			struct stat st;
@@ -451,10 +486,18 @@ int graph_resolve(Graph *g, InputExists exists, void *exists_ctx, Buf *err)
 			if (!exists) /* exists remembers its answers itself */
 				strmap_put(&found, t->inputs[j], (void *)1);
 		}
+		t->ndeps = e.n;
+		if (e.n) {
+			t->deps = xmalloc((size_t)e.n * sizeof *t->deps);
+			memcpy(t->deps, e.deps, (size_t)e.n * sizeof *t->deps);
+		}
 	}
+	link_dependents(g);
 	trace_mark("edges and inputs found");
 	rc = find_cycle(g, err);
 out:
+	free(e.deps);
+	free(e.mark);
 	strmap_free(&found);
 	return rc;
 }

@@ -7,9 +7,11 @@ two, on two fresh trees, timed in opposite tool orders (the machine's speed drif
 Every task i runs the same shell command in every tool: `cat shared.txt leaf/i.txt > out/i.txt`.
 For each tool and size it prints: full run (-j2), no-op re-run, re-run after a
 content-preserving touch of shared.txt, re-run after one leaf changed, and the peak RSS of
-the no-op. It also times loading, validating and planning a 100k-task recipe with kiln.
+the no-op. It also times loading, validating and planning a 100k-task recipe with kiln, and
+with --noop N the no-op re-run of an N-task map{} grid (N item tasks, each with its key,
+inputs, output and record; the first run is two shard processes instead of N spawns).
 
-usage: bench/compare.py [--kiln build/kiln] [--sizes 1000,10000] [--plan 100000] [--tools kiln,ninja,make,snakemake]
+usage: bench/compare.py [--kiln build/kiln] [--sizes 1000,10000] [--plan 100000] [--noop 1000000] [--tools kiln,ninja,make,snakemake]
 """
 import argparse
 import os
@@ -118,11 +120,62 @@ def plan_time(n, kiln, rounds=3):
         shutil.rmtree(root, ignore_errors=True)
 
 
+def generate_map(root, n):
+    """n leaf files and a recipe whose n tasks are the items of one map{} (each its own
+    task: key, inputs, output, record), so the first run is two shard processes writing n
+    files instead of n processes: what makes a million-task no-op measurable here."""
+    os.makedirs(os.path.join(root, "leaf"), exist_ok=True)
+    os.makedirs(os.path.join(root, "out"), exist_ok=True)
+    with open(os.path.join(root, "shared.txt"), "w") as f:
+        f.write("shared input\n")
+    for i in range(n):
+        with open(os.path.join(root, "leaf", "%d.txt" % i), "w") as f:
+            f.write("leaf %d\n" % i)
+    with open(os.path.join(root, "cat.py"), "w") as f:
+        f.write("import os, sys\nshared = open('shared.txt').read()\n"
+                "for item in open(os.environ['KILN_ITEMS']).read().split():\n"
+                "    tmp = 'out/%s.txt.tmp' % item\n"
+                "    open(tmp, 'w').write(shared + open('leaf/%s.txt' % item).read())\n"
+                "    os.rename(tmp, 'out/%s.txt' % item)\n")
+    with open(os.path.join(root, "kiln.lua"), "w") as f:
+        f.write("local items = {}\nfor i = 0, %d do items[#items + 1] = tostring(i) end\n"
+                "map { name = \"t\", items = items, shards = 2, inputs = { \"shared.txt\", \"cat.py\" },\n"
+                "      input = \"leaf/{item}.txt\", output = \"out/{item}.txt\", run = { \"/usr/bin/python3\", \"cat.py\" } }\n"
+                % (n - 1))
+
+
+def noop_time(n, kiln, rounds=3):
+    """The first run's wall time, then the median wall time and peak RSS (MiB) of the
+    no-op re-run, of an n-task map{} grid."""
+    root = tempfile.mkdtemp(prefix="kiln-noop-%d-" % n)
+    try:
+        generate_map(root, n)
+        os.sync()
+        t0 = time.monotonic()
+        p = subprocess.run([kiln, "run"], cwd=root, capture_output=True, text=True)
+        first = time.monotonic() - t0
+        if p.returncode != 0:
+            sys.exit(p.stdout[-2000:] + p.stderr[-2000:])
+        walls, peaks = [], []
+        for _ in range(rounds):
+            p = subprocess.run(["/usr/bin/time", "-f", "%e %M", kiln, "run"], cwd=root, capture_output=True,
+                               text=True)
+            if p.returncode != 0 or "0 ran" not in p.stdout + p.stderr:
+                sys.exit("the re-run was not a no-op:\n" + p.stdout[-2000:] + p.stderr[-2000:])
+            wall, kib = p.stderr.strip().splitlines()[-1].split()
+            walls.append(float(wall))
+            peaks.append(int(kib) / 1024)
+        return first, statistics.median(walls), max(peaks)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--kiln", default=os.path.join(HERE, "..", "build", "kiln"))
     ap.add_argument("--sizes", default="1000,10000")
     ap.add_argument("--plan", type=int, default=100000)
+    ap.add_argument("--noop", type=int, default=0, help="also time the no-op re-run of an N-task map{} grid")
     ap.add_argument("--tools", default="kiln,ninja,make,snakemake")
     a = ap.parse_args()
     kiln = os.path.abspath(a.kiln)
@@ -157,7 +210,11 @@ def main():
     if a.plan:
         wall, peak = plan_time(a.plan, kiln)
         print("kiln: load + validate + plan (run -n) of a %d-task recipe: %.2fs (median of 3), peak %.0f MiB"
-              % (a.plan, wall, peak))
+              % (a.plan, wall, peak), flush=True)
+    if a.noop:
+        first, wall, peak = noop_time(a.noop, kiln)
+        print("kiln: no-op re-run of a %d-task map{} grid: %.2fs (median of 3), peak %.0f MiB (first run %.0fs)"
+              % (a.noop, wall, peak, first))
 
 
 if __name__ == "__main__":
