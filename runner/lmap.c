@@ -68,6 +68,85 @@ static void copy_field(lua_State *L, int from, const char *field)
 	lua_setfield(L, -2, field);
 }
 
+/* pattern with every {item} replaced by item, in the arena */
+static const char *expand_item(Graph *g, const char *pattern, const char *item)
+{
+	Buf b = {0};
+	for (const char *p = pattern; *p;) {
+		if (!strncmp(p, "{item}", 6)) {
+			buf_puts(&b, item);
+			p += 6;
+		} else {
+			buf_putc(&b, *p++);
+		}
+	}
+	const char *copy = arena_strdup(&g->arena, buf_str(&b));
+	buf_free(&b);
+	return copy;
+}
+
+/* Whether the run value at idx has a placeholder ({out}, {in}, ...: anything in braces). */
+static int run_has_placeholders(lua_State *L, int idx)
+{
+	if (lua_type(L, idx) == LUA_TSTRING)
+		return strchr(lua_tostring(L, idx), '{') != NULL;
+	if (lua_type(L, idx) != LUA_TTABLE)
+		return 1; /* task{} reports it */
+	int found = 0;
+	for (lua_Integer j = 1, len = luaL_len(L, idx); j <= len && !found; j++) {
+		lua_rawgeti(L, idx, j);
+		found = lua_type(L, -1) == LUA_TSTRING && strchr(lua_tostring(L, -1), '{');
+		lua_pop(L, 1);
+	}
+	return found;
+}
+
+/* The table task{} gets for one item (map table at index 1): the map's command, env and
+ * deps, its inputs then the item's own, the item's output, the map's tags plus item. */
+static void push_item_table(lua_State *L, const char *name, const char *input, const char *output, const char *item)
+{
+	lua_newtable(L);
+	lua_pushfstring(L, "%s/%s", name, item);
+	lua_setfield(L, -2, "name");
+	copy_field(L, 1, "run");
+	copy_field(L, 1, "env");
+	copy_field(L, 1, "deps");
+	lua_newtable(L); /* inputs: the map's, then the item's own */
+	int n = 0;
+	if (lua_getfield(L, 1, "inputs") == LUA_TTABLE) {
+		for (lua_Integer j = 1, len = luaL_len(L, -1); j <= len; j++) {
+			lua_rawgeti(L, -1, j);
+			lua_rawseti(L, -3, ++n);
+		}
+	} else if (!lua_isnil(L, -1)) {
+		lua_pushvalue(L, -1);
+		lua_rawseti(L, -3, ++n);
+	}
+	lua_pop(L, 1);
+	if (input) {
+		push_expanded(L, input, item);
+		lua_rawseti(L, -2, ++n);
+	}
+	lua_setfield(L, -2, "inputs");
+	lua_newtable(L);
+	push_expanded(L, output, item);
+	lua_rawseti(L, -2, 1);
+	lua_setfield(L, -2, "outputs");
+	lua_newtable(L); /* tags: the map's and the item */
+	if (lua_getfield(L, 1, "tags") == LUA_TTABLE) {
+		lua_pushnil(L);
+		while (lua_next(L, -2)) {
+			lua_pushvalue(L, -2);
+			lua_insert(L, -2);
+			lua_settable(L, -5);
+		}
+	}
+	lua_pop(L, 1);
+	lua_pushstring(L, item);
+	lua_setfield(L, -2, "item");
+	lua_setfield(L, -2, "tags");
+}
+
 int l_map(lua_State *L)
 {
 	RecipeContext *ctx = lk_context(L);
@@ -130,50 +209,36 @@ int l_map(lua_State *L)
 		g->shards[g->nshards++] = s;
 		made[k] = s;
 	}
-	lua_newtable(L); /* the group task's deps: every item */
-	int group_deps = lua_gettop(L);
+	/* The first item is declared through task{} (every field checked as task{} checks it);
+	 * the others are copies of it with their own name, paths, tag and command (lk_task_like):
+	 * a million items cost a million small C copies, not a million Lua tables. Items whose
+	 * paths would glob take task{} each. */
+	int run_idx = 0;
+	lua_getfield(L, 1, "run");
+	if (run_has_placeholders(L, lua_gettop(L)))
+		run_idx = lua_gettop(L);
+	else
+		lua_pop(L, 1);
+	const Task *proto = NULL;
+	const char **group_deps = arena_ptrs(&g->arena, (size_t)nitems);
+	size_t name_len = strlen(name);
 	for (int i = 0; i < nitems; i++) {
-		lua_newtable(L);
-		lua_pushfstring(L, "%s/%s", name, items[i]);
-		lua_setfield(L, -2, "name");
-		copy_field(L, 1, "run");
-		copy_field(L, 1, "env");
-		copy_field(L, 1, "deps");
-		lua_newtable(L); /* inputs: the map's, then the item's own */
-		int n = 0;
-		if (lua_getfield(L, 1, "inputs") == LUA_TTABLE) {
-			for (lua_Integer j = 1, len = luaL_len(L, -1); j <= len; j++) {
-				lua_rawgeti(L, -1, j);
-				lua_rawseti(L, -3, ++n);
-			}
-		} else if (!lua_isnil(L, -1)) {
-			lua_pushvalue(L, -1);
-			lua_rawseti(L, -3, ++n);
+		Task *t;
+		int plain = !strpbrk(items[i], "*?[") && (!input || !strpbrk(input, "*?["));
+		if (proto && plain) {
+			size_t item_len = strlen(items[i]);
+			char *tname = arena_chars(&g->arena, name_len + item_len + 2);
+			memcpy(tname, name, name_len);
+			tname[name_len] = '/';
+			memcpy(tname + name_len + 1, items[i], item_len + 1);
+			t = lk_task_like(L, g, proto, tname, expand_item(g, output, items[i]),
+					 input ? expand_item(g, input, items[i]) : NULL, items[i], run_idx);
+		} else {
+			push_item_table(L, name, input, output, items[i]);
+			t = declare(L);
+			if (plain && !proto)
+				proto = t;
 		}
-		lua_pop(L, 1);
-		if (input) {
-			push_expanded(L, input, items[i]);
-			lua_rawseti(L, -2, ++n);
-		}
-		lua_setfield(L, -2, "inputs");
-		lua_newtable(L);
-		push_expanded(L, output, items[i]);
-		lua_rawseti(L, -2, 1);
-		lua_setfield(L, -2, "outputs");
-		lua_newtable(L); /* tags: the map's and the item */
-		if (lua_getfield(L, 1, "tags") == LUA_TTABLE) {
-			lua_pushnil(L);
-			while (lua_next(L, -2)) {
-				lua_pushvalue(L, -2);
-				lua_insert(L, -2);
-				lua_settable(L, -5);
-			}
-		}
-		lua_pop(L, 1);
-		lua_pushstring(L, items[i]);
-		lua_setfield(L, -2, "item");
-		lua_setfield(L, -2, "tags");
-		Task *t = declare(L);
 		MapShard *s = made[i % shards];
 		t->shard = s;
 		t->cpus = 0; /* the runner holds the resources, for all of its items */
@@ -182,14 +247,16 @@ int l_map(lua_State *L)
 		if (s->nitems == s->cap)
 			luaL_error(L, "map{}: internal: shard %d overflows", s->index);
 		s->items[s->nitems++] = t;
-		lua_pushstring(L, t->name);
-		lua_rawseti(L, group_deps, i + 1);
+		group_deps[i] = t->name;
 	}
+	if (run_idx)
+		lua_pop(L, 1);
 	lua_newtable(L);
 	lua_pushstring(L, name);
 	lua_setfield(L, -2, "name");
-	lua_pushvalue(L, group_deps);
-	lua_setfield(L, -2, "deps");
-	lk_push_task_value(L, declare(L)); /* the group task's value is map{}'s */
+	Task *group = declare(L);
+	group->dep_names = group_deps; /* the items' own names: no million Lua strings for them */
+	group->ndep_names = nitems;
+	lk_push_task_value(L, group); /* the group task's value is map{}'s */
 	return 1;
 }

@@ -1,6 +1,7 @@
 /* test_recipe.c — loading Lua recipes: fields, grid{} expansion order, params{} with
  * typed overrides, placeholders, and error messages with file:line. */
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "../../runner/recipe.h"
@@ -89,6 +90,49 @@ int main(void)
 	CHECK(load("task { name = 's', outputs = {'my file.txt'}, run = \"awk '{print}' x > {out}\" }\n", NULL, 0, &g,
 		   &err) == 0);
 	CHECK_STR(g->tasks[0]->shell, "awk '{print}' x > 'my file.txt'");
+	graph_free(g);
+
+	/* map{}: the first item goes through task{}, the others are copies of it; every item
+	 * must come out as task{} would make it */
+	CHECK(load("map { name = 'm', items = {'a', 'b', 'c'}, shards = 2, inputs = {'shared.txt'}, input = 'in/{item}.x',\n"
+		   "      output = 'out/./{item}.y', run = {'prog', '--items', '{items}', '--name', '{name}'}, env = {E = 'v'},\n"
+		   "      tags = {model = 'm1'} }\n", NULL, 0, &g, &err) == 0);
+	if (err.len)
+		fprintf(stderr, "%s\n", buf_str(&err));
+	for (int i = 0; i < 3; i++) {
+		const char *item = (const char *[]){"a", "b", "c"}[i];
+		Task *it = NULL;
+		for (int k = 0; k < g->ntasks; k++)
+			if (g->tasks[k]->shard && !task_is_runner(g->tasks[k]) && !strcmp(task_tag(g->tasks[k], "item"), item))
+				it = g->tasks[k];
+		CHECK(it != NULL);
+		if (!it)
+			continue;
+		char want[64];
+		snprintf(want, sizeof want, "m/%s", item);
+		CHECK_STR(it->name, want);
+		CHECK(it->ninputs == 2 && !strcmp(it->inputs[0], "shared.txt"));
+		snprintf(want, sizeof want, "in/%s.x", item);
+		CHECK_STR(it->inputs[1], want);
+		snprintf(want, sizeof want, "out/%s.y", item); /* normalised */
+		CHECK(it->noutputs == 1 && !strcmp(it->outputs[0], want));
+		CHECK(it->argc == 5);
+		CHECK_STR(it->argv[2], "{items}");
+		snprintf(want, sizeof want, "m/%s", item);
+		CHECK_STR(it->argv[4], want);
+		CHECK(it->ntags == 2 && !strcmp(task_tag(it, "model"), "m1"));
+		CHECK(it->nenv == 1 && !strcmp(it->env[0].key, "E"));
+		CHECK(it->cpus == 0 && it->gpus == 0 && it->retries == 0);
+	}
+	Task *group = graph_find(g, "m");
+	CHECK(group == NULL); /* not indexed yet: find it by hand */
+	for (int k = 0; k < g->ntasks; k++)
+		if (!strcmp(g->tasks[k]->name, "m"))
+			group = g->tasks[k];
+	CHECK(group && group->ndep_names == 3 && !strcmp(group->dep_names[2], "m/c"));
+	graph_free(g);
+	CHECK(load("map { name = 'm', items = {'a', 'b/../../x'}, output = 'o/{item}', run = 'true' }\n", NULL, 0, &g, &err) == -1);
+	CHECK_CONTAINS(buf_str(&err), "not valid");
 	graph_free(g);
 	buf_free(&err);
 	return check_exit();
