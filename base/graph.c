@@ -4,6 +4,7 @@
 #include "graph.h"
 
 #include <fnmatch.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -420,6 +421,10 @@ int graph_resolve(Graph *g, InputExists exists, void *exists_ctx, Buf *err)
 		return -1;
 	trace_mark("graph indexed");
 	EdgeList e = {.mark = xcalloc((size_t)g->ntasks + 1, sizeof *e.mark)};
+	/* inputs found lately, by address: tasks that read one file (a dataset, a model) share
+	 * its string, so a million of them ask about it once */
+	enum { KNOWN = 256 };
+	const char *known[KNOWN] = {0};
 	for (int i = 0; i < g->ntasks; i++) { /* edges are made afresh */
 		Task *t = g->tasks[i];
 		free(t->deps);
@@ -476,13 +481,15 @@ int graph_resolve(Graph *g, InputExists exists, void *exists_ctx, Buf *err)
 				continue;
 			}
 			struct stat st;
-			if (!exists && strmap_get(&found, t->inputs[j]))
+			const char **seen = &known[((uintptr_t)t->inputs[j] >> 3) % KNOWN];
+			if (*seen == t->inputs[j] || (!exists && strmap_get(&found, t->inputs[j])))
 				continue;
 			if (exists ? !exists(exists_ctx, t, j) : stat(t->inputs[j], &st) != 0) {
 				buf_printf(err, "%s:%d: task \"%s\": input \"%s\" does not exist and no task produces it",
 					   t->file, t->line, t->name, t->inputs[j]);
 				goto out;
 			}
+			*seen = t->inputs[j];
 			if (!exists) /* exists remembers its answers itself */
 				strmap_put(&found, t->inputs[j], (void *)1);
 		}
