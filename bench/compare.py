@@ -106,6 +106,7 @@ def plan_time(n, kiln, rounds=3):
     root = tempfile.mkdtemp(prefix="kiln-plan-%d-" % n)
     try:
         generate(root, n)
+        os.sync()  # the tree's writeback would otherwise share the cores with the first runs
         walls, peaks = [], []
         for _ in range(rounds):
             p = subprocess.run(["/usr/bin/time", "-f", "%e %M", kiln, "run", "-n"], cwd=root, capture_output=True,
@@ -156,6 +157,7 @@ def noop_time(n, kiln, rounds=3):
         first = time.monotonic() - t0
         if p.returncode != 0:
             sys.exit(p.stdout[-2000:] + p.stderr[-2000:])
+        os.sync()  # the outputs' writeback would otherwise share the cores with the no-ops
         walls, peaks = [], []
         for _ in range(rounds):
             p = subprocess.run(["/usr/bin/time", "-f", "%e %M", kiln, "run"], cwd=root, capture_output=True,

@@ -6,6 +6,7 @@
 #define _GNU_SOURCE
 #include "sched.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,17 +17,29 @@ typedef struct {
 	int nruns;
 } PlanPrint;
 
+/* "run       NAME: REASON": a line a task; a million-task plan prints a million */
+static void print_line(FILE *out, const char *verdict, const char *name, const char *reason)
+{
+	fputs_unlocked(verdict, out);
+	fputs_unlocked(name, out);
+	if (reason) {
+		fputs_unlocked(": ", out);
+		fputs_unlocked(reason, out);
+	}
+	fputc_unlocked('\n', out);
+}
+
 static void print_verdict(void *ctx, const Task *t, enum Verdict v, const char *reason)
 {
 	PlanPrint *p = ctx;
 	if (v == VERDICT_RUN) {
-		fprintf(p->out, "run       %s: %s\n", t->name, reason);
+		print_line(p->out, "run       ", t->name, reason);
 		if (task_has_work(t))
 			p->runs[p->nruns++] = (Task *)t;
 	} else if (v == VERDICT_RESTORED) {
-		fprintf(p->out, "restore   %s: %s\n", t->name, reason);
+		print_line(p->out, "restore   ", t->name, reason);
 	} else if (p->all) {
-		fprintf(p->out, "ok        %s\n", t->name);
+		print_line(p->out, "ok        ", t->name, NULL);
 	}
 }
 
