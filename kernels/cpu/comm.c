@@ -266,7 +266,7 @@ static void write_points(FILE *f, const CommResult *r, CommPattern p)
 		const CommPoint *pt = &r->points[i];
 		if (pt->pattern != p)
 			continue;
-		fprintf(f, "%s\n    {\"step\": %zu, \"bytes\": %zu, \"time_us\": %.3f, \"algbw_gbs\": %.4f, \"busbw_gbs\": %.4f}",
+		fprintf(f, "%s\n    {\"step\": %zu, \"bytes\": %zu, \"time_us\": %.6g, \"algbw_gbs\": %.6g, \"busbw_gbs\": %.6g}",
 			first ? "" : ",", pt->bytes, pt->bytes, pt->seconds * 1e6, pt->algbw, pt->busbw);
 		first = 0;
 	}
@@ -312,14 +312,14 @@ int comm_write_json(const char *path, const CommSpec *s, const CommResult *r, ch
 	if (ran == 1) {
 		fprintf(f, "  \"pattern\": \"%s\",\n  \"sizes\": ", comm_pattern_names[only]);
 		write_points(f, r, (CommPattern)only);
-		fprintf(f, ",\n  \"peak_algbw_gbs\": %.4f,\n  \"peak_busbw_gbs\": %.4f\n}\n", peak(r, (CommPattern)only, 0),
+		fprintf(f, ",\n  \"peak_algbw_gbs\": %.6g,\n  \"peak_busbw_gbs\": %.6g\n}\n", peak(r, (CommPattern)only, 0),
 			peak(r, (CommPattern)only, 1));
 	} else {
 		fprintf(f, "  \"peak_busbw_gbs\": {");
 		first = 1;
 		for (int p = 0; p < COMM_PATTERNS; p++)
 			if (s->patterns[p]) {
-				fprintf(f, "%s\"%s\": %.4f", first ? "" : ", ", comm_pattern_names[p], peak(r, (CommPattern)p, 1));
+				fprintf(f, "%s\"%s\": %.6g", first ? "" : ", ", comm_pattern_names[p], peak(r, (CommPattern)p, 1));
 				first = 0;
 			}
 		fprintf(f, "}\n}\n");

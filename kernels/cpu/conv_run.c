@@ -152,15 +152,15 @@ int conv_write_json(const char *path, const ConvSpec *spec, const ConvResult *r,
 		const ConvShape *s = &pt->shape;
 		double gflop = conv_flops(s) / 1e9;
 		fprintf(f, "%s\n    {\"step\": %d, \"name\": \"%s\", \"n\": %d, \"c\": %d, \"h\": %d, \"w\": %d, \"k\": %d, \"r\": %d, "
-			"\"stride\": %d, \"count\": %d, \"gflop\": %.4f",
+			"\"stride\": %d, \"count\": %d, \"gflop\": %.6g",
 			i ? "," : "", i + 1, pt->layer->name, s->n, s->c, s->h, s->w, s->k, s->r, s->stride, pt->layer->count, gflop);
 		for (int p = 0; p < CONV_PASSES; p++)
 			if (spec->passes[p])
-				fprintf(f, ", \"%s_ms\": %.4f, \"%s_tflops\": %.4f, \"%s_algo\": \"%s\"", conv_pass_names[p],
+				fprintf(f, ", \"%s_ms\": %.6g, \"%s_tflops\": %.6g, \"%s_algo\": \"%s\"", conv_pass_names[p],
 					pt->seconds[p] * 1e3, conv_pass_names[p],
 					pt->seconds[p] > 0 ? gflop / pt->seconds[p] / 1e3 : 0, conv_pass_names[p], pt->algo[p]);
 		if (ran == 1)
-			fprintf(f, ", \"tflops\": %.4f", pt->seconds[only] > 0 ? gflop / pt->seconds[only] / 1e3 : 0);
+			fprintf(f, ", \"tflops\": %.6g", pt->seconds[only] > 0 ? gflop / pt->seconds[only] / 1e3 : 0);
 		fputc('}', f);
 	}
 	fprintf(f, "\n  ]");
@@ -168,10 +168,10 @@ int conv_write_json(const char *path, const ConvSpec *spec, const ConvResult *r,
 		if (!spec->passes[p])
 			continue;
 		double fl, sec = net_seconds(r, (ConvPass)p, &fl);
-		fprintf(f, ",\n  \"%s\": {\"ms\": %.4f, \"tflops\": %.4f, \"images_per_s\": %.2f}", conv_pass_names[p], sec * 1e3,
+		fprintf(f, ",\n  \"%s\": {\"ms\": %.6g, \"tflops\": %.6g, \"images_per_s\": %.6g}", conv_pass_names[p], sec * 1e3,
 			sec > 0 ? fl / sec / 1e12 : 0, sec > 0 ? spec->batch / sec : 0);
 		if (ran == 1)
-			fprintf(f, ",\n  \"pass\": \"%s\",\n  \"ms\": %.4f,\n  \"tflops\": %.4f,\n  \"images_per_s\": %.2f",
+			fprintf(f, ",\n  \"pass\": \"%s\",\n  \"ms\": %.6g,\n  \"tflops\": %.6g,\n  \"images_per_s\": %.6g",
 				conv_pass_names[p], sec * 1e3, sec > 0 ? fl / sec / 1e12 : 0, sec > 0 ? spec->batch / sec : 0);
 	}
 	fprintf(f, "\n}\n");
