@@ -116,6 +116,8 @@ void *cache_loader_main(void *arg)
 		announce_loaded(c);
 		return NULL;
 	}
+	strmap_reserve(&c->memo, (size_t)state_memo_count(c->state));
+	strmap_reserve(&c->last, (size_t)state_last_count(c->state));
 	if (state_each_memo(c->state, load_memo, c) != 0 || state_each_last(c->state, load_last, c) != 0) {
 		/* damage found in the rows: forget what was read from them and start afresh */
 		int damaged = state_damaged(c->state);

@@ -354,6 +354,22 @@ static const char *column_text(sqlite3_stmt *st, int i)
 	return t ? t : "";
 }
 
+static int64_t count_rows(State *s, const char *query)
+{
+	sqlite3_stmt *st;
+	int64_t n = 0;
+	if (sqlite3_prepare_v2(s->db, query, -1, &st, NULL) != SQLITE_OK)
+		return 0;
+	if (sqlite3_step(st) == SQLITE_ROW)
+		n = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return n;
+}
+
+int64_t state_memo_count(State *s) { return count_rows(s, "SELECT count(*) FROM files"); }
+
+int64_t state_last_count(State *s) { return count_rows(s, "SELECT count(*) FROM last_success"); }
+
 int state_each_memo(State *s, void (*fn)(void *ctx, const FileMemo *m), void *ctx)
 {
 	sqlite3_stmt *st = s->q[Q_MEMO_ALL];
