@@ -28,6 +28,16 @@ int npy_load(const char *path, Npy *out, char *err, size_t errlen);
  * 0, or -1 with "path: why" in err. npy_load maps a file and calls this. */
 int npy_parse(const void *bytes, size_t len, const char *path, Npy *out, char *err, size_t errlen);
 void npy_free(Npy *a);
+/* A file written whole or not at all: out_open opens PATH.tmp.PID for writing; out_close
+ * checks every write, renames it over path, or removes it and says why in err. */
+typedef struct {
+	FILE *f;
+	char *tmp;
+	const char *path;
+} OutFile;
+int out_open(OutFile *o, const char *path, char *err, size_t errlen);
+int out_close(OutFile *o, char *err, size_t errlen);
+
 /* Writes a .npy file (version 1.0) atomically. */
 int npy_save(const char *path, DType dtype, int ndim, const int64_t *shape, const void *data, char *err, size_t errlen);
 const char *dtype_name(DType t);

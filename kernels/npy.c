@@ -181,15 +181,10 @@ int npy_save(const char *path, DType dtype, int ndim, const int64_t *shape, cons
 	n += snprintf(hdr + n, sizeof hdr - (size_t)n, "), }");
 	size_t total = 10 + (size_t)n + 1;
 	size_t pad = (64 - total % 64) % 64; /* header padded to 64 bytes, ends in '\n' */
-	char *tmp = NULL;
-	if (asprintf(&tmp, "%s.tmp.%d", path, (int)getpid()) < 0)
+	OutFile o;
+	if (out_open(&o, path, err, errlen) != 0)
 		return -1;
-	FILE *f = fopen(tmp, "wb");
-	if (!f) {
-		snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
-		free(tmp);
-		return -1;
-	}
+	FILE *f = o.f;
 	unsigned short hl = (unsigned short)(n + pad + 1);
 	fwrite("\x93NUMPY\x01\x00", 1, 8, f);
 	fputc(hl & 0xff, f);
@@ -199,14 +194,36 @@ int npy_save(const char *path, DType dtype, int ndim, const int64_t *shape, cons
 		fputc(' ', f);
 	fputc('\n', f);
 	fwrite(data, dtype_size(dtype), count, f);
-	int rc = ferror(f) | fclose(f);
-	if (rc || rename(tmp, path) != 0) {
-		snprintf(err, errlen, "%s: cannot write: %s", path, strerror(errno));
-		unlink(tmp);
-		free(tmp);
+	return out_close(&o, err, errlen);
+}
+
+int out_open(OutFile *o, const char *path, char *err, size_t errlen)
+{
+	o->path = path;
+	o->f = NULL;
+	if (asprintf(&o->tmp, "%s.tmp.%d", path, (int)getpid()) < 0) {
+		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
-	free(tmp);
+	o->f = fopen(o->tmp, "wb");
+	if (!o->f) {
+		snprintf(err, errlen, "cannot write %s: %s", o->tmp, strerror(errno));
+		free(o->tmp);
+		return -1;
+	}
+	return 0;
+}
+
+int out_close(OutFile *o, char *err, size_t errlen)
+{
+	int bad = ferror(o->f);
+	if (fclose(o->f) != 0 || bad || rename(o->tmp, o->path) != 0) {
+		snprintf(err, errlen, "cannot write %s: %s", o->path, strerror(errno ? errno : EIO));
+		unlink(o->tmp);
+		free(o->tmp);
+		return -1;
+	}
+	free(o->tmp);
 	return 0;
 }
 

@@ -283,7 +283,7 @@ void lk_declaration_site(lua_State *L, RecipeContext *ctx, Task *t)
 	}
 }
 
-static int valid_task_name(const char *s)
+int lk_valid_task_name(const char *s)
 {
 	if (!*s || s[0] == '/' || strstr(s, "//") || s[strlen(s) - 1] == '/')
 		return 0;
@@ -444,7 +444,7 @@ static const char *expand_placeholders(lua_State *L, Graph *g, const Task *t, co
 	return copy;
 }
 
-static void parse_run(lua_State *L, Graph *g, Task *t, int idx)
+void lk_parse_run(lua_State *L, Graph *g, Task *t, int idx)
 {
 	if (lua_type(L, idx) == LUA_TSTRING) {
 		t->shell = expand_placeholders(L, g, t, lua_tostring(L, idx), 1);
@@ -522,7 +522,7 @@ static int l_task(lua_State *L)
 	if (!(has & F_NAME) || lua_getfield(L, 1, "name") != LUA_TSTRING)
 		luaL_error(L, "task{}: field 'name' is required and must be a string");
 	t->name = lk_value_string(L, g, -1, "name", 0);
-	if (!valid_task_name(t->name))
+	if (!lk_valid_task_name(t->name))
 		luaL_error(L, "task{}: invalid name \"%s\" (use letters, digits and _-./:=+, with '/' between parts)",
 			   t->name);
 	lua_pop(L, 1);
@@ -568,7 +568,7 @@ static int l_task(lua_State *L)
 	}
 	if (has & F_RUN) {
 		lua_getfield(L, 1, "run");
-		parse_run(L, g, t, lua_gettop(L));
+		lk_parse_run(L, g, t, lua_gettop(L));
 		lua_pop(L, 1);
 	}
 	if (has & F_ENV) {
@@ -669,42 +669,6 @@ static int l_task(lua_State *L)
 	graph_add_task(g, t); /* clashes are found when the graph is indexed */
 	lk_push_task_value(L, t);
 	return 1;
-}
-
-Task *lk_task_like(lua_State *L, Graph *g, const Task *proto, const char *name, const char *output,
-		   const char *input, const char *item, int run_idx)
-{
-	Task *t = graph_new_task(g);
-	*t = *proto; /* shares what every item has alike: the map's inputs, env, deps, options */
-	t->name = name;
-	if (!valid_task_name(name))
-		luaL_error(L, "map{}: item task name \"%s\" is not valid (use letters, digits and _-./:=+ in items)", name);
-	lk_context(L)->declaring = name;
-	const char **out = arena_ptrs(&g->arena, 1);
-	out[0] = graph_path_is_normal(g, output) ? output : graph_norm_path(g, output);
-	lk_check_confined(L, out[0], "outputs", 1);
-	t->outputs = out;
-	t->noutputs = 1;
-	if (input) { /* the map's inputs (proto's, expanded once), then its own */
-		const char **in = arena_ptrs(&g->arena, (size_t)proto->ninputs);
-		memcpy(in, proto->inputs, (size_t)(proto->ninputs - 1) * sizeof *in);
-		in[proto->ninputs - 1] = graph_path_is_normal(g, input) ? input : graph_norm_path(g, input);
-		lk_check_confined(L, in[proto->ninputs - 1], "inputs", 0);
-		t->inputs = in;
-	}
-	KeyValue *tags = arena_alloc(&g->arena, (size_t)proto->ntags * sizeof *tags);
-	memcpy(tags, proto->tags, (size_t)proto->ntags * sizeof *tags);
-	for (int i = 0; i < t->ntags; i++)
-		if (!strcmp(tags[i].key, "item"))
-			tags[i].value = item;
-	t->tags = tags;
-	if (run_idx) { /* the command names this item's paths: expanded for it */
-		t->argv = NULL, t->argc = 0, t->shell = NULL;
-		parse_run(L, g, t, run_idx);
-	}
-	lk_context(L)->declaring = NULL;
-	graph_add_task(g, t);
-	return t;
 }
 
 void lkiln_open(lua_State *L, RecipeContext *ctx)

@@ -21,13 +21,11 @@ const char **lk_string_list(lua_State *L, Graph *g, int idx, const char *field, 
 unsigned lk_check_fields(lua_State *L, const char *what, const char *const *fields);
 /* Records the recipe file and line of the call that declares t. */
 void lk_declaration_site(lua_State *L, RecipeContext *ctx, Task *t);
-/* map{}'s items after the first: a copy of proto (the first item, declared through task{}
- * and so checked field by field) with its own name, output, own input (input, or NULL:
- * none), tag item = item, and, when run_idx is a stack index (the map's run, which names
- * paths through placeholders), its command expanded for its paths; 0 keeps proto's
- * command. The arrays every item has alike (env, deps, options) are proto's, shared. */
-Task *lk_task_like(lua_State *L, Graph *g, const Task *proto, const char *name, const char *output,
-		   const char *input, const char *item, int run_idx);
+/* Whether s is a task name: letters, digits and _-./:=+, with '/' between parts. */
+int lk_valid_task_name(const char *s);
+/* Sets t's command from the run value at idx (an argv table or a shell string), its
+ * placeholders expanded for t's paths. */
+void lk_parse_run(lua_State *L, Graph *g, Task *t, int idx);
 /* Pushes the task value task{} and plot{} return. */
 void lk_push_task_value(lua_State *L, const Task *t);
 /* Raises unless workspace-relative path p may be declared (see lkiln.c). */

@@ -27,20 +27,27 @@ static const char *const map_fields[] = {"name", "items", "shards", "input", "ou
 static const char *const runner_fields[] = {"run", "env", "cpus", "mem", "gpus", "gpu_mem", "timeout", "retries",
 					    "retry_on", "gpu_wait", "gpu_wait_then", "executor", NULL};
 
-/* pattern with every {item} replaced by item, pushed on the Lua stack */
-static void push_expanded(lua_State *L, const char *pattern, const char *item)
+/* pattern with every {item} replaced by item, into b (emptied first) */
+static const char *expand_into(Buf *b, const char *pattern, const char *item)
 {
-	luaL_Buffer b;
-	luaL_buffinit(L, &b);
+	buf_reset(b);
 	for (const char *p = pattern; *p;) {
 		if (!strncmp(p, "{item}", 6)) {
-			luaL_addstring(&b, item);
+			buf_puts(b, item);
 			p += 6;
 		} else {
-			luaL_addchar(&b, *p++);
+			buf_putc(b, *p++);
 		}
 	}
-	luaL_pushresult(&b);
+	return buf_str(b);
+}
+
+/* the same, pushed on the Lua stack */
+static void push_expanded(lua_State *L, const char *pattern, const char *item)
+{
+	Buf b = {0};
+	lua_pushstring(L, expand_into(&b, pattern, item));
+	buf_free(&b);
 }
 
 /* Calls task{} with the table on top of the stack; returns its Task. Its errors get the
@@ -68,19 +75,11 @@ static void copy_field(lua_State *L, int from, const char *field)
 	lua_setfield(L, -2, field);
 }
 
-/* pattern with every {item} replaced by item, in the arena */
+/* the same, in the arena */
 static const char *expand_item(Graph *g, const char *pattern, const char *item)
 {
 	Buf b = {0};
-	for (const char *p = pattern; *p;) {
-		if (!strncmp(p, "{item}", 6)) {
-			buf_puts(&b, item);
-			p += 6;
-		} else {
-			buf_putc(&b, *p++);
-		}
-	}
-	const char *copy = arena_strdup(&g->arena, buf_str(&b));
+	const char *copy = arena_strdup(&g->arena, expand_into(&b, pattern, item));
 	buf_free(&b);
 	return copy;
 }
@@ -145,6 +144,47 @@ static void push_item_table(lua_State *L, const char *name, const char *input, c
 	lua_pushstring(L, item);
 	lua_setfield(L, -2, "item");
 	lua_setfield(L, -2, "tags");
+}
+
+/* map{}'s items after the first: a copy of proto (the first item, declared through task{}
+ * and so checked field by field) with its own name, output, own input (input, or NULL:
+ * none), tag item = item, and, when run_idx is a stack index (the map's run, which names
+ * paths through placeholders), its command expanded for its paths; 0 keeps proto's
+ * command. The arrays every item has alike (env, deps, options) are proto's, shared. */
+static Task *lk_task_like(lua_State *L, Graph *g, const Task *proto, const char *name, const char *output,
+			  const char *input, const char *item, int run_idx)
+{
+	Task *t = graph_new_task(g);
+	*t = *proto; /* shares what every item has alike: the map's inputs, env, deps, options */
+	t->name = name;
+	if (!lk_valid_task_name(name))
+		luaL_error(L, "map{}: item task name \"%s\" is not valid (use letters, digits and _-./:=+ in items)", name);
+	lk_context(L)->declaring = name;
+	const char **out = arena_ptrs(&g->arena, 1);
+	out[0] = graph_path_is_normal(g, output) ? output : graph_norm_path(g, output);
+	lk_check_confined(L, out[0], "outputs", 1);
+	t->outputs = out;
+	t->noutputs = 1;
+	if (input) { /* the map's inputs (proto's, expanded once), then its own */
+		const char **in = arena_ptrs(&g->arena, (size_t)proto->ninputs);
+		memcpy(in, proto->inputs, (size_t)(proto->ninputs - 1) * sizeof *in);
+		in[proto->ninputs - 1] = graph_path_is_normal(g, input) ? input : graph_norm_path(g, input);
+		lk_check_confined(L, in[proto->ninputs - 1], "inputs", 0);
+		t->inputs = in;
+	}
+	KeyValue *tags = arena_alloc(&g->arena, (size_t)proto->ntags * sizeof *tags);
+	memcpy(tags, proto->tags, (size_t)proto->ntags * sizeof *tags);
+	for (int i = 0; i < t->ntags; i++)
+		if (!strcmp(tags[i].key, "item"))
+			tags[i].value = item;
+	t->tags = tags;
+	if (run_idx) { /* the command names this item's paths: expanded for it */
+		t->argv = NULL, t->argc = 0, t->shell = NULL;
+		lk_parse_run(L, g, t, run_idx);
+	}
+	lk_context(L)->declaring = NULL;
+	graph_add_task(g, t);
+	return t;
 }
 
 int l_map(lua_State *L)

@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "../comm.h"
+#include "../kernels.h"
 
 const char *const comm_pattern_names[COMM_PATTERNS] = {"allreduce", "ps", "p2p"};
 
@@ -286,13 +287,10 @@ static double peak(const CommResult *r, CommPattern p, int bus)
 
 int comm_write_json(const char *path, const CommSpec *s, const CommResult *r, char *err, size_t errlen)
 {
-	char tmp[4096];
-	snprintf(tmp, sizeof tmp, "%s.tmp", path);
-	FILE *f = fopen(tmp, "w");
-	if (!f) {
-		snprintf(err, errlen, "cannot write %s", tmp);
+	OutFile o;
+	if (out_open(&o, path, err, errlen) != 0)
 		return -1;
-	}
+	FILE *f = o.f;
 	int ran = 0, only = -1;
 	for (int p = 0; p < COMM_PATTERNS; p++)
 		if (s->patterns[p])
@@ -324,11 +322,5 @@ int comm_write_json(const char *path, const CommSpec *s, const CommResult *r, ch
 			}
 		fprintf(f, "}\n}\n");
 	}
-	int bad = ferror(f);
-	if (fclose(f) != 0 || bad || rename(tmp, path) != 0) {
-		snprintf(err, errlen, "cannot write %s", path);
-		remove(tmp);
-		return -1;
-	}
-	return 0;
+	return out_close(&o, err, errlen);
 }

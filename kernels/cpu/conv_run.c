@@ -132,13 +132,10 @@ static double net_seconds(const ConvResult *r, ConvPass p, double *flops)
 
 int conv_write_json(const char *path, const ConvSpec *spec, const ConvResult *r, char *err, size_t errlen)
 {
-	char tmp[4096];
-	snprintf(tmp, sizeof tmp, "%s.tmp", path);
-	FILE *f = fopen(tmp, "w");
-	if (!f) {
-		snprintf(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
+	OutFile o;
+	if (out_open(&o, path, err, errlen) != 0)
 		return -1;
-	}
+	FILE *f = o.f;
 	int ran = 0, only = 0;
 	for (int p = 0; p < CONV_PASSES; p++)
 		if (spec->passes[p])
@@ -175,13 +172,7 @@ int conv_write_json(const char *path, const ConvSpec *spec, const ConvResult *r,
 				conv_pass_names[p], sec * 1e3, sec > 0 ? fl / sec / 1e12 : 0, sec > 0 ? spec->batch / sec : 0);
 	}
 	fprintf(f, "\n}\n");
-	int bad = ferror(f);
-	if (fclose(f) != 0 || bad || rename(tmp, path) != 0) {
-		snprintf(err, errlen, "cannot write %s", path);
-		remove(tmp);
-		return -1;
-	}
-	return 0;
+	return out_close(&o, err, errlen);
 }
 
 int conv_dump(const ConvSpec *spec, const char *dir, char *err, size_t errlen)

@@ -281,15 +281,10 @@ int zeroshot_cpu(const ZeroshotInput *in, int threads, ZeroshotResult *r, char *
 
 int zeroshot_write_json(const char *path, const ZeroshotResult *r, const char *const *class_names, char *err, size_t errlen)
 {
-	char *tmp = NULL;
-	if (asprintf(&tmp, "%s.tmp", path) < 0)
+	OutFile o;
+	if (out_open(&o, path, err, errlen) != 0)
 		return -1;
-	FILE *f = fopen(tmp, "w");
-	if (!f) {
-		snprintf(err, errlen, "cannot write %s", path);
-		free(tmp);
-		return -1;
-	}
+	FILE *f = o.f;
 	double mean = 0;
 	int64_t present = 0;
 	for (int64_t c = 0; c < r->c; c++)
@@ -310,13 +305,5 @@ int zeroshot_write_json(const char *path, const ZeroshotResult *r, const char *c
 			r->class_count[c] ? (double)r->class_top1[c] / (double)r->class_count[c] : 0.0);
 	}
 	fprintf(f, "\n  ]\n}\n");
-	int rc = ferror(f) | fclose(f);
-	if (rc || rename(tmp, path) != 0) {
-		snprintf(err, errlen, "cannot write %s", path);
-		unlink(tmp);
-		free(tmp);
-		return -1;
-	}
-	free(tmp);
-	return 0;
+	return out_close(&o, err, errlen);
 }
