@@ -140,6 +140,16 @@ static State *open_once(const char *path, int readonly, Buf *err, int *damaged)
 		report(err, s->db, path);
 		goto fail;
 	}
+	if (readonly && !(flags & SQLITE_OPEN_MEMORY) && user_version(s->db) == 0) {
+		/* a database whose first schema never committed (its kiln was killed while making
+		 * it): nothing is recorded in it, as when there is none */
+		sqlite3_close(s->db);
+		flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_MEMORY;
+		if (sqlite3_open_v2(":memory:", &s->db, flags & ~SQLITE_OPEN_MEMORY, NULL) != SQLITE_OK) {
+			report(err, s->db, path);
+			goto fail;
+		}
+	}
 	sqlite3_busy_timeout(s->db, 10000);
 	/* closing the last connection would checkpoint and fsync: 30+ ms on every no-op run.
 	 * The WAL is still checkpointed as it grows (wal_autocheckpoint). */

@@ -32,6 +32,18 @@ class Cache(KilnTestCase):
         r = self.ws.kiln("run", "-j", "2")
         self.assertEqual(r.ran, ALL, r)
 
+    def test_plan_over_a_state_whose_schema_never_committed(self):
+        # a kill -9 during the very first run's schema leaves a database without one: a plan
+        # reads it as nothing recorded, and a run makes the schema
+        shutil.rmtree(self.ws.path(".kiln"))
+        os.makedirs(self.ws.path(".kiln"))
+        sqlite3.connect(self.ws.path(".kiln/state.db")).execute("CREATE TABLE half_made (x)").connection.close()
+        plan = self.ws.kiln("run", "-n")
+        self.assertEqual(plan.rc, 0, plan)
+        self.assertIn("no successful run recorded", plan.out)
+        self.assertEqual(self.ws.kiln("run").rc, 0)
+        self.assertEqual(self.ws.kiln("run").ran, set())
+
     def test_noop_runs_nothing(self):
         r = self.ws.kiln("run")
         self.assertEqual(r.rc, 0, r)
