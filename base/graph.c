@@ -96,6 +96,8 @@ void graph_add_task(Graph *g, Task *t)
 	t->index = g->ntasks;
 	g->tasks[g->ntasks++] = t;
 	g->indexed = 0;
+	if (g->on_task_added)
+		g->on_task_added(g->on_task_added_ctx, t);
 }
 
 /* Inserts the keys of one index (task names, or every output of every task) in a

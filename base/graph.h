@@ -150,6 +150,10 @@ typedef struct {
 	TaskOpts *recent_opts[RECENT_OPTS]; /* graph_share_opts' candidates, newest first */
 	KeyValue *params;      /* params{} after command-line overrides, in declaration order, */
 	int nparams;           /* values as text: kiln why names them ("param batch: 64 → 32") */
+	/* told of each task graph_add_task appends (NULL: nobody): a plan's cache lists the
+	 * directories inputs lie in while the recipe is still declaring them */
+	void (*on_task_added)(void *ctx, const Task *t);
+	void *on_task_added_ctx;
 } Graph;
 
 /* Creates an empty graph for the workspace at `workspace` (absolute path, copied). */

@@ -86,6 +86,10 @@ Cache *cache_open(const char *kiln_dir, Graph *g, const CacheOptions *opt, Buf *
 		if (take_lock(c, kiln_dir, err) != 0)
 			goto fail;
 	}
+	if (opt->readonly && g) { /* a plan: list the inputs' directories while the recipe loads */
+		g->on_task_added = dirs_note_task;
+		g->on_task_added_ctx = c;
+	}
 	c->db_path = xasprintf("%s/state.db", kiln_dir);
 	/* the loader opens the database and owns c's state, maps and arena until
 	 * cache_ready(); signals stay with the caller */
@@ -131,7 +135,7 @@ void cache_close(Cache *c)
 		close(c->lock_fd);
 	}
 	strmap_free(&c->memo);
-	cache_free_dirs(c);
+	cache_resolved(c);
 	strmap_free(&c->last);
 	free(c->to_stat);
 	free(c->db_path);

@@ -419,105 +419,11 @@ static void bind_tasks_now(Cache *c)
 	trace_mark("cache bound to the graph's files");
 }
 
-/* A directory many inputs of a plan lie in: listed once (its files and directories, as a
- * set of names) instead of a stat per input. */
-typedef struct DirInfo {
-	const char *name;   /* the directory ("" for the workspace's top) */
-	int asked, listed;
-	char *text;         /* its entries' names, each NUL-terminated, one after another */
-	uint32_t *names;    /* open addressing over offsets into text + 1; 0 slots free */
-	size_t mask;
-} DirInfo;
-
-#define LIST_AFTER 64 /* inputs asked about in one directory before it is listed */
-
-static int dir_has(const DirInfo *d, const char *name)
+void cache_resolved(Cache *c)
 {
-	for (size_t i = hash_str(name) & d->mask; d->names[i]; i = (i + 1) & d->mask)
-		if (!strcmp(d->text + d->names[i] - 1, name))
-			return 1;
-	return 0;
-}
-
-/* Lists dir into d: its plain files and directories (a link or an entry of unknown type is
- * left to stat). A directory whose names pass 4 GiB is left to stat as well. */
-static void list_dir(DirInfo *d, const char *dir)
-{
-	d->listed = 1;
-	DIR *dh = opendir(*dir ? dir : ".");
-	if (!dh)
-		return;
-	size_t count = 0;
-	Buf text = {0};
-	for (struct dirent *e; (e = readdir(dh));)
-		if (e->d_type == DT_REG || e->d_type == DT_DIR) {
-			buf_put(&text, e->d_name, strlen(e->d_name) + 1);
-			count++;
-		}
-	closedir(dh);
-	if (text.len >= UINT32_MAX) {
-		buf_free(&text);
-		return;
-	}
-	size_t cap = 16;
-	while (cap < 2 * count + 2)
-		cap *= 2;
-	d->names = big_alloc(cap * sizeof *d->names);
-	memset(d->names, 0, cap * sizeof *d->names);
-	d->mask = cap - 1;
-	d->text = text.data;
-	for (size_t at = 0; at < text.len; at += strlen(text.data + at) + 1) {
-		size_t i = hash_str(text.data + at) & d->mask;
-		while (d->names[i])
-			i = (i + 1) & d->mask;
-		d->names[i] = (uint32_t)at + 1;
-	}
-}
-
-void cache_free_dirs(Cache *c)
-{
-	const char *key;
-	void *value;
-	for (size_t i = 0; strmap_next(&c->dirs, &i, &key, &value);) {
-		DirInfo *d = value;
-		if (d->names)
-			big_free(d->names, (d->mask + 1) * sizeof *d->names);
-		free(d->text);
-	}
-	strmap_free(&c->dirs);
-	memset(c->recent_dirs, 0, sizeof c->recent_dirs);
-}
-
-void cache_resolved(Cache *c) { cache_free_dirs(c); }
-
-/* Whether input path exists, for a plan of a task without memo entries. Inputs come from a
- * few directories over and over: their records are kept at hand by a hash of the name. */
-static int plan_input_exists(Cache *c, const char *path)
-{
-	const char *slash = strrchr(path, '/');
-	size_t dlen = slash ? (size_t)(slash - path) : 0;
-	uint64_t h = 1469598103934665603ULL; /* FNV-1a of the directory part */
-	for (size_t i = 0; i < dlen; i++)
-		h = (h ^ (unsigned char)path[i]) * 1099511628211ULL;
-	DirInfo **slot = &c->recent_dirs[h % RECENT_DIRS], *info = *slot;
-	if (!info || strlen(info->name) != dlen || strncmp(info->name, path, dlen)) {
-		char *dir = xasprintf("%.*s", (int)dlen, path);
-		info = strmap_get(&c->dirs, dir);
-		if (!info) {
-			info = arena_alloc(&c->arena, sizeof *info);
-			memset(info, 0, sizeof *info);
-			info->name = arena_strdup(&c->arena, dir);
-			strmap_put(&c->dirs, info->name, info);
-		}
-		free(dir);
-		*slot = info;
-	}
-	if (!info->listed && ++info->asked >= LIST_AFTER)
-		list_dir(info, info->name);
-	if (info->names && dir_has(info, slash ? slash + 1 : path))
-		return 1;
-	struct stat st;
-	return stat(path, &st) == 0;
+	if (c->g && c->g->on_task_added == dirs_note_task)
+		c->g->on_task_added = NULL;
+	dirs_free(&c->dirs);
 }
 
 int cache_input_exists(void *cache, Task *t, int input)
@@ -526,7 +432,7 @@ int cache_input_exists(void *cache, Task *t, int input)
 	bind_tasks(c);
 	TaskCache *tc = t->cache_data == &c->planned_run ? NULL : t->cache_data; /* not made here: see planned_run */
 	if ((!tc || (!tc->in_memo && !tc->last)) && c->opt.readonly)
-		return plan_input_exists(c, t->inputs[input]);
+		return dirs_input_exists(&c->dirs, t->inputs[input]);
 	return stat_once(tc && tc->in_memo ? tc->in_memo[input] : memo_entry(c, t->inputs[input])) == 0;
 }
 

@@ -14,6 +14,20 @@
  * timestamp moving (timestamps are coarse): such a memo entry is re-checked next time. */
 #define RACY_NS 50000000LL
 
+/* The directory listings a plan answers "does this input exist?" from (dirs.c). */
+typedef struct DirInfo DirInfo;
+typedef struct {
+	StrMap map;        /* directory -> DirInfo* */
+#define DIRS_RECENT 64
+	DirInfo *recent[DIRS_RECENT]; /* directories asked about lately, by hash */
+	DirInfo *queue;    /* waiting for the lister thread */
+	int started;       /* the lister thread: 1 running, -1 could not start, 0 not yet */
+	int stop;
+	pthread_t lister;
+	pthread_mutex_t lock;
+	pthread_cond_t changed; /* a listing finished, a directory was queued, or stop */
+} Dirs;
+
 typedef struct {
 	Hash key;
 	const char *outputs; /* "<hex> <path>\n" per output */
@@ -52,9 +66,7 @@ struct Cache {
 	Store *store;            /* this thread's look-ups in the store */
 	Arena arena;
 	StrMap memo;  /* path -> Memo* */
-	StrMap dirs;  /* directory -> DirInfo* (files.c), keys in the arena */
-#define RECENT_DIRS 64
-	struct DirInfo *recent_dirs[RECENT_DIRS]; /* directories asked about lately, by hash */
+	Dirs dirs;    /* a plan's directory listings (dirs.c) */
 	StrMap last;  /* task name -> LastSuccess* */
 	/* what a plan's tasks never recorded point to instead of a record each (a million-task
 	 * first plan needs none): will_run, nothing else; task_cache() replaces it by a record
@@ -93,8 +105,13 @@ Memo *memo_entry(Cache *c, const char *path);
 /* Content hash of a file or directory through the memo: 0, or -1 when it cannot be read. */
 int hash_memo(Cache *c, Memo *m, Hash *out);
 int hash_path(Cache *c, const char *path, Hash *out);
-/* Frees the directory listings of a plan (files.c). */
-void cache_free_dirs(Cache *c);
+/* Told of each task as the recipe declares it (Graph.on_task_added) during a plan: starts
+ * listing the directories that hold many inputs (dirs.c). */
+void dirs_note_task(void *cache, const Task *t);
+/* Whether input path exists, from its directory's listing when it has one. */
+int dirs_input_exists(Dirs *dirs, const char *path);
+/* Stops the lister thread and frees every listing. */
+void dirs_free(Dirs *dirs);
 /* Hashes the directory output at path into *out and, when the store can hold it (regular
  * files and directories only, store_max_mib in all), queues its files and trees for the
  * store. 0, or -1 when it cannot be read. */

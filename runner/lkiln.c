@@ -235,8 +235,37 @@ static long long optional_number(lua_State *L, unsigned present, const char *fie
 /* Raises "what: unknown field 'x' (fields: ...)" for any key of the table at 1 not in
  * fields; returns a mask with bit i set when fields[i] is present, so callers look up only
  * the fields a table has. */
+/* fields as Lua strings, interned once (anchored in the registry for the state's life),
+ * or NULL when more lists than FIELD_LISTS (or longer ones than FIELDS_MAX) are in use. */
+static const char *const *lua_field_names(lua_State *L, RecipeContext *ctx, const char *const *fields, int *n)
+{
+	for (int i = 0; i < FIELD_LISTS; i++) {
+		if (ctx->field_lists[i].fields == fields) {
+			*n = ctx->field_lists[i].n;
+			return ctx->field_lists[i].lua;
+		}
+		if (ctx->field_lists[i].fields)
+			continue;
+		int count = 0;
+		while (fields[count])
+			count++;
+		if (count > FIELDS_MAX)
+			return NULL;
+		for (int k = 0; k < count; k++) {
+			ctx->field_lists[i].lua[k] = lua_pushstring(L, fields[k]);
+			luaL_ref(L, LUA_REGISTRYINDEX); /* keeps the string, so its address stays its own */
+		}
+		ctx->field_lists[i].fields = fields;
+		ctx->field_lists[i].n = *n = count;
+		return ctx->field_lists[i].lua;
+	}
+	return NULL;
+}
+
 unsigned lk_check_fields(lua_State *L, const char *what, const char *const *fields)
 {
+	int nlua = 0;
+	const char *const *lua = lua_field_names(L, lk_context(L), fields, &nlua);
 	unsigned present = 0;
 	lua_pushnil(L);
 	while (lua_next(L, 1)) {
@@ -245,6 +274,11 @@ unsigned lk_check_fields(lua_State *L, const char *what, const char *const *fiel
 			luaL_error(L, "%s: field names must be strings (did you mean deps = {...}?)", what);
 		const char *k = lua_tostring(L, -1);
 		int known = 0;
+		for (int i = 0; i < nlua && !known; i++) /* names this short are interned: equal is identical */
+			if (k == lua[i]) {
+				known = 1;
+				present |= 1u << i;
+			}
 		for (int i = 0; fields[i] && !known; i++)
 			if (!strcmp(k, fields[i])) {
 				known = 1;
@@ -269,9 +303,10 @@ void lk_declaration_site(lua_State *L, RecipeContext *ctx, Task *t)
 {
 	lua_Debug ar;
 	int level = 1; /* the first Lua frame: map{} calls task{} from C */
-	while (lua_getstack(L, level, &ar) && lua_getinfo(L, "Sl", &ar) && ar.currentline < 0)
+	int found;
+	while ((found = lua_getstack(L, level, &ar) && lua_getinfo(L, "Sl", &ar)) && ar.currentline < 0)
 		level++;
-	if (lua_getstack(L, level, &ar) && lua_getinfo(L, "Sl", &ar)) {
+	if (found) {
 		if (!ctx->last_source || strcmp(ar.source, ctx->last_source)) {
 			ctx->last_source = arena_strdup(&ctx->g->arena, ar.source);
 			ctx->last_file = arena_strdup(&ctx->g->arena, ar.short_src);
@@ -283,13 +318,26 @@ void lk_declaration_site(lua_State *L, RecipeContext *ctx, Task *t)
 	}
 }
 
+/* The bytes a task name may hold besides '/', whose placement is checked apart. */
+static const unsigned char *name_bytes(void)
+{
+	static unsigned char ok[256];
+	if (!ok['a'])
+		for (const char *p = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./:=+,"; *p; p++)
+			ok[(unsigned char)*p] = 1;
+	return ok;
+}
+
 int lk_valid_task_name(const char *s)
 {
-	if (!*s || s[0] == '/' || strstr(s, "//") || s[strlen(s) - 1] == '/')
+	const unsigned char *ok = name_bytes();
+	if (!*s || s[0] == '/' || strstr(s, "//"))
 		return 0;
-	for (const char *p = s; *p; p++)
-		if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./:=+,", *p))
-			return 0;
+	const char *p = s;
+	while (ok[(unsigned char)*p])
+		p++;
+	if (*p || p[-1] == '/')
+		return 0;
 	return strcmp(s, ".") && strcmp(s, "..") && !strstr(s, "/../") && strncmp(s, "../", 3);
 }
 
@@ -306,9 +354,13 @@ static int resolves_inside(RecipeContext *ctx, const char *p)
 	const char *slash = strrchr(p, '/');
 	if (!slash)
 		return 1;
-	char *dir = strndup(p, (size_t)(slash - p));
+	size_t dlen = (size_t)(slash - p);
+	char small[256];
+	char *dir = dlen < sizeof small ? memcpy(small, p, dlen) : xstrdup(p); /* no allocation per output */
+	dir[dlen] = 0;
 	if (strmap_get(&ctx->confined_dirs, dir)) {
-		free(dir);
+		if (dir != small)
+			free(dir);
 		return 1;
 	}
 	char *probe = xstrdup(dir), *real = NULL;
@@ -323,7 +375,8 @@ static int resolves_inside(RecipeContext *ctx, const char *p)
 	free(probe);
 	if (inside) /* the map's keys live in the graph's arena */
 		strmap_put(&ctx->confined_dirs, arena_strdup(&ctx->g->arena, dir), (void *)1);
-	free(dir);
+	if (dir != small)
+		free(dir);
 	return inside;
 }
 

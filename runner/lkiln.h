@@ -30,6 +30,15 @@ typedef struct {
 		const char *lua, *copy;
 		size_t len;
 	} interned[INTERNED];
+	/* the field lists lk_check_fields has seen, as Lua's own (interned) strings: a key
+	 * is a known field when it is the same string, a pointer compare per field */
+#define FIELD_LISTS 8
+#define FIELDS_MAX 32
+	struct {
+		const char *const *fields;
+		const char *lua[FIELDS_MAX];
+		int n;
+	} field_lists[FIELD_LISTS];
 } RecipeContext;
 
 /* Registers the API as globals in L; ctx must outlive every call into L. */

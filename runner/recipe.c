@@ -6,9 +6,11 @@
 
 #include <lauxlib.h>
 #include <lualib.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../base/pool.h"
 #include "failure.h"
 #include "lkiln.h"
 
@@ -159,9 +161,47 @@ static int message_handler(lua_State *L)
 	return 1;
 }
 
+/* Lua's allocations, from a pool: a million task{} calls make and drop a dozen small
+ * tables and strings each, which malloc and free serve at several times the cost. */
+static void *pool_alloc(void *ud, void *ptr, size_t old_size, size_t new_size)
+{
+	return pool_realloc(ud, ptr, old_size, new_size);
+}
+
+/* What luaL_newstate's state does on an error outside any protected call. */
+static int panic(lua_State *L)
+{
+	const char *msg = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "error object is not a string";
+	fprintf(stderr, "kiln: internal error: unprotected error in a call to Lua (%s)\n", msg);
+	return 0; /* Lua aborts */
+}
+
+/* Lua's warn(): off until a recipe says warn("@on"), as in the stand-alone interpreter. */
+static void warning(void *ud, const char *msg, int tocont)
+{
+	int *state = ud; /* 0 off, 1 on, 2 on in the middle of a message */
+	if (*state != 2 && msg[0] == '@') {
+		if (!strcmp(msg, "@on"))
+			*state = 1;
+		else if (!strcmp(msg, "@off"))
+			*state = 0;
+		return;
+	}
+	if (!*state)
+		return;
+	fprintf(stderr, "%s%s%s", *state == 2 ? "" : "kiln: Lua warning: ", msg, tocont ? "" : "\n");
+	*state = tocont ? 2 : 1;
+}
+
 int recipe_load(Graph *g, const char *path, const ParamOverrides *ov, int gpus_known, Buf *err)
 {
-	lua_State *L = luaL_newstate();
+	Pool pool = {0};
+	int warnings = 0;
+	lua_State *L = lua_newstate(pool_alloc, &pool);
+	if (L) {
+		lua_atpanic(L, panic);
+		lua_setwarnf(L, warning, &warnings);
+	}
 	if (!L) {
 		buf_puts(err, "cannot create a Lua state (out of memory)");
 		return -1;
@@ -215,6 +255,7 @@ out:
 		trace_mark(what);
 	}
 	lua_close(L);
+	pool_free(&pool);
 	free(ctx.ov_used);
 	buf_free(&ctx.declared_params);
 	strmap_free(&ctx.confined_dirs);

@@ -212,6 +212,24 @@ task { name = "a", run = "echo a > a.txt", outputs = {"a.txt"} }
         self.assertFalse(self.ws.exists("a.txt"))
         self.assertFalse(self.ws.exists(".kiln/state.db"))
 
+    def test_dry_run_finds_inputs_by_directory_listings(self):
+        # 300 inputs in one directory: the plan lists it (on a thread, while the recipe
+        # loads) instead of a stat each; a link and a subdirectory are inputs too
+        for i in range(300):
+            self.ws.write("data/%d.txt" % i, "%d\n" % i)
+        os.symlink("0.txt", self.ws.path("data/link.txt"))
+        os.makedirs(self.ws.path("data/sub"))
+        tasks = ['task { name = "t%d", inputs = {"data/%d.txt"}, run = "true" }' % (i, i) for i in range(300)]
+        tasks.append('task { name = "l", inputs = {"data/link.txt", "data/sub"}, run = "true" }')
+        self.ws.write("kiln.lua", "\n".join(tasks) + "\n")
+        r = self.ws.kiln("run", "-n")
+        self.assertEqual(r.rc, 0, r)
+        self.assertIn("301 tasks would run", r.err + r.out)
+        os.remove(self.ws.path("data/217.txt"))
+        r = self.ws.kiln("run", "-n")
+        self.assertEqual(r.rc, 2, r)
+        self.assertIn('task "t217": input "data/217.txt" does not exist and no task produces it', r.err)
+
     def test_missing_program_fails_clearly(self):
         self.ws.write("kiln.lua", 'task { name = "x", run = {"no-such-program-kiln"} }\n')
         r = self.ws.kiln("run")

@@ -1,14 +1,47 @@
-/* test_util.c — parsing of durations and sizes, buffers, the string map, hashes, paths. */
+/* test_util.c — parsing of durations and sizes, buffers, the string map, hashes, paths,
+ * the small-block pool. */
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <unistd.h>
 
 #include "../../cache/hash.h"
 #include "../../base/graph.h"
+#include "../../base/pool.h"
 #include "../../base/util.h"
 #include "check.h"
 
 static void count_visit(void *ctx, size_t i) { atomic_fetch_add(&((_Atomic int *)ctx)[i], 1); }
+
+/* The pool under Lua's usage: blocks made, grown, shrunk across the small/large boundary
+ * and freed in a random order, each filled with its own byte: a block that two callers
+ * share, or a resize that loses bytes, shows as a wrong byte. */
+static int pool_keeps_blocks_apart(void)
+{
+	enum { SLOTS = 512, STEPS = 200000 };
+	Pool pool = {0};
+	unsigned char *block[SLOTS] = {0};
+	size_t size[SLOTS] = {0};
+	unsigned seed = 12345, wrong = 0;
+	for (int step = 0; step < STEPS; step++) {
+		seed = seed * 1103515245u + 12345u;
+		int i = (int)((seed >> 8) % SLOTS);
+		size_t want = (seed >> 20) % 5 == 0 ? 0 : 1 + (seed >> 12) % (POOL_SMALL + 200);
+		for (size_t k = 0; k < size[i]; k++) /* its bytes are still its own */
+			wrong += block[i][k] != (unsigned char)i;
+		block[i] = pool_realloc(&pool, block[i], size[i], want);
+		if (want && !block[i])
+			return -1;
+		for (size_t k = 0; k < want && k < size[i]; k++) /* kept across the resize */
+			wrong += block[i][k] != (unsigned char)i;
+		if (want)
+			memset(block[i], i, want);
+		size[i] = want;
+	}
+	for (int i = 0; i < SLOTS; i++)
+		pool_realloc(&pool, block[i], size[i], 0);
+	pool_free(&pool);
+	return (int)wrong;
+}
 
 int main(void)
 {
@@ -124,6 +157,8 @@ int main(void)
 	CHECK_STR(graph_norm_path(g, "a/../../b"), "../b");
 	CHECK_STR(graph_norm_path(g, "/work/space"), ".");
 	graph_free(g);
+
+	CHECK(pool_keeps_blocks_apart() == 0);
 
 	char d[32];
 	format_duration(0.42, d, sizeof d);

@@ -1,0 +1,107 @@
+/* pool.c — size-class free lists over 64 KiB chunks (see pool.h). A block given back
+ * holds the free list's next pointer in its first bytes. */
+#include "pool.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef __SANITIZE_ADDRESS__ /* under ASan a block is addressable only while handed out */
+#include <sanitizer/asan_interface.h>
+#define POISON(p, n) ASAN_POISON_MEMORY_REGION(p, n)
+#define UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION(p, n)
+#else
+#define POISON(p, n) ((void)(p), (void)(n))
+#define UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
+#define CHUNK_BYTES (64 * 1024)
+
+struct PoolChunk {
+	PoolChunk *next;
+	_Alignas(16) char bytes[];
+};
+
+/* The class of a small size (1..POOL_SMALL): blocks of 16, 32, ... bytes. */
+static size_t class_of(size_t n) { return (n - 1) / 16; }
+
+static void *small_alloc(Pool *p, size_t cls, size_t n)
+{
+	void *block = p->free_list[cls];
+	if (block) {
+		UNPOISON(block, sizeof block);
+		memcpy(&p->free_list[cls], block, sizeof block); /* the next free block */
+		POISON(block, sizeof block);
+		UNPOISON(block, n);
+		return block;
+	}
+	size_t bytes = (cls + 1) * 16;
+	if ((size_t)(p->carve_end - p->carve) < bytes) {
+		PoolChunk *c = malloc(sizeof *c + CHUNK_BYTES);
+		if (!c)
+			return NULL;
+		c->next = p->chunks;
+		p->chunks = c;
+		p->carve = c->bytes; /* what was left of the last chunk is under 256 bytes */
+		p->carve_end = c->bytes + CHUNK_BYTES;
+		POISON(c->bytes, CHUNK_BYTES);
+	}
+	block = p->carve;
+	p->carve += bytes;
+	UNPOISON(block, n);
+	return block;
+}
+
+static void small_free(Pool *p, void *block, size_t cls)
+{
+	UNPOISON(block, sizeof block);
+	memcpy(block, &p->free_list[cls], sizeof block);
+	POISON(block, (cls + 1) * 16);
+	p->free_list[cls] = block;
+}
+
+void *pool_realloc(Pool *p, void *ptr, size_t old_size, size_t new_size)
+{
+	if (!ptr)
+		old_size = 0;
+	int was_small = old_size > 0 && old_size <= POOL_SMALL, small = new_size > 0 && new_size <= POOL_SMALL;
+	if (new_size == 0) {
+		if (was_small)
+			small_free(p, ptr, class_of(old_size));
+		else
+			free(ptr);
+		return NULL;
+	}
+	if (was_small && small && class_of(old_size) == class_of(new_size)) {
+		POISON(ptr, (class_of(old_size) + 1) * 16);
+		UNPOISON(ptr, new_size);
+		return ptr;
+	}
+	/* a shrink never fails (Lua counts on it): when no new block comes, the old one, big
+	 * enough, serves, and is taken back later as a block of the smaller size */
+	void *fresh;
+	if (!was_small && !small && old_size > 0) {
+		fresh = realloc(ptr, new_size);
+		return fresh ? fresh : new_size <= old_size ? ptr : NULL;
+	}
+	fresh = small ? small_alloc(p, class_of(new_size), new_size) : malloc(new_size);
+	if (!fresh)
+		return new_size <= old_size ? ptr : NULL;
+	if (old_size > 0) {
+		memcpy(fresh, ptr, old_size < new_size ? old_size : new_size);
+		if (was_small)
+			small_free(p, ptr, class_of(old_size));
+		else
+			free(ptr);
+	}
+	return fresh;
+}
+
+void pool_free(Pool *p)
+{
+	for (PoolChunk *c = p->chunks, *next; c; c = next) {
+		next = c->next;
+		UNPOISON(c->bytes, CHUNK_BYTES);
+		free(c);
+	}
+	memset(p, 0, sizeof *p);
+}

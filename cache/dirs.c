@@ -1,0 +1,211 @@
+/* dirs.c — whether a plan's inputs exist, by directory listings instead of a stat each.
+ *
+ * A plan (kiln run -n, status) of tasks the state never recorded asks, per input, only
+ * whether the file is there. Inputs come from a few directories over and over: one that
+ * holds many of them is read once (its names as a set) and asked in memory. Listing a
+ * million-entry directory takes a third of a second or more, so it starts while the recipe
+ * still loads: the graph tells the cache of each task as it is declared (dirs_note_task),
+ * and a directory that has gathered LIST_AFTER inputs is listed on a thread of its own
+ * while the recipe's Lua goes on. A question about a directory still being listed waits
+ * for it. Everything here but the listing itself runs on the caller's thread. */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "internal.h"
+
+#define LIST_AFTER 64 /* inputs seen in one directory before it is listed */
+
+struct DirInfo {
+	char *name;         /* the directory ("" for the workspace's top), malloc'd */
+	size_t name_len;
+	int seen;           /* inputs in it: declared (hints) or asked about */
+	int queued;         /* handed to the lister thread (caller's thread only) */
+	int ready;          /* the caller has seen the listing finished (caller's thread only) */
+	int listed;         /* the listing is finished: under Dirs.lock while a lister runs */
+	char *text;         /* its entries' names, each NUL-terminated, one after another */
+	uint32_t *names;    /* open addressing over offsets into text + 1; 0 slots free */
+	size_t mask;
+	struct DirInfo *next_queued;
+};
+
+static int dir_has(const DirInfo *d, const char *name)
+{
+	for (size_t i = hash_str(name) & d->mask; d->names[i]; i = (i + 1) & d->mask)
+		if (!strcmp(d->text + d->names[i] - 1, name))
+			return 1;
+	return 0;
+}
+
+/* Lists d: its plain files and directories (a link or an entry of unknown type is left to
+ * stat). A directory whose names pass 4 GiB is left to stat as well. Touches only d's
+ * text, names and mask, so the lister thread may run it while the caller goes on. */
+static void list_dir(DirInfo *d)
+{
+	DIR *dh = opendir(*d->name ? d->name : ".");
+	if (!dh)
+		return;
+	size_t count = 0;
+	Buf text = {0};
+	for (struct dirent *e; (e = readdir(dh));)
+		if (e->d_type == DT_REG || e->d_type == DT_DIR) {
+			buf_put(&text, e->d_name, strlen(e->d_name) + 1);
+			count++;
+		}
+	closedir(dh);
+	if (text.len >= UINT32_MAX) {
+		buf_free(&text);
+		return;
+	}
+	size_t cap = 16;
+	while (cap < 2 * count + 2)
+		cap *= 2;
+	uint32_t *names = big_alloc(cap * sizeof *names);
+	memset(names, 0, cap * sizeof *names);
+	for (size_t at = 0; at < text.len; at += strlen(text.data + at) + 1) {
+		size_t i = hash_str(text.data + at) & (cap - 1);
+		while (names[i])
+			i = (i + 1) & (cap - 1);
+		names[i] = (uint32_t)at + 1;
+	}
+	d->text = text.data;
+	d->names = names;
+	d->mask = cap - 1;
+}
+
+static void *lister_main(void *arg)
+{
+	Dirs *dirs = arg;
+	pthread_mutex_lock(&dirs->lock);
+	for (;;) {
+		while (!dirs->queue && !dirs->stop)
+			pthread_cond_wait(&dirs->changed, &dirs->lock);
+		if (dirs->stop)
+			break; /* what is still queued is nobody's question any more */
+		DirInfo *d = dirs->queue;
+		dirs->queue = d->next_queued;
+		pthread_mutex_unlock(&dirs->lock);
+		list_dir(d);
+		pthread_mutex_lock(&dirs->lock);
+		d->listed = 1;
+		pthread_cond_broadcast(&dirs->changed);
+	}
+	pthread_mutex_unlock(&dirs->lock);
+	return NULL;
+}
+
+/* Hands d to the lister thread, started on first use; lists it here when no thread starts. */
+static void list_later(Dirs *dirs, DirInfo *d)
+{
+	if (!dirs->started) {
+		pthread_mutex_init(&dirs->lock, NULL);
+		pthread_cond_init(&dirs->changed, NULL);
+		sigset_t all, old;
+		sigfillset(&all); /* signals stay with the main thread */
+		pthread_sigmask(SIG_BLOCK, &all, &old);
+		dirs->started = pthread_create(&dirs->lister, NULL, lister_main, dirs) == 0 ? 1 : -1;
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+	}
+	d->queued = 1;
+	if (dirs->started < 0) {
+		list_dir(d);
+		d->listed = d->ready = 1;
+		return;
+	}
+	pthread_mutex_lock(&dirs->lock);
+	DirInfo **tail = &dirs->queue;
+	while (*tail)
+		tail = &(*tail)->next_queued;
+	*tail = d;
+	pthread_cond_signal(&dirs->changed);
+	pthread_mutex_unlock(&dirs->lock);
+}
+
+/* The record of the directory part of path (the first dlen bytes), made when new. The
+ * directories asked about lately are kept at hand by a hash of the name. */
+static DirInfo *dir_of(Dirs *dirs, const char *path, size_t dlen)
+{
+	uint64_t h = 1469598103934665603ULL; /* FNV-1a of the directory part */
+	for (size_t i = 0; i < dlen; i++)
+		h = (h ^ (unsigned char)path[i]) * 1099511628211ULL;
+	DirInfo **slot = &dirs->recent[h % DIRS_RECENT], *d = *slot;
+	if (d && d->name_len == dlen && !memcmp(d->name, path, dlen))
+		return d;
+	char *name = strndup(path, dlen);
+	d = strmap_get(&dirs->map, name);
+	if (d) {
+		free(name);
+	} else {
+		d = xcalloc(1, sizeof *d);
+		d->name = name;
+		d->name_len = dlen;
+		strmap_put(&dirs->map, d->name, d);
+	}
+	return *slot = d;
+}
+
+static size_t dir_len(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	return slash ? (size_t)(slash - path) : 0;
+}
+
+void dirs_note_task(void *cache, const Task *t)
+{
+	Dirs *dirs = &((Cache *)cache)->dirs;
+	for (int i = 0; i < t->ninputs; i++) {
+		DirInfo *d = dir_of(dirs, t->inputs[i], dir_len(t->inputs[i]));
+		if (!d->queued && ++d->seen >= LIST_AFTER)
+			list_later(dirs, d);
+	}
+}
+
+int dirs_input_exists(Dirs *dirs, const char *path)
+{
+	size_t dlen = dir_len(path);
+	DirInfo *d = dir_of(dirs, path, dlen);
+	if (!d->queued && ++d->seen >= LIST_AFTER) {
+		d->queued = d->listed = d->ready = 1;
+		list_dir(d);
+	}
+	if (d->queued && !d->ready) { /* the lister thread's: wait for it */
+		pthread_mutex_lock(&dirs->lock);
+		while (!d->listed)
+			pthread_cond_wait(&dirs->changed, &dirs->lock);
+		pthread_mutex_unlock(&dirs->lock);
+		d->ready = 1;
+	}
+	if (d->names && dir_has(d, dlen ? path + dlen + 1 : path))
+		return 1;
+	struct stat st;
+	return stat(path, &st) == 0;
+}
+
+void dirs_free(Dirs *dirs)
+{
+	if (dirs->started > 0) {
+		pthread_mutex_lock(&dirs->lock);
+		dirs->stop = 1;
+		pthread_cond_signal(&dirs->changed);
+		pthread_mutex_unlock(&dirs->lock);
+		pthread_join(dirs->lister, NULL);
+		pthread_mutex_destroy(&dirs->lock);
+		pthread_cond_destroy(&dirs->changed);
+	}
+	const char *key;
+	void *value;
+	for (size_t i = 0; strmap_next(&dirs->map, &i, &key, &value);) {
+		DirInfo *d = value;
+		if (d->names)
+			big_free(d->names, (d->mask + 1) * sizeof *d->names);
+		free(d->text);
+		free(d->name);
+		free(d);
+	}
+	strmap_free(&dirs->map);
+	memset(dirs, 0, sizeof *dirs);
+}
