@@ -137,7 +137,7 @@ void cache_close(Cache *c)
 	strmap_free(&c->memo);
 	cache_resolved(c);
 	strmap_free(&c->last);
-	free(c->to_stat);
+	cache_free_stat_list(c);
 	free(c->db_path);
 	buf_free(&c->open_error);
 	arena_free(&c->arena);

@@ -26,18 +26,39 @@ static void bind_tasks_now(Cache *c);
 static void load_memo(void *ctx, const FileMemo *fm);
 static void load_last(void *ctx, const char *task, Hash key, const char *outputs);
 
-/* Stats memo entries in chunks until none are left; run by both threads at once. */
+#define STATS_AT_ONCE 128
+
+static Memo *to_stat_at(Cache *c, size_t i) { return c->to_stat[i >> STAT_CHUNK_BITS][i & ((1u << STAT_CHUNK_BITS) - 1)]; }
+
+/* Claims the next STATS_AT_ONCE entries read to stat ([*from, *to)): 1, or 0 when none
+ * is left to claim (or, while the loader still reads, fewer than STATS_AT_ONCE). */
+static int claim_stats(Cache *c, size_t *from, size_t *to)
+{
+	for (;;) {
+		size_t start = atomic_load(&c->next_stat);
+		int all = atomic_load_explicit(&c->read_all, memory_order_acquire); /* before the count */
+		size_t have = atomic_load_explicit(&c->nto_stat, memory_order_acquire);
+		size_t end = start + STATS_AT_ONCE;
+		if (end > have) {
+			if (start >= have || !all)
+				return 0;
+			end = have;
+		}
+		if (atomic_compare_exchange_weak(&c->next_stat, &start, end)) {
+			*from = start, *to = end;
+			return 1;
+		}
+	}
+}
+
+/* Stats memo entries in chunks until none are left; run by both threads at once once
+ * everything is read. */
 static void share_stats(Cache *c)
 {
-	enum { CHUNK = 128 };
-	for (;;) {
-		size_t from = atomic_fetch_add(&c->next_stat, CHUNK);
-		if (from >= c->nto_stat)
-			return;
-		size_t to = from + CHUNK < c->nto_stat ? from + CHUNK : c->nto_stat;
+	size_t from, to;
+	while (claim_stats(c, &from, &to))
 		for (size_t i = from; i < to; i++)
-			stat_once(c->to_stat[i]);
-	}
+			stat_once(to_stat_at(c, i));
 }
 
 /* Waits for the loader thread; every entry point calls this before touching state. Once
@@ -61,8 +82,7 @@ static void finish_loading(Cache *c, int bind)
 	share_stats(c);
 	pthread_join(c->loader, NULL);
 	c->loading = 0;
-	free(c->to_stat);
-	c->to_stat = NULL;
+	cache_free_stat_list(c);
 	trace_mark("loader joined");
 	if (!c->state) { /* a caller that skipped cache_loaded(): a bug in kiln, not in the recipe */
 		fprintf(stderr, "kiln: internal error: the state is used though it did not open: %s\n",
@@ -73,8 +93,27 @@ static void finish_loading(Cache *c, int bind)
 
 void cache_ready(Cache *c) { finish_loading(c, 0); }
 
+void cache_free_stat_list(Cache *c)
+{
+	for (size_t k = 0; k < STAT_CHUNKS && c->to_stat[k]; k++) {
+		free(c->to_stat[k]);
+		c->to_stat[k] = NULL;
+	}
+}
+
 int cache_loaded(Cache *c, Buf *err)
 {
+	/* while the loader still reads, stat what it has read: the stats need not wait */
+	size_t from, to;
+	while (c->loading && !atomic_load_explicit(&c->read_all, memory_order_acquire)) {
+		if (claim_stats(c, &from, &to)) {
+			for (size_t i = from; i < to; i++)
+				stat_once(to_stat_at(c, i));
+			continue;
+		}
+		struct timespec pause = {0, 200000};
+		nanosleep(&pause, NULL);
+	}
 	pthread_mutex_lock(&c->loaded_lock);
 	while (!c->loaded)
 		pthread_cond_wait(&c->loaded_cond, &c->loaded_lock);
@@ -101,6 +140,7 @@ static Memo *new_memo(Cache *c, const char *path)
 /* The maps are filled (or the state could not open): callers of cache_ready may go on. */
 static void announce_loaded(Cache *c)
 {
+	atomic_store_explicit(&c->read_all, 1, memory_order_release);
 	pthread_mutex_lock(&c->loaded_lock);
 	c->loaded = 1;
 	pthread_cond_broadcast(&c->loaded_cond);
@@ -124,8 +164,7 @@ void *cache_loader_main(void *arg)
 		state_close(c->state);
 		c->state = NULL;
 		strmap_free(&c->memo);
-		strmap_free(&c->last);
-		c->nto_stat = 0;
+		strmap_free(&c->last); /* entries read stay in the arena: a stat of one is harmless */
 		if (!damaged || c->opt.readonly || state_move_aside(c->db_path, "damage found reading it") != 0)
 			buf_printf(&c->open_error, "cannot read %s%s", c->db_path,
 				   damaged ? ": it is damaged; move it aside (`kiln run` does) and run again" : "");
@@ -161,11 +200,13 @@ static void load_memo(void *ctx, const FileMemo *fm)
 	m->m = *fm;
 	m->m.path = path;
 	strmap_put(&c->memo, m->m.path, m);
-	if (c->nto_stat == c->to_stat_cap) {
-		c->to_stat_cap = c->to_stat_cap ? c->to_stat_cap * 2 : 1024;
-		c->to_stat = xrealloc(c->to_stat, c->to_stat_cap * sizeof *c->to_stat);
-	}
-	c->to_stat[c->nto_stat++] = m;
+	size_t n = atomic_load_explicit(&c->nto_stat, memory_order_relaxed), chunk = n >> STAT_CHUNK_BITS;
+	if (chunk >= STAT_CHUNKS)
+		return; /* past a billion files: left to be stat'ed on first use */
+	if (!c->to_stat[chunk])
+		c->to_stat[chunk] = xmalloc(sizeof(Memo *) << STAT_CHUNK_BITS);
+	c->to_stat[chunk][n & ((1u << STAT_CHUNK_BITS) - 1)] = m;
+	atomic_store_explicit(&c->nto_stat, n + 1, memory_order_release);
 }
 
 static void load_last(void *ctx, const char *task, Hash key, const char *outputs)

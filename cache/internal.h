@@ -87,13 +87,20 @@ struct Cache {
 	int loaded;         /* maps filled: the stats below are all that is left */
 	char *db_path;
 	Buf open_error;     /* why the loader could not open the database */
-	Memo **to_stat;
-	size_t nto_stat, to_stat_cap;
-	_Atomic size_t next_stat;
+	/* The memo entries the loader has read, for stat'ing: in chunks that never move, so
+	 * a waiting caller stats the first ones while later ones are still being read. */
+#define STAT_CHUNK_BITS 16
+#define STAT_CHUNKS 16384 /* of 65536 entries: a billion files */
+	Memo **to_stat[STAT_CHUNKS];
+	_Atomic size_t nto_stat;  /* published (release) after the entry is whole */
+	_Atomic int read_all;     /* nto_stat is final */
+	_Atomic size_t next_stat; /* the first entry not yet claimed by a thread */
 };
 
 /* Waits for the loader thread; every entry point calls this before touching state. */
 void cache_ready(Cache *c);
+/* Frees the list of memo entries to stat (the loader is done with it). */
+void cache_free_stat_list(Cache *c);
 /* cache_ready, then binds every task to its memo entries once (see files.c). */
 void bind_tasks(Cache *c);
 /* The loader thread's body: opens the state, reads it, stats what it names. */

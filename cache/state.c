@@ -132,9 +132,11 @@ static State *open_once(const char *path, int readonly, Buf *err, int *damaged)
 	State *s = xcalloc(1, sizeof *s);
 	s->readonly = readonly;
 	s->path = xstrdup(path);
-	int flags = readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+	/* NOMUTEX: one thread at a time uses a State (the loader, then the caller after
+	 * cache_ready), so SQLite need not lock around every call */
+	int flags = SQLITE_OPEN_NOMUTEX | (readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
 	if (readonly && access(path, F_OK) != 0)
-		flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_MEMORY;
+		flags = SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_MEMORY;
 	if (sqlite3_open_v2(flags & SQLITE_OPEN_MEMORY ? ":memory:" : path, &s->db, flags & ~SQLITE_OPEN_MEMORY, NULL) !=
 	    SQLITE_OK) {
 		report(err, s->db, path);
@@ -144,7 +146,7 @@ static State *open_once(const char *path, int readonly, Buf *err, int *damaged)
 		/* a database whose first schema never committed (its kiln was killed while making
 		 * it): nothing is recorded in it, as when there is none */
 		sqlite3_close(s->db);
-		flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_MEMORY;
+		flags = SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_MEMORY;
 		if (sqlite3_open_v2(":memory:", &s->db, flags & ~SQLITE_OPEN_MEMORY, NULL) != SQLITE_OK) {
 			report(err, s->db, path);
 			goto fail;
