@@ -318,7 +318,8 @@ void lk_declaration_site(lua_State *L, RecipeContext *ctx, Task *t)
 	}
 }
 
-/* The bytes a task name may hold besides '/', whose placement is checked apart. */
+/* The bytes a task name may hold besides '/', whose placement is checked apart: a table
+ * filled on first use (recipes load on the main thread) and read-only after. */
 static const unsigned char *name_bytes(void)
 {
 	static unsigned char ok[256];
