@@ -28,9 +28,9 @@ static void *small_alloc(Pool *p, size_t cls, size_t n)
 {
 	void *block = p->free_list[cls];
 	if (block) {
-		UNPOISON(block, sizeof block);
-		memcpy(&p->free_list[cls], block, sizeof block); /* the next free block */
-		POISON(block, sizeof block);
+		UNPOISON(block, sizeof(void *));
+		memcpy(&p->free_list[cls], block, sizeof(void *)); /* the next free block */
+		POISON(block, sizeof(void *));
 		UNPOISON(block, n);
 		return block;
 	}
@@ -53,8 +53,8 @@ static void *small_alloc(Pool *p, size_t cls, size_t n)
 
 static void small_free(Pool *p, void *block, size_t cls)
 {
-	UNPOISON(block, sizeof block);
-	memcpy(block, &p->free_list[cls], sizeof block);
+	UNPOISON(block, sizeof(void *));
+	memcpy(block, &p->free_list[cls], sizeof(void *));
 	POISON(block, (cls + 1) * 16);
 	p->free_list[cls] = block;
 }
