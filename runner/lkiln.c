@@ -1,6 +1,7 @@
 /* lkiln.c — the Lua API of recipes: task{} turns a table into a graph Task, checking
- * every field, with the helpers every declaration uses; plot{}, external{}, slurm{}, glob()
- * and params{} are in ldecl.c, grid{} in recipe.c's prelude.
+ * every field, with the helpers every declaration uses (reading a table's fields is
+ * lfields.c's); plot{}, external{}, slurm{}, glob() and params{} are in ldecl.c, map{} in
+ * lmap.c, grid{} in recipe.c's prelude.
  * Errors go through luaL_error so they carry the recipe's file:line. */
 #define _GNU_SOURCE
 #include "lkiln.h"
@@ -31,51 +32,6 @@ enum { /* bits of check_fields' mask, in task_fields' order */
 };
 
 RecipeContext *lk_context(lua_State *L) { return lua_touserdata(L, lua_upvalueindex(1)); }
-
-/* Raises "task "NAME": FIELD MESSAGE" at the recipe's file:line (without a task name
- * outside task{}). The name comes from ctx->declaring, so no label is formatted for every
- * field of every task up front (that alone cost a third of loading). */
-int lk_field_error(lua_State *L, const char *field, const char *fmt, ...)
-{
-	char msg[512];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof msg, fmt, ap);
-	va_end(ap);
-	const char *declaring = lk_context(L)->declaring;
-	if (declaring)
-		return luaL_error(L, "task \"%s\": %s %s", declaring, field, msg);
-	return luaL_error(L, "%s %s", field, msg);
-}
-
-/* Converts the value at idx to a string in the graph's arena: strings and numbers are
- * accepted; booleans only when allow_bool. */
-const char *lk_value_string(lua_State *L, Graph *g, int idx, const char *what, int allow_bool)
-{
-	int type = lua_type(L, idx);
-	if (type == LUA_TSTRING) { /* the common case, without luaL_tolstring's metamethod look-up */
-		size_t len;
-		const char *s = lua_tolstring(L, idx, &len);
-		RecipeContext *ctx = lk_context(L);
-		size_t slot = ((uintptr_t)s >> 4) % INTERNED;
-		if (ctx->interned[slot].lua == s && ctx->interned[slot].len == len && !memcmp(ctx->interned[slot].copy, s, len))
-			return ctx->interned[slot].copy;
-		if (memchr(s, 0, len))
-			lk_field_error(L, what, "holds a NUL byte (\"%s...\"): no command, path or name can carry one", s);
-		const char *copy = arena_strndup(&g->arena, s, len);
-		ctx->interned[slot].lua = s, ctx->interned[slot].copy = copy, ctx->interned[slot].len = len;
-		return copy;
-	}
-	if (type == LUA_TNUMBER || (allow_bool && type == LUA_TBOOLEAN)) {
-		const char *s = luaL_tolstring(L, idx, NULL);
-		const char *copy = arena_strdup(&g->arena, s);
-		lua_pop(L, 1);
-		return copy;
-	}
-	lk_field_error(L, what, "must be a string%s, got %s", allow_bool ? ", number or boolean" : " or number",
-		    luaL_typename(L, idx));
-	return NULL;
-}
 
 /* A task value, what task{} and plot{} return: a userdata holding the Task, with
  * .name, .outputs and .inputs read on demand. Cheaper than building tables that a recipe
@@ -181,24 +137,6 @@ static KeyValue *key_values(lua_State *L, Graph *g, int idx, const char *field, 
 	return kv;
 }
 
-/* An integer in [0, max]; anything else (a fraction, NaN, 2^32) is a recipe error. */
-long long lk_integer_field(lua_State *L, int idx, const char *field, long long max)
-{
-	int ok;
-	lua_Integer v = lua_tointegerx(L, idx, &ok);
-	if (!ok)
-		lk_field_error(L, field, "must be an integer, got %s",
-			    lua_type(L, idx) == LUA_TNUMBER ? "a fraction" : luaL_typename(L, idx));
-	if (v < 0)
-		lk_field_error(L, field, "must not be negative");
-	if (v > max) {
-		char limit[32];
-		snprintf(limit, sizeof limit, "%lld", max);
-		lk_field_error(L, field, "must be at most %s", limit);
-	}
-	return v;
-}
-
 /* Upper bounds of numeric task fields: beyond them a value is a mistake, not a request. */
 #define MAX_CPUS 65536
 #define MAX_GPUS 64            /* a lease names at most this many devices */
@@ -230,72 +168,6 @@ static long long optional_number(lua_State *L, unsigned present, const char *fie
 	long long v = is_size ? size_field(L, -1, field) : lk_integer_field(L, -1, field, max);
 	lua_pop(L, 1);
 	return v;
-}
-
-/* Raises "what: unknown field 'x' (fields: ...)" for any key of the table at 1 not in
- * fields; returns a mask with bit i set when fields[i] is present, so callers look up only
- * the fields a table has. */
-/* fields as Lua strings, interned once (anchored in the registry for the state's life),
- * or NULL when more lists than FIELD_LISTS (or longer ones than FIELDS_MAX) are in use. */
-static const char *const *lua_field_names(lua_State *L, RecipeContext *ctx, const char *const *fields, int *n)
-{
-	for (int i = 0; i < FIELD_LISTS; i++) {
-		if (ctx->field_lists[i].fields == fields) {
-			*n = ctx->field_lists[i].n;
-			return ctx->field_lists[i].lua;
-		}
-		if (ctx->field_lists[i].fields)
-			continue;
-		int count = 0;
-		while (fields[count])
-			count++;
-		if (count > FIELDS_MAX)
-			return NULL;
-		for (int k = 0; k < count; k++) {
-			ctx->field_lists[i].lua[k] = lua_pushstring(L, fields[k]);
-			luaL_ref(L, LUA_REGISTRYINDEX); /* keeps the string, so its address stays its own */
-		}
-		ctx->field_lists[i].fields = fields;
-		ctx->field_lists[i].n = *n = count;
-		return ctx->field_lists[i].lua;
-	}
-	return NULL;
-}
-
-unsigned lk_check_fields(lua_State *L, const char *what, const char *const *fields)
-{
-	int nlua = 0;
-	const char *const *lua = lua_field_names(L, lk_context(L), fields, &nlua);
-	unsigned present = 0;
-	lua_pushnil(L);
-	while (lua_next(L, 1)) {
-		lua_pop(L, 1);
-		if (lua_type(L, -1) != LUA_TSTRING)
-			luaL_error(L, "%s: field names must be strings (did you mean deps = {...}?)", what);
-		const char *k = lua_tostring(L, -1);
-		int known = 0;
-		for (int i = 0; i < nlua && !known; i++) /* names this short are interned: equal is identical */
-			if (k == lua[i]) {
-				known = 1;
-				present |= 1u << i;
-			}
-		for (int i = 0; fields[i] && !known; i++)
-			if (!strcmp(k, fields[i])) {
-				known = 1;
-				present |= 1u << i;
-			}
-		if (!known) {
-			luaL_Buffer b;
-			luaL_buffinit(L, &b);
-			for (int i = 0; fields[i]; i++) {
-				luaL_addstring(&b, i ? ", " : "");
-				luaL_addstring(&b, fields[i]);
-			}
-			luaL_pushresult(&b);
-			luaL_error(L, "%s: unknown field '%s' (fields: %s)", what, k, lua_tostring(L, -1));
-		}
-	}
-	return present;
 }
 
 /* Records the recipe file and line of the call that declares t. */

@@ -1,7 +1,7 @@
 /* lkiln_internal.h — what the files of the recipe API share: lkiln.c (task{} and the
- * helpers every declaration uses), ldecl.c (plot{}, external{}, slurm{}, hosts{}, glob(),
- * params{}, gpus_available()) and lmap.c (map{}). Errors raise through Lua, so they
- * carry file:line. */
+ * helpers every declaration uses), lfields.c (field errors, checks and values), ldecl.c
+ * (plot{}, external{}, slurm{}, hosts{}, glob(), params{}, gpus_available()) and lmap.c
+ * (map{}). Errors raise through Lua, so they carry file:line. */
 #ifndef KILN_LKILN_INTERNAL_H
 #define KILN_LKILN_INTERNAL_H
 
