@@ -51,14 +51,23 @@ static int claim_stats(Cache *c, size_t *from, size_t *to)
 	}
 }
 
+/* Stats the next chunk of entries read: 1, or 0 when claim_stats had none to give. */
+static int stat_a_chunk(Cache *c)
+{
+	size_t from, to;
+	if (!claim_stats(c, &from, &to))
+		return 0;
+	for (size_t i = from; i < to; i++)
+		stat_once(to_stat_at(c, i));
+	return 1;
+}
+
 /* Stats memo entries in chunks until none are left; run by both threads at once once
  * everything is read. */
 static void share_stats(Cache *c)
 {
-	size_t from, to;
-	while (claim_stats(c, &from, &to))
-		for (size_t i = from; i < to; i++)
-			stat_once(to_stat_at(c, i));
+	while (stat_a_chunk(c))
+		;
 }
 
 /* Waits for the loader thread; every entry point calls this before touching state. Once
@@ -104,16 +113,11 @@ void cache_free_stat_list(Cache *c)
 int cache_loaded(Cache *c, Buf *err)
 {
 	/* while the loader still reads, stat what it has read: the stats need not wait */
-	size_t from, to;
-	while (c->loading && !atomic_load_explicit(&c->read_all, memory_order_acquire)) {
-		if (claim_stats(c, &from, &to)) {
-			for (size_t i = from; i < to; i++)
-				stat_once(to_stat_at(c, i));
-			continue;
+	while (c->loading && !atomic_load_explicit(&c->read_all, memory_order_acquire))
+		if (!stat_a_chunk(c)) {
+			struct timespec pause = {0, 200000}; /* the next chunk is being read */
+			nanosleep(&pause, NULL);
 		}
-		struct timespec pause = {0, 200000};
-		nanosleep(&pause, NULL);
-	}
 	pthread_mutex_lock(&c->loaded_lock);
 	while (!c->loaded)
 		pthread_cond_wait(&c->loaded_cond, &c->loaded_lock);
