@@ -7,6 +7,8 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -77,6 +79,8 @@ int os_spawn(const OsSpawn *s, pid_t *pid)
 		posix_spawnattr_setpgroup(&attr, 0);
 		flags |= POSIX_SPAWN_SETPGROUP;
 	}
+	if (s->new_session)
+		flags |= POSIX_SPAWN_SETSID;
 	posix_spawnattr_setflags(&attr, flags);
 	if (s->stdin_null)
 		posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
@@ -101,6 +105,27 @@ int os_become_subreaper(void)
 #else
 	return -1;
 #endif
+}
+
+long long os_process_start(pid_t pid)
+{
+	char path[64], text[1024];
+	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	ssize_t n = read(fd, text, sizeof text - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	text[n] = 0;
+	const char *p = strrchr(text, ')'); /* the command name may hold anything but not after this */
+	if (!p || p[1] != ' ' || p[2] == 'Z' || p[2] == 'X')
+		return -1;
+	/* fields after the name: state(3) ... starttime(22) */
+	for (int field = 3; field <= 22 && p; field++)
+		p = strchr(p + 1, ' ');
+	return p ? atoll(p + 1) : -1;
 }
 
 int os_cpu_count(void)

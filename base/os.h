@@ -26,6 +26,7 @@ typedef struct {
 	int in_fd;             /* becomes stdin when > 0 (0: inherited) */
 	int out_fd, err_fd;    /* become stdout / stderr; -1: inherited */
 	int new_group;         /* leader of a new process group (so it can be stopped whole) */
+	int new_session;       /* leader of a new session: it outlives kiln's terminal and kiln */
 } OsSpawn;
 /* Starts a child with a clean signal mask and default dispositions for the signals kiln
  * waits on. Returns 0 with *pid set, or an errno value. */
@@ -44,6 +45,10 @@ int os_run(char *const argv[], int new_group, Buf *out, Buf *err);
 /* Makes this process the reaper of its orphaned descendants (Linux), so a task's
  * processes that outlive their parent still report to kiln; 0, or -1 where unsupported. */
 int os_become_subreaper(void);
+/* The start time of process pid (clock ticks since boot, /proc/PID/stat), which tells a
+ * live process from a later one given the same pid; -1 when there is no such process or
+ * it is a zombie. */
+long long os_process_start(pid_t pid);
 /* Number of online CPUs and physical memory in MiB. */
 int os_cpu_count(void);
 long long os_memory_mib(void);

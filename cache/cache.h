@@ -6,6 +6,7 @@
 #define KILN_CACHE_H
 
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "metrics.h"
 #include "../base/graph.h"
@@ -100,11 +101,13 @@ void cache_note_restored(Cache *c, const Task *t);
 /* failure: the failed attempt's class ("oom", runner/failure.h), NULL when it succeeded or
  * was interrupted. */
 void cache_attempt_ended(Cache *c, int64_t attempt_id, int exit_code, const char *outcome, const char *failure);
-/* Closes the attempts a killed kiln left open and, when that kiln did not exit cleanly,
- * kills (SIGKILL) every process still carrying its workspace marker (exec.h's
- * exec_workspace_marker) with its process group, waiting until they are gone. Returns
- * the number of process groups killed, or -1 when the state cannot be written. */
-int cache_reap_orphans(Cache *c, const char *marker);
+/* Closes the attempts without a job id a killed kiln left open and, when that kiln did not
+ * exit cleanly (or scan is set), kills (SIGKILL) every process still carrying its
+ * workspace marker (exec.h's exec_workspace_marker) with its process group, waiting until
+ * they are gone, except the processes of the nspare sessions in spare (attempts a new
+ * kiln re-attaches to). Returns the number of process groups killed, or -1 when the state
+ * cannot be written. */
+int cache_reap_orphans(Cache *c, const char *marker, const pid_t *spare, int nspare, int scan);
 
 /* Commits the pending batch of writes (one transaction for many tasks), at most every
  * 50 ms unless force. Returns the milliseconds until an uncommitted batch is due (the

@@ -127,7 +127,17 @@ static void note_open_attempt(void *ctx, int64_t id, const char *task, int pgid)
 	open->ids[open->nids++] = id;
 }
 
-int cache_reap_orphans(Cache *c, const char *marker)
+/* Whether pid belongs to one of the spared sessions (and so to a re-attached attempt). */
+static int spared(pid_t pid, const pid_t *spare, int nspare)
+{
+	pid_t sid = getsid(pid);
+	for (int i = 0; i < nspare; i++)
+		if (sid == spare[i])
+			return 1;
+	return 0;
+}
+
+int cache_reap_orphans(Cache *c, const char *marker, const pid_t *spare, int nspare, int scan)
 {
 	OpenAttempts open = {0};
 	state_each_open_attempt(cache_state(c), os_hostname(), note_open_attempt, &open);
@@ -135,11 +145,14 @@ int cache_reap_orphans(Cache *c, const char *marker)
 	/* Every task process carries the marker, so this finds them whether or not the
 	 * killed kiln got to record the attempt (it may die right after a spawn). Each is
 	 * killed with its group, and kiln waits until all are gone before anything runs. */
-	if (c->unclean || open.nids) {
+	if (c->unclean || open.nids || scan) {
 		enum { MAX = 4096 };
 		pid_t *pids = xmalloc(MAX * sizeof *pids), *groups_of = xmalloc(MAX * sizeof *groups_of);
 		for (int round = 0; round < 500; round++) { /* 10 s at most */
-			int n = find_marked_processes(marker, pids, MAX);
+			int found = find_marked_processes(marker, pids, MAX), n = 0;
+			for (int i = 0; i < found; i++)
+				if (!spared(pids[i], spare, nspare))
+					pids[n++] = pids[i];
 			if (n == 0)
 				break;
 			for (int i = 0; i < n; i++)

@@ -10,6 +10,8 @@
 
 #include "../base/graph.h"
 
+struct Cache;
+
 enum JobEnd {
 	JOB_RUNNING,
 	JOB_EXITED,      /* exit_code says how */
@@ -81,19 +83,37 @@ struct Executor {
 	int (*has_room)(Executor *ex, const Task *t);
 	/* On a stop: 1 when the job is left running for a later kiln to re-attach to (the
 	 * executor drops its references and the scheduler frees the job); NULL or 0: it is
-	 * signalled like any job. */
-	int (*detach)(Executor *ex, Job *job);
+	 * signalled like any job. hangup: kiln lost its terminal (SIGHUP), which leaves work
+	 * running as --detach does. */
+	int (*detach)(Executor *ex, Job *job, int hangup);
 	/* Registers a job a previous kiln started for task (an open attempt row): the next
 	 * start() of that task with the same key attaches to it instead. NULL: none. */
 	void (*adopt)(Executor *ex, const char *task, int attempt, const char *job_id, const char *key_hex,
 		      const char *log_path, long long attempt_row);
+	/* Whether start() of t with this key would re-attach to an adopted job (its outputs and
+	 * resume state are then left as they are); NULL: never. */
+	int (*adoptable)(Executor *ex, const Task *t, const char *key_hex);
 	/* Prints the executor's part of the end summary (ssh: per host); NULL: none. */
 	void (*summarize)(Executor *ex);
 	void (*destroy)(Executor *ex);
 	void *impl;
 };
 
-Executor *exec_local_new(void);
+/* The local executor. Every attempt runs under kiln-keeper (runner/keeper.c) in a session
+ * of its own, so it outlives a killed kiln; its job id "local/HOST/PID/START" names the
+ * keeper. cache closes the rows of adopted attempts found stale; detach: a stop leaves
+ * attempts running (--detach). */
+Executor *exec_local_new(struct Cache *cache, int detach);
+/* Stops adopted attempts no run will take up: before the run (after_run 0) those whose task
+ * is gone from the recipe, after it (1) those of tasks the run needed but did not re-attach
+ * (their key changed, or they were restored). Returns how many. */
+int exec_local_stop_stale(Executor *local, const Graph *g, int after_run);
+/* Whether job_id is the local executor's. */
+int exec_local_is_job_id(const char *job_id);
+/* Whether a local attempt a previous kiln left open can be re-attached to: its keeper
+ * still runs on this host (*keeper set to its pid, which leads the attempt's session) or
+ * it has ended and left its exit file beside log_path (*keeper 0). */
+int exec_local_reattachable(const char *job_id, const char *log_path, pid_t *keeper);
 /* The built-in executor: renders plot{} tasks (their typed spec) in this process from the
  * metrics in db_path, writing each attempt's log like any task. */
 Executor *exec_plot_new(const char *db_path);
@@ -151,6 +171,9 @@ typedef struct {
 void exec_adopted_add(AdoptedJob **list, int *n, const char *task, int attempt, const char *job_id,
 		      const char *key_hex, const char *log_path, long long row);
 void exec_adopted_free(AdoptedJob *list, int n);
+/* Whether the first unused adopted job of t's task in list has this key (start() would
+ * re-attach to it). */
+int exec_adopted_matches(const AdoptedJob *list, int n, const Task *t, const char *key_hex);
 
 /* Appends job to an executor's growable list of jobs (running, ended, draining). */
 void exec_push_job(Job ***list, int *n, int *cap, Job *job);

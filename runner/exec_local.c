@@ -6,6 +6,7 @@
 #define _GNU_SOURCE
 #include "exec.h"
 #include "../base/os.h"
+#include "../cache/cache.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -24,9 +25,14 @@ typedef struct {
 	int njobs, cap;
 	Job **ended; /* jobs that failed to start: reported by the next reap */
 	int nended, ended_cap;
-	Job **draining; /* leader reaped, other processes of its group still alive */
-	int ndraining, draining_cap;
 	StrMap programs; /* "prog\nPATH" -> resolved path (resolve_program) */
+	char *keeper;    /* kiln-keeper beside this binary: the parent of every attempt */
+	AdoptedJob *adopted; /* attempts a previous kiln left running (or ended unrecorded) */
+	int nadopted;
+	char **exits;    /* exit files of ended attempts, removed at the end of the run */
+	int nexits;
+	struct Cache *cache; /* closes the rows of stale adopted attempts */
+	int detach;      /* --detach: a stop leaves attempts running */
 } LocalExec;
 
 void exec_adopted_add(AdoptedJob **list, int *n, const char *task, int attempt, const char *job_id,
@@ -35,6 +41,14 @@ void exec_adopted_add(AdoptedJob **list, int *n, const char *task, int attempt, 
 	*list = xrealloc(*list, (size_t)(*n + 1) * sizeof **list);
 	(*list)[(*n)++] = (AdoptedJob){xstrdup(task), xstrdup(job_id), xstrdup(key_hex ? key_hex : ""),
 				       xstrdup(log_path ? log_path : ""), attempt, 0, row};
+}
+
+int exec_adopted_matches(const AdoptedJob *list, int n, const Task *t, const char *key_hex)
+{
+	for (int i = 0; i < n; i++)
+		if (!list[i].used && !strcmp(list[i].task, t->name))
+			return !strcmp(list[i].key, key_hex);
+	return 0;
 }
 
 void exec_adopted_free(AdoptedJob *list, int n)
@@ -273,12 +287,163 @@ const char *exec_path_entry(void)
 	return entry;
 }
 
+/* "<log without .log>.exit": where the attempt's keeper writes how it ended. malloc'd. */
+static char *exit_path_of(const char *log_path)
+{
+	size_t n = strlen(log_path);
+	if (n > 4 && !strcmp(log_path + n - 4, ".log"))
+		n -= 4;
+	return xasprintf("%.*s.exit", (int)n, log_path);
+}
+
+/* A job id "local/HOST/PID/START": the keeper's pid and start time on this host. */
+static int parse_local_id(const char *id, pid_t *pid, long long *start)
+{
+	const char *host = os_hostname();
+	size_t hl = strlen(host);
+	if (strncmp(id, "local/", 6) || strncmp(id + 6, host, hl) || id[6 + hl] != '/')
+		return -1;
+	int p;
+	if (sscanf(id + 7 + hl, "%d/%lld", &p, start) != 2)
+		return -1;
+	*pid = p;
+	return 0;
+}
+
+int exec_local_is_job_id(const char *id) { return !strncmp(id, "local/", 6); }
+
+/* Reads the keeper's exit file into job (end, code, signal): 1 when it is there. */
+static int read_exit_file(const char *path, Job *job)
+{
+	size_t len;
+	char *text = read_file(path, &len);
+	if (!text)
+		return 0;
+	int n = 0;
+	if (sscanf(text, "exit %d", &n) == 1)
+		job->end = JOB_EXITED, job->exit_code = n;
+	else if (sscanf(text, "signal %d", &n) == 1)
+		job->end = JOB_SIGNALED, job->term_signal = n;
+	else
+		job->end = JOB_START_FAILED, job->exit_code = 127;
+	free(text);
+	return 1;
+}
+
+int exec_local_reattachable(const char *job_id, const char *log_path, pid_t *keeper)
+{
+	pid_t pid;
+	long long start;
+	*keeper = 0;
+	if (parse_local_id(job_id, &pid, &start) != 0)
+		return 0;
+	if (os_process_start(pid) == start) {
+		*keeper = pid;
+		return 1;
+	}
+	char *exit_path = exit_path_of(log_path);
+	int ended = access(exit_path, F_OK) == 0;
+	free(exit_path);
+	return ended;
+}
+
+static void local_adopt(Executor *ex, const char *task, int attempt, const char *job_id, const char *key_hex,
+			const char *log_path, long long attempt_row)
+{
+	LocalExec *le = ex->impl;
+	pid_t pid;
+	if (exec_local_is_job_id(job_id) && exec_local_reattachable(job_id, log_path, &pid))
+		exec_adopted_add(&le->adopted, &le->nadopted, task, attempt, job_id, key_hex, log_path, attempt_row);
+}
+
+static AdoptedJob *adopted_for(LocalExec *le, const Task *t)
+{
+	for (int i = 0; i < le->nadopted; i++)
+		if (!le->adopted[i].used && !strcmp(le->adopted[i].task, t->name))
+			return &le->adopted[i];
+	return NULL;
+}
+
+static int local_adoptable(Executor *ex, const Task *t, const char *key_hex)
+{
+	LocalExec *le = ex->impl;
+	return exec_adopted_matches(le->adopted, le->nadopted, t, key_hex);
+}
+
+/* Waits for an adopted keeper to write its exit file, asking it to stop first (its task's
+ * key changed: the attempt is stale and must not write beside the new one). */
+static void stop_stale(LocalExec *le, AdoptedJob *a)
+{
+	pid_t pid;
+	long long start;
+	char *exit_path = exit_path_of(a->log);
+	if (parse_local_id(a->job_id, &pid, &start) == 0 && os_process_start(pid) == start) {
+		kill(pid, SIGTERM);
+		for (int i = 0; i < 1000 && os_process_start(pid) == start; i++) { /* 20 s at most */
+			if (i == 250)
+				kill(pid, SIGUSR1); /* 5 s of grace are over */
+			struct timespec pause = {0, 20000000};
+			nanosleep(&pause, NULL);
+		}
+	}
+	unlink(exit_path);
+	free(exit_path);
+	if (le->cache)
+		cache_attempt_ended(le->cache, a->row, -1, "stopped: the task's key changed since it started", NULL);
+}
+
+int exec_local_stop_stale(Executor *local, const Graph *g, int after_run)
+{
+	LocalExec *le = local->impl;
+	int stopped = 0;
+	for (int i = 0; i < le->nadopted; i++) {
+		AdoptedJob *a = &le->adopted[i];
+		if (a->used)
+			continue;
+		const Task *t = graph_find(g, a->task);
+		if (after_run ? !(t && t->needed) : t != NULL)
+			continue; /* not asked for in this run: it runs on for a later kiln */
+		a->used = 1;
+		fprintf(stderr, "kiln: stopped the attempt of \"%s\" an earlier kiln left running: %s\n", a->task,
+			t ? "this run did not take it up" : "the task is no longer in the recipe");
+		stop_stale(le, a);
+		stopped++;
+	}
+	return stopped;
+}
+
+/* Attaches job to the attempt a previous kiln left for its task, when its key is the same. */
+static int reattach(Executor *ex, Job *job)
+{
+	LocalExec *le = ex->impl;
+	AdoptedJob *a = adopted_for(le, job->task);
+	if (!a)
+		return 0;
+	a->used = 1;
+	if (strcmp(a->key, job->key)) {
+		stop_stale(le, a);
+		return 0;
+	}
+	long long start;
+	parse_local_id(a->job_id, &job->pid, &start);
+	snprintf(job->job_id, sizeof job->job_id, "%s", a->job_id);
+	job->attempt = a->attempt;
+	free(job->log_path);
+	job->log_path = xstrdup(a->log);
+	job->adopted = 1;
+	job->attempt_row = a->row;
+	exec_push_job(&le->jobs, &le->njobs, &le->cap, job);
+	return 1;
+}
+
 static int local_start(Executor *ex, Job *job)
 {
 	LocalExec *le = ex->impl;
 	const Task *t = job->task;
 	job->started_ns = now_mono_ns();
 	job->end = JOB_RUNNING;
+	if (le->nadopted && reattach(ex, job))
+		return 0;
 	int fd = exec_open_log(job);
 	if (fd < 0) {
 		job->end = JOB_START_FAILED;
@@ -290,33 +455,38 @@ static int local_start(Executor *ex, Job *job)
 	/* this attempt's ports and device count go into the words that name them */
 	char *shell = t->shell ? exec_expand_attempt(t->shell, job) : NULL;
 	const char *sh_argv[] = {"/bin/sh", "-c", shell ? shell : t->shell, NULL};
-	char *const *argv = (char *const *)(t->shell ? sh_argv : t->argv);
-	char **expanded = NULL; /* argv words made for this attempt, freed after the spawn */
-	int rewrite = !t->shell && exec_runs_kiln(t);
-	for (int i = 0; !t->shell && i < t->argc && !rewrite; i++)
-		rewrite = exec_has_attempt_words(t->argv[i]);
-	if (rewrite) {
-		argv = xmalloc((size_t)(t->argc + 1) * sizeof *argv);
-		expanded = xcalloc((size_t)t->argc + 1, sizeof *expanded);
-		for (int i = 0; i <= t->argc; i++) {
-			expanded[i] = i < t->argc ? exec_expand_attempt(t->argv[i], job) : NULL;
-			((char **)argv)[i] = expanded[i] ? expanded[i] : (char *)(i < t->argc ? exec_argv_word(t, i) : NULL);
-		}
-	}
+	const char *const *argv = t->shell ? sh_argv : t->argv;
+	int argc = t->shell ? 3 : t->argc;
+	char **expanded = xcalloc((size_t)argc + 1, sizeof *expanded); /* words made for this attempt */
+	for (int i = 0; !t->shell && i < argc; i++)
+		expanded[i] = exec_expand_attempt(t->argv[i], job);
+	/* the keeper runs the command: kiln-keeper EXIT GRACE PROGRAM ARGV... */
+	char *exit_path = exit_path_of(job->log_path), grace[32];
+	snprintf(grace, sizeof grace, "%lld", (long long)(job->grace_ns / 1000000));
+	unlink(exit_path);
+	const char **kargv = xmalloc((size_t)(argc + 5) * sizeof *kargv);
 	Buf scratch = {0};
 	char **env = build_env(job, &scratch);
-	const char *program = resolve_program(le, argv[0], env);
-	OsSpawn spawn = {.program = program, .argv = argv, .env = env, .stdin_null = 1, .out_fd = fd, .err_fd = fd,
-			 .new_group = 1};
+	const char *word0 = expanded[0] ? expanded[0] : t->shell ? argv[0] : exec_argv_word(t, 0);
+	const char *program = resolve_program(le, word0, env);
+	kargv[0] = le->keeper;
+	kargv[1] = exit_path;
+	kargv[2] = grace;
+	kargv[3] = program;
+	for (int i = 0; i < argc; i++)
+		kargv[4 + i] = expanded[i] ? expanded[i] : t->shell ? argv[i] : exec_argv_word(t, i);
+	kargv[4 + argc] = NULL;
+	OsSpawn spawn = {.program = le->keeper, .argv = (char *const *)kargv, .env = env, .stdin_null = 1,
+			 .out_fd = fd, .err_fd = fd, .new_session = 1};
 	int rc = program ? os_spawn(&spawn, &job->pid) : ENOENT;
 	char msg[512];
 	int n = rc == 0 ? 0
-			: snprintf(msg, sizeof msg, "kiln: cannot start %s: %s%s\n", argv[0], strerror(rc),
+			: snprintf(msg, sizeof msg, "kiln: cannot start %s: %s%s\n", program ? le->keeper : word0, strerror(rc),
 				   rc == ENOENT ? " (is it installed and on PATH?)" : "");
 	free(env);
-	if (argv != (char *const *)sh_argv && argv != (char *const *)t->argv)
-		free((void *)argv);
-	for (int i = 0; expanded && i < t->argc; i++)
+	free(kargv);
+	free(exit_path);
+	for (int i = 0; i < argc; i++)
 		free(expanded[i]);
 	free(expanded);
 	free(shell);
@@ -331,6 +501,9 @@ static int local_start(Executor *ex, Job *job)
 		goto ended;
 	}
 	close(fd);
+	/* the id a later kiln re-attaches by: the keeper's pid and start time on this host */
+	snprintf(job->job_id, sizeof job->job_id, "local/%s/%d/%lld", os_hostname(), (int)job->pid,
+		 os_process_start(job->pid));
 	os_children_watch(job->pid);
 	exec_push_job(&le->jobs, &le->njobs, &le->cap, job);
 	return 0;
@@ -340,78 +513,99 @@ ended:
 	return -1;
 }
 
-static int group_alive(pid_t pgid) { return kill(-pgid, 0) == 0 || errno == EPERM; }
-
-/* The leader of job's group exited: if other processes of the group live on, asks them
- * to stop and reports the job only once they are gone. Returns 1 if the job ended. */
-static int leader_exited(LocalExec *le, Job *job)
+/* Whether job's keeper is done, and how its attempt ended (from its exit file). An adopted
+ * keeper is not kiln's child: its exit file, or its disappearance, says it ended. */
+static int keeper_ended(LocalExec *le, Job *job)
 {
-	if (!group_alive(job->pid))
-		return 1;
-	kill(-job->pid, SIGTERM);
-	kill(-job->pid, SIGCONT);
-	if (job->kill_at_ns == 0)
-		job->kill_at_ns = now_mono_ns() + job->grace_ns;
-	int fd = open(job->log_path, O_WRONLY | O_APPEND | O_CLOEXEC);
-	if (fd >= 0) {
-		static const char note[] = "# kiln: the command exited while other processes of its group still ran; "
-					   "they were sent SIGTERM (SIGKILL after the grace period)\n";
-		write_all(fd, note, sizeof note - 1);
-		close(fd);
+	int status;
+	char *exit_path = exit_path_of(job->log_path);
+	int ended = 0;
+	if (!job->adopted && os_children_take(job->pid, &status)) {
+		ended = 1;
+		if (!read_exit_file(exit_path, job)) { /* the keeper itself was killed */
+			job->end = WIFEXITED(status) ? JOB_EXITED : JOB_SIGNALED;
+			job->exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 0;
+			job->term_signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+		}
+	} else if (job->adopted) {
+		pid_t pid;
+		long long start;
+		ended = read_exit_file(exit_path, job);
+		if (!ended && (parse_local_id(job->job_id, &pid, &start) != 0 || os_process_start(pid) != start) &&
+		    !(ended = read_exit_file(exit_path, job))) { /* gone without a word: killed */
+			ended = 1;
+			job->end = JOB_SIGNALED;
+			job->term_signal = SIGKILL;
+		}
 	}
-	exec_push_job(&le->draining, &le->ndraining, &le->draining_cap, job);
-	return 0;
+	if (ended) { /* removed once the run's records are committed (local_destroy) */
+		le->exits = xrealloc(le->exits, (size_t)(le->nexits + 1) * sizeof *le->exits);
+		le->exits[le->nexits++] = exit_path;
+	} else {
+		free(exit_path);
+	}
+	return ended;
 }
 
 static int local_reap(Executor *ex, Job **out, int max)
 {
 	LocalExec *le = ex->impl;
 	int n = 0;
-	os_children_reap(); /* every child: leaders, other executors' helpers, and (as subreaper) orphans */
+	os_children_reap(); /* every child: keepers, other executors' helpers, and (as subreaper) orphans */
 	for (int i = 0; i < le->njobs; i++) {
 		Job *job = le->jobs[i];
-		int status;
-		if (!os_children_take(job->pid, &status))
+		if (!keeper_ended(le, job))
 			continue;
 		job->ended_ns = now_mono_ns();
-		if (WIFEXITED(status)) {
-			job->end = JOB_EXITED;
-			job->exit_code = WEXITSTATUS(status);
-		} else {
-			job->end = JOB_SIGNALED;
-			job->term_signal = WTERMSIG(status);
-		}
 		le->jobs[i--] = le->jobs[--le->njobs];
-		if (leader_exited(le, job))
-			exec_push_job(&le->ended, &le->nended, &le->ended_cap, job);
+		exec_push_job(&le->ended, &le->nended, &le->ended_cap, job);
 	}
-	for (int i = 0; i < le->ndraining; i++)
-		if (!group_alive(le->draining[i]->pid)) {
-			le->draining[i]->ended_ns = now_mono_ns();
-			exec_push_job(&le->ended, &le->nended, &le->ended_cap, le->draining[i]);
-			le->draining[i--] = le->draining[--le->ndraining];
-		}
 	while (le->nended > 0 && n < max)
 		out[n++] = le->ended[--le->nended];
 	return n;
 }
 
+static int local_poll_ms(Executor *ex)
+{
+	LocalExec *le = ex->impl;
+	for (int i = 0; i < le->njobs; i++)
+		if (le->jobs[i]->adopted)
+			return 200; /* not kiln's child: no SIGCHLD tells of its end */
+	return -1;
+}
+
 static void local_signal(Executor *ex, Job *job, int sig)
 {
 	(void)ex;
-	if (job->pid > 0) {
-		kill(-job->pid, sig);
-		if (sig == SIGTERM)
-			kill(-job->pid, SIGCONT); /* a stopped group must wake to see SIGTERM */
-	}
+	/* the keeper passes TERM, INT and HUP on to the command's group; SIGKILL would end the
+	 * keeper before it says how the attempt ended, so it is asked for with SIGUSR1 */
+	if (job->pid > 0)
+		kill(job->pid, sig == SIGKILL ? SIGUSR1 : sig);
+}
+
+static int local_detach(Executor *ex, Job *job, int hangup)
+{
+	LocalExec *le = ex->impl;
+	if (!le->detach && !hangup)
+		return 0;
+	for (int i = 0; i < le->njobs; i++) /* it runs on under its keeper; this kiln forgets it */
+		if (le->jobs[i] == job)
+			le->jobs[i] = le->jobs[--le->njobs];
+	return 1;
 }
 
 static void local_destroy(Executor *ex)
 {
 	LocalExec *le = ex->impl;
+	for (int i = 0; i < le->nexits; i++) {
+		unlink(le->exits[i]);
+		free(le->exits[i]);
+	}
+	free(le->exits);
+	exec_adopted_free(le->adopted, le->nadopted);
+	free(le->keeper);
 	free(le->jobs);
 	free(le->ended);
-	free(le->draining);
 	const char *key;
 	void *value;
 	for (size_t i = 0; strmap_next(&le->programs, &i, &key, &value);) {
@@ -423,7 +617,7 @@ static void local_destroy(Executor *ex)
 	free(ex);
 }
 
-Executor *exec_local_new(void)
+Executor *exec_local_new(struct Cache *cache, int detach)
 {
 	Executor *ex = xcalloc(1, sizeof *ex);
 	ex->name = "local";
@@ -431,15 +625,26 @@ Executor *exec_local_new(void)
 	ex->local_slots = 1;
 	ex->kiln_timeouts = 1;
 	ex->kiln_ports = 1;
+	ex->reattaches = 1;
 	ex->start = local_start;
 	ex->reap = local_reap;
 	ex->signal = local_signal;
-	ex->poll_ms = NULL;
+	ex->poll_ms = local_poll_ms;
 	ex->has_room = NULL;
+	ex->detach = local_detach;
+	ex->adopt = local_adopt;
+	ex->adoptable = local_adoptable;
 	ex->destroy = local_destroy;
-	ex->impl = xcalloc(1, sizeof(LocalExec));
-	/* orphaned processes of a task (its leader exited first) become kiln's children, so
-	 * their exit wakes kiln and a draining group is seen to end without polling */
+	LocalExec *le = xcalloc(1, sizeof(LocalExec));
+	le->cache = cache;
+	le->detach = detach;
+	char *dir = xstrdup(exec_self()), *slash = strrchr(dir, '/');
+	if (slash)
+		*slash = 0;
+	le->keeper = xasprintf("%s/kiln-keeper", dir); /* built and installed beside kiln */
+	free(dir);
+	ex->impl = le;
+	/* orphaned processes that reach kiln (a keeper killed on its own) are reaped here */
 	os_become_subreaper();
 	return ex;
 }

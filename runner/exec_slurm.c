@@ -372,10 +372,10 @@ static int slurm_has_room(Executor *ex, const Task *t)
 	return se->cfg.max_jobs <= 0 || se->nactive < se->cfg.max_jobs;
 }
 
-static int slurm_detach(Executor *ex, Job *job)
+static int slurm_detach(Executor *ex, Job *job, int hangup)
 {
 	SlurmExec *se = ex->impl;
-	if (!se->cfg.detach)
+	if (!se->cfg.detach && !hangup)
 		return 0;
 	for (int i = 0; i < se->nactive; i++) /* it runs on in the queue; this kiln forgets it */
 		if (se->active[i] == job)
@@ -393,11 +393,17 @@ static void slurm_destroy(Executor *ex)
 	free(ex);
 }
 
+static int slurm_adoptable(Executor *ex, const Task *t, const char *key_hex)
+{
+	SlurmExec *se = ex->impl;
+	return exec_adopted_matches(se->adopted, se->nadopted, t, key_hex);
+}
+
 static void slurm_adopt(Executor *ex, const char *task, int attempt, const char *job_id, const char *key_hex,
 		      const char *log_path, long long attempt_row)
 {
 	SlurmExec *se = ex->impl;
-	if (strchr(job_id, ':'))
+	if (strchr(job_id, ':') || exec_local_is_job_id(job_id))
 		return; /* an ssh host's job (exec_ssh.c) */
 	exec_adopted_add(&se->adopted, &se->nadopted, task, attempt, job_id, key_hex, log_path, attempt_row);
 }
@@ -431,6 +437,7 @@ Executor *exec_slurm_new(const SlurmConfig *cfg, Buf *err)
 	ex->has_room = slurm_has_room;
 	ex->destroy = slurm_destroy;
 	ex->adopt = slurm_adopt;
+	ex->adoptable = slurm_adoptable;
 	ex->impl = se;
 	return ex;
 }

@@ -671,10 +671,10 @@ static int ssh_poll_ms(Executor *ex)
 	return se->waiting ? 1000 : -1;
 }
 
-static int ssh_detach(Executor *ex, Job *job)
+static int ssh_detach(Executor *ex, Job *job, int hangup)
 {
 	SshExec *se = ex->impl;
-	if (!se->cfg.detach)
+	if (!se->cfg.detach && !hangup)
 		return 0;
 	Remote *rm = remote_of(se, job);
 	if (rm && rm->phase == PH_RUN) { /* the job runs on there; only the local follower stops */

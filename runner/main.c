@@ -365,6 +365,34 @@ static void adopt_job(void *ctx, int64_t id, const char *task, int attempt, cons
 	ex->adopt(ex, task, attempt, job_id, key, log, id);
 }
 
+/* Local attempts a killed (or detached) kiln left open: re-attachable ones go to the local
+ * executor and their sessions are spared by the orphan sweep; the others are abandoned. */
+typedef struct {
+	Executor *local;
+	Cache *c;
+	pid_t *spare;
+	int nspare, abandoned;
+} LocalLeftovers;
+
+static void adopt_local(void *ctx, int64_t id, const char *task, int attempt, const char *job_id, const char *key,
+			const char *log)
+{
+	LocalLeftovers *lo = ctx;
+	pid_t keeper;
+	if (!exec_local_is_job_id(job_id))
+		return;
+	if (log && exec_local_reattachable(job_id, log, &keeper)) {
+		lo->local->adopt(lo->local, task, attempt, job_id, key, log, id);
+		if (keeper > 0) {
+			lo->spare = xrealloc(lo->spare, (size_t)(lo->nspare + 1) * sizeof *lo->spare);
+			lo->spare[lo->nspare++] = keeper;
+		}
+	} else if (strstr(job_id, os_hostname()) == job_id + 6) { /* this host's, and gone */
+		cache_attempt_ended(lo->c, id, -1, "abandoned: kiln stopped before the attempt ended", NULL);
+		lo->abandoned++;
+	}
+}
+
 static void mark_forced(void *ctx, Task *t)
 {
 	(void)ctx;
@@ -410,7 +438,13 @@ static int verb_run(Options *o, int argc, char **argv)
 		trace_mark("freed");
 		return 0;
 	}
-	int orphans = cache_reap_orphans(c, exec_workspace_marker());
+	/* attempts a killed kiln left running are re-attached; everything else of it is stopped */
+	Executor *ex = exec_local_new(c, o->detach);
+	LocalLeftovers lo = {.local = ex, .c = c};
+	cache_each_open_job(c, adopt_local, &lo);
+	int orphans = cache_reap_orphans(c, exec_workspace_marker(), lo.spare, lo.nspare, lo.abandoned > 0);
+	free(lo.spare);
+	orphans += exec_local_stop_stale(ex, g, 0);
 	if (orphans > 0)
 		fprintf(stderr, "kiln: stopped %d task process group%s left running by a kiln that was killed\n", orphans,
 			orphans == 1 ? "" : "s");
@@ -446,7 +480,7 @@ static int verb_run(Options *o, int argc, char **argv)
 			fatal("%s", buf_str(&serr));
 		cache_each_open_job(c, adopt_job, ssh); /* remote jobs a killed or detached kiln left */
 	}
-	Executor *ex = exec_local_new(), *plots = exec_plot_new(KILN_DIR "/state.db");
+	Executor *plots = exec_plot_new(KILN_DIR "/state.db");
 	Executor *executors[4] = {ex, plots};
 	int nexecutors = 2;
 	if (slurm)
@@ -488,6 +522,8 @@ static int verb_run(Options *o, int argc, char **argv)
 	trace_mark("scheduler starts");
 	int rc = sched_run(g, &so, &sum);
 	trace_mark("scheduler done");
+	if (!o->detach && sum.stopped_by_signal != SIGHUP)
+		exec_local_stop_stale(ex, g, 1); /* left running only when this kiln leaves its own */
 	if (cache_end_run(c, rc == 0 ? "ok" : sum.stopped_by_signal ? "stopped" : "failed") != 0 && rc == 0) {
 		fprintf(stderr, "kiln: %s\n", cache_write_error(c));
 		rc = EXIT_TASK_FAILED;

@@ -252,12 +252,15 @@ int try_start(Run *r, Task *t)
 	}
 	if (t->opts->timeout_sec > 0 && ex->kiln_timeouts) /* otherwise the executor's system enforces it (Slurm: --time) */
 		job->deadline_ns = now_mono_ns() + (int64_t)(t->opts->timeout_sec * 1e9);
-	cache_clear_outputs(o->cache, t);
+	/* an attempt a previous kiln left, re-attached: what it wrote so far stays */
+	int reattach = ex->adoptable && ex->adoptable(ex, t, job->key);
+	if (!reattach)
+		cache_clear_outputs(o->cache, t);
 	for (int i = 0; i < t->noutputs; i++)
 		mkdirs_parent(t->outputs[i]);
 	if (task_is_runner(t)) { /* its batch: the pending items' list, their outputs cleared */
 		Buf err = {0};
-		if (!(job->items_path = shard_prepare(r, t, &err))) {
+		if (!(job->items_path = shard_prepare(r, t, reattach, &err))) {
 			if (local && t->gpus > 0)
 				gpu_release(o->gpus, ids, t->gpus);
 			ports_release(r->ports, job->ports, job->nports);
@@ -288,7 +291,7 @@ int try_start(Run *r, Task *t)
 			     job->job_id);
 	} else {
 		r->attempt_ids[t->index] = cache_attempt_started(o->cache, t, job->attempt, (int)job->pid, job->gpu_list,
-								 job->log_path, job->job_id, ex->reattaches ? job->key : NULL);
+								 job->log_path, job->job_id, job->key);
 		if (waited > 0) /* the report draws the wait before the attempt */
 			cache_attempt_waited(o->cache, r->attempt_ids[t->index], waited);
 	}
@@ -403,16 +406,18 @@ static void job_ended(Run *r, Job *job)
 	free_job(job);
 }
 
-static void stop_all(Run *r, int sig)
+/* Stops every running job with sig, or leaves it running where its executor detaches it
+ * (--detach, or hangup: the terminal closed). */
+static void stop_all(Run *r, int sig, int hangup)
 {
 	int64_t now = now_mono_ns();
 	for (Job *j = r->running, *next; j; j = next) {
 		next = j->next;
 		j->interrupted = 1;
-		if (j->ex->detach && j->ex->detach(j->ex, j)) {
+		if (j->ex->detach && j->ex->detach(j->ex, j, hangup)) {
 			/* --detach: the job runs on; its attempt stays open for the next kiln */
-			status_print(&r->st, "note", "%s: left running as %s job %s (--detach)", j->task->name, j->ex->title,
-				     j->job_id);
+			status_print(&r->st, "note", "%s: left running as %s job %s (%s)", j->task->name, j->ex->title,
+				     j->job_id, hangup ? "the terminal closed" : "--detach");
 			release(r, j);
 			j->task->state = TS_SKIPPED;
 			free_job(j); /* the executor keeps no reference to a detached job */
@@ -678,7 +683,7 @@ int sched_run(Graph *g, const SchedOptions *o, SchedSummary *sum)
 			int again = sum->stopped_by_signal != 0;
 			sum->stopped_by_signal = sig;
 			r.stopping = 1;
-			stop_all(&r, again ? SIGKILL : SIGTERM);
+			stop_all(&r, again ? SIGKILL : SIGTERM, sig == SIGHUP && !again);
 		}
 		r.start_failures_pending = 0;
 		int n;

@@ -69,8 +69,9 @@ void shard_item_settled(Run *r, Task *t);
 void shards_start(Run *r);
 void shards_poll(Run *r);
 /* Before the runner's attempt starts: clears the pending items' outputs and writes their
- * list; returns its path (malloc'd), or NULL with err. */
-char *shard_prepare(Run *r, Task *runner, Buf *err);
+ * list; returns its path (malloc'd), or NULL with err. reattach: the attempt is one a
+ * previous kiln left running, whose list is read instead (outputs kept, its order followed). */
+char *shard_prepare(Run *r, Task *runner, int reattach, Buf *err);
 /* The shard's process ended: records its complete items, then the rest are recorded
  * (SHARD_OK), kept for the next attempt (SHARD_RETRY), not run (SHARD_STOPPED) or failed
  * with why (SHARD_FAILED). */

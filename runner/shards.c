@@ -28,6 +28,8 @@ typedef struct ShardRun {
 	int running;      /* its runner's job is running */
 	int ran;          /* items it recorded in this run */
 	int64_t started_ns; /* its first start in this run, 0 before */
+	Task **later;     /* pending items a re-attached attempt does not list: the next attempt's */
+	int nlater;
 } ShardRun;
 
 void shards_init(Run *r)
@@ -41,8 +43,10 @@ void shards_init(Run *r)
 
 void shards_free(Run *r)
 {
-	for (int s = 0; s < r->g->nshards; s++)
+	for (int s = 0; s < r->g->nshards; s++) {
 		free(r->shards[s].pending);
+		free(r->shards[s].later);
+	}
 	free(r->shards);
 }
 
@@ -114,20 +118,81 @@ void shards_start(Run *r)
 	}
 }
 
-char *shard_prepare(Run *r, Task *runner, Buf *err)
+static const char *item_text(const Task *t)
+{
+	const char *item = task_tag(t, "item");
+	return item ? item : t->name;
+}
+
+/* A re-attached attempt works through the list a previous kiln wrote: the pending items go
+ * in its order (the rule that an item is complete once a later one's output appears holds
+ * only in that order), and pending items it does not list wait for the next attempt. */
+static void follow_listed_order(ShardRun *s, const char *list)
+{
+	StrMap position = {0};
+	long k = 0;
+	for (const char *p = list; *p; k++) {
+		const char *nl = strchr(p, '\n');
+		size_t n = nl ? (size_t)(nl - p) : strlen(p);
+		char *item = xasprintf("%.*s", (int)n, p);
+		if (!strmap_get(&position, item))
+			strmap_put(&position, item, (void *)(k + 1));
+		else
+			free(item);
+		p += n + (nl != NULL);
+	}
+	Task **listed = xmalloc(((size_t)s->npending + 1) * sizeof *listed);
+	long *at = xmalloc(((size_t)s->npending + 1) * sizeof *at);
+	int nlisted = 0;
+	for (int i = 0; i < s->npending; i++) {
+		long pos = (long)strmap_get(&position, item_text(s->pending[i]));
+		if (!pos) {
+			s->later = xrealloc(s->later, (size_t)(s->nlater + 1) * sizeof *s->later);
+			s->later[s->nlater++] = s->pending[i];
+			s->pending[i]->state = TS_READY;
+			continue;
+		}
+		int j = nlisted++; /* insertion by list position: lists are read once per attach */
+		while (j > 0 && at[j - 1] > pos) {
+			listed[j] = listed[j - 1];
+			at[j] = at[j - 1];
+			j--;
+		}
+		listed[j] = s->pending[i];
+		at[j] = pos;
+	}
+	memcpy(s->pending, listed, (size_t)nlisted * sizeof *listed);
+	s->npending = nlisted;
+	free(listed);
+	free(at);
+	const char *key;
+	void *value;
+	for (size_t i = 0; strmap_next(&position, &i, &key, &value);)
+		free((char *)key);
+	strmap_free(&position);
+}
+
+char *shard_prepare(Run *r, Task *runner, int reattach, Buf *err)
 {
 	ShardRun *s = &r->shards[runner->shard->id];
 	const char *slash = strrchr(r->o->log_dir, '/'); /* beside the logs: .kiln/maps/ */
 	int dir = slash ? (int)(slash - r->o->log_dir) : 0;
-	char *path = xasprintf("%.*s%smaps/%s@%d.items", dir, r->o->log_dir, dir ? "/" : "", runner->name, runner->attempt);
+	/* one list per runner: the attempt running is the one that reads it */
+	char *path = xasprintf("%.*s%smaps/%s.items", dir, r->o->log_dir, dir ? "/" : "", runner->name);
+	size_t len;
+	char *old = reattach ? read_file(path, &len) : NULL;
+	if (old) {
+		follow_listed_order(s, old);
+		free(old);
+		return path;
+	}
 	Buf list = {0};
 	for (int k = 0; k < s->npending; k++) {
 		Task *t = s->pending[k];
 		cache_clear_outputs(r->o->cache, t); /* only what must be made again */
 		for (int j = 0; j < t->noutputs; j++)
 			mkdirs_parent(t->outputs[j]);
-		const char *item = task_tag(t, "item");
-		buf_printf(&list, "%s\n", item ? item : t->name);
+		buf_printf(&list, "%s\n", item_text(t));
 	}
 	if (mkdirs_parent(path) != 0 || write_file_atomic(path, list.data ? list.data : "", list.len) != 0) {
 		buf_printf(err, "cannot write the item list %s", path);
@@ -212,6 +277,16 @@ void shard_job_ended(Run *r, Job *job, const char *why, int mode)
 	/* recorded items before s->recorded are settled; kept ones move to the front */
 	if (mode != SHARD_RETRY)
 		left = 0;
+	for (int k = 0; k < s->nlater; k++) { /* not listed by a re-attached attempt */
+		Task *t = s->later[k];
+		if (mode == SHARD_OK || mode == SHARD_RETRY) {
+			s->pending[left++] = t; /* room: they were pending before the attach */
+		} else {
+			t->state = TS_SKIPPED;
+			r->done++;
+		}
+	}
+	s->nlater = 0;
 	s->npending = left;
 	s->recorded = 0;
 }

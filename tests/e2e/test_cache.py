@@ -287,7 +287,7 @@ class CrashSafety(KilnTestCase):
         self.assertTrue(processes_matching("sleep 63.29"), "the task outlives a kill -9 of kiln")
         self.ws.write("kiln.lua", 'task { name = "other", run = "true" }\n')
         r = self.ws.kiln("run")
-        self.assertIn("stopped 1 task process group left running", r.err)
+        self.assertIn('stopped the attempt of "long" an earlier kiln left running: the task is no longer in the recipe', r.err)
         self.assertTrue(wait_for(lambda: not processes_matching("sleep 63.29"), 5))
 
 
