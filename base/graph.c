@@ -67,7 +67,7 @@ static int same_opts(const TaskOpts *a, const TaskOpts *b)
 	       a->ndep_patterns == b->ndep_patterns && a->ports == b->ports && a->stays == b->stays &&
 	       a->nhosts == b->nhosts && same_strings(a->hosts, b->hosts, a->nhosts) && a->retry_on == b->retry_on &&
 	       a->gpu_mem_mib == b->gpu_mem_mib && a->timeout_sec == b->timeout_sec && a->gpu_wait_sec == b->gpu_wait_sec &&
-	       a->gpu_wait_fail == b->gpu_wait_fail && a->torchrun == b->torchrun &&
+	       a->gpu_wait_fail == b->gpu_wait_fail && a->torchrun == b->torchrun && a->resume == b->resume &&
 	       (a->executor == b->executor || (a->executor && b->executor && !strcmp(a->executor, b->executor)));
 }
 

@@ -44,6 +44,10 @@ typedef struct TaskOpts {
 	double gpu_wait_sec;  /* how long to wait for busy GPUs: < 0 the command line's, 0 no bound */
 	int gpu_wait_fail;    /* after that wait: 1 fail (class gpu-busy), 0 take the least busy */
 	const struct Torchrun *torchrun; /* run under torchrun (runner/torchrun.h), or NULL */
+	const char **resume;  /* paths the command reads back to continue (checkpoints): kept for
+				 the next attempt of the same key, deleted otherwise; never recorded
+				 unless also outputs. A task's own, so tasks with them share no opts */
+	int nresume;
 } TaskOpts;
 
 struct Task {

@@ -22,6 +22,7 @@
 #include "../base/os.h"
 #include "explain.h"
 #include "hash.h"
+#include "history.h"
 #include "internal.h"
 #include "results.h"
 #include "state.h"
@@ -533,15 +534,49 @@ int cache_plan(Cache *c, Graph *g, void (*fn)(void *ctx, const Task *t, enum Ver
 	return count;
 }
 
+/* Removes path (a directory whole, a link to one: the link only) before an attempt of t. */
+static void remove_before(Cache *c, const Task *t, const char *path)
+{
+	forget_path(c, path);
+	struct stat st;
+	if (lstat(path, &st) == 0 && (S_ISDIR(st.st_mode) ? remove_tree(path) : unlink(path)) != 0)
+		warn("cannot remove %s before running %s: %s", path, t->name, strerror(errno));
+}
+
+static int is_resume_path(const Task *t, const char *path)
+{
+	for (int i = 0; i < t->opts->nresume; i++)
+		if (!strcmp(t->opts->resume[i], path))
+			return 1;
+	return 0;
+}
+
 void cache_clear_outputs(Cache *c, Task *t)
 {
 	cache_ready(c);
-	for (int i = 0; i < t->noutputs; i++) {
-		forget_path(c, t->outputs[i]);
-		struct stat st; /* a directory goes whole (a link to one: the link only) */
-		if (lstat(t->outputs[i], &st) == 0 && (S_ISDIR(st.st_mode) ? remove_tree(t->outputs[i]) : unlink(t->outputs[i])) != 0)
-			warn("cannot remove %s before running %s: %s", t->outputs[i], t->name, strerror(errno));
+	for (int i = 0; i < t->noutputs; i++)
+		remove_before(c, t, t->outputs[i]);
+}
+
+int cache_prepare_attempt(Cache *c, Task *t, const char *key_hex)
+{
+	cache_ready(c);
+	char last_key[33];
+	int last_ok = 0, keep = 0;
+	if (t->opts->nresume && !t->forced && key_hex[0] && history_last_attempt(c->state, t->name, last_key, &last_ok))
+		keep = !last_ok && !strcmp(last_key, key_hex); /* the same work, left unfinished */
+	for (int i = 0; i < t->noutputs; i++)
+		if (!keep || !is_resume_path(t, t->outputs[i]))
+			remove_before(c, t, t->outputs[i]);
+	int there = 0;
+	for (int i = 0; i < t->opts->nresume; i++) {
+		struct stat st;
+		if (!keep)
+			remove_before(c, t, t->opts->resume[i]);
+		else if (lstat(t->opts->resume[i], &st) == 0)
+			there = 1;
 	}
+	return keep && there;
 }
 
 StoreQueue *cache_store_queue(Cache *c)

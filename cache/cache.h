@@ -75,6 +75,11 @@ int cache_record_success(Cache *c, Task *t, Buf *err);
 /* Records t's parsed metrics (plots/metrics.h) for this run, with t's tags. */
 void cache_put_metrics(Cache *c, const Task *t, const Metrics *m);
 
+/* Before an attempt of t with key key_hex: removes its outputs, and its resume paths
+ * (TaskOpts.resume) unless its latest attempt was an unfinished one of the same key (not
+ * --forced), in which case they are kept, outputs among them too. Returns 1 when it
+ * continues: state was kept and some of it is there (KILN_RESUME=1), else 0. */
+int cache_prepare_attempt(Cache *c, Task *t, const char *key_hex);
 /* Removes t's declared outputs before an attempt so nothing stale can pass for new. */
 void cache_clear_outputs(Cache *c, Task *t);
 
@@ -115,11 +120,23 @@ int cache_reap_orphans(Cache *c, const char *marker, const pid_t *spare, int nsp
  * in cache_write_error(). */
 int cache_commit(Cache *c, int force);
 
+/* The highest attempt number recorded for task (0: none, or no cache). */
+int cache_last_attempt_number(Cache *c, const char *task);
 /* Writes the log path of t's latest attempt into out; -1 if none is recorded. */
 int cache_last_log(Cache *c, const char *task, Buf *out);
 /* `kiln why`: writes the field-level difference between t's current key and its last
  * success into out (its dependencies decided first: cache_plan). */
 void cache_explain(Cache *c, Task *t, Buf *out);
+/* Calls fn for each of task's attempts that had a log, oldest first (outcome "unfinished"
+ * when it never ended); returns how many. */
+int cache_each_attempt_log(Cache *c, const char *task,
+			   void (*fn)(void *ctx, int attempt, long long run_id, const char *outcome, const char *log), void *ctx);
+/* `kiln gc`: deletes the attempt logs under log_dir that no rule keeps. Kept: each task's
+ * keep_per_task latest attempts, every attempt of the latest run, each task's latest
+ * success, and attempts still open (running, or left for a later kiln). Logs no attempt
+ * names go too (a killed kiln's unrecorded starts), with the exit-status and progress files
+ * of every log removed. Returns the number of logs removed. */
+int cache_gc_logs(Cache *c, const char *log_dir, int keep_per_task, long long *bytes_freed);
 /* `kiln gc`: deletes stored objects no recorded success refers to; returns the count. */
 int cache_gc(Cache *c, long long *bytes_freed);
 

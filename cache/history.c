@@ -172,3 +172,37 @@ void history_each_host(State *s, int64_t run_id, void (*fn)(void *ctx, const His
 	}
 	sqlite3_reset(st);
 }
+
+static const char *const last_attempt_sql =
+	"SELECT key, outcome FROM attempts WHERE task = ?1 AND attempt > 0 ORDER BY id DESC LIMIT 1";
+
+int history_last_attempt(State *s, const char *task, char key[33], int *finished_ok)
+{
+	sqlite3_stmt *st = state_statement(s, &last_attempt_sql);
+	if (!st)
+		return 0;
+	sqlite3_bind_text(st, 1, task, -1, SQLITE_STATIC);
+	int found = sqlite3_step(st) == SQLITE_ROW;
+	if (found) {
+		const char *k = (const char *)sqlite3_column_text(st, 0), *outcome = (const char *)sqlite3_column_text(st, 1);
+		snprintf(key, 33, "%s", k ? k : "");
+		*finished_ok = outcome && !strcmp(outcome, "ok");
+	}
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return found;
+}
+
+static const char *const max_attempt_sql = "SELECT max(attempt) FROM attempts WHERE task = ?1";
+
+int history_max_attempt(State *s, const char *task)
+{
+	sqlite3_stmt *st = state_statement(s, &max_attempt_sql);
+	if (!st)
+		return 0;
+	sqlite3_bind_text(st, 1, task, -1, SQLITE_STATIC);
+	int n = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : 0;
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return n;
+}

@@ -43,6 +43,12 @@ void history_each_duration(State *s, void (*fn)(void *ctx, const char *task, dou
 /* Every task's latest attempt (any run): fn(ctx, run_id, attempt) (started/ended unset). */
 void history_each_latest(State *s, void (*fn)(void *ctx, int64_t run_id, const HistoryAttempt *a), void *ctx);
 
+/* The latest attempt of task that ran (restores left out): 1 with its key (hex, "" when none
+ * was recorded) and whether it succeeded, 0 when it never ran. */
+int history_last_attempt(State *s, const char *task, char key[33], int *finished_ok);
+/* The highest attempt number recorded for task (0: none): attempt numbers continue from it. */
+int history_max_attempt(State *s, const char *task);
+
 /* Per ssh host (from the attempts' "host:id" job ids), what run_id did there and what kiln
  * has placed there (cache/placements.c); HistoryHost is cache.h's. */
 void history_each_host(State *s, int64_t run_id, void (*fn)(void *ctx, const HistoryHost *h), void *ctx);

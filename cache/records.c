@@ -77,6 +77,8 @@ void cache_attempt_ended(Cache *c, int64_t attempt_id, int exit_code, const char
 	state_attempt_ended(cache_state(c), attempt_id, exit_code, outcome, failure);
 }
 
+int cache_last_attempt_number(Cache *c, const char *task) { return c ? history_max_attempt(cache_state(c), task) : 0; }
+
 int cache_last_log(Cache *c, const char *task, Buf *out) { return state_last_log(cache_state(c), task, out) ? 0 : -1; }
 
 /* Fills out with live (not zombie) processes other than this one whose environment holds

@@ -71,7 +71,7 @@ struct State {
 	struct {                  /* statements other cache modules own (results.c), prepared */
 		const char *const *sql; /* on first use: the report and charts need them, a */
 		sqlite3_stmt *st;       /* no-op run does not */
-	} other[16];
+	} other[32];
 	int nother;
 	int readonly, in_tx;
 	char *path;

@@ -1,7 +1,7 @@
 /* cli.h — what the command-line program's files share: the options every verb reads, and
  * the steps verbs have in common (the graph of the recipe, loaded and selected). main.c
  * parses and dispatches and holds the running verbs; verbs_results.c the verbs that read
- * results (metrics, plot, report). */
+ * results (metrics, plot, report); verbs_state.c log and gc. */
 #ifndef KILN_CLI_H
 #define KILN_CLI_H
 
@@ -41,6 +41,10 @@ typedef int (*VerbFn)(Options *o, int argc, char **argv);
 Graph *new_graph(void);
 /* Loads the recipe into g, resolves and selects the targets; exits on a recipe error. */
 Graph *load_graph(Options *o, Graph *g);
+
+/* verbs_state.c: the log of an attempt, and pruning (gc) */
+int verb_log(Options *o, int argc, char **argv);
+int verb_gc(Options *o, int argc, char **argv);
 
 int verb_metrics(Options *o, int argc, char **argv);
 int verb_plot(Options *o, int argc, char **argv);

@@ -23,7 +23,8 @@ enum JobEnd {
 /* One attempt of one task. The scheduler fills the inputs; the executor the rest. */
 typedef struct Job {
 	Task *task;
-	int attempt;
+	int attempt;          /* its number among all of the task's attempts, across runs (log name) */
+	int run_try;          /* its number among this run's attempts of the task (retries count) */
 	char *log_path;       /* malloc'd, owned by the job */
 	char gpu_list[128];   /* "0,3" or "" */
 	int ngpus;            /* devices in gpu_list: {gpus} */

@@ -98,7 +98,8 @@ void exec_write_log_header(int fd, const Job *job)
 	char when[64];
 	time_t now = time(NULL);
 	strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", localtime(&now));
-	buf_printf(&b, "# kiln: task %s, attempt %d of %d, started %s\n", t->name, job->attempt, t->retries + 1, when);
+	buf_printf(&b, "# kiln: task %s, attempt %d (try %d of %d in this run), started %s\n", t->name, job->attempt,
+		   job->run_try, t->retries + 1, when);
 	char *cmd = task_command_line(t);
 	buf_printf(&b, "# command: %s%s\n", t->shell ? "/bin/sh -c " : "", cmd);
 	free(cmd);

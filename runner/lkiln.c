@@ -22,13 +22,13 @@
 static const char *const task_fields[] = {"name",    "deps",    "inputs",  "outputs", "run",
 					  "env",     "cpus",    "mem",     "gpus",    "gpu_mem",
 					  "timeout", "retries", "tags",    "metrics", "executor", "ports",
-					  "torchrun", "retry_on", "gpu_wait", "gpu_wait_then", "host", "hosts", "stay", NULL};
+					  "torchrun", "retry_on", "gpu_wait", "gpu_wait_then", "host", "hosts", "stay", "resume", NULL};
 enum { /* bits of check_fields' mask, in task_fields' order */
 	F_NAME = 1 << 0, F_DEPS = 1 << 1, F_INPUTS = 1 << 2, F_OUTPUTS = 1 << 3, F_RUN = 1 << 4,
 	F_ENV = 1 << 5, F_CPUS = 1 << 6, F_MEM = 1 << 7, F_GPUS = 1 << 8, F_GPU_MEM = 1 << 9,
 	F_TIMEOUT = 1 << 10, F_RETRIES = 1 << 11, F_TAGS = 1 << 12, F_METRICS = 1 << 13, F_EXECUTOR = 1 << 14, F_PORTS = 1 << 15,
 	F_TORCHRUN = 1 << 16, F_RETRY_ON = 1 << 17, F_GPU_WAIT = 1 << 18, F_GPU_WAIT_THEN = 1 << 19,
-	F_HOST = 1 << 20, F_HOSTS = 1 << 21, F_STAY = 1 << 22,
+	F_HOST = 1 << 20, F_HOSTS = 1 << 21, F_STAY = 1 << 22, F_RESUME = 1 << 23,
 };
 
 RecipeContext *lk_context(lua_State *L) { return lua_touserdata(L, lua_upvalueindex(1)); }
@@ -336,6 +336,8 @@ static const char *expand_placeholders(lua_State *L, Graph *g, const Task *t, co
 			items = t->outputs, nitems = t->noutputs, word = 9;
 		} else if (!strncmp(p, "{inputs}", 8)) {
 			items = t->inputs, nitems = t->ninputs, word = 8;
+		} else if (!strncmp(p, "{resume}", 8)) {
+			list_of = "resume paths", items = t->opts->resume, nitems = t->opts->nresume > 0, word = 8;
 		} else if (!strncmp(p, "{name}", 6)) {
 			luaL_addstring(&b, t->name);
 			p += 6;
@@ -479,6 +481,12 @@ static int l_task(lua_State *L)
 					lk_field_error(L, "stay", "names \"%s\", which is not one of the task's outputs", stay[k]);
 			}
 		}
+		lua_pop(L, 1);
+	}
+	if (has & F_RESUME) { /* state kept for the next attempt of the same key (sched.c) */
+		lua_getfield(L, 1, "resume");
+		const char **raw = lk_string_list(L, g, -1, "resume", &n, 0);
+		t->opts->resume = expand_paths(L, g, raw, n, &t->opts->nresume, 0, "resume");
 		lua_pop(L, 1);
 	}
 	if (has & F_INPUTS) {

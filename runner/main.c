@@ -29,8 +29,8 @@
 
 
 static int verb_run(Options *, int, char **), verb_status(Options *, int, char **), verb_why(Options *, int, char **),
-	verb_list(Options *, int, char **), verb_graph(Options *, int, char **), verb_log(Options *, int, char **),
-	verb_clean(Options *, int, char **), verb_gc(Options *, int, char **), verb_help(Options *, int, char **);
+	verb_list(Options *, int, char **), verb_graph(Options *, int, char **), verb_clean(Options *, int, char **),
+	verb_help(Options *, int, char **);
 
 /* Every verb: its usage line, its help, and the function main dispatches to. */
 static const struct {
@@ -56,12 +56,15 @@ static const struct {
 	 "which input changed (old -> new hash), which argument or param, which dependency.", verb_why},
 	{"list", "kiln list [RECIPE] [TARGET ...]", "Lists tasks with dependencies, resources and tags.", verb_list},
 	{"graph", "kiln graph [RECIPE] [TARGET ...]", "Prints the task graph in Graphviz dot (kiln graph | dot -Tsvg > g.svg).", verb_graph},
-	{"log", "kiln log TASK", "Prints the log of TASK's latest attempt (from .kiln/logs).", verb_log},
+	{"log", "kiln log TASK [N | --all]", "Prints the log of TASK's latest attempt (from .kiln/logs), of its attempt N, or\n"
+	 "of every attempt it kept, oldest first (attempt numbers never repeat across runs).", verb_log},
 	{"clean", "kiln clean [RECIPE] [TARGET|GLOB ...] [--deps] [--all]",
 	 "Deletes the declared outputs and the recorded successes of the named tasks (all by default), so\n"
 	 "the next run runs them instead of restoring them; --deps also cleans what they depend on; --all\n"
 	 "also deletes .kiln/ (state, logs, stored outputs).", verb_clean},
-	{"gc", "kiln gc", "Deletes stored outputs that no recorded success refers to.", verb_gc},
+	{"gc", "kiln gc", "Deletes stored outputs that no recorded success refers to, and old attempt logs: it keeps\n"
+	 "each task's 5 latest attempts' logs, the latest run's, each task's latest success's and\n"
+	 "those of attempts still running.", verb_gc},
 	{"metrics", "kiln metrics [TASK|GLOB ...] [--rows TAG [--cols TAG] --value METRIC[,METRIC...]] [--baseline TAG=VALUE] [--format text|md|tsv|json] [--vs RUN] [--mean] [--out FILE]",
 	 "Prints the latest recorded metrics. With --rows/--cols/--value, a pivot (e.g. dataset x model of top1);\n"
 	 "with --rows alone, one row per value of the tag and the metrics (all, or those --value lists) as\n"
@@ -674,29 +677,6 @@ static int verb_graph(Options *o, int argc, char **argv)
 	return 0;
 }
 
-static int verb_log(Options *o, int argc, char **argv)
-{
-	(void)argc, (void)argv;
-	if (o->ntargets != 1)
-		fatal("usage: kiln log TASK");
-	Buf path = {0};
-	CacheOptions copt = {.readonly = 1};
-	Buf err = {0};
-	Cache *c = cache_open(KILN_DIR, NULL, &copt, &err);
-	if (!c || cache_loaded(c, &err) != 0 || cache_last_log(c, o->targets[0], &path) != 0)
-		fatal("no log recorded for task \"%s\" in this workspace (has it run?)", o->targets[0]);
-	cache_close(c);
-	size_t len;
-	char *text = read_file(buf_str(&path), &len);
-	if (!text)
-		fatal("cannot read %s: %s", buf_str(&path), strerror(errno));
-	fwrite(text, 1, len, stdout);
-	free(text);
-	buf_free(&path);
-	buf_free(&err);
-	return 0;
-}
-
 /* kiln clean: the named tasks (all without names; with --deps what they need too) lose
  * their outputs and their recorded successes, so the next run runs them. */
 static int verb_clean(Options *o, int argc, char **argv)
@@ -717,9 +697,9 @@ static int verb_clean(Options *o, int argc, char **argv)
 		if (!t->needed)
 			continue;
 		int had = 0;
-		for (int j = 0; j < t->noutputs; j++) {
+		for (int j = 0; j < t->noutputs + t->opts->nresume; j++) { /* resume state goes too */
 			struct stat st;
-			const char *p = t->outputs[j];
+			const char *p = j < t->noutputs ? t->outputs[j] : t->opts->resume[j - t->noutputs];
 			if (lstat(p, &st) == 0 && (S_ISDIR(st.st_mode) ? remove_tree(p) : unlink(p)) == 0)
 				removed++, had++;
 		}
@@ -736,22 +716,6 @@ static int verb_clean(Options *o, int argc, char **argv)
 		remove_tree(KILN_DIR);
 		printf("kiln: removed %s/ (state, logs, stored outputs)\n", KILN_DIR);
 	}
-	graph_free(g);
-	return 0;
-}
-
-static int verb_gc(Options *o, int argc, char **argv)
-{
-	(void)argc, (void)argv;
-	Graph *g = graph_new("/");
-	Cache *c = open_cache(o, g, 0);
-	Buf err = {0};
-	if (cache_loaded(c, &err) != 0)
-		fatal("%s", buf_str(&err));
-	long long bytes;
-	int n = cache_gc(c, &bytes);
-	printf("kiln: removed %d unreferenced object%s (%.1f MiB)\n", n, n == 1 ? "" : "s", bytes / 1048576.0);
-	cache_close(c);
 	graph_free(g);
 	return 0;
 }

@@ -155,18 +155,29 @@ static int record_success(Run *r, Task *t, int64_t attempt_id, const char *detai
 	return rc;
 }
 
+/* The number of t's next attempt (t->attempt counts this run's): attempt numbers, and so
+ * log names, continue from the highest one recorded, across runs. */
+static int next_attempt_number(Run *r, Task *t)
+{
+	t->attempt++;
+	if (!r->attempt_no[t->index])
+		r->attempt_no[t->index] = cache_last_attempt_number(r->o->cache, t->name);
+	return ++r->attempt_no[t->index];
+}
+
 /* A task without `run` (a group over its deps, like ninja's phony) succeeds as soon as it
  * may run: nothing is spawned, declared outputs must exist as for any task. */
 static void finish_without_command(Run *r, Task *t)
 {
 	Buf err = {0};
 	/* an attempt with a one-line log, so `kiln log` and the report account for it */
-	char *log = sched_log_path(r->o->log_dir, t, ++t->attempt);
+	int attempt = next_attempt_number(r, t);
+	char *log = sched_log_path(r->o->log_dir, t, attempt);
 	char line[600];
 	int n = snprintf(line, sizeof line, "# kiln: task %s has no command: it groups its deps, which are done\n", t->name);
 	if (mkdirs_parent(log) != 0 || write_file_atomic(log, line, (size_t)(n < (int)sizeof line ? n : (int)sizeof line - 1)) != 0)
 		warn("cannot write %s: %s", log, strerror(errno));
-	int64_t attempt_id = cache_attempt_started(r->o->cache, t, t->attempt, 0, "", log, NULL, NULL);
+	int64_t attempt_id = cache_attempt_started(r->o->cache, t, attempt, 0, "", log, NULL, NULL);
 	free(log);
 	if (record_success(r, t, attempt_id, "no command", &err) != 0) {
 		cache_attempt_ended(r->o->cache, attempt_id, 0, buf_str(&err), failure_name(FC_ERROR));
@@ -220,7 +231,8 @@ int try_start(Run *r, Task *t)
 	}
 	Job *job = xcalloc(1, sizeof *job);
 	job->task = t;
-	job->attempt = ++t->attempt;
+	job->attempt = next_attempt_number(r, t);
+	job->run_try = t->attempt;
 	job->log_path = sched_log_path(o->log_dir, t, job->attempt);
 	int nenv = 0;
 	job->env = xcalloc(14, sizeof(char *)); /* what follows, and room for an executor's own (ssh) */
@@ -254,8 +266,8 @@ int try_start(Run *r, Task *t)
 		job->deadline_ns = now_mono_ns() + (int64_t)(t->opts->timeout_sec * 1e9);
 	/* an attempt a previous kiln left, re-attached: what it wrote so far stays */
 	int reattach = ex->adoptable && ex->adoptable(ex, t, job->key);
-	if (!reattach)
-		cache_clear_outputs(o->cache, t);
+	if (!reattach && cache_prepare_attempt(o->cache, t, job->key))
+		job->env[nenv++] = xstrdup("KILN_RESUME=1"); /* it continues from its resume state */
 	for (int i = 0; i < t->noutputs; i++)
 		mkdirs_parent(t->outputs[i]);
 	if (task_is_runner(t)) { /* its batch: the pending items' list, their outputs cleared */
@@ -285,7 +297,8 @@ int try_start(Run *r, Task *t)
 	if (job->ex->start(job->ex, job) != 0)
 		r->start_failures_pending = 1;
 	if (job->adopted) {
-		t->attempt = job->attempt;
+		if (job->attempt > r->attempt_no[t->index])
+			r->attempt_no[t->index] = job->attempt;
 		r->attempt_ids[t->index] = job->attempt_row;
 		status_print(&r->st, "note", "%s: attached to %s job %s, started by an earlier kiln", t->name, ex->title,
 			     job->job_id);
@@ -620,6 +633,7 @@ int sched_run(Graph *g, const SchedOptions *o, SchedSummary *sum)
 	r.runnable_cap = g->ntasks + 1; /* a task is queued at most once at a time */
 	r.runnable = xmalloc((size_t)r.runnable_cap * sizeof(Task *));
 	r.attempt_ids = xcalloc((size_t)g->ntasks + 1, sizeof *r.attempt_ids);
+	r.attempt_no = xcalloc((size_t)g->ntasks + 1, sizeof *r.attempt_no);
 	r.wait_since = xcalloc((size_t)g->ntasks + 1, sizeof *r.wait_since);
 	r.wait_noted = xcalloc((size_t)g->ntasks + 1, sizeof *r.wait_noted);
 	r.ports = ports_new();
@@ -715,6 +729,7 @@ int sched_run(Graph *g, const SchedOptions *o, SchedSummary *sum)
 	free(r.ready);
 	free(r.runnable);
 	free(r.attempt_ids);
+	free(r.attempt_no);
 	free(r.wait_since);
 	shards_free(&r);
 	free(r.wait_noted);

@@ -33,6 +33,7 @@ typedef struct {
 	Failure *failures;
 	int nfailures;
 	int64_t *attempt_ids; /* per task index: the open attempt row */
+	int *attempt_no;      /* per task index: its last attempt number (across runs), 0 before asked */
 	int64_t *wait_since;  /* per task index: when it began waiting for a GPU, 0 when not */
 	int64_t *wait_noted;  /* per task index: when its waiting was last printed */
 	Buf wait_text;        /* "t waits for a GPU: ..." for the status line, "" when none waits */

@@ -1,0 +1,94 @@
+/* verbs_state.c — the verbs that read attempts back or prune what runs leave: kiln log (an
+ * attempt's log: the latest, one by number, or all of a task's) and kiln gc (stored outputs
+ * nothing refers to, and old attempt logs). */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../cache/cache.h"
+#include "cli.h"
+
+/* The logs `kiln gc` keeps per task beyond the latest run's and the latest success's. */
+#define KEEP_LOGS_PER_TASK 5
+
+static void print_file(const char *path)
+{
+	size_t len;
+	char *text = read_file(path, &len);
+	if (!text)
+		fatal("cannot read %s: %s", path, strerror(errno));
+	fwrite(text, 1, len, stdout);
+	free(text);
+}
+
+typedef struct {
+	int want;      /* an attempt number, 0: every one (--all) */
+	int printed;
+} LogQuery;
+
+static void print_attempt_log(void *ctx, int attempt, long long run_id, const char *outcome, const char *log)
+{
+	LogQuery *q = ctx;
+	if (q->want && attempt != q->want)
+		return;
+	if (!q->want) /* --all: each log under a line naming its attempt */
+		printf("%s==> attempt %d (run %lld, %s): %s <==\n", q->printed ? "\n" : "", attempt, run_id, outcome, log);
+	q->printed++;
+	if (access(log, F_OK) != 0)
+		printf("(%s was removed by kiln gc)\n", log);
+	else
+		print_file(log);
+}
+
+int verb_log(Options *o, int argc, char **argv)
+{
+	(void)argc, (void)argv;
+	const char *number = o->ntargets == 2 ? o->targets[1] : NULL;
+	if (o->ntargets < 1 || o->ntargets > 2 || (number && (strspn(number, "0123456789") != strlen(number) || !*number)))
+		fatal("usage: kiln log TASK [N | --all] (N: an attempt number, as in its log's name TASK@N.log)");
+	CacheOptions copt = {.readonly = 1};
+	Buf err = {0}, path = {0};
+	Cache *c = cache_open(KILN_DIR, NULL, &copt, &err);
+	if (!c || cache_loaded(c, &err) != 0)
+		fatal("no log recorded for task \"%s\" in this workspace (has it run?)", o->targets[0]);
+	if (number || o->all) {
+		LogQuery q = {number ? atoi(number) : 0, 0};
+		cache_each_attempt_log(c, o->targets[0], print_attempt_log, &q);
+		if (!q.printed && number)
+			fatal("task \"%s\" has no attempt %s with a log (kiln log %s --all lists them)", o->targets[0],
+			      number, o->targets[0]);
+		if (!q.printed)
+			fatal("no log recorded for task \"%s\" in this workspace (has it run?)", o->targets[0]);
+	} else {
+		if (cache_last_log(c, o->targets[0], &path) != 0)
+			fatal("no log recorded for task \"%s\" in this workspace (has it run?)", o->targets[0]);
+		print_file(buf_str(&path));
+	}
+	cache_close(c);
+	buf_free(&path);
+	buf_free(&err);
+	return 0;
+}
+
+int verb_gc(Options *o, int argc, char **argv)
+{
+	(void)o, (void)argc, (void)argv;
+	Graph *g = graph_new("/");
+	CacheOptions copt = {.store_max_mib = o->store_max_mib};
+	Buf err = {0};
+	Cache *c = cache_open(KILN_DIR, g, &copt, &err);
+	if (!c || cache_loaded(c, &err) != 0)
+		fatal("%s", buf_str(&err));
+	long long bytes, log_bytes;
+	int n = cache_gc(c, &bytes);
+	int logs = cache_gc_logs(c, KILN_DIR "/logs", KEEP_LOGS_PER_TASK, &log_bytes);
+	printf("kiln: removed %d unreferenced object%s (%.1f MiB) and %d old attempt log%s (%.1f MiB)\n", n,
+	       n == 1 ? "" : "s", bytes / 1048576.0, logs, logs == 1 ? "" : "s", log_bytes / 1048576.0);
+	cache_close(c);
+	graph_free(g);
+	buf_free(&err);
+	return 0;
+}
