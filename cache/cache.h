@@ -110,8 +110,8 @@ void cache_attempt_ended(Cache *c, int64_t attempt_id, int exit_code, const char
  * exit cleanly (or scan is set), kills (SIGKILL) every process still carrying its
  * workspace marker (exec.h's exec_workspace_marker) with its process group, waiting until
  * they are gone, except the processes of the nspare sessions in spare (attempts a new
- * kiln re-attaches to). Returns the number of process groups killed, or -1 when the state
- * cannot be written. */
+ * kiln re-attaches to). Returns the number of sessions (attempts) killed, or -1 when the
+ * state cannot be written. */
 int cache_reap_orphans(Cache *c, const char *marker, const pid_t *spare, int nspare, int scan);
 
 /* Commits the pending batch of writes (one transaction for many tasks), at most every
@@ -120,6 +120,8 @@ int cache_reap_orphans(Cache *c, const char *marker, const pid_t *spare, int nsp
  * in cache_write_error(). */
 int cache_commit(Cache *c, int force);
 
+/* Whether the kiln before this one in the workspace did not exit cleanly (killed). */
+int cache_unclean(Cache *c);
 /* The highest attempt number recorded for task (0: none, or no cache). */
 int cache_last_attempt_number(Cache *c, const char *task);
 /* Writes the log path of t's latest attempt into out; -1 if none is recorded. */

@@ -77,6 +77,8 @@ void cache_attempt_ended(Cache *c, int64_t attempt_id, int exit_code, const char
 	state_attempt_ended(cache_state(c), attempt_id, exit_code, outcome, failure);
 }
 
+int cache_unclean(Cache *c) { return c->unclean; }
+
 int cache_last_attempt_number(Cache *c, const char *task) { return c ? history_max_attempt(cache_state(c), task) : 0; }
 
 int cache_last_log(Cache *c, const char *task, Buf *out) { return state_last_log(cache_state(c), task, out) ? 0 : -1; }
@@ -149,7 +151,8 @@ int cache_reap_orphans(Cache *c, const char *marker, const pid_t *spare, int nsp
 	 * killed with its group, and kiln waits until all are gone before anything runs. */
 	if (c->unclean || open.nids || scan) {
 		enum { MAX = 4096 };
-		pid_t *pids = xmalloc(MAX * sizeof *pids), *groups_of = xmalloc(MAX * sizeof *groups_of);
+		pid_t *pids = xmalloc(MAX * sizeof *pids), *groups_of = xmalloc(MAX * sizeof *groups_of),
+		      *sessions_of = xmalloc(MAX * sizeof *sessions_of);
 		for (int round = 0; round < 500; round++) { /* 10 s at most */
 			int found = find_marked_processes(marker, pids, MAX), n = 0;
 			for (int i = 0; i < found; i++)
@@ -157,13 +160,15 @@ int cache_reap_orphans(Cache *c, const char *marker, const pid_t *spare, int nsp
 					pids[n++] = pids[i];
 			if (n == 0)
 				break;
-			for (int i = 0; i < n; i++)
+			for (int i = 0; i < n; i++) {
 				groups_of[i] = getpgid(pids[i]); /* before any is killed */
+				sessions_of[i] = getsid(pids[i]);
+			}
 			for (int i = 0; i < n; i++) {
 				pid_t pg = groups_of[i];
-				int seen = 0; /* a group is counted by its first process */
+				int seen = 0; /* an attempt (its keeper's session) is counted by its first process */
 				for (int j = 0; j < i && !seen; j++)
-					seen = groups_of[j] == pg;
+					seen = sessions_of[j] == sessions_of[i];
 				if (pg > 0 && pg != getpgrp() && kill(-pg, SIGKILL) == 0 && round == 0 && !seen)
 					groups++;
 				kill(pids[i], SIGKILL);
@@ -176,6 +181,7 @@ int cache_reap_orphans(Cache *c, const char *marker, const pid_t *spare, int nsp
 		}
 		free(pids);
 		free(groups_of);
+		free(sessions_of);
 	}
 	for (int i = 0; i < open.nids; i++)
 		state_attempt_ended(cache_state(c), open.ids[i], -1, "abandoned: kiln stopped before the attempt ended", NULL);

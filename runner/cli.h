@@ -22,6 +22,7 @@ typedef struct {
 	long long mem_mib, store_max_mib;
 	const char *gpus;
 	double gpu_busy, gpu_busy_util, gpu_wait, kill_grace;
+	double host_wait;         /* ssh: how long a task waits for one of its hosts; 0: default */
 	const char *executor;
 	const char *rows, *cols, *value, *format, *out, *baseline; /* metrics, report */
 	int open;                 /* report: print the file's URL */

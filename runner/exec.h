@@ -17,7 +17,8 @@ enum JobEnd {
 	JOB_EXITED,      /* exit_code says how */
 	JOB_SIGNALED,    /* killed by term_signal */
 	JOB_START_FAILED, /* could not be started; message in the log */
-	JOB_LOST          /* lost with its host (ssh): not the task's failure; it runs again elsewhere */
+	JOB_LOST,         /* lost with its host (ssh): not the task's failure; it runs again elsewhere */
+	JOB_HOST_DOWN     /* no host it may run on answered within the bound (ssh): class host-down */
 };
 
 /* One attempt of one task. The scheduler fills the inputs; the executor the rest. */
@@ -43,7 +44,7 @@ typedef struct Job {
 	int timed_out, interrupted;
 	enum JobEnd end;
 	int exit_code, term_signal;
-	char reason[96];      /* set by an executor that knows better (e.g. Slurm's job state) */
+	char reason[256];     /* set by an executor that knows better (e.g. Slurm's job state) */
 	/* executors whose jobs outlive kiln (reattaches): */
 	char job_id[96];      /* the executor's id for the job, or "" (ssh: "host:id/gpus") */
 	int adopted;          /* re-attached to a job a previous kiln started */
@@ -109,6 +110,10 @@ Executor *exec_local_new(struct Cache *cache, int detach);
  * is gone from the recipe, after it (1) those of tasks the run needed but did not re-attach
  * (their key changed, or they were restored). Returns how many. */
 int exec_local_stop_stale(Executor *local, const Graph *g, int after_run);
+/* Finds keepers of this workspace (marker: exec_workspace_marker()) running on this host
+ * that no attempt record names (a kiln killed between a start and its next commit) and
+ * adopts them with attempt row 0, their sessions appended to spare. Returns how many. */
+int exec_local_find_keepers(Executor *local, const char *marker, pid_t **spare, int *nspare);
 /* Whether job_id is the local executor's. */
 int exec_local_is_job_id(const char *job_id);
 /* Whether a local attempt a previous kiln left open can be re-attached to: its keeper
@@ -139,6 +144,7 @@ typedef struct {
 	long long run_id;
 	double busy_mem, busy_util; /* the GPU busy test, as locally */
 	const char *state_dir; /* .kiln/ssh: sockets, follow commands' stderr */
+	double host_wait_sec;  /* how long a task waits for a host it may use to answer (host-down) */
 } SshConfig;
 
 /* The ssh executor (exec_ssh.c), or NULL with a message when hosts, ssh or rsync are missing. */

@@ -8,6 +8,7 @@
 #include "../base/os.h"
 #include "../cache/cache.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -393,6 +394,67 @@ static void stop_stale(LocalExec *le, AdoptedJob *a)
 		cache_attempt_ended(le->cache, a->row, -1, "stopped: the task's key changed since it started", NULL);
 }
 
+/* The value of NAME=... in a NUL-separated environment block, or NULL. */
+static const char *env_value(const char *env, size_t len, const char *name)
+{
+	size_t n = strlen(name);
+	for (size_t off = 0; off < len; off += strlen(env + off) + 1)
+		if (!strncmp(env + off, name, n) && env[off + n] == '=')
+			return env + off + n + 1;
+	return NULL;
+}
+
+int exec_local_find_keepers(Executor *local, const char *marker, pid_t **spare, int *nspare)
+{
+	LocalExec *le = local->impl;
+	DIR *proc = opendir("/proc");
+	int found = 0;
+	for (struct dirent *e; proc && (e = readdir(proc));) {
+		pid_t pid = (pid_t)atoi(e->d_name);
+		if (pid <= 0 || getsid(pid) != pid)
+			continue; /* a keeper leads its session */
+		char path[64];
+		size_t clen, elen;
+		snprintf(path, sizeof path, "/proc/%d/cmdline", (int)pid);
+		char *cmd = read_file(path, &clen);
+		const char *slash = cmd ? strrchr(cmd, '/') : NULL;
+		char *env = NULL;
+		if (!slash || strcmp(slash, "/kiln-keeper") || clen < strlen(cmd) + 1)
+			goto next;
+		snprintf(path, sizeof path, "/proc/%d/environ", (int)pid);
+		env = read_file(path, &elen);
+		const char *ws = env ? env_value(env, elen, "KILN_WORKSPACE") : NULL;
+		const char *task = env ? env_value(env, elen, "KILN_TASK") : NULL;
+		const char *attempt = env ? env_value(env, elen, "KILN_ATTEMPT") : NULL;
+		if (!ws || !task || !attempt || strcmp(ws, strchr(marker, '=') + 1))
+			goto next;
+		const char *exit_path = cmd + strlen(cmd) + 1, *grace = exit_path + strlen(exit_path) + 1;
+		const char *key = grace < cmd + clen ? grace + strlen(grace) + 1 : NULL;
+		if (!key || key >= cmd + clen)
+			goto next;
+		char job_id[96];
+		snprintf(job_id, sizeof job_id, "local/%s/%d/%lld", os_hostname(), (int)pid, os_process_start(pid));
+		int known = 0;
+		for (int i = 0; i < le->nadopted && !known; i++)
+			known = !strcmp(le->adopted[i].job_id, job_id);
+		if (!known) { /* started, but its record was not yet committed: adopted all the same */
+			size_t n = strlen(exit_path);
+			char *log = xasprintf("%.*s.log", (int)(n > 5 ? n - 5 : n), exit_path);
+			exec_adopted_add(&le->adopted, &le->nadopted, task, atoi(attempt), job_id, key, log, 0);
+			free(log);
+			*spare = xrealloc(*spare, (size_t)(*nspare + 1) * sizeof **spare);
+			(*spare)[(*nspare)++] = pid;
+			found++;
+		}
+	next:
+		free(cmd);
+		free(env);
+	}
+	if (proc)
+		closedir(proc);
+	return found;
+}
+
 int exec_local_stop_stale(Executor *local, const Graph *g, int after_run)
 {
 	LocalExec *le = local->impl;
@@ -461,11 +523,11 @@ static int local_start(Executor *ex, Job *job)
 	char **expanded = xcalloc((size_t)argc + 1, sizeof *expanded); /* words made for this attempt */
 	for (int i = 0; !t->shell && i < argc; i++)
 		expanded[i] = exec_expand_attempt(t->argv[i], job);
-	/* the keeper runs the command: kiln-keeper EXIT GRACE PROGRAM ARGV... */
+	/* the keeper runs the command: kiln-keeper EXIT GRACE KEY PROGRAM ARGV... */
 	char *exit_path = exit_path_of(job->log_path), grace[32];
 	snprintf(grace, sizeof grace, "%lld", (long long)(job->grace_ns / 1000000));
 	unlink(exit_path);
-	const char **kargv = xmalloc((size_t)(argc + 5) * sizeof *kargv);
+	const char **kargv = xmalloc((size_t)(argc + 6) * sizeof *kargv);
 	Buf scratch = {0};
 	char **env = build_env(job, &scratch);
 	const char *word0 = expanded[0] ? expanded[0] : t->shell ? argv[0] : exec_argv_word(t, 0);
@@ -473,10 +535,11 @@ static int local_start(Executor *ex, Job *job)
 	kargv[0] = le->keeper;
 	kargv[1] = exit_path;
 	kargv[2] = grace;
-	kargv[3] = program;
+	kargv[3] = job->key[0] ? job->key : "-";
+	kargv[4] = program;
 	for (int i = 0; i < argc; i++)
-		kargv[4 + i] = expanded[i] ? expanded[i] : t->shell ? argv[i] : exec_argv_word(t, i);
-	kargv[4 + argc] = NULL;
+		kargv[5 + i] = expanded[i] ? expanded[i] : t->shell ? argv[i] : exec_argv_word(t, i);
+	kargv[5 + argc] = NULL;
 	OsSpawn spawn = {.program = le->keeper, .argv = (char *const *)kargv, .env = env, .stdin_null = 1,
 			 .out_fd = fd, .err_fd = fd, .new_session = 1};
 	int rc = program ? os_spawn(&spawn, &job->pid) : ENOENT;

@@ -30,9 +30,6 @@
 #include "ssh_job.h"
 #include "ssh_place.h"
 
-/* Every allowed host down this long: the task fails rather than waits. */
-#define HOST_GIVE_UP_SEC 60
-
 /* the ssh command runs (zero: a re-attached job starts there); the inputs are copied there
  * first; the outputs' tar is unpacked here */
 enum Phase { PH_RUN, PH_PLACE, PH_FETCH };
@@ -182,7 +179,8 @@ static int ssh_has_room(Executor *ex, const Task *t)
 	int64_t now = now_mono_ns();
 	if (!se->all_down_since_ns)
 		se->all_down_since_ns = now;
-	if (now - se->all_down_since_ns > (int64_t)HOST_GIVE_UP_SEC * 1000000000LL) {
+	/* every allowed host down this long (--host-wait): the task fails as host-down */
+	if (now - se->all_down_since_ns > (int64_t)(se->cfg.host_wait_sec * 1e9)) {
 		se->held = t; /* start() fails it: no host of its own answers */
 		return 1;
 	}
@@ -390,26 +388,29 @@ static int ssh_start(Executor *ex, Job *job)
 	if (!h) {
 		se->held = NULL;
 		Buf why = {0};
-		int most = 0;
+		int most = 0, down = 0;
 		for (int i = 0; i < se->nhosts; i++)
 			if (ssh_host_allows(&se->hosts[i], t)) {
 				if (gpu_count(se->hosts[i].gpus) > most)
 					most = gpu_count(se->hosts[i].gpus);
-				if (se->hosts[i].down)
+				if (se->hosts[i].down) { /* counted on each host it waited for */
 					buf_printf(&why, "%s%s down (%s)", why.len ? ", " : "", se->hosts[i].spec->name,
 						   se->hosts[i].last_error);
+					se->hosts[i].unplaced++;
+					down = 1;
+				}
 			}
 		if (!why.len)
 			buf_printf(&why, "it asks for %d GPUs and %d CPUs; the most any of its hosts has is %d GPUs", t->gpus,
 				   t->cpus, most);
 		if (fd >= 0)
 			dprintf(fd, "kiln: no host can take %s: %s\n", t->name, buf_str(&why));
-		char reason[96];
+		char reason[256];
 		snprintf(reason, sizeof reason, "no host can take it: %s", buf_str(&why));
 		buf_free(&why);
 		if (fd >= 0)
 			close(fd);
-		end_job(se, job, JOB_START_FAILED, 127, reason);
+		end_job(se, job, down ? JOB_HOST_DOWN : JOB_START_FAILED, 127, reason);
 		return -1;
 	}
 	Remote *rm = xcalloc(1, sizeof *rm);
@@ -702,7 +703,7 @@ static void ssh_summarize(Executor *ex)
 	SshExec *se = ex->impl;
 	for (int i = 0; i < se->nhosts; i++) {
 		SshHost *h = &se->hosts[i];
-		if (!h->connected && !h->down && !h->ran && !h->failed)
+		if (!h->connected && !h->down && !h->ran && !h->failed && !h->unplaced)
 			continue; /* not needed this run */
 		ssh_host_print_summary(h, place_count(se->cfg.cache, h));
 	}

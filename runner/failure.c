@@ -13,7 +13,7 @@
 static const char *const names[FC_COUNT] = {
 	[FC_ERROR] = "error",     [FC_OOM] = "oom",           [FC_COMM] = "comm",
 	[FC_PORT] = "port",       [FC_PREEMPTED] = "preempted", [FC_TIMEOUT] = "timeout",
-	[FC_MISSING] = "missing-input", [FC_GPU_BUSY] = "gpu-busy",
+	[FC_MISSING] = "missing-input", [FC_GPU_BUSY] = "gpu-busy", [FC_HOST_DOWN] = "host-down",
 };
 
 static const struct {
@@ -54,6 +54,8 @@ enum FailureClass failure_classify(const FailureFacts *f)
 	const char *reason = f->reason ? f->reason : "";
 	if (f->timed_out)
 		return FC_TIMEOUT;
+	if (f->host_down)
+		return FC_HOST_DOWN;
 	if (strstr(reason, "PREEMPTED") || strstr(reason, "NODE_FAIL") || strstr(reason, "BOOT_FAIL"))
 		return FC_PREEMPTED;
 	if (f->start_failed)
@@ -84,7 +86,7 @@ int failure_parse(const char *name)
 
 const char *failure_names(void)
 {
-	return "error, oom, comm, port, preempted, timeout, missing-input, gpu-busy";
+	return "error, oom, comm, port, preempted, timeout, missing-input, gpu-busy, host-down";
 }
 
 size_t failure_read_tail(const char *path, char *buf, size_t max)
@@ -138,6 +140,7 @@ enum FailureClass failure_of_job(const Job *job)
 	failure_read_tail(job->log_path, tail, sizeof tail);
 	FailureFacts f = {.timed_out = job->timed_out, .signaled = job->end == JOB_SIGNALED && !job->interrupted,
 			  .start_failed = job->end == JOB_START_FAILED, .exit_code = job->exit_code, .reason = job->reason,
+			  .host_down = job->end == JOB_HOST_DOWN || job->end == JOB_LOST,
 			  .tail = tail};
 	return failure_classify(&f);
 }

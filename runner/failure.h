@@ -16,6 +16,7 @@ enum FailureClass {
 	FC_TIMEOUT,   /* ran past the task's timeout */
 	FC_MISSING,   /* a file or program it needs does not exist */
 	FC_GPU_BUSY,  /* no GPU became free within the task's wait */
+	FC_HOST_DOWN, /* no host it may run on answered (ssh), or its host was lost too often */
 	FC_COUNT
 };
 
@@ -29,6 +30,7 @@ typedef struct {
 	int timed_out;      /* kiln stopped it at its timeout */
 	int signaled;       /* killed by a signal kiln did not send */
 	int start_failed;   /* the program could not be started */
+	int host_down;      /* no host it may run on could take it, or it was lost with one */
 	int exit_code;
 	const char *reason; /* the executor's word (e.g. Slurm's "PREEMPTED"), or "" */
 	const char *tail;   /* the last bytes of its log, or "" */

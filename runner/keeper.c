@@ -1,8 +1,11 @@
 /* keeper.c — kiln-keeper, the parent of every local attempt: it runs the command in a
  * session of its own so the attempt outlives a killed kiln, and writes how it ended.
  *
- *   kiln-keeper EXIT_FILE GRACE_MS PROGRAM ARGV0 [ARGS...]
+ *   kiln-keeper EXIT_FILE GRACE_MS KEY PROGRAM ARGV0 [ARGS...]
  *
+ * KEY is the task's key when the attempt started: only a label, so a kiln that finds the
+ * keeper before it finds the attempt's record (one killed right after the start) knows
+ * whether the attempt is still the task's work.
  * The keeper leads a new session (kiln spawns it with POSIX_SPAWN_SETSID) and starts the
  * command as the leader of a process group of its own inside it, with stdio as kiln gave
  * them (the log) and the environment kiln built. It forwards SIGTERM, SIGINT and SIGHUP to
@@ -64,8 +67,8 @@ static int group_alive(pid_t pgid) { return kill(-pgid, 0) == 0 || errno == EPER
 
 int main(int argc, char **argv)
 {
-	if (argc < 5) {
-		say("usage: kiln-keeper EXIT_FILE GRACE_MS PROGRAM ARGV0 [ARGS...] (started by kiln)\n");
+	if (argc < 6) {
+		say("usage: kiln-keeper EXIT_FILE GRACE_MS KEY PROGRAM ARGV0 [ARGS...] (started by kiln)\n");
 		return 2;
 	}
 	const char *exit_file = argv[1];
@@ -90,11 +93,11 @@ int main(int argc, char **argv)
 	posix_spawnattr_setpgroup(&attr, 0);
 	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
 	pid_t cmd;
-	int rc = posix_spawn(&cmd, argv[3], NULL, &attr, argv + 4, environ);
+	int rc = posix_spawn(&cmd, argv[4], NULL, &attr, argv + 5, environ);
 	posix_spawnattr_destroy(&attr);
 	if (rc != 0) {
 		char msg[600];
-		snprintf(msg, sizeof msg, "kiln: cannot start %s: %s%s\n", argv[4], strerror(rc),
+		snprintf(msg, sizeof msg, "kiln: cannot start %s: %s%s\n", argv[5], strerror(rc),
 			 rc == ENOENT ? " (is it installed and on PATH?)" : "");
 		say(msg);
 		write_exit(exit_file, "start-failed 127\n");

@@ -47,7 +47,10 @@ static const struct {
 	 "Slurm: --executor slurm (or executor = \"slurm\" per task), --max-jobs N, --detach (leave jobs\n"
 	 "running when kiln stops; the next run re-attaches).\n"
 	 "SSH hosts: --executor ssh (or executor = \"ssh\" per task) over the recipe's hosts{} or\n"
-	 "--hosts FILE (a Lua file with a hosts{} block); --detach as for Slurm.\n"
+	 "--hosts FILE (a Lua file with a hosts{} block); --detach as for Slurm; --host-wait 60s: how long\n"
+	 "a task waits for a host it may run on to answer before it fails as host-down.\n"
+	 "Local attempts outlive a killed kiln (or a closed terminal) and are re-attached by the next run;\n"
+	 "--detach leaves them running on purpose. Ctrl-C stops them.\n"
 	 "Exit status: 0 all succeeded, 1 a task failed, 2 usage or recipe error, 130 Ctrl-C.", verb_run},
 	{"status", "kiln status [RECIPE] [TARGET ...] [name=value ...]",
 	 "Lists the tasks a run would execute or restore, each with a one-line reason.", verb_status},
@@ -132,7 +135,8 @@ static void parse_args(int argc, char **argv, Options *o)
 		{"max-jobs", required_argument, 0, 'J'}, {"detach", no_argument, 0, 'D'},
 		{"baseline", required_argument, 0, 'b'}, {"open", no_argument, 0, 'O'},
 		{"force", required_argument, 0, 'f'}, {"deps", no_argument, 0, 'd'},
-		{"threshold", required_argument, 0, 'T'}, {"hosts", required_argument, 0, 'H'}, {0, 0, 0, 0}};
+		{"threshold", required_argument, 0, 'T'}, {"hosts", required_argument, 0, 'H'},
+		{"host-wait", required_argument, 0, 'w'}, {0, 0, 0, 0}};
 	const char *dir = NULL;
 	int c;
 	/* '+' would stop at the verb; permute instead so options may follow it */
@@ -163,6 +167,11 @@ static void parse_args(int argc, char **argv, Options *o)
 			o->gpu_wait = parse_duration(optarg);
 			if (!(o->gpu_wait > 0))
 				fatal("--gpu-wait takes a duration like 300, \"90s\" or \"5m\", got \"%s\"", optarg);
+			break;
+		case 'w':
+			o->host_wait = parse_duration(optarg);
+			if (!(o->host_wait > 0))
+				fatal("--host-wait takes a duration like 60, \"90s\" or \"5m\", got \"%s\"", optarg);
 			break;
 		case 'c':
 			o->cpus = (int)strtol(optarg, &end, 10);
@@ -445,12 +454,14 @@ static int verb_run(Options *o, int argc, char **argv)
 	Executor *ex = exec_local_new(c, o->detach);
 	LocalLeftovers lo = {.local = ex, .c = c};
 	cache_each_open_job(c, adopt_local, &lo);
+	if (cache_unclean(c)) /* a killed kiln: its last starts may have no record yet */
+		exec_local_find_keepers(ex, exec_workspace_marker(), &lo.spare, &lo.nspare);
 	int orphans = cache_reap_orphans(c, exec_workspace_marker(), lo.spare, lo.nspare, lo.abandoned > 0);
 	free(lo.spare);
-	orphans += exec_local_stop_stale(ex, g, 0);
+	exec_local_stop_stale(ex, g, 0); /* says what it stops */
 	if (orphans > 0)
-		fprintf(stderr, "kiln: stopped %d task process group%s left running by a kiln that was killed\n", orphans,
-			orphans == 1 ? "" : "s");
+		fprintf(stderr, "kiln: stopped %d task process group%s left running by a kiln that was killed (not re-attached)\n",
+			orphans, orphans == 1 ? "" : "s");
 	Buf cmd = {0};
 	for (int i = 0; i < argc; i++)
 		buf_printf(&cmd, "%s%s", i ? " " : "", argv[i]);
@@ -477,7 +488,8 @@ static int verb_run(Options *o, int argc, char **argv)
 	if (any_ssh) {
 		SshConfig shc = {.g = g, .cache = c, .detach = o->detach, .run_id = run_id,
 				 .busy_mem = o->gpu_busy > 0 ? o->gpu_busy : 0.5,
-				 .busy_util = o->gpu_busy_util > 0 ? o->gpu_busy_util : 0.7, .state_dir = KILN_DIR "/ssh"};
+				 .busy_util = o->gpu_busy_util > 0 ? o->gpu_busy_util : 0.7, .state_dir = KILN_DIR "/ssh",
+				 .host_wait_sec = o->host_wait > 0 ? o->host_wait : 60};
 		Buf serr = {0};
 		if (!(ssh = exec_ssh_new(&shc, &serr)))
 			fatal("%s", buf_str(&serr));

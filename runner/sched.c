@@ -300,6 +300,9 @@ int try_start(Run *r, Task *t)
 		if (job->attempt > r->attempt_no[t->index])
 			r->attempt_no[t->index] = job->attempt;
 		r->attempt_ids[t->index] = job->attempt_row;
+		if (!job->attempt_row) /* started by a kiln killed before it recorded the start */
+			r->attempt_ids[t->index] = cache_attempt_started(o->cache, t, job->attempt, (int)job->pid, job->gpu_list,
+									 job->log_path, job->job_id, job->key);
 		status_print(&r->st, "note", "%s: attached to %s job %s, started by an earlier kiln", t->name, ex->title,
 			     job->job_id);
 	} else {

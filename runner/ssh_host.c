@@ -271,6 +271,8 @@ void ssh_host_print_summary(const SshHost *h, int held)
 	char gpu_time[32];
 	format_duration(h->gpu_sec, gpu_time, sizeof gpu_time);
 	printf("kiln: host %s: %d done, %d failed", h->spec->name, h->ran, h->failed);
+	if (h->unplaced)
+		printf(", %d failed waiting for it (host-down)", h->unplaced);
 	if (h->lost)
 		printf(", %d lost and run elsewhere", h->lost);
 	if (h->stopped)

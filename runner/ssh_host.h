@@ -33,6 +33,7 @@ typedef struct SshHost {
 	char last_error[160];
 	/* this run */
 	int ran, failed, lost, stopped, running;
+	int unplaced;   /* tasks failed (host-down) because it was down and no other host could take them */
 	double gpu_sec;
 	int tools_placed;     /* kiln's tools copied this run */
 	int swept;            /* jobs a killed kiln left unrecorded there were stopped (exec_ssh.c) */

@@ -70,6 +70,27 @@ class Map(KilnTestCase):
         recorded = self.interrupted_then_resumed(signal.SIGKILL)
         self.assertGreater(recorded, 0, "items recorded before the kill were kept")
 
+    def test_kill_9_of_kiln_alone_redoes_at_most_the_items_in_flight(self):
+        # the shards outlive kiln and go on working; the next kiln re-attaches to them and
+        # records everything they finished, before the kill or after it
+        self.ws.write("kiln.lua", recipe(200))
+        p = self.ws.spawn("run", env={"SLEEP": "0.03"})
+        self.assertTrue(wait_for(lambda: len(self.ledger()) >= 40, timeout=60), "the map got going")
+        p.send_signal(signal.SIGKILL)
+        p.communicate()
+        self.assertTrue(marked_processes(self.ws.dir), "the shards run on")
+        time.sleep(0.4)  # items finish while no kiln watches
+        r = self.ws.kiln("run", timeout=300)
+        self.assertEqual(r.rc, 0, r)
+        self.assertIn("attached to local job", r.out)
+        runs = len(self.ledger())
+        self.assertLessEqual(runs, 204, "at most one item per shard runs twice")
+        self.assertEqual(self.recorded(), 200)
+        self.assertEqual(self.ws.read("all.txt").strip(), "200")
+        for i in range(1, 201):
+            self.assertEqual(self.ws.read("out/%04d.txt" % i), "caption of %04d\n" % i)
+        self.assertEqual(self.ws.kiln("run").ran, set(), "then a no-op")
+
     def test_ctrl_c_resumes_at_the_item(self):
         recorded = self.interrupted_then_resumed(signal.SIGINT)
         self.assertGreater(recorded, 0)

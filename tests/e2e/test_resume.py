@@ -1,0 +1,219 @@
+"""End-to-end: interrupted work resumes where it stopped. A checkpointing trainer with
+`resume` continues after a failed attempt (retry), after Ctrl-C and after kill -9 of kiln,
+running no epoch twice beyond the one in flight (counted from a ledger each epoch appends
+to); a changed key starts afresh; the final output is recorded and the next run is a no-op.
+A local task started by a kiln killed with -9 is re-attached by the next run (started once
+in all); a closed terminal (SIGHUP) leaves it running too. Every attempt keeps its log:
+attempt numbers never repeat across runs, `kiln log TASK N` and `--all` read them back and
+`kiln gc` prunes by its rule."""
+import os
+import re
+import signal
+import time
+from collections import Counter
+
+from kilntest import KilnTestCase, main, marked_processes, wait_for
+
+# Saves a snapshot after every epoch (atomically, as trainers do) and loads it at start;
+# each epoch appends "epoch N pid" to the ledger; FAIL_AT fails once at that epoch.
+TRAINER = r'''
+import json, os, sys, time
+epochs, snap = int(sys.argv[1]), sys.argv[2]
+start = 0
+if os.path.exists(snap):
+    start = json.load(open(snap))["epoch"]
+    print("Resuming training from snapshot at epoch", start, "KILN_RESUME=%s" % os.environ.get("KILN_RESUME"))
+with open("ledger", "a") as f:
+    f.write("start %d\n" % os.getpid())
+for e in range(start, epochs):
+    time.sleep(float(os.environ.get("EPOCH_SEC", "0.25")))
+    with open("ledger", "a") as f:
+        f.write("epoch %d %d\n" % (e, os.getpid()))
+    if e == int(os.environ.get("FAIL_AT", "-1")) and not os.path.exists("failed-once"):
+        open("failed-once", "w").close()
+        sys.exit("simulated crash at epoch %d" % e)
+    os.makedirs(os.path.dirname(snap), exist_ok=True)
+    json.dump({"epoch": e + 1}, open(snap + ".tmp", "w"))
+    os.replace(snap + ".tmp", snap)
+    print("Epoch %d | snapshot saved" % e, flush=True)
+open("model.txt", "w").write("trained %d epochs\n" % epochs)
+'''
+
+
+def recipe(epochs=8, extra=""):
+    return """
+task { name = "train", inputs = {"train.py"}, outputs = {"model.txt"}, resume = {"ckpt/snapshot.json"},
+       run = {"python3", "train.py", "%d", "{resume}"}, %s }
+""" % (epochs, extra)
+
+
+class Resume(KilnTestCase):
+    def setUp(self):
+        super().setUp()
+        self.ws.write("train.py", TRAINER)
+
+    def tearDown(self):
+        for pid in marked_processes(self.ws.dir):  # nothing of a failed test outlives it
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        super().tearDown()
+
+    def ledger(self, kind="epoch"):
+        if not self.ws.exists("ledger"):
+            return []
+        return [line.split()[1] for line in self.ws.read("ledger").splitlines() if line.startswith(kind + " ")]
+
+    def assert_each_epoch_once_but(self, epochs, in_flight):
+        counts = Counter(int(e) for e in self.ledger())
+        self.assertEqual(sorted(counts), list(range(epochs)), "every epoch ran")
+        twice = [e for e, n in counts.items() if n > 1]
+        self.assertLessEqual(len(twice), in_flight, "at most the epoch in flight ran again: %s" % counts)
+        self.assertTrue(all(n <= 2 for n in counts.values()), counts)
+
+    def finished_and_noop(self, epochs=8):
+        self.assertEqual(self.ws.read("model.txt"), "trained %d epochs\n" % epochs)
+        r = self.ws.kiln("run")
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(r.ran, set(), "the next run is a no-op")
+        self.assertIn("1 up to date", r.out)
+
+    def test_a_retry_continues_from_the_snapshot(self):
+        self.ws.write("kiln.lua", recipe(extra="retries = 1"))
+        r = self.ws.kiln("run", env={"FAIL_AT": "3"})
+        self.assertEqual(r.rc, 0, r)
+        self.assertIn("retry", r.out)
+        self.assert_each_epoch_once_but(8, in_flight=1)
+        self.assertEqual(self.ledger().count("3"), 2, "the epoch in flight at the crash ran again")
+        log2 = self.ws.read(".kiln/logs/train@2.log")
+        self.assertIn("Resuming training from snapshot at epoch 3 KILN_RESUME=1", log2)
+        self.assertIn("KILN_RESUME=1", log2.split("# --")[0], "the log header says it continues")
+        self.assertIn("simulated crash at epoch 3", self.ws.read(".kiln/logs/train@1.log"))
+        self.finished_and_noop()
+
+    def interrupt(self, sig, epochs_before=3):
+        p = self.ws.spawn("run")
+        self.assertTrue(wait_for(lambda: len(self.ledger()) >= epochs_before, timeout=60), "training got going")
+        os.kill(p.pid, sig)
+        p.out, p.err = p.communicate(timeout=60)
+        return p
+
+    def test_ctrl_c_then_a_rerun_continues(self):
+        self.ws.write("kiln.lua", recipe())
+        p = self.interrupt(signal.SIGINT)
+        self.assertEqual(p.returncode, 130)
+        self.assertFalse(marked_processes(self.ws.dir), "Ctrl-C stops the attempt")
+        done = len(self.ledger())
+        self.assertLess(done, 8)
+        r = self.ws.kiln("run")
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(r.ran, {"train"})
+        self.assert_each_epoch_once_but(8, in_flight=1)
+        self.assertEqual(len(self.ledger("start")), 2)
+        self.assertIn("Resuming training from snapshot", self.ws.read(".kiln/logs/train@2.log"))
+        self.finished_and_noop()
+
+    def test_kill_9_of_kiln_reattaches_and_no_epoch_runs_twice(self):
+        self.ws.write("kiln.lua", recipe(epochs=10))
+        self.interrupt(signal.SIGKILL)
+        self.assertTrue(marked_processes(self.ws.dir), "the attempt outlives a kill -9 of kiln")
+        time.sleep(0.5)  # it goes on working while no kiln watches
+        r = self.ws.kiln("run")
+        self.assertEqual(r.rc, 0, r)
+        self.assertIn("train: attached to local job", r.out)
+        self.assertEqual(r.ran, {"train"})
+        self.assertEqual(len(self.ledger("start")), 1, "started once in all")
+        self.assert_each_epoch_once_but(10, in_flight=0)
+        self.assertEqual(sorted(os.listdir(self.ws.path(".kiln/logs"))), ["train@1.log"])
+        self.finished_and_noop(10)
+
+    def test_a_changed_key_starts_afresh(self):
+        self.ws.write("kiln.lua", recipe())
+        self.interrupt(signal.SIGINT)
+        self.assertTrue(self.ws.exists("ckpt/snapshot.json"))
+        self.ws.write("kiln.lua", recipe(epochs=6))  # another run: the snapshot is not its own
+        r = self.ws.kiln("run")
+        self.assertEqual(r.rc, 0, r)
+        self.assertNotIn("Resuming", self.ws.read(".kiln/logs/train@2.log"))
+        self.assertEqual(self.ledger("start").__len__(), 2)
+        second = self.ws.read("ledger").split("start ")[2]
+        self.assertEqual(re.findall(r"epoch (\d+)", second), [str(e) for e in range(6)], "from epoch 0")
+        # --force starts afresh too, even from a snapshot of the same key
+        self.interrupt_forced()
+
+    def interrupt_forced(self):
+        self.ws.write("ckpt/snapshot.json", '{"epoch": 4}')
+        r = self.ws.kiln("run", "--force", "train")
+        self.assertEqual(r.rc, 0, r)
+        self.assertNotIn("Resuming", self.ws.read(".kiln/logs/train@3.log"))
+
+    def test_a_kill_9_then_a_changed_key_stops_the_old_attempt(self):
+        self.ws.write("kiln.lua", recipe(epochs=40))
+        self.interrupt(signal.SIGKILL, epochs_before=1)
+        old = marked_processes(self.ws.dir)
+        self.assertTrue(old)
+        self.ws.write("kiln.lua", recipe(epochs=3))
+        r = self.ws.kiln("run")
+        self.assertEqual(r.rc, 0, r)
+        self.assertNotIn("attached", r.out)
+        self.assertFalse(set(old) & set(marked_processes(self.ws.dir)), "the stale attempt was stopped")
+        self.assertEqual(self.ws.read("model.txt"), "trained 3 epochs\n")
+        self.assertNotIn("Resuming", self.ws.read(".kiln/logs/train@2.log"))
+
+    def test_a_closed_terminal_leaves_the_attempt_running(self):
+        self.ws.write("kiln.lua", recipe())
+        p = self.interrupt(signal.SIGHUP)
+        self.assertIn("train: left running as local job", p.out)
+        self.assertIn("the terminal closed", p.out)
+        self.assertTrue(marked_processes(self.ws.dir), "SIGHUP leaves the attempt running")
+        r = self.ws.kiln("run")
+        self.assertEqual(r.rc, 0, r)
+        self.assertIn("attached to local job", r.out)
+        self.assertEqual(len(self.ledger("start")), 1)
+        self.assert_each_epoch_once_but(8, in_flight=0)
+
+
+class Logs(KilnTestCase):
+    def test_a_failed_attempts_log_survives_later_runs(self):
+        self.ws.write("kiln.lua", 'task { name = "t", outputs = {"t.txt"}, '
+                      'run = "if [ -e fixed ]; then echo fine > t.txt; else echo Traceback: boom; exit 3; fi" }\n')
+        r = self.ws.kiln("run")
+        self.assertEqual(r.rc, 1, r)
+        failed = self.ws.read(".kiln/logs/t@1.log")
+        self.assertIn("Traceback: boom", failed)
+        r = self.ws.kiln("run")  # fails again: a log of its own
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn(".kiln/logs/t@2.log", r.out)
+        self.ws.write("fixed", "")
+        r = self.ws.kiln("run")
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(self.ws.read(".kiln/logs/t@1.log"), failed, "unchanged by later runs")
+        self.assertTrue(self.ws.exists(".kiln/logs/t@3.log"))
+        self.assertIn("attempt 3 (try 1 of 1 in this run)", self.ws.kiln("log", "t").out)
+        self.assertEqual(self.ws.kiln("log", "t", "1").out, failed)
+        every = self.ws.kiln("log", "t", "--all").out
+        self.assertEqual(re.findall(r"==> attempt (\d+) \(run \d+, ([^)]*)\)", every),
+                         [("1", "exit status 3 [error]"), ("2", "exit status 3 [error]"), ("3", "ok")])
+        r = self.ws.kiln("log", "t", "7")
+        self.assertEqual(r.rc, 2)
+        self.assertIn("has no attempt 7", r.err)
+
+    def test_gc_keeps_the_recent_logs_and_the_last_success(self):
+        self.ws.write("kiln.lua", 'task { name = "t", outputs = {"t.txt"}, run = "echo run >> count; '
+                      'test $(wc -l < count) -eq 1 && echo ok > t.txt" }\n')
+        self.assertEqual(self.ws.kiln("run").rc, 0)  # attempt 1: the success
+        for _ in range(7):  # attempts 2..8 fail
+            self.assertEqual(self.ws.kiln("run", "--force", "t").rc, 1)
+        self.ws.write(".kiln/logs/stray@1.log", "a log no attempt names\n")
+        r = self.ws.kiln("gc")
+        self.assertEqual(r.rc, 0, r)
+        kept = sorted(n for n in os.listdir(self.ws.path(".kiln/logs")) if n.endswith(".log"))
+        # the 5 latest (4..8), the latest success (1); 2 and 3 and the stray one go
+        self.assertEqual(kept, ["t@1.log", "t@4.log", "t@5.log", "t@6.log", "t@7.log", "t@8.log"])
+        self.assertIn("and 3 old attempt logs", r.out)
+        self.assertIn("was removed by kiln gc", self.ws.kiln("log", "t", "2").out)
+
+
+if __name__ == "__main__":
+    main()
