@@ -1,6 +1,7 @@
 """End-to-end: failed attempts are classified from how they ended and their log's tail (oom,
 comm, port, preempted, missing-input, timeout, error), recorded with the attempt, noted in the
 log, and retried per retry_on (by default not an oom)."""
+import os
 import sqlite3
 
 from kilntest import KilnTestCase, lua_str, main
@@ -13,7 +14,8 @@ def attempts(ws, task):
     return rows
 
 
-OOM_ONCE = ("if [ \"$KILN_ATTEMPT\" = 1 ]; then echo 'RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB "
+# the first attempt after the flag file is gone runs out of memory
+OOM_ONCE = ("if [ ! -e oomed ]; then touch oomed; echo 'RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB "
             "(GPU 0; 79.35 GiB total capacity)' >&2; exit 1; fi; echo ok > {out}")
 
 
@@ -29,6 +31,7 @@ class FailureClasses(KilnTestCase):
         # by default a retry is not spent on an OOM: the same attempt would run out again
         self.ws.write("kiln.lua", 'task { name = "t", outputs = {"o.txt"}, retries = 2, run = %s }\n'
                       % lua_str(OOM_ONCE + " # again"))
+        os.remove(self.ws.path("oomed"))
         r = self.ws.kiln("run")
         self.assertEqual(r.rc, 1, r)
         self.assertIn("not retried", r.out)

@@ -137,7 +137,7 @@ class Report(KilnTestCase):
         self.assertIsNotNone(cell, "the failed cell")
         tail = re.search(r'<details id="%s" class="log">.*?</details>' % cell.group(1), html, re.S).group(0)
         self.assertIn("CUDA out of memory", tail)
-        self.assertIn(".kiln/logs/eval/dtd/b@1.log", tail)
+        self.assertIn(".kiln/logs/eval/dtd/b@2.log", tail, "run 2's attempt: numbers go on across runs")
         self.assertRegex(html, r'title="eval/cifar/a">(done|up to date)</td>')
 
 

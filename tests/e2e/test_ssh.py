@@ -117,13 +117,13 @@ task { name = "b", host = "v802", inputs = {"ckpt.pt"}, outputs = {"b.txt"}, run
         # run a again: the copy there is as recorded, so nothing is copied
         r = self.kiln("--force", "a")
         self.assertEqual(r.rc, 0, r)
-        log = self.ws.read(".kiln/logs/a@1.log")
+        log = self.ws.read(".kiln/logs/a@2.log")  # attempt numbers go on across runs
         self.assertNotIn("copied", log)
         # someone deletes the dataset on v800: the next run that needs it copies it again
         shutil.rmtree(os.path.join(w["v800"], "data/cifar"))
         r = self.kiln("--force", "a")
         self.assertEqual(r.rc, 0, r)
-        self.assertIn("copied data/cifar to v800", self.ws.read(".kiln/logs/a@1.log"))
+        self.assertIn("copied data/cifar to v800", self.ws.read(".kiln/logs/a@3.log"))
         self.assertEqual(self.ws.read("a.txt").split(), ["3", "weights"])
         # a changed input here is copied again (and the task runs again for it)
         self.ws.write("data/cifar/part0.bin", "changed")
@@ -155,6 +155,25 @@ end
         r = self.kiln()
         self.assertEqual(r.rc, 0, r)
         self.assertEqual(self.ws.read("b.txt").strip(), "v801")
+
+    def test_a_task_whose_only_host_is_down_fails_as_host_down(self):
+        self.ws.write("kiln.lua", 'task { name = "pinned", host = "v802", outputs = {"p.txt"}, run = "echo hi > p.txt" }\n'
+                      'task { name = "free", outputs = {"f.txt"}, run = "echo hi > f.txt" }\n')
+        self.lab.hosts["v802"].stop()
+        try:
+            r = self.kiln("-k", "--host-wait", "2s")
+        finally:
+            self.lab.hosts["v802"].start()
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("FAILED pinned: no host can take it: v802 down", r.out)
+        self.assertIn("[host-down]", r.out)
+        self.assertNotIn("missing-input", r.out)
+        self.assertRegex(r.out, r"host v802: 0 done, 0 failed, 1 failed waiting for it \(host-down\).*DOWN")
+        self.assertEqual(self.ws.read("f.txt"), "hi\n", "the other task ran elsewhere")
+        # the host is back: the task runs there
+        r = self.kiln()
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(r.ran, {"pinned"})
 
     def test_kill_9_then_rerun_reattaches_and_ctrl_c_stops_remote_groups(self):
         self.ws.write("kiln.lua", """
