@@ -576,7 +576,7 @@ int cache_prepare_attempt(Cache *c, Task *t, const char *key_hex)
 		else if (lstat(t->opts->resume[i], &st) == 0)
 			there = 1;
 	}
-	return keep && there;
+	return keep ? 1 + there : 0;
 }
 
 StoreQueue *cache_store_queue(Cache *c)

@@ -35,6 +35,7 @@ typedef struct Job {
 	char *items_path;     /* a map shard's item list ({items}, KILN_ITEMS), owned, or NULL */
 	char *progress_path;  /* KILN_PROGRESS, owned */
 	struct Progress *progress; /* its latest readings (progress.c), or NULL */
+	int resume_kept;      /* the task's resume state is kept for this attempt (same key as the last) */
 	/* set by the executor */
 	pid_t pid;            /* process (and process group) id, local only */
 	int64_t started_ns, ended_ns;

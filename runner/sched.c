@@ -266,7 +266,9 @@ int try_start(Run *r, Task *t)
 		job->deadline_ns = now_mono_ns() + (int64_t)(t->opts->timeout_sec * 1e9);
 	/* an attempt a previous kiln left, re-attached: what it wrote so far stays */
 	int reattach = ex->adoptable && ex->adoptable(ex, t, job->key);
-	if (!reattach && cache_prepare_attempt(o->cache, t, job->key))
+	int kept = reattach ? 0 : cache_prepare_attempt(o->cache, t, job->key);
+	job->resume_kept = kept > 0; /* an ssh host keeps its own copy: ssh_job.c */
+	if (kept == 2)
 		job->env[nenv++] = xstrdup("KILN_RESUME=1"); /* it continues from its resume state */
 	for (int i = 0; i < t->noutputs; i++)
 		mkdirs_parent(t->outputs[i]);

@@ -77,17 +77,24 @@ char *ssh_job_start_script(const Job *job, const char *id)
 	 * this attempt's: one test and rm, one mkdir for J and the outputs' folders. */
 	Buf rm = {0}, test = {0}, dirs = {0};
 	buf_puts(&dirs, "\"$J\"");
-	for (int i = 0; i < t->noutputs; i++) {
-		if (t->outputs[i][0] == '/')
+	/* the outputs, and the resume state unless this attempt continues from it (kept there
+	 * as here: an output that is also resume state stays) */
+	int nresume = t->opts->nresume;
+	for (int k = 0; k < t->noutputs + nresume; k++) { /* the outputs, then the resume paths */
+		const char *path = k < t->noutputs ? t->outputs[k] : t->opts->resume[k - t->noutputs];
+		int is_resume = k >= t->noutputs;
+		for (int r = 0; r < nresume && !is_resume; r++)
+			is_resume = !strcmp(t->opts->resume[r], path);
+		if (path[0] == '/' || (is_resume && job->resume_kept))
 			continue;
 		buf_putc(&rm, ' ');
-		buf_shell_quote(&rm, t->outputs[i]);
+		buf_shell_quote(&rm, path);
 		buf_printf(&test, "%s[ -e ", test.len ? " || " : "");
-		buf_shell_quote(&test, t->outputs[i]);
+		buf_shell_quote(&test, path);
 		buf_puts(&test, " ]");
-		const char *slash = strrchr(t->outputs[i], '/');
+		const char *slash = strrchr(path, '/');
 		if (slash) {
-			char *parent = xasprintf("%.*s", (int)(slash - t->outputs[i]), t->outputs[i]);
+			char *parent = xasprintf("%.*s", (int)(slash - path), path);
 			buf_putc(&dirs, ' ');
 			buf_shell_quote(&dirs, parent);
 			free(parent);

@@ -1,0 +1,134 @@
+#!/usr/bin/env python3
+"""resume-campaign.py [KILLS] [SEED] — interruptions of long work, counted in work redone.
+
+Two campaigns against build/kiln (or $KILN), each of KILLS interruptions (default 100):
+
+  resume: four checkpointing trainers (tests/e2e/test_resume.py's TRAINER, resume = {...},
+          30 epochs each, retries on), interrupted at random moments, three kill -9s of
+          kiln for every Ctrl-C; after each, the next run. Counts epochs run more than once
+          (beyond the one in flight at a Ctrl-C) from the ledger each epoch appends to.
+  map:    a 400-item map{} over 4 shards (tests/e2e/test_map.py's worker), kiln killed with
+          -9 at random moments, run again until done. Counts item executions beyond 400.
+
+After each campaign the final run must finish with every output right and the next run
+must be a no-op. Prints the counts; exits 1 when a bound is broken.
+"""
+import collections
+import os
+import random
+import signal
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "../tests/e2e"))
+os.environ.setdefault("KILN", os.path.join(HERE, "../build/kiln"))
+
+from kilntest import Workspace, marked_processes, wait_for  # noqa: E402
+import test_map  # noqa: E402
+import test_resume  # noqa: E402
+
+
+def ledger(ws, kind):
+    if not ws.exists("ledger"):
+        return []
+    return [line.split() for line in ws.read("ledger").splitlines() if line.startswith(kind + " ")]
+
+
+def resume_campaign(kills, rng):
+    ws = Workspace()
+    ws.write("train.py", test_resume.TRAINER)
+    ws.write("kiln.lua", "\n".join(
+        'task { name = "train%d", inputs = {"train.py"}, outputs = {"model%d.txt"}, resume = {"ckpt%d/snap.json"},'
+        ' run = "mkdir -p w%d && cd w%d && python3 ../train.py 30 ../ckpt%d/snap.json && mv model.txt ../model%d.txt",'
+        ' retries = 2 }' % ((i,) * 7) for i in range(4)) + "\n")
+    env = {"EPOCH_SEC": "0.05"}
+    ctrl_c = 0
+    trial = 0
+    while trial < kills:
+        p = ws.spawn("run", "-j", "4", env=env)
+        time.sleep(rng.uniform(0.05, 0.8))
+        sig = signal.SIGINT if trial % 4 == 3 else signal.SIGKILL
+        ctrl_c += sig == signal.SIGINT
+        p.send_signal(sig)
+        p.communicate(timeout=120)
+        trial += 1
+        if all(ws.exists("model%d.txt" % i) for i in range(4)):
+            for i in range(4):  # all done: start over, a new round of training
+                os.remove(ws.path("model%d.txt" % i))
+            ws.kiln("clean")
+    r = ws.kiln("run", "-j", "4", env=env, timeout=600)
+    assert r.rc == 0, r
+    for i in range(4):
+        assert ws.read("model%d.txt" % i) == "trained 30 epochs\n", i
+    assert ws.kiln("run").ran == set(), "a no-op after"
+    assert not marked_processes(ws.dir), "nothing left running"
+    # per trainer, its ledger (in its directory): a round of training starts at epoch 0
+    # (after kiln clean); within a round every epoch beyond its first run is redone work
+    redone = epochs = 0
+    for i in range(4):
+        counts = collections.Counter()
+        lines = ws.read("w%d/ledger" % i).splitlines() if ws.exists("w%d/ledger" % i) else []
+        for line in lines:
+            if not line.startswith("epoch "):
+                continue
+            e = int(line.split()[1])
+            if e == 0 and counts[0]:
+                redone += sum(n - 1 for n in counts.values())
+                counts = collections.Counter()
+            counts[e] += 1
+            epochs += 1
+        redone += sum(n - 1 for n in counts.values())
+    ws.cleanup()
+    return kills, ctrl_c, epochs, redone
+
+
+def map_campaign(kills, rng):
+    ws = Workspace()
+    ws.write("kiln.lua", test_map.recipe(400))
+    env = {"SLEEP": "0.01"}
+    rounds = 0
+    for trial in range(kills):
+        p = ws.spawn("run", env=env)
+        time.sleep(rng.uniform(0.05, 1.0))
+        p.send_signal(signal.SIGKILL)
+        p.communicate(timeout=120)
+        if ws.exists("all.txt"):  # finished before the kill: a new round
+            rounds += 1
+            ws.kiln("clean")
+            os.rename(ws.path("ledger"), ws.path("ledger.%d" % rounds))
+    r = ws.kiln("run", env=env, timeout=600)
+    assert r.rc == 0, r
+    assert ws.read("all.txt").strip() == "400"
+    for i in range(1, 401):
+        assert ws.read("out/%04d.txt" % i) == "caption of %04d\n" % i
+    assert ws.kiln("run").ran == set()
+    assert not marked_processes(ws.dir)
+    runs = 0
+    extra = 0
+    for name in [n for n in os.listdir(ws.dir) if n.startswith("ledger")]:
+        items = [line.split()[0] for line in ws.read(name).splitlines()]
+        runs += len(items)
+        extra += len(items) - len(set(items))
+    ws.cleanup()
+    return kills, rounds + 1, runs, extra
+
+
+def main():
+    kills = int(sys.argv[1]) if len(sys.argv) > 1 else 100
+    seed = int(sys.argv[2]) if len(sys.argv) > 2 else int(time.time())
+    rng = random.Random(seed)
+    start = time.time()
+    n, ctrl_c, epochs, redone = resume_campaign(kills, rng)
+    print("resume campaign (seed %d): %d interruptions (%d kill -9, %d Ctrl-C), %d epochs run, "
+          "%d run twice (bound: one per Ctrl-C per running trainer, %d); %.0fs"
+          % (seed, n, n - ctrl_c, ctrl_c, epochs, redone, 4 * ctrl_c, time.time() - start))
+    start = time.time()
+    n, rounds, runs, extra = map_campaign(kills, rng)
+    print("map campaign (seed %d): %d kill -9s over %d round(s) of 400 items, %d item executions, "
+          "%d beyond one per item (bound: 4 per kill); %.0fs" % (seed, n, rounds, runs, extra, time.time() - start))
+    return 0 if redone <= 4 * ctrl_c and extra <= 4 * n else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
