@@ -1,10 +1,12 @@
 """End-to-end with real PyTorch (gloo, CPU): torchrun tasks get a rendezvous port of their
 own and their process count. They skip (with the reason) where Debian's python3-torch is
 not installed."""
+import os
+import signal
 import subprocess
 import unittest
 
-from kilntest import KilnTestCase, main
+from kilntest import KilnTestCase, main, wait_for
 
 PYTHON = "/usr/bin/python3"
 
@@ -43,6 +45,46 @@ with open(out + ".trace", "a") as f:
 dist.destroy_process_group()
 if rank == 0:
     open(out, "w").write("%d %s %s %s\n" % (world, os.environ["KILN_PORT"], os.environ["LOCAL_WORLD_SIZE"], met))
+"""
+
+
+# A DDP trainer written the way the well-known tutorial's is: it loads snapshot.pt at start
+# when there is one ("Resuming training from snapshot at Epoch N"), saves it after every
+# epoch from rank 0, and knows nothing of kiln. Rank 0 appends each epoch to the ledger.
+SNAPSHOT_TRAINER = r"""
+import os, sys, time, torch, torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel as DDP
+from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data.distributed import DistributedSampler
+total = int(sys.argv[1])
+dist.init_process_group("gloo")
+rank = dist.get_rank()
+torch.manual_seed(0)
+data = TensorDataset(torch.randn(256, 20), torch.randn(256, 1))
+loader = DataLoader(data, batch_size=32, sampler=DistributedSampler(data))
+model = torch.nn.Linear(20, 1)
+epochs_run = 0
+if os.path.exists("snapshot.pt"):
+    snap = torch.load("snapshot.pt")
+    model.load_state_dict(snap["MODEL_STATE"])
+    epochs_run = snap["EPOCHS_RUN"]
+    print(f"Resuming training from snapshot at Epoch {epochs_run}", flush=True)
+model = DDP(model)
+opt = torch.optim.SGD(model.parameters(), lr=0.01)
+for epoch in range(epochs_run, total):
+    loader.sampler.set_epoch(epoch)
+    for x, y in loader:
+        opt.zero_grad()
+        torch.nn.functional.mse_loss(model(x), y).backward()
+        opt.step()
+    time.sleep(0.4)
+    if rank == 0:
+        with open("ledger", "a") as f:
+            f.write("epoch %d\n" % epoch)
+        torch.save({"MODEL_STATE": model.module.state_dict(), "EPOCHS_RUN": epoch + 1}, "snapshot.pt.tmp")
+        os.replace("snapshot.pt.tmp", "snapshot.pt")
+        print(f"Epoch {epoch} | Training snapshot saved at snapshot.pt", flush=True)
+dist.destroy_process_group()
 """
 
 
@@ -90,6 +132,40 @@ class Torchrun(KilnTestCase):
         r = self.ws.kiln("run", timeout=300)
         self.assertEqual(r.rc, 0, r)
         self.assertEqual(self.ws.read("o.txt").split()[0], "2")
+
+    def test_a_snapshot_trainer_resumes_after_ctrl_c_and_is_reattached_after_kill_9(self):
+        self.ws.write("train.py", SNAPSHOT_TRAINER)
+        def recipe(epochs):
+            self.ws.write("kiln.lua", 'task { name = "ddp", inputs = {"train.py"}, outputs = {"snapshot.pt"}, '
+                          'resume = {"snapshot.pt"}, torchrun = { nproc = 2 }, '
+                          'run = { "%s", "train.py", "%d" } }\n' % (PYTHON, epochs))
+        def epochs():
+            return [int(l.split()[1]) for l in self.ws.read("ledger").splitlines()] if self.ws.exists("ledger") else []
+        def interrupt(sig, at_least):
+            p = self.ws.spawn("run", "--cpus", "2")
+            self.assertTrue(wait_for(lambda: len(epochs()) >= at_least, timeout=120), "training got going")
+            p.send_signal(sig)
+            p.communicate(timeout=120)
+        recipe(8)
+        interrupt(signal.SIGINT, 2)
+        self.assertLess(len(epochs()), 8)
+        r = self.ws.kiln("run", "--cpus", "2", timeout=300)
+        self.assertEqual(r.rc, 0, r)
+        log = self.ws.read(".kiln/logs/ddp@2.log")
+        self.assertIn("Resuming training from snapshot at Epoch", log)
+        self.assertEqual(sorted(set(epochs())), list(range(8)))
+        self.assertLessEqual(len(epochs()), 9, "at most the epoch in flight ran twice: %s" % epochs())
+        self.assertEqual(self.ws.kiln("run").ran, set(), "recorded: the next run is a no-op")
+        # a new configuration: starts from epoch 0, not from the other's snapshot; then kill -9
+        os.remove(self.ws.path("ledger"))
+        recipe(10)
+        interrupt(signal.SIGKILL, 2)
+        r = self.ws.kiln("run", "--cpus", "2", timeout=300)
+        self.assertEqual(r.rc, 0, r)
+        self.assertIn("ddp: attached to local job", r.out)
+        self.assertEqual(epochs(), list(range(10)), "no epoch ran twice, none was skipped")
+        self.assertNotIn("Resuming", self.ws.read(".kiln/logs/ddp@3.log"))
+        self.assertEqual(self.ws.kiln("run").ran, set())
 
     def test_recipe_errors_name_the_line(self):
         cases = [('torchrun = { nproc = "gpus" }', 'has nproc = "gpus" but the task leases none'),
