@@ -47,7 +47,7 @@ typedef struct Job {
 	int exit_code, term_signal;
 	char reason[256];     /* set by an executor that knows better (e.g. Slurm's job state) */
 	/* executors whose jobs outlive kiln (reattaches): */
-	char job_id[96];      /* the executor's id for the job, or "" (ssh: "host:id/gpus") */
+	char job_id[256];     /* the executor's id for the job, or "" (ssh: "host:id/gpus") */
 	int adopted;          /* re-attached to a job a previous kiln started */
 	char key[33];         /* the task's key when it started (hex), to re-attach only to the same work */
 	long long attempt_row;/* adopted jobs: the attempt row the first kiln opened */
@@ -94,8 +94,9 @@ struct Executor {
 	void (*adopt)(Executor *ex, const char *task, int attempt, const char *job_id, const char *key_hex,
 		      const char *log_path, long long attempt_row);
 	/* Whether start() of t with this key would re-attach to an adopted job (its outputs and
-	 * resume state are then left as they are); NULL: never. */
-	int (*adoptable)(Executor *ex, const Task *t, const char *key_hex);
+	 * resume state are then left as they are; gpus, 128 bytes, gets the devices it holds,
+	 * "0,3" or ""); NULL: never. */
+	int (*adoptable)(Executor *ex, const Task *t, const char *key_hex, char *gpus);
 	/* Prints the executor's part of the end summary (ssh: per host); NULL: none. */
 	void (*summarize)(Executor *ex);
 	void (*destroy)(Executor *ex);
@@ -115,6 +116,9 @@ int exec_local_stop_stale(Executor *local, const Graph *g, int after_run);
  * that no attempt record names (a kiln killed between a start and its next commit) and
  * adopts them with attempt row 0, their sessions appended to spare. Returns how many. */
 int exec_local_find_keepers(Executor *local, const char *marker, pid_t **spare, int *nspare);
+/* The devices adopted local attempts hold (ids, at most max): the caller leases them before
+ * anything starts, so no task is given a device a re-attached attempt still uses. */
+int exec_local_adopted_gpus(Executor *local, int *ids, int max);
 /* Whether job_id is the local executor's. */
 int exec_local_is_job_id(const char *job_id);
 /* Whether a local attempt a previous kiln left open can be re-attached to: its keeper

@@ -366,10 +366,35 @@ static AdoptedJob *adopted_for(LocalExec *le, const Task *t)
 	return NULL;
 }
 
-static int local_adoptable(Executor *ex, const Task *t, const char *key_hex)
+/* The device list at the end of a local job id "local/HOST/PID/START/GPUS" ("" when none). */
+static const char *gpus_of_id(const char *id)
+{
+	int slashes = 0;
+	for (const char *p = id; *p; p++)
+		if (*p == '/' && ++slashes == 4)
+			return p + 1;
+	return "";
+}
+
+static int local_adoptable(Executor *ex, const Task *t, const char *key_hex, char *gpus)
 {
 	LocalExec *le = ex->impl;
+	AdoptedJob *a = adopted_for(le, t);
+	snprintf(gpus, 128, "%s", a ? gpus_of_id(a->job_id) : "");
 	return exec_adopted_matches(le->adopted, le->nadopted, t, key_hex);
+}
+
+int exec_local_adopted_gpus(Executor *local, int *ids, int max)
+{
+	LocalExec *le = local->impl;
+	int n = 0;
+	for (int i = 0; i < le->nadopted; i++)
+		for (const char *s = gpus_of_id(le->adopted[i].job_id); *s && n < max;) {
+			char *end;
+			ids[n++] = (int)strtol(s, &end, 10);
+			s = *end ? end + 1 : end;
+		}
+	return n;
 }
 
 /* Waits for an adopted keeper to write its exit file, asking it to stop first (its task's
@@ -432,8 +457,10 @@ int exec_local_find_keepers(Executor *local, const char *marker, pid_t **spare, 
 		const char *key = grace < cmd + clen ? grace + strlen(grace) + 1 : NULL;
 		if (!key || key >= cmd + clen)
 			goto next;
-		char job_id[96];
-		snprintf(job_id, sizeof job_id, "local/%s/%d/%lld", os_hostname(), (int)pid, os_process_start(pid));
+		char job_id[256];
+		const char *devices = env_value(env, elen, "CUDA_VISIBLE_DEVICES");
+		snprintf(job_id, sizeof job_id, "local/%s/%d/%lld/%s", os_hostname(), (int)pid, os_process_start(pid),
+			 devices ? devices : "");
 		int known = 0;
 		for (int i = 0; i < le->nadopted && !known; i++)
 			known = !strcmp(le->adopted[i].job_id, job_id);
@@ -490,6 +517,7 @@ static int reattach(Executor *ex, Job *job)
 	long long start;
 	parse_local_id(a->job_id, &job->pid, &start);
 	snprintf(job->job_id, sizeof job->job_id, "%s", a->job_id);
+	snprintf(job->gpu_list, sizeof job->gpu_list, "%s", gpus_of_id(a->job_id));
 	job->attempt = a->attempt;
 	free(job->log_path);
 	job->log_path = xstrdup(a->log);
@@ -566,8 +594,8 @@ static int local_start(Executor *ex, Job *job)
 	}
 	close(fd);
 	/* the id a later kiln re-attaches by: the keeper's pid and start time on this host */
-	snprintf(job->job_id, sizeof job->job_id, "local/%s/%d/%lld", os_hostname(), (int)job->pid,
-		 os_process_start(job->pid));
+	snprintf(job->job_id, sizeof job->job_id, "local/%s/%d/%lld/%s", os_hostname(), (int)job->pid,
+		 os_process_start(job->pid), job->gpu_list);
 	os_children_watch(job->pid);
 	exec_push_job(&le->jobs, &le->njobs, &le->cap, job);
 	return 0;

@@ -393,9 +393,10 @@ static void slurm_destroy(Executor *ex)
 	free(ex);
 }
 
-static int slurm_adoptable(Executor *ex, const Task *t, const char *key_hex)
+static int slurm_adoptable(Executor *ex, const Task *t, const char *key_hex, char *gpus)
 {
 	SlurmExec *se = ex->impl;
+	gpus[0] = 0; /* Slurm's own to lease */
 	return exec_adopted_matches(se->adopted, se->nadopted, t, key_hex);
 }
 

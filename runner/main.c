@@ -456,6 +456,8 @@ static int verb_run(Options *o, int argc, char **argv)
 	cache_each_open_job(c, adopt_local, &lo);
 	if (cache_unclean(c)) /* a killed kiln: its last starts may have no record yet */
 		exec_local_find_keepers(ex, exec_workspace_marker(), &lo.spare, &lo.nspare);
+	int held[64], nheld = exec_local_adopted_gpus(ex, held, 64);
+	gpu_lease_ids(gpus, held, nheld); /* devices re-attached attempts still use */
 	int orphans = cache_reap_orphans(c, exec_workspace_marker(), lo.spare, lo.nspare, lo.abandoned > 0);
 	free(lo.spare);
 	exec_local_stop_stale(ex, g, 0); /* says what it stops */

@@ -216,8 +216,18 @@ int try_start(Run *r, Task *t)
 		if (r->state_error)
 			return 0;
 	}
+	/* an attempt a previous kiln left, re-attached: what it wrote so far stays, and the
+	 * devices it holds (leased for it before the run began) are its lease */
+	char key[33], held[128];
+	cache_key_hex(o->cache, t, key);
+	int reattach = ex->adoptable && ex->adoptable(ex, t, key, held);
 	double waited = 0;
-	if (local && t->gpus > 0 && !lease_gpus(r, t, ids, &waited))
+	if (reattach && local && t->gpus > 0 && held[0]) {
+		int n = 0;
+		memset(ids, 0, sizeof ids);
+		gpu_ids_parse(held, ids, &n); /* job->gpu_list becomes held: release() frees those */
+	}
+	if (local && t->gpus > 0 && !(reattach && held[0]) && !lease_gpus(r, t, ids, &waited))
 		return t->state == TS_FAILED; /* 1: it failed its wait and leaves the queue */
 	int ports[PORTS_MAX];
 	Buf why = {0};
@@ -242,7 +252,7 @@ int try_start(Run *r, Task *t)
 	job->env[nenv++] = xasprintf("KILN_PROGRESS=%s", job->progress_path);
 	job->ex = ex;
 	job->grace_ns = (int64_t)(o->kill_grace_sec * 1e9);
-	cache_key_hex(o->cache, t, job->key);
+	memcpy(job->key, key, sizeof key);
 	if (t->gpus > 0 && local) {
 		size_t len = 0;
 		for (int i = 0; i < t->gpus; i++)
@@ -264,8 +274,6 @@ int try_start(Run *r, Task *t)
 	}
 	if (t->opts->timeout_sec > 0 && ex->kiln_timeouts) /* otherwise the executor's system enforces it (Slurm: --time) */
 		job->deadline_ns = now_mono_ns() + (int64_t)(t->opts->timeout_sec * 1e9);
-	/* an attempt a previous kiln left, re-attached: what it wrote so far stays */
-	int reattach = ex->adoptable && ex->adoptable(ex, t, job->key);
 	int kept = reattach ? 0 : cache_prepare_attempt(o->cache, t, job->key);
 	job->resume_kept = kept > 0; /* an ssh host keeps its own copy: ssh_job.c */
 	if (kept == 2)

@@ -173,6 +173,23 @@ class Resume(KilnTestCase):
         self.assertEqual(len(self.ledger("start")), 1)
         self.assert_each_epoch_once_but(8, in_flight=0)
 
+    def test_a_reattached_attempt_keeps_its_gpu_and_no_other_task_gets_it(self):
+        # a runs on one of two devices; kiln is killed; the next run re-attaches to a and
+        # gives b the other device, never the one a still uses
+        self.ws.write("kiln.lua", 'task { name = "a", gpus = 1, outputs = {"a.txt"}, '
+                      'run = "echo $CUDA_VISIBLE_DEVICES > a.dev; sleep 2; echo done > a.txt" }\n')
+        p = self.ws.spawn("run", "--gpus", "0,1")
+        self.assertTrue(wait_for(lambda: self.ws.exists("a.dev")))
+        time.sleep(0.2)
+        p.send_signal(signal.SIGKILL)
+        p.communicate()
+        self.ws.write("kiln.lua", self.ws.read("kiln.lua") + 'task { name = "b", gpus = 1, outputs = {"b.txt"}, '
+                      'run = "echo $CUDA_VISIBLE_DEVICES > b.dev; sleep 0.5; echo done > b.txt" }\n')
+        r = self.ws.kiln("run", "--gpus", "0,1")
+        self.assertEqual(r.rc, 0, r)
+        self.assertIn("a: attached to local job", r.out)
+        self.assertEqual({self.ws.read("a.dev").strip(), self.ws.read("b.dev").strip()}, {"0", "1"})
+
 
 class Logs(KilnTestCase):
     def test_a_failed_attempts_log_survives_later_runs(self):
