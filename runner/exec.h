@@ -112,19 +112,14 @@ Executor *exec_local_new(struct Cache *cache, int detach);
  * is gone from the recipe, after it (1) those of tasks the run needed but did not re-attach
  * (their key changed, or they were restored). Returns how many. */
 int exec_local_stop_stale(Executor *local, const Graph *g, int after_run);
-/* Finds keepers of this workspace (marker: exec_workspace_marker()) running on this host
- * that no attempt record names (a kiln killed between a start and its next commit) and
- * adopts them with attempt row 0, their sessions appended to spare. Returns how many. */
-int exec_local_find_keepers(Executor *local, const char *marker, pid_t **spare, int *nspare);
-/* The devices adopted local attempts hold (ids, at most max): the caller leases them before
- * anything starts, so no task is given a device a re-attached attempt still uses. */
-int exec_local_adopted_gpus(Executor *local, int *ids, int max);
+/* Before a run: adopts the attempts a killed or detached kiln left that can be re-attached
+ * (by their records; after a killed kiln also by their keepers), leases in gpus the devices
+ * they hold, closes as abandoned the records of attempts gone without a word, and stops
+ * every other process of a killed kiln (cache_reap_orphans, whose count it returns). */
+struct GpuPool;
+int exec_local_take_over(Executor *local, struct Cache *c, struct GpuPool *gpus);
 /* Whether job_id is the local executor's. */
 int exec_local_is_job_id(const char *job_id);
-/* Whether a local attempt a previous kiln left open can be re-attached to: its keeper
- * still runs on this host (*keeper set to its pid, which leads the attempt's session) or
- * it has ended and left its exit file beside log_path (*keeper 0). */
-int exec_local_reattachable(const char *job_id, const char *log_path, pid_t *keeper);
 /* The built-in executor: renders plot{} tasks (their typed spec) in this process from the
  * metrics in db_path, writing each attempt's log like any task. */
 Executor *exec_plot_new(const char *db_path);
@@ -195,6 +190,8 @@ void exec_push_job(Job ***list, int *n, int *cap, Job *job);
 int exec_has_attempt_words(const char *s);
 char *exec_expand_attempt(const char *s, const Job *job);
 
+/* Writes all of s to fd (EINTR retried; gives up on an error). */
+void exec_write_all(int fd, const char *s, size_t n);
 /* Writes the log header (command, environment kiln set, attempt) to fd. */
 void exec_write_log_header(int fd, const Job *job);
 /* Opens the job's log file for writing (parents created); returns fd or -1. */

@@ -377,34 +377,6 @@ static void adopt_job(void *ctx, int64_t id, const char *task, int attempt, cons
 	ex->adopt(ex, task, attempt, job_id, key, log, id);
 }
 
-/* Local attempts a killed (or detached) kiln left open: re-attachable ones go to the local
- * executor and their sessions are spared by the orphan sweep; the others are abandoned. */
-typedef struct {
-	Executor *local;
-	Cache *c;
-	pid_t *spare;
-	int nspare, abandoned;
-} LocalLeftovers;
-
-static void adopt_local(void *ctx, int64_t id, const char *task, int attempt, const char *job_id, const char *key,
-			const char *log)
-{
-	LocalLeftovers *lo = ctx;
-	pid_t keeper;
-	if (!exec_local_is_job_id(job_id))
-		return;
-	if (log && exec_local_reattachable(job_id, log, &keeper)) {
-		lo->local->adopt(lo->local, task, attempt, job_id, key, log, id);
-		if (keeper > 0) {
-			lo->spare = xrealloc(lo->spare, (size_t)(lo->nspare + 1) * sizeof *lo->spare);
-			lo->spare[lo->nspare++] = keeper;
-		}
-	} else if (strstr(job_id, os_hostname()) == job_id + 6) { /* this host's, and gone */
-		cache_attempt_ended(lo->c, id, -1, "abandoned: kiln stopped before the attempt ended", NULL);
-		lo->abandoned++;
-	}
-}
-
 static void mark_forced(void *ctx, Task *t)
 {
 	(void)ctx;
@@ -452,14 +424,7 @@ static int verb_run(Options *o, int argc, char **argv)
 	}
 	/* attempts a killed kiln left running are re-attached; everything else of it is stopped */
 	Executor *ex = exec_local_new(c, o->detach);
-	LocalLeftovers lo = {.local = ex, .c = c};
-	cache_each_open_job(c, adopt_local, &lo);
-	if (cache_unclean(c)) /* a killed kiln: its last starts may have no record yet */
-		exec_local_find_keepers(ex, exec_workspace_marker(), &lo.spare, &lo.nspare);
-	int held[64], nheld = exec_local_adopted_gpus(ex, held, 64);
-	gpu_lease_ids(gpus, held, nheld); /* devices re-attached attempts still use */
-	int orphans = cache_reap_orphans(c, exec_workspace_marker(), lo.spare, lo.nspare, lo.abandoned > 0);
-	free(lo.spare);
+	int orphans = exec_local_take_over(ex, c, gpus);
 	exec_local_stop_stale(ex, g, 0); /* says what it stops */
 	if (orphans > 0)
 		fprintf(stderr, "kiln: stopped %d task process group%s left running by a kiln that was killed (not re-attached)\n",

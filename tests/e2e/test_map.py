@@ -91,6 +91,22 @@ class Map(KilnTestCase):
             self.assertEqual(self.ws.read("out/%04d.txt" % i), "caption of %04d\n" % i)
         self.assertEqual(self.ws.kiln("run").ran, set(), "then a no-op")
 
+    def test_shards_that_ended_while_no_kiln_watched_are_adopted(self):
+        self.ws.write("kiln.lua", recipe(80))
+        p = self.ws.spawn("run", env={"SLEEP": "0.02"})
+        self.assertTrue(wait_for(lambda: len(self.ledger()) >= 10, timeout=60))
+        p.send_signal(signal.SIGKILL)
+        p.communicate()
+        self.assertTrue(wait_for(lambda: not marked_processes(self.ws.dir), timeout=60), "the shards finish alone")
+        finished = len(self.ledger())
+        self.assertGreaterEqual(finished, 20, "the shards that had started finished their lists")
+        r = self.ws.kiln("run")
+        self.assertEqual(r.rc, 0, r)
+        items = [line.split()[0] for line in self.ledger()]
+        self.assertEqual(sorted(items), ["%04d" % i for i in range(1, 81)], "nothing they finished ran again")
+        self.assertEqual(self.recorded(), 80)
+        self.assertEqual(self.ws.read("all.txt").strip(), "80")
+
     def test_ctrl_c_resumes_at_the_item(self):
         recorded = self.interrupted_then_resumed(signal.SIGINT)
         self.assertGreater(recorded, 0)

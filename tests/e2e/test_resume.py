@@ -173,6 +173,21 @@ class Resume(KilnTestCase):
         self.assertEqual(len(self.ledger("start")), 1)
         self.assert_each_epoch_once_but(8, in_flight=0)
 
+    def test_detach_leaves_the_attempt_running_on_purpose(self):
+        self.ws.write("kiln.lua", recipe())
+        p = self.ws.spawn("run", "--detach")
+        self.assertTrue(wait_for(lambda: len(self.ledger()) >= 2, timeout=60))
+        p.send_signal(signal.SIGINT)
+        out, _ = p.communicate(timeout=60)
+        self.assertIn("train: left running as local job", out)
+        self.assertIn("(--detach)", out)
+        self.assertTrue(marked_processes(self.ws.dir))
+        r = self.ws.kiln("run")
+        self.assertEqual(r.rc, 0, r)
+        self.assertIn("attached to local job", r.out)
+        self.assertEqual(len(self.ledger("start")), 1, "started once in all")
+        self.assert_each_epoch_once_but(8, in_flight=0)
+
     def test_a_reattached_attempt_keeps_its_gpu_and_no_other_task_gets_it(self):
         # a runs on one of two devices; kiln is killed; the next run re-attaches to a and
         # gives b the other device, never the one a still uses

@@ -1,0 +1,176 @@
+/* exec_common.c — what every executor shares: the list of jobs a previous kiln left
+ * (adoption), the log header, the words an attempt fills in ({port}, {gpus}, {rdzv},
+ * {items}), kiln's own path and the environment entries every task gets. */
+#define _GNU_SOURCE
+#include "exec.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+void exec_adopted_add(AdoptedJob **list, int *n, const char *task, int attempt, const char *job_id,
+		      const char *key_hex, const char *log_path, long long row)
+{
+	*list = xrealloc(*list, (size_t)(*n + 1) * sizeof **list);
+	(*list)[(*n)++] = (AdoptedJob){xstrdup(task), xstrdup(job_id), xstrdup(key_hex ? key_hex : ""),
+				       xstrdup(log_path ? log_path : ""), attempt, 0, row};
+}
+
+int exec_adopted_matches(const AdoptedJob *list, int n, const Task *t, const char *key_hex)
+{
+	for (int i = 0; i < n; i++)
+		if (!list[i].used && !strcmp(list[i].task, t->name))
+			return !strcmp(list[i].key, key_hex);
+	return 0;
+}
+
+void exec_adopted_free(AdoptedJob *list, int n)
+{
+	for (int i = 0; i < n; i++) {
+		free(list[i].task);
+		free(list[i].job_id);
+		free(list[i].key);
+		free(list[i].log);
+	}
+	free(list);
+}
+
+void exec_push_job(Job ***list, int *n, int *cap, Job *job)
+{
+	if (*n == *cap) {
+		*cap = *cap ? *cap * 2 : 16;
+		*list = xrealloc(*list, (size_t)*cap * sizeof **list);
+	}
+	(*list)[(*n)++] = job;
+}
+
+void exec_write_all(int fd, const char *s, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = write(fd, s, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return;
+		s += w;
+		n -= (size_t)w;
+	}
+}
+
+int exec_open_log(const Job *job)
+{
+	if (mkdirs_parent(job->log_path) != 0)
+		return -1;
+	return open(job->log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+}
+
+void exec_write_log_header(int fd, const Job *job)
+{
+	const Task *t = job->task;
+	Buf b = {0};
+	char when[64];
+	time_t now = time(NULL);
+	strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", localtime(&now));
+	buf_printf(&b, "# kiln: task %s, attempt %d (try %d of %d in this run), started %s\n", t->name, job->attempt,
+		   job->run_try, t->retries + 1, when);
+	char *cmd = task_command_line(t);
+	buf_printf(&b, "# command: %s%s\n", t->shell ? "/bin/sh -c " : "", cmd);
+	free(cmd);
+	buf_puts(&b, "# env:");
+	for (char **e = job->env; e && *e; e++)
+		buf_printf(&b, " %s", *e);
+	for (int i = 0; i < t->nenv; i++)
+		buf_printf(&b, " %s=%s", t->env[i].key, t->env[i].value);
+	buf_puts(&b, "\n# --\n");
+	exec_write_all(fd, b.data, b.len);
+	buf_free(&b);
+}
+
+const char *exec_self(void)
+{
+	static char self[4096]; /* computed once, read-only after: the binary does not move */
+	if (!self[0]) {
+		ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+		self[n > 0 ? n : 0] = 0;
+	}
+	return self;
+}
+
+int exec_has_attempt_words(const char *s)
+{
+	const char *brace = strchr(s, '{'); /* every spawn asks, for every word: most have no brace */
+	return brace && (strstr(brace, "{port") || strstr(brace, "{gpus}") || strstr(brace, "{rdzv}") || strstr(brace, "{items}"));
+}
+
+char *exec_expand_attempt(const char *s, const Job *job)
+{
+	if (!exec_has_attempt_words(s))
+		return NULL;
+	Buf b = {0};
+	for (const char *p = s; *p;) {
+		char *end;
+		long k = -1;
+		if (!strncmp(p, "{gpus}", 6)) {
+			buf_printf(&b, "%d", job->ngpus);
+			p += 6;
+			continue;
+		}
+		if (!strncmp(p, "{items}", 7) && job->items_path) { /* a map shard's item list */
+			buf_puts(&b, job->items_path);
+			p += 7;
+			continue;
+		}
+		if (!strncmp(p, "{rdzv}", 6) && job->nports > 0) { /* torchrun's rendezvous: the last port */
+			buf_printf(&b, "127.0.0.1:%d", job->ports[job->nports - 1]);
+			p += 6;
+			continue;
+		}
+		if (!strncmp(p, "{port}", 6))
+			k = 0, end = (char *)p + 5;
+		else if (!strncmp(p, "{port", 5) && p[5] >= '1' && p[5] <= '9' && (k = strtol(p + 5, &end, 10), *end != '}'))
+			k = -1;
+		if (k >= 0 && k < job->nports) {
+			buf_printf(&b, "%d", job->ports[k]);
+			p = end + 1;
+			continue;
+		}
+		buf_putc(&b, *p++);
+	}
+	return b.data ? b.data : xstrdup("");
+}
+
+int exec_runs_kiln(const Task *t) { return !t->shell && t->argc && !strcmp(t->argv[0], "@kiln"); }
+
+const char *exec_argv_word(const Task *t, int i) { return i == 0 && exec_runs_kiln(t) ? exec_self() : t->argv[i]; }
+
+const char *exec_workspace_marker(void)
+{
+	static char *marker; /* computed once: the workspace does not change during a command */
+	if (!marker) {
+		char *cwd = getcwd(NULL, 0);
+		marker = xasprintf("KILN_WORKSPACE=%s", cwd ? cwd : ".");
+		free(cwd);
+	}
+	return marker;
+}
+
+const char *exec_path_entry(void)
+{
+	/* kiln's own directory ends PATH, so tasks find kiln-kernels (and kiln) beside it
+	 * without shadowing anything the user put on PATH */
+	static char *entry; /* computed once from PATH at start-up, then read-only */
+	if (!entry) {
+		char *dir = xstrdup(exec_self());
+		char *slash = strrchr(dir, '/');
+		if (slash)
+			*slash = 0;
+		const char *old = getenv("PATH");
+		entry = xasprintf("PATH=%s:%s", old ? old : "/usr/local/bin:/usr/bin:/bin", dir);
+		free(dir);
+	}
+	return entry;
+}
