@@ -55,6 +55,9 @@ void task_failed(Run *r, Task *t, const char *reason, const char *log);
  * good (it leaves the queue), 0 if it must wait. */
 int try_start(Run *r, Task *t);
 
+/* sched_summary.c: prints the run's end: counts, failures with their logs' tails. */
+void sched_print_summary(Run *r, SchedSummary *s);
+
 /* gpu_wait.c: leases t's GPUs into ids (1, with how long it waited for them in waited), or
  * waits (0: it stays queued; it may have failed its bounded wait, then t->state is TS_FAILED) */
 int lease_gpus(Run *r, Task *t, int *ids, double *waited);
