@@ -17,7 +17,8 @@ enum JobEnd {
 	JOB_EXITED,      /* exit_code says how */
 	JOB_SIGNALED,    /* killed by term_signal */
 	JOB_START_FAILED, /* could not be started; message in the log */
-	JOB_LOST,         /* lost with its host (ssh): not the task's failure; it runs again elsewhere */
+	JOB_LOST,         /* lost with its host (ssh), or killed while no kiln watched (local): not the
+			     task's failure; it runs again */
 	JOB_HOST_DOWN     /* no host it may run on answered within the bound (ssh): class host-down */
 };
 
@@ -38,6 +39,7 @@ typedef struct Job {
 	int resume_kept;      /* the task's resume state is kept for this attempt (same key as the last) */
 	/* set by the executor */
 	pid_t pid;            /* process (and process group) id, local only */
+	int exec_token;       /* the executor's own name for the job (local: the keeper's token) */
 	int64_t started_ns, ended_ns;
 	int64_t deadline_ns;  /* 0: none */
 	int64_t kill_at_ns;   /* when SIGKILL follows a SIGTERM; 0: not stopping, -1: sent */
@@ -97,16 +99,19 @@ struct Executor {
 	 * resume state are then left as they are; gpus, 128 bytes, gets the devices it holds,
 	 * "0,3" or ""); NULL: never. */
 	int (*adoptable)(Executor *ex, const Task *t, const char *key_hex, char *gpus);
+	/* Told after each commit of the state: every end reap() gave is recorded; NULL: not needed. */
+	void (*committed)(Executor *ex);
 	/* Prints the executor's part of the end summary (ssh: per host); NULL: none. */
 	void (*summarize)(Executor *ex);
 	void (*destroy)(Executor *ex);
 	void *impl;
 };
 
-/* The local executor. Every attempt runs under kiln-keeper (runner/keeper.c) in a session
- * of its own, so it outlives a killed kiln; its job id "local/HOST/PID/START" names the
- * keeper. cache closes the rows of adopted attempts found stale; detach: a stop leaves
- * attempts running (--detach). */
+/* The local executor. A run's attempts are started by its kiln-keeper (runner/keeper.c),
+ * each in a session of its own, so they outlive a killed kiln; a job id
+ * "local/HOST/PID/START/KPID/KSTART/GPUS" names the attempt's leader and its keeper. cache
+ * closes the rows of adopted attempts found stale; detach: a stop leaves attempts running
+ * (--detach). */
 Executor *exec_local_new(struct Cache *cache, int detach);
 /* Stops adopted attempts no run will take up: before the run (after_run 0) those whose task
  * is gone from the recipe, after it (1) those of tasks the run needed but did not re-attach

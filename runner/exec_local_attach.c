@@ -26,19 +26,27 @@ char *local_exit_path(const char *log_path)
 	return xasprintf("%.*s.exit", (int)n, log_path);
 }
 
-/* A job id "local/HOST/PID/START/GPUS": the keeper's pid and start time, on this host (-1
- * for another host's). */
-int local_parse_id(const char *id, pid_t *pid, long long *start)
+int local_parse_id(const char *id, pid_t *pid, long long *start, pid_t *keeper, long long *keeper_start)
 {
 	const char *host = os_hostname();
 	size_t hl = strlen(host);
 	if (strncmp(id, "local/", 6) || strncmp(id + 6, host, hl) || id[6 + hl] != '/')
 		return -1;
-	int p;
-	if (sscanf(id + 7 + hl, "%d/%lld", &p, start) != 2)
+	int p, k;
+	if (sscanf(id + 7 + hl, "%d/%lld/%d/%lld", &p, start, &k, keeper_start) != 4)
 		return -1;
 	*pid = p;
+	*keeper = k;
 	return 0;
+}
+
+int local_job_alive(const char *job_id)
+{
+	pid_t pid, keeper;
+	long long start, keeper_start;
+	if (local_parse_id(job_id, &pid, &start, &keeper, &keeper_start) != 0)
+		return 0;
+	return os_process_start(pid) == start || os_process_start(keeper) == keeper_start;
 }
 
 int exec_local_is_job_id(const char *id) { return !strncmp(id, "local/", 6); }
@@ -61,20 +69,26 @@ int local_read_exit_file(const char *path, Job *job)
 	return 1;
 }
 
-/* Whether a local attempt a previous kiln left open can be re-attached to: its keeper
- * still runs on this host (*keeper set to its pid, which leads the attempt's session) or
- * it has ended and left its exit file beside log_path (*keeper 0). */
-static int reattachable(const char *job_id, const char *log_path, pid_t *keeper)
+/* Whether a local attempt a previous kiln left open can be re-attached to: its leader or
+ * its keeper still runs on this host (their sessions go to spare: the orphan sweep leaves
+ * them alone), or it ended and its keeper left its exit file beside log_path. */
+static int reattachable(const char *job_id, const char *log_path, pid_t **spare, int *nspare)
 {
-	pid_t pid;
-	long long start;
-	*keeper = 0;
-	if (local_parse_id(job_id, &pid, &start) != 0)
+	pid_t pid, keeper;
+	long long start, keeper_start;
+	if (local_parse_id(job_id, &pid, &start, &keeper, &keeper_start) != 0)
 		return 0;
-	if (os_process_start(pid) == start) {
-		*keeper = pid;
+	int alive = 0;
+	pid_t both[2] = {pid, keeper};
+	long long starts[2] = {start, keeper_start};
+	for (int i = 0; i < 2; i++)
+		if (os_process_start(both[i]) == starts[i]) {
+			*spare = xrealloc(*spare, (size_t)(*nspare + 1) * sizeof **spare);
+			(*spare)[(*nspare)++] = both[i];
+			alive = 1;
+		}
+	if (alive)
 		return 1;
-	}
 	char *exit_path = local_exit_path(log_path);
 	int ended = access(exit_path, F_OK) == 0;
 	free(exit_path);
@@ -96,12 +110,13 @@ static AdoptedJob *adopted_for(LocalExec *le, const Task *t)
 	return NULL;
 }
 
-/* The device list at the end of a local job id "local/HOST/PID/START/GPUS" ("" when none). */
+/* The device list at the end of a local job id "local/HOST/PID/START/KPID/KSTART/GPUS"
+ * ("" when none). */
 static const char *gpus_of_id(const char *id)
 {
 	int slashes = 0;
 	for (const char *p = id; *p; p++)
-		if (*p == '/' && ++slashes == 4)
+		if (*p == '/' && ++slashes == 6)
 			return p + 1;
 	return "";
 }
@@ -129,18 +144,19 @@ static int adopted_gpus(Executor *local, int *ids, int max)
 	return n;
 }
 
-/* Waits for an adopted keeper to write its exit file, asking it to stop first (its task's
- * key changed: the attempt is stale and must not write beside the new one). */
+/* Stops an adopted attempt and waits until its group is gone (its task's key changed: it is
+ * stale and must not write beside the new one): SIGTERM, SIGKILL after 5 s. */
 static void stop_stale(LocalExec *le, AdoptedJob *a)
 {
-	pid_t pid;
-	long long start;
+	pid_t pid, keeper;
+	long long start, keeper_start;
 	char *exit_path = local_exit_path(a->log);
-	if (local_parse_id(a->job_id, &pid, &start) == 0 && os_process_start(pid) == start) {
-		kill(pid, SIGTERM);
-		for (int i = 0; i < 1000 && os_process_start(pid) == start; i++) { /* 20 s at most */
+	if (local_parse_id(a->job_id, &pid, &start, &keeper, &keeper_start) == 0 && os_process_start(pid) == start) {
+		kill(-pid, SIGTERM);
+		kill(-pid, SIGCONT);
+		for (int i = 0; i < 1000 && (kill(-pid, 0) == 0 || errno == EPERM); i++) { /* 20 s at most */
 			if (i == 250)
-				kill(pid, SIGUSR1); /* 5 s of grace are over */
+				kill(-pid, SIGKILL); /* 5 s of grace are over */
 			struct timespec pause = {0, 20000000};
 			nanosleep(&pause, NULL);
 		}
@@ -161,10 +177,27 @@ static const char *env_value(const char *env, size_t len, const char *name)
 	return NULL;
 }
 
-/* Finds keepers of this workspace running on this host that no attempt record names (a
- * kiln killed between a start and its next commit) and adopts them with attempt row 0,
- * their sessions appended to spare. Returns how many. */
-static int find_keepers(Executor *local, const char *marker, pid_t **spare, int *nspare)
+/* The parent of pid and its start time, from /proc/PID/stat; 0 when unknown. */
+static pid_t parent_of(pid_t pid)
+{
+	char path[64];
+	size_t len;
+	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+	char *text = read_file(path, &len);
+	const char *p = text ? strrchr(text, ')') : NULL;
+	int ppid = 0;
+	if (p && sscanf(p + 1, " %*c %d", &ppid) != 1)
+		ppid = 0;
+	free(text);
+	return ppid;
+}
+
+/* Finds attempts of this workspace running on this host that no record names (a kiln
+ * killed between a start and its next commit): session leaders whose parent is a keeper,
+ * carrying the workspace marker and KILN_TASK, KILN_ATTEMPT, KILN_KEY and KILN_PROGRESS
+ * (whose name gives the log's). Adopts them with attempt row 0, their and their keepers'
+ * sessions appended to spare. Returns how many. */
+static int find_unrecorded(Executor *local, const char *marker, pid_t **spare, int *nspare)
 {
 	LocalExec *le = local->impl;
 	DIR *proc = opendir("/proc");
@@ -172,40 +205,40 @@ static int find_keepers(Executor *local, const char *marker, pid_t **spare, int 
 	for (struct dirent *e; proc && (e = readdir(proc));) {
 		pid_t pid = (pid_t)atoi(e->d_name);
 		if (pid <= 0 || getsid(pid) != pid)
-			continue; /* a keeper leads its session */
+			continue; /* an attempt leads its session */
 		char path[64];
 		size_t clen, elen;
-		snprintf(path, sizeof path, "/proc/%d/cmdline", (int)pid);
-		char *cmd = read_file(path, &clen);
+		pid_t keeper = parent_of(pid);
+		snprintf(path, sizeof path, "/proc/%d/cmdline", (int)keeper);
+		char *cmd = keeper > 1 ? read_file(path, &clen) : NULL, *env = NULL;
 		const char *slash = cmd ? strrchr(cmd, '/') : NULL;
-		char *env = NULL;
-		if (!slash || strcmp(slash, "/kiln-keeper") || clen < strlen(cmd) + 1)
+		if (!slash || strcmp(slash, "/kiln-keeper"))
 			goto next;
 		snprintf(path, sizeof path, "/proc/%d/environ", (int)pid);
 		env = read_file(path, &elen);
 		const char *ws = env ? env_value(env, elen, "KILN_WORKSPACE") : NULL;
 		const char *task = env ? env_value(env, elen, "KILN_TASK") : NULL;
 		const char *attempt = env ? env_value(env, elen, "KILN_ATTEMPT") : NULL;
-		if (!ws || !task || !attempt || strcmp(ws, strchr(marker, '=') + 1))
-			goto next;
-		const char *exit_path = cmd + strlen(cmd) + 1, *grace = exit_path + strlen(exit_path) + 1;
-		const char *key = grace < cmd + clen ? grace + strlen(grace) + 1 : NULL;
-		if (!key || key >= cmd + clen)
+		const char *key = env ? env_value(env, elen, "KILN_KEY") : NULL;
+		const char *progress = env ? env_value(env, elen, "KILN_PROGRESS") : NULL;
+		size_t pl = progress ? strlen(progress) : 0;
+		if (!ws || !task || !attempt || !key || pl < 10 || strcmp(progress + pl - 9, ".progress") ||
+		    strcmp(ws, strchr(marker, '=') + 1))
 			goto next;
 		char job_id[256];
 		const char *devices = env_value(env, elen, "CUDA_VISIBLE_DEVICES");
-		snprintf(job_id, sizeof job_id, "local/%s/%d/%lld/%s", os_hostname(), (int)pid, os_process_start(pid),
-			 devices ? devices : "");
+		snprintf(job_id, sizeof job_id, "local/%s/%d/%lld/%d/%lld/%s", os_hostname(), (int)pid,
+			 os_process_start(pid), (int)keeper, os_process_start(keeper), devices ? devices : "");
 		int known = 0;
 		for (int i = 0; i < le->nadopted && !known; i++)
 			known = !strcmp(le->adopted[i].job_id, job_id);
 		if (!known) { /* started, but its record was not yet committed: adopted all the same */
-			size_t n = strlen(exit_path);
-			char *log = xasprintf("%.*s.log", (int)(n > 5 ? n - 5 : n), exit_path);
+			char *log = xasprintf("%.*s", (int)(pl - 9), progress);
 			exec_adopted_add(&le->adopted, &le->nadopted, task, atoi(attempt), job_id, key, log, 0);
 			free(log);
-			*spare = xrealloc(*spare, (size_t)(*nspare + 1) * sizeof **spare);
+			*spare = xrealloc(*spare, (size_t)(*nspare + 2) * sizeof **spare);
 			(*spare)[(*nspare)++] = pid;
+			(*spare)[(*nspare)++] = keeper;
 			found++;
 		}
 	next:
@@ -249,8 +282,9 @@ int local_reattach(Executor *ex, Job *job)
 		stop_stale(le, a);
 		return 0;
 	}
-	long long start;
-	local_parse_id(a->job_id, &job->pid, &start);
+	long long start, keeper_start;
+	pid_t keeper;
+	local_parse_id(a->job_id, &job->pid, &start, &keeper, &keeper_start);
 	snprintf(job->job_id, sizeof job->job_id, "%s", a->job_id);
 	snprintf(job->gpu_list, sizeof job->gpu_list, "%s", gpus_of_id(a->job_id));
 	job->attempt = a->attempt;
@@ -275,17 +309,13 @@ static void adopt_local(void *ctx, int64_t id, const char *task, int attempt, co
 			const char *log)
 {
 	LocalLeftovers *lo = ctx;
-	pid_t keeper;
-	long long start;
+	pid_t pid, keeper;
+	long long start, keeper_start;
 	if (!exec_local_is_job_id(job_id))
 		return;
-	if (log && reattachable(job_id, log, &keeper)) {
+	if (log && reattachable(job_id, log, &lo->spare, &lo->nspare)) {
 		local_adopt(lo->local, task, attempt, job_id, key, log, id);
-		if (keeper > 0) {
-			lo->spare = xrealloc(lo->spare, (size_t)(lo->nspare + 1) * sizeof *lo->spare);
-			lo->spare[lo->nspare++] = keeper;
-		}
-	} else if (local_parse_id(job_id, &keeper, &start) == 0) { /* this host's, and gone */
+	} else if (local_parse_id(job_id, &pid, &start, &keeper, &keeper_start) == 0) { /* this host's, and gone */
 		cache_attempt_ended(lo->c, id, -1, "abandoned: kiln stopped before the attempt ended", NULL);
 		lo->abandoned++;
 	}
@@ -296,7 +326,7 @@ int exec_local_take_over(Executor *local, Cache *c, GpuPool *gpus)
 	LocalLeftovers lo = {.local = local, .c = c};
 	cache_each_open_job(c, adopt_local, &lo);
 	if (cache_unclean(c)) /* a killed kiln: its last starts may have no record yet */
-		find_keepers(local, exec_workspace_marker(), &lo.spare, &lo.nspare);
+		find_unrecorded(local, exec_workspace_marker(), &lo.spare, &lo.nspare);
 	int held[64], nheld = adopted_gpus(local, held, 64);
 	gpu_lease_ids(gpus, held, nheld); /* devices re-attached attempts still use */
 	int orphans = cache_reap_orphans(c, exec_workspace_marker(), lo.spare, lo.nspare, lo.abandoned > 0);

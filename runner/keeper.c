@@ -1,35 +1,63 @@
-/* keeper.c — kiln-keeper, the parent of every local attempt: it runs the command in a
- * session of its own so the attempt outlives a killed kiln, and writes how it ended.
+/* keeper.c — kiln-keeper, the parent of a run's local attempts: it starts them when kiln
+ * asks, each in a session of its own, and outlives kiln, so a kill -9 of kiln stops no
+ * work and loses no exit status.
  *
- *   kiln-keeper EXIT_FILE GRACE_MS KEY PROGRAM ARGV0 [ARGS...]
+ * kiln starts one keeper per run (in a session of its own) with a SOCK_SEQPACKET socket as
+ * its stdin, and speaks keeper.h's protocol over it: kiln sends a start (the command, its
+ * environment, its log, its exit file, the grace period), the keeper spawns it as the
+ * leader of a new session and process group with stdout and stderr appended to the log,
+ * and answers with its pid and start time. When the leader exits, processes it left in its
+ * group are sent SIGTERM and, after the grace period, SIGKILL; once the group is gone the
+ * keeper tells kiln how the attempt ended (and wakes it with SIGCHLD). kiln says which of
+ * those it has recorded (after each commit of its state) and says goodbye when it ends.
  *
- * KEY is the task's key when the attempt started: only a label, so a kiln that finds the
- * keeper before it finds the attempt's record (one killed right after the start) knows
- * whether the attempt is still the task's work.
- * The keeper leads a new session (kiln spawns it with POSIX_SPAWN_SETSID) and starts the
- * command as the leader of a process group of its own inside it, with stdio as kiln gave
- * them (the log) and the environment kiln built. It forwards SIGTERM, SIGINT and SIGHUP to
- * that group and turns SIGUSR1 into SIGKILL of the group (kiln's "the grace period is
- * over"). When the command exits, processes it left in its group are sent SIGTERM and, after
- * GRACE_MS, SIGKILL; once the group is gone the keeper writes "exit N" or "signal N" to
- * EXIT_FILE (a temporary file renamed into place, so a reader sees all of it or nothing)
- * and exits 0. kiln reads that file whether it is the keeper's parent (it reaps the keeper)
- * or a later kiln that re-attached to it. Plain libc, nothing else: it starts in well under
- * a millisecond. */
+ * If kiln goes away without a goodbye (kill -9, a crash), the keeper writes the exit
+ * status of every attempt kiln had not recorded to its exit file ("exit N" / "signal N",
+ * written to a temporary name and renamed), and of every attempt still running once it
+ * ends; a later kiln re-attaches to those (exec_local_attach.c). After a goodbye it does
+ * the same for attempts kiln left running (--detach, a hang-up). It exits when kiln is gone
+ * and no attempt is left. Plain libc, nothing else. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
-extern char **environ;
+#include "keeper.h"
+
+typedef struct {
+	uint32_t token;
+	pid_t pid;        /* leader of the attempt's session and group; 0: slot free */
+	int status;       /* the leader's wait status, once it exited */
+	int leader_done;
+	long long grace_ms, kill_at; /* draining: when the leftovers get SIGKILL (0: not yet) */
+	char *exit_path;
+} Attempt;
+
+typedef struct {
+	uint32_t token;
+	int status;
+	char *exit_path;
+} Result; /* sent to kiln, not yet confirmed recorded */
+
+static Attempt *attempts;
+static int nattempts;
+static Result *results;
+static int nresults;
+static uint32_t confirmed; /* results kiln confirmed, counted from the first sent */
+static int connected = 1;
+static pid_t kiln;
 
 static long long now_ms(void)
 {
@@ -38,111 +66,232 @@ static long long now_ms(void)
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void say(const char *text)
+static void write_exit(const char *path, int status)
 {
-	size_t n = strlen(text);
-	while (n > 0) {
-		ssize_t w = write(2, text, n);
-		if (w <= 0 && errno != EINTR)
-			return;
-		if (w > 0)
-			text += w, n -= (size_t)w;
-	}
-}
-
-static int write_exit(const char *path, const char *text)
-{
-	char tmp[4200];
+	char tmp[4200], text[64];
 	if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
-		return -1;
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
-	if (fd < 0)
-		return -1;
-	int ok = write(fd, text, strlen(text)) == (ssize_t)strlen(text);
-	ok &= close(fd) == 0;
-	return ok && rename(tmp, path) == 0 ? 0 : -1;
-}
-
-static int group_alive(pid_t pgid) { return kill(-pgid, 0) == 0 || errno == EPERM; }
-
-int main(int argc, char **argv)
-{
-	if (argc < 6) {
-		say("usage: kiln-keeper EXIT_FILE GRACE_MS KEY PROGRAM ARGV0 [ARGS...] (started by kiln)\n");
-		return 2;
-	}
-	const char *exit_file = argv[1];
-	long long grace_ms = atoll(argv[2]);
-	if (getsid(0) != getpid())
-		setsid(); /* kiln asked for it at the spawn; run by hand, do it here */
-	/* orphans of the command's processes become the keeper's: reaped here, not by init */
-	prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
-	sigset_t waited;
-	sigemptyset(&waited);
-	int handled[] = {SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGPIPE};
-	for (size_t i = 0; i < sizeof handled / sizeof *handled; i++)
-		sigaddset(&waited, handled[i]);
-	sigprocmask(SIG_BLOCK, &waited, NULL);
-
-	posix_spawnattr_t attr;
-	posix_spawnattr_init(&attr);
-	sigset_t none;
-	sigemptyset(&none);
-	posix_spawnattr_setsigmask(&attr, &none);
-	posix_spawnattr_setsigdefault(&attr, &waited);
-	posix_spawnattr_setpgroup(&attr, 0);
-	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
-	pid_t cmd;
-	int rc = posix_spawn(&cmd, argv[4], NULL, &attr, argv + 5, environ);
-	posix_spawnattr_destroy(&attr);
-	if (rc != 0) {
-		char msg[600];
-		snprintf(msg, sizeof msg, "kiln: cannot start %s: %s%s\n", argv[5], strerror(rc),
-			 rc == ENOENT ? " (is it installed and on PATH?)" : "");
-		say(msg);
-		write_exit(exit_file, "start-failed 127\n");
-		return 0;
-	}
-
-	int status = 0, leader_done = 0;
-	long long kill_at = 0; /* when the leftovers get SIGKILL; 0: not draining */
-	for (;;) {
-		pid_t p;
-		int st;
-		while ((p = waitpid(-1, &st, WNOHANG)) > 0)
-			if (p == cmd)
-				status = st, leader_done = 1;
-		if (leader_done && !group_alive(cmd))
-			break;
-		if (leader_done && !kill_at) {
-			say("# kiln: the command exited while other processes of its group still ran; they were sent "
-			    "SIGTERM (SIGKILL after the grace period)\n");
-			kill(-cmd, SIGTERM);
-			kill(-cmd, SIGCONT);
-			kill_at = now_ms() + grace_ms;
-		}
-		if (kill_at && now_ms() >= kill_at)
-			kill(-cmd, SIGKILL);
-		/* processes of the group that are not the keeper's children end unannounced:
-		 * while draining, look again every 20 ms */
-		struct timespec wait = {kill_at ? 0 : 3600, kill_at ? 20000000 : 0};
-		int sig = sigtimedwait(&waited, NULL, &wait);
-		if (sig == SIGTERM || sig == SIGINT || sig == SIGHUP) {
-			kill(-cmd, sig);
-			if (sig == SIGTERM)
-				kill(-cmd, SIGCONT); /* a stopped group must wake to see it */
-		} else if (sig == SIGUSR1) {
-			kill(-cmd, SIGKILL);
-		}
-	}
-	char text[64];
+		return;
 	if (WIFEXITED(status))
 		snprintf(text, sizeof text, "exit %d\n", WEXITSTATUS(status));
 	else
 		snprintf(text, sizeof text, "signal %d\n", WTERMSIG(status));
-	if (write_exit(exit_file, text) != 0) {
-		say("kiln: the keeper cannot write the attempt's exit status file\n");
-		return 1;
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+	if (fd < 0)
+		return;
+	int ok = write(fd, text, strlen(text)) == (ssize_t)strlen(text);
+	if (close(fd) == 0 && ok)
+		rename(tmp, path);
+	else
+		unlink(tmp);
+}
+
+/* kiln is gone: what it did not record goes to the exit files. */
+static void disconnect(int bye)
+{
+	connected = 0;
+	for (int i = 0; i < nresults; i++) {
+		if (!bye)
+			write_exit(results[i].exit_path, results[i].status);
+		free(results[i].exit_path);
 	}
+	nresults = 0;
+}
+
+static void forget_confirmed(uint32_t upto)
+{
+	int n = 0;
+	while (confirmed < upto && n < nresults)
+		free(results[n++].exit_path), confirmed++;
+	memmove(results, results + n, (size_t)(nresults - n) * sizeof *results);
+	nresults -= n;
+}
+
+static void finished(Attempt *a)
+{
+	if (connected) {
+		KeeperEnd msg = {'E', a->token, a->status};
+		if (send(0, &msg, sizeof msg, MSG_NOSIGNAL) == (ssize_t)sizeof msg) {
+			results = realloc(results, (size_t)(nresults + 1) * sizeof *results);
+			results[nresults++] = (Result){a->token, a->status, a->exit_path};
+			kill(kiln, SIGCHLD); /* wakes kiln's wait: "something ended" */
+			a->exit_path = NULL;
+		} else {
+			disconnect(0);
+		}
+	}
+	if (a->exit_path) /* kiln is gone: a later kiln reads it */
+		write_exit(a->exit_path, a->status);
+	free(a->exit_path);
+	a->exit_path = NULL;
+	a->pid = 0;
+}
+
+static int group_alive(pid_t pgid) { return kill(-pgid, 0) == 0 || errno == EPERM; }
+
+static void start(const char *msg, size_t len, const sigset_t *defaults)
+{
+	KeeperStart head;
+	KeeperStarted reply = {'P', 0, 0, 0};
+	if (len < sizeof head) {
+		reply.pid = -EINVAL;
+		send(0, &reply, sizeof reply, MSG_NOSIGNAL);
+		return;
+	}
+	memcpy(&head, msg, sizeof head);
+	reply.token = head.token;
+	/* the strings: log, exit file, program, argv..., env... (each NUL-terminated) */
+	size_t nstr = 3 + head.nargv + head.nenv;
+	char **str = calloc(nstr + 2, sizeof *str);
+	const char *p = msg + sizeof head, *end = msg + len;
+	size_t k = 0;
+	while (k < nstr && p < end) {
+		const char *nul = memchr(p, 0, (size_t)(end - p));
+		if (!nul)
+			break;
+		str[k++] = (char *)p;
+		p = nul + 1;
+	}
+	if (k < nstr || head.nargv < 1) {
+		reply.pid = -EINVAL;
+		send(0, &reply, sizeof reply, MSG_NOSIGNAL);
+		free(str);
+		return;
+	}
+	char **argv = calloc(head.nargv + 1, sizeof *argv), **env = calloc(head.nenv + 1, sizeof *env);
+	memcpy(argv, str + 3, head.nargv * sizeof *argv);
+	memcpy(env, str + 3 + head.nargv, head.nenv * sizeof *env);
+	posix_spawnattr_t attr;
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_init(&attr);
+	posix_spawn_file_actions_init(&fa);
+	sigset_t none;
+	sigemptyset(&none);
+	posix_spawnattr_setsigmask(&attr, &none);
+	posix_spawnattr_setsigdefault(&attr, defaults);
+	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSID);
+	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	posix_spawn_file_actions_addopen(&fa, 1, str[0], O_WRONLY | O_APPEND | O_CREAT, 0666);
+	posix_spawn_file_actions_adddup2(&fa, 1, 2);
+	pid_t pid;
+	int rc = posix_spawn(&pid, str[2], &fa, &attr, argv, env);
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&attr);
+	if (rc == 0) {
+		int slot = 0;
+		while (slot < nattempts && attempts[slot].pid)
+			slot++;
+		if (slot == nattempts)
+			attempts = realloc(attempts, (size_t)++nattempts * sizeof *attempts);
+		attempts[slot] = (Attempt){head.token, pid, 0, 0, head.grace_ms, 0, strdup(str[1])};
+		reply.pid = pid;
+		reply.start = 0; /* kiln reads it from /proc: the keeper needs no parser for it */
+	} else {
+		reply.pid = -rc;
+	}
+	send(0, &reply, sizeof reply, MSG_NOSIGNAL);
+	free(argv);
+	free(env);
+	free(str);
+}
+
+static void reap(void)
+{
+	pid_t p;
+	int st;
+	while ((p = waitpid(-1, &st, WNOHANG)) > 0)
+		for (int i = 0; i < nattempts; i++)
+			if (attempts[i].pid == p && !attempts[i].leader_done) {
+				attempts[i].status = st;
+				attempts[i].leader_done = 1;
+			}
+	long long now = now_ms();
+	for (int i = 0; i < nattempts; i++) {
+		Attempt *a = &attempts[i];
+		if (!a->pid || !a->leader_done)
+			continue;
+		if (!group_alive(a->pid)) {
+			finished(a);
+		} else if (!a->kill_at) { /* its leftovers are asked to stop, then made to */
+			kill(-a->pid, SIGTERM);
+			kill(-a->pid, SIGCONT);
+			a->kill_at = now + a->grace_ms;
+		} else if (now >= a->kill_at) {
+			kill(-a->pid, SIGKILL);
+		}
+	}
+}
+
+static int draining(void)
+{
+	for (int i = 0; i < nattempts; i++)
+		if (attempts[i].pid && attempts[i].leader_done)
+			return 1;
 	return 0;
+}
+
+static int running(void)
+{
+	for (int i = 0; i < nattempts; i++)
+		if (attempts[i].pid)
+			return 1;
+	return 0;
+}
+
+int main(void)
+{
+	kiln = getppid();
+	if (getsid(0) != getpid())
+		setsid(); /* kiln asked for it at the spawn: done here when run otherwise */
+	/* orphans of the attempts' processes become the keeper's: reaped here, not by init */
+	prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+	sigset_t handled, defaults;
+	sigemptyset(&handled);
+	sigaddset(&handled, SIGCHLD);
+	sigemptyset(&defaults);
+	int reset[] = {SIGCHLD, SIGINT, SIGTERM, SIGHUP, SIGPIPE};
+	for (size_t i = 0; i < sizeof reset / sizeof *reset; i++)
+		sigaddset(&defaults, reset[i]);
+	sigprocmask(SIG_BLOCK, &handled, NULL);
+	/* a terminal's signals are kiln's business: the keeper lives on until its work ends */
+	signal(SIGINT, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);
+	signal(SIGPIPE, SIG_IGN);
+	int sfd = signalfd(-1, &handled, SFD_CLOEXEC | SFD_NONBLOCK);
+	static char msg[KEEPER_MAX_MESSAGE];
+	for (;;) {
+		reap();
+		if (!connected && !running())
+			return 0;
+		struct pollfd fds[2] = {{sfd, POLLIN, 0}, {connected ? 0 : -1, POLLIN, 0}};
+		/* group members that are not the keeper's children end unannounced: while one
+		 * drains, look again every 20 ms */
+		if (poll(fds, 2, draining() ? 20 : -1) < 0 && errno != EINTR)
+			return 1;
+		if (fds[0].revents & POLLIN) {
+			struct signalfd_siginfo si;
+			while (read(sfd, &si, sizeof si) > 0)
+				;
+		}
+		if (!connected || !(fds[1].revents & (POLLIN | POLLHUP | POLLERR)))
+			continue;
+		for (;;) {
+			ssize_t n = recv(0, msg, sizeof msg, MSG_DONTWAIT);
+			if (n < 0 && (errno == EAGAIN || errno == EINTR))
+				break;
+			if (n <= 0) { /* kiln is gone without a goodbye */
+				disconnect(0);
+				break;
+			}
+			if (msg[0] == 'S') {
+				start(msg, (size_t)n, &defaults);
+			} else if (msg[0] == 'C' && n >= (ssize_t)sizeof(KeeperRecorded)) {
+				KeeperRecorded c;
+				memcpy(&c, msg, sizeof c);
+				forget_confirmed(c.count);
+			} else if (msg[0] == 'B') {
+				disconnect(1);
+				break;
+			}
+		}
+	}
 }

@@ -121,6 +121,9 @@ static int settle_commit(Run *r, int force)
 	}
 	if (due_ms >= 0 && !err)
 		return due_ms; /* still in an open batch */
+	for (int i = 0; !err && i < r->o->nexecutors; i++) /* what they reported is recorded now */
+		if (r->o->executors[i]->committed)
+			r->o->executors[i]->committed(r->o->executors[i]);
 	int n = r->nunconfirmed;
 	r->nunconfirmed = 0;
 	for (int i = 0; i < n; i++) {
@@ -245,7 +248,7 @@ int try_start(Run *r, Task *t)
 	job->run_try = t->attempt;
 	job->log_path = sched_log_path(o->log_dir, t, job->attempt);
 	int nenv = 0;
-	job->env = xcalloc(14, sizeof(char *)); /* what follows, and room for an executor's own (ssh) */
+	job->env = xcalloc(18, sizeof(char *)); /* what follows, and room for an executor's own (ssh) */
 	job->env[nenv++] = xasprintf("KILN_TASK=%s", t->name);
 	job->env[nenv++] = xasprintf("KILN_ATTEMPT=%d", job->attempt);
 	job->progress_path = progress_path_for(job->log_path);
@@ -253,6 +256,8 @@ int try_start(Run *r, Task *t)
 	job->ex = ex;
 	job->grace_ns = (int64_t)(o->kill_grace_sec * 1e9);
 	memcpy(job->key, key, sizeof key);
+	if (key[0]) /* a killed kiln's successor knows an unrecorded attempt's work by it */
+		job->env[nenv++] = xasprintf("KILN_KEY=%s", key);
 	if (t->gpus > 0 && local) {
 		size_t len = 0;
 		for (int i = 0; i < t->gpus; i++)
@@ -366,9 +371,11 @@ static void job_ended(Run *r, Job *job)
 	}
 	if (job->end == JOB_LOST && !r->stopping && t->lost < MAX_LOSSES) {
 		/* its host went away: not the task's failure, so the attempt is given back */
-		cache_attempt_ended(o->cache, attempt_id, -1, job->reason[0] ? job->reason : "lost with its host", "host-lost");
-		status_print(&r->st, "retry", "%s: %s; it runs again elsewhere", t->name,
-			     job->reason[0] ? job->reason : "lost with its host");
+		int here = job->ex->local_slots; /* local: killed while no kiln watched */
+		cache_attempt_ended(o->cache, attempt_id, -1, job->reason[0] ? job->reason : "lost with its host",
+				    here ? "lost" : "host-lost");
+		status_print(&r->st, "retry", "%s: %s; it runs again%s", t->name,
+			     job->reason[0] ? job->reason : "lost with its host", here ? "" : " elsewhere");
 		t->attempt--;
 		t->lost++;
 		if (task_is_runner(t))

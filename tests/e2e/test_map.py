@@ -58,7 +58,11 @@ class Map(KilnTestCase):
         r = self.ws.kiln("run", timeout=300)
         self.assertEqual(r.rc, 0, r)
         rerun = len(self.ledger()) - before
-        self.assertEqual(rerun, 200 - recorded, "exactly the items without a record ran again")
+        # the items without a record ran again, except those a killed shard had finished
+        # (its keeper outlived it and says how it ended: what it finished is adopted)
+        self.assertLessEqual(rerun, 200 - recorded)
+        items = [line.split()[0] for line in self.ledger()]
+        self.assertLessEqual(len(items) - len(set(items)), 4, "at most the item in flight per shard ran twice")
         # items print progress, not an "ok" line each: the summary counts them
         self.assertIn("kiln: 202 tasks: %d ran, %d up to date" % (200 - recorded + 2, recorded), r.out)
         self.assertEqual(self.ws.read("all.txt").strip(), "200")

@@ -1,0 +1,44 @@
+/* keeper.h — the protocol between kiln (exec_local.c) and kiln-keeper (keeper.c), over a
+ * SOCK_SEQPACKET socket that is the keeper's stdin: one message per packet, the first byte
+ * its type. kiln sends 'S' (start an attempt) and gets 'P' back; the keeper sends 'E' when
+ * an attempt's process group is gone; kiln sends 'C' after each commit of its state and 'B'
+ * when it ends. */
+#ifndef KILN_KEEPER_H
+#define KILN_KEEPER_H
+
+#include <stdint.h>
+
+#define KEEPER_MAX_MESSAGE (1 << 20) /* a start's command and environment, at most */
+
+/* 'S', followed by NUL-terminated strings: the log (stdout and stderr are appended to it),
+ * the exit file, the program, nargv argv words, nenv environment entries. */
+typedef struct {
+	char type;
+	uint32_t token;    /* kiln's name for the attempt, echoed in 'P' and 'E' */
+	uint32_t grace_ms; /* leftovers of the group: SIGTERM, then SIGKILL after this */
+	uint32_t nargv, nenv;
+} KeeperStart;
+
+/* 'P': pid > 0, the attempt's leader (its session and group have its id), or -errno. */
+typedef struct {
+	char type;
+	uint32_t token;
+	int32_t pid;
+	int64_t start; /* unused: kiln reads the start time from /proc */
+} KeeperStarted;
+
+/* 'E': the attempt's group is gone; status is its leader's wait status. */
+typedef struct {
+	char type;
+	uint32_t token;
+	int32_t status;
+} KeeperEnd;
+
+/* 'C': kiln recorded the first count 'E's it read (in state.db, committed). 'B' (a lone
+ * byte): kiln ends, everything it read is recorded. */
+typedef struct {
+	char type;
+	uint32_t count;
+} KeeperRecorded;
+
+#endif
