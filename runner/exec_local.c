@@ -244,6 +244,7 @@ static int keeper_start(LocalExec *le, Job *job, const char *program, const char
 	if (rc == 0) {
 		job->pid = started.pid;
 		job->exec_token = (int)head.token;
+		le->last_start = started.start;
 	}
 	return rc;
 }
@@ -304,7 +305,7 @@ static int local_start(Executor *ex, Job *job)
 	close(fd);
 	/* the id a later kiln re-attaches by: the leader's and the keeper's pid and start time */
 	snprintf(job->job_id, sizeof job->job_id, "local/%s/%d/%lld/%d/%lld/%s", os_hostname(), (int)job->pid,
-		 os_process_start(job->pid), (int)le->keeper_pid, le->keeper_start, job->gpu_list);
+		 le->last_start, (int)le->keeper_pid, le->keeper_start, job->gpu_list);
 	exec_push_job(&le->jobs, &le->njobs, &le->cap, job);
 	return 0;
 ended:
@@ -407,7 +408,7 @@ static int local_detach(Executor *ex, Job *job, int hangup)
 static void local_destroy(Executor *ex)
 {
 	LocalExec *le = ex->impl;
-	if (le->sock >= 0) { /* everything read is recorded: the keeper keeps only what runs on */
+	if (le->sock >= 0) { /* the keeper keeps what runs on and what was not recorded */
 		send(le->sock, "B", 1, MSG_NOSIGNAL);
 		close(le->sock);
 		if (!le->detached) /* it has nothing left to keep and exits: reaped here, not left a zombie */

@@ -46,7 +46,8 @@ int local_job_alive(const char *job_id)
 	long long start, keeper_start;
 	if (local_parse_id(job_id, &pid, &start, &keeper, &keeper_start) != 0)
 		return 0;
-	return os_process_start(pid) == start || os_process_start(keeper) == keeper_start;
+	/* a start time unknown (-1) never matches: a process that is gone reads as -1 too */
+	return (start > 0 && os_process_start(pid) == start) || (keeper_start > 0 && os_process_start(keeper) == keeper_start);
 }
 
 int exec_local_is_job_id(const char *id) { return !strncmp(id, "local/", 6); }
@@ -82,7 +83,7 @@ static int reattachable(const char *job_id, const char *log_path, pid_t **spare,
 	pid_t both[2] = {pid, keeper};
 	long long starts[2] = {start, keeper_start};
 	for (int i = 0; i < 2; i++)
-		if (os_process_start(both[i]) == starts[i]) {
+		if (starts[i] > 0 && os_process_start(both[i]) == starts[i]) { /* -1: unknown or gone */
 			*spare = xrealloc(*spare, (size_t)(*nspare + 1) * sizeof **spare);
 			(*spare)[(*nspare)++] = both[i];
 			alive = 1;
@@ -151,7 +152,8 @@ static void stop_stale(LocalExec *le, AdoptedJob *a)
 	pid_t pid, keeper;
 	long long start, keeper_start;
 	char *exit_path = local_exit_path(a->log);
-	if (local_parse_id(a->job_id, &pid, &start, &keeper, &keeper_start) == 0 && os_process_start(pid) == start) {
+	if (local_parse_id(a->job_id, &pid, &start, &keeper, &keeper_start) == 0 && start > 0 &&
+	    os_process_start(pid) == start) {
 		kill(-pid, SIGTERM);
 		kill(-pid, SIGCONT);
 		for (int i = 0; i < 1000 && (kill(-pid, 0) == 0 || errno == EPERM); i++) { /* 20 s at most */

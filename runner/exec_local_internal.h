@@ -18,6 +18,7 @@ typedef struct {
 	char *keeper;    /* kiln-keeper beside this binary: the parent of this run's attempts */
 	pid_t keeper_pid; /* this run's keeper, started with the first attempt; 0: none */
 	long long keeper_start;
+	long long last_start;  /* the start time of the attempt the keeper started last */
 	int sock;        /* the keeper's socket (keeper.h), -1 when none */
 	uint32_t next_token, ends_read, ends_confirmed; /* ends read, and confirmed recorded */
 	AdoptedJob *adopted; /* attempts a previous kiln left running (or ended unrecorded) */

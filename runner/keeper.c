@@ -11,12 +11,12 @@
  * keeper tells kiln how the attempt ended (and wakes it with SIGCHLD). kiln says which of
  * those it has recorded (after each commit of its state) and says goodbye when it ends.
  *
- * If kiln goes away without a goodbye (kill -9, a crash), the keeper writes the exit
- * status of every attempt kiln had not recorded to its exit file ("exit N" / "signal N",
- * written to a temporary name and renamed), and of every attempt still running once it
- * ends; a later kiln re-attaches to those (exec_local_attach.c). After a goodbye it does
- * the same for attempts kiln left running (--detach, a hang-up). It exits when kiln is gone
- * and no attempt is left. Plain libc, nothing else. */
+ * When kiln goes away (a goodbye, or kill -9, a crash), the keeper writes the exit status
+ * of every attempt kiln had not confirmed recorded (a commit that failed, or none made yet)
+ * to its exit file ("exit N" / "signal N", written to a temporary name and renamed), and of
+ * every attempt still running (--detach, a hang-up, a killed kiln) once it ends; a later
+ * kiln re-attaches to those (exec_local_attach.c). It exits when kiln is gone and no
+ * attempt is left. Plain libc, nothing else. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -85,13 +85,12 @@ static void write_exit(const char *path, int status)
 		unlink(tmp);
 }
 
-/* kiln is gone: what it did not record goes to the exit files. */
-static void disconnect(int bye)
+/* kiln is gone (or leaving): what it did not confirm recorded goes to the exit files. */
+static void disconnect(void)
 {
 	connected = 0;
 	for (int i = 0; i < nresults; i++) {
-		if (!bye)
-			write_exit(results[i].exit_path, results[i].status);
+		write_exit(results[i].exit_path, results[i].status);
 		free(results[i].exit_path);
 	}
 	nresults = 0;
@@ -116,7 +115,7 @@ static void finished(Attempt *a)
 			kill(kiln, SIGCHLD); /* wakes kiln's wait: "something ended" */
 			a->exit_path = NULL;
 		} else {
-			disconnect(0);
+			disconnect();
 		}
 	}
 	if (a->exit_path) /* kiln is gone: a later kiln reads it */
@@ -124,6 +123,25 @@ static void finished(Attempt *a)
 	free(a->exit_path);
 	a->exit_path = NULL;
 	a->pid = 0;
+}
+
+/* The start time of pid (clock ticks since boot, /proc/PID/stat field 22), read while it is
+ * the keeper's unreaped child, so it is there even if the child already exited. */
+static long long start_time(pid_t pid)
+{
+	char path[64], text[1024];
+	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd < 0 ? -1 : read(fd, text, sizeof text - 1);
+	if (fd >= 0)
+		close(fd);
+	if (n <= 0)
+		return -1;
+	text[n] = 0;
+	const char *p = strrchr(text, ')'); /* the command name may hold anything but not after this */
+	for (int field = 3; field <= 22 && p; field++)
+		p = strchr(p + 1, ' ');
+	return p ? atoll(p + 1) : -1;
 }
 
 static int group_alive(pid_t pgid) { return kill(-pgid, 0) == 0 || errno == EPERM; }
@@ -184,7 +202,7 @@ static void start(const char *msg, size_t len, const sigset_t *defaults)
 			attempts = realloc(attempts, (size_t)++nattempts * sizeof *attempts);
 		attempts[slot] = (Attempt){head.token, pid, 0, 0, head.grace_ms, 0, strdup(str[1])};
 		reply.pid = pid;
-		reply.start = 0; /* kiln reads it from /proc: the keeper needs no parser for it */
+		reply.start = start_time(pid);
 	} else {
 		reply.pid = -rc;
 	}
@@ -279,7 +297,7 @@ int main(void)
 			if (n < 0 && (errno == EAGAIN || errno == EINTR))
 				break;
 			if (n <= 0) { /* kiln is gone without a goodbye */
-				disconnect(0);
+				disconnect();
 				break;
 			}
 			if (msg[0] == 'S') {
@@ -289,7 +307,7 @@ int main(void)
 				memcpy(&c, msg, sizeof c);
 				forget_confirmed(c.count);
 			} else if (msg[0] == 'B') {
-				disconnect(1);
+				disconnect();
 				break;
 			}
 		}

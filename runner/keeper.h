@@ -24,7 +24,7 @@ typedef struct {
 	char type;
 	uint32_t token;
 	int32_t pid;
-	int64_t start; /* unused: kiln reads the start time from /proc */
+	int64_t start; /* its start time (/proc/PID/stat), read before it could be reaped */
 } KeeperStarted;
 
 /* 'E': the attempt's group is gone; status is its leader's wait status. */
@@ -35,7 +35,7 @@ typedef struct {
 } KeeperEnd;
 
 /* 'C': kiln recorded the first count 'E's it read (in state.db, committed). 'B' (a lone
- * byte): kiln ends, everything it read is recorded. */
+ * byte): kiln ends; ends it did not confirm go to their exit files. */
 typedef struct {
 	char type;
 	uint32_t count;
