@@ -183,6 +183,8 @@ typedef struct {
 void exec_adopted_add(AdoptedJob **list, int *n, const char *task, int attempt, const char *job_id,
 		      const char *key_hex, const char *log_path, long long row);
 void exec_adopted_free(AdoptedJob *list, int n);
+/* Makes job the re-attached attempt a: its job id, attempt number, log and record. */
+void exec_attach(Job *job, const AdoptedJob *a);
 /* Whether the first unused adopted job of t's task in list has this key (start() would
  * re-attach to it). */
 int exec_adopted_matches(const AdoptedJob *list, int n, const Task *t, const char *key_hex);

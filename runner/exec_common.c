@@ -28,6 +28,16 @@ int exec_adopted_matches(const AdoptedJob *list, int n, const Task *t, const cha
 	return 0;
 }
 
+void exec_attach(Job *job, const AdoptedJob *a)
+{
+	snprintf(job->job_id, sizeof job->job_id, "%s", a->job_id);
+	job->attempt = a->attempt;
+	free(job->log_path);
+	job->log_path = xstrdup(a->log);
+	job->adopted = 1;
+	job->attempt_row = a->row;
+}
+
 void exec_adopted_free(AdoptedJob *list, int n)
 {
 	for (int i = 0; i < n; i++) {

@@ -137,11 +137,7 @@ static int adopted_gpus(Executor *local, int *ids, int max)
 	LocalExec *le = local->impl;
 	int n = 0;
 	for (int i = 0; i < le->nadopted; i++)
-		for (const char *s = gpus_of_id(le->adopted[i].job_id); *s && n < max;) {
-			char *end;
-			ids[n++] = (int)strtol(s, &end, 10);
-			s = *end ? end + 1 : end;
-		}
+		n += gpu_parse_list(gpus_of_id(le->adopted[i].job_id), ids + n, max - n);
 	return n;
 }
 
@@ -287,13 +283,8 @@ int local_reattach(Executor *ex, Job *job)
 	long long start, keeper_start;
 	pid_t keeper;
 	local_parse_id(a->job_id, &job->pid, &start, &keeper, &keeper_start);
-	snprintf(job->job_id, sizeof job->job_id, "%s", a->job_id);
+	exec_attach(job, a);
 	snprintf(job->gpu_list, sizeof job->gpu_list, "%s", gpus_of_id(a->job_id));
-	job->attempt = a->attempt;
-	free(job->log_path);
-	job->log_path = xstrdup(a->log);
-	job->adopted = 1;
-	job->attempt_row = a->row;
 	exec_push_job(&le->jobs, &le->njobs, &le->cap, job);
 	return 1;
 }

@@ -154,12 +154,7 @@ static int slurm_start(Executor *ex, Job *job)
 			continue;
 		a->used = 1;
 		if (!strcmp(a->key, job->key)) {
-			snprintf(job->job_id, sizeof job->job_id, "%s", a->job_id);
-			job->attempt = a->attempt;
-			free(job->log_path);
-			job->log_path = xstrdup(a->log);
-			job->adopted = 1;
-			job->attempt_row = a->row;
+			exec_attach(job, a);
 			exec_push_job(&se->active, &se->nactive, &se->cap, job);
 			poll_soon(se);
 			return 0;

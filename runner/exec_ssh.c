@@ -307,13 +307,8 @@ static int reattach(SshExec *se, Job *job)
 		if (rm->ngpus && h->gpus) /* a device the job holds is not leased to another */
 			gpu_lease_ids(h->gpus, rm->gpus, rm->ngpus);
 		take_room(h, rm, t);
-		snprintf(job->job_id, sizeof job->job_id, "%s", a->job_id);
+		exec_attach(job, a);
 		snprintf(job->gpu_list, sizeof job->gpu_list, "%s", slash + 1);
-		job->attempt = a->attempt;
-		free(job->log_path);
-		job->log_path = xstrdup(a->log);
-		job->adopted = 1;
-		job->attempt_row = a->row;
 		ssh_job_truncate_to_header(job->log_path);
 		push_remote(se, rm);
 		if (spawn_follow(rm, NULL) != 0) {

@@ -405,3 +405,14 @@ int gpu_busy_count(const GpuPool *p)
 		busy += foreign_busy(p, &p->gpus[i]) != NOT_BUSY;
 	return busy;
 }
+
+int gpu_parse_list(const char *list, int *ids, int max)
+{
+	int n = 0;
+	for (const char *s = list; *s && n < max;) {
+		char *end;
+		ids[n++] = (int)strtol(s, &end, 10);
+		s = *end ? end + 1 : end;
+	}
+	return n;
+}

@@ -57,6 +57,9 @@ int gpu_lease_least_busy(GpuPool *p, int n, int *ids);
 /* "0 leased, 1 busy 79 % util, 2 busy 62 % memory, 3 free" for waiting messages. */
 void gpu_describe(const GpuPool *p, Buf *out);
 void gpu_release(GpuPool *p, const int *ids, int n);
+/* Device ids from a list like "0,3" (CUDA_VISIBLE_DEVICES, a lease's text) into ids, at most
+ * max; returns how many. */
+int gpu_parse_list(const char *list, int *ids, int max);
 /* Marks these devices leased (a re-attached job holds them). */
 void gpu_lease_ids(GpuPool *p, const int *ids, int n);
 /* Number of devices currently unusable because of foreign load (for messages). */

@@ -65,18 +65,6 @@ void task_failed(Run *r, Task *t, const char *reason, const char *log)
 		r->stopping = 1;
 }
 
-static void gpu_ids_parse(const char *list, int *ids, int *n)
-{
-	*n = 0;
-	for (const char *s = list; *s && *n < 64;) {
-		ids[(*n)++] = atoi(s);
-		s = strchr(s, ',');
-		if (!s)
-			break;
-		s++;
-	}
-}
-
 static void free_job(Job *job)
 {
 	for (char **e = job->env; e && *e; e++)
@@ -226,9 +214,8 @@ int try_start(Run *r, Task *t)
 	int reattach = ex->adoptable && ex->adoptable(ex, t, key, held);
 	double waited = 0;
 	if (reattach && local && t->gpus > 0 && held[0]) {
-		int n = 0;
 		memset(ids, 0, sizeof ids);
-		gpu_ids_parse(held, ids, &n); /* job->gpu_list becomes held: release() frees those */
+		gpu_parse_list(held, ids, 64); /* job->gpu_list becomes held: release() frees those */
 	}
 	if (local && t->gpus > 0 && !(reattach && held[0]) && !lease_gpus(r, t, ids, &waited))
 		return t->state == TS_FAILED; /* 1: it failed its wait and leaves the queue */
@@ -338,8 +325,7 @@ static void release(Run *r, Job *job)
 		r->free_mem += t->mem_mib;
 	}
 	if (job->gpu_list[0] && job->ex->local_slots) { /* an ssh host's devices are its executor's */
-		int ids[64], n;
-		gpu_ids_parse(job->gpu_list, ids, &n);
+		int ids[64], n = gpu_parse_list(job->gpu_list, ids, 64);
 		gpu_release(r->o->gpus, ids, n);
 	}
 	ports_release(r->ports, job->ports, job->nports);
