@@ -69,7 +69,7 @@ int os_spawn(const OsSpawn *s, pid_t *pid)
 	sigset_t none, defaults;
 	sigemptyset(&none);
 	sigemptyset(&defaults);
-	int reset[] = {SIGCHLD, SIGINT, SIGTERM, SIGHUP, SIGPIPE};
+	int reset[] = {SIGCHLD, SIGINT, SIGTERM, SIGHUP, SIGPIPE, SIGXFSZ};
 	for (size_t i = 0; i < sizeof reset / sizeof *reset; i++)
 		sigaddset(&defaults, reset[i]);
 	posix_spawnattr_setsigmask(&attr, &none);

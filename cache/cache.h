@@ -30,6 +30,10 @@ enum Verdict {
  * recipe: the two overlap. g's tasks may be added after this call. */
 Cache *cache_open(const char *kiln_dir, Graph *g, const CacheOptions *opt, Buf *err);
 void cache_close(Cache *c);
+/* `kiln clean --all`: closes c (opened for writing) and deletes kiln_dir — state, logs,
+ * stored outputs — still holding the workspace lock, the lock file last. 0, or -1 when
+ * something could not be removed. */
+int cache_close_removing(Cache *c, const char *kiln_dir);
 /* Waits until the state is open (the loader may still be stat'ing files): 0, or -1 with
  * why in err (a database that cannot be opened or read). Every function below requires a
  * successful cache_loaded(); cache_open's caller calls it once the recipe has loaded. */

@@ -74,6 +74,7 @@ struct Cache {
 	TaskCache planned_run;
 	int bound;    /* bind_tasks() ran */
 	int lock_fd;
+	char *lock_path;         /* kiln_dir/lock, in write mode */
 	int unclean;  /* the lock file named a kiln that did not exit cleanly */
 	int64_t run_id;
 	StoreQueue *store_queue; /* started lazily by the first success */

@@ -6,6 +6,7 @@
 #define KILN_CLI_H
 
 #include "../base/graph.h"
+#include "../cache/cache.h"
 #include "recipe.h"
 
 #define KILN_DIR ".kiln"
@@ -23,6 +24,7 @@ typedef struct {
 	const char *gpus;
 	double gpu_busy, gpu_busy_util, gpu_wait, kill_grace;
 	double host_wait;         /* ssh: how long a task waits for one of its hosts; 0: default */
+	double load_timeout;      /* how long a recipe may load; 0: the default (lsandbox.h) */
 	const char *executor;
 	const char *rows, *cols, *value, *format, *out, *baseline; /* metrics, report */
 	int open;                 /* report: print the file's URL */
@@ -42,10 +44,16 @@ typedef int (*VerbFn)(Options *o, int argc, char **argv);
 Graph *new_graph(void);
 /* Loads the recipe into g, resolves and selects the targets; exits on a recipe error. */
 Graph *load_graph(Options *o, Graph *g);
+/* load_graph with input checks through cache c (each input stat'ed once per command). */
+Graph *load_graph_with(Options *o, Graph *g, Cache *c);
+/* The workspace's cache, for reading (status, why) or writing (run, clean: takes the
+ * workspace lock); exits with the reason when it cannot be opened. */
+Cache *open_cache(Options *o, Graph *g, int readonly);
 
-/* verbs_state.c: the log of an attempt, and pruning (gc) */
+/* verbs_state.c: the log of an attempt, pruning (gc), cleaning */
 int verb_log(Options *o, int argc, char **argv);
 int verb_gc(Options *o, int argc, char **argv);
+int verb_clean(Options *o, int argc, char **argv);
 
 int verb_metrics(Options *o, int argc, char **argv);
 int verb_plot(Options *o, int argc, char **argv);

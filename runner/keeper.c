@@ -266,7 +266,7 @@ int main(void)
 	sigemptyset(&handled);
 	sigaddset(&handled, SIGCHLD);
 	sigemptyset(&defaults);
-	int reset[] = {SIGCHLD, SIGINT, SIGTERM, SIGHUP, SIGPIPE};
+	int reset[] = {SIGCHLD, SIGINT, SIGTERM, SIGHUP, SIGPIPE, SIGXFSZ};
 	for (size_t i = 0; i < sizeof reset / sizeof *reset; i++)
 		sigaddset(&defaults, reset[i]);
 	sigprocmask(SIG_BLOCK, &handled, NULL);

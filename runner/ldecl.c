@@ -269,6 +269,30 @@ int l_hosts(lua_State *L)
 	return 0;
 }
 
+/* Wildcard components and bytes a pattern may have: far past any real layout. */
+#define GLOB_MAX_WILD_PARTS 64
+#define GLOB_MAX_BYTES 4096
+
+int lk_glob(lua_State *L, const char *pattern, const char *field, glob_t *gl)
+{
+	size_t len = strlen(pattern);
+	int wild = 0;
+	for (const char *part = pattern; part && *part; part = strchr(part, '/') ? strchr(part, '/') + 1 : NULL) {
+		size_t n = strcspn(part, "/");
+		wild += memchr(part, '*', n) || memchr(part, '?', n) || memchr(part, '[', n);
+	}
+	if (len > GLOB_MAX_BYTES || wild > GLOB_MAX_WILD_PARTS) {
+		const char *what = len > GLOB_MAX_BYTES ? "bytes" : "path components with wildcards";
+		int limit = len > GLOB_MAX_BYTES ? GLOB_MAX_BYTES : GLOB_MAX_WILD_PARTS;
+		char shown[64]; /* Lua's formats have no precision */
+		snprintf(shown, sizeof shown, "%.60s", pattern);
+		if (field)
+			lk_field_error(L, field, "pattern \"%s...\" has more than %d %s", shown, limit, what);
+		luaL_error(L, "glob: pattern \"%s...\" has more than %d %s", shown, limit, what);
+	}
+	return glob(pattern, 0, NULL, gl);
+}
+
 int l_glob(lua_State *L)
 {
 	RecipeContext *ctx = lk_context(L);
@@ -278,7 +302,7 @@ int l_glob(lua_State *L)
 	for (int a = 1; a <= nargs; a++) {
 		const char *pattern = luaL_checkstring(L, a);
 		glob_t gl;
-		int rc = glob(pattern, 0, NULL, &gl);
+		int rc = lk_glob(L, pattern, NULL, &gl);
 		if (rc != 0 && rc != GLOB_NOMATCH)
 			luaL_error(L, "glob: cannot expand \"%s\"", pattern);
 		for (size_t j = 0; rc == 0 && j < gl.gl_pathc; j++) {

@@ -60,9 +60,16 @@ static void push_string_list(lua_State *L, const char *const *items, int n)
 	}
 }
 
+/* The task value a metamethod was called on; a recipe may call one on anything
+ * (getmetatable(t).__tostring({})), which is an argument error, not a crash. */
+static const Task *checked_task_value(lua_State *L)
+{
+	return *(const Task **)luaL_checkudata(L, 1, TASK_METATABLE);
+}
+
 static int task_value_index(lua_State *L)
 {
-	const Task *t = task_value(L, 1);
+	const Task *t = checked_task_value(L);
 	const char *key = luaL_checkstring(L, 2);
 	if (!strcmp(key, "name"))
 		lua_pushstring(L, t->name);
@@ -77,7 +84,7 @@ static int task_value_index(lua_State *L)
 
 static int task_value_tostring(lua_State *L)
 {
-	lua_pushfstring(L, "task %s", task_value(L, 1)->name);
+	lua_pushfstring(L, "task %s", checked_task_value(L)->name);
 	return 1;
 }
 
@@ -92,7 +99,9 @@ const char **lk_string_list(lua_State *L, Graph *g, int idx, const char *field, 
 		*count = 1;
 		return one;
 	}
-	lua_Integer n = luaL_len(L, idx);
+	/* the raw length: a list is read with raw gets, and a __len of 2^40 would ask the
+	 * arena for terabytes */
+	lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
 	const char **list = arena_ptrs(&g->arena, (size_t)n); /* not NULL-terminated: *count says */
 	for (lua_Integer i = 1; i <= n; i++) {
 		lua_rawgeti(L, idx, i);
@@ -296,7 +305,7 @@ static const char **expand_paths(lua_State *L, Graph *g, const char **in, int n,
 			continue;
 		}
 		glob_t gl;
-		int rc = glob(in[i], 0, NULL, &gl);
+		int rc = lk_glob(L, in[i], field, &gl);
 		if (rc == GLOB_NOMATCH)
 			lk_field_error(L, field, "pattern \"%s\" matches no file (use glob() for a list that may be empty)", in[i]);
 		if (rc != 0)

@@ -5,6 +5,7 @@
 #ifndef KILN_LKILN_INTERNAL_H
 #define KILN_LKILN_INTERNAL_H
 
+#include <glob.h>
 #include <lua.h>
 
 #include "lkiln.h"
@@ -39,6 +40,10 @@ void lk_parse_torchrun(lua_State *L, Graph *g, Task *t, int cpus_declared);
 /* The Task of the task value at idx, or NULL. */
 Task *lk_task_of(lua_State *L, int idx);
 
+/* glob(3) of pattern into gl, bounded: glibc's glob recurses once per path component
+ * with a wildcard, so a pattern of thousands ("*\/" * 3000) would exhaust the stack. Raises
+ * a Lua error (naming field, or glob() when NULL) for a pattern past the bounds. */
+int lk_glob(lua_State *L, const char *pattern, const char *field, glob_t *gl);
 int l_map(lua_State *L);
 int l_plot(lua_State *L);
 int l_external(lua_State *L);

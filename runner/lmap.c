@@ -92,7 +92,7 @@ static int run_has_placeholders(lua_State *L, int idx)
 	if (lua_type(L, idx) != LUA_TTABLE)
 		return 1; /* task{} reports it */
 	int found = 0;
-	for (lua_Integer j = 1, len = luaL_len(L, idx); j <= len && !found; j++) {
+	for (lua_Integer j = 1, len = (lua_Integer)lua_rawlen(L, idx); j <= len && !found; j++) {
 		lua_rawgeti(L, idx, j);
 		found = lua_type(L, -1) == LUA_TSTRING && strchr(lua_tostring(L, -1), '{');
 		lua_pop(L, 1);
@@ -113,7 +113,7 @@ static void push_item_table(lua_State *L, const char *name, const char *input, c
 	lua_newtable(L); /* inputs: the map's, then the item's own */
 	int n = 0;
 	if (lua_getfield(L, 1, "inputs") == LUA_TTABLE) {
-		for (lua_Integer j = 1, len = luaL_len(L, -1); j <= len; j++) {
+		for (lua_Integer j = 1, len = (lua_Integer)lua_rawlen(L, -1); j <= len; j++) {
 			lua_rawgeti(L, -1, j);
 			lua_rawseti(L, -3, ++n);
 		}

@@ -29,8 +29,7 @@
 
 
 static int verb_run(Options *, int, char **), verb_status(Options *, int, char **), verb_why(Options *, int, char **),
-	verb_list(Options *, int, char **), verb_graph(Options *, int, char **), verb_clean(Options *, int, char **),
-	verb_help(Options *, int, char **);
+	verb_list(Options *, int, char **), verb_graph(Options *, int, char **), verb_help(Options *, int, char **);
 
 /* Every verb: its usage line, its help, and the function main dispatches to. */
 static const struct {
@@ -92,7 +91,8 @@ static void usage_all(FILE *out)
 	fprintf(out, "kiln — a build-graph experiment runner\n\nusage:\n");
 	for (size_t i = 0; i < sizeof verbs / sizeof *verbs; i++)
 		fprintf(out, "  %s\n", verbs[i].usage);
-	fprintf(out, "\nGlobal: -C DIR (workspace; default .), -h/--help. `kiln help VERB` for details.\n"
+	fprintf(out, "\nGlobal: -C DIR (workspace; default .), --load-timeout 2m (how long a recipe may load), "
+		     "-h/--help.\n`kiln help VERB` for details. "
 		     "Without RECIPE kiln reads kiln.lua in the workspace.\n");
 }
 
@@ -136,7 +136,7 @@ static void parse_args(int argc, char **argv, Options *o)
 		{"baseline", required_argument, 0, 'b'}, {"open", no_argument, 0, 'O'},
 		{"force", required_argument, 0, 'f'}, {"deps", no_argument, 0, 'd'},
 		{"threshold", required_argument, 0, 'T'}, {"hosts", required_argument, 0, 'H'},
-		{"host-wait", required_argument, 0, 'w'}, {0, 0, 0, 0}};
+		{"host-wait", required_argument, 0, 'w'}, {"load-timeout", required_argument, 0, 'l'}, {0, 0, 0, 0}};
 	const char *dir = NULL;
 	int c;
 	/* '+' would stop at the verb; permute instead so options may follow it */
@@ -172,6 +172,11 @@ static void parse_args(int argc, char **argv, Options *o)
 			o->host_wait = parse_duration(optarg);
 			if (!(o->host_wait > 0))
 				fatal("--host-wait takes a duration like 60, \"90s\" or \"5m\", got \"%s\"", optarg);
+			break;
+		case 'l':
+			o->load_timeout = parse_duration(optarg);
+			if (!(o->load_timeout > 0))
+				fatal("--load-timeout takes a duration like 300, \"90s\" or \"10m\", got \"%s\"", optarg);
 			break;
 		case 'c':
 			o->cpus = (int)strtol(optarg, &end, 10);
@@ -275,9 +280,22 @@ Graph *new_graph(void)
 	return graph_new(cwd);
 }
 
+/* Loads a recipe or exits: 2 with its error, 130 when Ctrl-C stopped the load. */
+static void load_or_exit(Graph *g, const char *path, const ParamOverrides *ov, int gpus_known, double timeout)
+{
+	Buf err = {0};
+	int rc = recipe_load(g, path, ov, gpus_known, timeout, &err);
+	if (rc == -2) {
+		fprintf(stderr, "kiln: %s (nothing was started)\n", buf_str(&err));
+		exit(130);
+	}
+	if (rc != 0)
+		fatal("%s", buf_str(&err));
+}
+
 /* Loads, resolves and selects into g (made by new_graph); with a cache, input checks
  * go through it so each input is stat'ed once per command. */
-static Graph *load_graph_with(Options *o, Graph *g, Cache *c)
+Graph *load_graph_with(Options *o, Graph *g, Cache *c)
 {
 	const char *recipe = o->recipe ? o->recipe : "kiln.lua";
 	Buf err = {0};
@@ -285,13 +303,11 @@ static Graph *load_graph_with(Options *o, Graph *g, Cache *c)
 	int gpus_known = gpu_count(pool);
 	gpu_pool_free(pool);
 	buf_reset(&err);
-	if (recipe_load(g, recipe, &o->params, gpus_known, &err) != 0)
-		fatal("%s", buf_str(&err));
+	load_or_exit(g, recipe, &o->params, gpus_known, o->load_timeout);
 	if (o->hosts_file) { /* its hosts{} replaces the recipe's */
 		int ntasks = g->ntasks;
 		ParamOverrides none = {0};
-		if (recipe_load(g, o->hosts_file, &none, gpus_known, &err) != 0)
-			fatal("%s", buf_str(&err));
+		load_or_exit(g, o->hosts_file, &none, gpus_known, o->load_timeout);
 		if (g->ntasks != ntasks)
 			fatal("%s: a hosts file declares hosts{} only, not tasks", o->hosts_file);
 		if (!g->nhosts)
@@ -360,7 +376,7 @@ static void check_resources(const Options *o, Graph *g, GpuPool *gpus, int cpus,
 
 Graph *load_graph(Options *o, Graph *g) { return load_graph_with(o, g, NULL); }
 
-static Cache *open_cache(Options *o, Graph *g, int readonly)
+Cache *open_cache(Options *o, Graph *g, int readonly)
 {
 	CacheOptions copt = {.store_max_mib = o->store_max_mib, .readonly = readonly};
 	Buf err = {0};
@@ -381,12 +397,6 @@ static void mark_forced(void *ctx, Task *t)
 {
 	(void)ctx;
 	t->forced = 1;
-}
-
-static void mark_named(void *ctx, Task *t)
-{
-	(void)ctx;
-	t->needed = 1;
 }
 
 static int verb_run(Options *o, int argc, char **argv)
@@ -656,54 +666,15 @@ static int verb_graph(Options *o, int argc, char **argv)
 	return 0;
 }
 
-/* kiln clean: the named tasks (all without names; with --deps what they need too) lose
- * their outputs and their recorded successes, so the next run runs them. */
-static int verb_clean(Options *o, int argc, char **argv)
-{
-	(void)argc, (void)argv;
-	Graph *g = new_graph();
-	Cache *c = o->all ? NULL : open_cache(o, g, 0);
-	load_graph_with(o, g, c);
-	Buf err = {0};
-	if (o->ntargets && !o->deps) { /* only what the targets name, not what they depend on */
-		for (int i = 0; i < g->ntasks; i++)
-			g->tasks[i]->needed = 0;
-		graph_match(g, o->targets, o->ntargets, mark_named, NULL, &err);
-	}
-	int removed = 0, forgotten = 0;
-	for (int i = 0; i < g->ntasks; i++) {
-		Task *t = g->tasks[i];
-		if (!t->needed)
-			continue;
-		int had = 0;
-		for (int j = 0; j < t->noutputs + t->opts->nresume; j++) { /* resume state goes too */
-			struct stat st;
-			const char *p = j < t->noutputs ? t->outputs[j] : t->opts->resume[j - t->noutputs];
-			if (lstat(p, &st) == 0 && (S_ISDIR(st.st_mode) ? remove_tree(p) : unlink(p)) == 0)
-				removed++, had++;
-		}
-		if (c && cache_forget(c, t) != 0)
-			fatal("cannot write %s/state.db: %s", KILN_DIR, cache_write_error(c) ? cache_write_error(c) : "?");
-		forgotten += c != NULL;
-		if (o->ntargets)
-			printf("cleaned   %s (%d output%s removed)\n", t->name, had, had == 1 ? "" : "s");
-	}
-	cache_close(c);
-	printf("kiln: removed %d output%s; %d task%s will run again\n", removed, removed == 1 ? "" : "s", forgotten,
-	       forgotten == 1 ? "" : "s");
-	if (o->all) {
-		remove_tree(KILN_DIR);
-		printf("kiln: removed %s/ (state, logs, stored outputs)\n", KILN_DIR);
-	}
-	graph_free(g);
-	return 0;
-}
-
 int main(int argc, char **argv)
 {
 	trace_mark("start");
 	Options o = {.kill_grace = -1, .store_max_mib = 1024, .threshold = -1};
 	signal(SIGPIPE, SIG_DFL);
+	/* past a file-size limit (ulimit -f, batch systems) a write fails with EFBIG, which
+	 * the state and the logs report as they do a full disk, instead of killing kiln;
+	 * commands get the default back (os_spawn) */
+	signal(SIGXFSZ, SIG_IGN);
 	parse_args(argc, argv, &o);
 	int rc = -1;
 	size_t i = 0;

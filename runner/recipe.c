@@ -13,18 +13,15 @@
 #include "../base/pool.h"
 #include "failure.h"
 #include "lkiln.h"
+#include "lsandbox.h"
 
 /* Lua-side part of the API and the sandbox. */
 static const char prelude[] =
-	"local msgh = ...\n" /* the C message handler, so errors inside require()d files keep file:line */
-	"local open = io.open\n"
-	"io.open = function(path, mode)\n"
-	"  mode = mode or 'r'\n"
-	"  if mode:sub(1, 1) ~= 'r' or mode:find('+', 1, true) then\n"
-	"    error('recipes only declare tasks: io.open(' .. tostring(path) .. ', \"' .. mode .. '\") would write', 2)\n"
-	"  end\n"
-	"  return open(path, mode)\n"
-	"end\n"
+	/* the C message handler, so errors inside require()d files keep file:line, and the C
+	 * loadfile (text only; lsandbox.c); io.open is guarded in C before this runs */
+	"local msgh, real_loadfile = ...\n"
+	/* what the wrappers below call, kept before a recipe can redefine the globals */
+	"local type, error, ipairs, xpcall, concat = type, error, ipairs, xpcall, table.concat\n"
 	"local function denied(what) return function() error('recipes only declare tasks: ' .. what .. ' is not available while loading', 2) end end\n"
 	"os.execute, io.popen, os.exit = denied('os.execute'), denied('io.popen'), denied('os.exit')\n"
 	"os.remove, os.rename, os.tmpname = denied('os.remove'), denied('os.rename'), denied('os.tmpname')\n"
@@ -35,10 +32,17 @@ static const char prelude[] =
 	 * a crafted binary chunk can crash the interpreter */
 	"debug, package.loaded.debug, package.loadlib = nil, nil, nil\n"
 	"package.searchers = { package.searchers[1] }\n"
-	"local real_load, real_loadfile, searchpath, loaded = load, loadfile, package.searchpath, package.loaded\n"
+	"local real_load, searchpath, loaded = load, package.searchpath, package.loaded\n"
 	"load = function(chunk, name, mode, env) return real_load(chunk, name, 't', env) end\n"
-	"loadfile = function(file, mode, env) return real_loadfile(file, 't', env) end\n"
-	"dofile = function(file) local f, e = real_loadfile(file, 't'); if not f then error(e, 2) end; return f() end\n"
+	"local function named(file, what)\n"
+	"  if type(file) ~= 'string' then error(what .. ': expected a file name, got ' .. type(file), 3) end\n"
+	"end\n"
+	"loadfile = function(file, mode, env)\n"
+	"  named(file, 'loadfile')\n"
+	"  if env == nil then return real_loadfile(file) end\n"
+	"  return real_loadfile(file, env)\n"
+	"end\n"
+	"dofile = function(file) named(file, 'dofile'); local f, e = real_loadfile(file); if not f then error(e, 2) end; return f() end\n"
 	"local loading = {}\n"
 	"function require(name)\n"
 	"  if type(name) ~= 'string' then error('require: expected a module name, got ' .. type(name), 2) end\n"
@@ -48,12 +52,12 @@ static const char prelude[] =
 	"      local cycle = {}\n"
 	"      for j = i, #loading do cycle[#cycle + 1] = loading[j] end\n"
 	"      cycle[#cycle + 1] = name\n"
-	"      error('require cycle: ' .. table.concat(cycle, ' -> '), 2)\n"
+	"      error('require cycle: ' .. concat(cycle, ' -> '), 2)\n"
 	"    end\n"
 	"  end\n"
 	"  local file, err = searchpath(name, package.path)\n"
 	"  if not file then error(\"module '\" .. name .. \"' not found:\" .. err, 2) end\n"
-	"  local chunk, lerr = real_loadfile(file, 't')\n"
+	"  local chunk, lerr = real_loadfile(file)\n"
 	"  if not chunk then error(lerr, 0) end\n"
 	"  loading[#loading + 1] = name\n"
 	"  local ok, result = xpcall(chunk, msgh, name, file)\n"
@@ -145,8 +149,19 @@ static void set_search_path(lua_State *L, const char *recipe_path)
  * still says where it was raised, from the innermost Lua frame. */
 static int message_handler(lua_State *L)
 {
-	if (lua_type(L, 1) == LUA_TSTRING)
+	if (lua_type(L, 1) == LUA_TSTRING) {
+		/* Lua names no line for some errors ("C stack overflow" raised in a C function):
+		 * the innermost line of a recipe file says where */
+		if (sandbox_has_position(lua_tostring(L, 1)))
+			return 1;
+		lua_Debug ar;
+		for (int level = 1; lua_getstack(L, level, &ar); level++)
+			if (lua_getinfo(L, "Sl", &ar) && ar.currentline > 0 && ar.source[0] == '@') {
+				lua_pushfstring(L, "%s:%d: %s", ar.short_src, ar.currentline, lua_tostring(L, 1));
+				return 1;
+			}
 		return 1;
+	}
 	const char *shown = luaL_getmetafield(L, 1, "__tostring") != LUA_TNIL ? (lua_pop(L, 1), luaL_tolstring(L, 1, NULL))
 									       : NULL;
 	lua_Debug ar;
@@ -193,7 +208,7 @@ static void warning(void *ud, const char *msg, int tocont)
 	*state = tocont ? 2 : 1;
 }
 
-int recipe_load(Graph *g, const char *path, const ParamOverrides *ov, int gpus_known, Buf *err)
+int recipe_load(Graph *g, const char *path, const ParamOverrides *ov, int gpus_known, double load_timeout, Buf *err)
 {
 	Pool pool = {0};
 	int warnings = 0;
@@ -215,12 +230,13 @@ int recipe_load(Graph *g, const char *path, const ParamOverrides *ov, int gpus_k
 	char *recipe_abs = realpath(path, NULL);
 	ctx.recipe = graph_norm_path(g, recipe_abs ? recipe_abs : path);
 	free(recipe_abs);
-	int rc = -1;
+	int rc = -1, stopped = 0;
 	luaL_openlibs(L);
 	lkiln_open(L, &ctx);
+	sandbox_guard_io_open(L);
 	lua_pushcfunction(L, message_handler);
 	if (luaL_loadbuffer(L, prelude, sizeof prelude - 1, "=kiln") ||
-	    (lua_pushcfunction(L, message_handler), lua_pcall(L, 1, 0, -3))) {
+	    (lua_pushcfunction(L, message_handler), sandbox_push_loadfile(L), lua_pcall(L, 2, 0, -4))) {
 		buf_printf(err, "internal error in the recipe prelude: %s", lua_tostring(L, -1));
 		goto out;
 	}
@@ -232,12 +248,20 @@ int recipe_load(Graph *g, const char *path, const ParamOverrides *ov, int gpus_k
 		buf_printf(err, "cannot read recipe %s (give a recipe file, or run where kiln.lua is)", path);
 		goto out;
 	}
-	if (status == LUA_OK)
+	if (status != LUA_OK)
+		sandbox_name_overflow_line(L, path);
+	if (status == LUA_OK) {
+		LoadWatch *watch = sandbox_watch_start(L, load_timeout);
 		status = lua_pcall(L, 0, 0, -2);
-	if (status != LUA_OK) {
-		buf_puts(err, lua_tostring(L, -1));
-		goto out;
+		stopped = sandbox_watch_fired(watch) == 2;
+		sandbox_watch_stop(watch);
 	}
+	if (status == LUA_ERRMEM)
+		buf_printf(err, "%s: out of memory while loading the recipe", path);
+	else if (status != LUA_OK)
+		buf_puts(err, lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "error object is not a string");
+	if (status != LUA_OK)
+		goto out;
 	for (int i = 0; i < ov->count; i++)
 		if (!ctx.ov_used[i]) {
 			buf_printf(err, "unknown param \"%s\" on the command line", ov->names[i]);
@@ -249,6 +273,8 @@ int recipe_load(Graph *g, const char *path, const ParamOverrides *ov, int gpus_k
 		}
 	rc = 0;
 out:
+	if (rc != 0 && stopped)
+		rc = -2;
 	if (getenv("KILN_TRACE")) {
 		char what[64];
 		snprintf(what, sizeof what, "recipe run (Lua holds %d KiB)", lua_gc(L, LUA_GCCOUNT, 0));

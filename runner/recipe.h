@@ -17,8 +17,10 @@ int params_split(char **words, int n, ParamOverrides *ov, char **rest);
 void params_free(ParamOverrides *ov);
 
 /* Loads the recipe at `path` into g (tasks added, not yet resolved). Returns 0, or -1
- * with "file:line: message" in err. `path` is used as the chunk name in messages.
- * gpus_known is what the recipe's gpus_available() returns. */
-int recipe_load(Graph *g, const char *path, const ParamOverrides *ov, int gpus_known, Buf *err);
+ * with "file:line: message" in err, or -2 when a stop was requested (Ctrl-C) while it
+ * loaded. `path` is used as the chunk name in messages. gpus_known is what the recipe's
+ * gpus_available() returns. A load still running after load_timeout seconds (<= 0: two
+ * minutes) is stopped with an error naming the line it was at. */
+int recipe_load(Graph *g, const char *path, const ParamOverrides *ov, int gpus_known, double load_timeout, Buf *err);
 
 #endif

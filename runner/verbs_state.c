@@ -1,11 +1,13 @@
 /* verbs_state.c — the verbs that read attempts back or prune what runs leave: kiln log (an
- * attempt's log: the latest, one by number, or all of a task's) and kiln gc (stored outputs
- * nothing refers to, and old attempt logs). */
+ * attempt's log: the latest, one by number, or all of a task's), kiln gc (stored outputs
+ * nothing refers to, and old attempt logs) and kiln clean (outputs and recorded successes,
+ * or with --all the whole of .kiln/). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../cache/cache.h"
@@ -90,5 +92,55 @@ int verb_gc(Options *o, int argc, char **argv)
 	cache_close(c);
 	graph_free(g);
 	buf_free(&err);
+	return 0;
+}
+
+static void mark_needed(void *ctx, Task *t)
+{
+	(void)ctx;
+	t->needed = 1;
+}
+
+/* kiln clean: the named tasks (all without names; with --deps what they need too) lose
+ * their outputs and their recorded successes, so the next run runs them. */
+int verb_clean(Options *o, int argc, char **argv)
+{
+	(void)argc, (void)argv;
+	Graph *g = new_graph();
+	Cache *c = open_cache(o, g, 0); /* the workspace lock: no run may be writing meanwhile */
+	load_graph_with(o, g, c);
+	Buf err = {0};
+	if (o->ntargets && !o->deps) { /* only what the targets name, not what they depend on */
+		for (int i = 0; i < g->ntasks; i++)
+			g->tasks[i]->needed = 0;
+		graph_match(g, o->targets, o->ntargets, mark_needed, NULL, &err);
+	}
+	int removed = 0, forgotten = 0;
+	for (int i = 0; i < g->ntasks; i++) {
+		Task *t = g->tasks[i];
+		if (!t->needed)
+			continue;
+		int had = 0;
+		for (int j = 0; j < t->noutputs + t->opts->nresume; j++) { /* resume state goes too */
+			struct stat st;
+			const char *p = j < t->noutputs ? t->outputs[j] : t->opts->resume[j - t->noutputs];
+			if (lstat(p, &st) == 0 && (S_ISDIR(st.st_mode) ? remove_tree(p) : unlink(p)) == 0)
+				removed++, had++;
+		}
+		if (!o->all && cache_forget(c, t) != 0)
+			fatal("cannot write %s/state.db: %s", KILN_DIR, cache_write_error(c) ? cache_write_error(c) : "?");
+		forgotten++;
+		if (o->ntargets)
+			printf("cleaned   %s (%d output%s removed)\n", t->name, had, had == 1 ? "" : "s");
+	}
+	printf("kiln: removed %d output%s; %d task%s will run again\n", removed, removed == 1 ? "" : "s", forgotten,
+	       forgotten == 1 ? "" : "s");
+	if (!o->all)
+		cache_close(c);
+	else if (cache_close_removing(c, KILN_DIR) != 0)
+		fatal("could not remove all of %s/ (see the messages above); remove it by hand when no kiln runs", KILN_DIR);
+	else
+		printf("kiln: removed %s/ (state, logs, stored outputs)\n", KILN_DIR);
+	graph_free(g);
 	return 0;
 }

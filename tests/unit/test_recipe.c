@@ -19,7 +19,7 @@ static int load(const char *text, char **words, int nwords, Graph **out, Buf *er
 	params_split(words, nwords, &ov, rest);
 	*out = graph_new("/tmp");
 	buf_reset(err);
-	int rc = recipe_load(*out, path, &ov, 0, err);
+	int rc = recipe_load(*out, path, &ov, 0, 0, err);
 	params_free(&ov);
 	unlink(path);
 	return rc;
