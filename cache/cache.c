@@ -631,10 +631,38 @@ StoreQueue *cache_store_queue(Cache *c)
 	return c->store_queue;
 }
 
+/* Whether t's inputs still hold what its key was computed from: each is looked at afresh
+ * (one stat; a file whose stat moved is hashed again, a directory walked), as Bazel
+ * re-checks an action's inputs before it caches the result. */
+static int inputs_unchanged(Cache *c, Task *t, TaskCache *tc, Buf *err)
+{
+	if (!tc->key_known || !tc->components || !t->ninputs)
+		return 1;
+	for (int i = 0; i < t->ninputs; i++) {
+		Memo *m = tc->in_memo ? tc->in_memo[i] : strmap_get(&c->memo, t->inputs[i]);
+		if (m)
+			m->hashed = m->statted = 0;
+	}
+	size_t len;
+	char *now = build_components(c, t, &len);
+	int same = hash_equal(hash_bytes(now, len), tc->key);
+	if (!same) {
+		Buf what = {0};
+		explain_diff(tc->components, now, &what, 0);
+		buf_printf(err, "%s while it ran: its result is not recorded, since it may come from either content "
+				"(run again to run it on what is there now)", buf_str(&what));
+		buf_free(&what);
+	}
+	free(now);
+	return same;
+}
+
 int cache_record_success(Cache *c, Task *t, Buf *err)
 {
 	cache_ready(c);
 	TaskCache *tc = task_cache(c, t);
+	if (!inputs_unchanged(c, t, tc, err))
+		return CACHE_INPUT_CHANGED;
 	out_hashes_of(c, t, tc);
 	Buf outputs = {0};
 	char hex[33];

@@ -72,9 +72,12 @@ int cache_will_run(Cache *c, const Task *t);
 int cache_plan(Cache *c, Graph *g, void (*fn)(void *ctx, const Task *t, enum Verdict v, const char *reason),
 	       void *ctx);
 
-/* After t's command exited 0: checks every declared output exists, hashes and stores
- * them and records the success in the pending batch. Returns 0, or -1 with a message
- * (a declared output is missing): then the attempt counts as failed. */
+/* After t's command exited 0: checks that its inputs still hold what its key was
+ * computed from and every declared output exists, hashes and stores the outputs and
+ * records the success in the pending batch. Returns 0; CACHE_INPUT_CHANGED when an input
+ * changed while it ran (nothing is recorded: the result belongs to neither content); or -1
+ * with a message (a declared output is missing). Either way the attempt counts as failed. */
+#define CACHE_INPUT_CHANGED (-2)
 int cache_record_success(Cache *c, Task *t, Buf *err);
 /* Records t's parsed metrics (plots/metrics.h) for this run, with t's tags. */
 void cache_put_metrics(Cache *c, const Task *t, const Metrics *m);

@@ -14,6 +14,7 @@ static const char *const names[FC_COUNT] = {
 	[FC_ERROR] = "error",     [FC_OOM] = "oom",           [FC_COMM] = "comm",
 	[FC_PORT] = "port",       [FC_PREEMPTED] = "preempted", [FC_TIMEOUT] = "timeout",
 	[FC_MISSING] = "missing-input", [FC_GPU_BUSY] = "gpu-busy", [FC_HOST_DOWN] = "host-down",
+	[FC_INPUT_CHANGED] = "input-changed",
 };
 
 static const struct {

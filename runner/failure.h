@@ -17,13 +17,16 @@ enum FailureClass {
 	FC_MISSING,   /* a file or program it needs does not exist */
 	FC_GPU_BUSY,  /* no GPU became free within the task's wait */
 	FC_HOST_DOWN, /* no host it may run on answered (ssh), or its host was lost too often */
+	FC_INPUT_CHANGED, /* an input changed while it ran: its result is not recorded */
 	FC_COUNT
 };
 
 #define FC_BIT(c) (1u << (c))
 /* Without retry_on, retries are spent on every class but those the same attempt is bound
- * to repeat: the same batch runs out of the same memory, a missing file stays missing. */
-#define FC_DEFAULT_RETRY (((1u << FC_COUNT) - 1) & ~FC_BIT(FC_OOM) & ~FC_BIT(FC_MISSING))
+ * to repeat: the same batch runs out of the same memory, a missing file stays missing. An
+ * input that changed is never retried in the run: the task's key is the old content's, so
+ * the next run decides it afresh. */
+#define FC_DEFAULT_RETRY (((1u << FC_COUNT) - 1) & ~FC_BIT(FC_OOM) & ~FC_BIT(FC_MISSING) & ~FC_BIT(FC_INPUT_CHANGED))
 
 /* How an attempt ended, as the classifier needs it. */
 typedef struct {

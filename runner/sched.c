@@ -136,11 +136,10 @@ static int record_success(Run *r, Task *t, int64_t attempt_id, const char *detai
 {
 	Metrics m = {0};
 	int rc = -1;
-	if ((!t->metrics || metrics_read(t->metrics, &m, err) == 0) && cache_record_success(r->o->cache, t, err) == 0) {
+	if ((!t->metrics || metrics_read(t->metrics, &m, err) == 0) && (rc = cache_record_success(r->o->cache, t, err)) == 0) {
 		if (t->metrics)
 			cache_put_metrics(r->o->cache, t, &m);
 		task_succeeded(r, t, attempt_id, detail);
-		rc = 0;
 	}
 	metrics_free(&m);
 	return rc;
@@ -375,11 +374,14 @@ static void job_ended(Run *r, Job *job)
 	}
 	if (job->end == JOB_EXITED && job->exit_code == 0 && !job->timed_out) {
 		Buf err = {0};
-		if (record_success(r, t, attempt_id, dur, &err) == 0) {
+		int recorded = record_success(r, t, attempt_id, dur, &err);
+		if (recorded == 0) {
 			buf_free(&err);
 			free_job(job);
 			return;
 		}
+		if (recorded == CACHE_INPUT_CHANGED)
+			cls = FC_INPUT_CHANGED;
 		snprintf(why, sizeof why, "%s", buf_str(&err));
 		buf_free(&err);
 	} else if (job->interrupted && r->sum->stopped_by_signal) {
@@ -398,7 +400,7 @@ static void job_ended(Run *r, Job *job)
 	snprintf(why + wl, sizeof why - wl, " [%s]", failure_name(cls));
 	cache_attempt_ended(o->cache, attempt_id, job->end == JOB_EXITED ? job->exit_code : -1, why, failure_name(cls));
 	failure_note_in_log(job, why);
-	int retryable = (t->opts->retry_on & FC_BIT(cls)) != 0;
+	int retryable = (t->opts->retry_on & FC_BIT(cls)) != 0 && cls != FC_INPUT_CHANGED;
 	if (task_is_runner(t)) { /* its complete items stay recorded; the rest retry or fail */
 		int retry = t->attempt <= t->retries && retryable && !r->stopping;
 		if (retry)
