@@ -31,59 +31,6 @@
 
 #define KEY_VERSION_TEXT "2" /* 2: dep lines for explicit deps only */
 
-static int take_lock(Cache *c, const char *kiln_dir, Buf *err)
-{
-	char *path = c->lock_path = xasprintf("%s/lock", kiln_dir);
-	c->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
-	if (c->lock_fd < 0) {
-		buf_printf(err, "cannot open %s: %s", path, strerror(errno));
-		return -1;
-	}
-	/* The holder writes its pid right after taking the lock and empties the file when it
-	 * exits cleanly: a pid found on taking the lock means the last kiln was killed. A
-	 * racing holder may not have written its pid yet, so look again for a while. */
-	int holder = 0;
-	for (int tries = 0;; tries++) {
-		if (flock(c->lock_fd, LOCK_EX | LOCK_NB) == 0) {
-			/* `kiln clean --all` removes the lock file while it holds the lock: a lock
-			 * on a file no longer at path guards nothing, so take the one there now */
-			struct stat held, there;
-			if (fstat(c->lock_fd, &held) == 0 && stat(path, &there) == 0 && held.st_ino == there.st_ino &&
-			    held.st_dev == there.st_dev)
-				break;
-			close(c->lock_fd);
-			if (mkdirs(kiln_dir, 0777) != 0 ||
-			    (c->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666)) < 0) {
-				buf_printf(err, "cannot open %s: %s", path, strerror(errno));
-				return -1;
-			}
-			continue;
-		}
-		char text[32] = "";
-		ssize_t n = pread(c->lock_fd, text, sizeof text - 1, 0);
-		text[n > 0 ? n : 0] = 0;
-		holder = atoi(text);
-		if ((holder > 0 && kill(holder, 0) == 0) || tries == 50) {
-			if (holder > 0 && kill(holder, 0) == 0)
-				buf_printf(err, "another kiln (pid %d) is running in this workspace; wait for it to finish or "
-						"stop it", holder);
-			else
-				buf_puts(err, "another kiln is starting in this workspace; wait for it to finish or stop it");
-			return -1;
-		}
-		struct timespec pause = {0, 10000000};
-		nanosleep(&pause, NULL);
-	}
-	char old[32] = "";
-	ssize_t old_len = pread(c->lock_fd, old, sizeof old - 1, 0);
-	c->unclean = old_len > 0 && atoi(old) > 0;
-	char pid[32];
-	int n = snprintf(pid, sizeof pid, "%d\n", (int)getpid());
-	if (ftruncate(c->lock_fd, 0) != 0 || pwrite(c->lock_fd, pid, (size_t)n, 0) != n)
-		warn("cannot write %s", path);
-	return 0;
-}
-
 Cache *cache_open(const char *kiln_dir, Graph *g, const CacheOptions *opt, Buf *err)
 {
 	Cache *c = xcalloc(1, sizeof *c);
@@ -97,7 +44,7 @@ Cache *cache_open(const char *kiln_dir, Graph *g, const CacheOptions *opt, Buf *
 			buf_printf(err, "cannot create %s: %s", kiln_dir, strerror(errno));
 			goto fail;
 		}
-		if (take_lock(c, kiln_dir, err) != 0)
+		if (cache_take_lock(c, kiln_dir, err) != 0)
 			goto fail;
 	}
 	if (opt->readonly && g) { /* a plan: list the inputs' directories while the recipe loads */
@@ -142,6 +89,11 @@ void cache_close(Cache *c)
 	if (c->store_queue && store_queue_finish(c->store_queue) > 0)
 		warn("some outputs could not be kept in the store (%s): they cannot be restored later", c->objects_dir);
 	store_free(c->store);
+	/* what this command recorded goes from the write-ahead log into state.db before the
+	 * lock says "exited cleanly": the database alone then holds every record, whatever
+	 * becomes of the log. A no-op run records nothing worth the fsync. */
+	if (c->recorded && !c->opt.readonly && c->state && state_commit(c->state) == 0)
+		state_checkpoint(c->state);
 	int clean = state_close(c->state) == 0;
 	if (c->lock_fd >= 0) {
 		if (clean && ftruncate(c->lock_fd, 0) != 0) /* "this kiln exited cleanly" */
@@ -158,37 +110,6 @@ void cache_close(Cache *c)
 	arena_free(&c->arena);
 	free(c->objects_dir);
 	free(c);
-}
-
-int cache_close_removing(Cache *c, const char *kiln_dir)
-{
-	int lock_fd = c->lock_fd;
-	char *lock_path = c->lock_path ? xstrdup(c->lock_path) : NULL;
-	c->lock_fd = -1; /* held until everything else is gone */
-	cache_close(c);
-	int rc = 0;
-	DIR *d = opendir(kiln_dir);
-	struct dirent *e;
-	while (d && (e = readdir(d))) {
-		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") || !strcmp(e->d_name, "lock"))
-			continue;
-		char *p = xasprintf("%s/%s", kiln_dir, e->d_name);
-		struct stat st;
-		if (lstat(p, &st) == 0 && (S_ISDIR(st.st_mode) ? remove_tree(p) : unlink(p)) != 0)
-			rc = -1;
-		free(p);
-	}
-	if (d)
-		closedir(d);
-	/* a kiln waiting for the lock finds, once it has it, that the file is gone (take_lock) */
-	if (lock_path && unlink(lock_path) != 0)
-		rc = -1;
-	if (rmdir(kiln_dir) != 0 && errno != ENOENT)
-		rc = -1; /* a kiln started meanwhile made a new lock file there: its own */
-	if (lock_fd >= 0)
-		close(lock_fd);
-	free(lock_path);
-	return rc;
 }
 
 int64_t cache_begin_run(Cache *c, const char *command_line)
@@ -404,6 +325,34 @@ static int parse_outputs(const Task *t, const char *text, Hash *hashes)
 /* Compares outputs on disk with recorded hashes; puts back the differing ones from the
  * store when every one of them is there (and !dry). Returns the number restored (or that
  * would be), or -1 when some differing output cannot be restored; reason says which. */
+/* Queues output file path (stat'ed as st), whose content hashes to h, for the store
+ * unless it is larger than the store takes. */
+static void keep_in_store(Cache *c, const char *path, const struct stat *st, Hash h)
+{
+	if (st->st_size > c->opt.store_max_mib * 1024 * 1024)
+		return;
+	StoreQueue *q = cache_store_queue(c);
+	if (q)
+		store_queue_put(q, path, h);
+	else if (store_put(c->store, path, h) != 0)
+		warn("could not keep %s in the store: %s", path, strerror(errno));
+}
+
+/* After a kill -9 the success of a task may be recorded while its outputs never reached
+ * the store (the copies run behind the records): an output in place that the store lacks
+ * is stored now, so deleting it later restores it instead of running the task again. */
+static void store_if_missing(Cache *c, const char *path, Hash h)
+{
+	struct stat st;
+	if (store_has(c->store, h) || stat(path, &st) != 0)
+		return;
+	Hash again;
+	if (S_ISDIR(st.st_mode))
+		cache_hash_output_dir(c, path, &again); /* queues the tree and its files */
+	else if (S_ISREG(st.st_mode))
+		keep_in_store(c, path, &st, h);
+}
+
 static int settle_outputs(Cache *c, Task *t, const Hash *want, int dry, Buf *reason)
 {
 	int bad = 0, missing_in_store = 0;
@@ -415,6 +364,8 @@ static int settle_outputs(Cache *c, Task *t, const Hash *want, int dry, Buf *rea
 			state[i] = 'd';
 		else if (!hash_equal(h, want[i]))
 			state[i] = 'm';
+		else if (c->unclean && !dry)
+			store_if_missing(c, t->outputs[i], want[i]);
 		if (state[i]) {
 			bad++;
 			if (!store_has(c->store, want[i]))
@@ -677,18 +628,14 @@ int cache_record_success(Cache *c, Task *t, Buf *err)
 			buf_free(&outputs);
 			return -1;
 		}
-		if (S_ISREG(st.st_mode) && st.st_size <= c->opt.store_max_mib * 1024 * 1024) {
-			StoreQueue *q = cache_store_queue(c);
-			if (q)
-				store_queue_put(q, t->outputs[i], tc->out_hashes[i]);
-			else if (store_put(c->store, t->outputs[i], tc->out_hashes[i]) != 0)
-				warn("could not keep %s in the store: %s", t->outputs[i], strerror(errno));
-		}
+		if (S_ISREG(st.st_mode))
+			keep_in_store(c, t->outputs[i], &st, tc->out_hashes[i]);
 		hash_hex(tc->out_hashes[i], hex);
 		buf_printf(&outputs, "%s %s\n", hex, t->outputs[i]);
 	}
 	tc->outputs_known = 1;
 	tc->rewrote = 1;
+	c->recorded = 1;
 	ensure_key(c, t, tc);
 	if (state_put_success(c->state, t->name, tc->key, tc->components, buf_str(&outputs), c->run_id) != 0) {
 		buf_puts(err, state_error(c->state));

@@ -17,6 +17,7 @@
 #include "../base/os.h"
 #include "hash.h"
 #include "internal.h"
+#include "wal.h"
 #include "state.h"
 #include "store.h"
 
@@ -154,6 +155,13 @@ static void announce_loaded(Cache *c)
 void *cache_loader_main(void *arg)
 {
 	Cache *c = arg;
+	Buf losses = {0}; /* what SQLite would lose in silence: said before it opens the files */
+	if (wal_inspect(c->db_path, c->unclean, &losses))
+		for (char *line = losses.data, *end; line && *line; line = end + 1) {
+			end = strchr(line, '\n');
+			fprintf(stderr, "kiln: %.*s\n", (int)(end - line), line);
+		}
+	buf_free(&losses);
 	c->state = state_open(c->db_path, c->opt.readonly, &c->open_error);
 	trace_mark("loader: state database open");
 	if (!c->state) {

@@ -76,6 +76,7 @@ struct Cache {
 	int lock_fd;
 	char *lock_path;         /* kiln_dir/lock, in write mode */
 	int unclean;  /* the lock file named a kiln that did not exit cleanly */
+	int recorded; /* an attempt or a success was written: the log is folded in on close */
 	int64_t run_id;
 	StoreQueue *store_queue; /* started lazily by the first success */
 	int64_t committed_ns;
@@ -98,6 +99,8 @@ struct Cache {
 	_Atomic size_t next_stat; /* the first entry not yet claimed by a thread */
 };
 
+/* Takes the workspace lock kiln_dir/lock for c (lock.c): 0, or -1 with who holds it in err. */
+int cache_take_lock(Cache *c, const char *kiln_dir, Buf *err);
 /* Waits for the loader thread; every entry point calls this before touching state. */
 void cache_ready(Cache *c);
 /* Frees the list of memo entries to stat (the loader is done with it). */

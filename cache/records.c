@@ -25,6 +25,7 @@
 int64_t cache_attempt_started(Cache *c, const Task *t, int attempt, int pgid, const char *gpus, const char *log,
 			      const char *job_id, const char *key)
 {
+	c->recorded = 1;
 	return state_attempt_started(cache_state(c), cache_run_id(c), t->name, attempt, os_hostname(), pgid, gpus, log,
 				     job_id, key);
 }
@@ -53,6 +54,7 @@ void cache_each_duration(Cache *c, void (*fn)(void *ctx, const char *task, doubl
 int cache_forget(Cache *c, const Task *t)
 {
 	cache_ready(c);
+	c->recorded = 1;
 	const char *const *sqls[] = {&forget_successes, &forget_last};
 	for (int i = 0; i < 2; i++) {
 		sqlite3_stmt *st = state_statement_writer(cache_state(c), sqls[i]);

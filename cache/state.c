@@ -314,6 +314,11 @@ int state_commit(State *s)
 
 int state_pending(const State *s) { return s->in_tx; }
 
+int state_checkpoint(State *s)
+{
+	return sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL) == SQLITE_OK ? 0 : -1;
+}
+
 sqlite3_stmt *state_statement(State *s, const char *const *text)
 {
 	for (int i = 0; i < s->nother; i++)

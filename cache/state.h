@@ -30,6 +30,10 @@ State *state_open(const char *path, int readonly, Buf *err);
 int state_move_aside(const char *path, const char *why);
 /* Whether the last failure of s was SQLite finding the file damaged. */
 int state_damaged(const State *s);
+/* Copies every committed record from the write-ahead log into the database file and
+ * empties the log (SQLite's TRUNCATE checkpoint); 0, or -1 (a reader holds it: the log
+ * stays as it is, which loses nothing). */
+int state_checkpoint(State *s);
 /* Commits what is pending and closes; 0, or -1 when something was not recorded. */
 int state_close(State *s);
 /* Commits the open batch. 0, or -1 when it or any write in it failed (full disk, I/O
