@@ -358,16 +358,17 @@ static void place_ended(SshExec *se, Remote *rm, int status)
 	size_t len;
 	char *text = read_file(rm->err_path, &len);
 	int unreachable = !text || place_failed_unreachable(text);
-	char reason[96];
-	snprintf(reason, sizeof reason, "%.20s: cannot copy the inputs: %.48s", rm->host->spec->name,
-		 text && *text ? text : "the copy was stopped");
-	reason[strcspn(reason, "\n")] = 0;
+	char reason[240];
+	ssh_job_complaint(rm->host, "cannot copy the inputs", text && *text ? text : "the copy was stopped", reason,
+			  sizeof reason);
+	int full = strstr(reason, " is full (") != NULL; /* not a missing input: the task failed there */
 	log_line(rm->job, "kiln: %s\n", text && *text ? text : reason);
 	free(text);
 	if (unreachable)
 		ssh_host_failed(rm->host, reason);
 	rm->phase = PH_RUN; /* its copies are no longer in flight */
-	finished(se, rm, rm->job->interrupted ? JOB_SIGNALED : unreachable ? JOB_LOST : JOB_START_FAILED, 127, reason);
+	finished(se, rm, rm->job->interrupted ? JOB_SIGNALED : unreachable ? JOB_LOST : full ? JOB_EXITED : JOB_START_FAILED,
+		 full ? 1 : 127, reason);
 }
 
 static int ssh_start(Executor *ex, Job *job)
@@ -550,6 +551,11 @@ static void follow_ended(SshExec *se, Remote *rm, int status)
 	} else if (kind == 2) {
 		rm->job->term_signal = rm->signalled ? rm->signalled : SIGKILL;
 		finished(se, rm, JOB_SIGNALED, -1, NULL);
+	} else if (kind == 4) { /* it could not be set up there: the host answered why */
+		char failed[240];
+		ssh_job_complaint(h, "cannot start the task there", rm->report ? rm->report : why, failed, sizeof failed);
+		log_line(rm->job, "kiln: %s\n", failed);
+		finished(se, rm, JOB_EXITED, 1, failed);
 	} else {
 		if (kind == 0 && rm->refollows < 3 && !rm->signalled) {
 			/* the connection dropped: if the host still answers, the job may run on there */

@@ -61,9 +61,12 @@ void ssh_job_follow_script(Buf *b, const Task *t)
 
 void ssh_job_set_dir(Buf *b, const SshHost *h, const char *id)
 {
-	buf_puts(b, "cd ");
+	/* a step that cannot be done there ends the script with the marker; a full file system
+	 * is named, since some tools then say only "I/O error" (dash's printf) */
+	buf_puts(b, "kiln_cannot() { [ \"$(df -Pk . 2>/dev/null | awk 'NR == 2 { print ($4 < 64) }')\" = 1 ] && "
+		    "echo 'No space left on device' >&2; echo KILN-START-FAILED >&2; exit 97; }\ncd ");
 	buf_shell_quote(b, h->home_workdir);
-	buf_printf(b, " || exit 97\nJ=.kiln/jobs/%s\n", id);
+	buf_printf(b, " || kiln_cannot\nJ=.kiln/jobs/%s\n", id);
 }
 
 /* The start part: clears the outputs there, writes the job script, starts it detached. */
@@ -102,7 +105,7 @@ char *ssh_job_start_script(const Job *job, const char *id)
 	}
 	if (rm.len)
 		buf_printf(&b, "if %s; then rm -rf --%s; fi\n", buf_str(&test), buf_str(&rm));
-	buf_printf(&b, "mkdir -p -- %s || exit 97\n", buf_str(&dirs));
+	buf_printf(&b, "mkdir -p -- %s || kiln_cannot\n", buf_str(&dirs));
 	buf_free(&rm);
 	buf_free(&test);
 	buf_free(&dirs);
@@ -118,7 +121,7 @@ char *ssh_job_start_script(const Job *job, const char *id)
 	/* claim: whoever makes J/claim first decides (mkdir is atomic). A re-attach or a sweep
 	 * that finds no job yet claims it, and then this script, late after a kill -9, starts
 	 * nothing; the pid is in J/pid before anything else looks for it (written, then moved) */
-	buf_puts(&b, " > \"$J/job.sh\" || exit 97\n"
+	buf_puts(&b, " > \"$J/job.sh\" || kiln_cannot\n"
 		     "mkdir \"$J/claim\" 2>/dev/null || { echo KILN-CLAIMED >&2; exit 0; }\n");
 	/* kiln runs one attempt of a task at a time: any other live job of this task here is
 	 * stale (a kill -9 struck before its attempt was recorded) and must not write its
@@ -178,10 +181,31 @@ int ssh_job_outcome(const char *err_path, const Task *t, char **text, int *code,
 		kind = 2;
 	} else if (*text && (strstr(*text, "KILN-NOJOB") || strstr(*text, "KILN-CLAIMED"))) {
 		kind = 3;
+	} else if (*text && strstr(*text, "KILN-START-FAILED")) {
+		kind = 4;
 	}
 	const char *shown = *text && **text && strncmp(*text, "KILN-", 5) ? *text : "the connection ended";
 	snprintf(why, n, "%s", shown);
 	why[strcspn(why, "\r\n")] = 0;
 	return kind;
+}
+
+/* What a host's file system says when it is full, as errno's words appear in its tools'
+ * complaints (sh, mkdir, rsync, tar). */
+static const char *const full_words[] = {"No space left on device", "Disk quota exceeded", "File too large"};
+
+void ssh_job_complaint(const SshHost *h, const char *what, const char *text, char *out, size_t n)
+{
+	for (size_t i = 0; i < sizeof full_words / sizeof *full_words; i++)
+		if (text && strstr(text, full_words[i])) {
+			snprintf(out, n, "%s: %s: its workdir %s is full (%s): free space there, then run again", h->spec->name,
+				 what, h->home_workdir, full_words[i]);
+			return;
+		}
+	const char *line = text;
+	while (line && !strncmp(line, "KILN-", 5)) /* kiln's own markers say nothing to a person */
+		line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL;
+	snprintf(out, n, "%s: %s: %.*s", h->spec->name, what, line && *line ? (int)strcspn(line, "\n") : 16,
+		 line && *line ? line : "the host said why");
 }
 

@@ -24,10 +24,16 @@ void ssh_job_follow_script(Buf *b, const Task *t);
 void ssh_job_report_end(Buf *b, const Task *t);
 /* Whether t has outputs that come back here (in the tar after its log). */
 int ssh_job_fetches(const Task *t);
+/* One line for a failure on host h that its complaint text explains: "HOST: what: its
+ * workdir DIR is full (No space left on device): ..." when the host's disk or quota is
+ * full, else "HOST: what: " and the complaint's first line. */
+void ssh_job_complaint(const SshHost *h, const char *what, const char *text, char *out, size_t n);
 /* How a remote script ended, from its stderr in err_path (all of it into *text, malloc'd):
  * 1 "KILN-EXIT" (code, the log's size there in logbytes; with fetched outputs only once
  * "KILN-SENT" says their tar is whole), 2 "KILN-GONE", 3 "KILN-NOJOB" (nothing to follow),
- * 0 the connection failed (ssh's complaint in why). */
+ * 4 "KILN-START-FAILED" (the job could not be set up there: a full disk, a workdir that
+ * cannot be entered; the shell's complaint in why), 0 the connection failed (ssh's
+ * complaint in why). */
 int ssh_job_outcome(const char *err_path, const Task *t, char **text, int *code, long long *logbytes, char *why,
 		    size_t n);
 /* Keeps a local log's header only (a re-attach streams the remote log from its start). */
