@@ -3,8 +3,8 @@ its own home, workdir and fake nvidia-smi. A grid runs across them with GPUs lea
 host (a busy device is left alone); inputs are copied only where a task needs them, and a
 copy deleted there is copied again; stopping one server mid-run moves its tasks elsewhere;
 kill -9 of kiln then a re-run re-attaches without running anything again; Ctrl-C stops the
-remote process groups; a no-op re-run starts nothing on any host; recipe mistakes about
-hosts are errors with file:line."""
+remote process groups; a no-op re-run starts nothing on any host; a full workdir there is
+said in words; recipe mistakes about hosts are errors with file:line."""
 import os
 import re
 import signal
@@ -302,6 +302,29 @@ end
             self.assertRegex(text[0], r"^port=\d+$")
             self.assertEqual(text[1], "gpus=1")
             self.assertRegex(text[2], r"^dev=\d$")
+
+    def test_a_full_workdir_on_a_host_is_said_in_words(self):
+        import subprocess
+        wd = self.lab.hosts["v802"].workdir()
+        os.makedirs(wd, exist_ok=True)
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", wd], capture_output=True).returncode:
+            self.skipTest("mounting a tmpfs is not allowed here (needs root outside a container)")
+        try:
+            subprocess.run(["dd", "if=/dev/zero", "of=" + os.path.join(wd, "fill"), "bs=4k", "count=1000"],
+                           capture_output=True)
+            self.ws.write("in.txt", "data\n")
+            for body in ['outputs = {"o.txt"}, run = "echo hi > o.txt"',  # the job's own files
+                         'inputs = {"in.txt"}, outputs = {"o.txt"}, run = "cat in.txt > o.txt"']:  # a copy
+                self.ws.write("kiln.lua", 'task { name = "t", host = "v802", %s }\n' % body)
+                r = self.kiln("--host-wait", "3s")
+                self.assertEqual(r.rc, 1, r)
+                self.assertIn("v802: cannot", r.out)
+                self.assertIn("its workdir %s is full (No space left on device)" % wd, r.out)
+                self.assertNotIn("lost with host", r.out)
+                self.assertNotIn("missing-input", r.out)
+                self.assertEqual(r.out.count("FAILED   [1/1] t:"), 1, "one attempt, said once")
+        finally:
+            subprocess.run(["umount", "-l", wd])
 
     def test_recipe_mistakes_about_hosts_say_where(self):
         self.ws.write("kiln.lua", 'task { name = "a", host = "v999", run = "true" }\n')
