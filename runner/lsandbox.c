@@ -12,7 +12,9 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "../base/os.h"
 #include "../base/util.h"
@@ -118,6 +120,9 @@ void sandbox_push_loadfile(lua_State *L) { lua_pushcfunction(L, load_text_file);
 
 enum { WATCH_QUIET, WATCH_TIMEOUT, WATCH_STOP };
 
+/* How long a fired watch waits for the hook to act before it ends the process. */
+#define STUCK_GRACE_NS 5000000000LL
+
 struct LoadWatch {
 	lua_State *L;
 	double limit_sec;
@@ -125,7 +130,7 @@ struct LoadWatch {
 	pthread_t thread, loader;
 	pthread_mutex_t lock;
 	pthread_cond_t wake;
-	int done, running;
+	int done, running, wait_when_stuck;
 	_Atomic int fired;
 	struct sigaction old_alarm;
 };
@@ -184,14 +189,34 @@ static void *watch_main(void *arg)
 			break;
 		}
 	}
+	/* The hook acts at the next Lua instruction; a recipe stuck inside one library call (a
+	 * pattern match that backtracks for ever) never gets there. Nothing has started yet,
+	 * so after a grace the process ends here, saying why. */
+	int64_t fired_ns = now_mono_ns();
+	while (!w->done && w->fired && !w->wait_when_stuck) {
+		struct timespec until;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_nsec += 100000000;
+		if (until.tv_nsec >= 1000000000)
+			until.tv_sec++, until.tv_nsec -= 1000000000;
+		pthread_cond_timedwait(&w->wake, &w->lock, &until);
+		if (!w->done && now_mono_ns() - fired_ns > STUCK_GRACE_NS) {
+			fprintf(stderr, "kiln: %s, and is stuck inside one library call (a pattern match that backtracks, a "
+					"huge string?): stopped\n",
+				w->fired == WATCH_STOP ? "a stop was requested while the recipe loaded"
+						       : "the recipe has not finished loading in time (--load-timeout)");
+			_exit(w->fired == WATCH_STOP ? 130 : 2);
+		}
+	}
 	pthread_mutex_unlock(&w->lock);
 	return NULL;
 }
 
-LoadWatch *sandbox_watch_start(lua_State *L, double limit_sec)
+LoadWatch *sandbox_watch_start(lua_State *L, double limit_sec, int wait_when_stuck)
 {
 	LoadWatch *w = xcalloc(1, sizeof *w);
 	w->L = L;
+	w->wait_when_stuck = wait_when_stuck;
 	w->limit_sec = limit_sec > 0 ? limit_sec : SANDBOX_DEFAULT_LOAD_SEC;
 	w->started_ns = now_mono_ns();
 	w->loader = pthread_self();

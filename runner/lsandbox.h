@@ -20,9 +20,11 @@ void sandbox_name_overflow_line(lua_State *L, const char *path);
 
 /* The watch over one load: once limit_sec (<= 0: the default) have passed, or a stop is
  * requested (SIGINT, SIGTERM, SIGHUP pending: see os_stop_requested), the next Lua
- * instruction raises an error naming the recipe's line. Call from the loading thread. */
+ * instruction raises an error naming the recipe's line. A load stuck inside one library
+ * call reaches no next instruction: 5 s later the process exits (2, or 130 for a stop)
+ * saying so, unless wait_when_stuck. Call from the loading thread. */
 typedef struct LoadWatch LoadWatch;
-LoadWatch *sandbox_watch_start(lua_State *L, double limit_sec);
+LoadWatch *sandbox_watch_start(lua_State *L, double limit_sec, int wait_when_stuck);
 /* 0 while quiet; 1 the load ran out of time; 2 a stop was requested. */
 int sandbox_watch_fired(const LoadWatch *w);
 void sandbox_watch_stop(LoadWatch *w);

@@ -284,7 +284,8 @@ Graph *new_graph(void)
 static void load_or_exit(Graph *g, const char *path, const ParamOverrides *ov, int gpus_known, double timeout)
 {
 	Buf err = {0};
-	int rc = recipe_load(g, path, ov, gpus_known, timeout, &err);
+	RecipeLoad lo = {.params = ov, .gpus_known = gpus_known, .timeout_sec = timeout};
+	int rc = recipe_load(g, path, &lo, &err);
 	if (rc == -2) {
 		fprintf(stderr, "kiln: %s (nothing was started)\n", buf_str(&err));
 		exit(130);

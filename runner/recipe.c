@@ -25,7 +25,14 @@ static const char prelude[] =
 	"local function denied(what) return function() error('recipes only declare tasks: ' .. what .. ' is not available while loading', 2) end end\n"
 	"os.execute, io.popen, os.exit = denied('os.execute'), denied('io.popen'), denied('os.exit')\n"
 	"os.remove, os.rename, os.tmpname = denied('os.remove'), denied('os.rename'), denied('os.tmpname')\n"
-	"io.output, io.lines, io.tmpfile = denied('io.output'), io.lines, denied('io.tmpfile')\n"
+	"io.output, io.tmpfile = denied('io.output'), denied('io.tmpfile')\n"
+	/* no standard input: a load must not wait for a person, nor depend on what they type */
+	"io.read, io.input, io.stdin = denied('io.read (standard input)'), denied('io.input'), nil\n"
+	"local lines = io.lines\n"
+	"io.lines = function(file, ...)\n"
+	"  if type(file) ~= 'string' then error('io.lines: expected a file name (standard input is not available while loading)', 2) end\n"
+	"  return lines(file, ...)\n"
+	"end\n"
 	"os.time, os.clock, os.date = denied('os.time'), denied('os.clock'), denied('os.date')\n"
 	"os.setlocale = denied('os.setlocale')\n"
 	/* no way around the wrappers above (debug.getupvalue), no native code, no bytecode:
@@ -178,9 +185,21 @@ static int message_handler(lua_State *L)
 
 /* Lua's allocations, from a pool: a million task{} calls make and drop a dozen small
  * tables and strings each, which malloc and free serve at several times the cost. */
+typedef struct {
+	Pool pool;
+	size_t used, limit; /* bytes Lua holds; past limit (0: none) an allocation fails */
+} LuaHeap;
+
 static void *pool_alloc(void *ud, void *ptr, size_t old_size, size_t new_size)
 {
-	return pool_realloc(ud, ptr, old_size, new_size);
+	LuaHeap *heap = ud;
+	size_t old = ptr ? old_size : 0; /* without ptr, old_size names the kind of object */
+	if (new_size > old && heap->limit && heap->used - old + new_size > heap->limit)
+		return NULL; /* Lua raises "not enough memory" */
+	void *p = pool_realloc(&heap->pool, ptr, old_size, new_size);
+	if (p || new_size == 0)
+		heap->used = heap->used - old + new_size;
+	return p;
 }
 
 /* What luaL_newstate's state does on an error outside any protected call. */
@@ -208,11 +227,13 @@ static void warning(void *ud, const char *msg, int tocont)
 	*state = tocont ? 2 : 1;
 }
 
-int recipe_load(Graph *g, const char *path, const ParamOverrides *ov, int gpus_known, double load_timeout, Buf *err)
+int recipe_load(Graph *g, const char *path, const RecipeLoad *lo, Buf *err)
 {
-	Pool pool = {0};
+	static const ParamOverrides no_params;
+	const ParamOverrides *ov = lo->params ? lo->params : &no_params;
+	LuaHeap heap = {.limit = lo->max_bytes};
 	int warnings = 0;
-	lua_State *L = lua_newstate(pool_alloc, &pool);
+	lua_State *L = lua_newstate(pool_alloc, &heap);
 	if (L) {
 		lua_atpanic(L, panic);
 		lua_setwarnf(L, warning, &warnings);
@@ -224,7 +245,7 @@ int recipe_load(Graph *g, const char *path, const ParamOverrides *ov, int gpus_k
 	/* a recipe makes short-lived tables and strings by the million (one task{} each):
 	 * generational collection frees them young, for less work than incremental sweeps */
 	lua_gc(L, LUA_GCGEN, 0, 0);
-	RecipeContext ctx = {.g = g, .ov = ov, .gpus_known = gpus_known};
+	RecipeContext ctx = {.g = g, .ov = ov, .gpus_known = lo->gpus_known};
 	g->default_opts.retry_on = FC_DEFAULT_RETRY; /* what task{} gives a task that names none */
 	ctx.ov_used = xcalloc((size_t)ov->count + 1, 1);
 	char *recipe_abs = realpath(path, NULL);
@@ -251,7 +272,7 @@ int recipe_load(Graph *g, const char *path, const ParamOverrides *ov, int gpus_k
 	if (status != LUA_OK)
 		sandbox_name_overflow_line(L, path);
 	if (status == LUA_OK) {
-		LoadWatch *watch = sandbox_watch_start(L, load_timeout);
+		LoadWatch *watch = sandbox_watch_start(L, lo->timeout_sec, lo->wait_when_stuck);
 		status = lua_pcall(L, 0, 0, -2);
 		stopped = sandbox_watch_fired(watch) == 2;
 		sandbox_watch_stop(watch);
@@ -281,7 +302,7 @@ out:
 		trace_mark(what);
 	}
 	lua_close(L);
-	pool_free(&pool);
+	pool_free(&heap.pool);
 	free(ctx.ov_used);
 	buf_free(&ctx.declared_params);
 	strmap_free(&ctx.confined_dirs);

@@ -16,11 +16,20 @@ typedef struct {
 int params_split(char **words, int n, ParamOverrides *ov, char **rest);
 void params_free(ParamOverrides *ov);
 
+/* How a recipe loads. */
+typedef struct {
+	const ParamOverrides *params; /* name=value from the command line; NULL: none */
+	int gpus_known;               /* what the recipe's gpus_available() returns */
+	double timeout_sec;           /* a load still running after this is stopped; <= 0: two minutes */
+	size_t max_bytes;             /* the most memory Lua may hold while it loads; 0: no limit */
+	int wait_when_stuck;          /* a load stuck in one library call past its time waits instead of
+	                               * ending the process (lsandbox.h): for a fuzzer, whose own timeout
+	                               * reports it */
+} RecipeLoad;
+
 /* Loads the recipe at `path` into g (tasks added, not yet resolved). Returns 0, or -1
- * with "file:line: message" in err, or -2 when a stop was requested (Ctrl-C) while it
- * loaded. `path` is used as the chunk name in messages. gpus_known is what the recipe's
- * gpus_available() returns. A load still running after load_timeout seconds (<= 0: two
- * minutes) is stopped with an error naming the line it was at. */
-int recipe_load(Graph *g, const char *path, const ParamOverrides *ov, int gpus_known, double load_timeout, Buf *err);
+ * with "file:line: message" in err (a load past its time names the line it was at), or -2
+ * when a stop was requested (Ctrl-C) while it loaded. `path` is the chunk name in messages. */
+int recipe_load(Graph *g, const char *path, const RecipeLoad *lo, Buf *err);
 
 #endif

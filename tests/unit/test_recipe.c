@@ -19,7 +19,8 @@ static int load(const char *text, char **words, int nwords, Graph **out, Buf *er
 	params_split(words, nwords, &ov, rest);
 	*out = graph_new("/tmp");
 	buf_reset(err);
-	int rc = recipe_load(*out, path, &ov, 0, 0, err);
+	RecipeLoad lo = {.params = &ov};
+	int rc = recipe_load(*out, path, &lo, err);
 	params_free(&ov);
 	unlink(path);
 	return rc;
