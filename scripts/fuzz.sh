@@ -1,17 +1,30 @@
 #!/bin/sh
-# fuzz.sh [SECONDS] — builds the libFuzzer harnesses in tests/fuzz with clang (ASan +
-# UBSan) and runs each for SECONDS (default 600) on all cores, keeping the corpus in
-# build-fuzz/corpus-<name>. Prints each harness's run count and corpus size.
+# fuzz.sh [SECONDS] [HARNESS...] — builds the libFuzzer harnesses in tests/fuzz with clang
+# (ASan + UBSan) and runs each for SECONDS (default 600), side by side, keeping the corpus
+# in build-fuzz/corpus-<name>. Harnesses: npy, metrics, recipe (default: all three). Prints
+# each harness's run count and corpus size.
 set -eu
 cd "$(dirname "$0")/.."
 secs=${1:-600}
+[ $# -gt 0 ] && shift
+names=${*:-npy metrics recipe}
 out=build-fuzz
 mkdir -p "$out"
 flags="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -I/usr/include/lua5.4"
-clang $flags -o "$out/fuzz_npy" tests/fuzz/fuzz_npy.c kernels/npy.c
-clang $flags -o "$out/fuzz_metrics" tests/fuzz/fuzz_metrics.c cache/metrics.c base/json.c base/util.c -lm -lpthread
-# seeds: a valid .npy (format 1.0, float32, shape (2, 3)) and a metrics file with a curve
-mkdir -p "$out/corpus-npy" "$out/corpus-metrics"
+for name in $names; do
+	case $name in
+	npy) clang $flags -o "$out/fuzz_npy" tests/fuzz/fuzz_npy.c kernels/npy.c ;;
+	metrics) clang $flags -o "$out/fuzz_metrics" tests/fuzz/fuzz_metrics.c cache/metrics.c base/json.c base/util.c -lm -lpthread ;;
+	recipe) # the loader with everything it reaches; not the verbs, not main
+		clang $flags -o "$out/fuzz_recipe" tests/fuzz/fuzz_recipe.c base/*.c cache/*.c plots/*.c \
+			$(ls runner/*.c | grep -v 'runner/main.c\|runner/keeper.c\|runner/verbs_') \
+			-llua5.4 -lsqlite3 -lxxhash -lm -lpthread ;;
+	*) echo "fuzz.sh: no harness \"$name\" (npy, metrics, recipe)"; exit 2 ;;
+	esac
+	mkdir -p "$out/corpus-$name"
+done
+# seeds: a valid .npy (format 1.0, float32, shape (2, 3)), a metrics file with a curve, and
+# for the loader the recipes in recipes/ and every hostile-campaign case
 python3 - "$out" <<'PY'
 import struct, sys
 hdr = b"{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }"
@@ -21,12 +34,19 @@ open(sys.argv[1] + "/corpus-npy/seed.npy", "wb").write(
 open(sys.argv[1] + "/corpus-metrics/seed.json", "w").write(
     '{"top1": 0.5, "name": "x", "nested": {"a": [1, 2]}, "curve": [{"epoch": 1, "loss": 0.3}], "ok": true, "n": null}')
 PY
-for name in npy metrics; do # one core each, side by side
-	"$out/fuzz_$name" -max_total_time="$secs" -print_final_stats=1 "$out/corpus-$name" 2>"$out/fuzz_$name.log" &
+if [ -d "$out/corpus-recipe" ]; then
+	cp recipes/*.lua "$out/corpus-recipe/"
+	python3 scripts/hostile-campaign.py --emit-seeds "$out/corpus-recipe" >/dev/null
+fi
+for name in $names; do
+	# -timeout: a load past its 2 s is stopped by the load watch; only a stuck library call
+	# (lsandbox.h) would reach this
+	ASAN_OPTIONS=allocator_may_return_null=1 "$out/fuzz_$name" -max_total_time="$secs" -timeout=30 \
+		-rss_limit_mb=4096 -print_final_stats=1 "$out/corpus-$name" 2>"$out/fuzz_$name.log" &
 done
 failed=0
 wait
-for name in npy metrics; do
+for name in $names; do
 	if grep -q "ERROR: \|deadly signal\|Test unit written" "$out/fuzz_$name.log"; then
 		tail -40 "$out/fuzz_$name.log"; echo "fuzz_$name: FOUND A CRASH (see $out/fuzz_$name.log)"; failed=1
 		continue

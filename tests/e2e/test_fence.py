@@ -102,6 +102,13 @@ class LoadingSandbox(KilnTestCase):
             self.assertIn("--load-timeout", r.err)
         r = self.ws.kiln("list", "--load-timeout", "1", timeout=60)
         self.assertEqual(r.rc, 2, r)
+        # stuck inside one library call (a backtracking pattern): no next instruction to stop at
+        self.ws.write("kiln.lua", 'local s = string.rep("a", 40)\nprint(s:find(string.rep("a*", 40) .. "b"))\n')
+        start = time.time()
+        r = self.ws.kiln("run", "-n", "--load-timeout", "1", timeout=60)
+        self.assertEqual(r.rc, 2, r)
+        self.assertLess(time.time() - start, 30)
+        self.assertIn("stuck inside one library call", r.err)
 
     def test_ctrl_c_stops_a_load(self):
         self.ws.write("kiln.lua", "local x = 1\nwhile true do end\n")
