@@ -644,6 +644,8 @@ long long parse_size_mib(const char *s)
 		mib = v * 1024 * 1024;
 	else
 		return -1;
+	if (!(mib < 1e15)) /* NaN, inf, or more than any machine: no long long conversion of those */
+		return -1;
 	return (long long)(mib + 0.999);
 }
 

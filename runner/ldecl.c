@@ -305,12 +305,17 @@ int l_glob(lua_State *L)
 		int rc = lk_glob(L, pattern, NULL, &gl);
 		if (rc != 0 && rc != GLOB_NOMATCH)
 			luaL_error(L, "glob: cannot expand \"%s\"", pattern);
-		for (size_t j = 0; rc == 0 && j < gl.gl_pathc; j++) {
-			lua_pushstring(L, graph_norm_path(ctx->g, gl.gl_pathv[j]));
-			lua_rawseti(L, -2, ++k);
-		}
+		/* into the arena first: a Lua push may raise (out of memory) past globfree */
+		size_t n = rc == 0 ? gl.gl_pathc : 0;
+		const char **found = n ? arena_ptrs(&ctx->g->arena, n) : NULL;
+		for (size_t j = 0; j < n; j++)
+			found[j] = graph_norm_path(ctx->g, gl.gl_pathv[j]);
 		if (rc == 0)
 			globfree(&gl);
+		for (size_t j = 0; j < n; j++) {
+			lua_pushstring(L, found[j]);
+			lua_rawseti(L, -2, ++k);
+		}
 	}
 	return 1;
 }

@@ -314,13 +314,15 @@ static const char **expand_paths(lua_State *L, Graph *g, const char **in, int n,
 		memcpy(bigger, out, (size_t)k * sizeof *out);
 		out = bigger;
 		cap += (int)gl.gl_pathc;
+		int first = k;
 		for (size_t j = 0; j < gl.gl_pathc; j++) {
 			out[k] = graph_norm_path(g, gl.gl_pathv[j]);
-			if (under(out[k], ".kiln"))
-				continue; /* a glob like ".*" does not mean kiln's own state */
-			lk_check_confined(L, out[k++], field, 0);
+			if (!under(out[k], ".kiln")) /* a glob like ".*" does not mean kiln's own state */
+				k++;
 		}
-		globfree(&gl);
+		globfree(&gl); /* before a check can raise an error past it */
+		for (int j = first; j < k; j++)
+			lk_check_confined(L, out[j], field, 0);
 	}
 	*count = k;
 	return out;

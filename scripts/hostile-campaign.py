@@ -242,9 +242,11 @@ def main():
     if args.emit_seeds:
         os.makedirs(args.emit_seeds, exist_ok=True)
         for i, (_, recipe, _) in enumerate(CASES):
+            if "a*" in recipe or "__gc = function() while" in recipe:
+                continue  # stuck inside one C call: the harness waits for libFuzzer's timeout
             with open(os.path.join(args.emit_seeds, "hostile-%03d.lua" % i), "w") as f:
                 f.write(recipe.replace(CANARY, "/tmp/kiln-canary"))
-        print("wrote %d seeds to %s" % (len(CASES), args.emit_seeds))
+        print("wrote the seeds to %s" % args.emit_seeds)
         return 0
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     kilns = [os.path.abspath(k) for k in args.kiln] if args.kiln else [p for p in (os.path.join(root, "build/kiln"), os.path.join(root, "build-asan/kiln"))

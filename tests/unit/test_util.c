@@ -58,6 +58,9 @@ int main(void)
 	CHECK(parse_size_mib("512") == 512);
 	CHECK(parse_size_mib("512M") == 512);
 	CHECK(parse_size_mib("16G") == 16384);
+	CHECK(parse_size_mib("1e308G") == -1); /* past any machine: refused, not converted (UB) */
+	CHECK(parse_size_mib("nan") == -1);
+	CHECK(parse_size_mib("inf") == -1);
 	CHECK(parse_size_mib("1T") == 1048576);
 	CHECK(parse_size_mib("1.5G") == 1536);
 	CHECK(parse_size_mib("lots") < 0);
