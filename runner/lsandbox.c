@@ -166,17 +166,23 @@ static void on_alarm(int sig)
 		lua_sethook(watched->L, stop_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
 }
 
+/* Waits up to 100 ms for the load to end (w->lock held). */
+static void nap(LoadWatch *w)
+{
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_nsec += 100000000;
+	if (until.tv_nsec >= 1000000000)
+		until.tv_sec++, until.tv_nsec -= 1000000000;
+	pthread_cond_timedwait(&w->wake, &w->lock, &until);
+}
+
 static void *watch_main(void *arg)
 {
 	LoadWatch *w = arg;
 	pthread_mutex_lock(&w->lock);
 	while (!w->done) {
-		struct timespec until;
-		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_nsec += 100000000;
-		if (until.tv_nsec >= 1000000000)
-			until.tv_sec++, until.tv_nsec -= 1000000000;
-		pthread_cond_timedwait(&w->wake, &w->lock, &until);
+		nap(w);
 		if (w->done)
 			break;
 		/* a Ctrl-C stays pending (blocked) for the run that follows; it is only looked at */
@@ -194,12 +200,7 @@ static void *watch_main(void *arg)
 	 * so after a grace the process ends here, saying why. */
 	int64_t fired_ns = now_mono_ns();
 	while (!w->done && w->fired && !w->wait_when_stuck) {
-		struct timespec until;
-		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_nsec += 100000000;
-		if (until.tv_nsec >= 1000000000)
-			until.tv_sec++, until.tv_nsec -= 1000000000;
-		pthread_cond_timedwait(&w->wake, &w->lock, &until);
+		nap(w);
 		if (!w->done && now_mono_ns() - fired_ns > STUCK_GRACE_NS) {
 			fprintf(stderr, "kiln: %s, and is stuck inside one library call (a pattern match that backtracks, a "
 					"huge string?): stopped\n",
