@@ -87,8 +87,10 @@ void exec_write_log_header(int fd, const Job *job)
 	strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", localtime(&now));
 	buf_printf(&b, "# kiln: task %s, attempt %d (try %d of %d in this run), started %s\n", t->name, job->attempt,
 		   job->run_try, t->retries + 1, when);
-	char *cmd = task_command_line(t);
-	buf_printf(&b, "# command: %s%s\n", t->shell ? "/bin/sh -c " : "", cmd);
+	/* as it ran: ports, the rendezvous, GPUs and a shard's item list filled in */
+	char *cmd = task_command_line(t), *ran = exec_expand_attempt(cmd, job);
+	buf_printf(&b, "# command: %s%s\n", t->shell ? "/bin/sh -c " : "", ran ? ran : cmd);
+	free(ran);
 	free(cmd);
 	buf_puts(&b, "# env:");
 	for (char **e = job->env; e && *e; e++)

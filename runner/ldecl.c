@@ -142,6 +142,26 @@ int l_slurm(lua_State *L)
 	return 0;
 }
 
+/* settings{}: how the recipe's runs behave, said once in the recipe instead of on every
+ * command line. keep_going = true: a failed task stops only what depends on it (as -k),
+ * for grids of independent configs. */
+int l_settings(lua_State *L)
+{
+	Graph *g = lk_context(L)->g;
+	lk_context(L)->declaring = NULL;
+	luaL_checktype(L, 1, LUA_TTABLE);
+	lua_settop(L, 1);
+	static const char *const fields[] = {"keep_going", NULL};
+	lk_check_fields(L, "settings{}", fields);
+	int type = lua_getfield(L, 1, "keep_going");
+	if (type != LUA_TNIL && type != LUA_TBOOLEAN)
+		luaL_error(L, "settings{}: keep_going must be true or false, got %s", lua_typename(L, type));
+	if (type == LUA_TBOOLEAN)
+		g->keep_going = lua_toboolean(L, -1);
+	lua_pop(L, 1);
+	return 0;
+}
+
 /* "0-3,6" as "0,1,2,3,6" in the arena; NULL when it is not such a list. */
 static const char *device_list(Graph *g, const char *s)
 {

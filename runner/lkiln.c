@@ -627,6 +627,7 @@ void lkiln_open(lua_State *L, RecipeContext *ctx)
 	static const luaL_Reg api[] = {{"task", l_task},     {"plot", l_plot}, {"glob", l_glob}, {"map", l_map},
 				       {"params", l_params}, {"gpus_available", l_gpus_available},
 				       {"slurm", l_slurm},   {"external", l_external}, {"hosts", l_hosts},
+				       {"settings", l_settings},
 				       {NULL, NULL}};
 	lua_pushglobaltable(L);
 	lua_pushlightuserdata(L, ctx);

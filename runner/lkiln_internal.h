@@ -48,6 +48,7 @@ int l_map(lua_State *L);
 int l_plot(lua_State *L);
 int l_external(lua_State *L);
 int l_slurm(lua_State *L);
+int l_settings(lua_State *L);
 int l_hosts(lua_State *L);
 int l_glob(lua_State *L);
 int l_params(lua_State *L);

@@ -500,7 +500,7 @@ static int verb_run(Options *o, int argc, char **argv)
 		/* room for every known GPU besides the cores: GPU tasks are not capped by the CPU count */
 		.jobs = o->jobs ? o->jobs : os_cpu_count() + gpu_count(gpus),
 		.gpu_wait_sec = o->gpu_wait,
-		.keep_going = o->keep_going,
+		.keep_going = o->keep_going || g->keep_going,
 		.cpus = cpus,
 		.mem_mib = mem,
 		.kill_grace_sec = o->kill_grace >= 0 ? o->kill_grace : 2,
@@ -591,6 +591,14 @@ static int verb_why(Options *o, int argc, char **argv)
 	Buf out = {0};
 	cache_explain(c, t, &out);
 	printf("%s: %s", t->name, buf_str(&out));
+	/* the key holds the command with its placeholders; the latest log, what ran */
+	buf_reset(&out);
+	size_t len;
+	char *log = cache_last_log(c, t->name, &out) == 0 ? read_file(buf_str(&out), &len) : NULL;
+	char *ran = log ? strstr(log, "\n# command: ") : NULL;
+	if (ran)
+		printf("%s: its latest attempt ran: %.*s\n", t->name, (int)strcspn(ran + 12, "\n"), ran + 12);
+	free(log);
 	buf_free(&out);
 	cache_close(c);
 	graph_free(g);
