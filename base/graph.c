@@ -68,6 +68,7 @@ static int same_opts(const TaskOpts *a, const TaskOpts *b)
 	       a->nhosts == b->nhosts && same_strings(a->hosts, b->hosts, a->nhosts) && a->retry_on == b->retry_on &&
 	       a->gpu_mem_mib == b->gpu_mem_mib && a->timeout_sec == b->timeout_sec && a->gpu_wait_sec == b->gpu_wait_sec &&
 	       a->gpu_wait_fail == b->gpu_wait_fail && a->torchrun == b->torchrun && a->resume == b->resume &&
+	       (a->cwd == b->cwd || (a->cwd && b->cwd && !strcmp(a->cwd, b->cwd))) &&
 	       (a->executor == b->executor || (a->executor && b->executor && !strcmp(a->executor, b->executor)));
 }
 

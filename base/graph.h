@@ -48,6 +48,8 @@ typedef struct TaskOpts {
 				 the next attempt of the same key, deleted otherwise; never recorded
 				 unless also outputs. A task's own, so tasks with them share no opts */
 	int nresume;
+	const char *cwd;      /* where the command starts, workspace-relative (made if missing), or
+				 NULL: the workspace. Placeholders in run then name paths from there */
 } TaskOpts;
 
 struct Task {

@@ -212,6 +212,11 @@ static char *build_components(Cache *c, Task *t, size_t *key_len)
 		}
 	}
 	buf_putc(&b, '\n');
+	if (t->opts->cwd) { /* only when given: keys of tasks without one stay as they were */
+		buf_puts(&b, "cwd\t");
+		buf_put_escaped(&b, t->opts->cwd);
+		buf_putc(&b, '\n');
+	}
 	for (int i = 0; i < t->nenv; i++) {
 		buf_puts(&b, "env\t");
 		buf_put_escaped(&b, t->env[i].key);

@@ -92,6 +92,8 @@ void exec_write_log_header(int fd, const Job *job)
 	buf_printf(&b, "# command: %s%s\n", t->shell ? "/bin/sh -c " : "", ran ? ran : cmd);
 	free(ran);
 	free(cmd);
+	if (t->opts->cwd)
+		buf_printf(&b, "# cwd: %s (in the workspace)\n", t->opts->cwd);
 	buf_puts(&b, "# env:");
 	for (char **e = job->env; e && *e; e++)
 		buf_printf(&b, " %s", *e);

@@ -222,8 +222,8 @@ static int keeper_start(LocalExec *le, Job *job, const char *program, const char
 	KeeperStart head = {'S', ++le->next_token, (uint32_t)(job->grace_ns / 1000000), (uint32_t)argc, (uint32_t)nenv};
 	Buf msg = {0};
 	buf_put(&msg, &head, sizeof head);
-	const char *fixed[] = {job->log_path, exit_path, program};
-	for (int i = 0; i < 3; i++)
+	const char *fixed[] = {job->log_path, exit_path, job->task->opts->cwd ? job->task->opts->cwd : "", program};
+	for (int i = 0; i < 4; i++)
 		buf_put(&msg, fixed[i], strlen(fixed[i]) + 1);
 	for (int i = 0; i < argc; i++)
 		buf_put(&msg, argv[i], strlen(argv[i]) + 1);
@@ -280,7 +280,9 @@ static int local_start(Executor *ex, Job *job)
 	Buf scratch = {0};
 	char **env = build_env(job, &scratch);
 	const char *program = resolve_program(le, argv[0], env);
-	int rc = program ? keeper_start(le, job, program, argv, argc, env, exit_path) : ENOENT;
+	int rc = t->opts->cwd && mkdirs(t->opts->cwd, 0777) != 0 ? errno : 0; /* made if missing, never emptied */
+	if (rc == 0)
+		rc = program ? keeper_start(le, job, program, argv, argc, env, exit_path) : ENOENT;
 	char msg[512];
 	int n = rc == 0 ? 0
 			: snprintf(msg, sizeof msg, "kiln: cannot start %s: %s%s\n", argv[0], strerror(rc),

@@ -231,6 +231,9 @@ static int find_unrecorded(Executor *local, const char *marker, pid_t **spare, i
 		for (int i = 0; i < le->nadopted && !known; i++)
 			known = !strcmp(le->adopted[i].job_id, job_id);
 		if (!known) { /* started, but its record was not yet committed: adopted all the same */
+			size_t wl = strlen(ws); /* a task with a cwd has the full path */
+			if (!strncmp(progress, ws, wl) && progress[wl] == '/')
+				progress += wl + 1, pl -= wl + 1;
 			char *log = xasprintf("%.*s", (int)(pl - 9), progress);
 			exec_adopted_add(&le->adopted, &le->nadopted, task, atoi(attempt), job_id, key, log, 0);
 			free(log);

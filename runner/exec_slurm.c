@@ -76,11 +76,22 @@ char *exec_job_script(const Job *job, const char *workspace, const char *exit_pa
 	buf_puts(&b, "\ncd ");
 	buf_shell_quote(&b, workspace);
 	buf_puts(&b, " || exit 1\n");
+	/* the command starts in its cwd; the exit file stays where kiln looks (the workspace) */
+	const char *top = t->opts->cwd ? "\"$kiln_top\"/" : "";
+	if (t->opts->cwd) {
+		buf_puts(&b, "kiln_top=$PWD\nmkdir -p -- ");
+		buf_shell_quote(&b, t->opts->cwd);
+		buf_puts(&b, " && cd -- ");
+		buf_shell_quote(&b, t->opts->cwd);
+		buf_puts(&b, " || exit 1\n");
+	}
 	for (char **e = job->env; e && *e; e++) {
 		const char *eq = strchr(*e, '=');
 		if (!eq || (!remote && !strncmp(*e, "CUDA_VISIBLE_DEVICES=", 21)))
 			continue; /* Slurm assigns the GPUs; on an ssh host kiln leased them */
 		buf_printf(&b, "%.*s=", (int)(eq - *e), *e);
+		if (t->opts->cwd && !strncmp(*e, "KILN_PROGRESS=", 14) && eq[1] != '/')
+			buf_puts(&b, top); /* a host's own path (ssh): from the workspace there */
 		buf_shell_quote(&b, eq + 1);
 		buf_printf(&b, "; export %.*s\n", (int)(eq - *e), *e);
 	}
@@ -111,6 +122,7 @@ char *exec_job_script(const Job *job, const char *workspace, const char *exit_pa
 		}
 	}
 	buf_puts(&b, " </dev/null\nrc=$?\nprintf '%s\\n' \"$rc\" > ");
+	buf_puts(&b, top);
 	if (remote) { /* read only once the job's group is gone (exec_ssh.c): no rename needed */
 		buf_shell_quote(&b, exit_path);
 		buf_puts(&b, "\nexit $rc\n");
@@ -119,8 +131,10 @@ char *exec_job_script(const Job *job, const char *workspace, const char *exit_pa
 	char *tmp = xasprintf("%s.tmp", exit_path);
 	buf_shell_quote(&b, tmp);
 	buf_puts(&b, " && mv -f ");
+	buf_puts(&b, top);
 	buf_shell_quote(&b, tmp);
 	buf_putc(&b, ' ');
+	buf_puts(&b, top);
 	buf_shell_quote(&b, exit_path);
 	buf_puts(&b, "\nexit $rc\n");
 	free(tmp);

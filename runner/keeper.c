@@ -157,8 +157,8 @@ static void start(const char *msg, size_t len, const sigset_t *defaults)
 	}
 	memcpy(&head, msg, sizeof head);
 	reply.token = head.token;
-	/* the strings: log, exit file, program, argv..., env... (each NUL-terminated) */
-	size_t nstr = 3 + head.nargv + head.nenv;
+	/* the strings: log, exit file, directory, program, argv..., env... (each NUL-terminated) */
+	size_t nstr = 4 + head.nargv + head.nenv;
 	char **str = calloc(nstr + 2, sizeof *str);
 	const char *p = msg + sizeof head, *end = msg + len;
 	size_t k = 0;
@@ -176,8 +176,8 @@ static void start(const char *msg, size_t len, const sigset_t *defaults)
 		return;
 	}
 	char **argv = calloc(head.nargv + 1, sizeof *argv), **env = calloc(head.nenv + 1, sizeof *env);
-	memcpy(argv, str + 3, head.nargv * sizeof *argv);
-	memcpy(env, str + 3 + head.nargv, head.nenv * sizeof *env);
+	memcpy(argv, str + 4, head.nargv * sizeof *argv);
+	memcpy(env, str + 4 + head.nargv, head.nenv * sizeof *env);
 	posix_spawnattr_t attr;
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_init(&attr);
@@ -190,8 +190,10 @@ static void start(const char *msg, size_t len, const sigset_t *defaults)
 	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
 	posix_spawn_file_actions_addopen(&fa, 1, str[0], O_WRONLY | O_APPEND | O_CREAT, 0666);
 	posix_spawn_file_actions_adddup2(&fa, 1, 2);
+	if (str[2][0]) /* after the log is open: its path is the keeper's */
+		posix_spawn_file_actions_addchdir_np(&fa, str[2]);
 	pid_t pid;
-	int rc = posix_spawn(&pid, str[2], &fa, &attr, argv, env);
+	int rc = posix_spawn(&pid, str[3], &fa, &attr, argv, env);
 	posix_spawn_file_actions_destroy(&fa);
 	posix_spawnattr_destroy(&attr);
 	if (rc == 0) {

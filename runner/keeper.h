@@ -11,7 +11,8 @@
 #define KEEPER_MAX_MESSAGE (1 << 20) /* a start's command and environment, at most */
 
 /* 'S', followed by NUL-terminated strings: the log (stdout and stderr are appended to it),
- * the exit file, the program, nargv argv words, nenv environment entries. */
+ * the exit file, the directory it starts in ("": the keeper's own), the program, nargv argv
+ * words, nenv environment entries. */
 typedef struct {
 	char type;
 	uint32_t token;    /* kiln's name for the attempt, echoed in 'P' and 'E' */

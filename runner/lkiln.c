@@ -22,13 +22,13 @@
 static const char *const task_fields[] = {"name",    "deps",    "inputs",  "outputs", "run",
 					  "env",     "cpus",    "mem",     "gpus",    "gpu_mem",
 					  "timeout", "retries", "tags",    "metrics", "executor", "ports",
-					  "torchrun", "retry_on", "gpu_wait", "gpu_wait_then", "host", "hosts", "stay", "resume", NULL};
+					  "torchrun", "retry_on", "gpu_wait", "gpu_wait_then", "host", "hosts", "stay", "resume", "cwd", NULL};
 enum { /* bits of check_fields' mask, in task_fields' order */
 	F_NAME = 1 << 0, F_DEPS = 1 << 1, F_INPUTS = 1 << 2, F_OUTPUTS = 1 << 3, F_RUN = 1 << 4,
 	F_ENV = 1 << 5, F_CPUS = 1 << 6, F_MEM = 1 << 7, F_GPUS = 1 << 8, F_GPU_MEM = 1 << 9,
 	F_TIMEOUT = 1 << 10, F_RETRIES = 1 << 11, F_TAGS = 1 << 12, F_METRICS = 1 << 13, F_EXECUTOR = 1 << 14, F_PORTS = 1 << 15,
 	F_TORCHRUN = 1 << 16, F_RETRY_ON = 1 << 17, F_GPU_WAIT = 1 << 18, F_GPU_WAIT_THEN = 1 << 19,
-	F_HOST = 1 << 20, F_HOSTS = 1 << 21, F_STAY = 1 << 22, F_RESUME = 1 << 23,
+	F_HOST = 1 << 20, F_HOSTS = 1 << 21, F_STAY = 1 << 22, F_RESUME = 1 << 23, F_CWD = 1 << 24,
 };
 
 RecipeContext *lk_context(lua_State *L) { return lua_touserdata(L, lua_upvalueindex(1)); }
@@ -328,8 +328,29 @@ static const char **expand_paths(lua_State *L, Graph *g, const char **in, int n,
 	return out;
 }
 
-/* Replaces {out} {in} {name} {outputs} {inputs} in s; anything else in braces stays. */
-static const char *expand_placeholders(lua_State *L, Graph *g, const Task *t, const char *s, int shell_quote)
+/* Workspace-relative path p as the command sees it from t's cwd ("../../data/x" from
+ * "runs/a"); absolute paths and tasks without cwd keep p. */
+static const char *from_cwd(Graph *g, const Task *t, const char *p)
+{
+	const char *cwd = t->opts->cwd;
+	if (!cwd || p[0] == '/')
+		return p;
+	size_t n = strlen(cwd);
+	if (!strncmp(p, cwd, n) && p[n] == '/') /* inside it: the rest */
+		return p + n + 1;
+	Buf b = {0};
+	for (const char *c = cwd; c; c = strchr(c, '/') ? strchr(c, '/') + 1 : NULL)
+		buf_puts(&b, "../");
+	buf_puts(&b, p);
+	const char *copy = arena_strdup(&g->arena, buf_str(&b));
+	buf_free(&b);
+	return copy;
+}
+
+/* Replaces {out} {in} {name} {outputs} {inputs} in s; anything else in braces stays.
+ * run_words: s is (part of) the command, so paths are given from its cwd. */
+static const char *expand_placeholders(lua_State *L, Graph *g, const Task *t, const char *s, int shell_quote,
+				       int run_words)
 {
 	if (!strchr(s, '{'))
 		return arena_strdup(&g->arena, s); /* s may be Lua's: it dies with the state */
@@ -364,15 +385,16 @@ static const char *expand_placeholders(lua_State *L, Graph *g, const Task *t, co
 			luaL_error(L, "task \"%s\" uses %s but declares no %s", t->name, placeholder, list_of);
 		}
 		for (int i = 0; i < nitems; i++) {
+			const char *item = run_words ? from_cwd(g, t, items[i]) : items[i];
 			if (i)
 				luaL_addchar(&b, ' ');
 			if (shell_quote) { /* every expansion into a shell string is one quoted word */
 				Buf q = {0};
-				buf_shell_quote(&q, items[i]);
+				buf_shell_quote(&q, item);
 				luaL_addlstring(&b, q.data, q.len);
 				buf_free(&q);
 			} else {
-				luaL_addstring(&b, items[i]);
+				luaL_addstring(&b, item);
 			}
 		}
 		p += word;
@@ -386,7 +408,7 @@ static const char *expand_placeholders(lua_State *L, Graph *g, const Task *t, co
 void lk_parse_run(lua_State *L, Graph *g, Task *t, int idx)
 {
 	if (lua_type(L, idx) == LUA_TSTRING) {
-		t->shell = expand_placeholders(L, g, t, lua_tostring(L, idx), 1);
+		t->shell = expand_placeholders(L, g, t, lua_tostring(L, idx), 1, 1);
 		return;
 	}
 	if (lua_type(L, idx) != LUA_TTABLE)
@@ -405,9 +427,9 @@ void lk_parse_run(lua_State *L, Graph *g, Task *t, int idx)
 		if (whole_out || whole_in) {
 			const char **items = whole_out ? t->outputs : t->inputs;
 			for (int j = 0, m = whole_out ? t->noutputs : t->ninputs; j < m; j++)
-				t->argv[t->argc++] = items[j];
+				t->argv[t->argc++] = from_cwd(g, t, items[j]);
 		} else {
-			t->argv[t->argc++] = expand_placeholders(L, g, t, words[i], 0);
+			t->argv[t->argc++] = expand_placeholders(L, g, t, words[i], 0, 1);
 		}
 	}
 	t->argv[t->argc] = NULL;
@@ -506,6 +528,20 @@ static int l_task(lua_State *L)
 		t->inputs = expand_paths(L, g, raw, n, &t->ninputs, 1, "inputs");
 		lua_pop(L, 1);
 	}
+	if (has & F_CWD) { /* before run: its placeholders name paths from there */
+		lua_getfield(L, 1, "cwd");
+		const char *cwd = graph_norm_path(g, expand_placeholders(L, g, t, lk_value_string(L, g, -1, "cwd", 0), 0, 0));
+		char *probe = xasprintf("%s/.", cwd); /* kiln makes it: no link may lead it outside */
+		int inside = cwd[0] != '/' && strcmp(cwd, "..") && strncmp(cwd, "../", 3) && resolves_inside(ctx, probe);
+		free(probe);
+		if (!inside)
+			lk_field_error(L, "cwd", "\"%s\" is not inside the workspace (%s): give a folder in it, like "
+					      "\"runs/{name}\"", cwd, g->workspace);
+		if (under(cwd, ".kiln"))
+			lk_field_error(L, "cwd", "\"%s\" lies in .kiln/, kiln's own state", cwd);
+		t->opts->cwd = strcmp(cwd, ".") ? cwd : NULL;
+		lua_pop(L, 1);
+	}
 	if (has & F_DEPS) {
 		lua_getfield(L, 1, "deps");
 		t->dep_names = lk_string_list(L, g, -1, "deps", &t->ndep_names, 1);
@@ -583,7 +619,7 @@ static int l_task(lua_State *L)
 	}
 	if (has & F_METRICS) {
 		lua_getfield(L, 1, "metrics");
-		t->metrics = graph_norm_path(g, expand_placeholders(L, g, t, lk_value_string(L, g, -1, "metrics", 0), 0));
+		t->metrics = graph_norm_path(g, expand_placeholders(L, g, t, lk_value_string(L, g, -1, "metrics", 0), 0, 0));
 		lk_check_confined(L, t->metrics, "metrics", 0);
 		lua_pop(L, 1);
 	}
@@ -632,5 +668,7 @@ void lkiln_open(lua_State *L, RecipeContext *ctx)
 	lua_pushglobaltable(L);
 	lua_pushlightuserdata(L, ctx);
 	luaL_setfuncs(L, api, 1);
+	lua_getfield(L, -1, "task");
+	lua_setfield(L, LUA_REGISTRYINDEX, LK_TASK_FUNCTION);
 	lua_pop(L, 1);
 }

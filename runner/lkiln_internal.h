@@ -44,6 +44,9 @@ Task *lk_task_of(lua_State *L, int idx);
  * with a wildcard, so a pattern of thousands ("*\/" * 3000) would exhaust the stack. Raises
  * a Lua error (naming field, or glob() when NULL) for a pattern past the bounds. */
 int lk_glob(lua_State *L, const char *pattern, const char *field, glob_t *gl);
+/* The registry key of kiln's task{} (map{} declares through it: a recipe may have
+ * replaced the global). */
+#define LK_TASK_FUNCTION "kiln.task{}"
 int l_map(lua_State *L);
 int l_plot(lua_State *L);
 int l_external(lua_State *L);

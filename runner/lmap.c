@@ -22,10 +22,10 @@
 
 static const char *const map_fields[] = {"name", "items", "shards", "input", "output", "run", "inputs", "deps", "env",
 					 "cpus", "mem", "gpus", "gpu_mem", "timeout", "retries", "retry_on", "tags",
-					 "gpu_wait", "gpu_wait_then", "executor", NULL};
+					 "gpu_wait", "gpu_wait_then", "executor", "cwd", NULL};
 /* fields each runner takes from the map (the command and the resources) */
 static const char *const runner_fields[] = {"run", "env", "cpus", "mem", "gpus", "gpu_mem", "timeout", "retries",
-					    "retry_on", "gpu_wait", "gpu_wait_then", "executor", NULL};
+					    "retry_on", "gpu_wait", "gpu_wait_then", "executor", "cwd", NULL};
 
 /* pattern with every {item} replaced by item, into b (emptied first) */
 static const char *expand_into(Buf *b, const char *pattern, const char *item)
@@ -54,7 +54,7 @@ static void push_expanded(lua_State *L, const char *pattern, const char *item)
  * map{} call's file:line (task{} called from C has none of its own). */
 static Task *declare(lua_State *L)
 {
-	lua_getglobal(L, "task");
+	lua_getfield(L, LUA_REGISTRYINDEX, LK_TASK_FUNCTION); /* kiln's, whatever the global is now */
 	lua_insert(L, -2);
 	if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
 		luaL_where(L, 1);
@@ -110,6 +110,7 @@ static void push_item_table(lua_State *L, const char *name, const char *input, c
 	copy_field(L, 1, "run");
 	copy_field(L, 1, "env");
 	copy_field(L, 1, "deps");
+	copy_field(L, 1, "cwd");
 	lua_newtable(L); /* inputs: the map's, then the item's own */
 	int n = 0;
 	if (lua_getfield(L, 1, "inputs") == LUA_TTABLE) {

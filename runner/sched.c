@@ -238,7 +238,9 @@ int try_start(Run *r, Task *t)
 	job->env[nenv++] = xasprintf("KILN_TASK=%s", t->name);
 	job->env[nenv++] = xasprintf("KILN_ATTEMPT=%d", job->attempt);
 	job->progress_path = progress_path_for(job->log_path);
-	job->env[nenv++] = xasprintf("KILN_PROGRESS=%s", job->progress_path);
+	/* a command that starts in its own folder finds the file by its full path */
+	job->env[nenv++] = t->opts->cwd ? xasprintf("KILN_PROGRESS=%s/%s", r->g->workspace, job->progress_path)
+					: xasprintf("KILN_PROGRESS=%s", job->progress_path);
 	job->ex = ex;
 	job->grace_ns = (int64_t)(o->kill_grace_sec * 1e9);
 	memcpy(job->key, key, sizeof key);
@@ -273,7 +275,12 @@ int try_start(Run *r, Task *t)
 		mkdirs_parent(t->outputs[i]);
 	if (task_is_runner(t)) { /* its batch: the pending items' list, their outputs cleared */
 		Buf err = {0};
-		if (!(job->items_path = shard_prepare(r, t, reattach, &err))) {
+		if ((job->items_path = shard_prepare(r, t, reattach, &err)) && t->opts->cwd && job->items_path[0] != '/') {
+			char *full = xasprintf("%s/%s", r->g->workspace, job->items_path); /* {items} from its cwd */
+			free(job->items_path);
+			job->items_path = full;
+		}
+		if (!job->items_path) {
 			if (local && t->gpus > 0)
 				gpu_release(o->gpus, ids, t->gpus);
 			ports_release(r->ports, job->ports, job->nports);
