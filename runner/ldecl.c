@@ -289,21 +289,24 @@ int l_hosts(lua_State *L)
 	return 0;
 }
 
-/* Wildcard components and bytes a pattern may have: far past any real layout. */
+/* Wildcard components, components and bytes a pattern may have: far past any real layout. */
 #define GLOB_MAX_WILD_PARTS 64
 #define GLOB_MAX_BYTES 4096
+#define GLOB_MAX_PARTS 256
 
 int lk_glob(lua_State *L, const char *pattern, const char *field, glob_t *gl)
 {
 	size_t len = strlen(pattern);
-	int wild = 0;
+	int wild = 0, parts = 0;
 	for (const char *part = pattern; part && *part; part = strchr(part, '/') ? strchr(part, '/') + 1 : NULL) {
 		size_t n = strcspn(part, "/");
 		wild += memchr(part, '*', n) || memchr(part, '?', n) || memchr(part, '[', n);
+		parts++; /* glibc recurses on runs of slashes too ("////...") */
 	}
-	if (len > GLOB_MAX_BYTES || wild > GLOB_MAX_WILD_PARTS) {
-		const char *what = len > GLOB_MAX_BYTES ? "bytes" : "path components with wildcards";
-		int limit = len > GLOB_MAX_BYTES ? GLOB_MAX_BYTES : GLOB_MAX_WILD_PARTS;
+	if (len > GLOB_MAX_BYTES || wild > GLOB_MAX_WILD_PARTS || parts > GLOB_MAX_PARTS) {
+		const char *what = len > GLOB_MAX_BYTES ? "bytes" : wild > GLOB_MAX_WILD_PARTS ? "path components with wildcards"
+													: "path components";
+		int limit = len > GLOB_MAX_BYTES ? GLOB_MAX_BYTES : wild > GLOB_MAX_WILD_PARTS ? GLOB_MAX_WILD_PARTS : GLOB_MAX_PARTS;
 		char shown[64]; /* Lua's formats have no precision */
 		snprintf(shown, sizeof shown, "%.60s", pattern);
 		if (field)

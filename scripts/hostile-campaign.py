@@ -98,7 +98,8 @@ case("values", "refuse",
      'task { name = "a", run = "true", deps = { {} } }\n', 'task { name = "a", run = function() end }\n',
      'plot(5)\n', 'map { name = "m" }\n', 'params(nil)\n', 'glob({})\n', 'hosts { a = 5 }\n',
      'slurm { partition = {} }\n', 'external { 5 }\n', 'grid(5)\n', 'grid { a = 5 }\n',
-     'task { name = "a", run = "true", env = { [1] = "x" } }\n')
+     'task { name = "a", run = "true", env = { [1] = "x" } }\n',
+     'task = function() return 1 end\nmap { name = "m", items = {"a"}, output = "o/{item}", run = "true" }\nerror("x")\n')
 case("values", "load", 'local t = task { name = "a", run = "true" }\nassert(tostring(t) == "task a")\n'
      'assert(rawequal(getmetatable(t), getmetatable(t)))\nassert(not pcall(getmetatable(t).__tostring, 5))\n',
      'for c in grid { a = {} } do error("empty") end\n')
@@ -150,7 +151,7 @@ for field, value in [("cpus", "2^63"), ("cpus", "-1"), ("cpus", "0/0"), ("gpus",
 case("sizes", "either", "local x = " + "{" * 180 + "}" * 180 + "\n")
 case("sizes", "refuse", "local x = " + "{" * 5000 + "}" * 5000 + "\n", "return " + "(" * 5000 + "1" + ")" * 5000 + "\n",
      "local x = " + "-" * 100000 + "1\n", 'glob(string.rep("*/", 3000))\n', 'glob(string.rep("a", 10000))\n',
-     'task { name = "a", run = "true", inputs = { string.rep("?/", 3000) } }\n')
+     'task { name = "a", run = "true", inputs = { string.rep("?/", 3000) } }\n', 'glob(string.rep("/", 4000))\n')
 
 # --- recursion -------------------------------------------------------------------------
 case("recursion", "refuse", 'local function f() return 1 + f() end\nf()\n',

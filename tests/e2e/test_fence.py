@@ -69,10 +69,18 @@ class LoadingSandbox(KilnTestCase):
         self.refused('local x = 1\nglob(string.rep("*/", 200) .. "x")\n', "kiln.lua:2:", "wildcards")
         self.refused('task { name = "a", run = "true", inputs = { string.rep("?/", 3000) } }\n', "kiln.lua:1:",
                      "inputs pattern")
+        self.refused('local x = 1\nglob(string.rep("/", 4000))\n', "kiln.lua:2:", "path components")  # fuzzer's
         os.makedirs(self.ws.path("d/e"))
         self.ws.write("d/e/f.txt", "x")
         self.ws.write("kiln.lua", 'assert(#glob("*/*/*.txt") == 1)\n')
         self.assertEqual(self.ws.kiln("list").rc, 0)
+
+    def test_map_declares_through_kilns_task_whatever_the_global_is(self):
+        self.ws.write("kiln.lua", 'task = function() return 1 end\n'
+                      'map { name = "m", items = {"a", "b"}, output = "o/{item}", run = "true" }\n')
+        r = self.ws.kiln("list")
+        self.assertEqual(r.rc, 0, r)
+        self.assertIn("m/a", r.out)
 
     def test_errors_name_the_recipe_line(self):
         # parser nesting past Lua's C stack: a line of the recipe, or of a module it requires
