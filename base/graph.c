@@ -61,6 +61,14 @@ static int same_strings(const char **a, const char **b, int n)
 	return 1;
 }
 
+static int same_key_values(const KeyValue *a, const KeyValue *b, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (strcmp(a[i].key, b[i].key) || strcmp(a[i].value, b[i].value))
+			return 0;
+	return 1;
+}
+
 static int same_opts(const TaskOpts *a, const TaskOpts *b)
 {
 	return a->plot == b->plot && a->spec == b->spec && a->dep_patterns == b->dep_patterns &&
@@ -69,6 +77,7 @@ static int same_opts(const TaskOpts *a, const TaskOpts *b)
 	       a->gpu_mem_mib == b->gpu_mem_mib && a->timeout_sec == b->timeout_sec && a->gpu_wait_sec == b->gpu_wait_sec &&
 	       a->gpu_wait_fail == b->gpu_wait_fail && a->torchrun == b->torchrun && a->resume == b->resume &&
 	       (a->cwd == b->cwd || (a->cwd && b->cwd && !strcmp(a->cwd, b->cwd))) &&
+	       a->nlog_metrics == b->nlog_metrics && same_key_values(a->log_metrics, b->log_metrics, a->nlog_metrics) &&
 	       (a->executor == b->executor || (a->executor && b->executor && !strcmp(a->executor, b->executor)));
 }
 

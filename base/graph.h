@@ -50,6 +50,8 @@ typedef struct TaskOpts {
 	int nresume;
 	const char *cwd;      /* where the command starts, workspace-relative (made if missing), or
 				 NULL: the workspace. Placeholders in run then name paths from there */
+	const KeyValue *log_metrics; /* metric name -> Lua pattern over the attempt's output */
+	int nlog_metrics;
 } TaskOpts;
 
 struct Task {

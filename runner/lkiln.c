@@ -6,6 +6,7 @@
 #define _GNU_SOURCE
 #include "lkiln.h"
 #include "lkiln_internal.h"
+#include "logmetrics.h"
 #include "failure.h"
 
 #include <glob.h>
@@ -22,13 +23,13 @@
 static const char *const task_fields[] = {"name",    "deps",    "inputs",  "outputs", "run",
 					  "env",     "cpus",    "mem",     "gpus",    "gpu_mem",
 					  "timeout", "retries", "tags",    "metrics", "executor", "ports",
-					  "torchrun", "retry_on", "gpu_wait", "gpu_wait_then", "host", "hosts", "stay", "resume", "cwd", NULL};
+					  "torchrun", "retry_on", "gpu_wait", "gpu_wait_then", "host", "hosts", "stay", "resume", "cwd", "log_metrics", NULL};
 enum { /* bits of check_fields' mask, in task_fields' order */
 	F_NAME = 1 << 0, F_DEPS = 1 << 1, F_INPUTS = 1 << 2, F_OUTPUTS = 1 << 3, F_RUN = 1 << 4,
 	F_ENV = 1 << 5, F_CPUS = 1 << 6, F_MEM = 1 << 7, F_GPUS = 1 << 8, F_GPU_MEM = 1 << 9,
 	F_TIMEOUT = 1 << 10, F_RETRIES = 1 << 11, F_TAGS = 1 << 12, F_METRICS = 1 << 13, F_EXECUTOR = 1 << 14, F_PORTS = 1 << 15,
 	F_TORCHRUN = 1 << 16, F_RETRY_ON = 1 << 17, F_GPU_WAIT = 1 << 18, F_GPU_WAIT_THEN = 1 << 19,
-	F_HOST = 1 << 20, F_HOSTS = 1 << 21, F_STAY = 1 << 22, F_RESUME = 1 << 23, F_CWD = 1 << 24,
+	F_HOST = 1 << 20, F_HOSTS = 1 << 21, F_STAY = 1 << 22, F_RESUME = 1 << 23, F_CWD = 1 << 24, F_LOG_METRICS = 1 << 25,
 };
 
 RecipeContext *lk_context(lua_State *L) { return lua_touserdata(L, lua_upvalueindex(1)); }
@@ -621,6 +622,24 @@ static int l_task(lua_State *L)
 		lua_getfield(L, 1, "metrics");
 		t->metrics = graph_norm_path(g, expand_placeholders(L, g, t, lk_value_string(L, g, -1, "metrics", 0), 0, 0));
 		lk_check_confined(L, t->metrics, "metrics", 0);
+		lua_pop(L, 1);
+	}
+	if (has & F_LOG_METRICS) { /* checked now: a typo must not cost the run it would parse */
+		lua_getfield(L, 1, "log_metrics");
+		if (!lua_istable(L, -1))
+			lk_field_error(L, "log_metrics", "must be a table of metric name = Lua pattern, like { loss = "
+							 "\"loss=([%%d.eE+-]+)\" }");
+		KeyValue *kv = key_values(L, g, lua_gettop(L), "log_metrics", &t->opts->nlog_metrics);
+		for (int i = 0; i < t->opts->nlog_metrics; i++) {
+			Buf why = {0};
+			if (log_metrics_check(kv[i].value, &why) != 0) {
+				lua_pushstring(L, buf_str(&why)); /* the message outlives the Buf */
+				buf_free(&why);
+				lk_field_error(L, "log_metrics", "%s = \"%s\" %s", kv[i].key, kv[i].value, lua_tostring(L, -1));
+			}
+			buf_free(&why);
+		}
+		t->opts->log_metrics = kv;
 		lua_pop(L, 1);
 	}
 	if (has & F_EXECUTOR) {

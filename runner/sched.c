@@ -11,6 +11,7 @@
 
 #include "../base/os.h"
 #include "failure.h"
+#include "logmetrics.h"
 #include "progress.h"
 #include "sched_internal.h"
 
@@ -132,12 +133,17 @@ static int settle_commit(Run *r, int force)
 /* The one success path: t's command (if any) exited 0. Its metrics are read first (a
  * malformed file fails the attempt before anything is recorded), then its outputs are
  * hashed and stored, and the success joins the open batch. 0, or -1 with why in err. */
-static int record_success(Run *r, Task *t, int64_t attempt_id, const char *detail, Buf *err)
+static int record_success(Run *r, Task *t, int64_t attempt_id, const char *detail, const char *log, Buf *err)
 {
 	Metrics m = {0};
 	int rc = -1;
 	if ((!t->metrics || metrics_read(t->metrics, &m, err) == 0) && (rc = cache_record_success(r->o->cache, t, err)) == 0) {
-		if (t->metrics)
+		Buf why = {0}; /* a log that cannot be read loses its metrics, not the success */
+		if (t->opts->nlog_metrics && log &&
+		    log_metrics_extract(log, t->opts->log_metrics, t->opts->nlog_metrics, &m, &why) != 0)
+			status_print(&r->st, "note", "%s: %s", t->name, buf_str(&why));
+		buf_free(&why);
+		if (t->metrics || m.count)
 			cache_put_metrics(r->o->cache, t, &m);
 		task_succeeded(r, t, attempt_id, detail);
 	}
@@ -169,7 +175,7 @@ static void finish_without_command(Run *r, Task *t)
 		warn("cannot write %s: %s", log, strerror(errno));
 	int64_t attempt_id = cache_attempt_started(r->o->cache, t, attempt, 0, "", log, NULL, NULL);
 	free(log);
-	if (record_success(r, t, attempt_id, "no command", &err) != 0) {
+	if (record_success(r, t, attempt_id, "no command", NULL, &err) != 0) {
 		cache_attempt_ended(r->o->cache, attempt_id, 0, buf_str(&err), failure_name(FC_ERROR));
 		task_failed(r, t, buf_str(&err), NULL);
 	}
@@ -381,7 +387,7 @@ static void job_ended(Run *r, Job *job)
 	}
 	if (job->end == JOB_EXITED && job->exit_code == 0 && !job->timed_out) {
 		Buf err = {0};
-		int recorded = record_success(r, t, attempt_id, dur, &err);
+		int recorded = record_success(r, t, attempt_id, dur, job->log_path, &err);
 		if (recorded == 0) {
 			buf_free(&err);
 			free_job(job);

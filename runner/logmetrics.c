@@ -1,0 +1,186 @@
+/* logmetrics.c — metrics from log lines (logmetrics.h), with Lua's own pattern matching in a
+ * state of kiln's that holds the string library only. */
+#define _GNU_SOURCE
+#include "logmetrics.h"
+
+#include <lauxlib.h>
+#include <lualib.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A state with string.gmatch and tonumber, nothing a recipe touched. */
+static lua_State *pattern_state(void)
+{
+	lua_State *L = luaL_newstate();
+	if (!L)
+		return NULL;
+	luaL_requiref(L, LUA_GNAME, luaopen_base, 1);
+	luaL_requiref(L, LUA_STRLIBNAME, luaopen_string, 1);
+	lua_pop(L, 2);
+	return L;
+}
+
+/* The end of the set that starts at p ('['), or NULL when it has none. */
+static const char *set_end(const char *p)
+{
+	p++;
+	if (*p == '^')
+		p++;
+	do { /* a ']' right after '[' or '[^' is the character */
+		if (!*p)
+			return NULL;
+		if (*p == '%' && !*++p)
+			return NULL;
+		p++;
+	} while (*p != ']');
+	return p;
+}
+
+/* Checks pattern as Lua's matcher reads it (which complains only where a match reaches):
+ * returns its number of captures, or -1 with why in err. */
+static int captures(const char *p, Buf *err)
+{
+	int n = 0, open = 0;
+	for (; *p; p++) {
+		if (*p == '%') {
+			if (!p[1])
+				return buf_puts(err, "ends with '%'"), -1;
+			if (p[1] == 'b' && (!p[2] || !p[3]))
+				return buf_puts(err, "has %b without its two characters"), -1;
+			if (p[1] == 'f' && p[2] != '[')
+				return buf_puts(err, "has %f without a set [...]"), -1;
+			p += p[1] == 'b' ? 3 : 1;
+			if (p[0] == 'f' && !(p = set_end(p + 1)))
+				return buf_puts(err, "misses a ']'"), -1;
+		} else if (*p == '[') {
+			if (!(p = set_end(p)))
+				return buf_puts(err, "misses a ']'"), -1;
+		} else if (*p == '(') {
+			n++, open++;
+		} else if (*p == ')' && --open < 0) {
+			return buf_puts(err, "closes a capture it never opened"), -1;
+		}
+	}
+	if (open)
+		return buf_puts(err, "leaves a capture open"), -1;
+	return n;
+}
+
+static int check(lua_State *L)
+{
+	/* a malformed pattern raises here: string.find("", pattern) */
+	lua_getglobal(L, "string");
+	lua_getfield(L, -1, "find");
+	lua_pushliteral(L, "");
+	lua_pushvalue(L, 1);
+	lua_call(L, 2, 0);
+	return 0;
+}
+
+int log_metrics_check(const char *pattern, Buf *err)
+{
+	Buf why = {0};
+	int n = captures(pattern, &why);
+	if (n < 0) {
+		buf_printf(err, "is no Lua pattern: it %s", buf_str(&why));
+		buf_free(&why);
+		return -1;
+	}
+	if (n < 1 || n > 2) {
+		buf_printf(err, "needs one capture (the value) or two (the value, then the step), has %d", n);
+		return -1;
+	}
+	lua_State *L = pattern_state();
+	if (!L) {
+		buf_puts(err, "out of memory");
+		return -1;
+	}
+	lua_pushcfunction(L, check);
+	lua_pushstring(L, pattern);
+	int rc = lua_pcall(L, 1, 0, 0) == LUA_OK ? 0 : -1;
+	if (rc)
+		buf_printf(err, "is no Lua pattern: %s", lua_tostring(L, -1));
+	lua_close(L);
+	return rc;
+}
+
+typedef struct {
+	const char *text;
+	size_t len;
+	const KeyValue *patterns;
+	int n;
+	Metrics *m;
+} Extraction;
+
+static void add_row(Metrics *m, const char *key, int series, double step, double value, const char *text)
+{
+	if (m->count == m->cap)
+		m->rows = xrealloc(m->rows, (size_t)(m->cap = m->cap ? m->cap * 2 : 16) * sizeof *m->rows);
+	m->rows[m->count++] = (MetricRow){xstrdup(key), series, step, value, text ? xstrdup(text) : NULL};
+}
+
+static int extract(lua_State *L)
+{
+	Extraction *x = lua_touserdata(L, 1);
+	for (int i = 0; i < x->n; i++) {
+		lua_settop(L, 1);
+		lua_getglobal(L, "string");
+		lua_getfield(L, -1, "gmatch");
+		lua_pushlstring(L, x->text, x->len);
+		lua_pushstring(L, x->patterns[i].value);
+		lua_call(L, 2, 1); /* the iterator */
+		int iter = lua_gettop(L);
+		long index = 0;
+		char *last_text = NULL;
+		double last = 0;
+		int have = 0;
+		for (;; index++) {
+			lua_settop(L, iter);
+			lua_pushvalue(L, iter);
+			lua_call(L, 0, 2);
+			if (lua_isnil(L, -2))
+				break;
+			int isnum = 0, stepnum = 0;
+			double v = lua_tonumberx(L, -2, &isnum);
+			double step = lua_isnil(L, -1) ? (double)index : lua_tonumberx(L, -1, &stepnum);
+			if (!lua_isnil(L, -1) && !stepnum)
+				step = (double)index;
+			free(last_text);
+			last_text = isnum ? NULL : xstrdup(lua_tostring(L, -2) ? lua_tostring(L, -2) : "");
+			if (isnum) {
+				add_row(x->m, x->patterns[i].key, 1, step, v, NULL);
+				last = v;
+			}
+			have = 1;
+		}
+		if (have)
+			add_row(x->m, x->patterns[i].key, 0, 0, last, last_text);
+		free(last_text);
+	}
+	return 0;
+}
+
+int log_metrics_extract(const char *log_path, const KeyValue *patterns, int n, Metrics *m, Buf *err)
+{
+	size_t len;
+	char *log = read_file(log_path, &len);
+	if (!log) {
+		buf_printf(err, "cannot read %s for log_metrics", log_path);
+		return -1;
+	}
+	const char *body = strstr(log, "\n# --\n"); /* kiln's header quotes the command: not output */
+	body = body ? body + 6 : log;
+	lua_State *L = pattern_state();
+	Extraction x = {body, len - (size_t)(body - log), patterns, n, m};
+	int rc = -1;
+	if (!L)
+		buf_puts(err, "out of memory reading log_metrics");
+	else if (lua_pushcfunction(L, extract), lua_pushlightuserdata(L, &x), lua_pcall(L, 1, 0, 0) != LUA_OK)
+		buf_printf(err, "log_metrics: %s", lua_tostring(L, -1));
+	else
+		rc = 0;
+	if (L)
+		lua_close(L);
+	free(log);
+	return rc;
+}
