@@ -55,6 +55,10 @@ int verb_log(Options *o, int argc, char **argv);
 int verb_gc(Options *o, int argc, char **argv);
 int verb_clean(Options *o, int argc, char **argv);
 
+/* verbs_graph.c: the graph without running it */
+int verb_list(Options *o, int argc, char **argv);
+int verb_graph(Options *o, int argc, char **argv);
+
 int verb_metrics(Options *o, int argc, char **argv);
 int verb_plot(Options *o, int argc, char **argv);
 int verb_report(Options *o, int argc, char **argv);
