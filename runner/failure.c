@@ -135,10 +135,34 @@ void failure_describe_end(const Job *job, char *out, size_t n)
 		snprintf(out, n, "exit status %d", job->exit_code);
 }
 
+/* A task of ranks (launch.c) failed because one rank did: the others then report lost
+ * peers, so only the failed rank's lines ("[rank R] ...") say what happened. Keeps those
+ * in tail, in place. */
+static void keep_failed_rank(char *tail)
+{
+	const char *said = strstr(tail, "[kiln launch] rank ");
+	int rank;
+	char prefix[32];
+	if (!said || sscanf(said, "[kiln launch] rank %d", &rank) != 1)
+		return;
+	int n = snprintf(prefix, sizeof prefix, "[rank %d] ", rank);
+	char *out = tail;
+	for (char *line = tail, *next; *line; line = next) {
+		next = strchr(line, '\n');
+		next = next ? next + 1 : line + strlen(line);
+		if (!strncmp(line, prefix, (size_t)n)) {
+			memmove(out, line, (size_t)(next - line));
+			out += next - line;
+		}
+	}
+	*out = 0;
+}
+
 enum FailureClass failure_of_job(const Job *job)
 {
 	char tail[16384];
 	failure_read_tail(job->log_path, tail, sizeof tail);
+	keep_failed_rank(tail);
 	FailureFacts f = {.timed_out = job->timed_out, .signaled = job->end == JOB_SIGNALED && !job->interrupted,
 			  .start_failed = job->end == JOB_START_FAILED, .exit_code = job->exit_code, .reason = job->reason,
 			  .host_down = job->end == JOB_HOST_DOWN || job->end == JOB_LOST,

@@ -23,6 +23,7 @@
 #include "../base/graph.h"
 #include "../base/os.h"
 #include "cli.h"
+#include "launch.h"
 #include "recipe.h"
 #include "sched.h"
 
@@ -614,6 +615,8 @@ int main(int argc, char **argv)
 	 * the state and the logs report as they do a full disk, instead of killing kiln;
 	 * commands get the default back (os_spawn) */
 	signal(SIGXFSZ, SIG_IGN);
+	if (argc > 1 && !strcmp(argv[1], "launch")) /* a task's ranks (launch.c): its own arguments */
+		return launch_main(argc - 2, argv + 2);
 	parse_args(argc, argv, &o);
 	int rc = -1;
 	size_t i = 0;
