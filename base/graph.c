@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/stat.h>
 
 Graph *graph_new(const char *workspace)
@@ -72,7 +73,7 @@ static int same_key_values(const KeyValue *a, const KeyValue *b, int n)
 static int same_opts(const TaskOpts *a, const TaskOpts *b)
 {
 	return a->plot == b->plot && a->spec == b->spec && a->dep_patterns == b->dep_patterns &&
-	       a->ndep_patterns == b->ndep_patterns && a->ports == b->ports && a->stays == b->stays &&
+	       a->ndep_patterns == b->ndep_patterns && a->ports == b->ports && a->stays == b->stays && a->optional == b->optional &&
 	       a->nhosts == b->nhosts && same_strings(a->hosts, b->hosts, a->nhosts) && a->retry_on == b->retry_on &&
 	       a->gpu_mem_mib == b->gpu_mem_mib && a->timeout_sec == b->timeout_sec && a->gpu_wait_sec == b->gpu_wait_sec &&
 	       a->gpu_wait_fail == b->gpu_wait_fail && a->torchrun == b->torchrun && a->resume == b->resume &&
@@ -606,4 +607,21 @@ char *task_command_line(const Task *t)
 		buf_shell_quote(&b, t->argv[i]);
 	}
 	return b.data ? b.data : xstrdup("");
+}
+
+int graph_unmade_input(const Task *t, Buf *why)
+{
+	for (int i = 0; i < t->ninputs && t->input_producers; i++) {
+		const Task *p = t->input_producers[i];
+		if (!p || !p->opts->optional || access(t->inputs[i], F_OK) == 0)
+			continue;
+		for (int k = 0; k < p->noutputs; k++)
+			if (p->opts->optional[k] && !strcmp(p->outputs[k], t->inputs[i])) {
+				buf_reset(why);
+				buf_printf(why, "its input %s is an optional output of %s, which did not make it", t->inputs[i],
+					   p->name);
+				return 1;
+			}
+	}
+	return 0;
 }

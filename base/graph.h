@@ -50,6 +50,8 @@ typedef struct TaskOpts {
 	int nresume;
 	const char *cwd;      /* where the command starts, workspace-relative (made if missing), or
 				 NULL: the workspace. Placeholders in run then name paths from there */
+	unsigned char *optional; /* per output, 1 when the command may leave it unmade
+				    (optional_outputs: recorded as absent then), or NULL */
 	const KeyValue *log_metrics; /* metric name -> Lua pattern over the attempt's output */
 	int nlog_metrics;
 } TaskOpts;
@@ -217,6 +219,9 @@ int graph_topo_order(const Graph *g, Task **out);
 
 /* Returns the task's command as one printable line; malloc'd, caller frees. */
 char *task_command_line(const Task *t);
+/* Whether t (resolved) reads an input that its producer may leave unmade (optional_outputs)
+ * and that is not there: then why says so, in words (replacing what it held). */
+int graph_unmade_input(const Task *t, Buf *why);
 /* The value of t's tag key, or NULL. */
 const char *task_tag(const Task *t, const char *key);
 /* Whether t has work of its own (a command or built-in work); without, it groups its deps. */

@@ -327,9 +327,6 @@ static int parse_outputs(const Task *t, const char *text, Hash *hashes)
 	return rc == 0 && i == t->noutputs ? 0 : -1;
 }
 
-/* Compares outputs on disk with recorded hashes; puts back the differing ones from the
- * store when every one of them is there (and !dry). Returns the number restored (or that
- * would be), or -1 when some differing output cannot be restored; reason says which. */
 /* Queues output file path (stat'ed as st), whose content hashes to h, for the store
  * unless it is larger than the store takes. */
 static void keep_in_store(Cache *c, const char *path, const struct stat *st, Hash h)
@@ -358,12 +355,18 @@ static void store_if_missing(Cache *c, const char *path, Hash h)
 		keep_in_store(c, path, &st, h);
 }
 
+/* Compares outputs on disk with recorded hashes; puts back the differing ones from the
+ * store when every one of them is there (and !dry). Returns the number restored (or that
+ * would be), or -1 when some differing output cannot be restored; reason says which. An
+ * optional output recorded as not made is not looked at. */
 static int settle_outputs(Cache *c, Task *t, const Hash *want, int dry, Buf *reason)
 {
 	int bad = 0, missing_in_store = 0;
 	char *state = xcalloc((size_t)t->noutputs + 1, 1); /* 0 ok, 'd' deleted, 'm' modified */
 	for (int i = 0; i < t->noutputs; i++) {
 		Hash h;
+		if (hash_is_absent(want[i]))
+			continue;
 		TaskCache *tc = t->cache_data;
 		if ((tc && tc->out_memo ? hash_memo(c, tc->out_memo[i], &h) : hash_path(c, t->outputs[i], &h)) != 0)
 			state[i] = 'd';
@@ -625,6 +628,12 @@ int cache_record_success(Cache *c, Task *t, Buf *err)
 	for (int i = 0; i < t->noutputs; i++) {
 		forget_path(c, t->outputs[i]);
 		struct stat st;
+		if (t->opts->optional && t->opts->optional[i] && lstat(t->outputs[i], &st) != 0 && errno == ENOENT) {
+			tc->out_hashes[i] = HASH_ABSENT; /* not made this time: recorded so */
+			hash_hex(HASH_ABSENT, hex);
+			buf_printf(&outputs, "%s %s\n", hex, t->outputs[i]);
+			continue;
+		}
 		int isdir = stat(t->outputs[i], &st) == 0 && S_ISDIR(st.st_mode);
 		/* a directory is hashed and queued for the store in one walk */
 		if ((isdir ? cache_hash_output_dir(c, t->outputs[i], &tc->out_hashes[i])

@@ -24,13 +24,14 @@
 static const char *const task_fields[] = {"name",    "deps",    "inputs",  "outputs", "run",
 					  "env",     "cpus",    "mem",     "gpus",    "gpu_mem",
 					  "timeout", "retries", "tags",    "metrics", "executor", "ports",
-					  "torchrun", "retry_on", "gpu_wait", "gpu_wait_then", "host", "hosts", "stay", "resume", "cwd", "log_metrics", "ranks", NULL};
+					  "torchrun", "retry_on", "gpu_wait", "gpu_wait_then", "host", "hosts", "stay", "resume", "cwd", "log_metrics", "ranks", "optional_outputs", NULL};
 enum { /* bits of check_fields' mask, in task_fields' order */
 	F_NAME = 1 << 0, F_DEPS = 1 << 1, F_INPUTS = 1 << 2, F_OUTPUTS = 1 << 3, F_RUN = 1 << 4,
 	F_ENV = 1 << 5, F_CPUS = 1 << 6, F_MEM = 1 << 7, F_GPUS = 1 << 8, F_GPU_MEM = 1 << 9,
 	F_TIMEOUT = 1 << 10, F_RETRIES = 1 << 11, F_TAGS = 1 << 12, F_METRICS = 1 << 13, F_EXECUTOR = 1 << 14, F_PORTS = 1 << 15,
 	F_TORCHRUN = 1 << 16, F_RETRY_ON = 1 << 17, F_GPU_WAIT = 1 << 18, F_GPU_WAIT_THEN = 1 << 19,
 	F_HOST = 1 << 20, F_HOSTS = 1 << 21, F_STAY = 1 << 22, F_RESUME = 1 << 23, F_CWD = 1 << 24, F_LOG_METRICS = 1 << 25, F_RANKS = 1 << 26,
+	F_OPTIONAL = 1 << 27,
 };
 
 RecipeContext *lk_context(lua_State *L) { return lua_touserdata(L, lua_upvalueindex(1)); }
@@ -497,6 +498,22 @@ static int l_task(lua_State *L)
 		lua_getfield(L, 1, "outputs");
 		const char **raw = lk_string_list(L, g, -1, "outputs", &n, 0);
 		t->outputs = expand_paths(L, g, raw, n, &t->noutputs, 0, "outputs");
+		lua_pop(L, 1);
+	}
+	if (has & F_OPTIONAL) { /* outputs the command may leave unmade (a best model, say) */
+		lua_getfield(L, 1, "optional_outputs");
+		const char **raw = lk_string_list(L, g, -1, "optional_outputs", &n, 0);
+		int nopt;
+		const char **opt = expand_paths(L, g, raw, n, &nopt, 0, "optional_outputs");
+		const char **all = arena_ptrs(&g->arena, (size_t)(t->noutputs + nopt));
+		if (t->noutputs)
+			memcpy(all, t->outputs, (size_t)t->noutputs * sizeof *all);
+		memcpy(all + t->noutputs, opt, (size_t)nopt * sizeof *all);
+		t->opts->optional = arena_alloc(&g->arena, (size_t)(t->noutputs + nopt) + 1);
+		memset(t->opts->optional, 0, (size_t)t->noutputs);
+		memset(t->opts->optional + t->noutputs, 1, (size_t)nopt + 1);
+		t->outputs = all;
+		t->noutputs += nopt;
 		lua_pop(L, 1);
 	}
 	if (has & F_STAY) { /* ssh: outputs left on the host that made them (cache: a pointer file here) */

@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../base/os.h"
 #include "failure.h"
@@ -151,23 +152,13 @@ static int record_success(Run *r, Task *t, int64_t attempt_id, const char *detai
 	return rc;
 }
 
-/* The number of t's next attempt (t->attempt counts this run's): attempt numbers, and so
- * log names, continue from the highest one recorded, across runs. */
-static int next_attempt_number(Run *r, Task *t)
-{
-	t->attempt++;
-	if (!r->attempt_no[t->index])
-		r->attempt_no[t->index] = cache_last_attempt_number(r->o->cache, t->name);
-	return ++r->attempt_no[t->index];
-}
-
 /* A task without `run` (a group over its deps, like ninja's phony) succeeds as soon as it
  * may run: nothing is spawned, declared outputs must exist as for any task. */
 static void finish_without_command(Run *r, Task *t)
 {
 	Buf err = {0};
 	/* an attempt with a one-line log, so `kiln log` and the report account for it */
-	int attempt = next_attempt_number(r, t);
+	int attempt = sched_next_attempt(r, t);
 	char *log = sched_log_path(r->o->log_dir, t, attempt);
 	char line[600];
 	int n = snprintf(line, sizeof line, "# kiln: task %s has no command: it groups its deps, which are done\n", t->name);
@@ -234,43 +225,10 @@ int try_start(Run *r, Task *t)
 		buf_free(&why);
 		return 1;
 	}
-	Job *job = xcalloc(1, sizeof *job);
-	job->task = t;
-	job->attempt = next_attempt_number(r, t);
-	job->run_try = t->attempt;
-	job->log_path = sched_log_path(o->log_dir, t, job->attempt);
+	Job *job = sched_new_job(r, t, ex, key, local ? ids : NULL, ports, nports);
 	int nenv = 0;
-	job->env = xcalloc(18, sizeof(char *)); /* what follows, and room for an executor's own (ssh) */
-	job->env[nenv++] = xasprintf("KILN_TASK=%s", t->name);
-	job->env[nenv++] = xasprintf("KILN_ATTEMPT=%d", job->attempt);
-	job->progress_path = progress_path_for(job->log_path);
-	/* a command that starts in its own folder finds the file by its full path */
-	job->env[nenv++] = t->opts->cwd ? xasprintf("KILN_PROGRESS=%s/%s", r->g->workspace, job->progress_path)
-					: xasprintf("KILN_PROGRESS=%s", job->progress_path);
-	job->ex = ex;
-	job->grace_ns = (int64_t)(o->kill_grace_sec * 1e9);
-	memcpy(job->key, key, sizeof key);
-	if (key[0]) /* a killed kiln's successor knows an unrecorded attempt's work by it */
-		job->env[nenv++] = xasprintf("KILN_KEY=%s", key);
-	if (t->gpus > 0 && local) {
-		size_t len = 0;
-		for (int i = 0; i < t->gpus; i++)
-			len += (size_t)snprintf(job->gpu_list + len, sizeof job->gpu_list - len, "%s%d", i ? "," : "", ids[i]);
-		job->env[nenv++] = xasprintf("CUDA_VISIBLE_DEVICES=%s", job->gpu_list);
-		/* NVML and nvidia-smi count in PCI order; CUDA's default order may differ */
-		job->env[nenv++] = xstrdup("CUDA_DEVICE_ORDER=PCI_BUS_ID");
-	}
-	job->ngpus = t->gpus; /* leased here, or asked of the executor's system */
-	if (nports) {
-		memcpy(job->ports, ports, (size_t)nports * sizeof *ports);
-		job->nports = nports;
-		Buf list = {0};
-		for (int i = 0; i < nports; i++)
-			buf_printf(&list, "%s%d", i ? "," : "", ports[i]);
-		job->env[nenv++] = xasprintf("KILN_PORT=%d", ports[0]);
-		job->env[nenv++] = xasprintf("KILN_PORTS=%s", buf_str(&list));
-		buf_free(&list);
-	}
+	while (job->env[nenv])
+		nenv++;
 	if (t->opts->timeout_sec > 0 && ex->kiln_timeouts) /* otherwise the executor's system enforces it (Slurm: --time) */
 		job->deadline_ns = now_mono_ns() + (int64_t)(t->opts->timeout_sec * 1e9);
 	int kept = reattach ? 0 : cache_prepare_attempt(o->cache, t, job->key);
@@ -552,6 +510,8 @@ static void check_ready(Run *r)
 			cache_note_restored(o->cache, t);
 			task_done(r, t);
 			status_print(&r->st, "restored", "[%d/%d] %s (%s)", r->done, r->sum->total, t->name, buf_str(&reason));
+		} else if (graph_unmade_input(t, &reason)) {
+			task_failed(r, t, buf_str(&reason), NULL);
 		} else if (!task_has_work(t)) {
 			finish_without_command(r, t);
 		} else if (t->shard) {

@@ -55,6 +55,12 @@ void task_failed(Run *r, Task *t, const char *reason, const char *log);
  * good (it leaves the queue), 0 if it must wait. */
 int try_start(Run *r, Task *t);
 
+/* sched_job.c: the number of t's next attempt (t->attempt counts this run's), and a new
+ * attempt's Job: its log path and environment, with the devices ids (NULL: none leased
+ * here) and the nports ports reserved for it. */
+int sched_next_attempt(Run *r, Task *t);
+Job *sched_new_job(Run *r, Task *t, Executor *ex, const char *key, const int *ids, const int *ports, int nports);
+
 /* sched_summary.c: prints the run's end: counts, failures with their logs' tails. */
 void sched_print_summary(Run *r, SchedSummary *s);
 

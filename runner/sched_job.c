@@ -1,0 +1,63 @@
+/* sched_job.c — what an attempt carries to its executor: its number (continuing across
+ * runs), its log, and the environment every attempt gets (KILN_TASK, KILN_ATTEMPT,
+ * KILN_PROGRESS, KILN_KEY, the leased devices, the reserved ports). */
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "progress.h"
+#include "sched_internal.h"
+
+/* The number of t's next attempt (t->attempt counts this run's): attempt numbers, and so
+ * log names, continue from the highest one recorded, across runs. */
+int sched_next_attempt(Run *r, Task *t)
+{
+	t->attempt++;
+	if (!r->attempt_no[t->index])
+		r->attempt_no[t->index] = cache_last_attempt_number(r->o->cache, t->name);
+	return ++r->attempt_no[t->index];
+}
+
+Job *sched_new_job(Run *r, Task *t, Executor *ex, const char *key, const int *ids, const int *ports, int nports)
+{
+	const SchedOptions *o = r->o;
+	Job *job = xcalloc(1, sizeof *job);
+	job->task = t;
+	job->attempt = sched_next_attempt(r, t);
+	job->run_try = t->attempt;
+	job->log_path = sched_log_path(o->log_dir, t, job->attempt);
+	int nenv = 0;
+	job->env = xcalloc(18, sizeof(char *)); /* what follows, and room for an executor's own (ssh) */
+	job->env[nenv++] = xasprintf("KILN_TASK=%s", t->name);
+	job->env[nenv++] = xasprintf("KILN_ATTEMPT=%d", job->attempt);
+	job->progress_path = progress_path_for(job->log_path);
+	/* a command that starts in its own folder finds the file by its full path */
+	job->env[nenv++] = t->opts->cwd ? xasprintf("KILN_PROGRESS=%s/%s", r->g->workspace, job->progress_path)
+					: xasprintf("KILN_PROGRESS=%s", job->progress_path);
+	job->ex = ex;
+	job->grace_ns = (int64_t)(o->kill_grace_sec * 1e9);
+	memcpy(job->key, key, sizeof job->key);
+	if (key[0]) /* a killed kiln's successor knows an unrecorded attempt's work by it */
+		job->env[nenv++] = xasprintf("KILN_KEY=%s", key);
+	if (t->gpus > 0 && ids) {
+		size_t len = 0;
+		for (int i = 0; i < t->gpus; i++)
+			len += (size_t)snprintf(job->gpu_list + len, sizeof job->gpu_list - len, "%s%d", i ? "," : "", ids[i]);
+		job->env[nenv++] = xasprintf("CUDA_VISIBLE_DEVICES=%s", job->gpu_list);
+		/* NVML and nvidia-smi count in PCI order; CUDA's default order may differ */
+		job->env[nenv++] = xstrdup("CUDA_DEVICE_ORDER=PCI_BUS_ID");
+	}
+	job->ngpus = t->gpus; /* leased here, or asked of the executor's system */
+	if (nports) {
+		memcpy(job->ports, ports, (size_t)nports * sizeof *ports);
+		job->nports = nports;
+		Buf list = {0};
+		for (int i = 0; i < nports; i++)
+			buf_printf(&list, "%s%d", i ? "," : "", ports[i]);
+		job->env[nenv++] = xasprintf("KILN_PORT=%d", ports[0]);
+		job->env[nenv++] = xasprintf("KILN_PORTS=%s", buf_str(&list));
+		buf_free(&list);
+	}
+	return job;
+}
