@@ -1,0 +1,212 @@
+"""End-to-end: what running a script nobody here wrote needs — a working directory per
+task, outputs it may leave unmade, metrics read from its log lines, its ranks started by
+kiln, the command as it ran in the log header, and a grid that runs to the end whatever
+one config does. (Real PyTorch ranks are in test_torchrun.py.)"""
+import os
+import sqlite3
+import time
+
+from kilntest import KilnTestCase, main, wait_for
+
+
+class WorkingDirectory(KilnTestCase):
+    def test_each_task_runs_in_its_own_folder_with_paths_from_there(self):
+        self.ws.write("data/in.txt", "D\n")
+        self.ws.write("kiln.lua", """
+for _, lr in ipairs({"1", "2"}) do
+  task { name = "train/" .. lr, cwd = "runs/{name}", inputs = {"data/in.txt"},
+         outputs = {"runs/train/" .. lr .. "/model.pt"},
+         run = "pwd > where.txt; cat {in} > model.pt; echo lr=" .. lr .. " >> model.pt" }
+end
+task { name = "argv", cwd = "runs/argv", inputs = {"data/in.txt"}, outputs = {"runs/argv/o"}, run = {"cp", "{in}", "o"} }
+""")
+        r = self.ws.kiln("run")
+        self.assertEqual(r.rc, 0, r)
+        for lr in ("1", "2"):
+            self.assertEqual(self.ws.read("runs/train/%s/where.txt" % lr).strip(),
+                             os.path.realpath(self.ws.path("runs/train/%s" % lr)))
+            self.assertEqual(self.ws.read("runs/train/%s/model.pt" % lr), "D\nlr=%s\n" % lr)
+        self.assertEqual(self.ws.read("runs/argv/o"), "D\n")
+        log = self.ws.read(".kiln/logs/train/1@1.log")
+        self.assertIn("# cwd: runs/train/1", log)
+        self.assertIn("cat ../../../data/in.txt > model.pt", log)
+        self.assertEqual(self.ws.kiln("run").ran, set())
+        # the folder is part of the key: moving it runs the task there
+        self.ws.write("kiln.lua", 'task { name = "argv", cwd = "elsewhere", inputs = {"data/in.txt"}, '
+                      'outputs = {"elsewhere/o"}, run = {"cp", "{in}", "o"} }\n')
+        self.assertEqual(self.ws.kiln("run").ran, {"argv"})
+        self.assertEqual(self.ws.read("elsewhere/o"), "D\n")
+
+    def test_a_folder_outside_the_workspace_is_refused(self):
+        os.symlink("/tmp", self.ws.path("up"))
+        for cwd, needle in [("../x", "not inside the workspace"), ("/tmp", "not inside the workspace"),
+                            ("up/x", "not inside the workspace"), (".kiln/x", "kiln's own state")]:
+            self.ws.write("kiln.lua", 'task { name = "t", cwd = "%s", run = "true" }\n' % cwd)
+            r = self.ws.kiln("list")
+            self.assertEqual(r.rc, 2, r)
+            self.assertIn("kiln.lua:1:", r.err)
+            self.assertIn(needle, r.err)
+
+    def test_map_shards_run_in_their_folder(self):
+        for i in range(1, 5):
+            self.ws.write("in/%d.txt" % i, "%d\n" % i)
+        self.ws.write("kiln.lua", """
+map { name = "m", items = {"1", "2", "3", "4"}, shards = 2, cwd = "work/{name}", input = "in/{item}.txt",
+      output = "out/{item}.txt",
+      run = "pwd >> seen; while read i; do cat ../../in/$i.txt > ../../out/$i.txt; echo \\"$i 1\\" >> \\"$KILN_PROGRESS\\"; done < {items}" }
+""")
+        r = self.ws.kiln("run")
+        self.assertEqual(r.rc, 0, r)
+        for i in range(1, 5):
+            self.assertEqual(self.ws.read("out/%d.txt" % i), "%d\n" % i)
+        self.assertTrue(self.ws.exists("work/m:shard-1/seen") and self.ws.exists("work/m:shard-2/seen"))
+
+
+class OptionalOutputs(KilnTestCase):
+    RECIPE = """
+local P = params { best = "yes" }
+task { name = "train", outputs = {"ck.pt"}, optional_outputs = {"best.pt"},
+       run = "echo ck > ck.pt; if [ " .. P.best .. " = yes ]; then echo best > best.pt; fi" }
+task { name = "use", inputs = {"best.pt"}, outputs = {"used.txt"}, run = "cat best.pt > used.txt" }
+"""
+
+    def test_made_it_is_recorded_stored_and_restored(self):
+        self.ws.write("kiln.lua", self.RECIPE)
+        self.assertEqual(self.ws.kiln("run").rc, 0)
+        os.unlink(self.ws.path("best.pt"))
+        r = self.ws.kiln("run")
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(r.restored, {"train"}, "restored from the store, not run")
+        self.assertEqual(self.ws.read("best.pt"), "best\n")
+        # an attempt deletes it first, like any output: a stale one cannot pass for new
+        self.ws.write("best.pt", "stale\n")
+        r = self.ws.kiln("run", "--force", "train", "best=no", "use")
+        self.assertNotEqual(r.rc, 0)
+        self.assertFalse(self.ws.exists("best.pt"))
+
+    def test_not_made_is_no_failure_and_a_reader_says_why(self):
+        self.ws.write("kiln.lua", self.RECIPE)
+        r = self.ws.kiln("run", "best=no", "-k")
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("ok       [", r.out)
+        self.assertIn("FAILED   [", r.out)
+        self.assertIn("use: its input best.pt is an optional output of train, which did not make it", r.out)
+        self.assertEqual(self.ws.kiln("run", "best=no", "train").ran, set(), "the success without it stands")
+        db = sqlite3.connect(self.ws.path(".kiln/state.db"))
+        outputs = db.execute("SELECT outputs FROM last_success WHERE task = 'train'").fetchone()[0]
+        db.close()
+        self.assertIn("0" * 32 + " best.pt", outputs, "recorded as absent")
+
+
+class LogMetrics(KilnTestCase):
+    def test_log_lines_become_series_and_scalars_drawn_by_plot(self):
+        self.ws.write("kiln.lua", """
+for _, lr in ipairs({"1", "2"}) do
+  task { name = "train/" .. lr, tags = { lr = lr }, outputs = {"o/" .. lr},
+         log_metrics = { loss = "loss=([%d%.eE+-]+)", acc1 = "Acc@1 +([%d%.]+)", at = "at (%d+) step (%d+)" },
+         metrics = "{out}",
+         run = "for e in 1 2 3; do echo \\"Epoch $e | loss=0.$((9 - e))" .. lr .. "\\"; done; "
+            .. "echo 'at 7 step 40'; echo ' * Acc@1 12.500 Acc@5 50.000'; echo '{\\"extra\\": 5}' > {out}" }
+end
+plot { name = "loss", type = "lines", from = "train/*", y = "loss", series = "lr" }
+""")
+        r = self.ws.kiln("run")
+        self.assertEqual(r.rc, 0, r)
+        db = sqlite3.connect(self.ws.path(".kiln/state.db"))
+        series = db.execute("SELECT step, value FROM series WHERE task = 'train/1' AND key = 'loss' ORDER BY step").fetchall()
+        scalars = dict(db.execute("SELECT key, value FROM metrics WHERE task = 'train/1'").fetchall())
+        at = db.execute("SELECT step, value FROM series WHERE task = 'train/1' AND key = 'at'").fetchall()
+        db.close()
+        self.assertEqual(series, [(0.0, 0.81), (1.0, 0.71), (2.0, 0.61)])
+        self.assertAlmostEqual(scalars["loss"], 0.61)
+        self.assertAlmostEqual(scalars["acc1"], 12.5)
+        self.assertEqual(scalars["extra"], 5, "the metrics file is recorded beside the log's")
+        self.assertEqual(at, [(40.0, 7.0)], "a second capture is the step")
+        svg = self.ws.read("plots/loss.svg")
+        self.assertEqual(svg.count('id="gnuplot_plot_'), 2, "a line per task")
+        self.assertEqual(svg.count("#gpPt0' transform"), 4, "three points over steps, and the legend's")
+        m = self.ws.kiln("metrics", "--rows", "lr", "--value", "acc1", "--format", "tsv")
+        self.assertIn("12.5", m.out)
+
+    def test_a_pattern_is_checked_where_it_is_declared(self):
+        for pattern, needle in [("loss=%d", "has 0"), ("(loss=[%d)", "misses a ']'"), ("(a)(b)(c)", "has 3"),
+                                ("(x", "leaves a capture open")]:
+            self.ws.write("kiln.lua", 'local x = 1\ntask { name = "t", run = "true", log_metrics = { a = "%s" } }\n'
+                          % pattern.replace("%", "%%").replace("%%", "%"))
+            r = self.ws.kiln("list")
+            self.assertEqual(r.rc, 2, r)
+            self.assertIn("kiln.lua:2:", r.err)
+            self.assertIn(needle, r.err)
+
+
+class Ranks(KilnTestCase):
+    def test_each_rank_gets_its_number_and_one_failing_stops_the_rest(self):
+        self.ws.write("kiln.lua", """
+task { name = "ok", ranks = 3, outputs = {"seen"},
+       env = { WHO = "r{rank}" },
+       run = "echo rank={rank} of {world_size} at {master_addr}:{master_port} env=$RANK/$WORLD_SIZE/$MASTER_PORT $WHO >> seen" }
+task { name = "bad", ranks = 3,
+       run = "if [ $RANK = 1 ]; then sleep 0.3; echo giving up; exit 3; fi; trap 'echo stopped; exit 0' TERM; "
+          .. "touch started.$RANK; while true; do sleep 0.1; done" }
+""")
+        start = time.time()
+        r = self.ws.kiln("run", "-k")
+        self.assertLess(time.time() - start, 60)
+        self.assertEqual(r.rc, 1, r)
+        lines = sorted(self.ws.read("seen").splitlines())
+        self.assertEqual(len(lines), 3)
+        port = lines[0].split(":")[1].split()[0]
+        for k, line in enumerate(lines):
+            self.assertEqual(line, "rank=%d of 3 at 127.0.0.1:%s env=%d/3/%s r%d" % (k, port, k, port, k))
+        log = self.ws.read(".kiln/logs/bad@1.log")
+        self.assertIn("[rank 1] giving up", log)
+        self.assertIn("[kiln launch] rank 1 failed (exit status 3): stopping the other ranks", log)
+        self.assertIn("[rank 0] stopped", log)
+        self.assertIn("[rank 2] stopped", log)
+        self.assertIn("FAILED   [", r.out)
+        self.assertIn("bad: exit status 3 [error]", r.out)
+
+    def test_ranks_split_the_leased_gpus_or_see_all_with_local_rank(self):
+        self.ws.write("kiln.lua", """
+task { name = "split", ranks = 2, gpus = 4, outputs = {"split.txt"}, run = "echo $RANK=$CUDA_VISIBLE_DEVICES >> split.txt" }
+task { name = "all", ranks = 2, gpus = 4, outputs = {"all.txt"}, deps = {"split"},
+       run = "echo {local_rank}=$CUDA_VISIBLE_DEVICES >> all.txt" }
+""")
+        r = self.ws.kiln("run", "--gpus", "0,1,2,3")
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(sorted(self.ws.read("split.txt").split()), ["0=0,1", "1=2,3"])
+        self.assertEqual(sorted(self.ws.read("all.txt").split()), ["0=0,1,2,3", "1=0,1,2,3"])
+
+
+class CommandAsItRan(KilnTestCase):
+    def test_the_log_header_and_why_show_ports_filled_in(self):
+        self.ws.write("kiln.lua", 'task { name = "t", ports = 1, outputs = {"o"}, '
+                      'run = "echo {port} --rdzv_endpoint={rdzv} > o" }\n')
+        r = self.ws.kiln("run")
+        self.assertEqual(r.rc, 0, r)
+        port = self.ws.read("o").split()[0]
+        header = self.ws.read(".kiln/logs/t@1.log").splitlines()[1]
+        self.assertEqual(header, "# command: /bin/sh -c echo %s --rdzv_endpoint=127.0.0.1:%s > o" % (port, port))
+        why = self.ws.kiln("why", "t")
+        self.assertIn("its latest attempt ran: /bin/sh -c echo %s" % port, why.out)
+
+
+class KeepGoing(KilnTestCase):
+    def test_settings_keep_going_runs_every_config_and_lists_each_failure(self):
+        self.ws.write("kiln.lua", 'settings { keep_going = true }\n'
+                      'task { name = "a", run = "exit 1" }\n'
+                      'task { name = "b", run = "exit 2" }\n'
+                      'task { name = "c", outputs = {"c"}, run = "sleep 0.3; touch c" }\n')
+        r = self.ws.kiln("run", "-j", "1")
+        self.assertEqual(r.rc, 1, r)
+        self.assertTrue(self.ws.exists("c"), "the good config ran after the failures")
+        self.assertIn("FAILED a: exit status 1", r.out)
+        self.assertIn("FAILED b: exit status 2", r.out)
+        self.ws.write("kiln.lua", 'settings { keep_going = "yes" }\n')
+        r = self.ws.kiln("list")
+        self.assertEqual(r.rc, 2)
+        self.assertIn("kiln.lua:1: settings{}: keep_going must be true or false", r.err)
+
+
+if __name__ == "__main__":
+    main()
