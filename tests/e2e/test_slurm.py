@@ -98,6 +98,17 @@ task { name = "ret/cancelled", run = "touch started; sleep 120" }
         self.assertIn("ret/flaky", [l.split()[2] for l in out.splitlines() if l.startswith("ok ")])
         self.assertIn("failing", self.ws.read(".kiln/logs/ret/fails@1.log"))
 
+    def test_cwd_and_optional_outputs_on_slurm(self):
+        self.ws.write("data/in.txt", "D\n")
+        self.ws.write("kiln.lua", 'task { name = "cwd/t", cwd = "runs/{name}", inputs = {"data/in.txt"}, '
+                      'outputs = {"runs/cwd/t/o.txt"}, optional_outputs = {"runs/cwd/t/best.txt"}, '
+                      'run = "pwd > where.txt; cat {in} > o.txt" }\n')
+        r = self.kiln("run", "--executor", "slurm")
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(self.ws.read("runs/cwd/t/o.txt"), "D\n")
+        self.assertEqual(self.ws.read("runs/cwd/t/where.txt").strip(), os.path.realpath(self.ws.path("runs/cwd/t")))
+        self.assertEqual(self.kiln("run", "--executor", "slurm").ran, set())
+
     def test_timeout_is_reported(self):
         self.ws.write("kiln.lua", 'task { name = "tmo/slow", timeout = "1m", run = "sleep 600" }\n')
         r = self.kiln("run", "--executor", "slurm", timeout=300)

@@ -303,6 +303,17 @@ end
             self.assertEqual(text[1], "gpus=1")
             self.assertRegex(text[2], r"^dev=\d$")
 
+    def test_cwd_on_a_host(self):
+        self.ws.write("data/in.txt", "D\n")
+        self.ws.write("kiln.lua", 'task { name = "t", host = "v800", cwd = "runs/{name}", inputs = {"data/in.txt"}, '
+                      'outputs = {"runs/t/o.txt"}, run = "pwd > where.txt; cat {in} > o.txt" }\n')
+        r = self.kiln()
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(self.ws.read("runs/t/o.txt"), "D\n", "made in its folder there, fetched here")
+        where = os.path.join(self.lab.hosts["v800"].workdir(), "runs/t/where.txt")
+        with open(where) as f:
+            self.assertEqual(f.read().strip(), os.path.realpath(os.path.join(self.lab.hosts["v800"].workdir(), "runs/t")))
+
     def test_a_full_workdir_on_a_host_is_said_in_words(self):
         import subprocess
         wd = self.lab.hosts["v802"].workdir()

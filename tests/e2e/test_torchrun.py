@@ -88,6 +88,26 @@ dist.destroy_process_group()
 """
 
 
+# a script with its own rank arguments (as ImageNet-style trainers take them): all-reduces
+# rank + 1 over gloo; --fail R makes rank R give up after joining the group
+AR_SCRIPT = r"""
+import argparse, os, sys, torch, torch.distributed as dist
+p = argparse.ArgumentParser()
+p.add_argument("--rank", type=int); p.add_argument("--world-size", type=int); p.add_argument("--dist-url")
+p.add_argument("--fail", type=int, default=-1)
+a = p.parse_args()
+dist.init_process_group("gloo", init_method=a.dist_url, rank=a.rank, world_size=a.world_size)
+if a.rank == a.fail:
+    print("rank", a.rank, "gives up", flush=True); sys.exit(3)
+t = torch.tensor([float(a.rank + 1)])
+dist.all_reduce(t)
+print("sum", t.item(), "env rank", os.environ["RANK"], flush=True)
+if a.rank == 0:
+    open("sum.txt", "w").write("%g\n" % t.item())
+dist.barrier()
+"""
+
+
 @unittest.skipIf(SKIP, SKIP)
 class Torchrun(KilnTestCase):
     def workers(self, n, together):
@@ -166,6 +186,25 @@ class Torchrun(KilnTestCase):
         self.assertEqual(epochs(), list(range(10)), "no epoch ran twice, none was skipped")
         self.assertNotIn("Resuming", self.ws.read(".kiln/logs/ddp@3.log"))
         self.assertEqual(self.ws.kiln("run").ran, set())
+
+    def test_ranks_all_reduce_through_gloo_and_a_failing_rank_stops_the_others(self):
+        self.ws.write("ar.py", AR_SCRIPT)
+        self.ws.write("kiln.lua", """
+task { name = "ar", ranks = 2, cwd = "runs/{name}", inputs = {"ar.py"}, outputs = {"runs/ar/sum.txt"},
+       run = {"%s", "{in}", "--rank", "{rank}", "--world-size", "{world_size}", "--dist-url", "tcp://{master_addr}:{master_port}"} }
+task { name = "bad", ranks = 3, inputs = {"ar.py"},
+       run = {"%s", "{in}", "--rank", "{rank}", "--world-size", "{world_size}", "--dist-url", "tcp://{master_addr}:{master_port}", "--fail", "1"} }
+""" % (PYTHON, PYTHON))
+        r = self.ws.kiln("run", "-k", timeout=300)
+        self.assertEqual(r.rc, 1, r)
+        self.assertEqual(self.ws.read("runs/ar/sum.txt"), "3\n", "1 + 2 over two ranks")
+        log = self.ws.read(".kiln/logs/ar@1.log")
+        self.assertIn("[rank 0] sum 3.0 env rank 0", log)
+        self.assertIn("[rank 1] sum 3.0 env rank 1", log)
+        bad = self.ws.read(".kiln/logs/bad@1.log")
+        self.assertIn("[rank 1] rank 1 gives up", bad)
+        self.assertIn("[kiln launch] rank 1 of 3 failed (exit status 3)", bad)
+        self.assertIn("bad: exit status 3 [error]", r.out, "classified by the failed rank, not its peers' lost links")
 
     def test_recipe_errors_name_the_line(self):
         cases = [('torchrun = { nproc = "gpus" }', 'has nproc = "gpus" but the task leases none'),

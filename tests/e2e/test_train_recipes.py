@@ -4,7 +4,8 @@ report with ratios to DDP, the kiln-kernels comm measurements and their two char
 run that executes nothing), imagenet.lua (one process and torchrun DDP, a loadable
 checkpoint, kiln-kernels conv per pass and its charts), clip_grid.lua (the encoder grid: logs and
 checkpoints named after each config, the recall table) and caption.lua (generated images
-captioned by a sharded map{}). Skipped (with the reason) where Debian's python3-torch /
+captioned by a sharded map{}) and third_party.lua (an unmodified trainer with its own rank
+launcher, per-config folders, a best model as an optional output, charts from its log lines). Skipped (with the reason) where Debian's python3-torch /
 python3-torchvision / python3-pil are not installed."""
 import json
 import os
@@ -120,6 +121,36 @@ class Recipes(KilnTestCase):
         self.assertIn("123 up to date", again.out, again)
         more = self.ws.kiln("run", recipe, "images=130", "shards=3")
         self.assertIn("progress caption: 130/130 items", more.out, "ten new images")
+
+    def test_third_party_trainer_unmodified(self):
+        recipe = os.path.join(RECIPES, "third_party.lua")
+        r = self.ws.kiln("run", recipe, "epochs=3", timeout=600)
+        self.assertEqual(r.rc, 0, r)
+        for lr in ("0.1", "0.02"):
+            d = "runs/lr%s/" % lr
+            self.assertTrue(self.ws.exists(d + "checkpoint.pth.tar"), "fixed names in each config's own folder")
+            self.assertTrue(self.ws.exists(d + "model_best.pth.tar"))
+            log = self.ws.read(".kiln/logs/train/lr%s@1.log" % lr)
+            self.assertIn("[rank 0] Epoch: [2]", log)
+            self.assertIn("[rank 1] Epoch: [2]", log, "both ranks ran, started by kiln")
+            self.assertIn("# cwd: " + d[:-1], log)
+        m = self.ws.kiln("metrics", "--rows", "lr", "--value", "acc1,loss", "--format", "tsv")
+        self.assertEqual(m.rc, 0, m)
+        rows = [line.split("\t") for line in m.out.strip().splitlines()[1:]]
+        self.assertEqual(len(rows), 2)
+        for row in rows:
+            self.assertTrue(0 < float(row[1]) <= 100 and float(row[2]) > 0, row)
+        for chart in ("loss", "acc1"):
+            self.assertIn("gnuplot_plot_", self.ws.read("plots/%s.svg" % chart))
+        # the best model deleted by hand comes back from the store; nothing runs again
+        os.unlink(self.ws.path("runs/lr0.1/model_best.pth.tar"))
+        again = self.ws.kiln("run", recipe, "epochs=3")
+        self.assertEqual(again.ran, set(), again)
+        self.assertTrue(self.ws.exists("runs/lr0.1/model_best.pth.tar"))
+        # more epochs: the key changes, so each config trains afresh from its own folder
+        more = self.ws.kiln("run", recipe, "epochs=4", "lrs=0.1", timeout=600)
+        self.assertEqual(more.rc, 0, more)
+        self.assertIn("[rank 0] Epoch: [3]", self.ws.read(".kiln/logs/train/lr0.1@2.log"))
 
 
 if __name__ == "__main__":
