@@ -78,7 +78,7 @@ static int same_opts(const TaskOpts *a, const TaskOpts *b)
 	       a->gpu_mem_mib == b->gpu_mem_mib && a->timeout_sec == b->timeout_sec && a->gpu_wait_sec == b->gpu_wait_sec &&
 	       a->gpu_wait_fail == b->gpu_wait_fail && a->torchrun == b->torchrun && a->resume == b->resume &&
 	       (a->cwd == b->cwd || (a->cwd && b->cwd && !strcmp(a->cwd, b->cwd))) &&
-	       a->nlog_metrics == b->nlog_metrics && same_key_values(a->log_metrics, b->log_metrics, a->nlog_metrics) &&
+	       a->rank_nodes == b->rank_nodes && a->nlog_metrics == b->nlog_metrics && same_key_values(a->log_metrics, b->log_metrics, a->nlog_metrics) &&
 	       (a->executor == b->executor || (a->executor && b->executor && !strcmp(a->executor, b->executor)));
 }
 

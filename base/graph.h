@@ -52,6 +52,7 @@ typedef struct TaskOpts {
 				 NULL: the workspace. Placeholders in run then name paths from there */
 	unsigned char *optional; /* per output, 1 when the command may leave it unmade
 				    (optional_outputs: recorded as absent then), or NULL */
+	int rank_nodes;       /* ranks = N over this many nodes (nnodes; Slurm), 0: not a ranks task */
 	const KeyValue *log_metrics; /* metric name -> Lua pattern over the attempt's output */
 	int nlog_metrics;
 } TaskOpts;

@@ -5,6 +5,7 @@
  * back-off; a failing squeue (controller restart) is retried and never fails a job. */
 #define _GNU_SOURCE
 #include "exec.h"
+#include "launch.h"
 #include "../base/os.h"
 #include "torchrun.h"
 
@@ -35,6 +36,10 @@ typedef struct {
  * the script's "$KILN_RDZV", outside the quotes. */
 static void quote_expanded(Buf *b, const char *s, const Job *job)
 {
+	if (launch_wraps(job->task) && !job->nports && !strncmp(s, "{port", 5) && s[strlen(s) - 1] == '}') {
+		buf_puts(b, "\"$KILN_PORT\""); /* the ranks' rendezvous: found on the first node */
+		return;
+	}
 	const char *r = strstr(s, "{rdzv}");
 	if (r) {
 		char *before = strndup(s, (size_t)(r - s));
@@ -65,6 +70,23 @@ static void torchrun_preamble(Buf *b, const Task *t)
 		    "echo \"# kiln: torchrun rendezvous at $KILN_RDZV\"\n");
 	buf_printf(b, "srun --nodes=%d --ntasks=%d --ntasks-per-node=1 --kill-on-bad-exit=1 ", t->opts->torchrun->nnodes,
 		   t->opts->torchrun->nnodes);
+}
+
+/* ranks on Slurm: the rendezvous on the job's first node (where this script runs), on a
+ * port kiln's launcher finds free there; with nnodes, one launcher per node (srun). */
+static void ranks_preamble(Buf *b, const Task *t)
+{
+	buf_puts(b, "KILN_HEAD=$(scontrol show hostnames \"$SLURM_JOB_NODELIST\" | head -n 1)\n"
+		    "[ -n \"$KILN_HEAD\" ] || KILN_HEAD=$(hostname)\n"
+		    "KILN_PORT=$(");
+	buf_shell_quote(b, exec_self());
+	buf_puts(b, " launch --free-port) || { echo 'kiln: cannot find a free port for the ranks on the first node' >&2; "
+		    "exit 1; }\n"
+		    "export KILN_HEAD KILN_PORT\n"
+		    "echo \"# kiln: ranks meet at $KILN_HEAD:$KILN_PORT\"\n");
+	if (t->opts->rank_nodes > 1)
+		buf_printf(b, "srun --nodes=%d --ntasks=%d --ntasks-per-node=1 --kill-on-bad-exit=1 ", t->opts->rank_nodes,
+			   t->opts->rank_nodes);
 }
 
 char *exec_job_script(const Job *job, const char *workspace, const char *exit_path, int remote)
@@ -111,6 +133,8 @@ char *exec_job_script(const Job *job, const char *workspace, const char *exit_pa
 	}
 	if (t->opts->torchrun)
 		torchrun_preamble(&b, t);
+	if (launch_wraps(t))
+		ranks_preamble(&b, t);
 	if (t->shell) {
 		buf_puts(&b, "/bin/sh -c ");
 		quote_expanded(&b, t->shell, job);
@@ -199,8 +223,8 @@ static int slurm_start(Executor *ex, Job *job)
 	args[n++] = OWN(xasprintf("--output=%s", abs_log));
 	args[n++] = "--open-mode=append";
 	args[n++] = OWN(xasprintf("--chdir=%s", se->workspace));
-	if (t->opts->torchrun) { /* one launcher per node, each with the task's CPUs and GPUs */
-		args[n++] = OWN(xasprintf("--nodes=%d", t->opts->torchrun->nnodes));
+	if (t->opts->torchrun || t->opts->rank_nodes) { /* one launcher per node, each with the task's CPUs and GPUs */
+		args[n++] = OWN(xasprintf("--nodes=%d", t->opts->torchrun ? t->opts->torchrun->nnodes : t->opts->rank_nodes));
 		args[n++] = "--ntasks-per-node=1";
 	}
 	if (t->cpus > 0)

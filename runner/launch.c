@@ -8,8 +8,11 @@
  * over the ranks, or all shown to every rank with --all-gpus (a command that picks
  * cuda:{local_rank} itself). One node: the ranks run where the launcher runs.
  *
- * usage: kiln launch --ranks N --master-port PORT [--all-gpus] [--grace SECONDS] [--shell]
- *        -- COMMAND... (with --shell, one word: a /bin/sh -c string) */
+ * usage: kiln launch --ranks N --master-port PORT [--nnodes M] [--all-gpus] [--grace SECONDS]
+ *        [--shell] -- COMMAND... (with --shell, one word: a /bin/sh -c string)
+ *        kiln launch --free-port (prints a TCP port free on this machine)
+ * With --nnodes M > 1 one launcher runs per node (srun), the node's rank in SLURM_NODEID and
+ * the first node's name in KILN_HEAD: its ranks are node * N + 0..N-1 of N * M. */
 #define _GNU_SOURCE
 #include "launch.h"
 
@@ -24,6 +27,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include "../base/util.h"
 
@@ -37,22 +42,34 @@ typedef struct {
 	Buf line;      /* a line not yet ended */
 } Rank;
 
-/* word with every rank placeholder filled in (malloc'd). */
-static char *fill(const char *word, int rank, int world, const char *port)
+/* Where this launcher's ranks stand among all of the task's. */
+typedef struct {
+	int first;        /* the global rank of this node's rank 0 */
+	int world;        /* ranks on all nodes */
+	int per_node;     /* ranks on this one */
+	const char *addr; /* the rendezvous host */
+	const char *port;
+} Layout;
+
+/* word with every rank placeholder filled in for local rank r (malloc'd). */
+static char *fill(const char *word, int r, const Layout *l)
 {
 	Buf b = {0};
 	for (const char *p = word; *p;) {
-		if (!strncmp(p, "{rank}", 6) || !strncmp(p, "{local_rank}", 12)) {
-			buf_printf(&b, "%d", rank);
-			p += p[1] == 'r' ? 6 : 12;
+		if (!strncmp(p, "{rank}", 6)) {
+			buf_printf(&b, "%d", l->first + r);
+			p += 6;
+		} else if (!strncmp(p, "{local_rank}", 12)) {
+			buf_printf(&b, "%d", r);
+			p += 12;
 		} else if (!strncmp(p, "{world_size}", 12)) {
-			buf_printf(&b, "%d", world);
+			buf_printf(&b, "%d", l->world);
 			p += 12;
 		} else if (!strncmp(p, "{master_addr}", 13)) {
-			buf_puts(&b, "127.0.0.1");
+			buf_puts(&b, l->addr);
 			p += 13;
 		} else if (!strncmp(p, "{master_port}", 13)) {
-			buf_puts(&b, port);
+			buf_puts(&b, l->port);
 			p += 13;
 		} else {
 			buf_putc(&b, *p++);
@@ -78,8 +95,7 @@ static char *devices_of(const char *lease, int r, int world, int all)
 	return b.data ? b.data : xstrdup("");
 }
 
-static pid_t start_rank(char **words, int nwords, int shell, int r, int world, const char *port, int all_gpus,
-			int *out_fd)
+static pid_t start_rank(char **words, int nwords, int shell, int r, const Layout *l, int all_gpus, int *out_fd)
 {
 	int p[2];
 	if (pipe2(p, O_CLOEXEC) != 0)
@@ -91,7 +107,7 @@ static pid_t start_rank(char **words, int nwords, int shell, int r, int world, c
 		argv[argc++] = xstrdup("-c");
 	}
 	for (int i = 0; i < nwords; i++)
-		argv[argc++] = fill(words[i], r, world, port);
+		argv[argc++] = fill(words[i], r, l);
 	int nenv = 0;
 	while (environ[nenv])
 		nenv++;
@@ -105,15 +121,15 @@ static pid_t start_rank(char **words, int nwords, int shell, int r, int world, c
 		for (int j = 0; ours[j] && !skip; j++)
 			skip = !strncmp(environ[i], ours[j], strlen(ours[j]));
 		if (!skip) /* the task's env may name the rank too: {rank} in a value */
-			env[k++] = fill(environ[i], r, world, port);
+			env[k++] = fill(environ[i], r, l);
 	}
-	env[k++] = xasprintf("RANK=%d", r);
+	env[k++] = xasprintf("RANK=%d", l->first + r);
 	env[k++] = xasprintf("LOCAL_RANK=%d", r);
-	env[k++] = xasprintf("WORLD_SIZE=%d", world);
-	env[k++] = xasprintf("LOCAL_WORLD_SIZE=%d", world);
-	env[k++] = xstrdup("MASTER_ADDR=127.0.0.1");
-	env[k++] = xasprintf("MASTER_PORT=%s", port);
-	char *devices = devices_of(lease, r, world, all_gpus);
+	env[k++] = xasprintf("WORLD_SIZE=%d", l->world);
+	env[k++] = xasprintf("LOCAL_WORLD_SIZE=%d", l->per_node);
+	env[k++] = xasprintf("MASTER_ADDR=%s", l->addr);
+	env[k++] = xasprintf("MASTER_PORT=%s", l->port);
+	char *devices = devices_of(lease, r, l->per_node, all_gpus);
 	if (devices)
 		env[k++] = xasprintf("CUDA_VISIBLE_DEVICES=%s", devices);
 	free(devices);
@@ -127,7 +143,7 @@ static pid_t start_rank(char **words, int nwords, int shell, int r, int world, c
 	posix_spawn_file_actions_destroy(&fa);
 	close(p[1]);
 	if (rc != 0) {
-		printf("[kiln launch] rank %d: cannot start %s: %s\n", r, argv[0], strerror(rc));
+		printf("[kiln launch] rank %d: cannot start %s: %s\n", l->first + r, argv[0], strerror(rc));
 		close(p[0]);
 		pid = -1;
 	} else {
@@ -143,7 +159,7 @@ static pid_t start_rank(char **words, int nwords, int shell, int r, int world, c
 }
 
 /* Writes what rank r printed, a whole line at a time, each after "[rank R] ". */
-static void relay(Rank *rk, int r, const char *data, size_t n, int flush)
+static void relay(Rank *rk, int r, const char *data, size_t n, int flush) /* r: the global rank */
 {
 	buf_put(&rk->line, data, n);
 	size_t start = 0;
@@ -169,14 +185,38 @@ static void describe(int status, char *out, size_t n)
 		snprintf(out, n, "killed by signal %d", WTERMSIG(status));
 }
 
+/* A TCP port free on this machine now (bound, then let go for the ranks to take). */
+static int free_port(void)
+{
+	int s = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET};
+	socklen_t len = sizeof a;
+	int port = s >= 0 && bind(s, (struct sockaddr *)&a, sizeof a) == 0 &&
+				   getsockname(s, (struct sockaddr *)&a, &len) == 0
+			   ? ntohs(a.sin_port)
+			   : -1;
+	if (s >= 0)
+		close(s);
+	return port;
+}
+
 int launch_main(int argc, char **argv)
 {
-	int world = 0, all_gpus = 0, shell = 0, first = -1;
+	int world = 0, all_gpus = 0, shell = 0, first = -1, nodes = 1;
 	double grace = 5;
 	const char *port = NULL;
+	if (argc == 1 && !strcmp(argv[0], "--free-port")) {
+		int p = free_port();
+		if (p < 0)
+			return 1;
+		printf("%d\n", p);
+		return 0;
+	}
 	for (int i = 0; i < argc; i++) {
 		if (!strcmp(argv[i], "--ranks") && i + 1 < argc)
 			world = atoi(argv[++i]);
+		else if (!strcmp(argv[i], "--nnodes") && i + 1 < argc)
+			nodes = atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--master-port") && i + 1 < argc)
 			port = argv[++i];
 		else if (!strcmp(argv[i], "--grace") && i + 1 < argc)
@@ -190,17 +230,21 @@ int launch_main(int argc, char **argv)
 			break;
 		}
 	}
-	if (world < 1 || world > 1024 || !port || first < 0 || first >= argc || (shell && argc - first != 1)) {
-		fprintf(stderr, "usage: kiln launch --ranks N --master-port PORT [--all-gpus] [--grace SECONDS] [--shell] "
-				"-- COMMAND...\n");
+	if (world < 1 || world > 1024 || nodes < 1 || nodes > 1024 || !port || first < 0 || first >= argc ||
+	    (shell && argc - first != 1)) {
+		fprintf(stderr, "usage: kiln launch --ranks N --master-port PORT [--nnodes M] [--all-gpus] [--grace SECONDS] "
+				"[--shell] -- COMMAND...\n");
 		return 2;
 	}
+	const char *head = getenv("KILN_HEAD"), *node = getenv("SLURM_NODEID");
+	Layout layout = {.first = nodes > 1 && node ? atoi(node) * world : 0, .world = world * nodes, .per_node = world,
+			 .addr = head && *head ? head : "127.0.0.1", .port = port};
 	signal(SIGPIPE, SIG_IGN);
 	Rank *ranks = xcalloc((size_t)world, sizeof *ranks);
 	int failed = -1, running = 0;
 	for (int r = 0; r < world; r++) {
 		ranks[r].fd = -1;
-		ranks[r].pid = start_rank(argv + first, argc - first, shell, r, world, port, all_gpus, &ranks[r].fd);
+		ranks[r].pid = start_rank(argv + first, argc - first, shell, r, &layout, all_gpus, &ranks[r].fd);
 		if (ranks[r].pid < 0) {
 			ranks[r].ended = 1;
 			ranks[r].status = 127 << 8;
@@ -226,9 +270,9 @@ int launch_main(int argc, char **argv)
 				if (fds[r].revents & (POLLIN | POLLHUP | POLLERR)) {
 					ssize_t n = read(ranks[r].fd, buf, sizeof buf);
 					if (n > 0) {
-						relay(&ranks[r], r, buf, (size_t)n, 0);
+						relay(&ranks[r], layout.first + r, buf, (size_t)n, 0);
 					} else if (n == 0 || errno != EINTR) {
-						relay(&ranks[r], r, "", 0, 1);
+						relay(&ranks[r], layout.first + r, "", 0, 1);
 						close(ranks[r].fd);
 						ranks[r].fd = -1;
 					}
@@ -247,7 +291,7 @@ int launch_main(int argc, char **argv)
 		if (failed >= 0 && running && !stop_at) { /* the others cannot finish without it */
 			char how[64];
 			describe(ranks[failed].status, how, sizeof how);
-			printf("[kiln launch] rank %d failed (%s): stopping the other ranks\n", failed, how);
+			printf("[kiln launch] rank %d failed (%s): stopping the other ranks\n", layout.first + failed, how);
 			fflush(stdout);
 			for (int r = 0; r < world; r++)
 				if (!ranks[r].ended && ranks[r].pid > 0)
@@ -269,7 +313,7 @@ int launch_main(int argc, char **argv)
 	if (failed >= 0) {
 		char how[64];
 		describe(ranks[failed].status, how, sizeof how);
-		printf("[kiln launch] rank %d of %d failed (%s)\n", failed, world, how);
+		printf("[kiln launch] rank %d of %d failed (%s)\n", layout.first + failed, layout.world, how);
 		rc = WIFEXITED(ranks[failed].status) ? WEXITSTATUS(ranks[failed].status) : 128 + WTERMSIG(ranks[failed].status);
 		if (rc == 0)
 			rc = 1;
@@ -285,7 +329,9 @@ int launch_main(int argc, char **argv)
 	return rc;
 }
 
-int launch_wrap(Graph *g, Task *t, int ranks, double grace_sec, Buf *err)
+int launch_wraps(const Task *t) { return t->opts->rank_nodes > 0; }
+
+int launch_wrap(Graph *g, Task *t, int ranks, int nodes, double grace_sec, Buf *err)
 {
 	if (t->opts->spec || (!t->shell && !t->argc)) {
 		buf_puts(err, "ranks needs a command to start that many times");
@@ -304,12 +350,14 @@ int launch_wrap(Graph *g, Task *t, int ranks, double grace_sec, Buf *err)
 		all = strstr(t->argv[i], "{local_rank}") != NULL;
 	for (int i = 0; i < t->nenv && !all; i++)
 		all = strstr(t->env[i].value, "{local_rank}") != NULL;
-	char n[16], port[16], grace[32];
+	char n[16], port[16], grace[32], nnodes[16];
 	snprintf(n, sizeof n, "%d", ranks);
+	snprintf(nnodes, sizeof nnodes, "%d", nodes);
 	snprintf(port, sizeof port, t->opts->ports ? "{port%d}" : "{port}", t->opts->ports);
 	snprintf(grace, sizeof grace, "%g", grace_sec);
 	const char *words[] = {"@kiln", "launch", "--ranks", n, "--master-port", port, "--grace", grace,
-			       all ? "--all-gpus" : NULL, t->shell ? "--shell" : NULL, "--"};
+			       nodes > 1 ? "--nnodes" : NULL, nodes > 1 ? nnodes : NULL, all ? "--all-gpus" : NULL,
+			       t->shell ? "--shell" : NULL, "--"};
 	int nwords = (int)(sizeof words / sizeof *words), user = t->shell ? 1 : t->argc, k = 0;
 	const char **argv = arena_alloc(&g->arena, (size_t)(nwords + user + 1) * sizeof *argv);
 	for (int i = 0; i < nwords; i++)
@@ -322,5 +370,6 @@ int launch_wrap(Graph *g, Task *t, int ranks, double grace_sec, Buf *err)
 	t->argc = k;
 	t->shell = NULL;
 	t->opts->ports++;
+	t->opts->rank_nodes = nodes;
 	return 0;
 }

@@ -24,14 +24,14 @@
 static const char *const task_fields[] = {"name",    "deps",    "inputs",  "outputs", "run",
 					  "env",     "cpus",    "mem",     "gpus",    "gpu_mem",
 					  "timeout", "retries", "tags",    "metrics", "executor", "ports",
-					  "torchrun", "retry_on", "gpu_wait", "gpu_wait_then", "host", "hosts", "stay", "resume", "cwd", "log_metrics", "ranks", "optional_outputs", NULL};
+					  "torchrun", "retry_on", "gpu_wait", "gpu_wait_then", "host", "hosts", "stay", "resume", "cwd", "log_metrics", "ranks", "optional_outputs", "nnodes", NULL};
 enum { /* bits of check_fields' mask, in task_fields' order */
 	F_NAME = 1 << 0, F_DEPS = 1 << 1, F_INPUTS = 1 << 2, F_OUTPUTS = 1 << 3, F_RUN = 1 << 4,
 	F_ENV = 1 << 5, F_CPUS = 1 << 6, F_MEM = 1 << 7, F_GPUS = 1 << 8, F_GPU_MEM = 1 << 9,
 	F_TIMEOUT = 1 << 10, F_RETRIES = 1 << 11, F_TAGS = 1 << 12, F_METRICS = 1 << 13, F_EXECUTOR = 1 << 14, F_PORTS = 1 << 15,
 	F_TORCHRUN = 1 << 16, F_RETRY_ON = 1 << 17, F_GPU_WAIT = 1 << 18, F_GPU_WAIT_THEN = 1 << 19,
 	F_HOST = 1 << 20, F_HOSTS = 1 << 21, F_STAY = 1 << 22, F_RESUME = 1 << 23, F_CWD = 1 << 24, F_LOG_METRICS = 1 << 25, F_RANKS = 1 << 26,
-	F_OPTIONAL = 1 << 27,
+	F_OPTIONAL = 1 << 27, F_NNODES = 1 << 28,
 };
 
 RecipeContext *lk_context(lua_State *L) { return lua_touserdata(L, lua_upvalueindex(1)); }
@@ -623,8 +623,11 @@ static int l_task(lua_State *L)
 	}
 	if (has & F_RANKS) { /* N copies of the command under kiln's launcher (launch.c) */
 		int ranks = (int)optional_number(L, 1, "ranks", 0, 1024, 1);
+		int nodes = (int)optional_number(L, has & F_NNODES, "nnodes", 0, 1024, 1);
+		if (nodes < 1)
+			lk_field_error(L, "nnodes", "must be at least 1");
 		Buf why = {0};
-		if (ranks < 1 || !(has & F_RUN) || launch_wrap(g, t, ranks, 5, &why) != 0) {
+		if (ranks < 1 || !(has & F_RUN) || launch_wrap(g, t, ranks, nodes, 5, &why) != 0) {
 			lua_pushstring(L, ranks < 1 ? "must be at least 1" : (has & F_RUN) ? buf_str(&why) : "needs run: the "
 												       "command each rank runs");
 			buf_free(&why);
@@ -632,6 +635,8 @@ static int l_task(lua_State *L)
 		}
 		buf_free(&why);
 	}
+	if ((has & F_NNODES) && !(has & F_RANKS))
+		lk_field_error(L, "nnodes", "spreads ranks over nodes: give ranks = N too (torchrun has its own nnodes)");
 	t->mem_mib = optional_number(L, has & F_MEM, "mem", 1, 0, t->mem_mib);
 	t->opts->gpu_mem_mib = optional_number(L, has & F_GPU_MEM, "gpu_mem", 1, 0, t->opts->gpu_mem_mib);
 	if (has & F_TIMEOUT) {

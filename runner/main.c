@@ -346,8 +346,8 @@ static const char *executor_of(const Options *o, const Task *t)
 {
 	if (t->opts->executor)
 		return t->opts->executor;
-	if (exec_runs_kiln(t))
-		return "local"; /* kiln itself reads the state, which is here */
+	if (exec_runs_kiln(t) && !launch_wraps(t))
+		return "local"; /* kiln itself reads the state, which is here (its launcher does not) */
 	if (t->opts->nhosts && (!o->executor || !strcmp(o->executor, "local")))
 		return "ssh";
 	return o->executor ? o->executor : "local";
@@ -486,9 +486,15 @@ static int verb_run(Options *o, int argc, char **argv)
 		Task *t = g->tasks[i];
 		task_exec[i] = t->opts->plot ? plots : slurm && runs_on_slurm(o, t) ? slurm : ssh && runs_on_ssh(o, t) ? ssh : ex;
 		if (task_exec[i] == ssh && t->needed && (t->shard || exec_runs_kiln(t)))
-			fatal("%s:%d: task \"%s\" %s, which runs on this machine only: give it executor = \"local\"",
-			      t->file, t->line, t->name, t->shard ? "belongs to a map{}" : "runs kiln itself (@kiln), which reads the state here");
-		if (task_exec[i] == slurm && t->needed && t->opts->ports > (t->opts->torchrun != NULL))
+			fatal("%s:%d: task \"%s\" %s: give it executor = \"local\" (or \"slurm\")", t->file, t->line, t->name,
+			      t->shard		? "belongs to a map{}, which runs on this machine only"
+			      : launch_wraps(t) ? "has ranks, which this kiln starts here and on Slurm, not yet on ssh hosts"
+						: "runs kiln itself (@kiln), which reads the state here");
+		if (task_exec[i] != slurm && t->needed && t->opts->rank_nodes > 1)
+			fatal("%s:%d: task \"%s\" spreads its ranks over %d nodes, but it runs on this machine only: run it with "
+			      "--executor slurm (or executor = \"slurm\"), or drop nnodes", t->file, t->line, t->name,
+			      t->opts->rank_nodes);
+		if (task_exec[i] == slurm && t->needed && t->opts->ports > (t->opts->torchrun != NULL || launch_wraps(t)))
 			fatal("%s:%d: task \"%s\" uses {port}: ports are reserved on this machine, and this kiln does not yet "
 			      "reserve them on a Slurm node (run it with executor = \"local\"; torchrun = {...} finds its "
 			      "rendezvous port on the first node itself)", t->file, t->line, t->name);

@@ -109,6 +109,18 @@ task { name = "ret/cancelled", run = "touch started; sleep 120" }
         self.assertEqual(self.ws.read("runs/cwd/t/where.txt").strip(), os.path.realpath(self.ws.path("runs/cwd/t")))
         self.assertEqual(self.kiln("run", "--executor", "slurm").ran, set())
 
+    def test_ranks_on_a_slurm_node(self):
+        self.ws.write("kiln.lua", 'task { name = "rk/t", ranks = 2, outputs = {"ranks.txt"}, '
+                      'run = "echo $RANK/$WORLD_SIZE {master_addr}:{master_port} $MASTER_ADDR:$MASTER_PORT >> ranks.txt" }\n')
+        r = self.kiln("run", "--executor", "slurm")
+        self.assertEqual(r.rc, 0, r)
+        lines = sorted(self.ws.read("ranks.txt").splitlines())
+        self.assertEqual([l.split()[0] for l in lines], ["0/2", "1/2"])
+        addr = lines[0].split()[1]
+        self.assertRegex(addr, r"^[^:\s]+:\d+$", "the rendezvous on the job's first node, a port found free there")
+        self.assertEqual(lines[0].split()[2], addr)
+        self.assertIn("# kiln: ranks meet at " + addr, self.ws.read(".kiln/logs/rk/t@1.log"))
+
     def test_timeout_is_reported(self):
         self.ws.write("kiln.lua", 'task { name = "tmo/slow", timeout = "1m", run = "sleep 600" }\n')
         r = self.kiln("run", "--executor", "slurm", timeout=300)
@@ -249,6 +261,40 @@ class MultiNodeJob(KilnTestCase):
         self.assertIn("KILN_PORT=$(python3 -c 'import socket", script, "its port is found free on that node")
         # the script is valid shell
         self.assertEqual(subprocess.run(["sh", "-n", self.ws.path(args[-1])]).returncode, 0)
+
+    def test_ranks_over_two_nodes(self):
+        tools = self.ws.path("fake-slurm")
+        os.makedirs(tools)
+        for name, body in (("sbatch", FAKE_SBATCH), ("squeue", "#!/bin/sh\nexit 0\n"), ("scancel", "#!/bin/sh\nexit 0\n")):
+            with open(os.path.join(tools, name), "w") as f:
+                f.write(body)
+            os.chmod(os.path.join(tools, name), 0o755)
+        self.ws.write("kiln.lua", 'task { name = "big", ranks = 2, nnodes = 2, outputs = {"o.txt"}, '
+                      'run = "echo $RANK/$WORLD_SIZE local=$LOCAL_RANK/$LOCAL_WORLD_SIZE {rank} at $MASTER_ADDR >> o.txt; echo hi" }\n')
+        r = self.ws.kiln("run", "--executor", "slurm",
+                         env={"PATH": tools + ":" + os.environ["PATH"], "RECORD": self.ws.path("sbatch-args")})
+        self.assertEqual(r.rc, 1, r)
+        args = self.ws.read("sbatch-args").splitlines()
+        self.assertIn("--nodes=2", args)
+        self.assertIn("--ntasks-per-node=1", args)
+        script = self.ws.read(args[-1])
+        self.assertIn("launch --free-port", script, "the ranks' port is found free on the first node")
+        launch = [l for l in script.splitlines() if l.startswith("srun ")]
+        self.assertEqual(len(launch), 1, script)
+        self.assertIn("srun --nodes=2 --ntasks=2 --ntasks-per-node=1", launch[0], "one launcher per node")
+        self.assertIn('--master-port "$KILN_PORT"', launch[0])
+        self.assertIn("--nnodes 2", launch[0])
+        self.assertEqual(subprocess.run(["sh", "-n", self.ws.path(args[-1])]).returncode, 0)
+        # what srun starts on each node, run here as nodes 0 and 1: four ranks of one world
+        line = launch[0].split(" ", 5)[5]
+        env = dict(os.environ, KILN_HEAD="127.0.0.1", KILN_PORT="12345")
+        procs = [subprocess.Popen(["sh", "-c", line], cwd=self.ws.dir, env=dict(env, SLURM_NODEID=str(k)),
+                                  stdout=subprocess.PIPE, text=True) for k in (0, 1)]
+        outs = [p.communicate(timeout=60)[0] for p in procs]
+        self.assertEqual([p.returncode for p in procs], [0, 0], outs)
+        self.assertEqual(sorted(self.ws.read("o.txt").splitlines()),
+                         ["%d/4 local=%d/2 %d at 127.0.0.1" % (r, r % 2, r) for r in range(4)])
+        self.assertIn("[rank 3] hi", "".join(outs), "lines prefixed with the global rank")
 
 
 if __name__ == "__main__":
