@@ -200,6 +200,19 @@ static int free_port(void)
 	return port;
 }
 
+/* The write end of the pipe SIGCHLD wakes the loop through: a rank that ends is seen at
+ * once, so the one that failed first is named, not a peer that lost it a moment later. */
+static int child_pipe = -1;
+
+static void on_child(int sig)
+{
+	(void)sig;
+	int saved = errno;
+	if (write(child_pipe, "x", 1) < 0) { /* full: the loop is awake anyway */
+	}
+	errno = saved;
+}
+
 int launch_main(int argc, char **argv)
 {
 	int world = 0, all_gpus = 0, shell = 0, first = -1, nodes = 1;
@@ -240,6 +253,15 @@ int launch_main(int argc, char **argv)
 	Layout layout = {.first = nodes > 1 && node ? atoi(node) * world : 0, .world = world * nodes, .per_node = world,
 			 .addr = head && *head ? head : "127.0.0.1", .port = port};
 	signal(SIGPIPE, SIG_IGN);
+	int wake[2];
+	if (pipe2(wake, O_CLOEXEC | O_NONBLOCK) != 0)
+		return 1;
+	child_pipe = wake[1];
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_child;
+	sa.sa_flags = SA_RESTART;
+	sigaction(SIGCHLD, &sa, NULL);
 	Rank *ranks = xcalloc((size_t)world, sizeof *ranks);
 	int failed = -1, running = 0;
 	for (int r = 0; r < world; r++) {
@@ -253,7 +275,7 @@ int launch_main(int argc, char **argv)
 		}
 		running++;
 	}
-	struct pollfd *fds = xcalloc((size_t)world, sizeof *fds);
+	struct pollfd *fds = xcalloc((size_t)world + 1, sizeof *fds);
 	int64_t stop_at = 0, killed = 0;
 	char buf[65536];
 	for (;;) {
@@ -265,18 +287,13 @@ int launch_main(int argc, char **argv)
 		}
 		if (!running && !open)
 			break;
-		if (poll(fds, (nfds_t)world, 100) > 0)
-			for (int r = 0; r < world; r++)
-				if (fds[r].revents & (POLLIN | POLLHUP | POLLERR)) {
-					ssize_t n = read(ranks[r].fd, buf, sizeof buf);
-					if (n > 0) {
-						relay(&ranks[r], layout.first + r, buf, (size_t)n, 0);
-					} else if (n == 0 || errno != EINTR) {
-						relay(&ranks[r], layout.first + r, "", 0, 1);
-						close(ranks[r].fd);
-						ranks[r].fd = -1;
-					}
-				}
+		fds[world].fd = wake[0];
+		fds[world].events = POLLIN;
+		int woke = poll(fds, (nfds_t)world + 1, 100) > 0;
+		if (woke && (fds[world].revents & POLLIN))
+			while (read(wake[0], buf, sizeof buf) > 0)
+				;
+		/* ends first, then output: which rank failed first is a matter of milliseconds */
 		int status;
 		pid_t pid;
 		while (running && (pid = waitpid(-1, &status, WNOHANG)) > 0)
@@ -287,6 +304,17 @@ int launch_main(int argc, char **argv)
 					running--;
 					if (failed < 0 && !(WIFEXITED(status) && WEXITSTATUS(status) == 0))
 						failed = r;
+				}
+		for (int r = 0; woke && r < world; r++)
+				if (fds[r].revents & (POLLIN | POLLHUP | POLLERR)) {
+					ssize_t n = read(ranks[r].fd, buf, sizeof buf);
+					if (n > 0) {
+						relay(&ranks[r], layout.first + r, buf, (size_t)n, 0);
+					} else if (n == 0 || errno != EINTR) {
+						relay(&ranks[r], layout.first + r, "", 0, 1);
+						close(ranks[r].fd);
+						ranks[r].fd = -1;
+					}
 				}
 		if (failed >= 0 && running && !stop_at) { /* the others cannot finish without it */
 			char how[64];
@@ -323,6 +351,8 @@ int launch_main(int argc, char **argv)
 			close(ranks[r].fd);
 		buf_free(&ranks[r].line);
 	}
+	close(wake[0]);
+	close(wake[1]);
 	free(ranks);
 	free(fds);
 	fflush(stdout);
