@@ -303,13 +303,17 @@ end
             self.assertEqual(text[1], "gpus=1")
             self.assertRegex(text[2], r"^dev=\d$")
 
-    def test_cwd_on_a_host(self):
+    def test_cwd_and_optional_outputs_on_a_host(self):
         self.ws.write("data/in.txt", "D\n")
         self.ws.write("kiln.lua", 'task { name = "t", host = "v800", cwd = "runs/{name}", inputs = {"data/in.txt"}, '
-                      'outputs = {"runs/t/o.txt"}, run = "pwd > where.txt; cat {in} > o.txt" }\n')
+                      'outputs = {"runs/t/o.txt"}, optional_outputs = {"runs/t/best.txt", "runs/t/never.txt"}, '
+                      'run = "pwd > where.txt; cat {in} > o.txt; echo best > best.txt" }\n')
         r = self.kiln()
         self.assertEqual(r.rc, 0, r)
         self.assertEqual(self.ws.read("runs/t/o.txt"), "D\n", "made in its folder there, fetched here")
+        self.assertEqual(self.ws.read("runs/t/best.txt"), "best\n", "an optional output made there comes back")
+        self.assertFalse(self.ws.exists("runs/t/never.txt"))
+        self.assertEqual(self.kiln().ran, set(), "one not made is recorded as absent")
         where = os.path.join(self.lab.hosts["v800"].workdir(), "runs/t/where.txt")
         with open(where) as f:
             self.assertEqual(f.read().strip(), os.path.realpath(os.path.join(self.lab.hosts["v800"].workdir(), "runs/t")))
