@@ -37,6 +37,7 @@ typedef struct Job {
 	char *progress_path;  /* KILN_PROGRESS, owned */
 	struct Progress *progress; /* its latest readings (progress.c), or NULL */
 	int resume_kept;      /* the task's resume state is kept for this attempt (same key as the last) */
+	int resumed;          /* and some of it was there: the attempt continued from it (KILN_RESUME=1) */
 	/* set by the executor */
 	pid_t pid;            /* process (and process group) id, local only */
 	int exec_token;       /* the executor's own name for the job (local: the keeper's token) */

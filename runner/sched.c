@@ -233,6 +233,7 @@ int try_start(Run *r, Task *t)
 		job->deadline_ns = now_mono_ns() + (int64_t)(t->opts->timeout_sec * 1e9);
 	int kept = reattach ? 0 : cache_prepare_attempt(o->cache, t, job->key);
 	job->resume_kept = kept > 0; /* an ssh host keeps its own copy: ssh_job.c */
+	job->resumed = kept == 2;
 	if (kept == 2)
 		job->env[nenv++] = xstrdup("KILN_RESUME=1"); /* it continues from its resume state */
 	for (int i = 0; i < t->noutputs; i++)
@@ -369,6 +370,11 @@ static void job_ended(Run *r, Job *job)
 	}
 	size_t wl = strlen(why);
 	snprintf(why + wl, sizeof why - wl, " [%s]", failure_name(cls));
+	if (job->resumed && !job->interrupted) { /* a script killed mid-save leaves a state it cannot load */
+		wl = strlen(why);
+		snprintf(why + wl, sizeof why - wl, "; it continued from the resume state an earlier attempt left (%s): if "
+			 "that is damaged, `kiln clean %s` starts afresh", t->opts->resume[0], t->name);
+	}
 	cache_attempt_ended(o->cache, attempt_id, job->end == JOB_EXITED ? job->exit_code : -1, why, failure_name(cls));
 	failure_note_in_log(job, why);
 	int retryable = (t->opts->retry_on & FC_BIT(cls)) != 0 && cls != FC_INPUT_CHANGED;
