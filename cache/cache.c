@@ -89,10 +89,10 @@ void cache_close(Cache *c)
 	if (c->store_queue && store_queue_finish(c->store_queue) > 0)
 		warn("some outputs could not be kept in the store (%s): they cannot be restored later", c->objects_dir);
 	store_free(c->store);
-	/* what this command recorded goes from the write-ahead log into state.db before the
-	 * lock says "exited cleanly": the database alone then holds every record, whatever
-	 * becomes of the log. A no-op run records nothing worth the fsync. */
-	if (c->recorded && !c->opt.readonly && c->state && state_commit(c->state) == 0)
+	/* what this command recorded, or a killed kiln left in the log, goes from the write-ahead
+	 * log into state.db before the lock says "exited cleanly": the database alone then holds
+	 * every success, whatever becomes of the log. A no-op run records nothing worth the fsync. */
+	if ((c->recorded || c->unclean) && !c->opt.readonly && c->state && state_commit(c->state) == 0)
 		state_checkpoint(c->state);
 	int clean = state_close(c->state) == 0;
 	if (c->lock_fd >= 0) {

@@ -13,9 +13,9 @@
  * not damage. */
 int wal_damage(const unsigned char *wal, size_t len, Buf *why);
 /* Looks at db_path, db_path-wal and the workspace's logs (beside db_path) and appends a
- * line to say for each loss found: a damaged log; a log missing though the last writer was
- * killed (unclean) with records in it; an empty or missing database where tasks have run.
- * Returns how many. */
+ * line to say for each loss found: a damaged log or a missing one, when the last writer was
+ * killed (unclean) with records in it (after a clean exit the log holds no success); an
+ * empty or missing database where tasks have run. Returns how many. */
 int wal_inspect(const char *db_path, int unclean, Buf *say);
 
 #endif

@@ -192,6 +192,12 @@ typedef struct {
 
 static void *pool_alloc(void *ud, void *ptr, size_t old_size, size_t new_size)
 {
+	return pool_realloc(ud, ptr, old_size, new_size);
+}
+
+/* pool_alloc with a bound (RecipeLoad.max_bytes): Lua's allocations counted. */
+static void *bounded_alloc(void *ud, void *ptr, size_t old_size, size_t new_size)
+{
 	LuaHeap *heap = ud;
 	size_t old = ptr ? old_size : 0; /* without ptr, old_size names the kind of object */
 	if (new_size > old && heap->limit && heap->used - old + new_size > heap->limit)
@@ -233,7 +239,8 @@ int recipe_load(Graph *g, const char *path, const RecipeLoad *lo, Buf *err)
 	const ParamOverrides *ov = lo->params ? lo->params : &no_params;
 	LuaHeap heap = {.limit = lo->max_bytes};
 	int warnings = 0;
-	lua_State *L = lua_newstate(pool_alloc, &heap);
+	/* kiln's own loads: no bound, no bookkeeping (a million task{} calls allocate) */
+	lua_State *L = heap.limit ? lua_newstate(bounded_alloc, &heap) : lua_newstate(pool_alloc, &heap.pool);
 	if (L) {
 		lua_atpanic(L, panic);
 		lua_setwarnf(L, warning, &warnings);
