@@ -231,13 +231,18 @@ exit 1
 
 
 class MultiNodeJob(KilnTestCase):
-    def test_two_node_torchrun_job(self):
+    def fake_slurm(self):
+        """A folder of stand-ins: sbatch records its arguments (and the job script) in $RECORD."""
         tools = self.ws.path("fake-slurm")
         os.makedirs(tools)
         for name, body in (("sbatch", FAKE_SBATCH), ("squeue", "#!/bin/sh\nexit 0\n"), ("scancel", "#!/bin/sh\nexit 0\n")):
             with open(os.path.join(tools, name), "w") as f:
                 f.write(body)
             os.chmod(os.path.join(tools, name), 0o755)
+        return tools
+
+    def test_two_node_torchrun_job(self):
+        tools = self.fake_slurm()
         self.ws.write("kiln.lua", 'task { name = "big", gpus = 4, cpus = 16, torchrun = { nproc = "gpus", nnodes = 2 }, '
                       'outputs = {"o.txt"}, run = { "python3", "train.py", "--out", "{out}" } }\n')
         r = self.ws.kiln("run", "--executor", "slurm",
@@ -263,12 +268,7 @@ class MultiNodeJob(KilnTestCase):
         self.assertEqual(subprocess.run(["sh", "-n", self.ws.path(args[-1])]).returncode, 0)
 
     def test_ranks_over_two_nodes(self):
-        tools = self.ws.path("fake-slurm")
-        os.makedirs(tools)
-        for name, body in (("sbatch", FAKE_SBATCH), ("squeue", "#!/bin/sh\nexit 0\n"), ("scancel", "#!/bin/sh\nexit 0\n")):
-            with open(os.path.join(tools, name), "w") as f:
-                f.write(body)
-            os.chmod(os.path.join(tools, name), 0o755)
+        tools = self.fake_slurm()
         self.ws.write("kiln.lua", 'task { name = "big", ranks = 2, nnodes = 2, outputs = {"o.txt"}, '
                       'run = "echo $RANK/$WORLD_SIZE local=$LOCAL_RANK/$LOCAL_WORLD_SIZE {rank} at $MASTER_ADDR >> o.txt; echo hi" }\n')
         r = self.ws.kiln("run", "--executor", "slurm",
