@@ -231,6 +231,16 @@ exit 1
 
 
 class MultiNodeJob(KilnTestCase):
+    def submitted(self, recipe):
+        """Runs recipe against stand-ins for Slurm's tools; returns what sbatch was given
+        (its last argument: the job script). The stand-in refuses, so the run fails."""
+        tools = self.fake_slurm()
+        self.ws.write("kiln.lua", recipe)
+        r = self.ws.kiln("run", "--executor", "slurm",
+                         env={"PATH": tools + ":" + os.environ["PATH"], "RECORD": self.ws.path("sbatch-args")})
+        self.assertEqual(r.rc, 1, r)
+        return self.ws.read("sbatch-args").splitlines()
+
     def fake_slurm(self):
         """A folder of stand-ins: sbatch records its arguments (and the job script) in $RECORD."""
         tools = self.ws.path("fake-slurm")
@@ -242,13 +252,8 @@ class MultiNodeJob(KilnTestCase):
         return tools
 
     def test_two_node_torchrun_job(self):
-        tools = self.fake_slurm()
-        self.ws.write("kiln.lua", 'task { name = "big", gpus = 4, cpus = 16, torchrun = { nproc = "gpus", nnodes = 2 }, '
-                      'outputs = {"o.txt"}, run = { "python3", "train.py", "--out", "{out}" } }\n')
-        r = self.ws.kiln("run", "--executor", "slurm",
-                         env={"PATH": tools + ":" + os.environ["PATH"], "RECORD": self.ws.path("sbatch-args")})
-        self.assertEqual(r.rc, 1, r)
-        args = self.ws.read("sbatch-args").splitlines()
+        args = self.submitted('task { name = "big", gpus = 4, cpus = 16, torchrun = { nproc = "gpus", nnodes = 2 }, '
+                              'outputs = {"o.txt"}, run = { "python3", "train.py", "--out", "{out}" } }\n')
         for flag in ("--nodes=2", "--ntasks-per-node=1", "--gres=gpu:4", "--cpus-per-task=16"):
             self.assertIn(flag, args)
         script = self.ws.read(args[-1])
@@ -268,13 +273,8 @@ class MultiNodeJob(KilnTestCase):
         self.assertEqual(subprocess.run(["sh", "-n", self.ws.path(args[-1])]).returncode, 0)
 
     def test_ranks_over_two_nodes(self):
-        tools = self.fake_slurm()
-        self.ws.write("kiln.lua", 'task { name = "big", ranks = 2, nnodes = 2, outputs = {"o.txt"}, '
-                      'run = "echo $RANK/$WORLD_SIZE local=$LOCAL_RANK/$LOCAL_WORLD_SIZE {rank} at $MASTER_ADDR >> o.txt; echo hi" }\n')
-        r = self.ws.kiln("run", "--executor", "slurm",
-                         env={"PATH": tools + ":" + os.environ["PATH"], "RECORD": self.ws.path("sbatch-args")})
-        self.assertEqual(r.rc, 1, r)
-        args = self.ws.read("sbatch-args").splitlines()
+        args = self.submitted('task { name = "big", ranks = 2, nnodes = 2, outputs = {"o.txt"}, run = "echo $RANK/$WORLD_SIZE '
+                              'local=$LOCAL_RANK/$LOCAL_WORLD_SIZE {rank} at $MASTER_ADDR >> o.txt; echo hi" }\n')
         self.assertIn("--nodes=2", args)
         self.assertIn("--ntasks-per-node=1", args)
         script = self.ws.read(args[-1])
