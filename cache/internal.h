@@ -101,6 +101,9 @@ struct Cache {
 
 /* Takes the workspace lock kiln_dir/lock for c (lock.c): 0, or -1 with who holds it in err. */
 int cache_take_lock(Cache *c, const char *kiln_dir, Buf *err);
+/* The canonical text of t's key components (key.c), one line per component, malloc'd; the
+ * key is the hash of its first *key_len bytes (what follows are hints for explanations). */
+char *cache_key_components(Cache *c, Task *t, size_t *key_len);
 /* Waits for the loader thread; every entry point calls this before touching state. */
 void cache_ready(Cache *c);
 /* Frees the list of memo entries to stat (the loader is done with it). */

@@ -331,146 +331,6 @@ static const char **expand_paths(lua_State *L, Graph *g, const char **in, int n,
 	return out;
 }
 
-/* Workspace-relative path p as the command sees it from t's cwd ("../../data/x" from
- * "runs/a"); absolute paths and tasks without cwd keep p. */
-static const char *from_cwd(Graph *g, const Task *t, const char *p)
-{
-	const char *cwd = t->opts->cwd;
-	if (!cwd || p[0] == '/')
-		return p;
-	size_t n = strlen(cwd);
-	if (!strncmp(p, cwd, n) && p[n] == '/') /* inside it: the rest */
-		return p + n + 1;
-	Buf b = {0};
-	for (const char *c = cwd; c; c = strchr(c, '/') ? strchr(c, '/') + 1 : NULL)
-		buf_puts(&b, "../");
-	buf_puts(&b, p);
-	const char *copy = arena_strdup(&g->arena, buf_str(&b));
-	buf_free(&b);
-	return copy;
-}
-
-/* Replaces {out} {in} {name} {outputs} {inputs} in s; anything else in braces stays.
- * run_words: s is (part of) the command, so paths are given from its cwd. */
-static const char *expand_placeholders(lua_State *L, Graph *g, const Task *t, const char *s, int shell_quote,
-				       int run_words)
-{
-	if (!strchr(s, '{'))
-		return arena_strdup(&g->arena, s); /* s may be Lua's: it dies with the state */
-	luaL_Buffer b;
-	luaL_buffinit(L, &b);
-	for (const char *p = s; *p;) {
-		const char *list_of = NULL;
-		const char **items = NULL;
-		int nitems = 0, word = 0;
-		if (!strncmp(p, "{out}", 5)) {
-			list_of = "outputs", items = t->outputs, nitems = t->noutputs > 0, word = 5;
-		} else if (!strncmp(p, "{in}", 4)) {
-			list_of = "inputs", items = t->inputs, nitems = t->ninputs > 0, word = 4;
-		} else if (!strncmp(p, "{outputs}", 9)) {
-			items = t->outputs, nitems = t->noutputs, word = 9;
-		} else if (!strncmp(p, "{inputs}", 8)) {
-			items = t->inputs, nitems = t->ninputs, word = 8;
-		} else if (!strncmp(p, "{resume}", 8)) {
-			list_of = "resume paths", items = t->opts->resume, nitems = t->opts->nresume > 0, word = 8;
-		} else if (!strncmp(p, "{name}", 6)) {
-			luaL_addstring(&b, t->name);
-			p += 6;
-			continue;
-		}
-		if (!word) {
-			luaL_addchar(&b, *p++);
-			continue;
-		}
-		if (list_of && nitems == 0) {
-			char placeholder[16];
-			snprintf(placeholder, sizeof placeholder, "%.*s", word, p);
-			luaL_error(L, "task \"%s\" uses %s but declares no %s", t->name, placeholder, list_of);
-		}
-		for (int i = 0; i < nitems; i++) {
-			const char *item = run_words ? from_cwd(g, t, items[i]) : items[i];
-			if (i)
-				luaL_addchar(&b, ' ');
-			if (shell_quote) { /* every expansion into a shell string is one quoted word */
-				Buf q = {0};
-				buf_shell_quote(&q, item);
-				luaL_addlstring(&b, q.data, q.len);
-				buf_free(&q);
-			} else {
-				luaL_addstring(&b, item);
-			}
-		}
-		p += word;
-	}
-	luaL_pushresult(&b);
-	const char *copy = arena_strdup(&g->arena, lua_tostring(L, -1));
-	lua_pop(L, 1);
-	return copy;
-}
-
-void lk_parse_run(lua_State *L, Graph *g, Task *t, int idx)
-{
-	if (lua_type(L, idx) == LUA_TSTRING) {
-		t->shell = expand_placeholders(L, g, t, lua_tostring(L, idx), 1, 1);
-		return;
-	}
-	if (lua_type(L, idx) != LUA_TTABLE)
-		luaL_error(L, "task \"%s\": run must be an argv table or a shell string, got %s", t->name,
-			   luaL_typename(L, idx));
-	int n;
-	const char **words = lk_string_list(L, g, idx, "run", &n, 0);
-	if (n == 0)
-		luaL_error(L, "task \"%s\": run is an empty argv table", t->name);
-	int extra = 0; /* a whole-word {outputs}/{inputs} becomes several words */
-	for (int i = 0; i < n; i++)
-		extra += !strcmp(words[i], "{outputs}") ? t->noutputs : !strcmp(words[i], "{inputs}") ? t->ninputs : 0;
-	t->argv = arena_alloc(&g->arena, (size_t)(n + extra + 1) * sizeof *t->argv);
-	for (int i = 0; i < n; i++) {
-		int whole_out = !strcmp(words[i], "{outputs}"), whole_in = !strcmp(words[i], "{inputs}");
-		if (whole_out || whole_in) {
-			const char **items = whole_out ? t->outputs : t->inputs;
-			for (int j = 0, m = whole_out ? t->noutputs : t->ninputs; j < m; j++)
-				t->argv[t->argc++] = from_cwd(g, t, items[j]);
-		} else {
-			t->argv[t->argc++] = expand_placeholders(L, g, t, words[i], 0, 1);
-		}
-	}
-	t->argv[t->argc] = NULL;
-	if (t->argc == 0)
-		luaL_error(L, "task \"%s\": run expands to an empty command", t->name);
-}
-
-/* The highest {portK} index s uses (+1; {port} is index 0), or 0 when it uses none. */
-static int port_words_used(const char *s)
-{
-	int used = 0;
-	for (const char *p = strstr(s, "{port"); p; p = strstr(p + 1, "{port")) {
-		char *end;
-		long k = p[5] == '}' ? 0 : strtol(p + 5, &end, 10);
-		if (p[5] == '}' || (end != p + 5 && *end == '}' && k > 0))
-			used = (int)k + 1 > used ? (int)k + 1 : used;
-	}
-	return used;
-}
-
-/* {port}... in a command or env value: one port unless `ports` says more; a {portK}
- * beyond what `ports` declares is a recipe error. */
-static void check_port_placeholders(lua_State *L, Task *t)
-{
-	int used = t->shell ? port_words_used(t->shell) : 0;
-	for (int i = 0; i < t->argc; i++)
-		used = port_words_used(t->argv[i]) > used ? port_words_used(t->argv[i]) : used;
-	for (int i = 0; i < t->nenv; i++)
-		used = port_words_used(t->env[i].value) > used ? port_words_used(t->env[i].value) : used;
-	if (used > MAX_PORTS)
-		lk_field_error(L, "run", "uses {port%d}, but a task gets at most %d ports", used - 1, MAX_PORTS);
-	if (used > 1 && used > t->opts->ports)
-		lk_field_error(L, "run", "uses {port%d} but declares ports = %d ({port} is the first, {port1} the second)",
-			       used - 1, t->opts->ports);
-	if (used == 1 && t->opts->ports == 0)
-		t->opts->ports = 1;
-}
-
 static int l_task(lua_State *L)
 {
 	RecipeContext *ctx = lk_context(L);
@@ -549,7 +409,7 @@ static int l_task(lua_State *L)
 	}
 	if (has & F_CWD) { /* before run: its placeholders name paths from there */
 		lua_getfield(L, 1, "cwd");
-		const char *cwd = graph_norm_path(g, expand_placeholders(L, g, t, lk_value_string(L, g, -1, "cwd", 0), 0, 0));
+		const char *cwd = graph_norm_path(g, lk_expand_placeholders(L, g, t, lk_value_string(L, g, -1, "cwd", 0), 0, 0));
 		char *probe = xasprintf("%s/.", cwd); /* kiln makes it: no link may lead it outside */
 		int inside = cwd[0] != '/' && strcmp(cwd, "..") && strncmp(cwd, "../", 3) && resolves_inside(ctx, probe);
 		free(probe);
@@ -608,7 +468,7 @@ static int l_task(lua_State *L)
 	}
 	t->retries = (int)optional_number(L, has & F_RETRIES, "retries", 0, MAX_RETRIES, t->retries);
 	t->opts->ports = (int)optional_number(L, has & F_PORTS, "ports", 0, MAX_PORTS, t->opts->ports);
-	check_port_placeholders(L, t);
+	lk_check_port_placeholders(L, t);
 	if (has & F_RETRY_ON) {
 		t->opts->retry_on = lk_parse_retry_on(L, g);
 		if (!(has & F_RETRIES))
@@ -654,7 +514,7 @@ static int l_task(lua_State *L)
 	}
 	if (has & F_METRICS) {
 		lua_getfield(L, 1, "metrics");
-		t->metrics = graph_norm_path(g, expand_placeholders(L, g, t, lk_value_string(L, g, -1, "metrics", 0), 0, 0));
+		t->metrics = graph_norm_path(g, lk_expand_placeholders(L, g, t, lk_value_string(L, g, -1, "metrics", 0), 0, 0));
 		lk_check_confined(L, t->metrics, "metrics", 0);
 		lua_pop(L, 1);
 	}

@@ -24,9 +24,17 @@ unsigned lk_check_fields(lua_State *L, const char *what, const char *const *fiel
 void lk_declaration_site(lua_State *L, RecipeContext *ctx, Task *t);
 /* Whether s is a task name: letters, digits and _-./:=+, with '/' between parts. */
 int lk_valid_task_name(const char *s);
-/* Sets t's command from the run value at idx (an argv table or a shell string), its
- * placeholders expanded for t's paths. */
+/* lcommand.c: sets t's command from the run value at idx (an argv table or a shell
+ * string), its placeholders expanded for t's paths. */
 void lk_parse_run(lua_State *L, Graph *g, Task *t, int idx);
+/* Replaces {out} {in} {name} {outputs} {inputs} {resume} in s (a copy in g's arena);
+ * anything else in braces stays. shell_quote: each path one shell word; run_words: s is
+ * (part of) the command, so paths are given from t's cwd. */
+const char *lk_expand_placeholders(lua_State *L, Graph *g, const Task *t, const char *s, int shell_quote,
+				   int run_words);
+/* {port}... in a command or env value: one port unless `ports` says more; a {portK}
+ * beyond what `ports` declares is a recipe error. */
+void lk_check_port_placeholders(lua_State *L, Task *t);
 /* Pushes the task value task{} and plot{} return. */
 void lk_push_task_value(lua_State *L, const Task *t);
 /* Raises unless workspace-relative path p may be declared (see lkiln.c). */

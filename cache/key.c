@@ -1,0 +1,159 @@
+/* key.c — a task's key: the canonical text of what decides its result (command, env, tags,
+ * cwd, outputs declared, every input's content hash, explicit deps' output hashes), whose
+ * hash is the key, followed by hints for explanations (params) that are not hashed. */
+#define _GNU_SOURCE
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define KEY_VERSION_TEXT "2" /* 2: dep lines for explicit deps only */
+
+static int compare_input(const void *a, const void *b, void *task)
+{
+	const Task *t = task;
+	return strcmp(t->inputs[*(const int *)a], t->inputs[*(const int *)b]);
+}
+static int compare_task_name(const void *a, const void *b)
+{
+	return strcmp((*(Task *const *)a)->name, (*(Task *const *)b)->name);
+}
+
+/* Whether word appears in shell text with no letter, digit, '.' or '_' on either side. */
+static int shell_has_word(const char *text, const char *word)
+{
+	size_t n = strlen(word);
+	for (const char *p = strstr(text, word); p; p = strstr(p + 1, word)) {
+		int before = p > text && (isalnum((unsigned char)p[-1]) || p[-1] == '.' || p[-1] == '_');
+		int after = isalnum((unsigned char)p[n]) || p[n] == '.' || p[n] == '_';
+		if (!before && !after)
+			return 1;
+	}
+	return 0;
+}
+
+/* The canonical text of t's components, one line per component; the key is the hash of
+ * its first *key_len bytes (what follows are hints for explanations only). */
+char *cache_key_components(Cache *c, Task *t, size_t *key_len)
+{
+	TaskCache *tc = task_cache(c, t);
+	Buf b = {0};
+	char hex[33];
+	buf_puts(&b, "v\t" KEY_VERSION_TEXT "\n");
+	if (t->shell) {
+		buf_puts(&b, "cmd\tsh\t");
+		buf_put_escaped(&b, t->shell);
+	} else if (t->opts->spec) { /* built-in work (plot{}): its spec is its command */
+		buf_puts(&b, "cmd\tspec\t");
+		buf_put_escaped(&b, t->opts->spec);
+	} else {
+		buf_puts(&b, t->argc ? "cmd\targv" : "cmd\tnone");
+		for (int i = 0; i < t->argc; i++) {
+			buf_putc(&b, '\t');
+			buf_put_escaped(&b, t->argv[i]);
+		}
+	}
+	buf_putc(&b, '\n');
+	if (t->opts->cwd) { /* only when given: keys of tasks without one stay as they were */
+		buf_puts(&b, "cwd\t");
+		buf_put_escaped(&b, t->opts->cwd);
+		buf_putc(&b, '\n');
+	}
+	for (int i = 0; i < t->nenv; i++) {
+		buf_puts(&b, "env\t");
+		buf_put_escaped(&b, t->env[i].key);
+		buf_putc(&b, '\t');
+		buf_put_escaped(&b, t->env[i].value);
+		buf_putc(&b, '\n');
+	}
+	for (int i = 0; i < t->ntags; i++) {
+		buf_puts(&b, "tag\t");
+		buf_put_escaped(&b, t->tags[i].key);
+		buf_putc(&b, '\t');
+		buf_put_escaped(&b, t->tags[i].value);
+		buf_putc(&b, '\n');
+	}
+	for (int i = 0; i < t->noutputs; i++) {
+		buf_puts(&b, "out\t");
+		buf_puts(&b, t->outputs[i]);
+		buf_putc(&b, '\n');
+	}
+	int *order = xmalloc((size_t)(t->ninputs + 1) * sizeof *order); /* inputs in path order */
+	for (int i = 0; i < t->ninputs; i++)
+		order[i] = i;
+	if (t->ninputs > 1)
+		qsort_r(order, (size_t)t->ninputs, sizeof *order, compare_input, t);
+	for (int k = 0; k < t->ninputs; k++) {
+		const char *input = t->inputs[order[k]];
+		Hash h;
+		Task *producer = t->input_producers ? t->input_producers[order[k]] : NULL;
+		TaskCache *pc = producer ? producer->cache_data : NULL;
+		if (pc && pc->rewrote && tc->in_memo && pc->out_memo) {
+			/* its producer ran or was restored in this command and the input lies inside
+			 * one of its directory outputs: what was stat'ed before (by the loader) is out
+			 * of date. An input that is an output itself was forgotten when rewritten. */
+			Memo *m = tc->in_memo[order[k]];
+			int exact = 0;
+			for (int o = 0; o < producer->noutputs && !exact; o++)
+				exact = pc->out_memo[o] == m;
+			if (!exact)
+				m->hashed = m->statted = 0;
+		}
+		if (pc && pc->will_run)
+			strcpy(hex, "pending"); /* a dry plan: its producer runs first */
+		else if ((tc->in_memo ? hash_memo(c, tc->in_memo[order[k]], &h) : hash_path(c, input, &h)) == 0)
+			hash_hex(h, hex);
+		else
+			strcpy(hex, "missing");
+		buf_puts(&b, "in\t");
+		buf_puts(&b, input);
+		buf_putc(&b, '\t');
+		buf_puts(&b, hex);
+		buf_putc(&b, '\n');
+	}
+	free(order);
+	/* explicit deps only: for producers of inputs, the input lines above already hold
+	 * the hashes of exactly the files this task reads */
+	int ndeps = t->nexplicit_deps;
+	Task **deps = xmalloc((size_t)(ndeps + 1) * sizeof *deps);
+	if (ndeps)
+		memcpy(deps, t->deps, (size_t)ndeps * sizeof *deps);
+	qsort(deps, (size_t)ndeps, sizeof *deps, compare_task_name);
+	for (int i = 0; i < ndeps; i++) {
+		TaskCache *dc = deps[i]->cache_data;
+		if (deps[i]->noutputs == 0)
+			buf_printf(&b, "dep\t%s\n", deps[i]->name);
+		for (int j = 0; j < deps[i]->noutputs; j++) {
+			if (dc && dc->outputs_known)
+				hash_hex(dc->out_hashes[j], hex);
+			else
+				strcpy(hex, "pending");
+			buf_printf(&b, "dep\t%s\t%s\t%s\n", deps[i]->name, deps[i]->outputs[j], hex);
+		}
+	}
+	free(deps);
+	*key_len = b.len;
+	/* Not hashed: the params whose value is one of the command's words, an env value or a
+	 * tag, so `kiln why` can say "param batch: 64 → 32" where the key only holds argv. */
+	for (int i = 0; i < c->g->nparams; i++) {
+		const KeyValue *p = &c->g->params[i];
+		int used = 0;
+		for (int k = 0; k < t->argc && !used; k++)
+			used = !strcmp(t->argv[k], p->value);
+		for (int k = 0; k < t->nenv && !used; k++)
+			used = !strcmp(t->env[k].value, p->value);
+		for (int k = 0; k < t->ntags && !used; k++)
+			used = !strcmp(t->tags[k].value, p->value);
+		if (!used && t->shell && *p->value)
+			used = shell_has_word(t->shell, p->value);
+		if (used) {
+			buf_puts(&b, "param\t");
+			buf_put_escaped(&b, p->key);
+			buf_putc(&b, '\t');
+			buf_put_escaped(&b, p->value);
+			buf_putc(&b, '\n');
+		}
+	}
+	return b.data;
+}
