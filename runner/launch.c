@@ -264,8 +264,9 @@ int launch_main(int argc, char **argv)
 	sigaction(SIGCHLD, &sa, NULL);
 	Rank *ranks = xcalloc((size_t)world, sizeof *ranks);
 	int failed = -1, running = 0;
+	for (int r = 0; r < world; r++)
+		ranks[r].fd = -1; /* ranks after one that cannot start are never started */
 	for (int r = 0; r < world; r++) {
-		ranks[r].fd = -1;
 		ranks[r].pid = start_rank(argv + first, argc - first, shell, r, &layout, all_gpus, &ranks[r].fd);
 		if (ranks[r].pid < 0) {
 			ranks[r].ended = 1;

@@ -166,6 +166,14 @@ task { name = "bad", ranks = 3,
         self.assertIn("FAILED   [", r.out)
         self.assertIn("bad: exit status 3 [error]", r.out)
 
+    def test_a_command_that_cannot_start_fails_at_once(self):
+        self.ws.write("kiln.lua", 'task { name = "t", ranks = 2, run = {"/nonexistent/trainer", "--rank", "{rank}"} }\n')
+        start = time.time()
+        r = self.ws.kiln("run", timeout=60)
+        self.assertLess(time.time() - start, 30)
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("[kiln launch] rank 0: cannot start /nonexistent/trainer", self.ws.read(".kiln/logs/t@1.log"))
+
     def test_ranks_split_the_leased_gpus_or_see_all_with_local_rank(self):
         self.ws.write("kiln.lua", """
 task { name = "split", ranks = 2, gpus = 4, outputs = {"split.txt"}, run = "echo $RANK=$CUDA_VISIBLE_DEVICES >> split.txt" }
