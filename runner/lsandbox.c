@@ -6,13 +6,13 @@
 #define _GNU_SOURCE
 #include "lsandbox.h"
 
+#include <errno.h>
 #include <lauxlib.h>
 #include <pthread.h>
+#include <sys/syscall.h>
 #include <signal.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <stdio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -120,18 +120,20 @@ void sandbox_push_loadfile(lua_State *L) { lua_pushcfunction(L, load_text_file);
 
 enum { WATCH_QUIET, WATCH_TIMEOUT, WATCH_STOP };
 
-/* How long a fired watch waits for the hook to act before it ends the process. */
+/* How often the watch looks, and how long a fired watch waits for the hook to act before
+ * it ends the process. */
+#define WATCH_PERIOD_NS 100000000L
 #define STUCK_GRACE_NS 5000000000LL
 
+/* A timer signals the loading thread every 100 ms (SIGALRM); no thread of its own, so a
+ * no-op run pays three system calls for it. */
 struct LoadWatch {
 	lua_State *L;
 	double limit_sec;
-	int64_t started_ns;
-	pthread_t thread, loader;
-	pthread_mutex_t lock;
-	pthread_cond_t wake;
-	int done, running, wait_when_stuck;
-	_Atomic int fired;
+	int64_t started_ns, fired_ns;
+	int wait_when_stuck, have_timer;
+	volatile sig_atomic_t fired;
+	timer_t timer;
 	struct sigaction old_alarm;
 };
 
@@ -157,60 +159,41 @@ static void stop_hook(lua_State *L, lua_Debug *ar)
 	lua_error(L);
 }
 
-/* lua_sethook is safe in a signal handler (lua.c stops a script on Ctrl-C so): the watch
- * thread signals the loading thread, which sets the hook itself. */
+static void say(const char *s) /* async-signal-safe */
+{
+	if (write(2, s, strlen(s)) < 0) { /* nowhere left to say it */
+	}
+}
+
+/* The timer's tick, in the loading thread. lua_sethook is safe in a signal handler (lua.c
+ * stops a script on Ctrl-C so); a Ctrl-C stays pending (blocked) for the run that follows,
+ * it is only looked at. A recipe stuck inside one library call (a pattern match that
+ * backtracks for ever) never reaches the hook: nothing has started yet, so after a grace the
+ * process ends here, saying why. */
 static void on_alarm(int sig)
 {
 	(void)sig;
-	if (watched && watched->fired)
-		lua_sethook(watched->L, stop_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
-}
-
-/* Waits up to 100 ms for the load to end (w->lock held). */
-static void nap(LoadWatch *w)
-{
-	struct timespec until;
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_nsec += 100000000;
-	if (until.tv_nsec >= 1000000000)
-		until.tv_sec++, until.tv_nsec -= 1000000000;
-	pthread_cond_timedwait(&w->wake, &w->lock, &until);
-}
-
-static void *watch_main(void *arg)
-{
-	LoadWatch *w = arg;
-	pthread_mutex_lock(&w->lock);
-	while (!w->done) {
-		nap(w);
-		if (w->done)
-			break;
-		/* a Ctrl-C stays pending (blocked) for the run that follows; it is only looked at */
-		int why = os_stop_requested() ? WATCH_STOP
-			  : (double)(now_mono_ns() - w->started_ns) / 1e9 > w->limit_sec ? WATCH_TIMEOUT
+	LoadWatch *w = watched;
+	if (!w)
+		return;
+	int saved = errno;
+	int64_t now = now_mono_ns();
+	if (!w->fired) {
+		int why = os_stop_requested()					   ? WATCH_STOP
+			  : (double)(now - w->started_ns) / 1e9 > w->limit_sec ? WATCH_TIMEOUT
 										   : WATCH_QUIET;
 		if (why) {
 			w->fired = why;
-			pthread_kill(w->loader, SIGALRM);
-			break;
+			w->fired_ns = now;
+			lua_sethook(w->L, stop_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
 		}
+	} else if (!w->wait_when_stuck && now - w->fired_ns > STUCK_GRACE_NS) {
+		say(w->fired == WATCH_STOP ? "kiln: a stop was requested while the recipe loaded"
+					   : "kiln: the recipe has not finished loading in time (--load-timeout)");
+		say(", and is stuck inside one library call (a pattern match that backtracks, a huge string?): stopped\n");
+		_exit(w->fired == WATCH_STOP ? 130 : 2);
 	}
-	/* The hook acts at the next Lua instruction; a recipe stuck inside one library call (a
-	 * pattern match that backtracks for ever) never gets there. Nothing has started yet,
-	 * so after a grace the process ends here, saying why. */
-	int64_t fired_ns = now_mono_ns();
-	while (!w->done && w->fired && !w->wait_when_stuck) {
-		nap(w);
-		if (!w->done && now_mono_ns() - fired_ns > STUCK_GRACE_NS) {
-			fprintf(stderr, "kiln: %s, and is stuck inside one library call (a pattern match that backtracks, a "
-					"huge string?): stopped\n",
-				w->fired == WATCH_STOP ? "a stop was requested while the recipe loaded"
-						       : "the recipe has not finished loading in time (--load-timeout)");
-			_exit(w->fired == WATCH_STOP ? 130 : 2);
-		}
-	}
-	pthread_mutex_unlock(&w->lock);
-	return NULL;
+	errno = saved;
 }
 
 LoadWatch *sandbox_watch_start(lua_State *L, double limit_sec, int wait_when_stuck)
@@ -220,19 +203,21 @@ LoadWatch *sandbox_watch_start(lua_State *L, double limit_sec, int wait_when_stu
 	w->wait_when_stuck = wait_when_stuck;
 	w->limit_sec = limit_sec > 0 ? limit_sec : SANDBOX_DEFAULT_LOAD_SEC;
 	w->started_ns = now_mono_ns();
-	w->loader = pthread_self();
-	pthread_mutex_init(&w->lock, NULL);
-	pthread_cond_init(&w->wake, NULL);
 	watched = w;
 	struct sigaction sa;
 	memset(&sa, 0, sizeof sa);
 	sa.sa_handler = on_alarm;
+	sa.sa_flags = SA_RESTART;
 	sigaction(SIGALRM, &sa, &w->old_alarm);
-	sigset_t all, old;
-	sigfillset(&all); /* the watch takes no signal: Ctrl-C goes where it went before */
-	pthread_sigmask(SIG_BLOCK, &all, &old);
-	w->running = pthread_create(&w->thread, NULL, watch_main, w) == 0;
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	struct sigevent ev;
+	memset(&ev, 0, sizeof ev);
+	ev.sigev_notify = SIGEV_THREAD_ID; /* this thread: the one running Lua */
+	ev.sigev_signo = SIGALRM;
+	ev._sigev_un._tid = (pid_t)syscall(SYS_gettid);
+	struct itimerspec every = {{0, WATCH_PERIOD_NS}, {0, WATCH_PERIOD_NS}};
+	w->have_timer = timer_create(CLOCK_MONOTONIC, &ev, &w->timer) == 0;
+	if (w->have_timer)
+		timer_settime(w->timer, 0, &every, NULL);
 	return w;
 }
 
@@ -242,18 +227,13 @@ void sandbox_watch_stop(LoadWatch *w)
 {
 	if (!w)
 		return;
-	pthread_mutex_lock(&w->lock);
-	w->done = 1;
-	pthread_cond_signal(&w->wake);
-	pthread_mutex_unlock(&w->lock);
-	if (w->running)
-		pthread_join(w->thread, NULL);
-	/* a signal sent just before the join may still be on its way: take it here */
-	sigset_t alarm;
+	if (w->have_timer)
+		timer_delete(w->timer);
+	/* a tick sent just before the delete may still be on its way: take it here */
+	sigset_t alarm, old;
 	sigemptyset(&alarm);
 	sigaddset(&alarm, SIGALRM);
 	struct timespec none = {0, 0};
-	sigset_t old;
 	pthread_sigmask(SIG_BLOCK, &alarm, &old);
 	while (sigtimedwait(&alarm, NULL, &none) > 0)
 		;
@@ -261,7 +241,5 @@ void sandbox_watch_stop(LoadWatch *w)
 	sigaction(SIGALRM, &w->old_alarm, NULL);
 	lua_sethook(w->L, NULL, 0, 0);
 	watched = NULL;
-	pthread_mutex_destroy(&w->lock);
-	pthread_cond_destroy(&w->wake);
 	free(w);
 }
