@@ -44,16 +44,19 @@ for name in $names; do
 	# -timeout: a load past its 0.3 s is stopped by the load watch; only a stuck library call
 	# (lsandbox.h) would reach this
 	ASAN_OPTIONS=allocator_may_return_null=1 "$out/fuzz_$name" -max_total_time="$secs" -timeout=30 \
-		-rss_limit_mb=4096 -print_final_stats=1 "$out/corpus-$name" 2>"$out/fuzz_$name.log" &
+		-rss_limit_mb=4096 -print_final_stats=1 -artifact_prefix="$out/" "$out/corpus-$name" 2>"$out/fuzz_$name.log" &
 done
 failed=0
 wait
 for name in $names; do
-	if grep -q "ERROR: \|deadly signal\|Test unit written" "$out/fuzz_$name.log"; then
+	# a slow unit (over 10 s) is written too, and is no finding: crashes, leaks, timeouts, OOMs are
+	if grep -aq "ERROR: \|deadly signal\|Test unit written to .*/\(crash\|leak\|timeout\|oom\)-" "$out/fuzz_$name.log"; then
 		tail -40 "$out/fuzz_$name.log"; echo "fuzz_$name: FOUND A CRASH (see $out/fuzz_$name.log)"; failed=1
 		continue
 	fi
-	runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$out/fuzz_$name.log" | grep -o '[0-9]*$')
-	echo "fuzz_$name: $runs runs in ${secs}s, no finding; corpus $(ls "$out/corpus-$name" | wc -l) inputs"
+	runs=$(grep -ao 'stat::number_of_executed_units: *[0-9]*' "$out/fuzz_$name.log" | grep -o '[0-9]*$')
+	slow=$(grep -ac "Slowest unit" "$out/fuzz_$name.log" || true)
+	echo "fuzz_$name: $runs runs in ${secs}s, no finding; corpus $(ls "$out/corpus-$name" | wc -l) inputs;" \
+		"$slow slow unit(s) noted in $out/fuzz_$name.log"
 done
 exit $failed
