@@ -660,3 +660,13 @@ void format_duration(double sec, char *out, size_t n)
 	else
 		snprintf(out, n, "%dh%02dm", (int)sec / 3600, (int)sec % 3600 / 60);
 }
+
+int strlist_find_or_add(char ***list, int *n, const char *s)
+{
+	for (int i = 0; i < *n; i++)
+		if (!strcmp((*list)[i], s))
+			return i;
+	*list = xrealloc(*list, (size_t)(*n + 1) * sizeof **list);
+	(*list)[*n] = xstrdup(s);
+	return (*n)++;
+}

@@ -121,6 +121,9 @@ int open_read(const char *path);
 int remove_tree(const char *path);
 /* Reads a whole file; returns malloc'd NUL-terminated data or NULL (errno set). */
 char *read_file(const char *path, size_t *len);
+/* The index of s in the list of n malloc'd strings, appending a copy (and growing the list)
+ * when it is not there: first-seen order, for short lists (a linear search). */
+int strlist_find_or_add(char ***list, int *n, const char *s);
 /* Writes a whole file atomically (temp + rename); returns 0 or -1. */
 int write_file_atomic(const char *path, const void *data, size_t len);
 

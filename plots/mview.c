@@ -128,16 +128,6 @@ int64_t mview_latest_run(MView *v)
 	return found ? run.id : 0;
 }
 
-static int index_of(char ***list, int *n, const char *value)
-{
-	for (int i = 0; i < *n; i++)
-		if (!strcmp((*list)[i], value))
-			return i;
-	*list = xrealloc(*list, (size_t)(*n + 1) * sizeof **list);
-	(*list)[*n] = xstrdup(value);
-	return (*n)++;
-}
-
 void pivot_build(const MView *v, const char *row_tag, const char *col_tag, const char *value_key, Pivot *p)
 {
 	memset(p, 0, sizeof *p);
@@ -155,7 +145,7 @@ void pivot_build(const MView *v, const char *row_tag, const char *col_tag, const
 			const char *r = row_tag ? mtask_tag(t, row_tag) : t->task, *c = col_tag ? mtask_tag(t, col_tag) : value_key;
 			if (!r || !c || !mtask_number(t, value_key, &value))
 				continue;
-			int ri = index_of(&p->rows, &p->nrows, r), ci = index_of(&p->cols, &p->ncols, c);
+			int ri = strlist_find_or_add(&p->rows, &p->nrows, r), ci = strlist_find_or_add(&p->cols, &p->ncols, c);
 			if (pass) {
 				sum[ri * p->ncols + ci] += value;
 				sq[ri * p->ncols + ci] += value * value;

@@ -70,16 +70,6 @@ static void collect(void *ctx, const HistoryAttempt *a)
 	}
 }
 
-static int lane_index(char ***lanes, int *n, const char *name)
-{
-	for (int i = 0; i < *n; i++)
-		if (!strcmp((*lanes)[i], name))
-			return i;
-	*lanes = xrealloc(*lanes, (size_t)(*n + 1) * sizeof **lanes);
-	(*lanes)[*n] = xstrdup(name);
-	return (*n)++;
-}
-
 /* A lane's name after its host ("v800: gpu 0" -> "gpu 0"), and the host part's length. */
 static const char *lane_kind(const char *lane, size_t *host_len)
 {
@@ -159,7 +149,7 @@ int timeline_write(FILE *f, State *state, const StateRun *run)
 	double t0 = INFINITY, t1 = -INFINITY, gpu_busy = 0, busy = 0;
 	for (int i = 0; i < b.n; i++) {
 		Bar *x = &b.bars[i];
-		lane_index(&lanes, &nlanes, x->lane);
+		strlist_find_or_add(&lanes, &nlanes, x->lane);
 		t0 = fmin(t0, x->started - x->waited), t1 = fmax(t1, x->ended);
 		double d = fmax(0, x->ended - x->started);
 		if (is_gpu_lane(x->lane))
