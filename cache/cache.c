@@ -22,11 +22,11 @@
 
 #include "../base/os.h"
 #include "explain.h"
-#include "hash.h"
-#include "history.h"
+#include "../base/hash.h"
+#include "state/history.h"
 #include "internal.h"
-#include "results.h"
-#include "state.h"
+#include "state/results.h"
+#include "state/state.h"
 #include "store.h"
 
 

@@ -8,7 +8,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "metrics.h"
+#include "state/metrics.h"
+#include "state/history.h"
 #include "../base/graph.h"
 
 typedef struct Cache Cache;
@@ -157,14 +158,8 @@ int cache_content_hash(Cache *c, const char *path, char out[33]);
 int cache_placement_get(Cache *c, const char *host, const char *path, Buf *hash, Buf *listing);
 /* Records a copy (hash NULL: forgets it); joins the open write batch. 0, or -1. */
 int cache_placement_put(Cache *c, const char *host, const char *path, const char *hash, const char *listing);
-/* Per ssh host (from the attempts' "host:id" job ids): what the latest run that ran anything
- * on hosts did there, and what kiln has placed there. */
-typedef struct HistoryHost {
-	const char *host;
-	int done, failed, lost, stopped; /* stopped: interrupted, or never ended */
-	double gpu_sec;
-	int holds;
-} HistoryHost;
+/* Per ssh host (the attempts' host column): what the latest run that ran anything on hosts
+ * did there, and what kiln has placed there (HistoryHost is state/history.h's). */
 void cache_each_host(Cache *c, void (*fn)(void *ctx, const HistoryHost *h), void *ctx);
 /* Every path recorded on host, in path order. */
 void cache_each_placement(Cache *c, const char *host, void (*fn)(void *ctx, const char *path, const char *hash),

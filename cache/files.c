@@ -15,10 +15,10 @@
 #include <unistd.h>
 
 #include "../base/os.h"
-#include "hash.h"
+#include "../base/hash.h"
 #include "internal.h"
-#include "wal.h"
-#include "state.h"
+#include "state/wal.h"
+#include "state/state.h"
 #include "store.h"
 
 static int stat_once(Memo *m);

@@ -7,7 +7,7 @@
 #include <stdatomic.h>
 
 #include "cache.h"
-#include "state.h"
+#include "state/state.h"
 #include "store.h"
 
 /* A file modified within this window before it was hashed may change again without its

@@ -12,7 +12,7 @@
 
 #include "cache.h"
 #include "internal.h"
-#include "state.h"
+#include "state/state.h"
 
 static const char *const attempts_of_sql =
 	"SELECT attempt, run_id, coalesce(outcome, 'unfinished'), log FROM attempts "

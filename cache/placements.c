@@ -8,10 +8,10 @@
 #include <sqlite3.h>
 
 #include "cache.h"
-#include "hash.h"
-#include "history.h"
+#include "../base/hash.h"
+#include "state/history.h"
 #include "internal.h"
-#include "state.h"
+#include "state/state.h"
 
 static const char *const get_sql = "SELECT hash, listing FROM placements WHERE host = ?1 AND path = ?2";
 static const char *const put_sql =

@@ -15,10 +15,10 @@
 
 #include "../base/os.h"
 #include "cache.h"
-#include "hash.h"
-#include "history.h"
+#include "../base/hash.h"
+#include "state/history.h"
 #include "internal.h"
-#include "state.h"
+#include "state/state.h"
 #include "store.h"
 
 

@@ -5,7 +5,7 @@
 #ifndef KILN_STORE_H
 #define KILN_STORE_H
 
-#include "hash.h"
+#include "../base/hash.h"
 
 /* The caller's handle on the store at objects_dir (its look-ups are prepared once, on
  * first use); one per thread. */

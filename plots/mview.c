@@ -9,8 +9,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../cache/history.h"
-#include "../cache/results.h"
+#include "../cache/state/history.h"
+#include "../cache/state/results.h"
 
 struct MView {
 	State *state;

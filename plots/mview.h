@@ -8,7 +8,7 @@
 #include <stdint.h>
 
 #include "../base/graph.h"
-#include "../cache/metrics.h"
+#include "../cache/state/metrics.h"
 
 typedef struct {
 	const char *task;

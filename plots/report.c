@@ -12,7 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../cache/history.h"
+#include "../cache/state/history.h"
 #include "html.h"
 #include "table.h"
 #include "timeline.h"

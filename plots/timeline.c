@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../cache/history.h"
+#include "../cache/state/history.h"
 #include "html.h"
 
 /* Outcome colours (Okabe & Ito, as the charts): done, restored, failed, unfinished. */

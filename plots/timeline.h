@@ -9,7 +9,7 @@
 #include <stdio.h>
 
 #include "../base/graph.h"
-#include "../cache/history.h"
+#include "../cache/state/history.h"
 
 /* Writes the run's timeline (an <svg> with one <rect class="attempt"> per attempt and
  * lane, carrying data-task, data-attempt and data-lane) and a line with the utilisation:

@@ -9,8 +9,8 @@
 
 #include "../../base/graph.h"
 #include "../../cache/cache.h"
-#include "../../cache/hash.h"
-#include "../../cache/state.h"
+#include "../../base/hash.h"
+#include "../../cache/state/state.h"
 #include "../../cache/store.h"
 #include "check.h"
 

@@ -6,7 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../../runner/gpu.h"
+#include "../../runner/exec/gpu.h"
 #include "check.h"
 
 int main(void)

@@ -7,9 +7,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../../cache/metrics.h"
-#include "../../cache/results.h"
-#include "../../cache/state.h"
+#include "../../cache/state/metrics.h"
+#include "../../cache/state/results.h"
+#include "../../cache/state/state.h"
 #include "../../plots/mview.h"
 #include "../../plots/plot.h"
 #include "check.h"

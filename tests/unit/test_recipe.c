@@ -4,7 +4,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../../runner/recipe.h"
+#include "../../runner/recipe/recipe.h"
 #include "check.h"
 
 static int load(const char *text, char **words, int nwords, Graph **out, Buf *err)

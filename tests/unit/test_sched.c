@@ -7,7 +7,7 @@
 
 #include "../../cache/cache.h"
 #include "../../base/os.h"
-#include "../../runner/sched.h"
+#include "../../runner/sched/sched.h"
 #include "check.h"
 
 /* The fake executor keeps started jobs and ends the oldest one at each reap, checking

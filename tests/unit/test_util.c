@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "../../cache/hash.h"
+#include "../../base/hash.h"
 #include "../../base/graph.h"
 #include "../../base/pool.h"
 #include "../../base/util.h"

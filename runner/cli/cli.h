@@ -1,0 +1,66 @@
+/* cli.h — what the command-line program's files share: the options every verb reads, and
+ * the steps verbs have in common (the graph of the recipe, loaded and selected). main.c
+ * parses and dispatches and holds the running verbs; verbs_results.c the verbs that read
+ * results (metrics, plot, report); verbs_state.c log and gc. */
+#ifndef KILN_CLI_H
+#define KILN_CLI_H
+
+#include "../../base/graph.h"
+#include "../../cache/cache.h"
+#include "../recipe/recipe.h"
+
+#define KILN_DIR ".kiln"
+
+typedef struct {
+	const char *verb;
+	const char *recipe;
+	char *recipe_abs; /* malloc'd when -C made the recipe path absolute */
+	char **targets;
+	int ntargets;
+	ParamOverrides params;
+	int jobs, keep_going, dry_run, all;
+	int cpus;
+	long long mem_mib, store_max_mib;
+	const char *gpus;
+	double gpu_busy, gpu_busy_util, gpu_wait, kill_grace;
+	double host_wait;         /* ssh: how long a task waits for one of its hosts; 0: default */
+	double load_timeout;      /* how long a recipe may load; 0: the default (lsandbox.h) */
+	const char *executor;
+	const char *rows, *cols, *value, *format, *out, *baseline; /* metrics, report */
+	int open;                 /* report: print the file's URL */
+	double threshold;         /* report: shade cells that moved more than this (relative); -1: default */
+	int max_jobs, detach;                           /* Slurm, ssh */
+	const char *hosts_file;   /* --hosts FILE: a hosts{} block replacing the recipe's */
+	char **force;             /* run: --force TARGET|GLOB, repeatable */
+	int nforce;
+	int deps;                 /* clean: also what the targets depend on */
+	long long vs_run;
+	int mean;
+} Options;
+
+typedef int (*VerbFn)(Options *o, int argc, char **argv);
+
+/* An empty graph for the workspace (the current directory). */
+Graph *new_graph(void);
+/* Loads the recipe into g, resolves and selects the targets; exits on a recipe error. */
+Graph *load_graph(Options *o, Graph *g);
+/* load_graph with input checks through cache c (each input stat'ed once per command). */
+Graph *load_graph_with(Options *o, Graph *g, Cache *c);
+/* The workspace's cache, for reading (status, why) or writing (run, clean: takes the
+ * workspace lock); exits with the reason when it cannot be opened. */
+Cache *open_cache(Options *o, Graph *g, int readonly);
+
+/* verbs_state.c: the log of an attempt, pruning (gc), cleaning */
+int verb_log(Options *o, int argc, char **argv);
+int verb_gc(Options *o, int argc, char **argv);
+int verb_clean(Options *o, int argc, char **argv);
+
+/* verbs_graph.c: the graph without running it */
+int verb_list(Options *o, int argc, char **argv);
+int verb_graph(Options *o, int argc, char **argv);
+
+int verb_metrics(Options *o, int argc, char **argv);
+int verb_plot(Options *o, int argc, char **argv);
+int verb_report(Options *o, int argc, char **argv);
+
+#endif

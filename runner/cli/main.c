@@ -1,0 +1,639 @@
+/* main.c — the kiln command line: parses options, loads and validates the recipe, and
+ * dispatches to the verbs (run, status, why, list, graph, log, clean, gc, help). */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fnmatch.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "../../cache/cache.h"
+#include "../../plots/plot.h"
+#include "../../plots/report.h"
+#include "../recipe/torchrun.h"
+#include "../../plots/table.h"
+#include "../exec/exec.h"
+#include "../exec/gpu.h"
+#include "../../base/graph.h"
+#include "../../base/os.h"
+#include "cli.h"
+#include "../recipe/launch.h"
+#include "../recipe/recipe.h"
+#include "../sched/sched.h"
+
+
+
+static int verb_run(Options *, int, char **), verb_status(Options *, int, char **), verb_why(Options *, int, char **),
+	verb_help(Options *, int, char **);
+
+/* Every verb: its usage line, its help, and the function main dispatches to. */
+static const struct {
+	const char *verb, *usage, *help;
+	VerbFn fn;
+} verbs[] = {
+	{"run", "kiln run [RECIPE] [TARGET|GLOB ...] [name=value ...] [-j N] [-k] [-n] [--force TARGET|GLOB]",
+	 "Runs what the targets need (everything by default), skipping tasks whose key and\n"
+	 "outputs match their last success; --force (repeatable) runs the tasks it names anyway, their\n"
+	 "dependents only if the outputs change. -j N runs up to N tasks at once;\n"
+	 "-k keeps going past failures; -n prints what would run, and why, and runs nothing.\n"
+	 "Options: --gpus 0,1,3  --gpu-busy-mem 0.5  --gpu-busy-util 0.7  --gpu-wait 5m  --cpus N  --mem 64G\n"
+	 "--store-max 1G  --kill-grace 2. -j defaults to the CPUs plus the known GPUs.\n"
+	 "Slurm: --executor slurm (or executor = \"slurm\" per task), --max-jobs N, --detach (leave jobs\n"
+	 "running when kiln stops; the next run re-attaches).\n"
+	 "SSH hosts: --executor ssh (or executor = \"ssh\" per task) over the recipe's hosts{} or\n"
+	 "--hosts FILE (a Lua file with a hosts{} block); --detach as for Slurm; --host-wait 60s: how long\n"
+	 "a task waits for a host it may run on to answer before it fails as host-down.\n"
+	 "Local attempts outlive a killed kiln (or a closed terminal) and are re-attached by the next run;\n"
+	 "--detach leaves them running on purpose. Ctrl-C stops them.\n"
+	 "Exit status: 0 all succeeded, 1 a task failed, 2 usage or recipe error, 130 Ctrl-C.", verb_run},
+	{"status", "kiln status [RECIPE] [TARGET ...] [name=value ...]",
+	 "Lists the tasks a run would execute or restore, each with a one-line reason.", verb_status},
+	{"why", "kiln why [RECIPE] TASK [name=value ...]",
+	 "Prints every difference between TASK's current key and its last success:\n"
+	 "which input changed (old -> new hash), which argument or param, which dependency.", verb_why},
+	{"list", "kiln list [RECIPE] [TARGET ...]", "Lists tasks with dependencies, resources and tags.", verb_list},
+	{"graph", "kiln graph [RECIPE] [TARGET ...]", "Prints the task graph in Graphviz dot (kiln graph | dot -Tsvg > g.svg).", verb_graph},
+	{"log", "kiln log TASK [N | --all]", "Prints the log of TASK's latest attempt (from .kiln/logs), of its attempt N, or\n"
+	 "of every attempt it kept, oldest first (attempt numbers never repeat across runs).", verb_log},
+	{"clean", "kiln clean [RECIPE] [TARGET|GLOB ...] [--deps] [--all]",
+	 "Deletes the declared outputs and the recorded successes of the named tasks (all by default), so\n"
+	 "the next run runs them instead of restoring them; --deps also cleans what they depend on; --all\n"
+	 "also deletes .kiln/ (state, logs, stored outputs).", verb_clean},
+	{"gc", "kiln gc", "Deletes stored outputs that no recorded success refers to, and old attempt logs: it keeps\n"
+	 "each task's 5 latest attempts' logs, the latest run's, each task's latest success's and\n"
+	 "those of attempts still running.", verb_gc},
+	{"metrics", "kiln metrics [TASK|GLOB ...] [--rows TAG [--cols TAG] --value METRIC[,METRIC...]] [--baseline TAG=VALUE] [--format text|md|tsv|json] [--vs RUN] [--mean] [--out FILE]",
+	 "Prints the latest recorded metrics. With --rows/--cols/--value, a pivot (e.g. dataset x model of top1);\n"
+	 "with --rows alone, one row per value of the tag and the metrics (all, or those --value lists) as\n"
+	 "columns. Cells average the tasks they hold; repeats (seeds) print as mean ± std. --baseline\n"
+	 "method=ddp adds after each value column its ratio to that row (speedup for a throughput, time\n"
+	 "ratio for a time); --mean adds a row of column means; --vs RUN shows deltas against the metrics\n"
+	 "as they were at run RUN. Without --rows: one row per task with its tags and metrics.", verb_metrics},
+	{"plot", "kiln plot [RECIPE] [NAME ...]",
+	 "Re-renders all (or the named) plot{} charts from the recorded metrics, without running any task:\n"
+	 "after a change of style only. Charts land where each plot's `out` says (default plots/NAME.svg/.png).", verb_plot},
+	{"report", "kiln report [RECIPE] [--out report.html] [--vs RUN] [--threshold 0.01] [--open]",
+	 "Writes one self-contained HTML page: the last run (outcomes, a timeline of its attempts on GPU and\n"
+	 "slot lanes with the GPU utilisation, the slowest tasks), an outcome map of every grid (failed cells\n"
+	 "link their log tails), every plot{} chart with links to its svg/png/pdf and its table with deltas\n"
+	 "against run RUN (default: the run before the latest that recorded those tasks; cells that moved\n"
+	 "more than --threshold, relative, are shaded), and the run history. --open prints its file:// URL.", verb_report},
+	{"help", "kiln help [VERB]", "Shows help for a verb.", verb_help},
+};
+
+static void usage_all(FILE *out)
+{
+	fprintf(out, "kiln — a build-graph experiment runner\n\nusage:\n");
+	for (size_t i = 0; i < sizeof verbs / sizeof *verbs; i++)
+		fprintf(out, "  %s\n", verbs[i].usage);
+	fprintf(out, "\nGlobal: -C DIR (workspace; default .), --load-timeout 2m (how long a recipe may load), "
+		     "-h/--help.\n`kiln help VERB` for details. "
+		     "Without RECIPE kiln reads kiln.lua in the workspace.\n");
+}
+
+static int verb_help(Options *o, int argc, char **argv)
+{
+	(void)argc, (void)argv;
+	const char *verb = o->ntargets ? o->targets[0] : NULL;
+	if (!verb) {
+		usage_all(stdout);
+		return 0;
+	}
+	for (size_t i = 0; i < sizeof verbs / sizeof *verbs; i++)
+		if (!strcmp(verbs[i].verb, verb)) {
+			printf("usage: %s\n\n%s\n", verbs[i].usage, verbs[i].help);
+			return 0;
+		}
+	fatal("unknown verb \"%s\" (see kiln --help)", verb);
+}
+
+static int is_recipe_word(const char *w)
+{
+	size_t n = strlen(w);
+	struct stat st;
+	return n > 4 && !strcmp(w + n - 4, ".lua") && stat(w, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+static void parse_args(int argc, char **argv, Options *o)
+{
+	static const struct option longs[] = {
+		{"help", no_argument, 0, 'h'},      {"gpus", required_argument, 0, 'G'},
+		{"gpu-busy", required_argument, 0, 'B'}, {"gpu-busy-mem", required_argument, 0, 'B'},
+		{"gpu-busy-util", required_argument, 0, 'U'}, {"gpu-wait", required_argument, 0, 'W'},
+		{"cpus", required_argument, 0, 'c'},
+		{"mem", required_argument, 0, 'M'}, {"store-max", required_argument, 0, 'S'},
+		{"kill-grace", required_argument, 0, 'K'}, {"executor", required_argument, 0, 'E'},
+		{"all", no_argument, 0, 'a'},       {"rows", required_argument, 0, 'R'},
+		{"cols", required_argument, 0, 'L'}, {"value", required_argument, 0, 'V'},
+		{"format", required_argument, 0, 'F'}, {"vs", required_argument, 0, 'v'},
+		{"mean", no_argument, 0, 'm'},      {"out", required_argument, 0, 'o'},
+		{"max-jobs", required_argument, 0, 'J'}, {"detach", no_argument, 0, 'D'},
+		{"baseline", required_argument, 0, 'b'}, {"open", no_argument, 0, 'O'},
+		{"force", required_argument, 0, 'f'}, {"deps", no_argument, 0, 'd'},
+		{"threshold", required_argument, 0, 'T'}, {"hosts", required_argument, 0, 'H'},
+		{"host-wait", required_argument, 0, 'w'}, {"load-timeout", required_argument, 0, 'l'}, {0, 0, 0, 0}};
+	const char *dir = NULL;
+	int c;
+	/* '+' would stop at the verb; permute instead so options may follow it */
+	while ((c = getopt_long(argc, argv, "hj:knC:", longs, NULL)) != -1) {
+		char *end;
+		switch (c) {
+		case 'h': o->verb = "help"; break;
+		case 'j':
+			o->jobs = (int)strtol(optarg, &end, 10);
+			if (*end || o->jobs < 1)
+				fatal("-j takes a positive number, got \"%s\"", optarg);
+			break;
+		case 'k': o->keep_going = 1; break;
+		case 'n': o->dry_run = 1; break;
+		case 'C': dir = optarg; break;
+		case 'G': o->gpus = optarg; break;
+		case 'B':
+			o->gpu_busy = strtod(optarg, &end);
+			if (*end || o->gpu_busy <= 0 || o->gpu_busy > 1)
+				fatal("--gpu-busy-mem takes a fraction in (0, 1], got \"%s\"", optarg);
+			break;
+		case 'U':
+			o->gpu_busy_util = strtod(optarg, &end);
+			if (*end || o->gpu_busy_util <= 0 || o->gpu_busy_util > 1)
+				fatal("--gpu-busy-util takes a fraction in (0, 1], got \"%s\"", optarg);
+			break;
+		case 'W':
+			o->gpu_wait = parse_duration(optarg);
+			if (!(o->gpu_wait > 0))
+				fatal("--gpu-wait takes a duration like 300, \"90s\" or \"5m\", got \"%s\"", optarg);
+			break;
+		case 'w':
+			o->host_wait = parse_duration(optarg);
+			if (!(o->host_wait > 0))
+				fatal("--host-wait takes a duration like 60, \"90s\" or \"5m\", got \"%s\"", optarg);
+			break;
+		case 'l':
+			o->load_timeout = parse_duration(optarg);
+			if (!(o->load_timeout > 0))
+				fatal("--load-timeout takes a duration like 300, \"90s\" or \"10m\", got \"%s\"", optarg);
+			break;
+		case 'c':
+			o->cpus = (int)strtol(optarg, &end, 10);
+			if (*end || o->cpus < 1)
+				fatal("--cpus takes a positive number, got \"%s\"", optarg);
+			break;
+		case 'M':
+			if ((o->mem_mib = parse_size_mib(optarg)) <= 0)
+				fatal("--mem takes a size like 64G, got \"%s\"", optarg);
+			break;
+		case 'S':
+			if ((o->store_max_mib = parse_size_mib(optarg)) < 0)
+				fatal("--store-max takes a size like 1G, got \"%s\"", optarg);
+			break;
+		case 'K':
+			o->kill_grace = strtod(optarg, &end);
+			if (*end || o->kill_grace < 0)
+				fatal("--kill-grace takes seconds, got \"%s\"", optarg);
+			break;
+		case 'E':
+			if (strcmp(optarg, "local") && strcmp(optarg, "slurm") && strcmp(optarg, "ssh"))
+				fatal("--executor takes local, slurm or ssh, got \"%s\"", optarg);
+			o->executor = optarg;
+			break;
+		case 'H': o->hosts_file = optarg; break;
+		case 'J':
+			o->max_jobs = (int)strtol(optarg, &end, 10);
+			if (*end || o->max_jobs < 1)
+				fatal("--max-jobs takes a positive number, got \"%s\"", optarg);
+			break;
+		case 'D': o->detach = 1; break;
+		case 'a': o->all = 1; break;
+		case 'R': o->rows = optarg; break;
+		case 'L': o->cols = optarg; break;
+		case 'V': o->value = optarg; break;
+		case 'b': o->baseline = optarg; break;
+		case 'O': o->open = 1; break;
+		case 'f':
+			o->force = xrealloc(o->force, (size_t)(o->nforce + 1) * sizeof *o->force);
+			o->force[o->nforce++] = optarg;
+			break;
+		case 'd': o->deps = 1; break;
+		case 'T':
+			o->threshold = strtod(optarg, &end);
+			if (*end || !(o->threshold >= 0))
+				fatal("--threshold takes a relative change like 0.01 (1 %%), got \"%s\"", optarg);
+			break;
+		case 'F':
+			if (strcmp(optarg, "text") && strcmp(optarg, "md") && strcmp(optarg, "tsv") && strcmp(optarg, "json"))
+				fatal("--format takes text, md, tsv or json, got \"%s\"", optarg);
+			o->format = optarg;
+			break;
+		case 'v':
+			o->vs_run = strtoll(optarg, &end, 10);
+			if (*end || o->vs_run < 1)
+				fatal("--vs takes a run id (see the runs in `kiln report`), got \"%s\"", optarg);
+			break;
+		case 'm': o->mean = 1; break;
+		case 'o': o->out = optarg; break;
+		default: fprintf(stderr, "(see kiln --help)\n"); exit(EXIT_USAGE);
+		}
+	}
+	char **rest = argv + optind;
+	int nrest = argc - optind;
+	if (!o->verb) {
+		if (nrest == 0) {
+			usage_all(stderr);
+			exit(EXIT_USAGE);
+		}
+		o->verb = rest[0];
+		rest++, nrest--;
+	}
+	o->targets = xcalloc((size_t)nrest + 1, sizeof(char *));
+	char **words = xcalloc((size_t)nrest + 1, sizeof(char *));
+	int nwords = params_split(rest, nrest, &o->params, words);
+	for (int i = 0; i < nwords; i++) {
+		if (!o->recipe && strcmp(o->verb, "help") && is_recipe_word(words[i]))
+			o->recipe = words[i];
+		else
+			o->targets[o->ntargets++] = words[i];
+	}
+	free(words);
+	if (o->recipe && dir && o->recipe[0] != '/') {
+		/* the recipe is named relative to where kiln was started, not to -C */
+		char *abs = realpath(o->recipe, NULL);
+		if (abs)
+			o->recipe = o->recipe_abs = abs;
+	}
+	if (dir && chdir(dir) != 0) {
+		if (errno == ENOENT && mkdirs(dir, 0777) == 0 && chdir(dir) == 0)
+			return;
+		fatal("cannot enter workspace %s: %s", dir, strerror(errno));
+	}
+}
+
+Graph *new_graph(void)
+{
+	char cwd[PATH_MAX];
+	if (!getcwd(cwd, sizeof cwd))
+		fatal("cannot read the current directory: %s", strerror(errno));
+	return graph_new(cwd);
+}
+
+/* Loads a recipe or exits: 2 with its error, 130 when Ctrl-C stopped the load. */
+static void load_or_exit(Graph *g, const char *path, const ParamOverrides *ov, int gpus_known, double timeout)
+{
+	Buf err = {0};
+	RecipeLoad lo = {.params = ov, .gpus_known = gpus_known, .timeout_sec = timeout};
+	int rc = recipe_load(g, path, &lo, &err);
+	if (rc == -2) {
+		fprintf(stderr, "kiln: %s (nothing was started)\n", buf_str(&err));
+		exit(130);
+	}
+	if (rc != 0)
+		fatal("%s", buf_str(&err));
+}
+
+/* Loads, resolves and selects into g (made by new_graph); with a cache, input checks
+ * go through it so each input is stat'ed once per command. */
+Graph *load_graph_with(Options *o, Graph *g, Cache *c)
+{
+	const char *recipe = o->recipe ? o->recipe : "kiln.lua";
+	Buf err = {0};
+	GpuPool *pool = gpu_pool_open(o->gpus, &err); /* its errors surface in verb_run */
+	int gpus_known = gpu_count(pool);
+	gpu_pool_free(pool);
+	buf_reset(&err);
+	load_or_exit(g, recipe, &o->params, gpus_known, o->load_timeout);
+	if (o->hosts_file) { /* its hosts{} replaces the recipe's */
+		int ntasks = g->ntasks;
+		ParamOverrides none = {0};
+		load_or_exit(g, o->hosts_file, &none, gpus_known, o->load_timeout);
+		if (g->ntasks != ntasks)
+			fatal("%s: a hosts file declares hosts{} only, not tasks", o->hosts_file);
+		if (!g->nhosts)
+			fatal("%s: no hosts{} block in it", o->hosts_file);
+	}
+	for (int i = 0; i < g->ntasks; i++) { /* every host a task names must be declared */
+		Task *t = g->tasks[i];
+		for (int k = 0; k < t->opts->nhosts; k++) {
+			int known = 0;
+			for (int h = 0; h < g->nhosts && !known; h++)
+				known = !strcmp(g->hosts[h].name, t->opts->hosts[k]);
+			if (!known)
+				fatal("%s:%d: task \"%s\" names host \"%s\", but %s", t->file, t->line, t->name, t->opts->hosts[k],
+				      g->nhosts ? "hosts{} does not declare it" : "there is no hosts{} block (or --hosts FILE)");
+		}
+	}
+	trace_mark("recipe loaded");
+	if (c && cache_loaded(c, &err) != 0) /* the state opened on another thread meanwhile */
+		fatal("%s", buf_str(&err));
+	if (graph_resolve(g, c ? cache_input_exists : NULL, c, &err) != 0)
+		fatal("%s", buf_str(&err));
+	if (c)
+		cache_resolved(c);
+	trace_mark("graph resolved");
+	if (graph_select(g, o->targets, o->ntargets, &err) < 0)
+		fatal("%s", buf_str(&err));
+	buf_free(&err);
+	return g;
+}
+
+/* The one place that says where a task runs: its executor field, else --executor; a
+ * task naming hosts runs on them. */
+static const char *executor_of(const Options *o, const Task *t)
+{
+	if (t->opts->executor)
+		return t->opts->executor;
+	if (exec_runs_kiln(t) && !launch_wraps(t))
+		return "local"; /* kiln itself reads the state, which is here (its launcher does not) */
+	if (t->opts->nhosts && (!o->executor || !strcmp(o->executor, "local")))
+		return "ssh";
+	return o->executor ? o->executor : "local";
+}
+
+static int runs_on_slurm(const Options *o, const Task *t) { return !strcmp(executor_of(o, t), "slurm"); }
+static int runs_on_ssh(const Options *o, const Task *t) { return !t->opts->plot && !strcmp(executor_of(o, t), "ssh"); }
+
+/* Resource checks that need the machine: a task that could never start is a recipe error.
+ * Slurm tasks are Slurm's to check. */
+static void check_resources(const Options *o, Graph *g, GpuPool *gpus, int cpus, long long mem)
+{
+	for (int i = 0; i < g->ntasks; i++) {
+		Task *t = g->tasks[i];
+		if (!t->needed || runs_on_slurm(o, t) || runs_on_ssh(o, t))
+			continue; /* their own system's, or the hosts' (exec_ssh.c says when none fits) */
+		if (t->gpus > 0 && gpu_count(gpus) > 0 && t->gpus > gpu_count(gpus))
+			fatal("%s:%d: task \"%s\" asks for %d GPUs but only %d are known (from %s)", t->file, t->line,
+			      t->name, t->gpus, gpu_count(gpus), gpu_source(gpus));
+		if (t->cpus > cpus)
+			fatal("%s:%d: task \"%s\" asks for %d CPUs but kiln may use %d (raise it with --cpus)", t->file,
+			      t->line, t->name, t->cpus, cpus);
+		if (t->mem_mib > mem)
+			fatal("%s:%d: task \"%s\" asks for %lld MiB of memory but kiln may use %lld (raise it with --mem)",
+			      t->file, t->line, t->name, t->mem_mib, mem);
+	}
+}
+
+Graph *load_graph(Options *o, Graph *g) { return load_graph_with(o, g, NULL); }
+
+Cache *open_cache(Options *o, Graph *g, int readonly)
+{
+	CacheOptions copt = {.store_max_mib = o->store_max_mib, .readonly = readonly};
+	Buf err = {0};
+	Cache *c = cache_open(KILN_DIR, g, &copt, &err);
+	if (!c)
+		fatal("%s", buf_str(&err));
+	return c;
+}
+
+static void adopt_job(void *ctx, int64_t id, const char *task, int attempt, const char *job_id, const char *key,
+		      const char *log)
+{
+	Executor *ex = ctx;
+	ex->adopt(ex, task, attempt, job_id, key, log, id);
+}
+
+static void mark_forced(void *ctx, Task *t)
+{
+	(void)ctx;
+	t->forced = 1;
+}
+
+static int verb_run(Options *o, int argc, char **argv)
+{
+	Graph *g = new_graph();
+	/* from here on Ctrl-C is a request the run answers (exit 130, nothing half-recorded),
+	 * even while the recipe loads: it stays pending until the scheduler takes it */
+	if (!o->dry_run)
+		os_block_signals();
+	/* the state loads on another thread while the recipe loads on this one */
+	Cache *c = open_cache(o, g, o->dry_run);
+	load_graph_with(o, g, c);
+	Buf gerr = {0};
+	if (graph_match(g, o->force, o->nforce, mark_forced, NULL, &gerr) != 0)
+		fatal("--force: %s", buf_str(&gerr));
+	GpuPool *gpus = gpu_pool_open(o->gpus, &gerr);
+	if (!gpus)
+		fatal("%s", buf_str(&gerr));
+	buf_free(&gerr);
+	gpu_set_busy_threshold(gpus, o->gpu_busy > 0 ? o->gpu_busy : 0.5, o->gpu_busy_util > 0 ? o->gpu_busy_util : 0.7);
+	int cpus = o->cpus ? o->cpus : os_cpu_count();
+	if (!o->cpus && o->jobs > cpus)
+		cpus = o->jobs; /* -j beyond the core count means "oversubscribe", as in make */
+	long long mem = o->mem_mib ? o->mem_mib : os_memory_mib();
+	check_resources(o, g, gpus, cpus, mem);
+	if (o->dry_run) {
+		int n = sched_plan(g, c, stdout, 0, o->jobs ? o->jobs : os_cpu_count() + gpu_count(gpus));
+		printf("kiln: %d task%s would run (dry run: nothing was started)\n", n, n == 1 ? "" : "s");
+		trace_mark("plan printed");
+		cache_close(c);
+		gpu_pool_free(gpus);
+		graph_free(g);
+		trace_mark("freed");
+		return 0;
+	}
+	/* attempts a killed kiln left running are re-attached; everything else of it is stopped */
+	Executor *ex = exec_local_new(c, o->detach);
+	int orphans = exec_local_take_over(ex, c, gpus);
+	exec_local_stop_stale(ex, g, 0); /* says what it stops */
+	if (orphans > 0)
+		fprintf(stderr, "kiln: stopped %d task process group%s left running by a kiln that was killed (not re-attached)\n",
+			orphans, orphans == 1 ? "" : "s");
+	Buf cmd = {0};
+	for (int i = 0; i < argc; i++)
+		buf_printf(&cmd, "%s%s", i ? " " : "", argv[i]);
+	int64_t run_id = orphans < 0 ? -1 : cache_begin_run(c, buf_str(&cmd));
+	buf_free(&cmd);
+	if (run_id < 0)
+		fatal("%s", cache_write_error(c));
+	Executor *slurm = NULL;
+	int any_slurm = 0;
+	for (int i = 0; i < g->ntasks; i++)
+		any_slurm |= g->tasks[i]->needed && runs_on_slurm(o, g->tasks[i]);
+	if (any_slurm) {
+		SlurmConfig sc = {.recipe = g->slurm, .max_jobs = o->max_jobs, .detach = o->detach, .run_id = run_id,
+				  .state_dir = KILN_DIR "/slurm"};
+		Buf serr = {0};
+		if (!(slurm = exec_slurm_new(&sc, &serr)))
+			fatal("%s", buf_str(&serr));
+		cache_each_open_job(c, adopt_job, slurm); /* jobs a killed or detached kiln left */
+	}
+	Executor *ssh = NULL;
+	int any_ssh = 0;
+	for (int i = 0; i < g->ntasks; i++)
+		any_ssh |= g->tasks[i]->needed && runs_on_ssh(o, g->tasks[i]);
+	if (any_ssh) {
+		SshConfig shc = {.g = g, .cache = c, .detach = o->detach, .run_id = run_id,
+				 .busy_mem = o->gpu_busy > 0 ? o->gpu_busy : 0.5,
+				 .busy_util = o->gpu_busy_util > 0 ? o->gpu_busy_util : 0.7, .state_dir = KILN_DIR "/ssh",
+				 .host_wait_sec = o->host_wait > 0 ? o->host_wait : 60};
+		Buf serr = {0};
+		if (!(ssh = exec_ssh_new(&shc, &serr)))
+			fatal("%s", buf_str(&serr));
+		cache_each_open_job(c, adopt_job, ssh); /* remote jobs a killed or detached kiln left */
+	}
+	Executor *plots = exec_plot_new(KILN_DIR "/state.db");
+	Executor *executors[4] = {ex, plots};
+	int nexecutors = 2;
+	if (slurm)
+		executors[nexecutors++] = slurm;
+	if (ssh)
+		executors[nexecutors++] = ssh;
+	Executor **task_exec = xmalloc(((size_t)g->ntasks + 1) * sizeof *task_exec);
+	for (int i = 0; i < g->ntasks; i++) { /* chosen once: the scheduler never asks */
+		Task *t = g->tasks[i];
+		task_exec[i] = t->opts->plot ? plots : slurm && runs_on_slurm(o, t) ? slurm : ssh && runs_on_ssh(o, t) ? ssh : ex;
+		if (task_exec[i] == ssh && t->needed && (t->shard || exec_runs_kiln(t)))
+			fatal("%s:%d: task \"%s\" %s: give it executor = \"local\" (or \"slurm\")", t->file, t->line, t->name,
+			      t->shard		? "belongs to a map{}, which runs on this machine only"
+			      : launch_wraps(t) ? "has ranks, which this kiln starts here and on Slurm, not yet on ssh hosts"
+						: "runs kiln itself (@kiln), which reads the state here");
+		if (task_exec[i] != slurm && t->needed && t->opts->rank_nodes > 1)
+			fatal("%s:%d: task \"%s\" spreads its ranks over %d nodes, but it runs on this machine only: run it with "
+			      "--executor slurm (or executor = \"slurm\"), or drop nnodes", t->file, t->line, t->name,
+			      t->opts->rank_nodes);
+		if (task_exec[i] == slurm && t->needed && t->opts->ports > (t->opts->torchrun != NULL || launch_wraps(t)))
+			fatal("%s:%d: task \"%s\" uses {port}: ports are reserved on this machine, and this kiln does not yet "
+			      "reserve them on a Slurm node (run it with executor = \"local\"; torchrun = {...} finds its "
+			      "rendezvous port on the first node itself)", t->file, t->line, t->name);
+		if (task_exec[i] != slurm && t->needed && t->opts->torchrun && t->opts->torchrun->nnodes > 1)
+			fatal("%s:%d: task \"%s\" asks torchrun for %d nodes, but it runs on this machine only: run it with "
+			      "--executor slurm (or executor = \"slurm\"), or set nnodes = 1", t->file, t->line, t->name,
+			      t->opts->torchrun->nnodes);
+	}
+	SchedOptions so = {
+		/* room for every known GPU besides the cores: GPU tasks are not capped by the CPU count */
+		.jobs = o->jobs ? o->jobs : os_cpu_count() + gpu_count(gpus),
+		.gpu_wait_sec = o->gpu_wait,
+		.keep_going = o->keep_going || g->keep_going,
+		.cpus = cpus,
+		.mem_mib = mem,
+		.kill_grace_sec = o->kill_grace >= 0 ? o->kill_grace : 2,
+		.log_dir = KILN_DIR "/logs",
+		.gpus = gpus,
+		.executors = executors,
+		.nexecutors = nexecutors,
+		.task_exec = task_exec,
+		.cache = c,
+	};
+	SchedSummary sum;
+	trace_mark("scheduler starts");
+	int rc = sched_run(g, &so, &sum);
+	trace_mark("scheduler done");
+	if (!o->detach && sum.stopped_by_signal != SIGHUP)
+		exec_local_stop_stale(ex, g, 1); /* left running only when this kiln leaves its own */
+	if (cache_end_run(c, rc == 0 ? "ok" : sum.stopped_by_signal ? "stopped" : "failed") != 0 && rc == 0) {
+		fprintf(stderr, "kiln: %s\n", cache_write_error(c));
+		rc = EXIT_TASK_FAILED;
+	}
+	cache_close(c);
+	trace_mark("state closed");
+	ex->destroy(ex);
+	plots->destroy(plots);
+	if (slurm)
+		slurm->destroy(slurm);
+	if (ssh)
+		ssh->destroy(ssh);
+	free(task_exec);
+	gpu_pool_free(gpus);
+	graph_free(g);
+	return rc;
+}
+
+/* kiln status, per ssh host: the last run there, and what would run that may only go there. */
+typedef struct {
+	Graph *g;
+	Cache *c;
+} HostView;
+
+static void print_host(void *ctx, const HistoryHost *h)
+{
+	HostView *v = ctx;
+	int pending = 0;
+	for (int i = 0; i < v->g->ntasks; i++) {
+		const Task *t = v->g->tasks[i];
+		for (int k = 0; k < t->opts->nhosts && t->needed && cache_will_run(v->c, t); k++)
+			pending += !strcmp(t->opts->hosts[k], h->host);
+	}
+	char gpu[32];
+	format_duration(h->gpu_sec, gpu, sizeof gpu);
+	printf("kiln: host %s (last run there): %d done, %d failed, %d lost, %d stopped, GPU time %s; holds %d path%s kiln "
+	       "copied or left there; %d pending that name it (host/hosts)\n", h->host, h->done, h->failed, h->lost, h->stopped,
+	       gpu, h->holds, h->holds == 1 ? "" : "s", pending);
+}
+
+static int verb_status(Options *o, int argc, char **argv)
+{
+	(void)argc, (void)argv;
+	Graph *g = new_graph();
+	Cache *c = open_cache(o, g, 1);
+	load_graph_with(o, g, c);
+	Buf ignored = {0}; /* a bad --gpus only changes the slot count here */
+	GpuPool *pool = gpu_pool_open(o->gpus, &ignored);
+	int n = sched_plan(g, c, stdout, o->all, o->jobs ? o->jobs : os_cpu_count() + gpu_count(pool));
+	gpu_pool_free(pool);
+	buf_free(&ignored);
+	printf(n ? "kiln: %d task%s would run\n" : "kiln: everything is up to date\n", n, n == 1 ? "" : "s");
+	HostView view = {g, c};
+	cache_each_host(c, print_host, &view);
+	cache_close(c);
+	graph_free(g);
+	return 0;
+}
+
+static int verb_why(Options *o, int argc, char **argv)
+{
+	(void)argc, (void)argv;
+	if (o->ntargets != 1)
+		fatal("usage: kiln why [RECIPE] TASK");
+	Graph *g = new_graph();
+	Cache *c = open_cache(o, g, 1);
+	load_graph_with(o, g, c);
+	Task *t = graph_find(g, o->targets[0]);
+	if (!t)
+		fatal("no task named \"%s\" (see `kiln list`)", o->targets[0]);
+	cache_plan(c, g, NULL, NULL); /* t and what it needs (the targets) decided, quietly */
+	Buf out = {0};
+	cache_explain(c, t, &out);
+	printf("%s: %s", t->name, buf_str(&out));
+	/* the key holds the command with its placeholders; the latest log, what ran */
+	buf_reset(&out);
+	size_t len;
+	char *log = cache_last_log(c, t->name, &out) == 0 ? read_file(buf_str(&out), &len) : NULL;
+	char *ran = log ? strstr(log, "\n# command: ") : NULL;
+	if (ran)
+		printf("%s: its latest attempt ran: %.*s\n", t->name, (int)strcspn(ran + 12, "\n"), ran + 12);
+	free(log);
+	buf_free(&out);
+	cache_close(c);
+	graph_free(g);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	trace_mark("start");
+	Options o = {.kill_grace = -1, .store_max_mib = 1024, .threshold = -1};
+	signal(SIGPIPE, SIG_DFL);
+	/* past a file-size limit (ulimit -f, batch systems) a write fails with EFBIG, which
+	 * the state and the logs report as they do a full disk, instead of killing kiln;
+	 * commands get the default back (os_spawn) */
+	signal(SIGXFSZ, SIG_IGN);
+	if (argc > 1 && !strcmp(argv[1], "launch")) /* a task's ranks (launch.c): its own arguments */
+		return launch_main(argc - 2, argv + 2);
+	parse_args(argc, argv, &o);
+	int rc = -1;
+	size_t i = 0;
+	while (i < sizeof verbs / sizeof *verbs && strcmp(verbs[i].verb, o.verb))
+		i++;
+	if (i == sizeof verbs / sizeof *verbs)
+		fatal("unknown verb \"%s\" (verbs: run status why list graph log clean gc metrics plot report help)", o.verb);
+	rc = verbs[i].fn(&o, argc, argv);
+	params_free(&o.params);
+	free(o.targets);
+	free(o.force);
+	free(o.recipe_abs);
+	return rc;
+}

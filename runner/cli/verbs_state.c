@@ -1,0 +1,146 @@
+/* verbs_state.c — the verbs that read attempts back or prune what runs leave: kiln log (an
+ * attempt's log: the latest, one by number, or all of a task's), kiln gc (stored outputs
+ * nothing refers to, and old attempt logs) and kiln clean (outputs and recorded successes,
+ * or with --all the whole of .kiln/). */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../../cache/cache.h"
+#include "cli.h"
+
+/* The logs `kiln gc` keeps per task beyond the latest run's and the latest success's. */
+#define KEEP_LOGS_PER_TASK 5
+
+static void print_file(const char *path)
+{
+	size_t len;
+	char *text = read_file(path, &len);
+	if (!text)
+		fatal("cannot read %s: %s", path, strerror(errno));
+	fwrite(text, 1, len, stdout);
+	free(text);
+}
+
+typedef struct {
+	int want;      /* an attempt number, 0: every one (--all) */
+	int printed;
+} LogQuery;
+
+static void print_attempt_log(void *ctx, int attempt, long long run_id, const char *outcome, const char *log)
+{
+	LogQuery *q = ctx;
+	if (q->want && attempt != q->want)
+		return;
+	if (!q->want) /* --all: each log under a line naming its attempt */
+		printf("%s==> attempt %d (run %lld, %s): %s <==\n", q->printed ? "\n" : "", attempt, run_id, outcome, log);
+	q->printed++;
+	if (access(log, F_OK) != 0)
+		printf("(%s was removed by kiln gc)\n", log);
+	else
+		print_file(log);
+}
+
+int verb_log(Options *o, int argc, char **argv)
+{
+	(void)argc, (void)argv;
+	const char *number = o->ntargets == 2 ? o->targets[1] : NULL;
+	if (o->ntargets < 1 || o->ntargets > 2 || (number && (strspn(number, "0123456789") != strlen(number) || !*number)))
+		fatal("usage: kiln log TASK [N | --all] (N: an attempt number, as in its log's name TASK@N.log)");
+	CacheOptions copt = {.readonly = 1};
+	Buf err = {0}, path = {0};
+	Cache *c = cache_open(KILN_DIR, NULL, &copt, &err);
+	if (!c || cache_loaded(c, &err) != 0)
+		fatal("no log recorded for task \"%s\" in this workspace (has it run?)", o->targets[0]);
+	if (number || o->all) {
+		LogQuery q = {number ? atoi(number) : 0, 0};
+		cache_each_attempt_log(c, o->targets[0], print_attempt_log, &q);
+		if (!q.printed && number)
+			fatal("task \"%s\" has no attempt %s with a log (kiln log %s --all lists them)", o->targets[0],
+			      number, o->targets[0]);
+		if (!q.printed)
+			fatal("no log recorded for task \"%s\" in this workspace (has it run?)", o->targets[0]);
+	} else {
+		if (cache_last_log(c, o->targets[0], &path) != 0)
+			fatal("no log recorded for task \"%s\" in this workspace (has it run?)", o->targets[0]);
+		print_file(buf_str(&path));
+	}
+	cache_close(c);
+	buf_free(&path);
+	buf_free(&err);
+	return 0;
+}
+
+int verb_gc(Options *o, int argc, char **argv)
+{
+	(void)o, (void)argc, (void)argv;
+	Graph *g = graph_new("/");
+	CacheOptions copt = {.store_max_mib = o->store_max_mib};
+	Buf err = {0};
+	Cache *c = cache_open(KILN_DIR, g, &copt, &err);
+	if (!c || cache_loaded(c, &err) != 0)
+		fatal("%s", buf_str(&err));
+	long long bytes, log_bytes;
+	int n = cache_gc(c, &bytes);
+	int logs = cache_gc_logs(c, KILN_DIR "/logs", KEEP_LOGS_PER_TASK, &log_bytes);
+	printf("kiln: removed %d unreferenced object%s (%.1f MiB) and %d old attempt log%s (%.1f MiB)\n", n,
+	       n == 1 ? "" : "s", bytes / 1048576.0, logs, logs == 1 ? "" : "s", log_bytes / 1048576.0);
+	cache_close(c);
+	graph_free(g);
+	buf_free(&err);
+	return 0;
+}
+
+static void mark_needed(void *ctx, Task *t)
+{
+	(void)ctx;
+	t->needed = 1;
+}
+
+/* kiln clean: the named tasks (all without names; with --deps what they need too) lose
+ * their outputs and their recorded successes, so the next run runs them. */
+int verb_clean(Options *o, int argc, char **argv)
+{
+	(void)argc, (void)argv;
+	Graph *g = new_graph();
+	Cache *c = open_cache(o, g, 0); /* the workspace lock: no run may be writing meanwhile */
+	load_graph_with(o, g, c);
+	Buf err = {0};
+	if (o->ntargets && !o->deps) { /* only what the targets name, not what they depend on */
+		for (int i = 0; i < g->ntasks; i++)
+			g->tasks[i]->needed = 0;
+		graph_match(g, o->targets, o->ntargets, mark_needed, NULL, &err);
+	}
+	int removed = 0, forgotten = 0;
+	for (int i = 0; i < g->ntasks; i++) {
+		Task *t = g->tasks[i];
+		if (!t->needed)
+			continue;
+		int had = 0;
+		for (int j = 0; j < t->noutputs + t->opts->nresume; j++) { /* resume state goes too */
+			struct stat st;
+			const char *p = j < t->noutputs ? t->outputs[j] : t->opts->resume[j - t->noutputs];
+			if (lstat(p, &st) == 0 && (S_ISDIR(st.st_mode) ? remove_tree(p) : unlink(p)) == 0)
+				removed++, had++;
+		}
+		if (!o->all && cache_forget(c, t) != 0)
+			fatal("cannot write %s/state.db: %s", KILN_DIR, cache_write_error(c) ? cache_write_error(c) : "?");
+		forgotten++;
+		if (o->ntargets)
+			printf("cleaned   %s (%d output%s removed)\n", t->name, had, had == 1 ? "" : "s");
+	}
+	printf("kiln: removed %d output%s; %d task%s will run again\n", removed, removed == 1 ? "" : "s", forgotten,
+	       forgotten == 1 ? "" : "s");
+	if (!o->all)
+		cache_close(c);
+	else if (cache_close_removing(c, KILN_DIR) != 0)
+		fatal("could not remove all of %s/ (see the messages above); remove it by hand when no kiln runs", KILN_DIR);
+	else
+		printf("kiln: removed %s/ (state, logs, stored outputs)\n", KILN_DIR);
+	graph_free(g);
+	return 0;
+}

@@ -1,0 +1,471 @@
+/* exec_local.c — the local executor: each attempt runs under kiln-keeper (runner/keeper.c)
+ * in a session of its own, the command spawned directly (posix_spawn, no shell for argv
+ * commands) as the leader of its own process group, with stdin from /dev/null and
+ * stdout+stderr into its log. An attempt ends when its whole group is gone: processes the
+ * command left behind are stopped by the keeper (SIGTERM, SIGKILL after the grace period)
+ * before it writes the exit status, so nothing of an attempt writes after it. The attempt
+ * outlives a killed kiln; exec_local_attach.c re-attaches to it. */
+#define _GNU_SOURCE
+#include "exec_local_internal.h"
+#include "../../base/os.h"
+#include "keeper.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+/* environ, minus what kiln or the task sets, plus those. Returned array is malloc'd;
+ * the strings belong to environ, the job or the arena (task env is joined here). */
+static char **build_env(const Job *job, Buf *scratch)
+{
+	const Task *t = job->task;
+	size_t n = 0, extra = 0;
+	while (environ[n])
+		n++;
+	for (char **e = job->env; e && *e; e++)
+		extra++;
+	char **env = xmalloc((n + extra + (size_t)t->nenv + 3) * sizeof *env);
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++) {
+		const char *eq = strchr(environ[i], '=');
+		size_t kl = eq ? (size_t)(eq - environ[i]) : strlen(environ[i]);
+		int overridden = 0;
+		for (char **e = job->env; e && *e && !overridden; e++)
+			overridden = !strncmp(*e, environ[i], kl) && (*e)[kl] == '=';
+		for (int j = 0; j < t->nenv && !overridden; j++)
+			overridden = strlen(t->env[j].key) == kl && !strncmp(t->env[j].key, environ[i], kl);
+		overridden |= !strncmp(environ[i], "KILN_WORKSPACE=", 15);
+		if (!overridden)
+			env[k++] = environ[i];
+	}
+	env[k++] = (char *)exec_workspace_marker();
+	for (char **e = job->env; e && *e; e++)
+		env[k++] = *e;
+	const char *path_entry = exec_path_entry();
+	int task_sets_path = 0;
+	for (int j = 0; j < t->nenv; j++)
+		task_sets_path |= !strcmp(t->env[j].key, "PATH");
+	if (!task_sets_path) {
+		for (size_t i = 0; i < k; i++)
+			if (!strncmp(env[i], "PATH=", 5))
+				env[i] = env[--k];
+		env[k++] = (char *)path_entry;
+	}
+	/* task env strings "K=V" are laid out in one scratch buffer; offsets become pointers */
+	size_t offsets[t->nenv + 1];
+	buf_reset(scratch);
+	for (int j = 0; j < t->nenv; j++) {
+		offsets[j] = scratch->len;
+		char *value = exec_expand_attempt(t->env[j].value, job);
+		buf_printf(scratch, "%s=%s", t->env[j].key, value ? value : t->env[j].value);
+		free(value);
+		buf_putc(scratch, 0);
+	}
+	for (int j = 0; j < t->nenv; j++)
+		env[k++] = scratch->data + offsets[j];
+	env[k] = NULL;
+	return env;
+}
+
+/* Finds prog on the task's PATH (posix_spawnp would search kiln's own PATH); results are
+ * cached, since grids spawn the same few programs thousands of times. NULL if not found. */
+static const char *resolve_program(LocalExec *le, const char *prog, char **env)
+{
+	StrMap *cache = &le->programs;
+	if (strchr(prog, '/'))
+		return prog;
+	const char *path = "/usr/local/bin:/usr/bin:/bin";
+	for (char **e = env; *e; e++)
+		if (!strncmp(*e, "PATH=", 5))
+			path = *e + 5;
+	char *key = xasprintf("%s\n%s", prog, path);
+	const char *hit = strmap_get(cache, key);
+	if (hit) {
+		free(key);
+		return hit;
+	}
+	char *found = NULL;
+	for (const char *p = path; !found;) {
+		const char *colon = strchr(p, ':');
+		size_t n = colon ? (size_t)(colon - p) : strlen(p);
+		char *cand = xasprintf("%.*s/%s", (int)n, n ? p : ".", prog);
+		if (access(cand, X_OK) == 0)
+			found = cand;
+		else
+			free(cand);
+		if (!colon)
+			break;
+		p = colon + 1;
+	}
+	if (found)
+		strmap_put(cache, key, found);
+	else
+		free(key);
+	return found;
+}
+
+/* Starts this run's keeper, the parent of its attempts (keeper.c): 0, or an errno value. */
+static int start_keeper(LocalExec *le)
+{
+	int sv[2];
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
+		return errno;
+	int size = KEEPER_MAX_MESSAGE + 4096;
+	setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
+	setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
+	char *argv[] = {le->keeper, NULL};
+	/* nothing of kiln's stdio: whoever reads kiln's output must not wait for the keeper */
+	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+	OsSpawn spawn = {.program = le->keeper, .argv = argv, .in_fd = sv[1], .out_fd = null, .err_fd = null,
+			 .new_session = 1};
+	int rc = null < 0 ? errno : os_spawn(&spawn, &le->keeper_pid);
+	close(sv[1]);
+	if (null >= 0)
+		close(null);
+	if (rc != 0) {
+		close(sv[0]);
+		return rc;
+	}
+	os_children_watch(le->keeper_pid);
+	le->sock = sv[0];
+	le->keeper_start = os_process_start(le->keeper_pid);
+	return 0;
+}
+
+static Job *job_of_token(LocalExec *le, uint32_t token)
+{
+	for (int i = 0; i < le->njobs; i++)
+		if (!le->jobs[i]->adopted && (uint32_t)le->jobs[i]->exec_token == token)
+			return le->jobs[i];
+	return NULL;
+}
+
+/* An attempt's group is gone: it moves to the ended list with how its leader ended. */
+static void job_over(LocalExec *le, Job *job, int status)
+{
+	if (WIFEXITED(status)) {
+		job->end = JOB_EXITED;
+		job->exit_code = WEXITSTATUS(status);
+	} else {
+		job->end = JOB_SIGNALED;
+		job->term_signal = WTERMSIG(status);
+	}
+	job->ended_ns = now_mono_ns();
+	for (int i = 0; i < le->njobs; i++)
+		if (le->jobs[i] == job)
+			le->jobs[i] = le->jobs[--le->njobs];
+	exec_push_job(&le->ended, &le->nended, &le->ended_cap, job);
+}
+
+/* Takes one message from the keeper: an end is filed, a start's answer returned in
+ * started. Returns 1 for a message, 0 when none waits (nonblocking), -1 when the keeper is
+ * gone. */
+static int keeper_message(LocalExec *le, int block, KeeperStarted *started)
+{
+	char msg[64];
+	ssize_t n = recv(le->sock, msg, sizeof msg, block ? 0 : MSG_DONTWAIT);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return 0;
+	if (n <= 0)
+		return -1;
+	if (msg[0] == 'E' && n >= (ssize_t)sizeof(KeeperEnd)) {
+		KeeperEnd e;
+		memcpy(&e, msg, sizeof e);
+		le->ends_read++;
+		Job *job = job_of_token(le, e.token);
+		if (job)
+			job_over(le, job, e.status);
+	} else if (msg[0] == 'P' && n >= (ssize_t)sizeof(KeeperStarted) && started) {
+		memcpy(started, msg, sizeof *started);
+	}
+	return 1;
+}
+
+/* The keeper died (killed on its own): the attempts it kept can say nothing any more, so
+ * they are stopped and end as killed; the next start brings up a new keeper. */
+static void keeper_lost(LocalExec *le)
+{
+	close(le->sock);
+	le->sock = -1;
+	le->keeper_pid = 0;
+	for (int i = le->njobs - 1; i >= 0; i--) {
+		Job *job = le->jobs[i];
+		if (job->adopted)
+			continue;
+		kill(-job->pid, SIGKILL);
+		job_over(le, job, SIGKILL); /* a wait status "killed by SIGKILL" */
+	}
+}
+
+/* Sends the start of job to the keeper and waits for its answer: 0, or an errno value. */
+static int keeper_start(LocalExec *le, Job *job, const char *program, const char *const *argv, int argc,
+			char **env, const char *exit_path)
+{
+	if (le->sock < 0) {
+		int rc = start_keeper(le);
+		if (rc != 0)
+			return rc;
+	}
+	int nenv = 0;
+	while (env[nenv])
+		nenv++;
+	KeeperStart head = {'S', ++le->next_token, (uint32_t)(job->grace_ns / 1000000), (uint32_t)argc, (uint32_t)nenv};
+	Buf msg = {0};
+	buf_put(&msg, &head, sizeof head);
+	const char *fixed[] = {job->log_path, exit_path, job->task->opts->cwd ? job->task->opts->cwd : "", program};
+	for (int i = 0; i < 4; i++)
+		buf_put(&msg, fixed[i], strlen(fixed[i]) + 1);
+	for (int i = 0; i < argc; i++)
+		buf_put(&msg, argv[i], strlen(argv[i]) + 1);
+	for (int i = 0; i < nenv; i++)
+		buf_put(&msg, env[i], strlen(env[i]) + 1);
+	int rc = msg.len > KEEPER_MAX_MESSAGE ? E2BIG : send(le->sock, msg.data, msg.len, MSG_NOSIGNAL) < 0 ? errno : 0;
+	buf_free(&msg);
+	KeeperStarted started = {0};
+	while (rc == 0 && started.type != 'P')
+		if (keeper_message(le, 1, &started) < 0)
+			rc = EPIPE;
+	if (rc == EPIPE || (rc != 0 && rc != E2BIG)) {
+		keeper_lost(le);
+		return rc;
+	}
+	if (rc == 0 && started.pid <= 0)
+		rc = -started.pid;
+	if (rc == 0) {
+		job->pid = started.pid;
+		job->exec_token = (int)head.token;
+		le->last_start = started.start;
+	}
+	return rc;
+}
+
+static int local_start(Executor *ex, Job *job)
+{
+	LocalExec *le = ex->impl;
+	const Task *t = job->task;
+	job->started_ns = now_mono_ns();
+	job->end = JOB_RUNNING;
+	if (le->nadopted && local_reattach(ex, job))
+		return 0;
+	int fd = exec_open_log(job);
+	if (fd < 0) {
+		job->end = JOB_START_FAILED;
+		fprintf(stderr, "kiln: cannot open log %s: %s\n", job->log_path, strerror(errno));
+		goto ended;
+	}
+	exec_write_log_header(fd, job);
+
+	/* this attempt's ports and device count go into the words that name them */
+	char *shell = t->shell ? exec_expand_attempt(t->shell, job) : NULL;
+	const char *sh_argv[] = {"/bin/sh", "-c", shell ? shell : t->shell, NULL};
+	int argc = t->shell ? 3 : t->argc;
+	const char **argv = xcalloc((size_t)argc + 1, sizeof *argv);
+	char **expanded = xcalloc((size_t)argc + 1, sizeof *expanded); /* words made for this attempt */
+	for (int i = 0; i < argc; i++) {
+		expanded[i] = t->shell ? NULL : exec_expand_attempt(t->argv[i], job);
+		argv[i] = expanded[i] ? expanded[i] : t->shell ? sh_argv[i] : exec_argv_word(t, i);
+	}
+	char *exit_path = local_exit_path(job->log_path);
+	unlink(exit_path);
+	Buf scratch = {0};
+	char **env = build_env(job, &scratch);
+	const char *program = resolve_program(le, argv[0], env);
+	int rc = t->opts->cwd && mkdirs(t->opts->cwd, 0777) != 0 ? errno : 0; /* made if missing, never emptied */
+	if (rc == 0)
+		rc = program ? keeper_start(le, job, program, argv, argc, env, exit_path) : ENOENT;
+	char msg[512];
+	int n = rc == 0 ? 0
+			: snprintf(msg, sizeof msg, "kiln: cannot start %s: %s%s\n", argv[0], strerror(rc),
+				   rc == ENOENT ? " (is it installed and on PATH?)" : "");
+	free(env);
+	free(exit_path);
+	for (int i = 0; i < argc; i++)
+		free(expanded[i]);
+	free(expanded);
+	free(argv);
+	free(shell);
+	buf_free(&scratch);
+	if (rc != 0) {
+		if (n >= (int)sizeof msg)
+			n = (int)sizeof msg - 1;
+		exec_write_all(fd, msg, (size_t)n);
+		close(fd);
+		job->end = JOB_START_FAILED;
+		job->exit_code = 127;
+		goto ended;
+	}
+	close(fd);
+	/* the id a later kiln re-attaches by: the leader's and the keeper's pid and start time */
+	snprintf(job->job_id, sizeof job->job_id, "local/%s/%d/%lld/%d/%lld/%s", os_hostname(), (int)job->pid,
+		 le->last_start, (int)le->keeper_pid, le->keeper_start, job->gpu_list);
+	exec_push_job(&le->jobs, &le->njobs, &le->cap, job);
+	return 0;
+ended:
+	job->ended_ns = now_mono_ns();
+	exec_push_job(&le->ended, &le->nended, &le->ended_cap, job);
+	return -1;
+}
+
+/* Whether an adopted attempt (not this kiln's keeper's) ended: its exit file says how; its
+ * leader and keeper both gone without one, it was killed. Killed by a signal while no kiln
+ * watched (someone's kill, the OOM killer), it is lost, not failed: it runs again. */
+static int adopted_ended(LocalExec *le, Job *job)
+{
+	char *exit_path = local_exit_path(job->log_path);
+	int ended = local_read_exit_file(exit_path, job);
+	if (!ended && !local_job_alive(job->job_id) && !(ended = local_read_exit_file(exit_path, job))) {
+		ended = 1; /* gone without a word */
+		job->end = JOB_SIGNALED;
+		job->term_signal = SIGKILL;
+	}
+	if (ended && job->end == JOB_SIGNALED) { /* no kiln saw it, none sent it: not the task's failure */
+		snprintf(job->reason, sizeof job->reason, "killed by signal %d while no kiln watched", job->term_signal);
+		job->end = JOB_LOST;
+	}
+	if (ended) { /* removed once the run's records are committed (local_destroy) */
+		le->exits = xrealloc(le->exits, (size_t)(le->nexits + 1) * sizeof *le->exits);
+		le->exits[le->nexits++] = exit_path;
+		job->ended_ns = now_mono_ns();
+	} else {
+		free(exit_path);
+	}
+	return ended;
+}
+
+static int local_reap(Executor *ex, Job **out, int max)
+{
+	LocalExec *le = ex->impl;
+	int n = 0, status;
+	os_children_reap(); /* every child: the keeper, other executors' helpers, orphans */
+	if (le->keeper_pid && os_children_take(le->keeper_pid, &status)) {
+		while (keeper_message(le, 0, NULL) > 0) /* what it said before it died */
+			;
+		keeper_lost(le);
+	}
+	while (le->sock >= 0 && keeper_message(le, 0, NULL) > 0)
+		;
+	for (int i = 0; i < le->njobs; i++) {
+		Job *job = le->jobs[i];
+		if (!job->adopted || !adopted_ended(le, job))
+			continue;
+		le->jobs[i--] = le->jobs[--le->njobs];
+		exec_push_job(&le->ended, &le->nended, &le->ended_cap, job);
+	}
+	while (le->nended > 0 && n < max)
+		out[n++] = le->ended[--le->nended];
+	return n;
+}
+
+static int local_poll_ms(Executor *ex)
+{
+	LocalExec *le = ex->impl;
+	for (int i = 0; i < le->njobs; i++)
+		if (le->jobs[i]->adopted)
+			return 200; /* another keeper's: only its exit file tells of its end */
+	return -1;
+}
+
+static void local_committed(Executor *ex)
+{
+	LocalExec *le = ex->impl;
+	if (le->sock < 0 || le->ends_read == le->ends_confirmed)
+		return;
+	KeeperRecorded c = {'C', le->ends_read}; /* every end read so far is in the commit */
+	if (send(le->sock, &c, sizeof c, MSG_NOSIGNAL | MSG_DONTWAIT) == (ssize_t)sizeof c)
+		le->ends_confirmed = le->ends_read;
+}
+
+static void local_signal(Executor *ex, Job *job, int sig)
+{
+	(void)ex;
+	if (job->pid > 0) { /* the attempt's process group (its keeper stays outside it) */
+		kill(-job->pid, sig);
+		if (sig == SIGTERM)
+			kill(-job->pid, SIGCONT); /* a stopped group must wake to see SIGTERM */
+	}
+}
+
+static int local_detach(Executor *ex, Job *job, int hangup)
+{
+	LocalExec *le = ex->impl;
+	if (!le->detach && !hangup)
+		return 0;
+	for (int i = 0; i < le->njobs; i++) /* it runs on under its keeper; this kiln forgets it */
+		if (le->jobs[i] == job)
+			le->jobs[i] = le->jobs[--le->njobs];
+	le->detached++;
+	return 1;
+}
+
+static void local_destroy(Executor *ex)
+{
+	LocalExec *le = ex->impl;
+	if (le->sock >= 0) { /* the keeper keeps what runs on and what was not recorded */
+		send(le->sock, "B", 1, MSG_NOSIGNAL);
+		close(le->sock);
+		if (!le->detached) /* it has nothing left to keep and exits: reaped here, not left a zombie */
+			waitpid(le->keeper_pid, NULL, 0);
+	}
+	for (int i = 0; i < le->nexits; i++) {
+		unlink(le->exits[i]);
+		free(le->exits[i]);
+	}
+	free(le->exits);
+	exec_adopted_free(le->adopted, le->nadopted);
+	free(le->keeper);
+	free(le->jobs);
+	free(le->ended);
+	const char *key;
+	void *value;
+	for (size_t i = 0; strmap_next(&le->programs, &i, &key, &value);) {
+		free((char *)key);
+		free(value);
+	}
+	strmap_free(&le->programs);
+	free(le);
+	free(ex);
+}
+
+Executor *exec_local_new(struct Cache *cache, int detach)
+{
+	Executor *ex = xcalloc(1, sizeof *ex);
+	ex->name = "local";
+	ex->title = "local";
+	ex->local_slots = 1;
+	ex->kiln_timeouts = 1;
+	ex->kiln_ports = 1;
+	ex->reattaches = 1;
+	ex->start = local_start;
+	ex->reap = local_reap;
+	ex->signal = local_signal;
+	ex->poll_ms = local_poll_ms;
+	ex->has_room = NULL;
+	ex->detach = local_detach;
+	ex->adopt = local_adopt;
+	ex->adoptable = local_adoptable;
+	ex->committed = local_committed;
+	ex->destroy = local_destroy;
+	LocalExec *le = xcalloc(1, sizeof(LocalExec));
+	le->sock = -1;
+	le->cache = cache;
+	le->detach = detach;
+	char *dir = xstrdup(exec_self()), *slash = strrchr(dir, '/');
+	if (slash)
+		*slash = 0;
+	le->keeper = xasprintf("%s/kiln-keeper", dir); /* built and installed beside kiln */
+	free(dir);
+	ex->impl = le;
+	/* orphaned processes that reach kiln (of a keeper killed on its own) are reaped here */
+	os_become_subreaper();
+	return ex;
+}

@@ -1,0 +1,331 @@
+/* exec_local_attach.c — re-attaching to local attempts a previous kiln left: by their
+ * records (job id "local/HOST/PID/START/GPUS"), or, for starts a killed kiln never
+ * committed, by their keepers' command lines; stopping the stale ones (their task's key
+ * changed, or left the recipe). */
+#define _GNU_SOURCE
+#include "exec_local_internal.h"
+#include "../../base/os.h"
+#include "../../cache/cache.h"
+#include "gpu.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* "<log without .log>.exit": where the attempt's keeper writes how it ended. malloc'd. */
+char *local_exit_path(const char *log_path)
+{
+	size_t n = strlen(log_path);
+	if (n > 4 && !strcmp(log_path + n - 4, ".log"))
+		n -= 4;
+	return xasprintf("%.*s.exit", (int)n, log_path);
+}
+
+int local_parse_id(const char *id, pid_t *pid, long long *start, pid_t *keeper, long long *keeper_start)
+{
+	const char *host = os_hostname();
+	size_t hl = strlen(host);
+	if (strncmp(id, "local/", 6) || strncmp(id + 6, host, hl) || id[6 + hl] != '/')
+		return -1;
+	int p, k;
+	if (sscanf(id + 7 + hl, "%d/%lld/%d/%lld", &p, start, &k, keeper_start) != 4)
+		return -1;
+	*pid = p;
+	*keeper = k;
+	return 0;
+}
+
+int local_job_alive(const char *job_id)
+{
+	pid_t pid, keeper;
+	long long start, keeper_start;
+	if (local_parse_id(job_id, &pid, &start, &keeper, &keeper_start) != 0)
+		return 0;
+	/* a start time unknown (-1) never matches: a process that is gone reads as -1 too */
+	return (start > 0 && os_process_start(pid) == start) || (keeper_start > 0 && os_process_start(keeper) == keeper_start);
+}
+
+int exec_local_is_job_id(const char *id) { return !strncmp(id, "local/", 6); }
+
+/* Reads the keeper's exit file into job (end, code, signal): 1 when it is there. */
+int local_read_exit_file(const char *path, Job *job)
+{
+	size_t len;
+	char *text = read_file(path, &len);
+	if (!text)
+		return 0;
+	int n = 0;
+	if (sscanf(text, "exit %d", &n) == 1)
+		job->end = JOB_EXITED, job->exit_code = n;
+	else if (sscanf(text, "signal %d", &n) == 1)
+		job->end = JOB_SIGNALED, job->term_signal = n;
+	else
+		job->end = JOB_START_FAILED, job->exit_code = 127;
+	free(text);
+	return 1;
+}
+
+/* Whether a local attempt a previous kiln left open can be re-attached to: its leader or
+ * its keeper still runs on this host (their sessions go to spare: the orphan sweep leaves
+ * them alone), or it ended and its keeper left its exit file beside log_path. */
+static int reattachable(const char *job_id, const char *log_path, pid_t **spare, int *nspare)
+{
+	pid_t pid, keeper;
+	long long start, keeper_start;
+	if (local_parse_id(job_id, &pid, &start, &keeper, &keeper_start) != 0)
+		return 0;
+	int alive = 0;
+	pid_t both[2] = {pid, keeper};
+	long long starts[2] = {start, keeper_start};
+	for (int i = 0; i < 2; i++)
+		if (starts[i] > 0 && os_process_start(both[i]) == starts[i]) { /* -1: unknown or gone */
+			*spare = xrealloc(*spare, (size_t)(*nspare + 1) * sizeof **spare);
+			(*spare)[(*nspare)++] = both[i];
+			alive = 1;
+		}
+	if (alive)
+		return 1;
+	char *exit_path = local_exit_path(log_path);
+	int ended = access(exit_path, F_OK) == 0;
+	free(exit_path);
+	return ended;
+}
+
+void local_adopt(Executor *ex, const char *task, int attempt, const char *job_id, const char *key_hex,
+		 const char *log_path, long long attempt_row)
+{
+	LocalExec *le = ex->impl;
+	exec_adopted_add(&le->adopted, &le->nadopted, task, attempt, job_id, key_hex, log_path, attempt_row);
+}
+
+static AdoptedJob *adopted_for(LocalExec *le, const Task *t)
+{
+	for (int i = 0; i < le->nadopted; i++)
+		if (!le->adopted[i].used && !strcmp(le->adopted[i].task, t->name))
+			return &le->adopted[i];
+	return NULL;
+}
+
+/* The device list at the end of a local job id "local/HOST/PID/START/KPID/KSTART/GPUS"
+ * ("" when none). */
+static const char *gpus_of_id(const char *id)
+{
+	int slashes = 0;
+	for (const char *p = id; *p; p++)
+		if (*p == '/' && ++slashes == 6)
+			return p + 1;
+	return "";
+}
+
+int local_adoptable(Executor *ex, const Task *t, const char *key_hex, char *gpus)
+{
+	LocalExec *le = ex->impl;
+	AdoptedJob *a = adopted_for(le, t);
+	snprintf(gpus, 128, "%s", a ? gpus_of_id(a->job_id) : "");
+	return exec_adopted_matches(le->adopted, le->nadopted, t, key_hex);
+}
+
+/* The devices adopted attempts hold (ids, at most max): leased before anything starts,
+ * so no task is given a device a re-attached attempt still uses. */
+static int adopted_gpus(Executor *local, int *ids, int max)
+{
+	LocalExec *le = local->impl;
+	int n = 0;
+	for (int i = 0; i < le->nadopted; i++)
+		n += gpu_parse_list(gpus_of_id(le->adopted[i].job_id), ids + n, max - n);
+	return n;
+}
+
+/* Stops an adopted attempt and waits until its group is gone (its task's key changed: it is
+ * stale and must not write beside the new one): SIGTERM, SIGKILL after 5 s. */
+static void stop_stale(LocalExec *le, AdoptedJob *a)
+{
+	pid_t pid, keeper;
+	long long start, keeper_start;
+	char *exit_path = local_exit_path(a->log);
+	if (local_parse_id(a->job_id, &pid, &start, &keeper, &keeper_start) == 0 && start > 0 &&
+	    os_process_start(pid) == start) {
+		kill(-pid, SIGTERM);
+		kill(-pid, SIGCONT);
+		for (int i = 0; i < 1000 && (kill(-pid, 0) == 0 || errno == EPERM); i++) { /* 20 s at most */
+			if (i == 250)
+				kill(-pid, SIGKILL); /* 5 s of grace are over */
+			struct timespec pause = {0, 20000000};
+			nanosleep(&pause, NULL);
+		}
+	}
+	unlink(exit_path);
+	free(exit_path);
+	if (le->cache)
+		cache_attempt_ended(le->cache, a->row, -1, "stopped: the task's key changed since it started", NULL);
+}
+
+/* The value of NAME=... in a NUL-separated environment block, or NULL. */
+static const char *env_value(const char *env, size_t len, const char *name)
+{
+	size_t n = strlen(name);
+	for (size_t off = 0; off < len; off += strlen(env + off) + 1)
+		if (!strncmp(env + off, name, n) && env[off + n] == '=')
+			return env + off + n + 1;
+	return NULL;
+}
+
+/* The parent of pid and its start time, from /proc/PID/stat; 0 when unknown. */
+static pid_t parent_of(pid_t pid)
+{
+	char path[64];
+	size_t len;
+	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+	char *text = read_file(path, &len);
+	const char *p = text ? strrchr(text, ')') : NULL;
+	int ppid = 0;
+	if (p && sscanf(p + 1, " %*c %d", &ppid) != 1)
+		ppid = 0;
+	free(text);
+	return ppid;
+}
+
+/* Finds attempts of this workspace running on this host that no record names (a kiln
+ * killed between a start and its next commit): session leaders whose parent is a keeper,
+ * carrying the workspace marker and KILN_TASK, KILN_ATTEMPT, KILN_KEY and KILN_PROGRESS
+ * (whose name gives the log's). Adopts them with attempt row 0, their and their keepers'
+ * sessions appended to spare. Returns how many. */
+static int find_unrecorded(Executor *local, const char *marker, pid_t **spare, int *nspare)
+{
+	LocalExec *le = local->impl;
+	DIR *proc = opendir("/proc");
+	int found = 0;
+	for (struct dirent *e; proc && (e = readdir(proc));) {
+		pid_t pid = (pid_t)atoi(e->d_name);
+		if (pid <= 0 || getsid(pid) != pid)
+			continue; /* an attempt leads its session */
+		char path[64];
+		size_t clen, elen;
+		pid_t keeper = parent_of(pid);
+		snprintf(path, sizeof path, "/proc/%d/cmdline", (int)keeper);
+		char *cmd = keeper > 1 ? read_file(path, &clen) : NULL, *env = NULL;
+		const char *slash = cmd ? strrchr(cmd, '/') : NULL;
+		if (!slash || strcmp(slash, "/kiln-keeper"))
+			goto next;
+		snprintf(path, sizeof path, "/proc/%d/environ", (int)pid);
+		env = read_file(path, &elen);
+		const char *ws = env ? env_value(env, elen, "KILN_WORKSPACE") : NULL;
+		const char *task = env ? env_value(env, elen, "KILN_TASK") : NULL;
+		const char *attempt = env ? env_value(env, elen, "KILN_ATTEMPT") : NULL;
+		const char *key = env ? env_value(env, elen, "KILN_KEY") : NULL;
+		const char *progress = env ? env_value(env, elen, "KILN_PROGRESS") : NULL;
+		size_t pl = progress ? strlen(progress) : 0;
+		if (!ws || !task || !attempt || !key || pl < 10 || strcmp(progress + pl - 9, ".progress") ||
+		    strcmp(ws, strchr(marker, '=') + 1))
+			goto next;
+		char job_id[256];
+		const char *devices = env_value(env, elen, "CUDA_VISIBLE_DEVICES");
+		snprintf(job_id, sizeof job_id, "local/%s/%d/%lld/%d/%lld/%s", os_hostname(), (int)pid,
+			 os_process_start(pid), (int)keeper, os_process_start(keeper), devices ? devices : "");
+		int known = 0;
+		for (int i = 0; i < le->nadopted && !known; i++)
+			known = !strcmp(le->adopted[i].job_id, job_id);
+		if (!known) { /* started, but its record was not yet committed: adopted all the same */
+			size_t wl = strlen(ws); /* a task with a cwd has the full path */
+			if (!strncmp(progress, ws, wl) && progress[wl] == '/')
+				progress += wl + 1, pl -= wl + 1;
+			char *log = xasprintf("%.*s", (int)(pl - 9), progress);
+			exec_adopted_add(&le->adopted, &le->nadopted, task, atoi(attempt), job_id, key, log, 0);
+			free(log);
+			*spare = xrealloc(*spare, (size_t)(*nspare + 2) * sizeof **spare);
+			(*spare)[(*nspare)++] = pid;
+			(*spare)[(*nspare)++] = keeper;
+			found++;
+		}
+	next:
+		free(cmd);
+		free(env);
+	}
+	if (proc)
+		closedir(proc);
+	return found;
+}
+
+int exec_local_stop_stale(Executor *local, const Graph *g, int after_run)
+{
+	LocalExec *le = local->impl;
+	int stopped = 0;
+	for (int i = 0; i < le->nadopted; i++) {
+		AdoptedJob *a = &le->adopted[i];
+		if (a->used)
+			continue;
+		const Task *t = graph_find(g, a->task);
+		if (after_run ? !(t && t->needed) : t != NULL)
+			continue; /* not asked for in this run: it runs on for a later kiln */
+		a->used = 1;
+		fprintf(stderr, "kiln: stopped the attempt of \"%s\" an earlier kiln left running: %s\n", a->task,
+			t ? "this run did not take it up" : "the task is no longer in the recipe");
+		stop_stale(le, a);
+		stopped++;
+	}
+	return stopped;
+}
+
+/* Attaches job to the attempt a previous kiln left for its task, when its key is the same. */
+int local_reattach(Executor *ex, Job *job)
+{
+	LocalExec *le = ex->impl;
+	AdoptedJob *a = adopted_for(le, job->task);
+	if (!a)
+		return 0;
+	a->used = 1;
+	if (strcmp(a->key, job->key)) {
+		stop_stale(le, a);
+		return 0;
+	}
+	long long start, keeper_start;
+	pid_t keeper;
+	local_parse_id(a->job_id, &job->pid, &start, &keeper, &keeper_start);
+	exec_attach(job, a);
+	snprintf(job->gpu_list, sizeof job->gpu_list, "%s", gpus_of_id(a->job_id));
+	exec_push_job(&le->jobs, &le->njobs, &le->cap, job);
+	return 1;
+}
+
+/* Local attempts a killed (or detached) kiln left open: re-attachable ones go to the local
+ * executor and their sessions are spared by the orphan sweep; the others are abandoned. */
+typedef struct {
+	Executor *local;
+	Cache *c;
+	pid_t *spare;
+	int nspare, abandoned;
+} LocalLeftovers;
+
+static void adopt_local(void *ctx, int64_t id, const char *task, int attempt, const char *job_id, const char *key,
+			const char *log)
+{
+	LocalLeftovers *lo = ctx;
+	pid_t pid, keeper;
+	long long start, keeper_start;
+	if (!exec_local_is_job_id(job_id))
+		return;
+	if (log && reattachable(job_id, log, &lo->spare, &lo->nspare)) {
+		local_adopt(lo->local, task, attempt, job_id, key, log, id);
+	} else if (local_parse_id(job_id, &pid, &start, &keeper, &keeper_start) == 0) { /* this host's, and gone */
+		cache_attempt_ended(lo->c, id, -1, "abandoned: kiln stopped before the attempt ended", NULL);
+		lo->abandoned++;
+	}
+}
+
+int exec_local_take_over(Executor *local, Cache *c, GpuPool *gpus)
+{
+	LocalLeftovers lo = {.local = local, .c = c};
+	cache_each_open_job(c, adopt_local, &lo);
+	if (cache_unclean(c)) /* a killed kiln: its last starts may have no record yet */
+		find_unrecorded(local, exec_workspace_marker(), &lo.spare, &lo.nspare);
+	int held[64], nheld = adopted_gpus(local, held, 64);
+	gpu_lease_ids(gpus, held, nheld); /* devices re-attached attempts still use */
+	int orphans = cache_reap_orphans(c, exec_workspace_marker(), lo.spare, lo.nspare, lo.abandoned > 0);
+	free(lo.spare);
+	return orphans;
+}

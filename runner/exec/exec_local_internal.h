@@ -1,0 +1,52 @@
+/* exec_local_internal.h — the local executor's state, shared by exec_local.c (starting,
+ * reaping, signalling attempts under kiln-keeper) and exec_local_attach.c (re-attaching to
+ * attempts a previous kiln left). Not for other modules. */
+#ifndef KILN_EXEC_LOCAL_INTERNAL_H
+#define KILN_EXEC_LOCAL_INTERNAL_H
+
+#include "../../base/util.h"
+#include "exec.h"
+
+#include <stdint.h>
+
+typedef struct {
+	Job **jobs; /* running jobs, to map reaped pids back */
+	int njobs, cap;
+	Job **ended; /* jobs that failed to start: reported by the next reap */
+	int nended, ended_cap;
+	StrMap programs; /* "prog\nPATH" -> resolved path (resolve_program) */
+	char *keeper;    /* kiln-keeper beside this binary: the parent of this run's attempts */
+	pid_t keeper_pid; /* this run's keeper, started with the first attempt; 0: none */
+	long long keeper_start;
+	long long last_start;  /* the start time of the attempt the keeper started last */
+	int sock;        /* the keeper's socket (keeper.h), -1 when none */
+	uint32_t next_token, ends_read, ends_confirmed; /* ends read, and confirmed recorded */
+	AdoptedJob *adopted; /* attempts a previous kiln left running (or ended unrecorded) */
+	int nadopted;
+	char **exits;    /* exit files of ended attempts, removed at the end of the run */
+	int nexits;
+	struct Cache *cache; /* closes the rows of stale adopted attempts */
+	int detach;      /* --detach: a stop leaves attempts running */
+	int detached;    /* attempts left running: the keeper lives on for them */
+} LocalExec;
+
+/* "<log without .log>.exit": where the attempt's keeper writes how it ended. malloc'd. */
+char *local_exit_path(const char *log_path);
+/* Reads the keeper's exit file into job (end, code, signal): 1 when it is there. */
+int local_read_exit_file(const char *path, Job *job);
+/* A job id "local/HOST/PID/START/KPID/KSTART/GPUS" of this host: the attempt's leader (its
+ * session and group) and its keeper, each with its start time. 0, or -1 for another host's. */
+int local_parse_id(const char *id, pid_t *pid, long long *start, pid_t *keeper, long long *keeper_start);
+/* Whether the attempt job_id names may still end with an exit status: its leader or its
+ * keeper still runs. */
+int local_job_alive(const char *job_id);
+/* The executor's adopt (exec.h; the caller checked the attempt can be re-attached to) and
+ * adoptable. */
+void local_adopt(Executor *ex, const char *task, int attempt, const char *job_id, const char *key_hex,
+		 const char *log_path, long long attempt_row);
+int local_adoptable(Executor *ex, const Task *t, const char *key_hex, char *gpus);
+/* Attaches job to the attempt a previous kiln left for its task when its key is the same
+ * (1), or stops that stale attempt (0: job starts afresh). */
+int local_reattach(Executor *ex, Job *job);
+
+#endif

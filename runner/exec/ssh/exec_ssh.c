@@ -1,0 +1,617 @@
+/* exec_ssh.c — the ssh executor: tasks run on a few servers of hosts{} that have OpenSSH,
+ * rsync, a POSIX shell and (for GPUs) nvidia-smi, and nothing of kiln's.
+ *
+ * An attempt on a host: the host is chosen and its inputs copied there first, as a step of
+ * their own (ssh_place.c); then one ssh command clears its outputs there, writes its job
+ * script (the local executor's command, environment and working directory, in the
+ * workspace's copy there), starts it detached — setsid, its own process group, its log and
+ * exit-status file in .kiln/jobs/ID, its output streamed back through tee into the local
+ * log — waits for it, and reports its status and sends its outputs back as a tar after the
+ * log (ssh_job.c), unpacked here, hashed and recorded like any task's. The attempt row holds
+ * "host:ID/gpus", so a kiln killed or disconnected meanwhile re-attaches to the job on its
+ * next run (the same key) instead of starting it again. A connection that fails while the
+ * host still answers is followed again; otherwise the job is lost with its host: it runs
+ * again elsewhere and the host is down for a while (ssh_host.c). */
+#define _GNU_SOURCE
+#include "../exec.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "../../../base/os.h"
+#include "ssh_host.h"
+#include "ssh_job.h"
+#include "ssh_place.h"
+#include "ssh_internal.h"
+
+static void push_remote(SshExec *se, Remote *rm)
+{
+	if (se->nactive == se->cap)
+		se->active = xrealloc(se->active, (size_t)(se->cap = se->cap ? 2 * se->cap : 16) * sizeof *se->active);
+	se->active[se->nactive++] = rm;
+}
+
+static void push_helper(SshExec *se, pid_t pid)
+{
+	if (se->nhelpers == se->helpers_cap)
+		se->helpers = xrealloc(se->helpers, (size_t)(se->helpers_cap = se->helpers_cap ? 2 * se->helpers_cap : 8) *
+							  sizeof *se->helpers);
+	se->helpers[se->nhelpers++] = pid;
+}
+
+static SshHost *host_named(SshExec *se, const char *name, size_t len)
+{
+	for (int i = 0; i < se->nhosts; i++)
+		if (strlen(se->hosts[i].spec->name) == len && !strncmp(se->hosts[i].spec->name, name, len))
+			return &se->hosts[i];
+	return NULL;
+}
+
+static SshHost *find_host(void *ctx, const char *name) { return host_named(ctx, name, strlen(name)); }
+
+static void release_held(SshExec *se)
+{
+	if (se->held && se->held_ngpus && se->held_host->gpus)
+		gpu_release(se->held_host->gpus, se->held_gpus, se->held_ngpus);
+	se->held = NULL;
+	se->held_host = NULL;
+	se->held_ngpus = 0;
+}
+
+/* Jobs a kiln killed before recording them (so nobody re-attaches to them) must not run on
+ * beside a new attempt writing the same outputs there: on a host's first contact in a run,
+ * every live job in its workdir that no open attempt names is stopped. (A workdir belongs to
+ * one workspace, and the workspace lock keeps a second kiln out of it.) */
+static void sweep_orphans(SshExec *se, SshHost *h)
+{
+	h->swept = 1;
+	Buf b = {0}, out = {0};
+	ssh_job_set_dir(&b, h, "none");
+	/* a job dir without its pid yet is claimed (its start, late after a kill -9, then starts
+	 * nothing), or its start won the claim and the pid comes within moments */
+	buf_puts(&b, "for d in .kiln/jobs/*/; do [ -d \"$d\" ] && [ ! -f \"$d/exit\" ] || continue; "
+		     "[ -f \"$d/pid\" ] || mkdir \"$d/claim\" 2>/dev/null && [ ! -f \"$d/pid\" ] && continue; "
+		     "i=0; while [ ! -f \"$d/pid\" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done; "
+		     "p=$(cat \"$d/pid\" 2>/dev/null) && kill -0 -\"$p\" 2>/dev/null && basename \"$d\"; done; true");
+	ssh_run(h, buf_str(&b), &out, NULL);
+	buf_reset(&b);
+	ssh_job_set_dir(&b, h, "none");
+	int n = 0;
+	for (char *save = NULL, *id = strtok_r(out.data ? out.data : (char[]){0}, "\n", &save); id;
+	     id = strtok_r(NULL, "\n", &save)) {
+		int known = 0;
+		size_t hl = strlen(h->spec->name), il = strlen(id);
+		for (int i = 0; i < se->nadopted && !known; i++) { /* "host:ID/gpus" */
+			const char *j = se->adopted[i].job_id;
+			known = !strncmp(j, h->spec->name, hl) && j[hl] == ':' && !strncmp(j + hl + 1, id, il) && j[hl + 1 + il] == '/';
+		}
+		if (known || strpbrk(id, "'\"$`\\ "))
+			continue;
+		buf_printf(&b, "kill -KILL -$(cat .kiln/jobs/%s/pid) 2>/dev/null; ", id);
+		n++;
+	}
+	if (n) {
+		buf_puts(&b, "true");
+		ssh_run(h, buf_str(&b), NULL, NULL);
+		fprintf(stderr, "kiln: stopped %d job%s on %s that a killed kiln had started without recording them\n", n,
+			n == 1 ? "" : "s", h->spec->name);
+	}
+	buf_free(&b);
+	buf_free(&out);
+}
+
+static int ssh_has_room(Executor *ex, const Task *t)
+{
+	SshExec *se = ex->impl;
+	if (se->held == t)
+		return 1;
+	release_held(se);
+	int reachable = 0, big_enough = 0;
+	SshHost *best = place_choose(se->cfg.cache, se->hosts, se->nhosts, t, se->cfg.busy_mem, se->cfg.busy_util,
+				     &reachable, &big_enough);
+	for (int i = 0; i < se->nhosts; i++)
+		if (se->hosts[i].connected && !se->hosts[i].swept)
+			sweep_orphans(se, &se->hosts[i]);
+	se->waiting = 0;
+	if (best && place_fits(best, t, se->held_gpus)) {
+		se->held = t;
+		se->held_host = best;
+		se->held_ngpus = t->gpus;
+		se->all_down_since_ns = 0;
+		return 1;
+	}
+	if (reachable) {
+		se->all_down_since_ns = 0;
+		if (!big_enough) { /* no host of its own could ever take it: start() fails it */
+			se->held = t;
+			return 1;
+		}
+		se->waiting = t->gpus > 0;
+		return 0;
+	}
+	int64_t now = now_mono_ns();
+	if (!se->all_down_since_ns)
+		se->all_down_since_ns = now;
+	/* every allowed host down this long (--host-wait): the task fails as host-down */
+	if (now - se->all_down_since_ns > (int64_t)(se->cfg.host_wait_sec * 1e9)) {
+		se->held = t; /* start() fails it: no host of its own answers */
+		return 1;
+	}
+	se->waiting = 1; /* poll: a host's back-off ends */
+	return 0;
+}
+
+void ssh_end_job(SshExec *se, Job *job, enum JobEnd end, int code, const char *reason)
+{
+	job->end = end;
+	job->exit_code = code;
+	job->ended_ns = now_mono_ns();
+	if (reason)
+		snprintf(job->reason, sizeof job->reason, "%s", reason);
+	exec_push_job(&se->ended, &se->nended, &se->ended_cap, job);
+}
+
+/* Appends a line to the job's local log. */
+void ssh_log_line(const Job *job, const char *fmt, const char *arg)
+{
+	int fd = open(job->log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0666);
+	if (fd >= 0) {
+		dprintf(fd, fmt, arg);
+		close(fd);
+	}
+}
+
+/* rm's job holds a slot, its CPUs and memory on h (release_remote gives them back). */
+static void take_room(SshHost *h, Remote *rm, const Task *t)
+{
+	rm->cpus = ssh_host_task_cpus(t, h);
+	rm->mem = t->mem_mib;
+	h->free_jobs--;
+	h->free_cpus -= rm->cpus;
+	h->free_mem -= rm->mem;
+	h->running++;
+}
+
+void ssh_release_remote(SshExec *se, Remote *rm)
+{
+	SshHost *h = rm->host;
+	h->free_jobs++;
+	h->free_cpus += rm->cpus;
+	h->free_mem += rm->mem;
+	h->running--;
+	if (rm->ngpus && h->gpus)
+		gpu_release(h->gpus, rm->gpus, rm->ngpus);
+	for (int i = 0; i < se->nactive; i++)
+		if (se->active[i] == rm) {
+			se->active[i] = se->active[--se->nactive];
+			break;
+		}
+	free(rm->err_path);
+	free(rm->report);
+	if (rm->phase == PH_PLACE)
+		place_flight(h, &rm->placement, -1);
+	place_free(&rm->placement);
+	free(rm);
+}
+
+/* Spawns the start command (start_part given) or the follow command for rm, its stdout
+ * appended to the local log: the remote log from its first byte follows what the log has
+ * now (log_prefix). 0 or -1. */
+int ssh_spawn_follow(Remote *rm, const char *start_part)
+{
+	Job *job = rm->job;
+	Buf b = {0};
+	ssh_job_set_dir(&b, rm->host, rm->id);
+	if (start_part) {
+		buf_puts(&b, start_part);
+		ssh_job_report_end(&b, job->task);
+	} else {
+		ssh_job_follow_script(&b, job->task);
+	}
+	int out = open(job->log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0666);
+	int err = open(rm->err_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+	struct stat st;
+	if (out >= 0 && fstat(out, &st) == 0)
+		rm->log_prefix = (long long)st.st_size;
+	rm->pid = out >= 0 && err >= 0 ? ssh_spawn(rm->host, buf_str(&b), out, err) : -1;
+	if (out >= 0)
+		close(out);
+	if (err >= 0)
+		close(err);
+	buf_free(&b);
+	return rm->pid > 0 ? 0 : -1;
+}
+
+static int reattach(SshExec *se, Job *job)
+{
+	const Task *t = job->task;
+	for (int i = 0; i < se->nadopted; i++) {
+		AdoptedJob *a = &se->adopted[i];
+		if (a->used || strcmp(a->task, t->name))
+			continue;
+		a->used = 1;
+		const char *colon = strchr(a->job_id, ':'), *slash = colon ? strchr(colon, '/') : NULL;
+		SshHost *h = colon ? host_named(se, a->job_id, (size_t)(colon - a->job_id)) : NULL;
+		Buf err = {0};
+		int up = h && ssh_host_connect(h, se->cfg.busy_mem, se->cfg.busy_util, &err) == 0;
+		buf_free(&err);
+		if (!up || !slash)
+			return 0; /* its host is gone from hosts{} or down: it starts afresh */
+		if (strcmp(a->key, job->key)) { /* its recipe changed: that job is stale there */
+			Buf kill = {0};
+			buf_puts(&kill, "cd ");
+			buf_shell_quote(&kill, h->home_workdir);
+			buf_printf(&kill, " && kill -TERM -$(cat .kiln/jobs/%.*s/pid) 2>/dev/null; true",
+				   (int)(slash - colon - 1), colon + 1);
+			ssh_run(h, buf_str(&kill), NULL, NULL);
+			buf_free(&kill);
+			return 0;
+		}
+		Remote *rm = xcalloc(1, sizeof *rm);
+		rm->job = job;
+		rm->host = h;
+		snprintf(rm->id, sizeof rm->id, "%.*s", (int)(slash - colon - 1), colon + 1);
+		rm->err_path = xasprintf("%s/%s.err", se->cfg.state_dir, rm->id);
+		for (const char *s = slash + 1; *s && rm->ngpus < 64;) {
+			char *end;
+			rm->gpus[rm->ngpus++] = (int)strtol(s, &end, 10);
+			s = *end ? end + 1 : end;
+		}
+		if (rm->ngpus && h->gpus) /* a device the job holds is not leased to another */
+			gpu_lease_ids(h->gpus, rm->gpus, rm->ngpus);
+		take_room(h, rm, t);
+		exec_attach(job, a);
+		snprintf(job->gpu_list, sizeof job->gpu_list, "%s", slash + 1);
+		ssh_job_truncate_to_header(job->log_path);
+		push_remote(se, rm);
+		if (ssh_spawn_follow(rm, NULL) != 0) {
+			ssh_release_remote(se, rm);
+			ssh_end_job(se, job, JOB_LOST, -1, "cannot run ssh to re-attach");
+		}
+		return 1;
+	}
+	return 0;
+}
+
+
+/* The inputs are there: starts the job (the start command, which lists the copies first). */
+static int start_remote(SshExec *se, Remote *rm)
+{
+	Job *job = rm->job;
+	rm->phase = PH_RUN;
+	Buf start = {0};
+	place_listing_script(&start, &rm->placement);
+	char *script = ssh_job_start_script(job, rm->id);
+	buf_puts(&start, script);
+	free(script);
+	int rc = ssh_spawn_follow(rm, buf_str(&start));
+	buf_free(&start);
+	if (rc != 0) {
+		ssh_log_line(job, "kiln: cannot run ssh for host %s\n", rm->host->spec->name);
+		ssh_release_remote(se, rm);
+		ssh_end_job(se, job, JOB_START_FAILED, 127, "cannot run ssh (Debian: openssh-client)");
+		return -1;
+	}
+	return 0;
+}
+
+/* The copy step ended: the job starts, or the attempt ends (lost with an unreachable host). */
+static void place_ended(SshExec *se, Remote *rm, int status)
+{
+	place_flight(rm->host, &rm->placement, -1);
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+		int fd = open(rm->job->log_path, O_WRONLY | O_APPEND | O_CLOEXEC);
+		place_copied(rm->host, &rm->placement, fd);
+		if (fd >= 0)
+			close(fd);
+		start_remote(se, rm);
+		return;
+	}
+	size_t len;
+	char *text = read_file(rm->err_path, &len);
+	int unreachable = !text || place_failed_unreachable(text);
+	char reason[240];
+	ssh_job_complaint(rm->host, "cannot copy the inputs", text && *text ? text : "the copy was stopped", reason,
+			  sizeof reason);
+	int full = strstr(reason, " is full (") != NULL; /* not a missing input: the task failed there */
+	ssh_log_line(rm->job, "kiln: %s\n", text && *text ? text : reason);
+	free(text);
+	if (unreachable)
+		ssh_host_failed(rm->host, reason);
+	rm->phase = PH_RUN; /* its copies are no longer in flight */
+	ssh_finished(se, rm, rm->job->interrupted ? JOB_SIGNALED : unreachable ? JOB_LOST : full ? JOB_EXITED : JOB_START_FAILED,
+		 full ? 1 : 127, reason);
+}
+
+static int ssh_start(Executor *ex, Job *job)
+{
+	SshExec *se = ex->impl;
+	Task *t = job->task;
+	job->started_ns = now_mono_ns();
+	job->end = JOB_RUNNING;
+	if (se->nadopted && reattach(se, job))
+		return job->end == JOB_RUNNING ? 0 : -1;
+	SshHost *h = se->held == t ? se->held_host : NULL;
+	int fd = exec_open_log(job);
+	if (!h) {
+		se->held = NULL;
+		Buf why = {0};
+		int most = 0, down = 0;
+		for (int i = 0; i < se->nhosts; i++)
+			if (ssh_host_allows(&se->hosts[i], t)) {
+				if (gpu_count(se->hosts[i].gpus) > most)
+					most = gpu_count(se->hosts[i].gpus);
+				if (se->hosts[i].down) { /* counted on each host it waited for */
+					buf_printf(&why, "%s%s down (%s)", why.len ? ", " : "", se->hosts[i].spec->name,
+						   se->hosts[i].last_error);
+					se->hosts[i].unplaced++;
+					down = 1;
+				}
+			}
+		if (!why.len)
+			buf_printf(&why, "it asks for %d GPUs and %d CPUs; the most any of its hosts has is %d GPUs", t->gpus,
+				   t->cpus, most);
+		if (fd >= 0)
+			dprintf(fd, "kiln: no host can take %s: %s\n", t->name, buf_str(&why));
+		char reason[256];
+		snprintf(reason, sizeof reason, "no host can take it: %s", buf_str(&why));
+		buf_free(&why);
+		if (fd >= 0)
+			close(fd);
+		ssh_end_job(se, job, down ? JOB_HOST_DOWN : JOB_START_FAILED, 127, reason);
+		return -1;
+	}
+	Remote *rm = xcalloc(1, sizeof *rm);
+	rm->job = job;
+	rm->host = h;
+	rm->ngpus = se->held_ngpus;
+	memcpy(rm->gpus, se->held_gpus, sizeof rm->gpus);
+	se->held = NULL;
+	se->held_ngpus = 0;
+	take_room(h, rm, t);
+	push_remote(se, rm);
+	/* unique in a workdir that outlives this workspace's state (.kiln deleted): the pid too */
+	snprintf(rm->id, sizeof rm->id, "%lld.%d.%d-%d", se->cfg.run_id, t->index, job->attempt, (int)getpid());
+	rm->err_path = xasprintf("%s/%s.err", se->cfg.state_dir, rm->id);
+	size_t len = 0;
+	for (int i = 0; i < rm->ngpus; i++)
+		len += (size_t)snprintf(job->gpu_list + len, sizeof job->gpu_list - len, "%s%d", i ? "," : "", rm->gpus[i]);
+	snprintf(job->job_id, sizeof job->job_id, "%.24s:%.47s/%.20s", h->spec->name, rm->id, job->gpu_list);
+	int nenv = 0;
+	while (job->env[nenv])
+		nenv++;
+	if (rm->ngpus) {
+		job->env[nenv++] = xasprintf("CUDA_VISIBLE_DEVICES=%s", job->gpu_list);
+		job->env[nenv++] = xstrdup("CUDA_DEVICE_ORDER=PCI_BUS_ID");
+	}
+	job->env[nenv++] = xasprintf("KILN_HOST=%s", h->spec->name);
+	ssh_job_remote_env(job, rm->id);
+	if (fd >= 0) {
+		exec_write_log_header(fd, job);
+		dprintf(fd, "# kiln: on host %s (%s:%s)\n", h->spec->name, h->spec->address, h->home_workdir);
+	}
+	Buf err = {0};
+	int placed = place_prepare(se->cfg.cache, h, t, find_host, se, &rm->placement, &err);
+	if (fd >= 0)
+		close(fd);
+	if (placed != 0) {
+		ssh_log_line(job, "kiln: cannot copy the inputs to the host: %s\n", buf_str(&err));
+		char reason[96];
+		snprintf(reason, sizeof reason, "%s: cannot copy the inputs: %.60s", h->spec->name, buf_str(&err));
+		reason[strcspn(reason, "\n")] = 0;
+		buf_free(&err);
+		ssh_release_remote(se, rm);
+		ssh_end_job(se, job, placed > 0 ? JOB_LOST : JOB_START_FAILED, 127, reason);
+		return -1;
+	}
+	buf_free(&err);
+	if (rm->placement.script.len) { /* the copies first, as a step of their own (reap goes on) */
+		rm->phase = PH_PLACE;
+		place_flight(h, &rm->placement, 1);
+		int out = open(job->log_path, O_WRONLY | O_APPEND | O_CLOEXEC);
+		int errf = open(rm->err_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+		char *argv[] = {"/bin/bash", "-c", rm->placement.script.data, NULL};
+		rm->pid = errf >= 0 ? ssh_spawn_local(argv, out, errf) : -1;
+		if (out >= 0)
+			close(out);
+		if (errf >= 0)
+			close(errf);
+		if (rm->pid > 0)
+			return 0;
+		ssh_release_remote(se, rm);
+		ssh_end_job(se, job, JOB_START_FAILED, 127, "cannot run bash to copy the inputs");
+		return -1;
+	}
+	return start_remote(se, rm);
+}
+
+static int ssh_reap(Executor *ex, Job **out, int max)
+{
+	SshExec *se = ex->impl;
+	os_children_reap();
+	int status;
+	for (int i = 0; i < se->nhelpers; i++)
+		if (os_children_take(se->helpers[i], &status))
+			se->helpers[i--] = se->helpers[--se->nhelpers];
+	for (int i = 0; i < se->nactive; i++) {
+		Remote *rm = se->active[i];
+		if (rm->pid <= 0 || !os_children_take(rm->pid, &status))
+			continue;
+		rm->pid = 0;
+		int before = se->nactive;
+		if (rm->phase == PH_PLACE)
+			place_ended(se, rm, status);
+		else if (rm->phase == PH_RUN)
+			ssh_follow_ended(se, rm, status);
+		else
+			ssh_unpack_ended(se, rm, status);
+		if (se->nactive < before)
+			i = -1; /* the list was reordered: look again */
+	}
+	int n = 0;
+	while (se->nended > 0 && n < max)
+		out[n++] = se->ended[--se->nended];
+	return n;
+}
+
+static Remote *remote_of(SshExec *se, const Job *job)
+{
+	for (int i = 0; i < se->nactive; i++)
+		if (se->active[i]->job == job)
+			return se->active[i];
+	return NULL;
+}
+
+static void ssh_signal(Executor *ex, Job *job, int sig)
+{
+	SshExec *se = ex->impl;
+	Remote *rm = remote_of(se, job);
+	if (!rm)
+		return;
+	if (rm->phase != PH_RUN) { /* a local step: the copy or the unpacking */
+		if (rm->pid > 0)
+			kill(-rm->pid, sig);
+		return;
+	}
+	rm->signalled = sig;
+	Buf b = {0};
+	ssh_job_set_dir(&b, rm->host, rm->id);
+	/* no "--": dash's kill takes the group as the word after the signal */
+	buf_printf(&b, "p=$(cat \"$J/pid\" 2>/dev/null) && kill -%s -\"$p\" 2>/dev/null; true",
+		   sig == SIGKILL ? "KILL" : sig == SIGINT ? "INT" : sig == SIGHUP ? "HUP" : "TERM");
+	pid_t pid = ssh_spawn(rm->host, buf_str(&b), -1, -1);
+	buf_free(&b);
+	if (pid > 0)
+		push_helper(se, pid);
+}
+
+static int ssh_poll_ms(Executor *ex)
+{
+	SshExec *se = ex->impl;
+	if (se->nended)
+		return 0;
+	return se->waiting ? 1000 : -1;
+}
+
+static int ssh_detach(Executor *ex, Job *job, int hangup)
+{
+	SshExec *se = ex->impl;
+	if (!se->cfg.detach && !hangup)
+		return 0;
+	Remote *rm = remote_of(se, job);
+	if (rm && rm->phase == PH_RUN) { /* the job runs on there; only the local follower stops */
+		if (rm->pid > 0) {
+			kill(rm->pid, SIGTERM);
+			push_helper(se, rm->pid);
+		}
+		ssh_release_remote(se, rm);
+		return 1;
+	}
+	return 0;
+}
+
+static void ssh_adopt(Executor *ex, const char *task, int attempt, const char *job_id, const char *key_hex,
+		      const char *log_path, long long attempt_row)
+{
+	SshExec *se = ex->impl;
+	if (!strchr(job_id, ':'))
+		return; /* another executor's */
+	exec_adopted_add(&se->adopted, &se->nadopted, task, attempt, job_id, key_hex, log_path, attempt_row);
+}
+
+static void ssh_summarize(Executor *ex)
+{
+	SshExec *se = ex->impl;
+	for (int i = 0; i < se->nhosts; i++) {
+		SshHost *h = &se->hosts[i];
+		if (!h->connected && !h->down && !h->ran && !h->failed && !h->unplaced)
+			continue; /* not needed this run */
+		ssh_host_print_summary(h, place_count(se->cfg.cache, h));
+	}
+	fflush(stdout);
+}
+
+static void ssh_destroy(Executor *ex)
+{
+	SshExec *se = ex->impl;
+	release_held(se);
+	for (int i = 0; i < se->nhosts; i++) { /* one command per host clears this run's job directories */
+		SshHost *h = &se->hosts[i];
+		if (!h->ended_jobs.len || h->down)
+			continue;
+		Buf b = {0};
+		buf_puts(&b, "cd ");
+		buf_shell_quote(&b, h->home_workdir);
+		buf_printf(&b, " && rm -rf%s", buf_str(&h->ended_jobs));
+		ssh_run(h, buf_str(&b), NULL, NULL);
+		buf_free(&b);
+	}
+	for (int i = 0; i < se->nhosts; i++)
+		ssh_host_free(&se->hosts[i]);
+	free(se->hosts);
+	exec_adopted_free(se->adopted, se->nadopted);
+	for (int i = 0; i < se->nactive; i++) {
+		free(se->active[i]->err_path);
+		free(se->active[i]->report);
+		place_free(&se->active[i]->placement);
+		free(se->active[i]);
+	}
+	free(se->active);
+	free(se->ended);
+	free(se->helpers);
+	free(se);
+	free(ex);
+}
+
+Executor *exec_ssh_new(const SshConfig *cfg, Buf *err)
+{
+	if (cfg->g->nhosts == 0) {
+		buf_puts(err, "the ssh executor needs hosts: a hosts { v800 = { address = \"user@v800\" }, ... } block in the "
+			      "recipe, or --hosts FILE with one");
+		return NULL;
+	}
+	char *ssh_version[] = {"ssh", "-V", NULL}, *rsync_version[] = {"rsync", "--version", NULL};
+	if (ssh_run_local(ssh_version, NULL, NULL) != 0 || ssh_run_local(rsync_version, NULL, NULL) != 0) {
+		buf_puts(err, "the ssh executor needs ssh and rsync on PATH (Debian: openssh-client rsync)");
+		return NULL;
+	}
+	if (mkdirs(cfg->state_dir, 0700) != 0) {
+		buf_printf(err, "cannot create %s", cfg->state_dir);
+		return NULL;
+	}
+	/* every ssh and rsync kiln starts carries the workspace marker, so a kiln started after a
+	 * kill -9 stops the followers the dead one left (the remote jobs run on, re-attached) */
+	putenv((char *)exec_workspace_marker());
+	SshExec *se = xcalloc(1, sizeof *se);
+	se->cfg = *cfg;
+	se->nhosts = cfg->g->nhosts;
+	se->hosts = xcalloc((size_t)se->nhosts, sizeof *se->hosts);
+	for (int i = 0; i < se->nhosts; i++) {
+		se->hosts[i].spec = &cfg->g->hosts[i];
+		se->hosts[i].control_path = xasprintf("ControlPath=%s/%s.sock", cfg->state_dir, cfg->g->hosts[i].name);
+	}
+	Executor *ex = xcalloc(1, sizeof *ex);
+	ex->name = "ssh";
+	ex->title = "ssh";
+	ex->kiln_timeouts = 1;
+	ex->kiln_ports = 1;
+	ex->reattaches = 1;
+	ex->start = ssh_start;
+	ex->reap = ssh_reap;
+	ex->signal = ssh_signal;
+	ex->poll_ms = ssh_poll_ms;
+	ex->has_room = ssh_has_room;
+	ex->detach = ssh_detach;
+	ex->adopt = ssh_adopt;
+	ex->summarize = ssh_summarize;
+	ex->destroy = ssh_destroy;
+	ex->impl = se;
+	return ex;
+}

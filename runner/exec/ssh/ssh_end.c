@@ -1,0 +1,148 @@
+/* ssh_end.c — how an attempt on an ssh host ends: the status the follow command reports
+ * (ssh_job.c reads it), the outputs' tar after the log unpacked here, a dropped connection
+ * followed again while the host answers, otherwise the job lost with its host. */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "../../../base/os.h"
+#include "ssh_internal.h"
+#include "ssh_job.h"
+
+/* Starts unpacking the outputs' tar that follows the log's logbytes bytes in the local log
+ * (rm->unpack_at); 0 when it cannot start. */
+static int unpack_outputs(Remote *rm)
+{
+	int fd = open(rm->job->log_path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || lseek(fd, (off_t)rm->unpack_at, SEEK_SET) < 0) {
+		if (fd >= 0)
+			close(fd);
+		return 0;
+	}
+	char *argv[] = {"tar", "xf", "-", "--no-same-owner", NULL};
+	int err = open(rm->err_path, O_WRONLY | O_APPEND | O_CLOEXEC); /* its complaints, for the log */
+	OsSpawn spawn = {.argv = argv, .in_fd = fd, .out_fd = -1, .err_fd = err, .new_group = 1};
+	pid_t pid;
+	rm->pid = os_spawn(&spawn, &pid) == 0 ? pid : -1;
+	close(fd);
+	if (err >= 0)
+		close(err);
+	if (rm->pid > 0)
+		os_children_watch(rm->pid);
+	return rm->pid > 0;
+}
+
+void ssh_finished(SshExec *se, Remote *rm, enum JobEnd end, int code, const char *reason)
+{
+	Buf err = {0};
+	if (end == JOB_EXITED && code == 0 && rm->job->task->opts->stays &&
+	    place_record_stays(se->cfg.cache, rm->host, rm->job->task, rm->report, &err) != 0) {
+		ssh_log_line(rm->job, "kiln: %s\n", buf_str(&err));
+		snprintf(rm->job->reason, sizeof rm->job->reason, "%.90s", buf_str(&err));
+		reason = rm->job->reason;
+		code = 1;
+	}
+	buf_free(&err);
+	SshHost *h = rm->host;
+	Job *job = rm->job;
+	if (end == JOB_LOST)
+		h->lost++;
+	else if (job->interrupted)
+		h->stopped++;
+	else if (end == JOB_EXITED && code == 0)
+		h->ran++;
+	else
+		h->failed++;
+	h->gpu_sec += rm->ngpus * (double)(now_mono_ns() - job->started_ns) / 1e9;
+	if (end != JOB_LOST) /* its status is in: the job's directory there may go */
+		buf_printf(&h->ended_jobs, " .kiln/jobs/%s", rm->id);
+	ssh_release_remote(se, rm);
+	ssh_end_job(se, job, end, code, reason);
+}
+
+void ssh_follow_ended(SshExec *se, Remote *rm, int status)
+{
+	(void)status;
+	int code = 0;
+	long long logbytes = 0;
+	char why[200], reason[96];
+	free(rm->report);
+	int kind = ssh_job_outcome(rm->err_path, rm->job->task, &rm->report, &code, &logbytes, why, sizeof why);
+	SshHost *h = rm->host;
+	if (kind == 1 || kind == 2) /* the copies' listings came first: they are there, whatever the job did */
+		place_record(se->cfg.cache, h, &rm->placement, rm->report);
+	if (kind == 1) {
+		ssh_host_ok(h);
+		rm->unpack_at = rm->log_prefix + logbytes; /* where the log ends and the tar begins */
+		if (code == 0 && ssh_job_fetches(rm->job->task)) {
+			if (unpack_outputs(rm)) {
+				rm->phase = PH_FETCH;
+				return;
+			}
+			code = 1;
+		}
+		if (truncate(rm->job->log_path, (off_t)rm->unpack_at) != 0)
+			warn("cannot truncate %s", rm->job->log_path);
+		ssh_finished(se, rm, JOB_EXITED, code, code == 1 && ssh_job_fetches(rm->job->task) ? "cannot start tar to unpack its outputs" : NULL);
+	} else if (kind == 2) {
+		rm->job->term_signal = rm->signalled ? rm->signalled : SIGKILL;
+		ssh_finished(se, rm, JOB_SIGNALED, -1, NULL);
+	} else if (kind == 4) { /* it could not be set up there: the host answered why */
+		char failed[240];
+		ssh_job_complaint(h, "cannot start the task there", rm->report ? rm->report : why, failed, sizeof failed);
+		ssh_log_line(rm->job, "kiln: %s\n", failed);
+		ssh_finished(se, rm, JOB_EXITED, 1, failed);
+	} else {
+		if (kind == 0 && rm->refollows < 3 && !rm->signalled) {
+			/* the connection dropped: if the host still answers, the job may run on there */
+			Buf err = {0};
+			int answers = ssh_run(h, "true", NULL, &err) == 0;
+			buf_free(&err);
+			/* what came of this stream goes: the follow sends the whole log (and tar) again */
+			if (answers && truncate(rm->job->log_path, (off_t)rm->log_prefix) == 0) {
+				ssh_log_line(rm->job, "# kiln: the connection to %s dropped; following the job there again\n", h->spec->name);
+				if (ssh_spawn_follow(rm, NULL) == 0) {
+					rm->refollows++;
+					return;
+				}
+			}
+		}
+		if (kind == 0)
+			ssh_host_failed(h, why);
+		snprintf(reason, sizeof reason, "lost with host %.20s: %.50s", h->spec->name, kind == 3 ? "its job is gone there" : why);
+		ssh_log_line(rm->job, "kiln: %s\n", reason);
+		ssh_finished(se, rm, JOB_LOST, -1, reason);
+	}
+}
+
+/* The outputs' tar was unpacked (or not): the log loses the tar, the attempt ends. */
+void ssh_unpack_ended(SshExec *se, Remote *rm, int status)
+{
+	int rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+	if (truncate(rm->job->log_path, (off_t)rm->unpack_at) != 0)
+		warn("cannot truncate %s", rm->job->log_path);
+	if (rc == 0) {
+		ssh_finished(se, rm, JOB_EXITED, 0, NULL);
+		return;
+	}
+	/* half-unpacked outputs must not be recorded: they go, and the attempt fails */
+	const Task *t = rm->job->task;
+	for (int i = 0; i < t->noutputs; i++)
+		if (t->outputs[i][0] != '/' && !(t->opts->stays && t->opts->stays[i]))
+			remove_tree(t->outputs[i]);
+	char reason[96];
+	snprintf(reason, sizeof reason, "its outputs could not be unpacked here (tar exit %d: disk full?)", rc);
+	size_t len;
+	char *text = read_file(rm->err_path, &len), *tar = text ? strstr(text, "tar: ") : NULL;
+	ssh_log_line(rm->job, "kiln: %s\n", reason);
+	if (tar)
+		ssh_log_line(rm->job, "%s", tar);
+	free(text);
+	ssh_finished(se, rm, JOB_EXITED, 1, reason);
+}
+

@@ -1,0 +1,286 @@
+/* ssh_host.c — a host's connection, capacity and health (ssh_host.h). Every command goes
+ * through the host's master connection (ControlMaster=auto with ControlPersist), so after
+ * the first contact a command costs one round trip, not a handshake. */
+#define _GNU_SOURCE
+#include "ssh_host.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../../../base/os.h"
+
+#define GPU_QUERY "nvidia-smi --query-gpu=index,memory.total,memory.used,utilization.gpu --format=csv,noheader,nounits"
+
+/* ssh's flags for h; mode is what to ask of the master connection: "" a command through
+ * it (a direct connection if it is gone), "-O" one of its control commands, "-M" start it. */
+static char **argv_with(const SshHost *h, const char *mode, const char *remote)
+{
+	static char *const fixed[] = {"ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5",
+				      "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3"};
+	enum { NFIXED = sizeof fixed / sizeof *fixed };
+	char **argv = xmalloc((NFIXED + 12 + (size_t)h->spec->nssh) * sizeof *argv);
+	int n = 0;
+	for (int i = 0; i < NFIXED; i++)
+		argv[n++] = fixed[i];
+	argv[n++] = "-o";
+	argv[n++] = h->control_path;
+	if (!strcmp(mode, "-M")) {
+		/* -f: it goes to the background once authenticated, keeping none of our pipes */
+		static char *const master[] = {"-o", "ControlMaster=yes", "-o", "ControlPersist=60", "-N", "-f"};
+		for (int i = 0; i < 6; i++)
+			argv[n++] = master[i];
+	} else if (!strcmp(mode, "-O")) {
+		argv[n++] = "-O";
+		argv[n++] = (char *)remote; /* "check", "exit" */
+		remote = NULL;
+	} else {
+		argv[n++] = "-o";
+		argv[n++] = "ControlMaster=no";
+	}
+	for (int i = 0; i < h->spec->nssh; i++)
+		argv[n++] = (char *)h->spec->ssh[i];
+	argv[n++] = (char *)h->spec->address;
+	if (remote)
+		argv[n++] = (char *)remote;
+	argv[n] = NULL;
+	return argv;
+}
+
+char **ssh_argv(const SshHost *h, const char *remote) { return argv_with(h, "", remote); }
+
+/* Makes sure h's master connection runs (one handshake per host, reused by every command):
+ * 0, or -1 with ssh's complaint in err. */
+static int ensure_master(SshHost *h, Buf *err)
+{
+	char **check = argv_with(h, "-O", "check");
+	int rc = ssh_run_local(check, NULL, NULL);
+	free(check);
+	if (rc == 0)
+		return 0;
+	unlink(h->control_path + strlen("ControlPath=")); /* a stale socket of a dead master */
+	char *log = xasprintf("%s.log", h->control_path + strlen("ControlPath="));
+	int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	char **argv = argv_with(h, "-M", NULL);
+	pid_t pid = fd >= 0 ? ssh_spawn_local(argv, fd, fd) : -1;
+	free(argv);
+	if (fd >= 0)
+		close(fd);
+	int status = -1;
+	while (pid > 0 && !os_children_take(pid, &status)) {
+		struct timespec pause = {0, 2000000};
+		nanosleep(&pause, NULL);
+		os_children_reap();
+	}
+	if (pid > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+		free(log);
+		return 0;
+	}
+	size_t len;
+	char *text = read_file(log, &len);
+	buf_puts(err, text && *text ? text : "ssh failed");
+	while (err->len && (err->data[err->len - 1] == '\n' || err->data[err->len - 1] == '\r'))
+		err->data[--err->len] = 0;
+	free(text);
+	free(log);
+	return -1;
+}
+
+void ssh_host_close(SshHost *h)
+{
+	char **argv = argv_with(h, "-O", "exit");
+	ssh_run_local(argv, NULL, NULL);
+	free(argv);
+}
+
+char *ssh_command_text(const SshHost *h)
+{
+	char **argv = ssh_argv(h, NULL);
+	Buf b = {0};
+	for (int i = 0; argv[i + 1]; i++) { /* rsync appends the destination itself */
+		if (i)
+			buf_putc(&b, ' ');
+		buf_shell_quote(&b, argv[i]);
+	}
+	free(argv);
+	return b.data;
+}
+
+/* The remote shell may be anyone's (bash, zsh, fish): the script runs under sh there. */
+static char *wrap_remote(const char *script)
+{
+	Buf b = {0};
+	buf_puts(&b, "exec /bin/sh -c ");
+	buf_shell_quote(&b, script);
+	return b.data;
+}
+
+pid_t ssh_spawn_local(char *const argv[], int out_fd, int err_fd)
+{
+	pid_t pid;
+	/* a group of its own: a kiln started after a kill -9 stops the helpers the dead one
+	 * left (by the workspace marker they carry, exec_ssh_new) without touching anything else */
+	OsSpawn spawn = {.argv = argv, .stdin_null = 1, .out_fd = out_fd, .err_fd = err_fd, .new_group = 1};
+	if (os_spawn(&spawn, &pid) != 0)
+		return -1;
+	os_children_watch(pid);
+	return pid;
+}
+
+pid_t ssh_spawn(SshHost *h, const char *remote, int out_fd, int err_fd)
+{
+	char *wrapped = wrap_remote(remote);
+	char **argv = ssh_argv(h, wrapped);
+	pid_t pid = ssh_spawn_local(argv, out_fd, err_fd);
+	free(argv);
+	free(wrapped);
+	return pid;
+}
+
+int ssh_run_local(char *const argv[], Buf *out, Buf *err) { return os_run(argv, 1, out, err); }
+
+int ssh_run(SshHost *h, const char *remote, Buf *out, Buf *err)
+{
+	char *wrapped = wrap_remote(remote);
+	char **argv = ssh_argv(h, wrapped);
+	int rc = ssh_run_local(argv, out, err);
+	free(argv);
+	free(wrapped);
+	return rc;
+}
+
+/* The GPU readings' text, fetched again on each refresh (gpu.h's reader). */
+static int read_gpus(void *ctx, Buf *out)
+{
+	SshHost *h = ctx;
+	if (h->down)
+		return -1;
+	return ssh_run(h, GPU_QUERY, out, NULL) == 0 ? 0 : -1;
+}
+
+void ssh_host_failed(SshHost *h, const char *why)
+{
+	snprintf(h->last_error, sizeof h->last_error, "%.*s", (int)strcspn(why, "\r\n"), why);
+	h->failures_in_a_row++;
+	if (h->failures_in_a_row < HOST_DOWN_AFTER && h->connected)
+		return;
+	int backoff = HOST_RETRY_FIRST_SEC;
+	for (int i = HOST_DOWN_AFTER; i < h->failures_in_a_row && backoff < HOST_RETRY_MAX_SEC; i++)
+		backoff *= 2;
+	if (backoff > HOST_RETRY_MAX_SEC)
+		backoff = HOST_RETRY_MAX_SEC;
+	h->down = 1;
+	h->retry_at_ns = now_mono_ns() + (int64_t)backoff * 1000000000LL;
+}
+
+void ssh_host_ok(SshHost *h) { h->failures_in_a_row = 0; }
+
+int ssh_host_connect(SshHost *h, double busy_mem, double busy_util, Buf *err)
+{
+	if (h->connected && !h->down)
+		return 0;
+	if (h->down && now_mono_ns() < h->retry_at_ns)
+		return -1;
+	Buf script = {0}, out = {0}, errout = {0};
+	if (ensure_master(h, &errout) != 0) {
+		ssh_host_failed(h, buf_str(&errout));
+		buf_printf(err, "%s: %s", h->spec->name, h->last_error);
+		buf_free(&errout);
+		return -1;
+	}
+	buf_puts(&script, "mkdir -p ");
+	buf_shell_quote(&script, h->spec->workdir);
+	buf_puts(&script, " && cd ");
+	buf_shell_quote(&script, h->spec->workdir);
+	buf_puts(&script, " && mkdir -p .kiln/jobs .kiln/bin && pwd && (nproc 2>/dev/null || echo 1) && "
+			  "(awk '/^MemTotal:/ { print int($2 / 1024) }' /proc/meminfo 2>/dev/null || echo 0) && "
+			  "{ " GPU_QUERY " 2>/dev/null || true; }");
+	int rc = ssh_run(h, buf_str(&script), &out, &errout);
+	buf_free(&script);
+	if (rc != 0) {
+		char why[200];
+		snprintf(why, sizeof why, "%s", errout.len ? buf_str(&errout) : rc == 255 ? "ssh failed" : "cannot make the workdir");
+		ssh_host_failed(h, why);
+		buf_printf(err, "%s: %s", h->spec->name, h->last_error);
+		buf_free(&out);
+		buf_free(&errout);
+		return -1;
+	}
+	buf_free(&errout);
+	char *lines = out.data, *save = NULL;
+	char *home = strtok_r(lines, "\n", &save), *nproc = strtok_r(NULL, "\n", &save), *mem = strtok_r(NULL, "\n", &save);
+	char *gpu_text = save && *save ? save : NULL;
+	free(h->home_workdir);
+	h->home_workdir = xstrdup(home ? home : h->spec->workdir);
+	if (!h->connected) { /* capacity, once: a host that comes back keeps its counts */
+		int cores = nproc ? atoi(nproc) : 1;
+		h->cpus = h->spec->cpus ? h->spec->cpus : cores > 0 ? cores : 1;
+		h->mem_mib = h->spec->mem_mib ? h->spec->mem_mib : mem ? atoll(mem) : 0;
+		if (gpu_text)
+			h->gpus = gpu_pool_from_reader(read_gpus, h, h->spec->name, err);
+		else if (h->spec->gpus)
+			h->gpus = gpu_pool_from_list(h->spec->gpus, err);
+		if (h->gpus && h->spec->gpus && gpu_text && gpu_pool_restrict(h->gpus, h->spec->gpus, "hosts{} gpus", err) != 0) {
+			gpu_pool_free(h->gpus);
+			h->gpus = NULL;
+		}
+		if (h->gpus)
+			gpu_set_busy_threshold(h->gpus, busy_mem, busy_util);
+		h->jobs = h->spec->jobs ? h->spec->jobs : h->cpus + gpu_count(h->gpus);
+		h->free_jobs = h->jobs;
+		h->free_cpus = h->cpus;
+		h->free_mem = h->mem_mib;
+	}
+	buf_free(&out);
+	h->connected = 1;
+	h->down = 0;
+	h->failures_in_a_row = 0;
+	return 0;
+}
+
+void ssh_host_free(SshHost *h)
+{
+	gpu_pool_free(h->gpus);
+	free(h->control_path);
+	free(h->home_workdir);
+	free(h->listing);
+	buf_free(&h->ended_jobs);
+	strmap_free_owned(&h->copied);
+	strmap_free_owned(&h->in_flight);
+}
+
+int ssh_host_allows(const SshHost *h, const Task *t)
+{
+	if (!t->opts->nhosts)
+		return 1;
+	for (int i = 0; i < t->opts->nhosts; i++)
+		if (!strcmp(t->opts->hosts[i], h->spec->name))
+			return 1;
+	return 0;
+}
+
+int ssh_host_task_cpus(const Task *t, const SshHost *h) { return t->cpus < h->cpus ? t->cpus : h->cpus; }
+
+void ssh_host_print_summary(const SshHost *h, int held)
+{
+	char gpu_time[32];
+	format_duration(h->gpu_sec, gpu_time, sizeof gpu_time);
+	printf("kiln: host %s: %d done, %d failed", h->spec->name, h->ran, h->failed);
+	if (h->unplaced)
+		printf(", %d failed waiting for it (host-down)", h->unplaced);
+	if (h->lost)
+		printf(", %d lost and run elsewhere", h->lost);
+	if (h->stopped)
+		printf(", %d stopped", h->stopped);
+	if (h->gpu_sec > 0)
+		printf(", GPU time %s", gpu_time);
+	printf(", holds %d path%s kiln copied or left there", held, held == 1 ? "" : "s");
+	if (h->down)
+		printf("; DOWN: %s", h->last_error);
+	printf("\n");
+}

@@ -1,0 +1,79 @@
+/* ssh_host.h — one server of hosts{} as the ssh executor sees it: its connection (one
+ * OpenSSH master per host, BatchMode, multiplexed), its capacity and what is free of it
+ * (job slots, CPUs, memory, GPUs leased by device ID from its nvidia-smi readings), whether
+ * it is up, and what it did this run. Commands run there through sh; nothing of kiln's is
+ * installed there. */
+#ifndef KILN_SSH_HOST_H
+#define KILN_SSH_HOST_H
+
+#include <sys/types.h>
+
+#include "../../../base/graph.h"
+#include "../gpu.h"
+
+/* After this many connection failures in a row a host is down; it is tried again after a
+ * back-off that doubles from HOST_RETRY_FIRST_SEC up to HOST_RETRY_MAX_SEC. */
+#define HOST_DOWN_AFTER 2
+#define HOST_RETRY_FIRST_SEC 2
+#define HOST_RETRY_MAX_SEC 30
+
+typedef struct SshHost {
+	const RecipeHost *spec;
+	char *control_path;   /* "ControlPath=.kiln/ssh/NAME.sock": the master connection's socket */
+	int connected;        /* the first contact succeeded: capacity known, workdir made */
+	char *home_workdir;   /* the workdir as an absolute path there */
+	GpuPool *gpus;        /* from nvidia-smi there (NULL: none listed) */
+	int cpus, jobs;       /* capacity */
+	long long mem_mib;
+	int free_jobs, free_cpus;
+	long long free_mem;
+	/* health */
+	int down, failures_in_a_row;
+	int64_t retry_at_ns;
+	char last_error[160];
+	/* this run */
+	int ran, failed, lost, stopped, running;
+	int unplaced;   /* tasks failed (host-down) because it was down and no other host could take them */
+	double gpu_sec;
+	int tools_placed;     /* kiln's tools copied this run */
+	int swept;            /* jobs a killed kiln left unrecorded there were stopped (exec_ssh.c) */
+	char *listing;        /* the listing of recorded placements, read once per run (or NULL) */
+	Buf ended_jobs;       /* " .kiln/jobs/ID" of jobs recorded here this run: removed there at the end */
+	StrMap copied;        /* path -> content hash (owned) copied there this run */
+	StrMap in_flight;     /* path -> int: copies of it under way there (both owned) */
+} SshHost;
+
+/* The argv to run `sh -c remote` there (remote NULL: ssh's own flags only, for rsync -e),
+ * NULL-terminated, malloc'd (the strings are the host's or static; free the array only). */
+char **ssh_argv(const SshHost *h, const char *remote);
+/* The ssh command line as one shell-quoted string, for rsync's -e. malloc'd. */
+char *ssh_command_text(const SshHost *h);
+
+/* Runs remote there and waits: its stdout into out (when given), stderr into err. Returns
+ * its exit status; 255 or -1: ssh itself failed (the host is unreachable). */
+int ssh_run(SshHost *h, const char *remote, Buf *out, Buf *err);
+/* Starts remote there without waiting, stdout and stderr to the fds given: the pid (watched
+ * by os_children_watch), or -1. */
+pid_t ssh_spawn(SshHost *h, const char *remote, int out_fd, int err_fd);
+/* Any local program (rsync) the same way: argv[0] looked up on PATH; and run to its end
+ * (stdout into out, stderr into err when given), returning its exit status or -1. */
+pid_t ssh_spawn_local(char *const argv[], int out_fd, int err_fd);
+int ssh_run_local(char *const argv[], Buf *out, Buf *err);
+
+/* The first contact (or a retry of a down host when its back-off is over): makes the
+ * workdir, reads nproc, memory and the GPUs. 0 when the host is usable now. */
+int ssh_host_connect(SshHost *h, double busy_mem, double busy_util, Buf *err);
+/* A connection to h failed with why: counts towards marking it down (with back-off). */
+void ssh_host_failed(SshHost *h, const char *why);
+/* A command there went through: the failure count starts again. */
+void ssh_host_ok(SshHost *h);
+/* Whether t may run on h (host = / hosts = ), and the CPUs it holds there. */
+int ssh_host_allows(const SshHost *h, const Task *t);
+int ssh_host_task_cpus(const Task *t, const SshHost *h);
+/* The end-of-run line for h: done / failed / lost / stopped, GPU time, paths held, DOWN. */
+void ssh_host_print_summary(const SshHost *h, int held);
+/* Ends h's master connection (kiln leaves it for the next run otherwise: ControlPersist). */
+void ssh_host_close(SshHost *h);
+void ssh_host_free(SshHost *h);
+
+#endif

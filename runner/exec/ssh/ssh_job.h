@@ -1,0 +1,44 @@
+/* ssh_job.h — the text of one remote attempt for the ssh executor (exec_ssh.c): the shell
+ * scripts run on its host and the meaning of their last words.
+ *
+ * On the host, the attempt lives in WORKDIR/.kiln/jobs/ID: job.sh (the local executor's
+ * command and environment, piped into tee), pid (its process group), log, exit. The start
+ * script clears the task's outputs there, writes job.sh, starts it under setsid and waits; a
+ * follow script (re-attach) streams the log until the group is gone. Both end with the
+ * report: on stderr "KILN-EXIT n LOGBYTES" or "KILN-GONE", the hashes of outputs that stay
+ * there, and on stdout, after the log, a tar of the outputs that come back, then
+ * "KILN-SENT" on stderr. */
+#ifndef KILN_SSH_JOB_H
+#define KILN_SSH_JOB_H
+
+#include "../exec.h"
+#include "ssh_host.h"
+
+/* "cd WORKDIR; J=.kiln/jobs/ID": every remote script starts so. */
+void ssh_job_set_dir(Buf *b, const SshHost *h, const char *id);
+/* The start part (after set_dir): clears the outputs, writes job.sh, starts it, waits. malloc'd. */
+char *ssh_job_start_script(const Job *job, const char *id);
+/* The follow part for a job started by another connection. */
+void ssh_job_follow_script(Buf *b, const Task *t);
+/* The report every remote script ends with (above). */
+void ssh_job_report_end(Buf *b, const Task *t);
+/* Whether t has outputs that come back here (in the tar after its log). */
+int ssh_job_fetches(const Task *t);
+/* One line for a failure on host h that its complaint text explains: "HOST: what: its
+ * workdir DIR is full (No space left on device): ..." when the host's disk or quota is
+ * full, else "HOST: what: " and the complaint's first line. */
+void ssh_job_complaint(const SshHost *h, const char *what, const char *text, char *out, size_t n);
+/* How a remote script ended, from its stderr in err_path (all of it into *text, malloc'd):
+ * 1 "KILN-EXIT" (code, the log's size there in logbytes; with fetched outputs only once
+ * "KILN-SENT" says their tar is whole), 2 "KILN-GONE", 3 "KILN-NOJOB" (nothing to follow),
+ * 4 "KILN-START-FAILED" (the job could not be set up there: a full disk, a workdir that
+ * cannot be entered; the shell's complaint in why), 0 the connection failed (ssh's
+ * complaint in why). */
+int ssh_job_outcome(const char *err_path, const Task *t, char **text, int *code, long long *logbytes, char *why,
+		    size_t n);
+/* Keeps a local log's header only (a re-attach streams the remote log from its start). */
+void ssh_job_truncate_to_header(const char *path);
+/* Points the job's KILN_PROGRESS at its directory there (the file stays on the host). */
+void ssh_job_remote_env(Job *job, const char *id);
+
+#endif

@@ -1,0 +1,509 @@
+/* ssh_place.c — inputs follow their tasks to the hosts (ssh_place.h). A host's listing of
+ * every recorded copy (size and mtime of each file, as one checksum per path) is read once
+ * per run, with one command, the first time a task there needs inputs. */
+#define _GNU_SOURCE
+#include "ssh_place.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../exec.h"
+
+/* The first line of a pointer file: an output that stays on its host. */
+#define POINTER_MAGIC "kiln: this output stays on an ssh host\n"
+
+/* Workspace inputs only: a path outside the workspace (external{}) must already be at the
+ * same place on the host. */
+static int placeable(const char *path) { return path[0] != '/'; }
+
+/* The listing script's part for one path: "PATH<TAB>CHECKSUM BYTES". */
+static void listing_command(Buf *b, const char *path)
+{
+	buf_puts(b, "printf '%s\\t' ");
+	buf_shell_quote(b, path);
+	buf_puts(b, "; find ");
+	buf_shell_quote(b, path);
+	buf_puts(b, " -printf '%y %s %T@ %P\\n' 2>/dev/null | LC_ALL=C sort | cksum;\n");
+}
+
+/* The line of path in a listing text, as "CHECKSUM BYTES" (into out); 0 when absent. */
+static int listing_of(const char *text, const char *path, Buf *out)
+{
+	size_t plen = strlen(path);
+	for (const char *line = text; line && *line;) {
+		const char *nl = strchr(line, '\n');
+		size_t n = nl ? (size_t)(nl - line) : strlen(line);
+		if (n > plen && !strncmp(line, path, plen) && line[plen] == '\t') {
+			buf_put(out, line + plen + 1, n - plen - 1);
+			return 1;
+		}
+		line = nl ? nl + 1 : NULL;
+	}
+	return 0;
+}
+
+static void add_recorded(void *ctx, const char *path, const char *hash)
+{
+	(void)hash;
+	listing_command(ctx, path);
+}
+
+/* Reads h's listing of every recorded path, once per run. 0, or 1 when unreachable. */
+static int read_listing(Cache *c, SshHost *h, Buf *err)
+{
+	if (h->listing)
+		return 0;
+	Buf script = {0}, out = {0}, errout = {0};
+	buf_puts(&script, "cd ");
+	buf_shell_quote(&script, h->home_workdir);
+	buf_puts(&script, " || exit 1\n");
+	cache_each_placement(c, h->spec->name, add_recorded, &script);
+	int rc = ssh_run(h, buf_str(&script), &out, &errout);
+	buf_free(&script);
+	if (rc != 0) {
+		ssh_host_failed(h, errout.len ? buf_str(&errout) : "cannot list the workdir");
+		buf_printf(err, "%s: %s", h->spec->name, h->last_error);
+		buf_free(&out);
+		buf_free(&errout);
+		return 1;
+	}
+	buf_free(&errout);
+	h->listing = out.data ? out.data : xstrdup("");
+	return 0;
+}
+
+/* Whether h holds input path as it is here (hash: its content hash here): copied there this
+ * run, or recorded with the listing it still has. */
+static int holds(Cache *c, SshHost *h, const char *path, const char *hash)
+{
+	const char *copied = strmap_get(&h->copied, path);
+	if (copied && !strcmp(copied, hash))
+		return 1;
+	Buf rec_hash = {0}, rec_listing = {0}, now = {0};
+	int yes = cache_placement_get(c, h->spec->name, path, &rec_hash, &rec_listing) &&
+		  !strcmp(buf_str(&rec_hash), hash) && h->listing && listing_of(h->listing, path, &now) &&
+		  !strcmp(buf_str(&now), buf_str(&rec_listing));
+	buf_free(&rec_hash);
+	buf_free(&rec_listing);
+	buf_free(&now);
+	return yes;
+}
+
+int place_affinity(Cache *c, SshHost *h, const Task *t)
+{
+	int n = 0;
+	char hash[33];
+	for (int i = 0; i < t->ninputs; i++) {
+		if (!placeable(t->inputs[i]) || cache_content_hash(c, t->inputs[i], hash) != 0)
+			continue;
+		Buf rec_hash = {0}, rec_listing = {0};
+		/* the record alone: the listing is read when a task goes there */
+		n += cache_placement_get(c, h->spec->name, t->inputs[i], &rec_hash, &rec_listing) &&
+		     !strcmp(buf_str(&rec_hash), hash);
+		buf_free(&rec_hash);
+		buf_free(&rec_listing);
+	}
+	return n;
+}
+
+/* Whether t's command runs one of kiln's tools (kiln-kernels), which then must be there. */
+static int uses_tools(const Task *t)
+{
+	const char *first = t->shell ? t->shell : t->argc ? t->argv[0] : "";
+	return strstr(first, "kiln-kernels") != NULL;
+}
+
+/* rsync of sources to dest with h's ssh; 0, or the rsync exit status (with its complaint). */
+static int rsync(SshHost *h, char **sources, int n, const char *dest, int relative, Buf *err)
+{
+	char *ssh = ssh_command_text(h);
+	char **argv = xmalloc((size_t)(n + 8) * sizeof *argv);
+	int k = 0;
+	argv[k++] = "rsync";
+	argv[k++] = "-a";
+	if (relative) { /* -R keeps each path's place in the workspace; --delete mends an edited directory */
+		argv[k++] = "-R";
+		argv[k++] = "--delete";
+	}
+	argv[k++] = "-e";
+	argv[k++] = ssh;
+	for (int i = 0; i < n; i++)
+		argv[k++] = sources[i];
+	argv[k++] = (char *)dest;
+	argv[k] = NULL;
+	int rc = ssh_run_local(argv, NULL, err);
+	free(argv);
+	free(ssh);
+	return rc;
+}
+
+/* rsync's exit statuses that mean the connection, not the files, failed. */
+static int rsync_unreachable(int rc) { return rc == 255 || rc == 12 || rc == 10 || rc == 35 || rc == 30; }
+
+static int place_tools(SshHost *h, Buf *err)
+{
+	char *dir = xstrdup(exec_self());
+	char *slash = strrchr(dir, '/');
+	if (slash)
+		*slash = 0;
+	char *sources[8];
+	int n = 0;
+	static const char *const tools[] = {"kiln-kernels", "libkiln-kernels-cuda.so", "libkiln-kernels-probe.so",
+					    "libkiln-kernels-cudnn.so", "libkiln-kernels-nccl.so"};
+	for (int i = 0; i < 5; i++) {
+		char *p = xasprintf("%s/%s", dir, tools[i]);
+		if (access(p, R_OK) == 0)
+			sources[n++] = p;
+		else
+			free(p);
+	}
+	free(dir);
+	int rc = 0;
+	if (n) {
+		char *dest = xasprintf("%s:%s/.kiln/bin/", h->spec->address, h->home_workdir);
+		rc = rsync(h, sources, n, dest, 0, err);
+		free(dest);
+	}
+	for (int i = 0; i < n; i++)
+		free(sources[i]);
+	if (rc == 0)
+		h->tools_placed = 1;
+	return rc;
+}
+
+/* The host named in path's pointer file (into host), or 0 when path is no pointer. */
+static int pointer_host(const char *path, char *host, size_t n)
+{
+	char head[256];
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return 0;
+	size_t len = fread(head, 1, sizeof head - 1, f);
+	fclose(f);
+	head[len] = 0;
+	const char *h;
+	if (strncmp(head, POINTER_MAGIC, strlen(POINTER_MAGIC)) || !(h = strstr(head, "\nhost ")))
+		return 0;
+	h += 6;
+	snprintf(host, n, "%.*s", (int)strcspn(h, "\n"), h);
+	return 1;
+}
+
+/* The shell command that copies path from src's workdir to h's, streaming tar through this
+ * machine (two connections, nothing stored here). */
+static void relay_command(Buf *cmd, SshHost *src, SshHost *h, const char *path)
+{
+	Buf pack = {0}, unpack = {0};
+	buf_puts(&pack, "cd ");
+	buf_shell_quote(&pack, src->home_workdir);
+	buf_puts(&pack, " && tar cf - ");
+	buf_shell_quote(&pack, path);
+	buf_puts(&unpack, "cd ");
+	buf_shell_quote(&unpack, h->home_workdir);
+	buf_puts(&unpack, " && rm -rf -- ");
+	buf_shell_quote(&unpack, path);
+	buf_puts(&unpack, " && tar xf -");
+	const SshHost *ends[2] = {src, h};
+	Buf *scripts[2] = {&pack, &unpack};
+	for (int i = 0; i < 2; i++) {
+		char *ssh = ssh_command_text(ends[i]);
+		Buf remote = {0};
+		buf_puts(&remote, "exec /bin/sh -c ");
+		buf_shell_quote(&remote, buf_str(scripts[i]));
+		buf_printf(cmd, "%s%s -- ", i ? " | " : "", ssh);
+		buf_shell_quote(cmd, ends[i]->spec->address);
+		buf_putc(cmd, ' ');
+		buf_shell_quote(cmd, buf_str(&remote));
+		buf_free(&remote);
+		free(ssh);
+	}
+	buf_free(&pack);
+	buf_free(&unpack);
+}
+
+void place_stay_script(Buf *b, const Task *t)
+{
+	for (int i = 0; t->opts->stays && i < t->noutputs; i++) {
+		if (!t->opts->stays[i] || t->outputs[i][0] == '/')
+			continue;
+		const char *p = t->outputs[i];
+		/* "KILN-STAY PATH<TAB>SHA256" over its files' hashes and names, "KILN-LIST ..." its listing */
+		buf_puts(b, "if [ -e ");
+		buf_shell_quote(b, p);
+		buf_puts(b, " ]; then { printf 'KILN-STAY %s\\t' ");
+		buf_shell_quote(b, p);
+		buf_puts(b, "; { find ");
+		buf_shell_quote(b, p);
+		buf_puts(b, " -type f -print0 | LC_ALL=C sort -z | xargs -0r sha256sum; } | sha256sum | cut -d' ' -f1; "
+			    "printf 'KILN-LIST '; ");
+		listing_command(b, p);
+		buf_puts(b, "} >&2; else printf 'KILN-MISSING %s\\n' ");
+		buf_shell_quote(b, p);
+		buf_puts(b, " >&2; fi\n");
+	}
+}
+
+/* The value after "KILN-<word> PATH<TAB>" in report, into out; 0 when absent. */
+static int reported(const char *report, const char *word, const char *path, Buf *out)
+{
+	Buf key = {0};
+	buf_printf(&key, "KILN-%s %s\t", word, path);
+	const char *at = report ? strstr(report, buf_str(&key)) : NULL;
+	if (at) {
+		at += key.len;
+		buf_put(out, at, strcspn(at, "\n"));
+	}
+	buf_free(&key);
+	return at != NULL;
+}
+
+int place_record_stays(Cache *c, SshHost *h, const Task *t, const char *report, Buf *err)
+{
+	for (int i = 0; t->opts->stays && i < t->noutputs; i++) {
+		if (!t->opts->stays[i] || t->outputs[i][0] == '/')
+			continue;
+		const char *p = t->outputs[i];
+		Buf sha = {0}, listing = {0}, pointer = {0};
+		int rc = 0;
+		if (!reported(report, "STAY", p, &sha) || !reported(report, "LIST", p, &listing)) {
+			buf_printf(err, "exited 0 but did not write its declared output %s (it stays on %s)", p, h->spec->name);
+			rc = -1;
+		} else {
+			buf_printf(&pointer, POINTER_MAGIC "host %s\npath %s\nsha256 %s\n", h->spec->name, p, buf_str(&sha));
+			mkdirs_parent(p);
+			char hash[33];
+			if (write_file_atomic(p, pointer.data, pointer.len) != 0 || cache_content_hash(c, p, hash) != 0) {
+				buf_printf(err, "cannot write the pointer file %s", p);
+				rc = -1;
+			} else {
+				cache_placement_put(c, h->spec->name, p, hash, buf_str(&listing));
+			}
+		}
+		buf_free(&sha);
+		buf_free(&listing);
+		buf_free(&pointer);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+/* The script's line that runs cmd and, when it fails, says so with its status. */
+static void guarded(Buf *b, const char *what)
+{
+	buf_printf(b, " || { rc=$?; echo \"KILN-PLACE-FAILED $rc %s\" >&2; exit 1; }\n", what);
+}
+
+int place_prepare(Cache *c, SshHost *h, const Task *t, HostLookup find, void *ctx, Placement *pl, Buf *err)
+{
+	memset(pl, 0, sizeof *pl);
+	if (uses_tools(t) && !h->tools_placed) { /* once per host and run, before anything else */
+		int rc = place_tools(h, err);
+		if (rc)
+			return rsync_unreachable(rc) ? (ssh_host_failed(h, buf_str(err)), 1) : -1;
+	}
+	int ninputs = 0;
+	for (int i = 0; i < t->ninputs; i++)
+		ninputs += placeable(t->inputs[i]);
+	if (!ninputs)
+		return 0;
+	if (read_listing(c, h, err))
+		return 1;
+	pl->paths = xmalloc((size_t)ninputs * sizeof *pl->paths);
+	pl->hashes = xmalloc((size_t)ninputs * sizeof *pl->hashes);
+	pl->origins = xcalloc((size_t)ninputs, sizeof *pl->origins);
+	char **from_here = xmalloc((size_t)ninputs * sizeof *from_here);
+	int nhere = 0, rc = 0;
+	Buf relays = {0};
+	for (int i = 0; i < t->ninputs && rc == 0; i++) {
+		const char *p = t->inputs[i];
+		char hash[33], origin[64];
+		if (!placeable(p) || cache_content_hash(c, p, hash) != 0 || holds(c, h, p, hash))
+			continue;
+		if (pointer_host(p, origin, sizeof origin)) { /* it stays on another host: from there */
+			SshHost *src = find(ctx, origin);
+			if (src == h || !src) {
+				buf_printf(err, "%s stays on host %s, which %s: run the task that makes it again (kiln run --force "
+						"TASK)", p, origin, src ? "no longer holds it as it was made" : "hosts{} does not name");
+				rc = -1;
+				break;
+			}
+			if (ssh_host_connect(src, 0.5, 0.7, err) != 0) {
+				rc = 2; /* src's failure is counted by the connect */
+				break;
+			}
+			relay_command(&relays, src, h, p);
+			char what[160];
+			snprintf(what, sizeof what, "copying from %.60s", origin);
+			guarded(&relays, what);
+			snprintf(pl->origins[pl->n], sizeof pl->origins[pl->n], "%s", origin);
+		} else {
+			from_here[nhere++] = (char *)p;
+		}
+		memcpy(pl->hashes[pl->n], hash, 33);
+		pl->paths[pl->n++] = (char *)p;
+	}
+	if (rc == 0 && pl->n) {
+		/* bash for pipefail: a relay fails when either end does */
+		buf_puts(&pl->script, "set -o pipefail\n");
+		if (nhere) { /* -R keeps each path's place in the workspace; --delete mends an edited directory */
+			char *ssh = ssh_command_text(h);
+			buf_puts(&pl->script, "rsync -a -R --delete -e ");
+			buf_shell_quote(&pl->script, ssh);
+			buf_puts(&pl->script, " --");
+			for (int i = 0; i < nhere; i++) {
+				buf_putc(&pl->script, ' ');
+				buf_shell_quote(&pl->script, from_here[i]);
+			}
+			buf_putc(&pl->script, ' ');
+			char *dest = xasprintf("%s:%s/", h->spec->address, h->home_workdir);
+			buf_shell_quote(&pl->script, dest);
+			free(dest);
+			free(ssh);
+			guarded(&pl->script, "copying from here");
+		}
+		buf_puts(&pl->script, buf_str(&relays));
+	}
+	buf_free(&relays);
+	free(from_here);
+	if (rc != 0) {
+		place_free(pl);
+		return rc == 2 ? 1 : rc;
+	}
+	return 0;
+}
+
+int place_failed_unreachable(const char *report)
+{
+	const char *w = report ? strstr(report, "KILN-PLACE-FAILED ") : NULL;
+	return w && rsync_unreachable(atoi(w + 18));
+}
+
+void place_listing_script(Buf *b, const Placement *pl)
+{
+	for (int i = 0; i < pl->n; i++) {
+		buf_puts(b, "{ printf 'KILN-LIST '; ");
+		listing_command(b, pl->paths[i]);
+		buf_puts(b, "} >&2\n");
+	}
+}
+
+void place_copied(SshHost *h, const Placement *pl, int log_fd)
+{
+	for (int i = 0; i < pl->n; i++) {
+		char *old = strmap_get(&h->copied, pl->paths[i]);
+		if (old)
+			memcpy(old, pl->hashes[i], 33);
+		else
+			strmap_put(&h->copied, xstrdup(pl->paths[i]), xstrdup(pl->hashes[i]));
+		if (log_fd >= 0 && pl->origins[i][0])
+			dprintf(log_fd, "# kiln: copied %s from %s to %s\n", pl->paths[i], pl->origins[i], h->spec->name);
+		else if (log_fd >= 0)
+			dprintf(log_fd, "# kiln: copied %s to %s\n", pl->paths[i], h->spec->name);
+	}
+}
+
+void place_record(Cache *c, SshHost *h, const Placement *pl, const char *report)
+{
+	for (int i = 0; i < pl->n; i++) {
+		Buf listing = {0};
+		if (reported(report, "LIST", pl->paths[i], &listing)) {
+			cache_placement_put(c, h->spec->name, pl->paths[i], pl->hashes[i], buf_str(&listing));
+			char *more = xasprintf("%s\t%s\n%s", pl->paths[i], buf_str(&listing), h->listing ? h->listing : "");
+			free(h->listing); /* this run's view (first: it is found before an older line) */
+			h->listing = more;
+		}
+		buf_free(&listing);
+	}
+}
+
+int place_in_flight(const SshHost *h, const Task *t)
+{
+	for (int i = 0; i < t->ninputs; i++) {
+		const int *copies = strmap_get(&h->in_flight, t->inputs[i]);
+		if (copies && *copies > 0)
+			return 1;
+	}
+	return 0;
+}
+
+void place_flight(SshHost *h, const Placement *pl, int delta)
+{
+	for (int i = 0; i < pl->n; i++) {
+		int *copies = strmap_get(&h->in_flight, pl->paths[i]);
+		if (!copies) { /* key and count owned by the map */
+			copies = xcalloc(1, sizeof *copies);
+			strmap_put(&h->in_flight, xstrdup(pl->paths[i]), copies);
+		}
+		*copies += delta;
+	}
+}
+
+void place_free(Placement *pl)
+{
+	buf_free(&pl->script);
+	free(pl->paths);
+	free(pl->hashes);
+	free(pl->origins);
+	memset(pl, 0, sizeof *pl);
+}
+
+static void count_one(void *ctx, const char *path, const char *hash)
+{
+	(void)path, (void)hash;
+	++*(int *)ctx;
+}
+
+int place_count(Cache *c, SshHost *h)
+{
+	int n = 0;
+	cache_each_placement(c, h->spec->name, count_one, &n);
+	return n;
+}
+
+int place_fits(SshHost *h, const Task *t, int *ids)
+{
+	if (h->free_jobs < 1 || ssh_host_task_cpus(t, h) > h->free_cpus || (h->mem_mib && t->mem_mib > h->free_mem))
+		return 0;
+	if (place_in_flight(h, t))
+		return 0; /* an input of its is being copied there: after that, not beside it */
+	if (t->gpus == 0)
+		return 1;
+	if (!h->gpus || gpu_count(h->gpus) < t->gpus)
+		return 0;
+	gpu_refresh(h->gpus, 0);
+	return gpu_lease(h->gpus, t->gpus, t->opts->gpu_mem_mib, ids) == 0;
+}
+
+SshHost *place_choose(Cache *c, SshHost *hosts, int n, const Task *t, double busy_mem, double busy_util,
+		      int *reachable, int *big_enough)
+{
+	SshHost *best = NULL;
+	int best_score = -1, ids[64];
+	for (int i = 0; i < n; i++) {
+		SshHost *h = &hosts[i];
+		if (!ssh_host_allows(h, t))
+			continue;
+		Buf err = {0};
+		int up = ssh_host_connect(h, busy_mem, busy_util, &err) == 0;
+		buf_free(&err);
+		if (!up)
+			continue;
+		++*reachable;
+		*big_enough += t->gpus <= gpu_count(h->gpus);
+		if (!place_fits(h, t, ids))
+			continue;
+		if (t->gpus)
+			gpu_release(h->gpus, ids, t->gpus); /* leased again on the host chosen */
+		/* the host holding most of its inputs first, then the one with most room */
+		int score = place_affinity(c, h, t) * 100000 + h->free_jobs;
+		if (score > best_score) {
+			best = h;
+			best_score = score;
+		}
+	}
+	return best;
+}

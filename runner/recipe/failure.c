@@ -1,0 +1,117 @@
+/* failure.c — classifying failed attempts. The log patterns are the messages PyTorch,
+ * CUDA, NCCL, gloo, torchrun, Python and the C library print for each kind of failure;
+ * the first class that matches wins, in the order of the table (an OOM on one rank makes
+ * the others report lost connections, so memory comes before communication). */
+#define _GNU_SOURCE
+#include "failure.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char *const names[FC_COUNT] = {
+	[FC_ERROR] = "error",     [FC_OOM] = "oom",           [FC_COMM] = "comm",
+	[FC_PORT] = "port",       [FC_PREEMPTED] = "preempted", [FC_TIMEOUT] = "timeout",
+	[FC_MISSING] = "missing-input", [FC_GPU_BUSY] = "gpu-busy", [FC_HOST_DOWN] = "host-down",
+	[FC_INPUT_CHANGED] = "input-changed",
+};
+
+static const struct {
+	enum FailureClass cls;
+	const char *needle; /* matched case-insensitively */
+} patterns[] = {
+	{FC_OOM, "out of memory"}, /* "CUDA out of memory", "CUDA error: out of memory" */
+	{FC_OOM, "OutOfMemoryError"},
+	{FC_OOM, "CUBLAS_STATUS_ALLOC_FAILED"},
+	{FC_OOM, "cudaErrorMemoryAllocation"},
+	{FC_OOM, "MemoryError"},
+	{FC_OOM, "Cannot allocate memory"},
+	{FC_PORT, "Address already in use"},
+	{FC_PORT, "EADDRINUSE"},
+	{FC_PORT, "errno 98"},
+	{FC_COMM, "NCCL error"},
+	{FC_COMM, "ncclSystemError"},
+	{FC_COMM, "ncclInternalError"},
+	{FC_COMM, "ncclRemoteError"},
+	{FC_COMM, "collective operation timeout"},
+	{FC_COMM, "DistNetworkError"},
+	{FC_COMM, "RendezvousTimeoutError"},
+	{FC_COMM, "RendezvousConnectionError"},
+	{FC_COMM, "Connection refused"},
+	{FC_COMM, "Connection reset by peer"},
+	{FC_COMM, "Connection closed by peer"},
+	{FC_COMM, "connectFullMesh"},
+	{FC_COMM, "Socket Timeout"},
+	{FC_COMM, "gloo] Timed out"},
+	{FC_MISSING, "No such file or directory"},
+	{FC_MISSING, "FileNotFoundError"},
+	{FC_MISSING, "command not found"},
+	{FC_MISSING, "kiln: cannot start"},
+};
+
+enum FailureClass failure_classify(const FailureFacts *f)
+{
+	const char *reason = f->reason ? f->reason : "";
+	if (f->timed_out)
+		return FC_TIMEOUT;
+	if (f->host_down)
+		return FC_HOST_DOWN;
+	if (strstr(reason, "PREEMPTED") || strstr(reason, "NODE_FAIL") || strstr(reason, "BOOT_FAIL"))
+		return FC_PREEMPTED;
+	if (f->start_failed)
+		return FC_MISSING;
+	if (f->signaled)
+		return FC_PREEMPTED;
+	const char *tail = f->tail ? f->tail : "";
+	for (size_t i = 0; i < sizeof patterns / sizeof *patterns; i++)
+		if (strcasestr(tail, patterns[i].needle))
+			return patterns[i].cls;
+	/* a shell or launcher reports a child killed by SIGKILL/SIGTERM as 128 + signal */
+	if (f->exit_code == 137 || f->exit_code == 143)
+		return FC_PREEMPTED;
+	if (f->exit_code == 127)
+		return FC_MISSING;
+	return FC_ERROR;
+}
+
+const char *failure_name(enum FailureClass c) { return c >= 0 && c < FC_COUNT ? names[c] : "error"; }
+
+int failure_parse(const char *name)
+{
+	for (int c = 0; c < FC_COUNT; c++)
+		if (!strcmp(names[c], name))
+			return c;
+	return -1;
+}
+
+const char *failure_names(void)
+{
+	return "error, oom, comm, port, preempted, timeout, missing-input, gpu-busy, host-down";
+}
+
+size_t failure_read_tail(const char *path, char *buf, size_t max)
+{
+	buf[0] = 0;
+	int fd = path ? open(path, O_RDONLY | O_CLOEXEC) : -1;
+	if (fd < 0)
+		return 0;
+	off_t size = lseek(fd, 0, SEEK_END);
+	off_t from = size > (off_t)(max - 1) ? size - (off_t)(max - 1) : 0;
+	ssize_t n = size > 0 ? pread(fd, buf, (size_t)(size - from), from) : 0;
+	close(fd);
+	if (n < 0)
+		n = 0;
+	for (ssize_t i = 0; i < n; i++)
+		if (!buf[i])
+			buf[i] = ' ';
+	buf[n] = 0;
+	/* kiln's own header names the command, which may quote the very messages looked for */
+	char *body = from == 0 && !strncmp(buf, "# kiln: ", 8) ? strstr(buf, "\n# --\n") : NULL;
+	if (body) {
+		body += 6;
+		n = (ssize_t)strlen(body);
+		memmove(buf, body, (size_t)n + 1);
+	}
+	return (size_t)n;
+}

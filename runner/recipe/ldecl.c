@@ -1,0 +1,461 @@
+/* ldecl.c — the recipe's declarations beside task{}: plot{} (a chart as a typed spec on
+ * its task), external{} (places outside the workspace inputs may name), slurm{}, glob() and
+ * params{} (command-line overrides converted to each default's type); and the task fields
+ * with a structure of their own, retry_on and torchrun. */
+#define _GNU_SOURCE
+#include <glob.h>
+#include <lauxlib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../plots/plot.h"
+#include "failure.h"
+#include "lkiln_internal.h"
+#include "torchrun.h"
+
+int l_gpus_available(lua_State *L)
+{
+	lua_pushinteger(L, lk_context(L)->gpus_known);
+	return 1;
+}
+
+static const char *const plot_fields[] = {"name", "type", "from", "x", "series", "y", "title",
+					  "xlabel", "ylabel", "unit", "out", "baseline", "xscale", NULL};
+
+/* plot{}: a task named plot/<name> that renders a chart from the metrics of the tasks
+ * its `from` globs select. It carries its typed spec; the spec's text is its key, so a
+ * style change re-renders. */
+int l_plot(lua_State *L)
+{
+	RecipeContext *ctx = lk_context(L);
+	Graph *g = ctx->g;
+	luaL_checktype(L, 1, LUA_TTABLE);
+	lua_settop(L, 1);
+	lk_check_fields(L, "plot{}", plot_fields);
+	PlotSpec *spec = arena_alloc(&g->arena, sizeof *spec);
+	memset(spec, 0, sizeof *spec);
+	const char **slots[] = {&spec->name, &spec->type, NULL, &spec->x, &spec->series, &spec->y, &spec->title,
+				&spec->xlabel, &spec->ylabel, &spec->unit, &spec->out, &spec->baseline,
+				&spec->xscale}; /* in plot_fields' order */
+	for (int i = 0; plot_fields[i]; i++) {
+		int type = lua_getfield(L, 1, plot_fields[i]);
+		if (!slots[i]) { /* from */
+			if (type == LUA_TNIL)
+				luaL_error(L, "plot{}: field 'from' (task names or globs, e.g. \"eval/*\") is required");
+			spec->from = lk_string_list(L, g, -1, "from", &spec->nfrom, 1);
+		} else if (type != LUA_TNIL) {
+			*slots[i] = lk_value_string(L, g, -1, plot_fields[i], 0);
+		}
+		lua_pop(L, 1);
+	}
+	if (!spec->name || !spec->type)
+		luaL_error(L, "plot{}: fields 'name' and 'type' are required");
+	if (!spec->y)
+		luaL_error(L, "plot{}: field 'y' (the metric to draw) is required");
+	if (!spec->out) {
+		char *o = arena_alloc(&g->arena, strlen(spec->name) + 7);
+		sprintf(o, "plots/%s", spec->name);
+		spec->out = o;
+	}
+	spec->out = graph_norm_path(g, spec->out);
+	lk_check_confined(L, spec->out, "plot{}: out", 1);
+	Buf err = {0};
+	if (plot_spec_check(spec, &err) != 0) {
+		lua_pushfstring(L, "plot{}: %s", buf_str(&err));
+		buf_free(&err);
+		luaL_where(L, 1);
+		lua_insert(L, -2);
+		lua_concat(L, 2);
+		return lua_error(L);
+	}
+	Task *t = graph_new_task(g);
+	lk_declaration_site(L, ctx, t);
+	char *tname = arena_alloc(&g->arena, strlen(spec->name) + 6);
+	sprintf(tname, "plot/%s", spec->name);
+	t->name = tname;
+	graph_task_opts(g, t); /* a chart of its own */
+	t->opts->plot = spec;
+	char *text = plot_spec_text(spec);
+	t->opts->spec = arena_strdup(&g->arena, text);
+	free(text);
+	const char *out = spec->out;
+	t->outputs = arena_alloc(&g->arena, 3 * sizeof *t->outputs);
+	static const char *const extensions[] = {"svg", "png", "pdf"};
+	for (int i = 0; i < 3; i++) {
+		char *path = arena_alloc(&g->arena, strlen(out) + 5);
+		sprintf(path, "%s.%s", out, extensions[i]);
+		t->outputs[i] = path;
+	}
+	t->noutputs = 3;
+	t->opts->dep_patterns = spec->from;
+	t->opts->ndep_patterns = spec->nfrom;
+	graph_add_task(g, t);
+	lk_push_task_value(L, t);
+	return 1;
+}
+
+/* external { "/data/elevater", ... }: places outside the workspace that inputs may name
+ * (read only: kiln never writes or deletes outside the workspace). */
+int l_external(lua_State *L)
+{
+	RecipeContext *ctx = lk_context(L);
+	Graph *g = ctx->g;
+	int n;
+	lk_context(L)->declaring = NULL;
+	const char **roots = lk_string_list(L, g, 1, "external", &n, 0);
+	const char **all = arena_alloc(&g->arena, (size_t)(ctx->nexternal + n + 1) * sizeof *all);
+	if (ctx->nexternal)
+		memcpy(all, ctx->external, (size_t)ctx->nexternal * sizeof *all);
+	int k = 0;
+	for (int i = 0; i < n; i++) {
+		const char *r = graph_norm_path(g, roots[i]);
+		if (roots[i][0] != '/')
+			luaL_error(L, "external{}: \"%s\" is relative; give absolute paths of places outside the workspace",
+				   roots[i]);
+		if (r[0] == '/') /* a place inside the workspace needs no declaring (RECIPE_DIR may be either) */
+			all[ctx->nexternal + k++] = r;
+	}
+	ctx->external = all;
+	ctx->nexternal += k;
+	return 0;
+}
+
+/* slurm{}: where Slurm tasks go (partition, account, qos, constraint, extra sbatch flags). */
+int l_slurm(lua_State *L)
+{
+	Graph *g = lk_context(L)->g;
+	luaL_checktype(L, 1, LUA_TTABLE);
+	lua_settop(L, 1);
+	static const char *const fields[] = {"partition", "account", "qos", "constraint", "extra", NULL};
+	lk_check_fields(L, "slurm{}", fields);
+	const char **slots[] = {&g->slurm.partition, &g->slurm.account, &g->slurm.qos, &g->slurm.constraint};
+	const char *names[] = {"partition", "account", "qos", "constraint"};
+	for (int i = 0; i < 4; i++) {
+		if (lua_getfield(L, 1, names[i]) != LUA_TNIL)
+			*slots[i] = lk_value_string(L, g, -1, names[i], 0);
+		lua_pop(L, 1);
+	}
+	if (lua_getfield(L, 1, "extra") != LUA_TNIL)
+		g->slurm.extra = lk_string_list(L, g, -1, "extra", &g->slurm.nextra, 0);
+	lua_pop(L, 1);
+	return 0;
+}
+
+/* settings{}: how the recipe's runs behave, said once in the recipe instead of on every
+ * command line. keep_going = true: a failed task stops only what depends on it (as -k),
+ * for grids of independent configs. */
+int l_settings(lua_State *L)
+{
+	Graph *g = lk_context(L)->g;
+	lk_context(L)->declaring = NULL;
+	luaL_checktype(L, 1, LUA_TTABLE);
+	lua_settop(L, 1);
+	static const char *const fields[] = {"keep_going", NULL};
+	lk_check_fields(L, "settings{}", fields);
+	int type = lua_getfield(L, 1, "keep_going");
+	if (type != LUA_TNIL && type != LUA_TBOOLEAN)
+		luaL_error(L, "settings{}: keep_going must be true or false, got %s", lua_typename(L, type));
+	if (type == LUA_TBOOLEAN)
+		g->keep_going = lua_toboolean(L, -1);
+	lua_pop(L, 1);
+	return 0;
+}
+
+/* "0-3,6" as "0,1,2,3,6" in the arena; NULL when it is not such a list. */
+static const char *device_list(Graph *g, const char *s)
+{
+	Buf b = {0};
+	while (*s) {
+		char *end;
+		long lo = strtol(s, &end, 10), hi = lo;
+		if (end == s || lo < 0)
+			goto bad;
+		if (*end == '-') {
+			const char *h = end + 1;
+			hi = strtol(h, &end, 10);
+			if (end == h || hi < lo || hi - lo > 1024)
+				goto bad;
+		}
+		if (*end && *end != ',')
+			goto bad;
+		for (long i = lo; i <= hi; i++)
+			buf_printf(&b, "%s%ld", b.len ? "," : "", i);
+		s = *end ? end + 1 : end;
+	}
+	const char *out = b.len ? arena_strdup(&g->arena, buf_str(&b)) : NULL;
+	buf_free(&b);
+	return out;
+bad:
+	buf_free(&b);
+	return NULL;
+}
+
+static int compare_hosts(const void *a, const void *b)
+{
+	return strcmp(((const RecipeHost *)a)->name, ((const RecipeHost *)b)->name);
+}
+
+/* hosts{ v800 = { address = "user@v800", gpus = "0-3", cpus = 32, jobs = 8, mem = "256G",
+ * workdir = "/data/kiln", ssh = {"-p", "2222"} }, ... }: the servers the ssh executor
+ * uses. A later hosts{} (or --hosts FILE) replaces an earlier one. */
+int l_hosts(lua_State *L)
+{
+	RecipeContext *ctx = lk_context(L);
+	Graph *g = ctx->g;
+	ctx->declaring = NULL;
+	luaL_checktype(L, 1, LUA_TTABLE);
+	lua_settop(L, 1);
+	lua_pushvalue(L, 1); /* 2: the block; 1 becomes each host's table in turn (lk_check_fields reads 1) */
+	static const char *const fields[] = {"address", "workdir", "gpus", "cpus", "jobs", "mem", "ssh", NULL};
+	int n = 0, cap = 0;
+	RecipeHost *hosts = NULL;
+	lua_Debug ar;
+	int line = lua_getstack(L, 1, &ar) && lua_getinfo(L, "Sl", &ar) ? ar.currentline : 0;
+	const char *file = lua_getstack(L, 1, &ar) && lua_getinfo(L, "S", &ar) ? arena_strdup(&g->arena, ar.short_src) : "";
+	lua_pushnil(L);
+	while (lua_next(L, 2)) {
+		if (lua_type(L, -2) != LUA_TSTRING)
+			luaL_error(L, "hosts{}: give each host a name: hosts { v800 = { address = \"user@v800\" } }");
+		const char *name = lua_tostring(L, -2);
+		if (!*name || strpbrk(name, " \t\n/:@,'\"\\$`"))
+			luaL_error(L, "hosts{}: \"%s\" is not a usable host name (letters, digits, '-', '_' and '.')", name);
+		if (!lua_istable(L, -1))
+			luaL_error(L, "hosts{}: %s must be a table like { address = \"user@%s\" }, got %s", name, name,
+				   luaL_typename(L, -1));
+		lua_copy(L, -1, 1);
+		char what[160];
+		snprintf(what, sizeof what, "hosts{}: %s", name);
+		unsigned has = lk_check_fields(L, what, fields);
+		if (n == cap)
+			hosts = xrealloc(hosts, (size_t)(cap = cap ? 2 * cap : 4) * sizeof *hosts);
+		RecipeHost *h = &hosts[n++];
+		*h = (RecipeHost){.name = arena_strdup(&g->arena, name), .file = file, .line = line};
+		char field[200];
+#define FIELD(f) (snprintf(field, sizeof field, "hosts{}: %s.%s", name, f), field)
+		h->address = h->name;
+		if (has & 1) {
+			lua_getfield(L, 1, "address");
+			h->address = lk_value_string(L, g, -1, FIELD("address"), 0);
+			lua_pop(L, 1);
+		}
+		h->workdir = "kiln-work";
+		if (has & 2) {
+			lua_getfield(L, 1, "workdir");
+			h->workdir = lk_value_string(L, g, -1, FIELD("workdir"), 0);
+			if (!*h->workdir || strchr(h->workdir, '\'') || strchr(h->workdir, '\n'))
+				lk_field_error(L, FIELD("workdir"), "must be a directory path without quotes or newlines");
+			lua_pop(L, 1);
+		}
+		if (has & 4) {
+			lua_getfield(L, 1, "gpus");
+			const char *list = lk_value_string(L, g, -1, FIELD("gpus"), 0);
+			if (!(h->gpus = device_list(g, list)))
+				lk_field_error(L, FIELD("gpus"), "must list device ids like \"0-3\" or \"0,1,3\", got \"%s\"", list);
+			lua_pop(L, 1);
+		}
+		if (has & 8) {
+			lua_getfield(L, 1, "cpus");
+			h->cpus = (int)lk_integer_field(L, -1, FIELD("cpus"), 65536);
+			lua_pop(L, 1);
+		}
+		if (has & 16) {
+			lua_getfield(L, 1, "jobs");
+			h->jobs = (int)lk_integer_field(L, -1, FIELD("jobs"), 65536);
+			lua_pop(L, 1);
+		}
+		if (has & 32) {
+			lua_getfield(L, 1, "mem");
+			const char *m = lk_value_string(L, g, -1, FIELD("mem"), 0);
+			if ((h->mem_mib = parse_size_mib(m)) <= 0)
+				lk_field_error(L, FIELD("mem"), "must be a size like \"256G\", got \"%s\"", m);
+			lua_pop(L, 1);
+		}
+		if (has & 64) {
+			lua_getfield(L, 1, "ssh");
+			h->ssh = lk_string_list(L, g, -1, FIELD("ssh"), &h->nssh, 0);
+			lua_pop(L, 1);
+		}
+#undef FIELD
+		lua_pop(L, 1);
+	}
+	if (n == 0)
+		luaL_error(L, "hosts{}: no hosts: give one or more, like hosts { v800 = { address = \"user@v800\" } }");
+	qsort(hosts, (size_t)n, sizeof *hosts, compare_hosts);
+	g->hosts = arena_alloc(&g->arena, (size_t)n * sizeof *hosts);
+	memcpy(g->hosts, hosts, (size_t)n * sizeof *hosts);
+	g->nhosts = n;
+	free(hosts);
+	return 0;
+}
+
+/* Wildcard components, components and bytes a pattern may have: far past any real layout. */
+#define GLOB_MAX_WILD_PARTS 64
+#define GLOB_MAX_BYTES 4096
+#define GLOB_MAX_PARTS 256
+
+int lk_glob(lua_State *L, const char *pattern, const char *field, glob_t *gl)
+{
+	size_t len = strlen(pattern);
+	int wild = 0, parts = 0;
+	for (const char *part = pattern; part && *part; part = strchr(part, '/') ? strchr(part, '/') + 1 : NULL) {
+		size_t n = strcspn(part, "/");
+		wild += memchr(part, '*', n) || memchr(part, '?', n) || memchr(part, '[', n);
+		parts++; /* glibc recurses on runs of slashes too ("////...") */
+	}
+	if (len > GLOB_MAX_BYTES || wild > GLOB_MAX_WILD_PARTS || parts > GLOB_MAX_PARTS) {
+		const char *what = len > GLOB_MAX_BYTES ? "bytes" : wild > GLOB_MAX_WILD_PARTS ? "path components with wildcards"
+													: "path components";
+		int limit = len > GLOB_MAX_BYTES ? GLOB_MAX_BYTES : wild > GLOB_MAX_WILD_PARTS ? GLOB_MAX_WILD_PARTS : GLOB_MAX_PARTS;
+		char shown[64]; /* Lua's formats have no precision */
+		snprintf(shown, sizeof shown, "%.60s", pattern);
+		if (field)
+			lk_field_error(L, field, "pattern \"%s...\" has more than %d %s", shown, limit, what);
+		luaL_error(L, "glob: pattern \"%s...\" has more than %d %s", shown, limit, what);
+	}
+	return glob(pattern, 0, NULL, gl);
+}
+
+int l_glob(lua_State *L)
+{
+	RecipeContext *ctx = lk_context(L);
+	int nargs = lua_gettop(L);
+	lua_newtable(L);
+	int k = 0;
+	for (int a = 1; a <= nargs; a++) {
+		const char *pattern = luaL_checkstring(L, a);
+		glob_t gl;
+		int rc = lk_glob(L, pattern, NULL, &gl);
+		if (rc != 0 && rc != GLOB_NOMATCH)
+			luaL_error(L, "glob: cannot expand \"%s\"", pattern);
+		/* into the arena first: a Lua push may raise (out of memory) past globfree */
+		size_t n = rc == 0 ? gl.gl_pathc : 0;
+		const char **found = n ? arena_ptrs(&ctx->g->arena, n) : NULL;
+		for (size_t j = 0; j < n; j++)
+			found[j] = graph_norm_path(ctx->g, gl.gl_pathv[j]);
+		if (rc == 0)
+			globfree(&gl);
+		for (size_t j = 0; j < n; j++) {
+			lua_pushstring(L, found[j]);
+			lua_rawseti(L, -2, ++k);
+		}
+	}
+	return 1;
+}
+
+/* Converts an override's text to the type of the param's default value. */
+static void push_override(lua_State *L, const char *name, const char *text, int default_type)
+{
+	if (default_type == LUA_TNUMBER) {
+		if (!lua_stringtonumber(L, text))
+			luaL_error(L, "param %s=%s: expected a number (the default is a number)", name, text);
+	} else if (default_type == LUA_TBOOLEAN) {
+		if (!strcmp(text, "true") || !strcmp(text, "1") || !strcmp(text, "yes"))
+			lua_pushboolean(L, 1);
+		else if (!strcmp(text, "false") || !strcmp(text, "0") || !strcmp(text, "no"))
+			lua_pushboolean(L, 0);
+		else
+			luaL_error(L, "param %s=%s: expected true or false", name, text);
+	} else {
+		lua_pushstring(L, text);
+	}
+}
+
+int l_params(lua_State *L)
+{
+	RecipeContext *ctx = lk_context(L);
+	luaL_checktype(L, 1, LUA_TTABLE);
+	lua_settop(L, 1);
+	lua_newtable(L);
+	lua_pushnil(L);
+	while (lua_next(L, 1)) {
+		if (lua_type(L, -2) != LUA_TSTRING)
+			luaL_error(L, "params{}: names must be strings");
+		const char *name = lua_tostring(L, -2);
+		int type = lua_type(L, -1);
+		if (type != LUA_TSTRING && type != LUA_TNUMBER && type != LUA_TBOOLEAN)
+			luaL_error(L, "params{}: %s must default to a string, number or boolean, got %s", name,
+				   luaL_typename(L, -1));
+		lua_pushvalue(L, -2);
+		lua_pushvalue(L, -2);
+		for (int i = 0; i < ctx->ov->count; i++)
+			if (!strcmp(ctx->ov->names[i], name)) {
+				lua_pop(L, 1);
+				push_override(L, name, ctx->ov->values[i], type);
+				ctx->ov_used[i] = 1;
+			}
+		Graph *g = ctx->g;
+		g->params = xrealloc(g->params, (size_t)(g->nparams + 1) * sizeof *g->params);
+		g->params[g->nparams++] = (KeyValue){arena_strdup(&g->arena, name), lk_value_string(L, g, -1, name, 1)};
+		lua_rawset(L, 2);
+		buf_printf(&ctx->declared_params, "%s%s", ctx->declared_params.len ? ", " : "", name);
+		lua_pop(L, 1);
+	}
+	return 1;
+}
+
+/* retry_on = { "oom", "port", ... }: the failure classes a retry is spent on. */
+unsigned lk_parse_retry_on(lua_State *L, Graph *g)
+{
+	int n;
+	lua_getfield(L, 1, "retry_on");
+	const char **names = lk_string_list(L, g, -1, "retry_on", &n, 0);
+	unsigned mask = 0;
+	for (int i = 0; i < n; i++) {
+		int c = failure_parse(names[i]);
+		if (c < 0)
+			lk_field_error(L, "retry_on", "names an unknown failure class \"%s\" (classes: %s)", names[i],
+				       failure_names());
+		mask |= FC_BIT(c);
+	}
+	lua_pop(L, 1);
+	return mask;
+}
+
+#define MAX_NODES 4096
+
+/* torchrun = { nproc = N | "gpus", nnodes = M }: wraps the command in the launcher. */
+void lk_parse_torchrun(lua_State *L, Graph *g, Task *t, int cpus_declared)
+{
+	lua_getfield(L, 1, "torchrun");
+	if (!lua_istable(L, -1))
+		lk_field_error(L, "torchrun", "must be a table like { nproc = 2 } or { nproc = \"gpus\", nnodes = 2 }, got %s",
+			       luaL_typename(L, -1));
+	Torchrun *tr = arena_alloc(&g->arena, sizeof *tr);
+	memset(tr, 0, sizeof *tr);
+	tr->nnodes = 1;
+	lua_pushnil(L);
+	while (lua_next(L, -2)) {
+		const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
+		if (!strcmp(k, "nproc")) {
+			if (lua_type(L, -1) == LUA_TSTRING && !strcmp(lua_tostring(L, -1), "gpus"))
+				tr->nproc = 0;
+			else if ((tr->nproc = (int)lk_integer_field(L, -1, "torchrun.nproc", 1024)) < 1)
+				lk_field_error(L, "torchrun.nproc", "must be at least 1 (or \"gpus\": one per leased GPU)");
+		} else if (!strcmp(k, "nnodes")) {
+			if ((tr->nnodes = (int)lk_integer_field(L, -1, "torchrun.nnodes", MAX_NODES)) < 1)
+				lk_field_error(L, "torchrun.nnodes", "must be at least 1");
+		} else {
+			lk_field_error(L, "torchrun", "has an unknown field '%s' (fields: nproc, nnodes)", k);
+		}
+		lua_pop(L, 1);
+	}
+	lua_pop(L, 1);
+	lua_getfield(L, 1, "torchrun");
+	int has_nproc = lua_getfield(L, -1, "nproc") != LUA_TNIL;
+	lua_pop(L, 2);
+	if (!has_nproc)
+		lk_field_error(L, "torchrun", "needs nproc: a number of processes per node, or \"gpus\" for one per leased GPU");
+	if (tr->nproc == 0 && t->gpus == 0)
+		lk_field_error(L, "torchrun", "has nproc = \"gpus\" but the task leases none: set gpus = N, or give nproc as "
+					      "a number for CPU processes");
+	if (!cpus_declared && tr->nproc > t->cpus)
+		t->cpus = tr->nproc; /* each process is busy: they hold a CPU each unless told otherwise */
+	Buf err = {0};
+	if (torchrun_wrap(g, t, tr, &err) != 0) {
+		char msg[256];
+		snprintf(msg, sizeof msg, "%s", buf_str(&err));
+		buf_free(&err);
+		lk_field_error(L, "torchrun", "%s", msg);
+	}
+}

@@ -1,0 +1,20 @@
+/* logmetrics.h — metrics from a log's lines: a task's log_metrics names Lua patterns, one
+ * per metric, whose matches in an attempt's output become that metric's series (a point
+ * per match) and scalar (the last match), recorded as a metrics file's are. */
+#ifndef KILN_LOGMETRICS_H
+#define KILN_LOGMETRICS_H
+
+#include "../../base/graph.h"
+#include "../../cache/state/metrics.h"
+
+/* Whether pattern is a Lua pattern with one or two captures (the value, then maybe the
+ * step): 0, or -1 with why in err. Runs in a Lua state of its own, so a recipe that
+ * replaced string.find changes nothing. */
+int log_metrics_check(const char *pattern, Buf *err);
+/* Appends to m, for each (name, pattern) of the n given, one series point per match in the
+ * log at log_path (after kiln's header; step: the second capture, else the match's index
+ * from 0) and the last match as the scalar name. A capture that is no number makes a text
+ * scalar. 0, or -1 with why in err (the log cannot be read). */
+int log_metrics_extract(const char *log_path, const KeyValue *patterns, int n, Metrics *m, Buf *err);
+
+#endif

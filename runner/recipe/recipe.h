@@ -1,0 +1,35 @@
+/* recipe.h — loading a Lua 5.4 recipe into a Graph. Loading only declares tasks: no
+ * process runs, no clock is read, nothing is written. */
+#ifndef KILN_RECIPE_H
+#define KILN_RECIPE_H
+
+#include "../../base/graph.h"
+
+/* Command-line parameter overrides "name=value". */
+typedef struct {
+	char **names, **values;
+	int count;
+} ParamOverrides;
+
+/* Splits argv-style "name=value" words into overrides; other words go to rest
+ * (caller-provided array of at least n entries). Returns the number of rest words. */
+int params_split(char **words, int n, ParamOverrides *ov, char **rest);
+void params_free(ParamOverrides *ov);
+
+/* How a recipe loads. */
+typedef struct {
+	const ParamOverrides *params; /* name=value from the command line; NULL: none */
+	int gpus_known;               /* what the recipe's gpus_available() returns */
+	double timeout_sec;           /* a load still running after this is stopped; <= 0: two minutes */
+	size_t max_bytes;             /* the most memory Lua may hold while it loads; 0: no limit */
+	int wait_when_stuck;          /* a load stuck in one library call past its time waits instead of
+	                               * ending the process (lsandbox.h): for a fuzzer, whose own timeout
+	                               * reports it */
+} RecipeLoad;
+
+/* Loads the recipe at `path` into g (tasks added, not yet resolved). Returns 0, or -1
+ * with "file:line: message" in err (a load past its time names the line it was at), or -2
+ * when a stop was requested (Ctrl-C) while it loaded. `path` is the chunk name in messages. */
+int recipe_load(Graph *g, const char *path, const RecipeLoad *lo, Buf *err);
+
+#endif

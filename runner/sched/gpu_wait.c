@@ -1,0 +1,57 @@
+/* gpu_wait.c — leasing GPUs for a task that is ready to start, and waiting while they are
+ * leased or busy: the bounded wait for devices other programs keep busy (gpu_wait,
+ * --gpu-wait, then the least busy or class gpu-busy), what the wait prints, and how long
+ * tasks waited. Part of the scheduler (sched_internal.h). */
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <string.h>
+
+#include "../recipe/failure.h"
+#include "sched_internal.h"
+
+/* A task whose GPUs are all leased or busy waits; while devices kiln did not lease are
+ * busy the wait is bounded (gpu_wait, --gpu-wait), then it takes the least busy ones or
+ * fails with class gpu-busy. The wait is printed when it starts and every 30 s, and the
+ * status line shows it. Returns 1 with ids filled when leased. */
+int lease_gpus(Run *r, Task *t, int *ids, double *waited)
+{
+	const SchedOptions *o = r->o;
+	int64_t now = now_mono_ns(), *since = &r->wait_since[t->index];
+	int leased = gpu_lease(o->gpus, t->gpus, t->opts->gpu_mem_mib, ids) == 0;
+	double limit = t->opts->gpu_wait_sec >= 0 ? t->opts->gpu_wait_sec : o->gpu_wait_sec;
+	if (!leased && *since && limit > 0 && now - *since >= (int64_t)(limit * 1e9) && gpu_busy_count(o->gpus) > 0) {
+		if (t->opts->gpu_wait_fail) {
+			char why[160];
+			snprintf(why, sizeof why, "no GPU became free within gpu_wait = %.0f s [%s]", limit, failure_name(FC_GPU_BUSY));
+			int64_t id = cache_attempt_started(o->cache, t, ++t->attempt, 0, "", NULL, NULL, NULL);
+			cache_attempt_ended(o->cache, id, -1, why, failure_name(FC_GPU_BUSY));
+			r->sum->gpu_wait_sec += (double)(now - *since) / 1e9;
+			*since = 0;
+			task_failed(r, t, why, NULL);
+			return 0;
+		}
+		leased = gpu_lease_least_busy(o->gpus, t->gpus, ids) == 0;
+		if (leased)
+			status_print(&r->st, "note", "%s: waited %.0f s for a free GPU; taking the least busy", t->name, limit);
+	}
+	if (leased) {
+		*waited = *since ? (double)(now - *since) / 1e9 : 0;
+		r->sum->gpu_wait_sec += *waited;
+		*since = 0;
+		return 1;
+	}
+	r->waiting_for_gpu = 1;
+	Buf devices = {0};
+	gpu_describe(o->gpus, &devices);
+	buf_reset(&r->wait_text);
+	buf_printf(&r->wait_text, "%s waits for %s: %s", t->name, t->gpus > 1 ? "GPUs" : "a GPU",
+		   devices.len ? buf_str(&devices) : "none known");
+	buf_free(&devices);
+	if (!*since || now - r->wait_noted[t->index] >= 30000000000LL) {
+		status_print(&r->st, "wait", "%s", buf_str(&r->wait_text));
+		r->wait_noted[t->index] = now;
+	}
+	if (!*since)
+		*since = now;
+	return 0;
+}

@@ -1,0 +1,70 @@
+/* job_end.c — what the scheduler says of an attempt that failed: how it ended in words,
+ * its failure class (from the way it ended and its log's tail), and the note that ends its
+ * log. The classes themselves are recipe/failure.c's. */
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <string.h>
+
+#include "../recipe/failure.h"
+#include "sched_internal.h"
+
+void failure_describe_end(const Job *job, char *out, size_t n)
+{
+	const Task *t = job->task;
+	char dur[32];
+	format_duration(t->opts->timeout_sec, dur, sizeof dur);
+	if (job->reason[0])
+		snprintf(out, n, "%s", job->reason);
+	else if (job->timed_out)
+		snprintf(out, n, "timed out after %s (process group killed)", dur);
+	else if (job->end == JOB_START_FAILED)
+		snprintf(out, n, "could not start (see its log)");
+	else if (job->end == JOB_SIGNALED)
+		snprintf(out, n, "killed by signal %d (%s)", job->term_signal, strsignal(job->term_signal));
+	else
+		snprintf(out, n, "exit status %d", job->exit_code);
+}
+
+/* A task of ranks (launch.c) failed because one rank did: the others then report lost
+ * peers, so only the failed rank's lines ("[rank R] ...") say what happened. Keeps those
+ * in tail, in place. */
+static void keep_failed_rank(char *tail)
+{
+	const char *said = strstr(tail, "[kiln launch] rank ");
+	int rank;
+	char prefix[32];
+	if (!said || sscanf(said, "[kiln launch] rank %d", &rank) != 1)
+		return;
+	int n = snprintf(prefix, sizeof prefix, "[rank %d] ", rank);
+	char *out = tail;
+	for (char *line = tail, *next; *line; line = next) {
+		next = strchr(line, '\n');
+		next = next ? next + 1 : line + strlen(line);
+		if (!strncmp(line, prefix, (size_t)n)) {
+			memmove(out, line, (size_t)(next - line));
+			out += next - line;
+		}
+	}
+	*out = 0;
+}
+
+enum FailureClass failure_of_job(const Job *job)
+{
+	char tail[16384];
+	failure_read_tail(job->log_path, tail, sizeof tail);
+	keep_failed_rank(tail);
+	FailureFacts f = {.timed_out = job->timed_out, .signaled = job->end == JOB_SIGNALED && !job->interrupted,
+			  .start_failed = job->end == JOB_START_FAILED, .exit_code = job->exit_code, .reason = job->reason,
+			  .host_down = job->end == JOB_HOST_DOWN || job->end == JOB_LOST,
+			  .tail = tail};
+	return failure_classify(&f);
+}
+
+void failure_note_in_log(const Job *job, const char *why)
+{
+	FILE *f = fopen(job->log_path, "a");
+	if (!f)
+		return;
+	fprintf(f, "# kiln: attempt %d failed: %s\n", job->attempt, why);
+	fclose(f);
+}

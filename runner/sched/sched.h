@@ -1,0 +1,47 @@
+/* sched.h — running the needed part of a graph: a ready queue, resource slots (jobs,
+ * cpus, memory, GPUs), retries, timeouts, -k, and a clean stop on SIGINT/SIGTERM. */
+#ifndef KILN_SCHED_H
+#define KILN_SCHED_H
+
+#include <stdio.h>
+
+#include "../../cache/cache.h"
+#include "../exec/exec.h"
+#include "../exec/gpu.h"
+#include "../../base/graph.h"
+
+typedef struct {
+	int jobs;             /* at most this many tasks at once */
+	int keep_going;       /* -k */
+	int cpus;             /* CPU capacity for tasks' `cpus` */
+	long long mem_mib;    /* memory capacity for tasks' `mem` */
+	double kill_grace_sec;/* SIGTERM → SIGKILL delay for timeouts and stops */
+	const char *log_dir;  /* e.g. ".kiln/logs" */
+	GpuPool *gpus;
+	double gpu_wait_sec;  /* --gpu-wait: how long a task waits for busy GPUs (0: as long as it takes) */
+	Executor **executors; /* every executor some needed task uses */
+	int nexecutors;
+	Executor **task_exec; /* per task index: the executor chosen for it (once, by the caller) */
+	Cache *cache;
+} SchedOptions;
+
+typedef struct {
+	int total, ran, up_to_date, restored, failed, not_run;
+	double gpu_wait_sec;   /* time tasks spent waiting for a GPU, summed */
+	int stopped_by_signal; /* 0, or SIGINT/SIGTERM/SIGHUP */
+	double wall_sec;
+} SchedSummary;
+
+/* Runs every needed task (graph_select() first). Prints progress and the summary.
+ * Returns 0 when all succeeded, 1 when a task failed, 128+sig when stopped. */
+int sched_run(Graph *g, const SchedOptions *o, SchedSummary *sum);
+
+/* Prints what a run would do, in order, with the reason for each task that would run
+ * or be restored, then its estimated cost (work, GPU-hours, an ETA at slots tasks at
+ * once); runs nothing. all: also list up-to-date tasks. Returns the number that would run. */
+int sched_plan(Graph *g, Cache *c, FILE *out, int all, int slots);
+
+/* Log file path of a task attempt: <log_dir>/<name>@<attempt>.log; malloc'd. */
+char *sched_log_path(const char *log_dir, const Task *t, int attempt);
+
+#endif

@@ -1,0 +1,106 @@
+/* sched_internal.h — the scheduler's run state, shared by sched.c and shards.c (map{}
+ * shards: item tasks batched into one process per shard). Not for other modules. */
+#ifndef KILN_SCHED_INTERNAL_H
+#define KILN_SCHED_INTERNAL_H
+
+#include "ports.h"
+#include "sched.h"
+#include "status.h"
+#include "../recipe/failure.h"
+
+typedef struct {
+	Task *task;
+	char *reason; /* malloc'd */
+	char *log;    /* malloc'd or NULL */
+} Failure;
+
+typedef struct {
+	const SchedOptions *o;
+	Graph *g;
+	SchedSummary *sum;
+	Status st;
+	Task **ready;      /* dependencies done, not yet checked: a FIFO */
+	int ready_head, ready_len;
+	Task **runnable;   /* must run, waiting for a slot: a queue in [runnable_head, */
+	int runnable_head, runnable_end, runnable_cap; /* runnable_end), NULL where one started */
+	int nrunnable;     /* tasks still in the queue */
+	Job *running;
+	int nrunning;
+	int free_jobs, free_cpus;
+	int remote_slots;  /* some executor keeps slots of its own (not this machine's) */
+	long long free_mem;
+	int stopping, start_failures_pending, waiting_for_gpu;
+	int done;
+	Failure *failures;
+	int nfailures;
+	int64_t *attempt_ids; /* per task index: the open attempt row */
+	int *attempt_no;      /* per task index: its last attempt number (across runs), 0 before asked */
+	int64_t *wait_since;  /* per task index: when it began waiting for a GPU, 0 when not */
+	int64_t *wait_noted;  /* per task index: when its waiting was last printed */
+	Buf wait_text;        /* "t waits for a GPU: ..." for the status line, "" when none waits */
+	PortPool *ports;      /* held by running attempts */
+	/* Successes recorded in the open batch: reported once the batch is committed, so no
+	 * "ok" is printed (or counted) for a success a full disk kept from being recorded. */
+	Task **unconfirmed;
+	char **unconfirmed_lines;
+	int nunconfirmed, unconfirmed_cap;
+	const char *state_error; /* set once a commit failed: nothing new starts */
+	struct ShardRun *shards;  /* per map shard (g->shards): shards.c */
+	int64_t progress_printed_ns; /* the last progress line on plain output */
+} Run;
+
+/* sched.c */
+void task_done(Run *r, Task *t);
+void task_failed(Run *r, Task *t, const char *reason, const char *log);
+/* Starts t (a task or a shard's runner) when slots allow: 1 if it started or failed for
+ * good (it leaves the queue), 0 if it must wait. */
+int try_start(Run *r, Task *t);
+
+/* sched_job.c: the number of t's next attempt (t->attempt counts this run's), and a new
+ * attempt's Job: its log path and environment, with the devices ids (NULL: none leased
+ * here) and the nports ports reserved for it. */
+int sched_next_attempt(Run *r, Task *t);
+Job *sched_new_job(Run *r, Task *t, Executor *ex, const char *key, const int *ids, const int *ports, int nports);
+
+/* sched_summary.c: prints the run's end: counts, failures with their logs' tails. */
+void sched_print_summary(Run *r, SchedSummary *s);
+
+/* gpu_wait.c: leases t's GPUs into ids (1, with how long it waited for them in waited), or
+ * waits (0: it stays queued; it may have failed its bounded wait, then t->state is TS_FAILED) */
+int lease_gpus(Run *r, Task *t, int *ids, double *waited);
+
+/* shards.c */
+void shards_init(Run *r);
+void shards_free(Run *r);
+/* An item task's verdict is in: it must run (queued for its shard) or it is settled. */
+void shard_item_pending(Run *r, Task *t);
+void shard_item_settled(Run *r, Task *t);
+/* Starts each shard whose items are all decided and some pending; records the items whose
+ * outputs are complete while shards run. */
+void shards_start(Run *r);
+void shards_poll(Run *r);
+/* Before the runner's attempt starts: clears the pending items' outputs and writes their
+ * list; returns its path (malloc'd), or NULL with err. reattach: the attempt is one a
+ * previous kiln left running, whose list is read instead (outputs kept, its order followed). */
+char *shard_prepare(Run *r, Task *runner, int reattach, Buf *err);
+/* The shard's process ended: records its complete items, then the rest are recorded
+ * (SHARD_OK), kept for the next attempt (SHARD_RETRY), not run (SHARD_STOPPED) or failed
+ * with why (SHARD_FAILED). */
+enum { SHARD_OK, SHARD_RETRY, SHARD_STOPPED, SHARD_FAILED };
+void shard_job_ended(Run *r, Job *job, const char *why, int mode);
+/* Whether a shard runs (the loop then wakes often enough to follow its items), and
+ * whether one has items waiting to start (the run is not over). */
+int shards_running(const Run *r);
+int shards_waiting(const Run *r);
+/* "caption: 812/5000 items, 26.1/s, ETA 2m40s" for the status line, "" when none. */
+void shards_progress(Run *r, Buf *out, int force_print);
+
+/* job_end.c */
+/* How a failed attempt ended, in words ("exit status 1", "timed out after 5m ..."). */
+void failure_describe_end(const Job *job, char *out, size_t n);
+/* The class of a failed attempt, from how it ended and its log's tail. */
+enum FailureClass failure_of_job(const Job *job);
+/* Ends a failed attempt's log with how it ended, so `kiln log` says it beside the output. */
+void failure_note_in_log(const Job *job, const char *why);
+
+#endif
