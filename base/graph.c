@@ -19,6 +19,27 @@ Graph *graph_new(const char *workspace)
 	return g;
 }
 
+const void *graph_block(const Graph *g, const char *name)
+{
+	for (int i = 0; i < g->nblocks; i++)
+		if (!strcmp(g->blocks[i].name, name))
+			return g->blocks[i].value;
+	return NULL;
+}
+
+void graph_set_block(Graph *g, const char *name, const void *value)
+{
+	for (int i = 0; i < g->nblocks; i++)
+		if (!strcmp(g->blocks[i].name, name)) {
+			g->blocks[i].value = value;
+			return;
+		}
+	if (g->nblocks == GRAPH_BLOCKS)
+		fatal("more than %d executor blocks in one recipe", GRAPH_BLOCKS);
+	g->blocks[g->nblocks].name = arena_strdup(&g->arena, name);
+	g->blocks[g->nblocks++].value = value;
+}
+
 void graph_free(Graph *g)
 {
 	if (!g)

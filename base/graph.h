@@ -120,27 +120,6 @@ typedef struct MapShard {
 /* Whether t is a shard's runner (not scheduled; its items are). */
 #define task_is_runner(t) ((t)->shard && (t)->shard->runner == (t))
 
-/* The recipe's slurm{} block: where Slurm tasks go. */
-typedef struct {
-	const char *partition, *account, *qos, *constraint;
-	const char **extra; /* further sbatch flags */
-	int nextra;
-} RecipeSlurm;
-
-/* One server of the recipe's hosts{} block (or --hosts FILE): reached by ssh. */
-typedef struct {
-	const char *name;     /* as tasks' host = ... name it */
-	const char *address;  /* ssh destination: "user@v800", or a Host of ~/.ssh/config */
-	const char *workdir;  /* the workspace's copy there (default "kiln-work", under the login's home) */
-	const char *gpus;     /* "0,1,2,3": the devices kiln may lease there, or NULL: every one nvidia-smi lists */
-	int cpus, jobs;       /* 0: the host's own count (nproc), and cpus + GPUs */
-	long long mem_mib;    /* 0: no limit kept */
-	const char **ssh;     /* further ssh options, like {"-p", "2222"} or {"-F", "lab_config"} */
-	int nssh;
-	const char *file;     /* where it was declared */
-	int line;
-} RecipeHost;
-
 typedef struct {
 	Arena arena;
 	Task **tasks;
@@ -151,9 +130,14 @@ typedef struct {
 	StrMap output_roots; /* first path component of every output: an input under no such
 				root cannot lie inside a directory output, so no parent lookups */
 	const char *workspace; /* absolute path of the workspace (the current directory) */
-	RecipeSlurm slurm;     /* the recipe's slurm{} block */
-	RecipeHost *hosts;     /* hosts{}, sorted by name */
-	int nhosts;
+	/* executors' recipe blocks (slurm{}, hosts{}): what each executor's reader
+	 * (runner/exec/) made of its block, by the block's name; the graph only keeps them */
+#define GRAPH_BLOCKS 8
+	struct {
+		const char *name;
+		const void *value; /* in the arena */
+	} blocks[GRAPH_BLOCKS];
+	int nblocks;
 	MapShard **shards;     /* every map{} shard, in declaration order */
 	int nshards;
 	TaskOpts default_opts; /* what graph_new_task's tasks share */
@@ -170,6 +154,10 @@ typedef struct {
 
 /* Creates an empty graph for the workspace at `workspace` (absolute path, copied). */
 Graph *graph_new(const char *workspace);
+/* An executor's recipe block by name: what its reader stored, or NULL (never declared).
+ * Setting it again replaces it (a later hosts{}, or --hosts FILE). */
+const void *graph_block(const Graph *g, const char *name);
+void graph_set_block(Graph *g, const char *name, const void *value);
 void graph_free(Graph *g);
 
 /* Allocates a zeroed task in the graph's arena (default options); not yet added. */

@@ -94,14 +94,11 @@ void cache_clear_outputs(Cache *c, Task *t);
 
 /* Attempt bookkeeping: started returns a row id; ended fills in the outcome. job_id and
  * key (hex) identify a batch job for re-attaching; NULL for local attempts. */
-int64_t cache_attempt_started(Cache *c, const Task *t, int attempt, int pgid, const char *gpus, const char *log,
-			      const char *job_id, const char *key);
+int64_t cache_attempt_started(Cache *c, const AttemptRecord *a);
 /* The key cache_check() computed for t, as hex ("" before a check). */
 void cache_key_hex(Cache *c, const Task *t, char out[33]);
 /* Calls fn for every batch job whose attempt a previous kiln left open. */
-void cache_each_open_job(Cache *c, void (*fn)(void *ctx, int64_t id, const char *task, int attempt, const char *job_id,
-					      const char *key, const char *log),
-			 void *ctx);
+void cache_each_open_job(Cache *c, void (*fn)(void *ctx, const OpenAttempt *a), void *ctx);
 /* Notes that the attempt waited seconds for its GPUs before it started (the report draws it). */
 void cache_attempt_waited(Cache *c, int64_t attempt_id, double seconds);
 /* Calls fn with each task's latest recorded duration (its last successful attempt). */

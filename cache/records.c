@@ -22,17 +22,13 @@
 #include "store.h"
 
 
-int64_t cache_attempt_started(Cache *c, const Task *t, int attempt, int pgid, const char *gpus, const char *log,
-			      const char *job_id, const char *key)
+int64_t cache_attempt_started(Cache *c, const AttemptRecord *a)
 {
 	c->recorded = 1;
-	return state_attempt_started(cache_state(c), cache_run_id(c), t->name, attempt, os_hostname(), pgid, gpus, log,
-				     job_id, key);
+	return state_attempt_started(cache_state(c), cache_run_id(c), a);
 }
 
-void cache_each_open_job(Cache *c, void (*fn)(void *ctx, int64_t id, const char *task, int attempt, const char *job_id,
-					      const char *key, const char *log),
-			 void *ctx)
+void cache_each_open_job(Cache *c, void (*fn)(void *ctx, const OpenAttempt *a), void *ctx)
 {
 	state_each_open_job(cache_state(c), fn, ctx);
 }
@@ -69,7 +65,8 @@ int cache_forget(Cache *c, const Task *t)
 
 void cache_note_restored(Cache *c, const Task *t)
 {
-	int64_t id = state_attempt_started(cache_state(c), cache_run_id(c), t->name, 0, os_hostname(), 0, "", NULL, NULL, NULL);
+	AttemptRecord rec = {.task = t->name, .executor = "local", .host = os_hostname()};
+	int64_t id = state_attempt_started(cache_state(c), cache_run_id(c), &rec);
 	if (id > 0)
 		state_attempt_ended(cache_state(c), id, 0, "restored", NULL);
 }

@@ -37,7 +37,7 @@ static const char *const slowest_sql = "SELECT task, ended - started, outcome, l
 				       "ended IS NOT NULL AND outcome <> 'restored' ORDER BY ended - started DESC LIMIT ?2";
 static const char *const attempts_sql =
 	"SELECT task, attempt, started, ended, gpus, outcome, failure, log, waited, "
-	"  CASE WHEN instr(coalesce(job_id, ''), ':') > 0 THEN substr(job_id, 1, instr(job_id, ':') - 1) ELSE '' END "
+	"  CASE WHEN executor = 'ssh' THEN host ELSE '' END "
 	"FROM attempts WHERE run_id = ?1 ORDER BY started, id";
 
 static const char *const durations_sql = "SELECT task, ended - started, max(id) FROM attempts WHERE outcome = 'ok' "
@@ -61,8 +61,8 @@ static const char *const hosts_sql =
 	"  sum(CASE WHEN coalesce(gpus, '') <> '' AND ended IS NOT NULL "
 	"      THEN (ended - started) * (length(gpus) - length(replace(gpus, ',', '')) + 1) ELSE 0 END), "
 	"  (SELECT count(*) FROM placements p WHERE p.host = h) "
-	"FROM (SELECT substr(job_id, 1, instr(job_id, ':') - 1) AS h, outcome, failure, ended, started, gpus "
-	"      FROM attempts WHERE run_id = ?1 AND instr(coalesce(job_id, ''), ':') > 0) GROUP BY h ORDER BY h";
+	"FROM (SELECT host AS h, outcome, failure, ended, started, gpus "
+	"      FROM attempts WHERE run_id = ?1 AND executor = 'ssh') GROUP BY h ORDER BY h";
 static const char *const latest_sql = "SELECT task, attempt, run_id, outcome, failure, log, max(id) FROM attempts "
 				      "GROUP BY task";
 
@@ -147,7 +147,7 @@ void history_each_attempt(State *s, int64_t run_id, void (*fn)(void *ctx, const 
 }
 
 static const char *const last_host_run_sql =
-	"SELECT max(run_id) FROM attempts WHERE instr(coalesce(job_id, ''), ':') > 0";
+	"SELECT max(run_id) FROM attempts WHERE executor = 'ssh'";
 
 int64_t history_last_host_run(State *s)
 {

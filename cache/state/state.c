@@ -27,12 +27,13 @@ static const char *const sql[Q_COUNT] = {
 	[Q_OUTPUTS_ALL] = "SELECT outputs FROM successes",
 	[Q_RUN_BEGIN] = "INSERT INTO runs (started, host, pid, command) VALUES (?1, ?2, ?3, ?4)",
 	[Q_RUN_END] = "UPDATE runs SET ended = ?2, outcome = ?3 WHERE id = ?1",
-	[Q_ATTEMPT_START] = "INSERT INTO attempts (run_id, task, attempt, started, host, pgid, gpus, log, job_id, key) "
-			    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+	[Q_ATTEMPT_START] = "INSERT INTO attempts (run_id, task, attempt, started, host, pgid, gpus, log, job_id, key, "
+			    "executor) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
 	[Q_ATTEMPT_END] = "UPDATE attempts SET ended = ?2, exit_code = ?3, outcome = ?4, failure = ?5 WHERE id = ?1",
 	[Q_ATTEMPT_WAITED] = "UPDATE attempts SET waited = ?2 WHERE id = ?1",
 	[Q_ATTEMPT_OPEN] = "SELECT id, task, pgid FROM attempts WHERE ended IS NULL AND host = ?1 AND job_id IS NULL",
-	[Q_OPEN_JOBS] = "SELECT id, task, attempt, job_id, key, log FROM attempts WHERE ended IS NULL AND job_id IS NOT NULL",
+	[Q_OPEN_JOBS] = "SELECT id, task, attempt, job_id, key, log, executor, host, gpus FROM attempts "
+			"WHERE ended IS NULL AND job_id IS NOT NULL",
 	[Q_LAST_LOG] = "SELECT log FROM attempts WHERE task = ?1 AND log IS NOT NULL ORDER BY id DESC LIMIT 1",
 };
 
@@ -46,7 +47,7 @@ static const char schema[] =
 	"  pid INTEGER, command TEXT, outcome TEXT);"
 	"CREATE TABLE IF NOT EXISTS attempts (id INTEGER PRIMARY KEY, run_id INTEGER, task TEXT,"
 	"  attempt INTEGER, started REAL, ended REAL, exit_code INTEGER, outcome TEXT, host TEXT,"
-	"  pgid INTEGER, gpus TEXT, log TEXT, job_id TEXT, key TEXT, failure TEXT, waited REAL);"
+	"  pgid INTEGER, gpus TEXT, log TEXT, job_id TEXT, key TEXT, failure TEXT, waited REAL, executor TEXT);"
 	"CREATE INDEX IF NOT EXISTS attempts_by_task ON attempts (task, id);"
 	"CREATE INDEX IF NOT EXISTS attempts_open ON attempts (ended, host);"
 	/* version 2: metrics, kept for every run that ingested them */
@@ -61,6 +62,17 @@ static const char schema[] =
 	/* version 8: inputs copied to ssh hosts (cache/placements.c) */
 	"CREATE TABLE IF NOT EXISTS placements (host TEXT, path TEXT, hash TEXT, listing TEXT, placed REAL,"
 	"  PRIMARY KEY (host, path)) WITHOUT ROWID;";
+
+/* version 9: attempts name their executor; an ssh attempt's host leaves its job id */
+static const char migrate_executor[] =
+	"ALTER TABLE attempts ADD COLUMN executor TEXT;"
+	"UPDATE attempts SET executor = CASE WHEN job_id IS NULL OR job_id LIKE 'local/%' THEN 'local' "
+	"  WHEN instr(job_id, ':') > 0 THEN 'ssh' ELSE 'slurm' END;"
+	"UPDATE attempts SET host = substr(job_id, 1, instr(job_id, ':') - 1), "
+	"  job_id = substr(job_id, instr(job_id, ':') + 1) WHERE executor = 'ssh';"
+	"UPDATE attempts SET job_id = substr(job_id, 1, instr(job_id, '/') - 1) "
+	"  WHERE executor = 'ssh' AND instr(job_id, '/') > 0;"
+	"UPDATE attempts SET host = NULL WHERE executor = 'slurm';";
 
 #define STR_(x) #x
 #define STR(x) STR_(x)
@@ -169,7 +181,9 @@ static State *open_once(const char *path, int readonly, Buf *err, int *damaged)
 			 * each last success beside its key, so a no-op run reads them without a join,
 			 * 5 each ingest's position in the recipe, so metrics come in declaration order,
 			 * 6 each failed attempt's class (runner/failure.h), 7 how long an attempt waited
-			 * for its GPUs before it started, 8 what was placed on each ssh host (a table) */
+			 * for its GPUs before it started, 8 what was placed on each ssh host (a table),
+			 * 9 each attempt's executor, and its host as a column (an ssh attempt's host
+			 * and devices were in its job id, "host:ID/gpus"; the id keeps ID alone) */
 			if ((v < 3 && exec_sql(s->db, "ALTER TABLE attempts ADD COLUMN job_id TEXT;"
 						     "ALTER TABLE attempts ADD COLUMN key TEXT;", err)) ||
 			    (v < 4 && exec_sql(s->db, "ALTER TABLE last_success ADD COLUMN outputs TEXT;"
@@ -177,7 +191,8 @@ static State *open_once(const char *path, int readonly, Buf *err, int *damaged)
 						     "  WHERE s.task = last_success.task AND s.key = last_success.key);", err)) ||
 			    (v < 5 && v >= 2 && exec_sql(s->db, "ALTER TABLE ingests ADD COLUMN position INTEGER;", err)) ||
 			    (v < 6 && exec_sql(s->db, "ALTER TABLE attempts ADD COLUMN failure TEXT;", err)) ||
-			    (v < 7 && exec_sql(s->db, "ALTER TABLE attempts ADD COLUMN waited REAL;", err)))
+			    (v < 7 && exec_sql(s->db, "ALTER TABLE attempts ADD COLUMN waited REAL;", err)) ||
+			    (v < 9 && exec_sql(s->db, migrate_executor, err)))
 				goto fail;
 		} else if (v != 0 && v != STATE_SCHEMA_VERSION) {
 			fprintf(stderr, "kiln: %s has schema version %d, this kiln uses %d: rebuilding it "
@@ -511,22 +526,19 @@ int state_end_run(State *s, int64_t run_id, const char *outcome)
 	return run_write(s, st);
 }
 
-int64_t state_attempt_started(State *s, int64_t run_id, const char *task, int attempt, const char *host, int pgid,
-			      const char *gpus, const char *log, const char *job_id, const char *key)
+int64_t state_attempt_started(State *s, int64_t run_id, const AttemptRecord *a)
 {
 	sqlite3_stmt *st = writer(s, Q_ATTEMPT_START);
 	sqlite3_bind_int64(st, 1, run_id);
-	sqlite3_bind_text(st, 2, task, -1, SQLITE_STATIC);
-	sqlite3_bind_int(st, 3, attempt);
+	sqlite3_bind_text(st, 2, a->task, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 3, a->attempt);
 	sqlite3_bind_double(st, 4, now_wall());
-	sqlite3_bind_text(st, 5, host, -1, SQLITE_STATIC);
-	sqlite3_bind_int(st, 6, pgid);
-	sqlite3_bind_text(st, 7, gpus, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 8, log, -1, SQLITE_STATIC);
-	if (job_id && *job_id)
-		sqlite3_bind_text(st, 9, job_id, -1, SQLITE_STATIC);
-	if (key && *key)
-		sqlite3_bind_text(st, 10, key, -1, SQLITE_STATIC);
+	const char *text[] = {a->host, a->gpus ? a->gpus : "", a->log, a->job_id, a->key, a->executor};
+	const int column[] = {5, 7, 8, 9, 10, 11};
+	for (int i = 0; i < 6; i++)
+		if (text[i] && (*text[i] || column[i] == 7))
+			sqlite3_bind_text(st, column[i], text[i], -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 6, a->pgid);
 	if (run_write(s, st) != 0)
 		return -1;
 	return sqlite3_last_insert_rowid(s->db);
@@ -577,14 +589,16 @@ int state_last_log(State *s, const char *task, Buf *out)
 	return found;
 }
 
-void state_each_open_job(State *s, void (*fn)(void *ctx, int64_t id, const char *task, int attempt, const char *job_id,
-					      const char *key, const char *log),
-			 void *ctx)
+void state_each_open_job(State *s, void (*fn)(void *ctx, const OpenAttempt *a), void *ctx)
 {
 	sqlite3_stmt *st = s->q[Q_OPEN_JOBS];
-	while (sqlite3_step(st) == SQLITE_ROW)
-		fn(ctx, sqlite3_column_int64(st, 0), column_text(st, 1), sqlite3_column_int(st, 2), column_text(st, 3),
-		   column_text(st, 4), column_text(st, 5));
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		OpenAttempt a = {.row = sqlite3_column_int64(st, 0),
+				 .rec = {.task = column_text(st, 1), .attempt = sqlite3_column_int(st, 2),
+					 .job_id = column_text(st, 3), .key = column_text(st, 4), .log = column_text(st, 5),
+					 .executor = column_text(st, 6), .host = column_text(st, 7), .gpus = column_text(st, 8)}};
+		fn(ctx, &a);
+	}
 	sqlite3_reset(st);
 }
 

@@ -10,7 +10,7 @@
 #include "../../base/util.h"
 #include "../../base/hash.h"
 
-#define STATE_SCHEMA_VERSION 8
+#define STATE_SCHEMA_VERSION 9
 
 typedef struct State State;
 
@@ -72,15 +72,27 @@ void state_each_output_hash(State *s, void (*fn)(void *ctx, Hash h), void *ctx);
 
 int64_t state_begin_run(State *s, const char *host, int pid, const char *command);
 int state_end_run(State *s, int64_t run_id, const char *outcome);
-int64_t state_attempt_started(State *s, int64_t run_id, const char *task, int attempt, const char *host, int pgid,
-			      const char *gpus, const char *log, const char *job_id, const char *key);
+/* An attempt as it starts: where it runs and what it holds, each a column of its own. */
+typedef struct {
+	const char *task;
+	int attempt;          /* 0: a restore */
+	const char *executor; /* "local", "slurm", "ssh", "plot" */
+	const char *host;     /* where it runs: this machine's name, an ssh host's, NULL (Slurm places it) */
+	const char *gpus;     /* the devices leased to it, "0,3", or "" */
+	int pgid;             /* its process group here, or 0 */
+	const char *log, *job_id, *key; /* NULL: none */
+} AttemptRecord;
+int64_t state_attempt_started(State *s, int64_t run_id, const AttemptRecord *a);
 int state_attempt_ended(State *s, int64_t id, int exit_code, const char *outcome, const char *failure);
 /* How long the attempt waited for its GPUs before it started. */
 int state_attempt_waited(State *s, int64_t id, double seconds);
-/* Batch jobs (job_id set) whose attempt never ended: fn(ctx, id, task, attempt, job_id, key, log). */
-void state_each_open_job(State *s, void (*fn)(void *ctx, int64_t id, const char *task, int attempt, const char *job_id,
-					      const char *key, const char *log),
-			 void *ctx);
+/* An attempt a previous kiln left open (job_id set, never ended), as recorded; strings
+ * live until the callback returns. */
+typedef struct {
+	int64_t row;
+	AttemptRecord rec;
+} OpenAttempt;
+void state_each_open_job(State *s, void (*fn)(void *ctx, const OpenAttempt *a), void *ctx);
 /* Local attempts on host that never ended (a killed kiln): fn(ctx, id, task, pgid). */
 void state_each_open_attempt(State *s, const char *host, void (*fn)(void *ctx, int64_t id, const char *task, int pgid),
 			     void *ctx);

@@ -198,8 +198,8 @@ static void parse_args(int argc, char **argv, Options *o)
 				fatal("--kill-grace takes seconds, got \"%s\"", optarg);
 			break;
 		case 'E':
-			if (strcmp(optarg, "local") && strcmp(optarg, "slurm") && strcmp(optarg, "ssh"))
-				fatal("--executor takes local, slurm or ssh, got \"%s\"", optarg);
+			if (!exec_kind(optarg))
+				fatal("--executor takes %s, got \"%s\"", exec_kind_names(), optarg);
 			o->executor = optarg;
 			break;
 		case 'H': o->hosts_file = optarg; break;
@@ -285,7 +285,13 @@ Graph *new_graph(void)
 static void load_or_exit(Graph *g, const char *path, const ParamOverrides *ov, int gpus_known, double timeout)
 {
 	Buf err = {0};
-	RecipeLoad lo = {.params = ov, .gpus_known = gpus_known, .timeout_sec = timeout};
+	RecipeBlock blocks[16] = {{0}};
+	int n = 0;
+	for (const ExecutorKind *k = exec_kinds; k->name && n < 15; k++)
+		if (k->block)
+			blocks[n++] = (RecipeBlock){k->block, k->read_block};
+	RecipeLoad lo = {.params = ov, .gpus_known = gpus_known, .timeout_sec = timeout, .executors = exec_kind_list(),
+			 .blocks = blocks};
 	int rc = recipe_load(g, path, &lo, &err);
 	if (rc == -2) {
 		fprintf(stderr, "kiln: %s (nothing was started)\n", buf_str(&err));
@@ -308,24 +314,17 @@ Graph *load_graph_with(Options *o, Graph *g, Cache *c)
 	load_or_exit(g, recipe, &o->params, gpus_known, o->load_timeout);
 	if (o->hosts_file) { /* its hosts{} replaces the recipe's */
 		int ntasks = g->ntasks;
+		const void *recipe_hosts = graph_block(g, "hosts");
 		ParamOverrides none = {0};
 		load_or_exit(g, o->hosts_file, &none, gpus_known, o->load_timeout);
 		if (g->ntasks != ntasks)
 			fatal("%s: a hosts file declares hosts{} only, not tasks", o->hosts_file);
-		if (!g->nhosts)
+		if (graph_block(g, "hosts") == recipe_hosts)
 			fatal("%s: no hosts{} block in it", o->hosts_file);
 	}
-	for (int i = 0; i < g->ntasks; i++) { /* every host a task names must be declared */
-		Task *t = g->tasks[i];
-		for (int k = 0; k < t->opts->nhosts; k++) {
-			int known = 0;
-			for (int h = 0; h < g->nhosts && !known; h++)
-				known = !strcmp(g->hosts[h].name, t->opts->hosts[k]);
-			if (!known)
-				fatal("%s:%d: task \"%s\" names host \"%s\", but %s", t->file, t->line, t->name, t->opts->hosts[k],
-				      g->nhosts ? "hosts{} does not declare it" : "there is no hosts{} block (or --hosts FILE)");
-		}
-	}
+	for (const ExecutorKind *k = exec_kinds; k->name; k++) /* what each executor's block promises */
+		if (k->check && k->check(g, &err) != 0)
+			fatal("%s", buf_str(&err));
 	trace_mark("recipe loaded");
 	if (c && cache_loaded(c, &err) != 0) /* the state opened on another thread meanwhile */
 		fatal("%s", buf_str(&err));
@@ -340,21 +339,20 @@ Graph *load_graph_with(Options *o, Graph *g, Cache *c)
 	return g;
 }
 
-/* The one place that says where a task runs: its executor field, else --executor; a
- * task naming hosts runs on them. */
-static const char *executor_of(const Options *o, const Task *t)
+/* The one place that says where a task runs: its executor field, else what an executor
+ * claims of it (a task naming hosts runs on them), else --executor. */
+static const ExecutorKind *executor_of(const Options *o, const Task *t)
 {
 	if (t->opts->executor)
-		return t->opts->executor;
+		return exec_kind(t->opts->executor);
 	if (exec_runs_kiln(t) && !launch_wraps(t))
-		return "local"; /* kiln itself reads the state, which is here (its launcher does not) */
-	if (t->opts->nhosts && (!o->executor || !strcmp(o->executor, "local")))
-		return "ssh";
-	return o->executor ? o->executor : "local";
+		return exec_kinds; /* kiln itself reads the state, which is here (its launcher does not) */
+	if (!o->executor || !strcmp(o->executor, exec_kinds->name))
+		for (const ExecutorKind *k = exec_kinds; k->name; k++)
+			if (k->claims && k->claims(t))
+				return k;
+	return o->executor ? exec_kind(o->executor) : exec_kinds;
 }
-
-static int runs_on_slurm(const Options *o, const Task *t) { return !strcmp(executor_of(o, t), "slurm"); }
-static int runs_on_ssh(const Options *o, const Task *t) { return !t->opts->plot && !strcmp(executor_of(o, t), "ssh"); }
 
 /* Resource checks that need the machine: a task that could never start is a recipe error.
  * Slurm tasks are Slurm's to check. */
@@ -362,7 +360,7 @@ static void check_resources(const Options *o, Graph *g, GpuPool *gpus, int cpus,
 {
 	for (int i = 0; i < g->ntasks; i++) {
 		Task *t = g->tasks[i];
-		if (!t->needed || runs_on_slurm(o, t) || runs_on_ssh(o, t))
+		if (!t->needed || t->opts->plot || executor_of(o, t) != exec_kinds)
 			continue; /* their own system's, or the hosts' (exec_ssh.c says when none fits) */
 		if (t->gpus > 0 && gpu_count(gpus) > 0 && t->gpus > gpu_count(gpus))
 			fatal("%s:%d: task \"%s\" asks for %d GPUs but only %d are known (from %s)", t->file, t->line,
@@ -388,11 +386,11 @@ Cache *open_cache(Options *o, Graph *g, int readonly)
 	return c;
 }
 
-static void adopt_job(void *ctx, int64_t id, const char *task, int attempt, const char *job_id, const char *key,
-		      const char *log)
+static void adopt_job(void *ctx, const OpenAttempt *a)
 {
 	Executor *ex = ctx;
-	ex->adopt(ex, task, attempt, job_id, key, log, id);
+	if (!strcmp(a->rec.executor, ex->name))
+		ex->adopt(ex, a);
 }
 
 static void mark_forced(void *ctx, Task *t)
@@ -448,60 +446,40 @@ static int verb_run(Options *o, int argc, char **argv)
 	buf_free(&cmd);
 	if (run_id < 0)
 		fatal("%s", cache_write_error(c));
-	Executor *slurm = NULL;
-	int any_slurm = 0;
-	for (int i = 0; i < g->ntasks; i++)
-		any_slurm |= g->tasks[i]->needed && runs_on_slurm(o, g->tasks[i]);
-	if (any_slurm) {
-		SlurmConfig sc = {.recipe = g->slurm, .max_jobs = o->max_jobs, .detach = o->detach, .run_id = run_id,
-				  .state_dir = KILN_DIR "/slurm"};
-		Buf serr = {0};
-		if (!(slurm = exec_slurm_new(&sc, &serr)))
-			fatal("%s", buf_str(&serr));
-		cache_each_open_job(c, adopt_job, slurm); /* jobs a killed or detached kiln left */
-	}
-	Executor *ssh = NULL;
-	int any_ssh = 0;
-	for (int i = 0; i < g->ntasks; i++)
-		any_ssh |= g->tasks[i]->needed && runs_on_ssh(o, g->tasks[i]);
-	if (any_ssh) {
-		SshConfig shc = {.g = g, .cache = c, .detach = o->detach, .run_id = run_id,
-				 .busy_mem = o->gpu_busy > 0 ? o->gpu_busy : 0.5,
-				 .busy_util = o->gpu_busy_util > 0 ? o->gpu_busy_util : 0.7, .state_dir = KILN_DIR "/ssh",
-				 .host_wait_sec = o->host_wait > 0 ? o->host_wait : 60};
-		Buf serr = {0};
-		if (!(ssh = exec_ssh_new(&shc, &serr)))
-			fatal("%s", buf_str(&serr));
-		cache_each_open_job(c, adopt_job, ssh); /* remote jobs a killed or detached kiln left */
-	}
-	Executor *plots = exec_plot_new(KILN_DIR "/state.db");
-	Executor *executors[4] = {ex, plots};
+	/* the executors this run needs beside the local one, each made once, from the table */
+	enum { MAX_EXECUTORS = 8 };
+	Executor *executors[MAX_EXECUTORS] = {ex, exec_plot_new(KILN_DIR "/state.db")}, *plots = executors[1];
+	const ExecutorKind *made[MAX_EXECUTORS] = {exec_kinds, NULL};
+	char state_dirs[MAX_EXECUTORS][64]; /* .kiln/NAME: each executor keeps the path for the run */
 	int nexecutors = 2;
-	if (slurm)
-		executors[nexecutors++] = slurm;
-	if (ssh)
-		executors[nexecutors++] = ssh;
 	Executor **task_exec = xmalloc(((size_t)g->ntasks + 1) * sizeof *task_exec);
 	for (int i = 0; i < g->ntasks; i++) { /* chosen once: the scheduler never asks */
 		Task *t = g->tasks[i];
-		task_exec[i] = t->opts->plot ? plots : slurm && runs_on_slurm(o, t) ? slurm : ssh && runs_on_ssh(o, t) ? ssh : ex;
-		if (task_exec[i] == ssh && t->needed && (t->shard || exec_runs_kiln(t)))
-			fatal("%s:%d: task \"%s\" %s: give it executor = \"local\" (or \"slurm\")", t->file, t->line, t->name,
-			      t->shard		? "belongs to a map{}, which runs on this machine only"
-			      : launch_wraps(t) ? "has ranks, which this kiln starts here and on Slurm, not yet on ssh hosts"
-						: "runs kiln itself (@kiln), which reads the state here");
-		if (task_exec[i] != slurm && t->needed && t->opts->rank_nodes > 1)
-			fatal("%s:%d: task \"%s\" spreads its ranks over %d nodes, but it runs on this machine only: run it with "
-			      "--executor slurm (or executor = \"slurm\"), or drop nnodes", t->file, t->line, t->name,
-			      t->opts->rank_nodes);
-		if (task_exec[i] == slurm && t->needed && t->opts->ports > (t->opts->torchrun != NULL || launch_wraps(t)))
-			fatal("%s:%d: task \"%s\" uses {port}: ports are reserved on this machine, and this kiln does not yet "
-			      "reserve them on a Slurm node (run it with executor = \"local\"; torchrun = {...} finds its "
-			      "rendezvous port on the first node itself)", t->file, t->line, t->name);
-		if (task_exec[i] != slurm && t->needed && t->opts->torchrun && t->opts->torchrun->nnodes > 1)
-			fatal("%s:%d: task \"%s\" asks torchrun for %d nodes, but it runs on this machine only: run it with "
-			      "--executor slurm (or executor = \"slurm\"), or set nnodes = 1", t->file, t->line, t->name,
-			      t->opts->torchrun->nnodes);
+		const ExecutorKind *kind = executor_of(o, t);
+		Buf why = {0};
+		if (t->opts->plot) {
+			task_exec[i] = plots;
+			continue;
+		}
+		if (t->needed && kind->refuses && kind->refuses(t, &why))
+			fatal("%s:%d: task \"%s\" %s", t->file, t->line, t->name, buf_str(&why));
+		int e = 0;
+		while (e < nexecutors && made[e] != kind)
+			e++;
+		if (e == nexecutors && t->needed) {
+			ExecSetup setup = {.g = g, .cache = c, .detach = o->detach, .run_id = run_id, .max_jobs = o->max_jobs,
+					   .busy_mem = o->gpu_busy > 0 ? o->gpu_busy : 0.5,
+					   .busy_util = o->gpu_busy_util > 0 ? o->gpu_busy_util : 0.7,
+					   .host_wait_sec = o->host_wait > 0 ? o->host_wait : 60};
+			snprintf(state_dirs[e], sizeof state_dirs[e], KILN_DIR "/%s", kind->name);
+			setup.state_dir = state_dirs[e];
+			if (nexecutors == MAX_EXECUTORS || !(executors[e] = kind->make(&setup, &why)))
+				fatal("%s", buf_str(&why));
+			made[nexecutors++] = kind;
+			cache_each_open_job(c, adopt_job, executors[e]); /* jobs a killed or detached kiln left */
+		}
+		task_exec[i] = e < nexecutors ? executors[e] : ex;
+		buf_free(&why);
 	}
 	SchedOptions so = {
 		/* room for every known GPU besides the cores: GPU tasks are not capped by the CPU count */
@@ -530,12 +508,8 @@ static int verb_run(Options *o, int argc, char **argv)
 	}
 	cache_close(c);
 	trace_mark("state closed");
-	ex->destroy(ex);
-	plots->destroy(plots);
-	if (slurm)
-		slurm->destroy(slurm);
-	if (ssh)
-		ssh->destroy(ssh);
+	for (int i = 0; i < nexecutors; i++)
+		executors[i]->destroy(executors[i]);
 	free(task_exec);
 	gpu_pool_free(gpus);
 	graph_free(g);

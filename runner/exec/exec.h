@@ -1,16 +1,17 @@
 /* exec.h — the executor seam: start a task attempt, learn when it ended, stop it. The
  * scheduler talks only to this and never asks which executor a job runs on: what differs
  * (whose slots a job takes, who enforces timeouts, whether a stopped run may leave jobs
- * behind) is said by the executor's fields. `local` (exec_local.c) spawns processes here;
- * `slurm` (exec_slurm.c) submits batch jobs. */
+ * behind) is said by the executor's fields. `local` (exec_local.c) spawns processes here
+ * under kiln-keeper; `plot` (exec_plot.c) draws charts in this process; `slurm`
+ * (exec_slurm.c) submits batch jobs; `ssh` (ssh/) runs them on hosts{}. The table of them,
+ * with each one's recipe block and the tasks it refuses, is executors.c's. */
 #ifndef KILN_EXEC_H
 #define KILN_EXEC_H
 
 #include <sys/types.h>
 
 #include "../../base/graph.h"
-
-struct Cache;
+#include "../../cache/cache.h"
 
 enum JobEnd {
 	JOB_RUNNING,
@@ -22,14 +23,27 @@ enum JobEnd {
 	JOB_HOST_DOWN     /* no host it may run on answered within the bound (ssh): class host-down */
 };
 
+/* Where an attempt runs and the GPU devices it holds there: the one value its record (the
+ * host and gpus columns), CUDA_VISIBLE_DEVICES (exec_gpu_env) and the release of its
+ * devices are written from. Leased by the scheduler for jobs on this machine, by the ssh
+ * executor on a host; a Slurm job's are Slurm's (host "", no devices). */
+typedef struct {
+	char host[64];
+	int gpus[64];
+	int ngpus;
+} Lease;
+/* "0,3" (or "") for the lease's devices, in out (n bytes). */
+void lease_gpus_text(const Lease *l, char *out, size_t n);
+/* Fills l's devices from a recorded list "0,3" (the gpus column); returns how many. */
+int lease_parse_gpus(Lease *l, const char *list);
+
 /* One attempt of one task. The scheduler fills the inputs; the executor the rest. */
 typedef struct Job {
 	Task *task;
 	int attempt;          /* its number among all of the task's attempts, across runs (log name) */
 	int run_try;          /* its number among this run's attempts of the task (retries count) */
 	char *log_path;       /* malloc'd, owned by the job */
-	char gpu_list[128];   /* "0,3" or "" */
-	int ngpus;            /* devices in gpu_list: {gpus} */
+	Lease lease;          /* where it runs and the devices it holds ({gpus} is the task's count) */
 	int ports[16];        /* reserved TCP ports: {port}, {port1}, ... */
 	int nports;
 	char **env;           /* extra "K=V" entries kiln sets, NULL-terminated, owned */
@@ -50,7 +64,7 @@ typedef struct Job {
 	int exit_code, term_signal;
 	char reason[256];     /* set by an executor that knows better (e.g. Slurm's job state) */
 	/* executors whose jobs outlive kiln (reattaches): */
-	char job_id[256];     /* the executor's id for the job, or "" (ssh: "host:id/gpus") */
+	char job_id[256];     /* the executor's id for the job (never its host: that is the lease's), or "" */
 	int adopted;          /* re-attached to a job a previous kiln started */
 	char key[33];         /* the task's key when it started (hex), to re-attach only to the same work */
 	long long attempt_row;/* adopted jobs: the attempt row the first kiln opened */
@@ -92,14 +106,12 @@ struct Executor {
 	 * signalled like any job. hangup: kiln lost its terminal (SIGHUP), which leaves work
 	 * running as --detach does. */
 	int (*detach)(Executor *ex, Job *job, int hangup);
-	/* Registers a job a previous kiln started for task (an open attempt row): the next
-	 * start() of that task with the same key attaches to it instead. NULL: none. */
-	void (*adopt)(Executor *ex, const char *task, int attempt, const char *job_id, const char *key_hex,
-		      const char *log_path, long long attempt_row);
+	/* Registers a job a previous kiln started on this executor (an open attempt row): the
+	 * next start() of that task with the same key attaches to it instead. NULL: none. */
+	void (*adopt)(Executor *ex, const OpenAttempt *a);
 	/* Whether start() of t with this key would re-attach to an adopted job (its outputs and
-	 * resume state are then left as they are; gpus, 128 bytes, gets the devices it holds,
-	 * "0,3" or ""); NULL: never. */
-	int (*adoptable)(Executor *ex, const Task *t, const char *key_hex, char *gpus);
+	 * resume state are then left as they are; held gets the devices it holds); NULL: never. */
+	int (*adoptable)(Executor *ex, const Task *t, const char *key_hex, Lease *held);
 	/* Told after each commit of the state: every end reap() gave is recorded; NULL: not needed. */
 	void (*committed)(Executor *ex);
 	/* Prints the executor's part of the end summary (ssh: per host); NULL: none. */
@@ -108,11 +120,54 @@ struct Executor {
 	void *impl;
 };
 
-/* The local executor. A run's attempts are started by its kiln-keeper (runner/keeper.c),
+struct lua_State;
+
+/* What the command line gives the executors it makes. */
+typedef struct {
+	const Graph *g;        /* the recipe: its blocks (graph_block: slurm{}, hosts{}) */
+	struct Cache *cache;
+	int detach;            /* --detach: a stop leaves attempts running for the next kiln */
+	long long run_id;
+	int max_jobs;          /* --max-jobs: jobs queued at once (Slurm); 0: no cap */
+	double busy_mem, busy_util; /* the GPU busy test (ssh hosts' devices, as locally) */
+	double host_wait_sec;  /* how long a task waits for a host it may use to answer (ssh) */
+	const char *state_dir; /* .kiln/NAME: the executor's own files (scripts, sockets) */
+} ExecSetup;
+
+/* One kind of executor: a row of the table below. A new executor is a file in exec/ (or a
+ * room of its own, as ssh/) and one row. */
+typedef struct {
+	const char *name;  /* as --executor and a task's executor = "..." name it */
+	const char *about; /* one line for `kiln help run` */
+	/* its recipe block (slurm{}, hosts{}): the global that reads it into the graph
+	 * (graph_set_block under the block's name), or NULL */
+	const char *block;
+	int (*read_block)(struct lua_State *L);
+	/* 1 when a task that names no executor runs here because of what it says (ssh: it
+	 * names hosts); NULL: only when named */
+	int (*claims)(const Task *t);
+	/* 1 with why in words ("belongs to a map{}, which ...") when t cannot run here */
+	int (*refuses)(const Task *t, Buf *why);
+	/* Checks the loaded recipe (every host a task names is declared); 0, or -1 with a
+	 * file:line message. NULL: nothing to check. */
+	int (*check)(const Graph *g, Buf *err);
+	/* Makes the executor for a run, or NULL with a message (a tool missing). */
+	Executor *(*make)(const ExecSetup *setup, Buf *err);
+} ExecutorKind;
+
+/* The table, ended by a row whose name is NULL; the first row is the default (local). */
+extern const ExecutorKind exec_kinds[];
+/* The row named name, or NULL. */
+const ExecutorKind *exec_kind(const char *name);
+/* "local, slurm or ssh" for messages; the names as a NULL-ended list (RecipeLoad's). */
+const char *exec_kind_names(void);
+const char *const *exec_kind_list(void);
+
+/* The local executor. A run's attempts are started by its kiln-keeper (exec/keeper.c),
  * each in a session of its own, so they outlive a killed kiln; a job id
- * "local/HOST/PID/START/KPID/KSTART/GPUS" names the attempt's leader and its keeper. cache
- * closes the rows of adopted attempts found stale; detach: a stop leaves attempts running
- * (--detach). */
+ * "local/HOST/PID/START/KPID/KSTART" names the attempt's leader and its keeper (the host is
+ * the lease's). cache closes the rows of adopted attempts found stale; detach: a stop
+ * leaves attempts running (--detach). */
 Executor *exec_local_new(struct Cache *cache, int detach);
 /* Stops adopted attempts no run will take up: before the run (after_run 0) those whose task
  * is gone from the recipe, after it (1) those of tasks the run needed but did not re-attach
@@ -124,37 +179,23 @@ int exec_local_stop_stale(Executor *local, const Graph *g, int after_run);
  * every other process of a killed kiln (cache_reap_orphans, whose count it returns). */
 struct GpuPool;
 int exec_local_take_over(Executor *local, struct Cache *c, struct GpuPool *gpus);
-/* Whether job_id is the local executor's. */
-int exec_local_is_job_id(const char *job_id);
 /* The built-in executor: renders plot{} tasks (their typed spec) in this process from the
  * metrics in db_path, writing each attempt's log like any task. */
 Executor *exec_plot_new(const char *db_path);
-
-/* Slurm settings: the recipe's slurm{} block and the command line. */
-typedef struct {
-	RecipeSlurm recipe;
-	int max_jobs;       /* jobs in the queue at once */
-	int detach;         /* leave jobs running when kiln is stopped */
-	long long run_id;
-	const char *state_dir; /* where job scripts and exit files go (.kiln/slurm) */
-} SlurmConfig;
-
-/* The Slurm executor (sbatch/squeue/scancel), or NULL with a message when they are missing. */
-Executor *exec_slurm_new(const SlurmConfig *cfg, Buf *err);
-/* ssh settings: the hosts (the graph's hosts{}), the cache that records what was copied
- * where, and the command line's. */
-typedef struct {
-	const Graph *g;
-	struct Cache *cache;
-	int detach;            /* leave remote jobs running when kiln is stopped */
-	long long run_id;
-	double busy_mem, busy_util; /* the GPU busy test, as locally */
-	const char *state_dir; /* .kiln/ssh: sockets, follow commands' stderr */
-	double host_wait_sec;  /* how long a task waits for a host it may use to answer (host-down) */
-} SshConfig;
-
-/* The ssh executor (exec_ssh.c), or NULL with a message when hosts, ssh or rsync are missing. */
-Executor *exec_ssh_new(const SshConfig *cfg, Buf *err);
+/* The executors of the table's other rows (exec_slurm.c, ssh/exec_ssh.c) and the readers
+ * of their blocks. */
+Executor *exec_slurm_new(const ExecSetup *setup, Buf *err);
+int exec_slurm_read_block(struct lua_State *L);
+int exec_slurm_refuses(const Task *t, Buf *why);
+Executor *exec_ssh_new(const ExecSetup *setup, Buf *err);
+int exec_ssh_read_block(struct lua_State *L);
+int exec_ssh_claims(const Task *t);
+int exec_ssh_refuses(const Task *t, Buf *why);
+int exec_ssh_check(const Graph *g, Buf *err);
+/* The child's GPU environment, the same under every executor: CUDA_VISIBLE_DEVICES from
+ * the lease (and CUDA_DEVICE_ORDER=PCI_BUS_ID: NVML and nvidia-smi count in PCI order),
+ * appended to job->env (which has room). Nothing when the lease holds no devices. */
+void exec_gpu_env(Job *job);
 
 /* Builds the shell script text that runs job->task exactly as the local executor would;
  * malloc'd. remote: for an ssh host (the job's leased GPUs kept, PATH led by the copy of
@@ -175,16 +216,16 @@ const char *exec_argv_word(const Task *t, int i);
 int exec_runs_kiln(const Task *t);
 
 /* A job a previous kiln started for task (an open attempt row), kept by the executors that
- * re-attach (Slurm, ssh) until a start() of that task takes it (used). */
+ * re-attach until a start() of that task takes it (used). */
 typedef struct {
 	char *task, *job_id, *key, *log;
+	Lease lease;   /* where it runs and what it holds, from its record */
 	int attempt, used;
-	long long row;
+	long long row; /* 0: found running, never recorded (local) */
 } AdoptedJob;
-void exec_adopted_add(AdoptedJob **list, int *n, const char *task, int attempt, const char *job_id,
-		      const char *key_hex, const char *log_path, long long row);
+void exec_adopted_add(AdoptedJob **list, int *n, const OpenAttempt *a);
 void exec_adopted_free(AdoptedJob *list, int n);
-/* Makes job the re-attached attempt a: its job id, attempt number, log and record. */
+/* Makes job the re-attached attempt a: its job id, lease, attempt number, log and record. */
 void exec_attach(Job *job, const AdoptedJob *a);
 /* Whether the first unused adopted job of t's task in list has this key (start() would
  * re-attach to it). */
@@ -193,7 +234,7 @@ int exec_adopted_matches(const AdoptedJob *list, int n, const Task *t, const cha
 /* Appends job to an executor's growable list of jobs (running, ended, draining). */
 void exec_push_job(Job ***list, int *n, int *cap, Job *job);
 /* s with {port}, {portK} and {gpus} replaced by this attempt's reserved ports and its
- * number of leased devices, and {rdzv} (torchrun's rendezvous, runner/torchrun.h) by
+ * task's number of devices, and {rdzv} (torchrun's rendezvous, runner/torchrun.h) by
  * 127.0.0.1 and the last reserved port: malloc'd, or NULL when s holds none of them. */
 int exec_has_attempt_words(const char *s);
 char *exec_expand_attempt(const char *s, const Job *job);

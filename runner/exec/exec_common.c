@@ -1,5 +1,5 @@
 /* exec_common.c — what every executor shares: the list of jobs a previous kiln left
- * (adoption), the log header, the words an attempt fills in ({port}, {gpus}, {rdzv},
+ * (adoption), the lease's text and the GPU environment, the log header, the words an attempt fills in ({port}, {gpus}, {rdzv},
  * {items}), kiln's own path and the environment entries every task gets. */
 #define _GNU_SOURCE
 #include "exec.h"
@@ -12,12 +12,50 @@
 #include <time.h>
 #include <unistd.h>
 
-void exec_adopted_add(AdoptedJob **list, int *n, const char *task, int attempt, const char *job_id,
-		      const char *key_hex, const char *log_path, long long row)
+void lease_gpus_text(const Lease *l, char *out, size_t n)
 {
+	size_t len = 0;
+	out[0] = 0;
+	for (int i = 0; i < l->ngpus && len < n; i++)
+		len += (size_t)snprintf(out + len, n - len, "%s%d", i ? "," : "", l->gpus[i]);
+}
+
+int lease_parse_gpus(Lease *l, const char *list)
+{
+	l->ngpus = 0;
+	for (const char *s = list ? list : ""; *s && l->ngpus < 64;) {
+		char *end;
+		long id = strtol(s, &end, 10);
+		if (end == s || id < 0)
+			break;
+		l->gpus[l->ngpus++] = (int)id;
+		s = *end == ',' ? end + 1 : end;
+	}
+	return l->ngpus;
+}
+
+void exec_gpu_env(Job *job)
+{
+	if (!job->lease.ngpus)
+		return;
+	int n = 0;
+	while (job->env[n])
+		n++;
+	char list[512];
+	lease_gpus_text(&job->lease, list, sizeof list);
+	job->env[n++] = xasprintf("CUDA_VISIBLE_DEVICES=%s", list);
+	job->env[n++] = xstrdup("CUDA_DEVICE_ORDER=PCI_BUS_ID");
+}
+
+void exec_adopted_add(AdoptedJob **list, int *n, const OpenAttempt *o)
+{
+	const AttemptRecord *r = &o->rec;
 	*list = xrealloc(*list, (size_t)(*n + 1) * sizeof **list);
-	(*list)[(*n)++] = (AdoptedJob){xstrdup(task), xstrdup(job_id), xstrdup(key_hex ? key_hex : ""),
-				       xstrdup(log_path ? log_path : ""), attempt, 0, row};
+	AdoptedJob *a = &(*list)[(*n)++];
+	*a = (AdoptedJob){xstrdup(r->task), xstrdup(r->job_id ? r->job_id : ""), xstrdup(r->key ? r->key : ""),
+			  xstrdup(r->log ? r->log : ""), .attempt = r->attempt, .row = o->row};
+	snprintf(a->lease.host, sizeof a->lease.host, "%s", r->host ? r->host : "");
+	lease_parse_gpus(&a->lease, r->gpus);
 }
 
 int exec_adopted_matches(const AdoptedJob *list, int n, const Task *t, const char *key_hex)
@@ -36,6 +74,7 @@ void exec_attach(Job *job, const AdoptedJob *a)
 	job->log_path = xstrdup(a->log);
 	job->adopted = 1;
 	job->attempt_row = a->row;
+	job->lease = a->lease;
 }
 
 void exec_adopted_free(AdoptedJob *list, int n)
@@ -129,7 +168,7 @@ char *exec_expand_attempt(const char *s, const Job *job)
 		char *end;
 		long k = -1;
 		if (!strncmp(p, "{gpus}", 6)) {
-			buf_printf(&b, "%d", job->ngpus);
+			buf_printf(&b, "%d", job->task->gpus);
 			p += 6;
 			continue;
 		}

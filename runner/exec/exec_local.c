@@ -257,6 +257,7 @@ static int local_start(Executor *ex, Job *job)
 	job->end = JOB_RUNNING;
 	if (le->nadopted && local_reattach(ex, job))
 		return 0;
+	exec_gpu_env(job);
 	int fd = exec_open_log(job);
 	if (fd < 0) {
 		job->end = JOB_START_FAILED;
@@ -306,8 +307,8 @@ static int local_start(Executor *ex, Job *job)
 	}
 	close(fd);
 	/* the id a later kiln re-attaches by: the leader's and the keeper's pid and start time */
-	snprintf(job->job_id, sizeof job->job_id, "local/%s/%d/%lld/%d/%lld/%s", os_hostname(), (int)job->pid,
-		 le->last_start, (int)le->keeper_pid, le->keeper_start, job->gpu_list);
+	snprintf(job->job_id, sizeof job->job_id, "local/%d/%lld/%d/%lld", (int)job->pid, le->last_start,
+		 (int)le->keeper_pid, le->keeper_start);
 	exec_push_job(&le->jobs, &le->njobs, &le->cap, job);
 	return 0;
 ended:

@@ -1,5 +1,5 @@
 /* exec_local_attach.c — re-attaching to local attempts a previous kiln left: by their
- * records (job id "local/HOST/PID/START/GPUS"), or, for starts a killed kiln never
+ * records (job id "local/PID/START/KPID/KSTART", devices and host in their own columns), or, for starts a killed kiln never
  * committed, by their keepers' command lines; stopping the stale ones (their task's key
  * changed, or left the recipe). */
 #define _GNU_SOURCE
@@ -28,14 +28,15 @@ char *local_exit_path(const char *log_path)
 
 int local_parse_id(const char *id, pid_t *pid, long long *start, pid_t *keeper, long long *keeper_start)
 {
-	const char *host = os_hostname();
-	size_t hl = strlen(host);
-	if (strncmp(id, "local/", 6) || strncmp(id + 6, host, hl) || id[6 + hl] != '/')
+	if (strncmp(id, "local/", 6))
 		return -1;
-	int p, k;
-	if (sscanf(id + 7 + hl, "%d/%lld/%d/%lld", &p, start, &k, keeper_start) != 4)
+	const char *p = id + 6;
+	if (*p < '0' || *p > '9') /* written before the host had a column: "local/HOST/..." */
+		p = strchr(p, '/') ? strchr(p, '/') + 1 : p + strlen(p);
+	int n, k;
+	if (sscanf(p, "%d/%lld/%d/%lld", &n, start, &k, keeper_start) != 4)
 		return -1;
-	*pid = p;
+	*pid = n;
 	*keeper = k;
 	return 0;
 }
@@ -49,8 +50,6 @@ int local_job_alive(const char *job_id)
 	/* a start time unknown (-1) never matches: a process that is gone reads as -1 too */
 	return (start > 0 && os_process_start(pid) == start) || (keeper_start > 0 && os_process_start(keeper) == keeper_start);
 }
-
-int exec_local_is_job_id(const char *id) { return !strncmp(id, "local/", 6); }
 
 /* Reads the keeper's exit file into job (end, code, signal): 1 when it is there. */
 int local_read_exit_file(const char *path, Job *job)
@@ -96,11 +95,10 @@ static int reattachable(const char *job_id, const char *log_path, pid_t **spare,
 	return ended;
 }
 
-void local_adopt(Executor *ex, const char *task, int attempt, const char *job_id, const char *key_hex,
-		 const char *log_path, long long attempt_row)
+void local_adopt(Executor *ex, const OpenAttempt *a)
 {
 	LocalExec *le = ex->impl;
-	exec_adopted_add(&le->adopted, &le->nadopted, task, attempt, job_id, key_hex, log_path, attempt_row);
+	exec_adopted_add(&le->adopted, &le->nadopted, a);
 }
 
 static AdoptedJob *adopted_for(LocalExec *le, const Task *t)
@@ -111,22 +109,12 @@ static AdoptedJob *adopted_for(LocalExec *le, const Task *t)
 	return NULL;
 }
 
-/* The device list at the end of a local job id "local/HOST/PID/START/KPID/KSTART/GPUS"
- * ("" when none). */
-static const char *gpus_of_id(const char *id)
-{
-	int slashes = 0;
-	for (const char *p = id; *p; p++)
-		if (*p == '/' && ++slashes == 6)
-			return p + 1;
-	return "";
-}
-
-int local_adoptable(Executor *ex, const Task *t, const char *key_hex, char *gpus)
+int local_adoptable(Executor *ex, const Task *t, const char *key_hex, Lease *held)
 {
 	LocalExec *le = ex->impl;
 	AdoptedJob *a = adopted_for(le, t);
-	snprintf(gpus, 128, "%s", a ? gpus_of_id(a->job_id) : "");
+	if (a)
+		*held = a->lease;
 	return exec_adopted_matches(le->adopted, le->nadopted, t, key_hex);
 }
 
@@ -137,7 +125,8 @@ static int adopted_gpus(Executor *local, int *ids, int max)
 	LocalExec *le = local->impl;
 	int n = 0;
 	for (int i = 0; i < le->nadopted; i++)
-		n += gpu_parse_list(gpus_of_id(le->adopted[i].job_id), ids + n, max - n);
+		for (int k = 0; k < le->adopted[i].lease.ngpus && n < max; k++)
+			ids[n++] = le->adopted[i].lease.gpus[k];
 	return n;
 }
 
@@ -225,17 +214,23 @@ static int find_unrecorded(Executor *local, const char *marker, pid_t **spare, i
 			goto next;
 		char job_id[256];
 		const char *devices = env_value(env, elen, "CUDA_VISIBLE_DEVICES");
-		snprintf(job_id, sizeof job_id, "local/%s/%d/%lld/%d/%lld/%s", os_hostname(), (int)pid,
-			 os_process_start(pid), (int)keeper, os_process_start(keeper), devices ? devices : "");
+		long long started = os_process_start(pid);
+		snprintf(job_id, sizeof job_id, "local/%d/%lld/%d/%lld", (int)pid, started, (int)keeper,
+			 os_process_start(keeper));
 		int known = 0;
-		for (int i = 0; i < le->nadopted && !known; i++)
-			known = !strcmp(le->adopted[i].job_id, job_id);
+		for (int i = 0; i < le->nadopted && !known; i++) { /* by its leader, whatever the id's form */
+			pid_t p, k;
+			long long st, kst;
+			known = local_parse_id(le->adopted[i].job_id, &p, &st, &k, &kst) == 0 && p == pid && st == started;
+		}
 		if (!known) { /* started, but its record was not yet committed: adopted all the same */
 			size_t wl = strlen(ws); /* a task with a cwd has the full path */
 			if (!strncmp(progress, ws, wl) && progress[wl] == '/')
 				progress += wl + 1, pl -= wl + 1;
 			char *log = xasprintf("%.*s", (int)(pl - 9), progress);
-			exec_adopted_add(&le->adopted, &le->nadopted, task, atoi(attempt), job_id, key, log, 0);
+			OpenAttempt unrecorded = {.rec = {.task = task, .attempt = atoi(attempt), .executor = "local",
+						     .host = os_hostname(), .gpus = devices, .log = log, .job_id = job_id, .key = key}};
+			exec_adopted_add(&le->adopted, &le->nadopted, &unrecorded);
 			free(log);
 			*spare = xrealloc(*spare, (size_t)(*nspare + 2) * sizeof **spare);
 			(*spare)[(*nspare)++] = pid;
@@ -287,7 +282,6 @@ int local_reattach(Executor *ex, Job *job)
 	pid_t keeper;
 	local_parse_id(a->job_id, &job->pid, &start, &keeper, &keeper_start);
 	exec_attach(job, a);
-	snprintf(job->gpu_list, sizeof job->gpu_list, "%s", gpus_of_id(a->job_id));
 	exec_push_job(&le->jobs, &le->njobs, &le->cap, job);
 	return 1;
 }
@@ -301,18 +295,19 @@ typedef struct {
 	int nspare, abandoned;
 } LocalLeftovers;
 
-static void adopt_local(void *ctx, int64_t id, const char *task, int attempt, const char *job_id, const char *key,
-			const char *log)
+static void adopt_local(void *ctx, const OpenAttempt *a)
 {
 	LocalLeftovers *lo = ctx;
 	pid_t pid, keeper;
 	long long start, keeper_start;
-	if (!exec_local_is_job_id(job_id))
+	/* this executor's, on this machine (a workspace may be shared with another's kiln) */
+	if (strcmp(a->rec.executor, "local") || strcmp(a->rec.host, os_hostname()) ||
+	    local_parse_id(a->rec.job_id, &pid, &start, &keeper, &keeper_start) != 0)
 		return;
-	if (log && reattachable(job_id, log, &lo->spare, &lo->nspare)) {
-		local_adopt(lo->local, task, attempt, job_id, key, log, id);
-	} else if (local_parse_id(job_id, &pid, &start, &keeper, &keeper_start) == 0) { /* this host's, and gone */
-		cache_attempt_ended(lo->c, id, -1, "abandoned: kiln stopped before the attempt ended", NULL);
+	if (reattachable(a->rec.job_id, a->rec.log, &lo->spare, &lo->nspare)) {
+		local_adopt(lo->local, a);
+	} else { /* this host's, and gone */
+		cache_attempt_ended(lo->c, a->row, -1, "abandoned: kiln stopped before the attempt ended", NULL);
 		lo->abandoned++;
 	}
 }

@@ -34,17 +34,17 @@ typedef struct {
 char *local_exit_path(const char *log_path);
 /* Reads the keeper's exit file into job (end, code, signal): 1 when it is there. */
 int local_read_exit_file(const char *path, Job *job);
-/* A job id "local/HOST/PID/START/KPID/KSTART/GPUS" of this host: the attempt's leader (its
- * session and group) and its keeper, each with its start time. 0, or -1 for another host's. */
+/* A job id "local/PID/START/KPID/KSTART": the attempt's leader (its session and group) and
+ * its keeper, each with its start time (the host is the attempt's lease, a column of its
+ * record; ids written before it was had "local/HOST/.../GPUS", read alike). 0, or -1. */
 int local_parse_id(const char *id, pid_t *pid, long long *start, pid_t *keeper, long long *keeper_start);
 /* Whether the attempt job_id names may still end with an exit status: its leader or its
  * keeper still runs. */
 int local_job_alive(const char *job_id);
 /* The executor's adopt (exec.h; the caller checked the attempt can be re-attached to) and
  * adoptable. */
-void local_adopt(Executor *ex, const char *task, int attempt, const char *job_id, const char *key_hex,
-		 const char *log_path, long long attempt_row);
-int local_adoptable(Executor *ex, const Task *t, const char *key_hex, char *gpus);
+void local_adopt(Executor *ex, const OpenAttempt *a);
+int local_adoptable(Executor *ex, const Task *t, const char *key_hex, Lease *held);
 /* Attaches job to the attempt a previous kiln left for its task when its key is the same
  * (1), or stops that stale attempt (0: job starts afresh). */
 int local_reattach(Executor *ex, Job *job);

@@ -6,6 +6,8 @@
 #define _GNU_SOURCE
 #include "exec.h"
 #include "../recipe/launch.h"
+#include "../recipe/lblock.h"
+#include <lauxlib.h>
 #include "../../base/os.h"
 #include "../recipe/torchrun.h"
 
@@ -18,9 +20,16 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+/* The recipe's slurm{} block: where Slurm tasks go. */
+typedef struct {
+	const char *partition, *account, *qos, *constraint;
+	const char **extra; /* further sbatch flags */
+	int nextra;
+} RecipeSlurm;
 
 typedef struct {
-	SlurmConfig cfg;
+	ExecSetup cfg;
+	RecipeSlurm recipe;
 	char workspace[4096];
 	Job **active;
 	int nactive, cap;
@@ -109,8 +118,8 @@ char *exec_job_script(const Job *job, const char *workspace, const char *exit_pa
 	}
 	for (char **e = job->env; e && *e; e++) {
 		const char *eq = strchr(*e, '=');
-		if (!eq || (!remote && !strncmp(*e, "CUDA_VISIBLE_DEVICES=", 21)))
-			continue; /* Slurm assigns the GPUs; on an ssh host kiln leased them */
+		if (!eq)
+			continue;
 		buf_printf(&b, "%.*s=", (int)(eq - *e), *e);
 		if (t->opts->cwd && !strncmp(*e, "KILN_PROGRESS=", 14) && eq[1] != '/')
 			buf_puts(&b, top); /* a host's own path (ssh): from the workspace there */
@@ -213,7 +222,7 @@ static int slurm_start(Executor *ex, Job *job)
 	free(script);
 	char *abs_log = job->log_path[0] == '/' ? xstrdup(job->log_path) : xasprintf("%s/%s", se->workspace, job->log_path);
 	enum { FIXED_ARGS = 18 }; /* sbatch, its own flags and the script: 16 at most */
-	char **args = xmalloc((size_t)(FIXED_ARGS + se->cfg.recipe.nextra) * sizeof *args);
+	char **args = xmalloc((size_t)(FIXED_ARGS + se->recipe.nextra) * sizeof *args);
 	char *owned[FIXED_ARGS];
 	int n = 0, nowned = 0;
 #define OWN(x) (owned[nowned++] = (x))
@@ -235,16 +244,16 @@ static int slurm_start(Executor *ex, Job *job)
 		args[n++] = OWN(xasprintf("--gres=gpu:%d", t->gpus));
 	if (t->opts->timeout_sec > 0)
 		args[n++] = OWN(xasprintf("--time=%d", (int)((t->opts->timeout_sec + 59) / 60)));
-	if (se->cfg.recipe.partition)
-		args[n++] = OWN(xasprintf("--partition=%s", se->cfg.recipe.partition));
-	if (se->cfg.recipe.account)
-		args[n++] = OWN(xasprintf("--account=%s", se->cfg.recipe.account));
-	if (se->cfg.recipe.qos)
-		args[n++] = OWN(xasprintf("--qos=%s", se->cfg.recipe.qos));
-	if (se->cfg.recipe.constraint)
-		args[n++] = OWN(xasprintf("--constraint=%s", se->cfg.recipe.constraint));
-	for (int i = 0; i < se->cfg.recipe.nextra; i++)
-		args[n++] = (char *)se->cfg.recipe.extra[i];
+	if (se->recipe.partition)
+		args[n++] = OWN(xasprintf("--partition=%s", se->recipe.partition));
+	if (se->recipe.account)
+		args[n++] = OWN(xasprintf("--account=%s", se->recipe.account));
+	if (se->recipe.qos)
+		args[n++] = OWN(xasprintf("--qos=%s", se->recipe.qos));
+	if (se->recipe.constraint)
+		args[n++] = OWN(xasprintf("--constraint=%s", se->recipe.constraint));
+	for (int i = 0; i < se->recipe.nextra; i++)
+		args[n++] = (char *)se->recipe.extra[i];
 	args[n++] = script_path;
 	args[n] = NULL;
 #undef OWN
@@ -426,23 +435,53 @@ static void slurm_destroy(Executor *ex)
 	free(ex);
 }
 
-static int slurm_adoptable(Executor *ex, const Task *t, const char *key_hex, char *gpus)
+static int slurm_adoptable(Executor *ex, const Task *t, const char *key_hex, Lease *held)
 {
 	SlurmExec *se = ex->impl;
-	gpus[0] = 0; /* Slurm's own to lease */
+	(void)held; /* Slurm's own to lease */
 	return exec_adopted_matches(se->adopted, se->nadopted, t, key_hex);
 }
 
-static void slurm_adopt(Executor *ex, const char *task, int attempt, const char *job_id, const char *key_hex,
-		      const char *log_path, long long attempt_row)
+static void slurm_adopt(Executor *ex, const OpenAttempt *a)
 {
 	SlurmExec *se = ex->impl;
-	if (strchr(job_id, ':') || exec_local_is_job_id(job_id))
-		return; /* an ssh host's job (exec_ssh.c) */
-	exec_adopted_add(&se->adopted, &se->nadopted, task, attempt, job_id, key_hex, log_path, attempt_row);
+	exec_adopted_add(&se->adopted, &se->nadopted, a);
 }
 
-Executor *exec_slurm_new(const SlurmConfig *cfg, Buf *err)
+/* slurm{}: where Slurm tasks go (partition, account, qos, constraint, extra sbatch flags). */
+int exec_slurm_read_block(lua_State *L)
+{
+	Graph *g = lk_block_graph(L);
+	luaL_checktype(L, 1, LUA_TTABLE);
+	RecipeSlurm *sl = arena_alloc(&g->arena, sizeof *sl);
+	*sl = (RecipeSlurm){0};
+	lua_settop(L, 1);
+	static const char *const fields[] = {"partition", "account", "qos", "constraint", "extra", NULL};
+	lk_check_fields(L, "slurm{}", fields);
+	const char **slots[] = {&sl->partition, &sl->account, &sl->qos, &sl->constraint};
+	const char *names[] = {"partition", "account", "qos", "constraint"};
+	for (int i = 0; i < 4; i++) {
+		if (lua_getfield(L, 1, names[i]) != LUA_TNIL)
+			*slots[i] = lk_value_string(L, g, -1, names[i], 0);
+		lua_pop(L, 1);
+	}
+	if (lua_getfield(L, 1, "extra") != LUA_TNIL)
+		sl->extra = lk_string_list(L, g, -1, "extra", &sl->nextra, 0);
+	lua_pop(L, 1);
+	graph_set_block(g, "slurm", sl);
+	return 0;
+}
+
+int exec_slurm_refuses(const Task *t, Buf *why)
+{
+	if (t->opts->ports > (t->opts->torchrun != NULL || launch_wraps(t)))
+		buf_puts(why, "uses {port}: ports are reserved on this machine, and this kiln does not yet reserve them on "
+			      "a Slurm node (run it with executor = \"local\"; torchrun = {...} finds its rendezvous port "
+			      "on the first node itself)");
+	return why->len > 0;
+}
+
+Executor *exec_slurm_new(const ExecSetup *cfg, Buf *err)
 {
 	const char *tools[] = {"sbatch", "squeue", "scancel"};
 	for (int i = 0; i < 3; i++) {
@@ -455,6 +494,9 @@ Executor *exec_slurm_new(const SlurmConfig *cfg, Buf *err)
 	}
 	SlurmExec *se = xcalloc(1, sizeof *se);
 	se->cfg = *cfg;
+	const RecipeSlurm *block = graph_block(cfg->g, "slurm");
+	if (block)
+		se->recipe = *block;
 	if (!getcwd(se->workspace, sizeof se->workspace))
 		strcpy(se->workspace, ".");
 	se->interval_ms = 100;

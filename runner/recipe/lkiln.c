@@ -36,6 +36,32 @@ enum { /* bits of check_fields' mask, in task_fields' order */
 
 RecipeContext *lk_context(lua_State *L) { return lua_touserdata(L, lua_upvalueindex(1)); }
 
+Graph *lk_block_graph(lua_State *L)
+{
+	RecipeContext *ctx = lk_context(L);
+	ctx->declaring = NULL;
+	return ctx->g;
+}
+
+/* Raises unless name is one of the executors the load knows ("local" when none is given). */
+static void check_executor_name(lua_State *L, const char *name)
+{
+	static const char *const local_only[] = {"local", NULL};
+	const char *const *known = lk_context(L)->executors ? lk_context(L)->executors : local_only;
+	Buf list = {0};
+	for (int i = 0; known[i]; i++) {
+		if (!strcmp(known[i], name)) {
+			buf_free(&list);
+			return;
+		}
+		buf_printf(&list, "%s\"%s\"", i == 0 ? "" : known[i + 1] ? ", " : " or ", known[i]);
+	}
+	char msg[256];
+	snprintf(msg, sizeof msg, "%s", buf_str(&list));
+	buf_free(&list);
+	lk_field_error(L, "executor", "must be %s, got \"%s\"", msg, name);
+}
+
 /* A task value, what task{} and plot{} return: a userdata holding the Task, with
  * .name, .outputs and .inputs read on demand. Cheaper than building tables that a recipe
  * rarely reads (a 10k-task recipe would otherwise build 20k tables). */
@@ -539,8 +565,7 @@ static int l_task(lua_State *L)
 	if (has & F_EXECUTOR) {
 		lua_getfield(L, 1, "executor");
 		t->opts->executor = lk_value_string(L, g, -1, "executor", 0);
-		if (strcmp(t->opts->executor, "local") && strcmp(t->opts->executor, "slurm") && strcmp(t->opts->executor, "ssh"))
-			lk_field_error(L, "executor", "must be \"local\", \"slurm\" or \"ssh\", got \"%s\"", t->opts->executor);
+		check_executor_name(L, t->opts->executor);
 		lua_pop(L, 1);
 	}
 	if ((has & F_HOST) && (has & F_HOSTS))
@@ -575,12 +600,16 @@ void lkiln_open(lua_State *L, RecipeContext *ctx)
 	lua_pop(L, 1);
 	static const luaL_Reg api[] = {{"task", l_task},     {"plot", l_plot}, {"glob", l_glob}, {"map", l_map},
 				       {"params", l_params}, {"gpus_available", l_gpus_available},
-				       {"slurm", l_slurm},   {"external", l_external}, {"hosts", l_hosts},
-				       {"settings", l_settings},
+				       {"external", l_external}, {"settings", l_settings},
 				       {NULL, NULL}};
 	lua_pushglobaltable(L);
 	lua_pushlightuserdata(L, ctx);
 	luaL_setfuncs(L, api, 1);
+	for (const RecipeBlock *b = ctx->blocks; b && b->name; b++) {
+		lua_pushlightuserdata(L, ctx);
+		lua_pushcclosure(L, b->read, 1);
+		lua_setfield(L, -2, b->name);
+	}
 	lua_getfield(L, -1, "task");
 	lua_setfield(L, LUA_REGISTRYINDEX, LK_TASK_FUNCTION);
 	lua_pop(L, 1);

@@ -15,6 +15,8 @@ typedef struct {
 	char *ov_used;          /* per override: 1 once a params{} call declared that name */
 	Buf declared_params;    /* "a, b, c" for error messages */
 	int gpus_known;         /* gpus_available() */
+	const char *const *executors; /* the names executor = "..." may give (RecipeLoad's) */
+	const RecipeBlock *blocks;    /* the executors' blocks, registered as globals */
 	const char *last_source; /* the chunk name of the last task{} call and its file name, */
 	const char *last_file;   /* kept once in the graph's arena rather than once per task */
 	const char *recipe;      /* the recipe's workspace-relative path (no task may write it) */

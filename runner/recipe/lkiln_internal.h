@@ -1,6 +1,6 @@
 /* lkiln_internal.h — what the files of the recipe API share: lkiln.c (task{} and the
  * helpers every declaration uses), lfields.c (field errors, checks and values), ldecl.c
- * (plot{}, external{}, slurm{}, hosts{}, glob(), params{}, gpus_available()) and lmap.c
+ * (plot{}, external{}, settings{}, glob(), params{}, gpus_available()) and lmap.c
  * (map{}). Errors raise through Lua, so they carry file:line. */
 #ifndef KILN_LKILN_INTERNAL_H
 #define KILN_LKILN_INTERNAL_H
@@ -8,18 +8,11 @@
 #include <glob.h>
 #include <lua.h>
 
+#include "lblock.h"
 #include "lkiln.h"
 
 /* The RecipeContext of the API function that is running (its upvalue). */
 RecipeContext *lk_context(lua_State *L);
-/* Raises "task "NAME": FIELD MESSAGE" (without the task name outside task{}). */
-int lk_field_error(lua_State *L, const char *field, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-/* The value at idx as an arena string: strings and numbers (booleans when allow_bool). */
-const char *lk_value_string(lua_State *L, Graph *g, int idx, const char *what, int allow_bool);
-/* A list field (one value or an array); deps and plot{}'s from also take task values. */
-const char **lk_string_list(lua_State *L, Graph *g, int idx, const char *field, int *count, int allow_tasks);
-/* Raises on a key of the table at 1 not in fields; returns the bit mask of those present. */
-unsigned lk_check_fields(lua_State *L, const char *what, const char *const *fields);
 /* Records the recipe file and line of the call that declares t. */
 void lk_declaration_site(lua_State *L, RecipeContext *ctx, Task *t);
 /* Whether s is a task name: letters, digits and _-./:=+, with '/' between parts. */
@@ -40,8 +33,6 @@ void lk_push_task_value(lua_State *L, const Task *t);
 /* Raises unless workspace-relative path p may be declared (see lkiln.c). */
 void lk_check_confined(lua_State *L, const char *p, const char *field, int output);
 
-/* An integer in [0, max] at idx; anything else (a fraction, NaN, 2^32) is a recipe error. */
-long long lk_integer_field(lua_State *L, int idx, const char *field, long long max);
 /* task{}'s retry_on (the classes, as failure.h bits) and torchrun (wraps t's command). */
 unsigned lk_parse_retry_on(lua_State *L, Graph *g);
 void lk_parse_torchrun(lua_State *L, Graph *g, Task *t, int cpus_declared);
@@ -58,9 +49,7 @@ int lk_glob(lua_State *L, const char *pattern, const char *field, glob_t *gl);
 int l_map(lua_State *L);
 int l_plot(lua_State *L);
 int l_external(lua_State *L);
-int l_slurm(lua_State *L);
 int l_settings(lua_State *L);
-int l_hosts(lua_State *L);
 int l_glob(lua_State *L);
 int l_params(lua_State *L);
 int l_gpus_available(lua_State *L);

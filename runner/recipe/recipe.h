@@ -16,12 +16,23 @@ typedef struct {
 int params_split(char **words, int n, ParamOverrides *ov, char **rest);
 void params_free(ParamOverrides *ov);
 
+/* An executor's recipe block (slurm{}, hosts{}): the global function that reads it into
+ * the graph (graph_set_block). The executors own them (runner/exec/); lblock.h has the
+ * field tools they read with. */
+struct lua_State;
+typedef struct {
+	const char *name;                 /* the global: "slurm" for slurm{} */
+	int (*read)(struct lua_State *L); /* a lua_CFunction */
+} RecipeBlock;
+
 /* How a recipe loads. */
 typedef struct {
 	const ParamOverrides *params; /* name=value from the command line; NULL: none */
 	int gpus_known;               /* what the recipe's gpus_available() returns */
 	double timeout_sec;           /* a load still running after this is stopped; <= 0: two minutes */
 	size_t max_bytes;             /* the most memory Lua may hold while it loads; 0: no limit */
+	const char *const *executors; /* the names executor = "..." may give, NULL-ended; NULL: "local" */
+	const RecipeBlock *blocks;    /* the executors' blocks, ended by a NULL name; NULL: none */
 	int wait_when_stuck;          /* a load stuck in one library call past its time waits instead of
 	                               * ending the process (lsandbox.h): for a fuzzer, whose own timeout
 	                               * reports it */

@@ -164,13 +164,25 @@ static void finish_without_command(Run *r, Task *t)
 	int n = snprintf(line, sizeof line, "# kiln: task %s has no command: it groups its deps, which are done\n", t->name);
 	if (mkdirs_parent(log) != 0 || write_file_atomic(log, line, (size_t)(n < (int)sizeof line ? n : (int)sizeof line - 1)) != 0)
 		warn("cannot write %s: %s", log, strerror(errno));
-	int64_t attempt_id = cache_attempt_started(r->o->cache, t, attempt, 0, "", log, NULL, NULL);
+	AttemptRecord rec = {.task = t->name, .attempt = attempt, .executor = "local", .host = os_hostname(), .log = log};
+	int64_t attempt_id = cache_attempt_started(r->o->cache, &rec);
 	free(log);
 	if (record_success(r, t, attempt_id, "no command", NULL, &err) != 0) {
 		cache_attempt_ended(r->o->cache, attempt_id, 0, buf_str(&err), failure_name(FC_ERROR));
 		task_failed(r, t, buf_str(&err), NULL);
 	}
 	buf_free(&err);
+}
+
+/* The attempt's record, written from its lease: where it runs, the devices it holds. */
+static int64_t record_start(Run *r, const Job *job)
+{
+	char gpus[512];
+	lease_gpus_text(&job->lease, gpus, sizeof gpus);
+	AttemptRecord rec = {.task = job->task->name, .attempt = job->attempt, .executor = job->ex->name,
+			     .host = job->lease.host[0] ? job->lease.host : NULL, .gpus = gpus, .pgid = (int)job->pid,
+			     .log = job->log_path, .job_id = job->job_id, .key = job->key};
+	return cache_attempt_started(r->o->cache, &rec);
 }
 
 static void push_runnable(Run *r, Task *t)
@@ -205,15 +217,16 @@ int try_start(Run *r, Task *t)
 	}
 	/* an attempt a previous kiln left, re-attached: what it wrote so far stays, and the
 	 * devices it holds (leased for it before the run began) are its lease */
-	char key[33], held[128];
+	char key[33];
+	Lease held = {0};
 	cache_key_hex(o->cache, t, key);
-	int reattach = ex->adoptable && ex->adoptable(ex, t, key, held);
+	int reattach = ex->adoptable && ex->adoptable(ex, t, key, &held);
 	double waited = 0;
-	if (reattach && local && t->gpus > 0 && held[0]) {
-		memset(ids, 0, sizeof ids);
-		gpu_parse_list(held, ids, 64); /* job->gpu_list becomes held: release() frees those */
+	if (reattach && local && t->gpus > 0 && held.ngpus) {
+		memset(ids, 0, sizeof ids); /* the job's lease becomes held: release() frees those */
+		memcpy(ids, held.gpus, (size_t)(held.ngpus < 64 ? held.ngpus : 64) * sizeof *ids);
 	}
-	if (local && t->gpus > 0 && !(reattach && held[0]) && !lease_gpus(r, t, ids, &waited))
+	if (local && t->gpus > 0 && !(reattach && held.ngpus) && !lease_gpus(r, t, ids, &waited))
 		return t->state == TS_FAILED; /* 1: it failed its wait and leaves the queue */
 	int ports[PORTS_MAX];
 	Buf why = {0};
@@ -274,13 +287,11 @@ int try_start(Run *r, Task *t)
 			r->attempt_no[t->index] = job->attempt;
 		r->attempt_ids[t->index] = job->attempt_row;
 		if (!job->attempt_row) /* started by a kiln killed before it recorded the start */
-			r->attempt_ids[t->index] = cache_attempt_started(o->cache, t, job->attempt, (int)job->pid, job->gpu_list,
-									 job->log_path, job->job_id, job->key);
+			r->attempt_ids[t->index] = record_start(r, job);
 		status_print(&r->st, "note", "%s: attached to %s job %s, started by an earlier kiln", t->name, ex->title,
 			     job->job_id);
 	} else {
-		r->attempt_ids[t->index] = cache_attempt_started(o->cache, t, job->attempt, (int)job->pid, job->gpu_list,
-								 job->log_path, job->job_id, job->key);
+		r->attempt_ids[t->index] = record_start(r, job);
 		if (waited > 0) /* the report draws the wait before the attempt */
 			cache_attempt_waited(o->cache, r->attempt_ids[t->index], waited);
 	}
@@ -295,10 +306,8 @@ static void release(Run *r, Job *job)
 		r->free_cpus += t->cpus < r->o->cpus ? t->cpus : r->o->cpus;
 		r->free_mem += t->mem_mib;
 	}
-	if (job->gpu_list[0] && job->ex->local_slots) { /* an ssh host's devices are its executor's */
-		int ids[64], n = gpu_parse_list(job->gpu_list, ids, 64);
-		gpu_release(r->o->gpus, ids, n);
-	}
+	if (job->lease.ngpus && job->ex->local_slots) /* an ssh host's devices are its executor's */
+		gpu_release(r->o->gpus, job->lease.gpus, job->lease.ngpus);
 	ports_release(r->ports, job->ports, job->nports);
 	for (Job **p = &r->running; *p; p = &(*p)->next)
 		if (*p == job) {

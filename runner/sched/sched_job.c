@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../base/os.h"
 #include "progress.h"
 #include "sched_internal.h"
 
@@ -40,15 +41,10 @@ Job *sched_new_job(Run *r, Task *t, Executor *ex, const char *key, const int *id
 	memcpy(job->key, key, sizeof job->key);
 	if (key[0]) /* a killed kiln's successor knows an unrecorded attempt's work by it */
 		job->env[nenv++] = xasprintf("KILN_KEY=%s", key);
-	if (t->gpus > 0 && ids) {
-		size_t len = 0;
-		for (int i = 0; i < t->gpus; i++)
-			len += (size_t)snprintf(job->gpu_list + len, sizeof job->gpu_list - len, "%s%d", i ? "," : "", ids[i]);
-		job->env[nenv++] = xasprintf("CUDA_VISIBLE_DEVICES=%s", job->gpu_list);
-		/* NVML and nvidia-smi count in PCI order; CUDA's default order may differ */
-		job->env[nenv++] = xstrdup("CUDA_DEVICE_ORDER=PCI_BUS_ID");
-	}
-	job->ngpus = t->gpus; /* leased here, or asked of the executor's system */
+	if (ex->local_slots) /* this machine's: its devices leased by the scheduler (ids) */
+		snprintf(job->lease.host, sizeof job->lease.host, "%s", os_hostname());
+	for (int i = 0; ids && i < t->gpus && i < 64; i++)
+		job->lease.gpus[job->lease.ngpus++] = ids[i];
 	if (nports) {
 		memcpy(job->ports, ports, (size_t)nports * sizeof *ports);
 		job->nports = nports;

@@ -8,8 +8,9 @@
  * exit-status file in .kiln/jobs/ID, its output streamed back through tee into the local
  * log — waits for it, and reports its status and sends its outputs back as a tar after the
  * log (ssh_job.c), unpacked here, hashed and recorded like any task's. The attempt row holds
- * "host:ID/gpus", so a kiln killed or disconnected meanwhile re-attaches to the job on its
- * next run (the same key) instead of starting it again. A connection that fails while the
+ * the job's ID, its host and its devices (its lease), so a kiln killed or disconnected
+ * meanwhile re-attaches to the job on its next run (the same key) instead of starting it
+ * again. A connection that fails while the
  * host still answers is followed again; otherwise the job is lost with its host: it runs
  * again elsewhere and the host is down for a while (ssh_host.c). */
 #define _GNU_SOURCE
@@ -87,11 +88,8 @@ static void sweep_orphans(SshExec *se, SshHost *h)
 	for (char *save = NULL, *id = strtok_r(out.data ? out.data : (char[]){0}, "\n", &save); id;
 	     id = strtok_r(NULL, "\n", &save)) {
 		int known = 0;
-		size_t hl = strlen(h->spec->name), il = strlen(id);
-		for (int i = 0; i < se->nadopted && !known; i++) { /* "host:ID/gpus" */
-			const char *j = se->adopted[i].job_id;
-			known = !strncmp(j, h->spec->name, hl) && j[hl] == ':' && !strncmp(j + hl + 1, id, il) && j[hl + 1 + il] == '/';
-		}
+		for (int i = 0; i < se->nadopted && !known; i++)
+			known = !strcmp(se->adopted[i].lease.host, h->spec->name) && !strcmp(se->adopted[i].job_id, id);
 		if (known || strpbrk(id, "'\"$`\\ "))
 			continue;
 		buf_printf(&b, "kill -KILL -$(cat .kiln/jobs/%s/pid) 2>/dev/null; ", id);
@@ -186,8 +184,8 @@ void ssh_release_remote(SshExec *se, Remote *rm)
 	h->free_cpus += rm->cpus;
 	h->free_mem += rm->mem;
 	h->running--;
-	if (rm->ngpus && h->gpus)
-		gpu_release(h->gpus, rm->gpus, rm->ngpus);
+	if (rm->job->lease.ngpus && h->gpus)
+		gpu_release(h->gpus, rm->job->lease.gpus, rm->job->lease.ngpus);
 	for (int i = 0; i < se->nactive; i++)
 		if (se->active[i] == rm) {
 			se->active[i] = se->active[--se->nactive];
@@ -237,19 +235,17 @@ static int reattach(SshExec *se, Job *job)
 		if (a->used || strcmp(a->task, t->name))
 			continue;
 		a->used = 1;
-		const char *colon = strchr(a->job_id, ':'), *slash = colon ? strchr(colon, '/') : NULL;
-		SshHost *h = colon ? host_named(se, a->job_id, (size_t)(colon - a->job_id)) : NULL;
+		SshHost *h = host_named(se, a->lease.host, strlen(a->lease.host));
 		Buf err = {0};
 		int up = h && ssh_host_connect(h, se->cfg.busy_mem, se->cfg.busy_util, &err) == 0;
 		buf_free(&err);
-		if (!up || !slash)
+		if (!up || !a->job_id[0] || strpbrk(a->job_id, "'\"$`\\ /"))
 			return 0; /* its host is gone from hosts{} or down: it starts afresh */
 		if (strcmp(a->key, job->key)) { /* its recipe changed: that job is stale there */
 			Buf kill = {0};
 			buf_puts(&kill, "cd ");
 			buf_shell_quote(&kill, h->home_workdir);
-			buf_printf(&kill, " && kill -TERM -$(cat .kiln/jobs/%.*s/pid) 2>/dev/null; true",
-				   (int)(slash - colon - 1), colon + 1);
+			buf_printf(&kill, " && kill -TERM -$(cat .kiln/jobs/%s/pid) 2>/dev/null; true", a->job_id);
 			ssh_run(h, buf_str(&kill), NULL, NULL);
 			buf_free(&kill);
 			return 0;
@@ -257,18 +253,12 @@ static int reattach(SshExec *se, Job *job)
 		Remote *rm = xcalloc(1, sizeof *rm);
 		rm->job = job;
 		rm->host = h;
-		snprintf(rm->id, sizeof rm->id, "%.*s", (int)(slash - colon - 1), colon + 1);
+		snprintf(rm->id, sizeof rm->id, "%s", a->job_id);
 		rm->err_path = xasprintf("%s/%s.err", se->cfg.state_dir, rm->id);
-		for (const char *s = slash + 1; *s && rm->ngpus < 64;) {
-			char *end;
-			rm->gpus[rm->ngpus++] = (int)strtol(s, &end, 10);
-			s = *end ? end + 1 : end;
-		}
-		if (rm->ngpus && h->gpus) /* a device the job holds is not leased to another */
-			gpu_lease_ids(h->gpus, rm->gpus, rm->ngpus);
+		exec_attach(job, a); /* its lease: the host and the devices it holds there */
+		if (job->lease.ngpus && h->gpus) /* a device the job holds is not leased to another */
+			gpu_lease_ids(h->gpus, job->lease.gpus, job->lease.ngpus);
 		take_room(h, rm, t);
-		exec_attach(job, a);
-		snprintf(job->gpu_list, sizeof job->gpu_list, "%s", slash + 1);
 		ssh_job_truncate_to_header(job->log_path);
 		push_remote(se, rm);
 		if (ssh_spawn_follow(rm, NULL) != 0) {
@@ -371,8 +361,9 @@ static int ssh_start(Executor *ex, Job *job)
 	Remote *rm = xcalloc(1, sizeof *rm);
 	rm->job = job;
 	rm->host = h;
-	rm->ngpus = se->held_ngpus;
-	memcpy(rm->gpus, se->held_gpus, sizeof rm->gpus);
+	snprintf(job->lease.host, sizeof job->lease.host, "%s", h->spec->name);
+	job->lease.ngpus = se->held_ngpus;
+	memcpy(job->lease.gpus, se->held_gpus, sizeof job->lease.gpus);
 	se->held = NULL;
 	se->held_ngpus = 0;
 	take_room(h, rm, t);
@@ -380,17 +371,11 @@ static int ssh_start(Executor *ex, Job *job)
 	/* unique in a workdir that outlives this workspace's state (.kiln deleted): the pid too */
 	snprintf(rm->id, sizeof rm->id, "%lld.%d.%d-%d", se->cfg.run_id, t->index, job->attempt, (int)getpid());
 	rm->err_path = xasprintf("%s/%s.err", se->cfg.state_dir, rm->id);
-	size_t len = 0;
-	for (int i = 0; i < rm->ngpus; i++)
-		len += (size_t)snprintf(job->gpu_list + len, sizeof job->gpu_list - len, "%s%d", i ? "," : "", rm->gpus[i]);
-	snprintf(job->job_id, sizeof job->job_id, "%.24s:%.47s/%.20s", h->spec->name, rm->id, job->gpu_list);
+	snprintf(job->job_id, sizeof job->job_id, "%s", rm->id); /* on the host the lease names */
+	exec_gpu_env(job);
 	int nenv = 0;
 	while (job->env[nenv])
 		nenv++;
-	if (rm->ngpus) {
-		job->env[nenv++] = xasprintf("CUDA_VISIBLE_DEVICES=%s", job->gpu_list);
-		job->env[nenv++] = xstrdup("CUDA_DEVICE_ORDER=PCI_BUS_ID");
-	}
 	job->env[nenv++] = xasprintf("KILN_HOST=%s", h->spec->name);
 	ssh_job_remote_env(job, rm->id);
 	if (fd >= 0) {
@@ -517,13 +502,10 @@ static int ssh_detach(Executor *ex, Job *job, int hangup)
 	return 0;
 }
 
-static void ssh_adopt(Executor *ex, const char *task, int attempt, const char *job_id, const char *key_hex,
-		      const char *log_path, long long attempt_row)
+static void ssh_adopt(Executor *ex, const OpenAttempt *a)
 {
 	SshExec *se = ex->impl;
-	if (!strchr(job_id, ':'))
-		return; /* another executor's */
-	exec_adopted_add(&se->adopted, &se->nadopted, task, attempt, job_id, key_hex, log_path, attempt_row);
+	exec_adopted_add(&se->adopted, &se->nadopted, a);
 }
 
 static void ssh_summarize(Executor *ex)
@@ -570,9 +552,10 @@ static void ssh_destroy(Executor *ex)
 	free(ex);
 }
 
-Executor *exec_ssh_new(const SshConfig *cfg, Buf *err)
+Executor *exec_ssh_new(const ExecSetup *cfg, Buf *err)
 {
-	if (cfg->g->nhosts == 0) {
+	const RecipeHosts *block = graph_block(cfg->g, "hosts");
+	if (!block || block->n == 0) {
 		buf_puts(err, "the ssh executor needs hosts: a hosts { v800 = { address = \"user@v800\" }, ... } block in the "
 			      "recipe, or --hosts FILE with one");
 		return NULL;
@@ -591,11 +574,11 @@ Executor *exec_ssh_new(const SshConfig *cfg, Buf *err)
 	putenv((char *)exec_workspace_marker());
 	SshExec *se = xcalloc(1, sizeof *se);
 	se->cfg = *cfg;
-	se->nhosts = cfg->g->nhosts;
+	se->nhosts = block->n;
 	se->hosts = xcalloc((size_t)se->nhosts, sizeof *se->hosts);
 	for (int i = 0; i < se->nhosts; i++) {
-		se->hosts[i].spec = &cfg->g->hosts[i];
-		se->hosts[i].control_path = xasprintf("ControlPath=%s/%s.sock", cfg->state_dir, cfg->g->hosts[i].name);
+		se->hosts[i].spec = &block->hosts[i];
+		se->hosts[i].control_path = xasprintf("ControlPath=%s/%s.sock", cfg->state_dir, block->hosts[i].name);
 	}
 	Executor *ex = xcalloc(1, sizeof *ex);
 	ex->name = "ssh";

@@ -58,7 +58,7 @@ void ssh_finished(SshExec *se, Remote *rm, enum JobEnd end, int code, const char
 		h->ran++;
 	else
 		h->failed++;
-	h->gpu_sec += rm->ngpus * (double)(now_mono_ns() - job->started_ns) / 1e9;
+	h->gpu_sec += job->lease.ngpus * (double)(now_mono_ns() - job->started_ns) / 1e9;
 	if (end != JOB_LOST) /* its status is in: the job's directory there may go */
 		buf_printf(&h->ended_jobs, " .kiln/jobs/%s", rm->id);
 	ssh_release_remote(se, rm);

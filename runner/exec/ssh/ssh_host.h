@@ -17,6 +17,26 @@
 #define HOST_RETRY_FIRST_SEC 2
 #define HOST_RETRY_MAX_SEC 30
 
+/* One server of the recipe's hosts{} block (or --hosts FILE): reached by ssh. */
+typedef struct {
+	const char *name;     /* as tasks' host = ... name it */
+	const char *address;  /* ssh destination: "user@v800", or a Host of ~/.ssh/config */
+	const char *workdir;  /* the workspace's copy there (default "kiln-work", under the login's home) */
+	const char *gpus;     /* "0,1,2,3": the devices kiln may lease there, or NULL: every one nvidia-smi lists */
+	int cpus, jobs;       /* 0: the host's own count (nproc), and cpus + GPUs */
+	long long mem_mib;    /* 0: no limit kept */
+	const char **ssh;     /* further ssh options, like {"-p", "2222"} or {"-F", "lab_config"} */
+	int nssh;
+	const char *file;     /* where it was declared */
+	int line;
+} RecipeHost;
+
+/* The hosts{} block as the graph keeps it (graph_block(g, "hosts"); ssh_hosts.c reads it). */
+typedef struct {
+	RecipeHost *hosts; /* sorted by name */
+	int n;
+} RecipeHosts;
+
 typedef struct SshHost {
 	const RecipeHost *spec;
 	char *control_path;   /* "ControlPath=.kiln/ssh/NAME.sock": the master connection's socket */

@@ -19,7 +19,6 @@ typedef struct {
 	pid_t pid;           /* the local ssh (follow) or rsync (fetch) process */
 	char id[48];         /* the job's directory name there */
 	char *err_path;      /* the follow command's stderr */
-	int gpus[64], ngpus; /* leased on the host */
 	int cpus;
 	long long mem;
 	int signalled;       /* the last signal sent, for a group that ended without status */
@@ -31,7 +30,7 @@ typedef struct {
 } Remote;
 
 typedef struct {
-	SshConfig cfg;
+	ExecSetup cfg;
 	SshHost *hosts;
 	int nhosts;
 	Remote **active;

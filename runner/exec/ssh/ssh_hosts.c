@@ -1,0 +1,161 @@
+/* ssh_hosts.c — the ssh executor's part of the recipe: the hosts{} block (read into the
+ * graph as RecipeHosts), the tasks it claims (those naming hosts) and the check that every
+ * host a task names is declared. */
+#define _GNU_SOURCE
+#include <lauxlib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../recipe/lblock.h"
+#include "../exec.h"
+#include "ssh_host.h"
+
+/* "0-3,6" as "0,1,2,3,6" in the arena; NULL when it is not such a list. */
+static const char *device_list(Graph *g, const char *s)
+{
+	Buf b = {0};
+	while (*s) {
+		char *end;
+		long lo = strtol(s, &end, 10), hi = lo;
+		if (end == s || lo < 0)
+			goto bad;
+		if (*end == '-') {
+			const char *h = end + 1;
+			hi = strtol(h, &end, 10);
+			if (end == h || hi < lo || hi - lo > 1024)
+				goto bad;
+		}
+		if (*end && *end != ',')
+			goto bad;
+		for (long i = lo; i <= hi; i++)
+			buf_printf(&b, "%s%ld", b.len ? "," : "", i);
+		s = *end ? end + 1 : end;
+	}
+	const char *out = b.len ? arena_strdup(&g->arena, buf_str(&b)) : NULL;
+	buf_free(&b);
+	return out;
+bad:
+	buf_free(&b);
+	return NULL;
+}
+
+static int compare_hosts(const void *a, const void *b)
+{
+	return strcmp(((const RecipeHost *)a)->name, ((const RecipeHost *)b)->name);
+}
+
+/* hosts{ v800 = { address = "user@v800", gpus = "0-3", cpus = 32, jobs = 8, mem = "256G",
+ * workdir = "/data/kiln", ssh = {"-p", "2222"} }, ... }: the servers the ssh executor
+ * uses. A later hosts{} (or --hosts FILE) replaces an earlier one. */
+int exec_ssh_read_block(lua_State *L)
+{
+	Graph *g = lk_block_graph(L);
+	luaL_checktype(L, 1, LUA_TTABLE);
+	lua_settop(L, 1);
+	lua_pushvalue(L, 1); /* 2: the block; 1 becomes each host's table in turn (lk_check_fields reads 1) */
+	static const char *const fields[] = {"address", "workdir", "gpus", "cpus", "jobs", "mem", "ssh", NULL};
+	int n = 0, cap = 0;
+	RecipeHost *hosts = NULL;
+	lua_Debug ar;
+	int line = lua_getstack(L, 1, &ar) && lua_getinfo(L, "Sl", &ar) ? ar.currentline : 0;
+	const char *file = lua_getstack(L, 1, &ar) && lua_getinfo(L, "S", &ar) ? arena_strdup(&g->arena, ar.short_src) : "";
+	lua_pushnil(L);
+	while (lua_next(L, 2)) {
+		if (lua_type(L, -2) != LUA_TSTRING)
+			luaL_error(L, "hosts{}: give each host a name: hosts { v800 = { address = \"user@v800\" } }");
+		const char *name = lua_tostring(L, -2);
+		if (!*name || strpbrk(name, " \t\n/:@,'\"\\$`"))
+			luaL_error(L, "hosts{}: \"%s\" is not a usable host name (letters, digits, '-', '_' and '.')", name);
+		if (!lua_istable(L, -1))
+			luaL_error(L, "hosts{}: %s must be a table like { address = \"user@%s\" }, got %s", name, name,
+				   luaL_typename(L, -1));
+		lua_copy(L, -1, 1);
+		char what[160];
+		snprintf(what, sizeof what, "hosts{}: %s", name);
+		unsigned has = lk_check_fields(L, what, fields);
+		if (n == cap)
+			hosts = xrealloc(hosts, (size_t)(cap = cap ? 2 * cap : 4) * sizeof *hosts);
+		RecipeHost *h = &hosts[n++];
+		*h = (RecipeHost){.name = arena_strdup(&g->arena, name), .file = file, .line = line};
+		char field[200];
+#define FIELD(f) (snprintf(field, sizeof field, "hosts{}: %s.%s", name, f), field)
+		h->address = h->name;
+		if (has & 1) {
+			lua_getfield(L, 1, "address");
+			h->address = lk_value_string(L, g, -1, FIELD("address"), 0);
+			lua_pop(L, 1);
+		}
+		h->workdir = "kiln-work";
+		if (has & 2) {
+			lua_getfield(L, 1, "workdir");
+			h->workdir = lk_value_string(L, g, -1, FIELD("workdir"), 0);
+			if (!*h->workdir || strchr(h->workdir, '\'') || strchr(h->workdir, '\n'))
+				lk_field_error(L, FIELD("workdir"), "must be a directory path without quotes or newlines");
+			lua_pop(L, 1);
+		}
+		if (has & 4) {
+			lua_getfield(L, 1, "gpus");
+			const char *list = lk_value_string(L, g, -1, FIELD("gpus"), 0);
+			if (!(h->gpus = device_list(g, list)))
+				lk_field_error(L, FIELD("gpus"), "must list device ids like \"0-3\" or \"0,1,3\", got \"%s\"", list);
+			lua_pop(L, 1);
+		}
+		if (has & 8) {
+			lua_getfield(L, 1, "cpus");
+			h->cpus = (int)lk_integer_field(L, -1, FIELD("cpus"), 65536);
+			lua_pop(L, 1);
+		}
+		if (has & 16) {
+			lua_getfield(L, 1, "jobs");
+			h->jobs = (int)lk_integer_field(L, -1, FIELD("jobs"), 65536);
+			lua_pop(L, 1);
+		}
+		if (has & 32) {
+			lua_getfield(L, 1, "mem");
+			const char *m = lk_value_string(L, g, -1, FIELD("mem"), 0);
+			if ((h->mem_mib = parse_size_mib(m)) <= 0)
+				lk_field_error(L, FIELD("mem"), "must be a size like \"256G\", got \"%s\"", m);
+			lua_pop(L, 1);
+		}
+		if (has & 64) {
+			lua_getfield(L, 1, "ssh");
+			h->ssh = lk_string_list(L, g, -1, FIELD("ssh"), &h->nssh, 0);
+			lua_pop(L, 1);
+		}
+#undef FIELD
+		lua_pop(L, 1);
+	}
+	if (n == 0)
+		luaL_error(L, "hosts{}: no hosts: give one or more, like hosts { v800 = { address = \"user@v800\" } }");
+	qsort(hosts, (size_t)n, sizeof *hosts, compare_hosts);
+	RecipeHosts *block = arena_alloc(&g->arena, sizeof *block);
+	block->hosts = arena_alloc(&g->arena, (size_t)n * sizeof *hosts);
+	memcpy(block->hosts, hosts, (size_t)n * sizeof *hosts);
+	block->n = n;
+	graph_set_block(g, "hosts", block);
+	free(hosts);
+	return 0;
+}
+
+int exec_ssh_claims(const Task *t) { return t->opts->nhosts > 0; }
+
+int exec_ssh_check(const Graph *g, Buf *err)
+{
+	const RecipeHosts *hosts = graph_block(g, "hosts");
+	for (int i = 0; i < g->ntasks; i++) { /* every host a task names must be declared */
+		const Task *t = g->tasks[i];
+		for (int k = 0; k < t->opts->nhosts; k++) {
+			int known = 0;
+			for (int h = 0; hosts && h < hosts->n && !known; h++)
+				known = !strcmp(hosts->hosts[h].name, t->opts->hosts[k]);
+			if (!known) {
+				buf_printf(err, "%s:%d: task \"%s\" names host \"%s\", but %s", t->file, t->line, t->name,
+					   t->opts->hosts[k],
+					   hosts ? "hosts{} does not declare it" : "there is no hosts{} block (or --hosts FILE)");
+				return -1;
+			}
+		}
+	}
+	return 0;
+}
