@@ -38,12 +38,12 @@ typedef struct TaskOpts {
 	const char **hosts;   /* ssh: the hosts it may run on (host = "v802" pins one), or NULL: any */
 	unsigned char *stays; /* ssh: per output, 1 when it stays on its host (a pointer file here), or NULL */
 	int nhosts;
-	unsigned retry_on;    /* failure classes (runner/failure.h bits) a retry is spent on */
+	unsigned retry_on;    /* failure classes (runner/recipe/failure.h bits) a retry is spent on */
 	long long gpu_mem_mib;
 	double timeout_sec;   /* 0: none */
 	double gpu_wait_sec;  /* how long to wait for busy GPUs: < 0 the command line's, 0 no bound */
 	int gpu_wait_fail;    /* after that wait: 1 fail (class gpu-busy), 0 take the least busy */
-	const struct Torchrun *torchrun; /* run under torchrun (runner/torchrun.h), or NULL */
+	const struct Torchrun *torchrun; /* run under torchrun (runner/recipe/torchrun.h), or NULL */
 	const char **resume;  /* paths the command reads back to continue (checkpoints): kept for
 				 the next attempt of the same key, deleted otherwise; never recorded
 				 unless also outputs. A task's own, so tasks with them share no opts */

@@ -98,6 +98,8 @@ int os_spawn(const OsSpawn *s, pid_t *pid)
 	return rc;
 }
 
+int os_signal(pid_t pid, int sig) { return kill(pid, sig); }
+
 int os_become_subreaper(void)
 {
 #ifdef PR_SET_CHILD_SUBREAPER

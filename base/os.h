@@ -1,5 +1,9 @@
 /* os.h — what kiln needs from the operating system beyond libc: signal-driven waiting
- * for children, process-group control, and machine facts. */
+ * for children, process creation and signals, and machine facts. base/os-posix.c is the
+ * implementation the programs link; it is linked as an object of its own (not part of
+ * libkilncore), so a test links another in its place: tests/unit/os_fake.c runs the
+ * executors and the scheduler against scripted processes, hosts and a scripted keeper,
+ * without root, sshd or Slurm. */
 #ifndef KILN_OS_H
 #define KILN_OS_H
 
@@ -42,6 +46,8 @@ int os_children_take(pid_t pid, int *status);
  * own) to its end: its stdout into out and stderr into err when given. Returns its exit
  * status, or -1 (with "cannot run X: why" in err when it could not start). */
 int os_run(char *const argv[], int new_group, Buf *out, Buf *err);
+/* Sends sig to pid, or to the process group -pid when pid is negative: 0, or -1 (errno). */
+int os_signal(pid_t pid, int sig);
 /* Makes this process the reaper of its orphaned descendants (Linux), so a task's
  * processes that outlive their parent still report to kiln; 0, or -1 where unsupported. */
 int os_become_subreaper(void);

@@ -92,8 +92,9 @@ int cache_prepare_attempt(Cache *c, Task *t, const char *key_hex);
 /* Removes t's declared outputs before an attempt so nothing stale can pass for new. */
 void cache_clear_outputs(Cache *c, Task *t);
 
-/* Attempt bookkeeping: started returns a row id; ended fills in the outcome. job_id and
- * key (hex) identify a batch job for re-attaching; NULL for local attempts. */
+/* Attempt bookkeeping: started records a (state.h's AttemptRecord: executor, host, gpus,
+ * job id and key, which a later kiln re-attaches by) and returns its row id; ended fills
+ * in the outcome. */
 int64_t cache_attempt_started(Cache *c, const AttemptRecord *a);
 /* The key cache_check() computed for t, as hex ("" before a check). */
 void cache_key_hex(Cache *c, const Task *t, char out[33]);
@@ -109,7 +110,7 @@ int cache_forget(Cache *c, const Task *t);
 /* Records that t was restored from the store in this run (an attempt row of outcome
  * "restored", attempt 0, no log), so the run's record says what each task did. */
 void cache_note_restored(Cache *c, const Task *t);
-/* failure: the failed attempt's class ("oom", runner/failure.h), NULL when it succeeded or
+/* failure: the failed attempt's class ("oom", runner/recipe/failure.h), NULL when it succeeded or
  * was interrupted. */
 void cache_attempt_ended(Cache *c, int64_t attempt_id, int exit_code, const char *outcome, const char *failure);
 /* Closes the attempts without a job id a killed kiln left open and, when that kiln did not

@@ -9,6 +9,7 @@ non-zero when the house's rules are broken:
   above it, runner/sched/ (the DAG over the executors), runner/cli/ (the verbs). A folder
   may include its own floor's files; a room inside another (exec/ssh/ in exec/) counts as
   its own folder.
+- the scheduler (runner/sched/) names an executor;
 - a folder holds more than 15 C files, or a C file is over 700 lines;
 - docs/architecture.md does not name a C file (by its path from the root).
 tests/ may include anything."""
@@ -54,6 +55,8 @@ for top in ("base", "cache", "kernels", "plots", "runner"):
             if name.endswith(".c") and len(lines) > MAX_LINES:
                 bad.append("%s has %d lines (at most %d: split it by what it does)" % (rel, len(lines), MAX_LINES))
             for lineno, line in enumerate(lines, 1):
+                if folder == "runner/sched" and re.search(r'"(local|slurm|ssh|plot)"', line):
+                    bad.append("%s:%d: the scheduler names an executor (say it with an Executor field)" % (rel, lineno))
                 m = re.match(r'\s*#\s*include\s+"([^"]+)"', line)
                 if not m:
                     continue

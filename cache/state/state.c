@@ -180,7 +180,7 @@ static State *open_once(const char *path, int readonly, Buf *err, int *damaged)
 			/* 2 added tables (the CREATEs below), 3 two attempt columns, 4 the outputs of
 			 * each last success beside its key, so a no-op run reads them without a join,
 			 * 5 each ingest's position in the recipe, so metrics come in declaration order,
-			 * 6 each failed attempt's class (runner/failure.h), 7 how long an attempt waited
+			 * 6 each failed attempt's class (runner/recipe/failure.h), 7 how long an attempt waited
 			 * for its GPUs before it started, 8 what was placed on each ssh host (a table),
 			 * 9 each attempt's executor, and its host as a column (an ssh attempt's host
 			 * and devices were in its job id, "host:ID/gpus"; the id keeps ID alone) */

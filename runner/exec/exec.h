@@ -234,7 +234,7 @@ int exec_adopted_matches(const AdoptedJob *list, int n, const Task *t, const cha
 /* Appends job to an executor's growable list of jobs (running, ended, draining). */
 void exec_push_job(Job ***list, int *n, int *cap, Job *job);
 /* s with {port}, {portK} and {gpus} replaced by this attempt's reserved ports and its
- * task's number of devices, and {rdzv} (torchrun's rendezvous, runner/torchrun.h) by
+ * task's number of devices, and {rdzv} (torchrun's rendezvous, runner/recipe/torchrun.h) by
  * 127.0.0.1 and the last reserved port: malloc'd, or NULL when s holds none of them. */
 int exec_has_attempt_words(const char *s);
 char *exec_expand_attempt(const char *s, const Job *job);

@@ -1,4 +1,4 @@
-/* exec_local.c — the local executor: each attempt runs under kiln-keeper (runner/keeper.c)
+/* exec_local.c — the local executor: each attempt runs under kiln-keeper (exec/keeper.c)
  * in a session of its own, the command spawned directly (posix_spawn, no shell for argv
  * commands) as the leader of its own process group, with stdin from /dev/null and
  * stdout+stderr into its log. An attempt ends when its whole group is gone: processes the
@@ -202,7 +202,7 @@ static void keeper_lost(LocalExec *le)
 		Job *job = le->jobs[i];
 		if (job->adopted)
 			continue;
-		kill(-job->pid, SIGKILL);
+		os_signal(-job->pid, SIGKILL);
 		job_over(le, job, SIGKILL); /* a wait status "killed by SIGKILL" */
 	}
 }
@@ -390,9 +390,9 @@ static void local_signal(Executor *ex, Job *job, int sig)
 {
 	(void)ex;
 	if (job->pid > 0) { /* the attempt's process group (its keeper stays outside it) */
-		kill(-job->pid, sig);
+		os_signal(-job->pid, sig);
 		if (sig == SIGTERM)
-			kill(-job->pid, SIGCONT); /* a stopped group must wake to see SIGTERM */
+			os_signal(-job->pid, SIGCONT); /* a stopped group must wake to see SIGTERM */
 	}
 }
 
@@ -439,23 +439,6 @@ static void local_destroy(Executor *ex)
 
 Executor *exec_local_new(struct Cache *cache, int detach)
 {
-	Executor *ex = xcalloc(1, sizeof *ex);
-	ex->name = "local";
-	ex->title = "local";
-	ex->local_slots = 1;
-	ex->kiln_timeouts = 1;
-	ex->kiln_ports = 1;
-	ex->reattaches = 1;
-	ex->start = local_start;
-	ex->reap = local_reap;
-	ex->signal = local_signal;
-	ex->poll_ms = local_poll_ms;
-	ex->has_room = NULL;
-	ex->detach = local_detach;
-	ex->adopt = local_adopt;
-	ex->adoptable = local_adoptable;
-	ex->committed = local_committed;
-	ex->destroy = local_destroy;
 	LocalExec *le = xcalloc(1, sizeof(LocalExec));
 	le->sock = -1;
 	le->cache = cache;
@@ -465,7 +448,25 @@ Executor *exec_local_new(struct Cache *cache, int detach)
 		*slash = 0;
 	le->keeper = xasprintf("%s/kiln-keeper", dir); /* built and installed beside kiln */
 	free(dir);
-	ex->impl = le;
+	Executor *ex = xmalloc(sizeof *ex);
+	*ex = (Executor){
+		.name = "local",
+		.title = "local",
+		.local_slots = 1,
+		.kiln_timeouts = 1,
+		.kiln_ports = 1,
+		.reattaches = 1,
+		.start = local_start,
+		.reap = local_reap,
+		.signal = local_signal,
+		.poll_ms = local_poll_ms,
+		.detach = local_detach,
+		.adopt = local_adopt,
+		.adoptable = local_adoptable,
+		.committed = local_committed,
+		.destroy = local_destroy,
+		.impl = le,
+	};
 	/* orphaned processes that reach kiln (of a keeper killed on its own) are reaped here */
 	os_become_subreaper();
 	return ex;

@@ -139,11 +139,11 @@ static void stop_stale(LocalExec *le, AdoptedJob *a)
 	char *exit_path = local_exit_path(a->log);
 	if (local_parse_id(a->job_id, &pid, &start, &keeper, &keeper_start) == 0 && start > 0 &&
 	    os_process_start(pid) == start) {
-		kill(-pid, SIGTERM);
-		kill(-pid, SIGCONT);
-		for (int i = 0; i < 1000 && (kill(-pid, 0) == 0 || errno == EPERM); i++) { /* 20 s at most */
+		os_signal(-pid, SIGTERM);
+		os_signal(-pid, SIGCONT);
+		for (int i = 0; i < 1000 && (os_signal(-pid, 0) == 0 || errno == EPERM); i++) { /* 20 s at most */
 			if (i == 250)
-				kill(-pid, SIGKILL); /* 5 s of grace are over */
+				os_signal(-pid, SIGKILL); /* 5 s of grace are over */
 			struct timespec pause = {0, 20000000};
 			nanosleep(&pause, NULL);
 		}

@@ -70,18 +70,20 @@ static void plot_destroy(Executor *ex)
 
 Executor *exec_plot_new(const char *db_path)
 {
-	Executor *ex = xcalloc(1, sizeof *ex);
+	Executor *ex = xmalloc(sizeof *ex);
 	PlotExec *pe = xcalloc(1, sizeof *pe);
 	pe->db_path = xstrdup(db_path);
-	ex->name = "plot";
-	ex->title = "built-in";
-	ex->local_slots = 1;
-	ex->reads_state = 1;
-	ex->start = plot_start;
-	ex->reap = plot_reap;
-	ex->signal = plot_signal;
-	ex->poll_ms = plot_poll_ms;
-	ex->destroy = plot_destroy;
-	ex->impl = pe;
+	*ex = (Executor){
+		.name = "plot",
+		.title = "built-in",
+		.local_slots = 1,
+		.reads_state = 1,
+		.start = plot_start,
+		.reap = plot_reap,
+		.signal = plot_signal,
+		.poll_ms = plot_poll_ms,
+		.destroy = plot_destroy,
+		.impl = pe,
+	};
 	return ex;
 }

@@ -500,20 +500,22 @@ Executor *exec_slurm_new(const ExecSetup *cfg, Buf *err)
 	if (!getcwd(se->workspace, sizeof se->workspace))
 		strcpy(se->workspace, ".");
 	se->interval_ms = 100;
-	Executor *ex = xcalloc(1, sizeof *ex);
-	ex->name = "slurm";
-	ex->title = "Slurm";
-	ex->local_slots = 0;
-	ex->reattaches = 1;
-	ex->detach = slurm_detach;
-	ex->start = slurm_start;
-	ex->reap = slurm_reap;
-	ex->signal = slurm_signal;
-	ex->poll_ms = slurm_poll_ms;
-	ex->has_room = slurm_has_room;
-	ex->destroy = slurm_destroy;
-	ex->adopt = slurm_adopt;
-	ex->adoptable = slurm_adoptable;
-	ex->impl = se;
+	Executor *ex = xmalloc(sizeof *ex);
+	*ex = (Executor){
+		.name = "slurm",
+		.title = "Slurm",
+		.local_slots = 0,
+		.reattaches = 1,
+		.detach = slurm_detach,
+		.start = slurm_start,
+		.reap = slurm_reap,
+		.signal = slurm_signal,
+		.poll_ms = slurm_poll_ms,
+		.has_room = slurm_has_room,
+		.destroy = slurm_destroy,
+		.adopt = slurm_adopt,
+		.adoptable = slurm_adoptable,
+		.impl = se,
+	};
 	return ex;
 }

@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "../../base/os.h"
 #include "../recipe/failure.h"
 #include "sched_internal.h"
 
@@ -24,7 +23,7 @@ int lease_gpus(Run *r, Task *t, int *ids, double *waited)
 		if (t->opts->gpu_wait_fail) {
 			char why[160];
 			snprintf(why, sizeof why, "no GPU became free within gpu_wait = %.0f s [%s]", limit, failure_name(FC_GPU_BUSY));
-			AttemptRecord rec = {.task = t->name, .attempt = ++t->attempt, .executor = "local", .host = os_hostname()};
+			AttemptRecord rec = {.task = t->name, .attempt = ++t->attempt, .executor = o->task_exec[t->index]->name};
 			int64_t id = cache_attempt_started(o->cache, &rec);
 			cache_attempt_ended(o->cache, id, -1, why, failure_name(FC_GPU_BUSY));
 			r->sum->gpu_wait_sec += (double)(now - *since) / 1e9;

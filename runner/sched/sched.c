@@ -164,7 +164,8 @@ static void finish_without_command(Run *r, Task *t)
 	int n = snprintf(line, sizeof line, "# kiln: task %s has no command: it groups its deps, which are done\n", t->name);
 	if (mkdirs_parent(log) != 0 || write_file_atomic(log, line, (size_t)(n < (int)sizeof line ? n : (int)sizeof line - 1)) != 0)
 		warn("cannot write %s: %s", log, strerror(errno));
-	AttemptRecord rec = {.task = t->name, .attempt = attempt, .executor = "local", .host = os_hostname(), .log = log};
+	/* nothing ran anywhere: no host, no devices */
+	AttemptRecord rec = {.task = t->name, .attempt = attempt, .executor = r->o->task_exec[t->index]->name, .log = log};
 	int64_t attempt_id = cache_attempt_started(r->o->cache, &rec);
 	free(log);
 	if (record_success(r, t, attempt_id, "no command", NULL, &err) != 0) {

@@ -7,6 +7,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <sqlite3.h>
+
 #include "../../base/graph.h"
 #include "../../cache/cache.h"
 #include "../../base/hash.h"
@@ -157,6 +159,42 @@ static void test_state_errors_and_outputs_text(void)
 	buf_free(&moved);
 }
 
+/* An attempt found open after a migration, as adopt() would get it. */
+static void collect_open(void *ctx, const OpenAttempt *a)
+{
+	buf_printf(ctx, "%s %s %s %s %s|", a->rec.task, a->rec.executor, a->rec.host, a->rec.gpus, a->rec.job_id);
+}
+
+/* Schema 8 kept an ssh attempt's host and devices in its job id ("host:ID/gpus"); 9 has
+ * executor and host columns: the migration moves them, in one transaction, and a later
+ * kiln adopts the open attempts by those columns. */
+static void test_migration_to_host_columns(void)
+{
+	sqlite3 *db;
+	CHECK(sqlite3_open("v8.db", &db) == SQLITE_OK);
+	CHECK(sqlite3_exec(db,
+			   "CREATE TABLE attempts (id INTEGER PRIMARY KEY, run_id INTEGER, task TEXT,"
+			   "  attempt INTEGER, started REAL, ended REAL, exit_code INTEGER, outcome TEXT, host TEXT,"
+			   "  pgid INTEGER, gpus TEXT, log TEXT, job_id TEXT, key TEXT, failure TEXT, waited REAL);"
+			   "INSERT INTO attempts (task, attempt, host, gpus, log, job_id, key) VALUES"
+			   "  ('eval', 1, 'here', '0,1', 'e.log', 'v800:7.3.1-99/0,1', 'k1'),"
+			   "  ('train', 1, 'here', '', 't.log', 'local/here/12/34/56/78/', 'k2'),"
+			   "  ('big', 1, 'here', '', 'b.log', '4242', 'k3');"
+			   "PRAGMA user_version = 8;",
+			   NULL, NULL, NULL) == SQLITE_OK);
+	sqlite3_close(db);
+	Buf err = {0}, open = {0};
+	State *s = state_open("v8.db", 0, &err);
+	CHECK(s != NULL);
+	state_each_open_job(s, collect_open, &open);
+	CHECK_CONTAINS(buf_str(&open), "eval ssh v800 0,1 7.3.1-99|");
+	CHECK_CONTAINS(buf_str(&open), "train local here  local/here/12/34/56/78/|");
+	CHECK_CONTAINS(buf_str(&open), "big slurm  ");
+	state_close(s);
+	buf_free(&open);
+	buf_free(&err);
+}
+
 int main(void)
 {
 	char dir[] = "/tmp/kiln-cache-XXXXXX";
@@ -165,6 +203,7 @@ int main(void)
 	test_keys_verdicts_and_store();
 	test_store_verifies_what_it_restores();
 	test_state_errors_and_outputs_text();
+	test_migration_to_host_columns();
 	CHECK(chdir("/") == 0);
 	remove_tree(dir);
 	return check_exit();

@@ -462,7 +462,7 @@ static void ssh_signal(Executor *ex, Job *job, int sig)
 		return;
 	if (rm->phase != PH_RUN) { /* a local step: the copy or the unpacking */
 		if (rm->pid > 0)
-			kill(-rm->pid, sig);
+			os_signal(-rm->pid, sig);
 		return;
 	}
 	rm->signalled = sig;
@@ -493,7 +493,7 @@ static int ssh_detach(Executor *ex, Job *job, int hangup)
 	Remote *rm = remote_of(se, job);
 	if (rm && rm->phase == PH_RUN) { /* the job runs on there; only the local follower stops */
 		if (rm->pid > 0) {
-			kill(rm->pid, SIGTERM);
+			os_signal(rm->pid, SIGTERM);
 			push_helper(se, rm->pid);
 		}
 		ssh_release_remote(se, rm);
@@ -580,21 +580,23 @@ Executor *exec_ssh_new(const ExecSetup *cfg, Buf *err)
 		se->hosts[i].spec = &block->hosts[i];
 		se->hosts[i].control_path = xasprintf("ControlPath=%s/%s.sock", cfg->state_dir, block->hosts[i].name);
 	}
-	Executor *ex = xcalloc(1, sizeof *ex);
-	ex->name = "ssh";
-	ex->title = "ssh";
-	ex->kiln_timeouts = 1;
-	ex->kiln_ports = 1;
-	ex->reattaches = 1;
-	ex->start = ssh_start;
-	ex->reap = ssh_reap;
-	ex->signal = ssh_signal;
-	ex->poll_ms = ssh_poll_ms;
-	ex->has_room = ssh_has_room;
-	ex->detach = ssh_detach;
-	ex->adopt = ssh_adopt;
-	ex->summarize = ssh_summarize;
-	ex->destroy = ssh_destroy;
-	ex->impl = se;
+	Executor *ex = xmalloc(sizeof *ex);
+	*ex = (Executor){
+		.name = "ssh",
+		.title = "ssh",
+		.kiln_timeouts = 1,
+		.kiln_ports = 1,
+		.reattaches = 1,
+		.start = ssh_start,
+		.reap = ssh_reap,
+		.signal = ssh_signal,
+		.poll_ms = ssh_poll_ms,
+		.has_room = ssh_has_room,
+		.detach = ssh_detach,
+		.adopt = ssh_adopt,
+		.summarize = ssh_summarize,
+		.destroy = ssh_destroy,
+		.impl = se,
+	};
 	return ex;
 }

@@ -132,26 +132,27 @@ pid_t ssh_spawn_local(char *const argv[], int out_fd, int err_fd)
 	return pid;
 }
 
-pid_t ssh_spawn(SshHost *h, const char *remote, int out_fd, int err_fd)
+/* Runs (out/err given: to its end) or spawns (to the fds) remote there under sh. */
+static long long remote_command(SshHost *h, const char *remote, int out_fd, int err_fd, Buf *out, Buf *err, int wait)
 {
 	char *wrapped = wrap_remote(remote);
 	char **argv = ssh_argv(h, wrapped);
-	pid_t pid = ssh_spawn_local(argv, out_fd, err_fd);
+	long long rc = wait ? ssh_run_local(argv, out, err) : ssh_spawn_local(argv, out_fd, err_fd);
 	free(argv);
 	free(wrapped);
-	return pid;
+	return rc;
+}
+
+pid_t ssh_spawn(SshHost *h, const char *remote, int out_fd, int err_fd)
+{
+	return (pid_t)remote_command(h, remote, out_fd, err_fd, NULL, NULL, 0);
 }
 
 int ssh_run_local(char *const argv[], Buf *out, Buf *err) { return os_run(argv, 1, out, err); }
 
 int ssh_run(SshHost *h, const char *remote, Buf *out, Buf *err)
 {
-	char *wrapped = wrap_remote(remote);
-	char **argv = ssh_argv(h, wrapped);
-	int rc = ssh_run_local(argv, out, err);
-	free(argv);
-	free(wrapped);
-	return rc;
+	return (int)remote_command(h, remote, -1, -1, out, err, 1);
 }
 
 /* The GPU readings' text, fetched again on each refresh (gpu.h's reader). */

@@ -1,0 +1,270 @@
+/* os_fake.c — base/os.h with nothing real behind it (os_fake.h says what it scripts). */
+#define _GNU_SOURCE
+#include "os_fake.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../../runner/exec/keeper.h"
+
+int (*fake_attempt_status)(const FakeAttempt *a);
+int (*fake_run)(char *const argv[], Buf *out, Buf *err);
+
+/* Everything below is shared with the keeper thread: under the lock. */
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+typedef struct {
+	pid_t pid;
+	int watched, ended, status;
+} Child;
+static Child children[4096];
+static int nchildren;
+static FakeAttempt attempts[1024];
+static int nattempts;
+static pid_t next_pid = 40000;
+static int pending;               /* an end to report: os_wait_event returns SIGCHLD */
+static Buf run_log, signal_log;
+
+static pid_t new_child(int ended, int status)
+{
+	pthread_mutex_lock(&lock);
+	pid_t pid = next_pid++;
+	if (nchildren < (int)(sizeof children / sizeof *children))
+		children[nchildren++] = (Child){pid, 0, ended, status};
+	pending |= ended;
+	pthread_mutex_unlock(&lock);
+	return pid;
+}
+
+static void end_child(pid_t pid, int status)
+{
+	pthread_mutex_lock(&lock);
+	for (int i = 0; i < nchildren; i++)
+		if (children[i].pid == pid) {
+			children[i].ended = 1;
+			children[i].status = status;
+		}
+	pending = 1;
+	pthread_mutex_unlock(&lock);
+}
+
+void os_block_signals(void) {}
+int os_stop_requested(void) { return 0; }
+
+int os_wait_event(int timeout_ms)
+{
+	for (int waited = 0; timeout_ms < 0 || waited <= timeout_ms; waited++) {
+		pthread_mutex_lock(&lock);
+		int now = pending;
+		pending = 0;
+		pthread_mutex_unlock(&lock);
+		if (now)
+			return SIGCHLD;
+		if (waited >= 200)
+			return 0; /* the caller looks again: no real signal will come */
+		struct timespec ms = {0, 1000000};
+		nanosleep(&ms, NULL);
+	}
+	return 0;
+}
+
+/* ---- the keeper: a thread on the socket kiln gave kiln-keeper as its stdin ---- */
+
+/* The NUL-terminated string at *p (within end), advancing past it; "" at the end. */
+static char *next_string(const char **p, const char *end)
+{
+	size_t n = strnlen(*p, (size_t)(end - *p));
+	char *s = strndup(*p, n);
+	*p += n + (*p + n < end);
+	return s;
+}
+
+static void *keeper_main(void *arg)
+{
+	int fd = (int)(intptr_t)arg;
+	size_t size = KEEPER_MAX_MESSAGE + 4096;
+	char *msg = malloc(size);
+	for (;;) {
+		ssize_t n = recv(fd, msg, size, 0);
+		if (n <= 0 || msg[0] == 'B')
+			break;
+		if (msg[0] != 'S' || n < (ssize_t)sizeof(KeeperStart))
+			continue; /* 'C': ends recorded; nothing to keep */
+		KeeperStart head;
+		memcpy(&head, msg, sizeof head);
+		const char *p = msg + sizeof head, *end = msg + n;
+		FakeAttempt a = {0};
+		a.log = next_string(&p, end);
+		free(next_string(&p, end)); /* the exit file */
+		a.cwd = next_string(&p, end);
+		a.program = next_string(&p, end);
+		a.argv = calloc(head.nargv + 1, sizeof *a.argv);
+		for (uint32_t i = 0; i < head.nargv; i++)
+			a.argv[i] = next_string(&p, end);
+		a.env = calloc(head.nenv + 1, sizeof *a.env);
+		for (uint32_t i = 0; i < head.nenv; i++)
+			a.env[i] = next_string(&p, end);
+		a.pid = new_child(0, 0);
+		pthread_mutex_lock(&lock);
+		if (nattempts < (int)(sizeof attempts / sizeof *attempts))
+			attempts[nattempts++] = a;
+		pthread_mutex_unlock(&lock);
+		KeeperStarted started = {'P', head.token, (int32_t)a.pid, 1000 + a.pid};
+		send(fd, &started, sizeof started, MSG_NOSIGNAL);
+		int status = fake_attempt_status ? fake_attempt_status(&a) : 0;
+		end_child(a.pid, status);
+		KeeperEnd over = {'E', head.token, status};
+		send(fd, &over, sizeof over, MSG_NOSIGNAL);
+	}
+	free(msg);
+	close(fd);
+	return NULL;
+}
+
+static int ends_with(const char *s, const char *tail)
+{
+	size_t n = strlen(s), t = strlen(tail);
+	return n >= t && !strcmp(s + n - t, tail);
+}
+
+int os_spawn(const OsSpawn *s, pid_t *pid)
+{
+	const char *program = s->program ? s->program : s->argv[0];
+	if (ends_with(program, "kiln-keeper")) {
+		int fd = dup(s->in_fd); /* kiln closes its end of the pair once spawned */
+		pthread_t thread;
+		if (fd < 0 || pthread_create(&thread, NULL, keeper_main, (void *)(intptr_t)fd) != 0)
+			return EAGAIN;
+		pthread_detach(thread);
+		*pid = new_child(0, 0);
+		return 0;
+	}
+	/* anything else runs as os_run would say, its output written where it goes */
+	Buf out = {0}, err = {0};
+	int rc = os_run(s->argv, s->new_group, &out, &err);
+	if (s->out_fd >= 0 && out.len && write(s->out_fd, out.data, out.len) < 0)
+		rc = 1;
+	if (s->err_fd >= 0 && err.len && write(s->err_fd, err.data, err.len) < 0)
+		rc = 1;
+	buf_free(&out);
+	buf_free(&err);
+	*pid = new_child(1, (rc < 0 ? 127 : rc) << 8);
+	return 0;
+}
+
+void os_children_watch(pid_t pid)
+{
+	pthread_mutex_lock(&lock);
+	for (int i = 0; i < nchildren; i++)
+		if (children[i].pid == pid)
+			children[i].watched = 1;
+	pthread_mutex_unlock(&lock);
+}
+
+void os_children_reap(void) {}
+
+int os_children_take(pid_t pid, int *status)
+{
+	int taken = 0;
+	pthread_mutex_lock(&lock);
+	for (int i = 0; i < nchildren; i++)
+		if (children[i].pid == pid && children[i].watched && children[i].ended) {
+			*status = children[i].status;
+			children[i] = children[--nchildren];
+			taken = 1;
+			break;
+		}
+	pthread_mutex_unlock(&lock);
+	return taken;
+}
+
+int os_run(char *const argv[], int new_group, Buf *out, Buf *err)
+{
+	(void)new_group;
+	pthread_mutex_lock(&lock);
+	for (int i = 0; argv[i]; i++)
+		buf_printf(&run_log, "%s%s", i ? " " : "", argv[i]);
+	buf_putc(&run_log, '\n');
+	pthread_mutex_unlock(&lock);
+	return fake_run ? fake_run(argv, out, err) : 0;
+}
+
+int os_signal(pid_t pid, int sig)
+{
+	pthread_mutex_lock(&lock);
+	buf_printf(&signal_log, "%d:%d ", (int)pid, sig);
+	pthread_mutex_unlock(&lock);
+	if (sig == 0) { /* "is it there?": a fake group never is once its attempt ended */
+		errno = ESRCH;
+		return -1;
+	}
+	return 0;
+}
+
+int os_become_subreaper(void) { return 0; }
+
+long long os_process_start(pid_t pid)
+{
+	long long start = -1;
+	pthread_mutex_lock(&lock);
+	for (int i = 0; i < nchildren; i++)
+		if (children[i].pid == pid && !children[i].ended)
+			start = 1000 + pid;
+	pthread_mutex_unlock(&lock);
+	return start;
+}
+
+int os_cpu_count(void) { return 4; }
+long long os_memory_mib(void) { return 16384; }
+int os_isatty(int fd) { (void)fd; return 0; }
+const char *os_hostname(void) { return "fakehost"; }
+
+pid_t fake_live_process(void) { return new_child(0, 0); }
+
+int fake_attempt_count(void)
+{
+	pthread_mutex_lock(&lock);
+	int n = nattempts;
+	pthread_mutex_unlock(&lock);
+	return n;
+}
+
+const FakeAttempt *fake_attempt(int i) { return i >= 0 && i < fake_attempt_count() ? &attempts[i] : NULL; }
+
+const char *fake_attempt_env(const FakeAttempt *a, const char *name)
+{
+	size_t n = strlen(name);
+	for (char **e = a->env; e && *e; e++)
+		if (!strncmp(*e, name, n) && (*e)[n] == '=')
+			return *e + n + 1;
+	return NULL;
+}
+
+const char *fake_run_log(void) { return buf_str(&run_log); }
+const char *fake_signal_log(void) { return buf_str(&signal_log); }
+
+void fake_reset(void)
+{
+	pthread_mutex_lock(&lock);
+	for (int i = 0; i < nattempts; i++) {
+		FakeAttempt *a = &attempts[i];
+		for (char **w = a->argv; w && *w; w++)
+			free(*w);
+		for (char **e = a->env; e && *e; e++)
+			free(*e);
+		free(a->argv), free(a->env), free(a->log), free(a->program), free(a->cwd);
+	}
+	nattempts = nchildren = pending = 0;
+	buf_reset(&run_log);
+	buf_reset(&signal_log);
+	pthread_mutex_unlock(&lock);
+	fake_attempt_status = NULL;
+	fake_run = NULL;
+}

@@ -1,0 +1,113 @@
+/* test_ssh_place.c — the ssh executor's host choice over the fake os layer (os_fake.c):
+ * hosts answer scripted ssh commands (their workdir, cores, memory and nvidia-smi
+ * readings, or a refused connection), and placement must lease a free device on a host
+ * that answers, pass over a busy device and a down host, and say so in its counts. */
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../../cache/cache.h"
+#include "../../runner/exec/exec.h"
+#include "../../runner/exec/ssh/ssh_host.h"
+#include "../../runner/exec/ssh/ssh_place.h"
+#include "../../runner/recipe/recipe.h"
+#include "check.h"
+#include "os_fake.h"
+
+static const char recipe[] =
+	"hosts { v800 = { address = 'u@v800' }, v801 = { address = 'u@v801' } }\n"
+	"task { name = 'one', run = 'train', gpus = 1 }\n"
+	"task { name = 'two', run = 'train', gpus = 2 }\n"
+	"task { name = 'pinned', run = 'train', gpus = 1, host = 'v801' }\n";
+
+/* v800: 16 cores, 64 GB, device 0 busy (95 % utilised), device 1 idle. v801 refuses. */
+static const char readings[] = "0, 81559, 75000, 95\n1, 81559, 100, 0\n";
+static int answer(char *const argv[], Buf *out, Buf *err)
+{
+	int n = 0;
+	while (argv[n])
+		n++;
+	int v801 = 0, control = 0;
+	for (int i = 0; i < n; i++) {
+		v801 |= !strcmp(argv[i], "u@v801");
+		control |= !strcmp(argv[i], "-O");
+	}
+	if (v801) {
+		if (err)
+			buf_puts(err, "ssh: connect to host v801 port 22: Connection refused\n");
+		return 255;
+	}
+	if (control)
+		return 0; /* the master connection is up */
+	const char *remote = argv[n - 1];
+	if (out && strstr(remote, "mkdir -p"))
+		buf_printf(out, "/home/u/kiln-work\n16\n64000\n%s", readings);
+	else if (out && strstr(remote, "nvidia-smi"))
+		buf_puts(out, readings);
+	return 0;
+}
+
+int main(void)
+{
+	char dir[] = "/tmp/kiln-place-XXXXXX";
+	CHECK(mkdtemp(dir) != NULL);
+	CHECK(chdir(dir) == 0);
+	fake_reset();
+	fake_run = answer;
+	Graph *g = graph_new(dir);
+	Buf err = {0};
+	CHECK(write_file_atomic("kiln.lua", recipe, strlen(recipe)) == 0);
+	RecipeBlock blocks[] = {{"hosts", exec_ssh_read_block}, {NULL, NULL}};
+	RecipeLoad lo = {.executors = exec_kind_list(), .blocks = blocks};
+	CHECK(recipe_load(g, "kiln.lua", &lo, &err) == 0);
+	CHECK(graph_resolve(g, NULL, NULL, &err) == 0);
+	CHECK(exec_ssh_check(g, &err) == 0);
+	const RecipeHosts *block = graph_block(g, "hosts");
+	CHECK(block && block->n == 2 && !strcmp(block->hosts[0].name, "v800"));
+	CacheOptions copt = {.store_max_mib = 16};
+	Cache *c = cache_open(".kiln", g, &copt, &err);
+	CHECK(c && cache_loaded(c, &err) == 0);
+	SshHost hosts[2] = {{0}};
+	for (int i = 0; i < 2; i++) {
+		hosts[i].spec = &block->hosts[i];
+		hosts[i].control_path = xasprintf("ControlPath=%s/%s.sock", dir, block->hosts[i].name);
+	}
+
+	/* one device: v800, device 1 (0 is busy); v801 does not answer */
+	const Task *one = graph_find(g, "one"), *two = graph_find(g, "two"), *pinned = graph_find(g, "pinned");
+	int reachable = 0, big = 0, ids[64];
+	SshHost *h = place_choose(c, hosts, 2, one, 0.5, 0.7, &reachable, &big);
+	CHECK(h == &hosts[0]);
+	CHECK(reachable == 1 && big == 1);
+	CHECK(hosts[0].cpus == 16 && hosts[0].mem_mib == 64000 && gpu_count(hosts[0].gpus) == 2);
+	CHECK_STR(hosts[0].home_workdir, "/home/u/kiln-work");
+	CHECK(hosts[1].failures_in_a_row == 1);
+	CHECK_CONTAINS(hosts[1].last_error, "Connection refused");
+	CHECK(h && place_fits(h, one, ids) && ids[0] == 1);
+
+	/* two devices: v800 has two, but one is busy and the other now leased: nowhere */
+	reachable = big = 0;
+	CHECK(place_choose(c, hosts, 2, two, 0.5, 0.7, &reachable, &big) == NULL);
+	CHECK(big == 1);
+	gpu_release(hosts[0].gpus, ids, 1);
+
+	/* pinned to the host that refuses: nowhere, and no host it may use answered */
+	reachable = big = 0;
+	CHECK(place_choose(c, hosts, 2, pinned, 0.5, 0.7, &reachable, &big) == NULL);
+	CHECK(reachable == 0);
+	CHECK(hosts[1].down == 1); /* refused twice in a row: down, with a back-off */
+
+	/* every ssh went through the os layer, to the addresses of hosts{} */
+	CHECK_CONTAINS(fake_run_log(), "u@v800");
+	CHECK_CONTAINS(fake_run_log(), "u@v801");
+	for (int i = 0; i < 2; i++)
+		ssh_host_free(&hosts[i]);
+	cache_close(c);
+	graph_free(g);
+	buf_free(&err);
+	CHECK(chdir("/") == 0);
+	remove_tree(dir);
+	return check_exit();
+}
