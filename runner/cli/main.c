@@ -108,6 +108,13 @@ static int verb_help(Options *o, int argc, char **argv)
 	for (size_t i = 0; i < sizeof verbs / sizeof *verbs; i++)
 		if (!strcmp(verbs[i].verb, verb)) {
 			printf("usage: %s\n\n%s\n", verbs[i].usage, verbs[i].help);
+			if (!strcmp(verb, "run")) { /* the table's own words, so a new executor is listed */
+				printf("\nExecutors (--executor NAME, or executor = \"NAME\" per task):\n");
+				for (int k = 0; exec_kinds[k]; k++)
+					printf("  %-6s %s%s%s%s\n", exec_kinds[k]->name, exec_kinds[k]->about,
+					       exec_kinds[k]->block ? "; its recipe block: " : "",
+					       exec_kinds[k]->block ? exec_kinds[k]->block : "", exec_kinds[k]->block ? "{}" : "");
+			}
 			return 0;
 		}
 	fatal("unknown verb \"%s\" (see kiln --help)", verb);
@@ -287,9 +294,9 @@ static void load_or_exit(Graph *g, const char *path, const ParamOverrides *ov, i
 	Buf err = {0};
 	RecipeBlock blocks[16] = {{0}};
 	int n = 0;
-	for (const ExecutorKind *k = exec_kinds; k->name && n < 15; k++)
-		if (k->block)
-			blocks[n++] = (RecipeBlock){k->block, k->read_block};
+	for (int i = 0; exec_kinds[i] && n < 15; i++)
+		if (exec_kinds[i]->block)
+			blocks[n++] = (RecipeBlock){exec_kinds[i]->block, exec_kinds[i]->read_block};
 	RecipeLoad lo = {.params = ov, .gpus_known = gpus_known, .timeout_sec = timeout, .executors = exec_kind_list(),
 			 .blocks = blocks};
 	int rc = recipe_load(g, path, &lo, &err);
@@ -322,8 +329,8 @@ Graph *load_graph_with(Options *o, Graph *g, Cache *c)
 		if (graph_block(g, "hosts") == recipe_hosts)
 			fatal("%s: no hosts{} block in it", o->hosts_file);
 	}
-	for (const ExecutorKind *k = exec_kinds; k->name; k++) /* what each executor's block promises */
-		if (k->check && k->check(g, &err) != 0)
+	for (int i = 0; exec_kinds[i]; i++) /* what each executor's block promises */
+		if (exec_kinds[i]->check && exec_kinds[i]->check(g, &err) != 0)
 			fatal("%s", buf_str(&err));
 	trace_mark("recipe loaded");
 	if (c && cache_loaded(c, &err) != 0) /* the state opened on another thread meanwhile */
@@ -346,12 +353,12 @@ static const ExecutorKind *executor_of(const Options *o, const Task *t)
 	if (t->opts->executor)
 		return exec_kind(t->opts->executor);
 	if (exec_runs_kiln(t) && !launch_wraps(t))
-		return exec_kinds; /* kiln itself reads the state, which is here (its launcher does not) */
-	if (!o->executor || !strcmp(o->executor, exec_kinds->name))
-		for (const ExecutorKind *k = exec_kinds; k->name; k++)
-			if (k->claims && k->claims(t))
-				return k;
-	return o->executor ? exec_kind(o->executor) : exec_kinds;
+		return exec_kinds[0]; /* kiln itself reads the state, which is here (its launcher does not) */
+	if (!o->executor || !strcmp(o->executor, exec_kinds[0]->name))
+		for (int i = 0; exec_kinds[i]; i++)
+			if (exec_kinds[i]->claims && exec_kinds[i]->claims(t))
+				return exec_kinds[i];
+	return o->executor ? exec_kind(o->executor) : exec_kinds[0];
 }
 
 /* Resource checks that need the machine: a task that could never start is a recipe error.
@@ -360,7 +367,7 @@ static void check_resources(const Options *o, Graph *g, GpuPool *gpus, int cpus,
 {
 	for (int i = 0; i < g->ntasks; i++) {
 		Task *t = g->tasks[i];
-		if (!t->needed || t->opts->plot || executor_of(o, t) != exec_kinds)
+		if (!t->needed || t->opts->plot || executor_of(o, t) != exec_kinds[0])
 			continue; /* their own system's, or the hosts' (exec_ssh.c says when none fits) */
 		if (t->gpus > 0 && gpu_count(gpus) > 0 && t->gpus > gpu_count(gpus))
 			fatal("%s:%d: task \"%s\" asks for %d GPUs but only %d are known (from %s)", t->file, t->line,
@@ -449,7 +456,7 @@ static int verb_run(Options *o, int argc, char **argv)
 	/* the executors this run needs beside the local one, each made once, from the table */
 	enum { MAX_EXECUTORS = 8 };
 	Executor *executors[MAX_EXECUTORS] = {ex, exec_plot_new(KILN_DIR "/state.db")}, *plots = executors[1];
-	const ExecutorKind *made[MAX_EXECUTORS] = {exec_kinds, NULL};
+	const ExecutorKind *made[MAX_EXECUTORS] = {exec_kinds[0], NULL};
 	char state_dirs[MAX_EXECUTORS][64]; /* .kiln/NAME: each executor keeps the path for the run */
 	int nexecutors = 2;
 	Executor **task_exec = xmalloc(((size_t)g->ntasks + 1) * sizeof *task_exec);

@@ -155,8 +155,9 @@ typedef struct {
 	Executor *(*make)(const ExecSetup *setup, Buf *err);
 } ExecutorKind;
 
-/* The table, ended by a row whose name is NULL; the first row is the default (local). */
-extern const ExecutorKind exec_kinds[];
+/* The table (executors.c): every kind, NULL-ended; the first is the default (local). Each
+ * kind is defined in its executor's own file. */
+extern const ExecutorKind *const exec_kinds[];
 /* The row named name, or NULL. */
 const ExecutorKind *exec_kind(const char *name);
 /* "local, slurm or ssh" for messages; the names as a NULL-ended list (RecipeLoad's). */
@@ -182,16 +183,9 @@ int exec_local_take_over(Executor *local, struct Cache *c, struct GpuPool *gpus)
 /* The built-in executor: renders plot{} tasks (their typed spec) in this process from the
  * metrics in db_path, writing each attempt's log like any task. */
 Executor *exec_plot_new(const char *db_path);
-/* The executors of the table's other rows (exec_slurm.c, ssh/exec_ssh.c) and the readers
- * of their blocks. */
-Executor *exec_slurm_new(const ExecSetup *setup, Buf *err);
-int exec_slurm_read_block(struct lua_State *L);
-int exec_slurm_refuses(const Task *t, Buf *why);
-Executor *exec_ssh_new(const ExecSetup *setup, Buf *err);
-int exec_ssh_read_block(struct lua_State *L);
-int exec_ssh_claims(const Task *t);
-int exec_ssh_refuses(const Task *t, Buf *why);
-int exec_ssh_check(const Graph *g, Buf *err);
+/* The refusal every executor that places a job on one machine shares: a task spread over
+ * several nodes (ranks or torchrun with nnodes > 1) needs Slurm. */
+int exec_refuses_nodes(const Task *t, Buf *why);
 /* The child's GPU environment, the same under every executor: CUDA_VISIBLE_DEVICES from
  * the lease (and CUDA_DEVICE_ORDER=PCI_BUS_ID: NVML and nvidia-smi count in PCI order),
  * appended to job->env (which has room). Nothing when the lease holds no devices. */

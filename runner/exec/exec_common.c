@@ -3,6 +3,7 @@
  * {items}), kiln's own path and the environment entries every task gets. */
 #define _GNU_SOURCE
 #include "exec.h"
+#include "../recipe/torchrun.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -45,6 +46,17 @@ void exec_gpu_env(Job *job)
 	lease_gpus_text(&job->lease, list, sizeof list);
 	job->env[n++] = xasprintf("CUDA_VISIBLE_DEVICES=%s", list);
 	job->env[n++] = xstrdup("CUDA_DEVICE_ORDER=PCI_BUS_ID");
+}
+
+int exec_refuses_nodes(const Task *t, Buf *why)
+{
+	if (t->opts->rank_nodes > 1)
+		buf_printf(why, "spreads its ranks over %d nodes, but it runs on this machine only: run it with "
+				"--executor slurm (or executor = \"slurm\"), or drop nnodes", t->opts->rank_nodes);
+	else if (t->opts->torchrun && t->opts->torchrun->nnodes > 1)
+		buf_printf(why, "asks torchrun for %d nodes, but it runs on this machine only: run it with "
+				"--executor slurm (or executor = \"slurm\"), or set nnodes = 1", t->opts->torchrun->nnodes);
+	return why->len > 0;
 }
 
 void exec_adopted_add(AdoptedJob **list, int *n, const OpenAttempt *o)

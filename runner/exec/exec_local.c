@@ -471,3 +471,13 @@ Executor *exec_local_new(struct Cache *cache, int detach)
 	os_become_subreaper();
 	return ex;
 }
+
+static Executor *make_local(const ExecSetup *s, Buf *err)
+{
+	(void)err;
+	return exec_local_new(s->cache, s->detach);
+}
+
+extern const ExecutorKind exec_local_kind;
+const ExecutorKind exec_local_kind = {.name = "local", .about = "this machine: its CPUs, memory and GPUs (the default)",
+				      .refuses = exec_refuses_nodes, .make = make_local};

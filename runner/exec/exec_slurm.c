@@ -449,7 +449,7 @@ static void slurm_adopt(Executor *ex, const OpenAttempt *a)
 }
 
 /* slurm{}: where Slurm tasks go (partition, account, qos, constraint, extra sbatch flags). */
-int exec_slurm_read_block(lua_State *L)
+static int slurm_read_block(lua_State *L)
 {
 	Graph *g = lk_block_graph(L);
 	luaL_checktype(L, 1, LUA_TTABLE);
@@ -472,7 +472,7 @@ int exec_slurm_read_block(lua_State *L)
 	return 0;
 }
 
-int exec_slurm_refuses(const Task *t, Buf *why)
+static int slurm_refuses(const Task *t, Buf *why)
 {
 	if (t->opts->ports > (t->opts->torchrun != NULL || launch_wraps(t)))
 		buf_puts(why, "uses {port}: ports are reserved on this machine, and this kiln does not yet reserve them on "
@@ -481,7 +481,7 @@ int exec_slurm_refuses(const Task *t, Buf *why)
 	return why->len > 0;
 }
 
-Executor *exec_slurm_new(const ExecSetup *cfg, Buf *err)
+static Executor *slurm_new(const ExecSetup *cfg, Buf *err)
 {
 	const char *tools[] = {"sbatch", "squeue", "scancel"};
 	for (int i = 0; i < 3; i++) {
@@ -519,3 +519,8 @@ Executor *exec_slurm_new(const ExecSetup *cfg, Buf *err)
 	};
 	return ex;
 }
+
+extern const ExecutorKind exec_slurm_kind;
+const ExecutorKind exec_slurm_kind = {.name = "slurm", .about = "a Slurm cluster: one batch job per attempt (slurm{} says where)",
+				      .block = "slurm", .read_block = slurm_read_block, .refuses = slurm_refuses,
+				      .make = slurm_new};

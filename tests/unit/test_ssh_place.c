@@ -59,11 +59,12 @@ int main(void)
 	Graph *g = graph_new(dir);
 	Buf err = {0};
 	CHECK(write_file_atomic("kiln.lua", recipe, strlen(recipe)) == 0);
-	RecipeBlock blocks[] = {{"hosts", exec_ssh_read_block}, {NULL, NULL}};
+	const ExecutorKind *ssh = exec_kind("ssh");
+	RecipeBlock blocks[] = {{ssh->block, ssh->read_block}, {NULL, NULL}};
 	RecipeLoad lo = {.executors = exec_kind_list(), .blocks = blocks};
 	CHECK(recipe_load(g, "kiln.lua", &lo, &err) == 0);
 	CHECK(graph_resolve(g, NULL, NULL, &err) == 0);
-	CHECK(exec_ssh_check(g, &err) == 0);
+	CHECK(ssh->check(g, &err) == 0);
 	const RecipeHosts *block = graph_block(g, "hosts");
 	CHECK(block && block->n == 2 && !strcmp(block->hosts[0].name, "v800"));
 	CacheOptions copt = {.store_max_mib = 16};

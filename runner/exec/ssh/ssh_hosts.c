@@ -1,15 +1,16 @@
-/* ssh_hosts.c — the ssh executor's part of the recipe: the hosts{} block (read into the
- * graph as RecipeHosts), the tasks it claims (those naming hosts) and the check that every
- * host a task names is declared. */
+/* ssh_hosts.c — the ssh executor's row of the table (exec.h's ExecutorKind) and its part of
+ * the recipe: the hosts{} block (read into the graph as RecipeHosts), the tasks it claims
+ * (those naming hosts) or refuses, and the check that every host a task names is declared. */
 #define _GNU_SOURCE
 #include <lauxlib.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../recipe/launch.h"
 #include "../../recipe/lblock.h"
 #include "../exec.h"
-#include "ssh_host.h"
+#include "ssh_internal.h"
 
 /* "0-3,6" as "0,1,2,3,6" in the arena; NULL when it is not such a list. */
 static const char *device_list(Graph *g, const char *s)
@@ -48,7 +49,7 @@ static int compare_hosts(const void *a, const void *b)
 /* hosts{ v800 = { address = "user@v800", gpus = "0-3", cpus = 32, jobs = 8, mem = "256G",
  * workdir = "/data/kiln", ssh = {"-p", "2222"} }, ... }: the servers the ssh executor
  * uses. A later hosts{} (or --hosts FILE) replaces an earlier one. */
-int exec_ssh_read_block(lua_State *L)
+static int hosts_read_block(lua_State *L)
 {
 	Graph *g = lk_block_graph(L);
 	luaL_checktype(L, 1, LUA_TTABLE);
@@ -138,9 +139,9 @@ int exec_ssh_read_block(lua_State *L)
 	return 0;
 }
 
-int exec_ssh_claims(const Task *t) { return t->opts->nhosts > 0; }
+static int names_hosts(const Task *t) { return t->opts->nhosts > 0; }
 
-int exec_ssh_check(const Graph *g, Buf *err)
+static int hosts_declared(const Graph *g, Buf *err)
 {
 	const RecipeHosts *hosts = graph_block(g, "hosts");
 	for (int i = 0; i < g->ntasks; i++) { /* every host a task names must be declared */
@@ -159,3 +160,19 @@ int exec_ssh_check(const Graph *g, Buf *err)
 	}
 	return 0;
 }
+
+static int ssh_refuses(const Task *t, Buf *why)
+{
+	const char *what = t->shard		? "belongs to a map{}, which runs on this machine only"
+			   : launch_wraps(t)	? "has ranks, which this kiln starts here and on Slurm, not yet on ssh hosts"
+			   : exec_runs_kiln(t)	? "runs kiln itself (@kiln), which reads the state here"
+						: NULL;
+	if (what)
+		buf_printf(why, "%s: give it executor = \"local\" (or \"slurm\")", what);
+	return why->len > 0 || exec_refuses_nodes(t, why);
+}
+
+extern const ExecutorKind exec_ssh_kind;
+const ExecutorKind exec_ssh_kind = {.name = "ssh", .about = "the servers of hosts{} (or --hosts FILE), reached by ssh",
+				    .block = "hosts", .read_block = hosts_read_block, .claims = names_hosts,
+				    .refuses = ssh_refuses, .check = hosts_declared, .make = exec_ssh_new};

@@ -48,6 +48,9 @@ typedef struct {
 	int64_t all_down_since_ns;
 } SshExec;
 
+/* The executor (the table's constructor, ssh_hosts.c's row), or NULL with a message when
+ * hosts, ssh or rsync are missing. */
+Executor *exec_ssh_new(const ExecSetup *setup, Buf *err);
 /* Files job's end (code, reason) for the next reap. */
 void ssh_end_job(SshExec *se, Job *job, enum JobEnd end, int code, const char *reason);
 /* Appends a line (fmt with one %s) to the job's local log. */
