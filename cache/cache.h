@@ -96,6 +96,10 @@ void cache_clear_outputs(Cache *c, Task *t);
  * job id and key, which a later kiln re-attaches by) and returns its row id; ended fills
  * in the outcome. */
 int64_t cache_attempt_started(Cache *c, const AttemptRecord *a);
+/* What an executor learns after the start (state.h): the job id, the ports. Joins the
+ * open write batch; 0, or -1. */
+int cache_attempt_job_id(Cache *c, int64_t attempt_id, const char *job_id);
+int cache_attempt_ports(Cache *c, int64_t attempt_id, const char *ports);
 /* The key cache_check() computed for t, as hex ("" before a check). */
 void cache_key_hex(Cache *c, const Task *t, char out[33]);
 /* Calls fn for every batch job whose attempt a previous kiln left open. */

@@ -36,6 +36,16 @@ void cache_each_open_job(Cache *c, void (*fn)(void *ctx, const OpenAttempt *a), 
 static const char *const forget_successes = "DELETE FROM successes WHERE task = ?1";
 static const char *const forget_last = "DELETE FROM last_success WHERE task = ?1";
 
+int cache_attempt_job_id(Cache *c, int64_t attempt_id, const char *job_id)
+{
+	return state_attempt_job_id(cache_state(c), attempt_id, job_id);
+}
+
+int cache_attempt_ports(Cache *c, int64_t attempt_id, const char *ports)
+{
+	return state_attempt_ports(cache_state(c), attempt_id, ports);
+}
+
 void cache_attempt_waited(Cache *c, int64_t attempt_id, double seconds)
 {
 	state_attempt_waited(cache_state(c), attempt_id, seconds);

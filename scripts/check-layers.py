@@ -18,7 +18,7 @@ import re
 import sys
 
 FLOORS = {"base": 0, "cache/state": 1, "kernels": 1, "cache": 2, "plots": 3, "runner/recipe": 4, "runner/exec": 5,
-          "runner/exec/ssh": 6, "runner/sched": 7, "runner/cli": 8}
+          "runner/exec/ssh": 6, "runner/exec/slurm": 6, "runner/sched": 7, "runner/cli": 8}
 MAX_FILES, MAX_LINES = 15, 700
 root = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 

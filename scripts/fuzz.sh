@@ -17,7 +17,7 @@ for name in $names; do
 	metrics) clang $flags -o "$out/fuzz_metrics" tests/fuzz/fuzz_metrics.c cache/state/metrics.c base/json.c base/util.c -lm -lpthread ;;
 	recipe) # the loader with everything it reaches; not the verbs, not main
 		clang $flags -o "$out/fuzz_recipe" tests/fuzz/fuzz_recipe.c base/*.c cache/*.c cache/state/*.c plots/*.c \
-			runner/recipe/*.c runner/sched/*.c runner/exec/ssh/*.c $(ls runner/exec/*.c | grep -v keeper.c) \
+			runner/recipe/*.c runner/sched/*.c runner/exec/ssh/*.c runner/exec/slurm/*.c $(ls runner/exec/*.c | grep -v keeper.c) \
 			-llua5.4 -lsqlite3 -lxxhash -lm -lpthread ;;
 	*) echo "fuzz.sh: no harness \"$name\" (npy, metrics, recipe)"; exit 2 ;;
 	esac

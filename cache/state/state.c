@@ -14,7 +14,7 @@
 enum {
 	Q_MEMO_ALL, Q_MEMO_PUT, Q_LAST_ALL, Q_SUCCESS_FIND, Q_SUCCESS_PUT, Q_LAST_PUT, Q_OUTPUTS_ALL,
 	Q_RUN_BEGIN, Q_RUN_END, Q_ATTEMPT_START, Q_ATTEMPT_END, Q_ATTEMPT_OPEN, Q_LAST_LOG,
-	Q_OPEN_JOBS, Q_ATTEMPT_WAITED, Q_COUNT
+	Q_OPEN_JOBS, Q_ATTEMPT_WAITED, Q_ATTEMPT_JOB, Q_ATTEMPT_PORTS, Q_COUNT
 };
 
 static const char *const sql[Q_COUNT] = {
@@ -28,9 +28,11 @@ static const char *const sql[Q_COUNT] = {
 	[Q_RUN_BEGIN] = "INSERT INTO runs (started, host, pid, command) VALUES (?1, ?2, ?3, ?4)",
 	[Q_RUN_END] = "UPDATE runs SET ended = ?2, outcome = ?3 WHERE id = ?1",
 	[Q_ATTEMPT_START] = "INSERT INTO attempts (run_id, task, attempt, started, host, pgid, gpus, log, job_id, key, "
-			    "executor) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+			    "executor, ports) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
 	[Q_ATTEMPT_END] = "UPDATE attempts SET ended = ?2, exit_code = ?3, outcome = ?4, failure = ?5 WHERE id = ?1",
 	[Q_ATTEMPT_WAITED] = "UPDATE attempts SET waited = ?2 WHERE id = ?1",
+	[Q_ATTEMPT_JOB] = "UPDATE attempts SET job_id = ?2 WHERE id = ?1",
+	[Q_ATTEMPT_PORTS] = "UPDATE attempts SET ports = ?2 WHERE id = ?1",
 	[Q_ATTEMPT_OPEN] = "SELECT id, task, pgid FROM attempts WHERE ended IS NULL AND host = ?1 AND job_id IS NULL",
 	[Q_OPEN_JOBS] = "SELECT id, task, attempt, job_id, key, log, executor, host, gpus FROM attempts "
 			"WHERE ended IS NULL AND job_id IS NOT NULL",
@@ -47,7 +49,8 @@ static const char schema[] =
 	"  pid INTEGER, command TEXT, outcome TEXT);"
 	"CREATE TABLE IF NOT EXISTS attempts (id INTEGER PRIMARY KEY, run_id INTEGER, task TEXT,"
 	"  attempt INTEGER, started REAL, ended REAL, exit_code INTEGER, outcome TEXT, host TEXT,"
-	"  pgid INTEGER, gpus TEXT, log TEXT, job_id TEXT, key TEXT, failure TEXT, waited REAL, executor TEXT);"
+	"  pgid INTEGER, gpus TEXT, log TEXT, job_id TEXT, key TEXT, failure TEXT, waited REAL, executor TEXT,"
+	"  ports TEXT);"
 	"CREATE INDEX IF NOT EXISTS attempts_by_task ON attempts (task, id);"
 	"CREATE INDEX IF NOT EXISTS attempts_open ON attempts (ended, host);"
 	/* version 2: metrics, kept for every run that ingested them */
@@ -183,7 +186,8 @@ static State *open_once(const char *path, int readonly, Buf *err, int *damaged)
 			 * 6 each failed attempt's class (runner/recipe/failure.h), 7 how long an attempt waited
 			 * for its GPUs before it started, 8 what was placed on each ssh host (a table),
 			 * 9 each attempt's executor, and its host as a column (an ssh attempt's host
-			 * and devices were in its job id, "host:ID/gpus"; the id keeps ID alone) */
+			 * and devices were in its job id, "host:ID/gpus"; the id keeps ID alone),
+			 * 10 the TCP ports an attempt had ({port}: reserved here, or found on its node) */
 			if ((v < 3 && exec_sql(s->db, "ALTER TABLE attempts ADD COLUMN job_id TEXT;"
 						     "ALTER TABLE attempts ADD COLUMN key TEXT;", err)) ||
 			    (v < 4 && exec_sql(s->db, "ALTER TABLE last_success ADD COLUMN outputs TEXT;"
@@ -192,7 +196,8 @@ static State *open_once(const char *path, int readonly, Buf *err, int *damaged)
 			    (v < 5 && v >= 2 && exec_sql(s->db, "ALTER TABLE ingests ADD COLUMN position INTEGER;", err)) ||
 			    (v < 6 && exec_sql(s->db, "ALTER TABLE attempts ADD COLUMN failure TEXT;", err)) ||
 			    (v < 7 && exec_sql(s->db, "ALTER TABLE attempts ADD COLUMN waited REAL;", err)) ||
-			    (v < 9 && exec_sql(s->db, migrate_executor, err)))
+			    (v < 9 && exec_sql(s->db, migrate_executor, err)) ||
+			    (v < 10 && exec_sql(s->db, "ALTER TABLE attempts ADD COLUMN ports TEXT;", err)))
 				goto fail;
 		} else if (v != 0 && v != STATE_SCHEMA_VERSION) {
 			fprintf(stderr, "kiln: %s has schema version %d, this kiln uses %d: rebuilding it "
@@ -533,9 +538,9 @@ int64_t state_attempt_started(State *s, int64_t run_id, const AttemptRecord *a)
 	sqlite3_bind_text(st, 2, a->task, -1, SQLITE_STATIC);
 	sqlite3_bind_int(st, 3, a->attempt);
 	sqlite3_bind_double(st, 4, now_wall());
-	const char *text[] = {a->host, a->gpus ? a->gpus : "", a->log, a->job_id, a->key, a->executor};
-	const int column[] = {5, 7, 8, 9, 10, 11};
-	for (int i = 0; i < 6; i++)
+	const char *text[] = {a->host, a->gpus ? a->gpus : "", a->log, a->job_id, a->key, a->executor, a->ports};
+	const int column[] = {5, 7, 8, 9, 10, 11, 12};
+	for (int i = 0; i < 7; i++)
 		if (text[i] && (*text[i] || column[i] == 7))
 			sqlite3_bind_text(st, column[i], text[i], -1, SQLITE_STATIC);
 	sqlite3_bind_int(st, 6, a->pgid);
@@ -543,6 +548,18 @@ int64_t state_attempt_started(State *s, int64_t run_id, const AttemptRecord *a)
 		return -1;
 	return sqlite3_last_insert_rowid(s->db);
 }
+
+/* One text column of an attempt's row, set after its start. */
+static int set_attempt_text(State *s, int query, int64_t id, const char *value)
+{
+	sqlite3_stmt *st = writer(s, query);
+	sqlite3_bind_int64(st, 1, id);
+	sqlite3_bind_text(st, 2, value, -1, SQLITE_STATIC);
+	return run_write(s, st);
+}
+
+int state_attempt_job_id(State *s, int64_t id, const char *job_id) { return set_attempt_text(s, Q_ATTEMPT_JOB, id, job_id); }
+int state_attempt_ports(State *s, int64_t id, const char *ports) { return set_attempt_text(s, Q_ATTEMPT_PORTS, id, ports); }
 
 int state_attempt_waited(State *s, int64_t id, double seconds)
 {

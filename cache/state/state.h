@@ -10,7 +10,7 @@
 #include "../../base/util.h"
 #include "../../base/hash.h"
 
-#define STATE_SCHEMA_VERSION 9
+#define STATE_SCHEMA_VERSION 10
 
 typedef struct State State;
 
@@ -81,9 +81,14 @@ typedef struct {
 	const char *gpus;     /* the devices leased to it, "0,3", or "" */
 	int pgid;             /* its process group here, or 0 */
 	const char *log, *job_id, *key; /* NULL: none */
+	const char *ports;    /* "29500,29501": its TCP ports ({port}), or NULL */
 } AttemptRecord;
 int64_t state_attempt_started(State *s, int64_t run_id, const AttemptRecord *a);
 int state_attempt_ended(State *s, int64_t id, int exit_code, const char *outcome, const char *failure);
+/* What an executor learns of an attempt after it started: its job id (a batch job is
+ * submitted after its record is written), the ports it found on its node. */
+int state_attempt_job_id(State *s, int64_t id, const char *job_id);
+int state_attempt_ports(State *s, int64_t id, const char *ports);
 /* How long the attempt waited for its GPUs before it started. */
 int state_attempt_waited(State *s, int64_t id, double seconds);
 /* An attempt a previous kiln left open (job_id set, never ended), as recorded; strings

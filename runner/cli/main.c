@@ -559,6 +559,14 @@ static int verb_status(Options *o, int argc, char **argv)
 	printf(n ? "kiln: %d task%s would run\n" : "kiln: everything is up to date\n", n, n == 1 ? "" : "s");
 	HostView view = {g, c};
 	cache_each_host(c, print_host, &view);
+	for (int i = 0; exec_kinds[i]; i++) /* what the executors' queues hold of earlier runs */
+		if (exec_kinds[i]->queue_status) {
+			Buf q = {0};
+			exec_kinds[i]->queue_status(c, &q);
+			if (q.len)
+				printf("kiln: %s\n", buf_str(&q));
+			buf_free(&q);
+		}
 	cache_close(c);
 	graph_free(g);
 	return 0;

@@ -63,11 +63,14 @@ typedef struct Job {
 	enum JobEnd end;
 	int exit_code, term_signal;
 	char reason[256];     /* set by an executor that knows better (e.g. Slurm's job state) */
+	int unschedulable;    /* the executor's system can never start it (its reason says why) */
+	char waiting[64];     /* why it has not started in its executor's queue ("Resources"), or "" */
+	int64_t waiting_since_ns; /* when waiting last changed */
 	/* executors whose jobs outlive kiln (reattaches): */
 	char job_id[256];     /* the executor's id for the job (never its host: that is the lease's), or "" */
 	int adopted;          /* re-attached to a job a previous kiln started */
 	char key[33];         /* the task's key when it started (hex), to re-attach only to the same work */
-	long long attempt_row;/* adopted jobs: the attempt row the first kiln opened */
+	long long attempt_row;/* its attempt's record (adopted jobs: the row the first kiln opened) */
 	struct Executor *ex;  /* the executor running it */
 	struct Job *next;     /* scheduler's running list */
 } Job;
@@ -114,6 +117,9 @@ struct Executor {
 	int (*adoptable)(Executor *ex, const Task *t, const char *key_hex, Lease *held);
 	/* Told after each commit of the state: every end reap() gave is recorded; NULL: not needed. */
 	void (*committed)(Executor *ex);
+	/* Appends its part of the status line while jobs wait in its queue ("12 pending:
+	 * Resources"); NULL: none. */
+	void (*describe)(Executor *ex, Buf *out);
 	/* Prints the executor's part of the end summary (ssh: per host); NULL: none. */
 	void (*summarize)(Executor *ex);
 	void (*destroy)(Executor *ex);
@@ -151,6 +157,9 @@ typedef struct {
 	/* Checks the loaded recipe (every host a task names is declared); 0, or -1 with a
 	 * file:line message. NULL: nothing to check. */
 	int (*check)(const Graph *g, Buf *err);
+	/* `kiln status`: what its system's queue holds of the open attempts an earlier kiln
+	 * left (Slurm: "12 pending: Resources, 3 running"), appended to out; NULL: nothing. */
+	void (*queue_status)(struct Cache *c, Buf *out);
 	/* Makes the executor for a run, or NULL with a message (a tool missing). */
 	Executor *(*make)(const ExecSetup *setup, Buf *err);
 } ExecutorKind;

@@ -14,7 +14,7 @@ static const char *const names[FC_COUNT] = {
 	[FC_ERROR] = "error",     [FC_OOM] = "oom",           [FC_COMM] = "comm",
 	[FC_PORT] = "port",       [FC_PREEMPTED] = "preempted", [FC_TIMEOUT] = "timeout",
 	[FC_MISSING] = "missing-input", [FC_GPU_BUSY] = "gpu-busy", [FC_HOST_DOWN] = "host-down",
-	[FC_INPUT_CHANGED] = "input-changed",
+	[FC_INPUT_CHANGED] = "input-changed", [FC_UNSCHEDULABLE] = "unschedulable",
 };
 
 static const struct {
@@ -57,6 +57,8 @@ enum FailureClass failure_classify(const FailureFacts *f)
 		return FC_TIMEOUT;
 	if (f->host_down)
 		return FC_HOST_DOWN;
+	if (f->unschedulable)
+		return FC_UNSCHEDULABLE;
 	if (strstr(reason, "PREEMPTED") || strstr(reason, "NODE_FAIL") || strstr(reason, "BOOT_FAIL"))
 		return FC_PREEMPTED;
 	if (f->start_failed)
@@ -87,7 +89,8 @@ int failure_parse(const char *name)
 
 const char *failure_names(void)
 {
-	return "error, oom, comm, port, preempted, timeout, missing-input, gpu-busy, host-down";
+	return "error, oom, comm, port, preempted, timeout, missing-input, gpu-busy, host-down, input-changed, "
+	       "unschedulable";
 }
 
 size_t failure_read_tail(const char *path, char *buf, size_t max)

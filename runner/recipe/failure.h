@@ -17,6 +17,7 @@ enum FailureClass {
 	FC_GPU_BUSY,  /* no GPU became free within the task's wait */
 	FC_HOST_DOWN, /* no host it may run on answered (ssh), or its host was lost too often */
 	FC_INPUT_CHANGED, /* an input changed while it ran: its result is not recorded */
+	FC_UNSCHEDULABLE, /* the cluster can never start it (Slurm: a partition's node or time limit) */
 	FC_COUNT
 };
 
@@ -25,7 +26,9 @@ enum FailureClass {
  * to repeat: the same batch runs out of the same memory, a missing file stays missing. An
  * input that changed is never retried in the run: the task's key is the old content's, so
  * the next run decides it afresh. */
-#define FC_DEFAULT_RETRY (((1u << FC_COUNT) - 1) & ~FC_BIT(FC_OOM) & ~FC_BIT(FC_MISSING) & ~FC_BIT(FC_INPUT_CHANGED))
+#define FC_DEFAULT_RETRY                                                                                   \
+	(((1u << FC_COUNT) - 1) & ~FC_BIT(FC_OOM) & ~FC_BIT(FC_MISSING) & ~FC_BIT(FC_INPUT_CHANGED) &          \
+	 ~FC_BIT(FC_UNSCHEDULABLE))
 
 /* How an attempt ended, as the classifier needs it. */
 typedef struct {
@@ -33,6 +36,7 @@ typedef struct {
 	int signaled;       /* killed by a signal kiln did not send */
 	int start_failed;   /* the program could not be started */
 	int host_down;      /* no host it may run on could take it, or it was lost with one */
+	int unschedulable;  /* its executor's system said it can never start it */
 	int exit_code;
 	const char *reason; /* the executor's word (e.g. Slurm's "PREEMPTED"), or "" */
 	const char *tail;   /* the last bytes of its log, or "" */

@@ -10,7 +10,7 @@
  *
  * usage: kiln launch --ranks N --master-port PORT [--nnodes M] [--all-gpus] [--grace SECONDS]
  *        [--shell] -- COMMAND... (with --shell, one word: a /bin/sh -c string)
- *        kiln launch --free-port (prints a TCP port free on this machine)
+ *        kiln launch --free-port [N] (prints N distinct TCP ports free on this machine, "p1,p2")
  * With --nnodes M > 1 one launcher runs per node (srun), the node's rank in SLURM_NODEID and
  * the first node's name in KILN_HEAD: its ranks are node * N + 0..N-1 of N * M. */
 #define _GNU_SOURCE
@@ -218,11 +218,22 @@ int launch_main(int argc, char **argv)
 	int world = 0, all_gpus = 0, shell = 0, first = -1, nodes = 1;
 	double grace = 5;
 	const char *port = NULL;
-	if (argc == 1 && !strcmp(argv[0], "--free-port")) {
-		int p = free_port();
-		if (p < 0)
+	if ((argc == 1 || argc == 2) && !strcmp(argv[0], "--free-port")) { /* [N]: N distinct ones, "p1,p2" */
+		int want = argc == 2 ? atoi(argv[1]) : 1, got[64], n = 0;
+		if (want < 1 || want > 64)
+			return 2;
+		for (int tries = 0; n < want && tries < 1000; tries++) {
+			int p = free_port(), seen = 0;
+			for (int i = 0; i < n; i++)
+				seen |= got[i] == p;
+			if (p > 0 && !seen)
+				got[n++] = p;
+		}
+		if (n < want)
 			return 1;
-		printf("%d\n", p);
+		for (int i = 0; i < n; i++)
+			printf("%s%d", i ? "," : "", got[i]);
+		printf("\n");
 		return 0;
 	}
 	for (int i = 0; i < argc; i++) {

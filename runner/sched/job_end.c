@@ -55,7 +55,7 @@ enum FailureClass failure_of_job(const Job *job)
 	keep_failed_rank(tail);
 	FailureFacts f = {.timed_out = job->timed_out, .signaled = job->end == JOB_SIGNALED && !job->interrupted,
 			  .start_failed = job->end == JOB_START_FAILED, .exit_code = job->exit_code, .reason = job->reason,
-			  .host_down = job->end == JOB_HOST_DOWN || job->end == JOB_LOST,
+			  .host_down = job->end == JOB_HOST_DOWN || job->end == JOB_LOST, .unschedulable = job->unschedulable,
 			  .tail = tail};
 	return failure_classify(&f);
 }

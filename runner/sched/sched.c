@@ -175,17 +175,6 @@ static void finish_without_command(Run *r, Task *t)
 	buf_free(&err);
 }
 
-/* The attempt's record, written from its lease: where it runs, the devices it holds. */
-static int64_t record_start(Run *r, const Job *job)
-{
-	char gpus[512];
-	lease_gpus_text(&job->lease, gpus, sizeof gpus);
-	AttemptRecord rec = {.task = job->task->name, .attempt = job->attempt, .executor = job->ex->name,
-			     .host = job->lease.host[0] ? job->lease.host : NULL, .gpus = gpus, .pgid = (int)job->pid,
-			     .log = job->log_path, .job_id = job->job_id, .key = job->key};
-	return cache_attempt_started(r->o->cache, &rec);
-}
-
 static void push_runnable(Run *r, Task *t)
 {
 	if (r->runnable_end == r->runnable_cap) { /* pack the live entries to the front */
@@ -288,11 +277,11 @@ int try_start(Run *r, Task *t)
 			r->attempt_no[t->index] = job->attempt;
 		r->attempt_ids[t->index] = job->attempt_row;
 		if (!job->attempt_row) /* started by a kiln killed before it recorded the start */
-			r->attempt_ids[t->index] = record_start(r, job);
+			r->attempt_ids[t->index] = job->attempt_row = sched_record_start(r, job);
 		status_print(&r->st, "note", "%s: attached to %s job %s, started by an earlier kiln", t->name, ex->title,
 			     job->job_id);
 	} else {
-		r->attempt_ids[t->index] = record_start(r, job);
+		r->attempt_ids[t->index] = job->attempt_row = sched_record_start(r, job);
 		if (waited > 0) /* the report draws the wait before the attempt */
 			cache_attempt_waited(o->cache, r->attempt_ids[t->index], waited);
 	}
@@ -618,21 +607,7 @@ int sched_run(Graph *g, const SchedOptions *o, SchedSummary *sum)
 		if (g->nshards)
 			shards_poll(&r);
 		int commit_due_ms = settle_commit(&r, 0);
-		Task *names[8];
-		int nn = 0;
-		for (Job *j = r.running; j && nn < 8; j = j->next)
-			names[nn++] = j->task;
-		Buf line = {0};
-		buf_puts(&line, buf_str(&r.wait_text));
-		progress_poll_jobs(r.running, &r.st, &line, &r.progress_printed_ns);
-		if (g->nshards) {
-			Buf progress = {0};
-			shards_progress(&r, &progress, 0);
-			buf_printf(&line, "%s%s", line.len && progress.len ? "; " : "", buf_str(&progress));
-			buf_free(&progress);
-		}
-		status_line(&r.st, r.done, sum->total, names, nn, buf_str(&line));
-		buf_free(&line);
+		sched_status_line(&r);
 		int timeout = wait_timeout_ms(&r);
 		if (commit_due_ms >= 0 && (timeout < 0 || timeout > commit_due_ms))
 			timeout = commit_due_ms;
@@ -681,6 +656,7 @@ int sched_run(Graph *g, const SchedOptions *o, SchedSummary *sum)
 	shards_free(&r);
 	free(r.wait_noted);
 	buf_free(&r.wait_text);
+	buf_free(&r.queue_said);
 	ports_free(r.ports);
 	if (sum->stopped_by_signal)
 		return 128 + sum->stopped_by_signal;

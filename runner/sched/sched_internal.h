@@ -47,6 +47,8 @@ typedef struct {
 	const char *state_error; /* set once a commit failed: nothing new starts */
 	struct ShardRun *shards;  /* per map shard (g->shards): shards.c */
 	int64_t progress_printed_ns; /* the last progress line on plain output */
+	Buf queue_said;          /* the executors' queue parts last printed (no terminal) */
+	int64_t queue_said_ns;
 } Run;
 
 /* sched.c */
@@ -61,6 +63,12 @@ int try_start(Run *r, Task *t);
  * here) and the nports ports reserved for it. */
 int sched_next_attempt(Run *r, Task *t);
 Job *sched_new_job(Run *r, Task *t, Executor *ex, const char *key, const int *ids, const int *ports, int nports);
+/* Writes job's attempt record from its lease (executor, host, gpus, ports, job id, key);
+ * its row id. */
+int64_t sched_record_start(Run *r, const Job *job);
+
+/* sched_line.c: draws the status line (the running tasks, progress, maps, queues). */
+void sched_status_line(Run *r);
 
 /* sched_summary.c: prints the run's end: counts, failures with their logs' tails. */
 void sched_print_summary(Run *r, SchedSummary *s);

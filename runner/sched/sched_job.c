@@ -57,3 +57,19 @@ Job *sched_new_job(Run *r, Task *t, Executor *ex, const char *key, const int *id
 	}
 	return job;
 }
+
+/* The attempt's record, written from its lease: where it runs, the devices it holds. */
+int64_t sched_record_start(Run *r, const Job *job)
+{
+	char gpus[512];
+	lease_gpus_text(&job->lease, gpus, sizeof gpus);
+	Buf ports = {0};
+	for (int i = 0; i < job->nports; i++)
+		buf_printf(&ports, "%s%d", i ? "," : "", job->ports[i]);
+	AttemptRecord rec = {.task = job->task->name, .attempt = job->attempt, .executor = job->ex->name,
+			     .host = job->lease.host[0] ? job->lease.host : NULL, .gpus = gpus, .pgid = (int)job->pid,
+			     .log = job->log_path, .job_id = job->job_id, .key = job->key, .ports = ports.data};
+	int64_t row = cache_attempt_started(r->o->cache, &rec);
+	buf_free(&ports);
+	return row;
+}

@@ -170,11 +170,12 @@ class Cache(KilnTestCase):
                          "INSERT INTO last_success SELECT * FROM old; DROP TABLE old;"
                          "ALTER TABLE ingests DROP COLUMN position; ALTER TABLE attempts DROP COLUMN failure;"
                          "ALTER TABLE attempts DROP COLUMN waited; ALTER TABLE attempts DROP COLUMN executor;"
+                         "ALTER TABLE attempts DROP COLUMN ports;"
                          "PRAGMA user_version = 3;")
         db.close()
         r = self.ws.kiln("run")
         self.assertEqual(r.rc, 0, r)
-        self.assertIn("from schema version 3 to 9", r.err)
+        self.assertIn("from schema version 3 to 10", r.err)
         self.assertEqual(r.ran, set(), "migration keeps every success")
         os.remove(self.ws.path("out/a.txt"))
         self.assertEqual(self.ws.kiln("run").restored, {"leaf/a"}, "migrated outputs still restore")

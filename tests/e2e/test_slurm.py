@@ -7,6 +7,7 @@ multi-node torchrun task (which a one-node cluster cannot run) is checked agains
 Slurm tools that record what they were given."""
 import os
 import signal
+import sqlite3
 import subprocess
 import tempfile
 import time
@@ -36,8 +37,9 @@ def tearDownModule():
 
 
 def jobs_named(prefix):
-    """Names of every job the cluster knows (finished ones are kept for an hour)."""
-    out = subprocess.run(["squeue", "-h", "-t", "all", "-o", "%j"], capture_output=True, text=True,
+    """Names of every job the cluster knows, an array's elements one each (finished ones are
+    kept for an hour)."""
+    out = subprocess.run(["squeue", "-h", "-r", "-t", "all", "-o", "%j"], capture_output=True, text=True,
                          env=dict(os.environ, SLURM_CONF=STATE["conf"])).stdout.split()
     return [n for n in out if prefix in n]
 
@@ -89,7 +91,16 @@ task { name = "ret/cancelled", run = "touch started; sleep 120" }
             cwd=self.ws.dir, env=dict(self.ws.env(), SLURM_CONF=STATE["conf"]), text=True,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.assertTrue(wait_for(lambda: self.ws.exists("started"), 30))
-        subprocess.run(["scancel", "--name", jobs_named("ret/cancelled")[0]], env=dict(os.environ, SLURM_CONF=STATE["conf"]))
+        # the three went out as one job array: cancel the element, by the job id kiln recorded
+        def job_id():
+            db = sqlite3.connect(self.ws.path(".kiln/state.db"))
+            try:
+                row = db.execute("SELECT job_id FROM attempts WHERE task = 'ret/cancelled'").fetchone()
+            finally:
+                db.close()
+            return row[0] if row and row[0] else None
+        self.assertTrue(wait_for(job_id, 30))
+        subprocess.run(["scancel", job_id()], env=dict(os.environ, SLURM_CONF=STATE["conf"]))
         out, err = p.communicate(timeout=60)
         self.assertEqual(p.returncode, 1, out + err)
         self.assertIn("FAILED ret/fails: exit status 3", out)

@@ -1,0 +1,189 @@
+/* job_script.c — the shell script that runs an attempt exactly as the local executor would
+ * (same working directory, environment and command, every word single-quoted so values
+ * with spaces, quotes, $ or backticks arrive unchanged), then writes its own exit-code
+ * file: a Slurm batch job's script, and an ssh host's. On Slurm, the words a job finds on
+ * its node (torchrun's and the ranks' rendezvous, {port}) are shell variables its preamble
+ * sets there. */
+#define _GNU_SOURCE
+#include "exec.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../recipe/launch.h"
+#include "../recipe/torchrun.h"
+
+/* s for this attempt ({gpus}: the devices asked of Slurm), shell-quoted; {rdzv} becomes
+ * the script's "$KILN_RDZV", outside the quotes. */
+static void quote_expanded(Buf *b, const char *s, const Job *job)
+{
+	if (launch_wraps(job->task) && !job->nports && !strncmp(s, "{port", 5) && s[strlen(s) - 1] == '}') {
+		buf_puts(b, "\"$KILN_PORT\""); /* the ranks' rendezvous: found on the first node */
+		return;
+	}
+	/* {port} and {portK} of a job whose ports its node finds (Slurm): the preamble's */
+	const char *w = !job->nports && job->task->opts->ports ? strstr(s, "{port") : NULL;
+	char *end = NULL;
+	long k = w && w[5] == '}' ? 0 : w && w[5] >= '1' && w[5] <= '9' ? strtol(w + 5, &end, 10) : -1;
+	if (w && k >= 0 && (k == 0 || *end == '}')) {
+		const char *after = k == 0 ? w + 6 : end + 1;
+		char *before = strndup(s, (size_t)(w - s));
+		if (*before)
+			quote_expanded(b, before, job);
+		if (k == 0)
+			buf_puts(b, "\"$KILN_PORT\"");
+		else
+			buf_printf(b, "\"$KILN_PORT_%ld\"", k);
+		if (*after)
+			quote_expanded(b, after, job);
+		free(before);
+		return;
+	}
+	const char *r = strstr(s, "{rdzv}");
+	if (r) {
+		char *before = strndup(s, (size_t)(r - s));
+		if (*before)
+			quote_expanded(b, before, job);
+		buf_puts(b, "\"$KILN_RDZV\"");
+		if (r[6])
+			quote_expanded(b, r + 6, job);
+		free(before);
+		return;
+	}
+	char *x = exec_expand_attempt(s, job);
+	buf_shell_quote(b, x ? x : s);
+	free(x);
+}
+
+/* {port}s on a Slurm node: kiln's launcher finds them free there, the job records them
+ * beside its exit file (kiln reads them into the attempt's record) and in its log. */
+static void ports_preamble(Buf *b, const Task *t, const char *exit_path, const char *top)
+{
+	buf_puts(b, "KILN_PORTS=$(");
+	buf_shell_quote(b, exec_self());
+	buf_printf(b, " launch --free-port %d) || { echo 'kiln: cannot find %d free ports on this node' >&2; exit 1; }\n",
+		   t->opts->ports, t->opts->ports);
+	buf_puts(b, "KILN_PORT=${KILN_PORTS%%,*}\nkiln_ifs=$IFS; IFS=,; set -- $KILN_PORTS; IFS=$kiln_ifs\n");
+	for (int k = 1; k < t->opts->ports; k++)
+		buf_printf(b, "KILN_PORT_%d=$%d\n", k, k + 1);
+	buf_puts(b, "export KILN_PORT KILN_PORTS\nprintf '%s\\n' \"$KILN_PORTS\" > ");
+	size_t n = strlen(exit_path);
+	char *ports = xasprintf("%.*s.ports", (int)(n > 5 && !strcmp(exit_path + n - 5, ".exit") ? n - 5 : n), exit_path);
+	buf_puts(b, top);
+	buf_shell_quote(b, ports);
+	free(ports);
+	buf_puts(b, "\necho \"# kiln: {port} is $KILN_PORTS on $(hostname)\"\n");
+}
+
+/* torchrun on Slurm: the rendezvous lives on the job's first node (where this script
+ * runs), on a port found free there by binding; every node runs one launcher (srun). */
+static void torchrun_preamble(Buf *b, const Task *t)
+{
+	buf_puts(b, "KILN_HEAD=$(scontrol show hostnames \"$SLURM_JOB_NODELIST\" | head -n 1)\n"
+		    "[ -n \"$KILN_HEAD\" ] || KILN_HEAD=$(hostname)\n"
+		    "KILN_PORT=$(");
+	buf_shell_quote(b, t->opts->torchrun->python);
+	buf_puts(b, " -c 'import socket; s = socket.socket(); s.bind((\"\", 0)); print(s.getsockname()[1])') || "
+		    "{ echo 'kiln: cannot find a free port for the rendezvous on the first node' >&2; exit 1; }\n"
+		    "KILN_RDZV=$KILN_HEAD:$KILN_PORT; export KILN_HEAD KILN_PORT KILN_RDZV\n"
+		    "echo \"# kiln: torchrun rendezvous at $KILN_RDZV\"\n");
+	buf_printf(b, "srun --nodes=%d --ntasks=%d --ntasks-per-node=1 --kill-on-bad-exit=1 ", t->opts->torchrun->nnodes,
+		   t->opts->torchrun->nnodes);
+}
+
+/* ranks on Slurm: the rendezvous on the job's first node (where this script runs), on a
+ * port kiln's launcher finds free there; with nnodes, one launcher per node (srun). */
+static void ranks_preamble(Buf *b, const Task *t)
+{
+	buf_puts(b, "KILN_HEAD=$(scontrol show hostnames \"$SLURM_JOB_NODELIST\" | head -n 1)\n"
+		    "[ -n \"$KILN_HEAD\" ] || KILN_HEAD=$(hostname)\n"
+		    "KILN_PORT=$(");
+	buf_shell_quote(b, exec_self());
+	buf_puts(b, " launch --free-port) || { echo 'kiln: cannot find a free port for the ranks on the first node' >&2; "
+		    "exit 1; }\n"
+		    "export KILN_HEAD KILN_PORT\n"
+		    "echo \"# kiln: ranks meet at $KILN_HEAD:$KILN_PORT\"\n");
+	if (t->opts->rank_nodes > 1)
+		buf_printf(b, "srun --nodes=%d --ntasks=%d --ntasks-per-node=1 --kill-on-bad-exit=1 ", t->opts->rank_nodes,
+			   t->opts->rank_nodes);
+}
+
+char *exec_job_script(const Job *job, const char *workspace, const char *exit_path, int remote)
+{
+	const Task *t = job->task;
+	Buf b = {0};
+	buf_puts(&b, "#!/bin/sh\n# written by kiln for task ");
+	buf_puts(&b, t->name);
+	buf_puts(&b, "\ncd ");
+	buf_shell_quote(&b, workspace);
+	buf_puts(&b, " || exit 1\n");
+	/* the command starts in its cwd; the exit file stays where kiln looks (the workspace) */
+	const char *top = t->opts->cwd ? "\"$kiln_top\"/" : "";
+	if (t->opts->cwd) {
+		buf_puts(&b, "kiln_top=$PWD\nmkdir -p -- ");
+		buf_shell_quote(&b, t->opts->cwd);
+		buf_puts(&b, " && cd -- ");
+		buf_shell_quote(&b, t->opts->cwd);
+		buf_puts(&b, " || exit 1\n");
+	}
+	for (char **e = job->env; e && *e; e++) {
+		const char *eq = strchr(*e, '=');
+		if (!eq)
+			continue;
+		buf_printf(&b, "%.*s=", (int)(eq - *e), *e);
+		if (t->opts->cwd && !strncmp(*e, "KILN_PROGRESS=", 14) && eq[1] != '/')
+			buf_puts(&b, top); /* a host's own path (ssh): from the workspace there */
+		buf_shell_quote(&b, eq + 1);
+		buf_printf(&b, "; export %.*s\n", (int)(eq - *e), *e);
+	}
+	int task_sets_path = 0;
+	for (int i = 0; i < t->nenv; i++) {
+		buf_printf(&b, "%s=", t->env[i].key);
+		quote_expanded(&b, t->env[i].value, job);
+		buf_printf(&b, "; export %s\n", t->env[i].key);
+		task_sets_path |= !strcmp(t->env[i].key, "PATH");
+	}
+	if (!task_sets_path && remote) { /* kiln's tools were copied beside the workspace there */
+		buf_puts(&b, "PATH=\"$PWD/.kiln/bin:$PATH\"; export PATH\n");
+	} else if (!task_sets_path) {
+		buf_puts(&b, "PATH=");
+		buf_shell_quote(&b, exec_path_entry() + 5);
+		buf_puts(&b, "; export PATH\n");
+	}
+	if (!remote && !job->nports && t->opts->ports && !t->opts->torchrun && !launch_wraps(t))
+		ports_preamble(&b, t, exit_path, top);
+	if (t->opts->torchrun)
+		torchrun_preamble(&b, t);
+	if (launch_wraps(t))
+		ranks_preamble(&b, t);
+	if (t->shell) {
+		buf_puts(&b, "/bin/sh -c ");
+		quote_expanded(&b, t->shell, job);
+	} else {
+		for (int i = 0; i < t->argc; i++) {
+			if (i)
+				buf_putc(&b, ' ');
+			quote_expanded(&b, exec_argv_word(t, i), job);
+		}
+	}
+	buf_puts(&b, " </dev/null\nrc=$?\nprintf '%s\\n' \"$rc\" > ");
+	buf_puts(&b, top);
+	if (remote) { /* read only once the job's group is gone (exec_ssh.c): no rename needed */
+		buf_shell_quote(&b, exit_path);
+		buf_puts(&b, "\nexit $rc\n");
+		return b.data;
+	}
+	char *tmp = xasprintf("%s.tmp", exit_path);
+	buf_shell_quote(&b, tmp);
+	buf_puts(&b, " && mv -f ");
+	buf_puts(&b, top);
+	buf_shell_quote(&b, tmp);
+	buf_putc(&b, ' ');
+	buf_puts(&b, top);
+	buf_shell_quote(&b, exit_path);
+	buf_puts(&b, "\nexit $rc\n");
+	free(tmp);
+	return b.data;
+}
+

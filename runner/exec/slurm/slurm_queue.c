@@ -1,0 +1,268 @@
+/* slurm_queue.c — following submitted jobs: one squeue per poll for all of them (array
+ * elements one per line), with back-off; a failing squeue (a controller restart) is tried
+ * again and never fails a job. A job that waits keeps Slurm's reason (the status line shows
+ * "12 pending: Resources"); a reason that can never clear for it fails it within seconds,
+ * cancelled, with the reason in words and the class `unschedulable`. A finished job's
+ * outcome is its own exit-code file's, or Slurm's state when it wrote none. */
+#define _GNU_SOURCE
+#include "slurm_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int slurm_reason_is_final(const char *reason, char *why, size_t n)
+{
+	static const struct {
+		const char *reason, *words;
+	} finals[] = {
+		{"PartitionNodeLimit", "it asks for more nodes than its partition has or allows"},
+		{"PartitionTimeLimit", "its time limit is longer than its partition allows"},
+		{"PartitionConfig", "its partition's configuration cannot run it (CPUs, memory or GPUs per node)"},
+		{"BadConstraints", "no node has the features, CPUs, memory or GPUs it asks for"},
+		{"InvalidQOS", "its QOS does not exist or is not allowed to this account"},
+		{"InvalidAccount", "its account does not exist or is not this user's"},
+		{"QOSJobLimit", "it exceeds a limit its QOS sets per job"},
+	};
+	for (size_t i = 0; i < sizeof finals / sizeof *finals; i++)
+		if (!strcmp(reason, finals[i].reason)) {
+			snprintf(why, n, "%s (%s)", reason, finals[i].words);
+			return 1;
+		}
+	/* QOS and association limits per job ("QOSMaxNodePerJobLimit", "AssocMaxCpuPerJobLimit")
+	 * never clear for this job; those per user or account (running jobs, GRES in use) do */
+	if ((!strncmp(reason, "QOSMax", 6) || !strncmp(reason, "AssocMax", 8)) && strstr(reason, "PerJob")) {
+		snprintf(why, n, "%s (it asks for more than its %s allows one job)", reason,
+			 reason[0] == 'Q' ? "QOS" : "association");
+		return 1;
+	}
+	return 0;
+}
+
+/* Decides a finished job's outcome from its Slurm state and its own exit-code file. */
+static void finish(SlurmExec *se, Job *job, const char *state)
+{
+	char *exit_path = slurm_exit_path(se, job);
+	size_t len;
+	char *text = read_file(exit_path, &len);
+	free(exit_path);
+	char *ports_path = slurm_ports_path(se, job);
+	char *ports = job->task->opts->ports ? read_file(ports_path, &len) : NULL;
+	if (ports && job->attempt_row > 0 && se->cfg.cache) { /* what {port} was on its node */
+		ports[strcspn(ports, "\n")] = 0;
+		cache_attempt_ports(se->cfg.cache, job->attempt_row, ports);
+	}
+	free(ports);
+	free(ports_path);
+	job->ended_ns = now_mono_ns();
+	job->waiting[0] = 0;
+	if (!strcmp(state, "COMPLETED") || (text && (!strcmp(state, "FAILED") || !strcmp(state, "GONE")))) {
+		/* the command's own exit status, as the job script recorded it */
+		job->end = JOB_EXITED;
+		job->exit_code = text ? atoi(text) : 0;
+	} else {
+		/* TIMEOUT, CANCELLED, OUT_OF_MEMORY, NODE_FAIL, PREEMPTED, BOOT_FAIL, DEADLINE, FAILED */
+		job->end = JOB_EXITED;
+		job->exit_code = text ? atoi(text) : 1;
+		if (!strcmp(state, "TIMEOUT"))
+			job->timed_out = 1;
+		snprintf(job->reason, sizeof job->reason, "Slurm job %.32s ended %s", job->job_id,
+			 !strcmp(state, "GONE") ? "(no longer known to Slurm, no exit code)" : state);
+		if (job->exit_code == 0)
+			job->exit_code = 1;
+	}
+	free(text);
+}
+
+static int is_final(const char *state)
+{
+	static const char *const finals[] = {"COMPLETED", "FAILED", "TIMEOUT", "CANCELLED", "OUT_OF_MEMORY", "NODE_FAIL",
+					     "PREEMPTED", "BOOT_FAIL", "DEADLINE", NULL};
+	for (int i = 0; finals[i]; i++)
+		if (!strncmp(state, finals[i], strlen(finals[i])))
+			return 1;
+	return 0;
+}
+
+/* The line of squeue's output for job id, or NULL ("ID|STATE|REASON" each). */
+static const char *line_of(const char *out, const char *id)
+{
+	size_t n = strlen(id);
+	for (const char *line = out; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL)
+		if (!strncmp(line, id, n) && line[n] == '|')
+			return line + n + 1;
+	return NULL;
+}
+
+/* A job waits for a reason that never clears: it is cancelled and fails, said in words.
+ * Seen on two polls a few seconds apart first (a reason can be set for a moment). */
+static int unschedulable(Job *job, const char *reason)
+{
+	char why[200];
+	if (!slurm_reason_is_final(reason, why, sizeof why))
+		return 0;
+	int64_t now = now_mono_ns();
+	if (strcmp(job->waiting, reason) || !job->waiting_since_ns || now - job->waiting_since_ns < 3000000000LL)
+		return 0;
+	char *argv[] = {"scancel", job->job_id, NULL};
+	slurm_tool(argv, NULL, NULL);
+	char line[300];
+	snprintf(line, sizeof line, "kiln: Slurm can never start job %s: %s\n", job->job_id, why);
+	FILE *log = fopen(job->log_path, "a");
+	if (log) {
+		fputs(line, log);
+		fclose(log);
+	}
+	snprintf(job->reason, sizeof job->reason, "Slurm can never start it: %s", why);
+	job->unschedulable = 1;
+	job->end = JOB_EXITED;
+	job->exit_code = 1;
+	job->ended_ns = now;
+	return 1;
+}
+
+void slurm_poll_queue(SlurmExec *se)
+{
+	Buf ids = {0}, out = {0}, err = {0};
+	/* one query for all of this run's jobs, by their array's id (-r lists the elements);
+	 * -t all keeps finished ones for MinJobAge */
+	for (int i = 0; i < se->nactive; i++) {
+		const char *id = se->active[i]->job_id;
+		int len = (int)strcspn(id, "_");
+		char master[64];
+		snprintf(master, sizeof master, ",%.*s,", len, id);
+		Buf probe = {0};
+		buf_printf(&probe, ",%s,", buf_str(&ids));
+		if (!strstr(buf_str(&probe), master))
+			buf_printf(&ids, "%s%.*s", ids.len ? "," : "", len, id);
+		buf_free(&probe);
+	}
+	char *argv[] = {"squeue", "-h", "-r", "-t", "all", "-o", "%i|%T|%r", "-j", (char *)buf_str(&ids), NULL};
+	int rc = slurm_tool(argv, &out, &err);
+	int changed = 0;
+	if (rc == 0) {
+		se->submit_trouble[0] = se->nqueued ? se->submit_trouble[0] : 0;
+		for (int i = 0; i < se->nactive; i++) {
+			Job *job = se->active[i];
+			const char *line = line_of(buf_str(&out), job->job_id);
+			char state[32] = "GONE", reason[64] = "";
+			if (line) { /* not listed any more: decided by its exit-code file */
+				snprintf(state, sizeof state, "%.*s", (int)strcspn(line, "|\n"), line);
+				const char *r = strchr(line, '|');
+				if (r && r < line + strcspn(line, "\n"))
+					snprintf(reason, sizeof reason, "%.*s", (int)strcspn(r + 1, "\n"), r + 1);
+			}
+			int ended = !line || is_final(state);
+			if (ended)
+				finish(se, job, state);
+			else if (!strcmp(state, "PENDING") && strcmp(reason, "None"))
+				ended = unschedulable(job, reason);
+			if (!ended && strcmp(job->waiting, !strcmp(state, "PENDING") && strcmp(reason, "None") ? reason : "")) {
+				snprintf(job->waiting, sizeof job->waiting, "%s", !strcmp(state, "PENDING") && strcmp(reason, "None") ? reason : "");
+				job->waiting_since_ns = now_mono_ns();
+			}
+			if (ended) {
+				exec_push_job(&se->ended, &se->nended, &se->ended_cap, job);
+				se->active[i--] = se->active[--se->nactive];
+				changed = 1;
+			}
+		}
+	} else { /* said as squeue says it; tried again at the next poll */
+		char first[160];
+		snprintf(first, sizeof first, "%.*s", (int)strcspn(buf_str(&err), "\n"), err.len ? buf_str(&err) : "no output");
+		snprintf(se->submit_trouble, sizeof se->submit_trouble, "squeue failed (%.100s): trying again; is the "
+			 "controller up (scontrol ping)?", first);
+	}
+	/* a waiting job is looked at every few seconds at least: its reason may be final */
+	int cap = 2000;
+	if (changed || rc != 0)
+		se->interval_ms = changed ? 100 : se->interval_ms;
+	else
+		se->interval_ms = se->interval_ms * 3 / 2 > cap ? cap : se->interval_ms * 3 / 2;
+	se->next_poll_ns = now_mono_ns() + (int64_t)se->interval_ms * 1000000;
+	buf_free(&ids);
+	buf_free(&out);
+	buf_free(&err);
+}
+
+/* The open Slurm attempts' job ids, comma-separated, and their arrays' ids. */
+typedef struct {
+	Buf ids, masters;
+	int n;
+} OpenJobs;
+
+static void collect_open(void *ctx, const OpenAttempt *a)
+{
+	OpenJobs *o = ctx;
+	if (strcmp(a->rec.executor, "slurm") || !a->rec.job_id[0])
+		return;
+	buf_printf(&o->ids, "%s,", a->rec.job_id);
+	buf_printf(&o->masters, "%s%.*s", o->n++ ? "," : "", (int)strcspn(a->rec.job_id, "_"), a->rec.job_id);
+}
+
+void slurm_queue_status(Cache *c, Buf *out)
+{
+	OpenJobs o = {0};
+	cache_each_open_job(c, collect_open, &o);
+	if (!o.n) {
+		buf_free(&o.ids);
+		buf_free(&o.masters);
+		return;
+	}
+	Buf said = {0}, err = {0};
+	char *argv[] = {"squeue", "-h", "-r", "-o", "%i|%T|%r", "-j", (char *)buf_str(&o.masters), NULL};
+	if (slurm_tool(argv, &said, &err) != 0) {
+		buf_printf(out, "%d Slurm job%s of an earlier run are recorded as open; squeue failed: %.*s", o.n,
+			   o.n == 1 ? "" : "s", (int)strcspn(buf_str(&err), "\n"), buf_str(&err));
+	} else {
+		const char *keys[16];
+		int counts[16], nk = 0, queued = 0;
+		char (*texts)[80] = xcalloc(16, sizeof *texts);
+		for (char *line = said.data, *next; line && *line; line = next) {
+			next = strchr(line, '\n');
+			if (next)
+				*next++ = 0;
+			char id[64];
+			snprintf(id, sizeof id, "%.*s,", (int)strcspn(line, "|"), line);
+			Buf probe = {0};
+			buf_printf(&probe, ",%s", buf_str(&o.ids));
+			char want[70];
+			snprintf(want, sizeof want, ",%s", id);
+			int ours = strstr(buf_str(&probe), want) != NULL;
+			buf_free(&probe);
+			const char *state = strchr(line, '|');
+			if (!ours || !state)
+				continue;
+			state++;
+			const char *reason = strchr(state, '|');
+			char key[80];
+			if (!strncmp(state, "PENDING", 7) && reason && strcmp(reason + 1, "None"))
+				snprintf(key, sizeof key, "pending: %s", reason + 1);
+			else
+				snprintf(key, sizeof key, "%.*s", (int)(reason ? reason - state : (long)strlen(state)), state);
+			for (char *p = key; *p && strncmp(key, "pending", 7); p++)
+				*p = (char)(*p >= 'A' && *p <= 'Z' ? *p - 'A' + 'a' : *p);
+			int k = 0;
+			while (k < nk && strcmp(keys[k], key))
+				k++;
+			if (k == nk && nk < 16) {
+				snprintf(texts[nk], sizeof texts[nk], "%s", key);
+				keys[nk] = texts[nk];
+				counts[nk++] = 0;
+			}
+			if (k < nk)
+				counts[k]++;
+			queued++;
+		}
+		buf_printf(out, "Slurm holds %d of the %d job%s an earlier run left%s", queued, o.n, o.n == 1 ? "" : "s",
+			   nk ? ": " : "");
+		for (int k = 0; k < nk; k++)
+			buf_printf(out, "%s%d %s", k ? ", " : "", counts[k], keys[k]);
+		buf_puts(out, " (the next run re-attaches to those of unchanged tasks)");
+		free(texts);
+	}
+	buf_free(&said);
+	buf_free(&err);
+	buf_free(&o.ids);
+	buf_free(&o.masters);
+}

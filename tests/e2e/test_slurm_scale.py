@@ -1,0 +1,199 @@
+"""End-to-end against a real one-node Slurm cluster (tests/slurm/cluster.sh), at the scale
+labs use it: a grid goes out as job arrays (sbatch calls counted by a wrapper first on
+PATH), a failed element is retried alone, a killed kiln re-attaches to an array without
+submitting anything twice, the controller refusing submissions for a while fails nothing,
+a job that can never start fails within a minute with Slurm's reason, {port} is found on
+the node, and a map{} runs its shards as Slurm jobs, re-attached after kill -9 with no item
+run twice."""
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import time
+
+from kilntest import KilnTestCase, main, wait_for
+from test_slurm import STATE, setUpModule, tearDownModule  # noqa: F401 (the cluster, shared per module)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+KILN = os.environ.get("KILN") or os.path.join(HERE, "../../build/kiln")
+
+# counts every sbatch call, then lets the real one (or, the first $FAIL_FIRST times, a
+# controller that times out) answer
+SBATCH = """#!/bin/sh
+[ "$1" = --version ] && exec "$REAL_SBATCH" "$@"
+echo call >> "$SBATCH_LOG"
+n=$(wc -l < "$SBATCH_LOG")
+if [ "$n" -le "${FAIL_FIRST:-0}" ]; then
+  echo "sbatch: error: Batch job submission failed: Socket timed out on send/recv operation" >&2
+  exit 1
+fi
+exec "$REAL_SBATCH" "$@"
+"""
+
+
+class SlurmScale(KilnTestCase):
+    def setUp(self):
+        if "skip" in STATE:
+            self.skipTest(STATE["skip"])
+        super().setUp()
+        tools = self.ws.path("tools")
+        os.makedirs(tools)
+        with open(os.path.join(tools, "sbatch"), "w") as f:
+            f.write(SBATCH)
+        os.chmod(os.path.join(tools, "sbatch"), 0o755)
+        self.env = {"SLURM_CONF": STATE["conf"], "PATH": tools + ":" + os.environ["PATH"],
+                    "REAL_SBATCH": shutil.which("sbatch"), "SBATCH_LOG": self.ws.path("sbatch.log")}
+
+    def kiln(self, *args, env=None, **kw):
+        return self.ws.kiln(*args, env=dict(self.env, **(env or {})), **kw)
+
+    def sbatch_calls(self):
+        return len(self.ws.read("sbatch.log").splitlines()) if self.ws.exists("sbatch.log") else 0
+
+    def attempts(self, sql):
+        db = sqlite3.connect(self.ws.path(".kiln/state.db"))
+        try:
+            return db.execute(sql).fetchall()
+        finally:
+            db.close()
+
+    def test_a_grid_goes_out_as_arrays_and_a_failed_element_is_retried_alone(self):
+        self.ws.write("kiln.lua", """
+for i = 1, 200 do
+  task { name = "grid/t" .. i, outputs = {"out/" .. i .. ".txt"}, retries = 1,
+         run = i == 7 and "[ -f seven.once ] || { touch seven.once; exit 3; }; echo 7 > {out}"
+                       or "echo " .. i .. " > {out}" }
+end
+slurm { array_max = 50 }
+""")
+        r = self.kiln("run", "--executor", "slurm", timeout=300)
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(len(r.ran), 200, r)
+        self.assertLessEqual(self.sbatch_calls(), 5, "a 200-task grid in a handful of submissions")
+        self.assertRegex(r.out, r"kiln: Slurm: \d submissions? \(1 job array\)")
+        for i in (1, 7, 200):
+            self.assertEqual(self.ws.read("out/%d.txt" % i), "%d\n" % i)
+        rows = self.attempts("SELECT task, job_id FROM attempts WHERE executor = 'slurm' AND attempt > 0 ORDER BY id")
+        ids = {}
+        for task, job in rows:
+            ids.setdefault(task, []).append(job)
+        self.assertEqual(len(ids), 200, "every element recorded")
+        self.assertTrue(all("_" in jobs[0] for jobs in ids.values()), "each an element of an array")
+        self.assertEqual(len(ids["grid/t7"]), 2, "the failed element ran again")
+        self.assertNotIn("_", ids["grid/t7"][1], "alone, not with a new array")
+        before = self.sbatch_calls()
+        self.assertEqual(self.kiln("run", "--executor", "slurm").ran, set())
+        self.assertEqual(self.sbatch_calls(), before, "a no-op submits nothing")
+
+    def test_a_killed_kiln_reattaches_to_its_array_and_submits_nothing_twice(self):
+        self.ws.write("kiln.lua", """
+for i = 1, 12 do
+  task { name = "ka/t" .. i, outputs = {"o" .. i .. ".txt"},
+         run = "echo ran >> ran" .. i .. ".log; sleep 2; echo " .. i .. " > {out}" }
+end
+slurm { array_max = 4 }
+""")
+        env = dict(self.ws.env(), **self.env)
+        p = subprocess.Popen([KILN, "run", "--executor", "slurm"], cwd=self.ws.dir, env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.assertTrue(wait_for(lambda: self.ws.exists("ran1.log"), 60))
+        time.sleep(1)
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        calls = self.sbatch_calls()
+        r = self.kiln("run", "--executor", "slurm", timeout=300)
+        self.assertEqual(r.rc, 0, r)
+        self.assertIn("attached to Slurm job", r.out)
+        self.assertEqual(self.sbatch_calls(), calls, "every element re-attached, none submitted again")
+        for i in range(1, 13):
+            self.assertEqual(self.ws.read("ran%d.log" % i), "ran\n", "task %d ran once" % i)
+            self.assertEqual(self.ws.read("o%d.txt" % i), "%d\n" % i)
+
+    def test_a_controller_that_times_out_for_a_while_fails_nothing(self):
+        self.ws.write("kiln.lua", "\n".join(
+            'task { name = "to/t%d", outputs = {"t%d.txt"}, run = "echo ok > {out}" }' % (i, i) for i in range(6)))
+        r = self.kiln("run", "--executor", "slurm", env={"FAIL_FIRST": "2"}, timeout=300)
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(len(r.ran), 6)
+        self.assertEqual(self.sbatch_calls(), 3, "refused twice (Socket timed out), then taken")
+
+    def test_a_job_that_can_never_start_fails_within_a_minute_with_the_reason(self):
+        self.ws.write("kiln.lua", 'task { name = "never/big", run = "true" }\n'
+                      'slurm { extra = {"--nodes=2"} }\n')
+        t = time.time()
+        r = self.kiln("run", "--executor", "slurm", timeout=120)
+        self.assertEqual(r.rc, 1, r)
+        self.assertLess(time.time() - t, 60)
+        self.assertIn("PartitionNodeLimit", r.out)
+        self.assertIn("[unschedulable]", r.out)
+        self.assertIn("more nodes than its partition", r.out)
+        self.assertEqual(self.attempts("SELECT failure FROM attempts WHERE task = 'never/big'"), [("unschedulable",)])
+
+    def test_pending_reasons_on_the_status_line_and_in_kiln_status(self):
+        self.ws.write("kiln.lua", "\n".join(
+            'task { name = "pr/t%d", cpus = 8, run = "touch started%d; sleep 60" }' % (i, i) for i in range(3)))
+        env = dict(self.ws.env(), **self.env)
+        p = subprocess.Popen([KILN, "run", "--executor", "slurm", "--detach"], cwd=self.ws.dir, env=env, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.assertTrue(wait_for(lambda: any(self.ws.exists("started%d" % i) for i in range(3)), 60))
+        time.sleep(12)  # a plain-output status line comes every 10 s
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=60)
+        self.assertIn("[2 pending: Resources]", out)
+        r = self.kiln("status", "--executor", "slurm")
+        self.assertIn("Slurm holds 3 of the 3 jobs an earlier run left: ", r.out)
+        self.assertIn("1 running", r.out)
+        self.assertIn("2 pending: Resources", r.out)
+        db = sqlite3.connect(self.ws.path(".kiln/state.db"))
+        ids = [row[0] for row in db.execute("SELECT job_id FROM attempts WHERE task LIKE 'pr/%'")]
+        db.close()
+        subprocess.run(["scancel"] + ids, env=env)
+
+    def test_an_unconfigured_client_is_said_in_sbatchs_words(self):
+        self.ws.write("empty.conf", "\n")
+        self.ws.write("kiln.lua", 'task { name = "u/t", run = "true" }\n')
+        r = self.kiln("run", "--executor", "slurm", env={"SLURM_CONF": self.ws.path("empty.conf")})
+        self.assertEqual(r.rc, 2, r)
+        self.assertIn("sbatch --version failed: sbatch: fatal: Unable to process configuration file", r.err)
+        self.assertIn("SLURM_CONF", r.err)
+
+    def test_port_is_found_on_the_node_and_recorded(self):
+        self.ws.write("kiln.lua", 'task { name = "pt/serve", outputs = {"p.txt"}, ports = 2, '
+                      'run = "echo {port} {port1} $KILN_PORT > {out}" }\n')
+        r = self.kiln("run", "--executor", "slurm", timeout=120)
+        self.assertEqual(r.rc, 0, r)
+        first, second, env_port = self.ws.read("p.txt").split()
+        self.assertTrue(first.isdigit() and second.isdigit() and first != second, (first, second))
+        self.assertEqual(env_port, first)
+        self.assertEqual(self.attempts("SELECT ports FROM attempts WHERE task = 'pt/serve' AND attempt > 0"),
+                         [("%s,%s" % (first, second),)])
+        self.assertIn("# kiln: {port} is %s,%s" % (first, second), self.ws.read(".kiln/logs/pt/serve@1.log"))
+
+    def test_a_map_runs_its_shards_as_slurm_jobs_and_resumes_at_the_item(self):
+        self.ws.write("cap.sh", "mkdir -p caps; while read item; do echo $item >> done.log; sleep 0.3; "
+                                "echo cap-$item > caps/$item.tmp && mv caps/$item.tmp caps/$item.txt; done < $KILN_ITEMS\n")
+        self.ws.write("kiln.lua", """
+local items = {}
+for i = 1, 40 do items[#items + 1] = "img" .. i end
+map { name = "cap", items = items, shards = 2, executor = "slurm", output = "caps/{item}.txt",
+      run = "sh cap.sh" }
+""")
+        env = dict(self.ws.env(), **self.env)
+        p = subprocess.Popen([KILN, "run"], cwd=self.ws.dir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.assertTrue(wait_for(lambda: self.ws.exists("done.log") and len(self.ws.read("done.log").split()) >= 10, 90))
+        p.send_signal(signal.SIGKILL)  # its shard jobs run on in Slurm's queue
+        p.wait()
+        r = self.kiln("run", timeout=300)
+        self.assertEqual(r.rc, 0, r)
+        self.assertIn("attached to Slurm job", r.out)
+        for i in range(1, 41):
+            self.assertEqual(self.ws.read("caps/img%d.txt" % i), "cap-img%d\n" % i)
+        started = self.ws.read("done.log").split()
+        self.assertEqual(sorted(started), sorted(set(started)), "no item ran twice")
+        self.assertEqual(len(started), 40)
+        self.assertEqual(self.kiln("run").ran, set())
+
+
+if __name__ == "__main__":
+    main()
