@@ -214,6 +214,9 @@ static int slurm_detach(Executor *ex, Job *job, int hangup)
 	SlurmExec *se = ex->impl;
 	if (!se->cfg.detach && !hangup)
 		return 0;
+	for (int i = 0; i < se->nqueued; i++)
+		if (se->queued[i] == job)
+			return 0; /* never submitted: nothing runs on; the stop ends it here (slurm_signal) */
 	for (int i = 0; i < se->nactive; i++) /* it runs on in the queue; this kiln forgets it */
 		if (se->active[i] == job)
 			se->active[i] = se->active[--se->nactive];
