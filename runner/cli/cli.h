@@ -15,6 +15,8 @@ typedef struct {
 	const char *verb;
 	const char *recipe;
 	char *recipe_abs; /* malloc'd when -C made the recipe path absolute */
+	char *hosts_abs;  /* and --hosts FILE's */
+	int exit_code;    /* status -q / --exit-code: 1 when work is pending */
 	char **targets;
 	int ntargets;
 	ParamOverrides params;

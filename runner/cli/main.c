@@ -52,8 +52,10 @@ static const struct {
 	 "Local attempts outlive a killed kiln (or a closed terminal) and are re-attached by the next run;\n"
 	 "--detach leaves them running on purpose. Ctrl-C stops them.\n"
 	 "Exit status: 0 all succeeded, 1 a task failed, 2 usage or recipe error, 130 Ctrl-C.", verb_run},
-	{"status", "kiln status [RECIPE] [TARGET ...] [name=value ...]",
-	 "Lists the tasks a run would execute or restore, each with a one-line reason.", verb_status},
+	{"status", "kiln status [RECIPE] [TARGET ...] [name=value ...] [-q|--exit-code]",
+	 "Lists the tasks a run would execute or restore, each with a one-line reason.\n"
+	 "-q / --exit-code: exit 1 when some task would run or be restored, 0 when all is up to date\n"
+	 "(as make -q), for scripts.", verb_status},
 	{"why", "kiln why [RECIPE] TASK [name=value ...]",
 	 "Prints every difference between TASK's current key and its last success:\n"
 	 "which input changed (old -> new hash), which argument or param, which dependency.", verb_why},
@@ -92,8 +94,9 @@ static void usage_all(FILE *out)
 	fprintf(out, "kiln — a build-graph experiment runner\n\nusage:\n");
 	for (size_t i = 0; i < sizeof verbs / sizeof *verbs; i++)
 		fprintf(out, "  %s\n", verbs[i].usage);
-	fprintf(out, "\nGlobal: -C DIR (workspace; default .), --load-timeout 2m (how long a recipe may load), "
-		     "-h/--help.\n`kiln help VERB` for details. "
+	fprintf(out, "\nGlobal: -C/--directory DIR (workspace; default .; only run creates it), --load-timeout 2m (how "
+		     "long a recipe may load), -h/--help, --version.\nLong forms: -j/--jobs N, -k/--keep-going, "
+		     "-n/--dry-run, -q/--exit-code. `kiln help VERB` for details. "
 		     "Without RECIPE kiln reads kiln.lua in the workspace.\n");
 }
 
@@ -131,6 +134,10 @@ static void parse_args(int argc, char **argv, Options *o)
 {
 	static const struct option longs[] = {
 		{"help", no_argument, 0, 'h'},      {"gpus", required_argument, 0, 'G'},
+		{"jobs", required_argument, 0, 'j'}, {"keep-going", no_argument, 0, 'k'},
+		{"dry-run", no_argument, 0, 'n'},   {"directory", required_argument, 0, 'C'},
+		{"version", no_argument, 0, 'X'},   {"exit-code", no_argument, 0, 'q'},
+		{"quiet", no_argument, 0, 'q'},
 		{"gpu-busy", required_argument, 0, 'B'}, {"gpu-busy-mem", required_argument, 0, 'B'},
 		{"gpu-busy-util", required_argument, 0, 'U'}, {"gpu-wait", required_argument, 0, 'W'},
 		{"cpus", required_argument, 0, 'c'},
@@ -148,7 +155,9 @@ static void parse_args(int argc, char **argv, Options *o)
 	const char *dir = NULL;
 	int c;
 	/* '+' would stop at the verb; permute instead so options may follow it */
-	while ((c = getopt_long(argc, argv, "hj:knC:", longs, NULL)) != -1) {
+	char *self = argv[0];
+	argv[0] = "kiln"; /* getopt's own messages start "kiln: ", not the binary's path */
+	while ((c = getopt_long(argc, argv, "hj:knqC:", longs, NULL)) != -1) {
 		char *end;
 		switch (c) {
 		case 'h': o->verb = "help"; break;
@@ -160,6 +169,10 @@ static void parse_args(int argc, char **argv, Options *o)
 		case 'k': o->keep_going = 1; break;
 		case 'n': o->dry_run = 1; break;
 		case 'C': dir = optarg; break;
+		case 'q': o->exit_code = 1; break;
+		case 'X':
+			printf("kiln %s\n", KILN_VERSION);
+			exit(0);
 		case 'G': o->gpus = optarg; break;
 		case 'B':
 			o->gpu_busy = strtod(optarg, &end);
@@ -247,6 +260,7 @@ static void parse_args(int argc, char **argv, Options *o)
 		default: fprintf(stderr, "(see kiln --help)\n"); exit(EXIT_USAGE);
 		}
 	}
+	argv[0] = self;
 	char **rest = argv + optind;
 	int nrest = argc - optind;
 	if (!o->verb) {
@@ -273,10 +287,20 @@ static void parse_args(int argc, char **argv, Options *o)
 		if (abs)
 			o->recipe = o->recipe_abs = abs;
 	}
+	if (o->hosts_file && dir && o->hosts_file[0] != '/') { /* --hosts FILE: the same */
+		char *abs = realpath(o->hosts_file, NULL);
+		if (!abs)
+			fatal("--hosts %s: %s (a Lua file with a hosts{} block, named from where kiln was started)",
+			      o->hosts_file, strerror(errno));
+		o->hosts_file = o->hosts_abs = abs;
+	}
 	if (dir && chdir(dir) != 0) {
-		if (errno == ENOENT && mkdirs(dir, 0777) == 0 && chdir(dir) == 0)
+		/* only a run makes its workspace: a verb that reads (status, log, report) never
+		 * creates a directory for a mistyped -C */
+		if (errno == ENOENT && !strcmp(o->verb, "run") && mkdirs(dir, 0777) == 0 && chdir(dir) == 0)
 			return;
-		fatal("cannot enter workspace %s: %s", dir, strerror(errno));
+		fatal("cannot enter workspace %s: %s%s", dir, strerror(errno),
+		      errno == ENOENT ? " (only `kiln run` creates a workspace)" : "");
 	}
 }
 
@@ -323,6 +347,9 @@ Graph *load_graph_with(Options *o, Graph *g, Cache *c)
 		int ntasks = g->ntasks;
 		const void *recipe_hosts = graph_block(g, "hosts");
 		ParamOverrides none = {0};
+		struct stat st;
+		if (stat(o->hosts_file, &st) != 0)
+			fatal("--hosts %s: %s (a Lua file with a hosts{} block)", o->hosts_file, strerror(errno));
 		load_or_exit(g, o->hosts_file, &none, gpus_known, o->load_timeout);
 		if (g->ntasks != ntasks)
 			fatal("%s: a hosts file declares hosts{} only, not tasks", o->hosts_file);
@@ -557,6 +584,7 @@ static int verb_status(Options *o, int argc, char **argv)
 	gpu_pool_free(pool);
 	buf_free(&ignored);
 	printf(n ? "kiln: %d task%s would run\n" : "kiln: everything is up to date\n", n, n == 1 ? "" : "s");
+	int pending = n > 0;
 	HostView view = {g, c};
 	cache_each_host(c, print_host, &view);
 	for (int i = 0; exec_kinds[i]; i++) /* what the executors' queues hold of earlier runs */
@@ -569,7 +597,7 @@ static int verb_status(Options *o, int argc, char **argv)
 		}
 	cache_close(c);
 	graph_free(g);
-	return 0;
+	return o->exit_code && pending ? EXIT_TASK_FAILED : 0; /* --exit-code: 1 when work is pending, as make -q */
 }
 
 static int verb_why(Options *o, int argc, char **argv)
@@ -624,5 +652,6 @@ int main(int argc, char **argv)
 	free(o.targets);
 	free(o.force);
 	free(o.recipe_abs);
+	free(o.hosts_abs);
 	return rc;
 }

@@ -202,8 +202,9 @@ void exec_gpu_env(Job *job);
 
 /* Builds the shell script text that runs job->task exactly as the local executor would;
  * malloc'd. remote: for an ssh host (the job's leased GPUs kept, PATH led by the copy of
- * kiln's tools in the workspace there). Exposed for tests of the quoting. */
-char *exec_job_script(const Job *job, const char *workspace, const char *exit_path, int remote);
+ * kiln's tools in the workspace there); prelude: shell text run first there (an ssh host's
+ * `prelude`, activating an environment), or NULL. Exposed for tests of the quoting. */
+char *exec_job_script(const Job *job, const char *workspace, const char *exit_path, int remote, const char *prelude);
 /* The environment entries both executors give a task (PATH with kiln's own directory). */
 const char *exec_path_entry(void);
 /* "KILN_WORKSPACE=<absolute workspace>": every local task process carries it in its

@@ -109,7 +109,7 @@ static void ranks_preamble(Buf *b, const Task *t)
 			   t->opts->rank_nodes);
 }
 
-char *exec_job_script(const Job *job, const char *workspace, const char *exit_path, int remote)
+char *exec_job_script(const Job *job, const char *workspace, const char *exit_path, int remote, const char *prelude)
 {
 	const Task *t = job->task;
 	Buf b = {0};
@@ -150,6 +150,12 @@ char *exec_job_script(const Job *job, const char *workspace, const char *exit_pa
 		buf_puts(&b, "PATH=");
 		buf_shell_quote(&b, exec_path_entry() + 5);
 		buf_puts(&b, "; export PATH\n");
+	}
+	if (prelude && *prelude) { /* the host's environment first ("source X" is sh's ". X") */
+		const char *text = !strncmp(prelude, "source ", 7) ? prelude + 7 : prelude;
+		buf_printf(&b, "%s%s\n[ $? = 0 ] || { echo 'kiln: the prelude failed: '", text == prelude ? "" : ". ", text);
+		buf_shell_quote(&b, prelude);
+		buf_puts(&b, " >&2; exit 1; }\n");
 	}
 	if (!remote && !job->nports && t->opts->ports && !t->opts->torchrun && !launch_wraps(t))
 		ports_preamble(&b, t, exit_path, top);

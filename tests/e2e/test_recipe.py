@@ -1,5 +1,7 @@
 """End-to-end: the recipe API (task, grid, params, glob, require) and every validation
 error, each pointing at file:line with exit status 2 and nothing run."""
+import os
+
 from kilntest import KilnTestCase, main
 
 
@@ -90,6 +92,40 @@ class Validation(KilnTestCase):
         self.assertIn("kiln run", h.out)
         h = self.ws.kiln("help", "why")
         self.assertIn("last success", h.out)
+        h = self.ws.kiln("help", "run")
+        for name in ("local", "slurm", "ssh"):  # the executors' table, in its own words
+            self.assertRegex(h.out, r"\n  %s +\S" % name)
+
+    def test_long_options_version_and_exit_code(self):
+        self.ws.write("kiln.lua", 'task { name = "a", outputs = {"a.txt"}, run = "echo a > {out}" }\n'
+                      'task { name = "b", outputs = {"b.txt"}, run = "exit 1" }\n')
+        v = self.ws.kiln("--version")
+        self.assertEqual(v.rc, 0)
+        self.assertRegex(v.out, r"^kiln \d+\.\d+\.\d+")
+        bad = self.ws.kiln("run", "--bogus")
+        self.assertEqual(bad.rc, 2)
+        self.assertTrue(bad.err.startswith("kiln: "), bad.err)  # not the binary's path
+        self.assertEqual(self.ws.kiln("status", "--exit-code").rc, 1, "work pending: 1, as make -q")
+        self.assertEqual(self.ws.kiln("status", "-q").rc, 1)
+        dry = self.ws.kiln("run", "--dry-run")
+        self.assertIn("would run (dry run", dry.out)
+        self.assertFalse(self.ws.exists("a.txt"))
+        r = self.ws.kiln("run", "--keep-going", "--jobs", "1")
+        self.assertEqual(r.rc, 1, r)
+        self.assertEqual(r.ran, {"a"})
+        self.ws.write("kiln.lua", 'task { name = "a", outputs = {"a.txt"}, run = "echo a > {out}" }\n')
+        self.assertEqual(self.ws.kiln("status", "--exit-code").rc, 0, "all up to date: 0")
+        os.makedirs(self.ws.path("w"))
+        r = self.ws.kiln("--directory", "w", "run", "kiln.lua")
+        self.assertEqual(r.rc, 0, r)
+        self.assertTrue(self.ws.exists("w/a.txt"))
+
+    def test_a_mistyped_directory_is_not_created_by_verbs_that_read(self):
+        for verb in (("status",), ("log", "a"), ("report",), ("metrics",)):
+            r = self.ws.kiln("-C", "typo", *verb)
+            self.assertEqual(r.rc, 2, (verb, r))
+            self.assertIn("only `kiln run` creates a workspace", r.err)
+            self.assertFalse(self.ws.exists("typo"), verb)
 
 
 class RecipeApi(KilnTestCase):

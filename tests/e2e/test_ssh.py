@@ -356,6 +356,45 @@ end
         self.assertEqual(r.rc, 1, r)
         self.assertIn("no host can take it", r.out)
 
+    def test_kiln_kernels_found_behind_wrappers_and_a_prelude_runs_first(self):
+        # the tools are on every job's PATH there, whatever word names them; the prelude
+        # (the block's, and one host's own) runs before every job on its host
+        lua = self.lab.hosts_lua({"v802": 'prelude = "source ./env802.sh"'})
+        lua = lua.replace("hosts {", 'hosts {\n  prelude = "export LAB_ENV=default",', 1)
+        self.ws.write("hosts.lua", lua)
+        for h in self.lab.hosts.values():
+            os.makedirs(h.workdir(), exist_ok=True)
+            with open(os.path.join(h.workdir(), "env802.sh"), "w") as f:
+                f.write("LAB_ENV=training; export LAB_ENV\n")
+        self.ws.write("kiln.lua", """
+local synth = {"kiln-kernels", "synth", "--classes", "2", "--dim", "4", "--samples", "4", "--seed", "1", "--quality", "0.9", "--out"}
+local function wrapped(words, out) local w = {} for _, x in ipairs(words) do w[#w + 1] = x end
+  for _, x in ipairs(synth) do w[#w + 1] = x end w[#w + 1] = out return w end
+task { name = "k/env", host = "v800", outputs = {"s1"}, run = wrapped({"env", "OMP_NUM_THREADS=1"}, "s1") }
+task { name = "k/nice", host = "v801", outputs = {"s2"}, run = wrapped({"nice", "-n", "5"}, "s2") }
+task { name = "k/sh", host = "v802", outputs = {"s3"}, run = {"sh", "-c", table.concat(synth, " ") .. " s3"} }
+task { name = "k/envs", hosts = {"v800", "v802"}, outputs = {"envs.txt"}, run = "echo $LAB_ENV > {out}" }
+""")
+        r = self.kiln()
+        self.assertEqual(r.rc, 0, r)
+        for name in ("s1", "s2", "s3"):
+            self.assertTrue(os.listdir(self.ws.path(name)), name)
+        self.assertIn(self.ws.read("envs.txt").strip(), ("default", "training"))
+        log = self.ws.read(".kiln/logs/k/envs@1.log")
+        host = re.search(r"on host (v80\d)", log).group(1)
+        self.assertEqual(self.ws.read("envs.txt").strip(), "training" if host == "v802" else "default")
+
+    def test_hosts_file_is_named_from_where_kiln_started(self):
+        self.ws.write("kiln.lua", 'task { name = "c/a", outputs = {"a.txt"}, run = "echo a > {out}" }\n')
+        os.makedirs(self.ws.path("sub"))
+        shutil.copy(self.ws.path("kiln.lua"), self.ws.path("sub/kiln.lua"))
+        r = self.ws.kiln("-C", "sub", "run", "--executor", "ssh", "--hosts", "hosts.lua")
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(self.ws.read("sub/a.txt"), "a\n")
+        r = self.ws.kiln("run", "--executor", "ssh", "--hosts", "nowhere.lua")
+        self.assertEqual(r.rc, 2, r)
+        self.assertIn("--hosts nowhere.lua: No such file or directory (a Lua file with a hosts{} block", r.err)
+
 
 if __name__ == "__main__":
     main()

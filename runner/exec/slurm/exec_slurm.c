@@ -84,7 +84,7 @@ static int slurm_start(Executor *ex, Job *job)
 	}
 	char *exit_path = slurm_exit_path(se, job), *ports_path = slurm_ports_path(se, job);
 	char *script_path = xasprintf("%s/%s@%d.sh", se->cfg.state_dir, t->name, job->attempt);
-	char *script = exec_job_script(job, se->workspace, exit_path, 0);
+	char *script = exec_job_script(job, se->workspace, exit_path, 0, NULL);
 	unlink(exit_path);
 	unlink(ports_path);
 	mkdirs_parent(script_path);

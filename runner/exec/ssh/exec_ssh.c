@@ -278,7 +278,7 @@ static int start_remote(SshExec *se, Remote *rm)
 	rm->phase = PH_RUN;
 	Buf start = {0};
 	place_listing_script(&start, &rm->placement);
-	char *script = ssh_job_start_script(job, rm->id);
+	char *script = ssh_job_start_script(job, rm->id, rm->host->spec->prelude);
 	buf_puts(&start, script);
 	free(script);
 	int rc = ssh_spawn_follow(rm, buf_str(&start));
@@ -388,8 +388,9 @@ static int ssh_start(Executor *ex, Job *job)
 		close(fd);
 	if (placed != 0) {
 		ssh_log_line(job, "kiln: cannot copy the inputs to the host: %s\n", buf_str(&err));
-		char reason[96];
-		snprintf(reason, sizeof reason, "%s: cannot copy the inputs: %.60s", h->spec->name, buf_str(&err));
+		char reason[256]; /* whole lines: the first of rsync's or ssh's complaint */
+		snprintf(reason, sizeof reason, "%s: cannot copy the inputs: %.*s", h->spec->name,
+			 (int)strcspn(buf_str(&err), "\n"), buf_str(&err));
 		reason[strcspn(reason, "\n")] = 0;
 		buf_free(&err);
 		ssh_release_remote(se, rm);
@@ -508,6 +509,31 @@ static void ssh_adopt(Executor *ex, const OpenAttempt *a)
 	exec_adopted_add(&se->adopted, &se->nadopted, a);
 }
 
+/* The status line's part, per host it has reached: "v800 3/4 GPUs, 12 done", "v802 down". */
+static void ssh_describe(Executor *ex, Buf *out)
+{
+	SshExec *se = ex->impl;
+	for (int i = 0; i < se->nhosts; i++) {
+		SshHost *h = &se->hosts[i];
+		if (!h->connected && !h->down)
+			continue; /* not needed yet */
+		buf_printf(out, "%s%s", out->len ? ", " : "", h->spec->name);
+		if (h->down) {
+			buf_puts(out, " down");
+			continue;
+		}
+		int leased = 0;
+		for (int k = 0; k < se->nactive; k++)
+			if (se->active[k]->host == h)
+				leased += se->active[k]->job->lease.ngpus;
+		if (gpu_count(h->gpus))
+			buf_printf(out, " %d/%d GPUs", leased, gpu_count(h->gpus));
+		else
+			buf_printf(out, " %d/%d jobs", h->running, h->jobs);
+		buf_printf(out, ", %d done", h->ran);
+	}
+}
+
 static void ssh_summarize(Executor *ex)
 {
 	SshExec *se = ex->impl;
@@ -594,6 +620,7 @@ Executor *exec_ssh_new(const ExecSetup *cfg, Buf *err)
 		.has_room = ssh_has_room,
 		.detach = ssh_detach,
 		.adopt = ssh_adopt,
+		.describe = ssh_describe,
 		.summarize = ssh_summarize,
 		.destroy = ssh_destroy,
 		.impl = se,

@@ -43,7 +43,7 @@ void ssh_finished(SshExec *se, Remote *rm, enum JobEnd end, int code, const char
 	if (end == JOB_EXITED && code == 0 && rm->job->task->opts->stays &&
 	    place_record_stays(se->cfg.cache, rm->host, rm->job->task, rm->report, &err) != 0) {
 		ssh_log_line(rm->job, "kiln: %s\n", buf_str(&err));
-		snprintf(rm->job->reason, sizeof rm->job->reason, "%.90s", buf_str(&err));
+		snprintf(rm->job->reason, sizeof rm->job->reason, "%.*s", (int)strcspn(buf_str(&err), "\n"), buf_str(&err));
 		reason = rm->job->reason;
 		code = 1;
 	}
@@ -70,7 +70,7 @@ void ssh_follow_ended(SshExec *se, Remote *rm, int status)
 	(void)status;
 	int code = 0;
 	long long logbytes = 0;
-	char why[200], reason[96];
+	char why[200], reason[256];
 	free(rm->report);
 	int kind = ssh_job_outcome(rm->err_path, rm->job->task, &rm->report, &code, &logbytes, why, sizeof why);
 	SshHost *h = rm->host;
@@ -79,16 +79,17 @@ void ssh_follow_ended(SshExec *se, Remote *rm, int status)
 	if (kind == 1) {
 		ssh_host_ok(h);
 		rm->unpack_at = rm->log_prefix + logbytes; /* where the log ends and the tar begins */
+		int no_tar = 0; /* the job's own exit 1 is its own, not tar's */
 		if (code == 0 && ssh_job_fetches(rm->job->task)) {
 			if (unpack_outputs(rm)) {
 				rm->phase = PH_FETCH;
 				return;
 			}
-			code = 1;
+			code = no_tar = 1;
 		}
 		if (truncate(rm->job->log_path, (off_t)rm->unpack_at) != 0)
 			warn("cannot truncate %s", rm->job->log_path);
-		ssh_finished(se, rm, JOB_EXITED, code, code == 1 && ssh_job_fetches(rm->job->task) ? "cannot start tar to unpack its outputs" : NULL);
+		ssh_finished(se, rm, JOB_EXITED, code, no_tar ? "cannot start tar to unpack its outputs" : NULL);
 	} else if (kind == 2) {
 		rm->job->term_signal = rm->signalled ? rm->signalled : SIGKILL;
 		ssh_finished(se, rm, JOB_SIGNALED, -1, NULL);
@@ -114,7 +115,7 @@ void ssh_follow_ended(SshExec *se, Remote *rm, int status)
 		}
 		if (kind == 0)
 			ssh_host_failed(h, why);
-		snprintf(reason, sizeof reason, "lost with host %.20s: %.50s", h->spec->name, kind == 3 ? "its job is gone there" : why);
+		snprintf(reason, sizeof reason, "lost with host %s: %s", h->spec->name, kind == 3 ? "its job is gone there" : why);
 		ssh_log_line(rm->job, "kiln: %s\n", reason);
 		ssh_finished(se, rm, JOB_LOST, -1, reason);
 	}

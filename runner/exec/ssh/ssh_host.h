@@ -27,6 +27,7 @@ typedef struct {
 	long long mem_mib;    /* 0: no limit kept */
 	const char **ssh;     /* further ssh options, like {"-p", "2222"} or {"-F", "lab_config"} */
 	int nssh;
+	const char *prelude;  /* shell text run before every job there ("source ~/conda/bin/activate x"), or NULL */
 	const char *file;     /* where it was declared */
 	int line;
 } RecipeHost;

@@ -47,15 +47,25 @@ static int compare_hosts(const void *a, const void *b)
 }
 
 /* hosts{ v800 = { address = "user@v800", gpus = "0-3", cpus = 32, jobs = 8, mem = "256G",
- * workdir = "/data/kiln", ssh = {"-p", "2222"} }, ... }: the servers the ssh executor
- * uses. A later hosts{} (or --hosts FILE) replaces an earlier one. */
+ * workdir = "/data/kiln", ssh = {"-p", "2222"}, prelude = "..." }, ..., prelude = "..." }:
+ * the servers the ssh executor uses; a prelude (shell text run before every job there) is
+ * the host's own or the block's. A later hosts{} (or --hosts FILE) replaces an earlier one. */
 static int hosts_read_block(lua_State *L)
 {
 	Graph *g = lk_block_graph(L);
 	luaL_checktype(L, 1, LUA_TTABLE);
 	lua_settop(L, 1);
 	lua_pushvalue(L, 1); /* 2: the block; 1 becomes each host's table in turn (lk_check_fields reads 1) */
-	static const char *const fields[] = {"address", "workdir", "gpus", "cpus", "jobs", "mem", "ssh", NULL};
+	static const char *const fields[] = {"address", "workdir", "gpus", "cpus", "jobs", "mem", "ssh", "prelude", NULL};
+	/* prelude = "...": every host's, unless a host says its own */
+	const char *prelude = NULL;
+	if (lua_getfield(L, 1, "prelude") != LUA_TNIL) {
+		if (lua_type(L, -1) != LUA_TSTRING)
+			luaL_error(L, "hosts{}: prelude must be shell text like \"source ~/miniconda3/bin/activate training\", got %s",
+				   luaL_typename(L, -1));
+		prelude = lk_value_string(L, g, -1, "hosts{}: prelude", 0);
+	}
+	lua_pop(L, 1);
 	int n = 0, cap = 0;
 	RecipeHost *hosts = NULL;
 	lua_Debug ar;
@@ -66,6 +76,10 @@ static int hosts_read_block(lua_State *L)
 		if (lua_type(L, -2) != LUA_TSTRING)
 			luaL_error(L, "hosts{}: give each host a name: hosts { v800 = { address = \"user@v800\" } }");
 		const char *name = lua_tostring(L, -2);
+		if (!strcmp(name, "prelude")) { /* the block's default, read above */
+			lua_pop(L, 1);
+			continue;
+		}
 		if (!*name || strpbrk(name, " \t\n/:@,'\"\\$`"))
 			luaL_error(L, "hosts{}: \"%s\" is not a usable host name (letters, digits, '-', '_' and '.')", name);
 		if (!lua_istable(L, -1))
@@ -78,7 +92,7 @@ static int hosts_read_block(lua_State *L)
 		if (n == cap)
 			hosts = xrealloc(hosts, (size_t)(cap = cap ? 2 * cap : 4) * sizeof *hosts);
 		RecipeHost *h = &hosts[n++];
-		*h = (RecipeHost){.name = arena_strdup(&g->arena, name), .file = file, .line = line};
+		*h = (RecipeHost){.name = arena_strdup(&g->arena, name), .file = file, .line = line, .prelude = prelude};
 		char field[200];
 #define FIELD(f) (snprintf(field, sizeof field, "hosts{}: %s.%s", name, f), field)
 		h->address = h->name;
@@ -122,6 +136,11 @@ static int hosts_read_block(lua_State *L)
 		if (has & 64) {
 			lua_getfield(L, 1, "ssh");
 			h->ssh = lk_string_list(L, g, -1, FIELD("ssh"), &h->nssh, 0);
+			lua_pop(L, 1);
+		}
+		if (has & 128) {
+			lua_getfield(L, 1, "prelude");
+			h->prelude = lk_value_string(L, g, -1, FIELD("prelude"), 0);
 			lua_pop(L, 1);
 		}
 #undef FIELD

@@ -70,11 +70,11 @@ void ssh_job_set_dir(Buf *b, const SshHost *h, const char *id)
 }
 
 /* The start part: clears the outputs there, writes the job script, starts it detached. */
-char *ssh_job_start_script(const Job *job, const char *id)
+char *ssh_job_start_script(const Job *job, const char *id, const char *prelude)
 {
 	const Task *t = job->task;
 	char *exit_path = xasprintf(".kiln/jobs/%s/exit", id);
-	char *script = exec_job_script(job, ".", exit_path, 1);
+	char *script = exec_job_script(job, ".", exit_path, 1, prelude);
 	Buf b = {0};
 	/* J is new (each attempt's id is its own). A stale output there must not come back as
 	 * this attempt's: one test and rm, one mkdir for J and the outputs' folders. */

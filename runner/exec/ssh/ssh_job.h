@@ -17,7 +17,7 @@
 /* "cd WORKDIR; J=.kiln/jobs/ID": every remote script starts so. */
 void ssh_job_set_dir(Buf *b, const SshHost *h, const char *id);
 /* The start part (after set_dir): clears the outputs, writes job.sh, starts it, waits. malloc'd. */
-char *ssh_job_start_script(const Job *job, const char *id);
+char *ssh_job_start_script(const Job *job, const char *id, const char *prelude);
 /* The follow part for a job started by another connection. */
 void ssh_job_follow_script(Buf *b, const Task *t);
 /* The report every remote script ends with (above). */

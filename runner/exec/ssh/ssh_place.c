@@ -109,13 +109,6 @@ int place_affinity(Cache *c, SshHost *h, const Task *t)
 	return n;
 }
 
-/* Whether t's command runs one of kiln's tools (kiln-kernels), which then must be there. */
-static int uses_tools(const Task *t)
-{
-	const char *first = t->shell ? t->shell : t->argc ? t->argv[0] : "";
-	return strstr(first, "kiln-kernels") != NULL;
-}
-
 /* rsync of sources to dest with h's ssh; 0, or the rsync exit status (with its complaint). */
 static int rsync(SshHost *h, char **sources, int n, const char *dest, int relative, Buf *err)
 {
@@ -300,7 +293,9 @@ static void guarded(Buf *b, const char *what)
 int place_prepare(Cache *c, SshHost *h, const Task *t, HostLookup find, void *ctx, Placement *pl, Buf *err)
 {
 	memset(pl, 0, sizeof *pl);
-	if (uses_tools(t) && !h->tools_placed) { /* once per host and run, before anything else */
+	/* kiln's tools go to every host once per run, before anything else: a command may name
+	 * kiln-kernels in any word (env, nice, timeout, sh -c, srun) or from its own scripts */
+	if (!h->tools_placed) {
 		int rc = place_tools(h, err);
 		if (rc)
 			return rsync_unreachable(rc) ? (ssh_host_failed(h, buf_str(err)), 1) : -1;
