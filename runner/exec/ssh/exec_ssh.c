@@ -388,13 +388,12 @@ static int ssh_start(Executor *ex, Job *job)
 		close(fd);
 	if (placed != 0) {
 		ssh_log_line(job, "kiln: cannot copy the inputs to the host: %s\n", buf_str(&err));
-		char reason[256]; /* whole lines: the first of rsync's or ssh's complaint */
-		snprintf(reason, sizeof reason, "%s: cannot copy the inputs: %.*s", h->spec->name,
-			 (int)strcspn(buf_str(&err), "\n"), buf_str(&err));
-		reason[strcspn(reason, "\n")] = 0;
+		char reason[256]; /* whole lines: the first of rsync's or ssh's complaint, a full disk in words */
+		ssh_job_complaint(h, "cannot copy the inputs", buf_str(&err), reason, sizeof reason);
+		int full = strstr(reason, " is full (") != NULL;
 		buf_free(&err);
 		ssh_release_remote(se, rm);
-		ssh_end_job(se, job, placed > 0 ? JOB_LOST : JOB_START_FAILED, 127, reason);
+		ssh_end_job(se, job, placed > 0 ? JOB_LOST : full ? JOB_EXITED : JOB_START_FAILED, full ? 1 : 127, reason);
 		return -1;
 	}
 	buf_free(&err);
