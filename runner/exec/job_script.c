@@ -40,7 +40,7 @@ static void quote_expanded(Buf *b, const char *s, const Job *job)
 		free(before);
 		return;
 	}
-	const char *r = strstr(s, "{rdzv}");
+	const char *r = job->nports ? NULL : strstr(s, "{rdzv}"); /* reserved here (ssh): expanded below */
 	if (r) {
 		char *before = strndup(s, (size_t)(r - s));
 		if (*before)
@@ -159,9 +159,10 @@ char *exec_job_script(const Job *job, const char *workspace, const char *exit_pa
 	}
 	if (!remote && !job->nports && t->opts->ports && !t->opts->torchrun && !launch_wraps(t))
 		ports_preamble(&b, t, exit_path, top);
-	if (t->opts->torchrun)
+	/* the rendezvous found on a Slurm node; on an ssh host it is the port kiln reserved */
+	if (t->opts->torchrun && !remote)
 		torchrun_preamble(&b, t);
-	if (launch_wraps(t))
+	if (launch_wraps(t) && !remote)
 		ranks_preamble(&b, t);
 	if (t->shell) {
 		buf_puts(&b, "/bin/sh -c ");

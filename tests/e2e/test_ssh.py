@@ -15,6 +15,7 @@ import unittest
 
 from kilntest import KilnTestCase, main, processes_matching, wait_for
 import sshhosts
+from test_torchrun import PYTHON, SKIP as NO_TORCH
 
 SKIP = sshhosts.skip_reason()
 FREE = (0, 81920, 200, 0)
@@ -383,6 +384,20 @@ task { name = "k/envs", hosts = {"v800", "v802"}, outputs = {"envs.txt"}, run = 
         log = self.ws.read(".kiln/logs/k/envs@1.log")
         host = re.search(r"on host (v80\d)", log).group(1)
         self.assertEqual(self.ws.read("envs.txt").strip(), "training" if host == "v802" else "default")
+
+    @unittest.skipIf(NO_TORCH, NO_TORCH)
+    def test_torchrun_on_one_host_for_real(self):
+        # torchrun's rendezvous on a host is the port kiln reserved, not a Slurm node's
+        self.ws.write("worker.py", "import torch, torch.distributed as dist\n"
+                      "dist.init_process_group('gloo')\n"
+                      "t = torch.ones(1) * (dist.get_rank() + 1)\n"
+                      "dist.all_reduce(t)\n"
+                      "if dist.get_rank() == 0: open('o.txt', 'w').write('%d %d' % (dist.get_world_size(), int(t.item())))\n")
+        self.ws.write("kiln.lua", 'task { name = "tr/host", host = "v800", inputs = {"worker.py"}, outputs = {"o.txt"}, '
+                      'cpus = 2, torchrun = { nproc = 2 }, run = { "%s", "worker.py" } }\n' % PYTHON)
+        r = self.kiln(timeout=300)
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(self.ws.read("o.txt"), "2 3", "two ranks all-reduced 1 + 2")
 
     def test_hosts_file_is_named_from_where_kiln_started(self):
         self.ws.write("kiln.lua", 'task { name = "c/a", outputs = {"a.txt"}, run = "echo a > {out}" }\n')
