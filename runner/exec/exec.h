@@ -235,6 +235,9 @@ void exec_attach(Job *job, const AdoptedJob *a);
  * re-attach to it). */
 int exec_adopted_matches(const AdoptedJob *list, int n, const Task *t, const char *key_hex);
 
+/* Ends job now (end, exit code, reason or NULL) and files it in an executor's list of ended
+ * jobs, for its next reap. */
+void exec_end_job(Job *job, enum JobEnd end, int code, const char *reason, Job ***ended, int *n, int *cap);
 /* Appends job to an executor's growable list of jobs (running, ended, draining). */
 void exec_push_job(Job ***list, int *n, int *cap, Job *job);
 /* s with {port}, {portK} and {gpus} replaced by this attempt's reserved ports and its

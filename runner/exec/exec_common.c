@@ -100,6 +100,16 @@ void exec_adopted_free(AdoptedJob *list, int n)
 	free(list);
 }
 
+void exec_end_job(Job *job, enum JobEnd end, int code, const char *reason, Job ***ended, int *n, int *cap)
+{
+	job->end = end;
+	job->exit_code = code;
+	job->ended_ns = now_mono_ns();
+	if (reason)
+		snprintf(job->reason, sizeof job->reason, "%s", reason);
+	exec_push_job(ended, n, cap, job);
+}
+
 void exec_push_job(Job ***list, int *n, int *cap, Job *job)
 {
 	if (*n == *cap) {

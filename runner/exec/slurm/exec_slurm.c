@@ -37,12 +37,7 @@ void slurm_poll_soon(SlurmExec *se)
 
 void slurm_end_job(SlurmExec *se, Job *job, enum JobEnd end, int code, const char *reason)
 {
-	job->end = end;
-	job->exit_code = code;
-	job->ended_ns = now_mono_ns();
-	if (reason)
-		snprintf(job->reason, sizeof job->reason, "%s", reason);
-	exec_push_job(&se->ended, &se->nended, &se->ended_cap, job);
+	exec_end_job(job, end, code, reason, &se->ended, &se->nended, &se->ended_cap);
 }
 
 /* Removes job from a list; 1 when it was there. */

@@ -148,12 +148,7 @@ static int ssh_has_room(Executor *ex, const Task *t)
 
 void ssh_end_job(SshExec *se, Job *job, enum JobEnd end, int code, const char *reason)
 {
-	job->end = end;
-	job->exit_code = code;
-	job->ended_ns = now_mono_ns();
-	if (reason)
-		snprintf(job->reason, sizeof job->reason, "%s", reason);
-	exec_push_job(&se->ended, &se->nended, &se->ended_cap, job);
+	exec_end_job(job, end, code, reason, &se->ended, &se->nended, &se->ended_cap);
 }
 
 /* Appends a line to the job's local log. */
