@@ -106,8 +106,8 @@ static int unschedulable(Job *job, const char *reason)
 		return 0;
 	char *argv[] = {"scancel", job->job_id, NULL};
 	slurm_tool(argv, NULL, NULL);
-	char line[300];
-	snprintf(line, sizeof line, "kiln: Slurm can never start job %s: %s\n", job->job_id, why);
+	char line[512];
+	snprintf(line, sizeof line, "kiln: Slurm can never start job %.64s: %s\n", job->job_id, why);
 	FILE *log = fopen(job->log_path, "a");
 	if (log) {
 		fputs(line, log);
