@@ -39,8 +39,25 @@ typedef struct {
 	int fd;        /* its output, or -1 once at its end */
 	int status;    /* its wait status, once it ended */
 	int ended;
+	int lost_peer; /* its output says a peer went away: it failed because another did */
 	Buf line;      /* a line not yet ended */
 } Rank;
+
+/* What a rank prints when a peer, not itself, failed (gloo, NCCL, sockets). */
+static int says_lost_peer(const char *text, size_t n)
+{
+	static const char *const words[] = {"Connection closed by peer", "Connection reset by peer", "Broken pipe",
+					    "communicator was aborted", "connectFullMesh", "Socket Timeout",
+					    "gloo] Timed out", NULL};
+	for (int i = 0; words[i]; i++)
+		if (memmem(text, n, words[i], strlen(words[i])))
+			return 1;
+	return 0;
+}
+
+/* Reads what rank r has printed so far (it ended: its output waits in the pipe), without
+ * waiting for a child of its that keeps the pipe open. */
+static void drain_ended(Rank *rank, int global, char *buf, size_t size);
 
 /* Where this launcher's ranks stand among all of the task's. */
 typedef struct {
@@ -305,8 +322,10 @@ int launch_main(int argc, char **argv)
 		if (woke && (fds[world].revents & POLLIN))
 			while (read(wake[0], buf, sizeof buf) > 0)
 				;
-		/* ends first, then output: which rank failed first is a matter of milliseconds */
-		int status;
+		/* ends first, then output: which rank failed first is a matter of milliseconds. When
+		 * several are found ended at one look (a loaded machine), waitpid's order is not
+		 * theirs: the one whose output does not blame a lost peer is the cause */
+		int status, candidate = -1;
 		pid_t pid;
 		while (running && (pid = waitpid(-1, &status, WNOHANG)) > 0)
 			for (int r = 0; r < world; r++)
@@ -314,13 +333,19 @@ int launch_main(int argc, char **argv)
 					ranks[r].ended = 1;
 					ranks[r].status = status;
 					running--;
-					if (failed < 0 && !(WIFEXITED(status) && WEXITSTATUS(status) == 0))
-						failed = r;
+					if (failed >= 0 || (WIFEXITED(status) && WEXITSTATUS(status) == 0))
+						continue;
+					drain_ended(&ranks[r], layout.first + r, buf, sizeof buf);
+					if (candidate < 0 || (ranks[candidate].lost_peer && !ranks[r].lost_peer))
+						candidate = r;
 				}
+		if (failed < 0 && candidate >= 0)
+			failed = candidate;
 		for (int r = 0; woke && r < world; r++)
-				if (fds[r].revents & (POLLIN | POLLHUP | POLLERR)) {
+				if (ranks[r].fd >= 0 && (fds[r].revents & (POLLIN | POLLHUP | POLLERR))) {
 					ssize_t n = read(ranks[r].fd, buf, sizeof buf);
 					if (n > 0) {
+						ranks[r].lost_peer |= says_lost_peer(buf, (size_t)n);
 						relay(&ranks[r], layout.first + r, buf, (size_t)n, 0);
 					} else if (n == 0 || errno != EINTR) {
 						relay(&ranks[r], layout.first + r, "", 0, 1);
@@ -369,6 +394,22 @@ int launch_main(int argc, char **argv)
 	free(fds);
 	fflush(stdout);
 	return rc;
+}
+
+static void drain_ended(Rank *rank, int global, char *buf, size_t size)
+{
+	struct pollfd one = {.fd = rank->fd, .events = POLLIN};
+	while (rank->fd >= 0 && poll(&one, 1, 0) > 0) {
+		ssize_t n = read(rank->fd, buf, size);
+		if (n <= 0) {
+			relay(rank, global, "", 0, 1);
+			close(rank->fd);
+			rank->fd = -1;
+			break;
+		}
+		rank->lost_peer |= says_lost_peer(buf, (size_t)n);
+		relay(rank, global, buf, (size_t)n, 0);
+	}
 }
 
 int launch_wraps(const Task *t) { return t->opts->rank_nodes > 0; }

@@ -3,10 +3,11 @@ task, outputs it may leave unmade, metrics read from its log lines, its ranks st
 kiln, the command as it ran in the log header, and a grid that runs to the end whatever
 one config does. (Real PyTorch ranks are in test_torchrun.py.)"""
 import os
+import signal
 import sqlite3
 import time
 
-from kilntest import KilnTestCase, main, wait_for
+from kilntest import KilnTestCase, main, processes_matching, wait_for
 
 
 class WorkingDirectory(KilnTestCase):
@@ -165,6 +166,31 @@ task { name = "bad", ranks = 3,
         self.assertIn("[rank 2] stopped", log)
         self.assertIn("FAILED   [", r.out)
         self.assertIn("bad: exit status 3 [error]", r.out)
+
+    def test_the_rank_that_failed_is_named_not_the_peers_that_lost_it(self):
+        # all three end within a millisecond: the launcher finds them ended at one look, in
+        # waitpid's order (rank 0 first); the two that say a peer went away are not the cause
+        self.ws.write("go.sh", "while [ ! -e go ]; do sleep 0.01; done\n"
+                      "if [ $RANK = 1 ]; then echo 'ValueError: bad batch'; exit 3; fi\n"
+                      "echo 'RuntimeError: [gloo] Connection closed by peer [127.0.0.1]:4100'; exit 1\n")
+        self.ws.write("kiln.lua", 'task { name = "peers", ranks = 3, inputs = {"go.sh"}, run = "sh go.sh" }\n')
+        p = self.ws.spawn("run")
+        wait_for(lambda: self.ws.exists(".kiln/logs/peers@1.log"), 10)
+        time.sleep(0.3)
+        # stop the launcher while all three end, so it finds them at one look
+        launcher = [q for q in processes_matching("launch --ranks 3")
+                    if os.path.realpath("/proc/%d/cwd" % q) == os.path.realpath(self.ws.dir)]
+        self.assertEqual(len(launcher), 1, launcher)
+        for q in launcher:
+            os.kill(q, signal.SIGSTOP)
+        self.ws.write("go", "")
+        time.sleep(0.5)
+        for q in launcher:
+            os.kill(q, signal.SIGCONT)
+        out, err = p.communicate(timeout=60)
+        self.assertEqual(p.returncode, 1, out + err)
+        log = self.ws.read(".kiln/logs/peers@1.log")
+        self.assertIn("[kiln launch] rank 1 of 3 failed (exit status 3)", log)
 
     def test_a_command_that_cannot_start_fails_at_once(self):
         self.ws.write("kiln.lua", 'task { name = "t", ranks = 2, run = {"/nonexistent/trainer", "--rank", "{rank}"} }\n')
