@@ -457,7 +457,7 @@ static int verb_run(Options *o, int argc, char **argv)
 	long long mem = o->mem_mib ? o->mem_mib : os_memory_mib();
 	check_resources(o, g, gpus, cpus, mem);
 	if (o->dry_run) {
-		int n = sched_plan(g, c, stdout, 0, o->jobs ? o->jobs : os_cpu_count() + gpu_count(gpus));
+		int n = sched_plan(g, c, stdout, 0, o->jobs ? o->jobs : os_cpu_count() + gpu_count(gpus), NULL);
 		printf("kiln: %d task%s would run (dry run: nothing was started)\n", n, n == 1 ? "" : "s");
 		trace_mark("plan printed");
 		cache_close(c);
@@ -580,11 +580,16 @@ static int verb_status(Options *o, int argc, char **argv)
 	load_graph_with(o, g, c);
 	Buf ignored = {0}; /* a bad --gpus only changes the slot count here */
 	GpuPool *pool = gpu_pool_open(o->gpus, &ignored);
-	int n = sched_plan(g, c, stdout, o->all, o->jobs ? o->jobs : os_cpu_count() + gpu_count(pool));
+	int restores = 0;
+	int n = sched_plan(g, c, stdout, o->all, o->jobs ? o->jobs : os_cpu_count() + gpu_count(pool), &restores);
 	gpu_pool_free(pool);
 	buf_free(&ignored);
-	printf(n ? "kiln: %d task%s would run\n" : "kiln: everything is up to date\n", n, n == 1 ? "" : "s");
-	int pending = n > 0;
+	if (n)
+		printf("kiln: %d task%s would run", n, n == 1 ? "" : "s");
+	if (restores) /* not "up to date": run copies their outputs back from the store */
+		printf("%s%d would be restored from the store", n ? ", " : "kiln: ", restores);
+	printf(n || restores ? "\n" : "kiln: everything is up to date\n");
+	int pending = n > 0 || restores > 0;
 	HostView view = {g, c};
 	cache_each_host(c, print_host, &view);
 	for (int i = 0; exec_kinds[i]; i++) /* what the executors' queues hold of earlier runs */

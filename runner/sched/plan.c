@@ -15,6 +15,7 @@ typedef struct {
 	int all;
 	Task **runs; /* the tasks that would run */
 	int nruns;
+	int restores; /* the tasks whose outputs would be restored */
 } PlanPrint;
 
 /* "run       NAME: REASON": a line a task; a million-task plan prints a million */
@@ -38,6 +39,7 @@ static void print_verdict(void *ctx, const Task *t, enum Verdict v, const char *
 			p->runs[p->nruns++] = (Task *)t;
 	} else if (v == VERDICT_RESTORED) {
 		print_line(p->out, "restore   ", t->name, reason);
+		p->restores++;
 	} else if (p->all) {
 		print_line(p->out, "ok        ", t->name, NULL);
 	}
@@ -138,9 +140,9 @@ static int estimate(Similar *s, StrMap *durations, const Task *t, double *sec)
 	return 2;
 }
 
-int sched_plan(Graph *g, Cache *c, FILE *out, int all, int slots)
+int sched_plan(Graph *g, Cache *c, FILE *out, int all, int slots, int *restores)
 {
-	PlanPrint p = {out, all, xmalloc(((size_t)g->ntasks + 1) * sizeof(Task *)), 0};
+	PlanPrint p = {out, all, xmalloc(((size_t)g->ntasks + 1) * sizeof(Task *)), 0, 0};
 	int n = cache_plan(c, g, print_verdict, &p);
 	if (p.nruns) {
 		StrMap durations = {0};
@@ -174,5 +176,7 @@ int sched_plan(Graph *g, Cache *c, FILE *out, int all, int slots)
 		similar_free(&index);
 	}
 	free(p.runs);
+	if (restores)
+		*restores = p.restores;
 	return n;
 }

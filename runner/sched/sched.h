@@ -38,8 +38,9 @@ int sched_run(Graph *g, const SchedOptions *o, SchedSummary *sum);
 
 /* Prints what a run would do, in order, with the reason for each task that would run
  * or be restored, then its estimated cost (work, GPU-hours, an ETA at slots tasks at
- * once); runs nothing. all: also list up-to-date tasks. Returns the number that would run. */
-int sched_plan(Graph *g, Cache *c, FILE *out, int all, int slots);
+ * once); runs nothing. all: also list up-to-date tasks. Returns the number that would run;
+ * restores (when given) gets the number whose outputs would be restored. */
+int sched_plan(Graph *g, Cache *c, FILE *out, int all, int slots, int *restores);
 
 /* Log file path of a task attempt: <log_dir>/<name>@<attempt>.log; malloc'd. */
 char *sched_log_path(const char *log_dir, const Task *t, int attempt);

@@ -115,6 +115,12 @@ class Validation(KilnTestCase):
         self.assertEqual(r.ran, {"a"})
         self.ws.write("kiln.lua", 'task { name = "a", outputs = {"a.txt"}, run = "echo a > {out}" }\n')
         self.assertEqual(self.ws.kiln("status", "--exit-code").rc, 0, "all up to date: 0")
+        os.remove(self.ws.path("a.txt"))  # a restore is pending work too, and says so
+        st = self.ws.kiln("status", "--exit-code")
+        self.assertEqual(st.rc, 1, st)
+        self.assertIn("kiln: 1 would be restored from the store", st.out)
+        self.assertNotIn("up to date", st.out)
+        self.assertEqual(self.ws.kiln("run").restored, {"a"})
         os.makedirs(self.ws.path("w"))
         r = self.ws.kiln("--directory", "w", "run", "kiln.lua")
         self.assertEqual(r.rc, 0, r)
