@@ -306,6 +306,8 @@ int launch_main(int argc, char **argv)
 	}
 	struct pollfd *fds = xcalloc((size_t)world + 1, sizeof *fds);
 	int64_t stop_at = 0, killed = 0;
+	int suspect = -1;         /* a failed rank that blames a lost peer: named unless the cause shows */
+	int64_t suspect_until = 0;
 	char buf[65536];
 	for (;;) {
 		int open = 0;
@@ -322,9 +324,11 @@ int launch_main(int argc, char **argv)
 		if (woke && (fds[world].revents & POLLIN))
 			while (read(wake[0], buf, sizeof buf) > 0)
 				;
-		/* ends first, then output: which rank failed first is a matter of milliseconds. When
-		 * several are found ended at one look (a loaded machine), waitpid's order is not
-		 * theirs: the one whose output does not blame a lost peer is the cause */
+		/* ends first, then output: which rank failed first is a matter of milliseconds. The
+		 * cause is the rank whose output does not blame a lost peer: its peers may be seen
+		 * ended first (found at one look on a loaded machine, where waitpid's order is not
+		 * theirs; or done sooner than the cause's own slow exit), so a rank that blames a
+		 * peer is only a suspect for a moment, and the others are left to end meanwhile */
 		int status, candidate = -1;
 		pid_t pid;
 		while (running && (pid = waitpid(-1, &status, WNOHANG)) > 0)
@@ -339,8 +343,14 @@ int launch_main(int argc, char **argv)
 					if (candidate < 0 || (ranks[candidate].lost_peer && !ranks[r].lost_peer))
 						candidate = r;
 				}
-		if (failed < 0 && candidate >= 0)
+		if (failed < 0 && candidate >= 0 && !ranks[candidate].lost_peer)
 			failed = candidate;
+		else if (failed < 0 && candidate >= 0 && suspect < 0) {
+			suspect = candidate;
+			suspect_until = now_mono_ns() + 2000000000LL;
+		}
+		if (failed < 0 && suspect >= 0 && (!running || now_mono_ns() > suspect_until))
+			failed = suspect;
 		for (int r = 0; woke && r < world; r++)
 				if (ranks[r].fd >= 0 && (fds[r].revents & (POLLIN | POLLHUP | POLLERR))) {
 					ssize_t n = read(ranks[r].fd, buf, sizeof buf);
