@@ -605,6 +605,22 @@ static int verb_status(Options *o, int argc, char **argv)
 	return o->exit_code && pending ? EXIT_TASK_FAILED : 0; /* --exit-code: 1 when work is pending, as make -q */
 }
 
+/* kiln why: the plan's verdict on the one task asked about. */
+typedef struct {
+	const Task *t;
+	int restored;
+	Buf reason;
+} WhyVerdict;
+
+static void note_verdict(void *ctx, const Task *t, enum Verdict v, const char *reason)
+{
+	WhyVerdict *w = ctx;
+	if (t != w->t || v != VERDICT_RESTORED)
+		return;
+	w->restored = 1;
+	buf_puts(&w->reason, reason ? reason : "its outputs differ from its last success's");
+}
+
 static int verb_why(Options *o, int argc, char **argv)
 {
 	(void)argc, (void)argv;
@@ -616,10 +632,15 @@ static int verb_why(Options *o, int argc, char **argv)
 	Task *t = graph_find(g, o->targets[0]);
 	if (!t)
 		fatal("no task named \"%s\" (see `kiln list`)", o->targets[0]);
-	cache_plan(c, g, NULL, NULL); /* t and what it needs (the targets) decided, quietly */
+	WhyVerdict v = {.t = t};
+	cache_plan(c, g, note_verdict, &v); /* t and what it needs (the targets) decided, quietly */
 	Buf out = {0};
 	cache_explain(c, t, &out);
 	printf("%s: %s", t->name, buf_str(&out));
+	if (v.restored) /* the key is the same, yet run would do something: say what */
+		printf("%s: %s (the key is the same: run restores its outputs, the task does not run)\n", t->name,
+		       buf_str(&v.reason));
+	buf_free(&v.reason);
 	/* the key holds the command with its placeholders; the latest log, what ran */
 	buf_reset(&out);
 	size_t len;
