@@ -48,6 +48,9 @@ typedef struct Job {
 	int nports;
 	char **env;           /* extra "K=V" entries kiln sets, NULL-terminated, owned */
 	char *items_path;     /* a map shard's item list ({items}, KILN_ITEMS), owned, or NULL */
+	Task **items;         /* and its items in that list's order (owned array): an executor
+				 whose hosts lack this file system copies their inputs and outputs */
+	int nitems;
 	char *progress_path;  /* KILN_PROGRESS, owned */
 	struct Progress *progress; /* its latest readings (progress.c), or NULL */
 	int resume_kept;      /* the task's resume state is kept for this attempt (same key as the last) */

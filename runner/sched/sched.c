@@ -74,6 +74,7 @@ static void free_job(Job *job)
 	free(job->env);
 	free(job->log_path);
 	free(job->items_path);
+	free(job->items);
 	progress_end(job);
 	free(job->progress_path);
 	free(job);
@@ -260,6 +261,7 @@ int try_start(Run *r, Task *t)
 			return 0;
 		}
 		job->env[nenv++] = xasprintf("KILN_ITEMS=%s", job->items_path);
+		job->items = shard_items(r, t, &job->nitems);
 	}
 	if (local) {
 		r->free_jobs--;

@@ -91,6 +91,8 @@ void shards_poll(Run *r);
  * list; returns its path (malloc'd), or NULL with err. reattach: the attempt is one a
  * previous kiln left running, whose list is read instead (outputs kept, its order followed). */
 char *shard_prepare(Run *r, Task *runner, int reattach, Buf *err);
+/* The items the runner's attempt makes, in its list's order (a malloc'd copy; n set). */
+Task **shard_items(Run *r, const Task *runner, int *n);
 /* The shard's process ended: records its complete items, then the rest are recorded
  * (SHARD_OK), kept for the next attempt (SHARD_RETRY), not run (SHARD_STOPPED) or failed
  * with why (SHARD_FAILED). */

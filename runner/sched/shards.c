@@ -203,6 +203,15 @@ char *shard_prepare(Run *r, Task *runner, int reattach, Buf *err)
 	return path;
 }
 
+Task **shard_items(Run *r, const Task *runner, int *n)
+{
+	ShardRun *s = &r->shards[runner->shard->id];
+	Task **items = xmalloc(((size_t)s->npending + 1) * sizeof *items);
+	memcpy(items, s->pending, (size_t)s->npending * sizeof *items);
+	*n = s->npending;
+	return items;
+}
+
 static int exists(const char *path)
 {
 	struct stat st;

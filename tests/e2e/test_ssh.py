@@ -5,9 +5,11 @@ copy deleted there is copied again; stopping one server mid-run moves its tasks 
 kill -9 of kiln then a re-run re-attaches without running anything again; Ctrl-C stops the
 remote process groups; a no-op re-run starts nothing on any host; a full workdir there is
 said in words; recipe mistakes about hosts are errors with file:line."""
+import collections
 import os
 import re
 import signal
+import sqlite3
 import shutil
 import sys
 import time
@@ -398,6 +400,105 @@ task { name = "k/envs", hosts = {"v800", "v802"}, outputs = {"envs.txt"}, run = 
         r = self.kiln(timeout=300)
         self.assertEqual(r.rc, 0, r)
         self.assertEqual(self.ws.read("o.txt"), "2 3", "two ranks all-reduced 1 + 2")
+
+    # a shard's worker: in list order, one item at a time, each noted in the host's ledger
+    MAP_WORKER = ('while read it; do sleep $SLEEP; echo "$it $KILN_HOST" >> $HOME/ledger.txt; '
+                  'tr a-z A-Z < in/$it.txt > out/$it.tmp && mv out/$it.tmp out/$it.txt; done < "$1"\n')
+
+    def ledger(self):
+        out = []
+        for name, h in self.lab.hosts.items():
+            p = os.path.join(h.home, "ledger.txt")
+            if os.path.exists(p):
+                with open(p) as f:
+                    out += [(line.split()[0], name) for line in f.read().splitlines()]
+        return out
+
+    def recorded_items(self):
+        db = sqlite3.connect(self.ws.path(".kiln/state.db"))
+        n = db.execute("SELECT count(*) FROM last_success WHERE task LIKE 'cap/%'").fetchone()[0]
+        db.close()
+        return n
+
+    def test_map_over_two_hosts_survives_kill_9_and_ctrl_c_item_by_item(self):
+        for h in self.lab.hosts.values():
+            if os.path.exists(os.path.join(h.home, "ledger.txt")):
+                os.remove(os.path.join(h.home, "ledger.txt"))
+        items = ["i%02d" % i for i in range(48)]
+        for it in items:
+            self.ws.write("in/%s.txt" % it, "text of %s\n" % it)
+        self.ws.write("work.sh", self.MAP_WORKER)
+        self.ws.write("kiln.lua", """
+local items = {}
+for i = 0, 47 do items[#items + 1] = string.format("i%%02d", i) end
+map { name = "cap", items = items, shards = 2, hosts = {"v800", "v801"}, env = { SLEEP = "%s" },
+      inputs = {"work.sh"}, input = "in/{item}.txt", output = "out/{item}.txt", run = "sh work.sh {items}" }
+""" % "0.15")
+        p = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua")
+        self.assertTrue(wait_for(lambda: len(self.ledger()) >= 12, timeout=60), "the shards got going")
+        p.kill()
+        p.communicate()
+        r = self.kiln(timeout=120)
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(len(re.findall(r"attached to ssh job", r.out)), 2, r)
+        ran = self.ledger()
+        self.assertEqual(sorted(it for it, _ in ran), items, "every item ran once, over the kill -9")
+        self.assertEqual({h for _, h in ran}, {"v800", "v801"}, "both hosts worked")
+        for it in items:
+            self.assertEqual(self.ws.read("out/%s.txt" % it), "TEXT OF %s\n" % it.upper())
+        self.assertEqual(self.recorded_items(), 48)
+        r = self.kiln()
+        self.assertIn("up to date", r.out)
+        self.assertEqual(len(self.ledger()), 48, "a no-op starts nothing")
+        # an edited worker: every item again; Ctrl-C in the middle keeps what was made,
+        # harvested while the shards ran or brought back as they stopped
+        self.ws.write("work.sh", self.MAP_WORKER.replace("sleep $SLEEP;", "sleep $SLEEP; :;"))
+        p = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua")
+        if not wait_for(lambda: len(self.ledger()) >= 48 + 30, timeout=60):
+            p.kill()
+            self.fail("the shards got going: %s %s" % p.communicate())
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=60)
+        self.assertEqual(p.returncode, 130, out + err)
+        before = len(self.ledger())
+        r = self.kiln(timeout=120)
+        self.assertEqual(r.rc, 0, r)
+        kept = int(re.search(r"(\d+) up to date", r.out).group(1))
+        self.assertGreaterEqual(kept, 26, "items made before the Ctrl-C were recorded (%s)" % out)
+        again = self.ledger()[before:]
+        self.assertLessEqual(len(again), 48 - kept + 2, "only the unrecorded items ran again (one in flight per shard)")
+        self.assertEqual(self.recorded_items(), 48)
+        runs = collections.Counter(it for it, _ in self.ledger())
+        self.assertEqual(sorted(runs), items)
+        self.assertTrue(all(n >= 2 for n in runs.values()), "every item ran again after the edit: %s" % runs)
+
+    def test_a_map_shard_lost_with_its_host_keeps_the_items_harvested_from_it(self):
+        for h in self.lab.hosts.values():
+            if os.path.exists(os.path.join(h.home, "ledger.txt")):
+                os.remove(os.path.join(h.home, "ledger.txt"))
+        for i in range(30):
+            self.ws.write("in/i%02d.txt" % i, "text of i%02d\n" % i)
+        self.ws.write("work.sh", self.MAP_WORKER)
+        self.ws.write("kiln.lua", """
+local items = {}
+for i = 0, 29 do items[#items + 1] = string.format("i%02d", i) end
+map { name = "cap", items = items, shards = 2, hosts = {"v800", "v801"}, env = { SLEEP = "0.4" },
+      inputs = {"work.sh"}, input = "in/{item}.txt", output = "out/{item}.txt", run = "sh work.sh {items}" }
+""")
+        p = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua")
+        # past the first harvest (3 s into the shard), v801 goes away
+        self.assertTrue(wait_for(lambda: sum(h == "v801" for _, h in self.ledger()) >= 10, timeout=60))
+        self.lab.hosts["v801"].stop()
+        out, err = p.communicate(timeout=120)
+        self.assertEqual(p.returncode, 0, out + err)
+        self.assertIn("lost with host v801", out)
+        ran = self.ledger()
+        on_v801 = [it for it, h in ran if h == "v801"]
+        redone = [it for it, h in ran if h == "v800" and it in on_v801]
+        self.assertEqual(sorted(set(it for it, _ in ran)), ["i%02d" % i for i in range(30)])
+        self.assertGreaterEqual(len(on_v801) - len(redone), 3, "items harvested before the loss stay done: %s" % ran)
+        for i in range(30):
+            self.assertEqual(self.ws.read("out/i%02d.txt" % i), "TEXT OF I%02d\n" % i)
 
     def test_hosts_file_is_named_from_where_kiln_started(self):
         self.ws.write("kiln.lua", 'task { name = "c/a", outputs = {"a.txt"}, run = "echo a > {out}" }\n')

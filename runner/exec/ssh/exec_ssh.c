@@ -186,6 +186,14 @@ void ssh_release_remote(SshExec *se, Remote *rm)
 			se->active[i] = se->active[--se->nactive];
 			break;
 		}
+	if (rm->harvest_pid > 0) { /* the attempt's end brought every output: the harvest is moot */
+		os_signal(-rm->harvest_pid, SIGKILL);
+		push_helper(se, rm->harvest_pid);
+		char *dir = xasprintf("%s/%s.harvest", se->cfg.state_dir, rm->id);
+		remove_tree(dir);
+		free(dir);
+	}
+	free(rm->map_outputs);
 	free(rm->err_path);
 	free(rm->report);
 	if (rm->phase == PH_PLACE)
@@ -204,9 +212,9 @@ int ssh_spawn_follow(Remote *rm, const char *start_part)
 	ssh_job_set_dir(&b, rm->host, rm->id);
 	if (start_part) {
 		buf_puts(&b, start_part);
-		ssh_job_report_end(&b, job->task);
+		ssh_job_report_end(&b, job->task, rm->map_outputs);
 	} else {
-		ssh_job_follow_script(&b, job->task);
+		ssh_job_follow_script(&b, job->task, rm->map_outputs);
 	}
 	int out = open(job->log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0666);
 	int err = open(rm->err_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
@@ -255,6 +263,8 @@ static int reattach(SshExec *se, Job *job)
 			gpu_lease_ids(h->gpus, job->lease.gpus, job->lease.ngpus);
 		take_room(h, rm, t);
 		ssh_job_truncate_to_header(job->log_path);
+		if (task_is_runner(t))
+			ssh_map_reattached(se, rm);
 		push_remote(se, rm);
 		if (ssh_spawn_follow(rm, NULL) != 0) {
 			ssh_release_remote(se, rm);
@@ -273,7 +283,7 @@ static int start_remote(SshExec *se, Remote *rm)
 	rm->phase = PH_RUN;
 	Buf start = {0};
 	place_listing_script(&start, &rm->placement);
-	char *script = ssh_job_start_script(job, rm->id, rm->host->spec->prelude);
+	char *script = ssh_job_start_script(job, rm->id, rm->host->spec->prelude, rm->map_outputs);
 	buf_puts(&start, script);
 	free(script);
 	int rc = ssh_spawn_follow(rm, buf_str(&start));
@@ -378,7 +388,8 @@ static int ssh_start(Executor *ex, Job *job)
 		dprintf(fd, "# kiln: on host %s (%s:%s)\n", h->spec->name, h->spec->address, h->home_workdir);
 	}
 	Buf err = {0};
-	int placed = place_prepare(se->cfg.cache, h, t, find_host, se, &rm->placement, &err);
+	int placed = task_is_runner(t) ? ssh_map_place(se, rm, find_host, &err)
+				       : place_prepare(se->cfg.cache, h, t, find_host, se, &rm->placement, &err);
 	if (fd >= 0)
 		close(fd);
 	if (placed != 0) {
@@ -422,6 +433,10 @@ static int ssh_reap(Executor *ex, Job **out, int max)
 			se->helpers[i--] = se->helpers[--se->nhelpers];
 	for (int i = 0; i < se->nactive; i++) {
 		Remote *rm = se->active[i];
+		if (rm->harvest_pid > 0 && os_children_take(rm->harvest_pid, &status))
+			ssh_map_harvest_ended(se, rm, status);
+		if (rm->map_outputs)
+			ssh_map_harvest(se, rm);
 		if (rm->pid <= 0 || !os_children_take(rm->pid, &status))
 			continue;
 		rm->pid = 0;
@@ -477,6 +492,9 @@ static int ssh_poll_ms(Executor *ex)
 	SshExec *se = ex->impl;
 	if (se->nended)
 		return 0;
+	for (int i = 0; i < se->nactive; i++)
+		if (se->active[i]->map_outputs) /* a shard's harvests are due every few seconds */
+			return 1000;
 	return se->waiting ? 1000 : -1;
 }
 
@@ -501,6 +519,18 @@ static void ssh_adopt(Executor *ex, const OpenAttempt *a)
 {
 	SshExec *se = ex->impl;
 	exec_adopted_add(&se->adopted, &se->nadopted, a);
+}
+
+/* A map shard's runner left running is followed in its own list's order (the scheduler
+ * reads the list it wrote); other tasks need nothing of the scheduler to re-attach. */
+static int ssh_adoptable(Executor *ex, const Task *t, const char *key_hex, Lease *held)
+{
+	SshExec *se = ex->impl;
+	held->ngpus = 0; /* a host's devices are this executor's, not this machine's */
+	for (int i = 0; task_is_runner(t) && i < se->nadopted; i++)
+		if (!se->adopted[i].used && !strcmp(se->adopted[i].task, t->name) && !strcmp(se->adopted[i].key, key_hex))
+			return 1;
+	return 0;
 }
 
 /* The status line's part, per host it has reached: "v800 3/4 GPUs, 12 done", "v802 down". */
@@ -560,6 +590,7 @@ static void ssh_destroy(Executor *ex)
 	free(se->hosts);
 	exec_adopted_free(se->adopted, se->nadopted);
 	for (int i = 0; i < se->nactive; i++) {
+		free(se->active[i]->map_outputs);
 		free(se->active[i]->err_path);
 		free(se->active[i]->report);
 		place_free(&se->active[i]->placement);
@@ -614,6 +645,7 @@ Executor *exec_ssh_new(const ExecSetup *cfg, Buf *err)
 		.has_room = ssh_has_room,
 		.detach = ssh_detach,
 		.adopt = ssh_adopt,
+		.adoptable = ssh_adoptable,
 		.describe = ssh_describe,
 		.summarize = ssh_summarize,
 		.destroy = ssh_destroy,

@@ -14,9 +14,7 @@
 #include "ssh_internal.h"
 #include "ssh_job.h"
 
-/* Starts unpacking the outputs' tar that follows the log's logbytes bytes in the local log
- * (rm->unpack_at); 0 when it cannot start. */
-static int unpack_outputs(Remote *rm)
+int ssh_unpack_tar(Remote *rm, const char *dir)
 {
 	int fd = open(rm->job->log_path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0 || lseek(fd, (off_t)rm->unpack_at, SEEK_SET) < 0) {
@@ -24,7 +22,7 @@ static int unpack_outputs(Remote *rm)
 			close(fd);
 		return 0;
 	}
-	char *argv[] = {"tar", "xf", "-", "--no-same-owner", NULL};
+	char *argv[] = {"tar", "xf", "-", "--no-same-owner", dir ? "-C" : NULL, (char *)dir, NULL};
 	int err = open(rm->err_path, O_WRONLY | O_APPEND | O_CLOEXEC); /* its complaints, for the log */
 	OsSpawn spawn = {.argv = argv, .in_fd = fd, .out_fd = -1, .err_fd = err, .new_group = 1};
 	pid_t pid;
@@ -72,16 +70,30 @@ void ssh_follow_ended(SshExec *se, Remote *rm, int status)
 	long long logbytes = 0;
 	char why[200], reason[256];
 	free(rm->report);
-	int kind = ssh_job_outcome(rm->err_path, rm->job->task, &rm->report, &code, &logbytes, why, sizeof why);
+	int kind = ssh_job_outcome(rm->err_path, rm->job->task, rm->map_outputs != NULL, &rm->report, &code, &logbytes,
+				   why, sizeof why);
 	SshHost *h = rm->host;
 	if (kind == 1 || kind == 2) /* the copies' listings came first: they are there, whatever the job did */
 		place_record(se->cfg.cache, h, &rm->placement, rm->report);
+	if ((kind == 1 || kind == 2) && rm->map_outputs) { /* a shard: what it made comes, however it ended */
+		if (kind == 1)
+			ssh_host_ok(h);
+		rm->unpack_at = rm->log_prefix + logbytes;
+		if (ssh_map_fetch(se, rm, kind, code)) {
+			rm->phase = PH_FETCH;
+			return;
+		}
+		if (truncate(rm->job->log_path, (off_t)rm->unpack_at) != 0)
+			warn("cannot truncate %s", rm->job->log_path);
+		ssh_finished(se, rm, JOB_EXITED, code ? code : 1, "cannot start tar to unpack its items' outputs");
+		return;
+	}
 	if (kind == 1) {
 		ssh_host_ok(h);
 		rm->unpack_at = rm->log_prefix + logbytes; /* where the log ends and the tar begins */
 		int no_tar = 0; /* the job's own exit 1 is its own, not tar's */
 		if (code == 0 && ssh_job_fetches(rm->job->task)) {
-			if (unpack_outputs(rm)) {
+			if (ssh_unpack_tar(rm, NULL)) {
 				rm->phase = PH_FETCH;
 				return;
 			}
@@ -124,6 +136,10 @@ void ssh_follow_ended(SshExec *se, Remote *rm, int status)
 /* The outputs' tar was unpacked (or not): the log loses the tar, the attempt ends. */
 void ssh_unpack_ended(SshExec *se, Remote *rm, int status)
 {
+	if (rm->map_outputs) {
+		ssh_map_fetch_ended(se, rm, status);
+		return;
+	}
 	int rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 	if (truncate(rm->job->log_path, (off_t)rm->unpack_at) != 0)
 		warn("cannot truncate %s", rm->job->log_path);

@@ -120,6 +120,23 @@ static char *wrap_remote(const char *script)
 	return b.data;
 }
 
+char *ssh_spawn_text(const SshHost *h, const char *script)
+{
+	char **argv = ssh_argv(h, NULL), *wrapped = wrap_remote(script);
+	Buf b = {0};
+	for (int i = 0; argv[i + 1]; i++) { /* the address last, then the script */
+		buf_shell_quote(&b, argv[i]);
+		buf_putc(&b, ' ');
+	}
+	buf_puts(&b, "-- ");
+	buf_shell_quote(&b, h->spec->address);
+	buf_putc(&b, ' ');
+	buf_shell_quote(&b, wrapped);
+	free(argv);
+	free(wrapped);
+	return b.data;
+}
+
 pid_t ssh_spawn_local(char *const argv[], int out_fd, int err_fd)
 {
 	pid_t pid;

@@ -69,6 +69,8 @@ typedef struct SshHost {
 char **ssh_argv(const SshHost *h, const char *remote);
 /* The ssh command line as one shell-quoted string, for rsync's -e. malloc'd. */
 char *ssh_command_text(const SshHost *h);
+/* The shell command line that runs script there under sh (for a pipeline run here). malloc'd. */
+char *ssh_spawn_text(const SshHost *h, const char *script);
 
 /* Runs remote there and waits: its stdout into out (when given), stderr into err. Returns
  * its exit status; 255 or -1: ssh itself failed (the host is unreachable). */

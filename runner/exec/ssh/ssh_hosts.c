@@ -182,8 +182,7 @@ static int hosts_declared(const Graph *g, Buf *err)
 
 static int ssh_refuses(const Task *t, Buf *why)
 {
-	const char *what = t->shard		? "belongs to a map{}, which runs on this machine only"
-			   : launch_wraps(t)	? "has ranks, which this kiln starts here and on Slurm, not yet on ssh hosts"
+	const char *what = launch_wraps(t)	? "has ranks, which this kiln starts here and on Slurm, not yet on ssh hosts"
 			   : exec_runs_kiln(t)	? "runs kiln itself (@kiln), which reads the state here"
 						: NULL;
 	if (what)

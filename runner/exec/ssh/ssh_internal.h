@@ -27,6 +27,12 @@ typedef struct {
 	char *report;        /* the follow command's stderr: its last words */
 	Placement placement; /* what this attempt copied there (recorded once listed there) */
 	int refollows;       /* follows started again after a dropped connection */
+	/* a map shard's runner (ssh_map.c): */
+	char *map_outputs;   /* its items' outputs list (here and there), or NULL: not a runner */
+	int map_kind, map_code; /* how it ended (ssh_job_outcome's kind), while its outputs come */
+	pid_t harvest_pid;   /* the harvest under way, or 0 */
+	int64_t harvest_at_ns; /* the next one */
+	long harvested;      /* its items before this one are here */
 } Remote;
 
 typedef struct {
@@ -64,5 +70,21 @@ void ssh_finished(SshExec *se, Remote *rm, enum JobEnd end, int code, const char
 /* The follow command (status 'status') or the outputs' unpacking ended. */
 void ssh_follow_ended(SshExec *se, Remote *rm, int status);
 void ssh_unpack_ended(SshExec *se, Remote *rm, int status);
+/* Starts unpacking the tar that follows the log in the local log (at rm->unpack_at) into
+ * dir (NULL: the workspace); 0 when it cannot start. */
+int ssh_unpack_tar(Remote *rm, const char *dir);
+
+/* ssh_map.c: a map shard's runner on a host. Its placement (its items' inputs and its two
+ * lists; {items} and KILN_ITEMS pointed there): as place_prepare. */
+int ssh_map_place(SshExec *se, Remote *rm, HostLookup find, Buf *err);
+/* A re-attached runner: its lists are those the earlier kiln wrote. */
+void ssh_map_reattached(SshExec *se, Remote *rm);
+/* It ended (kind and code as ssh_job_outcome's): its outputs' tar is unpacked aside; 0 when
+ * that cannot start. Then fetch_ended moves them in and ends the attempt. */
+int ssh_map_fetch(SshExec *se, Remote *rm, int kind, int code);
+void ssh_map_fetch_ended(SshExec *se, Remote *rm, int status);
+/* While it runs: a harvest of its complete outputs when one is due, and its end. */
+void ssh_map_harvest(SshExec *se, Remote *rm);
+void ssh_map_harvest_ended(SshExec *se, Remote *rm, int status);
 
 #endif

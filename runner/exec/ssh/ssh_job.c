@@ -14,8 +14,15 @@
  * its log's size there), or "KILN-GONE" (it ended without a status: killed). After exit 0
  * come the hashes of the outputs that stay there (ssh_place.c) and, on stdout after the log,
  * a tar of the others, then "KILN-SENT": the stream is whole. */
-void ssh_job_report_end(Buf *b, const Task *t)
+void ssh_job_report_end(Buf *b, const Task *t, const char *map_outputs)
 {
+	if (map_outputs) { /* a map shard: whatever it made comes back, however it ended */
+		buf_puts(b, "if [ -f \"$J/exit\" ]; then read rc < \"$J/exit\"; echo \"KILN-EXIT $rc $(wc -c < \"$J/log\")\" >&2\n"
+			    "else echo \"KILN-GONE $(wc -c < \"$J/log\")\" >&2; fi\n");
+		ssh_job_map_tar(b, map_outputs, 0, 0);
+		buf_puts(b, "echo KILN-SENT >&2\n");
+		return;
+	}
 	buf_puts(b, "if [ -f \"$J/exit\" ]; then read rc < \"$J/exit\"\n"
 		    "[ \"$rc\" = 0 ] && {\n");
 	place_stay_script(b, t);
@@ -35,6 +42,18 @@ void ssh_job_report_end(Buf *b, const Task *t)
 	buf_puts(b, "else echo KILN-GONE >&2; fi\n");
 }
 
+void ssh_job_map_tar(Buf *b, const char *map_outputs, long skip, int complete_only)
+{
+	/* the list holds one output per line in the items' order; complete_only: an output is
+	 * sent only once a later one exists (the shard has moved on from it) */
+	buf_printf(b, "tail -n +%ld ", skip + 1);
+	buf_shell_quote(b, map_outputs);
+	buf_puts(b, " | while IFS= read -r p; do [ -e \"$p\" ] && printf '%s\\n' \"$p\"; done");
+	if (complete_only) /* a harvest while it runs: the last existing output may be half written */
+		buf_puts(b, " | sed '$d'");
+	buf_puts(b, " | tar cf - -T - 2> \"$J/tar.err\"\n");
+}
+
 /* Whether t has outputs that come back here (in the tar after its log). */
 int ssh_job_fetches(const Task *t)
 {
@@ -47,7 +66,7 @@ int ssh_job_fetches(const Task *t)
 /* Following job dir J of a job started by another connection (re-attach, or after a dropped
  * connection): its whole log, until its group leader is gone (tail notices within a second
  * or two), then the same last words. */
-void ssh_job_follow_script(Buf *b, const Task *t)
+void ssh_job_follow_script(Buf *b, const Task *t, const char *map_outputs)
 {
 	/* no pid: claim the job so a start still on its way does nothing (nothing to follow), or
 	 * wait for the pid of the start that claimed it */
@@ -56,7 +75,7 @@ void ssh_job_follow_script(Buf *b, const Task *t)
 		    "  i=$((i + 1)); [ $i -gt 100 ] && { echo KILN-NOJOB >&2; exit 0; }; sleep 0.1\n"
 		    "done\np=$(cat \"$J/pid\")\n"
 		    "tail -c +1 -s 0.1 -f --pid=\"$p\" \"$J/log\"\n");
-	ssh_job_report_end(b, t);
+	ssh_job_report_end(b, t, map_outputs);
 }
 
 void ssh_job_set_dir(Buf *b, const SshHost *h, const char *id)
@@ -70,7 +89,7 @@ void ssh_job_set_dir(Buf *b, const SshHost *h, const char *id)
 }
 
 /* The start part: clears the outputs there, writes the job script, starts it detached. */
-char *ssh_job_start_script(const Job *job, const char *id, const char *prelude)
+char *ssh_job_start_script(const Job *job, const char *id, const char *prelude, const char *map_outputs)
 {
 	const Task *t = job->task;
 	char *exit_path = xasprintf(".kiln/jobs/%s/exit", id);
@@ -106,6 +125,13 @@ char *ssh_job_start_script(const Job *job, const char *id, const char *prelude)
 	if (rm.len)
 		buf_printf(&b, "if %s; then rm -rf --%s; fi\n", buf_str(&test), buf_str(&rm));
 	buf_printf(&b, "mkdir -p -- %s || kiln_cannot\n", buf_str(&dirs));
+	if (map_outputs) { /* a shard's items: stale outputs go, their folders are made */
+		buf_puts(&b, "xargs -r -d '\\n' rm -rf -- < ");
+		buf_shell_quote(&b, map_outputs);
+		buf_puts(&b, " && grep / ");
+		buf_shell_quote(&b, map_outputs);
+		buf_puts(&b, " | sed 's#/[^/]*$##' | sort -u | xargs -r -d '\\n' mkdir -p -- || kiln_cannot\n");
+	}
 	buf_free(&rm);
 	buf_free(&test);
 	buf_free(&dirs);
@@ -166,7 +192,8 @@ void ssh_job_remote_env(Job *job, const char *id)
  * "KILN-EXIT n LOGBYTES" (1: n in code, the log's size there in logbytes; with fetched
  * outputs only once "KILN-SENT" says their stream is whole), "KILN-GONE" (2), "KILN-NOJOB"
  * (3), or 0: the connection failed, ssh's complaint in why. */
-int ssh_job_outcome(const char *err_path, const Task *t, char **text, int *code, long long *logbytes, char *why, size_t n)
+int ssh_job_outcome(const char *err_path, const Task *t, int map, char **text, int *code, long long *logbytes,
+		    char *why, size_t n)
 {
 	size_t len;
 	*text = read_file(err_path, &len);
@@ -176,9 +203,10 @@ int ssh_job_outcome(const char *err_path, const Task *t, char **text, int *code,
 		char *end;
 		*code = (int)strtol(w + 10, &end, 10);
 		*logbytes = strtoll(end, NULL, 10);
-		kind = *code == 0 && ssh_job_fetches(t) && !strstr(w, "KILN-SENT") ? 0 : 1;
-	} else if (*text && strstr(*text, "KILN-GONE")) {
-		kind = 2;
+		kind = (map || (*code == 0 && ssh_job_fetches(t))) && !strstr(w, "KILN-SENT") ? 0 : 1;
+	} else if (*text && (w = strstr(*text, "KILN-GONE"))) {
+		*logbytes = strtoll(w + 9, NULL, 10); /* a map shard's: its tar follows the log */
+		kind = map && !strstr(w, "KILN-SENT") ? 0 : 2;
 	} else if (*text && (strstr(*text, "KILN-NOJOB") || strstr(*text, "KILN-CLAIMED"))) {
 		kind = 3;
 	} else if (*text && strstr(*text, "KILN-START-FAILED")) {
@@ -205,7 +233,7 @@ void ssh_job_complaint(const SshHost *h, const char *what, const char *text, cha
 	const char *line = text;
 	while (line && !strncmp(line, "KILN-", 5)) /* kiln's own markers say nothing to a person */
 		line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL;
-	snprintf(out, n, "%s: %s: %.*s", h->spec->name, what, line && *line ? (int)strcspn(line, "\n") : 16,
+	snprintf(out, n, "%s: %s: %.*s", h->spec->name, what, line && *line ? (int)strcspn(line, "\r\n") : 16,
 		 line && *line ? line : "the host said why");
 }
 

@@ -199,20 +199,10 @@ static void relay_command(Buf *cmd, SshHost *src, SshHost *h, const char *path)
 	buf_puts(&unpack, " && rm -rf -- ");
 	buf_shell_quote(&unpack, path);
 	buf_puts(&unpack, " && tar xf -");
-	const SshHost *ends[2] = {src, h};
-	Buf *scripts[2] = {&pack, &unpack};
-	for (int i = 0; i < 2; i++) {
-		char *ssh = ssh_command_text(ends[i]);
-		Buf remote = {0};
-		buf_puts(&remote, "exec /bin/sh -c ");
-		buf_shell_quote(&remote, buf_str(scripts[i]));
-		buf_printf(cmd, "%s%s -- ", i ? " | " : "", ssh);
-		buf_shell_quote(cmd, ends[i]->spec->address);
-		buf_putc(cmd, ' ');
-		buf_shell_quote(cmd, buf_str(&remote));
-		buf_free(&remote);
-		free(ssh);
-	}
+	char *from = ssh_spawn_text(src, buf_str(&pack)), *to = ssh_spawn_text(h, buf_str(&unpack));
+	buf_printf(cmd, "%s | %s", from, to);
+	free(from);
+	free(to);
 	buf_free(&pack);
 	buf_free(&unpack);
 }
@@ -292,6 +282,12 @@ static void guarded(Buf *b, const char *what)
 
 int place_prepare(Cache *c, SshHost *h, const Task *t, HostLookup find, void *ctx, Placement *pl, Buf *err)
 {
+	return place_prepare_paths(c, h, (const char *const *)t->inputs, t->ninputs, NULL, 0, find, ctx, pl, err);
+}
+
+int place_prepare_paths(Cache *c, SshHost *h, const char *const *inputs, int count, const char *const *extra,
+			int nextra, HostLookup find, void *ctx, Placement *pl, Buf *err)
+{
 	memset(pl, 0, sizeof *pl);
 	/* kiln's tools go to every host once per run, before anything else: a command may name
 	 * kiln-kernels in any word (env, nice, timeout, sh -c, srun) or from its own scripts */
@@ -301,20 +297,20 @@ int place_prepare(Cache *c, SshHost *h, const Task *t, HostLookup find, void *ct
 			return rsync_unreachable(rc) ? (ssh_host_failed(h, buf_str(err)), 1) : -1;
 	}
 	int ninputs = 0;
-	for (int i = 0; i < t->ninputs; i++)
-		ninputs += placeable(t->inputs[i]);
-	if (!ninputs)
+	for (int i = 0; i < count; i++)
+		ninputs += placeable(inputs[i]);
+	if (!ninputs && !nextra)
 		return 0;
-	if (read_listing(c, h, err))
+	if (ninputs && read_listing(c, h, err))
 		return 1;
-	pl->paths = xmalloc((size_t)ninputs * sizeof *pl->paths);
-	pl->hashes = xmalloc((size_t)ninputs * sizeof *pl->hashes);
-	pl->origins = xcalloc((size_t)ninputs, sizeof *pl->origins);
-	char **from_here = xmalloc((size_t)ninputs * sizeof *from_here);
+	pl->paths = xmalloc(((size_t)ninputs + 1) * sizeof *pl->paths);
+	pl->hashes = xmalloc(((size_t)ninputs + 1) * sizeof *pl->hashes);
+	pl->origins = xcalloc((size_t)ninputs + 1, sizeof *pl->origins);
+	char **from_here = xmalloc(((size_t)ninputs + (size_t)nextra + 1) * sizeof *from_here);
 	int nhere = 0, rc = 0;
 	Buf relays = {0};
-	for (int i = 0; i < t->ninputs && rc == 0; i++) {
-		const char *p = t->inputs[i];
+	for (int i = 0; i < count && rc == 0; i++) {
+		const char *p = inputs[i];
 		char hash[33], origin[64];
 		if (!placeable(p) || cache_content_hash(c, p, hash) != 0 || holds(c, h, p, hash))
 			continue;
@@ -341,7 +337,9 @@ int place_prepare(Cache *c, SshHost *h, const Task *t, HostLookup find, void *ct
 		memcpy(pl->hashes[pl->n], hash, 33);
 		pl->paths[pl->n++] = (char *)p;
 	}
-	if (rc == 0 && pl->n) {
+	for (int i = 0; i < nextra; i++) /* copied, never recorded: this attempt's own files */
+		from_here[nhere++] = (char *)extra[i];
+	if (rc == 0 && nhere + pl->n) {
 		/* bash for pipefail: a relay fails when either end does */
 		buf_puts(&pl->script, "set -o pipefail\n");
 		if (nhere) { /* -R keeps each path's place in the workspace; --delete mends an edited directory */

@@ -32,6 +32,10 @@ typedef struct {
  * when a host could not be reached (its failure is counted); -1 when it cannot be placed
  * (why in err). */
 int place_prepare(Cache *c, SshHost *h, const Task *t, HostLookup find, void *ctx, Placement *pl, Buf *err);
+/* The same for a list of inputs (a map shard's items'), and extra workspace files copied
+ * with them but never recorded (the shard's item and output lists). */
+int place_prepare_paths(Cache *c, SshHost *h, const char *const *inputs, int count, const char *const *extra,
+			int nextra, HostLookup find, void *ctx, Placement *pl, Buf *err);
 /* Whether the copy script's report says a host was out of reach (not a file's fault). */
 int place_failed_unreachable(const char *report);
 /* The remote script part, run there before the job, that reports each placed path's listing
