@@ -47,6 +47,8 @@ typedef struct Job {
 	int ports[16];        /* reserved TCP ports: {port}, {port1}, ... */
 	int nports;
 	char **env;           /* extra "K=V" entries kiln sets, NULL-terminated, owned */
+	char rdzv_host[64];   /* torchrun's rendezvous ({rdzv}) when not here (ssh: the first node), or "" */
+	int rdzv_port;        /* and its port, when not the last one reserved here, or 0 */
 	char *items_path;     /* a map shard's item list ({items}, KILN_ITEMS), owned, or NULL */
 	Task **items;         /* and its items in that list's order (owned array): an executor
 				 whose hosts lack this file system copies their inputs and outputs */
@@ -196,7 +198,7 @@ int exec_local_take_over(Executor *local, struct Cache *c, struct GpuPool *gpus)
  * metrics in db_path, writing each attempt's log like any task. */
 Executor *exec_plot_new(const char *db_path);
 /* The refusal every executor that places a job on one machine shares: a task spread over
- * several nodes (ranks or torchrun with nnodes > 1) needs Slurm. */
+ * several nodes (ranks or torchrun with nnodes > 1) needs Slurm (torchrun: or ssh hosts). */
 int exec_refuses_nodes(const Task *t, Buf *why);
 /* The child's GPU environment, the same under every executor: CUDA_VISIBLE_DEVICES from
  * the lease (and CUDA_DEVICE_ORDER=PCI_BUS_ID: NVML and nvidia-smi count in PCI order),

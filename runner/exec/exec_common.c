@@ -55,7 +55,8 @@ int exec_refuses_nodes(const Task *t, Buf *why)
 				"--executor slurm (or executor = \"slurm\"), or drop nnodes", t->opts->rank_nodes);
 	else if (t->opts->torchrun && t->opts->torchrun->nnodes > 1)
 		buf_printf(why, "asks torchrun for %d nodes, but it runs on this machine only: run it with "
-				"--executor slurm (or executor = \"slurm\"), or set nnodes = 1", t->opts->torchrun->nnodes);
+				"--executor slurm or ssh (or executor = \"slurm\" / hosts = {...}), or set nnodes = 1",
+			   t->opts->torchrun->nnodes);
 	return why->len > 0;
 }
 
@@ -200,7 +201,8 @@ char *exec_expand_attempt(const char *s, const Job *job)
 			continue;
 		}
 		if (!strncmp(p, "{rdzv}", 6) && job->nports > 0) { /* torchrun's rendezvous: the last port */
-			buf_printf(&b, "127.0.0.1:%d", job->ports[job->nports - 1]);
+			buf_printf(&b, "%s:%d", job->rdzv_host[0] ? job->rdzv_host : "127.0.0.1",
+				   job->rdzv_port ? job->rdzv_port : job->ports[job->nports - 1]);
 			p += 6;
 			continue;
 		}

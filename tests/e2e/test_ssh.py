@@ -500,6 +500,70 @@ map { name = "cap", items = items, shards = 2, hosts = {"v800", "v801"}, env = {
         for i in range(30):
             self.assertEqual(self.ws.read("out/i%02d.txt" % i), "TEXT OF I%02d\n" % i)
 
+    TWO_NODES = ('task { name = "tr/nodes", hosts = {"v800", "v801"}, inputs = {"worker.py"}, outputs = {"o.txt"}, '
+                 'cpus = 1, torchrun = { nnodes = 2, nproc = 1 }, run = { "%s", "worker.py" } }\n' % PYTHON)
+
+    @unittest.skipIf(NO_TORCH, NO_TORCH or "")
+    def test_torchrun_over_two_hosts_all_reduces_and_stops_together(self):
+        # one launcher per host, the rendezvous on the first; rank 0's host brings o.txt back
+        self.ws.write("worker.py", "import os, sys, torch, torch.distributed as dist\n"
+                      "dist.init_process_group('gloo')\n"
+                      "t = torch.ones(1) * (dist.get_rank() + 1)\n"
+                      "dist.all_reduce(t)\n"
+                      "hosts = [None] * dist.get_world_size()\n"
+                      "dist.all_gather_object(hosts, os.environ['KILN_HOST'] + '/' + os.environ['KILN_NODE_RANK'])\n"
+                      "print('rank', dist.get_rank(), 'on', os.environ['KILN_HOST'], flush=True)\n"
+                      "if dist.get_rank() == 0: open('o.txt', 'w').write('%d %d %s' % (dist.get_world_size(), int(t.item()), ' '.join(sorted(hosts))))\n")
+        self.ws.write("kiln.lua", self.TWO_NODES)
+        r = self.kiln(timeout=300)
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(self.ws.read("o.txt"), "2 3 v800/0 v801/1", "two ranks on two hosts all-reduced 1 + 2")
+        log = self.ws.read(".kiln/logs/tr/nodes@1.log")
+        self.assertIn("node 1 on host v801", log)
+        self.assertIn("rank 1 on v801", log, "the second node's stream joins the log")
+        self.assertIn("the nodes meet at ", log)
+        # the second node's launcher dies (its whole group killed): the job fails at once and
+        # the first node, whose rank would wait on, is stopped with it
+        self.ws.write("worker.py", "import os, signal, time, torch.distributed as dist\n"
+                      "dist.init_process_group('gloo')\n"
+                      "if os.environ['KILN_NODE_RANK'] == '1': time.sleep(1); os.killpg(0, signal.SIGKILL)\n"
+                      "time.sleep(120)  # kiln-ssh-test-nodes\n")
+        started = time.time()
+        r = self.kiln(timeout=300)
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("node 1 (v801)", r.out)
+        self.assertLess(time.time() - started, 60, "the job ended with its node, not with the rank left waiting")
+        self.assertTrue(wait_for(lambda: not processes_matching("kiln-ssh-test-nodes"), timeout=30),
+                        "the first node was stopped with the second")
+        # a job that spans more hosts than it may use fails at once, in words
+        self.ws.write("kiln.lua", self.TWO_NODES.replace('hosts = {"v800", "v801"}', 'host = "v802"'))
+        r = self.kiln(timeout=120)
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("spans 2 nodes", r.out)
+        self.assertIn("[unschedulable]", r.out)
+
+    @unittest.skipIf(NO_TORCH, NO_TORCH or "")
+    def test_torchrun_over_two_hosts_is_reattached_after_kill_9(self):
+        self.ws.write("worker.py", "import os, time, torch, torch.distributed as dist\n"
+                      "dist.init_process_group('gloo')\n"
+                      "open(os.path.join(os.environ['HOME'], 'trace.txt'), 'a').write('start node%s\\n' % os.environ['KILN_NODE_RANK'])\n"
+                      "time.sleep(4)\n"
+                      "t = torch.ones(1)\n"
+                      "dist.all_reduce(t)\n"
+                      "if dist.get_rank() == 0: open('o.txt', 'w').write('%d' % int(t.item()))\n")
+        self.ws.write("kiln.lua", self.TWO_NODES)
+        p = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua")
+        self.assertTrue(wait_for(lambda: len(self.starts()) == 2, timeout=60), "both nodes' ranks started")
+        p.kill()
+        p.communicate()
+        r = self.kiln(timeout=300)
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(len(re.findall(r"attached to ssh job", r.out)), 1, r)
+        self.assertEqual(sorted(self.starts()), [("v800", "node0"), ("v801", "node1")], "no node started twice")
+        self.assertEqual(self.ws.read("o.txt"), "2")
+        log = self.ws.read(".kiln/logs/tr/nodes@1.log")
+        self.assertIn("node 1's log", log)
+
     def test_hosts_file_is_named_from_where_kiln_started(self):
         self.ws.write("kiln.lua", 'task { name = "c/a", outputs = {"a.txt"}, run = "echo a > {out}" }\n')
         os.makedirs(self.ws.path("sub"))

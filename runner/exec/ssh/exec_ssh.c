@@ -12,7 +12,9 @@
  * meanwhile re-attaches to the job on its next run (the same key) instead of starting it
  * again. A connection that fails while the
  * host still answers is followed again; otherwise the job is lost with its host: it runs
- * again elsewhere and the host is down for a while (ssh_host.c). */
+ * again elsewhere and the host is down for a while (ssh_host.c). A map{} shard (ssh_map.c)
+ * and a job spanning several hosts (ssh_gang.c: one attempt per node, ended together) are
+ * attempts of the same kind; jobs an earlier kiln left are re-attached by ssh_attach.c. */
 #define _GNU_SOURCE
 #include "../exec.h"
 
@@ -55,54 +57,43 @@ static SshHost *host_named(SshExec *se, const char *name, size_t len)
 	return NULL;
 }
 
-static SshHost *find_host(void *ctx, const char *name) { return host_named(ctx, name, strlen(name)); }
+SshHost *ssh_find_host(void *ctx, const char *name) { return host_named(ctx, name, strlen(name)); }
 
 static void release_held(SshExec *se)
 {
-	if (se->held && se->held_ngpus && se->held_host->gpus)
-		gpu_release(se->held_host->gpus, se->held_gpus, se->held_ngpus);
+	for (int k = 0; se->held && k < se->nheld; k++)
+		if (se->held->gpus && se->held_hosts[k]->gpus)
+			gpu_release(se->held_hosts[k]->gpus, se->held_gpus[k], se->held->gpus);
 	se->held = NULL;
-	se->held_host = NULL;
-	se->held_ngpus = 0;
+	se->nheld = 0;
 }
 
-/* Jobs a kiln killed before recording them (so nobody re-attaches to them) must not run on
- * beside a new attempt writing the same outputs there: on a host's first contact in a run,
- * every live job in its workdir that no open attempt names is stopped. (A workdir belongs to
- * one workspace, and the workspace lock keeps a second kiln out of it.) */
-static void sweep_orphans(SshExec *se, SshHost *h)
+/* Leases a host for each of t's nodes (distinct hosts, the best first) into se->held*: 1
+ * when all are there; counts the allowed hosts that answer and those with enough GPUs. */
+static int choose_hosts(SshExec *se, const Task *t, int *reachable, int *big_enough)
 {
-	h->swept = 1;
-	Buf b = {0}, out = {0};
-	ssh_job_set_dir(&b, h, "none");
-	/* a job dir without its pid yet is claimed (its start, late after a kill -9, then starts
-	 * nothing), or its start won the claim and the pid comes within moments */
-	buf_puts(&b, "for d in .kiln/jobs/*/; do [ -d \"$d\" ] && [ ! -f \"$d/exit\" ] || continue; "
-		     "[ -f \"$d/pid\" ] || mkdir \"$d/claim\" 2>/dev/null && [ ! -f \"$d/pid\" ] && continue; "
-		     "i=0; while [ ! -f \"$d/pid\" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done; "
-		     "p=$(cat \"$d/pid\" 2>/dev/null) && kill -0 -\"$p\" 2>/dev/null && basename \"$d\"; done; true");
-	ssh_run(h, buf_str(&b), &out, NULL);
-	buf_reset(&b);
-	ssh_job_set_dir(&b, h, "none");
-	int n = 0;
-	for (char *save = NULL, *id = strtok_r(out.data ? out.data : (char[]){0}, "\n", &save); id;
-	     id = strtok_r(NULL, "\n", &save)) {
-		int known = 0;
-		for (int i = 0; i < se->nadopted && !known; i++)
-			known = !strcmp(se->adopted[i].lease.host, h->spec->name) && !strcmp(se->adopted[i].job_id, id);
-		if (known || strpbrk(id, "'\"$`\\ "))
-			continue;
-		buf_printf(&b, "kill -KILL -$(cat .kiln/jobs/%s/pid) 2>/dev/null; ", id);
-		n++;
+	int n = ssh_nodes(t), ok = 1;
+	se->nheld = 0;
+	for (int k = 0; k < n && ok; k++) {
+		int r = 0, b = 0;
+		SshHost *h = place_choose(se->cfg.cache, se->hosts, se->nhosts, t, se->cfg.busy_mem, se->cfg.busy_util, &r, &b);
+		if (k == 0)
+			*reachable = r, *big_enough = b;
+		ok = h && place_fits(h, t, se->held_gpus[k]);
+		if (ok) {
+			h->chosen = 1; /* one node per host */
+			se->held_hosts[se->nheld++] = h;
+		}
 	}
-	if (n) {
-		buf_puts(&b, "true");
-		ssh_run(h, buf_str(&b), NULL, NULL);
-		fprintf(stderr, "kiln: stopped %d job%s on %s that a killed kiln had started without recording them\n", n,
-			n == 1 ? "" : "s", h->spec->name);
+	for (int k = 0; k < se->nheld; k++)
+		se->held_hosts[k]->chosen = 0;
+	if (!ok) {
+		for (int k = 0; k < se->nheld; k++)
+			if (t->gpus && se->held_hosts[k]->gpus)
+				gpu_release(se->held_hosts[k]->gpus, se->held_gpus[k], t->gpus);
+		se->nheld = 0;
 	}
-	buf_free(&b);
-	buf_free(&out);
+	return ok;
 }
 
 static int ssh_has_room(Executor *ex, const Task *t)
@@ -111,23 +102,26 @@ static int ssh_has_room(Executor *ex, const Task *t)
 	if (se->held == t)
 		return 1;
 	release_held(se);
-	int reachable = 0, big_enough = 0;
-	SshHost *best = place_choose(se->cfg.cache, se->hosts, se->nhosts, t, se->cfg.busy_mem, se->cfg.busy_util,
-				     &reachable, &big_enough);
+	int reachable = 0, big_enough = 0, nodes = ssh_nodes(t), allowed = 0;
+	for (int i = 0; nodes > 1 && i < se->nhosts; i++)
+		allowed += ssh_host_allows(&se->hosts[i], t);
+	if (nodes > 1 && allowed < nodes) { /* never: start() fails it */
+		se->held = t;
+		return 1;
+	}
+	int got = choose_hosts(se, t, &reachable, &big_enough);
 	for (int i = 0; i < se->nhosts; i++)
 		if (se->hosts[i].connected && !se->hosts[i].swept)
-			sweep_orphans(se, &se->hosts[i]);
+			ssh_sweep_orphans(se, &se->hosts[i]);
 	se->waiting = 0;
-	if (best && place_fits(best, t, se->held_gpus)) {
+	if (got) {
 		se->held = t;
-		se->held_host = best;
-		se->held_ngpus = t->gpus;
 		se->all_down_since_ns = 0;
 		return 1;
 	}
-	if (reachable) {
+	if (reachable >= nodes) {
 		se->all_down_since_ns = 0;
-		if (!big_enough) { /* no host of its own could ever take it: start() fails it */
+		if (big_enough < nodes) { /* not enough hosts of its own could ever take it: start() fails it */
 			se->held = t;
 			return 1;
 		}
@@ -139,7 +133,7 @@ static int ssh_has_room(Executor *ex, const Task *t)
 		se->all_down_since_ns = now;
 	/* every allowed host down this long (--host-wait): the task fails as host-down */
 	if (now - se->all_down_since_ns > (int64_t)(se->cfg.host_wait_sec * 1e9)) {
-		se->held = t; /* start() fails it: no host of its own answers */
+		se->held = t; /* start() fails it: no host of its own answers (or too few for its nodes) */
 		return 1;
 	}
 	se->waiting = 1; /* poll: a host's back-off ends */
@@ -172,6 +166,19 @@ static void take_room(SshHost *h, Remote *rm, const Task *t)
 	h->running++;
 }
 
+Remote *ssh_new_remote(SshExec *se, Job *job, SshHost *h, int node)
+{
+	Remote *rm = xcalloc(1, sizeof *rm);
+	rm->job = job;
+	rm->host = h;
+	rm->node = node;
+	rm->lease = node ? &rm->own_lease : &job->lease;
+	snprintf(rm->lease->host, sizeof rm->lease->host, "%s", h->spec->name);
+	take_room(h, rm, job->task);
+	push_remote(se, rm);
+	return rm;
+}
+
 void ssh_release_remote(SshExec *se, Remote *rm)
 {
 	SshHost *h = rm->host;
@@ -179,8 +186,8 @@ void ssh_release_remote(SshExec *se, Remote *rm)
 	h->free_cpus += rm->cpus;
 	h->free_mem += rm->mem;
 	h->running--;
-	if (rm->job->lease.ngpus && h->gpus)
-		gpu_release(h->gpus, rm->job->lease.gpus, rm->job->lease.ngpus);
+	if (rm->lease->ngpus && h->gpus)
+		gpu_release(h->gpus, rm->lease->gpus, rm->lease->ngpus);
 	for (int i = 0; i < se->nactive; i++)
 		if (se->active[i] == rm) {
 			se->active[i] = se->active[--se->nactive];
@@ -194,6 +201,7 @@ void ssh_release_remote(SshExec *se, Remote *rm)
 		free(dir);
 	}
 	free(rm->map_outputs);
+	free(rm->node_log);
 	free(rm->err_path);
 	free(rm->report);
 	if (rm->phase == PH_PLACE)
@@ -212,11 +220,11 @@ int ssh_spawn_follow(Remote *rm, const char *start_part)
 	ssh_job_set_dir(&b, rm->host, rm->id);
 	if (start_part) {
 		buf_puts(&b, start_part);
-		ssh_job_report_end(&b, job->task, rm->map_outputs);
+		ssh_job_report_end(&b, job->task, ssh_report_of(rm), rm->map_outputs);
 	} else {
-		ssh_job_follow_script(&b, job->task, rm->map_outputs);
+		ssh_job_follow_script(&b, job->task, ssh_report_of(rm), rm->map_outputs);
 	}
-	int out = open(job->log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0666);
+	int out = open(ssh_stream_path(rm), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0666);
 	int err = open(rm->err_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
 	struct stat st;
 	if (out >= 0 && fstat(out, &st) == 0)
@@ -230,57 +238,13 @@ int ssh_spawn_follow(Remote *rm, const char *start_part)
 	return rm->pid > 0 ? 0 : -1;
 }
 
-static int reattach(SshExec *se, Job *job)
-{
-	const Task *t = job->task;
-	for (int i = 0; i < se->nadopted; i++) {
-		AdoptedJob *a = &se->adopted[i];
-		if (a->used || strcmp(a->task, t->name))
-			continue;
-		a->used = 1;
-		SshHost *h = host_named(se, a->lease.host, strlen(a->lease.host));
-		Buf err = {0};
-		int up = h && ssh_host_connect(h, se->cfg.busy_mem, se->cfg.busy_util, &err) == 0;
-		buf_free(&err);
-		if (!up || !a->job_id[0] || strpbrk(a->job_id, "'\"$`\\ /"))
-			return 0; /* its host is gone from hosts{} or down: it starts afresh */
-		if (strcmp(a->key, job->key)) { /* its recipe changed: that job is stale there */
-			Buf kill = {0};
-			buf_puts(&kill, "cd ");
-			buf_shell_quote(&kill, h->home_workdir);
-			buf_printf(&kill, " && kill -TERM -$(cat .kiln/jobs/%s/pid) 2>/dev/null; true", a->job_id);
-			ssh_run(h, buf_str(&kill), NULL, NULL);
-			buf_free(&kill);
-			return 0;
-		}
-		Remote *rm = xcalloc(1, sizeof *rm);
-		rm->job = job;
-		rm->host = h;
-		snprintf(rm->id, sizeof rm->id, "%s", a->job_id);
-		rm->err_path = xasprintf("%s/%s.err", se->cfg.state_dir, rm->id);
-		exec_attach(job, a); /* its lease: the host and the devices it holds there */
-		if (job->lease.ngpus && h->gpus) /* a device the job holds is not leased to another */
-			gpu_lease_ids(h->gpus, job->lease.gpus, job->lease.ngpus);
-		take_room(h, rm, t);
-		ssh_job_truncate_to_header(job->log_path);
-		if (task_is_runner(t))
-			ssh_map_reattached(se, rm);
-		push_remote(se, rm);
-		if (ssh_spawn_follow(rm, NULL) != 0) {
-			ssh_release_remote(se, rm);
-			ssh_end_job(se, job, JOB_LOST, -1, "cannot run ssh to re-attach");
-		}
-		return 1;
-	}
-	return 0;
-}
-
-
 /* The inputs are there: starts the job (the start command, which lists the copies first). */
 static int start_remote(SshExec *se, Remote *rm)
 {
 	Job *job = rm->job;
 	rm->phase = PH_RUN;
+	if (rm->gang) /* this node's devices, host and rank in the script */
+		ssh_gang_node_env(rm);
 	Buf start = {0};
 	place_listing_script(&start, &rm->placement);
 	char *script = ssh_job_start_script(job, rm->id, rm->host->spec->prelude, rm->map_outputs);
@@ -290,8 +254,7 @@ static int start_remote(SshExec *se, Remote *rm)
 	buf_free(&start);
 	if (rc != 0) {
 		ssh_log_line(job, "kiln: cannot run ssh for host %s\n", rm->host->spec->name);
-		ssh_release_remote(se, rm);
-		ssh_end_job(se, job, JOB_START_FAILED, 127, "cannot run ssh (Debian: openssh-client)");
+		ssh_node_failed(se, rm, JOB_START_FAILED, 127, "cannot run ssh (Debian: openssh-client)");
 		return -1;
 	}
 	return 0;
@@ -302,7 +265,7 @@ static void place_ended(SshExec *se, Remote *rm, int status)
 {
 	place_flight(rm->host, &rm->placement, -1);
 	if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
-		int fd = open(rm->job->log_path, O_WRONLY | O_APPEND | O_CLOEXEC);
+		int fd = open(ssh_stream_path(rm), O_WRONLY | O_APPEND | O_CLOEXEC);
 		place_copied(rm->host, &rm->placement, fd);
 		if (fd >= 0)
 			close(fd);
@@ -325,15 +288,57 @@ static void place_ended(SshExec *se, Remote *rm, int status)
 		 full ? 1 : 127, reason);
 }
 
+/* Copies rm's inputs there (a step of its own when there is anything to copy), then starts
+ * its job; 0, or -1 when it ended at once. */
+static int place_and_start(SshExec *se, Remote *rm)
+{
+	Job *job = rm->job;
+	const Task *t = job->task;
+	SshHost *h = rm->host;
+	if (rm->gang && rm->gang->failed) { /* another node failed before this one started */
+		ssh_node_failed(se, rm, JOB_SIGNALED, -1, "stopped: another node failed");
+		return -1;
+	}
+	Buf err = {0};
+	int placed = task_is_runner(t) ? ssh_map_place(se, rm, ssh_find_host, &err)
+				       : place_prepare(se->cfg.cache, h, t, ssh_find_host, se, &rm->placement, &err);
+	if (placed != 0) {
+		ssh_log_line(job, "kiln: cannot copy the inputs to the host: %s\n", buf_str(&err));
+		char reason[256]; /* whole lines: the first of rsync's or ssh's complaint, a full disk in words */
+		ssh_job_complaint(h, "cannot copy the inputs", buf_str(&err), reason, sizeof reason);
+		int full = strstr(reason, " is full (") != NULL;
+		buf_free(&err);
+		ssh_node_failed(se, rm, placed > 0 ? JOB_LOST : full ? JOB_EXITED : JOB_START_FAILED, full ? 1 : 127, reason);
+		return -1;
+	}
+	buf_free(&err);
+	if (!rm->placement.script.len)
+		return start_remote(se, rm);
+	rm->phase = PH_PLACE; /* the copies first, as a step of their own (reap goes on) */
+	place_flight(h, &rm->placement, 1);
+	int out = open(ssh_stream_path(rm), O_WRONLY | O_APPEND | O_CLOEXEC);
+	int errf = open(rm->err_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+	char *argv[] = {"/bin/bash", "-c", rm->placement.script.data, NULL};
+	rm->pid = errf >= 0 ? ssh_spawn_local(argv, out, errf) : -1;
+	if (out >= 0)
+		close(out);
+	if (errf >= 0)
+		close(errf);
+	if (rm->pid > 0)
+		return 0;
+	ssh_node_failed(se, rm, JOB_START_FAILED, 127, "cannot run bash to copy the inputs");
+	return -1;
+}
+
 static int ssh_start(Executor *ex, Job *job)
 {
 	SshExec *se = ex->impl;
 	Task *t = job->task;
 	job->started_ns = now_mono_ns();
 	job->end = JOB_RUNNING;
-	if (se->nadopted && reattach(se, job))
+	if (se->nadopted && ssh_reattach(se, job))
 		return job->end == JOB_RUNNING ? 0 : -1;
-	SshHost *h = se->held == t ? se->held_host : NULL;
+	SshHost *h = se->held == t && se->nheld ? se->held_hosts[0] : NULL;
 	int fd = exec_open_log(job);
 	if (!h) {
 		se->held = NULL;
@@ -350,7 +355,13 @@ static int ssh_start(Executor *ex, Job *job)
 					down = 1;
 				}
 			}
-		if (!why.len)
+		int nodes = ssh_nodes(t), big = 0;
+		for (int i = 0; i < se->nhosts; i++)
+			big += ssh_host_allows(&se->hosts[i], t) && !se->hosts[i].down && gpu_count(se->hosts[i].gpus) >= t->gpus;
+		if (!why.len && nodes > 1)
+			buf_printf(&why, "it spans %d nodes, one host each%s; %d of the hosts it may use can take one", nodes,
+				   t->gpus ? " with its GPUs" : "", big);
+		else if (!why.len)
 			buf_printf(&why, "it asks for %d GPUs and %d CPUs; the most any of its hosts has is %d GPUs", t->gpus,
 				   t->cpus, most);
 		if (fd >= 0)
@@ -360,23 +371,20 @@ static int ssh_start(Executor *ex, Job *job)
 		buf_free(&why);
 		if (fd >= 0)
 			close(fd);
+		job->unschedulable = !down; /* no host of its own is big enough: no retry mends that */
 		ssh_end_job(se, job, down ? JOB_HOST_DOWN : JOB_START_FAILED, 127, reason);
 		return -1;
 	}
-	Remote *rm = xcalloc(1, sizeof *rm);
-	rm->job = job;
-	rm->host = h;
-	snprintf(job->lease.host, sizeof job->lease.host, "%s", h->spec->name);
-	job->lease.ngpus = se->held_ngpus;
-	memcpy(job->lease.gpus, se->held_gpus, sizeof job->lease.gpus);
-	se->held = NULL;
-	se->held_ngpus = 0;
-	take_room(h, rm, t);
-	push_remote(se, rm);
+	Remote *rm = ssh_new_remote(se, job, h, 0);
+	job->lease.ngpus = t->gpus;
+	memcpy(job->lease.gpus, se->held_gpus[0], sizeof job->lease.gpus);
 	/* unique in a workdir that outlives this workspace's state (.kiln deleted): the pid too */
 	snprintf(rm->id, sizeof rm->id, "%lld.%d.%d-%d", se->cfg.run_id, t->index, job->attempt, (int)getpid());
 	rm->err_path = xasprintf("%s/%s.err", se->cfg.state_dir, rm->id);
 	snprintf(job->job_id, sizeof job->job_id, "%s", rm->id); /* on the host the lease names */
+	Gang *g = se->nheld > 1 ? ssh_gang_new(se, rm) : NULL; /* the later nodes, named in the job id */
+	se->held = NULL;
+	se->nheld = 0;
 	exec_gpu_env(job);
 	int nenv = 0;
 	while (job->env[nenv])
@@ -386,41 +394,21 @@ static int ssh_start(Executor *ex, Job *job)
 	if (fd >= 0) {
 		exec_write_log_header(fd, job);
 		dprintf(fd, "# kiln: on host %s (%s:%s)\n", h->spec->name, h->spec->address, h->home_workdir);
-	}
-	Buf err = {0};
-	int placed = task_is_runner(t) ? ssh_map_place(se, rm, find_host, &err)
-				       : place_prepare(se->cfg.cache, h, t, find_host, se, &rm->placement, &err);
-	if (fd >= 0)
+		for (int k = 1; g && k < g->n; k++)
+			dprintf(fd, "# kiln: node %d on host %s\n", k, g->nodes[k]->host->spec->name);
+		if (g)
+			dprintf(fd, "# kiln: the nodes meet at %s:%d (torchrun's rendezvous, on node 0's host)\n", job->rdzv_host,
+				job->rdzv_port ? job->rdzv_port : job->ports[job->nports - 1]);
 		close(fd);
-	if (placed != 0) {
-		ssh_log_line(job, "kiln: cannot copy the inputs to the host: %s\n", buf_str(&err));
-		char reason[256]; /* whole lines: the first of rsync's or ssh's complaint, a full disk in words */
-		ssh_job_complaint(h, "cannot copy the inputs", buf_str(&err), reason, sizeof reason);
-		int full = strstr(reason, " is full (") != NULL;
-		buf_free(&err);
-		ssh_release_remote(se, rm);
-		ssh_end_job(se, job, placed > 0 ? JOB_LOST : full ? JOB_EXITED : JOB_START_FAILED, full ? 1 : 127, reason);
-		return -1;
 	}
-	buf_free(&err);
-	if (rm->placement.script.len) { /* the copies first, as a step of their own (reap goes on) */
-		rm->phase = PH_PLACE;
-		place_flight(h, &rm->placement, 1);
-		int out = open(job->log_path, O_WRONLY | O_APPEND | O_CLOEXEC);
-		int errf = open(rm->err_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
-		char *argv[] = {"/bin/bash", "-c", rm->placement.script.data, NULL};
-		rm->pid = errf >= 0 ? ssh_spawn_local(argv, out, errf) : -1;
-		if (out >= 0)
-			close(out);
-		if (errf >= 0)
-			close(errf);
-		if (rm->pid > 0)
-			return 0;
-		ssh_release_remote(se, rm);
-		ssh_end_job(se, job, JOB_START_FAILED, 127, "cannot run bash to copy the inputs");
-		return -1;
-	}
-	return start_remote(se, rm);
+	if (!g)
+		return place_and_start(se, rm);
+	Remote *nodes[SSH_MAX_NODES];
+	int n = g->n, rc = 0;
+	memcpy(nodes, g->nodes, sizeof nodes);
+	for (int k = 0; k < n; k++) /* the gang outlives its nodes' ends until the last */
+		rc |= place_and_start(se, nodes[k]);
+	return rc ? -1 : 0;
 }
 
 static int ssh_reap(Executor *ex, Job **out, int max)
@@ -456,20 +444,8 @@ static int ssh_reap(Executor *ex, Job **out, int max)
 	return n;
 }
 
-static Remote *remote_of(SshExec *se, const Job *job)
+void ssh_signal_remote(SshExec *se, Remote *rm, int sig)
 {
-	for (int i = 0; i < se->nactive; i++)
-		if (se->active[i]->job == job)
-			return se->active[i];
-	return NULL;
-}
-
-static void ssh_signal(Executor *ex, Job *job, int sig)
-{
-	SshExec *se = ex->impl;
-	Remote *rm = remote_of(se, job);
-	if (!rm)
-		return;
 	if (rm->phase != PH_RUN) { /* a local step: the copy or the unpacking */
 		if (rm->pid > 0)
 			os_signal(-rm->pid, sig);
@@ -478,13 +454,25 @@ static void ssh_signal(Executor *ex, Job *job, int sig)
 	rm->signalled = sig;
 	Buf b = {0};
 	ssh_job_set_dir(&b, rm->host, rm->id);
-	/* no "--": dash's kill takes the group as the word after the signal */
-	buf_printf(&b, "p=$(cat \"$J/pid\" 2>/dev/null) && kill -%s -\"$p\" 2>/dev/null; true",
+	/* a job not started yet is claimed, so its start starts nothing; one whose start won the
+	 * claim has its pid within moments. No "--": dash's kill takes the group as the word
+	 * after the signal */
+	buf_printf(&b, "if [ ! -f \"$J/pid\" ]; then mkdir -p \"$J\" && mkdir \"$J/claim\" 2>/dev/null && exit 0; i=0; "
+		       "while [ ! -f \"$J/pid\" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done; fi; "
+		       "[ -f \"$J/pid\" ] && kill -%s -\"$(cat \"$J/pid\")\" 2>/dev/null; true",
 		   sig == SIGKILL ? "KILL" : sig == SIGINT ? "INT" : sig == SIGHUP ? "HUP" : "TERM");
 	pid_t pid = ssh_spawn(rm->host, buf_str(&b), -1, -1);
 	buf_free(&b);
 	if (pid > 0)
 		push_helper(se, pid);
+}
+
+static void ssh_signal(Executor *ex, Job *job, int sig)
+{
+	SshExec *se = ex->impl;
+	for (int i = 0; i < se->nactive; i++) /* every node of a multi-node job */
+		if (se->active[i]->job == job)
+			ssh_signal_remote(se, se->active[i], sig);
 }
 
 static int ssh_poll_ms(Executor *ex)
@@ -503,16 +491,26 @@ static int ssh_detach(Executor *ex, Job *job, int hangup)
 	SshExec *se = ex->impl;
 	if (!se->cfg.detach && !hangup)
 		return 0;
-	Remote *rm = remote_of(se, job);
-	if (rm && rm->phase == PH_RUN) { /* the job runs on there; only the local follower stops */
-		if (rm->pid > 0) {
+	Gang *g = NULL;
+	int left = 0;
+	for (int i = 0; i < se->nactive; i++) /* a node still copying or unpacking: stopped like any job */
+		if (se->active[i]->job == job && se->active[i]->phase != PH_RUN)
+			return 0;
+	for (int i = 0; i < se->nactive; i++) {
+		Remote *rm = se->active[i];
+		if (rm->job != job || rm->phase != PH_RUN)
+			continue;
+		if (rm->pid > 0) { /* the job runs on there; only the local follower stops */
 			os_signal(rm->pid, SIGTERM);
 			push_helper(se, rm->pid);
 		}
+		g = rm->gang;
 		ssh_release_remote(se, rm);
-		return 1;
+		left = 1;
+		i = -1; /* the list was reordered */
 	}
-	return 0;
+	free(g); /* every node of it is left running */
+	return left;
 }
 
 static void ssh_adopt(Executor *ex, const OpenAttempt *a)
@@ -549,7 +547,7 @@ static void ssh_describe(Executor *ex, Buf *out)
 		int leased = 0;
 		for (int k = 0; k < se->nactive; k++)
 			if (se->active[k]->host == h)
-				leased += se->active[k]->job->lease.ngpus;
+				leased += se->active[k]->lease->ngpus;
 		if (gpu_count(h->gpus))
 			buf_printf(out, " %d/%d GPUs", leased, gpu_count(h->gpus));
 		else

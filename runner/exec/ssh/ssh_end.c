@@ -16,7 +16,7 @@
 
 int ssh_unpack_tar(Remote *rm, const char *dir)
 {
-	int fd = open(rm->job->log_path, O_RDONLY | O_CLOEXEC);
+	int fd = open(ssh_stream_path(rm), O_RDONLY | O_CLOEXEC);
 	if (fd < 0 || lseek(fd, (off_t)rm->unpack_at, SEEK_SET) < 0) {
 		if (fd >= 0)
 			close(fd);
@@ -38,7 +38,7 @@ int ssh_unpack_tar(Remote *rm, const char *dir)
 void ssh_finished(SshExec *se, Remote *rm, enum JobEnd end, int code, const char *reason)
 {
 	Buf err = {0};
-	if (end == JOB_EXITED && code == 0 && rm->job->task->opts->stays &&
+	if (end == JOB_EXITED && code == 0 && rm->node == 0 && rm->job->task->opts->stays &&
 	    place_record_stays(se->cfg.cache, rm->host, rm->job->task, rm->report, &err) != 0) {
 		ssh_log_line(rm->job, "kiln: %s\n", buf_str(&err));
 		snprintf(rm->job->reason, sizeof rm->job->reason, "%.*s", (int)strcspn(buf_str(&err), "\n"), buf_str(&err));
@@ -50,17 +50,22 @@ void ssh_finished(SshExec *se, Remote *rm, enum JobEnd end, int code, const char
 	Job *job = rm->job;
 	if (end == JOB_LOST)
 		h->lost++;
-	else if (job->interrupted)
+	else if (job->interrupted || (rm->gang && rm->signalled)) /* a node stopped with its gang: not its failure */
 		h->stopped++;
 	else if (end == JOB_EXITED && code == 0)
 		h->ran++;
 	else
 		h->failed++;
-	h->gpu_sec += job->lease.ngpus * (double)(now_mono_ns() - job->started_ns) / 1e9;
+	h->gpu_sec += rm->lease->ngpus * (double)(now_mono_ns() - job->started_ns) / 1e9;
 	if (end != JOB_LOST) /* its status is in: the job's directory there may go */
 		buf_printf(&h->ended_jobs, " .kiln/jobs/%s", rm->id);
+	Gang *g = rm->gang;
+	int node = rm->node;
 	ssh_release_remote(se, rm);
-	ssh_end_job(se, job, end, code, reason);
+	if (g) /* one node of several: the job ends with the last */
+		ssh_gang_node_ended(se, g, node, h->spec->name, end, code, job->term_signal, reason);
+	else
+		ssh_end_job(se, job, end, code, reason);
 }
 
 void ssh_follow_ended(SshExec *se, Remote *rm, int status)
@@ -70,8 +75,8 @@ void ssh_follow_ended(SshExec *se, Remote *rm, int status)
 	long long logbytes = 0;
 	char why[200], reason[256];
 	free(rm->report);
-	int kind = ssh_job_outcome(rm->err_path, rm->job->task, rm->map_outputs != NULL, &rm->report, &code, &logbytes,
-				   why, sizeof why);
+	int kind = ssh_job_outcome(rm->err_path, rm->job->task, ssh_report_of(rm), &rm->report, &code, &logbytes, why,
+				   sizeof why);
 	SshHost *h = rm->host;
 	if (kind == 1 || kind == 2) /* the copies' listings came first: they are there, whatever the job did */
 		place_record(se->cfg.cache, h, &rm->placement, rm->report);
@@ -83,8 +88,8 @@ void ssh_follow_ended(SshExec *se, Remote *rm, int status)
 			rm->phase = PH_FETCH;
 			return;
 		}
-		if (truncate(rm->job->log_path, (off_t)rm->unpack_at) != 0)
-			warn("cannot truncate %s", rm->job->log_path);
+		if (truncate(ssh_stream_path(rm), (off_t)rm->unpack_at) != 0)
+			warn("cannot truncate %s", ssh_stream_path(rm));
 		ssh_finished(se, rm, JOB_EXITED, code ? code : 1, "cannot start tar to unpack its items' outputs");
 		return;
 	}
@@ -92,15 +97,15 @@ void ssh_follow_ended(SshExec *se, Remote *rm, int status)
 		ssh_host_ok(h);
 		rm->unpack_at = rm->log_prefix + logbytes; /* where the log ends and the tar begins */
 		int no_tar = 0; /* the job's own exit 1 is its own, not tar's */
-		if (code == 0 && ssh_job_fetches(rm->job->task)) {
+		if (code == 0 && rm->node == 0 && ssh_job_fetches(rm->job->task)) {
 			if (ssh_unpack_tar(rm, NULL)) {
 				rm->phase = PH_FETCH;
 				return;
 			}
 			code = no_tar = 1;
 		}
-		if (truncate(rm->job->log_path, (off_t)rm->unpack_at) != 0)
-			warn("cannot truncate %s", rm->job->log_path);
+		if (truncate(ssh_stream_path(rm), (off_t)rm->unpack_at) != 0)
+			warn("cannot truncate %s", ssh_stream_path(rm));
 		ssh_finished(se, rm, JOB_EXITED, code, no_tar ? "cannot start tar to unpack its outputs" : NULL);
 	} else if (kind == 2) {
 		rm->job->term_signal = rm->signalled ? rm->signalled : SIGKILL;
@@ -117,7 +122,7 @@ void ssh_follow_ended(SshExec *se, Remote *rm, int status)
 			int answers = ssh_run(h, "true", NULL, &err) == 0;
 			buf_free(&err);
 			/* what came of this stream goes: the follow sends the whole log (and tar) again */
-			if (answers && truncate(rm->job->log_path, (off_t)rm->log_prefix) == 0) {
+			if (answers && truncate(ssh_stream_path(rm), (off_t)rm->log_prefix) == 0) {
 				ssh_log_line(rm->job, "# kiln: the connection to %s dropped; following the job there again\n", h->spec->name);
 				if (ssh_spawn_follow(rm, NULL) == 0) {
 					rm->refollows++;
@@ -141,8 +146,8 @@ void ssh_unpack_ended(SshExec *se, Remote *rm, int status)
 		return;
 	}
 	int rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-	if (truncate(rm->job->log_path, (off_t)rm->unpack_at) != 0)
-		warn("cannot truncate %s", rm->job->log_path);
+	if (truncate(ssh_stream_path(rm), (off_t)rm->unpack_at) != 0)
+		warn("cannot truncate %s", ssh_stream_path(rm));
 	if (rc == 0) {
 		ssh_finished(se, rm, JOB_EXITED, 0, NULL);
 		return;

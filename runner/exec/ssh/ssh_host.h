@@ -58,6 +58,7 @@ typedef struct SshHost {
 	double gpu_sec;
 	int tools_placed;     /* kiln's tools copied this run */
 	int swept;            /* jobs a killed kiln left unrecorded there were stopped (exec_ssh.c) */
+	int chosen;           /* holds a node of the multi-node job being placed (place_choose skips it) */
 	char *listing;        /* the listing of recorded placements, read once per run (or NULL) */
 	Buf ended_jobs;       /* " .kiln/jobs/ID" of jobs recorded here this run: removed there at the end */
 	StrMap copied;        /* path -> content hash (owned) copied there this run */

@@ -187,7 +187,9 @@ static int ssh_refuses(const Task *t, Buf *why)
 						: NULL;
 	if (what)
 		buf_printf(why, "%s: give it executor = \"local\" (or \"slurm\")", what);
-	return why->len > 0 || exec_refuses_nodes(t, why);
+	else if (ssh_nodes(t) > SSH_MAX_NODES)
+		buf_printf(why, "asks torchrun for %d nodes; a job spans at most %d ssh hosts", ssh_nodes(t), SSH_MAX_NODES);
+	return why->len > 0;
 }
 
 extern const ExecutorKind exec_ssh_kind;

@@ -6,15 +6,24 @@
 
 #include "../exec.h"
 #include "ssh_host.h"
+#include "ssh_job.h"
 #include "ssh_place.h"
 
 /* the ssh command runs (zero: a re-attached job starts there); the inputs are copied there
  * first; the outputs' tar is unpacked here */
 enum Phase { PH_RUN, PH_PLACE, PH_FETCH };
 
-typedef struct {
+#define SSH_MAX_NODES 16 /* hosts one multi-node job may span */
+struct Gang;
+
+typedef struct Remote {
 	Job *job;
 	SshHost *host;
+	Lease *lease;        /* its devices there: the job's (the first node) or own_lease */
+	Lease own_lease;
+	struct Gang *gang;   /* the nodes of a multi-node job (ssh_gang.c), or NULL */
+	int node;            /* its rank among them; 0 brings the outputs and reports the job's end */
+	char *node_log;      /* a later node's stream, joined to the job's log at its end, or NULL */
 	enum Phase phase;
 	pid_t pid;           /* the local ssh (follow) or rsync (fetch) process */
 	char id[48];         /* the job's directory name there */
@@ -47,12 +56,32 @@ typedef struct {
 	int nhelpers, helpers_cap;
 	AdoptedJob *adopted;
 	int nadopted;
-	const Task *held;   /* has_room's choice for the start() that follows */
-	SshHost *held_host;
-	int held_gpus[64], held_ngpus;
+	const Task *held;   /* has_room's choice for the start() that follows: */
+	int nheld;          /* its hosts (one per node), each with t->gpus devices leased */
+	SshHost *held_hosts[SSH_MAX_NODES];
+	int held_gpus[SSH_MAX_NODES][64];
 	int waiting;        /* a task waits for a host's busy GPUs: poll their readings */
 	int64_t all_down_since_ns;
 } SshExec;
+
+/* A multi-node job: its nodes' attempts, ended together (ssh_gang.c). */
+typedef struct Gang {
+	Job *job;
+	struct Remote *nodes[SSH_MAX_NODES]; /* NULL once a node's attempt is released */
+	int n, running;
+	int failed;            /* a node failed or was lost: the others were stopped */
+	enum JobEnd end;       /* the job's end: the first failure's, else the first node's */
+	int code, term_signal;
+	char reason[256];
+} Gang;
+
+/* What rm's remote script reports at its end. */
+static inline enum ReportKind ssh_report_of(const Remote *rm)
+{
+	return rm->map_outputs ? REPORT_MAP : rm->node > 0 ? REPORT_STATUS : REPORT_OUTPUTS;
+}
+/* The local file rm's stream goes to: the job's log, or a later node's own. */
+static inline const char *ssh_stream_path(const Remote *rm) { return rm->node_log ? rm->node_log : rm->job->log_path; }
 
 /* The executor (the table's constructor, ssh_hosts.c's row), or NULL with a message when
  * hosts, ssh or rsync are missing. */
@@ -86,5 +115,35 @@ void ssh_map_fetch_ended(SshExec *se, Remote *rm, int status);
 /* While it runs: a harvest of its complete outputs when one is due, and its end. */
 void ssh_map_harvest(SshExec *se, Remote *rm);
 void ssh_map_harvest_ended(SshExec *se, Remote *rm, int status);
+
+/* ssh_gang.c: multi-node jobs (torchrun nnodes = M): M hosts leased together, one launcher
+ * each, ended, stopped and re-attached together. How many nodes t spans (1 for most). */
+int ssh_nodes(const Task *t);
+/* has_room for a multi-node t: leases its hosts into se->held*; 1 when all are there. */
+int ssh_gang_choose(SshExec *se, const Task *t, int *reachable, int *big_enough);
+/* Starts the gang of nodes held for job (after the first node's attempt, rm, is made). */
+Gang *ssh_gang_new(SshExec *se, Remote *head);
+/* Fills in node rm's own environment (its devices, host and rank) before its script. */
+void ssh_gang_node_env(Remote *rm);
+/* A node's attempt ended (its counts taken, released): the gang's end is filed when it
+ * was the last; a failure stops the others. */
+void ssh_gang_node_ended(SshExec *se, Gang *g, int node, const char *host, enum JobEnd end, int code,
+			 int term_signal, const char *reason);
+/* Re-attaches the later nodes named in a job id "ID+HOST:GPUS+..." (head: node 0's, following). */
+void ssh_gang_reattach(SshExec *se, Remote *head, const char *job_id);
+/* ssh_attach.c: on a host's first contact in a run, stops every live job in its workdir
+ * that no open attempt names. */
+void ssh_sweep_orphans(SshExec *se, SshHost *h);
+/* start() of job re-attaches to the job an earlier kiln left for its task (1), or the task
+ * starts afresh (0: none, its host is down, or its key changed, when it is stopped). */
+int ssh_reattach(SshExec *se, Job *job);
+/* rm's attempt ends before its job ran there: released, its end filed (through its gang). */
+void ssh_node_failed(SshExec *se, Remote *rm, enum JobEnd end, int code, const char *reason);
+/* Sends sig to one attempt there (exec_ssh.c). */
+void ssh_signal_remote(SshExec *se, Remote *rm, int sig);
+/* Makes and registers the attempt of job on h (its lease filled in; room taken). */
+Remote *ssh_new_remote(SshExec *se, Job *job, SshHost *h, int node);
+/* Finds a host by name (HostLookup). */
+SshHost *ssh_find_host(void *se, const char *name);
 
 #endif

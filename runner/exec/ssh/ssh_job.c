@@ -14,9 +14,14 @@
  * its log's size there), or "KILN-GONE" (it ended without a status: killed). After exit 0
  * come the hashes of the outputs that stay there (ssh_place.c) and, on stdout after the log,
  * a tar of the others, then "KILN-SENT": the stream is whole. */
-void ssh_job_report_end(Buf *b, const Task *t, const char *map_outputs)
+void ssh_job_report_end(Buf *b, const Task *t, enum ReportKind how, const char *map_outputs)
 {
-	if (map_outputs) { /* a map shard: whatever it made comes back, however it ended */
+	if (how == REPORT_STATUS) { /* a node of a multi-node job other than the first: no outputs */
+		buf_puts(b, "if [ -f \"$J/exit\" ]; then read rc < \"$J/exit\"; echo \"KILN-EXIT $rc $(wc -c < \"$J/log\")\" >&2\n"
+			    "else echo KILN-GONE >&2; fi\n");
+		return;
+	}
+	if (how == REPORT_MAP) { /* a map shard: whatever it made comes back, however it ended */
 		buf_puts(b, "if [ -f \"$J/exit\" ]; then read rc < \"$J/exit\"; echo \"KILN-EXIT $rc $(wc -c < \"$J/log\")\" >&2\n"
 			    "else echo \"KILN-GONE $(wc -c < \"$J/log\")\" >&2; fi\n");
 		ssh_job_map_tar(b, map_outputs, 0, 0);
@@ -66,7 +71,7 @@ int ssh_job_fetches(const Task *t)
 /* Following job dir J of a job started by another connection (re-attach, or after a dropped
  * connection): its whole log, until its group leader is gone (tail notices within a second
  * or two), then the same last words. */
-void ssh_job_follow_script(Buf *b, const Task *t, const char *map_outputs)
+void ssh_job_follow_script(Buf *b, const Task *t, enum ReportKind how, const char *map_outputs)
 {
 	/* no pid: claim the job so a start still on its way does nothing (nothing to follow), or
 	 * wait for the pid of the start that claimed it */
@@ -75,7 +80,7 @@ void ssh_job_follow_script(Buf *b, const Task *t, const char *map_outputs)
 		    "  i=$((i + 1)); [ $i -gt 100 ] && { echo KILN-NOJOB >&2; exit 0; }; sleep 0.1\n"
 		    "done\np=$(cat \"$J/pid\")\n"
 		    "tail -c +1 -s 0.1 -f --pid=\"$p\" \"$J/log\"\n");
-	ssh_job_report_end(b, t, map_outputs);
+	ssh_job_report_end(b, t, how, map_outputs);
 }
 
 void ssh_job_set_dir(Buf *b, const SshHost *h, const char *id)
@@ -192,8 +197,8 @@ void ssh_job_remote_env(Job *job, const char *id)
  * "KILN-EXIT n LOGBYTES" (1: n in code, the log's size there in logbytes; with fetched
  * outputs only once "KILN-SENT" says their stream is whole), "KILN-GONE" (2), "KILN-NOJOB"
  * (3), or 0: the connection failed, ssh's complaint in why. */
-int ssh_job_outcome(const char *err_path, const Task *t, int map, char **text, int *code, long long *logbytes,
-		    char *why, size_t n)
+int ssh_job_outcome(const char *err_path, const Task *t, enum ReportKind how, char **text, int *code,
+		    long long *logbytes, char *why, size_t n)
 {
 	size_t len;
 	*text = read_file(err_path, &len);
@@ -203,10 +208,11 @@ int ssh_job_outcome(const char *err_path, const Task *t, int map, char **text, i
 		char *end;
 		*code = (int)strtol(w + 10, &end, 10);
 		*logbytes = strtoll(end, NULL, 10);
-		kind = (map || (*code == 0 && ssh_job_fetches(t))) && !strstr(w, "KILN-SENT") ? 0 : 1;
+		int sends = how == REPORT_MAP || (how == REPORT_OUTPUTS && *code == 0 && ssh_job_fetches(t));
+		kind = sends && !strstr(w, "KILN-SENT") ? 0 : 1;
 	} else if (*text && (w = strstr(*text, "KILN-GONE"))) {
 		*logbytes = strtoll(w + 9, NULL, 10); /* a map shard's: its tar follows the log */
-		kind = map && !strstr(w, "KILN-SENT") ? 0 : 2;
+		kind = how == REPORT_MAP && !strstr(w, "KILN-SENT") ? 0 : 2;
 	} else if (*text && (strstr(*text, "KILN-NOJOB") || strstr(*text, "KILN-CLAIMED"))) {
 		kind = 3;
 	} else if (*text && strstr(*text, "KILN-START-FAILED")) {

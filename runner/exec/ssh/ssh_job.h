@@ -14,17 +14,21 @@
 #include "../exec.h"
 #include "ssh_host.h"
 
+/* What a remote script reports at its end: a task's status and outputs (above), a map
+ * shard's (below), or the status alone (a multi-node job's nodes after the first). */
+enum ReportKind { REPORT_OUTPUTS, REPORT_MAP, REPORT_STATUS };
+
 /* "cd WORKDIR; J=.kiln/jobs/ID": every remote script starts so. */
 void ssh_job_set_dir(Buf *b, const SshHost *h, const char *id);
 /* The start part (after set_dir): clears the outputs (a map shard's: those in its list
  * map_outputs), writes job.sh, starts it, waits. malloc'd. */
 char *ssh_job_start_script(const Job *job, const char *id, const char *prelude, const char *map_outputs);
 /* The follow part for a job started by another connection. */
-void ssh_job_follow_script(Buf *b, const Task *t, const char *map_outputs);
+void ssh_job_follow_script(Buf *b, const Task *t, enum ReportKind how, const char *map_outputs);
 /* The report every remote script ends with (above). A map shard's (map_outputs: the list of
  * its items' outputs there) sends whatever of them exists however the job ended, after
  * "KILN-EXIT n LOGBYTES" or "KILN-GONE LOGBYTES". */
-void ssh_job_report_end(Buf *b, const Task *t, const char *map_outputs);
+void ssh_job_report_end(Buf *b, const Task *t, enum ReportKind how, const char *map_outputs);
 /* The tar, on stdout, of the outputs in the list map_outputs that exist there, from its line
  * skip + 1 on; complete_only (a harvest while the shard runs) leaves out the last of them,
  * which may be half written. */
@@ -40,9 +44,9 @@ void ssh_job_complaint(const SshHost *h, const char *what, const char *text, cha
  * "KILN-SENT" says their tar is whole), 2 "KILN-GONE", 3 "KILN-NOJOB" (nothing to follow),
  * 4 "KILN-START-FAILED" (the job could not be set up there: a full disk, a workdir that
  * cannot be entered; the shell's complaint in why), 0 the connection failed (ssh's
- * complaint in why). A map shard's (map) 1 and 2 only once "KILN-SENT" came. */
-int ssh_job_outcome(const char *err_path, const Task *t, int map, char **text, int *code, long long *logbytes,
-		    char *why, size_t n);
+ * complaint in why). A map shard's (REPORT_MAP) 1 and 2 only once "KILN-SENT" came. */
+int ssh_job_outcome(const char *err_path, const Task *t, enum ReportKind how, char **text, int *code,
+		    long long *logbytes, char *why, size_t n);
 /* Keeps a local log's header only (a re-attach streams the remote log from its start). */
 void ssh_job_truncate_to_header(const char *path);
 /* Points the job's KILN_PROGRESS at its directory there (the file stays on the host). */

@@ -478,7 +478,7 @@ SshHost *place_choose(Cache *c, SshHost *hosts, int n, const Task *t, double bus
 	int best_score = -1, ids[64];
 	for (int i = 0; i < n; i++) {
 		SshHost *h = &hosts[i];
-		if (!ssh_host_allows(h, t))
+		if (h->chosen || !ssh_host_allows(h, t))
 			continue;
 		Buf err = {0};
 		int up = ssh_host_connect(h, busy_mem, busy_util, &err) == 0;

@@ -1,0 +1,128 @@
+/* ssh_attach.c — jobs a previous kiln left on the hosts: re-attached when their task runs
+ * again with the same key (every node of a multi-node job), stopped when their task's
+ * recipe changed, and swept when no record names them (a kill -9 struck before the attempt
+ * was recorded). */
+#define _GNU_SOURCE
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ssh_internal.h"
+
+/* Whether adopted job a (its lease's host the first node's, its id "ID+HOST:GPUS+...") has
+ * the job directory id on host. */
+static int adopted_names(const AdoptedJob *a, const char *host, const char *id)
+{
+	size_t n = strcspn(a->job_id, "+");
+	if (strlen(id) != n || strncmp(a->job_id, id, n))
+		return 0;
+	if (!strcmp(a->lease.host, host))
+		return 1;
+	for (const char *p = strchr(a->job_id, '+'); p; p = strchr(p + 1, '+'))
+		if (!strncmp(p + 1, host, strlen(host)) && p[1 + strlen(host)] == ':')
+			return 1;
+	return 0;
+}
+
+/* Jobs a kiln killed before recording them (so nobody re-attaches to them) must not run on
+ * beside a new attempt writing the same outputs there: on a host's first contact in a run,
+ * every live job in its workdir that no open attempt names is stopped. (A workdir belongs to
+ * one workspace, and the workspace lock keeps a second kiln out of it.) */
+void ssh_sweep_orphans(SshExec *se, SshHost *h)
+{
+	h->swept = 1;
+	Buf b = {0}, out = {0};
+	ssh_job_set_dir(&b, h, "none");
+	/* a job dir without its pid yet is claimed (its start, late after a kill -9, then starts
+	 * nothing), or its start won the claim and the pid comes within moments */
+	buf_puts(&b, "for d in .kiln/jobs/*/; do [ -d \"$d\" ] && [ ! -f \"$d/exit\" ] || continue; "
+		     "[ -f \"$d/pid\" ] || mkdir \"$d/claim\" 2>/dev/null && [ ! -f \"$d/pid\" ] && continue; "
+		     "i=0; while [ ! -f \"$d/pid\" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done; "
+		     "p=$(cat \"$d/pid\" 2>/dev/null) && kill -0 -\"$p\" 2>/dev/null && basename \"$d\"; done; true");
+	ssh_run(h, buf_str(&b), &out, NULL);
+	buf_reset(&b);
+	ssh_job_set_dir(&b, h, "none");
+	int n = 0;
+	for (char *save = NULL, *id = strtok_r(out.data ? out.data : (char[]){0}, "\n", &save); id;
+	     id = strtok_r(NULL, "\n", &save)) {
+		int known = 0;
+		for (int i = 0; i < se->nadopted && !known; i++)
+			known = adopted_names(&se->adopted[i], h->spec->name, id);
+		if (known || strpbrk(id, "'\"$`\\ "))
+			continue;
+		buf_printf(&b, "kill -KILL -$(cat .kiln/jobs/%s/pid) 2>/dev/null; ", id);
+		n++;
+	}
+	if (n) {
+		buf_puts(&b, "true");
+		ssh_run(h, buf_str(&b), NULL, NULL);
+		fprintf(stderr, "kiln: stopped %d job%s on %s that a killed kiln had started without recording them\n", n,
+			n == 1 ? "" : "s", h->spec->name);
+	}
+	buf_free(&b);
+	buf_free(&out);
+}
+
+/* rm's attempt ends before its job ran there: released, and its end filed (a node of a
+ * multi-node job's: through its gang). */
+void ssh_node_failed(SshExec *se, Remote *rm, enum JobEnd end, int code, const char *reason)
+{
+	Job *job = rm->job;
+	Gang *g = rm->gang;
+	int node = rm->node;
+	const char *host = rm->host->spec->name; /* the host's: outlives rm */
+	ssh_release_remote(se, rm);
+	if (g)
+		ssh_gang_node_ended(se, g, node, host, end, code, 0, reason);
+	else
+		ssh_end_job(se, job, end, code, reason);
+}
+
+int ssh_reattach(SshExec *se, Job *job)
+{
+	const Task *t = job->task;
+	for (int i = 0; i < se->nadopted; i++) {
+		AdoptedJob *a = &se->adopted[i];
+		if (a->used || strcmp(a->task, t->name))
+			continue;
+		a->used = 1;
+		SshHost *h = ssh_find_host(se, a->lease.host);
+		Buf err = {0};
+		int up = h && ssh_host_connect(h, se->cfg.busy_mem, se->cfg.busy_util, &err) == 0;
+		buf_free(&err);
+		if (!up || !a->job_id[0] || strpbrk(a->job_id, "'\"$`\\ /"))
+			return 0; /* its host is gone from hosts{} or down: it starts afresh */
+		int id_len = (int)strcspn(a->job_id, "+"); /* "ID", then a multi-node job's later nodes */
+		if (strcmp(a->key, job->key)) { /* its recipe changed: that job is stale there (on each node) */
+			for (const char *p = a->job_id; p; p = strchr(p + 1, '+')) {
+				char name[64];
+				SshHost *on = p == a->job_id ? h : (sscanf(p + 1, "%63[^:+]", name) == 1 ? ssh_find_host(se, name) : NULL);
+				if (!on || !on->connected)
+					continue;
+				Buf kill = {0};
+				buf_puts(&kill, "cd ");
+				buf_shell_quote(&kill, on->home_workdir);
+				buf_printf(&kill, " && kill -TERM -$(cat .kiln/jobs/%.*s/pid) 2>/dev/null; true", id_len, a->job_id);
+				ssh_run(on, buf_str(&kill), NULL, NULL);
+				buf_free(&kill);
+			}
+			return 0;
+		}
+		exec_attach(job, a); /* its lease: the host and the devices it holds there */
+		Remote *rm = ssh_new_remote(se, job, h, 0);
+		snprintf(rm->id, sizeof rm->id, "%.*s", id_len, a->job_id);
+		rm->err_path = xasprintf("%s/%s.err", se->cfg.state_dir, rm->id);
+		if (job->lease.ngpus && h->gpus) /* a device the job holds is not leased to another */
+			gpu_lease_ids(h->gpus, job->lease.gpus, job->lease.ngpus);
+		ssh_job_truncate_to_header(job->log_path);
+		if (task_is_runner(t))
+			ssh_map_reattached(se, rm);
+		if (a->job_id[id_len])
+			ssh_gang_reattach(se, rm, a->job_id);
+		if (ssh_spawn_follow(rm, NULL) != 0)
+			ssh_node_failed(se, rm, JOB_LOST, -1, "cannot run ssh to re-attach");
+		return 1;
+	}
+	return 0;
+}
