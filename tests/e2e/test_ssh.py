@@ -242,6 +242,52 @@ task { name = "eval_b", host = "v801", inputs = {"ckpt/big.pt"}, outputs = {"b.t
         self.assertEqual(r.rc, 1, r)
         self.assertIn("no longer holds it", r.out)
 
+    # this machine's ssh, counting the bytes that come out of it (a relay's pass there; a
+    # direct copy's do not); the master connections and rsync's own run as they are
+    COUNTING_SSH = """#!/bin/bash
+case " $* " in *ControlMaster=yes*|*" -O "*|*"rsync --server"*) exec /usr/bin/ssh "$@";; esac
+set -o pipefail
+/usr/bin/ssh "$@" | { n=$(tee -a /dev/fd/3 | wc -c); echo "$n" >> "$KILN_TEST_SSH_BYTES"; } 3>&1
+"""
+
+    def test_a_host_that_reaches_another_copies_to_it_directly(self):
+        self.ws.write("hosts.lua", self.lab.hosts_lua({"v800": 'reach = {"v801"}'}))
+        self.ws.write("bin/ssh", self.COUNTING_SSH)
+        os.chmod(self.ws.path("bin/ssh"), 0o755)
+        counted = self.ws.path("ssh-bytes")
+        env = {"PATH": self.ws.path("bin") + ":" + os.environ["PATH"], "KILN_TEST_SSH_BYTES": counted}
+
+        def bytes_through_here():
+            with open(counted) as f:
+                n = sum(int(x) for x in f.read().split())
+            os.remove(counted)
+            return n
+        recipe = """
+task { name = "train", host = "v800", outputs = {"ckpt/big.pt"}, stay = true,
+       run = "mkdir -p ckpt; head -c 2000000 /dev/urandom > ckpt/big.pt" }
+task { name = "eval_b", host = "v801", inputs = {"ckpt/big.pt"}, outputs = {"b.txt"}, run = "sha256sum ckpt/big.pt > b.txt" }
+"""
+        self.ws.write("kiln.lua", recipe)
+        r = self.kiln(env=env)
+        self.assertEqual(r.rc, 0, r)
+        self.assertIn("copied ckpt/big.pt from v800 to v801 directly", self.ws.read(".kiln/logs/eval_b@1.log"))
+        self.assertLess(bytes_through_here(), 200000, "none of the 2 MB came through this machine")
+        w = {n: h.workdir() for n, h in self.lab.hosts.items()}
+        self.assertEqual(os.path.getsize(os.path.join(w["v801"], "ckpt/big.pt")), 2000000)
+        # v800 does not reach v802: the bytes are relayed through here (the count sees them)
+        self.ws.write("kiln.lua", recipe + 'task { name = "eval_c", host = "v802", inputs = {"ckpt/big.pt"}, '
+                      'outputs = {"c.txt"}, run = "sha256sum ckpt/big.pt > c.txt" }\n')
+        r = self.kiln(env=env)
+        self.assertEqual(r.rc, 0, r)
+        self.assertIn("from v800 to v802 through this machine", self.ws.read(".kiln/logs/eval_c@1.log"))
+        self.assertGreater(bytes_through_here(), 2000000)
+        self.assertEqual(self.ws.read("b.txt").split()[0], self.ws.read("c.txt").split()[0])
+        # a reach list naming no host of the block is a recipe error where it is written
+        self.ws.write("hosts.lua", self.lab.hosts_lua({"v800": 'reach = {"v899"}'}))
+        r = self.kiln()
+        self.assertEqual(r.rc, 2, r)
+        self.assertRegex(r.err, r"hosts.lua:\d+: hosts\{\}: v800.reach names \"v899\"")
+
     def test_zeroshot_recipe_over_the_hosts_gives_the_local_results(self):
         recipe = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../recipes/zeroshot.lua")
         args = ["datasets=cifar-10,dtd", "models=team,large", "samples=200", "dim=64"]

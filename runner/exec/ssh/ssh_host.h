@@ -28,6 +28,9 @@ typedef struct {
 	const char **ssh;     /* further ssh options, like {"-p", "2222"} or {"-F", "lab_config"} */
 	int nssh;
 	const char *prelude;  /* shell text run before every job there ("source ~/conda/bin/activate x"), or NULL */
+	const char **reach;   /* hosts it reaches by ssh itself (their address and ssh options work from
+				 there): copies from it to them go directly, not through this machine */
+	int nreach;
 	const char *file;     /* where it was declared */
 	int line;
 } RecipeHost;

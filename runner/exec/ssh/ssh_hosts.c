@@ -56,7 +56,7 @@ static int hosts_read_block(lua_State *L)
 	luaL_checktype(L, 1, LUA_TTABLE);
 	lua_settop(L, 1);
 	lua_pushvalue(L, 1); /* 2: the block; 1 becomes each host's table in turn (lk_check_fields reads 1) */
-	static const char *const fields[] = {"address", "workdir", "gpus", "cpus", "jobs", "mem", "ssh", "prelude", NULL};
+	static const char *const fields[] = {"address", "workdir", "gpus", "cpus", "jobs", "mem", "ssh", "prelude", "reach", NULL};
 	/* prelude = "...": every host's, unless a host says its own */
 	const char *prelude = NULL;
 	if (lua_getfield(L, 1, "prelude") != LUA_TNIL) {
@@ -143,11 +143,25 @@ static int hosts_read_block(lua_State *L)
 			h->prelude = lk_value_string(L, g, -1, FIELD("prelude"), 0);
 			lua_pop(L, 1);
 		}
+		if (has & 256) {
+			lua_getfield(L, 1, "reach");
+			h->reach = lk_string_list(L, g, -1, FIELD("reach"), &h->nreach, 0);
+			lua_pop(L, 1);
+		}
 #undef FIELD
 		lua_pop(L, 1);
 	}
 	if (n == 0)
 		luaL_error(L, "hosts{}: no hosts: give one or more, like hosts { v800 = { address = \"user@v800\" } }");
+	for (int i = 0; i < n; i++) /* every host a reach list names is one of the block's */
+		for (int k = 0; k < hosts[i].nreach; k++) {
+			int known = 0;
+			for (int j = 0; j < n && !known; j++)
+				known = j != i && !strcmp(hosts[j].name, hosts[i].reach[k]);
+			if (!known)
+				luaL_error(L, "hosts{}: %s.reach names \"%s\", which is not another host of the block (it lists the "
+					      "hosts %s copies to directly)", hosts[i].name, hosts[i].reach[k], hosts[i].name);
+		}
 	qsort(hosts, (size_t)n, sizeof *hosts, compare_hosts);
 	RecipeHosts *block = arena_alloc(&g->arena, sizeof *block);
 	block->hosts = arena_alloc(&g->arena, (size_t)n * sizeof *hosts);

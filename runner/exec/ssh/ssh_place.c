@@ -185,6 +185,12 @@ static int pointer_host(const char *path, char *host, size_t n)
 	return 1;
 }
 
+/* The script's line that runs cmd and, when it fails, says so with its status. */
+static void guarded(Buf *b, const char *what)
+{
+	buf_printf(b, " || { rc=$?; echo \"KILN-PLACE-FAILED $rc %s\" >&2; exit 1; }\n", what);
+}
+
 /* The shell command that copies path from src's workdir to h's, streaming tar through this
  * machine (two connections, nothing stored here). */
 static void relay_command(Buf *cmd, SshHost *src, SshHost *h, const char *path)
@@ -205,6 +211,71 @@ static void relay_command(Buf *cmd, SshHost *src, SshHost *h, const char *path)
 	free(to);
 	buf_free(&pack);
 	buf_free(&unpack);
+}
+
+/* Whether src copies to h itself (h is in src's reach list). */
+static int reaches(const SshHost *src, const SshHost *h)
+{
+	for (int i = 0; i < src->spec->nreach; i++)
+		if (!strcmp(src->spec->reach[i], h->spec->name))
+			return 1;
+	return 0;
+}
+
+/* The shell command that has src copy path to h itself (rsync there, with h's address and
+ * ssh options): no byte through this machine. */
+static void direct_command(Buf *cmd, SshHost *src, SshHost *h, const char *path)
+{
+	Buf e = {0}, remote = {0}, dest = {0};
+	buf_puts(&e, "ssh -o BatchMode=yes -o ConnectTimeout=5");
+	for (int i = 0; i < h->spec->nssh; i++) {
+		buf_putc(&e, ' ');
+		buf_shell_quote(&e, h->spec->ssh[i]);
+	}
+	buf_printf(&dest, "%s:%s/", h->spec->address, h->home_workdir);
+	buf_puts(&remote, "cd ");
+	buf_shell_quote(&remote, src->home_workdir);
+	buf_puts(&remote, " && rsync -a -R --delete -e ");
+	buf_shell_quote(&remote, buf_str(&e));
+	buf_puts(&remote, " -- ");
+	buf_shell_quote(&remote, path);
+	buf_putc(&remote, ' ');
+	buf_shell_quote(&remote, buf_str(&dest));
+	char *run = ssh_spawn_text(src, buf_str(&remote));
+	buf_puts(cmd, run);
+	free(run);
+	buf_free(&e);
+	buf_free(&remote);
+	buf_free(&dest);
+}
+
+/* The script's lines that copy path from src to h and say which way it went: directly when
+ * src reaches h (through this machine if that fails), else through this machine. */
+static void copy_between(Buf *b, SshHost *src, SshHost *h, const char *path)
+{
+	char what[160];
+	snprintf(what, sizeof what, "copying from %.60s", src->spec->name);
+	Buf said = {0};
+	buf_printf(&said, "# kiln: copied %s from %s to %s", path, src->spec->name, h->spec->name);
+	if (reaches(src, h)) {
+		buf_puts(b, "if ");
+		direct_command(b, src, h, path);
+		buf_puts(b, " 2>&3; then echo ");
+		Buf line = {0};
+		buf_printf(&line, "%s directly", buf_str(&said));
+		buf_shell_quote(b, buf_str(&line));
+		buf_puts(b, "\nelse ");
+		buf_free(&line);
+	}
+	relay_command(b, src, h, path);
+	guarded(b, what);
+	Buf line = {0};
+	buf_printf(&line, "%s through this machine%s", buf_str(&said), reaches(src, h) ? " (the direct copy failed)" : "");
+	buf_puts(b, "echo ");
+	buf_shell_quote(b, buf_str(&line));
+	buf_puts(b, reaches(src, h) ? "\nfi\n" : "\n");
+	buf_free(&line);
+	buf_free(&said);
 }
 
 void place_stay_script(Buf *b, const Task *t)
@@ -274,11 +345,6 @@ int place_record_stays(Cache *c, SshHost *h, const Task *t, const char *report, 
 	return 0;
 }
 
-/* The script's line that runs cmd and, when it fails, says so with its status. */
-static void guarded(Buf *b, const char *what)
-{
-	buf_printf(b, " || { rc=$?; echo \"KILN-PLACE-FAILED $rc %s\" >&2; exit 1; }\n", what);
-}
 
 int place_prepare(Cache *c, SshHost *h, const Task *t, HostLookup find, void *ctx, Placement *pl, Buf *err)
 {
@@ -326,10 +392,7 @@ int place_prepare_paths(Cache *c, SshHost *h, const char *const *inputs, int cou
 				rc = 2; /* src's failure is counted by the connect */
 				break;
 			}
-			relay_command(&relays, src, h, p);
-			char what[160];
-			snprintf(what, sizeof what, "copying from %.60s", origin);
-			guarded(&relays, what);
+			copy_between(&relays, src, h, p);
 			snprintf(pl->origins[pl->n], sizeof pl->origins[pl->n], "%s", origin);
 		} else {
 			from_here[nhere++] = (char *)p;
@@ -340,8 +403,9 @@ int place_prepare_paths(Cache *c, SshHost *h, const char *const *inputs, int cou
 	for (int i = 0; i < nextra; i++) /* copied, never recorded: this attempt's own files */
 		from_here[nhere++] = (char *)extra[i];
 	if (rc == 0 && nhere + pl->n) {
-		/* bash for pipefail: a relay fails when either end does */
-		buf_puts(&pl->script, "set -o pipefail\n");
+		/* bash for pipefail: a relay fails when either end does; a direct copy's complaints
+		 * (3) go to the log, the relay follows */
+		buf_puts(&pl->script, "set -o pipefail\nexec 3>&1\n");
 		if (nhere) { /* -R keeps each path's place in the workspace; --delete mends an edited directory */
 			char *ssh = ssh_command_text(h);
 			buf_puts(&pl->script, "rsync -a -R --delete -e ");
@@ -392,9 +456,7 @@ void place_copied(SshHost *h, const Placement *pl, int log_fd)
 			memcpy(old, pl->hashes[i], 33);
 		else
 			strmap_put(&h->copied, xstrdup(pl->paths[i]), xstrdup(pl->hashes[i]));
-		if (log_fd >= 0 && pl->origins[i][0])
-			dprintf(log_fd, "# kiln: copied %s from %s to %s\n", pl->paths[i], pl->origins[i], h->spec->name);
-		else if (log_fd >= 0)
+		if (log_fd >= 0 && !pl->origins[i][0]) /* from another host: the copy's script said which way */
 			dprintf(log_fd, "# kiln: copied %s to %s\n", pl->paths[i], h->spec->name);
 	}
 }
