@@ -45,7 +45,8 @@ def main():
     try:
         work = tempfile.mkdtemp(prefix="kiln-bench-ssh-")
         with open(os.path.join(work, "hosts.lua"), "w") as f:
-            f.write(lab.hosts_lua({n: "jobs = %d" % jobs for n in lab.hosts}))
+            # as many at once as the loop runs: slots and CPUs (these hosts share this machine's cores)
+            f.write(lab.hosts_lua({n: "jobs = %d, cpus = %d" % (jobs, jobs) for n in lab.hosts}))
         with open(os.path.join(work, "kiln.lua"), "w") as f:
             f.write('for i = 1, %d do\n  task { name = "t" .. i, outputs = {"out/" .. i .. ".txt"}, '
                     'run = "echo " .. i .. " > out/" .. i .. ".txt" }\nend\n' % a.tasks)

@@ -3,6 +3,7 @@
 #define _GNU_SOURCE
 #include "ssh_job.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -154,16 +155,18 @@ char *ssh_job_start_script(const Job *job, const char *id, const char *prelude, 
 	 * nothing; the pid is in J/pid before anything else looks for it (written, then moved) */
 	buf_puts(&b, " > \"$J/job.sh\" || kiln_cannot\n"
 		     "mkdir \"$J/claim\" 2>/dev/null || { echo KILN-CLAIMED >&2; exit 0; }\n");
-	/* kiln runs one attempt of a task at a time: any other live job of this task here is
-	 * stale (a kill -9 struck before its attempt was recorded) and must not write its
-	 * outputs beside this one */
-	buf_puts(&b, "for d in .kiln/jobs/*/; do [ \"${d%/}\" = \"$J\" ] || [ -f \"$d/exit\" ] && continue; "
-		     "grep -qxF -- ");
-	char *mark = xasprintf("# written by kiln for task %s", t->name);
-	buf_shell_quote(&b, mark);
-	free(mark);
-	buf_puts(&b, " \"$d/job.sh\" 2>/dev/null || continue; mkdir \"$d/claim\" 2>/dev/null; "
-		     "q=$(cat \"$d/pid\" 2>/dev/null) && kill -KILL -\"$q\" 2>/dev/null; done\n"
+	/* kiln runs one attempt of a task at a time: the task's last job here, if it is still
+	 * live, is stale (a kill -9 struck before its attempt was recorded) and must not write
+	 * its outputs beside this one. .kiln/jobs/task-HASH names that job (shell builtins
+	 * only: no process per job dir) */
+	uint64_t h = 1469598103934665603ULL; /* FNV-1a of the task's name */
+	for (const char *c = t->name; *c; c++)
+		h = (h ^ (unsigned char)*c) * 1099511628211ULL;
+	buf_printf(&b, "T=.kiln/jobs/task-%016llx\n", (unsigned long long)h);
+	buf_puts(&b, "if read d 2>/dev/null < \"$T\" && [ \".kiln/jobs/$d\" != \"$J\" ] && [ -d \".kiln/jobs/$d\" ] && "
+		     "[ ! -f \".kiln/jobs/$d/exit\" ]; then mkdir \".kiln/jobs/$d/claim\" 2>/dev/null; "
+		     "read q 2>/dev/null < \".kiln/jobs/$d/pid\" && kill -KILL -\"$q\" 2>/dev/null; fi\n"
+		     "echo \"${J#.kiln/jobs/}\" > \"$T\"\n"
 		     "setsid /bin/sh \"$J/job.sh\" &\n"
 		     "p=$!; echo $p > \"$J/pid.new\" && mv \"$J/pid.new\" \"$J/pid\"\n"
 		     "wait $p\n");
