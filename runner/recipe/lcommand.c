@@ -132,6 +132,82 @@ static int port_words_used(const char *s)
 	return used;
 }
 
+/* Levenshtein distance of a (n bytes) and b, capped at 3 (all that matters here). */
+static int distance(const char *a, size_t n, const char *b)
+{
+	size_t m = strlen(b);
+	if (n > 24 || m > 24 || (n > m ? n - m : m - n) > 2)
+		return 3;
+	int row[26];
+	for (size_t j = 0; j <= m; j++)
+		row[j] = (int)j;
+	for (size_t i = 1; i <= n; i++) {
+		int diag = row[0];
+		row[0] = (int)i;
+		for (size_t j = 1; j <= m; j++) {
+			int up = row[j];
+			int best = diag + (a[i - 1] != b[j - 1]);
+			if (row[j] + 1 < best)
+				best = row[j] + 1;
+			if (row[j - 1] + 1 < best)
+				best = row[j - 1] + 1;
+			row[j] = best;
+			diag = up;
+		}
+	}
+	return row[m] < 3 ? row[m] : 3;
+}
+
+/* Words in braces that look like a mistyped placeholder ({outt}, {ouputs}, {gpu}) are
+ * named with the placeholder meant, once per place: they would reach the command as
+ * written. Other braces ({x} in a format string, ${VAR}, {a,b}) are the command's own. */
+static void warn_near_misses(lua_State *L, const Task *t, const char *s)
+{
+	static const char *const known[] = {"out",  "in",   "outputs", "inputs", "resume", "name", "port",
+					    "gpus", "rdzv", "items",   "item",   NULL};
+	for (const char *p = strchr(s, '{'); p; p = strchr(p + 1, '{')) {
+		size_t n = strspn(p + 1, "abcdefghijklmnopqrstuvwxyz_0123456789");
+		if (p[1 + n] != '}' || n < 3 || (p > s && p[-1] == '$'))
+			continue;
+		const char *best = NULL;
+		int best_d = 3;
+		for (int k = 0; known[k]; k++) {
+			int d = distance(p + 1, n, known[k]);
+			if (d == 0 || (!strncmp(known[k], "port", 4) && !strncmp(p + 1, "port", 4)))
+				return; /* a placeholder ({port1} too) */
+			if (d < best_d && d <= (strlen(known[k]) <= 4 ? 1 : 2))
+				best = known[k], best_d = d;
+		}
+		if (!best)
+			continue;
+		static char last[200]; /* a map's items and shards share their command: once */
+		char key[200];
+		luaL_where(L, 1);
+		if (!*lua_tostring(L, -1)) { /* task{} called by map{}: the map's line */
+			lua_pop(L, 1);
+			luaL_where(L, 2);
+		}
+		const char *where = lua_tostring(L, -1);
+		snprintf(key, sizeof key, "%.150s{%.*s}", where, (int)(n < 40 ? n : 40), p + 1);
+		if (strcmp(last, key)) {
+			memcpy(last, key, sizeof last);
+			fprintf(stderr, "kiln: %stask \"%s\" uses {%.*s}, which is no placeholder: it reaches the command as "
+					"written (did you mean {%s}?)\n", where, t->name, (int)n, p + 1, best);
+		}
+		lua_pop(L, 1);
+	}
+}
+
+void lk_warn_placeholder_typos(lua_State *L, const Task *t)
+{
+	if (t->shell)
+		warn_near_misses(L, t, t->shell);
+	for (int i = 0; i < t->argc; i++)
+		warn_near_misses(L, t, t->argv[i]);
+	for (int i = 0; i < t->nenv; i++)
+		warn_near_misses(L, t, t->env[i].value);
+}
+
 void lk_check_port_placeholders(lua_State *L, Task *t)
 {
 	int used = t->shell ? port_words_used(t->shell) : 0;

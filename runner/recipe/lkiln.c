@@ -495,6 +495,7 @@ static int l_task(lua_State *L)
 	t->retries = (int)optional_number(L, has & F_RETRIES, "retries", 0, MAX_RETRIES, t->retries);
 	t->opts->ports = (int)optional_number(L, has & F_PORTS, "ports", 0, MAX_PORTS, t->opts->ports);
 	lk_check_port_placeholders(L, t);
+	lk_warn_placeholder_typos(L, t);
 	if (has & F_RETRY_ON) {
 		t->opts->retry_on = lk_parse_retry_on(L, g);
 		if (!(has & F_RETRIES))

@@ -28,6 +28,9 @@ const char *lk_expand_placeholders(lua_State *L, Graph *g, const Task *t, const 
 /* {port}... in a command or env value: one port unless `ports` says more; a {portK}
  * beyond what `ports` declares is a recipe error. */
 void lk_check_port_placeholders(lua_State *L, Task *t);
+/* Warns (stderr, the recipe's file:line) of words in braces one letter or two off a
+ * placeholder ({outt}: did you mean {out}?), which would reach the command as written. */
+void lk_warn_placeholder_typos(lua_State *L, const Task *t);
 /* Pushes the task value task{} and plot{} return. */
 void lk_push_task_value(lua_State *L, const Task *t);
 /* Raises unless workspace-relative path p may be declared (see lkiln.c). */

@@ -24,6 +24,19 @@ class Validation(KilnTestCase):
         self.expect_error('task { name = "a", run = "true", deps = {{name = "x"}} }\n',
                           "entries must be task names or task values", 1)
 
+    def test_a_mistyped_placeholder_is_named_with_the_one_meant(self):
+        self.ws.write("kiln.lua", 'task { name = "a", outputs = {"a.txt"}, run = "echo hi > {outt}; echo ${HOME} {x} {a,b}" }\n'
+                      'map { name = "m", items = {"x", "y"}, shards = 2, output = "m/{item}.txt",\n'
+                      '      run = "for i in $(cat {itms}); do echo > m/$i.txt; done" }\n')
+        r = self.ws.kiln("run", "-n")
+        self.assertEqual(r.rc, 0, r)
+        self.assertIn('kiln.lua:1: task "a" uses {outt}, which is no placeholder: it reaches the command as written '
+                      '(did you mean {out}?)', r.err)
+        self.assertIn("kiln.lua:2:", r.err)
+        self.assertEqual(r.err.count("{itms}"), 1, "a map's command is named once: %s" % r.err)
+        for own in ("{HOME}", "{x}", "{a,b}"):
+            self.assertNotIn(own, r.err, "the command's own braces are left alone")
+
     def test_syntax_error(self):
         self.expect_error('task { name = "a", run = "touch ran" }\ntask { name = }\n', "unexpected symbol", 2)
 
