@@ -117,7 +117,17 @@ static void gp_str(FILE *f, const char *s)
 static void header(FILE *gp, const PlotSpec *s, int width, int height)
 {
 	/* noenhanced: dataset names like eurosat_clip must not turn into subscripts */
-	fprintf(gp, "set terminal svg size %d,%d dynamic noenhanced font 'Helvetica,13' background rgb 'white'\n", width, height);
+	/* name: the SVG's <title> (and its groups' ids) is the chart's, not "Gnuplot" */
+	char id[64];
+	const char *label = s->title && *s->title ? s->title : s->name ? s->name : "chart";
+	size_t n = 0;
+	for (const char *c = label; *c && n < sizeof id - 1; c++)
+		id[n++] = (char)((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ? *c : '_');
+	id[n] = 0;
+	fprintf(gp, "set terminal svg size %d,%d dynamic noenhanced font 'Helvetica,13' background rgb 'white' name ", width,
+		height);
+	gp_str(gp, id);
+	fputc('\n', gp);
 	fprintf(gp, "set output ");
 	char *svg = xasprintf("%s.svg", s->out);
 	gp_str(gp, svg);

@@ -113,13 +113,22 @@ static void hosts_table(FILE *f, State *state, int64_t last_run)
 		fprintf(f, "</table>\n");
 }
 
+/* A run's command as typed, kiln's own path shortened to its name: a page people share
+ * names no machine's folders. */
+static void command_text(FILE *f, const char *command)
+{
+	size_t first = strcspn(command, " ");
+	const char *slash = memrchr(command, '/', first);
+	html_text(f, slash ? slash + 1 : command);
+}
+
 static void last_run(FILE *f, State *state, const StateRun *run, const char *command)
 {
 	char started[64];
 	when(run->started, started, sizeof started);
 	fprintf(f, "<h2 id=\"last\">Last run</h2>\n<p>Run %lld started %s, %s in %.1f s: <code>", (long long)run->id, started,
 		run->finished ? run->outcome : "did not finish", run->ended - run->started);
-	html_text(f, command);
+	command_text(f, command);
 	fprintf(f, "</code></p>\n");
 	outcome_table(f, state, run->id);
 	hosts_table(f, state, run->id);
@@ -157,7 +166,7 @@ static void run_row(void *ctx, const StateRun *run, const char *command)
 	fprintf(r->f, "<tr><td><a href=\"#run-%lld\">%lld</a></td><td>%s</td><td class=\"n\">%.1f s</td><td>%s</td><td>%s</td>"
 		      "<td><code>", (long long)run->id, (long long)run->id, started, run->ended - run->started,
 		run->finished ? run->outcome : "did not finish", counts.len ? buf_str(&counts) : "nothing ran");
-	html_text(r->f, command);
+	command_text(r->f, command);
 	fprintf(r->f, "</code></td></tr>\n");
 	buf_free(&counts);
 	r->ids = xrealloc(r->ids, (size_t)(r->n + 1) * sizeof *r->ids);

@@ -111,6 +111,10 @@ class Report(KilnTestCase):
         self.assertIn("file://" + os.path.realpath(self.ws.path("report.html")), r.out)
         html = self.ws.read("report.html")
         self.assertNotRegex(html, r"(src|href)=\"https?:", "self-contained")
+        self.assertNotIn("<title>Gnuplot</title>", html, "each chart's SVG is titled by the chart")
+        kiln_dir = os.path.dirname(os.path.realpath(os.environ["KILN"]))
+        self.assertNotIn(kiln_dir, html, "a page people share names no folder of this machine's kiln")
+        self.assertRegex(html, r"<code>kiln [^<]*run[^<]*</code>")
         # history: both runs, each linking its summary
         runs = re.findall(r'<tr><td><a href="#run-(\d+)">', html)
         self.assertEqual(runs, ["2", "1"])
