@@ -352,7 +352,7 @@ static void one_map(FILE *f, const Task *const *tasks, int n, Latest *l, int64_t
 			/* a cell may hold several tasks (a third tag, e.g. seeds): it shows the worst */
 			const Task *shown = NULL;
 			const char *word = NULL, *colour = "#ffffff";
-			int count = 0, failed = 0;
+			int count = 0, failed = 0, nfail = 0;
 			for (int i = 0; i < n; i++) {
 				const Task *t = tasks[i];
 				if (strcmp(task_tag(t, row_key), rows[r]) || strcmp(task_tag(t, col_key), cols[c]))
@@ -363,6 +363,7 @@ static void one_map(FILE *f, const Task *const *tasks, int n, Latest *l, int64_t
 				if (!shown || (is_failed && !failed) || (!failed && !strcmp(w, "not run")))
 					shown = t, word = w, colour = col;
 				failed |= is_failed;
+				nfail += is_failed;
 				count++;
 			}
 			if (!shown) {
@@ -386,7 +387,9 @@ static void one_map(FILE *f, const Task *const *tasks, int n, Latest *l, int64_t
 			} else {
 				fprintf(f, "%s", word);
 			}
-			if (count > 1)
+			if (count > 1 && failed) /* a cell over seeds: how many of them failed, not the worst alone */
+				fprintf(f, " <small>%d of %d</small>", nfail, count);
+			else if (count > 1)
 				fprintf(f, " <small>&times;%d</small>", count);
 			fprintf(f, "</td>");
 		}

@@ -145,6 +145,26 @@ class Report(KilnTestCase):
         self.assertRegex(html, r'title="eval/cifar/a">(done|up to date)</td>')
 
 
+class Seeds(KilnTestCase):
+    def test_a_cell_over_seeds_counts_the_seeds_that_failed(self):
+        self.ws.write("kiln.lua", """
+for _, d in ipairs({"cifar", "dtd"}) do
+  for _, m in ipairs({"a", "b"}) do
+    for seed = 1, 2 do
+      local fail = d == "dtd" and m == "b" and seed == 2
+      task { name = "eval/" .. d .. "/" .. m .. "/" .. seed, tags = { dataset = d, model = m, seed = tostring(seed) },
+             run = fail and "exit 1" or "true" }
+    end
+  end
+end
+""")
+        self.assertEqual(self.ws.kiln("run", "-k").rc, 1)
+        self.assertEqual(self.ws.kiln("report").rc, 0)
+        html = self.ws.read("report.html")
+        self.assertRegex(html, r'title="eval/dtd/b/2"><a href="#log-\d+">failed \[error\]</a> <small>1 of 2</small>')
+        self.assertRegex(html, r'title="eval/cifar/a/\d">done <small>&times;2</small>')
+
+
 class Waits(KilnTestCase):
     def test_the_wait_for_a_gpu_is_drawn_before_the_attempt(self):
         self.ws.write("gpus.csv", "0, 80000, 0\n")
