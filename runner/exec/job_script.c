@@ -171,7 +171,8 @@ char *exec_job_script(const Job *job, const char *workspace, const char *exit_pa
 		for (int i = 0; i < t->argc; i++) {
 			if (i)
 				buf_putc(&b, ' ');
-			quote_expanded(&b, exec_argv_word(t, i), job);
+			/* @kiln on an ssh host: the kiln copied there, first on its PATH (ssh_place.c) */
+			quote_expanded(&b, remote && i == 0 && exec_runs_kiln(t) ? "kiln" : exec_argv_word(t, i), job);
 		}
 	}
 	buf_puts(&b, " </dev/null\nrc=$?\nprintf '%s\\n' \"$rc\" > ");

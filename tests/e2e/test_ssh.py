@@ -466,20 +466,26 @@ task { name = "k/envs", hosts = {"v800", "v802"}, outputs = {"envs.txt"}, run = 
         db.close()
         return n
 
-    def test_map_over_two_hosts_survives_kill_9_and_ctrl_c_item_by_item(self):
+    def map_over_two_hosts(self, n, sleep):
+        """A map of n items (in/iNN.txt upper-cased into out/) in two shards on v800 and v801,
+        each item taking sleep seconds; the hosts' ledgers start empty. Returns the items."""
         for h in self.lab.hosts.values():
             if os.path.exists(os.path.join(h.home, "ledger.txt")):
                 os.remove(os.path.join(h.home, "ledger.txt"))
-        items = ["i%02d" % i for i in range(48)]
+        items = ["i%02d" % i for i in range(n)]
         for it in items:
             self.ws.write("in/%s.txt" % it, "text of %s\n" % it)
         self.ws.write("work.sh", self.MAP_WORKER)
         self.ws.write("kiln.lua", """
 local items = {}
-for i = 0, 47 do items[#items + 1] = string.format("i%%02d", i) end
+for i = 0, %d do items[#items + 1] = string.format("i%%02d", i) end
 map { name = "cap", items = items, shards = 2, hosts = {"v800", "v801"}, env = { SLEEP = "%s" },
       inputs = {"work.sh"}, input = "in/{item}.txt", output = "out/{item}.txt", run = "sh work.sh {items}" }
-""" % "0.15")
+""" % (n - 1, sleep))
+        return items
+
+    def test_map_over_two_hosts_survives_kill_9_and_ctrl_c_item_by_item(self):
+        items = self.map_over_two_hosts(48, "0.15")
         p = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua")
         self.assertTrue(wait_for(lambda: len(self.ledger()) >= 12, timeout=60), "the shards got going")
         p.kill()
@@ -519,18 +525,7 @@ map { name = "cap", items = items, shards = 2, hosts = {"v800", "v801"}, env = {
         self.assertTrue(all(n >= 2 for n in runs.values()), "every item ran again after the edit: %s" % runs)
 
     def test_a_map_shard_lost_with_its_host_keeps_the_items_harvested_from_it(self):
-        for h in self.lab.hosts.values():
-            if os.path.exists(os.path.join(h.home, "ledger.txt")):
-                os.remove(os.path.join(h.home, "ledger.txt"))
-        for i in range(30):
-            self.ws.write("in/i%02d.txt" % i, "text of i%02d\n" % i)
-        self.ws.write("work.sh", self.MAP_WORKER)
-        self.ws.write("kiln.lua", """
-local items = {}
-for i = 0, 29 do items[#items + 1] = string.format("i%02d", i) end
-map { name = "cap", items = items, shards = 2, hosts = {"v800", "v801"}, env = { SLEEP = "0.4" },
-      inputs = {"work.sh"}, input = "in/{item}.txt", output = "out/{item}.txt", run = "sh work.sh {items}" }
-""")
+        self.map_over_two_hosts(30, "0.4")
         p = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua")
         # past the first harvest (3 s into the shard), v801 goes away
         self.assertTrue(wait_for(lambda: sum(h == "v801" for _, h in self.ledger()) >= 10, timeout=60))
@@ -609,6 +604,18 @@ map { name = "cap", items = items, shards = 2, hosts = {"v800", "v801"}, env = {
         self.assertEqual(self.ws.read("o.txt"), "2")
         log = self.ws.read(".kiln/logs/tr/nodes@1.log")
         self.assertIn("node 1's log", log)
+
+    def test_ranks_on_a_host_are_started_there_by_the_kiln_copied_there(self):
+        self.ws.write("kiln.lua", 'task { name = "ok", host = "v801", ranks = 2, outputs = {"seen"}, '
+                      'run = "echo rank={rank} of {world_size} on $KILN_HOST >> seen" }\n')
+        r = self.kiln()
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(sorted(self.ws.read("seen").splitlines()), ["rank=0 of 2 on v801", "rank=1 of 2 on v801"])
+        self.assertTrue(os.path.exists(os.path.join(self.lab.hosts["v801"].workdir(), ".kiln/bin/kiln")))
+        self.ws.write("kiln.lua", 'task { name = "two", ranks = 2, nnodes = 2, run = "true" }\n')
+        r = self.kiln()
+        self.assertEqual(r.rc, 2, r)
+        self.assertIn("spreads its ranks over several nodes", r.err)
 
     def test_hosts_file_is_named_from_where_kiln_started(self):
         self.ws.write("kiln.lua", 'task { name = "c/a", outputs = {"a.txt"}, run = "echo a > {out}" }\n')

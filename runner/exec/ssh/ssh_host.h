@@ -60,6 +60,7 @@ typedef struct SshHost {
 	int unplaced;   /* tasks failed (host-down) because it was down and no other host could take them */
 	double gpu_sec;
 	int tools_placed;     /* kiln's tools copied this run */
+	int kiln_placed;      /* and kiln itself (for `ranks`: kiln launch runs there) */
 	int swept;            /* jobs a killed kiln left unrecorded there were stopped (exec_ssh.c) */
 	int chosen;           /* holds a node of the multi-node job being placed (place_choose skips it) */
 	char *listing;        /* the listing of recorded placements, read once per run (or NULL) */

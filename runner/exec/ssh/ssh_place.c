@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../../recipe/launch.h"
 #include "../exec.h"
 
 /* The first line of a pointer file: an output that stays on its host. */
@@ -164,6 +165,19 @@ static int place_tools(SshHost *h, Buf *err)
 		free(sources[i]);
 	if (rc == 0)
 		h->tools_placed = 1;
+	return rc;
+}
+
+/* kiln itself, for a task whose ranks `kiln launch` starts there (it needs only libc and
+ * libm: Lua, SQLite and xxHash are linked in); once per run. */
+static int place_kiln(SshHost *h, Buf *err)
+{
+	char *sources[] = {(char *)exec_self()};
+	char *dest = xasprintf("%s:%s/.kiln/bin/kiln", h->spec->address, h->home_workdir);
+	int rc = rsync(h, sources, 1, dest, 0, err);
+	free(dest);
+	if (rc == 0)
+		h->kiln_placed = 1;
 	return rc;
 }
 
@@ -348,6 +362,12 @@ int place_record_stays(Cache *c, SshHost *h, const Task *t, const char *report, 
 
 int place_prepare(Cache *c, SshHost *h, const Task *t, HostLookup find, void *ctx, Placement *pl, Buf *err)
 {
+	memset(pl, 0, sizeof *pl);
+	if (launch_wraps(t) && !h->kiln_placed) {
+		int rc = place_kiln(h, err);
+		if (rc)
+			return rsync_unreachable(rc) ? (ssh_host_failed(h, buf_str(err)), 1) : -1;
+	}
 	return place_prepare_paths(c, h, (const char *const *)t->inputs, t->ninputs, NULL, 0, find, ctx, pl, err);
 }
 
