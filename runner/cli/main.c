@@ -457,7 +457,8 @@ static int verb_run(Options *o, int argc, char **argv)
 	long long mem = o->mem_mib ? o->mem_mib : os_memory_mib();
 	check_resources(o, g, gpus, cpus, mem);
 	if (o->dry_run) {
-		int n = sched_plan(g, c, stdout, 0, o->jobs ? o->jobs : os_cpu_count() + gpu_count(gpus), NULL);
+		PlanCapacity cap = {o->jobs ? o->jobs : os_cpu_count() + gpu_count(gpus), cpus, gpu_count(gpus)};
+		int n = sched_plan(g, c, stdout, 0, cap, NULL);
 		printf("kiln: %d task%s would run (dry run: nothing was started)\n", n, n == 1 ? "" : "s");
 		trace_mark("plan printed");
 		cache_close(c);
@@ -581,7 +582,10 @@ static int verb_status(Options *o, int argc, char **argv)
 	Buf ignored = {0}; /* a bad --gpus only changes the slot count here */
 	GpuPool *pool = gpu_pool_open(o->gpus, &ignored);
 	int restores = 0;
-	int n = sched_plan(g, c, stdout, o->all, o->jobs ? o->jobs : os_cpu_count() + gpu_count(pool), &restores);
+	int cpus = o->cpus ? o->cpus : os_cpu_count();
+	PlanCapacity cap = {o->jobs ? o->jobs : os_cpu_count() + gpu_count(pool), o->jobs > cpus && !o->cpus ? o->jobs : cpus,
+			    gpu_count(pool)};
+	int n = sched_plan(g, c, stdout, o->all, cap, &restores);
 	gpu_pool_free(pool);
 	buf_free(&ignored);
 	if (n)

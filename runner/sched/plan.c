@@ -140,7 +140,7 @@ static int estimate(Similar *s, StrMap *durations, const Task *t, double *sec)
 	return 2;
 }
 
-int sched_plan(Graph *g, Cache *c, FILE *out, int all, int slots, int *restores)
+int sched_plan(Graph *g, Cache *c, FILE *out, int all, PlanCapacity cap, int *restores)
 {
 	PlanPrint p = {out, all, xmalloc(((size_t)g->ntasks + 1) * sizeof(Task *)), 0, 0};
 	int n = cache_plan(c, g, print_verdict, &p);
@@ -149,7 +149,7 @@ int sched_plan(Graph *g, Cache *c, FILE *out, int all, int slots, int *restores)
 		cache_each_duration(c, remember, &durations);
 		Similar index;
 		similar_build(&index, g, &durations);
-		double work = 0, gpu_sec = 0, longest = 0;
+		double work = 0, gpu_sec = 0, cpu_sec = 0, longest = 0;
 		int measured = 0, similar = 0, unknown = 0;
 		for (int i = 0; i < p.nruns; i++) {
 			double sec = 0;
@@ -157,18 +157,28 @@ int sched_plan(Graph *g, Cache *c, FILE *out, int all, int slots, int *restores)
 			measured += how == 1, similar += how == 2, unknown += how == 0;
 			work += sec;
 			gpu_sec += sec * p.runs[i]->gpus;
+			cpu_sec += sec * (p.runs[i]->cpus < cap.cpus ? p.runs[i]->cpus : cap.cpus);
 			longest = sec > longest ? sec : longest;
 		}
 		if (measured + similar) {
 			char w[32], eta[32];
-			double at_slots = work / (slots > 0 ? slots : 1);
+			/* bound by whichever runs out first: slots, the CPUs tasks hold, the GPUs */
+			double eta_sec = work / (cap.slots > 0 ? cap.slots : 1);
+			if (cap.cpus > 0 && cpu_sec / cap.cpus > eta_sec)
+				eta_sec = cpu_sec / cap.cpus;
+			if (cap.gpus > 0 && gpu_sec / cap.gpus > eta_sec)
+				eta_sec = gpu_sec / cap.gpus;
 			format_duration(work, w, sizeof w);
-			format_duration(at_slots > longest ? at_slots : longest, eta, sizeof eta);
+			format_duration(eta_sec > longest ? eta_sec : longest, eta, sizeof eta);
 			fprintf(out, "kiln: estimated %s of work (%d from their last run, %d from similar tasks, %d unknown)",
 				w, measured, similar, unknown);
 			if (gpu_sec > 0)
 				fprintf(out, ", %.2f GPU-hours", gpu_sec / 3600);
-			fprintf(out, "; ETA about %s at %d slot%s\n", eta, slots, slots == 1 ? "" : "s");
+			fprintf(out, "; ETA about %s at %d slot%s, %d CPU%s", eta, cap.slots, cap.slots == 1 ? "" : "s", cap.cpus,
+				cap.cpus == 1 ? "" : "s");
+			if (cap.gpus)
+				fprintf(out, ", %d GPU%s", cap.gpus, cap.gpus == 1 ? "" : "s");
+			fputc('\n', out);
 		} else {
 			fprintf(out, "kiln: no recorded durations to estimate from yet\n");
 		}

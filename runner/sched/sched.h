@@ -36,11 +36,16 @@ typedef struct {
  * Returns 0 when all succeeded, 1 when a task failed, 128+sig when stopped. */
 int sched_run(Graph *g, const SchedOptions *o, SchedSummary *sum);
 
+/* What runs at once, for a plan's ETA: job slots, CPUs and GPUs (0: none). */
+typedef struct {
+	int slots, cpus, gpus;
+} PlanCapacity;
 /* Prints what a run would do, in order, with the reason for each task that would run
- * or be restored, then its estimated cost (work, GPU-hours, an ETA at slots tasks at
- * once); runs nothing. all: also list up-to-date tasks. Returns the number that would run;
- * restores (when given) gets the number whose outputs would be restored. */
-int sched_plan(Graph *g, Cache *c, FILE *out, int all, int slots, int *restores);
+ * or be restored, then its estimated cost (work, GPU-hours, an ETA bound by the slots, the
+ * CPUs the tasks hold and their GPUs); runs nothing. all: also list up-to-date tasks.
+ * Returns the number that would run; restores (when given) gets the number whose outputs
+ * would be restored. */
+int sched_plan(Graph *g, Cache *c, FILE *out, int all, PlanCapacity cap, int *restores);
 
 /* Log file path of a task attempt: <log_dir>/<name>@<attempt>.log; malloc'd. */
 char *sched_log_path(const char *log_dir, const Task *t, int attempt);
