@@ -160,9 +160,10 @@ int cache_content_hash(Cache *c, const char *path, char out[33]);
 int cache_placement_get(Cache *c, const char *host, const char *path, Buf *hash, Buf *listing);
 /* Records a copy (hash NULL: forgets it); joins the open write batch. 0, or -1. */
 int cache_placement_put(Cache *c, const char *host, const char *path, const char *hash, const char *listing);
-/* Per ssh host (the attempts' host column): what the latest run that ran anything on hosts
- * did there, and what kiln has placed there (HistoryHost is state/history.h's). */
-void cache_each_host(Cache *c, void (*fn)(void *ctx, const HistoryHost *h), void *ctx);
+/* Per ssh host (the attempts' host column): what run run_id (0: the latest that ran
+ * anything on hosts) did there, and what kiln has placed there (HistoryHost is
+ * state/history.h's). The run's summary and `kiln status` both count from these records. */
+void cache_each_host(Cache *c, int64_t run_id, void (*fn)(void *ctx, const HistoryHost *h), void *ctx);
 /* Every path recorded on host, in path order. */
 void cache_each_placement(Cache *c, const char *host, void (*fn)(void *ctx, const char *path, const char *hash),
 			  void *ctx);

@@ -75,10 +75,11 @@ void cache_each_placement(Cache *c, const char *host, void (*fn)(void *ctx, cons
 	sqlite3_reset(st);
 }
 
-void cache_each_host(Cache *c, void (*fn)(void *ctx, const HistoryHost *h), void *ctx)
+void cache_each_host(Cache *c, int64_t run_id, void (*fn)(void *ctx, const HistoryHost *h), void *ctx)
 {
 	cache_ready(c);
-	int64_t run_id = history_last_host_run(cache_state(c));
+	if (!run_id)
+		run_id = history_last_host_run(cache_state(c));
 	if (run_id > 0) /* the latest run that ran something on a host (a no-op run ran nothing) */
 		history_each_host(cache_state(c), run_id, fn, ctx);
 }

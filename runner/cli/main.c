@@ -595,7 +595,7 @@ static int verb_status(Options *o, int argc, char **argv)
 	printf(n || restores ? "\n" : "kiln: everything is up to date\n");
 	int pending = n > 0 || restores > 0;
 	HostView view = {g, c};
-	cache_each_host(c, print_host, &view);
+	cache_each_host(c, 0, print_host, &view);
 	for (int i = 0; exec_kinds[i]; i++) /* what the executors' queues hold of earlier runs */
 		if (exec_kinds[i]->queue_status) {
 			Buf q = {0};

@@ -90,6 +90,12 @@ end
                     self.assertTrue(x[3] <= y[2] or y[3] <= x[2], "%s and %s overlap on one GPU" % (x, y))
         self.assertGreaterEqual(len({h for h, _, _, _ in rows}), 2, "the grid spread over the hosts")
         self.assertRegex(r.out, r"host v800: \d+ done, 0 failed")
+        # one GPU-time figure: the run's summary and kiln status count from the same records
+        summary = dict(re.findall(r"kiln: host (v80\d): [^\n]*?GPU time ([^,\n]+),", r.out))
+        st = self.ws.kiln("status", "--hosts", "hosts.lua")
+        status = dict(re.findall(r"kiln: host (v80\d) \(last run there\): [^\n]*?GPU time ([^;\n]+);", st.out))
+        self.assertTrue(summary, r.out)
+        self.assertEqual(summary, {h: t for h, t in status.items() if h in summary}, st.out)
         # the same cache as locally: a no-op re-run starts nothing anywhere and opens no job there
         before = self.starts()
         jobs = {n: sorted(os.listdir(os.path.join(h.workdir(), ".kiln/jobs"))) for n, h in self.lab.hosts.items()}

@@ -556,9 +556,20 @@ static void ssh_describe(Executor *ex, Buf *out)
 	}
 }
 
+/* A host's GPU time this run, as its attempts' records have it (kiln status and the report
+ * count the same way): one figure everywhere. */
+static void recorded_gpu_time(void *ctx, const HistoryHost *rec)
+{
+	SshExec *se = ctx;
+	for (int i = 0; i < se->nhosts; i++)
+		if (!strcmp(se->hosts[i].spec->name, rec->host))
+			se->hosts[i].gpu_sec = rec->gpu_sec;
+}
+
 static void ssh_summarize(Executor *ex)
 {
 	SshExec *se = ex->impl;
+	cache_each_host(se->cfg.cache, se->cfg.run_id, recorded_gpu_time, se);
 	for (int i = 0; i < se->nhosts; i++) {
 		SshHost *h = &se->hosts[i];
 		if (!h->connected && !h->down && !h->ran && !h->failed && !h->unplaced)
