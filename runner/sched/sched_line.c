@@ -51,6 +51,9 @@ void sched_status_line(Run *r)
 		buf_printf(&line, "%s%s", line.len && progress.len ? "; " : "", buf_str(&progress));
 		buf_free(&progress);
 	}
-	status_line(&r->st, r->done, r->sum->total, names, nn, buf_str(&line));
+	/* after a Ctrl-C the tasks are being stopped (SIGTERM, then SIGKILL after the grace) */
+	status_line(&r->st, r->done, r->sum->total,
+		    r->sum->stopped_by_signal ? "stopping (Ctrl-C again kills them now)" : "running", names, nn,
+		    buf_str(&line));
 	buf_free(&line);
 }

@@ -1,5 +1,5 @@
-/* sched_summary.c — the end of a run on screen: why it stopped, the counts, the GPU wait,
- * and each failed task with its reason and the tail of its log. */
+/* sched_summary.c — the end of a run on screen: why it stopped, each failed task with its
+ * reason and the tail of its log, then the counts and the GPU wait (last: they stay in view). */
 #define _GNU_SOURCE
 #include <signal.h>
 #include <stdio.h>
@@ -40,13 +40,7 @@ void sched_print_summary(Run *r, SchedSummary *s)
 		       s->stopped_by_signal == SIGINT ? "Ctrl-C (SIGINT)" : strsignal(s->stopped_by_signal));
 	if (r->state_error)
 		printf("kiln: %s\n", r->state_error);
-	printf("kiln: %d task%s: %d ran, %d up to date, %d restored, %d failed, %d not run, in %s\n", s->total,
-	       s->total == 1 ? "" : "s", s->ran, s->up_to_date, s->restored, s->failed, s->not_run, wall);
-	if (s->gpu_wait_sec > 0) {
-		char waited[32];
-		format_duration(s->gpu_wait_sec, waited, sizeof waited);
-		printf("kiln: tasks waited %s for GPUs in all\n", waited);
-	}
+	/* each failure's recap first: the counts close the run, where the eye lands */
 	for (int i = 0; i < r->nfailures; i++) {
 		Failure *f = &r->failures[i];
 		printf("FAILED %s: %s\n", f->task->name, f->reason);
@@ -54,6 +48,13 @@ void sched_print_summary(Run *r, SchedSummary *s)
 			printf("  log: %s\n", f->log);
 			print_tail(f->log, 10);
 		}
+	}
+	printf("kiln: %d task%s: %d ran, %d up to date, %d restored, %d failed, %d not run, in %s\n", s->total,
+	       s->total == 1 ? "" : "s", s->ran, s->up_to_date, s->restored, s->failed, s->not_run, wall);
+	if (s->gpu_wait_sec > 0) {
+		char waited[32];
+		format_duration(s->gpu_wait_sec, waited, sizeof waited);
+		printf("kiln: tasks waited %s for GPUs in all\n", waited);
 	}
 	fflush(stdout);
 }

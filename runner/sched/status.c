@@ -20,12 +20,12 @@ void status_init(Status *s)
 	s->width = s->tty && ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col ? ws.ws_col : 80;
 }
 
-void status_line(Status *s, int done, int total, Task **running, int nrunning, const char *waiting)
+void status_line(Status *s, int done, int total, const char *doing, Task **running, int nrunning, const char *waiting)
 {
 	if (!s->tty)
 		return;
 	char line[1024];
-	int n = snprintf(line, sizeof line, "[%d/%d] running:", done, total);
+	int n = snprintf(line, sizeof line, "[%d/%d] %s:", done, total, doing);
 	for (int i = 0; i < nrunning && n < (int)sizeof line - 64; i++)
 		n += snprintf(line + n, sizeof line - (size_t)n, "%s %s", i ? "," : "", running[i]->name);
 	if (nrunning == 0)

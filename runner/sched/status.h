@@ -16,9 +16,9 @@ typedef struct {
 } Status;
 
 void status_init(Status *s);
-/* Redraws "[done/total] running: a, b, …; <waiting>" (terminal only); waiting says what
- * a task waits for, or is "". */
-void status_line(Status *s, int done, int total, Task **running, int nrunning, const char *waiting);
+/* Redraws "[done/total] <doing>: a, b, …; <waiting>" (terminal only); doing is "running"
+ * or what a stop does; waiting says what a task waits for, or is "". */
+void status_line(Status *s, int done, int total, const char *doing, Task **running, int nrunning, const char *waiting);
 /* Prints one message line, above the status line on a terminal. kind: "ok", "FAILED",
  * "restored", "retry", "note" (coloured on a terminal); "ok" lines only when not a terminal.
  * Into a pipe or file, "ok" and "restored" lines are flushed in batches (10k flushes cost
