@@ -202,13 +202,34 @@ int timeline_write(FILE *f, State *state, const StateRun *run)
 		fprintf(f, " attempt %d: ", x->attempt); /* the outcome names the failure's class */
 		html_text(f, x->outcome ? x->outcome : "unfinished");
 		fprintf(f, ", %.2f s</title></rect>\n", x->ended - x->started);
+		if (bw >= 6.5 * (double)strlen(x->task) + 8) { /* its name on it where it fits */
+			fprintf(f, "<text class=\"bar\" x=\"%.1f\" y=\"%d\" font-size=\"11\" fill=\"#000\">", bx + 4,
+				top + l * lane_h + 15);
+			html_text(f, x->task);
+			fprintf(f, "</text>\n");
+		}
 	}
 	int axis_y = top + nlanes * lane_h;
-	for (int k = 0; k <= 5; k++) {
-		double x = left + width * k / 5.0;
+	/* round ticks: the smallest step of 1, 2 or 5 (or minutes, hours) giving at most 6 */
+	static const double steps[] = {0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 21600, 43200, 86400};
+	double step = steps[sizeof steps / sizeof *steps - 1];
+	for (size_t k = 0; k < sizeof steps / sizeof *steps; k++)
+		if (span / steps[k] <= 6) {
+			step = steps[k];
+			break;
+		}
+	for (int k = 0; k * step <= span + 1e-9; k++) {
+		double x = left + width * (k * step) / span;
+		char label[32];
+		if (step < 1)
+			snprintf(label, sizeof label, "%.1f s", k * step);
+		else if (step < 60)
+			snprintf(label, sizeof label, "%.0f s", k * step);
+		else
+			format_duration(k * step, label, sizeof label);
 		fprintf(f, "<line x1=\"%.1f\" y1=\"%d\" x2=\"%.1f\" y2=\"%d\" stroke=\"#888\"/>"
-			   "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">%.*f s</text>\n",
-			x, axis_y, x, axis_y + 5, x, axis_y + 20, span < 10 ? 1 : 0, span * k / 5.0);
+			   "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">%s</text>\n",
+			x, axis_y, x, axis_y + 5, x, axis_y + 20, label);
 	}
 	fprintf(f, "</svg>\n<p class=\"legend\"><span style=\"background:#009E73\"></span>done "
 		   "<span style=\"background:#D55E00\"></span>failed <span style=\"background:#999999\"></span>interrupted "

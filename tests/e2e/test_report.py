@@ -112,6 +112,10 @@ class Report(KilnTestCase):
         html = self.ws.read("report.html")
         self.assertNotRegex(html, r"(src|href)=\"https?:", "self-contained")
         self.assertNotIn("<title>Gnuplot</title>", html, "each chart's SVG is titled by the chart")
+        ticks = [float(t) for t in re.findall(r'<text x="[\d.]+" y="\d+" text-anchor="middle">([\d.]+) s</text>', html)]
+        steps = {round(b - a, 3) for a, b in zip(ticks, ticks[1:])}
+        self.assertEqual(len(steps), 1, "the timeline's ticks are evenly spaced: %s" % ticks)
+        self.assertIn(steps.pop(), (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0), "and round: %s" % ticks)
         kiln_dir = os.path.dirname(os.path.realpath(os.environ["KILN"]))
         self.assertNotIn(kiln_dir, html, "a page people share names no folder of this machine's kiln")
         self.assertRegex(html, r"<code>kiln [^<]*run[^<]*</code>")
