@@ -209,8 +209,18 @@ static int write_bars(FILE *gp, FILE *dat, const char *dat_path, const PlotSpec 
 	header(gp, s, *width, *height);
 	fprintf(gp, "set style data histograms\nset style histogram %s gap 1\nset style fill solid 0.9 border -1\n"
 		    "set boxwidth 0.9\n", repeats ? "errorbars lw 1.5" : "clustered");
-	/* fractions (accuracies) get a fixed 0..1 axis with room for the legend above the bars */
-	fprintf(gp, top <= 1 ? "set yrange [0:1.12]\nset ytics 0,0.1,1\n" : "set yrange [0:*]\n");
+	/* fractions (accuracies) get a 0..1 axis with room for the legend above the bars, or,
+	 * when every bar is well below 1, an axis to a round value above the tallest */
+	double ymax = top * 1.15;
+	if (top <= 1 && ymax > 0.7) {
+		fprintf(gp, "set yrange [0:1.12]\nset ytics 0,0.1,1\n");
+	} else if (top <= 1 && top > 0) {
+		double step = ymax > 0.35 ? 0.1 : ymax > 0.15 ? 0.05 : ymax > 0.06 ? 0.02 : ymax / 4;
+		double end = ceil(ymax / step - 1e-9) * step;
+		fprintf(gp, "set yrange [0:%g]\nset ytics 0,%g,%g\n", end, step, end);
+	} else {
+		fprintf(gp, "set yrange [0:*]\n");
+	}
 	if (s->series)
 		fprintf(gp, top <= 1 ? "set key inside top center horizontal\n" : "set key outside top center horizontal\n");
 	else
@@ -269,8 +279,11 @@ static int write_heatmap(FILE *gp, FILE *dat, const char *dat_path, const PlotSp
 	fprintf(gp, "set view map\nunset key\nset border 0\nunset grid\nset tics scale 0\n");
 	fprintf(gp, "set xrange [-0.5:%f]\nset yrange [%f:-0.5]\n", p.ncols - 0.5, p.nrows - 0.5);
 	fprintf(gp, "set palette defined (0 '#f7fbff', 0.5 '#6baed6', 1 '#08306b')\n");
-	if (lo >= 0 && hi <= 1)
-		fprintf(gp, "set cbrange [0:1]\n");
+	/* the colours span the data (0.68 and 0.81 must not look alike on a 0..1 scale) */
+	if (lo <= hi) {
+		double pad = hi > lo ? (hi - lo) * 0.05 : fmax(fabs(hi) * 0.05, 0.01);
+		fprintf(gp, "set cbrange [%.6g:%.6g]\n", lo - pad, hi + pad);
+	}
 	fprintf(gp, "set xtics (");
 	for (int c = 0; c < p.ncols; c++) {
 		fprintf(gp, "%s", c ? ", " : "");

@@ -49,6 +49,11 @@ class Charts(KilnTestCase):
         cells = [p for p in re.findall(r"<polygon fill = '[^']*' points = '([^']*)'", svg)
                  if (lambda xs: max(xs) - min(xs))([float(pt.split(",")[0]) for pt in p.split()]) > 40]
         self.assertEqual(len(cells), 6, "one filled rectangle per value (3 datasets x 2 models)")
+        # the colours span the data: the lightest and darkest cells are far apart in colour
+        fills = [tuple(map(int, f.split(","))) for f in
+                 re.findall(r"<polygon fill = 'rgb\(([ \d,]+)\)' points = '(?:[^']*)'", svg)]
+        shade = [sum(f) for f in fills]
+        self.assertGreater(max(shade) - min(shade), 300, "data-scaled colours, not a fixed 0..1 scale: %s" % fills)
 
     def test_label_precision_follows_the_data(self):
         self.assertIn("809", svg_texts(self.ws.read("plots/tp.svg")), "three significant digits: 809, not 809.403")
