@@ -288,8 +288,12 @@ static int build_list(const MetricsQuery *q, const Baseline *base, MView *v, MVi
 	int per = base->tag ? 2 : 1;
 	table_init(t, mview_count(v) + 1, 1 + ntags + per * nkeys);
 	set(t, 0, 0, xstrdup("task"));
-	for (int j = 0; j < ntags; j++)
-		set(t, 0, 1 + j, xstrdup(tags[j]));
+	for (int j = 0; j < ntags; j++) { /* a tag named as a metric is told apart: "acc (tag)" */
+		int clash = 0;
+		for (int k = 0; k < nkeys && !clash; k++)
+			clash = !strcmp(tags[j], keys[k]);
+		set(t, 0, 1 + j, clash ? xasprintf("%s (tag)", tags[j]) : xstrdup(tags[j]));
+	}
 	double *bases = xcalloc((size_t)nkeys + 1, sizeof *bases);
 	for (int j = 0; j < nkeys; j++) {
 		set(t, 0, 1 + ntags + per * j, xstrdup(keys[j]));

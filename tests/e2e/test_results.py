@@ -66,6 +66,14 @@ class Results(KilnTestCase):
         runs = con.execute("SELECT count(DISTINCT run_id) FROM metrics WHERE task = 'eval/d3/m2'").fetchone()[0]
         self.assertEqual(runs, 2)
 
+    def test_a_tag_named_as_a_metric_gets_a_header_of_its_own(self):
+        self.ws.write("kiln.lua", 'for _, m in ipairs({"a", "b"}) do task { name = "e/" .. m, tags = { model = m, acc = "x" }, '
+                      'outputs = {"r/" .. m .. ".json"}, metrics = "{out}", '
+                      'run = "mkdir -p r; echo \'{\\"acc\\": 0.5}\' > {out}" } end\n')
+        self.assertEqual(self.ws.kiln("run").rc, 0)
+        r = self.ws.kiln("metrics")
+        self.assertEqual(r.out.splitlines()[0].split(), ["task", "acc", "(tag)", "model", "acc"], r.out)
+
     def test_metrics_come_in_recipe_order(self):
         # declared zeta, alpha, mid: tables keep that order, not the names' order
         self.ws.write("kiln.lua", "\n".join(
