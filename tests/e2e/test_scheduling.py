@@ -155,6 +155,9 @@ task { name = "flaky", retries = 2, outputs = {"ok.txt"},
         # nothing was recorded as done: the next run would run all three
         st = self.ws.kiln("status")
         self.assertIn("3 tasks would run", st.out)
+        # the report calls them interrupted, not failed
+        self.assertEqual(self.ws.kiln("report").rc, 0)
+        self.assertRegex(self.ws.read("report.html"), r"<td>stopped</td><td>3 interrupted</td>")
 
     def test_ctrl_c_while_hashing_new_inputs_stops_at_once(self):
         # 400 x 32 MiB of new (sparse) input: hashing all of it takes seconds, and a Ctrl-C
