@@ -537,7 +537,7 @@ int64_t state_attempt_started(State *s, int64_t run_id, const AttemptRecord *a)
 	sqlite3_bind_int64(st, 1, run_id);
 	sqlite3_bind_text(st, 2, a->task, -1, SQLITE_STATIC);
 	sqlite3_bind_int(st, 3, a->attempt);
-	sqlite3_bind_double(st, 4, now_wall());
+	sqlite3_bind_double(st, 4, a->started > 0 ? a->started : now_wall());
 	const char *text[] = {a->host, a->gpus ? a->gpus : "", a->log, a->job_id, a->key, a->executor, a->ports};
 	const int column[] = {5, 7, 8, 9, 10, 11, 12};
 	for (int i = 0; i < 7; i++)

@@ -82,6 +82,7 @@ typedef struct {
 	int pgid;             /* its process group here, or 0 */
 	const char *log, *job_id, *key; /* NULL: none */
 	const char *ports;    /* "29500,29501": its TCP ports ({port}), or NULL */
+	double started;       /* when it started (wall clock), or 0: now */
 } AttemptRecord;
 int64_t state_attempt_started(State *s, int64_t run_id, const AttemptRecord *a);
 int state_attempt_ended(State *s, int64_t id, int exit_code, const char *outcome, const char *failure);

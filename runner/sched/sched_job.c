@@ -69,6 +69,8 @@ int64_t sched_record_start(Run *r, const Job *job)
 	AttemptRecord rec = {.task = job->task->name, .attempt = job->attempt, .executor = job->ex->name,
 			     .host = job->lease.host[0] ? job->lease.host : NULL, .gpus = gpus, .pgid = (int)job->pid,
 			     .log = job->log_path, .job_id = job->job_id, .key = job->key, .ports = ports.data};
+	if (job->started_ns > 0) /* recorded once start() returned: a chart is rendered inside it */
+		rec.started = now_wall() - (double)(now_mono_ns() - job->started_ns) / 1e9;
 	int64_t row = cache_attempt_started(r->o->cache, &rec);
 	buf_free(&ports);
 	return row;
