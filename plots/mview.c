@@ -31,7 +31,7 @@ static int selected(const char *task, char **patterns, int n)
 	return 0;
 }
 
-static void add_task(void *ctx, const char *task, int64_t run_id)
+static void add_task(void *ctx, const char *task, int64_t run_id, int stale)
 {
 	MView *v = ctx;
 	if (!selected(task, v->patterns, v->npatterns))
@@ -42,6 +42,7 @@ static void add_task(void *ctx, const char *task, int64_t run_id)
 	memset(t, 0, sizeof *t);
 	t->task = arena_strdup(&v->arena, task);
 	t->run_id = run_id;
+	t->stale = stale;
 }
 
 MView *mview_open(const char *db_path, int64_t as_of_run, char **patterns, int npatterns, Buf *err)
@@ -142,6 +143,8 @@ void pivot_build(const MView *v, const char *row_tag, const char *col_tag, const
 		for (int i = 0; i < v->ntasks; i++) {
 			const MTask *t = &v->tasks[i];
 			double value;
+			if (t->stale) /* its task just failed: a gap, not an old value passed off as current */
+				continue;
 			const char *r = row_tag ? mtask_tag(t, row_tag) : t->task, *c = col_tag ? mtask_tag(t, col_tag) : value_key;
 			if (!r || !c || !mtask_number(t, value_key, &value))
 				continue;

@@ -16,6 +16,8 @@ typedef struct {
 	KeyValue *tags; /* in key order */
 	int ntags;
 	Metrics scalars; /* the task's scalar rows (series == 0), in key order */
+	int stale;       /* an attempt failed (or was stopped) after these were recorded: charts
+			    leave it out, tables mark it */
 } MTask;
 
 typedef struct MView MView;

@@ -278,7 +278,8 @@ static int write_heatmap(FILE *gp, FILE *dat, const char *dat_path, const PlotSp
 	header(gp, s, *width, *height);
 	fprintf(gp, "set view map\nunset key\nset border 0\nunset grid\nset tics scale 0\n");
 	fprintf(gp, "set xrange [-0.5:%f]\nset yrange [%f:-0.5]\n", p.ncols - 0.5, p.nrows - 0.5);
-	fprintf(gp, "set palette defined (0 '#f7fbff', 0.5 '#6baed6', 1 '#08306b')\n");
+	/* the lightest value is tinted: a white cell is one without a value (its task failed) */
+	fprintf(gp, "set palette defined (0 '#deebf7', 0.5 '#6baed6', 1 '#08306b')\n");
 	/* the colours span the data (0.68 and 0.81 must not look alike on a 0..1 scale) */
 	if (lo <= hi) {
 		double pad = hi > lo ? (hi - lo) * 0.05 : fmax(fabs(hi) * 0.05, 0.01);
@@ -320,7 +321,7 @@ static int write_lines(FILE *gp, FILE *dat, const char *dat_path, const PlotSpec
 	for (int i = 0; i < mview_count(v); i++) {
 		const MTask *t = mview_task(v, i);
 		double *steps, *vals;
-		int n = mview_series(v, t, s->y, &steps, &vals);
+		int n = t->stale ? 0 : mview_series(v, t, s->y, &steps, &vals); /* a failed task: a gap */
 		if (n == 0)
 			continue;
 		for (int k = 0; k < n; k++) {
@@ -381,7 +382,7 @@ static int write_scatter(FILE *gp, FILE *dat, const char *dat_path, const PlotSp
 			const MTask *t = mview_task(v, i);
 			const char *g = mtask_tag(t, s->series);
 			double x, y;
-			if (g && !strcmp(g, groups[k]) && mtask_number(t, s->x, &x) && mtask_number(t, s->y, &y)) {
+			if (!t->stale && g && !strcmp(g, groups[k]) && mtask_number(t, s->x, &x) && mtask_number(t, s->y, &y)) {
 				fprintf(dat, "%.9g %.9g\n", x, y);
 				points++;
 			}
@@ -431,6 +432,10 @@ int plot_render(const PlotSpec *s, const char *db_path, int log_fd, Buf *err)
 	MView *v = mview_open(db_path, 0, (char **)s->from, s->nfrom, err);
 	if (!v)
 		return -1;
+	for (int i = 0; i < mview_count(v) && log_fd >= 0; i++) /* the gaps, by name */
+		if (mview_task(v, i)->stale)
+			dprintf(log_fd, "kiln: %s is left out (a gap): its latest attempt failed, so its last value is stale\n",
+				mview_task(v, i)->task);
 	char *dat_path = xasprintf("%s.kiln-plot.dat", s->out), *gp_path = xasprintf("%s.kiln-plot.gp", s->out);
 	mkdirs_parent(s->out);
 	FILE *dat = fopen(dat_path, "w"), *gp = fopen(gp_path, "w");

@@ -318,8 +318,13 @@ static int build_list(const MetricsQuery *q, const Baseline *base, MView *v, MVi
 			if (o && !mtask_number(o, keys[j], &was))
 				was = NAN;
 			int has = mtask_number(m, keys[j], &val);
-			set(t, i + 1, 1 + ntags + per * j,
-			    text ? xstrdup(text) : has ? number(val, old != NULL, was) : xstrdup(""));
+			char *cell = text ? xstrdup(text) : has ? number(val, old != NULL, was) : xstrdup("");
+			if (m->stale && *cell) { /* its task failed since: the last success's value, marked */
+				char *marked = xasprintf("%s (stale)", cell);
+				free(cell);
+				cell = marked;
+			}
+			set(t, i + 1, 1 + ntags + per * j, cell);
 			if (!text && has)
 				mark(t, i + 1, 1 + ntags + per * j, q->threshold, val, old != NULL, was);
 			if (base->tag)

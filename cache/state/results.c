@@ -15,8 +15,13 @@ static const char *const put_series = "INSERT INTO series (task, run_id, key, st
 static const char *const put_tag =
 	"INSERT OR REPLACE INTO metric_tags (task, run_id, key, value) VALUES (?1, ?2, ?3, ?4)";
 /* each task's latest ingest (SQLite takes position from that row), in recipe order */
-static const char *const latest_ingests = "SELECT task, max(run_id), position FROM ingests WHERE ?1 = 0 OR run_id <= ?1 "
-					  "GROUP BY task ORDER BY position IS NULL, position, task";
+/* with each task's latest ingestion, whether an attempt that failed (or was stopped) came
+ * after it: its value is no longer what its outputs say (the failure deleted them) */
+static const char *const latest_ingests =
+	"SELECT i.task, max(i.run_id), i.position, "
+	"  coalesce((SELECT a.outcome NOT IN ('ok', 'restored') FROM attempts a WHERE a.task = i.task AND a.attempt > 0 "
+	"            AND a.outcome IS NOT NULL AND (?1 = 0 OR a.run_id <= ?1) ORDER BY a.id DESC LIMIT 1), 0) "
+	"FROM ingests i WHERE ?1 = 0 OR i.run_id <= ?1 GROUP BY i.task ORDER BY i.position IS NULL, i.position, i.task";
 static const char *const tags_of = "SELECT key, value FROM metric_tags WHERE task = ?1 AND run_id = ?2 ORDER BY key";
 static const char *const scalars_of = "SELECT key, value, text FROM metrics WHERE task = ?1 AND run_id = ?2 ORDER BY key";
 static const char *const series_of =
@@ -70,15 +75,15 @@ int results_put(State *s, int64_t run_id, const char *task, int position, const 
 	return state_error(s) ? -1 : 0;
 }
 
-int results_each_ingest(State *s, int64_t as_of_run, void (*fn)(void *ctx, const char *task, int64_t run_id),
-			void *ctx)
+int results_each_ingest(State *s, int64_t as_of_run,
+			void (*fn)(void *ctx, const char *task, int64_t run_id, int stale), void *ctx)
 {
 	sqlite3_stmt *st = state_statement(s, &latest_ingests);
 	if (!st)
 		return -1;
 	sqlite3_bind_int64(st, 1, as_of_run);
 	while (sqlite3_step(st) == SQLITE_ROW)
-		fn(ctx, (const char *)sqlite3_column_text(st, 0), sqlite3_column_int64(st, 1));
+		fn(ctx, (const char *)sqlite3_column_text(st, 0), sqlite3_column_int64(st, 1), sqlite3_column_int(st, 3));
 	sqlite3_reset(st);
 	return 0;
 }

@@ -44,6 +44,11 @@ static int skip_if_waiting(void *ctx, Task *d)
 	Run *r = ctx;
 	if (!d->needed || d->state != TS_WAITING)
 		return 0;
+	if (d->opts->plot && r->o->keep_going) { /* -k: a chart draws what the others made, gaps for the rest */
+		if (--d->pending_deps == 0)
+			push_ready(r, d);
+		return 0;
+	}
 	if (d->shard)
 		shard_item_settled(r, d);
 	d->state = TS_SKIPPED;
@@ -51,7 +56,8 @@ static int skip_if_waiting(void *ctx, Task *d)
 	return 1;
 }
 
-/* Everything waiting downstream of a failed task is not run. */
+/* Everything waiting downstream of a failed task is not run, but under -k a chart over it
+ * (called once per edge from the failed or skipped task) still draws what was made. */
 static void skip_downstream(Run *r, Task *root) { graph_reach(root, 1, skip_if_waiting, r); }
 
 void task_failed(Run *r, Task *t, const char *reason, const char *log)

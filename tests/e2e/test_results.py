@@ -74,6 +74,31 @@ class Results(KilnTestCase):
         r = self.ws.kiln("metrics")
         self.assertEqual(r.out.splitlines()[0].split(), ["task", "acc", "(tag)", "model", "acc"], r.out)
 
+    def test_under_keep_going_a_chart_draws_what_was_made_and_leaves_a_failed_task_out(self):
+        self.ws.write("kiln.lua", """
+local P = params { fail = "" }
+for _, d in ipairs({"x", "y"}) do for i, m in ipairs({"a", "b"}) do
+  task { name = "e/" .. d .. "/" .. m, tags = { dataset = d, model = m }, outputs = {"r/" .. d .. m .. ".json"},
+         metrics = "{out}", run = P.fail == d .. m and "exit 1" or "mkdir -p r; echo '{\\"acc\\": 0." .. i .. "}' > {out}" }
+end end
+plot { name = "heat", type = "heatmap", from = "e/*", x = "model", series = "dataset", y = "acc" }
+""")
+        self.assertEqual(self.ws.kiln("run").rc, 0)
+        r = self.ws.kiln("run", "-k", "fail=yb")
+        self.assertEqual(r.rc, 1, r)
+        self.assertRegex(r.out, r"ok +\[\d+/\d+\] plot/heat", "the chart over a failed task still ran under -k")
+        log = self.ws.read(".kiln/logs/plot/heat@2.log")
+        self.assertIn("e/y/b is left out (a gap): its latest attempt failed", log)
+        cells = [p for p in re.findall(r"<polygon fill = '[^']*' points = '([^']*)'", self.ws.read("plots/heat.svg"))
+                 if (lambda xs: max(xs) - min(xs))([float(pt.split(",")[0]) for pt in p.split()]) > 40]
+        self.assertEqual(len(cells), 3, "three values and a gap, not the failed task's old value")
+        m = self.ws.kiln("metrics")
+        self.assertRegex(m.out, r"e/y/b +y +b +0\.2000 \(stale\)")
+        self.assertNotIn("e/x/b        x      b  0.2000 (stale)", m.out)
+        # without -k the chart is not drawn over a failure, as before
+        r = self.ws.kiln("run", "fail=xa")
+        self.assertIn("not run", r.out)
+
     def test_metrics_come_in_recipe_order(self):
         # declared zeta, alpha, mid: tables keep that order, not the names' order
         self.ws.write("kiln.lua", "\n".join(
