@@ -140,6 +140,34 @@ static int estimate(Similar *s, StrMap *durations, const Task *t, double *sec)
 	return 2;
 }
 
+struct Estimator {
+	StrMap durations;
+	Similar index;
+};
+
+Estimator *estimator_new(Graph *g, Cache *c)
+{
+	Estimator *e = xcalloc(1, sizeof *e);
+	cache_each_duration(c, remember, &e->durations);
+	similar_build(&e->index, g, &e->durations);
+	return e;
+}
+
+double estimator_task(Estimator *e, const Task *t)
+{
+	double sec = 0;
+	return estimate(&e->index, &e->durations, t, &sec) ? sec : -1;
+}
+
+void estimator_free(Estimator *e)
+{
+	if (!e)
+		return;
+	strmap_free_owned(&e->durations);
+	similar_free(&e->index);
+	free(e);
+}
+
 int sched_plan(Graph *g, Cache *c, FILE *out, int all, PlanCapacity cap, int *restores)
 {
 	PlanPrint p = {out, all, xmalloc(((size_t)g->ntasks + 1) * sizeof(Task *)), 0, 0};

@@ -32,6 +32,7 @@ void task_done(Run *r, Task *t)
 {
 	t->state = TS_DONE;
 	r->done++;
+	sched_eta_ended(r, t);
 	for (int i = 0; i < t->ndependents; i++) {
 		Task *d = t->dependents[i];
 		if (d->needed && d->state == TS_WAITING && --d->pending_deps == 0)
@@ -64,6 +65,7 @@ void task_failed(Run *r, Task *t, const char *reason, const char *log)
 {
 	t->state = TS_FAILED;
 	r->done++;
+	sched_eta_ended(r, t);
 	r->sum->failed++;
 	r->failures = xrealloc(r->failures, (size_t)(r->nfailures + 1) * sizeof *r->failures);
 	r->failures[r->nfailures++] = (Failure){t, xstrdup(reason), log ? xstrdup(log) : NULL};
@@ -530,6 +532,8 @@ static void check_ready(Run *r)
 		} else if (t->shard) {
 			shard_item_pending(r, t); /* its shard's process makes it */
 		} else {
+			if (r->st.tty)
+				sched_eta_planned(r, t);
 			push_runnable(r, t);
 		}
 	}
@@ -602,6 +606,7 @@ int sched_run(Graph *g, const SchedOptions *o, SchedSummary *sum)
 			t->pending_deps -= task_is_runner(t->deps[d]);
 	}
 	shards_init(&r);
+	r.started_ns = now_mono_ns();
 	for (int i = 0; i < g->ntasks; i++)
 		if (g->tasks[i]->needed && g->tasks[i]->pending_deps == 0)
 			push_ready(&r, g->tasks[i]);
@@ -666,6 +671,7 @@ int sched_run(Graph *g, const SchedOptions *o, SchedSummary *sum)
 	free(r.attempt_no);
 	free(r.wait_since);
 	shards_free(&r);
+	sched_eta_free(&r);
 	free(r.wait_noted);
 	buf_free(&r.wait_text);
 	buf_free(&r.queue_said);

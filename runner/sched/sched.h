@@ -36,6 +36,14 @@ typedef struct {
  * Returns 0 when all succeeded, 1 when a task failed, 128+sig when stopped. */
 int sched_run(Graph *g, const SchedOptions *o, SchedSummary *sum);
 
+/* A task's expected duration, as the plan estimates it: its own last recorded one, else
+ * the mean of tasks that differ in one tag value, else of any with its tag keys. */
+typedef struct Estimator Estimator;
+Estimator *estimator_new(Graph *g, Cache *c);
+/* Seconds, or -1 when nothing recorded says. */
+double estimator_task(Estimator *e, const Task *t);
+void estimator_free(Estimator *e);
+
 /* What runs at once, for a plan's ETA: job slots, CPUs and GPUs (0: none). */
 typedef struct {
 	int slots, cpus, gpus;

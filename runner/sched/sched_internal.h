@@ -49,7 +49,19 @@ typedef struct {
 	int64_t progress_printed_ns; /* the last progress line on plain output */
 	Buf queue_said;          /* the executors' queue parts last printed (no terminal) */
 	int64_t queue_said_ns;
+	/* the status line's ETA (sched_line.c): each task that runs, estimated as `run -n` does */
+	struct Estimator *est;   /* built at the first task that must run: a no-op run builds none */
+	signed char *est_state;  /* per task: 1 planned, 2 ended, 0 neither */
+	double *est_sec;         /* per task: its estimate, or -1 unknown */
+	double est_known, est_done_known; /* seconds: planned with an estimate, and ended of those */
+	int est_nknown, est_nunknown, est_ended, est_ended_unknown;
+	int64_t started_ns;
 } Run;
+
+/* sched_line.c: a task that must run is planned (its estimate counted), and has ended. */
+void sched_eta_planned(Run *r, Task *t);
+void sched_eta_ended(Run *r, const Task *t);
+void sched_eta_free(Run *r);
 
 /* sched.c */
 void task_done(Run *r, Task *t);

@@ -1,10 +1,12 @@
 """End-to-end: dependency order, parallelism limits, -k, timeouts, retries, Ctrl-C and
 GPU leasing, on the real kiln binary in temp workspaces."""
 import os
+import re
 import signal
+import subprocess
 import time
 
-from kilntest import KilnTestCase, lua_str, main, processes_matching, traced, wait_for
+from kilntest import KILN, KilnTestCase, lua_str, main, processes_matching, traced, wait_for
 
 
 def intervals(trace):
@@ -158,6 +160,32 @@ task { name = "flaky", retries = 2, outputs = {"ok.txt"},
         # the report calls them interrupted, not failed
         self.assertEqual(self.ws.kiln("report").rc, 0)
         self.assertRegex(self.ws.read("report.html"), r"<td>stopped</td><td>3 interrupted</td>")
+
+    def test_the_status_line_shows_elapsed_time_and_an_eta_from_recorded_durations(self):
+        import pty
+        self.ws.write("kiln.lua", 'local P = params { salt = "" }\n'
+                      'for i = 1, 4 do task { name = "t" .. i, run = "sleep 0.4 # " .. P.salt } end\n')
+        self.assertEqual(self.ws.kiln("run", "-j", "1").rc, 0)
+        master, slave = pty.openpty()
+        p = subprocess.Popen([KILN, "run", "-j", "1", "salt=1"], cwd=self.ws.dir, env=self.ws.env(None),
+                             stdin=slave, stdout=slave, stderr=slave)
+        os.close(slave)
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+        p.wait(timeout=30)
+        os.close(master)
+        text = seen.decode(errors="replace")
+        self.assertEqual(p.returncode, 0, text)
+        etas = re.findall(r"elapsed [\d.]+s, ETA ([\d.]+)s", text)
+        self.assertTrue(etas, "the line shows the time so far and what is left: %r" % text[-600:])
+        self.assertLess(float(etas[-1]), 1.2, "one 0.4 s task left at most: %s" % etas)
 
     def test_ctrl_c_while_hashing_new_inputs_stops_at_once(self):
         # 400 x 32 MiB of new (sparse) input: hashing all of it takes seconds, and a Ctrl-C
