@@ -89,8 +89,12 @@ static int hosts_read_block(lua_State *L)
 		char what[160];
 		snprintf(what, sizeof what, "hosts{}: %s", name);
 		unsigned has = lk_check_fields(L, what, fields);
-		if (n == cap)
-			hosts = xrealloc(hosts, (size_t)(cap = cap ? 2 * cap : 4) * sizeof *hosts);
+		if (n == cap) { /* in the graph's arena: a recipe error below (a longjmp) leaks nothing */
+			RecipeHost *more = arena_alloc(&g->arena, (size_t)(cap = cap ? 2 * cap : 4) * sizeof *hosts);
+			if (n)
+				memcpy(more, hosts, (size_t)n * sizeof *hosts);
+			hosts = more;
+		}
 		RecipeHost *h = &hosts[n++];
 		*h = (RecipeHost){.name = arena_strdup(&g->arena, name), .file = file, .line = line, .prelude = prelude};
 		char field[200];
@@ -153,22 +157,21 @@ static int hosts_read_block(lua_State *L)
 	}
 	if (n == 0)
 		luaL_error(L, "hosts{}: no hosts: give one or more, like hosts { v800 = { address = \"user@v800\" } }");
-	for (int i = 0; i < n; i++) /* every host a reach list names is one of the block's */
-		for (int k = 0; k < hosts[i].nreach; k++) {
-			int known = 0;
-			for (int j = 0; j < n && !known; j++)
-				known = j != i && !strcmp(hosts[j].name, hosts[i].reach[k]);
-			if (!known)
-				luaL_error(L, "hosts{}: %s.reach names \"%s\", which is not another host of the block (it lists the "
-					      "hosts %s copies to directly)", hosts[i].name, hosts[i].reach[k], hosts[i].name);
-		}
 	qsort(hosts, (size_t)n, sizeof *hosts, compare_hosts);
 	RecipeHosts *block = arena_alloc(&g->arena, sizeof *block);
-	block->hosts = arena_alloc(&g->arena, (size_t)n * sizeof *hosts);
-	memcpy(block->hosts, hosts, (size_t)n * sizeof *hosts);
+	block->hosts = hosts;
 	block->n = n;
 	graph_set_block(g, "hosts", block);
-	free(hosts);
+	for (int i = 0; i < n; i++) /* every host a reach list names is one of the block's */
+		for (int k = 0; k < block->hosts[i].nreach; k++) {
+			int known = 0;
+			for (int j = 0; j < n && !known; j++)
+				known = j != i && !strcmp(block->hosts[j].name, block->hosts[i].reach[k]);
+			if (!known)
+				luaL_error(L, "hosts{}: %s.reach names \"%s\", which is not another host of the block (it lists the "
+					      "hosts %s copies to directly)", block->hosts[i].name, block->hosts[i].reach[k],
+					   block->hosts[i].name);
+		}
 	return 0;
 }
 
