@@ -583,6 +583,7 @@ static void ssh_destroy(Executor *ex)
 {
 	SshExec *se = ex->impl;
 	release_held(se);
+	ssh_stop_orphans(se);
 	for (int i = 0; i < se->nhosts; i++) { /* one command per host clears this run's job directories */
 		SshHost *h = &se->hosts[i];
 		if (!h->ended_jobs.len || h->down)

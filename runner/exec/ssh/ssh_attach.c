@@ -25,34 +25,74 @@ static int adopted_names(const AdoptedJob *a, const char *host, const char *id)
 	return 0;
 }
 
-/* Jobs a kiln killed before recording them (so nobody re-attaches to them) must not run on
- * beside a new attempt writing the same outputs there: on a host's first contact in a run,
- * every live job in its workdir that no open attempt names is stopped. (A workdir belongs to
- * one workspace, and the workspace lock keeps a second kiln out of it.) */
+/* A job a kiln killed before recording it (so no record names it) is found on a host's
+ * first contact in a run: a live one, or one that exited 0 there. Rather than thrown away,
+ * it is kept as an orphan (an adopted job without a record, row 0): when its task starts
+ * again with the same key, the attempt re-attaches to it (its GPU time is not spent twice;
+ * one that finished brings its outputs back). Orphans whose task does not take them up are
+ * stopped at the run's end; a new attempt of their task stops them too (ssh_job.c), and a
+ * multi-node job's are stopped at once. (A workdir belongs to one workspace, and the
+ * workspace lock keeps a second kiln out of it.) */
 void ssh_sweep_orphans(SshExec *se, SshHost *h)
 {
 	h->swept = 1;
 	Buf b = {0}, out = {0};
 	ssh_job_set_dir(&b, h, "none");
 	/* a job dir without its pid yet is claimed (its start, late after a kill -9, then starts
-	 * nothing), or its start won the claim and the pid comes within moments */
-	buf_puts(&b, "for d in .kiln/jobs/*/; do [ -d \"$d\" ] && [ ! -f \"$d/exit\" ] || continue; "
+	 * nothing), or its start won the claim and the pid comes within moments. Each found:
+	 * "ID<TAB>live|done<TAB>TASK<TAB>KEY<TAB>GPUS" from its job script */
+	buf_puts(&b, "for d in .kiln/jobs/*/; do [ -d \"$d\" ] || continue; s=live\n"
+		     "if [ -f \"$d/exit\" ]; then read rc < \"$d/exit\"; [ \"$rc\" = 0 ] || continue; s=done; else\n"
 		     "[ -f \"$d/pid\" ] || mkdir \"$d/claim\" 2>/dev/null && [ ! -f \"$d/pid\" ] && continue; "
 		     "i=0; while [ ! -f \"$d/pid\" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done; "
-		     "p=$(cat \"$d/pid\" 2>/dev/null) && kill -0 -\"$p\" 2>/dev/null && basename \"$d\"; done; true");
+		     "p=$(cat \"$d/pid\" 2>/dev/null) && kill -0 -\"$p\" 2>/dev/null || continue; fi\n"
+		     "printf '%s\\t%s\\t' \"$(basename \"$d\")\" $s; sed -n -e 's/^# written by kiln for task //p' "
+		     "-e 's/^KILN_KEY=//p' -e 's/^CUDA_VISIBLE_DEVICES=//p' \"$d/job.sh\" | tr '\\n' '\\t'; echo; done; true");
 	ssh_run(h, buf_str(&b), &out, NULL);
 	buf_reset(&b);
 	ssh_job_set_dir(&b, h, "none");
-	int n = 0;
-	for (char *save = NULL, *id = strtok_r(out.data ? out.data : (char[]){0}, "\n", &save); id;
-	     id = strtok_r(NULL, "\n", &save)) {
+	int n = 0, kept = 0;
+	for (char *save = NULL, *line = strtok_r(out.data ? out.data : (char[]){0}, "\n", &save); line;
+	     line = strtok_r(NULL, "\n", &save)) {
+		char *f[6] = {0};
+		int nf = 0;
+		for (char *p = line; nf < 6; nf++) {
+			f[nf] = p;
+			char *tab = strchr(p, '\t');
+			if (!tab)
+				break;
+			*tab = 0;
+			p = tab + 1;
+		}
+		for (int k = 3; k < 5; k++) /* "KEY; export KILN_KEY" (the value maybe quoted): the value */
+			if (f[k]) {
+				f[k][strcspn(f[k], ";")] = 0;
+				if (f[k][0] == '\'' && strlen(f[k]) >= 2) {
+					f[k][strlen(f[k]) - 1] = 0;
+					f[k]++;
+				}
+			}
+		const char *id = f[0];
 		int known = 0;
 		for (int i = 0; i < se->nadopted && !known; i++)
 			known = adopted_names(&se->adopted[i], h->spec->name, id);
 		if (known || strpbrk(id, "'\"$`\\ "))
 			continue;
-		buf_printf(&b, "kill -KILL -$(cat .kiln/jobs/%s/pid) 2>/dev/null; ", id);
-		n++;
+		const Task *t = f[2] ? graph_find(se->cfg.g, f[2]) : NULL;
+		if (t && f[3] && *f[3] && ssh_nodes(t) == 1 && !t->forced) { /* an orphan its task may take up */
+			se->adopted = xrealloc(se->adopted, (size_t)(se->nadopted + 1) * sizeof *se->adopted);
+			AdoptedJob *a = &se->adopted[se->nadopted++];
+			*a = (AdoptedJob){xstrdup(f[2]), xstrdup(id), xstrdup(f[3]), xstrdup(""), .row = 0};
+			snprintf(a->lease.host, sizeof a->lease.host, "%s", h->spec->name);
+			if (f[4] && *f[4])
+				lease_parse_gpus(&a->lease, f[4]);
+			kept++;
+			continue;
+		}
+		if (!strcmp(f[1] ? f[1] : "", "live")) {
+			buf_printf(&b, "kill -KILL -$(cat .kiln/jobs/%s/pid) 2>/dev/null; ", id);
+			n++;
+		}
 	}
 	if (n) {
 		buf_puts(&b, "true");
@@ -60,8 +100,33 @@ void ssh_sweep_orphans(SshExec *se, SshHost *h)
 		fprintf(stderr, "kiln: stopped %d job%s on %s that a killed kiln had started without recording them\n", n,
 			n == 1 ? "" : "s", h->spec->name);
 	}
+	if (kept)
+		fprintf(stderr, "kiln: found %d job%s on %s that a killed kiln had started without recording them: "
+				"their tasks take them up\n", kept, kept == 1 ? "" : "s", h->spec->name);
 	buf_free(&b);
 	buf_free(&out);
+}
+
+void ssh_stop_orphans(SshExec *se)
+{
+	for (int h = 0; h < se->nhosts; h++) {
+		SshHost *host = &se->hosts[h];
+		Buf b = {0};
+		for (int i = 0; i < se->nadopted; i++) {
+			const AdoptedJob *a = &se->adopted[i];
+			if (a->row == 0 && !a->used && !strcmp(a->lease.host, host->spec->name) && !strpbrk(a->job_id, "'\"$`\\ /"))
+				buf_printf(&b, "kill -KILL -$(cat .kiln/jobs/%s/pid) 2>/dev/null; ", a->job_id);
+		}
+		if (b.len && host->connected && !host->down) {
+			Buf cmd = {0};
+			buf_puts(&cmd, "cd ");
+			buf_shell_quote(&cmd, host->home_workdir);
+			buf_printf(&cmd, " && { %s true; }", buf_str(&b));
+			ssh_run(host, buf_str(&cmd), NULL, NULL);
+			buf_free(&cmd);
+		}
+		buf_free(&b);
+	}
 }
 
 /* rm's attempt ends before its job ran there: released, and its end filed (a node of a
@@ -109,7 +174,14 @@ int ssh_reattach(SshExec *se, Job *job)
 			}
 			return 0;
 		}
+		int attempt = job->attempt;
+		char *log = a->row ? NULL : xstrdup(job->log_path);
 		exec_attach(job, a); /* its lease: the host and the devices it holds there */
+		if (log) { /* an orphan: no record to take the attempt's number and log from */
+			job->attempt = attempt;
+			free(job->log_path);
+			job->log_path = log;
+		}
 		Remote *rm = ssh_new_remote(se, job, h, 0);
 		snprintf(rm->id, sizeof rm->id, "%.*s", id_len, a->job_id);
 		rm->err_path = xasprintf("%s/%s.err", se->cfg.state_dir, rm->id);

@@ -131,9 +131,11 @@ void ssh_gang_node_ended(SshExec *se, Gang *g, int node, const char *host, enum 
 			 int term_signal, const char *reason);
 /* Re-attaches the later nodes named in a job id "ID+HOST:GPUS+..." (head: node 0's, following). */
 void ssh_gang_reattach(SshExec *se, Remote *head, const char *job_id);
-/* ssh_attach.c: on a host's first contact in a run, stops every live job in its workdir
- * that no open attempt names. */
+/* ssh_attach.c: on a host's first contact in a run, the jobs in its workdir that no open
+ * attempt names (a kill -9 struck before their record): kept for their task to take up
+ * (same key), else stopped; stop_orphans stops those no task took up (the run's end). */
 void ssh_sweep_orphans(SshExec *se, SshHost *h);
+void ssh_stop_orphans(SshExec *se);
 /* start() of job re-attaches to the job an earlier kiln left for its task (1), or the task
  * starts afresh (0: none, its host is down, or its key changed, when it is stopped). */
 int ssh_reattach(SshExec *se, Job *job);
