@@ -470,7 +470,7 @@ static int verb_run(Options *o, int argc, char **argv)
 	/* attempts a killed kiln left running are re-attached; everything else of it is stopped */
 	Executor *ex = exec_local_new(c, o->detach);
 	int orphans = exec_local_take_over(ex, c, gpus);
-	exec_local_stop_stale(ex, g, 0); /* says what it stops */
+	exec_local_stop_stale(ex, g, STALE_BEFORE_RUN); /* says what it stops */
 	if (orphans > 0)
 		fprintf(stderr, "kiln: stopped %d task process group%s left running by a kiln that was killed (not re-attached)\n",
 			orphans, orphans == 1 ? "" : "s");
@@ -536,7 +536,7 @@ static int verb_run(Options *o, int argc, char **argv)
 	int rc = sched_run(g, &so, &sum);
 	trace_mark("scheduler done");
 	if (!o->detach && sum.stopped_by_signal != SIGHUP)
-		exec_local_stop_stale(ex, g, 1); /* left running only when this kiln leaves its own */
+		exec_local_stop_stale(ex, g, STALE_AFTER_RUN); /* left running only when this kiln leaves its own */
 	if (cache_end_run(c, rc == 0 ? "ok" : sum.stopped_by_signal ? "stopped" : "failed") != 0 && rc == 0) {
 		fprintf(stderr, "kiln: %s\n", cache_write_error(c));
 		rc = EXIT_TASK_FAILED;

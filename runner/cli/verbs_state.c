@@ -10,7 +10,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../../base/os.h"
 #include "../../cache/cache.h"
+#include "../exec/exec.h"
 #include "cli.h"
 
 /* The logs `kiln gc` keeps per task beyond the latest run's and the latest success's. */
@@ -101,6 +103,39 @@ static void mark_needed(void *ctx, Task *t)
 	t->needed = 1;
 }
 
+/* An attempt of a task being cleaned that a killed or detached kiln left open on another
+ * machine (an ssh host, a Slurm node): clean cannot stop it from here, so it says so. */
+static void note_remote_attempt(void *ctx, const OpenAttempt *a)
+{
+	void **args = ctx;
+	const Task *t = graph_find(args[0], a->rec.task);
+	if (t && t->needed && (strcmp(a->rec.executor, "local") || (a->rec.host && strcmp(a->rec.host, os_hostname()))))
+		buf_printf(args[1], "  %s: %s job %s%s%s\n", t->name, a->rec.executor, a->rec.job_id,
+			   a->rec.host ? " on " : "", a->rec.host ? a->rec.host : "");
+}
+
+/* Before outputs go: attempts of the cleaned tasks that a killed or detached kiln left
+ * running would write them again later (or be taken up as done by the next run, having
+ * read inputs that are gone). Local ones are stopped and their records closed; one on
+ * another machine makes clean refuse, changing nothing. */
+static void stop_open_attempts(Graph *g, Cache *c)
+{
+	Buf remote = {0};
+	void *args[] = {g, &remote};
+	cache_each_open_job(c, note_remote_attempt, args);
+	if (remote.len)
+		fatal("these tasks have attempts still running elsewhere, left by a kiln that was killed or "
+		      "detached:\n%s`kiln run` re-attaches them (Ctrl-C in it stops them); clean after that run",
+		      buf_str(&remote));
+	Executor *local = exec_local_new(c, 0);
+	int orphans = exec_local_take_over(local, c, NULL);
+	exec_local_stop_stale(local, g, STALE_CLEAN); /* says what it stops */
+	if (orphans > 0)
+		fprintf(stderr, "kiln: stopped %d task process group%s left running by a kiln that was killed\n", orphans,
+			orphans == 1 ? "" : "s");
+	local->destroy(local);
+}
+
 /* kiln clean: the named tasks (all without names; with --deps what they need too) lose
  * their outputs and their recorded successes, so the next run runs them. */
 int verb_clean(Options *o, int argc, char **argv)
@@ -115,6 +150,7 @@ int verb_clean(Options *o, int argc, char **argv)
 			g->tasks[i]->needed = 0;
 		graph_match(g, o->targets, o->ntargets, mark_needed, NULL, &err);
 	}
+	stop_open_attempts(g, c);
 	int removed = 0, forgotten = 0;
 	for (int i = 0; i < g->ntasks; i++) {
 		Task *t = g->tasks[i];

@@ -184,12 +184,15 @@ const char *const *exec_kind_list(void);
  * the lease's). cache closes the rows of adopted attempts found stale; detach: a stop
  * leaves attempts running (--detach). */
 Executor *exec_local_new(struct Cache *cache, int detach);
-/* Stops adopted attempts no run will take up: before the run (after_run 0) those whose task
- * is gone from the recipe, after it (1) those of tasks the run needed but did not re-attach
- * (their key changed, or they were restored). Returns how many. */
-int exec_local_stop_stale(Executor *local, const Graph *g, int after_run);
+/* When adopted attempts no run will take up are stopped: before a run, those whose task is
+ * gone from the recipe; after it, those of tasks the run needed but did not re-attach (their
+ * key changed, or they were restored); by kiln clean, those of the tasks it cleans (needed):
+ * their outputs are about to go, so nothing they finish may be taken up later. */
+typedef enum { STALE_BEFORE_RUN, STALE_AFTER_RUN, STALE_CLEAN } StaleWhen;
+/* Stops them, each said on stderr and its record closed. Returns how many. */
+int exec_local_stop_stale(Executor *local, const Graph *g, StaleWhen when);
 /* Before a run: adopts the attempts a killed or detached kiln left that can be re-attached
- * (by their records; after a killed kiln also by their keepers), leases in gpus the devices
+ * (by their records; after a killed kiln also by their keepers), leases in gpus (or NULL) the devices
  * they hold, closes as abandoned the records of attempts gone without a word, and stops
  * every other process of a killed kiln (cache_reap_orphans, whose count it returns). */
 struct GpuPool;

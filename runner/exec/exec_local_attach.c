@@ -132,7 +132,7 @@ static int adopted_gpus(Executor *local, int *ids, int max)
 
 /* Stops an adopted attempt and waits until its group is gone (its task's key changed: it is
  * stale and must not write beside the new one): SIGTERM, SIGKILL after 5 s. */
-static void stop_stale(LocalExec *le, AdoptedJob *a)
+static void stop_stale(LocalExec *le, AdoptedJob *a, const char *why)
 {
 	pid_t pid, keeper;
 	long long start, keeper_start;
@@ -151,7 +151,7 @@ static void stop_stale(LocalExec *le, AdoptedJob *a)
 	unlink(exit_path);
 	free(exit_path);
 	if (le->cache)
-		cache_attempt_ended(le->cache, a->row, -1, "stopped: the task's key changed since it started", NULL);
+		cache_attempt_ended(le->cache, a->row, -1, why, NULL);
 }
 
 /* The value of NAME=... in a NUL-separated environment block, or NULL. */
@@ -246,8 +246,10 @@ static int find_unrecorded(Executor *local, const char *marker, pid_t **spare, i
 	return found;
 }
 
-int exec_local_stop_stale(Executor *local, const Graph *g, int after_run)
+int exec_local_stop_stale(Executor *local, const Graph *g, StaleWhen when)
 {
+	static const char *const said[] = {"the task is no longer in the recipe", "this run did not take it up",
+					   "kiln clean removes its outputs"};
 	LocalExec *le = local->impl;
 	int stopped = 0;
 	for (int i = 0; i < le->nadopted; i++) {
@@ -255,12 +257,12 @@ int exec_local_stop_stale(Executor *local, const Graph *g, int after_run)
 		if (a->used)
 			continue;
 		const Task *t = graph_find(g, a->task);
-		if (after_run ? !(t && t->needed) : t != NULL)
-			continue; /* not asked for in this run: it runs on for a later kiln */
+		if (when == STALE_BEFORE_RUN ? t != NULL : !(t && t->needed))
+			continue; /* not asked for now: it runs on for a later kiln */
 		a->used = 1;
 		fprintf(stderr, "kiln: stopped the attempt of \"%s\" an earlier kiln left running: %s\n", a->task,
-			t ? "this run did not take it up" : "the task is no longer in the recipe");
-		stop_stale(le, a);
+			said[t ? when : STALE_BEFORE_RUN]);
+		stop_stale(le, a, when == STALE_CLEAN ? "stopped by kiln clean" : "stopped: the task's key changed since it started");
 		stopped++;
 	}
 	return stopped;
@@ -275,7 +277,7 @@ int local_reattach(Executor *ex, Job *job)
 		return 0;
 	a->used = 1;
 	if (strcmp(a->key, job->key)) {
-		stop_stale(le, a);
+		stop_stale(le, a, "stopped: the task's key changed since it started");
 		return 0;
 	}
 	long long start, keeper_start;
@@ -319,7 +321,8 @@ int exec_local_take_over(Executor *local, Cache *c, GpuPool *gpus)
 	if (cache_unclean(c)) /* a killed kiln: its last starts may have no record yet */
 		find_unrecorded(local, exec_workspace_marker(), &lo.spare, &lo.nspare);
 	int held[64], nheld = adopted_gpus(local, held, 64);
-	gpu_lease_ids(gpus, held, nheld); /* devices re-attached attempts still use */
+	if (gpus)
+		gpu_lease_ids(gpus, held, nheld); /* devices re-attached attempts still use */
 	int orphans = cache_reap_orphans(c, exec_workspace_marker(), lo.spare, lo.nspare, lo.abandoned > 0);
 	free(lo.spare);
 	return orphans;

@@ -205,6 +205,29 @@ class Resume(KilnTestCase):
         self.assertIn("a: attached to local job", r.out)
         self.assertEqual({self.ws.read("a.dev").strip(), self.ws.read("b.dev").strip()}, {"0", "1"})
 
+    def test_clean_stops_what_a_killed_kiln_left_running_before_its_outputs_go(self):
+        # all reads a.txt, then writes on: cleaned in between, it would finish with a.txt
+        # gone and be taken up as done by the next run (a wrong all.txt recorded as done)
+        self.ws.write("kiln.lua", 'task { name = "a", outputs = {"a.txt"}, run = "echo a > {out}" }\n'
+                      'task { name = "all", deps = {"a"}, outputs = {"all.txt"}, '
+                      'run = "cat a.txt > {out}; echo begun > begun; sleep 2; echo done >> {out}" }\n')
+        p = self.ws.spawn("run")
+        self.assertTrue(wait_for(lambda: self.ws.exists("begun")))
+        p.send_signal(signal.SIGKILL)
+        p.communicate()
+        self.assertTrue(marked_processes(self.ws.dir))
+        r = self.ws.kiln("clean")
+        self.assertEqual(r.rc, 0, r)
+        self.assertIn('stopped the attempt of "all" an earlier kiln left running: kiln clean removes its outputs', r.err)
+        self.assertFalse(marked_processes(self.ws.dir), "nothing of the killed kiln runs on")
+        time.sleep(2.2)
+        self.assertFalse(self.ws.exists("all.txt"), "nothing wrote the output after clean")
+        r = self.ws.kiln("run")
+        self.assertEqual(r.rc, 0, r)
+        self.assertNotIn("attached", r.out)
+        self.assertEqual(r.ran, {"a", "all"})
+        self.assertEqual(self.ws.read("all.txt"), "a\ndone\n")
+
 
 class Logs(KilnTestCase):
     def test_a_failed_attempts_log_survives_later_runs(self):

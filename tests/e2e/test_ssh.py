@@ -196,6 +196,12 @@ end
         time.sleep(0.3)
         p.kill()
         p.communicate()
+        # clean cannot stop them from here: it refuses, naming them, and changes nothing
+        r = self.ws.kiln("clean", "slow2")
+        self.assertEqual(r.rc, 2, r)
+        self.assertIn("slow2: ssh job", r.err)
+        self.assertNotIn("slow1", r.err)
+        self.assertIn("`kiln run` re-attaches them", r.err)
         r = self.kiln()
         self.assertEqual(r.rc, 0, r)
         self.assertEqual(len(re.findall(r"attached to ssh job", r.out)), 3, r)
