@@ -64,6 +64,10 @@ int plot_spec_check(const PlotSpec *spec, Buf *err)
 		buf_printf(err, "xscale applies to lines and scatter plots, not %s", spec->type);
 		return -1;
 	}
+	if (spec->size && plot_pdf_width_pt(spec->size) <= 0) {
+		buf_printf(err, "size must be column, text or page (the pdf's width in a paper), got \"%s\"", spec->size);
+		return -1;
+	}
 	const char *eq = spec->baseline ? strchr(spec->baseline, '=') : NULL;
 	if (spec->baseline && (strcmp(spec->type, "bars") || !eq || (size_t)(eq - spec->baseline) != strlen(spec->x) ||
 			       strncmp(spec->baseline, spec->x, strlen(spec->x)) || !eq[1])) {
@@ -98,7 +102,10 @@ char *plot_spec_text(const PlotSpec *s)
 	text_field(&b, "unit", s->unit);
 	text_field(&b, "baseline", s->baseline);
 	text_field(&b, "xscale", s->xscale);
+	text_field(&b, "size", s->size);
 	text_field(&b, "out", s->out);
+	/* how kiln draws: a kiln that draws differently (pdf presets) re-renders charts once */
+	text_field(&b, "draw", PLOT_DRAWING);
 	return b.data;
 }
 
@@ -158,23 +165,51 @@ static int x_scale(FILE *gp, const PlotSpec *s)
 	return 1;
 }
 
-/* The same chart as png (screens) and pdf (LaTeX: vector, fonts embedded). */
-static void footer(FILE *gp, const PlotSpec *s, int width, int height)
+const char *const plot_sizes[] = {"column", "text", "page", NULL};
+
+/* One column of a two-column paper (3.35 in), a LaTeX article's text width (5.5 in), a
+ * page's width inside one-inch margins (6.5 in). */
+double plot_pdf_width_pt(const char *size)
 {
+	static const double widths[] = {241, 397, 468};
+	for (int i = 0; plot_sizes[i]; i++)
+		if (!strcmp(size ? size : "text", plot_sizes[i]))
+			return widths[i];
+	return -1;
+}
+
+/* What a chart's writer says of its size: the svg's (px) and what its pdf needs at the least
+ * (its labels at PLOT_PDF_MIN_PT), with gnuplot commands for the pdf alone. */
+typedef struct {
+	int width, height;
+	double pdf_min_height; /* pt; 0: the svg's shape is enough */
+	char pdf_only[256];    /* e.g. sparser ticks for a short axis */
+} Canvas;
+
+/* The same chart as png (screens) and pdf (LaTeX: vector, fonts embedded). The pdf is drawn
+ * at its preset's width, so it goes into the paper unscaled: every font size the script names
+ * (11 px and up for the screen) times the scale lands at PLOT_PDF_MIN_PT or more. */
+static void footer(FILE *gp, const PlotSpec *s, const Canvas *cv)
+{
+	int width = cv->width, height = cv->height;
 	char *png = xasprintf("%s.png", s->out), *pdf = xasprintf("%s.pdf", s->out);
 	fprintf(gp, "set terminal pngcairo size %d,%d noenhanced font 'Helvetica,11' background rgb 'white'\nset output ", width,
 		height);
 	gp_str(gp, png);
-	fprintf(gp, "\nreplot\nset terminal pdfcairo size %.2fin,%.2fin noenhanced font 'Helvetica,9'\nset output ",
-		width / 96.0, height / 96.0);
+	double w = plot_pdf_width_pt(s->size), shape = (double)height / width;
+	shape = shape < 0.62 ? 0.62 : shape > 1.1 ? 1.1 : shape; /* wide bar charts get room for their labels */
+	double h = fmax(w * shape, cv->pdf_min_height);
+	/* cairo draws gnuplot's "N pt" at N * 4/3 pdf points; a hair above the floor for rounding */
+	double scale = (PLOT_PDF_MIN_PT + 0.05) * 0.75 / 11;
+	fprintf(gp, "\nreplot\nset terminal pdfcairo size %.4fin,%.4fin noenhanced font 'Helvetica,11' fontscale %.4f "
+		    "linewidth 0.7\n%sset output ", w / 72, h / 72, scale, cv->pdf_only);
 	gp_str(gp, pdf);
 	fprintf(gp, "\nreplot\nunset output\n");
 	free(png);
 	free(pdf);
 }
 
-static int write_bars(FILE *gp, FILE *dat, const char *dat_path, const PlotSpec *s, MView *v, int *width, int *height,
-		      Buf *err)
+static int write_bars(FILE *gp, FILE *dat, const char *dat_path, const PlotSpec *s, MView *v, Canvas *cv, Buf *err)
 {
 	Pivot p;
 	pivot_build(v, s->x, s->series, s->y, &p);
@@ -184,8 +219,8 @@ static int write_bars(FILE *gp, FILE *dat, const char *dat_path, const PlotSpec 
 		return -1;
 	}
 	/* at most the report's width, so its text is never scaled below its size */
-	*width = 240 + p.nrows * (s->series ? 14 * p.ncols + 12 : 90);
-	*width = *width < 900 ? 900 : *width > PLOT_MAX_WIDTH ? PLOT_MAX_WIDTH : *width;
+	cv->width = 240 + p.nrows * (s->series ? 14 * p.ncols + 12 : 90);
+	cv->width = cv->width < 900 ? 900 : cv->width > PLOT_MAX_WIDTH ? PLOT_MAX_WIDTH : cv->width;
 	int repeats = 0; /* a cell of repeats (seeds) draws its mean with a ± std error bar */
 	for (int k = 0; k < p.nrows * p.ncols; k++)
 		repeats |= p.counts[k] > 1;
@@ -205,8 +240,10 @@ static int write_bars(FILE *gp, FILE *dat, const char *dat_path, const PlotSpec 
 	double top = 0;
 	for (int k = 0; k < p.nrows * p.ncols; k++)
 		top = isnan(p.cells[k]) ? top : fmax(top, p.cells[k] + (isnan(p.stds[k]) ? 0 : p.stds[k]));
-	*height = 560 + (p.nrows > 8 ? (int)longest * 6 : 0);
-	header(gp, s, *width, *height);
+	cv->height = 560 + (p.nrows > 8 ? (int)longest * 6 : 0);
+	/* the pdf: an axis of 150 pt, title and label, the names (rotated: up to their length) */
+	cv->pdf_min_height = 200 + (p.nrows > 8 ? (double)longest * PLOT_PDF_MIN_PT * 0.55 : 0);
+	header(gp, s, cv->width, cv->height);
 	fprintf(gp, "set style data histograms\nset style histogram %s gap 1\nset style fill solid 0.9 border -1\n"
 		    "set boxwidth 0.9\n", repeats ? "errorbars lw 1.5" : "clustered");
 	/* fractions (accuracies) get a 0..1 axis with room for the legend above the bars, or,
@@ -214,6 +251,7 @@ static int write_bars(FILE *gp, FILE *dat, const char *dat_path, const PlotSpec 
 	double ymax = top * 1.15;
 	if (top <= 1 && ymax > 0.7) {
 		fprintf(gp, "set yrange [0:1.12]\nset ytics 0,0.1,1\n");
+		snprintf(cv->pdf_only, sizeof cv->pdf_only, "set ytics 0,0.2,1\n"); /* 8 pt ticks need the room */
 	} else if (top <= 1 && top > 0) {
 		double step = ymax > 0.35 ? 0.1 : ymax > 0.15 ? 0.05 : ymax > 0.06 ? 0.02 : ymax / 4;
 		double end = ceil(ymax / step - 1e-9) * step;
@@ -221,12 +259,22 @@ static int write_bars(FILE *gp, FILE *dat, const char *dat_path, const PlotSpec 
 	} else {
 		fprintf(gp, "set yrange [0:*]\n");
 	}
-	if (s->series)
+	if (s->series) {
 		fprintf(gp, top <= 1 ? "set key inside top center horizontal\n" : "set key outside top center horizontal\n");
+		/* a narrow page wraps the key: above the axis it covers no bar */
+		size_t used = strlen(cv->pdf_only);
+		snprintf(cv->pdf_only + used, sizeof cv->pdf_only - used, "set key outside bottom center horizontal samplen 1.5 spacing 0.9\n%s",
+			 top <= 1 && ymax > 0.7 ? "set yrange [0:1]\n" : "");
+	}
 	else
 		fprintf(gp, "unset key\n");
-	if (p.nrows > 8) /* rotated names: gnuplot fits the bottom margin to them */
+	if (p.nrows > 8) { /* rotated names: gnuplot fits the bottom margin to them */
 		fprintf(gp, "set xtics rotate by 40 right scale 0 font ',12'\n");
+		/* on a narrow page, upright names would overlap: a 40 degree slant needs 13 pt apart */
+		size_t used = strlen(cv->pdf_only);
+		if ((plot_pdf_width_pt(s->size) - 70) / p.nrows < 13)
+			snprintf(cv->pdf_only + used, sizeof cv->pdf_only - used, "set xtics rotate by 90 right\n");
+	}
 	else
 		fprintf(gp, "set xtics scale 0\n");
 	fprintf(gp, "plot ");
@@ -250,8 +298,7 @@ static int write_bars(FILE *gp, FILE *dat, const char *dat_path, const PlotSpec 
 	return 0;
 }
 
-static int write_heatmap(FILE *gp, FILE *dat, const char *dat_path, const PlotSpec *s, MView *v, int *width, int *height,
-			 Buf *err)
+static int write_heatmap(FILE *gp, FILE *dat, const char *dat_path, const PlotSpec *s, MView *v, Canvas *cv, Buf *err)
 {
 	Pivot p; /* rows: the series tag (e.g. dataset), columns: the x tag (e.g. model) */
 	pivot_build(v, s->series, s->x, s->y, &p);
@@ -271,11 +318,12 @@ static int write_heatmap(FILE *gp, FILE *dat, const char *dat_path, const PlotSp
 				lo = fmin(lo, val), hi = fmax(hi, val);
 			}
 		}
-	*width = 360 + 110 * p.ncols;
-	*height = 160 + 30 * p.nrows;
-	*width = *width < 700 ? 700 : *width > PLOT_MAX_WIDTH ? PLOT_MAX_WIDTH : *width;
-	*height = *height < 500 ? 500 : *height;
-	header(gp, s, *width, *height);
+	cv->width = 360 + 110 * p.ncols;
+	cv->height = 160 + 30 * p.nrows;
+	cv->width = cv->width < 700 ? 700 : cv->width > PLOT_MAX_WIDTH ? PLOT_MAX_WIDTH : cv->width;
+	cv->height = cv->height < 500 ? 500 : cv->height;
+	cv->pdf_min_height = 80 + 12.0 * p.nrows; /* a row holds its 8 pt name and value */
+	header(gp, s, cv->width, cv->height);
 	fprintf(gp, "set view map\nunset key\nset border 0\nunset grid\nset tics scale 0\n");
 	fprintf(gp, "set xrange [-0.5:%f]\nset yrange [%f:-0.5]\n", p.ncols - 0.5, p.nrows - 0.5);
 	/* the lightest value is tinted: a white cell is one without a value (its task failed) */
@@ -427,6 +475,25 @@ static int run_gnuplot(const char *script, int log_fd, Buf *err)
 	return 0;
 }
 
+/* cairo stamps each pdf with the time it was drawn; the same chart must be the same bytes
+ * (a `kiln plot` followed by a run would otherwise "restore" every pdf), so the stamp is
+ * overwritten in place, same length, with the epoch. */
+static void pdf_unstamp(const char *path)
+{
+	size_t len;
+	char *pdf = read_file(path, &len);
+	static const char mark[] = "/CreationDate (D:";
+	char *at = pdf ? memmem(pdf, len, mark, sizeof mark - 1) : NULL;
+	if (at && (size_t)(at - pdf) + sizeof mark - 1 + 14 <= len) {
+		FILE *f = fopen(path, "r+");
+		if (f && fseek(f, (long)(at - pdf + sizeof mark - 1), SEEK_SET) == 0)
+			fwrite("19700101000000", 1, 14, f);
+		if (f)
+			fclose(f);
+	}
+	free(pdf);
+}
+
 int plot_render(const PlotSpec *s, const char *db_path, int log_fd, Buf *err)
 {
 	MView *v = mview_open(db_path, 0, (char **)s->from, s->nfrom, err);
@@ -439,26 +506,32 @@ int plot_render(const PlotSpec *s, const char *db_path, int log_fd, Buf *err)
 	char *dat_path = xasprintf("%s.kiln-plot.dat", s->out), *gp_path = xasprintf("%s.kiln-plot.gp", s->out);
 	mkdirs_parent(s->out);
 	FILE *dat = fopen(dat_path, "w"), *gp = fopen(gp_path, "w");
-	int rc = -1, width = 1000, height = 600;
+	int rc = -1;
+	Canvas cv = {.width = 1000, .height = 600};
 	if (!dat || !gp) {
 		buf_printf(err, "cannot write beside %s", s->out);
 	} else if (!strcmp(s->type, "bars")) {
-		rc = write_bars(gp, dat, dat_path, s, v, &width, &height, err);
+		rc = write_bars(gp, dat, dat_path, s, v, &cv, err);
 	} else if (!strcmp(s->type, "heatmap")) {
-		rc = write_heatmap(gp, dat, dat_path, s, v, &width, &height, err);
+		rc = write_heatmap(gp, dat, dat_path, s, v, &cv, err);
 	} else if (!strcmp(s->type, "lines")) {
 		rc = write_lines(gp, dat, dat_path, s, v, err);
 	} else {
 		rc = write_scatter(gp, dat, dat_path, s, v, err);
 	}
 	if (rc == 0)
-		footer(gp, s, width, height);
+		footer(gp, s, &cv);
 	if (dat)
 		fclose(dat);
 	if (gp)
 		fclose(gp);
 	if (rc == 0)
 		rc = run_gnuplot(gp_path, log_fd, err);
+	if (rc == 0) {
+		char *pdf = xasprintf("%s.pdf", s->out);
+		pdf_unstamp(pdf);
+		free(pdf);
+	}
 	unlink(dat_path);
 	unlink(gp_path);
 	free(dat_path);

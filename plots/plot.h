@@ -18,8 +18,17 @@ typedef struct PlotSpec {
 	const char *baseline;          /* bars: "TAG=VALUE", the report's table adds ratios to that bar */
 	const char *xscale;            /* lines, scatter: "linear" (default), "log" (base 10), "log2"
 					  (base 2, ticks with binary prefixes: 1k, 4k, 1M: message sizes) */
+	const char *size;              /* the pdf's width: "column", "text" (default) or "page" */
 	const char *out;               /* path without extension: writes out.svg, out.png and out.pdf */
 } PlotSpec;
+
+/* The pdf presets: a page this many points wide (its height keeps the chart's shape within
+ * bounds), every text on it at least PLOT_PDF_MIN_PT. NULL-terminated names. */
+extern const char *const plot_sizes[];
+double plot_pdf_width_pt(const char *size);
+#define PLOT_PDF_MIN_PT 8.0
+/* The drawing's version, part of every plot's key: raised when kiln draws charts differently. */
+#define PLOT_DRAWING "2"
 
 /* The chart types, NULL-terminated: "bars", "lines", "scatter", "heatmap". */
 extern const char *const plot_types[];

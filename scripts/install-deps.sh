@@ -5,7 +5,7 @@ set -eu
 packages="build-essential cmake ninja-build pkg-config liblua5.4-dev libsqlite3-dev libxxhash-dev \
   python3 gnuplot-nox graphviz procps rsync openssh-client openssh-server \
   slurmctld slurmd slurm-client munge \
-  python3-torch python3-torchvision python3-pil chromium"
+  python3-torch python3-torchvision python3-pil chromium poppler-utils"
 missing=""
 for p in $packages; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -50,7 +50,7 @@ int verb_plot(Options *o, int argc, char **argv)
 		if (wanted) {
 			Buf err = {0};
 			if (plot_render(spec, KILN_DIR "/state.db", -1, &err) == 0) {
-				printf("%s: %s.svg, %s.png\n", t->name, spec->out, spec->out);
+				printf("%s: %s.svg, .png, .pdf\n", t->name, spec->out);
 				rendered++;
 			} else {
 				fprintf(stderr, "kiln: %s: %s\n", t->name, buf_str(&err));

@@ -21,7 +21,7 @@ int l_gpus_available(lua_State *L)
 }
 
 static const char *const plot_fields[] = {"name", "type", "from", "x", "series", "y", "title",
-					  "xlabel", "ylabel", "unit", "out", "baseline", "xscale", NULL};
+					  "xlabel", "ylabel", "unit", "out", "baseline", "xscale", "size", NULL};
 
 /* plot{}: a task named plot/<name> that renders a chart from the metrics of the tasks
  * its `from` globs select. It carries its typed spec; the spec's text is its key, so a
@@ -37,7 +37,7 @@ int l_plot(lua_State *L)
 	memset(spec, 0, sizeof *spec);
 	const char **slots[] = {&spec->name, &spec->type, NULL, &spec->x, &spec->series, &spec->y, &spec->title,
 				&spec->xlabel, &spec->ylabel, &spec->unit, &spec->out, &spec->baseline,
-				&spec->xscale}; /* in plot_fields' order */
+				&spec->xscale, &spec->size}; /* in plot_fields' order */
 	for (int i = 0; plot_fields[i]; i++) {
 		int type = lua_getfield(L, 1, plot_fields[i]);
 		if (!slots[i]) { /* from */

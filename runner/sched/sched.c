@@ -496,10 +496,6 @@ static void check_ready(Run *r)
 		}
 		Task *t = r->ready[r->ready_head++];
 		r->ready_len--;
-		if (t->gpus > 0 && gpu_count(o->gpus) == 0 && o->task_exec[t->index]->local_slots) {
-			task_failed(r, t, "needs a GPU but none is known: no NVML driver was found; name devices with --gpus 0,1", NULL);
-			continue;
-		}
 		buf_reset(&reason);
 		/* a forced task is judged without restoring anything (its key is still computed) */
 		enum Verdict v = cache_check(o->cache, t, t->forced, &reason);
@@ -531,6 +527,9 @@ static void check_ready(Run *r)
 			finish_without_command(r, t);
 		} else if (t->shard) {
 			shard_item_pending(r, t); /* its shard's process makes it */
+		} else if (t->gpus > 0 && gpu_count(o->gpus) == 0 && o->task_exec[t->index]->local_slots) {
+			/* asked only of work that runs: an up-to-date GPU task passes on a machine without one */
+			task_failed(r, t, "needs a GPU but none is known: no NVML driver was found; name devices with --gpus 0,1", NULL);
 		} else {
 			if (r->st.tty)
 				sched_eta_planned(r, t);

@@ -7,6 +7,8 @@ import os
 import re
 import shutil
 import sqlite3
+import subprocess
+import zlib
 
 from kilntest import KilnTestCase, lua_str, main
 
@@ -28,6 +30,27 @@ plot { name = "tp", type = "bars", from = "eval/*/a", x = "dataset", y = "tp" }
 plot { name = "acc", type = "bars", from = "eval/*/a", x = "dataset", y = "top1" }
 plot { name = "loss", type = "lines", from = "eval/*/a", y = "curve.loss", series = "dataset" }
 """ % lua_str("sleep 0.2; echo 'RuntimeError: CUDA out of memory. Tried to allocate 2 GiB' >&2; exit 1")
+
+
+def pdf_font_sizes(path):
+    """The size in points of every text a PDF draws: each text matrix's scale (cairo writes
+    'a b c d e f Tm' after '/f 1 Tf') times the page's transform (its first 'cm')."""
+    data = open(path, "rb").read()
+    sizes = []
+    for m in re.finditer(rb"stream\r?\n(.*?)\r?\nendstream", data, re.S):
+        try:
+            text = zlib.decompress(m.group(1))
+        except zlib.error:
+            continue
+        cms = re.findall(rb"([-\d.]+) ([-\d.]+) [-\d.]+ [-\d.]+ [-\d.]+ [-\d.]+ cm", text)
+        page = (float(cms[0][0]) ** 2 + float(cms[0][1]) ** 2) ** 0.5 if cms else 1.0
+        font = 1.0
+        for op in re.finditer(rb"/[\w.+-]+ ([\d.]+) Tf|([-\d.]+) ([-\d.]+) [-\d.]+ [-\d.]+ [-\d.]+ [-\d.]+ Tm", text):
+            if op.group(1):
+                font = float(op.group(1))
+            else:
+                sizes.append(font * page * (float(op.group(2)) ** 2 + float(op.group(3)) ** 2) ** 0.5)
+    return sizes
 
 
 def svg_texts(svg):
@@ -86,6 +109,33 @@ class Charts(KilnTestCase):
         for name in ("heat", "tp", "acc", "loss"):
             with open(self.ws.path("plots/%s.pdf" % name), "rb") as f:
                 self.assertEqual(f.read(5), b"%PDF-")
+
+    def test_every_pdf_goes_into_a_paper_unscaled_with_no_text_under_8_pt(self):
+        if not shutil.which("pdfinfo"):
+            self.skipTest("poppler-utils is not installed (scripts/install-deps.sh installs it)")
+        self.ws.write("kiln.lua", self.ws.read("kiln.lua") + """
+plot { name = "sc", type = "scatter", from = "eval/*", x = "tp", y = "top1", series = "model" }
+plot { name = "col", type = "bars", from = "eval/*", x = "dataset", series = "model", y = "top1", size = "column" }
+plot { name = "wide", type = "heatmap", from = "eval/*", x = "model", series = "dataset", y = "top1", size = "page" }
+""")
+        r = self.ws.kiln("run")
+        self.assertEqual(r.rc, 0, r)
+        want = {"heat": 397, "tp": 397, "acc": 397, "loss": 397, "sc": 397, "col": 241, "wide": 468}
+        for name, width in want.items():
+            path = self.ws.path("plots/%s.pdf" % name)
+            info = subprocess.run(["pdfinfo", path], capture_output=True, text=True).stdout
+            w, h = map(float, re.search(r"Page size:\s+([\d.]+) x ([\d.]+) pts", info).groups())
+            self.assertAlmostEqual(w, width, delta=1, msg="%s: the preset's width, placed at 100%%" % name)
+            self.assertGreater(h, 0.5 * w, name)
+            sizes = pdf_font_sizes(path)
+            self.assertGreaterEqual(len(sizes), 5, "%s: its texts were found" % name)
+            self.assertGreaterEqual(min(sizes), 8.0, "%s: smallest text %.2f pt" % (name, min(sizes)))
+            words = subprocess.run(["pdftotext", "-bbox", path, "-"], capture_output=True, text=True).stdout
+            self.assertIn({"tp": ">tp<", "loss": ">curve.loss<"}.get(name, ">top1<"), words, "%s: its axis" % name)
+        self.ws.write("kiln.lua", self.ws.read("kiln.lua").replace('size = "page"', 'size = "poster"'))
+        r = self.ws.kiln("run")
+        self.assertEqual(r.rc, 2, r)
+        self.assertRegex(r.err, r"kiln.lua:\d+: .*size must be column, text or page")
 
 
 def attempts(ws, run_id):

@@ -343,6 +343,14 @@ class Gpus(KilnTestCase):
         self.assertIn("needs a GPU but none is known", r.out)
         self.assertEqual(r.ran, {"c"})
 
+    def test_a_gpu_task_up_to_date_passes_where_no_gpu_is_known(self):
+        # run on a GPU machine, then looked at on a laptop: nothing needs the device
+        self.ws.write("kiln.lua", 'task { name = "g", gpus = 1, outputs = {"g.txt"}, run = "echo g > g.txt" }\n')
+        self.assertEqual(self.ws.kiln("run", "--gpus", "0").rc, 0)
+        r = self.ws.kiln("run", env=self.gpu_file([]))
+        self.assertEqual(r.rc, 0, r)
+        self.assertIn("1 up to date", r.out)
+
     def test_gpus_flag_lists_devices(self):
         self.ws.write("kiln.lua", 'task { name = "g", gpus = 1, run = %s }' % lua_str(traced("true")))
         r = self.ws.kiln("run", "--gpus", "5", env={"KILN_GPU_INFO": ""})

@@ -93,7 +93,7 @@ static void test_plot_spec(void)
 	Buf err = {0};
 	CHECK(plot_spec_check(&ok, &err) == 0);
 	char *text = plot_spec_text(&ok);
-	CHECK_STR(text, "plot\tname=acc\ttype=bars\tfrom=eval/*\tx=dataset\ty=top1\tout=p");
+	CHECK_STR(text, "plot\tname=acc\ttype=bars\tfrom=eval/*\tx=dataset\ty=top1\tout=p\tdraw=" PLOT_DRAWING);
 	free(text);
 	PlotSpec tabbed = ok;
 	tabbed.title = "a\tb\nc";
