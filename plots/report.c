@@ -27,7 +27,7 @@ static const char css[] =
 	"td.up{background:#d8efe4}td.down{background:#f9dccb}\n"
 	"table.map td{text-align:center;font-size:.85em;min-width:4.5em}table.map a{color:#000}\n"
 	".scroll{overflow-x:auto;max-width:100%}\n"
-	".chart svg{max-width:100%;height:auto}.chart{margin:1em 0}\n"
+	".chart svg{display:block;max-width:none}.chart{margin:1em 0;overflow-x:auto;max-width:100%}\n"
 	"svg.timeline{height:auto;min-width:640px;max-width:100%}td.n{white-space:nowrap}\n"
 	".legend span{display:inline-block;width:.9em;height:.9em;margin:0 .25em 0 .8em;vertical-align:-.1em}\n"
 	".files a{margin-right:.8em;font-size:.9em}code{font-size:.9em}.missing{color:#a33}\n"
@@ -215,8 +215,16 @@ static void inline_svg(FILE *f, const char *path)
 		fprintf(f, "</code>): run <code>kiln plot</code></p>\n");
 		return;
 	}
+	/* at its own size (gnuplot's dynamic svg has only a viewBox, so it would stretch to the
+	 * page and a heatmap's text would come out twice a bar chart's); a narrow screen
+	 * scrolls it sideways instead of shrinking its text */
 	const char *start = strstr(svg, "<svg");
-	fprintf(f, "<div class=\"chart\">%s</div>\n", start ? start : "");
+	const char *box = start ? strstr(start, "viewBox=\"0 0 ") : NULL;
+	double w, h;
+	if (box && sscanf(box + 13, "%lf %lf", &w, &h) == 2 && w > 0 && h > 0)
+		fprintf(f, "<div class=\"chart\"><svg width=\"%g\" height=\"%g\"%s</div>\n", w, h, start + 4);
+	else
+		fprintf(f, "<div class=\"chart\">%s</div>\n", start ? start : "");
 	free(svg);
 }
 

@@ -2,7 +2,10 @@
 demo's and a run with failures — at desktop and phone widths: the rendered page holds every
 chart, and its screenshot has ink all the way down. Skips (with the reason) where Chromium
 cannot start."""
+import html
+import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -16,6 +19,24 @@ def chromium():
         if shutil.which(name):
             return shutil.which(name)
     return None
+
+
+# Appended to a copy of the page (the report itself has no script): per svg, the width its
+# viewBox asks for, the width it is drawn at, and its smallest text as drawn, in CSS px.
+MEASURE = """<script>
+var out = [];
+document.querySelectorAll("svg").forEach(function (svg) {
+  var box = svg.viewBox.baseVal, drawn = svg.getBoundingClientRect().width;
+  var scale = box && box.width ? drawn / box.width : 1, least = 1e9;
+  svg.querySelectorAll("text").forEach(function (t) {
+    if (t.textContent.trim()) least = Math.min(least, parseFloat(getComputedStyle(t).fontSize) * scale);
+  });
+  out.push({kind: svg.closest(".chart") ? "chart" : (svg.getAttribute("class") || "svg"),
+            title: (svg.querySelector("title") || {}).textContent || "", asks: box ? box.width : 0,
+            drawn: drawn, least: least});
+});
+document.body.setAttribute("data-measured", JSON.stringify(out));
+</script>"""
 
 
 class Browser(KilnTestCase):
@@ -51,6 +72,25 @@ class Browser(KilnTestCase):
             self.skipTest("Pillow (python3-pil) is needed to read the screenshot: " + p.stderr.strip()[-200:])
         return [int(x) for x in p.stdout.split()]
 
+    def measured(self, page, width):
+        copy = self.ws.path("measure.html")
+        with open(page) as f, open(copy, "w") as g:
+            g.write(f.read().replace("</body>", MEASURE + "</body>"))
+        dom = self.render(copy, width, 3000, self.ws.path("measure.png"))
+        found = re.search(r'data-measured="([^"]*)"', dom)
+        self.assertTrue(found, "the measuring script ran")
+        return json.loads(html.unescape(found.group(1)))
+
+    def check_sizes(self, page, charts):
+        # every chart at its own size: on a desktop and on a phone (which scrolls it
+        # sideways), so no chart's text is drawn smaller than it was written, 11 px or more
+        for width in (1400, 390):
+            svgs = [m for m in self.measured(page, width) if m["kind"] == "chart"]
+            self.assertEqual(len(svgs), charts)
+            for m in svgs:
+                self.assertAlmostEqual(m["drawn"], m["asks"], delta=1, msg="%s at %d px: %s" % (m["title"], width, m))
+                self.assertGreaterEqual(m["least"], 11, "%s at %d px: %s" % (m["title"], width, m))
+
     def check_page(self, charts):
         page = self.ws.path("report.html")
         dom = self.render(page, 1400, 6000, self.ws.path("desk.png"))
@@ -65,6 +105,7 @@ class Browser(KilnTestCase):
         phone_bottom, phone_bands, phone_width = self.content_height(self.ws.path("phone.png"))
         self.assertEqual(phone_width, 390)
         self.assertGreater(phone_bands, 8, "readable on a phone: it reflows instead of going blank")
+        self.check_sizes(page, charts)
 
     def test_zeroshot_report_renders(self):
         r = self.ws.kiln("run", ZEROSHOT, "datasets=cifar-10,dtd,pets,mnist", "models=team,large", timeout=300)
