@@ -275,7 +275,7 @@ static void chart(FILE *f, const ReportOptions *o, const PlotSpec *p, Buf *shown
 	if (repeat || !strcmp(p->type, "lines") || !strcmp(p->type, "scatter"))
 		return;
 	MetricsQuery q = {.db_path = o->db_path, .tasks = (char **)p->from, /* read only */ .ntasks = p->nfrom,
-			  .value = p->y, .rows = rows, .cols = cols, .mean_row = !p->baseline, .baseline = p->baseline,
+			  .value = p->y, .rows = rows, .cols = cols, .mean_row = !p->baseline, .baseline = p->baseline, .unit = p->unit,
 			  .vs_run = o->vs_run ? o->vs_run : -1, .threshold = o->threshold};
 	Table t;
 	Buf terr = {0};

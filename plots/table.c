@@ -1,5 +1,6 @@
-/* table.c — building and printing metric tables. Numbers print with 4 significant
- * decimals; a delta against an earlier run prints as "0.8123 (+0.0150)". */
+/* table.c — building and printing metric tables. A column's numbers print with the
+ * decimals that give its largest four significant digits (1300, 102.5, 0.8123); a delta
+ * against an earlier run prints as "0.8123 (+0.0150)"; headers carry units. */
 #define _GNU_SOURCE
 #include "table.h"
 
@@ -8,6 +9,7 @@
 #include <string.h>
 
 #include "mview.h"
+#include "units.h"
 
 /* Marks a cell whose value moved by more than threshold (relative) since old. */
 static void mark(Table *t, int r, int c, double threshold, double v, int has_old, double old)
@@ -47,31 +49,47 @@ void table_free(Table *t)
 	memset(t, 0, sizeof *t);
 }
 
-static char *number(double v, int has_old, double old)
+static char *number(double v, int dec, int has_old, double old)
 {
 	if (isnan(v))
 		return xstrdup("");
 	if (!has_old || isnan(old))
-		return xasprintf("%.4f", v);
-	return xasprintf("%.4f (%+.4f)", v, v - old);
+		return xasprintf("%.*f", dec, v);
+	return xasprintf("%.*f (%+.*f)", dec, v, dec, v - old);
 }
 
 /* A cell of repeats (seeds): "mean ± std", else as number(). */
-static char *summary_cell(double mean, double std, int count, int has_old, double old)
+static char *summary_cell(double mean, double std, int count, int dec, int has_old, double old)
 {
 	if (isnan(mean) || count < 2 || isnan(std))
-		return number(mean, has_old, old);
+		return number(mean, dec, has_old, old);
 	if (!has_old || isnan(old))
-		return xasprintf("%.4f ± %.4f", mean, std);
-	return xasprintf("%.4f ± %.4f (%+.4f)", mean, std, mean - old);
+		return xasprintf("%.*f ± %.*f", dec, mean, dec, std);
+	return xasprintf("%.*f ± %.*f (%+.*f)", dec, mean, dec, std, dec, mean - old);
 }
 
-/* value / baseline: above 1 for a faster throughput, for a longer time. */
-static char *ratio(double v, double base)
+/* To the baseline: a speedup for a time (baseline / value) and a throughput (value /
+ * baseline), both above 1 when faster; value / baseline for anything else. */
+static char *ratio(double v, double base, MetricKind kind)
 {
-	if (isnan(v) || isnan(base) || base == 0)
+	double r = kind == METRIC_TIME ? base / v : v / base;
+	if (isnan(r) || isinf(r))
 		return xstrdup("");
-	return xasprintf("%.2f×", v / base);
+	return xasprintf("%.2f×", r);
+}
+
+/* "tp (samples/s)": the metric with the unit it is in, when known. malloc'd. */
+static char *value_header(const char *metric, const char *declared)
+{
+	const char *unit = metric_unit(metric, declared);
+	return unit ? xasprintf("%s (%s)", metric, unit) : xstrdup(metric);
+}
+
+/* "tp speedup vs ddp" (a time or throughput) or "acc vs ddp" (a ratio). malloc'd. */
+static char *ratio_header(const char *what, const char *metric, const char *declared, const char *base)
+{
+	return metric_kind(metric, declared) == METRIC_PLAIN ? xasprintf("%s vs %s", what, base)
+							     : xasprintf("%s speedup vs %s", what, base);
 }
 
 /* --baseline TAG=VALUE, split. */
@@ -97,7 +115,7 @@ static int parse_baseline(const char *text, Baseline *b, Buf *err)
 
 /* One value column of a grouped table: column col of pivot p (and of old, for deltas). */
 typedef struct {
-	const char *header;
+	const char *header, *metric;
 	Pivot *p, *old;
 	int col, old_col;
 } ValueCol;
@@ -149,10 +167,19 @@ static void emit_grouped(const MetricsQuery *q, const Baseline *base, ValueCol *
 	int per = base->tag ? 2 : 1, mean_row = q->mean_row && nrows;
 	table_init(t, nrows + 1 + mean_row, 1 + per * ncols);
 	set(t, 0, 0, xstrdup(q->rows));
+	int *decs = xcalloc((size_t)ncols + 1, sizeof *decs);
 	for (int k = 0; k < ncols; k++) {
-		set(t, 0, 1 + per * k, xstrdup(cols[k].header));
+		/* a pivot's columns are tag values (its metric is one); otherwise each is a metric */
+		set(t, 0, 1 + per * k, q->cols ? xstrdup(cols[k].header) : value_header(cols[k].header, q->unit));
 		if (base->tag)
-			set(t, 0, 2 + per * k, xasprintf("%s vs %s", cols[k].header, base->value));
+			set(t, 0, 2 + per * k, ratio_header(cols[k].header, cols[k].metric, q->unit, base->value));
+		double most = 0, std;
+		int n;
+		for (int r = 0; r < cols[k].p->nrows; r++) {
+			double v = pivot_at(cols[k].p, r, cols[k].col, &std, &n);
+			most = isnan(v) ? most : fmax(most, fabs(v));
+		}
+		decs[k] = metric_decimals(most);
 	}
 	for (int r = 0; r < nrows; r++) {
 		set(t, r + 1, 0, xstrdup(rows[r]));
@@ -161,11 +188,11 @@ static void emit_grouped(const MetricsQuery *q, const Baseline *base, ValueCol *
 			int n, on, bn;
 			double v = pivot_at(cols[k].p, row_of(cols[k].p, rows[r]), cols[k].col, &std, &n);
 			double was = pivot_at(cols[k].old, row_of(cols[k].old, rows[r]), cols[k].old_col, &ostd, &on);
-			set(t, r + 1, 1 + per * k, summary_cell(v, std, n, cols[k].old != NULL, was));
+			set(t, r + 1, 1 + per * k, summary_cell(v, std, n, decs[k], cols[k].old != NULL, was));
 			mark(t, r + 1, 1 + per * k, q->threshold, v, cols[k].old != NULL, was);
 			if (base->tag) {
 				double b = pivot_at(cols[k].p, row_of(cols[k].p, base->value), cols[k].col, &bstd, &bn);
-				set(t, r + 1, 2 + per * k, ratio(v, b));
+				set(t, r + 1, 2 + per * k, ratio(v, b, metric_kind(cols[k].metric, q->unit)));
 			}
 		}
 	}
@@ -179,9 +206,10 @@ static void emit_grouped(const MetricsQuery *q, const Baseline *base, ValueCol *
 				if (!isnan(v))
 					sum += v, n++;
 			}
-			set(t, nrows + 1, 1 + per * k, number(n ? sum / n : NAN, 0, 0));
+			set(t, nrows + 1, 1 + per * k, number(n ? sum / n : NAN, decs[k], 0, 0));
 		}
 	}
+	free(decs);
 	free(rows);
 }
 
@@ -234,7 +262,7 @@ static int build_grouped(const MetricsQuery *q, const Baseline *base, MView *v, 
 			pivot_build(old, q->rows, q->cols, keys[k], po);
 		for (int c = 0; c < p->ncols; c++) {
 			cols = xrealloc(cols, (size_t)(ncols + 1) * sizeof *cols);
-			cols[ncols++] = (ValueCol){p->cols[c], p, po, c, col_of(po, p->cols[c])};
+			cols[ncols++] = (ValueCol){p->cols[c], keys[k], p, po, c, col_of(po, p->cols[c])};
 		}
 	}
 	emit_grouped(q, base, cols, ncols, t);
@@ -295,12 +323,18 @@ static int build_list(const MetricsQuery *q, const Baseline *base, MView *v, MVi
 		set(t, 0, 1 + j, clash ? xasprintf("%s (tag)", tags[j]) : xstrdup(tags[j]));
 	}
 	double *bases = xcalloc((size_t)nkeys + 1, sizeof *bases);
+	int *decs = xcalloc((size_t)nkeys + 1, sizeof *decs);
 	for (int j = 0; j < nkeys; j++) {
-		set(t, 0, 1 + ntags + per * j, xstrdup(keys[j]));
+		set(t, 0, 1 + ntags + per * j, value_header(keys[j], q->unit));
 		if (base->tag) {
-			set(t, 0, 2 + ntags + per * j, xasprintf("%s vs %s", keys[j], base->value));
+			set(t, 0, 2 + ntags + per * j, ratio_header(keys[j], keys[j], q->unit, base->value));
 			bases[j] = baseline_mean(v, base, keys[j]);
 		}
+		double most = 0, x;
+		for (int i = 0; i < mview_count(v); i++)
+			if (mtask_number(mview_task(v, i), keys[j], &x) && !isnan(x))
+				most = fmax(most, fabs(x));
+		decs[j] = metric_decimals(most);
 	}
 	for (int i = 0; i < mview_count(v); i++) {
 		const MTask *m = mview_task(v, i), *o = old ? mview_find(old, m->task) : NULL;
@@ -318,7 +352,7 @@ static int build_list(const MetricsQuery *q, const Baseline *base, MView *v, MVi
 			if (o && !mtask_number(o, keys[j], &was))
 				was = NAN;
 			int has = mtask_number(m, keys[j], &val);
-			char *cell = text ? xstrdup(text) : has ? number(val, old != NULL, was) : xstrdup("");
+			char *cell = text ? xstrdup(text) : has ? number(val, decs[j], old != NULL, was) : xstrdup("");
 			if (m->stale && *cell) { /* its task failed since: the last success's value, marked */
 				char *marked = xasprintf("%s (stale)", cell);
 				free(cell);
@@ -328,9 +362,11 @@ static int build_list(const MetricsQuery *q, const Baseline *base, MView *v, MVi
 			if (!text && has)
 				mark(t, i + 1, 1 + ntags + per * j, q->threshold, val, old != NULL, was);
 			if (base->tag)
-				set(t, i + 1, 2 + ntags + per * j, !text && has ? ratio(val, bases[j]) : xstrdup(""));
+				set(t, i + 1, 2 + ntags + per * j,
+				    !text && has ? ratio(val, bases[j], metric_kind(keys[j], q->unit)) : xstrdup(""));
 		}
 	}
+	free(decs);
 	free(bases);
 	free(tags);
 	free(keys);

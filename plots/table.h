@@ -18,7 +18,9 @@ typedef struct {
 	long long vs_run;      /* 0: no deltas; -1: against the run before the latest one that recorded these tasks */
 	double threshold;      /* cells whose relative change exceeds it are marked (Table.marks) */
 	int mean_row;          /* add a row of column means (pivot) */
-	const char *baseline;  /* "TAG=VALUE": a ratio column to that row after each value column */
+	const char *baseline;  /* "TAG=VALUE": a ratio column to that row after each value column
+				  (a speedup for a time or a throughput: plots/units.h) */
+	const char *unit;      /* the value's unit as declared (a plot's), or NULL: from its name */
 } MetricsQuery;
 
 int metrics_print(const MetricsQuery *q, FILE *out, Buf *err);

@@ -74,8 +74,8 @@ static const struct {
 	 "Prints the latest recorded metrics. With --rows/--cols/--value, a pivot (e.g. dataset x model of top1);\n"
 	 "with --rows alone, one row per value of the tag and the metrics (all, or those --value lists) as\n"
 	 "columns. Cells average the tasks they hold; repeats (seeds) print as mean ± std. --baseline\n"
-	 "method=ddp adds after each value column its ratio to that row (speedup for a throughput, time\n"
-	 "ratio for a time); --mean adds a row of column means; --vs RUN shows deltas against the metrics\n"
+	 "method=ddp adds after each value column its ratio to that row (a speedup for a time or a\n"
+	 "throughput, faster above 1; a plain ratio otherwise); --mean adds a row of column means; --vs RUN shows deltas against the metrics\n"
 	 "as they were at run RUN. Without --rows: one row per task with its tags and metrics.", verb_metrics},
 	{"plot", "kiln plot [RECIPE] [NAME ...]",
 	 "Re-renders all (or the named) plot{} charts from the recorded metrics, without running any task:\n"

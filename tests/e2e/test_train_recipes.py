@@ -51,19 +51,21 @@ class Recipes(KilnTestCase):
             self.assertGreater(os.path.getsize(self.ws.path("plots/%s.png" % chart)), 5000, chart)
             self.assertIn("<svg", self.ws.read("plots/%s.svg" % chart))
         perf = self.ws.read("results/performance.md").splitlines()
-        self.assertIn("throughput vs ddp", perf[0])
+        self.assertIn("throughput speedup vs ddp", perf[0])
+        self.assertIn("train_time speedup vs ddp", perf[0], "a time's ratio is a speedup too, the right way round")
         rows = {line.split("|")[1].strip(): line for line in perf[2:]}
         self.assertEqual(set(rows), {"ddp", "allreduce", "ps"})
         self.assertIn("1.00×", rows["ddp"], "DDP against itself")
         ddp, ar = (json.loads(self.ws.read("results/%s-s1.json" % m)) for m in ("ddp", "allreduce"))
         speedup = "%.2f×" % (ar["throughput"] / ddp["throughput"])
         self.assertIn(speedup, rows["allreduce"], "the ratio is computed from the recorded values")
+        self.assertIn("%.2f×" % (ddp["train_time"] / ar["train_time"]), rows["allreduce"], "baseline time / time")
         again = self.ws.kiln("run", recipe, "epochs=2", "samples=4096")
         self.assertEqual(again.ran, set(), again)
         rep = self.ws.kiln("report", recipe)
         self.assertEqual(rep.rc, 0, rep)
         html = self.ws.read("report.html")
-        self.assertIn("throughput vs ddp", html)
+        self.assertIn("<th>throughput (samples/s)</th><th>throughput speedup vs ddp</th>", html)
         self.assertEqual(html.count("<div class=\"chart\"><svg"), 7)
 
     def test_imagenet_single_process_and_torchrun(self):

@@ -12,6 +12,7 @@
 #include "../../cache/state/state.h"
 #include "../../plots/mview.h"
 #include "../../plots/plot.h"
+#include "../../plots/units.h"
 #include "check.h"
 
 static void test_ingest(void)
@@ -143,6 +144,27 @@ static void test_palette_and_labels(void)
 	CHECK(plot_label_decimals(none, 1) == 0);
 }
 
+static void test_units(void)
+{
+	CHECK_STR(metric_unit_of_name("epoch_time_s"), "s");
+	CHECK_STR(metric_unit_of_name("step_ms"), "ms");
+	CHECK_STR(metric_unit_of_name("sizes.busbw_gbs"), "GB/s");
+	CHECK_STR(metric_unit_of_name("images_per_s"), "images/s");
+	CHECK_STR(metric_unit_of_name("samples_s"), "samples/s"); /* a count per second, not seconds */
+	CHECK_STR(metric_unit_of_name("comm_pct"), "%");
+	CHECK(metric_unit_of_name("top1") == NULL && metric_unit_of_name("_s") == NULL);
+	CHECK_STR(metric_unit("throughput", "samples/s"), "samples/s");
+	CHECK(metric_kind("throughput", NULL) == METRIC_RATE);
+	CHECK(metric_kind("tp", "samples/s") == METRIC_RATE);
+	CHECK(metric_kind("train_time", NULL) == METRIC_TIME);
+	CHECK(metric_kind("epoch_s", NULL) == METRIC_TIME);
+	CHECK(metric_kind("peak_algbw_gbs", NULL) == METRIC_RATE);
+	CHECK(metric_kind("comm_share", NULL) == METRIC_PLAIN);
+	CHECK(metric_kind("acc1", NULL) == METRIC_PLAIN);
+	CHECK(metric_decimals(1300) == 0 && metric_decimals(102) == 1 && metric_decimals(10) == 2);
+	CHECK(metric_decimals(0.7525) == 4 && metric_decimals(0.0042) == 6 && metric_decimals(0) == 4);
+}
+
 int main(void)
 {
 	char dir[] = "/tmp/kiln-plots-XXXXXX";
@@ -152,6 +174,7 @@ int main(void)
 	test_view_and_pivot();
 	test_plot_spec();
 	test_palette_and_labels();
+	test_units();
 	CHECK(chdir("/") == 0);
 	remove_tree(dir);
 	return check_exit();
