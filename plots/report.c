@@ -4,6 +4,7 @@
  * self-contained page: inline SVG and CSS, no script, no network. */
 #define _GNU_SOURCE
 #include "report.h"
+#include "setup.h"
 
 #include <limits.h>
 #include <stdio.h>
@@ -31,6 +32,7 @@ static const char css[] =
 	"svg.timeline{height:auto;min-width:640px;max-width:100%}td.n{white-space:nowrap}\n"
 	".legend span{display:inline-block;width:.9em;height:.9em;margin:0 .25em 0 .8em;vertical-align:-.1em}\n"
 	".files a{margin-right:.8em;font-size:.9em}code{font-size:.9em}.missing{color:#a33}\n"
+	"table.setup th{font-weight:normal;color:#555}div.md{max-width:60em}.by{font-size:.7em;color:#777;font-weight:normal}\n"
 	"details.log pre{background:#f6f6f6;padding:.6em;overflow-x:auto;font-size:.8em;max-height:30em}\n"
 	"@media (max-width:700px){body{font-size:14px;padding:0 .4em}td,th{padding:.2em .3em}}\n"
 	"@media print{nav{display:none}.chart,table,svg.timeline{page-break-inside:avoid}details.log{display:none}}\n";
@@ -310,13 +312,16 @@ int report_write(const ReportOptions *o, Buf *err)
 	html_text(f, o->title);
 	fprintf(f, "</title>\n<style>\n%s</style></head><body>\n<h1>", css);
 	html_text(f, o->title);
-	fprintf(f, "</h1>\n<nav><a href=\"#last\">last run</a><a href=\"#timeline\">timeline</a>%s"
-		   "<a href=\"#charts\">charts</a><a href=\"#runs\">runs</a></nav>\n", o->graph ? "<a href=\"#grids\">grids</a>" : "");
+	int documents = report_has_documents(o);
+	fprintf(f, "</h1>\n<nav><a href=\"#last\">last run</a><a href=\"#timeline\">timeline</a><a href=\"#setup\">setup</a>%s"
+		   "<a href=\"#charts\">charts</a>%s<a href=\"#runs\">runs</a></nav>\n",
+		o->graph ? "<a href=\"#grids\">grids</a>" : "", documents ? "<a href=\"#documents\">documents</a>" : "");
 	StateRun run;
 	Buf command = {0};
 	int have_run = state_last_run(state, &run, &command);
 	if (have_run)
 		last_run(f, state, &run, buf_str(&command));
+	report_setup(f, o, have_run ? buf_str(&command) : NULL);
 	buf_free(&command);
 	if (o->graph && have_run) {
 		fprintf(f, "<h2 id=\"grids\">Grids</h2>\n");
@@ -328,6 +333,8 @@ int report_write(const ReportOptions *o, Buf *err)
 	for (int i = 0; i < o->nplots; i++)
 		chart(f, o, &o->plots[i], &shown);
 	buf_free(&shown);
+	if (documents)
+		report_documents(f, o);
 	history(f, state);
 	state_close(state);
 	fprintf(f, "<p style=\"color:#888;font-size:.8em\">Written by kiln report.</p>\n</body></html>\n");

@@ -2,7 +2,8 @@
  * no network): the last run (outcomes, a timeline of its attempts with the GPU
  * utilisation, the slowest tasks), an outcome map of every grid, each chart with links to
  * its svg/png/pdf and its table (deltas against an earlier run, cells that moved shaded),
- * and the history of runs. */
+ * the setup (setup.h: version, params, an environment check's results), the Markdown files
+ * tasks wrote, and the history of runs. */
 #ifndef KILN_REPORT_H
 #define KILN_REPORT_H
 
@@ -12,6 +13,7 @@
 
 typedef struct {
 	const char *path, *db_path, *title;
+	const char *version, *recipe; /* kiln's version and the recipe's path, for the setup */
 	const PlotSpec *plots; /* the charts, their tables and rendered files */
 	int nplots;
 	const Graph *graph;    /* the recipe's tasks and tags, for the outcome maps; NULL: none */

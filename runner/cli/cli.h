@@ -11,6 +11,9 @@
 
 #define KILN_DIR ".kiln"
 
+/* "0.9.0+d1ff5d1": the project's version and the commit it was configured at (main.c). */
+extern const char kiln_version[];
+
 typedef struct {
 	const char *verb;
 	const char *recipe;

@@ -23,6 +23,8 @@
 #include "../../base/graph.h"
 #include "../../base/os.h"
 #include "cli.h"
+
+const char kiln_version[] = KILN_VERSION;
 #include "../recipe/launch.h"
 #include "../recipe/recipe.h"
 #include "../sched/sched.h"
@@ -171,7 +173,7 @@ static void parse_args(int argc, char **argv, Options *o)
 		case 'C': dir = optarg; break;
 		case 'q': o->exit_code = 1; break;
 		case 'X':
-			printf("kiln %s\n", KILN_VERSION);
+			printf("kiln %s\n", kiln_version);
 			exit(0);
 		case 'G': o->gpus = optarg; break;
 		case 'B':

@@ -79,7 +79,8 @@ int verb_report(Options *o, int argc, char **argv)
 	const char *base = strrchr(recipe, '/');
 	char *title = xasprintf("kiln report: %s", base ? base + 1 : recipe);
 	Buf err = {0};
-	ReportOptions ro = {.path = out, .db_path = KILN_DIR "/state.db", .title = title, .plots = specs, .nplots = n,
+	ReportOptions ro = {.path = out, .db_path = KILN_DIR "/state.db", .title = title, .version = kiln_version,
+			    .recipe = recipe, .plots = specs, .nplots = n,
 			    .graph = g, .vs_run = o->vs_run, .threshold = o->threshold >= 0 ? o->threshold : 0.01};
 	int rc = report_write(&ro, &err);
 	free(specs);

@@ -204,6 +204,48 @@ class Report(KilnTestCase):
         self.assertRegex(html, r'title="eval/cifar/a">(done|up to date)</td>')
 
 
+class Setup(KilnTestCase):
+    def test_setup_environment_check_and_a_tasks_markdown_are_in_the_page(self):
+        self.ws.write("kiln.lua", """
+local P = params { epochs = 5, lr = 0.1 }
+task { name = "env/check", outputs = {"env.json"}, metrics = "env.json",
+       run = [[printf '{"torch": "1.13.1", "world_size": 2}' > env.json]] }
+for _, m in ipairs({"ddp", "ps"}) do
+  task { name = "train/" .. m, tags = {method = m}, outputs = {m .. ".json"}, metrics = m .. ".json",
+         run = string.format([[printf '{"train_time": %d}' > %s.json]], m == "ddp" and 10 or 20, m) }
+end
+plot { name = "t", type = "bars", from = "train/*", x = "method", y = "train_time", baseline = "method=ddp" }
+task { name = "perf", deps = {"train/ddp", "train/ps"}, outputs = {"perf.md"},
+       run = {"@kiln", "metrics", "train/*", "--rows", "method", "--baseline", "method=ddp", "--format", "md",
+              "--out", "perf.md"} }
+task { name = "notes", outputs = {"notes.md"},
+       run = [[printf '# Notes\n\nA *first* look: `ps` is **slower**.\n\n- one <script>alert(1)</script>\n' > notes.md]] }
+""")
+        r = self.ws.kiln("run", "epochs=2")
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(self.ws.kiln("report").rc, 0)
+        page = self.ws.read("report.html")
+        setup = page[page.index('<h2 id="setup">'):page.index('id="charts"')]
+        self.assertRegex(setup, r"<th>kiln</th><td>\d+\.\d+\.\d+")
+        self.assertIn("<th>param epochs</th><td>2 (the recipe's default: 5)</td>", setup,
+                      "the value the run was given, not the recipe's default")
+        self.assertIn("<th>param lr</th><td>0.1</td>", setup)
+        # the environment check (no tags, no chart) is shown; the charted tasks are not
+        self.assertIn("<h3>env/check</h3>", setup)
+        self.assertIn("<th>torch</th><td>1.13.1</td>", setup)
+        self.assertIn("<th>world_size</th><td>2</td>", setup)
+        self.assertNotIn("train/ddp", setup)
+        # Markdown a task wrote, embedded: the table with its speedups, escaped text
+        docs = page[page.index('<h2 id="documents">'):page.index('<h2 id="runs">')]
+        self.assertIn("<th>train_time speedup vs ddp</th>", docs)
+        self.assertRegex(docs, r"<tr><td>ps</td><td class=\"n\">20\.00</td><td class=\"n\">0\.50×</td></tr>")
+        self.assertIn("<h3>Notes</h3>", docs)
+        self.assertIn("A <em>first</em> look: <code>ps</code> is <strong>slower</strong>.", docs)
+        self.assertIn("<li>one &lt;script&gt;alert(1)&lt;/script&gt;</li>", docs)
+        self.assertNotIn("<script", page, "a task's file cannot put markup into the page")
+        self.assertIn('<a href="#documents">documents</a>', page)
+
+
 class Seeds(KilnTestCase):
     def test_a_cell_over_seeds_counts_the_seeds_that_failed(self):
         self.ws.write("kiln.lua", """
