@@ -135,6 +135,8 @@ int cache_commit(Cache *c, int force);
 int cache_unclean(Cache *c);
 /* The highest attempt number recorded for task (0: none, or no cache). */
 int cache_last_attempt_number(Cache *c, const char *task);
+/* Whether the latest attempt of task that ran (restores left out) failed or was stopped. */
+int cache_last_attempt_failed(Cache *c, const char *task);
 /* Writes the log path of t's latest attempt into out; -1 if none is recorded. */
 int cache_last_log(Cache *c, const char *task, Buf *out);
 /* `kiln why`: writes the field-level difference between t's current key and its last

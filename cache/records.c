@@ -90,6 +90,13 @@ int cache_unclean(Cache *c) { return c->unclean; }
 
 int cache_last_attempt_number(Cache *c, const char *task) { return c ? history_max_attempt(cache_state(c), task) : 0; }
 
+int cache_last_attempt_failed(Cache *c, const char *task)
+{
+	char key[33];
+	int ok = 0;
+	return c && history_last_attempt(cache_state(c), task, key, &ok) && !ok;
+}
+
 int cache_last_log(Cache *c, const char *task, Buf *out) { return state_last_log(cache_state(c), task, out) ? 0 : -1; }
 
 /* Fills out with live (not zombie) processes other than this one whose environment holds

@@ -39,6 +39,7 @@ typedef struct {
 	char **force;             /* run: --force TARGET|GLOB, repeatable */
 	int nforce;
 	int deps;                 /* clean: also what the targets depend on */
+	int patterns;             /* graph: a node per name pattern (a grid), not per task */
 	long long vs_run;
 	int mean;
 } Options;

@@ -62,7 +62,11 @@ static const struct {
 	 "Prints every difference between TASK's current key and its last success:\n"
 	 "which input changed (old -> new hash), which argument or param, which dependency.", verb_why},
 	{"list", "kiln list [RECIPE] [TARGET ...]", "Lists tasks with dependencies, resources and tags.", verb_list},
-	{"graph", "kiln graph [RECIPE] [TARGET ...]", "Prints the task graph in Graphviz dot (kiln graph | dot -Tsvg > g.svg).", verb_graph},
+	{"graph", "kiln graph [RECIPE] [TARGET ...] [--patterns]",
+	 "Prints the task graph in Graphviz dot (kiln graph | dot -Tsvg > g.svg), each task filled by what\n"
+	 "run would do: green up to date, blue restored from the store, orange runs (red: its last attempt\n"
+	 "failed); GPU tasks outlined. --patterns draws a grid as one node per pattern, its tag values put\n"
+	 "back as {tag} (eval/{dataset}/{model} ×80), and a map{} as one node, with the counts by state.", verb_graph},
 	{"log", "kiln log TASK [N | --all]", "Prints the log of TASK's latest attempt (from .kiln/logs), of its attempt N, or\n"
 	 "of every attempt it kept, oldest first (attempt numbers never repeat across runs).", verb_log},
 	{"clean", "kiln clean [RECIPE] [TARGET|GLOB ...] [--deps] [--all]",
@@ -151,7 +155,7 @@ static void parse_args(int argc, char **argv, Options *o)
 		{"mean", no_argument, 0, 'm'},      {"out", required_argument, 0, 'o'},
 		{"max-jobs", required_argument, 0, 'J'}, {"detach", no_argument, 0, 'D'},
 		{"baseline", required_argument, 0, 'b'}, {"open", no_argument, 0, 'O'},
-		{"force", required_argument, 0, 'f'}, {"deps", no_argument, 0, 'd'},
+		{"force", required_argument, 0, 'f'}, {"deps", no_argument, 0, 'd'}, {"patterns", no_argument, 0, 'P'},
 		{"threshold", required_argument, 0, 'T'}, {"hosts", required_argument, 0, 'H'},
 		{"host-wait", required_argument, 0, 'w'}, {"load-timeout", required_argument, 0, 'l'}, {0, 0, 0, 0}};
 	const char *dir = NULL;
@@ -242,6 +246,7 @@ static void parse_args(int argc, char **argv, Options *o)
 			o->force[o->nforce++] = optarg;
 			break;
 		case 'd': o->deps = 1; break;
+		case 'P': o->patterns = 1; break;
 		case 'T':
 			o->threshold = strtod(optarg, &end);
 			if (*end || !(o->threshold >= 0))

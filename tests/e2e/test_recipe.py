@@ -1,6 +1,8 @@
 """End-to-end: the recipe API (task, grid, params, glob, require) and every validation
 error, each pointing at file:line with exit status 2 and nothing run."""
 import os
+import shutil
+import subprocess
 
 from kilntest import KilnTestCase, main
 
@@ -189,6 +191,33 @@ task { name = "one", deps = prep, run = "true" }
         self.assertEqual(self.ws.read("n.txt").strip(), "2")
         g = self.ws.kiln("graph")
         self.assertIn('"prep" -> "use"', g.out)
+
+    def test_graph_patterns_collapse_a_grid_and_colour_by_what_run_would_do(self):
+        self.ws.write("kiln.lua", """
+for _, d in ipairs({"cifar", "dtd", "pets"}) do
+  task { name = "data/" .. d, outputs = {"d/" .. d}, run = "echo " .. d .. " > {out}" }
+  for _, m in ipairs({"a", "b"}) do
+    task { name = "eval/" .. d .. "/" .. m, tags = {dataset = d, model = m}, deps = {"data/" .. d},
+           outputs = {"e/" .. d .. m}, run = (d == "dtd" and m == "b") and "exit 1" or "echo ok > {out}" }
+  end
+end
+task { name = "table", deps = {"eval/cifar/a", "eval/pets/b"}, outputs = {"t.txt"}, run = "echo t > {out}" }
+""")
+        self.assertEqual(self.ws.kiln("run", "-k").rc, 1)
+        g = self.ws.kiln("graph", "--patterns")
+        self.assertEqual(g.rc, 0, g)
+        self.assertIn('label="eval/{dataset}/{model} ×6\\n5 up to date, 1 failed", fillcolor="#fcae91"', g.out)
+        self.assertIn('label="data/* ×3\\n3 up to date", fillcolor="#c7e9c0"', g.out)
+        self.assertEqual(g.out.count(" -> "), 2, "data -> eval -> table, each edge once: %s" % g.out)
+        # a task alone keeps its name; per task, each is filled by its own state
+        self.assertIn('label="table", fillcolor="#c7e9c0"', g.out)
+        self.ws.write("d/pets", "changed\n")
+        g = self.ws.kiln("graph")
+        self.assertIn('"data/pets" [label="data/pets", fillcolor="#c6dbef"]', g.out, "its output restored")
+        self.assertIn('"eval/dtd/b" [label="eval/dtd/b", fillcolor="#fcae91"]', g.out)
+        if shutil.which("dot"):
+            svg = subprocess.run(["dot", "-Tsvg"], input=g.out, capture_output=True, text=True)
+            self.assertEqual(svg.returncode, 0, svg.stderr)
 
     def test_recipe_path_and_workspace_flag(self):
         self.ws.write("recipes/r.lua", 'task { name = "w", outputs = {"w.txt"}, run = "pwd > w.txt" }\n')
