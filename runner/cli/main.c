@@ -366,6 +366,8 @@ Graph *load_graph_with(Options *o, Graph *g, Cache *c)
 	for (int i = 0; exec_kinds[i]; i++) /* what each executor's block promises */
 		if (exec_kinds[i]->check && exec_kinds[i]->check(g, &err) != 0)
 			fatal("%s", buf_str(&err));
+	if (recipe_check_plots(g, &err) != 0)
+		fatal("%s", buf_str(&err));
 	trace_mark("recipe loaded");
 	if (c && cache_loaded(c, &err) != 0) /* the state opened on another thread meanwhile */
 		fatal("%s", buf_str(&err));

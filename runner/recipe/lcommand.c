@@ -133,7 +133,7 @@ static int port_words_used(const char *s)
 }
 
 /* Levenshtein distance of a (n bytes) and b, capped at 3 (all that matters here). */
-static int distance(const char *a, size_t n, const char *b)
+int lk_distance(const char *a, size_t n, const char *b)
 {
 	size_t m = strlen(b);
 	if (n > 24 || m > 24 || (n > m ? n - m : m - n) > 2)
@@ -172,7 +172,7 @@ static void warn_near_misses(lua_State *L, const Task *t, const char *s)
 		const char *best = NULL;
 		int best_d = 3;
 		for (int k = 0; known[k]; k++) {
-			int d = distance(p + 1, n, known[k]);
+			int d = lk_distance(p + 1, n, known[k]);
 			if (d == 0 || (!strncmp(known[k], "port", 4) && !strncmp(p + 1, "port", 4)))
 				return; /* a placeholder ({port1} too) */
 			if (d < best_d && d <= (strlen(known[k]) <= 4 ? 1 : 2))

@@ -3,6 +3,7 @@
  * params{} (command-line overrides converted to each default's type); and the task fields
  * with a structure of their own, retry_on and torchrun. */
 #define _GNU_SOURCE
+#include <fnmatch.h>
 #include <glob.h>
 #include <lauxlib.h>
 #include <stdio.h>
@@ -310,4 +311,97 @@ void lk_parse_torchrun(lua_State *L, Graph *g, Task *t, int cpus_declared)
 		buf_free(&err);
 		lk_field_error(L, "torchrun", "%s", msg);
 	}
+}
+
+/* Whether some task from selects has tag key. */
+static int tag_on_some(Task **sel, int n, const char *key)
+{
+	for (int i = 0; i < n; i++)
+		for (int j = 0; j < sel[i]->ntags; j++)
+			if (!strcmp(sel[i]->tags[j].key, key))
+				return 1;
+	return 0;
+}
+
+/* "file:line: plot{} "p": no task it draws from has tag "datset" (their tags: dataset, model;
+ * did you mean dataset?)". */
+static void missing_tag(const Task *plot, Task **sel, int n, const char *field, const char *key, Buf *err)
+{
+	char **keys = NULL;
+	int nkeys = 0;
+	for (int i = 0; i < n; i++)
+		for (int j = 0; j < sel[i]->ntags; j++)
+			strlist_find_or_add(&keys, &nkeys, sel[i]->tags[j].key);
+	buf_printf(err, "%s:%d: plot{} \"%s\": %s = \"%s\" is a tag no task it draws from has", plot->file, plot->line,
+		   plot->opts->plot->name, field, key);
+	const char *best = NULL;
+	int best_d = 3;
+	for (int k = 0; k < nkeys; k++) {
+		int d = lk_distance(key, strlen(key), keys[k]);
+		if (d < best_d)
+			best = keys[k], best_d = d;
+	}
+	if (best)
+		buf_printf(err, " (did you mean %s?)", best);
+	buf_puts(err, nkeys ? "; their tags: " : "; they have no tags (tags = {...} on task{} gives them some)");
+	for (int k = 0; k < nkeys && k < 12; k++)
+		buf_printf(err, "%s%s", k ? ", " : "", keys[k]);
+	for (int k = 0; k < nkeys; k++)
+		free(keys[k]);
+	free(keys);
+}
+
+/* The tasks spec draws from into sel (its count); with want tags set, stops at the first
+ * task that has them all (a load of a big grid checks a chart in a few steps). */
+static int select_from(const Graph *g, const PlotSpec *spec, const char *const want[2], Task **sel)
+{
+	int n = 0;
+	for (int k = 0; k < g->ntasks; k++) {
+		Task *u = g->tasks[k];
+		if (u->opts->plot || task_is_runner(u))
+			continue;
+		for (int f = 0; f < spec->nfrom; f++)
+			if (!strcmp(spec->from[f], u->name) || !fnmatch(spec->from[f], u->name, 0)) {
+				sel[n++] = u;
+				if (want && (!want[0] || tag_on_some(&u, 1, want[0])) && (!want[1] || tag_on_some(&u, 1, want[1])))
+					return n;
+				break;
+			}
+	}
+	return n;
+}
+
+int recipe_check_plots(const Graph *g, Buf *err)
+{
+	Task **sel = xmalloc(((size_t)g->ntasks + 1) * sizeof *sel);
+	int rc = 0;
+	for (int i = 0; i < g->ntasks && rc == 0; i++) {
+		const Task *t = g->tasks[i];
+		const PlotSpec *spec = t->opts->plot;
+		if (!spec)
+			continue;
+		/* bars and heatmaps go by tags on both axes; scatter and lines by series only (x of a
+		 * scatter is a metric; lines run over steps) */
+		int tag_x = !strcmp(spec->type, "bars") || !strcmp(spec->type, "heatmap");
+		const char *want[2] = {tag_x ? spec->x : NULL, spec->series};
+		int n = select_from(g, spec, want, sel);
+		if (n && (!want[0] || tag_on_some(sel + n - 1, 1, want[0])) && (!want[1] || tag_on_some(sel + n - 1, 1, want[1])))
+			continue; /* a task with every tag: fine */
+		if (!n) {
+			buf_printf(err, "%s:%d: plot{} \"%s\": from = \"%s\"%s selects no task (see `kiln list`)", t->file, t->line,
+				   spec->name, spec->from[0], spec->nfrom > 1 ? " ..." : "");
+			rc = -1;
+			break;
+		}
+		n = select_from(g, spec, NULL, sel); /* all of them, to say which tags there are */
+		if (want[0] && !tag_on_some(sel, n, want[0])) {
+			missing_tag(t, sel, n, "x", want[0], err);
+			rc = -1;
+		} else if (want[1] && !tag_on_some(sel, n, want[1])) {
+			missing_tag(t, sel, n, "series", want[1], err);
+			rc = -1;
+		}
+	}
+	free(sel);
+	return rc;
 }

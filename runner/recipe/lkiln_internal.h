@@ -31,6 +31,8 @@ void lk_check_port_placeholders(lua_State *L, Task *t);
 /* Warns (stderr, the recipe's file:line) of words in braces one letter or two off a
  * placeholder ({outt}: did you mean {out}?), which would reach the command as written. */
 void lk_warn_placeholder_typos(lua_State *L, const Task *t);
+/* Levenshtein distance of a (n bytes) and b, capped at 3: for "did you mean". */
+int lk_distance(const char *a, size_t n, const char *b);
 /* Pushes the task value task{} and plot{} return. */
 void lk_push_task_value(lua_State *L, const Task *t);
 /* Raises unless workspace-relative path p may be declared (see lkiln.c). */

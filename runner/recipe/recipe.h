@@ -42,5 +42,9 @@ typedef struct {
  * with "file:line: message" in err (a load past its time names the line it was at), or -2
  * when a stop was requested (Ctrl-C) while it loaded. `path` is the chunk name in messages. */
 int recipe_load(Graph *g, const char *path, const RecipeLoad *lo, Buf *err);
+/* Once every task is declared: each plot{}'s `from` selects some task, and the tags it draws
+ * by (bars' and heatmaps' x, series) are on some task it selects; else -1 with
+ * "file:line: ..." naming the tags those tasks have (did you mean ...). */
+int recipe_check_plots(const Graph *g, Buf *err);
 
 #endif

@@ -39,6 +39,17 @@ class Validation(KilnTestCase):
         for own in ("{HOME}", "{x}", "{a,b}"):
             self.assertNotIn(own, r.err, "the command's own braces are left alone")
 
+    def test_a_plots_tags_and_tasks_are_checked_when_the_recipe_loads(self):
+        grid = ('for _, d in ipairs({"a", "b"}) do task { name = "eval/" .. d, tags = {dataset = d, model = "m"}, '
+                'outputs = {d}, run = "touch {out}" } end\n')
+        self.expect_error(grid + 'plot { name = "p", type = "bars", from = "eval/*", x = "datset", y = "top1" }\n',
+                          'plot{} "p": x = "datset" is a tag no task it draws from has (did you mean dataset?); '
+                          'their tags: dataset, model', 2)
+        self.expect_error(grid + 'plot { name = "h", type = "heatmap", from = "eval/*", x = "model", series = "seed", '
+                          'y = "top1" }\n', 'series = "seed" is a tag no task it draws from has; their tags:', 2)
+        self.expect_error(grid + 'plot { name = "p", type = "bars", from = "evl/*", x = "dataset", y = "top1" }\n',
+                          'plot{} "p": from = "evl/*" selects no task', 2)
+
     def test_syntax_error(self):
         self.expect_error('task { name = "a", run = "touch ran" }\ntask { name = }\n', "unexpected symbol", 2)
 
