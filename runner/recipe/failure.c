@@ -7,6 +7,7 @@
 
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -117,4 +118,35 @@ size_t failure_read_tail(const char *path, char *buf, size_t max)
 		memmove(buf, body, (size_t)n + 1);
 	}
 	return (size_t)n;
+}
+
+/* Whether w could name a file the command opens: a relative path, not an option, a
+ * placeholder, a variable or an assignment. */
+static int file_word(const char *w)
+{
+	return *w && !strchr("-/{$~", *w) && !strpbrk(w, "{}$=*?") && strpbrk(w, "./");
+}
+
+void failure_hint_missing(const Task *t, char *out, size_t n)
+{
+	out[0] = 0;
+	const char *slash = t->file ? strrchr(t->file, '/') : NULL;
+	if (!slash)
+		return; /* a recipe in the workspace: its neighbours are the workspace's */
+	char *dir = strndup(t->file, (size_t)(slash - t->file));
+	char *shell = t->shell ? strdup(t->shell) : NULL, *save = NULL;
+	const char *w = shell ? strtok_r(shell, " \t\n;|&<>()'\"", &save) : t->argc ? t->argv[0] : NULL;
+	for (int i = 0; w && !out[0];) {
+		char beside[4096];
+		if (file_word(w) && access(w, F_OK) != 0 &&
+		    snprintf(beside, sizeof beside, "%s/%s", dir, w) < (int)sizeof beside && access(beside, F_OK) == 0) {
+			char *here = getcwd(NULL, 0);
+			snprintf(out, n, "; %s is not in the workspace (%s), where commands run, but beside the recipe: name it "
+				 "RECIPE_DIR .. \"/%s\" in the recipe", w, here ? here : ".", w);
+			free(here);
+		}
+		w = shell ? strtok_r(NULL, " \t\n;|&<>()'\"", &save) : ++i < t->argc ? t->argv[i] : NULL;
+	}
+	free(shell);
+	free(dir);
 }

@@ -4,6 +4,7 @@
 #ifndef KILN_FAILURE_H
 #define KILN_FAILURE_H
 
+#include "../../base/graph.h"
 #include "../../base/util.h"
 
 enum FailureClass {
@@ -53,5 +54,9 @@ const char *failure_names(void);
  * NULs become spaces; kiln's header, which quotes the command, left out). Returns the
  * length, 0 when unreadable. */
 size_t failure_read_tail(const char *path, char *buf, size_t max);
+/* When a word of t's command names a file that is not in the workspace (where commands run)
+ * but is beside the recipe (`python3 train.py` run with -C elsewhere): a sentence saying so
+ * and how to name it, "; ..." into out; else out is "". */
+void failure_hint_missing(const Task *t, char *out, size_t n);
 
 #endif

@@ -379,6 +379,10 @@ static void job_ended(Run *r, Job *job)
 	}
 	size_t wl = strlen(why);
 	snprintf(why + wl, sizeof why - wl, " [%s]", failure_name(cls));
+	if (cls != FC_INPUT_CHANGED) { /* a script that is beside the recipe, not in the workspace */
+		wl = strlen(why);
+		failure_hint_missing(t, why + wl, sizeof why - wl);
+	}
 	if (job->resumed && !job->interrupted) { /* a script killed mid-save leaves a state it cannot load */
 		wl = strlen(why);
 		snprintf(why + wl, sizeof why - wl, "; it continued from the resume state an earlier attempt left (%s): if "

@@ -230,6 +230,19 @@ task { name = "table", deps = {"eval/cifar/a", "eval/pets/b"}, outputs = {"t.txt
             svg = subprocess.run(["dot", "-Tsvg"], input=g.out, capture_output=True, text=True)
             self.assertEqual(svg.returncode, 0, svg.stderr)
 
+    def test_a_script_beside_the_recipe_but_not_in_the_workspace_is_named(self):
+        self.ws.write("recipes/train.py", "print('trained')\n")
+        self.ws.write("recipes/y.lua", 'task { name = "t", outputs = {"o.txt"}, run = "/usr/bin/python3 train.py > o.txt" }\n')
+        r = self.ws.kiln("-C", "build/x", "run", "recipes/y.lua")
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn('train.py is not in the workspace (%s), where commands run, but beside the recipe: name it '
+                      'RECIPE_DIR .. "/train.py" in the recipe' % os.path.realpath(self.ws.path("build/x")), r.out)
+        self.ws.write("recipes/y.lua", 'task { name = "t", outputs = {"o.txt"}, '
+                      'run = "/usr/bin/python3 " .. RECIPE_DIR .. "/train.py > o.txt" }\n')
+        r = self.ws.kiln("-C", "build/x", "run", "recipes/y.lua")
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(self.ws.read("build/x/o.txt"), "trained\n")
+
     def test_recipe_path_and_workspace_flag(self):
         self.ws.write("recipes/r.lua", 'task { name = "w", outputs = {"w.txt"}, run = "pwd > w.txt" }\n')
         r = self.ws.kiln("-C", "work", "run", "recipes/r.lua")
