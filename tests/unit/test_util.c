@@ -7,8 +7,12 @@
 #include "../../base/hash.h"
 #include "../../base/graph.h"
 #include "../../base/pool.h"
+#include "../../base/untar.h"
 #include "../../base/util.h"
 #include "check.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
 
 static void count_visit(void *ctx, size_t i) { atomic_fetch_add(&((_Atomic int *)ctx)[i], 1); }
 
@@ -43,8 +47,80 @@ static int pool_keeps_blocks_apart(void)
 	return (int)wrong;
 }
 
+/* What `tar cf` (GNU tar, its default format) makes, unpacked here: long names, a directory,
+ * links, an empty and a large file, the members' times; then a stream with a member that
+ * climbs out (refused, nothing written), and a damaged one. */
+static void test_untar(void)
+{
+	char dir[] = "/tmp/kiln-untar-XXXXXX";
+	CHECK(mkdtemp(dir) != NULL);
+	char *cmd = xasprintf(
+	    "cd %s && mkdir -p src/sub/a-directory-name-that-is-rather-long-to-pass-one-hundred-bytes-of-path-x/deep && "
+	    "cd src && printf hello > sub/a.txt && : > empty && head -c 300000 /dev/urandom > big && "
+	    "printf long > sub/a-directory-name-that-is-rather-long-to-pass-one-hundred-bytes-of-path-x/deep/f.txt && "
+	    "ln -s a.txt sub/link && ln big hard && touch -d '2001-02-03 04:05:06' sub/a.txt && "
+	    "tar cf ../t.tar sub empty big hard && printf '../escape' > ../evil.name", dir);
+	CHECK(system(cmd) == 0);
+	free(cmd);
+	char *tarpath = xasprintf("%s/t.tar", dir), *out = xasprintf("%s/out", dir);
+	int fd = open(tarpath, O_RDONLY);
+	Buf err = {0};
+	CHECK(fd >= 0 && untar_fd(fd, out, &err) == 0);
+	if (err.len)
+		fprintf(stderr, "untar: %s\n", buf_str(&err));
+	close(fd);
+	cmd = xasprintf("cd %s && cmp src/big out/big && cmp src/sub/a.txt out/sub/a.txt && [ -f out/empty ] && "
+			"[ ! -s out/empty ] && [ \"$(readlink out/sub/link)\" = a.txt ] && cmp out/hard out/big && "
+			"cmp src/sub/a-directory-name-that-is-rather-long-to-pass-one-hundred-bytes-of-path-x/deep/f.txt "
+			"out/sub/a-directory-name-that-is-rather-long-to-pass-one-hundred-bytes-of-path-x/deep/f.txt", dir);
+	CHECK(system(cmd) == 0);
+	free(cmd);
+	char *a = xasprintf("%s/out/sub/a.txt", dir);
+	struct stat st;
+	CHECK(stat(a, &st) == 0 && st.st_mtime == 981173106); /* 2001-02-03 04:05:06 UTC */
+	free(a);
+	/* a hand-made header naming ../escape: refused before anything is written */
+	unsigned char h[1024] = {0};
+	memcpy(h, "../escape", 9);
+	memcpy(h + 100, "0000644", 7);
+	memcpy(h + 124, "00000000005", 11);
+	memcpy(h + 136, "00000000000", 11);
+	h[156] = '0';
+	memcpy(h + 257, "ustar", 5);
+	memset(h + 148, ' ', 8);
+	unsigned sum = 0;
+	for (int i = 0; i < 512; i++)
+		sum += h[i];
+	snprintf((char *)h + 148, 8, "%06o", sum);
+	memcpy(h + 512, "boom!", 5);
+	char *evil = xasprintf("%s/evil.tar", dir);
+	CHECK(write_file_atomic(evil, h, sizeof h) == 0);
+	fd = open(evil, O_RDONLY);
+	buf_reset(&err);
+	CHECK(fd >= 0 && untar_fd(fd, out, &err) == -1);
+	CHECK_CONTAINS(buf_str(&err), "refused");
+	close(fd);
+	char *escaped = xasprintf("%s/escape", dir);
+	CHECK(access(escaped, F_OK) != 0);
+	/* one flipped byte in a header: the checksum says so */
+	h[0] = '.', h[1] = 'x';
+	CHECK(write_file_atomic(evil, h, sizeof h) == 0);
+	fd = open(evil, O_RDONLY);
+	buf_reset(&err);
+	CHECK(fd >= 0 && untar_fd(fd, out, &err) == -1);
+	CHECK_CONTAINS(buf_str(&err), "checksum");
+	close(fd);
+	buf_free(&err);
+	free(escaped);
+	free(evil);
+	free(tarpath);
+	free(out);
+	remove_tree(dir);
+}
+
 int main(void)
 {
+	test_untar();
 	CHECK(parse_duration("30") == 30);
 	CHECK(parse_duration("90s") == 90);
 	CHECK(parse_duration("5m") == 300);

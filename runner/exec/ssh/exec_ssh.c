@@ -457,9 +457,9 @@ void ssh_signal_remote(SshExec *se, Remote *rm, int sig)
 	/* a job not started yet is claimed, so its start starts nothing; one whose start won the
 	 * claim has its pid within moments. No "--": dash's kill takes the group as the word
 	 * after the signal */
-	buf_printf(&b, "if [ ! -f \"$J/pid\" ]; then mkdir -p \"$J\" && mkdir \"$J/claim\" 2>/dev/null && exit 0; i=0; "
-		       "while [ ! -f \"$J/pid\" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done; fi; "
-		       "[ -f \"$J/pid\" ] && kill -%s -\"$(cat \"$J/pid\")\" 2>/dev/null; true",
+	buf_printf(&b, "if [ ! -s \"$J/pid\" ]; then mkdir -p \"$J\" && kiln_claim \"$J\" && exit 0; i=0; "
+		       "while [ ! -s \"$J/pid\" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done; fi; "
+		       "read p 2>/dev/null < \"$J/pid\" && kill -%s -\"$p\" 2>/dev/null; true",
 		   sig == SIGKILL ? "KILL" : sig == SIGINT ? "INT" : sig == SIGHUP ? "HUP" : "TERM");
 	pid_t pid = ssh_spawn(rm->host, buf_str(&b), -1, -1);
 	buf_free(&b);

@@ -43,9 +43,9 @@ void ssh_sweep_orphans(SshExec *se, SshHost *h)
 	 * "ID<TAB>live|done<TAB>TASK<TAB>KEY<TAB>GPUS" from its job script */
 	buf_puts(&b, "for d in .kiln/jobs/*/; do [ -d \"$d\" ] || continue; s=live\n"
 		     "if [ -f \"$d/exit\" ]; then read rc < \"$d/exit\"; [ \"$rc\" = 0 ] || continue; s=done; else\n"
-		     "[ -f \"$d/pid\" ] || mkdir \"$d/claim\" 2>/dev/null && [ ! -f \"$d/pid\" ] && continue; "
-		     "i=0; while [ ! -f \"$d/pid\" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done; "
-		     "p=$(cat \"$d/pid\" 2>/dev/null) && kill -0 -\"$p\" 2>/dev/null || continue; fi\n"
+		     "[ -s \"$d/pid\" ] || kiln_claim \"$d\" && [ ! -s \"$d/pid\" ] && continue; "
+		     "i=0; while [ ! -s \"$d/pid\" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done; "
+		     "read p 2>/dev/null < \"$d/pid\" && kill -0 -\"$p\" 2>/dev/null || continue; fi\n"
 		     "printf '%s\\t%s\\t' \"$(basename \"$d\")\" $s; sed -n -e 's/^# written by kiln for task //p' "
 		     "-e 's/^KILN_KEY=//p' -e 's/^CUDA_VISIBLE_DEVICES=//p' \"$d/job.sh\" | tr '\\n' '\\t'; echo; done; true");
 	ssh_run(h, buf_str(&b), &out, NULL);

@@ -99,9 +99,10 @@ void ssh_finished(SshExec *se, Remote *rm, enum JobEnd end, int code, const char
 /* The follow command (status 'status') or the outputs' unpacking ended. */
 void ssh_follow_ended(SshExec *se, Remote *rm, int status);
 void ssh_unpack_ended(SshExec *se, Remote *rm, int status);
-/* Starts unpacking the tar that follows the log in the local log (at rm->unpack_at) into
- * dir (NULL: the workspace); 0 when it cannot start. */
-int ssh_unpack_tar(Remote *rm, const char *dir);
+/* Unpacks the tar that follows the log in the local log (at rm->unpack_at) into dir (NULL:
+ * the workspace): 2 when it was small enough to unpack here and now (*status as tar's from
+ * waitpid), 1 when tar was started (reap() sees its end), 0 when it cannot start. */
+int ssh_unpack_tar(Remote *rm, const char *dir, int *status);
 
 /* ssh_map.c: a map shard's runner on a host. Its placement (its items' inputs and its two
  * lists; {items} and KILN_ITEMS pointed there): as place_prepare. */
@@ -109,7 +110,8 @@ int ssh_map_place(SshExec *se, Remote *rm, HostLookup find, Buf *err);
 /* A re-attached runner: its lists are those the earlier kiln wrote. */
 void ssh_map_reattached(SshExec *se, Remote *rm);
 /* It ended (kind and code as ssh_job_outcome's): its outputs' tar is unpacked aside; 0 when
- * that cannot start. Then fetch_ended moves them in and ends the attempt. */
+ * that cannot start, 1 when tar started, 2 when it was unpacked here and the attempt has
+ * ended (fetch_ended ran). fetch_ended moves them in and ends the attempt. */
 int ssh_map_fetch(SshExec *se, Remote *rm, int kind, int code);
 void ssh_map_fetch_ended(SshExec *se, Remote *rm, int status);
 /* While it runs: a harvest of its complete outputs when one is due, and its end. */

@@ -76,10 +76,10 @@ void ssh_job_follow_script(Buf *b, const Task *t, enum ReportKind how, const cha
 {
 	/* no pid: claim the job so a start still on its way does nothing (nothing to follow), or
 	 * wait for the pid of the start that claimed it */
-	buf_puts(b, "i=0; while [ ! -f \"$J/pid\" ]; do\n"
-		    "  mkdir \"$J/claim\" 2>/dev/null && { echo KILN-NOJOB >&2; exit 0; }\n"
+	buf_puts(b, "i=0; while [ ! -s \"$J/pid\" ]; do\n"
+		    "  kiln_claim \"$J\" && { echo KILN-NOJOB >&2; exit 0; }\n"
 		    "  i=$((i + 1)); [ $i -gt 100 ] && { echo KILN-NOJOB >&2; exit 0; }; sleep 0.1\n"
-		    "done\np=$(cat \"$J/pid\")\n"
+		    "done\nread p < \"$J/pid\"\n"
 		    "tail -c +1 -s 0.1 -f --pid=\"$p\" \"$J/log\"\n");
 	ssh_job_report_end(b, t, how, map_outputs);
 }
@@ -89,7 +89,10 @@ void ssh_job_set_dir(Buf *b, const SshHost *h, const char *id)
 	/* a step that cannot be done there ends the script with the marker; a full file system
 	 * is named, since some tools then say only "I/O error" (dash's printf) */
 	buf_puts(b, "kiln_cannot() { [ \"$(df -Pk . 2>/dev/null | awk 'NR == 2 { print ($4 < 64) }')\" = 1 ] && "
-		    "echo 'No space left on device' >&2; echo KILN-START-FAILED >&2; exit 97; }\ncd ");
+		    "echo 'No space left on device' >&2; echo KILN-START-FAILED >&2; exit 97; }\n");
+	/* whoever makes DIR/claim first decides: a file made with noclobber (O_EXCL), by a
+	 * builtin, so no process is started for it (a directory an older kiln made counts) */
+	buf_puts(b, "kiln_claim() { set -C; true 2>/dev/null > \"$1/claim\"; c=$?; set +C; return $c; }\ncd ");
 	buf_shell_quote(b, h->home_workdir);
 	buf_printf(b, " || kiln_cannot\nJ=.kiln/jobs/%s\n", id);
 }
@@ -154,7 +157,7 @@ char *ssh_job_start_script(const Job *job, const char *id, const char *prelude, 
 	 * that finds no job yet claims it, and then this script, late after a kill -9, starts
 	 * nothing; the pid is in J/pid before anything else looks for it (written, then moved) */
 	buf_puts(&b, " > \"$J/job.sh\" || kiln_cannot\n"
-		     "mkdir \"$J/claim\" 2>/dev/null || { echo KILN-CLAIMED >&2; exit 0; }\n");
+		     "kiln_claim \"$J\" || { echo KILN-CLAIMED >&2; exit 0; }\n");
 	/* kiln runs one attempt of a task at a time: the task's last job here, if it is still
 	 * live, is stale (a kill -9 struck before its attempt was recorded) and must not write
 	 * its outputs beside this one. .kiln/jobs/task-HASH names that job (shell builtins
@@ -164,11 +167,11 @@ char *ssh_job_start_script(const Job *job, const char *id, const char *prelude, 
 		h = (h ^ (unsigned char)*c) * 1099511628211ULL;
 	buf_printf(&b, "T=.kiln/jobs/task-%016llx\n", (unsigned long long)h);
 	buf_puts(&b, "if read d 2>/dev/null < \"$T\" && [ \".kiln/jobs/$d\" != \"$J\" ] && [ -d \".kiln/jobs/$d\" ] && "
-		     "[ ! -f \".kiln/jobs/$d/exit\" ]; then mkdir \".kiln/jobs/$d/claim\" 2>/dev/null; "
+		     "[ ! -f \".kiln/jobs/$d/exit\" ]; then kiln_claim \".kiln/jobs/$d\"; "
 		     "read q 2>/dev/null < \".kiln/jobs/$d/pid\" && kill -KILL -\"$q\" 2>/dev/null; fi\n"
 		     "echo \"${J#.kiln/jobs/}\" > \"$T\"\n"
 		     "setsid /bin/sh \"$J/job.sh\" &\n"
-		     "p=$!; echo $p > \"$J/pid.new\" && mv \"$J/pid.new\" \"$J/pid\"\n"
+		     "p=$!; echo $p > \"$J/pid\"\n"
 		     "wait $p\n");
 	free(script);
 	free(exit_path);

@@ -131,9 +131,11 @@ int ssh_map_fetch(SshExec *se, Remote *rm, int kind, int code)
 	rm->map_code = code;
 	char *dir = fetch_dir(se, rm, "fetch");
 	remove_tree(dir);
-	int started = mkdirs(dir, 0700) == 0 && ssh_unpack_tar(rm, dir);
+	int status, how = mkdirs(dir, 0700) == 0 ? ssh_unpack_tar(rm, dir, &status) : 0;
 	free(dir);
-	return started;
+	if (how == 2)
+		ssh_map_fetch_ended(se, rm, status);
+	return how;
 }
 
 void ssh_map_fetch_ended(SshExec *se, Remote *rm, int status)

@@ -1,0 +1,16 @@
+/* untar.h — unpacking a tar stream in this process, as `tar xf - --no-same-owner` would
+ * for what hosts send back (GNU tar's and POSIX ustar/pax formats): regular files,
+ * directories, symbolic and hard links, long names. A member whose path is absolute or
+ * climbs out with ".." is refused, never written. An existing file a member names is
+ * replaced (unlinked first, as tar does); directories are kept and merged into. */
+#ifndef KILN_UNTAR_H
+#define KILN_UNTAR_H
+
+#include "util.h"
+
+/* Unpacks the tar that fd holds from its current offset to its end (or the archive's end
+ * blocks) under dir (NULL: the current directory). 0, or -1 with "MEMBER: what went wrong"
+ * in err; members before the bad one stay written (the caller removes what it must). */
+int untar_fd(int fd, const char *dir, Buf *err);
+
+#endif
