@@ -111,10 +111,16 @@ static void describe_command(const Line *o, const Line *n, Buf *out, int full)
 		out->data[--out->len] = 0;
 		return;
 	}
-	int limit = full ? 100000 : 60;
-	buf_printf(out, "command changed: %.*s%s → %.*s%s", value_len(o) < limit ? value_len(o) : limit, ov,
-		   value_len(o) > limit ? "…" : "", value_len(n) < limit ? value_len(n) : limit, nv,
-		   value_len(n) > limit ? "…" : "");
+	int limit = full ? 100000 : 60, ol = value_len(o), nl = value_len(n);
+	/* long commands: both shown from a little before where they first differ, so the change
+	 * is in view ("sleep 0.4" -> "sleep 0.5" deep in a shell line) */
+	int same = 0;
+	while (same < ol && same < nl && ov[same] == nv[same])
+		same++;
+	int from = (ol > limit || nl > limit) && same > 20 ? same - 20 : 0;
+	buf_printf(out, "command changed: %s%.*s%s → %s%.*s%s", from ? "…" : "", ol - from < limit ? ol - from : limit,
+		   ov + from, ol - from > limit ? "…" : "", from ? "…" : "", nl - from < limit ? nl - from : limit, nv + from,
+		   nl - from > limit ? "…" : "");
 }
 
 static void describe(const Line *o, const Line *n, Buf *out, int full)

@@ -442,6 +442,35 @@ static void mark_forced(void *ctx, Task *t)
 	t->forced = 1;
 }
 
+/* What runs at once, for a plan's ETA: this machine's slots, CPUs and GPUs, and for the tasks
+ * another executor takes, its machines as the recipe declares them (ssh hosts). The
+ * elsewhere list is malloc'd. */
+static PlanCapacity plan_capacity(const Options *o, Graph *g, GpuPool *gpus)
+{
+	int cpus = o->cpus ? o->cpus : os_cpu_count();
+	PlanCapacity cap = {.slots = o->jobs ? o->jobs : os_cpu_count() + gpu_count(gpus),
+			    .cpus = o->jobs > cpus && !o->cpus ? o->jobs : cpus, .gpus = gpu_count(gpus)};
+	unsigned char *elsewhere = xcalloc((size_t)g->ntasks + 1, 1);
+	const ExecutorKind *counted[8] = {0};
+	for (int i = 0; i < g->ntasks; i++) {
+		const ExecutorKind *kind = g->tasks[i]->opts->plot ? exec_kinds[0] : executor_of(o, g->tasks[i]);
+		if (kind == exec_kinds[0])
+			continue;
+		elsewhere[i] = 1;
+		int k = 0;
+		while (k < 8 && counted[k] && counted[k] != kind)
+			k++;
+		if (k < 8 && !counted[k] && kind->plan_capacity) { /* each kind's machines once */
+			int slots, ngpus;
+			counted[k] = kind;
+			cap.hosts += kind->plan_capacity(g, &slots, &ngpus);
+			cap.host_slots += slots, cap.host_gpus += ngpus;
+		}
+	}
+	cap.elsewhere = elsewhere;
+	return cap;
+}
+
 static int verb_run(Options *o, int argc, char **argv)
 {
 	Graph *g = new_graph();
@@ -466,8 +495,9 @@ static int verb_run(Options *o, int argc, char **argv)
 	long long mem = o->mem_mib ? o->mem_mib : os_memory_mib();
 	check_resources(o, g, gpus, cpus, mem);
 	if (o->dry_run) {
-		PlanCapacity cap = {o->jobs ? o->jobs : os_cpu_count() + gpu_count(gpus), cpus, gpu_count(gpus)};
+		PlanCapacity cap = plan_capacity(o, g, gpus);
 		int n = sched_plan(g, c, stdout, 0, cap, NULL);
+		free((void *)cap.elsewhere);
 		printf("kiln: %d task%s would run (dry run: nothing was started)\n", n, n == 1 ? "" : "s");
 		trace_mark("plan printed");
 		cache_close(c);
@@ -591,10 +621,9 @@ static int verb_status(Options *o, int argc, char **argv)
 	Buf ignored = {0}; /* a bad --gpus only changes the slot count here */
 	GpuPool *pool = gpu_pool_open(o->gpus, &ignored);
 	int restores = 0;
-	int cpus = o->cpus ? o->cpus : os_cpu_count();
-	PlanCapacity cap = {o->jobs ? o->jobs : os_cpu_count() + gpu_count(pool), o->jobs > cpus && !o->cpus ? o->jobs : cpus,
-			    gpu_count(pool)};
+	PlanCapacity cap = plan_capacity(o, g, pool);
 	int n = sched_plan(g, c, stdout, o->all, cap, &restores);
+	free((void *)cap.elsewhere);
 	gpu_pool_free(pool);
 	buf_free(&ignored);
 	if (n)

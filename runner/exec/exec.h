@@ -165,6 +165,10 @@ typedef struct {
 	/* `kiln status`: what its system's queue holds of the open attempts an earlier kiln
 	 * left (Slurm: "12 pending: Resources, 3 running"), appended to out; NULL: nothing. */
 	void (*queue_status)(struct Cache *c, Buf *out);
+	/* For a plan's ETA: the job slots and GPUs its machines offer as the recipe declares
+	 * them (ssh: the hosts' jobs and gpus), 0 where not declared (learned on connecting);
+	 * returns how many machines. NULL: its system's own (Slurm), not bounded here. */
+	int (*plan_capacity)(const Graph *g, int *slots, int *gpus);
 	/* Makes the executor for a run, or NULL with a message (a tool missing). */
 	Executor *(*make)(const ExecSetup *setup, Buf *err);
 } ExecutorKind;

@@ -177,16 +177,24 @@ int sched_plan(Graph *g, Cache *c, FILE *out, int all, PlanCapacity cap, int *re
 		cache_each_duration(c, remember, &durations);
 		Similar index;
 		similar_build(&index, g, &durations);
-		double work = 0, gpu_sec = 0, cpu_sec = 0, longest = 0;
-		int measured = 0, similar = 0, unknown = 0;
+		/* here and elsewhere (hosts, a cluster) bound apart: each by its own slots and GPUs */
+		double work = 0, gpu_sec = 0, cpu_sec = 0, longest = 0, far_work = 0, far_gpu = 0;
+		int measured = 0, similar = 0, unknown = 0, far = 0;
 		for (int i = 0; i < p.nruns; i++) {
 			double sec = 0;
-			int how = estimate(&index, &durations, p.runs[i], &sec);
+			const Task *t = p.runs[i];
+			int how = estimate(&index, &durations, t, &sec);
 			measured += how == 1, similar += how == 2, unknown += how == 0;
-			work += sec;
-			gpu_sec += sec * p.runs[i]->gpus;
-			cpu_sec += sec * (p.runs[i]->cpus < cap.cpus ? p.runs[i]->cpus : cap.cpus);
 			longest = sec > longest ? sec : longest;
+			if (cap.elsewhere && cap.elsewhere[t->index]) {
+				far++;
+				far_work += sec;
+				far_gpu += sec * t->gpus;
+				continue;
+			}
+			work += sec;
+			gpu_sec += sec * t->gpus;
+			cpu_sec += sec * (t->cpus < cap.cpus ? t->cpus : cap.cpus);
 		}
 		if (measured + similar) {
 			char w[32], eta[32];
@@ -196,16 +204,35 @@ int sched_plan(Graph *g, Cache *c, FILE *out, int all, PlanCapacity cap, int *re
 				eta_sec = cpu_sec / cap.cpus;
 			if (cap.gpus > 0 && gpu_sec / cap.gpus > eta_sec)
 				eta_sec = gpu_sec / cap.gpus;
-			format_duration(work, w, sizeof w);
+			if (far && cap.host_slots > 0 && far_work / cap.host_slots > eta_sec)
+				eta_sec = far_work / cap.host_slots;
+			if (far && cap.host_gpus > 0 && far_gpu / cap.host_gpus > eta_sec)
+				eta_sec = far_gpu / cap.host_gpus;
+			format_duration(work + far_work, w, sizeof w);
 			format_duration(eta_sec > longest ? eta_sec : longest, eta, sizeof eta);
 			fprintf(out, "kiln: estimated %s of work (%d from their last run, %d from similar tasks, %d unknown)",
 				w, measured, similar, unknown);
-			if (gpu_sec > 0)
-				fprintf(out, ", %.2f GPU-hours", gpu_sec / 3600);
-			fprintf(out, "; ETA about %s at %d slot%s, %d CPU%s", eta, cap.slots, cap.slots == 1 ? "" : "s", cap.cpus,
-				cap.cpus == 1 ? "" : "s");
-			if (cap.gpus)
-				fprintf(out, ", %d GPU%s", cap.gpus, cap.gpus == 1 ? "" : "s");
+			if (gpu_sec + far_gpu > 0)
+				fprintf(out, ", %.2f GPU-hours", (gpu_sec + far_gpu) / 3600);
+			fprintf(out, "; ETA about %s", eta);
+			if (far < p.nruns) {
+				fprintf(out, " at %d slot%s, %d CPU%s", cap.slots, cap.slots == 1 ? "" : "s", cap.cpus,
+					cap.cpus == 1 ? "" : "s");
+				if (cap.gpus)
+					fprintf(out, ", %d GPU%s", cap.gpus, cap.gpus == 1 ? "" : "s");
+				fprintf(out, "%s", far ? " here" : "");
+			}
+			if (far && cap.hosts) {
+				fprintf(out, "%s %d host%s", far < p.nruns ? " and" : " over", cap.hosts, cap.hosts == 1 ? "" : "s");
+				if (cap.host_slots)
+					fprintf(out, "' %d slots", cap.host_slots);
+				if (cap.host_gpus)
+					fprintf(out, "%s %d GPUs", cap.host_slots ? "," : "'", cap.host_gpus);
+				if (!cap.host_slots)
+					fprintf(out, " (%s learned when kiln connects)", cap.host_gpus ? "their slots are" : "their capacity is");
+			} else if (far) {
+				fprintf(out, "%s as the cluster allows", far < p.nruns ? " and elsewhere" : " elsewhere");
+			}
 			fputc('\n', out);
 		} else {
 			fprintf(out, "kiln: no recorded durations to estimate from yet\n");

@@ -44,9 +44,13 @@ Estimator *estimator_new(Graph *g, Cache *c);
 double estimator_task(Estimator *e, const Task *t);
 void estimator_free(Estimator *e);
 
-/* What runs at once, for a plan's ETA: job slots, CPUs and GPUs (0: none). */
+/* What runs at once, for a plan's ETA: job slots, CPUs and GPUs (0: none) here; for tasks
+ * that run elsewhere (elsewhere[t->index] set: ssh hosts, Slurm), the slots and GPUs of
+ * the hosts (0: not known, no bound) and how many there are (0: a cluster's own). */
 typedef struct {
 	int slots, cpus, gpus;
+	const unsigned char *elsewhere;
+	int hosts, host_slots, host_gpus;
 } PlanCapacity;
 /* Prints what a run would do, in order, with the reason for each task that would run
  * or be restored, then its estimated cost (work, GPU-hours, an ETA bound by the slots, the

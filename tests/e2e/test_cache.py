@@ -121,6 +121,15 @@ class Cache(KilnTestCase):
         self.assertIn("run       leaf/c: input src/c.txt changed", n.out)
         self.assertIn("run       final: dependency leaf/c will run", n.out)
 
+    def test_a_change_deep_in_a_long_command_is_shown_where_it_is(self):
+        cmd = "echo start >> trace.txt; a=$(date +%s.%N); sleep 0.4; echo $a > long.txt"
+        self.ws.write("kiln.lua", 'task { name = "long", outputs = {"long.txt"}, run = %s }\n' % lua_str(cmd))
+        self.assertEqual(self.ws.kiln("run").rc, 0)
+        self.ws.write("kiln.lua", self.ws.read("kiln.lua").replace("sleep 0.4", "sleep 0.5"))
+        st = self.ws.kiln("status")
+        self.assertIn("sleep 0.4; echo $a > long.txt → …", st.out)
+        self.assertIn("sleep 0.5; echo $a > long.txt", st.out)
+
     def test_moved_workspace_invalidates_nothing(self):
         moved = self.ws.dir + "-moved"
         shutil.move(self.ws.dir, moved)

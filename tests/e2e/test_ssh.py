@@ -104,6 +104,15 @@ end
         self.assertIn("8 up to date", r.out)
         self.assertEqual(self.starts(), before)
         self.assertEqual({n: sorted(os.listdir(os.path.join(h.workdir(), ".kiln/jobs"))) for n, h in self.lab.hosts.items()}, jobs)
+        # the plan's ETA counts the hosts' slots and GPUs, not this machine's
+        self.ws.write("kiln.lua", self.ws.read("kiln.lua").replace("sleep 0.4", "sleep 0.5"))
+        plan = self.kiln("-n")
+        self.assertIn("8 from their last run", plan.out)
+        self.assertIn("over 3 hosts (their capacity is learned when kiln connects)", plan.out)
+        self.assertNotIn(" CPU", plan.out.splitlines()[-2], "nothing runs here: " + plan.out)
+        self.ws.write("declared.lua", self.lab.hosts_lua({n: 'gpus = "0", jobs = 2' for n in self.lab.hosts}))
+        plan = self.ws.kiln("run", "-n", "--executor", "ssh", "--hosts", "declared.lua")
+        self.assertRegex(plan.out, r"ETA about \S+ over 3 hosts' 6 slots, 3 GPUs")
 
     def test_inputs_go_only_where_needed_and_a_deleted_copy_comes_back(self):
         os.makedirs(self.ws.path("data/cifar"))

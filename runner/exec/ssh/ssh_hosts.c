@@ -210,7 +210,28 @@ static int ssh_refuses(const Task *t, Buf *why)
 	return why->len > 0;
 }
 
+static int hosts_capacity(const Graph *g, int *slots, int *gpus)
+{
+	const RecipeHosts *hosts = graph_block(g, "hosts");
+	*slots = *gpus = 0;
+	int known = 1;
+	for (int i = 0; hosts && i < hosts->n; i++) {
+		const RecipeHost *h = &hosts->hosts[i];
+		int n = 0;
+		for (const char *p = h->gpus; p && *p; p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL)
+			n++;
+		*gpus += n;
+		int jobs = h->jobs ? h->jobs : h->cpus && h->gpus ? h->cpus + n : 0;
+		known &= jobs > 0;
+		*slots += jobs;
+	}
+	if (!known) /* one host's count is learned only on connecting: no bound from slots */
+		*slots = 0;
+	return hosts ? hosts->n : 0;
+}
+
 extern const ExecutorKind exec_ssh_kind;
 const ExecutorKind exec_ssh_kind = {.name = "ssh", .about = "the servers of hosts{} (or --hosts FILE), reached by ssh",
 				    .block = "hosts", .read_block = hosts_read_block, .claims = names_hosts,
-				    .refuses = ssh_refuses, .check = hosts_declared, .make = exec_ssh_new};
+				    .refuses = ssh_refuses, .check = hosts_declared, .plan_capacity = hosts_capacity,
+				    .make = exec_ssh_new};
