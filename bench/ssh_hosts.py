@@ -5,7 +5,9 @@ script would), and that loop over multiplexed connections. The hosts are three r
 servers on loopback ports (tests/e2e/sshhosts.py; needs root and openssh-server). Runs are
 interleaved; medians and ratios are printed.
 
-  /usr/bin/python3 bench/ssh_hosts.py [--tasks 100] [--rounds 5] [--kiln build/kiln]
+  /usr/bin/python3 bench/ssh_hosts.py [--tasks 100] [--rounds 5] [--kiln build/kiln [--kiln other/kiln]]
+
+With --kiln twice (a build before a change and after), both are timed in the same rounds.
 """
 import argparse
 import os
@@ -34,12 +36,13 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--tasks", type=int, default=100)
     ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--kiln", default=os.path.join(HERE, "../build/kiln"))
+    ap.add_argument("--kiln", action="append", help="repeatable: each build is timed in every round")
     a = ap.parse_args()
     why = sshhosts.skip_reason()
     if why:
         sys.exit("ssh_hosts.py " + why)
-    kiln = os.path.abspath(a.kiln)
+    kilns = [os.path.abspath(k) for k in (a.kiln or [os.path.join(HERE, "../build/kiln")])]
+    label = {k: "kiln --executor ssh" if len(kilns) == 1 else "kiln %s" % os.path.relpath(k) for k in kilns}
     lab = sshhosts.Lab({"v800": [], "v801": [], "v802": []})
     jobs = 8  # per host, as hosts{} says below and as the loop runs
     try:
@@ -67,22 +70,27 @@ def main():
                "ssh -F %s -o BatchMode=yes -o ControlMaster=auto -o ControlPersist=60 -o ControlPath=%s/%%C"
                % (3 * jobs, cfg, mux_dir)]
         # warm-up: masters up for kiln and the multiplexed loop, known_hosts filled
-        timed([kiln, "run", "--executor", "ssh", "--hosts", "hosts.lua"], work)
-        timed(mux, work)
-        times = {"kiln --executor ssh": [], "plain ssh loop": [], "multiplexed ssh loop": []}
-        for r in range(a.rounds):
+        for kiln in kilns:
+            timed([kiln, "run", "--executor", "ssh", "--hosts", "hosts.lua"], work)
             shutil.rmtree(os.path.join(work, ".kiln"), ignore_errors=True)
-            shutil.rmtree(os.path.join(work, "out"), ignore_errors=True)
-            # the masters stay (ControlPersist), as between two runs of a working day
-            times["kiln --executor ssh"].append(timed([kiln, "run", "--executor", "ssh", "--hosts", "hosts.lua"], work))
+        timed(mux, work)
+        times = {label[k]: [] for k in kilns}
+        times.update({"plain ssh loop": [], "multiplexed ssh loop": []})
+        for r in range(a.rounds):
+            for kiln in kilns:
+                shutil.rmtree(os.path.join(work, ".kiln"), ignore_errors=True)
+                shutil.rmtree(os.path.join(work, "out"), ignore_errors=True)
+                # the masters stay (ControlPersist), as between two runs of a working day
+                times[label[kiln]].append(timed([kiln, "run", "--executor", "ssh", "--hosts", "hosts.lua"], work))
             times["plain ssh loop"].append(timed(loop, work))
             times["multiplexed ssh loop"].append(timed(mux, work))
         base = statistics.median(times["plain ssh loop"])
         print("%d trivial tasks over 3 ssh hosts (%d at once per host), %d rounds interleaved" % (a.tasks, jobs, a.rounds))
-        print("%-24s %10s %10s" % ("", "median s", "vs loop"))
+        mux_m = statistics.median(times["multiplexed ssh loop"])
+        print("%-34s %10s %10s %12s" % ("", "median s", "vs loop", "vs mux loop"))
         for name, ts in times.items():
             m = statistics.median(ts)
-            print("%-24s %10.2f %9.2fx" % (name, m, m / base))
+            print("%-34s %10.2f %9.2fx %11.2fx" % (name, m, m / base, m / mux_m))
         print("(kiln also brings each output back (a tar after the log, same connection) and records it; the loops leave them there)")
     finally:
         lab.close()
