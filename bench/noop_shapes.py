@@ -1,0 +1,154 @@
+#!/usr/bin/env python3
+"""noop_shapes.py — the no-op re-run of kiln beside ninja on the DAG shapes people run, in
+one interleaved run: a 300-task grid, three workflow-shaped DAGs (after the WfCommons
+traces' structure: Montage, Epigenomics, 1000Genome) of a few hundred to a few thousand
+tasks, and 10k and 100k-task grids.
+
+Both tools get the same tasks with the same command (`cat INPUTS > OUTPUT`, files in
+per-stage folders) from one generated description; each is built once, then their no-op
+re-runs alternate, REPEAT times, and the medians and the ratio kiln / ninja are printed.
+
+usage: bench/noop_shapes.py [--kiln build/kiln] [--repeat 11] [--big 10000,100000]
+"""
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def grid(n):
+    """n independent tasks: a shared input and a leaf each."""
+    tasks = [("t%d" % i, ["src/shared.txt", "src/leaf%d.txt" % i], "out/t%d.txt" % i) for i in range(n)]
+    return ["src/shared.txt"] + ["src/leaf%d.txt" % i for i in range(n)], tasks
+
+
+def montage(n):
+    """Montage: project each image, diff overlapping pairs, fit a background model from all
+    diffs, correct each image, add them into one mosaic, shrink it, make a jpeg."""
+    srcs = ["src/img%d.fits" % i for i in range(n)]
+    tasks = [("project/%d" % i, [srcs[i]], "proj/%d.fits" % i) for i in range(n)]
+    diffs = []
+    for i in range(n):
+        for j in (i + 1, i + 3):
+            if j < n:
+                diffs.append(("diff/%d_%d" % (i, j), ["proj/%d.fits" % i, "proj/%d.fits" % j], "diff/%d_%d.fits" % (i, j)))
+    tasks += diffs
+    tasks.append(("concat", [d[2] for d in diffs], "model/fits.tbl"))
+    tasks.append(("bgmodel", ["model/fits.tbl"], "model/corrections.tbl"))
+    tasks += [("background/%d" % i, ["proj/%d.fits" % i, "model/corrections.tbl"], "corr/%d.fits" % i) for i in range(n)]
+    tasks.append(("add", ["corr/%d.fits" % i for i in range(n)], "mosaic/mosaic.fits"))
+    tasks.append(("shrink", ["mosaic/mosaic.fits"], "mosaic/small.fits"))
+    tasks.append(("jpeg", ["mosaic/small.fits"], "mosaic/mosaic.jpg"))
+    return srcs, tasks
+
+
+def epigenomics(lanes, chunks):
+    """Epigenomics: per lane, split the reads into chunks; each chunk goes through filter,
+    sol2sanger, fastq2bfq and map; a lane's maps merge; all merges are indexed, then pileup."""
+    srcs = ["src/lane%d.fastq" % l for l in range(lanes)]
+    tasks = []
+    for l in range(lanes):
+        for c in range(chunks):
+            tasks.append(("split/%d/%d" % (l, c), [srcs[l]], "split/%d/%d.fq" % (l, c)))
+            prev = "split/%d/%d.fq" % (l, c)
+            for step in ("filter", "sanger", "bfq", "map"):
+                out = "%s/%d/%d.dat" % (step, l, c)
+                tasks.append(("%s/%d/%d" % (step, l, c), [prev], out))
+                prev = out
+        tasks.append(("merge/%d" % l, ["map/%d/%d.dat" % (l, c) for c in range(chunks)], "merge/%d.dat" % l))
+    tasks.append(("index", ["merge/%d.dat" % l for l in range(lanes)], "final/index.dat"))
+    tasks.append(("pileup", ["final/index.dat"], "final/pileup.dat"))
+    return srcs, tasks
+
+
+def genome(individuals, chromosomes):
+    """1000Genome: per chromosome, one task per individual chunk, their merge, a sifting;
+    per chromosome and population, mutation overlap and frequency."""
+    srcs = ["src/chr%d.vcf" % c for c in range(chromosomes)] + ["src/pop%d.txt" % p for p in range(5)]
+    tasks = []
+    for c in range(chromosomes):
+        for i in range(individuals):
+            tasks.append(("individuals/%d/%d" % (c, i), ["src/chr%d.vcf" % c], "ind/%d/%d.tar" % (c, i)))
+        tasks.append(("merge/%d" % c, ["ind/%d/%d.tar" % (c, i) for i in range(individuals)], "merged/%d.tar" % c))
+        tasks.append(("sifting/%d" % c, ["src/chr%d.vcf" % c], "sift/%d.txt" % c))
+        for p in range(5):
+            for kind in ("overlap", "frequency"):
+                tasks.append(("%s/%d/%d" % (kind, c, p), ["merged/%d.tar" % c, "sift/%d.txt" % c, "src/pop%d.txt" % p],
+                              "%s/%d/%d.txt" % (kind, c, p)))
+    return srcs, tasks
+
+
+def write(root, srcs, tasks):
+    for s in srcs:
+        os.makedirs(os.path.join(root, os.path.dirname(s)), exist_ok=True)
+        with open(os.path.join(root, s), "w") as f:
+            f.write(s + "\n")
+    with open(os.path.join(root, "kiln.lua"), "w") as f:
+        for name, ins, out in tasks:
+            f.write('task { name = "%s", inputs = {%s}, outputs = {"%s"}, run = "cat %s > %s" }\n'
+                    % (name, ", ".join('"%s"' % i for i in ins), out, " ".join(ins), out))
+    with open(os.path.join(root, "build.ninja"), "w") as f:
+        f.write("rule cat\n  command = cat $in > $out\n")
+        for name, ins, out in tasks:
+            f.write("build %s: cat %s\n" % (out, " ".join(ins)))
+    for _, _, out in tasks:  # both tools expect the folders (kiln makes them, ninja too)
+        os.makedirs(os.path.join(root, os.path.dirname(out)), exist_ok=True)
+
+
+def timed(cmd, cwd):
+    t0 = time.perf_counter()
+    p = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    took = time.perf_counter() - t0
+    if p.returncode != 0:
+        sys.exit("failed: %s\n%s%s" % (" ".join(cmd), p.stdout[-1500:], p.stderr[-1500:]))
+    return took, p.stdout
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--kiln", default=os.path.join(HERE, "..", "build", "kiln"))
+    ap.add_argument("--repeat", type=int, default=11)
+    ap.add_argument("--big", default="10000,100000", help="grid sizes beyond the small shapes ('' for none)")
+    a = ap.parse_args()
+    kiln = os.path.abspath(a.kiln)
+    ninja = shutil.which("ninja")
+    if not ninja:
+        sys.exit("ninja is not installed (bench/install-peers.sh)")
+    shapes = [("grid 300", grid(300)), ("montage 120 images", montage(120)),
+              ("epigenomics 8 lanes x 24 chunks", epigenomics(8, 24)), ("1000genome 10 chr x 40", genome(40, 10))]
+    shapes += [("grid %d" % n, grid(n)) for n in map(int, filter(None, a.big.split(",")))]
+    print("no-op re-run, median of %d interleaved runs each (kiln %s, %s)" % (
+        a.repeat, subprocess.run([kiln, "--version"], capture_output=True, text=True).stdout.split()[-1],
+        "ninja " + subprocess.run([ninja, "--version"], capture_output=True, text=True).stdout.strip()))
+    print("%-34s %7s %10s %10s %8s" % ("DAG", "tasks", "kiln ms", "ninja ms", "ratio"))
+    for label, (srcs, tasks) in shapes:
+        root = tempfile.mkdtemp(prefix="kiln-shape-")
+        try:
+            write(root, srcs, tasks)
+            timed([kiln, "run", "-j", "2"], root)
+            timed([ninja, "-j", "2"], root)
+            k, n = [], []
+            for _ in range(a.repeat):
+                t, out = timed([kiln, "run"], root)
+                if " 0 ran" not in out:
+                    sys.exit("kiln's re-run was not a no-op: " + out[-500:])
+                k.append(t)
+                t, out = timed([ninja], root)
+                if "no work to do" not in out:
+                    sys.exit("ninja's re-run was not a no-op: " + out[-500:])
+                n.append(t)
+            km, nm = statistics.median(k) * 1000, statistics.median(n) * 1000
+            print("%-34s %7d %10.1f %10.1f %7.2fx" % (label, len(tasks), km, nm, km / nm))
+            sys.stdout.flush()
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
