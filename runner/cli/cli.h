@@ -1,13 +1,16 @@
 /* cli.h — what the command-line program's files share: the options every verb reads, and
  * the steps verbs have in common (the graph of the recipe, loaded and selected). main.c
- * parses and dispatches and holds the running verbs; verbs_results.c the verbs that read
- * results (metrics, plot, report); verbs_state.c log and gc. */
+ * parses and dispatches and holds kiln run; verbs_plan.c what a run would do (status,
+ * why); verbs_results.c the verbs that read results (metrics, plot, report); verbs_state.c
+ * log, gc and clean; verbs_graph.c list and graph. */
 #ifndef KILN_CLI_H
 #define KILN_CLI_H
 
 #include "../../base/graph.h"
 #include "../../cache/cache.h"
+#include "../exec/gpu.h"
 #include "../recipe/recipe.h"
+#include "../sched/sched.h"
 
 #define KILN_DIR ".kiln"
 
@@ -60,6 +63,13 @@ Cache *open_cache(Options *o, Graph *g, int readonly);
 int verb_log(Options *o, int argc, char **argv);
 int verb_gc(Options *o, int argc, char **argv);
 int verb_clean(Options *o, int argc, char **argv);
+
+/* verbs_plan.c: what a run would do */
+int verb_status(Options *o, int argc, char **argv);
+int verb_why(Options *o, int argc, char **argv);
+/* main.c: what runs at once for a plan's ETA (here, and the hosts other executors take
+ * tasks to); its elsewhere list is malloc'd. */
+PlanCapacity plan_capacity(const Options *o, Graph *g, GpuPool *gpus);
 
 /* verbs_graph.c: the graph without running it */
 int verb_list(Options *o, int argc, char **argv);
