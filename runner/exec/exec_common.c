@@ -52,7 +52,8 @@ int exec_refuses_nodes(const Task *t, Buf *why)
 {
 	if (t->opts->rank_nodes > 1)
 		buf_printf(why, "spreads its ranks over %d nodes, but it runs on this machine only: run it with "
-				"--executor slurm (or executor = \"slurm\"), or drop nnodes", t->opts->rank_nodes);
+				"--executor slurm or ssh (or executor = \"slurm\" / hosts = {...}), or drop nnodes",
+			   t->opts->rank_nodes);
 	else if (t->opts->torchrun && t->opts->torchrun->nnodes > 1)
 		buf_printf(why, "asks torchrun for %d nodes, but it runs on this machine only: run it with "
 				"--executor slurm or ssh (or executor = \"slurm\" / hosts = {...}), or set nnodes = 1",

@@ -11,8 +11,9 @@
  * usage: kiln launch --ranks N --master-port PORT [--nnodes M] [--all-gpus] [--grace SECONDS]
  *        [--shell] -- COMMAND... (with --shell, one word: a /bin/sh -c string)
  *        kiln launch --free-port [N] (prints N distinct TCP ports free on this machine, "p1,p2")
- * With --nnodes M > 1 one launcher runs per node (srun), the node's rank in SLURM_NODEID and
- * the first node's name in KILN_HEAD: its ranks are node * N + 0..N-1 of N * M. */
+ * With --nnodes M > 1 one launcher runs per node (srun on Slurm, one per host on ssh hosts),
+ * the node's rank in SLURM_NODEID (or KILN_NODE_RANK) and the first node's name in KILN_HEAD:
+ * its ranks are node * N + 0..N-1 of N * M. */
 #define _GNU_SOURCE
 #include "launch.h"
 
@@ -277,7 +278,10 @@ int launch_main(int argc, char **argv)
 				"[--shell] -- COMMAND...\n");
 		return 2;
 	}
+	/* the node's rank: Slurm's, or the ssh executor's (one launcher per host) */
 	const char *head = getenv("KILN_HEAD"), *node = getenv("SLURM_NODEID");
+	if (!node)
+		node = getenv("KILN_NODE_RANK");
 	Layout layout = {.first = nodes > 1 && node ? atoi(node) * world : 0, .world = world * nodes, .per_node = world,
 			 .addr = head && *head ? head : "127.0.0.1", .port = port};
 	signal(SIGPIPE, SIG_IGN);

@@ -626,17 +626,45 @@ map { name = "cap", items = items, shards = 2, hosts = {"v800", "v801"}, env = {
         log = self.ws.read(".kiln/logs/tr/nodes@1.log")
         self.assertIn("node 1's log", log)
 
-    def test_ranks_on_a_host_are_started_there_by_the_kiln_copied_there(self):
+    def test_ranks_on_a_host_and_over_two_hosts_are_started_by_the_kiln_copied_there(self):
         self.ws.write("kiln.lua", 'task { name = "ok", host = "v801", ranks = 2, outputs = {"seen"}, '
                       'run = "echo rank={rank} of {world_size} on $KILN_HOST >> seen" }\n')
         r = self.kiln()
         self.assertEqual(r.rc, 0, r)
         self.assertEqual(sorted(self.ws.read("seen").splitlines()), ["rank=0 of 2 on v801", "rank=1 of 2 on v801"])
         self.assertTrue(os.path.exists(os.path.join(self.lab.hosts["v801"].workdir(), ".kiln/bin/kiln")))
-        self.ws.write("kiln.lua", 'task { name = "two", ranks = 2, nnodes = 2, run = "true" }\n')
-        r = self.kiln()
-        self.assertEqual(r.rc, 2, r)
-        self.assertIn("spreads its ranks over several nodes", r.err)
+        # ranks over two hosts: one kiln launch per host, ranks 0-1 on the first, 2-3 on the
+        # second, all told the first host's address and a port found free there
+        self.ws.write("kiln.lua", 'task { name = "two", ranks = 2, nnodes = 2, hosts = {"v800", "v802"}, '
+                      'outputs = {"seen2"}, run = "echo rank={rank}/{world_size} local={local_rank} on $KILN_HOST '
+                      'meets $MASTER_ADDR:$MASTER_PORT >> $HOME/ranks.txt; [ {rank} = 0 ] && echo done > seen2; true" }\n')
+        r = self.kiln(timeout=120)
+        self.assertEqual(r.rc, 0, r)
+        seen = []
+        for name in ("v800", "v802"):
+            path = os.path.join(self.lab.hosts[name].home, "ranks.txt")
+            if os.path.exists(path):
+                with open(path) as f:
+                    seen += f.read().splitlines()
+                os.remove(path)
+        ranks = sorted(line.split(" meets ")[0] for line in seen)
+        self.assertEqual(ranks, ["rank=0/4 local=0 on v800", "rank=1/4 local=1 on v800", "rank=2/4 local=0 on v802",
+                                 "rank=3/4 local=1 on v802"], seen)
+        self.assertEqual(len({line.split(" meets ")[1] for line in seen}), 1, "one rendezvous for all: %s" % seen)
+        self.assertEqual(self.ws.read("seen2"), "done\n", "the first node's output came back")
+
+    @unittest.skipIf(NO_TORCH, NO_TORCH or "")
+    def test_ranks_over_two_hosts_all_reduce_with_gloo(self):
+        self.ws.write("worker.py", "import torch, torch.distributed as dist\n"
+                      "dist.init_process_group('gloo')\n"
+                      "t = torch.ones(1) * (dist.get_rank() + 1)\n"
+                      "dist.all_reduce(t)\n"
+                      "if dist.get_rank() == 0: open('sum.txt', 'w').write('%d %d' % (dist.get_world_size(), t.item()))\n")
+        self.ws.write("kiln.lua", 'task { name = "ar", ranks = 2, nnodes = 2, hosts = {"v800", "v801"}, inputs = {"worker.py"}, '
+                      'outputs = {"sum.txt"}, run = { "%s", "worker.py" } }\n' % PYTHON)
+        r = self.kiln(timeout=300)
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(self.ws.read("sum.txt"), "4 10", "four ranks on two hosts all-reduced 1 + 2 + 3 + 4")
 
     def test_hosts_file_is_named_from_where_kiln_started(self):
         self.ws.write("kiln.lua", 'task { name = "c/a", outputs = {"a.txt"}, run = "echo a > {out}" }\n')

@@ -19,12 +19,15 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../../recipe/launch.h"
 #include "../../recipe/torchrun.h"
 #include "ssh_internal.h"
 
 int ssh_nodes(const Task *t)
 {
-	return t->opts->torchrun && t->opts->torchrun->nnodes > 1 ? t->opts->torchrun->nnodes : 1;
+	if (t->opts->torchrun && t->opts->torchrun->nnodes > 1)
+		return t->opts->torchrun->nnodes;
+	return t->opts->rank_nodes > 1 ? t->opts->rank_nodes : 1; /* ranks = N, nnodes = M */
 }
 
 /* Sets KEY=value in job's environment (replaced, or appended: the job's list has room). */
@@ -52,6 +55,8 @@ void ssh_gang_node_env(Remote *rm)
 	set_env(job, "KILN_NODE_RANK", text);
 	snprintf(text, sizeof text, "%d", rm->gang->n);
 	set_env(job, "KILN_NNODES", text);
+	if (launch_wraps(job->task)) /* kiln launch: its node's ranks meet the first node's */
+		set_env(job, "KILN_HEAD", job->rdzv_host);
 }
 
 /* The rendezvous: the first host's own name for itself (the others reach it so) and a port
@@ -105,6 +110,10 @@ Gang *ssh_gang_new(SshExec *se, Remote *head)
 	Job *job = head->job;
 	Gang *g = gang_of(head, se->nheld);
 	find_rendezvous(job, head->host);
+	/* kiln launch's --master-port is its last {portK}: the port found free on the first host */
+	int last = job->task->opts->ports - 1;
+	if (launch_wraps(job->task) && job->rdzv_port > 0 && last >= 0 && last < job->nports)
+		job->ports[last] = job->rdzv_port;
 	for (int k = 1; k < se->nheld; k++) {
 		Remote *rm = ssh_new_remote(se, job, se->held_hosts[k], k);
 		rm->gang = g;

@@ -199,9 +199,7 @@ static int hosts_declared(const Graph *g, Buf *err)
 
 static int ssh_refuses(const Task *t, Buf *why)
 {
-	const char *what = t->opts->rank_nodes > 1 ? "spreads its ranks over several nodes, which this kiln starts on Slurm, "
-						     "not yet over ssh hosts (ranks on one host are fine)"
-			   : exec_runs_kiln(t) && !launch_wraps(t) ? "runs kiln itself (@kiln), which reads the state here"
+	const char *what = exec_runs_kiln(t) && !launch_wraps(t) ? "runs kiln itself (@kiln), which reads the state here"
 								   : NULL;
 	if (what)
 		buf_printf(why, "%s: give it executor = \"local\" (or \"slurm\")", what);
