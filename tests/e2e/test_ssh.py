@@ -605,26 +605,34 @@ map { name = "cap", items = items, shards = 2, hosts = {"v800", "v801"}, env = {
         self.assertIn("[unschedulable]", r.out)
 
     @unittest.skipIf(NO_TORCH, NO_TORCH or "")
-    def test_torchrun_over_two_hosts_is_reattached_after_kill_9(self):
-        self.ws.write("worker.py", "import os, time, torch, torch.distributed as dist\n"
-                      "dist.init_process_group('gloo')\n"
-                      "open(os.path.join(os.environ['HOME'], 'trace.txt'), 'a').write('start node%s\\n' % os.environ['KILN_NODE_RANK'])\n"
-                      "time.sleep(4)\n"
-                      "t = torch.ones(1)\n"
-                      "dist.all_reduce(t)\n"
-                      "if dist.get_rank() == 0: open('o.txt', 'w').write('%d' % int(t.item()))\n")
-        self.ws.write("kiln.lua", self.TWO_NODES)
-        p = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua")
-        self.assertTrue(wait_for(lambda: len(self.starts()) == 2, timeout=60), "both nodes' ranks started")
-        p.kill()
-        p.communicate()
-        r = self.kiln(timeout=300)
-        self.assertEqual(r.rc, 0, r)
-        self.assertEqual(len(re.findall(r"attached to ssh job", r.out)), 1, r)
-        self.assertEqual(sorted(self.starts()), [("v800", "node0"), ("v801", "node1")], "no node started twice")
-        self.assertEqual(self.ws.read("o.txt"), "2")
-        log = self.ws.read(".kiln/logs/tr/nodes@1.log")
-        self.assertIn("node 1's log", log)
+    def test_torchrun_and_ranks_over_two_hosts_are_reattached_after_kill_9(self):
+        ranks = self.TWO_NODES.replace("torchrun = { nnodes = 2, nproc = 1 }", "ranks = 1, nnodes = 2")
+        for recipe in (self.TWO_NODES, ranks):
+            for h in self.lab.hosts.values():
+                if os.path.exists(os.path.join(h.home, "trace.txt")):
+                    os.remove(os.path.join(h.home, "trace.txt"))
+            shutil.rmtree(self.ws.path(".kiln"), ignore_errors=True)
+            if self.ws.exists("o.txt"):
+                os.remove(self.ws.path("o.txt"))
+            self.ws.write("worker.py", "import os, time, torch, torch.distributed as dist\n"
+                          "dist.init_process_group('gloo')\n"
+                          "open(os.path.join(os.environ['HOME'], 'trace.txt'), 'a').write('start node%s\\n' % os.environ['KILN_NODE_RANK'])\n"
+                          "time.sleep(4)\n"
+                          "t = torch.ones(1)\n"
+                          "dist.all_reduce(t)\n"
+                          "if dist.get_rank() == 0: open('o.txt', 'w').write('%d' % int(t.item()))\n")
+            self.ws.write("kiln.lua", recipe)
+            p = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua")
+            self.assertTrue(wait_for(lambda: len(self.starts()) == 2, timeout=60), "both nodes' ranks started")
+            p.kill()
+            p.communicate()
+            r = self.kiln(timeout=300)
+            self.assertEqual(r.rc, 0, r)
+            self.assertEqual(len(re.findall(r"attached to ssh job", r.out)), 1, r)
+            self.assertEqual(sorted(self.starts()), [("v800", "node0"), ("v801", "node1")], "no node started twice")
+            self.assertEqual(self.ws.read("o.txt"), "2")
+            log = self.ws.read(".kiln/logs/tr/nodes@1.log")
+            self.assertIn("node 1's log", log)
 
     def test_ranks_on_a_host_and_over_two_hosts_are_started_by_the_kiln_copied_there(self):
         self.ws.write("kiln.lua", 'task { name = "ok", host = "v801", ranks = 2, outputs = {"seen"}, '
