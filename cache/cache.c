@@ -105,23 +105,40 @@ void cache_close(Cache *c)
 	cache_free_stat_list(c);
 	free(c->db_path);
 	free(c->lock_path);
+	free(c->run_command);
 	buf_free(&c->open_error);
 	arena_free(&c->arena);
 	free(c->objects_dir);
 	free(c);
 }
 
-int64_t cache_begin_run(Cache *c, const char *command_line)
+/* The run's row is written with its first record (an attempt, a restore, a success), not
+ * at its start: a no-op run writes nothing at all, so its WAL stays empty and the next
+ * command's open has no log to read back (each no-op used to add two frames, read and
+ * checksummed whole by every later open until a checkpoint). */
+int cache_begin_run(Cache *c, const char *command_line)
 {
 	cache_ready(c);
-	c->run_id = state_begin_run(c->state, os_hostname(), (int)getpid(), command_line);
+	free(c->run_command);
+	c->run_command = xstrdup(command_line);
+	c->run_started = now_wall();
+	return cache_write_error(c) ? -1 : 0;
+}
+
+int64_t cache_run_id(Cache *c)
+{
+	if (!c->run_id && c->run_command) {
+		cache_ready(c);
+		c->run_id = state_begin_run(c->state, c->run_started, os_hostname(), (int)getpid(), c->run_command);
+	}
 	return c->run_id;
 }
 
 int cache_end_run(Cache *c, const char *outcome)
 {
 	cache_ready(c);
-	state_end_run(c->state, c->run_id, outcome);
+	if (c->run_id > 0)
+		state_end_run(c->state, c->run_id, outcome);
 	return state_commit(c->state);
 }
 
@@ -502,7 +519,7 @@ int cache_record_success(Cache *c, Task *t, Buf *err)
 	tc->rewrote = 1;
 	c->recorded = 1;
 	ensure_key(c, t, tc);
-	if (state_put_success(c->state, t->name, tc->key, tc->components, buf_str(&outputs), c->run_id) != 0) {
+	if (state_put_success(c->state, t->name, tc->key, tc->components, buf_str(&outputs), cache_run_id(c)) != 0) {
 		buf_puts(err, state_error(c->state));
 		buf_free(&outputs);
 		return -1;
@@ -550,12 +567,11 @@ State *cache_state(Cache *c)
 }
 const char *cache_objects_dir(Cache *c) { return c->objects_dir; }
 Store *cache_store(Cache *c) { return c->store; }
-int64_t cache_run_id(Cache *c) { return c->run_id; }
 
 void cache_put_metrics(Cache *c, const Task *t, const Metrics *m)
 {
 	cache_ready(c);
-	results_put(c->state, c->run_id, t->name, t->index, t->tags, t->ntags, m); /* errors are sticky */
+	results_put(c->state, cache_run_id(c), t->name, t->index, t->tags, t->ntags, m); /* errors are sticky */
 }
 
 void cache_key_hex(Cache *c, const Task *t, char out[33])

@@ -46,9 +46,12 @@ int cache_input_exists(void *cache, Task *t, int input);
  * from (a million-input directory's names are tens of MiB, needed no more). */
 void cache_resolved(Cache *c);
 
-/* Records the start of a run; returns its id, or -1 when it cannot be recorded
- * (cache_write_error says why). */
-int64_t cache_begin_run(Cache *c, const char *command_line);
+/* Starts a run: its row (with command_line) is written by cache_run_id, when the run first
+ * records something, so a no-op run writes nothing. 0, or -1 when the state cannot be
+ * written already (cache_write_error says why). */
+int cache_begin_run(Cache *c, const char *command_line);
+/* The run's id, its row written on the first call; -1 when it cannot be (cache_write_error). */
+int64_t cache_run_id(Cache *c);
 /* Records the run's outcome and commits; 0, or -1 (cache_write_error). */
 int cache_end_run(Cache *c, const char *outcome);
 /* Why the state cannot be written ("cannot record results in PATH: ... (what to do)"),

@@ -77,7 +77,9 @@ struct Cache {
 	char *lock_path;         /* kiln_dir/lock, in write mode */
 	int unclean;  /* the lock file named a kiln that did not exit cleanly */
 	int recorded; /* an attempt or a success was written: the log is folded in on close */
-	int64_t run_id;
+	int64_t run_id;       /* 0 until the run records something (cache_run_id writes its row) */
+	char *run_command;    /* cache_begin_run's: NULL outside a run */
+	double run_started;
 	StoreQueue *store_queue; /* started lazily by the first success */
 	int64_t committed_ns;
 	pthread_t loader;        /* reads memo and last successes while the recipe loads */
@@ -138,6 +140,5 @@ void forget_path(Cache *c, const char *path);
 State *cache_state(Cache *c);
 const char *cache_objects_dir(Cache *c);
 Store *cache_store(Cache *c);
-int64_t cache_run_id(Cache *c);
 
 #endif

@@ -510,10 +510,10 @@ void state_each_output_hash(State *s, void (*fn)(void *ctx, Hash h), void *ctx)
 	sqlite3_reset(st);
 }
 
-int64_t state_begin_run(State *s, const char *host, int pid, const char *command)
+int64_t state_begin_run(State *s, double started, const char *host, int pid, const char *command)
 {
 	sqlite3_stmt *st = writer(s, Q_RUN_BEGIN);
-	sqlite3_bind_double(st, 1, now_wall());
+	sqlite3_bind_double(st, 1, started);
 	sqlite3_bind_text(st, 2, host, -1, SQLITE_STATIC);
 	sqlite3_bind_int(st, 3, pid);
 	sqlite3_bind_text(st, 4, command, -1, SQLITE_STATIC);

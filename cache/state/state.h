@@ -70,7 +70,8 @@ int state_outputs_next(const char **p, Hash *hash, const char **path, size_t *pa
 /* Calls fn with every output hash any recorded success refers to. */
 void state_each_output_hash(State *s, void (*fn)(void *ctx, Hash h), void *ctx);
 
-int64_t state_begin_run(State *s, const char *host, int pid, const char *command);
+/* A run's row (its start time, host, pid, command line), committed at once; its id or -1. */
+int64_t state_begin_run(State *s, double started, const char *host, int pid, const char *command);
 int state_end_run(State *s, int64_t run_id, const char *outcome);
 /* An attempt as it starts: where it runs and what it holds, each a column of its own. */
 typedef struct {

@@ -515,10 +515,9 @@ static int verb_run(Options *o, int argc, char **argv)
 	Buf cmd = {0};
 	for (int i = 0; i < argc; i++)
 		buf_printf(&cmd, "%s%s", i ? " " : "", argv[i]);
-	int64_t run_id = orphans < 0 ? -1 : cache_begin_run(c, buf_str(&cmd));
-	buf_free(&cmd);
-	if (run_id < 0)
+	if (orphans < 0 || cache_begin_run(c, buf_str(&cmd)) != 0)
 		fatal("%s", cache_write_error(c));
+	buf_free(&cmd);
 	/* the executors this run needs beside the local one, each made once, from the table */
 	enum { MAX_EXECUTORS = 8 };
 	Executor *executors[MAX_EXECUTORS] = {ex, exec_plot_new(KILN_DIR "/state.db")}, *plots = executors[1];
@@ -540,6 +539,9 @@ static int verb_run(Options *o, int argc, char **argv)
 		while (e < nexecutors && made[e] != kind)
 			e++;
 		if (e == nexecutors && t->needed) {
+			int64_t run_id = cache_run_id(c); /* names its jobs: the run's row is written now */
+			if (run_id < 0)
+				fatal("%s", cache_write_error(c));
 			ExecSetup setup = {.g = g, .cache = c, .detach = o->detach, .run_id = run_id, .max_jobs = o->max_jobs,
 					   .busy_mem = o->gpu_busy > 0 ? o->gpu_busy : 0.5,
 					   .busy_util = o->gpu_busy_util > 0 ? o->gpu_busy_util : 0.7,

@@ -209,6 +209,10 @@ int try_start(Run *r, Task *t)
 		return 0;
 	if (local && (r->free_jobs < 1 || cpus > r->free_cpus || t->mem_mib > r->free_mem))
 		return 0;
+	if (cache_run_id(o->cache) < 0) { /* the run's row, written before its first attempt starts */
+		settle_commit(r, 1); /* a state that cannot be written stops the run before any work */
+		return 0;
+	}
 	if (ex->reads_state || exec_runs_kiln(t)) {
 		settle_commit(r, 1); /* the task reads the state (a chart, kiln itself): show it all */
 		if (r->state_error)

@@ -251,6 +251,31 @@ class WriteAheadLog(KilnTestCase):
         self.assertEqual(r.ran, set(), "deleting the log after a clean exit forgets nothing")
         self.assertNotIn("missing", r.err)
 
+    def test_a_no_op_run_writes_nothing(self):
+        """A run with nothing to do leaves state.db and its log as they were, so the log does
+        not grow with no-ops (every later command reads back and checksums what it holds)."""
+        self.ws.write("kiln.lua", FAST)
+        self.assertEqual(self.ws.kiln("run").rc, 0)
+        time.sleep(0.1)
+        for _ in range(2):  # files hashed within 50 ms of their writing are hashed again once
+            self.assertEqual(self.ws.kiln("run").rc, 0)
+
+        def files():
+            with open(self.ws.path(".kiln/state.db"), "rb") as db, open(self.ws.path(".kiln/state.db-wal"), "rb") as log:
+                return db.read(), log.read()
+        before = files()
+        for _ in range(3):
+            r = self.ws.kiln("run")
+            self.assertEqual((r.rc, r.ran), (0, set()), r)
+        self.assertTrue(before == files(), "a no-op run wrote to state.db or its log")
+        r = self.ws.kiln("run", "--force", "t03")  # a run that does something has its row
+        self.assertEqual((r.rc, r.ran), (0, {"t03"}), r)
+        with sqlite3.connect(self.ws.path(".kiln/state.db")) as db:
+            runs = db.execute("SELECT count(*), count(ended) FROM runs").fetchall()
+            last = db.execute("SELECT command FROM runs ORDER BY id DESC LIMIT 1").fetchone()[0]
+        self.assertEqual(runs, [(2, 2)], "the first run and the one that re-ran t03, each ended")
+        self.assertIn("--force t03", last)
+
     def test_a_damaged_log_is_said(self):
         self.killed_mid_run()
         with open(self.ws.path(".kiln/state.db-wal"), "r+b") as f:

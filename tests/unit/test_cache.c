@@ -49,7 +49,7 @@ static void test_keys_verdicts_and_store(void)
 	CHECK(graph_resolve(g, NULL, NULL, &err) == 0);
 	CHECK(graph_select(g, NULL, 0, &err) == 1);
 	Cache *c = open_loaded(".kiln", g);
-	CHECK(cache_begin_run(c, "test") > 0);
+	CHECK(cache_begin_run(c, "test") == 0 && cache_run_id(c) > 0);
 	CHECK(cache_check(c, t, 0, &why) == VERDICT_RUN);
 	CHECK_CONTAINS(buf_str(&why), "no successful run recorded");
 	/* a success without its declared output is a failure */
@@ -141,7 +141,7 @@ static void test_state_errors_and_outputs_text(void)
 	s = state_open("bad.db", 0, &err);
 	CHECK(s != NULL);
 	CHECK(access("bad.db", F_OK) == 0);
-	CHECK(state_begin_run(s, "host", 1, "cmd") > 0);
+	CHECK(state_begin_run(s, now_wall(), "host", 1, "cmd") > 0);
 	CHECK(state_commit(s) == 0 && state_error(s) == NULL);
 	state_close(s);
 	/* recorded outputs: one parser */

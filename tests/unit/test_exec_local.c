@@ -89,7 +89,7 @@ static void test_retries_classes_and_leases(void)
 	CacheOptions copt = {.store_max_mib = 16};
 	Cache *c = cache_open(".kiln", g, &copt, &err);
 	CHECK(c && cache_loaded(c, &err) == 0);
-	CHECK(cache_begin_run(c, "test") > 0);
+	CHECK(cache_begin_run(c, "test") == 0 && cache_run_id(c) > 0);
 	GpuPool *gpus = gpu_pool_from_list("0,1", &err);
 	Executor *local = exec_local_new(c, 0);
 	Executor *executors[] = {local};
@@ -156,7 +156,7 @@ static void test_take_over_by_host_column(void)
 	CacheOptions copt = {.store_max_mib = 16};
 	Cache *c = cache_open(".kiln", g, &copt, &err);
 	CHECK(c && cache_loaded(c, &err) == 0);
-	CHECK(cache_begin_run(c, "killed") > 0);
+	CHECK(cache_begin_run(c, "killed") == 0 && cache_run_id(c) > 0);
 	pid_t leader = fake_live_process(), keeper = fake_live_process();
 	char job_id[128];
 	snprintf(job_id, sizeof job_id, "local/%d/%d/%d/%d", (int)leader, 1000 + (int)leader, (int)keeper,

@@ -58,7 +58,7 @@ static void test_view_and_pivot(void)
 	CHECK_CONTAINS(buf_str(&err), "has `kiln run` run here?");
 	State *s = state_open("state.db", 0, &err);
 	CHECK(s != NULL);
-	int64_t run = state_begin_run(s, "host", 1, "kiln run");
+	int64_t run = state_begin_run(s, now_wall(), "host", 1, "kiln run");
 	put(s, run, "eval/b/m1", 0, "b", "m1", 0.5);
 	put(s, run, "eval/a/m1", 1, "a", "m1", 0.7);
 	put(s, run, "eval/a/m2", 2, "a", "m2", 0.9);
