@@ -327,8 +327,10 @@ static void load_or_exit(Graph *g, const char *path, const ParamOverrides *ov, i
 	for (int i = 0; exec_kinds[i] && n < 15; i++)
 		if (exec_kinds[i]->block)
 			blocks[n++] = (RecipeBlock){exec_kinds[i]->block, exec_kinds[i]->read_block};
+	struct stat st;
+	/* the compiled recipe is kept in a workspace kiln has made: a command never makes one */
 	RecipeLoad lo = {.params = ov, .gpus_known = gpus_known, .timeout_sec = timeout, .executors = exec_kind_list(),
-			 .blocks = blocks};
+			 .blocks = blocks, .chunk_dir = stat(KILN_DIR, &st) == 0 ? KILN_DIR "/recipes" : NULL};
 	int rc = recipe_load(g, path, &lo, &err);
 	if (rc == -2) {
 		fprintf(stderr, "kiln: %s (nothing was started)\n", buf_str(&err));

@@ -12,6 +12,7 @@
 
 #include "../../base/pool.h"
 #include "failure.h"
+#include "lchunk.h"
 #include "lkiln.h"
 #include "lsandbox.h"
 
@@ -264,7 +265,7 @@ int recipe_load(Graph *g, const char *path, const RecipeLoad *lo, Buf *err)
 	lkiln_open(L, &ctx);
 	sandbox_guard_io_open(L);
 	lua_pushcfunction(L, message_handler);
-	if (luaL_loadbuffer(L, prelude, sizeof prelude - 1, "=kiln") ||
+	if (chunk_load_text(L, prelude, sizeof prelude - 1, "=kiln", lo->chunk_dir) ||
 	    (lua_pushcfunction(L, message_handler), sandbox_push_loadfile(L), lua_pcall(L, 2, 0, -4))) {
 		buf_printf(err, "internal error in the recipe prelude: %s", lua_tostring(L, -1));
 		goto out;
@@ -272,7 +273,7 @@ int recipe_load(Graph *g, const char *path, const RecipeLoad *lo, Buf *err)
 	lua_pop(L, 1);
 	set_search_path(L, path);
 	lua_pushcfunction(L, message_handler);
-	int status = luaL_loadfilex(L, path, "t");
+	int status = chunk_load(L, path, lo->chunk_dir);
 	if (status == LUA_ERRFILE) {
 		buf_printf(err, "cannot read recipe %s (give a recipe file, or run where kiln.lua is)", path);
 		goto out;

@@ -1,5 +1,6 @@
 /* recipe.h — loading a Lua 5.4 recipe into a Graph. Loading only declares tasks: no
- * process runs, no clock is read, nothing is written. */
+ * process runs, no clock is read, nothing is written but the recipe's compiled chunk
+ * (RecipeLoad.chunk_dir). */
 #ifndef KILN_RECIPE_H
 #define KILN_RECIPE_H
 
@@ -33,6 +34,8 @@ typedef struct {
 	size_t max_bytes;             /* the most memory Lua may hold while it loads; 0: no limit */
 	const char *const *executors; /* the names executor = "..." may give, NULL-ended; NULL: "local" */
 	const RecipeBlock *blocks;    /* the executors' blocks, ended by a NULL name; NULL: none */
+	const char *chunk_dir;        /* where the recipe's bytecode is kept between loads (lchunk.h);
+	                               * NULL: parsed every time */
 	int wait_when_stuck;          /* a load stuck in one library call past its time waits instead of
 	                               * ending the process (lsandbox.h): for a fuzzer, whose own timeout
 	                               * reports it */

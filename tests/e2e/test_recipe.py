@@ -4,7 +4,7 @@ import os
 import shutil
 import subprocess
 
-from kilntest import KilnTestCase, main
+from kilntest import KILN, KilnTestCase, main
 
 
 class Validation(KilnTestCase):
@@ -164,6 +164,63 @@ class Validation(KilnTestCase):
 
 
 class RecipeApi(KilnTestCase):
+    def kept_chunk(self):
+        """The recipe's kept bytecode file in .kiln/recipes (its debug information names it)."""
+        d = self.ws.path(".kiln/recipes")
+        for name in sorted(os.listdir(d)):
+            with open(os.path.join(d, name), "rb") as f:
+                if b"kiln.lua" in f.read():
+                    return os.path.join(d, name)
+        self.fail("no kept chunk for kiln.lua in %s" % os.listdir(d))
+
+    def test_the_compiled_recipe_is_kept_while_its_text_is_unchanged(self):
+        self.ws.write("kiln.lua", 'task { name = "a", outputs = {"a.txt"}, run = "echo a > a.txt" }\n')
+        self.assertFalse(self.ws.exists(".kiln"))
+        self.assertEqual(self.ws.kiln("list").rc, 0)
+        self.assertFalse(self.ws.exists(".kiln"), "a command that only reads makes no workspace")
+        self.assertEqual(self.ws.kiln("run").ran, {"a"})
+        kept = self.kept_chunk()
+        # an error found while the kept bytecode runs still names file:line
+        self.ws.write("kiln.lua", 'task { name = "a", outputs = {"a.txt"}, run = "echo a > a.txt" }\n\n'
+                                  'task { name = "b", gpu = 1 }\n')
+        for _ in range(2):
+            r = self.ws.kiln("run")
+            self.assertEqual(r.rc, 2, r)
+            self.assertIn("kiln.lua:3: task{}: unknown field 'gpu'", r.err)
+        inode = os.stat(self.kept_chunk()).st_ino
+        self.assertEqual(self.ws.kiln("run").rc, 2)
+        self.assertEqual(os.stat(self.kept_chunk()).st_ino, inode, "an unchanged text is not compiled again")
+        # a new text is compiled again, never the old bytecode run
+        self.ws.write("kiln.lua", 'task { name = "a", outputs = {"a.txt"}, run = "echo a > a.txt" }\n'
+                                  'task { name = "c", outputs = {"c.txt"}, run = "echo c > c.txt" }\n')
+        self.assertEqual(self.ws.kiln("run").ran, {"c"})
+        # damaged bytecode (same size, so only its hash can tell) is not loaded: parsed again
+        kept = self.kept_chunk()
+        with open(kept, "r+b") as f:
+            f.seek(-40, os.SEEK_END)
+            f.write(b"\xff" * 32)
+        damaged = os.stat(kept).st_ino
+        r = self.ws.kiln("run")
+        self.assertEqual((r.rc, r.ran), (0, set()), r)
+        self.assertNotEqual(os.stat(kept).st_ino, damaged, "the damaged file is replaced")
+        with open(kept, "rb") as f:
+            self.assertNotIn(b"\xff" * 32, f.read())
+        with open(kept, "wb"):  # an emptied one too
+            pass
+        r = self.ws.kiln("run", "--force", "c")
+        self.assertEqual((r.rc, r.ran), (0, {"c"}), r)
+        # a workspace copied with its .kiln: bytecode made elsewhere is never loaded
+        copy = self.ws.path("../" + os.path.basename(self.ws.dir) + "-copy")
+        shutil.copytree(self.ws.dir, copy, symlinks=True)
+        try:
+            kept_copy = os.path.join(copy, os.path.relpath(self.kept_chunk(), self.ws.dir))
+            inode = os.stat(kept_copy).st_ino
+            r = subprocess.run([KILN, "run"], cwd=copy, capture_output=True, text=True)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertNotEqual(os.stat(kept_copy).st_ino, inode, "the copy's recipe was parsed and kept anew")
+        finally:
+            shutil.rmtree(copy)
+
     def test_grid_params_numbers_and_placeholders(self):
         self.ws.write("kiln.lua", """
 local P = params { batch = 64, tag = "base" }
