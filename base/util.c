@@ -2,6 +2,7 @@
  * clocks, small file and parsing utilities. */
 #define _GNU_SOURCE
 #include "util.h"
+#include "thread.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -429,14 +430,8 @@ void parallel_for(size_t n, size_t chunk, int threads, void (*fn)(void *ctx, siz
 	int helpers = chunks < 2 ? 0 : (size_t)threads > chunks ? (int)chunks - 1 : threads - 1;
 	pthread_t tid[MAX_THREADS];
 	int started = 0;
-	if (helpers > 0) {
-		sigset_t all, old;
-		sigfillset(&all);
-		pthread_sigmask(SIG_BLOCK, &all, &old);
-		while (started < helpers && pthread_create(&tid[started], NULL, parallel_worker, &p) == 0)
-			started++;
-		pthread_sigmask(SIG_SETMASK, &old, NULL);
-	}
+	while (started < helpers && thread_start(&tid[started], parallel_worker, &p) == 0)
+		started++;
 	parallel_worker(&p);
 	for (int i = 0; i < started; i++)
 		pthread_join(tid[i], NULL);

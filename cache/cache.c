@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "../base/os.h"
+#include "../base/thread.h"
 #include "explain.h"
 #include "../base/hash.h"
 #include "state/history.h"
@@ -55,11 +56,7 @@ Cache *cache_open(const char *kiln_dir, Graph *g, const CacheOptions *opt, Buf *
 	 * cache_ready(); signals stay with the caller */
 	pthread_mutex_init(&c->loaded_lock, NULL);
 	pthread_cond_init(&c->loaded_cond, NULL);
-	sigset_t all, old;
-	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, &old);
-	c->loading = pthread_create(&c->loader, NULL, cache_loader_main, c) == 0;
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	c->loading = thread_start(&c->loader, cache_loader_main, c) == 0;
 	if (!c->loading) {
 		cache_loader_main(c);
 		if (!c->state) {

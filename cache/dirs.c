@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "../base/thread.h"
 #include "internal.h"
 
 #define LIST_AFTER 64 /* inputs seen in one directory before it is listed */
@@ -104,11 +105,7 @@ static void list_later(Dirs *dirs, DirInfo *d)
 	if (!dirs->started) {
 		pthread_mutex_init(&dirs->lock, NULL);
 		pthread_cond_init(&dirs->changed, NULL);
-		sigset_t all, old;
-		sigfillset(&all); /* signals stay with the main thread */
-		pthread_sigmask(SIG_BLOCK, &all, &old);
-		dirs->started = pthread_create(&dirs->lister, NULL, lister_main, dirs) == 0 ? 1 : -1;
-		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		dirs->started = thread_start(&dirs->lister, lister_main, dirs) == 0 ? 1 : -1;
 	}
 	d->queued = 1;
 	if (dirs->started < 0) {

@@ -155,6 +155,7 @@ static void announce_loaded(Cache *c)
 void *cache_loader_main(void *arg)
 {
 	Cache *c = arg;
+	trace_mark("loader: started");
 	Buf losses = {0}; /* what SQLite would lose in silence: said before it opens the files */
 	if (wal_inspect(c->db_path, c->unclean, &losses))
 		for (char *line = losses.data, *end; line && *line; line = end + 1) {

@@ -20,6 +20,7 @@
 #include <sqlite3.h>
 #include <xxhash.h>
 
+#include "../base/thread.h"
 #include "../base/util.h"
 
 #define STORE_PACK_MAX (1 << 20)
@@ -584,19 +585,13 @@ StoreQueue *store_queue_start(const char *objects_dir)
 	}
 	pthread_mutex_init(&q->lock, NULL);
 	pthread_cond_init(&q->wake, NULL);
-	/* the thread must not take the signals the scheduler waits for */
-	sigset_t all, old;
-	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, &old);
-	if (pthread_create(&q->thread, NULL, writer_main, q) != 0) {
-		pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (thread_start(&q->thread, writer_main, q) != 0) {
 		sqlite3_finalize(q->insert);
 		sqlite3_close(q->pack);
 		free(q->objects_dir);
 		free(q);
 		return NULL;
 	}
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	return q;
 }
 
