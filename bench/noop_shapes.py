@@ -8,7 +8,7 @@ Both tools get the same tasks with the same command (`cat INPUTS > OUTPUT`, file
 per-stage folders) from one generated description; each is built once, then their no-op
 re-runs alternate, REPEAT times, and the medians and the ratio kiln / ninja are printed.
 
-usage: bench/noop_shapes.py [--kiln build/kiln] [--repeat 11] [--big 10000,100000]
+usage: bench/noop_shapes.py [--kiln build/kiln ...] [--repeat 11] [--big 10000,100000]
 """
 import argparse
 import os
@@ -112,42 +112,52 @@ def timed(cmd, cwd):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--kiln", default=os.path.join(HERE, "..", "build", "kiln"))
+    ap.add_argument("--kiln", action="append", help="a kiln binary (repeatable: each is timed, interleaved; "
+                    "default build/kiln)")
     ap.add_argument("--repeat", type=int, default=11)
     ap.add_argument("--big", default="10000,100000", help="grid sizes beyond the small shapes ('' for none)")
     a = ap.parse_args()
-    kiln = os.path.abspath(a.kiln)
+    kilns = [os.path.abspath(k) for k in (a.kiln or [os.path.join(HERE, "..", "build", "kiln")])]
     ninja = shutil.which("ninja")
     if not ninja:
         sys.exit("ninja is not installed (bench/install-peers.sh)")
     shapes = [("grid 300", grid(300)), ("montage 120 images", montage(120)),
               ("epigenomics 8 lanes x 24 chunks", epigenomics(8, 24)), ("1000genome 10 chr x 40", genome(40, 10))]
     shapes += [("grid %d" % n, grid(n)) for n in map(int, filter(None, a.big.split(",")))]
-    print("no-op re-run, median of %d interleaved runs each (kiln %s, %s)" % (
-        a.repeat, subprocess.run([kiln, "--version"], capture_output=True, text=True).stdout.split()[-1],
-        "ninja " + subprocess.run([ninja, "--version"], capture_output=True, text=True).stdout.strip()))
-    print("%-34s %7s %10s %10s %8s" % ("DAG", "tasks", "kiln ms", "ninja ms", "ratio"))
+    print("no-op re-run, median of %d interleaved runs each (%s)" % (a.repeat, "ninja " + subprocess.run(
+        [ninja, "--version"], capture_output=True, text=True).stdout.strip()))
+    for i, k in enumerate(kilns):
+        print("kiln %d: %s" % (i + 1, k))
+    print("%-34s %7s %s %10s %s" % ("DAG", "tasks", " ".join("%9s" % ("kiln%d ms" % (i + 1)) for i in range(len(kilns))),
+                                    "ninja ms", " ".join("%8s" % ("k%d/ninja" % (i + 1)) for i in range(len(kilns)))))
     for label, (srcs, tasks) in shapes:
-        root = tempfile.mkdtemp(prefix="kiln-shape-")
+        roots = []
         try:
-            write(root, srcs, tasks)
-            timed([kiln, "run", "-j", "2"], root)
-            timed([ninja, "-j", "2"], root)
-            k, n = [], []
+            for k in kilns:  # a workspace each: state.db's schema may differ between builds
+                root = tempfile.mkdtemp(prefix="kiln-shape-")
+                roots.append(root)
+                write(root, srcs, tasks)
+                timed([k, "run", "-j", "2"], root)
+            timed([ninja, "-j", "2"], roots[0])
+            ks, n = [[] for _ in kilns], []
             for _ in range(a.repeat):
-                t, out = timed([kiln, "run"], root)
-                if " 0 ran" not in out:
-                    sys.exit("kiln's re-run was not a no-op: " + out[-500:])
-                k.append(t)
-                t, out = timed([ninja], root)
+                for i, k in enumerate(kilns):
+                    t, out = timed([k, "run"], roots[i])
+                    if " 0 ran" not in out:
+                        sys.exit("kiln's re-run was not a no-op: " + out[-500:])
+                    ks[i].append(t)
+                t, out = timed([ninja], roots[0])
                 if "no work to do" not in out:
                     sys.exit("ninja's re-run was not a no-op: " + out[-500:])
                 n.append(t)
-            km, nm = statistics.median(k) * 1000, statistics.median(n) * 1000
-            print("%-34s %7d %10.1f %10.1f %7.2fx" % (label, len(tasks), km, nm, km / nm))
+            kms = [statistics.median(k) * 1000 for k in ks]
+            nm = statistics.median(n) * 1000
+            print("%-34s %7d %s %10.1f %s" % (label, len(tasks), " ".join("%9.1f" % m for m in kms), nm,
+                                              " ".join("%7.2fx" % (m / nm) for m in kms)))
             sys.stdout.flush()
         finally:
-            shutil.rmtree(root, ignore_errors=True)
+            for root in roots:
+                shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":
