@@ -218,12 +218,7 @@ static State *open_once(const char *path, int readonly, Buf *err, int *damaged)
 		buf_printf(err, "%s has another schema version; run `kiln run` once to rebuild it", path);
 		goto fail;
 	}
-	for (int i = 0; i < Q_COUNT; i++)
-		if (sqlite3_prepare_v3(s->db, sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->q[i], NULL) != SQLITE_OK) {
-			report(err, s->db, sql[i]);
-			goto fail;
-		}
-	return s;
+	return s; /* its statements are prepared on first use (query): a no-op run uses 2 of them */
 fail:
 	*damaged = is_damage(s->db);
 	if (*damaged) { /* say what SQLite found, not what the step that tripped on it wanted */
@@ -297,6 +292,15 @@ int state_close(State *s)
 	return rc;
 }
 
+/* Statement q, prepared on its first use; NULL when it cannot be (SQLite then answers
+ * every call on it with SQLITE_MISUSE, which the callers' step checks report). */
+static sqlite3_stmt *query(State *s, int q)
+{
+	if (!s->q[q] && sqlite3_prepare_v3(s->db, sql[q], -1, SQLITE_PREPARE_PERSISTENT, &s->q[q], NULL) != SQLITE_OK)
+		s->q[q] = NULL;
+	return s->q[q];
+}
+
 /* Begins the batch transaction if none is open; statements then run inside it. */
 static sqlite3_stmt *writer(State *s, int q)
 {
@@ -305,7 +309,10 @@ static sqlite3_stmt *writer(State *s, int q)
 			write_failed(s, "starting a transaction");
 		s->in_tx = 1;
 	}
-	return s->q[q];
+	sqlite3_stmt *st = query(s, q);
+	if (!st)
+		write_failed(s, "preparing a statement");
+	return st;
 }
 
 /* Runs a bound write statement; 0, or -1 (and the sticky error) when it failed. */
@@ -409,7 +416,7 @@ int64_t state_last_count(State *s) { return count_rows(s, "SELECT count(*) FROM 
 
 int state_each_memo(State *s, void (*fn)(void *ctx, const FileMemo *m), void *ctx)
 {
-	sqlite3_stmt *st = s->q[Q_MEMO_ALL];
+	sqlite3_stmt *st = query(s, Q_MEMO_ALL);
 	int rc;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		FileMemo m = {column_text(st, 0), sqlite3_column_int64(st, 1), sqlite3_column_int64(st, 2),
@@ -436,7 +443,7 @@ int state_put_memo(State *s, const FileMemo *m)
 
 int state_each_last(State *s, void (*fn)(void *ctx, const char *task, Hash key, const char *outputs), void *ctx)
 {
-	sqlite3_stmt *st = s->q[Q_LAST_ALL];
+	sqlite3_stmt *st = query(s, Q_LAST_ALL);
 	int rc;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
 		fn(ctx, column_text(st, 0), column_hash(st, 1), column_text(st, 2));
@@ -446,7 +453,7 @@ int state_each_last(State *s, void (*fn)(void *ctx, const char *task, Hash key, 
 
 int state_find_success(State *s, const char *task, Hash key, Buf *outputs, Buf *components)
 {
-	sqlite3_stmt *st = s->q[Q_SUCCESS_FIND];
+	sqlite3_stmt *st = query(s, Q_SUCCESS_FIND);
 	sqlite3_bind_text(st, 1, task, -1, SQLITE_STATIC);
 	bind_hash(st, 2, key);
 	int found = sqlite3_step(st) == SQLITE_ROW;
@@ -499,7 +506,7 @@ int state_outputs_next(const char **p, Hash *hash, const char **path, size_t *pa
 
 void state_each_output_hash(State *s, void (*fn)(void *ctx, Hash h), void *ctx)
 {
-	sqlite3_stmt *st = s->q[Q_OUTPUTS_ALL];
+	sqlite3_stmt *st = query(s, Q_OUTPUTS_ALL);
 	while (sqlite3_step(st) == SQLITE_ROW) {
 		Hash h;
 		const char *path;
@@ -586,7 +593,7 @@ int state_attempt_ended(State *s, int64_t id, int exit_code, const char *outcome
 void state_each_open_attempt(State *s, const char *host, void (*fn)(void *ctx, int64_t id, const char *task, int pgid),
 			     void *ctx)
 {
-	sqlite3_stmt *st = s->q[Q_ATTEMPT_OPEN];
+	sqlite3_stmt *st = query(s, Q_ATTEMPT_OPEN);
 	sqlite3_bind_text(st, 1, host, -1, SQLITE_STATIC);
 	while (sqlite3_step(st) == SQLITE_ROW)
 		fn(ctx, sqlite3_column_int64(st, 0), column_text(st, 1), sqlite3_column_int(st, 2));
@@ -596,7 +603,7 @@ void state_each_open_attempt(State *s, const char *host, void (*fn)(void *ctx, i
 
 int state_last_log(State *s, const char *task, Buf *out)
 {
-	sqlite3_stmt *st = s->q[Q_LAST_LOG];
+	sqlite3_stmt *st = query(s, Q_LAST_LOG);
 	sqlite3_bind_text(st, 1, task, -1, SQLITE_STATIC);
 	int found = sqlite3_step(st) == SQLITE_ROW;
 	if (found)
@@ -608,7 +615,7 @@ int state_last_log(State *s, const char *task, Buf *out)
 
 void state_each_open_job(State *s, void (*fn)(void *ctx, const OpenAttempt *a), void *ctx)
 {
-	sqlite3_stmt *st = s->q[Q_OPEN_JOBS];
+	sqlite3_stmt *st = query(s, Q_OPEN_JOBS);
 	while (sqlite3_step(st) == SQLITE_ROW) {
 		OpenAttempt a = {.row = sqlite3_column_int64(st, 0),
 				 .rec = {.task = column_text(st, 1), .attempt = sqlite3_column_int(st, 2),
