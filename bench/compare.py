@@ -11,7 +11,7 @@ the no-op. It also times loading, validating and planning a 100k-task recipe wit
 with --noop N the no-op re-run of an N-task map{} grid (N item tasks, each with its key,
 inputs, output and record; the first run is two shard processes instead of N spawns).
 
-usage: bench/compare.py [--kiln build/kiln] [--sizes 1000,10000] [--plan 100000] [--noop 1000000] [--tools kiln,ninja,make,snakemake]
+usage: bench/compare.py [--kiln build/kiln] [--sizes 1000,10000] [--plan 100000] [--noop 100000,1000000] [--tools kiln,ninja,make,snakemake]
 """
 import argparse
 import os
@@ -177,7 +177,7 @@ def main():
     ap.add_argument("--kiln", default=os.path.join(HERE, "..", "build", "kiln"))
     ap.add_argument("--sizes", default="1000,10000")
     ap.add_argument("--plan", type=int, default=100000)
-    ap.add_argument("--noop", type=int, default=0, help="also time the no-op re-run of an N-task map{} grid")
+    ap.add_argument("--noop", default="", help="also time the no-op re-run of N-task map{} grids (N,N,...)")
     ap.add_argument("--tools", default="kiln,ninja,make,snakemake")
     a = ap.parse_args()
     kiln = os.path.abspath(a.kiln)
@@ -213,10 +213,10 @@ def main():
         wall, peak = plan_time(a.plan, kiln)
         print("kiln: load + validate + plan (run -n) of a %d-task recipe: %.2fs (median of 3), peak %.0f MiB"
               % (a.plan, wall, peak), flush=True)
-    if a.noop:
-        first, wall, peak = noop_time(a.noop, kiln)
+    for n in (int(s) for s in a.noop.split(",") if s.strip()):
+        first, wall, peak = noop_time(n, kiln)
         print("kiln: no-op re-run of a %d-task map{} grid: %.2fs (median of 3), peak %.0f MiB (first run %.0fs)"
-              % (a.noop, wall, peak, first))
+              % (n, wall, peak, first), flush=True)
 
 
 if __name__ == "__main__":
