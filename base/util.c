@@ -108,9 +108,6 @@ void buf_put(Buf *b, const void *p, size_t n)
 	b->data[b->len] = 0;
 }
 
-void buf_puts(Buf *b, const char *s) { buf_put(b, s, strlen(s)); }
-
-void buf_putc(Buf *b, char c) { buf_put(b, &c, 1); }
 
 void buf_printf(Buf *b, const char *fmt, ...)
 {

@@ -5,6 +5,7 @@
 
 #include <stdarg.h>
 #include <stddef.h>
+#include <string.h>
 #include <stdint.h>
 
 /* Exit codes used across kiln. */
@@ -29,14 +30,24 @@ typedef struct {
 	size_t len, cap;
 } Buf;
 void buf_put(Buf *b, const void *p, size_t n);
-void buf_puts(Buf *b, const char *s);
+/* Inline, as buf_putc: key texts are built a few bytes at a time, by the million, and a
+ * constant's length is then known when compiling. */
+static inline void buf_puts(Buf *b, const char *s) { buf_put(b, s, strlen(s)); }
 /* Appends s with backslash, tab and newline escaped (\\ \t \n): a field of one line of
  * tab-separated text (key components, plot specs). */
 void buf_put_escaped(Buf *b, const char *s);
 /* Appends s as one word a POSIX shell reads back unchanged: bare when it holds only
  * characters no shell treats specially, else single-quoted (every byte, newlines too). */
 void buf_shell_quote(Buf *b, const char *s);
-void buf_putc(Buf *b, char c);
+static inline void buf_putc(Buf *b, char c)
+{
+	if (b->len + 2 <= b->cap) { /* room for it and the NUL after */
+		b->data[b->len++] = c;
+		b->data[b->len] = 0;
+	} else {
+		buf_put(b, &c, 1);
+	}
+}
 void buf_printf(Buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void buf_reset(Buf *b); /* empties it, keeps the memory */
 void buf_free(Buf *b);

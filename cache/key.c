@@ -79,11 +79,18 @@ char *cache_key_components(Cache *c, Task *t, size_t *key_len)
 		buf_puts(&b, t->outputs[i]);
 		buf_putc(&b, '\n');
 	}
-	int *order = xmalloc((size_t)(t->ninputs + 1) * sizeof *order); /* inputs in path order */
+	int few[8], *order = t->ninputs <= 8 ? few : xmalloc((size_t)t->ninputs * sizeof *order); /* path order */
 	for (int i = 0; i < t->ninputs; i++)
 		order[i] = i;
-	if (t->ninputs > 1)
+	if (t->ninputs > 8)
 		qsort_r(order, (size_t)t->ninputs, sizeof *order, compare_input, t);
+	else /* a few: insertion, without qsort's set-up (most tasks have one to three inputs) */
+		for (int i = 1; i < t->ninputs; i++)
+			for (int j = i; j > 0 && compare_input(&order[j - 1], &order[j], t) > 0; j--) {
+				int swap = order[j];
+				order[j] = order[j - 1];
+				order[j - 1] = swap;
+			}
 	for (int k = 0; k < t->ninputs; k++) {
 		const char *input = t->inputs[order[k]];
 		Hash h;
@@ -112,27 +119,39 @@ char *cache_key_components(Cache *c, Task *t, size_t *key_len)
 		buf_puts(&b, hex);
 		buf_putc(&b, '\n');
 	}
-	free(order);
+	if (order != few)
+		free(order);
 	/* explicit deps only: for producers of inputs, the input lines above already hold
 	 * the hashes of exactly the files this task reads */
 	int ndeps = t->nexplicit_deps;
-	Task **deps = xmalloc((size_t)(ndeps + 1) * sizeof *deps);
-	if (ndeps)
+	Task **deps = ndeps > 1 ? xmalloc((size_t)ndeps * sizeof *deps) : t->deps; /* one: already in order */
+	if (ndeps > 1) {
 		memcpy(deps, t->deps, (size_t)ndeps * sizeof *deps);
-	qsort(deps, (size_t)ndeps, sizeof *deps, compare_task_name);
+		qsort(deps, (size_t)ndeps, sizeof *deps, compare_task_name);
+	}
 	for (int i = 0; i < ndeps; i++) {
 		TaskCache *dc = deps[i]->cache_data;
-		if (deps[i]->noutputs == 0)
-			buf_printf(&b, "dep\t%s\n", deps[i]->name);
-		for (int j = 0; j < deps[i]->noutputs; j++) {
+		if (deps[i]->noutputs == 0) {
+			buf_puts(&b, "dep\t");
+			buf_puts(&b, deps[i]->name);
+			buf_putc(&b, '\n');
+		}
+		for (int j = 0; j < deps[i]->noutputs; j++) { /* "dep\tNAME\tPATH\tHASH\n", without printf's cost */
 			if (dc && dc->outputs_known)
 				hash_hex(dc->out_hashes[j], hex);
 			else
 				strcpy(hex, "pending");
-			buf_printf(&b, "dep\t%s\t%s\t%s\n", deps[i]->name, deps[i]->outputs[j], hex);
+			buf_puts(&b, "dep\t");
+			buf_puts(&b, deps[i]->name);
+			buf_putc(&b, '\t');
+			buf_puts(&b, deps[i]->outputs[j]);
+			buf_putc(&b, '\t');
+			buf_puts(&b, hex);
+			buf_putc(&b, '\n');
 		}
 	}
-	free(deps);
+	if (ndeps > 1)
+		free(deps);
 	*key_len = b.len;
 	/* Not hashed: the params whose value is one of the command's words, an env value or a
 	 * tag, so `kiln why` can say "param batch: 64 → 32" where the key only holds argv. */

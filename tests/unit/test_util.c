@@ -186,6 +186,10 @@ int main(void)
 	CHECK(hash_parse("0123456789ABCDEF0123456789abcdef", &back) == -1); /* upper case is not ours */
 	CHECK(hash_parse("0123", &back) == -1);                              /* short */
 	CHECK(hash_parse("000000000000000100000000000000ff", &back) == 0 && back.hi == 1 && back.lo == 255);
+	hash_hex((Hash){.hi = 0x0123456789abcdefULL, .lo = 0xfedcba9876543210ULL}, hex); /* hi first, every digit */
+	CHECK(!strcmp(hex, "0123456789abcdeffedcba9876543210"));
+	hash_hex((Hash){.hi = 0, .lo = 0xff00ULL}, hex);
+	CHECK(!strcmp(hex, "0000000000000000000000000000ff00"));
 
 	/* a file hashes as its bytes, whether it fits one read or streams through several */
 	static char big[300000];
