@@ -89,17 +89,18 @@ int hash_parse(const char *hex, Hash *out)
 		['0'] = 1, ['1'] = 2, ['2'] = 3, ['3'] = 4, ['4'] = 5, ['5'] = 6, ['6'] = 7, ['7'] = 8,
 		['8'] = 9, ['9'] = 10, ['a'] = 11, ['b'] = 12, ['c'] = 13, ['d'] = 14, ['e'] = 15, ['f'] = 16,
 	};
-	unsigned long long half[2] = {0, 0};
+	if (strnlen(hex, 32) < 32)
+		return -1; /* never read past a short string's end */
+	uint64_t hi = 0, lo = 0;
 	unsigned bad = 0;
-	for (int i = 0; i < 32; i++) {
-		unsigned v = value[(unsigned char)hex[i]];
-		bad |= v == 0;
-		half[i >> 4] = half[i >> 4] << 4 | ((v - 1) & 15);
-		if (!hex[i])
-			return -1; /* never read past a short string's end */
+	for (int i = 0; i < 16; i++) { /* each recorded output's hash is parsed on every no-op */
+		unsigned a = value[(unsigned char)hex[i]], b = value[(unsigned char)hex[16 + i]];
+		bad |= (a == 0) | (b == 0);
+		hi = hi << 4 | ((a - 1) & 15);
+		lo = lo << 4 | ((b - 1) & 15);
 	}
 	if (bad)
 		return -1;
-	*out = (Hash){half[1], half[0]};
+	*out = (Hash){lo, hi};
 	return 0;
 }
