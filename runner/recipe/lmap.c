@@ -31,14 +31,12 @@ static const char *const runner_fields[] = {"run", "env", "cpus", "mem", "gpus",
 static const char *expand_into(Buf *b, const char *pattern, const char *item)
 {
 	buf_reset(b);
-	for (const char *p = pattern; *p;) {
-		if (!strncmp(p, "{item}", 6)) {
-			buf_puts(b, item);
-			p += 6;
-		} else {
-			buf_putc(b, *p++);
-		}
+	const char *p = pattern;
+	for (const char *at; (at = strstr(p, "{item}")); p = at + 6) { /* the text between, whole */
+		buf_put(b, p, (size_t)(at - p));
+		buf_puts(b, item);
 	}
+	buf_puts(b, p);
 	return buf_str(b);
 }
 
