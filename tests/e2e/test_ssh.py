@@ -28,6 +28,15 @@ def gpus(n, busy=()):
 
 
 @unittest.skipIf(SKIP, SKIP or "")
+
+def gloo_sum_worker(out):
+    """A torch worker whose ranks all-reduce rank + 1 over gloo; rank 0 writes 'WORLD SUM' to out."""
+    return ("import torch, torch.distributed as dist\n"
+            "dist.init_process_group('gloo')\n"
+            "t = torch.ones(1) * (dist.get_rank() + 1)\n"
+            "dist.all_reduce(t)\n"
+            "if dist.get_rank() == 0: open(%r, 'w').write('%%d %%d' %% (dist.get_world_size(), int(t.item())))\n" % out)
+
 class SshHosts(KilnTestCase):
     @classmethod
     def setUpClass(cls):
@@ -457,11 +466,7 @@ task { name = "k/envs", hosts = {"v800", "v802"}, outputs = {"envs.txt"}, run = 
     @unittest.skipIf(NO_TORCH, NO_TORCH)
     def test_torchrun_on_one_host_for_real(self):
         # torchrun's rendezvous on a host is the port kiln reserved, not a Slurm node's
-        self.ws.write("worker.py", "import torch, torch.distributed as dist\n"
-                      "dist.init_process_group('gloo')\n"
-                      "t = torch.ones(1) * (dist.get_rank() + 1)\n"
-                      "dist.all_reduce(t)\n"
-                      "if dist.get_rank() == 0: open('o.txt', 'w').write('%d %d' % (dist.get_world_size(), int(t.item())))\n")
+        self.ws.write("worker.py", gloo_sum_worker("o.txt"))
         self.ws.write("kiln.lua", 'task { name = "tr/host", host = "v800", inputs = {"worker.py"}, outputs = {"o.txt"}, '
                       'cpus = 2, torchrun = { nproc = 2 }, run = { "%s", "worker.py" } }\n' % PYTHON)
         r = self.kiln(timeout=300)
@@ -663,11 +668,7 @@ map { name = "cap", items = items, shards = 2, hosts = {"v800", "v801"}, env = {
 
     @unittest.skipIf(NO_TORCH, NO_TORCH or "")
     def test_ranks_over_two_hosts_all_reduce_with_gloo(self):
-        self.ws.write("worker.py", "import torch, torch.distributed as dist\n"
-                      "dist.init_process_group('gloo')\n"
-                      "t = torch.ones(1) * (dist.get_rank() + 1)\n"
-                      "dist.all_reduce(t)\n"
-                      "if dist.get_rank() == 0: open('sum.txt', 'w').write('%d %d' % (dist.get_world_size(), t.item()))\n")
+        self.ws.write("worker.py", gloo_sum_worker("sum.txt"))
         self.ws.write("kiln.lua", 'task { name = "ar", ranks = 2, nnodes = 2, hosts = {"v800", "v801"}, inputs = {"worker.py"}, '
                       'outputs = {"sum.txt"}, run = { "%s", "worker.py" } }\n' % PYTHON)
         r = self.kiln(timeout=300)
