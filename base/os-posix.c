@@ -58,6 +58,14 @@ int os_wait_event(int timeout_ms)
 	}
 }
 
+int os_notify_readable(int fd)
+{
+	/* F_SETSIG: the signal sent when fd is ready, instead of SIGIO (not one kiln waits on) */
+	if (fcntl(fd, F_SETOWN, getpid()) != 0 || fcntl(fd, F_SETSIG, SIGCHLD) != 0)
+		return -1;
+	return fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK | O_ASYNC) == 0 ? 0 : -1;
+}
+
 extern char **environ;
 
 int os_spawn(const OsSpawn *s, pid_t *pid)

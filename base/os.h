@@ -18,6 +18,10 @@ void os_block_signals(void);
 /* Waits up to timeout_ms (-1: forever) for a signal; returns its number, or 0 on
  * timeout. SIGCHLD means "reap". */
 int os_wait_event(int timeout_ms);
+/* Makes fd (a pipe this process reads) non-blocking, and data arriving on it raise
+ * SIGCHLD, which os_wait_event already waits for: a reader of a child's stream wakes as a
+ * reaper does. 0, or -1. */
+int os_notify_readable(int fd);
 /* Whether SIGINT, SIGTERM or SIGHUP arrived and waits (blocked) for os_wait_event: long
  * work before the next wait (hashing a dataset) checks this to stop early. */
 int os_stop_requested(void);

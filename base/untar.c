@@ -153,6 +153,21 @@ static int write_member(int fd, const char *path, long long size, int mode, long
 	return rc;
 }
 
+int untar_header(const unsigned char *block, long long *size, char *type, char name[101])
+{
+	int zero = 1;
+	for (int i = 0; i < BLOCK && zero; i++)
+		zero = !block[i];
+	if (zero)
+		return 0;
+	*size = number(block + 124, 12);
+	if (!checksum_ok(block) || *size < 0)
+		return -1;
+	*type = (char)block[156];
+	snprintf(name, 101, "%.100s", (const char *)block);
+	return 1;
+}
+
 int untar_fd(int fd, const char *dir, Buf *err)
 {
 	unsigned char h[BLOCK];

@@ -164,7 +164,11 @@ char *exec_job_script(const Job *job, const char *workspace, const char *exit_pa
 		torchrun_preamble(&b, t);
 	if (launch_wraps(t) && !remote)
 		ranks_preamble(&b, t);
-	if (t->shell) {
+	if (t->shell && remote) { /* a subshell of this sh, as `sh -c` would run it, one exec fewer a job */
+		buf_puts(&b, "( eval ");
+		quote_expanded(&b, t->shell, job);
+		buf_puts(&b, " )");
+	} else if (t->shell) {
 		buf_puts(&b, "/bin/sh -c ");
 		quote_expanded(&b, t->shell, job);
 	} else {
@@ -175,7 +179,8 @@ char *exec_job_script(const Job *job, const char *workspace, const char *exit_pa
 			quote_expanded(&b, remote && i == 0 && exec_runs_kiln(t) ? "kiln" : exec_argv_word(t, i), job);
 		}
 	}
-	buf_puts(&b, " </dev/null\nrc=$?\nprintf '%s\\n' \"$rc\" > ");
+	/* fd 3 on an ssh host is the agent's FIFO (ssh_agent.c): the job script's, not the command's */
+	buf_puts(&b, remote ? " 3>&- </dev/null\nrc=$?\nprintf '%s\\n' \"$rc\" > " : " </dev/null\nrc=$?\nprintf '%s\\n' \"$rc\" > ");
 	buf_puts(&b, top);
 	if (remote) { /* read only once the job's group is gone (exec_ssh.c): no rename needed */
 		buf_shell_quote(&b, exit_path);

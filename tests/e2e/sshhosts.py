@@ -151,6 +151,23 @@ class Lab:
         lines.append("}")
         return "\n".join(lines) + "\n"
 
+    def jobs_running(self):
+        """PIDs of live processes working in a host's workdir: jobs (and their children) still
+        there, whatever their command line says."""
+        found = []
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                cwd = os.readlink("/proc/%s/cwd" % pid)
+                with open("/proc/%s/stat" % pid) as f:
+                    state = f.read().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                continue
+            if state != "Z" and any(cwd.startswith(h.workdir()) for h in self.hosts.values()):
+                found.append(int(pid))
+        return found
+
     def close(self):
         for h in self.hosts.values():
             h.stop()

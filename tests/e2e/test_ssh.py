@@ -206,7 +206,7 @@ end
         self.ws.write("kiln.lua", """
 for i = 1, 3 do
   task { name = "slow" .. i, outputs = {"s/" .. i .. ".txt"},
-         run = "%secho first; sleep 2 # kiln-ssh-test-slow\\necho second; echo ok > {out}" }
+         run = "%secho first; sleep 2\\necho second; echo ok > {out}" }
 end
 """ % self.START)
         p = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua")
@@ -235,7 +235,7 @@ end
         p.send_signal(signal.SIGINT)
         out, err = p.communicate(timeout=60)
         self.assertEqual(p.returncode, 130, out + err)
-        self.assertTrue(wait_for(lambda: not processes_matching("kiln-ssh-test-slow"), timeout=10),
+        self.assertTrue(wait_for(lambda: not self.lab.jobs_running(), timeout=10),
                         "the remote tasks were stopped")
         self.assertFalse(os.path.exists(self.ws.path("t/1.txt")))
         self.assertEqual(sum(int(n) for n in re.findall(r"(\d+) stopped", out)), 3, out)
@@ -342,14 +342,14 @@ task { name = "eval_b", host = "v801", inputs = {"ckpt/big.pt"}, outputs = {"b.t
 
     def test_detach_leaves_remote_jobs_running_for_the_next_run(self):
         self.ws.write("kiln.lua", 'task { name = "long", outputs = {"l.txt"}, '
-                      'run = "%ssleep 2 # kiln-ssh-test-detach\\necho done > l.txt" }\n' % self.START)
+                      'run = "%ssleep 2\\necho done > l.txt" }\n' % self.START)
         p = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua", "--detach")
         self.assertTrue(wait_for(lambda: len(self.starts()) == 1, timeout=30))
         p.send_signal(signal.SIGINT)
         out, err = p.communicate(timeout=60)
         self.assertEqual(p.returncode, 130, out + err)
         self.assertIn("left running as ssh job", out)
-        self.assertTrue(processes_matching("kiln-ssh-test-detach"), "the job runs on there")
+        self.assertTrue(self.lab.jobs_running(), "the job runs on there")
         r = self.kiln()
         self.assertEqual(r.rc, 0, r)
         self.assertIn("attached to ssh job", r.out)
@@ -600,7 +600,7 @@ map { name = "cap", items = items, shards = 2, hosts = {"v800", "v801"}, env = {
         self.assertEqual(r.rc, 1, r)
         self.assertIn("node 1 (v801)", r.out)
         self.assertLess(time.time() - started, 60, "the job ended with its node, not with the rank left waiting")
-        self.assertTrue(wait_for(lambda: not processes_matching("kiln-ssh-test-nodes"), timeout=30),
+        self.assertTrue(wait_for(lambda: not self.lab.jobs_running(), timeout=30),
                         "the first node was stopped with the second")
         # a job that spans more hosts than it may use fails at once, in words
         self.ws.write("kiln.lua", self.TWO_NODES.replace('hosts = {"v800", "v801"}', 'host = "v802"'))

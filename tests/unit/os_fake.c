@@ -3,6 +3,7 @@
 #include "os_fake.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
@@ -57,6 +58,7 @@ static void end_child(pid_t pid, int status)
 
 void os_block_signals(void) {}
 int os_stop_requested(void) { return 0; }
+int os_notify_readable(int fd) { return fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) == 0 ? 0 : -1; }
 
 int os_wait_event(int timeout_ms)
 {

@@ -33,6 +33,7 @@
 #include "ssh_job.h"
 #include "ssh_place.h"
 #include "ssh_internal.h"
+#include "ssh_agent.h"
 
 static void push_remote(SshExec *se, Remote *rm)
 {
@@ -41,7 +42,7 @@ static void push_remote(SshExec *se, Remote *rm)
 	se->active[se->nactive++] = rm;
 }
 
-static void push_helper(SshExec *se, pid_t pid)
+void ssh_push_helper(SshExec *se, pid_t pid)
 {
 	if (se->nhelpers == se->helpers_cap)
 		se->helpers = xrealloc(se->helpers, (size_t)(se->helpers_cap = se->helpers_cap ? 2 * se->helpers_cap : 8) *
@@ -195,7 +196,7 @@ void ssh_release_remote(SshExec *se, Remote *rm)
 		}
 	if (rm->harvest_pid > 0) { /* the attempt's end brought every output: the harvest is moot */
 		os_signal(-rm->harvest_pid, SIGKILL);
-		push_helper(se, rm->harvest_pid);
+		ssh_push_helper(se, rm->harvest_pid);
 		char *dir = xasprintf("%s/%s.harvest", se->cfg.state_dir, rm->id);
 		remove_tree(dir);
 		free(dir);
@@ -239,17 +240,26 @@ int ssh_spawn_follow(Remote *rm, const char *start_part)
 }
 
 /* The inputs are there: starts the job (the start command, which lists the copies first). */
-static int start_remote(SshExec *se, Remote *rm)
+int ssh_start_remote(SshExec *se, Remote *rm)
 {
 	Job *job = rm->job;
 	rm->phase = PH_RUN;
 	if (rm->gang) /* this node's devices, host and rank in the script */
 		ssh_gang_node_env(rm);
+	int agent = ssh_agent_can_carry(rm);
 	Buf start = {0};
 	place_listing_script(&start, &rm->placement);
-	char *script = ssh_job_start_script(job, rm->id, rm->host->spec->prelude, rm->map_outputs);
+	char *script = ssh_job_start_script(job, rm->id, rm->host->spec->prelude, rm->map_outputs, agent);
 	buf_puts(&start, script);
 	free(script);
+	if (agent && ssh_agent_queue(se, rm, buf_str(&start)) == 0) {
+		buf_free(&start);
+		return 0;
+	}
+	if (agent) { /* the agent could not start: the old way, its job script written for it */
+		buf_free(&start);
+		return ssh_start_remote(se, rm);
+	}
 	int rc = ssh_spawn_follow(rm, buf_str(&start));
 	buf_free(&start);
 	if (rc != 0) {
@@ -269,7 +279,7 @@ static void place_ended(SshExec *se, Remote *rm, int status)
 		place_copied(rm->host, &rm->placement, fd);
 		if (fd >= 0)
 			close(fd);
-		start_remote(se, rm);
+		ssh_start_remote(se, rm);
 		return;
 	}
 	size_t len;
@@ -313,7 +323,7 @@ static int place_and_start(SshExec *se, Remote *rm)
 	}
 	buf_free(&err);
 	if (!rm->placement.script.len)
-		return start_remote(se, rm);
+		return ssh_start_remote(se, rm);
 	rm->phase = PH_PLACE; /* the copies first, as a step of their own (reap goes on) */
 	place_flight(h, &rm->placement, 1);
 	int out = open(ssh_stream_path(rm), O_WRONLY | O_APPEND | O_CLOEXEC);
@@ -415,6 +425,7 @@ static int ssh_reap(Executor *ex, Job **out, int max)
 {
 	SshExec *se = ex->impl;
 	os_children_reap();
+	ssh_agent_pump(se); /* the agents' batches out, their ends in */
 	int status;
 	for (int i = 0; i < se->nhelpers; i++)
 		if (os_children_take(se->helpers[i], &status))
@@ -464,7 +475,7 @@ void ssh_signal_remote(SshExec *se, Remote *rm, int sig)
 	pid_t pid = ssh_spawn(rm->host, buf_str(&b), -1, -1);
 	buf_free(&b);
 	if (pid > 0)
-		push_helper(se, pid);
+		ssh_push_helper(se, pid);
 }
 
 static void ssh_signal(Executor *ex, Job *job, int sig)
@@ -480,10 +491,11 @@ static int ssh_poll_ms(Executor *ex)
 	SshExec *se = ex->impl;
 	if (se->nended)
 		return 0;
+	int ms = ssh_agent_poll_ms(se);
 	for (int i = 0; i < se->nactive; i++)
 		if (se->active[i]->map_outputs) /* a shard's harvests are due every few seconds */
-			return 1000;
-	return se->waiting ? 1000 : -1;
+			return ms >= 0 && ms < 1000 ? ms : 1000;
+	return se->waiting && (ms < 0 || ms > 1000) ? 1000 : ms;
 }
 
 static int ssh_detach(Executor *ex, Job *job, int hangup)
@@ -502,7 +514,7 @@ static int ssh_detach(Executor *ex, Job *job, int hangup)
 			continue;
 		if (rm->pid > 0) { /* the job runs on there; only the local follower stops */
 			os_signal(rm->pid, SIGTERM);
-			push_helper(se, rm->pid);
+			ssh_push_helper(se, rm->pid);
 		}
 		g = rm->gang;
 		ssh_release_remote(se, rm);
@@ -583,6 +595,7 @@ static void ssh_destroy(Executor *ex)
 {
 	SshExec *se = ex->impl;
 	release_held(se);
+	ssh_agent_close_all(se);
 	ssh_stop_orphans(se);
 	for (int i = 0; i < se->nhosts; i++) { /* one command per host clears this run's job directories */
 		SshHost *h = &se->hosts[i];

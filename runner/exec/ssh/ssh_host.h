@@ -67,6 +67,8 @@ typedef struct SshHost {
 	Buf ended_jobs;       /* " .kiln/jobs/ID" of jobs recorded here this run: removed there at the end */
 	StrMap copied;        /* path -> content hash (owned) copied there this run */
 	StrMap in_flight;     /* path -> int: copies of it under way there (both owned) */
+	struct Agent *agent;  /* its agent this run (ssh_agent.c), or NULL */
+	int agent_off;        /* its agent could not run or ended: attempts go the old way */
 } SshHost;
 
 /* The argv to run `sh -c remote` there (remote NULL: ssh's own flags only, for rsync -e),

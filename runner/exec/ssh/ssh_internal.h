@@ -42,6 +42,8 @@ typedef struct Remote {
 	pid_t harvest_pid;   /* the harvest under way, or 0 */
 	int64_t harvest_at_ns; /* the next one */
 	long harvested;      /* its items before this one are here */
+	int agent;           /* its start went to its host's agent: 1 queued, 2 sent (its end comes from it) */
+	int64_t agent_sent_ns;
 } Remote;
 
 typedef struct {
@@ -92,6 +94,11 @@ void ssh_end_job(SshExec *se, Job *job, enum JobEnd end, int code, const char *r
 void ssh_log_line(const Job *job, const char *fmt, const char *arg);
 /* Gives rm's slot, CPUs, memory and GPUs back to its host and frees it. */
 void ssh_release_remote(SshExec *se, Remote *rm);
+/* Starts rm's job there (its inputs are there): through its host's agent when it can
+ * carry it, else by a start command of its own; 0, or -1 when the attempt ended at once. */
+int ssh_start_remote(SshExec *se, Remote *rm);
+/* A local helper (a kill command, an ended agent's ssh) reaped as it ends. */
+void ssh_push_helper(SshExec *se, pid_t pid);
 /* Spawns the start command (start_part given) or the follow command for rm; 0 or -1. */
 int ssh_spawn_follow(Remote *rm, const char *start_part);
 /* rm's attempt ended (end, code, reason): the host's counts, the slot freed, the job filed. */

@@ -97,19 +97,13 @@ void ssh_job_set_dir(Buf *b, const SshHost *h, const char *id)
 	buf_printf(b, " || kiln_cannot\nJ=.kiln/jobs/%s\n", id);
 }
 
-/* The start part: clears the outputs there, writes the job script, starts it detached. */
-char *ssh_job_start_script(const Job *job, const char *id, const char *prelude, const char *map_outputs)
+/* What a start clears there (the outputs, and the resume state unless this attempt
+ * continues from it: an output that is also resume state stays) and the folders it makes:
+ * each path shell-quoted after a space in rm and dirs, "[ -e P ]" joined by || in test,
+ * " && [ -d D ]" for each folder in there. */
+static void start_paths(const Job *job, Buf *rm, Buf *test, Buf *dirs, Buf *there)
 {
 	const Task *t = job->task;
-	char *exit_path = xasprintf(".kiln/jobs/%s/exit", id);
-	char *script = exec_job_script(job, ".", exit_path, 1, prelude);
-	Buf b = {0};
-	/* J is new (each attempt's id is its own). A stale output there must not come back as
-	 * this attempt's: one test and rm, one mkdir for J and the outputs' folders. */
-	Buf rm = {0}, test = {0}, dirs = {0};
-	buf_puts(&dirs, "\"$J\"");
-	/* the outputs, and the resume state unless this attempt continues from it (kept there
-	 * as here: an output that is also resume state stays) */
 	int nresume = t->opts->nresume;
 	for (int k = 0; k < t->noutputs + nresume; k++) { /* the outputs, then the resume paths */
 		const char *path = k < t->noutputs ? t->outputs[k] : t->opts->resume[k - t->noutputs];
@@ -118,21 +112,53 @@ char *ssh_job_start_script(const Job *job, const char *id, const char *prelude, 
 			is_resume = !strcmp(t->opts->resume[r], path);
 		if (path[0] == '/' || (is_resume && job->resume_kept))
 			continue;
-		buf_putc(&rm, ' ');
-		buf_shell_quote(&rm, path);
-		buf_printf(&test, "%s[ -e ", test.len ? " || " : "");
-		buf_shell_quote(&test, path);
-		buf_puts(&test, " ]");
+		buf_putc(rm, ' ');
+		buf_shell_quote(rm, path);
+		buf_printf(test, "%s[ -e ", test->len ? " || " : "");
+		buf_shell_quote(test, path);
+		buf_puts(test, " ]");
 		const char *slash = strrchr(path, '/');
 		if (slash) {
 			char *parent = xasprintf("%.*s", (int)(slash - path), path);
-			buf_putc(&dirs, ' ');
-			buf_shell_quote(&dirs, parent);
+			buf_putc(dirs, ' ');
+			buf_shell_quote(dirs, parent);
+			buf_puts(there, " && [ -d ");
+			buf_shell_quote(there, parent);
+			buf_puts(there, " ]");
 			free(parent);
 		}
 	}
+}
+
+void ssh_job_batch_paths(const Job *job, const char *id, Buf *clear, Buf *dirs)
+{
+	Buf rm = {0}, test = {0}, there = {0};
+	buf_printf(dirs, " .kiln/jobs/%s", id);
+	start_paths(job, &rm, &test, dirs, &there);
+	if (rm.len)
+		buf_printf(clear, "if %s; then set -- \"$@\"%s; fi\n", buf_str(&test), buf_str(&rm));
+	buf_free(&rm);
+	buf_free(&test);
+	buf_free(&there);
+}
+
+/* The start part: clears the outputs there, writes the job script, starts it detached. */
+char *ssh_job_start_script(const Job *job, const char *id, const char *prelude, const char *map_outputs, int agent)
+{
+	const Task *t = job->task;
+	char *exit_path = xasprintf(".kiln/jobs/%s/exit", id);
+	char *script = exec_job_script(job, ".", exit_path, 1, prelude);
+	Buf b = {0};
+	/* J is new (each attempt's id is its own). A stale output there must not come back as
+	 * this attempt's: one test and rm, one mkdir for J and the outputs' folders (none when
+	 * they are there: an agent's batch made them all at once) */
+	Buf rm = {0}, test = {0}, dirs = {0}, there = {0};
+	buf_puts(&dirs, "\"$J\"");
+	start_paths(job, &rm, &test, &dirs, &there);
 	if (rm.len)
 		buf_printf(&b, "if %s; then rm -rf --%s; fi\n", buf_str(&test), buf_str(&rm));
+	if (agent) /* the batch made them all at once (ssh_job_batch_paths) */
+		buf_printf(&b, "[ -d \"$J\" ]%s || ", buf_str(&there));
 	buf_printf(&b, "mkdir -p -- %s || kiln_cannot\n", buf_str(&dirs));
 	if (map_outputs) { /* a shard's items: stale outputs go, their folders are made */
 		buf_puts(&b, "xargs -r -d '\\n' rm -rf -- < ");
@@ -144,20 +170,44 @@ char *ssh_job_start_script(const Job *job, const char *id, const char *prelude, 
 	buf_free(&rm);
 	buf_free(&test);
 	buf_free(&dirs);
+	buf_free(&there);
 	/* the job script is the command's script piped into tee, which writes the log there and
 	 * streams it to us, and with -p goes on writing the log once this connection is gone
 	 * (the job runs on, detached: setsid, a session and group of its own); this shell is the
 	 * group leader's parent, so `wait` sees the end at once */
 	buf_puts(&b, "printf '%s' ");
 	Buf piped = {0};
-	buf_printf(&piped, "{\n%s} < /dev/null 2>&1 | tee -p .kiln/jobs/%s/log\n", script, id);
+	if (agent) /* the agent sends the log at the end (or a follow streams it): no tee. The job
+		    * shell is the group leader: its pid first; its end, however it exits but by
+		    * SIGKILL (a follow notices that), to the agent's list of ends (ssh_agent.c) */
+		buf_printf(&piped, "echo $$ > .kiln/jobs/%s/pid; kiln_agent=$1; shift\n"
+				   "trap 'echo \"%s $?\" >> \"$kiln_agent/ends\"; echo E >&3' EXIT\n"
+				   "trap 'exit 143' TERM; trap 'exit 130' INT; trap 'exit 129' HUP\n"
+				   "{\n%s} < /dev/null > .kiln/jobs/%s/log 2>&1\n",
+			   id, id, script, id);
+	else
+		buf_printf(&piped, "{\n%s} < /dev/null 2>&1 | tee -p .kiln/jobs/%s/log\n", script, id);
 	buf_shell_quote(&b, buf_str(&piped));
 	buf_free(&piped);
 	/* claim: whoever makes J/claim first decides (mkdir is atomic). A re-attach or a sweep
 	 * that finds no job yet claims it, and then this script, late after a kill -9, starts
 	 * nothing; the pid is in J/pid before anything else looks for it (written, then moved) */
-	buf_puts(&b, " > \"$J/job.sh\" || kiln_cannot\n"
-		     "kiln_claim \"$J\" || { echo KILN-CLAIMED >&2; exit 0; }\n");
+	buf_puts(&b, " > \"$J/job.sh\" || kiln_cannot\n");
+	if (agent && ssh_job_fetches(t)) { /* J/send: the outputs the agent's reporter adds to its tar */
+		Buf send = {0};
+		buf_puts(&send, "set -- \"$@\"");
+		for (int i = 0; i < t->noutputs; i++)
+			if (t->outputs[i][0] != '/' && !(t->opts->stays && t->opts->stays[i])) {
+				buf_putc(&send, ' ');
+				buf_shell_quote(&send, t->outputs[i]);
+			}
+		buf_puts(&send, "\n");
+		buf_puts(&b, "printf '%s' ");
+		buf_shell_quote(&b, buf_str(&send));
+		buf_puts(&b, " > \"$J/send\" || kiln_cannot\n");
+		buf_free(&send);
+	}
+	buf_puts(&b, "kiln_claim \"$J\" || { echo KILN-CLAIMED >&2; exit 0; }\n");
 	/* kiln runs one attempt of a task at a time: the task's last job here, if it is still
 	 * live, is stale (a kill -9 struck before its attempt was recorded) and must not write
 	 * its outputs beside this one. .kiln/jobs/task-HASH names that job (shell builtins
@@ -169,8 +219,15 @@ char *ssh_job_start_script(const Job *job, const char *id, const char *prelude, 
 	buf_puts(&b, "if read d 2>/dev/null < \"$T\" && [ \".kiln/jobs/$d\" != \"$J\" ] && [ -d \".kiln/jobs/$d\" ] && "
 		     "[ ! -f \".kiln/jobs/$d/exit\" ]; then kiln_claim \".kiln/jobs/$d\"; "
 		     "read q 2>/dev/null < \".kiln/jobs/$d/pid\" && kill -KILL -\"$q\" 2>/dev/null; fi\n"
-		     "echo \"${J#.kiln/jobs/}\" > \"$T\"\n"
-		     "setsid /bin/sh \"$J/job.sh\" &\n"
+		     "echo \"${J#.kiln/jobs/}\" > \"$T\"\n");
+	if (agent) { /* this shell becomes the job (no process waits for it): job.sh writes its pid */
+		buf_puts(&b, "exec setsid /bin/sh \"$J/job.sh\" \"$A\"\n");
+		free(script);
+		free(exit_path);
+		return b.data;
+	}
+	buf_puts(&b, 
+		     "setsid /bin/sh \"$J/job.sh\" 3>&- &\n"
 		     "p=$!; echo $p > \"$J/pid\"\n"
 		     "wait $p\n");
 	free(script);

@@ -21,8 +21,14 @@ enum ReportKind { REPORT_OUTPUTS, REPORT_MAP, REPORT_STATUS };
 /* "cd WORKDIR; J=.kiln/jobs/ID": every remote script starts so. */
 void ssh_job_set_dir(Buf *b, const SshHost *h, const char *id);
 /* The start part (after set_dir): clears the outputs (a map shard's: those in its list
- * map_outputs), writes job.sh, starts it, waits. malloc'd. */
-char *ssh_job_start_script(const Job *job, const char *id, const char *prelude, const char *map_outputs);
+ * map_outputs), writes job.sh, starts it, waits. agent: for the host's agent (ssh_agent.h),
+ * job.sh writes its log there only (no tee) and J/send names the outputs that come back.
+ * malloc'd. */
+char *ssh_job_start_script(const Job *job, const char *id, const char *prelude, const char *map_outputs, int agent);
+/* For an agent's batch of starts (ssh_agent.c), what job's start would clear and make
+ * there, so one rm and one mkdir serve them all: "if [ -e P ]...; then set -- \"$@\" P...; fi"
+ * lines appended to clear, the folders (its job directory first) to dirs, each after a space. */
+void ssh_job_batch_paths(const Job *job, const char *id, Buf *clear, Buf *dirs);
 /* The follow part for a job started by another connection. */
 void ssh_job_follow_script(Buf *b, const Task *t, enum ReportKind how, const char *map_outputs);
 /* The report every remote script ends with (above). A map shard's (map_outputs: the list of

@@ -1,0 +1,146 @@
+"""test_ssh_agent.py — the ssh executor's per-host agent (runner/exec/ssh/ssh_agent.c) over
+real sshd servers (tests/e2e/sshhosts.py; needs root and openssh-server): short tasks start
+and end through one connection per host, not one ssh command each; their logs, statuses and
+outputs come back whole; a long task is handed to a follow command of its own, so its log is
+live; an agent whose connection dies loses nothing (its jobs are followed one by one, none
+runs twice)."""
+import os
+import re
+import signal
+import shutil
+import time
+import unittest
+
+import sshhosts
+from kilntest import KilnTestCase, main, wait_for
+
+SKIP = sshhosts.skip_reason()
+
+
+def slurp(path, mode="r"):
+    with open(path, mode) as f:
+        return f.read()
+
+
+@unittest.skipIf(SKIP, SKIP or "")
+class SshAgent(KilnTestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.lab = sshhosts.Lab({"v800": [], "v801": []})
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.lab.close()
+
+    def setUp(self):
+        super().setUp()
+        for h in self.lab.hosts.values():
+            if os.path.exists(os.path.join(h.home, "trace.txt")):
+                os.remove(os.path.join(h.home, "trace.txt"))
+            shutil.rmtree(h.workdir(), ignore_errors=True)
+        self.ws.write("hosts.lua", self.lab.hosts_lua({n: "jobs = 6, cpus = 6" for n in self.lab.hosts}))
+        # every ssh kiln starts goes through this wrapper, which counts it
+        self.ws.write("bin/ssh", "#!/bin/sh\necho call >> %s\nexec /usr/bin/ssh \"$@\"\n" % self.ws.path("ssh-calls.txt"))
+        os.chmod(self.ws.path("bin/ssh"), 0o755)
+        self.env = {"PATH": self.ws.path("bin") + ":" + os.environ["PATH"]}
+
+    def kiln(self, *args, **kw):
+        return self.ws.kiln("run", "-k", "--executor", "ssh", "--hosts", "hosts.lua", *args, env=self.env, **kw)
+
+    def ssh_calls(self):
+        path = self.ws.path("ssh-calls.txt")
+        return len(slurp(path).splitlines()) if os.path.exists(path) else 0
+
+    def starts(self):
+        out = []
+        for h in self.lab.hosts.values():
+            p = os.path.join(h.home, "trace.txt")
+            if os.path.exists(p):
+                out += [line.split()[1] for line in slurp(p).splitlines() if line.startswith("start ")]
+        return out
+
+    def test_short_tasks_start_and_end_through_one_connection_per_host(self):
+        self.ws.write("kiln.lua", """
+for i = 1, 40 do
+  task { name = "t" .. i, outputs = {"out/" .. i .. ".txt", "deep/" .. i .. "/a/b.txt"},
+         run = "echo start $KILN_TASK >> $HOME/trace.txt; echo hello " .. i .. "; echo 'to stderr' >&2; "
+               .. "mkdir -p deep/" .. i .. "/a && echo " .. i .. " > deep/" .. i .. "/a/b.txt; "
+               .. "printf 'v%d\\\\n' " .. i .. " > out/" .. i .. ".txt" .. (i == 7 and "; exit 3" or "") }
+end
+""")
+        r = self.kiln()
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("FAILED t7: exit status 3", r.out)
+        self.assertIn("39 ran", r.out)
+        calls = self.ssh_calls()
+        self.assertLess(calls, 20, "40 attempts over 2 hosts, no ssh command of their own: %d" % calls)
+        for i in range(1, 41):
+            if i == 7:
+                continue
+            self.assertEqual(self.ws.read("out/%d.txt" % i), "v%d\n" % i)
+            self.assertEqual(self.ws.read("deep/%d/a/b.txt" % i), "%d\n" % i)
+            log = self.ws.read(".kiln/logs/t%d@1.log" % i)
+            self.assertIn("\nhello %d\nto stderr\n" % i, log, "the whole log, once")
+            self.assertEqual(log.splitlines().count("hello %d" % i), 1, log)
+        self.assertIn("exit status 3", self.ws.read(".kiln/logs/t7@1.log"))
+        self.assertIn("hello 7", self.ws.read(".kiln/logs/t7@1.log"))
+        self.assertEqual(sorted(self.starts()), sorted("t%d" % i for i in range(1, 41)))
+        # a no-op starts nothing; the failed one runs again
+        r = self.kiln()
+        self.assertIn("39 up to date", r.out)
+        self.assertEqual(len(self.starts()), 41)
+
+    def test_a_long_task_streams_its_log(self):
+        self.ws.write("kiln.lua", 'task { name = "long", outputs = {"long.txt"}, run = "echo start $KILN_TASK >> '
+                      '$HOME/trace.txt; echo first; sleep 6; echo second; echo done > long.txt" }\n')
+        p = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua", env=self.env)
+        # past a few seconds the job is followed by a command of its own: its first line is here while it runs
+        log = self.ws.path(".kiln/logs/long@1.log")
+        self.assertTrue(wait_for(lambda: os.path.exists(log) and "first" in slurp(log).splitlines(), timeout=15))
+        self.assertNotIn("second", slurp(log).splitlines())
+        self.assertIsNone(p.poll())
+        out, err = p.communicate(timeout=60)
+        self.assertEqual(p.returncode, 0, out + err)
+        lines = self.ws.read(".kiln/logs/long@1.log").splitlines()
+        self.assertEqual((lines.count("first"), lines.count("second")), (1, 1))
+        self.assertEqual(self.ws.read("long.txt"), "done\n")
+        self.assertEqual(self.starts(), ["long"])
+
+    def test_a_dead_agent_loses_nothing(self):
+        self.ws.write("kiln.lua", """
+for i = 1, 8 do
+  task { name = "s" .. i, outputs = {"s/" .. i .. ".txt"},
+         run = "echo start $KILN_TASK >> $HOME/trace.txt; echo begun; sleep 2.5; echo " .. i .. " > s/" .. i .. ".txt" }
+end
+""")
+        p = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua", env=self.env)
+        self.assertTrue(wait_for(lambda: len(self.starts()) == 8, timeout=30))
+        # the agents' connections die while the jobs run (their local ssh is killed)
+        agents = [pid for pid in os.listdir("/proc") if pid.isdigit() and self._is_agent(pid, p.pid)]
+        self.assertEqual(len(agents), 2, "one agent per host")
+        for pid in agents:
+            os.kill(int(pid), signal.SIGKILL)
+        out, err = p.communicate(timeout=120)
+        self.assertEqual(p.returncode, 0, out + err)
+        self.assertEqual(sorted(self.starts()), ["s%d" % i for i in range(1, 9)], "nothing ran twice")
+        self.assertNotIn("lost", out)
+        for i in range(1, 9):
+            self.assertEqual(self.ws.read("s/%d.txt" % i), "%d\n" % i)
+            text = self.ws.read(".kiln/logs/s%d@1.log" % i)
+            self.assertEqual(text.splitlines().count("begun"), 1, text)
+            self.assertIn("dropped; following the job there again", text, "followed on its own")
+        self.assertTrue(wait_for(lambda: not self.lab.jobs_running(), timeout=10), "nothing left running there")
+
+    @staticmethod
+    def _is_agent(pid, kiln_pid):
+        """Whether pid is a local ssh that kiln started for an agent (its script reads KILN-ENDS)."""
+        try:
+            cmd = slurp("/proc/%s/cmdline" % pid, "rb")
+            ppid = int(slurp("/proc/%s/stat" % pid).rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError):
+            return False
+        return ppid == kiln_pid and b"KILN-ENDS" in cmd and b"/usr/bin/ssh" in cmd.split(b"\0")[0]
+
+
+if __name__ == "__main__":
+    main()
