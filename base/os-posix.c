@@ -108,6 +108,20 @@ int os_spawn(const OsSpawn *s, pid_t *pid)
 
 int os_signal(pid_t pid, int sig) { return kill(pid, sig); }
 
+int os_program_found(const char *name)
+{
+	const char *path = getenv("PATH");
+	for (const char *dir = path ? path : "/usr/bin:/bin"; *dir;) {
+		size_t n = strcspn(dir, ":");
+		char file[4096];
+		snprintf(file, sizeof file, "%.*s/%s", n ? (int)n : 1, n ? dir : ".", name);
+		if (access(file, X_OK) == 0)
+			return 1;
+		dir += n + (dir[n] == ':');
+	}
+	return 0;
+}
+
 int os_become_subreaper(void)
 {
 #ifdef PR_SET_CHILD_SUBREAPER

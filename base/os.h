@@ -50,6 +50,9 @@ int os_children_take(pid_t pid, int *status);
  * own) to its end: its stdout into out and stderr into err when given. Returns its exit
  * status, or -1 (with "cannot run X: why" in err when it could not start). */
 int os_run(char *const argv[], int new_group, Buf *out, Buf *err);
+/* Whether name is an executable file in one of PATH's directories (what posix_spawnp would
+ * run), found without starting it. */
+int os_program_found(const char *name);
 /* Sends sig to pid, or to the process group -pid when pid is negative: 0, or -1 (errno). */
 int os_signal(pid_t pid, int sig);
 /* Makes this process the reaper of its orphaned descendants (Linux), so a task's

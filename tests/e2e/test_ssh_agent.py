@@ -40,15 +40,17 @@ class SshAgent(KilnTestCase):
             shutil.rmtree(h.workdir(), ignore_errors=True)
         self.ws.write("hosts.lua", self.lab.hosts_lua({n: "jobs = 6, cpus = 6" for n in self.lab.hosts}))
         # every ssh kiln starts goes through this wrapper, which counts it
-        self.ws.write("bin/ssh", "#!/bin/sh\necho call >> %s\nexec /usr/bin/ssh \"$@\"\n" % self.ws.path("ssh-calls.txt"))
-        os.chmod(self.ws.path("bin/ssh"), 0o755)
+        for tool in ("ssh", "rsync"):
+            self.ws.write("bin/" + tool, "#!/bin/sh\necho call >> %s\nexec /usr/bin/%s \"$@\"\n"
+                          % (self.ws.path(tool + "-calls.txt"), tool))
+            os.chmod(self.ws.path("bin/" + tool), 0o755)
         self.env = {"PATH": self.ws.path("bin") + ":" + os.environ["PATH"]}
 
     def kiln(self, *args, **kw):
         return self.ws.kiln("run", "-k", "--executor", "ssh", "--hosts", "hosts.lua", *args, env=self.env, **kw)
 
-    def ssh_calls(self):
-        path = self.ws.path("ssh-calls.txt")
+    def calls(self, tool="ssh"):
+        path = self.ws.path(tool + "-calls.txt")
         return len(slurp(path).splitlines()) if os.path.exists(path) else 0
 
     def starts(self):
@@ -72,7 +74,7 @@ end
         self.assertEqual(r.rc, 1, r)
         self.assertIn("FAILED t7: exit status 3", r.out)
         self.assertIn("39 ran", r.out)
-        calls = self.ssh_calls()
+        calls = self.calls()
         self.assertLess(calls, 20, "40 attempts over 2 hosts, no ssh command of their own: %d" % calls)
         for i in range(1, 41):
             if i == 7:
@@ -85,10 +87,17 @@ end
         self.assertIn("exit status 3", self.ws.read(".kiln/logs/t7@1.log"))
         self.assertIn("hello 7", self.ws.read(".kiln/logs/t7@1.log"))
         self.assertEqual(sorted(self.starts()), sorted("t%d" % i for i in range(1, 41)))
-        # a no-op starts nothing; the failed one runs again
+        # a no-op starts nothing; the failed one runs again: per host a check of its connection
+        # and one first contact (with the sweep of jobs a killed kiln left), then the agent and
+        # the clean-up on the host it ran on; kiln's tools, there since the first run, are not
+        # copied again
+        before, rsyncs = self.calls(), self.calls("rsync")
+        self.assertGreater(rsyncs, 0, "the first run copied kiln's tools")
         r = self.kiln()
         self.assertIn("39 up to date", r.out)
         self.assertEqual(len(self.starts()), 41)
+        self.assertLessEqual(self.calls() - before, 6, "2 x (check, first contact) + agent + clean-up")
+        self.assertEqual(self.calls("rsync"), rsyncs, "kiln's tools are there already")
 
     def test_a_long_task_streams_its_log(self):
         self.ws.write("kiln.lua", 'task { name = "long", outputs = {"long.txt"}, run = "echo start $KILN_TASK >> '
@@ -130,6 +139,13 @@ end
             self.assertEqual(text.splitlines().count("begun"), 1, text)
             self.assertIn("dropped; following the job there again", text, "followed on its own")
         self.assertTrue(wait_for(lambda: not self.lab.jobs_running(), timeout=10), "nothing left running there")
+
+    def test_without_ssh_on_path_the_run_says_what_to_install(self):
+        self.ws.write("kiln.lua", 'task { name = "t", outputs = {"t.txt"}, run = "echo > t.txt" }\n')
+        os.makedirs(self.ws.path("nothing"), exist_ok=True)
+        r = self.ws.kiln("run", "--executor", "ssh", "--hosts", "hosts.lua", env={"PATH": self.ws.path("nothing")})
+        self.assertNotEqual(r.rc, 0, r)
+        self.assertIn("needs ssh and rsync on PATH (Debian: openssh-client rsync)", r.out + r.err)
 
     @staticmethod
     def _is_agent(pid, kiln_pid):

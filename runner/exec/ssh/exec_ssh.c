@@ -597,17 +597,24 @@ static void ssh_destroy(Executor *ex)
 	release_held(se);
 	ssh_agent_close_all(se);
 	ssh_stop_orphans(se);
-	for (int i = 0; i < se->nhosts; i++) { /* one command per host clears this run's job directories */
-		SshHost *h = &se->hosts[i];
+	/* one command per host, all at once, clears this run's job directories */
+	SshHost **each = xcalloc((size_t)se->nhosts + 1, sizeof *each);
+	char **clear = xcalloc((size_t)se->nhosts + 1, sizeof *clear);
+	for (int i = 0; i < se->nhosts; i++) {
+		SshHost *h = each[i] = &se->hosts[i];
 		if (!h->ended_jobs.len || h->down)
 			continue;
 		Buf b = {0};
 		buf_puts(&b, "cd ");
 		buf_shell_quote(&b, h->home_workdir);
 		buf_printf(&b, " && rm -rf%s", buf_str(&h->ended_jobs));
-		ssh_run(h, buf_str(&b), NULL, NULL);
-		buf_free(&b);
+		clear[i] = b.data;
 	}
+	ssh_run_each(each, clear, se->nhosts);
+	for (int i = 0; i < se->nhosts; i++)
+		free(clear[i]);
+	free(clear);
+	free(each);
 	for (int i = 0; i < se->nhosts; i++)
 		ssh_host_free(&se->hosts[i]);
 	free(se->hosts);
@@ -634,8 +641,7 @@ Executor *exec_ssh_new(const ExecSetup *cfg, Buf *err)
 			      "recipe, or --hosts FILE with one");
 		return NULL;
 	}
-	char *ssh_version[] = {"ssh", "-V", NULL}, *rsync_version[] = {"rsync", "--version", NULL};
-	if (ssh_run_local(ssh_version, NULL, NULL) != 0 || ssh_run_local(rsync_version, NULL, NULL) != 0) {
+	if (!os_program_found("ssh") || !os_program_found("rsync")) { /* looked up, not started: a run's start */
 		buf_puts(err, "the ssh executor needs ssh and rsync on PATH (Debian: openssh-client rsync)");
 		return NULL;
 	}

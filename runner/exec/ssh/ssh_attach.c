@@ -33,23 +33,34 @@ static int adopted_names(const AdoptedJob *a, const char *host, const char *id)
  * stopped at the run's end; a new attempt of their task stops them too (ssh_job.c), and a
  * multi-node job's are stopped at once. (A workdir belongs to one workspace, and the
  * workspace lock keeps a second kiln out of it.) */
+/* A job dir without its pid yet is claimed (its start, late after a kill -9, then starts
+ * nothing), or its start won the claim and the pid comes within moments. Each found:
+ * "ID<TAB>live|done<TAB>TASK<TAB>KEY<TAB>GPUS" from its job script. Run in the workdir, as
+ * part of the host's first contact (ssh_host.c), so it costs no command of its own. */
+const char ssh_sweep_listing[] =
+	"kiln_claim() { set -C; true 2>/dev/null > \"$1/claim\"; c=$?; set +C; return $c; }\n"
+	"for d in .kiln/jobs/*/; do [ -d \"$d\" ] || continue; s=live\n"
+	"if [ -f \"$d/exit\" ]; then read rc < \"$d/exit\"; [ \"$rc\" = 0 ] || continue; s=done; else\n"
+	"[ -s \"$d/pid\" ] || kiln_claim \"$d\" && [ ! -s \"$d/pid\" ] && continue; "
+	"i=0; while [ ! -s \"$d/pid\" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done; "
+	"read p 2>/dev/null < \"$d/pid\" && kill -0 -\"$p\" 2>/dev/null || continue; fi\n"
+	"printf '%s\\t%s\\t' \"$(basename \"$d\")\" $s; sed -n -e 's/^# written by kiln for task //p' "
+	"-e 's/^KILN_KEY=//p' -e 's/^CUDA_VISIBLE_DEVICES=//p' \"$d/job.sh\" | tr '\\n' '\\t'; echo; done; true";
+
 void ssh_sweep_orphans(SshExec *se, SshHost *h)
 {
 	h->swept = 1;
 	Buf b = {0}, out = {0};
-	ssh_job_set_dir(&b, h, "none");
-	/* a job dir without its pid yet is claimed (its start, late after a kill -9, then starts
-	 * nothing), or its start won the claim and the pid comes within moments. Each found:
-	 * "ID<TAB>live|done<TAB>TASK<TAB>KEY<TAB>GPUS" from its job script */
-	buf_puts(&b, "for d in .kiln/jobs/*/; do [ -d \"$d\" ] || continue; s=live\n"
-		     "if [ -f \"$d/exit\" ]; then read rc < \"$d/exit\"; [ \"$rc\" = 0 ] || continue; s=done; else\n"
-		     "[ -s \"$d/pid\" ] || kiln_claim \"$d\" && [ ! -s \"$d/pid\" ] && continue; "
-		     "i=0; while [ ! -s \"$d/pid\" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done; "
-		     "read p 2>/dev/null < \"$d/pid\" && kill -0 -\"$p\" 2>/dev/null || continue; fi\n"
-		     "printf '%s\\t%s\\t' \"$(basename \"$d\")\" $s; sed -n -e 's/^# written by kiln for task //p' "
-		     "-e 's/^KILN_KEY=//p' -e 's/^CUDA_VISIBLE_DEVICES=//p' \"$d/job.sh\" | tr '\\n' '\\t'; echo; done; true");
-	ssh_run(h, buf_str(&b), &out, NULL);
-	buf_reset(&b);
+	if (h->sweep_found) { /* listed at its first contact */
+		buf_puts(&out, h->sweep_found);
+		free(h->sweep_found);
+		h->sweep_found = NULL;
+	} else {
+		ssh_job_set_dir(&b, h, "none");
+		buf_puts(&b, ssh_sweep_listing);
+		ssh_run(h, buf_str(&b), &out, NULL);
+		buf_reset(&b);
+	}
 	ssh_job_set_dir(&b, h, "none");
 	int n = 0, kept = 0;
 	for (char *save = NULL, *line = strtok_r(out.data ? out.data : (char[]){0}, "\n", &save); line;

@@ -54,33 +54,40 @@ static char **argv_with(const SshHost *h, const char *mode, const char *remote)
 
 char **ssh_argv(const SshHost *h, const char *remote) { return argv_with(h, "", remote); }
 
-/* Makes sure h's master connection runs (one handshake per host, reused by every command):
- * 0, or -1 with ssh's complaint in err. */
-static int ensure_master(SshHost *h, Buf *err)
+/* Waits for a watched child of ours (os_children_watch) to end, reaping as it goes. */
+static void wait_child(pid_t pid, int *status)
 {
-	char **check = argv_with(h, "-O", "check");
-	int rc = ssh_run_local(check, NULL, NULL);
-	free(check);
-	if (rc == 0)
-		return 0;
+	while (!os_children_take(pid, status)) {
+		struct timespec pause = {0, 2000000};
+		nanosleep(&pause, NULL);
+		os_children_reap();
+	}
+}
+
+/* Starts h's master connection (its log beside its socket): the local ssh's pid, or -1. */
+static pid_t master_start(SshHost *h)
+{
 	unlink(h->control_path + strlen("ControlPath=")); /* a stale socket of a dead master */
 	char *log = xasprintf("%s.log", h->control_path + strlen("ControlPath="));
 	int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	free(log);
 	char **argv = argv_with(h, "-M", NULL);
 	pid_t pid = fd >= 0 ? ssh_spawn_local(argv, fd, fd) : -1;
 	free(argv);
 	if (fd >= 0)
 		close(fd);
+	return pid;
+}
+
+/* Waits for the master started as pid: 0 when it runs, or -1 with ssh's complaint in err. */
+static int master_started(SshHost *h, pid_t pid, Buf *err)
+{
 	int status = -1;
-	while (pid > 0 && !os_children_take(pid, &status)) {
-		struct timespec pause = {0, 2000000};
-		nanosleep(&pause, NULL);
-		os_children_reap();
-	}
-	if (pid > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0) {
-		free(log);
+	if (pid > 0)
+		wait_child(pid, &status);
+	if (pid > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0)
 		return 0;
-	}
+	char *log = xasprintf("%s.log", h->control_path + strlen("ControlPath="));
 	size_t len;
 	char *text = read_file(log, &len);
 	buf_puts(err, text && *text ? text : "ssh failed");
@@ -89,6 +96,16 @@ static int ensure_master(SshHost *h, Buf *err)
 	free(text);
 	free(log);
 	return -1;
+}
+
+/* Makes sure h's master connection runs (one handshake per host, reused by every command):
+ * 0, or -1 with ssh's complaint in err. */
+static int ensure_master(SshHost *h, Buf *err)
+{
+	char **check = argv_with(h, "-O", "check");
+	int rc = ssh_run_local(check, NULL, NULL);
+	free(check);
+	return rc == 0 ? 0 : master_started(h, master_start(h), err);
 }
 
 void ssh_host_close(SshHost *h)
@@ -172,10 +189,29 @@ int ssh_run(SshHost *h, const char *remote, Buf *out, Buf *err)
 	return (int)remote_command(h, remote, -1, -1, out, err, 1);
 }
 
+void ssh_run_each(SshHost **hosts, char **scripts, int n)
+{
+	pid_t *pids = xcalloc((size_t)n + 1, sizeof *pids);
+	for (int i = 0; i < n; i++)
+		pids[i] = scripts[i] ? ssh_spawn(hosts[i], scripts[i], -1, -1) : -1;
+	for (int i = 0; i < n; i++) {
+		int status;
+		if (pids[i] > 0)
+			wait_child(pids[i], &status);
+	}
+	free(pids);
+}
+
 /* The GPU readings' text, fetched again on each refresh (gpu.h's reader). */
 static int read_gpus(void *ctx, Buf *out)
 {
 	SshHost *h = ctx;
+	if (h->gpus_first) { /* the first contact's readings, read moments ago */
+		buf_puts(out, h->gpus_first);
+		free(h->gpus_first);
+		h->gpus_first = NULL;
+		return 0;
+	}
 	if (h->down)
 		return -1;
 	return ssh_run(h, GPU_QUERY, out, NULL) == 0 ? 0 : -1;
@@ -198,49 +234,64 @@ void ssh_host_failed(SshHost *h, const char *why)
 
 void ssh_host_ok(SshHost *h) { h->failures_in_a_row = 0; }
 
-int ssh_host_connect(SshHost *h, double busy_mem, double busy_util, Buf *err)
+/* The first contact's script: the workdir made, its absolute path, CPUs, memory, kiln's
+ * tools there, the GPUs, and (once a run) the jobs an earlier kiln left. malloc'd. */
+static char *contact_script(const SshHost *h)
 {
-	if (h->connected && !h->down)
-		return 0;
-	if (h->down && now_mono_ns() < h->retry_at_ns)
-		return -1;
-	Buf script = {0}, out = {0}, errout = {0};
-	if (ensure_master(h, &errout) != 0) {
-		ssh_host_failed(h, buf_str(&errout));
-		buf_printf(err, "%s: %s", h->spec->name, h->last_error);
-		buf_free(&errout);
-		return -1;
-	}
+	Buf script = {0};
 	buf_puts(&script, "mkdir -p ");
 	buf_shell_quote(&script, h->spec->workdir);
 	buf_puts(&script, " && cd ");
 	buf_shell_quote(&script, h->spec->workdir);
 	buf_puts(&script, " && mkdir -p .kiln/jobs .kiln/bin && pwd && (nproc 2>/dev/null || echo 1) && "
 			  "(awk '/^MemTotal:/ { print int($2 / 1024) }' /proc/meminfo 2>/dev/null || echo 0) && "
+			  /* kiln's tools there, as rsync's quick check sees them: a run copies them only if changed */
+			  "{ printf 'tools '; (cd .kiln/bin && stat -c '%n:%s:%Y' -- * 2>/dev/null) | tr '\\n' ' '; echo; } && "
 			  "{ " GPU_QUERY " 2>/dev/null || true; }");
-	int rc = ssh_run(h, buf_str(&script), &out, &errout);
-	buf_free(&script);
+	if (!h->swept) { /* the jobs an earlier kiln left there, listed in the same command */
+		buf_puts(&script, " && { echo KILN-SWEEP; ");
+		buf_puts(&script, ssh_sweep_listing);
+		buf_puts(&script, "; }");
+	}
+	return script.data;
+}
+
+/* What the first contact (exit status rc) printed: 0, or -1 when it failed (counted
+ * against the host, said in err). */
+static int contact_read(SshHost *h, int rc, Buf *out, Buf *errout, double busy_mem, double busy_util, Buf *err)
+{
 	if (rc != 0) {
 		char why[200];
-		snprintf(why, sizeof why, "%s", errout.len ? buf_str(&errout) : rc == 255 ? "ssh failed" : "cannot make the workdir");
+		snprintf(why, sizeof why, "%s", errout->len ? buf_str(errout) : rc == 255 ? "ssh failed" : "cannot make the workdir");
 		ssh_host_failed(h, why);
 		buf_printf(err, "%s: %s", h->spec->name, h->last_error);
-		buf_free(&out);
-		buf_free(&errout);
+		buf_free(out);
+		buf_free(errout);
 		return -1;
 	}
-	buf_free(&errout);
-	char *lines = out.data, *save = NULL;
+	buf_free(errout);
+	char *sweep = out->data ? strstr(out->data, "KILN-SWEEP\n") : NULL;
+	if (sweep) {
+		free(h->sweep_found);
+		h->sweep_found = xstrdup(sweep + 11);
+		*sweep = 0;
+	}
+	char *lines = out->data, *save = NULL;
 	char *home = strtok_r(lines, "\n", &save), *nproc = strtok_r(NULL, "\n", &save), *mem = strtok_r(NULL, "\n", &save);
+	char *tools = strtok_r(NULL, "\n", &save);
 	char *gpu_text = save && *save ? save : NULL;
+	free(h->tools_there);
+	h->tools_there = tools && !strncmp(tools, "tools ", 6) ? xasprintf(" %s ", tools + 6) : NULL;
 	free(h->home_workdir);
 	h->home_workdir = xstrdup(home ? home : h->spec->workdir);
 	if (!h->connected) { /* capacity, once: a host that comes back keeps its counts */
 		int cores = nproc ? atoi(nproc) : 1;
 		h->cpus = h->spec->cpus ? h->spec->cpus : cores > 0 ? cores : 1;
 		h->mem_mib = h->spec->mem_mib ? h->spec->mem_mib : mem ? atoll(mem) : 0;
-		if (gpu_text)
+		if (gpu_text) {
+			h->gpus_first = xstrdup(gpu_text);
 			h->gpus = gpu_pool_from_reader(read_gpus, h, h->spec->name, err);
+		}
 		else if (h->spec->gpus)
 			h->gpus = gpu_pool_from_list(h->spec->gpus, err);
 		if (h->gpus && h->spec->gpus && gpu_text && gpu_pool_restrict(h->gpus, h->spec->gpus, "hosts{} gpus", err) != 0) {
@@ -254,11 +305,97 @@ int ssh_host_connect(SshHost *h, double busy_mem, double busy_util, Buf *err)
 		h->free_cpus = h->cpus;
 		h->free_mem = h->mem_mib;
 	}
-	buf_free(&out);
+	buf_free(out);
 	h->connected = 1;
 	h->down = 0;
 	h->failures_in_a_row = 0;
 	return 0;
+}
+
+
+void ssh_hosts_connect(SshHost **hosts, int n, double busy_mem, double busy_util)
+{
+	pid_t *pid = xcalloc((size_t)n + 1, sizeof *pid);
+	int *up = xcalloc((size_t)n + 1, sizeof *up);
+	int quiet = open("/dev/null", O_WRONLY | O_CLOEXEC);
+	for (int i = 0; i < n; i++) { /* the masters checked, then those not running started */
+		char **check = argv_with(hosts[i], "-O", "check");
+		pid[i] = ssh_spawn_local(check, quiet, quiet);
+		free(check);
+	}
+	for (int i = 0; i < n; i++) {
+		int status = -1;
+		if (pid[i] > 0)
+			wait_child(pid[i], &status);
+		up[i] = pid[i] > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+		pid[i] = up[i] ? 0 : master_start(hosts[i]);
+	}
+	if (quiet >= 0)
+		close(quiet);
+	for (int i = 0; i < n; i++) {
+		Buf why = {0};
+		if (!up[i] && !(up[i] = master_started(hosts[i], pid[i], &why) == 0))
+			ssh_host_failed(hosts[i], buf_str(&why));
+		buf_free(&why);
+	}
+	char **paths = xcalloc(2 * (size_t)n + 1, sizeof *paths); /* each contact's stdout and stderr */
+	for (int i = 0; i < n; i++) {
+		pid[i] = -1;
+		if (!up[i])
+			continue;
+		paths[2 * i] = xasprintf("%s.out", hosts[i]->control_path + strlen("ControlPath="));
+		paths[2 * i + 1] = xasprintf("%s.err", hosts[i]->control_path + strlen("ControlPath="));
+		int out = open(paths[2 * i], O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+		int err = open(paths[2 * i + 1], O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+		char *script = contact_script(hosts[i]);
+		pid[i] = out >= 0 && err >= 0 ? ssh_spawn(hosts[i], script, out, err) : -1;
+		free(script);
+		if (out >= 0)
+			close(out);
+		if (err >= 0)
+			close(err);
+	}
+	for (int i = 0; i < n; i++) {
+		if (!up[i])
+			continue;
+		int status = -1;
+		if (pid[i] > 0)
+			wait_child(pid[i], &status);
+		Buf out = {0}, errout = {0}, err = {0};
+		size_t len;
+		char *text = read_file(paths[2 * i], &len), *complaint = read_file(paths[2 * i + 1], &len);
+		buf_puts(&out, text ? text : "");
+		buf_puts(&errout, complaint ? complaint : "");
+		free(text);
+		free(complaint);
+		int rc = pid[i] > 0 && WIFEXITED(status) ? WEXITSTATUS(status) : 255;
+		contact_read(hosts[i], rc, &out, &errout, busy_mem, busy_util, &err);
+		buf_free(&err);
+	}
+	for (int i = 0; i < 2 * n; i++)
+		free(paths[i]);
+	free(paths);
+	free(pid);
+	free(up);
+}
+
+int ssh_host_connect(SshHost *h, double busy_mem, double busy_util, Buf *err)
+{
+	if (h->connected && !h->down)
+		return 0;
+	if (h->down && now_mono_ns() < h->retry_at_ns)
+		return -1;
+	Buf out = {0}, errout = {0};
+	if (ensure_master(h, &errout) != 0) {
+		ssh_host_failed(h, buf_str(&errout));
+		buf_printf(err, "%s: %s", h->spec->name, h->last_error);
+		buf_free(&errout);
+		return -1;
+	}
+	char *script = contact_script(h);
+	int rc = ssh_run(h, script, &out, &errout);
+	free(script);
+	return contact_read(h, rc, &out, &errout, busy_mem, busy_util, err);
 }
 
 void ssh_host_free(SshHost *h)
@@ -267,6 +404,9 @@ void ssh_host_free(SshHost *h)
 	free(h->control_path);
 	free(h->home_workdir);
 	free(h->listing);
+	free(h->tools_there);
+	free(h->sweep_found);
+	free(h->gpus_first);
 	buf_free(&h->ended_jobs);
 	strmap_free_owned(&h->copied);
 	strmap_free_owned(&h->in_flight);

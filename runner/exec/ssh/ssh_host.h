@@ -59,9 +59,12 @@ typedef struct SshHost {
 	int ran, failed, lost, stopped, running;
 	int unplaced;   /* tasks failed (host-down) because it was down and no other host could take them */
 	double gpu_sec;
-	int tools_placed;     /* kiln's tools copied this run */
+	int tools_placed;     /* kiln's tools copied this run (or found there as they are here) */
+	char *tools_there;    /* " NAME:SIZE:MTIME ... " of kiln's tools there at the first contact, or NULL */
 	int kiln_placed;      /* and kiln itself (for `ranks`: kiln launch runs there) */
 	int swept;            /* jobs a killed kiln left unrecorded there were stopped (exec_ssh.c) */
+	char *gpus_first;     /* the first contact's GPU readings, for the pool's first read (or NULL) */
+	char *sweep_found;    /* what ssh_sweep_listing printed at the first contact, until swept (or NULL) */
 	int chosen;           /* holds a node of the multi-node job being placed (place_choose skips it) */
 	char *listing;        /* the listing of recorded placements, read once per run (or NULL) */
 	Buf ended_jobs;       /* " .kiln/jobs/ID" of jobs recorded here this run: removed there at the end */
@@ -70,6 +73,10 @@ typedef struct SshHost {
 	struct Agent *agent;  /* its agent this run (ssh_agent.c), or NULL */
 	int agent_off;        /* its agent could not run or ended: attempts go the old way */
 } SshHost;
+
+/* The shell text that lists the jobs an earlier kiln left in a workdir (ssh_attach.c): the
+ * first contact runs it too, so a run's sweep costs no command of its own. */
+extern const char ssh_sweep_listing[];
 
 /* The argv to run `sh -c remote` there (remote NULL: ssh's own flags only, for rsync -e),
  * NULL-terminated, malloc'd (the strings are the host's or static; free the array only). */
@@ -82,6 +89,8 @@ char *ssh_spawn_text(const SshHost *h, const char *script);
 /* Runs remote there and waits: its stdout into out (when given), stderr into err. Returns
  * its exit status; 255 or -1: ssh itself failed (the host is unreachable). */
 int ssh_run(SshHost *h, const char *remote, Buf *out, Buf *err);
+/* Runs scripts[i] (NULL: nothing) on hosts[i] for each i < n, side by side, to their ends. */
+void ssh_run_each(SshHost **hosts, char **scripts, int n);
 /* Starts remote there without waiting, stdout and stderr to the fds given: the pid (watched
  * by os_children_watch), or -1. */
 pid_t ssh_spawn(SshHost *h, const char *remote, int out_fd, int err_fd);
@@ -93,6 +102,9 @@ int ssh_run_local(char *const argv[], Buf *out, Buf *err);
 /* The first contact (or a retry of a down host when its back-off is over): makes the
  * workdir, reads nproc, memory and the GPUs. 0 when the host is usable now. */
 int ssh_host_connect(SshHost *h, double busy_mem, double busy_util, Buf *err);
+/* The first contacts of several hosts at once (each as ssh_host_connect, side by side:
+ * a run's start waits for the slowest host, not for their sum). */
+void ssh_hosts_connect(SshHost **hosts, int n, double busy_mem, double busy_util);
 /* A connection to h failed with why: counts towards marking it down (with back-off). */
 void ssh_host_failed(SshHost *h, const char *why);
 /* A command there went through: the failure count starts again. */

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../../recipe/launch.h"
@@ -147,16 +148,21 @@ static int place_tools(SshHost *h, Buf *err)
 	int n = 0;
 	static const char *const tools[] = {"kiln-kernels", "libkiln-kernels-cuda.so", "libkiln-kernels-probe.so",
 					    "libkiln-kernels-cudnn.so", "libkiln-kernels-nccl.so"};
+	int same = 1; /* each one there already, its size and mtime as here (rsync -a keeps them) */
 	for (int i = 0; i < 5; i++) {
-		char *p = xasprintf("%s/%s", dir, tools[i]);
-		if (access(p, R_OK) == 0)
+		char *p = xasprintf("%s/%s", dir, tools[i]), word[160];
+		struct stat st;
+		if (access(p, R_OK) == 0 && stat(p, &st) == 0) {
 			sources[n++] = p;
-		else
+			snprintf(word, sizeof word, " %s:%lld:%lld ", tools[i], (long long)st.st_size, (long long)st.st_mtime);
+			same &= h->tools_there && strstr(h->tools_there, word) != NULL;
+		} else {
 			free(p);
+		}
 	}
 	free(dir);
 	int rc = 0;
-	if (n) {
+	if (n && !same) {
 		char *dest = xasprintf("%s:%s/.kiln/bin/", h->spec->address, h->home_workdir);
 		rc = rsync(h, sources, n, dest, 0, err);
 		free(dest);
@@ -557,7 +563,14 @@ SshHost *place_choose(Cache *c, SshHost *hosts, int n, const Task *t, double bus
 		      int *reachable, int *big_enough)
 {
 	SshHost *best = NULL;
-	int best_score = -1, ids[64];
+	int best_score = -1, ids[64], nnew = 0;
+	SshHost **fresh = xmalloc(((size_t)n + 1) * sizeof *fresh);
+	for (int i = 0; i < n; i++) /* hosts not contacted yet this run: all at once */
+		if (!hosts[i].chosen && !hosts[i].connected && !hosts[i].down && ssh_host_allows(&hosts[i], t))
+			fresh[nnew++] = &hosts[i];
+	if (nnew > 1)
+		ssh_hosts_connect(fresh, nnew, busy_mem, busy_util);
+	free(fresh);
 	for (int i = 0; i < n; i++) {
 		SshHost *h = &hosts[i];
 		if (h->chosen || !ssh_host_allows(h, t))
