@@ -151,6 +151,15 @@ class Lab:
         lines.append("}")
         return "\n".join(lines) + "\n"
 
+    def reset(self):
+        """Every host up, with an empty workdir and no trace file: a test's fresh start."""
+        for h in self.hosts.values():
+            if not h.proc:
+                h.start()
+            if os.path.exists(os.path.join(h.home, "trace.txt")):
+                os.remove(os.path.join(h.home, "trace.txt"))
+            shutil.rmtree(h.workdir(), ignore_errors=True)
+
     def jobs_running(self):
         """PIDs of live processes working in a host's workdir: jobs (and their children) still
         there, whatever their command line says."""

@@ -48,13 +48,7 @@ class SshHosts(KilnTestCase):
 
     def setUp(self):
         super().setUp()
-        for h in self.lab.hosts.values():
-            if not h.proc:
-                h.start()
-            for p in ("trace.txt",):
-                if os.path.exists(os.path.join(h.home, p)):
-                    os.remove(os.path.join(h.home, p))
-            shutil.rmtree(h.workdir(), ignore_errors=True)
+        self.lab.reset()
         self.ws.write("hosts.lua", self.lab.hosts_lua())
 
     def kiln(self, *args, **kw):

@@ -7,7 +7,6 @@ runs twice)."""
 import os
 import re
 import signal
-import shutil
 import time
 import unittest
 
@@ -34,10 +33,7 @@ class SshAgent(KilnTestCase):
 
     def setUp(self):
         super().setUp()
-        for h in self.lab.hosts.values():
-            if os.path.exists(os.path.join(h.home, "trace.txt")):
-                os.remove(os.path.join(h.home, "trace.txt"))
-            shutil.rmtree(h.workdir(), ignore_errors=True)
+        self.lab.reset()
         self.ws.write("hosts.lua", self.lab.hosts_lua({n: "jobs = 6, cpus = 6" for n in self.lab.hosts}))
         # every ssh kiln starts goes through this wrapper, which counts it
         for tool in ("ssh", "rsync"):

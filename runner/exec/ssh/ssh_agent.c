@@ -178,17 +178,10 @@ static Remote *agent_remote(SshExec *se, const SshHost *h, const char *id)
 static void append_to(const char *path, const char *data, size_t n)
 {
 	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0666);
-	if (fd < 0)
-		return;
-	while (n > 0) {
-		ssize_t w = write(fd, data, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			break;
-		data += w, n -= (size_t)w;
+	if (fd >= 0) {
+		exec_write_all(fd, data, n);
+		close(fd);
 	}
-	close(fd);
 }
 
 /* One end of a whole record: its attempt ends as a follow command's would have. */
