@@ -330,11 +330,18 @@ static int in_record(const Agent *a, const char *id)
 	return 0;
 }
 
-static void agent_free_ends(Agent *a)
+/* Frees what a holds here (its pipes are closed by whoever ends it). */
+static void agent_free(Agent *a)
 {
 	for (int i = 0; i < a->ends_cap; i++)
 		buf_free(&a->ends[i].err);
 	free(a->ends);
+	buf_free(&a->queued);
+	buf_free(&a->clear);
+	buf_free(&a->dirs);
+	buf_free(&a->pending);
+	buf_free(&a->in);
+	free(a);
 }
 
 /* Reads what h's agent sent, ending the attempts whose records are whole: 0 while its
@@ -458,13 +465,7 @@ static void agent_gone(SshExec *se, SshHost *h)
 		}
 	}
 	free(mine);
-	buf_free(&a->queued);
-	buf_free(&a->clear);
-	buf_free(&a->dirs);
-	buf_free(&a->pending);
-	buf_free(&a->in);
-	agent_free_ends(a);
-	free(a);
+	agent_free(a);
 }
 
 void ssh_agent_pump(SshExec *se)
@@ -521,11 +522,7 @@ void ssh_agent_close_all(SshExec *se)
 			continue;
 		close(a->in_fd); /* its loop ends; the reporter after the ends it has */
 		close(a->out_fd);
-		buf_free(&a->queued);
-		buf_free(&a->pending);
-		buf_free(&a->in);
-		agent_free_ends(a);
-		free(a);
+		agent_free(a);
 		se->hosts[i].agent = NULL;
 	}
 }
