@@ -97,7 +97,7 @@ end
 
     def test_a_long_task_streams_its_log(self):
         self.ws.write("kiln.lua", 'task { name = "long", outputs = {"long.txt"}, run = "echo start $KILN_TASK >> '
-                      '$HOME/trace.txt; echo first; sleep 6; echo second; echo done > long.txt" }\n')
+                      '$HOME/trace.txt; echo first; sleep 10; echo second; echo done > long.txt" }\n')
         p = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua", env=self.env)
         # past a few seconds the job is followed by a command of its own: its first line is here while it runs
         log = self.ws.path(".kiln/logs/long@1.log")
@@ -115,7 +115,7 @@ end
         self.ws.write("kiln.lua", """
 for i = 1, 8 do
   task { name = "s" .. i, outputs = {"s/" .. i .. ".txt"},
-         run = "echo start $KILN_TASK >> $HOME/trace.txt; echo begun; sleep 2.5; echo " .. i .. " > s/" .. i .. ".txt" }
+         run = "echo start $KILN_TASK >> $HOME/trace.txt; echo begun; sleep 4; echo " .. i .. " > s/" .. i .. ".txt" }
 end
 """)
         p = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua", env=self.env)
