@@ -153,9 +153,10 @@ int ssh_agent_queue(SshExec *se, Remote *rm, const char *start_part)
 	}
 	Agent *a = h->agent;
 	ssh_job_batch_paths(rm->job, rm->id, &a->clear, &a->dirs);
-	/* the start part in a shell of its own (its exit and kiln_cannot end that shell only),
-	 * its stderr kept for the reporter; its end, whichever way it exits, appended to A/ends
-	 * (one short write: whole) and the reporter woken */
+	/* the start part in a shell of its own, which becomes the job (exec setsid sh job.sh,
+	 * whose own trap then reports its end); until then its EXIT trap reports a start that
+	 * ended early (kiln_cannot, a claim lost): "ID STATUS" appended to A/ends (one short
+	 * write: whole) and the reporter woken. Its stderr is kept for the reporter */
 	buf_printf(&a->queued, "( trap 'echo \"%s $?\" >> \"$A/ends\"; echo E >&3' EXIT\nJ=.kiln/jobs/%s\n%s) "
 			       "< /dev/null > /dev/null 2> \"$A/%s.err\" &\n",
 		   rm->id, rm->id, start_part, rm->id);

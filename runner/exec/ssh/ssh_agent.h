@@ -3,25 +3,29 @@
  * channel, a login shell, tee, wc and tar each: 2.6x a plain multiplexed ssh loop).
  *
  * The agent is `sh` on the host, started over the host's master connection when the first
- * attempt that it can carry starts there. kiln writes "B n\n" and n bytes to its stdin: the
- * start parts of the attempts started in one pass of the scheduler (ssh_job.c's, with
- * agent = 1) after one rm of their stale outputs and one mkdir of their folders, each start
- * in a background shell of its own; that shell waits for its
- * job and writes "E ID STATUS" to a FIFO, which the agent's reporter reads. For each end the
- * reporter writes on stdout:
+ * attempt that it can carry starts there. kiln writes "B n\n" and n bytes to its stdin (read
+ * by `head -c n`): the start parts of the attempts started in one pass of the scheduler
+ * (ssh_job.c's, with agent = 1) after one rm of their stale outputs and one mkdir of their
+ * folders. Each start runs in a background shell of its own that becomes its job (`exec
+ * setsid sh job.sh`); job.sh writes its pid, and at its end (an EXIT trap; TERM, INT and HUP
+ * trapped to exit) appends "ID STATUS" to A/ends and wakes the reporter through a FIFO. A
+ * start that fails before that says so by its own EXIT trap. At each wake-up the reporter
+ * sends every end appended since the last as one record on stdout:
  *
- *     KILN-END ID STATUS [out]
- *     a tar (one 512-byte block a record: it ends with its two end blocks) of the start's
- *     stderr, J/exit and J/log, then ("out": it exited 0) the outputs that come back
- *     KILN-SENT ID
+ *     KILN-ENDS ID:STATUS:OUT ...
+ *     one tar (one 512-byte block a record: it ends with its two end blocks) holding, per
+ *     end in that order, the start's stderr, J/exit, J/log and (OUT 1: it exited 0) the
+ *     outputs that come back
+ *     KILN-SENT
  *
- * which this side turns into what a follow command would have left (the log appended to
- * the local log, the outputs' tar after it, the last words in its stderr file) and ends as
- * ssh_end.c ends any attempt. Jobs run exactly as before: detached, in .kiln/jobs/ID, with
- * the same claim, so a killed kiln re-attaches to them by the follow command, and a job
- * that runs longer than SSH_AGENT_LIVE_SEC is handed to a follow command too (its log then
- * streams live). When the agent's connection ends, its jobs are followed one by one; when it
- * cannot run there, the host's attempts go the old way. KILN_SSH_AGENT=0 turns it off. */
+ * which this side turns, end by end, into what a follow command would have left (the log
+ * appended to the local log, the outputs' tar after it, the last words in its stderr file)
+ * and ends as ssh_end.c ends any attempt. Jobs run exactly as before: detached, in
+ * .kiln/jobs/ID, with the same claim, so a killed kiln re-attaches to them by the follow
+ * command, and a job that runs longer than SSH_AGENT_LIVE_SEC is handed to a follow command
+ * too (its log then streams live; a job killed by SIGKILL, which no trap sees, is noticed
+ * so). When the agent's connection ends, its jobs are followed one by one; when it cannot
+ * run there, the host's attempts go the old way. KILN_SSH_AGENT=0 turns it off. */
 #ifndef KILN_SSH_AGENT_H
 #define KILN_SSH_AGENT_H
 
