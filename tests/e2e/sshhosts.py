@@ -181,3 +181,21 @@ class Lab:
         for h in self.hosts.values():
             h.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class LabCase:
+    """A test class's lab, as a mixin before KilnTestCase: HOSTS (name -> GPU readings) are
+    started once for the class, and each test starts with every host up and empty."""
+    HOSTS = {}
+
+    @classmethod
+    def setUpClass(cls):
+        cls.lab = Lab(cls.HOSTS)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.lab.close()
+
+    def setUp(self):
+        super().setUp()
+        self.lab.reset()

@@ -37,18 +37,11 @@ def gloo_sum_worker(out):
             "dist.all_reduce(t)\n"
             "if dist.get_rank() == 0: open(%r, 'w').write('%%d %%d' %% (dist.get_world_size(), int(t.item())))\n" % out)
 
-class SshHosts(KilnTestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.lab = sshhosts.Lab({"v800": gpus(2), "v801": gpus(2, busy=(1,)), "v802": gpus(1)})
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.lab.close()
+class SshHosts(sshhosts.LabCase, KilnTestCase):
+    HOSTS = {"v800": gpus(2), "v801": gpus(2, busy=(1,)), "v802": gpus(1)}
 
     def setUp(self):
         super().setUp()
-        self.lab.reset()
         self.ws.write("hosts.lua", self.lab.hosts_lua())
 
     def kiln(self, *args, **kw):

@@ -22,18 +22,11 @@ def slurp(path, mode="r"):
 
 
 @unittest.skipIf(SKIP, SKIP or "")
-class SshAgent(KilnTestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.lab = sshhosts.Lab({"v800": [], "v801": []})
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.lab.close()
+class SshAgent(sshhosts.LabCase, KilnTestCase):
+    HOSTS = {"v800": [], "v801": []}
 
     def setUp(self):
         super().setUp()
-        self.lab.reset()
         self.ws.write("hosts.lua", self.lab.hosts_lua({n: "jobs = 6, cpus = 6" for n in self.lab.hosts}))
         # every ssh kiln starts goes through this wrapper, which counts it
         for tool in ("ssh", "rsync"):
