@@ -399,60 +399,21 @@ static void stat_one(void *ctx, size_t i)
 	stat_once(job->memo[i]);
 }
 
-static void bind_tasks_now(Cache *c)
+/* A batch of memo look-ups: every path's hash is computed before the first look-up, so
+ * each slot can be fetched AHEAD entries before it is read. */
+typedef struct {
+	const char *path;
+	uint64_t hash;
+	Memo **dst;
+	int stat; /* stat it now if new */
+} Want;
+
+enum { AHEAD = 8, WINDOW = 4096 }; /* look-ups per batch: a window, not a million tasks' worth of
+				       fresh memory at once */
+
+/* Points each want at its memo entry, made when new; the new ones to stat go on fresh. */
+static void bind_wants(Cache *c, const Want *want, size_t n, Memo ***fresh, size_t *nfresh, size_t *cap)
 {
-	if (c->bound || !c->g)
-		return;
-	c->bound = 1;
-	Graph *g = c->g;
-	enum { AHEAD = 8 };
-	uint64_t *hashes = xmalloc(((size_t)g->ntasks + 1) * sizeof *hashes);
-	for (int i = 0; i < g->ntasks; i++)
-		hashes[i] = hash_str(g->tasks[i]->name);
-	for (int i = 0; i < g->ntasks; i++) {
-		if (i + 2 * AHEAD < g->ntasks)
-			strmap_prefetch(&c->last, hashes[i + 2 * AHEAD], 0);
-		if (i + AHEAD < g->ntasks)
-			strmap_prefetch(&c->last, hashes[i + AHEAD], 1);
-		LastSuccess *last = strmap_get_hashed(&c->last, g->tasks[i]->name, hashes[i]);
-		if (last || !c->opt.readonly) /* a plan's tasks never recorded get no record (planned_run) */
-			task_cache(c, g->tasks[i])->last = last;
-	}
-	free(hashes);
-	/* A plan judges a task never recorded without its key (cache_check) and checks that its
-	 * inputs exist by listing (cache_input_exists): it gets no memo entries at all, which is
-	 * most of a first plan's memory. */
-	size_t n = 0;
-	for (int i = 0; i < g->ntasks; i++) {
-		Task *t = g->tasks[i];
-		if (!c->opt.readonly || t->cache_data) /* readonly: bound with a record when it has a success */
-			n += (size_t)(t->ninputs + t->noutputs);
-	}
-	typedef struct {
-		const char *path;
-		uint64_t hash;
-		Memo **dst;
-		int stat; /* stat it now if new */
-	} Want;
-	Want *want = xmalloc((n + 1) * sizeof *want);
-	Memo **fresh = xmalloc((n + 1) * sizeof *fresh); /* paths no earlier run hashed */
-	size_t k = 0;
-	for (int i = 0; i < g->ntasks; i++) {
-		Task *t = g->tasks[i];
-		TaskCache *tc = t->cache_data;
-		if (c->opt.readonly && (!tc || !tc->last))
-			continue;
-		tc->in_memo = arena_alloc(&c->arena, (size_t)(t->ninputs + t->noutputs + 1) * sizeof(Memo *));
-		tc->out_memo = tc->in_memo + t->ninputs;
-		for (int j = 0; j < t->ninputs; j++)
-			want[k++] = (Want){t->inputs[j], hash_str(t->inputs[j]), &tc->in_memo[j], 1};
-		/* the outputs of a task never recorded are cleared before it runs: no stat */
-		for (int j = 0; j < t->noutputs; j++)
-			want[k++] = (Want){t->outputs[j], hash_str(t->outputs[j]), &tc->out_memo[j], tc->last != NULL};
-	}
-	/* the loader stats the paths it read; the new ones are stat'ed here, on all cores (a
-	 * first run has nothing else) */
-	size_t nfresh = 0;
 	for (size_t i = 0; i < n; i++) {
 		if (i + 2 * AHEAD < n)
 			strmap_prefetch(&c->memo, want[i + 2 * AHEAD].hash, 0);
@@ -461,12 +422,70 @@ static void bind_tasks_now(Cache *c)
 		Memo *m = strmap_get_hashed(&c->memo, want[i].path, want[i].hash);
 		if (!m) {
 			m = memo_entry(c, want[i].path);
-			if (want[i].stat)
-				fresh[nfresh++] = m;
+			if (want[i].stat) {
+				if (*nfresh == *cap) {
+					*cap = *cap ? 2 * *cap : WINDOW;
+					*fresh = xrealloc(*fresh, *cap * sizeof **fresh);
+				}
+				(*fresh)[(*nfresh)++] = m;
+			}
 		}
 		*want[i].dst = m;
 	}
+}
+
+static void bind_tasks_now(Cache *c)
+{
+	if (c->bound || !c->g)
+		return;
+	c->bound = 1;
+	Graph *g = c->g;
+	uint64_t hashes[WINDOW];
+	for (int from = 0; from < g->ntasks; from += WINDOW) {
+		int n = g->ntasks - from < WINDOW ? g->ntasks - from : WINDOW;
+		Task **tasks = g->tasks + from;
+		for (int i = 0; i < n; i++)
+			hashes[i] = hash_str(tasks[i]->name);
+		for (int i = 0; i < n; i++) {
+			if (i + 2 * AHEAD < n)
+				strmap_prefetch(&c->last, hashes[i + 2 * AHEAD], 0);
+			if (i + AHEAD < n)
+				strmap_prefetch(&c->last, hashes[i + AHEAD], 1);
+			LastSuccess *last = strmap_get_hashed(&c->last, tasks[i]->name, hashes[i]);
+			if (last || !c->opt.readonly) /* a plan's tasks never recorded get no record (planned_run) */
+				task_cache(c, tasks[i])->last = last;
+		}
+	}
+	/* A plan judges a task never recorded without its key (cache_check) and checks that its
+	 * inputs exist by listing (cache_input_exists): it gets no memo entries at all, which is
+	 * most of a first plan's memory. */
+	size_t cap = WINDOW, k = 0, nfresh = 0, fresh_cap = 0;
+	Want *want = xmalloc(cap * sizeof *want);
+	Memo **fresh = NULL; /* paths no earlier run hashed */
+	for (int i = 0; i < g->ntasks; i++) {
+		Task *t = g->tasks[i];
+		TaskCache *tc = t->cache_data;
+		if (c->opt.readonly && (!tc || !tc->last))
+			continue;
+		size_t need = (size_t)(t->ninputs + t->noutputs);
+		if (k + need > cap && k) { /* the window is full: look its paths up */
+			bind_wants(c, want, k, &fresh, &nfresh, &fresh_cap);
+			k = 0;
+		}
+		if (need > cap)
+			want = xrealloc(want, (cap = need) * sizeof *want);
+		tc->in_memo = arena_alloc(&c->arena, (need + 1) * sizeof(Memo *));
+		tc->out_memo = tc->in_memo + t->ninputs;
+		for (int j = 0; j < t->ninputs; j++)
+			want[k++] = (Want){t->inputs[j], hash_str(t->inputs[j]), &tc->in_memo[j], 1};
+		/* the outputs of a task never recorded are cleared before it runs: no stat */
+		for (int j = 0; j < t->noutputs; j++)
+			want[k++] = (Want){t->outputs[j], hash_str(t->outputs[j]), &tc->out_memo[j], tc->last != NULL};
+	}
+	bind_wants(c, want, k, &fresh, &nfresh, &fresh_cap);
 	free(want);
+	/* the loader stats the paths it read; the new ones are stat'ed here, on all cores (a
+	 * first run has nothing else) */
 	MemoJob job = {c, fresh};
 	parallel_for(nfresh, 256, 0, stat_one, &job);
 	free(fresh);
