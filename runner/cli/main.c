@@ -318,8 +318,20 @@ Graph *new_graph(void)
 	return graph_new(cwd);
 }
 
+/* The GPUs a recipe's gpus_available() sees (--gpus, else NVML's), counted when a recipe
+ * first asks: o is the command's Options. Errors surface in verb_run. */
+static int count_gpus(void *o)
+{
+	Buf err = {0};
+	GpuPool *pool = gpu_pool_open(((Options *)o)->gpus, &err);
+	int n = gpu_count(pool);
+	gpu_pool_free(pool);
+	buf_free(&err);
+	return n;
+}
+
 /* Loads a recipe or exits: 2 with its error, 130 when Ctrl-C stopped the load. */
-static void load_or_exit(Graph *g, const char *path, const ParamOverrides *ov, int gpus_known, double timeout)
+static void load_or_exit(Graph *g, const char *path, const ParamOverrides *ov, Options *o)
 {
 	Buf err = {0};
 	RecipeBlock blocks[16] = {{0}};
@@ -329,7 +341,8 @@ static void load_or_exit(Graph *g, const char *path, const ParamOverrides *ov, i
 			blocks[n++] = (RecipeBlock){exec_kinds[i]->block, exec_kinds[i]->read_block};
 	struct stat st;
 	/* the compiled recipe is kept in a workspace kiln has made: a command never makes one */
-	RecipeLoad lo = {.params = ov, .gpus_known = gpus_known, .timeout_sec = timeout, .executors = exec_kind_list(),
+	RecipeLoad lo = {.params = ov, .count_gpus = count_gpus, .count_gpus_ctx = o, .timeout_sec = o->load_timeout,
+			 .executors = exec_kind_list(),
 			 .blocks = blocks, .chunk_dir = stat(KILN_DIR, &st) == 0 ? KILN_DIR "/recipes" : NULL};
 	int rc = recipe_load(g, path, &lo, &err);
 	if (rc == -2) {
@@ -346,11 +359,7 @@ Graph *load_graph_with(Options *o, Graph *g, Cache *c)
 {
 	const char *recipe = o->recipe ? o->recipe : "kiln.lua";
 	Buf err = {0};
-	GpuPool *pool = gpu_pool_open(o->gpus, &err); /* its errors surface in verb_run */
-	int gpus_known = gpu_count(pool);
-	gpu_pool_free(pool);
-	buf_reset(&err);
-	load_or_exit(g, recipe, &o->params, gpus_known, o->load_timeout);
+	load_or_exit(g, recipe, &o->params, o);
 	if (o->hosts_file) { /* its hosts{} replaces the recipe's */
 		int ntasks = g->ntasks;
 		const void *recipe_hosts = graph_block(g, "hosts");
@@ -358,7 +367,7 @@ Graph *load_graph_with(Options *o, Graph *g, Cache *c)
 		struct stat st;
 		if (stat(o->hosts_file, &st) != 0)
 			fatal("--hosts %s: %s (a Lua file with a hosts{} block)", o->hosts_file, strerror(errno));
-		load_or_exit(g, o->hosts_file, &none, gpus_known, o->load_timeout);
+		load_or_exit(g, o->hosts_file, &none, o);
 		if (g->ntasks != ntasks)
 			fatal("%s: a hosts file declares hosts{} only, not tasks", o->hosts_file);
 		if (graph_block(g, "hosts") == recipe_hosts)

@@ -17,7 +17,7 @@
 
 int l_gpus_available(lua_State *L)
 {
-	lua_pushinteger(L, lk_context(L)->gpus_known);
+	lua_pushinteger(L, lk_gpus_known(lk_context(L)));
 	return 1;
 }
 

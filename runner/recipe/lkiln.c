@@ -36,6 +36,13 @@ enum { /* bits of check_fields' mask, in task_fields' order */
 
 RecipeContext *lk_context(lua_State *L) { return lua_touserdata(L, lua_upvalueindex(1)); }
 
+int lk_gpus_known(RecipeContext *ctx)
+{
+	if (ctx->gpus_known < 0)
+		ctx->gpus_known = ctx->count_gpus ? ctx->count_gpus(ctx->count_gpus_ctx) : 0;
+	return ctx->gpus_known;
+}
+
 Graph *lk_block_graph(lua_State *L)
 {
 	RecipeContext *ctx = lk_context(L);

@@ -14,7 +14,9 @@ typedef struct {
 	const ParamOverrides *ov;
 	char *ov_used;          /* per override: 1 once a params{} call declared that name */
 	Buf declared_params;    /* "a, b, c" for error messages */
-	int gpus_known;         /* gpus_available() */
+	int (*count_gpus)(void *ctx); /* gpus_available(): RecipeLoad's, asked once (lk_gpus_known) */
+	void *count_gpus_ctx;
+	int gpus_known;         /* its answer, or -1 before it was asked */
 	const char *const *executors; /* the names executor = "..." may give (RecipeLoad's) */
 	const RecipeBlock *blocks;    /* the executors' blocks, registered as globals */
 	const char *last_source; /* the chunk name of the last task{} call and its file name, */

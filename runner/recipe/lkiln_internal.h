@@ -13,6 +13,8 @@
 
 /* The RecipeContext of the API function that is running (its upvalue). */
 RecipeContext *lk_context(lua_State *L);
+/* The GPUs this machine has (gpus_available()), asked of ctx->count_gpus on first use. */
+int lk_gpus_known(RecipeContext *ctx);
 /* Records the recipe file and line of the call that declares t. */
 void lk_declaration_site(lua_State *L, RecipeContext *ctx, Task *t);
 /* Whether s is a task name: letters, digits and _-./:=+, with '/' between parts. */

@@ -220,7 +220,7 @@ int l_map(lua_State *L)
 	int shards = 1;
 	int type = lua_getfield(L, 1, "shards");
 	if (type == LUA_TSTRING && !strcmp(lua_tostring(L, -1), "gpus"))
-		shards = ctx->gpus_known > 0 ? ctx->gpus_known : os_cpu_count(); /* CPU workers without GPUs */
+		shards = lk_gpus_known(ctx) > 0 ? lk_gpus_known(ctx) : os_cpu_count(); /* CPU workers without GPUs */
 	else if (type != LUA_TNIL && (!lua_isinteger(L, -1) || (shards = (int)lua_tointeger(L, -1)) < 1 || shards > 4096))
 		luaL_error(L, "map{} \"%s\": shards must be a count from 1 to 4096 or \"gpus\"", name);
 	lua_pop(L, 1);

@@ -253,7 +253,8 @@ int recipe_load(Graph *g, const char *path, const RecipeLoad *lo, Buf *err)
 	/* a recipe makes short-lived tables and strings by the million (one task{} each):
 	 * generational collection frees them young, for less work than incremental sweeps */
 	lua_gc(L, LUA_GCGEN, 0, 0);
-	RecipeContext ctx = {.g = g, .ov = ov, .gpus_known = lo->gpus_known, .executors = lo->executors,
+	RecipeContext ctx = {.g = g, .ov = ov, .count_gpus = lo->count_gpus, .count_gpus_ctx = lo->count_gpus_ctx,
+			     .gpus_known = -1, .executors = lo->executors,
 			     .blocks = lo->blocks};
 	g->default_opts.retry_on = FC_DEFAULT_RETRY; /* what task{} gives a task that names none */
 	ctx.ov_used = xcalloc((size_t)ov->count + 1, 1);

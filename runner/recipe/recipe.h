@@ -29,7 +29,11 @@ typedef struct {
 /* How a recipe loads. */
 typedef struct {
 	const ParamOverrides *params; /* name=value from the command line; NULL: none */
-	int gpus_known;               /* what the recipe's gpus_available() returns */
+	/* what the recipe's gpus_available() returns, asked once and only when a recipe needs it
+	 * (gpus_available(), map{} shards = "gpus"): finding the GPUs loads NVML, which a
+	 * recipe of CPU tasks should not pay for; NULL: 0 */
+	int (*count_gpus)(void *ctx);
+	void *count_gpus_ctx;
 	double timeout_sec;           /* a load still running after this is stopped; <= 0: two minutes */
 	size_t max_bytes;             /* the most memory Lua may hold while it loads; 0: no limit */
 	const char *const *executors; /* the names executor = "..." may give, NULL-ended; NULL: "local" */

@@ -15,6 +15,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static char dir[] = "/tmp/kiln-fuzz-recipe-XXXXXX";
 static char path[sizeof dir + 16];
 
+static int two_gpus(void *ctx)
+{
+	(void)ctx;
+	return 2;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (dir[sizeof dir - 2] == 'X') {
@@ -27,7 +33,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	Graph *g = graph_new(dir);
 	Buf err = {0};
-	RecipeLoad lo = {.gpus_known = 2, .timeout_sec = 0.3, .max_bytes = 256u << 20, .wait_when_stuck = 1};
+	RecipeLoad lo = {.count_gpus = two_gpus, .timeout_sec = 0.3, .max_bytes = 256u << 20, .wait_when_stuck = 1};
 	if (recipe_load(g, path, &lo, &err) != 0 && !err.len)
 		abort(); /* a failure always says why */
 	buf_free(&err);
