@@ -173,6 +173,24 @@ class RecipeApi(KilnTestCase):
                     return os.path.join(d, name)
         self.fail("no kept chunk for kiln.lua in %s" % os.listdir(d))
 
+    def test_gpus_available_counts_the_devices_kiln_sees(self):
+        # the count is asked when the recipe first calls it (not before every load): the
+        # devices of KILN_GPU_INFO, narrowed by --gpus; none here without it (no driver)
+        self.ws.write("gpus.csv", "0, 80000, 0\n1, 80000, 0\n2, 80000, 0\n")
+        self.ws.write("kiln.lua", 'local n = gpus_available()\n'
+                      'task { name = "n", outputs = {"n.txt"}, run = "echo " .. n .. " > {out}" }\n')
+        env = {"KILN_GPU_INFO": self.ws.path("gpus.csv")}
+        r = self.ws.kiln("run", env=env)
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(self.ws.read("n.txt"), "3\n")
+        r = self.ws.kiln("run", "--gpus", "0,2", env=env)
+        self.assertEqual((r.rc, self.ws.read("n.txt")), (0, "2\n"), r)
+        r = self.ws.kiln("list", env=env)
+        self.assertEqual(r.rc, 0, r)
+        if not os.path.exists("/dev/nvidiactl") and not os.path.exists("/dev/dxg"):
+            r = self.ws.kiln("run")
+            self.assertEqual((r.rc, self.ws.read("n.txt")), (0, "0\n"), r)
+
     def test_the_compiled_recipe_is_kept_while_its_text_is_unchanged(self):
         self.ws.write("kiln.lua", 'task { name = "a", outputs = {"a.txt"}, run = "echo a > a.txt" }\n')
         self.assertFalse(self.ws.exists(".kiln"))
