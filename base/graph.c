@@ -44,10 +44,6 @@ void graph_free(Graph *g)
 {
 	if (!g)
 		return;
-	for (int i = 0; i < g->ntasks; i++) {
-		free(g->tasks[i]->deps);
-		free(g->tasks[i]->dependents);
-	}
 	free(g->tasks);
 	free(g->params);
 	free(g->shards);
@@ -361,7 +357,7 @@ static void link_dependents(Graph *g)
 			g->tasks[i]->deps[j]->ndependents++;
 	for (int i = 0; i < g->ntasks; i++) {
 		Task *t = g->tasks[i];
-		t->dependents = t->ndependents ? xmalloc((size_t)t->ndependents * sizeof *t->dependents) : NULL;
+		t->dependents = t->ndependents ? arena_ptrs(&g->arena, (size_t)t->ndependents) : NULL;
 		t->ndependents = 0;
 	}
 	for (int i = 0; i < g->ntasks; i++)
@@ -459,10 +455,8 @@ int graph_resolve(Graph *g, InputExists exists, void *exists_ctx, Buf *err)
 	 * its string, so a million of them ask about it once */
 	enum { KNOWN = 256 };
 	const char *known[KNOWN] = {0};
-	for (int i = 0; i < g->ntasks; i++) { /* edges are made afresh */
+	for (int i = 0; i < g->ntasks; i++) { /* edges are made afresh (the old stay in the arena) */
 		Task *t = g->tasks[i];
-		free(t->deps);
-		free(t->dependents);
 		t->deps = t->dependents = NULL;
 		t->ndeps = t->ndependents = 0;
 	}
@@ -529,7 +523,7 @@ int graph_resolve(Graph *g, InputExists exists, void *exists_ctx, Buf *err)
 		}
 		t->ndeps = e.n;
 		if (e.n) {
-			t->deps = xmalloc((size_t)e.n * sizeof *t->deps);
+			t->deps = arena_ptrs(&g->arena, (size_t)e.n);
 			memcpy(t->deps, e.deps, (size_t)e.n * sizeof *t->deps);
 		}
 	}

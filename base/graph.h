@@ -87,7 +87,8 @@ struct Task {
 
 	/* Edges, resolved by graph_resolve(): explicit deps (names and patterns) first, then
 	 * producers of inputs. A key hashes the outputs of explicit deps only: for the others
-	 * it hashes the input files themselves, the files the task actually reads. */
+	 * it hashes the input files themselves, the files the task actually reads. The
+	 * arrays are in the graph's arena (a map's million items would be a malloc each). */
 	Task **deps;
 	Task **input_producers; /* per input: the task producing it, or NULL (a source file); the
 				   whole list is NULL when every input is a source file */
