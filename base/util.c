@@ -237,6 +237,8 @@ static void *arena_take(Arena *a, size_t n, size_t align)
 
 void *arena_alloc(Arena *a, size_t n) { return arena_take(a, n, 16); }
 
+void *arena_alloc8(Arena *a, size_t n) { return arena_take(a, n, 8); }
+
 char *arena_chars(Arena *a, size_t n) { return arena_take(a, n, 1); }
 
 void *arena_ptrs(Arena *a, size_t n) { return arena_take(a, (n ? n : 1) * sizeof(void *), sizeof(void *)); }

@@ -66,6 +66,7 @@ typedef struct {
 	ArenaBlock *head;
 } Arena;
 void *arena_alloc(Arena *a, size_t n); /* 16-byte aligned */
+void *arena_alloc8(Arena *a, size_t n); /* 8-byte aligned: records of int64s and pointers, by the million */
 char *arena_chars(Arena *a, size_t n);  /* unaligned: text */
 void *arena_ptrs(Arena *a, size_t n);   /* n pointers, pointer-aligned (lists a million tasks hold) */
 char *arena_strdup(Arena *a, const char *s);

@@ -134,7 +134,7 @@ int cache_loaded(Cache *c, Buf *err)
 static Memo *new_memo(Cache *c, const char *path)
 {
 	size_t len = strlen(path);
-	Memo *m = arena_alloc(&c->arena, sizeof *m + len + 1);
+	Memo *m = arena_alloc8(&c->arena, sizeof *m + len + 1);
 	memset(m, 0, sizeof *m);
 	char *copy = (char *)(m + 1);
 	memcpy(copy, path, len + 1);
@@ -300,7 +300,7 @@ static int hash_dir_collect(Cache *c, const char *path, Hash *out, TreeCollector
 			 * (or the loader) last looked, and nothing else forgets paths inside a directory */
 			Memo *m = memo_entry(c, child);
 			m->hashed = m->statted = 0;
-			int isdir = stat_once(m) == 0 && m->s_isdir;
+			int isdir = stat_once(m) == 0 && S_ISDIR(m->s_mode);
 			int rc = col && isdir ? hash_dir_collect(c, child, &h, col) : hash_memo(c, m, &h);
 			if (rc == 0)
 				hash_hex(h, hex);
@@ -362,6 +362,14 @@ Memo *memo_entry(Cache *c, const char *path)
 }
 
 /* stat() once per command: the answer is kept on the memo entry. */
+/* Whether stat st matches the memo m, outside the racy window: its hash is the file's. */
+static int stat_matches(const FileMemo *m, const struct stat *st)
+{
+	int64_t mtime = ns_of(st->st_mtim);
+	return m->size == (int64_t)st->st_size && m->mtime_ns == mtime && m->ino == (int64_t)st->st_ino &&
+	       m->ctime_ns == ns_of(st->st_ctim) && m->hashed_ns - mtime > RACY_NS;
+}
+
 static int stat_once(Memo *m)
 {
 	if (m->statted)
@@ -370,14 +378,26 @@ static int stat_once(Memo *m)
 	m->statted = 1;
 	if (stat(m->m.path, &st) != 0) {
 		m->s_size = -1;
+		m->current = 0;
 		return -1;
 	}
 	m->s_size = st.st_size;
-	m->s_mtime = ns_of(st.st_mtim);
-	m->s_ino = (int64_t)st.st_ino;
-	m->s_ctime = ns_of(st.st_ctim);
-	m->s_isdir = S_ISDIR(st.st_mode);
 	m->s_mode = st.st_mode;
+	m->current = stat_matches(&m->m, &st);
+	return 0;
+}
+
+/* Hashes the file at m's path into m as a new entry: stat'ed first, then read, so a file
+ * rewritten meanwhile has a newer mtime than the one recorded. 0, or -1 when it cannot be
+ * read (nothing changes then). */
+static int hash_into(Memo *m)
+{
+	struct stat st;
+	Hash h;
+	if (stat(m->m.path, &st) != 0 || hash_file(m->m.path, &h) != 0)
+		return -1;
+	m->m = (FileMemo){m->m.path, st.st_size, ns_of(st.st_mtim), (int64_t)st.st_ino, ns_of(st.st_ctim), wall_ns(), h};
+	m->hashed = 1;
 	return 0;
 }
 
@@ -509,25 +529,14 @@ int cache_input_exists(void *cache, Task *t, int input)
 	return stat_once(tc && tc->in_memo ? tc->in_memo[input] : memo_entry(c, t->inputs[input])) == 0;
 }
 
-/* Whether this command's stat of m matches the memo, outside the racy window. */
-static int memo_current(const Memo *m)
-{
-	return m->m.size == m->s_size && m->m.mtime_ns == m->s_mtime && m->m.ino == m->s_ino &&
-	       m->m.ctime_ns == m->s_ctime && m->m.hashed_ns - m->s_mtime > RACY_NS;
-}
-
 static void prehash_one(void *ctx, size_t i)
 {
 	MemoJob *job = ctx;
 	Memo *m = job->memo[i];
-	Hash h;
 	if (os_stop_requested())
 		return; /* Ctrl-C: leave the rest; the scheduler stops before checking anything */
-	if (hash_file(m->m.path, &h) != 0)
-		return; /* cache_check tries again and reports it */
-	m->m = (FileMemo){m->m.path, m->s_size, m->s_mtime, m->s_ino, m->s_ctime, wall_ns(), h};
-	m->hashed = 1;
-	m->prehashed = 1;
+	if (hash_into(m) == 0) /* else cache_check tries again and reports it */
+		m->prehashed = 1;
 }
 
 /* Reading files mostly waits on the disk: more readers than cores keep it busy. */
@@ -551,7 +560,7 @@ void cache_prepare(Cache *c)
 			if ((t->input_producers && t->input_producers[j]) || m->queued || m->hashed)
 				continue;
 			m->queued = 1;
-			if (stat_once(m) != 0 || !S_ISREG(m->s_mode) || memo_current(m))
+			if (stat_once(m) != 0 || !S_ISREG(m->s_mode) || m->current)
 				continue;
 			if (n == cap)
 				list = xrealloc(list, (cap = cap ? cap * 2 : 256) * sizeof *list);
@@ -579,19 +588,18 @@ int hash_memo(Cache *c, Memo *m, Hash *out)
 	}
 	if (stat_once(m) != 0)
 		return -1;
-	if (m->s_isdir)
+	if (S_ISDIR(m->s_mode))
 		return hash_dir(c, path, out);
 	if (!S_ISREG(m->s_mode))
 		return -1; /* a fifo or a device has no content to hash (and opening a fifo waits) */
-	if (memo_current(m)) {
+	if (m->current) {
 		m->hashed = 1;
 		*out = m->m.hash;
 		return 0;
 	}
-	if (hash_file(path, out) != 0)
+	if (hash_into(m) != 0)
 		return -1;
-	m->m = (FileMemo){m->m.path, m->s_size, m->s_mtime, m->s_ino, m->s_ctime, wall_ns(), *out};
-	m->hashed = 1;
+	*out = m->m.hash;
 	if (!c->opt.readonly)
 		state_put_memo(c->state, &m->m);
 	return 0;

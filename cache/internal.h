@@ -36,14 +36,17 @@ typedef struct {
 typedef struct {
 	FileMemo m;
 	/* A Cache lives for one command, so these say "during this command" (bytes, not bit
-	 * fields: threads that stat and hash different entries must not share a word): */
-	unsigned char hashed;     /* the hash below is checked */
-	unsigned char statted;    /* s_* below are this command's stat */
-	unsigned char queued;     /* in cache_prepare's list already */
-	int prehashed;            /* cache_prepare hashed it: the state needs the new entry */
-	int64_t s_size, s_mtime, s_ino, s_ctime;
-	int s_isdir;
+	 * fields: threads that stat and hash different entries must not share a word). Of the
+	 * stat only what is asked again is kept: whether it matched m (a file whose stat
+	 * differs is stat'ed again right before it is hashed, for the new entry's fields),
+	 * its size and its mode: a million-file memo is 24 bytes an entry smaller. */
+	int64_t s_size;           /* -1: the path does not exist */
 	unsigned s_mode;
+	unsigned char hashed;     /* the hash in m is checked */
+	unsigned char statted;    /* s_size, s_mode and current are this command's stat */
+	unsigned char current;    /* that stat matched m, outside the racy window */
+	unsigned char queued;     /* in cache_prepare's list already */
+	unsigned char prehashed;  /* cache_prepare hashed it: the state needs the new entry */
 } Memo;
 
 typedef struct {
