@@ -164,7 +164,7 @@ int cache_commit(Cache *c, int force)
 TaskCache *task_cache(Cache *c, Task *t)
 {
 	if (!t->cache_data || t->cache_data == &c->planned_run) {
-		TaskCache *tc = arena_alloc(&c->arena, sizeof *tc);
+		TaskCache *tc = arena_alloc8(&c->arena, sizeof *tc);
 		memset(tc, 0, sizeof *tc);
 		tc->will_run = t->cache_data == &c->planned_run;
 		t->cache_data = tc; /* out_hashes come once its outputs are known (out_hashes_of) */
@@ -176,7 +176,7 @@ TaskCache *task_cache(Cache *c, Task *t)
 static Hash *out_hashes_of(Cache *c, const Task *t, TaskCache *tc)
 {
 	if (!tc->out_hashes)
-		tc->out_hashes = arena_alloc(&c->arena, (size_t)(t->noutputs + 1) * sizeof(Hash));
+		tc->out_hashes = arena_alloc8(&c->arena, (size_t)(t->noutputs ? t->noutputs : 1) * sizeof(Hash));
 	return tc->out_hashes;
 }
 
@@ -233,7 +233,7 @@ static int settle_outputs(Cache *c, Task *t, const Hash *want, int dry, Buf *rea
 		if (hash_is_absent(want[i]))
 			continue;
 		TaskCache *tc = t->cache_data;
-		if ((tc && tc->out_memo ? hash_memo(c, tc->out_memo[i], &h) : hash_path(c, t->outputs[i], &h)) != 0)
+		if ((tc && tc->in_memo ? hash_memo(c, tc->in_memo[t->ninputs + i], &h) : hash_path(c, t->outputs[i], &h)) != 0)
 			state[i] = 'd';
 		else if (!hash_equal(h, want[i]))
 			state[i] = 'm';
@@ -327,7 +327,7 @@ enum Verdict cache_check(Cache *c, Task *t, int dry, Buf *reason)
 			buf_puts(reason, n ? (dry ? "; would restore its outputs" : "; outputs restored") : "; outputs already in place");
 			if (!dry) {
 				state_set_last(c->state, t->name, tc->key, found.data ? found.data : "");
-				LastSuccess *l = last ? last : arena_alloc(&c->arena, sizeof *l);
+				LastSuccess *l = last ? last : arena_alloc8(&c->arena, sizeof *l);
 				l->key = tc->key;
 				l->outputs = arena_strdup(&c->arena, found.data ? found.data : "");
 				if (!last)
@@ -523,7 +523,7 @@ int cache_record_success(Cache *c, Task *t, Buf *err)
 	}
 	LastSuccess *l = strmap_get(&c->last, t->name);
 	if (!l) {
-		l = arena_alloc(&c->arena, sizeof *l);
+		l = arena_alloc8(&c->arena, sizeof *l);
 		strmap_put(&c->last, t->name, l);
 	}
 	tc->last = l;

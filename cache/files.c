@@ -225,7 +225,7 @@ static void load_memo(void *ctx, const FileMemo *fm)
 static void load_last(void *ctx, const char *task, Hash key, const char *outputs)
 {
 	Cache *c = ctx;
-	LastSuccess *l = arena_alloc(&c->arena, sizeof *l);
+	LastSuccess *l = arena_alloc8(&c->arena, sizeof *l);
 	l->key = key;
 	l->outputs = arena_strdup(&c->arena, outputs);
 	strmap_put(&c->last, arena_strdup(&c->arena, task), l);
@@ -494,13 +494,13 @@ static void bind_tasks_now(Cache *c)
 		}
 		if (need > cap)
 			want = xrealloc(want, (cap = need) * sizeof *want);
-		tc->in_memo = arena_alloc(&c->arena, (need + 1) * sizeof(Memo *));
-		tc->out_memo = tc->in_memo + t->ninputs;
+		tc->in_memo = arena_ptrs(&c->arena, need);
+		Memo **out_memo = tc->in_memo + t->ninputs;
 		for (int j = 0; j < t->ninputs; j++)
 			want[k++] = (Want){t->inputs[j], hash_str(t->inputs[j]), &tc->in_memo[j], 1};
 		/* the outputs of a task never recorded are cleared before it runs: no stat */
 		for (int j = 0; j < t->noutputs; j++)
-			want[k++] = (Want){t->outputs[j], hash_str(t->outputs[j]), &tc->out_memo[j], tc->last != NULL};
+			want[k++] = (Want){t->outputs[j], hash_str(t->outputs[j]), &out_memo[j], tc->last != NULL};
 	}
 	bind_wants(c, want, k, &fresh, &nfresh, &fresh_cap);
 	free(want);

@@ -53,7 +53,7 @@ typedef struct {
 	Hash key;
 	char *components; /* malloc'd while the task may still need recording */
 	Hash *out_hashes; /* one per declared output, once the task is done (NULL before) */
-	Memo **in_memo, **out_memo; /* per input / output, found by bind_tasks() */
+	Memo **in_memo;   /* per input, then per output (from in_memo + ninputs): bind_tasks() */
 	LastSuccess *last;          /* NULL: no success recorded */
 	/* bytes: a million of these make a plan */
 	unsigned char key_known;    /* key is this command's (a task never recorded is checked without it) */

@@ -96,14 +96,14 @@ char *cache_key_components(Cache *c, Task *t, size_t *key_len)
 		Hash h;
 		Task *producer = t->input_producers ? t->input_producers[order[k]] : NULL;
 		TaskCache *pc = producer ? producer->cache_data : NULL;
-		if (pc && pc->rewrote && tc->in_memo && pc->out_memo) {
+		if (pc && pc->rewrote && tc->in_memo && pc->in_memo) {
 			/* its producer ran or was restored in this command and the input lies inside
 			 * one of its directory outputs: what was stat'ed before (by the loader) is out
 			 * of date. An input that is an output itself was forgotten when rewritten. */
 			Memo *m = tc->in_memo[order[k]];
 			int exact = 0;
 			for (int o = 0; o < producer->noutputs && !exact; o++)
-				exact = pc->out_memo[o] == m;
+				exact = pc->in_memo[producer->ninputs + o] == m;
 			if (!exact)
 				m->hashed = m->statted = 0;
 		}
