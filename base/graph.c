@@ -56,7 +56,7 @@ void graph_free(Graph *g)
 
 Task *graph_new_task(Graph *g)
 {
-	Task *t = arena_alloc(&g->arena, sizeof *t);
+	Task *t = arena_alloc8(&g->arena, sizeof *t); /* 200 bytes: 16-aligned would waste 8 a task */
 	memset(t, 0, sizeof *t);
 	t->cpus = 1;
 	t->opts = &g->default_opts;

@@ -103,7 +103,7 @@ void lk_parse_run(lua_State *L, Graph *g, Task *t, int idx)
 	int extra = 0; /* a whole-word {outputs}/{inputs} becomes several words */
 	for (int i = 0; i < n; i++)
 		extra += !strcmp(words[i], "{outputs}") ? t->noutputs : !strcmp(words[i], "{inputs}") ? t->ninputs : 0;
-	t->argv = arena_alloc(&g->arena, (size_t)(n + extra + 1) * sizeof *t->argv);
+	t->argv = arena_ptrs(&g->arena, (size_t)(n + extra + 1));
 	for (int i = 0; i < n; i++) {
 		int whole_out = !strcmp(words[i], "{outputs}"), whole_in = !strcmp(words[i], "{inputs}");
 		if (whole_out || whole_in) {

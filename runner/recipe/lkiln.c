@@ -166,7 +166,7 @@ static KeyValue *key_values(lua_State *L, Graph *g, int idx, const char *field, 
 		n++;
 		lua_pop(L, 1);
 	}
-	KeyValue *kv = arena_alloc(&g->arena, (size_t)(n + 1) * sizeof *kv);
+	KeyValue *kv = arena_alloc8(&g->arena, (size_t)(n + 1) * sizeof *kv);
 	int i = 0;
 	lua_pushnil(L);
 	while (lua_next(L, idx)) {

@@ -171,7 +171,7 @@ static Task *lk_task_like(lua_State *L, Graph *g, const Task *proto, const char 
 		lk_check_confined(L, in[proto->ninputs - 1], "inputs", 0);
 		t->inputs = in;
 	}
-	KeyValue *tags = arena_alloc(&g->arena, (size_t)proto->ntags * sizeof *tags);
+	KeyValue *tags = arena_alloc8(&g->arena, (size_t)proto->ntags * sizeof *tags);
 	memcpy(tags, proto->tags, (size_t)proto->ntags * sizeof *tags);
 	for (int i = 0; i < t->ntags; i++)
 		if (!strcmp(tags[i].key, "item"))
