@@ -361,7 +361,6 @@ Memo *memo_entry(Cache *c, const char *path)
 	return m;
 }
 
-/* stat() once per command: the answer is kept on the memo entry. */
 /* Whether stat st matches the memo m, outside the racy window: its hash is the file's. */
 static int stat_matches(const FileMemo *m, const struct stat *st)
 {
@@ -370,6 +369,7 @@ static int stat_matches(const FileMemo *m, const struct stat *st)
 	       m->ctime_ns == ns_of(st->st_ctim) && m->hashed_ns - mtime > RACY_NS;
 }
 
+/* stat() once per command: what is asked again is kept on the memo entry. */
 static int stat_once(Memo *m)
 {
 	if (m->statted)
