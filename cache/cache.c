@@ -85,6 +85,7 @@ void cache_close(Cache *c)
 	if (c->store_queue && store_queue_finish(c->store_queue) > 0)
 		warn("some outputs could not be kept in the store (%s): they cannot be restored later", c->objects_dir);
 	store_free(c->store);
+	buf_free(&c->key_text);
 	/* what this command recorded, or a killed kiln left in the log, goes from the write-ahead
 	 * log into state.db before the lock says "exited cleanly": the database alone then holds
 	 * every success, whatever becomes of the log. A no-op run records nothing worth the fsync. */
@@ -270,6 +271,26 @@ static int settle_outputs(Cache *c, Task *t, const Hash *want, int dry, Buf *rea
 	return bad;
 }
 
+/* The task's key for this command into tc, its text into c->key_text (reused: a no-op of
+ * a million tasks would otherwise make and free a million texts); tc keeps no text. */
+static const char *key_now(Cache *c, Task *t, TaskCache *tc)
+{
+	free(tc->components);
+	tc->components = NULL;
+	size_t key_len;
+	cache_key_text(c, t, &c->key_text, &key_len);
+	tc->key = hash_bytes(c->key_text.data, key_len);
+	tc->key_known = 1;
+	return c->key_text.data;
+}
+
+/* Gives tc the text key_now made last (recorded or explained later). */
+static void keep_key_text(Cache *c, TaskCache *tc)
+{
+	tc->components = c->key_text.data;
+	c->key_text = (Buf){0};
+}
+
 /* The task's key (and its components) for this command, computed once. */
 static void ensure_key(Cache *c, Task *t, TaskCache *tc)
 {
@@ -306,8 +327,7 @@ enum Verdict cache_check(Cache *c, Task *t, int dry, Buf *reason)
 		buf_puts(reason, "no successful run recorded");
 		return VERDICT_RUN;
 	}
-	tc->key_known = 0;
-	ensure_key(c, t, tc);
+	const char *components = key_now(c, t, tc);
 	Hash *want = xmalloc((size_t)(t->noutputs + 1) * sizeof *want);
 	enum Verdict verdict = VERDICT_RUN;
 	Buf found = {0}, why = {0};
@@ -342,18 +362,16 @@ enum Verdict cache_check(Cache *c, Task *t, int dry, Buf *reason)
 		} else {
 			Buf old = {0};
 			state_find_success(c->state, t->name, last->key, NULL, &old);
-			explain_diff(buf_str(&old), tc->components, reason, 0);
+			explain_diff(buf_str(&old), components, reason, 0);
 			buf_free(&old);
 		}
 	}
 	if (verdict != VERDICT_RUN) {
 		memcpy(out_hashes_of(c, t, tc), want, (size_t)t->noutputs * sizeof *want);
 		tc->outputs_known = 1;
-		if (!dry) {
-			free(tc->components);
-			tc->components = NULL;
-		}
 	}
+	if (verdict == VERDICT_RUN || dry) /* recorded when it succeeds; a plan explains it */
+		keep_key_text(c, tc);
 	buf_free(&found);
 	buf_free(&why);
 	free(want);

@@ -71,6 +71,7 @@ struct Cache {
 	StrMap memo;  /* path -> Memo* */
 	Dirs dirs;    /* a plan's directory listings (dirs.c) */
 	StrMap last;  /* task name -> LastSuccess* */
+	Buf key_text; /* cache_check's key text, reused: an up-to-date task keeps none */
 	/* what a plan's tasks never recorded point to instead of a record each (a million-task
 	 * first plan needs none): will_run, nothing else; task_cache() replaces it by a record
 	 * of the task's own before anything is written */
@@ -106,8 +107,11 @@ struct Cache {
 
 /* Takes the workspace lock kiln_dir/lock for c (lock.c): 0, or -1 with who holds it in err. */
 int cache_take_lock(Cache *c, const char *kiln_dir, Buf *err);
-/* The canonical text of t's key components (key.c), one line per component, malloc'd; the
- * key is the hash of its first *key_len bytes (what follows are hints for explanations). */
+/* The canonical text of t's key components (key.c), one line per component, into text
+ * (emptied first); the key is the hash of its first *key_len bytes (what follows are hints
+ * for explanations). */
+void cache_key_text(Cache *c, Task *t, Buf *text, size_t *key_len);
+/* The same, malloc'd. */
 char *cache_key_components(Cache *c, Task *t, size_t *key_len);
 /* Waits for the loader thread; every entry point calls this before touching state. */
 void cache_ready(Cache *c);

@@ -33,13 +33,21 @@ static int shell_has_word(const char *text, const char *word)
 	return 0;
 }
 
-/* The canonical text of t's components, one line per component; the key is the hash of
- * its first *key_len bytes (what follows are hints for explanations only). */
 char *cache_key_components(Cache *c, Task *t, size_t *key_len)
 {
-	TaskCache *tc = task_cache(c, t);
 	Buf b = {0};
+	cache_key_text(c, t, &b, key_len);
+	return b.data;
+}
+
+/* The canonical text of t's components, one line per component; the key is the hash of
+ * its first *key_len bytes (what follows are hints for explanations only). */
+void cache_key_text(Cache *c, Task *t, Buf *text, size_t *key_len)
+{
+	TaskCache *tc = task_cache(c, t);
+	Buf b = *text; /* written here by value: buf_puts inlines best on a local */
 	char hex[33];
+	buf_reset(&b);
 	buf_puts(&b, "v\t" KEY_VERSION_TEXT "\n");
 	if (t->shell) {
 		buf_puts(&b, "cmd\tsh\t");
@@ -174,5 +182,5 @@ char *cache_key_components(Cache *c, Task *t, size_t *key_len)
 			buf_putc(&b, '\n');
 		}
 	}
-	return b.data;
+	*text = b;
 }
