@@ -97,10 +97,9 @@ void cache_close(Cache *c)
 			warn("cannot empty the workspace lock file: the next kiln will look for orphaned tasks");
 		close(c->lock_fd);
 	}
-	strmap_free(&c->memo);
+	ktable_free(&c->memo);
 	cache_resolved(c);
-	strmap_free(&c->last);
-	cache_free_stat_list(c);
+	ktable_free(&c->last);
 	free(c->db_path);
 	free(c->lock_path);
 	free(c->run_command);
@@ -171,6 +170,21 @@ TaskCache *task_cache(Cache *c, Task *t)
 		t->cache_data = tc; /* out_hashes come once its outputs are known (out_hashes_of) */
 	}
 	return t->cache_data;
+}
+
+/* t's last success is now tc->key with outputs (the recorded text): its entry in the
+ * last-success table is made the first time. */
+static void set_last(Cache *c, const Task *t, TaskCache *tc, const char *outputs)
+{
+	LastSuccess *l = ktable_get(&c->last, t->name);
+	if (!l) {
+		l = arena_alloc8(&c->arena, sizeof *l);
+		l->task = t->name;
+		ktable_add(&c->last, l, hash_str(t->name));
+	}
+	l->key = tc->key;
+	l->outputs = arena_strdup(&c->arena, outputs);
+	tc->last = l;
 }
 
 /* tc's output hashes, made on first use: a plan of a task that will run needs none. */
@@ -316,7 +330,7 @@ enum Verdict cache_check(Cache *c, Task *t, int dry, Buf *reason)
 	}
 	TaskCache *tc = task_cache(c, t);
 	tc->outputs_known = tc->will_run = 0;
-	LastSuccess *last = tc->in_memo ? tc->last : strmap_get(&c->last, t->name);
+	LastSuccess *last = tc->in_memo ? tc->last : ktable_get(&c->last, t->name);
 	if (!last && dry) {
 		/* a plan of a task never recorded: it runs, whatever its key, so no input is read
 		 * for it (a first plan of a million-task grid hashes nothing). A run computes the
@@ -347,12 +361,7 @@ enum Verdict cache_check(Cache *c, Task *t, int dry, Buf *reason)
 			buf_puts(reason, n ? (dry ? "; would restore its outputs" : "; outputs restored") : "; outputs already in place");
 			if (!dry) {
 				state_set_last(c->state, t->name, tc->key, found.data ? found.data : "");
-				LastSuccess *l = last ? last : arena_alloc8(&c->arena, sizeof *l);
-				l->key = tc->key;
-				l->outputs = arena_strdup(&c->arena, found.data ? found.data : "");
-				if (!last)
-					strmap_put(&c->last, t->name, l);
-				tc->last = l;
+				set_last(c, t, tc, found.data ? found.data : "");
 			}
 		}
 	}
@@ -481,7 +490,7 @@ static int inputs_unchanged(Cache *c, Task *t, TaskCache *tc, Buf *err)
 	if (!tc->key_known || !tc->components || !t->ninputs)
 		return 1;
 	for (int i = 0; i < t->ninputs; i++) {
-		Memo *m = tc->in_memo ? tc->in_memo[i] : strmap_get(&c->memo, t->inputs[i]);
+		Memo *m = tc->in_memo ? tc->in_memo[i] : ktable_get(&c->memo, t->inputs[i]);
 		if (m)
 			m->hashed = m->statted = 0;
 	}
@@ -539,14 +548,7 @@ int cache_record_success(Cache *c, Task *t, Buf *err)
 		buf_free(&outputs);
 		return -1;
 	}
-	LastSuccess *l = strmap_get(&c->last, t->name);
-	if (!l) {
-		l = arena_alloc8(&c->arena, sizeof *l);
-		strmap_put(&c->last, t->name, l);
-	}
-	tc->last = l;
-	l->key = tc->key;
-	l->outputs = arena_strdup(&c->arena, buf_str(&outputs));
+	set_last(c, t, tc, buf_str(&outputs));
 	free(tc->components);
 	tc->components = NULL;
 	buf_free(&outputs);
@@ -560,7 +562,7 @@ void cache_explain(Cache *c, Task *t, Buf *out)
 	size_t key_len;
 	char *now = tc->components ? xstrdup(tc->components) : cache_key_components(c, t, &key_len);
 	Hash key = tc->components ? tc->key : hash_bytes(now, key_len);
-	LastSuccess *last = strmap_get(&c->last, t->name);
+	LastSuccess *last = ktable_get(&c->last, t->name);
 	if (!last) {
 		buf_puts(out, "no successful run of this task is recorded: it runs\n");
 	} else {

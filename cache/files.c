@@ -29,8 +29,6 @@ static void load_last(void *ctx, const char *task, Hash key, const char *outputs
 
 #define STATS_AT_ONCE 128
 
-static Memo *to_stat_at(Cache *c, size_t i) { return c->to_stat[i >> STAT_CHUNK_BITS][i & ((1u << STAT_CHUNK_BITS) - 1)]; }
-
 /* Claims the next STATS_AT_ONCE entries read to stat ([*from, *to)): 1, or 0 when none
  * is left to claim (or, while the loader still reads, fewer than STATS_AT_ONCE). */
 static int claim_stats(Cache *c, size_t *from, size_t *to)
@@ -55,12 +53,14 @@ static int claim_stats(Cache *c, size_t *from, size_t *to)
 /* Stats the next chunk of entries read: 1, or 0 when claim_stats had none to give. */
 static int stat_a_chunk(Cache *c)
 {
+	atomic_fetch_add(&c->statting, 1); /* before the check: see forget_what_was_read */
 	size_t from, to;
-	if (!claim_stats(c, &from, &to))
-		return 0;
-	for (size_t i = from; i < to; i++)
-		stat_once(to_stat_at(c, i));
-	return 1;
+	int claimed = !atomic_load(&c->stats_stopped) && claim_stats(c, &from, &to);
+	if (claimed)
+		for (size_t i = from; i < to; i++)
+			stat_once(ktable_at(&c->memo, i));
+	atomic_fetch_sub(&c->statting, 1);
+	return claimed;
 }
 
 /* Stats memo entries in chunks until none are left; run by both threads at once once
@@ -92,7 +92,6 @@ static void finish_loading(Cache *c, int bind)
 	share_stats(c);
 	pthread_join(c->loader, NULL);
 	c->loading = 0;
-	cache_free_stat_list(c);
 	trace_mark("loader joined");
 	if (!c->state) { /* a caller that skipped cache_loaded(): a bug in kiln, not in the recipe */
 		fprintf(stderr, "kiln: internal error: the state is used though it did not open: %s\n",
@@ -102,14 +101,6 @@ static void finish_loading(Cache *c, int bind)
 }
 
 void cache_ready(Cache *c) { finish_loading(c, 0); }
-
-void cache_free_stat_list(Cache *c)
-{
-	for (size_t k = 0; k < STAT_CHUNKS && c->to_stat[k]; k++) {
-		free(c->to_stat[k]);
-		c->to_stat[k] = NULL;
-	}
-}
 
 int cache_loaded(Cache *c, Buf *err)
 {
@@ -152,6 +143,23 @@ static void announce_loaded(Cache *c)
 	pthread_mutex_unlock(&c->loaded_lock);
 }
 
+/* The loader found damage part way: the entries read so far are dropped (their memory
+ * stays in the arena). The caller may be stat'ing some of them (cache_loaded): no new
+ * claim is made once stats_stopped is set, and the ones under way are waited for. */
+static void forget_what_was_read(Cache *c)
+{
+	atomic_store(&c->stats_stopped, 1);
+	while (atomic_load(&c->statting)) {
+		struct timespec pause = {0, 100000};
+		nanosleep(&pause, NULL);
+	}
+	ktable_free(&c->memo);
+	ktable_free(&c->last);
+	atomic_store(&c->nto_stat, 0);
+	atomic_store(&c->next_stat, 0);
+	atomic_store(&c->stats_stopped, 0);
+}
+
 void *cache_loader_main(void *arg)
 {
 	Cache *c = arg;
@@ -169,15 +177,14 @@ void *cache_loader_main(void *arg)
 		announce_loaded(c);
 		return NULL;
 	}
-	strmap_reserve(&c->memo, (size_t)state_memo_count(c->state));
-	strmap_reserve(&c->last, (size_t)state_last_count(c->state));
+	ktable_reserve(&c->memo, (size_t)state_memo_count(c->state));
+	ktable_reserve(&c->last, (size_t)state_last_count(c->state));
 	if (state_each_memo(c->state, load_memo, c) != 0 || state_each_last(c->state, load_last, c) != 0) {
 		/* damage found in the rows: forget what was read from them and start afresh */
 		int damaged = state_damaged(c->state);
 		state_close(c->state);
 		c->state = NULL;
-		strmap_free(&c->memo);
-		strmap_free(&c->last); /* entries read stay in the arena: a stat of one is harmless */
+		forget_what_was_read(c);
 		if (!damaged || c->opt.readonly || state_move_aside(c->db_path, "damage found reading it") != 0)
 			buf_printf(&c->open_error, "cannot read %s%s", c->db_path,
 				   damaged ? ": it is damaged; move it aside (`kiln run` does) and run again" : "");
@@ -212,23 +219,18 @@ static void load_memo(void *ctx, const FileMemo *fm)
 	const char *path = m->m.path;
 	m->m = *fm;
 	m->m.path = path;
-	strmap_put(&c->memo, m->m.path, m);
-	size_t n = atomic_load_explicit(&c->nto_stat, memory_order_relaxed), chunk = n >> STAT_CHUNK_BITS;
-	if (chunk >= STAT_CHUNKS)
-		return; /* past a billion files: left to be stat'ed on first use */
-	if (!c->to_stat[chunk])
-		c->to_stat[chunk] = xmalloc(sizeof(Memo *) << STAT_CHUNK_BITS);
-	c->to_stat[chunk][n & ((1u << STAT_CHUNK_BITS) - 1)] = m;
-	atomic_store_explicit(&c->nto_stat, n + 1, memory_order_release);
+	if (!ktable_add(&c->memo, m, hash_str(path))) /* rows are distinct paths: always new */
+		atomic_store_explicit(&c->nto_stat, c->memo.count, memory_order_release);
 }
 
 static void load_last(void *ctx, const char *task, Hash key, const char *outputs)
 {
 	Cache *c = ctx;
 	LastSuccess *l = arena_alloc8(&c->arena, sizeof *l);
+	l->task = arena_strdup(&c->arena, task);
 	l->key = key;
 	l->outputs = arena_strdup(&c->arena, outputs);
-	strmap_put(&c->last, arena_strdup(&c->arena, task), l);
+	ktable_add(&c->last, l, hash_str(l->task));
 }
 
 /* What hashing a directory output collects for the store: its files (by path) and its
@@ -352,11 +354,12 @@ static int64_t ns_of(struct timespec ts) { return (int64_t)ts.tv_sec * 100000000
 
 Memo *memo_entry(Cache *c, const char *path)
 {
-	Memo *m = strmap_get(&c->memo, path);
+	uint64_t h = hash_str(path);
+	Memo *m = ktable_get_hashed(&c->memo, path, h);
 	if (!m) {
 		m = new_memo(c, path);
 		m->m.size = -1; /* never matches a stat: no hash known yet */
-		strmap_put(&c->memo, m->m.path, m);
+		ktable_add(&c->memo, m, h);
 	}
 	return m;
 }
@@ -436,10 +439,10 @@ static void bind_wants(Cache *c, const Want *want, size_t n, Memo ***fresh, size
 {
 	for (size_t i = 0; i < n; i++) {
 		if (i + 2 * AHEAD < n)
-			strmap_prefetch(&c->memo, want[i + 2 * AHEAD].hash, 0);
+			ktable_prefetch(&c->memo, want[i + 2 * AHEAD].hash, 0);
 		if (i + AHEAD < n)
-			strmap_prefetch(&c->memo, want[i + AHEAD].hash, 1);
-		Memo *m = strmap_get_hashed(&c->memo, want[i].path, want[i].hash);
+			ktable_prefetch(&c->memo, want[i + AHEAD].hash, 1);
+		Memo *m = ktable_get_hashed(&c->memo, want[i].path, want[i].hash);
 		if (!m) {
 			m = memo_entry(c, want[i].path);
 			if (want[i].stat) {
@@ -468,10 +471,10 @@ static void bind_tasks_now(Cache *c)
 			hashes[i] = hash_str(tasks[i]->name);
 		for (int i = 0; i < n; i++) {
 			if (i + 2 * AHEAD < n)
-				strmap_prefetch(&c->last, hashes[i + 2 * AHEAD], 0);
+				ktable_prefetch(&c->last, hashes[i + 2 * AHEAD], 0);
 			if (i + AHEAD < n)
-				strmap_prefetch(&c->last, hashes[i + AHEAD], 1);
-			LastSuccess *last = strmap_get_hashed(&c->last, tasks[i]->name, hashes[i]);
+				ktable_prefetch(&c->last, hashes[i + AHEAD], 1);
+			LastSuccess *last = ktable_get_hashed(&c->last, tasks[i]->name, hashes[i]);
 			if (last || !c->opt.readonly) /* a plan's tasks never recorded get no record (planned_run) */
 				task_cache(c, tasks[i])->last = last;
 		}
@@ -608,7 +611,7 @@ int hash_memo(Cache *c, Memo *m, Hash *out)
 /* Forgets this command's view of path (it is about to be rewritten). */
 void forget_path(Cache *c, const char *path)
 {
-	Memo *m = strmap_get(&c->memo, path);
+	Memo *m = ktable_get(&c->memo, path);
 	if (m)
 		m->hashed = m->statted = 0;
 }

@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include "../base/keytable.h"
 #include "cache.h"
 #include "state/state.h"
 #include "store.h"
@@ -29,12 +30,13 @@ typedef struct {
 } Dirs;
 
 typedef struct {
+	const char *task;    /* first: its key in Cache.last */
 	Hash key;
 	const char *outputs; /* "<hex> <path>\n" per output */
 } LastSuccess;
 
 typedef struct {
-	FileMemo m;
+	FileMemo m; /* first, and m.path first in it: its key in Cache.memo */
 	/* A Cache lives for one command, so these say "during this command" (bytes, not bit
 	 * fields: threads that stat and hash different entries must not share a word). Of the
 	 * stat only what is asked again is kept: whether it matched m (a file whose stat
@@ -68,9 +70,9 @@ struct Cache {
 	char *objects_dir;
 	Store *store;            /* this thread's look-ups in the store */
 	Arena arena;
-	StrMap memo;  /* path -> Memo* */
+	KeyTable memo; /* path -> Memo; numbered in the order read, the state's rows first */
 	Dirs dirs;    /* a plan's directory listings (dirs.c) */
-	StrMap last;  /* task name -> LastSuccess* */
+	KeyTable last; /* task name -> LastSuccess */
 	Buf key_text; /* cache_check's key text, reused: an up-to-date task keeps none */
 	/* what a plan's tasks never recorded point to instead of a record each (a million-task
 	 * first plan needs none): will_run, nothing else; task_cache() replaces it by a record
@@ -95,13 +97,12 @@ struct Cache {
 	int loaded;         /* maps filled: the stats below are all that is left */
 	char *db_path;
 	Buf open_error;     /* why the loader could not open the database */
-	/* The memo entries the loader has read, for stat'ing: in chunks that never move, so
-	 * a waiting caller stats the first ones while later ones are still being read. */
-#define STAT_CHUNK_BITS 16
-#define STAT_CHUNKS 16384 /* of 65536 entries: a billion files */
-	Memo **to_stat[STAT_CHUNKS];
-	_Atomic size_t nto_stat;  /* published (release) after the entry is whole */
+	/* The memo entries the loader has read are stat'ed by number: a waiting caller stats
+	 * the first ones while later ones are still being read. */
+	_Atomic size_t nto_stat;  /* entries [0, nto_stat) are whole (published with release) */
 	_Atomic int read_all;     /* nto_stat is final */
+	_Atomic int stats_stopped; /* the loader is forgetting what it read: claim nothing */
+	_Atomic int statting;      /* threads inside stat_a_chunk */
 	_Atomic size_t next_stat; /* the first entry not yet claimed by a thread */
 };
 
@@ -115,8 +116,6 @@ void cache_key_text(Cache *c, Task *t, Buf *text, size_t *key_len);
 char *cache_key_components(Cache *c, Task *t, size_t *key_len);
 /* Waits for the loader thread; every entry point calls this before touching state. */
 void cache_ready(Cache *c);
-/* Frees the list of memo entries to stat (the loader is done with it). */
-void cache_free_stat_list(Cache *c);
 /* cache_ready, then binds every task to its memo entries once (see files.c). */
 void bind_tasks(Cache *c);
 /* The loader thread's body: opens the state, reads it, stats what it names. */

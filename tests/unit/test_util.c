@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "../../base/hash.h"
+#include "../../base/keytable.h"
 #include "../../base/graph.h"
 #include "../../base/pool.h"
 #include "../../base/untar.h"
@@ -177,6 +178,37 @@ int main(void)
 		strmap_put(&m, keys[i], keys[i]);
 	CHECK(m.cap == cap && strmap_get(&m, "k1999") == keys[1999]);
 	strmap_free(&m);
+
+	/* a key table: entries numbered as added, found by the key they carry; past 65536
+	 * entries a second chunk, whose first entries stay where they were */
+	typedef struct {
+		const char *key;
+		int n;
+	} Entry;
+	enum { NENTRIES = 70000 };
+	KeyTable *kt = calloc(1, sizeof *kt);
+	Entry *entries = calloc(NENTRIES + 1, sizeof *entries);
+	char (*names)[12] = calloc(NENTRIES + 1, sizeof *names);
+	ktable_reserve(kt, 100);
+	for (int i = 0; i < NENTRIES; i++) {
+		snprintf(names[i], sizeof names[i], "e%d", i);
+		entries[i] = (Entry){names[i], i};
+		CHECK(ktable_add(kt, &entries[i], hash_str(names[i])) == NULL);
+	}
+	CHECK(kt->count == NENTRIES && ktable_at(kt, 0) == &entries[0] && ktable_at(kt, 65537) == &entries[65537]);
+	Entry *found = ktable_get(kt, "e65999");
+	CHECK(found && found->n == 65999);
+	CHECK(ktable_get(kt, "e70000") == NULL && ktable_get(kt, "") == NULL);
+	entries[NENTRIES] = (Entry){"e12", -1}; /* an equal key: the present entry, table unchanged */
+	CHECK(ktable_add(kt, &entries[NENTRIES], hash_str("e12")) == &entries[12] && kt->count == NENTRIES);
+	ktable_prefetch(kt, hash_str("e7"), 0);
+	ktable_prefetch(kt, hash_str("e7"), 1);
+	CHECK(ktable_get_hashed(kt, "e7", hash_str("e7")) == &entries[7]);
+	ktable_free(kt);
+	CHECK(kt->count == 0 && ktable_get(kt, "e7") == NULL);
+	free(kt);
+	free(entries);
+	free(names);
 
 	Hash h = hash_bytes("kiln", 4), back;
 	char hex[33];

@@ -1,0 +1,99 @@
+/* keytable.c — open addressing with linear probing over entries that carry their keys. */
+#include "keytable.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+static const char *key_of(const KeyTable *t, uint32_t id) { return *(const char *const *)ktable_at(t, id - 1); }
+
+static size_t find(const KeyTable *t, const char *key, uint32_t h)
+{
+	size_t i = h & (t->cap - 1);
+	while (t->slots[i].id && (t->slots[i].hash != h || strcmp(key_of(t, t->slots[i].id), key) != 0))
+		i = (i + 1) & (t->cap - 1);
+	return i;
+}
+
+static void grow(KeyTable *t, size_t cap)
+{
+	KeyTableSlot *old = t->slots;
+	size_t old_cap = t->cap;
+	/* big_alloc + memset, not calloc: see strmap_grow */
+	t->slots = big_alloc(cap * sizeof *t->slots);
+	memset(t->slots, 0, cap * sizeof *t->slots);
+	t->cap = cap;
+	for (size_t i = 0; i < old_cap; i++) /* keys are distinct: the first empty slot is theirs */
+		if (old[i].id) {
+			size_t j = old[i].hash & (cap - 1);
+			while (t->slots[j].id)
+				j = (j + 1) & (cap - 1);
+			t->slots[j] = old[i];
+		}
+	big_free(old, old_cap * sizeof *old);
+}
+
+void ktable_reserve(KeyTable *t, size_t n)
+{
+	size_t cap = t->cap ? t->cap : 64;
+	while ((n + 1) * 2 >= cap)
+		cap *= 2;
+	if (cap != t->cap)
+		grow(t, cap);
+}
+
+void *ktable_get_hashed(const KeyTable *t, const char *key, uint64_t h)
+{
+	if (!t->count)
+		return NULL;
+	size_t i = find(t, key, (uint32_t)h);
+	return t->slots[i].id ? ktable_at(t, t->slots[i].id - 1) : NULL;
+}
+
+void *ktable_get(const KeyTable *t, const char *key) { return ktable_get_hashed(t, key, hash_str(key)); }
+
+void ktable_prefetch(const KeyTable *t, uint64_t h, int stage)
+{
+	if (!t->cap)
+		return;
+	const KeyTableSlot *s = &t->slots[(uint32_t)h & (t->cap - 1)];
+	if (stage == 0) {
+		__builtin_prefetch(s);
+	} else if (s->id) {
+		const char *const *entry = ktable_at(t, s->id - 1);
+		__builtin_prefetch(entry);
+		__builtin_prefetch(*entry);
+	}
+}
+
+void *ktable_add(KeyTable *t, void *entry, uint64_t h)
+{
+	if ((t->count + 1) * 2 >= t->cap)
+		grow(t, t->cap ? t->cap * 2 : 64);
+	const char *key = *(const char **)entry;
+	size_t i = find(t, key, (uint32_t)h);
+	if (t->slots[i].id)
+		return ktable_at(t, t->slots[i].id - 1);
+	size_t n = t->count, chunk = n >> KTABLE_CHUNK_BITS;
+	if (chunk >= KTABLE_CHUNKS)
+		fatal("more than %zu files or tasks in one workspace's records: split the workspace",
+		      (size_t)KTABLE_CHUNKS << KTABLE_CHUNK_BITS);
+	if (!t->chunks[chunk])
+		t->chunks[chunk] = xmalloc(sizeof(void *) << KTABLE_CHUNK_BITS);
+	t->chunks[chunk][n & ((1u << KTABLE_CHUNK_BITS) - 1)] = entry;
+	t->slots[i] = (KeyTableSlot){(uint32_t)h, (uint32_t)(n + 1)};
+	t->count = n + 1;
+	return NULL;
+}
+
+void ktable_free(KeyTable *t)
+{
+	big_free(t->slots, t->cap * sizeof *t->slots);
+	t->slots = NULL;
+	t->cap = t->count = 0;
+	for (size_t k = 0; k < KTABLE_CHUNKS && t->chunks[k]; k++) {
+		free(t->chunks[k]);
+		t->chunks[k] = NULL;
+	}
+}

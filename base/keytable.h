@@ -1,0 +1,51 @@
+/* keytable.h — a string-keyed table of entries the caller allocates, each beginning with
+ * its key (a `const char *` as its first member). Entries are numbered in the order they
+ * are added and kept in chunks that never move, so entry i stays where it is while more
+ * are added; the index is open addressing over 8-byte slots (32 bits of the key's hash and
+ * the entry's number + 1), at most half full. A million files' memo entries take 16 to 32
+ * bytes each of index instead of 48 to 96 as a StrMap's key, value and hash slots would.
+ *
+ * One thread adds and looks up; others may read entries [0, n) through ktable_at while it
+ * adds more, once n was published to them (the caller's release store after the adds). */
+#ifndef KILN_KEYTABLE_H
+#define KILN_KEYTABLE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define KTABLE_CHUNK_BITS 16
+#define KTABLE_CHUNKS 16384 /* of 65536 entries: a billion in all */
+
+typedef struct {
+	uint32_t hash; /* low half of hash_str(key) */
+	uint32_t id;   /* entry number + 1; 0: empty */
+} KeyTableSlot;
+
+typedef struct {
+	KeyTableSlot *slots;
+	size_t cap;
+	size_t count;
+	void **chunks[KTABLE_CHUNKS];
+} KeyTable;
+
+/* The entry whose key is key (h = hash_str(key)), or NULL. */
+void *ktable_get(const KeyTable *t, const char *key);
+void *ktable_get_hashed(const KeyTable *t, const char *key, uint64_t h);
+/* For batches of look-ups, as strmap_prefetch: stage 0 loads the key's first slot, a later
+ * stage 1 the entry and key that slot points to. */
+void ktable_prefetch(const KeyTable *t, uint64_t h, int stage);
+/* Adds entry (whose first member is its key; h = hash_str(key)) unless an entry with an
+ * equal key is there: returns that one (the table unchanged), else NULL. Past a billion
+ * entries kiln stops with a message (a fatal error). */
+void *ktable_add(KeyTable *t, void *entry, uint64_t h);
+/* Entry number i (< count). */
+static inline void *ktable_at(const KeyTable *t, size_t i)
+{
+	return t->chunks[i >> KTABLE_CHUNK_BITS][i & ((1u << KTABLE_CHUNK_BITS) - 1)];
+}
+/* Makes room for n entries in all: adding a known number never rehashes. */
+void ktable_reserve(KeyTable *t, size_t n);
+/* Frees the index and chunks (not the entries) and empties the table. */
+void ktable_free(KeyTable *t);
+
+#endif
