@@ -30,14 +30,17 @@ struct DirInfo {
 	int listed;         /* the listing is finished: under Dirs.lock while a lister runs */
 	char *text;         /* its entries' names, each NUL-terminated, one after another */
 	uint32_t *names;    /* open addressing over offsets into text + 1; 0 slots free */
+	uint8_t *tags;      /* per slot, 8 bits of its name's hash: most probes of a name not
+			       in the slot then skip the strcmp (and its cache miss in text) */
 	size_t mask;
 	struct DirInfo *next_queued;
 };
 
 static int dir_has(const DirInfo *d, const char *name)
 {
-	for (size_t i = hash_str(name) & d->mask; d->names[i]; i = (i + 1) & d->mask)
-		if (!strcmp(d->text + d->names[i] - 1, name))
+	uint64_t h = hash_str(name);
+	for (size_t i = h & d->mask; d->names[i]; i = (i + 1) & d->mask)
+		if (d->tags[i] == (uint8_t)(h >> 56) && !strcmp(d->text + d->names[i] - 1, name))
 			return 1;
 	return 0;
 }
@@ -67,14 +70,18 @@ static void list_dir(DirInfo *d)
 		cap *= 2;
 	uint32_t *names = big_alloc(cap * sizeof *names);
 	memset(names, 0, cap * sizeof *names);
+	uint8_t *tags = big_alloc(cap);
 	for (size_t at = 0; at < text.len; at += strlen(text.data + at) + 1) {
-		size_t i = hash_str(text.data + at) & (cap - 1);
+		uint64_t h = hash_str(text.data + at);
+		size_t i = h & (cap - 1);
 		while (names[i])
 			i = (i + 1) & (cap - 1);
 		names[i] = (uint32_t)at + 1;
+		tags[i] = (uint8_t)(h >> 56);
 	}
 	d->text = text.data;
 	d->names = names;
+	d->tags = tags;
 	d->mask = cap - 1;
 }
 
@@ -197,8 +204,10 @@ void dirs_free(Dirs *dirs)
 	void *value;
 	for (size_t i = 0; strmap_next(&dirs->map, &i, &key, &value);) {
 		DirInfo *d = value;
-		if (d->names)
+		if (d->names) {
 			big_free(d->names, (d->mask + 1) * sizeof *d->names);
+			big_free(d->tags, d->mask + 1);
+		}
 		free(d->text);
 		free(d->name);
 		free(d);
