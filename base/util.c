@@ -546,21 +546,33 @@ char *read_file(const char *path, size_t *len)
 	int fd = open_read(path);
 	if (fd < 0)
 		return NULL;
-	Buf b = {0};
-	char chunk[65536];
+	/* one buffer of the file's size, read into directly: no staging copy, no regrowth
+	 * (a recipe and its compiled chunk are read on every command); a file that grows
+	 * meanwhile (or reports no size) is read on to its end all the same */
+	struct stat st;
+	size_t cap = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0 ? (size_t)st.st_size + 1 : 4096;
+	char *data = xmalloc(cap);
+	size_t have = 0;
 	ssize_t n;
-	while ((n = read(fd, chunk, sizeof chunk)) > 0)
-		buf_put(&b, chunk, (size_t)n);
+	for (;;) {
+		if (have + 1 == cap)
+			data = xrealloc(data, cap *= 2);
+		n = read(fd, data + have, cap - 1 - have);
+		if (n <= 0)
+			break;
+		have += (size_t)n;
+	}
 	int err = errno;
 	close(fd);
 	if (n < 0) {
-		buf_free(&b);
+		free(data);
 		errno = err;
 		return NULL;
 	}
+	data[have] = 0;
 	if (len)
-		*len = b.len;
-	return b.data ? b.data : xcalloc(1, 1);
+		*len = have;
+	return data;
 }
 
 int write_file_atomic(const char *path, const void *data, size_t len)
