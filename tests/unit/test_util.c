@@ -11,6 +11,10 @@
 #include "../../base/untar.h"
 #include "../../base/util.h"
 #include "check.h"
+#include <limits.h>
+#include <stdarg.h>
+
+int __wrap___snprintf_chk(char *s, size_t maxlen, int flag, size_t slen, const char *format, ...);
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -209,6 +213,21 @@ int main(void)
 	free(kt);
 	free(entries);
 	free(names);
+
+	/* base/intfmt.c: "%lld" written digit by digit is what printf writes; anything else
+	 * (another format, too little room) is printf's own answer */
+	long long values[] = {0, 7, -7, 9, 10, -10, 99999, 1234567890123LL, LLONG_MAX, LLONG_MIN, LLONG_MIN + 1};
+	for (size_t i = 0; i < sizeof values / sizeof *values; i++) {
+		char fast[44], slow[44];
+		int nf = __wrap___snprintf_chk(fast, sizeof fast, 1, sizeof fast, "%lld", values[i]);
+		int ns = snprintf(slow, sizeof slow, "%lld", values[i]);
+		CHECK(nf == ns && !strcmp(fast, slow));
+	}
+	char small[8], num[44];
+	CHECK(__wrap___snprintf_chk(small, sizeof small, 1, sizeof small, "%lld", 123456789012LL) == 12 &&
+	      !strcmp(small, "1234567")); /* truncated as snprintf truncates */
+	CHECK(__wrap___snprintf_chk(num, sizeof num, 1, sizeof num, "%.14g", 0.1) == 3 && !strcmp(num, "0.1"));
+	CHECK(__wrap___snprintf_chk(num, sizeof num, 1, sizeof num, "%5lld", 42LL) == 5 && !strcmp(num, "   42"));
 
 	Hash h = hash_bytes("kiln", 4), back;
 	char hex[33];
