@@ -174,24 +174,32 @@ static int index_all(Graph *g, TaskIndex *ix, size_t n, Task **t_out, int *item_
 	}
 }
 
-static int graph_index(Graph *g, Buf *err)
+/* graph_index's two halves, run on two threads for a big graph: the name index (job 0),
+ * and everything about outputs (job 1: their roots, their index, no output inside
+ * another). They share nothing but the read-only task list; only job 1 takes from the
+ * arena. Each keeps its own error, so what is said does not depend on which ran first. */
+typedef struct {
+	Graph *g;
+	size_t nout;
+	Buf err[2];
+	int rc[2];
+} IndexJob;
+
+static int index_names(Graph *g, Buf *err)
 {
-	if (g->indexed)
-		return 0;
-	tindex_free(&g->by_name);
-	tindex_free(&g->by_output);
-	strmap_free(&g->output_roots);
-	g->by_output.outputs = 1;
-	size_t nout = 0;
-	for (int i = 0; i < g->ntasks; i++)
-		nout += (size_t)g->tasks[i]->noutputs;
 	Task *t, *other;
 	int k;
-	if (index_all(g, &g->by_name, (size_t)g->ntasks, &t, &k, &other) != 0) {
-		buf_printf(err, "%s:%d: task \"%s\" is declared twice (first at %s:%d)", t->file, t->line, t->name,
-			   other->file, other->line);
-		return -1;
-	}
+	if (index_all(g, &g->by_name, (size_t)g->ntasks, &t, &k, &other) == 0)
+		return 0;
+	buf_printf(err, "%s:%d: task \"%s\" is declared twice (first at %s:%d)", t->file, t->line, t->name, other->file,
+		   other->line);
+	return -1;
+}
+
+static int index_outputs(Graph *g, size_t nout, Buf *err)
+{
+	Task *t, *other;
+	int k;
 	for (int i = 0; i < g->ntasks; i++) {
 		t = g->tasks[i];
 		for (int j = 0; j < t->noutputs; j++) {
@@ -234,8 +242,40 @@ static int graph_index(Graph *g, Buf *err)
 		}
 	}
 	buf_free(&parent);
-	g->indexed = 1;
 	return 0;
+}
+
+static void index_job(void *ctx, size_t i)
+{
+	IndexJob *job = ctx;
+	job->rc[i] = i == 0 ? index_names(job->g, &job->err[0]) : index_outputs(job->g, job->nout, &job->err[1]);
+}
+
+enum { INDEX_ON_TWO_THREADS = 20000 }; /* tasks: below, a thread's start costs more than it saves */
+
+static int graph_index(Graph *g, Buf *err)
+{
+	if (g->indexed)
+		return 0;
+	tindex_free(&g->by_name);
+	tindex_free(&g->by_output);
+	strmap_free(&g->output_roots);
+	g->by_output.outputs = 1;
+	IndexJob job = {.g = g};
+	for (int i = 0; i < g->ntasks; i++)
+		job.nout += (size_t)g->tasks[i]->noutputs;
+	parallel_for(2, 1, g->ntasks >= INDEX_ON_TWO_THREADS ? 2 : 1, index_job, &job);
+	int rc = 0;
+	for (int i = 0; i < 2 && !rc; i++) /* a name declared twice is said first, as always */
+		if (job.rc[i] != 0) {
+			buf_puts(err, buf_str(&job.err[i]));
+			rc = -1;
+		}
+	buf_free(&job.err[0]);
+	buf_free(&job.err[1]);
+	if (rc == 0)
+		g->indexed = 1;
+	return rc;
 }
 
 Task *graph_find(const Graph *g, const char *name) { return tindex_get(&g->by_name, g->tasks, name); }

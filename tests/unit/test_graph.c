@@ -80,6 +80,33 @@ int main(void)
 	CHECK(graph_resolve(g, NULL, NULL, &err) == 0);
 	graph_free(g);
 
+	/* a graph big enough to be indexed on two threads says the same: a name declared twice
+	 * before an output declared twice (both are there), then the output alone, then an
+	 * output inside another */
+	static char big[25000][16], outs[25000][16];
+	for (int pass = 0; pass < 3; pass++) {
+		g = graph_new("/nonexistent-workspace");
+		for (int i = 0; i < 25000; i++) {
+			snprintf(big[i], sizeof big[i], "n%d", i);
+			snprintf(outs[i], sizeof outs[i], "out/%d", i);
+			add(g, big[i], NULL, NULL, outs[i], i + 1);
+		}
+		if (pass == 0)
+			add(g, "n24999", NULL, NULL, "out/7", 30001);
+		else if (pass == 1)
+			add(g, "late", NULL, NULL, "out/7", 30002);
+		else
+			add(g, "nest", NULL, NULL, "out/8/inner", 30003);
+		buf_reset(&err);
+		CHECK(graph_resolve(g, NULL, NULL, &err) == -1);
+		CHECK_STR(buf_str(&err), pass == 0 ? "r.lua:30001: task \"n24999\" is declared twice (first at r.lua:25000)"
+				       : pass == 1 ? "r.lua:30002: tasks \"late\" and \"n7\" (r.lua:8) both declare output \"out/7\""
+						   : "r.lua:30003: output \"out/8/inner\" of task \"nest\" lies inside output \"out/8\" of "
+						     "task \"n8\" (r.lua:9): outputs may not nest; let one task declare the directory, or "
+						     "move the file");
+		graph_free(g);
+	}
+
 	/* unknown dependency, with file:line */
 	g = graph_new("/nonexistent-workspace");
 	add(g, "x", "ghost", NULL, NULL, 7);
