@@ -9,7 +9,6 @@
  * Where Lua is not linked from the archive, nothing calls this and nothing changes. */
 #include <stdarg.h>
 #include <stddef.h>
-#include <string.h>
 
 int __vsnprintf_chk(char *s, size_t maxlen, int flag, size_t slen, const char *format, va_list ap);
 int __wrap___snprintf_chk(char *s, size_t maxlen, int flag, size_t slen, const char *format, ...);
@@ -38,7 +37,8 @@ int __wrap___snprintf_chk(char *s, size_t maxlen, int flag, size_t slen, const c
 	va_list ap;
 	va_start(ap, format);
 	int n;
-	if (maxlen >= 21 && slen >= maxlen && !strcmp(format, "%lld"))
+	if (maxlen >= 21 && slen >= maxlen && format[0] == '%' && format[1] == 'l' && format[2] == 'l' &&
+	    format[3] == 'd' && !format[4])
 		n = format_lld(s, va_arg(ap, long long));
 	else
 		n = __vsnprintf_chk(s, maxlen, flag, slen, format, ap);
