@@ -16,6 +16,7 @@ Graph *graph_new(const char *workspace)
 	Graph *g = xcalloc(1, sizeof *g);
 	g->workspace = arena_strdup(&g->arena, workspace);
 	g->default_opts.gpu_wait_sec = -1;
+	g->default_opts.cpus = 1;
 	return g;
 }
 
@@ -56,9 +57,8 @@ void graph_free(Graph *g)
 
 Task *graph_new_task(Graph *g)
 {
-	Task *t = arena_alloc8(&g->arena, sizeof *t); /* 200 bytes: 16-aligned would waste 8 a task */
+	Task *t = arena_alloc8(&g->arena, sizeof *t); /* 176 bytes: 16-aligned would waste 8 a task */
 	memset(t, 0, sizeof *t);
-	t->cpus = 1;
 	t->opts = &g->default_opts;
 	return t;
 }
@@ -89,7 +89,8 @@ static int same_key_values(const KeyValue *a, const KeyValue *b, int n)
 
 static int same_opts(const TaskOpts *a, const TaskOpts *b)
 {
-	return a->plot == b->plot && a->spec == b->spec && a->dep_patterns == b->dep_patterns &&
+	return a->file == b->file && a->mem_mib == b->mem_mib && a->cpus == b->cpus && a->gpus == b->gpus &&
+	       a->retries == b->retries && a->plot == b->plot && a->spec == b->spec && a->dep_patterns == b->dep_patterns &&
 	       a->ndep_patterns == b->ndep_patterns && a->ports == b->ports && a->stays == b->stays && a->optional == b->optional &&
 	       a->nhosts == b->nhosts && same_strings(a->hosts, b->hosts, a->nhosts) && a->retry_on == b->retry_on &&
 	       a->gpu_mem_mib == b->gpu_mem_mib && a->timeout_sec == b->timeout_sec && a->gpu_wait_sec == b->gpu_wait_sec &&
@@ -191,7 +192,7 @@ static int index_names(Graph *g, Buf *err)
 	int k;
 	if (index_all(g, &g->by_name, (size_t)g->ntasks, &t, &k, &other) == 0)
 		return 0;
-	buf_printf(err, "%s:%d: task \"%s\" is declared twice (first at %s:%d)", t->file, t->line, t->name, other->file,
+	buf_printf(err, "%s:%d: task \"%s\" is declared twice (first at %s:%d)", t->opts->file, t->line, t->name, other->opts->file,
 		   other->line);
 	return -1;
 }
@@ -215,8 +216,8 @@ static int index_outputs(Graph *g, size_t nout, Buf *err)
 		}
 	}
 	if (index_all(g, &g->by_output, nout, &t, &k, &other) != 0) {
-		buf_printf(err, "%s:%d: tasks \"%s\" and \"%s\" (%s:%d) both declare output \"%s\"", t->file, t->line,
-			   t->name, other->name, other->file, other->line, t->outputs[k]);
+		buf_printf(err, "%s:%d: tasks \"%s\" and \"%s\" (%s:%d) both declare output \"%s\"", t->opts->file, t->line,
+			   t->name, other->name, other->opts->file, other->line, t->outputs[k]);
 		return -1;
 	}
 	/* An output inside another output (a file in a task's directory output) would never
@@ -233,7 +234,7 @@ static int index_outputs(Graph *g, size_t nout, Buf *err)
 				if (outer) {
 					buf_printf(err, "%s:%d: output \"%s\" of task \"%s\" lies inside output \"%s\" of task \"%s\" "
 							"(%s:%d): outputs may not nest; let one task declare the directory, or move the file",
-						   t->file, t->line, path, t->name, buf_str(&parent), outer->name, outer->file,
+						   t->opts->file, t->line, path, t->name, buf_str(&parent), outer->name, outer->opts->file,
 						   outer->line);
 					buf_free(&parent);
 					return -1;
@@ -442,7 +443,7 @@ static int walk_deps(const Graph *g, int only_needed, Task **out, Buf *err)
 					from--;
 				Task *first = stack[from];
 				if (err) {
-					buf_printf(err, "%s:%d: dependency cycle: ", first->file, first->line);
+					buf_printf(err, "%s:%d: dependency cycle: ", first->opts->file, first->line);
 					for (int i = from; i <= sp; i++)
 						buf_printf(err, "%s -> ", stack[i]->name);
 					buf_puts(err, d->name);
@@ -506,12 +507,12 @@ int graph_resolve(Graph *g, InputExists exists, void *exists_ctx, Buf *err)
 		for (int j = 0; j < t->ndep_names; j++) {
 			Task *d = graph_find(g, t->dep_names[j]);
 			if (!d) {
-				buf_printf(err, "%s:%d: task \"%s\" depends on unknown task \"%s\"", t->file, t->line,
+				buf_printf(err, "%s:%d: task \"%s\" depends on unknown task \"%s\"", t->opts->file, t->line,
 					   t->name, t->dep_names[j]);
 				goto out;
 			}
 			if (d == t) {
-				buf_printf(err, "%s:%d: task \"%s\" depends on itself", t->file, t->line, t->name);
+				buf_printf(err, "%s:%d: task \"%s\" depends on itself", t->opts->file, t->line, t->name);
 				goto out;
 			}
 			add_edge(&e, t, d);
@@ -524,7 +525,7 @@ int graph_resolve(Graph *g, InputExists exists, void *exists_ctx, Buf *err)
 					matched = 1;
 				}
 			if (!matched) {
-				buf_printf(err, "%s:%d: task \"%s\": from = \"%s\" matches no task", t->file, t->line, t->name,
+				buf_printf(err, "%s:%d: task \"%s\": from = \"%s\" matches no task", t->opts->file, t->line, t->name,
 					   t->opts->dep_patterns[j]);
 				goto out;
 			}
@@ -540,7 +541,7 @@ int graph_resolve(Graph *g, InputExists exists, void *exists_ctx, Buf *err)
 			if (t->input_producers)
 				t->input_producers[j] = producer;
 			if (producer == t) {
-				buf_printf(err, "%s:%d: task \"%s\" lists \"%s\" as both input and output", t->file,
+				buf_printf(err, "%s:%d: task \"%s\" lists \"%s\" as both input and output", t->opts->file,
 					   t->line, t->name, t->inputs[j]);
 				goto out;
 			}
@@ -554,7 +555,7 @@ int graph_resolve(Graph *g, InputExists exists, void *exists_ctx, Buf *err)
 				continue;
 			if (exists ? !exists(exists_ctx, t, j) : stat(t->inputs[j], &st) != 0) {
 				buf_printf(err, "%s:%d: task \"%s\": input \"%s\" does not exist and no task produces it",
-					   t->file, t->line, t->name, t->inputs[j]);
+					   t->opts->file, t->line, t->name, t->inputs[j]);
 				goto out;
 			}
 			*seen = t->inputs[j];

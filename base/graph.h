@@ -29,6 +29,11 @@ enum TaskState {
  * copy, not a million), so it is written only while its task is being declared, and a
  * task that changes its options afterwards takes a copy first (graph_task_opts). */
 typedef struct TaskOpts {
+	const char *file;     /* recipe file of the task{} call (the line is the task's own) */
+	long long mem_mib;    /* memory it holds while it runs, 0: none asked */
+	int cpus;             /* CPU slots it holds (0 for a map item: its shard's runner holds them) */
+	short gpus;           /* at most 64 (a lease's devices) */
+	short retries;        /* at most 1000 */
 	const struct PlotSpec *plot; /* built-in work: plot{}'s chart (plots/plot.h), rendered by kiln */
 	const char *spec;     /* a built-in task's work as canonical text (hashed as its command) */
 	const char **dep_patterns; /* globs over task names (plot{} from = ...) */
@@ -59,30 +64,25 @@ typedef struct TaskOpts {
 
 struct Task {
 	const char *name;
-	const char *file; /* recipe file and line of the task{} call */
-	int line;
+	int line;         /* recipe line of the task{} call (its file is opts->file) */
 	int index;        /* position in declaration order */
+	TaskOpts *opts;    /* never NULL; maybe shared with other tasks (see TaskOpts): what the
+			      task asks beyond its command and files, its resources included */
 
 	const char **argv; /* run as argv (spawned directly) ... */
 	const char *shell; /* ... or as a shell string through /bin/sh -c, or built in (opts->plot) */
 	int argc;
-	int cpus;
-	TaskOpts *opts;    /* never NULL; maybe shared with other tasks (see TaskOpts) */
-
+	int nenv;
 	KeyValue *env;
 	KeyValue *tags;
-	int nenv;
 	int ntags;
+	int ninputs;
 	const char **inputs;  /* workspace-relative (or absolute outside it), globs expanded */
 	const char **outputs;
-	int ninputs;
 	int noutputs;
+	int ndep_names;
 	const char **dep_names;
 	const char *metrics;  /* path of a metrics JSON file, or NULL */
-	int ndep_names;
-	short gpus;           /* at most 64 (a lease's devices) */
-	short retries;        /* at most 1000 */
-	long long mem_mib;
 	struct MapShard *shard; /* map{}: the shard an item task belongs to, or that a runner runs */
 
 	/* Edges, resolved by graph_resolve(): explicit deps (names and patterns) first, then

@@ -415,15 +415,15 @@ static void check_resources(const Options *o, Graph *g, GpuPool *gpus, int cpus,
 		Task *t = g->tasks[i];
 		if (!t->needed || t->opts->plot || executor_of(o, t) != exec_kinds[0])
 			continue; /* their own system's, or the hosts' (exec_ssh.c says when none fits) */
-		if (t->gpus > 0 && gpu_count(gpus) > 0 && t->gpus > gpu_count(gpus))
-			fatal("%s:%d: task \"%s\" asks for %d GPUs but only %d are known (from %s)", t->file, t->line,
-			      t->name, t->gpus, gpu_count(gpus), gpu_source(gpus));
-		if (t->cpus > cpus)
-			fatal("%s:%d: task \"%s\" asks for %d CPUs but kiln may use %d (raise it with --cpus)", t->file,
-			      t->line, t->name, t->cpus, cpus);
-		if (t->mem_mib > mem)
+		if (t->opts->gpus > 0 && gpu_count(gpus) > 0 && t->opts->gpus > gpu_count(gpus))
+			fatal("%s:%d: task \"%s\" asks for %d GPUs but only %d are known (from %s)", t->opts->file, t->line,
+			      t->name, t->opts->gpus, gpu_count(gpus), gpu_source(gpus));
+		if (t->opts->cpus > cpus)
+			fatal("%s:%d: task \"%s\" asks for %d CPUs but kiln may use %d (raise it with --cpus)", t->opts->file,
+			      t->line, t->name, t->opts->cpus, cpus);
+		if (t->opts->mem_mib > mem)
 			fatal("%s:%d: task \"%s\" asks for %lld MiB of memory but kiln may use %lld (raise it with --mem)",
-			      t->file, t->line, t->name, t->mem_mib, mem);
+			      t->opts->file, t->line, t->name, t->opts->mem_mib, mem);
 	}
 }
 
@@ -545,7 +545,7 @@ static int verb_run(Options *o, int argc, char **argv)
 			continue;
 		}
 		if (t->needed && kind->refuses && kind->refuses(t, &why))
-			fatal("%s:%d: task \"%s\" %s", t->file, t->line, t->name, buf_str(&why));
+			fatal("%s:%d: task \"%s\" %s", t->opts->file, t->line, t->name, buf_str(&why));
 		int e = 0;
 		while (e < nexecutors && made[e] != kind)
 			e++;

@@ -23,15 +23,15 @@ int verb_list(Options *o, int argc, char **argv)
 			for (int j = 0; j < t->ndeps; j++)
 				printf("%s%s", j ? "," : " ", t->deps[j]->name);
 		}
-		printf("  cpus: %d", t->cpus);
-		if (t->mem_mib)
-			printf("  mem: %lldM", t->mem_mib);
-		if (t->gpus)
-			printf("  gpus: %d", t->gpus);
+		printf("  cpus: %d", t->opts->cpus);
+		if (t->opts->mem_mib)
+			printf("  mem: %lldM", t->opts->mem_mib);
+		if (t->opts->gpus)
+			printf("  gpus: %d", t->opts->gpus);
 		if (t->opts->timeout_sec > 0)
 			printf("  timeout: %gs", t->opts->timeout_sec);
-		if (t->retries)
-			printf("  retries: %d", t->retries);
+		if (t->opts->retries)
+			printf("  retries: %d", t->opts->retries);
 		if (t->ntags) {
 			printf("  tags:");
 			for (int j = 0; j < t->ntags; j++)
@@ -83,7 +83,7 @@ static char *site_of(const Task *t)
 {
 	if (t->shard && !task_is_runner(t))
 		return xasprintf("map %s", t->shard->map);
-	return t->file ? xasprintf("%s:%d", t->file, t->line) : xasprintf("task %s", t->name);
+	return t->opts->file ? xasprintf("%s:%d", t->opts->file, t->line) : xasprintf("task %s", t->name);
 }
 
 /* The part of path that starts at component k (0-based), its length in *n; NULL if none. */
@@ -155,7 +155,7 @@ int verb_graph(Options *o, int argc, char **argv)
 			strmap_put(&index, name, (void *)(intptr_t)nnodes);
 		}
 		counts[node[i]][vs.state[i]]++;
-		gpus[node[i]] |= t->gpus > 0;
+		gpus[node[i]] |= t->opts->gpus > 0;
 	}
 	/* each node's tasks, in order, for its label */
 	int *start = xcalloc((size_t)nnodes + 2, sizeof *start), *fill = xcalloc((size_t)nnodes + 1, sizeof *fill);

@@ -149,7 +149,7 @@ void exec_write_log_header(int fd, const Job *job)
 	time_t now = time(NULL);
 	strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", localtime(&now));
 	buf_printf(&b, "# kiln: task %s, attempt %d (try %d of %d in this run), started %s\n", t->name, job->attempt,
-		   job->run_try, t->retries + 1, when);
+		   job->run_try, t->opts->retries + 1, when);
 	/* as it ran: ports, the rendezvous, GPUs and a shard's item list filled in */
 	char *cmd = task_command_line(t), *ran = exec_expand_attempt(cmd, job);
 	buf_printf(&b, "# command: %s%s\n", t->shell ? "/bin/sh -c " : "", ran ? ran : cmd);
@@ -192,7 +192,7 @@ char *exec_expand_attempt(const char *s, const Job *job)
 		char *end;
 		long k = -1;
 		if (!strncmp(p, "{gpus}", 6)) {
-			buf_printf(&b, "%d", job->task->gpus);
+			buf_printf(&b, "%d", job->task->opts->gpus);
 			p += 6;
 			continue;
 		}

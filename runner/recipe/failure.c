@@ -130,10 +130,10 @@ static int file_word(const char *w)
 void failure_hint_missing(const Task *t, char *out, size_t n)
 {
 	out[0] = 0;
-	const char *slash = t->file ? strrchr(t->file, '/') : NULL;
+	const char *slash = t->opts->file ? strrchr(t->opts->file, '/') : NULL;
 	if (!slash)
 		return; /* a recipe in the workspace: its neighbours are the workspace's */
-	char *dir = strndup(t->file, (size_t)(slash - t->file));
+	char *dir = strndup(t->opts->file, (size_t)(slash - t->opts->file));
 	char *shell = t->shell ? strdup(t->shell) : NULL, *save = NULL;
 	const char *w = shell ? strtok_r(shell, " \t\n;|&<>()'\"", &save) : t->argc ? t->argv[0] : NULL;
 	for (int i = 0; w && !out[0];) {

@@ -71,11 +71,11 @@ int l_plot(lua_State *L)
 		return lua_error(L);
 	}
 	Task *t = graph_new_task(g);
+	graph_task_opts(g, t); /* a chart of its own (its file among them) */
 	lk_declaration_site(L, ctx, t);
 	char *tname = arena_alloc(&g->arena, strlen(spec->name) + 6);
 	sprintf(tname, "plot/%s", spec->name);
 	t->name = tname;
-	graph_task_opts(g, t); /* a chart of its own */
 	t->opts->plot = spec;
 	char *text = plot_spec_text(spec);
 	t->opts->spec = arena_strdup(&g->arena, text);
@@ -299,11 +299,11 @@ void lk_parse_torchrun(lua_State *L, Graph *g, Task *t, int cpus_declared)
 	lua_pop(L, 2);
 	if (!has_nproc)
 		lk_field_error(L, "torchrun", "needs nproc: a number of processes per node, or \"gpus\" for one per leased GPU");
-	if (tr->nproc == 0 && t->gpus == 0)
+	if (tr->nproc == 0 && t->opts->gpus == 0)
 		lk_field_error(L, "torchrun", "has nproc = \"gpus\" but the task leases none: set gpus = N, or give nproc as "
 					      "a number for CPU processes");
-	if (!cpus_declared && tr->nproc > t->cpus)
-		t->cpus = tr->nproc; /* each process is busy: they hold a CPU each unless told otherwise */
+	if (!cpus_declared && tr->nproc > t->opts->cpus)
+		t->opts->cpus = tr->nproc; /* each process is busy: they hold a CPU each unless told otherwise */
 	Buf err = {0};
 	if (torchrun_wrap(g, t, tr, &err) != 0) {
 		char msg[256];
@@ -332,7 +332,7 @@ static void missing_tag(const Task *plot, Task **sel, int n, const char *field, 
 	for (int i = 0; i < n; i++)
 		for (int j = 0; j < sel[i]->ntags; j++)
 			strlist_find_or_add(&keys, &nkeys, sel[i]->tags[j].key);
-	buf_printf(err, "%s:%d: plot{} \"%s\": %s = \"%s\" is a tag no task it draws from has", plot->file, plot->line,
+	buf_printf(err, "%s:%d: plot{} \"%s\": %s = \"%s\" is a tag no task it draws from has", plot->opts->file, plot->line,
 		   plot->opts->plot->name, field, key);
 	const char *best = NULL;
 	int best_d = 3;
@@ -388,7 +388,7 @@ int recipe_check_plots(const Graph *g, Buf *err)
 		if (n && (!want[0] || tag_on_some(sel + n - 1, 1, want[0])) && (!want[1] || tag_on_some(sel + n - 1, 1, want[1])))
 			continue; /* a task with every tag: fine */
 		if (!n) {
-			buf_printf(err, "%s:%d: plot{} \"%s\": from = \"%s\"%s selects no task (see `kiln list`)", t->file, t->line,
+			buf_printf(err, "%s:%d: plot{} \"%s\": from = \"%s\"%s selects no task (see `kiln list`)", t->opts->file, t->line,
 				   spec->name, spec->from[0], spec->nfrom > 1 ? " ..." : "");
 			rc = -1;
 			break;

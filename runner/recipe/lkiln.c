@@ -228,10 +228,10 @@ void lk_declaration_site(lua_State *L, RecipeContext *ctx, Task *t)
 			ctx->last_source = arena_strdup(&ctx->g->arena, ar.source);
 			ctx->last_file = arena_strdup(&ctx->g->arena, ar.short_src);
 		}
-		t->file = ctx->last_file;
+		t->opts->file = ctx->last_file;
 		t->line = ar.currentline;
 	} else {
-		t->file = "?";
+		t->opts->file = "?";
 	}
 }
 
@@ -481,9 +481,9 @@ static int l_task(lua_State *L)
 		t->tags = key_values(L, g, lua_gettop(L), "tags", &t->ntags);
 		lua_pop(L, 1);
 	}
-	t->gpus = (int)optional_number(L, has & F_GPUS, "gpus", 0, MAX_GPUS, t->gpus);
+	t->opts->gpus = (int)optional_number(L, has & F_GPUS, "gpus", 0, MAX_GPUS, t->opts->gpus);
 	/* a GPU task holds the CPUs it declares, none by default: four GPU tasks on a 2-core host */
-	t->cpus = (int)optional_number(L, has & F_CPUS, "cpus", 0, MAX_CPUS, t->gpus > 0 ? 0 : t->cpus);
+	t->opts->cpus = (int)optional_number(L, has & F_CPUS, "cpus", 0, MAX_CPUS, t->opts->gpus > 0 ? 0 : t->opts->cpus);
 	if (has & F_GPU_WAIT) {
 		int type = lua_getfield(L, 1, "gpu_wait");
 		t->opts->gpu_wait_sec = type == LUA_TNUMBER ? lua_tonumber(L, -1) : type == LUA_TSTRING ? parse_duration(lua_tostring(L, -1)) : -1;
@@ -499,14 +499,14 @@ static int l_task(lua_State *L)
 		t->opts->gpu_wait_fail = !strcmp(then, "fail");
 		lua_pop(L, 1);
 	}
-	t->retries = (int)optional_number(L, has & F_RETRIES, "retries", 0, MAX_RETRIES, t->retries);
+	t->opts->retries = (int)optional_number(L, has & F_RETRIES, "retries", 0, MAX_RETRIES, t->opts->retries);
 	t->opts->ports = (int)optional_number(L, has & F_PORTS, "ports", 0, MAX_PORTS, t->opts->ports);
 	lk_check_port_placeholders(L, t);
 	lk_warn_placeholder_typos(L, t);
 	if (has & F_RETRY_ON) {
 		t->opts->retry_on = lk_parse_retry_on(L, g);
 		if (!(has & F_RETRIES))
-			t->retries = 2; /* naming what to retry asks for retries */
+			t->opts->retries = 2; /* naming what to retry asks for retries */
 	} else {
 		t->opts->retry_on = FC_DEFAULT_RETRY;
 	}
@@ -531,7 +531,7 @@ static int l_task(lua_State *L)
 	}
 	if ((has & F_NNODES) && !(has & F_RANKS))
 		lk_field_error(L, "nnodes", "spreads ranks over nodes: give ranks = N too (torchrun has its own nnodes)");
-	t->mem_mib = optional_number(L, has & F_MEM, "mem", 1, 0, t->mem_mib);
+	t->opts->mem_mib = optional_number(L, has & F_MEM, "mem", 1, 0, t->opts->mem_mib);
 	t->opts->gpu_mem_mib = optional_number(L, has & F_GPU_MEM, "gpu_mem", 1, 0, t->opts->gpu_mem_mib);
 	if (has & F_TIMEOUT) {
 		int type = lua_getfield(L, 1, "timeout");

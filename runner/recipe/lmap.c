@@ -186,6 +186,18 @@ static Task *lk_task_like(lua_State *L, Graph *g, const Task *proto, const char 
 	return t;
 }
 
+/* The runner holds the resources, for all of its items: an item's own opts ask for none
+ * (shared by every item alike: a copy of the first is so already). */
+static void asks_nothing(Graph *g, Task *t)
+{
+	if (!t->opts->cpus && !t->opts->gpus && !t->opts->retries)
+		return;
+	TaskOpts scratch = *t->opts;
+	scratch.cpus = 0, scratch.gpus = 0, scratch.retries = 0;
+	t->opts = &scratch;
+	graph_share_opts(g, t); /* never left pointing at scratch: an arena copy when new */
+}
+
 int l_map(lua_State *L)
 {
 	RecipeContext *ctx = lk_context(L);
@@ -280,9 +292,7 @@ int l_map(lua_State *L)
 		}
 		MapShard *s = made[i % shards];
 		t->shard = s;
-		t->cpus = 0; /* the runner holds the resources, for all of its items */
-		t->gpus = 0;
-		t->retries = 0;
+		asks_nothing(g, t);
 		if (s->nitems == s->cap)
 			luaL_error(L, "map{}: internal: shard %d overflows", s->index);
 		s->items[s->nitems++] = t;

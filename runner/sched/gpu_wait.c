@@ -17,7 +17,7 @@ int lease_gpus(Run *r, Task *t, int *ids, double *waited)
 {
 	const SchedOptions *o = r->o;
 	int64_t now = now_mono_ns(), *since = &r->wait_since[t->index];
-	int leased = gpu_lease(o->gpus, t->gpus, t->opts->gpu_mem_mib, ids) == 0;
+	int leased = gpu_lease(o->gpus, t->opts->gpus, t->opts->gpu_mem_mib, ids) == 0;
 	double limit = t->opts->gpu_wait_sec >= 0 ? t->opts->gpu_wait_sec : o->gpu_wait_sec;
 	if (!leased && *since && limit > 0 && now - *since >= (int64_t)(limit * 1e9) && gpu_busy_count(o->gpus) > 0) {
 		if (t->opts->gpu_wait_fail) {
@@ -31,7 +31,7 @@ int lease_gpus(Run *r, Task *t, int *ids, double *waited)
 			task_failed(r, t, why, NULL);
 			return 0;
 		}
-		leased = gpu_lease_least_busy(o->gpus, t->gpus, ids) == 0;
+		leased = gpu_lease_least_busy(o->gpus, t->opts->gpus, ids) == 0;
 		if (leased)
 			status_print(&r->st, "note", "%s: waited %.0f s for a free GPU; taking the least busy", t->name, limit);
 	}
@@ -45,7 +45,7 @@ int lease_gpus(Run *r, Task *t, int *ids, double *waited)
 	Buf devices = {0};
 	gpu_describe(o->gpus, &devices);
 	buf_reset(&r->wait_text);
-	buf_printf(&r->wait_text, "%s waits for %s: %s", t->name, t->gpus > 1 ? "GPUs" : "a GPU",
+	buf_printf(&r->wait_text, "%s waits for %s: %s", t->name, t->opts->gpus > 1 ? "GPUs" : "a GPU",
 		   devices.len ? buf_str(&devices) : "none known");
 	buf_free(&devices);
 	if (!*since || now - r->wait_noted[t->index] >= 30000000000LL) {

@@ -189,12 +189,12 @@ int sched_plan(Graph *g, Cache *c, FILE *out, int all, PlanCapacity cap, int *re
 			if (cap.elsewhere && cap.elsewhere[t->index]) {
 				far++;
 				far_work += sec;
-				far_gpu += sec * t->gpus;
+				far_gpu += sec * t->opts->gpus;
 				continue;
 			}
 			work += sec;
-			gpu_sec += sec * t->gpus;
-			cpu_sec += sec * (t->cpus < cap.cpus ? t->cpus : cap.cpus);
+			gpu_sec += sec * t->opts->gpus;
+			cpu_sec += sec * (t->opts->cpus < cap.cpus ? t->opts->cpus : cap.cpus);
 		}
 		if (measured + similar) {
 			char w[32], eta[32];

@@ -203,11 +203,11 @@ int try_start(Run *r, Task *t)
 	const SchedOptions *o = r->o;
 	Executor *ex = o->task_exec[t->index];
 	int local = ex->local_slots;
-	int cpus = t->cpus < o->cpus ? t->cpus : o->cpus;
+	int cpus = t->opts->cpus < o->cpus ? t->opts->cpus : o->cpus;
 	int ids[64];
 	if (ex->has_room && !ex->has_room(ex, t))
 		return 0;
-	if (local && (r->free_jobs < 1 || cpus > r->free_cpus || t->mem_mib > r->free_mem))
+	if (local && (r->free_jobs < 1 || cpus > r->free_cpus || t->opts->mem_mib > r->free_mem))
 		return 0;
 	if (cache_run_id(o->cache) < 0) { /* the run's row, written before its first attempt starts */
 		settle_commit(r, 1); /* a state that cannot be written stops the run before any work */
@@ -225,18 +225,18 @@ int try_start(Run *r, Task *t)
 	cache_key_hex(o->cache, t, key);
 	int reattach = ex->adoptable && ex->adoptable(ex, t, key, &held);
 	double waited = 0;
-	if (reattach && local && t->gpus > 0 && held.ngpus) {
+	if (reattach && local && t->opts->gpus > 0 && held.ngpus) {
 		memset(ids, 0, sizeof ids); /* the job's lease becomes held: release() frees those */
 		memcpy(ids, held.gpus, (size_t)(held.ngpus < 64 ? held.ngpus : 64) * sizeof *ids);
 	}
-	if (local && t->gpus > 0 && !(reattach && held.ngpus) && !lease_gpus(r, t, ids, &waited))
+	if (local && t->opts->gpus > 0 && !(reattach && held.ngpus) && !lease_gpus(r, t, ids, &waited))
 		return t->state == TS_FAILED; /* 1: it failed its wait and leaves the queue */
 	int ports[PORTS_MAX];
 	Buf why = {0};
 	int nports = ex->kiln_ports ? t->opts->ports : 0; /* else the job script finds its port (torchrun on Slurm) */
 	if (nports && ports_reserve(r->ports, nports, ports, &why) != 0) {
-		if (local && t->gpus > 0)
-			gpu_release(o->gpus, ids, t->gpus);
+		if (local && t->opts->gpus > 0)
+			gpu_release(o->gpus, ids, t->opts->gpus);
 		task_failed(r, t, buf_str(&why), NULL);
 		buf_free(&why);
 		return 1;
@@ -262,8 +262,8 @@ int try_start(Run *r, Task *t)
 			job->items_path = full;
 		}
 		if (!job->items_path) {
-			if (local && t->gpus > 0)
-				gpu_release(o->gpus, ids, t->gpus);
+			if (local && t->opts->gpus > 0)
+				gpu_release(o->gpus, ids, t->opts->gpus);
 			ports_release(r->ports, job->ports, job->nports);
 			t->attempt--;
 			status_print(&r->st, "FAILED", "%s: %s", t->name, buf_str(&err));
@@ -278,7 +278,7 @@ int try_start(Run *r, Task *t)
 	if (local) {
 		r->free_jobs--;
 		r->free_cpus -= cpus;
-		r->free_mem -= t->mem_mib;
+		r->free_mem -= t->opts->mem_mib;
 	}
 	t->state = TS_RUNNING;
 	job->next = r->running;
@@ -307,8 +307,8 @@ static void release(Run *r, Job *job)
 	const Task *t = job->task;
 	if (job->ex->local_slots) {
 		r->free_jobs++;
-		r->free_cpus += t->cpus < r->o->cpus ? t->cpus : r->o->cpus;
-		r->free_mem += t->mem_mib;
+		r->free_cpus += t->opts->cpus < r->o->cpus ? t->opts->cpus : r->o->cpus;
+		r->free_mem += t->opts->mem_mib;
 	}
 	if (job->lease.ngpus && job->ex->local_slots) /* an ssh host's devices are its executor's */
 		gpu_release(r->o->gpus, job->lease.gpus, job->lease.ngpus);
@@ -396,26 +396,26 @@ static void job_ended(Run *r, Job *job)
 	failure_note_in_log(job, why);
 	int retryable = (t->opts->retry_on & FC_BIT(cls)) != 0 && cls != FC_INPUT_CHANGED;
 	if (task_is_runner(t)) { /* its complete items stay recorded; the rest retry or fail */
-		int retry = t->attempt <= t->retries && retryable && !r->stopping;
+		int retry = t->attempt <= t->opts->retries && retryable && !r->stopping;
 		if (retry)
 			status_print(&r->st, "retry", "%s: %s; attempt %d of %d takes the items left (log: %s)", t->name, why,
-				     t->attempt + 1, t->retries + 1, job->log_path);
+				     t->attempt + 1, t->opts->retries + 1, job->log_path);
 		shard_job_ended(r, job, why, retry ? SHARD_RETRY : r->stopping ? SHARD_STOPPED : SHARD_FAILED);
 		free_job(job);
 		return;
 	}
-	if (t->attempt <= t->retries && retryable && !r->stopping) {
+	if (t->attempt <= t->opts->retries && retryable && !r->stopping) {
 		status_print(&r->st, "retry", "%s: %s; attempt %d of %d (log: %s)", t->name, why, t->attempt + 1,
-			     t->retries + 1, job->log_path);
+			     t->opts->retries + 1, job->log_path);
 		push_runnable(r, t);
 		t->state = TS_READY;
 	} else {
 		char full[700];
-		if (t->retries && !retryable && t->attempt <= t->retries)
+		if (t->opts->retries && !retryable && t->attempt <= t->opts->retries)
 			snprintf(full, sizeof full, "%s (not retried: a retry does not mend %s; retry_on = { \"%s\" } would)",
 				 why, failure_name(cls), failure_name(cls));
 		else
-			snprintf(full, sizeof full, "%s%s", why, t->retries ? " (retries exhausted)" : "");
+			snprintf(full, sizeof full, "%s%s", why, t->opts->retries ? " (retries exhausted)" : "");
 		task_failed(r, t, full, job->log_path);
 	}
 	free_job(job);
@@ -535,7 +535,7 @@ static void check_ready(Run *r)
 			finish_without_command(r, t);
 		} else if (t->shard) {
 			shard_item_pending(r, t); /* its shard's process makes it */
-		} else if (t->gpus > 0 && gpu_count(o->gpus) == 0 && o->task_exec[t->index]->local_slots) {
+		} else if (t->opts->gpus > 0 && gpu_count(o->gpus) == 0 && o->task_exec[t->index]->local_slots) {
 			/* asked only of work that runs: an up-to-date GPU task passes on a machine without one */
 			task_failed(r, t, "needs a GPU but none is known: no NVML driver was found; name devices with --gpus 0,1", NULL);
 		} else {

@@ -43,7 +43,7 @@ Job *sched_new_job(Run *r, Task *t, Executor *ex, const char *key, const int *id
 		job->env[nenv++] = xasprintf("KILN_KEY=%s", key);
 	if (ex->local_slots) /* this machine's: its devices leased by the scheduler (ids) */
 		snprintf(job->lease.host, sizeof job->lease.host, "%s", os_hostname());
-	for (int i = 0; ids && i < t->gpus && i < 64; i++)
+	for (int i = 0; ids && i < t->opts->gpus && i < 64; i++)
 		job->lease.gpus[job->lease.ngpus++] = ids[i];
 	if (nports) {
 		memcpy(job->ports, ports, (size_t)nports * sizeof *ports);

@@ -95,7 +95,7 @@ void shards_start(Run *r)
 		MapShard *m = g->shards[i];
 		if (s->running || s->undecided > 0 || s->npending == 0 || r->stopping)
 			continue;
-		if (m->runner->gpus > 0 && gpu_count(r->o->gpus) == 0 && r->o->task_exec[m->runner->index]->local_slots) {
+		if (m->runner->opts->gpus > 0 && gpu_count(r->o->gpus) == 0 && r->o->task_exec[m->runner->index]->local_slots) {
 			for (int k = 0; k < s->npending; k++)
 				task_failed(r, s->pending[k], "its shard needs a GPU but none is known: no NVML driver was found; "
 							    "name devices with --gpus 0,1", NULL);

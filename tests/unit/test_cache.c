@@ -20,7 +20,7 @@ static Task *task(Graph *g, const char *name, const char *cmd, const char *out)
 {
 	Task *t = graph_new_task(g);
 	t->name = name;
-	t->file = "r.lua";
+	graph_task_opts(g, t)->file = "r.lua";
 	t->shell = cmd;
 	t->outputs = arena_alloc(&g->arena, sizeof *t->outputs);
 	t->outputs[0] = out;

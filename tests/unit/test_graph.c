@@ -9,7 +9,7 @@ static Task *add(Graph *g, const char *name, const char *deps, const char *input
 {
 	Task *t = graph_new_task(g);
 	t->name = name;
-	t->file = "r.lua";
+	graph_task_opts(g, t)->file = "r.lua";
 	t->line = line;
 	const char **lists[3] = {NULL, NULL, NULL};
 	int *counts[3] = {&t->ndep_names, &t->ninputs, &t->noutputs};

@@ -48,7 +48,7 @@ int main(void)
 	CHECK_STR(t->argv[4], "o/d1m1");
 	CHECK_STR(t->argv[5], "true");
 	CHECK_STR(t->argv[6], "x y");
-	CHECK(t->gpus == 1 && t->mem_mib == 2048 && t->opts->timeout_sec == 3600 && t->retries == 2);
+	CHECK(t->opts->gpus == 1 && t->opts->mem_mib == 2048 && t->opts->timeout_sec == 3600 && t->opts->retries == 2);
 	CHECK(t->ntags == 2);
 	CHECK_STR(t->tags[0].key, "dataset");
 	CHECK_STR(t->env[0].value, "1");
@@ -61,10 +61,12 @@ int main(void)
 	graph_free(g);
 	CHECK(load("task { name = 'a', run = 'true', timeout = 5 }\ntask { name = 'b', run = 'true', timeout = 6 }\n"
 		   "task { name = 'c', run = 'true', timeout = 5, executor = 'local' }\n"
-		   "task { name = 'd', run = 'true', timeout = 5 }\ntask { name = 'e', run = 'true' }\n", NULL, 0, &g, &err) == 0);
+		   "task { name = 'd', run = 'true', timeout = 5 }\ntask { name = 'e', run = 'true' }\n"
+		   "task { name = 'f', run = 'true' }\n", NULL, 0, &g, &err) == 0);
 	CHECK(g->tasks[0]->opts != g->tasks[1]->opts && g->tasks[0]->opts != g->tasks[2]->opts);
 	CHECK(g->tasks[3]->opts == g->tasks[0]->opts && g->tasks[1]->opts->timeout_sec == 6);
-	CHECK(g->tasks[4]->opts == &g->default_opts && g->tasks[4]->opts->timeout_sec == 0);
+	CHECK(g->tasks[4]->opts == g->tasks[5]->opts && g->tasks[4]->opts->timeout_sec == 0 && g->tasks[4]->opts->cpus == 1);
+	CHECK(g->tasks[4]->line == 5 && g->tasks[5]->line == 6 && !strcmp(g->tasks[5]->opts->file, g->tasks[0]->opts->file));
 	CHECK_STR(g->tasks[2]->opts->executor, "local");
 	graph_free(g);
 
@@ -123,7 +125,7 @@ int main(void)
 		CHECK_STR(it->argv[4], want);
 		CHECK(it->ntags == 2 && !strcmp(task_tag(it, "model"), "m1"));
 		CHECK(it->nenv == 1 && !strcmp(it->env[0].key, "E"));
-		CHECK(it->cpus == 0 && it->gpus == 0 && it->retries == 0);
+		CHECK(it->opts->cpus == 0 && it->opts->gpus == 0 && it->opts->retries == 0);
 	}
 	Task *group = graph_find(g, "m");
 	CHECK(group == NULL); /* not indexed yet: find it by hand */

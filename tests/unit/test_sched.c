@@ -35,9 +35,9 @@ static int fake_start(Executor *ex, Job *job)
 			fake.order_broken = 1;
 	fake.jobs[fake.n++] = job;
 	fake.started++;
-	fake.cpus_in_use += t->cpus;
-	fake.mem_in_use += t->mem_mib;
-	fake.gpus_in_use += t->gpus;
+	fake.cpus_in_use += t->opts->cpus;
+	fake.mem_in_use += t->opts->mem_mib;
+	fake.gpus_in_use += t->opts->gpus;
 	if (fake.n > fake.max_running)
 		fake.max_running = fake.n;
 	if (fake.cpus_in_use > fake.max_cpus)
@@ -57,9 +57,9 @@ static int fake_reap(Executor *ex, Job **out, int max)
 	Job *job = fake.jobs[0];
 	memmove(fake.jobs, fake.jobs + 1, (size_t)--fake.n * sizeof *fake.jobs);
 	Task *t = job->task;
-	fake.cpus_in_use -= t->cpus;
-	fake.mem_in_use -= t->mem_mib;
-	fake.gpus_in_use -= t->gpus;
+	fake.cpus_in_use -= t->opts->cpus;
+	fake.mem_in_use -= t->opts->mem_mib;
+	fake.gpus_in_use -= t->opts->gpus;
 	job->end = JOB_EXITED;
 	job->exit_code = fake.fail_task && !strcmp(t->name, fake.fail_task) ? 1 : 0;
 	out[0] = job;
@@ -74,11 +74,11 @@ static Task *add(Graph *g, const char *name, int cpus, long long mem, int gpus, 
 {
 	Task *t = graph_new_task(g);
 	t->name = name;
-	t->file = "r.lua";
+	graph_task_opts(g, t)->file = "r.lua"; /* opts of its own: written below */
 	t->shell = "true"; /* the fake executor runs nothing, but a task without a command never reaches it */
-	t->cpus = cpus;
-	t->mem_mib = mem;
-	t->gpus = gpus;
+	t->opts->cpus = cpus;
+	t->opts->mem_mib = mem;
+	t->opts->gpus = gpus;
 	if (dep) {
 		t->dep_names = arena_alloc(&g->arena, sizeof(char *));
 		t->dep_names[0] = dep->name;

@@ -45,12 +45,12 @@ static void resource_args(const SlurmExec *se, const Task *t, StrList *args)
 		strlist_push(args, xasprintf("--nodes=%d", t->opts->torchrun ? t->opts->torchrun->nnodes : t->opts->rank_nodes));
 		strlist_push(args, xstrdup("--ntasks-per-node=1"));
 	}
-	if (t->cpus > 0)
-		strlist_push(args, xasprintf("--cpus-per-task=%d", t->cpus));
-	if (t->mem_mib > 0)
-		strlist_push(args, xasprintf("--mem=%lldM", t->mem_mib));
-	if (t->gpus > 0)
-		strlist_push(args, xasprintf("--gres=gpu:%d", t->gpus));
+	if (t->opts->cpus > 0)
+		strlist_push(args, xasprintf("--cpus-per-task=%d", t->opts->cpus));
+	if (t->opts->mem_mib > 0)
+		strlist_push(args, xasprintf("--mem=%lldM", t->opts->mem_mib));
+	if (t->opts->gpus > 0)
+		strlist_push(args, xasprintf("--gres=gpu:%d", t->opts->gpus));
 	if (t->opts->timeout_sec > 0)
 		strlist_push(args, xasprintf("--time=%d", (int)((t->opts->timeout_sec + 59) / 60)));
 	const RecipeSlurm *r = &se->recipe;

@@ -63,8 +63,8 @@ SshHost *ssh_find_host(void *ctx, const char *name) { return host_named(ctx, nam
 static void release_held(SshExec *se)
 {
 	for (int k = 0; se->held && k < se->nheld; k++)
-		if (se->held->gpus && se->held_hosts[k]->gpus)
-			gpu_release(se->held_hosts[k]->gpus, se->held_gpus[k], se->held->gpus);
+		if (se->held->opts->gpus && se->held_hosts[k]->gpus)
+			gpu_release(se->held_hosts[k]->gpus, se->held_gpus[k], se->held->opts->gpus);
 	se->held = NULL;
 	se->nheld = 0;
 }
@@ -90,8 +90,8 @@ static int choose_hosts(SshExec *se, const Task *t, int *reachable, int *big_eno
 		se->held_hosts[k]->chosen = 0;
 	if (!ok) {
 		for (int k = 0; k < se->nheld; k++)
-			if (t->gpus && se->held_hosts[k]->gpus)
-				gpu_release(se->held_hosts[k]->gpus, se->held_gpus[k], t->gpus);
+			if (t->opts->gpus && se->held_hosts[k]->gpus)
+				gpu_release(se->held_hosts[k]->gpus, se->held_gpus[k], t->opts->gpus);
 		se->nheld = 0;
 	}
 	return ok;
@@ -126,7 +126,7 @@ static int ssh_has_room(Executor *ex, const Task *t)
 			se->held = t;
 			return 1;
 		}
-		se->waiting = t->gpus > 0;
+		se->waiting = t->opts->gpus > 0;
 		return 0;
 	}
 	int64_t now = now_mono_ns();
@@ -160,7 +160,7 @@ void ssh_log_line(const Job *job, const char *fmt, const char *arg)
 static void take_room(SshHost *h, Remote *rm, const Task *t)
 {
 	rm->cpus = ssh_host_task_cpus(t, h);
-	rm->mem = t->mem_mib;
+	rm->mem = t->opts->mem_mib;
 	h->free_jobs--;
 	h->free_cpus -= rm->cpus;
 	h->free_mem -= rm->mem;
@@ -367,13 +367,13 @@ static int ssh_start(Executor *ex, Job *job)
 			}
 		int nodes = ssh_nodes(t), big = 0;
 		for (int i = 0; i < se->nhosts; i++)
-			big += ssh_host_allows(&se->hosts[i], t) && !se->hosts[i].down && gpu_count(se->hosts[i].gpus) >= t->gpus;
+			big += ssh_host_allows(&se->hosts[i], t) && !se->hosts[i].down && gpu_count(se->hosts[i].gpus) >= t->opts->gpus;
 		if (!why.len && nodes > 1)
 			buf_printf(&why, "it spans %d nodes, one host each%s; %d of the hosts it may use can take one", nodes,
-				   t->gpus ? " with its GPUs" : "", big);
+				   t->opts->gpus ? " with its GPUs" : "", big);
 		else if (!why.len)
-			buf_printf(&why, "it asks for %d GPUs and %d CPUs; the most any of its hosts has is %d GPUs", t->gpus,
-				   t->cpus, most);
+			buf_printf(&why, "it asks for %d GPUs and %d CPUs; the most any of its hosts has is %d GPUs", t->opts->gpus,
+				   t->opts->cpus, most);
 		if (fd >= 0)
 			dprintf(fd, "kiln: no host can take %s: %s\n", t->name, buf_str(&why));
 		char reason[256];
@@ -386,7 +386,7 @@ static int ssh_start(Executor *ex, Job *job)
 		return -1;
 	}
 	Remote *rm = ssh_new_remote(se, job, h, 0);
-	job->lease.ngpus = t->gpus;
+	job->lease.ngpus = t->opts->gpus;
 	memcpy(job->lease.gpus, se->held_gpus[0], sizeof job->lease.gpus);
 	/* unique in a workdir that outlives this workspace's state (.kiln deleted): the pid too */
 	snprintf(rm->id, sizeof rm->id, "%lld.%d.%d-%d", se->cfg.run_id, t->index, job->attempt, (int)getpid());

@@ -1,5 +1,5 @@
 /* ssh_gang.c — a torchrun task with nnodes = M on the ssh executor: M hosts leased
- * together (t->gpus devices on each), one launcher per host, the rendezvous on the first
+ * together (t->opts->gpus devices on each), one launcher per host, the rendezvous on the first
  * host at a port found free there.
  *
  * Each node is an attempt of its own there (a Remote: its copies, its job directory with
@@ -118,7 +118,7 @@ Gang *ssh_gang_new(SshExec *se, Remote *head)
 		Remote *rm = ssh_new_remote(se, job, se->held_hosts[k], k);
 		rm->gang = g;
 		g->nodes[k] = rm;
-		rm->lease->ngpus = job->task->gpus;
+		rm->lease->ngpus = job->task->opts->gpus;
 		memcpy(rm->lease->gpus, se->held_gpus[k], sizeof rm->lease->gpus);
 		snprintf(rm->id, sizeof rm->id, "%s", head->id);
 		node_files(se, rm);

@@ -422,7 +422,7 @@ int ssh_host_allows(const SshHost *h, const Task *t)
 	return 0;
 }
 
-int ssh_host_task_cpus(const Task *t, const SshHost *h) { return t->cpus < h->cpus ? t->cpus : h->cpus; }
+int ssh_host_task_cpus(const Task *t, const SshHost *h) { return t->opts->cpus < h->cpus ? t->opts->cpus : h->cpus; }
 
 void ssh_host_print_summary(const SshHost *h, int held)
 {

@@ -187,7 +187,7 @@ static int hosts_declared(const Graph *g, Buf *err)
 			for (int h = 0; hosts && h < hosts->n && !known; h++)
 				known = !strcmp(hosts->hosts[h].name, t->opts->hosts[k]);
 			if (!known) {
-				buf_printf(err, "%s:%d: task \"%s\" names host \"%s\", but %s", t->file, t->line, t->name,
+				buf_printf(err, "%s:%d: task \"%s\" names host \"%s\", but %s", t->opts->file, t->line, t->name,
 					   t->opts->hosts[k],
 					   hosts ? "hosts{} does not declare it" : "there is no hosts{} block (or --hosts FILE)");
 				return -1;

@@ -59,7 +59,7 @@ typedef struct {
 	AdoptedJob *adopted;
 	int nadopted;
 	const Task *held;   /* has_room's choice for the start() that follows: */
-	int nheld;          /* its hosts (one per node), each with t->gpus devices leased */
+	int nheld;          /* its hosts (one per node), each with t->opts->gpus devices leased */
 	SshHost *held_hosts[SSH_MAX_NODES];
 	int held_gpus[SSH_MAX_NODES][64];
 	int waiting;        /* a task waits for a host's busy GPUs: poll their readings */

@@ -547,16 +547,16 @@ int place_count(Cache *c, SshHost *h)
 
 int place_fits(SshHost *h, const Task *t, int *ids)
 {
-	if (h->free_jobs < 1 || ssh_host_task_cpus(t, h) > h->free_cpus || (h->mem_mib && t->mem_mib > h->free_mem))
+	if (h->free_jobs < 1 || ssh_host_task_cpus(t, h) > h->free_cpus || (h->mem_mib && t->opts->mem_mib > h->free_mem))
 		return 0;
 	if (place_in_flight(h, t))
 		return 0; /* an input of its is being copied there: after that, not beside it */
-	if (t->gpus == 0)
+	if (t->opts->gpus == 0)
 		return 1;
-	if (!h->gpus || gpu_count(h->gpus) < t->gpus)
+	if (!h->gpus || gpu_count(h->gpus) < t->opts->gpus)
 		return 0;
 	gpu_refresh(h->gpus, 0);
-	return gpu_lease(h->gpus, t->gpus, t->opts->gpu_mem_mib, ids) == 0;
+	return gpu_lease(h->gpus, t->opts->gpus, t->opts->gpu_mem_mib, ids) == 0;
 }
 
 SshHost *place_choose(Cache *c, SshHost *hosts, int n, const Task *t, double busy_mem, double busy_util,
@@ -581,11 +581,11 @@ SshHost *place_choose(Cache *c, SshHost *hosts, int n, const Task *t, double bus
 		if (!up)
 			continue;
 		++*reachable;
-		*big_enough += t->gpus <= gpu_count(h->gpus);
+		*big_enough += t->opts->gpus <= gpu_count(h->gpus);
 		if (!place_fits(h, t, ids))
 			continue;
-		if (t->gpus)
-			gpu_release(h->gpus, ids, t->gpus); /* leased again on the host chosen */
+		if (t->opts->gpus)
+			gpu_release(h->gpus, ids, t->opts->gpus); /* leased again on the host chosen */
 		/* the host holding most of its inputs first, then the one with most room */
 		int score = place_affinity(c, h, t) * 100000 + h->free_jobs;
 		if (score > best_score) {
