@@ -434,8 +434,21 @@ typedef struct {
 enum { AHEAD = 8, WINDOW = 4096 }; /* look-ups per batch: a window, not a million tasks' worth of
 				       fresh memory at once */
 
-/* Points each want at its memo entry, made when new; the new ones to stat go on fresh. */
-static void bind_wants(Cache *c, const Want *want, size_t n, Memo ***fresh, size_t *nfresh, size_t *cap)
+/* Inputs many tasks share as one string (a map's items all point at the map's own
+ * inputs): the memo entry each was last bound to, by the string's address, so a million
+ * items cost one look-up of a shared input, not a million. Graph strings never move or
+ * change while the cache lives, so an address seen again is the same path. */
+enum { SEEN_SLOTS = 64 };
+typedef struct {
+	const char *path;
+	Memo *m;
+} Seen;
+
+static Seen *seen_slot(Seen *seen, const char *path) { return &seen[((uintptr_t)path >> 3) % SEEN_SLOTS]; }
+
+/* Points each want at its memo entry, made when new; the new ones to stat go on fresh.
+ * Inputs bound are noted in seen. */
+static void bind_wants(Cache *c, const Want *want, size_t n, Memo ***fresh, size_t *nfresh, size_t *cap, Seen *seen)
 {
 	for (size_t i = 0; i < n; i++) {
 		if (i + 2 * AHEAD < n)
@@ -454,6 +467,8 @@ static void bind_wants(Cache *c, const Want *want, size_t n, Memo ***fresh, size
 			}
 		}
 		*want[i].dst = m;
+		if (want[i].stat)
+			*seen_slot(seen, want[i].path) = (Seen){want[i].path, m};
 	}
 }
 
@@ -485,6 +500,7 @@ static void bind_tasks_now(Cache *c)
 	size_t cap = WINDOW, k = 0, nfresh = 0, fresh_cap = 0;
 	Want *want = xmalloc(cap * sizeof *want);
 	Memo **fresh = NULL; /* paths no earlier run hashed */
+	Seen seen[SEEN_SLOTS] = {{0}};
 	for (int i = 0; i < g->ntasks; i++) {
 		Task *t = g->tasks[i];
 		TaskCache *tc = t->cache_data;
@@ -492,20 +508,25 @@ static void bind_tasks_now(Cache *c)
 			continue;
 		size_t need = (size_t)(t->ninputs + t->noutputs);
 		if (k + need > cap && k) { /* the window is full: look its paths up */
-			bind_wants(c, want, k, &fresh, &nfresh, &fresh_cap);
+			bind_wants(c, want, k, &fresh, &nfresh, &fresh_cap, seen);
 			k = 0;
 		}
 		if (need > cap)
 			want = xrealloc(want, (cap = need) * sizeof *want);
 		tc->in_memo = arena_ptrs(&c->arena, need);
 		Memo **out_memo = tc->in_memo + t->ninputs;
-		for (int j = 0; j < t->ninputs; j++)
-			want[k++] = (Want){t->inputs[j], hash_str(t->inputs[j]), &tc->in_memo[j], 1};
+		for (int j = 0; j < t->ninputs; j++) {
+			const Seen *s = seen_slot(seen, t->inputs[j]);
+			if (s->path == t->inputs[j])
+				tc->in_memo[j] = s->m;
+			else
+				want[k++] = (Want){t->inputs[j], hash_str(t->inputs[j]), &tc->in_memo[j], 1};
+		}
 		/* the outputs of a task never recorded are cleared before it runs: no stat */
 		for (int j = 0; j < t->noutputs; j++)
 			want[k++] = (Want){t->outputs[j], hash_str(t->outputs[j]), &out_memo[j], tc->last != NULL};
 	}
-	bind_wants(c, want, k, &fresh, &nfresh, &fresh_cap);
+	bind_wants(c, want, k, &fresh, &nfresh, &fresh_cap, seen);
 	free(want);
 	/* the loader stats the paths it read; the new ones are stat'ed here, on all cores (a
 	 * first run has nothing else) */
