@@ -138,6 +138,8 @@ static void describe(const Line *o, const Line *n, Buf *out, int full)
 							   : "component";
 	if (!strncmp(l->line, "v\t", 2)) {
 		buf_puts(out, "kiln's key format changed");
+	} else if (o && n && !strncmp(l->line, "deps\t", 5)) { /* a big group's (key.c: DEPS_AS_DIGEST) */
+		buf_puts(out, "its dependencies or their outputs changed");
 	} else if (o && n && !strncmp(l->line, "cmd\t", 4)) {
 		describe_command(o, n, out, full);
 	} else if (!o) {

@@ -33,6 +33,63 @@ static int shell_has_word(const char *text, const char *word)
 	return 0;
 }
 
+/* "dep\tNAME\tPATH\tHASH\n" per output of dep (or "dep\tNAME\n" when it has none),
+ * without printf's cost */
+static void put_dep_lines(Buf *b, const Task *dep)
+{
+	const TaskCache *dc = dep->cache_data;
+	char hex[33];
+	if (dep->noutputs == 0) {
+		buf_puts(b, "dep\t");
+		buf_puts(b, dep->name);
+		buf_putc(b, '\n');
+	}
+	for (int j = 0; j < dep->noutputs; j++) {
+		if (dc && dc->outputs_known)
+			hash_hex(dc->out_hashes[j], hex);
+		else
+			strcpy(hex, "pending");
+		buf_puts(b, "dep\t");
+		buf_puts(b, dep->name);
+		buf_putc(b, '\t');
+		buf_puts(b, dep->outputs[j]);
+		buf_putc(b, '\t');
+		buf_puts(b, hex);
+		buf_putc(b, '\n');
+	}
+}
+
+/* A group: no command, no outputs, only dependencies (map{}'s task over its items, an
+ * "all" target). Running one does nothing. */
+static int is_group(const Task *t) { return !t->shell && !t->argc && !t->opts->spec && !t->noutputs; }
+
+/* Past this many, a group's dependencies are keyed as one digest line instead of lines
+ * of their own: a million-item map's group would otherwise build, sort and hash 63 MB of
+ * dep lines on every command (and record them on every change) to decide a task that does
+ * nothing. The digest is the sum of the hashes of each dependency's lines, so it needs no
+ * sorting to be independent of order; `kiln why` then says the dependencies changed,
+ * without naming which. */
+enum { DEPS_AS_DIGEST = 1000 };
+
+static void put_deps_digest(Buf *b, const Task *t, int ndeps)
+{
+	Buf line = {0};
+	uint64_t lo = 0, hi = 0;
+	for (int i = 0; i < ndeps; i++) {
+		buf_reset(&line);
+		put_dep_lines(&line, t->deps[i]);
+		Hash h = hash_bytes(line.data, line.len);
+		lo += h.lo;
+		hi += h.hi + (lo < h.lo); /* 128-bit addition: the carry from the low half */
+	}
+	buf_free(&line);
+	char hex[33];
+	hash_hex((Hash){lo, hi}, hex);
+	buf_puts(b, "deps\t");
+	buf_puts(b, hex);
+	buf_putc(b, '\n');
+}
+
 char *cache_key_components(Cache *c, Task *t, size_t *key_len)
 {
 	Buf b = {0};
@@ -132,34 +189,19 @@ void cache_key_text(Cache *c, Task *t, Buf *text, size_t *key_len)
 	/* explicit deps only: for producers of inputs, the input lines above already hold
 	 * the hashes of exactly the files this task reads */
 	int ndeps = t->nexplicit_deps;
-	Task **deps = ndeps > 1 ? xmalloc((size_t)ndeps * sizeof *deps) : t->deps; /* one: already in order */
-	if (ndeps > 1) {
-		memcpy(deps, t->deps, (size_t)ndeps * sizeof *deps);
-		qsort(deps, (size_t)ndeps, sizeof *deps, compare_task_name);
-	}
-	for (int i = 0; i < ndeps; i++) {
-		TaskCache *dc = deps[i]->cache_data;
-		if (deps[i]->noutputs == 0) {
-			buf_puts(&b, "dep\t");
-			buf_puts(&b, deps[i]->name);
-			buf_putc(&b, '\n');
+	if (ndeps > DEPS_AS_DIGEST && is_group(t)) {
+		put_deps_digest(&b, t, ndeps);
+	} else {
+		Task **deps = ndeps > 1 ? xmalloc((size_t)ndeps * sizeof *deps) : t->deps; /* one: already in order */
+		if (ndeps > 1) {
+			memcpy(deps, t->deps, (size_t)ndeps * sizeof *deps);
+			qsort(deps, (size_t)ndeps, sizeof *deps, compare_task_name);
 		}
-		for (int j = 0; j < deps[i]->noutputs; j++) { /* "dep\tNAME\tPATH\tHASH\n", without printf's cost */
-			if (dc && dc->outputs_known)
-				hash_hex(dc->out_hashes[j], hex);
-			else
-				strcpy(hex, "pending");
-			buf_puts(&b, "dep\t");
-			buf_puts(&b, deps[i]->name);
-			buf_putc(&b, '\t');
-			buf_puts(&b, deps[i]->outputs[j]);
-			buf_putc(&b, '\t');
-			buf_puts(&b, hex);
-			buf_putc(&b, '\n');
-		}
+		for (int i = 0; i < ndeps; i++)
+			put_dep_lines(&b, deps[i]);
+		if (ndeps > 1)
+			free(deps);
 	}
-	if (ndeps > 1)
-		free(deps);
 	*key_len = b.len;
 	/* Not hashed: the params whose value is one of the command's words, an env value or a
 	 * tag, so `kiln why` can say "param batch: 64 → 32" where the key only holds argv. */

@@ -2,7 +2,8 @@
 or Ctrl-C in the middle of a 200-item, 4-shard map, then a re-run that executes only the
 items not recorded (counted from the item records and a ledger the command appends to);
 10 new items run 10; an edited command re-runs all; a failed item is reported by name and
-the others stay done; shards are even; progress lines with a rate; the runner's GPU lease.
+the others stay done; shards are even; progress lines with a rate; the runner's GPU lease;
+a thousand-item group keyed as one digest, in any order.
 Also progress from inside a task (KILN_PROGRESS) and the cost estimate of a dry run."""
 import os
 import re
@@ -137,6 +138,36 @@ class Map(KilnTestCase):
         r = self.ws.kiln("run")
         self.assertEqual(r.rc, 0, r)
         self.assertEqual(len(self.ledger()), 100, "an edited command re-runs every item")
+
+    def test_a_big_group_keys_its_items_as_one_digest_in_any_order(self):
+        # past 1000 items the group's key holds one digest of its items' outputs (key.c):
+        # reversing the items changes nothing; an item fewer re-keys it, said plainly; an
+        # item more runs alone
+        def big(n, reverse=False):
+            text = recipe(n, shards=2).replace('output = "out/{item}.txt"', 'output = "out/{item}.txt", input = "in/{item}.txt"')
+            if reverse:
+                text = text.replace('map { name = "cap", items = items', 'local rev = {}\n'
+                                    'for i = #items, 1, -1 do rev[#rev + 1] = items[i] end\n'
+                                    'map { name = "cap", items = rev')
+            return text
+        os.makedirs(self.ws.path("in"))
+        for i in range(1, 1004):
+            self.ws.write("in/%04d.txt" % i, "x\n")
+        self.ws.write("kiln.lua", big(1002))
+        self.assertEqual(self.ws.kiln("run", timeout=300).rc, 0)
+        self.assertEqual(len(self.ledger()), 1002)
+        self.ws.write("kiln.lua", big(1002, reverse=True))
+        r = self.ws.kiln("run")
+        self.assertEqual((r.rc, r.ran), (0, set()), r)
+        self.assertIn("0 ran, 1004 up to date", r.out)
+        self.ws.write("kiln.lua", big(1001))
+        r = self.ws.kiln("run", "-n")
+        self.assertRegex(r.out, r"run\s+cap: its dependencies or their outputs changed", r)
+        self.assertNotRegex(r.out, r"run\s+cap/", "no item runs")
+        self.ws.write("kiln.lua", big(1003))
+        r = self.ws.kiln("run")
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(len(self.ledger()), 1003, "the new item alone ran")
 
     def test_a_failed_item_is_reported_by_name_and_the_others_stay_done(self):
         self.ws.write("kiln.lua", recipe(12, shards=2))
