@@ -25,20 +25,14 @@ static void grow(KeyTable *t, size_t cap)
 	memset(t->slots, 0, cap * sizeof *t->slots);
 	t->cap = cap;
 	for (size_t i = 0; i < old_cap; i++) /* keys are distinct: the first empty slot is theirs */
-		if (old[i].id) {
-			size_t j = old[i].hash & (cap - 1);
-			while (t->slots[j].id)
-				j = (j + 1) & (cap - 1);
-			t->slots[j] = old[i];
-		}
+		if (old[i].id)
+			t->slots[slots_free_at(t->slots, cap, old[i].hash)] = old[i];
 	big_free(old, old_cap * sizeof *old);
 }
 
 void ktable_reserve(KeyTable *t, size_t n)
 {
-	size_t cap = t->cap ? t->cap : 64;
-	while ((n + 1) * 2 >= cap)
-		cap *= 2;
+	size_t cap = slots_capacity(t->cap, n);
 	if (cap != t->cap)
 		grow(t, cap);
 }

@@ -16,10 +16,31 @@
 #define KTABLE_CHUNK_BITS 16
 #define KTABLE_CHUNKS 16384 /* of 65536 entries: a billion in all */
 
+/* The slots this table and the graph's indexes (taskindex.h) probe alike: linear probing
+ * over a power-of-two array kept at most half full. */
 typedef struct {
 	uint32_t hash; /* low half of hash_str(key) */
 	uint32_t id;   /* entry number + 1; 0: empty */
 } KeyTableSlot;
+
+/* The capacity (from cap, or 64) that holds n keys at most half full. */
+static inline size_t slots_capacity(size_t cap, size_t n)
+{
+	if (!cap)
+		cap = 64;
+	while ((n + 1) * 2 >= cap)
+		cap *= 2;
+	return cap;
+}
+
+/* The first empty slot from hash h's own on: where a key known to be absent goes. */
+static inline size_t slots_free_at(const KeyTableSlot *slots, size_t cap, uint32_t h)
+{
+	size_t j = h & (cap - 1);
+	while (slots[j].id)
+		j = (j + 1) & (cap - 1);
+	return j;
+}
 
 typedef struct {
 	KeyTableSlot *slots;

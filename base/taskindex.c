@@ -7,14 +7,14 @@
 
 static const char *slot_key(const TaskIndex *ix, Task *const *tasks, size_t i)
 {
-	const Task *t = tasks[ix->slots[i].task - 1];
+	const Task *t = tasks[ix->slots[i].id - 1];
 	return ix->outputs ? t->outputs[ix->items[i]] : t->name;
 }
 
 static size_t find(const TaskIndex *ix, Task *const *tasks, const char *key, uint32_t h)
 {
 	size_t i = h & (ix->cap - 1);
-	while (ix->slots[i].task && (ix->slots[i].hash != h || strcmp(slot_key(ix, tasks, i), key) != 0))
+	while (ix->slots[i].id && (ix->slots[i].hash != h || strcmp(slot_key(ix, tasks, i), key) != 0))
 		i = (i + 1) & (ix->cap - 1);
 	return i;
 }
@@ -29,10 +29,8 @@ static void grow(TaskIndex *ix, size_t cap)
 	ix->items = ix->outputs ? big_alloc(cap * sizeof *ix->items) : NULL;
 	ix->cap = cap;
 	for (size_t i = 0; i < old_cap; i++) /* keys are distinct: the first empty slot is theirs */
-		if (old[i].task) {
-			size_t j = old[i].hash & (cap - 1);
-			while (ix->slots[j].task)
-				j = (j + 1) & (cap - 1);
+		if (old[i].id) {
+			size_t j = slots_free_at(ix->slots, cap, old[i].hash);
 			ix->slots[j] = old[i];
 			if (ix->items)
 				ix->items[j] = old_items[i];
@@ -43,9 +41,7 @@ static void grow(TaskIndex *ix, size_t cap)
 
 void tindex_reserve(TaskIndex *ix, size_t n)
 {
-	size_t cap = ix->cap ? ix->cap : 64;
-	while ((n + 1) * 2 >= cap)
-		cap *= 2;
+	size_t cap = slots_capacity(ix->cap, n);
 	if (cap != ix->cap)
 		grow(ix, cap);
 }
@@ -55,8 +51,8 @@ Task *tindex_put(TaskIndex *ix, Task *const *tasks, const char *key, uint64_t h,
 	if ((ix->count + 1) * 2 >= ix->cap)
 		grow(ix, ix->cap ? ix->cap * 2 : 64);
 	size_t i = find(ix, tasks, key, (uint32_t)h);
-	if (ix->slots[i].task)
-		return tasks[ix->slots[i].task - 1];
+	if (ix->slots[i].id)
+		return tasks[ix->slots[i].id - 1];
 	ix->slots[i] = (TaskIndexSlot){(uint32_t)h, (uint32_t)t->index + 1};
 	if (ix->items)
 		ix->items[i] = (uint32_t)item;
@@ -69,7 +65,7 @@ Task *tindex_get(const TaskIndex *ix, Task *const *tasks, const char *key)
 	if (!ix->count)
 		return NULL;
 	size_t i = find(ix, tasks, key, (uint32_t)hash_str(key));
-	return ix->slots[i].task ? tasks[ix->slots[i].task - 1] : NULL;
+	return ix->slots[i].id ? tasks[ix->slots[i].id - 1] : NULL;
 }
 
 void tindex_prefetch(const TaskIndex *ix, uint64_t h)

@@ -9,12 +9,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "keytable.h"
+
 struct Task;
 
-typedef struct {
-	uint32_t hash; /* low half of hash_str(key) */
-	uint32_t task; /* position in the graph's task list + 1; 0: empty */
-} TaskIndexSlot;
+/* a slot's id: the task's position in the graph's task list + 1 (keytable.h's slots) */
+typedef KeyTableSlot TaskIndexSlot;
 
 typedef struct {
 	TaskIndexSlot *slots;
