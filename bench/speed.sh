@@ -4,7 +4,8 @@
 # 1000Genome) and of 10k and 100k-task grids, interleaved with ninja's, medians and ratios
 # (bench/noop_shapes.py); then the plan (`run -n`) of a million-task recipe with its peak
 # memory, and the no-op re-runs of 100k and 1M-item map{} grids (bench/compare.py).
-# About 15 minutes on a 2-core machine, most of it writing the million-file trees; run it
+# About 30 minutes on a 2-core machine, most of it first builds (ninja's of the 100k grid alone
+# took 9 minutes in session 16) and the million-file trees; run it
 # alone (no test suite, no other benchmark).
 set -e
 here=$(cd "$(dirname "$0")" && pwd)
