@@ -57,10 +57,22 @@ void graph_free(Graph *g)
 
 Task *graph_new_task(Graph *g)
 {
-	Task *t = arena_alloc8(&g->arena, sizeof *t); /* 176 bytes: 16-aligned would waste 8 a task */
+	Task *t = arena_alloc8(&g->arena, sizeof *t); /* 8-aligned: 16 would waste 8 a task */
 	memset(t, 0, sizeof *t);
 	t->opts = &g->default_opts;
+	t->more = &g->no_more;
 	return t;
+}
+
+TaskMore *graph_task_more(Graph *g, Task *t)
+{
+	if (t->more != &g->no_more && !t->more->shared)
+		return t->more;
+	TaskMore *own = arena_alloc8(&g->arena, sizeof *own);
+	*own = *t->more;
+	own->shared = 0;
+	t->more = own;
+	return own;
 }
 
 TaskOpts *graph_task_opts(Graph *g, Task *t)
@@ -504,11 +516,11 @@ int graph_resolve(Graph *g, InputExists exists, void *exists_ctx, Buf *err)
 	for (int i = 0; i < g->ntasks; i++) {
 		Task *t = g->tasks[i];
 		e.n = 0;
-		for (int j = 0; j < t->ndep_names; j++) {
-			Task *d = graph_find(g, t->dep_names[j]);
+		for (int j = 0; j < t->more->ndep_names; j++) {
+			Task *d = graph_find(g, t->more->dep_names[j]);
 			if (!d) {
 				buf_printf(err, "%s:%d: task \"%s\" depends on unknown task \"%s\"", t->opts->file, t->line,
-					   t->name, t->dep_names[j]);
+					   t->name, t->more->dep_names[j]);
 				goto out;
 			}
 			if (d == t) {

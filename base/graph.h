@@ -62,6 +62,20 @@ typedef struct TaskOpts {
 	int nlog_metrics;
 } TaskOpts;
 
+/* What most tasks of a big graph have none of, or have alike (a map's items): behind one
+ * pointer, so a million-task plan does not carry them a task. A task without any points at
+ * Graph.no_more; a map's items share their shard's; graph_task_more gives a task its own
+ * before anything is written. */
+typedef struct TaskMore {
+	KeyValue *env;
+	int nenv;
+	int ndep_names;
+	const char **dep_names;
+	const char *metrics;    /* path of a metrics JSON file, or NULL */
+	struct MapShard *shard; /* map{}: the shard an item task belongs to, or that a runner runs */
+	int shared;             /* other tasks point at it too: written only through a copy */
+} TaskMore;
+
 struct Task {
 	const char *name;
 	int line;         /* recipe line of the task{} call (its file is opts->file) */
@@ -72,18 +86,13 @@ struct Task {
 	const char **argv; /* run as argv (spawned directly) ... */
 	const char *shell; /* ... or as a shell string through /bin/sh -c, or built in (opts->plot) */
 	int argc;
-	int nenv;
-	KeyValue *env;
-	KeyValue *tags;
 	int ntags;
-	int ninputs;
+	KeyValue *tags;
 	const char **inputs;  /* workspace-relative (or absolute outside it), globs expanded */
 	const char **outputs;
+	int ninputs;
 	int noutputs;
-	int ndep_names;
-	const char **dep_names;
-	const char *metrics;  /* path of a metrics JSON file, or NULL */
-	struct MapShard *shard; /* map{}: the shard an item task belongs to, or that a runner runs */
+	TaskMore *more;   /* never NULL; maybe shared (see TaskMore): env, deps, metrics, shard */
 
 	/* Edges, resolved by graph_resolve(): explicit deps (names and patterns) first, then
 	 * producers of inputs. A key hashes the outputs of explicit deps only: for the others
@@ -119,7 +128,7 @@ typedef struct MapShard {
 } MapShard;
 
 /* Whether t is a shard's runner (not scheduled; its items are). */
-#define task_is_runner(t) ((t)->shard && (t)->shard->runner == (t))
+#define task_is_runner(t) ((t)->more->shard && (t)->more->shard->runner == (t))
 
 typedef struct {
 	Arena arena;
@@ -142,6 +151,7 @@ typedef struct {
 	MapShard **shards;     /* every map{} shard, in declaration order */
 	int nshards;
 	TaskOpts default_opts; /* what graph_new_task's tasks share */
+	TaskMore no_more;      /* and their rare fields: none */
 #define RECENT_OPTS 8
 	TaskOpts *recent_opts[RECENT_OPTS]; /* graph_share_opts' candidates, newest first */
 	int keep_going;        /* settings { keep_going = true }: as -k, failures stop nothing else */
@@ -166,6 +176,9 @@ Task *graph_new_task(Graph *g);
 /* t's options, made its own first (a copy in the arena) if t may share them: what a caller
  * that changes a declared task's options writes to. */
 TaskOpts *graph_task_opts(Graph *g, Task *t);
+/* t's rare fields (TaskMore), made its own first when it shares them (Graph.no_more, a
+ * shard's items'): what a caller writes env, deps, metrics or shard to. */
+TaskMore *graph_task_more(Graph *g, Task *t);
 /* After t's options were written in place (t->opts pointing at scratch), makes t share an
  * equal TaskOpts declared lately, or keeps a copy of its own in the arena. */
 void graph_share_opts(Graph *g, Task *t);

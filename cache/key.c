@@ -125,11 +125,11 @@ void cache_key_text(Cache *c, Task *t, Buf *text, size_t *key_len)
 		buf_put_escaped(&b, t->opts->cwd);
 		buf_putc(&b, '\n');
 	}
-	for (int i = 0; i < t->nenv; i++) {
+	for (int i = 0; i < t->more->nenv; i++) {
 		buf_puts(&b, "env\t");
-		buf_put_escaped(&b, t->env[i].key);
+		buf_put_escaped(&b, t->more->env[i].key);
 		buf_putc(&b, '\t');
-		buf_put_escaped(&b, t->env[i].value);
+		buf_put_escaped(&b, t->more->env[i].value);
 		buf_putc(&b, '\n');
 	}
 	for (int i = 0; i < t->ntags; i++) {
@@ -210,8 +210,8 @@ void cache_key_text(Cache *c, Task *t, Buf *text, size_t *key_len)
 		int used = 0;
 		for (int k = 0; k < t->argc && !used; k++)
 			used = !strcmp(t->argv[k], p->value);
-		for (int k = 0; k < t->nenv && !used; k++)
-			used = !strcmp(t->env[k].value, p->value);
+		for (int k = 0; k < t->more->nenv && !used; k++)
+			used = !strcmp(t->more->env[k].value, p->value);
 		for (int k = 0; k < t->ntags && !used; k++)
 			used = !strcmp(t->tags[k].value, p->value);
 		if (!used && t->shell && *p->value)

@@ -81,8 +81,8 @@ static void note_state(void *ctx, const Task *t, enum Verdict v, const char *rea
  * are one pattern, as a Snakemake rule is one node of its --rulegraph. malloc'd. */
 static char *site_of(const Task *t)
 {
-	if (t->shard && !task_is_runner(t))
-		return xasprintf("map %s", t->shard->map);
+	if (t->more->shard && !task_is_runner(t))
+		return xasprintf("map %s", t->more->shard->map);
 	return t->opts->file ? xasprintf("%s:%d", t->opts->file, t->line) : xasprintf("task %s", t->name);
 }
 
@@ -118,7 +118,7 @@ static void merge_name(Buf *label, Task **tasks, int n)
 			buf_printf(label, "%.*s", (int)len, part);
 			continue;
 		}
-		const char *tag = first->shard && !task_is_runner(first) ? "item" : NULL;
+		const char *tag = first->more->shard && !task_is_runner(first) ? "item" : NULL;
 		for (int j = 0; j < first->ntags && !tag; j++)
 			if (strlen(first->tags[j].value) == len && !strncmp(first->tags[j].value, part, len))
 				tag = first->tags[j].key;

@@ -160,8 +160,8 @@ void exec_write_log_header(int fd, const Job *job)
 	buf_puts(&b, "# env:");
 	for (char **e = job->env; e && *e; e++)
 		buf_printf(&b, " %s", *e);
-	for (int i = 0; i < t->nenv; i++)
-		buf_printf(&b, " %s=%s", t->env[i].key, t->env[i].value);
+	for (int i = 0; i < t->more->nenv; i++)
+		buf_printf(&b, " %s=%s", t->more->env[i].key, t->more->env[i].value);
 	buf_puts(&b, "\n# --\n");
 	exec_write_all(fd, b.data, b.len);
 	buf_free(&b);

@@ -34,7 +34,7 @@ static char **build_env(const Job *job, Buf *scratch)
 		n++;
 	for (char **e = job->env; e && *e; e++)
 		extra++;
-	char **env = xmalloc((n + extra + (size_t)t->nenv + 3) * sizeof *env);
+	char **env = xmalloc((n + extra + (size_t)t->more->nenv + 3) * sizeof *env);
 	size_t k = 0;
 	for (size_t i = 0; i < n; i++) {
 		const char *eq = strchr(environ[i], '=');
@@ -42,8 +42,8 @@ static char **build_env(const Job *job, Buf *scratch)
 		int overridden = 0;
 		for (char **e = job->env; e && *e && !overridden; e++)
 			overridden = !strncmp(*e, environ[i], kl) && (*e)[kl] == '=';
-		for (int j = 0; j < t->nenv && !overridden; j++)
-			overridden = strlen(t->env[j].key) == kl && !strncmp(t->env[j].key, environ[i], kl);
+		for (int j = 0; j < t->more->nenv && !overridden; j++)
+			overridden = strlen(t->more->env[j].key) == kl && !strncmp(t->more->env[j].key, environ[i], kl);
 		overridden |= !strncmp(environ[i], "KILN_WORKSPACE=", 15);
 		if (!overridden)
 			env[k++] = environ[i];
@@ -53,8 +53,8 @@ static char **build_env(const Job *job, Buf *scratch)
 		env[k++] = *e;
 	const char *path_entry = exec_path_entry();
 	int task_sets_path = 0;
-	for (int j = 0; j < t->nenv; j++)
-		task_sets_path |= !strcmp(t->env[j].key, "PATH");
+	for (int j = 0; j < t->more->nenv; j++)
+		task_sets_path |= !strcmp(t->more->env[j].key, "PATH");
 	if (!task_sets_path) {
 		for (size_t i = 0; i < k; i++)
 			if (!strncmp(env[i], "PATH=", 5))
@@ -62,16 +62,16 @@ static char **build_env(const Job *job, Buf *scratch)
 		env[k++] = (char *)path_entry;
 	}
 	/* task env strings "K=V" are laid out in one scratch buffer; offsets become pointers */
-	size_t offsets[t->nenv + 1];
+	size_t offsets[t->more->nenv + 1];
 	buf_reset(scratch);
-	for (int j = 0; j < t->nenv; j++) {
+	for (int j = 0; j < t->more->nenv; j++) {
 		offsets[j] = scratch->len;
-		char *value = exec_expand_attempt(t->env[j].value, job);
-		buf_printf(scratch, "%s=%s", t->env[j].key, value ? value : t->env[j].value);
+		char *value = exec_expand_attempt(t->more->env[j].value, job);
+		buf_printf(scratch, "%s=%s", t->more->env[j].key, value ? value : t->more->env[j].value);
 		free(value);
 		buf_putc(scratch, 0);
 	}
-	for (int j = 0; j < t->nenv; j++)
+	for (int j = 0; j < t->more->nenv; j++)
 		env[k++] = scratch->data + offsets[j];
 	env[k] = NULL;
 	return env;

@@ -138,11 +138,11 @@ char *exec_job_script(const Job *job, const char *workspace, const char *exit_pa
 		buf_printf(&b, "; export %.*s\n", (int)(eq - *e), *e);
 	}
 	int task_sets_path = 0;
-	for (int i = 0; i < t->nenv; i++) {
-		buf_printf(&b, "%s=", t->env[i].key);
-		quote_expanded(&b, t->env[i].value, job);
-		buf_printf(&b, "; export %s\n", t->env[i].key);
-		task_sets_path |= !strcmp(t->env[i].key, "PATH");
+	for (int i = 0; i < t->more->nenv; i++) {
+		buf_printf(&b, "%s=", t->more->env[i].key);
+		quote_expanded(&b, t->more->env[i].value, job);
+		buf_printf(&b, "; export %s\n", t->more->env[i].key);
+		task_sets_path |= !strcmp(t->more->env[i].key, "PATH");
 	}
 	if (!task_sets_path && remote) { /* kiln's tools were copied beside the workspace there */
 		buf_puts(&b, "PATH=\"$PWD/.kiln/bin:$PATH\"; export PATH\n");

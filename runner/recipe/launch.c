@@ -445,8 +445,8 @@ int launch_wrap(Graph *g, Task *t, int ranks, int nodes, double grace_sec, Buf *
 	int all = t->shell ? strstr(t->shell, "{local_rank}") != NULL : 0;
 	for (int i = 0; i < t->argc && !all; i++)
 		all = strstr(t->argv[i], "{local_rank}") != NULL;
-	for (int i = 0; i < t->nenv && !all; i++)
-		all = strstr(t->env[i].value, "{local_rank}") != NULL;
+	for (int i = 0; i < t->more->nenv && !all; i++)
+		all = strstr(t->more->env[i].value, "{local_rank}") != NULL;
 	char n[16], port[16], grace[32], nnodes[16];
 	snprintf(n, sizeof n, "%d", ranks);
 	snprintf(nnodes, sizeof nnodes, "%d", nodes);

@@ -204,8 +204,8 @@ void lk_warn_placeholder_typos(lua_State *L, const Task *t)
 		warn_near_misses(L, t, t->shell);
 	for (int i = 0; i < t->argc; i++)
 		warn_near_misses(L, t, t->argv[i]);
-	for (int i = 0; i < t->nenv; i++)
-		warn_near_misses(L, t, t->env[i].value);
+	for (int i = 0; i < t->more->nenv; i++)
+		warn_near_misses(L, t, t->more->env[i].value);
 }
 
 void lk_check_port_placeholders(lua_State *L, Task *t)
@@ -213,8 +213,8 @@ void lk_check_port_placeholders(lua_State *L, Task *t)
 	int used = t->shell ? port_words_used(t->shell) : 0;
 	for (int i = 0; i < t->argc; i++)
 		used = port_words_used(t->argv[i]) > used ? port_words_used(t->argv[i]) : used;
-	for (int i = 0; i < t->nenv; i++)
-		used = port_words_used(t->env[i].value) > used ? port_words_used(t->env[i].value) : used;
+	for (int i = 0; i < t->more->nenv; i++)
+		used = port_words_used(t->more->env[i].value) > used ? port_words_used(t->more->env[i].value) : used;
 	if (used > MAX_PORTS)
 		lk_field_error(L, "run", "uses {port%d}, but a task gets at most %d ports", used - 1, MAX_PORTS);
 	if (used > 1 && used > t->opts->ports)

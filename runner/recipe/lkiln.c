@@ -456,7 +456,8 @@ static int l_task(lua_State *L)
 	}
 	if (has & F_DEPS) {
 		lua_getfield(L, 1, "deps");
-		t->dep_names = lk_string_list(L, g, -1, "deps", &t->ndep_names, 1);
+		TaskMore *more = graph_task_more(g, t);
+		more->dep_names = lk_string_list(L, g, -1, "deps", &more->ndep_names, 1);
 		lua_pop(L, 1);
 	}
 	if (has & F_RUN) {
@@ -466,9 +467,10 @@ static int l_task(lua_State *L)
 	}
 	if (has & F_ENV) {
 		lua_getfield(L, 1, "env");
-		t->env = key_values(L, g, lua_gettop(L), "env", &t->nenv);
-		for (int i = 0; i < t->nenv; i++) {
-			const char *k = t->env[i].key;
+		TaskMore *more = graph_task_more(g, t);
+		more->env = key_values(L, g, lua_gettop(L), "env", &more->nenv);
+		for (int i = 0; i < t->more->nenv; i++) {
+			const char *k = t->more->env[i].key;
 			if (!*k || strspn(k, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") != strlen(k) ||
 			    (*k >= '0' && *k <= '9'))
 				lk_field_error(L, "env", "key \"%s\" is not a variable name (letters, digits and _, not first a "
@@ -548,8 +550,8 @@ static int l_task(lua_State *L)
 	}
 	if (has & F_METRICS) {
 		lua_getfield(L, 1, "metrics");
-		t->metrics = graph_norm_path(g, lk_expand_placeholders(L, g, t, lk_value_string(L, g, -1, "metrics", 0), 0, 0));
-		lk_check_confined(L, t->metrics, "metrics", 0);
+		graph_task_more(g, t)->metrics = graph_norm_path(g, lk_expand_placeholders(L, g, t, lk_value_string(L, g, -1, "metrics", 0), 0, 0));
+		lk_check_confined(L, t->more->metrics, "metrics", 0);
 		lua_pop(L, 1);
 	}
 	if (has & F_LOG_METRICS) { /* checked now: a typo must not cost the run it would parse */

@@ -252,7 +252,7 @@ int l_map(lua_State *L)
 		for (int f = 0; runner_fields[f]; f++)
 			copy_field(L, 1, runner_fields[f]);
 		s->runner = declare(L);
-		s->runner->shard = s;
+		graph_task_more(g, s->runner)->shard = s;
 		s->items = arena_alloc(&g->arena, (size_t)(nitems / shards + 2) * sizeof *s->items);
 		s->cap = nitems / shards + 1;
 		s->id = g->nshards;
@@ -272,6 +272,9 @@ int l_map(lua_State *L)
 		lua_pop(L, 1);
 	const Task *proto = NULL;
 	const char **group_deps = arena_ptrs(&g->arena, (size_t)nitems);
+	/* per shard, what its items copied from proto share: proto's env and deps, the shard */
+	TaskMore **shard_more = arena_ptrs(&g->arena, (size_t)shards);
+	memset(shard_more, 0, (size_t)shards * sizeof *shard_more);
 	size_t name_len = strlen(name);
 	for (int i = 0; i < nitems; i++) {
 		Task *t;
@@ -291,7 +294,17 @@ int l_map(lua_State *L)
 				proto = t;
 		}
 		MapShard *s = made[i % shards];
-		t->shard = s;
+		if (proto && t != proto && t->more == proto->more) { /* a copy of proto: its shard's */
+			if (!shard_more[i % shards]) {
+				shard_more[i % shards] = arena_alloc8(&g->arena, sizeof **shard_more);
+				*shard_more[i % shards] = *t->more;
+				shard_more[i % shards]->shard = s;
+				shard_more[i % shards]->shared = 1;
+			}
+			t->more = shard_more[i % shards];
+		} else {
+			graph_task_more(g, t)->shard = s;
+		}
 		asks_nothing(g, t);
 		if (s->nitems == s->cap)
 			luaL_error(L, "map{}: internal: shard %d overflows", s->index);
@@ -304,8 +317,9 @@ int l_map(lua_State *L)
 	lua_pushstring(L, name);
 	lua_setfield(L, -2, "name");
 	Task *group = declare(L);
-	group->dep_names = group_deps; /* the items' own names: no million Lua strings for them */
-	group->ndep_names = nitems;
+	TaskMore *more = graph_task_more(g, group);
+	more->dep_names = group_deps; /* the items' own names: no million Lua strings for them */
+	more->ndep_names = nitems;
 	lk_push_task_value(L, group); /* the group task's value is map{}'s */
 	return 1;
 }

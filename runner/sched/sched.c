@@ -50,7 +50,7 @@ static int skip_if_waiting(void *ctx, Task *d)
 			push_ready(r, d);
 		return 0;
 	}
-	if (d->shard)
+	if (d->more->shard)
 		shard_item_settled(r, d);
 	d->state = TS_SKIPPED;
 	r->done++;
@@ -147,13 +147,13 @@ static int record_success(Run *r, Task *t, int64_t attempt_id, const char *detai
 {
 	Metrics m = {0};
 	int rc = -1;
-	if ((!t->metrics || metrics_read(t->metrics, &m, err) == 0) && (rc = cache_record_success(r->o->cache, t, err)) == 0) {
+	if ((!t->more->metrics || metrics_read(t->more->metrics, &m, err) == 0) && (rc = cache_record_success(r->o->cache, t, err)) == 0) {
 		Buf why = {0}; /* a log that cannot be read loses its metrics, not the success */
 		if (t->opts->nlog_metrics && log &&
 		    log_metrics_extract(log, t->opts->log_metrics, t->opts->nlog_metrics, &m, &why) != 0)
 			status_print(&r->st, "note", "%s: %s", t->name, buf_str(&why));
 		buf_free(&why);
-		if (t->metrics || m.count)
+		if (t->more->metrics || m.count)
 			cache_put_metrics(r->o->cache, t, &m);
 		task_succeeded(r, t, attempt_id, detail);
 	}
@@ -512,7 +512,7 @@ static void check_ready(Run *r)
 				status_print(&r->st, "note", "%s: up to date, runs anyway (--force)", t->name);
 			v = VERDICT_RUN;
 		}
-		if (t->shard && v != VERDICT_RUN)
+		if (t->more->shard && v != VERDICT_RUN)
 			shard_item_settled(r, t);
 		if (v == VERDICT_UP_TO_DATE) {
 			r->sum->up_to_date++;
@@ -521,7 +521,7 @@ static void check_ready(Run *r)
 			r->sum->restored++;
 			Metrics m;
 			Buf ignored = {0}; /* the restored file was ingested when it was made */
-			if (t->metrics && metrics_read(t->metrics, &m, &ignored) == 0) {
+			if (t->more->metrics && metrics_read(t->more->metrics, &m, &ignored) == 0) {
 				cache_put_metrics(o->cache, t, &m); /* the metrics now on disk are the latest */
 				metrics_free(&m);
 			}
@@ -533,7 +533,7 @@ static void check_ready(Run *r)
 			task_failed(r, t, buf_str(&reason), NULL);
 		} else if (!task_has_work(t)) {
 			finish_without_command(r, t);
-		} else if (t->shard) {
+		} else if (t->more->shard) {
 			shard_item_pending(r, t); /* its shard's process makes it */
 		} else if (t->opts->gpus > 0 && gpu_count(o->gpus) == 0 && o->task_exec[t->index]->local_slots) {
 			/* asked only of work that runs: an up-to-date GPU task passes on a machine without one */

@@ -52,7 +52,7 @@ void shards_free(Run *r)
 
 void shard_item_pending(Run *r, Task *t)
 {
-	ShardRun *s = &r->shards[t->shard->id];
+	ShardRun *s = &r->shards[t->more->shard->id];
 	if (s->npending == s->cap) {
 		s->cap = s->cap ? 2 * s->cap : 64;
 		s->pending = xrealloc(s->pending, (size_t)s->cap * sizeof *s->pending);
@@ -62,7 +62,7 @@ void shard_item_pending(Run *r, Task *t)
 	s->undecided--;
 }
 
-void shard_item_settled(Run *r, Task *t) { r->shards[t->shard->id].undecided--; }
+void shard_item_settled(Run *r, Task *t) { r->shards[t->more->shard->id].undecided--; }
 
 int shards_waiting(const Run *r)
 {
@@ -174,7 +174,7 @@ static void follow_listed_order(ShardRun *s, const char *list)
 
 char *shard_prepare(Run *r, Task *runner, int reattach, Buf *err)
 {
-	ShardRun *s = &r->shards[runner->shard->id];
+	ShardRun *s = &r->shards[runner->more->shard->id];
 	const char *slash = strrchr(r->o->log_dir, '/'); /* beside the logs: .kiln/maps/ */
 	int dir = slash ? (int)(slash - r->o->log_dir) : 0;
 	/* one list per runner: the attempt running is the one that reads it */
@@ -205,7 +205,7 @@ char *shard_prepare(Run *r, Task *runner, int reattach, Buf *err)
 
 Task **shard_items(Run *r, const Task *runner, int *n)
 {
-	ShardRun *s = &r->shards[runner->shard->id];
+	ShardRun *s = &r->shards[runner->more->shard->id];
 	Task **items = xmalloc(((size_t)s->npending + 1) * sizeof *items);
 	memcpy(items, s->pending, (size_t)s->npending * sizeof *items);
 	*n = s->npending;
@@ -225,7 +225,7 @@ static void record_item(Run *r, Task *t)
 	Buf err = {0};
 	if (cache_record_success(r->o->cache, t, &err) == 0) {
 		r->sum->ran++;
-		r->shards[t->shard->id].ran++;
+		r->shards[t->more->shard->id].ran++;
 		task_done(r, t);
 	} else {
 		task_failed(r, t, buf_str(&err), NULL);
@@ -256,7 +256,7 @@ void shards_poll(Run *r)
 
 void shard_job_ended(Run *r, Job *job, const char *why, int mode)
 {
-	ShardRun *s = &r->shards[job->task->shard->id];
+	ShardRun *s = &r->shards[job->task->more->shard->id];
 	s->running = 0;
 	record_complete(r, s);
 	int left = 0;

@@ -12,7 +12,7 @@ static Task *add(Graph *g, const char *name, const char *deps, const char *input
 	graph_task_opts(g, t)->file = "r.lua";
 	t->line = line;
 	const char **lists[3] = {NULL, NULL, NULL};
-	int *counts[3] = {&t->ndep_names, &t->ninputs, &t->noutputs};
+	int *counts[3] = {&graph_task_more(g, t)->ndep_names, &t->ninputs, &t->noutputs};
 	const char *src[3] = {deps, inputs, outputs};
 	for (int k = 0; k < 3; k++) {
 		lists[k] = arena_alloc(&g->arena, 16 * sizeof(char *));
@@ -23,7 +23,7 @@ static Task *add(Graph *g, const char *name, const char *deps, const char *input
 			p += n + (end != NULL);
 		}
 	}
-	t->dep_names = lists[0];
+	t->more->dep_names = lists[0];
 	t->inputs = lists[1];
 	t->outputs = lists[2];
 	graph_add_task(g, t);

@@ -51,7 +51,7 @@ int main(void)
 	CHECK(t->opts->gpus == 1 && t->opts->mem_mib == 2048 && t->opts->timeout_sec == 3600 && t->opts->retries == 2);
 	CHECK(t->ntags == 2);
 	CHECK_STR(t->tags[0].key, "dataset");
-	CHECK_STR(t->env[0].value, "1");
+	CHECK_STR(t->more->env[0].value, "1");
 	/* tasks declared alike share their options; one declared otherwise has its own, and a
 	 * task whose options change afterwards takes a copy without touching the others' */
 	CHECK(g->tasks[5]->opts == t->opts);
@@ -106,7 +106,7 @@ int main(void)
 		const char *item = (const char *[]){"a", "b", "c"}[i];
 		Task *it = NULL;
 		for (int k = 0; k < g->ntasks; k++)
-			if (g->tasks[k]->shard && !task_is_runner(g->tasks[k]) && !strcmp(task_tag(g->tasks[k], "item"), item))
+			if (g->tasks[k]->more->shard && !task_is_runner(g->tasks[k]) && !strcmp(task_tag(g->tasks[k], "item"), item))
 				it = g->tasks[k];
 		CHECK(it != NULL);
 		if (!it)
@@ -124,7 +124,7 @@ int main(void)
 		snprintf(want, sizeof want, "m/%s", item);
 		CHECK_STR(it->argv[4], want);
 		CHECK(it->ntags == 2 && !strcmp(task_tag(it, "model"), "m1"));
-		CHECK(it->nenv == 1 && !strcmp(it->env[0].key, "E"));
+		CHECK(it->more->nenv == 1 && !strcmp(it->more->env[0].key, "E"));
 		CHECK(it->opts->cpus == 0 && it->opts->gpus == 0 && it->opts->retries == 0);
 	}
 	Task *group = graph_find(g, "m");
@@ -132,7 +132,7 @@ int main(void)
 	for (int k = 0; k < g->ntasks; k++)
 		if (!strcmp(g->tasks[k]->name, "m"))
 			group = g->tasks[k];
-	CHECK(group && group->ndep_names == 3 && !strcmp(group->dep_names[2], "m/c"));
+	CHECK(group && group->more->ndep_names == 3 && !strcmp(group->more->dep_names[2], "m/c"));
 	graph_free(g);
 	CHECK(load("map { name = 'm', items = {'a', 'b/../../x'}, output = 'o/{item}', run = 'true' }\n", NULL, 0, &g, &err) == -1);
 	CHECK_CONTAINS(buf_str(&err), "not valid");

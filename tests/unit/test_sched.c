@@ -80,9 +80,9 @@ static Task *add(Graph *g, const char *name, int cpus, long long mem, int gpus, 
 	t->opts->mem_mib = mem;
 	t->opts->gpus = gpus;
 	if (dep) {
-		t->dep_names = arena_alloc(&g->arena, sizeof(char *));
-		t->dep_names[0] = dep->name;
-		t->ndep_names = 1;
+		graph_task_more(g, t)->dep_names = arena_alloc(&g->arena, sizeof(char *));
+		t->more->dep_names[0] = dep->name;
+		t->more->ndep_names = 1;
 	}
 	graph_add_task(g, t);
 	return t;
