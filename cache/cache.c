@@ -183,7 +183,7 @@ static void set_last(Cache *c, const Task *t, TaskCache *tc, const char *outputs
 		ktable_add(&c->last, l, hash_str(t->name));
 	}
 	l->key = tc->key;
-	l->outputs = arena_strdup(&c->arena, outputs);
+	l->outputs = cache_pack_outputs(&c->arena, outputs);
 	tc->last = l;
 }
 
@@ -205,6 +205,45 @@ static int parse_outputs(const Task *t, const char *text, Hash *hashes)
 		if (i >= t->noutputs || strlen(t->outputs[i]) != len || strncmp(path, t->outputs[i], len) != 0)
 			return -1;
 	return rc == 0 && i == t->noutputs ? 0 : -1;
+}
+
+const unsigned char *cache_pack_outputs(Arena *a, const char *text)
+{
+	size_t bytes = 4, n = 0, len;
+	const char *path;
+	Hash h;
+	int rc;
+	for (const char *p = text; (rc = state_outputs_next(&p, &h, &path, &len)) > 0; n++)
+		bytes += sizeof h + len + 1;
+	if (rc < 0 || n > UINT32_MAX)
+		return NULL;
+	unsigned char *packed = arena_alloc8(a, bytes), *at = packed + 4;
+	uint32_t count = (uint32_t)n;
+	memcpy(packed, &count, 4);
+	for (const char *p = text; state_outputs_next(&p, &h, &path, &len) > 0;) {
+		memcpy(at, &h, sizeof h);
+		memcpy(at + sizeof h, path, len);
+		at[sizeof h + len] = 0;
+		at += sizeof h + len + 1;
+	}
+	return packed;
+}
+
+/* The packed last outputs as hashes by declared output; -1 if they name other outputs. */
+static int unpack_outputs(const Task *t, const unsigned char *packed, Hash *hashes)
+{
+	uint32_t n;
+	if (!packed || (memcpy(&n, packed, 4), n != (uint32_t)t->noutputs))
+		return -1;
+	const unsigned char *at = packed + 4;
+	for (int i = 0; i < t->noutputs; i++) {
+		const char *path = (const char *)at + sizeof *hashes;
+		if (strcmp(path, t->outputs[i]) != 0)
+			return -1;
+		memcpy(&hashes[i], at, sizeof *hashes);
+		at += sizeof *hashes + strlen(path) + 1;
+	}
+	return 0;
 }
 
 /* Queues output file path (stat'ed as st), whose content hashes to h, for the store
@@ -345,7 +384,7 @@ enum Verdict cache_check(Cache *c, Task *t, int dry, Buf *reason)
 	Hash *want = xmalloc((size_t)(t->noutputs + 1) * sizeof *want);
 	enum Verdict verdict = VERDICT_RUN;
 	Buf found = {0}, why = {0};
-	if (last && hash_equal(last->key, tc->key) && parse_outputs(t, last->outputs, want) == 0) {
+	if (last && hash_equal(last->key, tc->key) && unpack_outputs(t, last->outputs, want) == 0) {
 		int n = settle_outputs(c, t, want, dry, &why);
 		if (n >= 0)
 			verdict = n == 0 ? VERDICT_UP_TO_DATE : VERDICT_RESTORED;

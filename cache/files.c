@@ -229,7 +229,7 @@ static void load_last(void *ctx, const char *task, Hash key, const char *outputs
 	LastSuccess *l = arena_alloc8(&c->arena, sizeof *l);
 	l->task = arena_strdup(&c->arena, task);
 	l->key = key;
-	l->outputs = arena_strdup(&c->arena, outputs);
+	l->outputs = cache_pack_outputs(&c->arena, outputs);
 	ktable_add(&c->last, l, hash_str(l->task));
 }
 
@@ -314,7 +314,7 @@ static int hash_dir_collect(Cache *c, const char *path, Hash *out, TreeCollector
 				buf_printf(&listing, "%c %o %s %s\n", isdir ? 'd' : 'f', m->s_mode & 07777, hex, name);
 				if (!isdir) {
 					collect(col, child, h, 0);
-					col->bytes += m->s_size;
+					col->bytes += m->m.size; /* hash_memo's: matched, or hashed anew */
 				}
 			}
 			free(child);
@@ -376,15 +376,15 @@ static int stat_matches(const FileMemo *m, const struct stat *st)
 static int stat_once(Memo *m)
 {
 	if (m->statted)
-		return m->s_size >= 0 ? 0 : -1;
+		return m->present ? 0 : -1;
 	struct stat st;
 	m->statted = 1;
 	if (stat(m->m.path, &st) != 0) {
-		m->s_size = -1;
+		m->present = 0;
 		m->current = 0;
 		return -1;
 	}
-	m->s_size = st.st_size;
+	m->present = 1;
 	m->s_mode = st.st_mode;
 	m->current = stat_matches(&m->m, &st);
 	return 0;

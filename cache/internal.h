@@ -32,7 +32,7 @@ typedef struct {
 typedef struct {
 	const char *task;    /* first: its key in Cache.last */
 	Hash key;
-	const char *outputs; /* "<hex> <path>\n" per output */
+	const unsigned char *outputs; /* the recorded "<hex> <path>\n" lines packed (cache_pack_outputs) */
 } LastSuccess;
 
 typedef struct {
@@ -41,11 +41,12 @@ typedef struct {
 	 * fields: threads that stat and hash different entries must not share a word). Of the
 	 * stat only what is asked again is kept: whether it matched m (a file whose stat
 	 * differs is stat'ed again right before it is hashed, for the new entry's fields),
-	 * its size and its mode: a million-file memo is 24 bytes an entry smaller. */
-	int64_t s_size;           /* -1: the path does not exist */
+	 * whether it exists and its mode (its size, once needed, is m.size: the stat matched m,
+	 * or the entry was hashed anew): a million-file memo is 32 bytes an entry smaller. */
 	unsigned s_mode;
+	unsigned char present;    /* the path exists */
 	unsigned char hashed;     /* the hash in m is checked */
-	unsigned char statted;    /* s_size, s_mode and current are this command's stat */
+	unsigned char statted;    /* present, s_mode and current are this command's stat */
 	unsigned char current;    /* that stat matched m, outside the racy window */
 	unsigned char queued;     /* in cache_prepare's list already */
 	unsigned char prehashed;  /* cache_prepare hashed it: the state needs the new entry */
@@ -105,6 +106,11 @@ struct Cache {
 	_Atomic int statting;      /* threads inside stat_a_chunk */
 	_Atomic size_t next_stat; /* the first entry not yet claimed by a thread */
 };
+
+/* A recorded outputs text ("<hex> <path>\n" per output) packed in a: a 4-byte count, then
+ * per output its hash's 16 bytes and its path with a NUL. Half the text's bytes, and a
+ * check reads no hex. NULL when the text does not parse (then no check matches it). */
+const unsigned char *cache_pack_outputs(Arena *a, const char *text);
 
 /* Takes the workspace lock kiln_dir/lock for c (lock.c): 0, or -1 with who holds it in err. */
 int cache_take_lock(Cache *c, const char *kiln_dir, Buf *err);
