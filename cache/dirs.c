@@ -168,6 +168,25 @@ void dirs_note_task(void *cache, const Task *t)
 	}
 }
 
+void dirs_prefetch(Dirs *dirs, const char *path, int stage)
+{
+	size_t dlen = dir_len(path);
+	uint64_t h = 1469598103934665603ULL; /* dir_of's look-up, without making a record */
+	for (size_t i = 0; i < dlen; i++)
+		h = (h ^ (unsigned char)path[i]) * 1099511628211ULL;
+	const DirInfo *d = dirs->recent[h % DIRS_RECENT];
+	if (!d || !d->ready || !d->names || d->name_len != dlen || memcmp(d->name, path, dlen))
+		return;
+	uint64_t nh = hash_str(dlen ? path + dlen + 1 : path);
+	size_t i = nh & d->mask;
+	if (stage == 0) {
+		__builtin_prefetch(&d->names[i]);
+		__builtin_prefetch(&d->tags[i]);
+	} else if (d->names[i]) {
+		__builtin_prefetch(d->text + d->names[i] - 1);
+	}
+}
+
 int dirs_input_exists(Dirs *dirs, const char *path)
 {
 	size_t dlen = dir_len(path);

