@@ -6,7 +6,7 @@
 
 #include "util.h"
 
-static const char *key_of(const KeyTable *t, uint32_t id) { return *(const char *const *)ktable_at(t, id - 1); }
+static const char *key_of(const KeyTable *t, uint32_t id) { return ktable_key(t, ktable_at(t, id - 1)); }
 
 static size_t find(const KeyTable *t, const char *key, uint32_t h)
 {
@@ -55,9 +55,9 @@ void ktable_prefetch(const KeyTable *t, uint64_t h, int stage)
 	if (stage == 0) {
 		__builtin_prefetch(s);
 	} else if (s->id) {
-		const char *const *entry = ktable_at(t, s->id - 1);
+		const void *entry = ktable_at(t, s->id - 1);
 		__builtin_prefetch(entry);
-		__builtin_prefetch(*entry);
+		__builtin_prefetch(ktable_key(t, entry));
 	}
 }
 
@@ -65,7 +65,7 @@ void *ktable_add(KeyTable *t, void *entry, uint64_t h)
 {
 	if ((t->count + 1) * 2 >= t->cap)
 		grow(t, t->cap ? t->cap * 2 : 64);
-	const char *key = *(const char **)entry;
+	const char *key = ktable_key(t, entry);
 	size_t i = find(t, key, (uint32_t)h);
 	if (t->slots[i].id)
 		return ktable_at(t, t->slots[i].id - 1);

@@ -1,5 +1,6 @@
 /* keytable.h — a string-keyed table of entries the caller allocates, each beginning with
- * its key (a `const char *` as its first member). Entries are numbered in the order they
+ * its key (a `const char *` as its first member, or the key's text at a fixed offset:
+ * KeyTable.key_at). Entries are numbered in the order they
  * are added and kept in chunks that never move, so entry i stays where it is while more
  * are added; the index is open addressing over 8-byte slots (32 bits of the key's hash and
  * the entry's number + 1), at most half full. A million files' memo entries take 16 to 32
@@ -46,6 +47,9 @@ typedef struct {
 	KeyTableSlot *slots;
 	size_t cap;
 	size_t count;
+	/* 0: an entry's key is its first member (a const char *); else the key's text itself
+	 * lies this many bytes into the entry (right behind a fixed-size record: no pointer) */
+	size_t key_at;
 	void **chunks[KTABLE_CHUNKS];
 } KeyTable;
 
@@ -55,7 +59,12 @@ void *ktable_get_hashed(const KeyTable *t, const char *key, uint64_t h);
 /* For batches of look-ups, as strmap_prefetch: stage 0 loads the key's first slot, a later
  * stage 1 the entry and key that slot points to. */
 void ktable_prefetch(const KeyTable *t, uint64_t h, int stage);
-/* Adds entry (whose first member is its key; h = hash_str(key)) unless an entry with an
+/* The key of entry (one of t's). */
+static inline const char *ktable_key(const KeyTable *t, const void *entry)
+{
+	return t->key_at ? (const char *)entry + t->key_at : *(const char *const *)entry;
+}
+/* Adds entry (whose key is as KeyTable.key_at says; h = hash_str(key)) unless an entry with an
  * equal key is there: returns that one (the table unchanged), else NULL. Past a billion
  * entries kiln stops with a message (a fatal error). */
 void *ktable_add(KeyTable *t, void *entry, uint64_t h);
@@ -66,7 +75,7 @@ static inline void *ktable_at(const KeyTable *t, size_t i)
 }
 /* Makes room for n entries in all: adding a known number never rehashes. */
 void ktable_reserve(KeyTable *t, size_t n);
-/* Frees the index and chunks (not the entries) and empties the table. */
+/* Frees the index and chunks (not the entries) and empties the table (key_at stays). */
 void ktable_free(KeyTable *t);
 
 #endif

@@ -34,6 +34,7 @@
 Cache *cache_open(const char *kiln_dir, Graph *g, const CacheOptions *opt, Buf *err)
 {
 	Cache *c = xcalloc(1, sizeof *c);
+	c->memo.key_at = sizeof(Memo); /* a memo entry's path lies right behind it */
 	c->g = g;
 	c->opt = *opt;
 	c->lock_fd = -1;

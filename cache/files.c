@@ -121,15 +121,13 @@ int cache_loaded(Cache *c, Buf *err)
 }
 
 /* A zeroed memo entry with its path stored right behind it: a look-up that compares the
- * path then finds the entry in the same cache line. */
+ * path then finds the entry in the same cache line or the next. */
 static Memo *new_memo(Cache *c, const char *path)
 {
 	size_t len = strlen(path);
 	Memo *m = arena_alloc8(&c->arena, sizeof *m + len + 1);
 	memset(m, 0, sizeof *m);
-	char *copy = (char *)(m + 1);
-	memcpy(copy, path, len + 1);
-	m->m.path = copy;
+	memcpy(m + 1, path, len + 1);
 	return m;
 }
 
@@ -216,10 +214,10 @@ static void load_memo(void *ctx, const FileMemo *fm)
 {
 	Cache *c = ctx;
 	Memo *m = new_memo(c, fm->path);
-	const char *path = m->m.path;
-	m->m = *fm;
-	m->m.path = path;
-	if (!ktable_add(&c->memo, m, hash_str(path))) /* rows are distinct paths: always new */
+	m->size = fm->size, m->mtime_ns = fm->mtime_ns, m->ino = fm->ino, m->ctime_ns = fm->ctime_ns;
+	m->hash = fm->hash;
+	m->settled = fm->hashed_ns - fm->mtime_ns > RACY_NS;
+	if (!ktable_add(&c->memo, m, hash_str(fm->path))) /* rows are distinct paths: always new */
 		atomic_store_explicit(&c->nto_stat, c->memo.count, memory_order_release);
 }
 
@@ -314,7 +312,7 @@ static int hash_dir_collect(Cache *c, const char *path, Hash *out, TreeCollector
 				buf_printf(&listing, "%c %o %s %s\n", isdir ? 'd' : 'f', m->s_mode & 07777, hex, name);
 				if (!isdir) {
 					collect(col, child, h, 0);
-					col->bytes += m->m.size; /* hash_memo's: matched, or hashed anew */
+					col->bytes += m->size; /* hash_memo's: matched, or hashed anew */
 				}
 			}
 			free(child);
@@ -358,18 +356,17 @@ Memo *memo_entry(Cache *c, const char *path)
 	Memo *m = ktable_get_hashed(&c->memo, path, h);
 	if (!m) {
 		m = new_memo(c, path);
-		m->m.size = -1; /* never matches a stat: no hash known yet */
+		m->size = -1; /* never matches a stat: no hash known yet */
 		ktable_add(&c->memo, m, h);
 	}
 	return m;
 }
 
-/* Whether stat st matches the memo m, outside the racy window: its hash is the file's. */
-static int stat_matches(const FileMemo *m, const struct stat *st)
+/* Whether stat st matches memo entry m, which is settled: its hash is the file's. */
+static int stat_matches(const Memo *m, const struct stat *st)
 {
-	int64_t mtime = ns_of(st->st_mtim);
-	return m->size == (int64_t)st->st_size && m->mtime_ns == mtime && m->ino == (int64_t)st->st_ino &&
-	       m->ctime_ns == ns_of(st->st_ctim) && m->hashed_ns - mtime > RACY_NS;
+	return m->settled && m->size == (int64_t)st->st_size && m->mtime_ns == ns_of(st->st_mtim) &&
+	       m->ino == (int64_t)st->st_ino && m->ctime_ns == ns_of(st->st_ctim);
 }
 
 /* stat() once per command: what is asked again is kept on the memo entry. */
@@ -379,27 +376,31 @@ static int stat_once(Memo *m)
 		return m->present ? 0 : -1;
 	struct stat st;
 	m->statted = 1;
-	if (stat(m->m.path, &st) != 0) {
+	if (stat(memo_path(m), &st) != 0) {
 		m->present = 0;
 		m->current = 0;
 		return -1;
 	}
 	m->present = 1;
 	m->s_mode = st.st_mode;
-	m->current = stat_matches(&m->m, &st);
+	m->current = stat_matches(m, &st);
 	return 0;
 }
 
 /* Hashes the file at m's path into m as a new entry: stat'ed first, then read, so a file
- * rewritten meanwhile has a newer mtime than the one recorded. 0, or -1 when it cannot be
- * read (nothing changes then). */
-static int hash_into(Memo *m)
+ * rewritten meanwhile has a newer mtime than the one recorded. 0 with the row the state
+ * keeps in *row (its path m's), or -1 when it cannot be read (nothing changes then). */
+static int hash_into(Memo *m, FileMemo *row)
 {
 	struct stat st;
 	Hash h;
-	if (stat(m->m.path, &st) != 0 || hash_file(m->m.path, &h) != 0)
+	const char *path = memo_path(m);
+	if (stat(path, &st) != 0 || hash_file(path, &h) != 0)
 		return -1;
-	m->m = (FileMemo){m->m.path, st.st_size, ns_of(st.st_mtim), (int64_t)st.st_ino, ns_of(st.st_ctim), wall_ns(), h};
+	*row = (FileMemo){path, st.st_size, ns_of(st.st_mtim), (int64_t)st.st_ino, ns_of(st.st_ctim), wall_ns(), h};
+	m->size = row->size, m->mtime_ns = row->mtime_ns, m->ino = row->ino, m->ctime_ns = row->ctime_ns;
+	m->hash = h;
+	m->settled = row->hashed_ns - row->mtime_ns > RACY_NS;
 	m->hashed = 1;
 	return 0;
 }
@@ -414,6 +415,7 @@ void bind_tasks(Cache *c) { finish_loading(c, 1); }
 typedef struct {
 	Cache *c;
 	Memo **memo;
+	FileMemo *rows; /* prehash_one's: the state's new row of each entry hashed */
 } MemoJob;
 
 static void stat_one(void *ctx, size_t i)
@@ -530,7 +532,7 @@ static void bind_tasks_now(Cache *c)
 	free(want);
 	/* the loader stats the paths it read; the new ones are stat'ed here, on all cores (a
 	 * first run has nothing else) */
-	MemoJob job = {c, fresh};
+	MemoJob job = {c, fresh, NULL};
 	parallel_for(nfresh, 256, 0, stat_one, &job);
 	free(fresh);
 	trace_mark("cache bound to the graph's files");
@@ -581,7 +583,7 @@ static void prehash_one(void *ctx, size_t i)
 	Memo *m = job->memo[i];
 	if (os_stop_requested())
 		return; /* Ctrl-C: leave the rest; the scheduler stops before checking anything */
-	if (hash_into(m) == 0) /* else cache_check tries again and reports it */
+	if (hash_into(m, &job->rows[i]) == 0) /* else cache_check tries again and reports it */
 		m->prehashed = 1;
 }
 
@@ -613,11 +615,12 @@ void cache_prepare(Cache *c)
 			list[n++] = m;
 		}
 	}
-	MemoJob job = {c, list};
+	MemoJob job = {c, list, xmalloc((n ? n : 1) * sizeof *job.rows)};
 	parallel_for(n, 16, PREHASH_THREADS, prehash_one, &job);
 	for (size_t i = 0; i < n; i++)
 		if (list[i]->prehashed && !c->opt.readonly)
-			state_put_memo(c->state, &list[i]->m);
+			state_put_memo(c->state, &job.rows[i]);
+	free(job.rows);
 	free(list);
 	trace_mark("source files hashed");
 }
@@ -627,9 +630,9 @@ int hash_path(Cache *c, const char *path, Hash *out) { return hash_memo(c, memo_
 
 int hash_memo(Cache *c, Memo *m, Hash *out)
 {
-	const char *path = m->m.path;
+	const char *path = memo_path(m);
 	if (m->hashed) {
-		*out = m->m.hash;
+		*out = m->hash;
 		return 0;
 	}
 	if (stat_once(m) != 0)
@@ -640,14 +643,15 @@ int hash_memo(Cache *c, Memo *m, Hash *out)
 		return -1; /* a fifo or a device has no content to hash (and opening a fifo waits) */
 	if (m->current) {
 		m->hashed = 1;
-		*out = m->m.hash;
+		*out = m->hash;
 		return 0;
 	}
-	if (hash_into(m) != 0)
+	FileMemo row;
+	if (hash_into(m, &row) != 0)
 		return -1;
-	*out = m->m.hash;
+	*out = m->hash;
 	if (!c->opt.readonly)
-		state_put_memo(c->state, &m->m);
+		state_put_memo(c->state, &row);
 	return 0;
 }
 

@@ -35,22 +35,30 @@ typedef struct {
 	const unsigned char *outputs; /* the recorded "<hex> <path>\n" lines packed (cache_pack_outputs) */
 } LastSuccess;
 
+/* A file's memo entry: the stat its hash was taken at, and what this command saw of it.
+ * Its path follows it, NUL-terminated (memo_path): the key in Cache.memo, with no pointer
+ * to it. A million files' memo is a million of these, so only what is asked is kept: of the
+ * row's hashed_ns whether it came late enough after the mtime (settled), of this command's
+ * stat whether it matched (a file whose stat differs is stat'ed again right before it is
+ * hashed, for the new entry's fields), whether the path exists and its mode. */
 typedef struct {
-	FileMemo m; /* first, and m.path first in it: its key in Cache.memo */
-	/* A Cache lives for one command, so these say "during this command" (bytes, not bit
-	 * fields: threads that stat and hash different entries must not share a word). Of the
-	 * stat only what is asked again is kept: whether it matched m (a file whose stat
-	 * differs is stat'ed again right before it is hashed, for the new entry's fields),
-	 * whether it exists and its mode (its size, once needed, is m.size: the stat matched m,
-	 * or the entry was hashed anew): a million-file memo is 32 bytes an entry smaller. */
+	int64_t size, mtime_ns, ino, ctime_ns;
+	Hash hash;
 	unsigned s_mode;
+	/* bytes, not bit fields: threads that stat and hash different entries must not share
+	 * a word */
+	unsigned char settled;    /* hashed more than RACY_NS after its mtime: a matching stat
+				     is trusted (else the file may have changed within a tick) */
 	unsigned char present;    /* the path exists */
-	unsigned char hashed;     /* the hash in m is checked */
+	unsigned char hashed;     /* the hash is checked */
 	unsigned char statted;    /* present, s_mode and current are this command's stat */
-	unsigned char current;    /* that stat matched m, outside the racy window */
+	unsigned char current;    /* that stat matched, and the entry is settled */
 	unsigned char queued;     /* in cache_prepare's list already */
 	unsigned char prehashed;  /* cache_prepare hashed it: the state needs the new entry */
 } Memo;
+
+/* The path of memo entry m. */
+static inline const char *memo_path(const Memo *m) { return (const char *)(m + 1); }
 
 typedef struct {
 	Hash key;
