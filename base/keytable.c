@@ -61,6 +61,20 @@ void ktable_prefetch(const KeyTable *t, uint64_t h, int stage)
 	}
 }
 
+/* Stores entry as number count (the caller grew the index for it): its id. */
+static uint32_t store(KeyTable *t, void *entry)
+{
+	size_t n = t->count, chunk = n >> KTABLE_CHUNK_BITS;
+	if (chunk >= KTABLE_CHUNKS)
+		fatal("more than %zu files or tasks in one workspace's records: split the workspace",
+		      (size_t)KTABLE_CHUNKS << KTABLE_CHUNK_BITS);
+	if (!t->chunks[chunk])
+		t->chunks[chunk] = xmalloc(sizeof(void *) << KTABLE_CHUNK_BITS);
+	t->chunks[chunk][n & ((1u << KTABLE_CHUNK_BITS) - 1)] = entry;
+	t->count = n + 1;
+	return (uint32_t)(n + 1);
+}
+
 void *ktable_add(KeyTable *t, void *entry, uint64_t h)
 {
 	if ((t->count + 1) * 2 >= t->cap)
@@ -69,16 +83,33 @@ void *ktable_add(KeyTable *t, void *entry, uint64_t h)
 	size_t i = find(t, key, (uint32_t)h);
 	if (t->slots[i].id)
 		return ktable_at(t, t->slots[i].id - 1);
-	size_t n = t->count, chunk = n >> KTABLE_CHUNK_BITS;
-	if (chunk >= KTABLE_CHUNKS)
-		fatal("more than %zu files or tasks in one workspace's records: split the workspace",
-		      (size_t)KTABLE_CHUNKS << KTABLE_CHUNK_BITS);
-	if (!t->chunks[chunk])
-		t->chunks[chunk] = xmalloc(sizeof(void *) << KTABLE_CHUNK_BITS);
-	t->chunks[chunk][n & ((1u << KTABLE_CHUNK_BITS) - 1)] = entry;
-	t->slots[i] = (KeyTableSlot){(uint32_t)h, (uint32_t)(n + 1)};
-	t->count = n + 1;
+	t->slots[i] = (KeyTableSlot){(uint32_t)h, store(t, entry)};
 	return NULL;
+}
+
+/* Indexes the oldest pending entry (its key new to the table: the first free slot). */
+static void index_pending(KeyTable *t)
+{
+	KeyTableSlot p = t->pending[t->pending_head];
+	t->pending_head = (t->pending_head + 1) % KTABLE_PENDING;
+	t->npending--;
+	t->slots[slots_free_at(t->slots, t->cap, p.hash)] = p;
+}
+
+void ktable_append(KeyTable *t, void *entry, uint64_t h)
+{
+	if ((t->count + 1) * 2 >= t->cap)
+		grow(t, t->cap ? t->cap * 2 : 64); /* the pending ones are not in it: indexed later */
+	__builtin_prefetch(&t->slots[(uint32_t)h & (t->cap - 1)]);
+	if (t->npending == KTABLE_PENDING)
+		index_pending(t);
+	t->pending[(t->pending_head + t->npending++) % KTABLE_PENDING] = (KeyTableSlot){(uint32_t)h, store(t, entry)};
+}
+
+void ktable_append_done(KeyTable *t)
+{
+	while (t->npending)
+		index_pending(t);
 }
 
 void ktable_free(KeyTable *t)
@@ -86,6 +117,7 @@ void ktable_free(KeyTable *t)
 	big_free(t->slots, t->cap * sizeof *t->slots);
 	t->slots = NULL;
 	t->cap = t->count = 0;
+	t->npending = t->pending_head = 0;
 	for (size_t k = 0; k < KTABLE_CHUNKS && t->chunks[k]; k++) {
 		free(t->chunks[k]);
 		t->chunks[k] = NULL;

@@ -50,6 +50,11 @@ typedef struct {
 	/* 0: an entry's key is its first member (a const char *); else the key's text itself
 	 * lies this many bytes into the entry (right behind a fixed-size record: no pointer) */
 	size_t key_at;
+	/* ktable_append's entries numbered and stored but not yet in the index: their slots are
+	 * being prefetched */
+#define KTABLE_PENDING 16
+	KeyTableSlot pending[KTABLE_PENDING]; /* a ring: npending from pending_head on */
+	unsigned npending, pending_head;
 	void **chunks[KTABLE_CHUNKS];
 } KeyTable;
 
@@ -68,6 +73,13 @@ static inline const char *ktable_key(const KeyTable *t, const void *entry)
  * equal key is there: returns that one (the table unchanged), else NULL. Past a billion
  * entries kiln stops with a message (a fatal error). */
 void *ktable_add(KeyTable *t, void *entry, uint64_t h);
+/* For a table filled with keys known to be distinct (rows read back from a table keyed by
+ * them): numbers and stores entry at once, as ktable_add would, and puts it in the index a
+ * few appends later, once its slot was prefetched (a million adds then wait on no cache
+ * miss each). Entries are readable by number at once (ktable_at); no look-up or add may
+ * come before ktable_append_done, which indexes the rest. */
+void ktable_append(KeyTable *t, void *entry, uint64_t h);
+void ktable_append_done(KeyTable *t);
 /* Entry number i (< count). */
 static inline void *ktable_at(const KeyTable *t, size_t i)
 {

@@ -177,7 +177,13 @@ void *cache_loader_main(void *arg)
 	}
 	ktable_reserve(&c->memo, (size_t)state_memo_count(c->state));
 	ktable_reserve(&c->last, (size_t)state_last_count(c->state));
-	if (state_each_memo(c->state, load_memo, c) != 0 || state_each_last(c->state, load_last, c) != 0) {
+	int rc = state_each_memo(c->state, load_memo, c);
+	ktable_append_done(&c->memo);
+	if (rc == 0) {
+		rc = state_each_last(c->state, load_last, c);
+		ktable_append_done(&c->last);
+	}
+	if (rc != 0) {
 		/* damage found in the rows: forget what was read from them and start afresh */
 		int damaged = state_damaged(c->state);
 		state_close(c->state);
@@ -217,8 +223,8 @@ static void load_memo(void *ctx, const FileMemo *fm)
 	m->size = fm->size, m->mtime_ns = fm->mtime_ns, m->ino = fm->ino, m->ctime_ns = fm->ctime_ns;
 	m->hash = fm->hash;
 	m->settled = fm->hashed_ns - fm->mtime_ns > RACY_NS;
-	if (!ktable_add(&c->memo, m, hash_str(fm->path))) /* rows are distinct paths: always new */
-		atomic_store_explicit(&c->nto_stat, c->memo.count, memory_order_release);
+	ktable_append(&c->memo, m, hash_str(fm->path)); /* rows are distinct paths: always new */
+	atomic_store_explicit(&c->nto_stat, c->memo.count, memory_order_release);
 }
 
 static void load_last(void *ctx, const char *task, Hash key, const char *outputs)
@@ -228,7 +234,7 @@ static void load_last(void *ctx, const char *task, Hash key, const char *outputs
 	l->task = arena_strdup(&c->arena, task);
 	l->key = key;
 	l->outputs = cache_pack_outputs(&c->arena, outputs);
-	ktable_add(&c->last, l, hash_str(l->task));
+	ktable_append(&c->last, l, hash_str(l->task)); /* rows are distinct tasks */
 }
 
 /* What hashing a directory output collects for the store: its files (by path) and its

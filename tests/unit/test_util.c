@@ -1,6 +1,7 @@
 /* test_util.c — parsing of durations and sizes, buffers, the string map, hashes, paths,
  * the small-block pool. */
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -210,6 +211,30 @@ int main(void)
 	CHECK(ktable_get_hashed(kt, "e7", hash_str("e7")) == &entries[7]);
 	ktable_free(kt);
 	CHECK(kt->count == 0 && ktable_get(kt, "e7") == NULL);
+	/* appended (keys known distinct), with the key's text right behind each record: numbered
+	 * and readable at once, found once the appends are done, from no reserve (it grows
+	 * while entries are pending), every one of them */
+	typedef struct {
+		int n;
+		char key[12]; /* at key_at */
+	} Inline;
+	Inline *inl = calloc(NENTRIES, sizeof *inl);
+	kt->key_at = offsetof(Inline, key);
+	for (int i = 0; i < NENTRIES; i++) {
+		inl[i].n = i;
+		snprintf(inl[i].key, sizeof inl[i].key, "e%d", i);
+		ktable_append(kt, &inl[i], hash_str(inl[i].key));
+		CHECK(ktable_at(kt, (size_t)i) == &inl[i]);
+	}
+	ktable_append_done(kt);
+	int all = kt->count == NENTRIES;
+	for (int i = 0; i < NENTRIES; i++)
+		all &= ktable_get(kt, inl[i].key) == &inl[i];
+	CHECK(all && ktable_get(kt, "e70000") == NULL);
+	Inline dup = {-1, "e5"}; /* an equal key found through the text behind the record */
+	CHECK(ktable_add(kt, &dup, hash_str(dup.key)) == &inl[5] && kt->count == NENTRIES);
+	ktable_free(kt);
+	free(inl);
 	free(kt);
 	free(entries);
 	free(names);
