@@ -13,6 +13,7 @@
  * on every item and is what map{} returns. */
 #define _GNU_SOURCE
 #include <lauxlib.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -186,6 +187,20 @@ static Task *lk_task_like(lua_State *L, Graph *g, const Task *proto, const char 
 	return t;
 }
 
+/* Item i (from 1) of the items list at idx as text: a Lua string in place (the list holds
+ * it while map{} runs, and no Lua code runs meanwhile), anything else (a number; a string
+ * with a NUL byte, for its error) through lk_value_string. Valid until map{} returns. */
+static const char *item_at(lua_State *L, Graph *g, int idx, lua_Integer i)
+{
+	lua_rawgeti(L, idx, i);
+	size_t len;
+	const char *item = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
+	if (!item || memchr(item, 0, len))
+		item = lk_value_string(L, g, -1, "items", 0);
+	lua_pop(L, 1);
+	return item;
+}
+
 /* The runner holds the resources, for all of its items: an item's own opts ask for none
  * (shared by every item alike: a copy of the first is so already). */
 static void asks_nothing(Graph *g, Task *t)
@@ -211,9 +226,11 @@ int l_map(lua_State *L)
 	lua_pop(L, 1);
 	if (lua_getfield(L, 1, "items") != LUA_TTABLE)
 		luaL_error(L, "map{} \"%s\": field 'items' (a list of strings, e.g. from glob()) is required", name);
-	int nitems;
-	const char **items = lk_string_list(L, g, -1, "items", &nitems, 0);
-	lua_pop(L, 1);
+	/* the list stays at index 2, read item by item below: a million items are not copied first */
+	lua_Integer nlisted = (lua_Integer)lua_rawlen(L, 2);
+	if (nlisted > INT_MAX / 2)
+		luaL_error(L, "map{} \"%s\": %lld items is more than one map takes (split it)", name, (long long)nlisted);
+	int nitems = (int)nlisted;
 	if (lua_getfield(L, 1, "output") != LUA_TSTRING || !strstr(lua_tostring(L, -1), "{item}"))
 		luaL_error(L, "map{} \"%s\": field 'output' (each item's output, with {item}: \"out/{item}.txt\") is required",
 			   name);
@@ -278,17 +295,19 @@ int l_map(lua_State *L)
 	size_t name_len = strlen(name);
 	for (int i = 0; i < nitems; i++) {
 		Task *t;
-		int plain = !strpbrk(items[i], "*?[") && (!input || !strpbrk(input, "*?["));
+		const char *item = item_at(L, g, 2, i + 1);
+		int plain = !strpbrk(item, "*?[") && (!input || !strpbrk(input, "*?["));
 		if (proto && plain) {
-			size_t item_len = strlen(items[i]);
+			size_t item_len = strlen(item);
 			char *tname = arena_chars(&g->arena, name_len + item_len + 2);
 			memcpy(tname, name, name_len);
 			tname[name_len] = '/';
-			memcpy(tname + name_len + 1, items[i], item_len + 1);
-			t = lk_task_like(L, g, proto, tname, expand_item(g, output, items[i]),
-					 input ? expand_item(g, input, items[i]) : NULL, items[i], run_idx);
+			memcpy(tname + name_len + 1, item, item_len + 1);
+			/* its tag item is the end of its name: the item's text is kept once */
+			t = lk_task_like(L, g, proto, tname, expand_item(g, output, item),
+					 input ? expand_item(g, input, item) : NULL, tname + name_len + 1, run_idx);
 		} else {
-			push_item_table(L, name, input, output, items[i]);
+			push_item_table(L, name, input, output, item);
 			t = declare(L);
 			if (plain && !proto)
 				proto = t;

@@ -137,6 +137,26 @@ int main(void)
 	CHECK(load("map { name = 'm', items = {'a', 'b/../../x'}, output = 'o/{item}', run = 'true' }\n", NULL, 0, &g, &err) == -1);
 	CHECK_CONTAINS(buf_str(&err), "not valid");
 	graph_free(g);
+	/* items read from the list one by one: numbers are text, each item's shard is its own
+	 * (round-robin), and anything else is an error naming the field */
+	buf_reset(&err);
+	CHECK(load("map { name = 'n', items = {7, 'x', 9}, shards = 2, output = 'o/{item}', run = 'true' }\n", NULL, 0, &g,
+		   &err) == 0);
+	int nums = 0;
+	for (int k = 0; k < g->ntasks; k++) {
+		Task *it = g->tasks[k];
+		if (it->more->shard && !task_is_runner(it)) {
+			const char *item = task_tag(it, "item");
+			int want = !strcmp(item, "7") || !strcmp(item, "9") ? 1 : 2;
+			nums += it->more->shard->index == want && !strcmp(it->name + 2, item);
+		}
+	}
+	CHECK(nums == 3);
+	graph_free(g);
+	buf_reset(&err);
+	CHECK(load("map { name = 'n', items = {'a', {}}, output = 'o/{item}', run = 'true' }\n", NULL, 0, &g, &err) == -1);
+	CHECK_CONTAINS(buf_str(&err), "items");
+	graph_free(g);
 	buf_free(&err);
 	return check_exit();
 }
