@@ -282,12 +282,16 @@ static int local_start(Executor *ex, Job *job)
 	char **env = build_env(job, &scratch);
 	const char *program = resolve_program(le, argv[0], env);
 	int rc = t->opts->cwd && mkdirs(t->opts->cwd, 0777) != 0 ? errno : 0; /* made if missing, never emptied */
+	int no_keeper = rc == 0 && program && le->sock < 0 && (rc = start_keeper(le)) != 0;
 	if (rc == 0)
 		rc = program ? keeper_start(le, job, program, argv, argc, env, exit_path) : ENOENT;
-	char msg[512];
+	char msg[1024];
 	int n = rc == 0 ? 0
-			: snprintf(msg, sizeof msg, "kiln: cannot start %s: %s%s\n", argv[0], strerror(rc),
-				   rc == ENOENT ? " (is it installed and on PATH?)" : "");
+		: no_keeper ? snprintf(msg, sizeof msg, "kiln: cannot start %s: %s (kiln starts every local attempt "
+						       "through it, and it belongs beside kiln: install both, or copy "
+						       "kiln-keeper next to %s)\n", le->keeper, strerror(rc), exec_self())
+			    : snprintf(msg, sizeof msg, "kiln: cannot start %s: %s%s\n", argv[0], strerror(rc),
+				       rc == ENOENT ? " (is it installed and on PATH?)" : "");
 	free(env);
 	free(exit_path);
 	for (int i = 0; i < argc; i++)

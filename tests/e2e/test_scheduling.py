@@ -3,6 +3,7 @@ GPU leasing, on the real kiln binary in temp workspaces."""
 import os
 import re
 import signal
+import shutil
 import subprocess
 import time
 
@@ -269,6 +270,21 @@ task { name = "a", run = "echo a > a.txt", outputs = {"a.txt"} }
         self.assertEqual(r.rc, 1, r)
         self.assertIn("could not start", r.out)
         self.assertIn("no-such-program-kiln", self.ws.read(".kiln/logs/x@1.log"))
+
+    def test_kiln_without_its_keeper_says_so(self):
+        # a kiln binary copied on its own: its attempts cannot start, and the log names the
+        # keeper it looked for (not the task's program, which is there)
+        alone = self.ws.path("bin/kiln")
+        os.makedirs(os.path.dirname(alone))
+        shutil.copy(KILN, alone)
+        self.ws.write("kiln.lua", 'task { name = "x", outputs = {"o.txt"}, run = "echo hi > o.txt" }\n')
+        r = subprocess.run([alone, "run"], cwd=self.ws.dir, env=self.ws.env(None), text=True, capture_output=True)
+        self.assertEqual(r.returncode, 1, r)
+        log = self.ws.read(".kiln/logs/x@1.log")
+        self.assertIn("cannot start %s: No such file or directory" % self.ws.path("bin/kiln-keeper"), log)
+        self.assertIn("copy kiln-keeper next to", log)
+        self.assertNotIn("/bin/sh", log.split("# --")[-1])
+        self.assertFalse(self.ws.exists("o.txt"))
 
     def test_missing_output_is_a_failure(self):
         self.ws.write("kiln.lua", 'task { name = "x", outputs = {"never.txt"}, run = "true" }\n')
