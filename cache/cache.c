@@ -211,23 +211,26 @@ static int parse_outputs(const Task *t, const char *text, Hash *hashes)
 const unsigned char *cache_pack_outputs(Arena *a, const char *text)
 {
 	size_t bytes = 4, n = 0, len;
-	const char *path;
-	Hash h;
-	int rc;
-	for (const char *p = text; (rc = state_outputs_next(&p, &h, &path, &len)) > 0; n++)
-		bytes += sizeof h + len + 1;
-	if (rc < 0 || n > UINT32_MAX)
+	for (const char *p = text, *nl; *p; p += len + (nl != NULL), n++) { /* the size: lines, no hex read */
+		nl = strchr(p, '\n');
+		len = nl ? (size_t)(nl - p) : strlen(p);
+		bytes += sizeof(Hash) + (len > 33 ? len - 33 : 0) + 1;
+	}
+	if (n > UINT32_MAX)
 		return NULL;
 	unsigned char *packed = arena_alloc8(a, bytes), *at = packed + 4;
 	uint32_t count = (uint32_t)n;
 	memcpy(packed, &count, 4);
-	for (const char *p = text; state_outputs_next(&p, &h, &path, &len) > 0;) {
+	const char *path;
+	Hash h;
+	int rc;
+	for (const char *p = text; (rc = state_outputs_next(&p, &h, &path, &len)) > 0;) {
 		memcpy(at, &h, sizeof h);
 		memcpy(at + sizeof h, path, len);
 		at[sizeof h + len] = 0;
 		at += sizeof h + len + 1;
 	}
-	return packed;
+	return rc == 0 ? packed : NULL; /* a damaged text: its bytes stay in the arena, unused */
 }
 
 /* The packed last outputs as hashes by declared output; -1 if they name other outputs. */
