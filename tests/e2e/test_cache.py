@@ -171,6 +171,26 @@ class Cache(KilnTestCase):
         self.assertEqual(self.ws.kiln("run").ran, set())
 
 
+    def test_damaged_recorded_outputs_are_never_trusted(self):
+        # a last success whose outputs text does not parse never matches: the same key's
+        # success record answers instead (nothing runs, the row is written again); with
+        # that one damaged too, the task runs, and the others stay up to date either way
+        def damage(table):
+            db = sqlite3.connect(self.ws.path(".kiln/state.db"))
+            n = db.execute("UPDATE %s SET outputs = 'zz not a hash' || char(10) WHERE task = 'leaf/a'" % table).rowcount
+            db.commit()
+            db.close()
+            self.assertGreaterEqual(n, 1)
+        damage("last_success")
+        r = self.ws.kiln("run")
+        self.assertEqual((r.rc, r.ran), (0, set()), r)
+        self.assertEqual(self.ws.kiln("why", "leaf/a").rc, 0)
+        damage("last_success")
+        damage("successes")
+        r = self.ws.kiln("run")
+        self.assertEqual((r.rc, r.ran), (0, {"leaf/a"}), r)
+        self.assertEqual(self.ws.kiln("run").ran, set())
+
     def test_schema_3_is_migrated_keeping_results(self):
         # the shape version 3 wrote: last_success without the outputs column
         db = sqlite3.connect(self.ws.path(".kiln/state.db"))
