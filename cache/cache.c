@@ -452,6 +452,8 @@ int cache_plan(Cache *c, Graph *g, void (*fn)(void *ctx, const Task *t, enum Ver
 	cache_prepare(c);
 	for (int i = 0; i < n; i++) {
 		Task *t = order[i];
+		if (task_is_runner(t))
+			continue; /* decided below, from its items */
 		buf_reset(&reason);
 		enum Verdict v = VERDICT_RUN;
 		for (int j = 0; j < t->ndeps && !reason.len; j++) {
@@ -467,6 +469,25 @@ int cache_plan(Cache *c, Graph *g, void (*fn)(void *ctx, const Task *t, enum Ver
 		}
 		if (fn)
 			fn(ctx, t, v, buf_str(&reason));
+	}
+	/* a shard's runner has no record of its own: a run starts it for its items that run
+	 * (counted above), so it is told as running (its duration goes into the estimate) only
+	 * then, and counted never */
+	for (int i = 0; i < n; i++) {
+		Task *t = order[i];
+		if (!task_is_runner(t))
+			continue;
+		const MapShard *s = t->more->shard;
+		int items = 0;
+		for (int j = 0; j < s->nitems; j++)
+			items += cache_will_run(c, s->items[j]);
+		buf_reset(&reason);
+		if (items) {
+			buf_printf(&reason, "%d of its %d items would run", items, s->nitems);
+			cache_assume_will_run(c, t);
+		}
+		if (fn)
+			fn(ctx, t, items ? VERDICT_RUN : VERDICT_UP_TO_DATE, buf_str(&reason));
 	}
 	buf_free(&reason);
 	free(order);

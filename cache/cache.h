@@ -71,8 +71,9 @@ void cache_assume_will_run(Cache *c, Task *t);
 /* Whether the last cache_plan() (or cache_assume_will_run) says t runs. */
 int cache_will_run(Cache *c, const Task *t);
 /* A dry plan of g's needed tasks in dependency order: decides each (restoring nothing,
- * writing nothing) and calls fn, when given, with its verdict and reason. Returns how
- * many would run. Afterwards every needed task's key is known (cache_explain). */
+ * writing nothing) and calls fn, when given, with its verdict and reason; a map shard's
+ * runner last, running when an item of its would (a run starts it for them). Returns how
+ * many would run, runners not counted (a run's summary counts the items). Afterwards every needed task's key is known (cache_explain). */
 int cache_plan(Cache *c, Graph *g, void (*fn)(void *ctx, const Task *t, enum Verdict v, const char *reason),
 	       void *ctx);
 

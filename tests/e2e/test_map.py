@@ -169,6 +169,24 @@ class Map(KilnTestCase):
         self.assertEqual(r.rc, 0, r)
         self.assertEqual(len(self.ledger()), 1003, "the new item alone ran")
 
+    def test_a_plan_and_status_decide_items_not_their_shards_runners(self):
+        # a runner starts for its items and has no record of its own: a done map plans
+        # nothing and status says so; a changed item is planned alone, with its group
+        self.ws.write("kiln.lua", recipe(6, shards=2))
+        self.assertEqual(self.ws.kiln("run").rc, 0)
+        r = self.ws.kiln("run", "-n")
+        self.assertEqual(r.rc, 0, r)
+        self.assertIn("0 tasks would run", r.out)
+        self.assertNotIn("shard", r.out)
+        self.assertEqual(self.ws.kiln("status", "-q").rc, 0, "everything is up to date")
+        os.remove(self.ws.path("out/0003.txt"))
+        self.ws.write("kiln.lua", recipe(6, shards=2, command=WORKER + " # v2"))
+        r = self.ws.kiln("run", "-n")
+        self.assertIn("8 tasks would run", r.out, r)  # the six items, the group, all
+        self.assertRegex(r.out, r"run\s+cap:shard-1: 3 of its 3 items would run")
+        self.assertRegex(r.out, r"run\s+cap:shard-2: 3 of its 3 items would run")
+        self.assertNotEqual(self.ws.kiln("status", "-q").rc, 0)
+
     def test_a_failed_item_is_reported_by_name_and_the_others_stay_done(self):
         self.ws.write("kiln.lua", recipe(12, shards=2))
         r = self.ws.kiln("run", "-k", env={"FAIL_ITEM": "0005"})
