@@ -102,8 +102,18 @@ int verb_why(Options *o, int argc, char **argv)
 	WhyVerdict v = {.t = t};
 	cache_plan(c, g, note_verdict, &v); /* t and what it needs (the targets) decided, quietly */
 	Buf out = {0};
-	cache_explain(c, t, &out);
-	printf("%s: %s", t->name, buf_str(&out));
+	if (task_is_runner(t)) { /* no record of its own: it runs for its items */
+		const MapShard *s = t->more->shard;
+		int items = 0;
+		for (int j = 0; j < s->nitems; j++)
+			items += cache_will_run(c, s->items[j]);
+		printf("%s: runs map %s's shard %d of %d: started when an item of its runs (it has no record of its "
+		       "own); %d of its %d items would run now (kiln why %s for one)\n", t->name, s->map, s->index, s->count,
+		       items, s->nitems, s->nitems ? s->items[0]->name : s->map);
+	} else {
+		cache_explain(c, t, &out);
+		printf("%s: %s", t->name, buf_str(&out));
+	}
 	if (v.restored) /* the key is the same, yet run would do something: say what */
 		printf("%s: %s (the key is the same: run restores its outputs, the task does not run)\n", t->name,
 		       buf_str(&v.reason));
