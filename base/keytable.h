@@ -1,10 +1,10 @@
-/* keytable.h — a string-keyed table of entries the caller allocates, each beginning with
- * its key (a `const char *` as its first member, or the key's text at a fixed offset:
- * KeyTable.key_at). Entries are numbered in the order they
- * are added and kept in chunks that never move, so entry i stays where it is while more
- * are added; the index is open addressing over 8-byte slots (32 bits of the key's hash and
- * the entry's number + 1), at most half full. A million files' memo entries take 16 to 32
- * bytes each of index instead of 48 to 96 as a StrMap's key, value and hash slots would.
+/* keytable.h — a string-keyed table of entries the caller allocates, each carrying its key
+ * (a `const char *` as its first member, or the key's text at a fixed offset:
+ * KeyTable.key_at). Entries are numbered in the order they are added and kept in chunks
+ * that never move, so entry i stays where it is while more are added; the index is open
+ * addressing over 8-byte slots (32 bits of the key's hash and the entry's number + 1), at
+ * most half full. A million files' memo entries take 16 to 32 bytes each of index instead
+ * of 48 to 96 as a StrMap's key, value and hash slots would.
  *
  * One thread adds and looks up; others may read entries [0, n) through ktable_at while it
  * adds more, once n was published to them (the caller's release store after the adds). */
