@@ -443,6 +443,15 @@ int cache_will_run(Cache *c, const Task *t)
 	return tc && tc->will_run;
 }
 
+int cache_runner_items(Cache *c, const Task *runner)
+{
+	const MapShard *s = runner->more->shard;
+	int items = 0;
+	for (int j = 0; j < s->nitems; j++)
+		items += cache_will_run(c, s->items[j]);
+	return items;
+}
+
 int cache_plan(Cache *c, Graph *g, void (*fn)(void *ctx, const Task *t, enum Verdict v, const char *reason),
 	       void *ctx)
 {
@@ -477,13 +486,10 @@ int cache_plan(Cache *c, Graph *g, void (*fn)(void *ctx, const Task *t, enum Ver
 		Task *t = order[i];
 		if (!task_is_runner(t))
 			continue;
-		const MapShard *s = t->more->shard;
-		int items = 0;
-		for (int j = 0; j < s->nitems; j++)
-			items += cache_will_run(c, s->items[j]);
+		int items = cache_runner_items(c, t);
 		buf_reset(&reason);
 		if (items) {
-			buf_printf(&reason, "%d of its %d items would run", items, s->nitems);
+			buf_printf(&reason, "%d of its %d items would run", items, t->more->shard->nitems);
 			cache_assume_will_run(c, t);
 		}
 		if (fn)

@@ -70,6 +70,8 @@ void cache_prepare(Cache *c);
 void cache_assume_will_run(Cache *c, Task *t);
 /* Whether the last cache_plan() (or cache_assume_will_run) says t runs. */
 int cache_will_run(Cache *c, const Task *t);
+/* How many of a map shard runner's items the last cache_plan() says run. */
+int cache_runner_items(Cache *c, const Task *runner);
 /* A dry plan of g's needed tasks in dependency order: decides each (restoring nothing,
  * writing nothing) and calls fn, when given, with its verdict and reason; a map shard's
  * runner last, running when an item of its would (a run starts it for them). Returns how

@@ -104,9 +104,7 @@ int verb_why(Options *o, int argc, char **argv)
 	Buf out = {0};
 	if (task_is_runner(t)) { /* no record of its own: it runs for its items */
 		const MapShard *s = t->more->shard;
-		int items = 0;
-		for (int j = 0; j < s->nitems; j++)
-			items += cache_will_run(c, s->items[j]);
+		int items = cache_runner_items(c, t);
 		printf("%s: runs map %s's shard %d of %d: started when an item of its runs (it has no record of its "
 		       "own); %d of its %d items would run now (kiln why %s for one)\n", t->name, s->map, s->index, s->count,
 		       items, s->nitems, s->nitems ? s->items[0]->name : s->map);
