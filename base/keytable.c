@@ -10,9 +10,9 @@ static const char *key_of(const KeyTable *t, uint32_t id) { return ktable_key(t,
 
 static size_t find(const KeyTable *t, const char *key, uint32_t h)
 {
-	size_t i = h & (t->cap - 1);
+	size_t i = slots_home(h, t->cap);
 	while (t->slots[i].id && (t->slots[i].hash != h || strcmp(key_of(t, t->slots[i].id), key) != 0))
-		i = (i + 1) & (t->cap - 1);
+		i = slots_next(i, t->cap);
 	return i;
 }
 
@@ -51,7 +51,7 @@ void ktable_prefetch(const KeyTable *t, uint64_t h, int stage)
 {
 	if (!t->cap)
 		return;
-	const KeyTableSlot *s = &t->slots[(uint32_t)h & (t->cap - 1)];
+	const KeyTableSlot *s = &t->slots[slots_home((uint32_t)h, t->cap)];
 	if (stage == 0) {
 		__builtin_prefetch(s);
 	} else if (s->id) {
@@ -77,8 +77,8 @@ static uint32_t store(KeyTable *t, void *entry)
 
 void *ktable_add(KeyTable *t, void *entry, uint64_t h)
 {
-	if ((t->count + 1) * 2 >= t->cap)
-		grow(t, t->cap ? t->cap * 2 : 64);
+	if (slots_full(t->count, t->cap))
+		grow(t, slots_capacity(0, t->count * 2));
 	const char *key = ktable_key(t, entry);
 	size_t i = find(t, key, (uint32_t)h);
 	if (t->slots[i].id)
@@ -98,9 +98,9 @@ static void index_pending(KeyTable *t)
 
 void ktable_append(KeyTable *t, void *entry, uint64_t h)
 {
-	if ((t->count + 1) * 2 >= t->cap)
-		grow(t, t->cap ? t->cap * 2 : 64); /* the pending ones are not in it: indexed later */
-	__builtin_prefetch(&t->slots[(uint32_t)h & (t->cap - 1)]);
+	if (slots_full(t->count, t->cap))
+		grow(t, slots_capacity(0, t->count * 2)); /* the pending ones are not in it: indexed later */
+	__builtin_prefetch(&t->slots[slots_home((uint32_t)h, t->cap)]);
 	if (t->npending == KTABLE_PENDING)
 		index_pending(t);
 	t->pending[(t->pending_head + t->npending++) % KTABLE_PENDING] = (KeyTableSlot){(uint32_t)h, store(t, entry)};

@@ -3,8 +3,8 @@
  * KeyTable.key_at). Entries are numbered in the order they are added and kept in chunks
  * that never move, so entry i stays where it is while more are added; the index is open
  * addressing over 8-byte slots (32 bits of the key's hash and the entry's number + 1), at
- * most half full. A million files' memo entries take 16 to 32 bytes each of index instead
- * of 48 to 96 as a StrMap's key, value and hash slots would.
+ * most three quarters full. A million files' memo entries take 11 to 16 bytes each of index
+ * (and 8 of chunk) instead of 48 to 96 as a StrMap's key, value and hash slots would.
  *
  * One thread adds and looks up; others may read entries [0, n) through ktable_at while it
  * adds more, once n was published to them (the caller's release store after the adds). */
@@ -18,28 +18,40 @@
 #define KTABLE_CHUNKS 16384 /* of 65536 entries: a billion in all */
 
 /* The slots this table and the graph's indexes (taskindex.h) probe alike: linear probing
- * over a power-of-two array kept at most half full. */
+ * over an array of any size kept at most three quarters full (a power of two at most half
+ * full would take 16 to 32 bytes a key; this takes 11 to 16). A key's first slot is its
+ * hash's high bits scaled to the size. */
 typedef struct {
 	uint32_t hash; /* low half of hash_str(key) */
 	uint32_t id;   /* entry number + 1; 0: empty */
 } KeyTableSlot;
 
-/* The capacity (from cap, or 64) that holds n keys at most half full. */
+/* The slot a key with hash h probes first, of cap. */
+static inline size_t slots_home(uint32_t h, size_t cap) { return (size_t)(((uint64_t)h * cap) >> 32); }
+
+/* The slot probed after j, of cap. */
+static inline size_t slots_next(size_t j, size_t cap) { return j + 1 == cap ? 0 : j + 1; }
+
+/* Whether cap slots holding n keys must grow before one more is added. */
+static inline int slots_full(size_t n, size_t cap) { return (n + 1) * 4 > cap * 3; }
+
+/* The capacity (cap when it is enough, or at least 64) that holds n keys at most three
+ * quarters full. */
 static inline size_t slots_capacity(size_t cap, size_t n)
 {
-	if (!cap)
-		cap = 64;
-	while ((n + 1) * 2 >= cap)
-		cap *= 2;
-	return cap;
+	if (n < 48)
+		n = 48;
+	if (!slots_full(n, cap))
+		return cap;
+	return ((n + 1) * 4 / 3 + 8) & ~(size_t)7; /* whole cache lines of slots */
 }
 
 /* The first empty slot from hash h's own on: where a key known to be absent goes. */
 static inline size_t slots_free_at(const KeyTableSlot *slots, size_t cap, uint32_t h)
 {
-	size_t j = h & (cap - 1);
+	size_t j = slots_home(h, cap);
 	while (slots[j].id)
-		j = (j + 1) & (cap - 1);
+		j = slots_next(j, cap);
 	return j;
 }
 

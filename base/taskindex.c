@@ -13,9 +13,9 @@ static const char *slot_key(const TaskIndex *ix, Task *const *tasks, size_t i)
 
 static size_t find(const TaskIndex *ix, Task *const *tasks, const char *key, uint32_t h)
 {
-	size_t i = h & (ix->cap - 1);
+	size_t i = slots_home(h, ix->cap);
 	while (ix->slots[i].id && (ix->slots[i].hash != h || strcmp(slot_key(ix, tasks, i), key) != 0))
-		i = (i + 1) & (ix->cap - 1);
+		i = slots_next(i, ix->cap);
 	return i;
 }
 
@@ -48,8 +48,8 @@ void tindex_reserve(TaskIndex *ix, size_t n)
 
 Task *tindex_put(TaskIndex *ix, Task *const *tasks, const char *key, uint64_t h, Task *t, int item)
 {
-	if ((ix->count + 1) * 2 >= ix->cap)
-		grow(ix, ix->cap ? ix->cap * 2 : 64);
+	if (slots_full(ix->count, ix->cap))
+		grow(ix, slots_capacity(0, ix->count * 2));
 	size_t i = find(ix, tasks, key, (uint32_t)h);
 	if (ix->slots[i].id)
 		return tasks[ix->slots[i].id - 1];
@@ -71,7 +71,7 @@ Task *tindex_get(const TaskIndex *ix, Task *const *tasks, const char *key)
 void tindex_prefetch(const TaskIndex *ix, uint64_t h)
 {
 	if (ix->cap)
-		__builtin_prefetch(&ix->slots[(uint32_t)h & (ix->cap - 1)]);
+		__builtin_prefetch(&ix->slots[slots_home((uint32_t)h, ix->cap)]);
 }
 
 void tindex_free(TaskIndex *ix)

@@ -23,7 +23,7 @@ typedef struct {
 	int outputs; /* keys are tasks' outputs (else their names) */
 } TaskIndex;
 
-/* Makes room for n keys in all (at most half full). */
+/* Makes room for n keys in all (at most three quarters full). */
 void tindex_reserve(TaskIndex *ix, size_t n);
 /* Inserts key (task t's name, or its output number item) with hash h = hash_str(key),
  * unless an equal key is there: then returns the task holding it, else NULL. */
