@@ -35,6 +35,7 @@ Cache *cache_open(const char *kiln_dir, Graph *g, const CacheOptions *opt, Buf *
 {
 	Cache *c = xcalloc(1, sizeof *c);
 	c->memo.key_at = sizeof(Memo); /* a memo entry's path lies right behind it */
+	c->last.key_at = sizeof(LastSuccess); /* and a last success's task name */
 	c->g = g;
 	c->opt = *opt;
 	c->lock_fd = -1;
@@ -179,8 +180,7 @@ static void set_last(Cache *c, const Task *t, TaskCache *tc, const char *outputs
 {
 	LastSuccess *l = ktable_get(&c->last, t->name);
 	if (!l) {
-		l = arena_alloc8(&c->arena, sizeof *l);
-		l->task = t->name;
+		l = cache_new_last(c, t->name);
 		ktable_add(&c->last, l, hash_str(t->name));
 	}
 	l->key = tc->key;
@@ -208,45 +208,43 @@ static int parse_outputs(const Task *t, const char *text, Hash *hashes)
 	return rc == 0 && i == t->noutputs ? 0 : -1;
 }
 
+LastSuccess *cache_new_last(Cache *c, const char *task)
+{
+	size_t len = strlen(task);
+	LastSuccess *l = arena_alloc8(&c->arena, sizeof *l + len + 1);
+	memcpy((char *)(l + 1), task, len + 1);
+	return l;
+}
+
 const unsigned char *cache_pack_outputs(Arena *a, const char *text)
 {
-	size_t bytes = 4, n = 0, len;
-	for (const char *p = text, *nl; *p; p += len + (nl != NULL), n++) { /* the size: lines, no hex read */
-		nl = strchr(p, '\n');
-		len = nl ? (size_t)(nl - p) : strlen(p);
-		bytes += sizeof(Hash) + (len > 33 ? len - 33 : 0) + 1;
-	}
-	if (n > UINT32_MAX)
+	size_t lines = 0, len = strlen(text); /* each output takes a line: sized without reading hex */
+	for (const char *p = text; (p = strchr(p, '\n')); p++)
+		lines++;
+	lines += len && text[len - 1] != '\n'; /* the last line's newline may be missing */
+	if (lines > UINT32_MAX / sizeof(Hash))
 		return NULL;
-	unsigned char *packed = arena_alloc8(a, bytes), *at = packed + 4;
-	uint32_t count = (uint32_t)n;
-	memcpy(packed, &count, 4);
+	unsigned char *packed = (unsigned char *)arena_chars(a, 4 + lines * sizeof(Hash)), *at = packed + 4;
 	const char *path;
 	Hash h;
 	int rc;
-	for (const char *p = text; (rc = state_outputs_next(&p, &h, &path, &len)) > 0;) {
+	uint32_t count = 0;
+	for (const char *p = text; (rc = state_outputs_next(&p, &h, &path, &len)) > 0; count++, at += sizeof h)
 		memcpy(at, &h, sizeof h);
-		memcpy(at + sizeof h, path, len);
-		at[sizeof h + len] = 0;
-		at += sizeof h + len + 1;
-	}
-	return rc == 0 ? packed : NULL; /* a damaged text: its bytes stay in the arena, unused */
+	if (rc < 0)
+		return NULL; /* a damaged text: its bytes stay in the arena, unused */
+	memcpy(packed, &count, 4);
+	return packed;
 }
 
-/* The packed last outputs as hashes by declared output; -1 if they name other outputs. */
+/* The packed last outputs as hashes by declared output; -1 if their count is not the
+ * task's (the key, which names the outputs, matched: their paths are the declared ones). */
 static int unpack_outputs(const Task *t, const unsigned char *packed, Hash *hashes)
 {
 	uint32_t n;
 	if (!packed || (memcpy(&n, packed, 4), n != (uint32_t)t->noutputs))
 		return -1;
-	const unsigned char *at = packed + 4;
-	for (int i = 0; i < t->noutputs; i++) {
-		const char *path = (const char *)at + sizeof *hashes;
-		if (strcmp(path, t->outputs[i]) != 0)
-			return -1;
-		memcpy(&hashes[i], at, sizeof *hashes);
-		at += sizeof *hashes + strlen(path) + 1;
-	}
+	memcpy(hashes, packed + 4, (size_t)n * sizeof *hashes);
 	return 0;
 }
 

@@ -230,11 +230,10 @@ static void load_memo(void *ctx, const FileMemo *fm)
 static void load_last(void *ctx, const char *task, Hash key, const char *outputs)
 {
 	Cache *c = ctx;
-	LastSuccess *l = arena_alloc8(&c->arena, sizeof *l);
-	l->task = arena_strdup(&c->arena, task);
+	LastSuccess *l = cache_new_last(c, task);
 	l->key = key;
 	l->outputs = cache_pack_outputs(&c->arena, outputs);
-	ktable_append(&c->last, l, hash_str(l->task)); /* rows are distinct tasks */
+	ktable_append(&c->last, l, hash_str(task)); /* rows are distinct tasks */
 }
 
 /* What hashing a directory output collects for the store: its files (by path) and its

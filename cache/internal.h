@@ -29,11 +29,17 @@ typedef struct {
 	pthread_cond_t changed; /* a listing finished, a directory was queued, or stop */
 } Dirs;
 
+/* A task's last success. Its name follows it, NUL-terminated (last_task): the key in
+ * Cache.last, with no pointer to it. Of the recorded outputs only their hashes are kept:
+ * the key names the outputs (their paths, in declared order), so a matching key means the
+ * recorded paths are the declared ones. */
 typedef struct {
-	const char *task;    /* first: its key in Cache.last */
 	Hash key;
-	const unsigned char *outputs; /* the recorded "<hex> <path>\n" lines packed (cache_pack_outputs) */
+	const unsigned char *outputs; /* a 4-byte count, then a hash per output (cache_pack_outputs) */
 } LastSuccess;
+
+/* The task name of last success l. */
+static inline const char *last_task(const LastSuccess *l) { return (const char *)(l + 1); }
 
 /* A file's memo entry: the stat its hash was taken at, and what this command saw of it.
  * Its path follows it, NUL-terminated (memo_path): the key in Cache.memo, with no pointer
@@ -117,9 +123,11 @@ struct Cache {
 };
 
 /* A recorded outputs text ("<hex> <path>\n" per output) packed in a: a 4-byte count, then
- * per output its hash's 16 bytes and its path with a NUL. Half the text's bytes, and a
- * check reads no hex. NULL when the text does not parse (then no check matches it). */
+ * per output its hash's 16 bytes (unaligned). A third of the text's bytes, and a check
+ * reads no hex. NULL when the text does not parse (then no check matches it). */
 const unsigned char *cache_pack_outputs(Arena *a, const char *text);
+/* A last success for task (its name copied behind it) in c's arena, not yet in Cache.last. */
+LastSuccess *cache_new_last(Cache *c, const char *task);
 
 /* Takes the workspace lock kiln_dir/lock for c (lock.c): 0, or -1 with who holds it in err. */
 int cache_take_lock(Cache *c, const char *kiln_dir, Buf *err);
