@@ -220,7 +220,7 @@ static void load_memo(void *ctx, const FileMemo *fm)
 {
 	Cache *c = ctx;
 	Memo *m = new_memo(c, fm->path);
-	m->size = fm->size, m->mtime_ns = fm->mtime_ns, m->ino = fm->ino, m->ctime_ns = fm->ctime_ns;
+	m->size = fm->size, m->stamp = stat_stamp(fm->mtime_ns, fm->ino, fm->ctime_ns);
 	m->hash = fm->hash;
 	m->settled = fm->hashed_ns - fm->mtime_ns > RACY_NS;
 	ktable_append(&c->memo, m, hash_str(fm->path)); /* rows are distinct paths: always new */
@@ -370,8 +370,8 @@ Memo *memo_entry(Cache *c, const char *path)
 /* Whether stat st matches memo entry m, which is settled: its hash is the file's. */
 static int stat_matches(const Memo *m, const struct stat *st)
 {
-	return m->settled && m->size == (int64_t)st->st_size && m->mtime_ns == ns_of(st->st_mtim) &&
-	       m->ino == (int64_t)st->st_ino && m->ctime_ns == ns_of(st->st_ctim);
+	return m->settled && m->size == (int64_t)st->st_size &&
+	       m->stamp == stat_stamp(ns_of(st->st_mtim), (int64_t)st->st_ino, ns_of(st->st_ctim));
 }
 
 /* stat() once per command: what is asked again is kept on the memo entry. */
@@ -403,7 +403,7 @@ static int hash_into(Memo *m, FileMemo *row)
 	if (stat(path, &st) != 0 || hash_file(path, &h) != 0)
 		return -1;
 	*row = (FileMemo){path, st.st_size, ns_of(st.st_mtim), (int64_t)st.st_ino, ns_of(st.st_ctim), wall_ns(), h};
-	m->size = row->size, m->mtime_ns = row->mtime_ns, m->ino = row->ino, m->ctime_ns = row->ctime_ns;
+	m->size = row->size, m->stamp = stat_stamp(row->mtime_ns, row->ino, row->ctime_ns);
 	m->hash = h;
 	m->settled = row->hashed_ns - row->mtime_ns > RACY_NS;
 	m->hashed = 1;

@@ -44,11 +44,13 @@ static inline const char *last_task(const LastSuccess *l) { return (const char *
 /* A file's memo entry: the stat its hash was taken at, and what this command saw of it.
  * Its path follows it, NUL-terminated (memo_path): the key in Cache.memo, with no pointer
  * to it. A million files' memo is a million of these, so only what is asked is kept: of the
- * row's hashed_ns whether it came late enough after the mtime (settled), of this command's
- * stat whether it matched (a file whose stat differs is stat'ed again right before it is
- * hashed, for the new entry's fields), whether the path exists and its mode. */
+ * stat its size and the rest mixed into one word, of the row's hashed_ns whether it came
+ * late enough after the mtime (settled), of this command's stat whether it matched (a file
+ * whose stat differs is stat'ed again right before it is hashed, for the new entry's
+ * fields), whether the path exists and its mode: 48 bytes. */
 typedef struct {
-	int64_t size, mtime_ns, ino, ctime_ns;
+	int64_t size;
+	uint64_t stamp; /* the rest of that stat, mixed (stat_stamp) */
 	Hash hash;
 	unsigned s_mode;
 	/* bytes, not bit fields: threads that stat and hash different entries must not share
@@ -62,6 +64,17 @@ typedef struct {
 	unsigned char queued;     /* in cache_prepare's list already */
 	unsigned char prehashed;  /* cache_prepare hashed it: the state needs the new entry */
 } Memo;
+
+/* A stat's mtime, inode and ctime mixed into 64 bits: what a memo entry compares a new stat
+ * with beside the size (the state keeps each). Two stats of a changed file, their sizes
+ * equal, that mix alike: one in 2^64. */
+static inline uint64_t stat_stamp(int64_t mtime_ns, int64_t ino, int64_t ctime_ns)
+{
+	uint64_t h = (uint64_t)mtime_ns;
+	h = (h ^ (h >> 31) ^ (uint64_t)ino) * 0x9e3779b97f4a7c15ULL;
+	h = (h ^ (h >> 29) ^ (uint64_t)ctime_ns) * 0xbf58476d1ce4e5b9ULL;
+	return h ^ (h >> 32);
+}
 
 /* The path of memo entry m. */
 static inline const char *memo_path(const Memo *m) { return (const char *)(m + 1); }
