@@ -652,11 +652,16 @@ int graph_select(Graph *g, char **targets, int ntargets, Buf *err)
 
 int graph_topo_order(const Graph *g, Task **out) { return walk_deps(g, 1, out, NULL); }
 
+const char *task_tag_value(const Task *t, int i)
+{
+	return t->tags[i].value ? t->tags[i].value : t->name + strlen(t->more->shard->map) + 1; /* <map>/<item> */
+}
+
 const char *task_tag(const Task *t, const char *key)
 {
 	for (int i = 0; i < t->ntags; i++)
 		if (!strcmp(t->tags[i].key, key))
-			return t->tags[i].value;
+			return task_tag_value(t, i);
 	return NULL;
 }
 

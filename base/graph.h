@@ -227,6 +227,9 @@ char *task_command_line(const Task *t);
 int graph_unmade_input(const Task *t, Buf *why);
 /* The value of t's tag key, or NULL. */
 const char *task_tag(const Task *t, const char *key);
+/* The value of t's tag number i (< t->ntags). A map{} item's tag item is the end of its
+ * name: the items share one tag list, whose item value is NULL. */
+const char *task_tag_value(const Task *t, int i);
 /* Whether t has work of its own (a command or built-in work); without, it groups its deps. */
 int task_has_work(const Task *t);
 

@@ -656,7 +656,11 @@ Store *cache_store(Cache *c) { return c->store; }
 void cache_put_metrics(Cache *c, const Task *t, const Metrics *m)
 {
 	cache_ready(c);
-	results_put(c->state, cache_run_id(c), t->name, t->index, t->tags, t->ntags, m); /* errors are sticky */
+	KeyValue *tags = xmalloc((size_t)(t->ntags ? t->ntags : 1) * sizeof *tags); /* values filled in */
+	for (int i = 0; i < t->ntags; i++)
+		tags[i] = (KeyValue){t->tags[i].key, task_tag_value(t, i)};
+	results_put(c->state, cache_run_id(c), t->name, t->index, tags, t->ntags, m); /* errors are sticky */
+	free(tags);
 }
 
 void cache_key_hex(Cache *c, const Task *t, char out[33])

@@ -136,7 +136,7 @@ void cache_key_text(Cache *c, Task *t, Buf *text, size_t *key_len)
 		buf_puts(&b, "tag\t");
 		buf_put_escaped(&b, t->tags[i].key);
 		buf_putc(&b, '\t');
-		buf_put_escaped(&b, t->tags[i].value);
+		buf_put_escaped(&b, task_tag_value(t, i));
 		buf_putc(&b, '\n');
 	}
 	for (int i = 0; i < t->noutputs; i++) {
@@ -213,7 +213,7 @@ void cache_key_text(Cache *c, Task *t, Buf *text, size_t *key_len)
 		for (int k = 0; k < t->more->nenv && !used; k++)
 			used = !strcmp(t->more->env[k].value, p->value);
 		for (int k = 0; k < t->ntags && !used; k++)
-			used = !strcmp(t->tags[k].value, p->value);
+			used = !strcmp(task_tag_value(t, k), p->value);
 		if (!used && t->shell && *p->value)
 			used = shell_has_word(t->shell, p->value);
 		if (used) {

@@ -35,7 +35,7 @@ int verb_list(Options *o, int argc, char **argv)
 		if (t->ntags) {
 			printf("  tags:");
 			for (int j = 0; j < t->ntags; j++)
-				printf(" %s=%s", t->tags[j].key, t->tags[j].value);
+				printf(" %s=%s", t->tags[j].key, task_tag_value(t, j));
 		}
 		printf("\n");
 	}
@@ -120,7 +120,7 @@ static void merge_name(Buf *label, Task **tasks, int n)
 		}
 		const char *tag = first->more->shard && !task_is_runner(first) ? "item" : NULL;
 		for (int j = 0; j < first->ntags && !tag; j++)
-			if (strlen(first->tags[j].value) == len && !strncmp(first->tags[j].value, part, len))
+			if (strlen(task_tag_value(first, j)) == len && !strncmp(task_tag_value(first, j), part, len))
 				tag = first->tags[j].key;
 		buf_printf(label, tag ? "{%s}" : "*", tag);
 	}

@@ -148,11 +148,12 @@ static void push_item_table(lua_State *L, const char *name, const char *input, c
 
 /* map{}'s items after the first: a copy of proto (the first item, declared through task{}
  * and so checked field by field) with its own name, output, own input (input, or NULL:
- * none), tag item = item, and, when run_idx is a stack index (the map's run, which names
- * paths through placeholders), its command expanded for its paths; 0 keeps proto's
- * command. The arrays every item has alike (env, deps, options) are proto's, shared. */
+ * none), the tags every copy shares (proto's with the item left out: task_tag_value), and,
+ * when run_idx is a stack index (the map's run, which names paths through placeholders),
+ * its command expanded for its paths; 0 keeps proto's command. The arrays every item has
+ * alike (env, deps, options) are proto's, shared. */
 static Task *lk_task_like(lua_State *L, Graph *g, const Task *proto, const char *name, const char *output,
-			  const char *input, const char *item, int run_idx)
+			  const char *input, KeyValue *tags, int run_idx)
 {
 	Task *t = graph_new_task(g);
 	*t = *proto; /* shares what every item has alike: the map's inputs, env, deps, options */
@@ -172,11 +173,6 @@ static Task *lk_task_like(lua_State *L, Graph *g, const Task *proto, const char 
 		lk_check_confined(L, in[proto->ninputs - 1], "inputs", 0);
 		t->inputs = in;
 	}
-	KeyValue *tags = arena_alloc8(&g->arena, (size_t)proto->ntags * sizeof *tags);
-	memcpy(tags, proto->tags, (size_t)proto->ntags * sizeof *tags);
-	for (int i = 0; i < t->ntags; i++)
-		if (!strcmp(tags[i].key, "item"))
-			tags[i].value = item;
 	t->tags = tags;
 	if (run_idx) { /* the command names this item's paths: expanded for it */
 		t->argv = NULL, t->argc = 0, t->shell = NULL;
@@ -288,6 +284,7 @@ int l_map(lua_State *L)
 	else
 		lua_pop(L, 1);
 	const Task *proto = NULL;
+	KeyValue *copy_tags = NULL; /* proto's, the item's value left out: what its copies share */
 	const char **group_deps = arena_ptrs(&g->arena, (size_t)nitems);
 	/* per shard, what its items copied from proto share: proto's env and deps, the shard */
 	TaskMore **shard_more = arena_ptrs(&g->arena, (size_t)shards);
@@ -303,9 +300,14 @@ int l_map(lua_State *L)
 			memcpy(tname, name, name_len);
 			tname[name_len] = '/';
 			memcpy(tname + name_len + 1, item, item_len + 1);
-			/* its tag item is the end of its name: the item's text is kept once */
+			if (!copy_tags) { /* its tag item is the end of its name: the item's text is kept once */
+				copy_tags = arena_alloc8(&g->arena, (size_t)proto->ntags * sizeof *copy_tags);
+				for (int k = 0; k < proto->ntags; k++)
+					copy_tags[k] = (KeyValue){proto->tags[k].key,
+								  strcmp(proto->tags[k].key, "item") ? proto->tags[k].value : NULL};
+			}
 			t = lk_task_like(L, g, proto, tname, expand_item(g, output, item),
-					 input ? expand_item(g, input, item) : NULL, tname + name_len + 1, run_idx);
+					 input ? expand_item(g, input, item) : NULL, copy_tags, run_idx);
 		} else {
 			push_item_table(L, name, input, output, item);
 			t = declare(L);

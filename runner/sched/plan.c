@@ -70,7 +70,7 @@ static char *signature(const Task *t, int skip)
 {
 	Buf b = {0};
 	for (int i = 0; i < t->ntags; i++)
-		buf_printf(&b, "%s\x1f%s\x1e", t->tags[i].key, skip == -2 || i == skip ? "*" : t->tags[i].value);
+		buf_printf(&b, "%s\x1f%s\x1e", t->tags[i].key, skip == -2 || i == skip ? "*" : task_tag_value(t, i));
 	return b.data ? b.data : xstrdup("");
 }
 
