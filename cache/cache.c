@@ -188,11 +188,13 @@ static void set_last(Cache *c, const Task *t, TaskCache *tc, const char *outputs
 	tc->last = l;
 }
 
-/* tc's output hashes, made on first use: a plan of a task that will run needs none. */
+/* tc's output hashes to write, made on first use (a plan of a task that will run needs
+ * none) or when they were its last success's. */
 static Hash *out_hashes_of(Cache *c, const Task *t, TaskCache *tc)
 {
-	if (!tc->out_hashes)
+	if (!tc->out_hashes || tc->out_shared)
 		tc->out_hashes = arena_alloc8(&c->arena, (size_t)(t->noutputs ? t->noutputs : 1) * sizeof(Hash));
+	tc->out_shared = 0;
 	return tc->out_hashes;
 }
 
@@ -224,7 +226,7 @@ const unsigned char *cache_pack_outputs(Arena *a, const char *text)
 	lines += len && text[len - 1] != '\n'; /* the last line's newline may be missing */
 	if (lines > UINT32_MAX / sizeof(Hash))
 		return NULL;
-	unsigned char *packed = (unsigned char *)arena_chars(a, 4 + lines * sizeof(Hash)), *at = packed + 4;
+	unsigned char *packed = arena_alloc8(a, 8 + lines * sizeof(Hash)), *at = packed + 8;
 	const char *path;
 	Hash h;
 	int rc;
@@ -244,7 +246,7 @@ static int unpack_outputs(const Task *t, const unsigned char *packed, Hash *hash
 	uint32_t n;
 	if (!packed || (memcpy(&n, packed, 4), n != (uint32_t)t->noutputs))
 		return -1;
-	memcpy(hashes, packed + 4, (size_t)n * sizeof *hashes);
+	memcpy(hashes, packed_hashes(packed), (size_t)n * sizeof *hashes);
 	return 0;
 }
 
@@ -386,7 +388,8 @@ enum Verdict cache_check(Cache *c, Task *t, int dry, Buf *reason)
 	Hash *want = xmalloc((size_t)(t->noutputs + 1) * sizeof *want);
 	enum Verdict verdict = VERDICT_RUN;
 	Buf found = {0}, why = {0};
-	if (last && hash_equal(last->key, tc->key) && unpack_outputs(t, last->outputs, want) == 0) {
+	int from_last = last && hash_equal(last->key, tc->key) && unpack_outputs(t, last->outputs, want) == 0;
+	if (from_last) {
 		int n = settle_outputs(c, t, want, dry, &why);
 		if (n >= 0)
 			verdict = n == 0 ? VERDICT_UP_TO_DATE : VERDICT_RESTORED;
@@ -416,7 +419,11 @@ enum Verdict cache_check(Cache *c, Task *t, int dry, Buf *reason)
 			buf_free(&old);
 		}
 	}
-	if (verdict != VERDICT_RUN) {
+	if (verdict != VERDICT_RUN && from_last) {
+		tc->out_hashes = (Hash *)packed_hashes(last->outputs); /* want came from there */
+		tc->out_shared = 1;
+		tc->outputs_known = 1;
+	} else if (verdict != VERDICT_RUN) {
 		memcpy(out_hashes_of(c, t, tc), want, (size_t)t->noutputs * sizeof *want);
 		tc->outputs_known = 1;
 	}

@@ -35,11 +35,14 @@ typedef struct {
  * recorded paths are the declared ones. */
 typedef struct {
 	Hash key;
-	const unsigned char *outputs; /* a 4-byte count, then a hash per output (cache_pack_outputs) */
+	const unsigned char *outputs; /* a count, then a hash per output (cache_pack_outputs) */
 } LastSuccess;
 
 /* The task name of last success l. */
 static inline const char *last_task(const LastSuccess *l) { return (const char *)(l + 1); }
+
+/* The hashes of packed outputs (cache_pack_outputs; not NULL), by output. */
+static inline const Hash *packed_hashes(const unsigned char *packed) { return (const Hash *)(packed + 8); }
 
 /* A file's memo entry: the stat its hash was taken at, and what this command saw of it.
  * Its path follows it, NUL-terminated (memo_path): the key in Cache.memo, with no pointer
@@ -82,13 +85,15 @@ static inline const char *memo_path(const Memo *m) { return (const char *)(m + 1
 typedef struct {
 	Hash key;
 	char *components; /* malloc'd while the task may still need recording */
-	Hash *out_hashes; /* one per declared output, once the task is done (NULL before) */
+	Hash *out_hashes; /* one per declared output, once the task is done (NULL before); an
+			     up-to-date task's are its last success's (out_shared): read only */
 	Memo **in_memo;   /* per input, then per output (from in_memo + ninputs): bind_tasks() */
 	LastSuccess *last;          /* NULL: no success recorded */
 	/* bytes: a million of these make a plan */
 	unsigned char key_known;    /* key is this command's (a task never recorded is checked without it) */
 	unsigned char outputs_known, will_run;
 	unsigned char rewrote;      /* its outputs were written (run or restored) in this command */
+	unsigned char out_shared;   /* out_hashes are its last success's: out_hashes_of copies them first */
 } TaskCache;
 
 struct Cache {
@@ -135,9 +140,10 @@ struct Cache {
 	_Atomic size_t next_stat; /* the first entry not yet claimed by a thread */
 };
 
-/* A recorded outputs text ("<hex> <path>\n" per output) packed in a: a 4-byte count, then
- * per output its hash's 16 bytes (unaligned). A third of the text's bytes, and a check
- * reads no hex. NULL when the text does not parse (then no check matches it). */
+/* A recorded outputs text ("<hex> <path>\n" per output) packed in a: a 4-byte count and 4
+ * spare bytes, then per output its hash (packed_hashes). A third of the text's bytes, a
+ * check reads no hex, and an up-to-date task's output hashes are these, not a copy. NULL
+ * when the text does not parse (then no check matches it). */
 const unsigned char *cache_pack_outputs(Arena *a, const char *text);
 /* A last success for task (its name copied behind it) in c's arena, not yet in Cache.last. */
 LastSuccess *cache_new_last(Cache *c, const char *task);
