@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 #include <sys/stat.h>
 
 Graph *graph_new(const char *workspace)
@@ -402,7 +401,9 @@ static void add_edge(EdgeList *e, const Task *from_dependent, Task *dep)
 	e->deps[e->n++] = dep;
 }
 
-/* Gives every task its dependents, in task order: counted, then filled, one allocation each. */
+/* Gives every task its dependents, in task order: counted, then filled, one allocation
+ * each, but for tasks with one dependent: those of one dependent (a map's items, their
+ * group) share a one-entry list. */
 static void link_dependents(Graph *g)
 {
 	for (int i = 0; i < g->ntasks; i++)
@@ -410,13 +411,21 @@ static void link_dependents(Graph *g)
 			g->tasks[i]->deps[j]->ndependents++;
 	for (int i = 0; i < g->ntasks; i++) {
 		Task *t = g->tasks[i];
-		t->dependents = t->ndependents ? arena_ptrs(&g->arena, (size_t)t->ndependents) : NULL;
+		t->dependents = t->ndependents > 1 ? arena_ptrs(&g->arena, (size_t)t->ndependents) : NULL;
 		t->ndependents = 0;
 	}
+	Task **one = NULL; /* the one-entry list made last */
 	for (int i = 0; i < g->ntasks; i++)
 		for (int j = 0; j < g->tasks[i]->ndeps; j++) {
 			Task *d = g->tasks[i]->deps[j];
-			d->dependents[d->ndependents++] = g->tasks[i];
+			if (d->dependents) {
+				d->dependents[d->ndependents++] = g->tasks[i];
+				continue;
+			}
+			if (!one || one[0] != g->tasks[i]) /* no list: its one dependent is this */
+				(one = arena_ptrs(&g->arena, 1))[0] = g->tasks[i];
+			d->dependents = one;
+			d->ndependents = 1;
 		}
 }
 
@@ -651,50 +660,3 @@ int graph_select(Graph *g, char **targets, int ntargets, Buf *err)
 }
 
 int graph_topo_order(const Graph *g, Task **out) { return walk_deps(g, 1, out, NULL); }
-
-const char *task_tag_value(const Task *t, int i)
-{
-	return t->tags[i].value ? t->tags[i].value : t->name + strlen(t->more->shard->map) + 1; /* <map>/<item> */
-}
-
-const char *task_tag(const Task *t, const char *key)
-{
-	for (int i = 0; i < t->ntags; i++)
-		if (!strcmp(t->tags[i].key, key))
-			return task_tag_value(t, i);
-	return NULL;
-}
-
-int task_has_work(const Task *t) { return t->shell || t->argc || t->opts->spec; }
-
-char *task_command_line(const Task *t)
-{
-	if (t->shell)
-		return xstrdup(t->shell);
-	if (t->opts->spec)
-		return xasprintf("(kiln renders) %s", t->opts->spec);
-	Buf b = {0};
-	for (int i = 0; i < t->argc; i++) {
-		if (i)
-			buf_putc(&b, ' ');
-		buf_shell_quote(&b, t->argv[i]);
-	}
-	return b.data ? b.data : xstrdup("");
-}
-
-int graph_unmade_input(const Task *t, Buf *why)
-{
-	for (int i = 0; i < t->ninputs && t->input_producers; i++) {
-		const Task *p = t->input_producers[i];
-		if (!p || !p->opts->optional || access(t->inputs[i], F_OK) == 0)
-			continue;
-		for (int k = 0; k < p->noutputs; k++)
-			if (p->opts->optional[k] && !strcmp(p->outputs[k], t->inputs[i])) {
-				buf_reset(why);
-				buf_printf(why, "its input %s is an optional output of %s, which did not make it", t->inputs[i],
-					   p->name);
-				return 1;
-			}
-	}
-	return 0;
-}

@@ -1,0 +1,54 @@
+/* task.c — what a declared task says of itself: its tags, whether it has work, its command
+ * as one line, an input its producer may leave unmade. */
+#define _GNU_SOURCE
+#include <string.h>
+#include <unistd.h>
+
+#include "graph.h"
+
+const char *task_tag_value(const Task *t, int i)
+{
+	return t->tags[i].value ? t->tags[i].value : t->name + strlen(t->more->shard->map) + 1; /* <map>/<item> */
+}
+
+const char *task_tag(const Task *t, const char *key)
+{
+	for (int i = 0; i < t->ntags; i++)
+		if (!strcmp(t->tags[i].key, key))
+			return task_tag_value(t, i);
+	return NULL;
+}
+
+int task_has_work(const Task *t) { return t->shell || t->argc || t->opts->spec; }
+
+char *task_command_line(const Task *t)
+{
+	if (t->shell)
+		return xstrdup(t->shell);
+	if (t->opts->spec)
+		return xasprintf("(kiln renders) %s", t->opts->spec);
+	Buf b = {0};
+	for (int i = 0; i < t->argc; i++) {
+		if (i)
+			buf_putc(&b, ' ');
+		buf_shell_quote(&b, t->argv[i]);
+	}
+	return b.data ? b.data : xstrdup("");
+}
+
+int graph_unmade_input(const Task *t, Buf *why)
+{
+	for (int i = 0; i < t->ninputs && t->input_producers; i++) {
+		const Task *p = t->input_producers[i];
+		if (!p || !p->opts->optional || access(t->inputs[i], F_OK) == 0)
+			continue;
+		for (int k = 0; k < p->noutputs; k++)
+			if (p->opts->optional[k] && !strcmp(p->outputs[k], t->inputs[i])) {
+				buf_reset(why);
+				buf_printf(why, "its input %s is an optional output of %s, which did not make it", t->inputs[i],
+					   p->name);
+				return 1;
+			}
+	}
+	return 0;
+}
