@@ -538,6 +538,8 @@ int graph_resolve(Graph *g, InputExists exists, void *exists_ctx, Buf *err)
 			}
 			add_edge(&e, t, d);
 		}
+		for (int j = 0; j < t->more->ndep_tasks; j++)
+			add_edge(&e, t, t->more->dep_tasks[j]);
 		for (int j = 0; j < t->opts->ndep_patterns; j++) {
 			int matched = 0;
 			for (int k = 0; k < g->ntasks; k++)
@@ -584,7 +586,9 @@ int graph_resolve(Graph *g, InputExists exists, void *exists_ctx, Buf *err)
 				strmap_put(&found, t->inputs[j], (void *)1);
 		}
 		t->ndeps = e.n;
-		if (e.n) {
+		if (e.n && e.n == t->more->ndep_tasks && !memcmp(e.deps, t->more->dep_tasks, (size_t)e.n * sizeof *e.deps))
+			t->deps = t->more->dep_tasks; /* those, no more: a million-item group's list is not copied */
+		else if (e.n) {
 			t->deps = arena_ptrs(&g->arena, (size_t)e.n);
 			memcpy(t->deps, e.deps, (size_t)e.n * sizeof *t->deps);
 		}

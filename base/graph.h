@@ -71,6 +71,8 @@ typedef struct TaskMore {
 	int nenv;
 	int ndep_names;
 	const char **dep_names;
+	Task **dep_tasks;       /* and dependencies known as tasks already (map{}'s group: its items) */
+	int ndep_tasks;
 	const char *metrics;    /* path of a metrics JSON file, or NULL */
 	struct MapShard *shard; /* map{}: the shard an item task belongs to, or that a runner runs */
 	int shared;             /* other tasks point at it too: written only through a copy */

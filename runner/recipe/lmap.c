@@ -285,7 +285,7 @@ int l_map(lua_State *L)
 		lua_pop(L, 1);
 	const Task *proto = NULL;
 	KeyValue *copy_tags = NULL; /* proto's, the item's value left out: what its copies share */
-	const char **group_deps = arena_ptrs(&g->arena, (size_t)nitems);
+	Task **group_deps = arena_ptrs(&g->arena, (size_t)nitems);
 	/* per shard, what its items copied from proto share: proto's env and deps, the shard */
 	TaskMore **shard_more = arena_ptrs(&g->arena, (size_t)shards);
 	memset(shard_more, 0, (size_t)shards * sizeof *shard_more);
@@ -330,7 +330,7 @@ int l_map(lua_State *L)
 		if (s->nitems == s->cap)
 			luaL_error(L, "map{}: internal: shard %d overflows", s->index);
 		s->items[s->nitems++] = t;
-		group_deps[i] = t->name;
+		group_deps[i] = t;
 	}
 	if (run_idx)
 		lua_pop(L, 1);
@@ -339,8 +339,8 @@ int l_map(lua_State *L)
 	lua_setfield(L, -2, "name");
 	Task *group = declare(L);
 	TaskMore *more = graph_task_more(g, group);
-	more->dep_names = group_deps; /* the items' own names: no million Lua strings for them */
-	more->ndep_names = nitems;
+	more->dep_tasks = group_deps; /* the items themselves: no million names to look up */
+	more->ndep_tasks = nitems;
 	lk_push_task_value(L, group); /* the group task's value is map{}'s */
 	return 1;
 }

@@ -132,7 +132,7 @@ int main(void)
 	for (int k = 0; k < g->ntasks; k++)
 		if (!strcmp(g->tasks[k]->name, "m"))
 			group = g->tasks[k];
-	CHECK(group && group->more->ndep_names == 3 && !strcmp(group->more->dep_names[2], "m/c"));
+	CHECK(group && group->more->ndep_tasks == 3 && !strcmp(group->more->dep_tasks[2]->name, "m/c"));
 	graph_free(g);
 	CHECK(load("map { name = 'm', items = {'a', 'b/../../x'}, output = 'o/{item}', run = 'true' }\n", NULL, 0, &g, &err) == -1);
 	CHECK_CONTAINS(buf_str(&err), "not valid");
