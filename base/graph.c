@@ -292,28 +292,44 @@ static int graph_index(Graph *g, Buf *err)
 
 Task *graph_find(const Graph *g, const char *name) { return tindex_get(&g->by_name, g->tasks, name); }
 
+void graph_forget_outputs(Graph *g)
+{
+	tindex_free(&g->by_output);
+	strmap_free(&g->output_roots);
+	g->outputs_forgotten = 1;
+}
+
+/* The output index, which only a run's scheduler no longer has. */
+static const TaskIndex *outputs_index(const Graph *g)
+{
+	if (g->outputs_forgotten)
+		fatal("internal: an output looked up after graph_forget_outputs");
+	return &g->by_output;
+}
+
 Task *graph_producer(const Graph *g, const char *path)
 {
+	const TaskIndex *ix = outputs_index(g);
 	/* Every output's first component is in output_roots: a path whose first component is
 	 * not (most inputs: source files) is no output and lies in none, found without a probe
 	 * of the big index. */
 	char buf[4096];
 	size_t n = strlen(path);
 	if (n >= sizeof buf)
-		return tindex_get(&g->by_output, g->tasks, path);
+		return tindex_get(ix, g->tasks, path);
 	size_t root_len = strcspn(path, "/");
 	memcpy(buf, path, root_len);
 	buf[root_len] = 0;
 	if (!strmap_get(&g->output_roots, "") && !strmap_get(&g->output_roots, buf))
 		return NULL;
-	Task *t = tindex_get(&g->by_output, g->tasks, path);
+	Task *t = tindex_get(ix, g->tasks, path);
 	if (t || root_len == n)
 		return t;
 	/* an input inside a directory another task outputs (work/data/x/f.npy under work/data/x) */
 	memcpy(buf, path, n + 1);
 	for (char *slash = strrchr(buf, '/'); slash; slash = strrchr(buf, '/')) {
 		*slash = 0;
-		if ((t = tindex_get(&g->by_output, g->tasks, buf)))
+		if ((t = tindex_get(ix, g->tasks, buf)))
 			return t;
 	}
 	return NULL;
@@ -633,7 +649,7 @@ int graph_match(Graph *g, char **targets, int ntargets, void (*fn)(void *ctx, Ta
 				matched = 1;
 			}
 		if (!matched) {
-			Task *producer = tindex_get(&g->by_output, g->tasks, graph_norm_path(g, targets[k]));
+			Task *producer = tindex_get(outputs_index(g), g->tasks, graph_norm_path(g, targets[k]));
 			if (producer) {
 				fn(ctx, producer);
 				continue;

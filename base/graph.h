@@ -137,6 +137,7 @@ typedef struct {
 	Task **tasks;
 	int ntasks, cap;
 	int indexed;      /* by_name, by_output and output_roots hold every task */
+	int outputs_forgotten; /* by_output and output_roots were freed (graph_forget_outputs) */
 	TaskIndex by_name;   /* name -> Task */
 	TaskIndex by_output; /* output path -> Task */
 	StrMap output_roots; /* first path component of every output: an input under no such
@@ -190,6 +191,10 @@ void graph_add_task(Graph *g, Task *t);
 Task *graph_find(const Graph *g, const char *name);
 /* The task whose declared output is path, or is a directory holding path; NULL if none. */
 Task *graph_producer(const Graph *g, const char *path);
+/* Frees the output index once nothing will ask for a producer again (a run, before its
+ * scheduler starts: a million outputs' index is 16 MiB of its peak); graph_producer and
+ * output-path targets stop kiln after that (an internal error). */
+void graph_forget_outputs(Graph *g);
 
 /* Makes `path` workspace-relative and normal ("./a//b" -> "a/b"); arena string. */
 const char *graph_norm_path(Graph *g, const char *path);

@@ -494,6 +494,7 @@ static int verb_run(Options *o, int argc, char **argv)
 	Buf gerr = {0};
 	if (graph_match(g, o->force, o->nforce, mark_forced, NULL, &gerr) != 0)
 		fatal("--force: %s", buf_str(&gerr));
+	graph_forget_outputs(g); /* targets and --force were the last to ask */
 	GpuPool *gpus = gpu_pool_open(o->gpus, &gerr);
 	if (!gpus)
 		fatal("%s", buf_str(&gerr));
