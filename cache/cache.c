@@ -174,14 +174,23 @@ TaskCache *task_cache(Cache *c, Task *t)
 	return t->cache_data;
 }
 
-/* t's last success is now tc->key with outputs (the recorded text): its entry in the
- * last-success table is made the first time. */
+/* t's last success, or NULL: once the tasks are bound, its record's (the table is gone). */
+static LastSuccess *last_of(Cache *c, const Task *t)
+{
+	if (!c->bound)
+		return ktable_get(&c->last, t->name);
+	return t->cache_data && t->cache_data != &c->planned_run ? ((TaskCache *)t->cache_data)->last : NULL;
+}
+
+/* t's last success is now tc->key with outputs (the recorded text): its entry is made the
+ * first time (in the last-success table while there is one). */
 static void set_last(Cache *c, const Task *t, TaskCache *tc, const char *outputs)
 {
-	LastSuccess *l = ktable_get(&c->last, t->name);
+	LastSuccess *l = last_of(c, t);
 	if (!l) {
 		l = cache_new_last(c, t->name);
-		ktable_add(&c->last, l, hash_str(t->name));
+		if (!c->bound)
+			ktable_add(&c->last, l, hash_str(t->name));
 	}
 	l->key = tc->key;
 	l->outputs = cache_pack_outputs(&c->arena, outputs);
@@ -373,7 +382,7 @@ enum Verdict cache_check(Cache *c, Task *t, int dry, Buf *reason)
 	}
 	TaskCache *tc = task_cache(c, t);
 	tc->outputs_known = tc->will_run = 0;
-	LastSuccess *last = tc->in_memo ? tc->last : ktable_get(&c->last, t->name);
+	LastSuccess *last = last_of(c, t);
 	if (!last && dry) {
 		/* a plan of a task never recorded: it runs, whatever its key, so no input is read
 		 * for it (a first plan of a million-task grid hashes nothing). A run computes the
@@ -637,7 +646,7 @@ void cache_explain(Cache *c, Task *t, Buf *out)
 	size_t key_len;
 	char *now = tc->components ? xstrdup(tc->components) : cache_key_components(c, t, &key_len);
 	Hash key = tc->components ? tc->key : hash_bytes(now, key_len);
-	LastSuccess *last = ktable_get(&c->last, t->name);
+	LastSuccess *last = last_of(c, t);
 	if (!last) {
 		buf_puts(out, "no successful run of this task is recorded: it runs\n");
 	} else {

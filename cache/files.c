@@ -501,6 +501,7 @@ static void bind_tasks_now(Cache *c)
 				task_cache(c, tasks[i])->last = last;
 		}
 	}
+	ktable_free(&c->last); /* each task holds its own now (last_of): before the memo look-ups' allocations */
 	/* A plan judges a task never recorded without its key (cache_check) and checks that its
 	 * inputs exist by listing (cache_input_exists): it gets no memo entries at all, which is
 	 * most of a first plan's memory. */

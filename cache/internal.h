@@ -106,7 +106,8 @@ struct Cache {
 	KeyTable memo; /* path -> Memo; numbered in the order read, the state's rows first */
 	Dirs dirs;    /* a plan's directory listings (dirs.c) */
 	int plan_ahead[2]; /* the tasks whose inputs' listing slots (0) and names (1) are prefetched */
-	KeyTable last; /* task name -> LastSuccess */
+	KeyTable last; /* task name -> LastSuccess, until bind_tasks() gives each task its own
+			  (TaskCache.last) and frees it (last_of) */
 	Buf key_text; /* cache_check's key text, reused: an up-to-date task keeps none */
 	/* what a plan's tasks never recorded point to instead of a record each (a million-task
 	 * first plan needs none): will_run, nothing else; task_cache() replaces it by a record
