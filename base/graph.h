@@ -124,8 +124,9 @@ typedef struct MapShard {
 	const char *map;
 	int index, count;      /* shard index (1-based) of count */
 	Task *runner;
-	Task **items;          /* in the order the shard's command gets them */
-	int nitems, cap;
+	int first, nitems;     /* its items, in the order the shard's command gets them: map{}
+				  declares a map's items one after the other and deals them round-robin,
+				  so item j is Graph.tasks[first + j * count] (shard_item), no list */
 	int id;                /* position in Graph.shards */
 } MapShard;
 
@@ -165,6 +166,9 @@ typedef struct {
 	void (*on_task_added)(void *ctx, const Task *t);
 	void *on_task_added_ctx;
 } Graph;
+
+/* Item j (< s->nitems) of map shard s of g. */
+static inline Task *shard_item(const Graph *g, const MapShard *s, int j) { return g->tasks[s->first + j * s->count]; }
 
 /* Creates an empty graph for the workspace at `workspace` (absolute path, copied). */
 Graph *graph_new(const char *workspace);

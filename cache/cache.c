@@ -462,7 +462,7 @@ int cache_runner_items(Cache *c, const Task *runner)
 	const MapShard *s = runner->more->shard;
 	int items = 0;
 	for (int j = 0; j < s->nitems; j++)
-		items += cache_will_run(c, s->items[j]);
+		items += cache_will_run(c, shard_item(c->g, s, j));
 	return items;
 }
 

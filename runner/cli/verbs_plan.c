@@ -107,7 +107,7 @@ int verb_why(Options *o, int argc, char **argv)
 		int items = cache_runner_items(c, t);
 		printf("%s: runs map %s's shard %d of %d: started when an item of its runs (it has no record of its "
 		       "own); %d of its %d items would run now (kiln why %s for one)\n", t->name, s->map, s->index, s->count,
-		       items, s->nitems, s->nitems ? s->items[0]->name : s->map);
+		       items, s->nitems, s->nitems ? shard_item(g, s, 0)->name : s->map);
 	} else {
 		cache_explain(c, t, &out);
 		printf("%s: %s", t->name, buf_str(&out));

@@ -266,8 +266,6 @@ int l_map(lua_State *L)
 			copy_field(L, 1, runner_fields[f]);
 		s->runner = declare(L);
 		graph_task_more(g, s->runner)->shard = s;
-		s->items = arena_alloc(&g->arena, (size_t)(nitems / shards + 2) * sizeof *s->items);
-		s->cap = nitems / shards + 1;
 		s->id = g->nshards;
 		g->shards = xrealloc(g->shards, (size_t)(g->nshards + 1) * sizeof *g->shards);
 		g->shards[g->nshards++] = s;
@@ -290,6 +288,9 @@ int l_map(lua_State *L)
 	TaskMore **shard_more = arena_ptrs(&g->arena, (size_t)shards);
 	memset(shard_more, 0, (size_t)shards * sizeof *shard_more);
 	size_t name_len = strlen(name);
+	int first = g->ntasks; /* of the items: shard k's are first + k, first + k + shards, ... */
+	for (int k = 0; k < shards; k++)
+		made[k]->first = first + k;
 	for (int i = 0; i < nitems; i++) {
 		Task *t;
 		const char *item = item_at(L, g, 2, i + 1);
@@ -327,9 +328,9 @@ int l_map(lua_State *L)
 			graph_task_more(g, t)->shard = s;
 		}
 		asks_nothing(g, t);
-		if (s->nitems == s->cap)
-			luaL_error(L, "map{}: internal: shard %d overflows", s->index);
-		s->items[s->nitems++] = t;
+		if (t->index != first + i)
+			luaL_error(L, "map{}: internal: item %d is not where its shard looks for it", i + 1);
+		s->nitems++;
 		group_deps[i] = t;
 	}
 	if (run_idx)

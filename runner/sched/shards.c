@@ -38,7 +38,7 @@ void shards_init(Run *r)
 	r->shards = xcalloc((size_t)g->nshards + 1, sizeof *r->shards);
 	for (int s = 0; s < g->nshards; s++)
 		for (int i = 0; i < g->shards[s]->nitems; i++)
-			r->shards[s].undecided += g->shards[s]->items[i]->needed;
+			r->shards[s].undecided += shard_item(g, g->shards[s], i)->needed;
 }
 
 void shards_free(Run *r)
@@ -319,7 +319,7 @@ void shards_progress(Run *r, Buf *out, int force_print)
 			if (s->started_ns && (!started || s->started_ns < started))
 				started = s->started_ns;
 			for (int j = 0; j < g->shards[k]->nitems; j++) {
-				Task *t = g->shards[k]->items[j];
+				Task *t = shard_item(g, g->shards[k], j);
 				total += t->needed;
 				done += t->needed && (t->state == TS_DONE || t->state == TS_FAILED);
 			}
