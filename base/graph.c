@@ -273,6 +273,7 @@ static int graph_index(Graph *g, Buf *err)
 	tindex_free(&g->by_output);
 	strmap_free(&g->output_roots);
 	g->by_output.outputs = 1;
+	g->outputs_forgotten = 0;
 	IndexJob job = {.g = g};
 	for (int i = 0; i < g->ntasks; i++)
 		job.nout += (size_t)g->tasks[i]->noutputs;
@@ -297,19 +298,14 @@ void graph_forget_outputs(Graph *g)
 	tindex_free(&g->by_output);
 	strmap_free(&g->output_roots);
 	g->outputs_forgotten = 1;
-}
-
-/* The output index, which only a run's scheduler no longer has. */
-static const TaskIndex *outputs_index(const Graph *g)
-{
-	if (g->outputs_forgotten)
-		fatal("internal: an output looked up after graph_forget_outputs");
-	return &g->by_output;
+	g->indexed = 0; /* graph_index makes them again */
 }
 
 Task *graph_producer(const Graph *g, const char *path)
 {
-	const TaskIndex *ix = outputs_index(g);
+	const TaskIndex *ix = &g->by_output;
+	if (g->outputs_forgotten)
+		fatal("internal: a producer looked up after graph_forget_outputs");
 	/* Every output's first component is in output_roots: a path whose first component is
 	 * not (most inputs: source files) is no output and lies in none, found without a probe
 	 * of the big index. */
@@ -521,18 +517,45 @@ void graph_reach(Task *root, int downstream, int (*visit)(void *ctx, Task *t), v
 	free(stack);
 }
 
-int graph_resolve(Graph *g, InputExists exists, void *exists_ctx, Buf *err)
+/* Checks that every input no task produces exists (through exists, or stat when NULL):
+ * 0, or -1 with a message in err. */
+static int check_sources(Graph *g, InputExists exists, void *exists_ctx, Buf *err)
 {
 	StrMap found = {0}; /* inputs already found on disk: a shared input is checked once */
+	/* inputs found lately, by address: tasks that read one file (a dataset, a model) share
+	 * its string, so a million of them ask about it once */
+	enum { KNOWN = 256 };
+	const char *known[KNOWN] = {0};
+	int rc = 0;
+	for (int i = 0; i < g->ntasks && !rc; i++) {
+		Task *t = g->tasks[i];
+		for (int j = 0; j < t->ninputs && !rc; j++) {
+			struct stat st;
+			const char **seen = &known[((uintptr_t)t->inputs[j] >> 3) % KNOWN];
+			if ((t->input_producers && t->input_producers[j]) || *seen == t->inputs[j] ||
+			    (!exists && strmap_get(&found, t->inputs[j])))
+				continue;
+			if (exists ? !exists(exists_ctx, t, j) : stat(t->inputs[j], &st) != 0) {
+				buf_printf(err, "%s:%d: task \"%s\": input \"%s\" does not exist and no task produces it",
+					   t->opts->file, t->line, t->name, t->inputs[j]);
+				rc = -1;
+			}
+			*seen = t->inputs[j];
+			if (!exists) /* exists remembers its answers itself */
+				strmap_put(&found, t->inputs[j], (void *)1);
+		}
+	}
+	strmap_free(&found);
+	return rc;
+}
+
+int graph_resolve(Graph *g, InputExists exists, void *exists_ctx, Buf *err)
+{
 	int rc = -1;
 	if (graph_index(g, err) != 0)
 		return -1;
 	trace_mark("graph indexed");
 	EdgeList e = {.mark = xcalloc((size_t)g->ntasks + 1, sizeof *e.mark)};
-	/* inputs found lately, by address: tasks that read one file (a dataset, a model) share
-	 * its string, so a million of them ask about it once */
-	enum { KNOWN = 256 };
-	const char *known[KNOWN] = {0};
 	for (int i = 0; i < g->ntasks; i++) { /* edges are made afresh (the old stay in the arena) */
 		Task *t = g->tasks[i];
 		t->deps = t->dependents = NULL;
@@ -584,22 +607,8 @@ int graph_resolve(Graph *g, InputExists exists, void *exists_ctx, Buf *err)
 					   t->line, t->name, t->inputs[j]);
 				goto out;
 			}
-			if (producer) {
+			if (producer)
 				add_edge(&e, t, producer);
-				continue;
-			}
-			struct stat st;
-			const char **seen = &known[((uintptr_t)t->inputs[j] >> 3) % KNOWN];
-			if (*seen == t->inputs[j] || (!exists && strmap_get(&found, t->inputs[j])))
-				continue;
-			if (exists ? !exists(exists_ctx, t, j) : stat(t->inputs[j], &st) != 0) {
-				buf_printf(err, "%s:%d: task \"%s\": input \"%s\" does not exist and no task produces it",
-					   t->opts->file, t->line, t->name, t->inputs[j]);
-				goto out;
-			}
-			*seen = t->inputs[j];
-			if (!exists) /* exists remembers its answers itself */
-				strmap_put(&found, t->inputs[j], (void *)1);
 		}
 		t->ndeps = e.n;
 		if (e.n && e.n == t->more->ndep_tasks && !memcmp(e.deps, t->more->dep_tasks, (size_t)e.n * sizeof *e.deps))
@@ -610,12 +619,16 @@ int graph_resolve(Graph *g, InputExists exists, void *exists_ctx, Buf *err)
 		}
 	}
 	link_dependents(g);
+	/* what asks for outputs now is rare (output-path targets index them again): a million
+	 * outputs' index is not kept while the cache binds the tasks' files */
+	graph_forget_outputs(g);
+	rc = check_sources(g, exists, exists_ctx, err);
 	trace_mark("edges and inputs found");
-	rc = find_cycle(g, err);
+	if (rc == 0)
+		rc = find_cycle(g, err);
 out:
 	free(e.deps);
 	free(e.mark);
-	strmap_free(&found);
 	return rc;
 }
 
@@ -649,7 +662,9 @@ int graph_match(Graph *g, char **targets, int ntargets, void (*fn)(void *ctx, Ta
 				matched = 1;
 			}
 		if (!matched) {
-			Task *producer = tindex_get(outputs_index(g), g->tasks, graph_norm_path(g, targets[k]));
+			if (g->outputs_forgotten && graph_index(g, err) != 0) /* indexed again, for this */
+				return -1;
+			Task *producer = tindex_get(&g->by_output, g->tasks, graph_norm_path(g, targets[k]));
 			if (producer) {
 				fn(ctx, producer);
 				continue;

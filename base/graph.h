@@ -195,9 +195,9 @@ void graph_add_task(Graph *g, Task *t);
 Task *graph_find(const Graph *g, const char *name);
 /* The task whose declared output is path, or is a directory holding path; NULL if none. */
 Task *graph_producer(const Graph *g, const char *path);
-/* Frees the output index once nothing will ask for a producer again (a run, before its
- * scheduler starts: a million outputs' index is 16 MiB of its peak); graph_producer and
- * output-path targets stop kiln after that (an internal error). */
+/* Frees the output index once its edges are resolved (graph_resolve; a run again once its
+ * targets are matched): a million outputs' index is 16 MiB of a run's peak. Output-path
+ * targets index the graph again; graph_producer stops kiln (an internal error). */
 void graph_forget_outputs(Graph *g);
 
 /* Makes `path` workspace-relative and normal ("./a//b" -> "a/b"); arena string. */
