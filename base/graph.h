@@ -193,6 +193,9 @@ void graph_share_opts(Graph *g, Task *t);
  * graph_resolve, all at once: a batch of look-ups is much cheaper than one per call. */
 void graph_add_task(Graph *g, Task *t);
 Task *graph_find(const Graph *g, const char *name);
+/* Indexes names and outputs (base/taskindex.c), unless indexed already: 0, or -1 with a
+ * message in err when a name or output is declared twice or an output lies in another. */
+int graph_index(Graph *g, Buf *err);
 /* The task whose declared output is path, or is a directory holding path; NULL if none. */
 Task *graph_producer(const Graph *g, const char *path);
 /* Frees the output index once its edges are resolved (graph_resolve; a run again once its

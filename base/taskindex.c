@@ -1,9 +1,11 @@
-/* taskindex.c — open addressing with linear probing over the graph's own keys. */
+/* taskindex.c — open addressing with linear probing over the graph's own keys, and the
+ * graph's name and output indexes built from them (graph_index). */
 #include "taskindex.h"
 
 #include <string.h>
 
 #include "graph.h"
+#include "thread.h"
 
 static const char *slot_key(const TaskIndex *ix, Task *const *tasks, size_t i)
 {
@@ -81,4 +83,162 @@ void tindex_free(TaskIndex *ix)
 	int outputs = ix->outputs;
 	memset(ix, 0, sizeof *ix);
 	ix->outputs = outputs;
+}
+
+/* Inserts the keys of one index (task names, or every output of every task) in a
+ * pipeline that hashes and prefetches a few keys ahead; on a key already present returns
+ * -1 with the task that declared it in *other and this key's task and item in *t, *item. */
+static int index_all(Graph *g, TaskIndex *ix, size_t n, Task **t_out, int *item_out, Task **other)
+{
+	enum { AHEAD = 8 };
+	struct {
+		Task *t;
+		int item;
+		uint64_t h;
+	} ring[AHEAD];
+	tindex_reserve(ix, n);
+	int ti = 0, item = -1; /* the walk over keys, AHEAD in front of the inserts */
+	size_t queued = 0, done = 0;
+	for (;;) {
+		while (queued - done < AHEAD) { /* advance to the next key */
+			Task *t = NULL;
+			if (ix->outputs) {
+				while (ti < g->ntasks && ++item >= g->tasks[ti]->noutputs)
+					ti++, item = -1;
+				if (ti < g->ntasks)
+					t = g->tasks[ti];
+			} else if (ti < g->ntasks) {
+				t = g->tasks[ti++];
+				item = 0;
+			}
+			if (!t)
+				break;
+			uint64_t h = hash_str(ix->outputs ? t->outputs[item] : t->name);
+			tindex_prefetch(ix, h);
+			ring[queued % AHEAD].t = t, ring[queued % AHEAD].item = item, ring[queued % AHEAD].h = h;
+			queued++;
+		}
+		if (done == queued)
+			return 0;
+		Task *t = ring[done % AHEAD].t;
+		int k = ring[done % AHEAD].item;
+		Task *present = tindex_put(ix, g->tasks, ix->outputs ? t->outputs[k] : t->name, ring[done % AHEAD].h, t, k);
+		done++;
+		if (present && present != t) { /* the same output twice in one task is harmless */
+			*t_out = t, *item_out = k, *other = present;
+			return -1;
+		}
+	}
+}
+
+/* graph_index's two halves, run on two threads for a big graph: the name index (job 0),
+ * and everything about outputs (job 1: their roots, their index, no output inside
+ * another). They share nothing but the read-only task list; only job 1 takes from the
+ * arena. Each keeps its own error, so what is said does not depend on which ran first. */
+typedef struct {
+	Graph *g;
+	size_t nout;
+	Buf err[2];
+	int rc[2];
+} IndexJob;
+
+static int index_names(Graph *g, Buf *err)
+{
+	Task *t, *other;
+	int k;
+	if (index_all(g, &g->by_name, (size_t)g->ntasks, &t, &k, &other) == 0)
+		return 0;
+	buf_printf(err, "%s:%d: task \"%s\" is declared twice (first at %s:%d)", t->opts->file, t->line, t->name, other->opts->file,
+		   other->line);
+	return -1;
+}
+
+static int index_outputs(Graph *g, size_t nout, Buf *err)
+{
+	Task *t, *other;
+	int k;
+	for (int i = 0; i < g->ntasks; i++) {
+		t = g->tasks[i];
+		for (int j = 0; j < t->noutputs; j++) {
+			/* the first component of every output: see graph_producer */
+			size_t root_len = strcspn(t->outputs[j], "/");
+			char root[256];
+			if (root_len >= sizeof root)
+				root_len = 0; /* too long to be worth a key: "" disables the shortcut */
+			memcpy(root, t->outputs[j], root_len);
+			root[root_len] = 0;
+			if (!strmap_get(&g->output_roots, root))
+				strmap_put(&g->output_roots, arena_strdup(&g->arena, root), (void *)1);
+		}
+	}
+	if (index_all(g, &g->by_output, nout, &t, &k, &other) != 0) {
+		buf_printf(err, "%s:%d: tasks \"%s\" and \"%s\" (%s:%d) both declare output \"%s\"", t->opts->file, t->line,
+			   t->name, other->name, other->opts->file, other->line, t->outputs[k]);
+		return -1;
+	}
+	/* An output inside another output (a file in a task's directory output) would never
+	 * settle: restoring or re-running the directory deletes the inner one. Refused. The
+	 * directory of the output before is no output (it was checked): most outputs lie in a
+	 * directory the one before lay in, and a million of them look it up once. */
+	Buf parent = {0};
+	const char *before = "";
+	size_t before_dir = 0; /* the length of before's directory (up to its last slash) */
+	for (int i = 0; i < g->ntasks; i++) {
+		t = g->tasks[i];
+		for (int j = 0; j < t->noutputs; j++) {
+			const char *path = t->outputs[j], *last = strrchr(path, '/');
+			size_t dir = last ? (size_t)(last - path) : 0;
+			int same_dir = dir == before_dir && !strncmp(path, before, dir);
+			before = path, before_dir = dir;
+			for (const char *slash = same_dir ? NULL : strchr(path, '/'); slash; slash = strchr(slash + 1, '/')) {
+				buf_reset(&parent);
+				buf_put(&parent, path, (size_t)(slash - path));
+				Task *outer = tindex_get(&g->by_output, g->tasks, buf_str(&parent));
+				if (outer) {
+					buf_printf(err, "%s:%d: output \"%s\" of task \"%s\" lies inside output \"%s\" of task \"%s\" "
+							"(%s:%d): outputs may not nest; let one task declare the directory, or move the file",
+						   t->opts->file, t->line, path, t->name, buf_str(&parent), outer->name, outer->opts->file,
+						   outer->line);
+					buf_free(&parent);
+					return -1;
+				}
+			}
+		}
+	}
+	buf_free(&parent);
+	return 0;
+}
+
+static void index_job(void *ctx, size_t i)
+{
+	IndexJob *job = ctx;
+	job->rc[i] = i == 0 ? index_names(job->g, &job->err[0]) : index_outputs(job->g, job->nout, &job->err[1]);
+}
+
+enum { INDEX_ON_TWO_THREADS = 20000 }; /* tasks: below, a thread's start costs more than it saves */
+
+int graph_index(Graph *g, Buf *err)
+{
+	if (g->indexed)
+		return 0;
+	tindex_free(&g->by_name);
+	tindex_free(&g->by_output);
+	strmap_free(&g->output_roots);
+	g->by_output.outputs = 1;
+	g->outputs_forgotten = 0;
+	IndexJob job = {.g = g};
+	for (int i = 0; i < g->ntasks; i++)
+		job.nout += (size_t)g->tasks[i]->noutputs;
+	parallel_for(2, 1, g->ntasks >= INDEX_ON_TWO_THREADS ? 2 : 1, index_job, &job);
+	int rc = 0;
+	for (int i = 0; i < 2 && !rc; i++) /* a name declared twice is said first, as always */
+		if (job.rc[i] != 0) {
+			buf_puts(err, buf_str(&job.err[i]));
+			rc = -1;
+		}
+	buf_free(&job.err[0]);
+	buf_free(&job.err[1]);
+	if (rc == 0)
+		g->indexed = 1;
+	return rc;
 }
