@@ -2,13 +2,16 @@
 """noop_shapes.py — the no-op re-run of kiln beside ninja on the DAG shapes people run, in
 one interleaved run: a 300-task grid, three workflow-shaped DAGs (after the WfCommons
 traces' structure: Montage, Epigenomics, 1000Genome) of a few hundred to a few thousand
-tasks, and 10k and 100k-task grids.
+tasks, and 10k and 100k-task grids; then, for kiln alone, the plan (`kiln run -n`) of a
+1M-task grid and the no-op re-runs of 100k- and 1M-item map{}s (bench/compare.py's
+workspaces), each build's runs interleaved, with medians and peak memory.
 
 Both tools get the same tasks with the same command (`cat INPUTS > OUTPUT`, files in
 per-stage folders) from one generated description; each is built once, then their no-op
 re-runs alternate, REPEAT times, and the medians and the ratio kiln / ninja are printed.
 
 usage: bench/noop_shapes.py [--kiln build/kiln ...] [--repeat 11] [--big 10000,100000]
+                            [--plan 1000000] [--maps 100000,1000000]
 """
 import argparse
 import os
@@ -116,6 +119,8 @@ def main():
                     "default build/kiln)")
     ap.add_argument("--repeat", type=int, default=11)
     ap.add_argument("--big", default="10000,100000", help="grid sizes beyond the small shapes ('' for none)")
+    ap.add_argument("--plan", type=int, default=1000000, help="tasks of the planned grid (0: none)")
+    ap.add_argument("--maps", default="100000,1000000", help="items of the map{}s whose no-op is timed ('' for none)")
     a = ap.parse_args()
     kilns = [os.path.abspath(k) for k in (a.kiln or [os.path.join(HERE, "..", "build", "kiln")])]
     ninja = shutil.which("ninja")
@@ -158,6 +163,52 @@ def main():
         finally:
             for root in roots:
                 shutil.rmtree(root, ignore_errors=True)
+    sizes = ([("plan of a %d-task grid" % a.plan, a.plan, False)] if a.plan else []) + [
+        ("no-op of a %d-item map{}" % n, n, True) for n in map(int, filter(None, a.maps.split(",")))]
+    for label, n, as_map in sizes:
+        kiln_alone(label, n, as_map, kilns, max(3, a.repeat // 3))
+
+
+def time_peak(cmd, cwd):
+    """Wall seconds and peak RSS (MiB) of cmd, and its output."""
+    p = subprocess.run(["/usr/bin/time", "-f", "%e %M"] + cmd, cwd=cwd, capture_output=True, text=True)
+    if p.returncode != 0:
+        sys.exit("%s failed in %s: %s" % (" ".join(cmd), cwd, (p.stdout + p.stderr)[-800:]))
+    wall, kib = p.stderr.strip().splitlines()[-1].split()
+    return float(wall), int(kib) / 1024, p.stdout + p.stderr
+
+
+def kiln_alone(label, n, as_map, kilns, repeat):
+    """The plan of an n-task grid, or the no-op of an n-item map{}, timed for each kiln build
+    in turn, repeat rounds (a workspace each: state.db's schema may differ between builds)."""
+    sys.path.insert(0, HERE)
+    import compare  # its generators: the workspaces of its --plan and --noop rows
+    roots = []
+    try:
+        for k in kilns:
+            root = tempfile.mkdtemp(prefix="kiln-alone-")
+            roots.append(root)
+            if as_map:
+                compare.generate_map(root, n)
+                time_peak([k, "run"], root)
+            else:
+                compare.generate(root, n)
+        os.sync()
+        args = ["run"] if as_map else ["run", "-n"]
+        walls, peaks = [[] for _ in kilns], [[] for _ in kilns]
+        for r in range(repeat):
+            for i in (range(len(kilns)) if r % 2 == 0 else reversed(range(len(kilns)))):
+                wall, peak, out = time_peak([kilns[i]] + args, roots[i])
+                if as_map and " 0 ran" not in out:
+                    sys.exit("kiln's re-run was not a no-op: " + out[-500:])
+                walls[i].append(wall)
+                peaks[i].append(peak)
+        print("%-34s %s" % (label, "   ".join("kiln%d %.2f s (median of %d), peak %.0f MiB" % (
+            i + 1, statistics.median(walls[i]), repeat, max(peaks[i])) for i in range(len(kilns)))))
+        sys.stdout.flush()
+    finally:
+        for root in roots:
+            shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":
