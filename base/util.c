@@ -100,7 +100,7 @@ static void buf_grow(Buf *b, size_t extra)
 	b->cap = cap;
 }
 
-void buf_put(Buf *b, const void *p, size_t n)
+void buf_put_grown(Buf *b, const void *p, size_t n)
 {
 	buf_grow(b, n);
 	memcpy(b->data + b->len, p, n);

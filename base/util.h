@@ -29,9 +29,19 @@ typedef struct {
 	char *data;
 	size_t len, cap;
 } Buf;
-void buf_put(Buf *b, const void *p, size_t n);
-/* Inline, as buf_putc: key texts are built a few bytes at a time, by the million, and a
- * constant's length is then known when compiling. */
+void buf_put_grown(Buf *b, const void *p, size_t n); /* buf_put's way when b must grow */
+/* Inline, as buf_puts and buf_putc: key texts are built a few bytes at a time, by the
+ * million, and a constant's length is then known when compiling. */
+static inline void buf_put(Buf *b, const void *p, size_t n)
+{
+	if (b->len + n + 1 <= b->cap) { /* room for it and the NUL after */
+		memcpy(b->data + b->len, p, n);
+		b->len += n;
+		b->data[b->len] = 0;
+	} else {
+		buf_put_grown(b, p, n);
+	}
+}
 static inline void buf_puts(Buf *b, const char *s) { buf_put(b, s, strlen(s)); }
 /* Appends s with backslash, tab and newline escaped (\\ \t \n): a field of one line of
  * tab-separated text (key components, plot specs). */
@@ -45,7 +55,7 @@ static inline void buf_putc(Buf *b, char c)
 		b->data[b->len++] = c;
 		b->data[b->len] = 0;
 	} else {
-		buf_put(b, &c, 1);
+		buf_put_grown(b, &c, 1);
 	}
 }
 void buf_printf(Buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
