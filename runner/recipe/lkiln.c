@@ -273,10 +273,13 @@ static int resolves_inside(RecipeContext *ctx, const char *p)
 	if (!slash)
 		return 1;
 	size_t dlen = (size_t)(slash - p);
+	const char *last = ctx->last_confined;
+	if (last && !strncmp(last, p, dlen) && !last[dlen])
+		return 1;
 	char small[256];
 	char *dir = dlen < sizeof small ? memcpy(small, p, dlen) : xstrdup(p); /* no allocation per output */
 	dir[dlen] = 0;
-	if (strmap_get(&ctx->confined_dirs, dir)) {
+	if ((ctx->last_confined = strmap_get(&ctx->confined_dirs, dir))) {
 		if (dir != small)
 			free(dir);
 		return 1;
@@ -291,8 +294,11 @@ static int resolves_inside(RecipeContext *ctx, const char *p)
 	int inside = !real || under(real, ctx->g->workspace);
 	free(real);
 	free(probe);
-	if (inside) /* the map's keys live in the graph's arena */
-		strmap_put(&ctx->confined_dirs, arena_strdup(&ctx->g->arena, dir), (void *)1);
+	if (inside) { /* the map's keys live in the graph's arena */
+		char *key = arena_strdup(&ctx->g->arena, dir);
+		strmap_put(&ctx->confined_dirs, key, key);
+		ctx->last_confined = key;
+	}
 	if (dir != small)
 		free(dir);
 	return inside;
@@ -304,8 +310,9 @@ static int resolves_inside(RecipeContext *ctx, const char *p)
 void lk_check_confined(lua_State *L, const char *p, const char *field, int output)
 {
 	RecipeContext *ctx = lk_context(L);
-	int outside = p[0] == '/' || !strcmp(p, "..") || !strncmp(p, "../", 3);
-	if (under(p, ".kiln"))
+	/* most paths start with neither '.' nor '/': the checks below look no further then */
+	int outside = p[0] == '/' || (p[0] == '.' && (!strcmp(p, "..") || !strncmp(p, "../", 3)));
+	if (p[0] == '.' && under(p, ".kiln"))
 		lk_field_error(L, field, "\"%s\" lies in .kiln/, kiln's own state", p);
 	if (output && (outside || !strcmp(p, ".")))
 		lk_field_error(L, field, "\"%s\" is not inside the workspace: kiln deletes outputs before each attempt, "

@@ -24,7 +24,9 @@ typedef struct {
 	const char *recipe;      /* the recipe's workspace-relative path (no task may write it) */
 	const char **external;   /* external{} roots: absolute paths outside the workspace that */
 	int nexternal;           /* inputs may name (arena strings) */
-	StrMap confined_dirs;    /* output parent directories already found inside the workspace */
+	StrMap confined_dirs;    /* output parent directories already found inside the workspace
+				    (each its own key, in the graph's arena) */
+	const char *last_confined; /* the one found last: a million outputs in one directory */
 	const char *declaring;   /* the task{} being declared, for field errors; NULL outside */
 	/* Lua interns short strings, so a value every task repeats ("shared.txt", a model's
 	 * path) is one Lua string: its arena copy is kept by the Lua string's address and

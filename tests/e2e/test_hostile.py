@@ -35,6 +35,12 @@ class RecipeErrors(KilnTestCase):
             self.assertEqual(open(outside).read(), "precious\n")
             os.symlink(os.path.dirname(outside), self.ws.path("up"))
             self.refuse('task { name = "a", outputs = { "up/x" }, run = "true" }', "symbolic link")
+            # after outputs in directories found inside ("u", "up2"): each directory on its own
+            os.mkdir(self.ws.path("u"))
+            self.refuse('task { name = "a", outputs = { "u/x" }, run = "true" }\n'
+                        'task { name = "b", outputs = { "up/x" }, run = "true" }', "symbolic link")
+            self.refuse('task { name = "a", outputs = { "up2/x", "up2/y" }, run = "true" }\n'
+                        'task { name = "b", outputs = { "up/y" }, run = "true" }', "symbolic link")
             r = self.ws.kiln("clean", "--all")
             self.assertEqual(open(outside).read(), "precious\n")
         finally:
