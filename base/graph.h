@@ -85,8 +85,13 @@ struct Task {
 	TaskOpts *opts;    /* never NULL; maybe shared with other tasks (see TaskOpts): what the
 			      task asks beyond its command and files, its resources included */
 
-	const char **argv; /* run as argv (spawned directly) ... */
-	const char *shell; /* ... or as a shell string through /bin/sh -c, or built in (opts->plot) */
+	/* The command, read through task_argv and task_shell: argv (argc words, spawned
+	 * directly), or a shell string through /bin/sh -c (shell_command), or neither (built
+	 * in: opts->plot). One pointer: a million tasks make a plan. */
+	union {
+		const char **argv;
+		const char *shell;
+	} command;
 	int argc;
 	int ntags;
 	KeyValue *tags;
@@ -114,8 +119,25 @@ struct Task {
 	unsigned char needed;
 	unsigned char forced; /* --force: runs even when up to date */
 	unsigned char lost;   /* attempts lost with their host (ssh), not counted as attempts */
-	void *cache_data; /* owned by the cache for the duration of a run */
+	unsigned char shell_command; /* command.shell is the command, not command.argv */
 };
+
+/* The task's shell command, or NULL when it has none (argv, or built in). */
+static inline const char *task_shell(const Task *t) { return t->shell_command ? t->command.shell : NULL; }
+/* Its argv (argc words, NULL-terminated), or NULL when it has none (shell, or built in). */
+static inline const char **task_argv(const Task *t) { return t->shell_command ? NULL : t->command.argv; }
+static inline void task_set_shell(Task *t, const char *shell)
+{
+	t->command.shell = shell;
+	t->shell_command = shell != NULL;
+	t->argc = 0;
+}
+static inline void task_set_argv(Task *t, const char **argv, int argc)
+{
+	t->command.argv = argv;
+	t->shell_command = 0;
+	t->argc = argc;
+}
 
 /* map{}: every item is a task of its own (its key, its output, its record), run in
  * batches by one process per shard. The shard's runner task ("<map>:shard-<k>") holds the

@@ -19,19 +19,19 @@ const char *task_tag(const Task *t, const char *key)
 	return NULL;
 }
 
-int task_has_work(const Task *t) { return t->shell || t->argc || t->opts->spec; }
+int task_has_work(const Task *t) { return task_shell(t) || t->argc || t->opts->spec; }
 
 char *task_command_line(const Task *t)
 {
-	if (t->shell)
-		return xstrdup(t->shell);
+	if (task_shell(t))
+		return xstrdup(task_shell(t));
 	if (t->opts->spec)
 		return xasprintf("(kiln renders) %s", t->opts->spec);
 	Buf b = {0};
 	for (int i = 0; i < t->argc; i++) {
 		if (i)
 			buf_putc(&b, ' ');
-		buf_shell_quote(&b, t->argv[i]);
+		buf_shell_quote(&b, task_argv(t)[i]);
 	}
 	return b.data ? b.data : xstrdup("");
 }

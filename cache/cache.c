@@ -77,13 +77,12 @@ void cache_close(Cache *c)
 	if (!c)
 		return;
 	cache_ready(c);
-	if (c->g)
-		for (int i = 0; i < c->g->ntasks; i++) {
-			TaskCache *tc = c->g->tasks[i]->cache_data;
-			if (tc)
-				free(tc->components);
-			c->g->tasks[i]->cache_data = NULL;
-		}
+	for (int i = 0; i < c->nrecords; i++)
+		if (c->records[i])
+			free(c->records[i]->components);
+	free(c->records);
+	c->records = NULL;
+	c->nrecords = 0;
 	if (c->store_queue && store_queue_finish(c->store_queue) > 0)
 		warn("some outputs could not be kept in the store (%s): they cannot be restored later", c->objects_dir);
 	store_free(c->store);
@@ -165,13 +164,14 @@ int cache_commit(Cache *c, int force)
 
 TaskCache *task_cache(Cache *c, Task *t)
 {
-	if (!t->cache_data || t->cache_data == &c->planned_run) {
-		TaskCache *tc = arena_alloc8(&c->arena, sizeof *tc);
-		memset(tc, 0, sizeof *tc);
-		tc->will_run = t->cache_data == &c->planned_run;
-		t->cache_data = tc; /* out_hashes come once its outputs are known (out_hashes_of) */
+	TaskCache *tc = record_of(c, t);
+	if (!tc || tc == &c->planned_run) {
+		TaskCache *own = arena_alloc8(&c->arena, sizeof *own);
+		memset(own, 0, sizeof *own);
+		own->will_run = tc == &c->planned_run;
+		set_record(c, t, tc = own); /* out_hashes come once its outputs are known (out_hashes_of) */
 	}
-	return t->cache_data;
+	return tc;
 }
 
 /* t's last success, or NULL: once the tasks are bound, its record's (the table is gone). */
@@ -179,7 +179,8 @@ static LastSuccess *last_of(Cache *c, const Task *t)
 {
 	if (!c->bound)
 		return ktable_get(&c->last, t->name);
-	return t->cache_data && t->cache_data != &c->planned_run ? ((TaskCache *)t->cache_data)->last : NULL;
+	TaskCache *tc = record_of(c, t);
+	return tc && tc != &c->planned_run ? tc->last : NULL;
 }
 
 /* t's last success is now tc->key with outputs (the recorded text): its entry is made the
@@ -299,7 +300,7 @@ static int settle_outputs(Cache *c, Task *t, const Hash *want, int dry, Buf *rea
 		Hash h;
 		if (hash_is_absent(want[i]))
 			continue;
-		TaskCache *tc = t->cache_data;
+		TaskCache *tc = record_of(c, t);
 		if ((tc && tc->in_memo ? hash_memo(c, tc->in_memo[t->ninputs + i], &h) : hash_path(c, t->outputs[i], &h)) != 0)
 			state[i] = 'd';
 		else if (!hash_equal(h, want[i]))
@@ -372,11 +373,11 @@ static void ensure_key(Cache *c, Task *t, TaskCache *tc)
 enum Verdict cache_check(Cache *c, Task *t, int dry, Buf *reason)
 {
 	bind_tasks(c);
-	if (dry && c->opt.readonly && (!t->cache_data || t->cache_data == &c->planned_run)) {
+	if (dry && c->opt.readonly && (!record_of(c, t) || record_of(c, t) == &c->planned_run)) {
 		/* bound without a record of its own: no success recorded. It runs, whatever its
 		 * key, so no input is read for it and no record made (see planned_run). */
 		c->planned_run.will_run = 1;
-		t->cache_data = &c->planned_run;
+		set_record(c, t, &c->planned_run);
 		buf_puts(reason, "no successful run recorded");
 		return VERDICT_RUN;
 	}
@@ -446,14 +447,13 @@ enum Verdict cache_check(Cache *c, Task *t, int dry, Buf *reason)
 
 void cache_assume_will_run(Cache *c, Task *t)
 {
-	if (t->cache_data != &c->planned_run) /* which will run already */
+	if (record_of(c, t) != &c->planned_run) /* which will run already */
 		task_cache(c, t)->will_run = 1;
 }
 
 int cache_will_run(Cache *c, const Task *t)
 {
-	(void)c;
-	const TaskCache *tc = t->cache_data;
+	const TaskCache *tc = record_of(c, t);
 	return tc && tc->will_run;
 }
 
@@ -480,7 +480,7 @@ int cache_plan(Cache *c, Graph *g, void (*fn)(void *ctx, const Task *t, enum Ver
 		buf_reset(&reason);
 		enum Verdict v = VERDICT_RUN;
 		for (int j = 0; j < t->ndeps && !reason.len; j++) {
-			const TaskCache *dc = t->deps[j]->cache_data;
+			const TaskCache *dc = record_of(c, t->deps[j]);
 			if (dc && dc->will_run)
 				buf_printf(&reason, "dependency %s will run", t->deps[j]->name);
 		}
@@ -681,7 +681,7 @@ void cache_put_metrics(Cache *c, const Task *t, const Metrics *m)
 
 void cache_key_hex(Cache *c, const Task *t, char out[33])
 {
-	TaskCache *tc = t->cache_data ? task_cache(c, (Task *)t) : NULL; /* planned_run: a record of its own */
+	TaskCache *tc = record_of(c, t) ? task_cache(c, (Task *)t) : NULL; /* planned_run: a record of its own */
 	if (tc) {
 		ensure_key(c, (Task *)t, tc);
 		hash_hex(tc->key, out);

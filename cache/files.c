@@ -479,6 +479,17 @@ static void bind_wants(Cache *c, const Want *want, size_t n, Memo ***fresh, size
 	}
 }
 
+void set_record(Cache *c, const Task *t, TaskCache *tc)
+{
+	if (t->index >= c->nrecords) { /* room for the whole graph at once */
+		int n = c->g && c->g->ntasks > t->index ? c->g->ntasks : t->index + 1;
+		c->records = xrealloc(c->records, (size_t)n * sizeof *c->records);
+		memset(c->records + c->nrecords, 0, (size_t)(n - c->nrecords) * sizeof *c->records);
+		c->nrecords = n;
+	}
+	c->records[t->index] = tc;
+}
+
 static void bind_tasks_now(Cache *c)
 {
 	if (c->bound || !c->g)
@@ -511,7 +522,7 @@ static void bind_tasks_now(Cache *c)
 	Seen seen[SEEN_SLOTS] = {{0}};
 	for (int i = 0; i < g->ntasks; i++) {
 		Task *t = g->tasks[i];
-		TaskCache *tc = t->cache_data;
+		TaskCache *tc = record_of(c, t);
 		if (c->opt.readonly && (!tc || !tc->last))
 			continue;
 		size_t need = (size_t)(t->ninputs + t->noutputs);
@@ -575,7 +586,7 @@ int cache_input_exists(void *cache, Task *t, int input)
 {
 	Cache *c = cache;
 	bind_tasks(c);
-	TaskCache *tc = t->cache_data == &c->planned_run ? NULL : t->cache_data; /* not made here: see planned_run */
+	TaskCache *tc = record_of(c, t) == &c->planned_run ? NULL : record_of(c, t); /* not made here: see planned_run */
 	if ((!tc || (!tc->in_memo && !tc->last)) && c->opt.readonly) {
 		plan_lookahead(c, t);
 		return dirs_input_exists(&c->dirs, t->inputs[input]);
@@ -606,7 +617,7 @@ void cache_prepare(Cache *c)
 	Memo **list = NULL;
 	for (int i = 0; i < g->ntasks; i++) {
 		Task *t = g->tasks[i];
-		TaskCache *tc = t->cache_data;
+		TaskCache *tc = record_of(c, t);
 		if (!t->needed || !tc || !tc->in_memo || (c->opt.readonly && !tc->last))
 			continue; /* a plan reads no input of a task never recorded (cache_check) */
 		for (int j = 0; j < t->ninputs; j++) {

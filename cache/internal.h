@@ -113,6 +113,10 @@ struct Cache {
 	 * first plan needs none): will_run, nothing else; task_cache() replaces it by a record
 	 * of the task's own before anything is written */
 	TaskCache planned_run;
+	/* per task (Task.index): its record, &planned_run, or NULL; made at the first record
+	 * (the tasks themselves do not carry the pointer: a million-task plan's peak is theirs) */
+	TaskCache **records;
+	int nrecords;
 	int bound;    /* bind_tasks() ran */
 	int lock_fd;
 	char *lock_path;         /* kiln_dir/lock, in write mode */
@@ -165,6 +169,12 @@ void bind_tasks(Cache *c);
 void *cache_loader_main(void *arg);
 /* The task's record, made on first use. */
 TaskCache *task_cache(Cache *c, Task *t);
+/* t's record as it is: NULL when none was made, maybe &c->planned_run. */
+static inline TaskCache *record_of(const Cache *c, const Task *t)
+{
+	return t->index < c->nrecords ? c->records[t->index] : NULL;
+}
+void set_record(Cache *c, const Task *t, TaskCache *tc);
 /* The memo entry of path, made (unknown hash) when new. */
 Memo *memo_entry(Cache *c, const char *path);
 /* Content hash of a file or directory through the memo: 0, or -1 when it cannot be read. */

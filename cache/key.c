@@ -35,9 +35,9 @@ static int shell_has_word(const char *text, const char *word)
 
 /* "dep\tNAME\tPATH\tHASH\n" per output of dep (or "dep\tNAME\n" when it has none),
  * without printf's cost */
-static void put_dep_lines(Buf *b, const Task *dep)
+static void put_dep_lines(Buf *b, const Cache *c, const Task *dep)
 {
-	const TaskCache *dc = dep->cache_data;
+	const TaskCache *dc = record_of(c, dep);
 	char hex[33];
 	if (dep->noutputs == 0) {
 		buf_puts(b, "dep\t");
@@ -61,7 +61,7 @@ static void put_dep_lines(Buf *b, const Task *dep)
 
 /* A group: no command, no outputs, only dependencies (map{}'s task over its items, an
  * "all" target). Running one does nothing. */
-static int is_group(const Task *t) { return !t->shell && !t->argc && !t->opts->spec && !t->noutputs; }
+static int is_group(const Task *t) { return !task_shell(t) && !t->argc && !t->opts->spec && !t->noutputs; }
 
 /* Past this many, a group's dependencies are keyed as one digest line instead of lines
  * of their own: a million-item map's group would otherwise build, sort and hash 63 MB of
@@ -71,13 +71,13 @@ static int is_group(const Task *t) { return !t->shell && !t->argc && !t->opts->s
  * without naming which. */
 enum { DEPS_AS_DIGEST = 1000 };
 
-static void put_deps_digest(Buf *b, const Task *t, int ndeps)
+static void put_deps_digest(Buf *b, const Cache *c, const Task *t, int ndeps)
 {
 	Buf line = {0};
 	uint64_t lo = 0, hi = 0;
 	for (int i = 0; i < ndeps; i++) {
 		buf_reset(&line);
-		put_dep_lines(&line, t->deps[i]);
+		put_dep_lines(&line, c, t->deps[i]);
 		Hash h = hash_bytes(line.data, line.len);
 		lo += h.lo;
 		hi += h.hi + (lo < h.lo); /* 128-bit addition: the carry from the low half */
@@ -106,9 +106,9 @@ void cache_key_text(Cache *c, Task *t, Buf *text, size_t *key_len)
 	char hex[33];
 	buf_reset(&b);
 	buf_puts(&b, "v\t" KEY_VERSION_TEXT "\n");
-	if (t->shell) {
+	if (task_shell(t)) {
 		buf_puts(&b, "cmd\tsh\t");
-		buf_put_escaped(&b, t->shell);
+		buf_put_escaped(&b, task_shell(t));
 	} else if (t->opts->spec) { /* built-in work (plot{}): its spec is its command */
 		buf_puts(&b, "cmd\tspec\t");
 		buf_put_escaped(&b, t->opts->spec);
@@ -116,7 +116,7 @@ void cache_key_text(Cache *c, Task *t, Buf *text, size_t *key_len)
 		buf_puts(&b, t->argc ? "cmd\targv" : "cmd\tnone");
 		for (int i = 0; i < t->argc; i++) {
 			buf_putc(&b, '\t');
-			buf_put_escaped(&b, t->argv[i]);
+			buf_put_escaped(&b, task_argv(t)[i]);
 		}
 	}
 	buf_putc(&b, '\n');
@@ -160,7 +160,7 @@ void cache_key_text(Cache *c, Task *t, Buf *text, size_t *key_len)
 		const char *input = t->inputs[order[k]];
 		Hash h;
 		Task *producer = t->input_producers ? t->input_producers[order[k]] : NULL;
-		TaskCache *pc = producer ? producer->cache_data : NULL;
+		TaskCache *pc = producer ? record_of(c, producer) : NULL;
 		if (pc && pc->rewrote && tc->in_memo && pc->in_memo) {
 			/* its producer ran or was restored in this command and the input lies inside
 			 * one of its directory outputs: what was stat'ed before (by the loader) is out
@@ -190,7 +190,7 @@ void cache_key_text(Cache *c, Task *t, Buf *text, size_t *key_len)
 	 * the hashes of exactly the files this task reads */
 	int ndeps = t->nexplicit_deps;
 	if (ndeps > DEPS_AS_DIGEST && is_group(t)) {
-		put_deps_digest(&b, t, ndeps);
+		put_deps_digest(&b, c, t, ndeps);
 	} else {
 		Task **deps = ndeps > 1 ? xmalloc((size_t)ndeps * sizeof *deps) : t->deps; /* one: already in order */
 		if (ndeps > 1) {
@@ -198,7 +198,7 @@ void cache_key_text(Cache *c, Task *t, Buf *text, size_t *key_len)
 			qsort(deps, (size_t)ndeps, sizeof *deps, compare_task_name);
 		}
 		for (int i = 0; i < ndeps; i++)
-			put_dep_lines(&b, deps[i]);
+			put_dep_lines(&b, c, deps[i]);
 		if (ndeps > 1)
 			free(deps);
 	}
@@ -209,13 +209,13 @@ void cache_key_text(Cache *c, Task *t, Buf *text, size_t *key_len)
 		const KeyValue *p = &c->g->params[i];
 		int used = 0;
 		for (int k = 0; k < t->argc && !used; k++)
-			used = !strcmp(t->argv[k], p->value);
+			used = !strcmp(task_argv(t)[k], p->value);
 		for (int k = 0; k < t->more->nenv && !used; k++)
 			used = !strcmp(t->more->env[k].value, p->value);
 		for (int k = 0; k < t->ntags && !used; k++)
 			used = !strcmp(task_tag_value(t, k), p->value);
-		if (!used && t->shell && *p->value)
-			used = shell_has_word(t->shell, p->value);
+		if (!used && task_shell(t) && *p->value)
+			used = shell_has_word(task_shell(t), p->value);
 		if (used) {
 			buf_puts(&b, "param\t");
 			buf_put_escaped(&b, p->key);

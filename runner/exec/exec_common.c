@@ -152,7 +152,7 @@ void exec_write_log_header(int fd, const Job *job)
 		   job->run_try, t->opts->retries + 1, when);
 	/* as it ran: ports, the rendezvous, GPUs and a shard's item list filled in */
 	char *cmd = task_command_line(t), *ran = exec_expand_attempt(cmd, job);
-	buf_printf(&b, "# command: %s%s\n", t->shell ? "/bin/sh -c " : "", ran ? ran : cmd);
+	buf_printf(&b, "# command: %s%s\n", task_shell(t) ? "/bin/sh -c " : "", ran ? ran : cmd);
 	free(ran);
 	free(cmd);
 	if (t->opts->cwd)
@@ -221,9 +221,9 @@ char *exec_expand_attempt(const char *s, const Job *job)
 	return b.data ? b.data : xstrdup("");
 }
 
-int exec_runs_kiln(const Task *t) { return !t->shell && t->argc && !strcmp(t->argv[0], "@kiln"); }
+int exec_runs_kiln(const Task *t) { return !task_shell(t) && t->argc && !strcmp(task_argv(t)[0], "@kiln"); }
 
-const char *exec_argv_word(const Task *t, int i) { return i == 0 && exec_runs_kiln(t) ? exec_self() : t->argv[i]; }
+const char *exec_argv_word(const Task *t, int i) { return i == 0 && exec_runs_kiln(t) ? exec_self() : task_argv(t)[i]; }
 
 const char *exec_workspace_marker(void)
 {

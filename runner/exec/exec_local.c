@@ -267,14 +267,14 @@ static int local_start(Executor *ex, Job *job)
 	exec_write_log_header(fd, job);
 
 	/* this attempt's ports and device count go into the words that name them */
-	char *shell = t->shell ? exec_expand_attempt(t->shell, job) : NULL;
-	const char *sh_argv[] = {"/bin/sh", "-c", shell ? shell : t->shell, NULL};
-	int argc = t->shell ? 3 : t->argc;
+	char *shell = task_shell(t) ? exec_expand_attempt(task_shell(t), job) : NULL;
+	const char *sh_argv[] = {"/bin/sh", "-c", shell ? shell : task_shell(t), NULL};
+	int argc = task_shell(t) ? 3 : t->argc;
 	const char **argv = xcalloc((size_t)argc + 1, sizeof *argv);
 	char **expanded = xcalloc((size_t)argc + 1, sizeof *expanded); /* words made for this attempt */
 	for (int i = 0; i < argc; i++) {
-		expanded[i] = t->shell ? NULL : exec_expand_attempt(t->argv[i], job);
-		argv[i] = expanded[i] ? expanded[i] : t->shell ? sh_argv[i] : exec_argv_word(t, i);
+		expanded[i] = task_shell(t) ? NULL : exec_expand_attempt(task_argv(t)[i], job);
+		argv[i] = expanded[i] ? expanded[i] : task_shell(t) ? sh_argv[i] : exec_argv_word(t, i);
 	}
 	char *exit_path = local_exit_path(job->log_path);
 	unlink(exit_path);

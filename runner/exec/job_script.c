@@ -164,13 +164,13 @@ char *exec_job_script(const Job *job, const char *workspace, const char *exit_pa
 		torchrun_preamble(&b, t);
 	if (launch_wraps(t) && !remote)
 		ranks_preamble(&b, t);
-	if (t->shell && remote) { /* a subshell of this sh, as `sh -c` would run it, one exec fewer a job */
+	if (task_shell(t) && remote) { /* a subshell of this sh, as `sh -c` would run it, one exec fewer a job */
 		buf_puts(&b, "( eval ");
-		quote_expanded(&b, t->shell, job);
+		quote_expanded(&b, task_shell(t), job);
 		buf_puts(&b, " )");
-	} else if (t->shell) {
+	} else if (task_shell(t)) {
 		buf_puts(&b, "/bin/sh -c ");
-		quote_expanded(&b, t->shell, job);
+		quote_expanded(&b, task_shell(t), job);
 	} else {
 		for (int i = 0; i < t->argc; i++) {
 			if (i)

@@ -134,8 +134,8 @@ void failure_hint_missing(const Task *t, char *out, size_t n)
 	if (!slash)
 		return; /* a recipe in the workspace: its neighbours are the workspace's */
 	char *dir = strndup(t->opts->file, (size_t)(slash - t->opts->file));
-	char *shell = t->shell ? strdup(t->shell) : NULL, *save = NULL;
-	const char *w = shell ? strtok_r(shell, " \t\n;|&<>()'\"", &save) : t->argc ? t->argv[0] : NULL;
+	char *shell = task_shell(t) ? strdup(task_shell(t)) : NULL, *save = NULL;
+	const char *w = shell ? strtok_r(shell, " \t\n;|&<>()'\"", &save) : t->argc ? task_argv(t)[0] : NULL;
 	for (int i = 0; w && !out[0];) {
 		char beside[4096];
 		if (file_word(w) && access(w, F_OK) != 0 &&
@@ -145,7 +145,7 @@ void failure_hint_missing(const Task *t, char *out, size_t n)
 				 "RECIPE_DIR .. \"/%s\" in the recipe", w, here ? here : ".", w);
 			free(here);
 		}
-		w = shell ? strtok_r(NULL, " \t\n;|&<>()'\"", &save) : ++i < t->argc ? t->argv[i] : NULL;
+		w = shell ? strtok_r(NULL, " \t\n;|&<>()'\"", &save) : ++i < t->argc ? task_argv(t)[i] : NULL;
 	}
 	free(shell);
 	free(dir);

@@ -430,7 +430,7 @@ int launch_wraps(const Task *t) { return t->opts->rank_nodes > 0; }
 
 int launch_wrap(Graph *g, Task *t, int ranks, int nodes, double grace_sec, Buf *err)
 {
-	if (t->opts->spec || (!t->shell && !t->argc)) {
+	if (t->opts->spec || (!task_shell(t) && !t->argc)) {
 		buf_puts(err, "ranks needs a command to start that many times");
 		return -1;
 	}
@@ -442,9 +442,9 @@ int launch_wrap(Graph *g, Task *t, int ranks, int nodes, double grace_sec, Buf *
 		buf_puts(err, "needs a port of its own for the ranks' rendezvous, and the task already uses all 16");
 		return -1;
 	}
-	int all = t->shell ? strstr(t->shell, "{local_rank}") != NULL : 0;
+	int all = task_shell(t) ? strstr(task_shell(t), "{local_rank}") != NULL : 0;
 	for (int i = 0; i < t->argc && !all; i++)
-		all = strstr(t->argv[i], "{local_rank}") != NULL;
+		all = strstr(task_argv(t)[i], "{local_rank}") != NULL;
 	for (int i = 0; i < t->more->nenv && !all; i++)
 		all = strstr(t->more->env[i].value, "{local_rank}") != NULL;
 	char n[16], port[16], grace[32], nnodes[16];
@@ -454,18 +454,16 @@ int launch_wrap(Graph *g, Task *t, int ranks, int nodes, double grace_sec, Buf *
 	snprintf(grace, sizeof grace, "%g", grace_sec);
 	const char *words[] = {"@kiln", "launch", "--ranks", n, "--master-port", port, "--grace", grace,
 			       nodes > 1 ? "--nnodes" : NULL, nodes > 1 ? nnodes : NULL, all ? "--all-gpus" : NULL,
-			       t->shell ? "--shell" : NULL, "--"};
-	int nwords = (int)(sizeof words / sizeof *words), user = t->shell ? 1 : t->argc, k = 0;
+			       task_shell(t) ? "--shell" : NULL, "--"};
+	int nwords = (int)(sizeof words / sizeof *words), user = task_shell(t) ? 1 : t->argc, k = 0;
 	const char **argv = arena_alloc(&g->arena, (size_t)(nwords + user + 1) * sizeof *argv);
 	for (int i = 0; i < nwords; i++)
 		if (words[i])
 			argv[k++] = arena_strdup(&g->arena, words[i]);
 	for (int i = 0; i < user; i++)
-		argv[k++] = t->shell ? t->shell : t->argv[i];
+		argv[k++] = task_shell(t) ? task_shell(t) : task_argv(t)[i];
 	argv[k] = NULL;
-	t->argv = argv;
-	t->argc = k;
-	t->shell = NULL;
+	task_set_argv(t, argv, k);
 	t->opts->ports++;
 	t->opts->rank_nodes = nodes;
 	return 0;

@@ -90,7 +90,7 @@ const char *lk_expand_placeholders(lua_State *L, Graph *g, const Task *t, const 
 void lk_parse_run(lua_State *L, Graph *g, Task *t, int idx)
 {
 	if (lua_type(L, idx) == LUA_TSTRING) {
-		t->shell = lk_expand_placeholders(L, g, t, lua_tostring(L, idx), 1, 1);
+		task_set_shell(t, lk_expand_placeholders(L, g, t, lua_tostring(L, idx), 1, 1));
 		return;
 	}
 	if (lua_type(L, idx) != LUA_TTABLE)
@@ -103,18 +103,18 @@ void lk_parse_run(lua_State *L, Graph *g, Task *t, int idx)
 	int extra = 0; /* a whole-word {outputs}/{inputs} becomes several words */
 	for (int i = 0; i < n; i++)
 		extra += !strcmp(words[i], "{outputs}") ? t->noutputs : !strcmp(words[i], "{inputs}") ? t->ninputs : 0;
-	t->argv = arena_ptrs(&g->arena, (size_t)(n + extra + 1));
+	task_set_argv(t, arena_ptrs(&g->arena, (size_t)(n + extra + 1)), 0);
 	for (int i = 0; i < n; i++) {
 		int whole_out = !strcmp(words[i], "{outputs}"), whole_in = !strcmp(words[i], "{inputs}");
 		if (whole_out || whole_in) {
 			const char **items = whole_out ? t->outputs : t->inputs;
 			for (int j = 0, m = whole_out ? t->noutputs : t->ninputs; j < m; j++)
-				t->argv[t->argc++] = from_cwd(g, t, items[j]);
+				task_argv(t)[t->argc++] = from_cwd(g, t, items[j]);
 		} else {
-			t->argv[t->argc++] = lk_expand_placeholders(L, g, t, words[i], 0, 1);
+			task_argv(t)[t->argc++] = lk_expand_placeholders(L, g, t, words[i], 0, 1);
 		}
 	}
-	t->argv[t->argc] = NULL;
+	task_argv(t)[t->argc] = NULL;
 	if (t->argc == 0)
 		luaL_error(L, "task \"%s\": run expands to an empty command", t->name);
 }
@@ -200,19 +200,19 @@ static void warn_near_misses(lua_State *L, const Task *t, const char *s)
 
 void lk_warn_placeholder_typos(lua_State *L, const Task *t)
 {
-	if (t->shell)
-		warn_near_misses(L, t, t->shell);
+	if (task_shell(t))
+		warn_near_misses(L, t, task_shell(t));
 	for (int i = 0; i < t->argc; i++)
-		warn_near_misses(L, t, t->argv[i]);
+		warn_near_misses(L, t, task_argv(t)[i]);
 	for (int i = 0; i < t->more->nenv; i++)
 		warn_near_misses(L, t, t->more->env[i].value);
 }
 
 void lk_check_port_placeholders(lua_State *L, Task *t)
 {
-	int used = t->shell ? port_words_used(t->shell) : 0;
+	int used = task_shell(t) ? port_words_used(task_shell(t)) : 0;
 	for (int i = 0; i < t->argc; i++)
-		used = port_words_used(t->argv[i]) > used ? port_words_used(t->argv[i]) : used;
+		used = port_words_used(task_argv(t)[i]) > used ? port_words_used(task_argv(t)[i]) : used;
 	for (int i = 0; i < t->more->nenv; i++)
 		used = port_words_used(t->more->env[i].value) > used ? port_words_used(t->more->env[i].value) : used;
 	if (used > MAX_PORTS)

@@ -24,11 +24,11 @@ static int is_python(const char *prog)
 
 int torchrun_wrap(Graph *g, Task *t, Torchrun *tr, Buf *err)
 {
-	if (t->opts->spec || (!t->shell && !t->argc)) {
+	if (t->opts->spec || (!task_shell(t) && !t->argc)) {
 		buf_puts(err, "torchrun needs a command (run = {\"python3\", \"train.py\", ...})");
 		return -1;
 	}
-	if (!t->shell && !strcmp(t->argv[0], "@kiln")) {
+	if (!task_shell(t) && !strcmp(task_argv(t)[0], "@kiln")) {
 		buf_puts(err, "torchrun runs Python programs, not @kiln");
 		return -1;
 	}
@@ -36,8 +36,8 @@ int torchrun_wrap(Graph *g, Task *t, Torchrun *tr, Buf *err)
 		buf_puts(err, "torchrun needs a port of its own, and the task already uses all 16");
 		return -1;
 	}
-	int python_cmd = !t->shell && is_python(t->argv[0]);
-	tr->python = python_cmd ? t->argv[0] : "python3";
+	int python_cmd = !task_shell(t) && is_python(task_argv(t)[0]);
+	tr->python = python_cmd ? task_argv(t)[0] : "python3";
 	const char *words[16];
 	int n = 0;
 	char nnodes[32], nproc[32];
@@ -47,7 +47,7 @@ int torchrun_wrap(Graph *g, Task *t, Torchrun *tr, Buf *err)
 	else
 		snprintf(nproc, sizeof nproc, "--nproc_per_node={gpus}");
 	if (python_cmd) {
-		words[n++] = t->argv[0];
+		words[n++] = task_argv(t)[0];
 		words[n++] = "-m";
 		words[n++] = "torch.distributed.run";
 	} else {
@@ -61,19 +61,17 @@ int torchrun_wrap(Graph *g, Task *t, Torchrun *tr, Buf *err)
 	words[n++] = "--redirects=9:0";
 	words[n++] = "--tee=9:0";
 	words[n++] = "--no_python";
-	int user = t->shell ? 3 : t->argc;
+	int user = task_shell(t) ? 3 : t->argc;
 	const char **argv = arena_alloc(&g->arena, (size_t)(n + user + 1) * sizeof *argv);
 	for (int i = 0; i < n; i++)
 		argv[i] = arena_strdup(&g->arena, words[i]);
-	if (t->shell) {
-		argv[n] = "/bin/sh", argv[n + 1] = "-c", argv[n + 2] = t->shell;
+	if (task_shell(t)) {
+		argv[n] = "/bin/sh", argv[n + 1] = "-c", argv[n + 2] = task_shell(t);
 	} else {
-		memcpy(argv + n, t->argv, (size_t)t->argc * sizeof *argv);
+		memcpy(argv + n, task_argv(t), (size_t)t->argc * sizeof *argv);
 	}
 	argv[n + user] = NULL;
-	t->argv = argv;
-	t->argc = n + user;
-	t->shell = NULL;
+	task_set_argv(t, argv, n + user);
 	tr->launcher_words = n;
 	t->opts->ports++; /* the rendezvous port: the last one */
 	t->opts->torchrun = tr;

@@ -21,7 +21,7 @@ static Task *task(Graph *g, const char *name, const char *cmd, const char *out)
 	Task *t = graph_new_task(g);
 	t->name = name;
 	graph_task_opts(g, t)->file = "r.lua";
-	t->shell = cmd;
+	task_set_shell(t, cmd);
 	t->outputs = arena_alloc(&g->arena, sizeof *t->outputs);
 	t->outputs[0] = out;
 	t->noutputs = 1;
@@ -79,7 +79,7 @@ static void test_keys_verdicts_and_store(void)
 	cache_close(c);
 
 	/* a changed command: the reason names it */
-	t->shell = "echo 2 > o.txt";
+	task_set_shell(t, "echo 2 > o.txt");
 	c = open_loaded(".kiln", g);
 	buf_reset(&why);
 	CHECK(cache_check(c, t, 1, &why) == VERDICT_RUN);

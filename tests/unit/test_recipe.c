@@ -44,10 +44,10 @@ int main(void)
 	CHECK_STR(g->tasks[5]->name, "e/d3/m2");
 	Task *t = g->tasks[0];
 	CHECK(t->argc == 7);
-	CHECK_STR(t->argv[2], "32");
-	CHECK_STR(t->argv[4], "o/d1m1");
-	CHECK_STR(t->argv[5], "true");
-	CHECK_STR(t->argv[6], "x y");
+	CHECK_STR(task_argv(t)[2], "32");
+	CHECK_STR(task_argv(t)[4], "o/d1m1");
+	CHECK_STR(task_argv(t)[5], "true");
+	CHECK_STR(task_argv(t)[6], "x y");
 	CHECK(t->opts->gpus == 1 && t->opts->mem_mib == 2048 && t->opts->timeout_sec == 3600 && t->opts->retries == 2);
 	CHECK(t->ntags == 2);
 	CHECK_STR(t->tags[0].key, "dataset");
@@ -92,7 +92,7 @@ int main(void)
 	/* shell strings get quoted placeholders; awk braces stay as written */
 	CHECK(load("task { name = 's', outputs = {'my file.txt'}, run = \"awk '{print}' x > {out}\" }\n", NULL, 0, &g,
 		   &err) == 0);
-	CHECK_STR(g->tasks[0]->shell, "awk '{print}' x > 'my file.txt'");
+	CHECK_STR(task_shell(g->tasks[0]), "awk '{print}' x > 'my file.txt'");
 	graph_free(g);
 
 	/* map{}: the first item goes through task{}, the others are copies of it; every item
@@ -120,9 +120,9 @@ int main(void)
 		snprintf(want, sizeof want, "out/%s.y", item); /* normalised */
 		CHECK(it->noutputs == 1 && !strcmp(it->outputs[0], want));
 		CHECK(it->argc == 5);
-		CHECK_STR(it->argv[2], "{items}");
+		CHECK_STR(task_argv(it)[2], "{items}");
 		snprintf(want, sizeof want, "m/%s", item);
-		CHECK_STR(it->argv[4], want);
+		CHECK_STR(task_argv(it)[4], want);
 		CHECK(it->ntags == 2 && !strcmp(task_tag(it, "model"), "m1"));
 		CHECK(it->more->nenv == 1 && !strcmp(it->more->env[0].key, "E"));
 		CHECK(it->opts->cpus == 0 && it->opts->gpus == 0 && it->opts->retries == 0);

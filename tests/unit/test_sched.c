@@ -75,7 +75,7 @@ static Task *add(Graph *g, const char *name, int cpus, long long mem, int gpus, 
 	Task *t = graph_new_task(g);
 	t->name = name;
 	graph_task_opts(g, t)->file = "r.lua"; /* opts of its own: written below */
-	t->shell = "true"; /* the fake executor runs nothing, but a task without a command never reaches it */
+	task_set_shell(t, "true"); /* the fake executor runs nothing, but a task without a command never reaches it */
 	t->opts->cpus = cpus;
 	t->opts->mem_mib = mem;
 	t->opts->gpus = gpus;

@@ -404,7 +404,7 @@ static int ssh_start(Executor *ex, Job *job)
 	if (fd >= 0) {
 		exec_write_log_header(fd, job);
 		dprintf(fd, "# kiln: on host %s (%s:%s)\n", h->spec->name, h->spec->address, h->home_workdir);
-		if (job->task->shell) /* job_script.c: one exec fewer a job than sh -c */
+		if (task_shell(job->task)) /* job_script.c: one exec fewer a job than sh -c */
 			dprintf(fd, "# kiln: there the command runs as ( eval COMMAND ) in the job's sh, as sh -c would\n");
 		for (int k = 1; g && k < g->n; k++)
 			dprintf(fd, "# kiln: node %d on host %s\n", k, g->nodes[k]->host->spec->name);
