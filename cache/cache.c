@@ -373,7 +373,8 @@ static void ensure_key(Cache *c, Task *t, TaskCache *tc)
 enum Verdict cache_check(Cache *c, Task *t, int dry, Buf *reason)
 {
 	bind_tasks(c);
-	if (dry && c->opt.readonly && (!record_of(c, t) || record_of(c, t) == &c->planned_run)) {
+	TaskCache *had = record_of(c, t);
+	if (dry && c->opt.readonly && (!had || had == &c->planned_run)) {
 		/* bound without a record of its own: no success recorded. It runs, whatever its
 		 * key, so no input is read for it and no record made (see planned_run). */
 		c->planned_run.will_run = 1;

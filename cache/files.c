@@ -586,7 +586,9 @@ int cache_input_exists(void *cache, Task *t, int input)
 {
 	Cache *c = cache;
 	bind_tasks(c);
-	TaskCache *tc = record_of(c, t) == &c->planned_run ? NULL : record_of(c, t); /* not made here: see planned_run */
+	TaskCache *tc = record_of(c, t);
+	if (tc == &c->planned_run)
+		tc = NULL; /* not made here: see planned_run */
 	if ((!tc || (!tc->in_memo && !tc->last)) && c->opt.readonly) {
 		plan_lookahead(c, t);
 		return dirs_input_exists(&c->dirs, t->inputs[input]);
