@@ -251,6 +251,8 @@ typedef struct {
 	Task **deps;
 	int n, cap;
 	int *mark;
+	Task **producers; /* the task's inputs' producers, while they are found */
+	int producers_cap;
 } EdgeList;
 
 static void add_edge(EdgeList *e, const Task *from_dependent, Task *dep)
@@ -382,7 +384,7 @@ static int check_sources(Graph *g, InputExists exists, void *exists_ctx, Buf *er
 		for (int j = 0; j < t->ninputs && !rc; j++) {
 			struct stat st;
 			const char **seen = &known[((uintptr_t)t->inputs[j] >> 3) % KNOWN];
-			if ((t->input_producers && t->input_producers[j]) || *seen == t->inputs[j] ||
+			if (task_input_producer(t, j) || *seen == t->inputs[j] ||
 			    (!exists && strmap_get(&found, t->inputs[j])))
 				continue;
 			if (exists ? !exists(exists_ctx, t, j) : stat(t->inputs[j], &st) != 0) {
@@ -410,6 +412,7 @@ int graph_resolve(Graph *g, InputExists exists, void *exists_ctx, Buf *err)
 		Task *t = g->tasks[i];
 		t->deps = t->dependents = NULL;
 		t->ndeps = t->ndependents = 0;
+		t->has_producers = 0;
 	}
 	for (int i = 0; i < g->ntasks; i++) {
 		Task *t = g->tasks[i];
@@ -443,15 +446,14 @@ int graph_resolve(Graph *g, InputExists exists, void *exists_ctx, Buf *err)
 			}
 		}
 		t->nexplicit_deps = e.n;
-		t->input_producers = NULL; /* made (in the arena) once an input has a producer */
+		/* producers of inputs, per input, go after the deps (task_input_producer) */
+		int produced = 0;
+		if (t->ninputs > e.producers_cap)
+			e.producers = xrealloc(e.producers, (size_t)(e.producers_cap = t->ninputs) * sizeof *e.producers);
 		for (int j = 0; j < t->ninputs; j++) {
 			Task *producer = graph_producer(g, t->inputs[j]);
-			if (producer && !t->input_producers) {
-				t->input_producers = arena_alloc(&g->arena, (size_t)(t->ninputs + 1) * sizeof *t->input_producers);
-				memset(t->input_producers, 0, (size_t)(t->ninputs + 1) * sizeof *t->input_producers);
-			}
-			if (t->input_producers)
-				t->input_producers[j] = producer;
+			e.producers[j] = producer;
+			produced |= producer != NULL;
 			if (producer == t) {
 				buf_printf(err, "%s:%d: task \"%s\" lists \"%s\" as both input and output", t->opts->file,
 					   t->line, t->name, t->inputs[j]);
@@ -461,7 +463,12 @@ int graph_resolve(Graph *g, InputExists exists, void *exists_ctx, Buf *err)
 				add_edge(&e, t, producer);
 		}
 		t->ndeps = e.n;
-		if (e.n && e.n == t->more->ndep_tasks && !memcmp(e.deps, t->more->dep_tasks, (size_t)e.n * sizeof *e.deps))
+		t->has_producers = (unsigned char)produced;
+		if (produced) {
+			t->deps = arena_ptrs(&g->arena, (size_t)(e.n + t->ninputs));
+			memcpy(t->deps, e.deps, (size_t)e.n * sizeof *t->deps);
+			memcpy(t->deps + e.n, e.producers, (size_t)t->ninputs * sizeof *t->deps);
+		} else if (e.n && e.n == t->more->ndep_tasks && !memcmp(e.deps, t->more->dep_tasks, (size_t)e.n * sizeof *e.deps))
 			t->deps = t->more->dep_tasks; /* those, no more: a million-item group's list is not copied */
 		else if (e.n) {
 			t->deps = arena_ptrs(&g->arena, (size_t)e.n);
@@ -478,6 +485,7 @@ int graph_resolve(Graph *g, InputExists exists, void *exists_ctx, Buf *err)
 		rc = find_cycle(g, err);
 out:
 	free(e.deps);
+	free(e.producers);
 	free(e.mark);
 	return rc;
 }

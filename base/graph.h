@@ -104,10 +104,10 @@ struct Task {
 	/* Edges, resolved by graph_resolve(): explicit deps (names and patterns) first, then
 	 * producers of inputs. A key hashes the outputs of explicit deps only: for the others
 	 * it hashes the input files themselves, the files the task actually reads. The
-	 * arrays are in the graph's arena (a map's million items would be a malloc each). */
+	 * arrays are in the graph's arena (a map's million items would be a malloc each).
+	 * When some input has a producer (has_producers), deps[ndeps + j] is input j's producer
+	 * or NULL (a source file): task_input_producer. */
 	Task **deps;
-	Task **input_producers; /* per input: the task producing it, or NULL (a source file); the
-				   whole list is NULL when every input is a source file */
 	Task **dependents;
 	int ndeps, nexplicit_deps;
 	int ndependents;
@@ -120,7 +120,11 @@ struct Task {
 	unsigned char forced; /* --force: runs even when up to date */
 	unsigned char lost;   /* attempts lost with their host (ssh), not counted as attempts */
 	unsigned char shell_command; /* command.shell is the command, not command.argv */
+	unsigned char has_producers; /* some input is another task's output (see deps) */
 };
+
+/* The task producing t's input j, or NULL when it is a source file (graph_resolve). */
+static inline Task *task_input_producer(const Task *t, int j) { return t->has_producers ? t->deps[t->ndeps + j] : NULL; }
 
 /* The task's shell command, or NULL when it has none (argv, or built in). */
 static inline const char *task_shell(const Task *t) { return t->shell_command ? t->command.shell : NULL; }

@@ -38,8 +38,8 @@ char *task_command_line(const Task *t)
 
 int graph_unmade_input(const Task *t, Buf *why)
 {
-	for (int i = 0; i < t->ninputs && t->input_producers; i++) {
-		const Task *p = t->input_producers[i];
+	for (int i = 0; i < t->ninputs && t->has_producers; i++) {
+		const Task *p = task_input_producer(t, i);
 		if (!p || !p->opts->optional || access(t->inputs[i], F_OK) == 0)
 			continue;
 		for (int k = 0; k < p->noutputs; k++)

@@ -624,7 +624,7 @@ void cache_prepare(Cache *c)
 			continue; /* a plan reads no input of a task never recorded (cache_check) */
 		for (int j = 0; j < t->ninputs; j++) {
 			Memo *m = tc->in_memo[j];
-			if ((t->input_producers && t->input_producers[j]) || m->queued || m->hashed)
+			if (task_input_producer(t, j) || m->queued || m->hashed)
 				continue;
 			m->queued = 1;
 			if (stat_once(m) != 0 || !S_ISREG(m->s_mode) || m->current)

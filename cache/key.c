@@ -159,7 +159,7 @@ void cache_key_text(Cache *c, Task *t, Buf *text, size_t *key_len)
 	for (int k = 0; k < t->ninputs; k++) {
 		const char *input = t->inputs[order[k]];
 		Hash h;
-		Task *producer = t->input_producers ? t->input_producers[order[k]] : NULL;
+		Task *producer = task_input_producer(t, order[k]);
 		TaskCache *pc = producer ? record_of(c, producer) : NULL;
 		if (pc && pc->rewrote && tc->in_memo && pc->in_memo) {
 			/* its producer ran or was restored in this command and the input lies inside
