@@ -7,16 +7,35 @@
 #include "graph.h"
 #include "thread.h"
 
-static const char *slot_key(const TaskIndex *ix, Task *const *tasks, size_t i)
+/* An output index keeps which output of its task a slot's key is in the low byte of the
+ * slot's hash (ITEM_BITS; ITEM_MORE: that one or a later one), not in an array beside the
+ * slots: its keys are told apart by the hash's other 24 bits, and their first slot is
+ * found from those alone. */
+#define ITEM_BITS 0xffu
+#define ITEM_MORE ITEM_BITS
+
+static uint32_t hash_part(const TaskIndex *ix, uint32_t h) { return ix->outputs ? h & ~ITEM_BITS : h; }
+
+/* Whether slot i holds key (its hash part h matched already). */
+static int slot_holds(const TaskIndex *ix, Task *const *tasks, size_t i, const char *key)
 {
 	const Task *t = tasks[ix->slots[i].id - 1];
-	return ix->outputs ? t->outputs[ix->items[i]] : t->name;
+	if (!ix->outputs)
+		return !strcmp(t->name, key);
+	unsigned item = ix->slots[i].hash & ITEM_BITS;
+	if (item < ITEM_MORE)
+		return !strcmp(t->outputs[item], key);
+	for (int k = ITEM_MORE; k < t->noutputs; k++) /* a task with hundreds of outputs */
+		if (!strcmp(t->outputs[k], key))
+			return 1;
+	return 0;
 }
 
 static size_t find(const TaskIndex *ix, Task *const *tasks, const char *key, uint32_t h)
 {
+	h = hash_part(ix, h);
 	size_t i = slots_home(h, ix->cap);
-	while (ix->slots[i].id && (ix->slots[i].hash != h || strcmp(slot_key(ix, tasks, i), key) != 0))
+	while (ix->slots[i].id && (hash_part(ix, ix->slots[i].hash) != h || !slot_holds(ix, tasks, i, key)))
 		i = slots_next(i, ix->cap);
 	return i;
 }
@@ -24,21 +43,14 @@ static size_t find(const TaskIndex *ix, Task *const *tasks, const char *key, uin
 static void grow(TaskIndex *ix, size_t cap)
 {
 	TaskIndexSlot *old = ix->slots;
-	uint32_t *old_items = ix->items;
 	size_t old_cap = ix->cap;
 	ix->slots = big_alloc(cap * sizeof *ix->slots);
 	memset(ix->slots, 0, cap * sizeof *ix->slots);
-	ix->items = ix->outputs ? big_alloc(cap * sizeof *ix->items) : NULL;
 	ix->cap = cap;
 	for (size_t i = 0; i < old_cap; i++) /* keys are distinct: the first empty slot is theirs */
-		if (old[i].id) {
-			size_t j = slots_free_at(ix->slots, cap, old[i].hash);
-			ix->slots[j] = old[i];
-			if (ix->items)
-				ix->items[j] = old_items[i];
-		}
+		if (old[i].id)
+			ix->slots[slots_free_at(ix->slots, cap, hash_part(ix, old[i].hash))] = old[i];
 	big_free(old, old_cap * sizeof *old);
-	big_free(old_items, old_cap * sizeof *old_items);
 }
 
 void tindex_reserve(TaskIndex *ix, size_t n)
@@ -55,9 +67,9 @@ Task *tindex_put(TaskIndex *ix, Task *const *tasks, const char *key, uint64_t h,
 	size_t i = find(ix, tasks, key, (uint32_t)h);
 	if (ix->slots[i].id)
 		return tasks[ix->slots[i].id - 1];
-	ix->slots[i] = (TaskIndexSlot){(uint32_t)h, (uint32_t)t->index + 1};
-	if (ix->items)
-		ix->items[i] = (uint32_t)item;
+	uint32_t stored = ix->outputs ? hash_part(ix, (uint32_t)h) | (item < (int)ITEM_MORE ? (uint32_t)item : ITEM_MORE)
+				      : (uint32_t)h;
+	ix->slots[i] = (TaskIndexSlot){stored, (uint32_t)t->index + 1};
 	ix->count++;
 	return NULL;
 }
@@ -73,13 +85,12 @@ Task *tindex_get(const TaskIndex *ix, Task *const *tasks, const char *key)
 void tindex_prefetch(const TaskIndex *ix, uint64_t h)
 {
 	if (ix->cap)
-		__builtin_prefetch(&ix->slots[slots_home((uint32_t)h, ix->cap)]);
+		__builtin_prefetch(&ix->slots[slots_home(hash_part(ix, (uint32_t)h), ix->cap)]);
 }
 
 void tindex_free(TaskIndex *ix)
 {
 	big_free(ix->slots, ix->cap * sizeof *ix->slots);
-	big_free(ix->items, ix->cap * sizeof *ix->items);
 	int outputs = ix->outputs;
 	memset(ix, 0, sizeof *ix);
 	ix->outputs = outputs;

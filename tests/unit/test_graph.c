@@ -80,6 +80,30 @@ int main(void)
 	CHECK(graph_resolve(g, NULL, NULL, &err) == 0);
 	graph_free(g);
 
+	/* a task with hundreds of outputs: the output index tells which one past the 255th
+	 * by looking, so its readers still find it as their producer, and a clash is still one */
+	for (int clash = 0; clash < 2; clash++) {
+		g = graph_new("/nonexistent-workspace");
+		Task *many = add(g, "many", NULL, NULL, NULL, 1);
+		many->outputs = arena_ptrs(&g->arena, 300);
+		for (many->noutputs = 0; many->noutputs < 300; many->noutputs++) {
+			char path[16];
+			snprintf(path, sizeof path, "out/%d", many->noutputs);
+			many->outputs[many->noutputs] = arena_strdup(&g->arena, path);
+		}
+		Task *reader = add(g, "reader", NULL, "out/280 out/3 out/299", NULL, 2);
+		if (clash)
+			add(g, "other", NULL, NULL, "out/290", 3);
+		buf_reset(&err);
+		CHECK(graph_resolve(g, NULL, NULL, &err) == (clash ? -1 : 0));
+		if (clash)
+			CHECK_STR(buf_str(&err), "r.lua:3: tasks \"other\" and \"many\" (r.lua:1) both declare output \"out/290\"");
+		else
+			CHECK(reader->ndeps == 1 && task_input_producer(reader, 0) == many &&
+			      task_input_producer(reader, 1) == many && task_input_producer(reader, 2) == many);
+		graph_free(g);
+	}
+
 	/* a graph big enough to be indexed on two threads says the same: a name declared twice
 	 * before an output declared twice (both are there), then the output alone, then an
 	 * output inside another */
