@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "../base/keytable.h"
 #include "../base/thread.h"
 #include "internal.h"
 
@@ -32,14 +33,14 @@ struct DirInfo {
 	uint32_t *names;    /* open addressing over offsets into text + 1; 0 slots free */
 	uint8_t *tags;      /* per slot, 8 bits of its name's hash: most probes of a name not
 			       in the slot then skip the strcmp (and its cache miss in text) */
-	size_t mask;
+	size_t cap;         /* slots, at most three quarters full (keytable.h's probing) */
 	struct DirInfo *next_queued;
 };
 
 static int dir_has(const DirInfo *d, const char *name)
 {
 	uint64_t h = hash_str(name);
-	for (size_t i = h & d->mask; d->names[i]; i = (i + 1) & d->mask)
+	for (size_t i = slots_home((uint32_t)h, d->cap); d->names[i]; i = slots_next(i, d->cap))
 		if (d->tags[i] == (uint8_t)(h >> 56) && !strcmp(d->text + d->names[i] - 1, name))
 			return 1;
 	return 0;
@@ -47,7 +48,7 @@ static int dir_has(const DirInfo *d, const char *name)
 
 /* Lists d: its plain files and directories (a link or an entry of unknown type is left to
  * stat). A directory whose names pass 4 GiB is left to stat as well. Touches only d's
- * text, names and mask, so the lister thread may run it while the caller goes on. */
+ * text, names and cap, so the lister thread may run it while the caller goes on. */
 static void list_dir(DirInfo *d)
 {
 	DIR *dh = opendir(*d->name ? d->name : ".");
@@ -65,24 +66,22 @@ static void list_dir(DirInfo *d)
 		buf_free(&text);
 		return;
 	}
-	size_t cap = 16;
-	while (cap < 2 * count + 2)
-		cap *= 2;
+	size_t cap = slots_capacity(0, count);
 	uint32_t *names = big_alloc(cap * sizeof *names);
 	memset(names, 0, cap * sizeof *names);
 	uint8_t *tags = big_alloc(cap);
 	for (size_t at = 0; at < text.len; at += strlen(text.data + at) + 1) {
 		uint64_t h = hash_str(text.data + at);
-		size_t i = h & (cap - 1);
+		size_t i = slots_home((uint32_t)h, cap);
 		while (names[i])
-			i = (i + 1) & (cap - 1);
+			i = slots_next(i, cap);
 		names[i] = (uint32_t)at + 1;
 		tags[i] = (uint8_t)(h >> 56);
 	}
 	d->text = text.data;
 	d->names = names;
 	d->tags = tags;
-	d->mask = cap - 1;
+	d->cap = cap;
 }
 
 static void *lister_main(void *arg)
@@ -178,7 +177,7 @@ void dirs_prefetch(Dirs *dirs, const char *path, int stage)
 	if (!d || !d->ready || !d->names || d->name_len != dlen || memcmp(d->name, path, dlen))
 		return;
 	uint64_t nh = hash_str(dlen ? path + dlen + 1 : path);
-	size_t i = nh & d->mask;
+	size_t i = slots_home((uint32_t)nh, d->cap);
 	if (stage == 0) {
 		__builtin_prefetch(&d->names[i]);
 		__builtin_prefetch(&d->tags[i]);
@@ -224,8 +223,8 @@ void dirs_free(Dirs *dirs)
 	for (size_t i = 0; strmap_next(&dirs->map, &i, &key, &value);) {
 		DirInfo *d = value;
 		if (d->names) {
-			big_free(d->names, (d->mask + 1) * sizeof *d->names);
-			big_free(d->tags, d->mask + 1);
+			big_free(d->names, d->cap * sizeof *d->names);
+			big_free(d->tags, d->cap);
 		}
 		free(d->text);
 		free(d->name);
