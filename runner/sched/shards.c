@@ -18,8 +18,6 @@
 
 #include "sched_internal.h"
 
-#define RATE_WINDOW 64 /* recent completion times kept per map, for the rate */
-
 typedef struct ShardRun {
 	Task **pending;   /* items that must run, in list order */
 	int npending, cap;
@@ -27,7 +25,10 @@ typedef struct ShardRun {
 	int undecided;    /* needed items whose verdict is not in yet */
 	int running;      /* its runner's job is running */
 	int ran;          /* items it recorded in this run */
-	int64_t started_ns; /* its first start in this run, 0 before */
+	int caught_up;    /* of those, what a re-attached attempt had made before this kiln
+			     looked (while no kiln watched): not made at this run's rate */
+	int attached;     /* re-attached, and its first look at the outputs not yet taken */
+	int64_t started_ns; /* its first start in this run (or that first look), 0 before */
 	Task **later;     /* pending items a re-attached attempt does not list: the next attempt's */
 	int nlater;
 } ShardRun;
@@ -183,6 +184,7 @@ char *shard_prepare(Run *r, Task *runner, int reattach, Buf *err)
 	char *old = reattach ? read_file(path, &len) : NULL;
 	if (old) {
 		follow_listed_order(s, old);
+		s->attached = 1;
 		free(old);
 		return path;
 	}
@@ -242,9 +244,15 @@ static void record_complete(Run *r, ShardRun *s)
 	for (int k = s->npending - 1; k >= s->recorded && last < 0; k--)
 		if (output_there(s->pending[k]))
 			last = k;
+	int ran = s->ran;
 	for (; s->recorded < last; s->recorded++)
 		if (output_there(s->pending[s->recorded]))
 			record_item(r, s->pending[s->recorded]);
+	if (s->attached) { /* the rate counts from here: what is there already was made unwatched */
+		s->attached = 0;
+		s->caught_up += s->ran - ran;
+		s->started_ns = now_mono_ns();
+	}
 }
 
 void shards_poll(Run *r)
@@ -315,7 +323,7 @@ void shards_progress(Run *r, Buf *out, int force_print)
 		for (int k = i; k < g->nshards && g->shards[k]->map == m->map; k++) {
 			ShardRun *s = &r->shards[k];
 			running |= s->running;
-			ran += s->ran;
+			ran += s->ran - s->caught_up;
 			if (s->started_ns && (!started || s->started_ns < started))
 				started = s->started_ns;
 			for (int j = 0; j < g->shards[k]->nitems; j++) {

@@ -78,22 +78,30 @@ class Map(KilnTestCase):
     def test_kill_9_of_kiln_alone_redoes_at_most_the_items_in_flight(self):
         # the shards outlive kiln and go on working; the next kiln re-attaches to them and
         # records everything they finished, before the kill or after it
-        self.ws.write("kiln.lua", recipe(200))
-        p = self.ws.spawn("run", env={"SLEEP": "0.03"})
-        self.assertTrue(wait_for(lambda: len(self.ledger()) >= 40, timeout=60), "the map got going")
+        n, sleep = 120, 0.05
+        self.ws.write("kiln.lua", recipe(n, shards=2))
+        env = {"SLEEP": str(sleep)}
+        p = self.ws.spawn("run", env=env)
+        self.assertTrue(wait_for(lambda: len(self.ledger()) >= 16, timeout=60), "the map got going")
         p.send_signal(signal.SIGKILL)
         p.communicate()
         self.assertTrue(marked_processes(self.ws.dir), "the shards run on")
-        time.sleep(0.4)  # items finish while no kiln watches
-        r = self.ws.kiln("run", timeout=300)
+        time.sleep(1.5)  # items finish while no kiln watches
+        r = self.ws.kiln("run", env=env, timeout=300)
         self.assertEqual(r.rc, 0, r)
         self.assertIn("attached to local job", r.out)
         runs = len(self.ledger())
-        self.assertLessEqual(runs, 204, "at most one item per shard runs twice")
-        self.assertEqual(self.recorded(), 200)
-        self.assertEqual(self.ws.read("all.txt").strip(), "200")
-        for i in range(1, 201):
+        self.assertLessEqual(runs, n + 2, "at most one item per shard runs twice")
+        self.assertEqual(self.recorded(), n)
+        self.assertEqual(self.ws.read("all.txt").strip(), str(n))
+        for i in range(1, n + 1):
             self.assertEqual(self.ws.read("out/%04d.txt" % i), "caption of %04d\n" % i)
+        # the rate counts what was made while this kiln watched: the items made unwatched,
+        # recorded at its first look, would put it above what two shards sleeping `sleep`
+        # an item can make at all
+        rates = [float(x) for x in re.findall(r"cap: %d/%d items, ([\d.]+) items/s" % (n, n), r.out)]
+        self.assertEqual(len(rates), 1, r.out)
+        self.assertLessEqual(rates[0], 1.25 * 2 / sleep, r.out)
         self.assertEqual(self.ws.kiln("run").ran, set(), "then a no-op")
 
     def test_shards_that_ended_while_no_kiln_watched_are_adopted(self):
