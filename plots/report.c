@@ -143,6 +143,75 @@ static void last_run(FILE *f, State *state, const StateRun *run, const char *com
 		fprintf(f, "</table></div>\n");
 }
 
+/* map{}s: per map, its items, how many are recorded and by which runs (this one, earlier
+ * ones), and the first of those not recorded (failed, or not reached), by name. */
+typedef struct {
+	int64_t run_id;
+	int this_run, earlier;
+	const Graph *g;
+	unsigned char *recorded; /* by task index */
+} MapCounts;
+
+static void count_item_run(void *ctx, int64_t run_id, int count)
+{
+	MapCounts *m = ctx;
+	*(run_id == m->run_id ? &m->this_run : &m->earlier) += count;
+}
+
+static void mark_item_recorded(void *ctx, const char *task)
+{
+	MapCounts *m = ctx;
+	Task *t = graph_find(m->g, task);
+	if (t)
+		m->recorded[t->index] = 1;
+}
+
+#define MAP_MISSING_SHOWN 20
+
+static void maps_table(FILE *f, State *state, const Graph *g, int64_t run_id)
+{
+	int rows = 0;
+	for (int i = 0; i < g->nshards; i++) {
+		const MapShard *first = g->shards[i];
+		if (first->index != 1)
+			continue; /* a map is read from its first shard */
+		MapCounts m = {run_id, 0, 0, g, xcalloc((size_t)g->ntasks + 1, 1)};
+		history_each_item_run(state, first->map, count_item_run, &m);
+		history_each_item_recorded(state, first->map, mark_item_recorded, &m);
+		int items = 0, recorded = 0, missing = 0;
+		Buf names = {0};
+		for (int k = i; k < g->nshards && g->shards[k]->map == first->map; k++)
+			for (int j = 0; j < g->shards[k]->nitems; j++) {
+				const Task *t = shard_item(g, g->shards[k], j);
+				items++;
+				if (m.recorded[t->index]) {
+					recorded++;
+				} else if (missing++ < MAP_MISSING_SHOWN) {
+					buf_printf(&names, "%s%s", names.len ? ", " : "", task_tag(t, "item") ? task_tag(t, "item") : t->name);
+				}
+			}
+		free(m.recorded);
+		if (!rows++)
+			fprintf(f, "<h3>Maps</h3>\n<div class=\"scroll\"><table><tr><th>map</th><th>items</th><th>recorded</th>"
+				   "<th>made in this run</th><th>made earlier</th><th>not recorded</th></tr>\n");
+		fprintf(f, "<tr><td>");
+		html_text(f, first->map);
+		fprintf(f, "</td><td class=\"n\">%d</td><td class=\"n\">%d</td><td class=\"n\">%d</td><td class=\"n\">%d</td><td>",
+			items, recorded, m.this_run, m.earlier);
+		if (missing) {
+			fprintf(f, "<span class=\"missing\">%d: ", missing);
+			html_text(f, buf_str(&names));
+			fprintf(f, "%s</span>", missing > MAP_MISSING_SHOWN ? ", ..." : "");
+		} else {
+			fprintf(f, "none");
+		}
+		fprintf(f, "</td></tr>\n");
+		buf_free(&names);
+	}
+	if (rows)
+		fprintf(f, "</table></div>\n");
+}
+
 /* The run history: one row per run, each linking to its own outcome summary below. */
 typedef struct {
 	FILE *f;
@@ -321,6 +390,8 @@ int report_write(const ReportOptions *o, Buf *err)
 	int have_run = state_last_run(state, &run, &command);
 	if (have_run)
 		last_run(f, state, &run, buf_str(&command));
+	if (o->graph && have_run)
+		maps_table(f, state, o->graph, run.id);
 	report_setup(f, o, have_run ? buf_str(&command) : NULL);
 	buf_free(&command);
 	if (o->graph && have_run) {

@@ -3,7 +3,8 @@ or Ctrl-C in the middle of a 200-item, 4-shard map, then a re-run that executes 
 items not recorded (counted from the item records and a ledger the command appends to);
 10 new items run 10; an edited command re-runs all; a failed item is reported by name and
 the others stay done; shards are even; progress lines with a rate; the runner's GPU lease;
-a thousand-item group keyed as one digest, in any order.
+a thousand-item group keyed as one digest, in any order; the report's count of a map's items
+by run, naming those not recorded.
 Also progress from inside a task (KILN_PROGRESS) and the cost estimate of a dry run."""
 import os
 import re
@@ -210,6 +211,21 @@ class Map(KilnTestCase):
         self.assertEqual(r.rc, 0, r)
         self.assertEqual([x.split()[0] for x in self.ledger()[before:]], ["0005"], "only the failed item runs again")
         self.assertIn("3 ran, 11 up to date", r.out)
+
+    def map_row(self):
+        r = self.ws.kiln("report")
+        self.assertEqual(r.rc, 0, r)
+        row = re.search(r"<h3>Maps</h3>.*?<tr><td>cap</td>(.*?)</tr>", self.ws.read("report.html"), re.S)
+        self.assertIsNotNone(row, "the report has a row for the map")
+        return [cell for cell in re.split(r"<[^>]+>", row.group(1)) if cell]
+
+    def test_the_report_counts_a_maps_items_by_run_and_names_those_not_recorded(self):
+        self.ws.write("kiln.lua", recipe(12, shards=2))
+        self.assertEqual(self.ws.kiln("run", "-k", env={"FAIL_ITEM": "0005"}).rc, 1)
+        # items, recorded, made in this run, made earlier, not recorded
+        self.assertEqual(self.map_row(), ["12", "11", "11", "0", "1: 0005"])
+        self.assertEqual(self.ws.kiln("run").rc, 0)
+        self.assertEqual(self.map_row(), ["12", "12", "1", "11", "none"])
 
     def test_deleted_output_is_restored_and_a_shard_holds_its_gpu_for_all_items(self):
         self.ws.write("gpus.csv", "0, 80000, 0\n1, 80000, 0\n")
