@@ -28,6 +28,7 @@ typedef struct ShardRun {
 	int caught_up;    /* of those, what a re-attached attempt had made before this kiln
 			     looked (while no kiln watched): not made at this run's rate */
 	int attached;     /* re-attached, and its first look at the outputs not yet taken */
+	int unwatched;    /* pending[0..unwatched) had their outputs at that first look */
 	int64_t started_ns; /* its first start in this run (or that first look), 0 before */
 	Task **later;     /* pending items a re-attached attempt does not list: the next attempt's */
 	int nlater;
@@ -235,6 +236,16 @@ static void record_item(Run *r, Task *t)
 	buf_free(&err);
 }
 
+/* Records s->pending[k]; one a re-attached attempt made while no kiln watched is not
+ * counted in the rate. */
+static void record_pending(Run *r, ShardRun *s, int k)
+{
+	int ran = s->ran;
+	record_item(r, s->pending[k]);
+	if (s->ran > ran && k < s->unwatched)
+		s->caught_up++;
+}
+
 /* Records the pending items before the last one whose output exists (those are complete:
  * the command has moved on); an item before it without an output was skipped by the
  * command and is settled when the process ends. */
@@ -244,15 +255,14 @@ static void record_complete(Run *r, ShardRun *s)
 	for (int k = s->npending - 1; k >= s->recorded && last < 0; k--)
 		if (output_there(s->pending[k]))
 			last = k;
-	int ran = s->ran;
-	for (; s->recorded < last; s->recorded++)
-		if (output_there(s->pending[s->recorded]))
-			record_item(r, s->pending[s->recorded]);
 	if (s->attached) { /* the rate counts from here: what is there already was made unwatched */
 		s->attached = 0;
-		s->caught_up += s->ran - ran;
+		s->unwatched = last + 1;
 		s->started_ns = now_mono_ns();
 	}
+	for (; s->recorded < last; s->recorded++)
+		if (output_there(s->pending[s->recorded]))
+			record_pending(r, s, s->recorded);
 }
 
 void shards_poll(Run *r)
@@ -273,7 +283,7 @@ void shard_job_ended(Run *r, Job *job, const char *why, int mode)
 		if (t->state != TS_RUNNING)
 			continue; /* recorded (or failed) while it ran */
 		if (mode == SHARD_OK && output_there(t)) {
-			record_item(r, t);
+			record_pending(r, s, k);
 		} else if (mode == SHARD_OK) {
 			char msg[300];
 			snprintf(msg, sizeof msg, "%s exited 0 without writing %s (log: %s)", job->task->name,
@@ -306,6 +316,7 @@ void shard_job_ended(Run *r, Job *job, const char *why, int mode)
 	s->nlater = 0;
 	s->npending = left;
 	s->recorded = 0;
+	s->unwatched = 0;
 }
 
 /* ---- progress ---- */
