@@ -34,7 +34,7 @@ static const char *const sql[Q_COUNT] = {
 	[Q_ATTEMPT_JOB] = "UPDATE attempts SET job_id = ?2 WHERE id = ?1",
 	[Q_ATTEMPT_PORTS] = "UPDATE attempts SET ports = ?2 WHERE id = ?1",
 	[Q_ATTEMPT_OPEN] = "SELECT id, task, pgid FROM attempts WHERE ended IS NULL AND host = ?1 AND job_id IS NULL",
-	[Q_OPEN_JOBS] = "SELECT id, task, attempt, job_id, key, log, executor, host, gpus FROM attempts "
+	[Q_OPEN_JOBS] = "SELECT id, task, attempt, job_id, key, log, executor, host, gpus, started FROM attempts "
 			"WHERE ended IS NULL AND job_id IS NOT NULL",
 	[Q_LAST_LOG] = "SELECT log FROM attempts WHERE task = ?1 AND log IS NOT NULL ORDER BY id DESC LIMIT 1",
 };
@@ -620,7 +620,8 @@ void state_each_open_job(State *s, void (*fn)(void *ctx, const OpenAttempt *a), 
 		OpenAttempt a = {.row = sqlite3_column_int64(st, 0),
 				 .rec = {.task = column_text(st, 1), .attempt = sqlite3_column_int(st, 2),
 					 .job_id = column_text(st, 3), .key = column_text(st, 4), .log = column_text(st, 5),
-					 .executor = column_text(st, 6), .host = column_text(st, 7), .gpus = column_text(st, 8)}};
+					 .executor = column_text(st, 6), .host = column_text(st, 7), .gpus = column_text(st, 8),
+					 .started = sqlite3_column_double(st, 9)}};
 		fn(ctx, &a);
 	}
 	sqlite3_reset(st);

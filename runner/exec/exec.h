@@ -195,6 +195,9 @@ Executor *exec_local_new(struct Cache *cache, int detach);
 typedef enum { STALE_BEFORE_RUN, STALE_AFTER_RUN, STALE_CLEAN } StaleWhen;
 /* Stops them, each said on stderr and its record closed. Returns how many. */
 int exec_local_stop_stale(Executor *local, const Graph *g, StaleWhen when);
+/* Whether the local attempt job_id ("local/PID/START/KPID/KSTART") still runs on this
+ * host: its leader or its keeper, the same processes (start times match). */
+int exec_local_job_alive(const char *job_id);
 /* Before a run: adopts the attempts a killed or detached kiln left that can be re-attached
  * (by their records; after a killed kiln also by their keepers), leases in gpus (or NULL) the devices
  * they hold, closes as abandoned the records of attempts gone without a word, and stops

@@ -328,7 +328,7 @@ static int adopted_ended(LocalExec *le, Job *job)
 {
 	char *exit_path = local_exit_path(job->log_path);
 	int ended = local_read_exit_file(exit_path, job);
-	if (!ended && !local_job_alive(job->job_id) && !(ended = local_read_exit_file(exit_path, job))) {
+	if (!ended && !exec_local_job_alive(job->job_id) && !(ended = local_read_exit_file(exit_path, job))) {
 		ended = 1; /* gone without a word */
 		job->end = JOB_SIGNALED;
 		job->term_signal = SIGKILL;

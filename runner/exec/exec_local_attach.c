@@ -41,7 +41,7 @@ int local_parse_id(const char *id, pid_t *pid, long long *start, pid_t *keeper, 
 	return 0;
 }
 
-int local_job_alive(const char *job_id)
+int exec_local_job_alive(const char *job_id)
 {
 	pid_t pid, keeper;
 	long long start, keeper_start;

@@ -38,9 +38,6 @@ int local_read_exit_file(const char *path, Job *job);
  * its keeper, each with its start time (the host is the attempt's lease, a column of its
  * record; ids written before it was had "local/HOST/.../GPUS", read alike). 0, or -1. */
 int local_parse_id(const char *id, pid_t *pid, long long *start, pid_t *keeper, long long *keeper_start);
-/* Whether the attempt job_id names may still end with an exit status: its leader or its
- * keeper still runs. */
-int local_job_alive(const char *job_id);
 /* The executor's adopt (exec.h; the caller checked the attempt can be re-attached to) and
  * adoptable. */
 void local_adopt(Executor *ex, const OpenAttempt *a);

@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../base/os.h"
+
 typedef struct {
 	FILE *out;
 	int all;
@@ -43,6 +45,32 @@ static void print_verdict(void *ctx, const Task *t, enum Verdict v, const char *
 	} else if (p->all) {
 		print_line(p->out, "ok        ", t->name, NULL);
 	}
+}
+
+/* Attempts an earlier kiln started and never saw end (it was killed, or detached): what
+ * became of each, and what a run does about it, so that a plan after a crash does not read
+ * as if the work were lost. Those of tasks gone from the recipe a run stops (it says so). */
+typedef struct {
+	const Graph *g;
+	FILE *out;
+	int n;
+} OpenNote;
+
+static void note_open_attempt(void *ctx, const OpenAttempt *a)
+{
+	OpenNote *o = ctx;
+	const AttemptRecord *r = &a->rec;
+	if (!r->task || !r->job_id || !graph_find(o->g, r->task))
+		return;
+	char ago[32];
+	format_duration(r->started > 0 ? now_wall() - r->started : 0, ago, sizeof ago);
+	const char *what = "was running when that kiln stopped: `kiln run` re-attaches to it if it still runs";
+	if (!strncmp(r->job_id, "local/", 6) && r->host && !strcmp(r->host, os_hostname()))
+		what = exec_local_job_alive(r->job_id) ? "still runs: `kiln run` re-attaches to it"
+						       : "ended while no kiln watched: `kiln run` takes up how it ended";
+	fprintf(o->out, "running   %s: attempt %d (%s), started %s ago by an earlier kiln, %s\n", r->task, r->attempt,
+		r->job_id, ago, what);
+	o->n++;
 }
 
 static void remember(void *ctx, const char *task, double sec)
@@ -172,6 +200,8 @@ int sched_plan(Graph *g, Cache *c, FILE *out, int all, PlanCapacity cap, int *re
 {
 	PlanPrint p = {out, all, xmalloc(((size_t)g->ntasks + 1) * sizeof(Task *)), 0, 0};
 	int n = cache_plan(c, g, print_verdict, &p);
+	OpenNote open = {g, out, 0};
+	cache_each_open_job(c, note_open_attempt, &open);
 	if (p.nruns) {
 		StrMap durations = {0};
 		cache_each_duration(c, remember, &durations);

@@ -87,6 +87,11 @@ class Map(KilnTestCase):
         p.send_signal(signal.SIGKILL)
         p.communicate()
         self.assertTrue(marked_processes(self.ws.dir), "the shards run on")
+        # a plan says so, instead of reading as if their work were lost
+        st = self.ws.kiln("status")
+        for shard in ("cap:shard-1", "cap:shard-2"):
+            self.assertRegex(st.out, r"running   %s: attempt 1 \(local/[\d/]+\), started [\d.]+s ago by an earlier "
+                             r"kiln, still runs: `kiln run` re-attaches to it" % shard)
         time.sleep(1.5)  # items finish while no kiln watches
         r = self.ws.kiln("run", env=env, timeout=300)
         self.assertEqual(r.rc, 0, r)
@@ -103,6 +108,7 @@ class Map(KilnTestCase):
         rates = [float(x) for x in re.findall(r"cap: %d/%d items, ([\d.]+) items/s" % (n, n), r.out)]
         self.assertEqual(len(rates), 1, r.out)
         self.assertLessEqual(rates[0], 1.25 * 2 / sleep, r.out)
+        self.assertNotIn("running   ", self.ws.kiln("status").out, "nothing is left open")
         self.assertEqual(self.ws.kiln("run").ran, set(), "then a no-op")
 
     def test_shards_that_ended_while_no_kiln_watched_are_adopted(self):
@@ -112,6 +118,7 @@ class Map(KilnTestCase):
         p.send_signal(signal.SIGKILL)
         p.communicate()
         self.assertTrue(wait_for(lambda: not marked_processes(self.ws.dir), timeout=60), "the shards finish alone")
+        self.assertIn("ended while no kiln watched: `kiln run` takes up how it ended", self.ws.kiln("status").out)
         finished = len(self.ledger())
         self.assertGreaterEqual(finished, 20, "the shards that had started finished their lists")
         r = self.ws.kiln("run")
