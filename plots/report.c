@@ -187,7 +187,8 @@ static void maps_table(FILE *f, State *state, const Graph *g, int64_t run_id)
 				if (m.recorded[t->index]) {
 					recorded++;
 				} else if (missing++ < MAP_MISSING_SHOWN) {
-					buf_printf(&names, "%s%s", names.len ? ", " : "", task_tag(t, "item") ? task_tag(t, "item") : t->name);
+					const char *item = task_tag(t, "item");
+					buf_printf(&names, "%s%s", names.len ? ", " : "", item ? item : t->name);
 				}
 			}
 		free(m.recorded);

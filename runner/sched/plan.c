@@ -53,7 +53,6 @@ static void print_verdict(void *ctx, const Task *t, enum Verdict v, const char *
 typedef struct {
 	const Graph *g;
 	FILE *out;
-	int n;
 } OpenNote;
 
 static void note_open_attempt(void *ctx, const OpenAttempt *a)
@@ -67,10 +66,10 @@ static void note_open_attempt(void *ctx, const OpenAttempt *a)
 	const char *what = "was running when that kiln stopped: `kiln run` re-attaches to it if it still runs";
 	if (!strncmp(r->job_id, "local/", 6) && r->host && !strcmp(r->host, os_hostname()))
 		what = exec_local_job_alive(r->job_id) ? "still runs: `kiln run` re-attaches to it"
-						       : "ended while no kiln watched: `kiln run` takes up how it ended";
+						       : "ended while no kiln watched: `kiln run` takes up how it ended "
+							 "(or, with no word of it, runs it again)";
 	fprintf(o->out, "running   %s: attempt %d (%s), started %s ago by an earlier kiln, %s\n", r->task, r->attempt,
 		r->job_id, ago, what);
-	o->n++;
 }
 
 static void remember(void *ctx, const char *task, double sec)
@@ -200,7 +199,7 @@ int sched_plan(Graph *g, Cache *c, FILE *out, int all, PlanCapacity cap, int *re
 {
 	PlanPrint p = {out, all, xmalloc(((size_t)g->ntasks + 1) * sizeof(Task *)), 0, 0};
 	int n = cache_plan(c, g, print_verdict, &p);
-	OpenNote open = {g, out, 0};
+	OpenNote open = {g, out};
 	cache_each_open_job(c, note_open_attempt, &open);
 	if (p.nruns) {
 		StrMap durations = {0};
