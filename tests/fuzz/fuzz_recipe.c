@@ -1,6 +1,7 @@
 /* fuzz_recipe.c — libFuzzer harness for the recipe loader with its sandbox on: any text,
  * run as a recipe, must load or fail with a message, without crashes, leaks, writes or
- * endless loads (the load watch stops one after 0.3 s; Lua may hold 256 MiB). The recipe
+ * endless loads (the load watch stops one after 0.3 s; Lua may hold 256 MiB); what loads is
+ * then resolved (indexes, edges, inputs stat'ed, cycles), which must succeed or say why. The recipe
  * lies in a directory of its own (its require() path); the harness stays where libFuzzer
  * started it, whose corpus paths are relative. */
 #include <stdint.h>
@@ -34,8 +35,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	Graph *g = graph_new(dir);
 	Buf err = {0};
 	RecipeLoad lo = {.count_gpus = two_gpus, .timeout_sec = 0.3, .max_bytes = 256u << 20, .wait_when_stuck = 1};
-	if (recipe_load(g, path, &lo, &err) != 0 && !err.len)
+	int rc = recipe_load(g, path, &lo, &err);
+	if (rc != 0 && !err.len)
 		abort(); /* a failure always says why */
+	if (rc == 0 && graph_resolve(g, NULL, NULL, &err) != 0 && !err.len)
+		abort();
 	buf_free(&err);
 	graph_free(g);
 	return 0;
