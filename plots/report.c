@@ -149,21 +149,19 @@ typedef struct {
 	int64_t run_id;
 	int this_run, earlier;
 	const Graph *g;
+	const char *map;
 	unsigned char *recorded; /* by task index */
 } MapCounts;
 
-static void count_item_run(void *ctx, int64_t run_id, int count)
-{
-	MapCounts *m = ctx;
-	*(run_id == m->run_id ? &m->this_run : &m->earlier) += count;
-}
-
-static void mark_item_recorded(void *ctx, const char *task)
+/* An item of this map (in the recipe) with a last success: counted by the run that made it. */
+static void note_recorded_item(void *ctx, const char *task, int64_t run_id)
 {
 	MapCounts *m = ctx;
 	Task *t = graph_find(m->g, task);
-	if (t)
-		m->recorded[t->index] = 1;
+	if (!t || !t->more->shard || task_is_runner(t) || strcmp(t->more->shard->map, m->map) || m->recorded[t->index])
+		return;
+	m->recorded[t->index] = 1;
+	*(run_id == m->run_id ? &m->this_run : &m->earlier) += 1;
 }
 
 #define MAP_MISSING_SHOWN 20
@@ -175,9 +173,8 @@ static void maps_table(FILE *f, State *state, const Graph *g, int64_t run_id)
 		const MapShard *first = g->shards[i];
 		if (first->index != 1)
 			continue; /* a map is read from its first shard */
-		MapCounts m = {run_id, 0, 0, g, xcalloc((size_t)g->ntasks + 1, 1)};
-		history_each_item_run(state, first->map, count_item_run, &m);
-		history_each_item_recorded(state, first->map, mark_item_recorded, &m);
+		MapCounts m = {run_id, 0, 0, g, first->map, xcalloc((size_t)g->ntasks + 1, 1)};
+		history_each_item_recorded(state, first->map, note_recorded_item, &m);
 		int items = 0, recorded = 0, missing = 0;
 		Buf names = {0};
 		for (int k = i; k < g->nshards && g->shards[k]->map == first->map; k++)

@@ -208,29 +208,18 @@ int history_max_attempt(State *s, const char *task)
 }
 
 /* a map's items are named "<map>/<item>": the rows from "<map>/" up to "<map>0" ('/' + 1) */
-static const char *const item_runs_sql =
-	"SELECT s.run_id, count(*) FROM last_success l JOIN successes s ON s.task = l.task AND s.key = l.key "
-	"WHERE l.task >= ?1 || '/' AND l.task < ?1 || '0' GROUP BY s.run_id";
-static const char *const items_recorded_sql = "SELECT task FROM last_success WHERE task >= ?1 || '/' AND task < ?1 || '0'";
+static const char *const items_recorded_sql =
+	"SELECT l.task, s.run_id FROM last_success l LEFT JOIN successes s ON s.task = l.task AND s.key = l.key "
+	"WHERE l.task >= ?1 || '/' AND l.task < ?1 || '0'";
 
-void history_each_item_run(State *s, const char *map, void (*fn)(void *ctx, int64_t run_id, int count), void *ctx)
-{
-	sqlite3_stmt *st = state_statement(s, &item_runs_sql);
-	if (!st)
-		return;
-	sqlite3_bind_text(st, 1, map, -1, SQLITE_STATIC);
-	while (sqlite3_step(st) == SQLITE_ROW)
-		fn(ctx, sqlite3_column_int64(st, 0), sqlite3_column_int(st, 1));
-	sqlite3_reset(st);
-}
-
-void history_each_item_recorded(State *s, const char *map, void (*fn)(void *ctx, const char *task), void *ctx)
+void history_each_item_recorded(State *s, const char *map, void (*fn)(void *ctx, const char *task, int64_t run_id),
+				void *ctx)
 {
 	sqlite3_stmt *st = state_statement(s, &items_recorded_sql);
 	if (!st)
 		return;
 	sqlite3_bind_text(st, 1, map, -1, SQLITE_STATIC);
 	while (sqlite3_step(st) == SQLITE_ROW)
-		fn(ctx, text(st, 0));
+		fn(ctx, text(st, 0), sqlite3_column_int64(st, 1));
 	sqlite3_reset(st);
 }

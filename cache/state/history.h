@@ -48,10 +48,10 @@ int history_last_attempt(State *s, const char *task, char key[33], int *finished
 /* The highest attempt number recorded for task (0: none): attempt numbers continue from it. */
 int history_max_attempt(State *s, const char *task);
 
-/* map{}'s items ("<map>/<item>"): of those with a last success, how many each run made,
- * fn(ctx, run_id, count); and each of them, fn(ctx, task). */
-void history_each_item_run(State *s, const char *map, void (*fn)(void *ctx, int64_t run_id, int count), void *ctx);
-void history_each_item_recorded(State *s, const char *map, void (*fn)(void *ctx, const char *task), void *ctx);
+/* map{}'s items ("<map>/<item>"), each with a last success: fn(ctx, task, the run that made
+ * it, 0 when unknown). Other tasks whose names start so come too: the caller knows its items. */
+void history_each_item_recorded(State *s, const char *map, void (*fn)(void *ctx, const char *task, int64_t run_id),
+				void *ctx);
 
 /* One ssh host: what a run did there, and how many paths kiln has placed there. */
 typedef struct HistoryHost {

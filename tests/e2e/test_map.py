@@ -233,6 +233,9 @@ class Map(KilnTestCase):
         self.assertEqual(self.map_row(), ["12", "11", "11", "0", "1: 0005"])
         self.assertEqual(self.ws.kiln("run").rc, 0)
         self.assertEqual(self.map_row(), ["12", "12", "1", "11", "none"])
+        # items gone from the recipe keep their records, but are no longer the map's
+        self.ws.write("kiln.lua", recipe(10, shards=2))
+        self.assertEqual(self.map_row(), ["10", "10", "1", "9", "none"])
 
     def test_deleted_output_is_restored_and_a_shard_holds_its_gpu_for_all_items(self):
         self.ws.write("gpus.csv", "0, 80000, 0\n1, 80000, 0\n")
