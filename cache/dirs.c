@@ -7,7 +7,9 @@
  * still loads: the graph tells the cache of each task as it is declared (dirs_note_task),
  * and a directory that has gathered LIST_AFTER inputs is listed on a thread of its own
  * while the recipe's Lua goes on. A question about a directory still being listed waits
- * for it. Everything here but the listing itself runs on the caller's thread. */
+ * for it. Once the recipe is loaded, dirs_settle answers every input's question at once and
+ * frees the listings (a million names take 17 MiB) before the graph's indexes are made.
+ * Everything here but the listing itself runs on the caller's thread. */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <pthread.h>
@@ -36,6 +38,8 @@ struct DirInfo {
 	size_t cap;         /* slots, at most three quarters full (keytable.h's probing) */
 	struct DirInfo *next_queued;
 };
+
+static void drop_listings(Dirs *dirs);
 
 static int dir_has(const DirInfo *d, const char *name)
 {
@@ -160,6 +164,8 @@ static size_t dir_len(const char *path)
 void dirs_note_task(void *cache, const Task *t)
 {
 	Dirs *dirs = &((Cache *)cache)->dirs;
+	if (dirs->settled) /* a task after the settled ones: stat answers from now on */
+		drop_listings(dirs);
 	for (int i = 0; i < t->ninputs; i++) {
 		DirInfo *d = dir_of(dirs, t->inputs[i], dir_len(t->inputs[i]));
 		if (!d->queued && ++d->seen >= LIST_AFTER)
@@ -167,7 +173,10 @@ void dirs_note_task(void *cache, const Task *t)
 	}
 }
 
-void dirs_prefetch(Dirs *dirs, const char *path, int stage)
+/* For a batch of look-ups, as ktable_prefetch: stage 0 loads the slot of path's name in
+ * its directory's listing (one asked about lately and listed), stage 1 the name that slot
+ * points to. */
+static void dirs_prefetch(Dirs *dirs, const char *path, int stage)
 {
 	size_t dlen = dir_len(path);
 	uint64_t h = 1469598103934665603ULL; /* dir_of's look-up, without making a record */
@@ -186,28 +195,52 @@ void dirs_prefetch(Dirs *dirs, const char *path, int stage)
 	}
 }
 
-int dirs_input_exists(Dirs *dirs, const char *path)
+/* Waits for the lister thread to finish d, when d is its. */
+static void wait_listed(Dirs *dirs, DirInfo *d)
 {
+	if (!d->queued || d->ready)
+		return;
+	pthread_mutex_lock(&dirs->lock);
+	while (!d->listed)
+		pthread_cond_wait(&dirs->changed, &dirs->lock);
+	pthread_mutex_unlock(&dirs->lock);
+	d->ready = 1;
+}
+
+static int stat_says_exists(const char *path)
+{
+	struct stat st;
+	return stat(path, &st) == 0;
+}
+
+/* The settled answer of input j of t: its bit, found from the last input asked about. */
+static int settled_exists(Dirs *dirs, const Task *t, int j)
+{
+	if (dirs->cursor_task > t->index) /* asked out of order: count from the start */
+		dirs->cursor_task = 0, dirs->cursor_bit = 0;
+	while (dirs->cursor_task < t->index)
+		dirs->cursor_bit += (size_t)dirs->settled->tasks[dirs->cursor_task++]->ninputs;
+	size_t bit = dirs->cursor_bit + (size_t)j;
+	return !(dirs->ask_stat[bit / 64] >> (bit % 64) & 1) || stat_says_exists(t->inputs[j]);
+}
+
+int dirs_input_exists(Dirs *dirs, const Task *t, int j)
+{
+	if (dirs->settled)
+		return settled_exists(dirs, t, j);
+	const char *path = t->inputs[j];
 	size_t dlen = dir_len(path);
 	DirInfo *d = dir_of(dirs, path, dlen);
 	if (!d->queued && ++d->seen >= LIST_AFTER) {
 		d->queued = d->listed = d->ready = 1;
 		list_dir(d);
 	}
-	if (d->queued && !d->ready) { /* the lister thread's: wait for it */
-		pthread_mutex_lock(&dirs->lock);
-		while (!d->listed)
-			pthread_cond_wait(&dirs->changed, &dirs->lock);
-		pthread_mutex_unlock(&dirs->lock);
-		d->ready = 1;
-	}
-	if (d->names && dir_has(d, dlen ? path + dlen + 1 : path))
-		return 1;
-	struct stat st;
-	return stat(path, &st) == 0;
+	wait_listed(dirs, d);
+	return (d->names && dir_has(d, dlen ? path + dlen + 1 : path)) || stat_says_exists(path);
 }
 
-void dirs_free(Dirs *dirs)
+/* Stops the lister thread and frees every listing and directory record. */
+static void drop_listings(Dirs *dirs)
 {
 	if (dirs->started > 0) {
 		pthread_mutex_lock(&dirs->lock);
@@ -231,5 +264,42 @@ void dirs_free(Dirs *dirs)
 		free(d);
 	}
 	strmap_free(&dirs->map);
+	free(dirs->ask_stat);
 	memset(dirs, 0, sizeof *dirs);
 }
+
+void dirs_settle(Dirs *dirs, const Graph *g)
+{
+	const char *key;
+	void *value;
+	for (size_t i = 0; strmap_next(&dirs->map, &i, &key, &value);)
+		wait_listed(dirs, value);
+	size_t ninputs = 0;
+	for (int i = 0; i < g->ntasks; i++)
+		ninputs += (size_t)g->tasks[i]->ninputs;
+	uint64_t *ask_stat = xcalloc(ninputs / 64 + 1, sizeof *ask_stat);
+	/* the listings' slots of the inputs of tasks a few ahead are prefetched, and nearer ones
+	 * the names in those slots: each answer finds its two cache lines loaded */
+	enum { AHEAD = 16 };
+	size_t bit = 0;
+	for (int i = 0; i < g->ntasks; i++) {
+		for (int stage = 0; stage < 2; stage++) {
+			int ahead = i + (stage ? AHEAD / 2 : AHEAD);
+			for (int j = 0; ahead < g->ntasks && j < g->tasks[ahead]->ninputs; j++)
+				dirs_prefetch(dirs, g->tasks[ahead]->inputs[j], stage);
+		}
+		const Task *t = g->tasks[i];
+		for (int j = 0; j < t->ninputs; j++, bit++) {
+			const char *path = t->inputs[j];
+			size_t dlen = dir_len(path);
+			const DirInfo *d = dir_of(dirs, path, dlen);
+			if (!d->ready || !d->names || !dir_has(d, dlen ? path + dlen + 1 : path))
+				ask_stat[bit / 64] |= 1ull << (bit % 64);
+		}
+	}
+	drop_listings(dirs);
+	dirs->settled = g;
+	dirs->ask_stat = ask_stat;
+}
+
+void dirs_free(Dirs *dirs) { drop_listings(dirs); }

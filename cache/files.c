@@ -104,6 +104,8 @@ void cache_ready(Cache *c) { finish_loading(c, 0); }
 
 int cache_loaded(Cache *c, Buf *err)
 {
+	if (c->g && c->g->on_task_added == dirs_note_task) /* a plan: its listings answered, freed */
+		dirs_settle(&c->dirs, c->g);
 	/* while the loader still reads, stat what it has read: the stats need not wait */
 	while (c->loading && !atomic_load_explicit(&c->read_all, memory_order_acquire))
 		if (!stat_a_chunk(c)) {
@@ -562,26 +564,6 @@ void cache_resolved(Cache *c)
 	dirs_free(&c->dirs);
 }
 
-/* A plan asks about inputs task by task in the graph's order: the listings' slots of the
- * inputs of tasks a few ahead are prefetched, and nearer ones the names in those slots, so
- * each answer finds its two cache lines loaded (a million inputs: a third of the wait). */
-static void plan_lookahead(Cache *c, const Task *t)
-{
-	enum { PLAN_AHEAD = 16 };
-	const Graph *g = c->g;
-	for (int stage = 0; stage < 2; stage++) {
-		int until = t->index + (stage ? PLAN_AHEAD / 2 : PLAN_AHEAD);
-		int *next = &c->plan_ahead[stage];
-		if (*next <= t->index)
-			*next = t->index + 1;
-		for (; *next < until && *next < g->ntasks; ++*next) {
-			const Task *u = g->tasks[*next];
-			for (int j = 0; j < u->ninputs; j++)
-				dirs_prefetch(&c->dirs, u->inputs[j], stage);
-		}
-	}
-}
-
 int cache_input_exists(void *cache, Task *t, int input)
 {
 	Cache *c = cache;
@@ -590,8 +572,7 @@ int cache_input_exists(void *cache, Task *t, int input)
 	if (tc == &c->planned_run)
 		tc = NULL; /* not made here: see planned_run */
 	if ((!tc || (!tc->in_memo && !tc->last)) && c->opt.readonly) {
-		plan_lookahead(c, t);
-		return dirs_input_exists(&c->dirs, t->inputs[input]);
+		return dirs_input_exists(&c->dirs, t, input);
 	}
 	return stat_once(tc && tc->in_memo ? tc->in_memo[input] : memo_entry(c, t->inputs[input])) == 0;
 }

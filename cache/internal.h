@@ -27,6 +27,13 @@ typedef struct {
 	pthread_t lister;
 	pthread_mutex_t lock;
 	pthread_cond_t changed; /* a listing finished, a directory was queued, or stop */
+	/* After dirs_settle: per input of the graph's tasks, in their order, a bit set when
+	 * its listing does not say it exists (stat asks then); the listings are gone. The
+	 * cursor finds an input's bit from the last one asked: a plan asks in order. */
+	const Graph *settled;
+	uint64_t *ask_stat;
+	int cursor_task;
+	size_t cursor_bit;
 } Dirs;
 
 /* A task's last success. Its name follows it, NUL-terminated (last_task): the key in
@@ -105,7 +112,6 @@ struct Cache {
 	Arena arena;
 	KeyTable memo; /* path -> Memo; numbered in the order read, the state's rows first */
 	Dirs dirs;    /* a plan's directory listings (dirs.c) */
-	int plan_ahead[2]; /* the tasks whose inputs' listing slots (0) and names (1) are prefetched */
 	KeyTable last; /* task name -> LastSuccess, until bind_tasks() gives each task its own
 			  (TaskCache.last) and frees it (last_of) */
 	Buf key_text; /* cache_check's key text, reused: an up-to-date task keeps none */
@@ -183,12 +189,14 @@ int hash_path(Cache *c, const char *path, Hash *out);
 /* Told of each task as the recipe declares it (Graph.on_task_added) during a plan: starts
  * listing the directories that hold many inputs (dirs.c). */
 void dirs_note_task(void *cache, const Task *t);
-/* For a batch of dirs_input_exists calls, as ktable_prefetch: stage 0 loads the slot of
- * path's name in its directory's listing (one asked about lately and listed), stage 1 the
- * name that slot points to. */
-void dirs_prefetch(Dirs *dirs, const char *path, int stage);
-/* Whether input path exists, from its directory's listing when it has one. */
-int dirs_input_exists(Dirs *dirs, const char *path);
+/* Once the recipe is loaded, before the graph is indexed: answers from the listings
+ * (waiting for them) whether each input of g's tasks exists, keeps the answers as a bit
+ * each, stops the lister thread and frees the listings, so the plan's peak (the graph's
+ * indexes) is not also theirs. A task added later undoes it (stat answers then). */
+void dirs_settle(Dirs *dirs, const Graph *g);
+/* Whether input j of task t exists: from its directory's listing when it has one (or had
+ * one, settled), else by stat. */
+int dirs_input_exists(Dirs *dirs, const Task *t, int j);
 /* Stops the lister thread and frees every listing. */
 void dirs_free(Dirs *dirs);
 /* Hashes the directory output at path into *out and, when the store can hold it (regular
