@@ -81,6 +81,9 @@ void cache_close(Cache *c)
 		if (c->records[i])
 			free(c->records[i]->components);
 	free(c->records);
+	free(c->planned);
+	c->planned = NULL;
+	c->nplanned = 0;
 	c->records = NULL;
 	c->nrecords = 0;
 	if (c->store_queue && store_queue_finish(c->store_queue) > 0)

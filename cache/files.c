@@ -483,6 +483,16 @@ static void bind_wants(Cache *c, const Want *want, size_t n, Memo ***fresh, size
 
 void set_record(Cache *c, const Task *t, TaskCache *tc)
 {
+	if (tc == &c->planned_run) { /* a bit, not a pointer: a first plan makes no record at all */
+		if (t->index >= c->nplanned) {
+			int n = c->g && c->g->ntasks > t->index ? c->g->ntasks : t->index + 1, words = n / 64 + 1;
+			c->planned = xrealloc(c->planned, (size_t)words * sizeof *c->planned);
+			memset(c->planned + c->nplanned / 64, 0, (size_t)(words - c->nplanned / 64) * sizeof *c->planned);
+			c->nplanned = words * 64;
+		}
+		c->planned[t->index / 64] |= 1ull << (t->index % 64);
+		return;
+	}
 	if (t->index >= c->nrecords) { /* room for the whole graph at once */
 		int n = c->g && c->g->ntasks > t->index ? c->g->ntasks : t->index + 1;
 		c->records = xrealloc(c->records, (size_t)n * sizeof *c->records);

@@ -119,10 +119,13 @@ struct Cache {
 	 * first plan needs none): will_run, nothing else; task_cache() replaces it by a record
 	 * of the task's own before anything is written */
 	TaskCache planned_run;
-	/* per task (Task.index): its record, &planned_run, or NULL; made at the first record
-	 * (the tasks themselves do not carry the pointer: a million-task plan's peak is theirs) */
+	/* per task (Task.index): its record, or NULL; made at the first record (the tasks
+	 * themselves do not carry the pointer: a million-task plan's peak is theirs) */
 	TaskCache **records;
 	int nrecords;
+	/* per task, a bit: it points to planned_run (when it has no record of its own) */
+	uint64_t *planned;
+	int nplanned; /* bits it has room for (a multiple of 64) */
 	int bound;    /* bind_tasks() ran */
 	int lock_fd;
 	char *lock_path;         /* kiln_dir/lock, in write mode */
@@ -178,7 +181,10 @@ TaskCache *task_cache(Cache *c, Task *t);
 /* t's record as it is: NULL when none was made, maybe &c->planned_run. */
 static inline TaskCache *record_of(const Cache *c, const Task *t)
 {
-	return t->index < c->nrecords ? c->records[t->index] : NULL;
+	TaskCache *tc = t->index < c->nrecords ? c->records[t->index] : NULL;
+	if (!tc && t->index < c->nplanned && c->planned[t->index / 64] >> (t->index % 64) & 1)
+		return (TaskCache *)&c->planned_run;
+	return tc;
 }
 void set_record(Cache *c, const Task *t, TaskCache *tc);
 /* The memo entry of path, made (unknown hash) when new. */
