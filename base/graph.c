@@ -553,3 +553,27 @@ int graph_select(Graph *g, char **targets, int ntargets, Buf *err)
 }
 
 int graph_topo_order(const Graph *g, Task **out) { return walk_deps(g, 1, out, NULL); }
+
+Task **graph_topo_tasks(const Graph *g, int *n)
+{
+	int in_order = 1;
+	for (int i = 0; i < g->ntasks && in_order; i++) {
+		const Task *t = g->tasks[i];
+		in_order = t->needed;
+		for (int j = 0; j < t->ndeps && in_order; j++)
+			in_order = t->deps[j]->index < i;
+	}
+	if (in_order) { /* walk_deps would give just that */
+		*n = g->ntasks;
+		return g->tasks;
+	}
+	Task **order = xmalloc((size_t)g->ntasks * sizeof *order + 1);
+	*n = graph_topo_order(g, order);
+	return order;
+}
+
+void graph_topo_free(const Graph *g, Task **order)
+{
+	if (order != g->tasks)
+		free(order);
+}

@@ -259,6 +259,11 @@ void graph_reach(Task *root, int downstream, int (*visit)(void *ctx, Task *t), v
 /* Fills out (g->ntasks entries) with the needed tasks in a dependency order that keeps
  * declaration order where it can. Returns the count. */
 int graph_topo_order(const Graph *g, Task **out);
+/* The same order without a copy where it can: g->tasks itself when every task is needed
+ * and declared after its dependencies (most graphs; a million-task plan then fills no
+ * list), else a malloc'd graph_topo_order. *n: the count. graph_topo_free gives it back. */
+Task **graph_topo_tasks(const Graph *g, int *n);
+void graph_topo_free(const Graph *g, Task **order);
 
 /* Returns the task's command as one printable line; malloc'd, caller frees. */
 char *task_command_line(const Task *t);

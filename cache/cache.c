@@ -473,8 +473,8 @@ int cache_runner_items(Cache *c, const Task *runner)
 int cache_plan(Cache *c, Graph *g, void (*fn)(void *ctx, const Task *t, enum Verdict v, const char *reason),
 	       void *ctx)
 {
-	Task **order = xmalloc((size_t)g->ntasks * sizeof *order + 1);
-	int n = graph_topo_order(g, order), count = 0;
+	int n, count = 0;
+	Task **order = graph_topo_tasks(g, &n);
 	Buf reason = {0};
 	cache_prepare(c);
 	for (int i = 0; i < n; i++) {
@@ -514,7 +514,7 @@ int cache_plan(Cache *c, Graph *g, void (*fn)(void *ctx, const Task *t, enum Ver
 			fn(ctx, t, items ? VERDICT_RUN : VERDICT_UP_TO_DATE, buf_str(&reason));
 	}
 	buf_free(&reason);
-	free(order);
+	graph_topo_free(g, order);
 	return count;
 }
 

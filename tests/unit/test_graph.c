@@ -47,9 +47,18 @@ int main(void)
 	CHECK_STR(order[0]->name, "a");
 	CHECK_STR(order[1]->name, "b");
 	CHECK_STR(order[2]->name, "c");
+	int n = 0;
+	Task **same = graph_topo_tasks(g, &n); /* declared in order, all needed: no copy */
+	CHECK(same == g->tasks && n == 3);
+	graph_topo_free(g, same);
 	char *targets[] = {"b"};
 	CHECK(graph_select(g, targets, 1, &err) == 2);
 	CHECK(!c->needed);
+	Task **some = graph_topo_tasks(g, &n); /* c is not needed: a list of a and b */
+	CHECK(some != g->tasks && n == 2);
+	CHECK_STR(some[0]->name, "a");
+	CHECK_STR(some[1]->name, "b");
+	graph_topo_free(g, some);
 	char *globbed[] = {"[bc]"};
 	CHECK(graph_select(g, globbed, 1, &err) == 3);
 	char *by_output[] = {"./b.out"};
@@ -57,6 +66,19 @@ int main(void)
 	char *nothing[] = {"zzz"};
 	CHECK(graph_select(g, nothing, 1, &err) == -1);
 	CHECK_CONTAINS(buf_str(&err), "no task or output matches \"zzz\"");
+	graph_free(g);
+
+	/* a dependency declared after its dependent: the order is walked, not the declaration */
+	g = graph_new("/nonexistent-workspace");
+	add(g, "late", NULL, "first.out", "late.out", 1);
+	add(g, "first", NULL, NULL, "first.out", 2);
+	CHECK(graph_resolve(g, NULL, NULL, &err) == 0);
+	CHECK(graph_select(g, NULL, 0, &err) == 2);
+	Task **walked = graph_topo_tasks(g, &n);
+	CHECK(walked != g->tasks && n == 2);
+	CHECK_STR(walked[0]->name, "first");
+	CHECK_STR(walked[1]->name, "late");
+	graph_topo_free(g, walked);
 	graph_free(g);
 
 	/* duplicate names and outputs are refused when the graph is indexed, naming both sites */
