@@ -189,7 +189,9 @@ void *big_alloc(size_t n)
 		munmap(p + lead + len, HUGE_PAGE - lead);
 	p += lead;
 #ifdef MADV_HUGEPAGE
-	madvise(p, len, MADV_HUGEPAGE);
+	/* the pages n fills whole; the last, partly used, stays in small pages (a huge one
+	 * there would be resident whole: an index of 10.7 MB would hold 12) */
+	madvise(p, n & ~(size_t)(HUGE_PAGE - 1), MADV_HUGEPAGE);
 #endif
 	return p;
 }

@@ -64,8 +64,9 @@ void buf_free(Buf *b);
 /* Returns the contents (never NULL, "" when empty); valid until the next put. */
 const char *buf_str(Buf *b);
 
-/* Large allocations (tables, arena blocks): from 4 MiB up, whole 2 MiB pages advised as
- * transparent huge pages, so filling them costs few page faults; smaller ones are malloc'd.
+/* Large allocations (tables, arena blocks): from 4 MiB up, the 2 MiB pages they fill whole
+ * advised as transparent huge pages, so filling them costs few page faults (the last, partly
+ * filled, stays in small pages: only what is touched is resident); smaller ones are malloc'd.
  * big_free takes the size given to big_alloc. Contents are not initialised. */
 void *big_alloc(size_t n);
 void big_free(void *p, size_t n);
