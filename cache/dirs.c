@@ -173,28 +173,6 @@ void dirs_note_task(void *cache, const Task *t)
 	}
 }
 
-/* For a batch of look-ups, as ktable_prefetch: stage 0 loads the slot of path's name in
- * its directory's listing (one asked about lately and listed), stage 1 the name that slot
- * points to. */
-static void dirs_prefetch(Dirs *dirs, const char *path, int stage)
-{
-	size_t dlen = dir_len(path);
-	uint64_t h = 1469598103934665603ULL; /* dir_of's look-up, without making a record */
-	for (size_t i = 0; i < dlen; i++)
-		h = (h ^ (unsigned char)path[i]) * 1099511628211ULL;
-	const DirInfo *d = dirs->recent[h % DIRS_RECENT];
-	if (!d || !d->ready || !d->names || d->name_len != dlen || memcmp(d->name, path, dlen))
-		return;
-	uint64_t nh = hash_str(dlen ? path + dlen + 1 : path);
-	size_t i = slots_home((uint32_t)nh, d->cap);
-	if (stage == 0) {
-		__builtin_prefetch(&d->names[i]);
-		__builtin_prefetch(&d->tags[i]);
-	} else if (d->names[i]) {
-		__builtin_prefetch(d->text + d->names[i] - 1);
-	}
-}
-
 /* Waits for the lister thread to finish d, when d is its. */
 static void wait_listed(Dirs *dirs, DirInfo *d)
 {
@@ -268,6 +246,26 @@ static void drop_listings(Dirs *dirs)
 	memset(dirs, 0, sizeof *dirs);
 }
 
+/* One input on its way through dirs_settle's pipeline. */
+typedef struct {
+	const DirInfo *d;
+	const char *path;
+	size_t name_at;   /* where its name starts in path */
+	uint32_t slot;    /* the name's first slot in d's listing */
+	uint8_t tag;
+	size_t bit;
+} Asked;
+
+/* Whether a's name is in its listing (its first slot loaded by now). */
+static int listed_has(const Asked *a)
+{
+	const DirInfo *d = a->d;
+	for (size_t i = a->slot; d->names[i]; i = slots_next(i, d->cap))
+		if (d->tags[i] == a->tag && !strcmp(d->text + d->names[i] - 1, a->path + a->name_at))
+			return 1;
+	return 0;
+}
+
 void dirs_settle(Dirs *dirs, const Graph *g)
 {
 	const char *key;
@@ -278,28 +276,61 @@ void dirs_settle(Dirs *dirs, const Graph *g)
 	for (int i = 0; i < g->ntasks; i++)
 		ninputs += (size_t)g->tasks[i]->ninputs;
 	uint64_t *ask_stat = xcalloc(ninputs / 64 + 1, sizeof *ask_stat);
-	/* the listings' slots of the inputs of tasks a few ahead are prefetched, and nearer ones
-	 * the names in those slots: each answer finds its two cache lines loaded */
-	enum { AHEAD = 16 };
-	size_t bit = 0;
-	for (int i = 0; i < g->ntasks; i++) {
-		for (int stage = 0; stage < 2; stage++) {
-			int ahead = i + (stage ? AHEAD / 2 : AHEAD);
-			for (int j = 0; ahead < g->ntasks && j < g->tasks[ahead]->ninputs; j++)
-				dirs_prefetch(dirs, g->tasks[ahead]->inputs[j], stage);
-		}
-		const Task *t = g->tasks[i];
-		for (int j = 0; j < t->ninputs; j++, bit++) {
-			const char *path = t->inputs[j];
-			size_t dlen = dir_len(path);
+	/* a pipeline: an input's slot is loaded AHEAD inputs before it is looked at, the name
+	 * in that slot AHEAD / 2 before, so each answer finds its two cache lines there. An
+	 * input many tasks share (one string: a dataset, a model) is looked up once. */
+	enum { AHEAD = 16, KNOWN = 256 };
+	Asked ring[AHEAD];
+	size_t queued = 0, done = 0, bit = 0;
+	struct {
+		const char *path;
+		int absent;
+	} known[KNOWN] = {{0}};
+	for (int i = 0, j = 0;; j++, bit++) {
+		while (i < g->ntasks && j >= g->tasks[i]->ninputs)
+			i++, j = 0;
+		int absent = 0;
+		if (i < g->ntasks) {
+			const char *path = g->tasks[i]->inputs[j];
+			size_t seen = ((uintptr_t)path >> 3) % KNOWN, dlen = dir_len(path);
 			const DirInfo *d = dir_of(dirs, path, dlen);
-			if (!d->ready || !d->names || !dir_has(d, dlen ? path + dlen + 1 : path))
+			if (known[seen].path == path) {
+				absent = known[seen].absent;
+			} else if (!d->ready || !d->names) {
+				absent = 1;
+			} else {
+				Asked *a = &ring[queued++ % AHEAD];
+				a->d = d, a->path = path, a->name_at = dlen ? dlen + 1 : 0, a->bit = bit;
+				uint64_t h = hash_str(path + a->name_at);
+				a->slot = (uint32_t)slots_home((uint32_t)h, d->cap);
+				a->tag = (uint8_t)(h >> 56);
+				__builtin_prefetch(&d->names[a->slot]);
+				__builtin_prefetch(&d->tags[a->slot]);
+			}
+			if (absent)
 				ask_stat[bit / 64] |= 1ull << (bit % 64);
 		}
+		int more = i < g->ntasks;
+		if (queued - done > AHEAD / 2) { /* the name of the one half way through */
+			const Asked *mid = &ring[(queued - AHEAD / 2 - 1) % AHEAD];
+			if (mid->d->names[mid->slot])
+				__builtin_prefetch(mid->d->text + mid->d->names[mid->slot] - 1);
+		}
+		while (queued > done && (queued - done >= AHEAD || !more)) {
+			const Asked *a = &ring[done++ % AHEAD];
+			absent = !listed_has(a);
+			if (absent)
+				ask_stat[a->bit / 64] |= 1ull << (a->bit % 64);
+			size_t seen = ((uintptr_t)a->path >> 3) % KNOWN;
+			known[seen].path = a->path, known[seen].absent = absent;
+		}
+		if (!more)
+			break;
 	}
 	drop_listings(dirs);
 	dirs->settled = g;
 	dirs->ask_stat = ask_stat;
+	trace_mark("inputs found in their directories' listings");
 }
 
 void dirs_free(Dirs *dirs) { drop_listings(dirs); }
