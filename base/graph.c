@@ -445,7 +445,8 @@ int graph_resolve(Graph *g, InputExists exists, void *exists_ctx, Buf *err)
 				goto out;
 			}
 		}
-		t->nexplicit_deps = e.n;
+		if (t->more->nexplicit_deps != e.n) /* most tasks have none, and share their TaskMore */
+			graph_task_more(g, t)->nexplicit_deps = e.n;
 		/* producers of inputs, per input, go after the deps (task_input_producer) */
 		int produced = 0;
 		if (t->ninputs > e.producers_cap)

@@ -73,6 +73,7 @@ typedef struct TaskMore {
 	const char **dep_names;
 	Task **dep_tasks;       /* and dependencies known as tasks already (map{}'s group: its items) */
 	int ndep_tasks;
+	int nexplicit_deps;     /* of Task.deps, the explicit ones (names, tasks, patterns): graph_resolve */
 	const char *metrics;    /* path of a metrics JSON file, or NULL */
 	struct MapShard *shard; /* map{}: the shard an item task belongs to, or that a runner runs */
 	int shared;             /* other tasks point at it too: written only through a copy */
@@ -85,16 +86,15 @@ struct Task {
 	TaskOpts *opts;    /* never NULL; maybe shared with other tasks (see TaskOpts): what the
 			      task asks beyond its command and files, its resources included */
 
-	/* The command, read through task_argv and task_shell: argv (argc words, spawned
-	 * directly), or a shell string through /bin/sh -c (shell_command), or neither (built
-	 * in: opts->plot). One pointer: a million tasks make a plan. */
+	/* The command, read through task_argv and task_shell: argv (NULL-terminated words,
+	 * spawned directly; no count kept), or a shell string through /bin/sh -c
+	 * (shell_command), or neither (built in: opts->plot). One pointer: a million tasks
+	 * make a plan. */
 	union {
 		const char **argv;
 		const char *shell;
 	} command;
-	int argc;
-	int ntags;
-	KeyValue *tags;
+	KeyValue *tags;       /* ntags of them, sorted by key */
 	const char **inputs;  /* workspace-relative (or absolute outside it), globs expanded */
 	const char **outputs;
 	int ninputs;
@@ -109,8 +109,9 @@ struct Task {
 	 * or NULL (a source file): task_input_producer. */
 	Task **deps;
 	Task **dependents;
-	int ndeps, nexplicit_deps;
+	int ndeps;        /* explicit ones first: more->nexplicit_deps of them */
 	int ndependents;
+	int ntags;        /* of tags (here, four ints in a row, it pads nothing: 112 bytes a task) */
 
 	/* Scheduling state, owned by the scheduler. */
 	int pending_deps;
@@ -128,19 +129,27 @@ static inline Task *task_input_producer(const Task *t, int j) { return t->has_pr
 
 /* The task's shell command, or NULL when it has none (argv, or built in). */
 static inline const char *task_shell(const Task *t) { return t->shell_command ? t->command.shell : NULL; }
-/* Its argv (argc words, NULL-terminated), or NULL when it has none (shell, or built in). */
+/* Its argv (NULL-terminated), or NULL when it has none (shell, or built in). */
 static inline const char **task_argv(const Task *t) { return t->shell_command ? NULL : t->command.argv; }
+/* Word i of its argv (i at most its count), or NULL: past the last word, or no argv. */
+static inline const char *task_word(const Task *t, int i) { return task_argv(t) ? task_argv(t)[i] : NULL; }
+/* The words of its argv (0: a shell command, or built in); counted, so not in a loop's test. */
+static inline int task_argc(const Task *t)
+{
+	int n = 0;
+	while (task_word(t, n))
+		n++;
+	return n;
+}
 static inline void task_set_shell(Task *t, const char *shell)
 {
 	t->command.shell = shell;
 	t->shell_command = shell != NULL;
-	t->argc = 0;
 }
-static inline void task_set_argv(Task *t, const char **argv, int argc)
+static inline void task_set_argv(Task *t, const char **argv)
 {
 	t->command.argv = argv;
 	t->shell_command = 0;
-	t->argc = argc;
 }
 
 /* map{}: every item is a task of its own (its key, its output, its record), run in

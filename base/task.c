@@ -19,7 +19,7 @@ const char *task_tag(const Task *t, const char *key)
 	return NULL;
 }
 
-int task_has_work(const Task *t) { return task_shell(t) || t->argc || t->opts->spec; }
+int task_has_work(const Task *t) { return task_shell(t) || task_word(t, 0) || t->opts->spec; }
 
 char *task_command_line(const Task *t)
 {
@@ -28,7 +28,7 @@ char *task_command_line(const Task *t)
 	if (t->opts->spec)
 		return xasprintf("(kiln renders) %s", t->opts->spec);
 	Buf b = {0};
-	for (int i = 0; i < t->argc; i++) {
+	for (int i = 0; task_word(t, i); i++) {
 		if (i)
 			buf_putc(&b, ' ');
 		buf_shell_quote(&b, task_argv(t)[i]);

@@ -61,7 +61,7 @@ static void put_dep_lines(Buf *b, const Cache *c, const Task *dep)
 
 /* A group: no command, no outputs, only dependencies (map{}'s task over its items, an
  * "all" target). Running one does nothing. */
-static int is_group(const Task *t) { return !task_shell(t) && !t->argc && !t->opts->spec && !t->noutputs; }
+static int is_group(const Task *t) { return !task_shell(t) && !task_word(t, 0) && !t->opts->spec && !t->noutputs; }
 
 /* Past this many, a group's dependencies are keyed as one digest line instead of lines
  * of their own: a million-item map's group would otherwise build, sort and hash 63 MB of
@@ -113,8 +113,8 @@ void cache_key_text(Cache *c, Task *t, Buf *text, size_t *key_len)
 		buf_puts(&b, "cmd\tspec\t");
 		buf_put_escaped(&b, t->opts->spec);
 	} else {
-		buf_puts(&b, t->argc ? "cmd\targv" : "cmd\tnone");
-		for (int i = 0; i < t->argc; i++) {
+		buf_puts(&b, task_word(t, 0) ? "cmd\targv" : "cmd\tnone");
+		for (int i = 0; task_word(t, i); i++) {
 			buf_putc(&b, '\t');
 			buf_put_escaped(&b, task_argv(t)[i]);
 		}
@@ -188,7 +188,7 @@ void cache_key_text(Cache *c, Task *t, Buf *text, size_t *key_len)
 		free(order);
 	/* explicit deps only: for producers of inputs, the input lines above already hold
 	 * the hashes of exactly the files this task reads */
-	int ndeps = t->nexplicit_deps;
+	int ndeps = t->more->nexplicit_deps;
 	if (ndeps > DEPS_AS_DIGEST && is_group(t)) {
 		put_deps_digest(&b, c, t, ndeps);
 	} else {
@@ -208,7 +208,7 @@ void cache_key_text(Cache *c, Task *t, Buf *text, size_t *key_len)
 	for (int i = 0; i < c->g->nparams; i++) {
 		const KeyValue *p = &c->g->params[i];
 		int used = 0;
-		for (int k = 0; k < t->argc && !used; k++)
+		for (int k = 0; task_word(t, k) && !used; k++)
 			used = !strcmp(task_argv(t)[k], p->value);
 		for (int k = 0; k < t->more->nenv && !used; k++)
 			used = !strcmp(t->more->env[k].value, p->value);

@@ -221,7 +221,7 @@ char *exec_expand_attempt(const char *s, const Job *job)
 	return b.data ? b.data : xstrdup("");
 }
 
-int exec_runs_kiln(const Task *t) { return !task_shell(t) && t->argc && !strcmp(task_argv(t)[0], "@kiln"); }
+int exec_runs_kiln(const Task *t) { return task_word(t, 0) && !strcmp(task_word(t, 0), "@kiln"); }
 
 const char *exec_argv_word(const Task *t, int i) { return i == 0 && exec_runs_kiln(t) ? exec_self() : task_argv(t)[i]; }
 

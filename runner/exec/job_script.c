@@ -172,7 +172,7 @@ char *exec_job_script(const Job *job, const char *workspace, const char *exit_pa
 		buf_puts(&b, "/bin/sh -c ");
 		quote_expanded(&b, task_shell(t), job);
 	} else {
-		for (int i = 0; i < t->argc; i++) {
+		for (int i = 0; task_word(t, i); i++) {
 			if (i)
 				buf_putc(&b, ' ');
 			/* @kiln on an ssh host: the kiln copied there, first on its PATH (ssh_place.c) */

@@ -135,7 +135,7 @@ void failure_hint_missing(const Task *t, char *out, size_t n)
 		return; /* a recipe in the workspace: its neighbours are the workspace's */
 	char *dir = strndup(t->opts->file, (size_t)(slash - t->opts->file));
 	char *shell = task_shell(t) ? strdup(task_shell(t)) : NULL, *save = NULL;
-	const char *w = shell ? strtok_r(shell, " \t\n;|&<>()'\"", &save) : t->argc ? task_argv(t)[0] : NULL;
+	const char *w = shell ? strtok_r(shell, " \t\n;|&<>()'\"", &save) : task_word(t, 0);
 	for (int i = 0; w && !out[0];) {
 		char beside[4096];
 		if (file_word(w) && access(w, F_OK) != 0 &&
@@ -145,7 +145,7 @@ void failure_hint_missing(const Task *t, char *out, size_t n)
 				 "RECIPE_DIR .. \"/%s\" in the recipe", w, here ? here : ".", w);
 			free(here);
 		}
-		w = shell ? strtok_r(NULL, " \t\n;|&<>()'\"", &save) : ++i < t->argc ? task_argv(t)[i] : NULL;
+		w = shell ? strtok_r(NULL, " \t\n;|&<>()'\"", &save) : task_word(t, ++i);
 	}
 	free(shell);
 	free(dir);

@@ -430,7 +430,7 @@ int launch_wraps(const Task *t) { return t->opts->rank_nodes > 0; }
 
 int launch_wrap(Graph *g, Task *t, int ranks, int nodes, double grace_sec, Buf *err)
 {
-	if (t->opts->spec || (!task_shell(t) && !t->argc)) {
+	if (t->opts->spec || (!task_shell(t) && !task_word(t, 0))) {
 		buf_puts(err, "ranks needs a command to start that many times");
 		return -1;
 	}
@@ -443,7 +443,7 @@ int launch_wrap(Graph *g, Task *t, int ranks, int nodes, double grace_sec, Buf *
 		return -1;
 	}
 	int all = task_shell(t) ? strstr(task_shell(t), "{local_rank}") != NULL : 0;
-	for (int i = 0; i < t->argc && !all; i++)
+	for (int i = 0; task_word(t, i) && !all; i++)
 		all = strstr(task_argv(t)[i], "{local_rank}") != NULL;
 	for (int i = 0; i < t->more->nenv && !all; i++)
 		all = strstr(t->more->env[i].value, "{local_rank}") != NULL;
@@ -455,7 +455,7 @@ int launch_wrap(Graph *g, Task *t, int ranks, int nodes, double grace_sec, Buf *
 	const char *words[] = {"@kiln", "launch", "--ranks", n, "--master-port", port, "--grace", grace,
 			       nodes > 1 ? "--nnodes" : NULL, nodes > 1 ? nnodes : NULL, all ? "--all-gpus" : NULL,
 			       task_shell(t) ? "--shell" : NULL, "--"};
-	int nwords = (int)(sizeof words / sizeof *words), user = task_shell(t) ? 1 : t->argc, k = 0;
+	int nwords = (int)(sizeof words / sizeof *words), user = task_shell(t) ? 1 : task_argc(t), k = 0;
 	const char **argv = arena_alloc(&g->arena, (size_t)(nwords + user + 1) * sizeof *argv);
 	for (int i = 0; i < nwords; i++)
 		if (words[i])
@@ -463,7 +463,7 @@ int launch_wrap(Graph *g, Task *t, int ranks, int nodes, double grace_sec, Buf *
 	for (int i = 0; i < user; i++)
 		argv[k++] = task_shell(t) ? task_shell(t) : task_argv(t)[i];
 	argv[k] = NULL;
-	task_set_argv(t, argv, k);
+	task_set_argv(t, argv);
 	t->opts->ports++;
 	t->opts->rank_nodes = nodes;
 	return 0;

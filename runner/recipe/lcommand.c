@@ -103,19 +103,21 @@ void lk_parse_run(lua_State *L, Graph *g, Task *t, int idx)
 	int extra = 0; /* a whole-word {outputs}/{inputs} becomes several words */
 	for (int i = 0; i < n; i++)
 		extra += !strcmp(words[i], "{outputs}") ? t->noutputs : !strcmp(words[i], "{inputs}") ? t->ninputs : 0;
-	task_set_argv(t, arena_ptrs(&g->arena, (size_t)(n + extra + 1)), 0);
+	const char **argv = arena_ptrs(&g->arena, (size_t)(n + extra + 1));
+	int argc = 0;
+	argv[0] = NULL;
+	task_set_argv(t, argv); /* NULL-terminated as it grows: its words so far */
 	for (int i = 0; i < n; i++) {
 		int whole_out = !strcmp(words[i], "{outputs}"), whole_in = !strcmp(words[i], "{inputs}");
 		if (whole_out || whole_in) {
 			const char **items = whole_out ? t->outputs : t->inputs;
 			for (int j = 0, m = whole_out ? t->noutputs : t->ninputs; j < m; j++)
-				task_argv(t)[t->argc++] = from_cwd(g, t, items[j]);
+				argv[argc] = from_cwd(g, t, items[j]), argv[++argc] = NULL;
 		} else {
-			task_argv(t)[t->argc++] = lk_expand_placeholders(L, g, t, words[i], 0, 1);
+			argv[argc] = lk_expand_placeholders(L, g, t, words[i], 0, 1), argv[++argc] = NULL;
 		}
 	}
-	task_argv(t)[t->argc] = NULL;
-	if (t->argc == 0)
+	if (argc == 0)
 		luaL_error(L, "task \"%s\": run expands to an empty command", t->name);
 }
 
@@ -202,7 +204,7 @@ void lk_warn_placeholder_typos(lua_State *L, const Task *t)
 {
 	if (task_shell(t))
 		warn_near_misses(L, t, task_shell(t));
-	for (int i = 0; i < t->argc; i++)
+	for (int i = 0; task_word(t, i); i++)
 		warn_near_misses(L, t, task_argv(t)[i]);
 	for (int i = 0; i < t->more->nenv; i++)
 		warn_near_misses(L, t, t->more->env[i].value);
@@ -211,7 +213,7 @@ void lk_warn_placeholder_typos(lua_State *L, const Task *t)
 void lk_check_port_placeholders(lua_State *L, Task *t)
 {
 	int used = task_shell(t) ? port_words_used(task_shell(t)) : 0;
-	for (int i = 0; i < t->argc; i++)
+	for (int i = 0; task_word(t, i); i++)
 		used = port_words_used(task_argv(t)[i]) > used ? port_words_used(task_argv(t)[i]) : used;
 	for (int i = 0; i < t->more->nenv; i++)
 		used = port_words_used(t->more->env[i].value) > used ? port_words_used(t->more->env[i].value) : used;

@@ -185,7 +185,7 @@ static Task *lk_task_like(lua_State *L, Graph *g, const Task *proto, const char 
 	}
 	t->tags = tags;
 	if (run_idx) { /* the command names this item's paths: expanded for it */
-		task_set_argv(t, NULL, 0);
+		task_set_argv(t, NULL);
 		lk_parse_run(L, g, t, run_idx);
 	}
 	lk_context(L)->declaring = NULL;

@@ -24,7 +24,7 @@ static int is_python(const char *prog)
 
 int torchrun_wrap(Graph *g, Task *t, Torchrun *tr, Buf *err)
 {
-	if (t->opts->spec || (!task_shell(t) && !t->argc)) {
+	if (t->opts->spec || (!task_shell(t) && !task_word(t, 0))) {
 		buf_puts(err, "torchrun needs a command (run = {\"python3\", \"train.py\", ...})");
 		return -1;
 	}
@@ -61,17 +61,17 @@ int torchrun_wrap(Graph *g, Task *t, Torchrun *tr, Buf *err)
 	words[n++] = "--redirects=9:0";
 	words[n++] = "--tee=9:0";
 	words[n++] = "--no_python";
-	int user = task_shell(t) ? 3 : t->argc;
+	int user = task_shell(t) ? 3 : task_argc(t);
 	const char **argv = arena_alloc(&g->arena, (size_t)(n + user + 1) * sizeof *argv);
 	for (int i = 0; i < n; i++)
 		argv[i] = arena_strdup(&g->arena, words[i]);
 	if (task_shell(t)) {
 		argv[n] = "/bin/sh", argv[n + 1] = "-c", argv[n + 2] = task_shell(t);
 	} else {
-		memcpy(argv + n, task_argv(t), (size_t)t->argc * sizeof *argv);
+		memcpy(argv + n, task_argv(t), (size_t)user * sizeof *argv);
 	}
 	argv[n + user] = NULL;
-	task_set_argv(t, argv, n + user);
+	task_set_argv(t, argv);
 	tr->launcher_words = n;
 	t->opts->ports++; /* the rendezvous port: the last one */
 	t->opts->torchrun = tr;

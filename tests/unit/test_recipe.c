@@ -43,7 +43,7 @@ int main(void)
 	CHECK_STR(g->tasks[1]->name, "e/d1/m2");
 	CHECK_STR(g->tasks[5]->name, "e/d3/m2");
 	Task *t = g->tasks[0];
-	CHECK(t->argc == 7);
+	CHECK(task_argc(t) == 7);
 	CHECK_STR(task_argv(t)[2], "32");
 	CHECK_STR(task_argv(t)[4], "o/d1m1");
 	CHECK_STR(task_argv(t)[5], "true");
@@ -119,7 +119,7 @@ int main(void)
 		CHECK_STR(it->inputs[1], want);
 		snprintf(want, sizeof want, "out/%s.y", item); /* normalised */
 		CHECK(it->noutputs == 1 && !strcmp(it->outputs[0], want));
-		CHECK(it->argc == 5);
+		CHECK(task_argc(it) == 5);
 		CHECK_STR(task_argv(it)[2], "{items}");
 		snprintf(want, sizeof want, "m/%s", item);
 		CHECK_STR(task_argv(it)[4], want);
