@@ -589,6 +589,7 @@ static int l_task(lua_State *L)
 		lk_field_error(L, "host", "and hosts both given: host = \"v802\" pins the task, hosts = {...} lists where it may go");
 	if (has & (F_HOST | F_HOSTS)) { /* checked against the hosts once every declaration is in */
 		const char *field = has & F_HOST ? "host" : "hosts";
+		g->hosts_named = 1;
 		lua_getfield(L, 1, field);
 		if (has & F_HOST) {
 			t->opts->hosts = arena_alloc(&g->arena, sizeof *t->opts->hosts);

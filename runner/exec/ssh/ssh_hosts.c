@@ -180,7 +180,7 @@ static int names_hosts(const Task *t) { return t->opts->nhosts > 0; }
 static int hosts_declared(const Graph *g, Buf *err)
 {
 	const RecipeHosts *hosts = graph_block(g, "hosts");
-	for (int i = 0; i < g->ntasks; i++) { /* every host a task names must be declared */
+	for (int i = 0; g->hosts_named && i < g->ntasks; i++) { /* every host a task names must be declared */
 		const Task *t = g->tasks[i];
 		for (int k = 0; k < t->opts->nhosts; k++) {
 			int known = 0;
