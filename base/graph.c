@@ -147,6 +147,7 @@ void graph_forget_outputs(Graph *g)
 {
 	tindex_free(&g->by_output);
 	strmap_free(&g->output_roots);
+	g->output_root_any = 0;
 	g->outputs_forgotten = 1;
 	g->indexed = 0; /* graph_index makes them again */
 }
@@ -166,7 +167,7 @@ Task *graph_producer(const Graph *g, const char *path)
 	size_t root_len = strcspn(path, "/");
 	memcpy(buf, path, root_len);
 	buf[root_len] = 0;
-	if (!strmap_get(&g->output_roots, "") && !strmap_get(&g->output_roots, buf))
+	if (!g->output_root_any && !strmap_get(&g->output_roots, buf))
 		return NULL;
 	Task *t = tindex_get(ix, g->tasks, path);
 	if (t || root_len == n)

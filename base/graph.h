@@ -178,6 +178,7 @@ typedef struct {
 	TaskIndex by_output; /* output path -> Task */
 	StrMap output_roots; /* first path component of every output: an input under no such
 				root cannot lie inside a directory output, so no parent lookups */
+	int output_root_any; /* "" is one of them (a root too long to keep): every path may */
 	const char *workspace; /* absolute path of the workspace (the current directory) */
 	/* executors' recipe blocks (slurm{}, hosts{}): what each executor's reader
 	 * (runner/exec/) made of its block, by the block's name; the graph only keeps them */

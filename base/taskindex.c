@@ -168,6 +168,7 @@ static int index_outputs(Graph *g, size_t nout, Buf *err)
 {
 	Task *t, *other;
 	int k;
+	const char *last_root = NULL; /* the root kept last: most outputs share it */
 	for (int i = 0; i < g->ntasks; i++) {
 		t = g->tasks[i];
 		for (int j = 0; j < t->noutputs; j++) {
@@ -176,10 +177,15 @@ static int index_outputs(Graph *g, size_t nout, Buf *err)
 			char root[256];
 			if (root_len >= sizeof root)
 				root_len = 0; /* too long to be worth a key: "" disables the shortcut */
+			if (last_root && !strncmp(last_root, t->outputs[j], root_len) && !last_root[root_len])
+				continue;
 			memcpy(root, t->outputs[j], root_len);
 			root[root_len] = 0;
-			if (!strmap_get(&g->output_roots, root))
-				strmap_put(&g->output_roots, arena_strdup(&g->arena, root), (void *)1);
+			g->output_root_any |= root_len == 0;
+			if (!(last_root = strmap_get(&g->output_roots, root))) {
+				last_root = arena_strdup(&g->arena, root);
+				strmap_put(&g->output_roots, last_root, (void *)last_root);
+			}
 		}
 	}
 	if (index_all(g, &g->by_output, nout, &t, &k, &other) != 0) {
@@ -235,6 +241,7 @@ int graph_index(Graph *g, Buf *err)
 	tindex_free(&g->by_name);
 	tindex_free(&g->by_output);
 	strmap_free(&g->output_roots);
+	g->output_root_any = 0;
 	g->by_output.outputs = 1;
 	g->outputs_forgotten = 0;
 	IndexJob job = {.g = g};

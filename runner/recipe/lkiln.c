@@ -76,7 +76,8 @@ void lk_push_task_value(lua_State *L, const Task *t)
 {
 	const Task **slot = lua_newuserdatauv(L, sizeof *slot, 0);
 	*slot = t;
-	luaL_setmetatable(L, TASK_METATABLE);
+	lua_rawgeti(L, LUA_REGISTRYINDEX, lk_context(L)->task_metatable);
+	lua_setmetatable(L, -2);
 }
 
 static const Task *task_value(lua_State *L, int idx)
@@ -615,7 +616,7 @@ void lkiln_open(lua_State *L, RecipeContext *ctx)
 	lua_setfield(L, -2, "__index");
 	lua_pushcfunction(L, task_value_tostring);
 	lua_setfield(L, -2, "__tostring");
-	lua_pop(L, 1);
+	ctx->task_metatable = luaL_ref(L, LUA_REGISTRYINDEX);
 	static const luaL_Reg api[] = {{"task", l_task},     {"plot", l_plot}, {"glob", l_glob}, {"map", l_map},
 				       {"params", l_params}, {"gpus_available", l_gpus_available},
 				       {"external", l_external}, {"settings", l_settings},

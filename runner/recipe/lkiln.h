@@ -28,6 +28,8 @@ typedef struct {
 				    (each its own key, in the graph's arena) */
 	const char *last_confined; /* the one found last: a million outputs in one directory */
 	const char *declaring;   /* the task{} being declared, for field errors; NULL outside */
+	int task_metatable;      /* task values' metatable, a registry reference (luaL_setmetatable
+				    would look it up by name for every task{}) */
 	/* Lua interns short strings, so a value every task repeats ("shared.txt", a model's
 	 * path) is one Lua string: its arena copy is kept by the Lua string's address and
 	 * shared (checked by content: the address may be reused after a collection). */
