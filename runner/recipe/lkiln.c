@@ -238,24 +238,28 @@ void lk_declaration_site(lua_State *L, RecipeContext *ctx, Task *t)
 
 /* The bytes a task name may hold besides '/', whose placement is checked apart: a table
  * filled on first use (recipes load on the main thread) and read-only after. */
+/* A name's bytes: 1 allowed, 2 allowed but part of a path's form ('/', '.'), 0 not. */
 static const unsigned char *name_bytes(void)
 {
 	static unsigned char ok[256];
 	if (!ok['a'])
 		for (const char *p = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./:=+,"; *p; p++)
-			ok[(unsigned char)*p] = 1;
+			ok[(unsigned char)*p] = *p == '/' || *p == '.' ? 2 : 1;
 	return ok;
 }
 
 int lk_valid_task_name(const char *s)
 {
 	const unsigned char *ok = name_bytes();
-	if (!*s || s[0] == '/' || strstr(s, "//"))
-		return 0;
 	const char *p = s;
-	while (ok[(unsigned char)*p])
-		p++;
-	if (*p || p[-1] == '/')
+	unsigned seen = 0, k;
+	while ((k = ok[(unsigned char)*p]))
+		seen |= k, p++;
+	if (*p || p == s)
+		return 0;
+	if (!(seen & 2)) /* no '/' and no '.': "t42" needs nothing more (a million tasks ask) */
+		return 1;
+	if (s[0] == '/' || p[-1] == '/' || strstr(s, "//"))
 		return 0;
 	return strcmp(s, ".") && strcmp(s, "..") && !strstr(s, "/../") && strncmp(s, "../", 3);
 }
