@@ -196,6 +196,7 @@ typedef struct {
 	TaskOpts *recent_opts[RECENT_OPTS]; /* graph_share_opts' candidates, newest first */
 	int keep_going;        /* settings { keep_going = true }: as -k, failures stop nothing else */
 	int hosts_named;       /* some task gave host or hosts (each is checked against hosts{}) */
+	int plots;             /* plot{} tasks declared: without, nothing walks the graph for them */
 	KeyValue *params;      /* params{} after command-line overrides, in declaration order, */
 	int nparams;           /* values as text: kiln why names them ("param batch: 64 → 32") */
 	/* told of each task graph_add_task appends (NULL: nobody): a plan's cache lists the

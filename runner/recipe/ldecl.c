@@ -77,6 +77,7 @@ int l_plot(lua_State *L)
 	sprintf(tname, "plot/%s", spec->name);
 	t->name = tname;
 	t->opts->plot = spec;
+	g->plots++;
 	char *text = plot_spec_text(spec);
 	t->opts->spec = arena_strdup(&g->arena, text);
 	free(text);
@@ -373,6 +374,8 @@ static int select_from(const Graph *g, const PlotSpec *spec, const char *const w
 
 int recipe_check_plots(const Graph *g, Buf *err)
 {
+	if (!g->plots)
+		return 0;
 	Task **sel = xmalloc(((size_t)g->ntasks + 1) * sizeof *sel);
 	int rc = 0;
 	for (int i = 0; i < g->ntasks && rc == 0; i++) {
