@@ -9,25 +9,37 @@
  * Where Lua is not linked from the archive, nothing calls this and nothing changes. */
 #include <stdarg.h>
 #include <stddef.h>
+#include <string.h>
 
 int __vsnprintf_chk(char *s, size_t maxlen, int flag, size_t slen, const char *format, va_list ap);
 int __wrap___snprintf_chk(char *s, size_t maxlen, int flag, size_t slen, const char *format, ...);
 
+/* "00" to "99": two digits a step, from the last */
+static const char pairs[] = "0001020304050607080910111213141516171819202122232425262728293031323334353637383940414243444546474849"
+			    "5051525354555657585960616263646566676869707172737475767778798081828384858687888990919293949596979899";
+
 /* v in decimal at s (room for 21 bytes); its length */
 static int format_lld(char *s, long long v)
 {
-	char digits[20];
-	int n = 0;
+	char digits[24];
+	char *end = digits + sizeof digits, *p = end;
 	unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
-	do {
-		digits[n++] = (char)('0' + u % 10);
-		u /= 10;
-	} while (u);
-	int len = 0;
+	while (u >= 100) {
+		unsigned r = (unsigned)(u % 100);
+		u /= 100;
+		p -= 2;
+		memcpy(p, pairs + 2 * r, 2);
+	}
+	if (u >= 10) {
+		p -= 2;
+		memcpy(p, pairs + 2 * u, 2);
+	} else {
+		*--p = (char)('0' + u);
+	}
 	if (v < 0)
-		s[len++] = '-';
-	while (n)
-		s[len++] = digits[--n];
+		*--p = '-';
+	int len = (int)(end - p);
+	memcpy(s, p, (size_t)len);
 	s[len] = 0;
 	return len;
 }

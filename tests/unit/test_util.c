@@ -241,7 +241,8 @@ int main(void)
 
 	/* base/intfmt.c: "%lld" written digit by digit is what printf writes; anything else
 	 * (another format, too little room) is printf's own answer */
-	long long values[] = {0, 7, -7, 9, 10, -10, 99999, 1234567890123LL, LLONG_MAX, LLONG_MIN, LLONG_MIN + 1};
+	long long values[] = {0, 7, -7, 9, 10, -10, 11, 99, -99, 100, 101, -100, 999, 1000, 99999, 100000, 1234567890123LL,
+			      1000000000000000000LL, LLONG_MAX, LLONG_MIN, LLONG_MIN + 1};
 	for (size_t i = 0; i < sizeof values / sizeof *values; i++) {
 		char fast[44], slow[44];
 		int nf = __wrap___snprintf_chk(fast, sizeof fast, 1, sizeof fast, "%lld", values[i]);
