@@ -238,9 +238,9 @@ void lk_declaration_site(lua_State *L, RecipeContext *ctx, Task *t)
 	}
 }
 
-/* The bytes a task name may hold besides '/', whose placement is checked apart: a table
- * filled on first use (recipes load on the main thread) and read-only after. */
-/* A name's bytes: 1 allowed, 2 allowed but part of a path's form ('/', '.'), 0 not. */
+/* The bytes a task name may hold: 1 allowed, 2 allowed but part of a path's form ('/',
+ * '.'; their placement is checked apart), 0 not. A table filled on first use (recipes load
+ * on the main thread) and read-only after. */
 static const unsigned char *name_bytes(void)
 {
 	static unsigned char ok[256];
