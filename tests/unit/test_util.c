@@ -316,6 +316,16 @@ int main(void)
 	CHECK_STR(graph_norm_path(g, "../up/x"), "../up/x");
 	CHECK_STR(graph_norm_path(g, "a/../../b"), "../b");
 	CHECK_STR(graph_norm_path(g, "/work/space"), ".");
+	/* a path called normal is one graph_norm_path leaves as it is (some it leaves are
+	 * not called so: "../up/x" goes the long way) */
+	const char *paths[] = {"a", "a/b.txt", "leaf/12.txt", "/abs/x", "/", "", ".", "..", "./a", "a/.", "a/..",
+			       "a//b", "a/b/", "/work/space", "/work/space/x", "/work/spacey", ".a/b", "a/..b", "a/.b/c"};
+	int normal[] = {1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1};
+	for (size_t i = 0; i < sizeof paths / sizeof *paths; i++) {
+		CHECK(graph_path_is_normal(g, paths[i]) == normal[i]);
+		if (normal[i])
+			CHECK_STR(graph_norm_path(g, paths[i]), paths[i]);
+	}
 	graph_free(g);
 
 	CHECK(pool_keeps_blocks_apart() == 0);
