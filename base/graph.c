@@ -148,8 +148,28 @@ void graph_forget_outputs(Graph *g)
 	tindex_free(&g->by_output);
 	strmap_free(&g->output_roots);
 	g->output_root_any = 0;
+	g->nfew_roots = 0;
 	g->outputs_forgotten = 1;
 	g->indexed = 0; /* graph_index makes them again */
+}
+
+/* Whether the root_len bytes at path are the first component of some output. */
+static int is_output_root(const Graph *g, const char *path, size_t root_len)
+{
+	if (g->output_root_any)
+		return 1;
+	if (g->nfew_roots >= 0) { /* a handful: compared in place */
+		for (int i = 0; i < g->nfew_roots; i++)
+			if (g->few_roots[i][0] == path[0] && !strncmp(g->few_roots[i], path, root_len) && !g->few_roots[i][root_len])
+				return 1;
+		return 0;
+	}
+	char root[256];
+	if (root_len >= sizeof root) /* no root is this long ("" stands for them: output_root_any) */
+		return 0;
+	memcpy(root, path, root_len);
+	root[root_len] = 0;
+	return strmap_get(&g->output_roots, root) != NULL;
 }
 
 Task *graph_producer(const Graph *g, const char *path)
@@ -157,25 +177,24 @@ Task *graph_producer(const Graph *g, const char *path)
 	const TaskIndex *ix = &g->by_output;
 	if (g->outputs_forgotten)
 		fatal("internal: a producer looked up after graph_forget_outputs");
-	/* Every output's first component is in output_roots: a path whose first component is
-	 * not (most inputs: source files) is no output and lies in none, found without a probe
-	 * of the big index. */
+	/* Every output's first component is a root: a path whose first component is not (most
+	 * inputs: source files) is no output and lies in none, found without a probe of the
+	 * big index. */
+	const char *slash = strchr(path, '/');
+	size_t root_len = slash ? (size_t)(slash - path) : strlen(path);
+	if (!is_output_root(g, path, root_len))
+		return NULL;
+	Task *t = tindex_get(ix, g->tasks, path);
+	if (t || !slash)
+		return t;
+	/* an input inside a directory another task outputs (work/data/x/f.npy under work/data/x) */
 	char buf[4096];
 	size_t n = strlen(path);
 	if (n >= sizeof buf)
-		return tindex_get(ix, g->tasks, path);
-	size_t root_len = strcspn(path, "/");
-	memcpy(buf, path, root_len);
-	buf[root_len] = 0;
-	if (!g->output_root_any && !strmap_get(&g->output_roots, buf))
 		return NULL;
-	Task *t = tindex_get(ix, g->tasks, path);
-	if (t || root_len == n)
-		return t;
-	/* an input inside a directory another task outputs (work/data/x/f.npy under work/data/x) */
 	memcpy(buf, path, n + 1);
-	for (char *slash = strrchr(buf, '/'); slash; slash = strrchr(buf, '/')) {
-		*slash = 0;
+	for (char *cut = strrchr(buf, '/'); cut; cut = strrchr(buf, '/')) {
+		*cut = 0;
 		if ((t = tindex_get(ix, g->tasks, buf)))
 			return t;
 	}

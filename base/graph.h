@@ -179,6 +179,9 @@ typedef struct {
 	StrMap output_roots; /* first path component of every output: an input under no such
 				root cannot lie inside a directory output, so no parent lookups */
 	int output_root_any; /* "" is one of them (a root too long to keep): every path may */
+#define FEW_ROOTS 8
+	const char *few_roots[FEW_ROOTS]; /* the roots, when there are this few (nfew_roots): */
+	int nfew_roots;      /* compared in place, no key made; -1: more, the map answers */
 	const char *workspace; /* absolute path of the workspace (the current directory) */
 	/* executors' recipe blocks (slurm{}, hosts{}): what each executor's reader
 	 * (runner/exec/) made of its block, by the block's name; the graph only keeps them */

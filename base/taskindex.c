@@ -185,6 +185,10 @@ static int index_outputs(Graph *g, size_t nout, Buf *err)
 			if (!(last_root = strmap_get(&g->output_roots, root))) {
 				last_root = arena_strdup(&g->arena, root);
 				strmap_put(&g->output_roots, last_root, (void *)last_root);
+				if (g->nfew_roots >= 0)
+					g->nfew_roots = g->nfew_roots < FEW_ROOTS ? g->nfew_roots + 1 : -1;
+				if (g->nfew_roots > 0)
+					g->few_roots[g->nfew_roots - 1] = last_root;
 			}
 		}
 	}
@@ -242,6 +246,7 @@ int graph_index(Graph *g, Buf *err)
 	tindex_free(&g->by_output);
 	strmap_free(&g->output_roots);
 	g->output_root_any = 0;
+	g->nfew_roots = 0;
 	g->by_output.outputs = 1;
 	g->outputs_forgotten = 0;
 	IndexJob job = {.g = g};
