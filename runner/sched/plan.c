@@ -15,8 +15,9 @@
 typedef struct {
 	FILE *out;
 	int all;
-	Task **runs; /* the tasks that would run */
+	Task **runs; /* the tasks that would run, when there are durations to estimate them */
 	int nruns;
+	int nwork;    /* tasks with work that would run (a million, in a first plan) */
 	int restores; /* the tasks whose outputs would be restored */
 	Buf text;     /* lines not yet written */
 } PlanPrint;
@@ -48,8 +49,11 @@ static void print_verdict(void *ctx, const Task *t, enum Verdict v, const char *
 	PlanPrint *p = ctx;
 	if (v == VERDICT_RUN) {
 		print_line(p, "run       ", t->name, reason);
-		if (task_has_work(t))
-			p->runs[p->nruns++] = (Task *)t;
+		if (task_has_work(t)) {
+			p->nwork++;
+			if (p->runs)
+				p->runs[p->nruns++] = (Task *)t;
+		}
 	} else if (v == VERDICT_RESTORED) {
 		print_line(p, "restore   ", t->name, reason);
 		p->restores++;
@@ -208,15 +212,19 @@ void estimator_free(Estimator *e)
 
 int sched_plan(Graph *g, Cache *c, FILE *out, int all, PlanCapacity cap, int *restores)
 {
-	PlanPrint p = {out, all, xmalloc(((size_t)g->ntasks + 1) * sizeof(Task *)), 0, 0, {0}};
+	/* the durations first: with none recorded (a first plan) nothing is estimated, and the
+	 * tasks that would run are counted, not listed */
+	StrMap durations = {0};
+	cache_each_duration(c, remember, &durations);
+	PlanPrint p = {out, all, durations.count ? xmalloc(((size_t)g->ntasks + 1) * sizeof(Task *)) : NULL, 0, 0, 0, {0}};
 	int n = cache_plan(c, g, print_verdict, &p);
 	print_flush(&p);
 	buf_free(&p.text);
 	OpenNote open = {g, out};
 	cache_each_open_job(c, note_open_attempt, &open);
-	if (p.nruns) {
-		StrMap durations = {0};
-		cache_each_duration(c, remember, &durations);
+	if (p.nwork && !p.nruns) {
+		fprintf(out, "kiln: no recorded durations to estimate from yet\n");
+	} else if (p.nruns) {
 		Similar index;
 		similar_build(&index, g, &durations);
 		/* here and elsewhere (hosts, a cluster) bound apart: each by its own slots and GPUs */
@@ -279,9 +287,9 @@ int sched_plan(Graph *g, Cache *c, FILE *out, int all, PlanCapacity cap, int *re
 		} else {
 			fprintf(out, "kiln: no recorded durations to estimate from yet\n");
 		}
-		strmap_free_owned(&durations);
 		similar_free(&index);
 	}
+	strmap_free_owned(&durations);
 	free(p.runs);
 	if (restores)
 		*restores = p.restores;
