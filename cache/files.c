@@ -509,9 +509,15 @@ static void bind_tasks_now(Cache *c)
 	c->bound = 1;
 	Graph *g = c->g;
 	uint64_t hashes[WINDOW];
-	for (int from = 0; from < g->ntasks; from += WINDOW) {
+	int recorded = c->last.count > 0; /* none (a first run, a first plan): no name is looked up */
+	for (int from = 0; from < g->ntasks && (recorded || !c->opt.readonly); from += WINDOW) {
 		int n = g->ntasks - from < WINDOW ? g->ntasks - from : WINDOW;
 		Task **tasks = g->tasks + from;
+		if (!recorded) {
+			for (int i = 0; i < n; i++)
+				task_cache(c, tasks[i])->last = NULL;
+			continue;
+		}
 		for (int i = 0; i < n; i++)
 			hashes[i] = hash_str(tasks[i]->name);
 		for (int i = 0; i < n; i++) {
@@ -532,7 +538,7 @@ static void bind_tasks_now(Cache *c)
 	Want *want = xmalloc(cap * sizeof *want);
 	Memo **fresh = NULL; /* paths no earlier run hashed */
 	Seen seen[SEEN_SLOTS] = {{0}};
-	for (int i = 0; i < g->ntasks; i++) {
+	for (int i = 0; i < g->ntasks && (recorded || !c->opt.readonly); i++) {
 		Task *t = g->tasks[i];
 		TaskCache *tc = record_of(c, t);
 		if (c->opt.readonly && (!tc || !tc->last))
