@@ -142,13 +142,12 @@ static int index_all(Graph *g, TaskIndex *ix, size_t n, Task **t_out, int *item_
 	}
 }
 
-/* graph_index's two halves, run on two threads for a big graph: the name index (job 0),
- * and everything about outputs (job 1: their roots, their index, no output inside
- * another). They share nothing but the read-only task list; only job 1 takes from the
- * arena. Each keeps its own error, so what is said does not depend on which ran first. */
+/* graph_index's two halves, run on two threads for a big graph: the name index and the
+ * outputs' roots (job 0), and the output index with its check that no output lies inside
+ * another (job 1). They share nothing but the read-only task list; only job 0 takes from
+ * the arena. Each keeps its own error, so what is said does not depend on which ran first. */
 typedef struct {
 	Graph *g;
-	size_t nout;
 	Buf err[2];
 	int rc[2];
 } IndexJob;
@@ -164,15 +163,14 @@ static int index_names(Graph *g, Buf *err)
 	return -1;
 }
 
-static int index_outputs(Graph *g, size_t nout, Buf *err)
+/* The first component of every output (see graph_producer): job 0's, beside the names,
+ * as the output index is the longer half. */
+static void index_output_roots(Graph *g)
 {
-	Task *t, *other;
-	int k;
 	const char *last_root = NULL; /* the root kept last: most outputs share it */
 	for (int i = 0; i < g->ntasks; i++) {
-		t = g->tasks[i];
+		Task *t = g->tasks[i];
 		for (int j = 0; j < t->noutputs; j++) {
-			/* the first component of every output: see graph_producer */
 			size_t root_len = strcspn(t->outputs[j], "/");
 			char root[256];
 			if (root_len >= sizeof root)
@@ -192,6 +190,15 @@ static int index_outputs(Graph *g, size_t nout, Buf *err)
 			}
 		}
 	}
+}
+
+static int index_outputs(Graph *g, Buf *err)
+{
+	Task *t, *other;
+	int k;
+	size_t nout = 0;
+	for (int i = 0; i < g->ntasks; i++)
+		nout += (size_t)g->tasks[i]->noutputs;
 	if (index_all(g, &g->by_output, nout, &t, &k, &other) != 0) {
 		buf_printf(err, "%s:%d: tasks \"%s\" and \"%s\" (%s:%d) both declare output \"%s\"", t->opts->file, t->line,
 			   t->name, other->name, other->opts->file, other->line, t->outputs[k]);
@@ -233,7 +240,12 @@ static int index_outputs(Graph *g, size_t nout, Buf *err)
 static void index_job(void *ctx, size_t i)
 {
 	IndexJob *job = ctx;
-	job->rc[i] = i == 0 ? index_names(job->g, &job->err[0]) : index_outputs(job->g, job->nout, &job->err[1]);
+	if (i == 0) {
+		job->rc[0] = index_names(job->g, &job->err[0]);
+		index_output_roots(job->g);
+	} else {
+		job->rc[1] = index_outputs(job->g, &job->err[1]);
+	}
 }
 
 enum { INDEX_ON_TWO_THREADS = 20000 }; /* tasks: below, a thread's start costs more than it saves */
@@ -250,8 +262,6 @@ int graph_index(Graph *g, Buf *err)
 	g->by_output.outputs = 1;
 	g->outputs_forgotten = 0;
 	IndexJob job = {.g = g};
-	for (int i = 0; i < g->ntasks; i++)
-		job.nout += (size_t)g->tasks[i]->noutputs;
 	parallel_for(2, 1, g->ntasks >= INDEX_ON_TWO_THREADS ? 2 : 1, index_job, &job);
 	int rc = 0;
 	for (int i = 0; i < 2 && !rc; i++) /* a name declared twice is said first, as always */
