@@ -203,8 +203,11 @@ def kiln_alone(label, n, as_map, kilns, repeat):
                     sys.exit("kiln's re-run was not a no-op: " + out[-500:])
                 walls[i].append(wall)
                 peaks[i].append(peak)
-        print("%-34s %s" % (label, "   ".join("kiln%d %.2f s (median of %d), peak %.0f MiB" % (
-            i + 1, statistics.median(walls[i]), repeat, max(peaks[i])) for i in range(len(kilns)))))
+        # with the range: on a VM whose freed memory goes back to the host, a first touch
+        # costs the host's fault and runs come out bimodal (bench/README, session 22)
+        print("%-34s %s" % (label, "   ".join("kiln%d %.2f s (median of %d, %.2f-%.2f), peak %.0f MiB" % (
+            i + 1, statistics.median(walls[i]), repeat, min(walls[i]), max(walls[i]), max(peaks[i]))
+            for i in range(len(kilns)))))
         sys.stdout.flush()
     finally:
         for root in roots:
