@@ -30,6 +30,53 @@ static void print_tail(const char *path, int lines)
 	free(text);
 }
 
+/* Orders failures by log, then as they came: those that share a log lie together. */
+static const Failure *failures_by_log;
+static int by_log_then_order(const void *a, const void *b)
+{
+	int i = *(const int *)a, j = *(const int *)b;
+	const char *x = failures_by_log[i].log, *y = failures_by_log[j].log;
+	int c = (x && y) ? strcmp(x, y) : (x != NULL) - (y != NULL);
+	return c ? c : (i > j) - (i < j);
+}
+
+/* Each failure's recap, in the order they came, with its log's tail. Failures that share a
+ * log (a map shard's items) print it once, after the first SAME_LOG_SHOWN of their lines and
+ * a count of the rest (each had its FAILED line as it happened). */
+#define SAME_LOG_SHOWN 5
+static void print_failures(const Failure *failures, int n)
+{
+	if (n == 0)
+		return;
+	int *order = xmalloc((size_t)n * sizeof *order); /* failures, a log's together */
+	int *group_end = xmalloc((size_t)n * sizeof *group_end); /* a group's first: past its last in order */
+	int *first_at = xmalloc((size_t)n * sizeof *first_at);   /* a group's first: its place in order; -1 */
+	for (int i = 0; i < n; i++)
+		order[i] = i, first_at[i] = -1;
+	failures_by_log = failures;
+	qsort(order, (size_t)n, sizeof *order, by_log_then_order);
+	for (int k = 0, end; k < n; k = end) {
+		const char *log = failures[order[k]].log;
+		for (end = k + 1; log && end < n && failures[order[end]].log && !strcmp(log, failures[order[end]].log);)
+			end++;
+		first_at[order[k]] = k, group_end[order[k]] = end;
+	}
+	for (int i = 0; i < n; i++) { /* each group where its first failure came */
+		if (first_at[i] < 0)
+			continue;
+		int from = first_at[i], end = group_end[i];
+		for (int m = from; m < end && m < from + SAME_LOG_SHOWN; m++)
+			printf("FAILED %s: %s\n", failures[order[m]].task->name, failures[order[m]].reason);
+		if (end - from > SAME_LOG_SHOWN)
+			printf("  ... and %d more with the same log\n", end - from - SAME_LOG_SHOWN);
+		if (failures[i].log) {
+			printf("  log: %s\n", failures[i].log);
+			print_tail(failures[i].log, 10);
+		}
+	}
+	free(order), free(group_end), free(first_at);
+}
+
 void sched_print_summary(Run *r, SchedSummary *s)
 {
 	status_clear(&r->st);
@@ -40,15 +87,7 @@ void sched_print_summary(Run *r, SchedSummary *s)
 		       s->stopped_by_signal == SIGINT ? "Ctrl-C (SIGINT)" : strsignal(s->stopped_by_signal));
 	if (r->state_error)
 		printf("kiln: %s\n", r->state_error);
-	/* each failure's recap first: the counts close the run, where the eye lands */
-	for (int i = 0; i < r->nfailures; i++) {
-		Failure *f = &r->failures[i];
-		printf("FAILED %s: %s\n", f->task->name, f->reason);
-		if (f->log) {
-			printf("  log: %s\n", f->log);
-			print_tail(f->log, 10);
-		}
-	}
+	print_failures(r->failures, r->nfailures);
 	printf("kiln: %d task%s: %d ran, %d up to date, %d restored, %d failed, %d not run, in %s\n", s->total,
 	       s->total == 1 ? "" : "s", s->ran, s->up_to_date, s->restored, s->failed, s->not_run, wall);
 	if (s->gpu_wait_sec > 0) {

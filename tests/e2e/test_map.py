@@ -2,8 +2,9 @@
 or Ctrl-C in the middle of a 200-item, 4-shard map, then a re-run that executes only the
 items not recorded (counted from the item records and a ledger the command appends to);
 10 new items run 10; an edited command re-runs all; a failed item is reported by name and
-the others stay done; shards are even; progress lines with a rate; the runner's GPU lease;
-a thousand-item group keyed as one digest, in any order; the report's count of a map's items
+the others stay done; items that fail with one shard's log show it once in the summary;
+shards are even; progress lines with a rate; the runner's GPU lease; a thousand-item group
+keyed as one digest, in any order; the report's count of a map's items
 by run, naming those not recorded.
 Also progress from inside a task (KILN_PROGRESS) and the cost estimate of a dry run."""
 import os
@@ -218,6 +219,18 @@ class Map(KilnTestCase):
         self.assertEqual(r.rc, 0, r)
         self.assertEqual([x.split()[0] for x in self.ledger()[before:]], ["0005"], "only the failed item runs again")
         self.assertIn("3 ran, 11 up to date", r.out)
+
+    def test_items_that_share_a_log_print_it_once_in_the_summary(self):
+        self.ws.write("kiln.lua", recipe(12, shards=1, command="echo the shard looked at {items}; true"))
+        r = self.ws.kiln("run", "-k")
+        self.assertEqual(r.rc, 1, r)
+        summary = r.out[r.out.rindex("progress cap:"):]
+        self.assertEqual(len(re.findall(r"^FAILED cap/\d+: cap:shard-1 exited 0 without writing", summary, re.M)), 5,
+                         summary)
+        self.assertIn("FAILED cap/0001:", summary)
+        self.assertIn("  ... and 7 more with the same log\n", summary)
+        self.assertEqual(summary.count("| the shard looked at"), 1, "the log's tail once")
+        self.assertEqual(len(re.findall(r"^FAILED\s+\[\d+/\d+\] cap/", r.out, re.M)), 12, "each item as it failed")
 
     def map_row(self):
         r = self.ws.kiln("report")
