@@ -67,7 +67,8 @@ static const struct {
 	 "failed); GPU tasks outlined. --patterns draws a grid as one node per pattern, its tag values put\n"
 	 "back as {tag} (eval/{dataset}/{model} ×80), and a map{} as one node, with the counts by state.", verb_graph},
 	{"log", "kiln log TASK [N | --all]", "Prints the log of TASK's latest attempt (from .kiln/logs), of its attempt N, or\n"
-	 "of every attempt it kept, oldest first (attempt numbers never repeat across runs).", verb_log},
+	 "of every attempt it kept, oldest first (attempt numbers never repeat across runs). A map{}'s item\n"
+	 "(MAP/ITEM) prints the log of the shard that last ran it.", verb_log},
 	{"clean", "kiln clean [RECIPE] [TARGET|GLOB ...] [--deps] [--all]",
 	 "Deletes the declared outputs and the recorded successes of the named tasks (all by default), so\n"
 	 "the next run runs them instead of restoring them; --deps also cleans what they depend on; --all\n"

@@ -3,6 +3,7 @@
  * nothing refers to, and old attempt logs) and kiln clean (outputs and recorded successes,
  * or with --all the whole of .kiln/). */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,6 +48,54 @@ static void print_attempt_log(void *ctx, int attempt, long long run_id, const ch
 		print_file(log);
 }
 
+/* A map{}'s items and the map itself have no logs of their own: their shards do. Names the
+ * shard whose latest list (.kiln/maps/SHARD.items) holds the item `name` is, or with none,
+ * fails saying which shards a map called `name` has, or that nothing ran as `name`. */
+static char *shard_of(const char *name)
+{
+	DIR *d = opendir(KILN_DIR "/maps");
+	struct dirent *e;
+	size_t nlen = strlen(name);
+	int nshards = 0;
+	char *found = NULL;
+	while (d && !found && (e = readdir(d))) {
+		size_t elen = strlen(e->d_name);
+		const char *shard = strstr(e->d_name, ":shard-");
+		if (!shard || elen < 6 || strcmp(e->d_name + elen - 6, ".items") != 0)
+			continue;
+		size_t map_len = (size_t)(shard - e->d_name);
+		if (map_len == nlen && memcmp(e->d_name, name, nlen) == 0) { /* the map's own name */
+			nshards++;
+			continue;
+		}
+		if (nlen <= map_len + 1 || memcmp(e->d_name, name, map_len) != 0 || name[map_len] != '/')
+			continue;
+		char *path = xasprintf(KILN_DIR "/maps/%s", e->d_name);
+		size_t len;
+		char *list = read_file(path, &len);
+		const char *item = name + map_len + 1;
+		size_t ilen = nlen - map_len - 1;
+		for (char *line = list, *end; line && *line && !found; line = end + 1) {
+			end = strchrnul(line, '\n');
+			if ((size_t)(end - line) == ilen && memcmp(line, item, ilen) == 0)
+				found = xasprintf("%.*s", (int)(elen - 6), e->d_name);
+			if (!*end)
+				break;
+		}
+		free(list);
+		free(path);
+	}
+	if (d)
+		closedir(d);
+	if (!found && nshards)
+		fatal("\"%s\" is a map{}: its items ran in %d shard%s, each with its logs: `kiln log %s:shard-1` (to "
+		      "%s:shard-%d), or `kiln log %s/ITEM` for the shard that ran an item",
+		      name, nshards, nshards == 1 ? "" : "s", name, name, nshards, name);
+	if (!found)
+		fatal("no log recorded for task \"%s\" in this workspace (has it run?)", name);
+	return found;
+}
+
 int verb_log(Options *o, int argc, char **argv)
 {
 	(void)argc, (void)argv;
@@ -58,6 +107,11 @@ int verb_log(Options *o, int argc, char **argv)
 	Cache *c = cache_open(KILN_DIR, NULL, &copt, &err);
 	if (!c || cache_loaded(c, &err) != 0)
 		fatal("no log recorded for task \"%s\" in this workspace (has it run?)", o->targets[0]);
+	if (cache_last_log(c, o->targets[0], &path) != 0) { /* a map's item: its shard's logs */
+		char *shard = shard_of(o->targets[0]);
+		fprintf(stderr, "kiln: %s is an item of a map{}; it ran in %s, whose log follows\n", o->targets[0], shard);
+		o->targets[0] = shard;
+	}
 	if (number || o->all) {
 		LogQuery q = {number ? atoi(number) : 0, 0};
 		cache_each_attempt_log(c, o->targets[0], print_attempt_log, &q);

@@ -2,10 +2,10 @@
 or Ctrl-C in the middle of a 200-item, 4-shard map, then a re-run that executes only the
 items not recorded (counted from the item records and a ledger the command appends to);
 10 new items run 10; an edited command re-runs all; a failed item is reported by name and
-the others stay done; items that fail with one shard's log show it once in the summary;
-shards are even; progress lines with a rate; the runner's GPU lease; a thousand-item group
-keyed as one digest, in any order; the report's count of a map's items
-by run, naming those not recorded.
+the others stay done; items that fail with one shard's log show it once in the summary,
+and `kiln log MAP/ITEM` prints it; shards are even; progress lines with a rate; the
+runner's GPU lease; a thousand-item group keyed as one digest, in any order; the report's
+count of a map's items by run, naming those not recorded.
 Also progress from inside a task (KILN_PROGRESS) and the cost estimate of a dry run."""
 import os
 import re
@@ -231,6 +231,16 @@ class Map(KilnTestCase):
         self.assertIn("  ... and 7 more with the same log\n", summary)
         self.assertEqual(summary.count("| the shard looked at"), 1, "the log's tail once")
         self.assertEqual(len(re.findall(r"^FAILED\s+\[\d+/\d+\] cap/", r.out, re.M)), 12, "each item as it failed")
+        # an item's log is its shard's; the map's name says where the logs are
+        r = self.ws.kiln("log", "cap/0007")
+        self.assertEqual(r.rc, 0, r)
+        self.assertIn("cap/0007 is an item of a map{}; it ran in cap:shard-1", r.err)
+        self.assertIn("# kiln: task cap:shard-1, attempt 1", r.out)
+        self.assertIn("the shard looked at", r.out)
+        r = self.ws.kiln("log", "cap")
+        self.assertEqual(r.rc, 2, r)
+        self.assertIn("is a map{}: its items ran in 1 shard", r.err)
+        self.assertIn("no log recorded for task \"cap/0099\"", self.ws.kiln("log", "cap/0099").err)
 
     def map_row(self):
         r = self.ws.kiln("report")
