@@ -112,6 +112,7 @@ int verb_log(Options *o, int argc, char **argv)
 		fprintf(stderr, "kiln: %s is an item of a map{}; it ran in %s, whose log follows\n", o->targets[0], shard);
 		o->targets[0] = shard;
 	}
+	buf_reset(&path);
 	if (number || o->all) {
 		LogQuery q = {number ? atoi(number) : 0, 0};
 		cache_each_attempt_log(c, o->targets[0], print_attempt_log, &q);
