@@ -278,6 +278,7 @@ int local_reattach(Executor *ex, Job *job)
 	a->used = 1;
 	if (strcmp(a->key, job->key)) {
 		stop_stale(le, a, "stopped: the task's key changed since it started");
+		job->stopped_stale = 1;
 		return 0;
 	}
 	long long start, keeper_start;

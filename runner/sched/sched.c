@@ -286,6 +286,9 @@ int try_start(Run *r, Task *t)
 	r->nrunning++;
 	if (job->ex->start(job->ex, job) != 0)
 		r->start_failures_pending = 1;
+	if (job->stopped_stale) /* no GPU-hour goes without a word */
+		status_print(&r->st, "note", "%s: stopped the attempt an earlier kiln left running: the task changed since "
+			     "it started, so this one starts afresh", t->name);
 	if (job->adopted) {
 		if (job->attempt > r->attempt_no[t->index])
 			r->attempt_no[t->index] = job->attempt;

@@ -157,6 +157,8 @@ class Resume(KilnTestCase):
         r = self.ws.kiln("run")
         self.assertEqual(r.rc, 0, r)
         self.assertNotIn("attached", r.out)
+        self.assertIn("train: stopped the attempt an earlier kiln left running: the task changed since it started",
+                      r.out, "said, not silent")
         self.assertFalse(set(old) & set(marked_processes(self.ws.dir)), "the stale attempt was stopped")
         self.assertEqual(self.ws.read("model.txt"), "trained 3 epochs\n")
         self.assertNotIn("Resuming", self.ws.read(".kiln/logs/train@2.log"))

@@ -71,6 +71,7 @@ static int slurm_start(Executor *ex, Job *job)
 		}
 		char *cancel[] = {"scancel", a->job_id, NULL}; /* its recipe changed: that job is stale */
 		slurm_tool(cancel, NULL, NULL);
+		job->stopped_stale = 1;
 	}
 	int fd = exec_open_log(job);
 	if (fd >= 0) {

@@ -183,6 +183,7 @@ int ssh_reattach(SshExec *se, Job *job)
 				ssh_run(on, buf_str(&kill), NULL, NULL);
 				buf_free(&kill);
 			}
+			job->stopped_stale = 1;
 			return 0;
 		}
 		int attempt = job->attempt;
