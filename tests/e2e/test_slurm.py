@@ -1,8 +1,8 @@
 """End-to-end against a real one-node Slurm cluster (Debian's slurmctld + slurmd, started
 here in a temp dir by tests/slurm/cluster.sh, with two fake GPUs through gres): dependency
 order, GPUs from Slurm, exit codes, timeouts, retries, scancel from outside, re-attaching
-after kiln is killed, no-op re-runs, one cache for both executors, torchrun on one node
-for real. Skipped (with the reason) where Slurm cannot start. The job kiln writes for a
+after kiln is killed (a job whose task changed since is cancelled, with a note), no-op
+re-runs, one cache for both executors, torchrun on one node for real. Skipped (with the reason) where Slurm cannot start. The job kiln writes for a
 multi-node torchrun task (which a one-node cluster cannot run) is checked against stand-in
 Slurm tools that record what they were given."""
 import os
@@ -159,6 +159,25 @@ end
         for i in (1, 2, 3):
             self.assertEqual(self.ws.read("t%d.txt" % i), "done\n")
         self.assertEqual(self.kiln("run", "--executor", "slurm").ran, set())
+
+    def test_killed_kiln_then_a_changed_task_cancels_the_stale_job(self):
+        self.ws.write("kiln.lua", 'task { name = "stale/t", outputs = {"t.txt"}, run = "sleep 60; echo old > {out}" }\n')
+        env = dict(self.ws.env(), SLURM_CONF=STATE["conf"])
+        kiln = os.environ.get("KILN") or os.path.join(HERE, "../../build/kiln")
+        p = subprocess.Popen([kiln, "run", "--executor", "slurm"], cwd=self.ws.dir, env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.assertTrue(wait_for(lambda: len(jobs_named("stale/")) == 1, 30))
+        time.sleep(0.5)
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        self.ws.write("kiln.lua", 'task { name = "stale/t", outputs = {"t.txt"}, run = "echo new > {out}" }\n')
+        r = self.kiln("run", "--executor", "slurm")
+        self.assertEqual(r.rc, 0, r)
+        self.assertIn("stale/t: stopped the attempt an earlier kiln left running: the task changed", r.out)
+        self.assertEqual(self.ws.read("t.txt"), "new\n")
+        live = subprocess.run(["squeue", "-h", "-t", "PENDING,RUNNING,COMPLETING", "-o", "%j"], capture_output=True,
+                              text=True, env=env).stdout.split()
+        self.assertFalse([n for n in live if "stale/" in n], "the old job was cancelled")
 
     def test_ctrl_c_cancels_jobs_and_detach_leaves_them(self):
         self.ws.write("kiln.lua", 'task { name = "int/long", run = "touch started; sleep 300" }\n')
