@@ -144,6 +144,9 @@ int open_read(const char *path);
 int remove_tree(const char *path);
 /* Reads a whole file; returns malloc'd NUL-terminated data or NULL (errno set). */
 char *read_file(const char *path, size_t *len);
+/* Reads at most the last max bytes of a file (a log's tail: the file may be gigabytes);
+ * malloc'd NUL-terminated data, or NULL (errno set). *from, when given: where they began. */
+char *read_file_tail(const char *path, size_t max, size_t *len, long long *from);
 /* The index of s in the list of n malloc'd strings, appending a copy (and growing the list)
  * when it is not there: first-seen order, for short lists (a linear search). */
 int strlist_find_or_add(char ***list, int *n, const char *s);

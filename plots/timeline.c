@@ -287,7 +287,7 @@ static const char *cell_state(const TaskOutcome *o, int64_t run_id, const char *
 static void log_tail(FILE *f, const char *path)
 {
 	size_t len;
-	char *text = path ? read_file(path, &len) : NULL;
+	char *text = path ? read_file_tail(path, 64 * 1024, &len, NULL) : NULL; /* 30 lines of a log of any size */
 	if (!text) {
 		fprintf(f, "(log not found)");
 		return;

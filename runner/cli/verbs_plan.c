@@ -118,12 +118,18 @@ int verb_why(Options *o, int argc, char **argv)
 	buf_free(&v.reason);
 	/* the key holds the command with its placeholders; the latest log, what ran */
 	buf_reset(&out);
-	size_t len;
-	char *log = cache_last_log(c, t->name, &out) == 0 ? read_file(buf_str(&out), &len) : NULL;
-	char *ran = log ? strstr(log, "\n# command: ") : NULL;
-	if (ran)
-		printf("%s: its latest attempt ran: %.*s\n", t->name, (int)strcspn(ran + 12, "\n"), ran + 12);
-	free(log);
+	FILE *log = cache_last_log(c, t->name, &out) == 0 ? fopen(buf_str(&out), "r") : NULL;
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
+	while (log && (n = getline(&line, &cap, log)) > 0 && line[0] == '#' && strcmp(line, "# --\n") != 0)
+		if (!strncmp(line, "# command: ", 11)) { /* in the header: the log itself may be gigabytes */
+			printf("%s: its latest attempt ran: %.*s\n", t->name, (int)strcspn(line + 11, "\n"), line + 11);
+			break;
+		}
+	free(line);
+	if (log)
+		fclose(log);
 	buf_free(&out);
 	cache_close(c);
 	graph_free(g);

@@ -97,19 +97,16 @@ const char *failure_names(void)
 size_t failure_read_tail(const char *path, char *buf, size_t max)
 {
 	buf[0] = 0;
-	int fd = path ? open(path, O_RDONLY | O_CLOEXEC) : -1;
-	if (fd < 0)
+	size_t len;
+	long long from;
+	char *tail = path ? read_file_tail(path, max - 1, &len, &from) : NULL;
+	if (!tail)
 		return 0;
-	off_t size = lseek(fd, 0, SEEK_END);
-	off_t from = size > (off_t)(max - 1) ? size - (off_t)(max - 1) : 0;
-	ssize_t n = size > 0 ? pread(fd, buf, (size_t)(size - from), from) : 0;
-	close(fd);
-	if (n < 0)
-		n = 0;
+	ssize_t n = (ssize_t)len;
 	for (ssize_t i = 0; i < n; i++)
-		if (!buf[i])
-			buf[i] = ' ';
+		buf[i] = tail[i] ? tail[i] : ' ';
 	buf[n] = 0;
+	free(tail);
 	/* kiln's own header names the command, which may quote the very messages looked for */
 	char *body = from == 0 && !strncmp(buf, "# kiln: ", 8) ? strstr(buf, "\n# --\n") : NULL;
 	if (body) {

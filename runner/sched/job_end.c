@@ -62,9 +62,10 @@ enum FailureClass failure_of_job(const Job *job)
 
 void failure_note_in_log(const Job *job, const char *why)
 {
-	FILE *f = fopen(job->log_path, "a");
+	FILE *f = fopen(job->log_path, "a+");
 	if (!f)
 		return;
-	fprintf(f, "# kiln: attempt %d failed: %s\n", job->attempt, why);
+	int last = fseek(f, -1, SEEK_END) == 0 ? fgetc(f) : '\n'; /* on a line of its own */
+	fprintf(f, "%s# kiln: attempt %d failed: %s\n", last == '\n' ? "" : "\n", job->attempt, why);
 	fclose(f);
 }

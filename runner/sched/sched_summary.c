@@ -8,10 +8,14 @@
 
 #include "sched_internal.h"
 
+/* The widest a log line is shown: a line is what a terminal would show of it (what follows
+ * its last carriage return: a progress bar's latest state), its end when longer. */
+#define TAIL_LINE_MAX 400
+
 static void print_tail(const char *path, int lines)
 {
 	size_t len;
-	char *text = read_file(path, &len);
+	char *text = read_file_tail(path, 64 * 1024, &len, NULL); /* lines past that are not shown anyway */
 	if (!text)
 		return;
 	const char *p = text + len;
@@ -23,19 +27,27 @@ static void print_tail(const char *path, int lines)
 		p++;
 	for (const char *line = p; *line;) {
 		const char *nl = strchr(line, '\n');
-		int n = nl ? (int)(nl - line) : (int)strlen(line);
-		printf("    | %.*s\n", n, line);
+		size_t n = nl ? (size_t)(nl - line) : strlen(line), shown = n;
+		const char *from = line;
+		while (shown > 0 && from[shown - 1] == '\r') /* a bar's line ends "\r\n" at its last state */
+			shown--;
+		const char *cr = shown ? memrchr(from, '\r', shown) : NULL;
+		if (cr)
+			shown -= (size_t)(cr + 1 - from), from = cr + 1;
+		size_t clip = shown > TAIL_LINE_MAX ? shown - TAIL_LINE_MAX : 0;
+		printf("    | %s%.*s\n", clip ? "..." : "", (int)(shown - clip), from + clip);
 		line += n + (nl != NULL);
 	}
 	free(text);
 }
 
-/* Orders failures by log, then as they came: those that share a log lie together. */
-static const Failure *failures_by_log;
-static int by_log_then_order(const void *a, const void *b)
+/* Orders failures (numbers into the array ctx) by log, then as they came: those that share
+ * a log lie together. */
+static int by_log_then_order(const void *a, const void *b, void *ctx)
 {
+	const Failure *failures = ctx;
 	int i = *(const int *)a, j = *(const int *)b;
-	const char *x = failures_by_log[i].log, *y = failures_by_log[j].log;
+	const char *x = failures[i].log, *y = failures[j].log;
 	int c = (x && y) ? strcmp(x, y) : (x != NULL) - (y != NULL);
 	return c ? c : (i > j) - (i < j);
 }
@@ -53,8 +65,7 @@ static void print_failures(const Failure *failures, int n)
 	int *first_at = xmalloc((size_t)n * sizeof *first_at);   /* a group's first: its place in order; -1 */
 	for (int i = 0; i < n; i++)
 		order[i] = i, first_at[i] = -1;
-	failures_by_log = failures;
-	qsort(order, (size_t)n, sizeof *order, by_log_then_order);
+	qsort_r(order, (size_t)n, sizeof *order, by_log_then_order, (void *)failures);
 	for (int k = 0, end; k < n; k = end) {
 		const char *log = failures[order[k]].log;
 		for (end = k + 1; log && end < n && failures[order[end]].log && !strcmp(log, failures[order[end]].log);)

@@ -1,6 +1,8 @@
 """End-to-end: failed attempts are classified from how they ended and their log's tail (oom,
 comm, port, preempted, missing-input, timeout, error), recorded with the attempt, noted in the
-log, and retried per retry_on (by default not an oom)."""
+log on a line of its own, and retried per retry_on (by default not an oom); the run's summary
+shows a big log's last lines as a terminal would (a progress bar's last state, a long line's
+end)."""
 import os
 import sqlite3
 
@@ -67,6 +69,31 @@ class FailureClasses(KilnTestCase):
         r = self.ws.kiln("run")
         self.assertEqual(r.rc, 0, r)
         self.assertEqual([a[2] for a in attempts(self.ws, "t")], ["port", None])
+
+
+class Summary(KilnTestCase):
+    def test_the_summary_shows_a_big_logs_tail_as_a_terminal_would(self):
+        # 30 MB of output, a progress bar redrawn with carriage returns, a 5,000-character
+        # line, and no newline before the end: the summary shows the bar's last state and
+        # the long line's end, and kiln's note in the log starts a line of its own
+        script = ("import sys\n"
+                  "for i in range(300000): sys.stdout.write('x' * 99 + '\\n')\n"
+                  "for i in range(101): sys.stdout.write('\\rtraining %3d%%' % i)\n"
+                  "sys.stdout.write('\\n' + 'y' * 4999 + 'Z\\nTraceback: no newline after this')\n"
+                  "sys.exit(1)\n")
+        self.ws.write("bar.py", script)
+        self.ws.write("kiln.lua", 'task { name = "t", outputs = {"o.txt"}, run = {"/usr/bin/python3", "bar.py"} }\n')
+        r = self.ws.kiln("run")
+        self.assertEqual(r.rc, 1, r)
+        tail = [line for line in r.out.splitlines() if line.startswith("    | ")]
+        self.assertIn("    | training 100%", tail)
+        self.assertFalse([line for line in tail if "training  99%" in line], "only the bar's last state")
+        self.assertIn("    | ..." + "y" * 399 + "Z", tail)
+        self.assertIn("    | Traceback: no newline after this", tail)
+        self.assertIn("    | # kiln: attempt 1 failed: exit status 1 [error]", tail)
+        self.assertLess(len(r.out), 8000, "ten lines, not the log")
+        log = self.ws.read(".kiln/logs/t@1.log")
+        self.assertTrue(log.endswith("Traceback: no newline after this\n# kiln: attempt 1 failed: exit status 1 [error]\n"))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 /* test_util.c — parsing of durations and sizes, buffers, the string map, hashes, paths,
  * the small-block pool. */
+#include <errno.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -299,6 +300,22 @@ int main(void)
 	CHECK(remove_tree(top) == 0); /* already gone */
 	CHECK(remove_tree(keep) == 0 && access(keep, F_OK) != 0);
 	free(sub), free(f), free(keep), free(link);
+
+	/* read_file_tail: the last bytes of a file, where they began, all of a short one */
+	char tailf[] = "/tmp/kiln-test-tail-XXXXXX";
+	int tfd = mkstemp(tailf);
+	CHECK(tfd >= 0 && write(tfd, "0123456789", 10) == 10);
+	size_t tlen;
+	long long tfrom;
+	char *tail = read_file_tail(tailf, 4, &tlen, &tfrom);
+	CHECK(tail && tlen == 4 && !strcmp(tail, "6789") && tfrom == 6);
+	free(tail);
+	tail = read_file_tail(tailf, 64, &tlen, &tfrom);
+	CHECK(tail && tlen == 10 && !strcmp(tail, "0123456789") && tfrom == 0);
+	free(tail);
+	close(tfd);
+	unlink(tailf);
+	CHECK(read_file_tail(tailf, 4, &tlen, NULL) == NULL && errno == ENOENT);
 
 	/* parallel_for visits every index exactly once */
 	static _Atomic int visits[10000];
