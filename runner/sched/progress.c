@@ -39,9 +39,16 @@ void progress_end(Job *job)
 static int last_reading(const char *path, long long *done, long long *total)
 {
 	size_t len;
-	char *text = read_file(path, &len);
-	if (!text)
+	long long from;
+	char *whole = read_file_tail(path, 4096, &len, &from); /* a file appended to for days: its end */
+	if (!whole)
 		return 0;
+	char *text = whole;
+	if (from > 0) { /* the first line is cut: from the next */
+		char *nl = memchr(text, '\n', len);
+		size_t skip = nl ? (size_t)(nl + 1 - text) : len;
+		text += skip, len -= skip;
+	}
 	int found = 0;
 	for (char *end = text + len; end > text && !found;) {
 		char *nl = end - 1;
@@ -63,7 +70,7 @@ static int last_reading(const char *path, long long *done, long long *total)
 		}
 		end = start;
 	}
-	free(text);
+	free(whole);
 	return found;
 }
 
