@@ -143,6 +143,9 @@ int cache_unclean(Cache *c);
 int cache_last_attempt_number(Cache *c, const char *task);
 /* Whether the latest attempt of task that ran (restores left out) failed or was stopped. */
 int cache_last_attempt_failed(Cache *c, const char *task);
+/* Calls fn with every task whose latest attempt that ran failed or was interrupted, and its
+ * recorded outcome ("exit status 1 [error]", "interrupted"). */
+void cache_each_failed_latest(Cache *c, void (*fn)(void *ctx, const char *task, const char *outcome), void *ctx);
 /* Writes the log path of t's latest attempt into out; -1 if none is recorded. */
 int cache_last_log(Cache *c, const char *task, Buf *out);
 /* `kiln why`: writes the field-level difference between t's current key and its last

@@ -97,6 +97,11 @@ int cache_last_attempt_failed(Cache *c, const char *task)
 	return c && history_last_attempt(cache_state(c), task, key, &ok) && !ok;
 }
 
+void cache_each_failed_latest(Cache *c, void (*fn)(void *ctx, const char *task, const char *outcome), void *ctx)
+{
+	history_each_failed_latest(cache_state(c), fn, ctx);
+}
+
 int cache_last_log(Cache *c, const char *task, Buf *out) { return state_last_log(cache_state(c), task, out) ? 0 : -1; }
 
 /* Fills out with live (not zombie) processes other than this one whose environment holds

@@ -193,6 +193,22 @@ int history_last_attempt(State *s, const char *task, char key[33], int *finished
 	return found;
 }
 
+/* the outcome test first: the latest-attempt look-up (by the (task, id) index) is made for
+ * failed rows only */
+static const char *const failed_latest_sql =
+	"SELECT a.task, a.outcome FROM attempts a WHERE a.outcome IS NOT NULL AND a.outcome NOT IN ('ok', 'restored') "
+	"AND a.attempt > 0 AND a.id = (SELECT max(b.id) FROM attempts b WHERE b.task = a.task AND b.attempt > 0)";
+
+void history_each_failed_latest(State *s, void (*fn)(void *ctx, const char *task, const char *outcome), void *ctx)
+{
+	sqlite3_stmt *st = state_statement(s, &failed_latest_sql);
+	if (!st)
+		return;
+	while (sqlite3_step(st) == SQLITE_ROW)
+		fn(ctx, (const char *)sqlite3_column_text(st, 0), (const char *)sqlite3_column_text(st, 1));
+	sqlite3_reset(st);
+}
+
 static const char *const max_attempt_sql = "SELECT max(attempt) FROM attempts WHERE task = ?1";
 
 int history_max_attempt(State *s, const char *task)

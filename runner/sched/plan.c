@@ -20,6 +20,9 @@ typedef struct {
 	int nwork;    /* tasks with work that would run (a million, in a first plan) */
 	int restores; /* the tasks whose outputs would be restored */
 	Buf text;     /* lines not yet written */
+	Cache *c;
+	StrMap failed; /* task -> its latest attempt's outcome, where that failed: read when first needed */
+	int failed_read;
 } PlanPrint;
 
 /* The lines gathered so far, written out: a MiB at a time, where stdio would write a pipe
@@ -44,11 +47,39 @@ static void print_line(PlanPrint *p, const char *verdict, const char *name, cons
 		print_flush(p);
 }
 
+static void remember_failed(void *ctx, const char *task, const char *outcome)
+{
+	strmap_put(ctx, xstrdup(task), xstrdup(outcome ? outcome : "failed"));
+}
+
+/* A task with no success recorded whose latest attempt failed says so: which runs afresh and
+ * which failed last time are told apart (the state is asked once, at the first). */
+static void print_run_reason(PlanPrint *p, const Task *t, const char *reason)
+{
+	if (strcmp(reason, "no successful run recorded") != 0) {
+		print_line(p, "run       ", t->name, reason);
+		return;
+	}
+	if (!p->failed_read) {
+		p->failed_read = 1;
+		cache_each_failed_latest(p->c, remember_failed, &p->failed);
+	}
+	const char *outcome = p->failed.count ? strmap_get(&p->failed, t->name) : NULL;
+	if (!outcome) {
+		print_line(p, "run       ", t->name, reason);
+		return;
+	}
+	Buf line = {0};
+	buf_printf(&line, "%s; its latest attempt: %s (kiln log %s)", reason, outcome, t->name);
+	print_line(p, "run       ", t->name, buf_str(&line));
+	buf_free(&line);
+}
+
 static void print_verdict(void *ctx, const Task *t, enum Verdict v, const char *reason)
 {
 	PlanPrint *p = ctx;
 	if (v == VERDICT_RUN) {
-		print_line(p, "run       ", t->name, reason);
+		print_run_reason(p, t, reason);
 		if (task_has_work(t)) {
 			p->nwork++;
 			if (p->runs)
@@ -216,10 +247,12 @@ int sched_plan(Graph *g, Cache *c, FILE *out, int all, PlanCapacity cap, int *re
 	 * tasks that would run are counted, not listed */
 	StrMap durations = {0};
 	cache_each_duration(c, remember, &durations);
-	PlanPrint p = {out, all, durations.count ? xmalloc(((size_t)g->ntasks + 1) * sizeof(Task *)) : NULL, 0, 0, 0, {0}};
+	PlanPrint p = {out, all, durations.count ? xmalloc(((size_t)g->ntasks + 1) * sizeof(Task *)) : NULL, 0, 0, 0, {0},
+		       c, {0}, 0};
 	int n = cache_plan(c, g, print_verdict, &p);
 	print_flush(&p);
 	buf_free(&p.text);
+	strmap_free_owned(&p.failed);
 	OpenNote open = {g, out};
 	cache_each_open_job(c, note_open_attempt, &open);
 	if (p.nwork && !p.nruns) {

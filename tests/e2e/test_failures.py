@@ -2,7 +2,7 @@
 comm, port, preempted, missing-input, timeout, error), recorded with the attempt, noted in the
 log on a line of its own, and retried per retry_on (by default not an oom); the run's summary
 shows a big log's last lines as a terminal would (a progress bar's last state, a long line's
-end)."""
+end); `kiln status` tells a task whose latest attempt failed from one never run."""
 import os
 import sqlite3
 
@@ -95,6 +95,15 @@ class Summary(KilnTestCase):
         log = self.ws.read(".kiln/logs/t@1.log")
         self.assertTrue(log.endswith("Traceback: no newline after this\n# kiln: attempt 1 failed: exit status 1 [error]\n"))
 
+    def test_status_tells_a_task_that_failed_from_one_never_run(self):
+        bad = 'task { name = "bad", outputs = {"b.txt"}, run = "exit 4" }\n'
+        self.ws.write("kiln.lua", bad)
+        self.assertEqual(self.ws.kiln("run").rc, 1)
+        self.ws.write("kiln.lua", bad + 'task { name = "new", outputs = {"n.txt"}, run = "echo > {out}" }\n')
+        r = self.ws.kiln("status")
+        self.assertIn("run       bad: no successful run recorded; its latest attempt: exit status 4 [error] "
+                      "(kiln log bad)\n", r.out)
+        self.assertIn("run       new: no successful run recorded\n", r.out)
 
 if __name__ == "__main__":
     main()
