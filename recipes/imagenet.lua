@@ -1,7 +1,8 @@
 -- imagenet.lua — ImageNet-style ResNet training (torchvision models) three ways: one
 -- process, DDP over this node's leased GPUs under torchrun (CPU processes with gloo where
 -- there are none), and DDP over several nodes through Slurm (nodes=N, N > 1). Per-epoch
--- metrics, a throughput chart and loss curves; each run's checkpoint is an output. Beside
+-- metrics, a throughput chart and loss curves; each run's checkpoint is an output, and a
+-- snapshot after every epoch lets an interrupted run continue where it stopped. Beside
 -- them `kiln-kernels conv` times the network's convolutions forward, backward-data and
 -- backward-filter (cuDNN, NHWC fp16 with autotuned algorithms, on a leased GPU; the C
 -- reference on CPU), charted per layer (conv_layers) and for the whole network (conv_network).
@@ -44,9 +45,13 @@ end
 local function trainer(mode, extra)
   local out, ckpt = "results/" .. mode .. ".json", "checkpoints/" .. mode .. ".pt"
   local cmd = { P.python, here .. "/train.py", "--arch", P.arch, "--image-size", size, "--batch", batch,
-                "--epochs", P.epochs, "--steps", P.steps, "--lr", P.lr, "--out", out, "--checkpoint", ckpt }
+                "--epochs", P.epochs, "--steps", P.steps, "--lr", P.lr, "--out", out, "--checkpoint", ckpt,
+                "--resume", "{resume}" }
   if P.dummy then cmd[#cmd + 1] = "--dummy" else cmd[#cmd + 1] = "--data"; cmd[#cmd + 1] = P.data end
+  -- the per-epoch snapshot: a retry, a re-run after Ctrl-C or a preempted job continues
+  -- after the last finished epoch (kiln keeps it only for the same key)
   local t = { name = "imagenet/" .. mode, inputs = { here .. "/train.py" }, outputs = { out, ckpt },
+              resume = { "checkpoints/" .. mode .. ".resume.pt" },
               metrics = out, tags = { mode = mode, arch = P.arch }, run = cmd, timeout = "48h",
               retry_on = { "port", "comm", "preempted" }, env = { PYTHONDONTWRITEBYTECODE = "1" } }
   for k, v in pairs(extra) do t[k] = v end

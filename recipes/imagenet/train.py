@@ -3,7 +3,9 @@ torchrun (one process per leased GPU with NCCL, or CPU processes with gloo), on 
 or several. --dummy trains on random images (smoke tests, throughput); --data DIR reads an
 ImageFolder tree (DIR/train/<class>/*.jpeg, DIR/val/...). --steps caps the steps of every
 epoch. Writes per-epoch JSON for kiln (loss, top-1, images/s, epoch time) and, on rank 0,
-the final checkpoint."""
+the final checkpoint. With --resume PATH, rank 0 also snapshots the run after every epoch
+(model, optimiser, the epochs so far) and a restarted run continues after the last epoch
+it finished: an interrupted 90-epoch run loses at most the epoch in flight."""
 import argparse
 import json
 import os
@@ -30,7 +32,16 @@ def parse_args():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="results JSON")
     p.add_argument("--checkpoint", required=True)
+    p.add_argument("--resume", help="the per-epoch snapshot: written after each epoch, continued from if present")
     return p.parse_args()
+
+
+def save_atomically(obj, path):
+    """torch.save to a temporary name, then a rename: a kill mid-write leaves the last
+    complete file, never half of one."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    torch.save(obj, path + ".tmp")
+    os.replace(path + ".tmp", path)
 
 
 def setup():
@@ -111,12 +122,19 @@ def main():
     net = torchvision.models.__dict__[args.arch](num_classes=args.classes).to(device)
     if device.type == "cuda":
         net = net.to(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(net.parameters(), lr=args.lr, momentum=0.9, weight_decay=1e-4)
+    epochs = []
+    if args.resume and os.path.exists(args.resume):  # every rank reads the same snapshot
+        snap = torch.load(args.resume, map_location=device)
+        net.load_state_dict(snap["model"])
+        opt.load_state_dict(snap["optimizer"])
+        epochs = snap["epochs"]
+        if rank == 0:
+            print(f"resuming after epoch {len(epochs)} of {args.epochs} from {args.resume}", flush=True)
     model = torch.nn.parallel.DistributedDataParallel(net, device_ids=[local] if device.type == "cuda" else None) \
         if distributed else net
-    opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, weight_decay=1e-4)
     train_loader, val_loader, sampler = loaders(args, rank, world, distributed)
-    epochs = []
-    for epoch in range(1, args.epochs + 1):
+    for epoch in range(len(epochs) + 1, args.epochs + 1):
         if sampler:
             sampler.set_epoch(epoch)
         if distributed:
@@ -144,13 +162,13 @@ def main():
                "images_per_s": steps * args.batch * world / elapsed, "epoch_time": elapsed, "steps": steps}
         epochs.append(row)
         if rank == 0:
+            if args.resume:  # before the line: an epoch said done is in the snapshot
+                save_atomically({"model": net.state_dict(), "optimizer": opt.state_dict(), "epochs": epochs},
+                                args.resume)
             print(f"epoch {epoch}: {steps} steps, train loss {row['train_loss']:.4f}, top-1 {top1:.4f}, "
                   f"{row['images_per_s']:.1f} images/s over {world} process(es)", flush=True)
     if rank == 0:
-        os.makedirs(os.path.dirname(args.checkpoint) or ".", exist_ok=True)
-        torch.save({"arch": args.arch, "state_dict": net.state_dict(), "epochs": args.epochs},
-                   args.checkpoint + ".tmp")
-        os.replace(args.checkpoint + ".tmp", args.checkpoint)
+        save_atomically({"arch": args.arch, "state_dict": net.state_dict(), "epochs": args.epochs}, args.checkpoint)
         result = {"arch": args.arch, "world_size": world, "device": device.type,
                   "backend": dist.get_backend() if distributed else "none",
                   "cudnn": torch.backends.cudnn.version() if device.type == "cuda" else 0,

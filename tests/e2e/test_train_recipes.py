@@ -2,17 +2,20 @@
 train_compare.lua (DDP vs all-reduce vs parameter server: five charts, the performance
 report with ratios to DDP, the kiln-kernels comm measurements and their two charts, a second
 run that executes nothing), imagenet.lua (one process and torchrun DDP, a loadable
-checkpoint, kiln-kernels conv per pass and its charts), clip_grid.lua (the encoder grid: logs and
+checkpoint, kiln-kernels conv per pass and its charts, a DDP run stopped by Ctrl-C that
+continues after the last epoch it finished), clip_grid.lua (the encoder grid: logs and
 checkpoints named after each config, the recall table) and caption.lua (generated images
 captioned by a sharded map{}) and third_party.lua (an unmodified trainer with its own rank
 launcher, per-config folders, a best model as an optional output, charts from its log lines). Skipped (with the reason) where Debian's python3-torch /
 python3-torchvision / python3-pil are not installed."""
 import json
 import os
+import re
+import signal
 import subprocess
 import unittest
 
-from kilntest import KilnTestCase, main
+from kilntest import KilnTestCase, main, wait_for
 from test_torchrun import PYTHON, SKIP
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -91,6 +94,27 @@ class Recipes(KilnTestCase):
         self.assertTrue(check.stdout.startswith("resnet18 "), check.stdout)
         self.assertIn("--nproc_per_node=2", self.ws.read(".kiln/logs/imagenet/ddp@1.log"))
         self.assertEqual(self.ws.kiln("run", recipe, "steps=2", "epochs=1", "image_size=32", "batch=4").ran, set())
+
+    def test_imagenet_ddp_continues_after_ctrl_c_at_the_epoch_it_stopped(self):
+        recipe = os.path.join(RECIPES, "imagenet.lua")
+        args = ["run", recipe, "modes=ddp", "conv=false", "epochs=6", "steps=4", "image_size=32", "batch=4"]
+        log = ".kiln/logs/imagenet/ddp@1.log"
+        p = self.ws.spawn(*args)
+        self.assertTrue(wait_for(lambda: self.ws.exists(log) and "epoch 2:" in self.ws.read(log), timeout=300))
+        os.kill(p.pid, signal.SIGINT)
+        p.communicate(timeout=120)
+        self.assertEqual(p.returncode, 130, "stopped part way")
+        r = self.ws.kiln(*args, timeout=600)
+        self.assertEqual(r.rc, 0, r)
+        second = self.ws.read(".kiln/logs/imagenet/ddp@2.log")
+        resumed = re.search(r"resuming after epoch (\d+) of 6", second)
+        self.assertTrue(resumed, second)
+        self.assertGreaterEqual(int(resumed.group(1)), 2)
+        said = re.findall(r"^epoch (\d+):", self.ws.read(log) + second, re.M)
+        self.assertEqual(sorted(map(int, said)), list(range(1, 7)), "each epoch trained (and said) once")
+        result = json.loads(self.ws.read("results/ddp.json"))
+        self.assertEqual([e["epoch"] for e in result["epochs"]], list(range(1, 7)))
+        self.assertEqual(self.ws.kiln(*args).ran, set())
 
     def test_clip_grid(self):
         recipe = os.path.join(RECIPES, "clip_grid.lua")
