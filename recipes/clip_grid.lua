@@ -3,7 +3,8 @@
 -- shared server at a time: a GPU that someone else keeps busy (> 70 % utilised, or half its
 -- memory) is waited for at most 5 minutes, then the least busy one is taken. One log per
 -- config, named after it (.kiln/logs/clip/<image>-<text>@N.log); a checkpoint directory per
--- config; a recall@1 table and heatmap; kiln's summary lists what failed with its log.
+-- config; a snapshot per config after every epoch, so an interrupted config continues where
+-- it stopped; a recall@1 table and heatmap; kiln's summary lists what failed with its log.
 --
 --   kiln -C build/clip run recipes/clip_grid.lua
 --   kiln -C build/clip run recipes/clip_grid.lua --gpus 0,1,2,3        (only those GPUs)
@@ -38,10 +39,12 @@ for c in grid { image = list(P.images), text = list(P.texts) } do
     outputs = { "checkpoints/" .. config, "results/" .. config .. ".json" },
     metrics = "results/" .. config .. ".json",
     tags = { image = c.image, text = c.text },
+    resume = { "snapshots/" .. config .. ".pt" },   -- a Ctrl-C or a retry continues at the epoch
     gpus = gpus, gpu_wait = P.wait, gpu_wait_then = "run",
     env = { PYTHONDONTWRITEBYTECODE = "1" },
     run = { P.python, here .. "/train.py", "--image", c.image, "--text", c.text, "--epochs", P.epochs,
-            "--samples", P.samples, "--checkpoint", "checkpoints/" .. config, "--out", "results/" .. config .. ".json" },
+            "--samples", P.samples, "--checkpoint", "checkpoints/" .. config, "--out", "results/" .. config .. ".json",
+            "--resume", "{resume}" },
   }
 end
 

@@ -2,6 +2,9 @@
 text encoder, chosen by name, trained on synthetic paired data (images and token ids drawn
 from one shared latent, so pairs really match) with the symmetric InfoNCE loss. Writes the
 checkpoint directory and a metrics JSON (per-epoch loss, final image->text recall@1).
+With --resume PATH it snapshots the run after every epoch (encoders, optimiser, the random
+generator, the epochs so far) and a restarted run continues after the last finished epoch,
+as it would have gone on uninterrupted.
 
 Encoder names: image "starnet_s1".."starnet_s4" (a conv net with that many stages), text
 "clip:ViT-B/32" (a small transformer over tokens) or "bert-base-chinese" (an embedding bag
@@ -68,6 +71,7 @@ def main():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint", required=True, help="directory")
     p.add_argument("--out", required=True, help="metrics JSON")
+    p.add_argument("--resume", help="the per-epoch snapshot: written after each epoch, continued from if present")
     args = p.parse_args()
     torch.manual_seed(args.seed)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -79,9 +83,19 @@ def main():
     image_enc, text_enc = build_image(args.image, dim).to(device), build_text(args.text, vocab, dim).to(device)
     scale = nn.Parameter(torch.tensor(2.6, device=device))
     opt = torch.optim.AdamW(list(image_enc.parameters()) + list(text_enc.parameters()) + [scale], lr=2e-3)
-    epochs = []
+    epochs, earlier = [], 0.0  # earlier: training time before a resume
+    if args.resume and os.path.exists(args.resume):
+        snap = torch.load(args.resume, map_location=device)
+        image_enc.load_state_dict(snap["image_state"])
+        text_enc.load_state_dict(snap["text_state"])
+        opt.load_state_dict(snap["optimizer"])
+        with torch.no_grad():
+            scale.copy_(snap["scale"])
+        torch.set_rng_state(snap["rng"])
+        epochs, earlier = snap["epochs"], snap["train_time"]
+        print(f"resuming after epoch {len(epochs)} of {args.epochs} from {args.resume}", flush=True)
     start = time.perf_counter()
-    for epoch in range(1, args.epochs + 1):
+    for epoch in range(len(epochs) + 1, args.epochs + 1):
         total, steps = 0.0, 0
         order = torch.randperm(args.samples, device=device)
         for s in range(0, args.samples - args.batch + 1, args.batch):
@@ -102,12 +116,18 @@ def main():
             recall = ((a @ b.t()).argmax(1) == torch.arange(len(a), device=device)).float().mean().item()
             image_enc.train(), text_enc.train()
         epochs.append({"epoch": epoch, "loss": total / max(steps, 1), "recall_at_1": recall})
+        if args.resume:  # before the line: an epoch said done is in the snapshot
+            os.makedirs(os.path.dirname(args.resume) or ".", exist_ok=True)
+            torch.save({"image_state": image_enc.state_dict(), "text_state": text_enc.state_dict(),
+                        "optimizer": opt.state_dict(), "scale": scale.detach(), "rng": torch.get_rng_state(),
+                        "epochs": epochs, "train_time": earlier + time.perf_counter() - start}, args.resume + ".tmp")
+            os.replace(args.resume + ".tmp", args.resume)
         print(f"{args.image} x {args.text} epoch {epoch}: loss {total / max(steps, 1):.4f}, recall@1 {recall:.3f}",
               flush=True)
     os.makedirs(args.checkpoint, exist_ok=True)
     torch.save({"image": args.image, "text": args.text, "image_state": image_enc.state_dict(),
                 "text_state": text_enc.state_dict()}, os.path.join(args.checkpoint, "model.pt"))
-    result = {"image": args.image, "text": args.text, "device": device.type, "train_time": time.perf_counter() - start,
+    result = {"image": args.image, "text": args.text, "device": device.type, "train_time": earlier + time.perf_counter() - start,
               "final_loss": epochs[-1]["loss"], "recall_at_1": epochs[-1]["recall_at_1"], "epochs": epochs}
     with open(args.out + ".tmp", "w") as f:
         json.dump(result, f, indent=1)
