@@ -49,18 +49,23 @@ static void print_attempt_log(void *ctx, int attempt, long long run_id, const ch
 }
 
 /* A map{}'s items and the map itself have no logs of their own: their shards do. Names the
- * shard whose latest list (.kiln/maps/SHARD.items) holds the item `name` is, or with none,
- * fails saying which shards a map called `name` has, or that nothing ran as `name`. */
+ * shard whose list (.kiln/maps/SHARD.items, rewritten by each attempt) holds the item `name`
+ * is, the newest list where a shard count changed; or with none, fails saying which shards a
+ * map called `name` has, or that nothing ran as `name`. */
 static char *shard_of(const char *name)
 {
 	DIR *d = opendir(KILN_DIR "/maps");
 	struct dirent *e;
 	size_t nlen = strlen(name);
-	int nshards = 0;
+	int nshards = 0;   /* shards of a map called name */
+	char *map = NULL; /* a map whose "MAP/" begins name */
 	char *found = NULL;
-	while (d && !found && (e = readdir(d))) {
+	struct timespec found_at = {0, 0};
+	while (d && (e = readdir(d))) {
 		size_t elen = strlen(e->d_name);
-		const char *shard = strstr(e->d_name, ":shard-");
+		const char *shard = NULL; /* the last ":shard-": a map's name may hold one */
+		for (const char *at = e->d_name; (at = strstr(at, ":shard-")); at++)
+			shard = at;
 		if (!shard || elen < 6 || strcmp(e->d_name + elen - 6, ".items") != 0)
 			continue;
 		size_t map_len = (size_t)(shard - e->d_name);
@@ -70,15 +75,24 @@ static char *shard_of(const char *name)
 		}
 		if (nlen <= map_len + 1 || memcmp(e->d_name, name, map_len) != 0 || name[map_len] != '/')
 			continue;
+		if (!map)
+			map = xasprintf("%.*s", (int)map_len, name);
 		char *path = xasprintf(KILN_DIR "/maps/%s", e->d_name);
 		size_t len;
-		char *list = read_file(path, &len);
+		struct stat st;
+		char *list = stat(path, &st) == 0 && (!found || st.st_mtim.tv_sec > found_at.tv_sec ||
+						      (st.st_mtim.tv_sec == found_at.tv_sec && st.st_mtim.tv_nsec > found_at.tv_nsec))
+				     ? read_file(path, &len) : NULL;
 		const char *item = name + map_len + 1;
 		size_t ilen = nlen - map_len - 1;
-		for (char *line = list, *end; line && *line && !found; line = end + 1) {
+		for (char *line = list, *end; line && *line; line = end + 1) {
 			end = strchrnul(line, '\n');
-			if ((size_t)(end - line) == ilen && memcmp(line, item, ilen) == 0)
+			if ((size_t)(end - line) == ilen && memcmp(line, item, ilen) == 0) {
+				free(found);
 				found = xasprintf("%.*s", (int)(elen - 6), e->d_name);
+				found_at = st.st_mtim;
+				break;
+			}
 			if (!*end)
 				break;
 		}
@@ -87,6 +101,10 @@ static char *shard_of(const char *name)
 	}
 	if (d)
 		closedir(d);
+	if (!found && map) /* done by an earlier attempt: the lists are the latest attempts' */
+		fatal("no log recorded for task \"%s\", and no latest list of map %s's shards names it: if an earlier "
+		      "attempt made it, `kiln log %s:shard-N --all` prints every attempt of shard N",
+		      name, map, map);
 	if (!found && nshards)
 		fatal("\"%s\" is a map{}: its items ran in %d shard%s, each with its logs: `kiln log %s:shard-1` (to "
 		      "%s:shard-%d), or `kiln log %s/ITEM` for the shard that ran an item",
