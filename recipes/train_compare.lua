@@ -7,7 +7,8 @@
 -- message size, the nccl-tests way, charted as comm_bandwidth and comm_peak.
 --
 -- The defaults train on CPU with gloo (2 processes, a small MLP on synthetic data, 5
--- epochs); where GPUs are known each run leases `gpus` of them and uses NCCL.
+-- epochs); where GPUs are known each run leases `gpus` of them and uses NCCL. Each run
+-- snapshots itself after every epoch: one stopped part way continues at the epoch.
 --
 --   kiln -C build/train run recipes/train_compare.lua
 --   kiln -C build/train run recipes/train_compare.lua seeds=3   (mean ± std, error bars)
@@ -59,9 +60,11 @@ for method in P.methods:gmatch("[^,]+") do
       torchrun = { nproc = gpus > 0 and "gpus" or P.nproc },
       timeout = "30m",
       retry_on = { "port", "comm" },
+      resume = { string.format("snapshots/%s-s%d.pt", method, seed) }, -- Ctrl-C, a retry: on at the epoch
       env = { PYTHONDONTWRITEBYTECODE = "1" }, -- no __pycache__ beside the scripts
       run = { P.python, here .. "/" .. method .. ".py", "--epochs", P.epochs, "--batch", P.batch,
-              "--samples", P.samples, "--hidden", P.hidden, "--lr", P.lr, "--seed", seed, "--out", "{out}" },
+              "--samples", P.samples, "--hidden", P.hidden, "--lr", P.lr, "--seed", seed, "--out", "{out}",
+              "--resume", "{resume}" },
     }
   end
 end

@@ -15,8 +15,8 @@ def main():
     net = common.model(args, device)
     params = [p for p in net.parameters()]
     opt = torch.optim.SGD(params, lr=args.lr, momentum=0.9)
-    results = common.Results(args, "allreduce", world, world)
-    for epoch in range(1, args.epochs + 1):
+    results = common.Results(args, "allreduce", world, world, net, opt)
+    for epoch in range(results.first_epoch(device), args.epochs + 1):
         xs, ys = common.shard(x, y, rank, world, epoch, args.seed)
         comm_time = 0.0
         dist.barrier()

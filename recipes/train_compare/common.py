@@ -5,7 +5,9 @@ Every method trains the same model from the same initial parameters on the same 
 the same batch per worker, so throughput, time, loss and accuracy compare the ways
 gradients travel (a parameter server has one worker fewer: rank 0 serves).
 Runs on CPU with gloo, or on the leased GPUs with NCCL (one process per GPU, torchrun's
-LOCAL_RANK indexing CUDA_VISIBLE_DEVICES)."""
+LOCAL_RANK indexing CUDA_VISIBLE_DEVICES). With --resume PATH rank 0 snapshots the run after
+every epoch (parameters, optimizer, the epochs so far) and a restarted run continues after
+the last finished epoch."""
 import argparse
 import json
 import os
@@ -29,6 +31,7 @@ def parse_args(description):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--backend", default="auto", help="gloo, nccl, or auto (nccl where CUDA is)")
     p.add_argument("--out", required=True, help="the JSON results file (written by rank 0)")
+    p.add_argument("--resume", help="the per-epoch snapshot: written after each epoch, continued from if present")
     return p.parse_args()
 
 
@@ -114,16 +117,40 @@ def mean_over_ranks(values, device, divide_by):
 
 class Results:
     """The per-epoch record and the JSON written at the end (rank 0), atomically so a
-    killed run never leaves half a file for kiln to ingest."""
+    killed run never leaves half a file for kiln to ingest; with --resume, the snapshot of
+    net, opt (None on ranks without one) and extra (a dict of running totals) as well."""
 
-    def __init__(self, args, method, world, workers):
+    def __init__(self, args, method, world, workers, net, opt, extra=None):
         self.args, self.method, self.world, self.workers = args, method, world, workers
+        self.net, self.opt, self.extra = net, opt, extra if extra is not None else {}
         self.epochs = []
+
+    def first_epoch(self, device):
+        """1, or the epoch after the snapshot's last: every rank reads it and takes what it
+        holds (a parameter server's workers have no optimizer)."""
+        path = self.args.resume
+        if not path or not os.path.exists(path):
+            return 1
+        snap = torch.load(path, map_location=device)
+        self.net.load_state_dict(snap["model"])
+        if self.opt is not None:
+            self.opt.load_state_dict(snap["optimizer"])
+        self.epochs = snap["epochs"]
+        self.extra.update(snap["extra"])
+        if dist.get_rank() == 0:
+            print(f"resuming after epoch {len(self.epochs)} of {self.args.epochs} from {path}", flush=True)
+        return len(self.epochs) + 1
 
     def epoch(self, **row):
         self.epochs.append(row)
         if dist.get_rank() == 0:
-                print(f"{self.method} epoch {row['epoch']}: loss {row['loss']:.4f} acc {row['accuracy']:.4f} "
+            if self.args.resume:  # before the line: an epoch said done is in the snapshot
+                os.makedirs(os.path.dirname(self.args.resume) or ".", exist_ok=True)
+                torch.save({"model": self.net.state_dict(), "epochs": self.epochs, "extra": self.extra,
+                            "optimizer": self.opt.state_dict() if self.opt is not None else None},
+                           self.args.resume + ".tmp")
+                os.replace(self.args.resume + ".tmp", self.args.resume)
+            print(f"{self.method} epoch {row['epoch']}: loss {row['loss']:.4f} acc {row['accuracy']:.4f} "
                   f"{row['throughput']:.0f} samples/s, {row['epoch_time']:.2f} s "
                   f"(comm {row['comm_time']:.2f} s)", flush=True)
 

@@ -32,8 +32,8 @@ def main():
 
     ddp.register_comm_hook(None, timed_allreduce)
     opt = torch.optim.SGD(ddp.parameters(), lr=args.lr, momentum=0.9)
-    results = common.Results(args, "ddp", world, world)
-    for epoch in range(1, args.epochs + 1):
+    results = common.Results(args, "ddp", world, world, net, opt)
+    for epoch in range(results.first_epoch(device), args.epochs + 1):
         xs, ys = common.shard(x, y, rank, world, epoch, args.seed)
         comm["time"] = 0.0
         dist.barrier()

@@ -37,9 +37,9 @@ def main():
     net = common.model(args, device)
     opt = torch.optim.SGD(net.parameters(), lr=args.lr, momentum=0.9) if rank == 0 else None
     size = sum(p.numel() for p in net.parameters())
-    results = common.Results(args, "ps", world, workers)
     totals = {"pull": 0.0, "push": 0.0, "send": 0.0, "recv": 0.0}
-    for epoch in range(1, args.epochs + 1):
+    results = common.Results(args, "ps", world, workers, net, opt, totals)
+    for epoch in range(results.first_epoch(device), args.epochs + 1):
         # the workers share the epoch; the server takes no data
         steps = (args.samples // workers) // args.batch
         pull = push = send = recv = 0.0
