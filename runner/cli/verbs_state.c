@@ -111,6 +111,7 @@ static char *shard_of(const char *name)
 		      name, nshards, nshards == 1 ? "" : "s", name, name, nshards, name);
 	if (!found)
 		fatal("no log recorded for task \"%s\" in this workspace (has it run?)", name);
+	free(map);
 	return found;
 }
 
@@ -125,8 +126,9 @@ int verb_log(Options *o, int argc, char **argv)
 	Cache *c = cache_open(KILN_DIR, NULL, &copt, &err);
 	if (!c || cache_loaded(c, &err) != 0)
 		fatal("no log recorded for task \"%s\" in this workspace (has it run?)", o->targets[0]);
+	char *shard = NULL;
 	if (cache_last_log(c, o->targets[0], &path) != 0) { /* a map's item: its shard's logs */
-		char *shard = shard_of(o->targets[0]);
+		shard = shard_of(o->targets[0]);
 		fprintf(stderr, "kiln: %s is an item of a map{}; it ran in %s, whose log follows\n", o->targets[0], shard);
 		o->targets[0] = shard;
 	}
@@ -147,6 +149,7 @@ int verb_log(Options *o, int argc, char **argv)
 	cache_close(c);
 	buf_free(&path);
 	buf_free(&err);
+	free(shard);
 	return 0;
 }
 
