@@ -116,15 +116,23 @@ int verb_why(Options *o, int argc, char **argv)
 		printf("%s: %s (the key is the same: run restores its outputs, the task does not run)\n", t->name,
 		       buf_str(&v.reason));
 	buf_free(&v.reason);
-	/* the key holds the command with its placeholders; the latest log, what ran */
+	/* the key holds the command with its placeholders; the latest log, what ran (a map's
+	 * item: its shard's) */
+	const Task *logged = t;
+	if (t->more->shard && !task_is_runner(t)) {
+		logged = t->more->shard->runner;
+		printf("%s: an item of map %s, made in a batch by its shard %s (kiln log %s)\n", t->name, t->more->shard->map,
+		       logged->name, t->name);
+	}
 	buf_reset(&out);
-	FILE *log = cache_last_log(c, t->name, &out) == 0 ? fopen(buf_str(&out), "r") : NULL;
+	FILE *log = cache_last_log(c, logged->name, &out) == 0 ? fopen(buf_str(&out), "r") : NULL;
 	char *line = NULL;
 	size_t cap = 0;
 	ssize_t n;
 	while (log && (n = getline(&line, &cap, log)) > 0 && line[0] == '#' && strcmp(line, "# --\n") != 0)
 		if (!strncmp(line, "# command: ", 11)) { /* in the header: the log itself may be gigabytes */
-			printf("%s: its latest attempt ran: %.*s\n", t->name, (int)strcspn(line + 11, "\n"), line + 11);
+			printf("%s: %s latest attempt ran: %.*s\n", t->name, logged == t ? "its" : "its shard's",
+			       (int)strcspn(line + 11, "\n"), line + 11);
 			break;
 		}
 	free(line);

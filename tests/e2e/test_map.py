@@ -3,9 +3,9 @@ or Ctrl-C in the middle of a 200-item, 4-shard map, then a re-run that executes 
 items not recorded (counted from the item records and a ledger the command appends to);
 10 new items run 10; an edited command re-runs all; a failed item is reported by name and
 the others stay done; items that fail with one shard's log show it once in the summary,
-and `kiln log MAP/ITEM` prints it; shards are even; progress lines with a rate; the
-runner's GPU lease; a thousand-item group keyed as one digest, in any order; the report's
-count of a map's items by run, naming those not recorded.
+and `kiln log MAP/ITEM` prints it (`kiln why` names it); shards are even; progress lines
+with a rate; the runner's GPU lease; a thousand-item group keyed as one digest, in any
+order; the report's count of a map's items by run, naming those not recorded.
 Also progress from inside a task (KILN_PROGRESS) and the cost estimate of a dry run."""
 import os
 import re
@@ -237,6 +237,10 @@ class Map(KilnTestCase):
         self.assertIn("cap/0007 is an item of a map{}; it ran in cap:shard-1", r.err)
         self.assertIn("# kiln: task cap:shard-1, attempt 1", r.out)
         self.assertIn("the shard looked at", r.out)
+        r = self.ws.kiln("why", "cap/0007")
+        self.assertIn("cap/0007: an item of map cap, made in a batch by its shard cap:shard-1 (kiln log cap/0007)",
+                      r.out)
+        self.assertIn("cap/0007: its shard's latest attempt ran: /bin/sh -c echo the shard looked at", r.out)
         r = self.ws.kiln("log", "cap")
         self.assertEqual(r.rc, 2, r)
         self.assertIn("is a map{}: its items ran in 1 shard", r.err)
