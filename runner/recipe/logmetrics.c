@@ -3,10 +3,12 @@
 #define _GNU_SOURCE
 #include "logmetrics.h"
 
+#include <errno.h>
 #include <lauxlib.h>
 #include <lualib.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* A state with string.gmatch and tonumber, nothing a recipe touched. */
 static lua_State *pattern_state(void)
@@ -104,10 +106,23 @@ int log_metrics_check(const char *pattern, Buf *err)
 	return rc;
 }
 
+/* Logs are read a piece at a time, each ending at a line's end: a log of any size takes
+ * this much memory (twice: the piece and Lua's copy), and a match is found within a piece. */
+#define PIECE_BYTES (8u << 20)
+
+/* A pattern's matches so far, over the pieces. */
 typedef struct {
-	const char *text;
+	long index; /* matches seen: the next one's default step */
+	char *last_text; /* the last match, when it was no number */
+	double last;
+	int have;
+} PatternState;
+
+typedef struct {
+	const char *text; /* this piece */
 	size_t len;
 	const KeyValue *patterns;
+	PatternState *state;
 	int n;
 	Metrics *m;
 } Extraction;
@@ -119,22 +134,22 @@ static void add_row(Metrics *m, const char *key, int series, double step, double
 	m->rows[m->count++] = (MetricRow){xstrdup(key), series, step, value, text ? xstrdup(text) : NULL};
 }
 
+/* Every pattern over one piece: its matches become series points, its state goes on. */
 static int extract(lua_State *L)
 {
 	Extraction *x = lua_touserdata(L, 1);
+	lua_pushlstring(L, x->text, x->len);
+	int piece = lua_gettop(L);
 	for (int i = 0; i < x->n; i++) {
-		lua_settop(L, 1);
+		PatternState *ps = &x->state[i];
+		lua_settop(L, piece);
 		lua_getglobal(L, "string");
 		lua_getfield(L, -1, "gmatch");
-		lua_pushlstring(L, x->text, x->len);
+		lua_pushvalue(L, piece);
 		lua_pushstring(L, x->patterns[i].value);
 		lua_call(L, 2, 1); /* the iterator */
 		int iter = lua_gettop(L);
-		long index = 0;
-		char *last_text = NULL;
-		double last = 0;
-		int have = 0;
-		for (;; index++) {
+		for (;; ps->index++) {
 			lua_settop(L, iter);
 			lua_pushvalue(L, iter);
 			lua_call(L, 0, 2);
@@ -142,45 +157,75 @@ static int extract(lua_State *L)
 				break;
 			int isnum = 0, stepnum = 0;
 			double v = lua_tonumberx(L, -2, &isnum);
-			double step = lua_isnil(L, -1) ? (double)index : lua_tonumberx(L, -1, &stepnum);
+			double step = lua_isnil(L, -1) ? (double)ps->index : lua_tonumberx(L, -1, &stepnum);
 			if (!lua_isnil(L, -1) && !stepnum)
-				step = (double)index;
-			free(last_text);
-			last_text = isnum ? NULL : xstrdup(lua_tostring(L, -2) ? lua_tostring(L, -2) : "");
+				step = (double)ps->index;
+			free(ps->last_text);
+			ps->last_text = isnum ? NULL : xstrdup(lua_tostring(L, -2) ? lua_tostring(L, -2) : "");
 			if (isnum) {
 				add_row(x->m, x->patterns[i].key, 1, step, v, NULL);
-				last = v;
+				ps->last = v;
 			}
-			have = 1;
+			ps->have = 1;
 		}
-		if (have)
-			add_row(x->m, x->patterns[i].key, 0, 0, last, last_text);
-		free(last_text);
 	}
 	return 0;
 }
 
 int log_metrics_extract(const char *log_path, const KeyValue *patterns, int n, Metrics *m, Buf *err)
 {
-	size_t len;
-	char *log = read_file(log_path, &len);
-	if (!log) {
+	int fd = open_read(log_path);
+	if (fd < 0) {
 		buf_printf(err, "cannot read %s for log_metrics", log_path);
 		return -1;
 	}
-	const char *body = strstr(log, "\n# --\n"); /* kiln's header quotes the command: not output */
-	body = body ? body + 6 : log;
 	lua_State *L = pattern_state();
-	Extraction x = {body, len - (size_t)(body - log), patterns, n, m};
-	int rc = -1;
+	char *buf = xmalloc(PIECE_BYTES + 1);
+	Extraction x = {buf, 0, patterns, xcalloc((size_t)n + 1, sizeof *x.state), n, m};
+	size_t have = 0; /* bytes in buf: a piece, then the start of the next line */
+	int first = 1, rc = L ? 0 : -1, eof = 0;
 	if (!L)
 		buf_puts(err, "out of memory reading log_metrics");
-	else if (lua_pushcfunction(L, extract), lua_pushlightuserdata(L, &x), lua_pcall(L, 1, 0, 0) != LUA_OK)
-		buf_printf(err, "log_metrics: %s", lua_tostring(L, -1));
-	else
-		rc = 0;
+	while (rc == 0 && !(eof && have == 0)) {
+		ssize_t got = eof ? 0 : read(fd, buf + have, PIECE_BYTES - have);
+		if (got < 0) {
+			buf_printf(err, "cannot read %s for log_metrics: %s", log_path, strerror(errno));
+			rc = -1;
+			break;
+		}
+		eof = got == 0;
+		have += (size_t)got;
+		buf[have] = 0;
+		if (first) { /* kiln's header quotes the command: not output */
+			const char *body = !strncmp(buf, "# kiln: ", 8) ? strstr(buf, "\n# --\n") : NULL;
+			if (!body && !eof && have < PIECE_BYTES && !strncmp(buf, "# kiln: ", have < 8 ? have : 8))
+				continue; /* the header is not all read yet */
+			size_t skip = body ? (size_t)(body + 6 - buf) : 0;
+			memmove(buf, buf + skip, have - skip + 1);
+			have -= skip;
+			first = 0;
+		}
+		const char *nl = have ? memrchr(buf, '\n', have) : NULL;
+		size_t end = eof || have == PIECE_BYTES ? have : nl ? (size_t)(nl + 1 - buf) : 0; /* a line too long: cut */
+		if (end == 0 && !eof)
+			continue; /* no line ends yet */
+		x.text = buf, x.len = end;
+		if (lua_pushcfunction(L, extract), lua_pushlightuserdata(L, &x), lua_pcall(L, 1, 0, 0) != LUA_OK) {
+			buf_printf(err, "log_metrics: %s", lua_tostring(L, -1));
+			rc = -1;
+		}
+		memmove(buf, buf + end, have - end);
+		have -= end;
+	}
+	for (int i = 0; i < n; i++) {
+		if (rc == 0 && x.state[i].have)
+			add_row(m, patterns[i].key, 0, 0, x.state[i].last, x.state[i].last_text);
+		free(x.state[i].last_text);
+	}
+	free(x.state);
+	free(buf);
+	close(fd);
 	if (L)
 		lua_close(L);
-	free(log);
 	return rc;
 }

@@ -130,6 +130,26 @@ plot { name = "loss", type = "lines", from = "train/*", y = "loss", series = "lr
         m = self.ws.kiln("metrics", "--rows", "lr", "--value", "acc1", "--format", "tsv")
         self.assertIn("12.5", m.out)
 
+    def test_a_big_logs_matches_are_all_read_a_piece_at_a_time(self):
+        # 3,000 matches in ~30 MB of output: read in pieces of 8 MiB that end at a line's
+        # end, so no match is cut or lost where one piece ends and the next begins
+        self.ws.write("talk.py", "import sys\n"
+                      "for i in range(3000):\n"
+                      "    sys.stdout.write('x' * (9000 + i % 997) + '\\n')\n"
+                      "    sys.stdout.write('step %d loss=%d.%03d\\n' % (i, i, i % 1000))\n")
+        self.ws.write("kiln.lua", 'task { name = "t", log_metrics = { loss = "loss=([%d.]+)" }, '
+                      'run = {"/usr/bin/python3", "talk.py"} }\n')
+        r = self.ws.kiln("run")
+        self.assertEqual(r.rc, 0, r)
+        self.assertGreater(os.path.getsize(self.ws.path(".kiln/logs/t@1.log")), 3 * (8 << 20))
+        db = sqlite3.connect(self.ws.path(".kiln/state.db"))
+        series = db.execute("SELECT step, value FROM series WHERE task = 't' AND key = 'loss' ORDER BY step").fetchall()
+        scalar = db.execute("SELECT value FROM metrics WHERE task = 't' AND key = 'loss'").fetchone()
+        db.close()
+        self.assertEqual(len(series), 3000)
+        self.assertEqual(series, [(float(i), float("%d.%03d" % (i, i % 1000))) for i in range(3000)])
+        self.assertAlmostEqual(scalar[0], 2999.999)
+
     def test_a_pattern_is_checked_where_it_is_declared(self):
         for pattern, needle in [("loss=%d", "has 0"), ("(loss=[%d)", "misses a ']'"), ("(a)(b)(c)", "has 3"),
                                 ("(x", "leaves a capture open")]:
