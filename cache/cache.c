@@ -382,7 +382,7 @@ enum Verdict cache_check(Cache *c, Task *t, int dry, Buf *reason)
 		 * key, so no input is read for it and no record made (see planned_run). */
 		c->planned_run.will_run = 1;
 		set_record(c, t, &c->planned_run);
-		buf_puts(reason, "no successful run recorded");
+		buf_puts(reason, CACHE_NO_SUCCESS);
 		return VERDICT_RUN;
 	}
 	TaskCache *tc = task_cache(c, t);
@@ -395,7 +395,7 @@ enum Verdict cache_check(Cache *c, Task *t, int dry, Buf *reason)
 		free(tc->components);
 		tc->components = NULL;
 		tc->key_known = 0;
-		buf_puts(reason, "no successful run recorded");
+		buf_puts(reason, CACHE_NO_SUCCESS);
 		return VERDICT_RUN;
 	}
 	const char *components = key_now(c, t, tc);
@@ -425,7 +425,7 @@ enum Verdict cache_check(Cache *c, Task *t, int dry, Buf *reason)
 	}
 	if (verdict == VERDICT_RUN && !reason->len) {
 		if (!last) {
-			buf_puts(reason, "no successful run recorded");
+			buf_puts(reason, CACHE_NO_SUCCESS);
 		} else {
 			Buf old = {0};
 			state_find_success(c->state, t->name, last->key, NULL, &old);

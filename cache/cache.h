@@ -60,8 +60,10 @@ const char *cache_write_error(Cache *c);
 
 /* Decides for task t, whose dependencies are all done (their output hashes known to the
  * cache). dry: decide only — restore nothing, write nothing. reason gets one line for
- * RUN and RESTORED ("input data/a.txt changed", "never ran", ...). */
+ * RUN and RESTORED ("input data/a.txt changed", CACHE_NO_SUCCESS, ...). */
 enum Verdict cache_check(Cache *c, Task *t, int dry, Buf *reason);
+/* The reason of a task with no success recorded, whole: callers may add to it. */
+#define CACHE_NO_SUCCESS "no successful run recorded"
 /* Hashes, on all cores, the source files (inputs no task produces) of the needed tasks
  * whose memo entries are out of date, so cache_check finds them hashed. Optional: call
  * after graph_select, before the first cache_check. */

@@ -56,7 +56,7 @@ static void remember_failed(void *ctx, const char *task, const char *outcome)
  * which failed last time are told apart (the state is asked once, at the first). */
 static void print_run_reason(PlanPrint *p, const Task *t, const char *reason)
 {
-	if (strcmp(reason, "no successful run recorded") != 0) {
+	if (strcmp(reason, CACHE_NO_SUCCESS) != 0) {
 		print_line(p, "run       ", t->name, reason);
 		return;
 	}

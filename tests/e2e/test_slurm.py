@@ -138,20 +138,25 @@ task { name = "ret/cancelled", run = "touch started; sleep 120" }
         self.assertEqual(r.rc, 1, r)
         self.assertIn("ended TIMEOUT", r.out)
 
+    def kill_kiln_once_submitted(self, prefix, jobs):
+        """Starts `kiln run --executor slurm`, and kill -9s it once the cluster knows `jobs`
+        jobs whose names hold prefix."""
+        env = dict(self.ws.env(), SLURM_CONF=STATE["conf"])
+        kiln = os.environ.get("KILN") or os.path.join(HERE, "../../build/kiln")
+        p = subprocess.Popen([kiln, "run", "--executor", "slurm"], cwd=self.ws.dir, env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.assertTrue(wait_for(lambda: len(jobs_named(prefix)) == jobs, 30))
+        time.sleep(0.5)
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+
     def test_killed_kiln_reattaches_without_resubmitting(self):
         self.ws.write("kiln.lua", """
 for i = 1, 3 do
   task { name = "att/t" .. i, outputs = {"t" .. i .. ".txt"}, run = "sleep 2; echo done > {out}" }
 end
 """)
-        env = dict(self.ws.env(), SLURM_CONF=STATE["conf"])
-        kiln = os.environ.get("KILN") or os.path.join(HERE, "../../build/kiln")
-        p = subprocess.Popen([kiln, "run", "--executor", "slurm"], cwd=self.ws.dir, env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.assertTrue(wait_for(lambda: len(jobs_named("att/")) == 3, 30))
-        time.sleep(0.5)
-        p.send_signal(signal.SIGKILL)
-        p.wait()
+        self.kill_kiln_once_submitted("att/", 3)
         r = self.kiln("run", "--executor", "slurm")
         self.assertEqual(r.rc, 0, r)
         self.assertIn("attached to Slurm job", r.out)
@@ -162,21 +167,14 @@ end
 
     def test_killed_kiln_then_a_changed_task_cancels_the_stale_job(self):
         self.ws.write("kiln.lua", 'task { name = "stale/t", outputs = {"t.txt"}, run = "sleep 60; echo old > {out}" }\n')
-        env = dict(self.ws.env(), SLURM_CONF=STATE["conf"])
-        kiln = os.environ.get("KILN") or os.path.join(HERE, "../../build/kiln")
-        p = subprocess.Popen([kiln, "run", "--executor", "slurm"], cwd=self.ws.dir, env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.assertTrue(wait_for(lambda: len(jobs_named("stale/")) == 1, 30))
-        time.sleep(0.5)
-        p.send_signal(signal.SIGKILL)
-        p.wait()
+        self.kill_kiln_once_submitted("stale/", 1)
         self.ws.write("kiln.lua", 'task { name = "stale/t", outputs = {"t.txt"}, run = "echo new > {out}" }\n')
         r = self.kiln("run", "--executor", "slurm")
         self.assertEqual(r.rc, 0, r)
         self.assertIn("stale/t: stopped the attempt an earlier kiln left running: the task changed", r.out)
         self.assertEqual(self.ws.read("t.txt"), "new\n")
         live = subprocess.run(["squeue", "-h", "-t", "PENDING,RUNNING,COMPLETING", "-o", "%j"], capture_output=True,
-                              text=True, env=env).stdout.split()
+                              text=True, env=dict(os.environ, SLURM_CONF=STATE["conf"])).stdout.split()
         self.assertFalse([n for n in live if "stale/" in n], "the old job was cancelled")
 
     def test_ctrl_c_cancels_jobs_and_detach_leaves_them(self):
