@@ -317,8 +317,8 @@ int sched_plan(Graph *g, Cache *c, FILE *out, int all, PlanCapacity cap, int *re
 				fprintf(out, "%s as the cluster allows", far < p.nruns ? " and elsewhere" : " elsewhere");
 			}
 			fputc('\n', out);
-		} else {
-			fprintf(out, "kiln: no recorded durations to estimate from yet\n");
+		} else { /* durations are recorded, none of these tasks' nor of one like them */
+			fprintf(out, "kiln: no estimate: none of these tasks, nor one with the same tag names, has a recorded duration\n");
 		}
 		similar_free(&index);
 	}

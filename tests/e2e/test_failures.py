@@ -96,14 +96,17 @@ class Summary(KilnTestCase):
         self.assertTrue(log.endswith("Traceback: no newline after this\n# kiln: attempt 1 failed: exit status 1 [error]\n"))
 
     def test_status_tells_a_task_that_failed_from_one_never_run(self):
-        bad = 'task { name = "bad", outputs = {"b.txt"}, run = "exit 4" }\n'
+        bad = ('task { name = "bad", outputs = {"b.txt"}, run = "exit 4" }\n'
+               'task { name = "good", outputs = {"g.txt"}, run = "echo > {out}" }\n')
         self.ws.write("kiln.lua", bad)
-        self.assertEqual(self.ws.kiln("run").rc, 1)
+        self.assertEqual(self.ws.kiln("run", "-k").rc, 1)
         self.ws.write("kiln.lua", bad + 'task { name = "new", outputs = {"n.txt"}, run = "echo > {out}" }\n')
         r = self.ws.kiln("status")
         self.assertIn("run       bad: no successful run recorded; its latest attempt: exit status 4 [error] "
                       "(kiln log bad)\n", r.out)
         self.assertIn("run       new: no successful run recorded\n", r.out)
+        self.assertIn("kiln: no estimate: none of these tasks, nor one with the same tag names, has a recorded duration",
+                      r.out, "a duration is recorded (good's), none of these tasks'")
 
 if __name__ == "__main__":
     main()
