@@ -148,8 +148,10 @@ int cache_last_attempt_failed(Cache *c, const char *task);
 /* Calls fn with every task whose latest attempt that ran failed or was interrupted, and its
  * recorded outcome ("exit status 1 [error]", "interrupted"). */
 void cache_each_failed_latest(Cache *c, void (*fn)(void *ctx, const char *task, const char *outcome), void *ctx);
-/* Writes the log path of t's latest attempt into out; -1 if none is recorded. */
-int cache_last_log(Cache *c, const char *task, Buf *out);
+/* Writes the log path of t's latest attempt into out; -1 if none is recorded. stands, when
+ * given: how that attempt stands as recorded so far (the state is read anew), as
+ * state_last_log says (ATTEMPT_RUNNING, ATTEMPT_SUCCEEDED, ATTEMPT_ENDED). */
+int cache_last_log(Cache *c, const char *task, Buf *out, int *stands);
 /* `kiln why`: writes the field-level difference between t's current key and its last
  * success into out (its dependencies decided first: cache_plan). */
 void cache_explain(Cache *c, Task *t, Buf *out);

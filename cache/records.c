@@ -102,7 +102,10 @@ void cache_each_failed_latest(Cache *c, void (*fn)(void *ctx, const char *task, 
 	history_each_failed_latest(cache_state(c), fn, ctx);
 }
 
-int cache_last_log(Cache *c, const char *task, Buf *out) { return state_last_log(cache_state(c), task, out) ? 0 : -1; }
+int cache_last_log(Cache *c, const char *task, Buf *out, int *stands)
+{
+	return state_last_log(cache_state(c), task, out, stands) ? 0 : -1;
+}
 
 /* Fills out with live (not zombie) processes other than this one whose environment holds
  * marker; returns the count (at most max). */

@@ -36,7 +36,8 @@ static const char *const sql[Q_COUNT] = {
 	[Q_ATTEMPT_OPEN] = "SELECT id, task, pgid FROM attempts WHERE ended IS NULL AND host = ?1 AND job_id IS NULL",
 	[Q_OPEN_JOBS] = "SELECT id, task, attempt, job_id, key, log, executor, host, gpus, started FROM attempts "
 			"WHERE ended IS NULL AND job_id IS NOT NULL",
-	[Q_LAST_LOG] = "SELECT log FROM attempts WHERE task = ?1 AND log IS NOT NULL ORDER BY id DESC LIMIT 1",
+	[Q_LAST_LOG] = "SELECT log, CASE WHEN ended IS NULL THEN 1 WHEN outcome = 'ok' THEN 2 ELSE 0 END FROM attempts "
+			"WHERE task = ?1 AND log IS NOT NULL ORDER BY id DESC LIMIT 1",
 };
 
 static const char schema[] =
@@ -601,13 +602,15 @@ void state_each_open_attempt(State *s, const char *host, void (*fn)(void *ctx, i
 	sqlite3_clear_bindings(st);
 }
 
-int state_last_log(State *s, const char *task, Buf *out)
+int state_last_log(State *s, const char *task, Buf *out, int *stands)
 {
 	sqlite3_stmt *st = query(s, Q_LAST_LOG);
 	sqlite3_bind_text(st, 1, task, -1, SQLITE_STATIC);
 	int found = sqlite3_step(st) == SQLITE_ROW;
 	if (found)
 		buf_puts(out, column_text(st, 0));
+	if (found && stands)
+		*stands = sqlite3_column_int(st, 1);
 	sqlite3_reset(st);
 	sqlite3_clear_bindings(st);
 	return found;

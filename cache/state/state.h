@@ -103,8 +103,10 @@ void state_each_open_job(State *s, void (*fn)(void *ctx, const OpenAttempt *a), 
 /* Local attempts on host that never ended (a killed kiln): fn(ctx, id, task, pgid). */
 void state_each_open_attempt(State *s, const char *host, void (*fn)(void *ctx, int64_t id, const char *task, int pgid),
 			     void *ctx);
-/* Log path of the task's latest attempt; 1 if found. */
-int state_last_log(State *s, const char *task, Buf *out);
+/* Log path of the task's latest attempt, and (stands, when given) how that attempt stands:
+ * ATTEMPT_RUNNING (not ended), ATTEMPT_SUCCEEDED or ATTEMPT_ENDED (otherwise; history.h names
+ * them); 1 if found. */
+int state_last_log(State *s, const char *task, Buf *out, int *stands);
 
 /* For the cache modules that own other tables of the same file (results.c): the
  * statement *sql, prepared once per State on first use (keyed by the address sql), or NULL

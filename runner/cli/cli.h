@@ -27,6 +27,7 @@ typedef struct {
 	int ntargets;
 	ParamOverrides params;
 	int jobs, keep_going, dry_run, all;
+	int follow;               /* log -f / --follow */
 	int cpus;
 	long long mem_mib, store_max_mib;
 	const char *gpus;

@@ -66,9 +66,10 @@ static const struct {
 	 "run would do: green up to date, blue restored from the store, orange runs (red: its last attempt\n"
 	 "failed); GPU tasks outlined. --patterns draws a grid as one node per pattern, its tag values put\n"
 	 "back as {tag} (eval/{dataset}/{model} ×80), and a map{} as one node, with the counts by state.", verb_graph},
-	{"log", "kiln log TASK [N | --all]", "Prints the log of TASK's latest attempt (from .kiln/logs), of its attempt N, or\n"
+	{"log", "kiln log TASK [N | --all | -f]", "Prints the log of TASK's latest attempt (from .kiln/logs), of its attempt N, or\n"
 	 "of every attempt it kept, oldest first (attempt numbers never repeat across runs). A map{}'s item\n"
-	 "(MAP/ITEM) prints the log of the shard that last ran it.", verb_log},
+	 "(MAP/ITEM) prints the log of the shard that last ran it. -f (--follow) prints the latest and\n"
+	 "what is written to it until its attempt ends, going on to a retry's.", verb_log},
 	{"clean", "kiln clean [RECIPE] [TARGET|GLOB ...] [--deps] [--all]",
 	 "Deletes the declared outputs and the recorded successes of the named tasks (all by default), so\n"
 	 "the next run runs them instead of restoring them; --deps also cleans what they depend on; --all\n"
@@ -136,6 +137,9 @@ static int is_recipe_word(const char *w)
 	return n > 4 && !strcmp(w + n - 4, ".lua") && stat(w, &st) == 0 && S_ISREG(st.st_mode);
 }
 
+/* Long options with no letter of their own (past any char getopt_long returns). */
+enum { OPT_FORCE = 256 };
+
 static void parse_args(int argc, char **argv, Options *o)
 {
 	static const struct option longs[] = {
@@ -155,7 +159,8 @@ static void parse_args(int argc, char **argv, Options *o)
 		{"mean", no_argument, 0, 'm'},      {"out", required_argument, 0, 'o'},
 		{"max-jobs", required_argument, 0, 'J'}, {"detach", no_argument, 0, 'D'},
 		{"baseline", required_argument, 0, 'b'}, {"open", no_argument, 0, 'O'},
-		{"force", required_argument, 0, 'f'}, {"deps", no_argument, 0, 'd'}, {"patterns", no_argument, 0, 'P'},
+		{"force", required_argument, 0, OPT_FORCE}, {"follow", no_argument, 0, 'f'},
+		{"deps", no_argument, 0, 'd'},      {"patterns", no_argument, 0, 'P'},
 		{"threshold", required_argument, 0, 'T'}, {"hosts", required_argument, 0, 'H'},
 		{"host-wait", required_argument, 0, 'w'}, {"load-timeout", required_argument, 0, 'l'}, {0, 0, 0, 0}};
 	const char *dir = NULL;
@@ -163,7 +168,7 @@ static void parse_args(int argc, char **argv, Options *o)
 	/* '+' would stop at the verb; permute instead so options may follow it */
 	char *self = argv[0];
 	argv[0] = "kiln"; /* getopt's own messages start "kiln: ", not the binary's path */
-	while ((c = getopt_long(argc, argv, "hj:knqC:", longs, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "hj:knqfC:", longs, NULL)) != -1) {
 		char *end;
 		switch (c) {
 		case 'h': o->verb = "help"; break;
@@ -241,7 +246,8 @@ static void parse_args(int argc, char **argv, Options *o)
 		case 'V': o->value = optarg; break;
 		case 'b': o->baseline = optarg; break;
 		case 'O': o->open = 1; break;
-		case 'f':
+		case 'f': o->follow = 1; break;
+		case OPT_FORCE:
 			o->force = xrealloc(o->force, (size_t)(o->nforce + 1) * sizeof *o->force);
 			o->force[o->nforce++] = optarg;
 			break;

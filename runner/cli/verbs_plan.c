@@ -125,7 +125,7 @@ int verb_why(Options *o, int argc, char **argv)
 		       logged->name, t->name);
 	}
 	buf_reset(&out);
-	FILE *log = cache_last_log(c, logged->name, &out) == 0 ? fopen(buf_str(&out), "r") : NULL;
+	FILE *log = cache_last_log(c, logged->name, &out, NULL) == 0 ? fopen(buf_str(&out), "r") : NULL;
 	char *line = NULL;
 	size_t cap = 0;
 	ssize_t n;

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../../base/os.h"
@@ -115,19 +116,81 @@ static char *shard_of(const char *name)
 	return found;
 }
 
+/* Copies what f has beyond where it was read to to stdout. */
+static void print_new(FILE *f)
+{
+	char chunk[65536];
+	size_t n;
+	while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+		fwrite(chunk, 1, n, stdout);
+	clearerr(f); /* at its end for now: read on later */
+	fflush(stdout);
+}
+
+/* How long the follower of an attempt that failed waits for a retry's before it stops. */
+#define FOLLOW_RETRY_WAIT_NS (3 * 1000000000LL)
+
+/* kiln log --follow: task's latest log (path), then what is written to it until its attempt
+ * ends (as the state records it, or as a local keeper wrote, for a kiln killed meanwhile); a
+ * retry of a failed one that starts within a few seconds is followed on, under a line
+ * naming its log. */
+static void follow_log(Cache *c, const char *task, const char *path)
+{
+	char *following = xstrdup(path);
+	FILE *f = fopen(following, "r");
+	if (!f)
+		fatal("cannot read %s: %s", following, strerror(errno));
+	int64_t ended_at = 0;
+	for (;;) {
+		print_new(f);
+		Buf latest = {0};
+		int stands = ATTEMPT_ENDED, found = cache_last_log(c, task, &latest, &stands) == 0;
+		if (found && strcmp(buf_str(&latest), following) != 0) { /* a retry's attempt: on to its log */
+			FILE *next = fopen(buf_str(&latest), "r");
+			if (next) {
+				print_new(f);
+				fclose(f);
+				f = next;
+				free(following);
+				following = xstrdup(buf_str(&latest));
+				printf("\n==> %s <==\n", following);
+				ended_at = 0;
+				buf_free(&latest);
+				continue;
+			}
+		}
+		buf_free(&latest);
+		if (stands == ATTEMPT_SUCCEEDED)
+			break;
+		if (!found || stands == ATTEMPT_ENDED || exec_local_ended(following)) {
+			if (!ended_at)
+				ended_at = now_mono_ns();
+			else if (now_mono_ns() - ended_at > FOLLOW_RETRY_WAIT_NS)
+				break;
+		}
+		struct timespec pause = {0, 200 * 1000000};
+		nanosleep(&pause, NULL);
+	}
+	print_new(f);
+	fclose(f);
+	free(following);
+}
+
 int verb_log(Options *o, int argc, char **argv)
 {
 	(void)argc, (void)argv;
 	const char *number = o->ntargets == 2 ? o->targets[1] : NULL;
 	if (o->ntargets < 1 || o->ntargets > 2 || (number && (strspn(number, "0123456789") != strlen(number) || !*number)))
-		fatal("usage: kiln log TASK [N | --all] (N: an attempt number, as in its log's name TASK@N.log)");
+		fatal("usage: kiln log TASK [N | --all | -f] (N: an attempt number, as in its log's name TASK@N.log)");
+	if (o->follow && (number || o->all))
+		fatal("kiln log -f follows the latest attempt: give it no attempt number or --all");
 	CacheOptions copt = {.readonly = 1};
 	Buf err = {0}, path = {0};
 	Cache *c = cache_open(KILN_DIR, NULL, &copt, &err);
 	if (!c || cache_loaded(c, &err) != 0)
 		fatal("no log recorded for task \"%s\" in this workspace (has it run?)", o->targets[0]);
 	char *shard = NULL;
-	if (cache_last_log(c, o->targets[0], &path) != 0) { /* a map's item: its shard's logs */
+	if (cache_last_log(c, o->targets[0], &path, NULL) != 0) { /* a map's item: its shard's logs */
 		shard = shard_of(o->targets[0]);
 		fprintf(stderr, "kiln: %s is an item of a map{}; it ran in %s, whose log follows\n", o->targets[0], shard);
 		o->targets[0] = shard;
@@ -142,9 +205,12 @@ int verb_log(Options *o, int argc, char **argv)
 		if (!q.printed)
 			fatal("no log recorded for task \"%s\" in this workspace (has it run?)", o->targets[0]);
 	} else {
-		if (cache_last_log(c, o->targets[0], &path) != 0)
+		if (cache_last_log(c, o->targets[0], &path, NULL) != 0)
 			fatal("no log recorded for task \"%s\" in this workspace (has it run?)", o->targets[0]);
-		print_file(buf_str(&path));
+		if (o->follow)
+			follow_log(c, o->targets[0], buf_str(&path));
+		else
+			print_file(buf_str(&path));
 	}
 	cache_close(c);
 	buf_free(&path);

@@ -199,6 +199,9 @@ int exec_local_stop_stale(Executor *local, const Graph *g, StaleWhen when);
 /* Whether the local attempt job_id ("local/PID/START/KPID/KSTART") still runs on this
  * host: its leader or its keeper, the same processes (start times match). */
 int exec_local_job_alive(const char *job_id);
+/* Whether the keeper of the local attempt logging to log_path wrote how it ended (beside
+ * the log): so it has, whatever the state says (a kiln killed before it recorded the end). */
+int exec_local_ended(const char *log_path);
 /* Before a run: adopts the attempts a killed or detached kiln left that can be re-attached
  * (by their records; after a killed kiln also by their keepers), leases in gpus (or NULL) the devices
  * they hold, closes as abandoned the records of attempts gone without a word, and stops

@@ -51,6 +51,14 @@ int exec_local_job_alive(const char *job_id)
 	return (start > 0 && os_process_start(pid) == start) || (keeper_start > 0 && os_process_start(keeper) == keeper_start);
 }
 
+int exec_local_ended(const char *log_path)
+{
+	char *path = local_exit_path(log_path);
+	int ended = access(path, F_OK) == 0;
+	free(path);
+	return ended;
+}
+
 /* Reads the keeper's exit file into job (end, code, signal): 1 when it is there. */
 int local_read_exit_file(const char *path, Job *job)
 {

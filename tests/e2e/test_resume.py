@@ -4,7 +4,8 @@ running no epoch twice beyond the one in flight (counted from a ledger each epoc
 to); a changed key starts afresh; the final output is recorded and the next run is a no-op.
 A local task started by a kiln killed with -9 is re-attached by the next run (started once
 in all); a closed terminal (SIGHUP) leaves it running too. Every attempt keeps its log:
-attempt numbers never repeat across runs, `kiln log TASK N` and `--all` read them back and
+attempt numbers never repeat across runs, `kiln log TASK N` and `--all` read them back,
+`kiln log -f` follows one as it is written (on to a retry's, past a killed kiln) and
 `kiln gc` prunes by its rule."""
 import os
 import re
@@ -232,6 +233,36 @@ class Resume(KilnTestCase):
 
 
 class Logs(KilnTestCase):
+    def test_follow_prints_as_written_and_goes_on_to_a_retry(self):
+        self.ws.write("kiln.lua", 'task { name = "t", outputs = {"t.txt"}, retries = 1, run = "for i in 1 2 3; do '
+                      'echo line $i of $KILN_ATTEMPT; sleep 0.5; done; [ $KILN_ATTEMPT = 2 ] && echo > t.txt" }\n')
+        p = self.ws.spawn("run")
+        self.assertTrue(wait_for(lambda: self.ws.exists(".kiln/logs/t@1.log"), timeout=30))
+        follower = self.ws.spawn("log", "-f", "t")
+        self.assertEqual(p.wait(timeout=60), 0)
+        run_ended = time.time()
+        out, _ = follower.communicate(timeout=60)
+        self.assertEqual(follower.returncode, 0)
+        self.assertLess(time.time() - run_ended, 2.5, "a success ends the following at once, not after a retry wait")
+        self.assertEqual(re.findall(r"^line \d of \d$", out, re.M),
+                         ["line %d of %d" % (i, a) for a in (1, 2) for i in (1, 2, 3)])
+        self.assertIn("# kiln: attempt 1 failed: exit status 1 [error]\n\n==> .kiln/logs/t@2.log <==\n", out)
+
+    def test_follow_outlives_a_killed_kiln_until_the_task_ends(self):
+        self.ws.write("kiln.lua", 'task { name = "t", outputs = {"t.txt"}, run = "for i in 1 2 3 4 5; do '
+                      'echo line $i; sleep 0.4; done; echo > t.txt" }\n')
+        p = self.ws.spawn("run")
+        self.assertTrue(wait_for(lambda: self.ws.exists(".kiln/logs/t@1.log"), timeout=30))
+        follower = self.ws.spawn("log", "--follow", "t")
+        time.sleep(0.5)
+        p.kill()
+        p.wait()
+        out, _ = follower.communicate(timeout=60)
+        self.assertEqual(follower.returncode, 0)
+        self.assertEqual(re.findall(r"^line \d$", out, re.M), ["line %d" % i for i in range(1, 6)],
+                         "to the end the keeper wrote, with no kiln recording it")
+        self.assertEqual(self.ws.kiln("log", "t", "1", "-f").rc, 2, "an attempt number is not followed")
+
     def test_a_failed_attempts_log_survives_later_runs(self):
         self.ws.write("kiln.lua", 'task { name = "t", outputs = {"t.txt"}, '
                       'run = "if [ -e fixed ]; then echo fine > t.txt; else echo Traceback: boom; exit 3; fi" }\n')
