@@ -35,6 +35,9 @@ void cache_close(Cache *c);
  * stored outputs — still holding the workspace lock, the lock file last. 0, or -1 when
  * something could not be removed. */
 int cache_close_removing(Cache *c, const char *kiln_dir);
+/* The pid of the kiln that holds the workspace lock of c's directory now (a run at work),
+ * or 0 when none does. Takes no lock itself. */
+int cache_lock_holder(const Cache *c);
 /* Waits until the state is open (the loader may still be stat'ing files): 0, or -1 with
  * why in err (a database that cannot be opened or read). Every function below requires a
  * successful cache_loaded(); cache_open's caller calls it once the recipe has loaded. */

@@ -69,6 +69,26 @@ int cache_take_lock(Cache *c, const char *kiln_dir, Buf *err)
 	return 0;
 }
 
+int cache_lock_holder(const Cache *c)
+{
+	const char *slash = strrchr(c->db_path, '/');
+	char *path = xasprintf("%.*s/lock", slash ? (int)(slash - c->db_path) : 1, slash ? c->db_path : ".");
+	int fd = open(path, O_RDONLY | O_CLOEXEC), holder = 0;
+	free(path);
+	if (fd < 0)
+		return 0;
+	if (flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK) { /* held: by whom */
+		char text[32] = "";
+		ssize_t n = pread(fd, text, sizeof text - 1, 0);
+		text[n > 0 ? n : 0] = 0;
+		holder = atoi(text);
+		if (holder > 0 && kill(holder, 0) != 0 && errno == ESRCH)
+			holder = 0;
+	}
+	close(fd); /* a shared lock taken is let go with it */
+	return holder;
+}
+
 int cache_close_removing(Cache *c, const char *kiln_dir)
 {
 	int lock_fd = c->lock_fd;

@@ -99,6 +99,7 @@ static void print_verdict(void *ctx, const Task *t, enum Verdict v, const char *
 typedef struct {
 	const Graph *g;
 	FILE *out;
+	int live_kiln; /* the pid of a kiln at work in the workspace now, or 0 */
 } OpenNote;
 
 static void note_open_attempt(void *ctx, const OpenAttempt *a)
@@ -110,6 +111,11 @@ static void note_open_attempt(void *ctx, const OpenAttempt *a)
 	char ago[32];
 	format_duration(r->started > 0 ? now_wall() - r->started : 0, ago, sizeof ago);
 	const char *what = "was running when that kiln stopped: `kiln run` re-attaches to it if it still runs";
+	if (o->live_kiln) { /* its attempts are open because it is at work on them */
+		fprintf(o->out, "running   %s: attempt %d (%s), started %s ago, under the kiln at work here now (pid %d)\n",
+			r->task, r->attempt, r->job_id, ago, o->live_kiln);
+		return;
+	}
 	if (!strncmp(r->job_id, "local/", 6) && r->host && !strcmp(r->host, os_hostname()))
 		what = exec_local_job_alive(r->job_id) ? "still runs: `kiln run` re-attaches to it"
 						       : "ended while no kiln watched: `kiln run` takes up how it ended "
@@ -253,7 +259,7 @@ int sched_plan(Graph *g, Cache *c, FILE *out, int all, PlanCapacity cap, int *re
 	print_flush(&p);
 	buf_free(&p.text);
 	strmap_free_owned(&p.failed);
-	OpenNote open = {g, out};
+	OpenNote open = {g, out, cache_lock_holder(c)};
 	cache_each_open_job(c, note_open_attempt, &open);
 	if (p.nwork && !p.nruns) {
 		fprintf(out, "kiln: no recorded durations to estimate from yet\n");

@@ -239,6 +239,8 @@ class Logs(KilnTestCase):
         p = self.ws.spawn("run")
         self.assertTrue(wait_for(lambda: self.ws.exists(".kiln/logs/t@1.log"), timeout=30))
         follower = self.ws.spawn("log", "-f", "t")
+        self.assertIn("running   t: attempt 1 (local/", self.ws.kiln("status").out)
+        self.assertIn("under the kiln at work here now (pid %d)" % p.pid, self.ws.kiln("status").out)
         self.assertEqual(p.wait(timeout=60), 0)
         run_ended = time.time()
         out, _ = follower.communicate(timeout=60)
