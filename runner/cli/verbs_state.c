@@ -190,6 +190,15 @@ int verb_log(Options *o, int argc, char **argv)
 	if (!c || cache_loaded(c, &err) != 0)
 		fatal("no log recorded for task \"%s\" in this workspace (has it run?)", o->targets[0]);
 	char *shard = NULL;
+	int holder = o->follow && cache_last_log(c, o->targets[0], &path, NULL) != 0 ? cache_lock_holder(c) : 0;
+	if (holder) /* -f before the task started: its first attempt is waited for while a kiln works */
+		fprintf(stderr, "kiln: %s has no attempt yet; waiting while the kiln at work here (pid %d) may start it\n",
+			o->targets[0], holder);
+	while (holder && cache_last_log(c, o->targets[0], &path, NULL) != 0 && (holder = cache_lock_holder(c))) {
+		struct timespec pause = {0, 200 * 1000000};
+		nanosleep(&pause, NULL);
+	}
+	buf_reset(&path);
 	if (cache_last_log(c, o->targets[0], &path, NULL) != 0) { /* a map's item: its shard's logs */
 		shard = shard_of(o->targets[0]);
 		fprintf(stderr, "kiln: %s is an item of a map{}; it ran in %s, whose log follows\n", o->targets[0], shard);

@@ -250,6 +250,19 @@ class Logs(KilnTestCase):
                          ["line %d of %d" % (i, a) for a in (1, 2) for i in (1, 2, 3)])
         self.assertIn("# kiln: attempt 1 failed: exit status 1 [error]\n\n==> .kiln/logs/t@2.log <==\n", out)
 
+    def test_follow_waits_for_a_task_the_kiln_at_work_has_not_started_yet(self):
+        self.ws.write("kiln.lua", 'task { name = "first", outputs = {"f.txt"}, run = "sleep 1.5; echo > f.txt" }\n'
+                      'task { name = "second", inputs = {"f.txt"}, outputs = {"s.txt"}, '
+                      'run = "echo second here; echo > s.txt" }\n')
+        p = self.ws.spawn("run")
+        self.assertTrue(wait_for(lambda: self.ws.exists(".kiln/logs/first@1.log"), timeout=30))
+        r = self.ws.kiln("log", "-f", "second", timeout=60)
+        self.assertEqual(p.wait(timeout=60), 0)
+        self.assertEqual(r.rc, 0, r)
+        self.assertIn("second has no attempt yet; waiting while the kiln at work here (pid %d)" % p.pid, r.err)
+        self.assertIn("\nsecond here\n", r.out)
+        self.assertEqual(self.ws.kiln("log", "-f", "third").rc, 2, "with no kiln at work, no waiting")
+
     def test_follow_outlives_a_killed_kiln_until_the_task_ends(self):
         self.ws.write("kiln.lua", 'task { name = "t", outputs = {"t.txt"}, run = "for i in 1 2 3 4 5; do '
                       'echo line $i; sleep 0.4; done; echo > t.txt" }\n')
