@@ -643,9 +643,8 @@ int sched_run(Graph *g, const SchedOptions *o, SchedSummary *sum)
 			sum->stopped_by_signal = sig;
 			r.stopping = 1;
 			if (!again && r.nrunning && sig != SIGHUP) /* the grace period, in words (the line says it too) */
-				status_print(&r.st, "stopping", "%d running task%s stopped (SIGTERM; SIGKILL after %.0f s, or at "
-					     "a second Ctrl-C)", r.nrunning, r.nrunning == 1 ? " is being" : "s are being",
-					     o->kill_grace_sec);
+				status_print(&r.st, "stopping", "%d running task%s: SIGTERM now, SIGKILL after %.0f s or at a "
+					     "second Ctrl-C", r.nrunning, r.nrunning == 1 ? "" : "s", o->kill_grace_sec);
 			stop_all(&r, again ? SIGKILL : SIGTERM, sig == SIGHUP && !again);
 		}
 		r.start_failures_pending = 0;
