@@ -14,7 +14,7 @@ flags="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefine
 for name in $names; do
 	case $name in
 	npy) clang $flags -o "$out/fuzz_npy" tests/fuzz/fuzz_npy.c kernels/npy.c ;;
-	metrics) clang $flags -o "$out/fuzz_metrics" tests/fuzz/fuzz_metrics.c cache/state/metrics.c base/json.c base/util.c -lm -lpthread ;;
+	metrics) clang $flags -o "$out/fuzz_metrics" tests/fuzz/fuzz_metrics.c cache/state/metrics.c base/json.c base/util.c base/fileio.c base/thread.c -lm -lpthread ;;
 	recipe) # the loader with everything it reaches; not the verbs, not main
 		clang $flags -o "$out/fuzz_recipe" tests/fuzz/fuzz_recipe.c base/*.c cache/*.c cache/state/*.c plots/*.c \
 			runner/recipe/*.c runner/sched/*.c runner/exec/ssh/*.c runner/exec/slurm/*.c $(ls runner/exec/*.c | grep -v keeper.c) \
