@@ -628,6 +628,8 @@ int main(int argc, char **argv)
 		i++;
 	if (i == sizeof verbs / sizeof *verbs)
 		fatal("unknown verb \"%s\" (verbs: run status why list graph log clean gc metrics plot report help)", o.verb);
+	if (o.follow && strcmp(o.verb, "log"))
+		fatal("-f (--follow) is kiln log's: kiln log -f TASK; to run a task again whatever its record, --force TASK");
 	rc = verbs[i].fn(&o, argc, argv);
 	params_free(&o.params);
 	free(o.targets);

@@ -277,6 +277,9 @@ class Logs(KilnTestCase):
         self.assertEqual(re.findall(r"^line \d$", out, re.M), ["line %d" % i for i in range(1, 6)],
                          "to the end the keeper wrote, with no kiln recording it")
         self.assertEqual(self.ws.kiln("log", "t", "1", "-f").rc, 2, "an attempt number is not followed")
+        r = self.ws.kiln("run", "-f")
+        self.assertEqual(r.rc, 2, "-f is log's alone")
+        self.assertIn("--force TASK", r.err)
 
     def test_a_failed_attempts_log_survives_later_runs(self):
         self.ws.write("kiln.lua", 'task { name = "t", outputs = {"t.txt"}, '
