@@ -116,7 +116,7 @@ static char *shard_of(const char *name)
 	return found;
 }
 
-/* Copies what f has beyond where it was read to to stdout. */
+/* Copies to stdout what f holds past where it was last read. */
 static void print_new(FILE *f)
 {
 	char chunk[65536];
