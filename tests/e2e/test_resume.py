@@ -233,12 +233,18 @@ class Resume(KilnTestCase):
 
 
 class Logs(KilnTestCase):
-    def test_follow_prints_as_written_and_goes_on_to_a_retry(self):
-        self.ws.write("kiln.lua", 'task { name = "t", outputs = {"t.txt"}, retries = 1, run = "for i in 1 2 3; do '
-                      'echo line $i of $KILN_ATTEMPT; sleep 0.5; done; [ $KILN_ATTEMPT = 2 ] && echo > t.txt" }\n')
+    def run_and_follow(self, task_t):
+        """Starts `kiln run` of a recipe of the one task t, and `kiln log -f t` once its
+        first log is there: (the run, the follower)."""
+        self.ws.write("kiln.lua", task_t)
         p = self.ws.spawn("run")
         self.assertTrue(wait_for(lambda: self.ws.exists(".kiln/logs/t@1.log"), timeout=30))
-        follower = self.ws.spawn("log", "-f", "t")
+        return p, self.ws.spawn("log", "--follow", "t")
+
+    def test_follow_prints_as_written_and_goes_on_to_a_retry(self):
+        p, follower = self.run_and_follow('task { name = "t", outputs = {"t.txt"}, retries = 1, run = "for i in 1 2 3; '
+                                          'do echo line $i of $KILN_ATTEMPT; sleep 0.5; done; '
+                                          '[ $KILN_ATTEMPT = 2 ] && echo > t.txt" }\n')
         self.assertIn("running   t: attempt 1 (local/", self.ws.kiln("status").out)
         self.assertIn("under the kiln at work here now (pid %d)" % p.pid, self.ws.kiln("status").out)
         self.assertEqual(p.wait(timeout=60), 0)
@@ -264,11 +270,8 @@ class Logs(KilnTestCase):
         self.assertEqual(self.ws.kiln("log", "-f", "third").rc, 2, "with no kiln at work, no waiting")
 
     def test_follow_outlives_a_killed_kiln_until_the_task_ends(self):
-        self.ws.write("kiln.lua", 'task { name = "t", outputs = {"t.txt"}, run = "for i in 1 2 3 4 5; do '
-                      'echo line $i; sleep 0.4; done; echo > t.txt" }\n')
-        p = self.ws.spawn("run")
-        self.assertTrue(wait_for(lambda: self.ws.exists(".kiln/logs/t@1.log"), timeout=30))
-        follower = self.ws.spawn("log", "--follow", "t")
+        p, follower = self.run_and_follow('task { name = "t", outputs = {"t.txt"}, run = "for i in 1 2 3 4 5; do '
+                                          'echo line $i; sleep 0.4; done; echo > t.txt" }\n')
         time.sleep(0.5)
         p.kill()
         p.wait()
@@ -277,6 +280,7 @@ class Logs(KilnTestCase):
         self.assertEqual(re.findall(r"^line \d$", out, re.M), ["line %d" % i for i in range(1, 6)],
                          "to the end the keeper wrote, with no kiln recording it")
         self.assertEqual(self.ws.kiln("log", "t", "1", "-f").rc, 2, "an attempt number is not followed")
+        self.assertEqual(self.ws.kiln("log", "-f", "t").out.count("line 5"), 1, "an ended attempt: printed, done")
         r = self.ws.kiln("run", "-f")
         self.assertEqual(r.rc, 2, "-f is log's alone")
         self.assertIn("--force TASK", r.err)
