@@ -374,6 +374,9 @@ static void job_ended(Run *r, Job *job)
 		buf_free(&err);
 	} else if (job->interrupted && r->sum->stopped_by_signal) {
 		cache_attempt_ended(o->cache, attempt_id, job->exit_code, "interrupted", NULL);
+		if (t->opts->nresume && access(t->opts->resume[0], F_OK) == 0) /* what this Ctrl-C did not throw away */
+			status_print(&r->st, "kept", "%s: %s, its resume state: the next `kiln run` continues from it (unless "
+				     "the task changes)", t->name, t->opts->resume[0]);
 		if (task_is_runner(t))
 			shard_job_ended(r, job, "interrupted", SHARD_STOPPED);
 		else

@@ -104,6 +104,8 @@ class Resume(KilnTestCase):
         self.ws.write("kiln.lua", recipe())
         p = self.interrupt(signal.SIGINT)
         self.assertEqual(p.returncode, 130)
+        self.assertIn("kept     train: ckpt/snapshot.json, its resume state: the next `kiln run` continues from it",
+                      p.out, "the Ctrl-C says what it kept")
         self.assertFalse(marked_processes(self.ws.dir), "Ctrl-C stops the attempt")
         done = len(self.ledger())
         self.assertLess(done, 8)
