@@ -91,7 +91,9 @@ def main():
         opt.load_state_dict(snap["optimizer"])
         with torch.no_grad():
             scale.copy_(snap["scale"])
-        torch.set_rng_state(snap["rng"])
+        torch.set_rng_state(snap["rng"].cpu())  # loaded onto the device with the rest: the generator's is the CPU's
+        if device.type == "cuda" and snap.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(snap["cuda_rng"].cpu())  # randperm draws from it there
         epochs, earlier = snap["epochs"], snap["train_time"]
         print(f"resuming after epoch {len(epochs)} of {args.epochs} from {args.resume}", flush=True)
     start = time.perf_counter()
@@ -120,6 +122,7 @@ def main():
             os.makedirs(os.path.dirname(args.resume) or ".", exist_ok=True)
             torch.save({"image_state": image_enc.state_dict(), "text_state": text_enc.state_dict(),
                         "optimizer": opt.state_dict(), "scale": scale.detach(), "rng": torch.get_rng_state(),
+                        "cuda_rng": torch.cuda.get_rng_state() if device.type == "cuda" else None,
                         "epochs": epochs, "train_time": earlier + time.perf_counter() - start}, args.resume + ".tmp")
             os.replace(args.resume + ".tmp", args.resume)
         print(f"{args.image} x {args.text} epoch {epoch}: loss {total / max(steps, 1):.4f}, recall@1 {recall:.3f}",
