@@ -338,6 +338,7 @@ static void job_ended(Run *r, Job *job)
 	enum FailureClass cls = FC_ERROR; /* a success that cannot be recorded is a plain error */
 	if (task_is_runner(t) && job->end == JOB_EXITED && job->exit_code == 0 && !job->timed_out) {
 		cache_attempt_ended(o->cache, attempt_id, 0, "ok", NULL);
+		t->attempt = 0; /* a batch after this one (items a re-attached attempt did not list) is no retry */
 		shard_job_ended(r, job, NULL, SHARD_OK);
 		free_job(job);
 		return;

@@ -1,6 +1,7 @@
 """End-to-end: map{} — items as tasks made in batches by one process per shard. A kill -9
 or Ctrl-C in the middle of a 200-item, 4-shard map, then a re-run that executes only the
-items not recorded (counted from the item records and a ledger the command appends to);
+items not recorded (counted from the item records and a ledger the command appends to;
+items added meanwhile run in a batch of their own, not as a retry);
 10 new items run 10; an edited command re-runs all; a failed item is reported by name and
 the others stay done; items that fail with one shard's log show it once in the summary,
 and `kiln log MAP/ITEM` prints it (`kiln why` names it); shards are even; progress lines
@@ -111,6 +112,21 @@ class Map(KilnTestCase):
         self.assertLessEqual(rates[0], 1.25 * 2 / sleep, r.out)
         self.assertNotIn("running   ", self.ws.kiln("status").out, "nothing is left open")
         self.assertEqual(self.ws.kiln("run").ran, set(), "then a no-op")
+
+    def test_items_added_after_a_kill_9_run_in_a_batch_of_their_own_not_as_a_retry(self):
+        self.ws.write("kiln.lua", recipe(20, shards=2))
+        p = self.ws.spawn("run", env={"SLEEP": "0.1"})
+        self.assertTrue(wait_for(lambda: len(self.ledger()) >= 4, timeout=60), "the map got going")
+        p.send_signal(signal.SIGKILL)
+        p.communicate()
+        self.ws.write("kiln.lua", recipe(24, shards=2))  # four more: no attempt left running lists them
+        r = self.ws.kiln("run", env={"SLEEP": "0.1"}, timeout=300)
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(self.recorded(), 24)
+        logs = [f for f in os.listdir(self.ws.path(".kiln/logs")) if f.startswith("cap:shard-") and f.endswith(".log")]
+        self.assertGreater(len(logs), 2, "a batch after the re-attached attempts")
+        for f in logs:
+            self.assertIn("(try 1 of 1 in this run)", self.ws.read(".kiln/logs/" + f), f)
 
     def test_shards_that_ended_while_no_kiln_watched_are_adopted(self):
         self.ws.write("kiln.lua", recipe(80))
