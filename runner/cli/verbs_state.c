@@ -49,17 +49,21 @@ static void print_attempt_log(void *ctx, int attempt, long long run_id, const ch
 		print_file(log);
 }
 
-/* A map{}'s items and the map itself have no logs of their own: their shards do. Names the
- * shard whose list (.kiln/maps/SHARD.items, rewritten by each attempt) holds the item `name`
- * is, the newest list where a shard count changed; or with none, fails saying which shards a
- * map called `name` has, or that nothing ran as `name`. */
-static char *shard_of(const char *name)
+/* What the shards' lists (.kiln/maps/SHARD.items, rewritten by each attempt) say of a name. */
+typedef struct {
+	char *found; /* the shard whose list holds the item `name` is (the newest list where a
+		      * shard count changed), or NULL; malloc'd */
+	int nshards; /* shards of a map called name */
+	char *map;   /* a map whose "MAP/" begins name, or NULL; malloc'd */
+} ShardScan;
+
+static ShardScan scan_shards(const char *name)
 {
 	DIR *d = opendir(KILN_DIR "/maps");
 	struct dirent *e;
 	size_t nlen = strlen(name);
-	int nshards = 0;   /* shards of a map called name */
-	char *map = NULL; /* a map whose "MAP/" begins name */
+	int nshards = 0;
+	char *map = NULL;
 	char *found = NULL;
 	struct timespec found_at = {0, 0};
 	while (d && (e = readdir(d))) {
@@ -102,6 +106,17 @@ static char *shard_of(const char *name)
 	}
 	if (d)
 		closedir(d);
+	return (ShardScan){found, nshards, map};
+}
+
+/* A map{}'s items and the map itself have no logs of their own: their shards do. The shard
+ * that ran the item `name`; or fails saying which shards a map called `name` has, or that
+ * nothing ran as `name`. */
+static char *shard_of(const char *name)
+{
+	ShardScan scan = scan_shards(name);
+	char *found = scan.found, *map = scan.map;
+	int nshards = scan.nshards;
 	if (!found && map) /* done by an earlier attempt: the lists are the latest attempts' */
 		fatal("no log recorded for task \"%s\", and no latest list of map %s's shards names it: if an earlier "
 		      "attempt made it, `kiln log %s:shard-N --all` prints every attempt of shard N",
@@ -220,6 +235,14 @@ int verb_log(Options *o, int argc, char **argv)
 			follow_log(c, o->targets[0], buf_str(&path));
 		else
 			print_file(buf_str(&path));
+		ShardScan scan = shard ? (ShardScan){0} : scan_shards(o->targets[0]);
+		if (scan.nshards) /* a map's own task only groups its items: say where their logs are */
+			fprintf(stderr, "kiln: %s is a map{}: its items ran in %d shard%s, each with its logs: `kiln log "
+					"%s:shard-1` (to %s:shard-%d), or `kiln log %s/ITEM` for the shard that ran an item\n",
+				o->targets[0], scan.nshards, scan.nshards == 1 ? "" : "s", o->targets[0], o->targets[0],
+				scan.nshards, o->targets[0]);
+		free(scan.found);
+		free(scan.map);
 	}
 	cache_close(c);
 	buf_free(&path);
