@@ -127,6 +127,9 @@ class Map(KilnTestCase):
         self.assertGreater(len(logs), 2, "a batch after the re-attached attempts")
         for f in logs:
             self.assertIn("(try 1 of 1 in this run)", self.ws.read(".kiln/logs/" + f), f)
+        r = self.ws.kiln("log", "cap")  # the map's own task groups its items: where are their logs
+        self.assertEqual(r.rc, 0, r)
+        self.assertIn("cap is a map{}: its items ran in 2 shards, each with its logs: `kiln log cap:shard-1`", r.err)
 
     def test_shards_that_ended_while_no_kiln_watched_are_adopted(self):
         self.ws.write("kiln.lua", recipe(80))
