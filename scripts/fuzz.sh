@@ -23,19 +23,10 @@ for name in $names; do
 	esac
 	mkdir -p "$out/corpus-$name"
 done
-# seeds: a valid .npy (format 1.0, float32, shape (2, 3)), a metrics file with a curve, and
-# for the loader the recipes in recipes/ and every hostile-campaign case
-python3 - "$out" <<'PY'
-import os, struct, sys
-hdr = b"{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }"
-hdr += b" " * ((64 - (10 + len(hdr) + 1) % 64) % 64) + b"\n"
-if os.path.isdir(sys.argv[1] + "/corpus-npy"):
-    open(sys.argv[1] + "/corpus-npy/seed.npy", "wb").write(
-        b"\x93NUMPY\x01\x00" + struct.pack("<H", len(hdr)) + hdr + struct.pack("<6f", *range(6)))
-if os.path.isdir(sys.argv[1] + "/corpus-metrics"):
-    open(sys.argv[1] + "/corpus-metrics/seed.json", "w").write(
-        '{"top1": 0.5, "name": "x", "nested": {"a": [1, 2]}, "curve": [{"epoch": 1, "loss": 0.3}], "ok": true, "n": null}')
-PY
+# seeds (tests/fuzz/seeds, which ctest replays through each harness too): .npy and metrics
+# files, and for the loader the recipes in recipes/ and every hostile-campaign case
+[ -d "$out/corpus-npy" ] && cp tests/fuzz/seeds/*.npy "$out/corpus-npy/"
+[ -d "$out/corpus-metrics" ] && cp tests/fuzz/seeds/*.json "$out/corpus-metrics/"
 if [ -d "$out/corpus-recipe" ]; then
 	cp recipes/*.lua "$out/corpus-recipe/"
 	python3 scripts/hostile-campaign.py --emit-seeds "$out/corpus-recipe" >/dev/null

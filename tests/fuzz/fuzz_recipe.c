@@ -16,6 +16,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static char dir[] = "/tmp/kiln-fuzz-recipe-XXXXXX";
 static char path[sizeof dir + 16];
 
+/* the recipe file and its directory go when the process ends */
+static void remove_dir(void)
+{
+	remove(path);
+	remove(dir);
+}
+
 static int two_gpus(void *ctx)
 {
 	(void)ctx;
@@ -24,14 +31,21 @@ static int two_gpus(void *ctx)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	if (dir[sizeof dir - 2] == 'X') {
-		if (!mkdtemp(dir))
+	static int made; /* not dir's last letter: mkdtemp may leave an X there */
+	if (!made) {
+		if (!mkdtemp(dir)) {
+			perror(dir);
 			abort();
+		}
+		made = 1;
 		snprintf(path, sizeof path, "%s/kiln.lua", dir);
+		atexit(remove_dir);
 	}
 	FILE *f = fopen(path, "wb");
-	if (!f || fwrite(data, 1, size, f) != size || fclose(f) != 0)
+	if (!f || fwrite(data, 1, size, f) != size || fclose(f) != 0) {
+		perror(path); /* no finding of the loader's: the harness could not write its input */
 		abort();
+	}
 	Graph *g = graph_new(dir);
 	Buf err = {0};
 	RecipeLoad lo = {.count_gpus = two_gpus, .timeout_sec = 0.3, .max_bytes = 256u << 20, .wait_when_stuck = 1};
