@@ -284,12 +284,15 @@ int try_start(Run *r, Task *t)
 	job->next = r->running;
 	r->running = job;
 	r->nrunning++;
+	int reserved = job->attempt; /* an attached job keeps its own number: this one goes unused */
 	if (job->ex->start(job->ex, job) != 0)
 		r->start_failures_pending = 1;
 	if (job->stopped_stale) /* no GPU-hour goes without a word */
 		status_print(&r->st, "note", "%s: stopped the attempt an earlier kiln left running: the task changed since "
 			     "it started, so this one starts afresh", t->name);
 	if (job->adopted) {
+		if (r->attempt_no[t->index] == reserved) /* the next attempt is numbered as if this one were */
+			r->attempt_no[t->index] = reserved - 1;
 		if (job->attempt > r->attempt_no[t->index])
 			r->attempt_no[t->index] = job->attempt;
 		r->attempt_ids[t->index] = job->attempt_row;

@@ -127,6 +127,10 @@ class Map(KilnTestCase):
         self.assertGreater(len(logs), 2, "a batch after the re-attached attempts")
         for f in logs:
             self.assertIn("(try 1 of 1 in this run)", self.ws.read(".kiln/logs/" + f), f)
+        # the attempt re-attached to keeps its number, and the batch after it takes the next
+        for shard in ("cap:shard-1", "cap:shard-2"):
+            numbers = sorted(int(f[len(shard) + 1:-4]) for f in logs if f.startswith(shard + "@"))
+            self.assertEqual(numbers, list(range(1, len(numbers) + 1)), logs)
         r = self.ws.kiln("log", "cap")  # the map's own task groups its items: where are their logs
         self.assertEqual(r.rc, 0, r)
         self.assertIn("cap is a map{}: its items ran in 2 shards, each with its logs: `kiln log cap:shard-1`", r.err)
