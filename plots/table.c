@@ -38,6 +38,7 @@ static void table_init(Table *t, int nrows, int ncols)
 	t->ncols = ncols;
 	t->cells = xcalloc((size_t)(nrows * ncols + 1), sizeof(char *));
 	t->marks = xcalloc((size_t)(nrows * ncols + 1), 1);
+	t->best = xcalloc((size_t)(nrows * ncols + 1), 1);
 }
 
 void table_free(Table *t)
@@ -46,6 +47,7 @@ void table_free(Table *t)
 		free(t->cells[i]);
 	free(t->cells);
 	free(t->marks);
+	free(t->best);
 	memset(t, 0, sizeof *t);
 }
 
@@ -76,6 +78,97 @@ static char *ratio(double v, double base, MetricKind kind)
 	if (isnan(r) || isinf(r))
 		return xstrdup("");
 	return xasprintf("%.2f×", r);
+}
+
+/* --best: which way is better, per metric or for every value column. */
+typedef struct {
+	char *metric; /* NULL: every metric not named on its own */
+	int dir;      /* +1 the largest, -1 the smallest */
+	int used;     /* a column of the table holds it */
+} BestRule;
+
+typedef struct {
+	BestRule *rules;
+	int n;
+} BestSpec;
+
+static void best_free(BestSpec *b)
+{
+	for (int i = 0; i < b->n; i++)
+		free(b->rules[i].metric);
+	free(b->rules);
+	memset(b, 0, sizeof *b);
+}
+
+static int parse_best(const char *text, BestSpec *b, Buf *err)
+{
+	memset(b, 0, sizeof *b);
+	for (const char *p = text; p && *p;) {
+		size_t n = strcspn(p, ",");
+		const char *eq = memchr(p, '=', n), *word = eq ? eq + 1 : p;
+		size_t wlen = n - (size_t)(word - p);
+		int dir = wlen == 3 && !strncmp(word, "max", 3) ? 1 : wlen == 3 && !strncmp(word, "min", 3) ? -1 : 0;
+		if (!dir || eq == p) {
+			buf_printf(err, "--best takes max, min or METRIC=max|min, comma-separated (e.g. top1=max,loss=min), "
+					"got \"%s\"", text);
+			best_free(b);
+			return -1;
+		}
+		b->rules = xrealloc(b->rules, (size_t)(b->n + 1) * sizeof *b->rules);
+		b->rules[b->n++] = (BestRule){eq ? strndup(p, (size_t)(eq - p)) : NULL, dir, 0};
+		p += n + (p[n] == ',');
+	}
+	return 0;
+}
+
+/* The rule for metric: its own, else the one for every metric; NULL when neither. */
+static BestRule *best_rule(BestSpec *b, const char *metric)
+{
+	BestRule *any = NULL;
+	for (int i = 0; i < b->n; i++) {
+		if (b->rules[i].metric && !strcmp(b->rules[i].metric, metric))
+			return &b->rules[i];
+		if (!b->rules[i].metric)
+			any = &b->rules[i];
+	}
+	return any;
+}
+
+/* Marks the best cell of each line of value cells: along each row in a pivot (whose
+ * columns all hold its one metric), else down each value column, leaving out the row of
+ * means (mean_row, 0 when none). A cell's value is its printed number (the mean of repeats),
+ * so cells that print alike tie. metric_of[c]: column c's metric, NULL when it is no value
+ * column. -1 when a metric named in b is no column of the table. */
+static int mark_best(Table *t, BestSpec *b, const char *const *metric_of, int along_rows, int mean_row, Buf *err)
+{
+	int lines = along_rows ? t->nrows - 1 : t->ncols, len = along_rows ? t->ncols : t->nrows - 1;
+	for (int l = 0; l < lines; l++) {
+		double best = NAN;
+		for (int pass = 0; pass < 2; pass++) /* find the best, then mark what equals it */
+			for (int i = 0; i < len; i++) {
+				int r = along_rows ? l + 1 : i + 1, c = along_rows ? i : l;
+				BestRule *rule = metric_of[c] ? best_rule(b, metric_of[c]) : NULL;
+				if (!rule || (!along_rows && r == mean_row))
+					continue;
+				rule->used = 1;
+				const char *cell = table_cell(t, r, c);
+				char *end;
+				double v = strtod(cell, &end);
+				if (end == cell || isnan(v))
+					continue;
+				if (pass == 0 && (isnan(best) || v * rule->dir > best * rule->dir))
+					best = v;
+				else if (pass == 1 && v == best)
+					t->best[r * t->ncols + c] = 1;
+			}
+	}
+	for (int i = 0; i < b->n && t->nrows > 1; i++)
+		if (b->rules[i].metric && !b->rules[i].used) {
+			buf_printf(err, "--best %s=...: no column of this table holds the metric %s", b->rules[i].metric,
+				   b->rules[i].metric);
+			return -1;
+		}
+	return 0;
 }
 
 /* "tp (samples/s)": the metric with the unit it is in, when known. malloc'd. */
@@ -150,7 +243,8 @@ static double pivot_at(const Pivot *p, int r, int c, double *std, int *count)
 /* Rows (names in order of first appearance over every column's pivot) by value columns,
  * each cell mean (± std over repeats), with a ratio column after each when a baseline row
  * is named, and a row of column means when asked. */
-static void emit_grouped(const MetricsQuery *q, const Baseline *base, ValueCol *cols, int ncols, Table *t)
+static int emit_grouped(const MetricsQuery *q, const Baseline *base, BestSpec *best, ValueCol *cols, int ncols, Table *t,
+			Buf *err)
 {
 	char **rows = NULL;
 	int nrows = 0;
@@ -197,6 +291,7 @@ static void emit_grouped(const MetricsQuery *q, const Baseline *base, ValueCol *
 		}
 	}
 	if (mean_row) {
+		t->mean_row = nrows + 1;
 		set(t, nrows + 1, 0, xstrdup("mean"));
 		for (int k = 0; k < ncols; k++) {
 			double sum = 0, std;
@@ -209,13 +304,20 @@ static void emit_grouped(const MetricsQuery *q, const Baseline *base, ValueCol *
 			set(t, nrows + 1, 1 + per * k, number(n ? sum / n : NAN, decs[k], 0, 0));
 		}
 	}
+	const char **metric_of = xcalloc((size_t)t->ncols, sizeof *metric_of);
+	for (int k = 0; k < ncols; k++)
+		metric_of[1 + per * k] = cols[k].metric;
+	int rc = mark_best(t, best, metric_of, q->cols != NULL, t->mean_row, err);
+	free(metric_of);
 	free(decs);
 	free(rows);
+	return rc;
 }
 
 /* --rows TAG --cols TAG --value METRIC: a pivot; --rows TAG alone: one row per value of the
  * tag with every metric (or those --value lists, comma-separated) as columns. */
-static int build_grouped(const MetricsQuery *q, const Baseline *base, MView *v, MView *old, Table *t, Buf *err)
+static int build_grouped(const MetricsQuery *q, const Baseline *base, BestSpec *best, MView *v, MView *old, Table *t,
+			 Buf *err)
 {
 	if (base->tag && strcmp(base->tag, q->rows)) {
 		buf_printf(err, "--baseline %s=%s: with --rows the baseline is a row, so its tag is the row tag (--baseline "
@@ -265,7 +367,7 @@ static int build_grouped(const MetricsQuery *q, const Baseline *base, MView *v, 
 			cols[ncols++] = (ValueCol){p->cols[c], keys[k], p, po, c, col_of(po, p->cols[c])};
 		}
 	}
-	emit_grouped(q, base, cols, ncols, t);
+	int rc = emit_grouped(q, base, best, cols, ncols, t, err);
 	for (int k = 0; k < 2 * nkeys; k++)
 		pivot_free(&pivots[k]);
 	for (int k = 0; k < nkeys; k++)
@@ -273,7 +375,7 @@ static int build_grouped(const MetricsQuery *q, const Baseline *base, MView *v, 
 	free(keys);
 	free(pivots);
 	free(cols);
-	return 0;
+	return rc;
 }
 
 static int add_unique(char ***list, int *n, const char *s)
@@ -300,7 +402,8 @@ static double baseline_mean(MView *v, const Baseline *base, const char *key)
 	return n ? sum / n : NAN;
 }
 
-static int build_list(const MetricsQuery *q, const Baseline *base, MView *v, MView *old, Table *t)
+static int build_list(const MetricsQuery *q, const Baseline *base, BestSpec *best, MView *v, MView *old, Table *t,
+		      Buf *err)
 {
 	char **tags = NULL, **keys = NULL;
 	int ntags = 0, nkeys = 0;
@@ -366,11 +469,16 @@ static int build_list(const MetricsQuery *q, const Baseline *base, MView *v, MVi
 				    !text && has ? ratio(val, bases[j], metric_kind(keys[j], q->unit)) : xstrdup(""));
 		}
 	}
+	const char **metric_of = xcalloc((size_t)t->ncols, sizeof *metric_of);
+	for (int j = 0; j < nkeys; j++)
+		metric_of[1 + ntags + per * j] = keys[j];
+	int rc = mark_best(t, best, metric_of, 0, 0, err);
+	free(metric_of);
 	free(decs);
 	free(bases);
 	free(tags);
 	free(keys);
-	return 0;
+	return rc;
 }
 
 int metrics_table(const MetricsQuery *q, Table *t, Buf *err)
@@ -382,11 +490,19 @@ int metrics_table(const MetricsQuery *q, Table *t, Buf *err)
 		return -1;
 	}
 	Baseline base;
-	if (parse_baseline(q->baseline, &base, err) != 0)
+	BestSpec best;
+	if (parse_best(q->best, &best, err) != 0)
 		return -1;
+	if (parse_baseline(q->baseline, &base, err) != 0) {
+		best_free(&best);
+		return -1;
+	}
 	MView *v = mview_open(q->db_path, 0, q->tasks, q->ntasks, err);
-	if (!v)
+	if (!v) {
+		free(base.tag);
+		best_free(&best);
 		return -1;
+	}
 	MView *old = NULL;
 	long long vs = q->vs_run;
 	if (vs < 0) { /* the values before the latest run that recorded any of these tasks */
@@ -398,99 +514,22 @@ int metrics_table(const MetricsQuery *q, Table *t, Buf *err)
 	if (vs > 0 && !(old = mview_open(q->db_path, vs, q->tasks, q->ntasks, err))) {
 		mview_close(v);
 		free(base.tag);
+		best_free(&best);
 		return -1;
 	}
 	if (old && mview_count(old) == 0) { /* nothing recorded then: no deltas */
 		mview_close(old);
 		old = NULL;
 	}
-	int rc = q->rows ? build_grouped(q, &base, v, old, t, err) : build_list(q, &base, v, old, t);
+	int rc = q->rows ? build_grouped(q, &base, &best, v, old, t, err) : build_list(q, &base, &best, v, old, t, err);
 	t->vs_run = old ? vs : 0;
+	if (rc != 0)
+		table_free(t);
 	mview_close(v);
 	mview_close(old);
 	free(base.tag);
+	best_free(&best);
 	return rc;
-}
-
-/* Columns a cell takes on a terminal: UTF-8 continuation bytes (of ± and ×) take none. */
-static int text_width(const char *s)
-{
-	int n = 0;
-	for (; *s; s++)
-		n += ((unsigned char)*s & 0xC0) != 0x80;
-	return n;
-}
-
-static void json_str(FILE *out, const char *s)
-{
-	fputc('"', out);
-	for (; *s; s++) {
-		if (*s == '"' || *s == '\\')
-			fputc('\\', out);
-		fputc(*s, out);
-	}
-	fputc('"', out);
-}
-
-void table_write(FILE *out, const Table *t, const char *format)
-{
-	if (!format || !strcmp(format, "text") || !strcmp(format, "md")) {
-		int md = format && !strcmp(format, "md");
-		int *w = xcalloc((size_t)t->ncols + 1, sizeof *w);
-		for (int r = 0; r < t->nrows; r++)
-			for (int c = 0; c < t->ncols; c++) {
-				int len = text_width(table_cell(t, r, c));
-				w[c] = len > w[c] ? len : w[c];
-			}
-		for (int r = 0; r < t->nrows; r++) {
-			for (int c = 0; c < t->ncols; c++) {
-				const char *s = table_cell(t, r, c);
-				int pad = w[c] - text_width(s), left = c == 0 || r == 0; /* names left, numbers right */
-				fputs(md ? "| " : c ? "  " : "", out);
-				if (!left)
-					fprintf(out, "%*s", pad, "");
-				fputs(s, out);
-				if (left && (md || c + 1 < t->ncols))
-					fprintf(out, "%*s", pad, "");
-				if (md)
-					fputc(' ', out);
-			}
-			fputs(md ? "|\n" : "\n", out);
-			if (md && r == 0) {
-				for (int c = 0; c < t->ncols; c++) {
-					fputs(c == 0 ? "|:" : "|-", out);
-					for (int k = 0; k < w[c]; k++)
-						fputc('-', out);
-					fputs(c == 0 ? "-" : ":", out);
-				}
-				fputs("|\n", out);
-			}
-		}
-		free(w);
-	} else if (!strcmp(format, "tsv")) {
-		for (int r = 0; r < t->nrows; r++)
-			for (int c = 0; c < t->ncols; c++)
-				fprintf(out, "%s%c", table_cell(t, r, c), c + 1 < t->ncols ? '\t' : '\n');
-	} else { /* json: one object per row, keyed by the header */
-		fputs("[", out);
-		for (int r = 1; r < t->nrows; r++) {
-			fputs(r > 1 ? ",\n  {" : "\n  {", out);
-			for (int c = 0; c < t->ncols; c++) {
-				fputs(c ? ", " : "", out);
-				json_str(out, table_cell(t, 0, c));
-				const char *v = table_cell(t, r, c);
-				char *end;
-				double d = strtod(v, &end);
-				fputs(": ", out);
-				if (*v && !*end && isfinite(d))
-					fputs(v, out);
-				else
-					json_str(out, v);
-			}
-			fputs("}", out);
-		}
-		fputs("\n]\n", out);
-	}
 }
 
 int metrics_print(const MetricsQuery *q, FILE *out, Buf *err)

@@ -35,7 +35,7 @@ typedef struct {
 	double host_wait;         /* ssh: how long a task waits for one of its hosts; 0: default */
 	double load_timeout;      /* how long a recipe may load; 0: the default (lsandbox.h) */
 	const char *executor;
-	const char *rows, *cols, *value, *format, *out, *baseline; /* metrics, report */
+	const char *rows, *cols, *value, *format, *out, *baseline, *best; /* metrics, report */
 	int open;                 /* report: print the file's URL */
 	double threshold;         /* report: shade cells that moved more than this (relative); -1: default */
 	int max_jobs, detach;                           /* Slurm, ssh */

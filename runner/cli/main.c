@@ -77,13 +77,16 @@ static const struct {
 	{"gc", "kiln gc", "Deletes stored outputs that no recorded success refers to, and old attempt logs: it keeps\n"
 	 "each task's 5 latest attempts' logs, the latest run's, each task's latest success's and\n"
 	 "those of attempts still running.", verb_gc},
-	{"metrics", "kiln metrics [TASK|GLOB ...] [--rows TAG [--cols TAG] --value METRIC[,METRIC...]] [--baseline TAG=VALUE] [--format text|md|tsv|json] [--vs RUN] [--mean] [--out FILE]",
+	{"metrics", "kiln metrics [TASK|GLOB ...] [--rows TAG [--cols TAG] --value METRIC[,METRIC...]] [--baseline TAG=VALUE] [--format text|md|tsv|json|latex] [--best max|min|METRIC=max|min,...] [--vs RUN] [--mean] [--out FILE]",
 	 "Prints the latest recorded metrics. With --rows/--cols/--value, a pivot (e.g. dataset x model of top1);\n"
 	 "with --rows alone, one row per value of the tag and the metrics (all, or those --value lists) as\n"
 	 "columns. Cells average the tasks they hold; repeats (seeds) print as mean ± std. --baseline\n"
 	 "method=ddp adds after each value column its ratio to that row (a speedup for a time or a\n"
 	 "throughput, faster above 1; a plain ratio otherwise); --mean adds a row of column means; --vs RUN shows deltas against the metrics\n"
-	 "as they were at run RUN. Without --rows: one row per task with its tags and metrics.", verb_metrics},
+	 "as they were at run RUN. Without --rows: one row per task with its tags and metrics. --best max\n"
+	 "(or min, or top1=max,loss=min) sets the best value bold: in each row of a pivot, else in each\n"
+	 "column. --format latex prints a booktabs tabular for a paper; --out FILE.tex (.md, .tsv, .json)\n"
+	 "picks the format when --format is not given.", verb_metrics},
 	{"plot", "kiln plot [RECIPE] [NAME ...]",
 	 "Re-renders all (or the named) plot{} charts from the recorded metrics, without running any task:\n"
 	 "after a change of style only. Charts land where each plot's `out` says (default plots/NAME.svg/.png).", verb_plot},
@@ -138,7 +141,7 @@ static int is_recipe_word(const char *w)
 }
 
 /* Long options with no letter of their own (past any char getopt_long returns). */
-enum { OPT_FORCE = 256 };
+enum { OPT_FORCE = 256, OPT_BEST };
 
 static void parse_args(int argc, char **argv, Options *o)
 {
@@ -160,6 +163,7 @@ static void parse_args(int argc, char **argv, Options *o)
 		{"max-jobs", required_argument, 0, 'J'}, {"detach", no_argument, 0, 'D'},
 		{"baseline", required_argument, 0, 'b'}, {"open", no_argument, 0, 'O'},
 		{"force", required_argument, 0, OPT_FORCE}, {"follow", no_argument, 0, 'f'},
+		{"best", required_argument, 0, OPT_BEST},
 		{"deps", no_argument, 0, 'd'},      {"patterns", no_argument, 0, 'P'},
 		{"threshold", required_argument, 0, 'T'}, {"hosts", required_argument, 0, 'H'},
 		{"host-wait", required_argument, 0, 'w'}, {"load-timeout", required_argument, 0, 'l'}, {0, 0, 0, 0}};
@@ -251,6 +255,7 @@ static void parse_args(int argc, char **argv, Options *o)
 			o->force = xrealloc(o->force, (size_t)(o->nforce + 1) * sizeof *o->force);
 			o->force[o->nforce++] = optarg;
 			break;
+		case OPT_BEST: o->best = optarg; break;
 		case 'd': o->deps = 1; break;
 		case 'P': o->patterns = 1; break;
 		case 'T':
@@ -259,8 +264,9 @@ static void parse_args(int argc, char **argv, Options *o)
 				fatal("--threshold takes a relative change like 0.01 (1 %%), got \"%s\"", optarg);
 			break;
 		case 'F':
-			if (strcmp(optarg, "text") && strcmp(optarg, "md") && strcmp(optarg, "tsv") && strcmp(optarg, "json"))
-				fatal("--format takes text, md, tsv or json, got \"%s\"", optarg);
+			if (strcmp(optarg, "text") && strcmp(optarg, "md") && strcmp(optarg, "tsv") && strcmp(optarg, "json") &&
+			    strcmp(optarg, "latex"))
+				fatal("--format takes text, md, tsv, json or latex, got \"%s\"", optarg);
 			o->format = optarg;
 			break;
 		case 'v':

@@ -17,7 +17,9 @@ int verb_metrics(Options *o, int argc, char **argv)
 	(void)argc, (void)argv;
 	MetricsQuery q = {.db_path = KILN_DIR "/state.db", .tasks = o->targets, .ntasks = o->ntargets, .rows = o->rows,
 			  .cols = o->cols, .value = o->value, .format = o->format, .vs_run = o->vs_run, .mean_row = o->mean,
-			  .baseline = o->baseline};
+			  .baseline = o->baseline, .best = o->best};
+	if (!q.format)
+		q.format = table_format_of_path(o->out);
 	FILE *out = o->out ? fopen(o->out, "w") : stdout;
 	if (!out)
 		fatal("cannot write %s: %s", o->out, strerror(errno));

@@ -66,6 +66,53 @@ class Results(KilnTestCase):
         runs = con.execute("SELECT count(DISTINCT run_id) FROM metrics WHERE task = 'eval/d3/m2'").fetchone()[0]
         self.assertEqual(runs, 2)
 
+    def test_best_values_bold_and_a_latex_table_for_a_paper(self):
+        self.ws.write("kiln.lua", """
+local runs = { {"ddp", 1, 91.5, 0.30}, {"ddp", 2, 92.5, 0.28}, {"all_reduce", 1, 93.0, 0.25}, {"all_reduce", 2, 93.0, 0.27},
+               {"ps", 1, -1.5, 0.9} }
+for _, r in ipairs(runs) do
+  local out = "r/" .. r[1] .. r[2] .. ".json"
+  task { name = "train/" .. r[1] .. "/" .. r[2], outputs = {out}, metrics = out, tags = { method = r[1], seed = r[2] },
+         run = string.format("mkdir -p r; printf '{\\"acc_pct\\": %s, \\"loss\\": %s}' > {out}", r[3], r[4]) }
+end
+""")
+        r = self.ws.kiln("run")
+        self.assertEqual(r.rc, 0, r)
+        # grouped by method: the best of each column, each metric its own way round
+        t = self.ws.kiln("metrics", "--rows", "method", "--best", "acc_pct=max,loss=min")
+        self.assertEqual(t.rc, 0, t)
+        rows = {line.split()[0]: line for line in t.out.splitlines()[1:]}
+        self.assertIn("**93.00 ± 0.00**", rows["all_reduce"])
+        self.assertIn("**0.2600 ± 0.0141**", rows["all_reduce"])
+        self.assertNotIn("**", rows["ddp"] + rows["ps"])
+        # the same as LaTeX, its format taken from --out's name: escaped, ± and × in math
+        # mode, a minus sign, booktabs rules, the best \textbf
+        t = self.ws.kiln("metrics", "--rows", "method", "--best", "acc_pct=max,loss=min", "--baseline", "method=ddp",
+                         "--out", "table.tex")
+        self.assertEqual(t.rc, 0, t)
+        tex = self.ws.read("table.tex").splitlines()
+        self.assertEqual(tex[1:4], ["\\begin{tabular}{lrrrr}", "\\toprule",
+                                    "method & acc\\_pct (\\%) & acc\\_pct vs ddp & loss & loss vs ddp \\\\"])
+        self.assertEqual(tex[4], "\\midrule")
+        body = {line.split(" & ")[0]: line for line in tex[5:-2]}
+        self.assertEqual(body["all\\_reduce"], "all\\_reduce & \\textbf{93.00 $\\pm$ 0.00} & 1.01$\\times$ & "
+                         "\\textbf{0.2600 $\\pm$ 0.0141} & 0.90$\\times$ \\\\")
+        self.assertEqual(body["ps"], "ps & $-$1.50 & $-$0.02$\\times$ & 0.9000 & 3.10$\\times$ \\\\")
+        self.assertEqual(tex[-2:], ["\\bottomrule", "\\end{tabular}"])
+        # a pivot: the best of each row, the row of means under a rule of its own
+        t = self.ws.kiln("metrics", "--rows", "seed", "--cols", "method", "--value", "loss", "--best", "min", "--mean",
+                         "--format", "latex")
+        lines = t.out.splitlines()
+        self.assertEqual(lines[5:], ["1 & 0.3000 & \\textbf{0.2500} & 0.9000 \\\\", "2 & 0.2800 & \\textbf{0.2700} &  \\\\",
+                                     "\\midrule", "mean & 0.2900 & \\textbf{0.2600} & 0.9000 \\\\", "\\bottomrule",
+                                     "\\end{tabular}"], t.out)
+        for bad, said in ((("--best", "most"), "--best takes max, min or METRIC=max|min"),
+                          (("--best", "top5=max"), "no column of this table holds the metric top5"),
+                          (("--format", "tex"), "--format takes text, md, tsv, json or latex")):
+            r = self.ws.kiln("metrics", "--rows", "method", *bad)
+            self.assertEqual(r.rc, 2, r)
+            self.assertIn(said, r.err)
+
     def test_a_tag_named_as_a_metric_gets_a_header_of_its_own(self):
         self.ws.write("kiln.lua", 'for _, m in ipairs({"a", "b"}) do task { name = "e/" .. m, tags = { model = m, acc = "x" }, '
                       'outputs = {"r/" .. m .. ".json"}, metrics = "{out}", '
