@@ -4,6 +4,7 @@
 #define _GNU_SOURCE
 #include "plot.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,6 +65,14 @@ int plot_spec_check(const PlotSpec *spec, Buf *err)
 		buf_printf(err, "xscale applies to lines and scatter plots, not %s", spec->type);
 		return -1;
 	}
+	if (spec->best && strcmp(spec->best, "max") && strcmp(spec->best, "min")) {
+		buf_printf(err, "best must be max or min (which value of each row is the best), got \"%s\"", spec->best);
+		return -1;
+	}
+	if (spec->best && !plot_has_table(spec)) {
+		buf_printf(err, "best applies to bars and heatmap plots (their tables), not %s", spec->type);
+		return -1;
+	}
 	if (spec->size && plot_pdf_width_pt(spec->size) <= 0) {
 		buf_printf(err, "size must be column, text or page (the pdf's width in a paper), got \"%s\"", spec->size);
 		return -1;
@@ -103,6 +112,7 @@ char *plot_spec_text(const PlotSpec *s)
 	text_field(&b, "baseline", s->baseline);
 	text_field(&b, "xscale", s->xscale);
 	text_field(&b, "size", s->size);
+	text_field(&b, "best", s->best);
 	text_field(&b, "out", s->out);
 	/* how kiln draws: a kiln that draws differently (pdf presets) re-renders charts once */
 	text_field(&b, "draw", PLOT_DRAWING);
@@ -494,6 +504,40 @@ static void pdf_unstamp(const char *path)
 	free(pdf);
 }
 
+int plot_has_table(const PlotSpec *spec) { return !strcmp(spec->type, "bars") || !strcmp(spec->type, "heatmap"); }
+
+MetricsQuery plot_table_query(const PlotSpec *s, const char *db_path)
+{
+	int heat = !strcmp(s->type, "heatmap");
+	return (MetricsQuery){.db_path = db_path, .tasks = (char **)s->from, /* read only */ .ntasks = s->nfrom,
+			      .value = s->y, .rows = heat ? s->series : s->x, .cols = heat ? s->x : s->series,
+			      .mean_row = !s->baseline, .baseline = s->baseline, .unit = s->unit, .best = s->best};
+}
+
+/* out.tex: the chart's table as a LaTeX tabular (plots/table_write.c), written whole or
+ * not at all. */
+static int write_table_tex(const PlotSpec *s, const char *db_path, Buf *err)
+{
+	MetricsQuery q = plot_table_query(s, db_path);
+	Table t;
+	if (metrics_table(&q, &t, err) != 0)
+		return -1;
+	char *text = NULL, *path = xasprintf("%s.tex", s->out);
+	size_t len = 0;
+	FILE *mem = open_memstream(&text, &len);
+	int rc = -1;
+	if (mem) {
+		table_write(mem, &t, "latex");
+		rc = fclose(mem) == 0 ? write_file_atomic(path, text, len) : -1;
+	}
+	if (rc != 0)
+		buf_printf(err, "cannot write %s: %s", path, strerror(errno));
+	free(text);
+	free(path);
+	table_free(&t);
+	return rc;
+}
+
 int plot_render(const PlotSpec *s, const char *db_path, int log_fd, Buf *err)
 {
 	MView *v = mview_open(db_path, 0, (char **)s->from, s->nfrom, err);
@@ -532,6 +576,8 @@ int plot_render(const PlotSpec *s, const char *db_path, int log_fd, Buf *err)
 		pdf_unstamp(pdf);
 		free(pdf);
 	}
+	if (rc == 0 && plot_has_table(s))
+		rc = write_table_tex(s, db_path, err);
 	unlink(dat_path);
 	unlink(gp_path);
 	free(dat_path);

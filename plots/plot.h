@@ -6,6 +6,7 @@
 #define KILN_PLOT_H
 
 #include "../base/util.h"
+#include "table.h"
 
 typedef struct PlotSpec {
 	const char *name, *type;       /* type: one of plot_types */
@@ -19,7 +20,10 @@ typedef struct PlotSpec {
 	const char *xscale;            /* lines, scatter: "linear" (default), "log" (base 10), "log2"
 					  (base 2, ticks with binary prefixes: 1k, 4k, 1M: message sizes) */
 	const char *size;              /* the pdf's width: "column", "text" (default) or "page" */
-	const char *out;               /* path without extension: writes out.svg, out.png and out.pdf */
+	const char *best;              /* bars, heatmap: "max" or "min", the best of each row of its
+					  table bold (out.tex, the report) */
+	const char *out;               /* path without extension: writes out.svg, out.png and out.pdf,
+					  and for bars and heatmaps out.tex (plot_has_table) */
 } PlotSpec;
 
 /* The pdf presets: a page this many points wide (its height keeps the chart's shape within
@@ -27,8 +31,9 @@ typedef struct PlotSpec {
 extern const char *const plot_sizes[];
 double plot_pdf_width_pt(const char *size);
 #define PLOT_PDF_MIN_PT 8.0
-/* The drawing's version, part of every plot's key: raised when kiln draws charts differently. */
-#define PLOT_DRAWING "2"
+/* The drawing's version, part of every plot's key: raised when kiln draws charts differently
+ * (3: bars and heatmaps write their table as LaTeX too). */
+#define PLOT_DRAWING "3"
 
 /* The chart types, NULL-terminated: "bars", "lines", "scatter", "heatmap". */
 extern const char *const plot_types[];
@@ -44,6 +49,12 @@ int plot_label_decimals(const double *values, int n);
 int plot_spec_check(const PlotSpec *spec, Buf *err);
 /* The spec as one canonical line ("plot\tname=acc\ttype=bars\tfrom=eval/x ..."); malloc'd. */
 char *plot_spec_text(const PlotSpec *spec);
+/* Whether the chart has a table (bars, heatmap: one value per cell), written as out.tex
+ * and shown under it in the report. */
+int plot_has_table(const PlotSpec *spec);
+/* The query of that table: rows the x tag (a heatmap's series), columns the series tag,
+ * the chart's metric, a row of means unless a baseline adds ratios instead. */
+MetricsQuery plot_table_query(const PlotSpec *spec, const char *db_path);
 /* Renders spec from the metrics in db_path; gnuplot's messages go to log_fd (-1: this
  * process's stdout and stderr). */
 int plot_render(const PlotSpec *spec, const char *db_path, int log_fd, Buf *err);

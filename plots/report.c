@@ -265,9 +265,10 @@ static void table_html(FILE *f, const Table *t)
 		for (int c = 0; c < t->ncols; c++) {
 			int m = t->marks[r * t->ncols + c];
 			const char *tag = r == 0 ? "th" : "td";
-			fprintf(f, "<%s%s>", tag, !r || !c ? "" : m > 0 ? " class=\"n up\"" : m < 0 ? " class=\"n down\"" : " class=\"n\"");
+			fprintf(f, "<%s%s>%s", tag, !r || !c ? "" : m > 0 ? " class=\"n up\"" : m < 0 ? " class=\"n down\"" : " class=\"n\"",
+				t->best[r * t->ncols + c] ? "<b>" : "");
 			html_text(f, table_cell(t, r, c));
-			fprintf(f, "</%s>", tag);
+			fprintf(f, "%s</%s>", t->best[r * t->ncols + c] ? "</b>" : "", tag);
 		}
 		fprintf(f, "</tr>\n");
 	}
@@ -324,8 +325,8 @@ static void chart(FILE *f, const ReportOptions *o, const PlotSpec *p, Buf *shown
 	inline_svg(f, svg);
 	free(svg);
 	fprintf(f, "<p class=\"files\">");
-	static const char *const kinds[] = {"svg", "png", "pdf"};
-	for (int k = 0; k < 3; k++) {
+	static const char *const kinds[] = {"svg", "png", "pdf", "tex"}; /* tex: the table, plot_has_table */
+	for (int k = 0; k < 3 + plot_has_table(p); k++) {
 		char *file = xasprintf("%s.%s", p->out, kinds[k]), *url = link_to(o->path, file);
 		fprintf(f, "<a href=\"");
 		html_text(f, url);
@@ -334,18 +335,17 @@ static void chart(FILE *f, const ReportOptions *o, const PlotSpec *p, Buf *shown
 		free(url);
 	}
 	fprintf(f, "</p>\n");
-	int heat = !strcmp(p->type, "heatmap");
-	const char *rows = heat ? p->series : p->x, *cols = heat ? p->x : p->series;
+	MetricsQuery q = plot_table_query(p, o->db_path);
+	const char *rows = q.rows, *cols = q.cols;
 	char *id = xasprintf("\n%s|%s|%s|%s|%s\n", p->nfrom ? p->from[0] : "", p->nfrom > 1 ? "+" : "", rows ? rows : "",
 			     cols ? cols : "", p->y);
 	int repeat = strstr(buf_str(shown), id) != NULL; /* a heatmap of the same data adds no table */
 	buf_puts(shown, id);
 	free(id);
-	if (repeat || !strcmp(p->type, "lines") || !strcmp(p->type, "scatter"))
+	if (repeat || !plot_has_table(p))
 		return;
-	MetricsQuery q = {.db_path = o->db_path, .tasks = (char **)p->from, /* read only */ .ntasks = p->nfrom,
-			  .value = p->y, .rows = rows, .cols = cols, .mean_row = !p->baseline, .baseline = p->baseline, .unit = p->unit,
-			  .vs_run = o->vs_run ? o->vs_run : -1, .threshold = o->threshold};
+	q.vs_run = o->vs_run ? o->vs_run : -1;
+	q.threshold = o->threshold;
 	Table t;
 	Buf terr = {0};
 	if (metrics_table(&q, &t, &terr) == 0) {

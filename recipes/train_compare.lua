@@ -94,16 +94,16 @@ plot { name = "comm_peak", type = "bars", from = "comm/*", x = "pattern", y = "p
        baseline = "pattern=allreduce", title = "Gradient exchange: best algorithm bandwidth",
        ylabel = "message size / time", unit = "GB/s" }
 plot { name = "throughput", type = "bars", from = "train/*", x = "method", y = "throughput",
-       baseline = "method=ddp", title = "Training throughput", ylabel = "throughput", unit = "samples/s" }
+       baseline = "method=ddp", title = "Training throughput", ylabel = "throughput", unit = "samples/s", best = "max" }
 plot { name = "train_time", type = "bars", from = "train/*", x = "method", y = "train_time",
-       baseline = "method=ddp", title = "Training time", ylabel = "time", unit = "s" }
+       baseline = "method=ddp", title = "Training time", ylabel = "time", unit = "s", best = "min" }
 plot { name = "loss", type = "lines", from = "train/*", y = "epochs.loss", series = "method",
        title = "Evaluation loss per epoch", xlabel = "epoch", ylabel = "loss" }
 plot { name = "accuracy", type = "lines", from = "train/*", y = "epochs.accuracy", series = "method",
        title = "Evaluation accuracy per epoch", xlabel = "epoch", ylabel = "accuracy" }
 plot { name = "comm_share", type = "bars", from = "train/*", x = "method", y = "comm_share",
        baseline = "method=ddp", title = "Communication overhead (share of training time)",
-       ylabel = "communication / training time" }
+       ylabel = "communication / training time", best = "min" }
 
 task {
   name = "report/performance",

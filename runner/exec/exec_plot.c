@@ -33,7 +33,8 @@ static int plot_start(Executor *ex, Job *job)
 		Buf err = {0};
 		const PlotSpec *spec = job->task->opts->plot;
 		if (plot_render(spec, pe->db_path, fd, &err) == 0) {
-			dprintf(fd, "kiln: rendered %s.svg and %s.png\n", spec->out, spec->out);
+			dprintf(fd, "kiln: rendered %s.svg, .png and .pdf%s\n", spec->out,
+				plot_has_table(spec) ? ", its table as .tex" : "");
 			job->exit_code = 0;
 		} else {
 			dprintf(fd, "kiln: plot: %s\n", buf_str(&err));

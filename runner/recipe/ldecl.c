@@ -22,7 +22,7 @@ int l_gpus_available(lua_State *L)
 }
 
 static const char *const plot_fields[] = {"name", "type", "from", "x", "series", "y", "title",
-					  "xlabel", "ylabel", "unit", "out", "baseline", "xscale", "size", NULL};
+					  "xlabel", "ylabel", "unit", "out", "baseline", "xscale", "size", "best", NULL};
 
 /* plot{}: a task named plot/<name> that renders a chart from the metrics of the tasks
  * its `from` globs select. It carries its typed spec; the spec's text is its key, so a
@@ -38,7 +38,7 @@ int l_plot(lua_State *L)
 	memset(spec, 0, sizeof *spec);
 	const char **slots[] = {&spec->name, &spec->type, NULL, &spec->x, &spec->series, &spec->y, &spec->title,
 				&spec->xlabel, &spec->ylabel, &spec->unit, &spec->out, &spec->baseline,
-				&spec->xscale, &spec->size}; /* in plot_fields' order */
+				&spec->xscale, &spec->size, &spec->best}; /* in plot_fields' order */
 	for (int i = 0; plot_fields[i]; i++) {
 		int type = lua_getfield(L, 1, plot_fields[i]);
 		if (!slots[i]) { /* from */
@@ -82,14 +82,15 @@ int l_plot(lua_State *L)
 	t->opts->spec = arena_strdup(&g->arena, text);
 	free(text);
 	const char *out = spec->out;
-	t->outputs = arena_alloc(&g->arena, 3 * sizeof *t->outputs);
-	static const char *const extensions[] = {"svg", "png", "pdf"};
-	for (int i = 0; i < 3; i++) {
+	int nout = 3 + plot_has_table(spec); /* the table as LaTeX */
+	t->outputs = arena_alloc(&g->arena, (size_t)nout * sizeof *t->outputs);
+	static const char *const extensions[] = {"svg", "png", "pdf", "tex"};
+	for (int i = 0; i < nout; i++) {
 		char *path = arena_alloc(&g->arena, strlen(out) + 5);
 		sprintf(path, "%s.%s", out, extensions[i]);
 		t->outputs[i] = path;
 	}
-	t->noutputs = 3;
+	t->noutputs = nout;
 	t->opts->dep_patterns = spec->from;
 	t->opts->ndep_patterns = spec->nfrom;
 	graph_add_task(g, t);

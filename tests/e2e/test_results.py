@@ -19,7 +19,7 @@ for c in grid { dataset = {"d1", "d2", "d3"}, model = {"m1", "m2"} } do
          run = string.format("printf '{\\"top1\\": %%s, \\"detail\\": {\\"n\\": 10}, \\"loss\\": [3, 2, 1.5], \\"curve\\": [{\\"epoch\\": 1, \\"acc\\": 0.2}, {\\"epoch\\": 2, \\"acc\\": 0.4}], \\"note\\": \\"ok\\"}' %.4f > {out}", acc),
          metrics = "{out}", tags = c }
 end
-plot { name = "acc", type = "bars", from = "eval/*", x = "dataset", series = "model", y = "top1", title = "TITLE" }
+plot { name = "acc", type = "bars", from = "eval/*", x = "dataset", series = "model", y = "top1", title = "TITLE", best = "max" }
 plot { name = "heat", type = "heatmap", from = "eval/*", x = "model", series = "dataset", y = "top1" }
 plot { name = "loss", type = "lines", from = "eval/*", y = "loss", series = "model" }
 """
@@ -183,6 +183,13 @@ task { name = "good", outputs = {"g.json"}, run = "echo '{\\"top1\\": 1}' > {out
         for needle in ("m1", "m2", "d1", "d3", "Top-1 by dataset"):
             self.assertIn(needle, svg)
         self.assertEqual(open(self.ws.path("plots/acc.png"), "rb").read(8), b"\x89PNG\r\n\x1a\n")
+        # a chart with a table writes it for a paper too: the best of each row bold (best = "max")
+        tex = self.ws.read("plots/acc.tex").splitlines()
+        self.assertEqual(tex[3:], ["dataset & m1 & m2 \\\\", "\\midrule", "d1 & 0.4000 & \\textbf{0.5000} \\\\",
+                                   "d2 & 0.5600 & \\textbf{0.7000} \\\\", "d3 & 0.7200 & \\textbf{0.9000} \\\\", "\\midrule",
+                                   "mean & 0.5600 & \\textbf{0.7000} \\\\", "\\bottomrule", "\\end{tabular}"])
+        self.assertIn("d3 & 0.7200 & 0.9000 \\\\", self.ws.read("plots/heat.tex"))
+        self.assertFalse(self.ws.exists("plots/loss.tex"), "a lines chart has no table")
         # plots are cached like tasks: nothing to do on a second run
         self.assertEqual(self.ws.kiln("run").ran, set())
 
@@ -206,6 +213,10 @@ plot { name = "bw", type = "lines", from = "comm/*", y = "sizes.bw", series = "p
         self.ws.write("kiln.lua", 'task { name = "t", run = "true" }\n'
                       'plot { name = "bw", type = "lines", from = "t", y = "v", xscale = "ln" }\n')
         self.assertIn("xscale must be linear, log or log2", self.ws.kiln("run").err)
+        self.ws.write("kiln.lua", 'task { name = "t", run = "true" }\n'
+                      'plot { name = "bw", type = "lines", from = "t", y = "v", best = "max" }\n')
+        self.assertIn("kiln.lua:2: plot{}: best applies to bars and heatmap plots (their tables), not lines",
+                      self.ws.kiln("run").err)
 
     def test_kiln_plot_rerenders_without_running_tasks(self):
         self.grid()
@@ -227,7 +238,8 @@ plot { name = "bw", type = "lines", from = "comm/*", y = "sizes.bw", series = "p
         html = self.ws.read("r.html")
         self.assertEqual(html.count("<div class=\"chart\"><svg"), 3)
         self.assertIn("<table", html)
-        self.assertRegex(html, r"<td>d3</td><td class=\"n\">0.7200</td><td class=\"n\">0.9000</td>")
+        self.assertRegex(html, r"<td>d3</td><td class=\"n\">0.7200</td><td class=\"n\"><b>0.9000</b></td>")
+        self.assertIn('>tex</a>', html)
         self.assertIn("Last run", html)
         self.assertNotRegex(html, r"(src|href)=\"https?:")  # self-contained
 
