@@ -21,6 +21,8 @@ typedef struct {
 	const char *verb;
 	const char *recipe;
 	char *recipe_abs; /* malloc'd when -C made the recipe path absolute */
+	const char *lua_word; /* a word ending in .lua that is no file: a mistyped recipe, likely */
+	int lua_errno;        /* why it is not one (stat's errno; EISDIR for a folder) */
 	char *hosts_abs;  /* and --hosts FILE's */
 	int exit_code;    /* status -q / --exit-code: 1 when work is pending */
 	char **targets;

@@ -133,11 +133,20 @@ static int verb_help(Options *o, int argc, char **argv)
 	fatal("unknown verb \"%s\" (see kiln --help)", verb);
 }
 
-static int is_recipe_word(const char *w)
+/* Whether w names a recipe: a file ending in .lua. One that ends so and is no file is noted
+ * in o (a mistyped recipe reads as a target, and kiln.lua loads instead). */
+static int is_recipe_word(Options *o, const char *w)
 {
 	size_t n = strlen(w);
 	struct stat st;
-	return n > 4 && !strcmp(w + n - 4, ".lua") && stat(w, &st) == 0 && S_ISREG(st.st_mode);
+	if (n <= 4 || strcmp(w + n - 4, ".lua") != 0)
+		return 0;
+	int found = stat(w, &st) == 0, is_file = found && S_ISREG(st.st_mode);
+	if (!is_file && !o->lua_word) {
+		o->lua_word = w;
+		o->lua_errno = !found ? errno : S_ISDIR(st.st_mode) ? EISDIR : EINVAL;
+	}
+	return is_file;
 }
 
 /* Long options with no letter of their own (past any char getopt_long returns). */
@@ -294,7 +303,7 @@ static void parse_args(int argc, char **argv, Options *o)
 	char **words = xcalloc((size_t)nrest + 1, sizeof(char *));
 	int nwords = params_split(rest, nrest, &o->params, words);
 	for (int i = 0; i < nwords; i++) {
-		if (!o->recipe && strcmp(o->verb, "help") && is_recipe_word(words[i]))
+		if (!o->recipe && strcmp(o->verb, "help") && is_recipe_word(o, words[i]))
 			o->recipe = words[i];
 		else
 			o->targets[o->ntargets++] = words[i];
@@ -372,6 +381,9 @@ Graph *load_graph_with(Options *o, Graph *g, Cache *c)
 {
 	const char *recipe = o->recipe ? o->recipe : "kiln.lua";
 	Buf err = {0};
+	if (!o->recipe && o->lua_word && access(recipe, F_OK) != 0) /* not "cannot read kiln.lua" */
+		fatal("cannot read recipe %s: %s (a recipe is named from where kiln was started)", o->lua_word,
+		      strerror(o->lua_errno));
 	load_or_exit(g, recipe, &o->params, o);
 	if (o->hosts_file) { /* its hosts{} replaces the recipe's */
 		int ntasks = g->ntasks;
@@ -399,8 +411,12 @@ Graph *load_graph_with(Options *o, Graph *g, Cache *c)
 	if (c)
 		cache_resolved(c);
 	trace_mark("graph resolved");
-	if (graph_select(g, o->targets, o->ntargets, &err) < 0)
+	if (graph_select(g, o->targets, o->ntargets, &err) < 0) {
+		if (o->lua_word && !o->recipe && strstr(buf_str(&err), o->lua_word))
+			fatal("%s; as a recipe, %s cannot be read: %s (named from where kiln was started)", buf_str(&err),
+			      o->lua_word, strerror(o->lua_errno));
 		fatal("%s", buf_str(&err));
+	}
 	buf_free(&err);
 	return g;
 }

@@ -163,6 +163,19 @@ class Validation(KilnTestCase):
             self.assertFalse(self.ws.exists("typo"), verb)
 
 
+    def test_a_mistyped_recipe_is_named_not_mistaken_for_kiln_lua(self):
+        os.makedirs(self.ws.path("w"))
+        r = self.ws.kiln("-C", "w", "run", "recipes/typo.lua")  # no kiln.lua in w either
+        self.assertEqual(r.rc, 2, r)
+        self.assertIn("cannot read recipe recipes/typo.lua: No such file or directory (a recipe is named from where "
+                      "kiln was started)", r.err)
+        self.ws.write("kiln.lua", 'task { name = "a", run = "true" }\n')
+        r = self.ws.kiln("run", "typo.lua")  # kiln.lua loads, and the word matches no task
+        self.assertEqual(r.rc, 2, r)
+        self.assertIn('no task or output matches "typo.lua"', r.err)
+        self.assertIn("as a recipe, typo.lua cannot be read: No such file or directory", r.err)
+        self.assertFalse(self.ws.exists(".kiln/logs/a@1.log"), "nothing ran")
+
 class RecipeApi(KilnTestCase):
     def kept_chunk(self):
         """The recipe's kept bytecode file in .kiln/recipes (its debug information names it)."""
