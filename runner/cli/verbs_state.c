@@ -149,6 +149,38 @@ static void print_new(FILE *f)
  * ends (as the state records it, or as a local keeper wrote, for a kiln killed meanwhile); a
  * retry of a failed one that starts within a few seconds is followed on, under a line
  * naming its log. */
+/* The executor and host of the open attempt whose log is `log` ("" when none is open). */
+typedef struct {
+	const char *log;
+	char executor[16], host[128];
+} OpenOf;
+
+static void find_open(void *ctx, const OpenAttempt *a)
+{
+	OpenOf *o = ctx;
+	if (a->rec.log && !strcmp(a->rec.log, o->log)) {
+		snprintf(o->executor, sizeof o->executor, "%s", a->rec.executor ? a->rec.executor : "");
+		snprintf(o->host, sizeof o->host, "%s", a->rec.host ? a->rec.host : "");
+	}
+}
+
+/* Whether the attempt logging to `log` has ended though no kiln recorded it: a local
+ * attempt's keeper and a Slurm job's script each leave an exit file when it ends (the job
+ * writes its log on the shared file system, then that file: .kiln/slurm/TASK@N.exit). */
+static int ended_unwatched(const char *log, const OpenOf *o)
+{
+	if (!strcmp(o->executor, "slurm")) {
+		size_t n = strlen(log), dir = strlen(KILN_DIR "/logs/");
+		if (n <= dir + 4 || strncmp(log, KILN_DIR "/logs/", dir) != 0)
+			return 0;
+		char *exit_path = xasprintf(KILN_DIR "/slurm/%.*s.exit", (int)(n - dir - 4), log + dir);
+		int ended = access(exit_path, F_OK) == 0;
+		free(exit_path);
+		return ended;
+	}
+	return exec_local_ended(log);
+}
+
 static void follow_log(Cache *c, const char *task, const char *path)
 {
 	char *following = xstrdup(path);
@@ -156,6 +188,8 @@ static void follow_log(Cache *c, const char *task, const char *path)
 	if (!f)
 		fatal("cannot read %s: %s", following, strerror(errno));
 	int64_t ended_at = 0;
+	OpenOf open = {following, "", ""};
+	cache_each_open_job(c, find_open, &open);
 	for (;;) {
 		print_new(f);
 		Buf latest = {0};
@@ -170,6 +204,8 @@ static void follow_log(Cache *c, const char *task, const char *path)
 				following = xstrdup(buf_str(&latest));
 				printf("\n==> %s <==\n", following);
 				ended_at = 0;
+				open = (OpenOf){following, "", ""};
+				cache_each_open_job(c, find_open, &open);
 				buf_free(&latest);
 				continue;
 			}
@@ -177,7 +213,14 @@ static void follow_log(Cache *c, const char *task, const char *path)
 		buf_free(&latest);
 		if (stands == ATTEMPT_SUCCEEDED)
 			break;
-		if (!found || stands == ATTEMPT_ENDED || exec_local_ended(following)) {
+		if (stands == ATTEMPT_RUNNING && !strcmp(open.executor, "ssh") && !cache_lock_holder(c)) {
+			/* the host's log comes here through a kiln: with none at work nothing more arrives */
+			fflush(stdout);
+			fprintf(stderr, "kiln: %s runs on %s and no kiln is at work here: its log comes through one; `kiln "
+					"run` re-attaches to it and brings the rest\n", task, open.host[0] ? open.host : "an ssh host");
+			break;
+		}
+		if (!found || stands == ATTEMPT_ENDED || ended_unwatched(following, &open)) {
 			if (!ended_at)
 				ended_at = now_mono_ns();
 			else if (now_mono_ns() - ended_at > FOLLOW_RETRY_WAIT_NS)

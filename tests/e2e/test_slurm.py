@@ -153,10 +153,14 @@ task { name = "ret/cancelled", run = "touch started; sleep 120" }
     def test_killed_kiln_reattaches_without_resubmitting(self):
         self.ws.write("kiln.lua", """
 for i = 1, 3 do
-  task { name = "att/t" .. i, outputs = {"t" .. i .. ".txt"}, run = "sleep 2; echo done > {out}" }
+  task { name = "att/t" .. i, outputs = {"t" .. i .. ".txt"}, run = "sleep 2; echo done > {out}; echo finished" }
 end
 """)
         self.kill_kiln_once_submitted("att/", 3)
+        # with no kiln at work, -f follows the job's log until its script leaves its exit file
+        f = self.kiln("log", "-f", "att/t1", timeout=60)
+        self.assertEqual(f.rc, 0, f)
+        self.assertIn("finished", f.out)
         r = self.kiln("run", "--executor", "slurm")
         self.assertEqual(r.rc, 0, r)
         self.assertIn("attached to Slurm job", r.out)

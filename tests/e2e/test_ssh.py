@@ -337,6 +337,10 @@ task { name = "eval_b", host = "v801", inputs = {"ckpt/big.pt"}, outputs = {"b.t
         self.assertEqual(p.returncode, 130, out + err)
         self.assertIn("left running as ssh job", out)
         self.assertTrue(self.lab.jobs_running(), "the job runs on there")
+        # its log comes through a kiln: with none at work, -f says so rather than wait for ever
+        f = self.ws.kiln("log", "-f", "long", timeout=30)
+        self.assertEqual(f.rc, 0, f)
+        self.assertRegex(f.err, r"long runs on v80\d and no kiln is at work here: its log comes through one")
         r = self.kiln()
         self.assertEqual(r.rc, 0, r)
         self.assertIn("attached to ssh job", r.out)
