@@ -6,6 +6,7 @@
 #include "report.h"
 #include "setup.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -369,7 +370,7 @@ int report_write(const ReportOptions *o, Buf *err)
 	char *tmp = xasprintf("%s.tmp", o->path);
 	FILE *f = fopen(tmp, "w");
 	if (!f) {
-		buf_printf(err, "cannot write %s", o->path);
+		buf_printf(err, "cannot write %s: %s", o->path, strerror(errno));
 		free(tmp);
 		state_close(state);
 		return -1;
@@ -409,7 +410,7 @@ int report_write(const ReportOptions *o, Buf *err)
 	fprintf(f, "<p style=\"color:#888;font-size:.8em\">Written by kiln report.</p>\n</body></html>\n");
 	int rc = ferror(f) | fclose(f);
 	if (rc || rename(tmp, o->path) != 0) {
-		buf_printf(err, "cannot write %s", o->path);
+		buf_printf(err, "cannot write %s: %s", o->path, strerror(errno));
 		unlink(tmp);
 		free(tmp);
 		return -1;

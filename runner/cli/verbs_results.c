@@ -52,7 +52,7 @@ int verb_plot(Options *o, int argc, char **argv)
 		if (wanted) {
 			Buf err = {0};
 			if (plot_render(spec, KILN_DIR "/state.db", -1, &err) == 0) {
-				printf("%s: %s.svg, .png, .pdf\n", t->name, spec->out);
+				printf("%s: %s.svg, .png, .pdf%s\n", t->name, spec->out, plot_has_table(spec) ? ", .tex" : "");
 				rendered++;
 			} else {
 				fprintf(stderr, "kiln: %s: %s\n", t->name, buf_str(&err));
@@ -61,8 +61,15 @@ int verb_plot(Options *o, int argc, char **argv)
 			buf_free(&err);
 		}
 	}
-	if (!rendered && !failed)
-		fatal("no plot{} %sin the recipe", nnames ? "with that name " : "");
+	if (!rendered && !failed) {
+		Buf names_there = {0}; /* what there is to ask for */
+		for (int i = 0; i < g->ntasks; i++)
+			if (g->tasks[i]->opts->plot)
+				buf_printf(&names_there, "%s%s", names_there.len ? ", " : "", g->tasks[i]->opts->plot->name);
+		if (!names_there.len)
+			fatal("no plot{} in the recipe");
+		fatal("no plot{} named %s in the recipe (its plots: %s)", names[0], buf_str(&names_there));
+	}
 	graph_free(g);
 	return failed ? EXIT_TASK_FAILED : 0;
 }

@@ -296,7 +296,10 @@ int verb_log(Options *o, int argc, char **argv)
 
 int verb_gc(Options *o, int argc, char **argv)
 {
-	(void)o, (void)argc, (void)argv;
+	(void)argc, (void)argv;
+	if (o->ntargets)
+		fatal("kiln gc takes no task names: it prunes the whole workspace's store and logs (`kiln clean TASK` "
+		      "removes one task's outputs)");
 	Graph *g = graph_new("/");
 	CacheOptions copt = {.store_max_mib = o->store_max_mib};
 	Buf err = {0};

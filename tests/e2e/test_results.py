@@ -224,7 +224,11 @@ plot { name = "bw", type = "lines", from = "comm/*", y = "sizes.bw", series = "p
         self.grid(title="A new title")
         p = self.ws.kiln("plot", "acc")
         self.assertEqual(p.rc, 0, p)
+        self.assertIn("plot/acc: plots/acc.svg, .png, .pdf, .tex", p.out)
         self.assertIn("A new title", self.ws.read("plots/acc.svg"))
+        typo = self.ws.kiln("plot", "accc")
+        self.assertEqual(typo.rc, 2, typo)
+        self.assertIn("no plot{} named accc in the recipe (its plots: acc, heat, loss)", typo.err)
         # the evals did not run: their logs still hold one attempt each, from the first run
         self.assertFalse(self.ws.exists(".kiln/logs/eval/d1/m1@2.log"))
         r = self.ws.kiln("run")  # only the restyled plot's key changed
