@@ -99,6 +99,22 @@ static int same_key_values(const KeyValue *a, const KeyValue *b, int n)
 	return 1;
 }
 
+static int same_text(const char *a, const char *b) { return a == b || (a && b && !strcmp(a, b)); }
+
+/* Equal by content: a grid's cells each declare their own table of the same flags. */
+static int same_slurm(const TaskSlurm *a, const TaskSlurm *b)
+{
+	if (a == b)
+		return 1;
+	if (!a || !b || a->nextra != b->nextra)
+		return 0;
+	for (int i = 0; i < a->nextra; i++)
+		if (strcmp(a->extra[i], b->extra[i]))
+			return 0;
+	return same_text(a->partition, b->partition) && same_text(a->account, b->account) && same_text(a->qos, b->qos) &&
+	       same_text(a->constraint, b->constraint) && same_text(a->gpu_type, b->gpu_type);
+}
+
 static int same_opts(const TaskOpts *a, const TaskOpts *b)
 {
 	return a->file == b->file && a->mem_mib == b->mem_mib && a->cpus == b->cpus && a->gpus == b->gpus &&
@@ -107,9 +123,9 @@ static int same_opts(const TaskOpts *a, const TaskOpts *b)
 	       a->nhosts == b->nhosts && same_strings(a->hosts, b->hosts, a->nhosts) && a->retry_on == b->retry_on &&
 	       a->gpu_mem_mib == b->gpu_mem_mib && a->timeout_sec == b->timeout_sec && a->gpu_wait_sec == b->gpu_wait_sec &&
 	       a->gpu_wait_fail == b->gpu_wait_fail && a->torchrun == b->torchrun && a->resume == b->resume &&
-	       (a->cwd == b->cwd || (a->cwd && b->cwd && !strcmp(a->cwd, b->cwd))) &&
+	       same_text(a->cwd, b->cwd) && same_slurm(a->slurm, b->slurm) &&
 	       a->rank_nodes == b->rank_nodes && a->nlog_metrics == b->nlog_metrics && same_key_values(a->log_metrics, b->log_metrics, a->nlog_metrics) &&
-	       (a->executor == b->executor || (a->executor && b->executor && !strcmp(a->executor, b->executor)));
+	       same_text(a->executor, b->executor);
 }
 
 void graph_share_opts(Graph *g, Task *t)

@@ -24,6 +24,14 @@ enum TaskState {
 	TS_SKIPPED,    /* not run: an upstream task failed, or the run was stopped */
 };
 
+/* task{ slurm = {...} }: where this task's Slurm jobs go. Each field given replaces the
+ * recipe's slurm{} one; extra flags follow the block's; gpu_type makes --gres=gpu:TYPE:N. */
+typedef struct TaskSlurm {
+	const char *partition, *account, *qos, *constraint, *gpu_type;
+	const char **extra;
+	int nextra;
+} TaskSlurm;
+
 /* What a task asks beyond its command, inputs and outputs that grids usually ask alike:
  * tasks declared with the same options share one TaskOpts (a million-cell sweep keeps one
  * copy, not a million), so it is written only while its task is being declared, and a
@@ -60,6 +68,7 @@ typedef struct TaskOpts {
 	int rank_nodes;       /* ranks = N over this many nodes (nnodes; Slurm), 0: not a ranks task */
 	const KeyValue *log_metrics; /* metric name -> Lua pattern over the attempt's output */
 	int nlog_metrics;
+	const TaskSlurm *slurm; /* Slurm: its own partition, constraint, GPU type ..., or NULL */
 } TaskOpts;
 
 /* What most tasks of a big graph have none of, or have alike (a map's items): behind one

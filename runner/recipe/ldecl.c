@@ -315,6 +315,43 @@ void lk_parse_torchrun(lua_State *L, Graph *g, Task *t, int cpus_declared)
 	}
 }
 
+/* slurm = { partition, account, qos, constraint, gpu_type, extra = {...} }: where the task's
+ * Slurm jobs go, over the recipe's slurm{} (the executor merges them: slurm_submit.c). */
+void lk_parse_task_slurm(lua_State *L, Graph *g, Task *t)
+{
+	static const char *const fields[] = {"partition", "account", "qos", "constraint", "gpu_type", "extra", NULL};
+	lua_getfield(L, 1, "slurm");
+	if (!lua_istable(L, -1))
+		lk_field_error(L, "slurm", "must be a table like { partition = \"gpu\", constraint = \"a100\" }, got %s",
+			       luaL_typename(L, -1));
+	TaskSlurm *ts = arena_alloc(&g->arena, sizeof *ts);
+	memset(ts, 0, sizeof *ts);
+	const char **slots[] = {&ts->partition, &ts->account, &ts->qos, &ts->constraint, &ts->gpu_type};
+	lua_pushnil(L);
+	while (lua_next(L, -2)) {
+		const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
+		int i = 0;
+		while (fields[i] && strcmp(k, fields[i]))
+			i++;
+		if (!fields[i])
+			lk_field_error(L, "slurm", "has an unknown field '%s' (fields: partition, account, qos, constraint, "
+						   "gpu_type, extra)", k);
+		if (i < 5 && (!(*slots[i] = lk_value_string(L, g, -1, fields[i], 0))[0] || strpbrk(*slots[i], " \t\n=")))
+			lk_field_error(L, "slurm", "%s must be one word, like \"gpu\", got \"%s\"", fields[i], *slots[i]);
+		if (i == 5)
+			ts->extra = lk_string_list(L, g, -1, "slurm.extra", &ts->nextra, 0);
+		lua_pop(L, 1);
+	}
+	lua_pop(L, 1);
+	for (int i = 0; i < ts->nextra; i++)
+		if (strncmp(ts->extra[i], "--", 2) != 0 && ts->extra[i][0] != '-')
+			lk_field_error(L, "slurm", "extra takes sbatch flags like \"--exclusive\", got \"%s\"", ts->extra[i]);
+	if (ts->gpu_type && t->opts->gpus == 0)
+		lk_field_error(L, "slurm", "gpu_type = \"%s\" names the type of the task's GPUs (--gres=gpu:%s:N): give it "
+					   "gpus = N too", ts->gpu_type, ts->gpu_type);
+	t->opts->slurm = ts;
+}
+
 /* Whether some task from selects has tag key. */
 static int tag_on_some(Task **sel, int n, const char *key)
 {

@@ -24,14 +24,14 @@
 static const char *const task_fields[] = {"name",    "deps",    "inputs",  "outputs", "run",
 					  "env",     "cpus",    "mem",     "gpus",    "gpu_mem",
 					  "timeout", "retries", "tags",    "metrics", "executor", "ports",
-					  "torchrun", "retry_on", "gpu_wait", "gpu_wait_then", "host", "hosts", "stay", "resume", "cwd", "log_metrics", "ranks", "optional_outputs", "nnodes", NULL};
+					  "torchrun", "retry_on", "gpu_wait", "gpu_wait_then", "host", "hosts", "stay", "resume", "cwd", "log_metrics", "ranks", "optional_outputs", "nnodes", "slurm", NULL};
 enum { /* bits of check_fields' mask, in task_fields' order */
 	F_NAME = 1 << 0, F_DEPS = 1 << 1, F_INPUTS = 1 << 2, F_OUTPUTS = 1 << 3, F_RUN = 1 << 4,
 	F_ENV = 1 << 5, F_CPUS = 1 << 6, F_MEM = 1 << 7, F_GPUS = 1 << 8, F_GPU_MEM = 1 << 9,
 	F_TIMEOUT = 1 << 10, F_RETRIES = 1 << 11, F_TAGS = 1 << 12, F_METRICS = 1 << 13, F_EXECUTOR = 1 << 14, F_PORTS = 1 << 15,
 	F_TORCHRUN = 1 << 16, F_RETRY_ON = 1 << 17, F_GPU_WAIT = 1 << 18, F_GPU_WAIT_THEN = 1 << 19,
 	F_HOST = 1 << 20, F_HOSTS = 1 << 21, F_STAY = 1 << 22, F_RESUME = 1 << 23, F_CWD = 1 << 24, F_LOG_METRICS = 1 << 25, F_RANKS = 1 << 26,
-	F_OPTIONAL = 1 << 27, F_NNODES = 1 << 28,
+	F_OPTIONAL = 1 << 27, F_NNODES = 1 << 28, F_SLURM = 1 << 29,
 };
 
 /* The state's extra space (lkiln_open; a coroutine starts with a copy): a pointer read,
@@ -526,6 +526,8 @@ static int l_task(lua_State *L)
 	} else {
 		t->opts->retry_on = FC_DEFAULT_RETRY;
 	}
+	if (has & F_SLURM)
+		lk_parse_task_slurm(L, g, t);
 	if (has & F_TORCHRUN) {
 		if (!(has & F_RUN))
 			lk_field_error(L, "torchrun", "needs run: the command to launch on every process");

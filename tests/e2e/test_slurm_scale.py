@@ -22,7 +22,7 @@ KILN = os.environ.get("KILN") or os.path.join(HERE, "../../build/kiln")
 # controller that times out) answer
 SBATCH = """#!/bin/sh
 [ "$1" = --version ] && exec "$REAL_SBATCH" "$@"
-echo call >> "$SBATCH_LOG"
+echo "call $*" >> "$SBATCH_LOG"
 n=$(wc -l < "$SBATCH_LOG")
 if [ "$n" -le "${FAIL_FIRST:-0}" ]; then
   echo "sbatch: error: Batch job submission failed: Socket timed out on send/recv operation" >&2
@@ -129,6 +129,38 @@ slurm { array_max = 4 }
         self.assertIn("[unschedulable]", r.out)
         self.assertIn("more nodes than its partition", r.out)
         self.assertEqual(self.attempts("SELECT failure FROM attempts WHERE task = 'never/big'"), [("unschedulable",)])
+
+    def test_a_task_s_own_partition_gpu_type_and_flags_over_the_recipe_s(self):
+        # a lab's cluster grows partitions and GPU types: each task says where it goes
+        self.ws.write("kiln.lua", """
+slurm { partition = "nope", extra = {"--comment=recipe"} }
+task { name = "own/ok", slurm = { partition = "debug" }, outputs = {"ok.txt"}, run = "echo ok > {out}" }
+task { name = "own/block", run = "true" }
+task { name = "own/typed", gpus = 1, slurm = { partition = "debug", gpu_type = "a100", extra = {"--comment=typed"} },
+       run = "true" }
+""")
+        r = self.kiln("run", "--executor", "slurm", "-k", timeout=120)
+        self.assertEqual(r.rc, 1, r)
+        self.assertEqual(self.ws.read("ok.txt"), "ok\n", "its own partition replaced the recipe's")
+        self.assertIn("Invalid partition name specified", self.ws.read(".kiln/logs/own/block@1.log"))
+        self.assertIn("Requested node configuration is not available", self.ws.read(".kiln/logs/own/typed@1.log"))
+        calls = self.ws.read("sbatch.log").splitlines()
+        typed = [c for c in calls if "--gres=gpu:a100:1" in c]
+        self.assertEqual(len(typed), 1, calls)
+        self.assertIn("--partition=debug", typed[0])
+        self.assertNotIn("--partition=nope", typed[0])
+        self.assertRegex(typed[0], r"--comment=recipe .*--comment=typed", "its flags after the recipe's")
+        self.assertEqual(self.attempts("SELECT failure FROM attempts WHERE task LIKE 'own/%' AND failure IS NOT NULL "
+                                       "ORDER BY task"), [("unschedulable",), ("unschedulable",)])
+        for field, said in (('slurm = { partiton = "x" }', "has an unknown field 'partiton'"),
+                            ('slurm = { gpu_type = "a100" }', "give it gpus = N too"),
+                            ('slurm = "gpu"', "must be a table like"),
+                            ('slurm = { partition = "a b" }', "partition must be one word")):
+            self.ws.write("kiln.lua", 'task { name = "t", run = "true",\n  %s }\n' % field)
+            r = self.kiln("run", "--executor", "slurm")
+            self.assertEqual(r.rc, 2, r)
+            self.assertIn("kiln.lua:1:", r.err)
+            self.assertIn(said, r.err)
 
     def test_pending_reasons_on_the_status_line_and_in_kiln_status(self):
         self.ws.write("kiln.lua", "\n".join(

@@ -49,18 +49,25 @@ static void resource_args(const SlurmExec *se, const Task *t, StrList *args)
 		strlist_push(args, xasprintf("--cpus-per-task=%d", t->opts->cpus));
 	if (t->opts->mem_mib > 0)
 		strlist_push(args, xasprintf("--mem=%lldM", t->opts->mem_mib));
-	if (t->opts->gpus > 0)
+	const TaskSlurm *own = t->opts->slurm; /* the task's own, over the recipe's slurm{} */
+	if (t->opts->gpus > 0 && own && own->gpu_type)
+		strlist_push(args, xasprintf("--gres=gpu:%s:%d", own->gpu_type, t->opts->gpus));
+	else if (t->opts->gpus > 0)
 		strlist_push(args, xasprintf("--gres=gpu:%d", t->opts->gpus));
 	if (t->opts->timeout_sec > 0)
 		strlist_push(args, xasprintf("--time=%d", (int)((t->opts->timeout_sec + 59) / 60)));
 	const RecipeSlurm *r = &se->recipe;
-	const char *flags[] = {"--partition", r->partition, "--account", r->account, "--qos", r->qos, "--constraint",
-			       r->constraint};
+	const char *flags[] = {"--partition", own && own->partition ? own->partition : r->partition,
+			       "--account", own && own->account ? own->account : r->account,
+			       "--qos", own && own->qos ? own->qos : r->qos,
+			       "--constraint", own && own->constraint ? own->constraint : r->constraint};
 	for (int i = 0; i < 8; i += 2)
 		if (flags[i + 1])
 			strlist_push(args, xasprintf("%s=%s", flags[i], flags[i + 1]));
 	for (int i = 0; i < r->nextra; i++)
 		strlist_push(args, xstrdup(r->extra[i]));
+	for (int i = 0; own && i < own->nextra; i++)
+		strlist_push(args, xstrdup(own->extra[i]));
 }
 
 /* Whether job may share an array with others: one node, nothing found on it at start. */
