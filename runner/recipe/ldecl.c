@@ -269,15 +269,22 @@ unsigned lk_parse_retry_on(lua_State *L, Graph *g)
 
 #define MAX_NODES 4096
 
+/* The task's field that holds a table (pushed), and a zeroed struct of size bytes in the
+ * arena for what it says; anything but a table is an error showing `like`. */
+static void *table_field(lua_State *L, Graph *g, const char *field, const char *like, size_t size)
+{
+	lua_getfield(L, 1, field);
+	if (!lua_istable(L, -1))
+		lk_field_error(L, field, "must be a table like %s, got %s", like, luaL_typename(L, -1));
+	void *p = arena_alloc(&g->arena, size);
+	memset(p, 0, size);
+	return p;
+}
+
 /* torchrun = { nproc = N | "gpus", nnodes = M }: wraps the command in the launcher. */
 void lk_parse_torchrun(lua_State *L, Graph *g, Task *t, int cpus_declared)
 {
-	lua_getfield(L, 1, "torchrun");
-	if (!lua_istable(L, -1))
-		lk_field_error(L, "torchrun", "must be a table like { nproc = 2 } or { nproc = \"gpus\", nnodes = 2 }, got %s",
-			       luaL_typename(L, -1));
-	Torchrun *tr = arena_alloc(&g->arena, sizeof *tr);
-	memset(tr, 0, sizeof *tr);
+	Torchrun *tr = table_field(L, g, "torchrun", "{ nproc = 2 } or { nproc = \"gpus\", nnodes = 2 }", sizeof *tr);
 	tr->nnodes = 1;
 	lua_pushnil(L);
 	while (lua_next(L, -2)) {
@@ -320,12 +327,7 @@ void lk_parse_torchrun(lua_State *L, Graph *g, Task *t, int cpus_declared)
 void lk_parse_task_slurm(lua_State *L, Graph *g, Task *t)
 {
 	static const char *const fields[] = {"partition", "account", "qos", "constraint", "gpu_type", "extra", NULL};
-	lua_getfield(L, 1, "slurm");
-	if (!lua_istable(L, -1))
-		lk_field_error(L, "slurm", "must be a table like { partition = \"gpu\", constraint = \"a100\" }, got %s",
-			       luaL_typename(L, -1));
-	TaskSlurm *ts = arena_alloc(&g->arena, sizeof *ts);
-	memset(ts, 0, sizeof *ts);
+	TaskSlurm *ts = table_field(L, g, "slurm", "{ partition = \"gpu\", constraint = \"a100\" }", sizeof *ts);
 	const char **slots[] = {&ts->partition, &ts->account, &ts->qos, &ts->constraint, &ts->gpu_type};
 	lua_pushnil(L);
 	while (lua_next(L, -2)) {
