@@ -55,13 +55,14 @@ static void sweep(const char *dir, StrMap *kept, long long *bytes, int *removed)
 			sweep(path, kept, bytes, removed);
 			rmdir(path); /* only when empty */
 		} else if (lstat(path, &st) == 0 && S_ISREG(st.st_mode)) {
-			/* the log this file belongs to: itself, or "X@N.log" for X@N.exit and X@N.log.progress */
+			/* the log this file belongs to: itself, or "X@N.log" for X@N.exit, X@N.items (a
+			 * map shard's list) and X@N.log.progress */
 			char *owner = xstrdup(path), *dot;
 			size_t n = strlen(owner);
 			if (n > 9 && !strcmp(owner + n - 9, ".progress"))
 				owner[n - 9] = 0;
-			else if ((dot = strrchr(owner, '.')) && !strcmp(dot, ".exit"))
-				strcpy(dot, ".log"); /* shorter than ".exit": it fits */
+			else if ((dot = strrchr(owner, '.')) && (!strcmp(dot, ".exit") || !strcmp(dot, ".items")))
+				strcpy(dot, ".log"); /* shorter than either: it fits */
 			if (!strmap_get(kept, owner) && unlink(path) == 0) {
 				*bytes += st.st_size;
 				*removed += strstr(path, ".log") && !strstr(path, ".progress");

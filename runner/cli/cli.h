@@ -62,6 +62,15 @@ Graph *load_graph_with(Options *o, Graph *g, Cache *c);
  * workspace lock); exits with the reason when it cannot be opened. */
 Cache *open_cache(Options *o, Graph *g, int readonly);
 
+/* maplogs.c: what the shards' item lists say of a name (a map's item, or a map). */
+typedef struct {
+	char *shard;  /* MAP:shard-K whose newest list names the item `name`, or NULL; malloc'd */
+	int attempt;  /* the attempt of it whose own list that is; 0: its latest (an older list) */
+	int nshards;  /* shards of a map called name */
+	char *map;    /* a map whose "MAP/" begins name, or NULL; malloc'd */
+} ShardScan;
+ShardScan scan_shards(const char *name);
+
 /* verbs_state.c: the log of an attempt, pruning (gc), cleaning */
 int verb_log(Options *o, int argc, char **argv);
 int verb_gc(Options *o, int argc, char **argv);

@@ -49,76 +49,17 @@ static void print_attempt_log(void *ctx, int attempt, long long run_id, const ch
 		print_file(log);
 }
 
-/* What the shards' lists (.kiln/maps/SHARD.items, rewritten by each attempt) say of a name. */
-typedef struct {
-	char *found; /* the shard whose list holds the item `name` is (the newest list where a
-		      * shard count changed), or NULL; malloc'd */
-	int nshards; /* shards of a map called name */
-	char *map;   /* a map whose "MAP/" begins name, or NULL; malloc'd */
-} ShardScan;
-
-static ShardScan scan_shards(const char *name)
-{
-	DIR *d = opendir(KILN_DIR "/maps");
-	struct dirent *e;
-	size_t nlen = strlen(name);
-	int nshards = 0;
-	char *map = NULL;
-	char *found = NULL;
-	struct timespec found_at = {0, 0};
-	while (d && (e = readdir(d))) {
-		size_t elen = strlen(e->d_name);
-		const char *shard = NULL; /* the last ":shard-": a map's name may hold one */
-		for (const char *at = e->d_name; (at = strstr(at, ":shard-")); at++)
-			shard = at;
-		if (!shard || elen < 6 || strcmp(e->d_name + elen - 6, ".items") != 0)
-			continue;
-		size_t map_len = (size_t)(shard - e->d_name);
-		if (map_len == nlen && memcmp(e->d_name, name, nlen) == 0) { /* the map's own name */
-			nshards++;
-			continue;
-		}
-		if (nlen <= map_len + 1 || memcmp(e->d_name, name, map_len) != 0 || name[map_len] != '/')
-			continue;
-		if (!map)
-			map = xasprintf("%.*s", (int)map_len, name);
-		char *path = xasprintf(KILN_DIR "/maps/%s", e->d_name);
-		size_t len;
-		struct stat st;
-		char *list = stat(path, &st) == 0 && (!found || st.st_mtim.tv_sec > found_at.tv_sec ||
-						      (st.st_mtim.tv_sec == found_at.tv_sec && st.st_mtim.tv_nsec > found_at.tv_nsec))
-				     ? read_file(path, &len) : NULL;
-		const char *item = name + map_len + 1;
-		size_t ilen = nlen - map_len - 1;
-		for (char *line = list, *end; line && *line; line = end + 1) {
-			end = strchrnul(line, '\n');
-			if ((size_t)(end - line) == ilen && memcmp(line, item, ilen) == 0) {
-				free(found);
-				found = xasprintf("%.*s", (int)(elen - 6), e->d_name);
-				found_at = st.st_mtim;
-				break;
-			}
-			if (!*end)
-				break;
-		}
-		free(list);
-		free(path);
-	}
-	if (d)
-		closedir(d);
-	return (ShardScan){found, nshards, map};
-}
-
 /* A map{}'s items and the map itself have no logs of their own: their shards do. The shard
- * that ran the item `name`; or fails saying which shards a map called `name` has, or that
- * nothing ran as `name`. */
-static char *shard_of(const char *name)
+ * that ran the item `name` (and in *attempt the attempt of it, 0 when only its latest list is
+ * known); or fails saying which shards a map called `name` has, or that nothing ran as `name`. */
+static char *shard_of(const char *name, int *attempt)
 {
 	ShardScan scan = scan_shards(name);
-	char *found = scan.found, *map = scan.map;
+	char *found = scan.shard, *map = scan.map;
 	int nshards = scan.nshards;
-	if (!found && map) /* done by an earlier attempt: the lists are the latest attempts' */
-		fatal("no log recorded for task \"%s\", and no latest list of map %s's shards names it: if an earlier "
+	*attempt = scan.attempt;
+	if (!found && map) /* its lists pruned by kiln gc, or made before attempts kept their own */
+		fatal("no log recorded for task \"%s\", and no list of map %s's shards names it: if an earlier "
 		      "attempt made it, `kiln log %s:shard-N --all` prints every attempt of shard N",
 		      name, map, map);
 	if (!found && nshards)
@@ -248,6 +189,7 @@ int verb_log(Options *o, int argc, char **argv)
 	if (!c || cache_loaded(c, &err) != 0)
 		fatal("no log recorded for task \"%s\" in this workspace (has it run?)", o->targets[0]);
 	char *shard = NULL;
+	int item_attempt = 0; /* a map item's: the attempt of its shard that ran it */
 	int holder = o->follow && cache_last_log(c, o->targets[0], &path, NULL) != 0 ? cache_lock_holder(c) : 0;
 	if (holder) /* -f before the task started: its first attempt is waited for while a kiln works */
 		fprintf(stderr, "kiln: %s has no attempt yet; waiting while the kiln at work here (pid %d) may start it\n",
@@ -258,12 +200,22 @@ int verb_log(Options *o, int argc, char **argv)
 	}
 	buf_reset(&path);
 	if (cache_last_log(c, o->targets[0], &path, NULL) != 0) { /* a map's item: its shard's logs */
-		shard = shard_of(o->targets[0]);
-		fprintf(stderr, "kiln: %s is an item of a map{}; it ran in %s, whose log follows\n", o->targets[0], shard);
+		shard = shard_of(o->targets[0], &item_attempt);
+		if (item_attempt && !number && !o->all && !o->follow)
+			fprintf(stderr, "kiln: %s is an item of a map{}; attempt %d of %s ran it, whose log follows\n",
+				o->targets[0], item_attempt, shard);
+		else
+			fprintf(stderr, "kiln: %s is an item of a map{}; it ran in %s, whose log follows\n", o->targets[0], shard);
 		o->targets[0] = shard;
 	}
 	buf_reset(&path);
-	if (number || o->all) {
+	if (item_attempt && !number && !o->all && !o->follow) {
+		LogQuery q = {item_attempt, 0};
+		cache_each_attempt_log(c, o->targets[0], print_attempt_log, &q);
+		if (!q.printed)
+			fatal("%s has no attempt %d with a log (kiln log %s --all lists them)", o->targets[0], item_attempt,
+			      o->targets[0]);
+	} else if (number || o->all) {
 		LogQuery q = {number ? atoi(number) : 0, 0};
 		cache_each_attempt_log(c, o->targets[0], print_attempt_log, &q);
 		if (!q.printed && number)
@@ -284,7 +236,7 @@ int verb_log(Options *o, int argc, char **argv)
 					"%s:shard-1` (to %s:shard-%d), or `kiln log %s/ITEM` for the shard that ran an item\n",
 				o->targets[0], scan.nshards, scan.nshards == 1 ? "" : "s", o->targets[0], o->targets[0],
 				scan.nshards, o->targets[0]);
-		free(scan.found);
+		free(scan.shard);
 		free(scan.map);
 	}
 	cache_close(c);

@@ -256,7 +256,7 @@ int try_start(Run *r, Task *t)
 		mkdirs_parent(t->outputs[i]);
 	if (task_is_runner(t)) { /* its batch: the pending items' list, their outputs cleared */
 		Buf err = {0};
-		if ((job->items_path = shard_prepare(r, t, reattach, &err)) && t->opts->cwd && job->items_path[0] != '/') {
+		if ((job->items_path = shard_prepare(r, t, job->attempt, reattach, &err)) && t->opts->cwd && job->items_path[0] != '/') {
 			char *full = xasprintf("%s/%s", r->g->workspace, job->items_path); /* {items} from its cwd */
 			free(job->items_path);
 			job->items_path = full;

@@ -100,9 +100,11 @@ void shard_item_settled(Run *r, Task *t);
 void shards_start(Run *r);
 void shards_poll(Run *r);
 /* Before the runner's attempt starts: clears the pending items' outputs and writes their
- * list; returns its path (malloc'd), or NULL with err. reattach: the attempt is one a
- * previous kiln left running, whose list is read instead (outputs kept, its order followed). */
-char *shard_prepare(Run *r, Task *runner, int reattach, Buf *err);
+ * list (.kiln/maps/RUNNER.items, linked as LOGDIR/RUNNER@ATTEMPT.items beside the attempt's
+ * log: which attempt ran an item, for `kiln log MAP/ITEM`); returns its path (malloc'd), or
+ * NULL with err. reattach: the attempt is one a previous kiln left running, whose list is
+ * read instead (outputs kept, its order followed). */
+char *shard_prepare(Run *r, Task *runner, int attempt, int reattach, Buf *err);
 /* The items the runner's attempt makes, in its list's order (a malloc'd copy; n set). */
 Task **shard_items(Run *r, const Task *runner, int *n);
 /* The shard's process ended: records its complete items, then the rest are recorded

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "sched_internal.h"
 
@@ -174,7 +175,7 @@ static void follow_listed_order(ShardRun *s, const char *list)
 	strmap_free(&position);
 }
 
-char *shard_prepare(Run *r, Task *runner, int reattach, Buf *err)
+char *shard_prepare(Run *r, Task *runner, int attempt, int reattach, Buf *err)
 {
 	ShardRun *s = &r->shards[runner->more->shard->id];
 	const char *slash = strrchr(r->o->log_dir, '/'); /* beside the logs: .kiln/maps/ */
@@ -201,6 +202,12 @@ char *shard_prepare(Run *r, Task *runner, int reattach, Buf *err)
 		buf_printf(err, "cannot write the item list %s", path);
 		free(path);
 		path = NULL;
+	} else { /* the attempt's own copy, kept as the next attempt replaces the list (a new file) */
+		char *own = xasprintf("%s/%s@%d.items", r->o->log_dir, runner->name, attempt);
+		unlink(own); /* a number is never reused, but a killed kiln may have left one */
+		if (mkdirs_parent(own) != 0 || link(path, own) != 0)
+			write_file_atomic(own, list.data ? list.data : "", list.len); /* a file system without links */
+		free(own);
 	}
 	buf_free(&list);
 	return path;

@@ -257,7 +257,7 @@ class Map(KilnTestCase):
         # an item's log is its shard's; the map's name says where the logs are
         r = self.ws.kiln("log", "cap/0007")
         self.assertEqual(r.rc, 0, r)
-        self.assertIn("cap/0007 is an item of a map{}; it ran in cap:shard-1", r.err)
+        self.assertIn("cap/0007 is an item of a map{}; attempt 1 of cap:shard-1 ran it, whose log follows", r.err)
         self.assertIn("# kiln: task cap:shard-1, attempt 1", r.out)
         self.assertIn("the shard looked at", r.out)
         r = self.ws.kiln("why", "cap/0007")
@@ -267,8 +267,30 @@ class Map(KilnTestCase):
         r = self.ws.kiln("log", "cap")
         self.assertEqual(r.rc, 2, r)
         self.assertIn("is a map{}: its items ran in 1 shard", r.err)
-        self.assertIn("no log recorded for task \"cap/0099\", and no latest list of map cap's shards names it",
+        self.assertIn("no log recorded for task \"cap/0099\", and no list of map cap's shards names it",
                       self.ws.kiln("log", "cap/0099").err)
+
+    def test_an_item_s_log_is_the_attempt_that_ran_it_in_a_map_named_with_a_slash(self):
+        # two runs: the second adds items, so shard 1's latest attempt lists only new ones
+        self.ws.write("kiln.lua", recipe(4, shards=2).replace('name = "cap"', 'name = "eval/cap"')
+                      .replace('deps = {"cap"}', 'deps = {"eval/cap"}'))
+        self.assertEqual(self.ws.kiln("run").rc, 0)
+        self.ws.write("kiln.lua", recipe(6, shards=2).replace('name = "cap"', 'name = "eval/cap"')
+                      .replace('deps = {"cap"}', 'deps = {"eval/cap"}'))
+        self.assertEqual(self.ws.kiln("run").rc, 0)
+        ledger = [line.split() for line in self.ledger()]
+        first, added = ledger[:4], ledger[4:]
+        self.assertEqual(sorted(i for i, *_ in added), ["0005", "0006"], "only the new items ran")
+        for item, shard, *_ in first + added:
+            r = self.ws.kiln("log", "eval/cap/" + item)
+            self.assertEqual(r.rc, 0, r)
+            attempt = 1 if [item, shard] in [x[:2] for x in first] else 2
+            self.assertIn("eval/cap/%s is an item of a map{}; attempt %d of %s ran it" % (item, attempt, shard), r.err)
+            self.assertIn("# kiln: task %s, attempt %d " % (shard, attempt), r.out)
+        r = self.ws.kiln("log", "eval/cap")
+        self.assertEqual(r.rc, 0, r)
+        self.assertIn("eval/cap is a map{}: its items ran in 2 shards", r.err)
+        self.assertIn("no list of map eval/cap's shards names it", self.ws.kiln("log", "eval/cap/0099").err)
 
     def map_row(self):
         r = self.ws.kiln("report")
