@@ -137,7 +137,7 @@ static BestRule *best_rule(BestSpec *b, const char *metric)
 /* Marks the best cell of each line of value cells: along each row in a pivot (whose
  * columns all hold its one metric), else down each value column, leaving out the row of
  * means (mean_row, 0 when none). A cell's value is its printed number (the mean of repeats),
- * so cells that print alike tie. metric_of[c]: column c's metric, NULL when it is no value
+ * so cells that print alike tie; a stale one (its task failed since) is never the best. metric_of[c]: column c's metric, NULL when it is no value
  * column. -1 when a metric named in b is no column of the table. */
 static int mark_best(Table *t, BestSpec *b, const char *const *metric_of, int along_rows, int mean_row, Buf *err)
 {
@@ -154,7 +154,7 @@ static int mark_best(Table *t, BestSpec *b, const char *const *metric_of, int al
 				const char *cell = table_cell(t, r, c);
 				char *end;
 				double v = strtod(cell, &end);
-				if (end == cell || isnan(v))
+				if (end == cell || isnan(v) || strstr(end, "(stale)")) /* a failed task's old value: no best */
 					continue;
 				if (pass == 0 && (isnan(best) || v * rule->dir > best * rule->dir))
 					best = v;

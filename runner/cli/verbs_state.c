@@ -3,7 +3,6 @@
  * nothing refers to, and old attempt logs) and kiln clean (outputs and recorded successes,
  * or with --all the whole of .kiln/). */
 #define _GNU_SOURCE
-#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -86,10 +85,6 @@ static void print_new(FILE *f)
 /* How long the follower of an attempt that failed waits for a retry's before it stops. */
 #define FOLLOW_RETRY_WAIT_NS (3 * 1000000000LL)
 
-/* kiln log --follow: task's latest log (path), then what is written to it until its attempt
- * ends (as the state records it, or as a local keeper wrote, for a kiln killed meanwhile); a
- * retry of a failed one that starts within a few seconds is followed on, under a line
- * naming its log. */
 /* The executor and host of the open attempt whose log is `log` ("" when none is open). */
 typedef struct {
 	const char *log;
@@ -122,6 +117,11 @@ static int ended_unwatched(const char *log, const OpenOf *o)
 	return exec_local_ended(log);
 }
 
+/* kiln log --follow: task's latest log (path), then what is written to it until its attempt
+ * ends (as the state records it, or as a local keeper or a Slurm job wrote, for a kiln killed
+ * meanwhile; an ssh attempt's with no kiln at work, only what has arrived); a
+ * retry of a failed one that starts within a few seconds is followed on, under a line
+ * naming its log. */
 static void follow_log(Cache *c, const char *task, const char *path)
 {
 	char *following = xstrdup(path);
@@ -129,8 +129,8 @@ static void follow_log(Cache *c, const char *task, const char *path)
 	if (!f)
 		fatal("cannot read %s: %s", following, strerror(errno));
 	int64_t ended_at = 0;
-	OpenOf open = {following, "", ""};
-	cache_each_open_job(c, find_open, &open);
+	OpenOf where = {following, "", ""};
+	cache_each_open_job(c, find_open, &where);
 	for (;;) {
 		print_new(f);
 		Buf latest = {0};
@@ -145,8 +145,8 @@ static void follow_log(Cache *c, const char *task, const char *path)
 				following = xstrdup(buf_str(&latest));
 				printf("\n==> %s <==\n", following);
 				ended_at = 0;
-				open = (OpenOf){following, "", ""};
-				cache_each_open_job(c, find_open, &open);
+				where = (OpenOf){following, "", ""};
+				cache_each_open_job(c, find_open, &where);
 				buf_free(&latest);
 				continue;
 			}
@@ -154,14 +154,14 @@ static void follow_log(Cache *c, const char *task, const char *path)
 		buf_free(&latest);
 		if (stands == ATTEMPT_SUCCEEDED)
 			break;
-		if (stands == ATTEMPT_RUNNING && !strcmp(open.executor, "ssh") && !cache_lock_holder(c)) {
+		if (stands == ATTEMPT_RUNNING && !strcmp(where.executor, "ssh") && !cache_lock_holder(c)) {
 			/* the host's log comes here through a kiln: with none at work nothing more arrives */
 			fflush(stdout);
 			fprintf(stderr, "kiln: %s runs on %s and no kiln is at work here: its log comes through one; `kiln "
-					"run` re-attaches to it and brings the rest\n", task, open.host[0] ? open.host : "an ssh host");
+					"run` re-attaches to it and brings the rest\n", task, where.host[0] ? where.host : "an ssh host");
 			break;
 		}
-		if (!found || stands == ATTEMPT_ENDED || ended_unwatched(following, &open)) {
+		if (!found || stands == ATTEMPT_ENDED || ended_unwatched(following, &where)) {
 			if (!ended_at)
 				ended_at = now_mono_ns();
 			else if (now_mono_ns() - ended_at > FOLLOW_RETRY_WAIT_NS)

@@ -142,6 +142,9 @@ plot { name = "heat", type = "heatmap", from = "e/*", x = "model", series = "dat
         m = self.ws.kiln("metrics")
         self.assertRegex(m.out, r"e/y/b +y +b +0\.2000 \(stale\)")
         self.assertNotIn("e/x/b        x      b  0.2000 (stale)", m.out)
+        best = self.ws.kiln("metrics", "--best", "max").out
+        self.assertRegex(best, r"e/x/b +x +b +\*\*0\.2000\*\*", "the best value that is not stale")
+        self.assertRegex(best, r"e/y/b +y +b +0\.2000 \(stale\)", "a failed task's old value is never the best")
         # without -k the chart is not drawn over a failure, as before
         r = self.ws.kiln("run", "fail=xa")
         self.assertIn("not run", r.out)
