@@ -82,11 +82,11 @@ static const struct {
 	 "with --rows alone, one row per value of the tag and the metrics (all, or those --value lists) as\n"
 	 "columns. Cells average the tasks they hold; repeats (seeds) print as mean ± std. --baseline\n"
 	 "method=ddp adds after each value column its ratio to that row (a speedup for a time or a\n"
-	 "throughput, faster above 1; a plain ratio otherwise); --mean adds a row of column means; --vs RUN shows deltas against the metrics\n"
-	 "as they were at run RUN. Without --rows: one row per task with its tags and metrics. --best max\n"
-	 "(or min, or top1=max,loss=min) sets the best value bold: in each row of a pivot, else in each\n"
-	 "column. --format latex prints a booktabs tabular for a paper; --out FILE.tex (.md, .tsv, .json)\n"
-	 "picks the format when --format is not given.", verb_metrics},
+	 "throughput, faster above 1; a plain ratio otherwise); --mean adds a row of column means; --vs\n"
+	 "RUN shows deltas against the metrics as they were at run RUN. Without --rows: one row per task\n"
+	 "with its tags and metrics. --best max (or min, or top1=max,loss=min) sets the best value bold:\n"
+	 "in each row of a pivot, else in each column. --format latex prints a booktabs tabular for a\n"
+	 "paper; --out FILE.tex (.md, .tsv, .json) picks the format when --format is not given.", verb_metrics},
 	{"plot", "kiln plot [RECIPE] [NAME ...]",
 	 "Re-renders all (or the named) plot{} charts from the recorded metrics, without running any task:\n"
 	 "after a change of style only. Charts land where each plot's `out` says (default plots/NAME.svg/.png).", verb_plot},
