@@ -47,12 +47,15 @@ static int look(const char *top, const char *map, int numbered, const char *item
 	int count = 0;
 	DIR *d = opendir(dir);
 	for (struct dirent *e; d && (e = readdir(d));) {
-		const char *n = e->d_name, *at = strrchr(n, '@');
+		const char *n = e->d_name;
 		size_t len = strlen(n);
 		if (len < blen + 14 || strncmp(n, base, blen) != 0 || strncmp(n + blen, ":shard-", 7) != 0 ||
-		    strcmp(n + len - 6, ".items") != 0 || (numbered ? !at || at < n + blen + 7 : at != NULL))
+		    strcmp(n + len - 6, ".items") != 0)
 			continue;
-		const char *k = n + blen + 7, *kend = numbered ? at : n + len - 6;
+		const char *k = n + blen + 7, *at = strchr(k, '@'); /* K@N: the map's own name may hold '@' */
+		if (numbered ? !at : at != NULL)
+			continue;
+		const char *kend = numbered ? at : n + len - 6;
 		if (kend == k || strspn(k, "0123456789") != (size_t)(kend - k))
 			continue;
 		count++;
