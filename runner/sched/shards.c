@@ -31,8 +31,11 @@ typedef struct ShardRun {
 	int attached;     /* re-attached, and its first look at the outputs not yet taken */
 	int unwatched;    /* pending[0..unwatched) had their outputs at that first look */
 	int64_t started_ns; /* its first start in this run (or that first look), 0 before */
-	Task **later;     /* pending items a re-attached attempt does not list: the next attempt's */
+	Task **later;     /* pending items a re-attached attempt does not list, or whose inputs
+			     changed after it started: the next attempt's */
 	int nlater;
+	int64_t listed_ns; /* re-attached: when its list was written (just before it started) */
+	int redone;       /* items of it whose inputs changed since: said once */
 } ShardRun;
 
 void shards_init(Run *r)
@@ -184,6 +187,9 @@ char *shard_prepare(Run *r, Task *runner, int attempt, int reattach, Buf *err)
 	char *path = xasprintf("%.*s%smaps/%s.items", dir, r->o->log_dir, dir ? "/" : "", runner->name);
 	size_t len;
 	char *old = reattach ? read_file(path, &len) : NULL;
+	struct stat st;
+	s->listed_ns = old && stat(path, &st) == 0 ? (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec : 0;
+	s->redone = 0;
 	if (old) {
 		follow_listed_order(s, old);
 		s->attached = 1;
@@ -243,10 +249,41 @@ static void record_item(Run *r, Task *t)
 	buf_free(&err);
 }
 
+/* Whether an input of item t was written or replaced at since_ns or later. */
+static int input_changed_since(const Task *t, int64_t since_ns)
+{
+	struct stat st;
+	for (int j = 0; j < t->ninputs; j++)
+		if (stat(t->inputs[j], &st) == 0 &&
+		    ((int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec >= since_ns ||
+		     (int64_t)st.st_ctim.tv_sec * 1000000000 + st.st_ctim.tv_nsec >= since_ns))
+			return 1;
+	return 0;
+}
+
+/* An item whose input changed after a re-attached attempt started (made again by this run,
+ * or edited) is neither recorded nor failed from that attempt, which may have read the old
+ * content (or found it gone): it waits for the next attempt, which makes it afresh. 1 when
+ * t is such an item, now in s->later. */
+static int redo_later(Run *r, ShardRun *s, Task *t)
+{
+	if (!s->listed_ns || !input_changed_since(t, s->listed_ns))
+		return 0;
+	if (!s->redone++)
+		status_print(&r->st, "note", "%s: inputs of its items changed after the attempt an earlier kiln left "
+			     "running started: those items run again, in an attempt of their own", t->more->shard->runner->name);
+	s->later = xrealloc(s->later, (size_t)(s->nlater + 1) * sizeof *s->later);
+	s->later[s->nlater++] = t;
+	t->state = TS_READY;
+	return 1;
+}
+
 /* Records s->pending[k]; one a re-attached attempt made while no kiln watched is not
  * counted in the rate. */
 static void record_pending(Run *r, ShardRun *s, int k)
 {
+	if (redo_later(r, s, s->pending[k]))
+		return;
 	int ran = s->ran;
 	record_item(r, s->pending[k]);
 	if (s->ran > ran && k < s->unwatched)
@@ -289,6 +326,8 @@ void shard_job_ended(Run *r, Job *job, const char *why, int mode)
 		Task *t = s->pending[k];
 		if (t->state != TS_RUNNING)
 			continue; /* recorded (or failed) while it ran */
+		if (mode != SHARD_STOPPED && redo_later(r, s, t))
+			continue;
 		if (mode == SHARD_OK && output_there(t)) {
 			record_pending(r, s, k);
 		} else if (mode == SHARD_OK) {
@@ -313,7 +352,7 @@ void shard_job_ended(Run *r, Job *job, const char *why, int mode)
 		left = 0;
 	for (int k = 0; k < s->nlater; k++) { /* not listed by a re-attached attempt */
 		Task *t = s->later[k];
-		if (mode == SHARD_OK || mode == SHARD_RETRY) {
+		if (mode == SHARD_OK || mode == SHARD_RETRY || (mode == SHARD_FAILED && s->redone)) {
 			s->pending[left++] = t; /* room: they were pending before the attach */
 		} else {
 			t->state = TS_SKIPPED;

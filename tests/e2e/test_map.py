@@ -135,6 +135,30 @@ class Map(KilnTestCase):
         self.assertEqual(r.rc, 0, r)
         self.assertIn("cap is a map{}: its items ran in 2 shards, each with its logs: `kiln log cap:shard-1`", r.err)
 
+    def test_after_a_kill_9_items_whose_inputs_were_made_again_are_not_taken_from_the_old_attempt(self):
+        # the shards outlive kiln; the next run makes their inputs again with other content:
+        # what the old attempt made from the old inputs must not be recorded as done
+        self.ws.write("kiln.lua", """
+local P = params { version = 1 }
+local items = {}
+for i = 1, 60 do items[#items + 1] = string.format("%04d", i) end
+task { name = "gen", outputs = {"in"}, run = "mkdir -p in; for i in $(seq -f %04g 1 60); do echo v" .. P.version .. " $i > in/$i.txt; done" }
+map { name = "m", items = items, shards = 2, input = "in/{item}.txt", output = "out/{item}.txt",
+      run = "mkdir -p out; while read i; do sleep 0.05; cp in/$i.txt out/$i.tmp 2>/dev/null && mv out/$i.tmp out/$i.txt; done < {items}" }
+""")
+        p = self.ws.spawn("run", "version=1")
+        self.assertTrue(wait_for(lambda: self.ws.exists("out") and len(os.listdir(self.ws.path("out"))) >= 10, timeout=60))
+        p.send_signal(signal.SIGKILL)
+        p.communicate()
+        r = self.ws.kiln("run", "version=2", timeout=300)
+        self.assertEqual(r.rc, 0, r)
+        self.assertIn("inputs of its items changed after the attempt an earlier kiln left running started", r.out)
+        old = [f for f in sorted(os.listdir(self.ws.path("out"))) if self.ws.read("out/" + f).startswith("v1")]
+        self.assertEqual(old, [], "no output made from the old inputs is left as done")
+        for i in range(1, 61):
+            self.assertEqual(self.ws.read("out/%04d.txt" % i), "v2 %04d\n" % i)
+        self.assertEqual(self.ws.kiln("run", "version=2").ran, set())
+
     def test_shards_that_ended_while_no_kiln_watched_are_adopted(self):
         self.ws.write("kiln.lua", recipe(80))
         p = self.ws.spawn("run", env={"SLEEP": "0.02"})
