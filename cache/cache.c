@@ -28,6 +28,7 @@
 #include "internal.h"
 #include "state/results.h"
 #include "state/state.h"
+#include "resume.h"
 #include "store.h"
 
 
@@ -40,6 +41,7 @@ Cache *cache_open(const char *kiln_dir, Graph *g, const CacheOptions *opt, Buf *
 	c->opt = *opt;
 	c->lock_fd = -1;
 	c->objects_dir = xasprintf("%s/objects", kiln_dir);
+	c->resume_dir = xasprintf("%s/resume", kiln_dir);
 	c->store = store_open(c->objects_dir);
 	if (!opt->readonly) {
 		if (mkdirs(kiln_dir, 0777) != 0) {
@@ -110,6 +112,7 @@ void cache_close(Cache *c)
 	buf_free(&c->open_error);
 	arena_free(&c->arena);
 	free(c->objects_dir);
+	free(c->resume_dir);
 	free(c);
 }
 
@@ -518,51 +521,6 @@ int cache_plan(Cache *c, Graph *g, void (*fn)(void *ctx, const Task *t, enum Ver
 	return count;
 }
 
-/* Removes path (a directory whole, a link to one: the link only) before an attempt of t. */
-static void remove_before(Cache *c, const Task *t, const char *path)
-{
-	forget_path(c, path);
-	struct stat st;
-	if (lstat(path, &st) == 0 && (S_ISDIR(st.st_mode) ? remove_tree(path) : unlink(path)) != 0)
-		warn("cannot remove %s before running %s: %s", path, t->name, strerror(errno));
-}
-
-static int is_resume_path(const Task *t, const char *path)
-{
-	for (int i = 0; i < t->opts->nresume; i++)
-		if (!strcmp(t->opts->resume[i], path))
-			return 1;
-	return 0;
-}
-
-void cache_clear_outputs(Cache *c, Task *t)
-{
-	cache_ready(c);
-	for (int i = 0; i < t->noutputs; i++)
-		remove_before(c, t, t->outputs[i]);
-}
-
-int cache_prepare_attempt(Cache *c, Task *t, const char *key_hex)
-{
-	cache_ready(c);
-	char last_key[33];
-	int last_ok = 0, keep = 0;
-	if (t->opts->nresume && !t->forced && key_hex[0] && history_last_attempt(c->state, t->name, last_key, &last_ok))
-		keep = !last_ok && !strcmp(last_key, key_hex); /* the same work, left unfinished */
-	for (int i = 0; i < t->noutputs; i++)
-		if (!keep || !is_resume_path(t, t->outputs[i]))
-			remove_before(c, t, t->outputs[i]);
-	int there = 0;
-	for (int i = 0; i < t->opts->nresume; i++) {
-		struct stat st;
-		if (!keep)
-			remove_before(c, t, t->opts->resume[i]);
-		else if (lstat(t->opts->resume[i], &st) == 0)
-			there = 1;
-	}
-	return keep ? 1 + there : 0;
-}
-
 StoreQueue *cache_store_queue(Cache *c)
 {
 	if (!c->store_queue)
@@ -637,6 +595,7 @@ int cache_record_success(Cache *c, Task *t, Buf *err)
 		return -1;
 	}
 	set_last(c, t, tc, buf_str(&outputs));
+	resume_forget(c, t); /* its checkpoints' copies are done with */
 	free(tc->components);
 	tc->components = NULL;
 	buf_free(&outputs);

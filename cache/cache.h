@@ -96,10 +96,11 @@ void cache_put_metrics(Cache *c, const Task *t, const Metrics *m);
 
 /* Before an attempt of t with key key_hex: removes its outputs, and its resume paths
  * (TaskOpts.resume) unless its latest attempt was an unfinished one of the same key (not
- * --forced), in which case they are kept, outputs among them too. Returns 0 when nothing
- * was kept, 1 when the state was kept but none of it is here, 2 when some of it is here
- * (the attempt continues: KILN_RESUME=1). */
-int cache_prepare_attempt(Cache *c, Task *t, const char *key_hex);
+ * --forced), in which case they are kept, outputs among them too, and a resume file cut
+ * short is put back from its last whole copy (resume.h; what was done appended to note).
+ * Returns 0 when nothing was kept, 1 when the state was kept but none of it is here, 2
+ * when some of it is here (the attempt continues: KILN_RESUME=1). In resume.c. */
+int cache_prepare_attempt(Cache *c, Task *t, const char *key_hex, Buf *note);
 /* Removes t's declared outputs before an attempt so nothing stale can pass for new. */
 void cache_clear_outputs(Cache *c, Task *t);
 

@@ -108,6 +108,7 @@ struct Cache {
 	State *state;
 	CacheOptions opt;
 	char *objects_dir;
+	char *resume_dir;   /* the copies of resume files (resume.c) */
 	Store *store;            /* this thread's look-ups in the store */
 	Arena arena;
 	KeyTable memo; /* path -> Memo; numbered in the order read, the state's rows first */

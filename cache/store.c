@@ -218,7 +218,9 @@ int store_has(Store *st, Hash h)
 	return ok;
 }
 
-int store_copy_file(const char *src, const char *dst)
+int store_copy_file(const char *src, const char *dst) { return store_copy_file_until(src, dst, NULL); }
+
+int store_copy_file_until(const char *src, const char *dst, atomic_int *stop)
 {
 	int in = open_read(src);
 	if (in < 0)
@@ -237,7 +239,13 @@ int store_copy_file(const char *src, const char *dst)
 	if (ioctl(out, FICLONE, in) != 0) {
 		off_t left = st.st_size;
 		while (left > 0) {
-			ssize_t n = copy_file_range(in, NULL, out, NULL, (size_t)left, 0);
+			if (stop && atomic_load(stop)) { /* asked to give up: a chunk at a time */
+				rc = -1;
+				errno = ECANCELED;
+				break;
+			}
+			size_t chunk = left > (64 << 20) ? (size_t)64 << 20 : (size_t)left;
+			ssize_t n = copy_file_range(in, NULL, out, NULL, chunk, 0);
 			if (n < 0 && (errno == EXDEV || errno == ENOSYS || errno == EINVAL || errno == EOPNOTSUPP)) {
 				char buf[1 << 14]; /* the rare file system without copy_file_range */
 				n = read(in, buf, sizeof buf);

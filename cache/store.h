@@ -5,6 +5,8 @@
 #ifndef KILN_STORE_H
 #define KILN_STORE_H
 
+#include <stdatomic.h>
+
 #include "../base/hash.h"
 
 /* The caller's handle on the store at objects_dir (its look-ups are prepared once, on
@@ -35,6 +37,8 @@ int store_put(Store *st, const char *path, Hash h);
 int store_restore(Store *st, Hash h, const char *dest);
 /* Copies src to dst: reflink where the file system can, else a byte copy. 0 or -1. */
 int store_copy_file(const char *src, const char *dst);
+/* The same, checking *stop between 64 MiB chunks: -1 with errno ECANCELED once it is set. */
+int store_copy_file_until(const char *src, const char *dst, atomic_int *stop);
 
 /* A background writer: store_queue_put() returns at once and a thread copies the file
  * into the store, hashing the bytes as it copies; a file that no longer has hash h (it

@@ -14,6 +14,7 @@
 #include "../../base/os.h"
 #include "../../cache/cache.h"
 #include "../exec/exec.h"
+#include "../../cache/resume.h"
 #include "cli.h"
 
 /* The logs `kiln gc` keeps per task beyond the latest run's and the latest success's. */
@@ -335,6 +336,7 @@ int verb_clean(Options *o, int argc, char **argv)
 			if (lstat(p, &st) == 0 && (S_ISDIR(st.st_mode) ? remove_tree(p) : unlink(p)) == 0)
 				removed++, had++;
 		}
+		resume_forget(c, t); /* its checkpoints' last whole copies */
 		if (!o->all && cache_forget(c, t) != 0)
 			fatal("cannot write %s/state.db: %s", KILN_DIR, cache_write_error(c) ? cache_write_error(c) : "?");
 		forgotten++;

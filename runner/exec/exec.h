@@ -57,6 +57,7 @@ typedef struct Job {
 	struct Progress *progress; /* its latest readings (progress.c), or NULL */
 	int resume_kept;      /* the task's resume state is kept for this attempt (same key as the last) */
 	int resumed;          /* and some of it was there: the attempt continued from it (KILN_RESUME=1) */
+	struct ResumeWatch *resume_watch; /* copies its resume files as they settle, or NULL */
 	/* set by the executor */
 	pid_t pid;            /* process (and process group) id, local only */
 	int exec_token;       /* the executor's own name for the job (local: the keeper's token) */
@@ -97,6 +98,10 @@ struct Executor {
 	int reattaches;
 	/* 1: jobs read the state (charts): everything recorded so far is committed first. */
 	int reads_state;
+	/* 1: a job's files are this workspace's as kiln sees them (this machine; Slurm's shared
+	 * file system): its resume files' last whole copies are taken here (cache/resume.h);
+	 * 0: they lie elsewhere (ssh hosts). */
+	int workspace_files;
 	/* Starts the job; returns 0, or -1 with a message in the job's log and end set. */
 	int (*start)(Executor *ex, Job *job);
 	/* Collects jobs that ended since the last call, without blocking: fills out with at

@@ -457,6 +457,7 @@ Executor *exec_local_new(struct Cache *cache, int detach)
 		.name = "local",
 		.title = "local",
 		.local_slots = 1,
+		.workspace_files = 1,
 		.kiln_timeouts = 1,
 		.kiln_ports = 1,
 		.reattaches = 1,

@@ -13,6 +13,7 @@
 #include "../../base/os.h"
 #include "../recipe/failure.h"
 #include "../recipe/logmetrics.h"
+#include "../../cache/resume.h"
 #include "progress.h"
 #include "sched_internal.h"
 
@@ -85,6 +86,7 @@ static void free_job(Job *job)
 	free(job->items);
 	progress_end(job);
 	free(job->progress_path);
+	resume_watch_end(job->resume_watch);
 	free(job);
 }
 
@@ -247,13 +249,7 @@ int try_start(Run *r, Task *t)
 		nenv++;
 	if (t->opts->timeout_sec > 0 && ex->kiln_timeouts) /* otherwise the executor's system enforces it (Slurm: --time) */
 		job->deadline_ns = now_mono_ns() + (int64_t)(t->opts->timeout_sec * 1e9);
-	int kept = reattach ? 0 : cache_prepare_attempt(o->cache, t, job->key);
-	job->resume_kept = kept > 0; /* an ssh host keeps its own copy: ssh_job.c */
-	job->resumed = kept == 2;
-	if (kept == 2)
-		job->env[nenv++] = xstrdup("KILN_RESUME=1"); /* it continues from its resume state */
-	for (int i = 0; i < t->noutputs; i++)
-		mkdirs_parent(t->outputs[i]);
+	sched_prepare_outputs(r, job, reattach, &nenv);
 	if (task_is_runner(t)) { /* its batch: the pending items' list, their outputs cleared */
 		Buf err = {0};
 		if ((job->items_path = shard_prepare(r, t, job->attempt, reattach, &err)) && t->opts->cwd && job->items_path[0] != '/') {
@@ -287,6 +283,8 @@ int try_start(Run *r, Task *t)
 	int reserved = job->attempt; /* an attached job keeps its own number: this one goes unused */
 	if (job->ex->start(job->ex, job) != 0)
 		r->start_failures_pending = 1;
+	else if (job->ex->workspace_files)
+		job->resume_watch = resume_watch_new(o->cache, t);
 	if (job->stopped_stale) /* no GPU-hour goes without a word */
 		status_print(&r->st, "note", "%s: stopped the attempt an earlier kiln left running: the task changed since "
 			     "it started, so this one starts afresh", t->name);
@@ -378,9 +376,7 @@ static void job_ended(Run *r, Job *job)
 		buf_free(&err);
 	} else if (job->interrupted && r->sum->stopped_by_signal) {
 		cache_attempt_ended(o->cache, attempt_id, job->exit_code, "interrupted", NULL);
-		if (t->opts->nresume && access(t->opts->resume[0], F_OK) == 0) /* what this Ctrl-C did not throw away */
-			status_print(&r->st, "kept", "%s: %s, its resume state: the next `kiln run` continues from it (unless "
-				     "the task changes)", t->name, t->opts->resume[0]);
+		sched_say_kept(r, t);
 		if (task_is_runner(t))
 			shard_job_ended(r, job, "interrupted", SHARD_STOPPED);
 		else
@@ -479,6 +475,8 @@ static int wait_timeout_ms(const Run *r)
 			next = j->deadline_ns;
 		if (j->kill_at_ns > 0 && j->kill_at_ns < next)
 			next = j->kill_at_ns;
+		if (j->resume_watch && now + 500000000 < next) /* its checkpoints, looked at twice a second */
+			next = now + 500000000;
 	}
 	int ms = next == INT64_MAX ? -1 : (int)((next - now) / 1000000 + 1);
 	if (ms < 0 && next != INT64_MAX)
@@ -660,6 +658,8 @@ int sched_run(Graph *g, const SchedOptions *o, SchedSummary *sum)
 			while ((n = o->executors[e]->reap(o->executors[e], ended, 64)) > 0)
 				for (int i = 0; i < n; i++)
 					job_ended(&r, ended[i]);
+		for (Job *j = r.running; j; j = j->next) /* checkpoints: each one's last whole copy */
+			resume_watch_poll(j->resume_watch);
 		check_clocks(&r);
 	}
 	settle_commit(&r, 1);

@@ -78,6 +78,12 @@ Job *sched_new_job(Run *r, Task *t, Executor *ex, const char *key, const int *id
 /* Writes job's attempt record from its lease (executor, host, gpus, ports, job id, key);
  * its row id. */
 int64_t sched_record_start(Run *r, const Job *job);
+/* Before job starts (unless it re-attaches: what that attempt made stays): its task's
+ * outputs cleared and its resume state kept or not, said in a note when a checkpoint cut
+ * short was mended; KILN_RESUME=1 appended at env[*nenv] when it continues. */
+void sched_prepare_outputs(Run *r, Job *job, int reattach, int *nenv);
+/* A Ctrl-C stopped t's attempt: says what of its resume state the next run continues from. */
+void sched_say_kept(Run *r, const Task *t);
 
 /* sched_line.c: draws the status line (the running tasks, progress, maps, queues). */
 void sched_status_line(Run *r);

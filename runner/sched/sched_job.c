@@ -1,12 +1,16 @@
 /* sched_job.c — what an attempt carries to its executor: its number (continuing across
- * runs), its log, and the environment every attempt gets (KILN_TASK, KILN_ATTEMPT,
- * KILN_PROGRESS, KILN_KEY, the leased devices, the reserved ports). */
+ * runs), its log, the environment every attempt gets (KILN_TASK, KILN_ATTEMPT,
+ * KILN_PROGRESS, KILN_KEY, the leased devices, the reserved ports), and the resume state
+ * it starts from. */
 #define _GNU_SOURCE
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <unistd.h>
+
 #include "../../base/os.h"
+#include "../../cache/resume.h"
 #include "progress.h"
 #include "sched_internal.h"
 
@@ -74,4 +78,34 @@ int64_t sched_record_start(Run *r, const Job *job)
 	int64_t row = cache_attempt_started(r->o->cache, &rec);
 	buf_free(&ports);
 	return row;
+}
+
+void sched_prepare_outputs(Run *r, Job *job, int reattach, int *nenv)
+{
+	Task *t = job->task;
+	Buf note = {0};
+	int kept = reattach ? 0 : cache_prepare_attempt(r->o->cache, t, job->key, &note);
+	if (note.len)
+		status_print(&r->st, "note", "%s: %s", t->name, buf_str(&note));
+	buf_free(&note);
+	job->resume_kept = kept > 0; /* an ssh host keeps its own copy: ssh_job.c */
+	job->resumed = kept == 2;
+	if (kept == 2)
+		job->env[(*nenv)++] = xstrdup("KILN_RESUME=1"); /* it continues from its resume state */
+	for (int i = 0; i < t->noutputs; i++)
+		mkdirs_parent(t->outputs[i]);
+}
+
+void sched_say_kept(Run *r, const Task *t)
+{
+	char when[32];
+	if (!t->opts->nresume || access(t->opts->resume[0], F_OK) != 0) /* what this Ctrl-C did not throw away */
+		return;
+	if (resume_cut_with_copy(r->o->cache, t, 0, when, sizeof when)) {
+		status_print(&r->st, "kept", "%s: %s was being written when it stopped; the next `kiln run` continues from "
+			     "its last whole copy, saved at %s (unless the task changes)", t->name, t->opts->resume[0], when);
+	} else {
+		status_print(&r->st, "kept", "%s: %s, its resume state: the next `kiln run` continues from it (unless the "
+			     "task changes)", t->name, t->opts->resume[0]);
+	}
 }

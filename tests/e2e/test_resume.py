@@ -6,7 +6,9 @@ A local task started by a kiln killed with -9 is re-attached by the next run (st
 in all); a closed terminal (SIGHUP) leaves it running too. Every attempt keeps its log:
 attempt numbers never repeat across runs, `kiln log TASK N` and `--all` read them back,
 `kiln log -f` follows one as it is written (on to a retry's, past a killed kiln) and
-`kiln gc` prunes by its rule."""
+`kiln gc` prunes by its rule. A real PyTorch trainer that saves in place (plain torch.save)
+and is killed or stopped halfway through a save continues from kiln's last whole copy of
+its checkpoint, or starts afresh when there is none, instead of failing on the cut file."""
 import os
 import re
 import signal
@@ -14,6 +16,7 @@ import time
 from collections import Counter
 
 from kilntest import KilnTestCase, main, marked_processes, wait_for
+from test_torchrun import PYTHON, SKIP as NO_TORCH
 
 # Saves a snapshot after every epoch (atomically, as trainers do) and loads it at start;
 # each epoch appends "epoch N pid" to the ledger; FAIL_AT fails once at that epoch.
@@ -232,6 +235,107 @@ class Resume(KilnTestCase):
         self.assertNotIn("attached", r.out)
         self.assertEqual(r.ran, {"a", "all"})
         self.assertEqual(self.ws.read("all.txt"), "a\ndone\n")
+
+
+# Saves its checkpoint in place with a plain torch.save after every epoch, as most published
+# trainers do; each epoch appends "epoch N pid" to the ledger. At epoch DIE_AT it is stopped
+# halfway through the save (once): "kill" as the OOM killer would, "hang" to be stopped by a
+# Ctrl-C there. It first waits until kiln's copy holds the checkpoint on disk (the copy keeps
+# the file's time), so the copy's epoch is known.
+TORCH_TRAINER = r'''
+import io, os, signal, sys, time, torch
+ckpt, epochs = sys.argv[1], int(sys.argv[2])
+die_at, how = int(os.environ.get("DIE_AT", "-1")), os.environ.get("HOW", "kill")
+start, state = 0, {"w": torch.zeros(300_000)}
+if os.path.exists(ckpt):
+    state = torch.load(ckpt)  # a checkpoint cut short fails here
+    start = state["epoch"]
+    print("resuming after epoch", start, flush=True)
+for e in range(start + 1, epochs + 1):
+    time.sleep(0.3)
+    state["w"] += 1
+    state["epoch"] = e
+    with open("ledger", "a") as f:
+        f.write("epoch %d %d\n" % (e, os.getpid()))
+    if e == die_at and not os.path.exists("died"):
+        open("died", "w").close()
+        copy = ".kiln/resume/train@0"
+        for _ in range(300):
+            if e == 1 or (os.path.exists(copy) and os.stat(copy).st_mtime_ns == os.stat(ckpt).st_mtime_ns):
+                break
+            time.sleep(0.1)
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        data = buf.getvalue()
+        with open(ckpt, "wb") as f:
+            f.write(data[: len(data) // 2])
+            f.flush()
+            open("saving", "w").close()
+            if how == "kill":
+                os.kill(os.getpid(), signal.SIGKILL)
+            time.sleep(600)
+    torch.save(state, ckpt)
+torch.save(state["w"][:4], "model.pt")
+'''
+
+
+class CutCheckpoint(KilnTestCase):
+    def setUp(self):
+        if NO_TORCH:
+            self.skipTest(NO_TORCH)
+        super().setUp()
+        self.ws.write("train.py", TORCH_TRAINER)
+        self.ws.write("kiln.lua", """
+task { name = "train", inputs = {"train.py"}, outputs = {"model.pt"}, resume = {"ckpt.pt"}, retries = 1,
+       run = {"%s", "train.py", "{resume}", "5"} }
+""" % PYTHON)
+
+    def tearDown(self):
+        for pid in marked_processes(self.ws.dir):
+            os.kill(pid, signal.SIGKILL)
+        super().tearDown()
+
+    def epochs(self):
+        return [int(line.split()[1]) for line in self.ws.read("ledger").splitlines()]
+
+    def finished(self):
+        self.assertEqual(self.ws.read(".kiln/logs/train@1.log").count("resuming"), 0)
+        self.assertFalse(self.ws.exists(".kiln/resume/train@0"), "a success drops the copy")
+        r = self.ws.kiln("run")
+        self.assertEqual(r.ran, set(), "the next run is a no-op")
+
+    def test_killed_mid_save_continues_from_the_last_whole_copy(self):
+        r = self.ws.kiln("run", env={"DIE_AT": "3"})
+        self.assertEqual(r.rc, 0, r)
+        self.assertIn("train: ckpt.pt was cut short (an attempt was stopped while writing it): put back its last "
+                      "whole copy, saved at ", r.out)
+        self.assertIn("resuming after epoch 2", self.ws.read(".kiln/logs/train@2.log"))
+        self.assertEqual(self.epochs(), [1, 2, 3, 3, 4, 5], "only the epoch in flight ran again")
+        self.finished()
+
+    def test_a_cut_checkpoint_without_a_copy_is_removed_and_the_attempt_starts_afresh(self):
+        r = self.ws.kiln("run", env={"DIE_AT": "1"})
+        self.assertEqual(r.rc, 0, r)
+        self.assertIn("train: ckpt.pt was cut short (an attempt was stopped while writing it) and kiln holds no "
+                      "whole copy of it: removed, so this attempt starts it afresh", r.out)
+        self.assertNotIn("resuming", self.ws.read(".kiln/logs/train@2.log"))
+        self.assertEqual(self.epochs(), [1, 1, 2, 3, 4, 5])
+        self.finished()
+
+    def test_ctrl_c_mid_save_says_so_and_the_rerun_continues_from_the_copy(self):
+        p = self.ws.spawn("run", env={"DIE_AT": "4", "HOW": "hang"})
+        self.assertTrue(wait_for(lambda: self.ws.exists("saving"), timeout=60), "the save got going")
+        os.kill(p.pid, signal.SIGINT)
+        out, _ = p.communicate(timeout=60)
+        self.assertEqual(p.returncode, 130, out)
+        self.assertRegex(out, r"kept     train: ckpt.pt was being written when it stopped; the next `kiln run` "
+                              r"continues from its last whole copy, saved at \d\d:\d\d:\d\d")
+        r = self.ws.kiln("run")
+        self.assertEqual(r.rc, 0, r)
+        self.assertIn("put back its last whole copy", r.out)
+        self.assertIn("resuming after epoch 3", self.ws.read(".kiln/logs/train@2.log"))
+        self.assertEqual(self.epochs(), [1, 2, 3, 4, 4, 5])
+        self.finished()
 
 
 class Logs(KilnTestCase):

@@ -11,6 +11,7 @@
 
 #include "../../base/graph.h"
 #include "../../cache/cache.h"
+#include "../../cache/resume.h"
 #include "../../base/hash.h"
 #include "../../cache/state/state.h"
 #include "../../cache/store.h"
@@ -195,6 +196,41 @@ static void test_migration_to_host_columns(void)
 	buf_free(&err);
 }
 
+/* A zip archive (torch.save's format) cut anywhere before its end record reads as cut
+ * short; whole ones (with or without an archive comment), other formats and missing files
+ * do not; an empty file does. */
+static void test_checkpoints_cut_short(void)
+{
+	static const unsigned char local[] = {'P', 'K', 3, 4, 20, 0, 0, 0, 0, 0, 'd', 'a', 't', 'a'};
+	unsigned char eocd[22] = {'P', 'K', 5, 6};
+	Buf zip = {0};
+	buf_put(&zip, (const char *)local, sizeof local);
+	for (int i = 0; i < 5000; i++)
+		buf_putc(&zip, (char)(i * 7));
+	buf_put(&zip, (const char *)eocd, sizeof eocd);
+	CHECK(write_file_atomic("whole.pt", zip.data, zip.len) == 0);
+	CHECK(!resume_file_cut("whole.pt"));
+	for (size_t cut = 4; cut < zip.len; cut += zip.len / 7) { /* the save stopped there */
+		CHECK(write_file_atomic("cut.pt", zip.data, cut) == 0);
+		CHECK(resume_file_cut("cut.pt"));
+	}
+	eocd[20] = 5; /* a comment of 5 bytes after the record */
+	zip.len -= sizeof eocd;
+	buf_put(&zip, (const char *)eocd, sizeof eocd);
+	buf_put(&zip, "hello", 5);
+	CHECK(write_file_atomic("comment.pt", zip.data, zip.len) == 0);
+	CHECK(!resume_file_cut("comment.pt"));
+	CHECK(write_file_atomic("comment.pt", zip.data, zip.len - 2) == 0); /* its comment cut: so is it */
+	CHECK(resume_file_cut("comment.pt"));
+	CHECK(write_file_atomic("empty.pt", "", 0) == 0);
+	CHECK(resume_file_cut("empty.pt"));
+	CHECK(write_file_atomic("snap.json", "{\"epoch\": 3", 12) == 0); /* not a format kiln can judge */
+	CHECK(!resume_file_cut("snap.json"));
+	CHECK(!resume_file_cut("missing.pt"));
+	CHECK(!resume_file_cut("."));
+	buf_free(&zip);
+}
+
 int main(void)
 {
 	char dir[] = "/tmp/kiln-cache-XXXXXX";
@@ -204,6 +240,7 @@ int main(void)
 	test_store_verifies_what_it_restores();
 	test_state_errors_and_outputs_text();
 	test_migration_to_host_columns();
+	test_checkpoints_cut_short();
 	CHECK(chdir("/") == 0);
 	remove_tree(dir);
 	return check_exit();

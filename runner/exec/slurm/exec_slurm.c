@@ -323,6 +323,7 @@ static Executor *slurm_new(const ExecSetup *cfg, Buf *err)
 		.name = "slurm",
 		.title = "Slurm",
 		.reattaches = 1,
+		.workspace_files = 1,
 		.detach = slurm_detach,
 		.start = slurm_start,
 		.reap = slurm_reap,

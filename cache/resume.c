@@ -1,0 +1,370 @@
+/* resume.c — a task's resume state (resume.h): kept or removed before an attempt, each
+ * file's last whole copy taken while it runs and put back when the next attempt would
+ * continue from a file cut short. */
+#define _GNU_SOURCE
+#include "resume.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../base/thread.h"
+#include "internal.h"
+#include "state/history.h"
+#include "store.h"
+
+/* What a stat says of a file's content, as far as telling a rewrite goes. */
+typedef struct {
+	dev_t dev;
+	ino_t ino;
+	off_t size;
+	int64_t mtime_ns, ctime_ns;
+} FileSig;
+
+static int sig_of(const char *path, FileSig *s)
+{
+	struct stat st;
+	if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
+		return -1;
+	*s = (FileSig){st.st_dev, st.st_ino, st.st_size, st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec,
+		       st.st_ctim.tv_sec * 1000000000LL + st.st_ctim.tv_nsec};
+	return 0;
+}
+
+static int sig_same(const FileSig *a, const FileSig *b)
+{
+	return a->dev == b->dev && a->ino == b->ino && a->size == b->size && a->mtime_ns == b->mtime_ns &&
+	       a->ctime_ns == b->ctime_ns;
+}
+
+static uint32_t le32(const unsigned char *p) { return p[0] | p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24; }
+
+int resume_file_cut(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	struct stat st;
+	int cut = 0;
+	unsigned char head[4];
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		cut = 0;
+	} else if (st.st_size == 0) {
+		cut = 1; /* truncated by the save's open, and stopped before a byte was written */
+	} else if (pread(fd, head, 4, 0) == 4 && le32(head) == 0x04034b50) { /* "PK\3\4": a zip archive */
+		/* a finished archive ends with its end-of-central-directory record: 22 bytes and
+		 * a comment of at most 64 KiB, the comment's length in the record's last field */
+		size_t tail = st.st_size < 22 + 65535 ? (size_t)st.st_size : 22 + 65535;
+		unsigned char *b = xmalloc(tail);
+		cut = 1;
+		if (tail >= 22 && pread(fd, b, tail, st.st_size - (off_t)tail) == (ssize_t)tail)
+			for (size_t p = tail - 22 + 1; p-- > 0;)
+				if (le32(b + p) == 0x06054b50 && p + 22 + (b[p + 20] | b[p + 21] << 8) == tail) {
+					cut = 0;
+					break;
+				}
+		free(b);
+	}
+	close(fd);
+	return cut;
+}
+
+/* Where the copy of t's resume path i lives: RESUME_DIR/TASK@I; malloc'd. */
+static char *copy_path(const char *resume_dir, const Task *t, int i) { return xasprintf("%s/%s@%d", resume_dir, t->name, i); }
+
+/* A copy on the helper thread: src to dst (through a temp name beside it), kept only when
+ * src did not change meanwhile and the copy is whole. */
+typedef struct {
+	char *src, *dst;
+	FileSig sig;      /* src's, when it was found settled */
+	atomic_int stop;  /* set by resume_watch_end: give up */
+	atomic_int done;  /* the thread is finished */
+	int kept;         /* the copy is in place */
+	pthread_t thread;
+} Copy;
+
+static void *copy_main(void *arg)
+{
+	Copy *cp = arg;
+	char *tmp = xasprintf("%s.tmp", cp->dst);
+	FileSig after;
+	int fd = -1;
+	if (mkdirs_parent(cp->dst) == 0 && store_copy_file_until(cp->src, tmp, &cp->stop) == 0 &&
+	    sig_of(cp->src, &after) == 0 && sig_same(&after, &cp->sig) && !resume_file_cut(tmp) &&
+	    (fd = open(tmp, O_WRONLY | O_CLOEXEC)) >= 0) {
+		/* the copy carries the file's time (when it was saved) and is on disk before it is
+		 * put in place: a crash leaves the previous copy or this one, whole */
+		struct timespec times[2] = {{0, UTIME_OMIT}, {cp->sig.mtime_ns / 1000000000LL, cp->sig.mtime_ns % 1000000000LL}};
+		cp->kept = futimens(fd, times) == 0 && fsync(fd) == 0 && rename(tmp, cp->dst) == 0;
+	}
+	if (fd >= 0)
+		close(fd);
+	if (!cp->kept)
+		unlink(tmp);
+	free(tmp);
+	atomic_store(&cp->done, 1);
+	return NULL;
+}
+
+typedef struct {
+	const char *path;
+	FileSig seen;     /* its stat at the last look */
+	int64_t seen_since_ns; /* since when it has been so; 0: not a file */
+	FileSig copied;   /* what the copy in place was taken from (or is known to match) */
+	int has_copied;
+	FileSig failed;   /* a state whose copy failed (a full disk): not tried again */
+	int has_failed;
+	ino_t settled_ino; /* the file's at its last settled state (0: none yet) */
+	int atomic;       /* it was replaced whole (a new inode) since: written atomically, needs no copy */
+} Watched;
+
+struct ResumeWatch {
+	const Task *task;
+	char *dir;        /* the copies' */
+	Watched *files;
+	int n;
+	int64_t next_look_ns;
+	Copy *copy;       /* in flight, or NULL */
+	int copying;      /* of files[copying] */
+};
+
+ResumeWatch *resume_watch_new(Cache *c, const Task *t)
+{
+	if (!t->opts->nresume)
+		return NULL;
+	ResumeWatch *w = xcalloc(1, sizeof *w);
+	w->task = t;
+	w->dir = xstrdup(c->resume_dir);
+	w->n = t->opts->nresume;
+	w->files = xcalloc((size_t)w->n, sizeof *w->files);
+	for (int i = 0; i < w->n; i++) {
+		Watched *f = &w->files[i];
+		f->path = t->opts->resume[i];
+		/* the copy an earlier attempt made of this very state needs no second one: a copy
+		 * carries its file's size and time */
+		char *cp = copy_path(w->dir, t, i);
+		struct stat a, b;
+		if (stat(f->path, &b) == 0)
+			f->settled_ino = b.st_ino; /* the state this attempt starts from */
+		if (stat(cp, &a) == 0 && sig_of(f->path, &f->copied) == 0 && stat(f->path, &b) == 0 &&
+		    a.st_size == b.st_size && a.st_mtim.tv_sec == b.st_mtim.tv_sec && a.st_mtim.tv_nsec == b.st_mtim.tv_nsec)
+			f->has_copied = 1;
+		free(cp);
+	}
+	return w;
+}
+
+/* Collects the finished copy, if any: 1 when none is in flight any more. */
+static int copy_collected(ResumeWatch *w)
+{
+	Copy *cp = w->copy;
+	if (!cp)
+		return 1;
+	if (!atomic_load(&cp->done))
+		return 0;
+	pthread_join(cp->thread, NULL);
+	Watched *f = &w->files[w->copying];
+	if (cp->kept)
+		f->copied = cp->sig, f->has_copied = 1;
+	else if (!atomic_load(&cp->stop) && sig_of(f->path, &f->failed) == 0 && sig_same(&f->failed, &cp->sig))
+		f->has_failed = 1; /* the file held still and the copy failed anyway: not again */
+	free(cp->src);
+	free(cp->dst);
+	free(cp);
+	w->copy = NULL;
+	return 1;
+}
+
+void resume_watch_poll(ResumeWatch *w)
+{
+	int64_t now = now_mono_ns();
+	if (!w || now < w->next_look_ns)
+		return;
+	w->next_look_ns = now + 500000000LL;
+	if (!copy_collected(w))
+		return;
+	int64_t wall_ns = (int64_t)(now_wall() * 1e9);
+	for (int i = 0; i < w->n; i++) {
+		Watched *f = &w->files[i];
+		FileSig s;
+		if (sig_of(f->path, &s) != 0) {
+			f->seen_since_ns = 0;
+			continue;
+		}
+		if (!f->seen_since_ns || !sig_same(&s, &f->seen)) {
+			f->seen = s, f->seen_since_ns = now;
+			continue;
+		}
+		/* settled: unchanged for a second, its last write a second old */
+		if (f->atomic || now - f->seen_since_ns < 1000000000LL || wall_ns - s.mtime_ns < 1000000000LL)
+			continue;
+		if (f->settled_ino && f->settled_ino != s.ino) {
+			/* saved by writing a new file and renaming it over the old one: never cut
+			 * short, so the copy is only disk spent */
+			f->atomic = 1;
+			char *cp = copy_path(w->dir, w->task, i);
+			unlink(cp);
+			free(cp);
+			continue;
+		}
+		f->settled_ino = s.ino;
+		if ((f->has_copied && sig_same(&s, &f->copied)) || (f->has_failed && sig_same(&s, &f->failed)) ||
+		    resume_file_cut(f->path))
+			continue;
+		Copy *cp = xcalloc(1, sizeof *cp);
+		cp->src = xstrdup(f->path);
+		cp->dst = copy_path(w->dir, w->task, i);
+		cp->sig = s;
+		if (thread_start(&cp->thread, copy_main, cp) != 0) {
+			free(cp->src);
+			free(cp->dst);
+			free(cp);
+			return;
+		}
+		w->copy = cp;
+		w->copying = i;
+		return; /* one copy at a time */
+	}
+}
+
+void resume_watch_end(ResumeWatch *w)
+{
+	if (!w)
+		return;
+	if (w->copy) {
+		atomic_store(&w->copy->stop, 1);
+		while (!copy_collected(w)) {
+			struct timespec pause = {0, 5000000};
+			nanosleep(&pause, NULL);
+		}
+	}
+	free(w->files);
+	free(w->dir);
+	free(w);
+}
+
+/* "12:03:11" (today) or "2026-12-03 12:03:11" for then. */
+static void time_words(time_t then, char *out, size_t n)
+{
+	time_t now = time(NULL);
+	struct tm a, b;
+	localtime_r(&then, &a);
+	localtime_r(&now, &b);
+	strftime(out, n, a.tm_yday == b.tm_yday && a.tm_year == b.tm_year ? "%H:%M:%S" : "%Y-%m-%d %H:%M:%S", &a);
+}
+
+int resume_cut_with_copy(Cache *c, const Task *t, int i, char *saved_at, size_t n)
+{
+	if (i >= t->opts->nresume || !resume_file_cut(t->opts->resume[i]))
+		return 0;
+	char *cp = copy_path(c->resume_dir, t, i);
+	struct stat st;
+	int ok = stat(cp, &st) == 0 && S_ISREG(st.st_mode) && !resume_file_cut(cp);
+	if (ok)
+		time_words(st.st_mtim.tv_sec, saved_at, n);
+	free(cp);
+	return ok;
+}
+
+/* Before an attempt continues from t's resume state: each resume file cut short is put
+ * back from its last whole copy, or removed when there is none (the attempt then starts
+ * afresh rather than fail on a file it cannot load). A sentence per file mended is
+ * appended to note. */
+static void mend(Cache *c, const Task *t, Buf *note)
+{
+	for (int i = 0; i < t->opts->nresume; i++) {
+		const char *path = t->opts->resume[i];
+		if (!resume_file_cut(path))
+			continue;
+		char when[32];
+		if (resume_cut_with_copy(c, t, i, when, sizeof when)) {
+			char *cp = copy_path(c->resume_dir, t, i), *tmp = xasprintf("%s.kiln-mend", path);
+			int ok = store_copy_file(cp, tmp) == 0 && rename(tmp, path) == 0, err = errno;
+			if (!ok)
+				unlink(tmp);
+			if (ok) {
+				/* its time too, so the attempt's watch knows the copy holds it */
+				struct stat st;
+				if (stat(cp, &st) == 0)
+					utimensat(AT_FDCWD, path, (struct timespec[2]){{0, UTIME_OMIT}, st.st_mtim}, 0);
+				buf_printf(note, "%s%s was cut short (an attempt was stopped while writing it): put back its last "
+					   "whole copy, saved at %s", note->len ? "; " : "", path, when);
+			} else {
+				buf_printf(note, "%s%s was cut short and its last whole copy (saved at %s) could not be put back: %s",
+					   note->len ? "; " : "", path, when, strerror(err));
+			}
+			free(cp);
+			free(tmp);
+		} else if (unlink(path) == 0) {
+			buf_printf(note, "%s%s was cut short (an attempt was stopped while writing it) and kiln holds no whole "
+				   "copy of it: removed, so this attempt starts it afresh", note->len ? "; " : "", path);
+		}
+	}
+}
+
+void resume_forget(Cache *c, const Task *t)
+{
+	for (int i = 0; i < t->opts->nresume; i++) {
+		char *cp = copy_path(c->resume_dir, t, i), *tmp = xasprintf("%s.tmp", cp);
+		unlink(cp);
+		unlink(tmp); /* a copy a killed kiln left half made */
+		free(cp);
+		free(tmp);
+	}
+}
+
+/* Removes path (a directory whole, a link to one: the link only) before an attempt of t. */
+static void remove_before(Cache *c, const Task *t, const char *path)
+{
+	forget_path(c, path);
+	struct stat st;
+	if (lstat(path, &st) == 0 && (S_ISDIR(st.st_mode) ? remove_tree(path) : unlink(path)) != 0)
+		warn("cannot remove %s before running %s: %s", path, t->name, strerror(errno));
+}
+
+static int is_resume_path(const Task *t, const char *path)
+{
+	for (int i = 0; i < t->opts->nresume; i++)
+		if (!strcmp(t->opts->resume[i], path))
+			return 1;
+	return 0;
+}
+
+void cache_clear_outputs(Cache *c, Task *t)
+{
+	cache_ready(c);
+	for (int i = 0; i < t->noutputs; i++)
+		remove_before(c, t, t->outputs[i]);
+}
+
+int cache_prepare_attempt(Cache *c, Task *t, const char *key_hex, Buf *note)
+{
+	cache_ready(c);
+	char last_key[33];
+	int last_ok = 0, keep = 0;
+	if (t->opts->nresume && !t->forced && key_hex[0] && history_last_attempt(c->state, t->name, last_key, &last_ok))
+		keep = !last_ok && !strcmp(last_key, key_hex); /* the same work, left unfinished */
+	for (int i = 0; i < t->noutputs; i++)
+		if (!keep || !is_resume_path(t, t->outputs[i]))
+			remove_before(c, t, t->outputs[i]);
+	if (keep)
+		mend(c, t, note);
+	else
+		resume_forget(c, t);
+	int there = 0;
+	for (int i = 0; i < t->opts->nresume; i++) {
+		struct stat st;
+		if (!keep)
+			remove_before(c, t, t->opts->resume[i]);
+		else if (lstat(t->opts->resume[i], &st) == 0)
+			there = 1;
+	}
+	return keep ? 1 + there : 0;
+}

@@ -1,0 +1,48 @@
+/* resume.h — a task's resume state (TaskOpts.resume: checkpoints) around its attempts: kept
+ * or removed before one (cache.h: cache_prepare_attempt), and its files' last whole copies.
+ * Most published trainers save with a plain torch.save, which writes in place: stopped
+ * while it writes (a Ctrl-C, a timeout, preemption, the OOM killer) it leaves a file cut
+ * short that the next attempt cannot load, and every epoch before it would be lost. So
+ * while an attempt runs, kiln copies each resume file it sees whole and settled to
+ * .kiln/resume/TASK@I, and before an attempt continues, a resume file cut short is put back
+ * from that copy. Only files are copied (a directory named in `resume` is left as it is),
+ * and not a file the attempt replaces whole (a new inode at each save: written to a temp
+ * name and renamed, never cut short). */
+#ifndef KILN_RESUME_H
+#define KILN_RESUME_H
+
+#include <stdint.h>
+
+#include "../base/graph.h"
+#include "../base/util.h"
+#include "cache.h"
+
+/* Whether the file at path was cut short: empty, or a zip archive (torch.save's format
+ * since PyTorch 1.6, Lightning's .ckpt, numpy's .npz) without the end-of-archive record a
+ * finished one ends with. 0 for a whole one, a file of another format (which kiln cannot
+ * judge), a directory, or no file. */
+int resume_file_cut(const char *path);
+
+
+/* Watching one attempt's resume files: a file whose stat has held for a second (and whose
+ * modification is a second old) and that is whole is copied on a helper thread, then the
+ * copy checked: whole, and the file unchanged while it was copied (else it is dropped and
+ * taken at the next settled moment). The copy is written beside its place and renamed
+ * there, so a copy is always a whole one. */
+typedef struct ResumeWatch ResumeWatch;
+/* NULL when t has no resume paths. */
+ResumeWatch *resume_watch_new(Cache *c, const Task *t);
+/* A look at the files (a stat each, at most twice a second); cheap to call often. */
+void resume_watch_poll(ResumeWatch *w);
+/* The attempt ended: a copy in flight is abandoned (the last whole one stays); frees w. */
+void resume_watch_end(ResumeWatch *w);
+
+/* Whether t's resume path i is cut short and has a whole copy to continue from; when so,
+ * the copy's time (when the file was saved: "12:03:11", with the date if not today) in
+ * saved_at (n bytes). */
+int resume_cut_with_copy(Cache *c, const Task *t, int i, char *saved_at, size_t n);
+/* Deletes t's copies: its resume state is gone or done with (a new key, --force, a
+ * success, kiln clean). */
+void resume_forget(Cache *c, const Task *t);
+
+#endif
