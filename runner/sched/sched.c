@@ -393,7 +393,7 @@ static void job_ended(Run *r, Job *job)
 		wl = strlen(why);
 		failure_hint_missing(t, why + wl, sizeof why - wl);
 	}
-	if (job->resumed && !job->interrupted) { /* a script killed mid-save leaves a state it cannot load */
+	if (job->resumed && !job->interrupted && cls == FC_ERROR) { /* a state it could not load, maybe */
 		wl = strlen(why);
 		snprintf(why + wl, sizeof why - wl, "; it continued from the resume state an earlier attempt left (%s): if "
 			 "that is damaged, `kiln clean %s` starts afresh", t->opts->resume[0], t->name);

@@ -134,6 +134,21 @@ class Resume(KilnTestCase):
         self.assertEqual(sorted(os.listdir(self.ws.path(".kiln/logs"))), ["train@1.log"])
         self.finished_and_noop(10)
 
+    def test_only_an_error_of_a_resumed_attempt_points_at_its_state(self):
+        self.ws.write("kiln.lua", recipe(extra="timeout = 1"))
+        r = self.ws.kiln("run", env={"FAIL_AT": "1"})  # a snapshot of epoch 0 is left
+        self.assertEqual(r.rc, 1, r)
+        self.assertNotIn("kiln clean", r.out, "it did not continue from anything")
+        r = self.ws.kiln("run", env={"EPOCH_SEC": "5"})
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("[timeout]", r.out)
+        self.assertNotIn("kiln clean", r.out, "a timeout is no sign of a damaged state")
+        self.ws.write("ckpt/snapshot.json", "{\"epo")  # a state it cannot load
+        r = self.ws.kiln("run")
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("it continued from the resume state an earlier attempt left (ckpt/snapshot.json): if that is "
+                      "damaged, `kiln clean train` starts afresh", r.out)
+
     def test_a_changed_key_starts_afresh(self):
         self.ws.write("kiln.lua", recipe())
         self.interrupt(signal.SIGINT)
