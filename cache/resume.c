@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -182,6 +183,18 @@ static int copy_collected(ResumeWatch *w)
 	return 1;
 }
 
+/* Whether a copy of size bytes leaves room on dir's file system for the trainer's next
+ * save of the same size and a GiB besides: the copy must never be what fills the disk
+ * under the work it protects. */
+static int room_for_copy(const char *dir, off_t size)
+{
+	struct statvfs fs;
+	if (mkdirs(dir, 0777) != 0 || statvfs(dir, &fs) != 0)
+		return 0;
+	unsigned long long avail = (unsigned long long)fs.f_bavail * fs.f_frsize;
+	return avail >= 2ULL * (unsigned long long)size + (1ULL << 30);
+}
+
 void resume_watch_poll(ResumeWatch *w)
 {
 	int64_t now = now_mono_ns();
@@ -217,6 +230,8 @@ void resume_watch_poll(ResumeWatch *w)
 		f->settled_ino = s.ino;
 		if ((f->has_copied && sig_same(&s, &f->copied)) || (f->has_failed && sig_same(&s, &f->failed)) ||
 		    resume_file_cut(f->path))
+			continue;
+		if (!room_for_copy(w->dir, s.size))
 			continue;
 		Copy *cp = xcalloc(1, sizeof *cp);
 		cp->src = xstrdup(f->path);
