@@ -126,6 +126,8 @@ int cache_forget(Cache *c, const Task *t);
 /* Records that t was restored from the store in this run (an attempt row of outcome
  * "restored", attempt 0, no log), so the run's record says what each task did. */
 void cache_note_restored(Cache *c, const Task *t);
+/* The same for a task whose outputs `kiln accept` recorded as they are (outcome "accepted"). */
+void cache_note_accepted(Cache *c, const Task *t);
 /* failure: the failed attempt's class ("oom", runner/recipe/failure.h), NULL when it succeeded or
  * was interrupted. */
 void cache_attempt_ended(Cache *c, int64_t attempt_id, int exit_code, const char *outcome, const char *failure);

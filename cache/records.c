@@ -73,13 +73,17 @@ int cache_forget(Cache *c, const Task *t)
 	return 0;
 }
 
-void cache_note_restored(Cache *c, const Task *t)
+/* A row for what a run settled without running a command (outcome "restored", "accepted"). */
+static void note_settled(Cache *c, const Task *t, const char *outcome)
 {
 	AttemptRecord rec = {.task = t->name, .executor = "local", .host = os_hostname()};
 	int64_t id = state_attempt_started(cache_state(c), cache_run_id(c), &rec);
 	if (id > 0)
-		state_attempt_ended(cache_state(c), id, 0, "restored", NULL);
+		state_attempt_ended(cache_state(c), id, 0, outcome, NULL);
 }
+
+void cache_note_restored(Cache *c, const Task *t) { note_settled(c, t, "restored"); }
+void cache_note_accepted(Cache *c, const Task *t) { note_settled(c, t, "accepted"); }
 
 void cache_attempt_ended(Cache *c, int64_t attempt_id, int exit_code, const char *outcome, const char *failure)
 {

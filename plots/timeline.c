@@ -18,7 +18,7 @@ static const char *outcome_colour(const char *outcome)
 		return "#F0E442";
 	if (!strcmp(outcome, "ok"))
 		return "#009E73";
-	if (!strcmp(outcome, "restored"))
+	if (!strcmp(outcome, "restored") || !strcmp(outcome, "accepted"))
 		return "#56B4E9";
 	if (!strcmp(outcome, "interrupted"))
 		return "#999999";
@@ -51,7 +51,7 @@ static void add_bar(Bars *b, const HistoryAttempt *a, const char *lane, double e
 static void collect(void *ctx, const HistoryAttempt *a)
 {
 	Bars *b = ctx;
-	if (a->outcome && !strcmp(a->outcome, "restored"))
+	if (a->outcome && (!strcmp(a->outcome, "restored") || !strcmp(a->outcome, "accepted")))
 		return; /* no process ran */
 	double ended = a->outcome ? a->ended : b->now;
 	char host[80] = ""; /* lanes of an ssh host are its own: "v800: gpu 0" */
@@ -276,9 +276,9 @@ static const char *cell_state(const TaskOutcome *o, int64_t run_id, const char *
 		return o ? "unfinished" : "not run";
 	}
 	int now = o->run_id == run_id, ok = !strcmp(o->outcome, "ok"), restored = !strcmp(o->outcome, "restored");
-	if (ok || restored) {
+	if (ok || restored || !strcmp(o->outcome, "accepted")) {
 		*colour = now ? outcome_colour(o->outcome) : "#cde9dd";
-		return now ? (ok ? "done" : "restored") : "up to date";
+		return now ? (ok ? "done" : restored ? "restored" : "accepted") : "up to date";
 	}
 	*colour = now ? outcome_colour(o->outcome) : "#f3c4a8";
 	return now ? "failed" : "failed earlier";

@@ -2,7 +2,7 @@
  * the steps verbs have in common (the graph of the recipe, loaded and selected). main.c
  * parses and dispatches and holds kiln run; verbs_plan.c what a run would do (status,
  * why); verbs_results.c the verbs that read results (metrics, plot, report); verbs_state.c
- * log, gc and clean; verbs_graph.c list and graph. */
+ * log, gc and clean; verbs_accept.c accept; verbs_graph.c list and graph. */
 #ifndef KILN_CLI_H
 #define KILN_CLI_H
 
@@ -75,6 +75,8 @@ ShardScan scan_shards(const char *name);
 int verb_log(Options *o, int argc, char **argv);
 int verb_gc(Options *o, int argc, char **argv);
 int verb_clean(Options *o, int argc, char **argv);
+/* verbs_accept.c: outputs recorded as they are, without running */
+int verb_accept(Options *o, int argc, char **argv);
 
 /* verbs_plan.c: what a run would do */
 int verb_status(Options *o, int argc, char **argv);

@@ -1,5 +1,7 @@
 """End-to-end: content-hash caching — no-op, touch, leaf edits, early cutoff, restore
-from the store, deleted/edited outputs, crash safety, the workspace lock and `why`."""
+from the store, deleted/edited outputs, crash safety, the workspace lock and `why`; `kiln
+accept` records outputs as they are after an edit that changes no result, and refuses what it
+cannot stand behind."""
 import os
 import shutil
 import signal
@@ -209,6 +211,70 @@ class Cache(KilnTestCase):
         os.remove(self.ws.path("out/a.txt"))
         self.assertEqual(self.ws.kiln("run").restored, {"leaf/a"}, "migrated outputs still restore")
         self.assertNotIn("migrating", self.ws.kiln("run").err, "migrated once")
+
+
+class Accept(KilnTestCase):
+    """A comment added to the script every eval reads: without accept all of them and the
+    summary run again; with it none does, and what it refuses it says why."""
+
+    def setUp(self):
+        super().setUp()
+        self.ws.write("eval.py", "import sys\nopen(sys.argv[2], 'w').write('{\"top1\": %d}' % len(sys.argv[1]))\n")
+        self.ws.write("kiln.lua", """
+local outs = {}
+for _, d in ipairs({"cifar10", "dtd", "eurosat"}) do
+  local out = "results/" .. d .. ".json"
+  task { name = "eval/" .. d, inputs = {"eval.py"}, outputs = {out}, metrics = out, tags = {dataset = d},
+         run = {"python3", "eval.py", d, out} }
+  outs[#outs + 1] = out
+end
+task { name = "summary", inputs = outs, outputs = {"summary.txt"}, run = "cat results/*.json > summary.txt" }
+""")
+        r = self.ws.kiln("run")
+        self.assertEqual(r.rc, 0, r)
+
+    def test_an_edit_that_changes_no_result_is_accepted_and_nothing_runs(self):
+        self.ws.write("eval.py", self.ws.read("eval.py") + "# evaluates one dataset\n")
+        r = self.ws.kiln("accept", "eval/*")
+        self.assertEqual(r.rc, 0, r)
+        self.assertIn("accepted  eval/dtd (input eval.py changed", r.out)
+        self.assertIn("kiln: 3 tasks accepted, 0 already up to date, 0 refused", r.out)
+        r = self.ws.kiln("status", "--exit-code")
+        self.assertEqual(r.rc, 0, "the summary is up to date by its own key: %s" % r.out)
+        r = self.ws.kiln("run")
+        self.assertEqual(r.ran, set(), r)
+        self.assertIn("4 up to date", r.out)
+        r = self.ws.kiln("metrics")
+        self.assertIn("eurosat", r.out, "the accepted outputs' metrics are recorded")
+        self.ws.write("eval.py", self.ws.read("eval.py").replace("len(sys.argv[1])", "(2 * len(sys.argv[1]))"))
+        r = self.ws.kiln("run")  # a later real change runs as ever
+        self.assertEqual(r.ran, {"eval/cifar10", "eval/dtd", "eval/eurosat", "summary"}, r)
+
+    def test_outputs_made_before_kiln_knew_them_are_taken_up(self):
+        self.ws.kiln("clean", "--all")
+        for d in ("cifar10", "dtd", "eurosat"):  # made by hand, the way a lab ran it before
+            self.ws.write("results/%s.json" % d, '{"top1": %d}' % len(d))
+        self.ws.write("summary.txt", "old\n")
+        r = self.ws.kiln("accept", "eval/*", "summary")
+        self.assertEqual(r.rc, 0, r)
+        self.assertIn("accepted  summary (no successful run recorded)", r.out)
+        self.assertEqual(self.ws.kiln("run").ran, set())
+
+    def test_what_it_cannot_stand_behind_is_refused(self):
+        self.ws.write("eval.py", self.ws.read("eval.py") + "# a comment\n")
+        os.remove(self.ws.path("results/dtd.json"))
+        r = self.ws.kiln("accept", "eval/dtd", "summary")
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("refused   eval/dtd: its output results/dtd.json is not there: it must run", r.out)
+        self.assertIn("refused   summary: its dependency eval/cifar10 would run (kiln why eval/cifar10): run it "
+                      "first, or accept it too", r.out)
+        r = self.ws.kiln("accept")
+        self.assertEqual(r.rc, 2, r)
+        self.assertIn("kiln accept needs the tasks to accept by name or glob", r.err)
+        r = self.ws.kiln("accept", "nosuch/*")
+        self.assertNotEqual(r.rc, 0, r)
+        r = self.ws.kiln("run")  # the summary reads the same results again: up to date by its key
+        self.assertEqual(r.ran, {"eval/cifar10", "eval/dtd", "eval/eurosat"}, "nothing was accepted")
 
 
 class DirectoryOutputs(KilnTestCase):
