@@ -101,6 +101,18 @@ void cache_put_metrics(Cache *c, const Task *t, const Metrics *m);
  * Returns 0 when nothing was kept, 1 when the state was kept but none of it is here, 2
  * when some of it is here (the attempt continues: KILN_RESUME=1). In resume.c. */
 int cache_prepare_attempt(Cache *c, Task *t, const char *key_hex, Buf *note);
+/* kiln accept of t whose latest attempt did not succeed: ACCEPT_RUNNING when it is still open
+ * (running, or left by a killed kiln) under an older key, and now counts for t's key (the
+ * next run re-attaches to it); ACCEPT_RUNNING_ALREADY when it is open under t's key already;
+ * ACCEPT_RESUME when it ended, t's outputs are not there (outputs_there 0) and its resume
+ * state is, kept now for t's key (listed in what; the next attempt continues from it);
+ * ACCEPT_NONE otherwise; -1 when the state cannot be written (why in what). In resume.c. */
+enum { ACCEPT_NONE, ACCEPT_RESUME, ACCEPT_RUNNING, ACCEPT_RUNNING_ALREADY };
+int cache_accept_unfinished(Cache *c, Task *t, int outputs_there, Buf *what);
+/* For kiln status: the resume paths of t that are there (listed in what) though its latest
+ * attempt ended unfinished under an older key, so its next attempt starts afresh and drops
+ * them (kiln accept keeps them). 0 when none would be dropped. In resume.c. */
+int cache_resume_dropped(Cache *c, const Task *t, Buf *what);
 /* Removes t's declared outputs before an attempt so nothing stale can pass for new. */
 void cache_clear_outputs(Cache *c, Task *t);
 

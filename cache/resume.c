@@ -363,9 +363,21 @@ int cache_prepare_attempt(Cache *c, Task *t, const char *key_hex, Buf *note)
 {
 	cache_ready(c);
 	char last_key[33];
-	int last_ok = 0, keep = 0;
-	if (t->opts->nresume && !t->forced && key_hex[0] && history_last_attempt(c->state, t->name, last_key, &last_ok))
-		keep = !last_ok && !strcmp(last_key, key_hex); /* the same work, left unfinished */
+	int last_ok = 0, keep = 0, unfinished = 0;
+	if (t->opts->nresume && key_hex[0] && history_last_attempt(c->state, t->name, last_key, &last_ok))
+		unfinished = !last_ok;
+	keep = unfinished && !t->forced && !strcmp(last_key, key_hex); /* the same work, left unfinished */
+	Buf dropped = {0}; /* work left unfinished that this attempt does not continue: said, never silent */
+	for (int i = 0; !keep && unfinished && i < t->opts->nresume; i++) {
+		struct stat st;
+		if (lstat(t->opts->resume[i], &st) == 0)
+			buf_printf(&dropped, "%s%s", dropped.len ? ", " : "", t->opts->resume[i]);
+	}
+	if (dropped.len)
+		buf_printf(note, "%sits resume state (%s), left unfinished by %s, is removed: this attempt starts afresh",
+			   note->len ? "; " : "", buf_str(&dropped),
+			   t->forced ? "an earlier attempt (--force)" : "an attempt of the task as it was (its key changed)");
+	buf_free(&dropped);
 	for (int i = 0; i < t->noutputs; i++)
 		if (!keep || !is_resume_path(t, t->outputs[i]))
 			remove_before(c, t, t->outputs[i]);
@@ -382,4 +394,49 @@ int cache_prepare_attempt(Cache *c, Task *t, const char *key_hex, Buf *note)
 			there = 1;
 	}
 	return keep ? 1 + there : 0;
+}
+
+int cache_accept_unfinished(Cache *c, Task *t, int outputs_there, Buf *what)
+{
+	cache_ready(c);
+	char last_key[33], key[33];
+	int last_ok = 0, open = 0, there = 0;
+	int64_t id = 0;
+	if (!history_last_attempt_row(c->state, t->name, last_key, &last_ok, &id, &open) || (last_ok && !open))
+		return ACCEPT_NONE;
+	cache_key_hex(c, t, key);
+	if (open && !strcmp(key, last_key))
+		return ACCEPT_RUNNING_ALREADY;
+	if (!open && (outputs_there || !key[0] || !strcmp(key, last_key)))
+		return ACCEPT_NONE; /* nothing left unfinished to take, or it is this key's already */
+	for (int i = 0; !open && i < t->opts->nresume; i++) {
+		struct stat st;
+		if (lstat(t->opts->resume[i], &st) == 0)
+			buf_printf(what, "%s%s", there++ ? ", " : "", t->opts->resume[i]);
+	}
+	if (!open && !there)
+		return ACCEPT_NONE;
+	if (state_attempt_key(c->state, id, key) != 0) {
+		buf_reset(what);
+		buf_puts(what, state_error(c->state));
+		return -1;
+	}
+	return open ? ACCEPT_RUNNING : ACCEPT_RESUME;
+}
+
+int cache_resume_dropped(Cache *c, const Task *t, Buf *what)
+{
+	char last_key[33], key[33];
+	int last_ok = 0, n = 0;
+	if (!t->opts->nresume || !history_last_attempt(c->state, t->name, last_key, &last_ok) || last_ok)
+		return 0;
+	for (int i = 0; i < t->opts->nresume; i++) {
+		struct stat st;
+		if (lstat(t->opts->resume[i], &st) == 0)
+			buf_printf(what, "%s%s", n++ ? ", " : "", t->opts->resume[i]);
+	}
+	if (!n)
+		return 0;
+	cache_key_hex(c, t, key);
+	return key[0] && strcmp(key, last_key) != 0 ? n : 0;
 }

@@ -174,9 +174,16 @@ void history_each_host(State *s, int64_t run_id, void (*fn)(void *ctx, const His
 }
 
 static const char *const last_attempt_sql =
-	"SELECT key, outcome FROM attempts WHERE task = ?1 AND attempt > 0 ORDER BY id DESC LIMIT 1";
+	"SELECT key, outcome, id, ended IS NULL FROM attempts WHERE task = ?1 AND attempt > 0 ORDER BY id DESC LIMIT 1";
 
 int history_last_attempt(State *s, const char *task, char key[33], int *finished_ok)
+{
+	int64_t id;
+	int open;
+	return history_last_attempt_row(s, task, key, finished_ok, &id, &open);
+}
+
+int history_last_attempt_row(State *s, const char *task, char key[33], int *finished_ok, int64_t *id, int *open)
 {
 	sqlite3_stmt *st = state_statement(s, &last_attempt_sql);
 	if (!st)
@@ -187,6 +194,8 @@ int history_last_attempt(State *s, const char *task, char key[33], int *finished
 		const char *k = (const char *)sqlite3_column_text(st, 0), *outcome = (const char *)sqlite3_column_text(st, 1);
 		snprintf(key, 33, "%s", k ? k : "");
 		*finished_ok = outcome && !strcmp(outcome, "ok");
+		*id = sqlite3_column_int64(st, 2);
+		*open = sqlite3_column_int(st, 3);
 	}
 	sqlite3_reset(st);
 	sqlite3_clear_bindings(st);

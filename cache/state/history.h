@@ -45,6 +45,8 @@ void history_each_latest(State *s, void (*fn)(void *ctx, int64_t run_id, const H
 /* The latest attempt of task that ran (restores left out): 1 with its key (hex, "" when none
  * was recorded) and whether it succeeded, 0 when it never ran. */
 int history_last_attempt(State *s, const char *task, char key[33], int *finished_ok);
+/* The same with its row id and whether it is still open (no end recorded). */
+int history_last_attempt_row(State *s, const char *task, char key[33], int *finished_ok, int64_t *id, int *open);
 /* How an attempt stands (state_last_log): the values the state's query gives. */
 enum { ATTEMPT_ENDED = 0, ATTEMPT_RUNNING = 1, ATTEMPT_SUCCEEDED = 2 };
 /* Every task whose latest attempt that ran (restores left out) failed or was interrupted:

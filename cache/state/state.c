@@ -14,7 +14,7 @@
 enum {
 	Q_MEMO_ALL, Q_MEMO_PUT, Q_LAST_ALL, Q_SUCCESS_FIND, Q_SUCCESS_PUT, Q_LAST_PUT, Q_OUTPUTS_ALL,
 	Q_RUN_BEGIN, Q_RUN_END, Q_ATTEMPT_START, Q_ATTEMPT_END, Q_ATTEMPT_OPEN, Q_LAST_LOG,
-	Q_OPEN_JOBS, Q_ATTEMPT_WAITED, Q_ATTEMPT_JOB, Q_ATTEMPT_PORTS, Q_COUNT
+	Q_OPEN_JOBS, Q_ATTEMPT_WAITED, Q_ATTEMPT_JOB, Q_ATTEMPT_PORTS, Q_ATTEMPT_KEY, Q_COUNT
 };
 
 static const char *const sql[Q_COUNT] = {
@@ -33,6 +33,7 @@ static const char *const sql[Q_COUNT] = {
 	[Q_ATTEMPT_WAITED] = "UPDATE attempts SET waited = ?2 WHERE id = ?1",
 	[Q_ATTEMPT_JOB] = "UPDATE attempts SET job_id = ?2 WHERE id = ?1",
 	[Q_ATTEMPT_PORTS] = "UPDATE attempts SET ports = ?2 WHERE id = ?1",
+	[Q_ATTEMPT_KEY] = "UPDATE attempts SET key = ?2 WHERE id = ?1",
 	[Q_ATTEMPT_OPEN] = "SELECT id, task, pgid FROM attempts WHERE ended IS NULL AND host = ?1 AND job_id IS NULL",
 	[Q_OPEN_JOBS] = "SELECT id, task, attempt, job_id, key, log, executor, host, gpus, started FROM attempts "
 			"WHERE ended IS NULL AND job_id IS NOT NULL",
@@ -568,6 +569,7 @@ static int set_attempt_text(State *s, int query, int64_t id, const char *value)
 
 int state_attempt_job_id(State *s, int64_t id, const char *job_id) { return set_attempt_text(s, Q_ATTEMPT_JOB, id, job_id); }
 int state_attempt_ports(State *s, int64_t id, const char *ports) { return set_attempt_text(s, Q_ATTEMPT_PORTS, id, ports); }
+int state_attempt_key(State *s, int64_t id, const char *key) { return set_attempt_text(s, Q_ATTEMPT_KEY, id, key); }
 
 int state_attempt_waited(State *s, int64_t id, double seconds)
 {

@@ -91,6 +91,8 @@ int state_attempt_ended(State *s, int64_t id, int exit_code, const char *outcome
  * submitted after its record is written), the ports it found on its node. */
 int state_attempt_job_id(State *s, int64_t id, const char *job_id);
 int state_attempt_ports(State *s, int64_t id, const char *ports);
+/* `kiln accept` of an unfinished or running attempt: its work counts for key (hex) now. */
+int state_attempt_key(State *s, int64_t id, const char *key);
 /* How long the attempt waited for its GPUs before it started. */
 int state_attempt_waited(State *s, int64_t id, double seconds);
 /* An attempt a previous kiln left open (job_id set, never ended), as recorded; strings

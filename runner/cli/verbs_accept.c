@@ -3,9 +3,12 @@
  * result (a comment or a log line in a script every task reads, a renamed variable): the
  * key changed, so everything would run again, and kiln cannot tell that it need not. The
  * record is the user's word, so it is asked for by name and never guessed: a task with an
- * output missing, an attempt still running, or a dependency that would run (and change
- * what it reads) is refused, and said why. Dependents are then up to date by their own
- * keys (the outputs they read did not change). */
+ * output missing or a dependency that would run (and change what it reads) is refused, and
+ * said why. Dependents are then up to date by their own keys (the outputs they read did not
+ * change). A task left unfinished under the recipe as it was is taken as it stands: an
+ * attempt still running (a killed kiln's) counts for the recipe as it is, so the next run
+ * re-attaches to it instead of stopping it; a stopped one's resume state is kept, so the
+ * next attempt continues from it instead of starting afresh. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdio.h>
@@ -20,16 +23,6 @@
 static void mark_named(void *ctx, Task *t)
 {
 	((char *)ctx)[t->index] = 1;
-}
-
-static void note_open(void *ctx, const OpenAttempt *a)
-{
-	void **args = ctx;
-	const Graph *g = args[0];
-	const Task *t = graph_find((Graph *)g, a->rec.task);
-	if (t && ((char *)args[1])[t->index])
-		buf_printf(args[2], "  %s (%s%s%s)\n", t->name, a->rec.executor, a->rec.host ? " on " : "",
-			   a->rec.host ? a->rec.host : "");
 }
 
 /* The first of t's outputs that is not there (optional ones may be missing), or NULL. */
@@ -51,13 +44,8 @@ int verb_accept(Options *o, int argc, char **argv)
 	Cache *c = open_cache(o, g, 0); /* the workspace lock: no run may be writing meanwhile */
 	load_graph_with(o, g, c);       /* the targets and what they need */
 	char *named = xcalloc((size_t)g->ntasks + 1, 1);
-	Buf err = {0}, open = {0};
+	Buf err = {0}, what = {0};
 	graph_match(g, o->targets, o->ntargets, mark_named, named, &err);
-	void *args[] = {g, named, &open};
-	cache_each_open_job(c, note_open, args);
-	if (open.len)
-		fatal("these tasks have attempts still running (left by a kiln that was killed or detached):\n%s`kiln "
-		      "run` re-attaches them and records what they make; accept once they ended", buf_str(&open));
 	Buf cmd = {0};
 	for (int i = 0; i < argc; i++)
 		buf_printf(&cmd, "%s%s", i ? " " : "", argv[i]);
@@ -87,7 +75,26 @@ int verb_accept(Options *o, int argc, char **argv)
 			continue;
 		}
 		const char *missing = missing_output(t);
-		if (blocking)
+		buf_reset(&what);
+		int k = blocking || !task_has_work(t) ? ACCEPT_NONE : cache_accept_unfinished(c, t, !missing, &what);
+		if (k == ACCEPT_RUNNING || k == ACCEPT_RESUME) {
+			if (k == ACCEPT_RUNNING)
+				printf("accepted  %s: its attempt still running, started under the recipe as it was, counts for "
+				       "the recipe as it is: the next `kiln run` re-attaches to it (%s)\n", t->name, buf_str(&reason));
+			else
+				printf("accepted  %s: its resume state (%s), left by an attempt under the recipe as it was, is kept "
+				       "for the recipe as it is: the next `kiln run` continues from it (%s)\n", t->name,
+				       buf_str(&what), buf_str(&reason));
+			cache_assume_will_run(c, t); /* it still runs, from where it is */
+			accepted++;
+			continue;
+		}
+		if (k == ACCEPT_RUNNING_ALREADY)
+			printf("refused   %s: an attempt of the recipe as it is still runs (left by an earlier kiln): `kiln "
+			       "run` re-attaches to it and records what it makes\n", t->name);
+		else if (k < 0)
+			printf("refused   %s: %s\n", t->name, buf_str(&what));
+		else if (blocking)
 			printf("refused   %s: its dependency %s would run (kiln why %s): run it first, or accept it too\n",
 			       t->name, blocking->name, blocking->name);
 		else if (v == VERDICT_RESTORED)
@@ -97,7 +104,7 @@ int verb_accept(Options *o, int argc, char **argv)
 			printf("refused   %s: it has no command; `kiln run` records it\n", t->name);
 		else if (missing)
 			printf("refused   %s: its output %s is not there: it must run\n", t->name, missing);
-		if (blocking || v == VERDICT_RESTORED || !task_has_work(t) || missing) {
+		if (k != ACCEPT_NONE || blocking || v == VERDICT_RESTORED || !task_has_work(t) || missing) {
 			cache_assume_will_run(c, t);
 			refused++;
 			continue;
@@ -129,6 +136,6 @@ int verb_accept(Options *o, int argc, char **argv)
 	free(named);
 	buf_free(&reason);
 	buf_free(&err);
-	buf_free(&open);
+	buf_free(&what);
 	return refused ? EXIT_TASK_FAILED : 0;
 }

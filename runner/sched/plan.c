@@ -69,8 +69,12 @@ static void print_run_reason(PlanPrint *p, const Task *t, const char *reason)
 		print_line(p, "run       ", t->name, reason);
 		return;
 	}
-	Buf line = {0};
+	Buf line = {0}, dropped = {0};
 	buf_printf(&line, "%s; its latest attempt: %s (kiln log %s)", reason, outcome, t->name);
+	if (cache_resume_dropped(p->c, t, &dropped)) /* GPU hours a changed key throws away: said first */
+		buf_printf(&line, "; its resume state (%s) is of the task as it was, so it starts afresh (after a change "
+			   "that makes no difference to it, `kiln accept %s` keeps it)", buf_str(&dropped), t->name);
+	buf_free(&dropped);
 	print_line(p, "run       ", t->name, buf_str(&line));
 	buf_free(&line);
 }
@@ -98,6 +102,7 @@ static void print_verdict(void *ctx, const Task *t, enum Verdict v, const char *
  * as if the work were lost. Those of tasks gone from the recipe a run stops (it says so). */
 typedef struct {
 	const Graph *g;
+	Cache *c;
 	FILE *out;
 	int live_kiln; /* the pid of a kiln at work in the workspace now, or 0 */
 } OpenNote;
@@ -106,7 +111,8 @@ static void note_open_attempt(void *ctx, const OpenAttempt *a)
 {
 	OpenNote *o = ctx;
 	const AttemptRecord *r = &a->rec;
-	if (!r->task || !r->job_id || !graph_find(o->g, r->task))
+	const Task *t = r->task && r->job_id ? graph_find((Graph *)o->g, r->task) : NULL;
+	if (!t)
 		return;
 	char ago[32];
 	format_duration(r->started > 0 ? now_wall() - r->started : 0, ago, sizeof ago);
@@ -116,10 +122,19 @@ static void note_open_attempt(void *ctx, const OpenAttempt *a)
 			r->task, r->attempt, r->job_id, ago, o->live_kiln);
 		return;
 	}
+	int alive = 1;
 	if (!strncmp(r->job_id, "local/", 6) && r->host && !strcmp(r->host, os_hostname()))
-		what = exec_local_job_alive(r->job_id) ? "still runs: `kiln run` re-attaches to it"
-						       : "ended while no kiln watched: `kiln run` takes up how it ended "
-							 "(or, with no word of it, runs it again)";
+		what = (alive = exec_local_job_alive(r->job_id)) ? "still runs: `kiln run` re-attaches to it"
+								 : "ended while no kiln watched: `kiln run` takes up how it "
+								   "ended (or, with no word of it, runs it again)";
+	char key[33], changed[320];
+	cache_key_hex(o->c, t, key);
+	if (alive && r->key && key[0] && strcmp(key, r->key) != 0) {
+		snprintf(changed, sizeof changed, "but the task changed since it started: `kiln run` stops it and starts "
+			 "afresh (after a change that makes no difference to it, `kiln accept %s` first and the run "
+			 "re-attaches to it)", t->name);
+		what = changed;
+	}
 	fprintf(o->out, "running   %s: attempt %d (%s), started %s ago by an earlier kiln, %s\n", r->task, r->attempt,
 		r->job_id, ago, what);
 }
@@ -259,7 +274,7 @@ int sched_plan(Graph *g, Cache *c, FILE *out, int all, PlanCapacity cap, int *re
 	print_flush(&p);
 	buf_free(&p.text);
 	strmap_free_owned(&p.failed);
-	OpenNote open = {g, out, cache_lock_holder(c)};
+	OpenNote open = {g, c, out, cache_lock_holder(c)};
 	cache_each_open_job(c, note_open_attempt, &open);
 	if (p.nwork && !p.nruns) {
 		fprintf(out, "kiln: no recorded durations to estimate from yet\n");

@@ -155,8 +155,13 @@ class Resume(KilnTestCase):
         self.interrupt(signal.SIGINT)
         self.assertTrue(self.ws.exists("ckpt/snapshot.json"))
         self.ws.write("kiln.lua", recipe(epochs=6))  # another run: the snapshot is not its own
+        r = self.ws.kiln("status")
+        self.assertIn("its resume state (ckpt/snapshot.json) is of the task as it was, so it starts afresh (after a "
+                      "change that makes no difference to it, `kiln accept train` keeps it)", r.out)
         r = self.ws.kiln("run")
         self.assertEqual(r.rc, 0, r)
+        self.assertIn("train: its resume state (ckpt/snapshot.json), left unfinished by an attempt of the task as it "
+                      "was (its key changed), is removed: this attempt starts afresh", r.out, "said, not silent")
         self.assertNotIn("Resuming", self.ws.read(".kiln/logs/train@2.log"))
         self.assertEqual(self.ledger("start").__len__(), 2)
         second = self.ws.read("ledger").split("start ")[2]
@@ -169,6 +174,40 @@ class Resume(KilnTestCase):
         r = self.ws.kiln("run", "--force", "train")
         self.assertEqual(r.rc, 0, r)
         self.assertNotIn("Resuming", self.ws.read(".kiln/logs/train@3.log"))
+
+    def test_accept_keeps_the_resume_state_across_an_edit_that_changes_no_result(self):
+        self.ws.write("kiln.lua", recipe())
+        self.interrupt(signal.SIGINT)
+        self.ws.write("train.py", TRAINER + "# prints a little more\n")
+        r = self.ws.kiln("accept", "train")
+        self.assertEqual(r.rc, 0, r)
+        self.assertIn("accepted  train: its resume state (ckpt/snapshot.json), left by an attempt under the recipe as "
+                      "it was, is kept for the recipe as it is: the next `kiln run` continues from it", r.out)
+        r = self.ws.kiln("run")
+        self.assertEqual(r.rc, 0, r)
+        self.assertIn("Resuming training from snapshot", self.ws.read(".kiln/logs/train@2.log"))
+        self.assert_each_epoch_once_but(8, in_flight=1)
+        self.finished_and_noop()
+
+    def test_accept_after_a_kill_9_and_an_edit_reattaches_instead_of_restarting(self):
+        self.ws.write("kiln.lua", recipe(epochs=10))
+        self.interrupt(signal.SIGKILL)
+        self.ws.write("train.py", TRAINER + "# prints a little more\n")
+        r = self.ws.kiln("status")
+        self.assertIn("but the task changed since it started: `kiln run` stops it and starts afresh (after a change "
+                      "that makes no difference to it, `kiln accept train` first and the run re-attaches to it)", r.out)
+        r = self.ws.kiln("accept", "train")
+        self.assertIn("accepted  train: its attempt still running, started under the recipe as it was, counts for the "
+                      "recipe as it is: the next `kiln run` re-attaches to it", r.out)
+        r = self.ws.kiln("accept", "train")
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("refused   train: an attempt of the recipe as it is still runs", r.out)
+        r = self.ws.kiln("run")
+        self.assertEqual(r.rc, 0, r)
+        self.assertIn("train: attached to local job", r.out)
+        self.assertEqual(len(self.ledger("start")), 1, "started once in all")
+        self.assert_each_epoch_once_but(10, in_flight=0)
+        self.finished_and_noop(10)
 
     def test_a_kill_9_then_a_changed_key_stops_the_old_attempt(self):
         self.ws.write("kiln.lua", recipe(epochs=40))
