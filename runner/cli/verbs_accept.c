@@ -11,6 +11,7 @@
  * next attempt continues from it instead of starting afresh. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +36,18 @@ static const char *missing_output(const Task *t)
 	return NULL;
 }
 
+/* A line of each kind up to LISTED: a 100,000-item map accepted is a count, not a screenful. */
+#define LISTED 50
+static void __attribute__((format(printf, 2, 3))) say(int *listed, const char *fmt, ...)
+{
+	if ((*listed)++ >= LISTED)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+}
+
 int verb_accept(Options *o, int argc, char **argv)
 {
 	if (!o->ntargets)
@@ -46,13 +59,17 @@ int verb_accept(Options *o, int argc, char **argv)
 	char *named = xcalloc((size_t)g->ntasks + 1, 1);
 	Buf err = {0}, what = {0};
 	graph_match(g, o->targets, o->ntargets, mark_named, named, &err);
+	for (int i = 0; i < g->ntasks; i++) /* a map's name, or a group's: what it gathers */
+		if (named[i] && !task_has_work(g->tasks[i]))
+			for (int j = 0; j < g->tasks[i]->ndeps; j++)
+				named[g->tasks[i]->deps[j]->index] = 1;
 	Buf cmd = {0};
 	for (int i = 0; i < argc; i++)
 		buf_printf(&cmd, "%s%s", i ? " " : "", argv[i]);
 	if (cache_begin_run(c, buf_str(&cmd)) != 0)
 		fatal("%s", cache_write_error(c));
 	buf_free(&cmd);
-	int n, accepted = 0, current = 0, refused = 0;
+	int n, accepted = 0, current = 0, refused = 0, listed_ok = 0, listed_no = 0;
 	Task **order = graph_topo_tasks(g, &n);
 	Buf reason = {0};
 	cache_prepare(c);
@@ -79,10 +96,10 @@ int verb_accept(Options *o, int argc, char **argv)
 		int k = blocking || !task_has_work(t) ? ACCEPT_NONE : cache_accept_unfinished(c, t, !missing, &what);
 		if (k == ACCEPT_RUNNING || k == ACCEPT_RESUME) {
 			if (k == ACCEPT_RUNNING)
-				printf("accepted  %s: its attempt still running, started under the recipe as it was, counts for "
+				say(&listed_ok, "accepted  %s: its attempt still running, started under the recipe as it was, counts for "
 				       "the recipe as it is: the next `kiln run` re-attaches to it (%s)\n", t->name, buf_str(&reason));
 			else
-				printf("accepted  %s: its resume state (%s), left by an attempt under the recipe as it was, is kept "
+				say(&listed_ok, "accepted  %s: its resume state (%s), left by an attempt under the recipe as it was, is kept "
 				       "for the recipe as it is: the next `kiln run` continues from it (%s)\n", t->name,
 				       buf_str(&what), buf_str(&reason));
 			cache_assume_will_run(c, t); /* it still runs, from where it is */
@@ -90,20 +107,20 @@ int verb_accept(Options *o, int argc, char **argv)
 			continue;
 		}
 		if (k == ACCEPT_RUNNING_ALREADY)
-			printf("refused   %s: an attempt of the recipe as it is still runs (left by an earlier kiln): `kiln "
+			say(&listed_no, "refused   %s: an attempt of the recipe as it is still runs (left by an earlier kiln): `kiln "
 			       "run` re-attaches to it and records what it makes\n", t->name);
 		else if (k < 0)
-			printf("refused   %s: %s\n", t->name, buf_str(&what));
+			say(&listed_no, "refused   %s: %s\n", t->name, buf_str(&what));
 		else if (blocking)
-			printf("refused   %s: its dependency %s would run (kiln why %s): run it first, or accept it too\n",
+			say(&listed_no, "refused   %s: its dependency %s would run (kiln why %s): run it first, or accept it too\n",
 			       t->name, blocking->name, blocking->name);
 		else if (v == VERDICT_RESTORED)
-			printf("refused   %s: its key is unchanged (%s): `kiln run` puts its recorded outputs back\n", t->name,
+			say(&listed_no, "refused   %s: its key is unchanged (%s): `kiln run` puts its recorded outputs back\n", t->name,
 			       buf_str(&reason));
 		else if (!task_has_work(t))
-			printf("refused   %s: it has no command; `kiln run` records it\n", t->name);
+			say(&listed_no, "refused   %s: it has no command; `kiln run` records it\n", t->name);
 		else if (missing)
-			printf("refused   %s: its output %s is not there: it must run\n", t->name, missing);
+			say(&listed_no, "refused   %s: its output %s is not there: it must run\n", t->name, missing);
 		if (k != ACCEPT_NONE || blocking || v == VERDICT_RESTORED || !task_has_work(t) || missing) {
 			cache_assume_will_run(c, t);
 			refused++;
@@ -113,13 +130,13 @@ int verb_accept(Options *o, int argc, char **argv)
 		Metrics m;
 		int with_metrics = t->more->metrics && metrics_read(t->more->metrics, &m, &err) == 0;
 		if (cache_record_success(c, t, &err) != 0) {
-			printf("refused   %s: %s\n", t->name, buf_str(&err));
+			say(&listed_no, "refused   %s: %s\n", t->name, buf_str(&err));
 			cache_assume_will_run(c, t);
 			refused++;
 		} else {
 			if (with_metrics)
 				cache_put_metrics(c, t, &m); /* what its outputs say is now this recipe's */
-			printf("accepted  %s (%s)\n", t->name, buf_str(&reason));
+			say(&listed_ok, "accepted  %s (%s)\n", t->name, buf_str(&reason));
 			accepted++;
 			cache_note_accepted(c, t); /* the run's record says what it did */
 		}
@@ -129,6 +146,8 @@ int verb_accept(Options *o, int argc, char **argv)
 	graph_topo_free(g, order);
 	if (cache_end_run(c, refused ? "failed" : "ok") != 0)
 		fatal("%s", cache_write_error(c));
+	if (listed_ok > LISTED || listed_no > LISTED)
+		printf("kiln: the first %d of each were listed\n", LISTED);
 	printf("kiln: %d task%s accepted, %d already up to date, %d refused\n", accepted, accepted == 1 ? "" : "s", current,
 	       refused);
 	cache_close(c);

@@ -260,6 +260,23 @@ task { name = "summary", inputs = outs, outputs = {"summary.txt"}, run = "cat re
         self.assertIn("accepted  summary (no successful run recorded)", r.out)
         self.assertEqual(self.ws.kiln("run").ran, set())
 
+    def test_a_maps_name_accepts_its_items(self):
+        self.ws.write("cap.py", "import sys\nfor i in open(sys.argv[1]): i = i.strip(); open('caps/' + i, 'w').write(i)\n")
+        self.ws.write("kiln.lua", """
+local names = {}
+for i = 1, 60 do names[#names + 1] = "i" .. i end
+map { name = "caption", items = names, shards = 2, inputs = {"cap.py"}, output = "caps/{item}",
+      run = {"python3", "cap.py", "{items}"} }
+""")
+        self.assertEqual(self.ws.kiln("run").rc, 0)
+        self.ws.write("cap.py", self.ws.read("cap.py") + "# one caption per line\n")
+        r = self.ws.kiln("accept", "caption")
+        self.assertEqual(r.rc, 0, r)
+        self.assertIn("kiln: 60 tasks accepted, 1 already up to date, 0 refused", r.out)
+        self.assertIn("kiln: the first 50 of each were listed", r.out)
+        self.assertEqual(r.out.count("accepted  caption/"), 50)
+        self.assertEqual(self.ws.kiln("run").ran, set())
+
     def test_what_it_cannot_stand_behind_is_refused(self):
         self.ws.write("eval.py", self.ws.read("eval.py") + "# a comment\n")
         os.remove(self.ws.path("results/dtd.json"))
