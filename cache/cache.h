@@ -163,6 +163,8 @@ int cache_unclean(Cache *c);
 int cache_last_attempt_number(Cache *c, const char *task);
 /* Whether the latest attempt of task that ran (restores left out) failed or was stopped. */
 int cache_last_attempt_failed(Cache *c, const char *task);
+/* Whether task's outputs stand by `kiln accept` rather than by its command (history.h). */
+int cache_accepted(Cache *c, const char *task, double *when, int64_t *run_id);
 /* Calls fn with every task whose latest attempt that ran failed or was interrupted, and its
  * recorded outcome ("exit status 1 [error]", "interrupted"). */
 void cache_each_failed_latest(Cache *c, void (*fn)(void *ctx, const char *task, const char *outcome), void *ctx);

@@ -94,6 +94,11 @@ int cache_unclean(Cache *c) { return c->unclean; }
 
 int cache_last_attempt_number(Cache *c, const char *task) { return c ? history_max_attempt(cache_state(c), task) : 0; }
 
+int cache_accepted(Cache *c, const char *task, double *when, int64_t *run_id)
+{
+	return c && history_accepted(cache_state(c), task, when, run_id);
+}
+
 int cache_last_attempt_failed(Cache *c, const char *task)
 {
 	char key[33];

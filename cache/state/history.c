@@ -173,6 +173,27 @@ void history_each_host(State *s, int64_t run_id, void (*fn)(void *ctx, const His
 	sqlite3_reset(st);
 }
 
+/* an acceptance after the task's last success that its command made */
+static const char *const accepted_sql =
+	"SELECT started, run_id FROM attempts WHERE task = ?1 AND outcome = 'accepted' AND id > coalesce((SELECT "
+	"max(id) FROM attempts WHERE task = ?1 AND outcome = 'ok'), 0) ORDER BY id DESC LIMIT 1";
+
+int history_accepted(State *s, const char *task, double *when, int64_t *run_id)
+{
+	sqlite3_stmt *st = state_statement(s, &accepted_sql);
+	if (!st)
+		return 0;
+	sqlite3_bind_text(st, 1, task, -1, SQLITE_STATIC);
+	int found = sqlite3_step(st) == SQLITE_ROW;
+	if (found) {
+		*when = sqlite3_column_double(st, 0);
+		*run_id = sqlite3_column_int64(st, 1);
+	}
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return found;
+}
+
 static const char *const last_attempt_sql =
 	"SELECT key, outcome, id, ended IS NULL FROM attempts WHERE task = ?1 AND attempt > 0 ORDER BY id DESC LIMIT 1";
 

@@ -45,6 +45,9 @@ void history_each_latest(State *s, void (*fn)(void *ctx, int64_t run_id, const H
 /* The latest attempt of task that ran (restores left out): 1 with its key (hex, "" when none
  * was recorded) and whether it succeeded, 0 when it never ran. */
 int history_last_attempt(State *s, const char *task, char key[33], int *finished_ok);
+/* Whether task's outputs were last recorded by `kiln accept` (after the last success its
+ * command made): 1 with when, and in which run; 0 when not. */
+int history_accepted(State *s, const char *task, double *when, int64_t *run_id);
 /* The same with its row id and whether it is still open (no end recorded). */
 int history_last_attempt_row(State *s, const char *task, char key[33], int *finished_ok, int64_t *id, int *open);
 /* How an attempt stands (state_last_log): the values the state's query gives. */

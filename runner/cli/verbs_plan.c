@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "../../base/os.h"
 #include "../../cache/cache.h"
@@ -111,6 +112,15 @@ int verb_why(Options *o, int argc, char **argv)
 	} else {
 		cache_explain(c, t, &out);
 		printf("%s: %s", t->name, buf_str(&out));
+		double when;
+		int64_t run;
+		if (cache_accepted(c, t->name, &when, &run)) { /* the user's word, not its command's: said */
+			char at[32];
+			time_t secs = (time_t)when;
+			strftime(at, sizeof at, "%Y-%m-%d %H:%M", localtime(&secs));
+			printf("%s: its outputs stand by `kiln accept` (run %lld, %s): recorded as they were, not made by "
+			       "its command as it is now\n", t->name, (long long)run, at);
+		}
 	}
 	if (v.restored) /* the key is the same, yet run would do something: say what */
 		printf("%s: %s (the key is the same: run restores its outputs, the task does not run)\n", t->name,

@@ -246,9 +246,11 @@ task { name = "summary", inputs = outs, outputs = {"summary.txt"}, run = "cat re
         self.assertIn("4 up to date", r.out)
         r = self.ws.kiln("metrics")
         self.assertIn("eurosat", r.out, "the accepted outputs' metrics are recorded")
+        self.assertIn("eval/dtd: its outputs stand by `kiln accept` (run 2, ", self.ws.kiln("why", "eval/dtd").out)
         self.ws.write("eval.py", self.ws.read("eval.py").replace("len(sys.argv[1])", "(2 * len(sys.argv[1]))"))
         r = self.ws.kiln("run")  # a later real change runs as ever
         self.assertEqual(r.ran, {"eval/cifar10", "eval/dtd", "eval/eurosat", "summary"}, r)
+        self.assertNotIn("kiln accept", self.ws.kiln("why", "eval/dtd").out, "made by its command again")
 
     def test_outputs_made_before_kiln_knew_them_are_taken_up(self):
         self.ws.kiln("clean", "--all")
