@@ -473,8 +473,7 @@ int cache_runner_items(Cache *c, const Task *runner)
 	return items;
 }
 
-int cache_plan(Cache *c, Graph *g, void (*fn)(void *ctx, const Task *t, enum Verdict v, const char *reason),
-	       void *ctx)
+int cache_plan(Cache *c, Graph *g, PlanFn fn, void *ctx)
 {
 	int n, count = 0;
 	Task **order = graph_topo_tasks(g, &n);
@@ -493,12 +492,11 @@ int cache_plan(Cache *c, Graph *g, void (*fn)(void *ctx, const Task *t, enum Ver
 		}
 		if (!reason.len)
 			v = cache_check(c, t, 1, &reason);
-		if (v == VERDICT_RUN) {
+		int settled = fn ? fn(ctx, t, v, buf_str(&reason)) : 0;
+		if (v == VERDICT_RUN && !settled) {
 			cache_assume_will_run(c, t);
 			count++;
 		}
-		if (fn)
-			fn(ctx, t, v, buf_str(&reason));
 	}
 	/* a shard's runner has no record of its own: a run starts it for its items that run
 	 * (counted above), so it is told as running (its duration goes into the estimate) only

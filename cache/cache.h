@@ -79,10 +79,12 @@ int cache_will_run(Cache *c, const Task *t);
 int cache_runner_items(Cache *c, const Task *runner);
 /* A dry plan of g's needed tasks in dependency order: decides each (restoring nothing,
  * writing nothing) and calls fn, when given, with its verdict and reason; a map shard's
- * runner last, running when an item of its would (a run starts it for them). Returns how
- * many would run, runners not counted (a run's summary counts the items). Afterwards every needed task's key is known (cache_explain). */
-int cache_plan(Cache *c, Graph *g, void (*fn)(void *ctx, const Task *t, enum Verdict v, const char *reason),
-	       void *ctx);
+ * runner last, running when an item of its would (a run starts it for them). fn returns 0,
+ * or 1 when it settled a task that would run (kiln accept recorded it): its dependents then
+ * take it as decided. Returns how many would run, runners not counted (a run's summary
+ * counts the items). Afterwards every needed task's key is known (cache_explain). */
+typedef int (*PlanFn)(void *ctx, const Task *t, enum Verdict v, const char *reason);
+int cache_plan(Cache *c, Graph *g, PlanFn fn, void *ctx);
 
 /* After t's command exited 0: checks that its inputs still hold what its key was
  * computed from and every declared output exists, hashes and stores the outputs and

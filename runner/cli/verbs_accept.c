@@ -48,6 +48,83 @@ static void __attribute__((format(printf, 2, 3))) say(int *listed, const char *f
 	va_end(ap);
 }
 
+typedef struct {
+	Cache *c;
+	const char *named; /* by task index: named on the command line (or gathered by a name) */
+	Buf what, err;
+	int accepted, current, refused, listed_ok, listed_no;
+} Acceptance;
+
+/* kiln accept's verdict on one task of the plan, in dependency order: 1 when it recorded
+ * the task's outputs (its dependents then take it as up to date), else 0. */
+static int accept_one(void *ctx, const Task *task, enum Verdict v, const char *reason)
+{
+	Acceptance *a = ctx;
+	Task *t = (Task *)task; /* the plan's task: recorded here */
+	if (task_is_runner(t))
+		return 0; /* no record of its own: its items are tasks */
+	if (v == VERDICT_UP_TO_DATE) {
+		a->current += a->named[t->index];
+		return 0;
+	}
+	if (!a->named[t->index])
+		return 0; /* it would run: its dependents would read what it makes anew */
+	const Task *blocking = NULL;
+	for (int j = 0; j < t->ndeps && !blocking; j++)
+		if (cache_will_run(a->c, t->deps[j]))
+			blocking = t->deps[j];
+	const char *missing = missing_output(t);
+	buf_reset(&a->what);
+	int k = blocking || !task_has_work(t) ? ACCEPT_NONE : cache_accept_unfinished(a->c, t, !missing, &a->what);
+	if (k == ACCEPT_RUNNING || k == ACCEPT_RESUME) { /* it still runs, from where it is */
+		if (k == ACCEPT_RUNNING)
+			say(&a->listed_ok, "accepted  %s: its attempt still running, started under the recipe as it was, counts "
+			    "for the recipe as it is: the next `kiln run` re-attaches to it (%s)\n", t->name, reason);
+		else
+			say(&a->listed_ok, "accepted  %s: its resume state (%s), left by an attempt under the recipe as it was, "
+			    "is kept for the recipe as it is: the next `kiln run` continues from it (%s)\n", t->name,
+			    buf_str(&a->what), reason);
+		a->accepted++;
+		return 0;
+	}
+	if (k == ACCEPT_RUNNING_ALREADY)
+		say(&a->listed_no, "refused   %s: an attempt of the recipe as it is still runs (left by an earlier kiln): "
+		    "`kiln run` re-attaches to it and records what it makes\n", t->name);
+	else if (k < 0)
+		say(&a->listed_no, "refused   %s: %s\n", t->name, buf_str(&a->what));
+	else if (blocking)
+		say(&a->listed_no, "refused   %s: its dependency %s would run (kiln why %s): run it first, or accept it "
+		    "too\n", t->name, blocking->name, blocking->name);
+	else if (v == VERDICT_RESTORED)
+		say(&a->listed_no, "refused   %s: its key is unchanged (%s): `kiln run` puts its recorded outputs back\n",
+		    t->name, reason);
+	else if (!task_has_work(t))
+		say(&a->listed_no, "refused   %s: it has no command; `kiln run` records it\n", t->name);
+	else if (missing)
+		say(&a->listed_no, "refused   %s: its output %s is not there: it must run\n", t->name, missing);
+	if (k != ACCEPT_NONE || blocking || v == VERDICT_RESTORED || !task_has_work(t) || missing) {
+		a->refused++;
+		return 0;
+	}
+	buf_reset(&a->err);
+	Metrics m;
+	int with_metrics = t->more->metrics && metrics_read(t->more->metrics, &m, &a->err) == 0, settled = 0;
+	if (cache_record_success(a->c, t, &a->err) != 0) {
+		say(&a->listed_no, "refused   %s: %s\n", t->name, buf_str(&a->err));
+		a->refused++;
+	} else {
+		if (with_metrics)
+			cache_put_metrics(a->c, t, &m); /* what its outputs say is now this recipe's */
+		say(&a->listed_ok, "accepted  %s (%s)\n", t->name, reason);
+		a->accepted++;
+		cache_note_accepted(a->c, t); /* the run's record says what it did */
+		settled = 1;
+	}
+	if (with_metrics)
+		metrics_free(&m);
+	return settled;
+}
+
 int verb_accept(Options *o, int argc, char **argv)
 {
 	if (!o->ntargets)
@@ -57,8 +134,8 @@ int verb_accept(Options *o, int argc, char **argv)
 	Cache *c = open_cache(o, g, 0); /* the workspace lock: no run may be writing meanwhile */
 	load_graph_with(o, g, c);       /* the targets and what they need */
 	char *named = xcalloc((size_t)g->ntasks + 1, 1);
-	Buf err = {0}, what = {0};
-	graph_match(g, o->targets, o->ntargets, mark_named, named, &err);
+	Acceptance a = {.c = c, .named = named};
+	graph_match(g, o->targets, o->ntargets, mark_named, named, &a.err);
 	for (int i = 0; i < g->ntasks; i++) /* a map's name, or a group's: what it gathers */
 		if (named[i] && !task_has_work(g->tasks[i]))
 			for (int j = 0; j < g->tasks[i]->ndeps; j++)
@@ -69,92 +146,17 @@ int verb_accept(Options *o, int argc, char **argv)
 	if (cache_begin_run(c, buf_str(&cmd)) != 0)
 		fatal("%s", cache_write_error(c));
 	buf_free(&cmd);
-	int n, accepted = 0, current = 0, refused = 0, listed_ok = 0, listed_no = 0;
-	Task **order = graph_topo_tasks(g, &n);
-	Buf reason = {0};
-	cache_prepare(c);
-	for (int i = 0; i < n; i++) {
-		Task *t = order[i];
-		if (task_is_runner(t))
-			continue; /* no record of its own: its items are tasks */
-		buf_reset(&reason);
-		const Task *blocking = NULL;
-		for (int j = 0; j < t->ndeps && !blocking; j++)
-			if (cache_will_run(c, t->deps[j]))
-				blocking = t->deps[j];
-		enum Verdict v = blocking ? VERDICT_RUN : cache_check(c, t, 1, &reason);
-		if (v == VERDICT_UP_TO_DATE) {
-			current += named[t->index];
-			continue;
-		}
-		if (!named[t->index]) {
-			cache_assume_will_run(c, t); /* its dependents would read what it makes anew */
-			continue;
-		}
-		const char *missing = missing_output(t);
-		buf_reset(&what);
-		int k = blocking || !task_has_work(t) ? ACCEPT_NONE : cache_accept_unfinished(c, t, !missing, &what);
-		if (k == ACCEPT_RUNNING || k == ACCEPT_RESUME) {
-			if (k == ACCEPT_RUNNING)
-				say(&listed_ok, "accepted  %s: its attempt still running, started under the recipe as it was, counts for "
-				       "the recipe as it is: the next `kiln run` re-attaches to it (%s)\n", t->name, buf_str(&reason));
-			else
-				say(&listed_ok, "accepted  %s: its resume state (%s), left by an attempt under the recipe as it was, is kept "
-				       "for the recipe as it is: the next `kiln run` continues from it (%s)\n", t->name,
-				       buf_str(&what), buf_str(&reason));
-			cache_assume_will_run(c, t); /* it still runs, from where it is */
-			accepted++;
-			continue;
-		}
-		if (k == ACCEPT_RUNNING_ALREADY)
-			say(&listed_no, "refused   %s: an attempt of the recipe as it is still runs (left by an earlier kiln): `kiln "
-			       "run` re-attaches to it and records what it makes\n", t->name);
-		else if (k < 0)
-			say(&listed_no, "refused   %s: %s\n", t->name, buf_str(&what));
-		else if (blocking)
-			say(&listed_no, "refused   %s: its dependency %s would run (kiln why %s): run it first, or accept it too\n",
-			       t->name, blocking->name, blocking->name);
-		else if (v == VERDICT_RESTORED)
-			say(&listed_no, "refused   %s: its key is unchanged (%s): `kiln run` puts its recorded outputs back\n", t->name,
-			       buf_str(&reason));
-		else if (!task_has_work(t))
-			say(&listed_no, "refused   %s: it has no command; `kiln run` records it\n", t->name);
-		else if (missing)
-			say(&listed_no, "refused   %s: its output %s is not there: it must run\n", t->name, missing);
-		if (k != ACCEPT_NONE || blocking || v == VERDICT_RESTORED || !task_has_work(t) || missing) {
-			cache_assume_will_run(c, t);
-			refused++;
-			continue;
-		}
-		buf_reset(&err);
-		Metrics m;
-		int with_metrics = t->more->metrics && metrics_read(t->more->metrics, &m, &err) == 0;
-		if (cache_record_success(c, t, &err) != 0) {
-			say(&listed_no, "refused   %s: %s\n", t->name, buf_str(&err));
-			cache_assume_will_run(c, t);
-			refused++;
-		} else {
-			if (with_metrics)
-				cache_put_metrics(c, t, &m); /* what its outputs say is now this recipe's */
-			say(&listed_ok, "accepted  %s (%s)\n", t->name, buf_str(&reason));
-			accepted++;
-			cache_note_accepted(c, t); /* the run's record says what it did */
-		}
-		if (with_metrics)
-			metrics_free(&m);
-	}
-	graph_topo_free(g, order);
-	if (cache_end_run(c, refused ? "failed" : "ok") != 0)
+	cache_plan(c, g, accept_one, &a);
+	if (cache_end_run(c, a.refused ? "failed" : "ok") != 0)
 		fatal("%s", cache_write_error(c));
-	if (listed_ok > LISTED || listed_no > LISTED)
+	if (a.listed_ok > LISTED || a.listed_no > LISTED)
 		printf("kiln: the first %d of each were listed\n", LISTED);
-	printf("kiln: %d task%s accepted, %d already up to date, %d refused\n", accepted, accepted == 1 ? "" : "s", current,
-	       refused);
+	printf("kiln: %d task%s accepted, %d already up to date, %d refused\n", a.accepted, a.accepted == 1 ? "" : "s",
+	       a.current, a.refused);
 	cache_close(c);
 	graph_free(g);
 	free(named);
-	buf_free(&reason);
-	buf_free(&err);
-	buf_free(&what);
-	return refused ? EXIT_TASK_FAILED : 0;
+	buf_free(&a.what);
+	buf_free(&a.err);
+	return a.refused ? EXIT_TASK_FAILED : 0;
 }

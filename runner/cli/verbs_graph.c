@@ -68,13 +68,14 @@ typedef struct {
 	unsigned char *state; /* per task index */
 } Verdicts;
 
-static void note_state(void *ctx, const Task *t, enum Verdict v, const char *reason)
+static int note_state(void *ctx, const Task *t, enum Verdict v, const char *reason)
 {
 	(void)reason;
 	Verdicts *vs = ctx;
 	vs->state[t->index] = v == VERDICT_UP_TO_DATE ? NODE_UP_TO_DATE
 			      : v == VERDICT_RESTORED ? NODE_RESTORE
 			      : cache_last_attempt_failed(vs->c, t->name) ? NODE_FAILED : NODE_RUN;
+	return 0;
 }
 
 /* Where t was declared: the tasks of one task{} (a grid's loop body), map{} or plot{} line

@@ -80,13 +80,14 @@ typedef struct {
 	Buf reason;
 } WhyVerdict;
 
-static void note_verdict(void *ctx, const Task *t, enum Verdict v, const char *reason)
+static int note_verdict(void *ctx, const Task *t, enum Verdict v, const char *reason)
 {
 	WhyVerdict *w = ctx;
 	if (t != w->t || v != VERDICT_RESTORED)
-		return;
+		return 0;
 	w->restored = 1;
 	buf_puts(&w->reason, reason ? reason : "its outputs differ from its last success's");
+	return 0;
 }
 
 int verb_why(Options *o, int argc, char **argv)

@@ -79,7 +79,7 @@ static void print_run_reason(PlanPrint *p, const Task *t, const char *reason)
 	buf_free(&line);
 }
 
-static void print_verdict(void *ctx, const Task *t, enum Verdict v, const char *reason)
+static int print_verdict(void *ctx, const Task *t, enum Verdict v, const char *reason)
 {
 	PlanPrint *p = ctx;
 	if (v == VERDICT_RUN) {
@@ -95,6 +95,7 @@ static void print_verdict(void *ctx, const Task *t, enum Verdict v, const char *
 	} else if (p->all) {
 		print_line(p, "ok        ", t->name, NULL);
 	}
+	return 0;
 }
 
 /* Attempts an earlier kiln started and never saw end (it was killed, or detached): what
