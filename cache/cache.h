@@ -165,6 +165,8 @@ int cache_unclean(Cache *c);
 int cache_last_attempt_number(Cache *c, const char *task);
 /* Whether the latest attempt of task that ran (restores left out) failed or was stopped. */
 int cache_last_attempt_failed(Cache *c, const char *task);
+/* Whether task's latest attempt is open: running, or left by a kiln killed while it ran. */
+int cache_attempt_open(Cache *c, const char *task);
 /* Whether task's outputs stand by `kiln accept` rather than by its command (history.h). */
 int cache_accepted(Cache *c, const char *task, double *when, int64_t *run_id);
 /* Calls fn with every task whose latest attempt that ran failed or was interrupted, and its

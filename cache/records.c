@@ -94,6 +94,14 @@ int cache_unclean(Cache *c) { return c->unclean; }
 
 int cache_last_attempt_number(Cache *c, const char *task) { return c ? history_max_attempt(cache_state(c), task) : 0; }
 
+int cache_attempt_open(Cache *c, const char *task)
+{
+	char key[33];
+	int ok = 0, open = 0;
+	int64_t id;
+	return c && history_last_attempt_row(cache_state(c), task, key, &ok, &id, &open) && open;
+}
+
 int cache_accepted(Cache *c, const char *task, double *when, int64_t *run_id)
 {
 	return c && history_accepted(cache_state(c), task, when, run_id);

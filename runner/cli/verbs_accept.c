@@ -74,6 +74,13 @@ static int accept_one(void *ctx, const Task *task, enum Verdict v, const char *r
 		if (cache_will_run(a->c, t->deps[j]))
 			blocking = t->deps[j];
 	const char *missing = missing_output(t);
+	const Task *shard = t->more->shard ? t->more->shard->runner : NULL;
+	if (shard && cache_attempt_open(a->c, shard->name)) { /* an output in the making is no result */
+		say(&a->listed_no, "refused   %s: its shard %s was left running by an earlier kiln: `kiln run` takes it up "
+		    "first (re-attaching to it, or recording how it ended); accept after that\n", t->name, shard->name);
+		a->refused++;
+		return 0;
+	}
 	buf_reset(&a->what);
 	int k = blocking || !task_has_work(t) ? ACCEPT_NONE : cache_accept_unfinished(a->c, t, !missing, &a->what);
 	if (k == ACCEPT_RUNNING || k == ACCEPT_RESUME) { /* it still runs, from where it is */
