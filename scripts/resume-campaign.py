@@ -9,6 +9,12 @@ Two campaigns against build/kiln (or $KILN), each of KILLS interruptions (defaul
           (beyond the one in flight at a Ctrl-C) from the ledger each epoch appends to.
   map:    a 400-item map{} over 4 shards (tests/e2e/test_map.py's worker), kiln killed with
           -9 at random moments, run again until done. Counts item executions beyond 400.
+  cut:    a PyTorch trainer that saves a 200 MB checkpoint in place (a plain torch.save, as
+          most published trainers do) every 2 s epoch, its process killed with -9 (as the OOM
+          killer or a preemption would) at random moments, every other kill within a save;
+          kiln retries it. Counts epochs run more than once and attempts that failed on a
+          checkpoint they could not load (must be none: kiln puts back its last whole copy).
+          Runs when /usr/bin/python3 has torch; KILLS // 5 kills.
 
 After each campaign the final run must finish with every output right and the next run
 must be a no-op. Prints the counts; exits 1 when a bound is broken.
@@ -114,6 +120,67 @@ def map_campaign(kills, rng):
     return kills, rounds + 1, runs, extra
 
 
+# Saves in place with a plain torch.save after every epoch; appends "epoch N pid" to the
+# ledger and its pid to "pid" at start.
+CUT_TRAINER = r'''
+import os, sys, time, torch
+open("pid", "w").write(str(os.getpid()))
+ckpt, epochs = "ckpt.pt", int(sys.argv[1])
+start, state = 0, {"w": torch.zeros(50_000_000)}
+if os.path.exists(ckpt):
+    state = torch.load(ckpt)
+    start = state["epoch"]
+    print("resuming after epoch", start, flush=True)
+for e in range(start + 1, epochs + 1):
+    time.sleep(2)
+    state["w"] += 1
+    state["epoch"] = e
+    with open("ledger", "a") as f:
+        f.write("epoch %d %d\n" % (e, os.getpid()))
+    torch.save(state, ckpt)
+open("model.txt", "w").write("trained %d epochs, w=%d\n" % (epochs, int(state["w"][0])))
+'''
+
+
+def cut_campaign(kills, rng):
+    ws = Workspace()
+    ws.write("train.py", CUT_TRAINER)
+    epochs = 3 * kills + 3
+    ws.write("kiln.lua", 'task { name = "train", inputs = {"train.py"}, outputs = {"model.txt"}, resume = {"ckpt.pt"}, '
+             'retries = %d, run = {"/usr/bin/python3", "train.py", "%d"} }\n' % (kills + 5, epochs))
+    p = ws.spawn("run")
+    pids = []
+    for _ in range(kills):
+        assert wait_for(lambda: ws.exists("pid") and ws.read("pid") not in pids and ws.read("pid") != "", 120)
+        pid = ws.read("pid")
+        pids.append(pid)
+        if len(pids) % 2:  # at a random moment
+            time.sleep(rng.uniform(1.0, 5.0))
+        else:  # within its save: the ledger's line comes right before it
+            seen = len(ws.read("ledger").splitlines()) if ws.exists("ledger") else 0
+            wait_for(lambda: ws.exists("ledger") and len(ws.read("ledger").splitlines()) > seen, 30)
+            time.sleep(rng.uniform(0, 0.2))
+        try:
+            os.kill(int(pid), signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    out, _ = p.communicate(timeout=1200)
+    assert p.returncode == 0, out
+    assert ws.read("model.txt") == "trained %d epochs, w=%d\n" % (epochs, epochs), ws.read("model.txt")
+    cut = out.count("was cut short")
+    unloadable = sum(1 for n in os.listdir(ws.path(".kiln/logs")) if n.endswith(".log") and
+                     ("central directory" in ws.read(".kiln/logs/" + n) or "PytorchStreamReader" in ws.read(".kiln/logs/" + n)))
+    counts = collections.Counter(int(line.split()[1]) for line in ws.read("ledger").splitlines())
+    redone = sum(n - 1 for n in counts.values())
+    ws.cleanup()
+    return kills, epochs, sum(counts.values()), redone, cut, unloadable
+
+
+def has_torch():
+    import subprocess
+    return subprocess.run(["/usr/bin/python3", "-c", "import torch"], capture_output=True).returncode == 0
+
+
 def main():
     kills = int(sys.argv[1]) if len(sys.argv) > 1 else 100
     seed = int(sys.argv[2]) if len(sys.argv) > 2 else int(time.time())
@@ -127,7 +194,18 @@ def main():
     n, rounds, runs, extra = map_campaign(kills, rng)
     print("map campaign (seed %d): %d kill -9s over %d round(s) of 400 items, %d item executions, "
           "%d beyond one per item (bound: 4 per kill); %.0fs" % (seed, n, rounds, runs, extra, time.time() - start))
-    return 0 if redone <= 4 * ctrl_c and extra <= 4 * n else 1
+    ok = redone <= 4 * ctrl_c and extra <= 4 * n
+    if has_torch():
+        start = time.time()
+        n, epochs, ran, redone, cut, unloadable = cut_campaign(max(1, kills // 5), rng)
+        print("cut campaign (seed %d): %d kill -9s of a trainer saving 200 MB in place, %d epochs, %d epoch runs, "
+              "%d run twice (bound: 2 per kill, %d); %d checkpoints cut short and put back; %d attempts failed on a "
+              "checkpoint they could not load (bound: 0); %.0fs" % (seed, n, epochs, ran, redone, 2 * n, cut, unloadable,
+                                                                    time.time() - start))
+        ok = ok and redone <= 2 * n and unloadable == 0
+    else:
+        print("cut campaign: skipped (/usr/bin/python3 has no torch)")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
