@@ -23,7 +23,27 @@ typedef struct {
 	Cache *c;
 	StrMap failed; /* task -> its latest attempt's outcome, where that failed: read when first needed */
 	int failed_read;
+	StrMap edited; /* input -> how many tasks would run for its change alone (int*) */
 } PlanPrint;
+
+/* A task that would run for one changed input alone ("input eval.py changed (a → b)"),
+ * counted by that input: an edit that changes no result is what kiln accept is for. */
+static void count_edit(PlanPrint *p, const char *reason)
+{
+	const char *end = strstr(reason, " changed (");
+	if (strncmp(reason, "input ", 6) != 0 || !end || strchr(reason, ';'))
+		return;
+	char *path = strndup(reason + 6, (size_t)(end - reason - 6));
+	int *n = strmap_get(&p->edited, path);
+	if (n) {
+		free(path);
+	} else {
+		n = xcalloc(1, sizeof *n);
+		strmap_put(&p->edited, path, n);
+	}
+	(*n)++;
+}
+
 
 /* The lines gathered so far, written out: a MiB at a time, where stdio would write a pipe
  * 4 KiB at a time (11,000 writes for a million-task plan). */
@@ -84,6 +104,7 @@ static int print_verdict(void *ctx, const Task *t, enum Verdict v, const char *r
 	PlanPrint *p = ctx;
 	if (v == VERDICT_RUN) {
 		print_run_reason(p, t, reason);
+		count_edit(p, reason);
 		if (task_has_work(t)) {
 			p->nwork++;
 			if (p->runs)
@@ -270,7 +291,7 @@ int sched_plan(Graph *g, Cache *c, FILE *out, int all, PlanCapacity cap, int *re
 	StrMap durations = {0};
 	cache_each_duration(c, remember, &durations);
 	PlanPrint p = {out, all, durations.count ? xmalloc(((size_t)g->ntasks + 1) * sizeof(Task *)) : NULL, 0, 0, 0, {0},
-		       c, {0}, 0};
+		       c, {0}, 0, {0}};
 	int n = cache_plan(c, g, print_verdict, &p);
 	print_flush(&p);
 	buf_free(&p.text);
@@ -344,6 +365,17 @@ int sched_plan(Graph *g, Cache *c, FILE *out, int all, PlanCapacity cap, int *re
 		}
 		similar_free(&index);
 	}
+	const char *path, *edited = NULL;
+	void *count;
+	int most = 0;
+	for (size_t i = 0; strmap_next(&p.edited, &i, &path, &count);)
+		if (*(int *)count > most)
+			most = *(int *)count, edited = path;
+	if (edited)
+		fprintf(out, "kiln: %d task%s would run for %s's change alone: if that edit makes no difference to their "
+			"results, `kiln accept TASK|GLOB ...` records their outputs as they are (kiln help accept)\n",
+			most, most == 1 ? "" : "s", edited);
+	strmap_free_owned(&p.edited);
 	strmap_free_owned(&durations);
 	free(p.runs);
 	if (restores)

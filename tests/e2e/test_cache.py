@@ -235,6 +235,9 @@ task { name = "summary", inputs = outs, outputs = {"summary.txt"}, run = "cat re
 
     def test_an_edit_that_changes_no_result_is_accepted_and_nothing_runs(self):
         self.ws.write("eval.py", self.ws.read("eval.py") + "# evaluates one dataset\n")
+        r = self.ws.kiln("status")
+        self.assertIn("kiln: 3 tasks would run for eval.py's change alone: if that edit makes no difference to their "
+                      "results, `kiln accept TASK|GLOB ...` records their outputs as they are", r.out)
         r = self.ws.kiln("accept", "eval/*")
         self.assertEqual(r.rc, 0, r)
         self.assertIn("accepted  eval/dtd (input eval.py changed", r.out)
