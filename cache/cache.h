@@ -115,6 +115,10 @@ int cache_accept_unfinished(Cache *c, Task *t, int outputs_there, Buf *what);
  * attempt ended unfinished under an older key, so its next attempt starts afresh and drops
  * them (kiln accept keeps them). 0 when none would be dropped. In resume.c. */
 int cache_resume_dropped(Cache *c, const Task *t, Buf *what);
+/* kiln gc: deletes the resume copies no unfinished attempt may need (their task's latest
+ * attempt succeeded, or it has none: gone from the recipe) and half-made ones. Returns how
+ * many, their size in *bytes. In resume.c. */
+int cache_gc_resume(Cache *c, long long *bytes);
 /* Removes t's declared outputs before an attempt so nothing stale can pass for new. */
 void cache_clear_outputs(Cache *c, Task *t);
 

@@ -4,6 +4,7 @@
 #define _GNU_SOURCE
 #include "resume.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -439,4 +440,53 @@ int cache_resume_dropped(Cache *c, const Task *t, Buf *what)
 		return 0;
 	cache_key_hex(c, t, key);
 	return key[0] && strcmp(key, last_key) != 0 ? n : 0;
+}
+
+/* One file under the copies' folder (a copy "TASK@I", or a half-made "TASK@I.tmp"): gone
+ * unless its task's latest attempt is unfinished, so the copy may still be put back. */
+static void gc_copy(Cache *c, const char *path, long long *bytes, int *n)
+{
+	const char *name = path + strlen(c->resume_dir) + 1, *at = strrchr(name, '@');
+	char key[33];
+	int ok = 0, keep = 0;
+	if (at && !strstr(at, ".tmp")) {
+		char *task = strndup(name, (size_t)(at - name));
+		keep = history_last_attempt(c->state, task, key, &ok) && !ok;
+		free(task);
+	}
+	struct stat st;
+	if (!keep && lstat(path, &st) == 0 && unlink(path) == 0) {
+		*bytes += st.st_size;
+		(*n)++;
+	}
+}
+
+static void gc_walk(Cache *c, const char *dir, long long *bytes, int *n)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	while (d && (e = readdir(d))) {
+		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+			continue;
+		char *path = xasprintf("%s/%s", dir, e->d_name);
+		struct stat st;
+		if (lstat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+			gc_walk(c, path, bytes, n);
+			rmdir(path); /* when emptied */
+		} else {
+			gc_copy(c, path, bytes, n);
+		}
+		free(path);
+	}
+	if (d)
+		closedir(d);
+}
+
+int cache_gc_resume(Cache *c, long long *bytes)
+{
+	cache_ready(c);
+	int n = 0;
+	*bytes = 0;
+	gc_walk(c, c->resume_dir, bytes, &n);
+	return n;
 }

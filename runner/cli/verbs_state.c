@@ -259,11 +259,16 @@ int verb_gc(Options *o, int argc, char **argv)
 	Cache *c = cache_open(KILN_DIR, g, &copt, &err);
 	if (!c || cache_loaded(c, &err) != 0)
 		fatal("%s", buf_str(&err));
-	long long bytes, log_bytes;
+	long long bytes, log_bytes, copy_bytes;
 	int n = cache_gc(c, &bytes);
 	int logs = cache_gc_logs(c, KILN_DIR "/logs", KEEP_LOGS_PER_TASK, &log_bytes);
-	printf("kiln: removed %d unreferenced object%s (%.1f MiB) and %d old attempt log%s (%.1f MiB)\n", n,
+	int copies = cache_gc_resume(c, &copy_bytes);
+	printf("kiln: removed %d unreferenced object%s (%.1f MiB) and %d old attempt log%s (%.1f MiB)", n,
 	       n == 1 ? "" : "s", bytes / 1048576.0, logs, logs == 1 ? "" : "s", log_bytes / 1048576.0);
+	if (copies) /* checkpoints' copies: said only when there were some (most workspaces have none) */
+		printf(", %d checkpoint cop%s no attempt needs (%.1f MiB)", copies, copies == 1 ? "y" : "ies",
+		       copy_bytes / 1048576.0);
+	putchar('\n');
 	cache_close(c);
 	graph_free(g);
 	buf_free(&err);

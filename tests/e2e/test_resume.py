@@ -401,6 +401,12 @@ task { name = "train", inputs = {"train.py"}, outputs = {"model.pt"}, resume = {
         self.assertEqual(p.returncode, 130, out)
         self.assertRegex(out, r"kept     train: ckpt.pt was being written when it stopped; the next `kiln run` "
                               r"continues from its last whole copy, saved at \d\d:\d\d:\d\d")
+        self.ws.write(".kiln/resume/gone/task@0", "x" * 1000)  # of a task no attempt of which is open
+        self.ws.write(".kiln/resume/train@0.tmp", "half")  # a copy a killed kiln left half made
+        r = self.ws.kiln("gc")
+        self.assertIn(", 2 checkpoint copies no attempt needs", r.out)
+        self.assertTrue(self.ws.exists(".kiln/resume/train@0"), "the copy the next attempt needs stays")
+        self.assertFalse(self.ws.exists(".kiln/resume/gone"))
         r = self.ws.kiln("run")
         self.assertEqual(r.rc, 0, r)
         self.assertIn("put back its last whole copy", r.out)
