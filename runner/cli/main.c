@@ -82,7 +82,7 @@ static const struct {
 	 "`kiln status` first lists what would run and why.", verb_accept},
 	{"gc", "kiln gc", "Deletes stored outputs that no recorded success refers to, and old attempt logs: it keeps\n"
 	 "each task's 5 latest attempts' logs, the latest run's, each task's latest success's and\n"
-	 "those of attempts still running.", verb_gc},
+	 "those of attempts still running; and checkpoint copies (resume) no unfinished attempt needs.", verb_gc},
 	{"metrics", "kiln metrics [TASK|GLOB ...] [--rows TAG [--cols TAG] --value METRIC[,METRIC...]] [--baseline TAG=VALUE] [--format text|md|tsv|json|latex] [--best max|min|METRIC=max|min,...] [--vs RUN] [--mean] [--out FILE]",
 	 "Prints the latest recorded metrics. With --rows/--cols/--value, a pivot (e.g. dataset x model of top1);\n"
 	 "with --rows alone, one row per value of the tag and the metrics (all, or those --value lists) as\n"
