@@ -108,9 +108,10 @@ int cache_prepare_attempt(Cache *c, Task *t, const char *key_hex, Buf *note);
  * next run re-attaches to it); ACCEPT_RUNNING_ALREADY when it is open under t's key already;
  * ACCEPT_RESUME when it ended, t's outputs are not there (outputs_there 0) and its resume
  * state is, kept now for t's key (listed in what; the next attempt continues from it);
- * ACCEPT_NONE otherwise; -1 when the state cannot be written (why in what). In resume.c. */
+ * ACCEPT_NONE otherwise; -1 when the state cannot be written (why in what). dry: decides,
+ * writes nothing (kiln accept -n). In resume.c. */
 enum { ACCEPT_NONE, ACCEPT_RESUME, ACCEPT_RUNNING, ACCEPT_RUNNING_ALREADY };
-int cache_accept_unfinished(Cache *c, Task *t, int outputs_there, Buf *what);
+int cache_accept_unfinished(Cache *c, Task *t, int outputs_there, int dry, Buf *what);
 /* For kiln status: the resume paths of t that are there (listed in what) though its latest
  * attempt ended unfinished under an older key, so its next attempt starts afresh and drops
  * them (kiln accept keeps them). 0 when none would be dropped. In resume.c. */

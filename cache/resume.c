@@ -397,7 +397,7 @@ int cache_prepare_attempt(Cache *c, Task *t, const char *key_hex, Buf *note)
 	return keep ? 1 + there : 0;
 }
 
-int cache_accept_unfinished(Cache *c, Task *t, int outputs_there, Buf *what)
+int cache_accept_unfinished(Cache *c, Task *t, int outputs_there, int dry, Buf *what)
 {
 	cache_ready(c);
 	char last_key[33], key[33];
@@ -417,7 +417,7 @@ int cache_accept_unfinished(Cache *c, Task *t, int outputs_there, Buf *what)
 	}
 	if (!open && !there)
 		return ACCEPT_NONE;
-	if (state_attempt_key(c->state, id, key) != 0) {
+	if (!dry && state_attempt_key(c->state, id, key) != 0) {
 		buf_reset(what);
 		buf_puts(what, state_error(c->state));
 		return -1;

@@ -74,12 +74,12 @@ static const struct {
 	 "Deletes the declared outputs and the recorded successes of the named tasks (all by default), so\n"
 	 "the next run runs them instead of restoring them; --deps also cleans what they depend on; --all\n"
 	 "also deletes .kiln/ (state, logs, stored outputs).", verb_clean},
-	{"accept", "kiln accept [RECIPE] TARGET|GLOB ... [name=value ...]",
+	{"accept", "kiln accept [RECIPE] TARGET|GLOB ... [name=value ...] [-n]",
 	 "Records the named tasks' outputs, as they are, as made by the recipe as it is now, without running\n"
 	 "them: after an edit you know changes no result (a comment or a log line in a script they read).\n"
 	 "Their dependents are then up to date too. Refused, with the reason, for a task with an output\n"
 	 "missing, an attempt still running, or a dependency that would run (accept or run it first).\n"
-	 "`kiln status` first lists what would run and why.", verb_accept},
+	 "`kiln status` first lists what would run and why; -n says what it would accept and records nothing.", verb_accept},
 	{"gc", "kiln gc", "Deletes stored outputs that no recorded success refers to, and old attempt logs: it keeps\n"
 	 "each task's 5 latest attempts' logs, the latest run's, each task's latest success's and\n"
 	 "those of attempts still running; and checkpoint copies (resume) no unfinished attempt needs.", verb_gc},

@@ -53,6 +53,8 @@ typedef struct {
 	const char *named; /* by task index: named on the command line (or gathered by a name) */
 	Buf what, err;
 	int accepted, current, refused, listed_ok, listed_no;
+	int dry;           /* -n: says what it would accept, records nothing */
+	const char *word;  /* "accepted  " or "would accept  " */
 } Acceptance;
 
 /* kiln accept's verdict on one task of the plan, in dependency order: 1 when it recorded
@@ -82,14 +84,14 @@ static int accept_one(void *ctx, const Task *task, enum Verdict v, const char *r
 		return 0;
 	}
 	buf_reset(&a->what);
-	int k = blocking || !task_has_work(t) ? ACCEPT_NONE : cache_accept_unfinished(a->c, t, !missing, &a->what);
+	int k = blocking || !task_has_work(t) ? ACCEPT_NONE : cache_accept_unfinished(a->c, t, !missing, a->dry, &a->what);
 	if (k == ACCEPT_RUNNING || k == ACCEPT_RESUME) { /* it still runs, from where it is */
 		if (k == ACCEPT_RUNNING)
-			say(&a->listed_ok, "accepted  %s: its attempt still running, started under the recipe as it was, counts "
-			    "for the recipe as it is: the next `kiln run` re-attaches to it (%s)\n", t->name, reason);
+			say(&a->listed_ok, "%s%s: its attempt still running, started under the recipe as it was, counts "
+			    "for the recipe as it is: the next `kiln run` re-attaches to it (%s)\n", a->word, t->name, reason);
 		else
-			say(&a->listed_ok, "accepted  %s: its resume state (%s), left by an attempt under the recipe as it was, "
-			    "is kept for the recipe as it is: the next `kiln run` continues from it (%s)\n", t->name,
+			say(&a->listed_ok, "%s%s: its resume state (%s), left by an attempt under the recipe as it was, "
+			    "is kept for the recipe as it is: the next `kiln run` continues from it (%s)\n", a->word, t->name,
 			    buf_str(&a->what), reason);
 		a->accepted++;
 		return 0;
@@ -113,6 +115,11 @@ static int accept_one(void *ctx, const Task *task, enum Verdict v, const char *r
 		a->refused++;
 		return 0;
 	}
+	if (a->dry) {
+		say(&a->listed_ok, "%s%s (%s)\n", a->word, t->name, reason);
+		a->accepted++;
+		return 1; /* as if recorded: its dependents are judged as they would be then */
+	}
 	buf_reset(&a->err);
 	Metrics m;
 	int with_metrics = t->more->metrics && metrics_read(t->more->metrics, &m, &a->err) == 0, settled = 0;
@@ -122,7 +129,7 @@ static int accept_one(void *ctx, const Task *task, enum Verdict v, const char *r
 	} else {
 		if (with_metrics)
 			cache_put_metrics(a->c, t, &m); /* what its outputs say is now this recipe's */
-		say(&a->listed_ok, "accepted  %s (%s)\n", t->name, reason);
+		say(&a->listed_ok, "%s%s (%s)\n", a->word, t->name, reason);
 		a->accepted++;
 		cache_note_accepted(a->c, t); /* the run's record says what it did */
 		settled = 1;
@@ -141,7 +148,7 @@ int verb_accept(Options *o, int argc, char **argv)
 	Cache *c = open_cache(o, g, 0); /* the workspace lock: no run may be writing meanwhile */
 	load_graph_with(o, g, c);       /* the targets and what they need */
 	char *named = xcalloc((size_t)g->ntasks + 1, 1);
-	Acceptance a = {.c = c, .named = named};
+	Acceptance a = {.c = c, .named = named, .dry = o->dry_run, .word = o->dry_run ? "would accept  " : "accepted  "};
 	graph_match(g, o->targets, o->ntargets, mark_named, named, &a.err);
 	for (int i = 0; i < g->ntasks; i++) /* a map's name, or a group's: what it gathers */
 		if (named[i] && !task_has_work(g->tasks[i]))
@@ -150,16 +157,16 @@ int verb_accept(Options *o, int argc, char **argv)
 	Buf cmd = {0};
 	for (int i = 0; i < argc; i++)
 		buf_printf(&cmd, "%s%s", i ? " " : "", argv[i]);
-	if (cache_begin_run(c, buf_str(&cmd)) != 0)
+	if (!a.dry && cache_begin_run(c, buf_str(&cmd)) != 0)
 		fatal("%s", cache_write_error(c));
 	buf_free(&cmd);
 	cache_plan(c, g, accept_one, &a);
-	if (cache_end_run(c, a.refused ? "failed" : "ok") != 0)
+	if (!a.dry && cache_end_run(c, a.refused ? "failed" : "ok") != 0)
 		fatal("%s", cache_write_error(c));
 	if (a.listed_ok > LISTED || a.listed_no > LISTED)
 		printf("kiln: the first %d of each were listed\n", LISTED);
-	printf("kiln: %d task%s accepted, %d already up to date, %d refused\n", a.accepted, a.accepted == 1 ? "" : "s",
-	       a.current, a.refused);
+	printf("kiln: %d task%s %s, %d already up to date, %d refused\n", a.accepted, a.accepted == 1 ? "" : "s",
+	       a.dry ? "would be accepted (-n: nothing recorded)" : "accepted", a.current, a.refused);
 	cache_close(c);
 	graph_free(g);
 	free(named);

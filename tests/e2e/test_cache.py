@@ -238,6 +238,10 @@ task { name = "summary", inputs = outs, outputs = {"summary.txt"}, run = "cat re
         r = self.ws.kiln("status")
         self.assertIn("kiln: 3 tasks would run for eval.py's change alone: if that edit makes no difference to their "
                       "results, `kiln accept TASK|GLOB ...` records their outputs as they are", r.out)
+        r = self.ws.kiln("accept", "-n", "eval/*")
+        self.assertIn("would accept  eval/dtd (input eval.py changed", r.out)
+        self.assertIn("kiln: 3 tasks would be accepted (-n: nothing recorded), 0 already up to date", r.out)
+        self.assertIn("3 tasks would run for eval.py's change alone", self.ws.kiln("status").out, "-n recorded nothing")
         r = self.ws.kiln("accept", "eval/*")
         self.assertEqual(r.rc, 0, r)
         self.assertIn("accepted  eval/dtd (input eval.py changed", r.out)
