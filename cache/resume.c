@@ -297,8 +297,9 @@ static void mend(Cache *c, const Task *t, Buf *note)
 {
 	for (int i = 0; i < t->opts->nresume; i++) {
 		const char *path = t->opts->resume[i];
-		if (!resume_file_cut(path))
-			continue;
+		struct stat own;
+		if (lstat(path, &own) != 0 || !S_ISREG(own.st_mode) || !resume_file_cut(path))
+			continue; /* a link is left as it is: what it points at is not kiln's to replace */
 		char when[32];
 		if (resume_cut_with_copy(c, t, i, when, sizeof when)) {
 			char *cp = copy_path(c->resume_dir, t, i), *tmp = xasprintf("%s.kiln-mend", path);
