@@ -112,10 +112,12 @@ int cache_prepare_attempt(Cache *c, Task *t, const char *key_hex, Buf *note);
  * writes nothing (kiln accept -n). In resume.c. */
 enum { ACCEPT_NONE, ACCEPT_RESUME, ACCEPT_RUNNING, ACCEPT_RUNNING_ALREADY };
 int cache_accept_unfinished(Cache *c, Task *t, int outputs_there, int dry, Buf *what);
-/* For kiln status: the resume paths of t that are there (listed in what) though its latest
- * attempt ended unfinished under an older key, so its next attempt starts afresh and drops
- * them (kiln accept keeps them). 0 when none would be dropped. In resume.c. */
-int cache_resume_dropped(Cache *c, const Task *t, Buf *what);
+/* For kiln status: what t's next attempt does with the resume state its latest attempt left
+ * unfinished (the paths that are there listed in what): RESUME_CONTINUES from it (the same
+ * key), RESUME_DROPPED (an older key: it starts afresh; kiln accept keeps it), or
+ * RESUME_NONE (none there, or the latest attempt succeeded). In resume.c. */
+enum { RESUME_NONE, RESUME_CONTINUES, RESUME_DROPPED };
+int cache_resume_plan(Cache *c, const Task *t, Buf *what);
 /* kiln gc: deletes the resume copies no unfinished attempt may need (their task's latest
  * attempt succeeded, or it has none: gone from the recipe) and half-made ones. Returns how
  * many, their size in *bytes. In resume.c. */

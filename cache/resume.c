@@ -426,21 +426,21 @@ int cache_accept_unfinished(Cache *c, Task *t, int outputs_there, int dry, Buf *
 	return open ? ACCEPT_RUNNING : ACCEPT_RESUME;
 }
 
-int cache_resume_dropped(Cache *c, const Task *t, Buf *what)
+int cache_resume_plan(Cache *c, const Task *t, Buf *what)
 {
 	char last_key[33], key[33];
 	int last_ok = 0, n = 0;
 	if (!t->opts->nresume || !history_last_attempt(c->state, t->name, last_key, &last_ok) || last_ok)
-		return 0;
+		return RESUME_NONE;
 	for (int i = 0; i < t->opts->nresume; i++) {
 		struct stat st;
 		if (lstat(t->opts->resume[i], &st) == 0)
 			buf_printf(what, "%s%s", n++ ? ", " : "", t->opts->resume[i]);
 	}
 	if (!n)
-		return 0;
+		return RESUME_NONE;
 	cache_key_hex(c, t, key);
-	return key[0] && strcmp(key, last_key) != 0 ? n : 0;
+	return !key[0] ? RESUME_NONE : strcmp(key, last_key) ? RESUME_DROPPED : t->forced ? RESUME_DROPPED : RESUME_CONTINUES;
 }
 
 /* One file under the copies' folder (a copy "TASK@I", or a half-made "TASK@I.tmp"): gone

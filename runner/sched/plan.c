@@ -73,28 +73,33 @@ static void remember_failed(void *ctx, const char *task, const char *outcome)
 }
 
 /* A task with no success recorded whose latest attempt failed says so: which runs afresh and
- * which failed last time are told apart (the state is asked once, at the first). */
+ * which failed last time are told apart (the state is asked once, at the first). A task
+ * with resume state says whether the run continues from it or, its key changed, drops it. */
 static void print_run_reason(PlanPrint *p, const Task *t, const char *reason)
 {
-	if (strcmp(reason, CACHE_NO_SUCCESS) != 0) {
+	const char *outcome = NULL;
+	if (!strcmp(reason, CACHE_NO_SUCCESS)) {
+		if (!p->failed_read) {
+			p->failed_read = 1;
+			cache_each_failed_latest(p->c, remember_failed, &p->failed);
+		}
+		outcome = p->failed.count ? strmap_get(&p->failed, t->name) : NULL;
+	}
+	Buf line = {0}, kept = {0};
+	int resume = t->opts->nresume ? cache_resume_plan(p->c, t, &kept) : RESUME_NONE;
+	if (!outcome && resume == RESUME_NONE) { /* the common case: the reason alone */
 		print_line(p, "run       ", t->name, reason);
 		return;
 	}
-	if (!p->failed_read) {
-		p->failed_read = 1;
-		cache_each_failed_latest(p->c, remember_failed, &p->failed);
-	}
-	const char *outcome = p->failed.count ? strmap_get(&p->failed, t->name) : NULL;
-	if (!outcome) {
-		print_line(p, "run       ", t->name, reason);
-		return;
-	}
-	Buf line = {0}, dropped = {0};
-	buf_printf(&line, "%s; its latest attempt: %s (kiln log %s)", reason, outcome, t->name);
-	if (cache_resume_dropped(p->c, t, &dropped)) /* GPU hours a changed key throws away: said first */
+	buf_puts(&line, reason);
+	if (outcome)
+		buf_printf(&line, "; its latest attempt: %s (kiln log %s)", outcome, t->name);
+	if (resume == RESUME_DROPPED) /* GPU hours a changed key throws away: said first */
 		buf_printf(&line, "; its resume state (%s) is of the task as it was, so it starts afresh (after a change "
-			   "that makes no difference to it, `kiln accept %s` keeps it)", buf_str(&dropped), t->name);
-	buf_free(&dropped);
+			   "that makes no difference to it, `kiln accept %s` keeps it)", buf_str(&kept), t->name);
+	else if (resume == RESUME_CONTINUES)
+		buf_printf(&line, "; it continues from its resume state (%s)", buf_str(&kept));
+	buf_free(&kept);
 	print_line(p, "run       ", t->name, buf_str(&line));
 	buf_free(&line);
 }

@@ -113,6 +113,7 @@ class Resume(KilnTestCase):
         self.assertFalse(marked_processes(self.ws.dir), "Ctrl-C stops the attempt")
         done = len(self.ledger())
         self.assertLess(done, 8)
+        self.assertIn("it continues from its resume state (ckpt/snapshot.json)", self.ws.kiln("status").out)
         r = self.ws.kiln("run")
         self.assertEqual(r.rc, 0, r)
         self.assertEqual(r.ran, {"train"})
