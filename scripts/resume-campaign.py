@@ -20,6 +20,7 @@ After each campaign the final run must finish with every output right and the ne
 must be a no-op. Prints the counts; exits 1 when a bound is broken.
 """
 import collections
+import subprocess
 import os
 import random
 import signal
@@ -120,35 +121,13 @@ def map_campaign(kills, rng):
     return kills, rounds + 1, runs, extra
 
 
-# Saves in place with a plain torch.save after every epoch; appends "epoch N pid" to the
-# ledger and its pid to "pid" at start.
-CUT_TRAINER = r'''
-import os, sys, time, torch
-open("pid", "w").write(str(os.getpid()))
-ckpt, epochs = "ckpt.pt", int(sys.argv[1])
-start, state = 0, {"w": torch.zeros(50_000_000)}
-if os.path.exists(ckpt):
-    state = torch.load(ckpt)
-    start = state["epoch"]
-    print("resuming after epoch", start, flush=True)
-for e in range(start + 1, epochs + 1):
-    time.sleep(2)
-    state["w"] += 1
-    state["epoch"] = e
-    with open("ledger", "a") as f:
-        f.write("epoch %d %d\n" % (e, os.getpid()))
-    torch.save(state, ckpt)
-open("model.txt", "w").write("trained %d epochs, w=%d\n" % (epochs, int(state["w"][0])))
-'''
-
-
 def cut_campaign(kills, rng):
     ws = Workspace()
-    ws.write("train.py", CUT_TRAINER)
+    ws.write("train.py", test_resume.TORCH_TRAINER)  # saves in place with a plain torch.save
     epochs = 3 * kills + 3
-    ws.write("kiln.lua", 'task { name = "train", inputs = {"train.py"}, outputs = {"model.txt"}, resume = {"ckpt.pt"}, '
-             'retries = %d, run = {"/usr/bin/python3", "train.py", "%d"} }\n' % (kills + 5, epochs))
-    p = ws.spawn("run")
+    ws.write("kiln.lua", 'task { name = "train", inputs = {"train.py"}, outputs = {"model.pt"}, resume = {"ckpt.pt"}, '
+             'retries = %d, run = {"/usr/bin/python3", "train.py", "{resume}", "%d"} }\n' % (kills + 5, epochs))
+    p = ws.spawn("run", env={"EPOCH_SEC": "2", "SIZE": "50000000"})  # a 200 MB checkpoint
     pids = []
     for _ in range(kills):
         assert wait_for(lambda: ws.exists("pid") and ws.read("pid") not in pids and ws.read("pid") != "", 120)
@@ -166,18 +145,20 @@ def cut_campaign(kills, rng):
             pass
     out, _ = p.communicate(timeout=1200)
     assert p.returncode == 0, out
-    assert ws.read("model.txt") == "trained %d epochs, w=%d\n" % (epochs, epochs), ws.read("model.txt")
+    w = subprocess.run(["/usr/bin/python3", "-c", "import torch; print(int(torch.load('model.pt')[0]))"],
+                       cwd=ws.dir, capture_output=True, text=True).stdout.strip()
+    assert w == str(epochs), "the weights saw every epoch once: %s" % w
     cut = out.count("was cut short")
     unloadable = sum(1 for n in os.listdir(ws.path(".kiln/logs")) if n.endswith(".log") and
                      ("central directory" in ws.read(".kiln/logs/" + n) or "PytorchStreamReader" in ws.read(".kiln/logs/" + n)))
     counts = collections.Counter(int(line.split()[1]) for line in ws.read("ledger").splitlines())
+    assert sorted(counts) == list(range(1, epochs + 1)), counts
     redone = sum(n - 1 for n in counts.values())
     ws.cleanup()
     return kills, epochs, sum(counts.values()), redone, cut, unloadable
 
 
 def has_torch():
-    import subprocess
     return subprocess.run(["/usr/bin/python3", "-c", "import torch"], capture_output=True).returncode == 0
 
 

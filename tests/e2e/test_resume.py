@@ -300,15 +300,16 @@ class Resume(KilnTestCase):
 # the file's time), so the copy's epoch is known.
 TORCH_TRAINER = r'''
 import io, os, signal, sys, time, torch
+open("pid", "w").write(str(os.getpid()))
 ckpt, epochs = sys.argv[1], int(sys.argv[2])
 die_at, how = int(os.environ.get("DIE_AT", "-1")), os.environ.get("HOW", "kill")
-start, state = 0, {"w": torch.zeros(300_000)}
+start, state = 0, {"w": torch.zeros(int(os.environ.get("SIZE", "300000")))}
 if os.path.exists(ckpt):
     state = torch.load(ckpt)  # a checkpoint cut short fails here
     start = state["epoch"]
     print("resuming after epoch", start, flush=True)
 for e in range(start + 1, epochs + 1):
-    time.sleep(0.3)
+    time.sleep(float(os.environ.get("EPOCH_SEC", "0.3")))
     state["w"] += 1
     state["epoch"] = e
     with open("ledger", "a") as f:
