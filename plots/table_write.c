@@ -83,7 +83,13 @@ static void write_json(FILE *out, const Table *t)
 			else
 				json_str(out, v);
 		}
-		fputs("}", out);
+		int nbest = 0; /* --best: the row's best columns, by name */
+		for (int c = 0; c < t->ncols; c++)
+			if (is_best(t, r, c)) {
+				fputs(nbest++ ? ", " : ", \"best\": [", out);
+				json_str(out, table_cell(t, 0, c));
+			}
+		fputs(nbest ? "]}" : "}", out);
 	}
 	fputs("\n]\n", out);
 }

@@ -106,6 +106,11 @@ end
         self.assertEqual(lines[5:], ["1 & 0.3000 & \\textbf{0.2500} & 0.9000 \\\\", "2 & 0.2800 & \\textbf{0.2700} &  \\\\",
                                      "\\midrule", "mean & 0.2900 & \\textbf{0.2600} & 0.9000 \\\\", "\\bottomrule",
                                      "\\end{tabular}"], t.out)
+        # as JSON: each row names its best columns
+        t = self.ws.kiln("metrics", "--rows", "seed", "--cols", "method", "--value", "loss", "--best", "min",
+                         "--format", "json")
+        rows = json.loads(t.out)
+        self.assertEqual([r.get("best") for r in rows], [["all_reduce"], ["all_reduce"]], t.out)
         for bad, said in ((("--best", "most"), "--best takes max, min or METRIC=max|min"),
                           (("--best", "top5=max"), "no column of this table holds the metric top5"),
                           (("--format", "tex"), "--format takes text, md, tsv, json or latex")):
