@@ -109,6 +109,80 @@ static void ranks_preamble(Buf *b, const Task *t)
 			   t->opts->rank_nodes);
 }
 
+/* A checkpoint cut short (cache/resume.h) on an ssh host, where kiln's own watch cannot see:
+ * the job script does there what kiln does here. kiln_cut tells a file cut short (empty, or
+ * a zip archive whose last 64 KiB hold no end record); before an attempt that continues,
+ * each resume file cut short is put back from its copy (.kiln/resume/TASK@I in the host's
+ * workdir) or removed; while the command runs, a watcher in the job's process group copies
+ * each resume file once its stat held for a second and it is whole, where the disk has room
+ * for the next save and a GiB besides, and stops copying a file replaced whole at each save
+ * (a new inode). Needs GNU stat (%.9Y); without it nothing is copied. */
+static void resume_guard(Buf *b, const Job *job)
+{
+	const Task *t = job->task;
+	buf_puts(b, "kiln_cut() { [ -f \"$1\" ] || return 1; [ -s \"$1\" ] || return 0\n"
+		    "[ \"$(head -c 4 \"$1\" | od -An -tx1 | tr -d ' \\n')\" = 504b0304 ] || return 1\n"
+		    "! tail -c 65557 \"$1\" | od -An -v -tx1 | tr -d ' \\n' | grep -q 504b0506; }\n");
+	for (int i = 0; i < t->opts->nresume; i++) {
+		Buf p = {0}, c = {0};
+		buf_shell_quote(&p, t->opts->resume[i]);
+		char *copy = xasprintf(".kiln/resume/%s@%d", t->name, i);
+		buf_shell_quote(&c, copy);
+		free(copy);
+		if (!job->resume_kept) /* the state is cleared: its copy with it */
+			buf_printf(b, "rm -f %s %s.tmp\n", c.data, c.data);
+		else
+			buf_printf(b, "if kiln_cut %s; then if [ -f %s ] && ! kiln_cut %s && cp -p %s %s.kiln-mend && mv -f "
+				   "%s.kiln-mend %s; then echo \"kiln: \"%s\" was cut short (an attempt was stopped while "
+				   "writing it): put back its last whole copy, saved at $(date -r %s '+%%H:%%M:%%S')\" >&2; "
+				   "else rm -f %s; echo \"kiln: \"%s\" was cut short (an attempt was stopped while writing it) "
+				   "and kiln holds no whole copy of it: removed, so this attempt starts it afresh\" >&2; fi; fi\n",
+				   p.data, c.data, c.data, c.data, p.data, p.data, p.data, p.data, c.data, p.data, p.data);
+		buf_free(&p);
+		buf_free(&c);
+	}
+	buf_puts(b, "mkdir -p .kiln/resume && (\n");
+	for (int i = 0; i < t->opts->nresume; i++) { /* l: last look, d: copied, n: inode settled, a: atomic */
+		Buf p = {0}, c = {0};
+		buf_shell_quote(&p, t->opts->resume[i]);
+		char *copy = xasprintf(".kiln/resume/%s@%d", t->name, i), *dir = strdup(copy);
+		*strrchr(dir, '/') = 0;
+		buf_shell_quote(&c, copy);
+		Buf d = {0};
+		buf_shell_quote(&d, dir);
+		buf_printf(b, "mkdir -p %s; l%d=; a%d=; n%d=$(stat -c %%i -- %s 2>/dev/null); d%d=; "
+			   "[ \"$(stat -c '%%s %%.9Y' -- %s 2>/dev/null)\" = \"$(stat -c '%%s %%.9Y' -- %s 2>/dev/null)\" ] && "
+			   "d%d=$(stat -c '%%i %%s %%.9Y' -- %s 2>/dev/null)\n",
+			   d.data, i, i, i, p.data, i, p.data, c.data, i, p.data);
+		buf_free(&d);
+		free(copy);
+		free(dir);
+		buf_free(&p);
+		buf_free(&c);
+	}
+	buf_puts(b, "while sleep 1; do\n");
+	for (int i = 0; i < t->opts->nresume; i++) {
+		Buf p = {0}, c = {0};
+		buf_shell_quote(&p, t->opts->resume[i]);
+		char *copy = xasprintf(".kiln/resume/%s@%d", t->name, i);
+		buf_shell_quote(&c, copy);
+		free(copy);
+		const char *P = p.data, *C = c.data;
+		buf_printf(b, "[ -z \"$a%d\" ] && s=$(stat -c '%%i %%s %%.9Y' -- %s 2>/dev/null) && "
+			   "if [ \"$s\" != \"$l%d\" ]; then l%d=$s; elif [ \"$s\" != \"$d%d\" ]; then "
+			   "if [ -n \"$n%d\" ] && [ \"${s%%%% *}\" != \"$n%d\" ]; then a%d=1; rm -f %s; "
+			   "else n%d=${s%%%% *}; z=${s#* }; z=${z%%%% *}; "
+			   "f=$(df -Pk .kiln/resume | awk 'NR==2 {print $4}'); "
+			   "if ! kiln_cut %s && [ \"${f:-0}\" -ge $((z / 512 + 1048576)) ] && cp -p %s %s.tmp && "
+			   "[ \"$(stat -c '%%i %%s %%.9Y' -- %s)\" = \"$s\" ] && ! kiln_cut %s.tmp && mv -f %s.tmp %s; "
+			   "then d%d=$s; else rm -f %s.tmp; d%d=$s; fi; fi; fi\n",
+			   i, P, i, i, i, i, i, i, C, i, P, P, C, P, C, C, C, i, C, i);
+		buf_free(&p);
+		buf_free(&c);
+	}
+	buf_puts(b, "done ) </dev/null >/dev/null 2>&1 3>&- &\nkiln_watch=$!\n");
+}
+
 char *exec_job_script(const Job *job, const char *workspace, const char *exit_path, int remote, const char *prelude)
 {
 	const Task *t = job->task;
@@ -118,6 +192,9 @@ char *exec_job_script(const Job *job, const char *workspace, const char *exit_pa
 	buf_puts(&b, "\ncd ");
 	buf_shell_quote(&b, workspace);
 	buf_puts(&b, " || exit 1\n");
+	int guard = remote && t->opts->nresume > 0;
+	if (guard)
+		resume_guard(&b, job);
 	/* the command starts in its cwd; the exit file stays where kiln looks (the workspace) */
 	const char *top = t->opts->cwd ? "\"$kiln_top\"/" : "";
 	if (t->opts->cwd) {
@@ -180,7 +257,10 @@ char *exec_job_script(const Job *job, const char *workspace, const char *exit_pa
 		}
 	}
 	/* fd 3 on an ssh host is the agent's FIFO (ssh_agent.c): the job script's, not the command's */
-	buf_puts(&b, remote ? " 3>&- </dev/null\nrc=$?\nprintf '%s\\n' \"$rc\" > " : " </dev/null\nrc=$?\nprintf '%s\\n' \"$rc\" > ");
+	buf_puts(&b, remote ? " 3>&- </dev/null\nrc=$?\n" : " </dev/null\nrc=$?\n");
+	if (guard) /* the watcher goes with the command */
+		buf_puts(&b, "kill $kiln_watch 2>/dev/null\n");
+	buf_puts(&b, "printf '%s\\n' \"$rc\" > ");
 	buf_puts(&b, top);
 	if (remote) { /* read only once the job's group is gone (exec_ssh.c): no rename needed */
 		buf_shell_quote(&b, exit_path);

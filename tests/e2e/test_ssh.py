@@ -4,7 +4,8 @@ host (a busy device is left alone); inputs are copied only where a task needs th
 copy deleted there is copied again; stopping one server mid-run moves its tasks elsewhere;
 kill -9 of kiln then a re-run re-attaches without running anything again; Ctrl-C stops the
 remote process groups; a no-op re-run starts nothing on any host; a full workdir there is
-said in words; recipe mistakes about hosts are errors with file:line."""
+said in words; a checkpoint cut short on a host is put back from the copy taken there;
+recipe mistakes about hosts are errors with file:line."""
 import collections
 import os
 import re
@@ -387,6 +388,30 @@ end
         where = os.path.join(self.lab.hosts["v800"].workdir(), "runs/t/where.txt")
         with open(where) as f:
             self.assertEqual(f.read().strip(), os.path.realpath(os.path.join(self.lab.hosts["v800"].workdir(), "runs/t")))
+
+    @unittest.skipIf(NO_TORCH, NO_TORCH or "")
+    def test_a_checkpoint_cut_short_on_a_host_is_put_back_from_its_copy_there(self):
+        import test_resume  # its trainer saves in place with a plain torch.save, killed mid-save once
+        self.ws.write("train.py", test_resume.TORCH_TRAINER)
+        self.ws.write("kiln.lua", 'task { name = "train", host = "v800", inputs = {"train.py"}, outputs = {"model.pt"}, '
+                      'resume = {"ckpt.pt"}, retries = 1, env = { DIE_AT = "3" }, '
+                      'run = {"%s", "train.py", "{resume}", "5"} }\n' % PYTHON)
+        r = self.kiln()
+        self.assertEqual(r.rc, 0, r)
+        log2 = self.ws.read(".kiln/logs/train@2.log")
+        self.assertIn("ckpt.pt was cut short (an attempt was stopped while writing it): put back its last whole "
+                      "copy, saved at ", log2)
+        self.assertIn("resuming after epoch 2", log2)
+        with open(os.path.join(self.lab.hosts["v800"].workdir(), "ledger")) as f:
+            self.assertEqual([int(line.split()[1]) for line in f], [1, 2, 3, 3, 4, 5])
+        # a stop mid-save with no copy there yet: removed, and the retry starts afresh
+        self.ws.write("kiln.lua", self.ws.read("kiln.lua").replace('DIE_AT = "3"', 'DIE_AT = "1"'))
+        os.remove(os.path.join(self.lab.hosts["v800"].workdir(), "died"))
+        r = self.kiln()
+        self.assertEqual(r.rc, 0, r)
+        log = self.ws.read(".kiln/logs/train@4.log")
+        self.assertIn("kiln holds no whole copy of it: removed, so this attempt starts it afresh", log)
+        self.assertNotIn("resuming", log)
 
     def test_a_full_workdir_on_a_host_is_said_in_words(self):
         import subprocess
