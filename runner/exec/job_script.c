@@ -109,27 +109,37 @@ static void ranks_preamble(Buf *b, const Task *t)
 			   t->opts->rank_nodes);
 }
 
-/* A checkpoint cut short (cache/resume.h) on an ssh host, where kiln's own watch cannot see:
- * the job script does there what kiln does here. kiln_cut tells a file cut short (empty, or
- * a zip archive whose last 64 KiB hold no end record); before an attempt that continues,
- * each resume file cut short is put back from its copy (.kiln/resume/TASK@I in the host's
- * workdir) or removed; while the command runs, a watcher in the job's process group copies
- * each resume file once its stat held for a second and it is whole, where the disk has room
- * for the next save and a GiB besides, and stops copying a file replaced whole at each save
- * (a new inode). Needs GNU stat (%.9Y); without it nothing is copied. */
-static void resume_guard(Buf *b, const Job *job)
+/* Resume path i of t and its copy's (.kiln/resume/TASK@I, from the workspace), shell-quoted. */
+static void resume_words(const Task *t, int i, Buf *path, Buf *copy)
+{
+	char *c = xasprintf(".kiln/resume/%s@%d", t->name, i);
+	buf_shell_quote(path, t->opts->resume[i]);
+	buf_shell_quote(copy, c);
+	free(c);
+}
+
+/* A checkpoint cut short (cache/resume.h) where kiln's own watch cannot act: the job script
+ * does it. kiln_cut tells a file cut short (empty, or a zip archive whose last 64 KiB hold
+ * no end record). On an ssh host (remote): before an attempt that continues, each resume
+ * file cut short is put back from its copy (.kiln/resume/TASK@I in the host's workdir) or
+ * removed; while the command runs, a watcher in the job's process group copies each resume
+ * file once its stat held for a second and it is whole, where the disk has room for the
+ * next save and a GiB besides, and stops copying a file replaced whole at each save (a new
+ * inode); needs GNU stat (%.9Y), without which nothing is copied. On Slurm, kiln watches and
+ * mends as locally, but a job Slurm requeued (preemption) starts again without kiln: its
+ * script mends from kiln's copies then (SLURM_RESTART_COUNT). */
+static void resume_guard(Buf *b, const Job *job, int remote)
 {
 	const Task *t = job->task;
+	if (!remote)
+		buf_puts(b, "if [ \"${SLURM_RESTART_COUNT:-0}\" -gt 0 ]; then\n");
 	buf_puts(b, "kiln_cut() { [ -f \"$1\" ] || return 1; [ -s \"$1\" ] || return 0\n"
 		    "[ \"$(head -c 4 \"$1\" | od -An -tx1 | tr -d ' \\n')\" = 504b0304 ] || return 1\n"
 		    "! tail -c 65557 \"$1\" | od -An -v -tx1 | tr -d ' \\n' | grep -q 504b0506; }\n");
 	for (int i = 0; i < t->opts->nresume; i++) {
 		Buf p = {0}, c = {0};
-		buf_shell_quote(&p, t->opts->resume[i]);
-		char *copy = xasprintf(".kiln/resume/%s@%d", t->name, i);
-		buf_shell_quote(&c, copy);
-		free(copy);
-		if (!job->resume_kept) /* the state is cleared: its copy with it */
+		resume_words(t, i, &p, &c);
+		if (remote && !job->resume_kept) /* the state is cleared: its copy with it */
 			buf_printf(b, "rm -f %s %s.tmp\n", c.data, c.data);
 		else
 			buf_printf(b, "if kiln_cut %s; then if [ -f %s ] && ! kiln_cut %s && cp -p %s %s.kiln-mend && mv -f "
@@ -141,32 +151,30 @@ static void resume_guard(Buf *b, const Job *job)
 		buf_free(&p);
 		buf_free(&c);
 	}
+	if (!remote) {
+		buf_puts(b, "fi\n");
+		return;
+	}
 	buf_puts(b, "mkdir -p .kiln/resume && (\n");
 	for (int i = 0; i < t->opts->nresume; i++) { /* l: last look, d: copied, n: inode settled, a: atomic */
-		Buf p = {0}, c = {0};
-		buf_shell_quote(&p, t->opts->resume[i]);
-		char *copy = xasprintf(".kiln/resume/%s@%d", t->name, i), *dir = strdup(copy);
+		Buf p = {0}, c = {0}, d = {0};
+		resume_words(t, i, &p, &c);
+		char *dir = xasprintf(".kiln/resume/%s", t->name); /* the copy's folder */
 		*strrchr(dir, '/') = 0;
-		buf_shell_quote(&c, copy);
-		Buf d = {0};
 		buf_shell_quote(&d, dir);
 		buf_printf(b, "mkdir -p %s; l%d=; a%d=; n%d=$(stat -c %%i -- %s 2>/dev/null); d%d=; "
 			   "[ \"$(stat -c '%%s %%.9Y' -- %s 2>/dev/null)\" = \"$(stat -c '%%s %%.9Y' -- %s 2>/dev/null)\" ] && "
 			   "d%d=$(stat -c '%%i %%s %%.9Y' -- %s 2>/dev/null)\n",
 			   d.data, i, i, i, p.data, i, p.data, c.data, i, p.data);
-		buf_free(&d);
-		free(copy);
 		free(dir);
+		buf_free(&d);
 		buf_free(&p);
 		buf_free(&c);
 	}
 	buf_puts(b, "while sleep 1; do\n");
 	for (int i = 0; i < t->opts->nresume; i++) {
 		Buf p = {0}, c = {0};
-		buf_shell_quote(&p, t->opts->resume[i]);
-		char *copy = xasprintf(".kiln/resume/%s@%d", t->name, i);
-		buf_shell_quote(&c, copy);
-		free(copy);
+		resume_words(t, i, &p, &c);
 		const char *P = p.data, *C = c.data;
 		buf_printf(b, "[ -z \"$a%d\" ] && s=$(stat -c '%%i %%s %%.9Y' -- %s 2>/dev/null) && "
 			   "if [ \"$s\" != \"$l%d\" ]; then l%d=$s; elif [ \"$s\" != \"$d%d\" ]; then "
@@ -192,9 +200,9 @@ char *exec_job_script(const Job *job, const char *workspace, const char *exit_pa
 	buf_puts(&b, "\ncd ");
 	buf_shell_quote(&b, workspace);
 	buf_puts(&b, " || exit 1\n");
-	int guard = remote && t->opts->nresume > 0;
-	if (guard)
-		resume_guard(&b, job);
+	int guard = remote && t->opts->nresume > 0; /* a watcher to stop with the command */
+	if (t->opts->nresume > 0)
+		resume_guard(&b, job, remote);
 	/* the command starts in its cwd; the exit file stays where kiln looks (the workspace) */
 	const char *top = t->opts->cwd ? "\"$kiln_top\"/" : "";
 	if (t->opts->cwd) {

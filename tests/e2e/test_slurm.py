@@ -2,7 +2,8 @@
 here in a temp dir by tests/slurm/cluster.sh, with two fake GPUs through gres): dependency
 order, GPUs from Slurm, exit codes, timeouts, retries, scancel from outside, re-attaching
 after kiln is killed (a job whose task changed since is cancelled, with a note), no-op
-re-runs, one cache for both executors, torchrun on one node for real. Skipped (with the reason) where Slurm cannot start. The job kiln writes for a
+re-runs, one cache for both executors, torchrun on one node for real, a job Slurm requeues
+mid-save continuing from kiln's last whole copy of its checkpoint. Skipped (with the reason) where Slurm cannot start. The job kiln writes for a
 multi-node torchrun task (which a one-node cluster cannot run) is checked against stand-in
 Slurm tools that record what they were given."""
 import os
@@ -168,6 +169,35 @@ end
         for i in (1, 2, 3):
             self.assertEqual(self.ws.read("t%d.txt" % i), "done\n")
         self.assertEqual(self.kiln("run", "--executor", "slurm").ran, set())
+
+    @unittest.skipIf(NO_TORCH, NO_TORCH or "")
+    def test_a_job_slurm_requeues_mid_save_continues_from_kilns_copy(self):
+        import test_resume  # its trainer saves in place with a plain torch.save; here it stalls mid-save once
+        self.ws.write("train.py", test_resume.TORCH_TRAINER)
+        self.ws.write("kiln.lua", 'task { name = "rq/train", executor = "slurm", inputs = {"train.py"}, '
+                      'outputs = {"model.pt"}, resume = {"ckpt.pt"}, env = { DIE_AT = "4", HOW = "hang" }, '
+                      'run = {"%s", "train.py", "{resume}", "5"} }\n' % PYTHON)
+        env = dict(self.ws.env(), SLURM_CONF=STATE["conf"])
+        kiln = os.environ.get("KILN") or os.path.join(HERE, "../../build/kiln")
+        p = subprocess.Popen([kiln, "run"], cwd=self.ws.dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True)
+        self.assertTrue(wait_for(lambda: self.ws.exists("saving"), 120), "the save got going")
+        job = [line.split()[0] for line in subprocess.run(
+            ["squeue", "-h", "-o", "%i %j %T"], capture_output=True, text=True, env=env).stdout.splitlines()
+            if "rq/train" in line and "RUNNING" in line][0]
+        # preempted with requeue, as a cluster's scavenger partition does; started again at once
+        subprocess.run(["scontrol", "requeue", job], check=True, env=env)
+        self.assertTrue(wait_for(lambda: "PENDING" in subprocess.run(
+            ["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True, text=True, env=env).stdout, 30))
+        subprocess.run(["scontrol", "update", "jobid=" + job, "StartTime=now"], check=True, env=env)
+        out, _ = p.communicate(timeout=180)
+        self.assertEqual(p.returncode, 0, out)
+        log = self.ws.read(".kiln/logs/rq/train@1.log")
+        self.assertIn("DUE TO JOB REQUEUE", log)
+        self.assertIn("ckpt.pt was cut short (an attempt was stopped while writing it): put back its last whole copy",
+                      log)
+        self.assertIn("resuming after epoch 3", log)
+        self.assertEqual([int(line.split()[1]) for line in self.ws.read("ledger").splitlines()], [1, 2, 3, 4, 4, 5])
 
     def test_killed_kiln_then_a_changed_task_cancels_the_stale_job(self):
         self.ws.write("kiln.lua", 'task { name = "stale/t", outputs = {"t.txt"}, run = "sleep 60; echo old > {out}" }\n')
