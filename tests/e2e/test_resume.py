@@ -316,7 +316,7 @@ for e in range(start + 1, epochs + 1):
         f.write("epoch %d %d\n" % (e, os.getpid()))
     if e == die_at and not os.path.exists("died"):
         open("died", "w").close()
-        copy = ".kiln/resume/train@0"
+        copy = ".kiln/resume/%s@0" % os.environ["KILN_TASK"]
         for _ in range(300):
             if os.environ.get("NO_WAIT"):  # time enough for a copy, were one taken
                 time.sleep(2.5)

@@ -189,6 +189,9 @@ end
         subprocess.run(["scontrol", "requeue", job], check=True, env=env)
         self.assertTrue(wait_for(lambda: "PENDING" in subprocess.run(
             ["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True, text=True, env=env).stdout, 30))
+        # (Slurm holds a requeued job back a while: started at once, it can find its old
+        # credential still revoked on the node and fail, so a few seconds first)
+        time.sleep(5)
         subprocess.run(["scontrol", "update", "jobid=" + job, "StartTime=now"], check=True, env=env)
         out, _ = p.communicate(timeout=180)
         self.assertEqual(p.returncode, 0, out)
