@@ -78,7 +78,8 @@ static const struct {
 	 "Records the named tasks' outputs, as they are, as made by the recipe as it is now, without running\n"
 	 "them: after an edit you know changes no result (a comment or a log line in a script they read).\n"
 	 "Their dependents are then up to date too. Refused, with the reason, for a task with an output\n"
-	 "missing, an attempt still running, or a dependency that would run (accept or run it first).\n"
+	 "missing or a dependency that would run (accept or run it first). Unfinished work is taken as it\n"
+	 "stands: a killed kiln's running attempt is re-attached, a stopped one's resume state kept.\n"
 	 "`kiln status` first lists what would run and why; -n says what it would accept and records nothing.", verb_accept},
 	{"gc", "kiln gc", "Deletes stored outputs that no recorded success refers to, and old attempt logs: it keeps\n"
 	 "each task's 5 latest attempts' logs, the latest run's, each task's latest success's and\n"
