@@ -8,6 +8,12 @@
 #include <stdio.h>
 #include <stdint.h>
 
+/* C linkage for the CUDA modules too (C++ would look for mangled names the C objects lack,
+ * and a module that needs one does not load). */
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum { DT_F16, DT_F32, DT_I32, DT_I64 } DType;
 
 /* A C-ordered array read from (or for) a .npy file; data points into a mapping. */
@@ -63,6 +69,7 @@ typedef struct {
 	int64_t *class_top1;
 	int32_t *topk;        /* n x ZS_K predicted classes, best first (owned; NULL if not kept) */
 	double seconds;
+	double kernel_seconds; /* cuda: the kernels alone (CUDA events, summed over chunks); cpu: 0 */
 	const char *device;   /* "cpu" or "cuda" */
 } ZeroshotResult;
 
@@ -101,5 +108,9 @@ int synth_write(const SynthSpec *s, const char *dir, char *err, size_t errlen);
 
 /* GPU probe: writes JSON to out; returns 1 if the machine is usable for GPU work. */
 int probe_run(FILE *out);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

