@@ -23,13 +23,16 @@ mkdir -p "$(dirname "$log")"
 		cmake -S . -B "$KILN_BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null &&
 			cmake --build "$KILN_BUILD" || exit 1
 	fi
-	for t in test_cuda_vs_cpu test_gpu_comm_conv; do # ctest -L gpu, without needing this tree's ctest files
+	# ctest -L gpu (and the modules' load check), without needing this tree's ctest files
+	for t in test_modules_load test_cuda_vs_cpu test_gpu_comm_conv; do
 		echo "== $t"
 		timeout 300 "$KILN_BUILD/tests/$t"
 		echo "$t: exit $?"
 	done
-	KILN_PREBUILT=1 sh kernels/bench/run.sh
-	[ -n "${OUT:-}" ] && cp "$KILN_BUILD"/bench-gpu/*.json "$OUT"/ 2>/dev/null
+	KILN_BENCH="zeroshot comm" KILN_PREBUILT=1 sh kernels/bench/run.sh
 	echo "== a recipe end to end"
 	KILN="$KILN_BUILD/kiln" timeout 400 sh scripts/gpu-recipe-check.sh
+	echo "== cuDNN convolutions against PyTorch"
+	KILN_BENCH=conv KILN_PREBUILT=1 sh kernels/bench/run.sh
+	[ -n "${OUT:-}" ] && cp "$KILN_BUILD"/bench-gpu/*.json "$OUT"/ 2>/dev/null
 } 2>&1 | tee "$log"

@@ -13,14 +13,21 @@ if [ "${KILN_PREBUILT:-0}" != 1 ]; then
 fi
 . scripts/gpu-env.sh
 mkdir -p "$b/bench-gpu"
-"$b/kernels/bench_zeroshot" "$@"
-"$b/kiln-kernels" probe
 have_torch=0
 "$PYTHON" -c "import torch; assert torch.cuda.is_available()" 2>/dev/null && have_torch=1
-[ $have_torch = 1 ] && "$PYTHON" kernels/bench/torch_zeroshot.py "$@"
-"$b/kiln-kernels" comm --device cuda --out "$b/bench-gpu/comm.json"
-for dtype in fp16 bf16; do
-  "$b/kiln-kernels" conv --device cuda --dtype $dtype --batch 64 --out "$b/bench-gpu/conv-$dtype.json" &&
-    [ $have_torch = 1 ] && "$PYTHON" kernels/bench/torch_conv.py "$b/bench-gpu/conv-$dtype.json"
+for part in ${KILN_BENCH:-zeroshot comm conv}; do # KILN_BENCH picks parts, in its order
+  case $part in
+  zeroshot)
+    "$b/kernels/bench_zeroshot" "$@"
+    "$b/kiln-kernels" probe
+    [ $have_torch = 1 ] && "$PYTHON" kernels/bench/torch_zeroshot.py "$@" ;;
+  comm) "$b/kiln-kernels" comm --device cuda --out "$b/bench-gpu/comm.json" ;;
+  conv)
+    for dtype in fp16 bf16; do
+      "$b/kiln-kernels" conv --device cuda --dtype $dtype --batch 64 --out "$b/bench-gpu/conv-$dtype.json" &&
+        [ $have_torch = 1 ] && "$PYTHON" kernels/bench/torch_conv.py "$b/bench-gpu/conv-$dtype.json"
+    done ;;
+  *) echo "run.sh: no part '$part' (parts: zeroshot comm conv)"; exit 2 ;;
+  esac
 done
 [ $have_torch = 1 ] || echo "PyTorch with CUDA not installed: no side-by-side ratios"

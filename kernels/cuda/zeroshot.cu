@@ -173,9 +173,10 @@ extern "C" int kk_zeroshot_cuda(const ZeroshotInput *in, ZeroshotResult *r, char
 	unsigned long long *bad_d = NULL, bad = ~0ULL;
 	long long bad_text;
 	cudaStream_t st[2] = {NULL, NULL};
+	cudaEvent_t *ev = NULL; // around each chunk's kernel: its time apart from the copies
 	size_t free_b = 0, total_b = 0;
 	long long chunk;
-	int nchunks;
+	int nchunks = 0;
 	if (in->d > 1024 || smem > 200 * 1024) {
 		snprintf(err, errlen, "CUDA zeroshot supports D up to 1024 (got %lld)", (long long)in->d);
 		return -1;
@@ -204,6 +205,13 @@ extern "C" int kk_zeroshot_cuda(const ZeroshotInput *in, ZeroshotResult *r, char
 	if (chunk > in->n)
 		chunk = (in->n + BM - 1) / BM * BM;
 	nchunks = (int)((in->n + chunk - 1) / chunk);
+	ev = (cudaEvent_t *)calloc((size_t)nchunks * 2, sizeof *ev);
+	if (!ev) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	for (int e = 0; e < nchunks * 2; e++)
+		CHECK_CUDA(cudaEventCreate(&ev[e]));
 	for (int s = 0; s < 2; s++) {
 		CHECK_CUDA(cudaStreamCreate(&st[s]));
 		CHECK_CUDA(cudaMalloc(&img_d[s], (size_t)chunk * dpad * sizeof(__half)));
@@ -230,9 +238,11 @@ extern "C" int kk_zeroshot_cuda(const ZeroshotInput *in, ZeroshotResult *r, char
 		}
 		if (rows % BM) // the tail block reads whole 64-row groups: zero the rows past the end
 			CHECK_CUDA(cudaMemsetAsync(img_d[s] + rows * dpad, 0, (size_t)(BM - rows % BM) * dpad * 2, st[s]));
+		CHECK_CUDA(cudaEventRecord(ev[2 * i], st[s]));
 		zeroshot_kernel<<<(unsigned)((rows + BM - 1) / BM), THREADS, smem, st[s]>>>(
 			img_d[s], txt_d, (int)rows, (int)in->c, cpad, dpad, topk_d[s], bad_d, begin);
 		CHECK_CUDA(cudaGetLastError());
+		CHECK_CUDA(cudaEventRecord(ev[2 * i + 1], st[s]));
 		CHECK_CUDA(cudaMemcpyAsync(r->topk + begin * ZS_K, topk_d[s], (size_t)rows * ZS_K * sizeof(int),
 					   cudaMemcpyDeviceToHost, st[s]));
 	}
@@ -242,6 +252,15 @@ extern "C" int kk_zeroshot_cuda(const ZeroshotInput *in, ZeroshotResult *r, char
 		snprintf(err, errlen, "image feature row %llu contains NaN or infinity", bad);
 		goto fail;
 	}
+	r->kernel_seconds = 0;
+	for (int i = 0; i < nchunks; i++) {
+		float ms = 0;
+		CHECK_CUDA(cudaEventElapsedTime(&ms, ev[2 * i], ev[2 * i + 1]));
+		r->kernel_seconds += ms / 1e3;
+	}
+	for (int e = 0; e < nchunks * 2; e++)
+		cudaEventDestroy(ev[e]);
+	free(ev);
 	for (int s = 0; s < 2; s++) {
 		cudaFree(img_d[s]);
 		cudaFree(topk_d[s]);
@@ -267,5 +286,9 @@ fail:
 	cudaFree(txt_d);
 	cudaFree(bad_d);
 	free(txt_h);
+	for (int e = 0; ev && e < nchunks * 2; e++)
+		if (ev[e])
+			cudaEventDestroy(ev[e]);
+	free(ev);
 	return -1;
 }
