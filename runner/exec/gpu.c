@@ -349,10 +349,10 @@ void gpu_describe(const GpuPool *p, Buf *out)
 {
 	for (int i = 0; i < p->n; i++) {
 		const Gpu *g = &p->gpus[i];
-		buf_printf(out, "%s%d ", i ? ", " : "", g->id);
+		buf_printf(out, "%sGPU %d ", i ? ", " : "", g->id); /* "GPU 0 leased", never "0 leased" */
 		enum Busy b = foreign_busy(p, g);
 		if (g->leased)
-			buf_puts(out, "leased");
+			buf_puts(out, "leased to another task");
 		else if (b == BUSY_MEMORY)
 			buf_printf(out, "busy %.0f %% memory", 100.0 * (double)g->used_mib / (double)g->total_mib);
 		else if (b == BUSY_UTIL)

@@ -54,7 +54,8 @@ int gpu_lease(GpuPool *p, int n, long long min_free_mib, int *ids);
 /* After a bounded wait: leases the n least busy devices kiln has not leased, busy or not
  * (0), or -1 when fewer than n are not leased by kiln. */
 int gpu_lease_least_busy(GpuPool *p, int n, int *ids);
-/* "0 leased, 1 busy 79 % util, 2 busy 62 % memory, 3 free" for waiting messages. */
+/* "GPU 0 leased to another task, GPU 1 busy 79 % util, GPU 2 busy 62 % memory, GPU 3 free"
+ * for waiting messages. */
 void gpu_describe(const GpuPool *p, Buf *out);
 void gpu_release(GpuPool *p, const int *ids, int n);
 /* Device ids from a list like "0,3" (CUDA_VISIBLE_DEVICES, a lease's text) into ids, at most

@@ -28,7 +28,7 @@ class SharedGpus(KilnTestCase):
         took = time.time() - start
         self.assertEqual(r.rc, 0, r)
         self.assertGreater(took, 2.5, "it waited while the device was 95 % busy")
-        self.assertIn("t waits for a GPU: 0 busy 95 % util", r.out)
+        self.assertIn("t waits for a GPU: GPU 0 busy 95 % util", r.out)
         self.assertIn("tasks waited", r.out)
         self.assertEqual(self.ws.read("o.txt").strip(), "0")
 
@@ -64,7 +64,7 @@ task { name = "fail", gpus = 1, gpu_wait = "1s", gpu_wait_then = "fail", deps = 
                       'outputs = {"o.txt"}, run = "echo $CUDA_VISIBLE_DEVICES > {out}" }\n')
         r = self.ws.kiln("run", "--gpus", "0,1", env=env)
         self.assertEqual(r.rc, 1, "device 0 is busy by compute, 1 by memory; 2 is not on the list")
-        self.assertIn("t waits for a GPU: 0 busy 99 % util, 1 busy 99 % memory", r.out)
+        self.assertIn("t waits for a GPU: GPU 0 busy 99 % util, GPU 1 busy 99 % memory", r.out)
         r = self.ws.kiln("run", "--gpus", "2", env=env)
         self.assertEqual(r.rc, 0, r)
         self.assertEqual(self.ws.read("o.txt").strip(), "2")

@@ -60,7 +60,7 @@ int main(void)
 	CHECK(p && gpu_busy_count(p) == 1); /* device 0 is 95 % busy */
 	Buf d = {0};
 	gpu_describe(p, &d);
-	CHECK(strstr(buf_str(&d), "0 busy 95 % util") && strstr(buf_str(&d), "1 free"));
+	CHECK(strstr(buf_str(&d), "GPU 0 busy 95 % util") && strstr(buf_str(&d), "GPU 1 free"));
 	f = fopen(path, "w");
 	fprintf(f, "0, 80000, 1000, 20\n1, 80000, 1000, 10\n2, 80000, 1000\n");
 	fclose(f);
