@@ -190,7 +190,10 @@ end
         self.assertTrue(wait_for(lambda: "PENDING" in subprocess.run(
             ["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True, text=True, env=env).stdout, 30))
         # (Slurm holds a requeued job back a while: started at once, it can find its old
-        # credential still revoked on the node and fail, so a few seconds first)
+        # credential still revoked on the node and fail, so a few seconds first); kiln status
+        # says why it waits in words
+        status = self.kiln("status", "--executor", "slurm")
+        self.assertIn("pending: BeginTime (requeued or deferred: Slurm starts it after its begin time)", status.out)
         time.sleep(5)
         subprocess.run(["scontrol", "update", "jobid=" + job, "StartTime=now"], check=True, env=env)
         out, _ = p.communicate(timeout=180)

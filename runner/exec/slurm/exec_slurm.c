@@ -181,8 +181,11 @@ static void slurm_describe(Executor *ex, Buf *out)
 		if (k < nr)
 			counts[k]++;
 	}
-	for (int k = 0; k < nr; k++)
-		buf_printf(out, "%s%d pending: %s", k ? ", " : "", counts[k], reasons[k]);
+	for (int k = 0; k < nr; k++) {
+		const char *gloss = slurm_reason_gloss(reasons[k]);
+		buf_printf(out, "%s%d pending: %s%s%s%s", k ? ", " : "", counts[k], reasons[k], gloss ? " (" : "",
+			   gloss ? gloss : "", gloss ? ")" : "");
+	}
 	if (se->nqueued)
 		buf_printf(out, "%s%d to submit", out->len ? ", " : "", se->nqueued);
 	if (se->submit_trouble[0])

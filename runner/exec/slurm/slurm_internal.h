@@ -69,6 +69,10 @@ void slurm_poll_queue(SlurmExec *se);
  * exist); what it means in words into why. */
 int slurm_reason_is_final(const char *reason, char *why, size_t n);
 
+/* Plain words for a pending reason that clears by itself but reads cryptically
+ * ("BeginTime": a requeued job waits for its begin time), or NULL. */
+const char *slurm_reason_gloss(const char *reason);
+
 /* The table's queue_status (exec.h): the open Slurm attempts an earlier kiln left, by state
  * and pending reason, as squeue has them now. */
 void slurm_queue_status(Cache *c, Buf *out);

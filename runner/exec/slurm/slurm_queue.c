@@ -39,6 +39,25 @@ int slurm_reason_is_final(const char *reason, char *why, size_t n)
 	return 0;
 }
 
+const char *slurm_reason_gloss(const char *reason)
+{
+	static const struct {
+		const char *reason, *words;
+	} glosses[] = {
+		{"BeginTime", "requeued or deferred: Slurm starts it after its begin time"},
+		{"JobHeldUser", "held: scontrol release JOBID lets it run"},
+		{"JobHeldAdmin", "held by an administrator"},
+		{"Dependency", "waits for the jobs it depends on"},
+		{"DependencyNeverSatisfied", "a job it depends on failed: scancel it"},
+		{"ReqNodeNotAvail", "the nodes it may use are down, drained or reserved"},
+		{"launch failed requeued held", "its launch failed and Slurm held it: scontrol release JOBID"},
+	};
+	for (size_t i = 0; i < sizeof glosses / sizeof *glosses; i++)
+		if (!strncmp(reason, glosses[i].reason, strlen(glosses[i].reason)))
+			return glosses[i].words;
+	return NULL;
+}
+
 /* Decides a finished job's outcome from its Slurm state and its own exit-code file. */
 static void finish(SlurmExec *se, Job *job, const char *state)
 {
@@ -232,7 +251,7 @@ void slurm_queue_status(Cache *c, Buf *out)
 	} else {
 		const char *keys[16];
 		int counts[16], nk = 0, queued = 0;
-		char (*texts)[80] = xcalloc(16, sizeof *texts);
+		char (*texts)[128] = xcalloc(16, sizeof *texts);
 		for (char *line = said.data, *next; line && *line; line = next) {
 			next = strchr(line, '\n');
 			if (next)
@@ -250,9 +269,12 @@ void slurm_queue_status(Cache *c, Buf *out)
 				continue;
 			state++;
 			const char *reason = strchr(state, '|');
-			char key[80];
-			if (!strncmp(state, "PENDING", 7) && reason && strcmp(reason + 1, "None"))
-				snprintf(key, sizeof key, "pending: %s", reason + 1);
+			char key[128];
+			if (!strncmp(state, "PENDING", 7) && reason && strcmp(reason + 1, "None")) {
+				const char *gloss = slurm_reason_gloss(reason + 1);
+				snprintf(key, sizeof key, "pending: %s%s%s%s", reason + 1, gloss ? " (" : "", gloss ? gloss : "",
+					 gloss ? ")" : "");
+			}
 			else
 				snprintf(key, sizeof key, "%.*s", (int)(reason ? reason - state : (long)strlen(state)), state);
 			for (char *p = key; *p && strncmp(key, "pending", 7); p++)
