@@ -11,24 +11,47 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Slurm's pending reasons kiln puts in words: final ones fail their job (they never clear
+ * for it); the others only read cryptically. */
+static const struct {
+	const char *reason, *words;
+	int final;
+} reasons[] = {
+	{"PartitionNodeLimit", "it asks for more nodes than its partition has or allows", 1},
+	{"PartitionTimeLimit", "its time limit is longer than its partition allows", 1},
+	{"PartitionConfig", "its partition's configuration cannot run it (CPUs, memory or GPUs per node)", 1},
+	{"BadConstraints", "no node has the features, CPUs, memory or GPUs it asks for", 1},
+	{"InvalidQOS", "its QOS does not exist or is not allowed to this account", 1},
+	{"InvalidAccount", "its account does not exist or is not this user's", 1},
+	{"QOSJobLimit", "it exceeds a limit its QOS sets per job", 1},
+	{"BeginTime", "requeued or deferred: Slurm starts it after its begin time", 0},
+	{"JobHeldUser", "held: scontrol release JOBID lets it run", 0},
+	{"JobHeldAdmin", "held by an administrator", 0},
+	{"Dependency", "waits for the jobs it depends on", 0},
+	{"DependencyNeverSatisfied", "a job it depends on failed: scancel it", 0},
+	{"ReqNodeNotAvail", "the nodes it may use are down, drained or reserved", 0},
+	{"launch failed requeued held", "its launch failed and Slurm held it: scontrol release JOBID", 0},
+};
+
+/* The table's entry for reason: the name alone, or followed by squeue's details
+ * ("ReqNodeNotAvail, UnavailableNodes:n3"); -1 if none. */
+static int reason_entry(const char *reason)
+{
+	for (size_t i = 0; i < sizeof reasons / sizeof *reasons; i++) {
+		size_t len = strlen(reasons[i].reason);
+		if (!strncmp(reason, reasons[i].reason, len) && (!reason[len] || reason[len] == ',' || reason[len] == ' '))
+			return (int)i;
+	}
+	return -1;
+}
+
 int slurm_reason_is_final(const char *reason, char *why, size_t n)
 {
-	static const struct {
-		const char *reason, *words;
-	} finals[] = {
-		{"PartitionNodeLimit", "it asks for more nodes than its partition has or allows"},
-		{"PartitionTimeLimit", "its time limit is longer than its partition allows"},
-		{"PartitionConfig", "its partition's configuration cannot run it (CPUs, memory or GPUs per node)"},
-		{"BadConstraints", "no node has the features, CPUs, memory or GPUs it asks for"},
-		{"InvalidQOS", "its QOS does not exist or is not allowed to this account"},
-		{"InvalidAccount", "its account does not exist or is not this user's"},
-		{"QOSJobLimit", "it exceeds a limit its QOS sets per job"},
-	};
-	for (size_t i = 0; i < sizeof finals / sizeof *finals; i++)
-		if (!strcmp(reason, finals[i].reason)) {
-			snprintf(why, n, "%s (%s)", reason, finals[i].words);
-			return 1;
-		}
+	int i = reason_entry(reason);
+	if (i >= 0 && reasons[i].final) {
+		snprintf(why, n, "%s (%s)", reason, reasons[i].words);
+		return 1;
+	}
 	/* QOS and association limits per job ("QOSMaxNodePerJobLimit", "AssocMaxCpuPerJobLimit")
 	 * never clear for this job; those per user or account (running jobs, GRES in use) do */
 	if ((!strncmp(reason, "QOSMax", 6) || !strncmp(reason, "AssocMax", 8)) && strstr(reason, "PerJob")) {
@@ -41,21 +64,8 @@ int slurm_reason_is_final(const char *reason, char *why, size_t n)
 
 const char *slurm_reason_gloss(const char *reason)
 {
-	static const struct {
-		const char *reason, *words;
-	} glosses[] = {
-		{"BeginTime", "requeued or deferred: Slurm starts it after its begin time"},
-		{"JobHeldUser", "held: scontrol release JOBID lets it run"},
-		{"JobHeldAdmin", "held by an administrator"},
-		{"Dependency", "waits for the jobs it depends on"},
-		{"DependencyNeverSatisfied", "a job it depends on failed: scancel it"},
-		{"ReqNodeNotAvail", "the nodes it may use are down, drained or reserved"},
-		{"launch failed requeued held", "its launch failed and Slurm held it: scontrol release JOBID"},
-	};
-	for (size_t i = 0; i < sizeof glosses / sizeof *glosses; i++)
-		if (!strncmp(reason, glosses[i].reason, strlen(glosses[i].reason)))
-			return glosses[i].words;
-	return NULL;
+	int i = reason_entry(reason);
+	return i >= 0 && !reasons[i].final ? reasons[i].words : NULL;
 }
 
 /* Decides a finished job's outcome from its Slurm state and its own exit-code file. */
