@@ -13,6 +13,15 @@
  * busy the wait is bounded (gpu_wait, --gpu-wait), then it takes the least busy ones or
  * fails with class gpu-busy. The wait is printed when it starts and every 30 s, and the
  * status line shows it. Returns 1 with ids filled when leased. */
+/* One task's wait for a GPU, into the run's summary. */
+static void count_wait(SchedSummary *sum, double sec)
+{
+	sum->gpu_wait_sec += sec;
+	sum->gpu_waiters++;
+	if (sec > sum->gpu_wait_max_sec)
+		sum->gpu_wait_max_sec = sec;
+}
+
 int lease_gpus(Run *r, Task *t, int *ids, double *waited)
 {
 	const SchedOptions *o = r->o;
@@ -26,7 +35,7 @@ int lease_gpus(Run *r, Task *t, int *ids, double *waited)
 			AttemptRecord rec = {.task = t->name, .attempt = ++t->attempt, .executor = o->task_exec[t->index]->name};
 			int64_t id = cache_attempt_started(o->cache, &rec);
 			cache_attempt_ended(o->cache, id, -1, why, failure_name(FC_GPU_BUSY));
-			r->sum->gpu_wait_sec += (double)(now - *since) / 1e9;
+			count_wait(r->sum, (double)(now - *since) / 1e9);
 			*since = 0;
 			task_failed(r, t, why, NULL);
 			return 0;
@@ -37,7 +46,8 @@ int lease_gpus(Run *r, Task *t, int *ids, double *waited)
 	}
 	if (leased) {
 		*waited = *since ? (double)(now - *since) / 1e9 : 0;
-		r->sum->gpu_wait_sec += *waited;
+		if (*since)
+			count_wait(r->sum, *waited);
 		*since = 0;
 		return 1;
 	}

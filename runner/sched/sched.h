@@ -28,6 +28,8 @@ typedef struct {
 typedef struct {
 	int total, ran, up_to_date, restored, failed, not_run;
 	double gpu_wait_sec;   /* time tasks spent waiting for a GPU, summed */
+	double gpu_wait_max_sec; /* the longest one task waited */
+	int gpu_waiters;       /* tasks that waited for a GPU */
 	int stopped_by_signal; /* 0, or SIGINT/SIGTERM/SIGHUP */
 	double wall_sec;
 } SchedSummary;

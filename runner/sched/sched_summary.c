@@ -101,10 +101,12 @@ void sched_print_summary(Run *r, SchedSummary *s)
 	print_failures(r->failures, r->nfailures);
 	printf("kiln: %d task%s: %d ran, %d up to date, %d restored, %d failed, %d not run, in %s\n", s->total,
 	       s->total == 1 ? "" : "s", s->ran, s->up_to_date, s->restored, s->failed, s->not_run, wall);
-	if (s->gpu_wait_sec > 0) {
-		char waited[32];
+	if (s->gpu_wait_sec > 0) { /* summed over tasks that waited side by side: it can exceed the run's time */
+		char waited[32], longest[32];
 		format_duration(s->gpu_wait_sec, waited, sizeof waited);
-		printf("kiln: tasks waited %s for GPUs in all\n", waited);
+		format_duration(s->gpu_wait_max_sec, longest, sizeof longest);
+		printf("kiln: %d task%s waited for GPUs, %s in all, the longest %s\n", s->gpu_waiters,
+		       s->gpu_waiters == 1 ? "" : "s", waited, longest);
 	}
 	fflush(stdout);
 }

@@ -273,7 +273,7 @@ class Waits(KilnTestCase):
                       'task { name = "b", gpus = 1, run = "sleep 0.3" }\n')
         r = self.ws.kiln("run", env={"KILN_GPU_INFO": self.ws.path("gpus.csv")})
         self.assertEqual(r.rc, 0, r)
-        self.assertIn("tasks waited", r.out)
+        self.assertRegex(r.out, r"kiln: 1 task waited for GPUs, \S+ in all, the longest \S+\n")
         db = sqlite3.connect(self.ws.path(".kiln/state.db"))
         waited = dict(db.execute("SELECT task, waited FROM attempts").fetchall())
         db.close()
