@@ -3,6 +3,7 @@
 #include "os.h"
 #include "util.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -131,7 +132,9 @@ int os_become_subreaper(void)
 #endif
 }
 
-long long os_process_start(pid_t pid)
+/* Field `want` (4: the parent, 5: the process group, 22: the start time) of a live process's
+ * /proc/PID/stat, or -1 when there is no such process or it is a zombie. */
+static long long proc_stat_field(pid_t pid, int want)
 {
 	char path[64], text[1024];
 	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
@@ -146,10 +149,101 @@ long long os_process_start(pid_t pid)
 	const char *p = strrchr(text, ')'); /* the command name may hold anything but not after this */
 	if (!p || p[1] != ' ' || p[2] == 'Z' || p[2] == 'X')
 		return -1;
-	/* fields after the name: state(3) ... starttime(22) */
-	for (int field = 3; field <= 22 && p; field++)
+	/* fields after the name: state(3) ... */
+	for (int field = 3; field <= want && p; field++)
 		p = strchr(p + 1, ' ');
 	return p ? atoll(p + 1) : -1;
+}
+
+long long os_process_start(pid_t pid) { return proc_stat_field(pid, 22); }
+
+/* Whether process pid holds one of paths open or mapped: 1, 0, or -1 when it cannot be told. */
+static int process_uses(pid_t pid, const char *const *paths, int npaths)
+{
+	char dir[64], link[64], target[4096];
+	snprintf(dir, sizeof dir, "/proc/%d/fd", (int)pid);
+	DIR *fds = opendir(dir);
+	if (!fds)
+		return errno == ENOENT ? 0 : -1; /* gone meanwhile, or not ours to look at */
+	int uses = 0;
+	for (struct dirent *e; !uses && (e = readdir(fds));) {
+		snprintf(link, sizeof link, "%.40s", e->d_name);
+		ssize_t n = readlinkat(dirfd(fds), link, target, sizeof target - 1);
+		if (n <= 0)
+			continue;
+		target[n] = 0;
+		for (int i = 0; i < npaths && !uses; i++)
+			uses = !strcmp(target, paths[i]);
+	}
+	closedir(fds);
+	snprintf(dir, sizeof dir, "/proc/%d/maps", (int)pid);
+	FILE *maps = uses ? NULL : fopen(dir, "re");
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t len;
+	while (maps && !uses && (len = getline(&line, &cap, maps)) > 0) {
+		if (line[len - 1] == '\n')
+			line[--len] = 0;
+		for (int i = 0; i < npaths && !uses; i++) {
+			size_t pl = strlen(paths[i]);
+			uses = (size_t)len > pl && !strcmp(line + len - pl, paths[i]) && line[len - pl - 1] == ' ';
+		}
+	}
+	free(line);
+	if (maps)
+		fclose(maps);
+	return uses;
+}
+
+int os_group_freeze(pid_t pgid, int timeout_ms)
+{
+	if (kill(-pgid, SIGSTOP) != 0)
+		return -1;
+	for (int elapsed = 0; elapsed <= timeout_ms; elapsed++) {
+		DIR *proc = opendir("/proc");
+		if (!proc)
+			return -1;
+		int running = 0;
+		for (struct dirent *e; !running && (e = readdir(proc));) {
+			if (e->d_name[0] < '1' || e->d_name[0] > '9')
+				continue;
+			pid_t pid = (pid_t)atoi(e->d_name);
+			if (proc_stat_field(pid, 5) != (long long)pgid)
+				continue;
+			char path[64], text[512];
+			snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+			int fd = open(path, O_RDONLY | O_CLOEXEC);
+			ssize_t n = fd >= 0 ? read(fd, text, sizeof text - 1) : -1;
+			if (fd >= 0)
+				close(fd);
+			text[n > 0 ? n : 0] = 0;
+			const char *p = strrchr(text, ')');
+			running = p && p[1] == ' ' && p[2] != 'T' && p[2] != 't' && p[2] != 'Z' && p[2] != 'X';
+		}
+		closedir(proc);
+		if (!running)
+			return 0;
+		struct timespec tick = {0, 1000000};
+		nanosleep(&tick, NULL);
+	}
+	return -1;
+}
+
+int os_group_uses(pid_t pgid, const char *const *paths, int npaths)
+{
+	DIR *proc = opendir("/proc");
+	if (!proc)
+		return -1;
+	int uses = 0;
+	for (struct dirent *e; uses == 0 && (e = readdir(proc));) {
+		if (e->d_name[0] < '1' || e->d_name[0] > '9')
+			continue;
+		pid_t pid = (pid_t)atoi(e->d_name);
+		if (proc_stat_field(pid, 5) == (long long)pgid)
+			uses = process_uses(pid, paths, npaths);
+	}
+	closedir(proc);
+	return uses;
 }
 
 int os_cpu_count(void)

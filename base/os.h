@@ -62,6 +62,13 @@ int os_become_subreaper(void);
  * live process from a later one given the same pid; -1 when there is no such process or
  * it is a zombie. */
 long long os_process_start(pid_t pid);
+/* Stops process group pgid (SIGSTOP) and waits until each of its processes has stopped, at
+ * most timeout_ms: 0 when they all have, -1 otherwise. SIGCONT wakes them. */
+int os_group_freeze(pid_t pgid, int timeout_ms);
+/* Whether a process of process group pgid holds one of paths (absolute, symbolic links
+ * resolved) open or mapped: 1, 0 (none does, or the group is gone), or -1 when that cannot
+ * be told (no /proc, or a process kiln may not look into). */
+int os_group_uses(pid_t pgid, const char *const *paths, int npaths);
 /* Number of online CPUs and physical memory in MiB. */
 int os_cpu_count(void);
 long long os_memory_mib(void);

@@ -45,5 +45,7 @@ task {
   name = "captions/index",
   deps = { captions },
   outputs = { "captions.tsv" },
-  run = "for f in captions/*.txt; do printf '%s\\t%s\\n' \"$(basename \"$f\" .txt)\" \"$(cat \"$f\")\"; done > {out}",
+  -- one awk over every caption (a shell loop forks twice per image: seconds per thousand)
+  run = "awk 'FNR == 1 { n = FILENAME; sub(/.*\\//, \"\", n); sub(/\\.txt$/, \"\", n); printf \"%s\\t%s\\n\", n, $0 }' "
+        .. "captions/*.txt > {out}",
 }

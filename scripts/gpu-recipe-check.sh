@@ -5,7 +5,9 @@
 # no-op; then a longer training is interrupted twice — kiln killed with -9 (the next run
 # re-attaches the training, which kept going) and Ctrl-C (the next run continues after the
 # last finished epoch) — and every "epoch N:" line of every attempt's log is counted: an
-# epoch printed twice is one that ran twice. Runs on a machine without a GPU too (CPU and
+# epoch printed twice is one that ran twice; then recipes/caption.lua (a map{} sharded over
+# the GPUs) is interrupted the same two ways and the items given to its attempts counted.
+# Runs on a machine without a GPU too (CPU and
 # gloo, smaller images), which is how it is tried before a GPU machine is at hand.
 #
 # usage: [KILN=build/kiln] [PYTHON=/usr/bin/python3] sh scripts/gpu-recipe-check.sh [WORKDIR]
@@ -81,6 +83,39 @@ for how in kill9 ctrlc; do
 	[ "$n" = 5 ] || fail "$how: $n distinct epochs, not 5"
 	[ "$twice" = 0 ] || fail "$how: $twice epoch(s) ran twice"
 	grep -h "resuming after\|re-attach\|attach" "$work/$how"/.kiln/logs/imagenet/single@*.log "$work/$how.again.txt" | head -3
+done
+# the sharded captioning map{}: every caption finished before the interruption must be the
+# same file after the next run (caption.py writes each by a rename, so a redone one is a new
+# inode); the items given to attempts are shown beside
+caption=$root/recipes/caption.lua
+items=1500
+for how in kill9 ctrlc; do
+	echo "== captioning $items images, kiln interrupted by $how a third of the way, then run again ($work/cap-$how)"
+	mkdir -p "$work/cap-$how"
+	"$kiln" -C "$work/cap-$how" run "$caption" images=$items python="$py" >"$work/cap-$how.first.txt" 2>&1 &
+	pid=$!
+	i=0
+	while [ $i -lt 600 ] && kill -0 $pid 2>/dev/null &&
+		[ "$(ls "$work/cap-$how/captions" 2>/dev/null | wc -l)" -lt $((items / 3)) ]; do
+		sleep 0.5
+		i=$((i + 1))
+	done
+	if [ $how = kill9 ]; then kill -9 $pid; else kill -INT $pid; fi
+	wait $pid 2>/dev/null
+	code=$?
+	sleep 1 # kill -9: the shards go on; what they finished by now is what must not be redone
+	(cd "$work/cap-$how/captions" && ls -i | grep '\.txt$' | sort -k2) >"$work/cap-$how.before"
+	echo "interrupted (exit $code) with $(wc -l <"$work/cap-$how.before") of $items captioned"
+	"$kiln" -C "$work/cap-$how" run "$caption" images=$items python="$py" >"$work/cap-$how.again.txt" 2>&1 ||
+		fail "cap-$how: the run after"
+	tail -n 3 "$work/cap-$how.again.txt"
+	(cd "$work/cap-$how/captions" && ls -i | grep '\.txt$' | sort -k2) >"$work/cap-$how.after"
+	redone=$(join -1 2 -2 2 "$work/cap-$how.before" "$work/cap-$how.after" | awk '$2 != $3' | wc -l)
+	have=$(wc -l <"$work/cap-$how.after")
+	given=$(cat "$work/cap-$how"/.kiln/logs/caption:shard-*@*.items | wc -l)
+	echo "$have captions; $redone finished before the interruption were redone; items given to attempts: $given"
+	[ "$have" = $items ] || fail "cap-$how: $have captions, not $items"
+	[ "$redone" = 0 ] || fail "cap-$how: $redone finished captions were redone"
 done
 [ $status = 0 ] && echo "gpu-recipe-check: all steps as they should be" || echo "gpu-recipe-check: failures above"
 exit $status

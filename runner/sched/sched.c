@@ -444,6 +444,8 @@ static void stop_all(Run *r, int sig, int hangup)
 			free_job(j); /* the executor keeps no reference to a detached job */
 			continue;
 		}
+		if (sig == SIGTERM && task_is_runner(j->task) && j->pid > 0)
+			shard_note_stop(r, j); /* before its processes go: which outputs they hold */
 		j->ex->signal(j->ex, j, sig);
 		j->kill_at_ns = sig == SIGKILL ? -1 : now + (int64_t)(r->o->kill_grace_sec * 1e9);
 	}

@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../../base/os.h"
 #include "sched_internal.h"
 
 typedef struct ShardRun {
@@ -36,6 +37,9 @@ typedef struct ShardRun {
 	int nlater;
 	int64_t listed_ns; /* re-attached: when its list was written (just before it started) */
 	int redone;       /* items of it whose inputs changed since: said once */
+	Task *closed_last; /* stopped: its last item with outputs, which no process of it held
+			      open when kiln stopped it (complete), or NULL */
+	struct stat closed_st[4]; /* and those outputs then: changed since, it is not recorded */
 } ShardRun;
 
 void shards_init(Run *r)
@@ -309,6 +313,52 @@ static void record_complete(Run *r, ShardRun *s)
 			record_pending(r, s, s->recorded);
 }
 
+void shard_note_stop(Run *r, Job *job)
+{
+	ShardRun *s = &r->shards[job->task->more->shard->id];
+	s->closed_last = NULL;
+	if (job->pid <= 0)
+		return;
+	/* frozen, its processes cannot finish another item between this look and the SIGTERM
+	 * that follows (with the SIGCONT that lets them see it) */
+	if (os_group_freeze(job->pid, 200) != 0)
+		return;
+	int last = -1;
+	for (int k = s->npending - 1; k >= s->recorded && last < 0; k--)
+		if (output_there(s->pending[k]))
+			last = k;
+	Task *t = last >= 0 ? s->pending[last] : NULL;
+	if (!t || t->state != TS_RUNNING || t->noutputs < 1 || t->noutputs > 4)
+		return;
+	char *paths[4] = {0};
+	int n = 0;
+	while (n < t->noutputs && (paths[n] = realpath(t->outputs[n], NULL)) && stat(paths[n], &s->closed_st[n]) == 0)
+		n++;
+	if (n == t->noutputs && os_group_uses(job->pid, (const char *const *)paths, n) == 0)
+		s->closed_last = t;
+	for (int i = 0; i < t->noutputs; i++)
+		free(paths[i]);
+}
+
+/* Records the item shard_note_stop found complete, if its outputs are as they were then. */
+static void record_closed_last(Run *r, ShardRun *s)
+{
+	Task *t = s->closed_last;
+	s->closed_last = NULL;
+	if (!t || t->state != TS_RUNNING)
+		return;
+	for (int i = 0; i < t->noutputs; i++) {
+		struct stat st;
+		const struct stat *was = &s->closed_st[i];
+		if (stat(t->outputs[i], &st) != 0 || st.st_ino != was->st_ino || st.st_size != was->st_size ||
+		    st.st_mtim.tv_sec != was->st_mtim.tv_sec || st.st_mtim.tv_nsec != was->st_mtim.tv_nsec)
+			return;
+	}
+	for (int k = 0; k < s->npending; k++)
+		if (s->pending[k] == t)
+			record_pending(r, s, k);
+}
+
 void shards_poll(Run *r)
 {
 	for (int i = 0; i < r->g->nshards; i++)
@@ -321,6 +371,9 @@ void shard_job_ended(Run *r, Job *job, const char *why, int mode)
 	ShardRun *s = &r->shards[job->task->more->shard->id];
 	s->running = 0;
 	record_complete(r, s);
+	if (mode == SHARD_STOPPED) /* the item it was on when stopped, if it had finished it */
+		record_closed_last(r, s);
+	s->closed_last = NULL;
 	int left = 0;
 	for (int k = 0; k < s->npending; k++) {
 		Task *t = s->pending[k];

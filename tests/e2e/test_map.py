@@ -180,6 +180,30 @@ map { name = "m", items = items, shards = 2, input = "in/{item}.txt", output = "
         recorded = self.interrupted_then_resumed(signal.SIGINT)
         self.assertGreater(recorded, 0)
 
+    def test_ctrl_c_keeps_an_item_the_shard_finished_and_redoes_one_it_held_open(self):
+        # item 2 is renamed into place, then the shard idles before item 3; item 3 is written
+        # in place and held open half written (each waits only the first time)
+        worker = ("while read it; do "
+                  "if [ $it = 0003 ] && [ ! -e held ]; then exec 3> out/$it.txt; echo part >&3; touch held; "
+                  "sleep 30; echo rest >&3; exec 3>&-; continue; fi; "
+                  "echo $it >> ledger; printf 'caption of %s\\n' $it > out/$it.tmp && mv out/$it.tmp out/$it.txt; "
+                  "if [ $it = 0002 ] && [ ! -e finished2 ]; then touch finished2; sleep 30; fi; done < {items}")
+        self.ws.write("kiln.lua", recipe(5, shards=1, command=worker))
+        for marker in ("finished2", "held"):
+            p = self.ws.spawn("run")
+            self.assertTrue(wait_for(lambda: self.ws.exists(marker), timeout=60), marker)
+            p.send_signal(signal.SIGINT)
+            out, err = p.communicate(timeout=60)
+            self.assertEqual(p.returncode, 130, out + err)
+            if marker == "finished2":  # the item it had finished when stopped is recorded, not redone
+                self.assertEqual(self.recorded(), 2, out)
+        self.assertEqual(self.ws.read("out/0003.txt"), "part\n", "the held item's output is there, half written")
+        self.assertEqual(self.recorded(), 2, "and not recorded: the shard held it open when it was stopped")
+        r = self.ws.kiln("run")
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(self.ws.read("out/0003.txt"), "caption of 0003\n", "redone")
+        self.assertEqual(self.ledger(), ["0001", "0002", "0003", "0004", "0005"], "nothing finished ran twice")
+
     def test_new_items_run_alone_and_an_edited_command_reruns_all(self):
         self.ws.write("kiln.lua", recipe(40))
         r = self.ws.kiln("run")
