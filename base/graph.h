@@ -172,6 +172,8 @@ typedef struct MapShard {
 				  declares a map's items one after the other and deals them round-robin,
 				  so item j is Graph.tasks[first + j * count] (shard_item), no list */
 	int id;                /* position in Graph.shards */
+	int atomic_outputs;    /* map{ atomic_outputs = true }: each output appears whole (renamed
+				  into place), so one there when the shard is stopped is finished */
 } MapShard;
 
 /* Whether t is a shard's runner (not scheduled; its items are). */

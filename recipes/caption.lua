@@ -35,6 +35,7 @@ local captions = map {
   input = "images/{item}.png",
   inputs = { here .. "/caption.py" },
   output = "captions/{item}.txt",
+  atomic_outputs = true,    -- caption.py renames each caption into place: one there is finished
   gpus = gpus_available() > 0 and 1 or 0,
   env = { PYTHONDONTWRITEBYTECODE = "1" },
   retries = 1, retry_on = { "oom", "preempted" },

@@ -23,7 +23,8 @@
 
 static const char *const map_fields[] = {"name", "items", "shards", "input", "output", "run", "inputs", "deps", "env",
 					 "cpus", "mem", "gpus", "gpu_mem", "timeout", "retries", "retry_on", "tags",
-					 "gpu_wait", "gpu_wait_then", "executor", "cwd", "host", "hosts", "slurm", NULL};
+					 "gpu_wait", "gpu_wait_then", "executor", "cwd", "host", "hosts", "slurm",
+					 "atomic_outputs", NULL};
 /* fields each runner takes from the map (the command, the resources, where it runs) */
 static const char *const runner_fields[] = {"run", "env", "cpus", "mem", "gpus", "gpu_mem", "timeout", "retries",
 					    "retry_on", "gpu_wait", "gpu_wait_then", "executor", "cwd", "host", "hosts", "slurm", NULL};
@@ -261,12 +262,19 @@ int l_map(lua_State *L)
 	lua_pop(L, 1);
 	if (shards > nitems)
 		shards = nitems > 0 ? nitems : 1; /* no empty shards */
+	type = lua_getfield(L, 1, "atomic_outputs");
+	if (type != LUA_TNIL && type != LUA_TBOOLEAN)
+		luaL_error(L, "map{} \"%s\": atomic_outputs is true (the command writes each output under another name, "
+			   "then renames it into place) or false", name);
+	int atomic_outputs = lua_toboolean(L, -1);
+	lua_pop(L, 1);
 
 	MapShard **made = arena_alloc(&g->arena, (size_t)shards * sizeof *made);
 	for (int k = 0; k < shards; k++) {
 		MapShard *s = arena_alloc(&g->arena, sizeof *s);
 		memset(s, 0, sizeof *s);
 		s->map = name;
+		s->atomic_outputs = atomic_outputs;
 		s->index = k + 1;
 		s->count = shards;
 		lua_newtable(L);

@@ -317,7 +317,9 @@ void shard_note_stop(Run *r, Job *job)
 {
 	ShardRun *s = &r->shards[job->task->more->shard->id];
 	s->closed_last = NULL;
-	if (job->pid <= 0)
+	/* an output written in several steps (echo > out; ...; cmd >> out) is closed between
+	 * them: only a map that says its outputs appear whole has its last one looked at */
+	if (job->pid <= 0 || !job->task->more->shard->atomic_outputs)
 		return;
 	/* frozen, its processes cannot finish another item between this look and the SIGTERM
 	 * that follows (with the SIGCONT that lets them see it) */

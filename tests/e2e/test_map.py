@@ -181,14 +181,15 @@ map { name = "m", items = items, shards = 2, input = "in/{item}.txt", output = "
         self.assertGreater(recorded, 0)
 
     def test_ctrl_c_keeps_an_item_the_shard_finished_and_redoes_one_it_held_open(self):
-        # item 2 is renamed into place, then the shard idles before item 3; item 3 is written
-        # in place and held open half written (each waits only the first time)
+        # atomic_outputs: item 2 is renamed into place, then the shard idles before item 3;
+        # item 3 (breaking that promise) is written in place and held open half written (each
+        # waits only the first time)
         worker = ("while read it; do "
                   "if [ $it = 0003 ] && [ ! -e held ]; then exec 3> out/$it.txt; echo part >&3; touch held; "
                   "sleep 30; echo rest >&3; exec 3>&-; continue; fi; "
                   "echo $it >> ledger; printf 'caption of %s\\n' $it > out/$it.tmp && mv out/$it.tmp out/$it.txt; "
                   "if [ $it = 0002 ] && [ ! -e finished2 ]; then touch finished2; sleep 30; fi; done < {items}")
-        self.ws.write("kiln.lua", recipe(5, shards=1, command=worker))
+        self.ws.write("kiln.lua", recipe(5, shards=1, command=worker, extra=", atomic_outputs = true"))
         for marker in ("finished2", "held"):
             p = self.ws.spawn("run")
             self.assertTrue(wait_for(lambda: self.ws.exists(marker), timeout=60), marker)
@@ -203,6 +204,22 @@ map { name = "m", items = items, shards = 2, input = "in/{item}.txt", output = "
         self.assertEqual(r.rc, 0, r)
         self.assertEqual(self.ws.read("out/0003.txt"), "caption of 0003\n", "redone")
         self.assertEqual(self.ledger(), ["0001", "0002", "0003", "0004", "0005"], "nothing finished ran twice")
+
+    def test_ctrl_c_redoes_an_output_written_in_steps_without_atomic_outputs(self):
+        # written in two steps, closed between them: nothing holds it open during the pause
+        worker = ("while read it; do echo $it >> ledger; printf 'caption of ' > out/$it.txt; "
+                  "if [ $it = 0002 ] && [ ! -e paused ]; then touch paused; sleep 30; fi; "
+                  "printf '%s\\n' $it >> out/$it.txt; done < {items}")
+        self.ws.write("kiln.lua", recipe(3, shards=1, command=worker))
+        p = self.ws.spawn("run")
+        self.assertTrue(wait_for(lambda: self.ws.exists("paused"), timeout=60))
+        p.send_signal(signal.SIGINT)
+        p.communicate(timeout=60)
+        self.assertEqual(self.ws.read("out/0002.txt"), "caption of ", "stopped between the steps")
+        self.assertEqual(self.recorded(), 1, "the half-written item is not recorded")
+        r = self.ws.kiln("run")
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(self.ws.read("out/0002.txt"), "caption of 0002\n")
 
     def test_new_items_run_alone_and_an_edited_command_reruns_all(self):
         self.ws.write("kiln.lua", recipe(40))
@@ -381,7 +398,9 @@ map { name = "m", items = items, shards = 2, input = "in/{item}.txt", output = "
                  ('map { name = "m", items = {"a"}, output = "{item}.txt" }', "field 'run'"),
                  ('map { name = "m", items = {"a"}, output = "{item}.txt", run = "true", shards = 0 }', "shards must be"),
                  ('map { name = "m", items = {"a b"}, output = "{item}.txt", run = "true" }', "invalid name"),
-                 ('map { name = "m", items = {"a"}, output = "{item}.txt", run = "true", nope = 1 }', "unknown field 'nope'")]
+                 ('map { name = "m", items = {"a"}, output = "{item}.txt", run = "true", nope = 1 }', "unknown field 'nope'"),
+                 ('map { name = "m", items = {"a"}, output = "{item}.txt", run = "true", atomic_outputs = "yes" }',
+                  "atomic_outputs is true")]
         for text, message in cases:
             self.ws.write("kiln.lua", "\n" + text + "\n")
             r = self.ws.kiln("run")
