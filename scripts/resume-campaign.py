@@ -7,8 +7,10 @@ Two campaigns against build/kiln (or $KILN), each of KILLS interruptions (defaul
           30 epochs each, retries on), interrupted at random moments, three kill -9s of
           kiln for every Ctrl-C; after each, the next run. Counts epochs run more than once
           (beyond the one in flight at a Ctrl-C) from the ledger each epoch appends to.
-  map:    a 400-item map{} over 4 shards (tests/e2e/test_map.py's worker), kiln killed with
-          -9 at random moments, run again until done. Counts item executions beyond 400.
+  map:    a 400-item map{} over 4 shards (tests/e2e/test_map.py's worker, which renames each
+          output into place: atomic_outputs = true), kiln killed with -9 at random moments and
+          every fourth time stopped by Ctrl-C, run again until done. Counts item executions
+          beyond 400.
   cut:    a PyTorch trainer that saves a 200 MB checkpoint in place (a plain torch.save, as
           most published trainers do) every 2 s epoch, its process killed with -9 (as the OOM
           killer or a preemption would) at random moments, every other kill within a save;
@@ -92,13 +94,15 @@ def resume_campaign(kills, rng):
 
 def map_campaign(kills, rng):
     ws = Workspace()
-    ws.write("kiln.lua", test_map.recipe(400))
+    ws.write("kiln.lua", test_map.recipe(400, extra=", atomic_outputs = true"))  # the worker renames
     env = {"SLEEP": "0.01"}
-    rounds = 0
+    rounds = ctrl_c = 0
     for trial in range(kills):
         p = ws.spawn("run", env=env)
         time.sleep(rng.uniform(0.05, 1.0))
-        p.send_signal(signal.SIGKILL)
+        sig = signal.SIGINT if trial % 4 == 3 else signal.SIGKILL
+        ctrl_c += sig == signal.SIGINT
+        p.send_signal(sig)
         p.communicate(timeout=120)
         if ws.exists("all.txt"):  # finished before the kill: a new round
             rounds += 1
@@ -118,7 +122,7 @@ def map_campaign(kills, rng):
         runs += len(items)
         extra += len(items) - len(set(items))
     ws.cleanup()
-    return kills, rounds + 1, runs, extra
+    return kills, ctrl_c, rounds + 1, runs, extra
 
 
 def cut_campaign(kills, rng):
@@ -172,9 +176,10 @@ def main():
           "%d run twice (bound: one per Ctrl-C per running trainer, %d); %.0fs"
           % (seed, n, n - ctrl_c, ctrl_c, epochs, redone, 4 * ctrl_c, time.time() - start))
     start = time.time()
-    n, rounds, runs, extra = map_campaign(kills, rng)
-    print("map campaign (seed %d): %d kill -9s over %d round(s) of 400 items, %d item executions, "
-          "%d beyond one per item (bound: 4 per kill); %.0fs" % (seed, n, rounds, runs, extra, time.time() - start))
+    n, map_ctrl_c, rounds, runs, extra = map_campaign(kills, rng)
+    print("map campaign (seed %d): %d interruptions (%d kill -9, %d Ctrl-C) over %d round(s) of 400 items, %d item "
+          "executions, %d beyond one per item (bound: 4 per interruption, the items in flight); %.0fs"
+          % (seed, n, n - map_ctrl_c, map_ctrl_c, rounds, runs, extra, time.time() - start))
     ok = redone <= 4 * ctrl_c and extra <= 4 * n
     if has_torch():
         start = time.time()
