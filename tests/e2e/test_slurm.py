@@ -30,21 +30,9 @@ def setUpModule():
         STATE["skip"] = (p.stdout + p.stderr).strip() or "Slurm did not start"
     else:
         STATE["conf"] = p.stdout.strip().splitlines()[-1]
-        # Slurm's time limits are whole minutes, checked every 30 s: the timeout test's run
-        # starts now, in a workspace of its own, and goes on beside the other tests (one of
-        # the cluster's 8 CPUs, no GPU), so that test finds it ended instead of waiting 60-90 s
-        ws = Workspace()
-        ws.write("kiln.lua", 'task { name = "tmo/slow", timeout = "1m", run = "sleep 600" }\n')
-        STATE["timeout_run"] = (ws, ws.spawn("run", "--executor", "slurm", env={"SLURM_CONF": STATE["conf"]}))
 
 
 def tearDownModule():
-    if "timeout_run" in STATE:
-        ws, p = STATE.pop("timeout_run")
-        if p.poll() is None:
-            p.send_signal(signal.SIGINT)
-        p.communicate(timeout=60)
-        ws.cleanup()
     if "dir" in STATE:
         subprocess.run(["sh", CLUSTER, "stop", STATE["dir"]], capture_output=True, timeout=60)
 
@@ -58,6 +46,28 @@ def jobs_named(prefix):
 
 
 class Slurm(KilnTestCase):
+    @classmethod
+    def setUpClass(cls):
+        # Slurm's time limits are whole minutes, checked every 30 s: the timeout test's run
+        # starts with this class, in a workspace of its own, and goes on beside its other tests
+        # (one of the cluster's 8 CPUs, no GPU), so that test finds it ended instead of waiting
+        # 60-90 s. (Here, not in setUpModule: test_slurm_scale shares that, and its jobs of 8
+        # CPUs would wait for this one.)
+        cls.timeout_run = None
+        if "skip" not in STATE:
+            ws = Workspace()
+            ws.write("kiln.lua", 'task { name = "tmo/slow", timeout = "1m", run = "sleep 600" }\n')
+            cls.timeout_run = (ws, ws.spawn("run", "--executor", "slurm", env={"SLURM_CONF": STATE["conf"]}))
+
+    @classmethod
+    def tearDownClass(cls):
+        if cls.timeout_run:
+            ws, p = cls.timeout_run
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)
+            p.communicate(timeout=60)
+            ws.cleanup()
+
     def setUp(self):
         if "skip" in STATE:
             self.skipTest(STATE["skip"])
@@ -146,7 +156,7 @@ task { name = "ret/cancelled", run = "touch started; sleep 120" }
         self.assertIn("# kiln: ranks meet at " + addr, self.ws.read(".kiln/logs/rk/t@1.log"))
 
     def test_timeout_is_reported(self):
-        ws, p = STATE["timeout_run"]  # started with the cluster (setUpModule)
+        ws, p = self.timeout_run  # started with the class (setUpClass)
         out, err = p.communicate(timeout=300)
         self.assertEqual(p.returncode, 1, out + err)
         self.assertIn("ended TIMEOUT", out)
