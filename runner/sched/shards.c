@@ -294,15 +294,21 @@ static void record_pending(Run *r, ShardRun *s, int k)
 		s->caught_up++;
 }
 
+/* The index of the last pending item not yet recorded whose output is there, or -1. */
+static int last_with_output(const ShardRun *s)
+{
+	for (int k = s->npending - 1; k >= s->recorded; k--)
+		if (output_there(s->pending[k]))
+			return k;
+	return -1;
+}
+
 /* Records the pending items before the last one whose output exists (those are complete:
  * the command has moved on); an item before it without an output was skipped by the
  * command and is settled when the process ends. */
 static void record_complete(Run *r, ShardRun *s)
 {
-	int last = -1;
-	for (int k = s->npending - 1; k >= s->recorded && last < 0; k--)
-		if (output_there(s->pending[k]))
-			last = k;
+	int last = last_with_output(s);
 	if (s->attached) { /* the rate counts from here: what is there already was made unwatched */
 		s->attached = 0;
 		s->unwatched = last + 1;
@@ -325,10 +331,7 @@ void shard_note_stop(Run *r, Job *job)
 	 * that follows (with the SIGCONT that lets them see it) */
 	if (os_group_freeze(job->pid, 200) != 0)
 		return;
-	int last = -1;
-	for (int k = s->npending - 1; k >= s->recorded && last < 0; k--)
-		if (output_there(s->pending[k]))
-			last = k;
+	int last = last_with_output(s);
 	Task *t = last >= 0 ? s->pending[last] : NULL;
 	if (!t || t->state != TS_RUNNING || t->noutputs < 1 || t->noutputs > 4)
 		return;
