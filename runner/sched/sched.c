@@ -17,7 +17,6 @@
 #include "progress.h"
 #include "sched_internal.h"
 
-
 char *sched_log_path(const char *log_dir, const Task *t, int attempt)
 {
 	return xasprintf("%s/%s@%d.log", log_dir, t->name, attempt);
@@ -444,8 +443,8 @@ static void stop_all(Run *r, int sig, int hangup)
 			free_job(j); /* the executor keeps no reference to a detached job */
 			continue;
 		}
-		if (sig == SIGTERM && task_is_runner(j->task) && j->pid > 0)
-			shard_note_stop(r, j); /* before its processes go: which outputs they hold */
+		if (sig == SIGTERM)
+			shard_note_stop(r, j); /* a shard's, before its processes go: which outputs they hold */
 		j->ex->signal(j->ex, j, sig);
 		j->kill_at_ns = sig == SIGKILL ? -1 : now + (int64_t)(r->o->kill_grace_sec * 1e9);
 	}
@@ -457,6 +456,7 @@ static void check_clocks(Run *r)
 	for (Job *j = r->running; j; j = j->next) {
 		if (j->deadline_ns && now >= j->deadline_ns && !j->timed_out && !j->kill_at_ns) {
 			j->timed_out = 1;
+			shard_note_stop(r, j);
 			j->ex->signal(j->ex, j, SIGTERM);
 			j->kill_at_ns = now + (int64_t)(r->o->kill_grace_sec * 1e9);
 		}

@@ -113,11 +113,11 @@ void shards_poll(Run *r);
 char *shard_prepare(Run *r, Task *runner, int attempt, int reattach, Buf *err);
 /* The items the runner's attempt makes, in its list's order (a malloc'd copy; n set). */
 Task **shard_items(Run *r, const Task *runner, int *n);
-/* Before a local shard of a map with atomic_outputs is stopped (Ctrl-C): freezes its
- * process group (SIGSTOP; the SIGTERM that follows comes with a SIGCONT) and notes its
- * last item with outputs if no process of the group holds one open or mapped: renamed into
- * place, it is finished, and is recorded when the shard has stopped, outputs unchanged,
- * rather than run again. */
+/* Before kiln stops a job (Ctrl-C, its timeout): for a local shard of a map with
+ * atomic_outputs, freezes its process group (SIGSTOP; the SIGTERM that follows comes with a
+ * SIGCONT) and notes its last item with outputs if no process of the group holds one open
+ * or mapped: renamed into place, it is finished, and is recorded when the shard has
+ * stopped, outputs unchanged, rather than run again. Other jobs: nothing. */
 void shard_note_stop(Run *r, Job *job);
 /* The shard's process ended: records its complete items, then the rest are recorded
  * (SHARD_OK), kept for the next attempt (SHARD_RETRY), not run (SHARD_STOPPED) or failed

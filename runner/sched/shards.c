@@ -37,7 +37,9 @@ typedef struct ShardRun {
 	int nlater;
 	int64_t listed_ns; /* re-attached: when its list was written (just before it started) */
 	int redone;       /* items of it whose inputs changed since: said once */
-	Task *closed_last; /* stopped: its last item with outputs, which no process of it held
+	int looked;       /* kiln stopped its local processes and looked at their open files:
+			     closed_last is the verdict on its last item */
+	Task *closed_last; /* then: its last item with outputs, which no process of it held
 			      open when kiln stopped it (complete), or NULL */
 	struct stat closed_st[4]; /* and those outputs then: changed since, it is not recorded */
 } ShardRun;
@@ -321,12 +323,15 @@ static void record_complete(Run *r, ShardRun *s)
 
 void shard_note_stop(Run *r, Job *job)
 {
+	if (!task_is_runner(job->task))
+		return;
 	ShardRun *s = &r->shards[job->task->more->shard->id];
 	s->closed_last = NULL;
 	/* an output written in several steps (echo > out; ...; cmd >> out) is closed between
 	 * them: only a map that says its outputs appear whole has its last one looked at */
 	if (job->pid <= 0 || !job->task->more->shard->atomic_outputs)
 		return;
+	s->looked = 1; /* frozen or not, the look decides: one that failed keeps nothing */
 	/* frozen, its processes cannot finish another item between this look and the SIGTERM
 	 * that follows (with the SIGCONT that lets them see it) */
 	if (os_group_freeze(job->pid, 200) != 0)
@@ -364,6 +369,28 @@ static void record_closed_last(Run *r, ShardRun *s)
 			record_pending(r, s, k);
 }
 
+/* An attempt of a map with atomic_outputs ended unfinished (stopped, timed out, failed, its
+ * host lost): its last item with outputs is finished if all of them are there, since each
+ * appears whole. Where kiln stopped a local shard it looked at its open files too, and that
+ * look decides; elsewhere (a process that ended by itself, a Slurm job, a host's outputs
+ * brought back) the promise alone does. */
+static void record_whole_last(Run *r, ShardRun *s, const Job *job)
+{
+	if (s->looked) {
+		record_closed_last(r, s);
+		return;
+	}
+	int last = last_with_output(s);
+	if (last < 0 || !job->task->more->shard->atomic_outputs || s->pending[last]->state != TS_RUNNING)
+		return;
+	Task *t = s->pending[last];
+	struct stat st;
+	for (int i = 0; i < t->noutputs; i++)
+		if (stat(t->outputs[i], &st) != 0 || !(S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)))
+			return;
+	record_pending(r, s, last);
+}
+
 void shards_poll(Run *r)
 {
 	for (int i = 0; i < r->g->nshards; i++)
@@ -376,9 +403,10 @@ void shard_job_ended(Run *r, Job *job, const char *why, int mode)
 	ShardRun *s = &r->shards[job->task->more->shard->id];
 	s->running = 0;
 	record_complete(r, s);
-	if (mode == SHARD_STOPPED) /* the item it was on when stopped, if it had finished it */
-		record_closed_last(r, s);
+	if (mode != SHARD_OK) /* the item it was on when it ended, if it had finished it */
+		record_whole_last(r, s, job);
 	s->closed_last = NULL;
+	s->looked = 0;
 	int left = 0;
 	for (int k = 0; k < s->npending; k++) {
 		Task *t = s->pending[k];

@@ -1,7 +1,8 @@
 """End-to-end: map{} — items as tasks made in batches by one process per shard. A kill -9
 or Ctrl-C in the middle of a 200-item, 4-shard map, then a re-run that executes only the
 items not recorded (counted from the item records and a ledger the command appends to;
-items added meanwhile run in a batch of their own, not as a retry);
+items added meanwhile run in a batch of their own, not as a retry); the item a shard had
+finished when Ctrl-C or its timeout stopped it is kept with atomic_outputs;
 10 new items run 10; an edited command re-runs all; a failed item is reported by name and
 the others stay done; items that fail with one shard's log show it once in the summary,
 and `kiln log MAP/ITEM` prints it (`kiln why` names it); shards are even; progress lines
@@ -204,6 +205,23 @@ map { name = "m", items = items, shards = 2, input = "in/{item}.txt", output = "
         self.assertEqual(r.rc, 0, r)
         self.assertEqual(self.ws.read("out/0003.txt"), "caption of 0003\n", "redone")
         self.assertEqual(self.ledger(), ["0001", "0002", "0003", "0004", "0005"], "nothing finished ran twice")
+
+    def test_a_shard_stopped_by_its_timeout_keeps_the_item_it_finished(self):
+        # atomic_outputs, items of 0.8 s, a 2 s timeout per attempt: each attempt finishes an
+        # item or two before its timeout; the last of them is recorded, not made again (the
+        # retry would otherwise redo it, and with items over half the timeout never progress)
+        worker = ("while read it; do echo $it >> ledger; sleep 0.8; "
+                  "printf 'caption of %s\\n' $it > out/$it.tmp && mv out/$it.tmp out/$it.txt; done < {items}")
+        self.ws.write("kiln.lua", recipe(5, shards=1, command=worker,
+                                         extra=", atomic_outputs = true, timeout = 2, retries = 4"))
+        r = self.ws.kiln("run", timeout=120)
+        self.assertEqual(r.rc, 0, r)
+        timeouts = r.out.count("timed out")
+        self.assertGreaterEqual(timeouts, 1, r.out)
+        self.assertEqual(self.recorded(), 5)
+        runs = self.ledger()
+        self.assertEqual(sorted(set(runs)), ["0001", "0002", "0003", "0004", "0005"])
+        self.assertLessEqual(len(runs) - 5, timeouts, "only the item in flight at each timeout ran twice: %s" % runs)
 
     def test_ctrl_c_redoes_an_output_written_in_steps_without_atomic_outputs(self):
         # written in two steps, closed between them: nothing holds it open during the pause

@@ -4,7 +4,7 @@ PATH), a failed element is retried alone, a killed kiln re-attaches to an array 
 submitting anything twice, the controller refusing submissions for a while fails nothing,
 a job that can never start fails within a minute with Slurm's reason, {port} is found on
 the node, and a map{} runs its shards as Slurm jobs, re-attached after kill -9 with no item
-run twice."""
+run twice, keeping the item a job had finished when Ctrl-C cancelled it (atomic_outputs)."""
 import os
 import shutil
 import signal
@@ -226,6 +226,31 @@ map { name = "cap", items = items, shards = 2, executor = "slurm", output = "cap
         self.assertEqual(len(started), 40)
         self.assertEqual(self.kiln("run").ran, set())
 
+
+    def test_a_slurm_shard_stopped_by_ctrl_c_keeps_the_item_it_finished(self):
+        # atomic_outputs: the job cannot be looked into, so the promise decides: the output of
+        # the item it was on when cancelled is whole if there, and kept
+        self.ws.write("cap.sh", "mkdir -p caps; while read item; do echo $item >> done.log; "
+                                "echo cap-$item > caps/$item.tmp && mv caps/$item.tmp caps/$item.txt; "
+                                "if [ $item = img2 ] && [ ! -e paused ]; then touch paused; sleep 60; fi; "
+                                "done < $KILN_ITEMS\n")
+        self.ws.write("kiln.lua", """
+local items = {}
+for i = 1, 4 do items[#items + 1] = "img" .. i end
+map { name = "cap", items = items, shards = 1, executor = "slurm", output = "caps/{item}.txt",
+      atomic_outputs = true, run = "sh cap.sh" }
+""")
+        env = dict(self.ws.env(), **self.env)
+        p = subprocess.Popen([KILN, "run"], cwd=self.ws.dir, env=env, text=True, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+        self.assertTrue(wait_for(lambda: self.ws.exists("paused"), 90))
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=60)
+        self.assertEqual(p.returncode, 130, out + err)
+        r = self.kiln("run", timeout=120)
+        self.assertEqual(r.rc, 0, r)
+        self.assertIn("2 up to date", r.out, "img1 and img2 were recorded at the Ctrl-C")
+        self.assertEqual(self.ws.read("done.log").split(), ["img1", "img2", "img3", "img4"], "nothing ran twice")
 
 if __name__ == "__main__":
     main()

@@ -3,7 +3,7 @@ its own home, workdir and fake nvidia-smi. A grid runs across them with GPUs lea
 host (a busy device is left alone); inputs are copied only where a task needs them, and a
 copy deleted there is copied again; stopping one server mid-run moves its tasks elsewhere;
 kill -9 of kiln then a re-run re-attaches without running anything again; Ctrl-C stops the
-remote process groups; a no-op re-run starts nothing on any host; a full workdir there is
+remote process groups (a map shard's finished item kept, with atomic_outputs); a no-op re-run starts nothing on any host; a full workdir there is
 said in words; a checkpoint cut short on a host is put back from the copy taken there;
 recipe mistakes about hosts are errors with file:line."""
 import collections
@@ -567,6 +567,29 @@ map { name = "cap", items = items, shards = 2, hosts = {"v800", "v801"}, env = {
         runs = collections.Counter(it for it, _ in self.ledger())
         self.assertEqual(sorted(runs), items)
         self.assertTrue(all(n >= 2 for n in runs.values()), "every item ran again after the edit: %s" % runs)
+
+    def test_ctrl_c_keeps_the_item_a_host_shard_finished_with_atomic_outputs(self):
+        # the item it was on at the Ctrl-C comes back with the shard's outputs and, renamed
+        # into place (atomic_outputs), is recorded rather than made again
+        self.map_over_two_hosts(4, "0")
+        self.ws.write("work.sh", self.MAP_WORKER.replace(
+            "done", 'if [ $it = i01 ] && [ ! -e $HOME/paused ]; then touch $HOME/paused; sleep 60; fi; done'))
+        self.ws.write("kiln.lua", self.ws.read("kiln.lua").replace('shards = 2, hosts = {"v800", "v801"}',
+                                                                   'shards = 1, host = "v800", atomic_outputs = true'))
+        paused = os.path.join(self.lab.hosts["v800"].home, "paused")
+        if os.path.exists(paused):
+            os.remove(paused)
+        p = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua")
+        if not wait_for(lambda: os.path.exists(paused), timeout=60):
+            p.kill()
+            self.fail("the shard got going: %s %s" % p.communicate())
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=60)
+        self.assertEqual(p.returncode, 130, out + err)
+        self.assertEqual(self.recorded_items(), 2, out + err)
+        r = self.kiln(timeout=120)
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual([it for it, _ in self.ledger()], ["i00", "i01", "i02", "i03"], "nothing ran twice")
 
     def test_a_map_shard_lost_with_its_host_keeps_the_items_harvested_from_it(self):
         self.map_over_two_hosts(40, "0.4")  # 8 s a shard: a harvest or two before the loss
