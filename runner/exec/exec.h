@@ -50,6 +50,8 @@ typedef struct Job {
 	char rdzv_host[64];   /* torchrun's rendezvous ({rdzv}) when not here (ssh: the first node), or "" */
 	int rdzv_port;        /* and its port, when not the last one reserved here, or 0 */
 	char *items_path;     /* a map shard's item list ({items}, KILN_ITEMS), owned, or NULL */
+	char *items_listed;   /* Slurm: kiln's list, of which items_path is the job's own copy
+				 (a requeued job starts at the first item not made), owned, or NULL */
 	Task **items;         /* and its items in that list's order (owned array): an executor
 				 whose hosts lack this file system copies their inputs and outputs */
 	int nitems;
@@ -276,5 +278,13 @@ void exec_write_all(int fd, const char *s, size_t n);
 void exec_write_log_header(int fd, const Job *job);
 /* Opens the job's log file for writing (parents created); returns fd or -1. */
 int exec_open_log(const Job *job);
+
+/* A map shard's list of its items' outputs (the first of each, a line each, in the item
+ * list's order) beside its item list: .kiln/maps/RUNNER.outputs. Its path (malloc'd). */
+char *exec_map_outputs_path(const char *items_path);
+/* Writes that list for the job's items at path: 0, or -1 (cannot write). */
+int exec_write_map_outputs(const Job *job, const char *path);
+/* Names path (taken) as the list {items} and KILN_ITEMS give the command. */
+void exec_set_items_path(Job *job, char *path);
 
 #endif

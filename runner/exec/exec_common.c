@@ -252,3 +252,31 @@ const char *exec_path_entry(void)
 	}
 	return entry;
 }
+
+char *exec_map_outputs_path(const char *items_path)
+{
+	const char *slash = strrchr(items_path, '/'), *dot = strrchr(items_path, '.');
+	size_t n = dot && (!slash || dot > slash) ? (size_t)(dot - items_path) : strlen(items_path);
+	return xasprintf("%.*s.outputs", (int)n, items_path);
+}
+
+int exec_write_map_outputs(const Job *job, const char *path)
+{
+	Buf list = {0};
+	for (int i = 0; i < job->nitems; i++)
+		buf_printf(&list, "%s\n", job->items[i]->noutputs ? job->items[i]->outputs[0] : "");
+	int rc = mkdirs_parent(path) == 0 && write_file_atomic(path, list.data ? list.data : "", list.len) == 0 ? 0 : -1;
+	buf_free(&list);
+	return rc;
+}
+
+void exec_set_items_path(Job *job, char *path)
+{
+	free(job->items_path);
+	job->items_path = path;
+	for (char **e = job->env; e && *e; e++)
+		if (!strncmp(*e, "KILN_ITEMS=", 11)) {
+			free(*e);
+			*e = xasprintf("KILN_ITEMS=%s", path);
+		}
+}

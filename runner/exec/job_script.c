@@ -191,6 +191,33 @@ static void resume_guard(Buf *b, const Job *job, int remote)
 	buf_puts(b, "done ) </dev/null >/dev/null 2>&1 3>&- &\nkiln_watch=$!\n");
 }
 
+/* A Slurm job of a map shard copies kiln's item list to its own ({items}); started again
+ * by Slurm (a requeue), it starts at the first item whose output is not there — at the one
+ * before, its output removed, unless the map's outputs appear whole (atomic_outputs) — as
+ * kiln's next attempt would, instead of making every item of its list again. */
+static void map_requeue_preamble(Buf *b, const Job *job)
+{
+	Buf listed = {0}, copy = {0}, outs = {0};
+	char *outputs = exec_map_outputs_path(job->items_listed);
+	buf_shell_quote(&listed, job->items_listed);
+	buf_shell_quote(&copy, job->items_path);
+	buf_shell_quote(&outs, outputs);
+	free(outputs);
+	buf_printf(b, "if [ \"${SLURM_RESTART_COUNT:-0}\" -gt 0 ]; then\n"
+		      "k=0; while IFS= read -r o; do [ -n \"$o\" ] && [ -e \"$o\" ] || break; k=$((k + 1)); done < %s\n",
+		   outs.data);
+	if (!job->task->more->shard->atomic_outputs) /* the last one there may be half written */
+		buf_printf(b, "if [ $k -gt 0 ]; then rm -rf -- \"$(sed -n \"${k}p\" %s)\"; k=$((k - 1)); fi\n", outs.data);
+	buf_printf(b, "echo \"kiln: Slurm started this job again: the first $k items of its list were made before it "
+		      "stopped, so it starts at item $((k + 1))\" >&2\n"
+		      "tail -n +$((k + 1)) %s > %s.tmp && mv -f %s.tmp %s || exit 1\n"
+		      "else cp %s %s || exit 1; fi\n",
+		   listed.data, copy.data, copy.data, copy.data, listed.data, copy.data);
+	buf_free(&listed);
+	buf_free(&copy);
+	buf_free(&outs);
+}
+
 char *exec_job_script(const Job *job, const char *workspace, const char *exit_path, int remote, const char *prelude)
 {
 	const Task *t = job->task;
@@ -200,6 +227,8 @@ char *exec_job_script(const Job *job, const char *workspace, const char *exit_pa
 	buf_puts(&b, "\ncd ");
 	buf_shell_quote(&b, workspace);
 	buf_puts(&b, " || exit 1\n");
+	if (job->items_listed && !remote)
+		map_requeue_preamble(&b, job);
 	int guard = remote && t->opts->nresume > 0; /* a watcher to stop with the command */
 	if (t->opts->nresume > 0)
 		resume_guard(&b, job, remote);

@@ -82,13 +82,13 @@ static void free_job(Job *job)
 	free(job->env);
 	free(job->log_path);
 	free(job->items_path);
+	free(job->items_listed);
 	free(job->items);
 	progress_end(job);
 	free(job->progress_path);
 	resume_watch_end(job->resume_watch);
 	free(job);
 }
-
 
 /* t succeeded and its success is in the open batch: dependents may go on; the "ok" line
  * waits for the commit (see settle_commit). */

@@ -4,7 +4,8 @@ PATH), a failed element is retried alone, a killed kiln re-attaches to an array 
 submitting anything twice, the controller refusing submissions for a while fails nothing,
 a job that can never start fails within a minute with Slurm's reason, {port} is found on
 the node, and a map{} runs its shards as Slurm jobs, re-attached after kill -9 with no item
-run twice, keeping the item a job had finished when Ctrl-C cancelled it (atomic_outputs)."""
+run twice, keeping the item a job had finished when Ctrl-C cancelled it (atomic_outputs),
+and starting a requeued shard job at the first item it had not made."""
 import os
 import shutil
 import signal
@@ -251,6 +252,48 @@ map { name = "cap", items = items, shards = 1, executor = "slurm", output = "cap
         self.assertEqual(r.rc, 0, r)
         self.assertIn("2 up to date", r.out, "img1 and img2 were recorded at the Ctrl-C")
         self.assertEqual(self.ws.read("done.log").split(), ["img1", "img2", "img3", "img4"], "nothing ran twice")
+
+
+    def test_a_requeued_shard_job_starts_at_the_first_item_not_made(self):
+        # both maps' jobs are requeued (a preemption) in item i4, after i1-i3 were made: the
+        # one with atomic_outputs starts again at i4, the other at i3 (its output removed:
+        # it may be half written), not at i1
+        self.ws.write("cap.sh", "mkdir -p caps/$MAP; while read item; do echo $item >> done-$MAP.log; "
+                                "if [ $item = i4 ] && [ ! -e paused-$MAP ]; then touch paused-$MAP; sleep 60; fi; "
+                                "echo cap-$item > caps/$MAP/$item.tmp && mv caps/$MAP/$item.tmp caps/$MAP/$item.txt; "
+                                "done < $KILN_ITEMS\n")
+        self.ws.write("kiln.lua", """
+local items = {}
+for i = 1, 6 do items[#items + 1] = "i" .. i end
+for _, m in ipairs({"a", "b"}) do
+  map { name = "cap-" .. m, items = items, shards = 1, executor = "slurm", output = "caps/" .. m .. "/{item}.txt",
+        atomic_outputs = m == "a", env = { MAP = m }, run = "sh cap.sh" }
+end
+""")
+        env = dict(self.ws.env(), **self.env)
+        p = subprocess.Popen([KILN, "run"], cwd=self.ws.dir, env=env, text=True, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT)
+        self.assertTrue(wait_for(lambda: self.ws.exists("paused-a") and self.ws.exists("paused-b"), 90))
+        jobs = [line.split()[0] for line in subprocess.run(["squeue", "-h", "-o", "%i %j %T"], capture_output=True,
+                                                           text=True, env=env).stdout.splitlines()
+                if "cap-" in line and "RUNNING" in line]
+        self.assertEqual(len(jobs), 2, jobs)
+        for job in jobs:
+            subprocess.run(["scontrol", "requeue", job], check=True, env=env)
+        time.sleep(5)  # Slurm holds a requeued job back a while (see test_slurm's requeue test)
+        for job in jobs:
+            subprocess.run(["scontrol", "update", "jobid=" + job, "StartTime=now"], check=True, env=env)
+        out, _ = p.communicate(timeout=180)
+        self.assertEqual(p.returncode, 0, out)
+        self.assertEqual(self.ws.read("done-a.log").split(), ["i1", "i2", "i3", "i4", "i4", "i5", "i6"])
+        self.assertEqual(self.ws.read("done-b.log").split(), ["i1", "i2", "i3", "i4", "i3", "i4", "i5", "i6"])
+        for m in ("a", "b"):
+            self.assertIn("the first %d items of its list were made before it stopped" % (3 if m == "a" else 2),
+                          self.ws.read(".kiln/logs/cap-%s:shard-1@1.log" % m))
+            for i in range(1, 7):
+                self.assertEqual(self.ws.read("caps/%s/i%d.txt" % (m, i)), "cap-i%d\n" % i)
+        self.assertEqual(self.kiln("run").ran, set())
+
 
 if __name__ == "__main__":
     main()

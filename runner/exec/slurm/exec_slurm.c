@@ -51,6 +51,21 @@ static int drop(Job **list, int *n, const Job *job)
 	return 0;
 }
 
+/* A map shard's job works from its own copy of kiln's item list (LIST.job), beside its
+ * items' outputs (RUNNER.outputs): Slurm may start the job again (a requeue), and its
+ * script then starts at the first item not made (job_script.c), leaving kiln's list as it
+ * was — the list a re-attaching kiln follows. 0, or -1 when a list cannot be written. */
+static int map_lists(Job *job)
+{
+	char *outputs = exec_map_outputs_path(job->items_path);
+	int rc = exec_write_map_outputs(job, outputs);
+	free(outputs);
+	free(job->items_listed);
+	job->items_listed = xstrdup(job->items_path);
+	exec_set_items_path(job, xasprintf("%s.job", job->items_path));
+	return rc;
+}
+
 static int slurm_start(Executor *ex, Job *job)
 {
 	SlurmExec *se = ex->impl;
@@ -77,6 +92,10 @@ static int slurm_start(Executor *ex, Job *job)
 	if (fd >= 0) {
 		exec_write_log_header(fd, job);
 		close(fd);
+	}
+	if (job->items_path && map_lists(job) != 0) {
+		slurm_end_job(se, job, JOB_START_FAILED, 127, "cannot write the list of its items' outputs");
+		return -1;
 	}
 	char *exit_path = slurm_exit_path(se, job), *ports_path = slurm_ports_path(se, job);
 	char *script_path = xasprintf("%s/%s@%d.sh", se->cfg.state_dir, t->name, job->attempt);

@@ -41,9 +41,7 @@ static const char *in_workspace(const SshExec *se, const char *path)
 /* The outputs list's path beside the item list: .kiln/maps/NAME.outputs. */
 static char *outputs_list_path(const SshExec *se, const Job *job)
 {
-	const char *items = in_workspace(se, job->items_path);
-	const char *dot = strrchr(items, '.');
-	return xasprintf("%.*s.outputs", (int)(dot ? dot - items : (long)strlen(items)), items);
+	return exec_map_outputs_path(in_workspace(se, job->items_path));
 }
 
 void ssh_map_reattached(SshExec *se, Remote *rm)
@@ -58,13 +56,11 @@ int ssh_map_place(SshExec *se, Remote *rm, HostLookup find, Buf *err)
 	SshHost *h = rm->host;
 	rm->map_outputs = outputs_list_path(se, job);
 	char *items = xstrdup(in_workspace(se, job->items_path));
-	Buf list = {0};
 	StrMap seen = {0};
 	const char **inputs = NULL;
 	int ninputs = 0, cap = 0;
 	for (int i = 0; i < job->nitems; i++) {
 		const Task *t = job->items[i];
-		buf_printf(&list, "%s\n", t->noutputs ? t->outputs[0] : "");
 		for (int k = 0; k < t->ninputs; k++) { /* the map's inputs are every item's: once */
 			if (strmap_get(&seen, t->inputs[k]))
 				continue;
@@ -76,23 +72,15 @@ int ssh_map_place(SshExec *se, Remote *rm, HostLookup find, Buf *err)
 	}
 	strmap_free(&seen);
 	int rc = 0;
-	if (write_file_atomic(rm->map_outputs, list.data ? list.data : "", list.len) != 0) {
+	if (exec_write_map_outputs(job, rm->map_outputs) != 0) {
 		buf_printf(err, "cannot write %s", rm->map_outputs);
 		rc = -1;
 	}
-	buf_free(&list);
 	const char *extra[2] = {items, rm->map_outputs};
 	if (rc == 0)
 		rc = place_prepare_paths(se->cfg.cache, h, inputs, ninputs, extra, 2, find, se, &rm->placement, err);
 	free(inputs);
-	/* {items} and KILN_ITEMS name the list there */
-	free(job->items_path);
-	job->items_path = xasprintf("%s/%s", h->home_workdir, items);
-	for (char **e = job->env; e && *e; e++)
-		if (!strncmp(*e, "KILN_ITEMS=", 11)) {
-			free(*e);
-			*e = xasprintf("KILN_ITEMS=%s", job->items_path);
-		}
+	exec_set_items_path(job, xasprintf("%s/%s", h->home_workdir, items)); /* the list there */
 	free(items);
 	rm->harvest_at_ns = now_mono_ns() + HARVEST_EVERY_NS;
 	return rc;
