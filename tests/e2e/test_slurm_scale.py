@@ -227,14 +227,18 @@ map { name = "cap", items = items, shards = 2, executor = "slurm", output = "cap
         self.assertEqual(len(started), 40)
         self.assertEqual(self.kiln("run").ran, set())
 
+    def pausing_worker(self, folder, log, item, before_output):
+        """cap.sh: appends each listed item to log and renames its output into folder; pauses
+        60 s once at item (marked by the file paused-$MAP), before or after its output."""
+        pause = "if [ $item = %s ] && [ ! -e paused-$MAP ]; then touch paused-$MAP; sleep 60; fi; " % item
+        make = "echo cap-$item > %s/$item.tmp && mv %s/$item.tmp %s/$item.txt; " % (folder, folder, folder)
+        self.ws.write("cap.sh", "mkdir -p %s; while read item; do echo $item >> %s; %sdone < $KILN_ITEMS\n"
+                      % (folder, log, pause + make if before_output else make + pause))
 
     def test_a_slurm_shard_stopped_by_ctrl_c_keeps_the_item_it_finished(self):
         # atomic_outputs: the job cannot be looked into, so the promise decides: the output of
         # the item it was on when cancelled is whole if there, and kept
-        self.ws.write("cap.sh", "mkdir -p caps; while read item; do echo $item >> done.log; "
-                                "echo cap-$item > caps/$item.tmp && mv caps/$item.tmp caps/$item.txt; "
-                                "if [ $item = img2 ] && [ ! -e paused ]; then touch paused; sleep 60; fi; "
-                                "done < $KILN_ITEMS\n")
+        self.pausing_worker("caps", "done.log", "img2", before_output=False)
         self.ws.write("kiln.lua", """
 local items = {}
 for i = 1, 4 do items[#items + 1] = "img" .. i end
@@ -244,7 +248,7 @@ map { name = "cap", items = items, shards = 1, executor = "slurm", output = "cap
         env = dict(self.ws.env(), **self.env)
         p = subprocess.Popen([KILN, "run"], cwd=self.ws.dir, env=env, text=True, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE)
-        self.assertTrue(wait_for(lambda: self.ws.exists("paused"), 90))
+        self.assertTrue(wait_for(lambda: self.ws.exists("paused-"), 90))
         p.send_signal(signal.SIGINT)
         out, err = p.communicate(timeout=60)
         self.assertEqual(p.returncode, 130, out + err)
@@ -253,15 +257,11 @@ map { name = "cap", items = items, shards = 1, executor = "slurm", output = "cap
         self.assertIn("2 up to date", r.out, "img1 and img2 were recorded at the Ctrl-C")
         self.assertEqual(self.ws.read("done.log").split(), ["img1", "img2", "img3", "img4"], "nothing ran twice")
 
-
     def test_a_requeued_shard_job_starts_at_the_first_item_not_made(self):
         # both maps' jobs are requeued (a preemption) in item i4, after i1-i3 were made: the
         # one with atomic_outputs starts again at i4, the other at i3 (its output removed:
         # it may be half written), not at i1
-        self.ws.write("cap.sh", "mkdir -p caps/$MAP; while read item; do echo $item >> done-$MAP.log; "
-                                "if [ $item = i4 ] && [ ! -e paused-$MAP ]; then touch paused-$MAP; sleep 60; fi; "
-                                "echo cap-$item > caps/$MAP/$item.tmp && mv caps/$MAP/$item.tmp caps/$MAP/$item.txt; "
-                                "done < $KILN_ITEMS\n")
+        self.pausing_worker("caps/$MAP", "done-$MAP.log", "i4", before_output=True)
         self.ws.write("kiln.lua", """
 local items = {}
 for i = 1, 6 do items[#items + 1] = "i" .. i end
