@@ -48,6 +48,39 @@ static int sig_same(const FileSig *a, const FileSig *b)
 
 static uint32_t le32(const unsigned char *p) { return p[0] | p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24; }
 
+/* A safetensors file (Hugging Face's weights): an 8-byte little-endian length N, N bytes of
+ * JSON giving each tensor's "data_offsets": [begin, end] in the data after it. A finished
+ * file holds all of that data; one shorter is cut. 0 for what does not parse as one. */
+static int safetensors_cut(int fd, off_t size)
+{
+	unsigned char head[9];
+	if (size < 9 || pread(fd, head, 9, 0) != 9)
+		return 1;
+	uint64_t n = 0;
+	for (int i = 7; i >= 0; i--)
+		n = n << 8 | head[i];
+	if (head[8] != '{' || n > (64u << 20))
+		return 0;
+	if (n > (uint64_t)size - 8)
+		return 1; /* stopped within its header */
+	char *json = xmalloc(n + 1);
+	uint64_t data_end = 0;
+	if (pread(fd, json, n, 8) == (ssize_t)n) {
+		json[n] = 0;
+		for (char *p = json; (p = strstr(p, "\"data_offsets\"")) != NULL;) {
+			p = strchr(p, '[');
+			if (!p)
+				break;
+			char *after;
+			strtoull(p + 1, &after, 10);
+			uint64_t end = strtoull(after + strspn(after, " ,"), &p, 10);
+			data_end = end > data_end ? end : data_end;
+		}
+	}
+	free(json);
+	return (uint64_t)size < 8 + n + data_end;
+}
+
 int resume_file_cut(const char *path)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -60,6 +93,8 @@ int resume_file_cut(const char *path)
 		cut = 0;
 	} else if (st.st_size == 0) {
 		cut = 1; /* truncated by the save's open, and stopped before a byte was written */
+	} else if (strlen(path) > 12 && !strcmp(path + strlen(path) - 12, ".safetensors")) {
+		cut = safetensors_cut(fd, st.st_size);
 	} else if (pread(fd, head, 4, 0) == 4 && le32(head) == 0x04034b50) { /* "PK\3\4": a zip archive */
 		/* a finished archive ends with its end-of-central-directory record: 22 bytes and
 		 * a comment of at most 64 KiB, the comment's length in the record's last field */
@@ -289,15 +324,81 @@ int resume_cut_with_copy(Cache *c, const Task *t, int i, char *saved_at, size_t 
 	return ok;
 }
 
+/* Whether a file under dir (depth more levels down, links not followed) is cut short: the
+ * first one found goes in found. */
+static int holds_cut_file(const char *dir, int depth, Buf *found)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return 0;
+	int cut = 0;
+	for (struct dirent *e; !cut && (e = readdir(d)) != NULL;) {
+		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+			continue;
+		char *p = xasprintf("%s/%s", dir, e->d_name);
+		struct stat st;
+		if (lstat(p, &st) == 0 && S_ISREG(st.st_mode) && resume_file_cut(p)) {
+			buf_puts(found, p);
+			cut = 1;
+		} else if (depth > 0 && S_ISDIR(st.st_mode)) {
+			cut = holds_cut_file(p, depth - 1, found);
+		}
+		free(p);
+	}
+	closedir(d);
+	return cut;
+}
+
+/* A resume directory holds a trainer's checkpoints (epoch_7.pt, or checkpoint-500/ and its
+ * files), and the trainer continues from the newest. Each of its entries holding a file cut
+ * short (the save in flight when an attempt stopped) is removed, so the trainer continues
+ * from the newest whole one rather than fail on that file at every attempt. Only what kiln
+ * can tell for sure counts (resume_file_cut); files are not copied. */
+static void mend_dir(const char *dir, Buf *note)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return;
+	char **names = NULL;
+	size_t n = 0;
+	for (struct dirent *e; (e = readdir(d)) != NULL;)
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+			names = xrealloc(names, (n + 1) * sizeof *names);
+			names[n++] = xasprintf("%s/%s", dir, e->d_name);
+		}
+	closedir(d); /* read whole first: entries are removed below */
+	for (size_t i = 0; i < n; i++) {
+		Buf found = {0};
+		struct stat st;
+		int is_dir = lstat(names[i], &st) == 0 && S_ISDIR(st.st_mode), cut = 0;
+		if (is_dir)
+			cut = holds_cut_file(names[i], 2, &found);
+		else if (S_ISREG(st.st_mode) && (cut = resume_file_cut(names[i])))
+			buf_puts(&found, names[i]);
+		if (cut && (is_dir ? remove_tree(names[i]) : unlink(names[i])) == 0)
+			buf_printf(note, "%s%s was cut short (an attempt was stopped while writing it): %s%s removed, so this "
+				   "attempt continues from the whole checkpoints beside it", note->len ? "; " : "",
+				   buf_str(&found), is_dir ? names[i] : "it", is_dir ? "" : " is");
+		buf_free(&found);
+		free(names[i]);
+	}
+	free(names);
+}
+
 /* Before an attempt continues from t's resume state: each resume file cut short is put
  * back from its last whole copy, or removed when there is none (the attempt then starts
- * afresh rather than fail on a file it cannot load). A sentence per file mended is
- * appended to note. */
+ * afresh rather than fail on a file it cannot load); in a resume directory, each checkpoint
+ * holding a file cut short is removed (mend_dir). A sentence per file mended is appended
+ * to note. */
 static void mend(Cache *c, const Task *t, Buf *note)
 {
 	for (int i = 0; i < t->opts->nresume; i++) {
 		const char *path = t->opts->resume[i];
 		struct stat own;
+		if (lstat(path, &own) == 0 && S_ISDIR(own.st_mode)) {
+			mend_dir(path, note);
+			continue;
+		}
 		if (lstat(path, &own) != 0 || !S_ISREG(own.st_mode) || !resume_file_cut(path))
 			continue; /* a link is left as it is: what it points at is not kiln's to replace */
 		char when[32];

@@ -5,9 +5,11 @@
  * short that the next attempt cannot load, and every epoch before it would be lost. So
  * while an attempt runs, kiln copies each resume file it sees whole and settled to
  * .kiln/resume/TASK@I, and before an attempt continues, a resume file cut short is put back
- * from that copy. Only files are copied (a directory named in `resume` is left as it is),
- * and not a file the attempt replaces whole (a new inode at each save: written to a temp
- * name and renamed, never cut short). */
+ * from that copy. Only files are copied, and not a file the attempt replaces whole (a new
+ * inode at each save: written to a temp name and renamed, never cut short). A directory
+ * named in `resume` holds a checkpoint per save: before an attempt continues, each of its
+ * entries holding a file cut short is removed, and the trainer continues from the newest
+ * whole one. */
 #ifndef KILN_RESUME_H
 #define KILN_RESUME_H
 
@@ -17,9 +19,9 @@
 #include "../base/util.h"
 #include "cache.h"
 
-/* Whether the file at path was cut short: empty, or a zip archive (torch.save's format
+/* Whether the file at path was cut short: empty, a zip archive (torch.save's format
  * since PyTorch 1.6, Lightning's .ckpt, numpy's .npz) without the end-of-archive record a
- * finished one ends with. 0 for a whole one, a file of another format (which kiln cannot
+ * finished one ends with, or a .safetensors file shorter than its header says. 0 for a whole one, a file of another format (which kiln cannot
  * judge), a directory, or no file. */
 int resume_file_cut(const char *path);
 

@@ -8,7 +8,9 @@ attempt numbers never repeat across runs, `kiln log TASK N` and `--all` read the
 `kiln log -f` follows one as it is written (on to a retry's, past a killed kiln) and
 `kiln gc` prunes by its rule. A real PyTorch trainer that saves in place (plain torch.save)
 and is killed or stopped halfway through a save continues from kiln's last whole copy of
-its checkpoint, or starts afresh when there is none, instead of failing on the cut file."""
+its checkpoint, or starts afresh when there is none, instead of failing on the cut file; one
+that keeps a checkpoint per epoch in a resume folder (files, or folders as Hugging Face's)
+continues from the newest whole one, the cut one removed."""
 import os
 import re
 import signal
@@ -415,6 +417,72 @@ task { name = "train", inputs = {"train.py"}, outputs = {"model.pt"}, resume = {
         self.assertIn("resuming after epoch 3", self.ws.read(".kiln/logs/train@2.log"))
         self.assertEqual(self.epochs(), [1, 2, 3, 4, 4, 5])
         self.finished()
+
+
+# Keeps every epoch's checkpoint in a folder, as many trainers do, and continues from the
+# newest: ckpt/epoch_N.pt (LAYOUT=files), or ckpt/checkpoint-N/ holding model.pt and
+# optimizer.pt (LAYOUT=dirs, Hugging Face's layout); each saved in place with torch.save.
+# At DIE_AT it is killed halfway through that epoch's save (once).
+FOLDER_TRAINER = r'''
+import io, os, re, signal, sys, torch
+epochs, dirs = int(sys.argv[1]), os.environ.get("LAYOUT") == "dirs"
+die_at = int(os.environ.get("DIE_AT", "-1"))
+os.makedirs("ckpt", exist_ok=True)
+done = sorted(int(re.sub(r"\D", "", n)) for n in os.listdir("ckpt"))
+state, start = {"w": torch.zeros(100000)}, 0
+if done:
+    start = done[-1]
+    where = "ckpt/checkpoint-%d/model.pt" % start if dirs else "ckpt/epoch_%d.pt" % start
+    state = torch.load(where)  # a checkpoint cut short fails here
+    if dirs:
+        torch.load("ckpt/checkpoint-%d/optimizer.pt" % start)
+    print("resuming after epoch", start, flush=True)
+for e in range(start + 1, epochs + 1):
+    state["w"] += 1
+    with open("ledger", "a") as f:
+        f.write("epoch %d\n" % e)
+    files = ["ckpt/checkpoint-%d/model.pt" % e, "ckpt/checkpoint-%d/optimizer.pt" % e] if dirs else ["ckpt/epoch_%d.pt" % e]
+    for path in files:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        if e == die_at and path == files[-1] and not os.path.exists("died"):
+            open("died", "w").close()
+            buf = io.BytesIO()
+            torch.save(state, buf)
+            with open(path, "wb") as f:
+                f.write(buf.getvalue()[: len(buf.getvalue()) // 2])
+                f.flush()
+                os.kill(os.getpid(), signal.SIGKILL)
+        torch.save(state, path)
+torch.save(state["w"][:4], "model.pt")
+'''
+
+
+class CutCheckpointInAFolder(KilnTestCase):
+    def cut_then_continued(self, layout):
+        if NO_TORCH:
+            self.skipTest(NO_TORCH)
+        self.ws.write("train.py", FOLDER_TRAINER)
+        self.ws.write("kiln.lua", """
+task { name = "train", inputs = {"train.py"}, outputs = {"model.pt"}, resume = {"ckpt"}, retries = 1,
+       env = { LAYOUT = "%s", DIE_AT = "3" }, run = {"%s", "train.py", "5"} }
+""" % (layout, PYTHON))
+        r = self.ws.kiln("run")
+        self.assertEqual(r.rc, 0, r)
+        self.assertIn("resuming after epoch 2", self.ws.read(".kiln/logs/train@2.log"))
+        self.assertEqual(self.ws.read("ledger").split("\n")[:-1], ["epoch %d" % e for e in (1, 2, 3, 3, 4, 5)],
+                         "only the epoch in flight ran again")
+        self.assertEqual(self.ws.kiln("run").ran, set(), "the next run is a no-op")
+        return r.out
+
+    def test_a_cut_checkpoint_file_in_a_resume_folder_is_removed(self):
+        out = self.cut_then_continued("files")
+        self.assertIn("train: ckpt/epoch_3.pt was cut short (an attempt was stopped while writing it): it is removed, "
+                      "so this attempt continues from the whole checkpoints beside it", out)
+
+    def test_a_checkpoint_folder_holding_a_cut_file_is_removed(self):
+        out = self.cut_then_continued("dirs")
+        self.assertIn("train: ckpt/checkpoint-3/optimizer.pt was cut short (an attempt was stopped while writing it): "
+                      "ckpt/checkpoint-3 removed, so this attempt continues from the whole checkpoints beside it", out)
 
 
 class Logs(KilnTestCase):

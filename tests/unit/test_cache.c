@@ -231,6 +231,31 @@ static void test_checkpoints_cut_short(void)
 	buf_free(&zip);
 }
 
+/* A safetensors file (an 8-byte header length, the JSON header, the data its tensors'
+ * data_offsets reach to) reads as cut short when it stops anywhere before its data's end;
+ * the same bytes under another name are not judged. */
+static void test_safetensors_cut_short(void)
+{
+	const char *json = "{\"w\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]},"
+			   "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[16, 24]}}  ";
+	Buf f = {0};
+	unsigned char len[8] = {0};
+	len[0] = (unsigned char)strlen(json);
+	buf_put(&f, (const char *)len, 8);
+	buf_puts(&f, json);
+	for (int i = 0; i < 24; i++)
+		buf_putc(&f, (char)i);
+	CHECK(write_file_atomic("model.safetensors", f.data, f.len) == 0);
+	CHECK(!resume_file_cut("model.safetensors"));
+	for (size_t cut = 1; cut < f.len; cut += 7) {
+		CHECK(write_file_atomic("model.safetensors", f.data, cut) == 0);
+		CHECK(resume_file_cut("model.safetensors"));
+		CHECK(write_file_atomic("model.bin", f.data, cut) == 0);
+		CHECK(!resume_file_cut("model.bin"));
+	}
+	buf_free(&f);
+}
+
 int main(void)
 {
 	char dir[] = "/tmp/kiln-cache-XXXXXX";
@@ -241,6 +266,7 @@ int main(void)
 	test_state_errors_and_outputs_text();
 	test_migration_to_host_columns();
 	test_checkpoints_cut_short();
+	test_safetensors_cut_short();
 	CHECK(chdir("/") == 0);
 	remove_tree(dir);
 	return check_exit();
