@@ -324,6 +324,20 @@ int resume_cut_with_copy(Cache *c, const Task *t, int i, char *saved_at, size_t 
 	return ok;
 }
 
+/* Whether a file in a checkpoint folder is cut short: as resume_file_cut, but an empty file
+ * only when named as a checkpoint is (another may be a marker a trainer leaves empty). */
+static int folder_file_cut(const char *path, const struct stat *st)
+{
+	static const char *const named[] = {".pt", ".pth", ".ckpt", ".bin", ".safetensors", ".npz"};
+	if (st->st_size > 0)
+		return resume_file_cut(path);
+	size_t len = strlen(path);
+	for (size_t i = 0; i < sizeof named / sizeof *named; i++)
+		if (len > strlen(named[i]) && !strcmp(path + len - strlen(named[i]), named[i]))
+			return 1;
+	return 0;
+}
+
 /* Whether a file under dir (depth more levels down, links not followed) is cut short: the
  * first one found goes in found. */
 static int holds_cut_file(const char *dir, int depth, Buf *found)
@@ -337,7 +351,7 @@ static int holds_cut_file(const char *dir, int depth, Buf *found)
 			continue;
 		char *p = xasprintf("%s/%s", dir, e->d_name);
 		struct stat st;
-		if (lstat(p, &st) == 0 && S_ISREG(st.st_mode) && resume_file_cut(p)) {
+		if (lstat(p, &st) == 0 && S_ISREG(st.st_mode) && folder_file_cut(p, &st)) {
 			buf_puts(found, p);
 			cut = 1;
 		} else if (depth > 0 && S_ISDIR(st.st_mode)) {
@@ -370,10 +384,10 @@ static void mend_dir(const char *dir, Buf *note)
 	for (size_t i = 0; i < n; i++) {
 		Buf found = {0};
 		struct stat st;
-		int is_dir = lstat(names[i], &st) == 0 && S_ISDIR(st.st_mode), cut = 0;
+		int there = lstat(names[i], &st) == 0, is_dir = there && S_ISDIR(st.st_mode), cut = 0;
 		if (is_dir)
 			cut = holds_cut_file(names[i], 2, &found);
-		else if (S_ISREG(st.st_mode) && (cut = resume_file_cut(names[i])))
+		else if (there && S_ISREG(st.st_mode) && (cut = folder_file_cut(names[i], &st)))
 			buf_puts(&found, names[i]);
 		if (cut && (is_dir ? remove_tree(names[i]) : unlink(names[i])) == 0)
 			buf_printf(note, "%s%s was cut short (an attempt was stopped while writing it): %s%s removed, so this "

@@ -122,7 +122,8 @@ static void resume_words(const Task *t, int i, Buf *path, Buf *copy)
  * does it. kiln_cut tells a file cut short (empty, or a zip archive whose last 64 KiB hold
  * no end record). On an ssh host (remote): before an attempt that continues, each resume
  * file cut short is put back from its copy (.kiln/resume/TASK@I in the host's workdir) or
- * removed; while the command runs, a watcher in the job's process group copies each resume
+ * removed, and in a resume folder each checkpoint holding a file cut short is removed
+ * (kiln_cut_in: an empty file counts only when named as a checkpoint); while the command runs, a watcher in the job's process group copies each resume
  * file once its stat held for a second and it is whole, where the disk has room for the
  * next save and a GiB besides, and stops copying a file replaced whole at each save (a new
  * inode); needs GNU stat (%.9Y), without which nothing is copied. On Slurm, kiln watches and
@@ -148,6 +149,18 @@ static void resume_guard(Buf *b, const Job *job, int remote)
 				   "else rm -f %s; echo \"kiln: \"%s\" was cut short (an attempt was stopped while writing it) "
 				   "and kiln holds no whole copy of it: removed, so this attempt starts it afresh\" >&2; fi; fi\n",
 				   p.data, c.data, c.data, c.data, p.data, p.data, p.data, p.data, c.data, p.data, p.data);
+		if (!remote || job->resume_kept) /* a folder of checkpoints: those holding a cut file go
+						     (an empty file only if named as a checkpoint: else a marker) */
+			buf_printf(b, "kiln_cut_in() { [ -s \"$1\" ] || case \"$1\" in *.pt|*.pth|*.ckpt|*.bin|*.safetensors|*.npz) ;; "
+				      "*) return 1;; esac; kiln_cut \"$1\"; }\n"
+				      "if [ -d %s ] && [ ! -L %s ]; then for e in %s/*; do c=; "
+				      "if [ -L \"$e\" ]; then :; elif [ -f \"$e\" ]; then kiln_cut_in \"$e\" && c=$e; "
+				      "elif [ -d \"$e\" ]; then c=$(find \"$e\" -maxdepth 2 -type f | "
+				      "while IFS= read -r f; do kiln_cut_in \"$f\" && { echo \"$f\"; break; }; done); fi; "
+				      "[ -n \"$c\" ] && rm -rf -- \"$e\" && echo \"kiln: \\\"$c\\\" was cut short (an attempt was "
+				      "stopped while writing it): \\\"$e\\\" removed, so this attempt continues from the whole "
+				      "checkpoints beside it\" >&2; done; fi\n",
+				   p.data, p.data, p.data);
 		buf_free(&p);
 		buf_free(&c);
 	}

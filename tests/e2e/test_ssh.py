@@ -4,7 +4,8 @@ host (a busy device is left alone); inputs are copied only where a task needs th
 copy deleted there is copied again; stopping one server mid-run moves its tasks elsewhere;
 kill -9 of kiln then a re-run re-attaches without running anything again; Ctrl-C stops the
 remote process groups (a map shard's finished item kept, with atomic_outputs); a no-op re-run starts nothing on any host; a full workdir there is
-said in words; a checkpoint cut short on a host is put back from the copy taken there;
+said in words; a checkpoint cut short on a host is put back from the copy taken there (a
+folder of checkpoints loses the one cut short);
 recipe mistakes about hosts are errors with file:line."""
 import collections
 import os
@@ -412,6 +413,22 @@ end
         log = self.ws.read(".kiln/logs/train@4.log")
         self.assertIn("kiln holds no whole copy of it: removed, so this attempt starts it afresh", log)
         self.assertNotIn("resuming", log)
+
+    @unittest.skipIf(NO_TORCH, NO_TORCH or "")
+    def test_a_cut_checkpoint_folder_on_a_host_is_removed_before_the_retry(self):
+        import test_resume  # a checkpoint folder per epoch (Hugging Face's layout), killed mid-save once
+        self.ws.write("train.py", test_resume.FOLDER_TRAINER)
+        self.ws.write("kiln.lua", 'task { name = "train", host = "v800", inputs = {"train.py"}, outputs = {"model.pt"}, '
+                      'resume = {"ckpt"}, retries = 1, env = { LAYOUT = "dirs", DIE_AT = "3" }, '
+                      'run = {"%s", "train.py", "5"} }\n' % PYTHON)
+        r = self.kiln()
+        self.assertEqual(r.rc, 0, r)
+        log2 = self.ws.read(".kiln/logs/train@2.log")
+        self.assertIn('kiln: "ckpt/checkpoint-3/optimizer.pt" was cut short (an attempt was stopped while writing it): '
+                      '"ckpt/checkpoint-3" removed, so this attempt continues from the whole checkpoints beside it', log2)
+        self.assertIn("resuming after epoch 2", log2)
+        with open(os.path.join(self.lab.hosts["v800"].workdir(), "ledger")) as f:
+            self.assertEqual(f.read().split("\n")[:-1], ["epoch %d" % e for e in (1, 2, 3, 3, 4, 5)])
 
     def test_a_full_workdir_on_a_host_is_said_in_words(self):
         import subprocess
