@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """resume-campaign.py [KILLS] [SEED] — interruptions of long work, counted in work redone.
 
-Two campaigns against build/kiln (or $KILN), each of KILLS interruptions (default 100):
+Campaigns against build/kiln (or $KILN), each of KILLS interruptions (default 100):
 
   resume: four checkpointing trainers (tests/e2e/test_resume.py's TRAINER, resume = {...},
           30 epochs each, retries on), interrupted at random moments, three kill -9s of
@@ -17,6 +17,10 @@ Two campaigns against build/kiln (or $KILN), each of KILLS interruptions (defaul
           kiln retries it. Counts epochs run more than once and attempts that failed on a
           checkpoint they could not load (must be none: kiln puts back its last whole copy).
           Runs when /usr/bin/python3 has torch; KILLS // 5 kills.
+  folder: the same kills of a trainer keeping a checkpoint folder per epoch (Hugging Face's
+          layout, each file saved in place) and continuing from the newest: counts epochs run
+          more than once and attempts that failed on a checkpoint (none: kiln removes the
+          folder cut short).
 
 After each campaign the final run must finish with every output right and the next run
 must be a no-op. Prints the counts; exits 1 when a bound is broken.
@@ -162,6 +166,48 @@ def cut_campaign(kills, rng):
     return kills, epochs, sum(counts.values()), redone, cut, unloadable
 
 
+def folder_campaign(kills, rng):
+    """A trainer keeping a checkpoint folder per epoch (Hugging Face's layout: checkpoint-N/
+    with model.pt and optimizer.pt, 2 x 100 MB, saved in place) and continuing from the
+    newest, killed with -9 at random moments, every other kill within a save: kiln removes
+    the folder cut short before each retry."""
+    ws = Workspace()
+    ws.write("train.py", test_resume.FOLDER_TRAINER)
+    epochs = 3 * kills + 3
+    ws.write("kiln.lua", 'task { name = "train", inputs = {"train.py"}, outputs = {"model.pt"}, resume = {"ckpt"}, '
+             'retries = %d, env = { LAYOUT = "dirs" }, run = {"/usr/bin/python3", "train.py", "%d"} }\n'
+             % (kills + 5, epochs))
+    p = ws.spawn("run", env={"EPOCH_SEC": "1.5", "SIZE": "25000000"})
+    pids = []
+    for _ in range(kills):
+        assert wait_for(lambda: ws.exists("pid") and ws.read("pid") not in pids and ws.read("pid") != "", 120)
+        pid = ws.read("pid")
+        pids.append(pid)
+        if len(pids) % 2:
+            time.sleep(rng.uniform(1.0, 5.0))
+        else:  # within its save: the ledger's line comes right before it
+            seen = len(ws.read("ledger").splitlines()) if ws.exists("ledger") else 0
+            wait_for(lambda: ws.exists("ledger") and len(ws.read("ledger").splitlines()) > seen, 30)
+            time.sleep(rng.uniform(0, 0.3))
+        try:
+            os.kill(int(pid), signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    out, _ = p.communicate(timeout=1200)
+    assert p.returncode == 0, out
+    w = subprocess.run(["/usr/bin/python3", "-c", "import torch; print(int(torch.load('model.pt')[0]))"],
+                       cwd=ws.dir, capture_output=True, text=True).stdout.strip()
+    assert w == str(epochs), "the weights saw every epoch once: %s" % w
+    removed = out.count("was cut short")
+    unloadable = sum(1 for n in os.listdir(ws.path(".kiln/logs")) if n.endswith(".log") and
+                     ("central directory" in ws.read(".kiln/logs/" + n) or "PytorchStreamReader" in ws.read(".kiln/logs/" + n)))
+    counts = collections.Counter(int(line.split()[1]) for line in ws.read("ledger").splitlines())
+    assert sorted(counts) == list(range(1, epochs + 1)), counts
+    redone = sum(n - 1 for n in counts.values())
+    ws.cleanup()
+    return kills, epochs, sum(counts.values()), redone, removed, unloadable
+
+
 def has_torch():
     return subprocess.run(["/usr/bin/python3", "-c", "import torch"], capture_output=True).returncode == 0
 
@@ -188,6 +234,13 @@ def main():
               "%d run twice (bound: 2 per kill, %d); %d checkpoints cut short and put back; %d attempts failed on a "
               "checkpoint they could not load (bound: 0); %.0fs" % (seed, n, epochs, ran, redone, 2 * n, cut, unloadable,
                                                                     time.time() - start))
+        ok = ok and redone <= 2 * n and unloadable == 0
+        start = time.time()
+        n, epochs, ran, redone, removed, unloadable = folder_campaign(max(1, kills // 5), rng)
+        print("folder campaign (seed %d): %d kill -9s of a trainer keeping a checkpoint folder per epoch (2 x 100 MB, "
+              "in place), %d epochs, %d epoch runs, %d run twice (bound: 2 per kill, %d); %d folders cut short and "
+              "removed; %d attempts failed on a checkpoint they could not load (bound: 0); %.0fs"
+              % (seed, n, epochs, ran, redone, 2 * n, removed, unloadable, time.time() - start))
         ok = ok and redone <= 2 * n and unloadable == 0
     else:
         print("cut campaign: skipped (/usr/bin/python3 has no torch)")

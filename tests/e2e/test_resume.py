@@ -422,15 +422,17 @@ task { name = "train", inputs = {"train.py"}, outputs = {"model.pt"}, resume = {
 # Keeps every epoch's checkpoint in a folder, as many trainers do, and continues from the
 # newest: ckpt/epoch_N.pt (LAYOUT=files), or ckpt/checkpoint-N/ holding model.pt and
 # optimizer.pt (LAYOUT=dirs, Hugging Face's layout); each saved in place with torch.save.
-# At DIE_AT it is killed halfway through that epoch's save (once).
+# At DIE_AT it is killed halfway through that epoch's save (once). (scripts/resume-campaign.py
+# kills it at random: EPOCH_SEC and SIZE, the checkpoint's floats, make its epochs longer.)
 FOLDER_TRAINER = r'''
-import io, os, re, signal, sys, torch
+import io, os, re, signal, sys, time, torch
+open("pid", "w").write(str(os.getpid()))
 epochs, dirs = int(sys.argv[1]), os.environ.get("LAYOUT") == "dirs"
 die_at = int(os.environ.get("DIE_AT", "-1"))
 os.makedirs("ckpt", exist_ok=True)
 open("ckpt/latest", "a").close()  # an empty marker beside them, as some trainers leave
 done = sorted(int(re.sub(r"\D", "", n)) for n in os.listdir("ckpt") if re.search(r"\d", n))
-state, start = {"w": torch.zeros(100000)}, 0
+state, start = {"w": torch.zeros(int(os.environ.get("SIZE", "100000")))}, 0
 if done:
     start = done[-1]
     where = "ckpt/checkpoint-%d/model.pt" % start if dirs else "ckpt/epoch_%d.pt" % start
@@ -439,6 +441,7 @@ if done:
         torch.load("ckpt/checkpoint-%d/optimizer.pt" % start)
     print("resuming after epoch", start, flush=True)
 for e in range(start + 1, epochs + 1):
+    time.sleep(float(os.environ.get("EPOCH_SEC", "0")))
     state["w"] += 1
     with open("ledger", "a") as f:
         f.write("epoch %d\n" % e)
