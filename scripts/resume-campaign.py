@@ -129,13 +129,17 @@ def map_campaign(kills, rng):
     return kills, ctrl_c, rounds + 1, runs, extra
 
 
-def cut_campaign(kills, rng):
+def trainer_campaign(kills, rng, trainer, lua, env, late):
+    """Runs the recipe lua of one task "train" (trainer as train.py, 3 epochs a kill and 3
+    more) and kills its process with -9 kills times: every other kill at a random moment,
+    the others within a save (up to late seconds after the epoch's ledger line, written
+    right before it). Returns (epochs, epoch runs, epochs run twice, "cut short" notes,
+    attempts that failed on a checkpoint they could not load)."""
     ws = Workspace()
-    ws.write("train.py", test_resume.TORCH_TRAINER)  # saves in place with a plain torch.save
+    ws.write("train.py", trainer)
     epochs = 3 * kills + 3
-    ws.write("kiln.lua", 'task { name = "train", inputs = {"train.py"}, outputs = {"model.pt"}, resume = {"ckpt.pt"}, '
-             'retries = %d, run = {"/usr/bin/python3", "train.py", "{resume}", "%d"} }\n' % (kills + 5, epochs))
-    p = ws.spawn("run", env={"EPOCH_SEC": "2", "SIZE": "50000000"})  # a 200 MB checkpoint
+    ws.write("kiln.lua", lua % (kills + 5, epochs))
+    p = ws.spawn("run", env=env)
     pids = []
     for _ in range(kills):
         assert wait_for(lambda: ws.exists("pid") and ws.read("pid") not in pids and ws.read("pid") != "", 120)
@@ -146,7 +150,7 @@ def cut_campaign(kills, rng):
         else:  # within its save: the ledger's line comes right before it
             seen = len(ws.read("ledger").splitlines()) if ws.exists("ledger") else 0
             wait_for(lambda: ws.exists("ledger") and len(ws.read("ledger").splitlines()) > seen, 30)
-            time.sleep(rng.uniform(0, 0.2))
+            time.sleep(rng.uniform(0, late))
         try:
             os.kill(int(pid), signal.SIGKILL)
         except ProcessLookupError:
@@ -163,49 +167,25 @@ def cut_campaign(kills, rng):
     assert sorted(counts) == list(range(1, epochs + 1)), counts
     redone = sum(n - 1 for n in counts.values())
     ws.cleanup()
-    return kills, epochs, sum(counts.values()), redone, cut, unloadable
+    return epochs, sum(counts.values()), redone, cut, unloadable
+
+
+def cut_campaign(kills, rng):
+    """A trainer saving one 200 MB checkpoint in place with a plain torch.save."""
+    return trainer_campaign(kills, rng, test_resume.TORCH_TRAINER,
+                            'task { name = "train", inputs = {"train.py"}, outputs = {"model.pt"}, resume = {"ckpt.pt"}, '
+                            'retries = %d, run = {"/usr/bin/python3", "train.py", "{resume}", "%d"} }\n',
+                            {"EPOCH_SEC": "2", "SIZE": "50000000"}, 0.2)
 
 
 def folder_campaign(kills, rng):
     """A trainer keeping a checkpoint folder per epoch (Hugging Face's layout: checkpoint-N/
     with model.pt and optimizer.pt, 2 x 100 MB, saved in place) and continuing from the
-    newest, killed with -9 at random moments, every other kill within a save: kiln removes
-    the folder cut short before each retry."""
-    ws = Workspace()
-    ws.write("train.py", test_resume.FOLDER_TRAINER)
-    epochs = 3 * kills + 3
-    ws.write("kiln.lua", 'task { name = "train", inputs = {"train.py"}, outputs = {"model.pt"}, resume = {"ckpt"}, '
-             'retries = %d, env = { LAYOUT = "dirs" }, run = {"/usr/bin/python3", "train.py", "%d"} }\n'
-             % (kills + 5, epochs))
-    p = ws.spawn("run", env={"EPOCH_SEC": "1.5", "SIZE": "25000000"})
-    pids = []
-    for _ in range(kills):
-        assert wait_for(lambda: ws.exists("pid") and ws.read("pid") not in pids and ws.read("pid") != "", 120)
-        pid = ws.read("pid")
-        pids.append(pid)
-        if len(pids) % 2:
-            time.sleep(rng.uniform(1.0, 5.0))
-        else:  # within its save: the ledger's line comes right before it
-            seen = len(ws.read("ledger").splitlines()) if ws.exists("ledger") else 0
-            wait_for(lambda: ws.exists("ledger") and len(ws.read("ledger").splitlines()) > seen, 30)
-            time.sleep(rng.uniform(0, 0.3))
-        try:
-            os.kill(int(pid), signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    out, _ = p.communicate(timeout=1200)
-    assert p.returncode == 0, out
-    w = subprocess.run(["/usr/bin/python3", "-c", "import torch; print(int(torch.load('model.pt')[0]))"],
-                       cwd=ws.dir, capture_output=True, text=True).stdout.strip()
-    assert w == str(epochs), "the weights saw every epoch once: %s" % w
-    removed = out.count("was cut short")
-    unloadable = sum(1 for n in os.listdir(ws.path(".kiln/logs")) if n.endswith(".log") and
-                     ("central directory" in ws.read(".kiln/logs/" + n) or "PytorchStreamReader" in ws.read(".kiln/logs/" + n)))
-    counts = collections.Counter(int(line.split()[1]) for line in ws.read("ledger").splitlines())
-    assert sorted(counts) == list(range(1, epochs + 1)), counts
-    redone = sum(n - 1 for n in counts.values())
-    ws.cleanup()
-    return kills, epochs, sum(counts.values()), redone, removed, unloadable
+    newest: kiln removes the folder cut short before each retry."""
+    return trainer_campaign(kills, rng, test_resume.FOLDER_TRAINER,
+                            'task { name = "train", inputs = {"train.py"}, outputs = {"model.pt"}, resume = {"ckpt"}, '
+                            'retries = %d, env = { LAYOUT = "dirs" }, run = {"/usr/bin/python3", "train.py", "%d"} }\n',
+                            {"EPOCH_SEC": "1.5", "SIZE": "25000000"}, 0.3)
 
 
 def has_torch():
@@ -229,14 +209,15 @@ def main():
     ok = redone <= 4 * ctrl_c and extra <= 4 * n
     if has_torch():
         start = time.time()
-        n, epochs, ran, redone, cut, unloadable = cut_campaign(max(1, kills // 5), rng)
+        n = max(1, kills // 5)
+        epochs, ran, redone, cut, unloadable = cut_campaign(n, rng)
         print("cut campaign (seed %d): %d kill -9s of a trainer saving 200 MB in place, %d epochs, %d epoch runs, "
               "%d run twice (bound: 2 per kill, %d); %d checkpoints cut short and put back; %d attempts failed on a "
               "checkpoint they could not load (bound: 0); %.0fs" % (seed, n, epochs, ran, redone, 2 * n, cut, unloadable,
                                                                     time.time() - start))
         ok = ok and redone <= 2 * n and unloadable == 0
         start = time.time()
-        n, epochs, ran, redone, removed, unloadable = folder_campaign(max(1, kills // 5), rng)
+        epochs, ran, redone, removed, unloadable = folder_campaign(n, rng)
         print("folder campaign (seed %d): %d kill -9s of a trainer keeping a checkpoint folder per epoch (2 x 100 MB, "
               "in place), %d epochs, %d epoch runs, %d run twice (bound: 2 per kill, %d); %d folders cut short and "
               "removed; %d attempts failed on a checkpoint they could not load (bound: 0); %.0fs"

@@ -390,21 +390,30 @@ end
         with open(where) as f:
             self.assertEqual(f.read().strip(), os.path.realpath(os.path.join(self.lab.hosts["v800"].workdir(), "runs/t")))
 
-    @unittest.skipIf(NO_TORCH, NO_TORCH or "")
-    def test_a_checkpoint_cut_short_on_a_host_is_put_back_from_its_copy_there(self):
-        import test_resume  # its trainer saves in place with a plain torch.save, killed mid-save once
-        self.ws.write("train.py", test_resume.TORCH_TRAINER)
+    def train_on_v800_killed_mid_save(self, trainer, resume, env, argv):
+        """Runs task train (trainer, killed mid-save at epoch 3 once) on v800 with retries = 1:
+        the second attempt's log, after checking it continued after epoch 2."""
+        self.ws.write("train.py", trainer)
         self.ws.write("kiln.lua", 'task { name = "train", host = "v800", inputs = {"train.py"}, outputs = {"model.pt"}, '
-                      'resume = {"ckpt.pt"}, retries = 1, env = { DIE_AT = "3" }, '
-                      'run = {"%s", "train.py", "{resume}", "5"} }\n' % PYTHON)
+                      'resume = {"%s"}, retries = 1, env = { DIE_AT = "3"%s }, run = {"%s", "train.py", %s} }\n'
+                      % (resume, env, PYTHON, argv))
         r = self.kiln()
         self.assertEqual(r.rc, 0, r)
         log2 = self.ws.read(".kiln/logs/train@2.log")
+        self.assertIn("resuming after epoch 2", log2)
+        return log2
+
+    def ledger_on_v800(self):
+        with open(os.path.join(self.lab.hosts["v800"].workdir(), "ledger")) as f:
+            return [int(line.split()[1]) for line in f]
+
+    @unittest.skipIf(NO_TORCH, NO_TORCH or "")
+    def test_a_checkpoint_cut_short_on_a_host_is_put_back_from_its_copy_there(self):
+        import test_resume  # its trainer saves in place with a plain torch.save, killed mid-save once
+        log2 = self.train_on_v800_killed_mid_save(test_resume.TORCH_TRAINER, "ckpt.pt", "", '"{resume}", "5"')
         self.assertIn("ckpt.pt was cut short (an attempt was stopped while writing it): put back its last whole "
                       "copy, saved at ", log2)
-        self.assertIn("resuming after epoch 2", log2)
-        with open(os.path.join(self.lab.hosts["v800"].workdir(), "ledger")) as f:
-            self.assertEqual([int(line.split()[1]) for line in f], [1, 2, 3, 3, 4, 5])
+        self.assertEqual(self.ledger_on_v800(), [1, 2, 3, 3, 4, 5])
         # a stop mid-save with no copy there yet: removed, and the retry starts afresh
         self.ws.write("kiln.lua", self.ws.read("kiln.lua").replace('DIE_AT = "3"', 'DIE_AT = "1"'))
         os.remove(os.path.join(self.lab.hosts["v800"].workdir(), "died"))
@@ -417,18 +426,10 @@ end
     @unittest.skipIf(NO_TORCH, NO_TORCH or "")
     def test_a_cut_checkpoint_folder_on_a_host_is_removed_before_the_retry(self):
         import test_resume  # a checkpoint folder per epoch (Hugging Face's layout), killed mid-save once
-        self.ws.write("train.py", test_resume.FOLDER_TRAINER)
-        self.ws.write("kiln.lua", 'task { name = "train", host = "v800", inputs = {"train.py"}, outputs = {"model.pt"}, '
-                      'resume = {"ckpt"}, retries = 1, env = { LAYOUT = "dirs", DIE_AT = "3" }, '
-                      'run = {"%s", "train.py", "5"} }\n' % PYTHON)
-        r = self.kiln()
-        self.assertEqual(r.rc, 0, r)
-        log2 = self.ws.read(".kiln/logs/train@2.log")
+        log2 = self.train_on_v800_killed_mid_save(test_resume.FOLDER_TRAINER, "ckpt", ', LAYOUT = "dirs"', '"5"')
         self.assertIn('kiln: "ckpt/checkpoint-3/optimizer.pt" was cut short (an attempt was stopped while writing it): '
                       '"ckpt/checkpoint-3" removed, so this attempt continues from the whole checkpoints beside it', log2)
-        self.assertIn("resuming after epoch 2", log2)
-        with open(os.path.join(self.lab.hosts["v800"].workdir(), "ledger")) as f:
-            self.assertEqual(f.read().split("\n")[:-1], ["epoch %d" % e for e in (1, 2, 3, 3, 4, 5)])
+        self.assertEqual(self.ledger_on_v800(), [1, 2, 3, 3, 4, 5])
 
     def test_a_full_workdir_on_a_host_is_said_in_words(self):
         import subprocess
