@@ -324,85 +324,10 @@ int resume_cut_with_copy(Cache *c, const Task *t, int i, char *saved_at, size_t 
 	return ok;
 }
 
-/* Whether a file in a checkpoint folder is cut short: as resume_file_cut, but an empty file
- * only when named as a checkpoint is (another may be a marker a trainer leaves empty). */
-static int folder_file_cut(const char *path, const struct stat *st)
-{
-	static const char *const named[] = {".pt", ".pth", ".ckpt", ".bin", ".safetensors", ".npz"};
-	if (st->st_size > 0)
-		return resume_file_cut(path);
-	size_t len = strlen(path);
-	for (size_t i = 0; i < sizeof named / sizeof *named; i++)
-		if (len > strlen(named[i]) && !strcmp(path + len - strlen(named[i]), named[i]))
-			return 1;
-	return 0;
-}
-
-/* Whether a file under dir (depth more levels down, links not followed) is cut short: the
- * first one found goes in found. */
-static int holds_cut_file(const char *dir, int depth, Buf *found)
-{
-	DIR *d = opendir(dir);
-	if (!d)
-		return 0;
-	int cut = 0;
-	for (struct dirent *e; !cut && (e = readdir(d)) != NULL;) {
-		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-			continue;
-		char *p = xasprintf("%s/%s", dir, e->d_name);
-		struct stat st;
-		if (lstat(p, &st) == 0 && S_ISREG(st.st_mode) && folder_file_cut(p, &st)) {
-			buf_puts(found, p);
-			cut = 1;
-		} else if (depth > 0 && S_ISDIR(st.st_mode)) {
-			cut = holds_cut_file(p, depth - 1, found);
-		}
-		free(p);
-	}
-	closedir(d);
-	return cut;
-}
-
-/* A resume directory holds a trainer's checkpoints (epoch_7.pt, or checkpoint-500/ and its
- * files), and the trainer continues from the newest. Each of its entries holding a file cut
- * short (the save in flight when an attempt stopped) is removed, so the trainer continues
- * from the newest whole one rather than fail on that file at every attempt. Only what kiln
- * can tell for sure counts (resume_file_cut); files are not copied. */
-static void mend_dir(const char *dir, Buf *note)
-{
-	DIR *d = opendir(dir);
-	if (!d)
-		return;
-	char **names = NULL;
-	size_t n = 0;
-	for (struct dirent *e; (e = readdir(d)) != NULL;)
-		if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
-			names = xrealloc(names, (n + 1) * sizeof *names);
-			names[n++] = xasprintf("%s/%s", dir, e->d_name);
-		}
-	closedir(d); /* read whole first: entries are removed below */
-	for (size_t i = 0; i < n; i++) {
-		Buf found = {0};
-		struct stat st;
-		int there = lstat(names[i], &st) == 0, is_dir = there && S_ISDIR(st.st_mode), cut = 0;
-		if (is_dir)
-			cut = holds_cut_file(names[i], 2, &found);
-		else if (there && S_ISREG(st.st_mode) && (cut = folder_file_cut(names[i], &st)))
-			buf_puts(&found, names[i]);
-		if (cut && (is_dir ? remove_tree(names[i]) : unlink(names[i])) == 0)
-			buf_printf(note, "%s%s was cut short (an attempt was stopped while writing it): %s%s removed, so this "
-				   "attempt continues from the whole checkpoints beside it", note->len ? "; " : "",
-				   buf_str(&found), is_dir ? names[i] : "it", is_dir ? "" : " is");
-		buf_free(&found);
-		free(names[i]);
-	}
-	free(names);
-}
-
 /* Before an attempt continues from t's resume state: each resume file cut short is put
  * back from its last whole copy, or removed when there is none (the attempt then starts
  * afresh rather than fail on a file it cannot load); in a resume directory, each checkpoint
- * holding a file cut short is removed (mend_dir). A sentence per file mended is appended
+ * cut short is removed (resume_mend_folder). A sentence per file mended is appended
  * to note. */
 static void mend(Cache *c, const Task *t, Buf *note)
 {
@@ -410,7 +335,7 @@ static void mend(Cache *c, const Task *t, Buf *note)
 		const char *path = t->opts->resume[i];
 		struct stat own;
 		if (lstat(path, &own) == 0 && S_ISDIR(own.st_mode)) {
-			mend_dir(path, note);
+			resume_mend_folder(path, note);
 			continue;
 		}
 		if (lstat(path, &own) != 0 || !S_ISREG(own.st_mode) || !resume_file_cut(path))

@@ -8,8 +8,9 @@
  * from that copy. Only files are copied, and not a file the attempt replaces whole (a new
  * inode at each save: written to a temp name and renamed, never cut short). A directory
  * named in `resume` holds a checkpoint per save: before an attempt continues, each of its
- * entries holding a file cut short is removed, and the trainer continues from the newest
- * whole one. */
+ * entries holding a file cut short, and the latest checkpoint folder of a series lacking a
+ * file the others hold, is removed (resume_folder.c), and the trainer continues from the
+ * newest whole one. */
 #ifndef KILN_RESUME_H
 #define KILN_RESUME_H
 
@@ -43,6 +44,13 @@ void resume_watch_end(ResumeWatch *w);
  * the copy's time (when the file was saved: "12:03:11", with the date if not today) in
  * saved_at (n bytes). */
 int resume_cut_with_copy(Cache *c, const Task *t, int i, char *saved_at, size_t n);
+/* Mends the resume directory dir before an attempt continues from it: each entry holding a
+ * file cut short (two levels down: a zip archive without its end record, a .safetensors
+ * file shorter than its header says, an empty file named as a checkpoint) is removed, and
+ * so is the latest checkpoint folder of a numbered series (checkpoint-500) lacking a file
+ * every other one of the series holds (a save stopped between its files). A sentence per
+ * entry removed is appended to note ("; " between them). */
+void resume_mend_folder(const char *dir, Buf *note);
 /* Deletes t's copies: its resume state is gone or done with (a new key, --force, a
  * success, kiln clean). */
 void resume_forget(Cache *c, const Task *t);

@@ -118,12 +118,37 @@ static void resume_words(const Task *t, int i, Buf *path, Buf *copy)
 	free(c);
 }
 
+/* kiln_series DIR: the latest checkpoint folder of a numbered series in the resume folder
+ * DIR (checkpoint-500: its name's digit runs compared as numbers) that lacks a file each
+ * other one of its series holds (three levels down) was stopped between its files, and is
+ * removed, as cache/resume_folder.c does here. Names with other characters than
+ * [A-Za-z0-9._=+-] are left out: one awk reads every folder's listing. */
+static void series_words(Buf *b)
+{
+	buf_puts(b, "kiln_series() { for e in \"$1\"/*; do n=${e##*/}; case $n in *[!A-Za-z0-9._=+-]*) continue;; esac; "
+		    "[ -d \"$e\" ] && [ ! -L \"$e\" ] || continue; printf '%s\\t\\n' \"$n\"; "
+		    "(cd \"$e\" && find . -maxdepth 3 -type f) | sed \"s|^\\./|$n\t|\"; done | awk -F '\\t' '\n"
+		    "function key(n,  t, k, d) { t = n; k = \"k\"; while (match(t, /[0-9]+/)) { d = substr(t, RSTART, RLENGTH); "
+		    "sub(/^0+/, \"\", d); k = k substr(\"000000000000000000000000\", 1, 24 - length(d)) d \".\"; "
+		    "t = substr(t, RSTART + RLENGTH) } return k }\n"
+		    "{ s = $1; gsub(/[0-9]+/, \"#\", s); if (s == $1) next; if ($2 == \"\") { m[s]++; in_s[$1] = s; "
+		    "if (!(s in last) || key($1) > key(last[s])) last[s] = $1; next } has[$1, $2] = 1; names[s, $2] = 1 }\n"
+		    "END { for (sx in names) { split(sx, p, SUBSEP); s = p[1]; x = p[2]; if (m[s] < 2 || ((last[s], x) in has)) "
+		    "continue; c = 0; for (e in in_s) if (in_s[e] == s && e != last[s] && ((e, x) in has)) c++; "
+		    "if (c == m[s] - 1 && (!(s in lacks) || x < lacks[s])) lacks[s] = x }\n"
+		    "for (s in lacks) print last[s] \"\\t\" lacks[s] }' | while IFS=$(printf '\\t') read -r n x; do "
+		    "rm -rf -- \"$1/$n\" && echo \"kiln: \\\"$1/$n\\\" lacks \\\"$x\\\", which every checkpoint before it "
+		    "holds (an attempt was stopped between its files): removed, so this attempt continues from the whole "
+		    "checkpoints beside it\" >&2; done; }\n");
+}
+
 /* A checkpoint cut short (cache/resume.h) where kiln's own watch cannot act: the job script
  * does it. kiln_cut tells a file cut short (empty, or a zip archive whose last 64 KiB hold
  * no end record). On an ssh host (remote): before an attempt that continues, each resume
  * file cut short is put back from its copy (.kiln/resume/TASK@I in the host's workdir) or
  * removed, and in a resume folder each checkpoint holding a file cut short is removed
- * (kiln_cut_in: an empty file counts only when named as a checkpoint); while the command runs, a watcher in the job's process group copies each resume
+ * (kiln_cut_in: an empty file counts only when named as a checkpoint), and so is the
+ * latest of a series lacking a file the others hold (kiln_series); while the command runs, a watcher in the job's process group copies each resume
  * file once its stat held for a second and it is whole, where the disk has room for the
  * next save and a GiB besides, and stops copying a file replaced whole at each save (a new
  * inode); needs GNU stat (%.9Y), without which nothing is copied. On Slurm, kiln watches and
@@ -149,6 +174,8 @@ static void resume_guard(Buf *b, const Job *job, int remote)
 				   "else rm -f %s; echo \"kiln: \"%s\" was cut short (an attempt was stopped while writing it) "
 				   "and kiln holds no whole copy of it: removed, so this attempt starts it afresh\" >&2; fi; fi\n",
 				   p.data, c.data, c.data, c.data, p.data, p.data, p.data, p.data, c.data, p.data, p.data);
+		if ((!remote || job->resume_kept) && i == 0)
+			series_words(b);
 		if (!remote || job->resume_kept) /* a folder of checkpoints: those holding a cut file go
 						     (an empty file only if named as a checkpoint: else a marker) */
 			buf_printf(b, "kiln_cut_in() { [ -s \"$1\" ] || case \"$1\" in *.pt|*.pth|*.ckpt|*.bin|*.safetensors|*.npz) ;; "
@@ -159,8 +186,8 @@ static void resume_guard(Buf *b, const Job *job, int remote)
 				      "while IFS= read -r f; do kiln_cut_in \"$f\" && { echo \"$f\"; break; }; done); fi; "
 				      "[ -n \"$c\" ] && rm -rf -- \"$e\" && echo \"kiln: \\\"$c\\\" was cut short (an attempt was "
 				      "stopped while writing it): \\\"$e\\\" removed, so this attempt continues from the whole "
-				      "checkpoints beside it\" >&2; done; fi\n",
-				   p.data, p.data, p.data);
+				      "checkpoints beside it\" >&2; done; kiln_series %s; fi\n",
+				   p.data, p.data, p.data, p.data);
 		buf_free(&p);
 		buf_free(&c);
 	}

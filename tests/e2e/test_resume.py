@@ -425,9 +425,12 @@ task { name = "train", inputs = {"train.py"}, outputs = {"model.pt"}, resume = {
 # At DIE_AT it is killed halfway through that epoch's save (once). (scripts/resume-campaign.py
 # kills it at random: EPOCH_SEC and SIZE, the checkpoint's floats, make its epochs longer.)
 FOLDER_TRAINER = r'''
-import io, os, re, signal, sys, time, torch
+import io, json, os, re, signal, sys, time, torch
 open("pid", "w").write(str(os.getpid()))
-epochs, dirs = int(sys.argv[1]), os.environ.get("LAYOUT") == "dirs"
+# LAYOUT: files (ckpt/epoch_N.pt), dirs (ckpt/checkpoint-N/{model,optimizer}.pt), hf (as dirs,
+# then trainer_state.json, which says the epoch to continue after, as Hugging Face's does)
+epochs, hf = int(sys.argv[1]), os.environ.get("LAYOUT") == "hf"
+dirs = hf or os.environ.get("LAYOUT") == "dirs"
 die_at = int(os.environ.get("DIE_AT", "-1"))
 os.makedirs("ckpt", exist_ok=True)
 open("ckpt/latest", "a").close()  # an empty marker beside them, as some trainers leave
@@ -439,6 +442,8 @@ if done:
     state = torch.load(where)  # a checkpoint cut short fails here
     if dirs:
         torch.load("ckpt/checkpoint-%d/optimizer.pt" % start)
+    if hf:  # a checkpoint stopped before its last file fails here
+        start = json.load(open("ckpt/checkpoint-%d/trainer_state.json" % start))["epoch"]
     print("resuming after epoch", start, flush=True)
 for e in range(start + 1, epochs + 1):
     time.sleep(float(os.environ.get("EPOCH_SEC", "0")))
@@ -446,8 +451,16 @@ for e in range(start + 1, epochs + 1):
     with open("ledger", "a") as f:
         f.write("epoch %d\n" % e)
     files = ["ckpt/checkpoint-%d/model.pt" % e, "ckpt/checkpoint-%d/optimizer.pt" % e] if dirs else ["ckpt/epoch_%d.pt" % e]
+    if hf:
+        files.append("ckpt/checkpoint-%d/trainer_state.json" % e)
     for path in files:
         os.makedirs(os.path.dirname(path), exist_ok=True)
+        if path.endswith(".json"):
+            if e == die_at and not os.path.exists("died"):  # stopped between two files
+                open("died", "w").close()
+                os.kill(os.getpid(), signal.SIGKILL)
+            json.dump({"epoch": e}, open(path, "w"))
+            continue
         if e == die_at and path == files[-1] and not os.path.exists("died"):
             open("died", "w").close()
             buf = io.BytesIO()
@@ -488,6 +501,12 @@ task { name = "train", inputs = {"train.py"}, outputs = {"model.pt"}, resume = {
         out = self.cut_then_continued("dirs")
         self.assertIn("train: ckpt/checkpoint-3/optimizer.pt was cut short (an attempt was stopped while writing it): "
                       "ckpt/checkpoint-3 removed, so this attempt continues from the whole checkpoints beside it", out)
+
+    def test_a_checkpoint_folder_stopped_between_its_files_is_removed(self):
+        out = self.cut_then_continued("hf")
+        self.assertIn("train: ckpt/checkpoint-3 lacks trainer_state.json, which every checkpoint before it holds (an "
+                      "attempt was stopped between its files): removed, so this attempt continues from the whole "
+                      "checkpoints beside it", out)
 
 
 class Logs(KilnTestCase):

@@ -431,6 +431,15 @@ end
                       '"ckpt/checkpoint-3" removed, so this attempt continues from the whole checkpoints beside it', log2)
         self.assertEqual(self.ledger_on_v800(), [1, 2, 3, 3, 4, 5])
 
+    @unittest.skipIf(NO_TORCH, NO_TORCH or "")
+    def test_a_checkpoint_folder_stopped_between_its_files_on_a_host_is_removed(self):
+        import test_resume  # killed after checkpoint-3's weights, before its trainer_state.json
+        log2 = self.train_on_v800_killed_mid_save(test_resume.FOLDER_TRAINER, "ckpt", ', LAYOUT = "hf"', '"5"')
+        self.assertIn('kiln: "ckpt/checkpoint-3" lacks "trainer_state.json", which every checkpoint before it holds (an '
+                      'attempt was stopped between its files): removed, so this attempt continues from the whole '
+                      'checkpoints beside it', log2)
+        self.assertEqual(self.ledger_on_v800(), [1, 2, 3, 3, 4, 5])
+
     def test_a_full_workdir_on_a_host_is_said_in_words(self):
         import subprocess
         wd = self.lab.hosts["v802"].workdir()

@@ -256,6 +256,50 @@ static void test_safetensors_cut_short(void)
 	buf_free(&f);
 }
 
+/* A resume folder of Hugging Face-style checkpoints: the latest of a numbered series that
+ * lacks a file the others all hold (a save stopped between its files) is removed, with a
+ * note naming what it lacks; the one before it, a folder of another series, an earlier one
+ * lacking a file, and a series of one stay; a checkpoint holding a cut file goes too. */
+static void test_folder_checkpoints_cut_between_files(void)
+{
+	static const char *const full[] = {"model.bin", "optimizer.pt.json", "sub/rng.txt", "trainer_state.json"};
+	const char *dirs[] = {"ck", "ck/checkpoint-9", "ck/checkpoint-10", "ck/checkpoint-11", "ck/checkpoint-11/sub",
+			      "ck/checkpoint-9/sub", "ck/checkpoint-10/sub", "ck/best", "ck/epoch_1", "ck/cut-2"};
+	for (size_t i = 0; i < sizeof dirs / sizeof *dirs; i++)
+		CHECK(mkdir(dirs[i], 0755) == 0);
+	for (int i = 0; i < 4; i++) {
+		char *p = xasprintf("ck/checkpoint-10/%s", full[i]), *q = xasprintf("ck/checkpoint-11/%s", full[i]);
+		CHECK(write_file_atomic(p, "x", 1) == 0);
+		if (i != 3) /* the latest stopped before trainer_state.json */
+			CHECK(write_file_atomic(q, "x", 1) == 0);
+		if (i != 1) { /* an earlier one lacking optimizer.pt.json: it is not asked of the latest */
+			free(p);
+			p = xasprintf("ck/checkpoint-9/%s", full[i]);
+			CHECK(write_file_atomic(p, "x", 1) == 0);
+		}
+		free(p);
+		free(q);
+	}
+	CHECK(write_file_atomic("ck/best/model.bin", "x", 1) == 0); /* another series */
+	CHECK(write_file_atomic("ck/epoch_1/w.txt", "x", 1) == 0);         /* a series of one */
+	CHECK(write_file_atomic("ck/cut-2/w.pt", "", 0) == 0);             /* cut short itself */
+	Buf note = {0};
+	resume_mend_folder("ck", &note);
+	struct stat st;
+	CHECK(stat("ck/checkpoint-11", &st) != 0);
+	CHECK(stat("ck/cut-2", &st) != 0);
+	CHECK(stat("ck/checkpoint-10/trainer_state.json", &st) == 0 && stat("ck/checkpoint-9", &st) == 0);
+	CHECK(stat("ck/best", &st) == 0 && stat("ck/epoch_1", &st) == 0);
+	CHECK(strstr(buf_str(&note), "ck/checkpoint-11 lacks trainer_state.json, which every checkpoint before it holds") != NULL);
+	CHECK(strstr(buf_str(&note), "ck/cut-2/w.pt was cut short") != NULL);
+	/* whole now: a second look removes nothing more, and one whose latest holds more is kept */
+	CHECK(write_file_atomic("ck/checkpoint-10/extra.txt", "x", 1) == 0);
+	buf_reset(&note);
+	resume_mend_folder("ck", &note);
+	CHECK(note.len == 0 && stat("ck/checkpoint-10", &st) == 0);
+	buf_free(&note);
+}
+
 int main(void)
 {
 	char dir[] = "/tmp/kiln-cache-XXXXXX";
@@ -267,6 +311,7 @@ int main(void)
 	test_migration_to_host_columns();
 	test_checkpoints_cut_short();
 	test_safetensors_cut_short();
+	test_folder_checkpoints_cut_between_files();
 	CHECK(chdir("/") == 0);
 	remove_tree(dir);
 	return check_exit();
