@@ -455,6 +455,8 @@ for e in range(start + 1, epochs + 1):
         files.append("ckpt/checkpoint-%d/trainer_state.json" % e)
     for path in files:
         os.makedirs(os.path.dirname(path), exist_ok=True)
+        if path != files[0]:  # what a trainer does between two files (its rng state, a log line)
+            time.sleep(float(os.environ.get("BETWEEN_SEC", "0")))
         if path.endswith(".json"):
             if e == die_at and not os.path.exists("died"):  # stopped between two files
                 open("died", "w").close()
