@@ -232,9 +232,11 @@ static void resume_guard(Buf *b, const Job *job, int remote)
 }
 
 /* A Slurm job of a map shard copies kiln's item list to its own ({items}); started again
- * by Slurm (a requeue), it starts at the first item whose output is not there — at the one
- * before, its output removed, unless the map's outputs appear whole (atomic_outputs) — as
- * kiln's next attempt would, instead of making every item of its list again. */
+ * by Slurm (a requeue), it makes only the items of its list whose output is not there — and
+ * the last one made before it stopped, its output removed, unless the map's outputs appear
+ * whole (atomic_outputs) — as kiln's next attempt would, instead of every item again. An
+ * item made after one that failed (no output) is kept too: the command works through its
+ * list in order, so only the last output there can be half written. */
 static void map_requeue_preamble(Buf *b, const Job *job)
 {
 	Buf listed = {0}, copy = {0}, outs = {0};
@@ -244,15 +246,17 @@ static void map_requeue_preamble(Buf *b, const Job *job)
 	buf_shell_quote(&outs, outputs);
 	free(outputs);
 	buf_printf(b, "if [ \"${SLURM_RESTART_COUNT:-0}\" -gt 0 ]; then\n"
-		      "k=0; while IFS= read -r o; do [ -n \"$o\" ] && [ -e \"$o\" ] || break; k=$((k + 1)); done < %s\n",
+		      "n=0; l=0; m=; while IFS= read -r o; do n=$((n + 1)); [ -n \"$o\" ] && [ -e \"$o\" ] && l=$n; done < %s\n",
 		   outs.data);
 	if (!job->task->more->shard->atomic_outputs) /* the last one there may be half written */
-		buf_printf(b, "if [ $k -gt 0 ]; then rm -rf -- \"$(sed -n \"${k}p\" %s)\"; k=$((k - 1)); fi\n", outs.data);
-	buf_printf(b, "echo \"kiln: Slurm started this job again: the first $k items of its list were made before it "
-		      "stopped, so it starts at item $((k + 1))\" >&2\n"
-		      "tail -n +$((k + 1)) %s > %s.tmp && mv -f %s.tmp %s || exit 1\n"
+		buf_printf(b, "if [ $l -gt 0 ]; then rm -rf -- \"$(sed -n \"${l}p\" %s)\"; m=\" (item $l of the list, the last made, is made "
+			      "again: its output may be half written)\"; fi\n", outs.data);
+	buf_printf(b, "k=0; while IFS= read -r it; do IFS= read -r o <&8; if [ -n \"$o\" ] && [ -e \"$o\" ]; then "
+		      "k=$((k + 1)); else printf '%%s\\n' \"$it\"; fi; done < %s 8< %s > %s.tmp && mv -f %s.tmp %s || exit 1\n"
+		      "echo \"kiln: Slurm started this job again: $k of the $n items of its list were made before it stopped "
+		      "and are kept$m; it makes the other $((n - k))\" >&2\n"
 		      "else cp %s %s || exit 1; fi\n",
-		   listed.data, copy.data, copy.data, copy.data, listed.data, copy.data);
+		   listed.data, outs.data, copy.data, copy.data, copy.data, listed.data, copy.data);
 	buf_free(&listed);
 	buf_free(&copy);
 	buf_free(&outs);

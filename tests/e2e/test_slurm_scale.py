@@ -5,7 +5,7 @@ submitting anything twice, the controller refusing submissions for a while fails
 a job that can never start fails within a minute with Slurm's reason, {port} is found on
 the node, and a map{} runs its shards as Slurm jobs, re-attached after kill -9 with no item
 run twice, keeping the item a job had finished when Ctrl-C cancelled it (atomic_outputs),
-and starting a requeued shard job at the first item it had not made."""
+and a requeued shard job making only the items it had not made."""
 import os
 import shutil
 import signal
@@ -227,11 +227,15 @@ map { name = "cap", items = items, shards = 2, executor = "slurm", output = "cap
         self.assertEqual(len(started), 40)
         self.assertEqual(self.kiln("run").ran, set())
 
-    def pausing_worker(self, folder, log, item, before_output):
+    def pausing_worker(self, folder, log, item, before_output, fails=None):
         """cap.sh: appends each listed item to log and renames its output into folder; pauses
-        60 s once at item (marked by the file paused-$MAP), before or after its output."""
+        60 s once at item (marked by the file paused-$MAP), before or after its output; makes
+        no output for item fails the first time (marked by failed-$MAP), and goes on."""
         pause = "if [ $item = %s ] && [ ! -e paused-$MAP ]; then touch paused-$MAP; sleep 60; fi; " % item
         make = "echo cap-$item > %s/$item.tmp && mv %s/$item.tmp %s/$item.txt; " % (folder, folder, folder)
+        if fails:
+            make = ("if [ $item = %s ] && [ ! -e failed-$MAP ]; then touch failed-$MAP; else %sfi; "
+                    % (fails, make))
         self.ws.write("cap.sh", "mkdir -p %s; while read item; do echo $item >> %s; %sdone < $KILN_ITEMS\n"
                       % (folder, log, pause + make if before_output else make + pause))
 
@@ -257,11 +261,11 @@ map { name = "cap", items = items, shards = 1, executor = "slurm", output = "cap
         self.assertIn("2 up to date", r.out, "img1 and img2 were recorded at the Ctrl-C")
         self.assertEqual(self.ws.read("done.log").split(), ["img1", "img2", "img3", "img4"], "nothing ran twice")
 
-    def test_a_requeued_shard_job_starts_at_the_first_item_not_made(self):
-        # both maps' jobs are requeued (a preemption) in item i4, after i1-i3 were made: the
-        # one with atomic_outputs starts again at i4, the other at i3 (its output removed:
-        # it may be half written), not at i1
-        self.pausing_worker("caps/$MAP", "done-$MAP.log", "i4", before_output=True)
+    def test_a_requeued_shard_job_makes_only_the_items_not_made(self):
+        # both maps' jobs are requeued (a preemption) in item i4, after i1 and i3 were made
+        # and i2 failed: the one with atomic_outputs makes i2 and i4 on, the other i3 again
+        # too (its output removed: it may be half written), not i1 on, nor i2 on
+        self.pausing_worker("caps/$MAP", "done-$MAP.log", "i4", before_output=True, fails="i2")
         self.ws.write("kiln.lua", """
 local items = {}
 for i = 1, 6 do items[#items + 1] = "i" .. i end
@@ -285,11 +289,14 @@ end
             subprocess.run(["scontrol", "update", "jobid=" + job, "StartTime=now"], check=True, env=env)
         out, _ = p.communicate(timeout=180)
         self.assertEqual(p.returncode, 0, out)
-        self.assertEqual(self.ws.read("done-a.log").split(), ["i1", "i2", "i3", "i4", "i4", "i5", "i6"])
-        self.assertEqual(self.ws.read("done-b.log").split(), ["i1", "i2", "i3", "i4", "i3", "i4", "i5", "i6"])
+        self.assertEqual(self.ws.read("done-a.log").split(), ["i1", "i2", "i3", "i4", "i2", "i4", "i5", "i6"])
+        self.assertEqual(self.ws.read("done-b.log").split(), ["i1", "i2", "i3", "i4", "i2", "i3", "i4", "i5", "i6"])
+        self.assertIn("Slurm started this job again: 2 of the 6 items of its list were made before it stopped and "
+                      "are kept; it makes the other 4", self.ws.read(".kiln/logs/cap-a:shard-1@1.log"))
+        self.assertIn("Slurm started this job again: 1 of the 6 items of its list were made before it stopped and "
+                      "are kept (item 3 of the list, the last made, is made again: its output may be half written); it makes "
+                      "the other 5", self.ws.read(".kiln/logs/cap-b:shard-1@1.log"))
         for m in ("a", "b"):
-            self.assertIn("the first %d items of its list were made before it stopped" % (3 if m == "a" else 2),
-                          self.ws.read(".kiln/logs/cap-%s:shard-1@1.log" % m))
             for i in range(1, 7):
                 self.assertEqual(self.ws.read("caps/%s/i%d.txt" % (m, i)), "cap-i%d\n" % i)
         self.assertEqual(self.kiln("run").ran, set())
