@@ -524,8 +524,13 @@ class Logs(KilnTestCase):
         p, follower = self.run_and_follow('task { name = "t", outputs = {"t.txt"}, retries = 1, run = "for i in 1 2 3; '
                                           'do echo line $i of $KILN_ATTEMPT; sleep 0.5; done; '
                                           '[ $KILN_ATTEMPT = 2 ] && echo > t.txt" }\n')
-        self.assertIn("running   t: attempt 1 (local/", self.ws.kiln("status").out)
-        self.assertIn("under the kiln at work here now (pid %d)" % p.pid, self.ws.kiln("status").out)
+        # the log is there before the attempt's start is committed (a few ms, more on a loaded
+        # machine): until then the state shows no attempt
+        seen = []
+        self.assertTrue(wait_for(lambda: seen.append(self.ws.kiln("status").out) or "running   t: attempt" in seen[-1],
+                                 timeout=10), seen[-1:])
+        self.assertRegex(seen[-1], r"running   t: attempt [12] \(local/")
+        self.assertIn("under the kiln at work here now (pid %d)" % p.pid, seen[-1])
         self.assertEqual(p.wait(timeout=60), 0)
         run_ended = time.time()
         out, _ = follower.communicate(timeout=60)
