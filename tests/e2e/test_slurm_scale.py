@@ -229,9 +229,11 @@ map { name = "cap", items = items, shards = 2, executor = "slurm", output = "cap
 
     def pausing_worker(self, folder, log, item, before_output, fails=None):
         """cap.sh: appends each listed item to log and renames its output into folder; pauses
-        60 s once at item (marked by the file paused-$MAP), before or after its output; makes
-        no output for item fails the first time (marked by failed-$MAP), and goes on."""
-        pause = "if [ $item = %s ] && [ ! -e paused-$MAP ]; then touch paused-$MAP; sleep 60; fi; " % item
+        60 s once at item (marked by the file paused-$MAP), before or after its output, and
+        stops there (a requeue's SIGTERM may end the sleep before the shell: it must not go
+        on to make the item); makes no output for item fails the first time (marked by
+        failed-$MAP), and goes on."""
+        pause = "if [ $item = %s ] && [ ! -e paused-$MAP ]; then touch paused-$MAP; sleep 60; exit 1; fi; " % item
         make = "echo cap-$item > %s/$item.tmp && mv %s/$item.tmp %s/$item.txt; " % (folder, folder, folder)
         if fails:
             make = ("if [ $item = %s ] && [ ! -e failed-$MAP ]; then touch failed-$MAP; else %sfi; "
