@@ -24,31 +24,6 @@ static int folder_file_cut(const char *path, const struct stat *st)
 	return 0;
 }
 
-/* Whether a file under dir (depth more levels down, links not followed) is cut short: the
- * first one found goes in found. */
-static int holds_cut_file(const char *dir, int depth, Buf *found)
-{
-	DIR *d = opendir(dir);
-	if (!d)
-		return 0;
-	int cut = 0;
-	for (struct dirent *e; !cut && (e = readdir(d)) != NULL;) {
-		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-			continue;
-		char *p = xasprintf("%s/%s", dir, e->d_name);
-		struct stat st;
-		if (lstat(p, &st) == 0 && S_ISREG(st.st_mode) && folder_file_cut(p, &st)) {
-			buf_puts(found, p);
-			cut = 1;
-		} else if (depth > 0 && S_ISDIR(st.st_mode)) {
-			cut = holds_cut_file(p, depth - 1, found);
-		}
-		free(p);
-	}
-	closedir(d);
-	return cut;
-}
-
 /* One checkpoint folder of a series (checkpoint-500, epoch_7): its name with each run of
  * digits as '#' (the series), those runs' numbers (which save), and the files it holds. */
 typedef struct {
@@ -103,6 +78,16 @@ static void list_files(Checkpoint *c, const char *dir, const char *prefix, int d
 		free(p);
 	}
 	closedir(d);
+}
+
+static void checkpoint_free(Checkpoint *c)
+{
+	for (size_t f = 0; f < c->nfiles; f++)
+		free(c->files[f]);
+	free(c->files);
+	free(c->path);
+	free(c->series);
+	*c = (Checkpoint){0};
 }
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
@@ -184,22 +169,32 @@ void resume_mend_folder(const char *dir, Buf *note)
 		Buf found = {0};
 		struct stat st;
 		int there = lstat(path, &st) == 0, is_dir = there && S_ISDIR(st.st_mode), cut = 0;
-		if (is_dir)
-			cut = holds_cut_file(path, 2, &found);
-		else if (there && S_ISREG(st.st_mode) && (cut = folder_file_cut(path, &st)))
+		Checkpoint *c = &cps[ncps];
+		if (is_dir) { /* its files, each looked at: one cut short and the folder goes */
+			name_series(names[i], c);
+			list_files(c, path, "", 2);
+			for (size_t f = 0; f < c->nfiles && !cut; f++) {
+				char *p = xasprintf("%s/%s", path, c->files[f]);
+				struct stat fst;
+				if (lstat(p, &fst) == 0 && S_ISREG(fst.st_mode) && (cut = folder_file_cut(p, &fst)))
+					buf_puts(&found, p);
+				free(p);
+			}
+		} else if (there && S_ISREG(st.st_mode) && (cut = folder_file_cut(path, &st))) {
 			buf_puts(&found, path);
+		}
 		int removed = cut && (is_dir ? remove_tree(path) : unlink(path)) == 0;
 		if (removed)
 			buf_printf(note, "%s%s was cut short (an attempt was stopped while writing it): %s%s removed, so this "
 				   "attempt continues from the whole checkpoints beside it", note->len ? "; " : "",
 				   buf_str(&found), is_dir ? path : "it", is_dir ? "" : " is");
-		if (is_dir && !cut) {
-			Checkpoint *c = &cps[ncps++];
+		if (is_dir && !cut) { /* kept: a member of its series */
 			c->path = path;
 			path = NULL;
-			name_series(names[i], c);
-			list_files(c, c->path, "", 2);
 			qsort(c->files, c->nfiles, sizeof *c->files, cmp_str);
+			ncps++;
+		} else if (is_dir) { /* gone: its listing with it */
+			checkpoint_free(c);
 		}
 		buf_free(&found);
 		free(path);
@@ -207,12 +202,7 @@ void resume_mend_folder(const char *dir, Buf *note)
 	}
 	free(names);
 	mend_series(cps, ncps, note);
-	for (size_t i = 0; i < ncps; i++) {
-		for (size_t f = 0; f < cps[i].nfiles; f++)
-			free(cps[i].files[f]);
-		free(cps[i].files);
-		free(cps[i].path);
-		free(cps[i].series);
-	}
+	for (size_t i = 0; i < ncps; i++)
+		checkpoint_free(&cps[i]);
 	free(cps);
 }
