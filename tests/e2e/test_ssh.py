@@ -423,22 +423,27 @@ end
         self.assertIn("kiln holds no whole copy of it: removed, so this attempt starts it afresh", log)
         self.assertNotIn("resuming", log)
 
-    @unittest.skipIf(NO_TORCH, NO_TORCH or "")
-    def test_a_cut_checkpoint_folder_on_a_host_is_removed_before_the_retry(self):
-        import test_resume  # a checkpoint folder per epoch (Hugging Face's layout), killed mid-save once
-        log2 = self.train_on_v800_killed_mid_save(test_resume.FOLDER_TRAINER, "ckpt", ', LAYOUT = "dirs"', '"5"')
-        self.assertIn('kiln: "ckpt/checkpoint-3/optimizer.pt" was cut short (an attempt was stopped while writing it): '
-                      '"ckpt/checkpoint-3" removed, so this attempt continues from the whole checkpoints beside it', log2)
+    def folder_trainer_on_v800(self, layout, said):
+        """A trainer keeping a checkpoint folder per epoch (test_resume's, in layout), killed
+        in epoch 3's save once: the retry's log says said, and only epoch 3 ran twice."""
+        import test_resume
+        log2 = self.train_on_v800_killed_mid_save(test_resume.FOLDER_TRAINER, "ckpt", ', LAYOUT = "%s"' % layout, '"5"')
+        self.assertIn(said, log2)
         self.assertEqual(self.ledger_on_v800(), [1, 2, 3, 3, 4, 5])
 
     @unittest.skipIf(NO_TORCH, NO_TORCH or "")
+    def test_a_cut_checkpoint_folder_on_a_host_is_removed_before_the_retry(self):
+        # Hugging Face's layout, killed while writing checkpoint-3/optimizer.pt
+        self.folder_trainer_on_v800("dirs", 'kiln: "ckpt/checkpoint-3/optimizer.pt" was cut short (an attempt was '
+                                    'stopped while writing it): "ckpt/checkpoint-3" removed, so this attempt continues '
+                                    'from the whole checkpoints beside it')
+
+    @unittest.skipIf(NO_TORCH, NO_TORCH or "")
     def test_a_checkpoint_folder_stopped_between_its_files_on_a_host_is_removed(self):
-        import test_resume  # killed after checkpoint-3's weights, before its trainer_state.json
-        log2 = self.train_on_v800_killed_mid_save(test_resume.FOLDER_TRAINER, "ckpt", ', LAYOUT = "hf"', '"5"')
-        self.assertIn('kiln: "ckpt/checkpoint-3" lacks "trainer_state.json", which every checkpoint before it holds (an '
-                      'attempt was stopped between its files): removed, so this attempt continues from the whole '
-                      'checkpoints beside it', log2)
-        self.assertEqual(self.ledger_on_v800(), [1, 2, 3, 3, 4, 5])
+        # killed after checkpoint-3's weights, before its trainer_state.json
+        self.folder_trainer_on_v800("hf", 'kiln: "ckpt/checkpoint-3" lacks "trainer_state.json", which every checkpoint '
+                                    'before it holds (an attempt was stopped between its files): removed, so this '
+                                    'attempt continues from the whole checkpoints beside it')
 
     def test_a_full_workdir_on_a_host_is_said_in_words(self):
         import subprocess
