@@ -199,7 +199,10 @@ int os_group_freeze(pid_t pgid, int timeout_ms)
 {
 	if (kill(-pgid, SIGSTOP) != 0)
 		return -1;
-	for (int elapsed = 0; elapsed <= timeout_ms; elapsed++) {
+	/* by the clock, not by rounds: under heavy IO a walk of /proc takes milliseconds, and a
+	 * process in a disk wait ('D') stops only when that wait ends */
+	int64_t deadline = now_mono_ns() + (int64_t)timeout_ms * 1000000;
+	for (;;) {
 		DIR *proc = opendir("/proc");
 		if (!proc)
 			return -1;
@@ -223,10 +226,11 @@ int os_group_freeze(pid_t pgid, int timeout_ms)
 		closedir(proc);
 		if (!running)
 			return 0;
+		if (now_mono_ns() > deadline)
+			return -1;
 		struct timespec tick = {0, 1000000};
 		nanosleep(&tick, NULL);
 	}
-	return -1;
 }
 
 int os_group_uses(pid_t pgid, const char *const *paths, int npaths)

@@ -333,8 +333,9 @@ void shard_note_stop(Run *r, Job *job)
 		return;
 	s->looked = 1; /* frozen or not, the look decides: one that failed keeps nothing */
 	/* frozen, its processes cannot finish another item between this look and the SIGTERM
-	 * that follows (with the SIGCONT that lets them see it) */
-	if (os_group_freeze(job->pid, 200) != 0)
+	 * that follows (with the SIGCONT that lets them see it); one in a disk wait stops when
+	 * the wait ends, which on a loaded disk can take a good part of a second */
+	if (os_group_freeze(job->pid, 2000) != 0)
 		return;
 	int last = last_with_output(s);
 	Task *t = last >= 0 ? s->pending[last] : NULL;
