@@ -1,6 +1,7 @@
 /* resume_folder.c — a resume directory's checkpoints mended before an attempt continues
- * (resume.h: resume_mend_folder): a checkpoint holding a file cut short, or missing a file
- * that the checkpoints of its series all hold, is removed. */
+ * (resume.h: resume_mend_folder): a checkpoint holding a file cut short, missing a file
+ * that the checkpoints of its series all hold, or a Hugging Face checkpoint missing its
+ * last file, is removed. */
 #define _GNU_SOURCE
 #include "resume.h"
 
@@ -149,6 +150,18 @@ static void mend_series(Checkpoint *cps, size_t n, Buf *note)
 	}
 }
 
+/* Whether c is a Hugging Face Trainer checkpoint whose save was stopped between its files:
+ * named checkpoint-N as the Trainer names them, holding training_args.bin (the Trainer's
+ * own file, written after the weights) but not trainer_state.json (written after the
+ * optimizer's and scheduler's files). Loaded, it continues from step 0, or fails; and the
+ * first save of a run has no checkpoint before it for mend_series to compare with. */
+static int hf_save_stopped(const char *name, const Checkpoint *c)
+{
+	const char *n = name + strlen("checkpoint-");
+	return !strncmp(name, "checkpoint-", strlen("checkpoint-")) && *n && strspn(n, "0123456789") == strlen(n) &&
+	       holds(c, "training_args.bin") && !holds(c, "trainer_state.json");
+}
+
 void resume_mend_folder(const char *dir, Buf *note)
 {
 	DIR *d = opendir(dir);
@@ -188,10 +201,16 @@ void resume_mend_folder(const char *dir, Buf *note)
 			buf_printf(note, "%s%s was cut short (an attempt was stopped while writing it): %s%s removed, so this "
 				   "attempt continues from the whole checkpoints beside it", note->len ? "; " : "",
 				   buf_str(&found), is_dir ? path : "it", is_dir ? "" : " is");
-		if (is_dir && !cut) { /* kept: a member of its series */
+		if (is_dir && !cut)
+			qsort(c->files, c->nfiles, sizeof *c->files, cmp_str);
+		if (is_dir && !cut && hf_save_stopped(names[i], c) && remove_tree(path) == 0) {
+			buf_printf(note, "%s%s holds training_args.bin but no trainer_state.json, which the Hugging Face "
+				   "Trainer writes last (an attempt was stopped between its files): removed, so this attempt "
+				   "continues from the whole checkpoints beside it, or starts afresh", note->len ? "; " : "", path);
+			checkpoint_free(c);
+		} else if (is_dir && !cut) { /* kept: a member of its series */
 			c->path = path;
 			path = NULL;
-			qsort(c->files, c->nfiles, sizeof *c->files, cmp_str);
 			ncps++;
 		} else if (is_dir) { /* gone: its listing with it */
 			checkpoint_free(c);

@@ -118,14 +118,21 @@ static void resume_words(const Task *t, int i, Buf *path, Buf *copy)
 	free(c);
 }
 
-/* kiln_series DIR: the latest checkpoint folder of a numbered series in the resume folder
- * DIR (checkpoint-500: its name's digit runs compared as numbers) that lacks a file each
- * other one of its series holds (three levels down) was stopped between its files, and is
- * removed, as cache/resume_folder.c does here. Names with other characters than
+/* kiln_series DIR: as cache/resume_folder.c does here, a Hugging Face checkpoint-N in the
+ * resume folder DIR holding training_args.bin but not trainer_state.json, and the latest
+ * checkpoint folder of a numbered series (checkpoint-500: its name's digit runs compared as
+ * numbers) that lacks a file each other one of its series holds (three levels down), were
+ * stopped between their files, and are removed. Names with other characters than
  * [A-Za-z0-9._=+-] are left out: one awk reads every folder's listing. */
 static void series_words(Buf *b)
 {
-	buf_puts(b, "kiln_series() { for e in \"$1\"/*; do n=${e##*/}; case $n in *[!A-Za-z0-9._=+-]*) continue;; esac; "
+	buf_puts(b, "kiln_series() { for e in \"$1\"/checkpoint-*; do n=${e##*/}; case ${n#checkpoint-} in ''|*[!0-9]*) "
+		    "continue;; esac; [ -d \"$e\" ] && [ ! -L \"$e\" ] && [ -f \"$e/training_args.bin\" ] && "
+		    "[ ! -f \"$e/trainer_state.json\" ] && rm -rf -- \"$e\" && echo \"kiln: \\\"$e\\\" holds "
+		    "\\\"training_args.bin\\\" but no \\\"trainer_state.json\\\", which the Hugging Face Trainer writes last (an "
+		    "attempt was stopped between its files): removed, so this attempt continues from the whole checkpoints "
+		    "beside it, or starts afresh\" >&2; done\n"
+		    "for e in \"$1\"/*; do n=${e##*/}; case $n in *[!A-Za-z0-9._=+-]*) continue;; esac; "
 		    "[ -d \"$e\" ] && [ ! -L \"$e\" ] || continue; printf '%s\\t\\n' \"$n\"; "
 		    "(cd \"$e\" && find . -maxdepth 3 -type f) | sed \"s|^\\./|$n\t|\"; done | awk -F '\\t' '\n"
 		    "function key(n,  t, k, d) { t = n; k = \"k\"; while (match(t, /[0-9]+/)) { d = substr(t, RSTART, RLENGTH); "

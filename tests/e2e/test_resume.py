@@ -428,7 +428,8 @@ FOLDER_TRAINER = r'''
 import io, json, os, re, signal, sys, time, torch
 open("pid", "w").write(str(os.getpid()))
 # LAYOUT: files (ckpt/epoch_N.pt), dirs (ckpt/checkpoint-N/{model,optimizer}.pt), hf (as dirs,
-# then trainer_state.json, which says the epoch to continue after, as Hugging Face's does)
+# then trainer_state.json, which says the epoch to continue after, as Hugging Face's does;
+# with ARGS_FILE, training_args.bin after the weights, as its Trainer writes)
 epochs, hf = int(sys.argv[1]), os.environ.get("LAYOUT") == "hf"
 dirs = hf or os.environ.get("LAYOUT") == "dirs"
 die_at = int(os.environ.get("DIE_AT", "-1"))
@@ -451,6 +452,8 @@ for e in range(start + 1, epochs + 1):
     with open("ledger", "a") as f:
         f.write("epoch %d\n" % e)
     files = ["ckpt/checkpoint-%d/model.pt" % e, "ckpt/checkpoint-%d/optimizer.pt" % e] if dirs else ["ckpt/epoch_%d.pt" % e]
+    if hf and os.environ.get("ARGS_FILE"):  # the Trainer's own file, right after the weights
+        files.insert(1, "ckpt/checkpoint-%d/training_args.bin" % e)
     if hf:
         files.append("ckpt/checkpoint-%d/trainer_state.json" % e)
     for path in files:
@@ -477,18 +480,22 @@ torch.save(state["w"][:4], "model.pt")
 
 
 class CutCheckpointInAFolder(KilnTestCase):
-    def cut_then_continued(self, layout):
+    def cut_then_continued(self, layout, die_at=3, env=""):
         if NO_TORCH:
             self.skipTest(NO_TORCH)
         self.ws.write("train.py", FOLDER_TRAINER)
         self.ws.write("kiln.lua", """
 task { name = "train", inputs = {"train.py"}, outputs = {"model.pt"}, resume = {"ckpt"}, retries = 1,
-       env = { LAYOUT = "%s", DIE_AT = "3" }, run = {"%s", "train.py", "5"} }
-""" % (layout, PYTHON))
+       env = { LAYOUT = "%s", DIE_AT = "%d"%s }, run = {"%s", "train.py", "5"} }
+""" % (layout, die_at, env, PYTHON))
         r = self.ws.kiln("run")
         self.assertEqual(r.rc, 0, r)
-        self.assertIn("resuming after epoch 2", self.ws.read(".kiln/logs/train@2.log"))
-        self.assertEqual(self.ws.read("ledger").split("\n")[:-1], ["epoch %d" % e for e in (1, 2, 3, 3, 4, 5)],
+        if die_at > 1:
+            self.assertIn("resuming after epoch %d" % (die_at - 1), self.ws.read(".kiln/logs/train@2.log"))
+        else:
+            self.assertNotIn("resuming", self.ws.read(".kiln/logs/train@2.log"))
+        self.assertEqual(self.ws.read("ledger").split("\n")[:-1],
+                         ["epoch %d" % e for e in list(range(1, die_at + 1)) + list(range(die_at, 6))],
                          "only the epoch in flight ran again")
         self.assertTrue(self.ws.exists("ckpt/latest"), "an empty file not named as a checkpoint is left alone")
         self.assertEqual(self.ws.kiln("run").ran, set(), "the next run is a no-op")
@@ -509,6 +516,14 @@ task { name = "train", inputs = {"train.py"}, outputs = {"model.pt"}, resume = {
         self.assertIn("train: ckpt/checkpoint-3 lacks trainer_state.json, which every checkpoint before it holds (an "
                       "attempt was stopped between its files): removed, so this attempt continues from the whole "
                       "checkpoints beside it", out)
+
+    def test_the_first_hugging_face_checkpoint_stopped_between_its_files_is_removed(self):
+        # no checkpoint before it to compare with: the Trainer's names tell (before, the retry
+        # found checkpoint-1 without trainer_state.json and failed on it, as did every retry)
+        out = self.cut_then_continued("hf", die_at=1, env=', ARGS_FILE = "1"')
+        self.assertIn("train: ckpt/checkpoint-1 holds training_args.bin but no trainer_state.json, which the Hugging "
+                      "Face Trainer writes last (an attempt was stopped between its files): removed, so this attempt "
+                      "continues from the whole checkpoints beside it, or starts afresh", out)
 
 
 class Logs(KilnTestCase):

@@ -300,6 +300,34 @@ static void test_folder_checkpoints_cut_between_files(void)
 	buf_free(&note);
 }
 
+/* The first Hugging Face checkpoint of a run, stopped between training_args.bin and
+ * trainer_state.json, has no other to compare with: its Trainer's names tell. */
+static void test_lone_hf_checkpoint_stopped_between_files(void)
+{
+	const char *dirs[] = {"hf", "hf/checkpoint-500", "hf/checkpoint-x1", "hf/mine-500", "hfw", "hfw/checkpoint-7"};
+	for (size_t i = 0; i < sizeof dirs / sizeof *dirs; i++)
+		CHECK(mkdir(dirs[i], 0755) == 0);
+	CHECK(write_file_atomic("hf/checkpoint-500/config.json", "{}", 2) == 0);
+	CHECK(write_file_atomic("hf/checkpoint-500/training_args.bin", "x", 1) == 0);
+	CHECK(write_file_atomic("hf/checkpoint-500/optimizer.pt.json", "x", 1) == 0);
+	/* not the Trainer's names: kept as they are */
+	CHECK(write_file_atomic("hf/checkpoint-x1/training_args.bin", "x", 1) == 0);
+	CHECK(write_file_atomic("hf/mine-500/training_args.bin", "x", 1) == 0);
+	Buf note = {0};
+	resume_mend_folder("hf", &note);
+	struct stat st;
+	CHECK(stat("hf/checkpoint-500", &st) != 0);
+	CHECK(stat("hf/checkpoint-x1", &st) == 0 && stat("hf/mine-500", &st) == 0);
+	CHECK(strstr(buf_str(&note), "hf/checkpoint-500 holds training_args.bin but no trainer_state.json") != NULL);
+	/* a whole one, alone too, is kept */
+	CHECK(write_file_atomic("hfw/checkpoint-7/training_args.bin", "x", 1) == 0);
+	CHECK(write_file_atomic("hfw/checkpoint-7/trainer_state.json", "{}", 2) == 0);
+	buf_reset(&note);
+	resume_mend_folder("hfw", &note);
+	CHECK(note.len == 0 && stat("hfw/checkpoint-7", &st) == 0);
+	buf_free(&note);
+}
+
 int main(void)
 {
 	char dir[] = "/tmp/kiln-cache-XXXXXX";
@@ -312,6 +340,7 @@ int main(void)
 	test_checkpoints_cut_short();
 	test_safetensors_cut_short();
 	test_folder_checkpoints_cut_between_files();
+	test_lone_hf_checkpoint_stopped_between_files();
 	CHECK(chdir("/") == 0);
 	remove_tree(dir);
 	return check_exit();
