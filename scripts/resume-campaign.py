@@ -130,19 +130,17 @@ def map_campaign(kills, rng):
     return kills, ctrl_c, rounds + 1, runs, extra
 
 
-def trainer_campaign(kills, rng, trainer, lua, env, late, first=None):
+def trainer_campaign(kills, rng, trainer, lua, env, late):
     """Runs the recipe lua of one task "train" (trainer as train.py, 3 epochs a kill and 3
     more) and kills its process with -9 kills times: every other kill at a random moment,
     the others within a save (up to late seconds after the epoch's ledger line, written
-    right before it); the first once the path first names is there, when given. Returns (epochs, epoch runs, epochs run twice, "cut short" notes,
+    right before it). Returns (epochs, epoch runs, epochs run twice, "cut short" notes,
     attempts that failed on a checkpoint they could not load)."""
     ws = Workspace()
     ws.write("train.py", trainer)
     epochs = 3 * kills + 3
     ws.write("kiln.lua", lua % (kills + 5, epochs))
     p = ws.spawn("run", env=env)
-    if first:
-        assert wait_for(lambda: ws.exists(first), 120), first
     pids = []
     for _ in range(kills):
         assert wait_for(lambda: ws.exists("pid") and ws.read("pid") not in pids and ws.read("pid") != "", 120)
@@ -163,7 +161,8 @@ def trainer_campaign(kills, rng, trainer, lua, env, late, first=None):
     w = subprocess.run(["/usr/bin/python3", "-c", "import torch; print(int(torch.load('model.pt')[0]))"],
                        cwd=ws.dir, capture_output=True, text=True).stdout.strip()
     assert w == str(epochs), "the weights saw every epoch once: %s" % w
-    cut = out.count("was cut short") + out.count("which every checkpoint before it holds")
+    cut = out.count("was cut short") + out.count("which every checkpoint before it holds") + \
+        out.count("which the Hugging Face Trainer writes last")
     unloadable = sum(1 for n in os.listdir(ws.path(".kiln/logs")) if n.endswith(".log") and
                      any(s in ws.read(".kiln/logs/" + n) for s in ("central directory", "PytorchStreamReader",
                                                                     "trainer_state.json'")))
@@ -183,16 +182,15 @@ def cut_campaign(kills, rng):
 
 
 def folder_campaign(kills, rng):
-    """A trainer keeping a checkpoint folder per epoch (Hugging Face's layout: checkpoint-N/
-    with model.pt and optimizer.pt, 2 x 100 MB, saved in place, then trainer_state.json, 0.2 s
-    between two files) and continuing from the newest: kiln removes the folder cut short before
-    each retry. The first kill comes after the first checkpoint is whole: one stopped between
-    its files has no checkpoint before it to be compared with (docs/recipes.md)."""
+    """A trainer keeping a checkpoint folder per epoch (the Hugging Face Trainer's layout:
+    checkpoint-N/ with model.pt, training_args.bin and optimizer.pt, 2 x 100 MB, saved in
+    place, then trainer_state.json, 0.2 s between two files) and continuing from the newest:
+    kiln removes the folder cut short before each retry, the first checkpoint's too."""
     return trainer_campaign(kills, rng, test_resume.FOLDER_TRAINER,
                             'task { name = "train", inputs = {"train.py"}, outputs = {"model.pt"}, resume = {"ckpt"}, '
-                            'retries = %d, env = { LAYOUT = "hf" }, run = {"/usr/bin/python3", "train.py", "%d"} }\n',
-                            {"EPOCH_SEC": "1.5", "SIZE": "25000000", "BETWEEN_SEC": "0.2"}, 0.8,
-                            "ckpt/checkpoint-1/trainer_state.json")
+                            'retries = %d, env = { LAYOUT = "hf", ARGS_FILE = "1" }, '
+                            'run = {"/usr/bin/python3", "train.py", "%d"} }\n',
+                            {"EPOCH_SEC": "1.5", "SIZE": "25000000", "BETWEEN_SEC": "0.2"}, 0.8)
 
 
 def has_torch():
