@@ -150,8 +150,8 @@ static void series_words(Buf *b)
 }
 
 /* A checkpoint cut short (cache/resume.h) where kiln's own watch cannot act: the job script
- * does it. kiln_cut tells a file cut short (empty, or a zip archive whose last 64 KiB hold
- * no end record). On an ssh host (remote): before an attempt that continues, each resume
+ * does it. kiln_cut tells a file cut short (empty, a zip archive whose last 64 KiB hold
+ * no end record, or a .safetensors file shorter than its header says). On an ssh host (remote): before an attempt that continues, each resume
  * file cut short is put back from its copy (.kiln/resume/TASK@I in the host's workdir) or
  * removed, and in a resume folder each checkpoint holding a file cut short is removed
  * (kiln_cut_in: an empty file counts only when named as a checkpoint), and so is the
@@ -167,8 +167,19 @@ static void resume_guard(Buf *b, const Job *job, int remote)
 	if (!remote)
 		buf_puts(b, "if [ \"${SLURM_RESTART_COUNT:-0}\" -gt 0 ]; then\n");
 	buf_puts(b, "kiln_cut() { [ -f \"$1\" ] || return 1; [ -s \"$1\" ] || return 0\n"
+		    "case $1 in *.safetensors) kiln_st_cut \"$1\"; return;; esac\n"
 		    "[ \"$(head -c 4 \"$1\" | od -An -tx1 | tr -d ' \\n')\" = 504b0304 ] || return 1\n"
-		    "! tail -c 65557 \"$1\" | od -An -v -tx1 | tr -d ' \\n' | grep -q 504b0506; }\n");
+		    "! tail -c 65557 \"$1\" | od -An -v -tx1 | tr -d ' \\n' | grep -q 504b0506; }\n"
+		    /* a safetensors file: its 8-byte little-endian header length, the header (JSON,
+		     * at most 64 MiB, '{' first), and the data its largest data_offsets end says;
+		     * its variables named apart from the callers' (a shell's are global) */
+		    "kiln_st_cut() { kst_s=$(wc -c < \"$1\" | tr -d ' '); [ \"$kst_s\" -ge 9 ] || return 0\n"
+		    "kst_n=$(od -An -tu8 -N8 \"$1\" | tr -d ' '); [ \"$(od -An -c -j8 -N1 \"$1\" | tr -d ' ')\" = '{' ] || return 1\n"
+		    "case $kst_n in *[!0-9]*|????????????*) return 1;; esac; [ \"$kst_n\" -le 67108864 ] || return 1\n"
+		    "[ \"$kst_n\" -le $((kst_s - 8)) ] || return 0\n"
+		    "kst_e=$(head -c $((8 + kst_n)) \"$1\" | tail -c +9 | tr -d ' \\n\\t' | grep -o '\"data_offsets\":\\[[0-9]*,[0-9]*' | "
+		    "sed 's/.*,//' | sort -n | tail -n 1)\n"
+		    "[ \"$kst_s\" -lt $((8 + kst_n + ${kst_e:-0})) ]; }\n");
 	for (int i = 0; i < t->opts->nresume; i++) {
 		Buf p = {0}, c = {0};
 		resume_words(t, i, &p, &c);

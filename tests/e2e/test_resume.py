@@ -429,9 +429,31 @@ import io, json, os, re, signal, sys, time, torch
 open("pid", "w").write(str(os.getpid()))
 # LAYOUT: files (ckpt/epoch_N.pt), dirs (ckpt/checkpoint-N/{model,optimizer}.pt), hf (as dirs,
 # then trainer_state.json, which says the epoch to continue after, as Hugging Face's does;
-# with ARGS_FILE, training_args.bin after the weights, as its Trainer writes)
+# with ARGS_FILE, training_args.bin after the weights, as its Trainer writes); WEIGHTS =
+# safetensors: the files layout's epoch_N.safetensors, in that format (no torch.save)
 epochs, hf = int(sys.argv[1]), os.environ.get("LAYOUT") == "hf"
 dirs = hf or os.environ.get("LAYOUT") == "dirs"
+ext = ".safetensors" if os.environ.get("WEIGHTS") == "safetensors" and not dirs else ".pt"
+
+def encode(state, path):  # the bytes a save writes
+    if not path.endswith(".safetensors"):
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        return buf.getvalue()
+    data = state["w"].numpy().tobytes()
+    head = json.dumps({"w": {"dtype": "F32", "shape": [len(state["w"])], "data_offsets": [0, len(data)]}}).encode()
+    return len(head).to_bytes(8, "little") + head + data
+
+def load(path):
+    if not path.endswith(".safetensors"):
+        return torch.load(path)
+    b = open(path, "rb").read()
+    n = int.from_bytes(b[:8], "little")
+    end = json.loads(b[8:8 + n])["w"]["data_offsets"][1]
+    if len(b) < 8 + n + end:
+        raise ValueError("Error while deserializing header: MetadataIncompleteBuffer")
+    return {"w": torch.frombuffer(bytearray(b[8 + n:8 + n + end]), dtype=torch.float32)}
+
 die_at = int(os.environ.get("DIE_AT", "-1"))
 os.makedirs("ckpt", exist_ok=True)
 open("ckpt/latest", "a").close()  # an empty marker beside them, as some trainers leave
@@ -439,8 +461,8 @@ done = sorted(int(re.sub(r"\D", "", n)) for n in os.listdir("ckpt") if re.search
 state, start = {"w": torch.zeros(int(os.environ.get("SIZE", "100000")))}, 0
 if done:
     start = done[-1]
-    where = "ckpt/checkpoint-%d/model.pt" % start if dirs else "ckpt/epoch_%d.pt" % start
-    state = torch.load(where)  # a checkpoint cut short fails here
+    where = "ckpt/checkpoint-%d/model.pt" % start if dirs else "ckpt/epoch_%d%s" % (start, ext)
+    state = load(where)  # a checkpoint cut short fails here
     if dirs:
         torch.load("ckpt/checkpoint-%d/optimizer.pt" % start)
     if hf:  # a checkpoint stopped before its last file fails here
@@ -451,7 +473,7 @@ for e in range(start + 1, epochs + 1):
     state["w"] += 1
     with open("ledger", "a") as f:
         f.write("epoch %d\n" % e)
-    files = ["ckpt/checkpoint-%d/model.pt" % e, "ckpt/checkpoint-%d/optimizer.pt" % e] if dirs else ["ckpt/epoch_%d.pt" % e]
+    files = ["ckpt/checkpoint-%d/model.pt" % e, "ckpt/checkpoint-%d/optimizer.pt" % e] if dirs else ["ckpt/epoch_%d%s" % (e, ext)]
     if hf and os.environ.get("ARGS_FILE"):  # the Trainer's own file, right after the weights
         files.insert(1, "ckpt/checkpoint-%d/training_args.bin" % e)
     if hf:
@@ -468,13 +490,13 @@ for e in range(start + 1, epochs + 1):
             continue
         if e == die_at and path == files[-1] and not os.path.exists("died"):
             open("died", "w").close()
-            buf = io.BytesIO()
-            torch.save(state, buf)
+            blob = encode(state, path)
             with open(path, "wb") as f:
-                f.write(buf.getvalue()[: len(buf.getvalue()) // 2])
+                f.write(blob[: len(blob) // 2])
                 f.flush()
                 os.kill(os.getpid(), signal.SIGKILL)
-        torch.save(state, path)
+        with open(path, "wb") as f:
+            f.write(encode(state, path))
 torch.save(state["w"][:4], "model.pt")
 '''
 
@@ -505,6 +527,11 @@ task { name = "train", inputs = {"train.py"}, outputs = {"model.pt"}, resume = {
         out = self.cut_then_continued("files")
         self.assertIn("train: ckpt/epoch_3.pt was cut short (an attempt was stopped while writing it): it is removed, "
                       "so this attempt continues from the whole checkpoints beside it", out)
+
+    def test_a_cut_safetensors_file_in_a_resume_folder_is_removed(self):
+        out = self.cut_then_continued("files", env=', WEIGHTS = "safetensors"')
+        self.assertIn("train: ckpt/epoch_3.safetensors was cut short (an attempt was stopped while writing it): it is "
+                      "removed", out)
 
     def test_a_checkpoint_folder_holding_a_cut_file_is_removed(self):
         out = self.cut_then_continued("dirs")

@@ -439,6 +439,16 @@ end
                                     'from the whole checkpoints beside it')
 
     @unittest.skipIf(NO_TORCH, NO_TORCH or "")
+    def test_a_cut_safetensors_file_on_a_host_is_removed_before_the_retry(self):
+        # not a zip: the job script reads its header for the size it should have
+        import test_resume
+        log2 = self.train_on_v800_killed_mid_save(test_resume.FOLDER_TRAINER, "ckpt",
+                                                  ', LAYOUT = "files", WEIGHTS = "safetensors"', '"5"')
+        self.assertIn('kiln: "ckpt/epoch_3.safetensors" was cut short (an attempt was stopped while writing it): '
+                      '"ckpt/epoch_3.safetensors" removed', log2)
+        self.assertEqual(self.ledger_on_v800(), [1, 2, 3, 3, 4, 5])
+
+    @unittest.skipIf(NO_TORCH, NO_TORCH or "")
     def test_a_checkpoint_folder_stopped_between_its_files_on_a_host_is_removed(self):
         # killed after checkpoint-3's weights, before its trainer_state.json
         self.folder_trainer_on_v800("hf", 'kiln: "ckpt/checkpoint-3" lacks "trainer_state.json", which every checkpoint '
