@@ -81,6 +81,25 @@ static int safetensors_cut(int fd, off_t size)
 	return (uint64_t)size < 8 + n + data_end;
 }
 
+/* A JSON file (trainer_state.json, config.json): a finished one ends with its top value's
+ * closing '}' or ']' (and maybe white space); one stopped mid-write does not. */
+static int json_cut(int fd, off_t size)
+{
+	char tail[64];
+	size_t n = size < (off_t)sizeof tail ? (size_t)size : sizeof tail;
+	if (pread(fd, tail, n, size - (off_t)n) != (ssize_t)n)
+		return 0;
+	while (n > 0 && (tail[n - 1] == ' ' || tail[n - 1] == '\t' || tail[n - 1] == '\r' || tail[n - 1] == '\n'))
+		n--;
+	return n == 0 || (tail[n - 1] != '}' && tail[n - 1] != ']');
+}
+
+static int ends_with(const char *s, const char *suffix)
+{
+	size_t n = strlen(s), k = strlen(suffix);
+	return n > k && !strcmp(s + n - k, suffix);
+}
+
 int resume_file_cut(const char *path)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -93,8 +112,10 @@ int resume_file_cut(const char *path)
 		cut = 0;
 	} else if (st.st_size == 0) {
 		cut = 1; /* truncated by the save's open, and stopped before a byte was written */
-	} else if (strlen(path) > 12 && !strcmp(path + strlen(path) - 12, ".safetensors")) {
+	} else if (ends_with(path, ".safetensors")) {
 		cut = safetensors_cut(fd, st.st_size);
+	} else if (ends_with(path, ".json")) {
+		cut = json_cut(fd, st.st_size);
 	} else if (pread(fd, head, 4, 0) == 4 && le32(head) == 0x04034b50) { /* "PK\3\4": a zip archive */
 		/* a finished archive ends with its end-of-central-directory record: 22 bytes and
 		 * a comment of at most 64 KiB, the comment's length in the record's last field */

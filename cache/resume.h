@@ -22,8 +22,9 @@
 
 /* Whether the file at path was cut short: empty, a zip archive (torch.save's format
  * since PyTorch 1.6, Lightning's .ckpt, numpy's .npz) without the end-of-archive record a
- * finished one ends with, or a .safetensors file shorter than its header says. 0 for a whole one, a file of another format (which kiln cannot
- * judge), a directory, or no file. */
+ * finished one ends with, a .safetensors file shorter than its header says, or a .json
+ * file not ending with '}' or ']'. 0 for a whole one, a file of another format (which
+ * kiln cannot judge), a directory, or no file. */
 int resume_file_cut(const char *path);
 
 

@@ -15,7 +15,7 @@
  * only when named as a checkpoint is (another may be a marker a trainer leaves empty). */
 static int folder_file_cut(const char *path, const struct stat *st)
 {
-	static const char *const named[] = {".pt", ".pth", ".ckpt", ".bin", ".safetensors", ".npz"};
+	static const char *const named[] = {".pt", ".pth", ".ckpt", ".bin", ".safetensors", ".npz", ".json"};
 	if (st->st_size > 0)
 		return resume_file_cut(path);
 	size_t len = strlen(path);

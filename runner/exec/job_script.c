@@ -151,7 +151,8 @@ static void series_words(Buf *b)
 
 /* A checkpoint cut short (cache/resume.h) where kiln's own watch cannot act: the job script
  * does it. kiln_cut tells a file cut short (empty, a zip archive whose last 64 KiB hold
- * no end record, or a .safetensors file shorter than its header says). On an ssh host (remote): before an attempt that continues, each resume
+ * no end record, a .safetensors file shorter than its header says, a .json file whose last
+ * byte but white space is no '}' or ']'). On an ssh host (remote): before an attempt that continues, each resume
  * file cut short is put back from its copy (.kiln/resume/TASK@I in the host's workdir) or
  * removed, and in a resume folder each checkpoint holding a file cut short is removed
  * (kiln_cut_in: an empty file counts only when named as a checkpoint), and so is the
@@ -167,9 +168,12 @@ static void resume_guard(Buf *b, const Job *job, int remote)
 	if (!remote)
 		buf_puts(b, "if [ \"${SLURM_RESTART_COUNT:-0}\" -gt 0 ]; then\n");
 	buf_puts(b, "kiln_cut() { [ -f \"$1\" ] || return 1; [ -s \"$1\" ] || return 0\n"
-		    "case $1 in *.safetensors) kiln_st_cut \"$1\"; return;; esac\n"
+		    "case $1 in *.safetensors) kiln_st_cut \"$1\"; return;; *.json) kiln_json_cut \"$1\"; return;; esac\n"
 		    "[ \"$(head -c 4 \"$1\" | od -An -tx1 | tr -d ' \\n')\" = 504b0304 ] || return 1\n"
 		    "! tail -c 65557 \"$1\" | od -An -v -tx1 | tr -d ' \\n' | grep -q 504b0506; }\n"
+		    /* a JSON file: whole when its last byte but white space closes its top value */
+		    "kiln_json_cut() { kst_j=$(tail -c 64 \"$1\" | tr -d ' \\t\\r\\n' | tail -c 1); "
+		    "[ \"$kst_j\" != '}' ] && [ \"$kst_j\" != ']' ]; }\n"
 		    /* a safetensors file: its 8-byte little-endian header length, the header (JSON,
 		     * at most 64 MiB, '{' first), and the data its largest data_offsets end says;
 		     * its variables named apart from the callers' (a shell's are global) */
@@ -196,7 +200,7 @@ static void resume_guard(Buf *b, const Job *job, int remote)
 			series_words(b);
 		if (!remote || job->resume_kept) /* a folder of checkpoints: those holding a cut file go
 						     (an empty file only if named as a checkpoint: else a marker) */
-			buf_printf(b, "kiln_cut_in() { [ -s \"$1\" ] || case \"$1\" in *.pt|*.pth|*.ckpt|*.bin|*.safetensors|*.npz) ;; "
+			buf_printf(b, "kiln_cut_in() { [ -s \"$1\" ] || case \"$1\" in *.pt|*.pth|*.ckpt|*.bin|*.safetensors|*.npz|*.json) ;; "
 				      "*) return 1;; esac; kiln_cut \"$1\"; }\n"
 				      "if [ -d %s ] && [ ! -L %s ]; then for e in %s/*; do c=; "
 				      "if [ -L \"$e\" ]; then :; elif [ -f \"$e\" ]; then kiln_cut_in \"$e\" && c=$e; "

@@ -430,7 +430,8 @@ open("pid", "w").write(str(os.getpid()))
 # LAYOUT: files (ckpt/epoch_N.pt), dirs (ckpt/checkpoint-N/{model,optimizer}.pt), hf (as dirs,
 # then trainer_state.json, which says the epoch to continue after, as Hugging Face's does;
 # with ARGS_FILE, training_args.bin after the weights, as its Trainer writes); WEIGHTS =
-# safetensors: the files layout's epoch_N.safetensors, in that format (no torch.save)
+# safetensors: the files layout's epoch_N.safetensors, in that format (no torch.save);
+# CUT_JSON: the stop at DIE_AT comes within trainer_state.json's write
 epochs, hf = int(sys.argv[1]), os.environ.get("LAYOUT") == "hf"
 dirs = hf or os.environ.get("LAYOUT") == "dirs"
 ext = ".safetensors" if os.environ.get("WEIGHTS") == "safetensors" and not dirs else ".pt"
@@ -483,8 +484,11 @@ for e in range(start + 1, epochs + 1):
         if path != files[0]:  # what a trainer does between two files (its rng state, a log line)
             time.sleep(float(os.environ.get("BETWEEN_SEC", "0")))
         if path.endswith(".json"):
-            if e == die_at and not os.path.exists("died"):  # stopped between two files
+            if e == die_at and not os.path.exists("died"):  # stopped between two files, or in this one
                 open("died", "w").close()
+                if os.environ.get("CUT_JSON"):
+                    with open(path, "w") as f:
+                        f.write(json.dumps({"epoch": e, "log_history": []}, indent=2)[:20])
                 os.kill(os.getpid(), signal.SIGKILL)
             json.dump({"epoch": e}, open(path, "w"))
             continue
@@ -543,6 +547,11 @@ task { name = "train", inputs = {"train.py"}, outputs = {"model.pt"}, resume = {
         self.assertIn("train: ckpt/checkpoint-3 lacks trainer_state.json, which every checkpoint before it holds (an "
                       "attempt was stopped between its files): removed, so this attempt continues from the whole "
                       "checkpoints beside it", out)
+
+    def test_a_checkpoint_folder_whose_json_was_cut_is_removed(self):
+        out = self.cut_then_continued("hf", env=', CUT_JSON = "1"')
+        self.assertIn("train: ckpt/checkpoint-3/trainer_state.json was cut short (an attempt was stopped while writing "
+                      "it): ckpt/checkpoint-3 removed", out)
 
     def test_the_first_hugging_face_checkpoint_stopped_between_its_files_is_removed(self):
         # no checkpoint before it to compare with: the Trainer's names tell (before, the retry

@@ -423,11 +423,12 @@ end
         self.assertIn("kiln holds no whole copy of it: removed, so this attempt starts it afresh", log)
         self.assertNotIn("resuming", log)
 
-    def folder_trainer_on_v800(self, layout, said):
-        """A trainer keeping a checkpoint folder per epoch (test_resume's, in layout), killed
-        in epoch 3's save once: the retry's log says said, and only epoch 3 ran twice."""
+    def folder_trainer_on_v800(self, layout, said, env=""):
+        """A trainer keeping a checkpoint folder per epoch (test_resume's, in layout, with env),
+        killed in epoch 3's save once: the retry's log says said, and only epoch 3 ran twice."""
         import test_resume
-        log2 = self.train_on_v800_killed_mid_save(test_resume.FOLDER_TRAINER, "ckpt", ', LAYOUT = "%s"' % layout, '"5"')
+        log2 = self.train_on_v800_killed_mid_save(test_resume.FOLDER_TRAINER, "ckpt",
+                                                  ', LAYOUT = "%s"%s' % (layout, env), '"5"')
         self.assertIn(said, log2)
         self.assertEqual(self.ledger_on_v800(), [1, 2, 3, 3, 4, 5])
 
@@ -447,6 +448,11 @@ end
         self.assertIn('kiln: "ckpt/epoch_3.safetensors" was cut short (an attempt was stopped while writing it): '
                       '"ckpt/epoch_3.safetensors" removed', log2)
         self.assertEqual(self.ledger_on_v800(), [1, 2, 3, 3, 4, 5])
+
+    @unittest.skipIf(NO_TORCH, NO_TORCH or "")
+    def test_a_checkpoint_folder_whose_json_was_cut_on_a_host_is_removed(self):
+        self.folder_trainer_on_v800("hf", 'kiln: "ckpt/checkpoint-3/trainer_state.json" was cut short (an attempt was '
+                                    'stopped while writing it): "ckpt/checkpoint-3" removed', ', CUT_JSON = "1"')
 
     @unittest.skipIf(NO_TORCH, NO_TORCH or "")
     def test_a_checkpoint_folder_stopped_between_its_files_on_a_host_is_removed(self):

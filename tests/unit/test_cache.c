@@ -224,8 +224,17 @@ static void test_checkpoints_cut_short(void)
 	CHECK(resume_file_cut("comment.pt"));
 	CHECK(write_file_atomic("empty.pt", "", 0) == 0);
 	CHECK(resume_file_cut("empty.pt"));
-	CHECK(write_file_atomic("snap.json", "{\"epoch\": 3", 12) == 0); /* not a format kiln can judge */
+	/* JSON (trainer_state.json): whole when its top value's bracket closes it */
+	CHECK(write_file_atomic("snap.json", "{\"epoch\": 3", 12) == 0);
+	CHECK(resume_file_cut("snap.json"));
+	CHECK(write_file_atomic("snap.json", "{\"epoch\": 3}\n", 13) == 0);
 	CHECK(!resume_file_cut("snap.json"));
+	CHECK(write_file_atomic("snap.json", "[1, 2]\n\n ", 9) == 0);
+	CHECK(!resume_file_cut("snap.json"));
+	CHECK(write_file_atomic("snap.json", "{\"a\": [1,\n", 11) == 0);
+	CHECK(resume_file_cut("snap.json"));
+	CHECK(write_file_atomic("snap.txt", "epoch 3 of", 10) == 0); /* not a format kiln can judge */
+	CHECK(!resume_file_cut("snap.txt"));
 	CHECK(!resume_file_cut("missing.pt"));
 	CHECK(!resume_file_cut("."));
 	buf_free(&zip);
@@ -269,13 +278,14 @@ static void test_folder_checkpoints_cut_between_files(void)
 		CHECK(mkdir(dirs[i], 0755) == 0);
 	for (int i = 0; i < 4; i++) {
 		char *p = xasprintf("ck/checkpoint-10/%s", full[i]), *q = xasprintf("ck/checkpoint-11/%s", full[i]);
-		CHECK(write_file_atomic(p, "x", 1) == 0);
+		const char *whole = strstr(full[i], ".json") ? "{}" : "x"; /* a JSON file closes its bracket */
+		CHECK(write_file_atomic(p, whole, strlen(whole)) == 0);
 		if (i != 3) /* the latest stopped before trainer_state.json */
-			CHECK(write_file_atomic(q, "x", 1) == 0);
+			CHECK(write_file_atomic(q, whole, strlen(whole)) == 0);
 		if (i != 1) { /* an earlier one lacking optimizer.pt.json: it is not asked of the latest */
 			free(p);
 			p = xasprintf("ck/checkpoint-9/%s", full[i]);
-			CHECK(write_file_atomic(p, "x", 1) == 0);
+			CHECK(write_file_atomic(p, whole, strlen(whole)) == 0);
 		}
 		free(p);
 		free(q);
@@ -309,7 +319,11 @@ static void test_lone_hf_checkpoint_stopped_between_files(void)
 		CHECK(mkdir(dirs[i], 0755) == 0);
 	CHECK(write_file_atomic("hf/checkpoint-500/config.json", "{}", 2) == 0);
 	CHECK(write_file_atomic("hf/checkpoint-500/training_args.bin", "x", 1) == 0);
-	CHECK(write_file_atomic("hf/checkpoint-500/optimizer.pt.json", "x", 1) == 0);
+	CHECK(write_file_atomic("hf/checkpoint-500/optimizer.pt.json", "{}", 2) == 0);
+	/* its trainer_state.json stopped mid-write: cut short */
+	CHECK(mkdir("hf/checkpoint-600", 0755) == 0);
+	CHECK(write_file_atomic("hf/checkpoint-600/training_args.bin", "x", 1) == 0);
+	CHECK(write_file_atomic("hf/checkpoint-600/trainer_state.json", "{\n  \"global_step\": 6", 20) == 0);
 	/* not the Trainer's names: kept as they are */
 	CHECK(write_file_atomic("hf/checkpoint-x1/training_args.bin", "x", 1) == 0);
 	CHECK(write_file_atomic("hf/mine-500/training_args.bin", "x", 1) == 0);
@@ -319,6 +333,8 @@ static void test_lone_hf_checkpoint_stopped_between_files(void)
 	CHECK(stat("hf/checkpoint-500", &st) != 0);
 	CHECK(stat("hf/checkpoint-x1", &st) == 0 && stat("hf/mine-500", &st) == 0);
 	CHECK(strstr(buf_str(&note), "hf/checkpoint-500 holds training_args.bin but no trainer_state.json") != NULL);
+	CHECK(stat("hf/checkpoint-600", &st) != 0);
+	CHECK(strstr(buf_str(&note), "hf/checkpoint-600/trainer_state.json was cut short") != NULL);
 	/* a whole one, alone too, is kept */
 	CHECK(write_file_atomic("hfw/checkpoint-7/training_args.bin", "x", 1) == 0);
 	CHECK(write_file_atomic("hfw/checkpoint-7/trainer_state.json", "{}", 2) == 0);
