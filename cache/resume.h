@@ -49,9 +49,10 @@ int resume_cut_with_copy(Cache *c, const Task *t, int i, char *saved_at, size_t 
  * file cut short (two levels down: a zip archive without its end record, a .safetensors
  * file shorter than its header says, an empty file named as a checkpoint) is removed, and
  * so is the latest checkpoint folder of a numbered series (checkpoint-500) lacking a file
- * every other one of the series holds (a save stopped between its files), and so is a Hugging
- * Face checkpoint-N holding training_args.bin but not trainer_state.json (its Trainer's save
- * stopped between them: the first of a run has no other to compare with). A sentence per
+ * every other one of the series holds (a save stopped between its files), and so is one
+ * lacking the file its framework writes last while holding earlier ones (a Hugging Face
+ * checkpoint-N with training_args.bin but no trainer_state.json; .distcp files without
+ * torch.distributed.checkpoint's .metadata): the first of a run has none to compare with. A sentence per
  * entry removed is appended to note ("; " between them). */
 void resume_mend_folder(const char *dir, Buf *note);
 /* Deletes t's copies: its resume state is gone or done with (a new key, --force, a

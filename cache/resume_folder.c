@@ -1,7 +1,7 @@
 /* resume_folder.c — a resume directory's checkpoints mended before an attempt continues
  * (resume.h: resume_mend_folder): a checkpoint holding a file cut short, missing a file
- * that the checkpoints of its series all hold, or a Hugging Face checkpoint missing its
- * last file, is removed. */
+ * that the checkpoints of its series all hold, or one missing the file its framework
+ * writes last (Hugging Face's Trainer, torch.distributed.checkpoint), is removed. */
 #define _GNU_SOURCE
 #include "resume.h"
 
@@ -150,16 +150,27 @@ static void mend_series(Checkpoint *cps, size_t n, Buf *note)
 	}
 }
 
-/* Whether c is a Hugging Face Trainer checkpoint whose save was stopped between its files:
- * named checkpoint-N as the Trainer names them, holding training_args.bin (the Trainer's
- * own file, written after the weights) but not trainer_state.json (written after the
- * optimizer's and scheduler's files). Loaded, it continues from step 0, or fails; and the
- * first save of a run has no checkpoint before it for mend_series to compare with. */
-static int hf_save_stopped(const char *name, const Checkpoint *c)
+/* Whether c (named name) is a checkpoint whose save was stopped between its files, by the
+ * names a framework gives them, since the first save of a run has no checkpoint before it
+ * for mend_series to compare with: what it holds and lacks, as a sentence's middle, or NULL.
+ * The Hugging Face Trainer's checkpoint-N holds training_args.bin (written after the
+ * weights) before trainer_state.json (after the optimizer's and scheduler's files); loaded
+ * without it, it continues from step 0, or fails. torch.distributed.checkpoint writes each
+ * rank's .distcp files, then .metadata, without which it cannot load. */
+static const char *save_stopped(const char *name, const Checkpoint *c)
 {
 	const char *n = name + strlen("checkpoint-");
-	return !strncmp(name, "checkpoint-", strlen("checkpoint-")) && *n && strspn(n, "0123456789") == strlen(n) &&
-	       holds(c, "training_args.bin") && !holds(c, "trainer_state.json");
+	if (!strncmp(name, "checkpoint-", strlen("checkpoint-")) && *n && strspn(n, "0123456789") == strlen(n) &&
+	    holds(c, "training_args.bin") && !holds(c, "trainer_state.json"))
+		return "holds training_args.bin but no trainer_state.json, which the Hugging Face Trainer writes last";
+	for (size_t f = 0; f < c->nfiles; f++) {
+		size_t len = strlen(c->files[f]);
+		if (!strchr(c->files[f], '/') && len > 7 && !strcmp(c->files[f] + len - 7, ".distcp"))
+			return holds(c, ".metadata") ? NULL
+						     : "holds .distcp files but no .metadata, which "
+						       "torch.distributed.checkpoint writes last";
+	}
+	return NULL;
 }
 
 void resume_mend_folder(const char *dir, Buf *note)
@@ -203,10 +214,11 @@ void resume_mend_folder(const char *dir, Buf *note)
 				   buf_str(&found), is_dir ? path : "it", is_dir ? "" : " is");
 		if (is_dir && !cut)
 			qsort(c->files, c->nfiles, sizeof *c->files, cmp_str);
-		if (is_dir && !cut && hf_save_stopped(names[i], c) && remove_tree(path) == 0) {
-			buf_printf(note, "%s%s holds training_args.bin but no trainer_state.json, which the Hugging Face "
-				   "Trainer writes last (an attempt was stopped between its files): removed, so this attempt "
-				   "continues from the whole checkpoints beside it, or starts afresh", note->len ? "; " : "", path);
+		const char *stopped = is_dir && !cut ? save_stopped(names[i], c) : NULL;
+		if (stopped && remove_tree(path) == 0) {
+			buf_printf(note, "%s%s %s (an attempt was stopped between its files): removed, so this attempt "
+				   "continues from the whole checkpoints beside it, or starts afresh", note->len ? "; " : "", path,
+				   stopped);
 			checkpoint_free(c);
 		} else if (is_dir && !cut) { /* kept: a member of its series */
 			c->path = path;

@@ -119,7 +119,8 @@ static void resume_words(const Task *t, int i, Buf *path, Buf *copy)
 }
 
 /* kiln_series DIR: as cache/resume_folder.c does here, a Hugging Face checkpoint-N in the
- * resume folder DIR holding training_args.bin but not trainer_state.json, and the latest
+ * resume folder DIR holding training_args.bin but not trainer_state.json, a folder of
+ * .distcp files without torch.distributed.checkpoint's .metadata, and the latest
  * checkpoint folder of a numbered series (checkpoint-500: its name's digit runs compared as
  * numbers) that lacks a file each other one of its series holds (three levels down), were
  * stopped between their files, and are removed. Names with other characters than
@@ -132,6 +133,11 @@ static void series_words(Buf *b)
 		    "\\\"training_args.bin\\\" but no \\\"trainer_state.json\\\", which the Hugging Face Trainer writes last (an "
 		    "attempt was stopped between its files): removed, so this attempt continues from the whole checkpoints "
 		    "beside it, or starts afresh\" >&2; done\n"
+		    "for e in \"$1\"/*; do [ -d \"$e\" ] && [ ! -L \"$e\" ] && [ ! -f \"$e/.metadata\" ] || continue; "
+		    "for f in \"$e\"/*.distcp; do [ -f \"$f\" ] && rm -rf -- \"$e\" && echo \"kiln: \\\"$e\\\" holds "
+		    "\\\".distcp\\\" files but no \\\".metadata\\\", which torch.distributed.checkpoint writes last (an attempt "
+		    "was stopped between its files): removed, so this attempt continues from the whole checkpoints beside it, "
+		    "or starts afresh\" >&2; break; done; done\n"
 		    "for e in \"$1\"/*; do n=${e##*/}; case $n in *[!A-Za-z0-9._=+-]*) continue;; esac; "
 		    "[ -d \"$e\" ] && [ ! -L \"$e\" ] || continue; printf '%s\\t\\n' \"$n\"; "
 		    "(cd \"$e\" && find . -maxdepth 3 -type f) | sed \"s|^\\./|$n\t|\"; done | awk -F '\\t' '\n"

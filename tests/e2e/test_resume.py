@@ -431,9 +431,11 @@ open("pid", "w").write(str(os.getpid()))
 # then trainer_state.json, which says the epoch to continue after, as Hugging Face's does;
 # with ARGS_FILE, training_args.bin after the weights, as its Trainer writes); WEIGHTS =
 # safetensors: the files layout's epoch_N.safetensors, in that format (no torch.save);
-# CUT_JSON: the stop at DIE_AT comes within trainer_state.json's write
+# CUT_JSON: the stop at DIE_AT comes within trainer_state.json's write; dcp: checkpoint-N/
+# holding __0_0.distcp, then .metadata, as torch.distributed.checkpoint writes
 epochs, hf = int(sys.argv[1]), os.environ.get("LAYOUT") == "hf"
-dirs = hf or os.environ.get("LAYOUT") == "dirs"
+dcp = os.environ.get("LAYOUT") == "dcp"  # as torch.distributed.checkpoint: a rank's .distcp, then .metadata
+dirs = hf or dcp or os.environ.get("LAYOUT") == "dirs"
 ext = ".safetensors" if os.environ.get("WEIGHTS") == "safetensors" and not dirs else ".pt"
 
 def encode(state, path):  # the bytes a save writes
@@ -463,8 +465,11 @@ state, start = {"w": torch.zeros(int(os.environ.get("SIZE", "100000")))}, 0
 if done:
     start = done[-1]
     where = "ckpt/checkpoint-%d/model.pt" % start if dirs else "ckpt/epoch_%d%s" % (start, ext)
+    if dcp:  # without its .metadata it cannot load
+        open("ckpt/checkpoint-%d/.metadata" % start).close()
+        where = "ckpt/checkpoint-%d/__0_0.distcp" % start
     state = load(where)  # a checkpoint cut short fails here
-    if dirs:
+    if dirs and not dcp:
         torch.load("ckpt/checkpoint-%d/optimizer.pt" % start)
     if hf:  # a checkpoint stopped before its last file fails here
         start = json.load(open("ckpt/checkpoint-%d/trainer_state.json" % start))["epoch"]
@@ -479,11 +484,13 @@ for e in range(start + 1, epochs + 1):
         files.insert(1, "ckpt/checkpoint-%d/training_args.bin" % e)
     if hf:
         files.append("ckpt/checkpoint-%d/trainer_state.json" % e)
+    if dcp:
+        files = ["ckpt/checkpoint-%d/__0_0.distcp" % e, "ckpt/checkpoint-%d/.metadata" % e]
     for path in files:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         if path != files[0]:  # what a trainer does between two files (its rng state, a log line)
             time.sleep(float(os.environ.get("BETWEEN_SEC", "0")))
-        if path.endswith(".json"):
+        if path.endswith(".json") or path.endswith("/.metadata"):
             if e == die_at and not os.path.exists("died"):  # stopped between two files, or in this one
                 open("died", "w").close()
                 if os.environ.get("CUT_JSON"):
@@ -552,6 +559,11 @@ task { name = "train", inputs = {"train.py"}, outputs = {"model.pt"}, resume = {
         out = self.cut_then_continued("hf", env=', CUT_JSON = "1"')
         self.assertIn("train: ckpt/checkpoint-3/trainer_state.json was cut short (an attempt was stopped while writing "
                       "it): ckpt/checkpoint-3 removed", out)
+
+    def test_the_first_distributed_checkpoint_stopped_before_its_metadata_is_removed(self):
+        out = self.cut_then_continued("dcp", die_at=1)
+        self.assertIn("train: ckpt/checkpoint-1 holds .distcp files but no .metadata, which torch.distributed.checkpoint "
+                      "writes last (an attempt was stopped between its files): removed", out)
 
     def test_the_first_hugging_face_checkpoint_stopped_between_its_files_is_removed(self):
         # no checkpoint before it to compare with: the Trainer's names tell (before, the retry

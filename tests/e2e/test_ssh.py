@@ -462,16 +462,24 @@ end
                                     'attempt continues from the whole checkpoints beside it')
         # the first checkpoint of a run, as the Hugging Face Trainer writes it, stopped before its
         # trainer_state.json: no checkpoint before it to compare with, its names tell
-        self.ws.write("kiln.lua", self.ws.read("kiln.lua").replace('DIE_AT = "3"', 'DIE_AT = "1", ARGS_FILE = "1"'))
-        for name in ("died", "ledger"):
-            os.remove(os.path.join(self.lab.hosts["v800"].workdir(), name))
-        r = self.kiln()
-        self.assertEqual(r.rc, 0, r)
-        log = self.ws.read(".kiln/logs/train@4.log")
-        self.assertIn('kiln: "ckpt/checkpoint-1" holds "training_args.bin" but no "trainer_state.json", which the '
-                      'Hugging Face Trainer writes last (an attempt was stopped between its files): removed', log)
-        self.assertNotIn("resuming", log)
-        self.assertEqual(self.ledger_on_v800(), [1, 1, 2, 3, 4, 5])
+        # (and torch.distributed.checkpoint's, stopped before its .metadata)
+        recipe = self.ws.read("kiln.lua")
+        for attempt, env, said in (
+                (4, 'LAYOUT = "hf", DIE_AT = "1", ARGS_FILE = "1"',
+                 '"ckpt/checkpoint-1" holds "training_args.bin" but no "trainer_state.json", which the Hugging Face '
+                 'Trainer writes last'),
+                (6, 'LAYOUT = "dcp", DIE_AT = "1"',
+                 '"ckpt/checkpoint-1" holds ".distcp" files but no ".metadata", which torch.distributed.checkpoint '
+                 'writes last')):
+            self.ws.write("kiln.lua", recipe.replace('DIE_AT = "3", LAYOUT = "hf"', env))
+            for name in ("died", "ledger"):
+                os.remove(os.path.join(self.lab.hosts["v800"].workdir(), name))
+            r = self.kiln()
+            self.assertEqual(r.rc, 0, r)
+            log = self.ws.read(".kiln/logs/train@%d.log" % attempt)
+            self.assertIn("kiln: %s (an attempt was stopped between its files): removed" % said, log)
+            self.assertNotIn("resuming", log)
+            self.assertEqual(self.ledger_on_v800(), [1, 1, 2, 3, 4, 5])
 
     def test_a_full_workdir_on_a_host_is_said_in_words(self):
         import subprocess

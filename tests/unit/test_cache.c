@@ -310,11 +310,12 @@ static void test_folder_checkpoints_cut_between_files(void)
 	buf_free(&note);
 }
 
-/* The first Hugging Face checkpoint of a run, stopped between training_args.bin and
- * trainer_state.json, has no other to compare with: its Trainer's names tell. */
+/* The first checkpoint of a run stopped between its files has no other to compare with:
+ * the names Hugging Face's Trainer and torch.distributed.checkpoint give their files tell. */
 static void test_lone_hf_checkpoint_stopped_between_files(void)
 {
-	const char *dirs[] = {"hf", "hf/checkpoint-500", "hf/checkpoint-x1", "hf/mine-500", "hfw", "hfw/checkpoint-7"};
+	const char *dirs[] = {"hf", "hf/checkpoint-500", "hf/checkpoint-x1", "hf/mine-500", "hfw", "hfw/checkpoint-7",
+			      "hf/step-100", "hfw/step-50"};
 	for (size_t i = 0; i < sizeof dirs / sizeof *dirs; i++)
 		CHECK(mkdir(dirs[i], 0755) == 0);
 	CHECK(write_file_atomic("hf/checkpoint-500/config.json", "{}", 2) == 0);
@@ -327,9 +328,16 @@ static void test_lone_hf_checkpoint_stopped_between_files(void)
 	/* not the Trainer's names: kept as they are */
 	CHECK(write_file_atomic("hf/checkpoint-x1/training_args.bin", "x", 1) == 0);
 	CHECK(write_file_atomic("hf/mine-500/training_args.bin", "x", 1) == 0);
+	/* torch.distributed.checkpoint: each rank's .distcp, then .metadata */
+	CHECK(write_file_atomic("hf/step-100/__0_0.distcp", "x", 1) == 0);
+	CHECK(write_file_atomic("hf/step-100/__1_0.distcp", "x", 1) == 0);
+	CHECK(write_file_atomic("hfw/step-50/__0_0.distcp", "x", 1) == 0);
+	CHECK(write_file_atomic("hfw/step-50/.metadata", "x", 1) == 0);
 	Buf note = {0};
 	resume_mend_folder("hf", &note);
 	struct stat st;
+	CHECK(stat("hf/step-100", &st) != 0);
+	CHECK(strstr(buf_str(&note), "hf/step-100 holds .distcp files but no .metadata") != NULL);
 	CHECK(stat("hf/checkpoint-500", &st) != 0);
 	CHECK(stat("hf/checkpoint-x1", &st) == 0 && stat("hf/mine-500", &st) == 0);
 	CHECK(strstr(buf_str(&note), "hf/checkpoint-500 holds training_args.bin but no trainer_state.json") != NULL);
@@ -340,7 +348,7 @@ static void test_lone_hf_checkpoint_stopped_between_files(void)
 	CHECK(write_file_atomic("hfw/checkpoint-7/trainer_state.json", "{}", 2) == 0);
 	buf_reset(&note);
 	resume_mend_folder("hfw", &note);
-	CHECK(note.len == 0 && stat("hfw/checkpoint-7", &st) == 0);
+	CHECK(note.len == 0 && stat("hfw/checkpoint-7", &st) == 0 && stat("hfw/step-50", &st) == 0);
 	buf_free(&note);
 }
 
