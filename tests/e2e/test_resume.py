@@ -488,7 +488,9 @@ for e in range(start + 1, epochs + 1):
         files = ["ckpt/checkpoint-%d/__0_0.distcp" % e, "ckpt/checkpoint-%d/.metadata" % e]
     for path in files:
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        if path != files[0]:  # what a trainer does between two files (its rng state, a log line)
+        # what a trainer does between two files (its rng state, a log line); the Trainer writes
+        # training_args.bin right after the weights, in the same call
+        if path != files[0] and not path.endswith("/training_args.bin"):
             time.sleep(float(os.environ.get("BETWEEN_SEC", "0")))
         if path.endswith(".json") or path.endswith("/.metadata"):
             if e == die_at and not os.path.exists("died"):  # stopped between two files, or in this one
