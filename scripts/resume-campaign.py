@@ -143,7 +143,14 @@ def trainer_campaign(kills, rng, trainer, lua, env, late):
     p = ws.spawn("run", env=env)
     pids = []
     for _ in range(kills):
-        assert wait_for(lambda: ws.exists("pid") and ws.read("pid") not in pids and ws.read("pid") != "", 120)
+        if not wait_for(lambda: ws.exists("pid") and ws.read("pid") not in pids and ws.read("pid") != "", 120):
+            p.kill()
+            out, err = p.communicate()
+            logs = sorted((n for n in os.listdir(ws.path(".kiln/logs")) if n.endswith(".log")),
+                          key=lambda n: os.path.getmtime(ws.path(".kiln/logs/" + n)))
+            sys.exit("no new attempt within 120 s after kill %d (workspace %s kept); kiln said:\n%s\nits last log, %s:\n%s"
+                     % (len(pids), ws.dir, (out + err)[-3000:], logs[-1:], ws.read(".kiln/logs/" + logs[-1])[-3000:]
+                        if logs else ""))
         pid = ws.read("pid")
         pids.append(pid)
         if len(pids) % 2:  # at a random moment
