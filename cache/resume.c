@@ -459,6 +459,19 @@ int cache_prepare_attempt(Cache *c, Task *t, const char *key_hex, Buf *note)
 	return keep ? 1 + there : 0;
 }
 
+int cache_resume_host(Cache *c, const Task *t, char host[128])
+{
+	cache_ready(c);
+	char last_key[33], key[33], executor[16];
+	int last_ok = 0;
+	if (!t->opts->nresume || t->forced ||
+	    !history_last_attempt_host(c->state, t->name, last_key, &last_ok, executor, host) || last_ok ||
+	    strcmp(executor, "ssh") || !host[0])
+		return 0;
+	cache_key_hex(c, t, key);
+	return !strcmp(last_key, key);
+}
+
 int cache_accept_unfinished(Cache *c, Task *t, int outputs_there, int dry, Buf *what)
 {
 	cache_ready(c);

@@ -48,6 +48,9 @@ int history_last_attempt(State *s, const char *task, char key[33], int *finished
 /* Whether task's outputs were last recorded by `kiln accept` (after the last success its
  * command made): 1 with when, and in which run; 0 when not. */
 int history_accepted(State *s, const char *task, double *when, int64_t *run_id);
+/* The same with the executor it ran under ("ssh") and where ("v800"; "" when unrecorded). */
+int history_last_attempt_host(State *s, const char *task, char key[33], int *finished_ok, char executor[16],
+			      char host[128]);
 /* The same with its row id and whether it is still open (no end recorded). */
 int history_last_attempt_row(State *s, const char *task, char key[33], int *finished_ok, int64_t *id, int *open);
 /* How an attempt stands (state_last_log): the values the state's query gives. */

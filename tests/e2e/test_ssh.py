@@ -481,6 +481,58 @@ end
             self.assertNotIn("resuming", log)
             self.assertEqual(self.ledger_on_v800(), [1, 1, 2, 3, 4, 5])
 
+    # continues from its ckpt/last, to epoch 5; exits 1 after epoch 3 the first time
+    RESUMING = ('s=$(cat ckpt/last 2>/dev/null || echo 0); mkdir -p ckpt; for e in $(seq $((s + 1)) 5); do '
+                'echo $e >> $HOME/ledger; echo $e > ckpt/last; '
+                'if [ $e = 3 ] && [ ! -e $HOME/died ]; then touch $HOME/died; exit 1; fi; done; echo > model.txt')
+
+    def resuming_task_failed_once(self):
+        """Runs task train (RESUMING; v800 or v801, one job each) to its failure after epoch 3,
+        after a local task go: the host it ran on, and the other one."""
+        for h in self.lab.hosts.values():  # the homes outlive the lab's reset
+            for name in ("ledger", "died"):
+                if os.path.exists(os.path.join(h.home, name)):
+                    os.remove(os.path.join(h.home, name))
+        self.ws.write("hosts.lua", self.lab.hosts_lua({"v800": "jobs = 1", "v801": "jobs = 1"}))
+        recipe = ('%stask { name = "go", executor = "local", outputs = {"go.txt"}, run = "%secho x > go.txt" }\n'
+                  'task { name = "train", hosts = {"v800", "v801"}, inputs = {"go.txt"}, outputs = {"model.txt"}, '
+                  'resume = {"ckpt"}, run = "%s" }\n')
+        self.ws.write("kiln.lua", recipe % ("", "", self.RESUMING))
+        self.assertEqual(self.kiln().rc, 1)
+        ran = [n for n in ("v800", "v801") if os.path.exists(os.path.join(self.lab.hosts[n].home, "ledger"))]
+        self.assertEqual(len(ran), 1, ran)
+        return recipe, ran[0], "v801" if ran[0] == "v800" else "v800"
+
+    def ledger_of(self, host):
+        p = os.path.join(self.lab.hosts[host].home, "ledger")
+        if not os.path.exists(p):
+            return []
+        with open(p) as f:
+            return f.read().split()
+
+    def test_a_retry_goes_back_to_the_host_holding_its_resume_state(self):
+        recipe, home, other = self.resuming_task_failed_once()
+        # go runs again (its command changed, its output did not: train's key is the same), and
+        # meanwhile a task pinned to train's host takes its only slot: train waits for it
+        # rather than start afresh on the free host
+        self.ws.write("kiln.lua", 'task { name = "hog", host = "%s", run = "sleep 4" }\n' % home +
+                      recipe % ("", "sleep 1.5; ", self.RESUMING))
+        r = self.kiln()
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(self.ledger_of(home), ["1", "2", "3", "4", "5"], "continued where it stopped")
+        self.assertEqual(self.ledger_of(other), [], "not started afresh on the free host")
+        self.assertIn("# kiln: on host %s" % home, self.ws.read(".kiln/logs/train@2.log"))
+
+    def test_a_retry_whose_resume_host_is_down_starts_afresh_elsewhere_and_says_so(self):
+        recipe, home, other = self.resuming_task_failed_once()
+        open(os.path.join(self.lab.hosts[other].home, "died"), "w").close()  # it fails once only
+        self.lab.hosts[home].stop()
+        r = self.kiln()
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(self.ledger_of(other), ["1", "2", "3", "4", "5"])
+        self.assertIn("# kiln: its resume state is on host %s, which does not answer: it starts afresh here" % home,
+                      self.ws.read(".kiln/logs/train@2.log"))
+
     def test_a_full_workdir_on_a_host_is_said_in_words(self):
         import subprocess
         wd = self.lab.hosts["v802"].workdir()

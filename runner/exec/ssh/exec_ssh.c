@@ -74,10 +74,19 @@ static void release_held(SshExec *se)
 static int choose_hosts(SshExec *se, const Task *t, int *reachable, int *big_enough)
 {
 	int n = ssh_nodes(t), ok = 1;
+	/* a task continuing from resume state a host holds goes back there, waiting for room on
+	 * it; elsewhere (afresh, said in its log) only when that host does not answer */
+	SshHost *home = n == 1 ? place_home(se->cfg.cache, se->hosts, se->nhosts, t) : NULL;
 	se->nheld = 0;
 	for (int k = 0; k < n && ok; k++) {
 		int r = 0, b = 0;
+		for (int i = 0; home && i < se->nhosts; i++) /* place_choose skips a host chosen */
+			se->hosts[i].chosen = &se->hosts[i] != home;
 		SshHost *h = place_choose(se->cfg.cache, se->hosts, se->nhosts, t, se->cfg.busy_mem, se->cfg.busy_util, &r, &b);
+		for (int i = 0; home && i < se->nhosts; i++)
+			se->hosts[i].chosen = 0;
+		if (home && !r)
+			h = place_choose(se->cfg.cache, se->hosts, se->nhosts, t, se->cfg.busy_mem, se->cfg.busy_util, &r, &b);
 		if (k == 0)
 			*reachable = r, *big_enough = b;
 		ok = h && place_fits(h, t, se->held_gpus[k]);
@@ -404,6 +413,10 @@ static int ssh_start(Executor *ex, Job *job)
 	if (fd >= 0) {
 		exec_write_log_header(fd, job);
 		dprintf(fd, "# kiln: on host %s (%s:%s)\n", h->spec->name, h->spec->address, h->home_workdir);
+		SshHost *home = place_home(se->cfg.cache, se->hosts, se->nhosts, t);
+		if (home && home != h)
+			dprintf(fd, "# kiln: its resume state is on host %s, which does not answer: it starts afresh here\n",
+				home->spec->name);
 		if (task_shell(job->task)) /* job_script.c: one exec fewer a job than sh -c */
 			dprintf(fd, "# kiln: there the command runs as ( eval COMMAND ) in the job's sh, as sh -c would\n");
 		for (int k = 1; g && k < g->n; k++)

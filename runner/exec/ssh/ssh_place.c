@@ -559,6 +559,15 @@ int place_fits(SshHost *h, const Task *t, int *ids)
 	return gpu_lease(h->gpus, t->opts->gpus, t->opts->gpu_mem_mib, ids) == 0;
 }
 
+SshHost *place_home(Cache *c, SshHost *hosts, int n, const Task *t)
+{
+	char name[128];
+	for (int i = 0; cache_resume_host(c, t, name) && i < n; i++)
+		if (!strcmp(hosts[i].spec->name, name))
+			return &hosts[i];
+	return NULL;
+}
+
 SshHost *place_choose(Cache *c, SshHost *hosts, int n, const Task *t, double busy_mem, double busy_util,
 		      int *reachable, int *big_enough)
 {
