@@ -194,41 +194,12 @@ int history_accepted(State *s, const char *task, double *when, int64_t *run_id)
 	return found;
 }
 
-static const char *const last_attempt_sql =
-	"SELECT key, outcome, id, ended IS NULL FROM attempts WHERE task = ?1 AND attempt > 0 ORDER BY id DESC LIMIT 1";
+static const char *const last_attempt_sql = "SELECT key, outcome, id, ended IS NULL, executor, host FROM attempts "
+					   "WHERE task = ?1 AND attempt > 0 ORDER BY id DESC LIMIT 1";
 
-int history_last_attempt(State *s, const char *task, char key[33], int *finished_ok)
-{
-	int64_t id;
-	int open;
-	return history_last_attempt_row(s, task, key, finished_ok, &id, &open);
-}
-
-static const char *const last_attempt_host_sql =
-	"SELECT key, outcome, executor, host FROM attempts WHERE task = ?1 AND attempt > 0 ORDER BY id DESC LIMIT 1";
-
-int history_last_attempt_host(State *s, const char *task, char key[33], int *finished_ok, char executor[16],
-			      char host[128])
-{
-	sqlite3_stmt *st = state_statement(s, &last_attempt_host_sql);
-	if (!st)
-		return 0;
-	sqlite3_bind_text(st, 1, task, -1, SQLITE_STATIC);
-	int found = sqlite3_step(st) == SQLITE_ROW;
-	if (found) {
-		const char *k = (const char *)sqlite3_column_text(st, 0), *outcome = (const char *)sqlite3_column_text(st, 1),
-			   *ex = (const char *)sqlite3_column_text(st, 2), *h = (const char *)sqlite3_column_text(st, 3);
-		snprintf(key, 33, "%s", k ? k : "");
-		*finished_ok = outcome && !strcmp(outcome, "ok");
-		snprintf(executor, 16, "%s", ex ? ex : "");
-		snprintf(host, 128, "%s", h ? h : "");
-	}
-	sqlite3_reset(st);
-	sqlite3_clear_bindings(st);
-	return found;
-}
-
-int history_last_attempt_row(State *s, const char *task, char key[33], int *finished_ok, int64_t *id, int *open)
+/* task's latest attempt that ran: 1 with its fields (executor and host where asked), or 0 */
+static int last_attempt(State *s, const char *task, char key[33], int *finished_ok, int64_t *id, int *open,
+			char executor[16], char host[128])
 {
 	sqlite3_stmt *st = state_statement(s, &last_attempt_sql);
 	if (!st)
@@ -236,15 +207,40 @@ int history_last_attempt_row(State *s, const char *task, char key[33], int *fini
 	sqlite3_bind_text(st, 1, task, -1, SQLITE_STATIC);
 	int found = sqlite3_step(st) == SQLITE_ROW;
 	if (found) {
-		const char *k = (const char *)sqlite3_column_text(st, 0), *outcome = (const char *)sqlite3_column_text(st, 1);
+		const char *k = (const char *)sqlite3_column_text(st, 0), *outcome = (const char *)sqlite3_column_text(st, 1),
+			   *ex = (const char *)sqlite3_column_text(st, 4), *h = (const char *)sqlite3_column_text(st, 5);
 		snprintf(key, 33, "%s", k ? k : "");
 		*finished_ok = outcome && !strcmp(outcome, "ok");
 		*id = sqlite3_column_int64(st, 2);
 		*open = sqlite3_column_int(st, 3);
+		if (executor)
+			snprintf(executor, 16, "%s", ex ? ex : "");
+		if (host)
+			snprintf(host, 128, "%s", h ? h : "");
 	}
 	sqlite3_reset(st);
 	sqlite3_clear_bindings(st);
 	return found;
+}
+
+int history_last_attempt(State *s, const char *task, char key[33], int *finished_ok)
+{
+	int64_t id;
+	int open;
+	return last_attempt(s, task, key, finished_ok, &id, &open, NULL, NULL);
+}
+
+int history_last_attempt_host(State *s, const char *task, char key[33], int *finished_ok, char executor[16],
+			      char host[128])
+{
+	int64_t id;
+	int open;
+	return last_attempt(s, task, key, finished_ok, &id, &open, executor, host);
+}
+
+int history_last_attempt_row(State *s, const char *task, char key[33], int *finished_ok, int64_t *id, int *open)
+{
+	return last_attempt(s, task, key, finished_ok, id, open, NULL, NULL);
 }
 
 /* the outcome test first: the latest-attempt look-up (by the (task, id) index) is made for
