@@ -147,7 +147,7 @@ class Resume(KilnTestCase):
         self.assertEqual(r.rc, 1, r)
         self.assertIn("[timeout]", r.out)
         self.assertNotIn("kiln clean", r.out, "a timeout is no sign of a damaged state")
-        self.ws.write("ckpt/snapshot.json", "{\"epo")  # a state it cannot load
+        self.ws.write("ckpt/snapshot.json", "{\"epo\": 1}")  # whole, but a state it cannot load
         r = self.ws.kiln("run")
         self.assertEqual(r.rc, 1, r)
         self.assertIn("it continued from the resume state an earlier attempt left (ckpt/snapshot.json): if that is "
