@@ -117,7 +117,8 @@ int cache_resume_host(Cache *c, const Task *t, char host[128]);
 enum { ACCEPT_NONE, ACCEPT_RESUME, ACCEPT_RUNNING, ACCEPT_RUNNING_ALREADY };
 int cache_accept_unfinished(Cache *c, Task *t, int outputs_there, int dry, Buf *what);
 /* For kiln status: what t's next attempt does with the resume state its latest attempt left
- * unfinished (the paths that are there listed in what): RESUME_CONTINUES from it (the same
+ * unfinished (the paths that are there listed in what; for an attempt on an ssh host, its
+ * resume paths "on host NAME", as kept there): RESUME_CONTINUES from it (the same
  * key), RESUME_DROPPED (an older key: it starts afresh; kiln accept keeps it), or
  * RESUME_NONE (none there, or the latest attempt succeeded). In resume.c. */
 enum { RESUME_NONE, RESUME_CONTINUES, RESUME_DROPPED };

@@ -502,15 +502,19 @@ int cache_accept_unfinished(Cache *c, Task *t, int outputs_there, int dry, Buf *
 
 int cache_resume_plan(Cache *c, const Task *t, Buf *what)
 {
-	char last_key[33], key[33];
+	char last_key[33], key[33], executor[16], host[128];
 	int last_ok = 0, n = 0;
-	if (!t->opts->nresume || !history_last_attempt(c->state, t->name, last_key, &last_ok) || last_ok)
+	if (!t->opts->nresume || !history_last_attempt_host(c->state, t->name, last_key, &last_ok, executor, host) ||
+	    last_ok)
 		return RESUME_NONE;
+	int there = !strcmp(executor, "ssh") && host[0]; /* kept in that host's workdir, not here */
 	for (int i = 0; i < t->opts->nresume; i++) {
 		struct stat st;
-		if (lstat(t->opts->resume[i], &st) == 0)
+		if (there || lstat(t->opts->resume[i], &st) == 0)
 			buf_printf(what, "%s%s", n++ ? ", " : "", t->opts->resume[i]);
 	}
+	if (there && n)
+		buf_printf(what, " on host %s", host);
 	if (!n)
 		return RESUME_NONE;
 	cache_key_hex(c, t, key);

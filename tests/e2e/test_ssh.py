@@ -512,6 +512,8 @@ end
 
     def test_a_retry_goes_back_to_the_host_holding_its_resume_state(self):
         recipe, home, other = self.resuming_task_failed_once()
+        status = self.ws.kiln("status", "--hosts", "hosts.lua")
+        self.assertIn("it continues from its resume state (ckpt on host %s)" % home, status.out, status)
         # go runs again (its command changed, its output did not: train's key is the same), and
         # meanwhile a task pinned to train's host takes its only slot: train waits for it
         # rather than start afresh on the free host
