@@ -525,15 +525,70 @@ end
         self.assertEqual(self.ledger_of(other), [], "not started afresh on the free host")
         self.assertIn("# kiln: on host %s" % home, self.ws.read(".kiln/logs/train@2.log"))
 
-    def test_a_retry_whose_resume_host_is_down_starts_afresh_elsewhere_and_says_so(self):
+    def test_a_multi_node_retry_puts_its_first_node_back_on_the_host_holding_its_resume_state(self):
+        # rank 0 keeps the checkpoint in its host's workdir; the retry's first node goes back
+        # there (waiting for the task holding its slot) instead of starting afresh elsewhere
+        for h in self.lab.hosts.values():
+            for name in ("ledger", "died"):
+                if os.path.exists(os.path.join(h.home, name)):
+                    os.remove(os.path.join(h.home, name))
+        self.ws.write("hosts.lua", self.lab.hosts_lua({n: "jobs = 1" for n in ("v800", "v801", "v802")}))
+        recipe = ('%stask { name = "go", executor = "local", outputs = {"go.txt"}, run = "%secho x > go.txt" }\n'
+                  'task { name = "train", ranks = 1, nnodes = 2, inputs = {"go.txt"}, outputs = {"model.txt"}, '
+                  'resume = {"ckpt"}, run = "if [ {rank} = 0 ]; then %s; fi" }\n')
+        self.ws.write("kiln.lua", recipe % ("", "", self.RESUMING))
+        self.assertEqual(self.kiln().rc, 1)
+        ran = [n for n in self.lab.hosts if self.ledger_of(n)]
+        self.assertEqual(len(ran), 1, ran)
+        home = ran[0]
+        self.ws.write("kiln.lua", 'task { name = "hog", host = "%s", run = "sleep 4" }\n' % home +
+                      recipe % ("", "sleep 1.5; ", self.RESUMING))
+        r = self.kiln()
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(self.ledger_of(home), ["1", "2", "3", "4", "5"], "continued where it stopped")
+        for n in self.lab.hosts:
+            if n != home:
+                self.assertEqual(self.ledger_of(n), [], "not started afresh on %s" % n)
+        self.assertIn("# kiln: on host %s" % home, self.ws.read(".kiln/logs/train@2.log"))
+
+    def test_a_retry_whose_resume_host_stays_down_starts_afresh_elsewhere_and_says_so(self):
         recipe, home, other = self.resuming_task_failed_once()
         open(os.path.join(self.lab.hosts[other].home, "died"), "w").close()  # it fails once only
         self.lab.hosts[home].stop()
-        r = self.kiln()
+        t0 = time.monotonic()
+        r = self.kiln("--host-wait", "3s")
         self.assertEqual(r.rc, 0, r)
+        self.assertGreaterEqual(time.monotonic() - t0, 3, "it waited for its host first")
         self.assertEqual(self.ledger_of(other), ["1", "2", "3", "4", "5"])
-        self.assertIn("# kiln: its resume state is on host %s, which does not answer: it starts afresh here" % home,
-                      self.ws.read(".kiln/logs/train@2.log"))
+        self.assertIn("# kiln: its resume state is on host %s, which has not answered for 3 s (--host-wait): "
+                      "it starts afresh here" % home, self.ws.read(".kiln/logs/train@2.log"))
+
+    def test_a_retry_waits_for_its_resume_host_to_come_back(self):
+        # the host holding its checkpoint drops (a reboot): the retry waits for it rather than
+        # throw its epochs away on the free host; the rest of the grid runs meanwhile
+        recipe, home, other = self.resuming_task_failed_once()
+        self.lab.hosts[home].stop()
+        self.ws.write("kiln.lua", recipe % ('task { name = "meanwhile", outputs = {"m.txt"}, run = "echo m > m.txt" }\n',
+                                            "", self.RESUMING))
+        run = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua", "--host-wait", "60s")
+        try:
+            deadline = time.monotonic() + 30
+            while not self.ws.exists("m.txt") and time.monotonic() < deadline:
+                time.sleep(0.1)
+            self.assertTrue(self.ws.exists("m.txt"), "the other task ran while train waited")
+            time.sleep(2)
+            self.assertEqual(self.ledger_of(home), ["1", "2", "3"], "train has not run again yet")
+            self.assertEqual(self.ledger_of(other), [])
+            self.lab.hosts[home].start()
+            out, err = run.communicate(timeout=90)
+        finally:
+            if run.poll() is None:
+                run.kill()
+        self.assertEqual(run.returncode, 0, out + err)
+        self.assertEqual(self.ledger_of(home), ["1", "2", "3", "4", "5"], "continued where it stopped")
+        self.assertEqual(self.ledger_of(other), [], "not started afresh on the free host")
+        self.assertIn("# kiln: on host %s" % home, self.ws.read(".kiln/logs/train@2.log"))
+        self.assertIn("%s down (train waits for it: its resume state is there)" % home, out)
 
     def test_a_full_workdir_on_a_host_is_said_in_words(self):
         import subprocess

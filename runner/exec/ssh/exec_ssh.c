@@ -1,7 +1,7 @@
 /* exec_ssh.c — the ssh executor: tasks run on a few servers of hosts{} that have OpenSSH,
  * rsync, a POSIX shell and (for GPUs) nvidia-smi, and nothing of kiln's.
  *
- * An attempt on a host: the host is chosen and its inputs copied there first, as a step of
+ * An attempt on a host: the host is chosen (ssh_room.c) and its inputs copied there first, as a step of
  * their own (ssh_place.c); then one ssh command clears its outputs there, writes its job
  * script (the local executor's command, environment and working directory, in the
  * workspace's copy there), starts it detached — setsid, its own process group, its log and
@@ -59,96 +59,6 @@ static SshHost *host_named(SshExec *se, const char *name, size_t len)
 }
 
 SshHost *ssh_find_host(void *ctx, const char *name) { return host_named(ctx, name, strlen(name)); }
-
-static void release_held(SshExec *se)
-{
-	for (int k = 0; se->held && k < se->nheld; k++)
-		if (se->held->opts->gpus && se->held_hosts[k]->gpus)
-			gpu_release(se->held_hosts[k]->gpus, se->held_gpus[k], se->held->opts->gpus);
-	se->held = NULL;
-	se->nheld = 0;
-}
-
-/* Leases a host for each of t's nodes (distinct hosts, the best first) into se->held*: 1
- * when all are there; counts the allowed hosts that answer and those with enough GPUs. */
-static int choose_hosts(SshExec *se, const Task *t, int *reachable, int *big_enough)
-{
-	int n = ssh_nodes(t), ok = 1;
-	/* a task continuing from resume state a host holds goes back there, waiting for room on
-	 * it; elsewhere (afresh, said in its log) only when that host does not answer */
-	SshHost *home = n == 1 ? place_home(se->cfg.cache, se->hosts, se->nhosts, t) : NULL;
-	se->nheld = 0;
-	for (int k = 0; k < n && ok; k++) {
-		int r = 0, b = 0;
-		for (int i = 0; home && i < se->nhosts; i++) /* place_choose skips a host chosen */
-			se->hosts[i].chosen = &se->hosts[i] != home;
-		SshHost *h = place_choose(se->cfg.cache, se->hosts, se->nhosts, t, se->cfg.busy_mem, se->cfg.busy_util, &r, &b);
-		for (int i = 0; home && i < se->nhosts; i++)
-			se->hosts[i].chosen = 0;
-		if (home && !r)
-			h = place_choose(se->cfg.cache, se->hosts, se->nhosts, t, se->cfg.busy_mem, se->cfg.busy_util, &r, &b);
-		if (k == 0)
-			*reachable = r, *big_enough = b;
-		ok = h && place_fits(h, t, se->held_gpus[k]);
-		if (ok) {
-			h->chosen = 1; /* one node per host */
-			se->held_hosts[se->nheld++] = h;
-		}
-	}
-	for (int k = 0; k < se->nheld; k++)
-		se->held_hosts[k]->chosen = 0;
-	if (!ok) {
-		for (int k = 0; k < se->nheld; k++)
-			if (t->opts->gpus && se->held_hosts[k]->gpus)
-				gpu_release(se->held_hosts[k]->gpus, se->held_gpus[k], t->opts->gpus);
-		se->nheld = 0;
-	}
-	return ok;
-}
-
-static int ssh_has_room(Executor *ex, const Task *t)
-{
-	SshExec *se = ex->impl;
-	if (se->held == t)
-		return 1;
-	release_held(se);
-	int reachable = 0, big_enough = 0, nodes = ssh_nodes(t), allowed = 0;
-	for (int i = 0; nodes > 1 && i < se->nhosts; i++)
-		allowed += ssh_host_allows(&se->hosts[i], t);
-	if (nodes > 1 && allowed < nodes) { /* never: start() fails it */
-		se->held = t;
-		return 1;
-	}
-	int got = choose_hosts(se, t, &reachable, &big_enough);
-	for (int i = 0; i < se->nhosts; i++)
-		if (se->hosts[i].connected && !se->hosts[i].swept)
-			ssh_sweep_orphans(se, &se->hosts[i]);
-	se->waiting = 0;
-	if (got) {
-		se->held = t;
-		se->all_down_since_ns = 0;
-		return 1;
-	}
-	if (reachable >= nodes) {
-		se->all_down_since_ns = 0;
-		if (big_enough < nodes) { /* not enough hosts of its own could ever take it: start() fails it */
-			se->held = t;
-			return 1;
-		}
-		se->waiting = t->opts->gpus > 0;
-		return 0;
-	}
-	int64_t now = now_mono_ns();
-	if (!se->all_down_since_ns)
-		se->all_down_since_ns = now;
-	/* every allowed host down this long (--host-wait): the task fails as host-down */
-	if (now - se->all_down_since_ns > (int64_t)(se->cfg.host_wait_sec * 1e9)) {
-		se->held = t; /* start() fails it: no host of its own answers (or too few for its nodes) */
-		return 1;
-	}
-	se->waiting = 1; /* poll: a host's back-off ends */
-	return 0;
-}
 
 void ssh_end_job(SshExec *se, Job *job, enum JobEnd end, int code, const char *reason)
 {
@@ -414,9 +324,12 @@ static int ssh_start(Executor *ex, Job *job)
 		exec_write_log_header(fd, job);
 		dprintf(fd, "# kiln: on host %s (%s:%s)\n", h->spec->name, h->spec->address, h->home_workdir);
 		SshHost *home = place_home(se->cfg.cache, se->hosts, se->nhosts, t);
-		if (home && home != h)
-			dprintf(fd, "# kiln: its resume state is on host %s, which does not answer: it starts afresh here\n",
-				home->spec->name);
+		if (home && home != h && !ssh_host_allows(home, t))
+			dprintf(fd, "# kiln: its resume state is on host %s, where the recipe no longer lets it run: it "
+				"starts afresh here\n", home->spec->name);
+		else if (home && home != h)
+			dprintf(fd, "# kiln: its resume state is on host %s, which has not answered for %.0f s (--host-wait): "
+				"it starts afresh here\n", home->spec->name, se->cfg.host_wait_sec);
 		if (task_shell(job->task)) /* job_script.c: one exec fewer a job than sh -c */
 			dprintf(fd, "# kiln: there the command runs as ( eval COMMAND ) in the job's sh, as sh -c would\n");
 		for (int k = 1; g && k < g->n; k++)
@@ -569,6 +482,9 @@ static void ssh_describe(Executor *ex, Buf *out)
 		buf_printf(out, "%s%s", out->len ? ", " : "", h->spec->name);
 		if (h->down) {
 			buf_puts(out, " down");
+			if (se->home_waiter && !ssh_home_given_up(se, h) &&
+			    place_home(se->cfg.cache, se->hosts, se->nhosts, se->home_waiter) == h)
+				buf_printf(out, " (%s waits for it: its resume state is there)", se->home_waiter->name);
 			continue;
 		}
 		int leased = 0;
@@ -609,7 +525,7 @@ static void ssh_summarize(Executor *ex)
 static void ssh_destroy(Executor *ex)
 {
 	SshExec *se = ex->impl;
-	release_held(se);
+	ssh_release_held(se);
 	ssh_agent_close_all(se);
 	ssh_stop_orphans(se);
 	/* one command per host, all at once, clears this run's job directories */

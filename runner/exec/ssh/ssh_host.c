@@ -228,6 +228,8 @@ void ssh_host_failed(SshHost *h, const char *why)
 		backoff *= 2;
 	if (backoff > HOST_RETRY_MAX_SEC)
 		backoff = HOST_RETRY_MAX_SEC;
+	if (!h->down)
+		h->down_since_ns = now_mono_ns();
 	h->down = 1;
 	h->retry_at_ns = now_mono_ns() + (int64_t)backoff * 1000000000LL;
 }
@@ -308,6 +310,7 @@ static int contact_read(SshHost *h, int rc, Buf *out, Buf *errout, double busy_m
 	buf_free(out);
 	h->connected = 1;
 	h->down = 0;
+	h->down_since_ns = 0;
 	h->failures_in_a_row = 0;
 	return 0;
 }

@@ -54,6 +54,7 @@ typedef struct SshHost {
 	/* health */
 	int down, failures_in_a_row;
 	int64_t retry_at_ns;
+	int64_t down_since_ns; /* when it went down (0: up) */
 	char last_error[160];
 	/* this run */
 	int ran, failed, lost, stopped, running;

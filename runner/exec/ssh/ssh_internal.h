@@ -62,8 +62,9 @@ typedef struct {
 	int nheld;          /* its hosts (one per node), each with t->opts->gpus devices leased */
 	SshHost *held_hosts[SSH_MAX_NODES];
 	int held_gpus[SSH_MAX_NODES][64];
-	int waiting;        /* a task waits for a host's busy GPUs: poll their readings */
+	int waiting;        /* a task waits for a host's busy GPUs, or for a host to answer: poll */
 	int64_t all_down_since_ns;
+	const Task *home_waiter; /* the last task found waiting for the down host holding its resume state */
 } SshExec;
 
 /* A multi-node job: its nodes' attempts, ended together (ssh_gang.c). */
@@ -125,11 +126,18 @@ void ssh_map_fetch_ended(SshExec *se, Remote *rm, int status);
 void ssh_map_harvest(SshExec *se, Remote *rm);
 void ssh_map_harvest_ended(SshExec *se, Remote *rm, int status);
 
+/* ssh_room.c: the executor's has_room — hosts leased for t's nodes into se->held* (1),
+ * or 0 while t waits (for room, busy GPUs, a host to answer). */
+int ssh_has_room(Executor *ex, const Task *t);
+/* Gives back what has_room leased for a task that did not start. */
+void ssh_release_held(SshExec *se);
+/* Whether the down host holding a task's resume state has been waited for --host-wait:
+ * the task then starts afresh elsewhere. */
+int ssh_home_given_up(const SshExec *se, const SshHost *home);
+
 /* ssh_gang.c: multi-node jobs (torchrun nnodes = M): M hosts leased together, one launcher
  * each, ended, stopped and re-attached together. How many nodes t spans (1 for most). */
 int ssh_nodes(const Task *t);
-/* has_room for a multi-node t: leases its hosts into se->held*; 1 when all are there. */
-int ssh_gang_choose(SshExec *se, const Task *t, int *reachable, int *big_enough);
 /* Starts the gang of nodes held for job (after the first node's attempt, rm, is made). */
 Gang *ssh_gang_new(SshExec *se, Remote *head);
 /* Fills in node rm's own environment (its devices, host and rank) before its script. */

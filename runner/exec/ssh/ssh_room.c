@@ -1,0 +1,133 @@
+/* ssh_room.c — which hosts take a task, and when it waits (the ssh executor's has_room).
+ *
+ * A host is leased for each of the task's nodes (distinct hosts; the one holding most of its
+ * inputs, then the one with most room) and held in se->held* for the start() that follows.
+ * A task continuing from resume state a host holds (its previous attempt ran there and did
+ * not finish: place_home) goes back there, its first node at least: it waits for room on
+ * that host while other tasks run, and, when the host does not answer, waits --host-wait
+ * for it to come back (a reboot, a dropped network) before starting afresh elsewhere —
+ * every epoch kept there would be thrown away. A task whose hosts all stay down that long
+ * fails as host-down. */
+#define _GNU_SOURCE
+#include <string.h>
+
+#include "../../../base/os.h"
+#include "ssh_internal.h"
+
+void ssh_release_held(SshExec *se)
+{
+	for (int k = 0; se->held && k < se->nheld; k++)
+		if (se->held->opts->gpus && se->held_hosts[k]->gpus)
+			gpu_release(se->held_hosts[k]->gpus, se->held_gpus[k], se->held->opts->gpus);
+	se->held = NULL;
+	se->nheld = 0;
+}
+
+int ssh_home_given_up(const SshExec *se, const SshHost *home)
+{
+	return home->down && home->down_since_ns &&
+	       now_mono_ns() - home->down_since_ns > (int64_t)(se->cfg.host_wait_sec * 1e9);
+}
+
+/* place_choose among the hosts but those chosen already, or on only (when not NULL). */
+static SshHost *choose_one(SshExec *se, const Task *t, SshHost *only, int *reachable, int *big_enough)
+{
+	for (int i = 0; only && i < se->nhosts; i++) /* place_choose skips a host chosen */
+		se->hosts[i].chosen += &se->hosts[i] != only;
+	SshHost *h = place_choose(se->cfg.cache, se->hosts, se->nhosts, t, se->cfg.busy_mem, se->cfg.busy_util,
+				  reachable, big_enough);
+	for (int i = 0; only && i < se->nhosts; i++)
+		se->hosts[i].chosen -= &se->hosts[i] != only;
+	return h;
+}
+
+/* Leases a host for each of t's nodes (distinct hosts, the best first) into se->held*: 1
+ * when all are there; counts the allowed hosts that answer and those with enough GPUs, and
+ * sets *home_wait when t waits for the host holding its resume state to answer. */
+static int choose_hosts(SshExec *se, const Task *t, int *reachable, int *big_enough, int *home_wait)
+{
+	int n = ssh_nodes(t), ok = 1;
+	SshHost *home = place_home(se->cfg.cache, se->hosts, se->nhosts, t);
+	if (home && !ssh_host_allows(home, t))
+		home = NULL; /* the recipe no longer lets it run there */
+	se->nheld = 0;
+	for (int k = 0; k < n && ok; k++) {
+		int r = 0, b = 0;
+		SshHost *h = choose_one(se, t, k == 0 ? home : NULL, &r, &b);
+		if (k == 0 && home && !r) { /* the home host does not answer */
+			if (!ssh_home_given_up(se, home)) {
+				*home_wait = 1;
+				ok = 0;
+				break;
+			}
+			h = choose_one(se, t, NULL, &r, &b);
+		}
+		if (k == 0)
+			*reachable = r, *big_enough = b;
+		ok = h && place_fits(h, t, se->held_gpus[k]);
+		if (ok) {
+			h->chosen = 1; /* one node per host */
+			se->held_hosts[se->nheld++] = h;
+		}
+	}
+	for (int k = 0; k < se->nheld; k++)
+		se->held_hosts[k]->chosen = 0;
+	if (!ok) {
+		for (int k = 0; k < se->nheld; k++)
+			if (t->opts->gpus && se->held_hosts[k]->gpus)
+				gpu_release(se->held_hosts[k]->gpus, se->held_gpus[k], t->opts->gpus);
+		se->nheld = 0;
+	}
+	return ok;
+}
+
+int ssh_has_room(Executor *ex, const Task *t)
+{
+	SshExec *se = ex->impl;
+	if (se->held == t)
+		return 1;
+	ssh_release_held(se);
+	int reachable = 0, big_enough = 0, home_wait = 0, nodes = ssh_nodes(t), allowed = 0;
+	for (int i = 0; nodes > 1 && i < se->nhosts; i++)
+		allowed += ssh_host_allows(&se->hosts[i], t);
+	if (nodes > 1 && allowed < nodes) { /* never: start() fails it */
+		se->held = t;
+		return 1;
+	}
+	int got = choose_hosts(se, t, &reachable, &big_enough, &home_wait);
+	for (int i = 0; i < se->nhosts; i++)
+		if (se->hosts[i].connected && !se->hosts[i].swept)
+			ssh_sweep_orphans(se, &se->hosts[i]);
+	se->waiting = 0;
+	if (se->home_waiter == t)
+		se->home_waiter = NULL;
+	if (home_wait) { /* poll: the host's back-off ends */
+		se->waiting = 1;
+		se->home_waiter = t;
+		return 0;
+	}
+	if (got) {
+		se->held = t;
+		se->all_down_since_ns = 0;
+		return 1;
+	}
+	if (reachable >= nodes) {
+		se->all_down_since_ns = 0;
+		if (big_enough < nodes) { /* not enough hosts of its own could ever take it: start() fails it */
+			se->held = t;
+			return 1;
+		}
+		se->waiting = t->opts->gpus > 0;
+		return 0;
+	}
+	int64_t now = now_mono_ns();
+	if (!se->all_down_since_ns)
+		se->all_down_since_ns = now;
+	/* every allowed host down this long (--host-wait): the task fails as host-down */
+	if (now - se->all_down_since_ns > (int64_t)(se->cfg.host_wait_sec * 1e9)) {
+		se->held = t; /* start() fails it: no host of its own answers (or too few for its nodes) */
+		return 1;
+	}
+	se->waiting = 1; /* poll: a host's back-off ends */
+	return 0;
+}
