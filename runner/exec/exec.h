@@ -98,6 +98,9 @@ struct Executor {
 	int kiln_ports;
 	/* 1: jobs are recorded with job_id and key so a later kiln re-attaches (adopt). */
 	int reattaches;
+	/* 1: a task's resume state stays on the machine its attempt ran on (ssh hosts): the
+	 * next attempt goes back there (said when an attempt is lost with its host). */
+	int state_on_host;
 	/* 1: jobs read the state (charts): everything recorded so far is committed first. */
 	int reads_state;
 	/* 1: a job's files are this workspace's as kiln sees them (this machine; Slurm's shared

@@ -17,11 +17,6 @@
 #include "progress.h"
 #include "sched_internal.h"
 
-char *sched_log_path(const char *log_dir, const Task *t, int attempt)
-{
-	return xasprintf("%s/%s@%d.log", log_dir, t->name, attempt);
-}
-
 static void push_ready(Run *r, Task *t)
 {
 	t->state = TS_READY;
@@ -346,10 +341,11 @@ static void job_ended(Run *r, Job *job)
 	if (job->end == JOB_LOST && !r->stopping && t->lost < MAX_LOSSES) {
 		/* its host went away: not the task's failure, so the attempt is given back */
 		int here = job->ex->local_slots; /* local: killed while no kiln watched */
-		cache_attempt_ended(o->cache, attempt_id, -1, job->reason[0] ? job->reason : "lost with its host",
-				    here ? "lost" : "host-lost");
-		status_print(&r->st, "retry", "%s: %s; it runs again%s", t->name,
-			     job->reason[0] ? job->reason : "lost with its host", here ? "" : " elsewhere");
+		int home = t->opts->nresume && job->ex->state_on_host; /* ssh_room.c waits for it */
+		const char *reason = job->reason[0] ? job->reason : "lost with its host";
+		cache_attempt_ended(o->cache, attempt_id, -1, reason, here ? "lost" : "host-lost");
+		status_print(&r->st, "retry", "%s: %s; it runs again%s", t->name, reason,
+			     here ? "" : home ? " there once the host answers (its resume state is there)" : " elsewhere");
 		t->attempt--;
 		t->lost++;
 		if (task_is_runner(t))

@@ -14,6 +14,11 @@
 #include "progress.h"
 #include "sched_internal.h"
 
+char *sched_log_path(const char *log_dir, const Task *t, int attempt)
+{
+	return xasprintf("%s/%s@%d.log", log_dir, t->name, attempt);
+}
+
 /* The number of t's next attempt (t->attempt counts this run's): attempt numbers, and so
  * log names, continue from the highest one recorded, across runs. */
 int sched_next_attempt(Run *r, Task *t)

@@ -162,7 +162,7 @@ end
         self.assertEqual(p.returncode, 0, out + err)
         hosts = [self.ws.read("w/%d.txt" % i).strip() for i in range(1, 13)]
         self.assertNotIn("v801", hosts, "v801's tasks ran again elsewhere")
-        self.assertRegex(out, r"host v801: 0 done, 0 failed, \d+ lost and run elsewhere.*DOWN")
+        self.assertRegex(out, r"host v801: 0 done, 0 failed, \d+ lost with it and run again.*DOWN")
         self.assertIn("it runs again elsewhere", out)
         self.assertIn("12 ran", out)
         # it comes back: it is used again
@@ -550,6 +550,36 @@ end
             if n != home:
                 self.assertEqual(self.ledger_of(n), [], "not started afresh on %s" % n)
         self.assertIn("# kiln: on host %s" % home, self.ws.read(".kiln/logs/train@2.log"))
+
+    def test_a_task_lost_with_its_host_continues_there_when_the_host_is_back(self):
+        # the host drops mid-run (its processes die with it, as in a reboot) and comes back a
+        # few seconds later: the retry goes back to it and continues from the checkpoint
+        for h in self.lab.hosts.values():
+            if os.path.exists(os.path.join(h.home, "ledger")):
+                os.remove(os.path.join(h.home, "ledger"))
+        self.ws.write("hosts.lua", self.lab.hosts_lua({"v800": "jobs = 1", "v801": "jobs = 1"}))
+        slow = ('s=$(cat ckpt/last 2>/dev/null || echo 0); mkdir -p ckpt; for e in $(seq $((s + 1)) 8); do '
+                'sleep 0.4; echo $e >> $HOME/ledger; echo $e > ckpt/last; done; echo > model.txt')
+        self.ws.write("kiln.lua", 'task { name = "train", hosts = {"v800", "v801"}, outputs = {"model.txt"}, '
+                      'resume = {"ckpt"}, run = "%s" }\n' % slow)
+        run = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua", "--host-wait", "60s")
+        try:
+            self.assertTrue(wait_for(lambda: len(self.ledger_of("v800") + self.ledger_of("v801")) >= 2, timeout=60))
+            home = "v800" if self.ledger_of("v800") else "v801"
+            self.lab.hosts[home].stop()
+            time.sleep(3)
+            self.lab.hosts[home].start()
+            out, err = run.communicate(timeout=120)
+        finally:
+            if run.poll() is None:
+                run.kill()
+        self.assertEqual(run.returncode, 0, out + err)
+        ledger = self.ledger_of(home)
+        self.assertEqual(sorted(set(ledger), key=int), [str(e) for e in range(1, 9)], ledger)
+        self.assertLessEqual(len(ledger) - len(set(ledger)), 1, "at most the epoch in flight twice: %s" % ledger)
+        self.assertEqual(self.ledger_of("v801" if home == "v800" else "v800"), [], "not started afresh elsewhere")
+        self.assertIn("it runs again there once the host answers (its resume state is there)", out)
+        self.assertIn("host %s: 1 done, 0 failed, 1 lost with it and run again" % home, out)
 
     def test_a_retry_whose_resume_host_stays_down_starts_afresh_elsewhere_and_says_so(self):
         recipe, home, other = self.resuming_task_failed_once()

@@ -598,6 +598,7 @@ Executor *exec_ssh_new(const ExecSetup *cfg, Buf *err)
 		.kiln_timeouts = 1,
 		.kiln_ports = 1,
 		.reattaches = 1,
+		.state_on_host = 1,
 		.start = ssh_start,
 		.reap = ssh_reap,
 		.signal = ssh_signal,

@@ -151,6 +151,8 @@ void ssh_follow_ended(SshExec *se, Remote *rm, int status)
 			/* the connection dropped: if the host still answers, the job may run on there */
 			Buf err = {0};
 			int answers = ssh_run(h, "true", NULL, &err) == 0;
+			if (!answers) /* with the dropped stream, two failures in a row: it is down */
+				ssh_host_failed(h, buf_str(&err));
 			buf_free(&err);
 			/* what came of this stream goes: the follow sends the whole log (and tar) again */
 			if (answers && truncate(ssh_stream_path(rm), (off_t)rm->log_prefix) == 0) {

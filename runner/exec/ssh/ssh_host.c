@@ -435,7 +435,7 @@ void ssh_host_print_summary(const SshHost *h, int held)
 	if (h->unplaced)
 		printf(", %d failed waiting for it (host-down)", h->unplaced);
 	if (h->lost)
-		printf(", %d lost and run elsewhere", h->lost);
+		printf(", %d lost with it and run again", h->lost);
 	if (h->stopped)
 		printf(", %d stopped", h->stopped);
 	if (h->gpu_sec > 0)
