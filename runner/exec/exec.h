@@ -77,6 +77,7 @@ typedef struct Job {
 	/* executors whose jobs outlive kiln (reattaches): */
 	char job_id[256];     /* the executor's id for the job (never its host: that is the lease's), or "" */
 	int adopted;          /* re-attached to a job a previous kiln started */
+	int adopted_lost;     /* or to the job of this run's attempt N that was lost with its host (N) */
 	int stopped_stale;    /* stopped the job a previous kiln left for the task: its key differed */
 	char key[33];         /* the task's key when it started (hex), to re-attach only to the same work */
 	long long attempt_row;/* its attempt's record (adopted jobs: the row the first kiln opened) */

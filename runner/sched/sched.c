@@ -290,8 +290,8 @@ int try_start(Run *r, Task *t)
 		r->attempt_ids[t->index] = job->attempt_row;
 		if (!job->attempt_row) /* started by a kiln killed before it recorded the start */
 			r->attempt_ids[t->index] = job->attempt_row = sched_record_start(r, job);
-		status_print(&r->st, "note", "%s: attached to %s job %s, started by an earlier kiln", t->name, ex->title,
-			     job->job_id);
+		status_print(&r->st, "note", "%s: attached to %s job %s, %s", t->name, ex->title, job->job_id,
+			     job->adopted_lost ? "which ran on while its host did not answer" : "started by an earlier kiln");
 	} else {
 		r->attempt_ids[t->index] = job->attempt_row = sched_record_start(r, job);
 		if (waited > 0) /* the report draws the wait before the attempt */

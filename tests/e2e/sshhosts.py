@@ -108,6 +108,20 @@ class Host:
         self.proc.wait()
         self.proc = None
 
+    def partition(self):
+        """Stops the server and its connections but not the jobs they started (a network that
+        drops while the host works on)."""
+        jobs = set(self.lab.jobs_running())
+        for pid in self.descendants():
+            if pid not in jobs:
+                try:
+                    os.kill(pid, 9)
+                except OSError:
+                    pass
+        self.proc.kill()
+        self.proc.wait()
+        self.proc = None
+
     def log(self):
         p = os.path.join(self.home, "sshd.log")
         if not os.path.exists(p):

@@ -581,6 +581,46 @@ end
         self.assertIn("it runs again there once the host answers (its resume state is there)", out)
         self.assertIn("host %s: 1 done, 0 failed, 1 lost with it and run again" % home, out)
 
+    def test_a_job_that_ran_on_while_its_host_did_not_answer_is_re_attached_not_restarted(self):
+        # the network drops, the host works on: when it answers again the retry takes up the
+        # job that kept running there (no epoch twice, its log whole) rather than stop it
+        for h in self.lab.hosts.values():
+            if os.path.exists(os.path.join(h.home, "ledger")):
+                os.remove(os.path.join(h.home, "ledger"))
+        self.ws.write("hosts.lua", self.lab.hosts_lua({"v800": "jobs = 1", "v801": "jobs = 1"}))
+        slow = ('s=$(cat ckpt/last 2>/dev/null || echo 0); mkdir -p ckpt; for e in $(seq $((s + 1)) 10); do '
+                'sleep 0.4; echo $e >> $HOME/ledger; echo epoch $e; echo $e > ckpt/last; done; echo > model.txt')
+        self.ws.write("kiln.lua", 'task { name = "train", hosts = {"v800", "v801"}, gpus = 1, outputs = {"model.txt"}, '
+                      'resume = {"ckpt"}, run = "%s" }\n' % slow)
+        run = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua", "--host-wait", "60s")
+        home = None
+        try:
+            self.assertTrue(wait_for(lambda: len(self.ledger_of("v800") + self.ledger_of("v801")) >= 2, timeout=60))
+            home = "v800" if self.ledger_of("v800") else "v801"
+            # its host's devices all read busy now (its own job's among them): re-attaching
+            # needs none free
+            self.lab.hosts[home].set_gpus(gpus(2, busy=(0, 1)))
+            self.lab.hosts[home].partition()
+            time.sleep(1.5)
+            self.lab.hosts[home].start()
+            out, err = run.communicate(timeout=120)
+        finally:
+            if run.poll() is None:
+                run.kill()
+            if home:
+                self.lab.hosts[home].set_gpus(self.HOSTS[home])
+            self.assertTrue(wait_for(lambda: not self.lab.jobs_running(), timeout=30))
+        self.assertEqual(run.returncode, 0, out + err)
+        self.assertEqual(self.ledger_of(home), [str(e) for e in range(1, 11)], "no epoch twice, none restarted")
+        self.assertIn("train: attached to ssh job", out)
+        self.assertIn("which ran on while its host did not answer", out)
+        log = self.ws.read(".kiln/logs/train@2.log")
+        self.assertIn("re-attached on host %s to the job of attempt 1" % home, log)
+        self.assertIn("epoch 1\n", log, "the job's whole log")
+        self.assertIn("epoch 10\n", log)
+        self.assertEqual(self.ws.read("model.txt"), "\n")
+        self.assertEqual(self.ws.kiln("run", "--executor", "ssh", "--hosts", "hosts.lua").out.count("up to date"), 1)
+
     def test_a_retry_whose_resume_host_stays_down_starts_afresh_elsewhere_and_says_so(self):
         recipe, home, other = self.resuming_task_failed_once()
         open(os.path.join(self.lab.hosts[other].home, "died"), "w").close()  # it fails once only

@@ -1,7 +1,8 @@
 /* ssh_attach.c — jobs a previous kiln left on the hosts: re-attached when their task runs
  * again with the same key (every node of a multi-node job), stopped when their task's
  * recipe changed, and swept when no record names them (a kill -9 struck before the attempt
- * was recorded). */
+ * was recorded); and a job this run lost with its host, taken up by its task's next attempt
+ * when the host answers again and the job ran on there (a network's drop, not a reboot). */
 #define _GNU_SOURCE
 #include <signal.h>
 #include <stdio.h>
@@ -155,6 +156,47 @@ void ssh_node_failed(SshExec *se, Remote *rm, enum JobEnd end, int code, const c
 		ssh_end_job(se, job, end, code, reason);
 }
 
+void ssh_keep_lost(SshExec *se, const Remote *rm)
+{
+	const Task *t = rm->job->task;
+	if (rm->gang || task_is_runner(t) || t->forced || !rm->job->key[0])
+		return;
+	se->adopted = xrealloc(se->adopted, (size_t)(se->nadopted + 1) * sizeof *se->adopted);
+	AdoptedJob *a = &se->adopted[se->nadopted++];
+	*a = (AdoptedJob){xstrdup(t->name), xstrdup(rm->id), xstrdup(rm->job->key), xstrdup(""), .lease = *rm->lease,
+			  .attempt = rm->job->attempt, .row = 0}; /* an orphan of row 0 with its attempt's number */
+}
+
+int ssh_reattaches(SshExec *se, const Task *t)
+{
+	for (int i = 0; i < se->nadopted; i++) {
+		AdoptedJob *a = &se->adopted[i];
+		if (a->used || strcmp(a->task, t->name))
+			continue;
+		char key[33];
+		cache_key_hex(se->cfg.cache, t, key);
+		SshHost *h = ssh_find_host(se, a->lease.host);
+		Buf err = {0};
+		int up = h && ssh_host_connect(h, se->cfg.busy_mem, se->cfg.busy_util, &err) == 0;
+		buf_free(&err);
+		if (!up || strcmp(a->key, key) || strpbrk(a->job_id, "'\"$`\\ /+"))
+			return 0;
+		if (a->row) /* an open attempt's: its follow tells whether it is still there */
+			return 1;
+		Buf check = {0}; /* an orphan: ended (its status there) or running, else gone with a reboot */
+		buf_puts(&check, "cd ");
+		buf_shell_quote(&check, h->home_workdir);
+		buf_printf(&check, " && { [ -f .kiln/jobs/%s/exit ] || kill -0 -$(cat .kiln/jobs/%s/pid) 2>/dev/null; }", a->job_id,
+			   a->job_id);
+		int there = ssh_run(h, buf_str(&check), NULL, NULL) == 0;
+		buf_free(&check);
+		if (!there)
+			a->used = 1; /* nothing to take up: the task starts afresh */
+		return there;
+	}
+	return 0;
+}
+
 int ssh_reattach(SshExec *se, Job *job)
 {
 	const Task *t = job->task;
@@ -186,14 +228,25 @@ int ssh_reattach(SshExec *se, Job *job)
 			job->stopped_stale = 1;
 			return 0;
 		}
-		int attempt = job->attempt;
+		int attempt = job->attempt, lost = a->row ? 0 : a->attempt;
 		char *log = a->row ? NULL : xstrdup(job->log_path);
 		exec_attach(job, a); /* its lease: the host and the devices it holds there */
 		if (log) { /* an orphan: no record to take the attempt's number and log from */
 			job->attempt = attempt;
 			free(job->log_path);
 			job->log_path = log;
+			job->adopted_lost = lost;
+			int fd = lost ? exec_open_log(job) : -1; /* a header; the job's log follows, from its start */
+			if (fd >= 0) {
+				dprintf(fd, "# kiln: task %s, attempt %d (try %d of %d in this run): re-attached on host %s to the job "
+					"of attempt %d, which ran on while the host did not answer (its command and environment: "
+					"%s@%d.log)\n# --\n", t->name, job->attempt, job->run_try, t->opts->retries + 1,
+					h->spec->name, lost, t->name, lost);
+				close(fd);
+			}
 		}
+		if (se->held == t) /* what has_room leased for a fresh start is not this job's */
+			ssh_release_held(se);
 		Remote *rm = ssh_new_remote(se, job, h, 0);
 		snprintf(rm->id, sizeof rm->id, "%.*s", id_len, a->job_id);
 		rm->err_path = xasprintf("%s/%s.err", se->cfg.state_dir, rm->id);

@@ -163,8 +163,10 @@ void ssh_follow_ended(SshExec *se, Remote *rm, int status)
 				}
 			}
 		}
-		if (kind == 0)
+		if (kind == 0) {
 			ssh_host_failed(h, why);
+			ssh_keep_lost(se, rm); /* it may run on there: a partition, not a reboot */
+		}
 		snprintf(reason, sizeof reason, "lost with host %s: %s", h->spec->name, kind == 3 ? "its job is gone there" : why);
 		ssh_log_line(rm->job, "kiln: %s\n", reason);
 		ssh_finished(se, rm, JOB_LOST, -1, reason);

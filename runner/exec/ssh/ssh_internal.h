@@ -153,6 +153,13 @@ void ssh_gang_reattach(SshExec *se, Remote *head, const char *job_id);
  * (same key), else stopped; stop_orphans stops those no task took up (the run's end). */
 void ssh_sweep_orphans(SshExec *se, SshHost *h);
 void ssh_stop_orphans(SshExec *se);
+/* A job lost with its host (the connection dropped, the host did not answer) may run on
+ * there: kept as an orphan, re-attached by its task's next attempt if the host answers again
+ * and the job is still there (single-node tasks; not a map's runner). */
+void ssh_keep_lost(SshExec *se, const Remote *rm);
+/* Whether start() of t will re-attach to a job left for it (the same key, on a host that
+ * answers; a lost job's still there): it then needs no room of has_room's. */
+int ssh_reattaches(SshExec *se, const Task *t);
 /* start() of job re-attaches to the job an earlier kiln left for its task (1), or the task
  * starts afresh (0: none, its host is down, or its key changed, when it is stopped). */
 int ssh_reattach(SshExec *se, Job *job);

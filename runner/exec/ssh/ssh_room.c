@@ -87,6 +87,10 @@ int ssh_has_room(Executor *ex, const Task *t)
 	if (se->held == t)
 		return 1;
 	ssh_release_held(se);
+	if (se->nadopted && ssh_reattaches(se, t)) { /* its job's slot and devices are its own */
+		se->held = t;
+		return 1;
+	}
 	int reachable = 0, big_enough = 0, home_wait = 0, nodes = ssh_nodes(t), allowed = 0;
 	for (int i = 0; nodes > 1 && i < se->nhosts; i++)
 		allowed += ssh_host_allows(&se->hosts[i], t);

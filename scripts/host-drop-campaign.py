@@ -1,0 +1,131 @@
+#!/usr/bin/env python3
+"""host-drop-campaign.py [TRIALS] [SEED] — hosts that drop while checkpointing trainers run on
+them: each trial runs a grid of resumable trainers over three ssh hosts (the test suite's sshd
+servers, tests/e2e/sshhosts.py; needs root) and, at random moments, drops one host for a random
+while — either its network (the server stops, its jobs work on: a partition) or the machine
+(the server stops with every process under it: a reboot) — then brings it back. After each
+run: every trainer's output is right, no job is left running there, a no-op run starts
+nothing, and the epochs run twice are counted: a partition may cost none (the job is
+re-attached), a reboot at most the epoch in flight of each job it killed (the retry goes back
+to the host holding the checkpoint). Prints counts and times.
+
+  /usr/bin/python3 scripts/host-drop-campaign.py 10 7
+"""
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "../tests/e2e"))
+import sshhosts  # noqa: E402
+
+KILN = os.environ.get("KILN") or os.path.join(HERE, "../build/kiln")
+TRAINERS, EPOCHS = 4, 12
+
+# epoch e of trainer T: "T e HOST" in the host's ledger, then its checkpoint; resumes from it
+TRAIN = ('s=$(cat ckpt/{t}/last 2>/dev/null || echo 0); mkdir -p ckpt/{t}; for e in $(seq $((s + 1)) %d); do '
+         'sleep 0.25; echo "{t} $e" >> $HOME/ledger; echo epoch $e; echo $e > ckpt/{t}/last.tmp; '
+         'mv ckpt/{t}/last.tmp ckpt/{t}/last; done; echo {t} done > out/{t}.txt' % EPOCHS)
+
+
+def ledger(lab):
+    rows = []
+    for h in lab.hosts.values():
+        p = os.path.join(h.home, "ledger")
+        if os.path.exists(p):
+            with open(p) as f:
+                rows += [tuple(line.split()) for line in f if line.strip()]
+    return rows
+
+
+def main():
+    trials = int(sys.argv[1]) if len(sys.argv) > 1 else 10
+    rng = random.Random(int(sys.argv[2]) if len(sys.argv) > 2 else 1)
+    if sshhosts.skip_reason():
+        print("skipped:", sshhosts.skip_reason())
+        return 0
+    lab = sshhosts.Lab({"v800": [], "v801": [], "v802": []})
+    ws = tempfile.mkdtemp(prefix="kiln-drops-")
+    failures, twice, drops = [], 0, {"partition": 0, "reboot": 0}
+    reattached = killed = 0
+    started = time.time()
+    try:
+        with open(os.path.join(ws, "hosts.lua"), "w") as f:
+            f.write(lab.hosts_lua({n: "jobs = 2" for n in lab.hosts}))
+        with open(os.path.join(ws, "kiln.lua"), "w") as f:
+            for t in range(TRAINERS):
+                name = "t%d" % t
+                f.write('task { name = "%s", outputs = {"out/%s.txt"}, resume = {"ckpt/%s"}, run = %r }\n'
+                        % (name, name, name, TRAIN.format(t=name)))
+        for trial in range(trials):
+            lab.reset()
+            for h in lab.hosts.values():
+                if os.path.exists(os.path.join(h.home, "ledger")):
+                    os.remove(os.path.join(h.home, "ledger"))
+            shutil.rmtree(os.path.join(ws, ".kiln"), ignore_errors=True)
+            shutil.rmtree(os.path.join(ws, "out"), ignore_errors=True)
+            p = subprocess.Popen([KILN, "run", "--executor", "ssh", "--hosts", "hosts.lua", "--host-wait", "60s"],
+                                 cwd=ws, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            kinds = []
+            for _ in range(rng.randint(1, 2)):
+                time.sleep(rng.uniform(0.5, 2.0))
+                if p.poll() is not None:
+                    break
+                name = rng.choice(sorted(lab.hosts))
+                kind = rng.choice(["partition", "reboot"])
+                before = set(lab.jobs_running())
+                getattr(lab.hosts[name], "partition" if kind == "partition" else "stop")()
+                killed += kind == "reboot" and len(before - set(lab.jobs_running())) > 0
+                kinds.append(kind)
+                drops[kind] += 1
+                time.sleep(rng.uniform(0.3, 4.0))
+                lab.hosts[name].start()
+            out, _ = p.communicate(timeout=600)
+            reattached += out.count("which ran on while its host did not answer")
+            ok = p.returncode == 0
+            for t in range(TRAINERS):
+                path = os.path.join(ws, "out/t%d.txt" % t)
+                ok = ok and os.path.exists(path) and open(path).read() == "t%d done\n" % t
+            if not sshhosts_wait_idle(lab):
+                ok = False
+                out += "\n(a job was left running on a host)"
+            rows = ledger(lab)
+            epochs = [(r[0], r[1]) for r in rows]
+            dup = len(epochs) - len(set(epochs))
+            missing = {("t%d" % t, str(e)) for t in range(TRAINERS) for e in range(1, EPOCHS + 1)} - set(epochs)
+            ok = ok and not missing
+            again = subprocess.run([KILN, "run", "--executor", "ssh", "--hosts", "hosts.lua"], cwd=ws,
+                                   capture_output=True, text=True, timeout=120)
+            ok = ok and again.returncode == 0 and "%d up to date" % TRAINERS in again.stdout
+            twice += dup
+            print("trial %d: drops %s, rc %d, epochs twice %d%s" % (trial, ",".join(kinds) or "none", p.returncode, dup,
+                                                                   "" if ok else "  FAILED"), flush=True)
+            if not ok:
+                failures.append((trial, out[-2000:], again.stdout[-500:], sorted(missing)))
+    finally:
+        lab.close()
+        shutil.rmtree(ws, ignore_errors=True)
+    print("host-drop campaign: %d trials, %d partitions, %d reboots (%d that killed jobs), %d jobs re-attached "
+          "after a partition, %d epochs run twice of %d, %d failed, %.0f s"
+          % (trials, drops["partition"], drops["reboot"], killed, reattached, twice, trials * TRAINERS * EPOCHS,
+             len(failures), time.time() - started))
+    for trial, out, again, missing in failures:
+        print("--- trial %d (missing %s)\n%s\n--- no-op:\n%s" % (trial, missing, out, again))
+    return 1 if failures else 0
+
+
+def sshhosts_wait_idle(lab, timeout=30):
+    end = time.time() + timeout
+    while time.time() < end:
+        if not lab.jobs_running():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+if __name__ == "__main__":
+    sys.exit(main())
