@@ -54,6 +54,8 @@ typedef int (*VerbFn)(Options *o, int argc, char **argv);
 
 /* An empty graph for the workspace (the current directory). */
 Graph *new_graph(void);
+/* Loads the recipe (and --hosts FILE's hosts{}) into g, nothing more; exits on an error. */
+Graph *load_recipe(Options *o, Graph *g);
 /* Loads the recipe into g, resolves and selects the targets; exits on a recipe error. */
 Graph *load_graph(Options *o, Graph *g);
 /* load_graph with input checks through cache c (each input stat'ed once per command). */

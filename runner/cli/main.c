@@ -382,12 +382,9 @@ static void load_or_exit(Graph *g, const char *path, const ParamOverrides *ov, O
 		fatal("%s", buf_str(&err));
 }
 
-/* Loads, resolves and selects into g (made by new_graph); with a cache, input checks
- * go through it so each input is stat'ed once per command. */
-Graph *load_graph_with(Options *o, Graph *g, Cache *c)
+Graph *load_recipe(Options *o, Graph *g)
 {
 	const char *recipe = o->recipe ? o->recipe : "kiln.lua";
-	Buf err = {0};
 	if (!o->recipe && o->lua_word && access(recipe, F_OK) != 0) /* not "cannot read kiln.lua" */
 		fatal("cannot read recipe %s: %s (a recipe is named from where kiln was started)", o->lua_word,
 		      strerror(o->lua_errno));
@@ -405,6 +402,15 @@ Graph *load_graph_with(Options *o, Graph *g, Cache *c)
 		if (graph_block(g, "hosts") == recipe_hosts)
 			fatal("%s: no hosts{} block in it", o->hosts_file);
 	}
+	return g;
+}
+
+/* Loads, resolves and selects into g (made by new_graph); with a cache, input checks
+ * go through it so each input is stat'ed once per command. */
+Graph *load_graph_with(Options *o, Graph *g, Cache *c)
+{
+	Buf err = {0};
+	load_recipe(o, g);
 	for (int i = 0; exec_kinds[i]; i++) /* what each executor's block promises */
 		if (exec_kinds[i]->check && exec_kinds[i]->check(g, &err) != 0)
 			fatal("%s", buf_str(&err));

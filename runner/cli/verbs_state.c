@@ -89,7 +89,7 @@ static void print_new(FILE *f)
 /* The executor and host of the open attempt whose log is `log` ("" when none is open). */
 typedef struct {
 	const char *log;
-	char executor[16], host[128];
+	char executor[16], host[128], job_id[128];
 } OpenOf;
 
 static void find_open(void *ctx, const OpenAttempt *a)
@@ -98,7 +98,50 @@ static void find_open(void *ctx, const OpenAttempt *a)
 	if (a->rec.log && !strcmp(a->rec.log, o->log)) {
 		snprintf(o->executor, sizeof o->executor, "%s", a->rec.executor ? a->rec.executor : "");
 		snprintf(o->host, sizeof o->host, "%s", a->rec.host ? a->rec.host : "");
+		snprintf(o->job_id, sizeof o->job_id, "%s", a->rec.job_id ? a->rec.job_id : "");
 	}
+}
+
+/* The bytes of the job's own log that the local log at path holds: what follows its header
+ * and kiln's lines before the job's first (a host's copy streamed here, byte for byte). */
+static long long streamed_here(const char *path)
+{
+	size_t len;
+	char *text = read_file(path, &len);
+	char *p = text ? strstr(text, "\n# --\n") : NULL;
+	long long n = 0;
+	if (p) {
+		p += 6;
+		while (!strncmp(p, "# kiln: ", 8) && strchr(p, '\n'))
+			p = strchr(p, '\n') + 1;
+		n = (long long)(len - (size_t)(p - text));
+	}
+	free(text);
+	return n;
+}
+
+/* kiln log -f of an attempt on an executor's machines (ssh) while no kiln is at work here:
+ * the rest of its log from there, until its job ends; 0 when it was followed to its end. */
+static int follow_there(Options *o, const char *task, const char *path, const OpenOf *where)
+{
+	const ExecutorKind *kind = exec_kind(where->executor);
+	if (!kind || !kind->follow_log || !where->job_id[0])
+		return -1;
+	fflush(stdout);
+	fprintf(stderr, "kiln: %s runs on %s and no kiln is at work here: following its log there\n", task, where->host);
+	char state_dir[64];
+	snprintf(state_dir, sizeof state_dir, KILN_DIR "/%s", kind->name);
+	Graph *g = load_recipe(o, new_graph()); /* its hosts{}: how to reach the host */
+	Buf err = {0};
+	int rc = kind->follow_log(g, state_dir, where->host, where->job_id, streamed_here(path), &err);
+	fflush(stdout);
+	if (rc == 0)
+		fprintf(stderr, "kiln: its job there has ended; `kiln run` brings its outputs back and records it\n");
+	else
+		fprintf(stderr, "kiln: %s; `kiln run` re-attaches to it and brings the rest\n", buf_str(&err));
+	buf_free(&err);
+	graph_free(g);
+	return rc;
 }
 
 /* Whether the attempt logging to `log` has ended though no kiln recorded it: a local
@@ -123,14 +166,14 @@ static int ended_unwatched(const char *log, const OpenOf *o)
  * meanwhile; an ssh attempt's with no kiln at work, only what has arrived); a
  * retry of a failed one that starts within a few seconds is followed on, under a line
  * naming its log. */
-static void follow_log(Cache *c, const char *task, const char *path)
+static void follow_log(Options *o, Cache *c, const char *task, const char *path)
 {
 	char *following = xstrdup(path);
 	FILE *f = fopen(following, "r");
 	if (!f)
 		fatal("cannot read %s: %s", following, strerror(errno));
 	int64_t ended_at = 0;
-	OpenOf where = {following, "", ""};
+	OpenOf where = {following, "", "", ""};
 	cache_each_open_job(c, find_open, &where);
 	for (;;) {
 		print_new(f);
@@ -146,7 +189,7 @@ static void follow_log(Cache *c, const char *task, const char *path)
 				following = xstrdup(buf_str(&latest));
 				printf("\n==> %s <==\n", following);
 				ended_at = 0;
-				where = (OpenOf){following, "", ""};
+				where = (OpenOf){following, "", "", ""};
 				cache_each_open_job(c, find_open, &where);
 				buf_free(&latest);
 				continue;
@@ -156,10 +199,9 @@ static void follow_log(Cache *c, const char *task, const char *path)
 		if (stands == ATTEMPT_SUCCEEDED)
 			break;
 		if (stands == ATTEMPT_RUNNING && !strcmp(where.executor, "ssh") && !cache_lock_holder(c)) {
-			/* the host's log comes here through a kiln: with none at work nothing more arrives */
-			fflush(stdout);
-			fprintf(stderr, "kiln: %s runs on %s and no kiln is at work here: its log comes through one; `kiln "
-					"run` re-attaches to it and brings the rest\n", task, where.host[0] ? where.host : "an ssh host");
+			/* the host's log comes here through a kiln: with none at work, from there */
+			print_new(f);
+			follow_there(o, task, following, &where);
 			break;
 		}
 		if (!found || stands == ATTEMPT_ENDED || ended_unwatched(following, &where)) {
@@ -228,7 +270,7 @@ int verb_log(Options *o, int argc, char **argv)
 		if (cache_last_log(c, o->targets[0], &path, NULL) != 0)
 			fatal("no log recorded for task \"%s\" in this workspace (has it run?)", o->targets[0]);
 		if (o->follow)
-			follow_log(c, o->targets[0], buf_str(&path));
+			follow_log(o, c, o->targets[0], buf_str(&path));
 		else
 			print_file(buf_str(&path));
 		ShardScan scan = shard ? (ShardScan){0} : scan_shards(o->targets[0]);

@@ -181,6 +181,12 @@ typedef struct {
 	 * them (ssh: the hosts' jobs and gpus), 0 where not declared (learned on connecting);
 	 * returns how many machines. NULL: its system's own (Slurm), not bounded here. */
 	int (*plan_capacity)(const Graph *g, int *slots, int *gpus);
+	/* `kiln log -f` of an open attempt no kiln follows whose log is on its machines (ssh: the
+	 * host's copy): writes the log of job_id on host (as g's recipe declares it) to stdout
+	 * from byte skip, until the job ends there (state_dir: ExecSetup's); 0, or -1 with why
+	 * in err. NULL: the log is here (local) or on the shared file system (Slurm). */
+	int (*follow_log)(const Graph *g, const char *state_dir, const char *host, const char *job_id, long long skip,
+			  Buf *err);
 	/* Makes the executor for a run, or NULL with a message (a tool missing). */
 	Executor *(*make)(const ExecSetup *setup, Buf *err);
 } ExecutorKind;

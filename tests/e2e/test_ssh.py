@@ -331,7 +331,7 @@ task { name = "eval_b", host = "v801", inputs = {"ckpt/big.pt"}, outputs = {"b.t
 
     def test_detach_leaves_remote_jobs_running_for_the_next_run(self):
         self.ws.write("kiln.lua", 'task { name = "long", outputs = {"l.txt"}, '
-                      'run = "%ssleep 2\\necho done > l.txt" }\n' % self.START)
+                      'run = "%secho before; sleep 3\\necho after the detach; echo done > l.txt" }\n' % self.START)
         p = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua", "--detach")
         self.assertTrue(wait_for(lambda: len(self.starts()) == 1, timeout=30))
         p.send_signal(signal.SIGINT)
@@ -339,10 +339,18 @@ task { name = "eval_b", host = "v801", inputs = {"ckpt/big.pt"}, outputs = {"b.t
         self.assertEqual(p.returncode, 130, out + err)
         self.assertIn("left running as ssh job", out)
         self.assertTrue(self.lab.jobs_running(), "the job runs on there")
-        # its log comes through a kiln: with none at work, -f says so rather than wait for ever
+        # with no kiln at work, -f follows the log on the host (its hosts{} named as for run)
+        # from where the local copy ends, to the job's end
         f = self.ws.kiln("log", "-f", "long", timeout=30)
         self.assertEqual(f.rc, 0, f)
-        self.assertRegex(f.err, r"long runs on v80\d and no kiln is at work here: its log comes through one")
+        self.assertRegex(f.err, r"long runs on v80\d and no kiln is at work here: following its log there")
+        self.assertIn("declares no host", f.err)
+        self.assertIn("`kiln run` re-attaches to it and brings the rest", f.err)
+        f = self.ws.kiln("log", "-f", "long", "--hosts", "hosts.lua", timeout=30)
+        self.assertEqual(f.rc, 0, f)
+        self.assertEqual(f.out.count("before\n"), 1, f)
+        self.assertIn("after the detach\n", f.out)
+        self.assertIn("its job there has ended", f.err)
         r = self.kiln()
         self.assertEqual(r.rc, 0, r)
         self.assertIn("attached to ssh job", r.out)

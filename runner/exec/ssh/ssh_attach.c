@@ -2,13 +2,17 @@
  * again with the same key (every node of a multi-node job), stopped when their task's
  * recipe changed, and swept when no record names them (a kill -9 struck before the attempt
  * was recorded); and a job this run lost with its host, taken up by its task's next attempt
- * when the host answers again and the job ran on there (a network's drop, not a reboot). */
+ * when the host answers again and the job ran on there (a network's drop, not a reboot);
+ * and `kiln log -f` of a job no kiln follows, from its log there. */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
+#include "../../../base/os.h"
 #include "ssh_internal.h"
 
 /* Whether adopted job a (its lease's host the first node's, its id "ID+HOST:GPUS+...") has
@@ -195,6 +199,48 @@ int ssh_reattaches(SshExec *se, const Task *t)
 		return there;
 	}
 	return 0;
+}
+
+int ssh_follow_log(const Graph *g, const char *state_dir, const char *host, const char *job_id, long long skip,
+		   Buf *err)
+{
+	const RecipeHosts *block = graph_block(g, "hosts");
+	const RecipeHost *spec = NULL;
+	char id[64]; /* a multi-node job's "ID+HOST:GPUS+...": node 0's, whose log is the job's */
+	snprintf(id, sizeof id, "%.*s", (int)strcspn(job_id, "+"), job_id);
+	for (int i = 0; block && i < block->n && !spec; i++)
+		if (!strcmp(block->hosts[i].name, host))
+			spec = &block->hosts[i];
+	if (!spec || strpbrk(id, "'\"$`\\ /")) {
+		buf_printf(err, "the recipe declares no host %s (hosts{}, or --hosts FILE)", host);
+		return -1;
+	}
+	/* through the master connection a kiln left (ControlPersist), else one of its own */
+	SshHost h = {.spec = spec, .control_path = xasprintf("ControlPath=%s/%s.sock", state_dir, host)};
+	Buf script = {0};
+	buf_puts(&script, "cd ");
+	buf_shell_quote(&script, spec->workdir);
+	buf_printf(&script, " 2>/dev/null && J=.kiln/jobs/%s && [ -f \"$J/log\" ] || exit 3\n"
+			    "if [ -f \"$J/exit\" ] || ! read p < \"$J/pid\"; then tail -c +%lld \"$J/log\"\n"
+			    "else tail -c +%lld -f --pid=\"$p\" \"$J/log\"; fi\n", id, skip + 1, skip + 1);
+	char **argv = ssh_argv(&h, buf_str(&script));
+	pid_t pid;
+	int status = -1;
+	fflush(stdout);
+	OsSpawn spawn = {.argv = argv, .stdin_null = 1, .out_fd = -1, .err_fd = -1};
+	if (os_spawn(&spawn, &pid) == 0)
+		while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+			;
+	free(argv);
+	buf_free(&script);
+	free(h.control_path);
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+		return 0;
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 3)
+		buf_printf(err, "job %s is gone from %s's workdir %s", id, host, spec->workdir);
+	else
+		buf_printf(err, "cannot follow it on %s (ssh %s)", host, WIFEXITED(status) ? "failed" : "was stopped");
+	return -1;
 }
 
 int ssh_reattach(SshExec *se, Job *job)

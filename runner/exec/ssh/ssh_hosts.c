@@ -232,4 +232,4 @@ extern const ExecutorKind exec_ssh_kind;
 const ExecutorKind exec_ssh_kind = {.name = "ssh", .about = "the servers of hosts{} (or --hosts FILE), reached by ssh",
 				    .block = "hosts", .read_block = hosts_read_block, .claims = names_hosts,
 				    .refuses = ssh_refuses, .check = hosts_declared, .plan_capacity = hosts_capacity,
-				    .make = exec_ssh_new};
+				    .follow_log = ssh_follow_log, .make = exec_ssh_new};

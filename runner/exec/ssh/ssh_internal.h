@@ -160,6 +160,9 @@ void ssh_keep_lost(SshExec *se, const Remote *rm);
 /* Whether start() of t will re-attach to a job left for it (the same key, on a host that
  * answers; a lost job's still there): it then needs no room of has_room's. */
 int ssh_reattaches(SshExec *se, const Task *t);
+/* The kind's follow_log (exec.h): the job's log there, streamed until the job ends. */
+int ssh_follow_log(const Graph *g, const char *state_dir, const char *host, const char *job_id, long long skip,
+		   Buf *err);
 /* start() of job re-attaches to the job an earlier kiln left for its task (1), or the task
  * starts afresh (0: none, its host is down, or its key changed, when it is stopped). */
 int ssh_reattach(SshExec *se, Job *job);
