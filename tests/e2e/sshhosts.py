@@ -95,23 +95,12 @@ class Host:
                 todo.append(c)
         return out
 
-    def stop(self):
-        """Stops the server with its connections and their processes (a host that goes away)."""
+    def stop(self, keep_jobs=False):
+        """Stops the server with its connections and their processes (a host that goes away);
+        keep_jobs: but not the jobs they started (a network that drops while the host works on)."""
         if not self.proc:
             return
-        for pid in self.descendants():
-            try:
-                os.kill(pid, 9)
-            except OSError:
-                pass
-        self.proc.kill()
-        self.proc.wait()
-        self.proc = None
-
-    def partition(self):
-        """Stops the server and its connections but not the jobs they started (a network that
-        drops while the host works on)."""
-        jobs = set(self.lab.jobs_running())
+        jobs = set(self.lab.jobs_running()) if keep_jobs else set()
         for pid in self.descendants():
             if pid not in jobs:
                 try:
@@ -121,6 +110,9 @@ class Host:
         self.proc.kill()
         self.proc.wait()
         self.proc = None
+
+    def partition(self):
+        self.stop(keep_jobs=True)
 
     def log(self):
         p = os.path.join(self.home, "sshd.log")

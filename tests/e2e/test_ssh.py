@@ -497,10 +497,7 @@ end
     def resuming_task_failed_once(self):
         """Runs task train (RESUMING; v800 or v801, one job each) to its failure after epoch 3,
         after a local task go: the host it ran on, and the other one."""
-        for h in self.lab.hosts.values():  # the homes outlive the lab's reset
-            for name in ("ledger", "died"):
-                if os.path.exists(os.path.join(h.home, name)):
-                    os.remove(os.path.join(h.home, name))
+        self.clear_ledgers()
         self.ws.write("hosts.lua", self.lab.hosts_lua({"v800": "jobs = 1", "v801": "jobs = 1"}))
         recipe = ('%stask { name = "go", executor = "local", outputs = {"go.txt"}, run = "%secho x > go.txt" }\n'
                   'task { name = "train", hosts = {"v800", "v801"}, inputs = {"go.txt"}, outputs = {"model.txt"}, '
@@ -517,6 +514,41 @@ end
             return []
         with open(p) as f:
             return f.read().split()
+
+    def clear_ledgers(self):
+        for h in self.lab.hosts.values():  # the homes outlive the lab's reset
+            for name in ("ledger", "died"):
+                if os.path.exists(os.path.join(h.home, name)):
+                    os.remove(os.path.join(h.home, name))
+
+    def train_through_a_drop(self, drop, epochs, ngpus=0):
+        """Runs train (a checkpointing loop of epochs, 0.4 s each, "epoch N" printed) on v800 or
+        v801 and drops its host after its second epoch for a moment (drop: "stop", a reboot,
+        or "partition", the network): (its host, kiln's output, kiln's exit status)."""
+        self.clear_ledgers()
+        self.ws.write("hosts.lua", self.lab.hosts_lua({"v800": "jobs = 1", "v801": "jobs = 1"}))
+        slow = ('s=$(cat ckpt/last 2>/dev/null || echo 0); mkdir -p ckpt; for e in $(seq $((s + 1)) %d); do '
+                'sleep 0.4; echo $e >> $HOME/ledger; echo epoch $e; echo $e > ckpt/last; done; echo > model.txt' % epochs)
+        self.ws.write("kiln.lua", 'task { name = "train", hosts = {"v800", "v801"}, gpus = %d, outputs = {"model.txt"}, '
+                      'resume = {"ckpt"}, run = "%s" }\n' % (ngpus, slow))
+        run = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua", "--host-wait", "60s")
+        home = None
+        try:
+            self.assertTrue(wait_for(lambda: len(self.ledger_of("v800") + self.ledger_of("v801")) >= 2, timeout=60))
+            home = "v800" if self.ledger_of("v800") else "v801"
+            if ngpus:  # its host's devices all read busy now, its own job's among them
+                self.lab.hosts[home].set_gpus(gpus(2, busy=(0, 1)))
+            getattr(self.lab.hosts[home], drop)()
+            time.sleep(1.5)
+            self.lab.hosts[home].start()
+            out, err = run.communicate(timeout=120)
+        finally:
+            if run.poll() is None:
+                run.kill()
+            if home:
+                self.lab.hosts[home].set_gpus(self.HOSTS[home])
+            self.assertTrue(wait_for(lambda: not self.lab.jobs_running(), timeout=30))
+        return home, out + err, run.returncode
 
     def test_a_retry_goes_back_to_the_host_holding_its_resume_state(self):
         recipe, home, other = self.resuming_task_failed_once()
@@ -536,10 +568,7 @@ end
     def test_a_multi_node_retry_puts_its_first_node_back_on_the_host_holding_its_resume_state(self):
         # rank 0 keeps the checkpoint in its host's workdir; the retry's first node goes back
         # there (waiting for the task holding its slot) instead of starting afresh elsewhere
-        for h in self.lab.hosts.values():
-            for name in ("ledger", "died"):
-                if os.path.exists(os.path.join(h.home, name)):
-                    os.remove(os.path.join(h.home, name))
+        self.clear_ledgers()
         self.ws.write("hosts.lua", self.lab.hosts_lua({n: "jobs = 1" for n in ("v800", "v801", "v802")}))
         recipe = ('%stask { name = "go", executor = "local", outputs = {"go.txt"}, run = "%secho x > go.txt" }\n'
                   'task { name = "train", ranks = 1, nnodes = 2, inputs = {"go.txt"}, outputs = {"model.txt"}, '
@@ -561,27 +590,9 @@ end
 
     def test_a_task_lost_with_its_host_continues_there_when_the_host_is_back(self):
         # the host drops mid-run (its processes die with it, as in a reboot) and comes back a
-        # few seconds later: the retry goes back to it and continues from the checkpoint
-        for h in self.lab.hosts.values():
-            if os.path.exists(os.path.join(h.home, "ledger")):
-                os.remove(os.path.join(h.home, "ledger"))
-        self.ws.write("hosts.lua", self.lab.hosts_lua({"v800": "jobs = 1", "v801": "jobs = 1"}))
-        slow = ('s=$(cat ckpt/last 2>/dev/null || echo 0); mkdir -p ckpt; for e in $(seq $((s + 1)) 8); do '
-                'sleep 0.4; echo $e >> $HOME/ledger; echo $e > ckpt/last; done; echo > model.txt')
-        self.ws.write("kiln.lua", 'task { name = "train", hosts = {"v800", "v801"}, outputs = {"model.txt"}, '
-                      'resume = {"ckpt"}, run = "%s" }\n' % slow)
-        run = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua", "--host-wait", "60s")
-        try:
-            self.assertTrue(wait_for(lambda: len(self.ledger_of("v800") + self.ledger_of("v801")) >= 2, timeout=60))
-            home = "v800" if self.ledger_of("v800") else "v801"
-            self.lab.hosts[home].stop()
-            time.sleep(3)
-            self.lab.hosts[home].start()
-            out, err = run.communicate(timeout=120)
-        finally:
-            if run.poll() is None:
-                run.kill()
-        self.assertEqual(run.returncode, 0, out + err)
+        # moment later: the retry goes back to it and continues from the checkpoint
+        home, out, rc = self.train_through_a_drop("stop", 8)
+        self.assertEqual(rc, 0, out)
         ledger = self.ledger_of(home)
         self.assertEqual(sorted(set(ledger), key=int), [str(e) for e in range(1, 9)], ledger)
         self.assertLessEqual(len(ledger) - len(set(ledger)), 1, "at most the epoch in flight twice: %s" % ledger)
@@ -591,34 +602,10 @@ end
 
     def test_a_job_that_ran_on_while_its_host_did_not_answer_is_re_attached_not_restarted(self):
         # the network drops, the host works on: when it answers again the retry takes up the
-        # job that kept running there (no epoch twice, its log whole) rather than stop it
-        for h in self.lab.hosts.values():
-            if os.path.exists(os.path.join(h.home, "ledger")):
-                os.remove(os.path.join(h.home, "ledger"))
-        self.ws.write("hosts.lua", self.lab.hosts_lua({"v800": "jobs = 1", "v801": "jobs = 1"}))
-        slow = ('s=$(cat ckpt/last 2>/dev/null || echo 0); mkdir -p ckpt; for e in $(seq $((s + 1)) 10); do '
-                'sleep 0.4; echo $e >> $HOME/ledger; echo epoch $e; echo $e > ckpt/last; done; echo > model.txt')
-        self.ws.write("kiln.lua", 'task { name = "train", hosts = {"v800", "v801"}, gpus = 1, outputs = {"model.txt"}, '
-                      'resume = {"ckpt"}, run = "%s" }\n' % slow)
-        run = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua", "--host-wait", "60s")
-        home = None
-        try:
-            self.assertTrue(wait_for(lambda: len(self.ledger_of("v800") + self.ledger_of("v801")) >= 2, timeout=60))
-            home = "v800" if self.ledger_of("v800") else "v801"
-            # its host's devices all read busy now (its own job's among them): re-attaching
-            # needs none free
-            self.lab.hosts[home].set_gpus(gpus(2, busy=(0, 1)))
-            self.lab.hosts[home].partition()
-            time.sleep(1.5)
-            self.lab.hosts[home].start()
-            out, err = run.communicate(timeout=120)
-        finally:
-            if run.poll() is None:
-                run.kill()
-            if home:
-                self.lab.hosts[home].set_gpus(self.HOSTS[home])
-            self.assertTrue(wait_for(lambda: not self.lab.jobs_running(), timeout=30))
-        self.assertEqual(run.returncode, 0, out + err)
+        # job that kept running there (no epoch twice, its log whole) rather than stop it, though
+        # every device there reads busy (its own job's among them)
+        home, out, rc = self.train_through_a_drop("partition", 10, ngpus=1)
+        self.assertEqual(rc, 0, out)
         self.assertEqual(self.ledger_of(home), [str(e) for e in range(1, 11)], "no epoch twice, none restarted")
         self.assertIn("train: attached to ssh job", out)
         self.assertIn("which ran on while its host did not answer", out)
