@@ -616,6 +616,33 @@ end
         self.assertEqual(self.ws.read("model.txt"), "\n")
         self.assertEqual(self.ws.kiln("run", "--executor", "ssh", "--hosts", "hosts.lua").out.count("up to date"), 1)
 
+    def test_a_job_lost_with_its_host_whose_work_went_elsewhere_is_stopped_there(self):
+        # no resume state: the lost job runs again elsewhere at once; the copy that ran on on
+        # its partitioned host (slowed there) is stopped when kiln reaches the host again,
+        # at the latest at the run's end, not left to hold its GPU for nothing
+        self.clear_ledgers()
+        self.ws.write("hosts.lua", self.lab.hosts_lua({"v800": "jobs = 1", "v801": "jobs = 1"}))
+        self.ws.write("kiln.lua", 'task { name = "work", hosts = {"v800", "v801"}, outputs = {"w.txt"}, run = "for i in '
+                      '$(seq 12); do echo $i >> $HOME/ledger; sleep 0.3; [ -e $HOME/died ] && sleep 3; done; '
+                      'echo $KILN_HOST > w.txt" }\n')
+        run = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua")
+        try:
+            self.assertTrue(wait_for(lambda: len(self.ledger_of("v800") + self.ledger_of("v801")) >= 2, timeout=60))
+            home = "v800" if self.ledger_of("v800") else "v801"
+            open(os.path.join(self.lab.hosts[home].home, "died"), "w").close()
+            self.lab.hosts[home].partition()
+            time.sleep(1)
+            self.lab.hosts[home].start()
+            out, err = run.communicate(timeout=120)
+        finally:
+            if run.poll() is None:
+                run.kill()
+        self.assertEqual(run.returncode, 0, out + err)
+        self.assertEqual(self.ws.read("w.txt"), ("v801" if home == "v800" else "v800") + "\n")
+        self.assertTrue(wait_for(lambda: not self.lab.jobs_running(), timeout=3),
+                        "the lost copy on %s was stopped: %s" % (home, self.lab.jobs_running()))
+        self.assertLess(len(self.ledger_of(home)), 12, "it did not run to its end there")
+
     def test_a_retry_whose_resume_host_stays_down_starts_afresh_elsewhere_and_says_so(self):
         recipe, home, other = self.resuming_task_failed_once()
         open(os.path.join(self.lab.hosts[other].home, "died"), "w").close()  # it fails once only

@@ -133,6 +133,13 @@ void ssh_stop_orphans(SshExec *se)
 			if (a->row == 0 && !a->used && !strcmp(a->lease.host, host->spec->name) && !strpbrk(a->job_id, "'\"$`\\ /"))
 				buf_printf(&b, "kill -KILL -$(cat .kiln/jobs/%s/pid) 2>/dev/null; ", a->job_id);
 		}
+		ssh_host_stop_stale(host, &b); /* lost, their work done elsewhere */
+		if (b.len && host->down) { /* jobs lost with it may run on there: one more try */
+			Buf err = {0};
+			host->retry_at_ns = 0;
+			ssh_host_connect(host, se->cfg.busy_mem, se->cfg.busy_util, &err);
+			buf_free(&err);
+		}
 		if (b.len && host->connected && !host->down) {
 			Buf cmd = {0};
 			buf_puts(&cmd, "cd ");
@@ -163,8 +170,10 @@ void ssh_node_failed(SshExec *se, Remote *rm, enum JobEnd end, int code, const c
 void ssh_keep_lost(SshExec *se, const Remote *rm)
 {
 	const Task *t = rm->job->task;
-	if (rm->gang || task_is_runner(t) || t->forced || !rm->job->key[0])
+	if (rm->gang || task_is_runner(t) || t->forced || !rm->job->key[0]) { /* run again elsewhere, whole */
+		buf_printf(&rm->host->stale_jobs, " %s", rm->id);
 		return;
+	}
 	se->adopted = xrealloc(se->adopted, (size_t)(se->nadopted + 1) * sizeof *se->adopted);
 	AdoptedJob *a = &se->adopted[se->nadopted++];
 	*a = (AdoptedJob){xstrdup(t->name), xstrdup(rm->id), xstrdup(rm->job->key), xstrdup(""), .lease = *rm->lease,
@@ -255,8 +264,11 @@ int ssh_reattach(SshExec *se, Job *job)
 		Buf err = {0};
 		int up = h && ssh_host_connect(h, se->cfg.busy_mem, se->cfg.busy_util, &err) == 0;
 		buf_free(&err);
-		if (!up || !a->job_id[0] || strpbrk(a->job_id, "'\"$`\\ /"))
+		if (!up || !a->job_id[0] || strpbrk(a->job_id, "'\"$`\\ /")) {
+			if (h && !up && !a->row && a->job_id[0] && !strpbrk(a->job_id, "'\"$`\\ /+"))
+				buf_printf(&h->stale_jobs, " %s", a->job_id); /* a lost job its host may still run */
 			return 0; /* its host is gone from hosts{} or down: it starts afresh */
+		}
 		int id_len = (int)strcspn(a->job_id, "+"); /* "ID", then a multi-node job's later nodes */
 		if (strcmp(a->key, job->key)) { /* its recipe changed: that job is stale there (on each node) */
 			for (const char *p = a->job_id; p; p = strchr(p + 1, '+')) {

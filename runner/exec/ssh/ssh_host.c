@@ -245,7 +245,9 @@ static char *contact_script(const SshHost *h)
 	buf_shell_quote(&script, h->spec->workdir);
 	buf_puts(&script, " && cd ");
 	buf_shell_quote(&script, h->spec->workdir);
-	buf_puts(&script, " && mkdir -p .kiln/jobs .kiln/bin && pwd && (nproc 2>/dev/null || echo 1) && "
+	buf_puts(&script, " && mkdir -p .kiln/jobs .kiln/bin && { ");
+	ssh_host_stop_stale(h, &script); /* their work went elsewhere */
+	buf_puts(&script, "true; } && pwd && (nproc 2>/dev/null || echo 1) && "
 			  "(awk '/^MemTotal:/ { print int($2 / 1024) }' /proc/meminfo 2>/dev/null || echo 0) && "
 			  /* kiln's tools there, as rsync's quick check sees them: a run copies them only if changed */
 			  "{ printf 'tools '; (cd .kiln/bin && stat -c '%n:%s:%Y' -- * 2>/dev/null) | tr '\\n' ' '; echo; } && "
@@ -311,6 +313,7 @@ static int contact_read(SshHost *h, int rc, Buf *out, Buf *errout, double busy_m
 	h->connected = 1;
 	h->down = 0;
 	h->down_since_ns = 0;
+	buf_reset(&h->stale_jobs); /* stopped by the script just run */
 	h->failures_in_a_row = 0;
 	return 0;
 }
@@ -401,6 +404,15 @@ int ssh_host_connect(SshHost *h, double busy_mem, double busy_util, Buf *err)
 	return contact_read(h, rc, &out, &errout, busy_mem, busy_util, err);
 }
 
+void ssh_host_stop_stale(const SshHost *h, Buf *script)
+{
+	for (const char *p = h->stale_jobs.data ? h->stale_jobs.data : ""; *p == ' ';) {
+		size_t n = strcspn(p + 1, " ");
+		buf_printf(script, "kill -TERM -$(cat .kiln/jobs/%.*s/pid) 2>/dev/null; ", (int)n, p + 1);
+		p += 1 + n;
+	}
+}
+
 void ssh_host_free(SshHost *h)
 {
 	gpu_pool_free(h->gpus);
@@ -411,6 +423,7 @@ void ssh_host_free(SshHost *h)
 	free(h->sweep_found);
 	free(h->gpus_first);
 	buf_free(&h->ended_jobs);
+	buf_free(&h->stale_jobs);
 	strmap_free_owned(&h->copied);
 	strmap_free_owned(&h->in_flight);
 }

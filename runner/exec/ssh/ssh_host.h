@@ -69,6 +69,8 @@ typedef struct SshHost {
 	int chosen;           /* holds a node of the multi-node job being placed (place_choose skips it) */
 	char *listing;        /* the listing of recorded placements, read once per run (or NULL) */
 	Buf ended_jobs;       /* " .kiln/jobs/ID" of jobs recorded here this run: removed there at the end */
+	Buf stale_jobs;       /* " ID" of jobs lost with it whose work went elsewhere (they may run on
+			       * there): stopped when it answers again, or at the run's end */
 	StrMap copied;        /* path -> content hash (owned) copied there this run */
 	StrMap in_flight;     /* path -> int: copies of it under way there (both owned) */
 	struct Agent *agent;  /* its agent this run (ssh_agent.c), or NULL */
@@ -115,6 +117,8 @@ int ssh_host_allows(const SshHost *h, const Task *t);
 int ssh_host_task_cpus(const Task *t, const SshHost *h);
 /* The end-of-run line for h: done / failed / lost / stopped, GPU time, paths held, DOWN. */
 void ssh_host_print_summary(const SshHost *h, int held);
+/* Appends to script (run in the workdir there) the commands that stop h's stale jobs. */
+void ssh_host_stop_stale(const SshHost *h, Buf *script);
 /* Ends h's master connection (kiln leaves it for the next run otherwise: ControlPersist). */
 void ssh_host_close(SshHost *h);
 void ssh_host_free(SshHost *h);
