@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """host-drop-campaign.py [TRIALS] [SEED] — hosts that drop while checkpointing trainers run on
-them: each trial runs a grid of resumable trainers over three ssh hosts (the test suite's sshd
-servers, tests/e2e/sshhosts.py; needs root) and, at random moments, drops one host for a random
-while — either its network (the server stops, its jobs work on: a partition) or the machine
-(the server stops with every process under it: a reboot) — then brings it back. After each
-run: every trainer's output is right, no job is left running there, a no-op run starts
-nothing, and the epochs run twice are counted: a partition may cost none (the job is
-re-attached), a reboot at most the epoch in flight of each job it killed (the retry goes back
-to the host holding the checkpoint). Prints counts and times.
+them: each trial runs a grid of resumable trainers, a map{} of items in three shards and a plain
+task over three ssh hosts (the test suite's sshd servers, tests/e2e/sshhosts.py; needs root)
+and, at random moments, drops one host for a random while — either its network (the server
+stops, its jobs work on: a partition) or the machine (the server stops with every process
+under it: a reboot) — then brings it back. After each run: every output is right, no job is
+left running there (3 s after kiln's end), a no-op run starts nothing, and what ran twice is
+counted: trainers' epochs (a partition may cost none: the job is re-attached; a reboot at
+most the epoch in flight of each job it killed: the retry goes back to the host holding the
+checkpoint) and map items (those of a lost shard not yet brought back run again elsewhere).
+Prints counts and times.
 
   /usr/bin/python3 scripts/host-drop-campaign.py 10 7
 """
@@ -24,7 +26,7 @@ sys.path.insert(0, os.path.join(HERE, "../tests/e2e"))
 import sshhosts  # noqa: E402
 
 KILN = os.environ.get("KILN") or os.path.join(HERE, "../build/kiln")
-TRAINERS, EPOCHS = 4, 12
+TRAINERS, EPOCHS, ITEMS = 4, 12, 30
 
 # epoch e of trainer T: "T e HOST" in the host's ledger, then its checkpoint; resumes from it
 TRAIN = ('s=$(cat ckpt/{t}/last 2>/dev/null || echo 0); mkdir -p ckpt/{t}; for e in $(seq $((s + 1)) %d); do '
@@ -50,7 +52,7 @@ def main():
         return 0
     lab = sshhosts.Lab({"v800": [], "v801": [], "v802": []})
     ws = tempfile.mkdtemp(prefix="kiln-drops-")
-    failures, twice, drops = [], 0, {"partition": 0, "reboot": 0}
+    failures, twice, items_twice, drops = [], 0, 0, {"partition": 0, "reboot": 0}
     reattached = killed = 0
     started = time.time()
     try:
@@ -61,6 +63,11 @@ def main():
                 name = "t%d" % t
                 f.write('task { name = "%s", outputs = {"out/%s.txt"}, resume = {"ckpt/%s"}, run = %r }\n'
                         % (name, name, name, TRAIN.format(t=name)))
+            f.write('task { name = "plain", outputs = {"out/plain.txt"}, run = "sleep 2; echo plain > out/plain.txt" }\n'
+                    'local items = {}\nfor i = 1, %d do items[#items + 1] = "i" .. i end\n'
+                    'map { name = "cap", items = items, shards = 3, output = "out/items/{item}.txt", '
+                    'run = "while read it; do sleep 0.2; echo \\"$it item\\" >> $HOME/ledger; '
+                    'echo $it > out/items/$it.txt; done < {items}" }\n' % ITEMS)
         for trial in range(trials):
             lab.reset()
             for h in lab.hosts.values():
@@ -90,29 +97,36 @@ def main():
             for t in range(TRAINERS):
                 path = os.path.join(ws, "out/t%d.txt" % t)
                 ok = ok and os.path.exists(path) and open(path).read() == "t%d done\n" % t
-            if not sshhosts_wait_idle(lab):
+            ok = ok and open(os.path.join(ws, "out/plain.txt")).read() == "plain\n"
+            for i in range(1, ITEMS + 1):
+                path = os.path.join(ws, "out/items/i%d.txt" % i)
+                ok = ok and os.path.exists(path) and open(path).read() == "i%d\n" % i
+            if not sshhosts_wait_idle(lab, 3):
                 ok = False
                 out += "\n(a job was left running on a host)"
             rows = ledger(lab)
-            epochs = [(r[0], r[1]) for r in rows]
+            items = [r[0] for r in rows if r[1] == "item"]
+            items_twice += len(items) - len(set(items))
+            epochs = [(r[0], r[1]) for r in rows if r[1] != "item"]
             dup = len(epochs) - len(set(epochs))
             missing = {("t%d" % t, str(e)) for t in range(TRAINERS) for e in range(1, EPOCHS + 1)} - set(epochs)
             ok = ok and not missing
             again = subprocess.run([KILN, "run", "--executor", "ssh", "--hosts", "hosts.lua"], cwd=ws,
                                    capture_output=True, text=True, timeout=120)
-            ok = ok and again.returncode == 0 and "%d up to date" % TRAINERS in again.stdout
+            ok = ok and again.returncode == 0 and " 0 ran," in again.stdout
             twice += dup
-            print("trial %d: drops %s, rc %d, epochs twice %d%s" % (trial, ",".join(kinds) or "none", p.returncode, dup,
-                                                                   "" if ok else "  FAILED"), flush=True)
+            print("trial %d: drops %s, rc %d, epochs twice %d, items twice %d%s"
+                  % (trial, ",".join(kinds) or "none", p.returncode, dup, len(items) - len(set(items)),
+                     "" if ok else "  FAILED"), flush=True)
             if not ok:
                 failures.append((trial, out[-2000:], again.stdout[-500:], sorted(missing)))
     finally:
         lab.close()
         shutil.rmtree(ws, ignore_errors=True)
     print("host-drop campaign: %d trials, %d partitions, %d reboots (%d that killed jobs), %d jobs re-attached "
-          "after a partition, %d epochs run twice of %d, %d failed, %.0f s"
+          "after a partition, %d epochs run twice of %d, %d map items run twice of %d, %d failed, %.0f s"
           % (trials, drops["partition"], drops["reboot"], killed, reattached, twice, trials * TRAINERS * EPOCHS,
-             len(failures), time.time() - started))
+             items_twice, trials * ITEMS, len(failures), time.time() - started))
     for trial, out, again, missing in failures:
         print("--- trial %d (missing %s)\n%s\n--- no-op:\n%s" % (trial, missing, out, again))
     return 1 if failures else 0
