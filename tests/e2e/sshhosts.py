@@ -205,3 +205,34 @@ class LabCase:
     def setUp(self):
         super().setUp()
         self.lab.reset()
+
+
+def gpus(n, busy=()):
+    """Readings of n devices for a host's gpus.csv: 80 GiB each, those in busy 85 % full and 95 %
+    utilised, the others idle."""
+    return [(i, 81920, 70000 if i in busy else 200, 95 if i in busy else 0) for i in range(n)]
+
+
+class SshCase(LabCase):
+    """LabCase for the ssh executor's tests (before KilnTestCase): hosts.lua names the lab's
+    hosts, kiln() runs over them, starts() reads their trace files."""
+
+    def setUp(self):
+        super().setUp()
+        self.ws.write("hosts.lua", self.lab.hosts_lua())
+
+    def kiln(self, *args, **kw):
+        return self.ws.kiln("run", "--executor", "ssh", "--hosts", "hosts.lua", *args, **kw)
+
+    def starts(self):
+        """(host, task) of every attempt started on the hosts, from their own trace files."""
+        out = []
+        for name, h in self.lab.hosts.items():
+            p = os.path.join(h.home, "trace.txt")
+            if os.path.exists(p):
+                with open(p) as f:
+                    out += [(name, line.split()[1]) for line in f.read().splitlines() if line.startswith("start ")]
+        return out
+
+    # a task body that notes its start in the host's own trace, then works
+    START = 'echo start $KILN_TASK >> $HOME/trace.txt; '

@@ -1,0 +1,310 @@
+"""End-to-end: interrupted work on ssh hosts, against three real sshd servers (sshhosts.py).
+A checkpoint cut short on a host is put back from the copy taken there, and a checkpoint
+folder cut short or stopped between its files is removed before the retry; the next attempt
+of a task continuing from resume state a host holds goes back to that host (waiting for
+room there; a multi-node job's first node too), waits --host-wait for it when it does not
+answer (a reboot) and only then starts afresh elsewhere, saying so; a job that ran on
+through a dropped network is re-attached, not restarted; a lost job whose work went
+elsewhere is stopped there."""
+import os
+import time
+import unittest
+
+from kilntest import KilnTestCase, main, wait_for
+import sshhosts
+from test_torchrun import PYTHON, SKIP as NO_TORCH
+
+SKIP = sshhosts.skip_reason()
+gpus = sshhosts.gpus
+
+
+@unittest.skipIf(SKIP, SKIP or "")
+class SshResume(sshhosts.SshCase, KilnTestCase):
+    HOSTS = {"v800": gpus(2), "v801": gpus(2, busy=(1,)), "v802": gpus(1)}
+
+    def train_on_v800_killed_mid_save(self, trainer, resume, env, argv):
+        """Runs task train (trainer, killed mid-save at epoch 3 once) on v800 with retries = 1:
+        the second attempt's log, after checking it continued after epoch 2."""
+        self.ws.write("train.py", trainer)
+        self.ws.write("kiln.lua", 'task { name = "train", host = "v800", inputs = {"train.py"}, outputs = {"model.pt"}, '
+                      'resume = {"%s"}, retries = 1, env = { DIE_AT = "3"%s }, run = {"%s", "train.py", %s} }\n'
+                      % (resume, env, PYTHON, argv))
+        r = self.kiln()
+        self.assertEqual(r.rc, 0, r)
+        log2 = self.ws.read(".kiln/logs/train@2.log")
+        self.assertIn("resuming after epoch 2", log2)
+        return log2
+
+    def ledger_on_v800(self):
+        with open(os.path.join(self.lab.hosts["v800"].workdir(), "ledger")) as f:
+            return [int(line.split()[1]) for line in f]
+
+    @unittest.skipIf(NO_TORCH, NO_TORCH or "")
+    def test_a_checkpoint_cut_short_on_a_host_is_put_back_from_its_copy_there(self):
+        import test_resume  # its trainer saves in place with a plain torch.save, killed mid-save once
+        log2 = self.train_on_v800_killed_mid_save(test_resume.TORCH_TRAINER, "ckpt.pt", "", '"{resume}", "5"')
+        self.assertIn("ckpt.pt was cut short (an attempt was stopped while writing it): put back its last whole "
+                      "copy, saved at ", log2)
+        self.assertEqual(self.ledger_on_v800(), [1, 2, 3, 3, 4, 5])
+        # a stop mid-save with no copy there yet: removed, and the retry starts afresh
+        self.ws.write("kiln.lua", self.ws.read("kiln.lua").replace('DIE_AT = "3"', 'DIE_AT = "1"'))
+        os.remove(os.path.join(self.lab.hosts["v800"].workdir(), "died"))
+        r = self.kiln()
+        self.assertEqual(r.rc, 0, r)
+        log = self.ws.read(".kiln/logs/train@4.log")
+        self.assertIn("kiln holds no whole copy of it: removed, so this attempt starts it afresh", log)
+        self.assertNotIn("resuming", log)
+
+    def folder_trainer_on_v800(self, layout, said, env=""):
+        """A trainer keeping a checkpoint folder per epoch (test_resume's, in layout, with env),
+        killed in epoch 3's save once: the retry's log says said, and only epoch 3 ran twice."""
+        import test_resume
+        log2 = self.train_on_v800_killed_mid_save(test_resume.FOLDER_TRAINER, "ckpt",
+                                                  ', LAYOUT = "%s"%s' % (layout, env), '"5"')
+        self.assertIn(said, log2)
+        self.assertEqual(self.ledger_on_v800(), [1, 2, 3, 3, 4, 5])
+
+    @unittest.skipIf(NO_TORCH, NO_TORCH or "")
+    def test_a_cut_checkpoint_folder_on_a_host_is_removed_before_the_retry(self):
+        # Hugging Face's layout, killed while writing checkpoint-3/optimizer.pt
+        self.folder_trainer_on_v800("dirs", 'kiln: "ckpt/checkpoint-3/optimizer.pt" was cut short (an attempt was '
+                                    'stopped while writing it): "ckpt/checkpoint-3" removed, so this attempt continues '
+                                    'from the whole checkpoints beside it')
+
+    @unittest.skipIf(NO_TORCH, NO_TORCH or "")
+    def test_a_cut_safetensors_file_on_a_host_is_removed_before_the_retry(self):
+        # not a zip: the job script reads its header for the size it should have
+        import test_resume
+        log2 = self.train_on_v800_killed_mid_save(test_resume.FOLDER_TRAINER, "ckpt",
+                                                  ', LAYOUT = "files", WEIGHTS = "safetensors"', '"5"')
+        self.assertIn('kiln: "ckpt/epoch_3.safetensors" was cut short (an attempt was stopped while writing it): '
+                      '"ckpt/epoch_3.safetensors" removed', log2)
+        self.assertEqual(self.ledger_on_v800(), [1, 2, 3, 3, 4, 5])
+
+    @unittest.skipIf(NO_TORCH, NO_TORCH or "")
+    def test_a_checkpoint_folder_whose_json_was_cut_on_a_host_is_removed(self):
+        self.folder_trainer_on_v800("hf", 'kiln: "ckpt/checkpoint-3/trainer_state.json" was cut short (an attempt was '
+                                    'stopped while writing it): "ckpt/checkpoint-3" removed', ', CUT_JSON = "1"')
+
+    @unittest.skipIf(NO_TORCH, NO_TORCH or "")
+    def test_a_checkpoint_folder_stopped_between_its_files_on_a_host_is_removed(self):
+        # killed after checkpoint-3's weights, before its trainer_state.json
+        self.folder_trainer_on_v800("hf", 'kiln: "ckpt/checkpoint-3" lacks "trainer_state.json", which every checkpoint '
+                                    'before it holds (an attempt was stopped between its files): removed, so this '
+                                    'attempt continues from the whole checkpoints beside it')
+        # the first checkpoint of a run, as the Hugging Face Trainer writes it, stopped before its
+        # trainer_state.json: no checkpoint before it to compare with, its names tell
+        # (and torch.distributed.checkpoint's, stopped before its .metadata)
+        recipe = self.ws.read("kiln.lua")
+        for attempt, env, said in (
+                (4, 'LAYOUT = "hf", DIE_AT = "1", ARGS_FILE = "1"',
+                 '"ckpt/checkpoint-1" holds "training_args.bin" but no "trainer_state.json", which the Hugging Face '
+                 'Trainer writes last'),
+                (6, 'LAYOUT = "dcp", DIE_AT = "1"',
+                 '"ckpt/checkpoint-1" holds ".distcp" files but no ".metadata", which torch.distributed.checkpoint '
+                 'writes last')):
+            self.ws.write("kiln.lua", recipe.replace('DIE_AT = "3", LAYOUT = "hf"', env))
+            for name in ("died", "ledger"):
+                os.remove(os.path.join(self.lab.hosts["v800"].workdir(), name))
+            r = self.kiln()
+            self.assertEqual(r.rc, 0, r)
+            log = self.ws.read(".kiln/logs/train@%d.log" % attempt)
+            self.assertIn("kiln: %s (an attempt was stopped between its files): removed" % said, log)
+            self.assertNotIn("resuming", log)
+            self.assertEqual(self.ledger_on_v800(), [1, 1, 2, 3, 4, 5])
+
+    # continues from its ckpt/last, to epoch 5; exits 1 after epoch 3 the first time
+    RESUMING = ('s=$(cat ckpt/last 2>/dev/null || echo 0); mkdir -p ckpt; for e in $(seq $((s + 1)) 5); do '
+                'echo $e >> $HOME/ledger; echo $e > ckpt/last; '
+                'if [ $e = 3 ] && [ ! -e $HOME/died ]; then touch $HOME/died; exit 1; fi; done; echo > model.txt')
+
+    def resuming_task_failed_once(self):
+        """Runs task train (RESUMING; v800 or v801, one job each) to its failure after epoch 3,
+        after a local task go: the host it ran on, and the other one."""
+        self.clear_ledgers()
+        self.ws.write("hosts.lua", self.lab.hosts_lua({"v800": "jobs = 1", "v801": "jobs = 1"}))
+        recipe = ('%stask { name = "go", executor = "local", outputs = {"go.txt"}, run = "%secho x > go.txt" }\n'
+                  'task { name = "train", hosts = {"v800", "v801"}, inputs = {"go.txt"}, outputs = {"model.txt"}, '
+                  'resume = {"ckpt"}, run = "%s" }\n')
+        self.ws.write("kiln.lua", recipe % ("", "", self.RESUMING))
+        self.assertEqual(self.kiln().rc, 1)
+        ran = [n for n in ("v800", "v801") if os.path.exists(os.path.join(self.lab.hosts[n].home, "ledger"))]
+        self.assertEqual(len(ran), 1, ran)
+        return recipe, ran[0], "v801" if ran[0] == "v800" else "v800"
+
+    def ledger_of(self, host):
+        p = os.path.join(self.lab.hosts[host].home, "ledger")
+        if not os.path.exists(p):
+            return []
+        with open(p) as f:
+            return f.read().split()
+
+    def clear_ledgers(self):
+        for h in self.lab.hosts.values():  # the homes outlive the lab's reset
+            for name in ("ledger", "died"):
+                if os.path.exists(os.path.join(h.home, name)):
+                    os.remove(os.path.join(h.home, name))
+
+    def train_through_a_drop(self, drop, epochs, ngpus=0):
+        """Runs train (a checkpointing loop of epochs, 0.4 s each, "epoch N" printed) on v800 or
+        v801 and drops its host after its second epoch for a moment (drop: "stop", a reboot,
+        or "partition", the network): (its host, kiln's output, kiln's exit status)."""
+        self.clear_ledgers()
+        self.ws.write("hosts.lua", self.lab.hosts_lua({"v800": "jobs = 1", "v801": "jobs = 1"}))
+        slow = ('s=$(cat ckpt/last 2>/dev/null || echo 0); mkdir -p ckpt; for e in $(seq $((s + 1)) %d); do '
+                'sleep 0.4; echo $e >> $HOME/ledger; echo epoch $e; echo $e > ckpt/last; done; echo > model.txt' % epochs)
+        self.ws.write("kiln.lua", 'task { name = "train", hosts = {"v800", "v801"}, gpus = %d, outputs = {"model.txt"}, '
+                      'resume = {"ckpt"}, run = "%s" }\n' % (ngpus, slow))
+        run = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua", "--host-wait", "60s")
+        home = None
+        try:
+            self.assertTrue(wait_for(lambda: len(self.ledger_of("v800") + self.ledger_of("v801")) >= 2, timeout=60))
+            home = "v800" if self.ledger_of("v800") else "v801"
+            if ngpus:  # its host's devices all read busy now, its own job's among them
+                self.lab.hosts[home].set_gpus(gpus(2, busy=(0, 1)))
+            getattr(self.lab.hosts[home], drop)()
+            time.sleep(1.5)
+            self.lab.hosts[home].start()
+            out, err = run.communicate(timeout=120)
+        finally:
+            if run.poll() is None:
+                run.kill()
+            if home:
+                self.lab.hosts[home].set_gpus(self.HOSTS[home])
+            self.assertTrue(wait_for(lambda: not self.lab.jobs_running(), timeout=30))
+        return home, out + err, run.returncode
+
+    def test_a_retry_goes_back_to_the_host_holding_its_resume_state(self):
+        recipe, home, other = self.resuming_task_failed_once()
+        status = self.ws.kiln("status", "--hosts", "hosts.lua")
+        self.assertIn("it continues from its resume state (ckpt on host %s)" % home, status.out, status)
+        # go runs again (its command changed, its output did not: train's key is the same), and
+        # meanwhile a task pinned to train's host takes its only slot: train waits for it
+        # rather than start afresh on the free host
+        self.ws.write("kiln.lua", 'task { name = "hog", host = "%s", run = "sleep 4" }\n' % home +
+                      recipe % ("", "sleep 1.5; ", self.RESUMING))
+        r = self.kiln()
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(self.ledger_of(home), ["1", "2", "3", "4", "5"], "continued where it stopped")
+        self.assertEqual(self.ledger_of(other), [], "not started afresh on the free host")
+        self.assertIn("# kiln: on host %s" % home, self.ws.read(".kiln/logs/train@2.log"))
+
+    def test_a_multi_node_retry_puts_its_first_node_back_on_the_host_holding_its_resume_state(self):
+        # rank 0 keeps the checkpoint in its host's workdir; the retry's first node goes back
+        # there (waiting for the task holding its slot) instead of starting afresh elsewhere
+        self.clear_ledgers()
+        self.ws.write("hosts.lua", self.lab.hosts_lua({n: "jobs = 1" for n in ("v800", "v801", "v802")}))
+        recipe = ('%stask { name = "go", executor = "local", outputs = {"go.txt"}, run = "%secho x > go.txt" }\n'
+                  'task { name = "train", ranks = 1, nnodes = 2, inputs = {"go.txt"}, outputs = {"model.txt"}, '
+                  'resume = {"ckpt"}, run = "if [ {rank} = 0 ]; then %s; fi" }\n')
+        self.ws.write("kiln.lua", recipe % ("", "", self.RESUMING))
+        self.assertEqual(self.kiln().rc, 1)
+        ran = [n for n in self.lab.hosts if self.ledger_of(n)]
+        self.assertEqual(len(ran), 1, ran)
+        home = ran[0]
+        self.ws.write("kiln.lua", 'task { name = "hog", host = "%s", run = "sleep 4" }\n' % home +
+                      recipe % ("", "sleep 1.5; ", self.RESUMING))
+        r = self.kiln()
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(self.ledger_of(home), ["1", "2", "3", "4", "5"], "continued where it stopped")
+        for n in self.lab.hosts:
+            if n != home:
+                self.assertEqual(self.ledger_of(n), [], "not started afresh on %s" % n)
+        self.assertIn("# kiln: on host %s" % home, self.ws.read(".kiln/logs/train@2.log"))
+
+    def test_a_task_lost_with_its_host_continues_there_when_the_host_is_back(self):
+        # the host drops mid-run (its processes die with it, as in a reboot) and comes back a
+        # moment later: the retry goes back to it and continues from the checkpoint
+        home, out, rc = self.train_through_a_drop("stop", 8)
+        self.assertEqual(rc, 0, out)
+        ledger = self.ledger_of(home)
+        self.assertEqual(sorted(set(ledger), key=int), [str(e) for e in range(1, 9)], ledger)
+        self.assertLessEqual(len(ledger) - len(set(ledger)), 1, "at most the epoch in flight twice: %s" % ledger)
+        self.assertEqual(self.ledger_of("v801" if home == "v800" else "v800"), [], "not started afresh elsewhere")
+        self.assertIn("it runs again there once the host answers (its resume state is there)", out)
+        self.assertIn("host %s: 1 done, 0 failed, 1 lost with it and run again" % home, out)
+
+    def test_a_job_that_ran_on_while_its_host_did_not_answer_is_re_attached_not_restarted(self):
+        # the network drops, the host works on: when it answers again the retry takes up the
+        # job that kept running there (no epoch twice, its log whole) rather than stop it, though
+        # every device there reads busy (its own job's among them)
+        home, out, rc = self.train_through_a_drop("partition", 10, ngpus=1)
+        self.assertEqual(rc, 0, out)
+        self.assertEqual(self.ledger_of(home), [str(e) for e in range(1, 11)], "no epoch twice, none restarted")
+        self.assertIn("train: attached to ssh job", out)
+        self.assertIn("which ran on while its host did not answer", out)
+        log = self.ws.read(".kiln/logs/train@2.log")
+        self.assertIn("re-attached on host %s to the job of attempt 1" % home, log)
+        self.assertIn("epoch 1\n", log, "the job's whole log")
+        self.assertIn("epoch 10\n", log)
+        self.assertEqual(self.ws.read("model.txt"), "\n")
+        self.assertEqual(self.ws.kiln("run", "--executor", "ssh", "--hosts", "hosts.lua").out.count("up to date"), 1)
+
+    def test_a_job_lost_with_its_host_whose_work_went_elsewhere_is_stopped_there(self):
+        # no resume state: the lost job runs again elsewhere at once; the copy that ran on on
+        # its partitioned host (slowed there) is stopped when kiln reaches the host again,
+        # at the latest at the run's end, not left to hold its GPU for nothing
+        self.clear_ledgers()
+        self.ws.write("hosts.lua", self.lab.hosts_lua({"v800": "jobs = 1", "v801": "jobs = 1"}))
+        self.ws.write("kiln.lua", 'task { name = "work", hosts = {"v800", "v801"}, outputs = {"w.txt"}, run = "for i in '
+                      '$(seq 12); do echo $i >> $HOME/ledger; sleep 0.3; [ -e $HOME/died ] && sleep 3; done; '
+                      'echo $KILN_HOST > w.txt" }\n')
+        run = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua")
+        try:
+            self.assertTrue(wait_for(lambda: len(self.ledger_of("v800") + self.ledger_of("v801")) >= 2, timeout=60))
+            home = "v800" if self.ledger_of("v800") else "v801"
+            open(os.path.join(self.lab.hosts[home].home, "died"), "w").close()
+            self.lab.hosts[home].partition()
+            time.sleep(1)
+            self.lab.hosts[home].start()
+            out, err = run.communicate(timeout=120)
+        finally:
+            if run.poll() is None:
+                run.kill()
+        self.assertEqual(run.returncode, 0, out + err)
+        self.assertEqual(self.ws.read("w.txt"), ("v801" if home == "v800" else "v800") + "\n")
+        self.assertTrue(wait_for(lambda: not self.lab.jobs_running(), timeout=3),
+                        "the lost copy on %s was stopped: %s" % (home, self.lab.jobs_running()))
+        self.assertLess(len(self.ledger_of(home)), 12, "it did not run to its end there")
+
+    def test_a_retry_whose_resume_host_stays_down_starts_afresh_elsewhere_and_says_so(self):
+        recipe, home, other = self.resuming_task_failed_once()
+        open(os.path.join(self.lab.hosts[other].home, "died"), "w").close()  # it fails once only
+        self.lab.hosts[home].stop()
+        t0 = time.monotonic()
+        r = self.kiln("--host-wait", "3s")
+        self.assertEqual(r.rc, 0, r)
+        self.assertGreaterEqual(time.monotonic() - t0, 3, "it waited for its host first")
+        self.assertEqual(self.ledger_of(other), ["1", "2", "3", "4", "5"])
+        self.assertIn("# kiln: its resume state is on host %s, which has not answered for 3 s (--host-wait): "
+                      "it starts afresh here" % home, self.ws.read(".kiln/logs/train@2.log"))
+
+    def test_a_retry_waits_for_its_resume_host_to_come_back(self):
+        # the host holding its checkpoint drops (a reboot): the retry waits for it rather than
+        # throw its epochs away on the free host; the rest of the grid runs meanwhile
+        recipe, home, other = self.resuming_task_failed_once()
+        self.lab.hosts[home].stop()
+        self.ws.write("kiln.lua", recipe % ('task { name = "meanwhile", outputs = {"m.txt"}, run = "echo m > m.txt" }\n',
+                                            "", self.RESUMING))
+        run = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua", "--host-wait", "60s")
+        try:
+            deadline = time.monotonic() + 30
+            while not self.ws.exists("m.txt") and time.monotonic() < deadline:
+                time.sleep(0.1)
+            self.assertTrue(self.ws.exists("m.txt"), "the other task ran while train waited")
+            time.sleep(2)
+            self.assertEqual(self.ledger_of(home), ["1", "2", "3"], "train has not run again yet")
+            self.assertEqual(self.ledger_of(other), [])
+            self.lab.hosts[home].start()
+            out, err = run.communicate(timeout=90)
+        finally:
+            if run.poll() is None:
+                run.kill()
+        self.assertEqual(run.returncode, 0, out + err)
+        self.assertEqual(self.ledger_of(home), ["1", "2", "3", "4", "5"], "continued where it stopped")
+        self.assertEqual(self.ledger_of(other), [], "not started afresh on the free host")
+        self.assertIn("# kiln: on host %s" % home, self.ws.read(".kiln/logs/train@2.log"))
+        self.assertIn("%s down (train waits for it: its resume state is there)" % home, out)
+
+if __name__ == "__main__":
+    main()
