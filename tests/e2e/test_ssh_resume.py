@@ -155,23 +155,33 @@ class SshResume(sshhosts.SshCase, KilnTestCase):
                 'sleep 0.4; echo $e >> $HOME/ledger; echo epoch $e; echo $e > ckpt/last; done; echo > model.txt' % epochs)
         self.ws.write("kiln.lua", 'task { name = "train", hosts = {"v800", "v801"}, gpus = %d, outputs = {"model.txt"}, '
                       'resume = {"ckpt"}, run = "%s" }\n' % (ngpus, slow))
+
+        def busy(home):  # its host's devices all read busy now, its own job's among them
+            if ngpus:
+                self.lab.hosts[home].set_gpus(gpus(2, busy=(0, 1)))
+        try:
+            return self.drop_the_working_host(drop, 1.5, busy)
+        finally:
+            for name, h in self.lab.hosts.items():
+                h.set_gpus(self.HOSTS[name])
+            self.assertTrue(wait_for(lambda: not self.lab.jobs_running(), timeout=30))
+
+    def drop_the_working_host(self, drop, seconds, before):
+        """Runs the recipe over v800 and v801 and, once two lines are in a host's ledger, calls
+        before(that host), drops it (drop: "stop", a reboot, or "partition", the network) for
+        seconds, then waits for kiln's end: (the host, kiln's output, kiln's exit status)."""
         run = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua", "--host-wait", "60s")
-        home = None
         try:
             self.assertTrue(wait_for(lambda: len(self.ledger_of("v800") + self.ledger_of("v801")) >= 2, timeout=60))
             home = "v800" if self.ledger_of("v800") else "v801"
-            if ngpus:  # its host's devices all read busy now, its own job's among them
-                self.lab.hosts[home].set_gpus(gpus(2, busy=(0, 1)))
+            before(home)
             getattr(self.lab.hosts[home], drop)()
-            time.sleep(1.5)
+            time.sleep(seconds)
             self.lab.hosts[home].start()
             out, err = run.communicate(timeout=120)
         finally:
             if run.poll() is None:
                 run.kill()
-            if home:
-                self.lab.hosts[home].set_gpus(self.HOSTS[home])
-            self.assertTrue(wait_for(lambda: not self.lab.jobs_running(), timeout=30))
         return home, out + err, run.returncode
 
     def test_a_retry_goes_back_to_the_host_holding_its_resume_state(self):
@@ -249,19 +259,9 @@ class SshResume(sshhosts.SshCase, KilnTestCase):
         self.ws.write("kiln.lua", 'task { name = "work", hosts = {"v800", "v801"}, outputs = {"w.txt"}, run = "for i in '
                       '$(seq 12); do echo $i >> $HOME/ledger; sleep 0.3; [ -e $HOME/died ] && sleep 3; done; '
                       'echo $KILN_HOST > w.txt" }\n')
-        run = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua")
-        try:
-            self.assertTrue(wait_for(lambda: len(self.ledger_of("v800") + self.ledger_of("v801")) >= 2, timeout=60))
-            home = "v800" if self.ledger_of("v800") else "v801"
-            open(os.path.join(self.lab.hosts[home].home, "died"), "w").close()
-            self.lab.hosts[home].partition()
-            time.sleep(1)
-            self.lab.hosts[home].start()
-            out, err = run.communicate(timeout=120)
-        finally:
-            if run.poll() is None:
-                run.kill()
-        self.assertEqual(run.returncode, 0, out + err)
+        home, out, rc = self.drop_the_working_host(
+            "partition", 1, lambda home: open(os.path.join(self.lab.hosts[home].home, "died"), "w").close())
+        self.assertEqual(rc, 0, out)
         self.assertEqual(self.ws.read("w.txt"), ("v801" if home == "v800" else "v800") + "\n")
         self.assertTrue(wait_for(lambda: not self.lab.jobs_running(), timeout=3),
                         "the lost copy on %s was stopped: %s" % (home, self.lab.jobs_running()))
