@@ -94,7 +94,7 @@ static void host_row(void *ctx, const HistoryHost *h)
 		fprintf(o->f, "<h3 id=\"hosts\">Hosts</h3>\n");
 		if (o->run_id != o->last_run)
 			fprintf(o->f, "<p>From run %lld, the latest that ran anything on the hosts.</p>\n", (long long)o->run_id);
-		fprintf(o->f, "<table><tr><th>host</th><th>done</th><th>failed</th><th>lost (ran elsewhere)</th>"
+		fprintf(o->f, "<table><tr><th>host</th><th>done</th><th>failed</th><th>lost (ran again)</th>"
 			      "<th>stopped</th><th>GPU time</th><th>paths held</th></tr>\n");
 	}
 	char gpu[32];
