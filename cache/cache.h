@@ -105,7 +105,8 @@ void cache_put_metrics(Cache *c, const Task *t, const Metrics *m);
 int cache_prepare_attempt(Cache *c, Task *t, const char *key_hex, Buf *note);
 /* Whether t's next attempt continues from resume state an ssh host holds: t keeps resume
  * paths, is not --forced, and its latest attempt ran on an ssh host, under t's current key,
- * and did not succeed; 1 with that host's name, else 0. In resume.c. */
+ * and did not succeed; 1 with that host's name (a multi-node job's hosts in node order,
+ * "v800+v801"), else 0. In resume.c. */
 int cache_resume_host(Cache *c, const Task *t, char host[128]);
 /* kiln accept of t whose latest attempt did not succeed: ACCEPT_RUNNING when it is still open
  * (running, or left by a killed kiln) under an older key, and now counts for t's key (the

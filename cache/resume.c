@@ -513,8 +513,11 @@ int cache_resume_plan(Cache *c, const Task *t, Buf *what)
 		if (there || lstat(t->opts->resume[i], &st) == 0)
 			buf_printf(what, "%s%s", n++ ? ", " : "", t->opts->resume[i]);
 	}
-	if (there && n)
-		buf_printf(what, " on host %s", host);
+	if (there && n) { /* a multi-node job's: its nodes' hosts, each with its own part */
+		buf_printf(what, " on host%s ", strchr(host, '+') ? "s" : "");
+		for (const char *p = host; *p; p++)
+			buf_puts(what, *p == '+' ? ", " : (char[]){*p, 0});
+	}
 	if (!n)
 		return RESUME_NONE;
 	cache_key_hex(c, t, key);

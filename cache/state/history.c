@@ -194,7 +194,7 @@ int history_accepted(State *s, const char *task, double *when, int64_t *run_id)
 	return found;
 }
 
-static const char *const last_attempt_sql = "SELECT key, outcome, id, ended IS NULL, executor, host FROM attempts "
+static const char *const last_attempt_sql = "SELECT key, outcome, id, ended IS NULL, executor, host, job_id FROM attempts "
 					   "WHERE task = ?1 AND attempt > 0 ORDER BY id DESC LIMIT 1";
 
 /* task's latest attempt that ran: 1 with its fields (executor and host where asked), or 0 */
@@ -217,6 +217,13 @@ static int last_attempt(State *s, const char *task, char key[33], int *finished_
 			snprintf(executor, 16, "%s", ex ? ex : "");
 		if (host)
 			snprintf(host, 128, "%s", h ? h : "");
+		const char *job = (const char *)sqlite3_column_text(st, 6);
+		/* a multi-node ssh job's id "ID+HOST:GPUS+...": its later nodes' hosts, in order */
+		for (const char *p = host && h && *h && job ? strchr(job, '+') : NULL; p; p = strchr(p + 1, '+')) {
+			size_t len = strlen(host), n = strcspn(p + 1, ":+");
+			if (len + 1 + n < 128)
+				snprintf(host + len, 128 - len, "+%.*s", (int)n, p + 1);
+		}
 	}
 	sqlite3_reset(st);
 	sqlite3_clear_bindings(st);

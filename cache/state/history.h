@@ -48,7 +48,8 @@ int history_last_attempt(State *s, const char *task, char key[33], int *finished
 /* Whether task's outputs were last recorded by `kiln accept` (after the last success its
  * command made): 1 with when, and in which run; 0 when not. */
 int history_accepted(State *s, const char *task, double *when, int64_t *run_id);
-/* The same with the executor it ran under ("ssh") and where ("v800"; "" when unrecorded). */
+/* The same with the executor it ran under ("ssh") and where ("v800"; a multi-node job's hosts
+ * in node order, "v800+v801"; "" when unrecorded). */
 int history_last_attempt_host(State *s, const char *task, char key[33], int *finished_ok, char executor[16],
 			      char host[128]);
 /* The same with its row id and whether it is still open (no end recorded). */

@@ -199,28 +199,36 @@ class SshResume(sshhosts.SshCase, KilnTestCase):
         self.assertEqual(self.ledger_of(other), [], "not started afresh on the free host")
         self.assertIn("# kiln: on host %s" % home, self.ws.read(".kiln/logs/train@2.log"))
 
-    def test_a_multi_node_retry_puts_its_first_node_back_on_the_host_holding_its_resume_state(self):
-        # rank 0 keeps the checkpoint in its host's workdir; the retry's first node goes back
-        # there (waiting for the task holding its slot) instead of starting afresh elsewhere
+    def test_a_multi_node_retry_puts_each_node_back_on_the_host_holding_its_part(self):
+        # each node keeps its own checkpoint in its host's workdir (no shared disk); the retry
+        # puts node 0 and node 1 back on their hosts, waiting for the task that holds node 1's
+        # slot, instead of starting that node afresh on the free third host
         self.clear_ledgers()
         self.ws.write("hosts.lua", self.lab.hosts_lua({n: "jobs = 1" for n in ("v800", "v801", "v802")}))
+        each = ('s=$(cat ckpt/last 2>/dev/null || echo 0); mkdir -p ckpt; for e in $(seq $((s + 1)) 5); do '
+                'echo {rank}:$e >> $HOME/ledger; echo $e > ckpt/last; sleep 0.2; '
+                'if [ {rank} = 0 ] && [ $e = 3 ] && [ ! -e $HOME/died ]; then touch $HOME/died; exit 1; fi; done; '
+                '[ {rank} = 1 ] || echo > model.txt')
         recipe = ('%stask { name = "go", executor = "local", outputs = {"go.txt"}, run = "%secho x > go.txt" }\n'
                   'task { name = "train", ranks = 1, nnodes = 2, inputs = {"go.txt"}, outputs = {"model.txt"}, '
-                  'resume = {"ckpt"}, run = "if [ {rank} = 0 ]; then %s; fi" }\n')
-        self.ws.write("kiln.lua", recipe % ("", "", self.RESUMING))
+                  'resume = {"ckpt"}, run = "%s" }\n')
+        self.ws.write("kiln.lua", recipe % ("", "", each))
         self.assertEqual(self.kiln().rc, 1)
-        ran = [n for n in self.lab.hosts if self.ledger_of(n)]
-        self.assertEqual(len(ran), 1, ran)
-        home = ran[0]
-        self.ws.write("kiln.lua", 'task { name = "hog", host = "%s", run = "sleep 4" }\n' % home +
-                      recipe % ("", "sleep 1.5; ", self.RESUMING))
-        r = self.kiln()
+        homes = {self.ledger_of(n)[0].split(":")[0]: n for n in self.lab.hosts if self.ledger_of(n)}
+        self.assertEqual(sorted(homes), ["0", "1"], homes)
+        free = ({"v800", "v801", "v802"} - set(homes.values())).pop()
+        self.ws.write("kiln.lua", 'task { name = "hog", host = "%s", run = "sleep 4" }\n' % homes["1"] +
+                      recipe % ("", "sleep 1.5; ", each))
+        r = self.kiln("--host-wait", "1s")  # a host that answers but is full is no host down
         self.assertEqual(r.rc, 0, r)
-        self.assertEqual(self.ledger_of(home), ["1", "2", "3", "4", "5"], "continued where it stopped")
-        for n in self.lab.hosts:
-            if n != home:
-                self.assertEqual(self.ledger_of(n), [], "not started afresh on %s" % n)
-        self.assertIn("# kiln: on host %s" % home, self.ws.read(".kiln/logs/train@2.log"))
+        for rank, host in homes.items():
+            ledger = self.ledger_of(host)
+            self.assertEqual(len(ledger), len(set(ledger)), "node %s continued on %s: %s" % (rank, host, ledger))
+            self.assertIn("%s:5" % rank, ledger)
+        self.assertEqual(self.ledger_of(free), [], "no node started afresh on %s" % free)
+        log = self.ws.read(".kiln/logs/train@2.log")
+        self.assertIn("# kiln: on host %s" % homes["0"], log)
+        self.assertIn("# kiln: node 1 on host %s" % homes["1"], log)
 
     def test_a_task_lost_with_its_host_continues_there_when_the_host_is_back(self):
         # the host drops mid-run (its processes die with it, as in a reboot) and comes back a

@@ -323,7 +323,7 @@ static int ssh_start(Executor *ex, Job *job)
 	if (fd >= 0) {
 		exec_write_log_header(fd, job);
 		dprintf(fd, "# kiln: on host %s (%s:%s)\n", h->spec->name, h->spec->address, h->home_workdir);
-		SshHost *home = place_home(se->cfg.cache, se->hosts, se->nhosts, t);
+		SshHost *home = place_home(se->cfg.cache, se->hosts, se->nhosts, t, 0);
 		if (home && home != h && !ssh_host_allows(home, t))
 			dprintf(fd, "# kiln: its resume state is on host %s, where the recipe no longer lets it run: it "
 				"starts afresh here\n", home->spec->name);
@@ -482,9 +482,9 @@ static void ssh_describe(Executor *ex, Buf *out)
 		buf_printf(out, "%s%s", out->len ? ", " : "", h->spec->name);
 		if (h->down) {
 			buf_puts(out, " down");
-			if (se->home_waiter && !ssh_home_given_up(se, h) &&
-			    place_home(se->cfg.cache, se->hosts, se->nhosts, se->home_waiter) == h)
-				buf_printf(out, " (%s waits for it: its resume state is there)", se->home_waiter->name);
+			for (int k = 0; se->home_waiter && !ssh_home_given_up(se, h) && k < ssh_nodes(se->home_waiter); k++)
+				if (place_home(se->cfg.cache, se->hosts, se->nhosts, se->home_waiter, k) == h)
+					buf_printf(out, " (%s waits for it: its resume state is there)", se->home_waiter->name);
 			continue;
 		}
 		int leased = 0;

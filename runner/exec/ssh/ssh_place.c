@@ -559,11 +559,16 @@ int place_fits(SshHost *h, const Task *t, int *ids)
 	return gpu_lease(h->gpus, t->opts->gpus, t->opts->gpu_mem_mib, ids) == 0;
 }
 
-SshHost *place_home(Cache *c, SshHost *hosts, int n, const Task *t)
+SshHost *place_home(Cache *c, SshHost *hosts, int n, const Task *t, int node)
 {
-	char name[128];
-	for (int i = 0; cache_resume_host(c, t, name) && i < n; i++)
-		if (!strcmp(hosts[i].spec->name, name))
+	char names[128];
+	if (!cache_resume_host(c, t, names))
+		return NULL;
+	const char *name = names;
+	for (int k = 0; k < node && name; k++)
+		name = strchr(name, '+') ? strchr(name, '+') + 1 : NULL;
+	for (int i = 0; name && i < n; i++)
+		if (strlen(hosts[i].spec->name) == strcspn(name, "+") && !strncmp(hosts[i].spec->name, name, strcspn(name, "+")))
 			return &hosts[i];
 	return NULL;
 }

@@ -60,9 +60,9 @@ int place_record_stays(Cache *c, SshHost *h, const Task *t, const char *report, 
 /* Whether h can take t now (a slot, CPUs, memory, no input of its being copied there, GPUs
  * free by the busy test), leasing its GPUs into ids when it can. */
 int place_fits(SshHost *h, const Task *t, int *ids);
-/* The host holding the resume state t's next attempt continues from (cache_resume_host),
- * or NULL. */
-SshHost *place_home(Cache *c, SshHost *hosts, int n, const Task *t);
+/* The host holding the resume state t's next attempt continues from (cache_resume_host):
+ * node's part of it (a multi-node job's nodes each keep their own), or NULL. */
+SshHost *place_home(Cache *c, SshHost *hosts, int n, const Task *t, int node);
 /* The allowed host, reachable now, that can take t and holds most of its inputs (then: the
  * most free slots), or NULL; counts the allowed hosts that answer and those with enough GPUs. */
 SshHost *place_choose(Cache *c, SshHost *hosts, int n, const Task *t, double busy_mem, double busy_util,

@@ -3,8 +3,8 @@
  * A host is leased for each of the task's nodes (distinct hosts; the one holding most of its
  * inputs, then the one with most room) and held in se->held* for the start() that follows.
  * A task continuing from resume state a host holds (its previous attempt ran there and did
- * not finish: place_home) goes back there, its first node at least: it waits for room on
- * that host while other tasks run, and, when the host does not answer, waits --host-wait
+ * not finish: place_home) goes back there, each node of a multi-node job to its own: it
+ * waits for room on that host while other tasks run, and, when the host does not answer, waits --host-wait
  * for it to come back (a reboot, a dropped network) before starting afresh elsewhere —
  * every epoch kept there would be thrown away. A task whose hosts all stay down that long
  * fails as host-down. */
@@ -47,20 +47,24 @@ static SshHost *choose_one(SshExec *se, const Task *t, SshHost *only, int *reach
 static int choose_hosts(SshExec *se, const Task *t, int *reachable, int *big_enough, int *home_wait)
 {
 	int n = ssh_nodes(t), ok = 1;
-	SshHost *home = place_home(se->cfg.cache, se->hosts, se->nhosts, t);
-	if (home && !ssh_host_allows(home, t))
-		home = NULL; /* the recipe no longer lets it run there */
 	se->nheld = 0;
 	for (int k = 0; k < n && ok; k++) {
 		int r = 0, b = 0;
-		SshHost *h = choose_one(se, t, k == 0 ? home : NULL, &r, &b);
-		if (k == 0 && home && !r) { /* the home host does not answer */
+		/* node k goes back to the host holding its part of the resume state, if any */
+		SshHost *home = place_home(se->cfg.cache, se->hosts, se->nhosts, t, k);
+		if (home && (!ssh_host_allows(home, t) || home->chosen))
+			home = NULL; /* the recipe no longer lets it run there */
+		SshHost *h = choose_one(se, t, home, &r, &b);
+		if (home && !r) { /* the home host does not answer */
 			if (!ssh_home_given_up(se, home)) {
 				*home_wait = 1;
 				ok = 0;
 				break;
 			}
 			h = choose_one(se, t, NULL, &r, &b);
+		} else if (home && k == 0) { /* what has_room judges by is counted over every host */
+			r = b = 0;
+			choose_one(se, t, NULL, &r, &b);
 		}
 		if (k == 0)
 			*reachable = r, *big_enough = b;
