@@ -217,6 +217,8 @@ class SshResume(sshhosts.SshCase, KilnTestCase):
         homes = {self.ledger_of(n)[0].split(":")[0]: n for n in self.lab.hosts if self.ledger_of(n)}
         self.assertEqual(sorted(homes), ["0", "1"], homes)
         free = ({"v800", "v801", "v802"} - set(homes.values())).pop()
+        status = self.ws.kiln("status", "--hosts", "hosts.lua")
+        self.assertIn("it continues from its resume state (ckpt on hosts %s, %s)" % (homes["0"], homes["1"]), status.out)
         self.ws.write("kiln.lua", 'task { name = "hog", host = "%s", run = "sleep 4" }\n' % homes["1"] +
                       recipe % ("", "sleep 1.5; ", each))
         r = self.kiln("--host-wait", "1s")  # a host that answers but is full is no host down
