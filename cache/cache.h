@@ -108,6 +108,9 @@ int cache_prepare_attempt(Cache *c, Task *t, const char *key_hex, Buf *note);
  * and did not succeed; 1 with that host's name (a multi-node job's hosts in node order,
  * "v800+v801"), else 0. In resume.c. */
 int cache_resume_host(Cache *c, const Task *t, char host[128]);
+/* The seconds t's attempts under its current key have run since its last success: the work
+ * its resume state holds, what starting afresh would throw away. In resume.c. */
+double cache_resume_seconds(Cache *c, const Task *t);
 /* kiln accept of t whose latest attempt did not succeed: ACCEPT_RUNNING when it is still open
  * (running, or left by a killed kiln) under an older key, and now counts for t's key (the
  * next run re-attaches to it); ACCEPT_RUNNING_ALREADY when it is open under t's key already;

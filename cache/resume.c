@@ -472,6 +472,14 @@ int cache_resume_host(Cache *c, const Task *t, char host[128])
 	return !strcmp(last_key, key);
 }
 
+double cache_resume_seconds(Cache *c, const Task *t)
+{
+	cache_ready(c);
+	char key[33];
+	cache_key_hex(c, t, key);
+	return key[0] ? history_unfinished_seconds(c->state, t->name, key, now_wall()) : 0;
+}
+
 int cache_accept_unfinished(Cache *c, Task *t, int outputs_there, int dry, Buf *what)
 {
 	cache_ready(c);

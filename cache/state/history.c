@@ -53,6 +53,24 @@ void history_each_duration(State *s, void (*fn)(void *ctx, const char *task, dou
 	sqlite3_reset(st);
 }
 
+static const char *const unfinished_sql =
+	"SELECT coalesce(sum(coalesce(ended, ?3) - started), 0) FROM attempts WHERE task = ?1 AND key = ?2 AND "
+	"attempt > 0 AND id > coalesce((SELECT max(id) FROM attempts WHERE task = ?1 AND outcome = 'ok'), 0)";
+
+double history_unfinished_seconds(State *s, const char *task, const char *key, double now)
+{
+	sqlite3_stmt *st = state_statement(s, &unfinished_sql);
+	if (!st)
+		return 0;
+	sqlite3_bind_text(st, 1, task, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
+	sqlite3_bind_double(st, 3, now);
+	double sec = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_double(st, 0) : 0;
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return sec;
+}
+
 /* SQLite gives a bare column the values of the row max() picked */
 static const char *const hosts_sql =
 	"SELECT h, sum(outcome = 'ok'), sum(ended IS NOT NULL AND outcome <> 'ok' AND outcome <> 'interrupted' AND "

@@ -52,6 +52,9 @@ int history_accepted(State *s, const char *task, double *when, int64_t *run_id);
  * in node order, "v800+v801"; "" when unrecorded). */
 int history_last_attempt_host(State *s, const char *task, char key[33], int *finished_ok, char executor[16],
 			      char host[128]);
+/* The seconds task's attempts under key have run since its last success (an open one's until
+ * now, wall clock): the work its resume state holds. */
+double history_unfinished_seconds(State *s, const char *task, const char *key, double now);
 /* The same with its row id and whether it is still open (no end recorded). */
 int history_last_attempt_row(State *s, const char *task, char key[33], int *finished_ok, int64_t *id, int *open);
 /* How an attempt stands (state_last_log): the values the state's query gives. */

@@ -49,8 +49,8 @@ static const struct {
 	 "running when kiln stops; the next run re-attaches).\n"
 	 "SSH hosts: --executor ssh (or executor = \"ssh\" per task) over the recipe's hosts{} or\n"
 	 "--hosts FILE (a Lua file with a hosts{} block); --detach as for Slurm; --host-wait 60s: how long\n"
-	 "a task waits for a host it may run on to answer before it fails as host-down (and for the host\n"
-	 "holding its resume state before it starts afresh elsewhere).\n"
+	 "a task waits for a host it may run on to answer before it fails as host-down (and, at least, for\n"
+	 "the host holding its resume state before it starts afresh elsewhere: as long as that work took).\n"
 	 "Local attempts outlive a killed kiln (or a closed terminal) and are re-attached by the next run;\n"
 	 "--detach leaves them running on purpose. Ctrl-C stops them.\n"
 	 "Exit status: 0 all succeeded, 1 a task failed, 2 usage or recipe error, 130 Ctrl-C.", verb_run},

@@ -145,10 +145,10 @@ class SshResume(sshhosts.SshCase, KilnTestCase):
                 if os.path.exists(os.path.join(h.home, name)):
                     os.remove(os.path.join(h.home, name))
 
-    def train_through_a_drop(self, drop, epochs, ngpus=0):
+    def train_through_a_drop(self, drop, epochs, ngpus=0, host_wait="60s", after=2):
         """Runs train (a checkpointing loop of epochs, 0.4 s each, "epoch N" printed) on v800 or
-        v801 and drops its host after its second epoch for a moment (drop: "stop", a reboot,
-        or "partition", the network): (its host, kiln's output, kiln's exit status)."""
+        v801 and drops its host after epoch `after` for 1.5 s (drop: "stop", a reboot, or
+        "partition", the network): (its host, kiln's output, kiln's exit status)."""
         self.clear_ledgers()
         self.ws.write("hosts.lua", self.lab.hosts_lua({"v800": "jobs = 1", "v801": "jobs = 1"}))
         slow = ('s=$(cat ckpt/last 2>/dev/null || echo 0); mkdir -p ckpt; for e in $(seq $((s + 1)) %d); do '
@@ -160,19 +160,19 @@ class SshResume(sshhosts.SshCase, KilnTestCase):
             if ngpus:
                 self.lab.hosts[home].set_gpus(gpus(2, busy=(0, 1)))
         try:
-            return self.drop_the_working_host(drop, 1.5, busy)
+            return self.drop_the_working_host(drop, 1.5, busy, host_wait, after)
         finally:
             for name, h in self.lab.hosts.items():
                 h.set_gpus(self.HOSTS[name])
             self.assertTrue(wait_for(lambda: not self.lab.jobs_running(), timeout=30))
 
-    def drop_the_working_host(self, drop, seconds, before):
-        """Runs the recipe over v800 and v801 and, once two lines are in a host's ledger, calls
-        before(that host), drops it (drop: "stop", a reboot, or "partition", the network) for
-        seconds, then waits for kiln's end: (the host, kiln's output, kiln's exit status)."""
-        run = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua", "--host-wait", "60s")
+    def drop_the_working_host(self, drop, seconds, before, host_wait="60s", after=2):
+        """Runs the recipe over v800 and v801 and, once `after` lines are in a host's ledger,
+        calls before(that host), drops it (drop: "stop", a reboot, or "partition", the network)
+        for seconds, then waits for kiln's end: (the host, kiln's output, kiln's exit status)."""
+        run = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua", "--host-wait", host_wait)
         try:
-            self.assertTrue(wait_for(lambda: len(self.ledger_of("v800") + self.ledger_of("v801")) >= 2, timeout=60))
+            self.assertTrue(wait_for(lambda: len(self.ledger_of("v800") + self.ledger_of("v801")) >= after, timeout=60))
             home = "v800" if self.ledger_of("v800") else "v801"
             before(home)
             getattr(self.lab.hosts[home], drop)()
@@ -233,12 +233,13 @@ class SshResume(sshhosts.SshCase, KilnTestCase):
         self.assertIn("# kiln: node 1 on host %s" % homes["1"], log)
 
     def test_a_task_lost_with_its_host_continues_there_when_the_host_is_back(self):
-        # the host drops mid-run (its processes die with it, as in a reboot) and comes back a
-        # moment later: the retry goes back to it and continues from the checkpoint
-        home, out, rc = self.train_through_a_drop("stop", 8)
+        # the host drops mid-run (its processes die with it, as in a reboot) and comes back 1.5 s
+        # later: the retry waits for it — longer than --host-wait (1 s) since the work kept
+        # there took longer (6 epochs) — and continues there from the checkpoint
+        home, out, rc = self.train_through_a_drop("stop", 10, host_wait="1s", after=6)
         self.assertEqual(rc, 0, out)
         ledger = self.ledger_of(home)
-        self.assertEqual(sorted(set(ledger), key=int), [str(e) for e in range(1, 9)], ledger)
+        self.assertEqual(sorted(set(ledger), key=int), [str(e) for e in range(1, 11)], ledger)
         self.assertLessEqual(len(ledger) - len(set(ledger)), 1, "at most the epoch in flight twice: %s" % ledger)
         self.assertEqual(self.ledger_of("v801" if home == "v800" else "v800"), [], "not started afresh elsewhere")
         self.assertIn("it runs again there once the host answers (its resume state is there)", out)
@@ -286,8 +287,8 @@ class SshResume(sshhosts.SshCase, KilnTestCase):
         self.assertEqual(r.rc, 0, r)
         self.assertGreaterEqual(time.monotonic() - t0, 3, "it waited for its host first")
         self.assertEqual(self.ledger_of(other), ["1", "2", "3", "4", "5"])
-        self.assertIn("# kiln: its resume state is on host %s, which has not answered for 3 s (--host-wait): "
-                      "it starts afresh here" % home, self.ws.read(".kiln/logs/train@2.log"))
+        self.assertIn("# kiln: its resume state is on host %s, which has not answered for 3.0s (--host-wait, or as "
+                      "long as the work kept there took): it starts afresh here" % home, self.ws.read(".kiln/logs/train@2.log"))
 
     def test_a_retry_waits_for_its_resume_host_to_come_back(self):
         # the host holding its checkpoint drops (a reboot): the retry waits for it rather than
@@ -314,7 +315,7 @@ class SshResume(sshhosts.SshCase, KilnTestCase):
         self.assertEqual(self.ledger_of(home), ["1", "2", "3", "4", "5"], "continued where it stopped")
         self.assertEqual(self.ledger_of(other), [], "not started afresh on the free host")
         self.assertIn("# kiln: on host %s" % home, self.ws.read(".kiln/logs/train@2.log"))
-        self.assertIn("%s down (train waits for it: its resume state is there)" % home, out)
+        self.assertIn("%s down (train waits for it up to 1m00s: its resume state is there)" % home, out)
 
 if __name__ == "__main__":
     main()

@@ -327,9 +327,12 @@ static int ssh_start(Executor *ex, Job *job)
 		if (home && home != h && !ssh_host_allows(home, t))
 			dprintf(fd, "# kiln: its resume state is on host %s, where the recipe no longer lets it run: it "
 				"starts afresh here\n", home->spec->name);
-		else if (home && home != h)
-			dprintf(fd, "# kiln: its resume state is on host %s, which has not answered for %.0f s (--host-wait): "
-				"it starts afresh here\n", home->spec->name, se->cfg.host_wait_sec);
+		else if (home && home != h) {
+			char wait[32];
+			format_duration(ssh_home_wait_sec(se, t), wait, sizeof wait);
+			dprintf(fd, "# kiln: its resume state is on host %s, which has not answered for %s (--host-wait, or as "
+				"long as the work kept there took): it starts afresh here\n", home->spec->name, wait);
+		}
 		if (task_shell(job->task)) /* job_script.c: one exec fewer a job than sh -c */
 			dprintf(fd, "# kiln: there the command runs as ( eval COMMAND ) in the job's sh, as sh -c would\n");
 		for (int k = 1; g && k < g->n; k++)
@@ -482,9 +485,13 @@ static void ssh_describe(Executor *ex, Buf *out)
 		buf_printf(out, "%s%s", out->len ? ", " : "", h->spec->name);
 		if (h->down) {
 			buf_puts(out, " down");
-			for (int k = 0; se->home_waiter && !ssh_home_given_up(se, h) && k < ssh_nodes(se->home_waiter); k++)
-				if (place_home(se->cfg.cache, se->hosts, se->nhosts, se->home_waiter, k) == h)
-					buf_printf(out, " (%s waits for it: its resume state is there)", se->home_waiter->name);
+			const Task *w = se->home_waiter;
+			for (int k = 0; w && !ssh_home_given_up(se, h, w) && k < ssh_nodes(w); k++)
+				if (place_home(se->cfg.cache, se->hosts, se->nhosts, w, k) == h) {
+					char wait[32];
+					format_duration(ssh_home_wait_sec(se, w), wait, sizeof wait);
+					buf_printf(out, " (%s waits for it up to %s: its resume state is there)", w->name, wait);
+				}
 			continue;
 		}
 		int leased = 0;

@@ -131,9 +131,11 @@ void ssh_map_harvest_ended(SshExec *se, Remote *rm, int status);
 int ssh_has_room(Executor *ex, const Task *t);
 /* Gives back what has_room leased for a task that did not start. */
 void ssh_release_held(SshExec *se);
-/* Whether the down host holding a task's resume state has been waited for --host-wait:
- * the task then starts afresh elsewhere. */
-int ssh_home_given_up(const SshExec *se, const SshHost *home);
+/* How long t waits for the down host holding its resume state: --host-wait, or the seconds
+ * of work kept there (cache_resume_seconds), whichever is longer; and whether home has been
+ * waited for that long (t then starts afresh elsewhere). */
+double ssh_home_wait_sec(const SshExec *se, const Task *t);
+int ssh_home_given_up(const SshExec *se, const SshHost *home, const Task *t);
 
 /* ssh_gang.c: multi-node jobs (torchrun nnodes = M): M hosts leased together, one launcher
  * each, ended, stopped and re-attached together. How many nodes t spans (1 for most). */

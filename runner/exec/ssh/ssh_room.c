@@ -4,9 +4,10 @@
  * inputs, then the one with most room) and held in se->held* for the start() that follows.
  * A task continuing from resume state a host holds (its previous attempt ran there and did
  * not finish: place_home) goes back there, each node of a multi-node job to its own: it
- * waits for room on that host while other tasks run, and, when the host does not answer, waits --host-wait
- * for it to come back (a reboot, a dropped network) before starting afresh elsewhere —
- * every epoch kept there would be thrown away. A task whose hosts all stay down that long
+ * waits for room on that host while other tasks run, and, when the host does not answer,
+ * waits for it to come back (a reboot, a dropped network) before starting afresh elsewhere
+ * — every epoch kept there would be thrown away — --host-wait, or as long as the work kept
+ * there took, whichever is longer: the wait never costs more than starting afresh would. A task whose hosts all stay down that long
  * fails as host-down. */
 #define _GNU_SOURCE
 #include <string.h>
@@ -23,10 +24,16 @@ void ssh_release_held(SshExec *se)
 	se->nheld = 0;
 }
 
-int ssh_home_given_up(const SshExec *se, const SshHost *home)
+double ssh_home_wait_sec(const SshExec *se, const Task *t)
+{
+	double kept = cache_resume_seconds(se->cfg.cache, t);
+	return kept > se->cfg.host_wait_sec ? kept : se->cfg.host_wait_sec;
+}
+
+int ssh_home_given_up(const SshExec *se, const SshHost *home, const Task *t)
 {
 	return home->down && home->down_since_ns &&
-	       now_mono_ns() - home->down_since_ns > (int64_t)(se->cfg.host_wait_sec * 1e9);
+	       now_mono_ns() - home->down_since_ns > (int64_t)(ssh_home_wait_sec(se, t) * 1e9);
 }
 
 /* place_choose among the hosts but those chosen already, or on only (when not NULL). */
@@ -56,7 +63,7 @@ static int choose_hosts(SshExec *se, const Task *t, int *reachable, int *big_eno
 			home = NULL; /* the recipe no longer lets it run there */
 		SshHost *h = choose_one(se, t, home, &r, &b);
 		if (home && !r) { /* the home host does not answer */
-			if (!ssh_home_given_up(se, home)) {
+			if (!ssh_home_given_up(se, home, t)) {
 				*home_wait = 1;
 				ok = 0;
 				break;
