@@ -93,33 +93,39 @@ def main():
                 lab.hosts[name].start()
             out, _ = p.communicate(timeout=600)
             reattached += out.count("which ran on while its host did not answer")
-            ok = p.returncode == 0
+            why = [] if p.returncode == 0 else ["kiln exited %d" % p.returncode]
             for t in range(TRAINERS):
                 path = os.path.join(ws, "out/t%d.txt" % t)
-                ok = ok and os.path.exists(path) and open(path).read() == "t%d done\n" % t
-            ok = ok and open(os.path.join(ws, "out/plain.txt")).read() == "plain\n"
+                if not (os.path.exists(path) and open(path).read() == "t%d done\n" % t):
+                    why.append("out/t%d.txt wrong" % t)
+            path = os.path.join(ws, "out/plain.txt")
+            if not (os.path.exists(path) and open(path).read() == "plain\n"):
+                why.append("out/plain.txt wrong")
             for i in range(1, ITEMS + 1):
                 path = os.path.join(ws, "out/items/i%d.txt" % i)
-                ok = ok and os.path.exists(path) and open(path).read() == "i%d\n" % i
+                if not (os.path.exists(path) and open(path).read() == "i%d\n" % i):
+                    why.append("out/items/i%d.txt wrong" % i)
             if not sshhosts_wait_idle(lab, 3):
-                ok = False
-                out += "\n(a job was left running on a host)"
+                why.append("jobs left running: %s" % lab.jobs_running())
             rows = ledger(lab)
             items = [r[0] for r in rows if r[1] == "item"]
             items_twice += len(items) - len(set(items))
             epochs = [(r[0], r[1]) for r in rows if r[1] != "item"]
             dup = len(epochs) - len(set(epochs))
             missing = {("t%d" % t, str(e)) for t in range(TRAINERS) for e in range(1, EPOCHS + 1)} - set(epochs)
-            ok = ok and not missing
+            if missing:
+                why.append("epochs never run: %s" % sorted(missing))
             again = subprocess.run([KILN, "run", "--executor", "ssh", "--hosts", "hosts.lua"], cwd=ws,
                                    capture_output=True, text=True, timeout=120)
-            ok = ok and again.returncode == 0 and " 0 ran," in again.stdout
+            if again.returncode != 0 or " 0 ran," not in again.stdout:
+                why.append("the next run was no no-op")
+            ok = not why
             twice += dup
             print("trial %d: drops %s, rc %d, epochs twice %d, items twice %d%s"
                   % (trial, ",".join(kinds) or "none", p.returncode, dup, len(items) - len(set(items)),
-                     "" if ok else "  FAILED"), flush=True)
+                     "" if ok else "  FAILED: " + "; ".join(why)), flush=True)
             if not ok:
-                failures.append((trial, out[-2000:], again.stdout[-500:], sorted(missing)))
+                failures.append((trial, out[-2000:], again.stdout[-500:], why))
     finally:
         lab.close()
         shutil.rmtree(ws, ignore_errors=True)
@@ -127,8 +133,8 @@ def main():
           "after a partition, %d epochs run twice of %d, %d map items run twice of %d, %d failed, %.0f s"
           % (trials, drops["partition"], drops["reboot"], killed, reattached, twice, trials * TRAINERS * EPOCHS,
              items_twice, trials * ITEMS, len(failures), time.time() - started))
-    for trial, out, again, missing in failures:
-        print("--- trial %d (missing %s)\n%s\n--- no-op:\n%s" % (trial, missing, out, again))
+    for trial, out, again, why in failures:
+        print("--- trial %d: %s\n%s\n--- the next run:\n%s" % (trial, "; ".join(why), out, again))
     return 1 if failures else 0
 
 
