@@ -2,10 +2,11 @@
 A checkpoint cut short on a host is put back from the copy taken there, and a checkpoint
 folder cut short or stopped between its files is removed before the retry; the next attempt
 of a task continuing from resume state a host holds goes back to that host (waiting for
-room there; a multi-node job's first node too), waits --host-wait for it when it does not
-answer (a reboot) and only then starts afresh elsewhere, saying so; a job that ran on
-through a dropped network is re-attached, not restarted; a lost job whose work went
-elsewhere is stopped there."""
+room there; each node of a multi-node job to its own), waits for it when it does not answer
+(a reboot: as long as the work kept there took, at least --host-wait) and only then starts
+afresh elsewhere, saying so; a job that ran on
+through a dropped network is re-attached, not restarted, as is one a killed kiln left whose
+devices read busy; a lost job whose work went elsewhere is stopped there."""
 import os
 import time
 import unittest
@@ -260,6 +261,24 @@ class SshResume(sshhosts.SshCase, KilnTestCase):
         self.assertIn("epoch 10\n", log)
         self.assertEqual(self.ws.read("model.txt"), "\n")
         self.assertEqual(self.ws.kiln("run", "--executor", "ssh", "--hosts", "hosts.lua").out.count("up to date"), 1)
+
+    def test_after_kill_9_a_job_whose_devices_read_busy_is_re_attached_at_once(self):
+        # a real nvidia-smi shows the job's own device busy: re-attaching needs no free one
+        self.ws.write("kiln.lua", 'task { name = "train", host = "v802", gpus = 1, outputs = {"m.txt"}, '
+                      'run = "%sfor e in 1 2 3 4 5 6; do echo epoch $e; sleep 0.5; done; echo > m.txt" }\n' % self.START)
+        p = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua")
+        try:
+            self.assertTrue(wait_for(lambda: len(self.starts()) == 1, timeout=30))
+            self.lab.hosts["v802"].set_gpus(gpus(1, busy=(0,)))
+            p.kill()
+            p.communicate()
+            r = self.kiln(timeout=30)
+        finally:
+            self.lab.hosts["v802"].set_gpus(self.HOSTS["v802"])
+        self.assertEqual(r.rc, 0, r)
+        self.assertIn("train: attached to ssh job", r.out)
+        self.assertEqual(len(self.starts()), 1, "it ran once")
+        self.assertIn("epoch 6\n", self.ws.read(".kiln/logs/train@1.log"))
 
     def test_a_job_lost_with_its_host_whose_work_went_elsewhere_is_stopped_there(self):
         # no resume state: the lost job runs again elsewhere at once; the copy that ran on on
