@@ -79,6 +79,8 @@ typedef struct Job {
 	int adopted;          /* re-attached to a job a previous kiln started */
 	int adopted_lost;     /* or to the job of this run's attempt N that was lost with its host (N) */
 	int stopped_stale;    /* stopped the job a previous kiln left for the task: its key differed */
+	int kept_lost;        /* lost with its host, and kept: the next attempt takes it up if the host
+				 answers soon (it may run on there) */
 	char key[33];         /* the task's key when it started (hex), to re-attach only to the same work */
 	long long attempt_row;/* its attempt's record (adopted jobs: the row the first kiln opened) */
 	struct Executor *ex;  /* the executor running it */
@@ -262,6 +264,7 @@ typedef struct {
 	Lease lease;   /* where it runs and what it holds, from its record */
 	int attempt, used;
 	long long row; /* 0: found running, never recorded (local) */
+	double ran_sec; /* how long it had run: when lost with its host (ssh), or by now (a record's) */
 } AdoptedJob;
 void exec_adopted_add(AdoptedJob **list, int *n, const OpenAttempt *a);
 void exec_adopted_free(AdoptedJob *list, int n);

@@ -67,7 +67,8 @@ void exec_adopted_add(AdoptedJob **list, int *n, const OpenAttempt *o)
 	*list = xrealloc(*list, (size_t)(*n + 1) * sizeof **list);
 	AdoptedJob *a = &(*list)[(*n)++];
 	*a = (AdoptedJob){xstrdup(r->task), xstrdup(r->job_id ? r->job_id : ""), xstrdup(r->key ? r->key : ""),
-			  xstrdup(r->log ? r->log : ""), .attempt = r->attempt, .row = o->row};
+			  xstrdup(r->log ? r->log : ""), .attempt = r->attempt, .row = o->row,
+			  .ran_sec = r->started > 0 ? now_wall() - r->started : 0}; /* so far, if it runs on */
 	snprintf(a->lease.host, sizeof a->lease.host, "%s", r->host ? r->host : "");
 	lease_parse_gpus(&a->lease, r->gpus);
 }

@@ -345,7 +345,10 @@ static void job_ended(Run *r, Job *job)
 		const char *reason = job->reason[0] ? job->reason : "lost with its host";
 		cache_attempt_ended(o->cache, attempt_id, -1, reason, here ? "lost" : "host-lost");
 		status_print(&r->st, "retry", "%s: %s; it runs again%s", t->name, reason,
-			     here ? "" : home ? " there once the host answers (its resume state is there)" : " elsewhere");
+			     here           ? ""
+			     : home         ? " there once the host answers (its resume state is there)"
+			     : job->kept_lost ? ", taking up its job there if the host answers soon (it may run on), else elsewhere"
+					      : " elsewhere");
 		t->attempt--;
 		t->lost++;
 		if (task_is_runner(t))

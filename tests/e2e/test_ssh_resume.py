@@ -5,8 +5,10 @@ of a task continuing from resume state a host holds goes back to that host (wait
 room there; each node of a multi-node job to its own), waits for it when it does not answer
 (a reboot: as long as the work kept there took, at least --host-wait) and only then starts
 afresh elsewhere, saying so; a job that ran on
-through a dropped network is re-attached, not restarted, as is one a killed kiln left whose
-devices read busy; a lost job whose work went elsewhere is stopped there."""
+through a dropped network is re-attached, not restarted (one without resume state and a
+map{} shard too: their retries wait for the host as long as the job had run), as is one a
+killed kiln left whose devices read busy or whose host answers late; a lost job whose work
+went elsewhere is stopped there."""
 import os
 import time
 import unittest
@@ -280,17 +282,83 @@ class SshResume(sshhosts.SshCase, KilnTestCase):
         self.assertEqual(len(self.starts()), 1, "it ran once")
         self.assertIn("epoch 6\n", self.ws.read(".kiln/logs/train@1.log"))
 
+    def test_a_job_without_resume_state_that_ran_on_through_a_partition_is_re_attached(self):
+        # no checkpoint: starting afresh elsewhere would throw away all it had done, so its
+        # retry waits for the host (as long as the job had run, at most --host-wait) and takes
+        # up the job that ran on there
+        self.clear_ledgers()
+        self.ws.write("hosts.lua", self.lab.hosts_lua({"v800": "jobs = 1", "v801": "jobs = 1"}))
+        self.ws.write("kiln.lua", 'task { name = "eval", hosts = {"v800", "v801"}, outputs = {"e.txt"}, run = "for i in '
+                      '$(seq 20); do echo $i >> $HOME/ledger; echo step $i; sleep 0.3; done; echo $KILN_HOST > e.txt" }\n')
+        home, out, rc = self.drop_the_working_host("partition", 1.5, lambda home: None, after=8)
+        self.assertEqual(rc, 0, out)
+        self.assertEqual(self.ledger_of(home), [str(i) for i in range(1, 21)], "no step twice, none restarted")
+        self.assertEqual(self.ledger_of("v801" if home == "v800" else "v800"), [], "not started afresh elsewhere")
+        self.assertEqual(self.ws.read("e.txt"), home + "\n")
+        self.assertIn("taking up its job there if the host answers soon (it may run on), else elsewhere", out)
+        self.assertIn("which ran on while its host did not answer", out)
+        self.assertIn("step 20\n", self.ws.read(".kiln/logs/eval@2.log"))
+
+    def test_after_kill_9_a_job_whose_host_does_not_answer_is_waited_for_and_taken_up(self):
+        # kiln is killed, then the job's host drops off the network: the next kiln waits for
+        # it (as long as the job has run) rather than start it afresh on the free host
+        self.clear_ledgers()
+        self.ws.write("hosts.lua", self.lab.hosts_lua({"v800": "jobs = 1", "v801": "jobs = 1"}))
+        self.ws.write("kiln.lua", 'task { name = "eval", hosts = {"v800", "v801"}, outputs = {"e.txt"}, run = "for i in '
+                      '$(seq 20); do echo $i >> $HOME/ledger; sleep 0.3; done; echo $KILN_HOST > e.txt" }\n')
+        p = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua")
+        try:
+            self.assertTrue(wait_for(lambda: len(self.ledger_of("v800") + self.ledger_of("v801")) >= 8, timeout=60))
+        finally:
+            p.kill()
+            p.communicate()
+        home = "v800" if self.ledger_of("v800") else "v801"
+        self.lab.hosts[home].partition()
+        run = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua")
+        try:
+            time.sleep(1.5)
+            self.lab.hosts[home].start()
+            out, err = run.communicate(timeout=120)
+        finally:
+            if run.poll() is None:
+                run.kill()
+        self.assertEqual(run.returncode, 0, out + err)
+        self.assertEqual(self.ledger_of(home), [str(i) for i in range(1, 21)], "no step twice, none restarted")
+        self.assertEqual(self.ledger_of("v801" if home == "v800" else "v800"), [], "not started afresh elsewhere")
+        self.assertIn("eval: attached to ssh job", out)
+        self.assertEqual(self.ws.read("e.txt"), home + "\n")
+
+    def test_a_map_shard_that_ran_on_through_a_partition_is_re_attached_and_no_item_runs_twice(self):
+        # the items it made while kiln could not reach it are brought back and recorded, not
+        # made again on the other host
+        self.clear_ledgers()
+        self.ws.write("hosts.lua", self.lab.hosts_lua({"v800": "jobs = 1", "v801": "jobs = 1"}))
+        self.ws.write("kiln.lua", 'local items = {}\nfor i = 1, 30 do items[#items + 1] = "i" .. i end\n'
+                      'map { name = "cap", items = items, shards = 1, hosts = {"v800", "v801"}, output = "out/{item}.txt", '
+                      'run = "while read it; do sleep 0.2; echo $it >> $HOME/ledger; echo $it > out/$it.txt; done < {items}" }\n')
+        home, out, rc = self.drop_the_working_host("partition", 1.5, lambda home: None, after=12)
+        self.assertEqual(rc, 0, out)
+        self.assertEqual(self.ledger_of(home), ["i%d" % i for i in range(1, 31)], "every item once, on its host")
+        self.assertEqual(self.ledger_of("v801" if home == "v800" else "v800"), [], "none made again elsewhere")
+        self.assertIn("which ran on while its host did not answer", out)
+        for i in range(1, 31):
+            self.assertEqual(self.ws.read("out/i%d.txt" % i), "i%d\n" % i)
+        again = self.ws.kiln("run", "--executor", "ssh", "--hosts", "hosts.lua")
+        self.assertIn(" 0 ran,", again.out, again)
+
     def test_a_job_lost_with_its_host_whose_work_went_elsewhere_is_stopped_there(self):
-        # no resume state: the lost job runs again elsewhere at once; the copy that ran on on
-        # its partitioned host (slowed there) is stopped when kiln reaches the host again,
-        # at the latest at the run's end, not left to hold its GPU for nothing
+        # no resume state, and its host silent for longer than --host-wait: the lost job runs
+        # again elsewhere; the copy that ran on on its partitioned host (slowed there) is
+        # stopped when kiln reaches the host again, at the latest at the run's end, not left
+        # to hold its GPU for nothing
         self.clear_ledgers()
         self.ws.write("hosts.lua", self.lab.hosts_lua({"v800": "jobs = 1", "v801": "jobs = 1"}))
         self.ws.write("kiln.lua", 'task { name = "work", hosts = {"v800", "v801"}, outputs = {"w.txt"}, run = "for i in '
                       '$(seq 12); do echo $i >> $HOME/ledger; sleep 0.3; [ -e $HOME/died ] && sleep 3; done; '
                       'echo $KILN_HOST > w.txt" }\n')
         home, out, rc = self.drop_the_working_host(
-            "partition", 1, lambda home: open(os.path.join(self.lab.hosts[home].home, "died"), "w").close())
+            "partition", 1, lambda home: open(os.path.join(self.lab.hosts[home].home, "died"), "w").close(),
+            host_wait="0.5s")
         self.assertEqual(rc, 0, out)
         self.assertEqual(self.ws.read("w.txt"), ("v801" if home == "v800" else "v800") + "\n")
         self.assertTrue(wait_for(lambda: not self.lab.jobs_running(), timeout=3),

@@ -265,6 +265,10 @@ static int ssh_start(Executor *ex, Job *job)
 	Task *t = job->task;
 	job->started_ns = now_mono_ns();
 	job->end = JOB_RUNNING;
+	int lost; /* where it would have gone back to (asked before a lost job is taken up or given up) */
+	SshHost *home = ssh_home(se, t, 0, &lost);
+	char wait[32];
+	format_duration(home ? ssh_home_wait_sec(se, t) : 0, wait, sizeof wait);
 	if (se->nadopted && ssh_reattach(se, job))
 		return job->end == JOB_RUNNING ? 0 : -1;
 	SshHost *h = se->held == t && se->nheld ? se->held_hosts[0] : NULL;
@@ -323,16 +327,16 @@ static int ssh_start(Executor *ex, Job *job)
 	if (fd >= 0) {
 		exec_write_log_header(fd, job);
 		dprintf(fd, "# kiln: on host %s (%s:%s)\n", h->spec->name, h->spec->address, h->home_workdir);
-		SshHost *home = place_home(se->cfg.cache, se->hosts, se->nhosts, t, 0);
 		if (home && home != h && !ssh_host_allows(home, t))
 			dprintf(fd, "# kiln: its resume state is on host %s, where the recipe no longer lets it run: it "
 				"starts afresh here\n", home->spec->name);
-		else if (home && home != h) {
-			char wait[32];
-			format_duration(ssh_home_wait_sec(se, t), wait, sizeof wait);
+		else if (home && home != h && lost)
+			dprintf(fd, "# kiln: its job on host %s may run on there, but the host has not answered for %s (as "
+				"long as that job had run, at most --host-wait): it starts afresh here\n",
+				home->spec->name, wait);
+		else if (home && home != h)
 			dprintf(fd, "# kiln: its resume state is on host %s, which has not answered for %s (--host-wait, or as "
 				"long as the work kept there took): it starts afresh here\n", home->spec->name, wait);
-		}
 		if (task_shell(job->task)) /* job_script.c: one exec fewer a job than sh -c */
 			dprintf(fd, "# kiln: there the command runs as ( eval COMMAND ) in the job's sh, as sh -c would\n");
 		for (int k = 1; g && k < g->n; k++)
@@ -468,6 +472,8 @@ static int ssh_adoptable(Executor *ex, const Task *t, const char *key_hex, Lease
 {
 	SshExec *se = ex->impl;
 	held->ngpus = 0; /* a host's devices are this executor's, not this machine's */
+	if (se->reattaching != t) /* its host does not answer, or the job is gone: a fresh list */
+		return 0;
 	for (int i = 0; task_is_runner(t) && i < se->nadopted; i++)
 		if (!se->adopted[i].used && !strcmp(se->adopted[i].task, t->name) && !strcmp(se->adopted[i].key, key_hex))
 			return 1;
@@ -486,11 +492,13 @@ static void ssh_describe(Executor *ex, Buf *out)
 		if (h->down) {
 			buf_puts(out, " down");
 			const Task *w = se->home_waiter;
+			int lost;
 			for (int k = 0; w && !ssh_home_given_up(se, h, w) && k < ssh_nodes(w); k++)
-				if (place_home(se->cfg.cache, se->hosts, se->nhosts, w, k) == h) {
+				if (ssh_home(se, w, k, &lost) == h) {
 					char wait[32];
 					format_duration(ssh_home_wait_sec(se, w), wait, sizeof wait);
-					buf_printf(out, " (%s waits for it up to %s: its resume state is there)", w->name, wait);
+					buf_printf(out, " (%s waits for it up to %s: %s)", w->name, wait,
+						   lost ? "its job may run on there" : "its resume state is there");
 				}
 			continue;
 		}

@@ -170,14 +170,16 @@ void ssh_node_failed(SshExec *se, Remote *rm, enum JobEnd end, int code, const c
 void ssh_keep_lost(SshExec *se, const Remote *rm)
 {
 	const Task *t = rm->job->task;
-	if (rm->gang || task_is_runner(t) || t->forced || !rm->job->key[0]) { /* run again elsewhere, whole */
+	if (rm->gang || t->forced || !rm->job->key[0]) { /* run again elsewhere, whole */
 		buf_printf(&rm->host->stale_jobs, " %s", rm->id);
 		return;
 	}
+	rm->job->kept_lost = 1;
 	se->adopted = xrealloc(se->adopted, (size_t)(se->nadopted + 1) * sizeof *se->adopted);
 	AdoptedJob *a = &se->adopted[se->nadopted++];
 	*a = (AdoptedJob){xstrdup(t->name), xstrdup(rm->id), xstrdup(rm->job->key), xstrdup(""), .lease = *rm->lease,
-			  .attempt = rm->job->attempt, .row = 0}; /* an orphan of row 0 with its attempt's number */
+			  .attempt = rm->job->attempt, .row = 0, /* an orphan of row 0 with its attempt's number */
+			  .ran_sec = (double)(now_mono_ns() - rm->job->started_ns) / 1e9};
 }
 
 int ssh_reattaches(SshExec *se, const Task *t)

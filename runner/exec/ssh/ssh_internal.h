@@ -64,7 +64,8 @@ typedef struct {
 	int held_gpus[SSH_MAX_NODES][64];
 	int waiting;        /* a task waits for a host's busy GPUs, or for a host to answer: poll */
 	int64_t all_down_since_ns;
-	const Task *home_waiter; /* the last task found waiting for the down host holding its resume state */
+	const Task *home_waiter; /* the last task found waiting for its home host (ssh_home) to answer */
+	const Task *reattaching; /* has_room found this task's job to take up (se->held) */
 } SshExec;
 
 /* A multi-node job: its nodes' attempts, ended together (ssh_gang.c). */
@@ -131,9 +132,15 @@ void ssh_map_harvest_ended(SshExec *se, Remote *rm, int status);
 int ssh_has_room(Executor *ex, const Task *t);
 /* Gives back what has_room leased for a task that did not start. */
 void ssh_release_held(SshExec *se);
-/* How long t waits for the down host holding its resume state: --host-wait, or the seconds
- * of work kept there (cache_resume_seconds), whichever is longer; and whether home has been
- * waited for that long (t then starts afresh elsewhere). */
+/* The host node `node` of t goes back to (NULL: any): the one holding its resume state
+ * (place_home), else, while it does not answer, the one its job was lost with in this run
+ * or left running on by a killed kiln (*lost set): that job may run on there. */
+SshHost *ssh_home(SshExec *se, const Task *t, int node, int *lost);
+/* How long t waits for that host while it does not answer: for resume state --host-wait, or
+ * the seconds of work kept there (cache_resume_seconds), whichever is longer; for a lost job
+ * as long as it had run, at most --host-wait (waiting never costs more than starting afresh
+ * would throw away); and whether home has been waited for that long (t then starts afresh
+ * elsewhere). */
 double ssh_home_wait_sec(const SshExec *se, const Task *t);
 int ssh_home_given_up(const SshExec *se, const SshHost *home, const Task *t);
 
@@ -157,7 +164,8 @@ void ssh_sweep_orphans(SshExec *se, SshHost *h);
 void ssh_stop_orphans(SshExec *se);
 /* A job lost with its host (the connection dropped, the host did not answer) may run on
  * there: kept as an orphan, re-attached by its task's next attempt if the host answers again
- * and the job is still there (single-node tasks; not a map's runner). */
+ * and the job is still there (single-node tasks, a map's shards among them; that attempt
+ * waits for the host: ssh_room.c). */
 void ssh_keep_lost(SshExec *se, const Remote *rm);
 /* Whether start() of t will re-attach to a job left for it (the same key, on a host that
  * answers; a lost job's still there): it then needs no room of has_room's. */

@@ -24,8 +24,38 @@ void ssh_release_held(SshExec *se)
 	se->nheld = 0;
 }
 
+/* The job of t that may run on where kiln cannot reach it now, not taken up yet: lost with
+ * its host in this run, or left open by a killed kiln; NULL when none. */
+static const AdoptedJob *lost_job(const SshExec *se, const Task *t)
+{
+	for (int i = 0; i < se->nadopted; i++) {
+		const AdoptedJob *a = &se->adopted[i];
+		if (!a->used && a->ran_sec > 0 && a->job_id[0] && !strcmp(a->task, t->name))
+			return a;
+	}
+	return NULL;
+}
+
+SshHost *ssh_home(SshExec *se, const Task *t, int node, int *lost)
+{
+	*lost = 0;
+	SshHost *home = place_home(se->cfg.cache, se->hosts, se->nhosts, t, node);
+	const AdoptedJob *a = home || node ? NULL : lost_job(se, t);
+	if (!a)
+		return home;
+	home = ssh_find_host(se, a->lease.host);
+	if (!home || !home->down)
+		return NULL; /* it answers, and ssh_reattaches found no job to take up there */
+	*lost = 1;
+	return home;
+}
+
 double ssh_home_wait_sec(const SshExec *se, const Task *t)
 {
+	char names[128];
+	const AdoptedJob *a;
+	if (!cache_resume_host(se->cfg.cache, t, names) && (a = lost_job(se, t)))
+		return a->ran_sec < se->cfg.host_wait_sec ? a->ran_sec : se->cfg.host_wait_sec;
 	double kept = cache_resume_seconds(se->cfg.cache, t);
 	return kept > se->cfg.host_wait_sec ? kept : se->cfg.host_wait_sec;
 }
@@ -58,7 +88,8 @@ static int choose_hosts(SshExec *se, const Task *t, int *reachable, int *big_eno
 	for (int k = 0; k < n && ok; k++) {
 		int r = 0, b = 0;
 		/* node k goes back to the host holding its part of the resume state, if any */
-		SshHost *home = place_home(se->cfg.cache, se->hosts, se->nhosts, t, k);
+		int lost;
+		SshHost *home = ssh_home(se, t, k, &lost);
 		if (home && (!ssh_host_allows(home, t) || home->chosen))
 			home = NULL; /* the recipe no longer lets it run there */
 		SshHost *h = choose_one(se, t, home, &r, &b);
@@ -98,8 +129,9 @@ int ssh_has_room(Executor *ex, const Task *t)
 	if (se->held == t)
 		return 1;
 	ssh_release_held(se);
+	se->reattaching = NULL;
 	if (se->nadopted && ssh_reattaches(se, t)) { /* its job's slot and devices are its own */
-		se->held = t;
+		se->held = se->reattaching = t;
 		return 1;
 	}
 	int reachable = 0, big_enough = 0, home_wait = 0, nodes = ssh_nodes(t), allowed = 0;
