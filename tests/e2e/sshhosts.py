@@ -101,7 +101,8 @@ class Host:
         if not self.proc:
             return
         jobs = set(self.lab.jobs_running()) if keep_jobs else set()
-        for pid in self.descendants():
+        # a reboot: its jobs die with it, the re-parented ones (setsid'd by an agent) too
+        for pid in self.descendants() + ([] if keep_jobs else self.lab.jobs_running(self)):
             if pid not in jobs:
                 try:
                     os.kill(pid, 9)
@@ -166,9 +167,9 @@ class Lab:
                 os.remove(os.path.join(h.home, "trace.txt"))
             shutil.rmtree(h.workdir(), ignore_errors=True)
 
-    def jobs_running(self):
-        """PIDs of live processes working in a host's workdir: jobs (and their children) still
-        there, whatever their command line says."""
+    def jobs_running(self, host=None):
+        """PIDs of live processes working in a host's workdir (host's, or any): jobs (and their
+        children) still there, whatever their command line says."""
         found = []
         for pid in os.listdir("/proc"):
             if not pid.isdigit():
@@ -179,7 +180,7 @@ class Lab:
                     state = f.read().rsplit(")", 1)[1].split()[0]
             except OSError:
                 continue
-            if state != "Z" and any(cwd.startswith(h.workdir()) for h in self.hosts.values()):
+            if state != "Z" and any(cwd.startswith(h.workdir()) for h in ([host] if host else self.hosts.values())):
                 found.append(int(pid))
         return found
 

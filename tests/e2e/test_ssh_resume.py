@@ -247,6 +247,8 @@ class SshResume(sshhosts.SshCase, KilnTestCase):
         self.assertEqual(self.ledger_of("v801" if home == "v800" else "v800"), [], "not started afresh elsewhere")
         self.assertIn("it runs again there once the host answers (its resume state is there)", out)
         self.assertIn("host %s: 1 done, 0 failed, 1 lost with it and run again" % home, out)
+        log = self.ws.read(".kiln/logs/train@1.log")  # its log's rest, to the reboot, came back
+        self.assertEqual([log.count("epoch %d\n" % e) for e in range(1, 6)], [1] * 5, log)
 
     def test_a_job_that_ran_on_while_its_host_did_not_answer_is_re_attached_not_restarted(self):
         # the network drops, the host works on: when it answers again the retry takes up the
@@ -354,11 +356,22 @@ class SshResume(sshhosts.SshCase, KilnTestCase):
         self.clear_ledgers()
         self.ws.write("hosts.lua", self.lab.hosts_lua({"v800": "jobs = 1", "v801": "jobs = 1"}))
         self.ws.write("kiln.lua", 'task { name = "work", hosts = {"v800", "v801"}, outputs = {"w.txt"}, run = "for i in '
-                      '$(seq 12); do echo $i >> $HOME/ledger; sleep 0.3; [ -e $HOME/died ] && sleep 3; done; '
-                      'echo $KILN_HOST > w.txt" }\n')
+                      '$(seq 12); do echo line $i; echo $i >> $HOME/ledger; sleep 0.3; [ -e $HOME/died ] && sleep 1; '
+                      'done; echo $KILN_HOST > w.txt" }\n')
         home, out, rc = self.drop_the_working_host(
             "partition", 1, lambda home: open(os.path.join(self.lab.hosts[home].home, "died"), "w").close(),
             host_wait="0.5s")
+        # no log is lost: what it wrote there after the drop follows in attempt 1's log, once
+        # each line, and its directory there is gone
+        log = self.ws.read(".kiln/logs/work@1.log")
+        self.assertIn("answered again: the job's log there from where the copy above ends, until the job was "
+                      "stopped (its work went elsewhere)", log)
+        ran_there = self.ledger_of(home)
+        self.assertGreater(len(ran_there), 2, "it ran on there")
+        for i in ran_there:
+            self.assertEqual(log.count("line %s\n" % i), 1, log)
+        jobs = os.listdir(os.path.join(self.lab.hosts[home].workdir(), ".kiln/jobs"))
+        self.assertEqual([d for d in jobs if not d.startswith("task-")], [], "its job's directory went")
         self.assertEqual(rc, 0, out)
         self.assertEqual(self.ws.read("w.txt"), ("v801" if home == "v800" else "v800") + "\n")
         self.assertTrue(wait_for(lambda: not self.lab.jobs_running(), timeout=3),

@@ -365,6 +365,8 @@ static int ssh_reap(Executor *ex, Job **out, int max)
 	for (int i = 0; i < se->nhelpers; i++)
 		if (os_children_take(se->helpers[i], &status))
 			se->helpers[i--] = se->helpers[--se->nhelpers];
+	if (se->nlost_logs)
+		ssh_fetch_lost_logs(se, 0);
 	for (int i = 0; i < se->nactive; i++) {
 		Remote *rm = se->active[i];
 		if (rm->harvest_pid > 0 && os_children_take(rm->harvest_pid, &status))
@@ -543,6 +545,7 @@ static void ssh_destroy(Executor *ex)
 	ssh_release_held(se);
 	ssh_agent_close_all(se);
 	ssh_stop_orphans(se);
+	ssh_fetch_lost_logs(se, 1);
 	/* one command per host, all at once, clears this run's job directories */
 	SshHost **each = xcalloc((size_t)se->nhosts + 1, sizeof *each);
 	char **clear = xcalloc((size_t)se->nhosts + 1, sizeof *clear);
@@ -565,6 +568,11 @@ static void ssh_destroy(Executor *ex)
 		ssh_host_free(&se->hosts[i]);
 	free(se->hosts);
 	exec_adopted_free(se->adopted, se->nadopted);
+	for (int i = 0; i < se->nlost_logs; i++) {
+		free(se->lost_logs[i].id);
+		free(se->lost_logs[i].log);
+	}
+	free(se->lost_logs);
 	for (int i = 0; i < se->nactive; i++) {
 		free(se->active[i]->map_outputs);
 		free(se->active[i]->err_path);

@@ -2,18 +2,45 @@
  * again with the same key (every node of a multi-node job), stopped when their task's
  * recipe changed, and swept when no record names them (a kill -9 struck before the attempt
  * was recorded); and a job this run lost with its host, taken up by its task's next attempt
- * when the host answers again and the job ran on there (a network's drop, not a reboot);
- * and `kiln log -f` of a job no kiln follows, from its log there. */
+ * when the host answers again and the job ran on there (a network's drop, not a reboot),
+ * else its log's rest fetched into the lost attempt's once it is stopped there; and
+ * `kiln log -f` of a job no kiln follows, from its log there. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include "../../../base/os.h"
 #include "ssh_internal.h"
+
+/* The lost log of job id, or NULL. */
+static LostLog *lost_log(SshExec *se, const char *id, size_t len)
+{
+	for (int i = 0; i < se->nlost_logs; i++)
+		if (strlen(se->lost_logs[i].id) == len && !strncmp(se->lost_logs[i].id, id, len))
+			return &se->lost_logs[i];
+	return NULL;
+}
+
+/* Job id's work went elsewhere: it is stopped there (h->stale_jobs), its log's rest fetched. */
+static void went_stale(SshExec *se, SshHost *h, const char *id)
+{
+	buf_printf(&h->stale_jobs, " %s", id);
+	LostLog *l = lost_log(se, id, strlen(id));
+	if (l)
+		l->stale = 1;
+}
+
+static void drop_lost_log(SshExec *se, LostLog *l)
+{
+	free(l->id);
+	free(l->log);
+	*l = se->lost_logs[--se->nlost_logs];
+}
 
 /* Whether adopted job a (its lease's host the first node's, its id "ID+HOST:GPUS+...") has
  * the job directory id on host. */
@@ -130,8 +157,12 @@ void ssh_stop_orphans(SshExec *se)
 		Buf b = {0};
 		for (int i = 0; i < se->nadopted; i++) {
 			const AdoptedJob *a = &se->adopted[i];
-			if (a->row == 0 && !a->used && !strcmp(a->lease.host, host->spec->name) && !strpbrk(a->job_id, "'\"$`\\ /"))
+			if (a->row == 0 && !a->used && !strcmp(a->lease.host, host->spec->name) && !strpbrk(a->job_id, "'\"$`\\ /")) {
 				buf_printf(&b, "kill -KILL -$(cat .kiln/jobs/%s/pid) 2>/dev/null; ", a->job_id);
+				LostLog *l = lost_log(se, a->job_id, strlen(a->job_id));
+				if (l)
+					l->stale = 1;
+			}
 		}
 		ssh_host_stop_stale(host, &b); /* lost, their work done elsewhere */
 		if (b.len && host->down) { /* jobs lost with it may run on there: one more try */
@@ -145,7 +176,8 @@ void ssh_stop_orphans(SshExec *se)
 			buf_puts(&cmd, "cd ");
 			buf_shell_quote(&cmd, host->home_workdir);
 			buf_printf(&cmd, " && { %s true; }", buf_str(&b));
-			ssh_run(host, buf_str(&cmd), NULL, NULL);
+			if (ssh_run(host, buf_str(&cmd), NULL, NULL) == 0)
+				buf_reset(&host->stale_jobs); /* stopped */
 			buf_free(&cmd);
 		}
 		buf_free(&b);
@@ -167,11 +199,46 @@ void ssh_node_failed(SshExec *se, Remote *rm, enum JobEnd end, int code, const c
 		ssh_end_job(se, job, end, code, reason);
 }
 
+void ssh_fetch_lost_logs(SshExec *se, int final)
+{
+	for (int i = 0; i < se->nlost_logs; i++) {
+		LostLog *l = &se->lost_logs[i];
+		SshHost *h = l->host;
+		if (!l->stale || !h->connected || h->down || strstr(buf_str(&h->stale_jobs), l->id))
+			continue; /* taken up, or not stopped yet */
+		Buf cmd = {0}, out = {0};
+		buf_puts(&cmd, "cd ");
+		buf_shell_quote(&cmd, h->home_workdir);
+		buf_printf(&cmd, " && J=.kiln/jobs/%s && { [ %d = 0 ] || ! read p < \"$J/pid\" || for i in 1 2 3 4 5 6 7 8 9 10; "
+				 "do kill -0 -\"$p\" 2>/dev/null || break; sleep 0.1; done; } && tail -c +%lld \"$J/log\" && "
+				 "rm -rf \"$J\"", l->id, final, l->received + 1);
+		if (ssh_run(h, buf_str(&cmd), &out, NULL) == 0 && out.len) {
+			FILE *f = fopen(l->log, "a");
+			if (f) {
+				fprintf(f, "# kiln: host %s answered again: the job's log there from where the copy above ends, "
+					   "until the job was stopped (its work went elsewhere)\n", h->spec->name);
+				fwrite(out.data, 1, out.len, f);
+				fclose(f);
+			}
+		}
+		buf_free(&cmd);
+		buf_free(&out);
+		drop_lost_log(se, l);
+		i--;
+	}
+}
+
 void ssh_keep_lost(SshExec *se, const Remote *rm)
 {
 	const Task *t = rm->job->task;
+	struct stat st;
+	if (!rm->gang && stat(rm->job->log_path, &st) == 0 && st.st_size >= rm->log_prefix) {
+		se->lost_logs = xrealloc(se->lost_logs, (size_t)(se->nlost_logs + 1) * sizeof *se->lost_logs);
+		se->lost_logs[se->nlost_logs++] = (LostLog){xstrdup(rm->id), rm->host, xstrdup(rm->job->log_path),
+							    (long long)st.st_size - rm->log_prefix, 0};
+	}
 	if (rm->gang || t->forced || !rm->job->key[0]) { /* run again elsewhere, whole */
-		buf_printf(&rm->host->stale_jobs, " %s", rm->id);
+		went_stale(se, rm->host, rm->id);
 		return;
 	}
 	rm->job->kept_lost = 1;
@@ -205,6 +272,9 @@ int ssh_reattaches(SshExec *se, const Task *t)
 			   a->job_id);
 		int there = ssh_run(h, buf_str(&check), NULL, NULL) == 0;
 		buf_free(&check);
+		LostLog *l = there ? NULL : lost_log(se, a->job_id, strlen(a->job_id));
+		if (l) /* nothing to stop: its log's rest, to the reboot, is fetched */
+			l->stale = 1;
 		if (!there)
 			a->used = 1; /* nothing to take up: the task starts afresh */
 		return there;
@@ -268,10 +338,13 @@ int ssh_reattach(SshExec *se, Job *job)
 		buf_free(&err);
 		if (!up || !a->job_id[0] || strpbrk(a->job_id, "'\"$`\\ /")) {
 			if (h && !up && !a->row && a->job_id[0] && !strpbrk(a->job_id, "'\"$`\\ /+"))
-				buf_printf(&h->stale_jobs, " %s", a->job_id); /* a lost job its host may still run */
+				went_stale(se, h, a->job_id); /* a lost job its host may still run */
 			return 0; /* its host is gone from hosts{} or down: it starts afresh */
 		}
 		int id_len = (int)strcspn(a->job_id, "+"); /* "ID", then a multi-node job's later nodes */
+		LostLog *l = lost_log(se, a->job_id, (size_t)id_len);
+		if (l) /* taken up: its whole log goes into this attempt's */
+			drop_lost_log(se, l);
 		if (strcmp(a->key, job->key)) { /* its recipe changed: that job is stale there (on each node) */
 			for (const char *p = a->job_id; p; p = strchr(p + 1, '+')) {
 				char name[64];

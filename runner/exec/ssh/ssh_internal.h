@@ -46,6 +46,16 @@ typedef struct Remote {
 	int64_t agent_sent_ns;
 } Remote;
 
+/* The log of a job lost with its host: what came before the connection dropped is in the
+ * attempt's local log; the rest is fetched if the job is stopped there (ssh_attach.c). */
+typedef struct {
+	char *id;            /* the job's directory name there */
+	SshHost *host;
+	char *log;           /* the lost attempt's local log */
+	long long received;  /* bytes of the job's log that came before the drop */
+	int stale;           /* its work went elsewhere: stopped there, its log's rest to fetch */
+} LostLog;
+
 typedef struct {
 	ExecSetup cfg;
 	SshHost *hosts;
@@ -58,6 +68,8 @@ typedef struct {
 	int nhelpers, helpers_cap;
 	AdoptedJob *adopted;
 	int nadopted;
+	LostLog *lost_logs;
+	int nlost_logs;
 	const Task *held;   /* has_room's choice for the start() that follows: */
 	int nheld;          /* its hosts (one per node), each with t->opts->gpus devices leased */
 	SshHost *held_hosts[SSH_MAX_NODES];
@@ -167,6 +179,11 @@ void ssh_stop_orphans(SshExec *se);
  * and the job is still there (single-node tasks, a map's shards among them; that attempt
  * waits for the host: ssh_room.c). */
 void ssh_keep_lost(SshExec *se, const Remote *rm);
+/* Appends to each lost attempt's local log what its job wrote there after the connection
+ * dropped, once that job was stopped (its work went elsewhere) and its host answers; its
+ * directory there then goes. final: the run's end (the stops just sent: waits up to 1 s for
+ * each job to end). */
+void ssh_fetch_lost_logs(SshExec *se, int final);
 /* Whether start() of t will re-attach to a job left for it (the same key, on a host that
  * answers; a lost job's still there): it then needs no room of has_room's. */
 int ssh_reattaches(SshExec *se, const Task *t);
