@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 
 SSHD = "/usr/sbin/sshd"
@@ -35,6 +36,49 @@ def free_port():
     port = s.getsockname()[1]
     s.close()
     return port
+
+
+class SilentHost:
+    """A host's address that accepts TCP connections and never answers (a hung server, or a
+    network that drops packets: ssh waits its ConnectTimeout each try). windows: (opened,
+    closed) of each connection ssh made to it, on time.time()'s clock (closed None while open)."""
+
+    def __init__(self):
+        self.srv = socket.socket()
+        self.srv.bind(("127.0.0.1", 0))
+        self.srv.listen(64)
+        self.port = self.srv.getsockname()[1]
+        self.windows = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self.srv.accept()
+            except OSError:
+                return
+            window = [time.time(), None]
+            self.windows.append(window)
+            threading.Thread(target=self._hold, args=(conn, window), daemon=True).start()
+
+    @staticmethod
+    def _hold(conn, window):
+        try:
+            while conn.recv(4096):  # ssh's banner, then nothing until it gives up
+                pass
+        except OSError:
+            pass
+        window[1] = time.time()
+        conn.close()
+
+    def hosts_entry(self, name, lab):
+        """Its line for a hosts{} block (the lab's key, so only the silence stops ssh)."""
+        return ('  %s = { address = "root@127.0.0.1", workdir = "kiln-work", jobs = 2, ssh = {"-p", "%d", "-o", '
+                '"StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-i", "%s"} },\n'
+                % (name, self.port, lab.userkey))
+
+    def close(self):
+        self.srv.close()
 
 
 class Host:

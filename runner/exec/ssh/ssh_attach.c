@@ -168,7 +168,7 @@ void ssh_stop_orphans(SshExec *se)
 		if (b.len && host->down) { /* jobs lost with it may run on there: one more try */
 			Buf err = {0};
 			host->retry_at_ns = 0;
-			ssh_host_connect(host, se->cfg.busy_mem, se->cfg.busy_util, &err);
+			ssh_host_connect_wait(host, se->cfg.busy_mem, se->cfg.busy_util, &err);
 			buf_free(&err);
 		}
 		if (b.len && host->connected && !host->down) {

@@ -147,7 +147,7 @@ void ssh_follow_ended(SshExec *se, Remote *rm, int status)
 		ssh_log_line(rm->job, "kiln: %s\n", failed);
 		ssh_finished(se, rm, JOB_EXITED, 1, failed);
 	} else {
-		if (kind == 0 && rm->refollows < 3 && !rm->signalled) {
+		if (kind == 0 && rm->refollows < 3 && !rm->signalled && !h->down) { /* down: another stream found it so */
 			/* the connection dropped: if the host still answers, the job may run on there */
 			Buf err = {0};
 			int answers = ssh_run(h, "true", NULL, &err) == 0;

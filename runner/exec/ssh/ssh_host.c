@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -329,20 +330,52 @@ void ssh_hosts_connect(SshHost **hosts, int n, double busy_mem, double busy_util
 		pid[i] = ssh_spawn_local(check, quiet, quiet);
 		free(check);
 	}
+	int64_t first_in = 0; /* when the first master was found or made */
 	for (int i = 0; i < n; i++) {
 		int status = -1;
 		if (pid[i] > 0)
 			wait_child(pid[i], &status);
 		up[i] = pid[i] > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0;
 		pid[i] = up[i] ? 0 : master_start(hosts[i]);
+		if (up[i] && !first_in)
+			first_in = now_mono_ns();
 	}
 	if (quiet >= 0)
 		close(quiet);
-	for (int i = 0; i < n; i++) {
-		Buf why = {0};
-		if (!up[i] && !(up[i] = master_started(hosts[i], pid[i], &why) == 0))
-			ssh_host_failed(hosts[i], buf_str(&why));
-		buf_free(&why);
+	/* the new masters' answers; a host still silent a second after the first one is in goes
+	 * on connecting in the background (ssh_host_connect takes its answer) while the run
+	 * starts on the others: one that drops packets would hold every start for ssh's 5 s */
+	for (int pending = 1; pending;) {
+		pending = 0;
+		os_children_reap();
+		for (int i = 0; i < n; i++) {
+			int status = -1;
+			if (up[i] || pid[i] == 0)
+				continue;
+			if (pid[i] > 0 && !os_children_take(pid[i], &status)) {
+				pending = 1;
+				continue;
+			}
+			up[i] = pid[i] > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+			pid[i] = 0;
+			Buf why = {0};
+			if (up[i] && !first_in)
+				first_in = now_mono_ns();
+			else if (!up[i] && master_started(hosts[i], -1, &why))
+				ssh_host_failed(hosts[i], buf_str(&why));
+			buf_free(&why);
+		}
+		if (pending && first_in && now_mono_ns() - first_in > 1000000000LL) {
+			for (int i = 0; i < n; i++)
+				if (!up[i] && pid[i] > 0) {
+					hosts[i]->probe_pid = pid[i];
+					pid[i] = 0;
+				}
+			pending = 0;
+		} else if (pending) {
+			struct timespec pause = {0, 2000000};
+			nanosleep(&pause, NULL);
+		}
 	}
 	char **paths = xcalloc(2 * (size_t)n + 1, sizeof *paths); /* each contact's stdout and stderr */
 	for (int i = 0; i < n; i++) {
@@ -385,6 +418,29 @@ void ssh_hosts_connect(SshHost **hosts, int n, double busy_mem, double busy_util
 	free(up);
 }
 
+/* A down host's retry, in the background: 1 while its master connection is being made, 0
+ * when it runs, -1 when it failed (ssh's complaint in err). */
+static int probe(SshHost *h, Buf *err)
+{
+	if (h->probe_pid <= 0) {
+		char **check = argv_with(h, "-O", "check"); /* a local question to a master still there */
+		int rc = ssh_run_local(check, NULL, NULL);
+		free(check);
+		if (rc == 0)
+			return 0;
+		h->probe_pid = master_start(h);
+		return h->probe_pid > 0 ? 1 : master_started(h, -1, err);
+	}
+	int status;
+	os_children_reap();
+	if (!os_children_take(h->probe_pid, &status))
+		return 1;
+	h->probe_pid = 0;
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+		return 0;
+	return master_started(h, -1, err);
+}
+
 int ssh_host_connect(SshHost *h, double busy_mem, double busy_util, Buf *err)
 {
 	if (h->connected && !h->down)
@@ -392,7 +448,12 @@ int ssh_host_connect(SshHost *h, double busy_mem, double busy_util, Buf *err)
 	if (h->down && now_mono_ns() < h->retry_at_ns)
 		return -1;
 	Buf out = {0}, errout = {0};
-	if (ensure_master(h, &errout) != 0) {
+	int tried = h->down || h->probe_pid > 0 ? probe(h, &errout) : ensure_master(h, &errout);
+	if (tried == 1) { /* still trying: it stays down meanwhile */
+		buf_printf(err, "%s: %s", h->spec->name, h->last_error);
+		return -1;
+	}
+	if (tried != 0) {
 		ssh_host_failed(h, buf_str(&errout));
 		buf_printf(err, "%s: %s", h->spec->name, h->last_error);
 		buf_free(&errout);
@@ -402,6 +463,17 @@ int ssh_host_connect(SshHost *h, double busy_mem, double busy_util, Buf *err)
 	int rc = ssh_run(h, script, &out, &errout);
 	free(script);
 	return contact_read(h, rc, &out, &errout, busy_mem, busy_util, err);
+}
+
+int ssh_host_connect_wait(SshHost *h, double busy_mem, double busy_util, Buf *err)
+{
+	int rc;
+	while ((rc = ssh_host_connect(h, busy_mem, busy_util, err)) != 0 && h->probe_pid > 0) {
+		struct timespec pause = {0, 5000000};
+		nanosleep(&pause, NULL);
+		buf_reset(err);
+	}
+	return rc;
 }
 
 void ssh_host_stop_stale(const SshHost *h, Buf *script)
@@ -415,6 +487,8 @@ void ssh_host_stop_stale(const SshHost *h, Buf *script)
 
 void ssh_host_free(SshHost *h)
 {
+	if (h->probe_pid > 0) /* a retry still connecting: the run is over */
+		kill(h->probe_pid, SIGKILL);
 	gpu_pool_free(h->gpus);
 	free(h->control_path);
 	free(h->home_workdir);

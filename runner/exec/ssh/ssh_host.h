@@ -54,6 +54,7 @@ typedef struct SshHost {
 	/* health */
 	int down, failures_in_a_row;
 	int64_t retry_at_ns;
+	pid_t probe_pid;       /* a down host's master connection, started in the background, or 0 */
 	int64_t down_since_ns; /* when it went down (0: up) */
 	char last_error[160];
 	/* this run */
@@ -103,8 +104,12 @@ pid_t ssh_spawn_local(char *const argv[], int out_fd, int err_fd);
 int ssh_run_local(char *const argv[], Buf *out, Buf *err);
 
 /* The first contact (or a retry of a down host when its back-off is over): makes the
- * workdir, reads nproc, memory and the GPUs. 0 when the host is usable now. */
+ * workdir, reads nproc, memory and the GPUs. 0 when the host is usable now. A down host's
+ * retry starts its master connection in the background and answers -1 until that is in: a
+ * host whose packets go nowhere (ssh's 5 s ConnectTimeout a try) must not hold up the
+ * run's other work. ssh_host_connect_wait waits for that retry (the run's end). */
 int ssh_host_connect(SshHost *h, double busy_mem, double busy_util, Buf *err);
+int ssh_host_connect_wait(SshHost *h, double busy_mem, double busy_util, Buf *err);
 /* The first contacts of several hosts at once (each as ssh_host_connect, side by side:
  * a run's start waits for the slowest host, not for their sum). */
 void ssh_hosts_connect(SshHost **hosts, int n, double busy_mem, double busy_util);

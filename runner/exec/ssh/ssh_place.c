@@ -580,7 +580,8 @@ SshHost *place_choose(Cache *c, SshHost *hosts, int n, const Task *t, double bus
 	int best_score = -1, ids[64], nnew = 0;
 	SshHost **fresh = xmalloc(((size_t)n + 1) * sizeof *fresh);
 	for (int i = 0; i < n; i++) /* hosts not contacted yet this run: all at once */
-		if (!hosts[i].chosen && !hosts[i].connected && !hosts[i].down && ssh_host_allows(&hosts[i], t))
+		if (!hosts[i].chosen && !hosts[i].connected && !hosts[i].down && !hosts[i].probe_pid &&
+		    ssh_host_allows(&hosts[i], t))
 			fresh[nnew++] = &hosts[i];
 	if (nnew > 1)
 		ssh_hosts_connect(fresh, nnew, busy_mem, busy_util);
