@@ -299,6 +299,7 @@ class SshResume(sshhosts.SshCase, KilnTestCase):
         self.assertEqual(self.ws.read("e.txt"), home + "\n")
         self.assertIn("taking up its job there if the host answers soon (it may run on), else elsewhere", out)
         self.assertIn("which ran on while its host did not answer", out)
+        self.assertIn("host %s: 1 done, 0 failed, 1 lost with it and taken up again (it ran on there)" % home, out)
         self.assertIn("step 20\n", self.ws.read(".kiln/logs/eval@2.log"))
 
     def test_after_kill_9_a_job_whose_host_does_not_answer_is_waited_for_and_taken_up(self):

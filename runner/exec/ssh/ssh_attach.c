@@ -369,6 +369,7 @@ int ssh_reattach(SshExec *se, Job *job)
 			free(job->log_path);
 			job->log_path = log;
 			job->adopted_lost = lost;
+			h->taken_up += lost > 0;
 			int fd = lost ? exec_open_log(job) : -1; /* a header; the job's log follows, from its start */
 			if (fd >= 0) {
 				dprintf(fd, "# kiln: task %s, attempt %d (try %d of %d in this run): re-attached on host %s to the job "
