@@ -41,6 +41,7 @@ typedef struct Remote {
 	int map_kind, map_code; /* how it ended (ssh_job_outcome's kind), while its outputs come */
 	pid_t harvest_pid;   /* the harvest under way, or 0 */
 	int64_t harvest_at_ns; /* the next one */
+	int64_t harvest_every_ns; /* and the time between them now */
 	long harvested;      /* its items before this one are here */
 	int agent;           /* its start went to its host's agent: 1 queued, 2 sent (its end comes from it) */
 	int64_t agent_sent_ns;

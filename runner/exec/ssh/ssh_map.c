@@ -4,9 +4,10 @@
  * - its inputs are its items' (each copied once, skipped where the host holds it), and two
  *   files of its own go with them: the item list ({items}, KILN_ITEMS, the host's path) and
  *   the list of the items' outputs in the same order (.kiln/maps/NAME.outputs);
- * - every few seconds while it runs, a harvest brings back the outputs that are complete
- *   (those before the last one there: a shard works through its list in order), so the
- *   scheduler records items as they are made and a lost host costs only the items since;
+ * - every second while it runs (less often while there is nothing new), a harvest brings
+ *   back the outputs that are complete (those before the last one there: a shard works
+ *   through its list in order), so the scheduler records items as they are made and a lost
+ *   host costs only the items since;
  * - however it ends (exit 0, a failure, a Ctrl-C, a kill), whatever outputs exist there come
  *   back after its log, and the scheduler records by the same rule as locally.
  *
@@ -27,7 +28,11 @@
 #include "ssh_internal.h"
 #include "ssh_job.h"
 
-#define HARVEST_EVERY_NS 3000000000LL /* a shard's complete outputs come back this often */
+/* A shard's complete outputs come back every second while it makes items (a host lost costs
+ * the items of the last second), and less often, up to every 8 s, while harvests find none
+ * new (slow items cost fewer commands). */
+#define HARVEST_FIRST_NS 1000000000LL
+#define HARVEST_MAX_NS 8000000000LL
 
 /* path relative to the workspace (the list's own path is absolute when the task has a cwd) */
 static const char *in_workspace(const SshExec *se, const char *path)
@@ -47,7 +52,8 @@ static char *outputs_list_path(const SshExec *se, const Job *job)
 void ssh_map_reattached(SshExec *se, Remote *rm)
 {
 	rm->map_outputs = outputs_list_path(se, rm->job);
-	rm->harvest_at_ns = now_mono_ns() + HARVEST_EVERY_NS;
+	rm->harvest_every_ns = HARVEST_FIRST_NS;
+	rm->harvest_at_ns = now_mono_ns() + rm->harvest_every_ns;
 }
 
 int ssh_map_place(SshExec *se, Remote *rm, HostLookup find, Buf *err)
@@ -82,7 +88,8 @@ int ssh_map_place(SshExec *se, Remote *rm, HostLookup find, Buf *err)
 	free(inputs);
 	exec_set_items_path(job, xasprintf("%s/%s", h->home_workdir, items)); /* the list there */
 	free(items);
-	rm->harvest_at_ns = now_mono_ns() + HARVEST_EVERY_NS;
+	rm->harvest_every_ns = HARVEST_FIRST_NS;
+	rm->harvest_at_ns = now_mono_ns() + rm->harvest_every_ns;
 	return rc;
 }
 
@@ -189,15 +196,18 @@ void ssh_map_harvest(SshExec *se, Remote *rm)
 	free(dir);
 	buf_free(&remote);
 	buf_free(&cmd);
-	rm->harvest_at_ns = now_mono_ns() + HARVEST_EVERY_NS;
+	rm->harvest_at_ns = now_mono_ns() + rm->harvest_every_ns;
 }
 
 void ssh_map_harvest_ended(SshExec *se, Remote *rm, int status)
 {
 	rm->harvest_pid = 0;
 	char *dir = fetch_dir(se, rm, "harvest");
-	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
-		move_in(rm->job, dir, rm->harvested); /* the scheduler records them as it follows the shard */
+	int moved = WIFEXITED(status) && WEXITSTATUS(status) == 0 ? move_in(rm->job, dir, rm->harvested) : 0;
+	/* (the scheduler records them as it follows the shard) */
+	rm->harvest_every_ns = moved ? HARVEST_FIRST_NS
+			       : rm->harvest_every_ns * 2 < HARVEST_MAX_NS ? rm->harvest_every_ns * 2 : HARVEST_MAX_NS;
+	rm->harvest_at_ns = now_mono_ns() + rm->harvest_every_ns;
 	remove_tree(dir);
 	free(dir);
 }
