@@ -54,8 +54,12 @@ double ssh_home_wait_sec(const SshExec *se, const Task *t)
 {
 	char names[128];
 	const AdoptedJob *a;
-	if (!cache_resume_host(se->cfg.cache, t, names) && (a = lost_job(se, t)))
-		return a->ran_sec < se->cfg.host_wait_sec ? a->ran_sec : se->cfg.host_wait_sec;
+	if (!cache_resume_host(se->cfg.cache, t, names) && (a = lost_job(se, t))) {
+		/* at least until the host's first retry has had its answer: a job that ran a moment
+		 * has a chance to be taken up too */
+		double ran = a->ran_sec > HOST_RETRY_FIRST_SEC + 1 ? a->ran_sec : HOST_RETRY_FIRST_SEC + 1;
+		return ran < se->cfg.host_wait_sec ? ran : se->cfg.host_wait_sec;
+	}
 	double kept = cache_resume_seconds(se->cfg.cache, t);
 	return kept > se->cfg.host_wait_sec ? kept : se->cfg.host_wait_sec;
 }
