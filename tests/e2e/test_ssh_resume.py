@@ -284,19 +284,27 @@ class SshResume(sshhosts.SshCase, KilnTestCase):
         self.assertEqual(len(self.starts()), 1, "it ran once")
         self.assertIn("epoch 6\n", self.ws.read(".kiln/logs/train@1.log"))
 
-    def test_a_job_without_resume_state_that_ran_on_through_a_partition_is_re_attached(self):
-        # no checkpoint: starting afresh elsewhere would throw away all it had done, so its
-        # retry waits for the host (as long as the job had run, at most --host-wait) and takes
-        # up the job that ran on there
+    def eval_without_checkpoint(self):
+        """Task eval on v800 or v801 (one job each): 20 steps of 0.3 s, each in its host's ledger
+        and printed, then its host's name in e.txt; no resume state."""
         self.clear_ledgers()
         self.ws.write("hosts.lua", self.lab.hosts_lua({"v800": "jobs = 1", "v801": "jobs = 1"}))
         self.ws.write("kiln.lua", 'task { name = "eval", hosts = {"v800", "v801"}, outputs = {"e.txt"}, run = "for i in '
                       '$(seq 20); do echo $i >> $HOME/ledger; echo step $i; sleep 0.3; done; echo $KILN_HOST > e.txt" }\n')
-        home, out, rc = self.drop_the_working_host("partition", 1.5, lambda home: None, after=8)
-        self.assertEqual(rc, 0, out)
+
+    def assert_eval_ran_once_on(self, home):
         self.assertEqual(self.ledger_of(home), [str(i) for i in range(1, 21)], "no step twice, none restarted")
         self.assertEqual(self.ledger_of("v801" if home == "v800" else "v800"), [], "not started afresh elsewhere")
         self.assertEqual(self.ws.read("e.txt"), home + "\n")
+
+    def test_a_job_without_resume_state_that_ran_on_through_a_partition_is_re_attached(self):
+        # no checkpoint: starting afresh elsewhere would throw away all it had done, so its
+        # retry waits for the host (as long as the job had run, at most --host-wait) and takes
+        # up the job that ran on there
+        self.eval_without_checkpoint()
+        home, out, rc = self.drop_the_working_host("partition", 1.5, lambda home: None, after=8)
+        self.assertEqual(rc, 0, out)
+        self.assert_eval_ran_once_on(home)
         self.assertIn("taking up its job there if the host answers soon (it may run on), else elsewhere", out)
         self.assertIn("which ran on while its host did not answer", out)
         self.assertIn("host %s: 1 done, 0 failed, 1 lost with it and taken up again (it ran on there)" % home, out)
@@ -305,10 +313,7 @@ class SshResume(sshhosts.SshCase, KilnTestCase):
     def test_after_kill_9_a_job_whose_host_does_not_answer_is_waited_for_and_taken_up(self):
         # kiln is killed, then the job's host drops off the network: the next kiln waits for
         # it (as long as the job has run) rather than start it afresh on the free host
-        self.clear_ledgers()
-        self.ws.write("hosts.lua", self.lab.hosts_lua({"v800": "jobs = 1", "v801": "jobs = 1"}))
-        self.ws.write("kiln.lua", 'task { name = "eval", hosts = {"v800", "v801"}, outputs = {"e.txt"}, run = "for i in '
-                      '$(seq 20); do echo $i >> $HOME/ledger; sleep 0.3; done; echo $KILN_HOST > e.txt" }\n')
+        self.eval_without_checkpoint()
         p = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua")
         try:
             self.assertTrue(wait_for(lambda: len(self.ledger_of("v800") + self.ledger_of("v801")) >= 8, timeout=60))
@@ -326,10 +331,8 @@ class SshResume(sshhosts.SshCase, KilnTestCase):
             if run.poll() is None:
                 run.kill()
         self.assertEqual(run.returncode, 0, out + err)
-        self.assertEqual(self.ledger_of(home), [str(i) for i in range(1, 21)], "no step twice, none restarted")
-        self.assertEqual(self.ledger_of("v801" if home == "v800" else "v800"), [], "not started afresh elsewhere")
+        self.assert_eval_ran_once_on(home)
         self.assertIn("eval: attached to ssh job", out)
-        self.assertEqual(self.ws.read("e.txt"), home + "\n")
 
     def test_a_map_shard_that_ran_on_through_a_partition_is_re_attached_and_no_item_runs_twice(self):
         # the items it made while kiln could not reach it are brought back and recorded, not
