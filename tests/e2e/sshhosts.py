@@ -43,9 +43,10 @@ class SilentHost:
     network that drops packets: ssh waits its ConnectTimeout each try). windows: (opened,
     closed) of each connection ssh made to it, on time.time()'s clock (closed None while open)."""
 
-    def __init__(self):
+    def __init__(self, port=0):
         self.srv = socket.socket()
-        self.srv.bind(("127.0.0.1", 0))
+        self.srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a stopped sshd's port
+        self.srv.bind(("127.0.0.1", port))
         self.srv.listen(64)
         self.port = self.srv.getsockname()[1]
         self.windows = []
@@ -78,6 +79,7 @@ class SilentHost:
                 % (name, self.port, lab.userkey))
 
     def close(self):
+        self.srv.shutdown(socket.SHUT_RDWR)
         self.srv.close()
 
 
@@ -109,6 +111,9 @@ class Host:
                 f.write("%d, %d, %d, %d\n" % g)
 
     def start(self):
+        if getattr(self, "silent", None):
+            self.silent.close()
+            self.silent = None
         # -D: in the foreground, so the test owns the process and stops it for sure
         self.proc = subprocess.Popen([SSHD, "-D", "-f", self.config, "-E", os.path.join(self.home, "sshd.log")])
         for _ in range(200):
@@ -158,6 +163,13 @@ class Host:
 
     def partition(self):
         self.stop(keep_jobs=True)
+
+    def go_silent(self):
+        """A partition whose packets go nowhere: the jobs work on, and ssh to its port waits
+        for an answer that never comes (start() ends it)."""
+        self.partition()
+        self.silent = SilentHost(self.port)
+        return self.silent
 
     def log(self):
         p = os.path.join(self.home, "sshd.log")

@@ -1,10 +1,14 @@
 """End-to-end: a host of hosts{} that never answers (it takes TCP connections and says
 nothing, as a hung server or a network dropping packets does: ssh waits its 5 s
 ConnectTimeout each try) holds up no start on the others — not the run's first contacts,
-not the retries kiln keeps making while it is down — and is named down at the end."""
+not the retries kiln keeps making while it is down, not the question whether it still
+answers after a job's stream dropped — and is named down at the end; a job under which its
+host went silent is taken up once it answers again."""
+import os
+import time
 import unittest
 
-from kilntest import KilnTestCase, main
+from kilntest import KilnTestCase, main, wait_for
 import sshhosts
 
 SKIP = sshhosts.skip_reason()
@@ -39,6 +43,45 @@ class SilentHost(sshhosts.SshCase, KilnTestCase):
         for opened, closed in tries:
             self.assertTrue(any(opened < s < closed for s in starts),
                             "no task started while ssh waited for vquiet (%.2f..%.2f): %s" % (opened, closed, starts))
+
+    def test_a_host_gone_silent_under_a_running_job_holds_up_nothing_and_its_job_is_taken_up(self):
+        # v800's network goes silent under eval (its stream ends, and every try to reach it
+        # waits ssh's 5 s for nothing): the chain on v801 goes on meanwhile, and once v800
+        # answers again eval is taken up there, no step twice
+        for h in self.lab.hosts.values():
+            if os.path.exists(os.path.join(h.home, "ledger")):
+                os.remove(os.path.join(h.home, "ledger"))
+        self.ws.write("hosts.lua", self.lab.hosts_lua({"v800": "jobs = 1", "v801": "jobs = 1"}))
+        recipe = ('task { name = "eval", host = "v800", outputs = {"e.txt"}, run = "for i in $(seq 40); do '
+                  'echo $i >> $HOME/ledger; sleep 0.3; done; echo done > e.txt" }\n')
+        for i in range(60):
+            dep = ', inputs = {"c/%d.txt"}' % (i - 1) if i else ""
+            recipe += ('task { name = "c%d", host = "v801"%s, outputs = {"c/%d.txt"}, run = "date +%%s.%%N > c/%d.txt; '
+                       'sleep 0.1" }\n' % (i, dep, i, i))
+        self.ws.write("kiln.lua", recipe)
+        v800 = self.lab.hosts["v800"]
+        run = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua")
+        try:
+            self.assertTrue(wait_for(lambda: os.path.exists(os.path.join(v800.home, "ledger")) and
+                                     len(open(os.path.join(v800.home, "ledger")).read().split()) >= 5, timeout=60))
+            silent = v800.go_silent()
+            time.sleep(8)
+            windows = list(silent.windows)
+            v800.start()
+            out, err = run.communicate(timeout=180)
+        finally:
+            if run.poll() is None:
+                run.kill()
+        self.assertEqual(run.returncode, 0, out + err)
+        with open(os.path.join(v800.home, "ledger")) as f:
+            self.assertEqual(f.read().split(), [str(i) for i in range(1, 41)], "eval ran once, taken up")
+        self.assertIn("eval: attached to ssh job", out)
+        starts = sorted(float(self.ws.read("c/%d.txt" % i)) for i in range(60))
+        tries = [(o, c) for o, c in windows if c and c < starts[-1]]
+        self.assertGreaterEqual(len(tries), 1, (windows, starts))
+        for opened, closed in tries:
+            self.assertTrue(any(opened < s < closed for s in starts),
+                            "no task started while ssh waited for v800 (%.2f..%.2f): %s" % (opened, closed, starts))
 
 
 if __name__ == "__main__":

@@ -379,6 +379,8 @@ static int ssh_reap(Executor *ex, Job **out, int max)
 		int before = se->nactive;
 		if (rm->phase == PH_PLACE)
 			place_ended(se, rm, status);
+		else if (rm->phase == PH_RUN && rm->probing)
+			ssh_probe_ended(se, rm, status);
 		else if (rm->phase == PH_RUN)
 			ssh_follow_ended(se, rm, status);
 		else

@@ -91,12 +91,27 @@ void ssh_finished(SshExec *se, Remote *rm, enum JobEnd end, int code, const char
 		ssh_end_job(se, job, end, code, reason);
 }
 
+/* rm's job is lost with its host (kind 0: the connection dropped and the host does not
+ * answer, why says how; 3: the job is gone there). */
+static void lost_with_host(SshExec *se, Remote *rm, int kind, const char *why)
+{
+	SshHost *h = rm->host;
+	char reason[256];
+	if (kind == 0) {
+		ssh_host_failed(h, why);
+		ssh_keep_lost(se, rm); /* it may run on there: a partition, not a reboot */
+	}
+	snprintf(reason, sizeof reason, "lost with host %s: %s", h->spec->name, kind == 3 ? "its job is gone there" : why);
+	ssh_log_line(rm->job, "kiln: %s\n", reason);
+	ssh_finished(se, rm, JOB_LOST, -1, reason);
+}
+
 void ssh_follow_ended(SshExec *se, Remote *rm, int status)
 {
 	(void)status;
 	int code = 0;
 	long long logbytes = 0;
-	char why[200], reason[256];
+	char why[200];
 	free(rm->report);
 	int kind = ssh_job_outcome(rm->err_path, rm->job->task, ssh_report_of(rm), &rm->report, &code, &logbytes, why,
 				   sizeof why);
@@ -148,29 +163,47 @@ void ssh_follow_ended(SshExec *se, Remote *rm, int status)
 		ssh_finished(se, rm, JOB_EXITED, 1, failed);
 	} else {
 		if (kind == 0 && rm->refollows < 3 && !rm->signalled && !h->down) { /* down: another stream found it so */
-			/* the connection dropped: if the host still answers, the job may run on there */
-			Buf err = {0};
-			int answers = ssh_run(h, "true", NULL, &err) == 0;
-			if (!answers) /* with the dropped stream, two failures in a row: it is down */
-				ssh_host_failed(h, buf_str(&err));
-			buf_free(&err);
-			/* what came of this stream goes: the follow sends the whole log (and tar) again */
-			if (answers && truncate(ssh_stream_path(rm), (off_t)rm->log_prefix) == 0) {
-				ssh_log_line(rm->job, "# kiln: the connection to %s dropped; following the job there again\n", h->spec->name);
-				if (ssh_spawn_follow(rm, NULL) == 0) {
-					rm->refollows++;
-					return;
-				}
+			/* the connection dropped: if the host still answers, the job may run on there. Asked
+			 * in the background: a host that drops packets takes ssh's 5 s to say no */
+			char *probe_err = xasprintf("%s.probe", rm->err_path);
+			int fd = open(probe_err, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+			free(probe_err);
+			rm->pid = fd >= 0 ? ssh_spawn(h, "true", -1, fd) : -1;
+			if (fd >= 0)
+				close(fd);
+			if (rm->pid > 0) {
+				snprintf(rm->dropped_why, sizeof rm->dropped_why, "%s", why);
+				rm->probing = 1;
+				return;
 			}
+			rm->pid = 0;
 		}
-		if (kind == 0) {
-			ssh_host_failed(h, why);
-			ssh_keep_lost(se, rm); /* it may run on there: a partition, not a reboot */
-		}
-		snprintf(reason, sizeof reason, "lost with host %s: %s", h->spec->name, kind == 3 ? "its job is gone there" : why);
-		ssh_log_line(rm->job, "kiln: %s\n", reason);
-		ssh_finished(se, rm, JOB_LOST, -1, reason);
+		lost_with_host(se, rm, kind, why);
 	}
+}
+
+void ssh_probe_ended(SshExec *se, Remote *rm, int status)
+{
+	SshHost *h = rm->host;
+	rm->probing = 0;
+	char *path = xasprintf("%s.probe", rm->err_path);
+	size_t len;
+	char *err = read_file(path, &len);
+	unlink(path);
+	free(path);
+	int answers = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+	if (!answers) /* with the dropped stream, two failures in a row: it is down */
+		ssh_host_failed(h, err && *err ? err : "ssh failed");
+	free(err);
+	/* what came of this stream goes: the follow sends the whole log (and tar) again */
+	if (answers && truncate(ssh_stream_path(rm), (off_t)rm->log_prefix) == 0) {
+		ssh_log_line(rm->job, "# kiln: the connection to %s dropped; following the job there again\n", h->spec->name);
+		if (ssh_spawn_follow(rm, NULL) == 0) {
+			rm->refollows++;
+			return;
+		}
+	}
+	lost_with_host(se, rm, 0, rm->dropped_why);
 }
 
 /* The outputs' tar was unpacked (or not): the log loses the tar, the attempt ends. */

@@ -523,7 +523,7 @@ void ssh_host_print_summary(const SshHost *h, int held)
 		printf(", %d failed waiting for it (host-down)", h->unplaced);
 	if (h->lost && !h->taken_up)
 		printf(", %d lost with it and run again", h->lost);
-	else if (h->lost == h->taken_up)
+	else if (h->lost && h->lost == h->taken_up)
 		printf(", %d lost with it and taken up again (%s on there)", h->lost, h->lost == 1 ? "it ran" : "they ran");
 	else if (h->lost)
 		printf(", %d lost with it: %d taken up again (they ran on there), %d run again", h->lost, h->taken_up,

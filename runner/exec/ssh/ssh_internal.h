@@ -36,6 +36,8 @@ typedef struct Remote {
 	char *report;        /* the follow command's stderr: its last words */
 	Placement placement; /* what this attempt copied there (recorded once listed there) */
 	int refollows;       /* follows started again after a dropped connection */
+	int probing;         /* pid is ssh asking whether the host still answers after a dropped stream */
+	char dropped_why[200]; /* then: how the stream ended */
 	/* a map shard's runner (ssh_map.c): */
 	char *map_outputs;   /* its items' outputs list (here and there), or NULL: not a runner */
 	int map_kind, map_code; /* how it ended (ssh_job_outcome's kind), while its outputs come */
@@ -120,6 +122,9 @@ int ssh_spawn_follow(Remote *rm, const char *start_part);
 void ssh_finished(SshExec *se, Remote *rm, enum JobEnd end, int code, const char *reason);
 /* The follow command (status 'status') or the outputs' unpacking ended. */
 void ssh_follow_ended(SshExec *se, Remote *rm, int status);
+/* The question whether rm's host still answers (after its stream dropped) has its answer:
+ * the job followed again there, or lost with the host. */
+void ssh_probe_ended(SshExec *se, Remote *rm, int status);
 void ssh_unpack_ended(SshExec *se, Remote *rm, int status);
 /* Unpacks the tar that follows the log in the local log (at rm->unpack_at) into dir (NULL:
  * the workspace): 2 when it was small enough to unpack here and now (*status as tar's from
