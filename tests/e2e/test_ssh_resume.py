@@ -249,6 +249,7 @@ class SshResume(sshhosts.SshCase, KilnTestCase):
         self.assertIn("host %s: 1 done, 0 failed, 1 lost with it and run again" % home, out)
         log = self.ws.read(".kiln/logs/train@1.log")  # its log's rest, to the reboot, came back
         self.assertEqual([log.count("epoch %d\n" % e) for e in range(1, 6)], [1] * 5, log)
+        self.assertIn("to the job's end there (no later attempt took it up)", log)
 
     def test_a_job_that_ran_on_while_its_host_did_not_answer_is_re_attached_not_restarted(self):
         # the network drops, the host works on: when it answers again the retry takes up the
@@ -368,8 +369,8 @@ class SshResume(sshhosts.SshCase, KilnTestCase):
         # no log is lost: what it wrote there after the drop follows in attempt 1's log, once
         # each line, and its directory there is gone
         log = self.ws.read(".kiln/logs/work@1.log")
-        self.assertIn("answered again: the job's log there from where the copy above ends, until the job was "
-                      "stopped (its work went elsewhere)", log)
+        self.assertIn("answered again: the job's log there from where the copy above ends, to the job's end "
+                      "there (no later attempt took it up)", log)
         ran_there = self.ledger_of(home)
         self.assertGreater(len(ran_there), 2, "it ran on there")
         for i in ran_there:

@@ -35,6 +35,16 @@ static void went_stale(SshExec *se, SshHost *h, const char *id)
 		l->stale = 1;
 }
 
+/* Whether job id is among h's stale jobs still to stop (" ID ID ..."). */
+static int stale_names(const SshHost *h, const char *id)
+{
+	size_t n = strlen(id);
+	for (const char *p = h->stale_jobs.data ? h->stale_jobs.data : ""; (p = strstr(p, id)); p += n)
+		if (p > h->stale_jobs.data && p[-1] == ' ' && (p[n] == ' ' || !p[n]))
+			return 1;
+	return 0;
+}
+
 static void drop_lost_log(SshExec *se, LostLog *l)
 {
 	free(l->id);
@@ -204,7 +214,7 @@ void ssh_fetch_lost_logs(SshExec *se, int final)
 	for (int i = 0; i < se->nlost_logs; i++) {
 		LostLog *l = &se->lost_logs[i];
 		SshHost *h = l->host;
-		if (!l->stale || !h->connected || h->down || strstr(buf_str(&h->stale_jobs), l->id))
+		if (!l->stale || !h->connected || h->down || stale_names(h, l->id))
 			continue; /* taken up, or not stopped yet */
 		Buf cmd = {0}, out = {0};
 		buf_puts(&cmd, "cd ");
@@ -216,7 +226,7 @@ void ssh_fetch_lost_logs(SshExec *se, int final)
 			FILE *f = fopen(l->log, "a");
 			if (f) {
 				fprintf(f, "# kiln: host %s answered again: the job's log there from where the copy above ends, "
-					   "until the job was stopped (its work went elsewhere)\n", h->spec->name);
+					   "to the job's end there (no later attempt took it up)\n", h->spec->name);
 				fwrite(out.data, 1, out.len, f);
 				fclose(f);
 			}
