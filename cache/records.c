@@ -33,6 +33,11 @@ void cache_each_open_job(Cache *c, void (*fn)(void *ctx, const OpenAttempt *a), 
 	state_each_open_job(cache_state(c), fn, ctx);
 }
 
+void cache_each_lost_job(Cache *c, void (*fn)(void *ctx, const OpenAttempt *a), void *ctx)
+{
+	state_each_lost_job(cache_state(c), cache_run_id(c), fn, ctx);
+}
+
 static const char *const forget_successes = "DELETE FROM successes WHERE task = ?1";
 static const char *const forget_last = "DELETE FROM last_success WHERE task = ?1";
 

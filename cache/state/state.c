@@ -14,7 +14,7 @@
 enum {
 	Q_MEMO_ALL, Q_MEMO_PUT, Q_LAST_ALL, Q_SUCCESS_FIND, Q_SUCCESS_PUT, Q_LAST_PUT, Q_OUTPUTS_ALL,
 	Q_RUN_BEGIN, Q_RUN_END, Q_ATTEMPT_START, Q_ATTEMPT_END, Q_ATTEMPT_OPEN, Q_LAST_LOG,
-	Q_OPEN_JOBS, Q_ATTEMPT_WAITED, Q_ATTEMPT_JOB, Q_ATTEMPT_PORTS, Q_ATTEMPT_KEY, Q_COUNT
+	Q_OPEN_JOBS, Q_LOST_JOBS, Q_ATTEMPT_WAITED, Q_ATTEMPT_JOB, Q_ATTEMPT_PORTS, Q_ATTEMPT_KEY, Q_COUNT
 };
 
 static const char *const sql[Q_COUNT] = {
@@ -37,6 +37,12 @@ static const char *const sql[Q_COUNT] = {
 	[Q_ATTEMPT_OPEN] = "SELECT id, task, pgid FROM attempts WHERE ended IS NULL AND host = ?1 AND job_id IS NULL",
 	[Q_OPEN_JOBS] = "SELECT id, task, attempt, job_id, key, log, executor, host, gpus, started FROM attempts "
 			"WHERE ended IS NULL AND job_id IS NOT NULL",
+	/* ssh jobs lost with their host in the last run a kill ended (its row never ended),
+	 * each its task's latest attempt: the ended index finds them from that run's start */
+	[Q_LOST_JOBS] = "SELECT id, task, attempt, job_id, key, log, executor, host, gpus, started, ended FROM attempts a "
+			"WHERE ended >= (SELECT started FROM runs WHERE id < ?1 AND ended IS NULL ORDER BY id DESC LIMIT 1) "
+			"AND failure = 'host-lost' AND executor = 'ssh' AND job_id IS NOT NULL AND key IS NOT NULL "
+			"AND id = (SELECT max(id) FROM attempts b WHERE b.task = a.task)",
 	[Q_LAST_LOG] = "SELECT log, CASE WHEN ended IS NULL THEN 1 WHEN outcome = 'ok' THEN 2 ELSE 0 END FROM attempts "
 			"WHERE task = ?1 AND log IS NOT NULL ORDER BY id DESC LIMIT 1",
 };
@@ -618,17 +624,31 @@ int state_last_log(State *s, const char *task, Buf *out, int *stands)
 	return found;
 }
 
-void state_each_open_job(State *s, void (*fn)(void *ctx, const OpenAttempt *a), void *ctx)
+/* Calls fn with each row of st, a query of open or lost attempts (their columns alike). */
+static void each_attempt_row(sqlite3_stmt *st, void (*fn)(void *ctx, const OpenAttempt *a), void *ctx)
 {
-	sqlite3_stmt *st = query(s, Q_OPEN_JOBS);
 	while (sqlite3_step(st) == SQLITE_ROW) {
 		OpenAttempt a = {.row = sqlite3_column_int64(st, 0),
 				 .rec = {.task = column_text(st, 1), .attempt = sqlite3_column_int(st, 2),
 					 .job_id = column_text(st, 3), .key = column_text(st, 4), .log = column_text(st, 5),
 					 .executor = column_text(st, 6), .host = column_text(st, 7), .gpus = column_text(st, 8),
-					 .started = sqlite3_column_double(st, 9)}};
+					 .started = sqlite3_column_double(st, 9)},
+				 .ended = sqlite3_column_count(st) > 10 ? sqlite3_column_double(st, 10) : 0};
 		fn(ctx, &a);
 	}
 	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+}
+
+void state_each_open_job(State *s, void (*fn)(void *ctx, const OpenAttempt *a), void *ctx)
+{
+	each_attempt_row(query(s, Q_OPEN_JOBS), fn, ctx);
+}
+
+void state_each_lost_job(State *s, int64_t run_id, void (*fn)(void *ctx, const OpenAttempt *a), void *ctx)
+{
+	sqlite3_stmt *st = query(s, Q_LOST_JOBS);
+	sqlite3_bind_int64(st, 1, run_id);
+	each_attempt_row(st, fn, ctx);
 }
 

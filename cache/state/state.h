@@ -100,8 +100,12 @@ int state_attempt_waited(State *s, int64_t id, double seconds);
 typedef struct {
 	int64_t row;
 	AttemptRecord rec;
+	double ended; /* a lost one's end (wall clock); 0: open */
 } OpenAttempt;
 void state_each_open_job(State *s, void (*fn)(void *ctx, const OpenAttempt *a), void *ctx);
+/* The ssh attempts lost with their host (failure host-lost) in the last run before run_id
+ * that a kill ended, each its task's latest: their jobs may run on there. */
+void state_each_lost_job(State *s, int64_t run_id, void (*fn)(void *ctx, const OpenAttempt *a), void *ctx);
 /* Local attempts on host that never ended (a killed kiln): fn(ctx, id, task, pgid). */
 void state_each_open_attempt(State *s, const char *host, void (*fn)(void *ctx, int64_t id, const char *task, int pgid),
 			     void *ctx);

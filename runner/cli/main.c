@@ -607,6 +607,7 @@ static int verb_run(Options *o, int argc, char **argv)
 				fatal("%s", buf_str(&why));
 			made[nexecutors++] = kind;
 			cache_each_open_job(c, adopt_job, executors[e]); /* jobs a killed or detached kiln left */
+			cache_each_lost_job(c, adopt_job, executors[e]); /* and ssh jobs it lost with their host */
 		}
 		task_exec[i] = e < nexecutors ? executors[e] : ex;
 		buf_free(&why);

@@ -55,6 +55,19 @@ class Workspace:
     def exists(self, rel):
         return os.path.exists(self.path(rel))
 
+    def query(self, sql):
+        """The rows of sql over the state database, read-only; [] while it cannot be read (not
+        made yet, or its schema not committed)."""
+        import sqlite3
+        try:
+            db = sqlite3.connect("file:%s?mode=ro" % self.path(".kiln/state.db"), uri=True, timeout=5)
+            try:
+                return db.execute(sql).fetchall()
+            finally:
+                db.close()
+        except sqlite3.OperationalError:
+            return []
+
     def env(self, extra=None):
         env = dict(os.environ)
         env.pop("KILN_GPU_INFO", None)

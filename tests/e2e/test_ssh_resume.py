@@ -7,8 +7,9 @@ room there; each node of a multi-node job to its own), waits for it when it does
 afresh elsewhere, saying so; a job that ran on
 through a dropped network is re-attached, not restarted (one without resume state and a
 map{} shard too: their retries wait for the host as long as the job had run), as is one a
-killed kiln left whose devices read busy or whose host answers late; a lost job whose work
-went elsewhere is stopped there."""
+killed kiln left whose devices read busy or whose host answers late, or that it had recorded
+lost with its host (its log's rest fetched when not taken up); a lost job whose work went
+elsewhere is stopped there."""
 import os
 import time
 import unittest
@@ -249,7 +250,7 @@ class SshResume(sshhosts.SshCase, KilnTestCase):
         self.assertIn("host %s: 1 done, 0 failed, 1 lost with it and run again" % home, out)
         log = self.ws.read(".kiln/logs/train@1.log")  # its log's rest, to the reboot, came back
         self.assertEqual([log.count("epoch %d\n" % e) for e in range(1, 6)], [1] * 5, log)
-        self.assertIn("to the job's end there (no later attempt took it up)", log)
+        self.assertIn("to the job's end there (no later attempt took it up)", log, out)
 
     def test_a_job_that_ran_on_while_its_host_did_not_answer_is_re_attached_not_restarted(self):
         # the network drops, the host works on: when it answers again the retry takes up the
@@ -334,6 +335,56 @@ class SshResume(sshhosts.SshCase, KilnTestCase):
         self.assertEqual(run.returncode, 0, out + err)
         self.assert_eval_ran_once_on(home)
         self.assertIn("eval: attached to ssh job", out)
+
+    def eval_recorded_lost_then_kiln_killed(self, *args, back_after=1.5):
+        """Runs eval_without_checkpoint's task; after 8 steps cuts its host off the network,
+        waits until kiln records the attempt lost, kills kiln, runs it again (with args) and
+        lets the host answer back_after seconds later: (the host, that kiln's output)."""
+        self.eval_without_checkpoint()
+        p = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua")
+        try:
+            self.assertTrue(wait_for(lambda: len(self.ledger_of("v800") + self.ledger_of("v801")) >= 8, timeout=60))
+            home = "v800" if self.ledger_of("v800") else "v801"
+            self.lab.hosts[home].partition()
+            self.assertTrue(wait_for(lambda: self.ws.query("SELECT failure FROM attempts WHERE task = 'eval' "
+                                                           "ORDER BY id DESC LIMIT 1") == [("host-lost",)], timeout=30))
+        finally:
+            p.kill()
+            p.communicate()
+        run = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua", *args)
+        try:
+            time.sleep(back_after)
+            self.lab.hosts[home].start()
+            out, err = run.communicate(timeout=120)
+        finally:
+            if run.poll() is None:
+                run.kill()
+        self.assertEqual(run.returncode, 0, out + err)
+        return home, out + err
+
+    def test_a_job_recorded_lost_by_a_killed_kiln_is_waited_for_and_taken_up(self):
+        # the job's host drops off the network, kiln records the attempt lost, and kiln is
+        # killed while the host is still cut off: the next kiln waits for that host as the
+        # first would have (as long as the job had run) and takes up the job that ran on
+        home, out = self.eval_recorded_lost_then_kiln_killed()
+        self.assert_eval_ran_once_on(home)
+        self.assertIn("eval: attached to ssh job", out)
+        log = self.ws.read(".kiln/logs/eval@2.log")
+        self.assertIn("re-attached on host %s to the job of attempt 1" % home, log)
+        self.assertIn("step 20\n", log)
+
+    def test_a_job_recorded_lost_by_a_killed_kiln_and_not_taken_up_keeps_its_whole_log(self):
+        # the same, but the host answers only after the wait (--host-wait 1s): the task runs
+        # elsewhere, the job there is stopped, and what it wrote after the drop comes back
+        # into the lost attempt's log, no line twice
+        home, out = self.eval_recorded_lost_then_kiln_killed("--host-wait", "1s", back_after=3)
+        other = "v801" if home == "v800" else "v800"
+        self.assertEqual(self.ws.read("e.txt"), other + "\n")
+        log = self.ws.read(".kiln/logs/eval@1.log")
+        self.assertIn("to the job's end there (no later attempt took it up)", log, out)
+        steps = [int(line.split()[1]) for line in log.splitlines() if line.startswith("step ")]
+        self.assertEqual(steps, list(range(1, len(steps) + 1)), log)
+        self.assertGreater(len(steps), len(self.ledger_of(home)) - 2, "the steps made after the drop: %s" % log)
 
     def test_a_map_shard_that_ran_on_through_a_partition_is_re_attached_and_no_item_runs_twice(self):
         # the items it made while kiln could not reach it are brought back and recorded, not

@@ -467,7 +467,10 @@ static int ssh_detach(Executor *ex, Job *job, int hangup)
 static void ssh_adopt(Executor *ex, const OpenAttempt *a)
 {
 	SshExec *se = ex->impl;
-	exec_adopted_add(&se->adopted, &se->nadopted, a);
+	if (a->ended) /* recorded lost with its host: it may run on there */
+		ssh_adopt_lost(se, a);
+	else
+		exec_adopted_add(&se->adopted, &se->nadopted, a);
 }
 
 /* A map shard's runner left running is followed in its own list's order (the scheduler

@@ -259,6 +259,49 @@ void ssh_keep_lost(SshExec *se, const Remote *rm)
 			  .ran_sec = (double)(now_mono_ns() - rm->job->started_ns) / 1e9};
 }
 
+/* The bytes of the job's log that reached its attempt's local log before the drop: those
+ * between kiln's lines after the header ("# --", then "# kiln: on host ..." and the like: a
+ * stream that dropped and was followed again starts over after one) and kiln's last line,
+ * "kiln: lost with host ..."; -1 when the log does not read as one of those. */
+static long long received_before_loss(const char *log)
+{
+	size_t len;
+	long long from, got = -1;
+	char head[65536], *tail = read_file_tail(log, 65536, &len, &from);
+	FILE *f = fopen(log, "r");
+	size_t nhead = f ? fread(head, 1, sizeof head - 1, f) : 0;
+	if (f)
+		fclose(f);
+	head[nhead] = 0;
+	const char *start = strstr(head, "\n# --\n"), *lost = NULL;
+	if (start)
+		for (start += 6; !strncmp(start, "# kiln: ", 8) && strchr(start, '\n');)
+			start = strchr(start, '\n') + 1;
+	for (const char *p = tail; p && (p = strstr(p, "kiln: lost with host ")); p++)
+		lost = p;
+	if (start && lost)
+		got = from + (long long)(lost - tail) - (long long)(start - head);
+	free(tail);
+	return got >= 0 ? got : -1;
+}
+
+void ssh_adopt_lost(SshExec *se, const OpenAttempt *o)
+{
+	const Task *t = graph_find(se->cfg.g, o->rec.task);
+	SshHost *h = ssh_find_host(se, o->rec.host ? o->rec.host : "");
+	if (!t || !h || t->forced || ssh_nodes(t) != 1 || strpbrk(o->rec.job_id, "'\"$`\\ /+"))
+		return; /* nothing to take up: its host's first contact stops the job (the sweep) */
+	exec_adopted_add(&se->adopted, &se->nadopted, o);
+	AdoptedJob *a = &se->adopted[se->nadopted - 1];
+	a->row = 0; /* an orphan of its attempt's number, as in the run that lost it */
+	a->ran_sec = o->ended - o->rec.started > 0.001 ? o->ended - o->rec.started : 0.001;
+	long long received = o->rec.log ? received_before_loss(o->rec.log) : -1;
+	if (received >= 0) {
+		se->lost_logs = xrealloc(se->lost_logs, (size_t)(se->nlost_logs + 1) * sizeof *se->lost_logs);
+		se->lost_logs[se->nlost_logs++] = (LostLog){xstrdup(a->job_id), h, xstrdup(o->rec.log), received, 0};
+	}
+}
+
 int ssh_reattaches(SshExec *se, const Task *t)
 {
 	for (int i = 0; i < se->nadopted; i++) {

@@ -185,6 +185,9 @@ void ssh_stop_orphans(SshExec *se);
  * and the job is still there (single-node tasks, a map's shards among them; that attempt
  * waits for the host: ssh_room.c). */
 void ssh_keep_lost(SshExec *se, const Remote *rm);
+/* The same for a job a killed kiln had recorded lost (cache_each_lost_job): its task's next
+ * attempt waits for the host as long as the job had run, and takes it up if it is there. */
+void ssh_adopt_lost(SshExec *se, const OpenAttempt *o);
 /* Appends to each lost attempt's local log what its job wrote there after the connection
  * dropped, once that job was stopped (its work went elsewhere) and its host answers; its
  * directory there then goes. final: the run's end (the stops just sent: waits up to 1 s for
