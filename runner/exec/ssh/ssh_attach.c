@@ -162,36 +162,45 @@ void ssh_sweep_orphans(SshExec *se, SshHost *h)
 
 void ssh_stop_orphans(SshExec *se)
 {
+	Buf *stops = xcalloc((size_t)se->nhosts + 1, sizeof *stops); /* per host, its kill commands */
 	for (int h = 0; h < se->nhosts; h++) {
 		SshHost *host = &se->hosts[h];
-		Buf b = {0};
 		for (int i = 0; i < se->nadopted; i++) {
 			const AdoptedJob *a = &se->adopted[i];
 			if (a->row == 0 && !a->used && !strcmp(a->lease.host, host->spec->name) && !strpbrk(a->job_id, "'\"$`\\ /")) {
-				buf_printf(&b, "kill -KILL -$(cat .kiln/jobs/%s/pid) 2>/dev/null; ", a->job_id);
+				buf_printf(&stops[h], "kill -KILL -$(cat .kiln/jobs/%s/pid) 2>/dev/null; ", a->job_id);
 				LostLog *l = lost_log(se, a->job_id, strlen(a->job_id));
 				if (l)
 					l->stale = 1;
 			}
 		}
-		ssh_host_stop_stale(host, &b); /* lost, their work done elsewhere */
-		if (b.len && host->down) { /* jobs lost with it may run on there: one more try */
-			Buf err = {0};
+		ssh_host_stop_stale(host, &stops[h]); /* lost, their work done elsewhere */
+		if (stops[h].len && host->down) { /* jobs lost with it may run on there: one more try, */
+			Buf err = {0};            /* every down host's at once (a silent one takes 5 s) */
 			host->retry_at_ns = 0;
+			ssh_host_connect(host, se->cfg.busy_mem, se->cfg.busy_util, &err);
+			buf_free(&err);
+		}
+	}
+	for (int h = 0; h < se->nhosts; h++) {
+		SshHost *host = &se->hosts[h];
+		if (stops[h].len && host->down && host->probe_pid > 0) { /* its try's answer */
+			Buf err = {0};
 			ssh_host_connect_wait(host, se->cfg.busy_mem, se->cfg.busy_util, &err);
 			buf_free(&err);
 		}
-		if (b.len && host->connected && !host->down) {
+		if (stops[h].len && host->connected && !host->down) {
 			Buf cmd = {0};
 			buf_puts(&cmd, "cd ");
 			buf_shell_quote(&cmd, host->home_workdir);
-			buf_printf(&cmd, " && { %s true; }", buf_str(&b));
+			buf_printf(&cmd, " && { %s true; }", buf_str(&stops[h]));
 			if (ssh_run(host, buf_str(&cmd), NULL, NULL) == 0)
 				buf_reset(&host->stale_jobs); /* stopped */
 			buf_free(&cmd);
 		}
-		buf_free(&b);
+		buf_free(&stops[h]);
 	}
+	free(stops);
 }
 
 /* rm's attempt ends before its job ran there: released, and its end filed (a node of a
