@@ -74,6 +74,7 @@ end
         # the same cache as locally: a no-op re-run starts nothing anywhere and opens no job there
         before = self.starts()
         jobs = {n: sorted(os.listdir(os.path.join(h.workdir(), ".kiln/jobs"))) for n, h in self.lab.hosts.items()}
+        self.assertEqual(jobs, {n: [] for n in self.lab.hosts}, "every job's directory and task pointer cleared")
         r = self.kiln()
         self.assertEqual(r.rc, 0, r)
         self.assertIn("8 up to date", r.out)

@@ -561,7 +561,9 @@ static void ssh_destroy(Executor *ex)
 		Buf b = {0};
 		buf_puts(&b, "cd ");
 		buf_shell_quote(&b, h->home_workdir);
-		buf_printf(&b, " && rm -rf%s", buf_str(&h->ended_jobs));
+		/* and the task pointers (ssh_job.c) left naming none of the jobs still there */
+		buf_printf(&b, " && rm -rf%s && for T in .kiln/jobs/task-*; do [ -f \"$T\" ] || continue; "
+			       "read d < \"$T\"; [ -d \".kiln/jobs/$d\" ] || rm -f \"$T\"; done", buf_str(&h->ended_jobs));
 		clear[i] = b.data;
 	}
 	ssh_run_each(each, clear, se->nhosts);
