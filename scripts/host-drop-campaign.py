@@ -9,9 +9,12 @@ left running there (3 s after kiln's end), a no-op run starts nothing, and what 
 counted: trainers' epochs (a partition may cost none: the job is re-attached; a reboot at
 most the epoch in flight of each job it killed: the retry goes back to the host holding the
 checkpoint) and map items (those of a lost shard not yet brought back run again elsewhere).
-Prints counts and times.
+A third kind, "kill", cuts a host's network and kills kiln (kill -9) while it is cut off,
+once kiln has seen the loss; a new kiln then runs while the host is still away (its lost jobs
+must be waited for and taken up, not run again elsewhere). KINDS picks the kinds drawn
+(default partition,reboot). Prints counts and times.
 
-  /usr/bin/python3 scripts/host-drop-campaign.py 10 7
+  /usr/bin/python3 scripts/host-drop-campaign.py 10 7 [partition,reboot,kill]
 """
 import os
 import random
@@ -47,12 +50,13 @@ def ledger(lab):
 def main():
     trials = int(sys.argv[1]) if len(sys.argv) > 1 else 10
     rng = random.Random(int(sys.argv[2]) if len(sys.argv) > 2 else 1)
+    kinds_drawn = (sys.argv[3] if len(sys.argv) > 3 else "partition,reboot").split(",")
     if sshhosts.skip_reason():
         print("skipped:", sshhosts.skip_reason())
         return 0
     lab = sshhosts.Lab({"v800": [], "v801": [], "v802": []})
     ws = tempfile.mkdtemp(prefix="kiln-drops-")
-    failures, twice, items_twice, drops = [], 0, 0, {"partition": 0, "reboot": 0}
+    failures, twice, items_twice, drops = [], 0, 0, {"partition": 0, "reboot": 0, "kill": 0}
     reattached = killed = 0
     started = time.time()
     try:
@@ -75,23 +79,29 @@ def main():
                     os.remove(os.path.join(h.home, "ledger"))
             shutil.rmtree(os.path.join(ws, ".kiln"), ignore_errors=True)
             shutil.rmtree(os.path.join(ws, "out"), ignore_errors=True)
-            p = subprocess.Popen([KILN, "run", "--executor", "ssh", "--hosts", "hosts.lua", "--host-wait", "60s"],
-                                 cwd=ws, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-            kinds = []
+            run = [KILN, "run", "--executor", "ssh", "--hosts", "hosts.lua", "--host-wait", "60s"]
+            p = subprocess.Popen(run, cwd=ws, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            kinds, earlier = [], ""
             for _ in range(rng.randint(1, 2)):
                 time.sleep(rng.uniform(0.5, 2.0))
                 if p.poll() is not None:
                     break
                 name = rng.choice(sorted(lab.hosts))
-                kind = rng.choice(["partition", "reboot"])
+                kind = rng.choice(kinds_drawn)
                 before = set(lab.jobs_running())
-                getattr(lab.hosts[name], "partition" if kind == "partition" else "stop")()
+                getattr(lab.hosts[name], "stop" if kind == "reboot" else "partition")()
                 killed += kind == "reboot" and len(before - set(lab.jobs_running())) > 0
                 kinds.append(kind)
                 drops[kind] += 1
+                if kind == "kill":  # kiln sees the loss (a refused connection: at once), then dies
+                    time.sleep(rng.uniform(0.5, 1.5))
+                    p.kill()
+                    earlier += p.communicate()[0]
+                    p = subprocess.Popen(run, cwd=ws, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
                 time.sleep(rng.uniform(0.3, 4.0))
                 lab.hosts[name].start()
             out, _ = p.communicate(timeout=600)
+            out = earlier + out
             reattached += out.count("which ran on while its host did not answer")
             why = [] if p.returncode == 0 else ["kiln exited %d" % p.returncode]
             for t in range(TRAINERS):
@@ -129,10 +139,11 @@ def main():
     finally:
         lab.close()
         shutil.rmtree(ws, ignore_errors=True)
-    print("host-drop campaign: %d trials, %d partitions, %d reboots (%d that killed jobs), %d jobs re-attached "
-          "after a partition, %d epochs run twice of %d, %d map items run twice of %d, %d failed, %.0f s"
-          % (trials, drops["partition"], drops["reboot"], killed, reattached, twice, trials * TRAINERS * EPOCHS,
-             items_twice, trials * ITEMS, len(failures), time.time() - started))
+    print("host-drop campaign: %d trials, %d partitions, %d reboots (%d that killed jobs), %d partitions with kiln "
+          "killed, %d jobs re-attached after a partition, %d epochs run twice of %d, %d map items run twice of %d, "
+          "%d failed, %.0f s"
+          % (trials, drops["partition"], drops["reboot"], killed, drops["kill"], reattached, twice,
+             trials * TRAINERS * EPOCHS, items_twice, trials * ITEMS, len(failures), time.time() - started))
     for trial, out, again, why in failures:
         print("--- trial %d: %s\n%s\n--- the next run:\n%s" % (trial, "; ".join(why), out, again))
     return 1 if failures else 0
