@@ -168,8 +168,8 @@ void cache_attempt_ended(Cache *c, int64_t attempt_id, int exit_code, const char
  * exit cleanly (or scan is set), kills (SIGKILL) every process still carrying its
  * workspace marker (exec.h's exec_workspace_marker) with its process group, waiting until
  * they are gone, except the processes of the nspare sessions in spare (attempts a new
- * kiln re-attaches to). Returns the number of sessions (attempts) killed, or -1 when the
- * state cannot be written. */
+ * kiln re-attaches to). Returns the number of sessions (attempts) killed, kiln's own ssh
+ * and rsync helpers not counted, or -1 when the state cannot be written. */
 int cache_reap_orphans(Cache *c, const char *marker, const pid_t *spare, int nspare, int scan);
 
 /* Commits the pending batch of writes (one transaction for many tasks), at most every

@@ -130,8 +130,9 @@ int cache_last_log(Cache *c, const char *task, Buf *out, int *stands)
 }
 
 /* Fills out with live (not zombie) processes other than this one whose environment holds
- * marker; returns the count (at most max). */
-static int find_marked_processes(const char *marker, pid_t *out, int max)
+ * marker, and task[i] with whether process i is a task's (KILN_TASK set: not one of kiln's
+ * own ssh and rsync helpers); returns the count (at most max). */
+static int find_marked_processes(const char *marker, pid_t *out, unsigned char *task, int max)
 {
 	DIR *proc = opendir("/proc");
 	if (!proc)
@@ -153,12 +154,16 @@ static int find_marked_processes(const char *marker, pid_t *out, int max)
 			continue;
 		snprintf(path, sizeof path, "/proc/%d/environ", pid);
 		char *env = read_file(path, &len); /* NULL for other users' processes */
-		int found = 0;
-		for (size_t off = 0; env && off < len && !found; off += strlen(env + off) + 1)
-			found = !strncmp(env + off, marker, mlen) && env[off + mlen] == 0;
+		int found = 0, of_task = 0;
+		for (size_t off = 0; env && off < len; off += strlen(env + off) + 1) {
+			found |= !strncmp(env + off, marker, mlen) && env[off + mlen] == 0;
+			of_task |= !strncmp(env + off, "KILN_TASK=", 10);
+		}
 		free(env);
-		if (found)
+		if (found) {
+			task[n] = (unsigned char)of_task;
 			out[n++] = pid;
+		}
 	}
 	closedir(proc);
 	return n;
@@ -199,11 +204,14 @@ int cache_reap_orphans(Cache *c, const char *marker, const pid_t *spare, int nsp
 		enum { MAX = 4096 };
 		pid_t *pids = xmalloc(MAX * sizeof *pids), *groups_of = xmalloc(MAX * sizeof *groups_of),
 		      *sessions_of = xmalloc(MAX * sizeof *sessions_of);
+		unsigned char *task = xmalloc(MAX);
 		for (int round = 0; round < 500; round++) { /* 10 s at most */
-			int found = find_marked_processes(marker, pids, MAX), n = 0;
+			int found = find_marked_processes(marker, pids, task, MAX), n = 0;
 			for (int i = 0; i < found; i++)
-				if (!spared(pids[i], spare, nspare))
+				if (!spared(pids[i], spare, nspare)) {
+					task[n] = task[i];
 					pids[n++] = pids[i];
+				}
 			if (n == 0)
 				break;
 			for (int i = 0; i < n; i++) {
@@ -212,7 +220,9 @@ int cache_reap_orphans(Cache *c, const char *marker, const pid_t *spare, int nsp
 			}
 			for (int i = 0; i < n; i++) {
 				pid_t pg = groups_of[i];
-				int seen = 0; /* an attempt (its keeper's session) is counted by its first process */
+				/* an attempt (its keeper's session) is counted by its first process; kiln's own
+				 * helpers (an ssh follower: its job there runs on) are not attempts */
+				int seen = !task[i];
 				for (int j = 0; j < i && !seen; j++)
 					seen = sessions_of[j] == sessions_of[i];
 				if (pg > 0 && pg != getpgrp() && kill(-pg, SIGKILL) == 0 && round == 0 && !seen)
@@ -226,6 +236,7 @@ int cache_reap_orphans(Cache *c, const char *marker, const pid_t *spare, int nsp
 				     "this run", n, n == 1 ? "" : "es");
 		}
 		free(pids);
+		free(task);
 		free(groups_of);
 		free(sessions_of);
 	}

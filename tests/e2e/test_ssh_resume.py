@@ -369,6 +369,8 @@ class SshResume(sshhosts.SshCase, KilnTestCase):
         home, out = self.eval_recorded_lost_then_kiln_killed()
         self.assert_eval_ran_once_on(home)
         self.assertIn("eval: attached to ssh job", out)
+        # the dead kiln's ssh followers are stopped in silence: no task of this machine was
+        self.assertNotIn("task process group", out)
         log = self.ws.read(".kiln/logs/eval@2.log")
         self.assertIn("re-attached on host %s to the job of attempt 1" % home, log)
         self.assertIn("step 20\n", log)
