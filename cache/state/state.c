@@ -37,10 +37,11 @@ static const char *const sql[Q_COUNT] = {
 	[Q_ATTEMPT_OPEN] = "SELECT id, task, pgid FROM attempts WHERE ended IS NULL AND host = ?1 AND job_id IS NULL",
 	[Q_OPEN_JOBS] = "SELECT id, task, attempt, job_id, key, log, executor, host, gpus, started FROM attempts "
 			"WHERE ended IS NULL AND job_id IS NOT NULL",
-	/* ssh jobs lost with their host in the last run a kill ended (its row never ended),
-	 * each its task's latest attempt: the ended index finds them from that run's start */
+	/* ssh jobs lost with their host in the run before, if a kill ended it (its row never
+	 * ended), each its task's latest attempt: the ended index finds them from its start */
 	[Q_LOST_JOBS] = "SELECT id, task, attempt, job_id, key, log, executor, host, gpus, started, ended FROM attempts a "
-			"WHERE ended >= (SELECT started FROM runs WHERE id < ?1 AND ended IS NULL ORDER BY id DESC LIMIT 1) "
+			"WHERE ended >= (SELECT started FROM runs WHERE id = (SELECT max(id) FROM runs WHERE id < ?1) "
+			"AND ended IS NULL) "
 			"AND failure = 'host-lost' AND executor = 'ssh' AND job_id IS NOT NULL AND key IS NOT NULL "
 			"AND id = (SELECT max(id) FROM attempts b WHERE b.task = a.task)",
 	[Q_LAST_LOG] = "SELECT log, CASE WHEN ended IS NULL THEN 1 WHEN outcome = 'ok' THEN 2 ELSE 0 END FROM attempts "

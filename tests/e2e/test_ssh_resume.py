@@ -8,8 +8,8 @@ afresh elsewhere, saying so; a job that ran on
 through a dropped network is re-attached, not restarted (one without resume state and a
 map{} shard too: their retries wait for the host as long as the job had run), as is one a
 killed kiln left whose devices read busy or whose host answers late, or that it had recorded
-lost with its host (its log's rest fetched when not taken up); a lost job whose work went
-elsewhere is stopped there."""
+lost with its host (its log's rest fetched when not taken up; not waited for when the
+recipe changed); a lost job whose work went elsewhere is stopped there."""
 import os
 import time
 import unittest
@@ -336,10 +336,11 @@ class SshResume(sshhosts.SshCase, KilnTestCase):
         self.assert_eval_ran_once_on(home)
         self.assertIn("eval: attached to ssh job", out)
 
-    def eval_recorded_lost_then_kiln_killed(self, *args, back_after=1.5):
+    def eval_recorded_lost_then_kiln_killed(self, *args, back_after=1.5, edit=None):
         """Runs eval_without_checkpoint's task; after 8 steps cuts its host off the network,
-        waits until kiln records the attempt lost, kills kiln, runs it again (with args) and
-        lets the host answer back_after seconds later: (the host, that kiln's output)."""
+        waits until kiln records the attempt lost, kills kiln, runs it again (with args; after
+        edit(), when given) and lets the host answer back_after seconds later: (the host, that
+        kiln's output)."""
         self.eval_without_checkpoint()
         p = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua")
         try:
@@ -351,6 +352,8 @@ class SshResume(sshhosts.SshCase, KilnTestCase):
         finally:
             p.kill()
             p.communicate()
+        if edit:
+            edit()
         run = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua", *args)
         try:
             time.sleep(back_after)
@@ -374,6 +377,18 @@ class SshResume(sshhosts.SshCase, KilnTestCase):
         log = self.ws.read(".kiln/logs/eval@2.log")
         self.assertIn("re-attached on host %s to the job of attempt 1" % home, log)
         self.assertIn("step 20\n", log)
+
+    def test_a_job_recorded_lost_by_a_killed_kiln_whose_recipe_changed_is_not_waited_for(self):
+        # its command changed meanwhile: the job there is no longer the task's, so the next
+        # kiln runs the task at once on the host that answers (and stops that job once it
+        # reaches the host, at the latest at the run's end)
+        home, out = self.eval_recorded_lost_then_kiln_killed(
+            back_after=3, edit=lambda: self.ws.write("kiln.lua", self.ws.read("kiln.lua").replace("sleep 0.3", "sleep 0.2")))
+        other = "v801" if home == "v800" else "v800"
+        self.assertEqual(self.ws.read("e.txt"), other + "\n")
+        self.assertNotIn("eval waits for it", out)
+        self.assertNotIn("attached to ssh job", out)
+        self.assertTrue(wait_for(lambda: not self.lab.jobs_running(), timeout=10), "nothing left running there")
 
     def test_a_job_recorded_lost_by_a_killed_kiln_and_not_taken_up_keeps_its_whole_log(self):
         # the same, but the host answers only after the wait (--host-wait 1s): the task runs

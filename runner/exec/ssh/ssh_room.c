@@ -25,13 +25,17 @@ void ssh_release_held(SshExec *se)
 }
 
 /* The job of t that may run on where kiln cannot reach it now, not taken up yet: lost with
- * its host in this run, or left open by a killed kiln; NULL when none. */
+ * its host in this run, or left by a killed kiln (open, or recorded lost); NULL when none,
+ * or when t's key is no longer the job's (the recipe changed: nothing to wait for). */
 static const AdoptedJob *lost_job(const SshExec *se, const Task *t)
 {
 	for (int i = 0; i < se->nadopted; i++) {
 		const AdoptedJob *a = &se->adopted[i];
-		if (!a->used && a->ran_sec > 0 && a->job_id[0] && !strcmp(a->task, t->name))
-			return a;
+		if (!a->used && a->ran_sec > 0 && a->job_id[0] && !strcmp(a->task, t->name)) {
+			char key[33];
+			cache_key_hex(se->cfg.cache, t, key);
+			return strcmp(a->key, key) ? NULL : a;
+		}
 	}
 	return NULL;
 }
