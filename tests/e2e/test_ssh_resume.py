@@ -286,13 +286,14 @@ class SshResume(sshhosts.SshCase, KilnTestCase):
         self.assertEqual(len(self.starts()), 1, "it ran once")
         self.assertIn("epoch 6\n", self.ws.read(".kiln/logs/train@1.log"))
 
-    def eval_without_checkpoint(self):
-        """Task eval on v800 or v801 (one job each): 20 steps of 0.3 s, each in its host's ledger
-        and printed, then its host's name in e.txt; no resume state."""
+    def eval_without_checkpoint(self, steps=20):
+        """Task eval on v800 or v801 (one job each): 20 steps (or steps) of 0.3 s, each in its
+        host's ledger and printed, then its host's name in e.txt; no resume state."""
         self.clear_ledgers()
         self.ws.write("hosts.lua", self.lab.hosts_lua({"v800": "jobs = 1", "v801": "jobs = 1"}))
         self.ws.write("kiln.lua", 'task { name = "eval", hosts = {"v800", "v801"}, outputs = {"e.txt"}, run = "for i in '
-                      '$(seq 20); do echo $i >> $HOME/ledger; echo step $i; sleep 0.3; done; echo $KILN_HOST > e.txt" }\n')
+                      '$(seq %d); do echo $i >> $HOME/ledger; echo step $i; sleep 0.3; done; echo $KILN_HOST > e.txt" }\n'
+                      % steps)
 
     def assert_eval_ran_once_on(self, home):
         self.assertEqual(self.ledger_of(home), [str(i) for i in range(1, 21)], "no step twice, none restarted")
@@ -336,12 +337,12 @@ class SshResume(sshhosts.SshCase, KilnTestCase):
         self.assert_eval_ran_once_on(home)
         self.assertIn("eval: attached to ssh job", out)
 
-    def eval_recorded_lost_then_kiln_killed(self, *args, back_after=1.5, edit=None):
+    def eval_recorded_lost_then_kiln_killed(self, *args, back_after=1.5, edit=None, steps=20):
         """Runs eval_without_checkpoint's task; after 8 steps cuts its host off the network,
         waits until kiln records the attempt lost, kills kiln, runs it again (with args; after
         edit(), when given) and lets the host answer back_after seconds later: (the host, that
         kiln's output)."""
-        self.eval_without_checkpoint()
+        self.eval_without_checkpoint(steps)
         p = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua")
         try:
             self.assertTrue(wait_for(lambda: len(self.ledger_of("v800") + self.ledger_of("v801")) >= 8, timeout=60))
@@ -380,15 +381,17 @@ class SshResume(sshhosts.SshCase, KilnTestCase):
 
     def test_a_job_recorded_lost_by_a_killed_kiln_whose_recipe_changed_is_not_waited_for(self):
         # its command changed meanwhile: the job there is no longer the task's, so the next
-        # kiln runs the task at once on the host that answers (and stops that job once it
-        # reaches the host, at the latest at the run's end)
+        # kiln runs the task at once on the host that answers, and stops that job as soon as
+        # its host answers again (not at the run's end: it may hold the host's GPUs for hours)
         home, out = self.eval_recorded_lost_then_kiln_killed(
-            back_after=3, edit=lambda: self.ws.write("kiln.lua", self.ws.read("kiln.lua").replace("sleep 0.3", "sleep 0.2")))
+            back_after=3, steps=60, edit=lambda: self.ws.write("kiln.lua", self.ws.read("kiln.lua").replace("sleep 0.3", "sleep 0.2")))
         other = "v801" if home == "v800" else "v800"
         self.assertEqual(self.ws.read("e.txt"), other + "\n")
         self.assertNotIn("eval waits for it", out)
         self.assertNotIn("attached to ssh job", out)
         self.assertTrue(wait_for(lambda: not self.lab.jobs_running(), timeout=10), "nothing left running there")
+        self.assertLess(len(self.ledger_of(home)), 45, "stopped once its host answered: %s" % self.ledger_of(home))
+        self.assertEqual(len(self.ledger_of(other)), 60)
 
     def test_a_job_recorded_lost_by_a_killed_kiln_and_not_taken_up_keeps_its_whole_log(self):
         # the same, but the host answers only after the wait (--host-wait 1s): the task runs

@@ -365,6 +365,7 @@ static int ssh_reap(Executor *ex, Job **out, int max)
 	for (int i = 0; i < se->nhelpers; i++)
 		if (os_children_take(se->helpers[i], &status))
 			se->helpers[i--] = se->helpers[--se->nhelpers];
+	se->stale_down = ssh_stop_stale_when_back(se);
 	if (se->nlost_logs)
 		ssh_fetch_lost_logs(se, 0);
 	for (int i = 0; i < se->nactive; i++) {
@@ -434,7 +435,7 @@ static int ssh_poll_ms(Executor *ex)
 	for (int i = 0; i < se->nactive; i++)
 		if (se->active[i]->map_outputs) /* a shard's harvests are due every few seconds */
 			return ms >= 0 && ms < 1000 ? ms : 1000;
-	return se->waiting && (ms < 0 || ms > 1000) ? 1000 : ms;
+	return (se->waiting || se->stale_down) && (ms < 0 || ms > 1000) ? 1000 : ms;
 }
 
 static int ssh_detach(Executor *ex, Job *job, int hangup)

@@ -203,6 +203,20 @@ void ssh_stop_orphans(SshExec *se)
 	free(stops);
 }
 
+int ssh_stop_stale_when_back(SshExec *se)
+{
+	int waiting = 0;
+	for (int h = 0; h < se->nhosts; h++) {
+		SshHost *host = &se->hosts[h];
+		if (!host->down || !host->stale_jobs.len)
+			continue;
+		Buf err = {0}; /* on its back-off's schedule, in the background: the contact stops them */
+		waiting |= ssh_host_connect(host, se->cfg.busy_mem, se->cfg.busy_util, &err) != 0;
+		buf_free(&err);
+	}
+	return waiting;
+}
+
 /* rm's attempt ends before its job ran there: released, and its end filed (a node of a
  * multi-node job's: through its gang). */
 void ssh_node_failed(SshExec *se, Remote *rm, enum JobEnd end, int code, const char *reason)

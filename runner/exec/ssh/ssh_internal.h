@@ -81,6 +81,7 @@ typedef struct {
 	int64_t all_down_since_ns;
 	const Task *home_waiter; /* the last task found waiting for its home host (ssh_home) to answer */
 	const Task *reattaching; /* has_room found this task's job to take up (se->held) */
+	int stale_down;     /* a down host holds jobs to stop when it answers: poll */
 } SshExec;
 
 /* A multi-node job: its nodes' attempts, ended together (ssh_gang.c). */
@@ -180,6 +181,10 @@ void ssh_gang_reattach(SshExec *se, Remote *head, const char *job_id);
  * (same key), else stopped; stop_orphans stops those no task took up (the run's end). */
 void ssh_sweep_orphans(SshExec *se, SshHost *h);
 void ssh_stop_orphans(SshExec *se);
+/* Tries again (in the background, on each host's back-off) the down hosts holding jobs whose
+ * work went elsewhere, so a host that answers has them stopped then, not at the run's end
+ * (they may hold its GPUs for hours); 1 while some such host is still down (poll). */
+int ssh_stop_stale_when_back(SshExec *se);
 /* A job lost with its host (the connection dropped, the host did not answer) may run on
  * there: kept as an orphan, re-attached by its task's next attempt if the host answers again
  * and the job is still there (single-node tasks, a map's shards among them; that attempt
