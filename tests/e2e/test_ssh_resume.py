@@ -180,13 +180,22 @@ class SshResume(sshhosts.SshCase, KilnTestCase):
             home = "v800" if self.ledger_of("v800") else "v801"
             before(home)
             getattr(self.lab.hosts[home], drop)()
+        except BaseException:
+            run.kill()
+            raise
+        out, err = self.host_back_after(run, home, seconds)
+        return home, out + err, run.returncode
+
+    def host_back_after(self, run, home, seconds):
+        """Brings host home back seconds from now and waits for run (a spawned kiln) to end:
+        (its stdout, its stderr); a kiln still running then is killed."""
+        try:
             time.sleep(seconds)
             self.lab.hosts[home].start()
-            out, err = run.communicate(timeout=120)
+            return run.communicate(timeout=120)
         finally:
             if run.poll() is None:
                 run.kill()
-        return home, out + err, run.returncode
 
     def test_a_retry_goes_back_to_the_host_holding_its_resume_state(self):
         recipe, home, other = self.resuming_task_failed_once()
@@ -326,13 +335,7 @@ class SshResume(sshhosts.SshCase, KilnTestCase):
         home = "v800" if self.ledger_of("v800") else "v801"
         self.lab.hosts[home].partition()
         run = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua")
-        try:
-            time.sleep(1.5)
-            self.lab.hosts[home].start()
-            out, err = run.communicate(timeout=120)
-        finally:
-            if run.poll() is None:
-                run.kill()
+        out, err = self.host_back_after(run, home, 1.5)
         self.assertEqual(run.returncode, 0, out + err)
         self.assert_eval_ran_once_on(home)
         self.assertIn("eval: attached to ssh job", out)
@@ -356,13 +359,7 @@ class SshResume(sshhosts.SshCase, KilnTestCase):
         if edit:
             edit()
         run = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua", *args)
-        try:
-            time.sleep(back_after)
-            self.lab.hosts[home].start()
-            out, err = run.communicate(timeout=120)
-        finally:
-            if run.poll() is None:
-                run.kill()
+        out, err = self.host_back_after(run, home, back_after)
         self.assertEqual(run.returncode, 0, out + err)
         return home, out + err
 
