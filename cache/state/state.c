@@ -40,7 +40,7 @@ static const char *const sql[Q_COUNT] = {
 	/* ssh jobs lost with their host in the run before, if a kill ended it (its row never
 	 * ended), each its task's latest attempt: the ended index finds them from its start */
 	[Q_LOST_JOBS] = "SELECT id, task, attempt, job_id, key, log, executor, host, gpus, started, ended FROM attempts a "
-			"WHERE ended >= (SELECT started FROM runs WHERE id = (SELECT max(id) FROM runs WHERE id < ?1) "
+			"WHERE ended >= (SELECT started FROM runs WHERE id = (SELECT max(id) FROM runs WHERE ?1 <= 0 OR id < ?1) "
 			"AND ended IS NULL) "
 			"AND failure = 'host-lost' AND executor = 'ssh' AND job_id IS NOT NULL AND key IS NOT NULL "
 			"AND id = (SELECT max(id) FROM attempts b WHERE b.task = a.task)",

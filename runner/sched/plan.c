@@ -166,6 +166,28 @@ static void note_open_attempt(void *ctx, const OpenAttempt *a)
 		r->job_id, ago, what);
 }
 
+/* An ssh job the killed kiln recorded lost with its host: it may run on there. */
+static void note_lost_attempt(void *ctx, const OpenAttempt *a)
+{
+	OpenNote *o = ctx;
+	const AttemptRecord *r = &a->rec;
+	const Task *t = graph_find((Graph *)o->g, r->task);
+	if (!t || !r->host || o->live_kiln)
+		return;
+	char ran[32], key[33];
+	format_duration(a->ended - r->started > 0 ? a->ended - r->started : 0, ran, sizeof ran);
+	cache_key_hex(o->c, t, key);
+	fprintf(o->out, "lost      %s: attempt %d (job %s) lost with host %s after %s, before a kill stopped that "
+			"kiln; the job may run on there: ",
+		r->task, r->attempt, r->job_id, r->host, ran);
+	if (key[0] && r->key && strcmp(key, r->key))
+		fprintf(o->out, "but the task changed since, so `kiln run` runs it afresh and stops that job once %s "
+				"answers\n", r->host);
+	else
+		fprintf(o->out, "`kiln run` waits for %s as long as the job had run (at most --host-wait) and takes it "
+				"up\n", r->host);
+}
+
 static void remember(void *ctx, const char *task, double sec)
 {
 	double *slot = xmalloc(sizeof *slot);
@@ -303,6 +325,7 @@ int sched_plan(Graph *g, Cache *c, FILE *out, int all, PlanCapacity cap, int *re
 	strmap_free_owned(&p.failed);
 	OpenNote open = {g, c, out, cache_lock_holder(c)};
 	cache_each_open_job(c, note_open_attempt, &open);
+	cache_each_lost_job(c, note_lost_attempt, &open);
 	if (p.nwork && !p.nruns) {
 		fprintf(out, "kiln: no recorded durations to estimate from yet\n");
 	} else if (p.nruns) {

@@ -367,7 +367,11 @@ class SshResume(sshhosts.SshCase, KilnTestCase):
         # the job's host drops off the network, kiln records the attempt lost, and kiln is
         # killed while the host is still cut off: the next kiln waits for that host as the
         # first would have (as long as the job had run) and takes up the job that ran on
-        home, out = self.eval_recorded_lost_then_kiln_killed()
+        status = []
+        home, out = self.eval_recorded_lost_then_kiln_killed(
+            edit=lambda: status.append(self.ws.kiln("status", "--hosts", "hosts.lua").out))
+        self.assertRegex(status[0], r"lost      eval: attempt 1 \(job [^)]+\) lost with host v80[01] after [0-9.]+s, before a "
+                         r"kill stopped that kiln; the job may run on there: `kiln run` waits for v80[01] ")
         self.assert_eval_ran_once_on(home)
         self.assertIn("eval: attached to ssh job", out)
         # the dead kiln's ssh followers are stopped in silence: no task of this machine was
@@ -380,8 +384,14 @@ class SshResume(sshhosts.SshCase, KilnTestCase):
         # its command changed meanwhile: the job there is no longer the task's, so the next
         # kiln runs the task at once on the host that answers, and stops that job as soon as
         # its host answers again (not at the run's end: it may hold the host's GPUs for hours)
-        home, out = self.eval_recorded_lost_then_kiln_killed(
-            back_after=3, steps=60, edit=lambda: self.ws.write("kiln.lua", self.ws.read("kiln.lua").replace("sleep 0.3", "sleep 0.2")))
+        status = []
+
+        def edit():
+            self.ws.write("kiln.lua", self.ws.read("kiln.lua").replace("sleep 0.3", "sleep 0.2"))
+            status.append(self.ws.kiln("status", "--hosts", "hosts.lua").out)
+        home, out = self.eval_recorded_lost_then_kiln_killed(back_after=3, steps=60, edit=edit)
+        self.assertIn("but the task changed since, so `kiln run` runs it afresh and stops that job once %s answers" % home,
+                      status[0])
         other = "v801" if home == "v800" else "v800"
         self.assertEqual(self.ws.read("e.txt"), other + "\n")
         self.assertNotIn("eval waits for it", out)
