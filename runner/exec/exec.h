@@ -263,6 +263,7 @@ typedef struct {
 	char *task, *job_id, *key, *log;
 	Lease lease;   /* where it runs and what it holds, from its record */
 	int attempt, used;
+	int earlier;   /* ssh: recorded lost with its host by a kiln a kill stopped (not this run) */
 	long long row; /* 0: found running, never recorded (local) */
 	double ran_sec; /* how long it had run: when lost with its host (ssh), or by now (a record's) */
 } AdoptedJob;

@@ -374,6 +374,8 @@ class SshResume(sshhosts.SshCase, KilnTestCase):
                          r"kill stopped that kiln; the job may run on there: `kiln run` waits for v80[01] ")
         self.assert_eval_ran_once_on(home)
         self.assertIn("eval: attached to ssh job", out)
+        self.assertIn("host %s: 1 done, 0 failed, 1 lost with it before the last kiln was killed and taken up (it ran "
+                      "on there)" % home, out)
         # the dead kiln's ssh followers are stopped in silence: no task of this machine was
         self.assertNotIn("task process group", out)
         log = self.ws.read(".kiln/logs/eval@2.log")

@@ -317,6 +317,7 @@ void ssh_adopt_lost(SshExec *se, const OpenAttempt *o)
 	exec_adopted_add(&se->adopted, &se->nadopted, o);
 	AdoptedJob *a = &se->adopted[se->nadopted - 1];
 	a->row = 0; /* an orphan of its attempt's number, as in the run that lost it */
+	a->earlier = 1;
 	a->ran_sec = o->ended - o->rec.started > 0.001 ? o->ended - o->rec.started : 0.001;
 	long long received = o->rec.log ? received_before_loss(o->rec.log) : -1;
 	if (received >= 0) {
@@ -445,7 +446,8 @@ int ssh_reattach(SshExec *se, Job *job)
 			free(job->log_path);
 			job->log_path = log;
 			job->adopted_lost = lost;
-			h->taken_up += lost > 0;
+			h->taken_up += lost > 0 && !a->earlier;
+			h->taken_up_earlier += lost > 0 && a->earlier;
 			int fd = lost ? exec_open_log(job) : -1; /* a header; the job's log follows, from its start */
 			if (fd >= 0) {
 				dprintf(fd, "# kiln: task %s, attempt %d (try %d of %d in this run): re-attached on host %s to the job "

@@ -528,6 +528,9 @@ void ssh_host_print_summary(const SshHost *h, int held)
 	else if (h->lost)
 		printf(", %d lost with it: %d taken up again (they ran on there), %d run again", h->lost, h->taken_up,
 		       h->lost - h->taken_up);
+	if (h->taken_up_earlier)
+		printf(", %d lost with it before the last kiln was killed and taken up (%s on there)", h->taken_up_earlier,
+		       h->taken_up_earlier == 1 ? "it ran" : "they ran");
 	if (h->stopped)
 		printf(", %d stopped", h->stopped);
 	if (h->gpu_sec > 0)

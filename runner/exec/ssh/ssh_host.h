@@ -60,6 +60,7 @@ typedef struct SshHost {
 	/* this run */
 	int ran, failed, lost, stopped, running;
 	int taken_up;   /* of those lost, jobs that ran on there and were re-attached */
+	int taken_up_earlier; /* and jobs the killed kiln before had lost with it, re-attached */
 	int unplaced;   /* tasks failed (host-down) because it was down and no other host could take them */
 	double gpu_sec;
 	int tools_placed;     /* kiln's tools copied this run (or found there as they are here) */
