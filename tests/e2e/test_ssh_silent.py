@@ -2,8 +2,9 @@
 nothing, as a hung server or a network dropping packets does: ssh waits its 5 s
 ConnectTimeout each try) holds up no start on the others — not the run's first contacts,
 not the retries kiln keeps making while it is down, not the question whether it still
-answers after a job's stream dropped — and is named down at the end; a job under which its
-host went silent is taken up once it answers again."""
+answers after a job's stream dropped, not the question whether a job a killed kiln left there
+runs on — and is named down at the end; a job under which its host went silent is taken up
+once it answers again."""
 import os
 import time
 import unittest
@@ -58,13 +59,41 @@ class SilentHost(sshhosts.SshCase, KilnTestCase):
             dep = ', inputs = {"c/%d.txt"}' % (i - 1) if i else ""
             recipe += ('task { name = "c%d", host = "v801"%s, outputs = {"c/%d.txt"}, run = "date +%%s.%%N > c/%d.txt; '
                        'sleep 0.1" }\n' % (i, dep, i, i))
+        self.eval_and_chain_through_silence(kill_first=False)
+
+    def test_a_host_gone_silent_holding_a_job_a_killed_kiln_left_holds_up_nothing(self):
+        # kiln is killed under eval, then v800 goes silent: the next kiln asks v800 after eval's
+        # job in the background (ssh waits 5 s each try) while the chain on v801 goes on, and
+        # takes the job up once v800 answers
+        self.eval_and_chain_through_silence(kill_first=True)
+
+    def eval_and_chain_through_silence(self, kill_first):
+        """eval (40 steps of 0.3 s on v800) beside a chain of 60 short tasks on v801; once eval
+        has made 5 steps v800 goes silent for 8 s (after a kill -9 of kiln and a new kiln's
+        start, with kill_first): eval must run once and be taken up, and tasks of the chain
+        must start during every try ssh made at v800 meanwhile."""
+        for h in self.lab.hosts.values():
+            if os.path.exists(os.path.join(h.home, "ledger")):
+                os.remove(os.path.join(h.home, "ledger"))
+        self.ws.write("hosts.lua", self.lab.hosts_lua({"v800": "jobs = 1", "v801": "jobs = 1"}))
+        recipe = ('task { name = "eval", host = "v800", outputs = {"e.txt"}, run = "for i in $(seq 40); do '
+                  'echo $i >> $HOME/ledger; sleep 0.3; done; echo done > e.txt" }\n')
+        for i in range(60):
+            dep = ', inputs = {"c/%d.txt"}' % (i - 1) if i else ""
+            recipe += ('task { name = "c%d", host = "v801"%s, outputs = {"c/%d.txt"}, run = "date +%%s.%%N > c/%d.txt; '
+                       'sleep 0.1" }\n' % (i, dep, i, i))
         self.ws.write("kiln.lua", recipe)
         v800 = self.lab.hosts["v800"]
         run = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua")
         try:
             self.assertTrue(wait_for(lambda: os.path.exists(os.path.join(v800.home, "ledger")) and
                                      len(open(os.path.join(v800.home, "ledger")).read().split()) >= 5, timeout=60))
+            if kill_first:
+                run.kill()
+                run.communicate()
             silent = v800.go_silent()
+            if kill_first:
+                run = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua")
             time.sleep(8)
             windows = list(silent.windows)
             v800.start()

@@ -184,7 +184,7 @@ void ssh_stop_orphans(SshExec *se)
 	}
 	for (int h = 0; h < se->nhosts; h++) {
 		SshHost *host = &se->hosts[h];
-		if (stops[h].len && host->down && host->probe_pid > 0) { /* its try's answer */
+		if (stops[h].len && host->probe_pid > 0) { /* its try's answer (or its first contact's) */
 			Buf err = {0};
 			ssh_host_connect_wait(host, se->cfg.busy_mem, se->cfg.busy_util, &err);
 			buf_free(&err);
@@ -208,7 +208,7 @@ int ssh_stop_stale_when_back(SshExec *se)
 	int waiting = 0;
 	for (int h = 0; h < se->nhosts; h++) {
 		SshHost *host = &se->hosts[h];
-		if (!host->down || !host->stale_jobs.len)
+		if (!ssh_host_unanswered(host) || !host->stale_jobs.len)
 			continue;
 		Buf err = {0}; /* on its back-off's schedule, in the background: the contact stops them */
 		waiting |= ssh_host_connect(host, se->cfg.busy_mem, se->cfg.busy_util, &err) != 0;
@@ -334,11 +334,13 @@ int ssh_reattaches(SshExec *se, const Task *t)
 			continue;
 		char key[33];
 		cache_key_hex(se->cfg.cache, t, key);
+		if (strcmp(a->key, key) || strpbrk(a->job_id, "'\"$`\\ /+"))
+			return 0; /* not its job any more: nothing to ask its host */
 		SshHost *h = ssh_find_host(se, a->lease.host);
 		Buf err = {0};
-		int up = h && ssh_host_connect(h, se->cfg.busy_mem, se->cfg.busy_util, &err) == 0;
+		int up = h && ssh_host_connect_soon(h, se->cfg.busy_mem, se->cfg.busy_util, &err) == 0;
 		buf_free(&err);
-		if (!up || strcmp(a->key, key) || strpbrk(a->job_id, "'\"$`\\ /+"))
+		if (!up)
 			return 0;
 		if (a->row) /* an open attempt's: its follow tells whether it is still there */
 			return 1;
@@ -411,11 +413,11 @@ int ssh_reattach(SshExec *se, Job *job)
 		a->used = 1;
 		SshHost *h = ssh_find_host(se, a->lease.host);
 		Buf err = {0};
-		int up = h && ssh_host_connect(h, se->cfg.busy_mem, se->cfg.busy_util, &err) == 0;
+		int up = h && ssh_host_connect_soon(h, se->cfg.busy_mem, se->cfg.busy_util, &err) == 0;
 		buf_free(&err);
 		if (!up || !a->job_id[0] || strpbrk(a->job_id, "'\"$`\\ /")) {
-			if (h && !up && !a->row && a->job_id[0] && !strpbrk(a->job_id, "'\"$`\\ /+"))
-				went_stale(se, h, a->job_id); /* a lost job its host may still run */
+			if (h && !up && a->job_id[0] && !strpbrk(a->job_id, "'\"$`\\ /+"))
+				went_stale(se, h, a->job_id); /* a job its host may still run, lost or left open */
 			return 0; /* its host is gone from hosts{} or down: it starts afresh */
 		}
 		int id_len = (int)strcspn(a->job_id, "+"); /* "ID", then a multi-node job's later nodes */

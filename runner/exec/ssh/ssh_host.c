@@ -465,6 +465,23 @@ int ssh_host_connect(SshHost *h, double busy_mem, double busy_util, Buf *err)
 	return contact_read(h, rc, &out, &errout, busy_mem, busy_util, err);
 }
 
+int ssh_host_connect_soon(SshHost *h, double busy_mem, double busy_util, Buf *err)
+{
+	if (!h->connected && !h->down && h->probe_pid <= 0) { /* its first contact: started, not waited for */
+		Buf why = {0};
+		int tried = probe(h, &why);
+		if (tried != 0) {
+			if (tried < 0)
+				ssh_host_failed(h, buf_str(&why));
+			buf_printf(err, "%s: %s", h->spec->name, tried < 0 ? h->last_error : "connecting");
+			buf_free(&why);
+			return -1;
+		}
+		buf_free(&why); /* a master already there: the contact itself follows */
+	}
+	return ssh_host_connect(h, busy_mem, busy_util, err);
+}
+
 int ssh_host_connect_wait(SshHost *h, double busy_mem, double busy_util, Buf *err)
 {
 	int rc;

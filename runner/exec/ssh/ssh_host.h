@@ -112,6 +112,12 @@ int ssh_run_local(char *const argv[], Buf *out, Buf *err);
  * run's other work. ssh_host_connect_wait waits for that retry (the run's end). */
 int ssh_host_connect(SshHost *h, double busy_mem, double busy_util, Buf *err);
 int ssh_host_connect_wait(SshHost *h, double busy_mem, double busy_util, Buf *err);
+/* ssh_host_connect, but a host's first contact too starts in the background (-1 until it is
+ * in): asking after a job a killed kiln left there must not hold up the run for a host that
+ * has gone silent. */
+int ssh_host_connect_soon(SshHost *h, double busy_mem, double busy_util, Buf *err);
+/* Whether kiln cannot tell yet that h answers: down, or its first contact still under way. */
+static inline int ssh_host_unanswered(const SshHost *h) { return h->down || (!h->connected && h->probe_pid > 0); }
 /* The first contacts of several hosts at once (each as ssh_host_connect, side by side:
  * a run's start waits for the slowest host, not for their sum). */
 void ssh_hosts_connect(SshHost **hosts, int n, double busy_mem, double busy_util);

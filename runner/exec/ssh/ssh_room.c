@@ -48,7 +48,7 @@ SshHost *ssh_home(SshExec *se, const Task *t, int node, int *lost)
 	if (!a)
 		return home;
 	home = ssh_find_host(se, a->lease.host);
-	if (!home || !home->down)
+	if (!home || !ssh_host_unanswered(home))
 		return NULL; /* it answers, and ssh_reattaches found no job to take up there */
 	*lost = 1;
 	return home;
