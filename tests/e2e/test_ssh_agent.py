@@ -129,6 +129,28 @@ end
             self.assertIn("dropped; following the job there again", text, "followed on its own")
         self.assertTrue(wait_for(lambda: not self.lab.jobs_running(), timeout=10), "nothing left running there")
 
+    def test_a_start_the_agent_is_slow_to_run_is_waited_for(self):
+        # a loaded host: the agent takes longer to get to a batch than a short job is given
+        # before its own follow command takes it over (the batch stalls once its job folders are made)
+        h = self.lab.hosts["v800"]
+        with open(os.path.join(h.home, "slow-once"), "w"):
+            pass
+        with open(os.path.join(h.bin, "mkdir"), "w") as f:
+            f.write('#!/bin/sh\n/bin/mkdir "$@" || exit\n'
+                    'case "$*" in *.kiln/jobs/*) rm "$HOME/slow-once" 2>/dev/null && sleep 6;; esac; true\n')
+        os.chmod(os.path.join(h.bin, "mkdir"), 0o755)
+        self.ws.write("hosts.lua", "\n".join(line for line in self.lab.hosts_lua().splitlines() if "v801" not in line))
+        self.ws.write("kiln.lua", 'task { name = "t", outputs = {"t.txt"}, run = "echo start $KILN_TASK >> '
+                      '$HOME/trace.txt; echo ran; echo done > t.txt" }\n')
+        r = self.kiln()
+        self.assertEqual(r.rc, 0, r)
+        self.assertFalse(os.path.exists(os.path.join(h.home, "slow-once")), "the batch was slow")
+        self.assertEqual(self.starts(), ["t"])
+        self.assertNotIn("lost", r.out, "the start on its way is not taken for a lost job")
+        self.assertFalse(os.path.exists(self.ws.path(".kiln/logs/t@2.log")), "one attempt")
+        self.assertEqual(self.ws.read("t.txt"), "done\n")
+        self.assertEqual(self.ws.read(".kiln/logs/t@1.log").splitlines().count("ran"), 1)
+
     def test_without_ssh_on_path_the_run_says_what_to_install(self):
         self.ws.write("kiln.lua", 'task { name = "t", outputs = {"t.txt"}, run = "echo > t.txt" }\n')
         os.makedirs(self.ws.path("nothing"), exist_ok=True)

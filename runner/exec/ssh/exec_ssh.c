@@ -142,7 +142,7 @@ int ssh_spawn_follow(Remote *rm, const char *start_part)
 		buf_puts(&b, start_part);
 		ssh_job_report_end(&b, job->task, ssh_report_of(rm), rm->map_outputs);
 	} else {
-		ssh_job_follow_script(&b, job->task, ssh_report_of(rm), rm->map_outputs);
+		ssh_job_follow_script(&b, job->task, ssh_report_of(rm), rm->map_outputs, rm->agent_id[0] ? rm->agent_id : NULL);
 	}
 	int out = open(ssh_stream_path(rm), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0666);
 	int err = open(rm->err_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);

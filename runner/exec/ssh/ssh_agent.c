@@ -70,7 +70,8 @@ static char *agent_script(const SshHost *h, const char *id)
 	Buf b = {0};
 	ssh_job_set_dir(&b, h, "-"); /* the functions the start parts use, and the workdir */
 	buf_printf(&b, "A=.kiln/agents/%s\n", id);
-	buf_puts(&b, "mkdir -p \"$A\" && mkfifo \"$A/q\" && exec 3<>\"$A/q\" && rm -f \"$A/q\" || "
+	/* its pid: a follow command waits for a start this shell has yet to get to (ssh_job.c) */
+	buf_puts(&b, "mkdir -p \"$A\" && echo $$ > \"$A/pid\" && mkfifo \"$A/q\" && exec 3<>\"$A/q\" && rm -f \"$A/q\" || "
 		     "{ echo 'kiln: cannot make the agent'\"'\"'s FIFO there' >&2; exit 97; }\n"
 		     /* the reporter: at each wake-up, every end appended to A/ends since the last,
 		      * in one record (ssh_agent.h) */
@@ -153,13 +154,19 @@ int ssh_agent_queue(SshExec *se, Remote *rm, const char *start_part)
 	}
 	Agent *a = h->agent;
 	ssh_job_batch_paths(rm->job, rm->id, &a->clear, &a->dirs);
-	/* the start part in a shell of its own, which becomes the job (exec setsid sh job.sh,
-	 * whose own trap then reports its end); until then its EXIT trap reports a start that
-	 * ended early (kiln_cannot, a claim lost): "ID STATUS" appended to A/ends (one short
-	 * write: whole) and the reporter woken. Its stderr is kept for the reporter */
-	buf_printf(&a->queued, "( trap 'echo \"%s $?\" >> \"$A/ends\"; echo E >&3' EXIT\nJ=.kiln/jobs/%s\n%s) "
-			       "< /dev/null > /dev/null 2> \"$A/%s.err\" &\n",
-		   rm->id, rm->id, start_part, rm->id);
+	/* the batch claims the job (a builtin: at once, in order), so a follow command finds it
+	 * claimed or waits while this agent lives; a job claimed already (a cancel) starts
+	 * nothing. Then the start part in a shell of its own, which becomes the job (exec setsid
+	 * sh job.sh, whose own trap then reports its end); until then its EXIT trap reports a
+	 * start that ended early (kiln_cannot, a claim lost): "ID STATUS" appended to A/ends
+	 * (one short write: whole) and the reporter woken. Its stderr is kept for the reporter.
+	 * Without its folder (the batch's mkdir failed) the start part says why */
+	buf_printf(&a->queued, "J=.kiln/jobs/%s; kiln_claimed=0; kiln_claim \"$J\" && kiln_claimed=1\n"
+			       "if [ $kiln_claimed = 1 ] || [ ! -d \"$J\" ]; then\n"
+			       "( trap 'echo \"%s $?\" >> \"$A/ends\"; echo E >&3' EXIT\n%s) < /dev/null > /dev/null 2> \"$A/%s.err\" &\n"
+			       "else echo KILN-CLAIMED > \"$A/%s.err\"; echo \"%s 0\" >> \"$A/ends\"; echo E >&3; fi\n",
+		   rm->id, rm->id, start_part, rm->id, rm->id, rm->id);
+	snprintf(rm->agent_id, sizeof rm->agent_id, "%s", a->id);
 	struct stat st; /* the remote log will follow what the local log holds now */
 	rm->log_prefix = stat(ssh_stream_path(rm), &st) == 0 ? (long long)st.st_size : 0;
 	rm->agent = 1; /* queued */
@@ -394,7 +401,9 @@ static void agent_flush(SshExec *se, SshHost *h, Agent *a)
 {
 	if (a->queued.len) { /* the pass's stale outputs go and its folders are made first, at once */
 		Buf batch = {0};
-		buf_printf(&batch, "set --\n%s[ $# = 0 ] || rm -rf -- \"$@\"\nmkdir -p --%s 2>/dev/null\n%s",
+		/* in braces: a batch cut short (kiln killed mid-write; head -c then ends early) is
+		 * a syntax error as a whole, and runs nothing */
+		buf_printf(&batch, "{\nset --\n%s[ $# = 0 ] || rm -rf -- \"$@\"\nmkdir -p --%s 2>/dev/null\n%s}\n",
 			   buf_str(&a->clear), buf_str(&a->dirs), buf_str(&a->queued));
 		buf_printf(&a->pending, "B %zu\n", batch.len);
 		buf_put(&a->pending, batch.data, batch.len);
@@ -460,6 +469,7 @@ static void agent_gone(SshExec *se, SshHost *h)
 			follow_alone(se, mine[i], 1);
 		} else {
 			mine[i]->agent = 0;
+			mine[i]->agent_id[0] = 0;
 			if (stat(ssh_stream_path(mine[i]), &st) == 0)
 				mine[i]->log_prefix = (long long)st.st_size;
 			ssh_start_remote(se, mine[i]);

@@ -6,11 +6,14 @@
  * attempt that it can carry starts there. kiln writes "B n\n" and n bytes to its stdin (read
  * by `head -c n`): the start parts of the attempts started in one pass of the scheduler
  * (ssh_job.c's, with agent = 1) after one rm of their stale outputs and one mkdir of their
- * folders. Each start runs in a background shell of its own that becomes its job (`exec
- * setsid sh job.sh`); job.sh writes its pid, and at its end (an EXIT trap; TERM, INT and HUP
- * trapped to exit) appends "ID STATUS" to A/ends and wakes the reporter through a FIFO. A
- * start that fails before that says so by its own EXIT trap. At each wake-up the reporter
- * sends every end appended since the last as one record on stdout:
+ * folders, in braces (a batch cut short runs nothing). The batch claims each job at once (a
+ * follow command that finds a job unclaimed while the agent's pid there lives waits for it:
+ * a loaded host may take seconds to get to a batch) and starts it in a background shell of
+ * its own that becomes its job (`exec setsid sh job.sh`); job.sh writes its pid, and at its
+ * end (an EXIT trap; TERM, INT and HUP trapped to exit) appends "ID STATUS" to A/ends and
+ * wakes the reporter through a FIFO. A start that fails before that says so by its own EXIT
+ * trap. At each wake-up the reporter sends every end appended since the last as one record
+ * on stdout:
  *
  *     KILN-ENDS ID:STATUS:OUT ...
  *     one tar (one 512-byte block a record: it ends with its two end blocks) holding, per

@@ -47,6 +47,7 @@ typedef struct Remote {
 	long harvested;      /* its items before this one are here */
 	int agent;           /* its start went to its host's agent: 1 queued, 2 sent (its end comes from it) */
 	int64_t agent_sent_ns;
+	char agent_id[48];   /* the agent (.kiln/agents/ID there) its start went to, or "" */
 } Remote;
 
 /* The log of a job lost with its host: what came before the connection dropped is in the

@@ -72,11 +72,20 @@ int ssh_job_fetches(const Task *t)
 /* Following job dir J of a job started by another connection (re-attach, or after a dropped
  * connection): its whole log, until its group leader is gone (tail notices within a second
  * or two), then the same last words. */
-void ssh_job_follow_script(Buf *b, const Task *t, enum ReportKind how, const char *map_outputs)
+void ssh_job_follow_script(Buf *b, const Task *t, enum ReportKind how, const char *map_outputs, const char *agent_id)
 {
 	/* no pid: claim the job so a start still on its way does nothing (nothing to follow), or
-	 * wait for the pid of the start that claimed it */
+	 * wait for the pid of the start that claimed it. A start sent to an agent that still
+	 * lives there is on its way (a loaded host: the agent claims it when it gets to its
+	 * batch): waited for, unclaimed, up to 5 minutes */
+	if (agent_id)
+		buf_printf(b, "a=; read a 2>/dev/null < .kiln/agents/%s/pid; w=0\n", agent_id);
+	else
+		buf_puts(b, "a=; w=0\n");
 	buf_puts(b, "i=0; while [ ! -s \"$J/pid\" ]; do\n"
+		    "  if [ -n \"$a\" ] && [ ! -f \"$J/claim\" ] && [ $w -lt 3000 ] && kill -0 \"$a\" 2>/dev/null; then\n"
+		    "    w=$((w + 1)); sleep 0.1; continue\n"
+		    "  fi\n"
 		    "  kiln_claim \"$J\" && { echo KILN-NOJOB >&2; exit 0; }\n"
 		    "  i=$((i + 1)); [ $i -gt 100 ] && { echo KILN-NOJOB >&2; exit 0; }; sleep 0.1\n"
 		    "done\nread p < \"$J/pid\"\n"
@@ -207,7 +216,8 @@ char *ssh_job_start_script(const Job *job, const char *id, const char *prelude, 
 		buf_puts(&b, " > \"$J/send\" || kiln_cannot\n");
 		buf_free(&send);
 	}
-	buf_puts(&b, "kiln_claim \"$J\" || { echo KILN-CLAIMED >&2; exit 0; }\n");
+	/* an agent's batch claimed it already, before this shell was started (ssh_agent.c) */
+	buf_printf(&b, "%skiln_claim \"$J\" || { echo KILN-CLAIMED >&2; exit 0; }\n", agent ? "[ \"$kiln_claimed\" = 1 ] || " : "");
 	/* kiln runs one attempt of a task at a time: the task's last job here, if it is still
 	 * live, is stale (a kill -9 struck before its attempt was recorded) and must not write
 	 * its outputs beside this one. .kiln/jobs/task-HASH names that job (shell builtins

@@ -30,7 +30,7 @@ char *ssh_job_start_script(const Job *job, const char *id, const char *prelude, 
  * lines appended to clear, the folders (its job directory first) to dirs, each after a space. */
 void ssh_job_batch_paths(const Job *job, const char *id, Buf *clear, Buf *dirs);
 /* The follow part for a job started by another connection. */
-void ssh_job_follow_script(Buf *b, const Task *t, enum ReportKind how, const char *map_outputs);
+void ssh_job_follow_script(Buf *b, const Task *t, enum ReportKind how, const char *map_outputs, const char *agent_id);
 /* The report every remote script ends with (above). A map shard's (map_outputs: the list of
  * its items' outputs there) sends whatever of them exists however the job ended, after
  * "KILN-EXIT n LOGBYTES" or "KILN-GONE LOGBYTES". */
