@@ -151,6 +151,46 @@ end
         self.assertEqual(self.ws.read("t.txt"), "done\n")
         self.assertEqual(self.ws.read(".kiln/logs/t@1.log").splitlines().count("ran"), 1)
 
+    def _slow_agent_ssh(self, seconds):
+        """The agent's ssh takes this long to start (a loaded machine, a slow login)."""
+        self.ws.write("bin/ssh", '#!/bin/sh\ncase "$*" in *KILN-ENDS*) sleep %d;; esac\nexec /usr/bin/ssh "$@"\n' % seconds)
+        os.chmod(self.ws.path("bin/ssh"), 0o755)
+        self.ws.write("hosts.lua", "\n".join(line for line in self.lab.hosts_lua().splitlines() if "v801" not in line))
+        self.ws.write("kiln.lua", 'task { name = "t", outputs = {"t.txt"}, run = "echo start $KILN_TASK >> '
+                      '$HOME/trace.txt; echo ran; echo done > t.txt" }\n')
+
+    def test_an_agent_slow_to_come_up_loses_nothing(self):
+        # its job waits for it past the time a short job is given: no follow command asks
+        # after a start that is not there yet
+        self._slow_agent_ssh(5)
+        r = self.kiln()
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(self.starts(), ["t"])
+        self.assertNotIn("lost", r.out)
+        self.assertFalse(os.path.exists(self.ws.path(".kiln/logs/t@2.log")), "one attempt")
+        self.assertEqual(self.ws.read("t.txt"), "done\n")
+
+    def test_a_start_a_killed_kiln_never_sent_there_runs_again_at_once(self):
+        self._slow_agent_ssh(60)
+        p = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua", env=self.env)
+        # the attempt is recorded and its start waits in the agent's pipe; kiln and the agent's
+        # ssh are killed before it gets there
+        self.assertTrue(wait_for(lambda: os.path.exists(self.ws.path(".kiln/logs/t@1.log")), timeout=20))
+        time.sleep(4)
+        agents = [int(pid) for pid in os.listdir("/proc") if pid.isdigit() and self._is_agent(pid, p.pid, "/bin/sh")]
+        self.assertEqual(len(agents), 1, "the agent's ssh, still starting")
+        p.kill()
+        p.communicate()
+        os.killpg(agents[0], signal.SIGKILL)
+        self.assertEqual(self.starts(), [])
+        self._slow_agent_ssh(0)
+        r = self.kiln()
+        self.assertEqual(r.rc, 0, r)
+        self.assertIn("t: its start never got to host v800 (kiln was stopped first)", r.out)
+        self.assertNotIn("lost", r.out, "no job was lost there")
+        self.assertEqual(self.starts(), ["t"])
+        self.assertEqual(self.ws.read("t.txt"), "done\n")
+
     def test_without_ssh_on_path_the_run_says_what_to_install(self):
         self.ws.write("kiln.lua", 'task { name = "t", outputs = {"t.txt"}, run = "echo > t.txt" }\n')
         os.makedirs(self.ws.path("nothing"), exist_ok=True)
@@ -159,14 +199,15 @@ end
         self.assertIn("needs ssh and rsync on PATH (Debian: openssh-client rsync)", r.out + r.err)
 
     @staticmethod
-    def _is_agent(pid, kiln_pid):
-        """Whether pid is a local ssh that kiln started for an agent (its script reads KILN-ENDS)."""
+    def _is_agent(pid, kiln_pid, program="/usr/bin/ssh"):
+        """Whether pid is a local ssh that kiln started for an agent (its script reads KILN-ENDS)
+        (program: what runs it now, /bin/sh while a wrapper holds it back)."""
         try:
             cmd = slurp("/proc/%s/cmdline" % pid, "rb")
             ppid = int(slurp("/proc/%s/stat" % pid).rsplit(")", 1)[1].split()[1])
         except (OSError, ValueError):
             return False
-        return ppid == kiln_pid and b"KILN-ENDS" in cmd and b"/usr/bin/ssh" in cmd.split(b"\0")[0]
+        return ppid == kiln_pid and b"KILN-ENDS" in cmd and program.encode() in cmd.split(b"\0")[0]
 
 
 if __name__ == "__main__":

@@ -46,6 +46,7 @@ typedef struct Agent {
 	AgentEnd *ends;      /* the record being read: its ends, in the tar's order */
 	int nends, ends_cap;
 	int cur;             /* the end whose members are being read, or -1 */
+	int up;              /* it said it runs there (its pid is there): its jobs may be handed on */
 } Agent;
 
 int ssh_agent_can_carry(const Remote *rm)
@@ -75,7 +76,7 @@ static char *agent_script(const SshHost *h, const char *id)
 		     "{ echo 'kiln: cannot make the agent'\"'\"'s FIFO there' >&2; exit 97; }\n"
 		     /* the reporter: at each wake-up, every end appended to A/ends since the last,
 		      * in one record (ssh_agent.h) */
-		     ": > \"$A/ends\" && exec 4< \"$A/ends\" || exit 97\n"
+		     ": > \"$A/ends\" && exec 4< \"$A/ends\" || exit 97\necho KILN-AGENT\n"
 		     "while read -r w <&3; do\n"
 		     "  [ \"$w\" = E ] || break\n"
 		     "  set --; ids=\n"
@@ -245,6 +246,8 @@ static void read_line(SshExec *se, SshHost *h, Agent *a, char *line)
 		a->state = a->nends ? AT_HEADER : AT_LINE;
 		a->zero_blocks = 0;
 		a->cur = -1;
+	} else if (!strcmp(line, "KILN-AGENT")) {
+		a->up = 1;
 	} else if (!strcmp(line, "KILN-SENT") && a->nends) {
 		int n = a->nends;
 		a->nends = 0; /* ended attempts may start others, whose records come later */
@@ -493,7 +496,9 @@ void ssh_agent_pump(SshExec *se)
 			agent_gone(se, h);
 			continue;
 		}
-		for (int k = 0; k < se->nactive; k++) { /* long jobs: their logs live */
+		/* long jobs: their logs live. Only once the agent runs there: a follow command then
+		 * waits for a start it has yet to get to (before, it would find no job yet) */
+		for (int k = 0; a->up && k < se->nactive; k++) {
 			Remote *rm = se->active[k];
 			if (rm->host == h && rm->agent == 2 && now - rm->agent_sent_ns > (int64_t)SSH_AGENT_LIVE_SEC * 1000000000 &&
 			    !in_record(a, rm->id)) {
@@ -516,7 +521,7 @@ int ssh_agent_poll_ms(const SshExec *se)
 			ms = 10;
 	}
 	for (int i = 0; i < se->nactive; i++)
-		if (se->active[i]->agent == 2) {
+		if (se->active[i]->agent == 2 && se->active[i]->host->agent && se->active[i]->host->agent->up) {
 			int64_t due = se->active[i]->agent_sent_ns + (int64_t)SSH_AGENT_LIVE_SEC * 1000000000 - now;
 			int at = due <= 0 ? 1 : (int)(due / 1000000) + 1;
 			if (ms < 0 || at < ms)

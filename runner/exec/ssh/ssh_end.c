@@ -92,7 +92,8 @@ void ssh_finished(SshExec *se, Remote *rm, enum JobEnd end, int code, const char
 }
 
 /* rm's job is lost with its host (kind 0: the connection dropped and the host does not
- * answer, why says how; 3: the job is gone there). */
+ * answer, why says how; 3: the job is gone there; 5: its start never got there, which is
+ * no loss of the host's: the attempt ends as lost, so it runs again as if not started). */
 static void lost_with_host(SshExec *se, Remote *rm, int kind, const char *why)
 {
 	SshHost *h = rm->host;
@@ -101,7 +102,11 @@ static void lost_with_host(SshExec *se, Remote *rm, int kind, const char *why)
 		ssh_host_failed(h, why);
 		ssh_keep_lost(se, rm); /* it may run on there: a partition, not a reboot */
 	}
-	snprintf(reason, sizeof reason, "lost with host %s: %s", h->spec->name, kind == 3 ? "its job is gone there" : why);
+	if (kind == 5) {
+		h->lost--; /* counted back by ssh_finished: the host lost nothing */
+		snprintf(reason, sizeof reason, "its start never got to host %s (kiln was stopped first)", h->spec->name);
+	} else
+		snprintf(reason, sizeof reason, "lost with host %s: %s", h->spec->name, kind == 3 ? "its job is gone there" : why);
 	ssh_log_line(rm->job, "kiln: %s\n", reason);
 	ssh_finished(se, rm, JOB_LOST, -1, reason);
 }

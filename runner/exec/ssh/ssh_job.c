@@ -77,7 +77,9 @@ void ssh_job_follow_script(Buf *b, const Task *t, enum ReportKind how, const cha
 	/* no pid: claim the job so a start still on its way does nothing (nothing to follow), or
 	 * wait for the pid of the start that claimed it. A start sent to an agent that still
 	 * lives there is on its way (a loaded host: the agent claims it when it gets to its
-	 * batch): waited for, unclaimed, up to 5 minutes */
+	 * batch): waited for, unclaimed, up to 5 minutes. No folder: the start never got there
+	 * (a kill struck kiln before its batch went): the folder is made and claimed, so a start
+	 * still on its way starts nothing, and it says so at once */
 	if (agent_id)
 		buf_printf(b, "a=; read a 2>/dev/null < .kiln/agents/%s/pid; w=0\n", agent_id);
 	else
@@ -86,6 +88,7 @@ void ssh_job_follow_script(Buf *b, const Task *t, enum ReportKind how, const cha
 		    "  if [ -n \"$a\" ] && [ ! -f \"$J/claim\" ] && [ $w -lt 3000 ] && kill -0 \"$a\" 2>/dev/null; then\n"
 		    "    w=$((w + 1)); sleep 0.1; continue\n"
 		    "  fi\n"
+		    "  [ -d \"$J\" ] || { mkdir -p \"$J\" && kiln_claim \"$J\" && { echo KILN-NOSTART >&2; exit 0; }; }\n"
 		    "  kiln_claim \"$J\" && { echo KILN-NOJOB >&2; exit 0; }\n"
 		    "  i=$((i + 1)); [ $i -gt 100 ] && { echo KILN-NOJOB >&2; exit 0; }; sleep 0.1\n"
 		    "done\nread p < \"$J/pid\"\n"
@@ -269,7 +272,8 @@ void ssh_job_remote_env(Job *job, const char *id)
 /* How the follow command ended, from its stderr (text: all of it, malloc'd, or NULL):
  * "KILN-EXIT n LOGBYTES" (1: n in code, the log's size there in logbytes; with fetched
  * outputs only once "KILN-SENT" says their stream is whole), "KILN-GONE" (2), "KILN-NOJOB"
- * (3), or 0: the connection failed, ssh's complaint in why. */
+ * (3), "KILN-START-FAILED" (4), "KILN-NOSTART" (5), or 0: the connection failed, ssh's
+ * complaint in why. */
 int ssh_job_outcome(const char *err_path, const Task *t, enum ReportKind how, char **text, int *code,
 		    long long *logbytes, char *why, size_t n)
 {
@@ -290,6 +294,8 @@ int ssh_job_outcome(const char *err_path, const Task *t, enum ReportKind how, ch
 		kind = 3;
 	} else if (*text && strstr(*text, "KILN-START-FAILED")) {
 		kind = 4;
+	} else if (*text && strstr(*text, "KILN-NOSTART")) {
+		kind = 5;
 	}
 	const char *shown = *text && **text && strncmp(*text, "KILN-", 5) ? *text : "the connection ended";
 	snprintf(why, n, "%s", shown);

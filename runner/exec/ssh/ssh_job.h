@@ -49,7 +49,8 @@ void ssh_job_complaint(const SshHost *h, const char *what, const char *text, cha
  * 1 "KILN-EXIT" (code, the log's size there in logbytes; with fetched outputs only once
  * "KILN-SENT" says their tar is whole), 2 "KILN-GONE", 3 "KILN-NOJOB" (nothing to follow),
  * 4 "KILN-START-FAILED" (the job could not be set up there: a full disk, a workdir that
- * cannot be entered; the shell's complaint in why), 0 the connection failed (ssh's
+ * cannot be entered; the shell's complaint in why), 5 "KILN-NOSTART" (its start never got
+ * there: a kill struck kiln first), 0 the connection failed (ssh's
  * complaint in why). A map shard's (REPORT_MAP) 1 and 2 only once "KILN-SENT" came. */
 int ssh_job_outcome(const char *err_path, const Task *t, enum ReportKind how, char **text, int *code,
 		    long long *logbytes, char *why, size_t n);
