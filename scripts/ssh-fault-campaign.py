@@ -1,12 +1,16 @@
 #!/usr/bin/env python3
-"""ssh-fault-campaign.py [TRIALS] [SEED] — kill -9 of kiln at random points of runs over three
+"""ssh-fault-campaign.py [TRIALS] [SEED] [grid|chains] — kill -9 of kiln at random points of runs over three
 ssh hosts (the test suite's sshd servers, tests/e2e/sshhosts.py; needs root), each followed by
 a run to the end and the checks: every output holds exactly what its task writes, no task's
 command runs to its end twice in that run, no remote job is left running, and a no-op run
 after it all starts nothing. A task whose attempt a kill struck before it was recorded is taken up
-by the next run (its job there is found and re-attached: counted), else started again (counted). Prints counts and times.
+by the next run (its job there is found and re-attached: counted), else started again (counted).
+No host goes away here, so no attempt may be called lost with its host (one whose start never
+got there is counted apart). Prints counts, and the runs after the kills' times. The shape:
+a grid of 12 independent tasks (default), or chains: 48 short tasks in 4 chains, so kills
+strike between one task's end and the next one's start.
 
-  /usr/bin/python3 scripts/ssh-fault-campaign.py 30 7
+  /usr/bin/python3 scripts/ssh-fault-campaign.py 30 7 [chains]
 """
 import os
 import random
@@ -23,7 +27,8 @@ sys.path.insert(0, os.path.join(HERE, "../tests/e2e"))
 import sshhosts  # noqa: E402
 
 KILN = os.environ.get("KILN") or os.path.join(HERE, "../build/kiln")
-TASKS = 12
+SHAPE = sys.argv[3] if len(sys.argv) > 3 else "grid"
+TASKS = 48 if SHAPE == "chains" else 12
 
 
 def run(ws, *args, timeout=300):
@@ -49,7 +54,8 @@ def main():
         sys.exit("ssh-fault-campaign.py " + why)
     lab = sshhosts.Lab({n: [(0, 81920, 100, 0), (1, 81920, 100, 0)] for n in ("v800", "v801", "v802")})
     t0 = time.time()
-    failures = swept = restarts = adopted = 0
+    failures = swept = restarts = adopted = never_there = 0
+    rerun_s = []
     try:
         for trial in range(trials):
             ws = tempfile.mkdtemp(prefix="kiln-sshfault-")
@@ -60,9 +66,12 @@ def main():
             with open(os.path.join(ws, "hosts.lua"), "w") as f:
                 f.write(lab.hosts_lua())
             with open(os.path.join(ws, "kiln.lua"), "w") as f:
-                f.write("for i = 1, %d do\n  task { name = 't' .. i, outputs = {'o/' .. i .. '.txt'}, gpus = i %% 2,\n"
-                        "    run = 'echo start $KILN_TASK >> $HOME/trace.txt; sleep 0.' .. (i %% 7 + 2) .. "
-                        "'; echo value-' .. i .. ' > o/' .. i .. '.txt; echo end $KILN_TASK >> $HOME/trace.txt' }\nend\n" % TASKS)
+                sleep, extra = (("'0.1'", "inputs = i > 4 and {'o/' .. (i - 4) .. '.txt'} or nil") if SHAPE == "chains"
+                                else ("'0.' .. (i % 7 + 2)", "gpus = i % 2"))
+                f.write(("for i = 1, %d do\n  local sleep = %s\n  task { name = 't' .. i, outputs = {'o/' .. i .. '.txt'}, %s,\n"
+                         "    run = 'echo start $KILN_TASK >> $HOME/trace.txt; sleep ' .. sleep .. "
+                         "'; echo value-' .. i .. ' > o/' .. i .. '.txt; echo end $KILN_TASK >> $HOME/trace.txt' }\nend\n")
+                        % (TASKS, sleep, extra))
             kills = rng.randint(1, 3)
             for _ in range(kills):  # kill -9 at a random point, maybe more than once
                 p = subprocess.Popen([KILN, "run", "--executor", "ssh", "--hosts", "hosts.lua"], cwd=ws,
@@ -72,8 +81,13 @@ def main():
                 p.wait()
             time.sleep(0.5)  # a start still on its way after the kill shows up (and is stopped later)
             before, ends_before = starts(lab), starts(lab, "end")
+            t_run = time.time()
             r = run(ws)
+            rerun_s.append(time.time() - t_run)
             problems = []
+            if "lost with host" in r.stdout:
+                problems.append("an attempt was called lost with a host that never went: %s" % r.stdout[-800:])
+            never_there += r.stdout.count("its start never got to host")
             if r.returncode != 0:
                 problems.append("the run after the kills failed: %s" % (r.stdout[-800:] + r.stderr[-800:]))
             for i in range(1, TASKS + 1):
@@ -105,8 +119,10 @@ def main():
             else:
                 shutil.rmtree(ws, ignore_errors=True)
         print("%d trials, %d failed, in %.0f s; %d tasks started again after a kill (their attempt was not yet "
-              "recorded); %d runs took such unrecorded jobs up, %d stopped some first"
-              % (trials, failures, time.time() - t0, restarts, adopted, swept))
+              "recorded); %d runs took such unrecorded jobs up, %d stopped some first; %d recorded attempts whose "
+              "start never got there; the runs after the kills: median %.1f s, longest %.1f s"
+              % (trials, failures, time.time() - t0, restarts, adopted, swept, never_there,
+                 sorted(rerun_s)[len(rerun_s) // 2], max(rerun_s)))
     finally:
         lab.close()
     sys.exit(1 if failures else 0)

@@ -191,6 +191,32 @@ end
         self.assertEqual(self.starts(), ["t"])
         self.assertEqual(self.ws.read("t.txt"), "done\n")
 
+    def test_a_start_stopped_on_its_way_holds_up_no_later_run_and_goes_in_time(self):
+        # a killed kiln's start that never got there: the next run claims its folder (so a
+        # late start starts nothing), and that claim is a stop no later run waits on
+        self.test_a_start_a_killed_kiln_never_sent_there_runs_again_at_once()
+        h = self.lab.hosts["v800"]
+        jobs = os.path.join(h.workdir(), ".kiln/jobs")
+        stopped = [d for d in os.listdir(jobs) if os.path.exists(os.path.join(jobs, d, "claim"))
+                   and not os.path.exists(os.path.join(jobs, d, "pid"))]
+        self.assertEqual(len(stopped), 1, os.listdir(jobs))
+        # every sleep the host's scripts run is counted (a wait for a pid polls with them)
+        with open(os.path.join(h.bin, "sleep"), "w") as f:
+            f.write('#!/bin/sh\necho "$*" >> "$HOME/sleeps.txt"\nexec /bin/sleep "$@"\n')
+        os.chmod(os.path.join(h.bin, "sleep"), 0o755)
+        sleeps = os.path.join(h.home, "sleeps.txt")
+        self.ws.write("kiln.lua", 'task { name = "u", outputs = {"u.txt"}, run = "echo done > u.txt" }\n')
+        r = self.kiln()
+        self.assertEqual(r.rc, 0, r)
+        self.assertFalse(os.path.exists(sleeps) and slurp(sleeps), "the host's first contact waited on a stop")
+        self.assertTrue(os.path.isdir(os.path.join(jobs, stopped[0])), "kept while a late start could come")
+        # an hour on, no start is on its way any more: the folder goes
+        os.utime(os.path.join(jobs, stopped[0], "claim"), (time.time() - 7200, time.time() - 7200))
+        self.ws.write("kiln.lua", 'task { name = "v", outputs = {"v.txt"}, run = "echo done > v.txt" }\n')
+        r = self.kiln()
+        self.assertEqual(r.rc, 0, r)
+        self.assertFalse(os.path.exists(os.path.join(jobs, stopped[0])))
+
     def test_without_ssh_on_path_the_run_says_what_to_install(self):
         self.ws.write("kiln.lua", 'task { name = "t", outputs = {"t.txt"}, run = "echo > t.txt" }\n')
         os.makedirs(self.ws.path("nothing"), exist_ok=True)

@@ -408,8 +408,8 @@ void ssh_signal_remote(SshExec *se, Remote *rm, int sig)
 	/* a job not started yet is claimed, so its start starts nothing; one whose start won the
 	 * claim has its pid within moments. No "--": dash's kill takes the group as the word
 	 * after the signal */
-	buf_printf(&b, "if [ ! -s \"$J/pid\" ]; then mkdir -p \"$J\" && kiln_claim \"$J\" && exit 0; i=0; "
-		       "while [ ! -s \"$J/pid\" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done; fi; "
+	buf_printf(&b, "if [ ! -s \"$J/pid\" ]; then mkdir -p \"$J\" && kiln_claim \"$J\" stop && exit 0; i=0; "
+		       "while [ ! -s \"$J/pid\" ] && [ ! -s \"$J/claim\" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done; fi; "
 		       "read p 2>/dev/null < \"$J/pid\" && kill -%s -\"$p\" 2>/dev/null; true",
 		   sig == SIGKILL ? "KILL" : sig == SIGINT ? "INT" : sig == SIGHUP ? "HUP" : "TERM");
 	pid_t pid = ssh_spawn(rm->host, buf_str(&b), -1, -1);

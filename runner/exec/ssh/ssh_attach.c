@@ -75,16 +75,21 @@ static int adopted_names(const AdoptedJob *a, const char *host, const char *id)
  * stopped at the run's end; a new attempt of their task stops them too (ssh_job.c), and a
  * multi-node job's are stopped at once. (A workdir belongs to one workspace, and the
  * workspace lock keeps a second kiln out of it.) */
-/* A job dir without its pid yet is claimed (its start, late after a kill -9, then starts
- * nothing), or its start won the claim and the pid comes within moments. Each found:
+/* A job dir without its pid yet is claimed to stop (its start, late after a kill -9, then
+ * starts nothing), or its start won the claim and the pid comes within moments (a claim to
+ * stop is not waited on: no pid comes). Each found:
  * "ID<TAB>live|done<TAB>TASK<TAB>KEY<TAB>GPUS" from its job script. Run in the workdir, as
  * part of the host's first contact (ssh_host.c), so it costs no command of its own. */
 const char ssh_sweep_listing[] =
-	"kiln_claim() { set -C; true 2>/dev/null > \"$1/claim\"; c=$?; set +C; return $c; }\n"
+	SSH_CLAIM_FN
+	/* folders claimed over an hour ago and still without a pid: no start is on its way any
+	 * more (an older kiln's stops, whose claims are empty, go too) */
+	"set -- .kiln/jobs/*/claim; [ -f \"$1\" ] && find .kiln/jobs -mindepth 2 -maxdepth 2 -name claim -mmin +60 | "
+	"while read -r c; do [ -s \"${c%/claim}/pid\" ] || rm -rf -- \"${c%/claim}\"; done\n"
 	"for d in .kiln/jobs/*/; do [ -d \"$d\" ] || continue; s=live\n"
 	"if [ -f \"$d/exit\" ]; then read rc < \"$d/exit\"; [ \"$rc\" = 0 ] || continue; s=done; else\n"
-	"[ -s \"$d/pid\" ] || kiln_claim \"$d\" && [ ! -s \"$d/pid\" ] && continue; "
-	"i=0; while [ ! -s \"$d/pid\" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done; "
+	"[ -s \"$d/pid\" ] || kiln_claim \"$d\" stop && [ ! -s \"$d/pid\" ] && continue; "
+	"i=0; while [ ! -s \"$d/pid\" ] && [ ! -s \"$d/claim\" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done; "
 	"read p 2>/dev/null < \"$d/pid\" && kill -0 -\"$p\" 2>/dev/null || continue; fi\n"
 	"printf '%s\\t%s\\t' \"$(basename \"$d\")\" $s; sed -n -e 's/^# written by kiln for task //p' "
 	"-e 's/^KILN_KEY=//p' -e 's/^CUDA_VISIBLE_DEVICES=//p' \"$d/job.sh\" | tr '\\n' '\\t'; echo; done; true";

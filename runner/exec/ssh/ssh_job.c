@@ -88,8 +88,9 @@ void ssh_job_follow_script(Buf *b, const Task *t, enum ReportKind how, const cha
 		    "  if [ -n \"$a\" ] && [ ! -f \"$J/claim\" ] && [ $w -lt 3000 ] && kill -0 \"$a\" 2>/dev/null; then\n"
 		    "    w=$((w + 1)); sleep 0.1; continue\n"
 		    "  fi\n"
-		    "  [ -d \"$J\" ] || { mkdir -p \"$J\" && kiln_claim \"$J\" && { echo KILN-NOSTART >&2; exit 0; }; }\n"
-		    "  kiln_claim \"$J\" && { echo KILN-NOJOB >&2; exit 0; }\n"
+		    "  [ -d \"$J\" ] || { mkdir -p \"$J\" && kiln_claim \"$J\" stop && { echo KILN-NOSTART >&2; exit 0; }; }\n"
+		    "  kiln_claim \"$J\" stop && { echo KILN-NOJOB >&2; exit 0; }\n"
+		    "  [ -s \"$J/claim\" ] && { echo KILN-NOJOB >&2; exit 0; }\n"
 		    "  i=$((i + 1)); [ $i -gt 100 ] && { echo KILN-NOJOB >&2; exit 0; }; sleep 0.1\n"
 		    "done\nread p < \"$J/pid\"\n"
 		    "tail -c +1 -s 0.1 -f --pid=\"$p\" \"$J/log\"\n");
@@ -102,9 +103,7 @@ void ssh_job_set_dir(Buf *b, const SshHost *h, const char *id)
 	 * is named, since some tools then say only "I/O error" (dash's printf) */
 	buf_puts(b, "kiln_cannot() { [ \"$(df -Pk . 2>/dev/null | awk 'NR == 2 { print ($4 < 64) }')\" = 1 ] && "
 		    "echo 'No space left on device' >&2; echo KILN-START-FAILED >&2; exit 97; }\n");
-	/* whoever makes DIR/claim first decides: a file made with noclobber (O_EXCL), by a
-	 * builtin, so no process is started for it (a directory an older kiln made counts) */
-	buf_puts(b, "kiln_claim() { set -C; true 2>/dev/null > \"$1/claim\"; c=$?; set +C; return $c; }\ncd ");
+	buf_puts(b, SSH_CLAIM_FN "cd ");
 	buf_shell_quote(b, h->home_workdir);
 	buf_printf(b, " || kiln_cannot\nJ=.kiln/jobs/%s\n", id);
 }
@@ -230,7 +229,7 @@ char *ssh_job_start_script(const Job *job, const char *id, const char *prelude, 
 		h = (h ^ (unsigned char)*c) * 1099511628211ULL;
 	buf_printf(&b, "T=.kiln/jobs/task-%016llx\n", (unsigned long long)h);
 	buf_puts(&b, "if read d 2>/dev/null < \"$T\" && [ \".kiln/jobs/$d\" != \"$J\" ] && [ -d \".kiln/jobs/$d\" ] && "
-		     "[ ! -f \".kiln/jobs/$d/exit\" ]; then kiln_claim \".kiln/jobs/$d\"; "
+		     "[ ! -f \".kiln/jobs/$d/exit\" ]; then kiln_claim \".kiln/jobs/$d\" stop; "
 		     "read q 2>/dev/null < \".kiln/jobs/$d/pid\" && kill -KILL -\"$q\" 2>/dev/null; fi\n"
 		     "echo \"${J#.kiln/jobs/}\" > \"$T\"\n");
 	if (agent) { /* this shell becomes the job (no process waits for it): job.sh writes its pid */

@@ -18,6 +18,13 @@
  * shard's (below), or the status alone (a multi-node job's nodes after the first). */
 enum ReportKind { REPORT_OUTPUTS, REPORT_MAP, REPORT_STATUS };
 
+/* The shell function that claims job folder $1: whoever makes $1/claim first decides (a file
+ * made with noclobber, O_EXCL, by a builtin: no process started for it). A start claims it
+ * to run (the claim stays empty: its pid follows within moments); anyone else claims it to
+ * stop a start that may still be on its way ($2 "stop" in it: no pid will come, so nothing
+ * waits for one). */
+#define SSH_CLAIM_FN "kiln_claim() { set -C; printf '%s' \"$2\" 2>/dev/null > \"$1/claim\"; c=$?; set +C; return $c; }\n"
+
 /* "cd WORKDIR; J=.kiln/jobs/ID": every remote script starts so. */
 void ssh_job_set_dir(Buf *b, const SshHost *h, const char *id);
 /* The start part (after set_dir): clears the outputs (a map shard's: those in its list
