@@ -88,6 +88,27 @@ end
         self.assertLessEqual(self.calls() - before, 6, "2 x (check, first contact) + agent + clean-up")
         self.assertEqual(self.calls("rsync"), rsyncs, "kiln's tools are there already")
 
+    def test_a_chain_on_one_host_copies_nothing_back_to_it(self):
+        # each step reads the one before: made there, it is there; no copy, no command of its
+        # own. A task on the other host gets its input copied, as it is here
+        self.ws.write("kiln.lua", """
+task { name = "s1", host = "v800", outputs = {"c/1.txt"}, run = "echo 1 > c/1.txt" }
+for i = 2, 10 do
+  task { name = "s" .. i, host = "v800", inputs = {"c/" .. (i - 1) .. ".txt"}, outputs = {"c/" .. i .. ".txt"},
+         run = "cat c/" .. (i - 1) .. ".txt > c/" .. i .. ".txt; echo " .. i .. " >> c/" .. i .. ".txt" }
+end
+task { name = "far", host = "v801", inputs = {"c/10.txt"}, outputs = {"far.txt"}, run = "wc -l < c/10.txt > far.txt" }
+""")
+        r = self.kiln()
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(self.ws.read("c/10.txt"), "".join("%d\n" % i for i in range(1, 11)))
+        for i in range(2, 11):
+            self.assertNotIn("# kiln: copied", self.ws.read(".kiln/logs/s%d@1.log" % i))
+        self.assertIn("# kiln: copied c/10.txt to v801", self.ws.read(".kiln/logs/far@1.log"))
+        self.assertEqual(self.ws.read("far.txt"), "10\n")
+        self.assertLessEqual(self.calls("rsync"), 3, "kiln's tools to each host, c/10.txt to v801")
+        self.assertLess(self.calls(), 20, "per host its checks, agent and clean-up; the copy: not 2 per step")
+
     def test_a_long_task_streams_its_log(self):
         self.ws.write("kiln.lua", 'task { name = "long", outputs = {"long.txt"}, run = "echo start $KILN_TASK >> '
                       '$HOME/trace.txt; echo first; sleep 10; echo second; echo done > long.txt" }\n')

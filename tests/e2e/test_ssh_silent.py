@@ -24,11 +24,12 @@ class SilentHost(sshhosts.SshCase, KilnTestCase):
         try:
             live = self.lab.hosts_lua({"v800": "jobs = 2", "v801": "jobs = 2"})
             self.ws.write("hosts.lua", live.rstrip().rstrip("}") + silent.hosts_entry("vquiet", self.lab) + "}\n")
-            # a chain: each task starts only once kiln has seen the one before it end
+            # a chain: each task starts only once kiln has seen the one before it end (long
+            # enough to outlast two of ssh's tries at the silent host: its 5 s, 2 s, 5 s)
             recipe = ""
             for i in range(45):
                 dep = ', inputs = {"c/%d.txt"}' % (i - 1) if i else ""
-                recipe += ('task { name = "c%d"%s, outputs = {"c/%d.txt"}, run = "date +%%s.%%N > c/%d.txt; sleep 0.1" }\n'
+                recipe += ('task { name = "c%d"%s, outputs = {"c/%d.txt"}, run = "date +%%s.%%N > c/%d.txt; sleep 0.3" }\n'
                            % (i, dep, i, i))
             self.ws.write("kiln.lua", recipe)
             r = self.kiln(timeout=300)

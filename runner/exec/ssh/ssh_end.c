@@ -71,6 +71,8 @@ void ssh_finished(SshExec *se, Remote *rm, enum JobEnd end, int code, const char
 	buf_free(&err);
 	SshHost *h = rm->host;
 	Job *job = rm->job;
+	if (end == JOB_EXITED && code == 0 && rm->node == 0 && !rm->map_outputs) /* its outputs are there too */
+		place_made(h, job->task);
 	if (end == JOB_LOST)
 		h->lost++;
 	else if (job->interrupted || (rm->gang && rm->signalled)) /* a node stopped with its gang: not its failure */

@@ -516,6 +516,7 @@ void ssh_host_free(SshHost *h)
 	buf_free(&h->ended_jobs);
 	buf_free(&h->stale_jobs);
 	strmap_free_owned(&h->copied);
+	strmap_free_owned(&h->made);
 	strmap_free_owned(&h->in_flight);
 }
 

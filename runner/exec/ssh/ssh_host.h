@@ -75,6 +75,8 @@ typedef struct SshHost {
 	Buf stale_jobs;       /* " ID" of jobs lost with it whose work went elsewhere (they may run on
 			       * there): stopped when it answers again, or at the run's end */
 	StrMap copied;        /* path -> content hash (owned) copied there this run */
+	StrMap made;          /* path -> "SIZE:MTIME:INODE" (owned) of an output made there this run,
+			       * as its copy here was when it came back */
 	StrMap in_flight;     /* path -> int: copies of it under way there (both owned) */
 	struct Agent *agent;  /* its agent this run (ssh_agent.c), or NULL */
 	int agent_off;        /* its agent could not run or ended: attempts go the old way */

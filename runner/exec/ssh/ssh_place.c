@@ -77,10 +77,49 @@ static int read_listing(Cache *c, SshHost *h, Buf *err)
 	return 0;
 }
 
-/* Whether h holds input path as it is here (hash: its content hash here): copied there this
- * run, or recorded with the listing it still has. */
+/* A file's identity here: "SIZE:MTIME:INODE", or "" (not a file). */
+static void identity(const char *path, char out[64])
+{
+	struct stat st;
+	out[0] = 0;
+	if (lstat(path, &st) == 0 && S_ISREG(st.st_mode))
+		snprintf(out, 64, "%lld:%lld.%09ld:%llu", (long long)st.st_size, (long long)st.st_mtim.tv_sec,
+			 st.st_mtim.tv_nsec, (unsigned long long)st.st_ino);
+}
+
+void place_made(SshHost *h, const Task *t)
+{
+	for (int i = 0; i < t->noutputs; i++) {
+		char id[64];
+		if (!placeable(t->outputs[i]) || (t->opts->stays && t->opts->stays[i]))
+			continue;
+		identity(t->outputs[i], id);
+		char *slot = strmap_get(&h->made, t->outputs[i]); /* 64 bytes, key and value the map's */
+		if (!slot && !id[0])
+			continue;
+		if (!slot)
+			strmap_put(&h->made, xstrdup(t->outputs[i]), slot = xmalloc(64));
+		memcpy(slot, id, 64);
+	}
+}
+
+/* Whether path was made on h this run and its copy here is still the one that came back. */
+static int made_there(SshHost *h, const char *path)
+{
+	const char *made = strmap_get(&h->made, path);
+	char now[64];
+	if (!made || !made[0])
+		return 0;
+	identity(path, now);
+	return !strcmp(made, now);
+}
+
+/* Whether h holds input path as it is here (hash: its content hash here): made there this
+ * run, copied there this run, or recorded with the listing it still has. */
 static int holds(Cache *c, SshHost *h, const char *path, const char *hash)
 {
+	if (made_there(h, path))
+		return 1;
 	const char *copied = strmap_get(&h->copied, path);
 	if (copied && !strcmp(copied, hash))
 		return 1;
@@ -99,7 +138,13 @@ int place_affinity(Cache *c, SshHost *h, const Task *t)
 	int n = 0;
 	char hash[33];
 	for (int i = 0; i < t->ninputs; i++) {
-		if (!placeable(t->inputs[i]) || cache_content_hash(c, t->inputs[i], hash) != 0)
+		if (!placeable(t->inputs[i]))
+			continue;
+		if (made_there(h, t->inputs[i])) {
+			n++;
+			continue;
+		}
+		if (cache_content_hash(c, t->inputs[i], hash) != 0)
 			continue;
 		Buf rec_hash = {0}, rec_listing = {0};
 		/* the record alone: the listing is read when a task goes there */

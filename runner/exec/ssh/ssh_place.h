@@ -41,6 +41,10 @@ int place_failed_unreachable(const char *report);
 /* The remote script part, run there before the job, that reports each placed path's listing
  * on stderr ("KILN-LIST PATH<TAB>..."). */
 void place_listing_script(Buf *b, const Placement *pl);
+/* t's attempt on h exited 0 and its outputs came back: this run's view of h holds each
+ * fetched output that is a file, for as long as its copy here stays as it came (a task
+ * after it there then needs no copy of it: no rsync, and its start can go to h's agent). */
+void place_made(SshHost *h, const Task *t);
 /* The copy is done: this run's view of h holds the paths (log_fd >= 0: noted there). */
 void place_copied(SshHost *h, const Placement *pl, int log_fd);
 /* Records the placed paths with the listing the host reported (report: its stderr). */
