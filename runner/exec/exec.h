@@ -81,6 +81,8 @@ typedef struct Job {
 	int stopped_stale;    /* stopped the job a previous kiln left for the task: its key differed */
 	int kept_lost;        /* lost with its host, and kept: the next attempt takes it up if the host
 				 answers soon (it may run on there) */
+	int never_started;    /* lost before its start got to its host (a kill came first): it runs
+				 again, and the host lost nothing */
 	char key[33];         /* the task's key when it started (hex), to re-attach only to the same work */
 	long long attempt_row;/* its attempt's record (adopted jobs: the row the first kiln opened) */
 	struct Executor *ex;  /* the executor running it */

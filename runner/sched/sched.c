@@ -348,7 +348,8 @@ static void job_ended(Run *r, Job *job)
 			     here           ? ""
 			     : home         ? " there once the host answers (its resume state is there)"
 			     : job->kept_lost ? ", taking up its job there if the host answers soon (it may run on), else elsewhere"
-					      : " elsewhere");
+			     : job->never_started ? ""
+						  : " elsewhere");
 		t->attempt--;
 		t->lost++;
 		if (task_is_runner(t))

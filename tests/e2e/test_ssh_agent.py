@@ -207,7 +207,7 @@ end
         self._slow_agent_ssh(0)
         r = self.kiln()
         self.assertEqual(r.rc, 0, r)
-        self.assertIn("t: its start never got to host v800 (kiln was stopped first)", r.out)
+        self.assertIn("t: its start never got to host v800 (kiln was stopped first); it runs again\n", r.out)
         self.assertNotIn("lost", r.out, "no job was lost there")
         self.assertEqual(self.starts(), ["t"])
         self.assertEqual(self.ws.read("t.txt"), "done\n")

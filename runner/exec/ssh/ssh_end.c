@@ -73,7 +73,7 @@ void ssh_finished(SshExec *se, Remote *rm, enum JobEnd end, int code, const char
 	Job *job = rm->job;
 	if (end == JOB_EXITED && code == 0 && rm->node == 0 && !rm->map_outputs) /* its outputs are there too */
 		place_made(h, job->task);
-	if (end == JOB_LOST)
+	if (end == JOB_LOST && !job->never_started)
 		h->lost++;
 	else if (job->interrupted || (rm->gang && rm->signalled)) /* a node stopped with its gang: not its failure */
 		h->stopped++;
@@ -105,7 +105,7 @@ static void lost_with_host(SshExec *se, Remote *rm, int kind, const char *why)
 		ssh_keep_lost(se, rm); /* it may run on there: a partition, not a reboot */
 	}
 	if (kind == 5) {
-		h->lost--; /* counted back by ssh_finished: the host lost nothing */
+		rm->job->never_started = 1;
 		snprintf(reason, sizeof reason, "its start never got to host %s (kiln was stopped first)", h->spec->name);
 	} else
 		snprintf(reason, sizeof reason, "lost with host %s: %s", h->spec->name, kind == 3 ? "its job is gone there" : why);
