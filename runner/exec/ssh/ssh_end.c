@@ -106,7 +106,8 @@ static void lost_with_host(SshExec *se, Remote *rm, int kind, const char *why)
 	}
 	if (kind == 5) {
 		rm->job->never_started = 1;
-		snprintf(reason, sizeof reason, "its start never got to host %s (kiln was stopped first)", h->spec->name);
+		snprintf(reason, sizeof reason, "its start never got to host %s (%s first)", h->spec->name,
+			 rm->job->adopted ? "kiln was stopped" : "the connection dropped");
 	} else
 		snprintf(reason, sizeof reason, "lost with host %s: %s", h->spec->name, kind == 3 ? "its job is gone there" : why);
 	ssh_log_line(rm->job, "kiln: %s\n", reason);
