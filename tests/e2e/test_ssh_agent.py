@@ -172,6 +172,87 @@ end
         self.assertEqual(self.ws.read("t.txt"), "done\n")
         self.assertEqual(self.ws.read(".kiln/logs/t@1.log").splitlines().count("ran"), 1)
 
+    def test_a_start_slow_after_its_claim_runs_once(self):
+        # the start has claimed its job but takes longer than a follow command waits for a pid
+        # (a stalled home file system, a loaded host) to become the job: the follower neither
+        # takes it for lost (a retry would run beside it) nor lets it start late
+        h = self.lab.hosts["v800"]
+        with open(os.path.join(h.home, "slow-once"), "w"):
+            pass
+        with open(os.path.join(h.bin, "setsid"), "w") as f:
+            f.write('#!/bin/sh\nrm "$HOME/slow-once" 2>/dev/null && sleep 8\nexec /usr/bin/setsid "$@"\n')
+        os.chmod(os.path.join(h.bin, "setsid"), 0o755)
+        self.ws.write("hosts.lua", "\n".join(line for line in self.lab.hosts_lua().splitlines() if "v801" not in line))
+        self.ws.write("kiln.lua", 'task { name = "t", outputs = {"t.txt"}, retries = 1, run = "echo start $KILN_TASK >> '
+                      '$HOME/trace.txt; echo ran; echo done > t.txt" }\n')
+        r = self.kiln()
+        self.assertEqual(r.rc, 0, r)
+        self.assertFalse(os.path.exists(os.path.join(h.home, "slow-once")), "the start was slow")
+        self.assertNotIn("lost", r.out)
+        time.sleep(2)  # a start let go late would be there by now
+        self.assertEqual(self.starts(), ["t"], r.out)
+        self.assertFalse(os.path.exists(self.ws.path(".kiln/logs/t@2.log")), "one attempt")
+        self.assertEqual(self.ws.read("t.txt"), "done\n")
+        self.assertEqual(self.ws.read(".kiln/logs/t@1.log").splitlines().count("ran"), 1)
+
+    def test_a_start_stalled_before_it_begins_is_stopped_and_runs_again_once(self):
+        # the start stalls after its claim, before the job (the batch made the job's folder but
+        # not its output's, and the start's own mkdir hangs): stopped before it begins, the
+        # attempt runs again, and the stalled start, going on later, starts nothing
+        h = self.lab.hosts["v800"]
+        with open(os.path.join(h.bin, "mkdir"), "w") as f:
+            f.write('#!/bin/sh\ncase "$*" in *.kiln/jobs/*" o") ;; *) exec /bin/mkdir "$@";; esac\n'
+                    'echo . >> "$HOME/mkdirs"\n'
+                    'case "$(wc -l < "$HOME/mkdirs")" in\n'
+                    '  1) for d in "$@"; do [ "$d" = o ] || /bin/mkdir "$d"; done;;\n'
+                    '  2) sleep 8; exec /bin/mkdir "$@";;\n'
+                    '  *) exec /bin/mkdir "$@";;\nesac\n')
+        os.chmod(os.path.join(h.bin, "mkdir"), 0o755)
+        self.ws.write("hosts.lua", "\n".join(line for line in self.lab.hosts_lua().splitlines() if "v801" not in line))
+        self.ws.write("kiln.lua", 'task { name = "t", outputs = {"o/t.txt"}, run = "echo start $KILN_TASK >> '
+                      '$HOME/trace.txt; echo ran; echo done > o/t.txt" }\n')
+        r = self.kiln()
+        self.assertEqual(r.rc, 0, r)
+        self.assertGreaterEqual(len(slurp(os.path.join(h.home, "mkdirs")).splitlines()), 2, "the start's mkdir stalled")
+        self.assertIn("t: its start on host v800 was too slow to begin and was stopped before it did; it runs again\n",
+                      r.out)
+        time.sleep(8)  # the stalled start goes on
+        self.assertEqual(self.starts(), ["t"], r.out)
+        self.assertEqual(self.ws.read("o/t.txt"), "done\n")
+        self.assertIn("was too slow to begin and was stopped before it did", self.ws.read(".kiln/logs/t@1.log"))
+        self.assertEqual(self.ws.read(".kiln/logs/t@2.log").splitlines().count("ran"), 1)
+        # the stopped start's folder holds up no later run's first contact
+        with open(os.path.join(h.bin, "sleep"), "w") as f:
+            f.write('#!/bin/sh\necho "$*" >> "$HOME/sleeps.txt"\nexec /bin/sleep "$@"\n')
+        os.chmod(os.path.join(h.bin, "sleep"), 0o755)
+        self.ws.write("kiln.lua", 'task { name = "u", outputs = {"u.txt"}, run = "echo done > u.txt" }\n')
+        r = self.kiln()
+        self.assertEqual(r.rc, 0, r)
+        sleeps = os.path.join(h.home, "sleeps.txt")
+        self.assertFalse(os.path.exists(sleeps) and slurp(sleeps), "the host's first contact waited on a stop")
+
+    def test_ctrl_c_during_a_slow_start_leaves_nothing_running(self):
+        # Ctrl-C while a start is on its way to becoming the job: the job does not run on
+        # there after kiln has gone (no GPU held by nobody)
+        h = self.lab.hosts["v800"]
+        with open(os.path.join(h.home, "slow-once"), "w"):
+            pass
+        with open(os.path.join(h.bin, "setsid"), "w") as f:
+            f.write('#!/bin/sh\nrm "$HOME/slow-once" 2>/dev/null && sleep 11\nexec /usr/bin/setsid "$@"\n')
+        os.chmod(os.path.join(h.bin, "setsid"), 0o755)
+        self.ws.write("hosts.lua", "\n".join(line for line in self.lab.hosts_lua().splitlines() if "v801" not in line))
+        self.ws.write("kiln.lua", 'task { name = "t", outputs = {"t.txt"}, run = "echo start $KILN_TASK >> '
+                      '$HOME/trace.txt; sleep 30; echo done > t.txt" }\n')
+        p = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua", env=self.env)
+        self.assertTrue(wait_for(lambda: not os.path.exists(os.path.join(h.home, "slow-once")), timeout=20))
+        time.sleep(1)
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=60)
+        self.assertEqual(p.returncode, 130, out + err)
+        time.sleep(3)  # a start let go late would be there by now
+        self.assertFalse(self.lab.jobs_running(), "nothing runs on there: " + out + err)
+        self.assertFalse(os.path.exists(os.path.join(h.workdir(), "t.txt")))
+
     def _slow_agent_ssh(self, seconds):
         """The agent's ssh takes this long to start (a loaded machine, a slow login)."""
         self.ws.write("bin/ssh", '#!/bin/sh\ncase "$*" in *KILN-ENDS*) sleep %d;; esac\nexec /usr/bin/ssh "$@"\n' % seconds)

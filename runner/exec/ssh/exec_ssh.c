@@ -406,10 +406,11 @@ void ssh_signal_remote(SshExec *se, Remote *rm, int sig)
 	Buf b = {0};
 	ssh_job_set_dir(&b, rm->host, rm->id);
 	/* a job not started yet is claimed, so its start starts nothing; one whose start won the
-	 * claim has its pid within moments. No "--": dash's kill takes the group as the word
-	 * after the signal */
+	 * claim is stopped before it starts the job (kiln_stopped), or is starting it: its pid
+	 * comes. No "--": dash's kill takes the group as the word after the signal */
 	buf_printf(&b, "if [ ! -s \"$J/pid\" ]; then mkdir -p \"$J\" && kiln_claim \"$J\" stop && exit 0; i=0; "
-		       "while [ ! -s \"$J/pid\" ] && [ ! -s \"$J/claim\" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done; fi; "
+		       "while [ ! -s \"$J/pid\" ] && [ ! -s \"$J/claim\" ] && [ $i -lt 3000 ]; do "
+		       "kiln_stopped \"$J\" && exit 0; sleep 0.1; i=$((i + 1)); done; fi; "
 		       "read p 2>/dev/null < \"$J/pid\" && kill -%s -\"$p\" 2>/dev/null; true",
 		   sig == SIGKILL ? "KILL" : sig == SIGINT ? "INT" : sig == SIGHUP ? "HUP" : "TERM");
 	pid_t pid = ssh_spawn(rm->host, buf_str(&b), -1, -1);

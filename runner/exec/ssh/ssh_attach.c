@@ -76,8 +76,9 @@ static int adopted_names(const AdoptedJob *a, const char *host, const char *id)
  * multi-node job's are stopped at once. (A workdir belongs to one workspace, and the
  * workspace lock keeps a second kiln out of it.) */
 /* A job dir without its pid yet is claimed to stop (its start, late after a kill -9, then
- * starts nothing), or its start won the claim and the pid comes within moments (a claim to
- * stop is not waited on: no pid comes). Each found:
+ * starts nothing), or its start won the claim: it is stopped before it starts the job
+ * (kiln_stopped), unless it is starting it (its pid comes within moments). A stop is not
+ * waited on: no pid comes. Each found:
  * "ID<TAB>live|done<TAB>TASK<TAB>KEY<TAB>GPUS" from its job script. Run in the workdir, as
  * part of the host's first contact (ssh_host.c), so it costs no command of its own. */
 const char ssh_sweep_listing[] =
@@ -89,7 +90,8 @@ const char ssh_sweep_listing[] =
 	"for d in .kiln/jobs/*/; do [ -d \"$d\" ] || continue; s=live\n"
 	"if [ -f \"$d/exit\" ]; then read rc < \"$d/exit\"; [ \"$rc\" = 0 ] || continue; s=done; else\n"
 	"[ -s \"$d/pid\" ] || kiln_claim \"$d\" stop && [ ! -s \"$d/pid\" ] && continue; "
-	"i=0; while [ ! -s \"$d/pid\" ] && [ ! -s \"$d/claim\" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done; "
+	"i=0; while [ ! -s \"$d/pid\" ] && [ ! -s \"$d/claim\" ] && [ $i -lt 100 ]; do "
+	"kiln_stopped \"$d\" && break; sleep 0.1; i=$((i + 1)); done; "
 	"read p 2>/dev/null < \"$d/pid\" && kill -0 -\"$p\" 2>/dev/null || continue; fi\n"
 	"printf '%s\\t%s\\t' \"$(basename \"$d\")\" $s; sed -n -e 's/^# written by kiln for task //p' "
 	"-e 's/^KILN_KEY=//p' -e 's/^CUDA_VISIBLE_DEVICES=//p' \"$d/job.sh\" | tr '\\n' '\\t'; echo; done; true";

@@ -94,8 +94,9 @@ void ssh_finished(SshExec *se, Remote *rm, enum JobEnd end, int code, const char
 }
 
 /* rm's job is lost with its host (kind 0: the connection dropped and the host does not
- * answer, why says how; 3: the job is gone there; 5: its start never got there, which is
- * no loss of the host's: the attempt ends as lost, so it runs again as if not started). */
+ * answer, why says how; 3: the job is gone there; 5: its start never got there, or was
+ * stopped there before it began, which is no loss of the host's: the attempt ends as lost,
+ * so it runs again as if not started). */
 static void lost_with_host(SshExec *se, Remote *rm, int kind, const char *why)
 {
 	SshHost *h = rm->host;
@@ -104,7 +105,11 @@ static void lost_with_host(SshExec *se, Remote *rm, int kind, const char *why)
 		ssh_host_failed(h, why);
 		ssh_keep_lost(se, rm); /* it may run on there: a partition, not a reboot */
 	}
-	if (kind == 5) {
+	if (kind == 5 && rm->report && strstr(rm->report, "KILN-NOSTART slow")) {
+		rm->job->never_started = 1; /* stopped before it started anything (ssh_job_follow_script) */
+		snprintf(reason, sizeof reason, "its start on host %s was too slow to begin and was stopped before it did",
+			 h->spec->name);
+	} else if (kind == 5) {
 		rm->job->never_started = 1;
 		snprintf(reason, sizeof reason, "its start never got to host %s (%s first)", h->spec->name,
 			 rm->job->adopted ? "kiln was stopped" : "the connection dropped");

@@ -79,7 +79,9 @@ void ssh_job_follow_script(Buf *b, const Task *t, enum ReportKind how, const cha
 	 * lives there is on its way (a loaded host: the agent claims it when it gets to its
 	 * batch): waited for, unclaimed, up to 5 minutes. No folder: the start never got there
 	 * (a kill struck kiln before its batch went): the folder is made and claimed, so a start
-	 * still on its way starts nothing, and it says so at once */
+	 * still on its way starts nothing, and it says so at once. A start that claimed it and
+	 * has not become the job after 3 s is stopped before it does (kiln_stopped: ssh_job.h;
+	 * the attempt then runs again, once), or, found starting it, waited for (5 minutes at most) */
 	if (agent_id)
 		buf_printf(b, "a=; read a 2>/dev/null < .kiln/agents/%s/pid; w=0\n", agent_id);
 	else
@@ -91,7 +93,9 @@ void ssh_job_follow_script(Buf *b, const Task *t, enum ReportKind how, const cha
 		    "  [ -d \"$J\" ] || { mkdir -p \"$J\" && kiln_claim \"$J\" stop && { echo KILN-NOSTART >&2; exit 0; }; }\n"
 		    "  kiln_claim \"$J\" stop && { echo KILN-NOJOB >&2; exit 0; }\n"
 		    "  [ -s \"$J/claim\" ] && { echo KILN-NOJOB >&2; exit 0; }\n"
-		    "  i=$((i + 1)); [ $i -gt 100 ] && { echo KILN-NOJOB >&2; exit 0; }; sleep 0.1\n"
+		    "  i=$((i + 1)); if [ $i -gt 30 ]; then kiln_stopped \"$J\" && { echo KILN-NOSTART slow >&2; exit 0; }\n"
+		    "    [ $i -gt 3030 ] && { echo KILN-NOJOB >&2; exit 0; }; fi\n"
+		    "  sleep 0.1\n"
 		    "done\nread p < \"$J/pid\"\n"
 		    "tail -c +1 -s 0.1 -f --pid=\"$p\" \"$J/log\"\n");
 	ssh_job_report_end(b, t, how, map_outputs);
@@ -229,9 +233,12 @@ char *ssh_job_start_script(const Job *job, const char *id, const char *prelude, 
 		h = (h ^ (unsigned char)*c) * 1099511628211ULL;
 	buf_printf(&b, "T=.kiln/jobs/task-%016llx\n", (unsigned long long)h);
 	buf_puts(&b, "if read d 2>/dev/null < \"$T\" && [ \".kiln/jobs/$d\" != \"$J\" ] && [ -d \".kiln/jobs/$d\" ] && "
-		     "[ ! -f \".kiln/jobs/$d/exit\" ]; then kiln_claim \".kiln/jobs/$d\" stop; "
+		     "[ ! -f \".kiln/jobs/$d/exit\" ]; then kiln_claim \".kiln/jobs/$d\" stop; i=0; "
+		     "while [ ! -s \".kiln/jobs/$d/pid\" ] && ! kiln_stopped \".kiln/jobs/$d\" && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done; "
 		     "read q 2>/dev/null < \".kiln/jobs/$d/pid\" && kill -KILL -\"$q\" 2>/dev/null; fi\n"
 		     "echo \"${J#.kiln/jobs/}\" > \"$T\"\n");
+	/* the last word before the job: one who waited too long for its pid may have stopped it */
+	buf_puts(&b, "kiln_claim \"$J\" start go || { echo KILN-CLAIMED >&2; exit 0; }\n");
 	if (agent) { /* this shell becomes the job (no process waits for it): job.sh writes its pid */
 		buf_puts(&b, "exec setsid /bin/sh \"$J/job.sh\" \"$A\"\n");
 		free(script);
@@ -271,7 +278,8 @@ void ssh_job_remote_env(Job *job, const char *id)
 /* How the follow command ended, from its stderr (text: all of it, malloc'd, or NULL):
  * "KILN-EXIT n LOGBYTES" (1: n in code, the log's size there in logbytes; with fetched
  * outputs only once "KILN-SENT" says their stream is whole), "KILN-GONE" (2), "KILN-NOJOB"
- * (3), "KILN-START-FAILED" (4), "KILN-NOSTART" (5), or 0: the connection failed, ssh's
+ * (3), "KILN-START-FAILED" (4), "KILN-NOSTART" (5; "KILN-NOSTART slow": stopped before it
+ * began), or 0: the connection failed, ssh's
  * complaint in why. */
 int ssh_job_outcome(const char *err_path, const Task *t, enum ReportKind how, char **text, int *code,
 		    long long *logbytes, char *why, size_t n)

@@ -18,12 +18,18 @@
  * shard's (below), or the status alone (a multi-node job's nodes after the first). */
 enum ReportKind { REPORT_OUTPUTS, REPORT_MAP, REPORT_STATUS };
 
-/* The shell function that claims job folder $1: whoever makes $1/claim first decides (a file
- * made with noclobber, O_EXCL, by a builtin: no process started for it). A start claims it
- * to run (the claim stays empty: its pid follows within moments); anyone else claims it to
- * stop a start that may still be on its way ($2 "stop" in it: no pid will come, so nothing
- * waits for one). */
-#define SSH_CLAIM_FN "kiln_claim() { set -C; printf '%s' \"$2\" 2>/dev/null > \"$1/claim\"; c=$?; set +C; return $c; }\n"
+/* The shell functions that decide who has job folder $1, each by a file made with
+ * noclobber (O_EXCL, by a builtin: no process started for it): whoever makes it first wins.
+ * kiln_claim: a start claims it to run (the claim stays empty: its pid follows); anyone else
+ * claims it to stop a start that may still be on its way ($2 "stop" in it: no pid will come,
+ * so nothing waits for one). kiln_go: a start that claimed it makes $1/go ("start") right
+ * before it becomes the job, so one that is slow to get there (a stalled file system, a
+ * loaded host) can still be told apart from one that will never come: kiln_stopped, run by
+ * whoever has waited long enough for its pid, is true when the start will start nothing (it
+ * made $1/go "stop" first, or someone had), false when the job is starting (its pid comes). */
+#define SSH_CLAIM_FN \
+	"kiln_claim() { set -C; printf '%s' \"$2\" 2>/dev/null > \"$1/${3:-claim}\"; c=$?; set +C; return $c; }\n" \
+	"kiln_stopped() { kiln_claim \"$1\" stop go && return 0; g=; read g 2>/dev/null < \"$1/go\"; [ \"$g\" != start ]; }\n"
 
 /* "cd WORKDIR; J=.kiln/jobs/ID": every remote script starts so. */
 void ssh_job_set_dir(Buf *b, const SshHost *h, const char *id);
@@ -57,8 +63,8 @@ void ssh_job_complaint(const SshHost *h, const char *what, const char *text, cha
  * "KILN-SENT" says their tar is whole), 2 "KILN-GONE", 3 "KILN-NOJOB" (nothing to follow),
  * 4 "KILN-START-FAILED" (the job could not be set up there: a full disk, a workdir that
  * cannot be entered; the shell's complaint in why), 5 "KILN-NOSTART" (its start never got
- * there: a kill struck kiln first), 0 the connection failed (ssh's
- * complaint in why). A map shard's (REPORT_MAP) 1 and 2 only once "KILN-SENT" came. */
+ * there: a kill struck kiln first; "KILN-NOSTART slow": it was too slow to become the job
+ * and was stopped before it did), 0 the connection failed (ssh's complaint in why). A map shard's (REPORT_MAP) 1 and 2 only once "KILN-SENT" came. */
 int ssh_job_outcome(const char *err_path, const Task *t, enum ReportKind how, char **text, int *code,
 		    long long *logbytes, char *why, size_t n);
 /* Keeps a local log's header only (a re-attach streams the remote log from its start). */
