@@ -6,7 +6,8 @@ command runs to its end twice in that run, no remote job is left running, and a 
 after it all starts nothing. A task whose attempt a kill struck before it was recorded is taken up
 by the next run (its job there is found and re-attached: counted), else started again (counted).
 No host goes away here, so no attempt may be called lost with its host (one whose start never
-got there is counted apart). Prints counts, and the runs after the kills' times. The shape:
+got there is counted apart). The kills land between an uninterrupted run's first start and its
+end, timed first. Prints counts, and the runs after the kills' times. The shape:
 a grid of 12 independent tasks (default), or chains: 48 short tasks in 4 chains, so kills
 strike between one task's end and the next one's start.
 
@@ -56,27 +57,49 @@ def main():
     t0 = time.time()
     failures = swept = restarts = adopted = never_there = 0
     rerun_s = []
+
+    def fresh_workspace():
+        ws = tempfile.mkdtemp(prefix="kiln-sshfault-")
+        for h in lab.hosts.values():
+            shutil.rmtree(h.workdir(), ignore_errors=True)
+            if os.path.exists(os.path.join(h.home, "trace.txt")):
+                os.remove(os.path.join(h.home, "trace.txt"))
+        with open(os.path.join(ws, "hosts.lua"), "w") as f:
+            f.write(lab.hosts_lua())
+        with open(os.path.join(ws, "kiln.lua"), "w") as f:
+            sleep, extra = (("'0.1'", "inputs = i > 4 and {'o/' .. (i - 4) .. '.txt'} or nil") if SHAPE == "chains"
+                            else ("'0.' .. (i % 7 + 2)", "gpus = i % 2"))
+            f.write(("for i = 1, %d do\n  local sleep = %s\n  task { name = 't' .. i, outputs = {'o/' .. i .. '.txt'}, %s,\n"
+                     "    run = 'echo start $KILN_TASK >> $HOME/trace.txt; sleep ' .. sleep .. "
+                     "'; echo value-' .. i .. ' > o/' .. i .. '.txt; echo end $KILN_TASK >> $HOME/trace.txt' }\nend\n")
+                    % (TASKS, sleep, extra))
+        return ws
+
     try:
+        # the kills land between an uninterrupted run's first start there and its end (timed
+        # once here), so they strike while work is on its way on any machine
+        ws = fresh_workspace()
+        t_full = time.time()
+        p = subprocess.Popen([KILN, "run", "--executor", "ssh", "--hosts", "hosts.lua"], cwd=ws,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        first_s = None
+        while p.poll() is None:
+            if first_s is None and starts(lab):
+                first_s = time.time() - t_full
+            time.sleep(0.02)
+        full_s = time.time() - t_full
+        out = p.stdout.read()
+        shutil.rmtree(ws, ignore_errors=True)
+        if p.returncode != 0 or first_s is None:
+            sys.exit("an uninterrupted run failed: " + out[-1600:])
+        window = (max(0.1, first_s - 0.2), max(first_s, full_s - 0.1))
         for trial in range(trials):
-            ws = tempfile.mkdtemp(prefix="kiln-sshfault-")
-            for h in lab.hosts.values():
-                shutil.rmtree(h.workdir(), ignore_errors=True)
-                if os.path.exists(os.path.join(h.home, "trace.txt")):
-                    os.remove(os.path.join(h.home, "trace.txt"))
-            with open(os.path.join(ws, "hosts.lua"), "w") as f:
-                f.write(lab.hosts_lua())
-            with open(os.path.join(ws, "kiln.lua"), "w") as f:
-                sleep, extra = (("'0.1'", "inputs = i > 4 and {'o/' .. (i - 4) .. '.txt'} or nil") if SHAPE == "chains"
-                                else ("'0.' .. (i % 7 + 2)", "gpus = i % 2"))
-                f.write(("for i = 1, %d do\n  local sleep = %s\n  task { name = 't' .. i, outputs = {'o/' .. i .. '.txt'}, %s,\n"
-                         "    run = 'echo start $KILN_TASK >> $HOME/trace.txt; sleep ' .. sleep .. "
-                         "'; echo value-' .. i .. ' > o/' .. i .. '.txt; echo end $KILN_TASK >> $HOME/trace.txt' }\nend\n")
-                        % (TASKS, sleep, extra))
+            ws = fresh_workspace()
             kills = rng.randint(1, 3)
             for _ in range(kills):  # kill -9 at a random point, maybe more than once
                 p = subprocess.Popen([KILN, "run", "--executor", "ssh", "--hosts", "hosts.lua"], cwd=ws,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                time.sleep(rng.uniform(0.1, 2.5))
+                time.sleep(rng.uniform(*window))
                 p.send_signal(signal.SIGKILL)
                 p.wait()
             time.sleep(0.5)  # a start still on its way after the kill shows up (and is stopped later)
@@ -118,6 +141,8 @@ def main():
                 print("trial %d (%d kills): FAILED\n  %s\n  workspace kept: %s" % (trial + 1, kills, "\n  ".join(problems), ws))
             else:
                 shutil.rmtree(ws, ignore_errors=True)
+        print("an uninterrupted run: %.1f s, its first start at %.1f s (kills drawn from %.1f-%.1f s)"
+              % (full_s, first_s, window[0], window[1]))
         print("%d trials, %d failed, in %.0f s; %d tasks started again after a kill (their attempt was not yet "
               "recorded); %d runs took such unrecorded jobs up, %d stopped some first; %d recorded attempts whose "
               "start never got there; the runs after the kills: median %.1f s, longest %.1f s"
