@@ -156,11 +156,9 @@ end
         h = self.lab.hosts["v800"]
         with open(os.path.join(h.home, "slow-once"), "w"):
             pass
-        with open(os.path.join(h.bin, "mkdir"), "w") as f:
-            f.write('#!/bin/sh\n/bin/mkdir "$@" || exit\n'
-                    'case "$*" in *.kiln/jobs/*) rm "$HOME/slow-once" 2>/dev/null && sleep 6;; esac; true\n')
-        os.chmod(os.path.join(h.bin, "mkdir"), 0o755)
-        self.ws.write("hosts.lua", "\n".join(line for line in self.lab.hosts_lua().splitlines() if "v801" not in line))
+        self._host_tool(h, "mkdir", '#!/bin/sh\n/bin/mkdir "$@" || exit\n'
+                        'case "$*" in *.kiln/jobs/*) rm "$HOME/slow-once" 2>/dev/null && sleep 6;; esac; true\n')
+        self._one_host()
         self.ws.write("kiln.lua", 'task { name = "t", outputs = {"t.txt"}, run = "echo start $KILN_TASK >> '
                       '$HOME/trace.txt; echo ran; echo done > t.txt" }\n')
         r = self.kiln()
@@ -176,13 +174,7 @@ end
         # the start has claimed its job but takes longer than a follow command waits for a pid
         # (a stalled home file system, a loaded host) to become the job: the follower neither
         # takes it for lost (a retry would run beside it) nor lets it start late
-        h = self.lab.hosts["v800"]
-        with open(os.path.join(h.home, "slow-once"), "w"):
-            pass
-        with open(os.path.join(h.bin, "setsid"), "w") as f:
-            f.write('#!/bin/sh\nrm "$HOME/slow-once" 2>/dev/null && sleep 8\nexec /usr/bin/setsid "$@"\n')
-        os.chmod(os.path.join(h.bin, "setsid"), 0o755)
-        self.ws.write("hosts.lua", "\n".join(line for line in self.lab.hosts_lua().splitlines() if "v801" not in line))
+        h = self._slow_setsid_once(8)
         self.ws.write("kiln.lua", 'task { name = "t", outputs = {"t.txt"}, retries = 1, run = "echo start $KILN_TASK >> '
                       '$HOME/trace.txt; echo ran; echo done > t.txt" }\n')
         r = self.kiln()
@@ -200,15 +192,13 @@ end
         # not its output's, and the start's own mkdir hangs): stopped before it begins, the
         # attempt runs again, and the stalled start, going on later, starts nothing
         h = self.lab.hosts["v800"]
-        with open(os.path.join(h.bin, "mkdir"), "w") as f:
-            f.write('#!/bin/sh\ncase "$*" in *.kiln/jobs/*" o") ;; *) exec /bin/mkdir "$@";; esac\n'
-                    'echo . >> "$HOME/mkdirs"\n'
-                    'case "$(wc -l < "$HOME/mkdirs")" in\n'
-                    '  1) for d in "$@"; do [ "$d" = o ] || /bin/mkdir "$d"; done;;\n'
-                    '  2) sleep 8; exec /bin/mkdir "$@";;\n'
-                    '  *) exec /bin/mkdir "$@";;\nesac\n')
-        os.chmod(os.path.join(h.bin, "mkdir"), 0o755)
-        self.ws.write("hosts.lua", "\n".join(line for line in self.lab.hosts_lua().splitlines() if "v801" not in line))
+        self._host_tool(h, "mkdir", '#!/bin/sh\ncase "$*" in *.kiln/jobs/*" o") ;; *) exec /bin/mkdir "$@";; esac\n'
+                        'echo . >> "$HOME/mkdirs"\n'
+                        'case "$(wc -l < "$HOME/mkdirs")" in\n'
+                        '  1) for d in "$@"; do [ "$d" = o ] || /bin/mkdir "$d"; done;;\n'
+                        '  2) sleep 8; exec /bin/mkdir "$@";;\n'
+                        '  *) exec /bin/mkdir "$@";;\nesac\n')
+        self._one_host()
         self.ws.write("kiln.lua", 'task { name = "t", outputs = {"o/t.txt"}, run = "echo start $KILN_TASK >> '
                       '$HOME/trace.txt; echo ran; echo done > o/t.txt" }\n')
         r = self.kiln()
@@ -222,25 +212,16 @@ end
         self.assertIn("was too slow to begin and was stopped before it did", self.ws.read(".kiln/logs/t@1.log"))
         self.assertEqual(self.ws.read(".kiln/logs/t@2.log").splitlines().count("ran"), 1)
         # the stopped start's folder holds up no later run's first contact
-        with open(os.path.join(h.bin, "sleep"), "w") as f:
-            f.write('#!/bin/sh\necho "$*" >> "$HOME/sleeps.txt"\nexec /bin/sleep "$@"\n')
-        os.chmod(os.path.join(h.bin, "sleep"), 0o755)
+        sleeps = self._count_sleeps(h)
         self.ws.write("kiln.lua", 'task { name = "u", outputs = {"u.txt"}, run = "echo done > u.txt" }\n')
         r = self.kiln()
         self.assertEqual(r.rc, 0, r)
-        sleeps = os.path.join(h.home, "sleeps.txt")
         self.assertFalse(os.path.exists(sleeps) and slurp(sleeps), "the host's first contact waited on a stop")
 
     def test_ctrl_c_during_a_slow_start_leaves_nothing_running(self):
         # Ctrl-C while a start is on its way to becoming the job: the job does not run on
         # there after kiln has gone (no GPU held by nobody)
-        h = self.lab.hosts["v800"]
-        with open(os.path.join(h.home, "slow-once"), "w"):
-            pass
-        with open(os.path.join(h.bin, "setsid"), "w") as f:
-            f.write('#!/bin/sh\nrm "$HOME/slow-once" 2>/dev/null && sleep 11\nexec /usr/bin/setsid "$@"\n')
-        os.chmod(os.path.join(h.bin, "setsid"), 0o755)
-        self.ws.write("hosts.lua", "\n".join(line for line in self.lab.hosts_lua().splitlines() if "v801" not in line))
+        h = self._slow_setsid_once(11)
         self.ws.write("kiln.lua", 'task { name = "t", outputs = {"t.txt"}, run = "echo start $KILN_TASK >> '
                       '$HOME/trace.txt; sleep 30; echo done > t.txt" }\n')
         p = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua", env=self.env)
@@ -253,11 +234,36 @@ end
         self.assertFalse(self.lab.jobs_running(), "nothing runs on there: " + out + err)
         self.assertFalse(os.path.exists(os.path.join(h.workdir(), "t.txt")))
 
+    def _host_tool(self, h, name, text):
+        """An executable named name first on host h's PATH."""
+        with open(os.path.join(h.bin, name), "w") as f:
+            f.write(text)
+        os.chmod(os.path.join(h.bin, name), 0o755)
+
+    def _one_host(self):
+        self.ws.write("hosts.lua", "\n".join(line for line in self.lab.hosts_lua().splitlines() if "v801" not in line))
+
+    def _slow_setsid_once(self, seconds):
+        """v800 alone, where the first start to become its job stalls this long first."""
+        h = self.lab.hosts["v800"]
+        with open(os.path.join(h.home, "slow-once"), "w"):
+            pass
+        self._host_tool(h, "setsid", '#!/bin/sh\nrm "$HOME/slow-once" 2>/dev/null && sleep %d\nexec /usr/bin/setsid "$@"\n'
+                        % seconds)
+        self._one_host()
+        return h
+
+    def _count_sleeps(self, h):
+        """Every sleep host h's scripts run from now on, a line each in the file returned (a
+        wait for a pid polls with them)."""
+        self._host_tool(h, "sleep", '#!/bin/sh\necho "$*" >> "$HOME/sleeps.txt"\nexec /bin/sleep "$@"\n')
+        return os.path.join(h.home, "sleeps.txt")
+
     def _slow_agent_ssh(self, seconds):
         """The agent's ssh takes this long to start (a loaded machine, a slow login)."""
         self.ws.write("bin/ssh", '#!/bin/sh\ncase "$*" in *KILN-ENDS*) sleep %d;; esac\nexec /usr/bin/ssh "$@"\n' % seconds)
         os.chmod(self.ws.path("bin/ssh"), 0o755)
-        self.ws.write("hosts.lua", "\n".join(line for line in self.lab.hosts_lua().splitlines() if "v801" not in line))
+        self._one_host()
         self.ws.write("kiln.lua", 'task { name = "t", outputs = {"t.txt"}, run = "echo start $KILN_TASK >> '
                       '$HOME/trace.txt; echo ran; echo done > t.txt" }\n')
 
@@ -302,11 +308,7 @@ end
         stopped = [d for d in os.listdir(jobs) if os.path.exists(os.path.join(jobs, d, "claim"))
                    and not os.path.exists(os.path.join(jobs, d, "pid"))]
         self.assertEqual(len(stopped), 1, os.listdir(jobs))
-        # every sleep the host's scripts run is counted (a wait for a pid polls with them)
-        with open(os.path.join(h.bin, "sleep"), "w") as f:
-            f.write('#!/bin/sh\necho "$*" >> "$HOME/sleeps.txt"\nexec /bin/sleep "$@"\n')
-        os.chmod(os.path.join(h.bin, "sleep"), 0o755)
-        sleeps = os.path.join(h.home, "sleeps.txt")
+        sleeps = self._count_sleeps(h)
         self.ws.write("kiln.lua", 'task { name = "u", outputs = {"u.txt"}, run = "echo done > u.txt" }\n')
         r = self.kiln()
         self.assertEqual(r.rc, 0, r)
