@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""ssh-fault-campaign.py [TRIALS] [SEED] [grid|chains] — kill -9 of kiln at random points of runs over three
+"""ssh-fault-campaign.py [TRIALS] [SEED] [grid|chains] [kill|int] — kill -9 (or Ctrl-C: int) of kiln at random points of runs over three
 ssh hosts (the test suite's sshd servers, tests/e2e/sshhosts.py; needs root), each followed by
 a run to the end and the checks: every output holds exactly what its task writes, no task's
 command runs to its end twice in that run, no remote job is left running, and a no-op run
@@ -9,7 +9,8 @@ No host goes away here, so no attempt may be called lost with its host (one whos
 got there is counted apart). The kills land between an uninterrupted run's first start and its
 end, timed first. Prints counts, and the runs after the kills' times. The shape:
 a grid of 12 independent tasks (default), or chains: 48 short tasks in 4 chains, so kills
-strike between one task's end and the next one's start.
+strike between one task's end and the next one's start. With int, each interrupted kiln must
+end with status 130 (or 0, done before the signal) and leave no job running on any host.
 
   /usr/bin/python3 scripts/ssh-fault-campaign.py 30 7 [chains]
 """
@@ -30,6 +31,7 @@ import sshhosts  # noqa: E402
 KILN = os.environ.get("KILN") or os.path.join(HERE, "../build/kiln")
 SHAPE = sys.argv[3] if len(sys.argv) > 3 else "grid"
 TASKS = 48 if SHAPE == "chains" else 12
+SIGNAL = sys.argv[4] if len(sys.argv) > 4 else "kill"
 
 
 def run(ws, *args, timeout=300):
@@ -96,18 +98,24 @@ def main():
         for trial in range(trials):
             ws = fresh_workspace()
             kills = rng.randint(1, 3)
-            for _ in range(kills):  # kill -9 at a random point, maybe more than once
+            problems = []
+            for _ in range(kills):  # kill -9 (or Ctrl-C) at a random point, maybe more than once
                 p = subprocess.Popen([KILN, "run", "--executor", "ssh", "--hosts", "hosts.lua"], cwd=ws,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
                 time.sleep(rng.uniform(*window))
-                p.send_signal(signal.SIGKILL)
-                p.wait()
+                p.send_signal(signal.SIGINT if SIGNAL == "int" else signal.SIGKILL)
+                out = p.communicate(timeout=120)[0]
+                if SIGNAL == "int":
+                    if p.returncode not in (0, 130):
+                        problems.append("a Ctrl-C'd kiln ended with status %d: %s" % (p.returncode, out[-800:]))
+                    time.sleep(3)  # a start let go late would be running by now
+                    if lab.jobs_running():
+                        problems.append("Ctrl-C left jobs running there: %s\n%s" % (lab.jobs_running(), out[-800:]))
             time.sleep(0.5)  # a start still on its way after the kill shows up (and is stopped later)
             before, ends_before = starts(lab), starts(lab, "end")
             t_run = time.time()
             r = run(ws)
             rerun_s.append(time.time() - t_run)
-            problems = []
             if "lost with host" in r.stdout:
                 problems.append("an attempt was called lost with a host that never went: %s" % r.stdout[-800:])
             never_there += r.stdout.count("its start never got to host")

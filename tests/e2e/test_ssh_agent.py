@@ -192,13 +192,7 @@ end
         # not its output's, and the start's own mkdir hangs): stopped before it begins, the
         # attempt runs again, and the stalled start, going on later, starts nothing
         h = self.lab.hosts["v800"]
-        self._host_tool(h, "mkdir", '#!/bin/sh\ncase "$*" in *.kiln/jobs/*" o") ;; *) exec /bin/mkdir "$@";; esac\n'
-                        'echo . >> "$HOME/mkdirs"\n'
-                        'case "$(wc -l < "$HOME/mkdirs")" in\n'
-                        '  1) for d in "$@"; do [ "$d" = o ] || /bin/mkdir "$d"; done;;\n'
-                        '  2) sleep 8; exec /bin/mkdir "$@";;\n'
-                        '  *) exec /bin/mkdir "$@";;\nesac\n')
-        self._one_host()
+        self._stall_the_starts_mkdir(h)
         self.ws.write("kiln.lua", 'task { name = "t", outputs = {"o/t.txt"}, run = "echo start $KILN_TASK >> '
                       '$HOME/trace.txt; echo ran; echo done > o/t.txt" }\n')
         r = self.kiln()
@@ -218,6 +212,26 @@ end
         self.assertEqual(r.rc, 0, r)
         self.assertFalse(os.path.exists(sleeps) and slurp(sleeps), "the host's first contact waited on a stop")
 
+    def test_ctrl_c_before_a_stalled_start_begins_stops_it_there(self):
+        # Ctrl-C while the start stalls before the job (shorter than a job is left to its
+        # agent): it is stopped before it begins, and said so (stopped, not lost with its host)
+        h = self.lab.hosts["v800"]
+        self._stall_the_starts_mkdir(h, 2)
+        self.ws.write("kiln.lua", 'task { name = "t", outputs = {"o/t.txt"}, run = "echo start $KILN_TASK >> '
+                      '$HOME/trace.txt; sleep 30; echo done > o/t.txt" }\n')
+        p = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua", env=self.env)
+        mkdirs = os.path.join(h.home, "mkdirs")
+        self.assertTrue(wait_for(lambda: os.path.exists(mkdirs) and len(slurp(mkdirs).splitlines()) >= 2, timeout=20))
+        time.sleep(0.5)
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=60)
+        self.assertEqual(p.returncode, 130, out + err)
+        self.assertIn("host v800: 0 done, 0 failed, 1 stopped", out)
+        self.assertNotIn("lost", out)
+        time.sleep(2)
+        self.assertEqual(self.starts(), [])
+        self.assertFalse(self.lab.jobs_running())
+
     def test_ctrl_c_during_a_slow_start_leaves_nothing_running(self):
         # Ctrl-C while a start is on its way to becoming the job: the job does not run on
         # there after kiln has gone (no GPU held by nobody)
@@ -235,10 +249,25 @@ end
         self.assertFalse(os.path.exists(os.path.join(h.workdir(), "t.txt")))
 
     def _host_tool(self, h, name, text):
-        """An executable named name first on host h's PATH."""
-        with open(os.path.join(h.bin, name), "w") as f:
+        """An executable named name first on host h's PATH, for this test only."""
+        path = os.path.join(h.bin, name)
+        with open(path, "w") as f:
             f.write(text)
-        os.chmod(os.path.join(h.bin, name), 0o755)
+        os.chmod(path, 0o755)
+        self.addCleanup(os.remove, path)
+
+    def _stall_the_starts_mkdir(self, h, seconds=8):
+        """v800 alone, where the first batch makes its job's folder but not the folder o of
+        its output, so the start makes it itself, and that mkdir stalls first."""
+        if os.path.exists(os.path.join(h.home, "mkdirs")):
+            os.remove(os.path.join(h.home, "mkdirs"))
+        self._host_tool(h, "mkdir", '#!/bin/sh\ncase "$*" in *.kiln/jobs/*" o") ;; *) exec /bin/mkdir "$@";; esac\n'
+                        'echo . >> "$HOME/mkdirs"\n'
+                        'case "$(wc -l < "$HOME/mkdirs")" in\n'
+                        '  1) for d in "$@"; do [ "$d" = o ] || /bin/mkdir "$d"; done;;\n'
+                        '  2) sleep %d; exec /bin/mkdir "$@";;\n'
+                        '  *) exec /bin/mkdir "$@";;\nesac\n' % seconds)
+        self._one_host()
 
     def _one_host(self):
         self.ws.write("hosts.lua", "\n".join(line for line in self.lab.hosts_lua().splitlines() if "v801" not in line))
@@ -256,8 +285,11 @@ end
     def _count_sleeps(self, h):
         """Every sleep host h's scripts run from now on, a line each in the file returned (a
         wait for a pid polls with them)."""
+        path = os.path.join(h.home, "sleeps.txt")
+        if os.path.exists(path):
+            os.remove(path)
         self._host_tool(h, "sleep", '#!/bin/sh\necho "$*" >> "$HOME/sleeps.txt"\nexec /bin/sleep "$@"\n')
-        return os.path.join(h.home, "sleeps.txt")
+        return path
 
     def _slow_agent_ssh(self, seconds):
         """The agent's ssh takes this long to start (a loaded machine, a slow login)."""

@@ -174,6 +174,9 @@ void ssh_follow_ended(SshExec *se, Remote *rm, int status)
 		ssh_job_complaint(h, "cannot start the task there", rm->report ? rm->report : why, failed, sizeof failed);
 		ssh_log_line(rm->job, "kiln: %s\n", failed);
 		ssh_finished(se, rm, JOB_EXITED, 1, failed);
+	} else if (kind == 3 && rm->signalled) { /* stopped (Ctrl-C, a cancel) before it began, or gone by it */
+		rm->job->term_signal = rm->signalled;
+		ssh_finished(se, rm, JOB_SIGNALED, -1, NULL);
 	} else {
 		if (kind == 0 && rm->refollows < 3 && !rm->signalled && !h->down) { /* down: another stream found it so */
 			/* the connection dropped: if the host still answers, the job may run on there. Asked

@@ -26,10 +26,13 @@ enum ReportKind { REPORT_OUTPUTS, REPORT_MAP, REPORT_STATUS };
  * before it becomes the job, so one that is slow to get there (a stalled file system, a
  * loaded host) can still be told apart from one that will never come: kiln_stopped, run by
  * whoever has waited long enough for its pid, is true when the start will start nothing (it
- * made $1/go "stop" first, or someone had), false when the job is starting (its pid comes). */
+ * made $1/go "stop" first, or someone had), false when the job is starting (its pid comes).
+ * A file just made may not hold its word yet: an empty one is read again (it is being
+ * written), and taken for a start if it stays empty. */
 #define SSH_CLAIM_FN \
 	"kiln_claim() { set -C; printf '%s' \"$2\" 2>/dev/null > \"$1/${3:-claim}\"; c=$?; set +C; return $c; }\n" \
-	"kiln_stopped() { kiln_claim \"$1\" stop go && return 0; g=; read g 2>/dev/null < \"$1/go\"; [ \"$g\" != start ]; }\n"
+	"kiln_stopped() { kiln_claim \"$1\" stop go && return 0; g=; n=0; while read g 2>/dev/null < \"$1/go\"; " \
+	"[ -z \"$g\" ] && [ $n -lt 1000 ]; do n=$((n + 1)); done; [ \"$g\" = stop ]; }\n"
 
 /* "cd WORKDIR; J=.kiln/jobs/ID": every remote script starts so. */
 void ssh_job_set_dir(Buf *b, const SshHost *h, const char *id);
