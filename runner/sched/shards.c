@@ -331,12 +331,13 @@ void shard_note_stop(Run *r, Job *job)
 	 * them: only a map that says its outputs appear whole has its last one looked at */
 	if (job->pid <= 0 || !job->task->more->shard->atomic_outputs)
 		return;
-	s->looked = 1; /* frozen or not, the look decides: one that failed keeps nothing */
+	s->looked = 1; /* the look decides: one that found nothing keeps nothing */
 	/* frozen, its processes cannot finish another item between this look and the SIGTERM
 	 * that follows (with the SIGCONT that lets them see it); one in a disk wait stops when
-	 * the wait ends, which on a loaded disk can take a good part of a second */
-	if (os_group_freeze(job->pid, 2000) != 0)
-		return;
+	 * the wait ends, which on a loaded disk can take a good part of a second, or more. A
+	 * group not frozen by then is looked at as it runs: an output written after the look
+	 * differs from the stat taken here, and record_closed_last then keeps nothing */
+	(void)os_group_freeze(job->pid, 2000);
 	int last = last_with_output(s);
 	Task *t = last >= 0 ? s->pending[last] : NULL;
 	if (!t || t->state != TS_RUNNING || t->noutputs < 1 || t->noutputs > 4)

@@ -13,6 +13,7 @@ import os
 import re
 import signal
 import sqlite3
+import subprocess
 import time
 
 from kilntest import KilnTestCase, lua_str, main, marked_processes, wait_for
@@ -205,6 +206,29 @@ map { name = "m", items = items, shards = 2, input = "in/{item}.txt", output = "
         self.assertEqual(r.rc, 0, r)
         self.assertEqual(self.ws.read("out/0003.txt"), "caption of 0003\n", "redone")
         self.assertEqual(self.ledger(), ["0001", "0002", "0003", "0004", "0005"], "nothing finished ran twice")
+
+    def test_ctrl_c_keeps_the_item_finished_when_the_shard_cannot_be_frozen(self):
+        # a process of the shard that does not stop on SIGSTOP (here a vfork parent waiting on
+        # a child, as one in a long disk wait would not): the look at its open files goes on
+        # unfrozen, and the item it had finished is kept
+        self.ws.write("vforker.c", "#include <unistd.h>\n#include <stdio.h>\nint main(void) {\n"
+                      "  FILE *f = fopen(\"vforked\", \"w\"); fclose(f);\n"
+                      "  if (vfork() == 0) { sleep(30); _exit(0); }\n  return 0;\n}\n")
+        cc = subprocess.run(["cc", "-o", self.ws.path("vforker"), self.ws.path("vforker.c")], capture_output=True, text=True)
+        self.assertEqual(cc.returncode, 0, cc.stderr)
+        worker = ("while read it; do echo $it >> ledger; printf 'caption of %s\\n' $it > out/$it.tmp && "
+                  "mv out/$it.tmp out/$it.txt; if [ $it = 0002 ] && [ ! -e vforked ]; then ./vforker; fi; done < {items}")
+        self.ws.write("kiln.lua", recipe(4, shards=1, command=worker, extra=", atomic_outputs = true"))
+        p = self.ws.spawn("run")
+        self.assertTrue(wait_for(lambda: self.ws.exists("vforked"), timeout=60))
+        time.sleep(0.3)
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=60)
+        self.assertEqual(p.returncode, 130, out + err)
+        self.assertEqual(self.recorded(), 2, out)
+        r = self.ws.kiln("run")
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(self.ledger(), ["0001", "0002", "0003", "0004"], "nothing finished ran twice")
 
     def test_a_shard_stopped_by_its_timeout_keeps_the_item_it_finished(self):
         # atomic_outputs, items of 0.8 s, a 2 s timeout per attempt: each attempt finishes an

@@ -279,8 +279,7 @@ void ssh_job_remote_env(Job *job, const char *id)
  * "KILN-EXIT n LOGBYTES" (1: n in code, the log's size there in logbytes; with fetched
  * outputs only once "KILN-SENT" says their stream is whole), "KILN-GONE" (2), "KILN-NOJOB"
  * (3), "KILN-START-FAILED" (4), "KILN-NOSTART" (5; "KILN-NOSTART slow": stopped before it
- * began), or 0: the connection failed, ssh's
- * complaint in why. */
+ * began), or 0: the connection failed, ssh's complaint in why. */
 int ssh_job_outcome(const char *err_path, const Task *t, enum ReportKind how, char **text, int *code,
 		    long long *logbytes, char *why, size_t n)
 {

@@ -20,11 +20,11 @@ enum ReportKind { REPORT_OUTPUTS, REPORT_MAP, REPORT_STATUS };
 
 /* The shell functions that decide who has job folder $1, each by a file made with
  * noclobber (O_EXCL, by a builtin: no process started for it): whoever makes it first wins.
- * kiln_claim: a start claims it to run (the claim stays empty: its pid follows); anyone else
- * claims it to stop a start that may still be on its way ($2 "stop" in it: no pid will come,
- * so nothing waits for one). kiln_go: a start that claimed it makes $1/go ("start") right
- * before it becomes the job, so one that is slow to get there (a stalled file system, a
- * loaded host) can still be told apart from one that will never come: kiln_stopped, run by
+ * kiln_claim DIR [WORD [FILE]]: a start claims it to run (the claim stays empty: its pid
+ * follows); anyone else claims it to stop a start that may still be on its way ("stop" in
+ * it: no pid will come, so nothing waits for one). A start that claimed it then makes
+ * $1/go ("start") right before it becomes the job, so one slow to get there (a stalled file
+ * system, a loaded host) is told apart from one that will never come: kiln_stopped, run by
  * whoever has waited long enough for its pid, is true when the start will start nothing (it
  * made $1/go "stop" first, or someone had), false when the job is starting (its pid comes).
  * A file just made may not hold its word yet: an empty one is read again (it is being
@@ -67,7 +67,8 @@ void ssh_job_complaint(const SshHost *h, const char *what, const char *text, cha
  * 4 "KILN-START-FAILED" (the job could not be set up there: a full disk, a workdir that
  * cannot be entered; the shell's complaint in why), 5 "KILN-NOSTART" (its start never got
  * there: a kill struck kiln first; "KILN-NOSTART slow": it was too slow to become the job
- * and was stopped before it did), 0 the connection failed (ssh's complaint in why). A map shard's (REPORT_MAP) 1 and 2 only once "KILN-SENT" came. */
+ * and was stopped before it did), 0 the connection failed (ssh's complaint in why). A map
+ * shard's (REPORT_MAP) 1 and 2 only once "KILN-SENT" came. */
 int ssh_job_outcome(const char *err_path, const Task *t, enum ReportKind how, char **text, int *code,
 		    long long *logbytes, char *why, size_t n);
 /* Keeps a local log's header only (a re-attach streams the remote log from its start). */
