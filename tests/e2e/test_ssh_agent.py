@@ -248,6 +248,25 @@ end
         self.assertFalse(self.lab.jobs_running(), "nothing runs on there: " + out + err)
         self.assertFalse(os.path.exists(os.path.join(h.workdir(), "t.txt")))
 
+    def test_ctrl_c_during_a_slow_start_without_the_agent_stops_the_job(self):
+        # the same, each start a command of its own: its stop reads a pid whose group is
+        # there (before setsid had made it, a stop found none and the job ran to its end)
+        h = self._slow_setsid_once(4)
+        self.ws.write("kiln.lua", 'task { name = "t", outputs = {"t.txt"}, run = "echo start $KILN_TASK >> '
+                      '$HOME/trace.txt; sleep 20; echo done > t.txt" }\n')
+        p = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua", env=dict(self.env, KILN_SSH_AGENT="0"))
+        self.assertTrue(wait_for(lambda: not os.path.exists(os.path.join(h.home, "slow-once")), timeout=20))
+        time.sleep(1)
+        t0 = time.time()
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=60)
+        self.assertEqual(p.returncode, 130, out + err)
+        self.assertLess(time.time() - t0, 15, "stopped, not waited for to its end")
+        self.assertIn("1 stopped", out)
+        time.sleep(1)
+        self.assertFalse(self.lab.jobs_running(), "nothing runs on there (no job, no stop waiting): " + out + err)
+        self.assertFalse(os.path.exists(os.path.join(h.workdir(), "t.txt")))
+
     def _host_tool(self, h, name, text):
         """An executable named name first on host h's PATH, for this test only."""
         path = os.path.join(h.bin, name)

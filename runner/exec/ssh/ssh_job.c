@@ -200,8 +200,11 @@ char *ssh_job_start_script(const Job *job, const char *id, const char *prelude, 
 				   "trap 'exit 143' TERM; trap 'exit 130' INT; trap 'exit 129' HUP\n"
 				   "{\n%s} < /dev/null > .kiln/jobs/%s/log 2>&1\n",
 			   id, id, script, id);
-	else
-		buf_printf(&piped, "{\n%s} < /dev/null 2>&1 | tee -p .kiln/jobs/%s/log\n", script, id);
+	else /* its pid written by the group leader itself: a stop that reads it finds the group
+	      * (written by this shell after `&`, it was there before setsid had made the group,
+	      * and a slow start's stop missed it: the job ran on) */
+		buf_printf(&piped, "echo $$ > .kiln/jobs/%s/pid\n{\n%s} < /dev/null 2>&1 | tee -p .kiln/jobs/%s/log\n", id,
+			   script, id);
 	buf_shell_quote(&b, buf_str(&piped));
 	buf_free(&piped);
 	/* claim: whoever makes J/claim first decides (mkdir is atomic). A re-attach or a sweep
@@ -247,7 +250,7 @@ char *ssh_job_start_script(const Job *job, const char *id, const char *prelude, 
 	}
 	buf_puts(&b, 
 		     "setsid /bin/sh \"$J/job.sh\" 3>&- &\n"
-		     "p=$!; echo $p > \"$J/pid\"\n"
+		     "p=$!\n"
 		     "wait $p\n");
 	free(script);
 	free(exit_path);

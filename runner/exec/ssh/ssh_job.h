@@ -28,10 +28,12 @@ enum ReportKind { REPORT_OUTPUTS, REPORT_MAP, REPORT_STATUS };
  * whoever has waited long enough for its pid, is true when the start will start nothing (it
  * made $1/go "stop" first, or someone had), false when the job is starting (its pid comes).
  * A file just made may not hold its word yet: an empty one is read again (it is being
- * written), and taken for a start if it stays empty. */
+ * written), and taken for a start if it stays empty. A folder gone (its job ended and was
+ * cleared) has nothing left to start. */
 #define SSH_CLAIM_FN \
 	"kiln_claim() { set -C; printf '%s' \"$2\" 2>/dev/null > \"$1/${3:-claim}\"; c=$?; set +C; return $c; }\n" \
-	"kiln_stopped() { kiln_claim \"$1\" stop go && return 0; g=; n=0; while read g 2>/dev/null < \"$1/go\"; " \
+	"kiln_stopped() { [ -d \"$1\" ] || return 0; kiln_claim \"$1\" stop go && return 0; g=; n=0; " \
+	"while read g 2>/dev/null < \"$1/go\"; " \
 	"[ -z \"$g\" ] && [ $n -lt 1000 ]; do n=$((n + 1)); done; [ \"$g\" = stop ]; }\n"
 
 /* "cd WORKDIR; J=.kiln/jobs/ID": every remote script starts so. */
