@@ -401,7 +401,21 @@ enum Verdict cache_check(Cache *c, Task *t, int dry, Buf *reason)
 		buf_puts(reason, CACHE_NO_SUCCESS);
 		return VERDICT_RUN;
 	}
-	const char *components = key_now(c, t, tc);
+	/* a key computed ahead is this command's: its text is made only if it is needed */
+	int ahead = tc->key_ahead;
+	tc->key_ahead = 0;
+	if (ahead) {
+		free(tc->components);
+		tc->components = NULL;
+		tc->key_known = 1;
+	}
+	if (ahead == 2 && !dry && !c->unclean) { /* up to date, as settle_outputs would find */
+		tc->out_hashes = (Hash *)packed_hashes(last->outputs);
+		tc->out_shared = 1;
+		tc->outputs_known = 1;
+		return VERDICT_UP_TO_DATE;
+	}
+	const char *components = ahead ? NULL : key_now(c, t, tc);
 	Hash *want = xmalloc((size_t)(t->noutputs + 1) * sizeof *want);
 	enum Verdict verdict = VERDICT_RUN;
 	Buf found = {0}, why = {0};
@@ -426,6 +440,8 @@ enum Verdict cache_check(Cache *c, Task *t, int dry, Buf *reason)
 			}
 		}
 	}
+	if ((verdict == VERDICT_RUN || dry) && !components)
+		components = key_now(c, t, tc); /* the same key, now with its text */
 	if (verdict == VERDICT_RUN && !reason->len) {
 		if (!last) {
 			buf_puts(reason, CACHE_NO_SUCCESS);

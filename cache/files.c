@@ -639,6 +639,7 @@ void cache_prepare(Cache *c)
 	free(job.rows);
 	free(list);
 	trace_mark("source files hashed");
+	cache_keys_ahead(c);
 }
 
 /* Content hash of a file or directory, through the (path, size, mtime, inode, ctime) memo. */

@@ -101,6 +101,8 @@ typedef struct {
 	unsigned char outputs_known, will_run;
 	unsigned char rewrote;      /* its outputs were written (run or restored) in this command */
 	unsigned char out_shared;   /* out_hashes are its last success's: out_hashes_of copies them first */
+	unsigned char key_ahead;    /* key was computed by cache_keys_ahead (its text not kept): 1, or 2
+				       when its outputs were found as its last success recorded them */
 } TaskCache;
 
 struct Cache {
@@ -171,6 +173,9 @@ int cache_take_lock(Cache *c, const char *kiln_dir, Buf *err);
 void cache_key_text(Cache *c, Task *t, Buf *text, size_t *key_len);
 /* The same, malloc'd. */
 char *cache_key_components(Cache *c, Task *t, size_t *key_len);
+/* Computes, on all cores, the keys of the needed tasks that depend on nothing and whose
+ * inputs are hashed (key.c): cache_prepare's last step. */
+void cache_keys_ahead(Cache *c);
 /* Waits for the loader thread; every entry point calls this before touching state. */
 void cache_ready(Cache *c);
 /* cache_ready, then binds every task to its memo entries once (see files.c). */

@@ -5,6 +5,7 @@
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "internal.h"
 
@@ -225,4 +226,89 @@ void cache_key_text(Cache *c, Task *t, Buf *text, size_t *key_len)
 		}
 	}
 	*text = b;
+}
+
+/* Keys ahead: a task with no dependency (map{} items, the cells of a grid) has its key
+ * decided by source files only, and cache_prepare has stat'ed and hashed those, so its key
+ * is computed here for all such tasks at once, on every core, before the scheduler checks
+ * them one by one, and whether its outputs are those of its last success with that key
+ * (key_ahead 2: up to date). cache_check then takes that finding, and builds the key's
+ * text only when it needs it (the task runs, or a plan explains it). */
+typedef struct {
+	Cache *c;
+	Task **tasks;
+	size_t n;
+} KeysAhead;
+
+#define KEYS_A_BLOCK 512
+
+/* Whether t's outputs are those its last success recorded, each found current in the memo
+ * (hashed): settle_outputs' finding for an up-to-date task, made without writing. */
+static int outputs_as_recorded(const Task *t, const TaskCache *tc)
+{
+	const unsigned char *packed = tc->last->outputs;
+	uint32_t n;
+	if (!packed || (memcpy(&n, packed, 4), n != (uint32_t)t->noutputs))
+		return 0;
+	const Hash *want = packed_hashes(packed);
+	for (int i = 0; i < t->noutputs; i++) {
+		const Memo *m = tc->in_memo[t->ninputs + i];
+		if (!hash_is_absent(want[i]) && !(m->hashed && hash_equal(m->hash, want[i])))
+			return 0;
+	}
+	return 1;
+}
+
+static void keys_of_block(void *ctx, size_t block)
+{
+	KeysAhead *k = ctx;
+	Buf text = {0}; /* one per block: a text for each of a million keys is not made and freed */
+	size_t end = (block + 1) * KEYS_A_BLOCK < k->n ? (block + 1) * KEYS_A_BLOCK : k->n;
+	for (size_t i = block * KEYS_A_BLOCK; i < end; i++) {
+		TaskCache *tc = record_of(k->c, k->tasks[i]);
+		size_t len;
+		cache_key_text(k->c, k->tasks[i], &text, &len); /* reads only: its inputs are hashed */
+		tc->key = hash_bytes(text.data, len);
+		tc->key_ahead = hash_equal(tc->key, tc->last->key) && outputs_as_recorded(k->tasks[i], tc) ? 2 : 1;
+	}
+	buf_free(&text);
+}
+
+/* A memo entry stat'ed this command, found a regular file that matches it: hashed, as
+ * hash_memo would mark it. */
+static int known_now(Memo *m)
+{
+	if (!m->hashed && m->statted && m->present && S_ISREG(m->s_mode) && m->current)
+		m->hashed = 1;
+	return m->hashed;
+}
+
+/* Whether t's key may be computed ahead: needed, recorded, no dependency, and each input a
+ * regular file whose hash this command knows. Its outputs' entries that are current are
+ * marked hashed too (the others leave the check of the outputs to cache_check). */
+static int key_may_go_ahead(Cache *c, Task *t)
+{
+	TaskCache *tc = record_of(c, t);
+	if (!t->needed || t->ndeps || !tc || tc == &c->planned_run || !tc->last || !tc->in_memo)
+		return 0;
+	for (int j = 0; j < t->ninputs; j++)
+		if (!known_now(tc->in_memo[j]))
+			return 0;
+	for (int j = 0; j < t->noutputs; j++)
+		known_now(tc->in_memo[t->ninputs + j]);
+	return 1;
+}
+
+void cache_keys_ahead(Cache *c)
+{
+	Graph *g = c->g;
+	KeysAhead k = {c, xmalloc(((size_t)g->ntasks + 1) * sizeof *k.tasks), 0};
+	for (int i = 0; i < g->ntasks; i++)
+		if (key_may_go_ahead(c, g->tasks[i]))
+			k.tasks[k.n++] = g->tasks[i];
+	/* on one thread (fewer than two blocks) the same work only moves earlier: done all the
+	 * same, so every run takes the path a big one does */
+	parallel_for((k.n + KEYS_A_BLOCK - 1) / KEYS_A_BLOCK, 1, 0, keys_of_block, &k);
+	free(k.tasks);
+	trace_mark("keys computed ahead");
 }

@@ -398,6 +398,32 @@ class CrashSafety(KilnTestCase):
             self.assertEqual(self.ws.read("s%d.txt" % i), "part1-part2\n")
         self.assertEqual(self.ws.kiln("run").ran, set())
 
+    def test_a_big_grid_judged_ahead_on_every_core_finds_each_change(self):
+        # 1500 tasks without dependencies: their keys and outputs are judged before the
+        # checks, several blocks of them at once; each kind of change must still be seen
+        n = 1500
+        for i in range(n):
+            self.ws.write("in/%d.txt" % i, "item %d\n" % i)
+        self.ws.write("kiln.lua", "local items = {}\nfor i = 0, %d do items[#items + 1] = tostring(i) end\n"
+                      "map { name = 'g', items = items, shards = 1, input = 'in/{item}.txt', output = 'out/{item}.txt',\n"
+                      "      run = 'while read it; do tr a-z A-Z < in/$it.txt > out/$it.txt; done < {items}' }\n" % (n - 1))
+        self.assertIn("%d ran, 0 up to date" % (n + 1), self.ws.kiln("run").out)
+        self.assertIn("0 ran, %d up to date" % (n + 1), self.ws.kiln("run").out)
+        self.ws.write("in/700.txt", "changed\n")      # an input: that item runs
+        self.ws.write("out/1300.txt", "tampered\n")   # an output: put back from the store
+        os.remove(self.ws.path("out/5.txt"))          # a deleted output: the same
+        time.sleep(0.01)
+        r = self.ws.kiln("run")
+        self.assertIn("2 ran, %d up to date, 2 restored" % (n + 1 - 4), r.out)  # the item and its group
+        self.assertEqual(r.restored, {"g/1300", "g/5"}, r)
+        self.assertEqual(self.ws.read("out/700.txt"), "CHANGED\n")
+        self.assertEqual(self.ws.read("out/1300.txt"), "ITEM 1300\n")
+        self.assertEqual(self.ws.read("out/5.txt"), "ITEM 5\n")
+        self.ws.write("in/701.txt", "changed too\n")
+        self.assertIn("input in/701.txt", self.ws.kiln("why", "g/701").out)
+        self.assertIn("2 ran, %d up to date" % (n - 1), self.ws.kiln("run").out)
+        self.assertIn("0 ran, %d up to date" % (n + 1), self.ws.kiln("run").out)
+
     def test_orphans_of_a_killed_kiln_are_stopped(self):
         self.ws.write("kiln.lua", 'task { name = "long", run = "sleep 63.29" }\n')
         p = self.ws.spawn("run")
