@@ -3,6 +3,7 @@
  * of commits, not one per task. */
 #define _GNU_SOURCE
 #include "state.h"
+#include "memo.h"
 
 #include <sqlite3.h>
 #include <stdio.h>
@@ -12,14 +13,12 @@
 #include <unistd.h>
 
 enum {
-	Q_MEMO_ALL, Q_MEMO_PUT, Q_LAST_ALL, Q_SUCCESS_FIND, Q_SUCCESS_PUT, Q_LAST_PUT, Q_OUTPUTS_ALL,
+	Q_LAST_ALL, Q_SUCCESS_FIND, Q_SUCCESS_PUT, Q_LAST_PUT, Q_OUTPUTS_ALL,
 	Q_RUN_BEGIN, Q_RUN_END, Q_ATTEMPT_START, Q_ATTEMPT_END, Q_ATTEMPT_OPEN, Q_LAST_LOG,
 	Q_OPEN_JOBS, Q_LOST_JOBS, Q_ATTEMPT_WAITED, Q_ATTEMPT_JOB, Q_ATTEMPT_PORTS, Q_ATTEMPT_KEY, Q_COUNT
 };
 
 static const char *const sql[Q_COUNT] = {
-	[Q_MEMO_ALL] = "SELECT path, size, mtime_ns, ino, ctime_ns, hashed_ns, hash FROM files",
-	[Q_MEMO_PUT] = "INSERT OR REPLACE INTO files VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
 	[Q_LAST_ALL] = "SELECT task, key, outputs FROM last_success",
 	[Q_SUCCESS_FIND] = "SELECT outputs, components FROM successes WHERE task = ?1 AND key = ?2",
 	[Q_SUCCESS_PUT] = "INSERT OR REPLACE INTO successes VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -49,8 +48,8 @@ static const char *const sql[Q_COUNT] = {
 };
 
 static const char schema[] =
-	"CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, ino INTEGER,"
-	"  ctime_ns INTEGER, hashed_ns INTEGER, hash BLOB) WITHOUT ROWID;"
+	/* version 11: a memo row's numbers and hash in one blob (memo_pack), not six columns */
+	"CREATE TABLE IF NOT EXISTS memo (path TEXT PRIMARY KEY, rec BLOB) WITHOUT ROWID;"
 	"CREATE TABLE IF NOT EXISTS successes (task TEXT, key BLOB, components TEXT, outputs TEXT,"
 	"  run_id INTEGER, finished REAL, PRIMARY KEY (task, key)) WITHOUT ROWID;"
 	"CREATE TABLE IF NOT EXISTS last_success (task TEXT PRIMARY KEY, key BLOB, outputs TEXT) WITHOUT ROWID;"
@@ -196,7 +195,8 @@ static State *open_once(const char *path, int readonly, Buf *err, int *damaged)
 			 * for its GPUs before it started, 8 what was placed on each ssh host (a table),
 			 * 9 each attempt's executor, and its host as a column (an ssh attempt's host
 			 * and devices were in its job id, "host:ID/gpus"; the id keeps ID alone),
-			 * 10 the TCP ports an attempt had ({port}: reserved here, or found on its node) */
+			 * 10 the TCP ports an attempt had ({port}: reserved here, or found on its node),
+			 * 11 the memo's rows packed (its six columns cost a no-op run half its reading) */
 			if ((v < 3 && exec_sql(s->db, "ALTER TABLE attempts ADD COLUMN job_id TEXT;"
 						     "ALTER TABLE attempts ADD COLUMN key TEXT;", err)) ||
 			    (v < 4 && exec_sql(s->db, "ALTER TABLE last_success ADD COLUMN outputs TEXT;"
@@ -206,13 +206,14 @@ static State *open_once(const char *path, int readonly, Buf *err, int *damaged)
 			    (v < 6 && exec_sql(s->db, "ALTER TABLE attempts ADD COLUMN failure TEXT;", err)) ||
 			    (v < 7 && exec_sql(s->db, "ALTER TABLE attempts ADD COLUMN waited REAL;", err)) ||
 			    (v < 9 && exec_sql(s->db, migrate_executor, err)) ||
-			    (v < 10 && exec_sql(s->db, "ALTER TABLE attempts ADD COLUMN ports TEXT;", err)))
+			    (v < 10 && exec_sql(s->db, "ALTER TABLE attempts ADD COLUMN ports TEXT;", err)) ||
+			    (v < 11 && memo_migrate(s->db, err)))
 				goto fail;
 		} else if (v != 0 && v != STATE_SCHEMA_VERSION) {
 			fprintf(stderr, "kiln: %s has schema version %d, this kiln uses %d: rebuilding it "
 					"(earlier results are forgotten, so tasks run again)\n",
 				path, v, STATE_SCHEMA_VERSION);
-			if (exec_sql(s->db, "DROP TABLE IF EXISTS files; DROP TABLE IF EXISTS successes;"
+			if (exec_sql(s->db, "DROP TABLE IF EXISTS files; DROP TABLE IF EXISTS memo; DROP TABLE IF EXISTS successes;"
 					    "DROP TABLE IF EXISTS last_success; DROP TABLE IF EXISTS runs;"
 					    "DROP TABLE IF EXISTS attempts;", err))
 				goto fail;
@@ -419,36 +420,7 @@ static int64_t count_rows(State *s, const char *query)
 	return n;
 }
 
-int64_t state_memo_count(State *s) { return count_rows(s, "SELECT count(*) FROM files"); }
-
 int64_t state_last_count(State *s) { return count_rows(s, "SELECT count(*) FROM last_success"); }
-
-int state_each_memo(State *s, void (*fn)(void *ctx, const FileMemo *m), void *ctx)
-{
-	sqlite3_stmt *st = query(s, Q_MEMO_ALL);
-	int rc;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		FileMemo m = {column_text(st, 0), sqlite3_column_int64(st, 1), sqlite3_column_int64(st, 2),
-			      sqlite3_column_int64(st, 3), sqlite3_column_int64(st, 4), sqlite3_column_int64(st, 5),
-			      column_hash(st, 6)};
-		fn(ctx, &m);
-	}
-	sqlite3_reset(st);
-	return rc == SQLITE_DONE ? 0 : -1;
-}
-
-int state_put_memo(State *s, const FileMemo *m)
-{
-	sqlite3_stmt *st = writer(s, Q_MEMO_PUT);
-	sqlite3_bind_text(st, 1, m->path, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, m->size);
-	sqlite3_bind_int64(st, 3, m->mtime_ns);
-	sqlite3_bind_int64(st, 4, m->ino);
-	sqlite3_bind_int64(st, 5, m->ctime_ns);
-	sqlite3_bind_int64(st, 6, m->hashed_ns);
-	bind_hash(st, 7, m->hash);
-	return run_write(s, st);
-}
 
 int state_each_last(State *s, void (*fn)(void *ctx, const char *task, Hash key, const char *outputs), void *ctx)
 {

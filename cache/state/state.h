@@ -10,7 +10,7 @@
 #include "../../base/util.h"
 #include "../../base/hash.h"
 
-#define STATE_SCHEMA_VERSION 10
+#define STATE_SCHEMA_VERSION 11
 
 typedef struct State State;
 
