@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <string.h>
 
+#include "intfmt.h"
+
 int __vsnprintf_chk(char *s, size_t maxlen, int flag, size_t slen, const char *format, va_list ap);
 int __wrap___snprintf_chk(char *s, size_t maxlen, int flag, size_t slen, const char *format, ...);
 
@@ -18,8 +20,7 @@ int __wrap___snprintf_chk(char *s, size_t maxlen, int flag, size_t slen, const c
 static const char pairs[] = "0001020304050607080910111213141516171819202122232425262728293031323334353637383940414243444546474849"
 			    "5051525354555657585960616263646566676869707172737475767778798081828384858687888990919293949596979899";
 
-/* v in decimal at s (room for 21 bytes); its length */
-static int format_lld(char *s, long long v)
+int intfmt_lld(char *s, long long v)
 {
 	char digits[24];
 	char *end = digits + sizeof digits, *p = end;
@@ -51,7 +52,7 @@ int __wrap___snprintf_chk(char *s, size_t maxlen, int flag, size_t slen, const c
 	int n;
 	if (maxlen >= 21 && slen >= maxlen && format[0] == '%' && format[1] == 'l' && format[2] == 'l' &&
 	    format[3] == 'd' && !format[4])
-		n = format_lld(s, va_arg(ap, long long));
+		n = intfmt_lld(s, va_arg(ap, long long));
 	else
 		n = __vsnprintf_chk(s, maxlen, flag, slen, format, ap);
 	va_end(ap);

@@ -10,6 +10,8 @@
 
 /* Replaces io.open by one that refuses every mode but reading ("r", "rb"). */
 void sandbox_guard_io_open(lua_State *L);
+/* Replaces the global tostring by one that writes integers without printf (the same text). */
+void sandbox_quick_tostring(lua_State *L);
 /* Pushes loadfile(path [, env]) for recipes: text chunks only; a parser overflow names its line. */
 void sandbox_push_loadfile(lua_State *L);
 /* Whether msg holds a "name:line:" position. */

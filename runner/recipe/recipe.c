@@ -263,6 +263,7 @@ int recipe_load(Graph *g, const char *path, const RecipeLoad *lo, Buf *err)
 	free(recipe_abs);
 	int rc = -1, stopped = 0;
 	luaL_openlibs(L);
+	sandbox_quick_tostring(L);
 	lkiln_open(L, &ctx);
 	sandbox_guard_io_open(L);
 	lua_pushcfunction(L, message_handler);

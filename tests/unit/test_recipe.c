@@ -70,6 +70,24 @@ int main(void)
 	CHECK_STR(g->tasks[2]->opts->executor, "local");
 	graph_free(g);
 
+	/* tostring writes integers itself: the same text as Lua's own (a concatenation), and
+	 * what has a __tostring (numbers too, given a metatable) still goes through it */
+	CHECK(load("for _, v in ipairs({0, 7, -7, 10, 99, 100, -100, 123456789, math.maxinteger, math.mininteger,\n"
+		   "                     1.5, -0.0, 1e100, 2^53, 3.0}) do\n"
+		   "  assert(tostring(v) == v .. '', tostring(v) .. ' vs ' .. v)\n"
+		   "end\n"
+		   "assert(tostring(nil) == 'nil' and tostring(true) == 'true' and tostring('s') == 's')\n"
+		   "assert(tostring(setmetatable({}, {__tostring = function() return 'meta' end})) == 'meta')\n"
+		   "assert(not pcall(tostring))\n"
+		   "if debug and debug.setmetatable then\n"
+		   "  debug.setmetatable(0, {__tostring = function(n) return 'n' .. string.format('%d', n) end})\n"
+		   "  assert(tostring(5) == 'n5', tostring(5))\n"
+		   "  debug.setmetatable(0, nil)\n"
+		   "end\n"
+		   "task { name = 't' .. tostring(42), run = 'true' }\n", NULL, 0, &g, &err) == 0);
+	CHECK_STR(g->tasks[0]->name, "t42");
+	graph_free(g);
+
 	CHECK(load("params { batch = 64 }\n", (char *[]){"batch=many"}, 1, &g, &err) == -1);
 	CHECK_CONTAINS(buf_str(&err), "param batch=many: expected a number");
 	graph_free(g);
