@@ -25,7 +25,7 @@ static int stat_once(Memo *m);
 static int hash_dir(Cache *c, const char *path, Hash *out);
 static void bind_tasks_now(Cache *c);
 static void load_memo(void *ctx, const FileMemo *fm);
-static void load_last(void *ctx, const char *task, Hash key, const char *outputs);
+static void load_last(void *ctx, const char *task, Hash key, const unsigned char *outputs);
 
 #define STATS_AT_ONCE 128
 
@@ -229,12 +229,16 @@ static void load_memo(void *ctx, const FileMemo *fm)
 	atomic_store_explicit(&c->nto_stat, c->memo.count, memory_order_release);
 }
 
-static void load_last(void *ctx, const char *task, Hash key, const char *outputs)
+static void load_last(void *ctx, const char *task, Hash key, const unsigned char *outputs)
 {
 	Cache *c = ctx;
 	LastSuccess *l = cache_new_last(c, task);
 	l->key = key;
-	l->outputs = cache_pack_outputs(&c->arena, outputs);
+	if (outputs) { /* the state keeps them packed as the cache does */
+		uint32_t n;
+		memcpy(&n, outputs, 4);
+		l->outputs = memcpy(arena_alloc8(&c->arena, STATE_PACKED_SIZE(n)), outputs, STATE_PACKED_SIZE(n));
+	}
 	ktable_append(&c->last, l, hash_str(task)); /* rows are distinct tasks */
 }
 

@@ -42,7 +42,8 @@ typedef struct {
  * recorded paths are the declared ones. */
 typedef struct {
 	Hash key;
-	const unsigned char *outputs; /* a count, then a hash per output (cache_pack_outputs) */
+	const unsigned char *outputs; /* a count, then a hash per output (cache_pack_outputs; the
+					 state keeps them so: STATE_PACKED_SIZE), or NULL */
 } LastSuccess;
 
 /* The task name of last success l. */

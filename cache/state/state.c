@@ -3,7 +3,7 @@
  * of commits, not one per task. */
 #define _GNU_SOURCE
 #include "state.h"
-#include "memo.h"
+#include "packed.h"
 
 #include <sqlite3.h>
 #include <stdio.h>
@@ -13,16 +13,14 @@
 #include <unistd.h>
 
 enum {
-	Q_LAST_ALL, Q_SUCCESS_FIND, Q_SUCCESS_PUT, Q_LAST_PUT, Q_OUTPUTS_ALL,
+	Q_SUCCESS_FIND, Q_SUCCESS_PUT, Q_OUTPUTS_ALL,
 	Q_RUN_BEGIN, Q_RUN_END, Q_ATTEMPT_START, Q_ATTEMPT_END, Q_ATTEMPT_OPEN, Q_LAST_LOG,
 	Q_OPEN_JOBS, Q_LOST_JOBS, Q_ATTEMPT_WAITED, Q_ATTEMPT_JOB, Q_ATTEMPT_PORTS, Q_ATTEMPT_KEY, Q_COUNT
 };
 
 static const char *const sql[Q_COUNT] = {
-	[Q_LAST_ALL] = "SELECT task, key, outputs FROM last_success",
 	[Q_SUCCESS_FIND] = "SELECT outputs, components FROM successes WHERE task = ?1 AND key = ?2",
 	[Q_SUCCESS_PUT] = "INSERT OR REPLACE INTO successes VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-	[Q_LAST_PUT] = "INSERT OR REPLACE INTO last_success VALUES (?1, ?2, ?3)",
 	[Q_OUTPUTS_ALL] = "SELECT outputs FROM successes",
 	[Q_RUN_BEGIN] = "INSERT INTO runs (started, host, pid, command) VALUES (?1, ?2, ?3, ?4)",
 	[Q_RUN_END] = "UPDATE runs SET ended = ?2, outcome = ?3 WHERE id = ?1",
@@ -52,7 +50,8 @@ static const char schema[] =
 	"CREATE TABLE IF NOT EXISTS memo (path TEXT PRIMARY KEY, rec BLOB) WITHOUT ROWID;"
 	"CREATE TABLE IF NOT EXISTS successes (task TEXT, key BLOB, components TEXT, outputs TEXT,"
 	"  run_id INTEGER, finished REAL, PRIMARY KEY (task, key)) WITHOUT ROWID;"
-	"CREATE TABLE IF NOT EXISTS last_success (task TEXT PRIMARY KEY, key BLOB, outputs TEXT) WITHOUT ROWID;"
+	/* version 12: a last success's outputs as their hashes, packed (packed.c), not text */
+	"CREATE TABLE IF NOT EXISTS last_success (task TEXT PRIMARY KEY, key BLOB, outputs BLOB) WITHOUT ROWID;"
 	"CREATE TABLE IF NOT EXISTS runs (id INTEGER PRIMARY KEY, started REAL, ended REAL, host TEXT,"
 	"  pid INTEGER, command TEXT, outcome TEXT);"
 	"CREATE TABLE IF NOT EXISTS attempts (id INTEGER PRIMARY KEY, run_id INTEGER, task TEXT,"
@@ -196,7 +195,8 @@ static State *open_once(const char *path, int readonly, Buf *err, int *damaged)
 			 * 9 each attempt's executor, and its host as a column (an ssh attempt's host
 			 * and devices were in its job id, "host:ID/gpus"; the id keeps ID alone),
 			 * 10 the TCP ports an attempt had ({port}: reserved here, or found on its node),
-			 * 11 the memo's rows packed (its six columns cost a no-op run half its reading) */
+			 * 11 the memo's rows packed (its six columns cost a no-op run half its reading),
+			 * 12 a last success's outputs packed (their text was parsed on every no-op) */
 			if ((v < 3 && exec_sql(s->db, "ALTER TABLE attempts ADD COLUMN job_id TEXT;"
 						     "ALTER TABLE attempts ADD COLUMN key TEXT;", err)) ||
 			    (v < 4 && exec_sql(s->db, "ALTER TABLE last_success ADD COLUMN outputs TEXT;"
@@ -207,7 +207,7 @@ static State *open_once(const char *path, int readonly, Buf *err, int *damaged)
 			    (v < 7 && exec_sql(s->db, "ALTER TABLE attempts ADD COLUMN waited REAL;", err)) ||
 			    (v < 9 && exec_sql(s->db, migrate_executor, err)) ||
 			    (v < 10 && exec_sql(s->db, "ALTER TABLE attempts ADD COLUMN ports TEXT;", err)) ||
-			    (v < 11 && memo_migrate(s->db, err)))
+			    (v < 11 && memo_migrate(s->db, err)) || (v < 12 && last_migrate(s->db, err)))
 				goto fail;
 		} else if (v != 0 && v != STATE_SCHEMA_VERSION) {
 			fprintf(stderr, "kiln: %s has schema version %d, this kiln uses %d: rebuilding it "
@@ -391,45 +391,10 @@ static void bind_hash(sqlite3_stmt *st, int i, Hash h)
 	sqlite3_bind_blob(st, i, b, 16, SQLITE_TRANSIENT);
 }
 
-static Hash column_hash(sqlite3_stmt *st, int i)
-{
-	Hash h = {0, 0};
-	if (sqlite3_column_bytes(st, i) == 16) {
-		const unsigned char *b = sqlite3_column_blob(st, i);
-		memcpy(&h.hi, b, 8);
-		memcpy(&h.lo, b + 8, 8);
-	}
-	return h;
-}
-
 static const char *column_text(sqlite3_stmt *st, int i)
 {
 	const char *t = (const char *)sqlite3_column_text(st, i);
 	return t ? t : "";
-}
-
-static int64_t count_rows(State *s, const char *query)
-{
-	sqlite3_stmt *st;
-	int64_t n = 0;
-	if (sqlite3_prepare_v2(s->db, query, -1, &st, NULL) != SQLITE_OK)
-		return 0;
-	if (sqlite3_step(st) == SQLITE_ROW)
-		n = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
-	return n;
-}
-
-int64_t state_last_count(State *s) { return count_rows(s, "SELECT count(*) FROM last_success"); }
-
-int state_each_last(State *s, void (*fn)(void *ctx, const char *task, Hash key, const char *outputs), void *ctx)
-{
-	sqlite3_stmt *st = query(s, Q_LAST_ALL);
-	int rc;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-		fn(ctx, column_text(st, 0), column_hash(st, 1), column_text(st, 2));
-	sqlite3_reset(st);
-	return rc == SQLITE_DONE ? 0 : -1;
 }
 
 int state_find_success(State *s, const char *task, Hash key, Buf *outputs, Buf *components)
@@ -460,15 +425,6 @@ int state_put_success(State *s, const char *task, Hash key, const char *componen
 	if (run_write(s, st) != 0)
 		return -1;
 	return state_set_last(s, task, key, outputs);
-}
-
-int state_set_last(State *s, const char *task, Hash key, const char *outputs)
-{
-	sqlite3_stmt *st = writer(s, Q_LAST_PUT);
-	sqlite3_bind_text(st, 1, task, -1, SQLITE_STATIC);
-	bind_hash(st, 2, key);
-	sqlite3_bind_text(st, 3, outputs, -1, SQLITE_STATIC);
-	return run_write(s, st);
 }
 
 int state_outputs_next(const char **p, Hash *hash, const char **path, size_t *path_len)

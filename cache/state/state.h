@@ -10,7 +10,7 @@
 #include "../../base/util.h"
 #include "../../base/hash.h"
 
-#define STATE_SCHEMA_VERSION 11
+#define STATE_SCHEMA_VERSION 12
 
 typedef struct State State;
 
@@ -54,14 +54,19 @@ int64_t state_memo_count(State *s);
 int64_t state_last_count(State *s);
 int state_put_memo(State *s, const FileMemo *m);
 
-/* Calls fn for every task's last success (task, key, outputs text). */
-int state_each_last(State *s, void (*fn)(void *ctx, const char *task, Hash key, const char *outputs), void *ctx);
+/* Calls fn for every task's last success: its task, key and outputs packed (a uint32 count,
+ * 4 spare bytes, then each declared output's Hash in order: STATE_PACKED_SIZE(count)
+ * bytes, alive during the call), or NULL when the row's do not unpack. */
+#define STATE_PACKED_SIZE(count) (8 + (size_t)(count) * sizeof(Hash))
+int state_each_last(State *s, void (*fn)(void *ctx, const char *task, Hash key, const unsigned char *outputs),
+		    void *ctx);
 /* Finds the success of task with key; fills outputs / components when non-NULL. 1 if found. */
 int state_find_success(State *s, const char *task, Hash key, Buf *outputs, Buf *components);
 /* Writes return 0, or -1 with state_error() set. */
 int state_put_success(State *s, const char *task, Hash key, const char *components, const char *outputs,
 		      int64_t run_id);
-/* Points the task's last success at key (an earlier success being restored). */
+/* Points the task's last success at key (an earlier success being restored), with its
+ * outputs text (as recorded with the success; kept packed). */
 int state_set_last(State *s, const char *task, Hash key, const char *outputs);
 /* Recorded outputs are one text per success, a line "<32 hex> <path>" per declared output;
  * this is its one parser: reads the line at *p and moves past it. 1, 0 at the end, -1

@@ -197,7 +197,7 @@ class Cache(KilnTestCase):
     def test_schema_3_is_migrated_keeping_results(self):
         # the shape version 3 wrote: last_success without the outputs column
         db = sqlite3.connect(self.ws.path(".kiln/state.db"))
-        memo_as_columns(db)
+        as_version_10(db)
         db.executescript("CREATE TABLE old AS SELECT task, key FROM last_success; DROP TABLE last_success;"
                          "CREATE TABLE last_success (task TEXT PRIMARY KEY, key BLOB) WITHOUT ROWID;"
                          "INSERT INTO last_success SELECT * FROM old; DROP TABLE old;"
@@ -208,43 +208,53 @@ class Cache(KilnTestCase):
         db.close()
         r = self.ws.kiln("run")
         self.assertEqual(r.rc, 0, r)
-        self.assertIn("from schema version 3 to 11", r.err)
+        self.assertIn("from schema version 3 to 12", r.err)
         self.assertEqual(r.ran, set(), "migration keeps every success")
         os.remove(self.ws.path("out/a.txt"))
         self.assertEqual(self.ws.kiln("run").restored, {"leaf/a"}, "migrated outputs still restore")
         self.assertNotIn("migrating", self.ws.kiln("run").err, "migrated once")
 
-    def test_schema_10s_memo_is_packed_without_hashing_anything_again(self):
+    def test_schema_10s_memo_and_last_successes_are_packed_without_hashing_anything_again(self):
         time.sleep(0.1)
         self.assertEqual(self.ws.kiln("run").ran, set())  # outputs hashed as they were written settle
         db = sqlite3.connect(self.ws.path(".kiln/state.db"))
-        before = memo_as_columns(db)
+        memo, last = as_version_10(db)
         db.execute("PRAGMA user_version = 10")
         db.commit()
         db.close()
-        self.assertGreaterEqual(len(before), 7, before)  # three sources, six outputs...
+        self.assertGreaterEqual(len(memo), 9, memo)  # three sources, six outputs...
+        self.assertEqual(len(last), 6, last)
         r = self.ws.kiln("run")
-        self.assertIn("from schema version 10 to 11", r.err)
-        self.assertEqual(r.ran, set(), r)
+        self.assertIn("from schema version 10 to 12", r.err)
+        self.assertEqual((r.ran, r.restored), (set(), set()), r)  # each up to date by its last success
         db = sqlite3.connect(self.ws.path(".kiln/state.db"))
-        after = sorted(db.execute("SELECT path, rec FROM memo").fetchall())
+        self.assertEqual(sorted(db.execute("SELECT path, rec FROM memo").fetchall()), memo,
+                         "each row as it was, its hash time too: nothing was hashed again")
+        self.assertEqual(sorted(db.execute("SELECT task, key, outputs FROM last_success").fetchall()), last)
         self.assertFalse(db.execute("SELECT name FROM sqlite_master WHERE name = 'files'").fetchall())
         db.close()
-        self.assertEqual(after, before, "each row as it was, its hash time too: nothing was hashed again")
         self.ws.write("src/a.txt", "line a, edited\n")
         self.assertEqual(self.ws.kiln("run").ran, {"leaf/a", "mid/ab", "len/ab"})
 
 
-def memo_as_columns(db):
-    """The memo as versions up to 10 kept it: a table `files` of six columns."""
+def as_version_10(db):
+    """The memo and the last successes as versions up to 10 kept them: a table `files` of six
+    columns, and each last success's outputs as the text recorded with its success. Returns
+    the memo's rows and the last successes' as they were."""
     rows = db.execute("SELECT path, rec FROM memo").fetchall()
+    last = db.execute("SELECT task, key, outputs FROM last_success").fetchall()
     db.execute("CREATE TABLE files (path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, ino INTEGER,"
                "  ctime_ns INTEGER, hashed_ns INTEGER, hash BLOB) WITHOUT ROWID")
     for path, rec in rows:
         db.execute("INSERT INTO files VALUES (?, ?, ?, ?, ?, ?, ?)", (path,) + struct.unpack("<5q", rec[:40]) + (rec[40:],))
     db.execute("DROP TABLE memo")
+    db.executescript("CREATE TABLE old AS SELECT task, key FROM last_success; DROP TABLE last_success;"
+                     "CREATE TABLE last_success (task TEXT PRIMARY KEY, key BLOB, outputs TEXT) WITHOUT ROWID;"
+                     "INSERT INTO last_success SELECT o.task, o.key, s.outputs FROM old o"
+                     "  JOIN successes s ON s.task = o.task AND s.key = o.key;"
+                     "DROP TABLE old;")
     db.commit()
-    return sorted(rows)
+    return sorted(rows), sorted(last)
 
 
 class Accept(KilnTestCase):

@@ -95,7 +95,8 @@ task { name = "use", inputs = {"best.pt"}, outputs = {"used.txt"}, run = "cat be
         self.assertIn("use: its input best.pt is an optional output of train, which did not make it", r.out)
         self.assertEqual(self.ws.kiln("run", "best=no", "train").ran, set(), "the success without it stands")
         db = sqlite3.connect(self.ws.path(".kiln/state.db"))
-        outputs = db.execute("SELECT outputs FROM last_success WHERE task = 'train'").fetchone()[0]
+        outputs = db.execute("SELECT s.outputs FROM last_success l JOIN successes s ON s.task = l.task AND s.key = l.key"
+                             " WHERE l.task = 'train'").fetchone()[0]
         db.close()
         self.assertIn("0" * 32 + " best.pt", outputs, "recorded as absent")
 
