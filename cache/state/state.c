@@ -225,7 +225,14 @@ static State *open_once(const char *path, int readonly, Buf *err, int *damaged)
 		     exec_sql(s->db, "COMMIT", err)))
 			goto fail;
 	} else if (user_version(s->db) != STATE_SCHEMA_VERSION) {
-		buf_printf(err, "%s has another schema version; run `kiln run` once to rebuild it", path);
+		int v = user_version(s->db);
+		if (v >= 1 && v < STATE_SCHEMA_VERSION)
+			buf_printf(err, "%s was written by an earlier kiln (schema version %d, this one uses %d): run `kiln run` "
+					"once to migrate it in place, keeping every result", path, v, STATE_SCHEMA_VERSION);
+		else
+			buf_printf(err, "%s has schema version %d, this kiln uses %d: use the kiln that wrote it, or `kiln "
+					"run` with this one rebuilds it (earlier results are forgotten, so tasks run again)",
+				   path, v, STATE_SCHEMA_VERSION);
 		goto fail;
 	}
 	return s; /* its statements are prepared on first use (query): a no-op run uses 2 of them */

@@ -224,6 +224,9 @@ class Cache(KilnTestCase):
         db.close()
         self.assertGreaterEqual(len(memo), 9, memo)  # three sources, six outputs...
         self.assertEqual(len(last), 6, last)
+        st = self.ws.kiln("status")  # reads only: says what `kiln run` will do
+        self.assertIn("written by an earlier kiln (schema version 10, this one uses 12): run `kiln run` once to "
+                      "migrate it in place, keeping every result", st.err)
         r = self.ws.kiln("run")
         self.assertIn("from schema version 10 to 12", r.err)
         self.assertEqual((r.ran, r.restored), (set(), set()), r)  # each up to date by its last success
