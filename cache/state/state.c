@@ -224,6 +224,11 @@ static State *open_once(const char *path, int readonly, Buf *err, int *damaged)
 		    (exec_sql(s->db, schema, err) || exec_sql(s->db, "PRAGMA user_version = " STR(STATE_SCHEMA_VERSION), err) ||
 		     exec_sql(s->db, "COMMIT", err)))
 			goto fail;
+		/* a migration rewrites tables whole: its log (hundreds of MiB for a million
+		 * tasks) goes into the database now and the file is emptied (a reader may keep
+		 * it: nothing is lost then) */
+		if (v >= 1 && v != STATE_SCHEMA_VERSION)
+			sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
 	} else if (user_version(s->db) != STATE_SCHEMA_VERSION) {
 		int v = user_version(s->db);
 		if (v >= 1 && v < STATE_SCHEMA_VERSION)
