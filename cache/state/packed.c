@@ -163,79 +163,71 @@ int state_set_last(State *s, const char *task, Hash key, const char *outputs)
 	return rc;
 }
 
-static int migrate_failed(sqlite3 *db, const char *what, Buf *err)
+/* Rewrites a table's rows in another form, inside the caller's transaction: runs before,
+ * inserts each row select gives through insert (convert binds it), then runs after. */
+static int rewrite_rows(sqlite3 *db, const char *what, const char *before, const char *select, const char *insert,
+			void (*convert)(sqlite3_stmt *from, sqlite3_stmt *to, Buf *scratch), const char *after, Buf *err)
 {
-	buf_printf(err, "state database: migrating %s: %s", what, sqlite3_errmsg(db));
-	return -1;
+	sqlite3_stmt *from = NULL, *to = NULL;
+	Buf scratch = {0};
+	int step = SQLITE_ERROR;
+	if (sqlite3_exec(db, before, NULL, NULL, NULL) == SQLITE_OK &&
+	    sqlite3_prepare_v2(db, select, -1, &from, NULL) == SQLITE_OK &&
+	    sqlite3_prepare_v2(db, insert, -1, &to, NULL) == SQLITE_OK)
+		while ((step = sqlite3_step(from)) == SQLITE_ROW) {
+			convert(from, to, &scratch);
+			int put = sqlite3_step(to);
+			sqlite3_reset(to);
+			if (put != SQLITE_DONE) {
+				step = put;
+				break;
+			}
+		}
+	buf_free(&scratch);
+	sqlite3_finalize(from);
+	sqlite3_finalize(to);
+	if (step != SQLITE_DONE || sqlite3_exec(db, after, NULL, NULL, NULL) != SQLITE_OK) {
+		buf_printf(err, "state database: migrating %s: %s", what, sqlite3_errmsg(db));
+		return -1;
+	}
+	return 0;
+}
+
+/* A row of version 10's `files` (path, size, mtime_ns, ino, ctime_ns, hashed_ns, hash), packed. */
+static void memo_row(sqlite3_stmt *from, sqlite3_stmt *to, Buf *scratch)
+{
+	(void)scratch;
+	FileMemo m = {NULL, sqlite3_column_int64(from, 1), sqlite3_column_int64(from, 2), sqlite3_column_int64(from, 3),
+		      sqlite3_column_int64(from, 4), sqlite3_column_int64(from, 5), blob_hash(from, 6)};
+	unsigned char rec[MEMO_REC];
+	sqlite3_bind_text(to, 1, (const char *)sqlite3_column_text(from, 0), -1, SQLITE_TRANSIENT);
+	sqlite3_bind_blob(to, 2, memo_pack(&m, rec), MEMO_REC, SQLITE_TRANSIENT);
 }
 
 int memo_migrate(sqlite3 *db, Buf *err)
 {
-	sqlite3_stmt *from = NULL, *to = NULL;
 	/* `files` made if absent (a hand-made database): then nothing is copied */
-	if (sqlite3_exec(db, "CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER,"
-			     "  ino INTEGER, ctime_ns INTEGER, hashed_ns INTEGER, hash BLOB) WITHOUT ROWID;"
-			     "CREATE TABLE IF NOT EXISTS memo (path TEXT PRIMARY KEY, rec BLOB) WITHOUT ROWID;",
-			 NULL, NULL, NULL) != SQLITE_OK ||
-	    sqlite3_prepare_v2(db, "SELECT path, size, mtime_ns, ino, ctime_ns, hashed_ns, hash FROM files", -1, &from,
-			       NULL) != SQLITE_OK ||
-	    sqlite3_prepare_v2(db, memo_put, -1, &to, NULL) != SQLITE_OK) {
-		sqlite3_finalize(from);
-		return migrate_failed(db, "the memo", err);
-	}
-	int step;
-	while ((step = sqlite3_step(from)) == SQLITE_ROW) {
-		FileMemo m = {NULL, sqlite3_column_int64(from, 1), sqlite3_column_int64(from, 2), sqlite3_column_int64(from, 3),
-			      sqlite3_column_int64(from, 4), sqlite3_column_int64(from, 5), {0, 0}};
-		m.hash = blob_hash(from, 6);
-		unsigned char rec[MEMO_REC];
-		sqlite3_bind_text(to, 1, (const char *)sqlite3_column_text(from, 0), -1, SQLITE_TRANSIENT);
-		sqlite3_bind_blob(to, 2, memo_pack(&m, rec), MEMO_REC, SQLITE_STATIC);
-		int put = sqlite3_step(to);
-		sqlite3_reset(to);
-		if (put != SQLITE_DONE) {
-			step = put;
-			break;
-		}
-	}
-	sqlite3_finalize(from);
-	sqlite3_finalize(to);
-	if (step != SQLITE_DONE || sqlite3_exec(db, "DROP TABLE files;", NULL, NULL, NULL) != SQLITE_OK)
-		return migrate_failed(db, "the memo", err);
-	return 0;
+	return rewrite_rows(db, "the memo",
+			    "CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER,"
+			    "  ino INTEGER, ctime_ns INTEGER, hashed_ns INTEGER, hash BLOB) WITHOUT ROWID;"
+			    "CREATE TABLE IF NOT EXISTS memo (path TEXT PRIMARY KEY, rec BLOB) WITHOUT ROWID;",
+			    "SELECT path, size, mtime_ns, ino, ctime_ns, hashed_ns, hash FROM files", memo_put, memo_row,
+			    "DROP TABLE files;", err);
+}
+
+/* A last success (task, key, outputs text), its outputs packed. */
+static void last_row(sqlite3_stmt *from, sqlite3_stmt *to, Buf *scratch)
+{
+	sqlite3_bind_value(to, 1, sqlite3_column_value(from, 0));
+	sqlite3_bind_value(to, 2, sqlite3_column_value(from, 1));
+	bind_packed(to, 3, (const char *)sqlite3_column_text(from, 2), scratch);
 }
 
 int last_migrate(sqlite3 *db, Buf *err)
 {
-	sqlite3_stmt *from = NULL, *to = NULL;
-	if (sqlite3_exec(db, "CREATE TABLE IF NOT EXISTS last_success (task TEXT PRIMARY KEY, key BLOB, outputs TEXT)"
-			     "  WITHOUT ROWID;"
-			     "CREATE TABLE last_packed (task TEXT PRIMARY KEY, key BLOB, outputs BLOB) WITHOUT ROWID;",
-			 NULL, NULL, NULL) != SQLITE_OK ||
-	    sqlite3_prepare_v2(db, "SELECT task, key, outputs FROM last_success", -1, &from, NULL) != SQLITE_OK ||
-	    sqlite3_prepare_v2(db, "INSERT INTO last_packed VALUES (?1, ?2, ?3)", -1, &to, NULL) != SQLITE_OK) {
-		sqlite3_finalize(from);
-		return migrate_failed(db, "the last successes", err);
-	}
-	Buf packed = {0};
-	int step;
-	while ((step = sqlite3_step(from)) == SQLITE_ROW) {
-		sqlite3_bind_value(to, 1, sqlite3_column_value(from, 0));
-		sqlite3_bind_value(to, 2, sqlite3_column_value(from, 1));
-		bind_packed(to, 3, (const char *)sqlite3_column_text(from, 2), &packed);
-		int put = sqlite3_step(to);
-		sqlite3_reset(to);
-		if (put != SQLITE_DONE) {
-			step = put;
-			break;
-		}
-	}
-	buf_free(&packed);
-	sqlite3_finalize(from);
-	sqlite3_finalize(to);
-	if (step != SQLITE_DONE ||
-	    sqlite3_exec(db, "DROP TABLE last_success; ALTER TABLE last_packed RENAME TO last_success;", NULL, NULL, NULL) !=
-		    SQLITE_OK)
-		return migrate_failed(db, "the last successes", err);
-	return 0;
+	return rewrite_rows(db, "the last successes",
+			    "CREATE TABLE IF NOT EXISTS last_success (task TEXT PRIMARY KEY, key BLOB, outputs TEXT) WITHOUT ROWID;"
+			    "CREATE TABLE last_packed (task TEXT PRIMARY KEY, key BLOB, outputs BLOB) WITHOUT ROWID;",
+			    "SELECT task, key, outputs FROM last_success", "INSERT INTO last_packed VALUES (?1, ?2, ?3)", last_row,
+			    "DROP TABLE last_success; ALTER TABLE last_packed RENAME TO last_success;", err);
 }

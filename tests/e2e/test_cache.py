@@ -236,6 +236,26 @@ class Cache(KilnTestCase):
         self.assertEqual(sorted(db.execute("SELECT task, key, outputs FROM last_success").fetchall()), last)
         self.assertFalse(db.execute("SELECT name FROM sqlite_master WHERE name = 'files'").fetchall())
         db.close()
+
+    def test_a_packing_migration_that_fails_leaves_version_10_whole(self):
+        db = sqlite3.connect(self.ws.path(".kiln/state.db"))
+        memo, last = as_version_10(db)
+        db.execute("CREATE TABLE last_packed (x)")  # in the way of the last step
+        db.execute("PRAGMA user_version = 10")
+        db.commit()
+        db.close()
+        r = self.ws.kiln("run")
+        self.assertNotEqual(r.rc, 0, r)
+        self.assertIn("migrating the last successes: table last_packed already exists", r.err)
+        db = sqlite3.connect(self.ws.path(".kiln/state.db"))
+        self.assertEqual(db.execute("PRAGMA user_version").fetchone()[0], 10)
+        self.assertEqual(db.execute("SELECT count(*) FROM files").fetchone()[0], len(memo), "the memo's step undone")
+        self.assertFalse(db.execute("SELECT name FROM sqlite_master WHERE name = 'memo'").fetchall())
+        db.execute("DROP TABLE last_packed")
+        db.commit()
+        db.close()
+        r = self.ws.kiln("run")
+        self.assertEqual((r.rc, r.ran, r.restored), (0, set(), set()), r)
         self.ws.write("src/a.txt", "line a, edited\n")
         self.assertEqual(self.ws.kiln("run").ran, {"leaf/a", "mid/ab", "len/ab"})
 
