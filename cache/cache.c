@@ -230,6 +230,7 @@ LastSuccess *cache_new_last(Cache *c, const char *task)
 {
 	size_t len = strlen(task);
 	LastSuccess *l = arena_alloc8(&c->arena, sizeof *l + len + 1);
+	*l = (LastSuccess){{0, 0}, NULL}; /* the arena's memory is not zeroed: no outputs until given */
 	memcpy((char *)(l + 1), task, len + 1);
 	return l;
 }
