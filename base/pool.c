@@ -1,9 +1,11 @@
-/* pool.c — size-class free lists over 64 KiB chunks (see pool.h). A block given back
- * holds the free list's next pointer in its first bytes. */
+/* pool.c — size-class free lists over chunks of 64 KiB up to 4 MiB (see pool.h). A block
+ * given back holds the free list's next pointer in its first bytes. */
 #include "pool.h"
 
 #include <stdlib.h>
 #include <string.h>
+
+#include "util.h"
 
 #ifdef __SANITIZE_ADDRESS__ /* under ASan a block is addressable only while handed out */
 #include <sanitizer/asan_interface.h>
@@ -14,10 +16,16 @@
 #define UNPOISON(p, n) ((void)(p), (void)(n))
 #endif
 
-#define CHUNK_BYTES (64 * 1024)
+/* Chunks double from 64 KiB to 4 MiB, as arena blocks do: a small recipe's Lua stays
+ * small, and a million items' strings live in huge pages (big_alloc), where the string
+ * table's random look-ups find them without a TLB miss each (a 1M-item list built with
+ * tostring: 490 -> 330 ms). */
+#define FIRST_CHUNK (64 * 1024)
+#define LAST_CHUNK (4 * 1024 * 1024)
 
 struct PoolChunk {
 	PoolChunk *next;
+	size_t cap; /* bytes after the header */
 	_Alignas(16) char bytes[];
 };
 
@@ -44,14 +52,20 @@ static void *small_alloc(Pool *p, size_t cls, size_t n)
 		return block;
 	size_t bytes = (cls + 1) * 16;
 	if ((size_t)(p->carve_end - p->carve) < bytes) {
-		PoolChunk *c = malloc(sizeof *c + CHUNK_BYTES);
+		size_t size = p->chunks ? (sizeof *p->chunks + p->chunks->cap) * 2 : FIRST_CHUNK;
+		if (size > LAST_CHUNK)
+			size = LAST_CHUNK;
+		/* under 4 MiB a failure is Lua's "not enough memory"; big_alloc's mmap failing
+		 * falls back to malloc, and only that failing too ends kiln */
+		PoolChunk *c = size < LAST_CHUNK ? malloc(size) : big_alloc(size);
 		if (!c)
 			return NULL;
 		c->next = p->chunks;
+		c->cap = size - sizeof *c;
 		p->chunks = c;
 		p->carve = c->bytes; /* what was left of the last chunk is under 256 bytes */
-		p->carve_end = c->bytes + CHUNK_BYTES;
-		POISON(c->bytes, CHUNK_BYTES);
+		p->carve_end = c->bytes + c->cap;
+		POISON(c->bytes, c->cap);
 	}
 	block = p->carve;
 	p->carve += bytes;
@@ -83,11 +97,15 @@ static __attribute__((noinline)) void *realloc_slow(Pool *p, void *ptr, size_t o
 	void *fresh;
 	if (!was_small && !small && old_size > 0) {
 		fresh = realloc(ptr, new_size);
+		if (fresh && new_size > old_size)
+			advise_huge(fresh, new_size);
 		return fresh ? fresh : new_size <= old_size ? ptr : NULL;
 	}
 	fresh = small ? small_alloc(p, class_of(new_size), new_size) : malloc(new_size);
 	if (!fresh)
 		return new_size <= old_size ? ptr : NULL;
+	if (!small)
+		advise_huge(fresh, new_size);
 	if (old_size > 0) {
 		memcpy(fresh, ptr, old_size < new_size ? old_size : new_size);
 		if (was_small)
@@ -119,8 +137,8 @@ void pool_free(Pool *p)
 {
 	for (PoolChunk *c = p->chunks, *next; c; c = next) {
 		next = c->next;
-		UNPOISON(c->bytes, CHUNK_BYTES);
-		free(c);
+		UNPOISON(c->bytes, c->cap);
+		big_free(c, sizeof *c + c->cap);
 	}
 	memset(p, 0, sizeof *p);
 }

@@ -1,8 +1,9 @@
 /* pool.h — a small-block allocator for callers that know each block's size when they
  * free or resize it (as Lua's allocator interface does): blocks up to POOL_SMALL bytes come
- * from free lists per 16-byte size class, carved from 64 KiB chunks; larger ones are
- * malloc'd. A recipe's Lua makes and drops a dozen small tables and strings per task{},
- * which malloc serves at several times the cost. One thread only. */
+ * from free lists per 16-byte size class, carved from chunks of 64 KiB doubling to 4 MiB
+ * (those in huge pages); larger ones are malloc'd, and from 4 MiB up advised as huge pages
+ * (advise_huge). A recipe's Lua makes and drops a dozen small tables and strings per
+ * task{}, which malloc serves at several times the cost. One thread only. */
 #ifndef KILN_POOL_H
 #define KILN_POOL_H
 

@@ -188,12 +188,23 @@ void *big_alloc(size_t n)
 	if (HUGE_PAGE - lead)
 		munmap(p + lead + len, HUGE_PAGE - lead);
 	p += lead;
-#ifdef MADV_HUGEPAGE
-	/* the pages n fills whole; the last, partly used, stays in small pages (a huge one
-	 * there would be resident whole: an index of 10.7 MB would hold 12) */
-	madvise(p, n & ~(size_t)(HUGE_PAGE - 1), MADV_HUGEPAGE);
-#endif
+	advise_huge(p, n);
 	return p;
+}
+
+void advise_huge(void *p, size_t n)
+{
+#ifdef MADV_HUGEPAGE
+	/* the 2 MiB pages [p, p + n) holds whole; the partly used ones at either end stay in
+	 * small pages (a huge one there would be resident whole: an index of 10.7 MB would
+	 * hold 12) */
+	uintptr_t from = ((uintptr_t)p + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1);
+	uintptr_t to = ((uintptr_t)p + n) & ~(uintptr_t)(HUGE_PAGE - 1);
+	if (n >= 2 * HUGE_PAGE && to > from)
+		madvise((void *)from, to - from, MADV_HUGEPAGE);
+#else
+	(void)p, (void)n;
+#endif
 }
 
 void big_free(void *p, size_t n)

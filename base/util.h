@@ -70,6 +70,10 @@ const char *buf_str(Buf *b);
  * big_free takes the size given to big_alloc. Contents are not initialised. */
 void *big_alloc(size_t n);
 void big_free(void *p, size_t n);
+/* Advises the 2 MiB pages that [p, p + n) covers whole as transparent huge pages (nothing
+ * under 4 MiB): for large blocks malloc made, e.g. a recipe's Lua tables and string table,
+ * whose random look-ups would otherwise miss the TLB on nearly every access. */
+void advise_huge(void *p, size_t n);
 
 /* An arena: many small allocations freed at once. Used for the graph's strings. */
 typedef struct ArenaBlock ArenaBlock;

@@ -54,6 +54,41 @@ static int pool_keeps_blocks_apart(void)
 	return (int)wrong;
 }
 
+/* A million-item recipe's worth: small blocks over chunks that grow to 4 MiB (huge pages)
+ * and a large block grown by doubling past 4 MiB, as Lua's string table is; every block
+ * keeps its bytes, and pool_free gives chunks of every size back (ASan: no leak). */
+static int pool_grows_chunks_and_large_blocks(void)
+{
+	enum { SMALL = 300000 };
+	Pool pool = {0};
+	unsigned char **small = malloc(SMALL * sizeof *small);
+	unsigned wrong = 0;
+	size_t big_size = 1024;
+	unsigned char *big = pool_realloc(&pool, NULL, 0, big_size);
+	memset(big, 7, big_size);
+	for (int i = 0; i < SMALL; i++) {
+		size_t n = 16 + (size_t)(i % 5) * 16;
+		small[i] = pool_realloc(&pool, NULL, 0, n);
+		memset(small[i], i & 0xff, n);
+		if ((i & (i - 1)) == 0 && big_size < (16u << 20)) { /* doubling, as tables grow */
+			big = pool_realloc(&pool, big, big_size, big_size * 2);
+			memset(big + big_size, 7, big_size);
+			big_size *= 2;
+		}
+	}
+	for (int i = 0; i < SMALL; i++)
+		for (size_t k = 0; k < 16 + (size_t)(i % 5) * 16; k++)
+			wrong += small[i][k] != (unsigned char)(i & 0xff);
+	for (size_t k = 0; k < big_size; k++)
+		wrong += big[k] != 7;
+	for (int i = 0; i < SMALL; i++)
+		pool_realloc(&pool, small[i], 16 + (size_t)(i % 5) * 16, 0);
+	pool_realloc(&pool, big, big_size, 0);
+	pool_free(&pool);
+	free(small);
+	return big_size >= (8u << 20) ? (int)wrong : -1;
+}
+
 /* What `tar cf` (GNU tar, its default format) makes, unpacked here: long names, a directory,
  * links, an empty and a large file, the members' times; then a stream with a member that
  * climbs out (refused, nothing written), and a damaged one. */
@@ -346,6 +381,7 @@ int main(void)
 	graph_free(g);
 
 	CHECK(pool_keeps_blocks_apart() == 0);
+	CHECK(pool_grows_chunks_and_large_blocks() == 0);
 
 	char d[32];
 	format_duration(0.42, d, sizeof d);
