@@ -14,6 +14,7 @@ inputs, output and record; the first run is two shard processes instead of N spa
 usage: bench/compare.py [--kiln build/kiln] [--sizes 1000,10000] [--plan 100000] [--noop 100000,1000000] [--tools kiln,ninja,make,snakemake]
 """
 import argparse
+import atexit
 import os
 import shutil
 import statistics
@@ -145,6 +146,19 @@ def generate_map(root, n):
                 % (n - 1))
 
 
+def stat_floor(root, n):
+    """Seconds a bare C loop takes to stat the n items' inputs and outputs of a map
+    workspace on every core (bench/statfloor.c, best of three): what no no-op goes under
+    here. None when no C compiler is at hand."""
+    exe = os.path.join(tempfile.gettempdir(), "kiln-statfloor-%d" % os.getpid())
+    if not os.path.exists(exe):
+        cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+        if not cc or subprocess.run([cc, "-O2", "-pthread", "-o", exe, os.path.join(HERE, "statfloor.c")]).returncode:
+            return None
+        atexit.register(os.unlink, exe)
+    return float(subprocess.run([exe, root, str(n)], capture_output=True, text=True, check=True).stdout)
+
+
 def noop_time(n, kiln, rounds=3):
     """The first run's wall time, then the median wall time and peak RSS (MiB) of the
     no-op re-run, of an n-task map{} grid."""
@@ -167,7 +181,7 @@ def noop_time(n, kiln, rounds=3):
             wall, kib = p.stderr.strip().splitlines()[-1].split()
             walls.append(float(wall))
             peaks.append(int(kib) / 1024)
-        return first, statistics.median(walls), max(peaks)
+        return first, statistics.median(walls), max(peaks), stat_floor(root, n)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -214,9 +228,10 @@ def main():
         print("kiln: load + validate + plan (run -n) of a %d-task recipe: %.2fs (median of 3), peak %.0f MiB"
               % (a.plan, wall, peak), flush=True)
     for n in (int(s) for s in a.noop.split(",") if s.strip()):
-        first, wall, peak = noop_time(n, kiln)
-        print("kiln: no-op re-run of a %d-task map{} grid: %.2fs (median of 3), peak %.0f MiB (first run %.0fs)"
-              % (n, wall, peak, first), flush=True)
+        first, wall, peak, floor = noop_time(n, kiln)
+        print("kiln: no-op re-run of a %d-task map{} grid: %.2fs (median of 3), peak %.0f MiB (first run %.0fs)%s"
+              % (n, wall, peak, first, "" if floor is None else
+                 "; its %d stats alone, bare C on %d cores: %.2fs" % (2 * n, os.cpu_count(), floor)), flush=True)
 
 
 if __name__ == "__main__":

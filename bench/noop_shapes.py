@@ -205,9 +205,11 @@ def kiln_alone(label, n, as_map, kilns, repeat):
                 peaks[i].append(peak)
         # with the range: on a VM whose freed memory goes back to the host, a first touch
         # costs the host's fault and runs come out bimodal (bench/README, session 22)
-        print("%-34s %s" % (label, "   ".join("kiln%d %.2f s (median of %d, %.2f-%.2f), peak %.0f MiB" % (
+        floor = compare.stat_floor(roots[0], n) if as_map else None
+        print("%-34s %s%s" % (label, "   ".join("kiln%d %.2f s (median of %d, %.2f-%.2f), peak %.0f MiB" % (
             i + 1, statistics.median(walls[i]), repeat, min(walls[i]), max(walls[i]), max(peaks[i]))
-            for i in range(len(kilns)))))
+            for i in range(len(kilns))), "" if floor is None else
+            "   (its %d stats alone, bare C on %d cores: %.2f s)" % (2 * n, os.cpu_count(), floor)))
         sys.stdout.flush()
     finally:
         for root in roots:
