@@ -177,8 +177,6 @@ void *cache_loader_main(void *arg)
 		announce_loaded(c);
 		return NULL;
 	}
-	ktable_reserve(&c->memo, (size_t)state_memo_count(c->state));
-	ktable_reserve(&c->last, (size_t)state_last_count(c->state));
 	int rc = state_each_memo(c->state, load_memo, c);
 	ktable_append_done(&c->memo);
 	if (rc == 0) {

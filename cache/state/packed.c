@@ -17,10 +17,8 @@
 
 static const char *const memo_all = "SELECT path, rec FROM memo";
 static const char *const memo_put = "INSERT OR REPLACE INTO memo VALUES (?1, ?2)";
-static const char *const memo_count = "SELECT count(*) FROM memo";
 static const char *const last_all = "SELECT task, key, outputs FROM last_success";
 static const char *const last_put = "INSERT OR REPLACE INTO last_success VALUES (?1, ?2, ?3)";
-static const char *const last_count = "SELECT count(*) FROM last_success";
 
 /* The five numbers 8 bytes each, little endian, then the hash (hi, lo) as state.c keeps
  * hashes in blobs. */
@@ -75,17 +73,7 @@ int state_put_memo(State *s, const FileMemo *m)
 	return state_write(s, st);
 }
 
-static int64_t count(State *s, const char *const *query)
-{
-	sqlite3_stmt *st = state_statement(s, query);
-	int64_t n = st && sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
-	if (st)
-		sqlite3_reset(st);
-	return n;
-}
 
-int64_t state_memo_count(State *s) { return count(s, &memo_count); }
-int64_t state_last_count(State *s) { return count(s, &last_count); }
 
 static Hash blob_hash(sqlite3_stmt *st, int i)
 {

@@ -48,10 +48,6 @@ int state_pending(const State *s);
 /* Calls fn for every memo row; the strings live only during the call. 0, or -1 when
  * reading failed part way (see state_damaged). */
 int state_each_memo(State *s, void (*fn)(void *ctx, const FileMemo *m), void *ctx);
-/* How many rows state_each_memo / state_each_last will give (0 when unknown): maps sized
- * once instead of rehashed a million entries at a time. */
-int64_t state_memo_count(State *s);
-int64_t state_last_count(State *s);
 int state_put_memo(State *s, const FileMemo *m);
 
 /* Calls fn for every task's last success: its task, key and outputs packed (a uint32 count,
