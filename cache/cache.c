@@ -56,6 +56,7 @@ Cache *cache_open(const char *kiln_dir, Graph *g, const CacheOptions *opt, Buf *
 		g->on_task_added_ctx = c;
 	}
 	c->db_path = xasprintf("%s/state.db", kiln_dir);
+	c->sizes_path = xasprintf("%s/sizes", kiln_dir);
 	/* the loader opens the database and owns c's state, maps and arena until
 	 * cache_ready(); signals stay with the caller */
 	pthread_mutex_init(&c->loaded_lock, NULL);
@@ -97,7 +98,13 @@ void cache_close(Cache *c)
 	 * every success, whatever becomes of the log. A no-op run records nothing worth the fsync. */
 	if ((c->recorded || c->unclean) && !c->opt.readonly && c->state && state_commit(c->state) == 0)
 		state_checkpoint(c->state);
-	int clean = state_close(c->state) == 0;
+	int opened = c->state != NULL, clean = state_close(c->state) == 0;
+	if (clean && opened && !c->opt.readonly && c->sizes_path) { /* the next loader's table sizes */
+		size_t tasks = c->g ? (size_t)c->g->ntasks : 0;
+		SizeHint now = {c->memo.count, c->nlast_read > tasks ? c->nlast_read : tasks};
+		if (now.memo != c->hint.memo || now.last != c->hint.last)
+			sizehint_write(c->sizes_path, now);
+	}
 	if (c->lock_fd >= 0) {
 		if (clean && ftruncate(c->lock_fd, 0) != 0) /* "this kiln exited cleanly" */
 			warn("cannot empty the workspace lock file: the next kiln will look for orphaned tasks");
@@ -107,6 +114,7 @@ void cache_close(Cache *c)
 	cache_resolved(c);
 	ktable_free(&c->last);
 	free(c->db_path);
+	free(c->sizes_path);
 	free(c->lock_path);
 	free(c->run_command);
 	buf_free(&c->open_error);

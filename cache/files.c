@@ -177,11 +177,15 @@ void *cache_loader_main(void *arg)
 		announce_loaded(c);
 		return NULL;
 	}
+	c->hint = sizehint_read(c->sizes_path); /* sized once, not grown a million entries at a time */
+	ktable_reserve(&c->memo, c->hint.memo);
+	ktable_reserve(&c->last, c->hint.last);
 	int rc = state_each_memo(c->state, load_memo, c);
 	ktable_append_done(&c->memo);
 	if (rc == 0) {
 		rc = state_each_last(c->state, load_last, c);
 		ktable_append_done(&c->last);
+		c->nlast_read = c->last.count;
 	}
 	if (rc != 0) {
 		/* damage found in the rows: forget what was read from them and start afresh */

@@ -8,6 +8,7 @@
 
 #include "../base/keytable.h"
 #include "cache.h"
+#include "sizehint.h"
 #include "state/state.h"
 #include "store.h"
 
@@ -148,6 +149,9 @@ struct Cache {
 	pthread_cond_t loaded_cond;
 	int loaded;         /* maps filled: the stats below are all that is left */
 	char *db_path;
+	char *sizes_path;   /* kiln_dir/sizes (sizehint.h) */
+	SizeHint hint;      /* what it said when the loader read it */
+	size_t nlast_read;  /* last successes the loader read */
 	Buf open_error;     /* why the loader could not open the database */
 	/* The memo entries the loader has read are stat'ed by number: a waiting caller stats
 	 * the first ones while later ones are still being read. */

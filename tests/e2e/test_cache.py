@@ -53,6 +53,22 @@ class Cache(KilnTestCase):
         self.assertEqual(r.ran | r.restored, set())
         self.assertIn("6 up to date", r.out)
 
+    def test_size_hint_only_sizes(self):
+        # .kiln/sizes says how big the loader's tables will be; right, wrong, absurd or torn,
+        # what runs is the same, and a run that ends cleanly leaves it right
+        right = self.ws.read(".kiln/sizes")
+        memo, last = (int(x) for x in right.split()[1::2])
+        self.assertEqual(last, len(ALL))
+        self.assertGreaterEqual(memo, 3 + 6)  # the sources and the outputs at least
+        for hint in ("memo 0 last 0\n", "memo 900000 last 900000\n", "memo 5 la", "nonsense"):
+            self.ws.write(".kiln/sizes", hint)
+            self.assertEqual(self.ws.kiln("run").ran, set(), hint)
+            self.assertEqual(self.ws.read(".kiln/sizes"), right, hint)
+        self.ws.write(".kiln/sizes", "memo 900000 last 900000\n")
+        self.ws.write("src/b.txt", "line B changed\n")
+        self.assertEqual(self.ws.kiln("run").ran, {"leaf/b", "mid/ab", "len/ab"})
+        self.assertEqual(self.ws.kiln("run").ran, set())
+
     def test_touch_without_change_runs_nothing(self):
         time.sleep(0.01)
         os.utime(self.ws.path("src/a.txt"))

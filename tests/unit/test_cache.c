@@ -12,6 +12,7 @@
 #include "../../base/graph.h"
 #include "../../cache/cache.h"
 #include "../../cache/resume.h"
+#include "../../cache/sizehint.h"
 #include "../../base/hash.h"
 #include "../../cache/state/state.h"
 #include "../../cache/store.h"
@@ -352,6 +353,25 @@ static void test_lone_hf_checkpoint_stopped_between_files(void)
 	buf_free(&note);
 }
 
+/* The loader's size hint: what was written reads back; a line cut short, garbage, an
+ * absurd count or no file at all read as no hint (the tables then grow). */
+static void test_size_hint(void)
+{
+	sizehint_write("sizes", (SizeHint){2000002, 1000003});
+	SizeHint h = sizehint_read("sizes");
+	CHECK(h.memo == 2000002 && h.last == 1000003);
+	const char *bad[] = {"memo 2000002 last 1000003", "memo 12 last", "garbage\n", "memo -5 last 3\n",
+			     "memo 99999999999999 last 3\n", ""};
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+		write_text("sizes", bad[i]);
+		h = sizehint_read("sizes");
+		CHECK(h.memo == 0 && h.last == 0);
+	}
+	unlink("sizes");
+	h = sizehint_read("sizes");
+	CHECK(h.memo == 0 && h.last == 0);
+}
+
 int main(void)
 {
 	char dir[] = "/tmp/kiln-cache-XXXXXX";
@@ -365,6 +385,7 @@ int main(void)
 	test_safetensors_cut_short();
 	test_folder_checkpoints_cut_between_files();
 	test_lone_hf_checkpoint_stopped_between_files();
+	test_size_hint();
 	CHECK(chdir("/") == 0);
 	remove_tree(dir);
 	return check_exit();
