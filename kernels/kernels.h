@@ -89,8 +89,15 @@ int64_t zeroshot_text_normalised(const ZeroshotInput *in, float **out);
 /* The C reference: L2-normalise both sides, cosine similarity, top-k with ties to the
  * lower class index; threads > 1 splits samples. NaN in either input is an error. */
 int zeroshot_cpu(const ZeroshotInput *in, int threads, ZeroshotResult *r, char *err, size_t errlen);
-/* The CUDA back end (fused, streaming); -1 with err when unavailable. */
+/* The CUDA back end (cuBLAS products and a top-5 pass, streaming); -1 with err when
+ * unavailable. Its result is spot-checked against the C reference (zeroshot_spot_check on
+ * ZS_SPOT_ROWS rows): a disagreement is an error, never a result. */
 int zeroshot_cuda(const ZeroshotInput *in, ZeroshotResult *r, char *err, size_t errlen);
+/* Recomputes samples rows spread evenly over the input with the C reference and checks each
+ * of r's picks scores within fp16's tolerance of the reference's pick at that rank (ties
+ * may swap classes, not scores). 0, or -1 with the first disagreement in err. */
+#define ZS_SPOT_ROWS 32
+int zeroshot_spot_check(const ZeroshotInput *in, const ZeroshotResult *r, int64_t samples, char *err, size_t errlen);
 /* Whether a CUDA device is usable (built with CUDA and a driver and GPU present). */
 int cuda_available(char *why, size_t whylen);
 

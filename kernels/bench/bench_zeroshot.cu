@@ -1,10 +1,8 @@
-// bench_zeroshot.cu — times kiln-kernels' fused CUDA zeroshot at N = 1M, C = 1000,
-// D = 512 (fp16) and prints achieved TFLOP/s and GB/s beside the machine's floor: the
-// same N x C x D product done by cuBLAS (fp16 in, fp32 accumulate), measured here.
-// Beside them a candidate design, measured here before it replaces the fused kernel: the
-// product by cuBLAS into fp32 scores a chunk at a time, then a top-5 per row by one warp
-// (the H200 run of 2026-12-04 found the fused kernel at 22x the floor and 1.65x slower than
-// PyTorch; see RESULTS.md). Its picks are compared with the fused kernel's.
+// bench_zeroshot.cu — times kiln-kernels' CUDA zeroshot at N = 1M, C = 1000, D = 512 (fp16)
+// and prints achieved TFLOP/s and GB/s beside the machine's floor: the same N x C x D
+// product done by cuBLAS (fp16 in, fp32 accumulate) alone, measured here. Then its device
+// work alone on device-resident images, swept over the rows scored per product and over
+// fp32 / fp16 scores, with how many rows' picks differ from kiln-kernels' own.
 // usage: bench_zeroshot [N C D]   (exits 77 without a GPU)
 #include <cublas_v2.h>
 #include <cuda_fp16.h>
@@ -19,60 +17,16 @@ extern "C" {
 #include "../kernels.h"
 }
 
-// Top-5 classes of each row of scores (rows x c, fp32), best first, ties to the lower class
-// as the C reference breaks them: one warp per row, each lane keeps a sorted top-5 of the
-// classes lane, lane + 32, ... (scanned in increasing order, so a later equal score stays
-// below), then five rounds of a warp-wide maximum. Fewer than 5 classes: -1 past c.
-__global__ void top5_rows(const float *__restrict__ s, long long rows, int c, int *__restrict__ out)
-{
-	long long row = (long long)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
-	int lane = threadIdx.x % 32;
-	if (row >= rows)
-		return;
-	const float *r = s + row * c;
-	float v[5];
-	int id[5];
-#pragma unroll
-	for (int k = 0; k < 5; k++)
-		v[k] = -INFINITY, id[k] = INT_MAX;
-	for (int j = lane; j < c; j += 32) {
-		float x = r[j];
-		if (x > v[4]) {
-			v[4] = x, id[4] = j;
-#pragma unroll
-			for (int k = 4; k > 0; k--)
-				if (v[k] > v[k - 1]) {
-					float tv = v[k];
-					int ti = id[k];
-					v[k] = v[k - 1], id[k] = id[k - 1], v[k - 1] = tv, id[k - 1] = ti;
-				}
-		}
-	}
-#pragma unroll
-	for (int k = 0; k < 5; k++) {
-		float bv = v[0];
-		int bi = id[0];
-		for (int off = 16; off; off >>= 1) {
-			float ov = __shfl_xor_sync(0xffffffffu, bv, off);
-			int oi = __shfl_xor_sync(0xffffffffu, bi, off);
-			if (ov > bv || (ov == bv && oi < bi))
-				bv = ov, bi = oi;
-		}
-		if (lane == 0)
-			out[row * 5 + k] = bi < c ? bi : -1;
-		if (id[0] == bi) { // this lane's best was taken: the next one moves up
-#pragma unroll
-			for (int q = 0; q < 4; q++)
-				v[q] = v[q + 1], id[q] = id[q + 1];
-			v[4] = -INFINITY, id[4] = INT_MAX;
-		}
-	}
-}
+#include "../cuda/zeroshot_rows.cuh"
 
-// The candidate on device-resident images (img_d, n x d fp16): the best of 5 timings in ms,
-// and how many rows' top-5 differ from ref (the fused kernel's picks) into *differ.
-static float candidate(cublasHandle_t h, const __half *img_d, const uint16_t *txt, long long n, long long c, long long d,
-		       const int32_t *ref, long long *differ)
+// The device work of kiln-kernels' zeroshot on device-resident images (img_d, n x d fp16),
+// a block of block rows at a time, blocks alternating over two streams (one's top-5 beside
+// the other's product): the best of 5 timings in ms, and into *differ how many rows' top-5
+// differ from ref (kiln-kernels' own picks). T is the scores' type: float as kiln-kernels
+// keeps them, __half to see what halving the scores' traffic would buy.
+template <typename T>
+static float device_pass(const __half *img_d, const uint16_t *txt, long long n, long long c, long long d, long long block,
+			 const int32_t *ref, long long *differ)
 {
 	uint16_t *tn = (uint16_t *)malloc((size_t)(c * d) * 2); // class embeddings normalised, as kiln-kernels does
 	for (long long j = 0; j < c; j++) {
@@ -85,30 +39,44 @@ static float candidate(cublasHandle_t h, const __half *img_d, const uint16_t *tx
 		for (long long q = 0; q < d; q++)
 			tn[j * d + q] = float_to_half((float)(half_to_float(txt[j * d + q]) * inv));
 	}
-	long long chunk = n < 262144 ? n : 262144;
 	__half *txt_d;
-	float *scores;
+	T *scores[2];
 	int *topk_d;
+	unsigned long long *bad_d;
+	cublasHandle_t h[2];
+	cudaStream_t st[2];
 	cudaMalloc(&txt_d, (size_t)(c * d) * 2);
-	cudaMalloc(&scores, (size_t)(chunk * c) * 4);
 	cudaMalloc(&topk_d, (size_t)n * 5 * 4);
+	cudaMalloc(&bad_d, 8);
+	cudaMemset(bad_d, 0xff, 8);
+	for (int s = 0; s < 2; s++) {
+		cudaMalloc(&scores[s], (size_t)(block * c) * sizeof(T));
+		cublasCreate(&h[s]);
+		cudaStreamCreate(&st[s]);
+	}
 	cudaMemcpy(txt_d, tn, (size_t)(c * d) * 2, cudaMemcpyHostToDevice);
 	free(tn);
 	cudaEvent_t e0, e1;
 	cudaEventCreate(&e0);
 	cudaEventCreate(&e1);
-	float one = 1, zero = 0, best = 1e30f;
+	float best = 1e30f;
 	for (int rep = 0; rep < 6; rep++) {
+		cudaDeviceSynchronize();
 		cudaEventRecord(e0);
-		for (long long begin = 0; begin < n; begin += chunk) {
-			long long rows = n - begin < chunk ? n - begin : chunk;
-			cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, (int)c, (int)rows, (int)d, &one, txt_d, CUDA_R_16F, (int)d,
-				     img_d + begin * d, CUDA_R_16F, (int)d, &zero, scores, CUDA_R_32F, (int)c, CUBLAS_COMPUTE_32F,
-				     CUBLAS_GEMM_DEFAULT);
-			top5_rows<<<(unsigned)((rows + 7) / 8), 256>>>(scores, rows, (int)c, topk_d + begin * 5);
+		cudaStreamWaitEvent(st[0], e0, 0);
+		cudaStreamWaitEvent(st[1], e0, 0);
+		for (long long b = 0, i = 0; b < n; b += block, i++) {
+			long long rows = n - b < block ? n - b : block;
+			zs_rows<T>(h[i % 2], st[i % 2], txt_d, img_d + b * d, rows, (int)c, (int)d, (int)d, scores[i % 2],
+				   topk_d + b * 5, bad_d, b);
 		}
-		cudaEventRecord(e1);
+		cudaEvent_t j;
+		cudaEventCreate(&j);
+		cudaEventRecord(j, st[1]);
+		cudaStreamWaitEvent(st[0], j, 0);
+		cudaEventRecord(e1, st[0]);
 		cudaEventSynchronize(e1);
+		cudaEventDestroy(j);
 		float ms;
 		cudaEventElapsedTime(&ms, e0, e1);
 		if (rep) // the first is the warm-up
@@ -116,7 +84,7 @@ static float candidate(cublasHandle_t h, const __half *img_d, const uint16_t *tx
 	}
 	cudaError_t e = cudaGetLastError();
 	if (e != cudaSuccess)
-		fprintf(stderr, "candidate: %s\n", cudaGetErrorString(e));
+		fprintf(stderr, "device pass: %s\n", cudaGetErrorString(e));
 	int32_t *got = (int32_t *)malloc((size_t)n * 5 * 4);
 	cudaMemcpy(got, topk_d, (size_t)n * 5 * 4, cudaMemcpyDeviceToHost);
 	*differ = 0;
@@ -128,8 +96,13 @@ static float candidate(cublasHandle_t h, const __half *img_d, const uint16_t *tx
 			}
 	free(got);
 	cudaFree(txt_d);
-	cudaFree(scores);
 	cudaFree(topk_d);
+	cudaFree(bad_d);
+	for (int s = 0; s < 2; s++) {
+		cudaFree(scores[s]);
+		cublasDestroy(h[s]);
+		cudaStreamDestroy(st[s]);
+	}
 	cudaEventDestroy(e0);
 	cudaEventDestroy(e1);
 	return e == cudaSuccess ? best : -1;
@@ -223,11 +196,26 @@ int main(int argc, char **argv)
 	printf("  ratio to floor    : %8.2fx end to end, %.2fx pinned, %.2fx kernels alone\n", best / (floor_ms / 1e3),
 	       best_pinned / (floor_ms / 1e3), kernel / (floor_ms / 1e3));
 	printf("  top-1 %.4f (random data: about 1/C)\n", (double)r.top1 / n);
-	long long differ = 0;
-	float cand_ms = candidate(h, a, txt, n, c, d, r.topk, &differ);
-	if (cand_ms > 0)
-		printf("  candidate         : %8.2f ms  %7.1f TFLOP/s  (cuBLAS into fp32 scores + warp top-5, device-resident; "
-		       "%.2fx the floor; top-5 differs from the kernel's in %lld of %lld rows)\n",
-		       cand_ms, flop / (cand_ms / 1e3) / 1e12, cand_ms / floor_ms, differ, n);
+	// the device work alone over block sizes, beside the L2-sized block kiln-kernels picks
+	int dev = 0, l2 = 0;
+	cudaGetDevice(&dev);
+	cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, dev);
+	long long own = (long long)l2 / 2 / (c * 4) / 256 * 256;
+	own = own < 256 ? 256 : own;
+	printf("  device-resident, by rows per product (kiln-kernels picks %lld: half of the %d MiB L2 in fp32 scores)\n", own,
+	       l2 >> 20);
+	long long blocks[] = {own, 2048, 8192, 32768, 131072, 262144};
+	for (int half = 0; half <= 1; half++)
+		for (int i = 0; i < 6; i++) {
+			if (i && blocks[i] == own)
+				continue;
+			long long differ = 0, blk = blocks[i] < n ? blocks[i] : n;
+			float ms = half ? device_pass<__half>(a, txt, n, c, d, blk, r.topk, &differ)
+					: device_pass<float>(a, txt, n, c, d, blk, r.topk, &differ);
+			if (ms > 0)
+				printf("    %s scores, %6lld rows: %8.3f ms  %7.1f TFLOP/s  %.2fx the floor; top-5 differs from "
+				       "kiln-kernels' in %lld of %lld rows\n",
+				       half ? "fp16" : "fp32", blk, ms, flop / (ms / 1e3) / 1e12, ms / floor_ms, differ, n);
+		}
 	return 0;
 }

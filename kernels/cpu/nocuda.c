@@ -20,7 +20,10 @@ int cuda_available(char *why, size_t whylen)
 int zeroshot_cuda(const ZeroshotInput *in, ZeroshotResult *r, char *err, size_t errlen)
 {
 	ZeroshotFn fn = (ZeroshotFn)kk_module_symbol("libkiln-kernels-cuda.so", "kk_zeroshot_cuda", err, errlen);
-	return fn ? fn(in, r, err, errlen) : -1;
+	if (!fn || fn(in, r, err, errlen) != 0)
+		return -1;
+	/* a GPU that computes wrongly (a driver, a kernel bug) must not leave a wrong result */
+	return r->topk ? zeroshot_spot_check(in, r, ZS_SPOT_ROWS, err, errlen) : 0;
 }
 
 /* NCCL and cuDNN live in modules of their own, so a machine without one still runs the rest */

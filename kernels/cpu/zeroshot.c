@@ -279,6 +279,56 @@ int zeroshot_cpu(const ZeroshotInput *in, int threads, ZeroshotResult *r, char *
 	return 0;
 }
 
+int zeroshot_spot_check(const ZeroshotInput *in, const ZeroshotResult *r, int64_t samples, char *err, size_t errlen)
+{
+	int64_t d = in->d, c = in->c, n = in->n;
+	int k = c < ZS_K ? (int)c : ZS_K, rc = 0;
+	float *text, *x = malloc((size_t)d * sizeof(float));
+	int64_t bad_text = zeroshot_text_normalised(in, &text);
+	if (!x || bad_text >= 0 || !text) {
+		free(x), free(text);
+		return 0; /* the back end said why already, or there is no memory to look: nothing to hold against it */
+	}
+	samples = samples < n ? samples : n;
+	for (int64_t si = 0; si < samples && rc == 0; si++) {
+		int64_t i = si * n / samples;
+		load_row(in->images, i, d, x);
+		if (normalise(x, d) != 0)
+			continue;
+		float score[ZS_K];
+		int32_t cls[ZS_K];
+		for (int j = 0; j < ZS_K; j++)
+			score[j] = -INFINITY, cls[j] = -1;
+		for (int64_t cc = 0; cc < c; cc++) {
+			float dot = 0;
+			for (int64_t j = 0; j < d; j++)
+				dot += x[j] * text[cc * d + j];
+			topk_insert(score, cls, k, dot, (int32_t)cc);
+		}
+		/* each pick's score within fp16's reach of the reference's pick at that rank: near-ties
+		 * may swap classes, not scores (the products are fp16 on the tensor cores) */
+		for (int j = 0; j < k && rc == 0; j++) {
+			int32_t g = r->topk[i * ZS_K + j];
+			double got = NAN;
+			if (g >= 0 && g < c) {
+				got = 0;
+				for (int64_t q = 0; q < d; q++)
+					got += (double)x[q] * text[g * d + q];
+			}
+			if (!(fabs(got - score[j]) <= 2e-3 + fabs(score[j]) * 2e-3)) {
+				snprintf(err, errlen,
+					 "the %s result disagrees with the C reference on image row %lld (pick %d: class %d scoring %.4g, "
+					 "the reference's class %d scores %.4g): nothing was written; run with --device cpu, and "
+					 "report this",
+					 r->device ? r->device : "GPU", (long long)i, j + 1, (int)g, got, (int)cls[j], score[j]);
+				rc = -1;
+			}
+		}
+	}
+	free(x), free(text);
+	return rc;
+}
+
 int zeroshot_write_json(const char *path, const ZeroshotResult *r, const char *const *class_names, char *err, size_t errlen)
 {
 	OutFile o;

@@ -1,11 +1,10 @@
-// zeroshot.cu — fused zero-shot evaluation on the GPU: a block keeps 64 image rows in
-// shared memory, multiplies them with 64-class tiles of normalised text embeddings on the
-// tensor cores (fp16 in, fp32 accumulate), and folds each 64x64 score tile into a per-row
-// top-5 at once, so the N x C logits never exist in device memory. Images stream through
-// in chunks on two streams, so inputs larger than the GPU's memory work too.
+// zeroshot.cu — zero-shot evaluation on the GPU: image rows stream through in chunks on two
+// streams (inputs larger than the GPU's memory work too); each chunk is scored a block of
+// rows at a time by cuBLAS into a buffer sized to stay in L2, and each row's top-5 is read
+// back from it at once (zeroshot_rows.cuh), so the N x C logits never exist whole.
+#include <cublas_v2.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
-#include <mma.h>
 
 #include <math.h>
 #include <stdio.h>
@@ -17,12 +16,7 @@ extern "C" {
 #include "../kernels.h"
 }
 
-using namespace nvcuda;
-
-#define BM 64        // image rows per block
-#define BN 64        // classes per tile
-#define THREADS 128  // 4 warps: each owns 16 rows x 64 classes of a tile
-#define CPAD 4       // pad of the fp32 score tile (bank conflicts)
+#include "zeroshot_rows.cuh"
 
 #define CHECK_CUDA(call)                                                                          \
 	do {                                                                                      \
@@ -44,91 +38,6 @@ __global__ void to_half_padded(const float *in, __half *out, long long rows, int
 	out[i] = c < d ? __float2half(in[r * d + c]) : __float2half(0.f);
 }
 
-__global__ void __launch_bounds__(THREADS) zeroshot_kernel(const __half *__restrict__ img, const __half *__restrict__ txt,
-							  int rows, int classes, int cpad, int dpad,
-							  int *__restrict__ topk, unsigned long long *__restrict__ bad_row,
-							  long long row_offset)
-{
-	extern __shared__ __align__(128) unsigned char smem[];
-	__half *a = (__half *)smem;                          // BM x dpad: this block's image rows
-	__half *b = a + BM * dpad;                            // BN x 16: one k-slice of a text tile
-	float *c = (float *)(b + BN * 16 * 4);                // BM x (BN + CPAD) scores
-	const int tid = threadIdx.x, warp = tid / 32, row0 = blockIdx.x * BM;
-
-	// the block's rows stay resident for every class tile (128-bit loads)
-	for (int i = tid; i < BM * dpad / 8; i += THREADS) {
-		int r = (i * 8) / dpad;
-		uint4 v = make_uint4(0, 0, 0, 0);
-		if (row0 + r < rows)
-			v = ((const uint4 *)(img + (long long)row0 * dpad))[i];
-		((uint4 *)a)[i] = v;
-	}
-	float best[ZS_K];
-	int best_c[ZS_K];
-	for (int j = 0; j < ZS_K; j++) {
-		best[j] = -INFINITY;
-		best_c[j] = -1;
-	}
-	const int k_keep = classes < ZS_K ? classes : ZS_K;
-	__syncthreads();
-
-	for (int ct = 0; ct < cpad; ct += BN) {
-		wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[4];
-		for (int j = 0; j < 4; j++)
-			wmma::fill_fragment(acc[j], 0.f);
-		for (int k0 = 0; k0 < dpad; k0 += 64) {
-			// stage up to four 16-wide k-slices of the text tile: BN x 64 halves
-			__half *bt = b;
-			for (int i = tid; i < BN * 8; i += THREADS) { // 8 uint4 per class row of 64 halves
-				int n = i / 8, part = i % 8;
-				uint4 v = make_uint4(0, 0, 0, 0);
-				if (k0 + part * 8 < dpad)
-					v = *(const uint4 *)(txt + (long long)(ct + n) * dpad + k0 + part * 8);
-				((uint4 *)(bt + n * 64))[part] = v;
-			}
-			__syncthreads();
-			for (int kk = 0; kk < 64 && k0 + kk < dpad; kk += 16) {
-				wmma::fragment<wmma::matrix_a, 16, 16, 16, __half, wmma::row_major> fa;
-				wmma::load_matrix_sync(fa, a + warp * 16 * dpad + k0 + kk, dpad);
-				for (int j = 0; j < 4; j++) {
-					// B[k][n] = text[n][k]: column-major with leading dimension 64
-					wmma::fragment<wmma::matrix_b, 16, 16, 16, __half, wmma::col_major> fb;
-					wmma::load_matrix_sync(fb, bt + j * 16 * 64 + kk, 64);
-					wmma::mma_sync(acc[j], fa, fb, acc[j]);
-				}
-			}
-			__syncthreads();
-		}
-		for (int j = 0; j < 4; j++)
-			wmma::store_matrix_sync(c + warp * 16 * (BN + CPAD) + j * 16, acc[j], BN + CPAD, wmma::mem_row_major);
-		__syncthreads();
-		if (tid < BM && row0 + tid < rows) {
-			const float *s = c + tid * (BN + CPAD);
-			for (int n = 0; n < BN && ct + n < classes; n++) {
-				float v = s[n];
-				if (v != v) {
-					atomicMin(bad_row, (unsigned long long)(row_offset + row0 + tid)); // NaN: by global row
-					break;
-				}
-				if (v > best[k_keep - 1]) { // strictly greater: ties keep the lower class
-					int j = k_keep - 1;
-					while (j > 0 && v > best[j - 1]) {
-						best[j] = best[j - 1];
-						best_c[j] = best_c[j - 1];
-						j--;
-					}
-					best[j] = v;
-					best_c[j] = ct + n;
-				}
-			}
-		}
-		__syncthreads();
-	}
-	if (tid < BM && row0 + tid < rows)
-		for (int j = 0; j < ZS_K; j++)
-			topk[(long long)(row0 + tid) * ZS_K + j] = j < k_keep ? best_c[j] : -1;
-}
-
 extern "C" int kk_cuda_available(char *why, size_t whylen)
 {
 	int n = 0;
@@ -144,11 +53,11 @@ extern "C" int kk_cuda_available(char *why, size_t whylen)
 	return 1;
 }
 
-/* The C reference's normalised text embeddings, padded to cpad x dpad fp16. Returns the
+/* The C reference's normalised text embeddings as c x dpad fp16, zero-padded. Returns the
  * first class with NaN/inf, -2 when out of memory, or -1. */
-static long long normalised_text(const ZeroshotInput *in, int dpad, int cpad, __half *out)
+static long long normalised_text(const ZeroshotInput *in, int dpad, __half *out)
 {
-	memset(out, 0, (size_t)cpad * dpad * sizeof(__half));
+	memset(out, 0, (size_t)in->c * dpad * sizeof(__half));
 	float *text;
 	int64_t bad = zeroshot_text_normalised(in, &text);
 	if (bad >= 0 || !text)
@@ -160,30 +69,52 @@ static long long normalised_text(const ZeroshotInput *in, int dpad, int cpad, __
 	return -1;
 }
 
+/* Rows scored by one product: KILN_ZS_SCORE_ROWS (the benchmark's sweep), else as many as
+ * fill half of the L2 cache with fp32 scores, so the top-5 pass reads them from L2 rather
+ * than memory; at least 256, at most a chunk. */
+static long long score_rows(long long classes, long long chunk)
+{
+	const char *e = getenv("KILN_ZS_SCORE_ROWS");
+	long long rows = e ? atoll(e) : 0;
+	if (rows <= 0) {
+		int dev = 0, l2 = 0;
+		cudaGetDevice(&dev);
+		cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, dev);
+		rows = (long long)l2 / 2 / (classes * 4) / 256 * 256;
+	}
+	rows = rows < 256 ? 256 : rows;
+	return rows < chunk ? rows : chunk;
+}
+
 extern "C" int kk_zeroshot_cuda(const ZeroshotInput *in, ZeroshotResult *r, char *err, size_t errlen)
 {
 	struct timespec t0, t1;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	const int dpad = (int)((in->d + 63) / 64 * 64), cpad = (int)((in->c + BN - 1) / BN * BN);
-	const int f32 = in->images->dtype == DT_F32;
-	size_t smem = (size_t)BM * dpad * 2 + (size_t)BN * 64 * 2 + (size_t)BM * (BN + CPAD) * 4;
+	const int dpad = (int)((in->d + 7) / 8 * 8); // rows 16-byte aligned, as the tensor cores want
+	const int f32 = in->images->dtype == DT_F32, classes = (int)in->c;
 	__half *txt_h = NULL, *txt_d = NULL, *img_d[2] = {NULL, NULL};
-	float *stage_d[2] = {NULL, NULL};
+	float *stage_d[2] = {NULL, NULL}, *scores_d[2] = {NULL, NULL};
 	int *topk_d[2] = {NULL, NULL};
+	cublasHandle_t blas[2] = {NULL, NULL}; // one per stream: a handle's workspace is not shared across streams
 	unsigned long long *bad_d = NULL, bad = ~0ULL;
-	long long bad_text;
+	long long bad_text, chunk, block;
 	cudaStream_t st[2] = {NULL, NULL};
-	cudaEvent_t *ev = NULL; // around each chunk's kernel: its time apart from the copies
+	cudaEvent_t *ev = NULL; // around each chunk's products and top-5s: their time apart from the copies
 	size_t free_b = 0, total_b = 0;
-	long long chunk;
-	int nchunks = 0;
-	if (in->d > 1024 || smem > 200 * 1024) {
-		snprintf(err, errlen, "CUDA zeroshot supports D up to 1024 (got %lld)", (long long)in->d);
+	int nchunks = 0, rc = -1;
+	if (in->c > (1 << 24) || in->d > (1 << 20)) {
+		snprintf(err, errlen, "CUDA zeroshot supports up to 16M classes of dimension 1M (got %lld x %lld)",
+			 (long long)in->c, (long long)in->d);
 		return -1;
 	}
-	CHECK_CUDA(cudaFuncSetAttribute(zeroshot_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-	txt_h = (__half *)malloc((size_t)cpad * dpad * sizeof(__half));
-	bad_text = normalised_text(in, dpad, cpad, txt_h);
+	if (in->n == 0) { // nothing to score (and no chunk to size)
+		zeroshot_score(in, r);
+		r->kernel_seconds = r->seconds = 0;
+		r->device = "cuda";
+		return 0;
+	}
+	txt_h = (__half *)malloc((size_t)in->c * dpad * sizeof(__half));
+	bad_text = txt_h ? normalised_text(in, dpad, txt_h) : -2;
 	if (bad_text == -2) {
 		snprintf(err, errlen, "out of memory for the class text embeddings");
 		goto fail;
@@ -192,18 +123,19 @@ extern "C" int kk_zeroshot_cuda(const ZeroshotInput *in, ZeroshotResult *r, char
 		snprintf(err, errlen, "class text embedding %lld contains NaN or infinity", bad_text);
 		goto fail;
 	}
-	CHECK_CUDA(cudaMalloc(&txt_d, (size_t)cpad * dpad * sizeof(__half)));
-	CHECK_CUDA(cudaMemcpy(txt_d, txt_h, (size_t)cpad * dpad * sizeof(__half), cudaMemcpyHostToDevice));
+	CHECK_CUDA(cudaMalloc(&txt_d, (size_t)in->c * dpad * sizeof(__half)));
+	CHECK_CUDA(cudaMemcpy(txt_d, txt_h, (size_t)in->c * dpad * sizeof(__half), cudaMemcpyHostToDevice));
 	CHECK_CUDA(cudaMalloc(&bad_d, sizeof bad));
 	CHECK_CUDA(cudaMemcpy(bad_d, &bad, sizeof bad, cudaMemcpyHostToDevice));
-	// chunk size: a quarter of free memory across both buffers, at most 256k rows
+	// chunk size: a quarter of free memory across both streams' buffers, at most 256k rows
 	CHECK_CUDA(cudaMemGetInfo(&free_b, &total_b));
-	chunk = (long long)(free_b / 4 / ((size_t)dpad * (f32 ? 6 : 2) + ZS_K * 4));
-	chunk = chunk > 262144 ? 262144 : chunk < BM ? BM : chunk / BM * BM;
+	chunk = (long long)(free_b / 4 / ((size_t)dpad * 2 + (f32 ? in->d * 4 : 0) + ZS_K * 4));
+	chunk = chunk > 262144 ? 262144 : chunk < 256 ? 256 : chunk;
 	if (in->batch > 0 && chunk > in->batch)
-		chunk = (in->batch + BM - 1) / BM * BM;
+		chunk = in->batch;
 	if (chunk > in->n)
-		chunk = (in->n + BM - 1) / BM * BM;
+		chunk = in->n;
+	block = score_rows(in->c, chunk);
 	nchunks = (int)((in->n + chunk - 1) / chunk);
 	ev = (cudaEvent_t *)calloc((size_t)nchunks * 2, sizeof *ev);
 	if (!ev) {
@@ -214,8 +146,14 @@ extern "C" int kk_zeroshot_cuda(const ZeroshotInput *in, ZeroshotResult *r, char
 		CHECK_CUDA(cudaEventCreate(&ev[e]));
 	for (int s = 0; s < 2; s++) {
 		CHECK_CUDA(cudaStreamCreate(&st[s]));
+		if (cublasCreate(&blas[s]) != CUBLAS_STATUS_SUCCESS) {
+			blas[s] = NULL;
+			snprintf(err, errlen, "cuBLAS could not start (cublasCreate failed)");
+			goto fail;
+		}
 		CHECK_CUDA(cudaMalloc(&img_d[s], (size_t)chunk * dpad * sizeof(__half)));
 		CHECK_CUDA(cudaMalloc(&topk_d[s], (size_t)chunk * ZS_K * sizeof(int)));
+		CHECK_CUDA(cudaMalloc(&scores_d[s], (size_t)block * in->c * sizeof(float)));
 		if (f32)
 			CHECK_CUDA(cudaMalloc(&stage_d[s], (size_t)chunk * in->d * sizeof(float)));
 	}
@@ -236,11 +174,17 @@ extern "C" int kk_zeroshot_cuda(const ZeroshotInput *in, ZeroshotResult *r, char
 				CHECK_CUDA(cudaMemset2DAsync((char *)img_d[s] + in->d * 2, (size_t)dpad * 2, 0,
 							     (size_t)(dpad - in->d) * 2, (size_t)rows, st[s]));
 		}
-		if (rows % BM) // the tail block reads whole 64-row groups: zero the rows past the end
-			CHECK_CUDA(cudaMemsetAsync(img_d[s] + rows * dpad, 0, (size_t)(BM - rows % BM) * dpad * 2, st[s]));
 		CHECK_CUDA(cudaEventRecord(ev[2 * i], st[s]));
-		zeroshot_kernel<<<(unsigned)((rows + BM - 1) / BM), THREADS, smem, st[s]>>>(
-			img_d[s], txt_d, (int)rows, (int)in->c, cpad, dpad, topk_d[s], bad_d, begin);
+		for (long long b = 0; b < rows; b += block) {
+			long long nb = rows - b < block ? rows - b : block;
+			cublasStatus_t bs = zs_rows<float>(blas[s], st[s], txt_d, img_d[s] + b * dpad, nb, classes, dpad, dpad,
+							   scores_d[s], topk_d[s] + b * ZS_K, bad_d, begin + b);
+			if (bs != CUBLAS_STATUS_SUCCESS) {
+				snprintf(err, errlen, "cuBLAS: the product of %lld image rows with %d classes failed (status %d)", nb,
+					 classes, (int)bs);
+				goto fail;
+			}
+		}
 		CHECK_CUDA(cudaGetLastError());
 		CHECK_CUDA(cudaEventRecord(ev[2 * i + 1], st[s]));
 		CHECK_CUDA(cudaMemcpyAsync(r->topk + begin * ZS_K, topk_d[s], (size_t)rows * ZS_K * sizeof(int),
@@ -258,28 +202,15 @@ extern "C" int kk_zeroshot_cuda(const ZeroshotInput *in, ZeroshotResult *r, char
 		CHECK_CUDA(cudaEventElapsedTime(&ms, ev[2 * i], ev[2 * i + 1]));
 		r->kernel_seconds += ms / 1e3;
 	}
-	for (int e = 0; e < nchunks * 2; e++)
-		cudaEventDestroy(ev[e]);
-	free(ev);
-	for (int s = 0; s < 2; s++) {
-		cudaFree(img_d[s]);
-		cudaFree(topk_d[s]);
-		cudaFree(stage_d[s]);
-		cudaStreamDestroy(st[s]);
-	}
-	cudaFree(txt_d);
-	cudaFree(bad_d);
-	free(txt_h);
-	zeroshot_score(in, r);
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	r->seconds = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
-	r->device = "cuda";
-	return 0;
+	rc = 0;
 fail:
 	for (int s = 0; s < 2; s++) {
 		cudaFree(img_d[s]);
 		cudaFree(topk_d[s]);
 		cudaFree(stage_d[s]);
+		cudaFree(scores_d[s]);
+		if (blas[s])
+			cublasDestroy(blas[s]);
 		if (st[s])
 			cudaStreamDestroy(st[s]);
 	}
@@ -290,5 +221,11 @@ fail:
 		if (ev[e])
 			cudaEventDestroy(ev[e]);
 	free(ev);
-	return -1;
+	if (rc == 0) {
+		zeroshot_score(in, r);
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		r->seconds = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
+		r->device = "cuda";
+	}
+	return rc;
 }

@@ -1,8 +1,10 @@
 /* test_zeroshot.c — the C reference against hand-computed cases: ties go to the lower
  * class, k larger than the class count, a single class, float16 input, per-class and
- * mean-per-class counts, NaN and label errors; .npy round trips and half conversion. */
+ * mean-per-class counts, NaN and label errors; the spot check of a GPU result; .npy round
+ * trips and half conversion. */
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "../../kernels/kernels.h"
@@ -49,6 +51,21 @@ int main(void)
 	CHECK(r.top1 == 1);
 	CHECK(r.top5 == 4);                          /* with 3 classes every label is in the top 5 */
 	CHECK(r.class_count[0] == 2 && r.class_count[1] == 1 && r.class_count[2] == 1);
+	/* the spot check a GPU result goes through: the reference's own picks pass, a tie's
+	 * classes swapped pass (same score), a wrong pick in a sampled row fails naming it */
+	{
+		ZeroshotInput in;
+		CHECK(zeroshot_prepare(&I, &T, &L, &in, err, 256) == 0);
+		CHECK(zeroshot_spot_check(&in, &r, 4, err, 256) == 0);
+		r.topk[ZS_K * 1] = 2, r.topk[ZS_K * 1 + 1] = 1; /* sample 1's tie, the other way round */
+		CHECK(zeroshot_spot_check(&in, &r, 4, err, 256) == 0);
+		r.topk[ZS_K * 2 + 2] = 1; /* sample 2's third pick: class 1 (score 0) where class 0 scores -1 */
+		CHECK(zeroshot_spot_check(&in, &r, 4, err, 256) == -1 && strstr(err, "image row 2 (pick 3: class 1"));
+		CHECK(zeroshot_spot_check(&in, &r, 1, err, 256) == 0); /* one sample: row 0 alone is looked at */
+		r.topk[0] = 7; /* not a class at all */
+		CHECK(zeroshot_spot_check(&in, &r, 1, err, 256) == -1 && strstr(err, "image row 0 (pick 1: class 7"));
+		zeroshot_input_free(&in);
+	}
 	zeroshot_result_free(&r);
 
 	/* one class: everything predicts it */
