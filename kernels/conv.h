@@ -60,7 +60,11 @@ typedef struct {
 typedef struct {
 	const ConvLayer *layer;
 	ConvShape shape;
-	double seconds[CONV_PASSES]; /* mean per call; 0 where the pass did not run */
+	double seconds[CONV_PASSES]; /* mean per call; 0 where the pass did not run. CUDA: the
+	                              * calls replayed as one CUDA graph (GPU time, no launch gaps)
+	                              * where the capture worked, else loop_seconds */
+	double loop_seconds[CONV_PASSES]; /* CUDA: the same calls made one after another */
+	double host_seconds[CONV_PASSES]; /* CUDA: the CPU time to issue one call in that loop */
 	char algo[CONV_PASSES][40];  /* the algorithm the autotuner chose ("direct" for C) */
 } ConvPoint;
 

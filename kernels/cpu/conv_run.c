@@ -156,6 +156,10 @@ int conv_write_json(const char *path, const ConvSpec *spec, const ConvResult *r,
 				fprintf(f, ", \"%s_ms\": %.6g, \"%s_tflops\": %.6g, \"%s_algo\": \"%s\"", conv_pass_names[p],
 					pt->seconds[p] * 1e3, conv_pass_names[p],
 					pt->seconds[p] > 0 ? gflop / pt->seconds[p] / 1e3 : 0, conv_pass_names[p], pt->algo[p]);
+		for (int p = 0; p < CONV_PASSES; p++)
+			if (spec->passes[p] && pt->loop_seconds[p] > 0)
+				fprintf(f, ", \"%s_loop_ms\": %.6g, \"%s_host_us\": %.6g", conv_pass_names[p],
+					pt->loop_seconds[p] * 1e3, conv_pass_names[p], pt->host_seconds[p] * 1e6);
 		if (ran == 1)
 			fprintf(f, ", \"tflops\": %.6g", pt->seconds[only] > 0 ? gflop / pt->seconds[only] / 1e3 : 0);
 		fputc('}', f);
