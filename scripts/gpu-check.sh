@@ -1,8 +1,9 @@
 #!/bin/sh
 # gpu-check.sh — everything that needs a GPU, as one run: builds with CUDA (sm_90 + PTX),
 # runs the GPU tests (the zero-shot kernel, comm and conv against the C references), the
-# benchmarks of kernels/bench/run.sh (zero-shot vs cuBLAS floor and PyTorch, NCCL patterns,
-# cuDNN convolutions vs PyTorch) and a recipe end to end (scripts/gpu-recipe-check.sh).
+# benchmarks of kernels/bench/run.sh (zero-shot vs cuBLAS floor and PyTorch, cuDNN
+# convolutions vs PyTorch, NCCL patterns) and a recipe end to end (scripts/gpu-recipe-check.sh,
+# KILN_RECIPE_TIMEOUT seconds at most, default 400).
 # Output goes to stdout and, where $OUT is set, to $OUT/gpu-check.log with the JSON results.
 #
 # On a GPU machine without Lua, SQLite and xxHash's development files, build here with CUDA
@@ -29,10 +30,15 @@ mkdir -p "$(dirname "$log")"
 		timeout 300 "$KILN_BUILD/tests/$t"
 		echo "$t: exit $?"
 	done
-	KILN_BENCH="zeroshot comm" KILN_PREBUILT=1 sh kernels/bench/run.sh
-	echo "== a recipe end to end"
-	KILN="$KILN_BUILD/kiln" timeout 400 sh scripts/gpu-recipe-check.sh
-	echo "== cuDNN convolutions against PyTorch"
+	echo "== zero-shot against the cuBLAS floor and PyTorch ($(date +%T))"
+	KILN_BENCH=zeroshot KILN_PREBUILT=1 sh kernels/bench/run.sh
+	echo "== cuDNN convolutions against PyTorch ($(date +%T))"
 	KILN_BENCH=conv KILN_PREBUILT=1 sh kernels/bench/run.sh
+	echo "== NCCL patterns ($(date +%T))"
+	KILN_BENCH=comm KILN_PREBUILT=1 sh kernels/bench/run.sh
 	[ -n "${OUT:-}" ] && cp "$KILN_BUILD"/bench-gpu/*.json "$OUT"/ 2>/dev/null
+	# last: the longest part, so a short lease still brings back every figure above
+	echo "== a recipe end to end ($(date +%T))"
+	KILN="$KILN_BUILD/kiln" timeout "${KILN_RECIPE_TIMEOUT:-400}" sh scripts/gpu-recipe-check.sh
+	echo "== done ($(date +%T))"
 } 2>&1 | tee "$log"
