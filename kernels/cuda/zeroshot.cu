@@ -193,7 +193,7 @@ extern "C" int kk_zeroshot_cuda(const ZeroshotInput *in, ZeroshotResult *r, char
 	CHECK_CUDA(cudaDeviceSynchronize());
 	CHECK_CUDA(cudaMemcpy(&bad, bad_d, sizeof bad, cudaMemcpyDeviceToHost));
 	if (bad != ~0ULL) {
-		snprintf(err, errlen, "image feature row %llu contains NaN or infinity", bad);
+		snprintf(err, errlen, "image feature row %llu contains NaN or infinity (as fp16: beyond +-65504 counts)", bad);
 		goto fail;
 	}
 	r->kernel_seconds = 0;

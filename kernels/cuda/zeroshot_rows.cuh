@@ -21,8 +21,9 @@ __device__ __forceinline__ float zs_float(__half x) { return __half2float(x); }
 // Top-5 classes of each of rows rows of scores (rows x c), best first, ties to the lower
 // class as the C reference breaks them: each lane keeps a sorted top-5 of the classes lane,
 // lane + 32, ... (scanned in increasing order, so a later equal score stays below), then
-// five rounds of a warp-wide maximum. Fewer than 5 classes: -1 past c. A NaN score (NaN or
-// infinity in the image row) lowers *bad_row to the row's global index.
+// five rounds of a warp-wide maximum. Fewer than 5 classes: -1 past c. A score that is not
+// finite lowers *bad_row to the row's global index: the class rows are unit vectors, so only
+// a row holding NaN or infinity in fp16 (beyond +-65504 once rounded) can make one.
 template <typename T>
 __global__ void __launch_bounds__(256) zs_top5_rows(const T *__restrict__ s, long long rows, int c, int *__restrict__ out,
 						   unsigned long long *__restrict__ bad_row, long long row_offset)
@@ -34,13 +35,13 @@ __global__ void __launch_bounds__(256) zs_top5_rows(const T *__restrict__ s, lon
 	const T *r = s + row * c;
 	float v[5];
 	int id[5];
-	bool nan = false;
+	bool bad = false;
 #pragma unroll
 	for (int k = 0; k < 5; k++)
 		v[k] = -INFINITY, id[k] = INT_MAX;
 	for (int j = lane; j < c; j += 32) {
 		float x = zs_float(r[j]);
-		nan |= x != x;
+		bad |= !isfinite(x);
 		if (x > v[4]) {
 			v[4] = x, id[4] = j;
 #pragma unroll
@@ -52,7 +53,7 @@ __global__ void __launch_bounds__(256) zs_top5_rows(const T *__restrict__ s, lon
 				}
 		}
 	}
-	if (__any_sync(0xffffffffu, nan)) {
+	if (__any_sync(0xffffffffu, bad)) {
 		if (lane == 0)
 			atomicMin(bad_row, (unsigned long long)(row_offset + row));
 		return;
