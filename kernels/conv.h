@@ -65,6 +65,10 @@ typedef struct {
 	                              * where the capture worked, else loop_seconds */
 	double loop_seconds[CONV_PASSES]; /* CUDA: the same calls made one after another */
 	double host_seconds[CONV_PASSES]; /* CUDA: the CPU time to issue one call in that loop */
+	double api_seconds[CONV_PASSES];  /* CUDA: the graph API's fastest plan, calls one after
+	                                   * another (0: it did not run: a note on stderr says why) */
+	long long api_engine[CONV_PASSES]; /* its engine's global index */
+	double api_diff[CONV_PASSES];      /* its output against the legacy call's, relative */
 	char algo[CONV_PASSES][40];  /* the algorithm the autotuner chose ("direct" for C) */
 } ConvPoint;
 

@@ -54,8 +54,8 @@ def timed(fn):
 print("# PyTorch %s, cuDNN %s, %s, %s, batch %d: TFLOP/s as CUDA graphs, kiln / PyTorch "
       "(then calls one after another)" % (torch.__version__, torch.backends.cudnn.version(), run["dtype"], run["net"],
                                           run["batch"]))
-print("%-12s %34s %34s %34s" % ("layer", "fwd", "bwd_data", "bwd_filter"))
-totals = {p: {"graph": [0.0, 0.0], "loop": [0.0, 0.0]} for p in ("fwd", "bwd_data", "bwd_filter")}
+print("%-12s %46s %46s %46s" % ("layer", "fwd", "bwd_data", "bwd_filter"))
+totals = {p: {"graph": [0.0, 0.0], "loop": [0.0, 0.0], "api": [0.0, 0.0]} for p in ("fwd", "bwd_data", "bwd_filter")}
 for l in run["layers"]:
     pad = {7: 3, 3: 1, 1: 0}[l["r"]]
     x = torch.randn(l["n"], l["c"], l["h"], l["w"], device="cuda", dtype=dtype).to(memory_format=torch.channels_last)
@@ -72,23 +72,26 @@ for l in run["layers"]:
     cells = []
     for p, fn in fns.items():
         if p + "_ms" not in l:
-            cells.append("%34s" % "-")
+            cells.append("%46s" % "-")
             continue
         eager, graph = timed(fn)
         kiln_graph, kiln_loop = l[p + "_ms"], l.get(p + "_loop_ms", l[p + "_ms"])
         torch_graph = graph if graph else eager
-        for kind, k, t in (("graph", kiln_graph, torch_graph), ("loop", kiln_loop, eager)):
-            totals[p][kind][0] += k * l["count"]
-            totals[p][kind][1] += t * l["count"]
-        cells.append("%6.1f %6.1f %5.2fx (%5.2fx, %4.0f us)" % (
+        kiln_api = l.get(p + "_api_ms")  # cuDNN's graph API, calls one after another
+        for kind, k, t in (("graph", kiln_graph, torch_graph), ("loop", kiln_loop, eager), ("api", kiln_api, eager)):
+            if k:
+                totals[p][kind][0] += k * l["count"]
+                totals[p][kind][1] += t * l["count"]
+        cells.append("%6.1f %6.1f %5.2fx (%5.2fx, %4.0f us; api %s)" % (
             l["gflop"] / kiln_graph, l["gflop"] / torch_graph, torch_graph / kiln_graph, eager / kiln_loop,
-            l.get(p + "_host_us", 0)))
+            l.get(p + "_host_us", 0), "%5.2fx" % (eager / kiln_api) if kiln_api else "  -  "))
     print("%-12s %s" % (l["name"], " ".join(cells)))
 print("# cells: kiln and PyTorch TFLOP/s as graphs, their ratio (kiln faster above 1), then the ratio of calls one")
-print("# after another and kiln's CPU time to issue one call")
+print("# after another, kiln's CPU time to issue one call, and the ratio with kiln through cuDNN's graph API")
 for p, kinds in totals.items():
     for kind, (kiln_ms, torch_ms) in kinds.items():
         if kiln_ms:
             print("# network %s, %s: kiln %.2f ms, PyTorch %.2f ms per batch: kiln %.2fx PyTorch's speed" % (
-                p, "CUDA graphs" if kind == "graph" else "calls one after another", kiln_ms, torch_ms,
+                p, {"graph": "CUDA graphs", "loop": "calls one after another",
+                    "api": "cuDNN's graph API against PyTorch's calls"}[kind], kiln_ms, torch_ms,
                 torch_ms / kiln_ms))

@@ -160,6 +160,11 @@ int conv_write_json(const char *path, const ConvSpec *spec, const ConvResult *r,
 			if (spec->passes[p] && pt->loop_seconds[p] > 0)
 				fprintf(f, ", \"%s_loop_ms\": %.6g, \"%s_host_us\": %.6g", conv_pass_names[p],
 					pt->loop_seconds[p] * 1e3, conv_pass_names[p], pt->host_seconds[p] * 1e6);
+		for (int p = 0; p < CONV_PASSES; p++)
+			if (spec->passes[p] && pt->api_seconds[p] > 0)
+				fprintf(f, ", \"%s_api_ms\": %.6g, \"%s_api_engine\": %lld, \"%s_api_diff\": %.3g",
+					conv_pass_names[p], pt->api_seconds[p] * 1e3, conv_pass_names[p], pt->api_engine[p],
+					conv_pass_names[p], pt->api_diff[p]);
 		if (ran == 1)
 			fprintf(f, ", \"tflops\": %.6g", pt->seconds[only] > 0 ? gflop / pt->seconds[only] / 1e3 : 0);
 		fputc('}', f);

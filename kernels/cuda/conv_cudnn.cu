@@ -16,6 +16,7 @@
 
 #include "../conv.h"
 #include "../kernels.h"
+#include "conv_graph.h"
 
 namespace {
 
@@ -53,6 +54,7 @@ struct Layer {
 	cudnnFilterDescriptor_t wd = nullptr;
 	cudnnConvolutionDescriptor_t cd = nullptr;
 	uint16_t *x = nullptr, *w = nullptr, *y = nullptr, *dy = nullptr, *dx = nullptr, *dw = nullptr;
+	uint16_t *scratch = nullptr; // the graph API's output, beside the legacy call's
 	float *x0 = nullptr, *w0 = nullptr, *dy0 = nullptr; // the rounded inputs of image 0, for the check
 	int algo[CONV_PASSES] = {0, 0, 0};
 };
@@ -67,7 +69,7 @@ void layer_free(Layer &L)
 		cudnnDestroyFilterDescriptor(L.wd);
 	if (L.cd)
 		cudnnDestroyConvolutionDescriptor(L.cd);
-	cudaFree(L.x), cudaFree(L.w), cudaFree(L.y), cudaFree(L.dy), cudaFree(L.dx), cudaFree(L.dw);
+	cudaFree(L.x), cudaFree(L.w), cudaFree(L.y), cudaFree(L.dy), cudaFree(L.dx), cudaFree(L.dw), cudaFree(L.scratch);
 	free(L.x0), free(L.w0), free(L.dy0);
 }
 
@@ -126,7 +128,8 @@ int layer_setup(Layer &L, const ConvShape &s, bool bf16, char *err, size_t errle
 	L.dy0 = (float *)malloc(per_image_y * sizeof(float));
 	if (!L.x0 || !L.w0 || !L.dy0 || cudaMalloc(&L.x, L.nx * 2) || cudaMalloc(&L.dx, L.nx * 2) ||
 	    cudaMalloc(&L.w, L.nw * 2) || cudaMalloc(&L.dw, L.nw * 2) || cudaMalloc(&L.y, L.ny * 2) ||
-	    cudaMalloc(&L.dy, L.ny * 2) || upload(L.x, L.nx, 1, bf16, L.x0, per_image_x) ||
+	    cudaMalloc(&L.dy, L.ny * 2) ||
+	    cudaMalloc(&L.scratch, (L.nx > L.ny ? (L.nx > L.nw ? L.nx : L.nw) : (L.ny > L.nw ? L.ny : L.nw)) * 2) || upload(L.x, L.nx, 1, bf16, L.x0, per_image_x) ||
 	    upload(L.w, L.nw, 2, bf16, L.w0, L.nw) || upload(L.dy, L.ny, 3, bf16, L.dy0, per_image_y)) {
 		snprintf(err, errlen, "cannot allocate or fill the buffers of a %dx%dx%dx%d convolution", s.n, s.c, s.h, s.w);
 		return -1;
@@ -207,6 +210,45 @@ double rel_error(const uint16_t *dev, const float *want, size_t n, bool bf16)
 	}
 	free(h);
 	return scale > 0 ? worst / scale : worst;
+}
+
+// max |a - b| / max |b| over n values, both fp16/bf16 bits on the GPU
+double rel_diff(const uint16_t *a, const uint16_t *b, size_t n, bool bf16)
+{
+	float *want = (float *)malloc(n * sizeof *want);
+	uint16_t *h = (uint16_t *)malloc(n * sizeof *h);
+	double e = INFINITY;
+	if (want && h && cudaMemcpy(h, b, n * sizeof *h, cudaMemcpyDeviceToHost) == cudaSuccess) {
+		for (size_t i = 0; i < n; i++)
+			want[i] = from_bits(h[i], bf16);
+		e = rel_error(a, want, n, bf16);
+	}
+	free(want), free(h);
+	return e;
+}
+
+// The pass through the graph API into L.scratch, timed, and compared with the legacy call's
+// output (which the timing loop left in place); a pass it cannot run is a note, not a failure.
+void graph_api_pass(cudnnHandle_t h, cudaStream_t stream, Layer &L, ConvPass p, void *ws, size_t wsz, int iters,
+		    ConvPoint *pt)
+{
+	void *ptr[3] = {L.x, L.w, L.scratch}; // tensors 1-3: x or dx, w or dw, y or dy
+	const uint16_t *legacy = L.y;
+	size_t n = L.ny;
+	if (p == CONV_BWD_DATA)
+		ptr[0] = L.scratch, ptr[2] = L.dy, legacy = L.dx, n = L.nx;
+	else if (p == CONV_BWD_FILTER)
+		ptr[1] = L.scratch, ptr[2] = L.dy, legacy = L.dw, n = L.nw;
+	ConvGraphResult g;
+	if (conv_graph_time(h, stream, L.s, L.bf16, p, ptr, ws, wsz, iters, &g) != 0) {
+		fprintf(stderr, "kiln-kernels: conv %s %s through cuDNN's graph API: %s\n", pt->layer->name,
+			conv_pass_names[p], g.why);
+		cudaGetLastError();
+		return;
+	}
+	pt->api_seconds[p] = g.seconds;
+	pt->api_engine[p] = g.engine;
+	pt->api_diff[p] = rel_diff(L.scratch, legacy, n, L.bf16);
 }
 
 // Checks pass p of image 0 against the C reference; the relative error, or INFINITY.
@@ -303,6 +345,7 @@ int run_layer(cudnnHandle_t h, cudaStream_t stream, const ConvSpec *spec, ConvPo
 			pt->host_seconds[p] = issue / iters;
 			double graph = graph_seconds(h, L, (ConvPass)p, ws, wsz, stream, iters, t0, t1);
 			pt->seconds[p] = graph > 0 ? graph : pt->loop_seconds[p];
+			graph_api_pass(h, stream, L, (ConvPass)p, ws, wsz, iters, pt); // before check_pass changes dy
 			double e = check_pass(h, L, (ConvPass)p, ws, wsz, spec->threads);
 			double tolerance = bf16 ? 4e-2 : 1e-2; // output rounding plus fp32 sums in another order
 			if (!(e <= r->max_rel_err))
