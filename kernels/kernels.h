@@ -91,7 +91,8 @@ int64_t zeroshot_text_normalised(const ZeroshotInput *in, float **out);
 int zeroshot_cpu(const ZeroshotInput *in, int threads, ZeroshotResult *r, char *err, size_t errlen);
 /* The CUDA back end (cuBLAS products and a top-5 pass, streaming); -1 with err when
  * unavailable. Its result is spot-checked against the C reference (zeroshot_spot_check on
- * ZS_SPOT_ROWS rows): a disagreement is an error, never a result. */
+ * ZS_SPOT_ROWS rows, fewer as C x D passes 1M, 4 from 8M on): a disagreement is an error,
+ * never a result. */
 int zeroshot_cuda(const ZeroshotInput *in, ZeroshotResult *r, char *err, size_t errlen);
 /* Recomputes samples rows spread evenly over the input with the C reference and checks each
  * of r's picks scores within fp16's tolerance of the reference's pick at that rank (ties

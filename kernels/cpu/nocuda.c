@@ -1,6 +1,7 @@
 /* nocuda.c — the CUDA entry points of the program: calls into libkiln-kernels-cuda.so,
  * loaded on first use. Where it is missing (a build without the toolkit) or cannot load (a
  * machine without the CUDA runtime), CUDA is unavailable and says why; the C back end runs. */
+#include <stdint.h>
 #include <stdio.h>
 
 #include "../comm.h"
@@ -22,8 +23,11 @@ int zeroshot_cuda(const ZeroshotInput *in, ZeroshotResult *r, char *err, size_t 
 	ZeroshotFn fn = (ZeroshotFn)kk_module_symbol("libkiln-kernels-cuda.so", "kk_zeroshot_cuda", err, errlen);
 	if (!fn || fn(in, r, err, errlen) != 0)
 		return -1;
-	/* a GPU that computes wrongly (a driver, a kernel bug) must not leave a wrong result */
-	return r->topk ? zeroshot_spot_check(in, r, ZS_SPOT_ROWS, err, errlen) : 0;
+	/* a GPU that computes wrongly (a driver, a kernel bug) must not leave a wrong result;
+	 * ZS_SPOT_ROWS rows, fewer as each costs more (C x D past 1M; 4 from 8M on, as 21k x 1024) */
+	int64_t work = in->c * in->d, rows = work > 0 ? (32LL << 20) / work : ZS_SPOT_ROWS;
+	rows = rows > ZS_SPOT_ROWS ? ZS_SPOT_ROWS : rows < 4 ? 4 : rows;
+	return r->topk ? zeroshot_spot_check(in, r, rows, err, errlen) : 0;
 }
 
 /* NCCL and cuDNN live in modules of their own, so a machine without one still runs the rest */
