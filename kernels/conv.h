@@ -55,6 +55,7 @@ typedef struct {
 	int passes[CONV_PASSES];
 	const char *dtype;          /* CUDA: "fp16" or "bf16"; the C reference is fp32 */
 	const char *layers;         /* comma-separated layer names to keep; NULL: all */
+	int graph_api;              /* CUDA: also time each pass through cuDNN's graph API */
 } ConvSpec;
 
 typedef struct {

@@ -23,7 +23,7 @@ static int usage(void)
 		"                    [--factor 4] [--iters N] [--warmup N] [--device auto|cpu|cuda] [--out F.json]\n"
 		"  kiln-kernels conv [--net resnet50|resnet18] [--batch N] [--size PX] [--passes fwd,bwd_data,bwd_filter]\n"
 		"                    [--layers NAME,...] [--dtype fp16|bf16] [--iters N] [--warmup N] [--threads N]\n"
-		"                    [--device auto|cpu|cuda] [--out F.json] [--dump DIR]\n");
+		"                    [--device auto|cpu|cuda] [--out F.json] [--dump DIR] [--graph-api]\n");
 	return 2;
 }
 
@@ -284,7 +284,7 @@ static int cmd_conv(int argc, char **argv)
 					     {"passes", 1, 0, 'p'}, {"layers", 1, 0, 'l'}, {"dtype", 1, 0, 't'},
 					     {"iters", 1, 0, 'n'},  {"warmup", 1, 0, 'w'}, {"threads", 1, 0, 'j'},
 					     {"device", 1, 0, 'd'}, {"out", 1, 0, 'o'},    {"dump", 1, 0, 'D'},
-					     {0, 0, 0, 0}};
+					     {"graph-api", 0, 0, 'g'}, {0, 0, 0, 0}};
 	ConvSpec s = {.net = "resnet50", .batch = 0, .image_size = 224, .warmup = -1, .iters = -1,
 		      .threads = (int)sysconf(_SC_NPROCESSORS_ONLN), .dtype = "fp16"};
 	const char *passes = "fwd,bwd_data,bwd_filter", *device = "auto", *out = NULL, *dump = NULL;
@@ -303,6 +303,7 @@ static int cmd_conv(int argc, char **argv)
 		case 'd': device = optarg; break;
 		case 'o': out = optarg; break;
 		case 'D': dump = optarg; break;
+		case 'g': s.graph_api = 1; break;
 		default: return usage();
 		}
 	}

@@ -24,7 +24,7 @@ for part in ${KILN_BENCH:-zeroshot comm conv}; do # KILN_BENCH picks parts, in i
   comm) "$b/kiln-kernels" comm --device cuda --out "$b/bench-gpu/comm.json" ;;
   conv)
     for dtype in fp16 bf16; do
-      "$b/kiln-kernels" conv --device cuda --dtype $dtype --batch 64 --out "$b/bench-gpu/conv-$dtype.json" &&
+      "$b/kiln-kernels" conv --device cuda --dtype $dtype --batch 64 --graph-api --out "$b/bench-gpu/conv-$dtype.json" &&
         [ $have_torch = 1 ] && "$PYTHON" kernels/bench/torch_conv.py "$b/bench-gpu/conv-$dtype.json"
     done ;;
   *) echo "run.sh: no part '$part' (parts: zeroshot comm conv)"; exit 2 ;;

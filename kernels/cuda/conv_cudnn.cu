@@ -345,7 +345,8 @@ int run_layer(cudnnHandle_t h, cudaStream_t stream, const ConvSpec *spec, ConvPo
 			pt->host_seconds[p] = issue / iters;
 			double graph = graph_seconds(h, L, (ConvPass)p, ws, wsz, stream, iters, t0, t1);
 			pt->seconds[p] = graph > 0 ? graph : pt->loop_seconds[p];
-			graph_api_pass(h, stream, L, (ConvPass)p, ws, wsz, iters, pt); // before check_pass changes dy
+			if (spec->graph_api)
+				graph_api_pass(h, stream, L, (ConvPass)p, ws, wsz, iters, pt); // before check_pass changes dy
 			double e = check_pass(h, L, (ConvPass)p, ws, wsz, spec->threads);
 			double tolerance = bf16 ? 4e-2 : 1e-2; // output rounding plus fp32 sums in another order
 			if (!(e <= r->max_rel_err))

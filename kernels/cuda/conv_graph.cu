@@ -143,15 +143,24 @@ bool plan_for(Builder &pb, cudnnHandle_t h, Desc cfg, void *const ptr[3], void *
 	return pb.ok();
 }
 
-// The global index of cfg's engine, or -1.
-long long engine_index(Desc cfg)
+// The global index of cfg's engine (-1 where it cannot be read), and whether the engine
+// compiles its kernels at run time (its plan can take seconds to make: such engines are left
+// out, as a cold start is not what the benchmark measures).
+long long engine_index(Desc cfg, bool *compiles)
 {
 	Builder b;
 	Desc engine = b.make(CUDNN_BACKEND_ENGINE_DESCRIPTOR, "the engine");
 	int64_t index = -1, n = 0;
+	cudnnBackendBehaviorNote_t notes[CUDNN_BEHAVIOR_NOTE_TYPE_COUNT];
+	*compiles = false;
 	if (b.ok() && cudnnBackendGetAttribute(cfg, CUDNN_ATTR_ENGINECFG_ENGINE, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &n, &engine) ==
-			      CUDNN_STATUS_SUCCESS)
+			      CUDNN_STATUS_SUCCESS) {
 		cudnnBackendGetAttribute(engine, CUDNN_ATTR_ENGINE_GLOBAL_INDEX, CUDNN_TYPE_INT64, 1, &n, &index);
+		if (cudnnBackendGetAttribute(engine, CUDNN_ATTR_ENGINE_BEHAVIOR_NOTE, CUDNN_TYPE_BEHAVIOR_NOTE,
+					     CUDNN_BEHAVIOR_NOTE_TYPE_COUNT, &n, notes) == CUDNN_STATUS_SUCCESS)
+			for (int64_t i = 0; i < n; i++)
+				*compiles |= notes[i] == CUDNN_BEHAVIOR_NOTE_RUNTIME_COMPILATION;
+	}
 	return index;
 }
 
@@ -191,6 +200,12 @@ int conv_graph_time(cudnnHandle_t h, cudaStream_t stream, const ConvShape &s, bo
 	for (int i = 0; i < (int)ncfg; i++) {
 		Builder pb;
 		Desc plan, pack;
+		bool compiles;
+		engine_index(cfg[i], &compiles);
+		if (compiles) {
+			r->compiling++;
+			continue;
+		}
 		if (!plan_for(pb, h, cfg[i], ptr, ws, wsz, &plan, &pack))
 			continue; // an engine this shape or this workspace cannot have
 		cudnnStatus_t st = cudnnBackendExecute(h, plan, pack); // warm-up
@@ -210,10 +225,12 @@ int conv_graph_time(cudnnHandle_t h, cudaStream_t stream, const ConvShape &s, bo
 	cudaEventDestroy(t0);
 	cudaEventDestroy(t1);
 	if (chosen < 0) {
-		snprintf(r->why, sizeof r->why, "none of the heuristics' %lld engine configurations ran", (long long)ncfg);
+		snprintf(r->why, sizeof r->why, "none of the heuristics' %lld engine configurations ran (%d compile at run time)",
+			 (long long)ncfg, r->compiling);
 		return -1;
 	}
-	r->engine = engine_index(cfg[chosen]);
+	bool compiles;
+	r->engine = engine_index(cfg[chosen], &compiles);
 	// the fastest plan once more, last: its output is what the caller compares
 	Builder pb;
 	Desc plan, pack;
