@@ -35,9 +35,17 @@ class SshResume(sshhosts.SshCase, KilnTestCase):
                       % (resume, env, PYTHON, argv))
         r = self.kiln()
         self.assertEqual(r.rc, 0, r)
-        log2 = self.ws.read(".kiln/logs/train@2.log")
-        self.assertIn("resuming after epoch 2", log2)
-        return log2
+        # the retry's log, found by what it says rather than its number: a start that never got
+        # to its host (a slow sshd on a loaded machine) is an attempt too, not a try
+        retries = [log for log in self.attempt_logs("train") if "(try 2 of 2 in this run)" in log]
+        self.assertEqual(len(retries), 1, self.attempt_logs("train"))
+        self.assertIn("resuming after epoch 2", retries[0])
+        return retries[0]
+
+    def attempt_logs(self, task):
+        """Each attempt's log of task, in attempt order."""
+        names = [f for f in os.listdir(self.ws.path(".kiln/logs")) if f.startswith(task + "@") and f.endswith(".log")]
+        return [self.ws.read(".kiln/logs/" + f) for f in sorted(names, key=lambda f: int(f[len(task) + 1:-4]))]
 
     def ledger_on_v800(self):
         with open(os.path.join(self.lab.hosts["v800"].workdir(), "ledger")) as f:
@@ -55,7 +63,7 @@ class SshResume(sshhosts.SshCase, KilnTestCase):
         os.remove(os.path.join(self.lab.hosts["v800"].workdir(), "died"))
         r = self.kiln()
         self.assertEqual(r.rc, 0, r)
-        log = self.ws.read(".kiln/logs/train@4.log")
+        log = self.attempt_logs("train")[-1]  # this run's retry
         self.assertIn("kiln holds no whole copy of it: removed, so this attempt starts it afresh", log)
         self.assertNotIn("resuming", log)
 
