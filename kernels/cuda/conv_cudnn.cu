@@ -126,10 +126,11 @@ int layer_setup(Layer &L, const ConvShape &s, bool bf16, char *err, size_t errle
 	L.x0 = (float *)malloc(per_image_x * sizeof(float));
 	L.w0 = (float *)malloc(L.nw * sizeof(float));
 	L.dy0 = (float *)malloc(per_image_y * sizeof(float));
+	size_t most = L.nx > L.ny ? L.nx : L.ny; // the scratch output: room for any pass's
+	most = most > L.nw ? most : L.nw;
 	if (!L.x0 || !L.w0 || !L.dy0 || cudaMalloc(&L.x, L.nx * 2) || cudaMalloc(&L.dx, L.nx * 2) ||
 	    cudaMalloc(&L.w, L.nw * 2) || cudaMalloc(&L.dw, L.nw * 2) || cudaMalloc(&L.y, L.ny * 2) ||
-	    cudaMalloc(&L.dy, L.ny * 2) ||
-	    cudaMalloc(&L.scratch, (L.nx > L.ny ? (L.nx > L.nw ? L.nx : L.nw) : (L.ny > L.nw ? L.ny : L.nw)) * 2) || upload(L.x, L.nx, 1, bf16, L.x0, per_image_x) ||
+	    cudaMalloc(&L.dy, L.ny * 2) || cudaMalloc(&L.scratch, most * 2) || upload(L.x, L.nx, 1, bf16, L.x0, per_image_x) ||
 	    upload(L.w, L.nw, 2, bf16, L.w0, L.nw) || upload(L.dy, L.ny, 3, bf16, L.dy0, per_image_y)) {
 		snprintf(err, errlen, "cannot allocate or fill the buffers of a %dx%dx%dx%d convolution", s.n, s.c, s.h, s.w);
 		return -1;
@@ -288,7 +289,7 @@ double now()
 // The mean time of one call of pass p when iters calls are captured into one CUDA graph and
 // replayed (the GPU's time without the gaps of issuing each call: cuDNN's legacy calls cost
 // CPU time each), or 0 where the capture fails (it is then forgotten: the loop's time stands).
-double graph_seconds(cudnnHandle_t h, Layer &L, ConvPass p, void *ws, size_t wsz, cudaStream_t stream, int iters,
+double replay_seconds(cudnnHandle_t h, Layer &L, ConvPass p, void *ws, size_t wsz, cudaStream_t stream, int iters,
 		     cudaEvent_t t0, cudaEvent_t t1)
 {
 	cudaGraph_t graph = nullptr;
@@ -343,8 +344,8 @@ int run_layer(cudnnHandle_t h, cudaStream_t stream, const ConvSpec *spec, ConvPo
 			cudaEventElapsedTime(&ms, t0, t1);
 			pt->loop_seconds[p] = ms / 1e3 / iters;
 			pt->host_seconds[p] = issue / iters;
-			double graph = graph_seconds(h, L, (ConvPass)p, ws, wsz, stream, iters, t0, t1);
-			pt->seconds[p] = graph > 0 ? graph : pt->loop_seconds[p];
+			double replay = replay_seconds(h, L, (ConvPass)p, ws, wsz, stream, iters, t0, t1);
+			pt->seconds[p] = replay > 0 ? replay : pt->loop_seconds[p];
 			if (spec->graph_api)
 				graph_api_pass(h, stream, L, (ConvPass)p, ws, wsz, iters, pt); // before check_pass changes dy
 			double e = check_pass(h, L, (ConvPass)p, ws, wsz, spec->threads);
