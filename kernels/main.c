@@ -272,6 +272,9 @@ static int cmd_comm(int argc, char **argv)
 		printf("%-10s %12zu %12.2f %12.3f %12.3f\n", comm_pattern_names[r.points[i].pattern], r.points[i].bytes,
 		       r.points[i].seconds * 1e6, r.points[i].algbw, r.points[i].busbw);
 	printf("# check: %s\n", r.check);
+	if (r.ranks == 1)
+		printf("# one rank: nothing crosses a link, so bus bandwidth is 0 and algbw only times the call "
+		       "(nccl-tests' figures need two GPUs or more)\n");
 	if (!r.correct)
 		rc = fail(1, "a pattern gave a wrong sum: its figures mean nothing");
 	comm_result_free(&r);
