@@ -25,20 +25,17 @@ extern "C" {
 // differ from ref (kiln-kernels' own picks). T is the scores' type: float as kiln-kernels
 // keeps them, __half to see what halving the scores' traffic would buy.
 template <typename T>
-static float device_pass(const __half *img_d, const uint16_t *txt, long long n, long long c, long long d, long long block,
-			 const int32_t *ref, long long *differ)
+static float device_pass(const __half *img_d, const ZeroshotInput *in, long long block, const int32_t *ref,
+			 long long *differ)
 {
-	uint16_t *tn = (uint16_t *)malloc((size_t)(c * d) * 2); // class embeddings normalised, as kiln-kernels does
-	for (long long j = 0; j < c; j++) {
-		double ss = 0;
-		for (long long q = 0; q < d; q++) {
-			double x = half_to_float(txt[j * d + q]);
-			ss += x * x;
-		}
-		double inv = ss > 0 ? 1 / sqrt(ss) : 0;
-		for (long long q = 0; q < d; q++)
-			tn[j * d + q] = float_to_half((float)(half_to_float(txt[j * d + q]) * inv));
-	}
+	long long n = in->n, c = in->c, d = in->d;
+	float *text; // the class embeddings normalised by the C reference, as kiln-kernels takes them
+	if (zeroshot_text_normalised(in, &text) >= 0 || !text)
+		return -1;
+	uint16_t *tn = (uint16_t *)malloc((size_t)(c * d) * 2);
+	for (long long i = 0; i < c * d; i++)
+		tn[i] = float_to_half(text[i]);
+	free(text);
 	__half *txt_d;
 	T *scores[2];
 	int *topk_d;
@@ -210,8 +207,8 @@ int main(int argc, char **argv)
 			if (i && blocks[i] == own)
 				continue;
 			long long differ = 0, blk = blocks[i] < n ? blocks[i] : n;
-			float ms = half ? device_pass<__half>(a, txt, n, c, d, blk, r.topk, &differ)
-					: device_pass<float>(a, txt, n, c, d, blk, r.topk, &differ);
+			float ms = half ? device_pass<__half>(a, &in, blk, r.topk, &differ)
+					: device_pass<float>(a, &in, blk, r.topk, &differ);
 			if (ms > 0)
 				printf("    %s scores, %6lld rows: %8.3f ms  %7.1f TFLOP/s  %.2fx the floor; top-5 differs from "
 				       "kiln-kernels' in %lld of %lld rows\n",
