@@ -47,6 +47,18 @@ class SshResume(sshhosts.SshCase, KilnTestCase):
         names = [f for f in os.listdir(self.ws.path(".kiln/logs")) if f.startswith(task + "@") and f.endswith(".log")]
         return [self.ws.read(".kiln/logs/" + f) for f in sorted(names, key=lambda f: int(f[len(task) + 1:-4]))]
 
+    # Logs are found by what they say, never by their number: a start that never got to its
+    # host (a slow sshd on a loaded machine) is an attempt of its own, so numbers shift.
+    def last_log(self, task):
+        """The log of task's latest attempt."""
+        return self.attempt_logs(task)[-1]
+
+    def first_log_with(self, task, text):
+        """The log of task's first attempt whose log holds text (the first that ran)."""
+        logs = [log for log in self.attempt_logs(task) if text in log]
+        self.assertTrue(logs, "no log of %s holds %r: %s" % (task, text, self.attempt_logs(task)))
+        return logs[0]
+
     def ledger_on_v800(self):
         with open(os.path.join(self.lab.hosts["v800"].workdir(), "ledger")) as f:
             return [int(line.split()[1]) for line in f]
@@ -108,11 +120,11 @@ class SshResume(sshhosts.SshCase, KilnTestCase):
         # trainer_state.json: no checkpoint before it to compare with, its names tell
         # (and torch.distributed.checkpoint's, stopped before its .metadata)
         recipe = self.ws.read("kiln.lua")
-        for attempt, env, said in (
-                (4, 'LAYOUT = "hf", DIE_AT = "1", ARGS_FILE = "1"',
+        for env, said in (
+                ('LAYOUT = "hf", DIE_AT = "1", ARGS_FILE = "1"',
                  '"ckpt/checkpoint-1" holds "training_args.bin" but no "trainer_state.json", which the Hugging Face '
                  'Trainer writes last'),
-                (6, 'LAYOUT = "dcp", DIE_AT = "1"',
+                ('LAYOUT = "dcp", DIE_AT = "1"',
                  '"ckpt/checkpoint-1" holds ".distcp" files but no ".metadata", which torch.distributed.checkpoint '
                  'writes last')):
             self.ws.write("kiln.lua", recipe.replace('DIE_AT = "3", LAYOUT = "hf"', env))
@@ -120,7 +132,7 @@ class SshResume(sshhosts.SshCase, KilnTestCase):
                 os.remove(os.path.join(self.lab.hosts["v800"].workdir(), name))
             r = self.kiln()
             self.assertEqual(r.rc, 0, r)
-            log = self.ws.read(".kiln/logs/train@%d.log" % attempt)
+            log = [log for log in self.attempt_logs("train") if "(try 2 of 2 in this run)" in log][-1]
             self.assertIn("kiln: %s (an attempt was stopped between its files): removed" % said, log)
             self.assertNotIn("resuming", log)
             self.assertEqual(self.ledger_on_v800(), [1, 1, 2, 3, 4, 5])
@@ -218,7 +230,7 @@ class SshResume(sshhosts.SshCase, KilnTestCase):
         self.assertEqual(r.rc, 0, r)
         self.assertEqual(self.ledger_of(home), ["1", "2", "3", "4", "5"], "continued where it stopped")
         self.assertEqual(self.ledger_of(other), [], "not started afresh on the free host")
-        self.assertIn("# kiln: on host %s" % home, self.ws.read(".kiln/logs/train@2.log"))
+        self.assertIn("# kiln: on host %s" % home, self.last_log("train"))
 
     def test_a_multi_node_retry_puts_each_node_back_on_the_host_holding_its_part(self):
         # each node keeps its own checkpoint in its host's workdir (no shared disk); the retry
@@ -249,7 +261,7 @@ class SshResume(sshhosts.SshCase, KilnTestCase):
             self.assertEqual(len(ledger), len(set(ledger)), "node %s continued on %s: %s" % (rank, host, ledger))
             self.assertIn("%s:5" % rank, ledger)
         self.assertEqual(self.ledger_of(free), [], "no node started afresh on %s" % free)
-        log = self.ws.read(".kiln/logs/train@2.log")
+        log = self.last_log("train")
         self.assertIn("# kiln: on host %s" % homes["0"], log)
         self.assertIn("# kiln: node 1 on host %s" % homes["1"], log)
 
@@ -265,7 +277,7 @@ class SshResume(sshhosts.SshCase, KilnTestCase):
         self.assertEqual(self.ledger_of("v801" if home == "v800" else "v800"), [], "not started afresh elsewhere")
         self.assertIn("it runs again there once the host answers (its resume state is there)", out)
         self.assertIn("host %s: 1 done, 0 failed, 1 lost with it and run again" % home, out)
-        log = self.ws.read(".kiln/logs/train@1.log")  # its log's rest, to the reboot, came back
+        log = self.first_log_with("train", "epoch 1\n")  # its log's rest, to the reboot, came back
         self.assertEqual([log.count("epoch %d\n" % e) for e in range(1, 6)], [1] * 5, log)
         self.assertIn("to the job's end there (no later attempt took it up)", log, out)
 
@@ -278,7 +290,7 @@ class SshResume(sshhosts.SshCase, KilnTestCase):
         self.assertEqual(self.ledger_of(home), [str(e) for e in range(1, 11)], "no epoch twice, none restarted")
         self.assertIn("train: attached to ssh job", out)
         self.assertIn("which ran on while its host did not answer", out)
-        log = self.ws.read(".kiln/logs/train@2.log")
+        log = self.last_log("train")
         self.assertIn("re-attached on host %s to the job of attempt 1" % home, log)
         self.assertIn("epoch 1\n", log, "the job's whole log")
         self.assertIn("epoch 10\n", log)
@@ -301,7 +313,7 @@ class SshResume(sshhosts.SshCase, KilnTestCase):
         self.assertEqual(r.rc, 0, r)
         self.assertIn("train: attached to ssh job", r.out)
         self.assertEqual(len(self.starts()), 1, "it ran once")
-        self.assertIn("epoch 6\n", self.ws.read(".kiln/logs/train@1.log"))
+        self.assertIn("epoch 6\n", self.last_log("train"))
 
     def eval_without_checkpoint(self, steps=20):
         """Task eval on v800 or v801 (one job each): 20 steps (or steps) of 0.3 s, each in its
@@ -328,7 +340,7 @@ class SshResume(sshhosts.SshCase, KilnTestCase):
         self.assertIn("taking up its job there if the host answers soon (it may run on), else elsewhere", out)
         self.assertIn("which ran on while its host did not answer", out)
         self.assertIn("host %s: 1 done, 0 failed, 1 lost with it and taken up again (it ran on there)" % home, out)
-        self.assertIn("step 20\n", self.ws.read(".kiln/logs/eval@2.log"))
+        self.assertIn("step 20\n", self.last_log("eval"))
 
     def test_after_kill_9_a_job_whose_host_does_not_answer_is_waited_for_and_taken_up(self):
         # kiln is killed, then the job's host drops off the network: the next kiln waits for
@@ -386,7 +398,7 @@ class SshResume(sshhosts.SshCase, KilnTestCase):
                       "on there)" % home, out)
         # the dead kiln's ssh followers are stopped in silence: no task of this machine was
         self.assertNotIn("task process group", out)
-        log = self.ws.read(".kiln/logs/eval@2.log")
+        log = self.last_log("eval")
         self.assertIn("re-attached on host %s to the job of attempt 1" % home, log)
         self.assertIn("step 20\n", log)
 
@@ -417,7 +429,7 @@ class SshResume(sshhosts.SshCase, KilnTestCase):
         home, out = self.eval_recorded_lost_then_kiln_killed("--host-wait", "1s", back_after=3)
         other = "v801" if home == "v800" else "v800"
         self.assertEqual(self.ws.read("e.txt"), other + "\n")
-        log = self.ws.read(".kiln/logs/eval@1.log")
+        log = self.first_log_with("eval", "step 1\n")
         self.assertIn("to the job's end there (no later attempt took it up)", log, out)
         steps = [int(line.split()[1]) for line in log.splitlines() if line.startswith("step ")]
         self.assertEqual(steps, list(range(1, len(steps) + 1)), log)
@@ -456,7 +468,7 @@ class SshResume(sshhosts.SshCase, KilnTestCase):
             host_wait="0.5s")
         # no log is lost: what it wrote there after the drop follows in attempt 1's log, once
         # each line, and its directory there is gone
-        log = self.ws.read(".kiln/logs/work@1.log")
+        log = self.first_log_with("work", "line 1\n")
         self.assertIn("answered again: the job's log there from where the copy above ends, to the job's end "
                       "there (no later attempt took it up)", log)
         ran_there = self.ledger_of(home)
@@ -481,7 +493,7 @@ class SshResume(sshhosts.SshCase, KilnTestCase):
         self.assertGreaterEqual(time.monotonic() - t0, 3, "it waited for its host first")
         self.assertEqual(self.ledger_of(other), ["1", "2", "3", "4", "5"])
         self.assertIn("# kiln: its resume state is on host %s, which has not answered for 3.0s (--host-wait, or as "
-                      "long as the work kept there took): it starts afresh here" % home, self.ws.read(".kiln/logs/train@2.log"))
+                      "long as the work kept there took): it starts afresh here" % home, self.last_log("train"))
 
     def test_a_retry_waits_for_its_resume_host_to_come_back(self):
         # the host holding its checkpoint drops (a reboot): the retry waits for it rather than
@@ -507,7 +519,7 @@ class SshResume(sshhosts.SshCase, KilnTestCase):
         self.assertEqual(run.returncode, 0, out + err)
         self.assertEqual(self.ledger_of(home), ["1", "2", "3", "4", "5"], "continued where it stopped")
         self.assertEqual(self.ledger_of(other), [], "not started afresh on the free host")
-        self.assertIn("# kiln: on host %s" % home, self.ws.read(".kiln/logs/train@2.log"))
+        self.assertIn("# kiln: on host %s" % home, self.last_log("train"))
         self.assertIn("%s down (train waits for it up to 1m00s: its resume state is there)" % home, out)
 
 if __name__ == "__main__":
