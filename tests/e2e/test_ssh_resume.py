@@ -342,6 +342,17 @@ class SshResume(sshhosts.SshCase, KilnTestCase):
         self.assertIn("host %s: 1 done, 0 failed, 1 lost with it and taken up again (it ran on there)" % home, out)
         self.assertIn("step 20\n", self.last_log("eval"))
 
+    def test_a_host_back_between_its_retries_is_tried_once_more_before_its_job_is_given_up(self):
+        # the host answers again 2.5 s after the drop: after its first retry (2 s) and before
+        # its next (6 s), but within the wait (as long as the job had run, at least 3 s): it is
+        # tried once more as the wait ends, and the job that ran on there is taken up rather
+        # than started afresh on the free host a moment after its own came back
+        self.eval_without_checkpoint()
+        home, out, rc = self.drop_the_working_host("partition", 2.5, lambda home: None, after=8)
+        self.assertEqual(rc, 0, out)
+        self.assert_eval_ran_once_on(home)
+        self.assertIn("which ran on while its host did not answer", out)
+
     def test_after_kill_9_a_job_whose_host_does_not_answer_is_waited_for_and_taken_up(self):
         # kiln is killed, then the job's host drops off the network: the next kiln waits for
         # it (as long as the job has run) rather than start it afresh on the free host
@@ -463,8 +474,8 @@ class SshResume(sshhosts.SshCase, KilnTestCase):
         self.ws.write("kiln.lua", 'task { name = "work", hosts = {"v800", "v801"}, outputs = {"w.txt"}, run = "for i in '
                       '$(seq 12); do echo line $i; echo $i >> $HOME/ledger; sleep 0.3; [ -e $HOME/died ] && sleep 1; '
                       'done; echo $KILN_HOST > w.txt" }\n')
-        home, out, rc = self.drop_the_working_host(
-            "partition", 1, lambda home: open(os.path.join(self.lab.hosts[home].home, "died"), "w").close(),
+        home, out, rc = self.drop_the_working_host(  # away past the wait and the try at its end
+            "partition", 3, lambda home: open(os.path.join(self.lab.hosts[home].home, "died"), "w").close(),
             host_wait="0.5s")
         # no log is lost: what it wrote there after the drop follows in attempt 1's log, once
         # each line, and its directory there is gone

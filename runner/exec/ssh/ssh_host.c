@@ -229,8 +229,9 @@ void ssh_host_failed(SshHost *h, const char *why)
 		backoff *= 2;
 	if (backoff > HOST_RETRY_MAX_SEC)
 		backoff = HOST_RETRY_MAX_SEC;
+	h->failed_ns = now_mono_ns();
 	if (!h->down)
-		h->down_since_ns = now_mono_ns();
+		h->down_since_ns = h->failed_ns;
 	h->down = 1;
 	h->retry_at_ns = now_mono_ns() + (int64_t)backoff * 1000000000LL;
 }

@@ -56,6 +56,7 @@ typedef struct SshHost {
 	int64_t retry_at_ns;
 	pid_t probe_pid;       /* a down host's master connection, started in the background, or 0 */
 	int64_t down_since_ns; /* when it went down (0: up) */
+	int64_t failed_ns;     /* when a try of it last failed */
 	char last_error[160];
 	/* this run */
 	int ran, failed, lost, stopped, running;

@@ -160,7 +160,8 @@ SshHost *ssh_home(SshExec *se, const Task *t, int node, int *lost);
  * the seconds of work kept there (cache_resume_seconds), whichever is longer; for a lost job
  * as long as it had run (at least until the host's first retry is answered), at most
  * --host-wait: waiting never costs more than starting afresh would throw away; and whether
- * home has been waited for that long (t then starts afresh elsewhere). */
+ * home has been waited for that long and a try of it at that wait's end failed too (t then
+ * starts afresh elsewhere). */
 double ssh_home_wait_sec(const SshExec *se, const Task *t);
 int ssh_home_given_up(const SshExec *se, const SshHost *home, const Task *t);
 

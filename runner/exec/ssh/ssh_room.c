@@ -68,10 +68,28 @@ double ssh_home_wait_sec(const SshExec *se, const Task *t)
 	return kept > se->cfg.host_wait_sec ? kept : se->cfg.host_wait_sec;
 }
 
+/* When t's wait for its home host ends (0: the host answers). */
+static int64_t home_wait_end(const SshExec *se, const SshHost *home, const Task *t)
+{
+	if (!home->down || !home->down_since_ns)
+		return 0;
+	return home->down_since_ns + (int64_t)(ssh_home_wait_sec(se, t) * 1e9);
+}
+
 int ssh_home_given_up(const SshExec *se, const SshHost *home, const Task *t)
 {
-	return home->down && home->down_since_ns &&
-	       now_mono_ns() - home->down_since_ns > (int64_t)(ssh_home_wait_sec(se, t) * 1e9);
+	int64_t end = home_wait_end(se, home, t);
+	return end && now_mono_ns() > end && home->failed_ns >= end;
+}
+
+/* A home host waited for to the end of t's wait is tried once more at that end, not at its
+ * back-off's (up to 30 s later): one that came back meanwhile has its jobs taken up then,
+ * rather than their work started afresh elsewhere a moment before it would have answered. */
+static void try_home_at_wait_end(const SshExec *se, SshHost *home, const Task *t)
+{
+	int64_t end = home_wait_end(se, home, t);
+	if (end && home->failed_ns < end && home->retry_at_ns > end)
+		home->retry_at_ns = end;
 }
 
 /* place_choose among the hosts but those chosen already, or on only (when not NULL). */
@@ -102,6 +120,7 @@ static int choose_hosts(SshExec *se, const Task *t, int *reachable, int *big_eno
 			home = NULL; /* the recipe no longer lets it run there */
 		SshHost *h = choose_one(se, t, home, &r, &b);
 		if (home && !r) { /* the home host does not answer */
+			try_home_at_wait_end(se, home, t);
 			if (!ssh_home_given_up(se, home, t)) {
 				*home_wait = 1;
 				ok = 0;
