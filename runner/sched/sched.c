@@ -319,6 +319,21 @@ static void release(Run *r, Job *job)
 	r->nrunning--;
 }
 
+/* How a lost attempt's task runs again, after "it runs again". */
+static const char *lost_runs_again(const Job *job)
+{
+	const Task *t = job->task;
+	if (job->ex->local_slots)
+		return "";
+	if (!job->ex->state_on_host) /* Slurm */
+		return t->opts->nresume ? ", from its resume state, spending no retry" : ", spending no retry";
+	if (t->opts->nresume) /* ssh_room.c waits for it */
+		return " there once the host answers (its resume state is there)";
+	if (job->kept_lost)
+		return ", taking up its job there if the host answers soon (it may run on), else elsewhere";
+	return job->never_started ? "" : " elsewhere";
+}
+
 /* A task lost with its host this often (every host failing it) fails after all. */
 #define MAX_LOSSES 5
 
@@ -339,17 +354,13 @@ static void job_ended(Run *r, Job *job)
 		return;
 	}
 	if (job->end == JOB_LOST && !r->stopping && t->lost < MAX_LOSSES) {
-		/* its host went away: not the task's failure, so the attempt is given back */
+		/* its host went away (or its Slurm node): not the task's failure, so the attempt is
+		 * given back */
 		int here = job->ex->local_slots; /* local: killed while no kiln watched */
-		int home = t->opts->nresume && job->ex->state_on_host; /* ssh_room.c waits for it */
+		int hosts = job->ex->state_on_host; /* ssh; else Slurm: its node preempted or failed */
 		const char *reason = job->reason[0] ? job->reason : "lost with its host";
-		cache_attempt_ended(o->cache, attempt_id, -1, reason, here ? "lost" : "host-lost");
-		status_print(&r->st, "retry", "%s: %s; it runs again%s", t->name, reason,
-			     here           ? ""
-			     : home         ? " there once the host answers (its resume state is there)"
-			     : job->kept_lost ? ", taking up its job there if the host answers soon (it may run on), else elsewhere"
-			     : job->never_started ? ""
-						  : " elsewhere");
+		cache_attempt_ended(o->cache, attempt_id, -1, reason, here ? "lost" : hosts ? "host-lost" : "preempted");
+		status_print(&r->st, "retry", "%s: %s; it runs again%s", t->name, reason, lost_runs_again(job));
 		t->attempt--;
 		t->lost++;
 		if (task_is_runner(t))

@@ -5,7 +5,8 @@ submitting anything twice, the controller refusing submissions for a while fails
 a job that can never start fails within a minute with Slurm's reason, {port} is found on
 the node, and a map{} runs its shards as Slurm jobs, re-attached after kill -9 with no item
 run twice, keeping the item a job had finished when Ctrl-C cancelled it (atomic_outputs),
-and a requeued shard job making only the items it had not made."""
+and a requeued shard job making only the items it had not made; a job whose node fails
+under it runs again from its checkpoint in the same run, spending no retry."""
 import os
 import shutil
 import signal
@@ -262,6 +263,36 @@ map { name = "cap", items = items, shards = 1, executor = "slurm", output = "cap
         self.assertEqual(r.rc, 0, r)
         self.assertIn("2 up to date", r.out, "img1 and img2 were recorded at the Ctrl-C")
         self.assertEqual(self.ws.read("done.log").split(), ["img1", "img2", "img3", "img4"], "nothing ran twice")
+
+    def test_a_job_whose_node_fails_runs_again_at_once_spending_no_retry(self):
+        # its node set down under it (NODE_FAIL; --no-requeue, so Slurm does not start it
+        # again itself): no failure of the task's, so with retries = 0 it is submitted again
+        # and continues from its checkpoint once the node is back, in the same run
+        self.ws.write("kiln.lua", 'task { name = "nf/train", outputs = {"model.txt"}, resume = {"ckpt"}, '
+                      'slurm = { extra = {"--no-requeue"} }, run = "s=$(cat ckpt 2>/dev/null || echo 0); '
+                      'for e in $(seq $((s + 1)) 6); do echo epoch $e; echo $e >> ledger; echo $e > ckpt; sleep 0.5; '
+                      'done; echo ok > model.txt" }\n')
+        env = dict(self.ws.env(), **self.env)
+        node = subprocess.run(["sinfo", "-N", "-h", "-o", "%N"], capture_output=True, text=True, env=env).stdout.split()[0]
+        p = subprocess.Popen([KILN, "run", "--executor", "slurm"], cwd=self.ws.dir, env=env, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        try:
+            self.assertTrue(wait_for(lambda: self.ws.exists("ledger") and len(self.ws.read("ledger").split()) >= 2, 90))
+            subprocess.run(["scontrol", "update", "nodename=" + node, "state=down", "reason=kiln-test"], check=True,
+                           env=env)
+            self.assertTrue(wait_for(lambda: "NODE_FAIL" in subprocess.run(
+                ["squeue", "-h", "-t", "all", "-o", "%T"], capture_output=True, text=True, env=env).stdout, 30))
+            time.sleep(2)  # kiln sees it ended, and submits it again: it waits for the node
+        finally:
+            subprocess.run(["scontrol", "update", "nodename=" + node, "state=resume"], env=env, capture_output=True)
+        out, _ = p.communicate(timeout=180)
+        self.assertEqual(p.returncode, 0, out)
+        self.assertRegex(out, r"nf/train: Slurm job \S+ ended NODE_FAIL \(its node failed\); it runs again, from its "
+                              r"resume state, spending no retry")
+        ledger = self.ws.read("ledger").split()
+        self.assertEqual(sorted(set(ledger), key=int), [str(e) for e in range(1, 7)], ledger)
+        self.assertLessEqual(len(ledger) - len(set(ledger)), 1, "at most the epoch in flight twice: %s" % ledger)
+        self.assertEqual(self.attempts("SELECT failure FROM attempts ORDER BY id"), [("preempted",), (None,)])
 
     def test_a_requeued_shard_job_makes_only_the_items_not_made(self):
         # both maps' jobs are requeued (a preemption) in item i4, after i1 and i3 were made

@@ -68,6 +68,13 @@ const char *slurm_reason_gloss(const char *reason)
 	return i >= 0 && !reasons[i].final ? reasons[i].words : NULL;
 }
 
+/* Whether a final state says the job's node was taken from it: preempted, failed, or
+ * never booted. */
+static int node_taken(const char *state)
+{
+	return !strncmp(state, "PREEMPTED", 9) || !strncmp(state, "NODE_FAIL", 9) || !strncmp(state, "BOOT_FAIL", 9);
+}
+
 /* Decides a finished job's outcome from its Slurm state and its own exit-code file. */
 static void finish(SlurmExec *se, Job *job, const char *state)
 {
@@ -89,8 +96,18 @@ static void finish(SlurmExec *se, Job *job, const char *state)
 		/* the command's own exit status, as the job script recorded it */
 		job->end = JOB_EXITED;
 		job->exit_code = text ? atoi(text) : 0;
+	} else if (!text && node_taken(state)) {
+		/* its node failed or was taken from it, the command unfinished: no failure of the
+		 * task's, so like a job lost with its ssh host it runs again without spending a
+		 * retry (and continues from its resume state) */
+		job->end = JOB_LOST;
+		snprintf(job->reason, sizeof job->reason, "Slurm job %.32s ended %.32s (%s)", job->job_id, state,
+			 !strncmp(state, "PREEMPTED", 9) ? "preempted"
+			 : !strncmp(state, "BOOT_FAIL", 9) ? "its node failed to boot"
+							   : "its node failed");
 	} else {
-		/* TIMEOUT, CANCELLED, OUT_OF_MEMORY, NODE_FAIL, PREEMPTED, BOOT_FAIL, DEADLINE, FAILED */
+		/* TIMEOUT, CANCELLED, OUT_OF_MEMORY, DEADLINE, FAILED (and a node taken after the
+		 * command ended) */
 		job->end = JOB_EXITED;
 		job->exit_code = text ? atoi(text) : 1;
 		if (!strcmp(state, "TIMEOUT"))
