@@ -1,6 +1,6 @@
 /* job_end.c — what the scheduler says of an attempt that failed: how it ended in words,
  * its failure class (from the way it ended and its log's tail), and the note that ends its
- * log. The classes themselves are recipe/failure.c's. */
+ * log; and of one lost, how it runs again. The classes themselves are recipe/failure.c's. */
 #define _GNU_SOURCE
 #include <stdio.h>
 #include <string.h>
@@ -68,4 +68,18 @@ void failure_note_in_log(const Job *job, const char *why)
 	int last = fseek(f, -1, SEEK_END) == 0 ? fgetc(f) : '\n'; /* on a line of its own */
 	fprintf(f, "%s# kiln: attempt %d failed: %s\n", last == '\n' ? "" : "\n", job->attempt, why);
 	fclose(f);
+}
+
+const char *lost_runs_again(const Job *job)
+{
+	const Task *t = job->task;
+	if (job->ex->local_slots)
+		return "";
+	if (!job->ex->state_on_host) /* Slurm */
+		return t->opts->nresume ? ", from its resume state, spending no retry" : ", spending no retry";
+	if (t->opts->nresume) /* ssh_room.c waits for it */
+		return " there once the host answers (its resume state is there)";
+	if (job->kept_lost)
+		return ", taking up its job there if the host answers soon (it may run on), else elsewhere";
+	return job->never_started ? "" : " elsewhere";
 }

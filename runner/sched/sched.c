@@ -319,21 +319,6 @@ static void release(Run *r, Job *job)
 	r->nrunning--;
 }
 
-/* How a lost attempt's task runs again, after "it runs again". */
-static const char *lost_runs_again(const Job *job)
-{
-	const Task *t = job->task;
-	if (job->ex->local_slots)
-		return "";
-	if (!job->ex->state_on_host) /* Slurm */
-		return t->opts->nresume ? ", from its resume state, spending no retry" : ", spending no retry";
-	if (t->opts->nresume) /* ssh_room.c waits for it */
-		return " there once the host answers (its resume state is there)";
-	if (job->kept_lost)
-		return ", taking up its job there if the host answers soon (it may run on), else elsewhere";
-	return job->never_started ? "" : " elsewhere";
-}
-
 /* A task lost with its host this often (every host failing it) fails after all. */
 #define MAX_LOSSES 5
 

@@ -138,5 +138,8 @@ void failure_describe_end(const Job *job, char *out, size_t n);
 enum FailureClass failure_of_job(const Job *job);
 /* Ends a failed attempt's log with how it ended, so `kiln log` says it beside the output. */
 void failure_note_in_log(const Job *job, const char *why);
+/* How the task of an attempt lost with its host (or Slurm node, or while no kiln watched)
+ * runs again, in words that follow "it runs again". */
+const char *lost_runs_again(const Job *job);
 
 #endif
