@@ -92,12 +92,9 @@ static void finish(SlurmExec *se, Job *job, const char *state)
 	free(ports_path);
 	job->ended_ns = now_mono_ns();
 	job->waiting[0] = 0;
-	if (!strcmp(state, "COMPLETED") || (text && (!strcmp(state, "FAILED") || !strcmp(state, "GONE")))) {
-		/* the command's own exit status, as the job script recorded it */
-		job->end = JOB_EXITED;
-		job->exit_code = text ? atoi(text) : 0;
-	} else if (!text && node_taken(state)) {
-		/* its node failed or was taken from it, the command unfinished: no failure of the
+	if (node_taken(state) && !(text && atoi(text) == 0)) {
+		/* its node failed or was taken from it before the command succeeded (the signal
+		 * that stopped it may have let the job script record its end): no failure of the
 		 * task's, so like a job lost with its ssh host it runs again without spending a
 		 * retry (and continues from its resume state) */
 		job->end = JOB_LOST;
@@ -105,9 +102,13 @@ static void finish(SlurmExec *se, Job *job, const char *state)
 			 !strncmp(state, "PREEMPTED", 9) ? "preempted"
 			 : !strncmp(state, "BOOT_FAIL", 9) ? "its node failed to boot"
 							   : "its node failed");
+	} else if (!strcmp(state, "COMPLETED") ||
+		   (text && (!strcmp(state, "FAILED") || !strcmp(state, "GONE") || node_taken(state)))) {
+		/* the command's own exit status, as the job script recorded it */
+		job->end = JOB_EXITED;
+		job->exit_code = text ? atoi(text) : 0;
 	} else {
-		/* TIMEOUT, CANCELLED, OUT_OF_MEMORY, DEADLINE, FAILED (and a node taken after the
-		 * command ended) */
+		/* TIMEOUT, CANCELLED, OUT_OF_MEMORY, DEADLINE, FAILED */
 		job->end = JOB_EXITED;
 		job->exit_code = text ? atoi(text) : 1;
 		if (!strcmp(state, "TIMEOUT"))
