@@ -32,6 +32,7 @@ static const char *const last_run_sql = "SELECT id, started, ended, outcome, com
 static const char *const runs_sql = "SELECT id, started, ended, outcome, command FROM runs ORDER BY id DESC LIMIT ?1";
 static const char *const outcomes_sql =
 	"SELECT CASE WHEN outcome IN ('ok', 'restored', 'accepted', 'interrupted') THEN outcome WHEN outcome IS NULL THEN 'unfinished' "
+	"WHEN failure IN ('lost', 'host-lost', 'node-lost') THEN 'lost' " /* given back, run again: no failure */
 	"ELSE 'failed' END o, count(*), sum(ended - started) FROM attempts WHERE run_id = ?1 GROUP BY o ORDER BY o DESC";
 static const char *const slowest_sql = "SELECT task, ended - started, outcome, log FROM attempts WHERE run_id = ?1 AND "
 				       "ended IS NOT NULL AND outcome NOT IN ('restored', 'accepted') ORDER BY ended - started DESC LIMIT ?2";

@@ -293,7 +293,11 @@ map { name = "cap", items = items, shards = 1, executor = "slurm", output = "cap
         ledger = self.ws.read("ledger").split()
         self.assertEqual(sorted(set(ledger), key=int), [str(e) for e in range(1, 7)], ledger)
         self.assertLessEqual(len(ledger) - len(set(ledger)), 1, "at most the epoch in flight twice: %s" % ledger)
-        self.assertEqual(self.attempts("SELECT failure FROM attempts ORDER BY id"), [("preempted",), (None,)])
+        self.assertEqual(self.attempts("SELECT failure FROM attempts ORDER BY id"), [("node-lost",), (None,)])
+        self.assertEqual(self.kiln("report").rc, 0)
+        report = self.ws.read("report.html")
+        self.assertIn('<tr><td>lost</td><td class="n">1</td>', report, "given back, not failed")
+        self.assertNotIn("<tr><td>failed</td>", report)
 
     def test_a_requeued_shard_job_makes_only_the_items_not_made(self):
         # both maps' jobs are requeued (a preemption) in item i4, after i1 and i3 were made
