@@ -329,16 +329,22 @@ class SshResume(sshhosts.SshCase, KilnTestCase):
         self.assertEqual(self.ledger_of("v801" if home == "v800" else "v800"), [], "not started afresh elsewhere")
         self.assertEqual(self.ws.read("e.txt"), home + "\n")
 
+    def eval_taken_up_after_a_partition(self, seconds):
+        """eval (eval_without_checkpoint) through a partition of its host for seconds, 8 steps
+        in: it ran once, there, its job taken up. (its host, kiln's output)"""
+        self.eval_without_checkpoint()
+        home, out, rc = self.drop_the_working_host("partition", seconds, lambda home: None, after=8)
+        self.assertEqual(rc, 0, out)
+        self.assert_eval_ran_once_on(home)
+        self.assertIn("which ran on while its host did not answer", out)
+        return home, out
+
     def test_a_job_without_resume_state_that_ran_on_through_a_partition_is_re_attached(self):
         # no checkpoint: starting afresh elsewhere would throw away all it had done, so its
         # retry waits for the host (as long as the job had run, at most --host-wait) and takes
         # up the job that ran on there
-        self.eval_without_checkpoint()
-        home, out, rc = self.drop_the_working_host("partition", 1.5, lambda home: None, after=8)
-        self.assertEqual(rc, 0, out)
-        self.assert_eval_ran_once_on(home)
+        home, out = self.eval_taken_up_after_a_partition(1.5)
         self.assertIn("taking up its job there if the host answers soon (it may run on), else elsewhere", out)
-        self.assertIn("which ran on while its host did not answer", out)
         self.assertIn("host %s: 1 done, 0 failed, 1 lost with it and taken up again (it ran on there)" % home, out)
         self.assertIn("step 20\n", self.last_log("eval"))
 
@@ -347,11 +353,7 @@ class SshResume(sshhosts.SshCase, KilnTestCase):
         # its next (6 s), but within the wait (as long as the job had run, at least 3 s): it is
         # tried once more as the wait ends, and the job that ran on there is taken up rather
         # than started afresh on the free host a moment after its own came back
-        self.eval_without_checkpoint()
-        home, out, rc = self.drop_the_working_host("partition", 2.5, lambda home: None, after=8)
-        self.assertEqual(rc, 0, out)
-        self.assert_eval_ran_once_on(home)
-        self.assertIn("which ran on while its host did not answer", out)
+        self.eval_taken_up_after_a_partition(2.5)
 
     def test_after_kill_9_a_job_whose_host_does_not_answer_is_waited_for_and_taken_up(self):
         # kiln is killed, then the job's host drops off the network: the next kiln waits for
