@@ -116,7 +116,7 @@ def main():
                 if not (os.path.exists(path) and open(path).read() == "i%d\n" % i):
                     why.append("out/items/i%d.txt wrong" % i)
             if not sshhosts_wait_idle(lab, 3):
-                why.append("jobs left running: %s" % lab.jobs_running())
+                why.append("jobs left running: %s" % "; ".join(describe(pid) for pid in lab.jobs_running()))
             rows = ledger(lab)
             items = [r[0] for r in rows if r[1] == "item"]
             items_twice += len(items) - len(set(items))
@@ -147,6 +147,24 @@ def main():
     for trial, out, again, why in failures:
         print("--- trial %d: %s\n%s\n--- the next run:\n%s" % (trial, "; ".join(why), out, again))
     return 1 if failures else 0
+
+
+def describe(pid):
+    """A leftover process in words: its pid, parent, group, working directory and command."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        with open("/proc/%d/cmdline" % pid) as f:
+            cmd = f.read().replace("\0", " ").strip()
+        try:
+            with open("/proc/%s/cmdline" % fields[1]) as f:
+                parent = f.read().replace("\0", " ").strip()[:80]
+        except OSError:
+            parent = "?"
+        return "%d (parent %s: %s; group %s; in %s): %s" % (pid, fields[1], parent, fields[2],
+                                                            os.readlink("/proc/%d/cwd" % pid), cmd[:400])
+    except OSError:
+        return "%d (gone)" % pid
 
 
 def sshhosts_wait_idle(lab, timeout=30):
