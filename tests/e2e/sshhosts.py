@@ -7,6 +7,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -83,7 +84,22 @@ class SilentHost:
         self.srv.close()
 
 
+# A host's PID 1 that is no init (a container's): orphans of the processes below it come to it
+# (a subreaper) and it never reaps them, so each stays a zombie, its pid still answering kill -0
+NO_REAP_INIT = """
+import ctypes, os, sys
+ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.argv[1], sys.argv[1:])
+os.waitpid(pid, 0)  # sshd's end only
+"""
+
+
 class Host:
+    # False: sshd runs under NO_REAP_INIT (set it before start())
+    reaps = True
+
     def __init__(self, lab, name, gpus):
         self.lab, self.name = lab, name
         self.home = os.path.join(lab.dir, name)
@@ -115,7 +131,8 @@ class Host:
             self.silent.close()
             self.silent = None
         # -D: in the foreground, so the test owns the process and stops it for sure
-        self.proc = subprocess.Popen([SSHD, "-D", "-f", self.config, "-E", os.path.join(self.home, "sshd.log")])
+        init = [] if self.reaps else [sys.executable, "-c", NO_REAP_INIT]
+        self.proc = subprocess.Popen(init + [SSHD, "-D", "-f", self.config, "-E", os.path.join(self.home, "sshd.log")])
         for _ in range(200):
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()

@@ -125,6 +125,25 @@ task { name = "far", host = "v801", inputs = {"c/10.txt"}, outputs = {"far.txt"}
         self.assertEqual(self.ws.read("long.txt"), "done\n")
         self.assertEqual(self.starts(), ["long"])
 
+    def test_a_long_task_ends_with_its_job_on_a_host_whose_init_never_reaps(self):
+        # a container whose PID 1 is no init: a job left to it stays a zombie after its end,
+        # its pid alive to kill -0, and the follow command of a long job waited on it for ever
+        host = self.lab.hosts["v800"]
+
+        def restore():  # the next test's reset starts it again
+            host.stop()
+            host.reaps = True
+        host.stop()
+        host.reaps = False
+        host.start()
+        self.addCleanup(restore)
+        self.ws.write("kiln.lua", 'task { name = "long", host = "v800", outputs = {"long.txt"}, '
+                      'run = "echo first; sleep 4; echo done > long.txt" }\n')
+        r = self.kiln(timeout=60)
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(self.ws.read("long.txt"), "done\n")
+        self.assertEqual(self.ws.read(".kiln/logs/long@1.log").splitlines().count("first"), 1)
+
     def test_a_dead_agent_loses_nothing(self):
         self.ws.write("kiln.lua", """
 for i = 1, 8 do

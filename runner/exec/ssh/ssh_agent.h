@@ -9,7 +9,8 @@
  * folders, in braces (a batch cut short runs nothing). The batch claims each job at once (a
  * follow command that finds a job unclaimed while the agent's pid there lives waits for it:
  * a loaded host may take seconds to get to a batch) and starts it in a background shell of
- * its own that becomes its job (`exec setsid sh job.sh`); job.sh writes its pid, and at its
+ * its own that starts its job (`setsid sh job.sh & wait`: it reaps the job the moment it
+ * ends, whatever the host's init does with orphans); job.sh writes its pid, and at its
  * end (an EXIT trap; TERM, INT and HUP trapped to exit) appends "ID STATUS" to A/ends and
  * wakes the reporter through a FIFO. A start that fails before that says so by its own EXIT
  * trap. At each wake-up the reporter sends every end appended since the last as one record

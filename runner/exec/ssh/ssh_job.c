@@ -242,8 +242,12 @@ char *ssh_job_start_script(const Job *job, const char *id, const char *prelude, 
 		     "echo \"${J#.kiln/jobs/}\" > \"$T\"\n");
 	/* the last word before the job: one who waited too long for its pid may have stopped it */
 	buf_puts(&b, "kiln_claim \"$J\" start go || { echo KILN-CLAIMED >&2; exit 0; }\n");
-	if (agent) { /* this shell becomes the job (no process waits for it): job.sh writes its pid */
-		buf_puts(&b, "exec setsid /bin/sh \"$J/job.sh\" \"$A\"\n");
+	if (agent) { /* job.sh reports its own end from here on (its pid, its EXIT trap); this
+		      * shell stays its parent and reaps it the moment it ends. An orphaned job's
+		      * zombie waits for the host's init, which may reap late (seconds on some VMs) or
+		      * never (a container whose PID 1 is not an init): its pid would still answer
+		      * kill -0, and a follow's `tail --pid` would wait on it, the job's slot idle */
+		buf_puts(&b, "trap - EXIT; setsid /bin/sh \"$J/job.sh\" \"$A\" & wait $!\n");
 		free(script);
 		free(exit_path);
 		return b.data;
