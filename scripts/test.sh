@@ -10,8 +10,8 @@ cd "$(dirname "$0")/.."
 sh scripts/install-deps.sh
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build
-# three at once, the long ones first (tests/CMakeLists.txt): ~6.3 minutes on a 2-core
-# machine where two at once take ~8 (most tests wait on processes, not the CPU). Tests that
+# three at once, the long ones first (tests/CMakeLists.txt): ~7.4 minutes on a 2-core
+# machine; four at once is CPU-bound there and no surer to be faster (bench/README.md). Tests that
 # time a Ctrl-C, a Slurm requeue or `kiln log -f` failed so once; each now waits for what it
 # times, and a map shard's freeze before a Ctrl-C waits by the clock
 ctest --test-dir build --output-on-failure -j3
