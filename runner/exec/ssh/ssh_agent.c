@@ -158,10 +158,10 @@ int ssh_agent_queue(SshExec *se, Remote *rm, const char *start_part)
 	/* the batch claims the job (a builtin: at once, in order), so a follow command finds it
 	 * claimed or waits while this agent lives; a job claimed already (a cancel) starts
 	 * nothing. Then the start part in a shell of its own, which starts the job and waits for
-	 * it (setsid sh job.sh, whose own trap then reports its end); until then its EXIT trap reports a
-	 * start that ended early (kiln_cannot, a claim lost): "ID STATUS" appended to A/ends
-	 * (one short write: whole) and the reporter woken. Its stderr is kept for the reporter.
-	 * Without its folder (the batch's mkdir failed) the start part says why */
+	 * it (setsid sh job.sh, whose own trap then reports its end); until then its EXIT trap
+	 * reports a start that ended early (kiln_cannot, a claim lost): "ID STATUS" appended to
+	 * A/ends (one short write: whole) and the reporter woken. Its stderr is kept for the
+	 * reporter. Without its folder (the batch's mkdir failed) the start part says why */
 	buf_printf(&a->queued, "J=.kiln/jobs/%s; kiln_claimed=0; kiln_claim \"$J\" && kiln_claimed=1\n"
 			       "if [ $kiln_claimed = 1 ] || [ ! -d \"$J\" ]; then\n"
 			       "( trap 'echo \"%s $?\" >> \"$A/ends\"; echo E >&3' EXIT\n%s) < /dev/null > /dev/null 2> \"$A/%s.err\" &\n"
