@@ -255,6 +255,14 @@ void gpu_pool_free(GpuPool *p)
 
 int gpu_count(const GpuPool *p) { return p ? p->n : 0; }
 
+int gpu_unleased(const GpuPool *p)
+{
+	int n = 0;
+	for (int i = 0; p && i < p->n; i++)
+		n += !p->gpus[i].leased;
+	return n;
+}
+
 const char *gpu_source(const GpuPool *p)
 {
 	static const char *names[] = {"none", "--gpus", "KILN_GPU_INFO", "NVML", "nvidia-smi"};

@@ -42,6 +42,8 @@ GpuPool *gpu_pool_open(const char *list, Buf *err);
 void gpu_pool_free(GpuPool *p);
 
 int gpu_count(const GpuPool *p);
+/* Devices no kiln task holds (busy with foreign work or not). */
+int gpu_unleased(const GpuPool *p);
 const char *gpu_source(const GpuPool *p); /* "--gpus", "KILN_GPU_INFO", "NVML", "nvidia-smi" or "none" */
 /* A device kiln has not leased is busy above mem_fraction of its memory used (default 0.5)
  * or util_fraction of compute, averaged over the recent readings (default 0.7). */

@@ -1,7 +1,9 @@
 /* test_ssh_place.c — the ssh executor's host choice over the fake os layer (os_fake.c):
  * hosts answer scripted ssh commands (their workdir, cores, memory and nvidia-smi
  * readings, or a refused connection), and placement must lease a free device on a host
- * that answers, pass over a busy device and a down host, and say so in its counts. */
+ * that answers, pass over a busy device and a down host, and say so in its counts; a
+ * refresh takes the readings the one before started (it never waits on the host), and
+ * none is asked for while every device there is leased. */
 #define _GNU_SOURCE
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,8 +24,9 @@ static const char recipe[] =
 	"task { name = 'two', run = 'train', gpus = 2 }\n"
 	"task { name = 'pinned', run = 'train', gpus = 1, host = 'v801' }\n";
 
-/* v800: 16 cores, 64 GB, device 0 busy (95 % utilised), device 1 idle. v801 refuses. */
-static const char readings[] = "0, 81559, 75000, 95\n1, 81559, 100, 0\n";
+/* v800: 16 cores, 64 GB, device 0 busy (95 % utilised), device 1 idle (until a test fills
+ * its memory). v801 refuses. */
+static const char *readings = "0, 81559, 75000, 95\n1, 81559, 100, 0\n";
 static int answer(char *const argv[], Buf *out, Buf *err)
 {
 	int n = 0;
@@ -43,10 +46,18 @@ static int answer(char *const argv[], Buf *out, Buf *err)
 		return 0; /* the master connection is up */
 	const char *remote = argv[n - 1];
 	if (out && strstr(remote, "mkdir -p"))
-		buf_printf(out, "/home/u/kiln-work\n16\n64000\n%s", readings);
+		buf_printf(out, "/home/u/kiln-work\n16\n64000\ntools \n%s", readings); /* no tools there yet */
 	else if (out && strstr(remote, "nvidia-smi"))
 		buf_puts(out, readings);
 	return 0;
+}
+
+static int count_of(const char *s, const char *word)
+{
+	int n = 0;
+	for (const char *p = s; (p = strstr(p, word)); p += strlen(word))
+		n++;
+	return n;
 }
 
 int main(void)
@@ -76,9 +87,20 @@ int main(void)
 		hosts[i].control_path = xasprintf("ControlPath=%s/%s.sock", dir, block->hosts[i].name);
 	}
 
-	/* one device: v800, device 1 (0 is busy); v801 does not answer */
+	/* v800's first contact reads its devices; while kiln leases every one of them no reading
+	 * can make room, so none is asked for (its refresh is due: none has been made) */
 	const Task *one = graph_find(g, "one"), *two = graph_find(g, "two"), *pinned = graph_find(g, "pinned");
-	int reachable = 0, big = 0, ids[64];
+	int reachable = 0, big = 0, ids[64], both[2] = {0, 1};
+	SshHost *first = &hosts[0];
+	ssh_hosts_connect(&first, 1, 0.5, 0.7);
+	CHECK(gpu_count(hosts[0].gpus) == 2);
+	gpu_lease_ids(hosts[0].gpus, both, 2);
+	int asked = count_of(fake_run_log(), "nvidia-smi");
+	CHECK(!place_fits(&hosts[0], one, ids));
+	CHECK(count_of(fake_run_log(), "nvidia-smi") == asked && hosts[0].gpu_read_pid == 0);
+	gpu_release(hosts[0].gpus, both, 2);
+
+	/* one device: v800, device 1 (0 is busy); v801 does not answer */
 	SshHost *h = place_choose(c, hosts, 2, one, 0.5, 0.7, &reachable, &big);
 	CHECK(h == &hosts[0]);
 	CHECK(reachable == 1 && big == 1);
@@ -92,6 +114,22 @@ int main(void)
 	reachable = big = 0;
 	CHECK(place_choose(c, hosts, 2, two, 0.5, 0.7, &reachable, &big) == NULL);
 	CHECK(big == 1);
+	gpu_release(hosts[0].gpus, ids, 1);
+
+	/* a refresh takes the reading the refresh before started in the background, and starts
+	 * the next: device 1's memory filled by someone else shows one refresh later */
+	readings = "0, 81559, 75000, 95\n1, 81559, 80000, 0\n";
+	gpu_refresh(hosts[0].gpus, 1);
+	CHECK(hosts[0].gpu_read_pid > 0);
+	CHECK(place_fits(&hosts[0], one, ids) && ids[0] == 1); /* the readings before */
+	gpu_release(hosts[0].gpus, ids, 1);
+	gpu_refresh(hosts[0].gpus, 1);
+	CHECK(!place_fits(&hosts[0], one, ids));
+	readings = "0, 81559, 75000, 95\n1, 81559, 100, 0\n";
+	gpu_refresh(hosts[0].gpus, 1);
+	gpu_refresh(hosts[0].gpus, 1);
+	CHECK(place_fits(&hosts[0], one, ids) && ids[0] == 1);
+
 	gpu_release(hosts[0].gpus, ids, 1);
 
 	/* pinned to the host that refuses: nowhere, and no host it may use answered */

@@ -203,7 +203,51 @@ void ssh_run_each(SshHost **hosts, char **scripts, int n)
 	free(pids);
 }
 
-/* The GPU readings' text, fetched again on each refresh (gpu.h's reader). */
+/* A reading of the host's GPUs, started in the background: its stdout comes through a pipe
+ * (a few lines: the pipe holds them until the reading ends). -1 when it cannot start. */
+static int gpu_reading_start(SshHost *h)
+{
+	int out[2];
+	if (pipe2(out, O_CLOEXEC | O_NONBLOCK) != 0)
+		return -1;
+	int quiet = open("/dev/null", O_WRONLY | O_CLOEXEC);
+	pid_t pid = ssh_spawn(h, GPU_QUERY, out[1], quiet);
+	close(out[1]);
+	if (quiet >= 0)
+		close(quiet);
+	if (pid <= 0) {
+		close(out[0]);
+		return -1;
+	}
+	h->gpu_read_pid = pid;
+	h->gpu_read_fd = out[0];
+	return 0;
+}
+
+/* The reading under way, if it ended: 0 with its text in out, -1 when it failed; 1 while it
+ * runs. */
+static int gpu_reading_take(SshHost *h, Buf *out)
+{
+	int status;
+	os_children_reap();
+	if (!os_children_take(h->gpu_read_pid, &status))
+		return 1;
+	h->gpu_read_pid = 0;
+	char chunk[4096];
+	ssize_t n;
+	while ((n = read(h->gpu_read_fd, chunk, sizeof chunk)) > 0 || (n < 0 && errno == EINTR))
+		if (n > 0)
+			buf_put(out, chunk, (size_t)n);
+	close(h->gpu_read_fd);
+	return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
+}
+
+/* The GPU readings' text on each refresh (gpu.h's reader): the first contact's, then those of
+ * the reading the refresh before started, and the next reading starts. A refresh never waits
+ * on the host: a round trip there (a slow network, a host gone silent: up to ssh's 15 s of
+ * keep-alives) held up every other host's starts and ends, and with a few dozen hosts the
+ * refreshes of one placement pass took longer than the second between them. Until a reading
+ * is in, the last ones stand (a lease is kiln's own; only foreign load is read). */
 static int read_gpus(void *ctx, Buf *out)
 {
 	SshHost *h = ctx;
@@ -213,9 +257,12 @@ static int read_gpus(void *ctx, Buf *out)
 		h->gpus_first = NULL;
 		return 0;
 	}
-	if (h->down)
+	int rc = h->gpu_read_pid > 0 ? gpu_reading_take(h, out) : -1;
+	if (rc == 1)
 		return -1;
-	return ssh_run(h, GPU_QUERY, out, NULL) == 0 ? 0 : -1;
+	if (!h->down)
+		gpu_reading_start(h);
+	return rc;
 }
 
 void ssh_host_failed(SshHost *h, const char *why)
@@ -507,6 +554,10 @@ void ssh_host_free(SshHost *h)
 {
 	if (h->probe_pid > 0) /* a retry still connecting: the run is over */
 		kill(h->probe_pid, SIGKILL);
+	if (h->gpu_read_pid > 0) { /* a reading no refresh took */
+		kill(h->gpu_read_pid, SIGKILL);
+		close(h->gpu_read_fd);
+	}
 	gpu_pool_free(h->gpus);
 	free(h->control_path);
 	free(h->home_workdir);

@@ -65,10 +65,13 @@ typedef struct SshHost {
 	int unplaced;   /* tasks failed (host-down) because it was down and no other host could take them */
 	double gpu_sec;
 	int tools_placed;     /* kiln's tools copied this run (or found there as they are here) */
+	int tools_in_flight;  /* a copy step carrying them there is under way */
 	char *tools_there;    /* " NAME:SIZE:MTIME ... " of kiln's tools there at the first contact, or NULL */
 	int kiln_placed;      /* and kiln itself (for `ranks`: kiln launch runs there) */
 	int swept;            /* jobs a killed kiln left unrecorded there were stopped (exec_ssh.c) */
 	char *gpus_first;     /* the first contact's GPU readings, for the pool's first read (or NULL) */
+	pid_t gpu_read_pid;   /* nvidia-smi there, read in the background for the next refresh (or 0) */
+	int gpu_read_fd;      /* its stdout (while gpu_read_pid is set) */
 	char *sweep_found;    /* what ssh_sweep_listing printed at the first contact, until swept (or NULL) */
 	int chosen;           /* holds a node of the multi-node job being placed (place_choose skips it) */
 	char *listing;        /* the listing of recorded placements, read once per run (or NULL) */

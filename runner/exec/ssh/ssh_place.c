@@ -156,26 +156,12 @@ int place_affinity(Cache *c, SshHost *h, const Task *t)
 	return n;
 }
 
-/* rsync of sources to dest with h's ssh; 0, or the rsync exit status (with its complaint). */
-static int rsync(SshHost *h, char **sources, int n, const char *dest, int relative, Buf *err)
+/* rsync -a of source to dest with h's ssh; 0, or the rsync exit status (with its complaint). */
+static int rsync(SshHost *h, char *source, const char *dest, Buf *err)
 {
 	char *ssh = ssh_command_text(h);
-	char **argv = xmalloc((size_t)(n + 8) * sizeof *argv);
-	int k = 0;
-	argv[k++] = "rsync";
-	argv[k++] = "-a";
-	if (relative) { /* -R keeps each path's place in the workspace; --delete mends an edited directory */
-		argv[k++] = "-R";
-		argv[k++] = "--delete";
-	}
-	argv[k++] = "-e";
-	argv[k++] = ssh;
-	for (int i = 0; i < n; i++)
-		argv[k++] = sources[i];
-	argv[k++] = (char *)dest;
-	argv[k] = NULL;
+	char *argv[] = {"rsync", "-a", "-e", ssh, source, (char *)dest, NULL};
 	int rc = ssh_run_local(argv, NULL, err);
-	free(argv);
 	free(ssh);
 	return rc;
 }
@@ -183,17 +169,17 @@ static int rsync(SshHost *h, char **sources, int n, const char *dest, int relati
 /* rsync's exit statuses that mean the connection, not the files, failed. */
 static int rsync_unreachable(int rc) { return rc == 255 || rc == 12 || rc == 10 || rc == 35 || rc == 30; }
 
-static int place_tools(SshHost *h, Buf *err)
+/* kiln's tools here that h lacks there (by size and mtime, as the first contact listed them,
+ * rsync -a keeping both): their paths into sources (malloc'd, at most 5); how many. */
+static int tools_missing(const SshHost *h, char **sources)
 {
 	char *dir = xstrdup(exec_self());
 	char *slash = strrchr(dir, '/');
 	if (slash)
 		*slash = 0;
-	char *sources[8];
-	int n = 0;
+	int n = 0, same = 1;
 	static const char *const tools[] = {"kiln-kernels", "libkiln-kernels-cuda.so", "libkiln-kernels-probe.so",
 					    "libkiln-kernels-cudnn.so", "libkiln-kernels-nccl.so"};
-	int same = 1; /* each one there already, its size and mtime as here (rsync -a keeps them) */
 	for (int i = 0; i < 5; i++) {
 		char *p = xasprintf("%s/%s", dir, tools[i]), word[160];
 		struct stat st;
@@ -206,26 +192,20 @@ static int place_tools(SshHost *h, Buf *err)
 		}
 	}
 	free(dir);
-	int rc = 0;
-	if (n && !same) {
-		char *dest = xasprintf("%s:%s/.kiln/bin/", h->spec->address, h->home_workdir);
-		rc = rsync(h, sources, n, dest, 0, err);
-		free(dest);
+	if (same) {
+		for (int i = 0; i < n; i++)
+			free(sources[i]);
+		n = 0;
 	}
-	for (int i = 0; i < n; i++)
-		free(sources[i]);
-	if (rc == 0)
-		h->tools_placed = 1;
-	return rc;
+	return n;
 }
 
 /* kiln itself, for a task whose ranks `kiln launch` starts there (it needs only libc and
  * libm: Lua, SQLite and xxHash are linked in); once per run. */
 static int place_kiln(SshHost *h, Buf *err)
 {
-	char *sources[] = {(char *)exec_self()};
 	char *dest = xasprintf("%s:%s/.kiln/bin/kiln", h->spec->address, h->home_workdir);
-	int rc = rsync(h, sources, 1, dest, 0, err);
+	int rc = rsync(h, (char *)exec_self(), dest, err);
 	free(dest);
 	if (rc == 0)
 		h->kiln_placed = 1;
@@ -426,16 +406,35 @@ int place_prepare_paths(Cache *c, SshHost *h, const char *const *inputs, int cou
 			int nextra, HostLookup find, void *ctx, Placement *pl, Buf *err)
 {
 	memset(pl, 0, sizeof *pl);
-	/* kiln's tools go to every host once per run, before anything else: a command may name
-	 * kiln-kernels in any word (env, nice, timeout, sh -c, srun) or from its own scripts */
-	if (!h->tools_placed) {
-		int rc = place_tools(h, err);
-		if (rc)
-			return rsync_unreachable(rc) ? (ssh_host_failed(h, buf_str(err)), 1) : -1;
-	}
+	/* kiln's tools go to every host once per run, with its first attempt's copies: a command
+	 * may name kiln-kernels in any word (env, nice, timeout, sh -c, srun) or from its own
+	 * scripts. In that step, not before it: a run over dozens of hosts copies to them all at
+	 * once rather than one after the other while no host starts anything */
+	char *tools[5];
+	int ntools = h->tools_placed ? 0 : tools_missing(h, tools);
+	if (!h->tools_placed && !ntools)
+		h->tools_placed = 1; /* there as they are here */
 	int ninputs = 0;
 	for (int i = 0; i < count; i++)
 		ninputs += placeable(inputs[i]);
+	if (ntools) {
+		char *ssh = ssh_command_text(h);
+		buf_puts(&pl->script, "set -o pipefail\nexec 3>&1\nrsync -a -e ");
+		buf_shell_quote(&pl->script, ssh);
+		buf_puts(&pl->script, " --");
+		for (int i = 0; i < ntools; i++) {
+			buf_putc(&pl->script, ' ');
+			buf_shell_quote(&pl->script, tools[i]);
+			free(tools[i]);
+		}
+		char *dest = xasprintf("%s:%s/.kiln/bin/", h->spec->address, h->home_workdir);
+		buf_putc(&pl->script, ' ');
+		buf_shell_quote(&pl->script, dest);
+		free(dest);
+		free(ssh);
+		guarded(&pl->script, "copying kiln's tools");
+		pl->tools = 1;
+	}
 	if (!ninputs && !nextra)
 		return 0;
 	if (ninputs && read_listing(c, h, err))
@@ -476,7 +475,8 @@ int place_prepare_paths(Cache *c, SshHost *h, const char *const *inputs, int cou
 	if (rc == 0 && nhere + pl->n) {
 		/* bash for pipefail: a relay fails when either end does; a direct copy's complaints
 		 * (3) go to the log, the relay follows */
-		buf_puts(&pl->script, "set -o pipefail\nexec 3>&1\n");
+		if (!pl->tools)
+			buf_puts(&pl->script, "set -o pipefail\nexec 3>&1\n");
 		if (nhere) { /* -R keeps each path's place in the workspace; --delete mends an edited directory */
 			char *ssh = ssh_command_text(h);
 			buf_puts(&pl->script, "rsync -a -R --delete -e ");
@@ -521,6 +521,8 @@ void place_listing_script(Buf *b, const Placement *pl)
 
 void place_copied(SshHost *h, const Placement *pl, int log_fd)
 {
+	if (pl->tools)
+		h->tools_placed = 1;
 	for (int i = 0; i < pl->n; i++) {
 		char *old = strmap_get(&h->copied, pl->paths[i]);
 		if (old)
@@ -548,6 +550,8 @@ void place_record(Cache *c, SshHost *h, const Placement *pl, const char *report)
 
 int place_in_flight(const SshHost *h, const Task *t)
 {
+	if (h->tools_in_flight)
+		return 1; /* one copy of them per host: its next attempts wait the moment it takes */
 	for (int i = 0; i < t->ninputs; i++) {
 		const int *copies = strmap_get(&h->in_flight, t->inputs[i]);
 		if (copies && *copies > 0)
@@ -558,6 +562,8 @@ int place_in_flight(const SshHost *h, const Task *t)
 
 void place_flight(SshHost *h, const Placement *pl, int delta)
 {
+	if (pl->tools)
+		h->tools_in_flight += delta;
 	for (int i = 0; i < pl->n; i++) {
 		int *copies = strmap_get(&h->in_flight, pl->paths[i]);
 		if (!copies) { /* key and count owned by the map */
@@ -598,8 +604,8 @@ int place_fits(SshHost *h, const Task *t, int *ids)
 		return 0; /* an input of its is being copied there: after that, not beside it */
 	if (t->opts->gpus == 0)
 		return 1;
-	if (!h->gpus || gpu_count(h->gpus) < t->opts->gpus)
-		return 0;
+	if (!h->gpus || gpu_unleased(h->gpus) < t->opts->gpus)
+		return 0; /* whatever the readings say: no reading is asked for */
 	gpu_refresh(h->gpus, 0);
 	return gpu_lease(h->gpus, t->opts->gpus, t->opts->gpu_mem_mib, ids) == 0;
 }

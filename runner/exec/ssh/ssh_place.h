@@ -26,9 +26,10 @@ typedef struct {
 	char (*hashes)[33];
 	char (*origins)[64]; /* the host it comes from, or "" (from here) */
 	int n;
+	int tools;           /* the script copies kiln's tools there too (the host's first copy step) */
 } Placement;
 
-/* What h lacks of t's workspace inputs (kiln's tools are copied now, once per run). 0; 1
+/* What h lacks of t's workspace inputs (and kiln's tools, once per run). 0; 1
  * when a host could not be reached (its failure is counted); -1 when it cannot be placed
  * (why in err). */
 int place_prepare(Cache *c, SshHost *h, const Task *t, HostLookup find, void *ctx, Placement *pl, Buf *err);
@@ -49,7 +50,7 @@ void place_made(SshHost *h, const Task *t);
 void place_copied(SshHost *h, const Placement *pl, int log_fd);
 /* Records the placed paths with the listing the host reported (report: its stderr). */
 void place_record(Cache *c, SshHost *h, const Placement *pl, const char *report);
-/* Whether some input of t is being copied to h now (a task needing it waits for the copy),
+/* Whether some input of t (or kiln's tools) is being copied to h now (a task needing it waits for the copy),
  * and the count of copies in flight changed by delta for pl's paths. */
 int place_in_flight(const SshHost *h, const Task *t);
 void place_flight(SshHost *h, const Placement *pl, int delta);
