@@ -44,6 +44,7 @@ def timed(cmd, cwd):
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
     took = time.perf_counter() - start
+    sys.stderr.write("  %.2f s  %s\n" % (took, os.path.basename(cmd[0]) if cmd[0] != "sh" else "multiplexed ssh loop"))
     if proc.returncode != 0:
         sys.exit("failed: %s\n%s%s" % (" ".join(cmd), proc.stdout[-2000:], proc.stderr[-2000:]))
     return took

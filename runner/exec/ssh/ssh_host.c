@@ -301,6 +301,11 @@ static char *contact_script(const SshHost *h)
 			  /* kiln's tools there, as rsync's quick check sees them: a run copies them only if changed */
 			  "{ printf 'tools '; (cd .kiln/bin && stat -c '%n:%s:%Y' -- * 2>/dev/null) | tr '\\n' ' '; echo; } && "
 			  "{ " GPU_QUERY " 2>/dev/null || true; }");
+	if (h->listing_script && !h->listing) { /* the recorded copies there (ssh_place.c) */
+		buf_puts(&script, " && { echo KILN-LISTING; ");
+		buf_puts(&script, h->listing_script);
+		buf_puts(&script, "true; }");
+	}
 	if (!h->swept) { /* the jobs an earlier kiln left there, listed in the same command */
 		buf_puts(&script, " && { echo KILN-SWEEP; ");
 		buf_puts(&script, ssh_sweep_listing);
@@ -329,6 +334,14 @@ static int contact_read(SshHost *h, int rc, Buf *out, Buf *errout, double busy_m
 		h->sweep_found = xstrdup(sweep + 11);
 		*sweep = 0;
 	}
+	char *listed = out->data ? strstr(out->data, "KILN-LISTING\n") : NULL;
+	if (listed) {
+		if (!h->listing)
+			h->listing = xstrdup(listed + 13);
+		*listed = 0;
+	}
+	free(h->listing_script); /* asked (no answer: read later with a command of its own) */
+	h->listing_script = NULL;
 	char *lines = out->data, *save = NULL;
 	char *home = strtok_r(lines, "\n", &save), *nproc = strtok_r(NULL, "\n", &save), *mem = strtok_r(NULL, "\n", &save);
 	char *tools = strtok_r(NULL, "\n", &save);
@@ -562,6 +575,7 @@ void ssh_host_free(SshHost *h)
 	free(h->control_path);
 	free(h->home_workdir);
 	free(h->listing);
+	free(h->listing_script);
 	free(h->tools_there);
 	free(h->sweep_found);
 	free(h->gpus_first);

@@ -75,6 +75,7 @@ typedef struct SshHost {
 	char *sweep_found;    /* what ssh_sweep_listing printed at the first contact, until swept (or NULL) */
 	int chosen;           /* holds a node of the multi-node job being placed (place_choose skips it) */
 	char *listing;        /* the listing of recorded placements, read once per run (or NULL) */
+	char *listing_script; /* the commands that list them, for the first contact to run (or NULL) */
 	Buf ended_jobs;       /* " .kiln/jobs/ID" of jobs recorded here this run: removed there at the end */
 	Buf stale_jobs;       /* " ID" of jobs lost with it whose work went elsewhere (they may run on
 			       * there): stopped when it answers again, or at the run's end */

@@ -1,6 +1,7 @@
 /* ssh_place.c — inputs follow their tasks to the hosts (ssh_place.h). A host's listing of
  * every recorded copy (size and mtime of each file, as one checksum per path) is read once
- * per run, with one command, the first time a task there needs inputs. */
+ * per run: with the host's first contact, or with one command the first time a task there
+ * needs inputs. */
 #define _GNU_SOURCE
 #include "ssh_place.h"
 
@@ -53,16 +54,32 @@ static void add_recorded(void *ctx, const char *path, const char *hash)
 	listing_command(ctx, path);
 }
 
-/* Reads h's listing of every recorded path, once per run. 0, or 1 when unreachable. */
+/* The commands listing every path recorded as copied to h (run in its workdir), or NULL
+ * when none is. */
+static char *listing_commands(Cache *c, SshHost *h)
+{
+	Buf script = {0};
+	cache_each_placement(c, h->spec->name, add_recorded, &script);
+	return script.data;
+}
+
+/* Reads h's listing of every recorded path, once per run: with its first contact when it
+ * could ride there (place_choose), else with a command of its own. 0, or 1 when unreachable. */
 static int read_listing(Cache *c, SshHost *h, Buf *err)
 {
 	if (h->listing)
 		return 0;
+	char *commands = listing_commands(c, h);
+	if (!commands) { /* nothing recorded there: nothing to ask */
+		h->listing = xstrdup("");
+		return 0;
+	}
 	Buf script = {0}, out = {0}, errout = {0};
 	buf_puts(&script, "cd ");
 	buf_shell_quote(&script, h->home_workdir);
 	buf_puts(&script, " || exit 1\n");
-	cache_each_placement(c, h->spec->name, add_recorded, &script);
+	buf_puts(&script, commands);
+	free(commands);
 	int rc = ssh_run(h, buf_str(&script), &out, &errout);
 	buf_free(&script);
 	if (rc != 0) {
@@ -632,8 +649,11 @@ SshHost *place_choose(Cache *c, SshHost *hosts, int n, const Task *t, double bus
 	SshHost **fresh = xmalloc(((size_t)n + 1) * sizeof *fresh);
 	for (int i = 0; i < n; i++) /* hosts not contacted yet this run: all at once */
 		if (!hosts[i].chosen && !hosts[i].connected && !hosts[i].down && !hosts[i].probe_pid &&
-		    ssh_host_allows(&hosts[i], t))
+		    ssh_host_allows(&hosts[i], t)) {
 			fresh[nnew++] = &hosts[i];
+			if (!hosts[i].listing && !hosts[i].listing_script) /* read with the contact, side by side */
+				hosts[i].listing_script = listing_commands(c, &hosts[i]);
+		}
 	if (nnew > 1)
 		ssh_hosts_connect(fresh, nnew, busy_mem, busy_util);
 	free(fresh);
