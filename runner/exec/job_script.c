@@ -90,6 +90,8 @@ static void torchrun_preamble(Buf *b, const Task *t)
 		    "echo \"# kiln: torchrun rendezvous at $KILN_RDZV\"\n");
 	buf_printf(b, "srun --nodes=%d --ntasks=%d --ntasks-per-node=1 --kill-on-bad-exit=1 ", t->opts->torchrun->nnodes,
 		   t->opts->torchrun->nnodes);
+	if (t->opts->torchrun->nnodes > 1) /* each launcher's --node_rank: its static rendezvous (torchrun.c) */
+		buf_puts(b, "/bin/sh -c 'PET_NODE_RANK=$SLURM_NODEID; export PET_NODE_RANK; exec \"$@\"' kiln-node ");
 }
 
 /* ranks on Slurm: the rendezvous on the job's first node (where this script runs), on a

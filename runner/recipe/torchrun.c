@@ -55,7 +55,10 @@ int torchrun_wrap(Graph *g, Task *t, Torchrun *tr, Buf *err)
 	}
 	words[n++] = nnodes;
 	words[n++] = nproc;
-	words[n++] = "--rdzv_backend=c10d";
+	/* several nodes: the static rendezvous, whose group ranks follow the node ranks kiln
+	 * gives (PET_NODE_RANK, per node); c10d's sort the nodes by host name (then pid), so rank
+	 * 0 could land on any node, and on ssh hosts its outputs stay where kiln never fetches */
+	words[n++] = tr->nnodes > 1 ? "--rdzv_backend=static" : "--rdzv_backend=c10d";
 	words[n++] = "--rdzv_endpoint={rdzv}";
 	words[n++] = "--rdzv_id=kiln";
 	words[n++] = "--redirects=9:0";

@@ -2,7 +2,8 @@
  * the launcher with a rendezvous on a port reserved for the attempt ({rdzv}), so two such
  * tasks never clash, and --nproc_per_node from `nproc` or the GPU lease ({gpus}). The
  * wrapped command is the task's command (its key, its log header); {rdzv} is filled per
- * attempt: "127.0.0.1:PORT" here, the first node and a port probed there on Slurm. */
+ * attempt: "127.0.0.1:PORT" here, the first node and a port probed there on Slurm. With
+ * nnodes > 1 the rendezvous is the static one: ranks follow the node ranks kiln gives. */
 #ifndef KILN_TORCHRUN_H
 #define KILN_TORCHRUN_H
 

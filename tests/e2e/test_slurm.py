@@ -352,9 +352,14 @@ class MultiNodeJob(KilnTestCase):
         self.assertEqual(len(launch), 1, script)
         launch = launch[0]
         self.assertIn("srun --nodes=2 --ntasks=2 --ntasks-per-node=1", launch, "one launcher per node")
-        for word in ("python3 -m torch.distributed.run --nnodes=2 --nproc_per_node=4 --rdzv_backend=c10d",
+        for word in ("python3 -m torch.distributed.run --nnodes=2 --nproc_per_node=4 --rdzv_backend=static",
                      '--rdzv_endpoint="$KILN_RDZV"', "--no_python python3 train.py --out o.txt"):
             self.assertIn(word, launch)
+        # each launcher's --node_rank is its node's (static rendezvous: rank 0 on the first node)
+        wrapper = launch[len("srun --nodes=2 --ntasks=2 --ntasks-per-node=1 --kill-on-bad-exit=1 "):launch.index(" python3 -m")]
+        ran = subprocess.run(["sh", "-c", wrapper + " env"], env={"SLURM_NODEID": "1", "PATH": os.environ["PATH"]},
+                             capture_output=True, text=True)
+        self.assertIn("PET_NODE_RANK=1\n", ran.stdout, wrapper)
         self.assertIn('KILN_HEAD=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)', script,
                       "the rendezvous is on the first node")
         self.assertIn("KILN_RDZV=$KILN_HEAD:$KILN_PORT", script)

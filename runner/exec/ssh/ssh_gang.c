@@ -53,6 +53,8 @@ void ssh_gang_node_env(Remote *rm)
 	set_env(job, "KILN_HOST", rm->host->spec->name);
 	snprintf(text, sizeof text, "%d", rm->node);
 	set_env(job, "KILN_NODE_RANK", text);
+	if (job->task->opts->torchrun) /* torchrun's --node_rank: its static rendezvous (torchrun.c) */
+		set_env(job, "PET_NODE_RANK", text);
 	snprintf(text, sizeof text, "%d", rm->gang->n);
 	set_env(job, "KILN_NNODES", text);
 	if (launch_wraps(job->task)) /* kiln launch: its node's ranks meet the first node's */
