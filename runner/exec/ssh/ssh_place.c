@@ -183,6 +183,24 @@ static int rsync(SshHost *h, char *source, const char *dest, Buf *err)
 	return rc;
 }
 
+/* The script's rsync (flags: its options, as shell words) of sources to under/ in h's
+ * workdir, with h's ssh. */
+static void rsync_line(Buf *b, SshHost *h, const char *flags, char *const *sources, int n, const char *under)
+{
+	char *ssh = ssh_command_text(h), *dest = xasprintf("%s:%s/%s", h->spec->address, h->home_workdir, under);
+	buf_printf(b, "rsync %s -e ", flags);
+	buf_shell_quote(b, ssh);
+	buf_puts(b, " --");
+	for (int i = 0; i < n; i++) {
+		buf_putc(b, ' ');
+		buf_shell_quote(b, sources[i]);
+	}
+	buf_putc(b, ' ');
+	buf_shell_quote(b, dest);
+	free(dest);
+	free(ssh);
+}
+
 /* rsync's exit statuses that mean the connection, not the files, failed. */
 static int rsync_unreachable(int rc) { return rc == 255 || rc == 12 || rc == 10 || rc == 35 || rc == 30; }
 
@@ -435,20 +453,10 @@ int place_prepare_paths(Cache *c, SshHost *h, const char *const *inputs, int cou
 	for (int i = 0; i < count; i++)
 		ninputs += placeable(inputs[i]);
 	if (ntools) {
-		char *ssh = ssh_command_text(h);
-		buf_puts(&pl->script, "set -o pipefail\nexec 3>&1\nrsync -a -e ");
-		buf_shell_quote(&pl->script, ssh);
-		buf_puts(&pl->script, " --");
-		for (int i = 0; i < ntools; i++) {
-			buf_putc(&pl->script, ' ');
-			buf_shell_quote(&pl->script, tools[i]);
+		buf_puts(&pl->script, "set -o pipefail\nexec 3>&1\n");
+		rsync_line(&pl->script, h, "-a", tools, ntools, ".kiln/bin/");
+		for (int i = 0; i < ntools; i++)
 			free(tools[i]);
-		}
-		char *dest = xasprintf("%s:%s/.kiln/bin/", h->spec->address, h->home_workdir);
-		buf_putc(&pl->script, ' ');
-		buf_shell_quote(&pl->script, dest);
-		free(dest);
-		free(ssh);
 		guarded(&pl->script, "copying kiln's tools");
 		pl->tools = 1;
 	}
@@ -495,19 +503,7 @@ int place_prepare_paths(Cache *c, SshHost *h, const char *const *inputs, int cou
 		if (!pl->tools)
 			buf_puts(&pl->script, "set -o pipefail\nexec 3>&1\n");
 		if (nhere) { /* -R keeps each path's place in the workspace; --delete mends an edited directory */
-			char *ssh = ssh_command_text(h);
-			buf_puts(&pl->script, "rsync -a -R --delete -e ");
-			buf_shell_quote(&pl->script, ssh);
-			buf_puts(&pl->script, " --");
-			for (int i = 0; i < nhere; i++) {
-				buf_putc(&pl->script, ' ');
-				buf_shell_quote(&pl->script, from_here[i]);
-			}
-			buf_putc(&pl->script, ' ');
-			char *dest = xasprintf("%s:%s/", h->spec->address, h->home_workdir);
-			buf_shell_quote(&pl->script, dest);
-			free(dest);
-			free(ssh);
+			rsync_line(&pl->script, h, "-a -R --delete", from_here, nhere, "");
 			guarded(&pl->script, "copying from here");
 		}
 		buf_puts(&pl->script, buf_str(&relays));
