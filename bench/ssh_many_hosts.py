@@ -17,13 +17,12 @@ import argparse
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "../tests/e2e"))
+import ssh_hosts  # noqa: E402  (bench/: this script's folder)
 import sshhosts  # noqa: E402
 
 COUNTING_NVIDIA_SMI = '#!/bin/sh\necho x >> "$HOME/nvidia-smi.count"\ncat "$HOME/gpus.csv"\n'
@@ -41,12 +40,9 @@ def readings_asked(lab):
 
 
 def timed(cmd, cwd):
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
-    took = time.perf_counter() - start
+    """ssh_hosts.py's timing of cmd, said as it goes."""
+    took = ssh_hosts.timed(cmd, cwd)
     sys.stderr.write("  %.2f s  %s\n" % (took, os.path.basename(cmd[0]) if cmd[0] != "sh" else "multiplexed ssh loop"))
-    if proc.returncode != 0:
-        sys.exit("failed: %s\n%s%s" % (" ".join(cmd), proc.stdout[-2000:], proc.stderr[-2000:]))
     return took
 
 
