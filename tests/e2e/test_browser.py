@@ -54,12 +54,14 @@ class Browser(KilnTestCase):
         super().tearDown()
 
     def render(self, page, width, height, shot):
+        """The page as rendered at width x height: its DOM after scripts ran, and its screenshot
+        into shot (one launch does both)."""
         args = [self.browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--user-data-dir=" + self.profile, "--hide-scrollbars", "--window-size=%d,%d" % (width, height)]
-        dom = subprocess.run(args + ["--dump-dom", "file://" + page], capture_output=True, text=True, timeout=120)
+                "--user-data-dir=" + self.profile, "--hide-scrollbars", "--window-size=%d,%d" % (width, height),
+                "--dump-dom", "--screenshot=" + shot, "file://" + page]
+        dom = subprocess.run(args, capture_output=True, text=True, timeout=120)
         if dom.returncode != 0 or "<body" not in dom.stdout:
             self.skipTest("Chromium cannot start here: " + (dom.stderr.strip().splitlines() or ["?"])[-1])
-        subprocess.run(args + ["--screenshot=" + shot, "file://" + page], capture_output=True, timeout=120)
         return dom.stdout
 
     def content_height(self, shot):
@@ -72,28 +74,29 @@ class Browser(KilnTestCase):
             self.skipTest("Pillow (python3-pil) is needed to read the screenshot: " + p.stderr.strip()[-200:])
         return [int(x) for x in p.stdout.split()]
 
-    def measured(self, page, width):
+    def measured(self, page, width, height, shot):
+        """render() of a copy of page that measures its own svgs (the script changes nothing
+        drawn): the DOM, and per svg what MEASURE found."""
         copy = self.ws.path("measure.html")
         with open(page) as f, open(copy, "w") as g:
             g.write(f.read().replace("</body>", MEASURE + "</body>"))
-        dom = self.render(copy, width, 3000, self.ws.path("measure.png"))
+        dom = self.render(copy, width, height, shot)
         found = re.search(r'data-measured="([^"]*)"', dom)
         self.assertTrue(found, "the measuring script ran")
-        return json.loads(html.unescape(found.group(1)))
+        return dom, json.loads(html.unescape(found.group(1)))
 
-    def check_sizes(self, page, charts):
+    def check_sizes(self, measures, width, charts):
         # every chart at its own size: on a desktop and on a phone (which scrolls it
         # sideways), so no chart's text is drawn smaller than it was written, 11 px or more
-        for width in (1400, 390):
-            svgs = [m for m in self.measured(page, width) if m["kind"] == "chart"]
-            self.assertEqual(len(svgs), charts)
-            for m in svgs:
-                self.assertAlmostEqual(m["drawn"], m["asks"], delta=1, msg="%s at %d px: %s" % (m["title"], width, m))
-                self.assertGreaterEqual(m["least"], 11, "%s at %d px: %s" % (m["title"], width, m))
+        svgs = [m for m in measures if m["kind"] == "chart"]
+        self.assertEqual(len(svgs), charts)
+        for m in svgs:
+            self.assertAlmostEqual(m["drawn"], m["asks"], delta=1, msg="%s at %d px: %s" % (m["title"], width, m))
+            self.assertGreaterEqual(m["least"], 11, "%s at %d px: %s" % (m["title"], width, m))
 
     def check_page(self, charts):
         page = self.ws.path("report.html")
-        dom = self.render(page, 1400, 6000, self.ws.path("desk.png"))
+        dom, measures = self.measured(page, 1400, 6000, self.ws.path("desk.png"))
         self.assertEqual(dom.count("<svg"), charts + 1, "every chart (and the timeline) is in the rendered page")
         self.assertNotIn("chart not rendered yet", dom)
         bottom, bands, width = self.content_height(self.ws.path("desk.png"))
@@ -101,11 +104,12 @@ class Browser(KilnTestCase):
         self.assertGreater(bottom, 1500, "the page renders its charts, tables and history")
         self.assertLess(bottom, 5990, "and ends inside a 6000-px window")
         self.assertGreater(bands, 12, "ink all the way down, not a blank page")
-        self.render(page, 390, 8000, self.ws.path("phone.png"))
+        self.check_sizes(measures, 1400, charts)
+        _, measures = self.measured(page, 390, 8000, self.ws.path("phone.png"))
         phone_bottom, phone_bands, phone_width = self.content_height(self.ws.path("phone.png"))
         self.assertEqual(phone_width, 390)
         self.assertGreater(phone_bands, 8, "readable on a phone: it reflows instead of going blank")
-        self.check_sizes(page, charts)
+        self.check_sizes(measures, 390, charts)
 
     def test_zeroshot_report_renders(self):
         r = self.ws.kiln("run", ZEROSHOT, "datasets=cifar-10,dtd,pets,mnist", "models=team,large", timeout=300)
