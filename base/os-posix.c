@@ -99,6 +99,8 @@ int os_spawn(const OsSpawn *s, pid_t *pid)
 		posix_spawn_file_actions_adddup2(&fa, s->out_fd, 1);
 	if (s->err_fd >= 0)
 		posix_spawn_file_actions_adddup2(&fa, s->err_fd, 2);
+	if (s->pass_fd > 0) /* the copy made is not close-on-exec, whatever pass_fd is */
+		posix_spawn_file_actions_adddup2(&fa, s->pass_fd, 3);
 	char *const *env = s->env ? s->env : environ;
 	int rc = s->program ? posix_spawn(pid, s->program, &fa, &attr, s->argv, env)
 			    : posix_spawnp(pid, s->argv[0], &fa, &attr, s->argv, env);

@@ -35,6 +35,7 @@ typedef struct {
 	int out_fd, err_fd;    /* become stdout / stderr; -1: inherited */
 	int new_group;         /* leader of a new process group (so it can be stopped whole) */
 	int new_session;       /* leader of a new session: it outlives kiln's terminal and kiln */
+	int pass_fd;           /* > 0: becomes the child's fd 3 (the one it inherits) */
 } OsSpawn;
 /* Starts a child with a clean signal mask and default dispositions for the signals kiln
  * waits on. Returns 0 with *pid set, or an errno value. */

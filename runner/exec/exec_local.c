@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -123,15 +124,24 @@ static int start_keeper(LocalExec *le)
 	int size = KEEPER_MAX_MESSAGE + 4096;
 	setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
 	setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
-	char *argv[] = {le->keeper, NULL};
+	/* the keeper's shared lock (LOCAL_KEEPER_LOCK), taken here and handed over as its fd 3,
+	 * so it is held from before the first start kiln sends */
+	int lock = open(LOCAL_KEEPER_LOCK, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+	if (lock >= 0 && flock(lock, LOCK_SH | LOCK_NB) != 0) {
+		close(lock);
+		lock = -1;
+	}
+	char *argv[] = {le->keeper, lock > 0 ? "3" : NULL, NULL};
 	/* nothing of kiln's stdio: whoever reads kiln's output must not wait for the keeper */
 	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
 	OsSpawn spawn = {.program = le->keeper, .argv = argv, .in_fd = sv[1], .out_fd = null, .err_fd = null,
-			 .new_session = 1};
+			 .new_session = 1, .pass_fd = lock > 0 ? lock : 0};
 	int rc = null < 0 ? errno : os_spawn(&spawn, &le->keeper_pid);
 	close(sv[1]);
 	if (null >= 0)
 		close(null);
+	if (lock >= 0) /* the keeper's copy holds it */
+		close(lock);
 	if (rc != 0) {
 		close(sv[0]);
 		return rc;

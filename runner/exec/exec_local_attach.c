@@ -10,10 +10,12 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -109,12 +111,16 @@ void local_adopt(Executor *ex, const OpenAttempt *a)
 	exec_adopted_add(&le->adopted, &le->nadopted, a);
 }
 
+/* The attempt left for t's task to re-attach to: its latest (a killed kiln may leave one
+ * that ended unrecorded beside the retry it had started), or NULL. */
 static AdoptedJob *adopted_for(LocalExec *le, const Task *t)
 {
+	AdoptedJob *latest = NULL;
 	for (int i = 0; i < le->nadopted; i++)
-		if (!le->adopted[i].used && !strcmp(le->adopted[i].task, t->name))
-			return &le->adopted[i];
-	return NULL;
+		if (!le->adopted[i].used && !strcmp(le->adopted[i].task, t->name) &&
+		    (!latest || le->adopted[i].attempt > latest->attempt))
+			latest = &le->adopted[i];
+	return latest;
 }
 
 int local_adoptable(Executor *ex, const Task *t, const char *key_hex, Lease *held)
@@ -123,7 +129,7 @@ int local_adoptable(Executor *ex, const Task *t, const char *key_hex, Lease *hel
 	AdoptedJob *a = adopted_for(le, t);
 	if (a)
 		*held = a->lease;
-	return exec_adopted_matches(le->adopted, le->nadopted, t, key_hex);
+	return a && !strcmp(a->key, key_hex);
 }
 
 /* The devices adopted attempts hold (ids, at most max): leased before anything starts,
@@ -284,6 +290,12 @@ int local_reattach(Executor *ex, Job *job)
 	if (!a)
 		return 0;
 	a->used = 1;
+	/* one attempt of a task at a time: any other left for it is older, and must not write
+	 * beside this one */
+	for (AdoptedJob *older; (older = adopted_for(le, job->task));) {
+		older->used = 1;
+		stop_stale(le, older, "stopped: a later attempt of the task was left too");
+	}
 	if (strcmp(a->key, job->key)) {
 		stop_stale(le, a, "stopped: the task's key changed since it started");
 		job->stopped_stale = 1;
@@ -323,8 +335,30 @@ static void adopt_local(void *ctx, const OpenAttempt *a)
 	}
 }
 
+/* Waits (10 s at most) until no keeper holds LOCAL_KEEPER_LOCK: each has made every start
+ * its kiln sent. A killed kiln's last start may still wait in its keeper's socket on a
+ * loaded machine; looked for before it is made, it would be missed, and the task started
+ * again beside it. */
+static void wait_for_keepers(void)
+{
+	int fd = open(LOCAL_KEEPER_LOCK, O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return; /* no keeper was ever started here */
+	for (int i = 0; flock(fd, LOCK_EX | LOCK_NB) != 0; i++) {
+		if (i == 1000) {
+			warn("a keeper of an earlier kiln has not read what that kiln sent it after 10 s (stopped? `ps` "
+			     "shows kiln-keeper); going on");
+			break;
+		}
+		struct timespec pause = {0, 10000000};
+		nanosleep(&pause, NULL);
+	}
+	close(fd); /* the lock goes with it: this run's keeper takes its own */
+}
+
 int exec_local_take_over(Executor *local, Cache *c, GpuPool *gpus)
 {
+	wait_for_keepers();
 	LocalLeftovers lo = {.local = local, .c = c};
 	cache_each_open_job(c, adopt_local, &lo);
 	if (cache_unclean(c)) /* a killed kiln: its last starts may have no record yet */

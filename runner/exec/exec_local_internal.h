@@ -9,6 +9,11 @@
 
 #include <stdint.h>
 
+/* Each keeper holds a shared lock on this file from its start until it has read everything
+ * its kiln sent: a later kiln takes it exclusively before it looks for the attempts a killed
+ * kiln left, so a start that kiln sent is made (and found) before that look, not after. */
+#define LOCAL_KEEPER_LOCK ".kiln/keeper.lock"
+
 typedef struct {
 	Job **jobs; /* running jobs, to map reaped pids back */
 	int njobs, cap;

@@ -16,7 +16,11 @@
  * to its exit file ("exit N" / "signal N", written to a temporary name and renamed), and of
  * every attempt still running (--detach, a hang-up, a killed kiln) once it ends; a later
  * kiln re-attaches to those (exec_local_attach.c). It exits when kiln is gone and no
- * attempt is left. Plain libc, nothing else. */
+ * attempt is left. Plain libc, nothing else.
+ *
+ * argv[1], when given, is the fd of a shared lock kiln took for it (exec_local_internal.h:
+ * LOCAL_KEEPER_LOCK): held until the keeper has read all kiln sent, so a later kiln that
+ * takes the lock knows every start a killed kiln sent was made. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -58,6 +62,7 @@ static int nresults;
 static uint32_t confirmed; /* results kiln confirmed, counted from the first sent */
 static int connected = 1;
 static pid_t kiln;
+static int lock_fd = -1; /* the shared lock of argv[1], let go at the disconnect */
 
 static long long now_ms(void)
 {
@@ -89,6 +94,9 @@ static void write_exit(const char *path, int status)
 static void disconnect(void)
 {
 	connected = 0;
+	if (lock_fd > 2) /* every start kiln sent was read, and made */
+		close(lock_fd);
+	lock_fd = -1;
 	for (int i = 0; i < nresults; i++) {
 		write_exit(results[i].exit_path, results[i].status);
 		free(results[i].exit_path);
@@ -257,9 +265,11 @@ static int running(void)
 	return 0;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
 	kiln = getppid();
+	if (argc > 1 && (lock_fd = atoi(argv[1])) > 2)
+		fcntl(lock_fd, F_SETFD, FD_CLOEXEC); /* the attempts must not hold it */
 	if (getsid(0) != getpid())
 		setsid(); /* kiln asked for it at the spawn: done here when run otherwise */
 	/* orphans of the attempts' processes become the keeper's: reaped here, not by init */

@@ -97,6 +97,9 @@ class Workspace:
         return rows
 
     def cleanup(self):
+        if os.environ.get("KILN_TEST_KEEP"):  # to look at a failed test's workspace
+            print("kept", self.dir)
+            return
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

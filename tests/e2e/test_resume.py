@@ -13,12 +13,14 @@ that keeps a checkpoint per epoch in a resume folder (files, or folders as Huggi
 continues from the newest whole one, the cut one removed."""
 import os
 import re
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from collections import Counter
 
-from kilntest import KilnTestCase, main, marked_processes, wait_for
+from kilntest import KILN, KilnTestCase, main, marked_processes, wait_for
 from test_torchrun import PYTHON, SKIP as NO_TORCH
 
 # Saves a snapshot after every epoch (atomically, as trainers do) and loads it at start;
@@ -137,6 +139,33 @@ class Resume(KilnTestCase):
         self.assert_each_epoch_once_but(10, in_flight=0)
         self.assertEqual(sorted(os.listdir(self.ws.path(".kiln/logs"))), ["train@1.log"])
         self.finished_and_noop(10)
+
+    def test_a_start_a_slow_keeper_makes_after_kiln_was_killed_is_re_attached_not_run_again(self):
+        # a loaded machine: kiln sent a start, was killed -9, and only then did its keeper
+        # (here one that sleeps 2 s before it reads anything) make the attempt. The next kiln
+        # waits for that keeper and re-attaches to it rather than starting the task beside it
+        bindir = tempfile.mkdtemp(prefix="kiln-slow-keeper-")
+        self.addCleanup(shutil.rmtree, bindir, ignore_errors=True)
+        shutil.copy(KILN, os.path.join(bindir, "kiln"))
+        keeper = os.path.join(bindir, "kiln-keeper")
+        with open(keeper, "w") as f:
+            f.write("#!/bin/sh\nsleep 2\nexec %s \"$@\"\n" % os.path.join(os.path.dirname(os.path.realpath(KILN)),
+                                                                           "kiln-keeper"))
+        os.chmod(keeper, 0o755)
+        self.ws.write("kiln.lua", 'task { name = "t", outputs = {"t.txt"}, '
+                      'run = "echo start >> ledger; sleep 1; echo done >> t.txt" }\n')
+        p = subprocess.Popen([os.path.join(bindir, "kiln"), "run"], cwd=self.ws.dir, env=self.ws.env(),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.assertTrue(wait_for(lambda: self.ws.exists(".kiln/logs/t@1.log"), timeout=30), "the start was sent")
+        p.kill()
+        p.wait()
+        self.assertFalse(self.ws.exists("ledger"), "the keeper had not made the attempt yet")
+        r = self.ws.kiln("run")
+        self.assertEqual(r.rc, 0, r)
+        self.assertIn("t: attached to local job", r.out)
+        self.assertEqual(self.ws.read("ledger"), "start\n", "started once in all")
+        self.assertEqual(self.ws.read("t.txt"), "done\n")
+        self.assertEqual(self.ws.kiln("run").ran, set())
 
     def test_only_an_error_of_a_resumed_attempt_points_at_its_state(self):
         self.ws.write("kiln.lua", recipe(extra="timeout = 1"))

@@ -185,6 +185,55 @@ static void test_take_over_by_host_column(void)
 	buf_free(&err);
 }
 
+/* A killed kiln left two attempts of one task running (the second a retry it had started,
+ * not yet recorded as the first's successor): when the task starts again, neither may run
+ * on beside it. The latest is the one re-attached to (here its key changed: it is stopped
+ * too) and the older one is stopped with it. */
+static void test_two_attempts_of_a_task_left_running(void)
+{
+	fake_reset();
+	Graph *g = load();
+	Buf err = {0};
+	CacheOptions copt = {.store_max_mib = 16};
+	Cache *c = cache_open(".kiln", g, &copt, &err);
+	CHECK(c && cache_loaded(c, &err) == 0);
+	CHECK(cache_begin_run(c, "killed") == 0);
+	pid_t leaders[2];
+	for (int k = 0; k < 2; k++) {
+		pid_t keeper = fake_live_process();
+		leaders[k] = fake_live_process();
+		char job_id[128], log[64];
+		snprintf(job_id, sizeof job_id, "local/%d/%d/%d/%d", (int)leaders[k], 1000 + (int)leaders[k], (int)keeper,
+			 1000 + (int)keeper);
+		snprintf(log, sizeof log, ".kiln/logs/cpu@%d.log", k + 1);
+		AttemptRecord r = {.task = "cpu", .attempt = k + 1, .executor = "local", .host = "fakehost",
+				   .log = log, .job_id = job_id, .key = "00"};
+		CHECK(cache_attempt_started(c, &r) > 0);
+	}
+	Executor *local = exec_local_new(c, 0);
+	CHECK(exec_local_take_over(local, c, NULL) >= 0);
+	Executor *executors[] = {local};
+	Executor **task_exec = xmalloc((size_t)g->ntasks * sizeof *task_exec);
+	for (int i = 0; i < g->ntasks; i++)
+		task_exec[i] = local;
+	SchedOptions o = {.jobs = 4, .keep_going = 1, .cpus = 4, .mem_mib = 1024, .log_dir = ".kiln/logs",
+			  .executors = executors, .nexecutors = 1, .task_exec = task_exec, .cache = c};
+	SchedSummary sum;
+	for (int i = 0; i < g->ntasks; i++) /* the others need devices this run has none of */
+		g->tasks[i]->needed = !strcmp(g->tasks[i]->name, "cpu");
+	CHECK(sched_run(g, &o, &sum) == 0 && sum.ran == 1);
+	for (int k = 0; k < 2; k++) {
+		char sent[64];
+		snprintf(sent, sizeof sent, "%d:15 ", -(int)leaders[k]);
+		CHECK_CONTAINS(fake_signal_log(), sent);
+	}
+	local->destroy(local);
+	cache_close(c);
+	free(task_exec);
+	graph_free(g);
+	buf_free(&err);
+}
+
 int main(void)
 {
 	char dir[] = "/tmp/kiln-exec-XXXXXX";
@@ -193,6 +242,8 @@ int main(void)
 	test_retries_classes_and_leases();
 	remove_tree(".kiln");
 	test_take_over_by_host_column();
+	remove_tree(".kiln");
+	test_two_attempts_of_a_task_left_running();
 	CHECK(chdir("/") == 0);
 	remove_tree(dir);
 	return check_exit();
