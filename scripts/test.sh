@@ -10,11 +10,12 @@ cd "$(dirname "$0")/.."
 sh scripts/install-deps.sh
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build
-# three at once, the long ones first (tests/CMakeLists.txt): ~7.4 minutes on a 2-core
-# machine; four at once is CPU-bound there and no surer to be faster (bench/README.md). Tests that
-# time a Ctrl-C, a Slurm requeue or `kiln log -f` failed so once; each now waits for what it
-# times, and a map shard's freeze before a Ctrl-C waits by the clock
-ctest --test-dir build --output-on-failure -j3
+# four at once, the long ones first (tests/CMakeLists.txt): 6.6-7.0 minutes on a 2-core
+# machine, where three at once took 7.7 (half of the suite's time is tests waiting on
+# clocks: a Slurm time limit, a stalled ssh start, a host cut off). Tests that time a
+# Ctrl-C, a Slurm requeue or `kiln log -f` failed so once; each now waits for what it times,
+# and a map shard's freeze before a Ctrl-C waits by the clock
+ctest --test-dir build --output-on-failure -j4
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DKILN_SANITIZE=ON -DKILN_CUDA=OFF >/dev/null
 cmake --build build-asan
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --test-dir build-asan --output-on-failure -j2 -LE external

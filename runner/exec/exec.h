@@ -273,9 +273,12 @@ void exec_adopted_add(AdoptedJob **list, int *n, const OpenAttempt *a);
 void exec_adopted_free(AdoptedJob *list, int n);
 /* Makes job the re-attached attempt a: its job id, lease, attempt number, log and record. */
 void exec_attach(Job *job, const AdoptedJob *a);
-/* Whether the first unused adopted job of t's task in list has this key (start() would
- * re-attach to it). */
-int exec_adopted_matches(const AdoptedJob *list, int n, const Task *t, const char *key_hex);
+/* The unused adopted job of the task to re-attach to: its latest attempt (a killed kiln may
+ * leave one that ended unrecorded beside the retry it had started; the others are stale),
+ * or NULL. */
+AdoptedJob *exec_adopted_latest(AdoptedJob *list, int n, const char *task);
+/* Whether that job has this key (start() would re-attach to it). */
+int exec_adopted_matches(AdoptedJob *list, int n, const Task *t, const char *key_hex);
 
 /* Ends job now (end, exit code, reason or NULL) and files it in an executor's list of ended
  * jobs, for its next reap. */

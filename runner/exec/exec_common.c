@@ -73,12 +73,19 @@ void exec_adopted_add(AdoptedJob **list, int *n, const OpenAttempt *o)
 	lease_parse_gpus(&a->lease, r->gpus);
 }
 
-int exec_adopted_matches(const AdoptedJob *list, int n, const Task *t, const char *key_hex)
+AdoptedJob *exec_adopted_latest(AdoptedJob *list, int n, const char *task)
 {
+	AdoptedJob *latest = NULL;
 	for (int i = 0; i < n; i++)
-		if (!list[i].used && !strcmp(list[i].task, t->name))
-			return !strcmp(list[i].key, key_hex);
-	return 0;
+		if (!list[i].used && !strcmp(list[i].task, task) && (!latest || list[i].attempt > latest->attempt))
+			latest = &list[i];
+	return latest;
+}
+
+int exec_adopted_matches(AdoptedJob *list, int n, const Task *t, const char *key_hex)
+{
+	const AdoptedJob *a = exec_adopted_latest(list, n, t->name);
+	return a && !strcmp(a->key, key_hex);
 }
 
 void exec_attach(Job *job, const AdoptedJob *a)

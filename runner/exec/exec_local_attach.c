@@ -111,17 +111,7 @@ void local_adopt(Executor *ex, const OpenAttempt *a)
 	exec_adopted_add(&le->adopted, &le->nadopted, a);
 }
 
-/* The attempt left for t's task to re-attach to: its latest (a killed kiln may leave one
- * that ended unrecorded beside the retry it had started), or NULL. */
-static AdoptedJob *adopted_for(LocalExec *le, const Task *t)
-{
-	AdoptedJob *latest = NULL;
-	for (int i = 0; i < le->nadopted; i++)
-		if (!le->adopted[i].used && !strcmp(le->adopted[i].task, t->name) &&
-		    (!latest || le->adopted[i].attempt > latest->attempt))
-			latest = &le->adopted[i];
-	return latest;
-}
+static AdoptedJob *adopted_for(LocalExec *le, const Task *t) { return exec_adopted_latest(le->adopted, le->nadopted, t->name); }
 
 int local_adoptable(Executor *ex, const Task *t, const char *key_hex, Lease *held)
 {
@@ -129,7 +119,7 @@ int local_adoptable(Executor *ex, const Task *t, const char *key_hex, Lease *hel
 	AdoptedJob *a = adopted_for(le, t);
 	if (a)
 		*held = a->lease;
-	return a && !strcmp(a->key, key_hex);
+	return exec_adopted_matches(le->adopted, le->nadopted, t, key_hex);
 }
 
 /* The devices adopted attempts hold (ids, at most max): leased before anything starts,
@@ -294,7 +284,8 @@ int local_reattach(Executor *ex, Job *job)
 	 * beside this one */
 	for (AdoptedJob *older; (older = adopted_for(le, job->task));) {
 		older->used = 1;
-		stop_stale(le, older, "stopped: a later attempt of the task was left too");
+		if (strcmp(older->job_id, a->job_id)) /* not the same attempt, recorded twice */
+			stop_stale(le, older, "stopped: a later attempt of the task was left too");
 	}
 	if (strcmp(a->key, job->key)) {
 		stop_stale(le, a, "stopped: the task's key changed since it started");

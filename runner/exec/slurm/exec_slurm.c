@@ -72,21 +72,24 @@ static int slurm_start(Executor *ex, Job *job)
 	const Task *t = job->task;
 	job->started_ns = now_mono_ns();
 	job->end = JOB_RUNNING;
-	/* re-attach: a previous kiln's job for this task and key is still ours */
-	for (int i = 0; i < se->nadopted; i++) {
-		AdoptedJob *a = &se->adopted[i];
-		if (a->used || strcmp(a->task, t->name))
-			continue;
+	/* re-attach: a previous kiln's latest job for this task and key is still ours; the
+	 * others left for it are stale (older, or of a changed recipe) and are cancelled */
+	AdoptedJob *ours = exec_adopted_latest(se->adopted, se->nadopted, t->name);
+	if (ours && strcmp(ours->key, job->key))
+		ours = NULL;
+	for (AdoptedJob *a; (a = exec_adopted_latest(se->adopted, se->nadopted, t->name));) {
 		a->used = 1;
-		if (!strcmp(a->key, job->key)) {
-			exec_attach(job, a);
-			exec_push_job(&se->active, &se->nactive, &se->cap, job);
-			slurm_poll_soon(se);
-			return 0;
-		}
-		char *cancel[] = {"scancel", a->job_id, NULL}; /* its recipe changed: that job is stale */
+		if (ours && !strcmp(a->job_id, ours->job_id))
+			continue; /* the same job, recorded twice */
+		char *cancel[] = {"scancel", a->job_id, NULL};
 		slurm_tool(cancel, NULL, NULL);
-		job->stopped_stale = 1;
+		job->stopped_stale |= strcmp(a->key, job->key) != 0;
+	}
+	if (ours) {
+		exec_attach(job, ours);
+		exec_push_job(&se->active, &se->nactive, &se->cap, job);
+		slurm_poll_soon(se);
+		return 0;
 	}
 	int fd = exec_open_log(job);
 	if (fd >= 0) {
