@@ -16,6 +16,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -148,15 +149,16 @@ class Resume(KilnTestCase):
         self.addCleanup(shutil.rmtree, bindir, ignore_errors=True)
         shutil.copy(KILN, os.path.join(bindir, "kiln"))
         keeper = os.path.join(bindir, "kiln-keeper")
-        with open(keeper, "w") as f:
-            f.write("#!/bin/sh\nsleep 2\nexec %s \"$@\"\n" % os.path.join(os.path.dirname(os.path.realpath(KILN)),
-                                                                           "kiln-keeper"))
+        with open(keeper, "w") as f:  # it waits for kiln's start to arrive (not reading it), then sleeps
+            f.write("#!/bin/sh\n%s -c 'import select; select.select([0], [], [])'\ntouch start-sent\nsleep 2\n"
+                    "exec %s \"$@\"\n" % (sys.executable, os.path.join(os.path.dirname(os.path.realpath(KILN)),
+                                                                    "kiln-keeper")))
         os.chmod(keeper, 0o755)
         self.ws.write("kiln.lua", 'task { name = "t", outputs = {"t.txt"}, '
                       'run = "echo start >> ledger; sleep 1; echo done >> t.txt" }\n')
         p = subprocess.Popen([os.path.join(bindir, "kiln"), "run"], cwd=self.ws.dir, env=self.ws.env(),
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.assertTrue(wait_for(lambda: self.ws.exists(".kiln/logs/t@1.log"), timeout=30), "the start was sent")
+        self.assertTrue(wait_for(lambda: self.ws.exists("start-sent"), timeout=30), "the start was sent")
         p.kill()
         p.wait()
         self.assertFalse(self.ws.exists("ledger"), "the keeper had not made the attempt yet")
