@@ -80,16 +80,25 @@ static void attempt_rows(Buf *out)
 	sqlite3_close(db);
 }
 
+/* The workspace's state opened for g, in a new run named run. */
+static Cache *open_run(Graph *g, const char *run)
+{
+	Buf err = {0};
+	CacheOptions copt = {.store_max_mib = 16};
+	Cache *c = cache_open(".kiln", g, &copt, &err);
+	CHECK(c && cache_loaded(c, &err) == 0);
+	CHECK(cache_begin_run(c, run) == 0 && cache_run_id(c) > 0);
+	buf_free(&err);
+	return c;
+}
+
 static void test_retries_classes_and_leases(void)
 {
 	fake_reset();
 	fake_attempt_status = attempt_status;
 	Graph *g = load();
 	Buf err = {0};
-	CacheOptions copt = {.store_max_mib = 16};
-	Cache *c = cache_open(".kiln", g, &copt, &err);
-	CHECK(c && cache_loaded(c, &err) == 0);
-	CHECK(cache_begin_run(c, "test") == 0 && cache_run_id(c) > 0);
+	Cache *c = open_run(g, "test");
 	GpuPool *gpus = gpu_pool_from_list("0,1", &err);
 	Executor *local = exec_local_new(c, 0);
 	Executor *executors[] = {local};
@@ -153,10 +162,7 @@ static void test_take_over_by_host_column(void)
 	fake_reset();
 	Graph *g = load();
 	Buf err = {0};
-	CacheOptions copt = {.store_max_mib = 16};
-	Cache *c = cache_open(".kiln", g, &copt, &err);
-	CHECK(c && cache_loaded(c, &err) == 0);
-	CHECK(cache_begin_run(c, "killed") == 0 && cache_run_id(c) > 0);
+	Cache *c = open_run(g, "killed");
 	pid_t leader = fake_live_process(), keeper = fake_live_process();
 	char job_id[128];
 	snprintf(job_id, sizeof job_id, "local/%d/%d/%d/%d", (int)leader, 1000 + (int)leader, (int)keeper,
@@ -193,11 +199,7 @@ static void test_two_attempts_of_a_task_left_running(void)
 {
 	fake_reset();
 	Graph *g = load();
-	Buf err = {0};
-	CacheOptions copt = {.store_max_mib = 16};
-	Cache *c = cache_open(".kiln", g, &copt, &err);
-	CHECK(c && cache_loaded(c, &err) == 0);
-	CHECK(cache_begin_run(c, "killed") == 0);
+	Cache *c = open_run(g, "killed");
 	pid_t leaders[2];
 	for (int k = 0; k < 2; k++) {
 		pid_t keeper = fake_live_process();
@@ -231,7 +233,6 @@ static void test_two_attempts_of_a_task_left_running(void)
 	cache_close(c);
 	free(task_exec);
 	graph_free(g);
-	buf_free(&err);
 }
 
 int main(void)
