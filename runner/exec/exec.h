@@ -243,8 +243,12 @@ void exec_gpu_env(Job *job);
 /* Builds the shell script text that runs job->task exactly as the local executor would;
  * malloc'd. remote: for an ssh host (the job's leased GPUs kept, PATH led by the copy of
  * kiln's tools in the workspace there); prelude: shell text run first there (an ssh host's
- * `prelude`, activating an environment), or NULL. Exposed for tests of the quoting. */
-char *exec_job_script(const Job *job, const char *workspace, const char *exit_path, int remote, const char *prelude);
+ * `prelude`, activating an environment), or NULL; go_path: a file the job waits for (two
+ * minutes at most, then it ends doing nothing) before anything else — a Slurm job may start
+ * before kiln committed its id, and one a kiln killed in between never recorded would run on
+ * beside the next attempt — or NULL. Exposed for tests of the quoting. */
+char *exec_job_script(const Job *job, const char *workspace, const char *exit_path, int remote, const char *prelude,
+		      const char *go_path);
 /* The environment entries both executors give a task (PATH with kiln's own directory). */
 const char *exec_path_entry(void);
 /* "KILN_WORKSPACE=<absolute workspace>": every local task process carries it in its

@@ -292,7 +292,8 @@ static void map_requeue_preamble(Buf *b, const Job *job)
 	buf_free(&outs);
 }
 
-char *exec_job_script(const Job *job, const char *workspace, const char *exit_path, int remote, const char *prelude)
+char *exec_job_script(const Job *job, const char *workspace, const char *exit_path, int remote, const char *prelude,
+		      const char *go_path)
 {
 	const Task *t = job->task;
 	Buf b = {0};
@@ -301,6 +302,12 @@ char *exec_job_script(const Job *job, const char *workspace, const char *exit_pa
 	buf_puts(&b, "\ncd ");
 	buf_shell_quote(&b, workspace);
 	buf_puts(&b, " || exit 1\n");
+	if (go_path) { /* before anything: without it no kiln knows this job (exec.h) */
+		buf_puts(&b, "kiln_i=0; until [ -e ");
+		buf_shell_quote(&b, go_path);
+		buf_puts(&b, " ]; do if [ $kiln_i -ge 1200 ]; then echo 'kiln: no kiln recorded this job (killed right after it "
+			     "submitted it): it ends without running' >&2; exit 0; fi; kiln_i=$((kiln_i + 1)); sleep 0.1; done\n");
+	}
 	if (job->items_listed && !remote)
 		map_requeue_preamble(&b, job);
 	int guard = remote && t->opts->nresume > 0; /* a watcher to stop with the command */

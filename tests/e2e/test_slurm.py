@@ -192,6 +192,27 @@ end
             self.assertEqual(self.ws.read("t%d.txt" % i), "done\n")
         self.assertEqual(self.kiln("run", "--executor", "slurm").ran, set())
 
+    def test_a_job_submitted_right_before_a_kill_9_never_runs_beside_the_next_attempt(self):
+        # killed the moment the cluster has the job, before its id was committed: no kiln
+        # knows that job, so it must not run; the next kiln submits the task again
+        self.ws.write("kiln.lua", 'task { name = "race/t", outputs = {"o.txt"}, '
+                      'run = "echo start >> ledger; sleep 2; echo done > o.txt" }\n')
+        env = dict(self.ws.env(), SLURM_CONF=STATE["conf"])
+        kiln = os.environ.get("KILN") or os.path.join(HERE, "../../build/kiln")
+        p = subprocess.Popen([kiln, "run", "--executor", "slurm"], cwd=self.ws.dir, env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.assertTrue(wait_for(lambda: jobs_named("race/t"), 30, step=0.001))
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        unknown = self.ws.query("SELECT count(*) FROM attempts WHERE task = 'race/t' AND job_id IS NULL")
+        r = self.kiln("run", "--executor", "slurm")
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(self.ws.read("o.txt"), "done\n")
+        time.sleep(1)  # the unknown job, if the cluster started it, has had the time to begin
+        self.assertEqual(self.ws.read("ledger"), "start\n", "ran once: %s jobs were not recorded" % unknown)
+        for name in set(jobs_named("race/t")):  # the unknown one waits two minutes for a go
+            subprocess.run(["scancel", "--name=" + name], env=env)
+
     @unittest.skipIf(NO_TORCH, NO_TORCH or "")
     def test_a_job_slurm_requeues_mid_save_continues_from_kilns_copy(self):
         import test_resume  # its trainer saves in place with a plain torch.save; here it stalls mid-save once

@@ -24,6 +24,18 @@ char *slurm_exit_path(const SlurmExec *se, const Job *job)
 	return xasprintf("%s/%s@%d.exit", se->cfg.state_dir, job->task->name, job->attempt);
 }
 
+char *slurm_go_path(const SlurmExec *se, const Job *job)
+{
+	return xasprintf("%s/%s@%d.go", se->cfg.state_dir, job->task->name, job->attempt);
+}
+
+/* Lets a job whose id is committed begin (exec_job_script's go_path). */
+void slurm_let_go(const char *go_path)
+{
+	if (write_file_atomic(go_path, "", 0) != 0)
+		warn("cannot write %s: the Slurm job waiting for it ends in two minutes without running", go_path);
+}
+
 char *slurm_ports_path(const SlurmExec *se, const Job *job)
 {
 	return xasprintf("%s/%s@%d.ports", se->cfg.state_dir, job->task->name, job->attempt);
@@ -87,6 +99,10 @@ static int slurm_start(Executor *ex, Job *job)
 	}
 	if (ours) {
 		exec_attach(job, ours);
+		char *go = slurm_go_path(se, job); /* its id was committed; a killed kiln may not have said so */
+		if (access(go, F_OK) != 0)
+			slurm_let_go(go);
+		free(go);
 		exec_push_job(&se->active, &se->nactive, &se->cap, job);
 		slurm_poll_soon(se);
 		return 0;
@@ -102,7 +118,10 @@ static int slurm_start(Executor *ex, Job *job)
 	}
 	char *exit_path = slurm_exit_path(se, job), *ports_path = slurm_ports_path(se, job);
 	char *script_path = xasprintf("%s/%s@%d.sh", se->cfg.state_dir, t->name, job->attempt);
-	char *script = exec_job_script(job, se->workspace, exit_path, 0, NULL);
+	char *go = slurm_go_path(se, job);
+	char *script = exec_job_script(job, se->workspace, exit_path, 0, NULL, go);
+	unlink(go);
+	free(go);
 	unlink(exit_path);
 	unlink(ports_path);
 	mkdirs_parent(script_path);
@@ -244,9 +263,22 @@ static int slurm_detach(Executor *ex, Job *job, int hangup)
 	return 1;
 }
 
+/* The record of every job submitted so far is committed: they may begin. */
+static void slurm_committed(Executor *ex)
+{
+	SlurmExec *se = ex->impl;
+	for (int i = 0; i < se->ngo; i++) {
+		slurm_let_go(se->go[i]);
+		free(se->go[i]);
+	}
+	se->ngo = 0;
+}
+
 static void slurm_destroy(Executor *ex)
 {
 	SlurmExec *se = ex->impl;
+	slurm_committed(ex); /* submitted after the last commit, with no record to wait for */
+	free(se->go);
 	exec_adopted_free(se->adopted, se->nadopted);
 	free(se->active);
 	free(se->queued);
@@ -356,6 +388,7 @@ static Executor *slurm_new(const ExecSetup *cfg, Buf *err)
 		.poll_ms = slurm_poll_ms,
 		.has_room = slurm_has_room,
 		.destroy = slurm_destroy,
+		.committed = slurm_committed,
 		.adopt = slurm_adopt,
 		.adoptable = slurm_adoptable,
 		.describe = slurm_describe,

@@ -43,6 +43,8 @@ typedef struct {
 	int submissions;     /* sbatch calls this run */
 	int arrays;          /* of which job arrays */
 	char submit_trouble[256]; /* the last transient sbatch error, said once */
+	char **go;           /* go files of jobs submitted since the last commit (slurm_let_go) */
+	int ngo, go_cap;
 } SlurmExec;
 
 /* Runs a Slurm command: stdout into out, stderr into err (when given); its exit status, or -1. */
@@ -50,6 +52,10 @@ int slurm_tool(char *const argv[], Buf *out, Buf *err);
 /* Where job's script writes its exit code (and, with {port}, its ports). malloc'd. */
 char *slurm_exit_path(const SlurmExec *se, const Job *job);
 char *slurm_ports_path(const SlurmExec *se, const Job *job);
+/* "<state dir>/<task>@<attempt>.go": written once the job's id is committed, the job waits for
+ * it before anything else (exec_job_script); slurm_let_go writes it. */
+char *slurm_go_path(const SlurmExec *se, const Job *job);
+void slurm_let_go(const char *go_path);
 /* The next squeue soon (a job was submitted or signalled). */
 void slurm_poll_soon(SlurmExec *se);
 /* Ends job now (not submitted, or refused): its end, code and reason, for the next reap. */

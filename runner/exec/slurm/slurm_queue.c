@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* Slurm's pending reasons kiln puts in words: final ones fail their job (they never clear
  * for it); the others only read cryptically. */
@@ -78,10 +79,12 @@ static int node_taken(const char *state)
 /* Decides a finished job's outcome from its Slurm state and its own exit-code file. */
 static void finish(SlurmExec *se, Job *job, const char *state)
 {
-	char *exit_path = slurm_exit_path(se, job);
+	char *exit_path = slurm_exit_path(se, job), *go = slurm_go_path(se, job);
 	size_t len;
 	char *text = read_file(exit_path, &len);
 	free(exit_path);
+	unlink(go);
+	free(go);
 	char *ports_path = slurm_ports_path(se, job);
 	char *ports = job->task->opts->ports ? read_file(ports_path, &len) : NULL;
 	if (ports && job->attempt_row > 0 && se->cfg.cache) { /* what {port} was on its node */

@@ -158,8 +158,16 @@ static void submitted(SlurmExec *se, Job **jobs, int n, const char *id, int arra
 			snprintf(job->job_id, sizeof job->job_id, "%.200s_%d", id, i);
 		else
 			snprintf(job->job_id, sizeof job->job_id, "%.200s", id);
-		if (job->attempt_row > 0 && se->cfg.cache)
+		char *go = slurm_go_path(se, job);
+		if (job->attempt_row > 0 && se->cfg.cache) { /* it begins once the id is committed */
 			cache_attempt_job_id(se->cfg.cache, job->attempt_row, job->job_id);
+			if (se->ngo == se->go_cap)
+				se->go = xrealloc(se->go, (size_t)(se->go_cap = se->go_cap ? 2 * se->go_cap : 16) * sizeof *se->go);
+			se->go[se->ngo++] = go;
+		} else { /* nothing to wait for */
+			slurm_let_go(go);
+			free(go);
+		}
 		exec_push_job(&se->active, &se->nactive, &se->cap, job);
 	}
 	se->backoff_ms = 0;

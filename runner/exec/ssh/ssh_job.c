@@ -162,7 +162,7 @@ char *ssh_job_start_script(const Job *job, const char *id, const char *prelude, 
 {
 	const Task *t = job->task;
 	char *exit_path = xasprintf(".kiln/jobs/%s/exit", id);
-	char *script = exec_job_script(job, ".", exit_path, 1, prelude);
+	char *script = exec_job_script(job, ".", exit_path, 1, prelude, NULL);
 	Buf b = {0};
 	/* J is new (each attempt's id is its own). A stale output there must not come back as
 	 * this attempt's: one test and rm, one mkdir for J and the outputs' folders (none when
