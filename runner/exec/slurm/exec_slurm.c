@@ -277,7 +277,8 @@ static void slurm_committed(Executor *ex)
 static void slurm_destroy(Executor *ex)
 {
 	SlurmExec *se = ex->impl;
-	slurm_committed(ex); /* submitted after the last commit, with no record to wait for */
+	for (int i = 0; i < se->ngo; i++) /* the run's last commit failed: they end without running */
+		free(se->go[i]);
 	free(se->go);
 	exec_adopted_free(se->adopted, se->nadopted);
 	free(se->active);
