@@ -336,6 +336,8 @@ static void wait_for_keepers(void)
 	if (fd < 0)
 		return; /* no keeper was ever started here */
 	for (int i = 0; flock(fd, LOCK_EX | LOCK_NB) != 0; i++) {
+		if (errno != EWOULDBLOCK)
+			break; /* a file system without locks: none was taken either (start_keeper) */
 		if (i == 1000) {
 			warn("a keeper of an earlier kiln has not read what that kiln sent it after 10 s (stopped? `ps` "
 			     "shows kiln-keeper); going on");
