@@ -36,11 +36,11 @@ static const char *const sql[Q_COUNT] = {
 			"WHERE ended IS NULL AND job_id IS NOT NULL",
 	/* ssh jobs lost with their host in the run before, if a kill ended it (its row never
 	 * ended), each its task's latest attempt: the ended index finds them from its start */
-	[Q_LOST_JOBS] = "SELECT id, task, attempt, job_id, key, log, executor, host, gpus, started, ended FROM attempts a "
+	[Q_LOST_JOBS] = "SELECT id, task, attempt, job_id, key, log, executor, host, gpus, started, ended, "
+			"id < (SELECT max(id) FROM attempts b WHERE b.task = a.task) FROM attempts a "
 			"WHERE ended >= (SELECT started FROM runs WHERE id = (SELECT max(id) FROM runs WHERE ?1 <= 0 OR id < ?1) "
 			"AND ended IS NULL) "
-			"AND failure = 'host-lost' AND executor = 'ssh' AND job_id IS NOT NULL AND key IS NOT NULL "
-			"AND id = (SELECT max(id) FROM attempts b WHERE b.task = a.task)",
+			"AND failure = 'host-lost' AND executor = 'ssh' AND job_id IS NOT NULL AND key IS NOT NULL",
 	[Q_LAST_LOG] = "SELECT log, CASE WHEN ended IS NULL THEN 1 WHEN outcome = 'ok' THEN 2 ELSE 0 END FROM attempts "
 			"WHERE task = ?1 AND log IS NOT NULL ORDER BY id DESC LIMIT 1",
 };
@@ -574,7 +574,8 @@ static void each_attempt_row(sqlite3_stmt *st, void (*fn)(void *ctx, const OpenA
 					 .job_id = column_text(st, 3), .key = column_text(st, 4), .log = column_text(st, 5),
 					 .executor = column_text(st, 6), .host = column_text(st, 7), .gpus = column_text(st, 8),
 					 .started = sqlite3_column_double(st, 9)},
-				 .ended = sqlite3_column_count(st) > 10 ? sqlite3_column_double(st, 10) : 0};
+				 .ended = sqlite3_column_count(st) > 10 ? sqlite3_column_double(st, 10) : 0,
+				 .superseded = sqlite3_column_count(st) > 11 && sqlite3_column_int(st, 11)};
 		fn(ctx, &a);
 	}
 	sqlite3_reset(st);

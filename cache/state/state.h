@@ -102,10 +102,12 @@ typedef struct {
 	int64_t row;
 	AttemptRecord rec;
 	double ended; /* a lost one's end (wall clock); 0: open */
+	int superseded; /* a lost one's task has a later attempt */
 } OpenAttempt;
 void state_each_open_job(State *s, void (*fn)(void *ctx, const OpenAttempt *a), void *ctx);
 /* The ssh attempts lost with their host (failure host-lost) in the run before run_id (0: the
- * last run) when a kill ended it, each its task's latest: their jobs may run on there. */
+ * last run) when a kill ended it: their jobs may run on there (superseded: not their task's
+ * latest attempt, whose work went to a later one). */
 void state_each_lost_job(State *s, int64_t run_id, void (*fn)(void *ctx, const OpenAttempt *a), void *ctx);
 /* Local attempts on host that never ended (a killed kiln): fn(ctx, id, task, pgid). */
 void state_each_open_attempt(State *s, const char *host, void (*fn)(void *ctx, int64_t id, const char *task, int pgid),

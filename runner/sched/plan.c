@@ -180,7 +180,10 @@ static void note_lost_attempt(void *ctx, const OpenAttempt *a)
 	fprintf(o->out, "lost      %s: attempt %d (job %s) lost with host %s after %s, before a kill stopped that "
 			"kiln; the job may run on there: ",
 		r->task, r->attempt, r->job_id, r->host, ran);
-	if (key[0] && r->key && strcmp(key, r->key))
+	if (a->superseded)
+		fprintf(o->out, "a later attempt followed, so `kiln run` stops that job once %s answers (unless it takes it "
+				"up in place of a later one still running, as the one that has run longer)\n", r->host);
+	else if (key[0] && r->key && strcmp(key, r->key))
 		fprintf(o->out, "but the task changed since, so `kiln run` runs it afresh and stops that job once %s "
 				"answers\n", r->host);
 	else

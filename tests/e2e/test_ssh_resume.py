@@ -496,6 +496,100 @@ class SshResume(sshhosts.SshCase, KilnTestCase):
                         "the lost copy on %s was stopped: %s" % (home, self.lab.jobs_running()))
         self.assertLess(len(self.ledger_of(home)), 12, "it did not run to its end there")
 
+    def lost_then_retried_elsewhere_then_kiln_killed(self):
+        """Task work (30 steps of 0.3 s, no resume state) on v800 or v801: its host drops off the
+        network 4 steps in, kiln gives it up (--host-wait 0.5s) and starts attempt 2 on the
+        other host, and is killed 3 steps into that: (the first host, the other)."""
+        self.clear_ledgers()
+        self.ws.write("hosts.lua", self.lab.hosts_lua({"v800": "jobs = 1", "v801": "jobs = 1"}))
+        self.ws.write("kiln.lua", 'task { name = "work", hosts = {"v800", "v801"}, outputs = {"w.txt"}, run = "for i in '
+                      '$(seq 30); do echo line $i; echo $i >> $HOME/ledger; sleep 0.3; done; echo $KILN_HOST > w.txt" }\n')
+        p = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua", "--host-wait", "0.5s")
+        try:
+            self.assertTrue(wait_for(lambda: len(self.ledger_of("v800") + self.ledger_of("v801")) >= 4, timeout=60))
+            home = "v800" if self.ledger_of("v800") else "v801"
+            other = "v801" if home == "v800" else "v800"
+            self.lab.hosts[home].partition()
+            self.assertTrue(wait_for(lambda: len(self.ledger_of(other)) >= 3, timeout=60))
+        finally:
+            p.kill()
+            p.communicate()
+        return home, other
+
+    def test_of_two_jobs_a_killed_kiln_left_for_a_task_the_one_that_ran_longer_is_taken_up(self):
+        # attempt 1 ran on through the partition, attempt 2 started elsewhere: both run when the
+        # next kiln starts. One task runs once: attempt 1's job (further along) is taken up,
+        # attempt 2's stopped at once, its log's rest fetched into its attempt's log
+        home, other = self.lost_then_retried_elsewhere_then_kiln_killed()
+        self.lab.hosts[home].start()
+        r = self.ws.kiln("run", "--executor", "ssh", "--hosts", "hosts.lua", "--host-wait", "0.5s")
+        self.assertEqual(r.rc, 0, r)
+        self.assertIn("work: attached to ssh job", r.out)
+        self.assertEqual(self.ledger_of(home), [str(i) for i in range(1, 31)], "attempt 1 ran to its end, once")
+        self.assertLess(len(self.ledger_of(other)), 20, "attempt 2 was stopped: %s" % self.ledger_of(other))
+        self.assertEqual(self.ws.read("w.txt"), home + "\n")
+        self.assertTrue(wait_for(lambda: not self.lab.jobs_running(), timeout=5), self.lab.jobs_running())
+        rows = self.ws.query("SELECT attempt, host, outcome FROM attempts WHERE task = 'work' ORDER BY attempt")
+        self.assertEqual(rows[1][1:], (other, "stopped: the task's job of attempt 1 was taken up instead"), rows)
+        log2 = self.attempt_logs("work")[1]
+        self.assertIn("this job was stopped on host %s (another attempt of the task runs in its place)" % other, log2)
+        steps = [int(line.split()[1]) for line in log2.splitlines() if line.startswith("line ")]
+        self.assertEqual(steps, list(range(1, len(self.ledger_of(other)) + 1)), "its whole log, no line twice: " + log2)
+        self.assertIn(" 0 ran,", self.ws.kiln("run", "--executor", "ssh", "--hosts", "hosts.lua").out)
+
+    def test_a_later_job_a_killed_kiln_left_is_taken_up_while_the_earlier_ones_host_is_down(self):
+        # the first host is still cut off when the next kiln starts: the retry that runs on the
+        # other host is taken up at once (not waited for), and the job on the first host is
+        # stopped as soon as that host answers, not left to run to its end there
+        home, other = self.lost_then_retried_elsewhere_then_kiln_killed()
+        run = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua", "--host-wait", "0.5s")
+        out, err = self.host_back_after(run, home, 2)
+        self.assertEqual(run.returncode, 0, out + err)
+        self.assertIn("work: attached to ssh job", out)
+        self.assertEqual(self.ledger_of(other), [str(i) for i in range(1, 31)], "attempt 2 ran to its end, once")
+        self.assertEqual(self.ws.read("w.txt"), other + "\n")
+        self.assertTrue(wait_for(lambda: not self.lab.jobs_running(), timeout=5), self.lab.jobs_running())
+        self.assertLess(len(self.ledger_of(home)), 25, "attempt 1 was stopped once its host answered: %s"
+                        % self.ledger_of(home))
+
+    def test_a_lost_job_whose_work_a_later_attempt_finished_is_stopped_by_the_next_kiln(self):
+        # attempt 2 finished the task elsewhere; kiln was killed (at work on another task)
+        # before the lost job's host answered: the next kiln stops that job as soon as the
+        # host answers, though the task itself is done and never starts again
+        self.clear_ledgers()
+        self.ws.write("hosts.lua", self.lab.hosts_lua({"v800": "jobs = 1", "v801": "jobs = 1", "v802": "jobs = 1"}))
+        self.ws.write("kiln.lua", 'task { name = "work", hosts = {"v800", "v801"}, outputs = {"w.txt"}, run = "n=60; '
+                      '[ $KILN_ATTEMPT = 1 ] || n=3; for i in $(seq $n); do echo $i >> $HOME/ledger; sleep 0.3; done; '
+                      'echo $KILN_HOST > w.txt" }\n'
+                      'task { name = "hold", host = "v802", inputs = {"w.txt"}, outputs = {"h.txt"}, '
+                      'run = "sleep 6; echo > h.txt" }\n')
+        p = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua", "--host-wait", "0.5s")
+        try:
+            self.assertTrue(wait_for(lambda: len(self.ledger_of("v800") + self.ledger_of("v801")) >= 4, timeout=60))
+            home = "v800" if self.ledger_of("v800") else "v801"
+            other = "v801" if home == "v800" else "v800"
+            self.lab.hosts[home].partition()
+            self.assertTrue(wait_for(lambda: self.ws.query("SELECT count(*) FROM attempts WHERE task = 'work' AND "
+                                                           "outcome = 'ok'") == [(1,)], timeout=60))
+        finally:
+            p.kill()
+            p.communicate()
+        self.assertEqual(self.ws.read("w.txt"), other + "\n")
+        status = self.ws.kiln("status", "--hosts", "hosts.lua").out
+        self.assertIn("a later attempt followed, so `kiln run` stops that job once %s answers" % home, status)
+        self.lab.hosts[home].start()
+        run = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua")
+        try:  # well before hold (re-attached, 6 s) ends
+            self.assertTrue(wait_for(lambda: not self.lab.jobs_running(self.lab.hosts[home]), timeout=4),
+                            "the lost job on %s runs on: %s" % (home, self.ledger_of(home)))
+            out, err = run.communicate(timeout=60)
+        finally:
+            if run.poll() is None:
+                run.kill()
+        self.assertEqual(run.returncode, 0, out + err)
+        self.assertLess(len(self.ledger_of(home)), 50)
+        self.assertEqual(self.ledger_of(other), ["1", "2", "3"])
+
     def test_a_retry_whose_resume_host_stays_down_starts_afresh_elsewhere_and_says_so(self):
         recipe, home, other = self.resuming_task_failed_once()
         open(os.path.join(self.lab.hosts[other].home, "died"), "w").close()  # it fails once only

@@ -7,6 +7,7 @@
  * `kiln log -f` of a job no kiln follows, from its log there. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,6 +44,13 @@ static int stale_names(const SshHost *h, const char *id)
 		if (p > h->stale_jobs.data && p[-1] == ' ' && (p[n] == ' ' || !p[n]))
 			return 1;
 	return 0;
+}
+
+/* Keeps the log of job id on h: received bytes of it are in local log already. */
+static void add_lost_log(SshExec *se, const char *id, SshHost *h, const char *log, long long received, int superseded)
+{
+	se->lost_logs = xrealloc(se->lost_logs, (size_t)(se->nlost_logs + 1) * sizeof *se->lost_logs);
+	se->lost_logs[se->nlost_logs++] = (LostLog){xstrdup(id), h, xstrdup(log), received, 0, superseded, 0};
 }
 
 static void drop_lost_log(SshExec *se, LostLog *l)
@@ -139,7 +147,10 @@ void ssh_sweep_orphans(SshExec *se, SshHost *h)
 		if (known || strpbrk(id, "'\"$`\\ "))
 			continue;
 		const Task *t = f[2] ? graph_find(se->cfg.g, f[2]) : NULL;
-		if (t && f[3] && *f[3] && ssh_nodes(t) == 1 && !t->forced) { /* an orphan its task may take up */
+		int running = 0; /* an attempt of its task runs already (it took up another job, or started) */
+		for (int i = 0; t && i < se->nactive; i++)
+			running |= se->active[i]->job->task == t;
+		if (t && f[3] && *f[3] && ssh_nodes(t) == 1 && !t->forced && !running) { /* an orphan its task may take up */
 			se->adopted = xrealloc(se->adopted, (size_t)(se->nadopted + 1) * sizeof *se->adopted);
 			AdoptedJob *a = &se->adopted[se->nadopted++];
 			*a = (AdoptedJob){xstrdup(f[2]), xstrdup(id), xstrdup(f[3]), xstrdup(""), .row = 0};
@@ -182,10 +193,10 @@ void ssh_stop_orphans(SshExec *se)
 			}
 		}
 		ssh_host_stop_stale(host, &stops[h]); /* lost, their work done elsewhere */
-		if (stops[h].len && host->down) { /* jobs lost with it may run on there: one more try, */
-			Buf err = {0};            /* every down host's at once (a silent one takes 5 s) */
+		if (stops[h].len && (host->down || !host->connected)) { /* jobs lost with it may run on there: */
+			Buf err = {0}; /* one more try (or a first), every such host's at once (a silent one takes 5 s) */
 			host->retry_at_ns = 0;
-			ssh_host_connect(host, se->cfg.busy_mem, se->cfg.busy_util, &err);
+			ssh_host_connect_soon(host, se->cfg.busy_mem, se->cfg.busy_util, &err);
 			buf_free(&err);
 		}
 	}
@@ -215,10 +226,10 @@ int ssh_stop_stale_when_back(SshExec *se)
 	int waiting = 0;
 	for (int h = 0; h < se->nhosts; h++) {
 		SshHost *host = &se->hosts[h];
-		if (!ssh_host_unanswered(host) || !host->stale_jobs.len)
-			continue;
+		if (!host->stale_jobs.len || (host->connected && !ssh_host_unanswered(host)))
+			continue; /* none, or stopped by whoever marked them (a host that answers) */
 		Buf err = {0}; /* on its back-off's schedule, in the background: the contact stops them */
-		waiting |= ssh_host_connect(host, se->cfg.busy_mem, se->cfg.busy_util, &err) != 0;
+		waiting |= ssh_host_connect_soon(host, se->cfg.busy_mem, se->cfg.busy_util, &err) != 0;
 		buf_free(&err);
 	}
 	return waiting;
@@ -244,19 +255,32 @@ void ssh_fetch_lost_logs(SshExec *se, int final)
 	for (int i = 0; i < se->nlost_logs; i++) {
 		LostLog *l = &se->lost_logs[i];
 		SshHost *h = l->host;
-		if (!l->stale || !h->connected || h->down || stale_names(h, l->id))
+		if (!l->stale || !h->connected || h->down || stale_names(h, l->id) || (!final && now_mono_ns() < l->next_ns))
 			continue; /* taken up, or not stopped yet */
+		/* once its job has ended there (its last words in the log; its directory, which names
+		 * it, kept while it runs): asked again in a moment, the run's end waits up to 1 s */
 		Buf cmd = {0}, out = {0};
 		buf_puts(&cmd, "cd ");
 		buf_shell_quote(&cmd, h->home_workdir);
-		buf_printf(&cmd, " && J=.kiln/jobs/%s && { [ %d = 0 ] || ! read p < \"$J/pid\" || for i in 1 2 3 4 5 6 7 8 9 10; "
-				 "do kill -0 -\"$p\" 2>/dev/null || break; sleep 0.1; done; } && tail -c +%lld \"$J/log\" && "
-				 "rm -rf \"$J\"", l->id, final, l->received + 1);
-		if (ssh_run(h, buf_str(&cmd), &out, NULL) == 0 && out.len) {
+		buf_printf(&cmd, " && J=.kiln/jobs/%s && { ! read p < \"$J/pid\" || for i in 1 2 3 4 5 6 7 8 9 10; "
+				 "do kill -0 -\"$p\" 2>/dev/null || break; [ %d = 0 ] && exit 9; sleep 0.1; done; } && "
+				 "tail -c +%lld \"$J/log\" && rm -rf \"$J\"", l->id, final, l->received + 1);
+		int rc = ssh_run(h, buf_str(&cmd), &out, NULL);
+		if (rc == 9) {
+			l->next_ns = now_mono_ns() + 500000000LL;
+			buf_free(&cmd);
+			buf_free(&out);
+			continue;
+		}
+		if (rc == 0 && out.len) {
 			FILE *f = fopen(l->log, "a");
 			if (f) {
-				fprintf(f, "# kiln: host %s answered again: the job's log there from where the copy above ends, "
-					   "to the job's end there (no later attempt took it up)\n", h->spec->name);
+				if (l->superseded)
+					fprintf(f, "# kiln: this job was stopped on host %s (another attempt of the task runs in its "
+						   "place): its log there from where the copy above ends, to its end\n", h->spec->name);
+				else
+					fprintf(f, "# kiln: host %s answered again: the job's log there from where the copy above ends, "
+						   "to the job's end there (no later attempt took it up)\n", h->spec->name);
 				fwrite(out.data, 1, out.len, f);
 				fclose(f);
 			}
@@ -273,9 +297,7 @@ void ssh_keep_lost(SshExec *se, const Remote *rm)
 	const Task *t = rm->job->task;
 	struct stat st;
 	if (!rm->gang && stat(rm->job->log_path, &st) == 0 && st.st_size >= rm->log_prefix) {
-		se->lost_logs = xrealloc(se->lost_logs, (size_t)(se->nlost_logs + 1) * sizeof *se->lost_logs);
-		se->lost_logs[se->nlost_logs++] = (LostLog){xstrdup(rm->id), rm->host, xstrdup(rm->job->log_path),
-							    (long long)st.st_size - rm->log_prefix, 0};
+		add_lost_log(se, rm->id, rm->host, rm->job->log_path, (long long)st.st_size - rm->log_prefix, 0);
 	}
 	if (rm->gang || t->forced || !rm->job->key[0]) { /* run again elsewhere, whole */
 		went_stale(se, rm->host, rm->id);
@@ -289,11 +311,12 @@ void ssh_keep_lost(SshExec *se, const Remote *rm)
 			  .ran_sec = (double)(now_mono_ns() - rm->job->started_ns) / 1e9};
 }
 
-/* The bytes of the job's log that reached its attempt's local log before the drop: those
- * between kiln's lines after the header ("# --", then "# kiln: on host ..." and the like: a
- * stream that dropped and was followed again starts over after one) and kiln's last line,
- * "kiln: lost with host ..."; -1 when the log does not read as one of those. */
-static long long received_before_loss(const char *log)
+/* The bytes of the job's log that reached its attempt's local log: those between kiln's
+ * lines after the header ("# --", then "# kiln: on host ..." and the like: a stream that
+ * dropped and was followed again starts over after one) and, when lost is set, kiln's last
+ * line, "kiln: lost with host ...", else the log's end; -1 when the log does not read as
+ * one of those. */
+static long long job_bytes_in(const char *log, int lost)
 {
 	size_t len;
 	long long from, got = -1;
@@ -303,17 +326,19 @@ static long long received_before_loss(const char *log)
 	if (f)
 		fclose(f);
 	head[nhead] = 0;
-	const char *start = strstr(head, "\n# --\n"), *lost = NULL;
+	const char *start = strstr(head, "\n# --\n"), *end = lost || !tail ? NULL : tail + len;
 	if (start)
 		for (start += 6; !strncmp(start, "# kiln: ", 8) && strchr(start, '\n');)
 			start = strchr(start, '\n') + 1;
-	for (const char *p = tail; p && (p = strstr(p, "kiln: lost with host ")); p++)
-		lost = p;
-	if (start && lost)
-		got = from + (long long)(lost - tail) - (long long)(start - head);
+	for (const char *p = tail; lost && p && (p = strstr(p, "kiln: lost with host ")); p++)
+		end = p;
+	if (start && end)
+		got = from + (long long)(end - tail) - (long long)(start - head);
 	free(tail);
 	return got >= 0 ? got : -1;
 }
+
+static void stop_left_job(SshExec *se, AdoptedJob *a, const char *why);
 
 void ssh_adopt_lost(SshExec *se, const OpenAttempt *o)
 {
@@ -326,46 +351,155 @@ void ssh_adopt_lost(SshExec *se, const OpenAttempt *o)
 	a->row = 0; /* an orphan of its attempt's number, as in the run that lost it */
 	a->earlier = 1;
 	a->ran_sec = o->ended - o->rec.started > 0.001 ? o->ended - o->rec.started : 0.001;
-	long long received = o->rec.log ? received_before_loss(o->rec.log) : -1;
-	if (received >= 0) {
-		se->lost_logs = xrealloc(se->lost_logs, (size_t)(se->nlost_logs + 1) * sizeof *se->lost_logs);
-		se->lost_logs[se->nlost_logs++] = (LostLog){xstrdup(a->job_id), h, xstrdup(o->rec.log), received, 0};
+	long long received = o->rec.log ? job_bytes_in(o->rec.log, 1) : -1;
+	if (received >= 0)
+		add_lost_log(se, a->job_id, h, o->rec.log, received, 0);
+	int later_runs = 0; /* open attempts are adopted first (main.c) */
+	for (int i = 0; i < se->nadopted - 1; i++)
+		later_runs |= se->adopted[i].row && !strcmp(se->adopted[i].task, t->name);
+	if (o->superseded && !later_runs) /* its work went to a later attempt, which ended: stopped */
+		stop_left_job(se, a, NULL);
+}
+
+/* The order t's jobs are taken up in: the earliest attempt first (it has run longest: a retry
+ * started elsewhere after its host stopped answering is younger), a job no record names last
+ * (a killed kiln started it after every recorded one). */
+static int take_up_order(const AdoptedJob *a) { return a->attempt > 0 ? a->attempt : INT_MAX; }
+
+AdoptedJob *ssh_task_job(const SshExec *se, const Task *t, int lost_only)
+{
+	AdoptedJob *best = NULL;
+	for (int i = 0; i < se->nadopted; i++) {
+		AdoptedJob *a = &se->adopted[i];
+		if (a->used || strcmp(a->task, t->name) || (lost_only && (a->ran_sec <= 0 || !a->job_id[0])))
+			continue;
+		if (!best || take_up_order(a) < take_up_order(best))
+			best = a;
 	}
+	return best;
+}
+
+/* Job a of t (each of its nodes) is stopped where it runs: at once on a host that answers,
+ * else when its host answers again (its contact stops it); its log's rest is fetched into
+ * its attempt's log, and an open attempt's record is closed with why. */
+static void stop_left_job(SshExec *se, AdoptedJob *a, const char *why)
+{
+	a->used = 1;
+	int id_len = (int)strcspn(a->job_id, "+");
+	if (!a->job_id[0] || strpbrk(a->job_id, "'\"$`\\ /"))
+		return;
+	if (a->row) { /* its log: the streamed part is here, the rest is there */
+		long long received = a->log[0] ? job_bytes_in(a->log, 0) : -1;
+		SshHost *h = ssh_find_host(se, a->lease.host);
+		if (h && received >= 0 && !a->job_id[id_len]) {
+			char id[64];
+			snprintf(id, sizeof id, "%.*s", id_len, a->job_id);
+			add_lost_log(se, id, h, a->log, received, 1);
+		}
+		cache_attempt_ended(se->cfg.cache, a->row, -1, why, NULL);
+	}
+	for (const char *p = a->job_id; p; p = strchr(p + 1, '+')) {
+		char name[64], id[64];
+		SshHost *on = p == a->job_id ? ssh_find_host(se, a->lease.host)
+					     : (sscanf(p + 1, "%63[^:+]", name) == 1 ? ssh_find_host(se, name) : NULL);
+		if (!on)
+			continue;
+		snprintf(id, sizeof id, "%.*s", id_len, a->job_id);
+		if (!on->connected || on->down) {
+			went_stale(se, on, id); /* stopped by its next contact */
+			continue;
+		}
+		Buf kill = {0};
+		buf_puts(&kill, "cd ");
+		buf_shell_quote(&kill, on->home_workdir);
+		buf_printf(&kill, " && kill -TERM -$(cat .kiln/jobs/%s/pid) 2>/dev/null; true", id);
+		if (ssh_run(on, buf_str(&kill), NULL, NULL) != 0) {
+			went_stale(se, on, id);
+		} else {
+			LostLog *l = lost_log(se, id, strlen(id));
+			if (l) /* stopped: its log's rest is fetched */
+				l->stale = 1;
+		}
+		buf_free(&kill);
+	}
+}
+
+/* Every job left for t but keep is stopped (keep: the one taken up, or NULL when t starts
+ * afresh, why then saying why): a task runs one attempt at a time. */
+static void stop_other_jobs(SshExec *se, const Task *t, const AdoptedJob *keep, const char *why)
+{
+	char taken[160];
+	if (keep && keep->attempt > 0)
+		snprintf(taken, sizeof taken, "stopped: the task's job of attempt %d was taken up instead", keep->attempt);
+	else if (keep)
+		snprintf(taken, sizeof taken, "stopped: a job of the task that no record named was taken up instead");
+	for (int i = 0; i < se->nadopted; i++)
+		if (&se->adopted[i] != keep && !se->adopted[i].used && !strcmp(se->adopted[i].task, t->name))
+			stop_left_job(se, &se->adopted[i], keep ? taken : why);
+}
+
+/* Where job a stands on its host h, which answers; asked there unless ask is 0 and a is an
+ * open attempt's (its follow tells). A job gone with a reboot is used up: nothing to take
+ * up, its log's rest (to the reboot) fetched. */
+enum { JOB_GONE, JOB_FAILED_THERE, JOB_LIVE, JOB_DONE_THERE };
+static int job_state(SshExec *se, AdoptedJob *a, SshHost *h, int ask)
+{
+	if (a->row && !ask)
+		return JOB_LIVE;
+	Buf check = {0};
+	buf_puts(&check, "cd ");
+	buf_shell_quote(&check, h->home_workdir);
+	buf_printf(&check, " && J=.kiln/jobs/%s && if [ -f $J/exit ]; then read rc < $J/exit; [ \"$rc\" = 0 ] && exit 3; "
+			   "exit 4; fi; kill -0 -$(cat $J/pid) 2>/dev/null && exit 2; exit 5", a->job_id);
+	int rc = ssh_run(h, buf_str(&check), NULL, NULL);
+	buf_free(&check);
+	if (rc == 3)
+		return JOB_DONE_THERE;
+	if (rc == 4)
+		return JOB_FAILED_THERE;
+	if (rc == 2)
+		return JOB_LIVE;
+	if (rc != 5) /* ssh could not tell: an open attempt's follow will */
+		return a->row ? JOB_LIVE : JOB_GONE;
+	LostLog *l = lost_log(se, a->job_id, strlen(a->job_id));
+	if (l)
+		l->stale = 1;
+	a->used = 1;
+	return JOB_GONE;
 }
 
 int ssh_reattaches(SshExec *se, const Task *t)
 {
-	for (int i = 0; i < se->nadopted; i++) {
-		AdoptedJob *a = &se->adopted[i];
-		if (a->used || strcmp(a->task, t->name))
-			continue;
-		char key[33];
-		cache_key_hex(se->cfg.cache, t, key);
-		if (strcmp(a->key, key) || strpbrk(a->job_id, "'\"$`\\ /+"))
-			return 0; /* not its job any more: nothing to ask its host */
+	char key[33];
+	cache_key_hex(se->cfg.cache, t, key);
+	AdoptedJob **order = xmalloc(((size_t)se->nadopted + 1) * sizeof *order); /* t's, in take-up order */
+	int n = 0;
+	for (AdoptedJob *a; (a = ssh_task_job(se, t, 0)); a->used = 1)
+		order[n++] = a;
+	for (int i = 0; i < n; i++)
+		order[i]->used = 0;
+	/* of several, one that finished there first (nothing left to run), else the one that has
+	 * run longest, else one that failed there (its end is this attempt's) */
+	AdoptedJob *best = NULL;
+	int best_state = JOB_GONE, unanswered = 0;
+	for (int i = 0; i < n && best_state != JOB_DONE_THERE; i++) {
+		AdoptedJob *a = order[i];
+		if (a->used || strcmp(a->key, key) || !a->job_id[0] || strpbrk(a->job_id, "'\"$`\\ /+"))
+			continue; /* not its job any more (start() stops it), or a multi-node one (start() takes it up) */
 		SshHost *h = ssh_find_host(se, a->lease.host);
 		Buf err = {0};
 		int up = h && ssh_host_connect_soon(h, se->cfg.busy_mem, se->cfg.busy_util, &err) == 0;
 		buf_free(&err);
-		if (!up)
-			return 0;
-		if (a->row) /* an open attempt's: its follow tells whether it is still there */
-			return 1;
-		Buf check = {0}; /* an orphan: ended (its status there) or running, else gone with a reboot */
-		buf_puts(&check, "cd ");
-		buf_shell_quote(&check, h->home_workdir);
-		buf_printf(&check, " && { [ -f .kiln/jobs/%s/exit ] || kill -0 -$(cat .kiln/jobs/%s/pid) 2>/dev/null; }", a->job_id,
-			   a->job_id);
-		int there = ssh_run(h, buf_str(&check), NULL, NULL) == 0;
-		buf_free(&check);
-		LostLog *l = there ? NULL : lost_log(se, a->job_id, strlen(a->job_id));
-		if (l) /* nothing to stop: its log's rest, to the reboot, is fetched */
-			l->stale = 1;
-		if (!there)
-			a->used = 1; /* nothing to take up: the task starts afresh */
-		return there;
+		unanswered |= !up && h && !h->down; /* its first contact: asked again */
+		int state = up ? job_state(se, a, h, n > 1) : JOB_GONE;
+		if (state > best_state)
+			best = a, best_state = state;
 	}
-	return 0;
+	free(order);
+	if (!best || (unanswered && best_state != JOB_DONE_THERE))
+		return 0; /* an earlier job's host may answer in a moment */
+	stop_other_jobs(se, t, best, NULL); /* a later one beside it, an earlier one on a host that is down */
+	return 1;
 }
 
 int ssh_follow_log(const Graph *g, const char *state_dir, const char *host, const char *job_id, long long skip,
@@ -413,40 +547,29 @@ int ssh_follow_log(const Graph *g, const char *state_dir, const char *host, cons
 int ssh_reattach(SshExec *se, Job *job)
 {
 	const Task *t = job->task;
-	for (int i = 0; i < se->nadopted; i++) {
-		AdoptedJob *a = &se->adopted[i];
-		if (a->used || strcmp(a->task, t->name))
-			continue;
-		a->used = 1;
+	AdoptedJob *a = ssh_task_job(se, t, 0); /* the one has_room chose, if it chose one */
+	if (a) {
 		SshHost *h = ssh_find_host(se, a->lease.host);
 		Buf err = {0};
 		int up = h && ssh_host_connect_soon(h, se->cfg.busy_mem, se->cfg.busy_util, &err) == 0;
 		buf_free(&err);
 		if (!up || !a->job_id[0] || strpbrk(a->job_id, "'\"$`\\ /")) {
-			if (h && !up && a->job_id[0] && !strpbrk(a->job_id, "'\"$`\\ /+"))
-				went_stale(se, h, a->job_id); /* a job its host may still run, lost or left open */
-			return 0; /* its host is gone from hosts{} or down: it starts afresh */
+			/* its host is gone from hosts{} or down: it starts afresh, and what may run on there
+			 * is stopped when its host answers */
+			stop_other_jobs(se, t, NULL, "stopped: its host did not answer, and the task started afresh");
+			return 0;
 		}
+		if (strcmp(a->key, job->key)) { /* its recipe changed: those jobs are stale (on each node) */
+			stop_other_jobs(se, t, NULL, "stopped: the task's key changed since it started");
+			job->stopped_stale = 1;
+			return 0;
+		}
+		a->used = 1;
+		stop_other_jobs(se, t, a, NULL);
 		int id_len = (int)strcspn(a->job_id, "+"); /* "ID", then a multi-node job's later nodes */
 		LostLog *l = lost_log(se, a->job_id, (size_t)id_len);
 		if (l) /* taken up: its whole log goes into this attempt's */
 			drop_lost_log(se, l);
-		if (strcmp(a->key, job->key)) { /* its recipe changed: that job is stale there (on each node) */
-			for (const char *p = a->job_id; p; p = strchr(p + 1, '+')) {
-				char name[64];
-				SshHost *on = p == a->job_id ? h : (sscanf(p + 1, "%63[^:+]", name) == 1 ? ssh_find_host(se, name) : NULL);
-				if (!on || !on->connected)
-					continue;
-				Buf kill = {0};
-				buf_puts(&kill, "cd ");
-				buf_shell_quote(&kill, on->home_workdir);
-				buf_printf(&kill, " && kill -TERM -$(cat .kiln/jobs/%.*s/pid) 2>/dev/null; true", id_len, a->job_id);
-				ssh_run(on, buf_str(&kill), NULL, NULL);
-				buf_free(&kill);
-			}
-			job->stopped_stale = 1;
-			return 0;
-		}
 		int attempt = job->attempt, lost = a->row ? 0 : a->attempt;
 		char *log = a->row ? NULL : xstrdup(job->log_path);
 		exec_attach(job, a); /* its lease: the host and the devices it holds there */

@@ -58,6 +58,8 @@ typedef struct {
 	char *log;           /* the lost attempt's local log */
 	long long received;  /* bytes of the job's log that came before the drop */
 	int stale;           /* its work went elsewhere: stopped there, its log's rest to fetch */
+	int superseded;      /* an open attempt's job stopped for another job of its task */
+	int64_t next_ns;     /* its job still ran there: asked again from then */
 } LostLog;
 
 typedef struct {
@@ -185,7 +187,8 @@ void ssh_sweep_orphans(SshExec *se, SshHost *h);
 void ssh_stop_orphans(SshExec *se);
 /* Tries again (in the background, on each host's back-off) the down hosts holding jobs whose
  * work went elsewhere, so a host that answers has them stopped then, not at the run's end
- * (they may hold its GPUs for hours); 1 while some such host is still down (poll). */
+ * (they may hold its GPUs for hours), and makes first contact with those not asked yet in
+ * this run; 1 while some such host is still down or connecting (poll). */
 int ssh_stop_stale_when_back(SshExec *se);
 /* A job lost with its host (the connection dropped, the host did not answer) may run on
  * there: kept as an orphan, re-attached by its task's next attempt if the host answers again
@@ -203,6 +206,11 @@ void ssh_fetch_lost_logs(SshExec *se, int final);
 /* Whether start() of t will re-attach to a job left for it (the same key, on a host that
  * answers; a lost job's still there): it then needs no room of has_room's. */
 int ssh_reattaches(SshExec *se, const Task *t);
+/* The job left for t that is taken up first (NULL: none): of those unused, the earliest
+ * attempt's (it has run longest), one no record names last; lost_only: only those that had
+ * run (a job id and a time), which t's next attempt may wait for. The others are stopped when
+ * one is taken up or t starts afresh. */
+AdoptedJob *ssh_task_job(const SshExec *se, const Task *t, int lost_only);
 /* The kind's follow_log (exec.h): the job's log there, streamed until the job ends. */
 int ssh_follow_log(const Graph *g, const char *state_dir, const char *host, const char *job_id, long long skip,
 		   Buf *err);

@@ -29,15 +29,11 @@ void ssh_release_held(SshExec *se)
  * or when t's key is no longer the job's (the recipe changed: nothing to wait for). */
 static const AdoptedJob *lost_job(const SshExec *se, const Task *t)
 {
-	for (int i = 0; i < se->nadopted; i++) {
-		const AdoptedJob *a = &se->adopted[i];
-		if (!a->used && a->ran_sec > 0 && a->job_id[0] && !strcmp(a->task, t->name)) {
-			char key[33];
-			cache_key_hex(se->cfg.cache, t, key);
-			return strcmp(a->key, key) ? NULL : a;
-		}
-	}
-	return NULL;
+	const AdoptedJob *a = ssh_task_job(se, t, 1);
+	char key[33];
+	if (a)
+		cache_key_hex(se->cfg.cache, t, key);
+	return a && !strcmp(a->key, key) ? a : NULL;
 }
 
 SshHost *ssh_home(SshExec *se, const Task *t, int node, int *lost)
