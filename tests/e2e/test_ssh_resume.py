@@ -504,13 +504,19 @@ class SshResume(sshhosts.SshCase, KilnTestCase):
         self.ws.write("hosts.lua", self.lab.hosts_lua({"v800": "jobs = 1", "v801": "jobs = 1"}))
         self.ws.write("kiln.lua", 'task { name = "work", hosts = {"v800", "v801"}, outputs = {"w.txt"}, run = "for i in '
                       '$(seq 30); do echo line $i; echo $i >> $HOME/ledger; sleep 0.3; done; echo $KILN_HOST > w.txt" }\n')
+        return self.partition_the_working_host_then_kill_kiln(lambda home, other: len(self.ledger_of(other)) >= 3)
+
+    def partition_the_working_host_then_kill_kiln(self, until):
+        """Runs the recipe over v800 and v801 (--host-wait 0.5s), cuts the host working on it off
+        the network 4 ledger lines in, and kills kiln once until(that host, the other) holds:
+        (that host, the other)."""
         p = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua", "--host-wait", "0.5s")
         try:
             self.assertTrue(wait_for(lambda: len(self.ledger_of("v800") + self.ledger_of("v801")) >= 4, timeout=60))
             home = "v800" if self.ledger_of("v800") else "v801"
             other = "v801" if home == "v800" else "v800"
             self.lab.hosts[home].partition()
-            self.assertTrue(wait_for(lambda: len(self.ledger_of(other)) >= 3, timeout=60))
+            self.assertTrue(wait_for(lambda: until(home, other), timeout=60))
         finally:
             p.kill()
             p.communicate()
@@ -563,17 +569,8 @@ class SshResume(sshhosts.SshCase, KilnTestCase):
                       'echo $KILN_HOST > w.txt" }\n'
                       'task { name = "hold", host = "v802", inputs = {"w.txt"}, outputs = {"h.txt"}, '
                       'run = "sleep 6; echo > h.txt" }\n')
-        p = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua", "--host-wait", "0.5s")
-        try:
-            self.assertTrue(wait_for(lambda: len(self.ledger_of("v800") + self.ledger_of("v801")) >= 4, timeout=60))
-            home = "v800" if self.ledger_of("v800") else "v801"
-            other = "v801" if home == "v800" else "v800"
-            self.lab.hosts[home].partition()
-            self.assertTrue(wait_for(lambda: self.ws.query("SELECT count(*) FROM attempts WHERE task = 'work' AND "
-                                                           "outcome = 'ok'") == [(1,)], timeout=60))
-        finally:
-            p.kill()
-            p.communicate()
+        home, other = self.partition_the_working_host_then_kill_kiln(lambda home, other: self.ws.query(
+            "SELECT count(*) FROM attempts WHERE task = 'work' AND outcome = 'ok'") == [(1,)])
         self.assertEqual(self.ws.read("w.txt"), other + "\n")
         status = self.ws.kiln("status", "--hosts", "hosts.lua").out
         self.assertIn("a later attempt followed, so `kiln run` stops that job once %s answers" % home, status)
