@@ -11,10 +11,15 @@ most the epoch in flight of each job it killed: the retry goes back to the host 
 checkpoint) and map items (those of a lost shard not yet brought back run again elsewhere).
 A third kind, "kill", cuts a host's network and kills kiln (kill -9) while it is cut off,
 once kiln has seen the loss; a new kiln then runs while the host is still away (its lost jobs
-must be waited for and taken up, not run again elsewhere). KINDS picks the kinds drawn
-(default partition,reboot). Prints counts and times.
+must be waited for and taken up, not run again elsewhere). A fourth, "retry", gives a trial a
+--host-wait of 1 s rather than 60 s, so work lost with a host starts afresh elsewhere after a
+second (its job may run on there); a "kill" in such a trial comes once those retries have
+started, so the new kiln finds two jobs of a task (the lost one, the retry) and must run one
+of them on and stop the other (trainers that still ran to their last epoch twice are counted:
+a host away for longer than the rest of the lost job lets it end there). KINDS picks the kinds
+drawn (default partition,reboot). Prints counts and times.
 
-  /usr/bin/python3 scripts/host-drop-campaign.py 10 7 [partition,reboot,kill]
+  /usr/bin/python3 scripts/host-drop-campaign.py 10 7 [partition,reboot,kill,retry]
 """
 import os
 import random
@@ -33,8 +38,22 @@ TRAINERS, EPOCHS, ITEMS = 4, 12, 30
 
 # epoch e of trainer T: "T e HOST" in the host's ledger, then its checkpoint; resumes from it
 TRAIN = ('s=$(cat ckpt/{t}/last 2>/dev/null || echo 0); mkdir -p ckpt/{t}; for e in $(seq $((s + 1)) %d); do '
-         'sleep 0.25; echo "{t} $e" >> $HOME/ledger; echo epoch $e; echo $e > ckpt/{t}/last.tmp; '
+         'sleep {sec}; echo "{t} $e" >> $HOME/ledger; echo epoch $e; echo $e > ckpt/{t}/last.tmp; '
          'mv ckpt/{t}/last.tmp ckpt/{t}/last; done; echo {t} done > out/{t}.txt' % EPOCHS)
+
+
+def write_recipe(ws, epoch_sec):
+    """The trainers (epochs of epoch_sec), the plain task and the map, into ws/kiln.lua."""
+    with open(os.path.join(ws, "kiln.lua"), "w") as f:
+        for t in range(TRAINERS):
+            name = "t%d" % t
+            f.write('task { name = "%s", outputs = {"out/%s.txt"}, resume = {"ckpt/%s"}, run = %r }\n'
+                    % (name, name, name, TRAIN.format(t=name, sec=epoch_sec)))
+        f.write('task { name = "plain", outputs = {"out/plain.txt"}, run = "sleep 2; echo plain > out/plain.txt" }\n'
+                'local items = {}\nfor i = 1, %d do items[#items + 1] = "i" .. i end\n'
+                'map { name = "cap", items = items, shards = 3, output = "out/items/{item}.txt", '
+                'run = "while read it; do sleep 0.2; echo \\"$it item\\" >> $HOME/ledger; '
+                'echo $it > out/items/$it.txt; done < {items}" }\n' % ITEMS)
 
 
 def ledger(lab):
@@ -57,21 +76,11 @@ def main():
     lab = sshhosts.Lab({"v800": [], "v801": [], "v802": []})
     ws = tempfile.mkdtemp(prefix="kiln-drops-")
     failures, twice, items_twice, drops = [], 0, 0, {"partition": 0, "reboot": 0, "kill": 0}
-    reattached = killed = 0
+    reattached = killed = short_trials = ended_twice = 0
     started = time.time()
     try:
         with open(os.path.join(ws, "hosts.lua"), "w") as f:
             f.write(lab.hosts_lua({n: "jobs = 2" for n in lab.hosts}))
-        with open(os.path.join(ws, "kiln.lua"), "w") as f:
-            for t in range(TRAINERS):
-                name = "t%d" % t
-                f.write('task { name = "%s", outputs = {"out/%s.txt"}, resume = {"ckpt/%s"}, run = %r }\n'
-                        % (name, name, name, TRAIN.format(t=name)))
-            f.write('task { name = "plain", outputs = {"out/plain.txt"}, run = "sleep 2; echo plain > out/plain.txt" }\n'
-                    'local items = {}\nfor i = 1, %d do items[#items + 1] = "i" .. i end\n'
-                    'map { name = "cap", items = items, shards = 3, output = "out/items/{item}.txt", '
-                    'run = "while read it; do sleep 0.2; echo \\"$it item\\" >> $HOME/ledger; '
-                    'echo $it > out/items/$it.txt; done < {items}" }\n' % ITEMS)
         for trial in range(trials):
             lab.reset()
             for h in lab.hosts.values():
@@ -79,7 +88,10 @@ def main():
                     os.remove(os.path.join(h.home, "ledger"))
             shutil.rmtree(os.path.join(ws, ".kiln"), ignore_errors=True)
             shutil.rmtree(os.path.join(ws, "out"), ignore_errors=True)
-            run = [KILN, "run", "--executor", "ssh", "--hosts", "hosts.lua", "--host-wait", "60s"]
+            short = "retry" in kinds_drawn and rng.random() < 0.5
+            short_trials += short
+            write_recipe(ws, 0.6 if short else 0.25)  # a lost trainer outlives the outage: it must be stopped
+            run = [KILN, "run", "--executor", "ssh", "--hosts", "hosts.lua", "--host-wait", "1s" if short else "60s"]
             p = subprocess.Popen(run, cwd=ws, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             kinds, earlier = [], ""
             for _ in range(rng.randint(1, 2)):
@@ -87,14 +99,14 @@ def main():
                 if p.poll() is not None:
                     break
                 name = rng.choice(sorted(lab.hosts))
-                kind = rng.choice(kinds_drawn)
+                kind = rng.choice([k for k in kinds_drawn if k != "retry"] or ["kill"])
                 before = set(lab.jobs_running())
                 getattr(lab.hosts[name], "stop" if kind == "reboot" else "partition")()
                 killed += kind == "reboot" and len(before - set(lab.jobs_running())) > 0
                 kinds.append(kind)
                 drops[kind] += 1
                 if kind == "kill":  # kiln sees the loss (a refused connection: at once), then dies
-                    time.sleep(rng.uniform(0.5, 1.5))
+                    time.sleep(rng.uniform(2.0, 3.0) if short else rng.uniform(0.5, 1.5))  # retries start elsewhere
                     p.kill()
                     earlier += p.communicate()[0]
                     p = subprocess.Popen(run, cwd=ws, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -122,6 +134,7 @@ def main():
             items_twice += len(items) - len(set(items))
             epochs = [(r[0], r[1]) for r in rows if r[1] != "item"]
             dup = len(epochs) - len(set(epochs))
+            ended_twice += sum(1 for t in range(TRAINERS) if epochs.count(("t%d" % t, str(EPOCHS))) > 1)
             missing = {("t%d" % t, str(e)) for t in range(TRAINERS) for e in range(1, EPOCHS + 1)} - set(epochs)
             if missing:
                 why.append("epochs never run: %s" % sorted(missing))
@@ -131,19 +144,20 @@ def main():
                 why.append("the next run was no no-op")
             ok = not why
             twice += dup
-            print("trial %d: drops %s, rc %d, epochs twice %d, items twice %d%s"
-                  % (trial, ",".join(kinds) or "none", p.returncode, dup, len(items) - len(set(items)),
+            print("trial %d: %sdrops %s, rc %d, epochs twice %d, items twice %d%s"
+                  % (trial, "host wait 1 s, " if short else "", ",".join(kinds) or "none", p.returncode, dup,
+                     len(items) - len(set(items)),
                      "" if ok else "  FAILED: " + "; ".join(why)), flush=True)
             if not ok:
                 failures.append((trial, out[-2000:], again.stdout[-500:], why))
     finally:
         lab.close()
         shutil.rmtree(ws, ignore_errors=True)
-    print("host-drop campaign: %d trials, %d partitions, %d reboots (%d that killed jobs), %d partitions with kiln "
-          "killed, %d jobs re-attached after a partition, %d epochs run twice of %d, %d map items run twice of %d, "
-          "%d failed, %.0f s"
-          % (trials, drops["partition"], drops["reboot"], killed, drops["kill"], reattached, twice,
-             trials * TRAINERS * EPOCHS, items_twice, trials * ITEMS, len(failures), time.time() - started))
+    print("host-drop campaign: %d trials (%d with a 1 s host wait), %d partitions, %d reboots (%d that killed jobs), "
+          "%d partitions with kiln killed, %d jobs re-attached after a partition, %d epochs run twice of %d, "
+          "%d trainers ran to their last epoch twice, %d map items run twice of %d, %d failed, %.0f s"
+          % (trials, short_trials, drops["partition"], drops["reboot"], killed, drops["kill"], reattached, twice,
+             trials * TRAINERS * EPOCHS, ended_twice, items_twice, trials * ITEMS, len(failures), time.time() - started))
     for trial, out, again, why in failures:
         print("--- trial %d: %s\n%s\n--- the next run:\n%s" % (trial, "; ".join(why), out, again))
     return 1 if failures else 0

@@ -147,10 +147,10 @@ void ssh_sweep_orphans(SshExec *se, SshHost *h)
 		if (known || strpbrk(id, "'\"$`\\ "))
 			continue;
 		const Task *t = f[2] ? graph_find(se->cfg.g, f[2]) : NULL;
-		int running = 0; /* an attempt of its task runs already (it took up another job, or started) */
-		for (int i = 0; t && i < se->nactive; i++)
-			running |= se->active[i]->job->task == t;
-		if (t && f[3] && *f[3] && ssh_nodes(t) == 1 && !t->forced && !running) { /* an orphan its task may take up */
+		/* its task runs already (it took up another job, or started afresh), or is done with
+		 * in this run: nothing will take it up, so it is stopped now, not at the run's end */
+		int waits = t && (t->state == TS_IDLE || t->state == TS_WAITING || t->state == TS_READY);
+		if (waits && f[3] && *f[3] && ssh_nodes(t) == 1 && !t->forced) { /* an orphan its task may take up */
 			se->adopted = xrealloc(se->adopted, (size_t)(se->nadopted + 1) * sizeof *se->adopted);
 			AdoptedJob *a = &se->adopted[se->nadopted++];
 			*a = (AdoptedJob){xstrdup(f[2]), xstrdup(id), xstrdup(f[3]), xstrdup(""), .row = 0};
