@@ -9,7 +9,10 @@ through a dropped network is re-attached, not restarted (one without resume stat
 map{} shard too: their retries wait for the host as long as the job had run), as is one a
 killed kiln left whose devices read busy or whose host answers late, or that it had recorded
 lost with its host (its log's rest fetched when not taken up; not waited for when the
-recipe changed); a lost job whose work went elsewhere is stopped there."""
+recipe changed); a lost job whose work went elsewhere is stopped there. Of two jobs a killed
+kiln left for one task (the lost one, the retry it started elsewhere), one runs on (the one
+that has run longer, or the one whose host answers) and the other is stopped, its log kept;
+a lost job whose task a later attempt finished is stopped as soon as its host answers."""
 import os
 import time
 import unittest
