@@ -146,8 +146,9 @@ int cache_attempt_ports(Cache *c, int64_t attempt_id, const char *ports);
 void cache_key_hex(Cache *c, const Task *t, char out[33]);
 /* Calls fn for every batch job whose attempt a previous kiln left open. */
 void cache_each_open_job(Cache *c, void (*fn)(void *ctx, const OpenAttempt *a), void *ctx);
-/* Calls fn for every ssh job lost with its host in the run before this one (the last run,
- * when no run began), when a kill ended it: it may run on there (state_each_lost_job). */
+/* Calls fn for every ssh job lost with its host in the runs a kill ended before this one (the
+ * last runs, when no run began) since the last that ended cleanly: it may run on there
+ * (state_each_lost_job). */
 void cache_each_lost_job(Cache *c, void (*fn)(void *ctx, const OpenAttempt *a), void *ctx);
 /* Notes that the attempt waited seconds for its GPUs before it started (the report draws it). */
 void cache_attempt_waited(Cache *c, int64_t attempt_id, double seconds);

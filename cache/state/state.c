@@ -38,8 +38,10 @@ static const char *const sql[Q_COUNT] = {
 	 * ended), each its task's latest attempt: the ended index finds them from its start */
 	[Q_LOST_JOBS] = "SELECT id, task, attempt, job_id, key, log, executor, host, gpus, started, ended, "
 			"id < (SELECT max(id) FROM attempts b WHERE b.task = a.task) FROM attempts a "
-			"WHERE ended >= (SELECT started FROM runs WHERE id = (SELECT max(id) FROM runs WHERE ?1 <= 0 OR id < ?1) "
-			"AND ended IS NULL) "
+			/* the runs a kill ended since the last that ended cleanly (whose end stopped or
+			 * took up what it could reach): a second kill forgets nothing the first left */
+			"WHERE ended >= (SELECT min(started) FROM runs WHERE (?1 <= 0 OR id < ?1) AND ended IS NULL "
+			"AND id > coalesce((SELECT max(id) FROM runs WHERE (?1 <= 0 OR id < ?1) AND ended IS NOT NULL), 0)) "
 			"AND failure = 'host-lost' AND executor = 'ssh' AND job_id IS NOT NULL AND key IS NOT NULL",
 	[Q_LAST_LOG] = "SELECT log, CASE WHEN ended IS NULL THEN 1 WHEN outcome = 'ok' THEN 2 ELSE 0 END FROM attempts "
 			"WHERE task = ?1 AND log IS NOT NULL ORDER BY id DESC LIMIT 1",

@@ -105,9 +105,9 @@ typedef struct {
 	int superseded; /* a lost one's task has a later attempt */
 } OpenAttempt;
 void state_each_open_job(State *s, void (*fn)(void *ctx, const OpenAttempt *a), void *ctx);
-/* The ssh attempts lost with their host (failure host-lost) in the run before run_id (0: the
- * last run) when a kill ended it: their jobs may run on there (superseded: not their task's
- * latest attempt, whose work went to a later one). */
+/* The ssh attempts lost with their host (failure host-lost) in the runs before run_id (0: the
+ * last run) that a kill ended, since the last run that ended cleanly: their jobs may run on
+ * there (superseded: not their task's latest attempt, whose work went to a later one). */
 void state_each_lost_job(State *s, int64_t run_id, void (*fn)(void *ctx, const OpenAttempt *a), void *ctx);
 /* Local attempts on host that never ended (a killed kiln): fn(ctx, id, task, pgid). */
 void state_each_open_attempt(State *s, const char *host, void (*fn)(void *ctx, int64_t id, const char *task, int pgid),

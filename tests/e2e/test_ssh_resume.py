@@ -590,6 +590,25 @@ class SshResume(sshhosts.SshCase, KilnTestCase):
         self.assertLess(len(self.ledger_of(home)), 50)
         self.assertEqual(self.ledger_of(other), ["1", "2", "3"])
 
+    def test_two_kills_while_a_host_is_cut_off_forget_none_of_the_jobs_left_there(self):
+        # the first kill leaves the lost job and the retry; the next kiln takes up the retry and
+        # is killed too before the first host answers; the third still knows the lost job there:
+        # one of the two runs on, not both to their ends
+        home, other = self.lost_then_retried_elsewhere_then_kiln_killed()
+        p = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua", "--host-wait", "0.5s")
+        try:
+            self.assertTrue(wait_for(lambda: len(self.ledger_of(other)) >= 5, timeout=30))
+        finally:
+            p.kill()
+            p.communicate()
+        self.lab.hosts[home].start()
+        r = self.ws.kiln("run", "--executor", "ssh", "--hosts", "hosts.lua", "--host-wait", "0.5s")
+        self.assertEqual(r.rc, 0, r)
+        self.assertTrue(wait_for(lambda: not self.lab.jobs_running(), timeout=5), self.lab.jobs_running())
+        ran = sorted([len(self.ledger_of(home)), len(self.ledger_of(other))])
+        self.assertEqual(ran[1], 30, "one ran to its end")
+        self.assertLess(ran[0], 25, "the other was stopped: %s" % ran)
+
     def test_a_retry_whose_resume_host_stays_down_starts_afresh_elsewhere_and_says_so(self):
         recipe, home, other = self.resuming_task_failed_once()
         open(os.path.join(self.lab.hosts[other].home, "died"), "w").close()  # it fails once only
