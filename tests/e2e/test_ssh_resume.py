@@ -503,14 +503,15 @@ class SshResume(sshhosts.SshCase, KilnTestCase):
                         "the lost copy on %s was stopped: %s" % (home, self.lab.jobs_running()))
         self.assertLess(len(self.ledger_of(home)), 12, "it did not run to its end there")
 
-    def lost_then_retried_elsewhere_then_kiln_killed(self):
-        """Task work (30 steps of 0.3 s, no resume state) on v800 or v801: its host drops off the
+    def lost_then_retried_elsewhere_then_kiln_killed(self, steps=30):
+        """Task work (steps of 0.3 s, no resume state) on v800 or v801: its host drops off the
         network 4 steps in, kiln gives it up (--host-wait 0.5s) and starts attempt 2 on the
         other host, and is killed 3 steps into that: (the first host, the other)."""
         self.clear_ledgers()
         self.ws.write("hosts.lua", self.lab.hosts_lua({"v800": "jobs = 1", "v801": "jobs = 1"}))
         self.ws.write("kiln.lua", 'task { name = "work", hosts = {"v800", "v801"}, outputs = {"w.txt"}, run = "for i in '
-                      '$(seq 30); do echo line $i; echo $i >> $HOME/ledger; sleep 0.3; done; echo $KILN_HOST > w.txt" }\n')
+                      '$(seq %d); do echo line $i; echo $i >> $HOME/ledger; sleep 0.3; done; echo $KILN_HOST > w.txt" }\n'
+                      % steps)
         return self.partition_the_working_host_then_kill_kiln(lambda home, other: len(self.ledger_of(other)) >= 3)
 
     def partition_the_working_host_then_kill_kiln(self, until):
@@ -553,16 +554,17 @@ class SshResume(sshhosts.SshCase, KilnTestCase):
     def test_a_later_job_a_killed_kiln_left_is_taken_up_while_the_earlier_ones_host_is_down(self):
         # the first host is still cut off when the next kiln starts: the retry that runs on the
         # other host is taken up at once (not waited for), and the job on the first host is
-        # stopped as soon as that host answers, not left to run to its end there
-        home, other = self.lost_then_retried_elsewhere_then_kiln_killed()
+        # stopped as soon as that host answers (on its back-off: up to seconds), not left to run
+        # to its end there
+        home, other = self.lost_then_retried_elsewhere_then_kiln_killed(steps=60)
         run = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua", "--host-wait", "0.5s")
         out, err = self.host_back_after(run, home, 2)
         self.assertEqual(run.returncode, 0, out + err)
         self.assertIn("work: attached to ssh job", out)
-        self.assertEqual(self.ledger_of(other), [str(i) for i in range(1, 31)], "attempt 2 ran to its end, once")
+        self.assertEqual(self.ledger_of(other), [str(i) for i in range(1, 61)], "attempt 2 ran to its end, once")
         self.assertEqual(self.ws.read("w.txt"), other + "\n")
         self.assertTrue(wait_for(lambda: not self.lab.jobs_running(), timeout=5), self.lab.jobs_running())
-        self.assertLess(len(self.ledger_of(home)), 25, "attempt 1 was stopped once its host answered: %s"
+        self.assertLess(len(self.ledger_of(home)), 55, "attempt 1 was stopped once its host answered: %s"
                         % self.ledger_of(home))
 
     def test_a_lost_job_whose_work_a_later_attempt_finished_is_stopped_by_the_next_kiln(self):
