@@ -176,7 +176,8 @@ def describe(pid):
         except OSError:
             parent = "?"
         return "%d (parent %s: %s; group %s; in %s): %s" % (pid, fields[1], parent, fields[2],
-                                                            os.readlink("/proc/%d/cwd" % pid), cmd[:400])
+                                                            os.readlink("/proc/%d/cwd" % pid),
+                                                            cmd if len(cmd) < 900 else cmd[:200] + " ... " + cmd[-700:])
     except OSError:
         return "%d (gone)" % pid
 
