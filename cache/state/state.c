@@ -34,8 +34,9 @@ static const char *const sql[Q_COUNT] = {
 	[Q_ATTEMPT_OPEN] = "SELECT id, task, pgid FROM attempts WHERE ended IS NULL AND host = ?1 AND job_id IS NULL",
 	[Q_OPEN_JOBS] = "SELECT id, task, attempt, job_id, key, log, executor, host, gpus, started FROM attempts "
 			"WHERE ended IS NULL AND job_id IS NOT NULL",
-	/* ssh jobs lost with their host in the run before, if a kill ended it (its row never
-	 * ended), each its task's latest attempt: the ended index finds them from its start */
+	/* ssh jobs lost with their host in the runs a kill ended (their rows never ended) since
+	 * the last clean end, and whether a later attempt of the task followed: the ended index
+	 * finds them from the first such run's start */
 	[Q_LOST_JOBS] = "SELECT id, task, attempt, job_id, key, log, executor, host, gpus, started, ended, "
 			"id < (SELECT max(id) FROM attempts b WHERE b.task = a.task) FROM attempts a "
 			/* the runs a kill ended since the last that ended cleanly (whose end stopped or

@@ -46,6 +46,13 @@ static int stale_names(const SshHost *h, const char *id)
 	return 0;
 }
 
+/* "cd" to h's workdir, which a remote command then follows with " && ...". */
+static void cd_workdir(Buf *b, const SshHost *h)
+{
+	buf_puts(b, "cd ");
+	buf_shell_quote(b, h->home_workdir);
+}
+
 /* Keeps the log of job id on h: received bytes of it are in local log already. */
 static void add_lost_log(SshExec *se, const char *id, SshHost *h, const char *log, long long received, int superseded)
 {
@@ -209,8 +216,7 @@ void ssh_stop_orphans(SshExec *se)
 		}
 		if (stops[h].len && host->connected && !host->down) {
 			Buf cmd = {0};
-			buf_puts(&cmd, "cd ");
-			buf_shell_quote(&cmd, host->home_workdir);
+			cd_workdir(&cmd, host);
 			buf_printf(&cmd, " && { %s true; }", buf_str(&stops[h]));
 			if (ssh_run(host, buf_str(&cmd), NULL, NULL) == 0)
 				buf_reset(&host->stale_jobs); /* stopped */
@@ -260,8 +266,7 @@ void ssh_fetch_lost_logs(SshExec *se, int final)
 		/* once its job has ended there (its last words in the log; its directory, which names
 		 * it, kept while it runs): asked again in a moment, the run's end waits up to 1 s */
 		Buf cmd = {0}, out = {0};
-		buf_puts(&cmd, "cd ");
-		buf_shell_quote(&cmd, h->home_workdir);
+		cd_workdir(&cmd, h);
 		buf_printf(&cmd, " && J=.kiln/jobs/%s && { ! read p < \"$J/pid\" || for i in 1 2 3 4 5 6 7 8 9 10; "
 				 "do kill -0 -\"$p\" 2>/dev/null || break; [ %d = 0 ] && exit 9; sleep 0.1; done; } && "
 				 "tail -c +%lld \"$J/log\" && rm -rf \"$J\"", l->id, final, l->received + 1);
@@ -410,8 +415,7 @@ static void stop_left_job(SshExec *se, AdoptedJob *a, const char *why)
 			continue;
 		}
 		Buf kill = {0};
-		buf_puts(&kill, "cd ");
-		buf_shell_quote(&kill, on->home_workdir);
+		cd_workdir(&kill, on);
 		buf_printf(&kill, " && kill -TERM -$(cat .kiln/jobs/%s/pid) 2>/dev/null; true", id);
 		if (ssh_run(on, buf_str(&kill), NULL, NULL) != 0) {
 			went_stale(se, on, id);
@@ -447,8 +451,7 @@ static int job_state(SshExec *se, AdoptedJob *a, SshHost *h, int ask)
 	if (a->row && !ask)
 		return JOB_LIVE;
 	Buf check = {0};
-	buf_puts(&check, "cd ");
-	buf_shell_quote(&check, h->home_workdir);
+	cd_workdir(&check, h);
 	buf_printf(&check, " && J=.kiln/jobs/%s && if [ -f $J/exit ]; then read rc < $J/exit; [ \"$rc\" = 0 ] && exit 3; "
 			   "exit 4; fi; kill -0 -$(cat $J/pid) 2>/dev/null && exit 2; exit 5", a->job_id);
 	int rc = ssh_run(h, buf_str(&check), NULL, NULL);

@@ -25,8 +25,9 @@ void ssh_release_held(SshExec *se)
 }
 
 /* The job of t that may run on where kiln cannot reach it now, not taken up yet: lost with
- * its host in this run, or left by a killed kiln (open, or recorded lost); NULL when none,
- * or when t's key is no longer the job's (the recipe changed: nothing to wait for). */
+ * its host in this run, or left by a killed kiln (open, or recorded lost), the first in
+ * take-up order (ssh_task_job); NULL when none, or when t's key is no longer the job's (the
+ * recipe changed: nothing to wait for). */
 static const AdoptedJob *lost_job(const SshExec *se, const Task *t)
 {
 	const AdoptedJob *a = ssh_task_job(se, t, 1);
