@@ -32,7 +32,7 @@ static const char *const last_run_sql = "SELECT id, started, ended, outcome, com
 static const char *const runs_sql = "SELECT id, started, ended, outcome, command FROM runs ORDER BY id DESC LIMIT ?1";
 static const char *const outcomes_sql =
 	"SELECT CASE WHEN outcome IN ('ok', 'restored', 'accepted', 'interrupted') THEN outcome WHEN outcome IS NULL THEN 'unfinished' "
-	"WHEN failure IN ('lost', 'host-lost', 'node-lost') THEN 'lost' " /* given back, run again: no failure */
+	"WHEN failure IN ('lost', 'host-lost', 'node-lost', 'superseded') THEN 'lost' " /* given back, run again: no failure */
 	"ELSE 'failed' END o, count(*), sum(ended - started) FROM attempts WHERE run_id = ?1 GROUP BY o ORDER BY o DESC";
 static const char *const slowest_sql = "SELECT task, ended - started, outcome, log FROM attempts WHERE run_id = ?1 AND "
 				       "ended IS NOT NULL AND outcome NOT IN ('restored', 'accepted') ORDER BY ended - started DESC LIMIT ?2";
@@ -75,8 +75,8 @@ double history_unfinished_seconds(State *s, const char *task, const char *key, d
 /* SQLite gives a bare column the values of the row max() picked */
 static const char *const hosts_sql =
 	"SELECT h, sum(outcome = 'ok'), sum(ended IS NOT NULL AND outcome <> 'ok' AND outcome <> 'interrupted' AND "
-	"  coalesce(failure, '') <> 'host-lost'), sum(coalesce(failure, '') = 'host-lost'), "
-	"  sum(ended IS NULL OR outcome = 'interrupted'), "
+	"  coalesce(failure, '') NOT IN ('host-lost', 'superseded')), sum(coalesce(failure, '') = 'host-lost'), "
+	"  sum(ended IS NULL OR outcome = 'interrupted' OR failure = 'superseded'), "
 	"  sum(CASE WHEN coalesce(gpus, '') <> '' AND ended IS NOT NULL "
 	"      THEN (ended - started) * (length(gpus) - length(replace(gpus, ',', '')) + 1) ELSE 0 END), "
 	"  (SELECT count(*) FROM placements p WHERE p.host = h) "

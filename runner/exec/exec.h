@@ -83,6 +83,9 @@ typedef struct Job {
 				 answers soon (it may run on there) */
 	int never_started;    /* lost before its start got to its host (a kill came first): it runs
 				 again, and the host lost nothing */
+	int superseded;       /* stopped for an earlier job of its task, found finished or running on
+				 where its host answered again (ssh): given back as lost, that job
+				 taken up (reason says which) */
 	char key[33];         /* the task's key when it started (hex), to re-attach only to the same work */
 	long long attempt_row;/* its attempt's record (adopted jobs: the row the first kiln opened) */
 	struct Executor *ex;  /* the executor running it */

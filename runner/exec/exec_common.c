@@ -115,7 +115,7 @@ void exec_end_job(Job *job, enum JobEnd end, int code, const char *reason, Job *
 	job->end = end;
 	job->exit_code = code;
 	job->ended_ns = now_mono_ns();
-	if (reason)
+	if (reason && reason != job->reason) /* the job's own may be passed */
 		snprintf(job->reason, sizeof job->reason, "%s", reason);
 	exec_push_job(ended, n, cap, job);
 }

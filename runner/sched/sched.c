@@ -344,8 +344,12 @@ static void job_ended(Run *r, Job *job)
 		int here = job->ex->local_slots; /* local: killed while no kiln watched */
 		int hosts = job->ex->state_on_host; /* ssh; else Slurm: its node preempted or failed */
 		const char *reason = job->reason[0] ? job->reason : "lost with its host";
-		cache_attempt_ended(o->cache, attempt_id, -1, reason, here ? "lost" : hosts ? "host-lost" : "node-lost");
-		status_print(&r->st, "retry", "%s: %s; it runs again%s", t->name, reason, lost_runs_again(job));
+		cache_attempt_ended(o->cache, attempt_id, -1, reason,
+				    job->superseded ? "superseded" : here ? "lost" : hosts ? "host-lost" : "node-lost");
+		if (job->superseded) /* its reason says which job goes on in its place */
+			status_print(&r->st, "retry", "%s: %s", t->name, reason);
+		else
+			status_print(&r->st, "retry", "%s: %s; it runs again%s", t->name, reason, lost_runs_again(job));
 		t->attempt--;
 		t->lost++;
 		if (task_is_runner(t))

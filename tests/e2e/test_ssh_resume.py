@@ -168,7 +168,7 @@ class SshResume(sshhosts.SshCase, KilnTestCase):
 
     def clear_ledgers(self):
         for h in self.lab.hosts.values():  # the homes outlive the lab's reset
-            for name in ("ledger", "died"):
+            for name in ("ledger", "died", "slow"):
                 if os.path.exists(os.path.join(h.home, name)):
                     os.remove(os.path.join(h.home, name))
 
@@ -502,6 +502,40 @@ class SshResume(sshhosts.SshCase, KilnTestCase):
         self.assertTrue(wait_for(lambda: not self.lab.jobs_running(), timeout=3),
                         "the lost copy on %s was stopped: %s" % (home, self.lab.jobs_running()))
         self.assertLess(len(self.ledger_of(home)), 12, "it did not run to its end there")
+
+    def test_a_lost_job_that_finished_while_its_host_was_cut_off_is_taken_up_and_its_retry_stopped(self):
+        # its host is cut off past the wait: attempt 2 starts afresh on the other host (slow
+        # there), while attempt 1 runs on through the partition and finishes. When the host
+        # answers again, attempt 1's finished work is taken up (its output fetched) and attempt
+        # 2 stopped, not run to its end for a result kiln already had
+        self.clear_ledgers()
+        self.ws.write("hosts.lua", self.lab.hosts_lua({"v800": "jobs = 1", "v801": "jobs = 1"}))
+        self.ws.write("kiln.lua", 'task { name = "work", hosts = {"v800", "v801"}, outputs = {"w.txt"}, run = "for i in '
+                      '$(seq 12); do echo line $i; echo $i >> $HOME/ledger; sleep 0.3; [ -e $HOME/slow ] && sleep 1; '
+                      'done; echo $KILN_HOST > w.txt" }\n')
+
+        def slow_elsewhere(home):
+            other = "v801" if home == "v800" else "v800"
+            open(os.path.join(self.lab.hosts[other].home, "slow"), "w").close()
+        home, out, rc = self.drop_the_working_host("partition", 5, slow_elsewhere, host_wait="0.5s", after=4)
+        other = "v801" if home == "v800" else "v800"
+        self.assertEqual(rc, 0, out)
+        self.assertEqual(self.ws.read("w.txt"), home + "\n", "attempt 1's output")
+        self.assertEqual(self.ledger_of(home), [str(i) for i in range(1, 13)], "attempt 1 ran once, to its end")
+        self.assertGreater(len(self.ledger_of(other)), 0, "attempt 2 started: " + out)
+        self.assertLess(len(self.ledger_of(other)), 12, "attempt 2 was stopped: %s" % self.ledger_of(other))
+        self.assertTrue(wait_for(lambda: not self.lab.jobs_running(), timeout=5), self.lab.jobs_running())
+        self.assertIn("stopped: the task's job of attempt 1 had finished on host %s, which answered again: that job "
+                      "is taken up" % home, out)
+        rows = self.ws.query("SELECT attempt, host, failure FROM attempts WHERE task = 'work' ORDER BY id")
+        self.assertEqual([r[0] for r in rows], [1, 2, 3], rows)
+        self.assertEqual(rows[1][1:], (other, "superseded"), rows)
+        self.assertEqual(rows[2][1:], (home, None), rows)
+        # no log is lost: attempt 3 holds the job's whole log, each line once
+        log3 = self.attempt_logs("work")[2]
+        self.assertEqual([line for line in log3.splitlines() if line.startswith("line ")],
+                         ["line %d" % i for i in range(1, 13)], log3)
+        self.assertIn(" 0 ran,", self.ws.kiln("run", "--executor", "ssh", "--hosts", "hosts.lua").out)
 
     def lost_then_retried_elsewhere_then_kiln_killed(self, steps=30):
         """Task work (steps of 0.3 s, no resume state) on v800 or v801: its host drops off the

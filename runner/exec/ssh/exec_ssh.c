@@ -366,6 +366,7 @@ static int ssh_reap(Executor *ex, Job **out, int max)
 		if (os_children_take(se->helpers[i], &status))
 			se->helpers[i--] = se->helpers[--se->nhelpers];
 	se->stale_down = ssh_stop_stale_when_back(se);
+	se->stale_down |= ssh_settle_kept(se); /* before their logs are fetched: a job taken back keeps its own */
 	if (se->nlost_logs)
 		ssh_fetch_lost_logs(se, 0);
 	for (int i = 0; i < se->nactive; i++) {

@@ -2,9 +2,9 @@
  * again with the same key (every node of a multi-node job), stopped when their task's
  * recipe changed, and swept when no record names them (a kill -9 struck before the attempt
  * was recorded); and a job this run lost with its host, taken up by its task's next attempt
- * when the host answers again and the job ran on there (a network's drop, not a reboot),
- * else its log's rest fetched into the lost attempt's once it is stopped there; and
- * `kiln log -f` of a job no kiln follows, from its log there. */
+ * when the host answers again and the job ran on there (a network's drop, not a reboot;
+ * ssh_stale.c settles those whose work went elsewhere); and `kiln log -f` of a job no kiln
+ * follows, from its log there. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <limits.h>
@@ -17,55 +17,6 @@
 
 #include "../../../base/os.h"
 #include "ssh_internal.h"
-
-/* The lost log of job id, or NULL. */
-static LostLog *lost_log(SshExec *se, const char *id, size_t len)
-{
-	for (int i = 0; i < se->nlost_logs; i++)
-		if (strlen(se->lost_logs[i].id) == len && !strncmp(se->lost_logs[i].id, id, len))
-			return &se->lost_logs[i];
-	return NULL;
-}
-
-/* Job id's work went elsewhere: it is stopped there (h->stale_jobs), its log's rest fetched. */
-static void went_stale(SshExec *se, SshHost *h, const char *id)
-{
-	buf_printf(&h->stale_jobs, " %s", id);
-	LostLog *l = lost_log(se, id, strlen(id));
-	if (l)
-		l->stale = 1;
-}
-
-/* Whether job id is among h's stale jobs still to stop (" ID ID ..."). */
-static int stale_names(const SshHost *h, const char *id)
-{
-	size_t n = strlen(id);
-	for (const char *p = h->stale_jobs.data ? h->stale_jobs.data : ""; (p = strstr(p, id)); p += n)
-		if (p > h->stale_jobs.data && p[-1] == ' ' && (p[n] == ' ' || !p[n]))
-			return 1;
-	return 0;
-}
-
-/* "cd" to h's workdir, which a remote command then follows with " && ...". */
-static void cd_workdir(Buf *b, const SshHost *h)
-{
-	buf_puts(b, "cd ");
-	buf_shell_quote(b, h->home_workdir);
-}
-
-/* Keeps the log of job id on h: received bytes of it are in local log already. */
-static void add_lost_log(SshExec *se, const char *id, SshHost *h, const char *log, long long received, int superseded)
-{
-	se->lost_logs = xrealloc(se->lost_logs, (size_t)(se->nlost_logs + 1) * sizeof *se->lost_logs);
-	se->lost_logs[se->nlost_logs++] = (LostLog){xstrdup(id), h, xstrdup(log), received, 0, superseded, 0};
-}
-
-static void drop_lost_log(SshExec *se, LostLog *l)
-{
-	free(l->id);
-	free(l->log);
-	*l = se->lost_logs[--se->nlost_logs];
-}
 
 /* Whether adopted job a (its lease's host the first node's, its id "ID+HOST:GPUS+...") has
  * the job directory id on host. */
@@ -194,12 +145,12 @@ void ssh_stop_orphans(SshExec *se)
 			const AdoptedJob *a = &se->adopted[i];
 			if (a->row == 0 && !a->used && !strcmp(a->lease.host, host->spec->name) && !strpbrk(a->job_id, "'\"$`\\ /")) {
 				buf_printf(&stops[h], "kill -KILL -$(cat .kiln/jobs/%s/pid) 2>/dev/null; ", a->job_id);
-				LostLog *l = lost_log(se, a->job_id, strlen(a->job_id));
+				LostLog *l = ssh_lost_log(se, a->job_id, strlen(a->job_id));
 				if (l)
 					l->stale = 1;
 			}
 		}
-		ssh_host_stop_stale(host, &stops[h]); /* lost, their work done elsewhere */
+		ssh_host_stop_stale(host, &stops[h], 0); /* lost, their work done elsewhere */
 		if (stops[h].len && (host->down || !host->connected)) { /* jobs lost with it may run on there: */
 			Buf err = {0}; /* one more try (or a first), every such host's at once (a silent one takes 5 s) */
 			host->retry_at_ns = 0;
@@ -216,7 +167,7 @@ void ssh_stop_orphans(SshExec *se)
 		}
 		if (stops[h].len && host->connected && !host->down) {
 			Buf cmd = {0};
-			cd_workdir(&cmd, host);
+			ssh_cd_workdir(&cmd, host);
 			buf_printf(&cmd, " && { %s true; }", buf_str(&stops[h]));
 			if (ssh_run(host, buf_str(&cmd), NULL, NULL) == 0)
 				buf_reset(&host->stale_jobs); /* stopped */
@@ -227,19 +178,6 @@ void ssh_stop_orphans(SshExec *se)
 	free(stops);
 }
 
-int ssh_stop_stale_when_back(SshExec *se)
-{
-	int waiting = 0;
-	for (int h = 0; h < se->nhosts; h++) {
-		SshHost *host = &se->hosts[h];
-		if (!host->stale_jobs.len || (host->connected && !ssh_host_unanswered(host)))
-			continue; /* none, or stopped by whoever marked them (a host that answers) */
-		Buf err = {0}; /* on its back-off's schedule, in the background: the contact stops them */
-		waiting |= ssh_host_connect_soon(host, se->cfg.busy_mem, se->cfg.busy_util, &err) != 0;
-		buf_free(&err);
-	}
-	return waiting;
-}
 
 /* rm's attempt ends before its job ran there: released, and its end filed (a node of a
  * multi-node job's: through its gang). */
@@ -256,56 +194,16 @@ void ssh_node_failed(SshExec *se, Remote *rm, enum JobEnd end, int code, const c
 		ssh_end_job(se, job, end, code, reason);
 }
 
-void ssh_fetch_lost_logs(SshExec *se, int final)
-{
-	for (int i = 0; i < se->nlost_logs; i++) {
-		LostLog *l = &se->lost_logs[i];
-		SshHost *h = l->host;
-		if (!l->stale || !h->connected || h->down || stale_names(h, l->id) || (!final && now_mono_ns() < l->next_ns))
-			continue; /* taken up, or not stopped yet */
-		/* once its job has ended there (its last words in the log; its directory, which names
-		 * it, kept while it runs): asked again in a moment, the run's end waits up to 1 s */
-		Buf cmd = {0}, out = {0};
-		cd_workdir(&cmd, h);
-		buf_printf(&cmd, " && J=.kiln/jobs/%s && { ! read p < \"$J/pid\" || for i in 1 2 3 4 5 6 7 8 9 10; "
-				 "do kill -0 -\"$p\" 2>/dev/null || break; [ %d = 0 ] && exit 9; sleep 0.1; done; } && "
-				 "tail -c +%lld \"$J/log\" && rm -rf \"$J\"", l->id, final, l->received + 1);
-		int rc = ssh_run(h, buf_str(&cmd), &out, NULL);
-		if (rc == 9) {
-			l->next_ns = now_mono_ns() + 500000000LL;
-			buf_free(&cmd);
-			buf_free(&out);
-			continue;
-		}
-		if (rc == 0 && out.len) {
-			FILE *f = fopen(l->log, "a");
-			if (f) {
-				if (l->superseded)
-					fprintf(f, "# kiln: this job was stopped on host %s (another attempt of the task runs in its "
-						   "place): its log there from where the copy above ends, to its end\n", h->spec->name);
-				else
-					fprintf(f, "# kiln: host %s answered again: the job's log there from where the copy above ends, "
-						   "to the job's end there (no later attempt took it up)\n", h->spec->name);
-				fwrite(out.data, 1, out.len, f);
-				fclose(f);
-			}
-		}
-		buf_free(&cmd);
-		buf_free(&out);
-		drop_lost_log(se, l);
-		i--;
-	}
-}
 
 void ssh_keep_lost(SshExec *se, const Remote *rm)
 {
 	const Task *t = rm->job->task;
 	struct stat st;
 	if (!rm->gang && stat(rm->job->log_path, &st) == 0 && st.st_size >= rm->log_prefix) {
-		add_lost_log(se, rm->id, rm->host, rm->job->log_path, (long long)st.st_size - rm->log_prefix, 0);
+		ssh_add_lost_log(se, rm->id, rm->host, rm->job->log_path, (long long)st.st_size - rm->log_prefix, 0);
 	}
 	if (rm->gang || t->forced || !rm->job->key[0]) { /* run again elsewhere, whole */
-		went_stale(se, rm->host, rm->id);
+		ssh_went_stale(se, rm->host, rm->id);
 		return;
 	}
 	rm->job->kept_lost = 1;
@@ -358,7 +256,7 @@ void ssh_adopt_lost(SshExec *se, const OpenAttempt *o)
 	a->ran_sec = o->ended - o->rec.started > 0.001 ? o->ended - o->rec.started : 0.001;
 	long long received = o->rec.log ? job_bytes_in(o->rec.log, 1) : -1;
 	if (received >= 0)
-		add_lost_log(se, a->job_id, h, o->rec.log, received, 0);
+		ssh_add_lost_log(se, a->job_id, h, o->rec.log, received, 0);
 	int later_runs = 0; /* open attempts are adopted first (main.c) */
 	for (int i = 0; i < se->nadopted - 1; i++)
 		later_runs |= se->adopted[i].row && !strcmp(se->adopted[i].task, t->name);
@@ -399,7 +297,7 @@ static void stop_left_job(SshExec *se, AdoptedJob *a, const char *why)
 		if (h && received >= 0 && !a->job_id[id_len]) {
 			char id[64];
 			snprintf(id, sizeof id, "%.*s", id_len, a->job_id);
-			add_lost_log(se, id, h, a->log, received, 1);
+			ssh_add_lost_log(se, id, h, a->log, received, 1);
 		}
 		cache_attempt_ended(se->cfg.cache, a->row, -1, why, NULL);
 	}
@@ -411,16 +309,16 @@ static void stop_left_job(SshExec *se, AdoptedJob *a, const char *why)
 			continue;
 		snprintf(id, sizeof id, "%.*s", id_len, a->job_id);
 		if (!on->connected || on->down) {
-			went_stale(se, on, id); /* stopped by its next contact */
+			ssh_went_stale(se, on, id); /* stopped by its next contact */
 			continue;
 		}
 		Buf kill = {0};
-		cd_workdir(&kill, on);
+		ssh_cd_workdir(&kill, on);
 		buf_printf(&kill, " && kill -TERM -$(cat .kiln/jobs/%s/pid) 2>/dev/null; true", id);
 		if (ssh_run(on, buf_str(&kill), NULL, NULL) != 0) {
-			went_stale(se, on, id);
+			ssh_went_stale(se, on, id);
 		} else {
-			LostLog *l = lost_log(se, id, strlen(id));
+			LostLog *l = ssh_lost_log(se, id, strlen(id));
 			if (l) /* stopped: its log's rest is fetched */
 				l->stale = 1;
 		}
@@ -451,7 +349,7 @@ static int job_state(SshExec *se, AdoptedJob *a, SshHost *h, int ask)
 	if (a->row && !ask)
 		return JOB_LIVE;
 	Buf check = {0};
-	cd_workdir(&check, h);
+	ssh_cd_workdir(&check, h);
 	buf_printf(&check, " && J=.kiln/jobs/%s && if [ -f $J/exit ]; then read rc < $J/exit; [ \"$rc\" = 0 ] && exit 3; "
 			   "exit 4; fi; kill -0 -$(cat $J/pid) 2>/dev/null && exit 2; exit 5", a->job_id);
 	int rc = ssh_run(h, buf_str(&check), NULL, NULL);
@@ -464,7 +362,7 @@ static int job_state(SshExec *se, AdoptedJob *a, SshHost *h, int ask)
 		return JOB_LIVE;
 	if (rc != 5) /* ssh could not tell: an open attempt's follow will */
 		return a->row ? JOB_LIVE : JOB_GONE;
-	LostLog *l = lost_log(se, a->job_id, strlen(a->job_id));
+	LostLog *l = ssh_lost_log(se, a->job_id, strlen(a->job_id));
 	if (l)
 		l->stale = 1;
 	a->used = 1;
@@ -570,9 +468,9 @@ int ssh_reattach(SshExec *se, Job *job)
 		a->used = 1;
 		stop_other_jobs(se, t, a, NULL);
 		int id_len = (int)strcspn(a->job_id, "+"); /* "ID", then a multi-node job's later nodes */
-		LostLog *l = lost_log(se, a->job_id, (size_t)id_len);
+		LostLog *l = ssh_lost_log(se, a->job_id, (size_t)id_len);
 		if (l) /* taken up: its whole log goes into this attempt's */
-			drop_lost_log(se, l);
+			ssh_drop_lost_log(se, l);
 		int attempt = job->attempt, lost = a->row ? 0 : a->attempt;
 		char *log = a->row ? NULL : xstrdup(job->log_path);
 		exec_attach(job, a); /* its lease: the host and the devices it holds there */

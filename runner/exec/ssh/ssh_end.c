@@ -73,16 +73,16 @@ void ssh_finished(SshExec *se, Remote *rm, enum JobEnd end, int code, const char
 	Job *job = rm->job;
 	if (end == JOB_EXITED && code == 0 && rm->node == 0 && !rm->map_outputs) /* its outputs are there too */
 		place_made(h, job->task);
-	if (end == JOB_LOST && !job->never_started)
+	if (end == JOB_LOST && !job->never_started && !job->superseded)
 		h->lost++;
-	else if (job->interrupted || (rm->gang && rm->signalled)) /* a node stopped with its gang: not its failure */
+	else if (job->interrupted || job->superseded || (rm->gang && rm->signalled)) /* not its failure */
 		h->stopped++;
 	else if (end == JOB_EXITED && code == 0)
 		h->ran++;
 	else
 		h->failed++;
 	h->gpu_sec += rm->lease->ngpus * (double)(now_mono_ns() - job->started_ns) / 1e9;
-	if (end != JOB_LOST) /* its status is in: the job's directory there may go */
+	if (end != JOB_LOST || (job->superseded && !h->down)) /* its status is in: the job's directory there may go */
 		buf_printf(&h->ended_jobs, " .kiln/jobs/%s", rm->id);
 	Gang *g = rm->gang;
 	int node = rm->node;
@@ -131,6 +131,12 @@ void ssh_follow_ended(SshExec *se, Remote *rm, int status)
 	SshHost *h = rm->host;
 	if (kind == 1 || kind == 2) /* the copies' listings came first: they are there, whatever the job did */
 		place_record(se->cfg.cache, h, &rm->placement, rm->report);
+	if (rm->job->superseded) { /* stopped for an earlier job of its task (ssh_stale.c): whatever it did */
+		if (kind == 0 || (kind == 3 && !rm->signalled)) /* its stop may not have got there */
+			ssh_went_stale(se, h, rm->id);
+		ssh_finished(se, rm, JOB_LOST, -1, rm->job->reason);
+		return;
+	}
 	if ((kind == 1 || kind == 2) && rm->map_outputs) { /* a shard: what it made comes, however it ended */
 		if (kind == 1)
 			ssh_host_ok(h);

@@ -295,12 +295,14 @@ static char *contact_script(const SshHost *h)
 	buf_puts(&script, " && cd ");
 	buf_shell_quote(&script, h->spec->workdir);
 	buf_puts(&script, " && mkdir -p .kiln/jobs .kiln/bin && { ");
-	ssh_host_stop_stale(h, &script); /* their work went elsewhere */
+	ssh_host_stop_stale(h, &script, 1); /* their work went elsewhere: which ran on or finished */
 	buf_puts(&script, "true; } && pwd && (nproc 2>/dev/null || echo 1) && "
 			  "(awk '/^MemTotal:/ { print int($2 / 1024) }' /proc/meminfo 2>/dev/null || echo 0) && "
 			  /* kiln's tools there, as rsync's quick check sees them: a run copies them only if changed */
 			  "{ printf 'tools '; (cd .kiln/bin && stat -c '%n:%s:%Y' -- * 2>/dev/null) | tr '\\n' ' '; echo; } && "
 			  "{ " GPU_QUERY " 2>/dev/null || true; }");
+	if (h->stale_jobs.len)
+		buf_puts(&script, " && echo \"KILN-STALE$S\"");
 	if (h->listing_script && !h->listing) { /* the recorded copies there (ssh_place.c) */
 		buf_puts(&script, " && { echo KILN-LISTING; ");
 		buf_puts(&script, h->listing_script);
@@ -340,6 +342,11 @@ static int contact_read(SshHost *h, int rc, Buf *out, Buf *errout, double busy_m
 			h->listing = xstrdup(listed + 13);
 		*listed = 0;
 	}
+	char *stale = out->data ? strstr(out->data, "KILN-STALE") : NULL;
+	if (stale) { /* " ID ...": the executor settles them (ssh_settle_kept) */
+		buf_printf(&h->stale_kept, "%.*s", (int)strcspn(stale + 10, "\n"), stale + 10);
+		*stale = 0;
+	}
 	free(h->listing_script); /* asked (no answer: read later with a command of its own) */
 	h->listing_script = NULL;
 	char *lines = out->data, *save = NULL;
@@ -375,7 +382,7 @@ static int contact_read(SshHost *h, int rc, Buf *out, Buf *errout, double busy_m
 	h->connected = 1;
 	h->down = 0;
 	h->down_since_ns = 0;
-	buf_reset(&h->stale_jobs); /* stopped by the script just run */
+	buf_reset(&h->stale_jobs); /* stopped by the script just run, or found finished (stale_kept) */
 	h->failures_in_a_row = 0;
 	return 0;
 }
@@ -554,11 +561,18 @@ int ssh_host_connect_wait(SshHost *h, double busy_mem, double busy_util, Buf *er
 	return rc;
 }
 
-void ssh_host_stop_stale(const SshHost *h, Buf *script)
+void ssh_host_stop_stale(const SshHost *h, Buf *script, int ask)
 {
+	if (ask && h->stale_jobs.len)
+		buf_puts(script, "S=; ");
 	for (const char *p = h->stale_jobs.data ? h->stale_jobs.data : ""; *p == ' ';) {
-		size_t n = strcspn(p + 1, " ");
-		buf_printf(script, "kill -TERM -$(cat .kiln/jobs/%.*s/pid) 2>/dev/null; ", (int)n, p + 1);
+		int n = (int)strcspn(p + 1, " ");
+		if (ask)
+			buf_printf(script, "if [ -f .kiln/jobs/%.*s/exit ] && read rc < .kiln/jobs/%.*s/exit && [ \"$rc\" = 0 ]; "
+					   "then S=\"$S %.*s\"; else ", n, p + 1, n, p + 1, n, p + 1);
+		buf_printf(script, "kill -TERM -$(cat .kiln/jobs/%.*s/pid) 2>/dev/null; ", n, p + 1);
+		if (ask)
+			buf_puts(script, "fi; ");
 		p += 1 + n;
 	}
 }
@@ -581,6 +595,7 @@ void ssh_host_free(SshHost *h)
 	free(h->gpus_first);
 	buf_free(&h->ended_jobs);
 	buf_free(&h->stale_jobs);
+	buf_free(&h->stale_kept);
 	strmap_free_owned(&h->copied);
 	strmap_free_owned(&h->made);
 	strmap_free_owned(&h->in_flight);

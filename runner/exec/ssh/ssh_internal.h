@@ -198,6 +198,23 @@ void ssh_keep_lost(SshExec *se, const Remote *rm);
 /* The same for a job a killed kiln had recorded lost (cache_each_lost_job): its task's next
  * attempt waits for the host as long as the job had run, and takes it up if it is there. */
 void ssh_adopt_lost(SshExec *se, const OpenAttempt *o);
+/* ssh_stale.c: the lost log of job id (its first len bytes), or NULL; a log kept (received:
+ * the bytes of the job's log already in the local log; superseded: an open attempt's job
+ * stopped for another of its task), and dropped. */
+LostLog *ssh_lost_log(SshExec *se, const char *id, size_t len);
+void ssh_add_lost_log(SshExec *se, const char *id, SshHost *h, const char *log, long long received, int superseded);
+void ssh_drop_lost_log(SshExec *se, LostLog *l);
+/* Job id's work went elsewhere: it is stopped at h's next contact (h->stale_jobs), unless
+ * that finds it finished (ssh_settle_kept); its log's rest fetched. */
+void ssh_went_stale(SshExec *se, SshHost *h, const char *id);
+/* "cd" to h's workdir, which a remote command then follows with " && ...". */
+void ssh_cd_workdir(Buf *b, const SshHost *h);
+/* The stale jobs a host's contact found finished there (stale_kept), settled: one whose task
+ * has not started again is left for its next attempt to take up; one whose task's later
+ * attempt runs elsewhere is taken back, that attempt stopped (SIGKILL) to end as lost
+ * (job->superseded, its reason saying why) and the next re-attaching to it (its outputs
+ * fetched); the others are left. 1 while some wait for that later attempt to start (poll). */
+int ssh_settle_kept(SshExec *se);
 /* Appends to each lost attempt's local log what its job wrote there after the connection
  * dropped, once that job was stopped (its work went elsewhere) and its host answers; its
  * directory there then goes. final: the run's end (the stops just sent: waits up to 1 s for
