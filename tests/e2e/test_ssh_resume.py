@@ -323,12 +323,14 @@ class SshResume(sshhosts.SshCase, KilnTestCase):
         self.assertIn("epoch 6\n", self.last_log("train"))
 
     def eval_without_checkpoint(self, steps=20):
-        """Task eval on v800 or v801 (one job each): 20 steps (or steps) of 0.3 s, each in its
-        host's ledger and printed, then its host's name in e.txt; no resume state."""
+        """Task eval on v800 or v801 (one job each): 20 steps (or steps) of 0.3 s (1.3 s on a host
+        whose home holds "slow"), each in its host's ledger and printed, then its host's name in
+        e.txt; no resume state."""
         self.clear_ledgers()
         self.ws.write("hosts.lua", self.lab.hosts_lua({"v800": "jobs = 1", "v801": "jobs = 1"}))
         self.ws.write("kiln.lua", 'task { name = "eval", hosts = {"v800", "v801"}, outputs = {"e.txt"}, run = "for i in '
-                      '$(seq %d); do echo $i >> $HOME/ledger; echo step $i; sleep 0.3; done; echo $KILN_HOST > e.txt" }\n'
+                      '$(seq %d); do echo $i >> $HOME/ledger; echo step $i; sleep 0.3; [ -e $HOME/slow ] && sleep 1; done; '
+                      'echo $KILN_HOST > e.txt" }\n'
                       % steps)
 
     def assert_eval_ran_once_on(self, home):
@@ -446,7 +448,7 @@ class SshResume(sshhosts.SshCase, KilnTestCase):
         # the same, but the host answers only after the wait (--host-wait 1s): the task runs
         # elsewhere, the job there is stopped, and what it wrote after the drop comes back
         # into the lost attempt's log, no line twice
-        home, out = self.eval_recorded_lost_then_kiln_killed("--host-wait", "1s", back_after=3)
+        home, out = self.eval_recorded_lost_then_kiln_killed("--host-wait", "1s", back_after=3, steps=40)
         other = "v801" if home == "v800" else "v800"
         self.assertEqual(self.ws.read("e.txt"), other + "\n")
         log = self.first_log_with("eval", "step 1\n")
@@ -454,6 +456,25 @@ class SshResume(sshhosts.SshCase, KilnTestCase):
         steps = [int(line.split()[1]) for line in log.splitlines() if line.startswith("step ")]
         self.assertEqual(steps, list(range(1, len(steps) + 1)), log)
         self.assertGreater(len(steps), len(self.ledger_of(home)) - 2, "the steps made after the drop: %s" % log)
+
+    def test_a_job_recorded_lost_by_a_killed_kiln_that_finished_while_cut_off_is_taken_back(self):
+        # the same, but the job finishes there before its host answers, while the next kiln's
+        # attempt (slow on the other host) runs: the finished job's output is taken, the
+        # attempt stopped (recorded superseded), and nothing of the task runs on
+        def slow_elsewhere():
+            for name, h in self.lab.hosts.items():
+                if not self.ledger_of(name):
+                    open(os.path.join(h.home, "slow"), "w").close()
+        home, out = self.eval_recorded_lost_then_kiln_killed("--host-wait", "1s", back_after=3, edit=slow_elsewhere)
+        other = "v801" if home == "v800" else "v800"
+        self.assertEqual(self.ws.read("e.txt"), home + "\n", out)
+        self.assertEqual(self.ledger_of(home), [str(i) for i in range(1, 21)], "attempt 1 ran once, to its end")
+        self.assertLess(len(self.ledger_of(other)), 15, "attempt 2 was stopped: %s" % self.ledger_of(other))
+        self.assertTrue(wait_for(lambda: not self.lab.jobs_running(), timeout=5), self.lab.jobs_running())
+        self.assertIn("stopped: the task's job of attempt 1 had finished on host %s" % home, out)
+        rows = self.ws.query("SELECT attempt, host, failure FROM attempts WHERE task = 'eval' ORDER BY id")
+        self.assertEqual([r[1:] for r in rows], [(home, "host-lost"), (other, "superseded"), (home, None)], rows)
+        self.assertIn("step 20\n", self.last_log("eval"))
 
     def test_a_map_shard_that_ran_on_through_a_partition_is_re_attached_and_no_item_runs_twice(self):
         # the items it made while kiln could not reach it are brought back and recorded, not
