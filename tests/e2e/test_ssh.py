@@ -376,6 +376,37 @@ end
         with open(where) as f:
             self.assertEqual(f.read().strip(), os.path.realpath(os.path.join(self.lab.hosts["v800"].workdir(), "runs/t")))
 
+    def test_progress_written_on_a_host_shows_here(self):
+        # KILN_PROGRESS is a file there: its "done/total" lines are read back every few
+        # seconds and show as a local task's do (a task in its own folder too)
+        self.ws.write("kiln.lua", 'task { name = "train", host = "v800", run = "for i in $(seq 14); do '
+                      'echo $i/14 >> $KILN_PROGRESS; sleep 0.5; done" }\n'
+                      'task { name = "eval", host = "v801", cwd = "runs/{name}", run = "for i in $(seq 14); do '
+                      'echo $((i * 10))/140 >> $KILN_PROGRESS; sleep 0.5; done" }\n')
+        run = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua")
+        seen = {}
+
+        def reading(task, total):  # the last "done/total" line of the attempt's local copy
+            try:
+                text = self.ws.read(".kiln/logs/%s@1.log.progress" % task)
+            except OSError:
+                return None
+            found = re.findall(r"^(\d+)/%d$" % total, text, re.M)
+            if found:
+                seen.setdefault(task, []).append(int(found[-1]))
+            return found
+        try:
+            self.assertTrue(wait_for(lambda: reading("train", 14) and reading("eval", 140), timeout=30),
+                            "both read back while they run")
+            self.assertTrue(wait_for(lambda: reading("train", 14) and seen["train"][-1] > seen["train"][0], timeout=10),
+                            "and read again: %s" % seen)
+        finally:
+            out, err = run.communicate(timeout=60)
+        self.assertEqual(run.returncode, 0, out + err)
+        self.assertRegex(out, r"(?m)^progress +(train \d+/14|eval \d+/140)", out)
+        self.assertEqual([f for f in os.listdir(self.ws.path(".kiln/logs")) if "progress" in f], [],
+                         "the local copies go with their attempts")
+
     def test_a_full_workdir_on_a_host_is_said_in_words(self):
         import subprocess
         wd = self.lab.hosts["v802"].workdir()

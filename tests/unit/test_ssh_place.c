@@ -97,7 +97,7 @@ int main(void)
 	gpu_lease_ids(hosts[0].gpus, both, 2);
 	int asked = count_of(fake_run_log(), "nvidia-smi");
 	CHECK(!place_fits(&hosts[0], one, ids));
-	CHECK(count_of(fake_run_log(), "nvidia-smi") == asked && hosts[0].gpu_read_pid == 0);
+	CHECK(count_of(fake_run_log(), "nvidia-smi") == asked && hosts[0].gpu_read.pid == 0);
 	gpu_release(hosts[0].gpus, both, 2);
 
 	/* one device: v800, device 1 (0 is busy); v801 does not answer */
@@ -120,7 +120,7 @@ int main(void)
 	 * the next: device 1's memory filled by someone else shows one refresh later */
 	readings = "0, 81559, 75000, 95\n1, 81559, 80000, 0\n";
 	gpu_refresh(hosts[0].gpus, 1);
-	CHECK(hosts[0].gpu_read_pid > 0);
+	CHECK(hosts[0].gpu_read.pid > 0);
 	CHECK(place_fits(&hosts[0], one, ids) && ids[0] == 1); /* the readings before */
 	gpu_release(hosts[0].gpus, ids, 1);
 	gpu_refresh(hosts[0].gpus, 1);

@@ -124,6 +124,7 @@ void ssh_release_remote(SshExec *se, Remote *rm)
 	free(rm->node_log);
 	free(rm->err_path);
 	free(rm->report);
+	free(rm->progress_seen);
 	if (rm->phase == PH_PLACE)
 		place_flight(h, &rm->placement, -1);
 	place_free(&rm->placement);
@@ -367,6 +368,7 @@ static int ssh_reap(Executor *ex, Job **out, int max)
 			se->helpers[i--] = se->helpers[--se->nhelpers];
 	se->stale_down = ssh_stop_stale_when_back(se);
 	se->stale_down |= ssh_settle_kept(se); /* before their logs are fetched: a job taken back keeps its own */
+	ssh_progress_poll(se);
 	if (se->nlost_logs)
 		ssh_fetch_lost_logs(se, 0);
 	for (int i = 0; i < se->nactive; i++) {

@@ -203,43 +203,49 @@ void ssh_run_each(SshHost **hosts, char **scripts, int n)
 	free(pids);
 }
 
-/* A reading of the host's GPUs, started in the background: its stdout comes through a pipe
- * (a few lines: the pipe holds them until the reading ends). -1 when it cannot start. */
-static int gpu_reading_start(SshHost *h)
+SshReader ssh_reader_start(SshHost *h, const char *remote)
 {
+	SshReader r = {0, -1};
 	int out[2];
 	if (pipe2(out, O_CLOEXEC | O_NONBLOCK) != 0)
-		return -1;
+		return r;
 	int quiet = open("/dev/null", O_WRONLY | O_CLOEXEC);
-	pid_t pid = ssh_spawn(h, GPU_QUERY, out[1], quiet);
+	pid_t pid = ssh_spawn(h, remote, out[1], quiet);
 	close(out[1]);
 	if (quiet >= 0)
 		close(quiet);
 	if (pid <= 0) {
 		close(out[0]);
-		return -1;
+		return r;
 	}
-	h->gpu_read_pid = pid;
-	h->gpu_read_fd = out[0];
-	return 0;
+	return (SshReader){pid, out[0]};
 }
 
-/* The reading under way, if it ended: 0 with its text in out, -1 when it failed; 1 while it
- * runs. */
-static int gpu_reading_take(SshHost *h, Buf *out)
+int ssh_reader_take(SshReader *r, Buf *out)
 {
 	int status;
 	os_children_reap();
-	if (!os_children_take(h->gpu_read_pid, &status))
+	if (!os_children_take(r->pid, &status))
 		return 1;
-	h->gpu_read_pid = 0;
+	r->pid = 0;
 	char chunk[4096];
 	ssize_t n;
-	while ((n = read(h->gpu_read_fd, chunk, sizeof chunk)) > 0 || (n < 0 && errno == EINTR))
+	while ((n = read(r->fd, chunk, sizeof chunk)) > 0 || (n < 0 && errno == EINTR))
 		if (n > 0)
 			buf_put(out, chunk, (size_t)n);
-	close(h->gpu_read_fd);
+	close(r->fd);
+	r->fd = -1;
 	return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
+}
+
+void ssh_reader_stop(SshReader *r)
+{
+	if (r->pid <= 0)
+		return;
+	kill(r->pid, SIGKILL);
+	close(r->fd);
+	r->pid = 0;
+	r->fd = -1;
 }
 
 /* The GPU readings' text on each refresh (gpu.h's reader): the first contact's, then those of
@@ -257,11 +263,11 @@ static int read_gpus(void *ctx, Buf *out)
 		h->gpus_first = NULL;
 		return 0;
 	}
-	int rc = h->gpu_read_pid > 0 ? gpu_reading_take(h, out) : -1;
+	int rc = h->gpu_read.pid > 0 ? ssh_reader_take(&h->gpu_read, out) : -1;
 	if (rc == 1)
 		return -1;
 	if (!h->down)
-		gpu_reading_start(h);
+		h->gpu_read = ssh_reader_start(h, GPU_QUERY);
 	return rc;
 }
 
@@ -581,10 +587,8 @@ void ssh_host_free(SshHost *h)
 {
 	if (h->probe_pid > 0) /* a retry still connecting: the run is over */
 		kill(h->probe_pid, SIGKILL);
-	if (h->gpu_read_pid > 0) { /* a reading no refresh took */
-		kill(h->gpu_read_pid, SIGKILL);
-		close(h->gpu_read_fd);
-	}
+	ssh_reader_stop(&h->gpu_read); /* a reading no refresh took */
+	ssh_reader_stop(&h->progress_read);
 	gpu_pool_free(h->gpus);
 	free(h->control_path);
 	free(h->home_workdir);

@@ -41,6 +41,12 @@ typedef struct {
 	int n;
 } RecipeHosts;
 
+/* A command running there in the background whose output is read at its end (ssh_reader_*). */
+typedef struct {
+	pid_t pid; /* 0: none */
+	int fd;    /* its stdout's read end, while pid is set */
+} SshReader;
+
 typedef struct SshHost {
 	const RecipeHost *spec;
 	char *control_path;   /* "ControlPath=.kiln/ssh/NAME.sock": the master connection's socket */
@@ -70,8 +76,9 @@ typedef struct SshHost {
 	int kiln_placed;      /* and kiln itself (for `ranks`: kiln launch runs there) */
 	int swept;            /* jobs a killed kiln left unrecorded there were stopped (exec_ssh.c) */
 	char *gpus_first;     /* the first contact's GPU readings, for the pool's first read (or NULL) */
-	pid_t gpu_read_pid;   /* nvidia-smi there, read in the background for the next refresh (or 0) */
-	int gpu_read_fd;      /* its stdout (while gpu_read_pid is set) */
+	SshReader gpu_read;   /* nvidia-smi there, read in the background for the next refresh */
+	SshReader progress_read; /* the running jobs' progress files there (ssh_progress.c) */
+	int64_t progress_at_ns;  /* when they are read next */
 	char *sweep_found;    /* what ssh_sweep_listing printed at the first contact, until swept (or NULL) */
 	int chosen;           /* holds a node of the multi-node job being placed (place_choose skips it) */
 	char *listing;        /* the listing of recorded placements, read once per run (or NULL) */
@@ -110,6 +117,13 @@ void ssh_run_each(SshHost **hosts, char **scripts, int n);
 /* Starts remote there without waiting, stdout and stderr to the fds given: the pid (watched
  * by os_children_watch), or -1. */
 pid_t ssh_spawn(SshHost *h, const char *remote, int out_fd, int err_fd);
+/* A command there whose few lines of output are read once it ends, started in the
+ * background (its stdout into a pipe, which holds them meanwhile): pid 0 when it could not
+ * start. take: 1 while it runs, else 0 (its exit status 0) or -1, its output into out;
+ * stop: killed unread (none running: nothing). */
+SshReader ssh_reader_start(SshHost *h, const char *remote);
+int ssh_reader_take(SshReader *r, Buf *out);
+void ssh_reader_stop(SshReader *r);
 /* Any local program (rsync) the same way: argv[0] looked up on PATH; and run to its end
  * (stdout into out, stderr into err when given), returning its exit status or -1. */
 pid_t ssh_spawn_local(char *const argv[], int out_fd, int err_fd);

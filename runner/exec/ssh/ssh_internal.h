@@ -34,6 +34,7 @@ typedef struct Remote {
 	long long log_prefix;/* bytes of the local log before the remote log's first */
 	long long unpack_at; /* where the log ends in the local log, and the outputs' tar begins */
 	char *report;        /* the follow command's stderr: its last words */
+	char *progress_seen; /* the end of its progress file there as last read (ssh_progress.c), or NULL */
 	Placement placement; /* what this attempt copied there (recorded once listed there) */
 	int refollows;       /* follows started again after a dropped connection */
 	int probing;         /* pid is ssh asking whether the host still answers after a dropped stream */
@@ -198,6 +199,12 @@ void ssh_keep_lost(SshExec *se, const Remote *rm);
 /* The same for a job a killed kiln had recorded lost (cache_each_lost_job): its task's next
  * attempt waits for the host as long as the job had run, and takes it up if it is there. */
 void ssh_adopt_lost(SshExec *se, const OpenAttempt *o);
+/* ssh_progress.c: every few seconds, per host with jobs running, the ends of their
+ * KILN_PROGRESS files there are read in the background into their attempts' local progress
+ * files, which the scheduler reads as it reads a local task's (the status line, `progress`
+ * lines with a rate and an ETA). Polled by the executor's reap. */
+void ssh_progress_poll(SshExec *se);
+
 /* ssh_stale.c: the lost log of job id (its first len bytes), or NULL; a log kept (received:
  * the bytes of the job's log already in the local log; superseded: an open attempt's job
  * stopped for another of its task), and dropped. */

@@ -272,7 +272,7 @@ void ssh_job_truncate_to_header(const char *path)
 	free(text);
 }
 
-/* Replaces the job's KILN_PROGRESS with the path there (the file stays on the host). */
+/* Replaces the job's KILN_PROGRESS with the path there (ssh_progress.c reads it back). */
 void ssh_job_remote_env(Job *job, const char *id)
 {
 	for (char **e = job->env; e && *e; e++)
