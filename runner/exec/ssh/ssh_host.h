@@ -79,6 +79,7 @@ typedef struct SshHost {
 	SshReader gpu_read;   /* nvidia-smi there, read in the background for the next refresh */
 	SshReader progress_read; /* the running jobs' progress files there (ssh_progress.c) */
 	int64_t progress_at_ns;  /* when they are read next */
+	int progress_fresh;      /* the reading under way asks for a job asked less than twice */
 	char *sweep_found;    /* what ssh_sweep_listing printed at the first contact, until swept (or NULL) */
 	int chosen;           /* holds a node of the multi-node job being placed (place_choose skips it) */
 	char *listing;        /* the listing of recorded placements, read once per run (or NULL) */

@@ -35,6 +35,7 @@ typedef struct Remote {
 	long long unpack_at; /* where the log ends in the local log, and the outputs' tar begins */
 	char *report;        /* the follow command's stderr: its last words */
 	char *progress_seen; /* the end of its progress file there as last read (ssh_progress.c), or NULL */
+	int progress_asked;  /* readings that asked for it */
 	Placement placement; /* what this attempt copied there (recorded once listed there) */
 	int refollows;       /* follows started again after a dropped connection */
 	int probing;         /* pid is ssh asking whether the host still answers after a dropped stream */

@@ -1,6 +1,7 @@
 /* ssh_progress.c — the KILN_PROGRESS of jobs on the hosts. A job's file is there
  * (.kiln/jobs/ID/progress, ssh_job.c); every PROGRESS_EVERY_NS, one background ssh per host
- * with jobs running reads the last bytes of each one's, and what it read becomes the
+ * with jobs running (every PROGRESS_QUIET_NS while none of them writes one) reads the last
+ * bytes of each one's, and what it read becomes the
  * attempt's local progress file (beside its log), which the scheduler reads as it reads a
  * local task's. One round trip per host at most that often, through the master connection:
  * a host that stops answering holds up nothing (the reading is taken when it ends). */
@@ -15,6 +16,7 @@
 #include "ssh_internal.h"
 
 #define PROGRESS_EVERY_NS 3000000000LL
+#define PROGRESS_QUIET_NS 15000000000LL /* a host whose jobs wrote none at the last reading */
 #define PROGRESS_TAIL 256 /* bytes of a file's end read: its last few "done/total" lines */
 
 /* Job rm's progress file's end, as read there (size: the whole file's): into its local file
@@ -42,9 +44,11 @@ static void progress_take(Remote *rm, long long size, const char *text, size_t l
 	free(tmp);
 }
 
-/* The reading of h's jobs: records "\036ID SIZE\n" then the file's last bytes. */
-static void progress_spread(SshExec *se, SshHost *h, const Buf *out)
+/* The reading of h's jobs: records "\036ID SIZE\n" then the file's last bytes. 1 if it
+ * held any. */
+static int progress_spread(SshExec *se, SshHost *h, const Buf *out)
 {
+	int any = 0;
 	const char *p = out->data, *end = out->data + out->len;
 	while (p && p < end && (p = memchr(p, '\036', (size_t)(end - p)))) {
 		char id[48];
@@ -59,8 +63,10 @@ static void progress_spread(SshExec *se, SshHost *h, const Buf *out)
 			if (rm->host == h && rm->node == 0 && !strcmp(rm->id, id) && rm->job->progress_path)
 				progress_take(rm, size, nl + 1, (size_t)(stop - nl - 1));
 		}
+		any = 1;
 		p = next;
 	}
+	return any;
 }
 
 void ssh_progress_poll(SshExec *se)
@@ -71,23 +77,30 @@ void ssh_progress_poll(SshExec *se)
 		if (h->progress_read.pid > 0) {
 			Buf out = {0};
 			int rc = ssh_reader_take(&h->progress_read, &out);
-			if (rc == 0)
-				progress_spread(se, h, &out);
-			buf_free(&out);
-			if (rc == 1)
+			if (rc == 1) {
+				buf_free(&out);
 				continue;
+			}
+			/* none written there by jobs asked twice before: they may write none */
+			if ((rc != 0 || !progress_spread(se, h, &out)) && !h->progress_fresh)
+				h->progress_at_ns += PROGRESS_QUIET_NS - PROGRESS_EVERY_NS;
+			buf_free(&out);
 		}
 		if (now < h->progress_at_ns || !h->connected || h->down)
 			continue;
 		Buf ids = {0};
+		int fresh = 0;
 		for (int k = 0; k < se->nactive; k++) {
-			const Remote *rm = se->active[k];
+			Remote *rm = se->active[k];
 			/* a job started there (not copying its inputs, not queued at the agent); a map
 			 * shard's progress is its items' (shards.c) */
 			if (rm->host == h && rm->phase == PH_RUN && rm->node == 0 && !rm->map_outputs && rm->agent != 1 &&
-			    rm->job->progress_path)
+			    rm->job->progress_path) {
 				buf_printf(&ids, " %s", rm->id);
+				fresh |= rm->progress_asked++ < 2;
+			}
 		}
+		h->progress_fresh = fresh;
 		if (ids.len) {
 			h->progress_at_ns = now + PROGRESS_EVERY_NS;
 			Buf cmd = {0};
