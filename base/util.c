@@ -560,3 +560,22 @@ int strlist_find_or_add(char ***list, int *n, const char *s)
 	(*list)[*n] = xstrdup(s);
 	return (*n)++;
 }
+
+int text_last_fraction(const char *text, size_t len, long long *done, long long *total)
+{
+	const char *end = text + len;
+	while (end > text && end[-1] != '\n') /* an unfinished last line: its writer is mid-way */
+		end--;
+	while (end > text) {
+		const char *start = end - 1; /* at the line's '\n' */
+		while (start > text && start[-1] != '\n')
+			start--;
+		long long d, t;
+		if (sscanf(start, "%lld/%lld", &d, &t) == 2 && d >= 0 && t > 0) {
+			*done = d, *total = t;
+			return 1;
+		}
+		end = start;
+	}
+	return 0;
+}

@@ -154,6 +154,9 @@ char *read_file_tail(const char *path, size_t max, size_t *len, long long *from)
 /* The index of s in the list of n malloc'd strings, appending a copy (and growing the list)
  * when it is not there: first-seen order, for short lists (a linear search). */
 int strlist_find_or_add(char ***list, int *n, const char *s);
+/* The last complete line (one ending in '\n') of text[0..len) that begins "DONE/TOTAL"
+ * (DONE >= 0, TOTAL > 0: a KILN_PROGRESS reading): 1 with them set, or 0 when none does. */
+int text_last_fraction(const char *text, size_t len, long long *done, long long *total);
 /* Writes a whole file atomically (temp + rename); returns 0 or -1. */
 int write_file_atomic(const char *path, const void *data, size_t len);
 

@@ -49,27 +49,7 @@ static int last_reading(const char *path, long long *done, long long *total)
 		size_t skip = nl ? (size_t)(nl + 1 - text) : len;
 		text += skip, len -= skip;
 	}
-	int found = 0;
-	for (char *end = text + len; end > text && !found;) {
-		char *nl = end - 1;
-		if (*nl != '\n') { /* an unfinished last line: the writer is mid-way through it */
-			while (nl > text && *nl != '\n')
-				nl--;
-			if (*nl != '\n')
-				break;
-			end = nl;
-			continue;
-		}
-		char *start = nl;
-		while (start > text && start[-1] != '\n')
-			start--;
-		long long d, t;
-		if (sscanf(start, "%lld/%lld", &d, &t) == 2 && d >= 0 && t > 0) {
-			*done = d, *total = t;
-			found = 1;
-		}
-		end = start;
-	}
+	int found = text_last_fraction(text, len, done, total);
 	free(whole);
 	return found;
 }

@@ -465,13 +465,15 @@ class SshResume(sshhosts.SshCase, KilnTestCase):
             for name, h in self.lab.hosts.items():
                 if not self.ledger_of(name):
                     open(os.path.join(h.home, "slow"), "w").close()
-        home, out = self.eval_recorded_lost_then_kiln_killed("--host-wait", "1s", back_after=3, edit=slow_elsewhere)
+        # (its host answers 5 s after the next kiln starts: a loaded machine's job there has
+        # finished by then)
+        home, out = self.eval_recorded_lost_then_kiln_killed("--host-wait", "1s", back_after=5, edit=slow_elsewhere)
         other = "v801" if home == "v800" else "v800"
         self.assertEqual(self.ws.read("e.txt"), home + "\n", out)
         self.assertEqual(self.ledger_of(home), [str(i) for i in range(1, 21)], "attempt 1 ran once, to its end")
         self.assertLess(len(self.ledger_of(other)), 15, "attempt 2 was stopped: %s" % self.ledger_of(other))
         self.assertTrue(wait_for(lambda: not self.lab.jobs_running(), timeout=5), self.lab.jobs_running())
-        self.assertIn("stopped: the task's job of attempt 1 had finished on host %s" % home, out)
+        self.assertIn("stopped: host %s answered again, where the task's job of attempt 1 had finished" % home, out)
         rows = self.ws.query("SELECT attempt, host, failure FROM attempts WHERE task = 'eval' ORDER BY id")
         self.assertEqual([r[1:] for r in rows], [(home, "host-lost"), (other, "superseded"), (home, None)], rows)
         self.assertIn("step 20\n", self.last_log("eval"))
@@ -546,7 +548,7 @@ class SshResume(sshhosts.SshCase, KilnTestCase):
         self.assertGreater(len(self.ledger_of(other)), 0, "attempt 2 started: " + out)
         self.assertLess(len(self.ledger_of(other)), 12, "attempt 2 was stopped: %s" % self.ledger_of(other))
         self.assertTrue(wait_for(lambda: not self.lab.jobs_running(), timeout=5), self.lab.jobs_running())
-        self.assertIn("stopped: the task's job of attempt 1 had finished on host %s, which answered again: that job "
+        self.assertIn("stopped: host %s answered again, where the task's job of attempt 1 had finished: that job "
                       "is taken up" % home, out)
         rows = self.ws.query("SELECT attempt, host, failure FROM attempts WHERE task = 'work' ORDER BY id")
         self.assertEqual([r[0] for r in rows], [1, 2, 3], rows)
@@ -557,6 +559,51 @@ class SshResume(sshhosts.SshCase, KilnTestCase):
         self.assertEqual([line for line in log3.splitlines() if line.startswith("line ")],
                          ["line %d" % i for i in range(1, 13)], log3)
         self.assertIn(" 0 ran,", self.ws.kiln("run", "--executor", "ssh", "--hosts", "hosts.lua").out)
+
+    def progress_through_a_long_partition(self, marker, on, steps=30):
+        """Task work (steps of 0.3 s, each written to KILN_PROGRESS; 1.3 s a step on a host
+        whose home holds marker) on v800 or v801; marker is put on its host (on "home") or the
+        other (on "other") 4 steps in, and its host is cut off for 4 s (--host-wait 0.5s): the
+        lost job runs on there while attempt 2 runs on the other host. (home, other, output)"""
+        self.clear_ledgers()
+        self.ws.write("hosts.lua", self.lab.hosts_lua({"v800": "jobs = 1", "v801": "jobs = 1"}))
+        self.ws.write("kiln.lua", 'task { name = "work", hosts = {"v800", "v801"}, outputs = {"w.txt"}, run = "for i in '
+                      '$(seq %d); do echo line $i; echo $i >> $HOME/ledger; echo $i/%d >> $KILN_PROGRESS; sleep 0.3; '
+                      '[ -e $HOME/%s ] && sleep 1; done; echo $KILN_HOST > w.txt" }\n' % (steps, steps, marker))
+
+        def mark(home):
+            name = home if on == "home" else ("v801" if home == "v800" else "v800")
+            open(os.path.join(self.lab.hosts[name].home, marker), "w").close()
+        home, out, rc = self.drop_the_working_host("partition", 4, mark, host_wait="0.5s", after=4)
+        self.assertEqual(rc, 0, out)
+        self.assertTrue(wait_for(lambda: not self.lab.jobs_running(), timeout=5), self.lab.jobs_running())
+        return home, "v801" if home == "v800" else "v800", out
+
+    def test_a_lost_job_that_ran_on_further_than_its_retry_is_taken_back_when_its_host_answers(self):
+        # the job kiln lost ran on through the partition; the retry elsewhere is slow: when
+        # the host answers, the lost job's progress is ahead of the retry's, so the retry is
+        # stopped and the lost job followed to its end, not thrown away (60 steps: it still
+        # runs when a loaded machine's back-off reaches its host)
+        home, other, out = self.progress_through_a_long_partition("slow", "other", steps=60)
+        self.assertRegex(out, r"stopped: host %s answered again, where the task's job of attempt 1 ran on and is "
+                         r"further along \(\d+/60 against \d+ here\): that job is taken up" % home)
+        self.assertEqual(self.ws.read("w.txt"), home + "\n")
+        self.assertEqual(self.ledger_of(home), [str(i) for i in range(1, 61)], "attempt 1 ran once, to its end")
+        self.assertLess(len(self.ledger_of(other)), 30, "attempt 2 was stopped")
+        rows = self.ws.query("SELECT host, failure FROM attempts WHERE task = 'work' ORDER BY id")
+        self.assertEqual(rows, [(home, "host-lost"), (other, "superseded"), (home, None)], rows)
+        log3 = self.attempt_logs("work")[2]
+        self.assertEqual([line for line in log3.splitlines() if line.startswith("line ")],
+                         ["line %d" % i for i in range(1, 61)], "its whole log, each line once: " + log3)
+
+    def test_a_lost_job_behind_its_retry_is_stopped_when_its_host_answers(self):
+        # the cut-off host slowed its job down: its progress is behind the retry's, which goes
+        # on; the lost job is stopped there
+        home, other, out = self.progress_through_a_long_partition("died", "home")
+        self.assertNotIn("further along", out)
+        self.assertEqual(self.ws.read("w.txt"), other + "\n")
+        self.assertEqual(self.ledger_of(other), [str(i) for i in range(1, 31)])
+        self.assertLess(len(self.ledger_of(home)), 30, "stopped there")
 
     def lost_then_retried_elsewhere_then_kiln_killed(self, steps=30):
         """Task work (steps of 0.3 s, no resume state) on v800 or v801: its host drops off the

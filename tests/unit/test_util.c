@@ -183,6 +183,15 @@ int main(void)
 	CHECK(parse_size_mib("1.5G") == 1536);
 	CHECK(parse_size_mib("lots") < 0);
 
+	/* a KILN_PROGRESS file's last complete reading: an unfinished last line (its writer is
+	 * mid-way, "12/1" of "12/16") and lines of other words do not count */
+	long long done = -1, total = -1;
+	const char *progress = "1/16\n2/16 loss 0.5\nloading\n12/1";
+	CHECK(text_last_fraction(progress, strlen(progress), &done, &total) && done == 2 && total == 16);
+	CHECK(!text_last_fraction("12/16", 5, &done, &total));
+	CHECK(!text_last_fraction("x\n0/0\n-1/5\n", 12, &done, &total));
+	CHECK(text_last_fraction("0/5\n\n", 5, &done, &total) && done == 0 && total == 5);
+
 	Buf b = {0};
 	CHECK_STR(buf_str(&b), "");
 	for (int i = 0; i < 1000; i++)

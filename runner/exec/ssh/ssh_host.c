@@ -573,12 +573,19 @@ void ssh_host_stop_stale(const SshHost *h, Buf *script, int ask)
 		buf_puts(script, "S=; ");
 	for (const char *p = h->stale_jobs.data ? h->stale_jobs.data : ""; *p == ' ';) {
 		int n = (int)strcspn(p + 1, " ");
-		if (ask)
-			buf_printf(script, "if [ -f .kiln/jobs/%.*s/exit ] && read rc < .kiln/jobs/%.*s/exit && [ \"$rc\" = 0 ]; "
-					   "then S=\"$S %.*s\"; else ", n, p + 1, n, p + 1, n, p + 1);
+		if (ask) /* J: the job's folder; p: its process group, where it runs on */
+			buf_printf(script, "J=.kiln/jobs/%.*s; if [ -f $J/exit ] && read rc < $J/exit && [ \"$rc\" = 0 ]; then "
+					   "S=\"$S %.*s\"; elif [ -s $J/progress ] && read p 2>/dev/null < $J/pid && kill -0 -$p "
+					   "2>/dev/null; then S=\"$S live:%.*s\"; else ", n, p + 1, n, p + 1, n, p + 1);
 		buf_printf(script, "kill -TERM -$(cat .kiln/jobs/%.*s/pid) 2>/dev/null; ", n, p + 1);
 		if (ask)
 			buf_puts(script, "fi; ");
+		p += 1 + n;
+	}
+	for (const char *p = h->stale_kept.data ? h->stale_kept.data : ""; !ask && *p == ' ';) {
+		int n = (int)strcspn(p + 1, " ");
+		if (!strncmp(p + 1, "live:", 5)) /* not settled yet: stopped all the same */
+			buf_printf(script, "kill -TERM -$(cat .kiln/jobs/%.*s/pid) 2>/dev/null; ", n - 5, p + 6);
 		p += 1 + n;
 	}
 }

@@ -86,10 +86,12 @@ typedef struct SshHost {
 	char *listing_script; /* the commands that list them, for the first contact to run (or NULL) */
 	Buf ended_jobs;       /* " .kiln/jobs/ID" of jobs recorded here this run: removed there at the end */
 	Buf stale_jobs;       /* " ID" of jobs lost with it whose work went elsewhere (they may run on
-			       * there): stopped when it answers again unless they finished there
-			       * (then in stale_kept), or at the run's end */
-	Buf stale_kept;       /* " ID" of those that finished there (exit 0): the executor takes
-			       * each up if its task has not finished elsewhere yet (ssh_stale.c) */
+			       * there): stopped when it answers again unless they finished there or
+			       * write progress (then in stale_kept), or at the run's end */
+	Buf stale_kept;       /* " ID" of those that finished there (exit 0), " live:ID" of those that
+			       * run on and write progress: the executor takes each back if its task
+			       * has not finished elsewhere (for one that runs on: if it is further
+			       * along than the attempt that replaced it), else stops it (ssh_stale.c) */
 	StrMap copied;        /* path -> content hash (owned) copied there this run */
 	StrMap made;          /* path -> "SIZE:MTIME:INODE" (owned) of an output made there this run,
 			       * as its copy here was when it came back */
@@ -155,9 +157,10 @@ int ssh_host_allows(const SshHost *h, const Task *t);
 int ssh_host_task_cpus(const Task *t, const SshHost *h);
 /* The end-of-run line for h: done / failed / lost / stopped, GPU time, paths held, DOWN. */
 void ssh_host_print_summary(const SshHost *h, int held);
-/* Appends to script (run in the workdir there) the commands that stop h's stale jobs; ask:
- * those that finished there (exit 0) are gathered into $S as " ID" instead (the contact
- * prints it after KILN-STALE: stale_kept). */
+/* Appends to script (run in the workdir there) the commands that stop h's stale jobs (and
+ * the running ones kept, not settled yet); ask: those that finished there (exit 0), and those
+ * running on that have a KILN_PROGRESS file, are gathered into $S as " ID" and " live:ID"
+ * instead (the contact prints it after KILN-STALE: stale_kept). */
 void ssh_host_stop_stale(const SshHost *h, Buf *script, int ask);
 /* Ends h's master connection (kiln leaves it for the next run otherwise: ControlPersist). */
 void ssh_host_close(SshHost *h);

@@ -205,6 +205,10 @@ void ssh_adopt_lost(SshExec *se, const OpenAttempt *o);
  * files, which the scheduler reads as it reads a local task's (the status line, `progress`
  * lines with a rate and an ETA). Polled by the executor's reap. */
 void ssh_progress_poll(SshExec *se);
+/* The last "done/total" reading of rm's job as last read back, or of job id on h (asked
+ * there now): 1 with them set, 0 when there is none. */
+int ssh_progress_of(const Remote *rm, long long *done, long long *total);
+int ssh_progress_there(SshHost *h, const char *id, long long *done, long long *total);
 
 /* ssh_stale.c: the lost log of job id (its first len bytes), or NULL; a log kept (received:
  * the bytes of the job's log already in the local log; superseded: an open attempt's job

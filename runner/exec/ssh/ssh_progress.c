@@ -19,54 +19,83 @@
 #define PROGRESS_QUIET_NS 15000000000LL /* a host whose jobs wrote none at the last reading */
 #define PROGRESS_TAIL 256 /* bytes of a file's end read: its last few "done/total" lines */
 
-/* Job rm's progress file's end, as read there (size: the whole file's): into its local file
- * when it changed, a first line cut by the read left out. */
-static void progress_take(Remote *rm, long long size, const char *text, size_t len)
+/* The next record of a reading (p: where it starts, "\036ID SIZE\n" and the file's last
+ * bytes, a first line the read cut left out): its id and text, and where the next begins
+ * (end: none), or NULL when none is left. */
+static const char *next_record(const char *p, const char *end, char id[48], const char **text, size_t *len)
 {
+	long long size;
+	p = p < end ? memchr(p, '\036', (size_t)(end - p)) : NULL;
+	const char *nl = p ? memchr(p, '\n', (size_t)(end - p)) : NULL;
+	if (!nl || sscanf(p + 1, "%47s %lld", id, &size) != 2)
+		return NULL;
+	const char *next = memchr(nl + 1, '\036', (size_t)(end - nl - 1)), *stop = next ? next : end;
+	*text = nl + 1, *len = (size_t)(stop - nl - 1);
 	if (size > PROGRESS_TAIL) {
-		const char *nl = memchr(text, '\n', len);
-		size_t skip = nl ? (size_t)(nl + 1 - text) : len;
-		text += skip, len -= skip;
+		const char *cut = memchr(*text, '\n', *len);
+		size_t skip = cut ? (size_t)(cut + 1 - *text) : *len;
+		*text += skip, *len -= skip;
 	}
+	return stop;
+}
+
+/* The command that reads the progress files' ends of jobs ids (" ID ID ...") on h. */
+static void reading_command(Buf *cmd, const SshHost *h, const char *ids)
+{
+	ssh_cd_workdir(cmd, h);
+	buf_printf(cmd, " && for i in%s; do f=.kiln/jobs/$i/progress; [ -s $f ] && printf '\\036%%s %%s\\n' $i $(wc -c < $f) "
+			"&& tail -c %d $f; done; true", ids, PROGRESS_TAIL);
+}
+
+/* Job rm's progress file's end, as read there: into its local file when it changed. */
+static void progress_take(Remote *rm, const char *text, size_t len)
+{
 	if (rm->progress_seen && strlen(rm->progress_seen) == len && !memcmp(rm->progress_seen, text, len))
 		return;
 	free(rm->progress_seen);
 	rm->progress_seen = xmalloc(len + 1);
 	memcpy(rm->progress_seen, text, len);
 	rm->progress_seen[len] = 0;
-	char *tmp = xasprintf("%s.tmp", rm->job->progress_path); /* read whole or not at all */
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd >= 0 && write(fd, text, len) == (ssize_t)len && close(fd) == 0)
-		rename(tmp, rm->job->progress_path);
-	else if (fd >= 0)
-		close(fd);
-	unlink(tmp);
-	free(tmp);
+	write_file_atomic(rm->job->progress_path, text, len); /* read whole or not at all */
 }
 
-/* The reading of h's jobs: records "\036ID SIZE\n" then the file's last bytes. 1 if it
- * held any. */
+/* The reading of h's jobs into their local files: 1 if it held any. */
 static int progress_spread(SshExec *se, SshHost *h, const Buf *out)
 {
 	int any = 0;
-	const char *p = out->data, *end = out->data + out->len;
-	while (p && p < end && (p = memchr(p, '\036', (size_t)(end - p)))) {
-		char id[48];
-		long long size;
-		const char *nl = memchr(p, '\n', (size_t)(end - p)), *next;
-		if (!nl || sscanf(p + 1, "%47s %lld", id, &size) != 2)
-			break;
-		next = memchr(nl + 1, '\036', (size_t)(end - nl - 1));
-		const char *stop = next ? next : end;
+	char id[48];
+	const char *text, *end = out->data + out->len;
+	size_t len;
+	for (const char *p = out->data; p && (p = next_record(p, end, id, &text, &len)); any = 1)
 		for (int i = 0; i < se->nactive; i++) {
 			Remote *rm = se->active[i];
 			if (rm->host == h && rm->node == 0 && !strcmp(rm->id, id) && rm->job->progress_path)
-				progress_take(rm, size, nl + 1, (size_t)(stop - nl - 1));
+				progress_take(rm, text, len);
 		}
-		any = 1;
-		p = next;
-	}
 	return any;
+}
+
+int ssh_progress_of(const Remote *rm, long long *done, long long *total)
+{
+	const char *seen = rm->progress_seen;
+	return seen && text_last_fraction(seen, strlen(seen), done, total);
+}
+
+int ssh_progress_there(SshHost *h, const char *id, long long *done, long long *total)
+{
+	Buf cmd = {0}, out = {0}, ids = {0};
+	buf_printf(&ids, " %s", id);
+	reading_command(&cmd, h, buf_str(&ids));
+	char got[48];
+	const char *text;
+	size_t len;
+	int found = ssh_run(h, buf_str(&cmd), &out, NULL) == 0 && out.len &&
+		    next_record(out.data, out.data + out.len, got, &text, &len) && !strcmp(got, id) &&
+		    text_last_fraction(text, len, done, total);
+	buf_free(&cmd);
+	buf_free(&out);
+	buf_free(&ids);
+	return found;
 }
 
 void ssh_progress_poll(SshExec *se)
@@ -104,10 +133,7 @@ void ssh_progress_poll(SshExec *se)
 		if (ids.len) {
 			h->progress_at_ns = now + PROGRESS_EVERY_NS;
 			Buf cmd = {0};
-			ssh_cd_workdir(&cmd, h);
-			buf_printf(&cmd, " && for i in%s; do f=.kiln/jobs/$i/progress; [ -s $f ] && "
-					 "printf '\\036%%s %%s\\n' $i $(wc -c < $f) && tail -c %d $f; done; true",
-				   buf_str(&ids), PROGRESS_TAIL);
+			reading_command(&cmd, h, buf_str(&ids));
 			h->progress_read = ssh_reader_start(h, buf_str(&cmd));
 			buf_free(&cmd);
 		}

@@ -4,10 +4,9 @@
  * while its task's later attempt, started afresh elsewhere once the host had not answered
  * for the wait, still runs is taken back: that later attempt is stopped and given back as
  * lost (no retry spent, recorded as superseded), and the task's next attempt re-attaches to
- * the finished job (its outputs fetched). One that still runs is stopped: whether it got
- * further than the attempt that replaced it cannot be told (a cut-off host may have stalled
- * it), so the attempt kiln follows goes on. Either way the lost attempt's log gets the rest
- * of the job's log. */
+ * the finished job (its outputs fetched). One that still runs is taken back the same way
+ * only when its KILN_PROGRESS shows it further along; otherwise it is stopped. Either way a
+ * job not taken back has the rest of its log fetched into the lost attempt's. */
 #define _GNU_SOURCE
 #include <signal.h>
 #include <stdio.h>
@@ -43,12 +42,12 @@ static int stale_names(const SshHost *h, const char *id)
 	return 0;
 }
 
-/* Whether h's last contact found stale job id finished there, not settled yet. */
-static int kept_done(const SshHost *h, const char *id)
+/* Whether h's last contact found stale job id finished there or running on, not settled yet. */
+static int kept(const SshHost *h, const char *id)
 {
 	size_t n = strlen(id);
 	for (const char *p = h->stale_kept.data ? h->stale_kept.data : ""; (p = strstr(p, id)); p += n)
-		if (p > h->stale_kept.data && p[-1] == ' ' && (p[n] == ' ' || !p[n]))
+		if (p > h->stale_kept.data && (p[-1] == ' ' || p[-1] == ':') && (p[n] == ' ' || !p[n]))
 			return 1;
 	return 0;
 }
@@ -91,7 +90,7 @@ void ssh_fetch_lost_logs(SshExec *se, int final)
 	for (int i = 0; i < se->nlost_logs; i++) {
 		LostLog *l = &se->lost_logs[i];
 		SshHost *h = l->host;
-		if (!l->stale || !h->connected || h->down || stale_names(h, l->id) || kept_done(h, l->id) ||
+		if (!l->stale || !h->connected || h->down || stale_names(h, l->id) || kept(h, l->id) ||
 		    (!final && now_mono_ns() < l->next_ns))
 			continue; /* taken up, or not stopped yet (or taken back yet) */
 		/* once its job has ended there (its last words in the log; its directory, which names
@@ -131,9 +130,13 @@ void ssh_fetch_lost_logs(SshExec *se, int final)
 
 enum { SETTLE_DROP, SETTLE_WAIT, SETTLE_TAKE };
 
-/* Whether job id, which finished on h after its work went elsewhere, is taken back, waited
- * on (its task's later attempt is still copying its inputs) or left (its log's rest fetched). */
-static int settle_one(SshExec *se, SshHost *h, const char *id)
+/* Whether job id, which finished on h (live: runs on there) after its work went elsewhere,
+ * is taken back, waited on (its task's later attempt is still copying its inputs) or left
+ * (stopped, if it runs on; its log's rest fetched). One that runs on is taken back only
+ * when it is further along than the attempt that replaced it, by their KILN_PROGRESS
+ * readings of the same total: a cut-off host may have stalled it, and wall time says
+ * nothing of that. */
+static int settle_one(SshExec *se, SshHost *h, const char *id, int live)
 {
 	AdoptedJob *a = NULL;
 	for (int i = 0; i < se->nadopted && !a; i++)
@@ -162,14 +165,23 @@ static int settle_one(SshExec *se, SshHost *h, const char *id)
 		return SETTLE_WAIT; /* its end is being filed, or its job not started there yet */
 	if (rm->phase != PH_RUN || rm->gang || rm->map_outputs || rm->job->superseded)
 		return SETTLE_DROP; /* it finished too (its outputs come) */
+	long long done = 0, total = 0, here = 0, here_total = 0;
+	if (live && !ssh_progress_of(rm, &here, &here_total))
+		here = 0, here_total = -1; /* none read back yet: it started afresh moments ago */
+	if (live && !(ssh_progress_there(h, id, &done, &total) && done > here && (total == here_total || here_total < 0)))
+		return SETTLE_DROP;
 	Job *job = rm->job;
-	char attempt[48];
+	char attempt[48], how[96];
 	if (a->attempt > 0)
 		snprintf(attempt, sizeof attempt, "attempt %d", a->attempt);
 	else
 		snprintf(attempt, sizeof attempt, "an attempt no record names");
-	snprintf(job->reason, sizeof job->reason, "stopped: the task's job of %s had finished on host %s, which "
-		 "answered again: that job is taken up", attempt, h->spec->name);
+	if (live)
+		snprintf(how, sizeof how, "ran on and is further along (%lld/%lld against %lld here)", done, total, here);
+	else
+		snprintf(how, sizeof how, "had finished");
+	snprintf(job->reason, sizeof job->reason, "stopped: host %s answered again, where the task's job of %s %s: that "
+		 "job is taken up", h->spec->name, attempt, how);
 	job->superseded = 1;
 	a->used = 0;
 	ssh_log_line(job, "kiln: %s\n", job->reason);
@@ -185,18 +197,33 @@ int ssh_settle_kept(SshExec *se)
 		if (!h->stale_kept.len || !h->connected || h->down)
 			continue;
 		char *list = xstrdup(h->stale_kept.data), *save = NULL;
+		Buf stop = {0};
 		buf_reset(&h->stale_kept);
-		for (char *id = strtok_r(list, " ", &save); id; id = strtok_r(NULL, " ", &save)) {
-			int how = settle_one(se, h, id);
+		for (char *w = strtok_r(list, " ", &save); w; w = strtok_r(NULL, " ", &save)) {
+			int live = !strncmp(w, "live:", 5);
+			const char *id = live ? w + 5 : w;
+			int how = settle_one(se, h, id, live);
 			LostLog *l = ssh_lost_log(se, id, strlen(id));
 			if (how == SETTLE_WAIT) {
-				buf_printf(&h->stale_kept, " %s", id);
+				buf_printf(&h->stale_kept, " %s", w);
 				waiting = 1;
 			} else if (how == SETTLE_TAKE && l) {
 				l->stale = 0; /* its whole log goes into the attempt that takes it up */
+			} else if (how == SETTLE_DROP && live) {
+				buf_printf(&stop, " %s", id);
 			}
 		}
 		free(list);
+		if (stop.len) { /* stopped now, or by the host's next contact */
+			Buf cmd = {0};
+			ssh_cd_workdir(&cmd, h);
+			buf_printf(&cmd, " && for i in%s; do kill -TERM -$(cat .kiln/jobs/$i/pid) 2>/dev/null; done; true",
+				   buf_str(&stop));
+			if (ssh_run(h, buf_str(&cmd), NULL, NULL) != 0)
+				buf_put(&h->stale_jobs, stop.data, stop.len);
+			buf_free(&cmd);
+		}
+		buf_free(&stop);
 	}
 	return waiting;
 }
