@@ -36,10 +36,12 @@ import sshhosts  # noqa: E402
 KILN = os.environ.get("KILN") or os.path.join(HERE, "../build/kiln")
 TRAINERS, EPOCHS, ITEMS = 4, 12, 30
 
-# epoch e of trainer T: "T e HOST" in the host's ledger, then its checkpoint; resumes from it
+# epoch e of trainer T: "T e" in the host's ledger, "e/EPOCHS" in its progress file, then its
+# checkpoint; resumes from it
 TRAIN = ('s=$(cat ckpt/{t}/last 2>/dev/null || echo 0); mkdir -p ckpt/{t}; for e in $(seq $((s + 1)) %d); do '
-         'sleep {sec}; echo "{t} $e" >> $HOME/ledger; echo epoch $e; echo $e > ckpt/{t}/last.tmp; '
-         'mv ckpt/{t}/last.tmp ckpt/{t}/last; done; echo {t} done > out/{t}.txt' % EPOCHS)
+         'sleep {sec}; echo "{t} $e" >> $HOME/ledger; echo epoch $e; echo $e/%d >> $KILN_PROGRESS; '
+         'echo $e > ckpt/{t}/last.tmp; mv ckpt/{t}/last.tmp ckpt/{t}/last; done; echo {t} done > out/{t}.txt'
+         % (EPOCHS, EPOCHS))
 
 
 def write_recipe(ws, epoch_sec):

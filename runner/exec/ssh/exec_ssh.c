@@ -439,7 +439,10 @@ static int ssh_poll_ms(Executor *ex)
 	for (int i = 0; i < se->nactive; i++)
 		if (se->active[i]->map_outputs) /* a shard's harvests are due every few seconds */
 			return ms >= 0 && ms < 1000 ? ms : 1000;
-	return (se->waiting || se->stale_down) && (ms < 0 || ms > 1000) ? 1000 : ms;
+	if ((se->waiting || se->stale_down) && (ms < 0 || ms > 1000))
+		ms = 1000;
+	int progress = ssh_progress_poll_ms(se);
+	return progress >= 0 && (ms < 0 || progress < ms) ? progress : ms;
 }
 
 static int ssh_detach(Executor *ex, Job *job, int hangup)

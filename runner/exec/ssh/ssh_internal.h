@@ -205,6 +205,8 @@ void ssh_adopt_lost(SshExec *se, const OpenAttempt *o);
  * files, which the scheduler reads as it reads a local task's (the status line, `progress`
  * lines with a rate and an ETA). Polled by the executor's reap. */
 void ssh_progress_poll(SshExec *se);
+/* The milliseconds until the next reading is due (-1: none), for the executor's poll. */
+int ssh_progress_poll_ms(const SshExec *se);
 /* The last "done/total" reading of rm's job as last read back, or of job id on h (asked
  * there now): 1 with them set, 0 when there is none. */
 int ssh_progress_of(const Remote *rm, long long *done, long long *total);

@@ -98,6 +98,30 @@ int ssh_progress_there(SshHost *h, const char *id, long long *done, long long *t
 	return found;
 }
 
+/* Whether rm's job is asked for its progress: started there a while ago (not copying its
+ * inputs, not queued at the agent: a short job is never asked); a map shard's progress is
+ * its items' (shards.c). When it first may be, in *from_ns. */
+static int askable(const Remote *rm, int64_t *from_ns)
+{
+	*from_ns = rm->job->started_ns + PROGRESS_EVERY_NS;
+	return rm->phase == PH_RUN && rm->node == 0 && !rm->map_outputs && rm->agent != 1 && rm->job->progress_path;
+}
+
+int ssh_progress_poll_ms(const SshExec *se)
+{
+	int64_t now = now_mono_ns(), next = -1, from;
+	for (int k = 0; k < se->nactive; k++) {
+		const Remote *rm = se->active[k];
+		const SshHost *h = rm->host;
+		if (!askable(rm, &from) || h->progress_read.pid > 0 || !h->connected || h->down)
+			continue; /* a reading under way wakes the loop as it ends */
+		int64_t due = from > h->progress_at_ns ? from : h->progress_at_ns;
+		if (next < 0 || due < next)
+			next = due;
+	}
+	return next < 0 ? -1 : next <= now ? 0 : (int)((next - now) / 1000000) + 1;
+}
+
 void ssh_progress_poll(SshExec *se)
 {
 	int64_t now = now_mono_ns();
@@ -121,10 +145,8 @@ void ssh_progress_poll(SshExec *se)
 		int fresh = 0;
 		for (int k = 0; k < se->nactive; k++) {
 			Remote *rm = se->active[k];
-			/* a job started there (not copying its inputs, not queued at the agent); a map
-			 * shard's progress is its items' (shards.c) */
-			if (rm->host == h && rm->phase == PH_RUN && rm->node == 0 && !rm->map_outputs && rm->agent != 1 &&
-			    rm->job->progress_path) {
+			int64_t from;
+			if (rm->host == h && askable(rm, &from) && now >= from) {
 				buf_printf(&ids, " %s", rm->id);
 				fresh |= rm->progress_asked++ < 2;
 			}
