@@ -31,6 +31,15 @@ def skip_reason():
     return None
 
 
+def zombie(pid):
+    """Whether pid has ended (or is gone): a zombie waits only for its parent."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -167,15 +176,29 @@ class Host:
         if not self.proc:
             return
         jobs = set(self.lab.jobs_running()) if keep_jobs else set()
-        # a reboot: its jobs die with it, the re-parented ones (setsid'd by an agent) too
-        for pid in self.descendants() + ([] if keep_jobs else self.lab.jobs_running(self)):
-            if pid not in jobs:
+        # the server and its connections first, at once: a host that still answered while its
+        # jobs died would be seen with them dead, which no reboot shows
+        under = [pid for pid in self.descendants() if pid not in jobs]
+        self.proc.kill()
+        for pid in under:
+            try:
+                os.kill(pid, 9)
+            except OSError:
+                pass
+        self.proc.wait()
+        # a reboot: its jobs die with it, the re-parented ones (setsid'd by an agent) too, and
+        # what they fork meanwhile (a `sleep` of a shell loop would otherwise outlive it, and
+        # its process group read as a job that ran on)
+        for _ in range(0 if keep_jobs else 20):
+            left = [pid for pid in under + self.lab.jobs_running(self) if not zombie(pid)]
+            for pid in left:
                 try:
                     os.kill(pid, 9)
                 except OSError:
                     pass
-        self.proc.kill()
-        self.proc.wait()
+            if not left:
+                break
+            time.sleep(0.01)
         self.proc = None
 
     def partition(self):
