@@ -625,7 +625,10 @@ map { name = "cap", items = items, shards = 2, hosts = {"v800", "v801"}, env = {
                       "hosts = [None] * dist.get_world_size()\n"
                       "dist.all_gather_object(hosts, os.environ['KILN_HOST'] + '/' + os.environ['KILN_NODE_RANK'])\n"
                       "print('rank', dist.get_rank(), 'on', os.environ['KILN_HOST'], flush=True)\n"
-                      "if dist.get_rank() == 0: open('o.txt', 'w').write('%d %d %s' % (dist.get_world_size(), int(t.item()), ' '.join(sorted(hosts))))\n")
+                      "if dist.get_rank() == 0: open('o.txt', 'w').write('%d %d %s' % (dist.get_world_size(), int(t.item()), ' '.join(sorted(hosts))))\n"
+                      # both leave together: a rank whose peer closed its gloo pair first may
+                      # abort on the way out (SIGABRT in gloo's thread), kiln or not
+                      "dist.barrier()\ndist.destroy_process_group()\n")
         self.ws.write("kiln.lua", self.TWO_NODES)
         r = self.kiln(timeout=300)
         self.assertEqual(r.rc, 0, r)
