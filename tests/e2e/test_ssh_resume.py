@@ -148,8 +148,7 @@ class SshResume(sshhosts.SshCase, KilnTestCase):
     def resuming_task_failed_once(self):
         """Runs task train (RESUMING; v800 or v801, one job each) to its failure after epoch 3,
         after a local task go: the host it ran on, and the other one."""
-        self.clear_ledgers()
-        self.ws.write("hosts.lua", self.lab.hosts_lua({"v800": "jobs = 1", "v801": "jobs = 1"}))
+        self.two_hosts_one_job_each()
         recipe = ('%stask { name = "go", executor = "local", outputs = {"go.txt"}, run = "%secho x > go.txt" }\n'
                   'task { name = "train", hosts = {"v800", "v801"}, inputs = {"go.txt"}, outputs = {"model.txt"}, '
                   'resume = {"ckpt"}, run = "%s" }\n')
@@ -166,6 +165,11 @@ class SshResume(sshhosts.SshCase, KilnTestCase):
         with open(p) as f:
             return f.read().split()
 
+    def two_hosts_one_job_each(self):
+        """Empty ledgers, and hosts.lua with v800 and v801 taking one job each."""
+        self.clear_ledgers()
+        self.ws.write("hosts.lua", self.lab.hosts_lua({"v800": "jobs = 1", "v801": "jobs = 1"}))
+
     def clear_ledgers(self):
         for h in self.lab.hosts.values():  # the homes outlive the lab's reset
             for name in ("ledger", "died", "slow"):
@@ -176,8 +180,7 @@ class SshResume(sshhosts.SshCase, KilnTestCase):
         """Runs train (a checkpointing loop of epochs, 0.4 s each, "epoch N" printed) on v800 or
         v801 and drops its host after epoch `after` for 1.5 s (drop: "stop", a reboot, or
         "partition", the network): (its host, kiln's output, kiln's exit status)."""
-        self.clear_ledgers()
-        self.ws.write("hosts.lua", self.lab.hosts_lua({"v800": "jobs = 1", "v801": "jobs = 1"}))
+        self.two_hosts_one_job_each()
         slow = ('s=$(cat ckpt/last 2>/dev/null || echo 0); mkdir -p ckpt; for e in $(seq $((s + 1)) %d); do '
                 'sleep 0.4; echo $e >> $HOME/ledger; echo epoch $e; echo $e > ckpt/last; done; echo > model.txt' % epochs)
         self.ws.write("kiln.lua", 'task { name = "train", hosts = {"v800", "v801"}, gpus = %d, outputs = {"model.txt"}, '
@@ -325,8 +328,7 @@ class SshResume(sshhosts.SshCase, KilnTestCase):
         """Task eval on v800 or v801 (one job each): 20 steps (or steps) of 0.3 s (1.3 s on a host
         whose home holds "slow"), each in its host's ledger and printed, then its host's name in
         e.txt; no resume state."""
-        self.clear_ledgers()
-        self.ws.write("hosts.lua", self.lab.hosts_lua({"v800": "jobs = 1", "v801": "jobs = 1"}))
+        self.two_hosts_one_job_each()
         self.ws.write("kiln.lua", 'task { name = "eval", hosts = {"v800", "v801"}, outputs = {"e.txt"}, run = "for i in '
                       '$(seq %d); do echo $i >> $HOME/ledger; echo step $i; sleep 0.3; [ -e $HOME/slow ] && sleep 1; done; '
                       'echo $KILN_HOST > e.txt" }\n'
@@ -480,8 +482,7 @@ class SshResume(sshhosts.SshCase, KilnTestCase):
     def test_a_map_shard_that_ran_on_through_a_partition_is_re_attached_and_no_item_runs_twice(self):
         # the items it made while kiln could not reach it are brought back and recorded, not
         # made again on the other host
-        self.clear_ledgers()
-        self.ws.write("hosts.lua", self.lab.hosts_lua({"v800": "jobs = 1", "v801": "jobs = 1"}))
+        self.two_hosts_one_job_each()
         self.ws.write("kiln.lua", 'local items = {}\nfor i = 1, 30 do items[#items + 1] = "i" .. i end\n'
                       'map { name = "cap", items = items, shards = 1, hosts = {"v800", "v801"}, output = "out/{item}.txt", '
                       'run = "while read it; do sleep 0.2; echo $it >> $HOME/ledger; echo $it > out/$it.txt; done < {items}" }\n')
@@ -500,8 +501,7 @@ class SshResume(sshhosts.SshCase, KilnTestCase):
         # again elsewhere; the copy that ran on on its partitioned host (slowed there) is
         # stopped when kiln reaches the host again, at the latest at the run's end, not left
         # to hold its GPU for nothing
-        self.clear_ledgers()
-        self.ws.write("hosts.lua", self.lab.hosts_lua({"v800": "jobs = 1", "v801": "jobs = 1"}))
+        self.two_hosts_one_job_each()
         self.ws.write("kiln.lua", 'task { name = "work", hosts = {"v800", "v801"}, outputs = {"w.txt"}, run = "for i in '
                       '$(seq 12); do echo line $i; echo $i >> $HOME/ledger; sleep 0.3; [ -e $HOME/died ] && sleep 1; '
                       'done; echo $KILN_HOST > w.txt" }\n')
@@ -530,8 +530,7 @@ class SshResume(sshhosts.SshCase, KilnTestCase):
         # there), while attempt 1 runs on through the partition and finishes. When the host
         # answers again, attempt 1's finished work is taken up (its output fetched) and attempt
         # 2 stopped, not run to its end for a result kiln already had
-        self.clear_ledgers()
-        self.ws.write("hosts.lua", self.lab.hosts_lua({"v800": "jobs = 1", "v801": "jobs = 1"}))
+        self.two_hosts_one_job_each()
         self.ws.write("kiln.lua", 'task { name = "work", hosts = {"v800", "v801"}, outputs = {"w.txt"}, run = "for i in '
                       '$(seq 12); do echo line $i; echo $i >> $HOME/ledger; sleep 0.3; [ -e $HOME/slow ] && sleep 1; '
                       'done; echo $KILN_HOST > w.txt" }\n')
@@ -564,8 +563,7 @@ class SshResume(sshhosts.SshCase, KilnTestCase):
         whose home holds marker) on v800 or v801; marker is put on its host (on "home") or the
         other (on "other") 4 steps in, and its host is cut off for 4 s (--host-wait 0.5s): the
         lost job runs on there while attempt 2 runs on the other host. (home, other, output)"""
-        self.clear_ledgers()
-        self.ws.write("hosts.lua", self.lab.hosts_lua({"v800": "jobs = 1", "v801": "jobs = 1"}))
+        self.two_hosts_one_job_each()
         self.ws.write("kiln.lua", 'task { name = "work", hosts = {"v800", "v801"}, outputs = {"w.txt"}, run = "for i in '
                       '$(seq %d); do echo line $i; echo $i >> $HOME/ledger; echo $i/%d >> $KILN_PROGRESS; sleep 0.3; '
                       '[ -e $HOME/%s ] && sleep 1; done; echo $KILN_HOST > w.txt" }\n' % (steps, steps, marker))
@@ -608,8 +606,7 @@ class SshResume(sshhosts.SshCase, KilnTestCase):
         """Task work (steps of 0.3 s, no resume state) on v800 or v801: its host drops off the
         network 4 steps in, kiln gives it up (--host-wait 0.5s) and starts attempt 2 on the
         other host, and is killed 3 steps into that: (the first host, the other)."""
-        self.clear_ledgers()
-        self.ws.write("hosts.lua", self.lab.hosts_lua({"v800": "jobs = 1", "v801": "jobs = 1"}))
+        self.two_hosts_one_job_each()
         self.ws.write("kiln.lua", 'task { name = "work", hosts = {"v800", "v801"}, outputs = {"w.txt"}, run = "for i in '
                       '$(seq %d); do echo line $i; echo $i >> $HOME/ledger; sleep 0.3; done; echo $KILN_HOST > w.txt" }\n'
                       % steps)
