@@ -5,7 +5,8 @@ seconds, as an evaluation would) over N ssh hosts of G GPUs each, through `kiln 
 with CUDA_VISIBLE_DEVICES dealt out round-robin (xargs -P, one slot per GPU). The hosts are
 real sshd servers on loopback ports (tests/e2e/sshhosts.py; needs root and openssh-server),
 each with an nvidia-smi that prints its readings and counts how often it was asked. Runs
-are interleaved; medians are printed, with the nvidia-smi readings kiln asked for.
+are interleaved; medians are printed, with the nvidia-smi readings kiln asked for and the
+ssh sessions they ran in.
 
   /usr/bin/python3 bench/ssh_many_hosts.py [--hosts 24] [--gpus 4] [--tasks 80] [--sleep 1.5]
                                            [--rounds 3] [--kiln build/kiln [--kiln other/kiln]]
@@ -25,18 +26,21 @@ sys.path.insert(0, os.path.join(HERE, "../tests/e2e"))
 import ssh_hosts  # noqa: E402  (bench/: this script's folder)
 import sshhosts  # noqa: E402
 
-COUNTING_NVIDIA_SMI = '#!/bin/sh\necho x >> "$HOME/nvidia-smi.count"\ncat "$HOME/gpus.csv"\n'
+# each reading notes the session it ran in: an ssh command is a session of its own
+COUNTING_NVIDIA_SMI = '#!/bin/sh\ncut -d" " -f6 /proc/$$/stat >> "$HOME/nvidia-smi.count"\ncat "$HOME/gpus.csv"\n'
 
 
 def readings_asked(lab):
-    n = 0
+    """(readings, the ssh sessions they ran in) since the last call, over every host."""
+    n = sessions = 0
     for h in lab.hosts.values():
         p = os.path.join(h.home, "nvidia-smi.count")
         if os.path.exists(p):
             with open(p) as f:
-                n += len(f.read().split())
+                seen = f.read().split()
+            n, sessions = n + len(seen), sessions + len(set(seen))
             os.remove(p)
-    return n
+    return n, sessions
 
 
 def timed(cmd, cwd):
@@ -103,11 +107,12 @@ def main():
               "%d rounds interleaved" % (a.tasks, a.sleep, a.hosts, a.gpus, waves, "s" if waves > 1 else "",
                                          waves * a.sleep, a.rounds))
         loop = statistics.median(times["multiplexed ssh loop"])
-        print("%-40s %10s %12s %18s" % ("", "median s", "vs mux loop", "nvidia-smi asked"))
+        print("%-40s %10s %12s %18s %14s" % ("", "median s", "vs mux loop", "nvidia-smi asked", "ssh sessions"))
         for name, ts in times.items():
             m = statistics.median(ts)
-            n = "%d" % statistics.median(asked[name]) if name in asked else ""
-            print("%-40s %10.2f %11.2fx %18s" % (name, m, m / loop, n))
+            n = "%d" % statistics.median(r for r, _ in asked[name]) if name in asked else ""
+            sess = "%d" % statistics.median(s for _, s in asked[name]) if name in asked else ""
+            print("%-40s %10.2f %11.2fx %18s %14s" % (name, m, m / loop, n, sess))
         print("(kiln also reads each host's GPUs, leases one per task, brings each output back and records it)")
     finally:
         lab.close()

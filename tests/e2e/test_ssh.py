@@ -90,6 +90,37 @@ end
         plan = self.ws.kiln("run", "-n", "--executor", "ssh", "--hosts", "declared.lua")
         self.assertRegex(plan.out, r"ETA about \S+ over 3 hosts' 6 slots, 3 GPUs")
 
+    def test_a_busy_device_there_is_waited_for_and_read_through_one_shell(self):
+        # v802's one device is someone else's (95 % utilised): the task waits, and runs there
+        # once the readings, asked every second, show it calm; every reading after the first
+        # contact's goes to the one shell kept there (one session), not an ssh command each
+        h = self.lab.hosts["v802"]
+        with open(os.path.join(h.bin, "nvidia-smi"), "w") as f:
+            f.write('#!/bin/sh\ncut -d" " -f6 /proc/$$/stat >> "$HOME/smi-sessions"\ncat "$HOME/gpus.csv"\n')
+        h.set_gpus([(0, 81920, 200, 95)])
+        self.ws.write("kiln.lua", 'task { name = "eval", host = "v802", gpus = 1, outputs = {"res.txt"}, '
+                      'run = "echo $KILN_TEST_HOST $CUDA_VISIBLE_DEVICES > {out}" }\n')
+        run = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua")
+        sessions = os.path.join(h.home, "smi-sessions")
+
+        def readings():
+            with open(sessions) as f:
+                return f.read().split()
+        try:
+            self.assertTrue(wait_for(lambda: os.path.exists(sessions) and len(readings()) >= 4, timeout=30))
+            self.assertFalse(self.ws.exists("res.txt"), "the busy device is left alone")
+            h.set_gpus([FREE])
+        finally:
+            out, err = run.communicate(timeout=60)
+        self.assertEqual(run.returncode, 0, out + err)
+        self.assertEqual(self.ws.read("res.txt").split(), ["v802", "0"])
+        self.assertRegex(out, r"queue +\[v802 0/1 GPUs", "it waited for the device")
+        seen = readings()
+        self.assertGreaterEqual(len(seen), 5, seen)
+        self.assertLessEqual(len(set(seen)), 2, "the first contact's session, then the reading shell's: %s" % seen)
+        mark = "KILN-ANSWER-%d-" % run.pid  # this kiln's reading shells, here and there
+        self.assertTrue(wait_for(lambda: not processes_matching(mark), timeout=10), "they end with the run")
+
     def test_inputs_go_only_where_needed_and_a_deleted_copy_comes_back(self):
         os.makedirs(self.ws.path("data/cifar"))
         for i in range(3):

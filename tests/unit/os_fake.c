@@ -136,9 +136,85 @@ static int ends_with(const char *s, const char *tail)
 	return n >= t && !strcmp(s + n - t, tail);
 }
 
+/* An asking shell (runner/exec/ssh/ssh_ask.c): each question read from its stdin runs as
+ * os_run would say, as if it were the ssh's remote command, and goes back answered (its
+ * output and the mark line in one write: a reader sees all of it or none). */
+typedef struct {
+	int in, out;
+	pid_t pid;
+	char **argv; /* the ssh's argv; its last entry replaced by each question */
+	char mark[64];
+} Asker;
+
+static void *asker_main(void *arg)
+{
+	Asker *a = arg;
+	FILE *in = fdopen(a->in, "r");
+	size_t n;
+	while (in && fscanf(in, "%zu", &n) == 1 && fgetc(in) == '\n') {
+		char *question = calloc(n + 1, 1);
+		if (fread(question, 1, n, in) != n) {
+			free(question);
+			break;
+		}
+		int last = 0;
+		while (a->argv[last + 1])
+			last++;
+		char *was = a->argv[last];
+		a->argv[last] = question;
+		Buf out = {0}, err = {0};
+		int rc = os_run(a->argv, 1, &out, &err);
+		a->argv[last] = was;
+		buf_printf(&out, "%s%s %d\n", out.len && out.data[out.len - 1] != '\n' ? "\n" : "", a->mark, rc < 0 ? 127 : rc);
+		if (write(a->out, out.data, out.len) < 0)
+			rc = -1;
+		buf_free(&out);
+		buf_free(&err);
+		free(question);
+		pthread_mutex_lock(&lock);
+		pending = 1; /* an answer wakes the loop, as os_notify_readable's signal would */
+		pthread_mutex_unlock(&lock);
+	}
+	if (in)
+		fclose(in);
+	close(a->out);
+	end_child(a->pid, 0);
+	for (int i = 0; a->argv[i]; i++)
+		free(a->argv[i]);
+	free(a->argv);
+	free(a);
+	return NULL;
+}
+
+static int start_asker(const OsSpawn *s, const char *mark, pid_t *pid)
+{
+	Asker *a = calloc(1, sizeof *a);
+	size_t len = strcspn(mark, " \"'");
+	snprintf(a->mark, sizeof a->mark, "%.*s", (int)len, mark);
+	int n = 0;
+	while (s->argv[n])
+		n++;
+	a->argv = calloc((size_t)n + 1, sizeof *a->argv);
+	for (int i = 0; i < n; i++)
+		a->argv[i] = strdup(s->argv[i]);
+	signal(SIGPIPE, SIG_IGN); /* an answer to a reader stopped meanwhile goes nowhere */
+	a->in = dup(s->in_fd); /* kiln closes its ends of the pipes once spawned */
+	a->out = dup(s->out_fd);
+	a->pid = *pid = new_child(0, 0);
+	pthread_t thread;
+	if (a->in < 0 || a->out < 0 || pthread_create(&thread, NULL, asker_main, a) != 0)
+		return EAGAIN;
+	pthread_detach(thread);
+	return 0;
+}
+
 int os_spawn(const OsSpawn *s, pid_t *pid)
 {
 	const char *program = s->program ? s->program : s->argv[0];
+	const char *mark;
+	for (int i = 0; s->argv[i]; i++)
+		if (!s->argv[i + 1] && (mark = strstr(s->argv[i], "KILN-ANSWER-")))
+			return start_asker(s, mark, pid);
 	if (ends_with(program, "kiln-keeper")) {
 		int fd = dup(s->in_fd); /* kiln closes its end of the pair once spawned */
 		pthread_t thread;

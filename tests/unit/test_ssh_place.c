@@ -5,6 +5,7 @@
  * refresh takes the readings the one before started (it never waits on the host), and
  * none is asked for while every device there is leased. */
 #define _GNU_SOURCE
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,13 @@ static const char recipe[] =
 
 /* v800: 16 cores, 64 GB, device 0 busy (95 % utilised), device 1 idle (until a test fills
  * its memory). v801 refuses. */
+/* Waits (2 s at most) until the answer to r's question can be read. */
+static void answered(const SshReader *r)
+{
+	struct pollfd p = {r->out_fd, POLLIN, 0};
+	poll(&p, 1, 2000);
+}
+
 static const char *readings = "0, 81559, 75000, 95\n1, 81559, 100, 0\n";
 static int answer(char *const argv[], Buf *out, Buf *err)
 {
@@ -97,7 +105,7 @@ int main(void)
 	gpu_lease_ids(hosts[0].gpus, both, 2);
 	int asked = count_of(fake_run_log(), "nvidia-smi");
 	CHECK(!place_fits(&hosts[0], one, ids));
-	CHECK(count_of(fake_run_log(), "nvidia-smi") == asked && hosts[0].gpu_read.pid == 0);
+	CHECK(count_of(fake_run_log(), "nvidia-smi") == asked && !ssh_reader_busy(&hosts[0].gpu_read));
 	gpu_release(hosts[0].gpus, both, 2);
 
 	/* one device: v800, device 1 (0 is busy); v801 does not answer */
@@ -120,14 +128,20 @@ int main(void)
 	 * the next: device 1's memory filled by someone else shows one refresh later */
 	readings = "0, 81559, 75000, 95\n1, 81559, 80000, 0\n";
 	gpu_refresh(hosts[0].gpus, 1);
-	CHECK(hosts[0].gpu_read.pid > 0);
+	CHECK(ssh_reader_busy(&hosts[0].gpu_read));
 	CHECK(place_fits(&hosts[0], one, ids) && ids[0] == 1); /* the readings before */
 	gpu_release(hosts[0].gpus, ids, 1);
+	pid_t shell = hosts[0].gpu_read.pid;
+	answered(&hosts[0].gpu_read);
 	gpu_refresh(hosts[0].gpus, 1);
 	CHECK(!place_fits(&hosts[0], one, ids));
 	readings = "0, 81559, 75000, 95\n1, 81559, 100, 0\n";
+	answered(&hosts[0].gpu_read); /* the reading asked before the change */
 	gpu_refresh(hosts[0].gpus, 1);
+	answered(&hosts[0].gpu_read);
 	gpu_refresh(hosts[0].gpus, 1);
+	/* every reading went to the one shell kept there: no ssh command of its own */
+	CHECK(hosts[0].gpu_read.pid == shell && shell > 0);
 	CHECK(place_fits(&hosts[0], one, ids) && ids[0] == 1);
 
 	gpu_release(hosts[0].gpus, ids, 1);

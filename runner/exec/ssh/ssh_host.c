@@ -203,51 +203,6 @@ void ssh_run_each(SshHost **hosts, char **scripts, int n)
 	free(pids);
 }
 
-SshReader ssh_reader_start(SshHost *h, const char *remote)
-{
-	SshReader r = {0, -1};
-	int out[2];
-	if (pipe2(out, O_CLOEXEC | O_NONBLOCK) != 0)
-		return r;
-	int quiet = open("/dev/null", O_WRONLY | O_CLOEXEC);
-	pid_t pid = ssh_spawn(h, remote, out[1], quiet);
-	close(out[1]);
-	if (quiet >= 0)
-		close(quiet);
-	if (pid <= 0) {
-		close(out[0]);
-		return r;
-	}
-	return (SshReader){pid, out[0]};
-}
-
-int ssh_reader_take(SshReader *r, Buf *out)
-{
-	int status;
-	os_children_reap();
-	if (!os_children_take(r->pid, &status))
-		return 1;
-	r->pid = 0;
-	char chunk[4096];
-	ssize_t n;
-	while ((n = read(r->fd, chunk, sizeof chunk)) > 0 || (n < 0 && errno == EINTR))
-		if (n > 0)
-			buf_put(out, chunk, (size_t)n);
-	close(r->fd);
-	r->fd = -1;
-	return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
-}
-
-void ssh_reader_stop(SshReader *r)
-{
-	if (r->pid <= 0)
-		return;
-	kill(r->pid, SIGKILL);
-	close(r->fd);
-	r->pid = 0;
-	r->fd = -1;
-}
-
 /* The GPU readings' text on each refresh (gpu.h's reader): the first contact's, then those of
  * the reading the refresh before started, and the next reading starts. A refresh never waits
  * on the host: a round trip there (a slow network, a host gone silent: up to ssh's 15 s of
@@ -263,11 +218,11 @@ static int read_gpus(void *ctx, Buf *out)
 		h->gpus_first = NULL;
 		return 0;
 	}
-	int rc = h->gpu_read.pid > 0 ? ssh_reader_take(&h->gpu_read, out) : -1;
+	int rc = ssh_reader_take(&h->gpu_read, out);
 	if (rc == 1)
 		return -1;
 	if (!h->down)
-		h->gpu_read = ssh_reader_start(h, GPU_QUERY);
+		ssh_reader_ask(h, &h->gpu_read, GPU_QUERY);
 	return rc;
 }
 

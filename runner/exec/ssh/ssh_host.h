@@ -41,10 +41,15 @@ typedef struct {
 	int n;
 } RecipeHosts;
 
-/* A command running there in the background whose output is read at its end (ssh_reader_*). */
+/* Readings asked of a host in the background, one at a time, through a shell kept there for
+ * them (ssh_reader_*, ssh_ask.c). Zeroed: none asked yet. */
 typedef struct {
-	pid_t pid; /* 0: none */
-	int fd;    /* its stdout's read end, while pid is set */
+	pid_t pid;         /* the shell's local ssh, or 0: none runs */
+	int in_fd, out_fd; /* its stdin (questions) and stdout (answers), while open */
+	int open;
+	int asked;         /* a question is out, its answer not taken */
+	Buf got;           /* what came back of it so far */
+	char mark[48];     /* the line that ends each answer, its exit status after it */
 } SshReader;
 
 typedef struct SshHost {
@@ -120,12 +125,15 @@ void ssh_run_each(SshHost **hosts, char **scripts, int n);
 /* Starts remote there without waiting, stdout and stderr to the fds given: the pid (watched
  * by os_children_watch), or -1. */
 pid_t ssh_spawn(SshHost *h, const char *remote, int out_fd, int err_fd);
-/* A command there whose few lines of output are read once it ends, started in the
- * background (its stdout into a pipe, which holds them meanwhile): pid 0 when it could not
- * start. take: 1 while it runs, else 0 (its exit status 0) or -1, its output into out;
- * stop: killed unread (none running: nothing). */
-SshReader ssh_reader_start(SshHost *h, const char *remote);
+/* A reading there in the background: ask sends remote (a few lines of sh whose output is
+ * small) to r's shell, starting it on the host's connection if none runs: 0, or -1 (it could
+ * not start, or a question is still out). take: 1 while the answer is on its way, else 0
+ * (remote's exit status 0) or -1 (another status, the shell's ssh ended, nothing asked), the
+ * answer's text into out. An answer wakes os_wait_event. busy: a question is out. stop: the
+ * shell ended, anything unanswered dropped (zeroed again). */
+int ssh_reader_ask(SshHost *h, SshReader *r, const char *remote);
 int ssh_reader_take(SshReader *r, Buf *out);
+int ssh_reader_busy(const SshReader *r);
 void ssh_reader_stop(SshReader *r);
 /* Any local program (rsync) the same way: argv[0] looked up on PATH; and run to its end
  * (stdout into out, stderr into err when given), returning its exit status or -1. */

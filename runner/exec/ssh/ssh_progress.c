@@ -113,7 +113,7 @@ int ssh_progress_poll_ms(const SshExec *se)
 	for (int k = 0; k < se->nactive; k++) {
 		const Remote *rm = se->active[k];
 		const SshHost *h = rm->host;
-		if (!askable(rm, &from) || h->progress_read.pid > 0 || !h->connected || h->down)
+		if (!askable(rm, &from) || ssh_reader_busy(&h->progress_read) || !h->connected || h->down)
 			continue; /* a reading under way wakes the loop as it ends */
 		int64_t due = from > h->progress_at_ns ? from : h->progress_at_ns;
 		if (next < 0 || due < next)
@@ -127,7 +127,7 @@ void ssh_progress_poll(SshExec *se)
 	int64_t now = now_mono_ns();
 	for (int i = 0; i < se->nhosts; i++) {
 		SshHost *h = &se->hosts[i];
-		if (h->progress_read.pid > 0) {
+		if (ssh_reader_busy(&h->progress_read)) {
 			Buf out = {0};
 			int rc = ssh_reader_take(&h->progress_read, &out);
 			if (rc == 1) {
@@ -156,7 +156,7 @@ void ssh_progress_poll(SshExec *se)
 			h->progress_at_ns = now + PROGRESS_EVERY_NS;
 			Buf cmd = {0};
 			reading_command(&cmd, h, buf_str(&ids));
-			h->progress_read = ssh_reader_start(h, buf_str(&cmd));
+			ssh_reader_ask(h, &h->progress_read, buf_str(&cmd));
 			buf_free(&cmd);
 		}
 		buf_free(&ids);
