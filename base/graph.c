@@ -125,6 +125,7 @@ static int same_opts(const TaskOpts *a, const TaskOpts *b)
 	       a->gpu_wait_fail == b->gpu_wait_fail && a->torchrun == b->torchrun && a->resume == b->resume &&
 	       same_text(a->cwd, b->cwd) && same_slurm(a->slurm, b->slurm) &&
 	       a->rank_nodes == b->rank_nodes && a->nlog_metrics == b->nlog_metrics && same_key_values(a->log_metrics, b->log_metrics, a->nlog_metrics) &&
+	       same_text(a->log_progress, b->log_progress) && a->log_progress_total == b->log_progress_total &&
 	       same_text(a->executor, b->executor);
 }
 

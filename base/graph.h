@@ -68,6 +68,9 @@ typedef struct TaskOpts {
 	int rank_nodes;       /* ranks = N over this many nodes (nnodes; Slurm), 0: not a ranks task */
 	const KeyValue *log_metrics; /* metric name -> Lua pattern over the attempt's output */
 	int nlog_metrics;
+	const char *log_progress; /* a Lua pattern whose last match in a running attempt's output
+				     is its progress: (done)(total), or (done) with log_progress_total */
+	long long log_progress_total; /* 0: the pattern's second capture */
 	const TaskSlurm *slurm; /* Slurm: its own partition, constraint, GPU type ..., or NULL */
 } TaskOpts;
 

@@ -24,14 +24,14 @@
 static const char *const task_fields[] = {"name",    "deps",    "inputs",  "outputs", "run",
 					  "env",     "cpus",    "mem",     "gpus",    "gpu_mem",
 					  "timeout", "retries", "tags",    "metrics", "executor", "ports",
-					  "torchrun", "retry_on", "gpu_wait", "gpu_wait_then", "host", "hosts", "stay", "resume", "cwd", "log_metrics", "ranks", "optional_outputs", "nnodes", "slurm", NULL};
+					  "torchrun", "retry_on", "gpu_wait", "gpu_wait_then", "host", "hosts", "stay", "resume", "cwd", "log_metrics", "ranks", "optional_outputs", "nnodes", "slurm", "log_progress", NULL};
 enum { /* bits of check_fields' mask, in task_fields' order */
 	F_NAME = 1 << 0, F_DEPS = 1 << 1, F_INPUTS = 1 << 2, F_OUTPUTS = 1 << 3, F_RUN = 1 << 4,
 	F_ENV = 1 << 5, F_CPUS = 1 << 6, F_MEM = 1 << 7, F_GPUS = 1 << 8, F_GPU_MEM = 1 << 9,
 	F_TIMEOUT = 1 << 10, F_RETRIES = 1 << 11, F_TAGS = 1 << 12, F_METRICS = 1 << 13, F_EXECUTOR = 1 << 14, F_PORTS = 1 << 15,
 	F_TORCHRUN = 1 << 16, F_RETRY_ON = 1 << 17, F_GPU_WAIT = 1 << 18, F_GPU_WAIT_THEN = 1 << 19,
 	F_HOST = 1 << 20, F_HOSTS = 1 << 21, F_STAY = 1 << 22, F_RESUME = 1 << 23, F_CWD = 1 << 24, F_LOG_METRICS = 1 << 25, F_RANKS = 1 << 26,
-	F_OPTIONAL = 1 << 27, F_NNODES = 1 << 28, F_SLURM = 1 << 29,
+	F_OPTIONAL = 1 << 27, F_NNODES = 1 << 28, F_SLURM = 1 << 29, F_LOG_PROGRESS = 1 << 30,
 };
 
 /* The state's extra space (lkiln_open; a coroutine starts with a copy): a pointer read,
@@ -378,6 +378,43 @@ static const char **expand_paths(lua_State *L, Graph *g, const char **in, int n,
 	return out;
 }
 
+/* log_progress = "(%d+)/(%d+)" or { "Epoch (%d+)", total = 90 }: checked now, as log_metrics. */
+static void read_log_progress(lua_State *L, Graph *g, Task *t)
+{
+	static const char *const usage = "must be a Lua pattern with two captures, the count done and the total "
+					 "(\"(%d+)/(%d+)\"), or { pattern, total = N } with one";
+	int type = lua_getfield(L, 1, "log_progress");
+	long long total = 0;
+	if (type == LUA_TTABLE) {
+		lua_pushnil(L);
+		while (lua_next(L, -2)) { /* only [1] and total */
+			lua_pop(L, 1);
+			if (!(lua_type(L, -1) == LUA_TSTRING && !strcmp(lua_tostring(L, -1), "total")) &&
+			    !(lua_type(L, -1) == LUA_TNUMBER && lua_tonumber(L, -1) == 1))
+				lk_field_error(L, "log_progress", "%s", usage);
+		}
+		lua_getfield(L, -1, "total");
+		total = lua_isnil(L, -1) ? 0 : lk_integer_field(L, lua_gettop(L), "log_progress total", 1LL << 53);
+		if (!lua_isnil(L, -1) && total == 0)
+			lk_field_error(L, "log_progress", "total must be a count above 0");
+		lua_pop(L, 1);
+		lua_rawgeti(L, -1, 1);
+		lua_remove(L, -2);
+	}
+	if (lua_type(L, -1) != LUA_TSTRING)
+		lk_field_error(L, "log_progress", "%s", usage);
+	const char *pattern = lk_value_string(L, g, -1, "log_progress", 0);
+	Buf why = {0};
+	if (log_progress_check(pattern, total, &why) != 0) {
+		lua_pushstring(L, buf_str(&why)); /* the message outlives the Buf */
+		buf_free(&why);
+		lk_field_error(L, "log_progress", "\"%s\" %s", pattern, lua_tostring(L, -1));
+	}
+	t->opts->log_progress = pattern;
+	t->opts->log_progress_total = total;
+	lua_pop(L, 1);
+}
+
 static int l_task(lua_State *L)
 {
 	RecipeContext *ctx = lk_context(L);
@@ -588,6 +625,8 @@ static int l_task(lua_State *L)
 		t->opts->log_metrics = kv;
 		lua_pop(L, 1);
 	}
+	if (has & F_LOG_PROGRESS)
+		read_log_progress(L, g, t);
 	if (has & F_EXECUTOR) {
 		lua_getfield(L, 1, "executor");
 		t->opts->executor = lk_value_string(L, g, -1, "executor", 0);

@@ -79,7 +79,9 @@ static int check(lua_State *L)
 	return 0;
 }
 
-int log_metrics_check(const char *pattern, Buf *err)
+/* Whether pattern is a Lua pattern with a number of captures that `wanted` accepts (it says
+ * what it wants in err otherwise): 0, or -1 with why in err. */
+static int check_pattern(const char *pattern, int (*wanted)(int n, Buf *err), Buf *err)
 {
 	Buf why = {0};
 	int n = captures(pattern, &why);
@@ -88,10 +90,8 @@ int log_metrics_check(const char *pattern, Buf *err)
 		buf_free(&why);
 		return -1;
 	}
-	if (n < 1 || n > 2) {
-		buf_printf(err, "needs one capture (the value) or two (the value, then the step), has %d", n);
+	if (wanted(n, err) != 0)
 		return -1;
-	}
 	lua_State *L = pattern_state();
 	if (!L) {
 		buf_puts(err, "out of memory");
@@ -104,6 +104,89 @@ int log_metrics_check(const char *pattern, Buf *err)
 		buf_printf(err, "is no Lua pattern: %s", lua_tostring(L, -1));
 	lua_close(L);
 	return rc;
+}
+
+static int metric_captures(int n, Buf *err)
+{
+	if (n >= 1 && n <= 2)
+		return 0;
+	buf_printf(err, "needs one capture (the value) or two (the value, then the step), has %d", n);
+	return -1;
+}
+
+int log_metrics_check(const char *pattern, Buf *err) { return check_pattern(pattern, metric_captures, err); }
+
+static int progress_one(int n, Buf *err)
+{
+	if (n == 1)
+		return 0;
+	buf_printf(err, "needs one capture (the count done) when `total` is given, has %d", n);
+	return -1;
+}
+
+static int progress_two(int n, Buf *err)
+{
+	if (n == 2)
+		return 0;
+	buf_printf(err, "needs two captures (the count done, then the total), as \"(%%d+)/(%%d+)\", or one with "
+			"`total`, as { \"Epoch (%%d+)\", total = 90 }; it has %d", n);
+	return -1;
+}
+
+int log_progress_check(const char *pattern, long long total, Buf *err)
+{
+	return check_pattern(pattern, total > 0 ? progress_one : progress_two, err);
+}
+
+typedef struct {
+	const char *text, *pattern;
+	size_t len;
+	long long done, total; /* the last match's, total 0 when it had none */
+	int found;
+} ProgressMatch;
+
+/* The last match of the pattern whose captures are whole numbers. */
+static int last_match(lua_State *L)
+{
+	ProgressMatch *pm = lua_touserdata(L, 1);
+	lua_getglobal(L, "string");
+	lua_getfield(L, -1, "gmatch");
+	lua_pushlstring(L, pm->text, pm->len);
+	lua_pushstring(L, pm->pattern);
+	lua_call(L, 2, 1);
+	int iter = lua_gettop(L);
+	for (;;) {
+		lua_settop(L, iter);
+		lua_pushvalue(L, iter);
+		lua_call(L, 0, 2);
+		if (lua_isnil(L, -2))
+			break;
+		int isdone = 0, istotal = 0;
+		lua_Integer done = lua_tointegerx(L, -2, &isdone), total = lua_tointegerx(L, -1, &istotal);
+		if (isdone && done >= 0 && (lua_isnil(L, -1) || (istotal && total > 0))) {
+			pm->done = (long long)done, pm->total = istotal ? (long long)total : 0;
+			pm->found = 1;
+		}
+	}
+	return 0;
+}
+
+int log_progress_last(const char *text, size_t len, const char *pattern, long long total_given, long long *done,
+		      long long *total)
+{
+	lua_State *L = pattern_state();
+	if (!L)
+		return 0;
+	ProgressMatch pm = {text, pattern, len, 0, 0, 0};
+	lua_pushcfunction(L, last_match);
+	lua_pushlightuserdata(L, &pm);
+	int ok = lua_pcall(L, 1, 0, 0) == LUA_OK;
+	lua_close(L);
+	if (!ok || !pm.found || (total_given <= 0 && pm.total <= 0))
+		return 0;
+	*done = pm.done;
+	*total = total_given > 0 ? total_given : pm.total;
+	return 1;
 }
 
 /* Logs are read a piece at a time, each ending at a line's end: a log of any size takes

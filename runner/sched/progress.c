@@ -1,6 +1,7 @@
-/* progress.c — reading KILN_PROGRESS files. A reading is kept with its time in a small
- * ring, so the rate is over the last minute, not since the start (a task that loads a model
- * for two minutes first would otherwise show a rate that is much too low). */
+/* progress.c — reading KILN_PROGRESS files, or a task's log_progress pattern over the end of
+ * its log. A reading is kept with its time in a small ring, so the rate is over the last
+ * minute, not since the start (a task that loads a model for two minutes first would
+ * otherwise show a rate that is much too low). */
 #define _GNU_SOURCE
 #include "progress.h"
 
@@ -10,10 +11,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../recipe/logmetrics.h"
+
 #define SAMPLES 64
+#define LOG_TAIL 16384               /* of a log: a progress bar redrawn with \r for hours */
+#define LOG_EVERY_NS 1000000000LL    /* a log changes with every line: looked at once a second */
 
 struct Progress {
 	int64_t mtime_ns, size;
+	int64_t looked_ns;      /* when the log was last looked at (log_progress) */
 	long long done, total;
 	int64_t at[SAMPLES];   /* when each reading was taken */
 	long long was[SAMPLES]; /* its done count */
@@ -54,17 +60,51 @@ static int last_reading(const char *path, long long *done, long long *total)
 	return found;
 }
 
+/* The last match of the task's log_progress in the end of its log (after kiln's header); 1
+ * if there is one. A line cut by the tail's start is skipped (a progress bar's redraws end
+ * with \r). */
+static int last_log_reading(const Task *t, const char *log, long long *done, long long *total)
+{
+	size_t len;
+	long long from;
+	char *whole = read_file_tail(log, LOG_TAIL, &len, &from);
+	if (!whole)
+		return 0;
+	char *text = whole, *end = whole + len;
+	if (from == 0 && !strncmp(text, "# kiln: ", 8)) { /* the header quotes the command: not output */
+		char *body = memmem(text, len, "\n# --\n", 6);
+		text = body ? body + 6 : end;
+	} else if (from > 0) {
+		while (text < end && *text != '\n' && *text != '\r')
+			text++;
+	}
+	int found = text < end && log_progress_last(text, (size_t)(end - text), t->opts->log_progress,
+						   t->opts->log_progress_total, done, total);
+	free(whole);
+	return found;
+}
+
 static void poll_one(Job *job, int64_t now)
 {
 	struct stat st;
-	if (!job->progress_path || stat(job->progress_path, &st) != 0)
-		return;
+	const char *path = job->progress_path;
+	int from_log = 0;
+	if (!path || stat(path, &st) != 0) { /* the task writes no KILN_PROGRESS (yet) */
+		path = job->task->opts->log_progress ? job->log_path : NULL;
+		if (!path || (job->progress && now - job->progress->looked_ns < LOG_EVERY_NS) || stat(path, &st) != 0)
+			return;
+		from_log = 1;
+	}
 	int64_t mtime = (int64_t)st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec;
 	Progress *p = job->progress;
 	if (p && p->mtime_ns == mtime && p->size == st.st_size)
 		return;
+	if (from_log && !p)
+		p = job->progress = xcalloc(1, sizeof *p); /* for when it was looked at: no reading yet */
+	if (p)
+		p->looked_ns = now, p->mtime_ns = mtime, p->size = st.st_size;
 	long long done, total;
-	if (!last_reading(job->progress_path, &done, &total))
+	if (!(from_log ? last_log_reading(job->task, path, &done, &total) : last_reading(path, &done, &total)))
 		return;
 	if (!p)
 		p = job->progress = xcalloc(1, sizeof *p);
@@ -100,7 +140,7 @@ void progress_poll_jobs(Job *running, Status *st, Buf *line, int64_t *printed_ns
 	Buf shown = {0};
 	for (Job *j = running; j; j = j->next) {
 		poll_one(j, now);
-		if (j->progress)
+		if (j->progress && j->progress->n)
 			describe(j, now, &shown);
 	}
 	if (shown.len) {

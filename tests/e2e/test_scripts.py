@@ -162,6 +162,36 @@ plot { name = "loss", type = "lines", from = "train/*", y = "loss", series = "lr
             self.assertIn(needle, r.err)
 
 
+class LogProgress(KilnTestCase):
+    def test_a_scripts_own_progress_lines_show_with_a_rate_and_an_eta(self):
+        # scripts that print their progress and write no KILN_PROGRESS: epochs counted from
+        # 0 with the total given, and a progress bar redrawn with \r, side by side
+        self.ws.write("kiln.lua", """
+task { name = "train", log_progress = { "Epoch: %[(%d+)%]", total = 20 },
+       run = "for e in $(seq 0 19); do echo \\"Epoch: [$e] Loss 0.$e\\"; sleep 0.8; done" }
+task { name = "caption", log_progress = "(%d+)/(%d+) %[",
+       run = "for i in $(seq 1 32); do printf '\\r%3d%%|##| %d/32 [00:0%d<00:09]' $((i * 100 / 32)) $i $i; sleep 0.5; done; echo" }
+""")
+        r = self.ws.kiln("run")
+        self.assertEqual(r.rc, 0, r)
+        lines = [l for l in r.out.splitlines() if l.startswith("progress ")]
+        self.assertGreaterEqual(len(lines), 2, r.out)  # the first reading, then 10-12 s later (both run 16 s)
+        last = lines[-1]
+        self.assertRegex(last, r"train (\d+)/20, [\d.]+/s, ETA \d", last)
+        self.assertRegex(last, r"caption (\d+)/32, [\d.]+/s, ETA \d", last)
+        done = int(re.search(r"train (\d+)/20", last).group(1))
+        self.assertTrue(8 <= done <= 19, last)
+
+    def test_a_log_progress_mistake_is_said_where_it_is_declared(self):
+        for field, needle in [('"Epoch (%d+)"', "needs two captures"), ('{ "(%d+)/(%d+)", total = 9 }', "needs one capture"),
+                              ('{ "(%d+)", total = 0 }', "above 0"), ('{ "(%d+)", totl = 9 }', "must be a Lua pattern")]:
+            self.ws.write("kiln.lua", 'local x = 1\ntask { name = "t", run = "true", log_progress = %s }\n' % field)
+            r = self.ws.kiln("list")
+            self.assertEqual(r.rc, 2, r)
+            self.assertIn("kiln.lua:2:", r.err)
+            self.assertIn(needle, r.err)
+
+
 class Ranks(KilnTestCase):
     def test_each_rank_gets_its_number_and_one_failing_stops_the_rest(self):
         self.ws.write("kiln.lua", """

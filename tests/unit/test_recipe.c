@@ -4,8 +4,29 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../../runner/recipe/logmetrics.h"
 #include "../../runner/recipe/recipe.h"
 #include "check.h"
+
+/* log_progress: the last match whose captures are whole numbers counts; a bar redrawn with \r
+ * is matched like lines are; no total known is no reading. */
+static void log_progress_readings(void)
+{
+	long long done = -1, total = -1;
+	const char *bar = "\r 10%|#  | 1/10 [00:01<00:09]\r 20%|## | 2/10 [00:02<00:08]\r 30%|###| 3/10 [00:03";
+	CHECK(log_progress_last(bar, strlen(bar), "(%d+)/(%d+) %[", 0, &done, &total) == 1 && done == 3 && total == 10);
+	const char *epochs = "Epoch: [0] Loss 0.9\nEpoch: [1] Loss 0.7\nEpoch: [x] Loss\nTest: Acc@1 3.5\n";
+	CHECK(log_progress_last(epochs, strlen(epochs), "Epoch: %[(%w+)%]", 90, &done, &total) == 1 && done == 1 &&
+	      total == 90);
+	CHECK(log_progress_last("a/3 b/4", 7, "(%a+)/(%d+)", 0, &done, &total) == 0); /* no count */
+	CHECK(log_progress_last("3/0 5/-1", 8, "(%d+)/(%-?%d+)", 0, &done, &total) == 0);
+	CHECK(log_progress_last("", 0, "(%d+)/(%d+)", 0, &done, &total) == 0);
+	Buf err = {0};
+	CHECK(log_progress_check("(%d+)/(%d+)", 0, &err) == 0 && log_progress_check("Epoch (%d+)", 30, &err) == 0);
+	CHECK(log_progress_check("Epoch (%d+)", 0, &err) == -1);
+	CHECK_CONTAINS(buf_str(&err), "needs two captures");
+	buf_free(&err);
+}
 
 static int load(const char *text, char **words, int nwords, Graph **out, Buf *err)
 {
@@ -30,6 +51,7 @@ int main(void)
 {
 	Buf err = {0};
 	Graph *g;
+	log_progress_readings();
 	CHECK(load("local P = params { batch = 64, name = 'base', fast = false }\n"
 		   "for c in grid { model = {'m1', 'm2'}, dataset = {'d1', 'd2', 'd3'} } do\n"
 		   "  task { name = 'e/' .. c.dataset .. '/' .. c.model, outputs = {'o/' .. c.dataset .. c.model},\n"
