@@ -312,3 +312,19 @@ int log_metrics_extract(const char *log_path, const KeyValue *patterns, int n, M
 		lua_close(L);
 	return rc;
 }
+
+int log_progress_in_tail(const Task *t, const char *tail, size_t len, int whole, long long *done, long long *total)
+{
+	const char *text = tail, *end = tail + len;
+	if (!t->opts->log_progress)
+		return 0;
+	if (whole && len >= 8 && !strncmp(text, "# kiln: ", 8)) { /* the header quotes the command: not output */
+		const char *body = memmem(text, len, "\n# --\n", 6);
+		text = body ? body + 6 : end;
+	} else if (!whole) {
+		while (text < end && *text != '\n' && *text != '\r')
+			text++;
+	}
+	return text < end &&
+	       log_progress_last(text, (size_t)(end - text), t->opts->log_progress, t->opts->log_progress_total, done, total);
+}

@@ -26,5 +26,11 @@ int log_progress_check(const char *pattern, long long total, Buf *err);
  * capture), or 0 when there is none. */
 int log_progress_last(const char *text, size_t len, const char *pattern, long long total_given, long long *done,
 		      long long *total);
+/* Task t's log_progress reading in a log's end (tail: its last len bytes; whole: all of it,
+ * kiln's header maybe first, which is left out; else the line the tail's start cut is): 1
+ * with *done and *total, or 0 (none, or t has no log_progress). */
+int log_progress_in_tail(const Task *t, const char *tail, size_t len, int whole, long long *done, long long *total);
+/* How much of a log's end log_progress_in_tail needs: a bar redrawn with \r for hours. */
+#define LOG_PROGRESS_TAIL 16384
 
 #endif

@@ -14,7 +14,6 @@
 #include "../recipe/logmetrics.h"
 
 #define SAMPLES 64
-#define LOG_TAIL 16384               /* of a log: a progress bar redrawn with \r for hours */
 #define LOG_EVERY_NS 1000000000LL    /* a log changes with every line: looked at once a second */
 
 struct Progress {
@@ -60,27 +59,14 @@ static int last_reading(const char *path, long long *done, long long *total)
 	return found;
 }
 
-/* The last match of the task's log_progress in the end of its log (after kiln's header); 1
- * if there is one. A line cut by the tail's start is skipped (a progress bar's redraws end
- * with \r). */
+/* The task's log_progress reading in the end of its log: 1 if there is one. */
 static int last_log_reading(const Task *t, const char *log, long long *done, long long *total)
 {
 	size_t len;
 	long long from;
-	char *whole = read_file_tail(log, LOG_TAIL, &len, &from);
-	if (!whole)
-		return 0;
-	char *text = whole, *end = whole + len;
-	if (from == 0 && !strncmp(text, "# kiln: ", 8)) { /* the header quotes the command: not output */
-		char *body = memmem(text, len, "\n# --\n", 6);
-		text = body ? body + 6 : end;
-	} else if (from > 0) {
-		while (text < end && *text != '\n' && *text != '\r')
-			text++;
-	}
-	int found = text < end && log_progress_last(text, (size_t)(end - text), t->opts->log_progress,
-						   t->opts->log_progress_total, done, total);
-	free(whole);
+	char *tail = read_file_tail(log, LOG_PROGRESS_TAIL, &len, &from);
+	int found = tail && log_progress_in_tail(t, tail, len, from == 0, done, total);
+	free(tail);
 	return found;
 }
 

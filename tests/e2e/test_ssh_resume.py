@@ -512,7 +512,7 @@ class SshResume(sshhosts.SshCase, KilnTestCase):
         # each line, and its directory there is gone
         log = self.first_log_with("work", "line 1\n")
         self.assertIn("answered again: the job's log there from where the copy above ends, to the job's end "
-                      "there (no later attempt took it up)", log)
+                      "there (no later attempt took it up)", log, out)
         ran_there = self.ledger_of(home)
         self.assertGreater(len(ran_there), 2, "it ran on there")
         for i in ran_there:
@@ -558,15 +558,18 @@ class SshResume(sshhosts.SshCase, KilnTestCase):
                          ["line %d" % i for i in range(1, 13)], log3)
         self.assertIn(" 0 ran,", self.ws.kiln("run", "--executor", "ssh", "--hosts", "hosts.lua").out)
 
-    def progress_through_a_long_partition(self, marker, on, steps=30):
-        """Task work (steps of 0.3 s, each written to KILN_PROGRESS; 1.3 s a step on a host
-        whose home holds marker) on v800 or v801; marker is put on its host (on "home") or the
-        other (on "other") 4 steps in, and its host is cut off for 4 s (--host-wait 0.5s): the
-        lost job runs on there while attempt 2 runs on the other host. (home, other, output)"""
+    def progress_through_a_long_partition(self, marker, on, steps=30, printed=False):
+        """Task work (steps of 0.3 s, each written to KILN_PROGRESS, or with printed only printed
+        as `step i/N`, read by log_progress; 1.3 s a step on a host whose home holds marker) on
+        v800 or v801; marker is put on its host (on "home") or the other (on "other") 4 steps in,
+        and its host is cut off for 4 s (--host-wait 0.5s): the lost job runs on there while
+        attempt 2 runs on the other host. (home, other, output)"""
         self.two_hosts_one_job_each()
-        self.ws.write("kiln.lua", 'task { name = "work", hosts = {"v800", "v801"}, outputs = {"w.txt"}, run = "for i in '
-                      '$(seq %d); do echo line $i; echo $i >> $HOME/ledger; echo $i/%d >> $KILN_PROGRESS; sleep 0.3; '
-                      '[ -e $HOME/%s ] && sleep 1; done; echo $KILN_HOST > w.txt" }\n' % (steps, steps, marker))
+        report = "echo step $i/%d" % steps if printed else "echo $i/%d >> $KILN_PROGRESS" % steps
+        self.ws.write("kiln.lua", 'task { name = "work", hosts = {"v800", "v801"}, outputs = {"w.txt"}, %srun = "for i in '
+                      '$(seq %d); do echo line $i; echo $i >> $HOME/ledger; %s; sleep 0.3; '
+                      '[ -e $HOME/%s ] && sleep 1; done; echo $KILN_HOST > w.txt" }\n'
+                      % ('log_progress = "step (%d+)/(%d+)", ' if printed else "", steps, report, marker))
 
         def mark(home):
             name = home if on == "home" else ("v801" if home == "v800" else "v800")
@@ -592,6 +595,19 @@ class SshResume(sshhosts.SshCase, KilnTestCase):
         log3 = self.attempt_logs("work")[2]
         self.assertEqual([line for line in log3.splitlines() if line.startswith("line ")],
                          ["line %d" % i for i in range(1, 61)], "its whole log, each line once: " + log3)
+
+    def test_a_lost_job_that_only_prints_its_progress_is_taken_back_by_its_log(self):
+        # the same with a script that writes no KILN_PROGRESS and prints `step i/60`: the task's
+        # log_progress reads both logs' ends, the lost job's there and the retry's here
+        home, other, out = self.progress_through_a_long_partition("slow", "other", steps=60, printed=True)
+        self.assertRegex(out, r"stopped: host %s answered again, where the task's job of attempt 1 ran on and is "
+                         r"further along \(\d+/60 against \d+ here\): that job is taken up" % home)
+        self.assertEqual(self.ws.read("w.txt"), home + "\n")
+        self.assertEqual(self.ledger_of(home), [str(i) for i in range(1, 61)], "attempt 1 ran once, to its end")
+        self.assertLess(len(self.ledger_of(other)), 30, "attempt 2 was stopped")
+        log3 = self.attempt_logs("work")[2]
+        self.assertEqual([line for line in log3.splitlines() if line.startswith("step ")],
+                         ["step %d/60" % i for i in range(1, 61)], "its whole log, each line once: " + log3)
 
     def test_a_lost_job_behind_its_retry_is_stopped_when_its_host_answers(self):
         # the cut-off host slowed its job down: its progress is behind the retry's, which goes

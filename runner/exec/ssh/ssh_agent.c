@@ -102,43 +102,20 @@ static char *agent_script(const SshHost *h, const char *id)
 
 static int agent_start(SshExec *se, SshHost *h)
 {
-	int in[2], out[2];
-	if (pipe2(in, O_CLOEXEC) != 0)
-		return -1;
-	if (pipe2(out, O_CLOEXEC) != 0) {
-		close(in[0]), close(in[1]);
-		return -1;
-	}
 	Agent *a = xcalloc(1, sizeof *a);
 	snprintf(a->id, sizeof a->id, "%lld-%d", se->cfg.run_id, (int)getpid());
 	char *script = agent_script(h, a->id);
 	char *err_path = xasprintf("%s/agent-%s.err", se->cfg.state_dir, h->spec->name);
 	int err = open(err_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
 	free(err_path);
-	char **argv;
-	Buf w = {0};
-	buf_puts(&w, "exec /bin/sh -c ");
-	buf_shell_quote(&w, script);
+	a->pid = ssh_spawn_piped(h, script, err, &a->in_fd, &a->out_fd);
 	free(script);
-	argv = ssh_argv(h, buf_str(&w));
-	OsSpawn spawn = {.argv = argv, .in_fd = in[0], .out_fd = out[1], .err_fd = err, .new_group = 1};
-	int rc = os_spawn(&spawn, &a->pid);
-	free(argv);
-	buf_free(&w);
-	close(in[0]);
-	close(out[1]);
 	if (err >= 0)
 		close(err);
-	if (rc != 0) {
-		close(in[1]), close(out[0]);
+	if (a->pid <= 0) {
 		free(a);
 		return -1;
 	}
-	os_children_watch(a->pid);
-	a->in_fd = in[1];
-	a->out_fd = out[0];
-	fcntl(a->in_fd, F_SETFL, O_NONBLOCK);
-	os_notify_readable(a->out_fd);
 	/* cleared there at the run's end, with those of killed kilns (their shells end with their ssh) */
 	if (!strstr(buf_str(&h->ended_jobs), " .kiln/agents"))
 		buf_puts(&h->ended_jobs, " .kiln/agents");

@@ -28,11 +28,40 @@ static char *asking_script(const char *mark)
 	buf_printf(&b, "while read -r n; do q=$(head -c \"$n\"); ( eval \"$q\" ) </dev/null 2>/dev/null; "
 		       "echo \"%s $?\"; done",
 		   mark);
+	return b.data;
+}
+
+pid_t ssh_spawn_piped(SshHost *h, const char *script, int err_fd, int *in_fd, int *out_fd)
+{
+	int in[2], out[2];
+	if (pipe2(in, O_CLOEXEC) != 0)
+		return -1;
+	if (pipe2(out, O_CLOEXEC) != 0) {
+		close(in[0]), close(in[1]);
+		return -1;
+	}
 	Buf wrapped = {0};
 	buf_puts(&wrapped, "exec /bin/sh -c ");
-	buf_shell_quote(&wrapped, buf_str(&b));
-	buf_free(&b);
-	return wrapped.data;
+	buf_shell_quote(&wrapped, script);
+	char **argv = ssh_argv(h, buf_str(&wrapped));
+	/* a group of its own, as every helper: a kiln after a kill -9 stops what this one left */
+	OsSpawn spawn = {.argv = argv, .in_fd = in[0], .out_fd = out[1], .err_fd = err_fd, .new_group = 1};
+	pid_t pid;
+	int rc = os_spawn(&spawn, &pid);
+	free(argv);
+	buf_free(&wrapped);
+	close(in[0]);
+	close(out[1]);
+	if (rc != 0) {
+		close(in[1]), close(out[0]);
+		return -1;
+	}
+	os_children_watch(pid);
+	*in_fd = in[1];
+	*out_fd = out[0];
+	fcntl(*in_fd, F_SETFL, O_NONBLOCK);
+	os_notify_readable(*out_fd); /* what it sends wakes the loop as a child's end does */
+	return pid;
 }
 
 /* Starts r's shell there: 0, or -1. */
@@ -41,37 +70,16 @@ static int start_shell(SshHost *h, SshReader *r)
 	static unsigned serial;
 	snprintf(r->mark, sizeof r->mark, "KILN-ANSWER-%d-%u-%lld", (int)getpid(), ++serial,
 		 (long long)(now_mono_ns() % 1000000007));
-	int in[2], out[2];
-	if (pipe2(in, O_CLOEXEC) != 0)
-		return -1;
-	if (pipe2(out, O_CLOEXEC) != 0) {
-		close(in[0]), close(in[1]);
-		return -1;
-	}
 	int quiet = open("/dev/null", O_WRONLY | O_CLOEXEC);
 	char *script = asking_script(r->mark);
-	char **argv = ssh_argv(h, script);
-	/* a group of its own, as every helper: a kiln after a kill -9 stops what this one left */
-	OsSpawn spawn = {.argv = argv, .in_fd = in[0], .out_fd = out[1], .err_fd = quiet, .new_group = 1};
-	pid_t pid;
-	int rc = os_spawn(&spawn, &pid);
-	free(argv);
+	pid_t pid = ssh_spawn_piped(h, script, quiet, &r->in_fd, &r->out_fd);
 	free(script);
-	close(in[0]);
-	close(out[1]);
 	if (quiet >= 0)
 		close(quiet);
-	if (rc != 0) {
-		close(in[1]), close(out[0]);
+	if (pid <= 0)
 		return -1;
-	}
-	os_children_watch(pid);
 	r->pid = pid;
-	r->in_fd = in[1];
-	r->out_fd = out[0];
 	r->open = 1;
-	fcntl(r->in_fd, F_SETFL, O_NONBLOCK);
-	os_notify_readable(r->out_fd); /* an answer wakes the loop as a child's end does */
 	return 0;
 }
 

@@ -164,13 +164,17 @@ void ssh_stop_orphans(SshExec *se)
 			Buf err = {0};
 			ssh_host_connect_wait(host, se->cfg.busy_mem, se->cfg.busy_util, &err);
 			buf_free(&err);
+			if (host->stale_kept.len) /* that contact found some ran on or finished: too late to take them back */
+				ssh_host_stop_stale(host, &stops[h], 0);
 		}
 		if (stops[h].len && host->connected && !host->down) {
 			Buf cmd = {0};
 			ssh_cd_workdir(&cmd, host);
 			buf_printf(&cmd, " && { %s true; }", buf_str(&stops[h]));
-			if (ssh_run(host, buf_str(&cmd), NULL, NULL) == 0)
-				buf_reset(&host->stale_jobs); /* stopped */
+			if (ssh_run(host, buf_str(&cmd), NULL, NULL) == 0) { /* stopped: their logs' rest is fetched */
+				buf_reset(&host->stale_jobs);
+				buf_reset(&host->stale_kept);
+			}
 			buf_free(&cmd);
 		}
 		buf_free(&stops[h]);

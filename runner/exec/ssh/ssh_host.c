@@ -530,7 +530,7 @@ void ssh_host_stop_stale(const SshHost *h, Buf *script, int ask)
 		int n = (int)strcspn(p + 1, " ");
 		if (ask) /* J: the job's folder; p: its process group, where it runs on */
 			buf_printf(script, "J=.kiln/jobs/%.*s; if [ -f $J/exit ] && read rc < $J/exit && [ \"$rc\" = 0 ]; then "
-					   "S=\"$S %.*s\"; elif [ -s $J/progress ] && read p 2>/dev/null < $J/pid && kill -0 -$p "
+					   "S=\"$S %.*s\"; elif [ -s $J/progress -o -s $J/log ] && read p 2>/dev/null < $J/pid && kill -0 -$p "
 					   "2>/dev/null; then S=\"$S live:%.*s\"; else ", n, p + 1, n, p + 1, n, p + 1);
 		buf_printf(script, "kill -TERM -$(cat .kiln/jobs/%.*s/pid) 2>/dev/null; ", n, p + 1);
 		if (ask)

@@ -125,6 +125,10 @@ void ssh_run_each(SshHost **hosts, char **scripts, int n);
 /* Starts remote there without waiting, stdout and stderr to the fds given: the pid (watched
  * by os_children_watch), or -1. */
 pid_t ssh_spawn(SshHost *h, const char *remote, int out_fd, int err_fd);
+/* Starts script there under sh, its stdin and stdout pipes here (*in_fd non-blocking, for
+ * writing; *out_fd non-blocking and waking os_wait_event when it has data), stderr to err_fd:
+ * the local ssh's pid (watched by os_children_watch), or -1. */
+pid_t ssh_spawn_piped(SshHost *h, const char *script, int err_fd, int *in_fd, int *out_fd);
 /* A reading there in the background: ask sends remote (a few lines of sh whose output is
  * small) to r's shell, starting it on the host's connection if none runs: 0, or -1 (it could
  * not start, or a question is still out). take: 1 while the answer is on its way, else 0

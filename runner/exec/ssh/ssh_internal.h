@@ -211,6 +211,10 @@ int ssh_progress_poll_ms(const SshExec *se);
  * there now): 1 with them set, 0 when there is none. */
 int ssh_progress_of(const Remote *rm, long long *done, long long *total);
 int ssh_progress_there(SshHost *h, const char *id, long long *done, long long *total);
+/* The same from task t's log_progress over the end of a log: rm's job's (as it streamed
+ * here), or job id's on h (asked there now). 0 when t has none, or the log shows none. */
+int ssh_log_progress_of(const Remote *rm, long long *done, long long *total);
+int ssh_log_progress_there(SshHost *h, const Task *t, const char *id, long long *done, long long *total);
 
 /* ssh_stale.c: the lost log of job id (its first len bytes), or NULL; a log kept (received:
  * the bytes of the job's log already in the local log; superseded: an open attempt's job

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "../../../base/os.h"
+#include "../../recipe/logmetrics.h"
 #include "ssh_internal.h"
 
 #define PROGRESS_EVERY_NS 3000000000LL
@@ -95,6 +96,32 @@ int ssh_progress_there(SshHost *h, const char *id, long long *done, long long *t
 	buf_free(&cmd);
 	buf_free(&out);
 	buf_free(&ids);
+	return found;
+}
+
+int ssh_log_progress_of(const Remote *rm, long long *done, long long *total)
+{
+	size_t len;
+	long long from;
+	char *tail = rm->job->log_path ? read_file_tail(rm->job->log_path, LOG_PROGRESS_TAIL, &len, &from) : NULL;
+	int found = tail && log_progress_in_tail(rm->job->task, tail, len, from == 0, done, total);
+	free(tail);
+	return found;
+}
+
+int ssh_log_progress_there(SshHost *h, const Task *t, const char *id, long long *done, long long *total)
+{
+	if (!t->opts->log_progress)
+		return 0;
+	Buf cmd = {0}, out = {0};
+	ssh_cd_workdir(&cmd, h); /* its size on a line, then its end */
+	buf_printf(&cmd, " && f=.kiln/jobs/%s/log && wc -c < $f && tail -c %d $f", id, LOG_PROGRESS_TAIL);
+	char *nl;
+	int found = ssh_run(h, buf_str(&cmd), &out, NULL) == 0 && (nl = memchr(out.data, '\n', out.len)) &&
+		    log_progress_in_tail(t, nl + 1, out.len - (size_t)(nl + 1 - out.data),
+					 atoll(out.data) <= LOG_PROGRESS_TAIL, done, total);
+	buf_free(&cmd);
+	buf_free(&out);
 	return found;
 }
 

@@ -5,7 +5,8 @@
  * for the wait, still runs is taken back: that later attempt is stopped and given back as
  * lost (no retry spent, recorded as superseded), and the task's next attempt re-attaches to
  * the finished job (its outputs fetched). One that still runs is taken back the same way
- * only when its KILN_PROGRESS shows it further along; otherwise it is stopped. Either way a
+ * only when its KILN_PROGRESS (or, for a task that only prints its progress, its
+ * log_progress over the two logs) shows it further along; otherwise it is stopped. Either way a
  * job not taken back has the rest of its log fetched into the lost attempt's. */
 #define _GNU_SOURCE
 #include <signal.h>
@@ -134,8 +135,8 @@ enum { SETTLE_DROP, SETTLE_WAIT, SETTLE_TAKE };
  * is taken back, waited on (its task's later attempt is still copying its inputs) or left
  * (stopped, if it runs on; its log's rest fetched). One that runs on is taken back only
  * when it is further along than the attempt that replaced it, by their KILN_PROGRESS
- * readings of the same total: a cut-off host may have stalled it, and wall time says
- * nothing of that. */
+ * readings (else their logs' log_progress readings) of the same total: a cut-off host may
+ * have stalled it, and wall time says nothing of that. */
 static int settle_one(SshExec *se, SshHost *h, const char *id, int live)
 {
 	AdoptedJob *a = NULL;
@@ -166,10 +167,17 @@ static int settle_one(SshExec *se, SshHost *h, const char *id, int live)
 	if (rm->phase != PH_RUN || rm->gang || rm->map_outputs || rm->job->superseded)
 		return SETTLE_DROP; /* it finished too (its outputs come) */
 	long long done = 0, total = 0, here = 0, here_total = 0;
-	if (live && !ssh_progress_of(rm, &here, &here_total))
-		here = 0, here_total = -1; /* none read back yet: it started afresh moments ago */
-	if (live && !(ssh_progress_there(h, id, &done, &total) && done > here && (total == here_total || here_total < 0)))
-		return SETTLE_DROP;
+	if (live) {
+		int there = ssh_progress_there(h, id, &done, &total), mine = ssh_progress_of(rm, &here, &here_total);
+		if (!there) { /* a script that only prints its progress: both logs' ends (log_progress) */
+			there = ssh_log_progress_there(h, t, id, &done, &total);
+			mine = there && ssh_log_progress_of(rm, &here, &here_total);
+		}
+		if (!mine)
+			here = 0, here_total = -1; /* none read back yet: it started afresh moments ago */
+		if (!(there && done > here && (total == here_total || here_total < 0)))
+			return SETTLE_DROP;
+	}
 	Job *job = rm->job;
 	char attempt[48], how[96];
 	if (a->attempt > 0)
