@@ -237,6 +237,8 @@ void ssh_host_failed(SshHost *h, const char *why)
 		backoff *= 2;
 	if (backoff > HOST_RETRY_MAX_SEC)
 		backoff = HOST_RETRY_MAX_SEC;
+	if (h->stale_jobs.len && backoff > HOST_RETRY_STALE_SEC)
+		backoff = HOST_RETRY_STALE_SEC;
 	h->failed_ns = now_mono_ns();
 	if (!h->down)
 		h->down_since_ns = h->failed_ns;

@@ -16,6 +16,10 @@
 #define HOST_DOWN_AFTER 2
 #define HOST_RETRY_FIRST_SEC 2
 #define HOST_RETRY_MAX_SEC 30
+/* ... but at most this while jobs lost with it may have run on there (stale jobs): each
+ * second sooner it is seen back, a job there that is further along is taken back sooner, and
+ * its replacement elsewhere stopped sooner (a try costs a background ssh that fails). */
+#define HOST_RETRY_STALE_SEC 3
 
 /* One server of the recipe's hosts{} block (or --hosts FILE): reached by ssh. */
 typedef struct {

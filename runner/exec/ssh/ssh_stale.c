@@ -28,6 +28,9 @@ LostLog *ssh_lost_log(SshExec *se, const char *id, size_t len)
 void ssh_went_stale(SshExec *se, SshHost *h, const char *id)
 {
 	buf_printf(&h->stale_jobs, " %s", id);
+	int64_t soon = now_mono_ns() + (int64_t)HOST_RETRY_STALE_SEC * 1000000000LL;
+	if (h->down && h->retry_at_ns > soon) /* tried sooner from now on (ssh_host.h) */
+		h->retry_at_ns = soon;
 	LostLog *l = ssh_lost_log(se, id, strlen(id));
 	if (l)
 		l->stale = 1;
