@@ -17,7 +17,9 @@ second (its job may run on there); a "kill" in such a trial comes once those ret
 started, so the new kiln finds two jobs of a task (the lost one, the retry) and must run one
 of them on and stop the other (trainers that still ran to their last epoch twice are counted:
 a host away for longer than the rest of the lost job lets it end there). KINDS picks the kinds
-drawn (default partition,reboot). Prints counts and times.
+drawn (default partition,reboot). Prints counts and times. With KILN_CAMPAIGN_PRINTED=1 the
+trainers write no KILN_PROGRESS: they print `epoch e/N`, which their log_progress reads (a
+script nobody here wrote).
 
   /usr/bin/python3 scripts/host-drop-campaign.py 10 7 [partition,reboot,kill,retry]
 """
@@ -36,12 +38,13 @@ import sshhosts  # noqa: E402
 KILN = os.environ.get("KILN") or os.path.join(HERE, "../build/kiln")
 TRAINERS, EPOCHS, ITEMS = 4, 12, 30
 
-# epoch e of trainer T: "T e" in the host's ledger, "e/EPOCHS" in its progress file, then its
-# checkpoint; resumes from it
+PRINTED = os.environ.get("KILN_CAMPAIGN_PRINTED") == "1"
+# epoch e of trainer T: "T e" in the host's ledger, "e/EPOCHS" in its progress file (or only
+# printed, PRINTED), then its checkpoint; resumes from it
 TRAIN = ('s=$(cat ckpt/{t}/last 2>/dev/null || echo 0); mkdir -p ckpt/{t}; for e in $(seq $((s + 1)) %d); do '
-         'sleep {sec}; echo "{t} $e" >> $HOME/ledger; echo epoch $e; echo $e/%d >> $KILN_PROGRESS; '
+         'sleep {sec}; echo "{t} $e" >> $HOME/ledger; %s; '
          'echo $e > ckpt/{t}/last.tmp; mv ckpt/{t}/last.tmp ckpt/{t}/last; done; echo {t} done > out/{t}.txt'
-         % (EPOCHS, EPOCHS))
+         % (EPOCHS, "echo epoch $e/%d" % EPOCHS if PRINTED else "echo epoch $e; echo $e/%d >> $KILN_PROGRESS" % EPOCHS))
 
 
 def write_recipe(ws, epoch_sec):
@@ -49,8 +52,9 @@ def write_recipe(ws, epoch_sec):
     with open(os.path.join(ws, "kiln.lua"), "w") as f:
         for t in range(TRAINERS):
             name = "t%d" % t
-            f.write('task { name = "%s", outputs = {"out/%s.txt"}, resume = {"ckpt/%s"}, run = %r }\n'
-                    % (name, name, name, TRAIN.format(t=name, sec=epoch_sec)))
+            f.write('task { name = "%s", outputs = {"out/%s.txt"}, resume = {"ckpt/%s"}, %srun = %r }\n'
+                    % (name, name, name, 'log_progress = "epoch (%d+)/(%d+)", ' if PRINTED else "",
+                       TRAIN.format(t=name, sec=epoch_sec)))
         f.write('task { name = "plain", outputs = {"out/plain.txt"}, run = "sleep 2; echo plain > out/plain.txt" }\n'
                 'local items = {}\nfor i = 1, %d do items[#items + 1] = "i" .. i end\n'
                 'map { name = "cap", items = items, shards = 3, output = "out/items/{item}.txt", '
