@@ -173,6 +173,7 @@ void ssh_stop_orphans(SshExec *se)
 			buf_printf(&cmd, " && { %s true; }", buf_str(&stops[h]));
 			if (ssh_run(host, buf_str(&cmd), NULL, NULL) == 0) { /* stopped: their logs' rest is fetched */
 				buf_reset(&host->stale_jobs);
+				buf_reset(&host->stale_logged);
 				buf_reset(&host->stale_kept);
 			}
 			buf_free(&cmd);
@@ -207,7 +208,7 @@ void ssh_keep_lost(SshExec *se, const Remote *rm)
 		ssh_add_lost_log(se, rm->id, rm->host, rm->job->log_path, (long long)st.st_size - rm->log_prefix, 0);
 	}
 	if (rm->gang || t->forced || !rm->job->key[0]) { /* run again elsewhere, whole */
-		ssh_went_stale(se, rm->host, rm->id);
+		ssh_went_stale(se, rm->host, rm->id, NULL);
 		return;
 	}
 	rm->job->kept_lost = 1;
@@ -313,14 +314,14 @@ static void stop_left_job(SshExec *se, AdoptedJob *a, const char *why)
 			continue;
 		snprintf(id, sizeof id, "%.*s", id_len, a->job_id);
 		if (!on->connected || on->down) {
-			ssh_went_stale(se, on, id); /* stopped by its next contact */
+			ssh_went_stale(se, on, id, graph_find(se->cfg.g, a->task)); /* stopped by its next contact */
 			continue;
 		}
 		Buf kill = {0};
 		ssh_cd_workdir(&kill, on);
 		buf_printf(&kill, " && kill -TERM -$(cat .kiln/jobs/%s/pid) 2>/dev/null; true", id);
 		if (ssh_run(on, buf_str(&kill), NULL, NULL) != 0) {
-			ssh_went_stale(se, on, id);
+			ssh_went_stale(se, on, id, graph_find(se->cfg.g, a->task));
 		} else {
 			LostLog *l = ssh_lost_log(se, id, strlen(id));
 			if (l) /* stopped: its log's rest is fetched */

@@ -133,7 +133,7 @@ void ssh_follow_ended(SshExec *se, Remote *rm, int status)
 		place_record(se->cfg.cache, h, &rm->placement, rm->report);
 	if (rm->job->superseded) { /* stopped for an earlier job of its task (ssh_stale.c): whatever it did */
 		if (kind == 0 || (kind == 3 && !rm->signalled)) /* its stop may not have got there */
-			ssh_went_stale(se, h, rm->id);
+			ssh_went_stale(se, h, rm->id, NULL);
 		ssh_finished(se, rm, JOB_LOST, -1, rm->job->reason);
 		return;
 	}

@@ -346,6 +346,7 @@ static int contact_read(SshHost *h, int rc, Buf *out, Buf *errout, double busy_m
 	h->down = 0;
 	h->down_since_ns = 0;
 	buf_reset(&h->stale_jobs); /* stopped by the script just run, or found finished (stale_kept) */
+	buf_reset(&h->stale_logged);
 	h->failures_in_a_row = 0;
 	return 0;
 }
@@ -524,16 +525,42 @@ int ssh_host_connect_wait(SshHost *h, double busy_mem, double busy_util, Buf *er
 	return rc;
 }
 
+static const char *word_at(const Buf *list, const char *word)
+{
+	size_t n = strlen(word);
+	for (const char *p = list->data ? list->data : ""; (p = strstr(p, word)); p += n)
+		if (p > list->data && p[-1] == ' ' && (p[n] == ' ' || !p[n]))
+			return p;
+	return NULL;
+}
+
+int ssh_word_in(const Buf *list, const char *word) { return word_at(list, word) != NULL; }
+
+void ssh_word_drop(Buf *list, const char *word)
+{
+	const char *p = word_at(list, word);
+	if (!p)
+		return;
+	size_t at = (size_t)(p - 1 - list->data), n = strlen(word) + 1; /* with its space */
+	memmove(list->data + at, list->data + at + n, list->len - at - n + 1);
+	list->len -= n;
+}
+
 void ssh_host_stop_stale(const SshHost *h, Buf *script, int ask)
 {
 	if (ask && h->stale_jobs.len)
 		buf_puts(script, "S=; ");
 	for (const char *p = h->stale_jobs.data ? h->stale_jobs.data : ""; *p == ' ';) {
 		int n = (int)strcspn(p + 1, " ");
+		char id[64];
+		snprintf(id, sizeof id, "%.*s", n, p + 1);
+		/* one whose progress can be compared (its KILN_PROGRESS, or its log's when its task
+		 * reads progress there) is kept running for ssh_settle_kept to decide */
+		const char *progress = ssh_word_in(&h->stale_logged, id) ? "-s $J/progress -o -s $J/log" : "-s $J/progress";
 		if (ask) /* J: the job's folder; p: its process group, where it runs on */
 			buf_printf(script, "J=.kiln/jobs/%.*s; if [ -f $J/exit ] && read rc < $J/exit && [ \"$rc\" = 0 ]; then "
-					   "S=\"$S %.*s\"; elif [ -s $J/progress -o -s $J/log ] && read p 2>/dev/null < $J/pid && kill -0 -$p "
-					   "2>/dev/null; then S=\"$S live:%.*s\"; else ", n, p + 1, n, p + 1, n, p + 1);
+					   "S=\"$S %.*s\"; elif [ %s ] && read p 2>/dev/null < $J/pid && kill -0 -$p "
+					   "2>/dev/null; then S=\"$S live:%.*s\"; else ", n, p + 1, n, p + 1, progress, n, p + 1);
 		buf_printf(script, "kill -TERM -$(cat .kiln/jobs/%.*s/pid) 2>/dev/null; ", n, p + 1);
 		if (ask)
 			buf_puts(script, "fi; ");
@@ -563,6 +590,7 @@ void ssh_host_free(SshHost *h)
 	free(h->gpus_first);
 	buf_free(&h->ended_jobs);
 	buf_free(&h->stale_jobs);
+	buf_free(&h->stale_logged);
 	buf_free(&h->stale_kept);
 	strmap_free_owned(&h->copied);
 	strmap_free_owned(&h->made);

@@ -97,6 +97,9 @@ typedef struct SshHost {
 	Buf stale_jobs;       /* " ID" of jobs lost with it whose work went elsewhere (they may run on
 			       * there): stopped when it answers again unless they finished there or
 			       * write progress (then in stale_kept), or at the run's end */
+	Buf stale_logged;     /* " ID" of those whose task reads its progress from its log
+			       * (log_progress): one running there is asked about like one writing
+			       * KILN_PROGRESS, not stopped at once */
 	Buf stale_kept;       /* " ID" of those that finished there (exit 0), " live:ID" of those that
 			       * run on and write progress: the executor takes each back if its task
 			       * has not finished elsewhere (for one that runs on: if it is further
@@ -178,6 +181,9 @@ void ssh_host_print_summary(const SshHost *h, int held);
  * running on that have a KILN_PROGRESS file, are gathered into $S as " ID" and " live:ID"
  * instead (the contact prints it after KILN-STALE: stale_kept). */
 void ssh_host_stop_stale(const SshHost *h, Buf *script, int ask);
+/* Whether word is one of list's (" A B ..."), and list without it. */
+int ssh_word_in(const Buf *list, const char *word);
+void ssh_word_drop(Buf *list, const char *word);
 /* Ends h's master connection (kiln leaves it for the next run otherwise: ControlPersist). */
 void ssh_host_close(SshHost *h);
 void ssh_host_free(SshHost *h);

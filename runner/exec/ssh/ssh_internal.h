@@ -222,9 +222,11 @@ int ssh_log_progress_there(SshHost *h, const Task *t, const char *id, long long 
 LostLog *ssh_lost_log(SshExec *se, const char *id, size_t len);
 void ssh_add_lost_log(SshExec *se, const char *id, SshHost *h, const char *log, long long received, int superseded);
 void ssh_drop_lost_log(SshExec *se, LostLog *l);
-/* Job id's work went elsewhere: it is stopped at h's next contact (h->stale_jobs), unless
- * that finds it finished (ssh_settle_kept); its log's rest fetched. */
-void ssh_went_stale(SshExec *se, SshHost *h, const char *id);
+/* Job id (of task t, or NULL: stopped whatever it did) went stale, its work gone elsewhere:
+ * it is stopped at h's next contact (h->stale_jobs), unless that finds it finished, or
+ * running with progress to compare (KILN_PROGRESS, or t's log_progress) (ssh_settle_kept);
+ * its log's rest fetched. */
+void ssh_went_stale(SshExec *se, SshHost *h, const char *id, const Task *t);
 /* "cd" to h's workdir, which a remote command then follows with " && ...". */
 void ssh_cd_workdir(Buf *b, const SshHost *h);
 /* The stale jobs a host's contact found finished there (stale_kept), settled: one whose task

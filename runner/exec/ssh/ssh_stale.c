@@ -25,25 +25,17 @@ LostLog *ssh_lost_log(SshExec *se, const char *id, size_t len)
 	return NULL;
 }
 
-void ssh_went_stale(SshExec *se, SshHost *h, const char *id)
+void ssh_went_stale(SshExec *se, SshHost *h, const char *id, const Task *t)
 {
 	buf_printf(&h->stale_jobs, " %s", id);
+	if (t && t->opts->log_progress)
+		buf_printf(&h->stale_logged, " %s", id);
 	int64_t soon = now_mono_ns() + (int64_t)HOST_RETRY_STALE_SEC * 1000000000LL;
 	if (h->down && h->retry_at_ns > soon) /* tried sooner from now on (ssh_host.h) */
 		h->retry_at_ns = soon;
 	LostLog *l = ssh_lost_log(se, id, strlen(id));
 	if (l)
 		l->stale = 1;
-}
-
-/* Whether job id is among h's stale jobs still to stop (" ID ID ..."). */
-static int stale_names(const SshHost *h, const char *id)
-{
-	size_t n = strlen(id);
-	for (const char *p = h->stale_jobs.data ? h->stale_jobs.data : ""; (p = strstr(p, id)); p += n)
-		if (p > h->stale_jobs.data && p[-1] == ' ' && (p[n] == ' ' || !p[n]))
-			return 1;
-	return 0;
 }
 
 /* Whether h's last contact found stale job id finished there or running on, not settled yet. */
@@ -94,7 +86,7 @@ void ssh_fetch_lost_logs(SshExec *se, int final)
 	for (int i = 0; i < se->nlost_logs; i++) {
 		LostLog *l = &se->lost_logs[i];
 		SshHost *h = l->host;
-		if (!l->stale || !h->connected || h->down || stale_names(h, l->id) || kept(h, l->id) ||
+		if (!l->stale || !h->connected || h->down || ssh_word_in(&h->stale_jobs, l->id) || kept(h, l->id) ||
 		    (!final && now_mono_ns() < l->next_ns))
 			continue; /* taken up, or not stopped yet (or taken back yet) */
 		/* once its job has ended there (its last words in the log; its directory, which names
@@ -222,6 +214,7 @@ int ssh_settle_kept(SshExec *se)
 				l->stale = 0; /* its whole log goes into the attempt that takes it up */
 			} else if (how == SETTLE_DROP && live) {
 				buf_printf(&stop, " %s", id);
+				ssh_word_drop(&h->stale_logged, id); /* no more to ask of it: stopped */
 			}
 		}
 		free(list);
