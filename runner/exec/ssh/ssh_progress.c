@@ -117,7 +117,7 @@ int ssh_log_progress_there(SshHost *h, const Task *t, const char *id, long long 
 	ssh_cd_workdir(&cmd, h); /* its size on a line, then its end */
 	buf_printf(&cmd, " && f=.kiln/jobs/%s/log && wc -c < $f && tail -c %d $f", id, LOG_PROGRESS_TAIL);
 	char *nl;
-	int found = ssh_run(h, buf_str(&cmd), &out, NULL) == 0 && (nl = memchr(out.data, '\n', out.len)) &&
+	int found = ssh_run(h, buf_str(&cmd), &out, NULL) == 0 && out.len && (nl = memchr(out.data, '\n', out.len)) &&
 		    log_progress_in_tail(t, nl + 1, out.len - (size_t)(nl + 1 - out.data),
 					 atoll(out.data) <= LOG_PROGRESS_TAIL, done, total);
 	buf_free(&cmd);
