@@ -169,6 +169,35 @@ end
             self.assertIn("dropped; following the job there again", text, "followed on its own")
         self.assertTrue(wait_for(lambda: not self.lab.jobs_running(), timeout=10), "nothing left running there")
 
+    def test_an_agent_shell_killed_there_leaves_nothing_running(self):
+        # the agent's shell on each host dies at once (as a dropped connection's end kills it,
+        # before it can tell its reporter to end): its jobs run on and are reported, and the
+        # reporter ends with them, not orphaned there for good
+        self.ws.write("kiln.lua", """
+for i = 1, 4 do
+  task { name = "s" .. i, outputs = {"s/" .. i .. ".txt"},
+         run = "echo start $KILN_TASK >> $HOME/trace.txt; sleep 4; echo " .. i .. " > s/" .. i .. ".txt" }
+end
+""")
+        p = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua", env=self.env)
+        self.assertTrue(wait_for(lambda: len(self.starts()) == 4, timeout=30))
+        shells = []
+        for h in self.lab.hosts.values():
+            agents = os.path.join(h.workdir(), ".kiln/agents")
+            for a in os.listdir(agents) if os.path.isdir(agents) else []:
+                if os.path.exists(os.path.join(agents, a, "pid")):
+                    shells.append(int(slurp(os.path.join(agents, a, "pid"))))
+        self.assertEqual(len(shells), 2, "one agent per host")
+        for pid in shells:
+            os.kill(pid, signal.SIGKILL)
+        out, err = p.communicate(timeout=120)
+        self.assertEqual(p.returncode, 0, out + err)
+        self.assertEqual(sorted(self.starts()), ["s%d" % i for i in range(1, 5)], "nothing ran twice")
+        for i in range(1, 5):
+            self.assertEqual(self.ws.read("s/%d.txt" % i), "%d\n" % i)
+        self.assertTrue(wait_for(lambda: not self.lab.jobs_running(), timeout=10),
+                        "nothing left running there: %s" % self.lab.jobs_running())
+
     def test_a_start_the_agent_is_slow_to_run_is_waited_for(self):
         # a loaded host: the agent takes longer to get to a batch than a short job is given
         # before its own follow command takes it over (the batch stalls once its job folders are made)

@@ -72,12 +72,18 @@ static char *agent_script(const SshHost *h, const char *id)
 	ssh_job_set_dir(&b, h, "-"); /* the functions the start parts use, and the workdir */
 	buf_printf(&b, "A=.kiln/agents/%s\n", id);
 	/* its pid: a follow command waits for a start this shell has yet to get to (ssh_job.c) */
-	buf_puts(&b, "mkdir -p \"$A\" && echo $$ > \"$A/pid\" && mkfifo \"$A/q\" && exec 3<>\"$A/q\" && rm -f \"$A/q\" || "
+	/* the FIFO: written on fd 3 by this shell and its jobs (an E at each end), read on fd 5 by
+	 * the reporter alone, which holds no write end: once the shell and its jobs are gone (a
+	 * connection's drop kills the shell before it writes Q) it reads EOF and ends, not
+	 * orphaned there for good */
+	buf_puts(&b, "mkdir -p \"$A\" && echo $$ > \"$A/pid\" && mkfifo \"$A/q\" && exec 3<>\"$A/q\" && "
+		     "exec 5<\"$A/q\" && rm -f \"$A/q\" || "
 		     "{ echo 'kiln: cannot make the agent'\"'\"'s FIFO there' >&2; exit 97; }\n"
 		     /* the reporter: at each wake-up, every end appended to A/ends since the last,
 		      * in one record (ssh_agent.h) */
 		     ": > \"$A/ends\" && exec 4< \"$A/ends\" || exit 97\necho KILN-AGENT\n"
-		     "while read -r w <&3; do\n"
+		     "{ exec 3>&-\n"
+		     "while read -r w <&5; do\n"
 		     "  [ \"$w\" = E ] || break\n"
 		     "  set --; ids=\n"
 		     "  while IFS=' ' read -r id st <&4; do\n"
@@ -90,7 +96,8 @@ static char *agent_script(const SshHost *h, const char *id)
 		     "  done\n"
 		     "  [ -n \"$ids\" ] || continue\n"
 		     "  echo \"KILN-ENDS$ids\"; tar -b1 -cf - -- \"$@\" 2> \"$A/tar.err\"; echo KILN-SENT\n"
-		     "done < /dev/null &\n"
+		     "done; } < /dev/null &\n"
+		     "exec 5<&- 4<&-\n"
 		     /* kiln's batches: each start part in a shell of its own, orphaned at once */
 		     "while read -r c n; do\n"
 		     "  [ \"$c\" = B ] && head -c \"$n\" > \"$A/b\" || break\n"
