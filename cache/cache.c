@@ -665,6 +665,16 @@ void cache_put_metrics(Cache *c, const Task *t, const Metrics *m)
 	free(tags);
 }
 
+int cache_succeeded_with(Cache *c, const Task *t, const char *key_hex)
+{
+	const LastSuccess *last = last_of(c, t);
+	char recorded[33];
+	if (!last)
+		return 0;
+	hash_hex(last->key, recorded);
+	return !strcmp(recorded, key_hex);
+}
+
 void cache_key_hex(Cache *c, const Task *t, char out[33])
 {
 	TaskCache *tc = record_of(c, t) ? task_cache(c, (Task *)t) : NULL; /* planned_run: a record of its own */

@@ -144,6 +144,9 @@ int cache_attempt_job_id(Cache *c, int64_t attempt_id, const char *job_id);
 int cache_attempt_ports(Cache *c, int64_t attempt_id, const char *ports);
 /* The key cache_check() computed for t, as hex ("" before a check). */
 void cache_key_hex(Cache *c, const Task *t, char out[33]);
+/* Whether t's last recorded success has key key_hex: work under that key is done, so a job
+ * still at it (one a host that did not answer kept running) is not wanted. */
+int cache_succeeded_with(Cache *c, const Task *t, const char *key_hex);
 /* Calls fn for every batch job whose attempt a previous kiln left open. */
 void cache_each_open_job(Cache *c, void (*fn)(void *ctx, const OpenAttempt *a), void *ctx);
 /* Calls fn for every ssh job lost with its host in the runs a kill ended before this one (the

@@ -59,8 +59,12 @@ static void test_keys_verdicts_and_store(void)
 	CHECK(cache_record_success(c, t, &err) == -1);
 	CHECK_CONTAINS(buf_str(&err), "did not write its declared output o.txt");
 	write_text("o.txt", "one\n");
+	char key[33];
+	cache_key_hex(c, t, key);
+	CHECK(!cache_succeeded_with(c, t, key)); /* a failure records no success */
 	buf_reset(&err);
 	CHECK(cache_record_success(c, t, &err) == 0);
+	CHECK(cache_succeeded_with(c, t, key) && !cache_succeeded_with(c, t, "00000000000000000000000000000000"));
 	CHECK(cache_commit(c, 1) == -1 && cache_write_error(c) == NULL);
 	cache_close(c);
 

@@ -6,7 +6,8 @@
  * lost (no retry spent, recorded as superseded), and the task's next attempt re-attaches to
  * the finished job (its outputs fetched). One that still runs is taken back the same way
  * only when its KILN_PROGRESS (or, for a task that only prints its progress, its
- * log_progress over the two logs) shows it further along; otherwise it is stopped. Either way a
+ * log_progress over the two logs) shows it further along; otherwise it is stopped, as is one
+ * whose task's work a later attempt recorded done under its key. Either way a
  * job not taken back has the rest of its log fetched into the lost attempt's. */
 #define _GNU_SOURCE
 #include <signal.h>
@@ -146,6 +147,8 @@ static int settle_one(SshExec *se, SshHost *h, const char *id, int live)
 	if (strcmp(key, a->key))
 		return SETTLE_DROP;
 	if (t->state == TS_IDLE || t->state == TS_WAITING || t->state == TS_READY) {
+		if (cache_succeeded_with(se->cfg.cache, t, a->key))
+			return SETTLE_DROP; /* a later attempt did its work: it will not run again */
 		a->used = 0; /* its next attempt takes it up (ssh_reattaches) */
 		return SETTLE_TAKE;
 	}
