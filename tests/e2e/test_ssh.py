@@ -6,7 +6,7 @@ kill -9 of kiln then a re-run re-attaches without running anything again; Ctrl-C
 remote process groups (a map shard's finished item kept, with atomic_outputs); a no-op re-run
 starts nothing on any host; a full workdir there is said in words; recipe mistakes about
 hosts are errors with file:line. Checkpoints on a host and hosts that drop under running
-work: test_ssh_resume.py."""
+work: test_ssh_resume.py, test_ssh_lost.py, test_ssh_stale.py."""
 import collections
 import os
 import re

@@ -1,24 +1,21 @@
-"""End-to-end: interrupted work on ssh hosts, against three real sshd servers (sshhosts.py).
-A checkpoint cut short on a host is put back from the copy taken there, and a checkpoint
-folder cut short or stopped between its files is removed before the retry; the next attempt
-of a task continuing from resume state a host holds goes back to that host (waiting for
-room there; each node of a multi-node job to its own), waits for it when it does not answer
-(a reboot: as long as the work kept there took, at least --host-wait) and only then starts
-afresh elsewhere, saying so; a job that ran on
-through a dropped network is re-attached, not restarted (one without resume state and a
-map{} shard too: their retries wait for the host as long as the job had run), as is one a
-killed kiln left whose devices read busy or whose host answers late, or that it had recorded
-lost with its host (its log's rest fetched when not taken up; not waited for when the
-recipe changed); a lost job whose work went elsewhere is stopped there. Of two jobs a killed
-kiln left for one task (the lost one, the retry it started elsewhere), one runs on (the one
-that has run longer, or the one whose host answers) and the other is stopped, its log kept;
-a lost job whose task a later attempt finished is stopped as soon as its host answers."""
+"""End-to-end: resume state and running work on ssh hosts that drop, against three real sshd
+servers (sshhosts.py). A checkpoint cut short on a host is put back from the copy taken
+there, and a checkpoint folder cut short or stopped between its files is removed before the
+retry; the next attempt of a task continuing from resume state a host holds goes back to
+that host (waiting for room there; each node of a multi-node job to its own), waits for it
+when it does not answer (a reboot: as long as the work kept there took, at least
+--host-wait) and only then starts afresh elsewhere, saying so; a job that ran on through a
+dropped network is re-attached, not restarted (one without resume state and a map{} shard
+too: their retries wait for the host as long as the job had run), as is one a killed kiln
+left whose devices read busy or whose host answers late. test_ssh_lost.py: what a killed
+kiln left; test_ssh_stale.py: lost jobs whose work went elsewhere."""
 import os
 import time
 import unittest
 
-from kilntest import KilnTestCase, main, wait_for
+from kilntest import main, wait_for
 import sshhosts
+from sshwork import HostWork
 from test_torchrun import PYTHON, SKIP as NO_TORCH
 
 SKIP = sshhosts.skip_reason()
@@ -26,9 +23,7 @@ gpus = sshhosts.gpus
 
 
 @unittest.skipIf(SKIP, SKIP or "")
-class SshResume(sshhosts.SshCase, KilnTestCase):
-    HOSTS = {"v800": gpus(2), "v801": gpus(2, busy=(1,)), "v802": gpus(1)}
-
+class SshResume(HostWork):
     def train_on_v800_killed_mid_save(self, trainer, resume, env, argv):
         """Runs task train (trainer, killed mid-save at epoch 3 once) on v800 with retries = 1:
         the second attempt's log, after checking it continued after epoch 2."""
@@ -44,23 +39,6 @@ class SshResume(sshhosts.SshCase, KilnTestCase):
         self.assertEqual(len(retries), 1, self.attempt_logs("train"))
         self.assertIn("resuming after epoch 2", retries[0])
         return retries[0]
-
-    def attempt_logs(self, task):
-        """Each attempt's log of task, in attempt order."""
-        names = [f for f in os.listdir(self.ws.path(".kiln/logs")) if f.startswith(task + "@") and f.endswith(".log")]
-        return [self.ws.read(".kiln/logs/" + f) for f in sorted(names, key=lambda f: int(f[len(task) + 1:-4]))]
-
-    # Logs are found by what they say, never by their number: a start that never got to its
-    # host (a slow sshd on a loaded machine) is an attempt of its own, so numbers shift.
-    def last_log(self, task):
-        """The log of task's latest attempt."""
-        return self.attempt_logs(task)[-1]
-
-    def first_log_with(self, task, text):
-        """The log of task's first attempt whose log holds text (the first that ran)."""
-        logs = [log for log in self.attempt_logs(task) if text in log]
-        self.assertTrue(logs, "no log of %s holds %r: %s" % (task, text, self.attempt_logs(task)))
-        return logs[0]
 
     def ledger_on_v800(self):
         with open(os.path.join(self.lab.hosts["v800"].workdir(), "ledger")) as f:
@@ -158,24 +136,6 @@ class SshResume(sshhosts.SshCase, KilnTestCase):
         self.assertEqual(len(ran), 1, ran)
         return recipe, ran[0], "v801" if ran[0] == "v800" else "v800"
 
-    def ledger_of(self, host):
-        p = os.path.join(self.lab.hosts[host].home, "ledger")
-        if not os.path.exists(p):
-            return []
-        with open(p) as f:
-            return f.read().split()
-
-    def two_hosts_one_job_each(self):
-        """Empty ledgers, and hosts.lua with v800 and v801 taking one job each."""
-        self.clear_ledgers()
-        self.ws.write("hosts.lua", self.lab.hosts_lua({"v800": "jobs = 1", "v801": "jobs = 1"}))
-
-    def clear_ledgers(self):
-        for h in self.lab.hosts.values():  # the homes outlive the lab's reset
-            for name in ("ledger", "died", "slow"):
-                if os.path.exists(os.path.join(h.home, name)):
-                    os.remove(os.path.join(h.home, name))
-
     def train_through_a_drop(self, drop, epochs, ngpus=0, host_wait="60s", after=2):
         """Runs train (a checkpointing loop of epochs, 0.4 s each, "epoch N" printed) on v800 or
         v801 and drops its host after epoch `after` for 1.5 s (drop: "stop", a reboot, or
@@ -195,33 +155,6 @@ class SshResume(sshhosts.SshCase, KilnTestCase):
             for name, h in self.lab.hosts.items():
                 h.set_gpus(self.HOSTS[name])
             self.assertTrue(wait_for(lambda: not self.lab.jobs_running(), timeout=30))
-
-    def drop_the_working_host(self, drop, seconds, before, host_wait="60s", after=2):
-        """Runs the recipe over v800 and v801 and, once `after` lines are in a host's ledger,
-        calls before(that host), drops it (drop: "stop", a reboot, or "partition", the network)
-        for seconds, then waits for kiln's end: (the host, kiln's output, kiln's exit status)."""
-        run = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua", "--host-wait", host_wait)
-        try:
-            self.assertTrue(wait_for(lambda: len(self.ledger_of("v800") + self.ledger_of("v801")) >= after, timeout=60))
-            home = "v800" if self.ledger_of("v800") else "v801"
-            before(home)
-            getattr(self.lab.hosts[home], drop)()
-        except BaseException:
-            run.kill()
-            raise
-        out, err = self.host_back_after(run, home, seconds)
-        return home, out + err, run.returncode
-
-    def host_back_after(self, run, home, seconds):
-        """Brings host home back seconds from now and waits for run (a spawned kiln) to end:
-        (its stdout, its stderr); a kiln still running then is killed."""
-        try:
-            time.sleep(seconds)
-            self.lab.hosts[home].start()
-            return run.communicate(timeout=120)
-        finally:
-            if run.poll() is None:
-                run.kill()
 
     def test_a_retry_goes_back_to_the_host_holding_its_resume_state(self):
         recipe, home, other = self.resuming_task_failed_once()
@@ -324,21 +257,6 @@ class SshResume(sshhosts.SshCase, KilnTestCase):
         self.assertEqual(len(self.starts()), 1, "it ran once")
         self.assertIn("epoch 6\n", self.last_log("train"))
 
-    def eval_without_checkpoint(self, steps=20):
-        """Task eval on v800 or v801 (one job each): 20 steps (or steps) of 0.3 s (1.3 s on a host
-        whose home holds "slow"), each in its host's ledger and printed, then its host's name in
-        e.txt; no resume state."""
-        self.two_hosts_one_job_each()
-        self.ws.write("kiln.lua", 'task { name = "eval", hosts = {"v800", "v801"}, outputs = {"e.txt"}, run = "for i in '
-                      '$(seq %d); do echo $i >> $HOME/ledger; echo step $i; sleep 0.3; [ -e $HOME/slow ] && sleep 1; done; '
-                      'echo $KILN_HOST > e.txt" }\n'
-                      % steps)
-
-    def assert_eval_ran_once_on(self, home):
-        self.assertEqual(self.ledger_of(home), [str(i) for i in range(1, 21)], "no step twice, none restarted")
-        self.assertEqual(self.ledger_of("v801" if home == "v800" else "v800"), [], "not started afresh elsewhere")
-        self.assertEqual(self.ws.read("e.txt"), home + "\n")
-
     def eval_taken_up_after_a_partition(self, seconds):
         """eval (eval_without_checkpoint) through a partition of its host for seconds, 8 steps
         in: it ran once, there, its job taken up. (its host, kiln's output)"""
@@ -383,102 +301,6 @@ class SshResume(sshhosts.SshCase, KilnTestCase):
         self.assert_eval_ran_once_on(home)
         self.assertIn("eval: attached to ssh job", out)
 
-    def eval_recorded_lost_then_kiln_killed(self, *args, back_after=1.5, edit=None, steps=20):
-        """Runs eval_without_checkpoint's task; after 8 steps cuts its host off the network,
-        waits until kiln records the attempt lost, kills kiln, runs it again (with args; after
-        edit(), when given) and lets the host answer back_after seconds later: (the host, that
-        kiln's output)."""
-        self.eval_without_checkpoint(steps)
-        p = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua")
-        try:
-            self.assertTrue(wait_for(lambda: len(self.ledger_of("v800") + self.ledger_of("v801")) >= 8, timeout=60))
-            home = "v800" if self.ledger_of("v800") else "v801"
-            self.lab.hosts[home].partition()
-            self.assertTrue(wait_for(lambda: self.ws.query("SELECT failure FROM attempts WHERE task = 'eval' "
-                                                           "ORDER BY id DESC LIMIT 1") == [("host-lost",)], timeout=30))
-        finally:
-            p.kill()
-            p.communicate()
-        if edit:
-            edit()
-        run = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua", *args)
-        out, err = self.host_back_after(run, home, back_after)
-        self.assertEqual(run.returncode, 0, out + err)
-        return home, out + err
-
-    def test_a_job_recorded_lost_by_a_killed_kiln_is_waited_for_and_taken_up(self):
-        # the job's host drops off the network, kiln records the attempt lost, and kiln is
-        # killed while the host is still cut off: the next kiln waits for that host as the
-        # first would have (as long as the job had run) and takes up the job that ran on
-        status = []
-        home, out = self.eval_recorded_lost_then_kiln_killed(
-            edit=lambda: status.append(self.ws.kiln("status", "--hosts", "hosts.lua").out))
-        self.assertRegex(status[0], r"lost      eval: attempt 1 \(job [^)]+\) lost with host v80[01] after [0-9.]+s, before a "
-                         r"kill stopped that kiln; the job may run on there: `kiln run` waits for v80[01] ")
-        self.assert_eval_ran_once_on(home)
-        self.assertIn("eval: attached to ssh job", out)
-        self.assertIn("host %s: 1 done, 0 failed, 1 lost with it before the last kiln was killed and taken up (it ran "
-                      "on there)" % home, out)
-        # the dead kiln's ssh followers are stopped in silence: no task of this machine was
-        self.assertNotIn("task process group", out)
-        log = self.last_log("eval")
-        self.assertIn("re-attached on host %s to the job of attempt 1" % home, log)
-        self.assertIn("step 20\n", log)
-
-    def test_a_job_recorded_lost_by_a_killed_kiln_whose_recipe_changed_is_not_waited_for(self):
-        # its command changed meanwhile: the job there is no longer the task's, so the next
-        # kiln runs the task at once on the host that answers, and stops that job as soon as
-        # its host answers again (not at the run's end: it may hold the host's GPUs for hours)
-        status = []
-
-        def edit():
-            self.ws.write("kiln.lua", self.ws.read("kiln.lua").replace("sleep 0.3", "sleep 0.2"))
-            status.append(self.ws.kiln("status", "--hosts", "hosts.lua").out)
-        home, out = self.eval_recorded_lost_then_kiln_killed(back_after=3, steps=60, edit=edit)
-        self.assertIn("but the task changed since, so `kiln run` runs it afresh and stops that job once %s answers" % home,
-                      status[0])
-        other = "v801" if home == "v800" else "v800"
-        self.assertEqual(self.ws.read("e.txt"), other + "\n")
-        self.assertNotIn("eval waits for it", out)
-        self.assertNotIn("attached to ssh job", out)
-        self.assertTrue(wait_for(lambda: not self.lab.jobs_running(), timeout=10), "nothing left running there")
-        self.assertLess(len(self.ledger_of(home)), 45, "stopped once its host answered: %s" % self.ledger_of(home))
-        self.assertEqual(len(self.ledger_of(other)), 60)
-
-    def test_a_job_recorded_lost_by_a_killed_kiln_and_not_taken_up_keeps_its_whole_log(self):
-        # the same, but the host answers only after the wait (--host-wait 1s): the task runs
-        # elsewhere, the job there is stopped, and what it wrote after the drop comes back
-        # into the lost attempt's log, no line twice
-        home, out = self.eval_recorded_lost_then_kiln_killed("--host-wait", "1s", back_after=3, steps=40)
-        other = "v801" if home == "v800" else "v800"
-        self.assertEqual(self.ws.read("e.txt"), other + "\n")
-        log = self.first_log_with("eval", "step 1\n")
-        self.assertIn("to the job's end there (no later attempt took it up)", log, out)
-        steps = [int(line.split()[1]) for line in log.splitlines() if line.startswith("step ")]
-        self.assertEqual(steps, list(range(1, len(steps) + 1)), log)
-        self.assertGreater(len(steps), len(self.ledger_of(home)) - 2, "the steps made after the drop: %s" % log)
-
-    def test_a_job_recorded_lost_by_a_killed_kiln_that_finished_while_cut_off_is_taken_back(self):
-        # the same, but the job finishes there before its host answers, while the next kiln's
-        # attempt (slow on the other host) runs: the finished job's output is taken, the
-        # attempt stopped (recorded superseded), and nothing of the task runs on
-        def slow_elsewhere():
-            for name, h in self.lab.hosts.items():
-                if not self.ledger_of(name):
-                    open(os.path.join(h.home, "slow"), "w").close()
-        # (its host answers 5 s after the next kiln starts: a loaded machine's job there has
-        # finished by then)
-        home, out = self.eval_recorded_lost_then_kiln_killed("--host-wait", "1s", back_after=5, edit=slow_elsewhere)
-        other = "v801" if home == "v800" else "v800"
-        self.assertEqual(self.ws.read("e.txt"), home + "\n", out)
-        self.assertEqual(self.ledger_of(home), [str(i) for i in range(1, 21)], "attempt 1 ran once, to its end")
-        self.assertLess(len(self.ledger_of(other)), 15, "attempt 2 was stopped: %s" % self.ledger_of(other))
-        self.assertTrue(wait_for(lambda: not self.lab.jobs_running(), timeout=5), self.lab.jobs_running())
-        self.assertIn("stopped: host %s answered again, where the task's job of attempt 1 had finished" % home, out)
-        rows = self.ws.query("SELECT attempt, host, failure FROM attempts WHERE task = 'eval' ORDER BY id")
-        self.assertEqual([r[1:] for r in rows], [(home, "host-lost"), (other, "superseded"), (home, None)], rows)
-        self.assertIn("step 20\n", self.last_log("eval"))
-
     def test_a_map_shard_that_ran_on_through_a_partition_is_re_attached_and_no_item_runs_twice(self):
         # the items it made while kiln could not reach it are brought back and recorded, not
         # made again on the other host
@@ -495,239 +317,6 @@ class SshResume(sshhosts.SshCase, KilnTestCase):
             self.assertEqual(self.ws.read("out/i%d.txt" % i), "i%d\n" % i)
         again = self.ws.kiln("run", "--executor", "ssh", "--hosts", "hosts.lua")
         self.assertIn(" 0 ran,", again.out, again)
-
-    def test_a_job_lost_with_its_host_whose_work_went_elsewhere_is_stopped_there(self):
-        # no resume state, and its host silent for longer than --host-wait: the lost job runs
-        # again elsewhere; the copy that ran on on its partitioned host (slowed there) is
-        # stopped when kiln reaches the host again, at the latest at the run's end, not left
-        # to hold its GPU for nothing
-        self.two_hosts_one_job_each()
-        self.ws.write("kiln.lua", 'task { name = "work", hosts = {"v800", "v801"}, outputs = {"w.txt"}, run = "for i in '
-                      '$(seq 12); do echo line $i; echo $i >> $HOME/ledger; sleep 0.3; [ -e $HOME/died ] && sleep 1; '
-                      'done; echo $KILN_HOST > w.txt" }\n')
-        home, out, rc = self.drop_the_working_host(  # away past the wait and the try at its end
-            "partition", 3, lambda home: open(os.path.join(self.lab.hosts[home].home, "died"), "w").close(),
-            host_wait="0.5s")
-        # no log is lost: what it wrote there after the drop follows in attempt 1's log, once
-        # each line, and its directory there is gone
-        log = self.first_log_with("work", "line 1\n")
-        self.assertIn("answered again: the job's log there from where the copy above ends, to the job's end "
-                      "there (no later attempt took it up)", log, out)
-        ran_there = self.ledger_of(home)
-        self.assertGreater(len(ran_there), 2, "it ran on there")
-        for i in ran_there:
-            self.assertEqual(log.count("line %s\n" % i), 1, log)
-        jobs = os.listdir(os.path.join(self.lab.hosts[home].workdir(), ".kiln/jobs"))
-        self.assertEqual([d for d in jobs if not d.startswith("task-")], [], "its job's directory went")
-        self.assertEqual(rc, 0, out)
-        self.assertEqual(self.ws.read("w.txt"), ("v801" if home == "v800" else "v800") + "\n")
-        self.assertTrue(wait_for(lambda: not self.lab.jobs_running(), timeout=3),
-                        "the lost copy on %s was stopped: %s" % (home, self.lab.jobs_running()))
-        self.assertLess(len(self.ledger_of(home)), 12, "it did not run to its end there")
-
-    def test_a_lost_job_that_finished_while_its_host_was_cut_off_is_taken_up_and_its_retry_stopped(self):
-        # its host is cut off past the wait: attempt 2 starts afresh on the other host (slow
-        # there), while attempt 1 runs on through the partition and finishes. When the host
-        # answers again, attempt 1's finished work is taken up (its output fetched) and attempt
-        # 2 stopped, not run to its end for a result kiln already had
-        self.two_hosts_one_job_each()
-        self.ws.write("kiln.lua", 'task { name = "work", hosts = {"v800", "v801"}, outputs = {"w.txt"}, run = "for i in '
-                      '$(seq 12); do echo line $i; echo $i >> $HOME/ledger; sleep 0.3; [ -e $HOME/slow ] && sleep 1; '
-                      'done; echo $KILN_HOST > w.txt" }\n')
-
-        def slow_elsewhere(home):
-            other = "v801" if home == "v800" else "v800"
-            open(os.path.join(self.lab.hosts[other].home, "slow"), "w").close()
-        home, out, rc = self.drop_the_working_host("partition", 5, slow_elsewhere, host_wait="0.5s", after=4)
-        other = "v801" if home == "v800" else "v800"
-        self.assertEqual(rc, 0, out)
-        self.assertEqual(self.ws.read("w.txt"), home + "\n", "attempt 1's output")
-        self.assertEqual(self.ledger_of(home), [str(i) for i in range(1, 13)], "attempt 1 ran once, to its end")
-        self.assertGreater(len(self.ledger_of(other)), 0, "attempt 2 started: " + out)
-        self.assertLess(len(self.ledger_of(other)), 12, "attempt 2 was stopped: %s" % self.ledger_of(other))
-        self.assertTrue(wait_for(lambda: not self.lab.jobs_running(), timeout=5), self.lab.jobs_running())
-        self.assertIn("stopped: host %s answered again, where the task's job of attempt 1 had finished: that job "
-                      "is taken up" % home, out)
-        rows = self.ws.query("SELECT attempt, host, failure FROM attempts WHERE task = 'work' ORDER BY id")
-        self.assertEqual([r[0] for r in rows], [1, 2, 3], rows)
-        self.assertEqual(rows[1][1:], (other, "superseded"), rows)
-        self.assertEqual(rows[2][1:], (home, None), rows)
-        # no log is lost: attempt 3 holds the job's whole log, each line once
-        log3 = self.attempt_logs("work")[2]
-        self.assertEqual([line for line in log3.splitlines() if line.startswith("line ")],
-                         ["line %d" % i for i in range(1, 13)], log3)
-        self.assertIn(" 0 ran,", self.ws.kiln("run", "--executor", "ssh", "--hosts", "hosts.lua").out)
-
-    def progress_through_a_long_partition(self, marker, on, steps=30, printed=False):
-        """Task work (steps of 0.3 s, each written to KILN_PROGRESS, or with printed only printed
-        as `step i/N`, read by log_progress; 1.3 s a step on a host whose home holds marker) on
-        v800 or v801; marker is put on its host (on "home") or the other (on "other") 4 steps in,
-        and its host is cut off for 4 s (--host-wait 0.5s): the lost job runs on there while
-        attempt 2 runs on the other host. (home, other, output)"""
-        self.two_hosts_one_job_each()
-        report = "echo step $i/%d" % steps if printed else "echo $i/%d >> $KILN_PROGRESS" % steps
-        self.ws.write("kiln.lua", 'task { name = "work", hosts = {"v800", "v801"}, outputs = {"w.txt"}, %srun = "for i in '
-                      '$(seq %d); do echo line $i; echo $i >> $HOME/ledger; %s; sleep 0.3; '
-                      '[ -e $HOME/%s ] && sleep 1; done; echo $KILN_HOST > w.txt" }\n'
-                      % ('log_progress = "step (%d+)/(%d+)", ' if printed else "", steps, report, marker))
-
-        def mark(home):
-            name = home if on == "home" else ("v801" if home == "v800" else "v800")
-            open(os.path.join(self.lab.hosts[name].home, marker), "w").close()
-        home, out, rc = self.drop_the_working_host("partition", 4, mark, host_wait="0.5s", after=4)
-        self.assertEqual(rc, 0, out)
-        self.assertTrue(wait_for(lambda: not self.lab.jobs_running(), timeout=5), self.lab.jobs_running())
-        return home, "v801" if home == "v800" else "v800", out
-
-    def test_a_lost_job_that_ran_on_further_than_its_retry_is_taken_back_when_its_host_answers(self):
-        # the job kiln lost ran on through the partition; the retry elsewhere is slow: when
-        # the host answers, the lost job's progress is ahead of the retry's, so the retry is
-        # stopped and the lost job followed to its end, not thrown away (60 steps: it still
-        # runs when a loaded machine's back-off reaches its host)
-        home, other, out = self.progress_through_a_long_partition("slow", "other", steps=60)
-        self.assertRegex(out, r"stopped: host %s answered again, where the task's job of attempt 1 ran on and is "
-                         r"further along \(\d+/60 against \d+ here\): that job is taken up" % home)
-        self.assertEqual(self.ws.read("w.txt"), home + "\n")
-        self.assertEqual(self.ledger_of(home), [str(i) for i in range(1, 61)], "attempt 1 ran once, to its end")
-        self.assertLess(len(self.ledger_of(other)), 30, "attempt 2 was stopped")
-        rows = self.ws.query("SELECT host, failure FROM attempts WHERE task = 'work' ORDER BY id")
-        self.assertEqual(rows, [(home, "host-lost"), (other, "superseded"), (home, None)], rows)
-        log3 = self.attempt_logs("work")[2]
-        self.assertEqual([line for line in log3.splitlines() if line.startswith("line ")],
-                         ["line %d" % i for i in range(1, 61)], "its whole log, each line once: " + log3)
-
-    def test_a_lost_job_that_only_prints_its_progress_is_taken_back_by_its_log(self):
-        # the same with a script that writes no KILN_PROGRESS and prints `step i/60`: the task's
-        # log_progress reads both logs' ends, the lost job's there and the retry's here
-        home, other, out = self.progress_through_a_long_partition("slow", "other", steps=60, printed=True)
-        self.assertRegex(out, r"stopped: host %s answered again, where the task's job of attempt 1 ran on and is "
-                         r"further along \(\d+/60 against \d+ here\): that job is taken up" % home)
-        self.assertEqual(self.ws.read("w.txt"), home + "\n")
-        self.assertEqual(self.ledger_of(home), [str(i) for i in range(1, 61)], "attempt 1 ran once, to its end")
-        self.assertLess(len(self.ledger_of(other)), 30, "attempt 2 was stopped")
-        log3 = self.attempt_logs("work")[2]
-        self.assertEqual([line for line in log3.splitlines() if line.startswith("step ")],
-                         ["step %d/60" % i for i in range(1, 61)], "its whole log, each line once: " + log3)
-
-    def test_a_lost_job_behind_its_retry_is_stopped_when_its_host_answers(self):
-        # the cut-off host slowed its job down: its progress is behind the retry's, which goes
-        # on; the lost job is stopped there
-        home, other, out = self.progress_through_a_long_partition("died", "home")
-        self.assertNotIn("further along", out)
-        self.assertEqual(self.ws.read("w.txt"), other + "\n")
-        self.assertEqual(self.ledger_of(other), [str(i) for i in range(1, 31)])
-        self.assertLess(len(self.ledger_of(home)), 30, "stopped there")
-
-    def lost_then_retried_elsewhere_then_kiln_killed(self, steps=30):
-        """Task work (steps of 0.3 s, no resume state) on v800 or v801: its host drops off the
-        network 4 steps in, kiln gives it up (--host-wait 0.5s) and starts attempt 2 on the
-        other host, and is killed 3 steps into that: (the first host, the other)."""
-        self.two_hosts_one_job_each()
-        self.ws.write("kiln.lua", 'task { name = "work", hosts = {"v800", "v801"}, outputs = {"w.txt"}, run = "for i in '
-                      '$(seq %d); do echo line $i; echo $i >> $HOME/ledger; sleep 0.3; done; echo $KILN_HOST > w.txt" }\n'
-                      % steps)
-        return self.partition_the_working_host_then_kill_kiln(lambda home, other: len(self.ledger_of(other)) >= 3)
-
-    def partition_the_working_host_then_kill_kiln(self, until):
-        """Runs the recipe over v800 and v801 (--host-wait 0.5s), cuts the host working on it off
-        the network 4 ledger lines in, and kills kiln once until(that host, the other) holds:
-        (that host, the other)."""
-        p = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua", "--host-wait", "0.5s")
-        try:
-            self.assertTrue(wait_for(lambda: len(self.ledger_of("v800") + self.ledger_of("v801")) >= 4, timeout=60))
-            home = "v800" if self.ledger_of("v800") else "v801"
-            other = "v801" if home == "v800" else "v800"
-            self.lab.hosts[home].partition()
-            self.assertTrue(wait_for(lambda: until(home, other), timeout=60))
-        finally:
-            p.kill()
-            p.communicate()
-        return home, other
-
-    def test_of_two_jobs_a_killed_kiln_left_for_a_task_the_one_that_ran_longer_is_taken_up(self):
-        # attempt 1 ran on through the partition, attempt 2 started elsewhere: both run when the
-        # next kiln starts. One task runs once: attempt 1's job (further along) is taken up,
-        # attempt 2's stopped at once, its log's rest fetched into its attempt's log
-        home, other = self.lost_then_retried_elsewhere_then_kiln_killed()
-        self.lab.hosts[home].start()
-        r = self.ws.kiln("run", "--executor", "ssh", "--hosts", "hosts.lua", "--host-wait", "0.5s")
-        self.assertEqual(r.rc, 0, r)
-        self.assertIn("work: attached to ssh job", r.out)
-        self.assertEqual(self.ledger_of(home), [str(i) for i in range(1, 31)], "attempt 1 ran to its end, once")
-        self.assertLess(len(self.ledger_of(other)), 20, "attempt 2 was stopped: %s" % self.ledger_of(other))
-        self.assertEqual(self.ws.read("w.txt"), home + "\n")
-        self.assertTrue(wait_for(lambda: not self.lab.jobs_running(), timeout=5), self.lab.jobs_running())
-        rows = self.ws.query("SELECT attempt, host, outcome FROM attempts WHERE task = 'work' ORDER BY attempt")
-        self.assertEqual(rows[1][1:], (other, "stopped: the task's job of attempt 1 was taken up instead"), rows)
-        log2 = self.attempt_logs("work")[1]
-        self.assertIn("this job was stopped on host %s (another attempt of the task runs in its place)" % other, log2)
-        steps = [int(line.split()[1]) for line in log2.splitlines() if line.startswith("line ")]
-        self.assertEqual(steps, list(range(1, len(self.ledger_of(other)) + 1)), "its whole log, no line twice: " + log2)
-        self.assertIn(" 0 ran,", self.ws.kiln("run", "--executor", "ssh", "--hosts", "hosts.lua").out)
-
-    def test_a_later_job_a_killed_kiln_left_is_taken_up_while_the_earlier_ones_host_is_down(self):
-        # the first host is still cut off when the next kiln starts: the retry that runs on the
-        # other host is taken up at once (not waited for), and the job on the first host is
-        # stopped as soon as that host answers (on its back-off: up to seconds), not left to run
-        # to its end there
-        home, other = self.lost_then_retried_elsewhere_then_kiln_killed(steps=60)
-        run = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua", "--host-wait", "0.5s")
-        out, err = self.host_back_after(run, home, 2)
-        self.assertEqual(run.returncode, 0, out + err)
-        self.assertIn("work: attached to ssh job", out)
-        self.assertEqual(self.ledger_of(other), [str(i) for i in range(1, 61)], "attempt 2 ran to its end, once")
-        self.assertEqual(self.ws.read("w.txt"), other + "\n")
-        self.assertTrue(wait_for(lambda: not self.lab.jobs_running(), timeout=5), self.lab.jobs_running())
-        self.assertLess(len(self.ledger_of(home)), 55, "attempt 1 was stopped once its host answered: %s"
-                        % self.ledger_of(home))
-
-    def test_a_lost_job_whose_work_a_later_attempt_finished_is_stopped_by_the_next_kiln(self):
-        # attempt 2 finished the task elsewhere; kiln was killed (at work on another task)
-        # before the lost job's host answered: the next kiln stops that job as soon as the
-        # host answers, though the task itself is done and never starts again
-        self.clear_ledgers()
-        self.ws.write("hosts.lua", self.lab.hosts_lua({"v800": "jobs = 1", "v801": "jobs = 1", "v802": "jobs = 1"}))
-        self.ws.write("kiln.lua", 'task { name = "work", hosts = {"v800", "v801"}, outputs = {"w.txt"}, run = "n=60; '
-                      '[ $KILN_ATTEMPT = 1 ] || n=3; for i in $(seq $n); do echo $i >> $HOME/ledger; sleep 0.3; done; '
-                      'echo $KILN_HOST > w.txt" }\n'
-                      'task { name = "hold", host = "v802", inputs = {"w.txt"}, outputs = {"h.txt"}, '
-                      'run = "sleep 6; echo > h.txt" }\n')
-        home, other = self.partition_the_working_host_then_kill_kiln(lambda home, other: self.ws.query(
-            "SELECT count(*) FROM attempts WHERE task = 'work' AND outcome = 'ok'") == [(1,)])
-        self.assertEqual(self.ws.read("w.txt"), other + "\n")
-        status = self.ws.kiln("status", "--hosts", "hosts.lua").out
-        self.assertIn("a later attempt followed, so `kiln run` stops that job once %s answers" % home, status)
-        self.lab.hosts[home].start()
-        run = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua")
-        try:  # well before hold (re-attached, 6 s) ends
-            self.assertTrue(wait_for(lambda: not self.lab.jobs_running(self.lab.hosts[home]), timeout=4),
-                            "the lost job on %s runs on: %s" % (home, self.ledger_of(home)))
-            out, err = run.communicate(timeout=60)
-        finally:
-            if run.poll() is None:
-                run.kill()
-        self.assertEqual(run.returncode, 0, out + err)
-        self.assertLess(len(self.ledger_of(home)), 50)
-        self.assertEqual(self.ledger_of(other), ["1", "2", "3"])
-
-    def test_two_kills_while_a_host_is_cut_off_forget_none_of_the_jobs_left_there(self):
-        # the first kill leaves the lost job and the retry; the next kiln takes up the retry and
-        # is killed too before the first host answers; the third still knows the lost job there:
-        # one of the two runs on, not both to their ends
-        home, other = self.lost_then_retried_elsewhere_then_kiln_killed()
-        p = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua", "--host-wait", "0.5s")
-        try:
-            self.assertTrue(wait_for(lambda: len(self.ledger_of(other)) >= 5, timeout=30))
-        finally:
-            p.kill()
-            p.communicate()
-        self.lab.hosts[home].start()
-        r = self.ws.kiln("run", "--executor", "ssh", "--hosts", "hosts.lua", "--host-wait", "0.5s")
-        self.assertEqual(r.rc, 0, r)
-        self.assertTrue(wait_for(lambda: not self.lab.jobs_running(), timeout=5), self.lab.jobs_running())
-        ran = sorted([len(self.ledger_of(home)), len(self.ledger_of(other))])
-        self.assertEqual(ran[1], 30, "one ran to its end")
-        self.assertLess(ran[0], 25, "the other was stopped: %s" % ran)
 
     def test_a_retry_whose_resume_host_stays_down_starts_afresh_elsewhere_and_says_so(self):
         recipe, home, other = self.resuming_task_failed_once()
@@ -767,6 +356,7 @@ class SshResume(sshhosts.SshCase, KilnTestCase):
         self.assertEqual(self.ledger_of(other), [], "not started afresh on the free host")
         self.assertIn("# kiln: on host %s" % home, self.last_log("train"))
         self.assertIn("%s down (train waits for it up to 1m00s: its resume state is there)" % home, out)
+
 
 if __name__ == "__main__":
     main()
