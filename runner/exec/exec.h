@@ -273,6 +273,7 @@ typedef struct {
 	Lease lease;   /* where it runs and what it holds, from its record */
 	int attempt, used;
 	int earlier;   /* ssh: recorded lost with its host by a kiln a kill stopped (not this run) */
+	int finished;  /* ssh: found on its host exited 0, never recorded (an orphan): nothing runs */
 	long long row; /* 0: found running, never recorded (local) */
 	double ran_sec; /* how long it had run: when lost with its host (ssh), or by now (a record's) */
 } AdoptedJob;

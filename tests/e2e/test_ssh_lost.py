@@ -206,6 +206,30 @@ class SshLost(HostWork):
         self.assertLess(len(self.ledger_of(home)), 50)
         self.assertEqual(self.ledger_of(other), ["1", "2", "3"])
 
+    def test_after_kill_9_only_a_job_that_still_ran_is_said_stopped_when_its_task_changed(self):
+        # kiln is killed while hold runs; prep's job had finished there (its directory not yet
+        # cleared). Both commands change: hold's job, still running, is stopped and the run
+        # says so; prep's, finished, is cleared without a word about stopping it
+        self.clear_ledgers()
+        self.ws.write("hosts.lua", self.lab.hosts_lua({"v802": "jobs = 2"}))
+        recipe = ('task { name = "prep", host = "v802", outputs = {"p.txt"}, run = "echo p > p.txt%s" }\n'
+                  'task { name = "hold", host = "v802", inputs = {"p.txt"}, outputs = {"h.txt"}, '
+                  'run = "echo started >> $HOME/ledger; sleep %s; echo > h.txt" }\n')
+        self.ws.write("kiln.lua", recipe % ("", 30))
+        p = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua")
+        try:
+            self.assertTrue(wait_for(lambda: self.ledger_of("v802") == ["started"], timeout=30))
+        finally:
+            p.kill()
+            p.communicate()
+        self.ws.write("kiln.lua", recipe % (" # changed", 1))
+        r = self.kiln()
+        self.assertEqual(r.rc, 0, r)
+        self.assertIn("hold: stopped the attempt an earlier kiln left running: the task changed", r.out)
+        self.assertNotIn("prep: stopped", r.out)
+        self.assertEqual(self.ledger_of("v802"), ["started", "started"])
+        self.assertTrue(wait_for(lambda: not self.lab.jobs_running(), timeout=5), self.lab.jobs_running())
+
     def test_two_kills_while_a_host_is_cut_off_forget_none_of_the_jobs_left_there(self):
         # the first kill leaves the lost job and the retry; the next kiln takes up the retry and
         # is killed too before the first host answers; the third still knows the lost job there:

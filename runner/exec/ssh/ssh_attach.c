@@ -111,7 +111,8 @@ void ssh_sweep_orphans(SshExec *se, SshHost *h)
 		if (waits && f[3] && *f[3] && ssh_nodes(t) == 1 && !t->forced) { /* an orphan its task may take up */
 			se->adopted = xrealloc(se->adopted, (size_t)(se->nadopted + 1) * sizeof *se->adopted);
 			AdoptedJob *a = &se->adopted[se->nadopted++];
-			*a = (AdoptedJob){xstrdup(f[2]), xstrdup(id), xstrdup(f[3]), xstrdup(""), .row = 0};
+			*a = (AdoptedJob){xstrdup(f[2]), xstrdup(id), xstrdup(f[3]), xstrdup(""), .row = 0,
+					  .finished = f[1] && !strcmp(f[1], "done")};
 			snprintf(a->lease.host, sizeof a->lease.host, "%s", h->spec->name);
 			if (f[4] && *f[4])
 				lease_parse_gpus(&a->lease, f[4]);
@@ -466,8 +467,10 @@ int ssh_reattach(SshExec *se, Job *job)
 			return 0;
 		}
 		if (strcmp(a->key, job->key)) { /* its recipe changed: those jobs are stale (on each node) */
+			for (int i = 0; i < se->nadopted; i++) /* said when one of them still ran */
+				job->stopped_stale |= !se->adopted[i].used && !se->adopted[i].finished &&
+						      !strcmp(se->adopted[i].task, t->name);
 			stop_other_jobs(se, t, NULL, "stopped: the task's key changed since it started");
-			job->stopped_stale = 1;
 			return 0;
 		}
 		a->used = 1;
