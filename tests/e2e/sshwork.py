@@ -50,10 +50,11 @@ class HostWork(sshhosts.SshCase, KilnTestCase):
                 if os.path.exists(os.path.join(h.home, name)):
                     os.remove(os.path.join(h.home, name))
 
-    def drop_the_working_host(self, drop, seconds, before, host_wait="60s", after=2):
+    def drop_the_working_host(self, drop, seconds, before, host_wait="60s", after=2, back_when=None):
         """Runs the recipe over v800 and v801 and, once `after` lines are in a host's ledger,
         calls before(that host), drops it (drop: "stop", a reboot, or "partition", the network)
-        for seconds, then waits for kiln's end: (the host, kiln's output, kiln's exit status)."""
+        for seconds (and until back_when(that host) holds, when given), then waits for kiln's
+        end: (the host, kiln's output, kiln's exit status)."""
         run = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua", "--host-wait", host_wait)
         try:
             self.assertTrue(wait_for(lambda: len(self.ledger_of("v800") + self.ledger_of("v801")) >= after, timeout=60))
@@ -63,14 +64,17 @@ class HostWork(sshhosts.SshCase, KilnTestCase):
         except BaseException:
             run.kill()
             raise
-        out, err = self.host_back_after(run, home, seconds)
+        out, err = self.host_back_after(run, home, seconds, back_when and (lambda: back_when(home)))
         return home, out + err, run.returncode
 
-    def host_back_after(self, run, home, seconds):
-        """Brings host home back seconds from now and waits for run (a spawned kiln) to end:
-        (its stdout, its stderr); a kiln still running then is killed."""
+    def host_back_after(self, run, home, seconds, back_when=None):
+        """Brings host home back seconds from now (and once back_when() holds, when given) and
+        waits for run (a spawned kiln) to end: (its stdout, its stderr); a kiln still running
+        then is killed."""
         try:
             time.sleep(seconds)
+            if back_when:
+                self.assertTrue(wait_for(back_when, timeout=60))
             self.lab.hosts[home].start()
             return run.communicate(timeout=120)
         finally:

@@ -78,23 +78,24 @@ class SshStale(HostWork):
                          ["line %d" % i for i in range(1, 13)], log3)
         self.assertIn(" 0 ran,", self.ws.kiln("run", "--executor", "ssh", "--hosts", "hosts.lua").out)
 
-    def progress_through_a_long_partition(self, marker, on, steps=30, printed=False):
+    def progress_through_a_long_partition(self, marker, on, steps=30, printed=False, stall=1, back_when=None):
         """Task work (steps of 0.3 s, each written to KILN_PROGRESS, or with printed only printed
-        as `step i/N`, read by log_progress; 1.3 s a step on a host whose home holds marker) on
-        v800 or v801; marker is put on its host (on "home") or the other (on "other") 4 steps in,
-        and its host is cut off for 4 s (--host-wait 0.5s): the lost job runs on there while
-        attempt 2 runs on the other host. (home, other, output)"""
+        as `step i/N`, read by log_progress; stall s more a step on a host whose home holds
+        marker) on v800 or v801; marker is put on its host (on "home") or the other (on "other")
+        4 steps in, and its host is cut off for 4 s (and until back_when(home), when given;
+        --host-wait 0.5s): the lost job runs on there while attempt 2 runs on the other host.
+        (home, other, output)"""
         self.two_hosts_one_job_each()
         report = "echo step $i/%d" % steps if printed else "echo $i/%d >> $KILN_PROGRESS" % steps
         self.ws.write("kiln.lua", 'task { name = "work", hosts = {"v800", "v801"}, outputs = {"w.txt"}, %srun = "for i in '
                       '$(seq %d); do echo line $i; echo $i >> $HOME/ledger; %s; sleep 0.3; '
-                      '[ -e $HOME/%s ] && sleep 1; done; echo $KILN_HOST > w.txt" }\n'
-                      % ('log_progress = "step (%d+)/(%d+)", ' if printed else "", steps, report, marker))
+                      '[ -e $HOME/%s ] && sleep %d; done; echo $KILN_HOST > w.txt" }\n'
+                      % ('log_progress = "step (%d+)/(%d+)", ' if printed else "", steps, report, marker, stall))
 
         def mark(home):
             name = home if on == "home" else ("v801" if home == "v800" else "v800")
             open(os.path.join(self.lab.hosts[name].home, marker), "w").close()
-        home, out, rc = self.drop_the_working_host("partition", 4, mark, host_wait="0.5s", after=4)
+        home, out, rc = self.drop_the_working_host("partition", 4, mark, host_wait="0.5s", after=4, back_when=back_when)
         self.assertEqual(rc, 0, out)
         self.assertTrue(wait_for(lambda: not self.lab.jobs_running(), timeout=5), self.lab.jobs_running())
         return home, "v801" if home == "v800" else "v800", out
@@ -131,8 +132,10 @@ class SshStale(HostWork):
 
     def test_a_lost_job_behind_its_retry_is_stopped_when_its_host_answers(self):
         # the cut-off host slowed its job down: its progress is behind the retry's, which goes
-        # on; the lost job is stopped there
-        home, other, out = self.progress_through_a_long_partition("died", "home")
+        # on; the lost job is stopped there (the host answers once the retry is 12 steps in:
+        # on a loaded machine the retry may start late, and the lost job is then the further)
+        home, other, out = self.progress_through_a_long_partition(
+            "died", "home", stall=5, back_when=lambda home: len(self.ledger_of("v801" if home == "v800" else "v800")) >= 12)
         self.assertNotIn("further along", out)
         self.assertEqual(self.ws.read("w.txt"), other + "\n")
         self.assertEqual(self.ledger_of(other), [str(i) for i in range(1, 31)])
