@@ -119,7 +119,7 @@ static int same_opts(const TaskOpts *a, const TaskOpts *b)
 {
 	return a->file == b->file && a->mem_mib == b->mem_mib && a->cpus == b->cpus && a->gpus == b->gpus &&
 	       a->retries == b->retries && a->plot == b->plot && a->spec == b->spec && a->dep_patterns == b->dep_patterns &&
-	       a->ndep_patterns == b->ndep_patterns && a->ports == b->ports && a->stays == b->stays && a->optional == b->optional &&
+	       a->ndep_patterns == b->ndep_patterns && a->ports == b->ports && a->threads == b->threads && a->stays == b->stays && a->optional == b->optional &&
 	       a->nhosts == b->nhosts && same_strings(a->hosts, b->hosts, a->nhosts) && a->retry_on == b->retry_on &&
 	       a->gpu_mem_mib == b->gpu_mem_mib && a->timeout_sec == b->timeout_sec && a->gpu_wait_sec == b->gpu_wait_sec &&
 	       a->gpu_wait_fail == b->gpu_wait_fail && a->torchrun == b->torchrun && a->resume == b->resume &&

@@ -47,6 +47,8 @@ typedef struct TaskOpts {
 	const char **dep_patterns; /* globs over task names (plot{} from = ...) */
 	int ndep_patterns;
 	int ports;            /* TCP ports reserved per attempt: {port}, {port1}, ... (KILN_PORT) */
+	int threads;          /* OMP_NUM_THREADS for each of its processes: the cpus it declares over
+				 the processes it starts on a node; 0: it declares none (none set) */
 	const char *executor; /* "local", "slurm", "ssh" or NULL (the command line decides) */
 	const char **hosts;   /* ssh: the hosts it may run on (host = "v802" pins one), or NULL: any */
 	unsigned char *stays; /* ssh: per output, 1 when it stays on its host (a pointer file here), or NULL */

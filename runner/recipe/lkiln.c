@@ -8,6 +8,7 @@
 #include "lkiln_internal.h"
 #include "launch.h"
 #include "logmetrics.h"
+#include "torchrun.h"
 #include "failure.h"
 
 #include <glob.h>
@@ -570,9 +571,14 @@ static int l_task(lua_State *L)
 			lk_field_error(L, "torchrun", "needs run: the command to launch on every process");
 		lk_parse_torchrun(L, g, t, has & F_CPUS);
 	}
+	int procs = 1; /* the processes it starts on a node */
+	if (t->opts->torchrun && (t->opts->torchrun->nproc || t->opts->gpus > 0))
+		procs = t->opts->torchrun->nproc ? t->opts->torchrun->nproc : t->opts->gpus;
 	if (has & F_RANKS) { /* N copies of the command under kiln's launcher (launch.c) */
 		int ranks = (int)optional_number(L, 1, "ranks", 0, 1024, 1);
 		int nodes = (int)optional_number(L, has & F_NNODES, "nnodes", 0, 1024, 1);
+		if (ranks > 0 && nodes > 0)
+			procs = (ranks + nodes - 1) / nodes;
 		if (nodes < 1)
 			lk_field_error(L, "nnodes", "must be at least 1");
 		Buf why = {0};
@@ -584,6 +590,11 @@ static int l_task(lua_State *L)
 		}
 		buf_free(&why);
 	}
+	/* a task that declares its cpus tells each process its share (OMP_NUM_THREADS, read by
+	 * PyTorch's, OpenMP's and BLAS's thread pools), so tasks packed side by side do not each
+	 * start a pool the size of the machine */
+	if ((has & F_CPUS) && t->opts->cpus > 0)
+		t->opts->threads = t->opts->cpus / procs > 1 ? t->opts->cpus / procs : 1;
 	if ((has & F_NNODES) && !(has & F_RANKS))
 		lk_field_error(L, "nnodes", "spreads ranks over nodes: give ranks = N too (torchrun has its own nnodes)");
 	t->opts->mem_mib = optional_number(L, has & F_MEM, "mem", 1, 0, t->opts->mem_mib);

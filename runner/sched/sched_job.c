@@ -29,6 +29,15 @@ int sched_next_attempt(Run *r, Task *t)
 	return ++r->attempt_no[t->index];
 }
 
+/* Whether t's own env sets name (it then stands over what kiln would set). */
+static int task_sets_env(const Task *t, const char *name)
+{
+	for (int i = 0; i < t->more->nenv; i++)
+		if (!strcmp(t->more->env[i].key, name))
+			return 1;
+	return 0;
+}
+
 Job *sched_new_job(Run *r, Task *t, Executor *ex, const char *key, const int *ids, const int *ports, int nports)
 {
 	const SchedOptions *o = r->o;
@@ -38,7 +47,7 @@ Job *sched_new_job(Run *r, Task *t, Executor *ex, const char *key, const int *id
 	job->run_try = t->attempt;
 	job->log_path = sched_log_path(o->log_dir, t, job->attempt);
 	int nenv = 0;
-	job->env = xcalloc(18, sizeof(char *)); /* what follows, and room for an executor's own (ssh) */
+	job->env = xcalloc(19, sizeof(char *)); /* what follows, and room for an executor's own (ssh) */
 	job->env[nenv++] = xasprintf("KILN_TASK=%s", t->name);
 	job->env[nenv++] = xasprintf("KILN_ATTEMPT=%d", job->attempt);
 	job->progress_path = progress_path_for(job->log_path);
@@ -50,6 +59,8 @@ Job *sched_new_job(Run *r, Task *t, Executor *ex, const char *key, const int *id
 	memcpy(job->key, key, sizeof job->key);
 	if (key[0]) /* a killed kiln's successor knows an unrecorded attempt's work by it */
 		job->env[nenv++] = xasprintf("KILN_KEY=%s", key);
+	if (t->opts->threads && !getenv("OMP_NUM_THREADS") && !task_sets_env(t, "OMP_NUM_THREADS"))
+		job->env[nenv++] = xasprintf("OMP_NUM_THREADS=%d", t->opts->threads); /* its share of its cpus */
 	if (ex->local_slots) /* this machine's: its devices leased by the scheduler (ids) */
 		snprintf(job->lease.host, sizeof job->lease.host, "%s", os_hostname());
 	for (int i = 0; ids && i < t->opts->gpus && i < 64; i++)

@@ -65,6 +65,25 @@ task { name = "d", inputs = {"b.txt", "c.txt"}, outputs = {"d.txt"}, run = %s }
         self.assertEqual(r.rc, 0, r)
         self.assertEqual(max_overlap(intervals(self.ws.trace())), 2)
 
+    def test_a_task_that_declares_cpus_tells_its_processes_their_share(self):
+        # OMP_NUM_THREADS (PyTorch's, OpenMP's and BLAS's pools read it): the cpus it declares,
+        # over its ranks; not set for a task that declares none, nor over the task's own env
+        self.ws.write("kiln.lua", """
+task { name = "two", cpus = 2, outputs = {"two.txt"}, run = "echo ${OMP_NUM_THREADS:-unset} > two.txt" }
+task { name = "none", outputs = {"none.txt"}, run = "echo ${OMP_NUM_THREADS:-unset} > none.txt" }
+task { name = "own", cpus = 4, env = { OMP_NUM_THREADS = "3" }, outputs = {"own.txt"},
+       run = "echo ${OMP_NUM_THREADS:-unset} > own.txt" }
+task { name = "ranks", cpus = 4, ranks = 2, outputs = {"r0.txt"}, run = "echo ${OMP_NUM_THREADS:-unset} > r{rank}.txt" }
+""")
+        r = self.ws.kiln("run", "-j", "4", "--cpus", "4")
+        self.assertEqual(r.rc, 0, r)
+        for name, want in (("two", "2"), ("none", "unset"), ("own", "3"), ("r0", "2"), ("r1", "2")):
+            self.assertEqual(self.ws.read(name + ".txt").strip(), want, name)
+        self.assertIn("OMP_NUM_THREADS=2", self.ws.read(".kiln/logs/two@1.log"), "its log's header says it")
+        # kiln's own environment stands too: a user who set it meant it
+        r = self.ws.kiln("run", "--cpus", "4", "--force", "two", env={"OMP_NUM_THREADS": "1"})
+        self.assertEqual(self.ws.read("two.txt").strip(), "1", r)
+
     def test_targets_run_only_what_they_need(self):
         self.ws.write("kiln.lua", """
 task { name = "a", outputs = {"a.txt"}, run = "echo a > a.txt" }

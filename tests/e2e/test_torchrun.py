@@ -145,6 +145,20 @@ class Torchrun(KilnTestCase):
         (a, b) = sorted(spans.values(), key=lambda s: min(s["start"]))
         self.assertLessEqual(max(a["end"]), min(b["start"]), "2 CPUs: one 2-process run at a time")
 
+    def test_each_process_uses_its_share_of_the_cpus_the_task_declares(self):
+        # PyTorch's own thread count (a plain run's here: the machine's cores, or fewer): the
+        # cpus a task declares, and under torchrun their share per process
+        probe = "import os, torch; open('%s', 'w').write('%d' % torch.get_num_threads())"
+        self.ws.write("kiln.lua",
+                      'task { name = "one", cpus = 3, outputs = {"one.txt"}, run = { "%s", "-c", "%s" } }\n'
+                      'task { name = "two", cpus = 4, torchrun = { nproc = 2 }, outputs = {"t0.txt"}, '
+                      'run = { "%s", "-c", "%s" } }\n'
+                      % (PYTHON, probe.replace("%s", "one.txt"), PYTHON, probe.replace("%s", "t' + os.environ['RANK'] + '.txt")))
+        r = self.ws.kiln("run", "--cpus", "4", timeout=300)
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(self.ws.read("one.txt"), "3")
+        self.assertEqual((self.ws.read("t0.txt"), self.ws.read("t1.txt")), ("2", "2"))
+
     def test_shell_command_under_torchrun(self):
         self.ws.write("worker.py", WORKER)
         self.ws.write("kiln.lua", 'task { name = "sh", outputs = {"o.txt"}, torchrun = { nproc = 2 }, '
