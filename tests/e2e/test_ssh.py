@@ -437,10 +437,16 @@ end
             subprocess.run(["dd", "if=/dev/zero", "of=" + os.path.join(wd, "fill"), "bs=4k", "count=1000"],
                            capture_output=True)
             self.ws.write("in.txt", "data\n")
-            for body in ['outputs = {"o.txt"}, run = "echo hi > o.txt"',  # the job's own files
-                         'inputs = {"in.txt"}, outputs = {"o.txt"}, run = "cat in.txt > o.txt"']:  # a copy
+            # the third: rsync's own complaint lost (its receiver died of the full disk before
+            # it said so, as on a loaded machine): kiln asks the workdir itself
+            self.ws.write("bin/rsync", '#!/bin/sh\nexec /usr/bin/rsync "$@" 2>/dev/null\n')
+            os.chmod(self.ws.path("bin/rsync"), 0o755)
+            silent = {"PATH": self.ws.path("bin") + ":" + os.environ["PATH"]}
+            for body, env in [('outputs = {"o.txt"}, run = "echo hi > o.txt"', None),  # the job's own files
+                              ('inputs = {"in.txt"}, outputs = {"o.txt"}, run = "cat in.txt > o.txt"', None),  # a copy
+                              ('inputs = {"in.txt"}, outputs = {"o.txt"}, run = "cat in.txt > o.txt"', silent)]:
                 self.ws.write("kiln.lua", 'task { name = "t", host = "v802", %s }\n' % body)
-                r = self.kiln("--host-wait", "3s")
+                r = self.kiln("--host-wait", "3s", env=env)
                 self.assertEqual(r.rc, 1, r)
                 self.assertIn("v802: cannot", r.out)
                 self.assertIn("its workdir %s is full (No space left on device)" % wd, r.out)

@@ -190,6 +190,24 @@ int ssh_start_remote(SshExec *se, Remote *rm)
 	return 0;
 }
 
+/* Appends to text what h's workdir says when a few KiB are written there, unless text holds
+ * a full disk's words already: a copy that died of a full disk (rsync's receiver, exit 11)
+ * may end before its complaint reaches here. */
+static void ask_room(SshHost *h, Buf *text)
+{
+	if (ssh_job_full_words(buf_str(text)))
+		return;
+	Buf cmd = {0}, out = {0};
+	ssh_cd_workdir(&cmd, h);
+	buf_puts(&cmd, " && { head -c 65536 /dev/zero > .kiln-room; } 2>&1; rm -f .kiln-room; true");
+	if (ssh_run(h, buf_str(&cmd), &out, NULL) == 0 && ssh_job_full_words(buf_str(&out))) {
+		buf_puts(text, text->len ? "\n" : "");
+		buf_put(text, out.data, out.len);
+	}
+	buf_free(&cmd);
+	buf_free(&out);
+}
+
 /* The copy step ended: the job starts, or the attempt ends (lost with an unreachable host). */
 static void place_ended(SshExec *se, Remote *rm, int status)
 {
@@ -205,12 +223,17 @@ static void place_ended(SshExec *se, Remote *rm, int status)
 	size_t len;
 	char *text = read_file(rm->err_path, &len);
 	int unreachable = !text || place_failed_unreachable(text);
+	Buf said = {0};
+	buf_puts(&said, text ? text : "");
+	free(text);
+	if (!unreachable && !rm->job->interrupted)
+		ask_room(rm->host, &said);
 	char reason[240];
-	ssh_job_complaint(rm->host, "cannot copy the inputs", text && *text ? text : "the copy was stopped", reason,
+	ssh_job_complaint(rm->host, "cannot copy the inputs", said.len ? buf_str(&said) : "the copy was stopped", reason,
 			  sizeof reason);
 	int full = strstr(reason, " is full (") != NULL; /* not a missing input: the task failed there */
-	ssh_log_line(rm->job, "kiln: %s\n", text && *text ? text : reason);
-	free(text);
+	ssh_log_line(rm->job, "kiln: %s\n", said.len ? buf_str(&said) : reason);
+	buf_free(&said);
 	if (unreachable)
 		ssh_host_failed(rm->host, reason);
 	rm->phase = PH_RUN; /* its copies are no longer in flight */

@@ -320,18 +320,26 @@ int ssh_job_outcome(const char *err_path, const Task *t, enum ReportKind how, ch
  * complaints (sh, mkdir, rsync, tar). */
 static const char *const full_words[] = {"No space left on device", "Disk quota exceeded", "File too large"};
 
+const char *ssh_job_full_words(const char *text)
+{
+	for (size_t i = 0; text && i < sizeof full_words / sizeof *full_words; i++)
+		if (strstr(text, full_words[i]))
+			return full_words[i];
+	return NULL;
+}
+
 void ssh_job_complaint(const SshHost *h, const char *what, const char *text, char *out, size_t n)
 {
-	for (size_t i = 0; i < sizeof full_words / sizeof *full_words; i++)
-		if (text && strstr(text, full_words[i])) {
-			snprintf(out, n, "%s: %s: its workdir %s is full (%s): free space there, then run again", h->spec->name,
-				 what, h->home_workdir, full_words[i]);
-			return;
-		}
+	const char *full = ssh_job_full_words(text);
+	if (full) {
+		snprintf(out, n, "%s: %s: its workdir %s is full (%s): free space there, then run again", h->spec->name,
+			 what, h->home_workdir, full);
+		return;
+	}
 	const char *line = text;
 	while (line && !strncmp(line, "KILN-", 5)) /* kiln's own markers say nothing to a person */
 		line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL;
-	snprintf(out, n, "%s: %s: %.*s", h->spec->name, what, line && *line ? (int)strcspn(line, "\r\n") : 16,
-		 line && *line ? line : "the host said why");
+	const char *said = line && *line ? line : "the host gave no reason";
+	snprintf(out, n, "%s: %s: %.*s", h->spec->name, what, (int)strcspn(said, "\r\n"), said);
 }
 

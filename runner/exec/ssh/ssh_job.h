@@ -63,6 +63,8 @@ int ssh_job_fetches(const Task *t);
  * workdir DIR is full (No space left on device): ..." when the host's disk or quota is
  * full, else "HOST: what: " and the complaint's first line. */
 void ssh_job_complaint(const SshHost *h, const char *what, const char *text, char *out, size_t n);
+/* The words in text by which a host's tools say its disk or quota is full, or NULL. */
+const char *ssh_job_full_words(const char *text);
 /* How a remote script ended, from its stderr in err_path (all of it into *text, malloc'd):
  * 1 "KILN-EXIT" (code, the log's size there in logbytes; with fetched outputs only once
  * "KILN-SENT" says their tar is whole), 2 "KILN-GONE", 3 "KILN-NOJOB" (nothing to follow),
