@@ -57,7 +57,9 @@ class HostWork(sshhosts.SshCase, KilnTestCase):
         end: (the host, kiln's output, kiln's exit status)."""
         run = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua", "--host-wait", host_wait)
         try:
-            self.assertTrue(wait_for(lambda: len(self.ledger_of("v800") + self.ledger_of("v801")) >= after, timeout=60))
+            if not wait_for(lambda: len(self.ledger_of("v800") + self.ledger_of("v801")) >= after, timeout=60):
+                run.kill()
+                self.fail("no %d steps made in 60 s; kiln said: %s %s" % ((after,) + run.communicate()))
             home = "v800" if self.ledger_of("v800") else "v801"
             before(home)
             getattr(self.lab.hosts[home], drop)()
