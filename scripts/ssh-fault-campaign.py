@@ -8,8 +8,13 @@ by the next run (its job there is found and re-attached: counted), else started 
 No host goes away here, so no attempt may be called lost with its host (one whose start never
 got there is counted apart). The kills land between an uninterrupted run's first start and its
 end, timed first. Prints counts, and the runs after the kills' times. The shape:
-a grid of 12 independent tasks (default), or chains: 48 short tasks in 4 chains, so kills
-strike between one task's end and the next one's start. With int, each interrupted kiln must
+a grid of 12 independent tasks (default), chains: 48 short tasks in 4 chains, so kills
+strike between one task's end and the next one's start, or map: a map{} of 60 items in three
+shards, one a host, where the count is of items: one made there before a kill (its output
+whole there, its line in the host's trace) and made again after it is redone, and each kill
+may cost at most one a shard (the last item a shard made is recorded only once it has moved
+on, or ended: an unrecorded one runs again); none with KILN_CAMPAIGN_ATOMIC=1, where the map
+says its outputs appear whole (atomic_outputs), so a made item is kept however its shard ends. With int, each interrupted kiln must
 end with status 130 (or 0, done before the signal) and leave no job running on any host.
 
   /usr/bin/python3 scripts/ssh-fault-campaign.py 30 7 [chains]
@@ -30,7 +35,9 @@ import sshhosts  # noqa: E402
 
 KILN = os.environ.get("KILN") or os.path.join(HERE, "../build/kiln")
 SHAPE = sys.argv[3] if len(sys.argv) > 3 else "grid"
-TASKS = 48 if SHAPE == "chains" else 12
+TASKS = 48 if SHAPE == "chains" else 60 if SHAPE == "map" else 12
+SHARDS = 3
+ATOMIC = os.environ.get("KILN_CAMPAIGN_ATOMIC") == "1"  # the map declares atomic_outputs (its worker renames)
 SIGNAL = sys.argv[4] if len(sys.argv) > 4 else "kill"
 
 
@@ -49,6 +56,23 @@ def starts(lab, word="start"):
     return out
 
 
+def map_workspace(ws):
+    """A map of TASKS items over SHARDS hosts: each item's output written beside and renamed
+    into place, then its end in the host's trace; o/N.txt as the grid's, so the checks hold."""
+    os.makedirs(os.path.join(ws, "in"))
+    for i in range(1, TASKS + 1):
+        with open(os.path.join(ws, "in/%d.txt" % i), "w") as f:
+            f.write("value-%d\n" % i)
+    with open(os.path.join(ws, "work.sh"), "w") as f:
+        f.write('while read it; do echo "start $it" >> $HOME/trace.txt; sleep 0.$((it % 3 + 1)); '
+                'cp in/$it.txt o/$it.tmp && mv o/$it.tmp o/$it.txt; echo "end $it" >> $HOME/trace.txt; done < "$1"\n')
+    with open(os.path.join(ws, "kiln.lua"), "w") as f:
+        f.write("local items = {}\nfor i = 1, %d do items[#items + 1] = tostring(i) end\n"
+                "map { name = 'm', items = items, shards = %d, hosts = {'v800', 'v801', 'v802'}, inputs = {'work.sh'},\n"
+                "      input = 'in/{item}.txt', output = 'o/{item}.txt', atomic_outputs = %s, run = 'sh work.sh {items}' }\n" % (TASKS, SHARDS, "true" if ATOMIC else "false"))
+    return ws
+
+
 def main():
     trials = int(sys.argv[1]) if len(sys.argv) > 1 else 30
     rng = random.Random(int(sys.argv[2]) if len(sys.argv) > 2 else 7)
@@ -57,7 +81,7 @@ def main():
         sys.exit("ssh-fault-campaign.py " + why)
     lab = sshhosts.Lab({n: [(0, 81920, 100, 0), (1, 81920, 100, 0)] for n in ("v800", "v801", "v802")})
     t0 = time.time()
-    failures = swept = restarts = adopted = never_there = 0
+    failures = swept = restarts = adopted = never_there = redone = 0
     rerun_s = []
 
     def fresh_workspace():
@@ -68,6 +92,8 @@ def main():
                 os.remove(os.path.join(h.home, "trace.txt"))
         with open(os.path.join(ws, "hosts.lua"), "w") as f:
             f.write(lab.hosts_lua())
+        if SHAPE == "map":
+            return map_workspace(ws)
         with open(os.path.join(ws, "kiln.lua"), "w") as f:
             sleep, extra = (("'0.1'", "inputs = i > 4 and {'o/' .. (i - 4) .. '.txt'} or nil") if SHAPE == "chains"
                             else ("'0.' .. (i % 7 + 2)", "gpus = i % 2"))
@@ -127,14 +153,21 @@ def main():
                 if text != "value-%d\n" % i:
                     problems.append("o/%d.txt holds %r" % (i, text))
             after, ends_after = starts(lab), starts(lab, "end")
-            if any(ends_after.count(t) > ends_before.count(t) + 1 for t in set(ends_after)):
+            if SHAPE == "map":  # an item made before (or between) the kills and made again
+                again = sum(n - 1 for n in (ends_after.count(t) for t in set(ends_after)) if n > 1)
+                redone += again
+                bound = 0 if ATOMIC else SHARDS * kills
+                if again > bound:
+                    problems.append("%d items made again after %d kills (at most %d): %s"
+                                    % (again, kills, bound, sorted(ends_after, key=int)))
+            elif any(ends_after.count(t) > ends_before.count(t) + 1 for t in set(ends_after)):
                 problems.append("a task's command ran to its end twice in the run after the kills: %s" % sorted(ends_after))
-            restarted = sum(1 for t in set(before) if after.count(t) > before.count(t))
+            restarted = 0 if SHAPE == "map" else sum(1 for t in set(before) if after.count(t) > before.count(t))
             swept += re.search(r"stopped \d+ jobs? on \S+ that a killed kiln had started", r.stderr) is not None
             adopted += "their tasks take them up" in r.stderr
             restarts += restarted
             n = run(ws)
-            if n.returncode != 0 or "%d up to date" % TASKS not in n.stdout:
+            if n.returncode != 0 or "%d up to date" % (TASKS + (SHAPE == "map")) not in n.stdout:  # and its runner
                 problems.append("the no-op run did not find everything up to date: %s" % n.stdout[-400:])
             if starts(lab) != after:
                 problems.append("the no-op run started something")
@@ -151,6 +184,9 @@ def main():
                 shutil.rmtree(ws, ignore_errors=True)
         print("an uninterrupted run: %.1f s, its first start at %.1f s (kills drawn from %.1f-%.1f s)"
               % (full_s, first_s, window[0], window[1]))
+        if SHAPE == "map":
+            print("map items made again over all trials: %d (bound: %s)"
+                  % (redone, "none: atomic_outputs" if ATOMIC else "one a shard a kill"))
         print("%d trials, %d failed, in %.0f s; %d tasks started again after a kill (their attempt was not yet "
               "recorded); %d runs took such unrecorded jobs up, %d stopped some first; %d recorded attempts whose "
               "start never got there; the runs after the kills: median %.1f s, longest %.1f s"

@@ -5,6 +5,7 @@ started by the kiln copied there; a map's two shards on two hosts survive kill -
 item by item (a finished item kept, with atomic_outputs), and a shard lost with its host
 keeps the items harvested from it."""
 import collections
+import glob
 import os
 import re
 import signal
@@ -113,6 +114,9 @@ map { name = "cap", items = items, shards = 2, hosts = {"v800", "v801"}, env = {
         r = self.kiln(timeout=120)
         self.assertEqual(r.rc, 0, r)
         kept = int(re.search(r"(\d+) up to date", r.out).group(1))
+        if kept < 26:  # what the shards' attempts said of their ends, for the failure's message
+            logs = glob.glob(self.ws.path(".kiln/logs/**/cap*.log"), recursive=True)
+            out += "".join("\n--- %s:\n%s" % (p, open(p).read()[-1500:]) for p in sorted(logs))
         self.assertGreaterEqual(kept, 26, "items made before the Ctrl-C were recorded (%s)" % out)
         again = self.ledger()[before:]
         self.assertLessEqual(len(again), 48 - kept + 2, "only the unrecorded items ran again (one in flight per shard)")
