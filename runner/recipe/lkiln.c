@@ -323,8 +323,9 @@ void lk_check_confined(lua_State *L, const char *p, const char *field, int outpu
 	if (p[0] == '.' && under(p, ".kiln"))
 		lk_field_error(L, field, "\"%s\" lies in .kiln/, kiln's own state", p);
 	if (output && (outside || !strcmp(p, ".")))
-		lk_field_error(L, field, "\"%s\" is not inside the workspace: kiln deletes outputs before each attempt, "
-				      "so they must lie inside it (%s)", p, ctx->g->workspace);
+		lk_field_error(L, field, "\"%s\" is not inside the workspace: kiln deletes %s, so they must lie inside it (%s)",
+			       p, strcmp(field, "resume") ? "outputs before each attempt" : "resume state when an attempt starts afresh",
+			       ctx->g->workspace);
 	if (output && ctx->recipe && !strcmp(p, ctx->recipe))
 		lk_field_error(L, field, "\"%s\" is the recipe itself", p);
 	if (output && !resolves_inside(ctx, p))

@@ -33,6 +33,9 @@ class RecipeErrors(KilnTestCase):
             for out in [outside, "../kiln-outside-%d" % os.getpid(), "kiln.lua", ".kiln/state.db", "."]:
                 self.refuse('task { name = "a", outputs = { %s }, run = "true" }' % lua_str(out), 'outputs "')
             self.assertEqual(open(outside).read(), "precious\n")
+            # resume state is deleted when an attempt starts afresh: the same bound, said so
+            self.refuse('task { name = "a", outputs = { "x" }, resume = { %s }, run = "true" }' % lua_str(outside),
+                        "kiln deletes resume state when an attempt starts afresh")
             os.symlink(os.path.dirname(outside), self.ws.path("up"))
             self.refuse('task { name = "a", outputs = { "up/x" }, run = "true" }', "symbolic link")
             # after outputs in directories found inside ("u", "up2"): each directory on its own
