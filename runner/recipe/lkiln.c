@@ -122,6 +122,14 @@ static int task_value_index(lua_State *L)
 	return 1;
 }
 
+/* A task is what its task{} declared: a field set on its value afterwards would change nothing. */
+static int task_value_newindex(lua_State *L)
+{
+	const Task *t = checked_task_value(L);
+	return luaL_error(L, "task %s cannot be changed after task{} declared it ('%s' set on its value): give the "
+			  "field in its task{ }", t->name, lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : luaL_typename(L, 2));
+}
+
 static int task_value_tostring(lua_State *L)
 {
 	lua_pushfstring(L, "task %s", checked_task_value(L)->name);
@@ -674,6 +682,8 @@ void lkiln_open(lua_State *L, RecipeContext *ctx)
 	luaL_newmetatable(L, TASK_METATABLE); /* sets __name */
 	lua_pushcfunction(L, task_value_index);
 	lua_setfield(L, -2, "__index");
+	lua_pushcfunction(L, task_value_newindex);
+	lua_setfield(L, -2, "__newindex");
 	lua_pushcfunction(L, task_value_tostring);
 	lua_setfield(L, -2, "__tostring");
 	ctx->task_metatable = luaL_ref(L, LUA_REGISTRYINDEX);

@@ -23,6 +23,8 @@ class Validation(KilnTestCase):
     def test_task_value_fields_are_checked(self):
         self.expect_error('local t = task { name = "a", run = "true" }\nprint(t.output)\n',
                           "a task value has name, outputs and inputs, not 'output'", 2)
+        self.expect_error('local t = task { name = "a", run = "true" }\nt.name = "b"\n',
+                          "task a cannot be changed after task{} declared it ('name' set on its value)", 2)
         self.expect_error('task { name = "a", run = "true", deps = {{name = "x"}} }\n',
                           "entries must be task names or task values", 1)
 
