@@ -1,6 +1,6 @@
 /* lkiln.c — the Lua API of recipes: task{} turns a table into a graph Task, checking
  * every field, with the helpers every declaration uses (reading a table's fields is
- * lfields.c's); plot{}, external{}, slurm{}, glob() and params{} are in ldecl.c, map{} in
+ * lfields.c's, the values task{} returns ltaskvalue.c's); plot{}, external{}, slurm{}, glob() and params{} are in ldecl.c, map{} in
  * lmap.c, grid{} in recipe.c's prelude.
  * Errors go through luaL_error so they carry the recipe's file:line. */
 #define _GNU_SOURCE
@@ -19,8 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-
-#define TASK_METATABLE "kiln.task"
 
 static const char *const task_fields[] = {"name",    "deps",    "inputs",  "outputs", "run",
 					  "env",     "cpus",    "mem",     "gpus",    "gpu_mem",
@@ -72,69 +70,6 @@ static void check_executor_name(lua_State *L, const char *name)
 	lk_field_error(L, "executor", "must be %s, got \"%s\"", msg, name);
 }
 
-/* A task value, what task{} and plot{} return: a userdata holding the Task, with
- * .name, .outputs and .inputs read on demand. Cheaper than building tables that a recipe
- * rarely reads (a 10k-task recipe would otherwise build 20k tables). */
-void lk_push_task_value(lua_State *L, const Task *t)
-{
-	const Task **slot = lua_newuserdatauv(L, sizeof *slot, 0);
-	*slot = t;
-	lua_rawgeti(L, LUA_REGISTRYINDEX, lk_context(L)->task_metatable);
-	lua_setmetatable(L, -2);
-}
-
-static const Task *task_value(lua_State *L, int idx)
-{
-	const Task **slot = luaL_testudata(L, idx, TASK_METATABLE);
-	return slot ? *slot : NULL;
-}
-
-Task *lk_task_of(lua_State *L, int idx) { return (Task *)task_value(L, idx); }
-
-static void push_string_list(lua_State *L, const char *const *items, int n)
-{
-	lua_createtable(L, n, 0);
-	for (int i = 0; i < n; i++) {
-		lua_pushstring(L, items[i]);
-		lua_rawseti(L, -2, i + 1);
-	}
-}
-
-/* The task value a metamethod was called on; a recipe may call one on anything
- * (getmetatable(t).__tostring({})), which is an argument error, not a crash. */
-static const Task *checked_task_value(lua_State *L)
-{
-	return *(const Task **)luaL_checkudata(L, 1, TASK_METATABLE);
-}
-
-static int task_value_index(lua_State *L)
-{
-	const Task *t = checked_task_value(L);
-	const char *key = luaL_checkstring(L, 2);
-	if (!strcmp(key, "name"))
-		lua_pushstring(L, t->name);
-	else if (!strcmp(key, "outputs"))
-		push_string_list(L, t->outputs, t->noutputs);
-	else if (!strcmp(key, "inputs"))
-		push_string_list(L, t->inputs, t->ninputs);
-	else
-		return luaL_error(L, "a task value has name, outputs and inputs, not '%s'", key);
-	return 1;
-}
-
-/* A task is what its task{} declared: a field set on its value afterwards would change nothing. */
-static int task_value_newindex(lua_State *L)
-{
-	const Task *t = checked_task_value(L);
-	return luaL_error(L, "task %s cannot be changed after task{} declared it ('%s' set on its value): give the "
-			  "field in its task{ }", t->name, lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : luaL_typename(L, 2));
-}
-
-static int task_value_tostring(lua_State *L)
-{
-	lua_pushfstring(L, "task %s", checked_task_value(L)->name);
-	return 1;
-}
 
 /* A list field: one value or an array of values. deps also take task values. */
 const char **lk_string_list(lua_State *L, Graph *g, int idx, const char *field, int *count, int allow_tasks)
@@ -142,7 +77,7 @@ const char **lk_string_list(lua_State *L, Graph *g, int idx, const char *field, 
 	idx = lua_absindex(L, idx);
 	if (lua_type(L, idx) != LUA_TTABLE) {
 		const char **one = arena_ptrs(&g->arena, 1);
-		const Task *t = allow_tasks ? task_value(L, idx) : NULL;
+		const Task *t = allow_tasks ? lk_task_of(L, idx) : NULL;
 		one[0] = t ? t->name : lk_value_string(L, g, idx, field, 0);
 		*count = 1;
 		return one;
@@ -153,7 +88,7 @@ const char **lk_string_list(lua_State *L, Graph *g, int idx, const char *field, 
 	const char **list = arena_ptrs(&g->arena, (size_t)n); /* not NULL-terminated: *count says */
 	for (lua_Integer i = 1; i <= n; i++) {
 		lua_rawgeti(L, idx, i);
-		const Task *t = allow_tasks ? task_value(L, -1) : NULL;
+		const Task *t = allow_tasks ? lk_task_of(L, -1) : NULL;
 		if (allow_tasks && !t && lua_type(L, -1) == LUA_TTABLE)
 			lk_field_error(L, field, "entries must be task names or task values, got a table");
 		list[i - 1] = t ? t->name : lk_value_string(L, g, -1, field, 0);
@@ -679,14 +614,7 @@ static int l_task(lua_State *L)
 void lkiln_open(lua_State *L, RecipeContext *ctx)
 {
 	*(RecipeContext **)lua_getextraspace(L) = ctx;
-	luaL_newmetatable(L, TASK_METATABLE); /* sets __name */
-	lua_pushcfunction(L, task_value_index);
-	lua_setfield(L, -2, "__index");
-	lua_pushcfunction(L, task_value_newindex);
-	lua_setfield(L, -2, "__newindex");
-	lua_pushcfunction(L, task_value_tostring);
-	lua_setfield(L, -2, "__tostring");
-	ctx->task_metatable = luaL_ref(L, LUA_REGISTRYINDEX);
+	ctx->task_metatable = lk_task_value_metatable(L);
 	static const luaL_Reg api[] = {{"task", l_task},     {"plot", l_plot}, {"glob", l_glob}, {"map", l_map},
 				       {"params", l_params}, {"gpus_available", l_gpus_available},
 				       {"external", l_external}, {"settings", l_settings},

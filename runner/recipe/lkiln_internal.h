@@ -35,8 +35,10 @@ void lk_check_port_placeholders(lua_State *L, Task *t);
 void lk_warn_placeholder_typos(lua_State *L, const Task *t);
 /* Levenshtein distance of a (n bytes) and b, capped at 3: for "did you mean". */
 int lk_distance(const char *a, size_t n, const char *b);
-/* Pushes the task value task{} and plot{} return. */
+/* Pushes the task value task{} and plot{} return (ltaskvalue.c). */
 void lk_push_task_value(lua_State *L, const Task *t);
+/* Registers task values' metatable (read-only, .name/.outputs/.inputs): its registry reference. */
+int lk_task_value_metatable(lua_State *L);
 /* Raises unless workspace-relative path p may be declared (see lkiln.c). */
 void lk_check_confined(lua_State *L, const char *p, const char *field, int output);
 
@@ -45,7 +47,7 @@ unsigned lk_parse_retry_on(lua_State *L, Graph *g);
 void lk_parse_torchrun(lua_State *L, Graph *g, Task *t, int cpus_declared);
 /* The task's slurm = {...} field into t->opts->slurm. */
 void lk_parse_task_slurm(lua_State *L, Graph *g, Task *t);
-/* The Task of the task value at idx, or NULL. */
+/* The Task of the task value at idx, or NULL (ltaskvalue.c). */
 Task *lk_task_of(lua_State *L, int idx);
 
 /* glob(3) of pattern into gl, bounded: glibc's glob recurses once per path component
