@@ -8,9 +8,6 @@
 
 #define TASK_METATABLE "kiln.task"
 
-/* A task value, what task{} and plot{} return: a userdata holding the Task, with
- * .name, .outputs and .inputs read on demand. Cheaper than building tables that a recipe
- * rarely reads (a 10k-task recipe would otherwise build 20k tables). */
 void lk_push_task_value(lua_State *L, const Task *t)
 {
 	const Task **slot = lua_newuserdatauv(L, sizeof *slot, 0);
