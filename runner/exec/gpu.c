@@ -75,7 +75,7 @@ GpuPool *gpu_pool_from_list(const char *ids, Buf *err)
 	while (*s) {
 		char *end;
 		long id = strtol(s, &end, 10);
-		if (end == s || id < 0 || (*end && *end != ',')) {
+		if (end == s || id < 0 || id > 65535 || (*end && *end != ',')) {
 			buf_printf(err, "--gpus takes device ids like 0,1,3; got \"%s\"", ids);
 			gpu_pool_free(p);
 			return NULL;

@@ -27,6 +27,11 @@ int main(void)
 	CHECK(gpu_pool_from_list("0,x", &err) == NULL);
 	CHECK(strstr(buf_str(&err), "--gpus takes device ids") != NULL);
 	buf_reset(&err);
+	CHECK(gpu_pool_from_list("0,99999999999", &err) == NULL); /* not cut to an int: refused */
+	buf_reset(&err);
+	p = gpu_pool_from_list("0,0,1", &err); /* a device named twice is one device */
+	CHECK(p && gpu_count(p) == 2);
+	gpu_pool_free(p);
 
 	char path[] = "/tmp/kiln-gpus-XXXXXX";
 	int fd = mkstemp(path);
