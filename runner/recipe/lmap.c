@@ -157,6 +157,16 @@ static void push_item_table(lua_State *L, const char *name, const char *input, c
 	lua_setfield(L, -2, "tags");
 }
 
+/* Raises for an item whose task's name (MAP/ITEM) is no valid name, naming the item. */
+static void bad_item_name(lua_State *L, const char *task_name)
+{
+	const char *slash = strchr(task_name, '/'); /* lua_pushfstring knows no precision: the map's name apart */
+	const char *map = lua_pushlstring(L, task_name, (size_t)(slash - task_name));
+	luaL_error(L, "map{} \"%s\": item \"%s\" cannot name its task (\"%s\"): items use letters, digits and "
+		   "_-./:=+, with '/' between parts (map an index or a cleaned name, and find the file from it)",
+		   map, slash + 1, task_name);
+}
+
 /* map{}'s items after the first: a copy of proto (the first item, declared through task{}
  * and so checked field by field) with its own name, output, own input (input, or NULL:
  * none), the tags every copy shares (proto's with the item left out: task_tag_value), and,
@@ -170,7 +180,7 @@ static Task *lk_task_like(lua_State *L, Graph *g, const Task *proto, const char 
 	*t = *proto; /* shares what every item has alike: the map's inputs, env, deps, options */
 	t->name = name;
 	if (!lk_valid_task_name(name))
-		luaL_error(L, "map{}: item task name \"%s\" is not valid (use letters, digits and _-./:=+ in items)", name);
+		bad_item_name(L, name);
 	lk_context(L)->declaring = name;
 	const char **out = arena_ptrs(&g->arena, 1);
 	out[0] = graph_path_is_normal(g, output) ? output : graph_norm_path(g, output);
@@ -328,6 +338,14 @@ int l_map(lua_State *L)
 			t = lk_task_like(L, g, proto, tname, expand_item(g, output, item),
 					 input ? expand_item(g, input, item) : NULL, copy_tags, run_idx);
 		} else {
+			char *tname = xasprintf("%s/%s", name, item);
+			int valid = lk_valid_task_name(tname);
+			if (!valid) {
+				lua_pushstring(L, tname); /* the message's copy, freed with the state */
+				free(tname);
+				bad_item_name(L, lua_tostring(L, -1));
+			}
+			free(tname);
 			push_item_table(L, name, input, output, item);
 			t = declare(L);
 			if (plain && !proto)

@@ -439,7 +439,10 @@ map { name = "m", items = items, shards = 2, input = "in/{item}.txt", output = "
                  ('map { name = "m", items = {"a"}, output = "o.txt", run = "true" }', "field 'output'"),
                  ('map { name = "m", items = {"a"}, output = "{item}.txt" }', "field 'run'"),
                  ('map { name = "m", items = {"a"}, output = "{item}.txt", run = "true", shards = 0 }', "shards must be"),
-                 ('map { name = "m", items = {"a b"}, output = "{item}.txt", run = "true" }', "invalid name"),
+                 ('map { name = "m", items = {"a b"}, output = "{item}.txt", run = "true" }',
+                  'map{} "m": item "a b" cannot name its task ("m/a b")'),
+                 ('map { name = "m", items = {"a", "b c"}, output = "{item}.txt", run = "true" }',
+                  'map{} "m": item "b c" cannot name its task'),
                  ('map { name = "m", items = {"a"}, output = "{item}.txt", run = "true", nope = 1 }', "unknown field 'nope'"),
                  ('map { name = "m", items = {"a"}, output = "{item}.txt", run = "true", atomic_outputs = "yes" }',
                   "atomic_outputs is true")]
