@@ -175,7 +175,7 @@ int main(void)
 	CHECK(group && group->more->ndep_tasks == 3 && !strcmp(group->more->dep_tasks[2]->name, "m/c"));
 	graph_free(g);
 	CHECK(load("map { name = 'm', items = {'a', 'b/../../x'}, output = 'o/{item}', run = 'true' }\n", NULL, 0, &g, &err) == -1);
-	CHECK_CONTAINS(buf_str(&err), "not valid");
+	CHECK_CONTAINS(buf_str(&err), "item \"b/../../x\" cannot name its task");
 	graph_free(g);
 	/* items read from the list one by one: numbers are text, each item's shard is its own
 	 * (round-robin), and anything else is an error naming the field */
