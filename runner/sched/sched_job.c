@@ -47,7 +47,7 @@ Job *sched_new_job(Run *r, Task *t, Executor *ex, const char *key, const int *id
 	job->run_try = t->attempt;
 	job->log_path = sched_log_path(o->log_dir, t, job->attempt);
 	int nenv = 0;
-	job->env = xcalloc(19, sizeof(char *)); /* what follows, and room for an executor's own (ssh) */
+	job->env = xcalloc(20, sizeof(char *)); /* what follows, and room for an executor's own (ssh) */
 	job->env[nenv++] = xasprintf("KILN_TASK=%s", t->name);
 	job->env[nenv++] = xasprintf("KILN_ATTEMPT=%d", job->attempt);
 	job->progress_path = progress_path_for(job->log_path);
@@ -61,6 +61,11 @@ Job *sched_new_job(Run *r, Task *t, Executor *ex, const char *key, const int *id
 		job->env[nenv++] = xasprintf("KILN_KEY=%s", key);
 	if (t->opts->threads && !getenv("OMP_NUM_THREADS") && !task_sets_env(t, "OMP_NUM_THREADS"))
 		job->env[nenv++] = xasprintf("OMP_NUM_THREADS=%d", t->opts->threads); /* its share of its cpus */
+	/* Python buffers what it prints when it is not on a terminal (8 KiB), and a process
+	 * stopped by a signal (a timeout's SIGTERM, a Ctrl-C's, the OOM killer) leaves the
+	 * buffer unwritten: the log lacks its last lines, and shows none while it runs */
+	if (!getenv("PYTHONUNBUFFERED") && !task_sets_env(t, "PYTHONUNBUFFERED"))
+		job->env[nenv++] = xstrdup("PYTHONUNBUFFERED=1");
 	if (ex->local_slots) /* this machine's: its devices leased by the scheduler (ids) */
 		snprintf(job->lease.host, sizeof job->lease.host, "%s", os_hostname());
 	for (int i = 0; ids && i < t->opts->gpus && i < 64; i++)

@@ -71,6 +71,7 @@ class Workspace:
     def env(self, extra=None):
         env = dict(os.environ)
         env.pop("KILN_GPU_INFO", None)
+        env.pop("PYTHONUNBUFFERED", None)  # as a researcher's shell has it: kiln must not need it
         env["NO_COLOR"] = "1"
         if extra:
             env.update(extra)

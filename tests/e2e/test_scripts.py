@@ -182,6 +182,33 @@ task { name = "caption", log_progress = "(%d+)/(%d+) %[",
         done = int(re.search(r"train (\d+)/20", last).group(1))
         self.assertTrue(8 <= done <= 19, last)
 
+    def test_a_python_scripts_prints_reach_the_log_as_they_are_made_and_when_it_is_stopped(self):
+        # Python buffers stdout when it is no terminal: unset, a timeout's SIGTERM (or a
+        # Ctrl-C's, the OOM killer's) left its log without the epochs it printed, and
+        # log_progress saw none while it ran (the harness drops PYTHONUNBUFFERED from kiln's env)
+        self.ws.write("train.py", "import time\nfor e in range(1, 100):\n"
+                      "    print('epoch %d loss %.3f' % (e, 1.0 / e))\n    time.sleep(0.3)\n")
+        self.ws.write("kiln.lua", """
+task { name = "train", inputs = {"train.py"}, outputs = {"model.pt"}, timeout = 3,
+       log_progress = { "epoch (%d+)", total = 99 }, run = {"/usr/bin/python3", "train.py"} }
+task { name = "own", env = { PYTHONUNBUFFERED = "" }, outputs = {"own.txt"},
+       run = {"/usr/bin/python3", "-c", "import os; open('own.txt', 'w').write(repr(os.environ['PYTHONUNBUFFERED']))"} }
+""")
+        p = self.ws.spawn("run", "-k")
+        progress = lambda: os.path.exists(self.ws.path(".kiln/logs/train@1.log")) and \
+            "epoch 2 " in self.ws.read(".kiln/logs/train@1.log")
+        self.assertTrue(wait_for(progress, timeout=20), "the log shows each epoch as it is printed")
+        out, err = p.communicate(timeout=60)
+        self.assertEqual(p.returncode, 1, out + err)
+        log = self.ws.read(".kiln/logs/train@1.log")
+        self.assertIn("PYTHONUNBUFFERED=1", log.split("# --")[0], "its header says so")
+        printed = [int(m) for m in re.findall(r"^epoch (\d+) loss", log, re.M)]
+        self.assertGreaterEqual(len(printed), 5, log)  # ~10 in 3 s: every one it printed is there
+        self.assertEqual(printed, list(range(1, len(printed) + 1)), log)
+        self.assertIn("timed out after 3.0s", log)
+        self.assertEqual(self.ws.read("own.txt"), "''", "the task's own env stands")
+        self.assertNotIn("PYTHONUNBUFFERED=1", self.ws.read(".kiln/logs/own@1.log").split("# --")[0])
+
     def test_a_log_progress_mistake_is_said_where_it_is_declared(self):
         for field, needle in [('"Epoch (%d+)"', "needs two captures"), ('{ "(%d+)/(%d+)", total = 9 }', "needs one capture"),
                               ('{ "(%d+)", total = 0 }', "above 0"), ('{ "(%d+)", totl = 9 }', "must be a Lua pattern")]:
