@@ -331,7 +331,11 @@ static void job_ended(Run *r, Job *job)
 	format_duration((double)(job->ended_ns - job->started_ns) / 1e9, dur, sizeof dur);
 	int64_t attempt_id = r->attempt_ids[t->index];
 	enum FailureClass cls = FC_ERROR; /* a success that cannot be recorded is a plain error */
-	if (task_is_runner(t) && job->end == JOB_EXITED && job->exit_code == 0 && !job->timed_out) {
+	/* an exit 0 after kiln's own SIGTERM (a timeout, a Ctrl-C) is the command's handler
+	 * quitting early (trap ... TERM; exit 0), not its work done: never recorded. A job
+	 * that ended before the signal was sent was reaped before it (the main loop) */
+	int done = job->end == JOB_EXITED && job->exit_code == 0 && !job->timed_out && !job->interrupted;
+	if (task_is_runner(t) && done) {
 		cache_attempt_ended(o->cache, attempt_id, 0, "ok", NULL);
 		t->attempt = 0; /* a batch after this one (items a re-attached attempt did not list) is no retry */
 		shard_job_ended(r, job, NULL, SHARD_OK);
@@ -361,7 +365,7 @@ static void job_ended(Run *r, Job *job)
 		free_job(job);
 		return;
 	}
-	if (job->end == JOB_EXITED && job->exit_code == 0 && !job->timed_out) {
+	if (done) {
 		Buf err = {0};
 		int recorded = record_success(r, t, attempt_id, dur, job->log_path, &err);
 		if (recorded == 0) {
@@ -426,6 +430,17 @@ static void job_ended(Run *r, Job *job)
 	free_job(job);
 }
 
+/* Takes every job that has ended from the executors and settles it. */
+static void reap_all(Run *r)
+{
+	Job *ended[64];
+	int n;
+	for (int e = 0; e < r->o->nexecutors; e++)
+		while ((n = r->o->executors[e]->reap(r->o->executors[e], ended, 64)) > 0)
+			for (int i = 0; i < n; i++)
+				job_ended(r, ended[i]);
+}
+
 /* Stops every running job with sig, or leaves it running where its executor detaches it
  * (--detach, or hangup: the terminal closed). */
 static void stop_all(Run *r, int sig, int hangup)
@@ -448,56 +463,6 @@ static void stop_all(Run *r, int sig, int hangup)
 		j->ex->signal(j->ex, j, sig);
 		j->kill_at_ns = sig == SIGKILL ? -1 : now + (int64_t)(r->o->kill_grace_sec * 1e9);
 	}
-}
-
-static void check_clocks(Run *r)
-{
-	int64_t now = now_mono_ns();
-	for (Job *j = r->running; j; j = j->next) {
-		if (j->deadline_ns && now >= j->deadline_ns && !j->timed_out && !j->kill_at_ns) {
-			j->timed_out = 1;
-			shard_note_stop(r, j);
-			j->ex->signal(j->ex, j, SIGTERM);
-			j->kill_at_ns = now + (int64_t)(r->o->kill_grace_sec * 1e9);
-		}
-		if (j->kill_at_ns > 0 && now >= j->kill_at_ns) {
-			j->ex->signal(j->ex, j, SIGKILL);
-			j->kill_at_ns = -1;
-		}
-	}
-}
-
-static int wait_timeout_ms(const Run *r)
-{
-	if (r->start_failures_pending)
-		return 0;
-	int64_t now = now_mono_ns(), next = INT64_MAX;
-	for (const Job *j = r->running; j; j = j->next) {
-		if (j->deadline_ns && !j->timed_out && j->deadline_ns < next)
-			next = j->deadline_ns;
-		if (j->kill_at_ns > 0 && j->kill_at_ns < next)
-			next = j->kill_at_ns;
-		if (j->resume_watch && now + 500000000 < next) /* its checkpoints, looked at twice a second */
-			next = now + 500000000;
-	}
-	int ms = next == INT64_MAX ? -1 : (int)((next - now) / 1000000 + 1);
-	if (ms < 0 && next != INT64_MAX)
-		ms = 0;
-	if (r->waiting_for_gpu && (ms < 0 || ms > 1000))
-		ms = 1000;
-	if (shards_running(r) && (ms < 0 || ms > 250)) /* follow the items as they are made */
-		ms = 250;
-	if (r->running && (ms < 0 || ms > 2000)) /* progress files: a plain-output line every 10 s */
-		ms = 2000;
-	if (r->st.tty && (ms < 0 || ms > 1000))
-		ms = 1000;
-	for (int i = 0; i < r->o->nexecutors; i++) {
-		Executor *ex = r->o->executors[i];
-		int poll = ex->poll_ms ? ex->poll_ms(ex) : -1;
-		if (poll >= 0 && (ms < 0 || poll < ms))
-			ms = poll;
-	}
-	return ms;
 }
 
 static void check_ready(Run *r)
@@ -628,7 +593,6 @@ int sched_run(Graph *g, const SchedOptions *o, SchedSummary *sum)
 		if (g->tasks[i]->needed && g->tasks[i]->pending_deps == 0)
 			push_ready(&r, g->tasks[i]);
 
-	Job *ended[64];
 	for (;;) {
 		check_ready(&r);
 		start_runnable(&r);
@@ -638,7 +602,7 @@ int sched_run(Graph *g, const SchedOptions *o, SchedSummary *sum)
 			shards_poll(&r);
 		int commit_due_ms = settle_commit(&r, 0);
 		sched_status_line(&r);
-		int timeout = wait_timeout_ms(&r);
+		int timeout = sched_wait_ms(&r);
 		if (commit_due_ms >= 0 && (timeout < 0 || timeout > commit_due_ms))
 			timeout = commit_due_ms;
 		int flush_due_ms = status_flush_due_ms(&r.st);
@@ -649,20 +613,17 @@ int sched_run(Graph *g, const SchedOptions *o, SchedSummary *sum)
 			int again = sum->stopped_by_signal != 0;
 			sum->stopped_by_signal = sig;
 			r.stopping = 1;
+			reap_all(&r); /* what ended before the signal ended on its own: recorded as it ended */
 			if (!again && r.nrunning && sig != SIGHUP) /* the grace period, in words (the line says it too) */
 				status_print(&r.st, "stopping", "%d running task%s: SIGTERM now, SIGKILL after %.0f s or at a "
 					     "second Ctrl-C", r.nrunning, r.nrunning == 1 ? "" : "s", o->kill_grace_sec);
 			stop_all(&r, again ? SIGKILL : SIGTERM, sig == SIGHUP && !again);
 		}
 		r.start_failures_pending = 0;
-		int n;
-		for (int e = 0; e < o->nexecutors; e++)
-			while ((n = o->executors[e]->reap(o->executors[e], ended, 64)) > 0)
-				for (int i = 0; i < n; i++)
-					job_ended(&r, ended[i]);
+		reap_all(&r);
 		for (Job *j = r.running; j; j = j->next) /* checkpoints: each one's last whole copy */
 			resume_watch_poll(j->resume_watch);
-		check_clocks(&r);
+		sched_check_clocks(&r);
 	}
 	settle_commit(&r, 1);
 	sum->wall_sec = now_wall() - t0;

@@ -1,8 +1,11 @@
 /* sched_job.c — what an attempt carries to its executor: its number (continuing across
  * runs), its log, the environment every attempt gets (KILN_TASK, KILN_ATTEMPT,
  * KILN_PROGRESS, KILN_KEY, the leased devices, the reserved ports), and the resume state
- * it starts from. */
+ * it starts from; and the running attempts' clocks (timeouts, the kill grace, how long
+ * the main loop may wait). */
 #define _GNU_SOURCE
+#include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -129,4 +132,54 @@ void sched_say_kept(Run *r, const Task *t)
 		status_print(&r->st, "kept", "%s: %s, its resume state: the next `kiln run` continues from it (unless the "
 			     "task changes)", t->name, t->opts->resume[0]);
 	}
+}
+
+void sched_check_clocks(Run *r)
+{
+	int64_t now = now_mono_ns();
+	for (Job *j = r->running; j; j = j->next) {
+		if (j->deadline_ns && now >= j->deadline_ns && !j->timed_out && !j->kill_at_ns) {
+			j->timed_out = 1;
+			shard_note_stop(r, j);
+			j->ex->signal(j->ex, j, SIGTERM);
+			j->kill_at_ns = now + (int64_t)(r->o->kill_grace_sec * 1e9);
+		}
+		if (j->kill_at_ns > 0 && now >= j->kill_at_ns) {
+			j->ex->signal(j->ex, j, SIGKILL);
+			j->kill_at_ns = -1;
+		}
+	}
+}
+
+int sched_wait_ms(const Run *r)
+{
+	if (r->start_failures_pending)
+		return 0;
+	int64_t now = now_mono_ns(), next = INT64_MAX;
+	for (const Job *j = r->running; j; j = j->next) {
+		if (j->deadline_ns && !j->timed_out && j->deadline_ns < next)
+			next = j->deadline_ns;
+		if (j->kill_at_ns > 0 && j->kill_at_ns < next)
+			next = j->kill_at_ns;
+		if (j->resume_watch && now + 500000000 < next) /* its checkpoints, looked at twice a second */
+			next = now + 500000000;
+	}
+	int ms = next == INT64_MAX ? -1 : (int)((next - now) / 1000000 + 1);
+	if (ms < 0 && next != INT64_MAX)
+		ms = 0;
+	if (r->waiting_for_gpu && (ms < 0 || ms > 1000))
+		ms = 1000;
+	if (shards_running(r) && (ms < 0 || ms > 250)) /* follow the items as they are made */
+		ms = 250;
+	if (r->running && (ms < 0 || ms > 2000)) /* progress files: a plain-output line every 10 s */
+		ms = 2000;
+	if (r->st.tty && (ms < 0 || ms > 1000))
+		ms = 1000;
+	for (int i = 0; i < r->o->nexecutors; i++) {
+		Executor *ex = r->o->executors[i];
+		int poll = ex->poll_ms ? ex->poll_ms(ex) : -1;
+		if (poll >= 0 && (ms < 0 || poll < ms))
+			ms = poll;
+	}
+	return ms;
 }

@@ -139,6 +139,48 @@ end
                 text = self.ws.read("out/w%d.txt" % i)
                 self.assertEqual(text, "w%d %d\nend\nstraggler\n" % (i, salt), "trial %d, w%d" % (trial, i))
 
+    def test_workers_that_quit_with_exit_0_on_sigterm_are_not_recorded(self):
+        # a graceful-shutdown handler (trap ... TERM; exit 0, or Python's
+        # signal.signal(SIGTERM, ...) then sys.exit(0)) leaves half its work and says 0:
+        # after a Ctrl-C or a timeout that is no success, whatever its status
+        self.ws.write("kiln.lua", """
+for i = 1, 3 do
+  task { name = "w" .. i, outputs = { "out/w" .. i .. ".txt" },
+         run = "trap 'echo quit early >> {out}; exit 0' TERM; echo start > {out}; sleep ${NAP:-30} & wait; echo end >> {out}" }
+end
+task { name = "slow", outputs = { "out/slow.txt" }, timeout = 1,
+       run = "trap 'echo quit early > {out}; exit 0' TERM; sleep ${NAP:-30} & wait; echo end > {out}" }
+local items = {}
+for i = 1, 40 do items[#items + 1] = string.format("i%02d", i) end
+map { name = "m", items = items, shards = 1, output = "mo/{item}.txt",
+      run = "trap 'echo half > mo/$it.txt; exit 0' TERM; while read it; do echo made > mo/$it.txt; sleep 0.1; done < {items}" }
+""")
+        p = self.ws.spawn("run", "-j", "8", "-k")
+        self.assertTrue(wait_for(lambda: self.ws.exists("mo/i12.txt") and self.ws.exists("out/w3.txt"), timeout=30),
+                        "the work got going")
+        time.sleep(1.2)  # slow's timeout strikes first
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=60)
+        self.assertEqual(p.returncode, 128 + signal.SIGINT, out + err)
+        self.assertNotIn("ok       ", out, "nothing stopped is called done")
+        for i in range(1, 4):
+            self.assertEqual(self.ws.read("out/w%d.txt" % i), "start\nquit early\n")
+        recorded = {t for t, _ in self.successes()}
+        self.assertFalse(recorded & {"w1", "w2", "w3", "slow"}, recorded)
+        self.assertIn("timed out after 1.0s", self.ws.read(".kiln/logs/slow@1.log"))
+        items = sorted(t for t in recorded if t.startswith("m/"))
+        self.assertGreaterEqual(len(items), 10, recorded)  # those before the last one made
+        made = sorted("m/" + f[:-4] for f in os.listdir(self.ws.path("mo")))
+        self.assertEqual(items, made[:len(items)], "only items the shard had moved on from")
+        self.assertLess(len(items), len(made), "the item it quit on is not among them")
+        r = self.ws.kiln("run", "-j", "8", env={"NAP": "0"})  # what a rerun made of it all
+        self.assertEqual(r.rc, 0, r)
+        self.assertTrue({"w1", "w2", "w3", "slow"} <= set(r.ran), r)
+        for i in range(1, 4):
+            self.assertEqual(self.ws.read("out/w%d.txt" % i), "start\nend\n")
+        for it in range(1, 41):
+            self.assertEqual(self.ws.read("mo/i%02d.txt" % it), "made\n")
+
 
 if __name__ == "__main__":
     main()
