@@ -56,6 +56,7 @@ typedef struct TaskOpts {
 	unsigned retry_on;    /* failure classes (runner/recipe/failure.h bits) a retry is spent on */
 	long long gpu_mem_mib;
 	double timeout_sec;   /* 0: none */
+	double kill_grace_sec; /* SIGTERM to SIGKILL when kiln stops it (a timeout, a Ctrl-C): < 0 --kill-grace's */
 	double gpu_wait_sec;  /* how long to wait for busy GPUs: < 0 the command line's, 0 no bound */
 	int gpu_wait_fail;    /* after that wait: 1 fail (class gpu-busy), 0 take the least busy */
 	const struct Torchrun *torchrun; /* run under torchrun (runner/recipe/torchrun.h), or NULL */

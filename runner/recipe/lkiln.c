@@ -23,7 +23,7 @@
 static const char *const task_fields[] = {"name",    "deps",    "inputs",  "outputs", "run",
 					  "env",     "cpus",    "mem",     "gpus",    "gpu_mem",
 					  "timeout", "retries", "tags",    "metrics", "executor", "ports",
-					  "torchrun", "retry_on", "gpu_wait", "gpu_wait_then", "host", "hosts", "stay", "resume", "cwd", "log_metrics", "ranks", "optional_outputs", "nnodes", "slurm", "log_progress", NULL};
+					  "torchrun", "retry_on", "gpu_wait", "gpu_wait_then", "host", "hosts", "stay", "resume", "cwd", "log_metrics", "ranks", "optional_outputs", "nnodes", "slurm", "log_progress", "kill_grace", NULL};
 enum { /* bits of check_fields' mask, in task_fields' order */
 	F_NAME = 1 << 0, F_DEPS = 1 << 1, F_INPUTS = 1 << 2, F_OUTPUTS = 1 << 3, F_RUN = 1 << 4,
 	F_ENV = 1 << 5, F_CPUS = 1 << 6, F_MEM = 1 << 7, F_GPUS = 1 << 8, F_GPU_MEM = 1 << 9,
@@ -32,6 +32,7 @@ enum { /* bits of check_fields' mask, in task_fields' order */
 	F_HOST = 1 << 20, F_HOSTS = 1 << 21, F_STAY = 1 << 22, F_RESUME = 1 << 23, F_CWD = 1 << 24, F_LOG_METRICS = 1 << 25, F_RANKS = 1 << 26,
 	F_OPTIONAL = 1 << 27, F_NNODES = 1 << 28, F_SLURM = 1 << 29, F_LOG_PROGRESS = 1 << 30,
 };
+#define F_KILL_GRACE (1u << 31) /* the mask's last bit: an int enum stops at 1 << 30 */
 
 /* The state's extra space (lkiln_open; a coroutine starts with a copy): a pointer read,
  * where the closures' upvalue took 29 instructions, asked a dozen times a task{}. */
@@ -136,6 +137,16 @@ static KeyValue *key_values(lua_State *L, Graph *g, int idx, const char *field, 
 #define MAX_SIZE_MIB (1LL << 40) /* 1 EiB */
 #define MAX_TIMEOUT_SEC (366.0 * 86400)
 #define MAX_PORTS 16            /* ports.h's PORTS_MAX */
+
+/* Field name of the table at 1 as seconds: a number, or a duration ("90s", "5m", "1h30m");
+ * -1 for any other value (the caller says what it wants). */
+static double field_seconds(lua_State *L, const char *name)
+{
+	int type = lua_getfield(L, 1, name);
+	double sec = type == LUA_TNUMBER ? lua_tonumber(L, -1) : type == LUA_TSTRING ? parse_duration(lua_tostring(L, -1)) : -1;
+	lua_pop(L, 1);
+	return sec;
+}
 
 static long long size_field(lua_State *L, int idx, const char *field)
 {
@@ -483,11 +494,9 @@ static int l_task(lua_State *L)
 	/* a GPU task holds the CPUs it declares, none by default: four GPU tasks on a 2-core host */
 	t->opts->cpus = (int)optional_number(L, has & F_CPUS, "cpus", 0, MAX_CPUS, t->opts->gpus > 0 ? 0 : t->opts->cpus);
 	if (has & F_GPU_WAIT) {
-		int type = lua_getfield(L, 1, "gpu_wait");
-		t->opts->gpu_wait_sec = type == LUA_TNUMBER ? lua_tonumber(L, -1) : type == LUA_TSTRING ? parse_duration(lua_tostring(L, -1)) : -1;
+		t->opts->gpu_wait_sec = field_seconds(L, "gpu_wait");
 		if (!(t->opts->gpu_wait_sec >= 0) || t->opts->gpu_wait_sec > MAX_TIMEOUT_SEC)
 			lk_field_error(L, "gpu_wait", "must be a duration like 300, \"90s\" or \"5m\" (0: wait as long as it takes)");
-		lua_pop(L, 1);
 	}
 	if (has & F_GPU_WAIT_THEN) {
 		lua_getfield(L, 1, "gpu_wait_then");
@@ -544,17 +553,16 @@ static int l_task(lua_State *L)
 	t->opts->mem_mib = optional_number(L, has & F_MEM, "mem", 1, 0, t->opts->mem_mib);
 	t->opts->gpu_mem_mib = optional_number(L, has & F_GPU_MEM, "gpu_mem", 1, 0, t->opts->gpu_mem_mib);
 	if (has & F_TIMEOUT) {
-		int type = lua_getfield(L, 1, "timeout");
-		if (type == LUA_TNUMBER)
-			t->opts->timeout_sec = lua_tonumber(L, -1);
-		else if (type == LUA_TSTRING)
-			t->opts->timeout_sec = parse_duration(lua_tostring(L, -1));
-		else
-			t->opts->timeout_sec = -1;
+		t->opts->timeout_sec = field_seconds(L, "timeout");
 		if (!(t->opts->timeout_sec > 0) || t->opts->timeout_sec > MAX_TIMEOUT_SEC) /* NaN fails too */
 			lk_field_error(L, "timeout", "must be a positive duration up to a year, like 90, \"30s\", \"5m\" or "
 						  "\"2h\"");
-		lua_pop(L, 1);
+	}
+	if (has & F_KILL_GRACE) { /* a trainer that saves its state on SIGTERM: time to finish the save */
+		t->opts->kill_grace_sec = field_seconds(L, "kill_grace");
+		if (!(t->opts->kill_grace_sec >= 0) || t->opts->kill_grace_sec > 86400)
+			lk_field_error(L, "kill_grace", "must be a duration up to a day, like 30, \"30s\" or \"2m\": how long "
+						     "the command may take to quit after SIGTERM before SIGKILL");
 	}
 	if (has & F_METRICS) {
 		lua_getfield(L, 1, "metrics");

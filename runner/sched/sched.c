@@ -461,7 +461,7 @@ static void stop_all(Run *r, int sig, int hangup)
 		if (sig == SIGTERM)
 			shard_note_stop(r, j); /* a shard's, before its processes go: which outputs they hold */
 		j->ex->signal(j->ex, j, sig);
-		j->kill_at_ns = sig == SIGKILL ? -1 : now + (int64_t)(r->o->kill_grace_sec * 1e9);
+		j->kill_at_ns = sig == SIGKILL ? -1 : now + j->grace_ns;
 	}
 }
 
@@ -614,9 +614,14 @@ int sched_run(Graph *g, const SchedOptions *o, SchedSummary *sum)
 			sum->stopped_by_signal = sig;
 			r.stopping = 1;
 			reap_all(&r); /* what ended before the signal ended on its own: recorded as it ended */
-			if (!again && r.nrunning && sig != SIGHUP) /* the grace period, in words (the line says it too) */
-				status_print(&r.st, "stopping", "%d running task%s: SIGTERM now, SIGKILL after %.0f s or at a "
-					     "second Ctrl-C", r.nrunning, r.nrunning == 1 ? "" : "s", o->kill_grace_sec);
+			if (!again && r.nrunning && sig != SIGHUP) { /* the grace period, in words (the line says it too) */
+				int64_t most = 0; /* a task's kill_grace may be longer than --kill-grace */
+				for (const Job *j = r.running; j; j = j->next)
+					most = j->grace_ns > most ? j->grace_ns : most;
+				status_print(&r.st, "stopping", "%d running task%s: SIGTERM now, SIGKILL after %g s%s or at a "
+					     "second Ctrl-C", r.nrunning, r.nrunning == 1 ? "" : "s", o->kill_grace_sec,
+					     most > (int64_t)(o->kill_grace_sec * 1e9) ? " (longer where a task's kill_grace says)" : "");
+			}
 			stop_all(&r, again ? SIGKILL : SIGTERM, sig == SIGHUP && !again);
 		}
 		r.start_failures_pending = 0;

@@ -58,7 +58,7 @@ Job *sched_new_job(Run *r, Task *t, Executor *ex, const char *key, const int *id
 	job->env[nenv++] = t->opts->cwd ? xasprintf("KILN_PROGRESS=%s/%s", r->g->workspace, job->progress_path)
 					: xasprintf("KILN_PROGRESS=%s", job->progress_path);
 	job->ex = ex;
-	job->grace_ns = (int64_t)(o->kill_grace_sec * 1e9);
+	job->grace_ns = (int64_t)((t->opts->kill_grace_sec >= 0 ? t->opts->kill_grace_sec : o->kill_grace_sec) * 1e9);
 	memcpy(job->key, key, sizeof job->key);
 	if (key[0]) /* a killed kiln's successor knows an unrecorded attempt's work by it */
 		job->env[nenv++] = xasprintf("KILN_KEY=%s", key);
@@ -142,7 +142,7 @@ void sched_check_clocks(Run *r)
 			j->timed_out = 1;
 			shard_note_stop(r, j);
 			j->ex->signal(j->ex, j, SIGTERM);
-			j->kill_at_ns = now + (int64_t)(r->o->kill_grace_sec * 1e9);
+			j->kill_at_ns = now + j->grace_ns;
 		}
 		if (j->kill_at_ns > 0 && now >= j->kill_at_ns) {
 			j->ex->signal(j->ex, j, SIGKILL);

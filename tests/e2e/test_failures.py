@@ -2,11 +2,13 @@
 comm, port, preempted, missing-input, timeout, error), recorded with the attempt, noted in the
 log on a line of its own, and retried per retry_on (by default not an oom); the run's summary
 shows a big log's last lines as a terminal would (a progress bar's last state, a long line's
-end); `kiln status` tells a task whose latest attempt failed from one never run."""
+end); `kiln status` tells a task whose latest attempt failed from one never run; a task's
+kill_grace gives a command that saves its state on SIGTERM the time to finish."""
 import os
+import signal
 import sqlite3
 
-from kilntest import KilnTestCase, lua_str, main
+from kilntest import KilnTestCase, lua_str, main, wait_for
 
 
 def attempts(ws, task):
@@ -107,6 +109,45 @@ class Summary(KilnTestCase):
         self.assertIn("run       new: no successful run recorded\n", r.out)
         self.assertIn("kiln: no estimate: none of these tasks, nor one with the same tag names, has a recorded duration",
                       r.out, "a duration is recorded (good's), none of these tasks'")
+
+
+class KillGrace(KilnTestCase):
+    # a trainer that saves on SIGTERM (a preemption-safe one) takes 1.5 s to do it
+    SAVER = "trap 'sleep 1.5; echo saved > {out}; exit 143' TERM; echo started > {out}; sleep 30 & wait"
+
+    def test_a_tasks_kill_grace_lets_it_finish_its_save_where_the_runs_would_not(self):
+        self.ws.write("kiln.lua", """
+task { name = "saver", outputs = {"saver.txt"}, timeout = 1, kill_grace = "5s", run = %s }
+task { name = "plain", outputs = {"plain.txt"}, timeout = 1, run = %s }
+""" % (lua_str(self.SAVER), lua_str(self.SAVER)))
+        r = self.ws.kiln("run", "-k", "--kill-grace", "0.3")
+        self.assertEqual(r.rc, 1, r)
+        self.assertEqual(self.ws.read("saver.txt"), "saved\n", "its save had its 5 s")
+        self.assertEqual(self.ws.read("plain.txt"), "started\n", "SIGKILL after --kill-grace's 0.3 s")
+        self.assertIn("timed out after 1.0s", r.out)
+        # a Ctrl-C gives it the same time; the line says some tasks have longer
+        p = self.ws.spawn("run", "-k", "--kill-grace", "0.3", "--force", "saver")
+        self.assertTrue(wait_for(lambda: self.ws.exists("saver.txt") and "started" in self.ws.read("saver.txt")))
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=30)
+        self.assertEqual(p.returncode, 130, out + err)
+        self.assertIn("SIGKILL after 0.3 s (longer where a task's kill_grace says)", out)
+        self.assertEqual(self.ws.read("saver.txt"), "saved\n")
+
+    def test_kill_grace_is_checked_and_a_map_passes_it_to_its_shards(self):
+        self.ws.write("kiln.lua", 'local x = 1\ntask { name = "t", run = "true", kill_grace = "soon" }\n')
+        r = self.ws.kiln("run")
+        self.assertEqual(r.rc, 2, r)
+        self.assertIn("kiln.lua:2:", r.err)
+        self.assertIn("kill_grace must be a duration up to a day", r.err)
+        self.ws.write("kiln.lua", """
+map { name = "m", items = {"a", "b"}, shards = 1, output = "o/{item}.txt", timeout = 1, kill_grace = 5,
+      run = "trap 'sleep 1.5; echo saved > o/b.txt; exit 143' TERM; echo made > o/a.txt; sleep 30 & wait" }
+""")
+        r = self.ws.kiln("run", "-k", "--kill-grace", "0.3")
+        self.assertEqual(r.rc, 1, r)
+        self.assertEqual(self.ws.read("o/b.txt"), "saved\n", "the shard had its 5 s")
+
 
 if __name__ == "__main__":
     main()
