@@ -359,8 +359,12 @@ char *exec_job_script(const Job *job, const char *workspace, const char *exit_pa
 		torchrun_preamble(&b, t);
 	if (launch_wraps(t) && !remote)
 		ranks_preamble(&b, t);
-	if (task_shell(t) && remote) { /* a subshell of this sh, as `sh -c` would run it, one exec fewer a job */
-		buf_puts(&b, "( eval ");
+	if (task_shell(t) && remote) { /* a subshell of this sh, as `sh -c` would run it, one exec fewer a job.
+					  * A stop's SIGTERM ends it once its command has ended: a command
+					  * that saves its state when told to stop is waited for, not left
+					  * writing behind a job that looks ended (a loop of the text's own
+					  * stops after the step under way) */
+		buf_puts(&b, "( trap 'exit 143' TERM; trap 'exit 130' INT; trap 'exit 129' HUP; eval ");
 		quote_expanded(&b, task_shell(t), job);
 		buf_puts(&b, " )");
 	} else if (task_shell(t)) {

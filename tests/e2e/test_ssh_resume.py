@@ -44,6 +44,30 @@ class SshResume(HostWork):
         with open(os.path.join(self.lab.hosts["v800"].workdir(), "ledger")) as f:
             return [int(line.split()[1]) for line in f]
 
+    def test_a_command_that_saves_when_told_to_stop_finishes_its_save_there(self):
+        # a preemption-safe trainer: on SIGTERM it says so, saves (a second), says so. The
+        # first attempt copies its input (a job whose log tee streams), the retry goes to
+        # the same host, where its input is, through the host's agent; a shell string runs
+        # in a subshell there. Each must be waited for until its save is done, with its lines
+        # in the log (tee stopped with the rest, the first print failed and the save with it;
+        # the subshell stopped at once, the job looked ended while it still saved)
+        self.ws.write("in.txt", "data\n")
+        self.ws.write("kiln.lua", """
+task { name = "t", host = "v800", inputs = {"in.txt"}, outputs = {"out.txt"}, resume = {"ckpt.txt"}, timeout = 1,
+       kill_grace = 10, retries = 1, retry_on = {"timeout"},
+       run = "[ -e ckpt.txt ] && echo resumed from $(cat ckpt.txt); trap 'echo saving; sleep 1; echo saved-$KILN_ATTEMPT > ckpt.txt; echo saved; exit 0' TERM; echo working; sleep 30 & wait" }
+""")
+        r = self.kiln()
+        self.assertEqual(r.rc, 1, r)
+        logs = self.attempt_logs("t")
+        self.assertEqual(len(logs), 2, logs)
+        for log in logs:
+            self.assertIn("working\nsaving\nsaved\n", log)
+            self.assertIn("timed out after 1.0s", log)
+        self.assertIn("resumed from saved-1", logs[1])
+        with open(os.path.join(self.lab.hosts["v800"].workdir(), "ckpt.txt")) as f:
+            self.assertEqual(f.read(), "saved-2\n")
+
     @unittest.skipIf(NO_TORCH, NO_TORCH or "")
     def test_a_checkpoint_cut_short_on_a_host_is_put_back_from_its_copy_there(self):
         import test_resume  # its trainer saves in place with a plain torch.save, killed mid-save once

@@ -202,9 +202,14 @@ char *ssh_job_start_script(const Job *job, const char *id, const char *prelude, 
 			   id, id, script, id);
 	else /* its pid written by the group leader itself: a stop that reads it finds the group
 	      * (written by this shell after `&`, it was there before setsid had made the group,
-	      * and a slow start's stop missed it: the job ran on) */
-		buf_printf(&piped, "echo $$ > .kiln/jobs/%s/pid\n{\n%s} < /dev/null 2>&1 | tee -p .kiln/jobs/%s/log\n", id,
-			   script, id);
+	      * and a slow start's stop missed it: the job ran on). A stop's SIGTERM reaches the
+	      * whole group, but the leader and tee outlive it (a trap that does nothing, reset in
+	      * the children; tee ignoring it): a command that saves its state when told to stop
+	      * is still writing, its lines still reach the log (tee gone, its prints failed and
+	      * the save with them), and the job ends, for the follow, when the last writer has */
+		buf_printf(&piped, "echo $$ > .kiln/jobs/%s/pid\ntrap : TERM INT HUP\n{\n%s} < /dev/null 2>&1 | "
+				   "(trap '' TERM INT HUP; exec tee -p .kiln/jobs/%s/log)\n",
+			   id, script, id);
 	buf_shell_quote(&b, buf_str(&piped));
 	buf_free(&piped);
 	/* claim: whoever makes J/claim first decides (mkdir is atomic). A re-attach or a sweep
