@@ -68,6 +68,10 @@ typedef struct Job {
 	int64_t kill_at_ns;   /* when SIGKILL follows a SIGTERM; 0: not stopping, -1: sent */
 	int64_t grace_ns;     /* SIGTERM to SIGKILL, set by the scheduler */
 	int timed_out, interrupted;
+	int stop_landed;      /* a stop signal of kiln's reached a live process of it: an exit 0
+				 after it is the command's handler quitting, not its work done (set
+				 where the end alone cannot tell: the local executor, which records the
+				 command's own status; an ssh job's shell and a Slurm job's state do) */
 	enum JobEnd end;
 	int exit_code, term_signal;
 	char reason[256];     /* set by an executor that knows better (e.g. Slurm's job state) */

@@ -404,7 +404,8 @@ static void local_signal(Executor *ex, Job *job, int sig)
 {
 	(void)ex;
 	if (job->pid > 0) { /* the attempt's process group (its keeper stays outside it) */
-		os_signal(-job->pid, sig);
+		if (os_signal(-job->pid, sig) == 0)
+			job->stop_landed = 1; /* none there (ESRCH): it had ended by itself */
 		if (sig == SIGTERM)
 			os_signal(-job->pid, SIGCONT); /* a stopped group must wake to see SIGTERM */
 	}

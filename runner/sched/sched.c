@@ -332,9 +332,11 @@ static void job_ended(Run *r, Job *job)
 	int64_t attempt_id = r->attempt_ids[t->index];
 	enum FailureClass cls = FC_ERROR; /* a success that cannot be recorded is a plain error */
 	/* an exit 0 after kiln's own SIGTERM (a timeout, a Ctrl-C) is the command's handler
-	 * quitting early (trap ... TERM; exit 0), not its work done: never recorded. A job
-	 * that ended before the signal was sent was reaped before it (the main loop) */
-	int done = job->end == JOB_EXITED && job->exit_code == 0 && !job->timed_out && !job->interrupted;
+	 * quitting early (trap ... TERM; exit 0), not its work done: never recorded. One that
+	 * ended by itself before the signal (reaped before it was sent: the main loop; or found
+	 * gone by it) stands */
+	int done = job->end == JOB_EXITED && job->exit_code == 0 && !job->timed_out &&
+		   !(job->interrupted && job->stop_landed);
 	if (task_is_runner(t) && done) {
 		cache_attempt_ended(o->cache, attempt_id, 0, "ok", NULL);
 		t->attempt = 0; /* a batch after this one (items a re-attached attempt did not list) is no retry */
