@@ -16,7 +16,7 @@ import sys
 import time
 import unittest
 
-from kilntest import KilnTestCase, main, processes_matching, wait_for
+from kilntest import KilnTestCase, lua_str, main, processes_matching, wait_for
 import sshhosts
 
 SKIP = sshhosts.skip_reason()
@@ -226,6 +226,27 @@ end
                         "the remote tasks were stopped")
         self.assertFalse(os.path.exists(self.ws.path("t/1.txt")))
         self.assertEqual(sum(int(n) for n in re.findall(r"(\d+) stopped", out)), 3, out)
+
+    def test_a_command_that_quits_with_exit_0_when_stopped_is_not_recorded(self):
+        # a graceful-shutdown handler (trap ... TERM; exit 0) after a Ctrl-C: its half-made
+        # output is no success, on the copying first attempt and on the agent's next one,
+        # for a shell string (run in a subshell there) and argv words alike
+        self.ws.write("in.txt", "x\n")
+        handler = "trap 'echo half > out.txt; exit 0' TERM; echo start t >> $HOME/trace.txt; sleep 30 & wait"
+        for run in (lua_str(handler), '{"sh", "-c", %s}' % lua_str(handler)):
+            self.ws.write("kiln.lua", 'task { name = "t", host = "v800", inputs = {"in.txt"}, outputs = {"out.txt"}, '
+                          'run = %s }\n' % run)
+            for _ in range(2):
+                before = len(self.starts())
+                p = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua")
+                self.assertTrue(wait_for(lambda: len(self.starts()) > before, timeout=30), "it started")
+                p.send_signal(signal.SIGINT)
+                out, err = p.communicate(timeout=60)
+                self.assertEqual(p.returncode, 130, out + err)
+                self.assertNotIn("ok ", out)
+                self.assertIn("1 not run", out)
+        r = self.kiln("-n")
+        self.assertIn("1 task would run", r.out + r.err, r)
 
     def test_an_output_that_stays_on_its_host_is_relayed_only_where_needed(self):
         self.ws.write("kiln.lua", """
