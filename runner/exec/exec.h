@@ -90,6 +90,10 @@ typedef struct Job {
 	int superseded;       /* stopped for an earlier job of its task, found finished or running on
 				 where its host answered again (ssh): given back as lost, that job
 				 taken up (reason says which) */
+	int seen_running;     /* Slurm: its job was seen started (a pending one has no command to wait
+				 for): 1, or 2 once seen COMPLETING (Slurm followed its processes' end) */
+	int64_t end_seen_ns;  /* Slurm: when its job was first seen ended by a signal with no exit file
+				 yet (its command may still be quitting: slurm_queue.c), or 0 */
 	char key[33];         /* the task's key when it started (hex), to re-attach only to the same work */
 	long long attempt_row;/* its attempt's record (adopted jobs: the row the first kiln opened) */
 	struct Executor *ex;  /* the executor running it */

@@ -88,6 +88,11 @@ static void torchrun_preamble(Buf *b, const Task *t)
 		    "{ echo 'kiln: cannot find a free port for the rendezvous on the first node' >&2; exit 1; }\n"
 		    "KILN_RDZV=$KILN_HEAD:$KILN_PORT; export KILN_HEAD KILN_PORT KILN_RDZV\n"
 		    "echo \"# kiln: torchrun rendezvous at $KILN_RDZV\"\n");
+}
+
+/* The launcher on every node of a torchrun task on Slurm: the command's first words. */
+static void torchrun_srun(Buf *b, const Task *t)
+{
 	buf_printf(b, "srun --nodes=%d --ntasks=%d --ntasks-per-node=1 --kill-on-bad-exit=1 ", t->opts->torchrun->nnodes,
 		   t->opts->torchrun->nnodes);
 	if (t->opts->torchrun->nnodes > 1) /* each launcher's --node_rank: its static rendezvous (torchrun.c) */
@@ -95,8 +100,8 @@ static void torchrun_preamble(Buf *b, const Task *t)
 }
 
 /* ranks on Slurm: the rendezvous on the job's first node (where this script runs), on a
- * port kiln's launcher finds free there; with nnodes, one launcher per node (srun). */
-static void ranks_preamble(Buf *b, const Task *t)
+ * port kiln's launcher finds free there. */
+static void ranks_preamble(Buf *b)
 {
 	buf_puts(b, "KILN_HEAD=$(scontrol show hostnames \"$SLURM_JOB_NODELIST\" | head -n 1)\n"
 		    "[ -n \"$KILN_HEAD\" ] || KILN_HEAD=$(hostname)\n"
@@ -106,6 +111,11 @@ static void ranks_preamble(Buf *b, const Task *t)
 		    "exit 1; }\n"
 		    "export KILN_HEAD KILN_PORT\n"
 		    "echo \"# kiln: ranks meet at $KILN_HEAD:$KILN_PORT\"\n");
+}
+
+/* With nnodes, one launcher per node of a ranks task on Slurm: the command's first words. */
+static void ranks_srun(Buf *b, const Task *t)
+{
 	if (t->opts->rank_nodes > 1)
 		buf_printf(b, "srun --nodes=%d --ntasks=%d --ntasks-per-node=1 --kill-on-bad-exit=1 ", t->opts->rank_nodes,
 			   t->opts->rank_nodes);
@@ -292,6 +302,28 @@ static void map_requeue_preamble(Buf *b, const Job *job)
 	buf_free(&outs);
 }
 
+/* A Slurm job's exit file, written whole (a rename) by kiln_end: its command's status, and
+ * " stopped" where a stop's signal (scancel, a time limit, preemption) came in. Slurm calls
+ * a cancelled job ended at once while its processes still have KillWait to quit: a stop
+ * that lands before the command ends the script here, said so; once the command runs, the
+ * signal is only noted, and the script waits for it (the command's save lands before the
+ * exit file, which kiln waits for before it calls the job ended: slurm_queue.c). */
+static void stop_traps(Buf *b, const char *exit_path)
+{
+	Buf e = {0}, tmp = {0};
+	buf_shell_quote(&e, exit_path);
+	char *t = xasprintf("%s.tmp", exit_path);
+	buf_shell_quote(&tmp, t);
+	free(t);
+	buf_printf(b, "kiln_top=$PWD\nkiln_end() { printf '%%s\\n' \"$1\" > \"$kiln_top\"/%s && mv -f \"$kiln_top\"/%s "
+		      "\"$kiln_top\"/%s; }\n",
+		   tmp.data, tmp.data, e.data);
+	buf_puts(b, "trap 'kiln_end \"143 stopped\"; exit 143' TERM; trap 'kiln_end \"130 stopped\"; exit 130' INT; "
+		    "trap 'kiln_end \"129 stopped\"; exit 129' HUP\n");
+	buf_free(&e);
+	buf_free(&tmp);
+}
+
 char *exec_job_script(const Job *job, const char *workspace, const char *exit_path, int remote, const char *prelude,
 		      const char *go_path)
 {
@@ -302,11 +334,18 @@ char *exec_job_script(const Job *job, const char *workspace, const char *exit_pa
 	buf_puts(&b, "\ncd ");
 	buf_shell_quote(&b, workspace);
 	buf_puts(&b, " || exit 1\n");
+	if (!remote) /* Slurm: a stop before the command records itself (slurm_queue.c waits for it) */
+		stop_traps(&b, exit_path);
 	if (go_path) { /* before anything: without it no kiln knows this job (exec.h) */
 		buf_puts(&b, "kiln_i=0; until [ -e ");
 		buf_shell_quote(&b, go_path);
 		buf_puts(&b, " ]; do if [ $kiln_i -ge 1200 ]; then echo 'kiln: no kiln recorded this job (killed right after it "
 			     "submitted it): it ends without running' >&2; exit 0; fi; kiln_i=$((kiln_i + 1)); sleep 0.1; done\n");
+	}
+	if (!remote) { /* a job Slurm started again (requeued) ends with an exit file of its own */
+		buf_puts(&b, "rm -f \"$kiln_top\"/");
+		buf_shell_quote(&b, exit_path);
+		buf_putc(&b, '\n');
 	}
 	if (job->items_listed && !remote)
 		map_requeue_preamble(&b, job);
@@ -358,8 +397,14 @@ char *exec_job_script(const Job *job, const char *workspace, const char *exit_pa
 	if (t->opts->torchrun && !remote)
 		torchrun_preamble(&b, t);
 	if (launch_wraps(t) && !remote)
-		ranks_preamble(&b, t);
-	if (task_shell(t) && remote) { /* a subshell of this sh, as `sh -c` would run it, one exec fewer a job.
+		ranks_preamble(&b);
+	if (!remote) /* from here a stop's signal waits for the command: its save lands first */
+		buf_puts(&b, "kiln_stop=; trap 'kiln_stop=\" stopped\"' TERM INT HUP\n");
+	if (t->opts->torchrun && !remote)
+		torchrun_srun(&b, t);
+	if (launch_wraps(t) && !remote)
+		ranks_srun(&b, t);
+	if (task_shell(t)) { /* a subshell of this sh, as `sh -c` would run it, one exec fewer a job.
 					  * A stop's SIGTERM ends it once its command has ended: a command
 					  * that saves its state when told to stop is waited for, not left
 					  * writing behind a job that looks ended (a loop of the text's own
@@ -367,9 +412,6 @@ char *exec_job_script(const Job *job, const char *workspace, const char *exit_pa
 		buf_puts(&b, "( trap 'exit 143' TERM; trap 'exit 130' INT; trap 'exit 129' HUP; eval ");
 		quote_expanded(&b, task_shell(t), job);
 		buf_puts(&b, " )");
-	} else if (task_shell(t)) {
-		buf_puts(&b, "/bin/sh -c ");
-		quote_expanded(&b, task_shell(t), job);
 	} else {
 		for (int i = 0; task_word(t, i); i++) {
 			if (i)
@@ -382,23 +424,14 @@ char *exec_job_script(const Job *job, const char *workspace, const char *exit_pa
 	buf_puts(&b, remote ? " 3>&- </dev/null\nrc=$?\n" : " </dev/null\nrc=$?\n");
 	if (guard) /* the watcher goes with the command */
 		buf_puts(&b, "kill $kiln_watch 2>/dev/null\n");
-	buf_puts(&b, "printf '%s\\n' \"$rc\" > ");
-	buf_puts(&b, top);
 	if (remote) { /* read only once the job's group is gone (exec_ssh.c): no rename needed */
+		buf_puts(&b, "printf '%s\\n' \"$rc\" > ");
+		buf_puts(&b, top);
 		buf_shell_quote(&b, exit_path);
 		buf_puts(&b, "\nexit $rc\n");
 		return b.data;
 	}
-	char *tmp = xasprintf("%s.tmp", exit_path);
-	buf_shell_quote(&b, tmp);
-	buf_puts(&b, " && mv -f ");
-	buf_puts(&b, top);
-	buf_shell_quote(&b, tmp);
-	buf_putc(&b, ' ');
-	buf_puts(&b, top);
-	buf_shell_quote(&b, exit_path);
-	buf_puts(&b, "\nexit $rc\n");
-	free(tmp);
+	buf_puts(&b, "kiln_end \"$rc$kiln_stop\"\nexit $rc\n");
 	return b.data;
 }
 

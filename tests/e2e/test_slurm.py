@@ -284,6 +284,50 @@ end
         self.assertEqual(state(2), ["RUNNING"])
         subprocess.run(["scancel", "--name", "kiln-2-int/long"], env=env)
 
+    def test_ctrl_c_waits_while_a_cancelled_jobs_command_saves(self):
+        # Slurm calls a cancelled job CANCELLED at once, while its processes have KillWait
+        # (2 s on this cluster) to quit: kiln exits only once the command's save has landed,
+        # records its exit 0 as stopped (not done), and the next run continues from the save
+        self.ws.write("train.py", """
+import os, signal, sys, time
+step = int(open("ckpt").read()) if os.path.exists("ckpt") else 0
+open("ledger", "a").write("start %d\\n" % step)
+if step:
+    open("model.txt", "w").write("trained from %d\\n" % step)
+    sys.exit(0)
+def save(*_):
+    time.sleep(1.2)  # a save that takes a while
+    open("ckpt.tmp", "w").write(str(step))
+    os.replace("ckpt.tmp", "ckpt")
+    open("ledger", "a").write("saved %d\\n" % step)
+    sys.exit(0)
+signal.signal(signal.SIGTERM, save)
+while True:
+    step += 1
+    open("running", "w").close()
+    time.sleep(0.1)
+""")
+        self.ws.write("kiln.lua", 'task { name = "save/train", inputs = {"train.py"}, outputs = {"model.txt"}, '
+                      'resume = {"ckpt"}, run = "python3 train.py" }\n')
+        env = dict(self.ws.env(), SLURM_CONF=STATE["conf"])
+        kiln = os.environ.get("KILN") or os.path.join(HERE, "../../build/kiln")
+        p = subprocess.Popen([kiln, "run", "--executor", "slurm"], cwd=self.ws.dir, env=env, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.assertTrue(wait_for(lambda: self.ws.exists("running"), 60))
+        time.sleep(0.5)
+        p.send_signal(signal.SIGINT)
+        out, _ = p.communicate(timeout=60)
+        ledger = self.ws.read("ledger").split("\n")
+        self.assertEqual(p.returncode, 130, out)
+        self.assertTrue(ledger[1].startswith("saved "), "kiln exited before the save landed: %s\n%s" % (ledger, out))
+        self.assertNotIn("ok save/train", out)
+        r = self.kiln("run", "--executor", "slurm")
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(r.ran, {"save/train"})
+        saved = ledger[1].split()[1]
+        self.assertEqual(self.ws.read("model.txt"), "trained from %s\n" % saved)
+        self.assertEqual(self.ws.read("ledger").split("\n")[2], "start " + saved)
+
     def test_max_jobs_caps_the_queue(self):
         self.ws.write("kiln.lua", "\n".join(
             'task { name = "cap/t%d", run = %s }' % (i, lua_str(traced("sleep 0.4"))) for i in range(4)))

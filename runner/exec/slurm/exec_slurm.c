@@ -227,6 +227,10 @@ static void slurm_describe(Executor *ex, Buf *out)
 		buf_printf(out, "%s%d pending: %s%s%s%s", k ? ", " : "", counts[k], reasons[k], gloss ? " (" : "",
 			   gloss ? gloss : "", gloss ? ")" : "");
 	}
+	int kill_wait, ending = slurm_ending(se, &kill_wait);
+	if (ending)
+		buf_printf(out, "%s%d stopped, %s command%s given Slurm's KillWait (%d s) to quit", out->len ? ", " : "", ending,
+			   ending == 1 ? "its" : "their", ending == 1 ? "" : "s", kill_wait);
 	if (se->nqueued)
 		buf_printf(out, "%s%d to submit", out->len ? ", " : "", se->nqueued);
 	if (se->submit_trouble[0])

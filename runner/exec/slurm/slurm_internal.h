@@ -43,6 +43,8 @@ typedef struct {
 	int submissions;     /* sbatch calls this run */
 	int arrays;          /* of which job arrays */
 	char submit_trouble[256]; /* the last transient sbatch error, said once */
+	int kill_wait_s;     /* Slurm's KillWait (scontrol show config), read when first needed */
+	int kill_wait_known;
 	char **go;           /* go files of jobs submitted since the last commit (slurm_let_go) */
 	int ngo, go_cap;
 } SlurmExec;
@@ -70,6 +72,9 @@ int slurm_submit_due_ms(const SlurmExec *se);
 /* One squeue for every submitted job: ended ones move to the ended list; waiting ones keep
  * their reason (Job.waiting); a reason that can never clear fails its job (unschedulable). */
 void slurm_poll_queue(SlurmExec *se);
+/* How many of the followed jobs Slurm calls ended by a signal while kiln waits for their
+ * commands to quit (their exit files), and Slurm's KillWait, the longest they may take. */
+int slurm_ending(const SlurmExec *se, int *kill_wait);
 /* Whether Slurm's pending reason can never clear for the job (a partition's node or time
  * limit, a QOS or association limit it exceeds, a constraint or account that does not
  * exist); what it means in words into why. */

@@ -76,13 +76,73 @@ static int node_taken(const char *state)
 	return !strncmp(state, "PREEMPTED", 9) || !strncmp(state, "NODE_FAIL", 9) || !strncmp(state, "BOOT_FAIL", 9);
 }
 
-/* Decides a finished job's outcome from its Slurm state and its own exit-code file. */
+/* Slurm's KillWait: how long a signalled job's processes have between SIGTERM and SIGKILL
+ * (30 s where scontrol cannot say). Read once. */
+static int kill_wait_s(SlurmExec *se)
+{
+	if (se->kill_wait_known)
+		return se->kill_wait_s;
+	se->kill_wait_known = 1;
+	se->kill_wait_s = 30;
+	Buf out = {0};
+	char *argv[] = {"scontrol", "show", "config", NULL};
+	if (slurm_tool(argv, &out, NULL) == 0 && out.len) {
+		const char *k = strstr(buf_str(&out), "\nKillWait");
+		const char *eq = k ? strchr(k, '=') : NULL;
+		if (eq && eq - k < 40 && atoi(eq + 1) >= 0)
+			se->kill_wait_s = atoi(eq + 1);
+	}
+	buf_free(&out);
+	return se->kill_wait_s;
+}
+
+/* Whether a job Slurm calls ended by a signal (scancel, its time limit, preemption, a
+ * deadline) may still have a command quitting: Slurm says CANCELLED at once, while the
+ * job's processes have KillWait after their SIGTERM; its script writes the exit file once
+ * its command is gone (job_script.c). Until that file is there, or KillWait and a few
+ * seconds have passed, the job has not ended: a next attempt must not start beside a
+ * command still saving its state. A job never seen running (cancelled while pending) ran
+ * no command; one a previous kiln left may have. A job seen COMPLETING had its end
+ * followed by Slurm: its script waits for its command (job_script.c), and Slurm says the
+ * job COMPLETING until that script is gone, killed with its command after KillWait if
+ * need be; a script that ended at once (a job an older kiln wrote) is the one waited for. */
+static int still_ending(SlurmExec *se, Job *job, const char *state)
+{
+	if ((!job->seen_running && !job->adopted) || job->seen_running == 2 ||
+	    (strncmp(state, "CANCELLED", 9) && strcmp(state, "TIMEOUT") && strcmp(state, "PREEMPTED") &&
+	     strcmp(state, "DEADLINE")))
+		return 0;
+	char *exit_path = slurm_exit_path(se, job);
+	int there = access(exit_path, F_OK) == 0;
+	free(exit_path);
+	if (there)
+		return 0;
+	int64_t now = now_mono_ns();
+	if (!job->end_seen_ns)
+		job->end_seen_ns = now;
+	return now - job->end_seen_ns < (int64_t)(kill_wait_s(se) + 5) * 1000000000LL;
+}
+
+int slurm_ending(const SlurmExec *se, int *kill_wait)
+{
+	int n = 0;
+	for (int i = 0; i < se->nactive; i++)
+		n += se->active[i]->end_seen_ns != 0;
+	*kill_wait = se->kill_wait_s;
+	return n;
+}
+
+/* Decides a finished job's outcome from its Slurm state and its own exit-code file: the
+ * command's status, and " stopped" where a signal of Slurm's came in while it ran. */
 static void finish(SlurmExec *se, Job *job, const char *state)
 {
 	char *exit_path = slurm_exit_path(se, job), *go = slurm_go_path(se, job);
 	size_t len;
 	char *text = read_file(exit_path, &len);
 	free(exit_path);
+	int stopped = text && strstr(text, " stopped");
+	/* an exit 0 after kiln's own stop is the command's handler quitting (sched.c) */
+	job->stop_landed |= stopped;
 	unlink(go);
 	free(go);
 	char *ports_path = slurm_ports_path(se, job);
@@ -95,9 +155,10 @@ static void finish(SlurmExec *se, Job *job, const char *state)
 	free(ports_path);
 	job->ended_ns = now_mono_ns();
 	job->waiting[0] = 0;
-	if (node_taken(state) && !(text && atoi(text) == 0)) {
+	if (node_taken(state) && !(text && atoi(text) == 0 && !stopped)) {
 		/* its node failed or was taken from it before the command succeeded (the signal
-		 * that stopped it may have let the job script record its end): no failure of the
+		 * that stopped it may have let the job script record its end, and a command that
+		 * saves when told to stop may exit 0 then: stopped, not done): no failure of the
 		 * task's, so like a job lost with its ssh host it runs again without spending a
 		 * retry (and continues from its resume state) */
 		job->end = JOB_LOST;
@@ -116,8 +177,9 @@ static void finish(SlurmExec *se, Job *job, const char *state)
 		job->exit_code = text ? atoi(text) : 1;
 		if (!strcmp(state, "TIMEOUT"))
 			job->timed_out = 1;
-		snprintf(job->reason, sizeof job->reason, "Slurm job %.32s ended %s", job->job_id,
-			 !strcmp(state, "GONE") ? "(no longer known to Slurm, no exit code)" : state);
+		snprintf(job->reason, sizeof job->reason, "Slurm job %.32s ended %s%s", job->job_id,
+			 !strcmp(state, "GONE") ? "(no longer known to Slurm, no exit code)" : state,
+			 job->end_seen_ns && !text ? "; its command did not quit within Slurm's KillWait and was killed" : "");
 		if (job->exit_code == 0)
 			job->exit_code = 1;
 	}
@@ -197,7 +259,7 @@ void slurm_poll_queue(SlurmExec *se)
 	}
 	char *argv[] = {"squeue", "-h", "-r", "-t", "all", "-o", "%i|%T|%r", "-j", (char *)buf_str(&ids), NULL};
 	int rc = slurm_tool(argv, &out, &err);
-	int changed = 0;
+	int changed = 0, ending = 0;
 	if (rc == 0) {
 		se->submit_trouble[0] = se->nqueued ? se->submit_trouble[0] : 0;
 		if (out.len)
@@ -213,6 +275,12 @@ void slurm_poll_queue(SlurmExec *se)
 					snprintf(reason, sizeof reason, "%s", r + 1);
 			}
 			int ended = !line || is_final(state);
+			if (!ended && strcmp(state, "PENDING"))
+				job->seen_running = !strcmp(state, "COMPLETING") ? 2 : job->seen_running > 1 ? 2 : 1;
+			if (ended && line && still_ending(se, job, state)) {
+				ending++;
+				continue;
+			}
 			if (ended)
 				finish(se, job, state);
 			else if (!strcmp(state, "PENDING") && strcmp(reason, "None"))
@@ -234,7 +302,7 @@ void slurm_poll_queue(SlurmExec *se)
 			 "controller up (scontrol ping)?", first);
 	}
 	/* a waiting job is looked at every few seconds at least: its reason may be final */
-	int cap = 2000;
+	int cap = ending ? 500 : 2000; /* a stopped job's exit file is looked for often */
 	if (changed || rc != 0)
 		se->interval_ms = changed ? 100 : se->interval_ms;
 	else
