@@ -268,9 +268,10 @@ map { name = "cap", items = items, shards = 1, executor = "slurm", output = "cap
         # its node set down under it (NODE_FAIL; --no-requeue, so Slurm does not start it
         # again itself): no failure of the task's, so with retries = 0 it is submitted again
         # and continues from its checkpoint once the node is back, in the same run
-        # (it saves as trainers do, whole or not at all, and ends at the SIGTERM Slurm sends)
+        # (it saves as trainers do, whole or not at all, and quits with exit 0 at the SIGTERM
+        # Slurm sends, as a preemption-safe handler may: stopped, not done)
         self.ws.write("kiln.lua", 'task { name = "nf/train", outputs = {"model.txt"}, resume = {"ckpt"}, '
-                      'slurm = { extra = {"--no-requeue"} }, run = "trap \'exit 143\' TERM; '
+                      'slurm = { extra = {"--no-requeue"} }, run = "trap \'exit 0\' TERM; '
                       's=$(cat ckpt 2>/dev/null || echo 0); for e in $(seq $((s + 1)) 6); do echo epoch $e; '
                       'echo $e >> ledger; echo $e > ckpt.tmp; mv ckpt.tmp ckpt; sleep 0.5; done; echo ok > model.txt" }\n')
         env = dict(self.ws.env(), **self.env)
