@@ -122,7 +122,7 @@ static int same_opts(const TaskOpts *a, const TaskOpts *b)
 	       a->retries == b->retries && a->plot == b->plot && a->spec == b->spec && a->dep_patterns == b->dep_patterns &&
 	       a->ndep_patterns == b->ndep_patterns && a->ports == b->ports && a->threads == b->threads && a->stays == b->stays && a->optional == b->optional &&
 	       a->nhosts == b->nhosts && same_strings(a->hosts, b->hosts, a->nhosts) && a->retry_on == b->retry_on &&
-	       a->gpu_mem_mib == b->gpu_mem_mib && a->timeout_sec == b->timeout_sec && a->kill_grace_sec == b->kill_grace_sec && a->gpu_wait_sec == b->gpu_wait_sec &&
+	       a->gpu_mem_mib == b->gpu_mem_mib && a->timeout_sec == b->timeout_sec && a->kill_grace_sec == b->kill_grace_sec && a->stop_signal == b->stop_signal && a->gpu_wait_sec == b->gpu_wait_sec &&
 	       a->gpu_wait_fail == b->gpu_wait_fail && a->torchrun == b->torchrun && a->resume == b->resume &&
 	       same_text(a->cwd, b->cwd) && same_slurm(a->slurm, b->slurm) &&
 	       a->rank_nodes == b->rank_nodes && a->nlog_metrics == b->nlog_metrics && same_key_values(a->log_metrics, b->log_metrics, a->nlog_metrics) &&

@@ -57,6 +57,8 @@ typedef struct TaskOpts {
 	long long gpu_mem_mib;
 	double timeout_sec;   /* 0: none */
 	double kill_grace_sec; /* SIGTERM to SIGKILL when kiln stops it (a timeout, a Ctrl-C): < 0 --kill-grace's */
+	int stop_signal;      /* the signal kiln stops it with (stop_signal: SIGINT for a script that
+				 saves on KeyboardInterrupt); 0: SIGTERM */
 	double gpu_wait_sec;  /* how long to wait for busy GPUs: < 0 the command line's, 0 no bound */
 	int gpu_wait_fail;    /* after that wait: 1 fail (class gpu-busy), 0 take the least busy */
 	const struct Torchrun *torchrun; /* run under torchrun (runner/recipe/torchrun.h), or NULL */

@@ -251,6 +251,16 @@ int exec_refuses_nodes(const Task *t, Buf *why);
  * appended to job->env (which has room). Nothing when the lease holds no devices. */
 void exec_gpu_env(Job *job);
 
+/* The signals a stop may send (a task's stop_signal; SIGTERM by default), as a shell's
+ * trap names them: a job script's shells outlive each (ssh_job.c, job_script.c). */
+#define EXEC_STOP_SIGNALS "TERM INT HUP QUIT USR1 USR2"
+/* Shell text: for each stop signal, a trap that exits with the status the signal would
+ * have given (128 + its number), having first recorded it with `kiln_end "N stopped"`
+ * when record; "; "-separated, ending in "; ". */
+void exec_stop_traps(Buf *b, int record);
+/* A signal's name as kill(1) and scancel take it ("TERM"); "KILL" for SIGKILL. */
+const char *exec_signal_name(int sig);
+
 /* Builds the shell script text that runs job->task exactly as the local executor would;
  * malloc'd. remote: for an ssh host (the job's leased GPUs kept, PATH led by the copy of
  * kiln's tools in the workspace there); prelude: shell text run first there (an ssh host's

@@ -7,6 +7,7 @@
 #define _GNU_SOURCE
 #include "exec.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -302,6 +303,31 @@ static void map_requeue_preamble(Buf *b, const Job *job)
 	buf_free(&outs);
 }
 
+static const struct {
+	const char *name;
+	int sig;
+} stop_signals[] = {{"TERM", SIGTERM}, {"INT", SIGINT}, {"HUP", SIGHUP}, {"QUIT", SIGQUIT}, {"USR1", SIGUSR1},
+		    {"USR2", SIGUSR2}};
+
+void exec_stop_traps(Buf *b, int record)
+{
+	for (size_t i = 0; i < sizeof stop_signals / sizeof *stop_signals; i++) {
+		int code = 128 + stop_signals[i].sig;
+		if (record)
+			buf_printf(b, "trap 'kiln_end \"%d stopped\"; exit %d' %s; ", code, code, stop_signals[i].name);
+		else
+			buf_printf(b, "trap 'exit %d' %s; ", code, stop_signals[i].name);
+	}
+}
+
+const char *exec_signal_name(int sig)
+{
+	for (size_t i = 0; i < sizeof stop_signals / sizeof *stop_signals; i++)
+		if (stop_signals[i].sig == sig)
+			return stop_signals[i].name;
+	return sig == SIGKILL ? "KILL" : "TERM";
+}
+
 /* A Slurm job's exit file, written whole (a rename) by kiln_end: its command's status, and
  * " stopped" where a stop's signal (scancel, a time limit, preemption) came in. Slurm calls
  * a cancelled job ended at once while its processes still have KillWait to quit: a stop
@@ -318,8 +344,8 @@ static void stop_traps(Buf *b, const char *exit_path)
 	buf_printf(b, "kiln_top=$PWD\nkiln_end() { printf '%%s\\n' \"$1\" > \"$kiln_top\"/%s && mv -f \"$kiln_top\"/%s "
 		      "\"$kiln_top\"/%s; }\n",
 		   tmp.data, tmp.data, e.data);
-	buf_puts(b, "trap 'kiln_end \"143 stopped\"; exit 143' TERM; trap 'kiln_end \"130 stopped\"; exit 130' INT; "
-		    "trap 'kiln_end \"129 stopped\"; exit 129' HUP\n");
+	exec_stop_traps(b, 1);
+	buf_putc(b, '\n');
 	buf_free(&e);
 	buf_free(&tmp);
 }
@@ -399,7 +425,7 @@ char *exec_job_script(const Job *job, const char *workspace, const char *exit_pa
 	if (launch_wraps(t) && !remote)
 		ranks_preamble(&b);
 	if (!remote) /* from here a stop's signal waits for the command: its save lands first */
-		buf_puts(&b, "kiln_stop=; trap 'kiln_stop=\" stopped\"' TERM INT HUP\n");
+		buf_puts(&b, "kiln_stop=; trap 'kiln_stop=\" stopped\"' " EXEC_STOP_SIGNALS "\n");
 	if (t->opts->torchrun && !remote)
 		torchrun_srun(&b, t);
 	if (launch_wraps(t) && !remote)
@@ -409,7 +435,9 @@ char *exec_job_script(const Job *job, const char *workspace, const char *exit_pa
 					  * that saves its state when told to stop is waited for, not left
 					  * writing behind a job that looks ended (a loop of the text's own
 					  * stops after the step under way) */
-		buf_puts(&b, "( trap 'exit 143' TERM; trap 'exit 130' INT; trap 'exit 129' HUP; eval ");
+		buf_puts(&b, "( ");
+		exec_stop_traps(&b, 0);
+		buf_puts(&b, "eval ");
 		quote_expanded(&b, task_shell(t), job);
 		buf_puts(&b, " )");
 	} else {

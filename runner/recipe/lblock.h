@@ -6,6 +6,7 @@
 #define KILN_LBLOCK_H
 
 #include <lua.h>
+#include <stdint.h>
 
 #include "../../base/graph.h"
 
@@ -17,8 +18,9 @@ int lk_field_error(lua_State *L, const char *field, const char *fmt, ...) __attr
 const char *lk_value_string(lua_State *L, Graph *g, int idx, const char *what, int allow_bool);
 /* A list field (one value or an array); deps and plot{}'s from also take task values. */
 const char **lk_string_list(lua_State *L, Graph *g, int idx, const char *field, int *count, int allow_tasks);
-/* Raises on a key of the table at 1 not in fields; returns the bit mask of those present. */
-unsigned lk_check_fields(lua_State *L, const char *what, const char *const *fields);
+/* Raises on a key of the table at 1 not in fields (64 at most); returns the bit mask of
+ * those present. */
+uint64_t lk_check_fields(lua_State *L, const char *what, const char *const *fields);
 /* An integer in [0, max] at idx; anything else (a fraction, NaN, 2^32) is a recipe error. */
 long long lk_integer_field(lua_State *L, int idx, const char *field, long long max);
 

@@ -103,11 +103,11 @@ static const char *const *lua_field_names(lua_State *L, RecipeContext *ctx, cons
 	return NULL;
 }
 
-unsigned lk_check_fields(lua_State *L, const char *what, const char *const *fields)
+uint64_t lk_check_fields(lua_State *L, const char *what, const char *const *fields)
 {
 	int nlua = 0;
 	const char *const *lua = lua_field_names(L, lk_context(L), fields, &nlua);
-	unsigned present = 0;
+	uint64_t present = 0;
 	lua_pushnil(L);
 	while (lua_next(L, 1)) {
 		lua_pop(L, 1);
@@ -118,12 +118,12 @@ unsigned lk_check_fields(lua_State *L, const char *what, const char *const *fiel
 		for (int i = 0; i < nlua && !known; i++) /* names this short are interned: equal is identical */
 			if (k == lua[i]) {
 				known = 1;
-				present |= 1u << i;
+				present |= (uint64_t)1 << i;
 			}
 		for (int i = 0; fields[i] && !known; i++)
 			if (!strcmp(k, fields[i])) {
 				known = 1;
-				present |= 1u << i;
+				present |= (uint64_t)1 << i;
 			}
 		if (!known) {
 			luaL_Buffer b;

@@ -14,6 +14,7 @@
 #include <glob.h>
 #include <lauxlib.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,7 +24,7 @@
 static const char *const task_fields[] = {"name",    "deps",    "inputs",  "outputs", "run",
 					  "env",     "cpus",    "mem",     "gpus",    "gpu_mem",
 					  "timeout", "retries", "tags",    "metrics", "executor", "ports",
-					  "torchrun", "retry_on", "gpu_wait", "gpu_wait_then", "host", "hosts", "stay", "resume", "cwd", "log_metrics", "ranks", "optional_outputs", "nnodes", "slurm", "log_progress", "kill_grace", NULL};
+					  "torchrun", "retry_on", "gpu_wait", "gpu_wait_then", "host", "hosts", "stay", "resume", "cwd", "log_metrics", "ranks", "optional_outputs", "nnodes", "slurm", "log_progress", "kill_grace", "stop_signal", NULL};
 enum { /* bits of check_fields' mask, in task_fields' order */
 	F_NAME = 1 << 0, F_DEPS = 1 << 1, F_INPUTS = 1 << 2, F_OUTPUTS = 1 << 3, F_RUN = 1 << 4,
 	F_ENV = 1 << 5, F_CPUS = 1 << 6, F_MEM = 1 << 7, F_GPUS = 1 << 8, F_GPU_MEM = 1 << 9,
@@ -32,7 +33,9 @@ enum { /* bits of check_fields' mask, in task_fields' order */
 	F_HOST = 1 << 20, F_HOSTS = 1 << 21, F_STAY = 1 << 22, F_RESUME = 1 << 23, F_CWD = 1 << 24, F_LOG_METRICS = 1 << 25, F_RANKS = 1 << 26,
 	F_OPTIONAL = 1 << 27, F_NNODES = 1 << 28, F_SLURM = 1 << 29, F_LOG_PROGRESS = 1 << 30,
 };
-#define F_KILL_GRACE (1u << 31) /* the mask's last bit: an int enum stops at 1 << 30 */
+/* beyond an int enum's bits: the mask is 64 bits wide */
+#define F_KILL_GRACE ((uint64_t)1 << 31)
+#define F_STOP_SIGNAL ((uint64_t)1 << 32)
 
 /* The state's extra space (lkiln_open; a coroutine starts with a copy): a pointer read,
  * where the closures' upvalue took 29 instructions, asked a dozen times a task{}. */
@@ -158,6 +161,28 @@ static long long size_field(lua_State *L, int idx, const char *field)
 		lk_field_error(L, field, "must be a size like \"512M\" or \"16G\" (or MiB as a number), got \"%s\"", s);
 	lua_pop(L, 1);
 	return v;
+}
+
+/* stop_signal of the table at 1: a signal's name, with or without "SIG". */
+static int stop_signal_field(lua_State *L)
+{
+	static const struct {
+		const char *name;
+		int sig;
+	} names[] = {{"TERM", SIGTERM}, {"INT", SIGINT}, {"HUP", SIGHUP}, {"QUIT", SIGQUIT}, {"USR1", SIGUSR1},
+		     {"USR2", SIGUSR2}};
+	lua_getfield(L, 1, "stop_signal");
+	const char *s = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
+	s += strncmp(s, "SIG", 3) ? 0 : 3;
+	for (size_t i = 0; i < sizeof names / sizeof *names; i++)
+		if (!strcmp(s, names[i].name)) {
+			lua_pop(L, 1);
+			return names[i].sig;
+		}
+	lk_field_error(L, "stop_signal", "must be one of \"TERM\" (the default), \"INT\", \"HUP\", \"QUIT\", \"USR1\" or "
+					 "\"USR2\": the signal kiln stops the command with (a Ctrl-C, a timeout); \"INT\" for a "
+					 "script that saves its state on KeyboardInterrupt");
+	return 0;
 }
 
 /* The field of the table at 1 when present (an integer in [0, max], or with is_size a size
@@ -377,7 +402,7 @@ static int l_task(lua_State *L)
 	Graph *g = ctx->g;
 	luaL_checktype(L, 1, LUA_TTABLE);
 	lua_settop(L, 1);
-	unsigned has = lk_check_fields(L, "task{}", task_fields);
+	uint64_t has = lk_check_fields(L, "task{}", task_fields);
 	lk_context(L)->declaring = NULL;
 	Task *t = graph_new_task(g);
 	TaskOpts opts = *t->opts; /* written here, then shared with the tasks declared alike */
@@ -564,6 +589,8 @@ static int l_task(lua_State *L)
 			lk_field_error(L, "kill_grace", "must be a duration up to a day, like 30, \"30s\" or \"2m\": how long "
 						     "the command may take to quit after SIGTERM before SIGKILL");
 	}
+	if (has & F_STOP_SIGNAL)
+		t->opts->stop_signal = stop_signal_field(L);
 	if (has & F_METRICS) {
 		lua_getfield(L, 1, "metrics");
 		graph_task_more(g, t)->metrics = graph_norm_path(g, lk_expand_placeholders(L, g, t, lk_value_string(L, g, -1, "metrics", 0), 0, 0));

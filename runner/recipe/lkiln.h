@@ -41,7 +41,7 @@ typedef struct {
 	/* the field lists lk_check_fields has seen, as Lua's own (interned) strings: a key
 	 * is a known field when it is the same string, a pointer compare per field */
 #define FIELD_LISTS 8
-#define FIELDS_MAX 32
+#define FIELDS_MAX 64
 	struct {
 		const char *const *fields;
 		const char *lua[FIELDS_MAX];

@@ -443,8 +443,9 @@ static void reap_all(Run *r)
 				job_ended(r, ended[i]);
 }
 
-/* Stops every running job with sig, or leaves it running where its executor detaches it
- * (--detach, or hangup: the terminal closed). */
+/* Stops every running job — SIGTERM: with its stop signal (sched_stop_signal); SIGKILL — or
+ * leaves it running where its executor detaches it (--detach, or hangup: the terminal
+ * closed). */
 static void stop_all(Run *r, int sig, int hangup)
 {
 	int64_t now = now_mono_ns();
@@ -462,7 +463,7 @@ static void stop_all(Run *r, int sig, int hangup)
 		}
 		if (sig == SIGTERM)
 			shard_note_stop(r, j); /* a shard's, before its processes go: which outputs they hold */
-		j->ex->signal(j->ex, j, sig);
+		j->ex->signal(j->ex, j, sig == SIGTERM ? sched_stop_signal(j) : sig);
 		j->kill_at_ns = sig == SIGKILL ? -1 : now + j->grace_ns;
 	}
 }
@@ -618,10 +619,14 @@ int sched_run(Graph *g, const SchedOptions *o, SchedSummary *sum)
 			reap_all(&r); /* what ended before the signal ended on its own: recorded as it ended */
 			if (!again && r.nrunning && sig != SIGHUP) { /* the grace period, in words (the line says it too) */
 				int64_t most = 0; /* a task's kill_grace may be longer than --kill-grace */
-				for (const Job *j = r.running; j; j = j->next)
+				int own = 0;      /* and its stop_signal another than SIGTERM */
+				for (const Job *j = r.running; j; j = j->next) {
 					most = j->grace_ns > most ? j->grace_ns : most;
-				status_print(&r.st, "stopping", "%d running task%s: SIGTERM now, SIGKILL after %g s%s or at a "
-					     "second Ctrl-C", r.nrunning, r.nrunning == 1 ? "" : "s", o->kill_grace_sec,
+					own |= sched_stop_signal(j) != SIGTERM;
+				}
+				status_print(&r.st, "stopping", "%d running task%s: SIGTERM%s now, SIGKILL after %g s%s or at a "
+					     "second Ctrl-C", r.nrunning, r.nrunning == 1 ? "" : "s",
+					     own ? " (another signal where a task's stop_signal says)" : "", o->kill_grace_sec,
 					     most > (int64_t)(o->kill_grace_sec * 1e9) ? " (longer where a task's kill_grace says)" : "");
 			}
 			stop_all(&r, again ? SIGKILL : SIGTERM, sig == SIGHUP && !again);

@@ -84,8 +84,11 @@ int64_t sched_record_start(Run *r, const Job *job);
 void sched_prepare_outputs(Run *r, Job *job, int reattach, int *nenv);
 /* A Ctrl-C stopped t's attempt: says what of its resume state the next run continues from. */
 void sched_say_kept(Run *r, const Task *t);
-/* The running jobs' clocks: a timeout's SIGTERM, and SIGKILL once its grace is over. */
+/* The running jobs' clocks: a timeout's stop signal, and SIGKILL once its grace is over. */
 void sched_check_clocks(Run *r);
+/* The signal kiln stops job's command with (a Ctrl-C, a timeout): its task's stop_signal,
+ * or SIGTERM. */
+int sched_stop_signal(const Job *job);
 /* How long the main loop may wait for an event: until the next clock, a poll an executor
  * or a shard wants, or the status line's next refresh; -1: no limit. */
 int sched_wait_ms(const Run *r);

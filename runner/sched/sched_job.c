@@ -134,6 +134,11 @@ void sched_say_kept(Run *r, const Task *t)
 	}
 }
 
+int sched_stop_signal(const Job *job)
+{
+	return job->task->opts->stop_signal ? job->task->opts->stop_signal : SIGTERM;
+}
+
 void sched_check_clocks(Run *r)
 {
 	int64_t now = now_mono_ns();
@@ -141,7 +146,7 @@ void sched_check_clocks(Run *r)
 		if (j->deadline_ns && now >= j->deadline_ns && !j->timed_out && !j->kill_at_ns) {
 			j->timed_out = 1;
 			shard_note_stop(r, j);
-			j->ex->signal(j->ex, j, SIGTERM);
+			j->ex->signal(j->ex, j, sched_stop_signal(j));
 			j->kill_at_ns = now + j->grace_ns;
 		}
 		if (j->kill_at_ns > 0 && now >= j->kill_at_ns) {

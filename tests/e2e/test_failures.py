@@ -7,6 +7,7 @@ kill_grace gives a command that saves its state on SIGTERM the time to finish.""
 import os
 import signal
 import sqlite3
+import sys
 
 from kilntest import KilnTestCase, lua_str, main, wait_for
 
@@ -147,6 +148,65 @@ map { name = "m", items = {"a", "b"}, shards = 1, output = "o/{item}.txt", timeo
         r = self.ws.kiln("run", "-k", "--kill-grace", "0.3")
         self.assertEqual(r.rc, 1, r)
         self.assertEqual(self.ws.read("o/b.txt"), "saved\n", "the shard had its 5 s")
+
+
+class StopSignal(KilnTestCase):
+    # a hand-written trainer that saves on Ctrl-C (KeyboardInterrupt) and knows no SIGTERM:
+    # run under kiln unmodified, with stop_signal = "INT" a Ctrl-C of kiln's or a timeout
+    # lets it save (SIGTERM, the default, ends Python at once, no except or finally run)
+    TRAINER = """
+import os, sys, time
+step = int(open("ckpt").read()) if os.path.exists("ckpt") else 0
+with open("ledger", "a") as f:
+    f.write("start %d\\n" % step)
+try:
+    while step < 40:
+        step += 1
+        with open("ledger", "a") as f:
+            f.write("step %d\\n" % step)
+        time.sleep(0.05 if os.path.exists("ckpt") else 0.2)
+except KeyboardInterrupt:
+    open("ckpt.tmp", "w").write(str(step))
+    os.replace("ckpt.tmp", "ckpt")
+    print("saved at step", step)
+    sys.exit(0)  # a clean exit: stopped all the same, not done
+open("model.txt", "w").write("trained\\n")
+"""
+
+    def steps(self):
+        return [int(line.split()[1]) for line in self.ws.read("ledger").splitlines() if line.startswith("step")]
+
+    def test_a_script_that_saves_on_keyboard_interrupt_gets_sigint(self):
+        self.ws.write("train.py", self.TRAINER)
+        self.ws.write("kiln.lua", 'task { name = "train", inputs = {"train.py"}, outputs = {"model.txt"}, '
+                      'resume = {"ckpt"}, stop_signal = "INT", run = {"%s", "train.py"} }\n' % sys.executable)
+        p = self.ws.spawn("run")
+        self.assertTrue(wait_for(lambda: self.ws.exists("ledger") and len(self.steps()) >= 3, 60))
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=30)
+        self.assertEqual(p.returncode, 130, out + err)
+        self.assertIn("SIGTERM (another signal where a task's stop_signal says) now", out)
+        self.assertIn("saved at step", self.ws.read(".kiln/logs/train@1.log"))
+        saved = int(self.ws.read("ckpt"))
+        self.assertEqual(saved, self.steps()[-1], "it saved the step it had done")
+        r = self.ws.kiln("run")
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(r.ran, {"train"}, "its exit 0 after the Ctrl-C was not recorded as done")
+        self.assertEqual(self.steps(), list(range(1, 41)), "no step ran twice")
+
+    def test_a_timeout_sends_it_too_and_a_bad_name_is_a_recipe_error(self):
+        self.ws.write("train.py", self.TRAINER)
+        self.ws.write("kiln.lua", 'task { name = "train", outputs = {"model.txt"}, timeout = 1, stop_signal = "SIGINT", '
+                      'run = {"%s", "train.py"} }\n' % sys.executable)
+        r = self.ws.kiln("run")
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("timed out after 1.0s", r.out)
+        self.assertIn("saved at step", self.ws.read(".kiln/logs/train@1.log"))
+        self.ws.write("kiln.lua", 'local x = 1\ntask { name = "t", run = "true", stop_signal = "KILL" }\n')
+        r = self.ws.kiln("run")
+        self.assertEqual(r.rc, 2, r)
+        self.assertIn("kiln.lua:2:", r.err)
+        self.assertIn('stop_signal must be one of "TERM" (the default), "INT"', r.err)
 
 
 if __name__ == "__main__":

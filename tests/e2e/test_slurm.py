@@ -328,6 +328,32 @@ while True:
         self.assertEqual(self.ws.read("model.txt"), "trained from %s\n" % saved)
         self.assertEqual(self.ws.read("ledger").split("\n")[2], "start " + saved)
 
+    def test_stop_signal_int_reaches_a_slurm_jobs_command(self):
+        # stop_signal = "INT": scancel --signal=INT --full, the job runs on until the
+        # hand-written trainer of test_failures.StopSignal has saved on its KeyboardInterrupt;
+        # its exit 0 is stopped, not done, and the next run continues from the save
+        import test_failures
+        self.ws.write("train.py", test_failures.StopSignal.TRAINER)
+        self.ws.write("kiln.lua", 'task { name = "int/train", inputs = {"train.py"}, outputs = {"model.txt"}, '
+                      'resume = {"ckpt"}, stop_signal = "INT", run = {"python3", "train.py"} }\n')
+        env = dict(self.ws.env(), SLURM_CONF=STATE["conf"])
+        kiln = os.environ.get("KILN") or os.path.join(HERE, "../../build/kiln")
+        p = subprocess.Popen([kiln, "run", "--executor", "slurm"], cwd=self.ws.dir, env=env, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        steps = lambda: [line for line in self.ws.read("ledger").splitlines() if line.startswith("step")]
+        self.assertTrue(wait_for(lambda: self.ws.exists("ledger") and len(steps()) >= 5, 60))
+        p.send_signal(signal.SIGINT)
+        out, _ = p.communicate(timeout=60)
+        self.assertEqual(p.returncode, 130, out)
+        self.assertIn("saved at step", self.ws.read(".kiln/logs/int/train@1.log"))
+        saved = self.ws.read("ckpt")
+        r = self.kiln("run", "--executor", "slurm")
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(r.ran, {"int/train"})
+        self.assertIn("start %s\n" % saved, self.ws.read("ledger"))
+        numbers = [int(line.split()[1]) for line in steps()]
+        self.assertEqual(numbers, list(range(1, 41)), "no step ran twice")
+
     def test_max_jobs_caps_the_queue(self):
         self.ws.write("kiln.lua", "\n".join(
             'task { name = "cap/t%d", run = %s }' % (i, lua_str(traced("sleep 0.4"))) for i in range(4)))

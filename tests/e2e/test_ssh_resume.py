@@ -68,6 +68,27 @@ task { name = "t", host = "v800", inputs = {"in.txt"}, outputs = {"out.txt"}, re
         with open(os.path.join(self.lab.hosts["v800"].workdir(), "ckpt.txt")) as f:
             self.assertEqual(f.read(), "saved-2\n")
 
+    def test_a_script_that_saves_on_keyboard_interrupt_gets_sigint_there(self):
+        # stop_signal = "INT": the hand-written trainer of test_failures.StopSignal, on a host,
+        # stopped by its timeout twice, saves at each (the first attempt's job streams its log
+        # through tee, the retry's goes through the host's agent), and the retry continues
+        import test_failures
+        self.ws.write("train.py", test_failures.StopSignal.TRAINER)
+        self.ws.write("kiln.lua", 'task { name = "t", host = "v800", inputs = {"train.py"}, outputs = {"model.txt"}, '
+                      'resume = {"ckpt"}, timeout = 1.5, retries = 1, retry_on = {"timeout"}, stop_signal = "INT", '
+                      'run = "%s train.py" }\n' % PYTHON)
+        r = self.kiln()
+        self.assertEqual(r.rc, 1, r)
+        logs = self.attempt_logs("t")
+        self.assertEqual(len(logs), 2, logs)
+        for log in logs:
+            self.assertIn("saved at step", log)
+            self.assertIn("timed out after 1.5s", log)
+        with open(os.path.join(self.lab.hosts["v800"].workdir(), "ledger")) as f:
+            starts = [line for line in f if line.startswith("start")]
+        self.assertEqual(len(starts), 2)
+        self.assertNotEqual(starts[1], "start 0\n", "the retry continued from the first save")
+
     @unittest.skipIf(NO_TORCH, NO_TORCH or "")
     def test_a_checkpoint_cut_short_on_a_host_is_put_back_from_its_copy_there(self):
         import test_resume  # its trainer saves in place with a plain torch.save, killed mid-save once

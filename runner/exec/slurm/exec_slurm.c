@@ -139,15 +139,23 @@ static int slurm_start(Executor *ex, Job *job)
 	return 0;
 }
 
-/* scancel for the jobs signalled since the last turn, 500 ids a call. */
+/* scancel for the jobs signalled since the last turn, 500 ids a call: those to cancel, then
+ * those sent another stop signal (`scancel --signal=INT --full`: the job script and its
+ * command get it, the job runs on until its command quits), a call per signal. */
 static void cancel_signalled(SlurmExec *se)
 {
-	for (int at = 0; at < se->ncancels; at += 500) {
-		int n = se->ncancels - at < 500 ? se->ncancels - at : 500;
-		char **argv = xmalloc((size_t)(n + 2) * sizeof *argv);
+	for (int at = 0, n; at < se->ncancels; at += n) {
+		int sig = se->cancel_sigs[at], words = sig ? 3 : 1;
+		for (n = 1; n < 500 && at + n < se->ncancels && se->cancel_sigs[at + n] == sig;)
+			n++; /* a call holds one signal's ids */
+		char **argv = xmalloc((size_t)(n + words + 1) * sizeof *argv);
+		char flag[32];
+		snprintf(flag, sizeof flag, "--signal=%s", exec_signal_name(sig));
 		argv[0] = "scancel";
-		memcpy(argv + 1, se->cancels + at, (size_t)n * sizeof *argv);
-		argv[n + 1] = NULL;
+		argv[1] = flag;
+		argv[2] = "--full";
+		memcpy(argv + words, se->cancels + at, (size_t)n * sizeof *argv);
+		argv[n + words] = NULL;
 		slurm_tool(argv, NULL, NULL);
 		free(argv);
 	}
@@ -175,8 +183,6 @@ static int slurm_reap(Executor *ex, Job **out, int max)
 static void slurm_signal(Executor *ex, Job *job, int sig)
 {
 	SlurmExec *se = ex->impl;
-	if (sig != SIGTERM && sig != SIGKILL && sig != SIGINT)
-		return;
 	if (drop(se->queued, &se->nqueued, job)) { /* never submitted: it ends here */
 		job->term_signal = sig;
 		slurm_end_job(se, job, JOB_SIGNALED, -1, NULL);
@@ -185,9 +191,21 @@ static void slurm_signal(Executor *ex, Job *job, int sig)
 	if (!job->job_id[0] || (se->cfg.detach && job->interrupted))
 		return;
 	/* Slurm sends SIGTERM, then SIGKILL after its KillWait: one scancel does both, for every
-	 * job a stop signals at once (an array's elements), on the executor's next turn */
+	 * job a stop signals at once (an array's elements), on the executor's next turn. A task's
+	 * other stop signal (stop_signal) is sent as such to a job seen running (one pending
+	 * has no command to tell): SIGKILL after kill_grace is then that scancel */
+	int other = sig != SIGTERM && sig != SIGKILL && job->seen_running;
 	se->cancels = xrealloc(se->cancels, (size_t)(se->ncancels + 1) * sizeof *se->cancels);
+	se->cancel_sigs = xrealloc(se->cancel_sigs, (size_t)(se->ncancels + 1) * sizeof *se->cancel_sigs);
+	se->cancel_sigs[se->ncancels] = other ? sig : 0;
 	se->cancels[se->ncancels++] = xstrdup(job->job_id);
+	if (other) /* sorted by signal, so a call takes all of one's ids */
+		for (int i = se->ncancels - 1; i > 0 && se->cancel_sigs[i - 1] > se->cancel_sigs[i]; i--) {
+			int s = se->cancel_sigs[i];
+			char *id = se->cancels[i];
+			se->cancel_sigs[i] = se->cancel_sigs[i - 1], se->cancels[i] = se->cancels[i - 1];
+			se->cancel_sigs[i - 1] = s, se->cancels[i - 1] = id;
+		}
 	se->next_poll_ns = now_mono_ns();
 }
 
@@ -290,6 +308,7 @@ static void slurm_destroy(Executor *ex)
 	for (int i = 0; i < se->ncancels; i++)
 		free(se->cancels[i]);
 	free(se->cancels);
+	free(se->cancel_sigs);
 	free(se->ended);
 	free(se);
 	free(ex);

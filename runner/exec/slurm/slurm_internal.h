@@ -39,6 +39,7 @@ typedef struct {
 	int64_t next_submit_ns; /* the rate limit, and the back-off after a refused submission */
 	int backoff_ms;
 	char **cancels;      /* job ids to scancel: one call for a stop's many jobs */
+	int *cancel_sigs;    /* and for each, the signal to send it (stop_signal), or 0: cancel */
 	int ncancels;
 	int submissions;     /* sbatch calls this run */
 	int arrays;          /* of which job arrays */

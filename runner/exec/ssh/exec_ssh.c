@@ -438,7 +438,7 @@ void ssh_signal_remote(SshExec *se, Remote *rm, int sig)
 		       "while [ ! -s \"$J/pid\" ] && [ ! -s \"$J/claim\" ] && [ $i -lt 3000 ]; do "
 		       "kiln_stopped \"$J\" && exit 0; sleep 0.1; i=$((i + 1)); done; fi; "
 		       "read p 2>/dev/null < \"$J/pid\" && kill -%s -\"$p\" 2>/dev/null; true",
-		   sig == SIGKILL ? "KILL" : sig == SIGINT ? "INT" : sig == SIGHUP ? "HUP" : "TERM");
+		   exec_signal_name(sig));
 	pid_t pid = ssh_spawn(rm->host, buf_str(&b), -1, -1);
 	buf_free(&b);
 	if (pid > 0)

@@ -191,15 +191,15 @@ char *ssh_job_start_script(const Job *job, const char *id, const char *prelude, 
 	 * (the job runs on, detached: setsid, a session and group of its own); this shell is the
 	 * group leader's parent, so `wait` sees the end at once */
 	buf_puts(&b, "printf '%s' ");
-	Buf piped = {0};
+	Buf piped = {0}, exits = {0};
+	exec_stop_traps(&exits, 0);
 	if (agent) /* the agent sends the log at the end (or a follow streams it): no tee. The job
 		    * shell is the group leader: its pid first; its end, however it exits but by
 		    * SIGKILL (a follow notices that), to the agent's list of ends (ssh_agent.c) */
 		buf_printf(&piped, "echo $$ > .kiln/jobs/%s/pid; kiln_agent=$1; shift\n"
 				   "trap 'echo \"%s $?\" >> \"$kiln_agent/ends\"; echo E >&3' EXIT\n"
-				   "trap 'exit 143' TERM; trap 'exit 130' INT; trap 'exit 129' HUP\n"
-				   "{\n%s} < /dev/null > .kiln/jobs/%s/log 2>&1\n",
-			   id, id, script, id);
+				   "%s\n{\n%s} < /dev/null > .kiln/jobs/%s/log 2>&1\n",
+			   id, id, buf_str(&exits), script, id);
 	else /* its pid written by the group leader itself: a stop that reads it finds the group
 	      * (written by this shell after `&`, it was there before setsid had made the group,
 	      * and a slow start's stop missed it: the job ran on). A stop's SIGTERM reaches the
@@ -207,11 +207,12 @@ char *ssh_job_start_script(const Job *job, const char *id, const char *prelude, 
 	      * the children; tee ignoring it): a command that saves its state when told to stop
 	      * is still writing, its lines still reach the log (tee gone, its prints failed and
 	      * the save with them), and the job ends, for the follow, when the last writer has */
-		buf_printf(&piped, "echo $$ > .kiln/jobs/%s/pid\ntrap : TERM INT HUP\n{\n%s} < /dev/null 2>&1 | "
-				   "(trap '' TERM INT HUP; exec tee -p .kiln/jobs/%s/log)\n",
+		buf_printf(&piped, "echo $$ > .kiln/jobs/%s/pid\ntrap : " EXEC_STOP_SIGNALS "\n{\n%s} < /dev/null 2>&1 | "
+				   "(trap '' " EXEC_STOP_SIGNALS "; exec tee -p .kiln/jobs/%s/log)\n",
 			   id, script, id);
 	buf_shell_quote(&b, buf_str(&piped));
 	buf_free(&piped);
+	buf_free(&exits);
 	/* claim: whoever makes J/claim first decides (mkdir is atomic). A re-attach or a sweep
 	 * that finds no job yet claims it, and then this script, late after a kill -9, starts
 	 * nothing; the pid is in J/pid before anything else looks for it (written, then moved) */
@@ -247,18 +248,24 @@ char *ssh_job_start_script(const Job *job, const char *id, const char *prelude, 
 		     "echo \"${J#.kiln/jobs/}\" > \"$T\"\n");
 	/* the last word before the job: one who waited too long for its pid may have stopped it */
 	buf_puts(&b, "kiln_claim \"$J\" start go || { echo KILN-CLAIMED >&2; exit 0; }\n");
+	/* a job started with & by a shell without job control has SIGINT and SIGQUIT ignored,
+	 * which no shell can undo: a stop_signal = "INT" would not reach its command (Python's
+	 * KeyboardInterrupt needs SIGINT not ignored at its start). The job shell starts with
+	 * them at their defaults: env --default-signal (coreutils 8.31 on), else perl */
+	buf_puts(&b, "kiln_dfl=; if env --default-signal=INT,QUIT true 2>/dev/null; then kiln_dfl='env --default-signal=INT,QUIT'; "
+		     "elif command -v perl >/dev/null 2>&1; then kiln_dfl='perl -e$SIG{INT}=$SIG{QUIT}=\"DEFAULT\";exec@ARGV'; fi\n");
 	if (agent) { /* job.sh reports its own end from here on (its pid, its EXIT trap); this
 		      * shell stays its parent and reaps it the moment it ends. An orphaned job's
 		      * zombie waits for the host's init, which may reap late (seconds on some VMs) or
 		      * never (a container whose PID 1 is not an init): its pid would still answer
 		      * kill -0, and a follow's `tail --pid` would wait on it, the job's slot idle */
-		buf_puts(&b, "trap - EXIT; setsid /bin/sh \"$J/job.sh\" \"$A\" & wait $!\n");
+		buf_puts(&b, "trap - EXIT; setsid $kiln_dfl /bin/sh \"$J/job.sh\" \"$A\" & wait $!\n");
 		free(script);
 		free(exit_path);
 		return b.data;
 	}
 	buf_puts(&b, 
-		     "setsid /bin/sh \"$J/job.sh\" 3>&- &\n"
+		     "setsid $kiln_dfl /bin/sh \"$J/job.sh\" 3>&- &\n"
 		     "p=$!\n"
 		     "wait $p\n");
 	free(script);
