@@ -48,25 +48,26 @@ def jobs_named(prefix):
 class Slurm(KilnTestCase):
     @classmethod
     def setUpClass(cls):
-        # Slurm's time limits are whole minutes, checked every 30 s: the timeout test's run
-        # starts with this class, in a workspace of its own, and goes on beside its other tests
-        # (one of the cluster's 8 CPUs, no GPU), so that test finds it ended instead of waiting
-        # 60-90 s. (Here, not in setUpModule: test_slurm_scale shares that, and its jobs of 8
-        # CPUs would wait for this one.)
-        cls.timeout_run = None
+        # Slurm's time limits are whole minutes, checked every 30 s: the job of the test of
+        # that limit (the backstop of a timeout when no kiln watches: this one is killed once
+        # it submitted) starts with this class, in a workspace of its own, and goes on beside
+        # its other tests (one of the cluster's 8 CPUs, no GPU), so that test finds it ended
+        # instead of waiting 60-90 s. (Here, not in setUpModule: test_slurm_scale shares that,
+        # and its jobs of 8 CPUs would wait for this one.)
+        cls.timeout_ws = None
         if "skip" not in STATE:
-            ws = Workspace()
+            ws = cls.timeout_ws = Workspace()
             ws.write("kiln.lua", 'task { name = "tmo/slow", timeout = "1m", run = "sleep 600" }\n')
-            cls.timeout_run = (ws, ws.spawn("run", "--executor", "slurm", env={"SLURM_CONF": STATE["conf"]}))
+            p = ws.spawn("run", "--executor", "slurm", env={"SLURM_CONF": STATE["conf"]})
+            wait_for(lambda: (ws.query("SELECT count(*) FROM attempts WHERE job_id IS NOT NULL") or [(0,)])[0][0] > 0,
+                     30, step=0.05)
+            p.send_signal(signal.SIGKILL)
+            p.communicate()
 
     @classmethod
     def tearDownClass(cls):
-        if cls.timeout_run:
-            ws, p = cls.timeout_run
-            if p.poll() is None:
-                p.send_signal(signal.SIGINT)
-            p.communicate(timeout=60)
-            ws.cleanup()
+        if cls.timeout_ws:
+            cls.timeout_ws.cleanup()
 
     def setUp(self):
         if "skip" in STATE:
@@ -155,11 +156,24 @@ task { name = "ret/cancelled", run = "touch started; sleep 120" }
         self.assertEqual(lines[0].split()[2], addr)
         self.assertIn("# kiln: ranks meet at " + addr, self.ws.read(".kiln/logs/rk/t@1.log"))
 
-    def test_timeout_is_reported(self):
-        ws, p = self.timeout_run  # started with the class (setUpClass)
-        out, err = p.communicate(timeout=300)
-        self.assertEqual(p.returncode, 1, out + err)
-        self.assertIn("ended TIMEOUT", out)
+    def test_a_timeout_counts_from_the_jobs_start_to_the_second(self):
+        # kiln's clock, from when it sees the job running (Slurm's --time, whole minutes
+        # checked every 30 s, would let this one run a minute or more)
+        self.ws.write("kiln.lua", 'task { name = "tmo/quick", timeout = 2, run = "echo started; sleep 600" }\n')
+        r = self.kiln("run", "--executor", "slurm")
+        self.assertEqual(r.rc, 1, r)
+        self.assertRegex(r.out, r"timed out after 2\.0s \(Slurm job \S+ cancelled\) \[timeout\]")
+        self.assertIn("started", self.ws.read(".kiln/logs/tmo/quick@1.log"))
+
+    def test_slurms_time_limit_stops_a_job_no_kiln_watches(self):
+        ws = self.timeout_ws  # its kiln killed once it had submitted (setUpClass)
+        env = dict(os.environ, SLURM_CONF=STATE["conf"])
+        self.assertTrue(wait_for(lambda: "TIMEOUT" in subprocess.run(
+            ["squeue", "-h", "-t", "all", "-o", "%T", "--name", "kiln-1-tmo/slow"], capture_output=True, text=True,
+            env=env).stdout, 200))
+        r = ws.kiln("run", "--executor", "slurm", env={"SLURM_CONF": STATE["conf"]})
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("ended TIMEOUT [timeout]", r.out)
 
     def kill_kiln_once_submitted(self, prefix, jobs):
         """Starts `kiln run --executor slurm`, and kill -9s it once the cluster knows `jobs`

@@ -175,11 +175,18 @@ static void finish(SlurmExec *se, Job *job, const char *state)
 		/* TIMEOUT, CANCELLED, OUT_OF_MEMORY, DEADLINE, FAILED */
 		job->end = JOB_EXITED;
 		job->exit_code = text ? atoi(text) : 1;
+		char dur[32];
+		format_duration(job->task->opts->timeout_sec, dur, sizeof dur);
+		if (job->timed_out && strcmp(state, "TIMEOUT")) /* kiln's clock (slurm_poll_queue) */
+			snprintf(job->reason, sizeof job->reason, "timed out after %s (Slurm job %.32s cancelled)", dur,
+				 job->job_id);
+		else
+			snprintf(job->reason, sizeof job->reason, "Slurm job %.32s ended %s%s", job->job_id,
+				 !strcmp(state, "GONE") ? "(no longer known to Slurm, no exit code)" : state,
+				 job->end_seen_ns && !text ? "; its command did not quit within Slurm's KillWait and was "
+							     "killed" : "");
 		if (!strcmp(state, "TIMEOUT"))
 			job->timed_out = 1;
-		snprintf(job->reason, sizeof job->reason, "Slurm job %.32s ended %s%s", job->job_id,
-			 !strcmp(state, "GONE") ? "(no longer known to Slurm, no exit code)" : state,
-			 job->end_seen_ns && !text ? "; its command did not quit within Slurm's KillWait and was killed" : "");
 		if (job->exit_code == 0)
 			job->exit_code = 1;
 	}
@@ -275,8 +282,14 @@ void slurm_poll_queue(SlurmExec *se)
 					snprintf(reason, sizeof reason, "%s", r + 1);
 			}
 			int ended = !line || is_final(state);
-			if (!ended && strcmp(state, "PENDING"))
+			if (!ended && strcmp(state, "PENDING")) {
+				/* a timeout counts from the job's start, to the second (Slurm's --time is
+				 * whole minutes, checked every 30 s or so: the backstop when no kiln is
+				 * there to stop it): the scheduler's clock stops it (sched_check_clocks) */
+				if (!job->seen_running && job->task->opts->timeout_sec > 0 && !job->deadline_ns)
+					job->deadline_ns = now_mono_ns() + (int64_t)(job->task->opts->timeout_sec * 1e9);
 				job->seen_running = !strcmp(state, "COMPLETING") ? 2 : job->seen_running > 1 ? 2 : 1;
+			}
 			if (ended && line && still_ending(se, job, state)) {
 				ending++;
 				continue;
