@@ -19,22 +19,29 @@ struct MView {
 	int ntasks, cap;
 	char **patterns;
 	int npatterns;
+	unsigned char *matched; /* per pattern: it selected a task */
+	const char *unmatched;  /* the first that selected none */
+	char *some[4];          /* names of tasks with metrics, for the message that says so */
+	int nall;
 };
 
-static int selected(const char *task, char **patterns, int n)
+/* Whether task is one patterns select (each that does is marked in matched). */
+static int selected(const char *task, char **patterns, int n, unsigned char *matched)
 {
-	if (n == 0)
-		return 1;
+	int any = n == 0;
 	for (int i = 0; i < n; i++)
 		if (!strcmp(patterns[i], task) || fnmatch(patterns[i], task, 0) == 0)
-			return 1;
-	return 0;
+			any = matched[i] = 1;
+	return any;
 }
 
 static void add_task(void *ctx, const char *task, int64_t run_id, int stale)
 {
 	MView *v = ctx;
-	if (!selected(task, v->patterns, v->npatterns))
+	if (v->nall < 4)
+		v->some[v->nall] = arena_strdup(&v->arena, task);
+	v->nall++;
+	if (!selected(task, v->patterns, v->npatterns, v->matched))
 		return;
 	if (v->ntasks == v->cap)
 		v->tasks = xrealloc(v->tasks, (size_t)(v->cap = v->cap ? v->cap * 2 : 64) * sizeof *v->tasks);
@@ -54,6 +61,7 @@ MView *mview_open(const char *db_path, int64_t as_of_run, char **patterns, int n
 	MView *v = xcalloc(1, sizeof *v);
 	v->patterns = patterns;
 	v->npatterns = npatterns;
+	v->matched = xcalloc((size_t)npatterns + 1, 1);
 	if (!(v->state = state_open(db_path, 1, err)) || results_each_ingest(v->state, as_of_run, add_task, v) != 0) {
 		if (v->state)
 			buf_printf(err, "%s holds no metrics tables (run `kiln run` with this kiln first)", db_path);
@@ -64,14 +72,26 @@ MView *mview_open(const char *db_path, int64_t as_of_run, char **patterns, int n
 		MTask *t = &v->tasks[i];
 		results_read(v->state, t->task, t->run_id, &v->arena, &t->tags, &t->ntags, &t->scalars);
 	}
+	for (int i = 0; i < npatterns && !v->unmatched; i++)
+		if (!v->matched[i])
+			v->unmatched = patterns[i];
 	v->patterns = NULL;
 	return v;
+}
+
+const char *mview_unmatched(const MView *v, Buf *others, int *nothers)
+{
+	for (int i = 0; i < v->nall && i < 4; i++)
+		buf_printf(others, "%s%s", i ? ", " : "", v->some[i]);
+	*nothers = v->nall;
+	return v->unmatched;
 }
 
 void mview_close(MView *v)
 {
 	if (!v)
 		return;
+	free(v->matched);
 	for (int i = 0; i < v->ntasks; i++) {
 		free(v->tasks[i].tags);
 		metrics_free(&v->tasks[i].scalars);

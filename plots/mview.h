@@ -26,6 +26,10 @@ typedef struct MView MView;
  * n of them; none: all tasks) select tasks. NULL + err when the database cannot be read. */
 MView *mview_open(const char *db_path, int64_t as_of_run, char **patterns, int npatterns, Buf *err);
 void mview_close(MView *v);
+/* The first of the patterns mview_open was given that selected no task with metrics
+ * (owned by the caller's list), or NULL; others: up to four names of tasks that have
+ * metrics, ", "-separated, and how many there are. */
+const char *mview_unmatched(const MView *v, Buf *others, int *nothers);
 int mview_count(const MView *v);
 const MTask *mview_task(const MView *v, int i);
 const MTask *mview_find(const MView *v, const char *task);

@@ -5,6 +5,7 @@
 #include "table.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -503,6 +504,16 @@ int metrics_table(const MetricsQuery *q, Table *t, Buf *err)
 		best_free(&best);
 		return -1;
 	}
+	Buf some = {0};
+	int nsome = 0;
+	const char *missed = mview_unmatched(v, &some, &nsome);
+	char unmatched[512] = "";
+	if (missed)
+		snprintf(unmatched, sizeof unmatched, "'%.100s' names no task with recorded metrics (%s%.300s%s%s)", missed,
+			 nsome ? "those with them: " : "none has any yet", buf_str(&some), nsome > 4 ? ", ..." : "",
+			 strchr(missed, '*') || strchr(missed, '?') || strchr(missed, '[') || strchr(missed, '/') || nsome == 0 ? ""
+				: "; a metric's name goes after --value");
+	buf_free(&some);
 	MView *old = NULL;
 	long long vs = q->vs_run;
 	if (vs < 0) { /* the values before the latest run that recorded any of these tasks */
@@ -523,6 +534,8 @@ int metrics_table(const MetricsQuery *q, Table *t, Buf *err)
 	}
 	int rc = q->rows ? build_grouped(q, &base, &best, v, old, t, err) : build_list(q, &base, &best, v, old, t, err);
 	t->vs_run = old ? vs : 0;
+	if (rc == 0)
+		snprintf(t->unmatched, sizeof t->unmatched, "%s", unmatched);
 	if (rc != 0)
 		table_free(t);
 	mview_close(v);
@@ -538,10 +551,13 @@ int metrics_print(const MetricsQuery *q, FILE *out, Buf *err)
 	if (metrics_table(q, &t, err) != 0)
 		return -1;
 	if (t.nrows <= 1) {
-		buf_puts(err, "no metrics recorded for these tasks yet (a task's `metrics` file is read after it succeeds)");
+		buf_puts(err, t.unmatched[0] ? t.unmatched : "no metrics recorded for these tasks yet (a task's `metrics` file "
+							     "is read after it succeeds)");
 		table_free(&t);
 		return -1;
 	}
+	if (t.unmatched[0]) /* the others' table stands; this one is said */
+		warn("%s", t.unmatched);
 	table_write(out, &t, q->format);
 	table_free(&t);
 	return 0;

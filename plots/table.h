@@ -35,6 +35,8 @@ typedef struct {
 	int nrows, ncols;
 	int mean_row;       /* the row of column means (--mean), 0 when none */
 	long long vs_run;   /* the run the deltas are against, 0 when none */
+	char unmatched[512]; /* "" or what the query's names or globs missed, in words: the first
+				that selects no task with metrics, and some that have them */
 } Table;
 /* Builds the table the query describes. */
 int metrics_table(const MetricsQuery *q, Table *t, Buf *err);

@@ -46,6 +46,15 @@ class Results(KilnTestCase):
         md = self.ws.kiln("metrics", "--rows", "dataset", "--cols", "model", "--value", "top1", "--format", "md", "--mean")
         self.assertIn("| mean", md.out)
         self.assertRegex(md.out, r"\| d1\s+\|\s+0\.4000 \|\s+0\.5000 \|")
+        # a name or glob that selects no task with metrics says so, and which have them
+        none = self.ws.kiln("metrics", "eval/d9/*")
+        self.assertEqual(none.rc, 2, none)
+        self.assertIn("'eval/d9/*' names no task with recorded metrics (those with them: eval/d1/m1, ", none.err)
+        part = self.ws.kiln("metrics", "eval/d1/m1", "top1")  # a metric where a task goes: said, the rest printed
+        self.assertEqual(part.rc, 0, part)
+        self.assertIn("'top1' names no task with recorded metrics", part.err)
+        self.assertIn("a metric's name goes after --value", part.err)
+        self.assertIn("eval/d1/m1", part.out)
         js = json.loads(self.ws.kiln("metrics", "eval/d1/*", "--format", "json").out)
         self.assertEqual(len(js), 2)
         self.assertEqual(js[0]["detail.n"], 10)
