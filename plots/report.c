@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -276,6 +277,21 @@ static void table_html(FILE *f, const Table *t)
 	fprintf(f, "</table></div>\n");
 }
 
+/* The smallest font size an svg's text is written in (font-size="11.00" or font-size:11),
+ * or 0 when it says none. */
+static double least_font_size(const char *svg)
+{
+	double least = 0;
+	for (const char *p = svg; (p = strstr(p, "font-size")); p += 9) {
+		const char *v = p + 9 + (p[9] == '=' || p[9] == ':');
+		v += *v == '"';
+		double size = atof(v);
+		if (size > 0 && (least == 0 || size < least))
+			least = size;
+	}
+	return least;
+}
+
 static void inline_svg(FILE *f, const char *path)
 {
 	size_t len;
@@ -287,13 +303,17 @@ static void inline_svg(FILE *f, const char *path)
 		return;
 	}
 	/* at its own size (gnuplot's dynamic svg has only a viewBox, so it would stretch to the
-	 * page and a heatmap's text would come out twice a bar chart's); a narrow screen
-	 * scrolls it sideways instead of shrinking its text */
+	 * page and a heatmap's text would come out twice a bar chart's), shrunk to fit the page
+	 * as long as its smallest text stays 11 px or more (a 1300 px bar chart of 13 px text on
+	 * a 1280 px screen: no scroll bar for 50 px); a narrower screen scrolls it sideways
+	 * instead of shrinking its text further */
 	const char *start = strstr(svg, "<svg");
 	const char *box = start ? strstr(start, "viewBox=\"0 0 ") : NULL;
-	double w, h;
+	double w, h, least = least_font_size(svg);
+	least = least > 0 ? least : 11;
 	if (box && sscanf(box + 13, "%lf %lf", &w, &h) == 2 && w > 0 && h > 0)
-		fprintf(f, "<div class=\"chart\"><svg width=\"%g\" height=\"%g\"%s</div>\n", w, h, start + 4);
+		fprintf(f, "<div class=\"chart\"><svg width=\"%g\" height=\"%g\" style=\"max-width:100%%;height:auto;"
+			   "min-width:%gpx\"%s</div>\n", w, h, ceil(w * fmin(1, 11 / least)), start + 4);
 	else
 		fprintf(f, "<div class=\"chart\">%s</div>\n", start ? start : "");
 	free(svg);

@@ -85,13 +85,17 @@ class Browser(KilnTestCase):
         self.assertTrue(found, "the measuring script ran")
         return dom, json.loads(html.unescape(found.group(1)))
 
-    def check_sizes(self, measures, width, charts):
-        # every chart at its own size: on a desktop and on a phone (which scrolls it
-        # sideways), so no chart's text is drawn smaller than it was written, 11 px or more
+    def check_sizes(self, measures, width, charts, fits=True):
+        # every chart at its own size on a desktop; on a phone shrunk while its smallest text
+        # stays 11 px (a chart a little wider than the page fits it) and scrolled sideways
+        # beyond that: no chart's text is drawn smaller than 11 px
         svgs = [m for m in measures if m["kind"] == "chart"]
         self.assertEqual(len(svgs), charts)
         for m in svgs:
-            self.assertAlmostEqual(m["drawn"], m["asks"], delta=1, msg="%s at %d px: %s" % (m["title"], width, m))
+            if fits:
+                self.assertAlmostEqual(m["drawn"], m["asks"], delta=1, msg="%s at %d px: %s" % (m["title"], width, m))
+            else:
+                self.assertLessEqual(m["drawn"], m["asks"] + 1, "%s at %d px: %s" % (m["title"], width, m))
             self.assertGreaterEqual(m["least"], 11, "%s at %d px: %s" % (m["title"], width, m))
 
     def check_page(self, charts):
@@ -109,7 +113,7 @@ class Browser(KilnTestCase):
         phone_bottom, phone_bands, phone_width = self.content_height(self.ws.path("phone.png"))
         self.assertEqual(phone_width, 390)
         self.assertGreater(phone_bands, 8, "readable on a phone: it reflows instead of going blank")
-        self.check_sizes(measures, 390, charts)
+        self.check_sizes(measures, 390, charts, fits=False)
 
     def test_zeroshot_report_renders(self):
         r = self.ws.kiln("run", ZEROSHOT, "datasets=cifar-10,dtd,pets,mnist", "models=team,large", timeout=300)
