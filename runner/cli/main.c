@@ -44,7 +44,8 @@ static const struct {
 	 "dependents only if the outputs change. -j N runs up to N tasks at once;\n"
 	 "-k keeps going past failures; -n prints what would run, and why, and runs nothing.\n"
 	 "Options: --gpus 0,1,3  --gpu-busy-mem 0.5  --gpu-busy-util 0.7  --gpu-wait 5m  --cpus N  --mem 64G\n"
-	 "--store-max 1G  --kill-grace 2. -j defaults to the CPUs plus the known GPUs.\n"
+	 "--store-max 1G  --kill-grace 30 (seconds a stopped task may take to quit: a trainer's save).\n"
+	 "-j defaults to the CPUs plus the known GPUs.\n"
 	 "Slurm: --executor slurm (or executor = \"slurm\" per task), --max-jobs N, --detach (leave jobs\n"
 	 "running when kiln stops; the next run re-attaches).\n"
 	 "SSH hosts: --executor ssh (or executor = \"ssh\" per task) over the recipe's hosts{} or\n"
@@ -619,7 +620,10 @@ static int verb_run(Options *o, int argc, char **argv)
 		.keep_going = o->keep_going || g->keep_going,
 		.cpus = cpus,
 		.mem_mib = mem,
-		.kill_grace_sec = o->kill_grace >= 0 ? o->kill_grace : 2,
+		/* Slurm's KillWait and Kubernetes' grace: a trainer that saves when told to stop
+		 * gets the time a checkpoint of some GiB takes; a command that quits at the signal
+		 * ends at once, and a second Ctrl-C kills what does not */
+		.kill_grace_sec = o->kill_grace >= 0 ? o->kill_grace : 30,
 		.log_dir = KILN_DIR "/logs",
 		.gpus = gpus,
 		.executors = executors,

@@ -236,7 +236,10 @@ static void resume_guard(Buf *b, const Job *job, int remote)
 		buf_puts(b, "fi\n");
 		return;
 	}
-	buf_puts(b, "mkdir -p .kiln/resume && (\n");
+	/* the watcher ends with the shell that runs the command, however that ends: one a stop
+	 * signal ended before its `kill` (SIGINT and SIGQUIT, which a process started with &
+	 * ignores, never reach the watcher) must not hold the job's group open */
+	buf_puts(b, "read kiln_me kiln_rest < /proc/self/stat 2>/dev/null; mkdir -p .kiln/resume && (\n");
 	for (int i = 0; i < t->opts->nresume; i++) { /* l: last look, d: copied, n: inode settled, a: atomic */
 		Buf p = {0}, c = {0}, d = {0};
 		resume_words(t, i, &p, &c);
@@ -252,7 +255,7 @@ static void resume_guard(Buf *b, const Job *job, int remote)
 		buf_free(&p);
 		buf_free(&c);
 	}
-	buf_puts(b, "while sleep 1; do\n");
+	buf_puts(b, "while sleep 1; do\n[ -z \"$kiln_me\" ] || kill -0 \"$kiln_me\" 2>/dev/null || exit 0\n");
 	for (int i = 0; i < t->opts->nresume; i++) {
 		Buf p = {0}, c = {0};
 		resume_words(t, i, &p, &c);

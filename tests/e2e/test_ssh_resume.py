@@ -88,6 +88,9 @@ task { name = "t", host = "v800", inputs = {"in.txt"}, outputs = {"out.txt"}, re
             starts = [line for line in f if line.startswith("start")]
         self.assertEqual(len(starts), 2)
         self.assertNotEqual(starts[1], "start 0\n", "the retry continued from the first save")
+        # nothing left there: the checkpoint watcher, started in the background (where SIGINT
+        # is ignored), ends with the shell that ran the command
+        self.assertTrue(wait_for(lambda: not self.lab.jobs_running(), timeout=3), self.lab.jobs_running())
 
     @unittest.skipIf(NO_TORCH, NO_TORCH or "")
     def test_a_checkpoint_cut_short_on_a_host_is_put_back_from_its_copy_there(self):
