@@ -452,7 +452,9 @@ char *exec_job_script(const Job *job, const char *workspace, const char *exit_pa
 		}
 	}
 	/* fd 3 on an ssh host is the agent's FIFO (ssh_agent.c): the job script's, not the command's */
-	buf_puts(&b, remote ? " 3>&- </dev/null\nrc=$?\n" : " </dev/null\nrc=$?\n");
+	/* on Slurm a signal after the command has ended finds it done: the end written is its
+	 * own, unmarked (one that came while it ran marked it, its trap run before rc=) */
+	buf_puts(&b, remote ? " 3>&- </dev/null\nrc=$?\n" : " </dev/null\nrc=$?; trap '' " EXEC_STOP_SIGNALS "\n");
 	if (guard) /* the watcher goes with the command */
 		buf_puts(&b, "kill $kiln_watch 2>/dev/null\n");
 	if (remote) { /* read only once the job's group is gone (exec_ssh.c): no rename needed */

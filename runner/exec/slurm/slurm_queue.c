@@ -167,8 +167,12 @@ static void finish(SlurmExec *se, Job *job, const char *state)
 			 : !strncmp(state, "BOOT_FAIL", 9) ? "its node failed to boot"
 							   : "its node failed");
 	} else if (!strcmp(state, "COMPLETED") ||
-		   (text && (!strcmp(state, "FAILED") || !strcmp(state, "GONE") || node_taken(state)))) {
-		/* the command's own exit status, as the job script recorded it */
+		   (text && (!strcmp(state, "FAILED") || !strcmp(state, "GONE") || node_taken(state))) ||
+		   (text && atoi(text) == 0 && !stopped &&
+		    (!strncmp(state, "CANCELLED", 9) || !strcmp(state, "TIMEOUT") || !strcmp(state, "DEADLINE")))) {
+		/* the command's own exit status, as the job script recorded it; also a command that
+		 * had finished when a cancel or a time limit came (its script ending: Slurm says
+		 * CANCELLED then), recorded as it ended, as a local one that ended before a Ctrl-C */
 		job->end = JOB_EXITED;
 		job->exit_code = text ? atoi(text) : 0;
 	} else {
