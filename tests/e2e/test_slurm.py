@@ -78,6 +78,13 @@ class Slurm(KilnTestCase):
         env = dict(kw.pop("env", {}), SLURM_CONF=STATE["conf"])
         return self.ws.kiln(*args, env=env, **kw)
 
+    def slurm_run(self, *args):
+        """`kiln run --executor slurm` started (stdout and stderr together), to stop or kill."""
+        kiln = os.environ.get("KILN") or os.path.join(HERE, "../../build/kiln")
+        return subprocess.Popen([kiln, "run", "--executor", "slurm", *args], cwd=self.ws.dir, text=True,
+                                env=dict(self.ws.env(), SLURM_CONF=STATE["conf"]), stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT)
+
     def test_grid_in_dependency_order_with_gpus_from_slurm(self):
         self.ws.write("kiln.lua", """
 for _, m in ipairs({"m1", "m2", "m3"}) do
@@ -323,10 +330,7 @@ while True:
 """)
         self.ws.write("kiln.lua", 'task { name = "save/train", inputs = {"train.py"}, outputs = {"model.txt"}, '
                       'resume = {"ckpt"}, run = "python3 train.py" }\n')
-        env = dict(self.ws.env(), SLURM_CONF=STATE["conf"])
-        kiln = os.environ.get("KILN") or os.path.join(HERE, "../../build/kiln")
-        p = subprocess.Popen([kiln, "run", "--executor", "slurm"], cwd=self.ws.dir, env=env, text=True,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        p = self.slurm_run()
         self.assertTrue(wait_for(lambda: self.ws.exists("running"), 60))
         time.sleep(0.5)
         p.send_signal(signal.SIGINT)
@@ -350,10 +354,7 @@ while True:
         self.ws.write("train.py", test_failures.StopSignal.TRAINER)
         self.ws.write("kiln.lua", 'task { name = "int/train", inputs = {"train.py"}, outputs = {"model.txt"}, '
                       'resume = {"ckpt"}, stop_signal = "INT", run = {"python3", "train.py"} }\n')
-        env = dict(self.ws.env(), SLURM_CONF=STATE["conf"])
-        kiln = os.environ.get("KILN") or os.path.join(HERE, "../../build/kiln")
-        p = subprocess.Popen([kiln, "run", "--executor", "slurm"], cwd=self.ws.dir, env=env, text=True,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        p = self.slurm_run()
         steps = lambda: [line for line in self.ws.read("ledger").splitlines() if line.startswith("step")]
         self.assertTrue(wait_for(lambda: self.ws.exists("ledger") and len(steps()) >= 5, 60))
         p.send_signal(signal.SIGINT)
