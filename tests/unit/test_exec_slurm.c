@@ -26,11 +26,14 @@ static const char recipe[] =
 	"task { name = 'preempted_saving', run = 'c', cpus = 3 }\n"
 	"task { name = 'preempted_done', run = 'd', cpus = 4 }\n"
 	"task { name = 'exit_file_late', run = 'e', cpus = 5 }\n"
-	"task { name = 'followed_to_its_end', run = 'f', cpus = 6 }\n";
+	"task { name = 'followed_to_its_end', run = 'f', cpus = 6 }\n"
+	"task { name = 'ran_before_seen', run = 'g', cpus = 7, timeout = 30 }\n";
 
 /* What squeue says of a task's job at each poll (the last one repeats), and the exit file
  * its script leaves: written at the poll `exit_at` (0: with the first final state), or
- * never (NULL). A second attempt (a job given back as lost) completes. */
+ * never (NULL). A second attempt (a job given back as lost) completes. A job scancel'd is
+ * CANCELLED from the next poll on, its exit file "143 stopped". Its time used is 0:00, or
+ * 40 s for ran_before_seen (it had run when kiln first saw it: a killed kiln's job). */
 static const struct {
 	const char *task;
 	const char *states[5];
@@ -43,6 +46,7 @@ static const struct {
 	{"preempted_done", {"RUNNING", "PREEMPTED"}, "0", 0},
 	{"exit_file_late", {"RUNNING", "CANCELLED"}, "7 stopped", 4},
 	{"followed_to_its_end", {"RUNNING", "COMPLETING", "CANCELLED"}, NULL, 0},
+	{"ran_before_seen", {"RUNNING"}, NULL, 0},
 };
 #define NTASKS (int)(sizeof script / sizeof *script)
 
@@ -51,6 +55,7 @@ static struct {
 	int attempt;
 	char exit_path[256];
 	int polls;      /* squeue answers that listed it */
+	int cancelled;  /* scancel named it */
 	int final_polls; /* of which in a final state */
 } jobs[32];
 static int njobs;
@@ -102,19 +107,25 @@ static int slurm_tools(char *const argv[], Buf *out, Buf *err)
 			int k = jobs[j].polls < 4 ? jobs[j].polls : 4;
 			while (k > 0 && !script[row].states[k])
 				k--;
-			const char *state = second ? (jobs[j].polls ? "COMPLETED" : "RUNNING") : script[row].states[k];
+			const char *state = jobs[j].cancelled ? "CANCELLED"
+					    : second ? (jobs[j].polls ? "COMPLETED" : "RUNNING") : script[row].states[k];
 			jobs[j].polls++;
 			if (is_final(state)) {
 				jobs[j].final_polls++;
-				const char *text = second ? "0" : script[row].exit_text;
+				const char *text = jobs[j].cancelled ? "143 stopped" : second ? "0" : script[row].exit_text;
 				if (text && jobs[j].final_polls >= (second ? 1 : script[row].exit_at))
 					CHECK(write_file_atomic(jobs[j].exit_path, text, strlen(text)) == 0);
 			}
-			buf_printf(out, "%d|%s|None\n", 100 + j, state);
+			buf_printf(out, "%d|%s|%s|None\n", 100 + j, state,
+				   !strcmp(script[row].task, "ran_before_seen") ? "0:40" : "0:00");
 		}
 		return 0;
 	}
-	return 0; /* --version, scancel */
+	if (!strcmp(argv[0], "scancel"))
+		for (int i = 1; argv[i]; i++)
+			if (atoi(argv[i]) >= 100 && atoi(argv[i]) < 100 + njobs)
+				jobs[atoi(argv[i]) - 100].cancelled = 1;
+	return 0; /* --version */
 }
 
 /* task's attempts, "exit_code outcome failure" each, ";"-separated. */
@@ -209,6 +220,11 @@ int main(void)
 	attempts_of("followed_to_its_end", &a);
 	CHECK(strstr(buf_str(&a), " ok ") == NULL);
 	CHECK(jobs[job_of("followed_to_its_end")].final_polls == 1);
+	/* it had run 40 s of its 30 when kiln first saw it: stopped at once, a timeout */
+	buf_reset(&a);
+	attempts_of("ran_before_seen", &a);
+	CHECK_CONTAINS(buf_str(&a), "timeout;");
+	CHECK(jobs[job_of("ran_before_seen")].cancelled && jobs[job_of("ran_before_seen")].polls <= 4);
 	CHECK(sum.ran == 3);
 	buf_free(&a);
 	free(task_exec);

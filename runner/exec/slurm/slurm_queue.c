@@ -197,6 +197,26 @@ static void finish(SlurmExec *se, Job *job, const char *state)
 	free(text);
 }
 
+/* squeue's time used ("%M": "1:05", "2:01:05", "3-02:01:05"), up to its '|', in seconds;
+ * 0 when it says none ("0:00", "INVALID"). */
+static double time_used(const char *s)
+{
+	long days = 0, part[3] = {0};
+	int n = 0;
+	const char *dash = strchr(s, '-'), *bar = strchr(s, '|');
+	if (dash && (!bar || dash < bar)) {
+		days = strtol(s, NULL, 10);
+		s = dash + 1;
+	}
+	for (char *end; n < 3 && *s >= '0' && *s <= '9'; s = *end == ':' ? end + 1 : end) {
+		part[n++] = strtol(s, &end, 10);
+		if (*end != ':')
+			break;
+	}
+	long sec = n == 3 ? part[0] * 3600 + part[1] * 60 + part[2] : n == 2 ? part[0] * 60 + part[1] : 0;
+	return (double)(days * 86400 + sec);
+}
+
 static int is_final(const char *state)
 {
 	static const char *const finals[] = {"COMPLETED", "FAILED", "TIMEOUT", "CANCELLED", "OUT_OF_MEMORY", "NODE_FAIL",
@@ -268,7 +288,7 @@ void slurm_poll_queue(SlurmExec *se)
 			free(master);
 		}
 	}
-	char *argv[] = {"squeue", "-h", "-r", "-t", "all", "-o", "%i|%T|%r", "-j", (char *)buf_str(&ids), NULL};
+	char *argv[] = {"squeue", "-h", "-r", "-t", "all", "-o", "%i|%T|%M|%r", "-j", (char *)buf_str(&ids), NULL};
 	int rc = slurm_tool(argv, &out, &err);
 	int changed = 0, ending = 0;
 	if (rc == 0) {
@@ -277,21 +297,26 @@ void slurm_poll_queue(SlurmExec *se)
 			index_lines(out.data, &by_id);
 		for (int i = 0; i < se->nactive; i++) {
 			Job *job = se->active[i];
-			const char *line = strmap_get(&by_id, job->job_id); /* "STATE|REASON" */
+			const char *line = strmap_get(&by_id, job->job_id); /* "STATE|TIME USED|REASON" */
 			char state[32] = "GONE", reason[64] = "";
+			double used = 0;
 			if (line) { /* not listed any more: decided by its exit-code file */
 				snprintf(state, sizeof state, "%.*s", (int)strcspn(line, "|"), line);
 				const char *r = strchr(line, '|');
+				used = r ? time_used(r + 1) : 0;
+				r = r ? strchr(r + 1, '|') : NULL;
 				if (r)
 					snprintf(reason, sizeof reason, "%s", r + 1);
 			}
 			int ended = !line || is_final(state);
 			if (!ended && strcmp(state, "PENDING")) {
-				/* a timeout counts from the job's start, to the second (Slurm's --time is
-				 * whole minutes, checked every 30 s or so: the backstop when no kiln is
-				 * there to stop it): the scheduler's clock stops it (sched_check_clocks) */
+				/* a timeout counts from the job's start, to the second, however long it
+				 * had run when this kiln first saw it (one a killed kiln left: only what is
+				 * left of it; Slurm's --time is whole minutes, checked every 30 s or so:
+				 * the backstop when no kiln is there to stop it): the scheduler's clock
+				 * stops it (sched_check_clocks) */
 				if (!job->seen_running && job->task->opts->timeout_sec > 0 && !job->deadline_ns)
-					job->deadline_ns = now_mono_ns() + (int64_t)(job->task->opts->timeout_sec * 1e9);
+					job->deadline_ns = now_mono_ns() + (int64_t)((job->task->opts->timeout_sec - used) * 1e9);
 				job->seen_running = !strcmp(state, "COMPLETING") ? 2 : job->seen_running > 1 ? 2 : 1;
 			}
 			if (ended && line && still_ending(se, job, state)) {
