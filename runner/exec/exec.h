@@ -81,6 +81,7 @@ typedef struct Job {
 	/* executors whose jobs outlive kiln (reattaches): */
 	char job_id[256];     /* the executor's id for the job (never its host: that is the lease's), or "" */
 	int adopted;          /* re-attached to a job a previous kiln started */
+	double ran_before_sec; /* and how long it had run by then (its record's; ssh: till lost) */
 	int adopted_lost;     /* or to the job of this run's attempt N that was lost with its host (N) */
 	int stopped_stale;    /* stopped the job a previous kiln left for the task: its key differed */
 	int kept_lost;        /* lost with its host, and kept: the next attempt takes it up if the host

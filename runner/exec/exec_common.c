@@ -95,6 +95,7 @@ void exec_attach(Job *job, const AdoptedJob *a)
 	free(job->log_path);
 	job->log_path = xstrdup(a->log);
 	job->adopted = 1;
+	job->ran_before_sec = a->ran_sec > 0 ? a->ran_sec : 0;
 	job->attempt_row = a->row;
 	job->lease = a->lease;
 }

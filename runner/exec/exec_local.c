@@ -333,7 +333,8 @@ ended:
 
 /* Whether an adopted attempt (not this kiln's keeper's) ended: its exit file says how; its
  * leader and keeper both gone without one, it was killed. Killed by a signal while no kiln
- * watched (someone's kill, the OOM killer), it is lost, not failed: it runs again. */
+ * watched (someone's kill, the OOM killer), it is lost, not failed: it runs again. One this
+ * kiln's own signal reached (its timeout, a Ctrl-C) ended as the scheduler then says. */
 static int adopted_ended(LocalExec *le, Job *job)
 {
 	char *exit_path = local_exit_path(job->log_path);
@@ -343,7 +344,7 @@ static int adopted_ended(LocalExec *le, Job *job)
 		job->end = JOB_SIGNALED;
 		job->term_signal = SIGKILL;
 	}
-	if (ended && job->end == JOB_SIGNALED) { /* no kiln saw it, none sent it: not the task's failure */
+	if (ended && job->end == JOB_SIGNALED && !job->stop_landed) { /* no kiln saw it, none sent it: not the task's failure */
 		snprintf(job->reason, sizeof job->reason, "killed by signal %d while no kiln watched", job->term_signal);
 		job->end = JOB_LOST;
 	}

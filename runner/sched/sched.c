@@ -283,6 +283,8 @@ int try_start(Run *r, Task *t)
 		status_print(&r->st, "note", "%s: stopped the attempt an earlier kiln left running: the task changed since "
 			     "it started, so this one starts afresh", t->name);
 	if (job->adopted) {
+		if (job->deadline_ns) /* its timeout counts from its start, not from this kiln's */
+			job->deadline_ns -= (int64_t)(job->ran_before_sec * 1e9);
 		if (r->attempt_no[t->index] == reserved) /* the next attempt is numbered as if this one were */
 			r->attempt_no[t->index] = reserved - 1;
 		if (job->attempt > r->attempt_no[t->index])

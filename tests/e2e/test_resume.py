@@ -302,6 +302,25 @@ class Resume(KilnTestCase):
         self.assertIn("a: attached to local job", r.out)
         self.assertEqual({self.ws.read("a.dev").strip(), self.ws.read("b.dev").strip()}, {"0", "1"})
 
+    def test_a_reattached_attempt_keeps_what_is_left_of_its_timeout(self):
+        # a hangs with a 4 s timeout; kiln is killed 2.5 s in; the next run re-attaches and
+        # stops it when its 4 s are up, not 4 s after the re-attach (a hung job would hold
+        # its GPU twice its timeout, more after each kill)
+        self.ws.write("kiln.lua", 'task { name = "a", timeout = 4, outputs = {"a.txt"}, '
+                      'run = "touch started; sleep 60; echo done > a.txt" }\n')
+        p = self.ws.spawn("run")
+        self.assertTrue(wait_for(lambda: self.ws.exists("started")))
+        time.sleep(2.5)
+        p.send_signal(signal.SIGKILL)
+        p.communicate()
+        r = self.ws.kiln("run")
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("a: attached to local job", r.out)
+        self.assertIn("timed out after 4.0s", r.out)
+        ran = self.ws.query("SELECT ended - started FROM attempts WHERE task = 'a' AND attempt > 0")
+        self.assertEqual(len(ran), 1, ran)
+        self.assertLess(ran[0][0], 5.8, "stopped at its timeout (4 s), not 4 s after the re-attach (6.5 s)")
+
     def test_clean_stops_what_a_killed_kiln_left_running_before_its_outputs_go(self):
         # all reads a.txt, then writes on: cleaned in between, it would finish with a.txt
         # gone and be taken up as done by the next run (a wrong all.txt recorded as done)
