@@ -25,6 +25,9 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from campaign_timing import time_uninterrupted  # noqa: E402
+
 KILN = os.environ.get("KILN") or os.path.join(HERE, "../build/kiln")
 CLUSTER = os.path.join(HERE, "../tests/slurm/cluster.sh")
 TASKS, STEPS = 12, 20
@@ -100,18 +103,10 @@ def main():
     try:
         ws = tempfile.mkdtemp(prefix="kiln-slurmfault-ws-")  # an uninterrupted run, timed
         write_workspace(ws)
-        t_full = time.time()
-        p = subprocess.Popen([KILN, "run", "--executor", "slurm"], cwd=ws, env=env, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True)
-        first_s = None
-        while p.poll() is None:
-            if first_s is None and os.listdir(os.path.join(ws, "l")):
-                first_s = time.time() - t_full
-            time.sleep(0.02)
-        full_s = time.time() - t_full
-        out = p.stdout.read()
+        first_s, full_s, out, rc = time_uninterrupted([KILN, "run", "--executor", "slurm"], ws, env,
+                                                      lambda: os.listdir(os.path.join(ws, "l")))
         shutil.rmtree(ws, ignore_errors=True)
-        if p.returncode != 0 or first_s is None:
+        if rc != 0 or first_s is None:
             sys.exit("an uninterrupted run failed: " + out[-1600:])
         window = (first_s, max(first_s + 0.1, full_s - 0.5))
         for trial in range(trials):

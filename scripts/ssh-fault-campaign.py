@@ -31,7 +31,9 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "../tests/e2e"))
+sys.path.insert(0, HERE)
 import sshhosts  # noqa: E402
+from campaign_timing import time_uninterrupted  # noqa: E402
 
 KILN = os.environ.get("KILN") or os.path.join(HERE, "../build/kiln")
 SHAPE = sys.argv[3] if len(sys.argv) > 3 else "grid"
@@ -107,18 +109,10 @@ def main():
         # the kills land between an uninterrupted run's first start there and its end (timed
         # once here), so they strike while work is on its way on any machine
         ws = fresh_workspace()
-        t_full = time.time()
-        p = subprocess.Popen([KILN, "run", "--executor", "ssh", "--hosts", "hosts.lua"], cwd=ws,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        first_s = None
-        while p.poll() is None:
-            if first_s is None and starts(lab):
-                first_s = time.time() - t_full
-            time.sleep(0.02)
-        full_s = time.time() - t_full
-        out = p.stdout.read()
+        first_s, full_s, out, rc = time_uninterrupted([KILN, "run", "--executor", "ssh", "--hosts", "hosts.lua"], ws,
+                                                      None, lambda: starts(lab))
         shutil.rmtree(ws, ignore_errors=True)
-        if p.returncode != 0 or first_s is None:
+        if rc != 0 or first_s is None:
             sys.exit("an uninterrupted run failed: " + out[-1600:])
         window = (max(0.1, first_s - 0.2), max(first_s, full_s - 0.1))
         for trial in range(trials):
