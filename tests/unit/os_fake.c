@@ -31,6 +31,7 @@ static FakeAttempt attempts[1024];
 static int nattempts;
 static pid_t next_pid = 40000;
 static int pending;               /* an end to report: os_wait_event returns SIGCHLD */
+static int signal_next;           /* a signal to report, once */
 static Buf run_log, signal_log;
 
 static pid_t new_child(int ended, int status)
@@ -60,13 +61,23 @@ void os_block_signals(void) {}
 int os_stop_requested(void) { return 0; }
 int os_notify_readable(int fd) { return fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) == 0 ? 0 : -1; }
 
+void fake_signal_next(int sig)
+{
+	pthread_mutex_lock(&lock);
+	signal_next = sig;
+	pthread_mutex_unlock(&lock);
+}
+
 int os_wait_event(int timeout_ms)
 {
 	for (int waited = 0; timeout_ms < 0 || waited <= timeout_ms; waited++) {
 		pthread_mutex_lock(&lock);
-		int now = pending;
-		pending = 0;
+		int sig = signal_next, now = sig ? 0 : pending; /* an end waits for the next call */
+		signal_next = 0;
+		pending = sig ? pending : 0;
 		pthread_mutex_unlock(&lock);
+		if (sig)
+			return sig;
 		if (now)
 			return SIGCHLD;
 		if (waited >= 200)
@@ -343,7 +354,7 @@ void fake_reset(void)
 			free(*e);
 		free(a->argv), free(a->env), free(a->log), free(a->program), free(a->cwd);
 	}
-	nattempts = nchildren = pending = 0;
+	nattempts = nchildren = pending = signal_next = 0;
 	buf_reset(&run_log);
 	buf_reset(&signal_log);
 	pthread_mutex_unlock(&lock);

@@ -25,6 +25,8 @@ extern int (*fake_attempt_status)(const FakeAttempt *a);
  * and stderr into err (either may be NULL). NULL: every command exits 0 silently. */
 extern int (*fake_run)(char *const argv[], Buf *out, Buf *err);
 
+/* os_wait_event returns sig once, as if kiln had been sent it (0: none). */
+void fake_signal_next(int sig);
 /* The attempts started so far (the keeper's records), oldest first. */
 int fake_attempt_count(void);
 const FakeAttempt *fake_attempt(int i);

@@ -5,8 +5,10 @@
  * chance: a cancel that came as the command had finished, a handler's exit 0 after a stop or
  * a preemption, an exit file that lands after Slurm already says CANCELLED. */
 #define _GNU_SOURCE
+#include <signal.h>
 #include <sqlite3.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -29,6 +31,13 @@ static const char recipe[] =
 	"task { name = 'followed_to_its_end', run = 'f', cpus = 6 }\n"
 	"task { name = 'ran_before_seen', run = 'g', cpus = 7, timeout = 30 }\n";
 
+/* Stopped by a Ctrl-C (SIGINT to kiln) at kiln's first poll, each with stop_signal = "INT":
+ * one that starts right after that poll (kiln saw it pending), one pending still. */
+static const char stop_recipe[] =
+	"slurm { max_submit_rate = 1000 }\n"
+	"task { name = 'int_started_unseen', run = 'h', cpus = 1, stop_signal = 'INT' }\n"
+	"task { name = 'int_pending', run = 'i', cpus = 2, stop_signal = 'INT' }\n";
+
 /* What squeue says of a task's job at each poll (the last one repeats), and the exit file
  * its script leaves: written at the poll `exit_at` (0: with the first final state), or
  * never (NULL). A second attempt (a job given back as lost) completes. A job scancel'd is
@@ -47,6 +56,8 @@ static const struct {
 	{"exit_file_late", {"RUNNING", "CANCELLED"}, "7 stopped", 4},
 	{"followed_to_its_end", {"RUNNING", "COMPLETING", "CANCELLED"}, NULL, 0},
 	{"ran_before_seen", {"RUNNING"}, NULL, 0},
+	{"int_started_unseen", {"PENDING", "RUNNING"}, NULL, 0},
+	{"int_pending", {"PENDING"}, NULL, 0},
 };
 #define NTASKS (int)(sizeof script / sizeof *script)
 
@@ -55,12 +66,25 @@ static struct {
 	int attempt;
 	char exit_path[256];
 	int polls;      /* squeue answers that listed it */
-	int cancelled;  /* scancel named it */
+	int cancelled;  /* scancel named it (cancelled while pending: 2, it never ran) */
+	int signalled;  /* scancel --signal named it: its command saved and quit, exit 0 */
 	int final_polls; /* of which in a final state */
 } jobs[32];
 static int njobs;
 
-static int is_final(const char *state) { return strcmp(state, "RUNNING") && strcmp(state, "COMPLETING"); }
+static int is_final(const char *state)
+{
+	return strcmp(state, "PENDING") && strcmp(state, "RUNNING") && strcmp(state, "COMPLETING");
+}
+
+/* Job j's state by its script, before any scancel. */
+static const char *scripted_state(int j)
+{
+	int row = jobs[j].task, k = jobs[j].polls < 4 ? jobs[j].polls : 4;
+	while (k > 0 && !script[row].states[k])
+		k--;
+	return script[row].states[k];
+}
 
 static int slurm_tools(char *const argv[], Buf *out, Buf *err)
 {
@@ -104,15 +128,15 @@ static int slurm_tools(char *const argv[], Buf *out, Buf *err)
 			if (!at || (at[len] && at[len] != ',')) /* only the jobs kiln asks after */
 				continue;
 			int row = jobs[j].task, second = jobs[j].attempt > 1;
-			int k = jobs[j].polls < 4 ? jobs[j].polls : 4;
-			while (k > 0 && !script[row].states[k])
-				k--;
-			const char *state = jobs[j].cancelled ? "CANCELLED"
-					    : second ? (jobs[j].polls ? "COMPLETED" : "RUNNING") : script[row].states[k];
+			const char *state = jobs[j].cancelled ? "CANCELLED" : jobs[j].signalled ? "COMPLETED"
+					    : second ? (jobs[j].polls ? "COMPLETED" : "RUNNING") : scripted_state(j);
+			if (!strcmp(script[row].task, "int_started_unseen") && jobs[j].polls == 0)
+				fake_signal_next(SIGINT); /* the Ctrl-C, while kiln thinks it pending */
 			jobs[j].polls++;
-			if (is_final(state)) {
+			if (is_final(state) && jobs[j].cancelled != 2) {
 				jobs[j].final_polls++;
-				const char *text = jobs[j].cancelled ? "143 stopped" : second ? "0" : script[row].exit_text;
+				const char *text = jobs[j].cancelled ? "143 stopped" : jobs[j].signalled ? "0 stopped"
+						   : second ? "0" : script[row].exit_text;
 				if (text && jobs[j].final_polls >= (second ? 1 : script[row].exit_at))
 					CHECK(write_file_atomic(jobs[j].exit_path, text, strlen(text)) == 0);
 			}
@@ -121,10 +145,19 @@ static int slurm_tools(char *const argv[], Buf *out, Buf *err)
 		}
 		return 0;
 	}
-	if (!strcmp(argv[0], "scancel"))
-		for (int i = 1; argv[i]; i++)
-			if (atoi(argv[i]) >= 100 && atoi(argv[i]) < 100 + njobs)
-				jobs[atoi(argv[i]) - 100].cancelled = 1;
+	if (!strcmp(argv[0], "scancel")) {
+		int pending_only = !strcmp(argv[1], "--state=PENDING"), signal = !strncmp(argv[1], "--signal=", 9);
+		for (int i = 1; argv[i]; i++) {
+			int j = atoi(argv[i]) - 100;
+			if (j < 0 || j >= njobs || jobs[j].cancelled)
+				continue;
+			int pending = !strcmp(scripted_state(j), "PENDING");
+			if (signal && !pending)
+				jobs[j].signalled = 1;
+			else if (!signal && (pending || !pending_only))
+				jobs[j].cancelled = pending ? 2 : 1;
+		}
+	}
 	return 0; /* --version */
 }
 
@@ -152,17 +185,16 @@ static int job_of(const char *task)
 	return -1;
 }
 
-int main(void)
+/* Runs text's tasks on the Slurm executor over the fake tools, in the current directory. */
+static void run_recipe(const char *text, SchedSummary *sum)
 {
-	char dir[] = "/tmp/kiln-unit-slurm-XXXXXX";
-	CHECK(mkdtemp(dir) != NULL && chdir(dir) == 0);
 	fake_reset();
 	fake_run = slurm_tools;
 	char cwd[4096];
 	CHECK(getcwd(cwd, sizeof cwd) != NULL);
 	Graph *g = graph_new(cwd);
 	Buf err = {0};
-	CHECK(write_file_atomic("kiln.lua", recipe, strlen(recipe)) == 0);
+	CHECK(write_file_atomic("kiln.lua", text, strlen(text)) == 0);
 	const ExecutorKind *kind = exec_kind("slurm");
 	RecipeBlock blocks[] = {{kind->block, kind->read_block}, {NULL, NULL}};
 	RecipeLoad lo = {.executors = exec_kind_list(), .blocks = blocks};
@@ -170,7 +202,8 @@ int main(void)
 	if (err.len)
 		fprintf(stderr, "%s\n", buf_str(&err));
 	CHECK(graph_resolve(g, NULL, NULL, &err) == 0);
-	CHECK(graph_select(g, NULL, 0, &err) == NTASKS);
+	int ntasks = graph_select(g, NULL, 0, &err);
+	CHECK(ntasks == g->ntasks && ntasks > 0);
 	CacheOptions copt = {.store_max_mib = 16};
 	Cache *c = cache_open(".kiln", g, &copt, &err);
 	CHECK(c && cache_loaded(c, &err) == 0);
@@ -185,11 +218,21 @@ int main(void)
 	SchedOptions o = {.jobs = 16, .keep_going = 1, .cpus = 64, .mem_mib = 1024, .kill_grace_sec = 1,
 			  .log_dir = ".kiln/logs", .executors = executors, .nexecutors = 1, .task_exec = task_exec,
 			  .cache = c};
-	SchedSummary sum;
-	sched_run(g, &o, &sum);
+	sched_run(g, &o, sum);
 	cache_end_run(c, "test");
 	cache_close(c);
 	slurm->destroy(slurm);
+	free(task_exec);
+	graph_free(g);
+	buf_free(&err);
+}
+
+int main(void)
+{
+	char dir[] = "/tmp/kiln-unit-slurm-XXXXXX";
+	CHECK(mkdtemp(dir) != NULL && chdir(dir) == 0);
+	SchedSummary sum;
+	run_recipe(recipe, &sum);
 
 	Buf a = {0};
 	/* its command had finished when the cancel came (its exit file unmarked): done */
@@ -226,9 +269,22 @@ int main(void)
 	CHECK_CONTAINS(buf_str(&a), "timeout;");
 	CHECK(jobs[job_of("ran_before_seen")].cancelled && jobs[job_of("ran_before_seen")].polls <= 4);
 	CHECK(sum.ran == 3);
+
+	/* A Ctrl-C with stop_signal = "INT": the job kiln saw pending had started since. It
+	 * gets SIGINT (`scancel --state=PENDING` first leaves it running), not Slurm's SIGTERM
+	 * a plain scancel sends, and saves; the one still pending is cancelled before it runs */
+	CHECK(mkdir("stop", 0777) == 0 && chdir("stop") == 0);
+	run_recipe(stop_recipe, &sum);
+	CHECK(sum.stopped_by_signal == SIGINT);
+	int started = job_of("int_started_unseen"), waiting = job_of("int_pending");
+	CHECK(started >= 0 && jobs[started].signalled && !jobs[started].cancelled);
+	CHECK(waiting >= 0 && jobs[waiting].cancelled == 2 && !jobs[waiting].signalled);
+	CHECK_CONTAINS(fake_run_log(), "scancel --state=PENDING ");
+	CHECK_CONTAINS(fake_run_log(), "scancel --signal=INT --full ");
+	CHECK(strstr(fake_run_log(), "scancel --state=PENDING ") < strstr(fake_run_log(), "scancel --signal=INT"));
+	buf_reset(&a);
+	attempts_of("int_started_unseen", &a);
+	CHECK(*buf_str(&a) && strstr(buf_str(&a), " ok ") == NULL); /* stopped: not done */
 	buf_free(&a);
-	free(task_exec);
-	graph_free(g);
-	buf_free(&err);
 	return check_exit();
 }

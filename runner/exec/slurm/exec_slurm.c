@@ -139,25 +139,40 @@ static int slurm_start(Executor *ex, Job *job)
 	return 0;
 }
 
+/* scancel [FLAG [--full]] IDS... */
+static void scancel_ids(char *const *ids, int n, const char *flag, const char *full)
+{
+	char **argv = xmalloc((size_t)(n + 4) * sizeof *argv);
+	int words = 0;
+	argv[words++] = "scancel";
+	if (flag)
+		argv[words++] = (char *)flag;
+	if (flag && full)
+		argv[words++] = (char *)full;
+	memcpy(argv + words, ids, (size_t)n * sizeof *argv);
+	argv[n + words] = NULL;
+	slurm_tool(argv, NULL, NULL);
+	free(argv);
+}
+
 /* scancel for the jobs signalled since the last turn, 500 ids a call: those to cancel, then
- * those sent another stop signal (`scancel --signal=INT --full`: the job script and its
- * command get it, the job runs on until its command quits), a call per signal. */
+ * those sent another stop signal, a call per signal: `scancel --state=PENDING` first (those
+ * still waiting end there, nothing of theirs ran), then `scancel --signal=INT --full` (the
+ * job script and its command get it, the job runs on until its command quits). In that
+ * order a job kiln last saw pending that has started since gets its own signal, not
+ * Slurm's SIGTERM, and one that starts between the calls was cancelled before it ran. */
 static void cancel_signalled(SlurmExec *se)
 {
 	for (int at = 0, n; at < se->ncancels; at += n) {
-		int sig = se->cancel_sigs[at], words = sig ? 3 : 1;
+		int sig = se->cancel_sigs[at];
 		for (n = 1; n < 500 && at + n < se->ncancels && se->cancel_sigs[at + n] == sig;)
 			n++; /* a call holds one signal's ids */
-		char **argv = xmalloc((size_t)(n + words + 1) * sizeof *argv);
-		char flag[32];
-		snprintf(flag, sizeof flag, "--signal=%s", exec_signal_name(sig));
-		argv[0] = "scancel";
-		argv[1] = flag;
-		argv[2] = "--full";
-		memcpy(argv + words, se->cancels + at, (size_t)n * sizeof *argv);
-		argv[n + words] = NULL;
-		slurm_tool(argv, NULL, NULL);
-		free(argv);
+		char flag[32] = "";
+		if (sig) {
+			snprintf(flag, sizeof flag, "--signal=%s", exec_signal_name(sig));
+			scancel_ids(se->cancels + at, n, "--state=PENDING", NULL);
+		}
+		scancel_ids(se->cancels + at, n, sig ? flag : NULL, "--full");
 	}
 	for (int i = 0; i < se->ncancels; i++)
 		free(se->cancels[i]);
@@ -192,9 +207,9 @@ static void slurm_signal(Executor *ex, Job *job, int sig)
 		return;
 	/* Slurm sends SIGTERM, then SIGKILL after its KillWait: one scancel does both, for every
 	 * job a stop signals at once (an array's elements), on the executor's next turn. A task's
-	 * other stop signal (stop_signal) is sent as such to a job seen running (one pending
-	 * has no command to tell): SIGKILL after kill_grace is then that scancel */
-	int other = sig != SIGTERM && sig != SIGKILL && job->seen_running;
+	 * other stop signal (stop_signal) is sent as such (see cancel_signalled: a job kiln
+	 * saw pending may have started since): SIGKILL after kill_grace is then that scancel */
+	int other = sig != SIGTERM && sig != SIGKILL;
 	se->cancels = xrealloc(se->cancels, (size_t)(se->ncancels + 1) * sizeof *se->cancels);
 	se->cancel_sigs = xrealloc(se->cancel_sigs, (size_t)(se->ncancels + 1) * sizeof *se->cancel_sigs);
 	se->cancel_sigs[se->ncancels] = other ? sig : 0;
