@@ -322,6 +322,10 @@ char *exec_expand_attempt(const char *s, const Job *job);
 void exec_write_all(int fd, const char *s, size_t n);
 /* Writes the log header (command, environment kiln set, attempt) to fd. */
 void exec_write_log_header(int fd, const Job *job);
+/* For a shell-string task run by a job script (job_script.c: one exec fewer than sh -c),
+ * the line saying so under the header, the header's `/bin/sh -c` being what it stands for;
+ * where: "there " on a host, "" on a Slurm node. */
+void exec_write_shell_note(int fd, const Job *job, const char *where);
 /* Opens the job's log file for writing (parents created); returns fd or -1. */
 int exec_open_log(const Job *job);
 

@@ -143,6 +143,13 @@ void exec_write_all(int fd, const char *s, size_t n)
 	}
 }
 
+void exec_write_shell_note(int fd, const Job *job, const char *where)
+{
+	if (task_shell(job->task))
+		dprintf(fd, "# kiln: %sthe command runs as ( eval COMMAND ) in the job script's sh, as sh -c would\n",
+			where);
+}
+
 int exec_open_log(const Job *job)
 {
 	if (mkdirs_parent(job->log_path) != 0)

@@ -139,6 +139,8 @@ task { name = "ret/cancelled", run = "touch started; sleep 120" }
         self.assertIn("retry", out)
         self.assertIn("ret/flaky", [l.split()[2] for l in out.splitlines() if l.startswith("ok ")])
         self.assertIn("failing", self.ws.read(".kiln/logs/ret/fails@1.log"))
+        self.assertIn("# kiln: the command runs as ( eval COMMAND ) in the job script's sh",
+                      self.ws.read(".kiln/logs/ret/fails@1.log"), "the header says how a shell string ran")
 
     def test_cwd_and_optional_outputs_on_slurm(self):
         self.ws.write("data/in.txt", "D\n")

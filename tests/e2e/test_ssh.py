@@ -519,7 +519,7 @@ task { name = "k/envs", hosts = {"v800", "v802"}, outputs = {"envs.txt"}, run = 
         log = self.ws.read(".kiln/logs/k/envs@1.log")
         host = re.search(r"on host (v80\d)", log).group(1)
         self.assertEqual(self.ws.read("envs.txt").strip(), "training" if host == "v802" else "default")
-        self.assertIn("runs as ( eval COMMAND ) in the job's sh", log, "the header says how a shell string ran there")
+        self.assertIn("runs as ( eval COMMAND ) in the job script's sh", log, "the header says how a shell string ran there")
         self.assertNotIn("( eval", self.ws.read(".kiln/logs/k/sh@1.log"), "an argv task ran as its words")
 
     def test_hosts_file_is_named_from_where_kiln_started(self):

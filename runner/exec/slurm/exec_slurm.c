@@ -110,6 +110,7 @@ static int slurm_start(Executor *ex, Job *job)
 	int fd = exec_open_log(job);
 	if (fd >= 0) {
 		exec_write_log_header(fd, job);
+		exec_write_shell_note(fd, job, "");
 		close(fd);
 	}
 	if (job->items_path && map_lists(job) != 0) {

@@ -361,8 +361,7 @@ static int ssh_start(Executor *ex, Job *job)
 		else if (home && home != h)
 			dprintf(fd, "# kiln: its resume state is on host %s, which has not answered for %s (--host-wait, or as "
 				"long as the work kept there took): it starts afresh here\n", home->spec->name, wait);
-		if (task_shell(job->task)) /* job_script.c: one exec fewer a job than sh -c */
-			dprintf(fd, "# kiln: there the command runs as ( eval COMMAND ) in the job's sh, as sh -c would\n");
+		exec_write_shell_note(fd, job, "there ");
 		for (int k = 1; g && k < g->n; k++)
 			dprintf(fd, "# kiln: node %d on host %s\n", k, g->nodes[k]->host->spec->name);
 		if (g)
