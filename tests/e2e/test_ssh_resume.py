@@ -53,7 +53,7 @@ class SshResume(HostWork):
         # the subshell stopped at once, the job looked ended while it still saved)
         self.ws.write("in.txt", "data\n")
         self.ws.write("kiln.lua", """
-task { name = "t", host = "v800", inputs = {"in.txt"}, outputs = {"out.txt"}, resume = {"ckpt.txt"}, timeout = 1,
+task { name = "t", host = "v800", inputs = {"in.txt"}, outputs = {"out.txt"}, resume = {"ckpt.txt"}, timeout = 3,
        kill_grace = 10, retries = 1, retry_on = {"timeout"},
        run = "[ -e ckpt.txt ] && echo resumed from $(cat ckpt.txt); trap 'echo saving; sleep 1; echo saved-$KILN_ATTEMPT > ckpt.txt; echo saved; exit 0' TERM; echo working; sleep 30 & wait" }
 """)
@@ -63,7 +63,7 @@ task { name = "t", host = "v800", inputs = {"in.txt"}, outputs = {"out.txt"}, re
         self.assertEqual(len(logs), 2, logs)
         for log in logs:
             self.assertIn("working\nsaving\nsaved\n", log)
-            self.assertIn("timed out after 1.0s", log)
+            self.assertIn("timed out after 3.0s", log)  # 3 s: the trap set over ssh under load
         self.assertIn("resumed from saved-1", logs[1])
         with open(os.path.join(self.lab.hosts["v800"].workdir(), "ckpt.txt")) as f:
             self.assertEqual(f.read(), "saved-2\n")
