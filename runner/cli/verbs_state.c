@@ -146,19 +146,24 @@ static int follow_there(Options *o, const char *task, const char *path, const Op
 
 /* Whether the attempt logging to `log` has ended though no kiln recorded it: a local
  * attempt's keeper and a Slurm job's script each leave an exit file when it ends (the job
- * writes its log on the shared file system, then that file: .kiln/slurm/TASK@N.exit). */
+ * writes its log on the shared file system, then that file: .kiln/slurm/TASK@N.exit),
+ * unless its system holds the job to run again (a preempted Slurm job, requeued: its
+ * stopped run left the file, the next one appends to the same log). */
 static int ended_unwatched(const char *log, const OpenOf *o)
 {
+	int ended;
 	if (!strcmp(o->executor, "slurm")) {
 		size_t n = strlen(log), dir = strlen(KILN_DIR "/logs/");
 		if (n <= dir + 4 || strncmp(log, KILN_DIR "/logs/", dir) != 0)
 			return 0;
 		char *exit_path = xasprintf(KILN_DIR "/slurm/%.*s.exit", (int)(n - dir - 4), log + dir);
-		int ended = access(exit_path, F_OK) == 0;
+		ended = access(exit_path, F_OK) == 0;
 		free(exit_path);
-		return ended;
+	} else {
+		ended = exec_local_ended(log);
 	}
-	return exec_local_ended(log);
+	const ExecutorKind *kind = exec_kind(o->executor);
+	return ended && !(kind && kind->holds_job && o->job_id[0] && kind->holds_job(o->job_id));
 }
 
 /* kiln log --follow: task's latest log (path), then what is written to it until its attempt
@@ -173,6 +178,7 @@ static void follow_log(Options *o, Cache *c, const char *task, const char *path)
 	if (!f)
 		fatal("cannot read %s: %s", following, strerror(errno));
 	int64_t ended_at = 0;
+	unsigned turn = 0;
 	OpenOf where = {following, "", "", ""};
 	cache_each_open_job(c, find_open, &where);
 	for (;;) {
@@ -204,7 +210,8 @@ static void follow_log(Options *o, Cache *c, const char *task, const char *path)
 			follow_there(o, task, following, &where);
 			break;
 		}
-		if (!found || stands == ATTEMPT_ENDED || ended_unwatched(following, &where)) {
+		/* its exit file's reading asks Slurm, so once a second (the loop's fifth turn) */
+		if (!found || stands == ATTEMPT_ENDED || (++turn % 5 == 0 && ended_unwatched(following, &where))) {
 			if (!ended_at)
 				ended_at = now_mono_ns();
 			else if (now_mono_ns() - ended_at > FOLLOW_RETRY_WAIT_NS)

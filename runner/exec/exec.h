@@ -203,6 +203,10 @@ typedef struct {
 	 * in err. NULL: the log is here (local) or on the shared file system (Slurm). */
 	int (*follow_log)(const Graph *g, const char *state_dir, const char *host, const char *job_id, long long skip,
 			  Buf *err);
+	/* `kiln log -f` with no kiln at work: 1 when its system holds job_id to run, now or
+	 * again (Slurm: running, pending, requeued after a preemption, whose job script left
+	 * the exit file of the stopped run), as asked there now. NULL: its end is final. */
+	int (*holds_job)(const char *job_id);
 	/* Makes the executor for a run, or NULL with a message (a tool missing). */
 	Executor *(*make)(const ExecSetup *setup, Buf *err);
 } ExecutorKind;

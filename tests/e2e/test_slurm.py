@@ -215,6 +215,37 @@ end
             self.assertEqual(self.ws.read("t%d.txt" % i), "done\n")
         self.assertEqual(self.kiln("run", "--executor", "slurm").ran, set())
 
+    def test_log_f_with_no_kiln_follows_a_requeued_job_through_its_second_run(self):
+        # preempted with requeue while no kiln is at work: the stopped run's job script left its
+        # exit file ("143 stopped"), yet Slurm holds the job to run again under its id, appending
+        # to the same log; -f waits for that run's end, and the next kiln takes its success
+        self.ws.write("kiln.lua", 'task { name = "rqf/t", outputs = {"done.txt"}, run = "echo run ${SLURM_RESTART_COUNT:-0}; '
+                      'if [ -n \\"$SLURM_RESTART_COUNT\\" ]; then echo finished > done.txt; echo finished; exit 0; fi; '
+                      'touch started; sleep 600" }\n')
+        p = self.slurm_run()
+        self.assertTrue(wait_for(lambda: self.ws.exists("started"), 60))
+        p.kill()
+        p.communicate()
+        env = dict(self.ws.env(), SLURM_CONF=STATE["conf"])
+        job = self.ws.query("SELECT job_id FROM attempts WHERE task = 'rqf/t'")[0][0]
+        subprocess.run(["scontrol", "requeue", job], check=True, env=env)
+        self.assertTrue(wait_for(lambda: self.ws.exists(".kiln/slurm/rqf/t@1.exit"), 30), "the stopped run's exit file")
+        self.assertIn("stopped", self.ws.read(".kiln/slurm/rqf/t@1.exit"))
+        kiln = os.environ.get("KILN") or os.path.join(HERE, "../../build/kiln")
+        f = subprocess.Popen([kiln, "log", "-f", "rqf/t"], cwd=self.ws.dir, env=env, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        time.sleep(5)  # (Slurm holds a requeued job back a while: see the test below)
+        self.assertIsNone(f.poll(), "-f went on following the requeued job")
+        subprocess.run(["scontrol", "update", "jobid=" + job, "StartTime=now"], check=True, env=env)
+        out, _ = f.communicate(timeout=90)
+        self.assertEqual(f.returncode, 0, out)
+        self.assertIn("run 0\n", out)
+        self.assertIn("run 1\nfinished\n", out)
+        r = self.kiln("run", "--executor", "slurm")
+        self.assertEqual(r.rc, 0, r)
+        self.assertIn("attached to Slurm job", r.out)
+        self.assertEqual(self.ws.read(".kiln/logs/rqf/t@1.log").count("\nfinished\n"), 1, "ran to its end once")
+
     def test_a_job_submitted_right_before_a_kill_9_never_runs_beside_the_next_attempt(self):
         # killed the moment the cluster has the job, before its id was committed: no kiln
         # knows that job, so it must not run; the next kiln submits the task again

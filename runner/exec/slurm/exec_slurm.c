@@ -441,4 +441,5 @@ static Executor *slurm_new(const ExecSetup *cfg, Buf *err)
 extern const ExecutorKind exec_slurm_kind;
 const ExecutorKind exec_slurm_kind = {.name = "slurm", .about = "a Slurm cluster: batch jobs, a job array per grid (slurm{} says where)",
 				      .block = "slurm", .read_block = slurm_read_block, .queue_status = slurm_queue_status,
+				      .holds_job = slurm_holds_job,
 				      .make = slurm_new};

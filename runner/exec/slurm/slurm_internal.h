@@ -88,5 +88,8 @@ const char *slurm_reason_gloss(const char *reason);
 /* The table's queue_status (exec.h): the open Slurm attempts an earlier kiln left, by state
  * and pending reason, as squeue has them now. */
 void slurm_queue_status(Cache *c, Buf *out);
+/* ExecutorKind.holds_job: squeue lists job_id pending, requeued, configuring, running,
+ * suspended or resizing. */
+int slurm_holds_job(const char *job_id);
 
 #endif

@@ -444,3 +444,20 @@ void slurm_queue_status(Cache *c, Buf *out)
 	buf_free(&o.ids);
 	buf_free(&o.masters);
 }
+
+int slurm_holds_job(const char *job_id)
+{
+	static const char *const held[] = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING",
+					   "RUNNING", "SUSPENDED", "RESIZING", NULL};
+	Buf said = {0};
+	char *argv[] = {"squeue", "-h", "-j", (char *)job_id, "-o", "%T", NULL};
+	int holds = 0;
+	if (slurm_tool(argv, &said, NULL) == 0) { /* a job Slurm no longer knows: an error, not held */
+		const char *state = buf_str(&said);
+		size_t n = strcspn(state, "\n");
+		for (int i = 0; held[i] && !holds; i++)
+			holds = strlen(held[i]) == n && !strncmp(state, held[i], n);
+	}
+	buf_free(&said);
+	return holds;
+}
