@@ -159,6 +159,81 @@ static long long proc_stat_field(pid_t pid, int want)
 
 long long os_process_start(pid_t pid) { return proc_stat_field(pid, 22); }
 
+/* Whether process pid is a torchrun agent, by its command line: torchrun (or python
+ * .../torchrun), or python [options] -m torch.distributed.run (or .launch). */
+static int is_torchrun_agent(pid_t pid)
+{
+	char path[64], text[4096];
+	snprintf(path, sizeof path, "/proc/%d/cmdline", (int)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	ssize_t n = read(fd, text, sizeof text - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	text[n] = 0;
+	const char *words[8];
+	int nw = 0;
+	for (const char *w = text; w < text + n && nw < 8; w += strlen(w) + 1)
+		words[nw++] = w;
+	for (int i = 0; i < nw && i < 2; i++) { /* the program, or the script python runs */
+		const char *base = strrchr(words[i], '/');
+		if (!strcmp(base ? base + 1 : words[i], "torchrun"))
+			return 1;
+	}
+	for (int i = 1; i + 1 < nw && words[i][0] == '-'; i++) /* python's options, then -m */
+		if (!strcmp(words[i], "-m"))
+			return !strcmp(words[i + 1], "torch.distributed.run") ||
+			       !strcmp(words[i + 1], "torch.distributed.launch");
+	return 0;
+}
+
+int os_signal_group(pid_t pgid, int sig)
+{
+	DIR *proc = sig == SIGKILL || sig == 0 ? NULL : opendir("/proc");
+	if (!proc)
+		return kill(-pgid, sig);
+	pid_t (*members)[2] = NULL; /* pid, parent */
+	int n = 0, cap = 0;
+	for (struct dirent *e; (e = readdir(proc));) {
+		if (e->d_name[0] < '1' || e->d_name[0] > '9')
+			continue;
+		pid_t pid = (pid_t)atoi(e->d_name);
+		if (proc_stat_field(pid, 5) != (long long)pgid)
+			continue;
+		if (n == cap)
+			members = xrealloc(members, (size_t)(cap = cap ? 2 * cap : 16) * sizeof *members);
+		members[n][0] = pid;
+		members[n++][1] = (pid_t)proc_stat_field(pid, 4);
+	}
+	closedir(proc);
+	pid_t agents[16];
+	int nagents = 0;
+	for (int i = 0; i < n && nagents < 16; i++)
+		if (is_torchrun_agent(members[i][0]))
+			agents[nagents++] = members[i][0];
+	int rc = 0;
+	if (!nagents) {
+		rc = kill(-pgid, sig);
+	} else {
+		int reached = 0;
+		for (int i = 0; i < n; i++) {
+			int worker = 0;
+			for (int a = 0; a < nagents && !worker; a++)
+				worker = members[i][1] == agents[a];
+			if (!worker && kill(members[i][0], sig) == 0)
+				reached++;
+		}
+		if (!reached) {
+			rc = -1;
+			errno = ESRCH;
+		}
+	}
+	free(members);
+	return rc;
+}
+
 /* Whether process pid holds one of paths open or mapped: 1, 0, or -1 when it cannot be told. */
 static int process_uses(pid_t pid, const char *const *paths, int npaths)
 {

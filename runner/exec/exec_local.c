@@ -405,7 +405,7 @@ static void local_signal(Executor *ex, Job *job, int sig)
 {
 	(void)ex;
 	if (job->pid > 0) { /* the attempt's process group (its keeper stays outside it) */
-		if (os_signal(-job->pid, sig) == 0)
+		if (os_signal_group(job->pid, sig) == 0)
 			job->stop_landed = 1; /* none there (ESRCH): it had ended by itself */
 		if (sig != SIGKILL)
 			os_signal(-job->pid, SIGCONT); /* a stopped group must wake to see its stop signal */

@@ -90,6 +90,44 @@ dist.destroy_process_group()
 
 # a script with its own rank arguments (as ImageNet-style trainers take them): all-reduces
 # rank + 1 over gloo; --fail R makes rank R give up after joining the group
+# a DDP trainer written by hand that saves only when interrupted (Ctrl-C: KeyboardInterrupt
+# in each worker), rank 0 taking a while over it; one ledger line per step, resumed from its save
+INTERRUPT_TRAINER = r"""
+import os, sys, time, torch, torch.distributed as dist
+dist.init_process_group("gloo")
+rank = dist.get_rank()
+model = torch.nn.Linear(8, 1)
+ddp = torch.nn.parallel.DistributedDataParallel(model)
+opt = torch.optim.SGD(ddp.parameters(), lr=0.01)
+step = 0
+if os.path.exists("ckpt.pt"):
+    saved = torch.load("ckpt.pt")
+    model.load_state_dict(saved["model"])
+    step = saved["step"]
+    print("rank", rank, "resumed from step", step, flush=True)
+try:
+    while step < 30:
+        loss = ddp(torch.randn(16, 8)).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if rank == 0:
+            with open("ledger", "a") as f:
+                f.write("step %d\n" % (step + 1))
+        step += 1  # (a Ctrl-C between the two: the step is done again, not skipped)
+        time.sleep(0.1)
+except KeyboardInterrupt:
+    if rank == 0:
+        print("interrupted: saving at step", step, flush=True)
+        time.sleep(0.5)  # a big model's save
+        torch.save({"model": model.state_dict(), "step": step}, "ckpt.tmp")
+        os.replace("ckpt.tmp", "ckpt.pt")
+        print("saved", flush=True)
+    sys.exit(0)
+if rank == 0:
+    torch.save(model.state_dict(), "model.pt")
+"""
+
 AR_SCRIPT = r"""
 import argparse, os, sys, torch, torch.distributed as dist
 p = argparse.ArgumentParser()
@@ -200,6 +238,30 @@ class Torchrun(KilnTestCase):
         self.assertEqual(epochs(), list(range(10)), "no epoch ran twice, none was skipped")
         self.assertNotIn("Resuming", self.ws.read(".kiln/logs/ddp@3.log"))
         self.assertEqual(self.ws.kiln("run").ran, set())
+
+    def test_a_ctrl_c_reaches_each_worker_once_through_torchrun_and_its_save_lands(self):
+        # stop_signal = "INT": kiln tells torchrun, which tells its workers; not the workers
+        # too, or their second KeyboardInterrupt cuts short the save the first began
+        self.ws.write("train.py", INTERRUPT_TRAINER)
+        self.ws.write("kiln.lua", 'task { name = "ddp", inputs = {"train.py"}, outputs = {"model.pt"}, resume = {"ckpt.pt"}, '
+                      'stop_signal = "INT", torchrun = { nproc = 2 }, run = { "%s", "train.py" } }\n' % PYTHON)
+        def steps():
+            return [int(l.split()[1]) for l in self.ws.read("ledger").splitlines()] if self.ws.exists("ledger") else []
+        p = self.ws.spawn("run", "--cpus", "2")
+        self.assertTrue(wait_for(lambda: len(steps()) >= 4, timeout=120), "training got going")
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=120)
+        self.assertEqual(p.returncode, 130, out + err)
+        log = self.ws.read(".kiln/logs/ddp@1.log")
+        self.assertIn("interrupted: saving at step", log)
+        self.assertIn("saved\n", log, "the save was not cut short")
+        self.assertEqual(log.count("KeyboardInterrupt"), 0, "no worker was interrupted twice")
+        saved = int(log.split("interrupted: saving at step ")[1].split()[0])
+        r = self.ws.kiln("run", "--cpus", "2", timeout=300)
+        self.assertEqual(r.rc, 0, r)
+        self.assertIn("rank 0 resumed from step %d" % saved, self.ws.read(".kiln/logs/ddp@2.log"))
+        self.assertEqual(sorted(set(steps())), list(range(1, 31)), "none was skipped")
+        self.assertLessEqual(len(steps()), 31, "at most the step in flight ran twice: %s" % steps())
 
     def test_ranks_all_reduce_through_gloo_and_a_failing_rank_stops_the_others(self):
         self.ws.write("ar.py", AR_SCRIPT)

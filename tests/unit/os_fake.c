@@ -297,6 +297,7 @@ int os_signal(pid_t pid, int sig)
 	return 0;
 }
 
+int os_signal_group(pid_t pgid, int sig) { return os_signal(-pgid, sig); }
 int os_become_subreaper(void) { return 0; }
 int os_program_found(const char *name) { (void)name; return 1; }
 int os_group_freeze(pid_t pgid, int timeout_ms) { (void)pgid, (void)timeout_ms; return -1; }

@@ -8,6 +8,7 @@
 
 #include "../../base/hash.h"
 #include "../../base/keytable.h"
+#include "../../base/os.h"
 #include "../../base/graph.h"
 #include "../../base/pool.h"
 #include "../../base/untar.h"
@@ -19,7 +20,10 @@
 int __wrap___snprintf_chk(char *s, size_t maxlen, int flag, size_t slen, const char *format, ...);
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 
 static void count_visit(void *ctx, size_t i) { atomic_fetch_add(&((_Atomic int *)ctx)[i], 1); }
 
@@ -160,9 +164,51 @@ static void test_untar(void)
 	remove_tree(dir);
 }
 
+/* A stop reaches each process of a group once. A group led by a torchrun agent (here a
+ * script called torchrun, forwarding SIGTERM to its two workers as torchrun does): the
+ * workers are left to it, each told once, not twice (once by it, once by the group). */
+static void test_signal_group(void)
+{
+	char dir[] = "/tmp/kiln-unit-sig-XXXXXX";
+	CHECK(mkdtemp(dir) != NULL);
+	char *agent = xasprintf("%s/torchrun", dir), *worker = xasprintf("%s/worker", dir);
+	const char *agent_text = "trap 'kill -TERM $a $b' TERM\n"
+				 "sh \"$(dirname \"$0\")/worker\" a & a=$!\nsh \"$(dirname \"$0\")/worker\" b & b=$!\n"
+				 "while kill -0 $a 2>/dev/null || kill -0 $b 2>/dev/null; do sleep 0.02; done\n";
+	const char *worker_text = "cd \"$(dirname \"$0\")\"; trap 'echo term >> told.$1' TERM; touch ready.$1\n"
+				  "while :; do sleep 0.02; done\n";
+	CHECK(write_file_atomic(agent, agent_text, strlen(agent_text)) == 0);
+	CHECK(write_file_atomic(worker, worker_text, strlen(worker_text)) == 0);
+	pid_t pid = fork();
+	if (pid == 0) {
+		setpgid(0, 0);
+		execl("/bin/sh", "sh", agent, (char *)NULL);
+		_exit(127);
+	}
+	CHECK(pid > 0);
+	char *ready_a = xasprintf("%s/ready.a", dir), *ready_b = xasprintf("%s/ready.b", dir);
+	for (int i = 0; i < 500 && (access(ready_a, F_OK) || access(ready_b, F_OK)); i++)
+		usleep(10000);
+	CHECK(os_signal_group(pid, SIGTERM) == 0);
+	usleep(500000); /* each worker's trap has run, a second one would have too */
+	for (const char *w = "ab"; *w; w++) {
+		char *told = xasprintf("%s/told.%c", dir, *w);
+		size_t len = 0;
+		char *text = read_file(told, &len);
+		CHECK(text && !strcmp(text, "term\n"));
+		free(text);
+		free(told);
+	}
+	kill(-pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	free(ready_a), free(ready_b), free(agent), free(worker);
+	remove_tree(dir);
+}
+
 int main(void)
 {
 	test_untar();
+	test_signal_group();
 	CHECK(parse_duration("30") == 30);
 	CHECK(parse_duration("90s") == 90);
 	CHECK(parse_duration("5m") == 300);
