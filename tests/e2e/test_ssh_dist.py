@@ -45,6 +45,38 @@ class SshDist(sshhosts.SshCase, KilnTestCase):
         self.assertEqual(r.rc, 0, r)
         self.assertEqual(self.ws.read("o.txt"), "2 3", "two ranks all-reduced 1 + 2")
 
+    @unittest.skipIf(NO_TORCH, NO_TORCH)
+    def test_a_ctrl_c_reaches_each_torchrun_worker_on_a_host_once(self):
+        # as locally (test_torchrun): torchrun passes stop_signal's SIGINT on to its workers;
+        # from the job's group too, the save of rank 0 would be cut short by a second one
+        import test_torchrun
+        self.ws.write("train.py", test_torchrun.INTERRUPT_TRAINER)
+        self.ws.write("kiln.lua", 'task { name = "tr/int", host = "v800", inputs = {"train.py"}, outputs = {"model.pt"}, '
+                      'resume = {"ckpt.pt"}, cpus = 2, stop_signal = "INT", torchrun = { nproc = 2 }, '
+                      'run = { "%s", "train.py" } }\n' % PYTHON)
+        ledger = os.path.join(self.lab.hosts["v800"].workdir(), "ledger")
+        def steps():
+            if not os.path.exists(ledger):
+                return []
+            with open(ledger) as f:
+                return [int(line.split()[1]) for line in f]
+        p = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua")
+        if not wait_for(lambda: len(steps()) >= 4, timeout=120):
+            p.kill()
+            self.fail("training got going: %s %s" % p.communicate())
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=120)
+        self.assertEqual(p.returncode, 130, out + err)
+        log = self.ws.read(".kiln/logs/tr/int@1.log")
+        self.assertIn("saved\n", log, "the save was not cut short")
+        self.assertNotIn("KeyboardInterrupt", log, "no worker was interrupted twice")
+        saved = int(log.split("interrupted: saving at step ")[1].split()[0])
+        r = self.kiln(timeout=300)
+        self.assertEqual(r.rc, 0, r)
+        self.assertIn("rank 0 resumed from step %d" % saved, self.ws.read(".kiln/logs/tr/int@2.log"))
+        self.assertEqual(sorted(set(steps())), list(range(1, 31)), "none was skipped")
+        self.assertLessEqual(len(steps()), 31, "at most the step in flight ran twice: %s" % steps())
+
     # a shard's worker: in list order, one item at a time, each noted in the host's ledger
     MAP_WORKER = ('while read it; do sleep $SLEEP; echo "$it $KILN_HOST" >> $HOME/ledger.txt; '
                   'tr a-z A-Z < in/$it.txt > out/$it.tmp && mv out/$it.tmp out/$it.txt; done < "$1"\n')

@@ -420,6 +420,16 @@ static int ssh_reap(Executor *ex, Job **out, int max)
 	return n;
 }
 
+/* kiln_kill SIG PGID there: each process of the job's group once, as os_signal_group does
+ * here: where a torchrun agent is among them, its workers are left to it (it passes the
+ * signal on itself). Without ps (or no agent): the group's signal. */
+#define SSH_KILL_FN \
+	"kiln_kill() { w=$(ps -ww -eo pid=,ppid=,pgid=,args= 2>/dev/null | awk -v g=\"$2\" '$3 == g { p[$1] = $2; " \
+	"for (i = 4; i <= 5 && i <= NF; i++) { n = split($i, a, \"/\"); if (a[n] == \"torchrun\") t[$1] = 1 } " \
+	"for (i = 5; i < NF && $i ~ /^-/; i++) if ($i == \"-m\" && $(i + 1) ~ /^torch\\.distributed\\.(run|launch)$/) " \
+	"t[$1] = 1 } END { for (k in t) any = 1; if (any) for (k in p) if (!(p[k] in t)) printf \"%s \", k }'); " \
+	"if [ -n \"$w\" ]; then kill -$1 $w 2>/dev/null; else kill -$1 -\"$2\" 2>/dev/null; fi; }\n"
+
 void ssh_signal_remote(SshExec *se, Remote *rm, int sig)
 {
 	if (rm->phase != PH_RUN) { /* a local step: the copy or the unpacking */
@@ -430,13 +440,14 @@ void ssh_signal_remote(SshExec *se, Remote *rm, int sig)
 	rm->signalled = sig;
 	Buf b = {0};
 	ssh_job_set_dir(&b, rm->host, rm->id);
+	buf_puts(&b, SSH_KILL_FN);
 	/* a job not started yet is claimed, so its start starts nothing; one whose start won the
 	 * claim is stopped before it starts the job (kiln_stopped), or is starting it: its pid
 	 * comes. No "--": dash's kill takes the group as the word after the signal */
 	buf_printf(&b, "if [ ! -s \"$J/pid\" ]; then mkdir -p \"$J\" && kiln_claim \"$J\" stop && exit 0; i=0; "
 		       "while [ ! -s \"$J/pid\" ] && [ ! -s \"$J/claim\" ] && [ $i -lt 3000 ]; do "
 		       "kiln_stopped \"$J\" && exit 0; sleep 0.1; i=$((i + 1)); done; fi; "
-		       "read p 2>/dev/null < \"$J/pid\" && kill -%s -\"$p\" 2>/dev/null; true",
+		       "read p 2>/dev/null < \"$J/pid\" && kiln_kill %s \"$p\"; true",
 		   exec_signal_name(sig));
 	pid_t pid = ssh_spawn(rm->host, buf_str(&b), -1, -1);
 	buf_free(&b);
