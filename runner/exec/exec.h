@@ -111,6 +111,9 @@ struct Executor {
 	/* 1: the scheduler enforces timeouts (SIGTERM, then SIGKILL after the grace period,
 	 * through signal()); 0: the executor's system does (Slurm's --time). */
 	int kiln_timeouts;
+	/* What the stopping line adds when its jobs run (Slurm: SIGKILL comes with its
+	 * scancel, after the cluster's KillWait), or NULL. */
+	const char *stop_note;
 	/* 1: {port}s are reserved here by the scheduler; 0: the job finds its own (Slurm). */
 	int kiln_ports;
 	/* 1: jobs are recorded with job_id and key so a later kiln re-attaches (adopt). */

@@ -622,14 +622,17 @@ int sched_run(Graph *g, const SchedOptions *o, SchedSummary *sum)
 			if (!again && r.nrunning && sig != SIGHUP) { /* the grace period, in words (the line says it too) */
 				int64_t most = 0; /* a task's kill_grace may be longer than --kill-grace */
 				int own = 0;      /* and its stop_signal another than SIGTERM */
+				const char *note = NULL; /* and an executor's own way (Slurm's KillWait) */
 				for (const Job *j = r.running; j; j = j->next) {
 					most = j->grace_ns > most ? j->grace_ns : most;
 					own |= sched_stop_signal(j) != SIGTERM;
+					note = j->ex->stop_note ? j->ex->stop_note : note;
 				}
 				status_print(&r.st, "stopping", "%d running task%s: SIGTERM%s now, SIGKILL after %g s%s or at a "
-					     "second Ctrl-C", r.nrunning, r.nrunning == 1 ? "" : "s",
+					     "second Ctrl-C%s%s%s", r.nrunning, r.nrunning == 1 ? "" : "s",
 					     own ? " (another signal where a task's stop_signal says)" : "", o->kill_grace_sec,
-					     most > (int64_t)(o->kill_grace_sec * 1e9) ? " (longer where a task's kill_grace says)" : "");
+					     most > (int64_t)(o->kill_grace_sec * 1e9) ? " (longer where a task's kill_grace says)" : "",
+					     note ? " (" : "", note ? note : "", note ? ")" : "");
 			}
 			stop_all(&r, again ? SIGKILL : SIGTERM, sig == SIGHUP && !again);
 		}

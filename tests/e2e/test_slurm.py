@@ -322,8 +322,9 @@ end
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.assertTrue(wait_for(lambda: self.ws.exists("started"), 30))
         p.send_signal(signal.SIGINT)
-        p.communicate(timeout=60)
+        out, _ = p.communicate(timeout=60)
         self.assertEqual(p.returncode, 130)
+        self.assertIn("(a Slurm job's: after the cluster's KillWait, from its scancel)", out)
         def state(run=1):  # job names carry the run id: kiln-<run>-<task>
             return subprocess.run(["squeue", "-h", "-t", "all", "-o", "%T", "--name", "kiln-%d-int/long" % run],
                                   capture_output=True, text=True, env=env).stdout.split()

@@ -419,6 +419,7 @@ static Executor *slurm_new(const ExecSetup *cfg, Buf *err)
 	*ex = (Executor){
 		.name = "slurm",
 		.title = "Slurm",
+		.stop_note = "a Slurm job's: after the cluster's KillWait, from its scancel",
 		.reattaches = 1,
 		.workspace_files = 1,
 		.detach = slurm_detach,
