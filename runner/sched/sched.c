@@ -373,6 +373,7 @@ static void job_ended(Run *r, Job *job)
 		Buf err = {0};
 		int recorded = record_success(r, t, attempt_id, dur, job->log_path, &err);
 		if (recorded == 0) {
+			r->sum->taken_up += job->adopted;
 			buf_free(&err);
 			free_job(job);
 			return;

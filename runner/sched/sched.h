@@ -27,6 +27,7 @@ typedef struct {
 
 typedef struct {
 	int total, ran, up_to_date, restored, failed, not_run;
+	int taken_up;          /* of ran: done by attempts an earlier kiln started, re-attached */
 	double gpu_wait_sec;   /* time tasks spent waiting for a GPU, summed */
 	double gpu_wait_max_sec; /* the longest one task waited */
 	int gpu_waiters;       /* tasks that waited for a GPU */

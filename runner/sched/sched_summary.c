@@ -99,8 +99,11 @@ void sched_print_summary(Run *r, SchedSummary *s)
 	if (r->state_error)
 		printf("kiln: %s\n", r->state_error);
 	print_failures(r->failures, r->nfailures);
-	printf("kiln: %d task%s: %d ran, %d up to date, %d restored, %d failed, %d not run, in %s\n", s->total,
-	       s->total == 1 ? "" : "s", s->ran, s->up_to_date, s->restored, s->failed, s->not_run, wall);
+	char taken[96] = ""; /* a rerun after a killed kiln: what ran once, in the jobs it left */
+	if (s->taken_up)
+		snprintf(taken, sizeof taken, " (%d in attempts an earlier kiln started, re-attached)", s->taken_up);
+	printf("kiln: %d task%s: %d ran%s, %d up to date, %d restored, %d failed, %d not run, in %s\n", s->total,
+	       s->total == 1 ? "" : "s", s->ran, taken, s->up_to_date, s->restored, s->failed, s->not_run, wall);
 	if (s->gpu_wait_sec > 0) { /* summed over tasks that waited side by side: it can exceed the run's time */
 		char waited[32], longest[32];
 		format_duration(s->gpu_wait_sec, waited, sizeof waited);

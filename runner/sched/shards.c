@@ -30,6 +30,7 @@ typedef struct ShardRun {
 	int caught_up;    /* of those, what a re-attached attempt had made before this kiln
 			     looked (while no kiln watched): not made at this run's rate */
 	int attached;     /* re-attached, and its first look at the outputs not yet taken */
+	int reattached;   /* its attempt is one an earlier kiln started (its items: taken up) */
 	int unwatched;    /* pending[0..unwatched) had their outputs at that first look */
 	int64_t started_ns; /* its first start in this run (or that first look), 0 before */
 	Task **later;     /* pending items a re-attached attempt does not list, or whose inputs
@@ -196,6 +197,7 @@ char *shard_prepare(Run *r, Task *runner, int attempt, int reattach, Buf *err)
 	struct stat st;
 	s->listed_ns = old && stat(path, &st) == 0 ? (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec : 0;
 	s->redone = 0;
+	s->reattached = old != NULL;
 	if (old) {
 		follow_listed_order(s, old);
 		s->attached = 1;
@@ -294,6 +296,8 @@ static void record_pending(Run *r, ShardRun *s, int k)
 	record_item(r, s->pending[k]);
 	if (s->ran > ran && k < s->unwatched)
 		s->caught_up++;
+	if (s->ran > ran && s->reattached)
+		r->sum->taken_up++;
 }
 
 /* The index of the last pending item not yet recorded whose output is there, or -1. */

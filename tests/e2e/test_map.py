@@ -70,7 +70,8 @@ class Map(KilnTestCase):
         items = [line.split()[0] for line in self.ledger()]
         self.assertLessEqual(len(items) - len(set(items)), 4, "at most the item in flight per shard ran twice")
         # items print progress, not an "ok" line each: the summary counts them
-        self.assertIn("kiln: 202 tasks: %d ran, %d up to date" % (200 - recorded + 2, recorded), r.out)
+        self.assertRegex(r.out, r"kiln: 202 tasks: %d ran( \(\d+ in attempts an earlier kiln started, re-attached\))?, "
+                                r"%d up to date" % (200 - recorded + 2, recorded))
         self.assertEqual(self.ws.read("all.txt").strip(), "200")
         for i in range(1, 201):
             self.assertEqual(self.ws.read("out/%04d.txt" % i), "caption of %04d\n" % i)
@@ -102,6 +103,11 @@ class Map(KilnTestCase):
         self.assertIn("attached to local job", r.out)
         runs = len(self.ledger())
         self.assertLessEqual(runs, n + 2, "at most one item per shard runs twice")
+        # the summary says where the items it counts ran: in the shards the killed kiln left
+        taken = re.search(r"kiln: %d tasks: (\d+) ran \((\d+) in attempts an earlier kiln started, re-attached\)"
+                          % (n + 2), r.out)
+        self.assertTrue(taken, r.out)
+        self.assertEqual(int(taken.group(1)), int(taken.group(2)) + 2, "all but the map's group and `all`: " + r.out)
         self.assertEqual(self.recorded(), n)
         self.assertEqual(self.ws.read("all.txt").strip(), str(n))
         for i in range(1, n + 1):

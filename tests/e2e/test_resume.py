@@ -165,6 +165,7 @@ class Resume(KilnTestCase):
         r = self.ws.kiln("run")
         self.assertEqual(r.rc, 0, r)
         self.assertIn("t: attached to local job", r.out)
+        self.assertIn("1 ran (1 in attempts an earlier kiln started, re-attached)", r.out)
         self.assertEqual(self.ws.read("ledger"), "start\n", "started once in all")
         self.assertEqual(self.ws.read("t.txt"), "done\n")
         self.assertEqual(self.ws.kiln("run").ran, set())
