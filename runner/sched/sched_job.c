@@ -41,6 +41,22 @@ static int task_sets_env(const Task *t, const char *name)
 	return 0;
 }
 
+/* Whether t's command runs torchrun: kiln's (torchrun = {}), or its own line's. */
+static int runs_torchrun(const Task *t)
+{
+	static const char *const names[] = {"torchrun", "torch.distributed.run", "torch.distributed.launch", NULL};
+	if (t->opts->torchrun)
+		return 1;
+	for (int n = 0; names[n]; n++) {
+		if (task_shell(t) && strstr(task_shell(t), names[n]))
+			return 1;
+		for (int i = 0; !task_shell(t) && task_word(t, i); i++)
+			if (strstr(task_word(t, i), names[n]))
+				return 1;
+	}
+	return 0;
+}
+
 Job *sched_new_job(Run *r, Task *t, Executor *ex, const char *key, const int *ids, const int *ports, int nports)
 {
 	const SchedOptions *o = r->o;
@@ -69,6 +85,13 @@ Job *sched_new_job(Run *r, Task *t, Executor *ex, const char *key, const int *id
 	 * buffer unwritten: the log lacks its last lines, and shows none while it runs */
 	if (!getenv("PYTHONUNBUFFERED") && !task_sets_env(t, "PYTHONUNBUFFERED"))
 		job->env[nenv++] = xstrdup("PYTHONUNBUFFERED=1");
+	/* torchrun 1.13 looks at its workers every 5 s (0.1 s from PyTorch 2.3): a run whose
+	 * workers have finished waits for that look, and a stop within it finds the run
+	 * interrupted and throws its work away. Its option through its environment (PET_*),
+	 * which the task's key does not hold: the same key as ever, and a user's own torchrun
+	 * line gets it too */
+	if (runs_torchrun(t) && !getenv("PET_MONITOR_INTERVAL") && !task_sets_env(t, "PET_MONITOR_INTERVAL"))
+		job->env[nenv++] = xstrdup("PET_MONITOR_INTERVAL=0.5");
 	if (ex->local_slots) /* this machine's: its devices leased by the scheduler (ids) */
 		snprintf(job->lease.host, sizeof job->lease.host, "%s", os_hostname());
 	for (int i = 0; ids && i < t->opts->gpus && i < 64; i++)

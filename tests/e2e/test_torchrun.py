@@ -204,6 +204,16 @@ class Torchrun(KilnTestCase):
         r = self.ws.kiln("run", timeout=300)
         self.assertEqual(r.rc, 0, r)
         self.assertEqual(self.ws.read("o.txt").split()[0], "2")
+        # torchrun looks at its workers every half second, not 1.13's 5 s (a finished run
+        # waited for that look, and a stop then threw its work away); a task's own torchrun
+        # line gets it too, and the keys stay as they were (the environment, not the argv)
+        self.assertIn("PET_MONITOR_INTERVAL=0.5", self.ws.read(".kiln/logs/sh@1.log"))
+        self.ws.write("bin/torchrun", '#!/bin/sh\necho "$PET_MONITOR_INTERVAL" > pet.txt\n')
+        os.chmod(self.ws.path("bin/torchrun"), 0o755)
+        self.ws.write("kiln.lua", 'task { name = "own", outputs = {"pet.txt"}, run = {"bin/torchrun", "train.py"} }\n')
+        r = self.ws.kiln("run")
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(self.ws.read("pet.txt"), "0.5\n")
 
     def test_a_snapshot_trainer_resumes_after_ctrl_c_and_is_reattached_after_kill_9(self):
         self.ws.write("train.py", SNAPSHOT_TRAINER)
