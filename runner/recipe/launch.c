@@ -222,6 +222,10 @@ static int free_port(void)
  * once, so the one that failed first is named, not a peer that lost it a moment later. */
 static int child_pipe = -1;
 
+/* The stop signals a launcher outlives (exec.h's EXEC_STOP_SIGNALS), and the last one seen. */
+static const int stop_signals[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
+static volatile sig_atomic_t stopped;
+
 static void on_child(int sig)
 {
 	(void)sig;
@@ -229,6 +233,12 @@ static void on_child(int sig)
 	if (write(child_pipe, "x", 1) < 0) { /* full: the loop is awake anyway */
 	}
 	errno = saved;
+}
+
+static void on_stop(int sig)
+{
+	stopped = sig;
+	on_child(sig); /* wakes the loop */
 }
 
 int launch_main(int argc, char **argv)
@@ -294,6 +304,14 @@ int launch_main(int argc, char **argv)
 	sa.sa_handler = on_child;
 	sa.sa_flags = SA_RESTART;
 	sigaction(SIGCHLD, &sa, NULL);
+	/* A stop (kiln's, Slurm's, a Ctrl-C) signals the ranks' whole group, this launcher with
+	 * them: it lives on, relaying what they print while they save (dead, it would leave them
+	 * writing into a closed pipe, their save cut short), and a rank that fails meanwhile
+	 * does not make it stop the others, who are saving. The ranks start with the defaults. */
+	sa.sa_handler = on_stop;
+	sa.sa_flags = 0;
+	for (size_t i = 0; i < sizeof stop_signals / sizeof *stop_signals; i++)
+		sigaction(stop_signals[i], &sa, NULL);
 	Rank *ranks = xcalloc((size_t)world, sizeof *ranks);
 	int failed = -1, running = 0;
 	for (int r = 0; r < world; r++)
@@ -310,6 +328,7 @@ int launch_main(int argc, char **argv)
 	}
 	struct pollfd *fds = xcalloc((size_t)world + 1, sizeof *fds);
 	int64_t stop_at = 0, killed = 0;
+	int said_stopped = 0;
 	int suspect = -1;         /* a failed rank that blames a lost peer: named unless the cause shows */
 	int64_t suspect_until = 0;
 	char buf[65536];
@@ -367,7 +386,12 @@ int launch_main(int argc, char **argv)
 						ranks[r].fd = -1;
 					}
 				}
-		if (failed >= 0 && running && !stop_at) { /* the others cannot finish without it */
+		if (stopped && !said_stopped) {
+			printf("[kiln launch] %s: the ranks were told too; waiting for them to end\n", strsignal(stopped));
+			fflush(stdout);
+			said_stopped = 1;
+		}
+		if (failed >= 0 && running && !stop_at && !stopped) { /* the others cannot finish without it */
 			char how[64];
 			describe(ranks[failed].status, how, sizeof how);
 			printf("[kiln launch] rank %d failed (%s): stopping the other ranks\n", layout.first + failed, how);

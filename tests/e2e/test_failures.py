@@ -194,6 +194,50 @@ open("model.txt", "w").write("trained\\n")
         self.assertEqual(r.ran, {"train"}, "its exit 0 after the Ctrl-C was not recorded as done")
         self.assertEqual(self.steps(), list(range(1, 41)), "no step ran twice")
 
+    RANKS_TRAINER = """
+import os, sys, time
+rank = int(sys.argv[1])
+step = int(open("ckpt").read()) if os.path.exists("ckpt") else 0
+try:
+    while step < 40:
+        step += 1
+        if rank == 0:
+            with open("ledger", "a") as f:
+                f.write("step %d\\n" % step)
+        time.sleep(0.1)
+except KeyboardInterrupt:
+    print("rank", rank, "interrupted: saving at step", step, flush=True)
+    time.sleep(0.5)  # a big model's save
+    if rank == 0:
+        open("ckpt.tmp", "w").write(str(step))
+        os.replace("ckpt.tmp", "ckpt")
+    print("rank", rank, "saved", flush=True)
+    sys.exit(0)
+if rank == 0:
+    open("model.txt", "w").write("trained\\n")
+"""
+
+    def test_ranks_save_through_their_launcher_on_a_ctrl_c(self):
+        # ranks = 2: kiln's launcher is signalled with its ranks; it lives on, relaying what
+        # they print while they save (gone, it left them printing into a closed pipe: no save)
+        self.ws.write("train.py", self.RANKS_TRAINER)
+        self.ws.write("kiln.lua", 'task { name = "train", ranks = 2, inputs = {"train.py"}, outputs = {"model.txt"}, '
+                      'resume = {"ckpt"}, stop_signal = "INT", run = {"%s", "train.py", "{rank}"} }\n' % sys.executable)
+        p = self.ws.spawn("run")
+        self.assertTrue(wait_for(lambda: self.ws.exists("ledger") and len(self.steps()) >= 6, 60))
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=30)
+        self.assertEqual(p.returncode, 130, out + err)
+        log = self.ws.read(".kiln/logs/train@1.log")
+        self.assertIn("[kiln launch] Interrupt: the ranks were told too; waiting for them to end", log)
+        self.assertIn("[rank 0] rank 0 saved\n", log)
+        self.assertIn("[rank 1] rank 1 saved\n", log)
+        saved = int(self.ws.read("ckpt"))
+        r = self.ws.kiln("run")
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(sorted(set(self.steps())), list(range(1, 41)), "none skipped")
+        self.assertLessEqual(len(self.steps()), 41, "the retry continued from step %d: %s" % (saved, self.steps()))
+
     def test_a_timeout_sends_it_too_and_a_bad_name_is_a_recipe_error(self):
         self.ws.write("train.py", self.TRAINER)
         self.ws.write("kiln.lua", 'task { name = "train", outputs = {"model.txt"}, timeout = 3, stop_signal = "SIGINT", '
