@@ -189,6 +189,22 @@ static int is_torchrun_agent(pid_t pid)
 	return 0;
 }
 
+/* Whether process pid is tee (`python train.py | tee run.log`): a relay that a stop signal
+ * would end before the command it relays, whose prints while it saves then hit a closed
+ * pipe (Python's BrokenPipeError, raised inside its save). It ends with its input. */
+static int is_tee(pid_t pid)
+{
+	char path[64], name[32];
+	snprintf(path, sizeof path, "/proc/%d/comm", (int)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	ssize_t n = read(fd, name, sizeof name - 1);
+	close(fd);
+	name[n > 0 ? n : 0] = 0;
+	return !strcmp(name, "tee\n");
+}
+
 int os_signal_group(pid_t pgid, int sig)
 {
 	DIR *proc = sig == SIGKILL || sig == 0 ? NULL : opendir("/proc");
@@ -209,17 +225,20 @@ int os_signal_group(pid_t pgid, int sig)
 	}
 	closedir(proc);
 	pid_t agents[16];
-	int nagents = 0;
-	for (int i = 0; i < n && nagents < 16; i++)
-		if (is_torchrun_agent(members[i][0]))
+	int nagents = 0, ntees = 0;
+	for (int i = 0; i < n; i++) {
+		if (nagents < 16 && is_torchrun_agent(members[i][0]))
 			agents[nagents++] = members[i][0];
+		else if (is_tee(members[i][0]))
+			members[i][0] = -members[i][0], ntees++; /* left out */
+	}
 	int rc = 0;
-	if (!nagents) {
+	if (!nagents && !ntees) {
 		rc = kill(-pgid, sig);
 	} else {
 		int reached = 0;
 		for (int i = 0; i < n; i++) {
-			int worker = 0;
+			int worker = members[i][0] < 0;
 			for (int a = 0; a < nagents && !worker; a++)
 				worker = members[i][1] == agents[a];
 			if (!worker && kill(members[i][0], sig) == 0)
