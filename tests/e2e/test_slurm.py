@@ -229,8 +229,9 @@ end
         env = dict(self.ws.env(), SLURM_CONF=STATE["conf"])
         job = self.ws.query("SELECT job_id FROM attempts WHERE task = 'rqf/t'")[0][0]
         subprocess.run(["scontrol", "requeue", job], check=True, env=env)
+        # (marked " stopped" when the signal reached the job's script before its command's end
+        # did; on a loaded machine Slurm may signal the script after: "143" alone)
         self.assertTrue(wait_for(lambda: self.ws.exists(".kiln/slurm/rqf/t@1.exit"), 30), "the stopped run's exit file")
-        self.assertIn("stopped", self.ws.read(".kiln/slurm/rqf/t@1.exit"))
         kiln = os.environ.get("KILN") or os.path.join(HERE, "../../build/kiln")
         f = subprocess.Popen([kiln, "log", "-f", "rqf/t"], cwd=self.ws.dir, env=env, text=True,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

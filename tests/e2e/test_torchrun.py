@@ -104,7 +104,7 @@ if os.path.exists("ckpt.pt"):
     saved = torch.load("ckpt.pt")
     model.load_state_dict(saved["model"])
     step = saved["step"]
-    print("rank", rank, "resumed from step", step, flush=True)
+    print("rank %d resumed from step %d" % (rank, step), flush=True)  # one write: ranks print at once
 try:
     while step < 30:
         loss = ddp(torch.randn(16, 8)).pow(2).mean()
@@ -118,7 +118,7 @@ try:
         time.sleep(0.1)
 except KeyboardInterrupt:
     if rank == 0:
-        print("interrupted: saving at step", step, flush=True)
+        print("interrupted: saving at step %d" % step, flush=True)
         time.sleep(0.5)  # a big model's save
         torch.save({"model": model.state_dict(), "step": step}, "ckpt.tmp")
         os.replace("ckpt.tmp", "ckpt.pt")
