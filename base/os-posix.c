@@ -134,20 +134,27 @@ int os_become_subreaper(void)
 #endif
 }
 
+/* /proc/PID/WHAT's first size - 1 bytes into buf, NUL-ended: their count, or -1 (and "")
+ * when there is no such process or file. */
+static ssize_t read_proc(pid_t pid, const char *what, char *buf, size_t size)
+{
+	char path[64];
+	snprintf(path, sizeof path, "/proc/%d/%s", (int)pid, what);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd >= 0 ? read(fd, buf, size - 1) : -1;
+	if (fd >= 0)
+		close(fd);
+	buf[n > 0 ? n : 0] = 0;
+	return n;
+}
+
 /* Field `want` (4: the parent, 5: the process group, 22: the start time) of a live process's
  * /proc/PID/stat, or -1 when there is no such process or it is a zombie. */
 static long long proc_stat_field(pid_t pid, int want)
 {
-	char path[64], text[1024];
-	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
+	char text[1024];
+	if (read_proc(pid, "stat", text, sizeof text) <= 0)
 		return -1;
-	ssize_t n = read(fd, text, sizeof text - 1);
-	close(fd);
-	if (n <= 0)
-		return -1;
-	text[n] = 0;
 	const char *p = strrchr(text, ')'); /* the command name may hold anything but not after this */
 	if (!p || p[1] != ' ' || p[2] == 'Z' || p[2] == 'X')
 		return -1;
@@ -163,16 +170,10 @@ long long os_process_start(pid_t pid) { return proc_stat_field(pid, 22); }
  * .../torchrun), or python [options] -m torch.distributed.run (or .launch). */
 static int is_torchrun_agent(pid_t pid)
 {
-	char path[64], text[4096];
-	snprintf(path, sizeof path, "/proc/%d/cmdline", (int)pid);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	ssize_t n = read(fd, text, sizeof text - 1);
-	close(fd);
+	char text[4096];
+	ssize_t n = read_proc(pid, "cmdline", text, sizeof text);
 	if (n <= 0)
 		return 0;
-	text[n] = 0;
 	const char *words[8];
 	int nw = 0;
 	for (const char *w = text; w < text + n && nw < 8; w += strlen(w) + 1)
@@ -194,15 +195,8 @@ static int is_torchrun_agent(pid_t pid)
  * pipe (Python's BrokenPipeError, raised inside its save). It ends with its input. */
 static int is_tee(pid_t pid)
 {
-	char path[64], name[32];
-	snprintf(path, sizeof path, "/proc/%d/comm", (int)pid);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	ssize_t n = read(fd, name, sizeof name - 1);
-	close(fd);
-	name[n > 0 ? n : 0] = 0;
-	return !strcmp(name, "tee\n");
+	char name[32];
+	return read_proc(pid, "comm", name, sizeof name) > 0 && !strcmp(name, "tee\n");
 }
 
 int os_signal_group(pid_t pgid, int sig)
@@ -309,13 +303,8 @@ int os_group_freeze(pid_t pgid, int timeout_ms)
 			pid_t pid = (pid_t)atoi(e->d_name);
 			if (proc_stat_field(pid, 5) != (long long)pgid)
 				continue;
-			char path[64], text[512];
-			snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-			int fd = open(path, O_RDONLY | O_CLOEXEC);
-			ssize_t n = fd >= 0 ? read(fd, text, sizeof text - 1) : -1;
-			if (fd >= 0)
-				close(fd);
-			text[n > 0 ? n : 0] = 0;
+			char text[512];
+			read_proc(pid, "stat", text, sizeof text);
 			const char *p = strrchr(text, ')');
 			running = p && p[1] == ' ' && p[2] != 'T' && p[2] != 't' && p[2] != 'Z' && p[2] != 'X';
 		}

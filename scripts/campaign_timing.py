@@ -1,5 +1,7 @@
 """campaign_timing.py — what the fault campaigns share: an uninterrupted run timed once, so
-their kills land while work is on its way (between its first start and its end)."""
+their kills land while work is on its way (between its first start and its end), and a
+trial's end: its problems printed with its workspace kept, or its workspace removed."""
+import shutil
 import subprocess
 import time
 
@@ -16,3 +18,12 @@ def time_uninterrupted(argv, cwd, env, started):
             first_s = time.time() - t0
         time.sleep(0.02)
     return first_s, time.time() - t0, p.stdout.read(), p.returncode
+
+
+def trial_ended(trial, what, problems, ws):
+    """Ends trial (0-based) of `what` ("2 kills"): 1 when it failed (printed, ws kept), else 0 (ws removed)."""
+    if problems:
+        print("trial %d (%s): FAILED\n  %s\n  workspace kept: %s" % (trial + 1, what, "\n  ".join(problems), ws))
+        return 1
+    shutil.rmtree(ws, ignore_errors=True)
+    return 0

@@ -26,7 +26,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from campaign_timing import time_uninterrupted  # noqa: E402
+from campaign_timing import time_uninterrupted, trial_ended  # noqa: E402
 
 KILN = os.environ.get("KILN") or os.path.join(HERE, "../build/kiln")
 CLUSTER = os.path.join(HERE, "../tests/slurm/cluster.sh")
@@ -146,12 +146,7 @@ def main():
                 time.sleep(0.2)
             if queued():
                 problems.append("jobs left in Slurm's queue: %s" % queued())
-            if problems:
-                failures += 1
-                print("trial %d (%d %s): FAILED\n  %s\n  workspace kept: %s"
-                      % (trial + 1, kills, "Ctrl-Cs" if SIGNAL == "int" else "kills", "\n  ".join(problems), ws))
-            else:
-                shutil.rmtree(ws, ignore_errors=True)
+            failures += trial_ended(trial, "%d %s" % (kills, "Ctrl-Cs" if SIGNAL == "int" else "kills"), problems, ws)
         print("an uninterrupted run: %.1f s, its first step at %.1f s (%s drawn from %.1f-%.1f s)"
               % (full_s, first_s, "Ctrl-Cs" if SIGNAL == "int" else "kills", window[0], window[1]))
         print("%d trials, %d failed, in %.0f s; steps run twice over all trials: %d; attempts that had finished "

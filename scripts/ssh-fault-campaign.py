@@ -33,7 +33,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "../tests/e2e"))
 sys.path.insert(0, HERE)
 import sshhosts  # noqa: E402
-from campaign_timing import time_uninterrupted  # noqa: E402
+from campaign_timing import time_uninterrupted, trial_ended  # noqa: E402
 
 KILN = os.environ.get("KILN") or os.path.join(HERE, "../build/kiln")
 SHAPE = sys.argv[3] if len(sys.argv) > 3 else "grid"
@@ -171,11 +171,7 @@ def main():
             alive = lab.jobs_running()
             if alive:
                 problems.append("remote processes left: %s" % alive)
-            if problems:
-                failures += 1
-                print("trial %d (%d kills): FAILED\n  %s\n  workspace kept: %s" % (trial + 1, kills, "\n  ".join(problems), ws))
-            else:
-                shutil.rmtree(ws, ignore_errors=True)
+            failures += trial_ended(trial, "%d kills" % kills, problems, ws)
         print("an uninterrupted run: %.1f s, its first start at %.1f s (kills drawn from %.1f-%.1f s)"
               % (full_s, first_s, window[0], window[1]))
         if SHAPE == "map":

@@ -24,7 +24,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "../tests/e2e"))
-from campaign_timing import time_uninterrupted  # noqa: E402
+from campaign_timing import time_uninterrupted, trial_ended  # noqa: E402
 from test_torchrun import INTERRUPT_TRAINER, PYTHON  # noqa: E402
 
 KILN = os.environ.get("KILN") or os.path.join(HERE, "../build/kiln")
@@ -93,11 +93,7 @@ def main():
         twice_all += twice
         if twice > n:
             problems.append("%d steps ran twice after %d Ctrl-Cs (at most one in flight each)" % (twice, n))
-        if problems:
-            failures += 1
-            print("trial %d (%d Ctrl-Cs): FAILED\n  %s\n  workspace kept: %s" % (trial + 1, n, "\n  ".join(problems), ws))
-        else:
-            shutil.rmtree(ws, ignore_errors=True)
+        failures += trial_ended(trial, "%d Ctrl-Cs" % n, problems, ws)
     print("an uninterrupted run: %.1f s, its first step at %.1f s (Ctrl-Cs drawn from %.1f-%.1f s)"
           % (full_s, first_s, window[0], window[1]))
     print("%d trials, %d failed, %d runs stopped mid-training, in %.0f s; saves cut short: %d; steps run twice: %d"

@@ -190,7 +190,11 @@ static void test_signal_group(void)
 	for (int i = 0; i < 500 && (access(ready_a, F_OK) || access(ready_b, F_OK)); i++)
 		usleep(10000);
 	CHECK(os_signal_group(pid, SIGTERM) == 0);
-	usleep(500000); /* each worker's trap has run, a second one would have too */
+	char *told_a = xasprintf("%s/told.a", dir), *told_b = xasprintf("%s/told.b", dir);
+	for (int i = 0; i < 500 && (access(told_a, F_OK) || access(told_b, F_OK)); i++)
+		usleep(10000); /* each worker's trap has run (on a loaded machine, in a while) */
+	free(told_a), free(told_b);
+	usleep(500000); /* and a second one would have too */
 	for (const char *w = "ab"; *w; w++) {
 		char *told = xasprintf("%s/told.%c", dir, *w);
 		size_t len = 0;
