@@ -190,15 +190,6 @@ static int is_torchrun_agent(pid_t pid)
 	return 0;
 }
 
-/* Whether process pid is tee (`python train.py | tee run.log`): a relay that a stop signal
- * would end before the command it relays, whose prints while it saves then hit a closed
- * pipe (Python's BrokenPipeError, raised inside its save). It ends with its input. */
-static int is_tee(pid_t pid)
-{
-	char name[32];
-	return read_proc(pid, "comm", name, sizeof name) > 0 && !strcmp(name, "tee\n");
-}
-
 int os_signal_group(pid_t pgid, int sig)
 {
 	DIR *proc = sig == SIGKILL || sig == 0 ? NULL : opendir("/proc");
@@ -219,24 +210,35 @@ int os_signal_group(pid_t pgid, int sig)
 	}
 	closedir(proc);
 	pid_t agents[16];
-	int nagents = 0, ntees = 0;
-	for (int i = 0; i < n; i++) {
-		if (nagents < 16 && is_torchrun_agent(members[i][0]))
+	int nagents = 0;
+	for (int i = 0; i < n && nagents < 16; i++)
+		if (is_torchrun_agent(members[i][0]))
 			agents[nagents++] = members[i][0];
-		else if (is_tee(members[i][0]))
-			members[i][0] = -members[i][0], ntees++; /* left out */
-	}
 	int rc = 0;
-	if (!nagents && !ntees) {
+	if (!nagents) {
 		rc = kill(-pgid, sig);
-	} else {
+	} else { /* one by one, parents before their children: a shell that waits for a child
+		  * has its signal pending before that child's end wakes it (signalled after, it
+		  * would run on past its `wait`, its trap never run) */
 		int reached = 0;
-		for (int i = 0; i < n; i++) {
-			int worker = members[i][0] < 0;
-			for (int a = 0; a < nagents && !worker; a++)
-				worker = members[i][1] == agents[a];
-			if (!worker && kill(members[i][0], sig) == 0)
-				reached++;
+		for (int depth = 0, more = 1; more && depth < 64; depth++) {
+			more = 0;
+			for (int i = 0; i < n; i++) {
+				int d = 0, worker = 0;
+				for (pid_t up = members[i][1]; d <= depth;) { /* its ancestors in the group */
+					int k = 0;
+					while (k < n && members[k][0] != up)
+						k++;
+					if (k == n)
+						break;
+					up = members[k][1], d++;
+				}
+				more |= d > depth;
+				for (int a = 0; a < nagents && !worker; a++)
+					worker = members[i][1] == agents[a];
+				if (d == depth && !worker && kill(members[i][0], sig) == 0)
+					reached++;
+			}
 		}
 		if (!reached) {
 			rc = -1;

@@ -422,14 +422,15 @@ static int ssh_reap(Executor *ex, Job **out, int max)
 
 /* kiln_kill SIG PGID there: each process of the job's group once, as os_signal_group does
  * here: where a torchrun agent is among them, its workers are left to it (it passes the
- * signal on itself), and a tee is left out (it ends with its input). Without ps (or
- * neither there): the group's signal. */
+ * signal on itself), the others told parents first. Without ps (or no agent): the group's
+ * signal. */
 #define SSH_KILL_FN \
 	"kiln_kill() { w=$(ps -ww -eo pid=,ppid=,pgid=,args= 2>/dev/null | awk -v g=\"$2\" '$3 == g { p[$1] = $2; " \
 	"for (i = 4; i <= 5 && i <= NF; i++) { n = split($i, a, \"/\"); if (a[n] == \"torchrun\") t[$1] = 1 } " \
 	"for (i = 5; i < NF && $i ~ /^-/; i++) if ($i == \"-m\" && $(i + 1) ~ /^torch\\.distributed\\.(run|launch)$/) " \
-	"t[$1] = 1; if ($4 ~ /(^|\\/)tee$/) e[$1] = 1 } END { for (k in t) any = 1; for (k in e) any = 1; " \
-	"if (any) for (k in p) if (!(p[k] in t) && !(k in e)) printf \"%s \", k }'); " \
+	"t[$1] = 1 } END { for (k in t) any = 1; if (any) { for (k in p) { d = 0; x = k; " \
+	"while ((p[x] in p) && d < 64) { x = p[x]; d++ } e[k] = d; if (d > m) m = d } " \
+	"for (l = 0; l <= m; l++) for (k in p) if (e[k] == l && !(p[k] in t)) printf \"%s \", k } }'); " \
 	"if [ -n \"$w\" ]; then kill -$1 $w 2>/dev/null; else kill -$1 -\"$2\" 2>/dev/null; fi; }\n"
 
 void ssh_signal_remote(SshExec *se, Remote *rm, int sig)
