@@ -621,18 +621,24 @@ int sched_run(Graph *g, const SchedOptions *o, SchedSummary *sum)
 			r.stopping = 1;
 			reap_all(&r); /* what ended before the signal ended on its own: recorded as it ended */
 			if (!again && r.nrunning && sig != SIGHUP) { /* the grace period, in words (the line says it too) */
-				int64_t most = 0; /* a task's kill_grace may be longer than --kill-grace */
+				int64_t most = -1, least = -1; /* each task's kill_grace, or --kill-grace */
 				int own = 0;      /* and its stop_signal another than SIGTERM */
 				const char *note = NULL; /* and an executor's own way (Slurm's KillWait) */
 				for (const Job *j = r.running; j; j = j->next) {
 					most = j->grace_ns > most ? j->grace_ns : most;
+					least = least < 0 || j->grace_ns < least ? j->grace_ns : least;
 					own |= sched_stop_signal(j) != SIGTERM;
 					note = j->ex->stop_note ? j->ex->stop_note : note;
 				}
-				status_print(&r.st, "stopping", "%d running task%s: SIGTERM%s now, SIGKILL after %g s%s or at a "
+				char after[64];
+				if (most == least)
+					snprintf(after, sizeof after, "%g s", (double)most / 1e9);
+				else
+					snprintf(after, sizeof after, "%g to %g s (each task's kill_grace)", (double)least / 1e9,
+						 (double)most / 1e9);
+				status_print(&r.st, "stopping", "%d running task%s: SIGTERM%s now, SIGKILL after %s or at a "
 					     "second Ctrl-C%s%s%s", r.nrunning, r.nrunning == 1 ? "" : "s",
-					     own ? " (another signal where a task's stop_signal says)" : "", o->kill_grace_sec,
-					     most > (int64_t)(o->kill_grace_sec * 1e9) ? " (longer where a task's kill_grace says)" : "",
+					     own ? " (another signal where a task's stop_signal says)" : "", after,
 					     note ? " (" : "", note ? note : "", note ? ")" : "");
 			}
 			stop_all(&r, again ? SIGKILL : SIGTERM, sig == SIGHUP && !again);
