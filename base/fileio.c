@@ -133,10 +133,12 @@ char *read_file_tail(const char *path, size_t max, size_t *len, long long *from)
 	return data;
 }
 
-int write_file_atomic(const char *path, const void *data, size_t len)
+int write_file_atomic(const char *path, const void *data, size_t len) { return write_file_atomic_mode(path, data, len, 0666); }
+
+int write_file_atomic_mode(const char *path, const void *data, size_t len, int mode)
 {
 	char *tmp = xasprintf("%s.kiln-tmp.%d", path, (int)getpid());
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
 	if (fd < 0) {
 		free(tmp);
 		return -1;

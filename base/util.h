@@ -159,6 +159,8 @@ int strlist_find_or_add(char ***list, int *n, const char *s);
 int text_last_fraction(const char *text, size_t len, long long *done, long long *total);
 /* Writes a whole file atomically (temp + rename); returns 0 or -1. */
 int write_file_atomic(const char *path, const void *data, size_t len);
+/* The same with the file's mode (before the umask): 0777 for a script. */
+int write_file_atomic_mode(const char *path, const void *data, size_t len, int mode);
 
 /* Parses "30", "90s", "5m", "2h", "1h30m" into seconds; returns -1 when malformed. */
 double parse_duration(const char *s);

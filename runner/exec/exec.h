@@ -278,8 +278,14 @@ const char *exec_signal_name(int sig);
  * beside the next attempt — or NULL. Exposed for tests of the quoting. */
 char *exec_job_script(const Job *job, const char *workspace, const char *exit_path, int remote, const char *prelude,
 		      const char *go_path);
-/* The environment entries both executors give a task (PATH with kiln's own directory). */
+/* The environment entries both executors give a task: PATH led by kiln's shims
+ * (<workspace>/.kiln/shims: tee, deaf to stop signals) and ended by kiln's own directory. */
 const char *exec_path_entry(void);
+/* Writes the shims exec_path_entry() names, where missing or changed (once a run, before a
+ * first attempt starts); where they cannot be written, tasks find the system's tee. */
+void exec_write_shims(void);
+/* The tee shim's text (sh): an ssh host's copy goes first on PATH there (.kiln/bin). */
+const char *exec_tee_shim(void);
 /* "KILN_WORKSPACE=<absolute workspace>": every local task process carries it in its
  * environment (children inherit it), so a kiln started after a kill -9 finds every
  * process the dead one left, whether or not its attempt was recorded. */

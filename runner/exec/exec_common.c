@@ -252,18 +252,65 @@ const char *exec_workspace_marker(void)
 	return marker;
 }
 
+/* tee as a task's PATH finds it: the tee next on PATH, run deaf to the stop signals (an
+ * ignored signal stays ignored across exec). `python train.py | tee run.log` stopped by a
+ * Ctrl-C or a timeout (or on Slurm by a scancel, which signals every process of the job)
+ * would otherwise lose its tee first, and what the command prints while it saves would hit a
+ * closed pipe: Python's BrokenPipeError inside the save, the checkpoint never written. Deaf,
+ * tee ends with its input, once the command has; SIGKILL still ends it. */
+static const char tee_shim[] =
+	"#!/bin/sh\n"
+	"# written by kiln: the tee next on PATH, deaf to the signals that stop a task, so that it\n"
+	"# ends with its input, after what prints into it has saved its work\n"
+	"trap '' " EXEC_STOP_SIGNALS "\n"
+	"set -f; IFS=:\n"
+	"for d in $PATH; do [ -x \"$d/tee\" ] && [ ! -d \"$d/tee\" ] && ! [ \"$d/tee\" -ef \"$0\" ] && "
+	"exec \"$d/tee\" \"$@\"; done\n"
+	"exec /usr/bin/tee \"$@\"\n";
+
+const char *exec_tee_shim(void) { return tee_shim; }
+
+/* "<workspace>/.kiln/shims", or NULL where the workspace's path cannot stand in PATH. */
+static const char *shim_dir(void)
+{
+	static char *dir; /* computed once: the workspace does not change during a command */
+	if (!dir) {
+		const char *ws = exec_workspace_marker() + strlen("KILN_WORKSPACE=");
+		dir = strchr(ws, ':') || ws[0] != '/' ? xstrdup("") : xasprintf("%s/.kiln/shims", ws);
+	}
+	return *dir ? dir : NULL;
+}
+
+void exec_write_shims(void)
+{
+	static int written; /* once a run */
+	const char *dir = shim_dir();
+	if (written || !dir)
+		return;
+	written = 1;
+	char *path = xasprintf("%s/tee", dir);
+	size_t len = 0;
+	char *there = read_file(path, &len);
+	if (!there || len != sizeof tee_shim - 1 || memcmp(there, tee_shim, len) || access(path, X_OK) != 0)
+		if (mkdirs(dir, 0777) == 0) /* if not, a task's tee is the system's, as without kiln */
+			write_file_atomic_mode(path, tee_shim, sizeof tee_shim - 1, 0777);
+	free(there);
+	free(path);
+}
+
 const char *exec_path_entry(void)
 {
 	/* kiln's own directory ends PATH, so tasks find kiln-kernels (and kiln) beside it
-	 * without shadowing anything the user put on PATH */
+	 * without shadowing anything the user put on PATH; kiln's shims (tee) lead it */
 	static char *entry; /* computed once from PATH at start-up, then read-only */
 	if (!entry) {
 		char *dir = xstrdup(exec_self());
 		char *slash = strrchr(dir, '/');
 		if (slash)
 			*slash = 0;
-		const char *old = getenv("PATH");
-		entry = xasprintf("PATH=%s:%s", old ? old : "/usr/local/bin:/usr/bin:/bin", dir);
+		const char *old = getenv("PATH"), *shims = shim_dir();
+		entry = xasprintf("PATH=%s%s%s:%s", shims ? shims : "", shims ? ":" : "",
+				  old ? old : "/usr/local/bin:/usr/bin:/bin", dir);
 		free(dir);
 	}
 	return entry;

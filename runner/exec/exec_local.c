@@ -118,6 +118,7 @@ static const char *resolve_program(LocalExec *le, const char *prog, char **env)
 /* Starts this run's keeper, the parent of its attempts (keeper.c): 0, or an errno value. */
 static int start_keeper(LocalExec *le)
 {
+	exec_write_shims(); /* before the first attempt's PATH is searched */
 	int sv[2];
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
 		return errno;

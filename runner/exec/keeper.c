@@ -7,7 +7,8 @@
  * environment, its log, its exit file, the grace period), the keeper spawns it as the
  * leader of a new session and process group with stdout and stderr appended to the log,
  * and answers with its pid and start time. When the leader exits, processes it left in its
- * group are sent SIGTERM and, after the grace period, SIGKILL; once the group is gone the
+ * group are sent SIGTERM (unless a stop signal ended the leader: the group had it too) and,
+ * after the grace period, SIGKILL; once the group is gone the
  * keeper tells kiln how the attempt ended (and wakes it with SIGCHLD). kiln says which of
  * those it has recorded (after each commit of its state) and says goodbye when it ends.
  *
@@ -222,6 +223,20 @@ static void start(const char *msg, size_t len, const sigset_t *defaults)
 	free(str);
 }
 
+/* Whether a leader's end says its group was told to stop with it: a stop signal ended it
+ * (kiln's Ctrl-C or timeout, scancel, a terminal's Ctrl-C all signal the whole group). Its
+ * leftovers are not told again: `python train.py | tee log` or `python train.py; echo
+ * done` under sh, the sh gone at the signal, would have the trainer's handler run a second
+ * time inside its first, its save cut (a KeyboardInterrupt saver ended by the SIGTERM).
+ * A leader a crash or SIGKILL (the OOM killer) ended had its leftovers told nothing yet. */
+static int told_with_group(int status)
+{
+	if (!WIFSIGNALED(status))
+		return 0;
+	int sig = WTERMSIG(status);
+	return sig == SIGTERM || sig == SIGINT || sig == SIGHUP || sig == SIGQUIT || sig == SIGUSR1 || sig == SIGUSR2;
+}
+
 static void reap(void)
 {
 	pid_t p;
@@ -240,7 +255,8 @@ static void reap(void)
 		if (!group_alive(a->pid)) {
 			finished(a);
 		} else if (!a->kill_at) { /* its leftovers are asked to stop, then made to */
-			kill(-a->pid, SIGTERM);
+			if (!told_with_group(a->status))
+				kill(-a->pid, SIGTERM);
 			kill(-a->pid, SIGCONT);
 			a->kill_at = now + a->grace_ms;
 		} else if (now >= a->kill_at) {

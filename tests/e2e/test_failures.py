@@ -137,6 +137,56 @@ task { name = "plain", outputs = {"plain.txt"}, timeout = 1, run = %s }
         self.assertEqual(self.ws.read("saver.txt"), "saved\n")
 
 
+class StopUnderAShell(KilnTestCase):
+    # a hand-written trainer that saves on SIGTERM, printing as it does, run the way scripts
+    # run it: under sh (not its last command) and into `| tee`. A stop tells it once (the
+    # sh gone at the signal, its leftovers were told again: the handler ran inside itself),
+    # and the tee lives until the trainer has saved (stopped first, the save's print hit a
+    # closed pipe: BrokenPipeError, no checkpoint, and run.log lost its last lines)
+    TRAINER = """
+import os, signal, sys, time
+step = int(open("ckpt").read()) if os.path.exists("ckpt") else 0
+def save(*_):
+    print("saving at step", step, flush=True)
+    time.sleep(0.5)  # a big model's save
+    open("ckpt.tmp", "w").write(str(step))
+    os.replace("ckpt.tmp", "ckpt")
+    print("saved at step", step, flush=True)
+    sys.exit(143)
+signal.signal(signal.SIGTERM, save)
+while step < 40:
+    step += 1
+    print("step", step, flush=True)
+    with open("ledger", "a") as f:
+        f.write("%d\\n" % step)
+    time.sleep(0.1)
+open("model.txt", "w").write("trained\\n")
+"""
+
+    def test_a_trainer_piped_into_tee_is_told_once_and_its_save_reaches_the_log(self):
+        self.ws.write("train.py", self.TRAINER)
+        self.ws.write("kiln.lua", 'task { name = "train", inputs = {"train.py"}, outputs = {"model.txt"}, '
+                      'resume = {"ckpt"}, kill_grace = 10, run = %s }\n'
+                      % lua_str("%s train.py 2>&1 | tee run.log; echo after" % sys.executable))
+        p = self.ws.spawn("run")
+        self.assertTrue(wait_for(lambda: self.ws.exists("ledger") and len(self.ws.read("ledger").split()) >= 4, 60))
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=30)
+        self.assertEqual(p.returncode, 130, out + err)
+        log = self.ws.read(".kiln/logs/train@1.log")
+        self.assertEqual(log.count("saving at step"), 1, "told once: " + log)
+        self.assertIn("saved at step", self.ws.read("run.log"), "tee outlived the stop")
+        self.assertIn("saved at step", log)
+        self.assertNotIn("BrokenPipeError", log)
+        saved = int(self.ws.read("ckpt"))
+        r = self.ws.kiln("run")
+        self.assertEqual(r.rc, 0, r)
+        steps = [int(x) for x in self.ws.read("ledger").split()]
+        self.assertEqual(sorted(set(steps)), list(range(1, 41)))
+        self.assertLessEqual(len(steps), 41, "continued from step %d: %s" % (saved, steps))
+        self.assertIn("step 40", self.ws.read("run.log"))
+
+
 class StopSignal(KilnTestCase):
     # a hand-written trainer that saves on Ctrl-C (KeyboardInterrupt) and knows no SIGTERM:
     # run under kiln unmodified, with stop_signal = "INT" a Ctrl-C of kiln's or a timeout

@@ -404,6 +404,29 @@ while True:
         numbers = [int(line.split()[1]) for line in steps()]
         self.assertEqual(numbers, list(range(1, 41)), "no step ran twice")
 
+    def test_a_trainer_piped_into_tee_saves_through_it_on_slurm(self):
+        # scancel --full signals every process of the job, tee too: kiln's tee (first on the
+        # job's PATH) ignores it and ends with its input, so test_failures.StopUnderAShell's
+        # trainer, `| tee run.log` under sh, saves with its prints in run.log and the log
+        import test_failures
+        self.ws.write("train.py", test_failures.StopUnderAShell.TRAINER)
+        self.ws.write("kiln.lua", 'task { name = "tee/train", inputs = {"train.py"}, outputs = {"model.txt"}, '
+                      'resume = {"ckpt"}, run = "python3 train.py 2>&1 | tee run.log; echo after" }\n')
+        p = self.slurm_run()
+        self.assertTrue(wait_for(lambda: self.ws.exists("ledger") and len(self.ws.read("ledger").split()) >= 4, 60))
+        p.send_signal(signal.SIGINT)
+        out, _ = p.communicate(timeout=60)
+        self.assertEqual(p.returncode, 130, out)
+        log = self.ws.read(".kiln/logs/tee/train@1.log")
+        self.assertEqual(log.count("saving at step"), 1, log)
+        self.assertIn("saved at step", log)
+        self.assertIn("saved at step", self.ws.read("run.log"), "tee outlived scancel's signal")
+        r = self.kiln("run", "--executor", "slurm")
+        self.assertEqual(r.rc, 0, r)
+        steps = [int(x) for x in self.ws.read("ledger").split()]
+        self.assertEqual(sorted(set(steps)), list(range(1, 41)))
+        self.assertLessEqual(len(steps), 41, "continued from the save: %s" % steps)
+
     def test_max_jobs_caps_the_queue(self):
         self.ws.write("kiln.lua", "\n".join(
             'task { name = "cap/t%d", run = %s }' % (i, lua_str(traced("sleep 0.4"))) for i in range(4)))

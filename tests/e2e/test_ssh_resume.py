@@ -95,6 +95,29 @@ task { name = "t", host = "v800", inputs = {"in.txt"}, outputs = {"out.txt"}, re
         # is ignored), ends with the shell that ran the command
         self.assertTrue(wait_for(lambda: not self.lab.jobs_running(), timeout=3), self.lab.jobs_running())
 
+    def test_a_trainer_piped_into_tee_there_saves_through_it(self):
+        # test_failures.StopUnderAShell's trainer, `| tee run.log` under sh on a host, stopped
+        # by its timeout: kiln's tee there (first on the job's PATH) outlives the signal, so
+        # the save's prints reach run.log and the log, told once; the retry continues
+        import test_failures
+        self.ws.write("train.py", test_failures.StopUnderAShell.TRAINER.replace("step < 40", "step < 400"))
+        self.ws.write("kiln.lua", 'task { name = "t", host = "v800", inputs = {"train.py"}, outputs = {"model.txt"}, '
+                      'resume = {"ckpt"}, timeout = 5, kill_grace = 10, retries = 1, retry_on = {"timeout"}, '
+                      'run = "%s train.py 2>&1 | tee -a run.log; echo after" }\n' % PYTHON)
+        r = self.kiln()
+        self.assertEqual(r.rc, 1, r)
+        logs = self.attempt_logs("t")
+        self.assertEqual(len(logs), 2, logs)
+        for log in logs:
+            self.assertEqual(log.count("saving at step"), 1, log)
+            self.assertIn("saved at step", log)
+        with open(os.path.join(self.lab.hosts["v800"].workdir(), "run.log")) as f:
+            self.assertEqual(f.read().count("saved at step"), 2, "tee outlived each stop")
+        with open(os.path.join(self.lab.hosts["v800"].workdir(), "ledger")) as f:
+            steps = [int(x) for x in f.read().split()]
+        self.assertEqual(sorted(set(steps)), list(range(1, max(steps) + 1)))
+        self.assertLessEqual(len(steps), max(steps) + 1, "the retry continued from the save")
+
     @unittest.skipIf(NO_TORCH, NO_TORCH or "")
     def test_a_checkpoint_cut_short_on_a_host_is_put_back_from_its_copy_there(self):
         import test_resume  # its trainer saves in place with a plain torch.save, killed mid-save once

@@ -121,6 +121,7 @@ static int slurm_start(Executor *ex, Job *job)
 	char *script_path = xasprintf("%s/%s@%d.sh", se->cfg.state_dir, t->name, job->attempt);
 	char *go = slurm_go_path(se, job);
 	char *script = exec_job_script(job, se->workspace, exit_path, 0, NULL, go);
+	exec_write_shims(); /* on the shared filesystem, first on the job's PATH */
 	unlink(go);
 	free(go);
 	unlink(exit_path);

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "../../../base/os.h"
+#include "../exec.h"
 
 #define GPU_QUERY "nvidia-smi --query-gpu=index,memory.total,memory.used,utilization.gpu --format=csv,noheader,nounits"
 
@@ -259,6 +260,11 @@ static char *contact_script(const SshHost *h)
 	buf_shell_quote(&script, h->spec->workdir);
 	buf_puts(&script, " && mkdir -p .kiln/jobs .kiln/bin && { ");
 	ssh_host_stop_stale(h, &script, 1); /* their work went elsewhere: which ran on or finished */
+	/* kiln's tee first on the jobs' PATH there (exec.h); without it, the host's own */
+	buf_puts(&script, "{ printf '%s' ");
+	buf_shell_quote(&script, exec_tee_shim());
+	buf_puts(&script, " > .kiln/bin/tee.new && chmod 755 .kiln/bin/tee.new && mv -f .kiln/bin/tee.new .kiln/bin/tee; } "
+			  "2>/dev/null; ");
 	buf_puts(&script, "true; } && pwd && (nproc 2>/dev/null || echo 1) && "
 			  "(awk '/^MemTotal:/ { print int($2 / 1024) }' /proc/meminfo 2>/dev/null || echo 0) && "
 			  /* kiln's tools there, as rsync's quick check sees them: a run copies them only if changed */
