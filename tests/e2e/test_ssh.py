@@ -8,6 +8,7 @@ starts nothing on any host; a full workdir there is said in words; recipe mistak
 hosts are errors with file:line. torchrun, ranks and map{} shards over the hosts:
 test_ssh_dist.py; checkpoints on a host and hosts that drop under running work:
 test_ssh_resume.py, test_ssh_lost.py, test_ssh_stale.py."""
+import hashlib
 import os
 import re
 import signal
@@ -287,6 +288,44 @@ case " $* " in *ControlMaster=yes*|*" -O "*|*"rsync --server"*) exec /usr/bin/ss
 set -o pipefail
 /usr/bin/ssh "$@" | { n=$(tee -a /dev/fd/3 | wc -c); echo "$n" >> "$KILN_TEST_SSH_BYTES"; } 3>&1
 """
+
+    # rsync at ~4 MB/s, as a big shard over a slow link, noting the bytes it sent
+    SLOW_RSYNC = """#!/bin/sh
+exec /usr/bin/rsync --bwlimit=4000 --stats "$@" >> "$KILN_TEST_RSYNC_STATS"
+"""
+
+    def test_a_copy_cut_short_keeps_what_came_and_sends_only_the_rest(self):
+        self.ws.write("bin/rsync", self.SLOW_RSYNC)
+        os.chmod(self.ws.path("bin/rsync"), 0o755)
+        stats = self.ws.path("rsync-stats")
+        env = {"PATH": self.ws.path("bin") + ":" + os.environ["PATH"], "KILN_TEST_RSYNC_STATS": stats}
+        size = 12000000
+        os.makedirs(self.ws.path("data"))
+        with open(self.ws.path("data/shard.tar"), "wb") as f:
+            f.write(os.urandom(size))
+        self.ws.write("kiln.lua", 'task { name = "eval", host = "v800", inputs = {"data/shard.tar"}, outputs = {"e.txt"}, '
+                      'run = "sha256sum data/shard.tar > e.txt" }\n')
+        data = os.path.join(self.lab.hosts["v800"].workdir(), "data")
+
+        def landed():
+            names = os.listdir(data) if os.path.isdir(data) else []
+            return sum(os.path.getsize(os.path.join(data, n)) for n in names if n.startswith(".shard.tar."))
+        p = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua", env=env)
+        self.assertTrue(wait_for(lambda: landed() > 3000000, 60))
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=60)
+        self.assertEqual(p.returncode, 130, out + err)
+        kept = os.path.join(data, ".kiln-partial", "shard.tar")
+        self.assertGreater(os.path.getsize(kept), 3000000, "what came before the Ctrl-C was kept there")
+        os.remove(stats)
+        r = self.kiln(env=env)
+        self.assertEqual(r.rc, 0, r)
+        with open(stats) as f:
+            sent = sum(int(n.replace(",", "")) for n in re.findall(r"Literal data: ([\d,]+) bytes", f.read()))
+        self.assertLess(sent, size - 3000000, "only the rest was sent")
+        self.assertFalse(os.path.exists(os.path.dirname(kept)), "gone once the file was whole")
+        with open(self.ws.path("data/shard.tar"), "rb") as f:
+            self.assertEqual(self.ws.read("e.txt").split()[0], hashlib.sha256(f.read()).hexdigest())
 
     def test_a_host_that_reaches_another_copies_to_it_directly(self):
         self.ws.write("hosts.lua", self.lab.hosts_lua({"v800": 'reach = {"v801"}'}))

@@ -173,6 +173,11 @@ int place_affinity(Cache *c, SshHost *h, const Task *t)
 	return n;
 }
 
+/* A copy cut short (a Ctrl-C, a dropped host) keeps what came of the file it was copying, in
+ * that file's folder there (rsync excludes it from the copy and from --delete, and removes it
+ * once the file is whole): the next copy sends only the rest, not a 20 GB shard again. */
+#define RSYNC_PARTIAL "--partial-dir=.kiln-partial"
+
 /* rsync -a of source to dest with h's ssh; 0, or the rsync exit status (with its complaint). */
 static int rsync(SshHost *h, char *source, const char *dest, Buf *err)
 {
@@ -315,7 +320,7 @@ static void direct_command(Buf *cmd, SshHost *src, SshHost *h, const char *path)
 	buf_printf(&dest, "%s:%s/", h->spec->address, h->home_workdir);
 	buf_puts(&remote, "cd ");
 	buf_shell_quote(&remote, src->home_workdir);
-	buf_puts(&remote, " && rsync -a -R --delete -e ");
+	buf_puts(&remote, " && rsync -a -R --delete " RSYNC_PARTIAL " -e ");
 	buf_shell_quote(&remote, buf_str(&e));
 	buf_puts(&remote, " -- ");
 	buf_shell_quote(&remote, path);
@@ -503,7 +508,7 @@ int place_prepare_paths(Cache *c, SshHost *h, const char *const *inputs, int cou
 		if (!pl->tools)
 			buf_puts(&pl->script, "set -o pipefail\nexec 3>&1\n");
 		if (nhere) { /* -R keeps each path's place in the workspace; --delete mends an edited directory */
-			rsync_line(&pl->script, h, "-a -R --delete", from_here, nhere, "");
+			rsync_line(&pl->script, h, "-a -R --delete " RSYNC_PARTIAL, from_here, nhere, "");
 			guarded(&pl->script, "copying from here");
 		}
 		buf_puts(&pl->script, buf_str(&relays));
