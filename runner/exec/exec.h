@@ -297,6 +297,11 @@ const char *exec_self(void);
  * runs kiln itself (it then reads the state). */
 const char *exec_argv_word(const Task *t, int i);
 int exec_runs_kiln(const Task *t);
+/* Whether a job that ended so (end, exit_code) did its work: exit 0, not timed out, and not
+ * an exit 0 after a stop signal of kiln's reached it (a timeout's or a Ctrl-C's: the
+ * command's handler quitting, `trap ... TERM; exit 0`); one that ended by itself before the
+ * signal stands. What the scheduler records and an executor's counts (an ssh host's) say. */
+int exec_job_done(const Job *job, enum JobEnd end, int exit_code);
 
 /* A job a previous kiln started for task (an open attempt row), kept by the executors that
  * re-attach until a start() of that task takes it (used). */

@@ -239,6 +239,11 @@ char *exec_expand_attempt(const char *s, const Job *job)
 
 int exec_runs_kiln(const Task *t) { return task_word(t, 0) && !strcmp(task_word(t, 0), "@kiln"); }
 
+int exec_job_done(const Job *job, enum JobEnd end, int exit_code)
+{
+	return end == JOB_EXITED && exit_code == 0 && !job->timed_out && !(job->interrupted && job->stop_landed);
+}
+
 const char *exec_argv_word(const Task *t, int i) { return i == 0 && exec_runs_kiln(t) ? exec_self() : task_argv(t)[i]; }
 
 const char *exec_workspace_marker(void)

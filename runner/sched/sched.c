@@ -337,8 +337,7 @@ static void job_ended(Run *r, Job *job)
 	 * quitting early (trap ... TERM; exit 0), not its work done: never recorded. One that
 	 * ended by itself before the signal (reaped before it was sent: the main loop; or found
 	 * gone by it) stands */
-	int done = job->end == JOB_EXITED && job->exit_code == 0 && !job->timed_out &&
-		   !(job->interrupted && job->stop_landed);
+	int done = exec_job_done(job, job->end, job->exit_code);
 	if (task_is_runner(t) && done) {
 		cache_attempt_ended(o->cache, attempt_id, 0, "ok", NULL);
 		t->attempt = 0; /* a batch after this one (items a re-attached attempt did not list) is no retry */

@@ -327,6 +327,53 @@ exec /usr/bin/rsync --bwlimit=4000 --stats "$@" >> "$KILN_TEST_RSYNC_STATS"
         with open(self.ws.path("data/shard.tar"), "rb") as f:
             self.assertEqual(self.ws.read("e.txt").split()[0], hashlib.sha256(f.read()).hexdigest())
 
+    # this machine's ssh, its commands' output slowed to ~1.3 MB/s (outputs coming back over
+    # a slow link); the master connections and rsync's own run as they are
+    THROTTLED_SSH = """#!/bin/bash
+case " $* " in *ControlMaster=yes*|*" -O "*|*"rsync --server"*) exec /usr/bin/ssh "$@";; esac
+set -o pipefail
+/usr/bin/ssh "$@" | %s -c '
+import sys, time
+while True:
+    b = sys.stdin.buffer.read1(65536)
+    if not b:
+        break
+    sys.stdout.buffer.write(b)
+    sys.stdout.buffer.flush()
+    if len(b) > 4096:
+        time.sleep(0.05)
+'
+""" % sys.executable
+
+    def test_a_ctrl_c_while_a_finished_jobs_outputs_come_back_keeps_its_success(self):
+        # the job ended there (exit 0) and its 4 MB output is on its way when the Ctrl-C
+        # comes: kiln waits for it, records the task done (not run again next time), and
+        # the host's line counts it done, not stopped
+        self.ws.write("bin/ssh", self.THROTTLED_SSH)
+        os.chmod(self.ws.path("bin/ssh"), 0o755)
+        env = {"PATH": self.ws.path("bin") + ":" + os.environ["PATH"]}
+        self.ws.write("kiln.lua", 'task { name = "train", host = "v800", outputs = {"big.bin"}, run = "echo ran >> '
+                      '$HOME/ledger; head -c 4000000 /dev/urandom > big.bin" }\n')
+        ledger = os.path.join(self.lab.hosts["v800"].home, "ledger")
+        if os.path.exists(ledger):
+            os.remove(ledger)
+        jobs = os.path.join(self.lab.hosts["v800"].workdir(), ".kiln/jobs")
+        p = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua", env=env)
+        self.assertTrue(wait_for(lambda: os.path.isdir(jobs) and any(
+            os.path.exists(os.path.join(jobs, j, "exit")) for j in os.listdir(jobs)), 60))
+        time.sleep(0.3)
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=60)
+        self.assertEqual(p.returncode, 130, out + err)
+        self.assertIn("ok       [1/1] train", out)
+        self.assertIn("host v800: 1 done,", out)
+        self.assertEqual(os.path.getsize(self.ws.path("big.bin")), 4000000)
+        r = self.kiln(env=env)
+        self.assertEqual(r.rc, 0, r)
+        self.assertIn("0 ran, 1 up to date", r.out)
+        with open(ledger) as f:
+            self.assertEqual(f.read(), "ran\n", "it ran once")
+
     def test_a_host_that_reaches_another_copies_to_it_directly(self):
         self.ws.write("hosts.lua", self.lab.hosts_lua({"v800": 'reach = {"v801"}'}))
         self.ws.write("bin/ssh", self.COUNTING_SSH)

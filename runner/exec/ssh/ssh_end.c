@@ -75,10 +75,10 @@ void ssh_finished(SshExec *se, Remote *rm, enum JobEnd end, int code, const char
 		place_made(h, job->task);
 	if (end == JOB_LOST && !job->never_started && !job->superseded)
 		h->lost++;
+	else if (exec_job_done(job, end, code))
+		h->ran++; /* as the scheduler records it: one that had finished when a Ctrl-C came too */
 	else if (job->interrupted || job->superseded || (rm->gang && rm->signalled)) /* not its failure */
 		h->stopped++;
-	else if (end == JOB_EXITED && code == 0)
-		h->ran++;
 	else
 		h->failed++;
 	h->gpu_sec += rm->lease->ngpus * (double)(now_mono_ns() - job->started_ns) / 1e9;
