@@ -383,6 +383,7 @@ static void job_ended(Run *r, Job *job)
 		buf_free(&err);
 	} else if (job->interrupted && r->sum->stopped_by_signal) {
 		cache_attempt_ended(o->cache, attempt_id, job->exit_code, "interrupted", NULL);
+		r->sum->cut_short++;
 		sched_say_kept(r, t);
 		if (task_is_runner(t))
 			shard_job_ended(r, job, "interrupted", SHARD_STOPPED);

@@ -32,6 +32,7 @@ typedef struct {
 	double gpu_wait_max_sec; /* the longest one task waited */
 	int gpu_waiters;       /* tasks that waited for a GPU */
 	int stopped_by_signal; /* 0, or SIGINT/SIGTERM/SIGHUP */
+	int cut_short;         /* attempts that stop stopped (recorded interrupted, not done) */
 	double wall_sec;
 } SchedSummary;
 

@@ -93,8 +93,12 @@ void sched_print_summary(Run *r, SchedSummary *s)
 	status_clear(&r->st);
 	char wall[32];
 	format_duration(s->wall_sec, wall, sizeof wall);
-	if (s->stopped_by_signal)
-		printf("kiln: stopped by %s; running tasks were stopped and are not recorded as done\n",
+	if (s->stopped_by_signal && s->cut_short)
+		printf("kiln: stopped by %s; %d running task%s stopped, not recorded as done\n",
+		       s->stopped_by_signal == SIGINT ? "Ctrl-C (SIGINT)" : strsignal(s->stopped_by_signal), s->cut_short,
+		       s->cut_short == 1 ? "" : "s");
+	else if (s->stopped_by_signal) /* what ran had finished (recorded as it ended), or none ran */
+		printf("kiln: stopped by %s; no running task was cut short\n",
 		       s->stopped_by_signal == SIGINT ? "Ctrl-C (SIGINT)" : strsignal(s->stopped_by_signal));
 	if (r->state_error)
 		printf("kiln: %s\n", r->state_error);

@@ -172,6 +172,7 @@ task { name = "flaky", retries = 2, outputs = {"ok.txt"},
         self.assertIn("stopped by Ctrl-C", out)
         self.assertRegex(out, r"stopping 3 running tasks: SIGTERM now, SIGKILL after [\d.]+ s or at a second Ctrl-C")
         self.assertIn("3 not run", out)
+        self.assertIn("kiln: stopped by Ctrl-C (SIGINT); 3 running tasks stopped, not recorded as done", out)
         self.assertTrue(wait_for(lambda: not processes_matching("sleep 52.91"), 5), "children left behind")
         # nothing was recorded as done: the next run would run all three
         st = self.ws.kiln("status")

@@ -367,6 +367,7 @@ while True:
         self.assertEqual(p.returncode, 130, out + err)
         self.assertIn("ok       [1/1] train", out)
         self.assertIn("host v800: 1 done,", out)
+        self.assertIn("kiln: stopped by Ctrl-C (SIGINT); no running task was cut short", out)
         self.assertEqual(os.path.getsize(self.ws.path("big.bin")), 4000000)
         r = self.kiln(env=env)
         self.assertEqual(r.rc, 0, r)
