@@ -281,8 +281,9 @@ char *exec_job_script(const Job *job, const char *workspace, const char *exit_pa
 /* The environment entries both executors give a task: PATH led by kiln's shims
  * (<workspace>/.kiln/shims: tee, deaf to stop signals) and ended by kiln's own directory. */
 const char *exec_path_entry(void);
-/* Writes the shims exec_path_entry() names, where missing or changed (once a run, before a
- * first attempt starts); where they cannot be written, tasks find the system's tee. */
+/* Writes the shims exec_path_entry() names where missing or changed (a read when they are
+ * as they should be), before attempts start; where they cannot be written, tasks find the
+ * system's tee. */
 void exec_write_shims(void);
 /* The tee shim's text (sh): an ssh host's copy goes first on PATH there (.kiln/bin). */
 const char *exec_tee_shim(void);

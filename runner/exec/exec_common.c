@@ -288,11 +288,9 @@ static const char *shim_dir(void)
 
 void exec_write_shims(void)
 {
-	static int written; /* once a run */
 	const char *dir = shim_dir();
-	if (written || !dir)
+	if (!dir)
 		return;
-	written = 1;
 	char *path = xasprintf("%s/tee", dir);
 	size_t len = 0;
 	char *there = read_file(path, &len);
