@@ -3,6 +3,7 @@ binary, and reading what ran from its output and from trace files tasks append t
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -165,6 +166,14 @@ def wait_for(cond, timeout=20.0, step=0.05):
 class KilnTestCase(unittest.TestCase):
     def setUp(self):
         self.ws = Workspace()
+
+    def ctrl_c(self, p, timeout=60):
+        """Sends the kiln p runs a Ctrl-C and waits for it to end: its output, once checked
+        that it ended as a stopped run does (exit status 130)."""
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=timeout)
+        self.assertEqual(p.returncode, 130, out + (err or ""))  # err: None where it goes to out
+        return out
 
     def tearDown(self):
         # unittest records a failed part in _outcome.success before tearDown runs

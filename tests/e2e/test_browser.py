@@ -4,7 +4,6 @@ chart, and its screenshot has ink all the way down. Skips (with the reason) wher
 cannot start."""
 import html
 import json
-import os
 import re
 import shutil
 import subprocess

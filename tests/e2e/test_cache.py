@@ -7,7 +7,6 @@ import shutil
 import signal
 import sqlite3
 import struct
-import subprocess
 import time
 
 from kilntest import KilnTestCase, lua_str, main, wait_for

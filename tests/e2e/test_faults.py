@@ -7,7 +7,7 @@ import signal
 import sqlite3
 import time
 
-from kilntest import KilnTestCase, lua_str, main, marked_processes, wait_for
+from kilntest import KilnTestCase, main, marked_processes, wait_for
 
 LAYERS, WIDTH = 10, 10  # 100 tasks
 

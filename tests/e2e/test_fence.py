@@ -10,7 +10,6 @@ import signal
 import sqlite3
 import subprocess
 import time
-import unittest
 
 from kilntest import KILN, KilnTestCase, Result, main, wait_for
 

@@ -44,7 +44,9 @@ class RecipeErrors(KilnTestCase):
                         'task { name = "b", outputs = { "up/x" }, run = "true" }', "symbolic link")
             self.refuse('task { name = "a", outputs = { "up2/x", "up2/y" }, run = "true" }\n'
                         'task { name = "b", outputs = { "up/y" }, run = "true" }', "symbolic link")
-            r = self.ws.kiln("clean", "--all")
+            r = self.ws.kiln("clean", "--all")  # the recipe refused: nothing cleaned
+            self.assertEqual(r.rc, 2, r)
+            self.assertIn("resolves outside the workspace through a symbolic link", r.err)
             self.assertEqual(open(outside).read(), "precious\n")
         finally:
             os.unlink(outside)

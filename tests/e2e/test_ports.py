@@ -1,8 +1,6 @@
 """End-to-end: {port} and {gpus}. Attempts running at once get distinct free TCP ports
 (each really binds its own), exported as KILN_PORT; the port is not in the key; ports = N
 gives {port1}...; {gpus} is the number of leased devices."""
-import os
-import re
 
 from kilntest import KilnTestCase, lua_str, main
 

@@ -9,7 +9,6 @@ consumers read a file inside it. KILN_RANDOM_SEED picks the seed (printed on fai
 import os
 import random
 import shutil
-import time
 
 from kilntest import KilnTestCase, Workspace, main
 

@@ -13,7 +13,7 @@ import os
 import time
 import unittest
 
-from kilntest import main, wait_for
+from kilntest import lua_str, main, wait_for
 import sshhosts
 from sshwork import HostWork
 from test_torchrun import PYTHON, SKIP as NO_TORCH
@@ -44,6 +44,25 @@ class SshResume(HostWork):
         with open(os.path.join(self.lab.hosts["v800"].workdir(), "ledger")) as f:
             return [int(line.split()[1]) for line in f]
 
+    def timed_out_twice_there(self, trainer, fields, run):
+        """Runs trainer (one of test_failures', 400 steps) as task t on v800 with its
+        fields, a 5 s timeout and one retry on it: both attempts' logs, each of a save.
+        The timeout leaves Python time to start over ssh on a loaded machine: a signal before
+        the script's handler is set is Python's default end, no save (a real trainer's
+        import of torch takes longer still); 400 steps keep the faster retry from finishing."""
+        self.ws.write("train.py", trainer.replace("step < 40", "step < 400"))
+        self.ws.write("kiln.lua", 'task { name = "t", host = "v800", inputs = {"train.py"}, outputs = {"model.txt"}, '
+                      'resume = {"ckpt"}, timeout = 5, retries = 1, retry_on = {"timeout"}, %s, run = %s }\n'
+                      % (fields, lua_str(run)))
+        r = self.kiln()
+        self.assertEqual(r.rc, 1, r)
+        logs = self.attempt_logs("t")
+        self.assertEqual(len(logs), 2, logs)
+        for log in logs:
+            self.assertIn("saved at step", log)
+            self.assertIn("timed out after 5.0s", log)
+        return logs
+
     def test_a_command_that_saves_when_told_to_stop_finishes_its_save_there(self):
         # a preemption-safe trainer: on SIGTERM it says so, saves (a second), says so. The
         # first attempt copies its input (a job whose log tee streams), the retry goes to
@@ -72,21 +91,8 @@ task { name = "t", host = "v800", inputs = {"in.txt"}, outputs = {"out.txt"}, re
         # stop_signal = "INT": the hand-written trainer of test_failures.StopSignal, on a host,
         # stopped by its timeout twice, saves at each (the first attempt's job streams its log
         # through tee, the retry's goes through the host's agent), and the retry continues
-        # The timeout leaves Python time to start over ssh on a loaded machine: a SIGINT
-        # before the script's try is Python's default end, no save (a real trainer's import
-        # of torch takes longer still); 400 steps keep the faster retry from finishing.
         import test_failures
-        self.ws.write("train.py", test_failures.StopSignal.TRAINER.replace("step < 40", "step < 400"))
-        self.ws.write("kiln.lua", 'task { name = "t", host = "v800", inputs = {"train.py"}, outputs = {"model.txt"}, '
-                      'resume = {"ckpt"}, timeout = 5, retries = 1, retry_on = {"timeout"}, stop_signal = "INT", '
-                      'run = "%s train.py" }\n' % PYTHON)
-        r = self.kiln()
-        self.assertEqual(r.rc, 1, r)
-        logs = self.attempt_logs("t")
-        self.assertEqual(len(logs), 2, logs)
-        for log in logs:
-            self.assertIn("saved at step", log)
-            self.assertIn("timed out after 5.0s", log)
+        self.timed_out_twice_there(test_failures.StopSignal.TRAINER, 'stop_signal = "INT"', "%s train.py" % PYTHON)
         with open(os.path.join(self.lab.hosts["v800"].workdir(), "ledger")) as f:
             starts = [line for line in f if line.startswith("start")]
         self.assertEqual(len(starts), 2)
@@ -100,17 +106,10 @@ task { name = "t", host = "v800", inputs = {"in.txt"}, outputs = {"out.txt"}, re
         # by its timeout: kiln's tee there (first on the job's PATH) outlives the signal, so
         # the save's prints reach run.log and the log, told once; the retry continues
         import test_failures
-        self.ws.write("train.py", test_failures.StopUnderAShell.TRAINER.replace("step < 40", "step < 400"))
-        self.ws.write("kiln.lua", 'task { name = "t", host = "v800", inputs = {"train.py"}, outputs = {"model.txt"}, '
-                      'resume = {"ckpt"}, timeout = 5, kill_grace = 10, retries = 1, retry_on = {"timeout"}, '
-                      'run = "%s train.py 2>&1 | tee -a run.log; echo after" }\n' % PYTHON)
-        r = self.kiln()
-        self.assertEqual(r.rc, 1, r)
-        logs = self.attempt_logs("t")
-        self.assertEqual(len(logs), 2, logs)
+        logs = self.timed_out_twice_there(test_failures.StopUnderAShell.TRAINER, "kill_grace = 10",
+                                          "%s train.py 2>&1 | tee -a run.log; echo after" % PYTHON)
         for log in logs:
             self.assertEqual(log.count("saving at step"), 1, log)
-            self.assertIn("saved at step", log)
         with open(os.path.join(self.lab.hosts["v800"].workdir(), "run.log")) as f:
             self.assertEqual(f.read().count("saved at step"), 2, "tee outlived each stop")
         with open(os.path.join(self.lab.hosts["v800"].workdir(), "ledger")) as f:
