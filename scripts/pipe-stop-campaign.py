@@ -125,8 +125,8 @@ def main():
             ctrl_cs += 1
             if p.returncode not in (0, 130):
                 problems.append("a Ctrl-C'd kiln ended with status %d: %s" % (p.returncode, out[-800:]))
-            if p.returncode == 130 and "1 running task stopped" in out and len(steps(ws)) > before:
-                # it trained in this run, so its handler was set: the save must be in train.log
+            if p.returncode == 130 and len(steps(ws)) > before and not os.path.exists(os.path.join(ws, "model.pt")):
+                # it trained in this run (its handler set) and had not finished: a save is due
                 saved = read(ws, "train.log").count("saved at step") - saved_before
                 saves += saved
                 lost_all += saved != 1
