@@ -298,9 +298,13 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < sizeof reset / sizeof *reset; i++)
 		sigaddset(&defaults, reset[i]);
 	sigprocmask(SIG_BLOCK, &handled, NULL);
-	/* a terminal's signals are kiln's business: the keeper lives on until its work ends */
+	/* a terminal's signals are kiln's business: the keeper lives on until its work ends.
+	 * So is SIGTERM: `pkill kiln` reaches this kiln-keeper too, and a keeper gone takes the
+	 * attempts' ends with it (kiln then stops them at once, a save under way cut short, and
+	 * a later kiln cannot tell how one ended); kiln's own stop tells the attempts itself */
 	signal(SIGINT, SIG_IGN);
 	signal(SIGHUP, SIG_IGN);
+	signal(SIGTERM, SIG_IGN);
 	signal(SIGPIPE, SIG_IGN);
 	int sfd = signalfd(-1, &handled, SFD_CLOEXEC | SFD_NONBLOCK);
 	static char msg[KEEPER_MAX_MESSAGE];

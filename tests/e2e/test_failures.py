@@ -7,6 +7,7 @@ kill_grace gives a command that saves its state on SIGTERM the time to finish.""
 import os
 import signal
 import sqlite3
+import subprocess
 import sys
 
 from kilntest import KilnTestCase, lua_str, main, wait_for
@@ -183,6 +184,31 @@ open("model.txt", "w").write("trained\\n")
         self.assertEqual(sorted(set(steps)), list(range(1, 41)))
         self.assertLessEqual(len(steps), 41, "continued from step %d: %s" % (saved, steps))
         self.assertIn("step 40", self.ws.read("run.log"))
+
+
+    def test_pkill_kiln_stops_it_as_a_ctrl_c_would_and_the_save_lands(self):
+        # `pkill kiln` sends SIGTERM to kiln and to its kiln-keeper: the keeper lives on
+        # (gone, it took the attempt's end with it, and kiln SIGKILLed the saving trainer)
+        self.ws.write("train.py", self.TRAINER)
+        self.ws.write("kiln.lua", 'task { name = "train", inputs = {"train.py"}, outputs = {"model.txt"}, '
+                      'resume = {"ckpt"}, kill_grace = 10, run = {"%s", "train.py"} }\n' % sys.executable)
+        p = self.ws.spawn("run")
+        self.assertTrue(wait_for(lambda: self.ws.exists("ledger") and len(self.ws.read("ledger").split()) >= 4, 60))
+        keepers = [int(x) for x in subprocess.run(["pgrep", "-P", str(p.pid), "-x", "kiln-keeper"],
+                                                   capture_output=True, text=True).stdout.split()]
+        self.assertEqual(len(keepers), 1)
+        os.kill(keepers[0], signal.SIGTERM)  # pkill's order is its own: the keeper first here
+        p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=30)
+        self.assertEqual(p.returncode, 143, out + err)
+        self.assertIn("1 running task stopped, not recorded as done", out)
+        self.assertIn("saved at step", self.ws.read(".kiln/logs/train@1.log"), "the save landed")
+        saved = int(self.ws.read("ckpt"))
+        r = self.ws.kiln("run")
+        self.assertEqual(r.rc, 0, r)
+        steps = [int(x) for x in self.ws.read("ledger").split()]
+        self.assertEqual(sorted(set(steps)), list(range(1, 41)))
+        self.assertLessEqual(len(steps), 41, "continued from step %d: %s" % (saved, steps))
 
 
 class StopSignal(KilnTestCase):
