@@ -59,7 +59,9 @@ class HostWork(sshhosts.SshCase, KilnTestCase):
         try:
             if not wait_for(lambda: len(self.ledger_of("v800") + self.ledger_of("v801")) >= after, timeout=60):
                 run.kill()
-                self.fail("no %d steps made in 60 s; kiln said: %s %s" % ((after,) + run.communicate()))
+                said = run.communicate()
+                servers = "".join("\n%s's sshd.log ends:\n%s" % (n, self.lab.hosts[n].log()[-1500:]) for n in ("v800", "v801"))
+                self.fail("no %d steps made in 60 s; kiln said: %s %s%s" % ((after,) + said + (servers,)))
             home = "v800" if self.ledger_of("v800") else "v801"
             before(home)
             getattr(self.lab.hosts[home], drop)()
