@@ -3,6 +3,7 @@ their kills land while work is on its way (between its first start and its end),
 trial's end: its problems printed with its workspace kept, or its workspace removed."""
 import shutil
 import subprocess
+import sys
 import time
 
 
@@ -18,6 +19,19 @@ def time_uninterrupted(argv, cwd, env, started):
             first_s = time.time() - t0
         time.sleep(0.02)
     return first_s, time.time() - t0, p.stdout.read(), p.returncode
+
+
+def stop_window(argv, make_ws, env, steps, tail_s):
+    """Times an uninterrupted run of argv in a fresh workspace (make_ws(), removed after;
+    steps(ws) says whether work has started): (seconds to its end, seconds to its first
+    start, the window stops are drawn from: that start to tail_s before the end). Exits
+    when the run failed."""
+    ws = make_ws()
+    first_s, full_s, out, rc = time_uninterrupted(argv, ws, env, lambda: steps(ws))
+    shutil.rmtree(ws, ignore_errors=True)
+    if rc != 0 or first_s is None:
+        sys.exit("an uninterrupted run failed: " + out[-1600:])
+    return full_s, first_s, (first_s, max(first_s + 0.1, full_s - tail_s))
 
 
 def trial_ended(trial, what, problems, ws):

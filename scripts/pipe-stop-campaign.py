@@ -17,7 +17,6 @@ anything.
 """
 import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
@@ -26,7 +25,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from campaign_timing import time_uninterrupted, trial_ended  # noqa: E402
+from campaign_timing import stop_window, trial_ended  # noqa: E402
 
 KILN = os.environ.get("KILN") or os.path.join(HERE, "../build/kiln")
 PYTHON = "/usr/bin/python3"  # Debian's, with torch
@@ -99,12 +98,7 @@ def main():
     env = dict(os.environ)
     env.pop("PYTHONUNBUFFERED", None)  # as a researcher's shell has it
     argv = [KILN, "run"]
-    ws = workspace()
-    first_s, full_s, out, rc = time_uninterrupted(argv, ws, env, lambda: steps(ws))
-    shutil.rmtree(ws, ignore_errors=True)
-    if rc != 0 or first_s is None:
-        sys.exit("an uninterrupted run failed: " + out[-1600:])
-    window = (first_s, max(first_s + 0.1, full_s - 0.3))
+    full_s, first_s, window = stop_window(argv, workspace, env, steps, 0.3)
     t0 = time.time()
     failures = twice_all = lost_all = ctrl_cs = kills = saves = 0
     for trial in range(trials):

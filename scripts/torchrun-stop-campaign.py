@@ -15,7 +15,6 @@ did not finish. Exits 1 when a trial lost a save or skipped a step.
 """
 import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
@@ -25,7 +24,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "../tests/e2e"))
-from campaign_timing import time_uninterrupted, trial_ended  # noqa: E402
+from campaign_timing import stop_window, trial_ended  # noqa: E402
 from test_torchrun import INTERRUPT_TRAINER, PYTHON  # noqa: E402
 
 KILN = os.environ.get("KILN") or os.path.join(HERE, "../build/kiln")
@@ -59,12 +58,7 @@ def main():
     env = dict(os.environ)
     env.pop("PYTHONUNBUFFERED", None)
     argv = [KILN, "run", "--cpus", "2"]
-    ws = workspace()
-    first_s, full_s, out, rc = time_uninterrupted(argv, ws, env, lambda: steps(ws))
-    shutil.rmtree(ws, ignore_errors=True)
-    if rc != 0 or first_s is None:
-        sys.exit("an uninterrupted run failed: " + out[-1600:])
-    window = (first_s, max(first_s + 0.1, full_s - 0.5))
+    full_s, first_s, window = stop_window(argv, workspace, env, steps, 0.5)
     t0 = time.time()
     failures = cut = twice_all = stops = late_all = 0
     for trial in range(trials):
