@@ -132,7 +132,7 @@ static int start_keeper(LocalExec *le)
 		close(lock);
 		lock = -1;
 	}
-	char *argv[] = {le->keeper, lock > 0 ? "3" : NULL, NULL};
+	char *argv[] = {KEEPER_PROCESS_NAME, lock > 0 ? "3" : NULL, NULL};
 	/* nothing of kiln's stdio: whoever reads kiln's output must not wait for the keeper */
 	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
 	OsSpawn spawn = {.program = le->keeper, .argv = argv, .in_fd = sv[1], .out_fd = null, .err_fd = null,

@@ -7,6 +7,7 @@
 #include "../../base/os.h"
 #include "../../cache/cache.h"
 #include "gpu.h"
+#include "keeper.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -202,8 +203,9 @@ static int find_unrecorded(Executor *local, const char *marker, pid_t **spare, i
 		pid_t keeper = parent_of(pid);
 		snprintf(path, sizeof path, "/proc/%d/cmdline", (int)keeper);
 		char *cmd = keeper > 1 ? read_file(path, &clen) : NULL, *env = NULL;
+		/* a keeper by its name (keeper.h), or one an older kiln started by its path */
 		const char *slash = cmd ? strrchr(cmd, '/') : NULL;
-		if (!slash || strcmp(slash, "/kiln-keeper"))
+		if (!cmd || (strcmp(cmd, KEEPER_PROCESS_NAME) && (!slash || strcmp(slash, "/kiln-keeper"))))
 			goto next;
 		snprintf(path, sizeof path, "/proc/%d/environ", (int)pid);
 		env = read_file(path, &elen);
@@ -340,7 +342,7 @@ static void wait_for_keepers(void)
 			break; /* a file system without locks: none was taken either (start_keeper) */
 		if (i == 1000) {
 			warn("a keeper of an earlier kiln has not read what that kiln sent it after 10 s (stopped? `ps` "
-			     "shows kiln-keeper); going on");
+			     "shows it as " KEEPER_PROCESS_NAME "); going on");
 			break;
 		}
 		struct timespec pause = {0, 10000000};

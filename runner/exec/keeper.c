@@ -284,6 +284,7 @@ static int running(void)
 int main(int argc, char **argv)
 {
 	kiln = getppid();
+	prctl(PR_SET_NAME, KEEPER_PROCESS_NAME, 0, 0, 0); /* kiln set its argv[0] already */
 	if (argc > 1 && (lock_fd = atoi(argv[1])) > 2)
 		fcntl(lock_fd, F_SETFD, FD_CLOEXEC); /* the attempts must not hold it */
 	if (getsid(0) != getpid())
@@ -299,7 +300,7 @@ int main(int argc, char **argv)
 		sigaddset(&defaults, reset[i]);
 	sigprocmask(SIG_BLOCK, &handled, NULL);
 	/* a terminal's signals are kiln's business: the keeper lives on until its work ends.
-	 * So is SIGTERM: `pkill kiln` reaches this kiln-keeper too, and a keeper gone takes the
+	 * So is SIGTERM (a `kill` of this keeper, a pattern that names it): a keeper gone takes the
 	 * attempts' ends with it (kiln then stops them at once, a save under way cut short, and
 	 * a later kiln cannot tell how one ended); kiln's own stop tells the attempts itself */
 	signal(SIGINT, SIG_IGN);

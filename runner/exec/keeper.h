@@ -10,6 +10,12 @@
 
 #define KEEPER_MAX_MESSAGE (1 << 20) /* a start's command and environment, at most */
 
+/* The keeper's name in ps (its argv[0] and its comm): without "kiln" in it, so `pkill kiln`,
+ * `pkill -9 kiln` or `pkill -f kiln`, meant for kiln, leave the parent of the running work
+ * alone; killed with kiln it took every attempt's exit status with it (work finished while
+ * no kiln watched then ran again). The program file stays kiln-keeper, beside kiln. */
+#define KEEPER_PROCESS_NAME "attempt-keeper"
+
 /* 'S', followed by NUL-terminated strings: the log (stdout and stderr are appended to it),
  * the exit file, the directory it starts in ("": the keeper's own), the program, nargv argv
  * words, nenv environment entries. */

@@ -190,24 +190,51 @@ open("model.txt", "w").write("trained\\n")
         self.assertEqual(sorted(set(steps)), list(range(1, 41)))
         self.assertLessEqual(len(steps), 41, "continued from step %d: %s" % (saved, steps))
 
-    def test_pkill_kiln_stops_it_as_a_ctrl_c_would_and_the_save_lands(self):
-        # `pkill kiln` sends SIGTERM to kiln and to its kiln-keeper: the keeper lives on
-        # (gone, it took the attempt's end with it, and kiln SIGKILLed the saving trainer)
+    def start_trainer(self, resume):
         self.ws.write("train.py", self.TRAINER)
         self.ws.write("kiln.lua", 'task { name = "train", inputs = {"train.py"}, outputs = {"model.txt"}, '
-                      'resume = {"ckpt"}, kill_grace = 10, run = {"%s", "train.py"} }\n' % sys.executable)
+                      '%skill_grace = 10, run = {"%s", "train.py"} }\n'
+                      % ('resume = {"ckpt"}, ' if resume else "", sys.executable))
         p = self.ws.spawn("run")
         self.assertTrue(wait_for(lambda: self.ws.exists("ledger") and len(self.ws.read("ledger").split()) >= 4, 60))
-        keepers = [int(x) for x in subprocess.run(["pgrep", "-P", str(p.pid), "-x", "kiln-keeper"],
+        keepers = [int(x) for x in subprocess.run(["pgrep", "-P", str(p.pid), "-x", "attempt-keeper"],
                                                    capture_output=True, text=True).stdout.split()]
-        self.assertEqual(len(keepers), 1)
-        os.kill(keepers[0], signal.SIGTERM)  # pkill's order is its own: the keeper first here
+        self.assertEqual(len(keepers), 1, "kiln's keeper goes by attempt-keeper")
+        return p, keepers[0]
+
+    def test_pkill_kiln_stops_it_as_a_ctrl_c_would_and_the_save_lands(self):
+        # `pkill kiln` is a SIGTERM to kiln; one that reaches the keeper too (`kill`, a
+        # pattern that names it) leaves it on (gone, it took the attempt's end with it, and
+        # kiln SIGKILLed the saving trainer)
+        p, keeper = self.start_trainer(resume=True)
+        os.kill(keeper, signal.SIGTERM)  # the keeper first
         p.send_signal(signal.SIGTERM)
         out, err = p.communicate(timeout=30)
         self.assertEqual(p.returncode, 143, out + err)
         self.assertIn("1 running task stopped, not recorded as done", out)
         self.assertIn("saved at step", self.ws.read(".kiln/logs/train@1.log"), "the save landed")
         self.run_again_continues_from_the_save()
+
+
+    def test_pkill_9_kiln_kills_kiln_alone_and_the_finished_training_is_not_run_again(self):
+        # `pkill -9 kiln` and `pkill -9 -f kiln` match kiln but not its keeper (named
+        # attempt-keeper): the trainer runs on to its end, the keeper writes how it ended, the
+        # next run records it done. Before, the keeper died with kiln and the finished,
+        # unresumable trainer ran again in full
+        p, keeper = self.start_trainer(resume=False)
+
+        def pgrep(*args):
+            return {int(x) for x in subprocess.run(["pgrep"] + list(args), capture_output=True,
+                                                   text=True).stdout.split()}
+        self.assertIn(p.pid, pgrep("kiln"))
+        self.assertNotIn(keeper, pgrep("kiln") | pgrep("-f", "kiln"))
+        p.kill()  # what `pkill -9 kiln` does to this run: nothing else of it matches
+        p.wait()
+        self.assertTrue(wait_for(lambda: self.ws.exists("model.txt"), 60), "the trainer ran on to its end")
+        r = self.ws.kiln("run")
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(self.ws.read("ledger").split(), [str(i) for i in range(1, 41)], "each step once")
+        self.assertEqual(self.ws.kiln("run").ran, set())
 
 
 class StopSignal(KilnTestCase):
