@@ -117,8 +117,9 @@ def lua_str(s):
     return '"' + out + '"'
 
 
-def processes_matching(text):
-    """PIDs of live (non-zombie) processes whose command line contains text."""
+def processes_matching(text, cwd=None):
+    """PIDs of live (non-zombie) processes whose command line contains text (and, given cwd,
+    that run in that folder: a test's own ssh masters, not a test's beside it)."""
     found = []
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
@@ -128,6 +129,8 @@ def processes_matching(text):
                 cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
             with open("/proc/%s/stat" % pid) as f:
                 state = f.read().rsplit(")", 1)[1].split()[0]
+            if cwd and os.readlink("/proc/%s/cwd" % pid) != os.path.realpath(cwd):
+                continue
         except OSError:
             continue
         if text in cmd and state != "Z":

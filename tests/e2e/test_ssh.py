@@ -469,7 +469,7 @@ end
         p = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua")
         self.assertTrue(wait_for(lambda: len(self.starts()) == 4, timeout=30))
         # the master connections die (a network blip): every follower's connection drops
-        masters = processes_matching("ControlMaster=yes")
+        masters = processes_matching("ControlMaster=yes", cwd=self.ws.dir)  # this run's
         self.assertTrue(masters)
         for pid in masters:
             os.kill(pid, signal.SIGKILL)

@@ -206,9 +206,13 @@ char *ssh_job_start_script(const Job *job, const char *id, const char *prelude, 
 	      * whole group, but the leader and tee outlive it (a trap that does nothing, reset in
 	      * the children; tee ignoring it): a command that saves its state when told to stop
 	      * is still writing, its lines still reach the log (tee gone, its prints failed and
-	      * the save with them), and the job ends, for the follow, when the last writer has */
-		buf_printf(&piped, "echo $$ > .kiln/jobs/%s/pid\ntrap : " EXEC_STOP_SIGNALS "\n{\n%s} < /dev/null 2>&1 | "
-				   "(trap '' " EXEC_STOP_SIGNALS "; exec tee -p .kiln/jobs/%s/log)\n",
+	      * the save with them), and the job ends, for the follow, when the last writer has.
+	      * The leader's own stderr is /dev/null (tee's stays this connection's, on fd 9): the
+	      * shell says "Terminated" there when the stop ends a process of its pipeline, and once
+	      * this connection had dropped (the job followed again by another) that write was a
+	      * SIGPIPE that ended the leader, and with it the job for its follow, mid-save */
+		buf_printf(&piped, "echo $$ > .kiln/jobs/%s/pid\ntrap : " EXEC_STOP_SIGNALS "\nexec 9>&2 2>/dev/null\n"
+				   "{\n%s} < /dev/null 2>&1 9>&- | (trap '' " EXEC_STOP_SIGNALS "; exec tee -p .kiln/jobs/%s/log 2>&9 9>&-)\n",
 			   id, script, id);
 	buf_shell_quote(&b, buf_str(&piped));
 	buf_free(&piped);
