@@ -6,6 +6,15 @@ import subprocess
 import sys
 import time
 
+# A trainer's SIGTERM handler as the campaigns' trainers write it (Python text): it sets
+# `stop`, which the loop reads after the step under way, then saves
+STOP_FLAG = """stop = False
+def on_term(*_):
+    global stop
+    stop = True
+signal.signal(signal.SIGTERM, on_term)
+"""
+
 
 def time_uninterrupted(argv, cwd, env, started):
     """Runs argv in cwd to its end: (seconds to the first start, as started() first says one

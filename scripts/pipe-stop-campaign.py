@@ -25,7 +25,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from campaign_timing import stop_window, trial_ended  # noqa: E402
+from campaign_timing import STOP_FLAG, stop_window, trial_ended  # noqa: E402
 
 KILN = os.environ.get("KILN") or os.path.join(HERE, "../build/kiln")
 PYTHON = "/usr/bin/python3"  # Debian's, with torch
@@ -41,12 +41,7 @@ if os.path.exists("ckpt.pt"):
     state = torch.load("ckpt.pt")
     model.load_state_dict(state["model"]); opt.load_state_dict(state["opt"]); step = state["step"]
     print("resumed at step", step)
-stop = False
-def on_term(*_):
-    global stop
-    stop = True
-signal.signal(signal.SIGTERM, on_term)
-while step < %d:
+%swhile step < %d:
     x, y = torch.randn(64, 256), torch.randint(0, 10, (64,))
     loss = nn.functional.cross_entropy(model(x), y)
     opt.zero_grad(); loss.backward(); opt.step()
@@ -64,7 +59,7 @@ while step < %d:
         sys.exit(143)
 torch.save(model.state_dict(), "model.pt")
 print("done")
-""" % STEPS
+""" % (STOP_FLAG, STEPS)
 RECIPE = ('task { name = "train", inputs = {"train.py"}, outputs = {"model.pt"}, resume = {"ckpt.pt"}, '
           'kill_grace = 30, run = "%s train.py 2>&1 | tee -a train.log; echo trainer ended" }\n' % PYTHON)
 

@@ -27,7 +27,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "../tests/e2e"))
 import sshhosts  # noqa: E402
-from campaign_timing import trial_ended  # noqa: E402
+from campaign_timing import STOP_FLAG, trial_ended  # noqa: E402
 from kilntest import processes_matching  # noqa: E402
 
 KILN = os.path.abspath(os.environ.get("KILN") or os.path.join(HERE, "../build/kiln"))
@@ -38,12 +38,7 @@ import os, signal, sys, time
 name = sys.argv[1]
 ckpt = "ckpt/" + name
 step = int(open(ckpt).read()) if os.path.exists(ckpt) else 0
-stop = False
-def on_term(*_):
-    global stop
-    stop = True
-signal.signal(signal.SIGTERM, on_term)
-while step < %d:
+%swhile step < %d:
     step += 1
     with open("ledger." + name, "a") as f:
         f.write("%%d\\n" %% step)
@@ -59,7 +54,7 @@ while step < %d:
         sys.exit(143)
 os.makedirs("out", exist_ok=True)
 open("out/%%s.txt" %% name, "w").write("trained\\n")
-""" % STEPS
+""" % (STOP_FLAG, STEPS)
 
 
 def write_workspace(lab):
