@@ -94,6 +94,10 @@ void exec_attach(Job *job, const AdoptedJob *a)
 	job->attempt = a->attempt;
 	free(job->log_path);
 	job->log_path = xstrdup(a->log);
+	if (job->progress_path) { /* the one that attempt writes: read while it runs, removed when it ends */
+		free(job->progress_path);
+		job->progress_path = xasprintf("%s.progress", a->log);
+	}
 	job->adopted = 1;
 	job->ran_before_sec = a->ran_sec > 0 ? a->ran_sec : 0;
 	job->attempt_row = a->row;

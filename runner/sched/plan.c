@@ -5,6 +5,7 @@
  * with the same tag keys, and the sum is given as work, GPU-hours and an ETA at the slots. */
 #define _GNU_SOURCE
 #include "sched.h"
+#include "progress.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -144,13 +145,20 @@ static void note_open_attempt(void *ctx, const OpenAttempt *a)
 	char ago[32];
 	format_duration(r->started > 0 ? now_wall() - r->started : 0, ago, sizeof ago);
 	const char *what = "was running when that kiln stopped: `kiln run` re-attaches to it if it still runs";
+	/* how far it got: its progress file (kept up to date by the attempt itself, or for an
+	 * ssh job by the kiln at work) or its log's log_progress reading */
+	char at[64] = "";
+	long long done, total;
+	int local = !strncmp(r->job_id, "local/", 6) && r->host && !strcmp(r->host, os_hostname());
+	if ((o->live_kiln || local) && r->log && progress_reading(t, r->log, &done, &total))
+		snprintf(at, sizeof at, " at %lld/%lld,", done, total);
 	if (o->live_kiln) { /* its attempts are open because it is at work on them */
-		fprintf(o->out, "running   %s: attempt %d (%s), started %s ago, under the kiln at work here now (pid %d)\n",
-			r->task, r->attempt, r->job_id, ago, o->live_kiln);
+		fprintf(o->out, "running   %s: attempt %d (%s), started %s ago,%s under the kiln at work here now (pid %d)\n",
+			r->task, r->attempt, r->job_id, ago, at, o->live_kiln);
 		return;
 	}
 	int alive = 1;
-	if (!strncmp(r->job_id, "local/", 6) && r->host && !strcmp(r->host, os_hostname()))
+	if (local)
 		what = (alive = exec_local_job_alive(r->job_id)) ? "still runs: `kiln run` re-attaches to it"
 								 : "ended while no kiln watched: `kiln run` takes up how it "
 								   "ended (or, with no word of it, runs it again)";
@@ -162,8 +170,8 @@ static void note_open_attempt(void *ctx, const OpenAttempt *a)
 			 "re-attaches to it)", t->name);
 		what = changed;
 	}
-	fprintf(o->out, "running   %s: attempt %d (%s), started %s ago by an earlier kiln, %s\n", r->task, r->attempt,
-		r->job_id, ago, what);
+	fprintf(o->out, "running   %s: attempt %d (%s), started %s ago by an earlier kiln,%s %s\n", r->task, r->attempt,
+		r->job_id, ago, alive ? at : "", what);
 }
 
 /* An ssh job the killed kiln recorded lost with its host: it may run on there. */

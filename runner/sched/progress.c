@@ -70,6 +70,14 @@ static int last_log_reading(const Task *t, const char *log, long long *done, lon
 	return found;
 }
 
+int progress_reading(const Task *t, const char *log_path, long long *done, long long *total)
+{
+	char *path = xasprintf("%s.progress", log_path);
+	int found = last_reading(path, done, total) || last_log_reading(t, log_path, done, total);
+	free(path);
+	return found;
+}
+
 static void poll_one(Job *job, int64_t now)
 {
 	struct stat st;

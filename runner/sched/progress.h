@@ -16,6 +16,10 @@ typedef struct Progress Progress;
 /* The progress file of the attempt whose log is log_path ("<log>.progress"), removed if a
  * previous attempt left one; malloc'd. */
 char *progress_path_for(const char *log_path);
+/* The latest reading of the attempt of t whose log is log_path: its progress file's last
+ * "done/total" line, else its log_progress in the end of its log; 1 if there is one. For
+ * `kiln status`, of an attempt running with no kiln watching it. */
+int progress_reading(const Task *t, const char *log_path, long long *done, long long *total);
 /* The attempt ended: its file goes, its readings too. */
 void progress_end(Job *job);
 /* Reads every running job's progress file (those that changed); appends "task 45/100,

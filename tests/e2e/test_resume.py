@@ -46,6 +46,8 @@ for e in range(start, epochs):
     json.dump({"epoch": e + 1}, open(snap + ".tmp", "w"))
     os.replace(snap + ".tmp", snap)
     print("Epoch %d | snapshot saved" % e, flush=True)
+    with open(os.environ["KILN_PROGRESS"], "a") as f:
+        f.write("%d/%d\n" % (e + 1, epochs))
 open("model.txt", "w").write("trained %d epochs\n" % epochs)
 '''
 
@@ -131,6 +133,9 @@ class Resume(KilnTestCase):
         self.ws.write("kiln.lua", recipe(epochs=10))
         self.interrupt(signal.SIGKILL)
         self.assertTrue(marked_processes(self.ws.dir), "the attempt outlives a kill -9 of kiln")
+        # how far it got, from its progress file, which it goes on writing
+        self.assertRegex(self.ws.kiln("status").out, r"running   train: attempt 1 \(local/[\d/]+\), started [\d.]+s ago "
+                         r"by an earlier kiln, at ([3-9]|10)/10, still runs: `kiln run` re-attaches to it")
         time.sleep(0.5)  # it goes on working while no kiln watches
         r = self.ws.kiln("run")
         self.assertEqual(r.rc, 0, r)
