@@ -62,6 +62,8 @@ static int last_reading(const char *path, long long *done, long long *total)
 /* The task's log_progress reading in the end of its log: 1 if there is one. */
 static int last_log_reading(const Task *t, const char *log, long long *done, long long *total)
 {
+	if (!t->opts->log_progress)
+		return 0; /* nothing to read it for */
 	size_t len;
 	long long from;
 	char *tail = read_file_tail(log, LOG_PROGRESS_TAIL, &len, &from);
