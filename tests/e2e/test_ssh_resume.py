@@ -145,6 +145,35 @@ task { name = "t", host = "v800", inputs = {"in.txt"}, outputs = {"out.txt"}, re
         self.assertIn("saved at step", log)
         self.assertIn("timed out after 6.0s", log)
 
+    def test_a_trainer_saving_at_a_ctrl_c_when_the_connection_drops_is_waited_for(self):
+        # Ctrl-C: the trainer there starts its save (two seconds), then kiln's connections
+        # drop. kiln follows the job again and ends once the save has, its lines in the log.
+        # Before, a job told to stop whose stream dropped was given up as lost with its host:
+        # kiln ended beside the saving trainer and called a host that answered down
+        import test_failures
+        self.ws.write("train.py", test_failures.StopUnderAShell.TRAINER.replace("step < 40", "step < 400")
+                      .replace("time.sleep(0.5)", "time.sleep(2)"))
+        self.ws.write("kiln.lua", 'task { name = "t", host = "v800", inputs = {"train.py"}, outputs = {"model.txt"}, '
+                      'resume = {"ckpt"}, kill_grace = 10, run = %s }\n'
+                      % lua_str("%s train.py 2>&1 | tee -a run.log; echo after" % PYTHON))
+        p = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua")
+        there = self.lab.hosts["v800"].workdir()
+        self.assertTrue(wait_for(lambda: os.path.exists(os.path.join(there, "ledger")), 30))
+        p.send_signal(signal.SIGINT)
+        self.assertTrue(wait_for(lambda: "saving at step" in open(os.path.join(there, "run.log")).read(), 30))
+        masters = processes_matching("ControlMaster=yes", cwd=self.ws.dir)
+        self.assertTrue(masters)
+        for pid in masters:
+            os.kill(pid, signal.SIGKILL)
+        out, err = p.communicate(timeout=90)
+        self.assertEqual(p.returncode, 130, out + err)
+        self.assertTrue(os.path.exists(os.path.join(there, "ckpt")), "kiln ended once the save had")
+        self.assertEqual(self.lab.jobs_running(self.lab.hosts["v800"]), [])
+        log = self.ws.read(".kiln/logs/t@1.log")
+        self.assertIn("dropped; following the job there again", log)
+        self.assertIn("saved at step", log)
+        self.assertNotIn("DOWN", out)
+
     @unittest.skipIf(NO_TORCH, NO_TORCH or "")
     def test_a_checkpoint_cut_short_on_a_host_is_put_back_from_its_copy_there(self):
         import test_resume  # its trainer saves in place with a plain torch.save, killed mid-save once

@@ -184,9 +184,12 @@ void ssh_follow_ended(SshExec *se, Remote *rm, int status)
 		rm->job->term_signal = rm->signalled;
 		ssh_finished(se, rm, JOB_SIGNALED, -1, NULL);
 	} else {
-		if (kind == 0 && rm->refollows < 3 && !rm->signalled && !h->down) { /* down: another stream found it so */
+		if (kind == 0 && rm->refollows < 3 && !h->down) { /* down: another stream found it so */
 			/* the connection dropped: if the host still answers, the job may run on there. Asked
-			 * in the background: a host that drops packets takes ssh's 5 s to say no */
+			 * in the background: a host that drops packets takes ssh's 5 s to say no. So too
+			 * for a job told to stop (it may be saving, and kiln ends only once it has: given
+			 * up, kiln ended beside it, a retry's start there killing its save); one the stop
+			 * never reached gets the SIGKILL at the grace's end, through a connection of its own */
 			char *probe_err = xasprintf("%s.probe", rm->err_path);
 			int fd = open(probe_err, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 			free(probe_err);
