@@ -110,6 +110,7 @@ def main():
             lab.reset()
             ws = write_workspace(lab)
             problems = []
+            blips_before = blips
             for _ in range(2):  # the second run's attempts start through the hosts' agents
                 before = [len(ledger(lab, i)) for i in range(len(HOSTS))]
                 p = subprocess.Popen(run, cwd=ws, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -160,7 +161,7 @@ def main():
             again = subprocess.run(run, cwd=ws, env=env, capture_output=True, text=True, timeout=120)
             if again.returncode != 0 or " 0 ran," not in again.stdout:
                 problems.append("the next run was no no-op: %s" % again.stdout[-400:])
-            failures += trial_ended(trial, "%d blips" % blips, problems, ws)
+            failures += trial_ended(trial, "%d blips" % (blips - blips_before), problems, ws)
     finally:
         lab.close()
     print("%d trials, %d failed, in %.0f s: %d blips, %d Ctrl-Cs (%d left jobs running), %d kill -9s; "
