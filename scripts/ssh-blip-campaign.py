@@ -139,7 +139,9 @@ def main():
                 if p.returncode not in (0, 130):
                     problems.append("a Ctrl-C'd kiln ended with status %d: %s" % (p.returncode, out[-800:]))
                 if running:
-                    problems.append("jobs still running there when kiln ended: %s\n%s" % (running, out[-1500:]))
+                    ps = subprocess.run(["ps", "-o", "pid=,args=", "-p", ",".join(map(str, running))],
+                                        capture_output=True, text=True).stdout
+                    problems.append("jobs still running there when kiln ended:\n%s%s" % (ps, out[-1500:]))
                     time.sleep(2)  # their saves land, so the run to the end is checked apart
             for i in range(len(HOSTS)):
                 log = local_logs(ws, i)

@@ -255,7 +255,11 @@ static void resume_guard(Buf *b, const Job *job, int remote)
 		buf_free(&p);
 		buf_free(&c);
 	}
-	buf_puts(b, "while sleep 1; do\n[ -z \"$kiln_me\" ] || kill -0 \"$kiln_me\" 2>/dev/null || exit 0\n");
+	/* its nap is a child it waits for, killed with it: the `kill $kiln_watch` at the
+	 * command's end left a `sleep 1` running there for up to a second after the job */
+	buf_puts(b, "trap 'kill $kiln_nap 2>/dev/null; exit 0' TERM\n"
+		    "while sleep 1 & kiln_nap=$!; wait $kiln_nap; do\n"
+		    "[ -z \"$kiln_me\" ] || kill -0 \"$kiln_me\" 2>/dev/null || exit 0\n");
 	for (int i = 0; i < t->opts->nresume; i++) {
 		Buf p = {0}, c = {0};
 		resume_words(t, i, &p, &c);
