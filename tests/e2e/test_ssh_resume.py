@@ -118,61 +118,58 @@ task { name = "t", host = "v800", inputs = {"in.txt"}, outputs = {"out.txt"}, re
         self.assertEqual(sorted(set(steps)), list(range(1, max(steps) + 1)))
         self.assertLessEqual(len(steps), max(steps) + 1, "the retry continued from the save")
 
+    def saver_on_v800(self, fields, save_s):
+        """test_failures.StopUnderAShell's trainer (400 steps, a save of save_s seconds) as
+        task t on v800 with fields, `| tee -a run.log` under sh, started: (kiln, its workdir
+        there) once it steps."""
+        import test_failures
+        self.ws.write("train.py", test_failures.StopUnderAShell.TRAINER.replace("step < 40", "step < 400")
+                      .replace("time.sleep(0.5)", "time.sleep(%s)" % save_s))
+        self.ws.write("kiln.lua", 'task { name = "t", host = "v800", inputs = {"train.py"}, outputs = {"model.txt"}, '
+                      'resume = {"ckpt"}, kill_grace = 10, %s run = %s }\n'
+                      % (fields, lua_str("%s train.py 2>&1 | tee -a run.log; echo after" % PYTHON)))
+        p = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua")
+        there = self.lab.hosts["v800"].workdir()
+        self.assertTrue(wait_for(lambda: os.path.exists(os.path.join(there, "ledger")), 30))
+        return p, there
+
+    def drop_connections_then_the_save_lands(self, p, there, rc):
+        """Kills this run's ssh masters (every stream drops; the host answers): kiln ends with
+        rc once the save there has, its lines in the log after a follow taken up again.
+        The log."""
+        masters = processes_matching("ControlMaster=yes", cwd=self.ws.dir)
+        self.assertTrue(masters)
+        for pid in masters:
+            os.kill(pid, signal.SIGKILL)
+        out, err = p.communicate(timeout=90)
+        self.assertEqual(p.returncode, rc, out + err)
+        self.assertTrue(os.path.exists(os.path.join(there, "ckpt")), "kiln ended once the save had")
+        self.assertEqual(self.lab.jobs_running(self.lab.hosts["v800"]), [])
+        self.assertNotIn("DOWN", out)
+        log = self.ws.read(".kiln/logs/t@1.log")
+        self.assertIn("dropped; following the job there again", log)
+        self.assertEqual(log.count("saving at step"), 1, log)
+        self.assertIn("saved at step", log)
+        return log
+
     def test_a_trainer_whose_connection_dropped_is_waited_for_through_its_save(self):
         # the connection drops mid-run (the master dies: a network blip), kiln follows the job
         # again, then its timeout stops it: the attempt ends when the trainer has saved, with
         # the save's lines in the log. Before, the job's shell said "Terminated" on the
         # connection that had dropped, died of SIGPIPE, and the attempt was recorded ended
         # mid-save, its last lines lost (a retry would have started beside the saving trainer)
-        import test_failures
-        self.ws.write("train.py", test_failures.StopUnderAShell.TRAINER.replace("step < 40", "step < 400"))
-        self.ws.write("kiln.lua", 'task { name = "t", host = "v800", inputs = {"train.py"}, outputs = {"model.txt"}, '
-                      'resume = {"ckpt"}, timeout = 6, kill_grace = 10, run = %s }\n'
-                      % lua_str("%s train.py 2>&1 | tee -a run.log; echo after" % PYTHON))
-        p = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua")
-        there = self.lab.hosts["v800"].workdir()
-        self.assertTrue(wait_for(lambda: os.path.exists(os.path.join(there, "ledger")), 30))
-        masters = processes_matching("ControlMaster=yes", cwd=self.ws.dir)
-        self.assertTrue(masters)
-        for pid in masters:
-            os.kill(pid, signal.SIGKILL)
-        out, err = p.communicate(timeout=90)
-        self.assertEqual(p.returncode, 1, out + err)
-        self.assertTrue(os.path.exists(os.path.join(there, "ckpt")), "the attempt ended once its save had")
-        log = self.ws.read(".kiln/logs/t@1.log")
-        self.assertIn("dropped; following the job there again", log)
-        self.assertEqual(log.count("saving at step"), 1, log)
-        self.assertIn("saved at step", log)
+        p, there = self.saver_on_v800("timeout = 6,", 0.5)
+        log = self.drop_connections_then_the_save_lands(p, there, 1)
         self.assertIn("timed out after 6.0s", log)
 
     def test_a_trainer_saving_at_a_ctrl_c_when_the_connection_drops_is_waited_for(self):
         # Ctrl-C: the trainer there starts its save (two seconds), then kiln's connections
-        # drop. kiln follows the job again and ends once the save has, its lines in the log.
-        # Before, a job told to stop whose stream dropped was given up as lost with its host:
-        # kiln ended beside the saving trainer and called a host that answered down
-        import test_failures
-        self.ws.write("train.py", test_failures.StopUnderAShell.TRAINER.replace("step < 40", "step < 400")
-                      .replace("time.sleep(0.5)", "time.sleep(2)"))
-        self.ws.write("kiln.lua", 'task { name = "t", host = "v800", inputs = {"train.py"}, outputs = {"model.txt"}, '
-                      'resume = {"ckpt"}, kill_grace = 10, run = %s }\n'
-                      % lua_str("%s train.py 2>&1 | tee -a run.log; echo after" % PYTHON))
-        p = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua")
-        there = self.lab.hosts["v800"].workdir()
-        self.assertTrue(wait_for(lambda: os.path.exists(os.path.join(there, "ledger")), 30))
+        # drop. Before, a job told to stop whose stream dropped was given up as lost with its
+        # host: kiln ended beside the saving trainer and called a host that answered down
+        p, there = self.saver_on_v800("", 2)
         p.send_signal(signal.SIGINT)
         self.assertTrue(wait_for(lambda: "saving at step" in open(os.path.join(there, "run.log")).read(), 30))
-        masters = processes_matching("ControlMaster=yes", cwd=self.ws.dir)
-        self.assertTrue(masters)
-        for pid in masters:
-            os.kill(pid, signal.SIGKILL)
-        out, err = p.communicate(timeout=90)
-        self.assertEqual(p.returncode, 130, out + err)
-        self.assertTrue(os.path.exists(os.path.join(there, "ckpt")), "kiln ended once the save had")
-        self.assertEqual(self.lab.jobs_running(self.lab.hosts["v800"]), [])
-        log = self.ws.read(".kiln/logs/t@1.log")
-        self.assertIn("dropped; following the job there again", log)
-        self.assertIn("saved at step", log)
-        self.assertNotIn("DOWN", out)
+        self.drop_connections_then_the_save_lands(p, there, 130)
 
     @unittest.skipIf(NO_TORCH, NO_TORCH or "")
     def test_a_checkpoint_cut_short_on_a_host_is_put_back_from_its_copy_there(self):
