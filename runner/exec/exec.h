@@ -56,6 +56,8 @@ typedef struct Job {
 				 whose hosts lack this file system copies their inputs and outputs */
 	int nitems;
 	char *progress_path;  /* KILN_PROGRESS, owned */
+	char *torchrun_dir;   /* PET_LOG_DIR, torchrun's folder for the attempt (it would make one
+				 in /tmp per run and never remove it), removed when it ends; owned, or NULL */
 	struct Progress *progress; /* its latest readings (progress.c), or NULL */
 	int resume_kept;      /* the task's resume state is kept for this attempt (same key as the last) */
 	int resumed;          /* and some of it was there: the attempt continued from it (KILN_RESUME=1) */

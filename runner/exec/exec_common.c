@@ -98,6 +98,10 @@ void exec_attach(Job *job, const AdoptedJob *a)
 		free(job->progress_path);
 		job->progress_path = xasprintf("%s.progress", a->log);
 	}
+	if (job->torchrun_dir) { /* and its torchrun folder, removed when it ends */
+		free(job->torchrun_dir);
+		job->torchrun_dir = xasprintf("%s.torchrun", a->log);
+	}
 	job->adopted = 1;
 	job->ran_before_sec = a->ran_sec > 0 ? a->ran_sec : 0;
 	job->attempt_row = a->row;

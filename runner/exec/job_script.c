@@ -401,6 +401,8 @@ char *exec_job_script(const Job *job, const char *workspace, const char *exit_pa
 		buf_printf(&b, "%.*s=", (int)(eq - *e), *e);
 		if (t->opts->cwd && !strncmp(*e, "KILN_PROGRESS=", 14) && eq[1] != '/')
 			buf_puts(&b, top); /* a host's own path (ssh): from the workspace there */
+		else if (!strncmp(*e, "PET_LOG_DIR=", 12) && eq[1] != '/') /* and by its full path (sched_job.c) */
+			buf_puts(&b, "\"${kiln_top:-$PWD}\"/");
 		buf_shell_quote(&b, eq + 1);
 		buf_printf(&b, "; export %.*s\n", (int)(eq - *e), *e);
 	}

@@ -81,6 +81,9 @@ static void free_job(Job *job)
 	free(job->items);
 	progress_end(job);
 	free(job->progress_path);
+	if (job->torchrun_dir)
+		remove_tree(job->torchrun_dir);
+	free(job->torchrun_dir);
 	resume_watch_end(job->resume_watch);
 	free(job);
 }
@@ -461,6 +464,8 @@ static void stop_all(Run *r, int sig, int hangup)
 				     j->job_id, hangup ? "the terminal closed" : "--detach");
 			release(r, j);
 			j->task->state = TS_SKIPPED;
+			free(j->torchrun_dir); /* torchrun writes there while it runs: the next kiln removes it */
+			j->torchrun_dir = NULL;
 			free_job(j); /* the executor keeps no reference to a detached job */
 			continue;
 		}

@@ -92,6 +92,13 @@ Job *sched_new_job(Run *r, Task *t, Executor *ex, const char *key, const int *id
 	 * line gets it too */
 	if (runs_torchrun(t) && !getenv("PET_MONITOR_INTERVAL") && !task_sets_env(t, "PET_MONITOR_INTERVAL"))
 		job->env[nenv++] = xstrdup("PET_MONITOR_INTERVAL=0.5");
+	/* and it keeps each run's folder (its workers' error files) in /tmp, never removed: one
+	 * per attempt beside its log instead, removed when the attempt ends (progress_end) */
+	if (runs_torchrun(t) && !getenv("PET_LOG_DIR") && !task_sets_env(t, "PET_LOG_DIR")) {
+		job->torchrun_dir = xasprintf("%s.torchrun", job->log_path);
+		/* by its full path: a worker that changes directory writes its error file there */
+		job->env[nenv++] = xasprintf("PET_LOG_DIR=%s/%s", r->g->workspace, job->torchrun_dir);
+	}
 	if (ex->local_slots) /* this machine's: its devices leased by the scheduler (ids) */
 		snprintf(job->lease.host, sizeof job->lease.host, "%s", os_hostname());
 	for (int i = 0; ids && i < t->opts->gpus && i < 64; i++)

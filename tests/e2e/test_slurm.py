@@ -462,14 +462,18 @@ task { name = "one/b", inputs = {"a.txt"}, outputs = {"b.txt"}, run = "cat a.txt
                       "dist.init_process_group('gloo')\n"
                       "w = dist.get_world_size()\n"
                       "dist.barrier()\n"
-                      "if dist.get_rank() == 0: open('o.txt', 'w').write('%d %s' % (w, os.environ['SLURM_JOB_ID']))\n")
+                      "if dist.get_rank() == 0: open('o.txt', 'w').write('%d %s %s' % (w, os.environ['SLURM_JOB_ID'], "
+                      "os.environ['TORCHELASTIC_ERROR_FILE']))\n")
         self.ws.write("kiln.lua", 'task { name = "tr/one", outputs = {"o.txt"}, cpus = 2, torchrun = { nproc = 2 }, '
                       'run = { "%s", "worker.py" } }\n' % PYTHON)
         r = self.kiln("run", "--executor", "slurm", timeout=300)
         self.assertEqual(r.rc, 0, (r, self.ws.read(".kiln/logs/tr/one@1.log") if self.ws.exists(".kiln/logs/tr/one@1.log") else ""))
-        world, job = self.ws.read("o.txt").split()
+        world, job, errfile = self.ws.read("o.txt").split()
         self.assertEqual(world, "2")
         self.assertEqual(len(jobs_named("tr/one")), 1, "one job")
+        # torchrun's folder for the run is the attempt's, not one more in the node's /tmp
+        self.assertTrue(errfile.startswith(self.ws.path(".kiln/logs/tr/one@1.log.torchrun/")), errfile)
+        self.assertFalse(self.ws.exists(".kiln/logs/tr/one@1.log.torchrun"), "removed when the attempt ended")
         log = self.ws.read(".kiln/logs/tr/one@1.log")
         self.assertRegex(log, r"# kiln: torchrun rendezvous at [^:\s]+:\d+")
 

@@ -38,12 +38,20 @@ class SshDist(sshhosts.SshCase, KilnTestCase):
     @unittest.skipIf(NO_TORCH, NO_TORCH)
     def test_torchrun_on_one_host_for_real(self):
         # torchrun's rendezvous on a host is the port kiln reserved, not a Slurm node's
-        self.ws.write("worker.py", gloo_sum_worker("o.txt"))
-        self.ws.write("kiln.lua", 'task { name = "tr/host", host = "v800", inputs = {"worker.py"}, outputs = {"o.txt"}, '
+        self.ws.write("worker.py", gloo_sum_worker("o.txt") +
+                      "import os\nopen('errfile.txt', 'w').write(os.environ['TORCHELASTIC_ERROR_FILE'])\n")
+        self.ws.write("kiln.lua", 'task { name = "tr/host", host = "v800", inputs = {"worker.py"}, outputs = {"o.txt", "errfile.txt"}, '
                       'cpus = 2, torchrun = { nproc = 2 }, run = { "%s", "worker.py" } }\n' % PYTHON)
         r = self.kiln(timeout=300)
         self.assertEqual(r.rc, 0, r)
         self.assertEqual(self.ws.read("o.txt"), "2 3", "two ranks all-reduced 1 + 2")
+        # torchrun's folder for the run is in the job's folder on the host, which goes with
+        # it: none is left in the host's /tmp per run
+        workdir = self.lab.hosts["v800"].workdir()
+        self.assertTrue(self.ws.read("errfile.txt").startswith(os.path.join(workdir, ".kiln/jobs/")),
+                        self.ws.read("errfile.txt"))
+        self.assertTrue(wait_for(lambda: not os.path.exists(os.path.dirname(self.ws.read("errfile.txt"))), timeout=30),
+                        "the job's folder went when kiln collected it")
 
     @unittest.skipIf(NO_TORCH, NO_TORCH)
     def test_a_ctrl_c_reaches_each_torchrun_worker_on_a_host_once(self):

@@ -2,8 +2,10 @@
 own and their process count. They skip (with the reason) where Debian's python3-torch is
 not installed."""
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 import unittest
 
 from kilntest import KilnTestCase, main, wait_for
@@ -45,6 +47,7 @@ with open(out + ".trace", "a") as f:
 dist.destroy_process_group()
 if rank == 0:
     open(out, "w").write("%d %s %s %s\n" % (world, os.environ["KILN_PORT"], os.environ["LOCAL_WORLD_SIZE"], met))
+    open(out + ".errfile", "w").write(os.environ["TORCHELASTIC_ERROR_FILE"])
 """
 
 
@@ -201,9 +204,17 @@ class Torchrun(KilnTestCase):
         self.ws.write("worker.py", WORKER)
         self.ws.write("kiln.lua", 'task { name = "sh", outputs = {"o.txt"}, torchrun = { nproc = 2 }, '
                       'run = "%s worker.py {out} 1" }' % PYTHON)
-        r = self.ws.kiln("run", timeout=300)
+        tmp = tempfile.mkdtemp(prefix="kiln-e2e-tmpdir-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        r = self.ws.kiln("run", env={"TMPDIR": tmp}, timeout=300)
         self.assertEqual(r.rc, 0, r)
         self.assertEqual(self.ws.read("o.txt").split()[0], "2")
+        # torchrun's folder for the run (its workers' error files) is the attempt's, beside
+        # its log, and goes when the attempt ends: none is left in /tmp (TMPDIR) per run
+        self.assertTrue(self.ws.read("o.txt.errfile").startswith(
+            os.path.join(self.ws.dir, ".kiln/logs/sh@1.log.torchrun/")), self.ws.read("o.txt.errfile"))
+        self.assertFalse(self.ws.exists(".kiln/logs/sh@1.log.torchrun"))
+        self.assertEqual(os.listdir(tmp), [], "torchrun made nothing outside the workspace")
         # torchrun looks at its workers every half second, not 1.13's 5 s (a finished run
         # waited for that look, and a stop then threw its work away); a task's own torchrun
         # line gets it too, and the keys stay as they were (the environment, not the argv)
@@ -248,6 +259,8 @@ class Torchrun(KilnTestCase):
         self.assertEqual(epochs(), list(range(10)), "no epoch ran twice, none was skipped")
         self.assertNotIn("Resuming", self.ws.read(".kiln/logs/ddp@3.log"))
         self.assertEqual(self.ws.kiln("run").ran, set())
+        self.assertEqual([f for f in os.listdir(self.ws.path(".kiln/logs")) if "torchrun" in f], [],
+                         "the re-attached attempt's torchrun folder went when it ended, as the others'")
 
     def test_a_ctrl_c_reaches_each_worker_once_through_torchrun_and_its_save_lands(self):
         # stop_signal = "INT": kiln tells torchrun, which tells its workers; not the workers

@@ -288,13 +288,17 @@ void ssh_job_truncate_to_header(const char *path)
 	free(text);
 }
 
-/* Replaces the job's KILN_PROGRESS with the path there (ssh_progress.c reads it back). */
+/* Replaces the job's KILN_PROGRESS (ssh_progress.c reads it back) and PET_LOG_DIR with
+ * paths in its folder there, which goes when the job is collected. */
 void ssh_job_remote_env(Job *job, const char *id)
 {
 	for (char **e = job->env; e && *e; e++)
 		if (!strncmp(*e, "KILN_PROGRESS=", 14)) {
 			free(*e);
 			*e = xasprintf("KILN_PROGRESS=.kiln/jobs/%s/progress", id);
+		} else if (!strncmp(*e, "PET_LOG_DIR=", 12) && job->torchrun_dir) { /* kiln's, not the user's */
+			free(*e);
+			*e = xasprintf("PET_LOG_DIR=.kiln/jobs/%s/torchrun", id);
 		}
 }
 
