@@ -7,6 +7,7 @@ mid-save continuing from kiln's last whole copy of its checkpoint. Skipped (with
 multi-node torchrun task (which a one-node cluster cannot run) is checked against stand-in
 Slurm tools that record what they were given."""
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -35,6 +36,10 @@ def setUpModule():
 def tearDownModule():
     if "dir" in STATE:
         subprocess.run(["sh", CLUSTER, "stop", STATE["dir"]], capture_output=True, timeout=60)
+        if os.environ.get("KILN_TEST_KEEP"):  # its daemons' logs, to look at a failed test
+            print("kept", STATE["dir"])
+        else:
+            shutil.rmtree(STATE["dir"], ignore_errors=True)
 
 
 def jobs_named(prefix):
