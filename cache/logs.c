@@ -3,6 +3,7 @@
  * attempts table is state.c's; this reads it and removes files under the log directory. */
 #define _GNU_SOURCE
 #include <dirent.h>
+#include <stdint.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,11 +39,12 @@ int cache_each_attempt_log(Cache *c, const char *task,
 static const char *const logs_kept_sql =
 	"SELECT log, (row_number() OVER (PARTITION BY task ORDER BY id DESC) <= ?1 "
 	"        OR run_id = (SELECT max(id) FROM runs) OR ended IS NULL "
-	"        OR id IN (SELECT max(id) FROM attempts WHERE outcome = 'ok' GROUP BY task)) "
+	"        OR id IN (SELECT max(id) FROM attempts WHERE outcome = 'ok' GROUP BY task)), ended IS NULL "
 	"FROM attempts WHERE log IS NOT NULL";
 
 /* Removes the files under dir that no kept log accounts for: logs no row names (a kiln
- * killed before it recorded the attempt), and exit and progress files of pruned ones. */
+ * killed before it recorded the attempt), and exit and progress files and torchrun folders
+ * of pruned ones. */
 static void sweep(const char *dir, StrMap *kept, long long *bytes, int *removed)
 {
 	DIR *d = opendir(dir);
@@ -51,7 +53,14 @@ static void sweep(const char *dir, StrMap *kept, long long *bytes, int *removed)
 			continue;
 		char *path = xasprintf("%s/%s", dir, e->d_name);
 		struct stat st;
-		if (lstat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+		size_t plen = strlen(path);
+		if (lstat(path, &st) == 0 && S_ISDIR(st.st_mode) && plen > 9 && !strcmp(path + plen - 9, ".torchrun")) {
+			path[plen - 9] = 0; /* X@N.log.torchrun: torchrun's folder of the attempt X@N.log */
+			int running = strmap_get(kept, path) == (void *)2;
+			path[plen - 9] = '.';
+			if (!running) /* a running attempt's stays: its workers write their errors there */
+				remove_tree(path);
+		} else if (lstat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
 			sweep(path, kept, bytes, removed);
 			rmdir(path); /* only when empty */
 		} else if (lstat(path, &st) == 0 && S_ISREG(st.st_mode)) {
@@ -65,7 +74,7 @@ static void sweep(const char *dir, StrMap *kept, long long *bytes, int *removed)
 				strcpy(dot, ".log"); /* shorter than either: it fits */
 			if (!strmap_get(kept, owner) && unlink(path) == 0) {
 				*bytes += st.st_size;
-				*removed += strstr(path, ".log") && !strstr(path, ".progress");
+				*removed += n > 4 && !strcmp(path + n - 4, ".log"); /* attempts' logs, not their files */
 			}
 			free(owner);
 		}
@@ -89,8 +98,8 @@ int cache_gc_logs(Cache *c, const char *log_dir, int keep_per_task, long long *b
 		if (!log)
 			continue;
 		if (sqlite3_column_int(st, 1)) {
-			if (!strmap_get(&kept, log))
-				strmap_put(&kept, xstrdup(log), (void *)1);
+			if (!strmap_get(&kept, log)) /* 2: its attempt may still run */
+				strmap_put(&kept, xstrdup(log), (void *)(intptr_t)(1 + sqlite3_column_int(st, 2)));
 		}
 	}
 	sqlite3_reset(st);

@@ -721,13 +721,34 @@ class Logs(KilnTestCase):
         for _ in range(7):  # attempts 2..8 fail
             self.assertEqual(self.ws.kiln("run", "--force", "t").rc, 1)
         self.ws.write(".kiln/logs/stray@1.log", "a log no attempt names\n")
+        # torchrun folders a killed kiln left (it removes an attempt's when it ends): of an
+        # ended attempt whose log stays, and of one whose log goes
+        for n in (1, 2):
+            self.ws.write(".kiln/logs/t@%d.log.torchrun/kiln_x/attempt_0/0/error.json" % n, "{}")
         r = self.ws.kiln("gc")
         self.assertEqual(r.rc, 0, r)
         kept = sorted(n for n in os.listdir(self.ws.path(".kiln/logs")) if n.endswith(".log"))
         # the 5 latest (4..8), the latest success (1); 2 and 3 and the stray one go
         self.assertEqual(kept, ["t@1.log", "t@4.log", "t@5.log", "t@6.log", "t@7.log", "t@8.log"])
         self.assertIn("and 3 old attempt logs", r.out)
+        self.assertEqual([n for n in os.listdir(self.ws.path(".kiln/logs")) if "torchrun" in n], [])
         self.assertIn("was removed by kiln gc", self.ws.kiln("log", "t", "2").out)
+
+    def test_gc_leaves_a_running_attempts_torchrun_folder(self):
+        # kiln killed, its attempt running on: its workers would write their errors there
+        self.ws.write("kiln.lua", 'task { name = "slow", outputs = {"s.txt"}, run = "sleep 3; echo > s.txt" }\n')
+        p = self.ws.spawn("run")
+        self.assertTrue(wait_for(lambda: (self.ws.query("SELECT count(*) FROM attempts WHERE ended IS NULL") or [(0,)])[0][0] == 1,
+                                 timeout=30), "the attempt started")
+        p.kill()
+        p.communicate()
+        self.ws.write(".kiln/logs/slow@1.log.torchrun/kiln_x/attempt_0/0/.keep", "")
+        self.assertEqual(self.ws.kiln("gc").rc, 0)
+        self.assertTrue(self.ws.exists(".kiln/logs/slow@1.log.torchrun/kiln_x/attempt_0/0"))
+        r = self.ws.kiln("run")
+        self.assertIn("slow: attached to local job", r.out)
+        self.assertEqual(self.ws.kiln("gc").rc, 0)
+        self.assertFalse(self.ws.exists(".kiln/logs/slow@1.log.torchrun"), "once it has ended, it goes")
 
 
 if __name__ == "__main__":
