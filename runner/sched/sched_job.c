@@ -90,11 +90,12 @@ Job *sched_new_job(Run *r, Task *t, Executor *ex, const char *key, const int *id
 	 * interrupted and throws its work away. Its option through its environment (PET_*),
 	 * which the task's key does not hold: the same key as ever, and a user's own torchrun
 	 * line gets it too */
-	if (runs_torchrun(t) && !getenv("PET_MONITOR_INTERVAL") && !task_sets_env(t, "PET_MONITOR_INTERVAL"))
+	int torchrun = runs_torchrun(t);
+	if (torchrun && !getenv("PET_MONITOR_INTERVAL") && !task_sets_env(t, "PET_MONITOR_INTERVAL"))
 		job->env[nenv++] = xstrdup("PET_MONITOR_INTERVAL=0.5");
 	/* and it keeps each run's folder (its workers' error files) in /tmp, never removed: one
-	 * per attempt beside its log instead, removed when the attempt ends (progress_end) */
-	if (runs_torchrun(t) && !getenv("PET_LOG_DIR") && !task_sets_env(t, "PET_LOG_DIR")) {
+	 * per attempt beside its log instead, removed when the attempt ends (sched.c, free_job) */
+	if (torchrun && !getenv("PET_LOG_DIR") && !task_sets_env(t, "PET_LOG_DIR")) {
 		job->torchrun_dir = xasprintf("%s.torchrun", job->log_path);
 		/* by its full path: a worker that changes directory writes its error file there */
 		job->env[nenv++] = xasprintf("PET_LOG_DIR=%s/%s", r->g->workspace, job->torchrun_dir);
