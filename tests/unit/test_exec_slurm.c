@@ -286,5 +286,7 @@ int main(void)
 	attempts_of("int_started_unseen", &a);
 	CHECK(*buf_str(&a) && strstr(buf_str(&a), " ok ") == NULL); /* stopped: not done */
 	buf_free(&a);
+	CHECK(chdir("/") == 0);
+	remove_tree(dir); /* no temp dirs left behind */
 	return check_exit();
 }
