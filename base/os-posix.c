@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -190,6 +191,34 @@ static int is_torchrun_agent(pid_t pid)
 	return 0;
 }
 
+/* Whether process pid is a pipe's reader that only passes text on or packs it (tee, grep,
+ * sed, awk, ts, gzip, ...: by its name) with its stdin a pipe: `python train.py | grep -v
+ * DEBUG | gzip > run.log.gz` told to stop with the trainer would end at once, and what the
+ * trainer prints while it saves would hit a closed pipe (a BrokenPipeError in its handler,
+ * its save cut) or be lost with the filter's buffer. Left alone, it ends at its input's end,
+ * once the trainer has; SIGKILL at the grace's end still reaches it. Such a tool reading a
+ * file, or run alone, is told as any process is. */
+static int is_pipe_filter(pid_t pid)
+{
+	static const char *const filters[] = {"tee", "grep", "egrep", "fgrep", "sed", "awk", "gawk", "mawk", "nawk",
+					      "ts", "cut", "tr", "cat", "col", "fold", "nl", "head", "tail", "sort", "uniq",
+					      "wc", "gzip", "pigz", "bzip2", "xz", "zstd", "lz4", "logger", "rotatelogs"};
+	char comm[64];
+	ssize_t n = read_proc(pid, "comm", comm, sizeof comm);
+	if (n <= 0)
+		return 0;
+	comm[strcspn(comm, "\n")] = 0;
+	size_t i = 0;
+	while (i < sizeof filters / sizeof *filters && strcmp(comm, filters[i]))
+		i++;
+	if (i == sizeof filters / sizeof *filters)
+		return 0;
+	char path[64];
+	struct stat st;
+	snprintf(path, sizeof path, "/proc/%d/fd/0", (int)pid);
+	return stat(path, &st) == 0 && S_ISFIFO(st.st_mode);
+}
+
 int os_signal_group(pid_t pgid, int sig)
 {
 	DIR *proc = sig == SIGKILL || sig == 0 ? NULL : opendir("/proc");
@@ -210,17 +239,21 @@ int os_signal_group(pid_t pgid, int sig)
 	}
 	closedir(proc);
 	pid_t agents[16];
-	int nagents = 0;
-	for (int i = 0; i < n && nagents < 16; i++)
-		if (is_torchrun_agent(members[i][0]))
+	int nagents = 0, nfilters = 0;
+	char *filter = xcalloc((size_t)n + 1, 1);
+	for (int i = 0; i < n; i++) {
+		if (nagents < 16 && is_torchrun_agent(members[i][0]))
 			agents[nagents++] = members[i][0];
+		nfilters += filter[i] = (char)is_pipe_filter(members[i][0]);
+	}
 	int rc = 0;
-	if (!nagents) {
+	if (!nagents && !nfilters) {
 		rc = kill(-pgid, sig);
 	} else { /* one by one, parents before their children: a shell that waits for a child
 		  * has its signal pending before that child's end wakes it (signalled after, it
-		  * would run on past its `wait`, its trap never run) */
-		int reached = 0;
+		  * would run on past its `wait`, its trap never run). A filter left alone counts
+		  * as reached: it ends with its input. */
+		int reached = nfilters;
 		for (int depth = 0, more = 1; more && depth < 64; depth++) {
 			more = 0;
 			for (int i = 0; i < n; i++) {
@@ -236,7 +269,7 @@ int os_signal_group(pid_t pgid, int sig)
 				more |= d > depth;
 				for (int a = 0; a < nagents && !worker; a++)
 					worker = members[i][1] == agents[a];
-				if (d == depth && !worker && kill(members[i][0], sig) == 0)
+				if (d == depth && !worker && !filter[i] && kill(members[i][0], sig) == 0)
 					reached++;
 			}
 		}
@@ -246,6 +279,7 @@ int os_signal_group(pid_t pgid, int sig)
 		}
 	}
 	free(members);
+	free(filter);
 	return rc;
 }
 

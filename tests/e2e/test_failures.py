@@ -4,6 +4,7 @@ log on a line of its own, and retried per retry_on (by default not an oom); the 
 shows a big log's last lines as a terminal would (a progress bar's last state, a long line's
 end); `kiln status` tells a task whose latest attempt failed from one never run; a task's
 kill_grace gives a command that saves its state on SIGTERM the time to finish."""
+import gzip
 import os
 import signal
 import sqlite3
@@ -179,6 +180,27 @@ open("model.txt", "w").write("trained\\n")
         self.assertNotIn("BrokenPipeError", log)
         self.run_again_continues_from_the_save()
         self.assertIn("step 40", self.ws.read("run.log"))
+
+    def test_filters_the_trainer_prints_through_outlive_the_stop(self):
+        # grep and gzip, not kiln's tee: told to stop with the trainer they ended at once,
+        # the save's first print hit a closed pipe (no save) and the log was cut short. A
+        # pipe's filter is left to end with its input.
+        self.ws.write("train.py", self.TRAINER)
+        self.ws.write("kiln.lua", 'task { name = "train", inputs = {"train.py"}, outputs = {"model.txt"}, '
+                      'resume = {"ckpt"}, kill_grace = 10, run = %s }\n'
+                      % lua_str("%s train.py 2>&1 | grep --line-buffered -v DEBUG | gzip > run.log.gz; echo after"
+                                % sys.executable))
+        p = self.ws.spawn("run")
+        self.assertTrue(wait_for(lambda: self.ws.exists("ledger") and len(self.ws.read("ledger").split()) >= 4, 60))
+        self.ctrl_c(p)
+        with gzip.open(os.path.join(self.ws.dir, "run.log.gz"), "rt") as f:
+            log = f.read()  # a whole gzip stream: gzip ended at its input's end
+        self.assertEqual(log.count("saving at step"), 1, log)
+        self.assertIn("saved at step", log)
+        self.assertNotIn("BrokenPipeError", log)
+        self.run_again_continues_from_the_save()
+        with gzip.open(os.path.join(self.ws.dir, "run.log.gz"), "rt") as f:
+            self.assertIn("step 40", f.read())
 
     def run_again_continues_from_the_save(self):
         """Runs the recipe again: it ends well, each of the 40 steps ran once (the one in

@@ -118,6 +118,21 @@ task { name = "t", host = "v800", inputs = {"in.txt"}, outputs = {"out.txt"}, re
         self.assertEqual(sorted(set(steps)), list(range(1, max(steps) + 1)))
         self.assertLessEqual(len(steps), max(steps) + 1, "the retry continued from the save")
 
+    def test_a_grep_between_the_trainer_and_tee_there_outlives_the_stop(self):
+        # grep is no shim of kiln's: told to stop with the trainer it ended at once, the
+        # save's first print hit a closed pipe and no save was made. kiln_kill leaves a
+        # filter reading a pipe to end with its input.
+        import test_failures
+        logs = self.timed_out_twice_there(test_failures.StopUnderAShell.TRAINER, "kill_grace = 10",
+                                          "%s train.py 2>&1 | grep --line-buffered -v DEBUG | tee -a run.log; "
+                                          "echo after" % PYTHON)
+        for log in logs:
+            self.assertEqual(log.count("saving at step"), 1, log)
+            self.assertNotIn("BrokenPipeError", log)
+        with open(os.path.join(self.lab.hosts["v800"].workdir(), "ledger")) as f:
+            steps = [int(x) for x in f.read().split()]
+        self.assertLessEqual(len(steps), max(steps) + 1, "the retry continued from the save")
+
     def saver_on_v800(self, fields, save_s):
         """test_failures.StopUnderAShell's trainer (400 steps, a save of save_s seconds) as
         task t on v800 with fields, `| tee -a run.log` under sh, started: (kiln, its workdir
