@@ -59,7 +59,9 @@ int os_signal(pid_t pid, int sig);
 /* Sends sig to each process of group pgid once. A torchrun agent among them (`torchrun`,
  * `python -m torch.distributed.run` or `.launch`) forwards SIGINT and SIGTERM to its
  * workers itself, so they are left to it: from both, a worker's second KeyboardInterrupt
- * cuts short the save its first began. No agent there (or SIGKILL): the group's signal.
+ * cuts short the save its first began. A filter reading a pipe (tee, grep, sed, gzip, ...)
+ * is left to end with its input, after what it reads from has saved. Neither there (or
+ * SIGKILL): the group's signal.
  * 0 when it reached a process, -1 otherwise (errno ESRCH: none was left). */
 int os_signal_group(pid_t pgid, int sig);
 /* Makes this process the reaper of its orphaned descendants (Linux), so a task's
