@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """pipe-stop-campaign.py [TRIALS] [SEED] — a real PyTorch trainer run the way shell scripts run
-it (`python train.py 2>&1 | tee -a train.log; echo ...` under sh), its kiln Ctrl-C'd or
+it (`python train.py 2>&1 | tee -a train.log; echo ...` under sh; or through `| grep ... | tee`, or
+`| sed ... >> train.log`, drawn per trial), its kiln Ctrl-C'd or
 killed -9 at random moments, then run to the end; counted in steps run twice and saves lost.
 
 The trainer (an MLP, SGD with momentum, 200 steps of ~20 ms on CPU) saves model, optimizer
@@ -60,13 +61,15 @@ if os.path.exists("ckpt.pt"):
 torch.save(model.state_dict(), "model.pt")
 print("done")
 """ % (STOP_FLAG, STEPS)
+# what the trainer prints through, drawn per trial: kiln's tee, a grep before it, a sed alone
+PIPES = ("tee -a train.log", "grep --line-buffered -v DEBUG | tee -a train.log", "sed -u 's/^/[t] /' >> train.log")
 RECIPE = ('task { name = "train", inputs = {"train.py"}, outputs = {"model.pt"}, resume = {"ckpt.pt"}, '
-          'kill_grace = 30, run = "%s train.py 2>&1 | tee -a train.log; echo trainer ended" }\n' % PYTHON)
+          'kill_grace = 30, run = "%s train.py 2>&1 | %%s; echo trainer ended" }\n' % PYTHON)
 
 
-def workspace():
+def workspace(pipe=PIPES[0]):
     ws = tempfile.mkdtemp(prefix="kiln-pipestop-")
-    for name, text in (("train.py", TRAINER), ("kiln.lua", RECIPE)):
+    for name, text in (("train.py", TRAINER), ("kiln.lua", RECIPE % pipe)):
         with open(os.path.join(ws, name), "w") as f:
             f.write(text)
     return ws
@@ -97,7 +100,8 @@ def main():
     t0 = time.time()
     failures = twice_all = lost_all = ctrl_cs = kills = saves = 0
     for trial in range(trials):
-        ws = workspace()
+        pipe = rng.choice(PIPES)
+        ws = workspace(pipe)
         problems = []
         n = rng.randint(1, 3)
         for _ in range(n):
@@ -124,7 +128,7 @@ def main():
         r = subprocess.run(argv, cwd=ws, env=env, capture_output=True, text=True, timeout=600)
         if r.returncode != 0 or not os.path.exists(os.path.join(ws, "model.pt")):
             problems.append("the run to the end failed: %s" % (r.stdout[-800:] + r.stderr[-800:]))
-        if "BrokenPipeError" in logs(ws):
+        if "BrokenPipeError" in logs(ws) + read(ws, "train.log"):
             problems.append("a print into the pipe failed (BrokenPipeError)")
         done = steps(ws)
         if sorted(set(done)) != list(range(1, STEPS + 1)):
@@ -133,7 +137,7 @@ def main():
         twice_all += twice
         if twice:
             problems.append("%d steps ran twice" % twice)
-        failures += trial_ended(trial, "%d interruptions" % n, problems, ws)
+        failures += trial_ended(trial, "%d interruptions, | %s" % (n, pipe.split()[0]), problems, ws)
     print("an uninterrupted run: %.1f s, its first step at %.1f s (interruptions drawn from %.1f-%.1f s)"
           % (full_s, first_s, window[0], window[1]))
     print("%d trials, %d failed, in %.0f s: %d Ctrl-Cs (%d saves in train.log, %d lost), %d kill -9s; "
