@@ -56,14 +56,26 @@ int os_run(char *const argv[], int new_group, Buf *out, Buf *err);
 int os_program_found(const char *name);
 /* Sends sig to pid, or to the process group -pid when pid is negative: 0, or -1 (errno). */
 int os_signal(pid_t pid, int sig);
-/* Sends sig to each process of group pgid once. A torchrun agent among them (`torchrun`,
- * `python -m torch.distributed.run` or `.launch`) forwards SIGINT and SIGTERM to its
- * workers itself, so they are left to it: from both, a worker's second KeyboardInterrupt
- * cuts short the save its first began. A filter reading a pipe (tee, grep, sed, gzip, ...)
- * is left to end with its input, after what it reads from has saved. Neither there (or
- * SIGKILL): the group's signal.
- * 0 when it reached a process, -1 otherwise (errno ESRCH: none was left). */
-int os_signal_group(pid_t pgid, int sig);
+/* An attempt's processes (os-procs.c): those of the session its leader made (the keeper's
+ * attempts each lead one), also the ones that moved to a group of their own inside it (GNU
+ * `timeout` with its command, a shell's job control), or of its group where the leader
+ * leads no session. os_signal_attempt sends sig to each once. A torchrun agent among them
+ * (`torchrun`, `python -m torch.distributed.run` or `.launch`) forwards SIGINT and SIGTERM
+ * to its workers itself, and a `timeout` to its group, so those are left to them: told
+ * twice, a worker's second KeyboardInterrupt cuts short the save its first began. A filter
+ * reading a pipe (tee, grep, sed, gzip, ...) is left to end with its input, after what it
+ * reads from has saved. None of those there (or SIGKILL, SIGCONT, SIGSTOP): the signal of
+ * each of the attempt's groups. 0 when it reached a process, -1 otherwise (errno ESRCH:
+ * none was left). */
+int os_signal_attempt(pid_t leader, int sig);
+/* Whether any process of the attempt led by leader is left. *hint (0 at first, kept by the
+ * caller) remembers one found outside the leader's group, so asking often stays cheap. */
+int os_attempt_alive(pid_t leader, pid_t *hint);
+/* For a subreaper (the keeper): whether one of its children is in session sid. What an
+ * attempt leaves behind is such a child or a descendant of one (a session is never joined
+ * again once left), so this answers os_attempt_alive's question for its attempts without a
+ * walk of /proc. 1, 0, or -1 when this kernel does not list children. */
+int os_children_in_session(pid_t sid);
 /* Makes this process the reaper of its orphaned descendants (Linux), so a task's
  * processes that outlive their parent still report to kiln; 0, or -1 where unsupported. */
 int os_become_subreaper(void);
@@ -71,13 +83,13 @@ int os_become_subreaper(void);
  * live process from a later one given the same pid; -1 when there is no such process or
  * it is a zombie. */
 long long os_process_start(pid_t pid);
-/* Stops process group pgid (SIGSTOP) and waits until each of its processes has stopped, at
- * most timeout_ms: 0 when they all have, -1 otherwise. SIGCONT wakes them. */
-int os_group_freeze(pid_t pgid, int timeout_ms);
-/* Whether a process of process group pgid holds one of paths (absolute, symbolic links
- * resolved) open or mapped: 1, 0 (none does, or the group is gone), or -1 when that cannot
- * be told (no /proc, or a process kiln may not look into). */
-int os_group_uses(pid_t pgid, const char *const *paths, int npaths);
+/* Stops the attempt led by leader (SIGSTOP) and waits until each of its processes has
+ * stopped, at most timeout_ms: 0 when they all have, -1 otherwise. SIGCONT wakes them. */
+int os_attempt_freeze(pid_t leader, int timeout_ms);
+/* Whether a process of the attempt led by leader holds one of paths (absolute, symbolic
+ * links resolved) open or mapped: 1, 0 (none does, or none is left), or -1 when that
+ * cannot be told (no /proc, or a process kiln may not look into). */
+int os_attempt_uses(pid_t leader, const char *const *paths, int npaths);
 /* Number of online CPUs and physical memory in MiB. */
 int os_cpu_count(void);
 long long os_memory_mib(void);

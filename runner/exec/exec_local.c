@@ -213,7 +213,7 @@ static void keeper_lost(LocalExec *le)
 		Job *job = le->jobs[i];
 		if (job->adopted)
 			continue;
-		os_signal(-job->pid, SIGKILL);
+		os_signal_attempt(job->pid, SIGKILL);
 		job_over(le, job, SIGKILL); /* a wait status "killed by SIGKILL" */
 	}
 }
@@ -405,11 +405,11 @@ static void local_committed(Executor *ex)
 static void local_signal(Executor *ex, Job *job, int sig)
 {
 	(void)ex;
-	if (job->pid > 0) { /* the attempt's process group (its keeper stays outside it) */
-		if (os_signal_group(job->pid, sig) == 0)
+	if (job->pid > 0) { /* the attempt's session (its keeper stays outside it) */
+		if (os_signal_attempt(job->pid, sig) == 0)
 			job->stop_landed = 1; /* none there (ESRCH): it had ended by itself */
 		if (sig != SIGKILL)
-			os_signal(-job->pid, SIGCONT); /* a stopped group must wake to see its stop signal */
+			os_signal_attempt(job->pid, SIGCONT); /* a stopped group must wake to see its stop signal */
 	}
 }
 

@@ -135,7 +135,7 @@ static int adopted_gpus(Executor *local, int *ids, int max)
 	return n;
 }
 
-/* Stops an adopted attempt and waits until its group is gone (its task's key changed: it is
+/* Stops an adopted attempt and waits until its processes are gone (its task's key changed: it is
  * stale and must not write beside the new one): SIGTERM, SIGKILL after 5 s. */
 static void stop_stale(LocalExec *le, AdoptedJob *a, const char *why)
 {
@@ -144,11 +144,12 @@ static void stop_stale(LocalExec *le, AdoptedJob *a, const char *why)
 	char *exit_path = local_exit_path(a->log);
 	if (local_parse_id(a->job_id, &pid, &start, &keeper, &keeper_start) == 0 && start > 0 &&
 	    os_process_start(pid) == start) {
-		os_signal(-pid, SIGTERM);
-		os_signal(-pid, SIGCONT);
-		for (int i = 0; i < 1000 && (os_signal(-pid, 0) == 0 || errno == EPERM); i++) { /* 20 s at most */
+		pid_t left = 0;
+		os_signal_attempt(pid, SIGTERM);
+		os_signal_attempt(pid, SIGCONT);
+		for (int i = 0; i < 1000 && os_attempt_alive(pid, &left); i++) { /* 20 s at most */
 			if (i == 250)
-				os_signal(-pid, SIGKILL); /* 5 s of grace are over */
+				os_signal_attempt(pid, SIGKILL); /* 5 s of grace are over */
 			struct timespec pause = {0, 20000000};
 			nanosleep(&pause, NULL);
 		}

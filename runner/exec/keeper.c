@@ -7,8 +7,9 @@
  * environment, its log, its exit file, the grace period), the keeper spawns it as the
  * leader of a new session and process group with stdout and stderr appended to the log,
  * and answers with its pid and start time. When the leader exits, processes it left in its
- * group are sent SIGTERM (unless a stop signal ended the leader: the group had it too) and,
- * after the grace period, SIGKILL; once the group is gone the
+ * session (its group, and groups made inside it: `timeout` makes one) are sent SIGTERM
+ * (unless a stop signal ended the leader: they had it too) and, after the grace period,
+ * SIGKILL; once none is left the
  * keeper tells kiln how the attempt ended (and wakes it with SIGCHLD). kiln says which of
  * those it has recorded (after each commit of its state) and says goodbye when it ends.
  *
@@ -40,6 +41,7 @@
 #include <unistd.h>
 
 #include "keeper.h"
+#include "../../base/os.h"
 
 typedef struct {
 	uint32_t token;
@@ -48,6 +50,7 @@ typedef struct {
 	int leader_done;
 	long long grace_ms, kill_at; /* draining: when the leftovers get SIGKILL (0: not yet) */
 	char *exit_path;
+	pid_t left; /* one of its processes outside the leader's group (os_attempt_alive) */
 } Attempt;
 
 typedef struct {
@@ -153,8 +156,6 @@ static long long start_time(pid_t pid)
 	return p ? atoll(p + 1) : -1;
 }
 
-static int group_alive(pid_t pgid) { return kill(-pgid, 0) == 0 || errno == EPERM; }
-
 static void start(const char *msg, size_t len, const sigset_t *defaults)
 {
 	KeeperStart head;
@@ -211,7 +212,7 @@ static void start(const char *msg, size_t len, const sigset_t *defaults)
 			slot++;
 		if (slot == nattempts)
 			attempts = realloc(attempts, (size_t)++nattempts * sizeof *attempts);
-		attempts[slot] = (Attempt){head.token, pid, 0, 0, head.grace_ms, 0, strdup(str[1])};
+		attempts[slot] = (Attempt){head.token, pid, 0, 0, head.grace_ms, 0, strdup(str[1]), 0};
 		reply.pid = pid;
 		reply.start = start_time(pid);
 	} else {
@@ -237,6 +238,17 @@ static int told_with_group(int status)
 	return sig == SIGTERM || sig == SIGINT || sig == SIGHUP || sig == SIGQUIT || sig == SIGUSR1 || sig == SIGUSR2;
 }
 
+/* Whether any process of a's is left (its session, not only its group: `timeout` makes a
+ * group of its own). Asked at every end and every 20 ms while one drains: through this
+ * subreaper's own children, not a walk of /proc (a millisecond with a hundred processes). */
+static int leftovers(Attempt *a)
+{
+	if (kill(-a->pid, 0) == 0 || errno == EPERM)
+		return 1;
+	int in = os_children_in_session(a->pid);
+	return in >= 0 ? in : os_attempt_alive(a->pid, &a->left);
+}
+
 static void reap(void)
 {
 	pid_t p;
@@ -252,15 +264,15 @@ static void reap(void)
 		Attempt *a = &attempts[i];
 		if (!a->pid || !a->leader_done)
 			continue;
-		if (!group_alive(a->pid)) {
+		if (!leftovers(a)) {
 			finished(a);
 		} else if (!a->kill_at) { /* its leftovers are asked to stop, then made to */
 			if (!told_with_group(a->status))
-				kill(-a->pid, SIGTERM);
-			kill(-a->pid, SIGCONT);
+				os_signal_attempt(a->pid, SIGTERM);
+			os_signal_attempt(a->pid, SIGCONT);
 			a->kill_at = now + a->grace_ms;
 		} else if (now >= a->kill_at) {
-			kill(-a->pid, SIGKILL);
+			os_signal_attempt(a->pid, SIGKILL);
 		}
 	}
 }

@@ -341,7 +341,7 @@ void shard_note_stop(Run *r, Job *job)
 	 * the wait ends, which on a loaded disk can take a good part of a second, or more. A
 	 * group not frozen by then is looked at as it runs: an output written after the look
 	 * differs from the stat taken here, and record_closed_last then keeps nothing */
-	(void)os_group_freeze(job->pid, 2000);
+	(void)os_attempt_freeze(job->pid, 2000);
 	int last = last_with_output(s);
 	Task *t = last >= 0 ? s->pending[last] : NULL;
 	if (!t || t->state != TS_RUNNING || t->noutputs < 1 || t->noutputs > 4)
@@ -350,7 +350,7 @@ void shard_note_stop(Run *r, Job *job)
 	int n = 0;
 	while (n < t->noutputs && (paths[n] = realpath(t->outputs[n], NULL)) && stat(paths[n], &s->closed_st[n]) == 0)
 		n++;
-	if (n == t->noutputs && os_group_uses(job->pid, (const char *const *)paths, n) == 0)
+	if (n == t->noutputs && os_attempt_uses(job->pid, (const char *const *)paths, n) == 0)
 		s->closed_last = t;
 	for (int i = 0; i < t->noutputs; i++)
 		free(paths[i]);

@@ -10,8 +10,9 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 
-from kilntest import KilnTestCase, lua_str, main, wait_for
+from kilntest import KilnTestCase, lua_str, main, processes_matching, wait_for
 
 
 def attempts(ws, task):
@@ -201,6 +202,39 @@ open("model.txt", "w").write("trained\\n")
         self.run_again_continues_from_the_save()
         with gzip.open(os.path.join(self.ws.dir, "run.log.gz"), "rt") as f:
             self.assertIn("step 40", f.read())
+
+    def test_a_trainer_under_timeout_is_told_and_its_save_lands(self):
+        # GNU timeout moves itself and its command to a process group of their own: a stop
+        # sent to the attempt's group reached the shell alone, the trainer trained on
+        # untold (kiln waited out the grace for tee, then killed it: the trainer's next
+        # print a BrokenPipeError, no save). The attempt is its session.
+        self.ws.write("train.py", self.TRAINER)
+        self.ws.write("kiln.lua", 'task { name = "train", inputs = {"train.py"}, outputs = {"model.txt"}, '
+                      'resume = {"ckpt"}, kill_grace = 10, run = %s }\n'
+                      % lua_str("timeout 600 %s train.py 2>&1 | tee run.log; echo after" % sys.executable))
+        p = self.ws.spawn("run")
+        self.assertTrue(wait_for(lambda: self.ws.exists("ledger") and len(self.ws.read("ledger").split()) >= 4, 60))
+        self.ctrl_c(p)
+        log = self.ws.read(".kiln/logs/train@1.log")
+        self.assertEqual(log.count("saving at step"), 1, "told once: " + log)
+        self.assertIn("saved at step", log)
+        self.assertTrue(self.ws.exists("ckpt"))
+        self.assertEqual(processes_matching("train.py", cwd=self.ws.dir), [], "nothing trains on")
+        self.run_again_continues_from_the_save()
+
+    def test_the_grace_s_sigkill_reaches_what_timeout_runs(self):
+        # a command under timeout that ignores the stop: the SIGKILL at the grace's end went
+        # to the attempt's group (the shell's), and the command ran on after kiln had ended
+        self.ws.write("deaf.py", "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+                      "open('started', 'w').close()\ntime.sleep(4)\nopen('late', 'w').close()\n")
+        self.ws.write("kiln.lua", 'task { name = "deaf", outputs = {"late"}, kill_grace = 1, run = %s }\n'
+                      % lua_str("timeout 600 %s deaf.py; echo after" % sys.executable))
+        p = self.ws.spawn("run")
+        self.assertTrue(wait_for(lambda: self.ws.exists("started"), 60))
+        self.ctrl_c(p)
+        self.assertEqual(processes_matching("deaf.py", cwd=self.ws.dir), [], "killed with its attempt")
+        time.sleep(4.5)
+        self.assertFalse(self.ws.exists("late"), "it ran on after kiln had ended")
 
     def run_again_continues_from_the_save(self):
         """Runs the recipe again: it ends well, each of the 40 steps ran once (the one in

@@ -133,6 +133,20 @@ task { name = "t", host = "v800", inputs = {"in.txt"}, outputs = {"out.txt"}, re
             steps = [int(x) for x in f.read().split()]
         self.assertLessEqual(len(steps), max(steps) + 1, "the retry continued from the save")
 
+    def test_a_trainer_under_timeout_there_is_told_and_saves(self):
+        # GNU timeout moves itself and the trainer to a process group of their own: the
+        # stop went to the job's group (its shells and tee), the trainer trained on untold
+        # and the grace's SIGKILL missed it. kiln_kill tells the job's session.
+        import test_failures
+        logs = self.timed_out_twice_there(test_failures.StopUnderAShell.TRAINER, "kill_grace = 10",
+                                          "timeout 600 %s train.py 2>&1 | tee -a run.log; echo after" % PYTHON)
+        for log in logs:
+            self.assertEqual(log.count("saving at step"), 1, log)
+        with open(os.path.join(self.lab.hosts["v800"].workdir(), "ledger")) as f:
+            steps = [int(x) for x in f.read().split()]
+        self.assertLessEqual(len(steps), max(steps) + 1, "the retry continued from the save")
+        self.assertTrue(wait_for(lambda: not self.lab.jobs_running(), timeout=3), self.lab.jobs_running())
+
     def saver_on_v800(self, fields, save_s):
         """test_failures.StopUnderAShell's trainer (400 steps, a save of save_s seconds) as
         task t on v800 with fields, `| tee -a run.log` under sh, started: (kiln, its workdir

@@ -297,12 +297,13 @@ int os_signal(pid_t pid, int sig)
 	return 0;
 }
 
-int os_signal_group(pid_t pgid, int sig) { return os_signal(-pgid, sig); }
+int os_signal_attempt(pid_t leader, int sig) { return os_signal(-leader, sig); }
+int os_attempt_alive(pid_t leader, pid_t *hint) { (void)hint; return os_signal(-leader, 0) == 0; }
 int os_become_subreaper(void) { return 0; }
 int os_program_found(const char *name) { (void)name; return 1; }
-int os_group_freeze(pid_t pgid, int timeout_ms) { (void)pgid, (void)timeout_ms; return -1; }
+int os_attempt_freeze(pid_t leader, int timeout_ms) { (void)leader, (void)timeout_ms; return -1; }
 /* fake processes hold no files: "cannot tell", so a stopped shard's last item is redone */
-int os_group_uses(pid_t pgid, const char *const *paths, int npaths) { (void)pgid, (void)paths, (void)npaths; return -1; }
+int os_attempt_uses(pid_t leader, const char *const *paths, int npaths) { (void)leader, (void)paths, (void)npaths; return -1; }
 
 long long os_process_start(pid_t pid)
 {

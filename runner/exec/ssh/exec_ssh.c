@@ -420,24 +420,6 @@ static int ssh_reap(Executor *ex, Job **out, int max)
 	return n;
 }
 
-/* kiln_kill SIG PGID there: each process of the job's group once, as os_signal_group does
- * here: where a torchrun agent is among them, its workers are left to it (it passes the
- * signal on itself); a filter reading a pipe (tee, grep, gzip, ...: PIPE_FILTERS) is left to
- * end with its input; the others are told parents first ("-": none to tell). Without ps (or
- * neither there): the group's signal. */
-#define PIPE_FILTERS "tee|grep|egrep|fgrep|sed|awk|gawk|mawk|nawk|ts|cut|tr|cat|col|fold|nl|head|tail|sort|uniq|wc|" \
-		     "gzip|pigz|bzip2|xz|zstd|lz4|logger|rotatelogs"
-#define SSH_KILL_FN \
-	"kiln_kill() { w=$(ps -ww -eo pid=,ppid=,pgid=,comm=,args= 2>/dev/null | awk -v g=\"$2\" '$3 == g { p[$1] = $2; " \
-	"for (i = 5; i <= 6 && i <= NF; i++) { n = split($i, a, \"/\"); if (a[n] == \"torchrun\") t[$1] = 1 } " \
-	"for (i = 6; i < NF && $i ~ /^-/; i++) if ($i == \"-m\" && $(i + 1) ~ /^torch\\.distributed\\.(run|launch)$/) " \
-	"t[$1] = 1; if ($4 ~ /^(" PIPE_FILTERS ")$/ && system(\"test -p /proc/\" $1 \"/fd/0\") == 0) f[$1] = 1 } " \
-	"END { for (k in t) any = 1; for (k in f) any = 1; if (any) { s = \"-\"; for (k in p) { d = 0; x = k; " \
-	"while ((p[x] in p) && d < 64) { x = p[x]; d++ } e[k] = d; if (d > m) m = d } " \
-	"for (l = 0; l <= m; l++) for (k in p) if (e[k] == l && !(p[k] in t) && !(k in f)) { printf \"%s \", k; s = \"\" } " \
-	"printf \"%s\", s } }'); " \
-	"case \"$w\" in -) ;; '') kill -$1 -\"$2\" 2>/dev/null ;; *) kill -$1 $w 2>/dev/null ;; esac; }\n"
-
 void ssh_signal_remote(SshExec *se, Remote *rm, int sig)
 {
 	if (rm->phase != PH_RUN) { /* a local step: the copy or the unpacking */
