@@ -228,6 +228,25 @@ end
         self.assertFalse(os.path.exists(self.ws.path("t/1.txt")))
         self.assertEqual(sum(int(n) for n in re.findall(r"(\d+) stopped", out)), 3, out)
 
+    def test_a_stale_job_under_timeout_is_stopped_whole(self):
+        # kill -9 of kiln, then the task's command changes: its job there is stale and is
+        # stopped, with what `timeout` runs in a process group of its own (the job's group
+        # alone was stopped: the old command ran on beside the new attempt)
+        run = self.START + "timeout 600 sh -c 'sleep 60; echo late >> late.txt'; echo %s > o.txt"
+        self.ws.write("kiln.lua", 'task { name = "t", host = "v800", outputs = {"o.txt"}, run = %s }\n' % lua_str(run % "a"))
+        p = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua")
+        self.assertTrue(wait_for(lambda: len(self.starts()) == 1, timeout=30))
+        time.sleep(0.5)
+        p.kill()
+        p.communicate()
+        self.assertTrue(self.lab.jobs_running(), "the job runs on after the kill")
+        self.ws.write("kiln.lua", self.ws.read("kiln.lua").replace("sleep 60", "sleep 1").replace("echo a", "echo b"))
+        r = self.kiln()
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(len(self.starts()), 2, r)
+        self.assertTrue(wait_for(lambda: not self.lab.jobs_running(), timeout=10),
+                        "the stale job's timeout and sleep were stopped: %s" % self.lab.jobs_running())
+
     def test_a_command_that_quits_with_exit_0_when_stopped_is_not_recorded(self):
         # a graceful-shutdown handler (trap ... TERM; exit 0) after a Ctrl-C: its half-made
         # output is no success, on the copying first attempt and on the agent's next one,

@@ -429,8 +429,7 @@ void ssh_signal_remote(SshExec *se, Remote *rm, int sig)
 	}
 	rm->signalled = sig;
 	Buf b = {0};
-	ssh_job_set_dir(&b, rm->host, rm->id);
-	buf_puts(&b, SSH_KILL_FN);
+	ssh_job_set_dir(&b, rm->host, rm->id); /* kiln_kill's too */
 	/* a job not started yet is claimed, so its start starts nothing; one whose start won the
 	 * claim is stopped before it starts the job (kiln_stopped), or is starting it: its pid
 	 * comes. No "--": dash's kill takes the group as the word after the signal */

@@ -120,7 +120,7 @@ void ssh_sweep_orphans(SshExec *se, SshHost *h)
 			continue;
 		}
 		if (!strcmp(f[1] ? f[1] : "", "live")) {
-			buf_printf(&b, "kill -KILL -$(cat .kiln/jobs/%s/pid) 2>/dev/null; ", id);
+			ssh_kill_job(&b, "KILL", id, (int)strlen(id));
 			n++;
 		}
 	}
@@ -145,7 +145,7 @@ void ssh_stop_orphans(SshExec *se)
 		for (int i = 0; i < se->nadopted; i++) {
 			const AdoptedJob *a = &se->adopted[i];
 			if (a->row == 0 && !a->used && !strcmp(a->lease.host, host->spec->name) && !strpbrk(a->job_id, "'\"$`\\ /")) {
-				buf_printf(&stops[h], "kill -KILL -$(cat .kiln/jobs/%s/pid) 2>/dev/null; ", a->job_id);
+				ssh_kill_job(&stops[h], "KILL", a->job_id, (int)strlen(a->job_id));
 				LostLog *l = ssh_lost_log(se, a->job_id, strlen(a->job_id));
 				if (l)
 					l->stale = 1;
@@ -171,7 +171,8 @@ void ssh_stop_orphans(SshExec *se)
 		if (stops[h].len && host->connected && !host->down) {
 			Buf cmd = {0};
 			ssh_cd_workdir(&cmd, host);
-			buf_printf(&cmd, " && { %s true; }", buf_str(&stops[h]));
+			buf_puts(&cmd, " && { " SSH_KILL_FN); /* its awk's %s: no format */
+			buf_printf(&cmd, "%s true; }", buf_str(&stops[h]));
 			if (ssh_run(host, buf_str(&cmd), NULL, NULL) == 0) { /* stopped: their logs' rest is fetched */
 				buf_reset(&host->stale_jobs);
 				buf_reset(&host->stale_logged);
@@ -320,7 +321,9 @@ static void stop_left_job(SshExec *se, AdoptedJob *a, const char *why)
 		}
 		Buf kill = {0};
 		ssh_cd_workdir(&kill, on);
-		buf_printf(&kill, " && kill -TERM -$(cat .kiln/jobs/%s/pid) 2>/dev/null; true", id);
+		buf_puts(&kill, " && { " SSH_KILL_FN);
+		ssh_kill_job(&kill, "TERM", id, (int)strlen(id));
+		buf_puts(&kill, "true; }");
 		if (ssh_run(on, buf_str(&kill), NULL, NULL) != 0) {
 			ssh_went_stale(se, on, id, graph_find(se->cfg.g, a->task));
 		} else {

@@ -552,8 +552,15 @@ void ssh_word_drop(Buf *list, const char *word)
 	list->len -= n;
 }
 
+void ssh_kill_job(Buf *b, const char *sig, const char *id, int id_len)
+{
+	buf_printf(b, "kiln_kill %s \"$(cat .kiln/jobs/%.*s/pid 2>/dev/null)\"; ", sig, id_len, id);
+}
+
 void ssh_host_stop_stale(const SshHost *h, Buf *script, int ask)
 {
+	if (h->stale_jobs.len || (!ask && h->stale_kept.len)) /* a statement of a { } list */
+		buf_puts(script, SSH_KILL_FN);
 	if (ask && h->stale_jobs.len)
 		buf_puts(script, "S=; ");
 	for (const char *p = h->stale_jobs.data ? h->stale_jobs.data : ""; *p == ' ';) {
@@ -567,7 +574,7 @@ void ssh_host_stop_stale(const SshHost *h, Buf *script, int ask)
 			buf_printf(script, "J=.kiln/jobs/%.*s; if [ -f $J/exit ] && read rc < $J/exit && [ \"$rc\" = 0 ]; then "
 					   "S=\"$S %.*s\"; elif [ %s ] && read p 2>/dev/null < $J/pid && kill -0 -$p "
 					   "2>/dev/null; then S=\"$S live:%.*s\"; else ", n, p + 1, n, p + 1, progress, n, p + 1);
-		buf_printf(script, "kill -TERM -$(cat .kiln/jobs/%.*s/pid) 2>/dev/null; ", n, p + 1);
+		ssh_kill_job(script, "TERM", p + 1, n);
 		if (ask)
 			buf_puts(script, "fi; ");
 		p += 1 + n;
@@ -575,7 +582,7 @@ void ssh_host_stop_stale(const SshHost *h, Buf *script, int ask)
 	for (const char *p = h->stale_kept.data ? h->stale_kept.data : ""; !ask && *p == ' ';) {
 		int n = (int)strcspn(p + 1, " ");
 		if (!strncmp(p + 1, "live:", 5)) /* not settled yet: stopped all the same */
-			buf_printf(script, "kill -TERM -$(cat .kiln/jobs/%.*s/pid) 2>/dev/null; ", n - 5, p + 6);
+			ssh_kill_job(script, "TERM", p + 6, n - 5);
 		p += 1 + n;
 	}
 }

@@ -107,7 +107,7 @@ void ssh_job_set_dir(Buf *b, const SshHost *h, const char *id)
 	 * is named, since some tools then say only "I/O error" (dash's printf) */
 	buf_puts(b, "kiln_cannot() { [ \"$(df -Pk . 2>/dev/null | awk 'NR == 2 { print ($4 < 64) }')\" = 1 ] && "
 		    "echo 'No space left on device' >&2; echo KILN-START-FAILED >&2; exit 97; }\n");
-	buf_puts(b, SSH_CLAIM_FN "cd ");
+	buf_puts(b, SSH_CLAIM_FN SSH_KILL_FN "cd ");
 	buf_shell_quote(b, h->home_workdir);
 	buf_printf(b, " || kiln_cannot\nJ=.kiln/jobs/%s\n", id);
 }
@@ -248,7 +248,7 @@ char *ssh_job_start_script(const Job *job, const char *id, const char *prelude, 
 	buf_puts(&b, "if read d 2>/dev/null < \"$T\" && [ \".kiln/jobs/$d\" != \"$J\" ] && [ -d \".kiln/jobs/$d\" ] && "
 		     "[ ! -f \".kiln/jobs/$d/exit\" ]; then kiln_claim \".kiln/jobs/$d\" stop; i=0; "
 		     "while [ ! -s \".kiln/jobs/$d/pid\" ] && ! kiln_stopped \".kiln/jobs/$d\" && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done; "
-		     "read q 2>/dev/null < \".kiln/jobs/$d/pid\" && kill -KILL -\"$q\" 2>/dev/null; fi\n"
+		     "read q 2>/dev/null < \".kiln/jobs/$d/pid\" && kiln_kill KILL \"$q\"; fi\n"
 		     "echo \"${J#.kiln/jobs/}\" > \"$T\"\n");
 	/* the last word before the job: one who waited too long for its pid may have stopped it */
 	buf_puts(&b, "kiln_claim \"$J\" start go || { echo KILN-CLAIMED >&2; exit 0; }\n");

@@ -80,27 +80,4 @@ void ssh_job_truncate_to_header(const char *path);
 /* Points the job's KILN_PROGRESS at its directory there (the file stays on the host). */
 void ssh_job_remote_env(Job *job, const char *id);
 
-/* kiln_kill SIG PGID there: each process of the job once, as os_signal_attempt does here.
- * The job is its shell's session (setsid), not only its group: `timeout` moves itself and
- * its command to a group of their own. Where a torchrun agent is among them, its workers
- * are left to it, and a timeout's group to that timeout (each passes the signal on itself);
- * a filter reading a pipe (tee, grep, gzip, ...: PIPE_FILTERS) is left to end with its
- * input; the others are told parents first ("-": none to tell). SIGKILL, SIGCONT: every
- * group of the session. Without ps (or none of those there): the group's signal. */
-#define PIPE_FILTERS "tee|grep|egrep|fgrep|sed|awk|gawk|mawk|nawk|ts|cut|tr|cat|col|fold|nl|head|tail|sort|uniq|wc|" \
-		     "gzip|pigz|bzip2|xz|zstd|lz4|logger|rotatelogs"
-#define SSH_KILL_FN \
-	"kiln_kill() { w=$(ps -ww -eo pid=,ppid=,pgid=,sid=,comm=,args= 2>/dev/null | awk -v g=\"$2\" -v s=\"$1\" " \
-	"'$3 == g || $4 == g { p[$1] = $2; q[$1] = $3; if ($3 != g) moved = 1; " \
-	"for (i = 6; i <= 7 && i <= NF; i++) { n = split($i, a, \"/\"); if (a[n] == \"torchrun\") t[$1] = 1 } " \
-	"for (i = 7; i < NF && $i ~ /^-/; i++) if ($i == \"-m\" && $(i + 1) ~ /^torch\\.distributed\\.(run|launch)$/) " \
-	"t[$1] = 1; if ($5 == \"timeout\" && $1 == $3) o[$1] = 1; " \
-	"if (s != \"KILL\" && s != \"CONT\" && $5 ~ /^(" PIPE_FILTERS ")$/ && system(\"test -p /proc/\" $1 \"/fd/0\") == 0) " \
-	"f[$1] = 1 } END { if (s == \"KILL\" || s == \"CONT\") { if (moved) for (k in q) if (!(q[k] in seen)) { seen[q[k]] = 1; " \
-	"printf \"-%s \", q[k] } exit } any = moved; for (k in t) any = 1; for (k in f) any = 1; if (any) { s = \"-\"; " \
-	"for (k in p) { d = 0; x = k; while ((p[x] in p) && d < 64) { x = p[x]; d++ } e[k] = d; if (d > m) m = d } " \
-	"for (l = 0; l <= m; l++) for (k in p) if (e[k] == l && !(p[k] in t) && !(k in f) && !((q[k] in o) && q[k] != k)) " \
-	"{ printf \"%s \", k; s = \"\" } printf \"%s\", s } }'); " \
-	"case \"$w\" in -) ;; '') kill -$1 -\"$2\" 2>/dev/null ;; *) kill -$1 $w 2>/dev/null ;; esac; }\n"
-
 #endif
