@@ -111,7 +111,7 @@ int os_attempt_alive(pid_t leader, pid_t *hint)
 	int n = attempt_members(leader, &m);
 	*hint = n > 0 ? m[0].pid : 0;
 	free(m);
-	return n != 0; /* unknown (no /proc): as the group says */
+	return n > 0; /* no /proc to read: as the group says */
 }
 
 int os_children_in_session(pid_t sid)

@@ -167,14 +167,7 @@ open("model.txt", "w").write("trained\\n")
 """
 
     def test_a_trainer_piped_into_tee_is_told_once_and_its_save_reaches_the_log(self):
-        self.ws.write("train.py", self.TRAINER)
-        self.ws.write("kiln.lua", 'task { name = "train", inputs = {"train.py"}, outputs = {"model.txt"}, '
-                      'resume = {"ckpt"}, kill_grace = 10, run = %s }\n'
-                      % lua_str("%s train.py 2>&1 | tee run.log; echo after" % sys.executable))
-        p = self.ws.spawn("run")
-        self.assertTrue(wait_for(lambda: self.ws.exists("ledger") and len(self.ws.read("ledger").split()) >= 4, 60))
-        self.ctrl_c(p)
-        log = self.ws.read(".kiln/logs/train@1.log")
+        log = self.ctrl_c_the_trainer_run_as("%s train.py 2>&1 | tee run.log; echo after" % sys.executable)
         self.assertEqual(log.count("saving at step"), 1, "told once: " + log)
         self.assertIn("saved at step", self.ws.read("run.log"), "tee outlived the stop")
         self.assertIn("saved at step", log)
@@ -186,14 +179,8 @@ open("model.txt", "w").write("trained\\n")
         # grep and gzip, not kiln's tee: told to stop with the trainer they ended at once,
         # the save's first print hit a closed pipe (no save) and the log was cut short. A
         # pipe's filter is left to end with its input.
-        self.ws.write("train.py", self.TRAINER)
-        self.ws.write("kiln.lua", 'task { name = "train", inputs = {"train.py"}, outputs = {"model.txt"}, '
-                      'resume = {"ckpt"}, kill_grace = 10, run = %s }\n'
-                      % lua_str("%s train.py 2>&1 | grep --line-buffered -v DEBUG | gzip > run.log.gz; echo after"
-                                % sys.executable))
-        p = self.ws.spawn("run")
-        self.assertTrue(wait_for(lambda: self.ws.exists("ledger") and len(self.ws.read("ledger").split()) >= 4, 60))
-        self.ctrl_c(p)
+        self.ctrl_c_the_trainer_run_as("%s train.py 2>&1 | grep --line-buffered -v DEBUG | gzip > run.log.gz; "
+                                       "echo after" % sys.executable)
         with gzip.open(os.path.join(self.ws.dir, "run.log.gz"), "rt") as f:
             log = f.read()  # a whole gzip stream: gzip ended at its input's end
         self.assertEqual(log.count("saving at step"), 1, log)
@@ -208,14 +195,7 @@ open("model.txt", "w").write("trained\\n")
         # sent to the attempt's group reached the shell alone, the trainer trained on
         # untold (kiln waited out the grace for tee, then killed it: the trainer's next
         # print a BrokenPipeError, no save). The attempt is its session.
-        self.ws.write("train.py", self.TRAINER)
-        self.ws.write("kiln.lua", 'task { name = "train", inputs = {"train.py"}, outputs = {"model.txt"}, '
-                      'resume = {"ckpt"}, kill_grace = 10, run = %s }\n'
-                      % lua_str("timeout 600 %s train.py 2>&1 | tee run.log; echo after" % sys.executable))
-        p = self.ws.spawn("run")
-        self.assertTrue(wait_for(lambda: self.ws.exists("ledger") and len(self.ws.read("ledger").split()) >= 4, 60))
-        self.ctrl_c(p)
-        log = self.ws.read(".kiln/logs/train@1.log")
+        log = self.ctrl_c_the_trainer_run_as("timeout 600 %s train.py 2>&1 | tee run.log; echo after" % sys.executable)
         self.assertEqual(log.count("saving at step"), 1, "told once: " + log)
         self.assertIn("saved at step", log)
         self.assertTrue(self.ws.exists("ckpt"))
@@ -235,6 +215,17 @@ open("model.txt", "w").write("trained\\n")
         self.assertEqual(processes_matching("deaf.py", cwd=self.ws.dir), [], "killed with its attempt")
         time.sleep(4.5)
         self.assertFalse(self.ws.exists("late"), "it ran on after kiln had ended")
+
+    def ctrl_c_the_trainer_run_as(self, run):
+        """TRAINER as task train, its command the shell string run, Ctrl-C'd once it has
+        made 4 steps: its first attempt's log."""
+        self.ws.write("train.py", self.TRAINER)
+        self.ws.write("kiln.lua", 'task { name = "train", inputs = {"train.py"}, outputs = {"model.txt"}, '
+                      'resume = {"ckpt"}, kill_grace = 10, run = %s }\n' % lua_str(run))
+        p = self.ws.spawn("run")
+        self.assertTrue(wait_for(lambda: self.ws.exists("ledger") and len(self.ws.read("ledger").split()) >= 4, 60))
+        self.ctrl_c(p)
+        return self.ws.read(".kiln/logs/train@1.log")
 
     def run_again_continues_from_the_save(self):
         """Runs the recipe again: it ends well, each of the 40 steps ran once (the one in

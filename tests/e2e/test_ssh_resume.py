@@ -106,46 +106,37 @@ task { name = "t", host = "v800", inputs = {"in.txt"}, outputs = {"out.txt"}, re
         # test_failures.StopUnderAShell's trainer, `| tee run.log` under sh on a host, stopped
         # by its timeout: kiln's tee there (first on the job's PATH) outlives the signal, so
         # the save's prints reach run.log and the log, told once; the retry continues
-        import test_failures
-        logs = self.timed_out_twice_there(test_failures.StopUnderAShell.TRAINER, "kill_grace = 10",
-                                          "%s train.py 2>&1 | tee -a run.log; echo after" % PYTHON)
-        for log in logs:
-            self.assertEqual(log.count("saving at step"), 1, log)
+        steps = self.saver_told_once_each_time("%s train.py 2>&1 | tee -a run.log; echo after" % PYTHON)
         with open(os.path.join(self.lab.hosts["v800"].workdir(), "run.log")) as f:
             self.assertEqual(f.read().count("saved at step"), 2, "tee outlived each stop")
-        with open(os.path.join(self.lab.hosts["v800"].workdir(), "ledger")) as f:
-            steps = [int(x) for x in f.read().split()]
         self.assertEqual(sorted(set(steps)), list(range(1, max(steps) + 1)))
-        self.assertLessEqual(len(steps), max(steps) + 1, "the retry continued from the save")
 
     def test_a_grep_between_the_trainer_and_tee_there_outlives_the_stop(self):
         # grep is no shim of kiln's: told to stop with the trainer it ended at once, the
         # save's first print hit a closed pipe and no save was made. kiln_kill leaves a
         # filter reading a pipe to end with its input.
-        import test_failures
-        logs = self.timed_out_twice_there(test_failures.StopUnderAShell.TRAINER, "kill_grace = 10",
-                                          "%s train.py 2>&1 | grep --line-buffered -v DEBUG | tee -a run.log; "
-                                          "echo after" % PYTHON)
-        for log in logs:
-            self.assertEqual(log.count("saving at step"), 1, log)
-            self.assertNotIn("BrokenPipeError", log)
-        with open(os.path.join(self.lab.hosts["v800"].workdir(), "ledger")) as f:
-            steps = [int(x) for x in f.read().split()]
-        self.assertLessEqual(len(steps), max(steps) + 1, "the retry continued from the save")
+        self.saver_told_once_each_time("%s train.py 2>&1 | grep --line-buffered -v DEBUG | tee -a run.log; "
+                                       "echo after" % PYTHON)
 
     def test_a_trainer_under_timeout_there_is_told_and_saves(self):
         # GNU timeout moves itself and the trainer to a process group of their own: the
         # stop went to the job's group (its shells and tee), the trainer trained on untold
         # and the grace's SIGKILL missed it. kiln_kill tells the job's session.
+        self.saver_told_once_each_time("timeout 600 %s train.py 2>&1 | tee -a run.log; echo after" % PYTHON)
+        self.assertTrue(wait_for(lambda: not self.lab.jobs_running(), timeout=3), self.lab.jobs_running())
+
+    def saver_told_once_each_time(self, run):
+        """test_failures.StopUnderAShell's trainer run by the shell string run, timed out
+        twice there: each attempt's save was told once and printed whole, and the retry
+        continued from the first's save. The steps made, from the ledger there."""
         import test_failures
-        logs = self.timed_out_twice_there(test_failures.StopUnderAShell.TRAINER, "kill_grace = 10",
-                                          "timeout 600 %s train.py 2>&1 | tee -a run.log; echo after" % PYTHON)
-        for log in logs:
+        for log in self.timed_out_twice_there(test_failures.StopUnderAShell.TRAINER, "kill_grace = 10", run):
             self.assertEqual(log.count("saving at step"), 1, log)
+            self.assertNotIn("BrokenPipeError", log)
         with open(os.path.join(self.lab.hosts["v800"].workdir(), "ledger")) as f:
             steps = [int(x) for x in f.read().split()]
         self.assertLessEqual(len(steps), max(steps) + 1, "the retry continued from the save")
-        self.assertTrue(wait_for(lambda: not self.lab.jobs_running(), timeout=3), self.lab.jobs_running())
+        return steps
 
     def saver_on_v800(self, fields, save_s):
         """test_failures.StopUnderAShell's trainer (400 steps, a save of save_s seconds) as

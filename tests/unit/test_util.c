@@ -209,10 +209,48 @@ static void test_signal_group(void)
 	remove_tree(dir);
 }
 
+/* An attempt is its leader's session: a process that moved to a group of its own inside it
+ * (as GNU timeout does with its command) is still the attempt's — alive, and killed with
+ * it — and a subreaper finds it among its children. */
+static void test_attempt_is_its_session(void)
+{
+	CHECK(os_become_subreaper() == 0);
+	int ready[2];
+	CHECK(pipe(ready) == 0);
+	pid_t leader = fork();
+	if (leader == 0) { /* the leader: a session, a child in a group of its own, then gone */
+		setsid();
+		close(ready[0]);
+		if (fork() == 0) {
+			setpgid(0, 0);
+			CHECK(write(ready[1], "x", 1) == 1);
+			for (;;)
+				pause();
+		}
+		_exit(0);
+	}
+	close(ready[1]);
+	char c;
+	CHECK(read(ready[0], &c, 1) == 1);
+	close(ready[0]);
+	CHECK(waitpid(leader, NULL, 0) == leader);
+	CHECK(kill(-leader, 0) != 0); /* the leader's group is gone: by groups, it ended */
+	pid_t hint = 0;
+	CHECK(os_attempt_alive(leader, &hint) == 1);
+	CHECK(hint > 0 && hint != leader);
+	CHECK(os_children_in_session(leader) == 1); /* orphaned: this subreaper's child */
+	CHECK(os_signal_attempt(leader, SIGKILL) == 0);
+	CHECK(waitpid(hint, NULL, 0) == hint);
+	CHECK(os_attempt_alive(leader, &hint) == 0);
+	CHECK(os_children_in_session(leader) == 0);
+	CHECK(os_signal_attempt(leader, SIGTERM) == -1 && errno == ESRCH);
+}
+
 int main(void)
 {
 	test_untar();
 	test_signal_group();
+	test_attempt_is_its_session();
 	CHECK(parse_duration("30") == 30);
 	CHECK(parse_duration("90s") == 90);
 	CHECK(parse_duration("5m") == 300);
