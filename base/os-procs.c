@@ -187,10 +187,11 @@ static int is_pipe_filter(pid_t pid)
 	return stat(path, &st) == 0 && S_ISFIFO(st.st_mode);
 }
 
-/* What a stop signal skips: 'w' a torchrun agent's worker, 't' a process in the group of a
- * `timeout` (not that timeout: it passes the signal to its command and group itself), 'f' a
- * pipe's filter; 0 the others. A forwarder's own told twice, a KeyboardInterrupt's second
- * cuts short the save its first began. */
+/* What a stop signal skips: 'w' a torchrun agent's worker (the agent passes the signal on),
+ * 't' a `timeout` that leads a group of its own (the others are told: told, it would pass the
+ * signal to its command, and again to its group, and the command would have it two or three
+ * times), 'f' a pipe's filter; 0 the others. Told twice, a trainer's handler runs again inside
+ * itself, and a KeyboardInterrupt's second cuts short the save its first began. */
 static void mark_skipped(const Member *m, int n, char *skip)
 {
 	static const char *const timeout[] = {"timeout"};
@@ -208,7 +209,7 @@ static void mark_skipped(const Member *m, int n, char *skip)
 			if (m[i].parent == agents[a])
 				skip[i] = 'w';
 		for (int a = 0; a < ntimeouts && !skip[i]; a++)
-			if (m[i].group == timeouts[a] && m[i].pid != timeouts[a])
+			if (m[i].pid == timeouts[a])
 				skip[i] = 't';
 		if (!skip[i] && is_pipe_filter(m[i].pid))
 			skip[i] = 'f';

@@ -195,7 +195,8 @@ void ssh_kill_job(Buf *b, const char *sig, const char *id, int id_len);
 /* kiln_kill SIG PGID there: each process of the job once, as os_signal_attempt does here.
  * The job is its shell's session (setsid), not only its group: `timeout` moves itself and
  * its command to a group of their own. Where a torchrun agent is among them, its workers
- * are left to it, and a timeout's group to that timeout (each passes the signal on itself);
+ * are left to it (it passes the signal on), and a timeout is left out (told, it would pass
+ * the signal to its command twice, the command's group told already);
  * a filter reading a pipe (tee, grep, gzip, ...: PIPE_FILTERS) is left to end with its
  * input; the others are told parents first ("-": none to tell). SIGKILL, SIGCONT: every
  * group of the session. Without ps (or none of those there): the group's signal. */
@@ -211,7 +212,7 @@ void ssh_kill_job(Buf *b, const char *sig, const char *id, int id_len);
 	"f[$1] = 1 } END { if (s == \"KILL\" || s == \"CONT\") { if (moved) for (k in q) if (!(q[k] in seen)) { seen[q[k]] = 1; " \
 	"printf \"-%s \", q[k] } exit } any = moved; for (k in t) any = 1; for (k in f) any = 1; if (any) { s = \"-\"; " \
 	"for (k in p) { d = 0; x = k; while ((p[x] in p) && d < 64) { x = p[x]; d++ } e[k] = d; if (d > m) m = d } " \
-	"for (l = 0; l <= m; l++) for (k in p) if (e[k] == l && !(p[k] in t) && !(k in f) && !((q[k] in o) && q[k] != k)) " \
+	"for (l = 0; l <= m; l++) for (k in p) if (e[k] == l && !(p[k] in t) && !(k in f) && !(k in o)) " \
 	"{ printf \"%s \", k; s = \"\" } printf \"%s\", s } }'); " \
 	"case \"$w\" in -) ;; '') kill -$1 -\"$2\" 2>/dev/null ;; *) kill -$1 $w 2>/dev/null ;; esac; }\n"
 
