@@ -188,8 +188,8 @@ static int is_pipe_filter(pid_t pid)
 }
 
 /* What a stop signal skips: 'w' a torchrun agent's worker (the agent passes the signal on),
- * 't' a `timeout` that leads a group of its own (the others are told: told, it would pass the
- * signal to its command, and again to its group, and the command would have it two or three
+ * 't' a `timeout` (its command is told: told too, timeout would pass the signal to it, and
+ * again to its group unless --foreground, and the command would have it two or three
  * times), 'f' a pipe's filter; 0 the others. Told twice, a trainer's handler runs again inside
  * itself, and a KeyboardInterrupt's second cuts short the save its first began. */
 static void mark_skipped(const Member *m, int n, char *skip)
@@ -200,7 +200,7 @@ static void mark_skipped(const Member *m, int n, char *skip)
 	for (int i = 0; i < n; i++) {
 		if (nagents < 16 && is_torchrun_agent(m[i].pid))
 			agents[nagents++] = m[i].pid;
-		if (ntimeouts < 16 && m[i].pid == m[i].group && named(m[i].pid, timeout, 1))
+		if (ntimeouts < 16 && named(m[i].pid, timeout, 1))
 			timeouts[ntimeouts++] = m[i].pid;
 	}
 	for (int i = 0; i < n; i++) {

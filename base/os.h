@@ -61,8 +61,8 @@ int os_signal(pid_t pid, int sig);
  * `timeout` with its command, a shell's job control), or of its group where the leader
  * leads no session. os_signal_attempt sends sig to each once. A torchrun agent among them
  * (`torchrun`, `python -m torch.distributed.run` or `.launch`) forwards SIGINT and SIGTERM
- * to its workers itself, so they are left to it, and a `timeout` leading a group of its own
- * is left out (it would pass the signal on, twice): told twice, a worker's second
+ * to its workers itself, so they are left to it, and a `timeout` is left out (it would pass
+ * the signal on to its command, told already): told twice, a worker's second
  * KeyboardInterrupt cuts short the save its first began. A filter
  * reading a pipe (tee, grep, sed, gzip, ...) is left to end with its input, after what it
  * reads from has saved. None of those there (or SIGKILL, SIGCONT, SIGSTOP): the signal of

@@ -207,7 +207,7 @@ void ssh_kill_job(Buf *b, const char *sig, const char *id, int id_len);
 	"'$3 == g || $4 == g { p[$1] = $2; q[$1] = $3; if ($3 != g) moved = 1; " \
 	"for (i = 6; i <= 7 && i <= NF; i++) { n = split($i, a, \"/\"); if (a[n] == \"torchrun\") t[$1] = 1 } " \
 	"for (i = 7; i < NF && $i ~ /^-/; i++) if ($i == \"-m\" && $(i + 1) ~ /^torch\\.distributed\\.(run|launch)$/) " \
-	"t[$1] = 1; if ($5 == \"timeout\" && $1 == $3) o[$1] = 1; " \
+	"t[$1] = 1; if ($5 == \"timeout\") o[$1] = 1; " \
 	"if (s != \"KILL\" && s != \"CONT\" && $5 ~ /^(" PIPE_FILTERS ")$/ && system(\"test -p /proc/\" $1 \"/fd/0\") == 0) " \
 	"f[$1] = 1 } END { if (s == \"KILL\" || s == \"CONT\") { if (moved) for (k in q) if (!(q[k] in seen)) { seen[q[k]] = 1; " \
 	"printf \"-%s \", q[k] } exit } any = moved; for (k in t) any = 1; for (k in f) any = 1; if (any) { s = \"-\"; " \
