@@ -195,22 +195,18 @@ static int is_pipe_filter(pid_t pid)
 static void mark_skipped(const Member *m, int n, char *skip)
 {
 	static const char *const timeout[] = {"timeout"};
-	pid_t agents[16], timeouts[16];
-	int nagents = 0, ntimeouts = 0;
-	for (int i = 0; i < n; i++) {
-		if (nagents < 16 && is_torchrun_agent(m[i].pid))
+	pid_t agents[16];
+	int nagents = 0;
+	for (int i = 0; i < n && nagents < 16; i++)
+		if (is_torchrun_agent(m[i].pid))
 			agents[nagents++] = m[i].pid;
-		if (ntimeouts < 16 && named(m[i].pid, timeout, 1))
-			timeouts[ntimeouts++] = m[i].pid;
-	}
 	for (int i = 0; i < n; i++) {
 		skip[i] = 0;
 		for (int a = 0; a < nagents && !skip[i]; a++)
 			if (m[i].parent == agents[a])
 				skip[i] = 'w';
-		for (int a = 0; a < ntimeouts && !skip[i]; a++)
-			if (m[i].pid == timeouts[a])
-				skip[i] = 't';
+		if (!skip[i] && named(m[i].pid, timeout, 1))
+			skip[i] = 't';
 		if (!skip[i] && is_pipe_filter(m[i].pid))
 			skip[i] = 'f';
 	}
