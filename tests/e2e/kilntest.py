@@ -56,6 +56,14 @@ class Workspace:
     def exists(self, rel):
         return os.path.exists(self.path(rel))
 
+    def read_now(self, rel):
+        """The file's text, or "" while it is not there (kiln may remove it between a look
+        and the read: an output cleared before an attempt)."""
+        try:
+            return self.read(rel)
+        except FileNotFoundError:
+            return ""
+
     def query(self, sql):
         """The rows of sql over the state database, read-only; [] while it cannot be read (not
         made yet, or its schema not committed)."""

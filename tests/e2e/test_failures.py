@@ -131,7 +131,7 @@ task { name = "plain", outputs = {"plain.txt"}, timeout = 1, run = %s }
         self.assertIn("timed out after 1.0s", r.out)
         # a Ctrl-C gives it the same time; the line says the graces that apply
         p = self.ws.spawn("run", "-k", "--kill-grace", "0.3", "--force", "saver")
-        self.assertTrue(wait_for(lambda: self.ws.exists("saver.txt") and "started" in self.ws.read("saver.txt")))
+        self.assertTrue(wait_for(lambda: "started" in self.ws.read_now("saver.txt")))
         p.send_signal(signal.SIGINT)
         out, err = p.communicate(timeout=30)
         self.assertEqual(p.returncode, 130, out + err)
