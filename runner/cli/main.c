@@ -28,8 +28,6 @@
 #include "../recipe/recipe.h"
 #include "../sched/sched.h"
 
-const char kiln_version[] = KILN_VERSION;
-
 static int verb_run(Options *, int, char **),
 	verb_help(Options *, int, char **);
 

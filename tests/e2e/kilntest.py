@@ -195,5 +195,21 @@ class KilnTestCase(unittest.TestCase):
             sys.stderr.write("kept the failed test's workspace: %s\n" % self.ws.dir)
 
 
+class TimedResult(unittest.TextTestResult):
+    """Each test's seconds appended to the file KILN_TEST_DURATIONS names (where the suite's
+    time goes: `sort -k2 -n` it)."""
+
+    def startTest(self, test):
+        self._started = time.monotonic()
+        super().startTest(test)
+
+    def stopTest(self, test):
+        super().stopTest(test)
+        path = os.environ.get("KILN_TEST_DURATIONS")
+        if path:
+            with open(path, "a") as f:
+                f.write("%s %.2f\n" % (test.id(), time.monotonic() - self._started))
+
+
 def main():
-    unittest.main(verbosity=2)
+    unittest.main(verbosity=2, testRunner=unittest.TextTestRunner(resultclass=TimedResult, verbosity=2))

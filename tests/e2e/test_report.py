@@ -246,6 +246,19 @@ task { name = "notes", outputs = {"notes.md"},
         self.assertIn('<a href="#documents">documents</a>', page)
 
 
+    def test_the_kiln_named_is_the_commit_it_was_built_from(self):
+        # asked of git at every build, not once when the build folder was configured: the
+        # setup a paper cites named the commit of the first configure after later builds
+        kiln = os.environ.get("KILN") or os.path.join(HERE, "../../build/kiln")
+        src = os.path.join(HERE, "..", "..")
+        git = shutil.which("git") and subprocess.run(["git", "-C", src, "describe", "--always", "--dirty"],
+                                                      capture_output=True, text=True)
+        if not git or git.returncode != 0:
+            self.skipTest("the source is not a git checkout")
+        said = subprocess.run([kiln, "--version"], capture_output=True, text=True).stdout.strip()
+        self.assertRegex(said, r"^kiln \d+\.\d+\.\d+\+" + re.escape(git.stdout.strip()) + "$")
+
+
 class Seeds(KilnTestCase):
     def test_a_cell_over_seeds_counts_the_seeds_that_failed(self):
         self.ws.write("kiln.lua", """
