@@ -371,11 +371,49 @@ static int write_heatmap(FILE *gp, FILE *dat, const char *dat_path, const PlotSp
 	return 0;
 }
 
+/* A line's title: its series tag (the task's name without one). Where tasks share it (a
+ * series of "image" over a grid of image x text), each of them adds the tags that tell it
+ * from the others ("starnet_s1, text=bert"), or its name where none does: no two lines
+ * look alike in the key. Appended to titles, a line. */
+static void line_title(Buf *titles, const PlotSpec *s, const MTask *const *drawn, int n, int b)
+{
+	const MTask *t = drawn[b];
+	const char *mine = s->series ? mtask_tag(t, s->series) : NULL;
+	if (!mine) {
+		buf_printf(titles, "%s\n", t->task);
+		return;
+	}
+	buf_puts(titles, mine);
+	int shared = 0, told = 0;
+	for (int k = 0; k < t->ntags; k++) {
+		if (!strcmp(t->tags[k].key, s->series))
+			continue;
+		int differs = 0;
+		for (int o = 0; o < n && !differs; o++) {
+			const char *theirs = o == b ? NULL : mtask_tag(drawn[o], s->series);
+			if (theirs && !strcmp(theirs, mine)) {
+				const char *v = mtask_tag(drawn[o], t->tags[k].key);
+				shared = 1;
+				differs = !v || strcmp(v, t->tags[k].value);
+			}
+		}
+		if (differs)
+			buf_printf(titles, ", %s=%s", t->tags[k].key, t->tags[k].value), told = 1;
+	}
+	for (int o = 0; o < n && !shared; o++) {
+		const char *theirs = o == b ? NULL : mtask_tag(drawn[o], s->series);
+		shared = theirs && !strcmp(theirs, mine);
+	}
+	if (shared && !told)
+		buf_printf(titles, " (%s)", t->task);
+	buf_putc(titles, '\n');
+}
+
 static int write_lines(FILE *gp, FILE *dat, const char *dat_path, const PlotSpec *s, MView *v, Buf *err)
 {
 	int blocks = 0, integral = 1;
 	double lo = INFINITY, hi = -INFINITY;
-	Buf titles = {0};
+	const MTask **drawn = xcalloc((size_t)mview_count(v) + 1, sizeof *drawn);
 	for (int i = 0; i < mview_count(v); i++) {
 		const MTask *t = mview_task(v, i);
 		double *steps, *vals;
@@ -390,15 +428,17 @@ static int write_lines(FILE *gp, FILE *dat, const char *dat_path, const PlotSpec
 		fprintf(dat, "\n\n");
 		free(steps);
 		free(vals);
-		const char *title = s->series ? mtask_tag(t, s->series) : NULL;
-		buf_printf(&titles, "%s\n", title ? title : t->task);
-		blocks++;
+		drawn[blocks++] = t;
 	}
 	if (!blocks) {
 		buf_printf(err, "no task selected by the plot recorded a series %s", s->y);
-		buf_free(&titles);
+		free(drawn);
 		return -1;
 	}
+	Buf titles = {0};
+	for (int b = 0; b < blocks; b++)
+		line_title(&titles, s, drawn, blocks, b);
+	free(drawn);
 	header(gp, s, 1000, 600);
 	/* epochs and steps are whole numbers: ticks on whole numbers, about ten of them */
 	if (!x_scale(gp, s) && integral && hi > lo)

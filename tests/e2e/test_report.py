@@ -29,6 +29,7 @@ plot { name = "heat", type = "heatmap", from = "eval/*", x = "model", series = "
 plot { name = "tp", type = "bars", from = "eval/*/a", x = "dataset", y = "tp" }
 plot { name = "acc", type = "bars", from = "eval/*/a", x = "dataset", y = "top1" }
 plot { name = "loss", type = "lines", from = "eval/*/a", y = "curve.loss", series = "dataset" }
+plot { name = "loss_by_model", type = "lines", from = "eval/*", y = "curve.loss", series = "model" }
 """ % lua_str("sleep 0.2; echo 'RuntimeError: CUDA out of memory. Tried to allocate 2 GiB' >&2; exit 1")
 
 
@@ -94,6 +95,16 @@ class Charts(KilnTestCase):
         for half in ("1.5", "2.5", "3.5"):
             self.assertNotIn(half, texts, "no fractional epoch ticks")
         self.assertIn("<use", svg, "points are marked")
+
+    def test_lines_that_share_a_series_value_are_told_apart_in_the_key(self):
+        # series = "model" over a dataset x model grid: three lines are model a's, three b's;
+        # each says which dataset it is
+        texts = svg_texts(self.ws.read("plots/loss_by_model.svg"))
+        key = [t for t in texts if re.match(r"^[ab]\b", t)]
+        self.assertEqual(key, ["a, dataset=cifar", "b, dataset=cifar", "a, dataset=dtd", "b, dataset=dtd", "a, dataset=pets",
+                               "b, dataset=pets"])
+        self.assertIn("cifar", svg_texts(self.ws.read("plots/loss.svg")), "a series that names each line alone")
+        self.assertNotIn("cifar,", " ".join(svg_texts(self.ws.read("plots/loss.svg"))))
 
     def test_text_stays_legible_at_the_reports_width(self):
         # charts are never wider than the report shows them (1300 px), so no text is scaled below its size
