@@ -206,6 +206,12 @@ void cache_explain(Cache *c, Task *t, Buf *out);
  * when it never ended); returns how many. */
 int cache_each_attempt_log(Cache *c, const char *task,
 			   void (*fn)(void *ctx, int attempt, long long run_id, const char *outcome, const char *log), void *ctx);
+/* What sits beside an attempt's log X@N.log, named after it: the progress file the attempt
+ * writes (KILN_PROGRESS) and torchrun's folder of it (PET_LOG_DIR). `kiln gc` takes both
+ * with their log; a kiln re-attaching knows a local attempt of its own by the first. */
+#define ATTEMPT_PROGRESS_SUFFIX ".progress"
+#define ATTEMPT_TORCHRUN_SUFFIX ".torchrun"
+#define SUFFIX_LEN(s) (sizeof s - 1)
 /* `kiln gc`: deletes the attempt logs under log_dir that no rule keeps. Kept: each task's
  * keep_per_task latest attempts, every attempt of the latest run, each task's latest
  * success, and attempts still open (running, or left for a later kiln). Logs no attempt

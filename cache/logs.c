@@ -54,10 +54,11 @@ static void sweep(const char *dir, StrMap *kept, long long *bytes, int *removed)
 		char *path = xasprintf("%s/%s", dir, e->d_name);
 		struct stat st;
 		size_t plen = strlen(path);
-		if (lstat(path, &st) == 0 && S_ISDIR(st.st_mode) && plen > 9 && !strcmp(path + plen - 9, ".torchrun")) {
-			path[plen - 9] = 0; /* X@N.log.torchrun: torchrun's folder of the attempt X@N.log */
+		if (lstat(path, &st) == 0 && S_ISDIR(st.st_mode) && plen > SUFFIX_LEN(ATTEMPT_TORCHRUN_SUFFIX) &&
+		    !strcmp(path + plen - SUFFIX_LEN(ATTEMPT_TORCHRUN_SUFFIX), ATTEMPT_TORCHRUN_SUFFIX)) {
+			path[plen - SUFFIX_LEN(ATTEMPT_TORCHRUN_SUFFIX)] = 0; /* X@N.log.torchrun: torchrun's folder of the attempt X@N.log */
 			int running = strmap_get(kept, path) == (void *)2;
-			path[plen - 9] = '.';
+			path[plen - SUFFIX_LEN(ATTEMPT_TORCHRUN_SUFFIX)] = '.';
 			if (!running) /* a running attempt's stays: its workers write their errors there */
 				remove_tree(path);
 		} else if (lstat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
@@ -68,8 +69,9 @@ static void sweep(const char *dir, StrMap *kept, long long *bytes, int *removed)
 			 * map shard's list) and X@N.log.progress */
 			char *owner = xstrdup(path), *dot;
 			size_t n = strlen(owner);
-			if (n > 9 && !strcmp(owner + n - 9, ".progress"))
-				owner[n - 9] = 0;
+			if (n > SUFFIX_LEN(ATTEMPT_PROGRESS_SUFFIX) &&
+			    !strcmp(owner + n - SUFFIX_LEN(ATTEMPT_PROGRESS_SUFFIX), ATTEMPT_PROGRESS_SUFFIX))
+				owner[n - SUFFIX_LEN(ATTEMPT_PROGRESS_SUFFIX)] = 0;
 			else if ((dot = strrchr(owner, '.')) && (!strcmp(dot, ".exit") || !strcmp(dot, ".items")))
 				strcpy(dot, ".log"); /* shorter than either: it fits */
 			if (!strmap_get(kept, owner) && unlink(path) == 0) {

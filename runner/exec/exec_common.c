@@ -4,6 +4,7 @@
 #define _GNU_SOURCE
 #include "exec.h"
 #include "../recipe/torchrun.h"
+#include "../../cache/cache.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -96,11 +97,11 @@ void exec_attach(Job *job, const AdoptedJob *a)
 	job->log_path = xstrdup(a->log);
 	if (job->progress_path) { /* the one that attempt writes: read while it runs, removed when it ends */
 		free(job->progress_path);
-		job->progress_path = xasprintf("%s.progress", a->log);
+		job->progress_path = xasprintf("%s" ATTEMPT_PROGRESS_SUFFIX, a->log);
 	}
 	if (job->torchrun_dir) { /* and its torchrun folder, removed when it ends */
 		free(job->torchrun_dir);
-		job->torchrun_dir = xasprintf("%s.torchrun", a->log);
+		job->torchrun_dir = xasprintf("%s" ATTEMPT_TORCHRUN_SUFFIX, a->log);
 	}
 	job->adopted = 1;
 	job->ran_before_sec = a->ran_sec > 0 ? a->ran_sec : 0;

@@ -216,7 +216,8 @@ static int find_unrecorded(Executor *local, const char *marker, pid_t **spare, i
 		const char *key = env ? env_value(env, elen, "KILN_KEY") : NULL;
 		const char *progress = env ? env_value(env, elen, "KILN_PROGRESS") : NULL;
 		size_t pl = progress ? strlen(progress) : 0;
-		if (!ws || !task || !attempt || !key || pl < 10 || strcmp(progress + pl - 9, ".progress") ||
+		if (!ws || !task || !attempt || !key || pl <= SUFFIX_LEN(ATTEMPT_PROGRESS_SUFFIX) ||
+		    strcmp(progress + pl - SUFFIX_LEN(ATTEMPT_PROGRESS_SUFFIX), ATTEMPT_PROGRESS_SUFFIX) ||
 		    strcmp(ws, strchr(marker, '=') + 1))
 			goto next;
 		char job_id[256];

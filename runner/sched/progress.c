@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../../cache/cache.h"
 #include "../recipe/logmetrics.h"
 
 #define SAMPLES 64
@@ -27,7 +28,7 @@ struct Progress {
 
 char *progress_path_for(const char *log_path)
 {
-	char *path = xasprintf("%s.progress", log_path); /* beside the log: its directory exists */
+	char *path = xasprintf("%s" ATTEMPT_PROGRESS_SUFFIX, log_path); /* beside the log: its directory exists */
 	unlink(path);
 	return path;
 }
@@ -74,7 +75,7 @@ static int last_log_reading(const Task *t, const char *log, long long *done, lon
 
 int progress_reading(const Task *t, const char *log_path, long long *done, long long *total)
 {
-	char *path = xasprintf("%s.progress", log_path);
+	char *path = xasprintf("%s" ATTEMPT_PROGRESS_SUFFIX, log_path);
 	int found = last_reading(path, done, total) || last_log_reading(t, log_path, done, total);
 	free(path);
 	return found;

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "../../base/os.h"
+#include "../../cache/cache.h"
 #include "../../cache/resume.h"
 #include "progress.h"
 #include "sched_internal.h"
@@ -96,7 +97,7 @@ Job *sched_new_job(Run *r, Task *t, Executor *ex, const char *key, const int *id
 	/* and it keeps each run's folder (its workers' error files) in /tmp, never removed: one
 	 * per attempt beside its log instead, removed when the attempt ends (sched.c, free_job) */
 	if (torchrun && !getenv("PET_LOG_DIR") && !task_sets_env(t, "PET_LOG_DIR")) {
-		job->torchrun_dir = xasprintf("%s.torchrun", job->log_path);
+		job->torchrun_dir = xasprintf("%s" ATTEMPT_TORCHRUN_SUFFIX, job->log_path);
 		/* by its full path: a worker that changes directory writes its error file there */
 		job->env[nenv++] = xasprintf("PET_LOG_DIR=%s/%s", r->g->workspace, job->torchrun_dir);
 	}
