@@ -422,6 +422,30 @@ void cache_clear_outputs(Cache *c, Task *t)
 		remove_before(c, t, t->outputs[i]);
 }
 
+/* t names no resume state: an output holding checkpoints that an unfinished attempt of the
+ * same work left (a Hugging Face output_dir) is about to be deleted with the others. Said,
+ * with what keeps it: the trainer starting afresh is not left unexplained. */
+static void say_checkpoints_deleted(Cache *c, const Task *t, const char *key_hex, Buf *note)
+{
+	char last_key[33];
+	int last_ok = 0, asked = 0, unfinished = 0;
+	for (int i = 0; !t->opts->nresume && i < t->noutputs; i++) {
+		Buf newest = {0};
+		if (resume_holds_checkpoints(t->outputs[i], &newest)) {
+			if (!asked++)
+				unfinished = key_hex[0] && !t->forced &&
+					     history_last_attempt(c->state, t->name, last_key, &last_ok) && !last_ok &&
+					     !strcmp(last_key, key_hex);
+			if (unfinished)
+				buf_printf(note, "%s%s held checkpoints an unfinished attempt left (%s): deleted with the task's "
+					   "outputs, so this attempt starts afresh (resume = { \"%s\" } keeps them for the next "
+					   "one to continue from)", note->len ? "; " : "", t->outputs[i], buf_str(&newest),
+					   t->outputs[i]);
+		}
+		buf_free(&newest);
+	}
+}
+
 int cache_prepare_attempt(Cache *c, Task *t, const char *key_hex, Buf *note)
 {
 	cache_ready(c);
@@ -441,6 +465,7 @@ int cache_prepare_attempt(Cache *c, Task *t, const char *key_hex, Buf *note)
 			   note->len ? "; " : "", buf_str(&dropped),
 			   t->forced ? "an earlier attempt (--force)" : "an attempt of the task as it was (its key changed)");
 	buf_free(&dropped);
+	say_checkpoints_deleted(c, t, key_hex, note);
 	for (int i = 0; i < t->noutputs; i++)
 		if (!keep || !is_resume_path(t, t->outputs[i]))
 			remove_before(c, t, t->outputs[i]);

@@ -237,3 +237,68 @@ void resume_mend_folder(const char *dir, Buf *note)
 		checkpoint_free(&cps[i]);
 	free(cps);
 }
+
+/* Whether a name is a checkpoint's, as trainers name them: checkpoint-400, last.ckpt,
+ * epoch_3-ckpt.pt, snapshot.pt. */
+static int checkpoint_named(const char *name)
+{
+	return strcasestr(name, "checkpoint") || strcasestr(name, "ckpt") || strcasestr(name, "snapshot");
+}
+
+/* The newest entry under dir (depth more levels down, links not followed) named as a
+ * checkpoint: its path into *newest (malloc'd), its time into *when. */
+static void newest_checkpoint(const char *dir, int depth, char **newest, struct timespec *when)
+{
+	DIR *d = opendir(dir);
+	for (struct dirent *e; d && (e = readdir(d)) != NULL;) {
+		if (e->d_name[0] == '.')
+			continue;
+		char *path = xasprintf("%s/%s", dir, e->d_name);
+		struct stat st;
+		if (lstat(path, &st) == 0 && (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)) && checkpoint_named(e->d_name)) {
+			if (!*newest || st.st_mtim.tv_sec > when->tv_sec ||
+			    (st.st_mtim.tv_sec == when->tv_sec && st.st_mtim.tv_nsec > when->tv_nsec)) {
+				free(*newest);
+				*newest = path;
+				*when = st.st_mtim;
+				continue;
+			}
+		} else if (depth > 0 && lstat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+			newest_checkpoint(path, depth - 1, newest, when);
+		}
+		free(path);
+	}
+	if (d)
+		closedir(d);
+}
+
+int resume_holds_checkpoints(const char *path, Buf *newest)
+{
+	struct stat st;
+	if (lstat(path, &st) != 0)
+		return 0;
+	const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+	if (S_ISREG(st.st_mode)) {
+		if (st.st_size == 0 || !checkpoint_named(base))
+			return 0;
+		buf_puts(newest, path);
+		return 1;
+	}
+	if (!S_ISDIR(st.st_mode))
+		return 0;
+	char *found = NULL;
+	struct timespec when = {0, 0};
+	newest_checkpoint(path, 1, &found, &when);
+	if (!found && checkpoint_named(base)) { /* checkpoints/run1: whatever it holds */
+		DIR *d = opendir(path);
+		for (struct dirent *e; d && !found && (e = readdir(d)) != NULL;)
+			if (e->d_name[0] != '.')
+				found = xasprintf("%s/%s", path, e->d_name);
+		if (d)
+			closedir(d);
+	}
+	if (found)
+		buf_puts(newest, found);
+	free(found);
+	return found != NULL;
+}

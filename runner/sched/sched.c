@@ -434,6 +434,7 @@ static void job_ended(Run *r, Job *job)
 		else
 			snprintf(full, sizeof full, "%s%s", why, t->opts->retries ? " (retries exhausted)" : "");
 		task_failed(r, t, full, job->log_path);
+		sched_hint_checkpoints(r, t);
 	}
 	free_job(job);
 }

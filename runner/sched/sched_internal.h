@@ -82,8 +82,13 @@ int64_t sched_record_start(Run *r, const Job *job);
  * outputs cleared and its resume state kept or not, said in a note when a checkpoint cut
  * short was mended; KILN_RESUME=1 appended at env[*nenv] when it continues. */
 void sched_prepare_outputs(Run *r, Job *job, int reattach, int *nenv);
-/* A Ctrl-C stopped t's attempt: says what of its resume state the next run continues from. */
+/* A Ctrl-C stopped t's attempt: says what of its resume state the next run continues from
+ * (and sched_hint_checkpoints). */
 void sched_say_kept(Run *r, const Task *t);
+/* t's attempt ended unfinished (stopped, or failed with no retry left) and t names no
+ * resume state: an output holding checkpoints (a Hugging Face output_dir with its
+ * checkpoint-N) is said to be deleted by its next attempt, and `resume` to keep it. */
+void sched_hint_checkpoints(Run *r, const Task *t);
 /* The running jobs' clocks: a timeout's stop signal, and SIGKILL once its grace is over. */
 void sched_check_clocks(Run *r);
 /* The signal kiln stops job's command with (a Ctrl-C, a timeout): its task's stop_signal,

@@ -152,9 +152,23 @@ void sched_prepare_outputs(Run *r, Job *job, int reattach, int *nenv)
 		mkdirs_parent(t->outputs[i]);
 }
 
+void sched_hint_checkpoints(Run *r, const Task *t)
+{
+	for (int i = 0; !t->opts->nresume && i < t->noutputs; i++) {
+		Buf newest = {0};
+		if (resume_holds_checkpoints(t->outputs[i], &newest))
+			status_print(&r->st, "note", "%s: %s holds checkpoints (%s) that its next attempt deletes with its other "
+				     "outputs, starting afresh: resume = { \"%s\" } in the task keeps them for it to continue "
+				     "from (not part of the key: nothing re-runs for it)", t->name, t->outputs[i],
+				     buf_str(&newest), t->outputs[i]);
+		buf_free(&newest);
+	}
+}
+
 void sched_say_kept(Run *r, const Task *t)
 {
 	char when[32];
+	sched_hint_checkpoints(r, t);
 	if (!t->opts->nresume || access(t->opts->resume[0], F_OK) != 0) /* what this Ctrl-C did not throw away */
 		return;
 	if (resume_cut_with_copy(r->o->cache, t, 0, when, sizeof when)) {

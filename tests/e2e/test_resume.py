@@ -129,6 +129,59 @@ class Resume(KilnTestCase):
         self.assertIn("Resuming training from snapshot", self.ws.read(".kiln/logs/train@2.log"))
         self.finished_and_noop()
 
+    # a script that keeps its checkpoints in its output folder and continues from the last
+    # one there, as Hugging Face's example scripts do (get_last_checkpoint(output_dir))
+    OUTPUT_DIR_TRAINER = r'''
+import os, re, sys, time
+out = sys.argv[1]
+os.makedirs(out, exist_ok=True)
+start = max([int(m.group(1)) for m in (re.fullmatch(r"checkpoint-(\d+)", d) for d in os.listdir(out)) if m], default=0)
+for step in range(start + 1, 9):
+    time.sleep(0.25)
+    open("ledger", "a").write("epoch %d\n" % step)
+    if step == int(os.environ.get("FAIL_AT", "-1")):
+        sys.exit("simulated crash")
+    os.makedirs(os.path.join(out, "checkpoint-%d" % step))
+    open(os.path.join(out, "checkpoint-%d" % step, "trainer_state.json"), "w").write("{}")
+open(os.path.join(out, "model.txt"), "w").write("trained")
+'''
+
+    def test_checkpoints_in_an_output_folder_are_said_to_be_deleted_and_resume_keeps_them(self):
+        # the task names its output folder but no resume: a Ctrl-C says the next attempt
+        # deletes the checkpoints there and what keeps them; with resume added (not part of
+        # the key) the re-run continues from the last one
+        self.ws.write("train.py", self.OUTPUT_DIR_TRAINER)
+        task = 'task { name = "train", inputs = {"train.py"}, outputs = {"out"}, %srun = {"python3", "train.py", "out"} }\n'
+        self.ws.write("kiln.lua", task % "")
+        p = self.interrupt(signal.SIGINT)
+        self.assertEqual(p.returncode, 130, p.out)
+        self.assertRegex(p.out, r"train: out holds checkpoints \(out/checkpoint-\d\) that its next attempt deletes "
+                         r"with its other outputs, starting afresh: resume = \{ \"out\" \} in the task keeps them")
+        last = max(int(d.split("-")[1]) for d in os.listdir(self.ws.path("out")))
+        self.ws.write("kiln.lua", task % 'resume = {"out"}, ')
+        r = self.ws.kiln("run")
+        self.assertEqual(r.rc, 0, r)
+        self.assertNotIn("deleted", r.out)
+        self.assertEqual([int(e) for e in self.ledger()][-(8 - last):], list(range(last + 1, 9)),
+                         "continued after checkpoint-%d" % last)
+        self.assertLessEqual(len(self.ledger()), 9, "at most the step in flight ran twice")
+
+    def test_a_failed_attempt_without_resume_says_its_checkpoints_go_and_the_next_says_they_went(self):
+        self.ws.write("train.py", self.OUTPUT_DIR_TRAINER)
+        self.ws.write("kiln.lua", 'task { name = "train", inputs = {"train.py"}, outputs = {"out"}, '
+                      'run = {"python3", "train.py", "out"} }\n')
+        r = self.ws.kiln("run", env={"FAIL_AT": "3"})
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("train: out holds checkpoints (out/checkpoint-2) that its next attempt deletes", r.out)
+        r = self.ws.kiln("run")
+        self.assertEqual(r.rc, 0, r)
+        self.assertIn("train: out held checkpoints an unfinished attempt left (out/checkpoint-2): deleted with the "
+                      "task's outputs, so this attempt starts afresh (resume = { \"out\" } keeps them", r.out)
+        self.assertEqual(self.ledger(), [str(e) for e in (1, 2, 3)] + [str(e) for e in range(1, 9)])
+        r = self.ws.kiln("run", "--force", "train")  # after a success: nothing to say
+        self.assertEqual(r.rc, 0, r)
+        self.assertNotIn("checkpoints", r.out)
+
     def test_kill_9_of_kiln_reattaches_and_no_epoch_runs_twice(self):
         self.ws.write("kiln.lua", recipe(epochs=10))
         self.interrupt(signal.SIGKILL)
