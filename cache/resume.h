@@ -57,8 +57,9 @@ int resume_cut_with_copy(Cache *c, const Task *t, int i, char *saved_at, size_t 
 void resume_mend_folder(const char *dir, Buf *note);
 /* Whether path, an output of a task that names no resume state, holds checkpoints a
  * trainer would continue from (a Hugging Face script finds the last checkpoint-N in its
- * output_dir): a file named as one (checkpoint, ckpt, snapshot), or a folder holding such
- * entries (two levels down) or itself so named and not empty. The newest such entry's path
+ * output_dir): a file whose path names it one (checkpoint, ckpt, snapshot), or a folder
+ * holding such entries (two levels down: lightning_logs/version_0/checkpoints) or whose path
+ * so names it (checkpoints/run1) and not empty. The newest such entry's path
  * is appended to newest. The next attempt deletes it with the task's other outputs: the
  * task is told so (sched_job.c), that `resume` would keep it. */
 int resume_holds_checkpoints(const char *path, Buf *newest);

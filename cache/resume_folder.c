@@ -277,9 +277,8 @@ int resume_holds_checkpoints(const char *path, Buf *newest)
 	struct stat st;
 	if (lstat(path, &st) != 0)
 		return 0;
-	const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
 	if (S_ISREG(st.st_mode)) {
-		if (st.st_size == 0 || !checkpoint_named(base))
+		if (st.st_size == 0 || !checkpoint_named(path))
 			return 0;
 		buf_puts(newest, path);
 		return 1;
@@ -289,7 +288,7 @@ int resume_holds_checkpoints(const char *path, Buf *newest)
 	char *found = NULL;
 	struct timespec when = {0, 0};
 	newest_checkpoint(path, 1, &found, &when);
-	if (!found && checkpoint_named(base)) { /* checkpoints/run1: whatever it holds */
+	if (!found && checkpoint_named(path)) { /* checkpoints/run1: whatever it holds */
 		DIR *d = opendir(path);
 		for (struct dirent *e; d && !found && (e = readdir(d)) != NULL;)
 			if (e->d_name[0] != '.')
