@@ -127,6 +127,11 @@ int cache_accept_unfinished(Cache *c, Task *t, int outputs_there, int dry, Buf *
  * RESUME_NONE (none there, or the latest attempt succeeded). In resume.c. */
 enum { RESUME_NONE, RESUME_CONTINUES, RESUME_DROPPED };
 int cache_resume_plan(Cache *c, const Task *t, Buf *what);
+/* t names no resume state and its latest attempt, of the work keyed key_hex (NULL: t's key
+ * now), was left unfinished: for each output holding checkpoints, "OUT (NEWEST)" appended
+ * to what and "\"OUT\"" to names (", " between). The count; 0 when any of that is not so.
+ * What `kiln status` says and the attempt that deletes them says. */
+int cache_checkpoints_left(Cache *c, const Task *t, const char *key_hex, Buf *what, Buf *names);
 /* kiln gc: deletes the resume copies no unfinished attempt may need (their task's latest
  * attempt succeeded, or it has none: gone from the recipe) and half-made ones. Returns how
  * many, their size in *bytes. In resume.c. */

@@ -422,28 +422,43 @@ void cache_clear_outputs(Cache *c, Task *t)
 		remove_before(c, t, t->outputs[i]);
 }
 
-/* t names no resume state: an output holding checkpoints that an unfinished attempt of the
- * same work left (a Hugging Face output_dir) is about to be deleted with the others. Said,
- * with what keeps it: the trainer starting afresh is not left unexplained. */
-static void say_checkpoints_deleted(Cache *c, const Task *t, const char *key_hex, Buf *note)
+int cache_checkpoints_left(Cache *c, const Task *t, const char *key_hex, Buf *what, Buf *names)
 {
-	char last_key[33];
-	int last_ok = 0, asked = 0, unfinished = 0;
+	char last_key[33], key[33];
+	int last_ok = 0, asked = 0, unfinished = 0, n = 0;
 	for (int i = 0; !t->opts->nresume && i < t->noutputs; i++) {
 		Buf newest = {0};
 		if (resume_holds_checkpoints(t->outputs[i], &newest)) {
-			if (!asked++)
+			if (!asked++) {
+				if (!key_hex)
+					cache_key_hex(c, t, key), key_hex = key;
 				unfinished = key_hex[0] && !t->forced &&
 					     history_last_attempt(c->state, t->name, last_key, &last_ok) && !last_ok &&
 					     !strcmp(last_key, key_hex);
-			if (unfinished)
-				buf_printf(note, "%s%s held checkpoints an unfinished attempt left (%s): deleted with the task's "
-					   "outputs, so this attempt starts afresh (resume = { \"%s\" } keeps them for the next "
-					   "one to continue from)", note->len ? "; " : "", t->outputs[i], buf_str(&newest),
-					   t->outputs[i]);
+			}
+			if (unfinished) {
+				buf_printf(what, "%s%s (%s)", n ? ", " : "", t->outputs[i], buf_str(&newest));
+				buf_printf(names, "%s\"%s\"", n ? ", " : "", t->outputs[i]);
+				n++;
+			}
 		}
 		buf_free(&newest);
 	}
+	return n;
+}
+
+/* t names no resume state: outputs holding checkpoints that an unfinished attempt of the
+ * same work left (a Hugging Face output_dir) are about to be deleted with the others. Said,
+ * with what keeps them: the trainer starting afresh is not left unexplained. */
+static void say_checkpoints_deleted(Cache *c, const Task *t, const char *key_hex, Buf *note)
+{
+	Buf what = {0}, names = {0};
+	if (cache_checkpoints_left(c, t, key_hex, &what, &names))
+		buf_printf(note, "%s%s, holding checkpoints an unfinished attempt left, deleted with the task's outputs: "
+			   "this attempt starts afresh (resume = { %s } keeps them for the next one to continue from)",
+			   note->len ? "; " : "", buf_str(&what), buf_str(&names));
+	buf_free(&what);
+	buf_free(&names);
 }
 
 int cache_prepare_attempt(Cache *c, Task *t, const char *key_hex, Buf *note)

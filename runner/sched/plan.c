@@ -95,6 +95,12 @@ static void print_run_reason(PlanPrint *p, const Task *t, const char *reason)
 	buf_puts(&line, reason);
 	if (outcome)
 		buf_printf(&line, "; its latest attempt: %s (kiln log %s)", outcome, t->name);
+	Buf left = {0}, names = {0}; /* said before they go */
+	if (outcome && cache_checkpoints_left(p->c, t, NULL, &left, &names))
+		buf_printf(&line, "; %s, holding checkpoints it left, deleted as it starts afresh (resume = { %s } keeps "
+			   "them for it to continue from)", buf_str(&left), buf_str(&names));
+	buf_free(&left);
+	buf_free(&names);
 	if (resume == RESUME_DROPPED) /* GPU hours a changed key throws away: said first */
 		buf_printf(&line, "; its resume state (%s) is of the task as it was, so it starts afresh (after a change "
 			   "that makes no difference to it, `kiln accept %s` keeps it)", buf_str(&kept), t->name);

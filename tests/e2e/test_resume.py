@@ -173,10 +173,15 @@ open(os.path.join(out, "model.txt"), "w").write("trained")
         r = self.ws.kiln("run", env={"FAIL_AT": "3"})
         self.assertEqual(r.rc, 1, r)
         self.assertIn("train: out holds checkpoints (out/checkpoint-2) that its next attempt deletes", r.out)
+        self.assertIn("; out (out/checkpoint-2), holding checkpoints it left, deleted as it starts afresh (resume = "
+                      "{ \"out\" } keeps them", self.ws.kiln("status").out, "said before the run")
+        self.ws.write("train.py", self.OUTPUT_DIR_TRAINER + "\n")  # a new key: they are not its own
+        self.assertNotIn("holding checkpoints", self.ws.kiln("status").out)
+        self.ws.write("train.py", self.OUTPUT_DIR_TRAINER)
         r = self.ws.kiln("run")
         self.assertEqual(r.rc, 0, r)
-        self.assertIn("train: out held checkpoints an unfinished attempt left (out/checkpoint-2): deleted with the "
-                      "task's outputs, so this attempt starts afresh (resume = { \"out\" } keeps them", r.out)
+        self.assertIn("train: out (out/checkpoint-2), holding checkpoints an unfinished attempt left, deleted with the "
+                      "task's outputs: this attempt starts afresh (resume = { \"out\" } keeps them", r.out)
         self.assertEqual(self.ledger(), [str(e) for e in (1, 2, 3)] + [str(e) for e in range(1, 9)])
         r = self.ws.kiln("run", "--force", "train")  # after a success: nothing to say
         self.assertEqual(r.rc, 0, r)
