@@ -154,6 +154,8 @@ void sched_prepare_outputs(Run *r, Job *job, int reattach, int *nenv)
 
 void sched_hint_checkpoints(Run *r, const Task *t)
 {
+	if (task_is_runner(t)) /* a map's shard: the items it made are kept, each an output of its own */
+		return;
 	for (int i = 0; !t->opts->nresume && i < t->noutputs; i++) {
 		Buf newest = {0};
 		if (resume_holds_checkpoints(t->outputs[i], &newest))
