@@ -121,12 +121,12 @@ class Browser(KilnTestCase):
         self.check_page(3)
 
     def test_report_of_a_run_with_failures_renders(self):
-        # the heatmap needs the failed cell; the other three charts draw the model that ran
+        # the heatmap needs the failed cell; the other four charts draw what ran
         self.ws.write("kiln.lua", GRID.replace('plot { name = "heat"', '-- plot { name = "heat"'))
         self.assertEqual(self.ws.kiln("run", "-k", "--gpus", "0,1").rc, 1)
         self.assertEqual(self.ws.kiln("report").rc, 0)
         self.assertIn("failed [oom]", self.ws.read("report.html"))
-        self.check_page(3)
+        self.check_page(4)
 
 
 if __name__ == "__main__":
