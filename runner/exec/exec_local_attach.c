@@ -232,10 +232,10 @@ static int find_unrecorded(Executor *local, const char *marker, pid_t **spare, i
 			known = local_parse_id(le->adopted[i].job_id, &p, &st, &k, &kst) == 0 && p == pid && st == started;
 		}
 		if (!known) { /* started, but its record was not yet committed: adopted all the same */
-			size_t wl = strlen(ws); /* a task with a cwd has the full path */
+			size_t wl = strlen(ws); /* its full path (from an earlier kiln: maybe not) */
 			if (!strncmp(progress, ws, wl) && progress[wl] == '/')
 				progress += wl + 1, pl -= wl + 1;
-			char *log = xasprintf("%.*s", (int)(pl - 9), progress);
+			char *log = xasprintf("%.*s", (int)(pl - SUFFIX_LEN(ATTEMPT_PROGRESS_SUFFIX)), progress);
 			OpenAttempt unrecorded = {.rec = {.task = task, .attempt = atoi(attempt), .executor = "local",
 						     .host = os_hostname(), .gpus = devices, .log = log, .job_id = job_id, .key = key}};
 			exec_adopted_add(&le->adopted, &le->nadopted, &unrecorded);

@@ -399,9 +399,9 @@ char *exec_job_script(const Job *job, const char *workspace, const char *exit_pa
 		if (!eq)
 			continue;
 		buf_printf(&b, "%.*s=", (int)(eq - *e), *e);
-		if (t->opts->cwd && !strncmp(*e, "KILN_PROGRESS=", 14) && eq[1] != '/')
-			buf_puts(&b, top); /* a host's own path (ssh): from the workspace there */
-		else if (!strncmp(*e, "PET_LOG_DIR=", 12) && eq[1] != '/') /* and by its full path (sched_job.c) */
+		/* a host's own paths (ssh): from the workspace there, by their full paths, as a
+		 * command that changes directory finds them (sched_job.c) */
+		if ((!strncmp(*e, "KILN_PROGRESS=", 14) || !strncmp(*e, "PET_LOG_DIR=", 12)) && eq[1] != '/')
 			buf_puts(&b, "\"${kiln_top:-$PWD}\"/");
 		buf_shell_quote(&b, eq + 1);
 		buf_printf(&b, "; export %.*s\n", (int)(eq - *e), *e);

@@ -71,9 +71,9 @@ Job *sched_new_job(Run *r, Task *t, Executor *ex, const char *key, const int *id
 	job->env[nenv++] = xasprintf("KILN_TASK=%s", t->name);
 	job->env[nenv++] = xasprintf("KILN_ATTEMPT=%d", job->attempt);
 	job->progress_path = progress_path_for(job->log_path);
-	/* a command that starts in its own folder finds the file by its full path */
-	job->env[nenv++] = t->opts->cwd ? xasprintf("KILN_PROGRESS=%s/%s", r->g->workspace, job->progress_path)
-					: xasprintf("KILN_PROGRESS=%s", job->progress_path);
+	/* by its full path: a command that starts in a folder of its own, or changes directory
+	 * itself (`cd w2 && python train.py`), finds the file all the same */
+	job->env[nenv++] = xasprintf("KILN_PROGRESS=%s/%s", r->g->workspace, job->progress_path);
 	job->ex = ex;
 	job->grace_ns = (int64_t)((t->opts->kill_grace_sec >= 0 ? t->opts->kill_grace_sec : o->kill_grace_sec) * 1e9);
 	memcpy(job->key, key, sizeof job->key);

@@ -462,7 +462,9 @@ map { name = "m", items = items, shards = 2, input = "in/{item}.txt", output = "
 
 class ProgressAndCost(KilnTestCase):
     def test_progress_file_lines_with_rate_and_eta(self):
-        self.ws.write("kiln.lua", 'task { name = "train", run = "for i in $(seq 1 16); do echo $i/16 >> $KILN_PROGRESS; '
+        # written after the command changed directory: KILN_PROGRESS is a full path
+        self.ws.write("kiln.lua", 'task { name = "train", run = "mkdir -p w && cd w && for i in $(seq 1 16); do '
+                      'echo $i/16 >> $KILN_PROGRESS; '
                       'sleep 0.8; done" }\n')
         r = self.ws.kiln("run")
         self.assertEqual(r.rc, 0, r)

@@ -521,8 +521,9 @@ end
 
     def test_progress_written_on_a_host_shows_here(self):
         # KILN_PROGRESS is a file there: its "done/total" lines are read back every few
-        # seconds and show as a local task's do (a task in its own folder too)
-        self.ws.write("kiln.lua", 'task { name = "train", host = "v800", run = "for i in $(seq 14); do '
+        # seconds and show as a local task's do (a task in its own folder too, and one
+        # whose command changes directory: the path is a full one there)
+        self.ws.write("kiln.lua", 'task { name = "train", host = "v800", run = "mkdir -p w && cd w && for i in $(seq 14); do '
                       'echo $i/14 >> $KILN_PROGRESS; sleep 0.5; done" }\n'
                       'task { name = "eval", host = "v801", cwd = "runs/{name}", run = "for i in $(seq 14); do '
                       'echo $((i * 10))/140 >> $KILN_PROGRESS; sleep 0.5; done" }\n')
