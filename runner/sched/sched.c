@@ -249,8 +249,9 @@ int try_start(Run *r, Task *t)
 	sched_prepare_outputs(r, job, reattach, &nenv);
 	if (task_is_runner(t)) { /* its batch: the pending items' list, their outputs cleared */
 		Buf err = {0};
-		if ((job->items_path = shard_prepare(r, t, job->attempt, reattach, &err)) && t->opts->cwd && job->items_path[0] != '/') {
-			char *full = xasprintf("%s/%s", r->g->workspace, job->items_path); /* {items} from its cwd */
+		if ((job->items_path = shard_prepare(r, t, job->attempt, reattach, &err)) && job->items_path[0] != '/') {
+			/* {items} by its full path: from its cwd, or after a `cd` of its command's own */
+			char *full = xasprintf("%s/%s", r->g->workspace, job->items_path);
 			free(job->items_path);
 			job->items_path = full;
 		}

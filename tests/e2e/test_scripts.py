@@ -64,6 +64,20 @@ map { name = "m", items = {"1", "2", "3", "4"}, shards = 2, cwd = "work/{name}",
         self.assertTrue(self.ws.exists("work/m:shard-1/seen") and self.ws.exists("work/m:shard-2/seen"))
 
 
+    def test_a_command_that_changes_directory_itself_finds_its_item_list_and_progress_file(self):
+        # {items}, KILN_ITEMS and KILN_PROGRESS are full paths: `cd w && ...` in a command
+        # (no cwd declared) failed with "cannot open .kiln/maps/...items"
+        self.ws.write("kiln.lua", """
+map { name = "m", items = {"a", "b", "c"}, shards = 1, output = "out/{item}.txt",
+      run = "mkdir -p w && cd w && n=0; while read it; do n=$((n + 1)); echo $it > ../out/$it.txt; echo $n/3 >> $KILN_PROGRESS; done < {items}; test -r $KILN_ITEMS" }
+""")
+        r = self.ws.kiln("run")
+        self.assertEqual(r.rc, 0, r)
+        for it in "abc":
+            self.assertEqual(self.ws.read("out/%s.txt" % it), it + "\n")
+        self.assertIn("progress m: 3/3 items", r.out)
+
+
 class OptionalOutputs(KilnTestCase):
     RECIPE = """
 local P = params { best = "yes" }
