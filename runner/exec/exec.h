@@ -334,10 +334,12 @@ void exec_end_job(Job *job, enum JobEnd end, int code, const char *reason, Job *
 /* Appends job to an executor's growable list of jobs (running, ended, draining). */
 void exec_push_job(Job ***list, int *n, int *cap, Job *job);
 /* s with {port}, {portK} and {gpus} replaced by this attempt's reserved ports and its
- * task's number of devices, and {rdzv} (torchrun's rendezvous, runner/recipe/torchrun.h) by
- * 127.0.0.1 and the last reserved port: malloc'd, or NULL when s holds none of them. */
+ * task's number of devices, {rdzv} (torchrun's rendezvous, runner/recipe/torchrun.h) by
+ * 127.0.0.1 and the last reserved port, and {items} by a map shard's item list (its full
+ * path: shell-quoted where s is a shell string, shell, as the recipe's placeholders are):
+ * malloc'd, or NULL when s holds none of them. */
 int exec_has_attempt_words(const char *s);
-char *exec_expand_attempt(const char *s, const Job *job);
+char *exec_expand_attempt(const char *s, const Job *job, int shell);
 
 /* Writes all of s to fd (EINTR retried; gives up on an error). */
 void exec_write_all(int fd, const char *s, size_t n);

@@ -176,7 +176,7 @@ void exec_write_log_header(int fd, const Job *job)
 	buf_printf(&b, "# kiln: task %s, attempt %d (try %d of %d in this run), started %s\n", t->name, job->attempt,
 		   job->run_try, t->opts->retries + 1, when);
 	/* as it ran: ports, the rendezvous, GPUs and a shard's item list filled in */
-	char *cmd = task_command_line(t), *ran = exec_expand_attempt(cmd, job);
+	char *cmd = task_command_line(t), *ran = exec_expand_attempt(cmd, job, task_shell(t) != NULL);
 	buf_printf(&b, "# command: %s%s\n", task_shell(t) ? "/bin/sh -c " : "", ran ? ran : cmd);
 	free(ran);
 	free(cmd);
@@ -208,7 +208,7 @@ int exec_has_attempt_words(const char *s)
 	return brace && (strstr(brace, "{port") || strstr(brace, "{gpus}") || strstr(brace, "{rdzv}") || strstr(brace, "{items}"));
 }
 
-char *exec_expand_attempt(const char *s, const Job *job)
+char *exec_expand_attempt(const char *s, const Job *job, int shell)
 {
 	if (!exec_has_attempt_words(s))
 		return NULL;
@@ -222,7 +222,10 @@ char *exec_expand_attempt(const char *s, const Job *job)
 			continue;
 		}
 		if (!strncmp(p, "{items}", 7) && job->items_path) { /* a map shard's item list */
-			buf_puts(&b, job->items_path);
+			if (shell) /* one word: the workspace's path may hold a space */
+				buf_shell_quote(&b, job->items_path);
+			else
+				buf_puts(&b, job->items_path);
 			p += 7;
 			continue;
 		}

@@ -67,7 +67,7 @@ static char **build_env(const Job *job, Buf *scratch)
 	buf_reset(scratch);
 	for (int j = 0; j < t->more->nenv; j++) {
 		offsets[j] = scratch->len;
-		char *value = exec_expand_attempt(t->more->env[j].value, job);
+		char *value = exec_expand_attempt(t->more->env[j].value, job, 0);
 		buf_printf(scratch, "%s=%s", t->more->env[j].key, value ? value : t->more->env[j].value);
 		free(value);
 		buf_putc(scratch, 0);
@@ -278,13 +278,13 @@ static int local_start(Executor *ex, Job *job)
 	exec_write_log_header(fd, job);
 
 	/* this attempt's ports and device count go into the words that name them */
-	char *shell = task_shell(t) ? exec_expand_attempt(task_shell(t), job) : NULL;
+	char *shell = task_shell(t) ? exec_expand_attempt(task_shell(t), job, 1) : NULL;
 	const char *sh_argv[] = {"/bin/sh", "-c", shell ? shell : task_shell(t), NULL};
 	int argc = task_shell(t) ? 3 : task_argc(t);
 	const char **argv = xcalloc((size_t)argc + 1, sizeof *argv);
 	char **expanded = xcalloc((size_t)argc + 1, sizeof *expanded); /* words made for this attempt */
 	for (int i = 0; i < argc; i++) {
-		expanded[i] = task_shell(t) ? NULL : exec_expand_attempt(task_argv(t)[i], job);
+		expanded[i] = task_shell(t) ? NULL : exec_expand_attempt(task_argv(t)[i], job, 0);
 		argv[i] = expanded[i] ? expanded[i] : task_shell(t) ? sh_argv[i] : exec_argv_word(t, i);
 	}
 	char *exit_path = local_exit_path(job->log_path);

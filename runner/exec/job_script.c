@@ -16,8 +16,8 @@
 #include "../recipe/torchrun.h"
 
 /* s for this attempt ({gpus}: the devices asked of Slurm), shell-quoted; {rdzv} becomes
- * the script's "$KILN_RDZV", outside the quotes. */
-static void quote_expanded(Buf *b, const char *s, const Job *job)
+ * the script's "$KILN_RDZV", outside the quotes. shell: s is a shell string (eval'd). */
+static void quote_expanded(Buf *b, const char *s, const Job *job, int shell)
 {
 	if (launch_wraps(job->task) && !job->nports && !strncmp(s, "{port", 5) && s[strlen(s) - 1] == '}') {
 		buf_puts(b, "\"$KILN_PORT\""); /* the ranks' rendezvous: found on the first node */
@@ -31,13 +31,13 @@ static void quote_expanded(Buf *b, const char *s, const Job *job)
 		const char *after = k == 0 ? w + 6 : end + 1;
 		char *before = strndup(s, (size_t)(w - s));
 		if (*before)
-			quote_expanded(b, before, job);
+			quote_expanded(b, before, job, shell);
 		if (k == 0)
 			buf_puts(b, "\"$KILN_PORT\"");
 		else
 			buf_printf(b, "\"$KILN_PORT_%ld\"", k);
 		if (*after)
-			quote_expanded(b, after, job);
+			quote_expanded(b, after, job, shell);
 		free(before);
 		return;
 	}
@@ -45,14 +45,14 @@ static void quote_expanded(Buf *b, const char *s, const Job *job)
 	if (r) {
 		char *before = strndup(s, (size_t)(r - s));
 		if (*before)
-			quote_expanded(b, before, job);
+			quote_expanded(b, before, job, shell);
 		buf_puts(b, "\"$KILN_RDZV\"");
 		if (r[6])
-			quote_expanded(b, r + 6, job);
+			quote_expanded(b, r + 6, job, shell);
 		free(before);
 		return;
 	}
-	char *x = exec_expand_attempt(s, job);
+	char *x = exec_expand_attempt(s, job, shell);
 	buf_shell_quote(b, x ? x : s);
 	free(x);
 }
@@ -409,7 +409,7 @@ char *exec_job_script(const Job *job, const char *workspace, const char *exit_pa
 	int task_sets_path = 0;
 	for (int i = 0; i < t->more->nenv; i++) {
 		buf_printf(&b, "%s=", t->more->env[i].key);
-		quote_expanded(&b, t->more->env[i].value, job);
+		quote_expanded(&b, t->more->env[i].value, job, 0);
 		buf_printf(&b, "; export %s\n", t->more->env[i].key);
 		task_sets_path |= !strcmp(t->more->env[i].key, "PATH");
 	}
@@ -447,14 +447,14 @@ char *exec_job_script(const Job *job, const char *workspace, const char *exit_pa
 		buf_puts(&b, "( ");
 		exec_stop_traps(&b, 0);
 		buf_puts(&b, "eval ");
-		quote_expanded(&b, task_shell(t), job);
+		quote_expanded(&b, task_shell(t), job, 1);
 		buf_puts(&b, " )");
 	} else {
 		for (int i = 0; task_word(t, i); i++) {
 			if (i)
 				buf_putc(&b, ' ');
 			/* @kiln on an ssh host: the kiln copied there, first on its PATH (ssh_place.c) */
-			quote_expanded(&b, remote && i == 0 && exec_runs_kiln(t) ? "kiln" : exec_argv_word(t, i), job);
+			quote_expanded(&b, remote && i == 0 && exec_runs_kiln(t) ? "kiln" : exec_argv_word(t, i), job, 0);
 		}
 	}
 	/* fd 3 on an ssh host is the agent's FIFO (ssh_agent.c): the job script's, not the command's */

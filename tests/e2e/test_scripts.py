@@ -66,16 +66,19 @@ map { name = "m", items = {"1", "2", "3", "4"}, shards = 2, cwd = "work/{name}",
 
     def test_a_command_that_changes_directory_itself_finds_its_item_list_and_progress_file(self):
         # {items}, KILN_ITEMS and KILN_PROGRESS are full paths: `cd w && ...` in a command
-        # (no cwd declared) failed with "cannot open .kiln/maps/...items"
-        self.ws.write("kiln.lua", """
+        # (no cwd declared) failed with "cannot open .kiln/maps/...items"; {items} in a shell
+        # string is one word, in a workspace whose path holds a space too
+        self.ws.write("my runs/kiln.lua", """
 map { name = "m", items = {"a", "b", "c"}, shards = 1, output = "out/{item}.txt",
-      run = "mkdir -p w && cd w && n=0; while read it; do n=$((n + 1)); echo $it > ../out/$it.txt; echo $n/3 >> $KILN_PROGRESS; done < {items}; test -r $KILN_ITEMS" }
+      run = "mkdir -p w && cd w && n=0; while read it; do n=$((n + 1)); echo $it > ../out/$it.txt; echo $n/3 >> \\"$KILN_PROGRESS\\"; done < {items}; test -r \\"$KILN_ITEMS\\"" }
+map { name = "argv", items = {"d"}, shards = 1, output = "out/{item}.txt",
+      run = { "sh", "-c", "mkdir -p w && cd w && while read it; do echo $it > ../out/$it.txt; done < \\"$1\\"", "sh", "{items}" } }
 """)
-        r = self.ws.kiln("run")
+        r = self.ws.kiln("-C", "my runs", "run")
         self.assertEqual(r.rc, 0, r)
-        for it in "abc":
-            self.assertEqual(self.ws.read("out/%s.txt" % it), it + "\n")
-        self.assertIn("progress m: 3/3 items", r.out)
+        for it in "abcd":
+            self.assertEqual(self.ws.read("my runs/out/%s.txt" % it), it + "\n")
+        self.assertIn("m: 3/3 items", r.out)
 
 
 class OptionalOutputs(KilnTestCase):
