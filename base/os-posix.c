@@ -165,14 +165,39 @@ typedef struct {
 } Child;
 static Child *children;
 static int nchildren, children_cap;
+/* The last ends of children nobody watched: orphans that came to kiln as the subreaper.
+ * Kept a while, since the one an owner claims (os_children_adopt) may have been collected
+ * before it knew to ask. */
+#define STRAYS 64
+static Child strays[STRAYS];
+static unsigned nstrays;
+
+static void forget_stray(pid_t pid)
+{
+	for (int i = 0; i < STRAYS; i++)
+		if (strays[i].ended && strays[i].pid == pid)
+			strays[i].ended = 0;
+}
 
 void os_children_watch(pid_t pid)
 {
+	forget_stray(pid); /* a new child with the pid of one collected earlier */
 	if (nchildren == children_cap) {
 		children_cap = children_cap ? 2 * children_cap : 16;
 		children = xrealloc(children, (size_t)children_cap * sizeof *children);
 	}
 	children[nchildren++] = (Child){pid, 0, 0};
+}
+
+static void file_end(pid_t pid, int status)
+{
+	for (int i = nchildren - 1; i >= 0; i--)
+		if (children[i].pid == pid) {
+			children[i].ended = 1;
+			children[i].status = status;
+			return;
+		}
+	strays[nstrays++ % STRAYS] = (Child){pid, 1, status};
 }
 
 void os_children_reap(void)
@@ -182,13 +207,28 @@ void os_children_reap(void)
 		pid_t pid = waitpid(-1, &status, WNOHANG);
 		if (pid <= 0)
 			return;
-		for (int i = nchildren - 1; i >= 0; i--)
-			if (children[i].pid == pid) {
-				children[i].ended = 1;
-				children[i].status = status;
-				break;
-			}
+		file_end(pid, status);
 	}
+}
+
+int os_children_adopt(pid_t pid)
+{
+	for (int i = 0; i < STRAYS; i++)
+		if (strays[i].ended && strays[i].pid == pid) {
+			int status = strays[i].status;
+			strays[i].ended = 0;
+			os_children_watch(pid);
+			file_end(pid, status);
+			return 1;
+		}
+	int status;
+	pid_t got = waitpid(pid, &status, WNOHANG);
+	if (got < 0)
+		return 0; /* not kiln's child: someone else collected it */
+	os_children_watch(pid);
+	if (got == pid)
+		file_end(pid, status);
+	return 1;
 }
 
 int os_children_take(pid_t pid, int *status)

@@ -47,6 +47,11 @@ int os_spawn(const OsSpawn *s, pid_t *pid);
 void os_children_watch(pid_t pid);
 void os_children_reap(void);
 int os_children_take(pid_t pid, int *status);
+/* Watches pid, an orphan that came to kiln as the subreaper (os_become_subreaper): its end
+ * is filed for os_children_take even when os_children_reap collected it before this call
+ * (the last few unwatched ends are kept). 1, or 0 when pid is not (and was not lately)
+ * kiln's child. */
+int os_children_adopt(pid_t pid);
 /* Runs argv (looked up on PATH, stdin from /dev/null; new_group: a process group of its
  * own) to its end: its stdout into out and stderr into err when given. Returns its exit
  * status, or -1 (with "cannot run X: why" in err when it could not start). */

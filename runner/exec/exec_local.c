@@ -9,6 +9,7 @@
 #include "exec_local_internal.h"
 #include "../../base/os.h"
 #include "keeper.h"
+#include "exit_file.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -202,19 +203,81 @@ static int keeper_message(LocalExec *le, int block, KeeperStarted *started)
 	return 1;
 }
 
-/* The keeper died (killed on its own): the attempts it kept can say nothing any more, so
- * they are stopped and end as killed; the next start brings up a new keeper. */
+/* The keeper was killed on its own (kill -9, the OOM killer: it ignores the rest). Its
+ * attempts run on, kiln's children now (kiln is the subreaper), and kiln does the keeper's
+ * part for them (kept_reap): it hears each leader's end, stops what the leader left, writes
+ * the exit file (for a later kiln, should this one be killed before it records the end),
+ * and ends the attempt. Stopping them threw away the work of every running attempt. The
+ * next start brings up a new keeper. */
 static void keeper_lost(LocalExec *le)
 {
 	close(le->sock);
 	le->sock = -1;
+	pid_t keeper = le->keeper_pid;
 	le->keeper_pid = 0;
-	for (int i = le->njobs - 1; i >= 0; i--) {
+	int n = 0;
+	for (int i = 0; i < le->njobs; i++) {
 		Job *job = le->jobs[i];
-		if (job->adopted)
+		int kept = job->adopted;
+		for (int k = 0; k < le->nkept && !kept; k++)
+			kept = le->kept[k].job == job;
+		if (kept) /* another keeper's, or already kiln's */
 			continue;
-		os_signal_attempt(job->pid, SIGKILL);
-		job_over(le, job, SIGKILL); /* a wait status "killed by SIGKILL" */
+		le->kept = xrealloc(le->kept, (size_t)(le->nkept + 1) * sizeof *le->kept);
+		/* not kiln's child: it ended as the keeper died, which collected it unsaid */
+		le->kept[le->nkept++] = (KeptAttempt){job, 0, os_children_adopt(job->pid) ? 0 : -1, 0, 0};
+		n++;
+		int fd = open(job->log_path, O_WRONLY | O_APPEND | O_CLOEXEC);
+		if (fd >= 0) {
+			dprintf(fd, "\n# kiln: the attempts' keeper (pid %d) was killed; this attempt runs on, kept by kiln\n",
+				(int)keeper);
+			close(fd);
+		}
+	}
+	if (n)
+		fprintf(stderr, "kiln: the keeper of this run's attempts (pid %d) was killed; %s %d running attempt%s "
+			"run%s on, kept by kiln itself\n", (int)keeper, n == 1 ? "its" : "all", n, n == 1 ? "" : "s",
+			n == 1 ? "s" : "");
+}
+
+/* The keeper's part (keeper.c: reap) for the attempts kiln kept: a leader's end heard, its
+ * leftovers told to stop (unless the signal that ended it told them), made to after the
+ * grace period, and once none is left, the exit file written and the attempt ended. */
+static void kept_reap(LocalExec *le)
+{
+	long long now = now_mono_ns();
+	for (int i = 0; i < le->nkept; i++) {
+		KeptAttempt *k = &le->kept[i];
+		Job *job = k->job;
+		if (!k->leader_done && os_children_take(job->pid, &k->status))
+			k->leader_done = 1;
+		if (!k->leader_done)
+			continue;
+		if (os_attempt_alive(job->pid, &k->hint)) {
+			if (!k->kill_at_ns) {
+				if (k->leader_done < 0 || !exit_told_group(k->status))
+					os_signal_attempt(job->pid, SIGTERM);
+				os_signal_attempt(job->pid, SIGCONT);
+				k->kill_at_ns = now + job->grace_ns;
+			} else if (now >= k->kill_at_ns) {
+				os_signal_attempt(job->pid, SIGKILL);
+			}
+			continue;
+		}
+		int known = k->leader_done > 0, status = k->status;
+		le->kept[i--] = le->kept[--le->nkept];
+		char *exit_path = local_exit_path(job->log_path);
+		if (known) /* removed once the run's records are committed (local_destroy) */
+			exit_file_write(exit_path, status);
+		le->exits = xrealloc(le->exits, (size_t)(le->nexits + 1) * sizeof *le->exits);
+		le->exits[le->nexits++] = exit_path;
+		if (known) {
+			job_over(le, job, status);
+			continue;
+		}
+		job_over(le, job, SIGKILL); /* then: not the task's failure, it runs again */
+		job->end = JOB_LOST;
+		snprintf(job->reason, sizeof job->reason, "its keeper was killed as it ended: how it ended is not known");
 	}
 }
 
@@ -339,14 +402,17 @@ ended:
 static int adopted_ended(LocalExec *le, Job *job)
 {
 	char *exit_path = local_exit_path(job->log_path);
-	int ended = local_read_exit_file(exit_path, job);
+	int ended = local_read_exit_file(exit_path, job), unsaid = 0;
 	if (!ended && !exec_local_job_alive(job->job_id) && !(ended = local_read_exit_file(exit_path, job))) {
-		ended = 1; /* gone without a word */
+		ended = unsaid = 1; /* gone without a word: its keeper was killed too */
 		job->end = JOB_SIGNALED;
 		job->term_signal = SIGKILL;
 	}
 	if (ended && job->end == JOB_SIGNALED && !job->stop_landed) { /* no kiln saw it, none sent it: not the task's failure */
-		snprintf(job->reason, sizeof job->reason, "killed by signal %d while no kiln watched", job->term_signal);
+		if (unsaid)
+			snprintf(job->reason, sizeof job->reason, "ended while neither a kiln nor its keeper watched: how is not known");
+		else
+			snprintf(job->reason, sizeof job->reason, "killed by signal %d while no kiln watched", job->term_signal);
 		job->end = JOB_LOST;
 	}
 	if (ended) { /* removed once the run's records are committed (local_destroy) */
@@ -371,6 +437,7 @@ static int local_reap(Executor *ex, Job **out, int max)
 	}
 	while (le->sock >= 0 && keeper_message(le, 0, NULL) > 0)
 		;
+	kept_reap(le);
 	for (int i = 0; i < le->njobs; i++) {
 		Job *job = le->jobs[i];
 		if (!job->adopted || !adopted_ended(le, job))
@@ -386,6 +453,9 @@ static int local_reap(Executor *ex, Job **out, int max)
 static int local_poll_ms(Executor *ex)
 {
 	LocalExec *le = ex->impl;
+	for (int i = 0; i < le->nkept; i++)
+		if (le->kept[i].leader_done)
+			return 20; /* its leftovers end unannounced: looked for as the keeper would */
 	for (int i = 0; i < le->njobs; i++)
 		if (le->jobs[i]->adopted)
 			return 200; /* another keeper's: only its exit file tells of its end */
@@ -421,6 +491,9 @@ static int local_detach(Executor *ex, Job *job, int hangup)
 	for (int i = 0; i < le->njobs; i++) /* it runs on under its keeper; this kiln forgets it */
 		if (le->jobs[i] == job)
 			le->jobs[i] = le->jobs[--le->njobs];
+	for (int i = 0; i < le->nkept; i++) /* one kiln kept: no exit file will say how it ended */
+		if (le->kept[i].job == job)
+			le->kept[i] = le->kept[--le->nkept];
 	le->detached++;
 	return 1;
 }
@@ -439,6 +512,7 @@ static void local_destroy(Executor *ex)
 		free(le->exits[i]);
 	}
 	free(le->exits);
+	free(le->kept);
 	exec_adopted_free(le->adopted, le->nadopted);
 	free(le->keeper);
 	free(le->jobs);

@@ -14,6 +14,16 @@
  * kiln left, so a start that kiln sent is made (and found) before that look, not after. */
 #define LOCAL_KEEPER_LOCK ".kiln/keeper.lock"
 
+/* An attempt whose keeper was killed on its own: kiln, the subreaper, became its leader's
+ * parent and does the keeper's part itself (exec_local.c: keeper_lost). */
+typedef struct {
+	Job *job;
+	int status;       /* the leader's wait status, once leader_done */
+	int leader_done;  /* 1: it ended; -1: it ended while the keeper died, how is not known */
+	long long kill_at_ns; /* draining: when its leftovers get SIGKILL (0: not yet) */
+	pid_t hint;       /* os_attempt_alive's */
+} KeptAttempt;
+
 typedef struct {
 	Job **jobs; /* running jobs, to map reaped pids back */
 	int njobs, cap;
@@ -25,6 +35,8 @@ typedef struct {
 	long long keeper_start;
 	long long last_start;  /* the start time of the attempt the keeper started last */
 	int sock;        /* the keeper's socket (keeper.h), -1 when none */
+	KeptAttempt *kept; /* attempts of a keeper killed on its own, kept by kiln since */
+	int nkept;
 	uint32_t next_token, ends_read, ends_confirmed; /* ends read, and confirmed recorded */
 	AdoptedJob *adopted; /* attempts a previous kiln left running (or ended unrecorded) */
 	int nadopted;

@@ -41,6 +41,7 @@
 #include <unistd.h>
 
 #include "keeper.h"
+#include "exit_file.h"
 #include "../../base/os.h"
 
 typedef struct {
@@ -75,25 +76,6 @@ static long long now_ms(void)
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void write_exit(const char *path, int status)
-{
-	char tmp[4200], text[64];
-	if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
-		return;
-	if (WIFEXITED(status))
-		snprintf(text, sizeof text, "exit %d\n", WEXITSTATUS(status));
-	else
-		snprintf(text, sizeof text, "signal %d\n", WTERMSIG(status));
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
-	if (fd < 0)
-		return;
-	int ok = write(fd, text, strlen(text)) == (ssize_t)strlen(text);
-	if (close(fd) == 0 && ok)
-		rename(tmp, path);
-	else
-		unlink(tmp);
-}
-
 /* kiln is gone (or leaving): what it did not confirm recorded goes to the exit files. */
 static void disconnect(void)
 {
@@ -102,7 +84,7 @@ static void disconnect(void)
 		close(lock_fd);
 	lock_fd = -1;
 	for (int i = 0; i < nresults; i++) {
-		write_exit(results[i].exit_path, results[i].status);
+		exit_file_write(results[i].exit_path, results[i].status);
 		free(results[i].exit_path);
 	}
 	nresults = 0;
@@ -131,7 +113,7 @@ static void finished(Attempt *a)
 		}
 	}
 	if (a->exit_path) /* kiln is gone: a later kiln reads it */
-		write_exit(a->exit_path, a->status);
+		exit_file_write(a->exit_path, a->status);
 	free(a->exit_path);
 	a->exit_path = NULL;
 	a->pid = 0;
@@ -224,20 +206,6 @@ static void start(const char *msg, size_t len, const sigset_t *defaults)
 	free(str);
 }
 
-/* Whether a leader's end says its group was told to stop with it: a stop signal ended it
- * (kiln's Ctrl-C or timeout, scancel, a terminal's Ctrl-C all signal the whole group). Its
- * leftovers are not told again: `python train.py | tee log` or `python train.py; echo
- * done` under sh, the sh gone at the signal, would have the trainer's handler run a second
- * time inside its first, its save cut (a KeyboardInterrupt saver ended by the SIGTERM).
- * A leader a crash or SIGKILL (the OOM killer) ended had its leftovers told nothing yet. */
-static int told_with_group(int status)
-{
-	if (!WIFSIGNALED(status))
-		return 0;
-	int sig = WTERMSIG(status);
-	return sig == SIGTERM || sig == SIGINT || sig == SIGHUP || sig == SIGQUIT || sig == SIGUSR1 || sig == SIGUSR2;
-}
-
 /* Whether any process of a's is left (its session, not only its group: `timeout` makes a
  * group of its own). Asked at every end and every 20 ms while one drains: through this
  * subreaper's own children, not a walk of /proc (a millisecond with a hundred processes). */
@@ -267,7 +235,7 @@ static void reap(void)
 		if (!leftovers(a)) {
 			finished(a);
 		} else if (!a->kill_at) { /* its leftovers are asked to stop, then made to */
-			if (!told_with_group(a->status))
+			if (!exit_told_group(a->status))
 				os_signal_attempt(a->pid, SIGTERM);
 			os_signal_attempt(a->pid, SIGCONT);
 			a->kill_at = now + a->grace_ms;

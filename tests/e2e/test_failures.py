@@ -283,6 +283,34 @@ open("model.txt", "w").write("trained\\n")
         self.assertEqual(self.ws.read("ledger").split(), [str(i) for i in range(1, 41)], "each step once")
         self.assertEqual(self.ws.kiln("run").ran, set())
 
+    def test_a_keeper_killed_alone_leaves_the_training_running_and_kiln_records_its_end(self):
+        # kill -9 of the keeper (or the OOM killer choosing it): its attempts came to kiln,
+        # the subreaper, and kiln used to SIGKILL them all as "[preempted]", every running
+        # trainer's work thrown away. kiln keeps them itself now: the trainer runs to its end
+        # once, recorded done in this run
+        p, keeper = self.start_trainer(resume=False)
+        os.kill(keeper, signal.SIGKILL)
+        out, err = p.communicate(timeout=90)
+        self.assertEqual(p.returncode, 0, out + err)
+        self.assertIn("keeper of this run's attempts (pid %d) was killed; its 1 running attempt runs on" % keeper, err)
+        self.assertEqual(self.ws.read("ledger").split(), [str(i) for i in range(1, 41)], "each step once")
+        self.assertIn("this attempt runs on, kept by kiln", self.ws.read(".kiln/logs/train@1.log"))
+        self.assertEqual([f for f in os.listdir(self.ws.path(".kiln/logs")) if f.endswith(".exit")], [],
+                         "its exit file is removed once its end is recorded")
+        self.assertEqual(self.ws.kiln("run").ran, set())
+
+    def test_a_ctrl_c_after_the_keeper_was_killed_still_lets_the_save_land(self):
+        # kiln kept the attempt: a Ctrl-C tells it once, waits for its save, and records it
+        # stopped, not done; the next run continues from the save
+        p, keeper = self.start_trainer(resume=True)
+        os.kill(keeper, signal.SIGKILL)
+        self.assertTrue(wait_for(lambda: "kept by kiln" in self.ws.read(".kiln/logs/train@1.log"), 30))
+        self.ctrl_c(p)
+        log = self.ws.read(".kiln/logs/train@1.log")
+        self.assertEqual(log.count("saving at step"), 1, log)
+        self.assertIn("saved at step", log)
+        self.run_again_continues_from_the_save()
+
 
 class StopSignal(KilnTestCase):
     # a hand-written trainer that saves on Ctrl-C (KeyboardInterrupt) and knows no SIGTERM:

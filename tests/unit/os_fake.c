@@ -259,6 +259,12 @@ void os_children_watch(pid_t pid)
 
 void os_children_reap(void) {}
 
+int os_children_adopt(pid_t pid)
+{
+	os_children_watch(pid);
+	return 1;
+}
+
 int os_children_take(pid_t pid, int *status)
 {
 	int taken = 0;
