@@ -549,9 +549,12 @@ static int verb_run(Options *o, int argc, char **argv)
 	check_resources(o, g, gpus, cpus, mem);
 	if (o->dry_run) {
 		PlanCapacity cap = plan_capacity(o, g, gpus);
-		int n = sched_plan(g, c, stdout, 0, cap, NULL);
+		int at_work = 0, n = sched_plan(g, c, stdout, 0, cap, NULL, &at_work);
 		free((void *)cap.elsewhere);
-		printf("kiln: %d task%s would run (dry run: nothing was started)\n", n, n == 1 ? "" : "s");
+		printf("kiln: %d task%s would run", n - at_work, n - at_work == 1 ? "" : "s");
+		if (at_work)
+			printf(", %d at work under the kiln running here now", at_work);
+		printf(" (dry run: nothing was started)\n");
 		trace_mark("plan printed");
 		cache_close(c);
 		gpu_pool_free(gpus);

@@ -46,14 +46,17 @@ int verb_status(Options *o, int argc, char **argv)
 	load_graph_with(o, g, c);
 	Buf ignored = {0}; /* a bad --gpus only changes the slot count here */
 	GpuPool *pool = gpu_pool_open(o->gpus, &ignored);
-	int restores = 0;
+	int restores = 0, at_work = 0;
 	PlanCapacity cap = plan_capacity(o, g, pool);
-	int n = sched_plan(g, c, stdout, o->all, cap, &restores);
+	int n = sched_plan(g, c, stdout, o->all, cap, &restores, &at_work);
 	free((void *)cap.elsewhere);
 	gpu_pool_free(pool);
 	buf_free(&ignored);
-	if (n)
-		printf("kiln: %d task%s would run", n, n == 1 ? "" : "s");
+	if (n > at_work)
+		printf("kiln: %d task%s would run", n - at_work, n - at_work == 1 ? "" : "s");
+	if (at_work) /* the kiln running here now has them in hand */
+		printf("%s%d%s at work under the kiln running here now", n > at_work ? ", " : "kiln: ", at_work,
+		       n > at_work ? "" : at_work == 1 ? " task" : " tasks");
 	if (restores) /* not "up to date": run copies their outputs back from the store */
 		printf("%s%d would be restored from the store", n ? ", " : "kiln: ", restores);
 	printf(n || restores ? "\n" : "kiln: everything is up to date\n");

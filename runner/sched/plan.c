@@ -25,6 +25,8 @@ typedef struct {
 	StrMap failed; /* task -> its latest attempt's outcome, where that failed: read when first needed */
 	int failed_read;
 	StrMap edited; /* input -> how many tasks would run for its change alone (int*) */
+	StrMap at_work_names; /* tasks the kiln at work here now runs (their running lines say so) */
+	int at_work;
 } PlanPrint;
 
 /* A task that would run for one changed input alone ("input eval.py changed (a → b)"),
@@ -114,6 +116,10 @@ static void print_run_reason(PlanPrint *p, const Task *t, const char *reason)
 static int print_verdict(void *ctx, const Task *t, enum Verdict v, const char *reason)
 {
 	PlanPrint *p = ctx;
+	if (v == VERDICT_RUN && p->at_work_names.count && strmap_get(&p->at_work_names, t->name)) {
+		p->at_work++; /* not "run ... continues from its resume state" beside its running line */
+		return 0;
+	}
 	if (v == VERDICT_RUN) {
 		print_run_reason(p, t, reason);
 		count_edit(p, reason);
@@ -328,19 +334,28 @@ void estimator_free(Estimator *e)
 	free(e);
 }
 
-int sched_plan(Graph *g, Cache *c, FILE *out, int all, PlanCapacity cap, int *restores)
+static void remember_at_work(void *ctx, const OpenAttempt *a)
+{
+	if (a->rec.task && !strmap_get(ctx, a->rec.task))
+		strmap_put(ctx, xstrdup(a->rec.task), xstrdup(""));
+}
+
+int sched_plan(Graph *g, Cache *c, FILE *out, int all, PlanCapacity cap, int *restores, int *at_work)
 {
 	/* the durations first: with none recorded (a first plan) nothing is estimated, and the
 	 * tasks that would run are counted, not listed */
 	StrMap durations = {0};
 	cache_each_duration(c, remember, &durations);
 	PlanPrint p = {out, all, durations.count ? xmalloc(((size_t)g->ntasks + 1) * sizeof(Task *)) : NULL, 0, 0, 0, {0},
-		       c, {0}, 0, {0}};
+		       c, {0}, 0, {0}, {0}, 0};
+	int live_kiln = cache_lock_holder(c);
+	if (live_kiln) /* its open attempts are its running ones */
+		cache_each_open_job(c, remember_at_work, &p.at_work_names);
 	int n = cache_plan(c, g, print_verdict, &p);
 	print_flush(&p);
 	buf_free(&p.text);
 	strmap_free_owned(&p.failed);
-	OpenNote open = {g, c, out, cache_lock_holder(c)};
+	OpenNote open = {g, c, out, live_kiln};
 	cache_each_open_job(c, note_open_attempt, &open);
 	cache_each_lost_job(c, note_lost_attempt, &open);
 	if (p.nwork && !p.nruns) {
@@ -423,7 +438,10 @@ int sched_plan(Graph *g, Cache *c, FILE *out, int all, PlanCapacity cap, int *re
 	strmap_free_owned(&p.edited);
 	strmap_free_owned(&durations);
 	free(p.runs);
+	strmap_free_owned(&p.at_work_names);
 	if (restores)
 		*restores = p.restores;
+	if (at_work)
+		*at_work = p.at_work;
 	return n;
 }

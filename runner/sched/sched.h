@@ -60,8 +60,9 @@ typedef struct {
  * or be restored, then its estimated cost (work, GPU-hours, an ETA bound by the slots, the
  * CPUs the tasks hold and their GPUs); runs nothing. all: also list up-to-date tasks.
  * Returns the number that would run; restores (when given) gets the number whose outputs
- * would be restored. */
-int sched_plan(Graph *g, Cache *c, FILE *out, int all, PlanCapacity cap, int *restores);
+ * would be restored, at_work (when given) the number of those the kiln at work in the
+ * workspace now runs (each told by its running line, not a run line). */
+int sched_plan(Graph *g, Cache *c, FILE *out, int all, PlanCapacity cap, int *restores, int *at_work);
 
 /* Log file path of a task attempt: <log_dir>/<name>@<attempt>.log; malloc'd. */
 char *sched_log_path(const char *log_dir, const Task *t, int attempt);

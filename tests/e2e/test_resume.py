@@ -710,6 +710,9 @@ class Logs(KilnTestCase):
                                  timeout=10), seen[-1:])
         self.assertRegex(seen[-1], r"running   t: attempt [12] \(local/")
         self.assertIn("under the kiln at work here now (pid %d)" % p.pid, seen[-1])
+        # its running line says it all: no "run t: no successful run recorded" beside it
+        self.assertNotIn("run       t", seen[-1])
+        self.assertIn("kiln: 1 task at work under the kiln running here now", seen[-1])
         self.assertEqual(p.wait(timeout=60), 0)
         run_ended = time.time()
         out, _ = follower.communicate(timeout=60)
