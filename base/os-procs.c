@@ -187,12 +187,47 @@ static int is_pipe_filter(pid_t pid)
 	return stat(path, &st) == 0 && S_ISFIFO(st.st_mode);
 }
 
+/* Whether process pid handles sig (a handler installed: /proc/PID/status's SigCgt mask). */
+static int catches(pid_t pid, int sig)
+{
+	char text[4096];
+	if (read_proc(pid, "status", text, sizeof text) <= 0)
+		return 0;
+	const char *line = strstr(text, "\nSigCgt:");
+	if (!line)
+		return 0;
+	unsigned long long mask = strtoull(line + 8, NULL, 16);
+	return sig >= 1 && sig <= 64 && (mask >> (sig - 1)) & 1;
+}
+
+/* Whether member i is a Python process's multiprocessing worker (a DataLoader's, a Pool's)
+ * whose parent, member j, handles sig: forked (python, its command line the parent's) or
+ * started by multiprocessing's spawn or forkserver (their command lines say so). The
+ * parent handles the stop (a trainer's save) and ends its workers as it exits. Told too,
+ * a DataLoader worker dies of it and PyTorch raises that death inside the trainer's
+ * handler ("DataLoader worker (pid N) is killed by signal: Terminated"), its save cut.
+ * A parent that does not handle sig dies of it: its workers are told with it. */
+static int is_python_worker(pid_t pid, pid_t parent, int sig)
+{
+	char mine[4096], theirs[4096], comm[64];
+	ssize_t n = read_proc(pid, "cmdline", mine, sizeof mine);
+	if (n <= 0 || !catches(parent, sig))
+		return 0;
+	for (const char *w = mine; w < mine + n; w += strlen(w) + 1)
+		if (!strcmp(w, "--multiprocessing-fork") || !strncmp(w, "from multiprocessing.", 21))
+			return 1;
+	ssize_t m = read_proc(parent, "cmdline", theirs, sizeof theirs);
+	return m == n && !memcmp(mine, theirs, (size_t)n) && read_proc(pid, "comm", comm, sizeof comm) > 0 &&
+	       !strncmp(comm, "python", 6); /* python, python3, python3.11 */
+}
+
 /* What a stop signal skips: 'w' a torchrun agent's worker (the agent passes the signal on),
  * 't' a `timeout` (its command is told: told too, timeout would pass the signal to it, and
  * again to its group unless --foreground, and the command would have it two or three
- * times), 'f' a pipe's filter; 0 the others. Told twice, a trainer's handler runs again inside
- * itself, and a KeyboardInterrupt's second cuts short the save its first began. */
-static void mark_skipped(const Member *m, int n, char *skip)
+ * times), 'f' a pipe's filter, 'm' a Python multiprocessing worker whose parent handles the
+ * signal; 0 the others. Told twice, a trainer's handler runs again inside itself, and a
+ * KeyboardInterrupt's second cuts short the save its first began. */
+static void mark_skipped(const Member *m, int n, char *skip, int sig)
 {
 	static const char *const timeout[] = {"timeout"};
 	pid_t agents[16];
@@ -209,6 +244,9 @@ static void mark_skipped(const Member *m, int n, char *skip)
 			skip[i] = 't';
 		if (!skip[i] && is_pipe_filter(m[i].pid))
 			skip[i] = 'f';
+		for (int j = 0; j < n && !skip[i]; j++)
+			if (m[j].pid == m[i].parent && is_python_worker(m[i].pid, m[j].pid, sig))
+				skip[i] = 'm';
 	}
 }
 
@@ -238,7 +276,7 @@ int os_signal_attempt(pid_t leader, int sig)
 	char *skip = n ? calloc((size_t)n, 1) : NULL;
 	int skips = 0;
 	if (sig != SIGKILL && sig != SIGCONT && sig != SIGSTOP && sig != 0 && skip) {
-		mark_skipped(m, n, skip);
+		mark_skipped(m, n, skip, sig);
 		for (int i = 0; i < n; i++)
 			skips += skip[i] != 0;
 	}

@@ -312,6 +312,67 @@ open("model.txt", "w").write("trained\\n")
         self.run_again_continues_from_the_save()
 
 
+class DataLoaderWorkers(KilnTestCase):
+    # a PyTorch trainer as people write it: DataLoader workers (forked: python, the trainer's
+    # own command line) and a SIGTERM handler that saves. kiln's stop told the workers too;
+    # one died of it and PyTorch raised that death inside the trainer's handler
+    # ("RuntimeError: DataLoader worker (pid N) is killed by signal: Terminated"), the save
+    # cut and the work since the last one thrown away. They are left to the trainer now
+    TRAINER = """
+import os, signal, sys, time
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+model = torch.nn.Linear(8, 2)
+step = 0
+if os.path.exists("ckpt.pt"):
+    state = torch.load("ckpt.pt")
+    model.load_state_dict(state["model"])
+    step = state["step"]
+def save(*_):
+    print("saving at step", step, flush=True)
+    time.sleep(1.0)  # a big model's save
+    torch.save({"model": model.state_dict(), "step": step}, "ckpt.tmp")
+    os.replace("ckpt.tmp", "ckpt.pt")
+    print("saved at step", step, flush=True)
+    sys.exit(143)
+signal.signal(signal.SIGTERM, save)
+data = DataLoader(TensorDataset(torch.randn(4096, 8), torch.randint(0, 2, (4096,))), batch_size=16, num_workers=2)
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+while step < 120:
+    for x, y in data:
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        step += 1
+        with open("ledger", "a") as f:
+            f.write("%d\\n" % step)
+        time.sleep(0.03)
+        if step == 120:
+            break
+torch.save(model.state_dict(), "model.pt")
+"""
+
+    def test_a_ctrl_c_leaves_the_workers_to_the_trainer_and_its_save_lands(self):
+        self.ws.write("train.py", self.TRAINER)
+        self.ws.write("kiln.lua", 'task { name = "train", inputs = {"train.py"}, outputs = {"model.pt"}, '
+                      'resume = {"ckpt.pt"}, run = {"%s", "train.py"} }\n' % sys.executable)
+        p = self.ws.spawn("run")
+        self.assertTrue(wait_for(lambda: self.ws.exists("ledger") and len(self.ws.read("ledger").split()) >= 10, 90))
+        workers = processes_matching("train.py", cwd=self.ws.dir)
+        self.assertGreaterEqual(len(workers), 3, "the trainer and its two DataLoader workers")
+        self.ctrl_c(p)
+        log = self.ws.read(".kiln/logs/train@1.log")
+        self.assertNotIn("killed by signal", log)
+        self.assertIn("saved at step", log)
+        self.assertEqual(processes_matching("train.py", cwd=self.ws.dir), [], "the workers ended with the trainer")
+        r = self.ws.kiln("run")
+        self.assertEqual(r.rc, 0, r)
+        steps = [int(x) for x in self.ws.read("ledger").split()]
+        self.assertEqual(sorted(set(steps)), list(range(1, 121)))
+        self.assertLessEqual(len(steps), 121, "continued from the save: %s" % steps)
+
+
 class StopSignal(KilnTestCase):
     # a hand-written trainer that saves on Ctrl-C (KeyboardInterrupt) and knows no SIGTERM:
     # run under kiln unmodified, with stop_signal = "INT" a Ctrl-C of kiln's or a timeout

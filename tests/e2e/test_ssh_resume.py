@@ -121,6 +121,29 @@ task { name = "t", host = "v800", inputs = {"in.txt"}, outputs = {"out.txt"}, re
                                        "tee -a run.log; echo after" % PYTHON)
         self.assertTrue(wait_for(lambda: not self.lab.jobs_running(), timeout=3), self.lab.jobs_running())
 
+    @unittest.skipIf(NO_TORCH, NO_TORCH or "")
+    def test_a_pytorch_trainer_leaves_its_dataloader_workers_to_itself_there_and_saves(self):
+        # test_failures.DataLoaderWorkers on a host: kiln_kill told the DataLoader workers
+        # too, one died of it and PyTorch raised that inside the trainer's save handler
+        import test_failures
+        self.ws.write("train.py", test_failures.DataLoaderWorkers.TRAINER)
+        self.ws.write("kiln.lua", 'task { name = "train", host = "v800", inputs = {"train.py"}, outputs = {"model.pt"}, '
+                      'resume = {"ckpt.pt"}, run = {"%s", "train.py"} }\n' % PYTHON)
+        ledger = os.path.join(self.lab.hosts["v800"].workdir(), "ledger")
+        p = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua")
+        self.assertTrue(wait_for(lambda: os.path.exists(ledger) and len(open(ledger).read().split()) >= 10, 90))
+        self.ctrl_c(p)
+        log = self.attempt_logs("train")[0]
+        self.assertNotIn("killed by signal", log)
+        self.assertIn("saved at step", log)
+        self.assertTrue(wait_for(lambda: not self.lab.jobs_running(), timeout=10), self.lab.jobs_running())
+        r = self.kiln()
+        self.assertEqual(r.rc, 0, r)
+        with open(ledger) as f:
+            steps = [int(x) for x in f.read().split()]
+        self.assertEqual(sorted(set(steps)), list(range(1, 121)))
+        self.assertLessEqual(len(steps), 121, "continued from the save: %s" % steps)
+
     def saver_told_once_each_time(self, run):
         """test_failures.StopUnderAShell's trainer run by the shell string run, timed out
         twice there: each attempt's save was told once and printed whole, and the retry
