@@ -23,6 +23,13 @@ Campaigns against build/kiln (or $KILN), each of KILLS interruptions (default 10
           on a checkpoint (none: kiln removes the folder cut short, within a file or between
           two).
 
+  keeper: the four trainers again, each round a run whose keeper (the parent of its local
+          attempts, `attempt-keeper` in ps) is killed with -9 at random moments until the run
+          ends, a new keeper killed in turn; every fourth round kiln is then stopped by
+          Ctrl-C. kiln keeps a killed keeper's attempts itself: each round must end well
+          (a Ctrl-C'd one at the next run), and no epoch may run twice but at a Ctrl-C.
+          KILLS // 2 keeper kills.
+
 After each campaign the final run must finish with every output right and the next run
 must be a no-op. Prints the counts; exits 1 when a bound is broken.
 """
@@ -77,10 +84,18 @@ def resume_campaign(kills, rng):
         assert ws.read("model%d.txt" % i) == "trained 30 epochs\n", i
     assert ws.kiln("run").ran == set(), "a no-op after"
     assert not marked_processes(ws.dir), "nothing left running"
-    # per trainer, its ledger (in its directory): a round of training starts at epoch 0
-    # (after kiln clean); within a round every epoch beyond its first run is redone work
+    # per trainer, its ledger (in its directory): within a round every epoch beyond its
+    # first run is redone work
+    epochs, redone = epochs_redone(ws, 4)
+    ws.cleanup()
+    return kills, ctrl_c, epochs, redone
+
+
+def epochs_redone(ws, trainers):
+    """Epochs run and those run more than once, from each trainer's ledger (w<i>/ledger): a
+    round of training starts at epoch 0 (after kiln clean)."""
     redone = epochs = 0
-    for i in range(4):
+    for i in range(trainers):
         counts = collections.Counter()
         lines = ws.read("w%d/ledger" % i).splitlines() if ws.exists("w%d/ledger" % i) else []
         for line in lines:
@@ -93,8 +108,53 @@ def resume_campaign(kills, rng):
             counts[e] += 1
             epochs += 1
         redone += sum(n - 1 for n in counts.values())
+    return epochs, redone
+
+
+def keepers_of(pid):
+    out = subprocess.run(["pgrep", "-P", str(pid), "-x", "attempt-keeper"], capture_output=True, text=True).stdout
+    return [int(x) for x in out.split()]
+
+
+def keeper_campaign(kills, rng):
+    ws = Workspace()
+    ws.write("train.py", test_resume.TRAINER)
+    ws.write("kiln.lua", "\n".join(
+        'task { name = "train%d", inputs = {"train.py"}, outputs = {"model%d.txt"}, resume = {"ckpt%d/snap.json"},'
+        ' run = "mkdir -p w%d && cd w%d && python3 ../train.py 40 ../ckpt%d/snap.json && mv model.txt ../model%d.txt" }'
+        % ((i,) * 7) for i in range(4)) + "\n")
+    env = {"EPOCH_SEC": "0.05"}
+    done = rounds = ctrl_c = failed = 0
+    while done < kills:
+        rounds += 1
+        p = ws.spawn("run", "-j", "2", env=env)
+        stop = rounds % 4 == 0
+        while p.poll() is None and done < kills:
+            time.sleep(rng.uniform(0.1, 1.0))
+            for k in keepers_of(p.pid):
+                os.kill(k, signal.SIGKILL)
+                done += 1
+            if stop and done:
+                p.send_signal(signal.SIGINT)
+                ctrl_c += 1
+                break
+        out, err = p.communicate(timeout=300)
+        failed += p.returncode not in ((130,) if stop else (0,))
+        if p.returncode not in (0, 130):
+            print("round %d: kiln exited %d\n%s%s" % (rounds, p.returncode, out, err), file=sys.stderr)
+        if all(ws.exists("model%d.txt" % i) for i in range(4)):
+            for i in range(4):  # all done: start over, a new round of training
+                os.remove(ws.path("model%d.txt" % i))
+            ws.kiln("clean")
+    r = ws.kiln("run", "-j", "2", env=env, timeout=600)
+    assert r.rc == 0, r
+    for i in range(4):
+        assert ws.read("model%d.txt" % i) == "trained 40 epochs\n", i
+    assert ws.kiln("run").ran == set(), "a no-op after"
+    assert not marked_processes(ws.dir), "nothing left running"
+    epochs, redone = epochs_redone(ws, 4)
     ws.cleanup()
-    return kills, ctrl_c, epochs, redone
+    return done, rounds, ctrl_c, failed, epochs, redone
 
 
 def map_campaign(kills, rng):
@@ -219,6 +279,13 @@ def main():
           "executions, %d beyond one per item (bound: 4 per interruption, the items in flight); %.0fs"
           % (seed, n, n - map_ctrl_c, map_ctrl_c, rounds, runs, extra, time.time() - start))
     ok = redone <= 4 * ctrl_c and extra <= 4 * n
+    start = time.time()
+    n, rounds, keeper_ctrl_c, failed, epochs, redone = keeper_campaign(max(1, kills // 2), rng)
+    print("keeper campaign (seed %d): %d kill -9s of the attempts' keeper over %d runs (%d then stopped by Ctrl-C), "
+          "%d runs that did not end as they should (bound: 0), %d epochs, %d run twice (bound: one per Ctrl-C per "
+          "trainer, %d); %.0fs" % (seed, n, rounds, keeper_ctrl_c, failed, epochs, redone, 4 * keeper_ctrl_c,
+                                   time.time() - start))
+    ok = ok and failed == 0 and redone <= 4 * keeper_ctrl_c
     if has_torch():
         start = time.time()
         n = max(1, kills // 5)
