@@ -268,6 +268,50 @@ void exec_gpu_env(Job *job);
  * have given (128 + its number), having first recorded it with `kiln_end "N stopped"`
  * when record; "; "-separated, ending in "; ". */
 void exec_stop_traps(Buf *b, int record);
+/* kiln_kill SIG PGID in a job script (an ssh host's, a Slurm job's that passes its stops on
+ * itself): each process of the job once, as os_signal_attempt does for local attempts.
+ * The job is its shell's session (setsid), not only its group: `timeout` moves itself and
+ * its command to a group of their own. Where a torchrun agent is among them, its workers
+ * are left to it (it passes the signal on), and a timeout is left out (told, it would pass
+ * the signal to its command twice, the command's group told already);
+ * a filter reading a pipe (tee, grep, gzip, ...: EXEC_PIPE_FILTERS) is left to end with its
+ * input, and a Python multiprocessing worker (a DataLoader's: python with its parent's
+ * command line, or multiprocessing's spawn or forkserver) to its parent where that handles
+ * the signal (SigCgt in /proc/PID/status); the others are told parents first ("-": none to
+ * tell). SIGKILL, SIGCONT: every
+ * group of the session. Without ps (or none of those there): the group's signal. */
+#define EXEC_PIPE_FILTERS "tee|grep|egrep|fgrep|sed|awk|gawk|mawk|nawk|ts|cut|tr|cat|col|fold|nl|head|tail|sort|uniq|wc|" \
+		     "gzip|pigz|bzip2|xz|zstd|lz4|logger|rotatelogs"
+#define EXEC_KILL_FN \
+	"kiln_kill() { w=$(ps -ww -eo pid=,ppid=,pgid=,sid=,comm=,args= 2>/dev/null | awk -v g=\"$2\" -v s=\"$1\" " \
+	"'function cg(k,  l, f, b, d, v) { if (!(s in N)) return 0; f = \"/proc/\" k \"/status\"; b = N[s] - 1; " \
+	"while ((getline l < f) > 0) if (l ~ /^SigCgt:/) { sub(/^SigCgt:[ \\t]*/, \"\", l); " \
+	"d = substr(l, length(l) - int(b / 4), 1); v = index(\"0123456789abcdef\", tolower(d)) - 1; close(f); " \
+	"return int(v / 2 ^ (b % 4)) % 2 } close(f); return 0 } " \
+	"BEGIN { N[\"HUP\"] = 1; N[\"INT\"] = 2; N[\"QUIT\"] = 3; N[\"USR1\"] = 10; N[\"USR2\"] = 12; N[\"TERM\"] = 15 } " \
+	"$3 == g || $4 == g { p[$1] = $2; q[$1] = $3; c[$1] = $5; x = $0; " \
+	"sub(/^ *[0-9]+ +[0-9]+ +[0-9]+ +[0-9]+ +[^ ]+ */, \"\", x); r[$1] = x; if ($3 != g) moved = 1; " \
+	"for (i = 6; i <= 7 && i <= NF; i++) { n = split($i, a, \"/\"); if (a[n] == \"torchrun\") t[$1] = 1 } " \
+	"for (i = 7; i < NF && $i ~ /^-/; i++) if ($i == \"-m\" && $(i + 1) ~ /^torch\\.distributed\\.(run|launch)$/) " \
+	"t[$1] = 1; if ($5 == \"timeout\") o[$1] = 1; " \
+	"if (s != \"KILL\" && s != \"CONT\" && $5 ~ /^(" EXEC_PIPE_FILTERS ")$/ && system(\"test -p /proc/\" $1 \"/fd/0\") == 0) " \
+	"f[$1] = 1 } END { if (s == \"KILL\" || s == \"CONT\") { if (moved) for (k in q) if (!(q[k] in seen)) { seen[q[k]] = 1; " \
+	"printf \"-%s \", q[k] } exit } for (k in p) if ((p[k] in p) && (c[k] ~ /^python/ && r[k] == r[p[k]] || " \
+	"r[k] ~ /--multiprocessing-fork|from multiprocessing\\./) && cg(p[k])) y[k] = 1; " \
+	"any = moved; for (k in t) any = 1; for (k in f) any = 1; for (k in y) any = 1; if (any) { s = \"-\"; " \
+	"for (k in p) { d = 0; x = k; while ((p[x] in p) && d < 64) { x = p[x]; d++ } e[k] = d; if (d > m) m = d } " \
+	"for (l = 0; l <= m; l++) for (k in p) if (e[k] == l && !(p[k] in t) && !(k in f) && !(k in o) && !(k in y)) " \
+	"{ printf \"%s \", k; s = \"\" } printf \"%s\", s } }'); " \
+	"case \"$w\" in -) ;; '') kill -$1 -\"$2\" 2>/dev/null ;; *) kill -$1 $w 2>/dev/null ;; esac; }\n"
+
+/* Shell text setting $kiln_dfl to a prefix that runs a command with SIGINT and SIGQUIT at
+ * their defaults: a command started with & by a shell without job control has them
+ * ignored, which no shell can undo, and a stop_signal = "INT" would not reach it (Python's
+ * KeyboardInterrupt needs SIGINT not ignored at its start). env --default-signal
+ * (coreutils 8.31 on), else perl; else empty. */
+#define EXEC_DFL_SETUP \
+	"kiln_dfl=; if env --default-signal=INT,QUIT true 2>/dev/null; then kiln_dfl='env --default-signal=INT,QUIT'; " \
+	"elif command -v perl >/dev/null 2>&1; then kiln_dfl='perl -e$SIG{INT}=$SIG{QUIT}=\"DEFAULT\";exec@ARGV'; fi\n"
 /* A signal's name as kill(1) and scancel take it ("TERM"); "KILL" for SIGKILL. */
 const char *exec_signal_name(int sig);
 
@@ -280,6 +324,11 @@ const char *exec_signal_name(int sig);
  * beside the next attempt — or NULL. Exposed for tests of the quoting. */
 char *exec_job_script(const Job *job, const char *workspace, const char *exit_path, int remote, const char *prelude,
 		      const char *go_path);
+/* Whether t's Slurm job script passes a stop's signal to its command itself (kiln then
+ * signals the script's shell alone: scancel --batch): every process of the command is the
+ * script's, none in an srun step on other nodes (torchrun's launchers, ranks over nodes),
+ * which only a signal to the whole job reaches. */
+int exec_script_passes_stops(const Task *t);
 /* The environment entries both executors give a task: PATH led by kiln's shims
  * (<workspace>/.kiln/shims: tee, deaf to stop signals) and ended by kiln's own directory. */
 const char *exec_path_entry(void);

@@ -357,6 +357,54 @@ static void stop_traps(Buf *b, const char *exit_path)
 	buf_free(&tmp);
 }
 
+int exec_script_passes_stops(const Task *t)
+{
+	return !t->opts->torchrun && !(launch_wraps(t) && t->opts->rank_nodes > 1);
+}
+
+/* The end of a Slurm job script that passes its stops on (exec_script_passes_stops): the
+ * command in a session of its own (its SIGINT and SIGQUIT at their defaults), this shell
+ * waiting for it; a stop's signal, sent to this shell alone (scancel --batch), is passed
+ * to each of the command's processes once by kiln_kill, as a local attempt's stop is
+ * (os_signal_attempt): a torchrun's workers, a timeout, a pipe's filters and a Python
+ * trainer's DataLoader workers left to what tells them. Sent to every process of the job
+ * (a plain scancel), a trainer's DataLoader worker died of it and PyTorch raised that
+ * inside the trainer's save handler: the checkpoint lost. The shell then waits on for the
+ * command's end, which is the job's, marked stopped. */
+static void passed_stop_command(Buf *b, const Job *job)
+{
+	const Task *t = job->task;
+	buf_puts(b, EXEC_KILL_FN EXEC_DFL_SETUP "kiln_stop=; kiln_sig=; ");
+	for (const char *s = EXEC_STOP_SIGNALS; *s;) {
+		size_t n = strcspn(s, " ");
+		buf_printf(b, "trap 'kiln_stop=\" stopped\"; kiln_sig=%.*s' %.*s; ", (int)n, s, (int)n, s);
+		s += n + (s[n] == ' ');
+	}
+	buf_puts(b, "\nsetsid $kiln_dfl ");
+	if (task_shell(t)) { /* its sh outlives the signal, waits for its command, then ends:
+			       * a command that saves when told to stop is waited for */
+		Buf inner = {0};
+		exec_stop_traps(&inner, 0);
+		buf_puts(&inner, "eval ");
+		quote_expanded(&inner, task_shell(t), job, 1);
+		buf_puts(b, "/bin/sh -c ");
+		buf_shell_quote(b, buf_str(&inner));
+		buf_free(&inner);
+	} else {
+		for (int i = 0; task_word(t, i); i++) {
+			if (i)
+				buf_putc(b, ' ');
+			quote_expanded(b, exec_argv_word(t, i), job, 0);
+		}
+	}
+	/* wait ends at the command's end, or early at a trapped signal: then passed on, and
+	 * waited for again (a signal after the command ended finds it done: its end stands) */
+	buf_puts(b, " </dev/null &\nkiln_cmd=$!\n"
+		    "while :; do wait $kiln_cmd; rc=$?; [ -n \"$kiln_sig\" ] && kill -0 $kiln_cmd 2>/dev/null || break; "
+		    "kiln_kill $kiln_sig $kiln_cmd; kiln_sig=; done\n"
+		    "trap '' " EXEC_STOP_SIGNALS "\nkiln_end \"$rc$kiln_stop\"\nexit $rc\n");
+}
+
 char *exec_job_script(const Job *job, const char *workspace, const char *exit_path, int remote, const char *prelude,
 		      const char *go_path)
 {
@@ -433,6 +481,10 @@ char *exec_job_script(const Job *job, const char *workspace, const char *exit_pa
 		torchrun_preamble(&b, t);
 	if (launch_wraps(t) && !remote)
 		ranks_preamble(&b);
+	if (!remote && exec_script_passes_stops(t)) {
+		passed_stop_command(&b, job);
+		return b.data;
+	}
 	if (!remote) /* from here a stop's signal waits for the command: its save lands first */
 		buf_puts(&b, "kiln_stop=; trap 'kiln_stop=\" stopped\"' " EXEC_STOP_SIGNALS "\n");
 	if (t->opts->torchrun && !remote)

@@ -267,7 +267,9 @@ int main(void)
 	buf_reset(&a);
 	attempts_of("ran_before_seen", &a);
 	CHECK_CONTAINS(buf_str(&a), "timeout;");
-	CHECK(jobs[job_of("ran_before_seen")].cancelled && jobs[job_of("ran_before_seen")].polls <= 4);
+	/* told by its script (scancel --batch --signal=TERM: the script passes it on) */
+	CHECK(jobs[job_of("ran_before_seen")].signalled && jobs[job_of("ran_before_seen")].polls <= 4);
+	CHECK_CONTAINS(fake_run_log(), "scancel --signal=TERM --batch ");
 	CHECK(sum.ran == 3);
 
 	/* A Ctrl-C with stop_signal = "INT": the job kiln saw pending had started since. It
@@ -280,7 +282,7 @@ int main(void)
 	CHECK(started >= 0 && jobs[started].signalled && !jobs[started].cancelled);
 	CHECK(waiting >= 0 && jobs[waiting].cancelled == 2 && !jobs[waiting].signalled);
 	CHECK_CONTAINS(fake_run_log(), "scancel --state=PENDING ");
-	CHECK_CONTAINS(fake_run_log(), "scancel --signal=INT --full ");
+	CHECK_CONTAINS(fake_run_log(), "scancel --signal=INT --batch "); /* its script tells its processes */
 	CHECK(strstr(fake_run_log(), "scancel --state=PENDING ") < strstr(fake_run_log(), "scancel --signal=INT"));
 	buf_reset(&a);
 	attempts_of("int_started_unseen", &a);

@@ -110,7 +110,8 @@ static int slurm_start(Executor *ex, Job *job)
 	int fd = exec_open_log(job);
 	if (fd >= 0) {
 		exec_write_log_header(fd, job);
-		exec_write_shell_note(fd, job, "");
+		if (!exec_script_passes_stops(job->task)) /* there it is /bin/sh -c, as the header says */
+			exec_write_shell_note(fd, job, "");
 		close(fd);
 	}
 	if (job->items_path && map_lists(job) != 0) {
@@ -158,23 +159,26 @@ static void scancel_ids(char *const *ids, int n, const char *flag, const char *f
 }
 
 /* scancel for the jobs signalled since the last turn, 500 ids a call: those to cancel, then
- * those sent another stop signal, a call per signal: `scancel --state=PENDING` first (those
- * still waiting end there, nothing of theirs ran), then `scancel --signal=INT --full` (the
- * job script and its command get it, the job runs on until its command quits). In that
- * order a job kiln last saw pending that has started since gets its own signal, not
- * Slurm's SIGTERM, and one that starts between the calls was cancelled before it ran. */
+ * those sent a stop signal, a call per signal and way: `scancel --state=PENDING` first
+ * (those still waiting end there, nothing of theirs ran), then `scancel --signal=TERM
+ * --batch` to a job script that passes its stops on (exec_script_passes_stops: its shell
+ * alone gets it, and tells the command's processes itself, the way a local stop does), or
+ * `--signal=INT --full` to one that cannot (every process of the job gets it); either way
+ * the job runs on until its command quits. In that order a job kiln last saw pending that
+ * has started since gets its own signal, not Slurm's SIGTERM, and one that starts between
+ * the calls was cancelled before it ran. */
 static void cancel_signalled(SlurmExec *se)
 {
 	for (int at = 0, n; at < se->ncancels; at += n) {
 		int sig = se->cancel_sigs[at];
 		for (n = 1; n < 500 && at + n < se->ncancels && se->cancel_sigs[at + n] == sig;)
-			n++; /* a call holds one signal's ids */
+			n++; /* a call holds one signal's (and way's) ids */
 		char flag[32] = "";
 		if (sig) {
-			snprintf(flag, sizeof flag, "--signal=%s", exec_signal_name(sig));
+			snprintf(flag, sizeof flag, "--signal=%s", exec_signal_name(sig < 0 ? -sig : sig));
 			scancel_ids(se->cancels + at, n, "--state=PENDING", NULL);
 		}
-		scancel_ids(se->cancels + at, n, sig ? flag : NULL, "--full");
+		scancel_ids(se->cancels + at, n, sig ? flag : NULL, sig < 0 ? "--batch" : "--full");
 	}
 	for (int i = 0; i < se->ncancels; i++)
 		free(se->cancels[i]);
@@ -207,16 +211,18 @@ static void slurm_signal(Executor *ex, Job *job, int sig)
 	}
 	if (!job->job_id[0] || (se->cfg.detach && job->interrupted))
 		return;
-	/* Slurm sends SIGTERM, then SIGKILL after its KillWait: one scancel does both, for every
-	 * job a stop signals at once (an array's elements), on the executor's next turn. A task's
-	 * other stop signal (stop_signal) is sent as such (see cancel_signalled: a job kiln
-	 * saw pending may have started since): SIGKILL after kill_grace is then that scancel */
-	int other = sig != SIGTERM && sig != SIGKILL;
+	/* Signalled on the executor's next turn, every job a stop signals at once (an array's
+	 * elements) in one call (cancel_signalled: a job kiln saw pending may have started
+	 * since). A stop's signal goes to the job script, which passes it on (a negative entry:
+	 * --batch), or, where the script cannot (srun steps), to every process of the job: a
+	 * task's own stop_signal as such, SIGTERM as a plain scancel (Slurm's SIGTERM, then
+	 * SIGKILL after its KillWait). SIGKILL, after kill_grace: that scancel */
+	int way = sig == SIGKILL ? 0 : exec_script_passes_stops(job->task) ? -sig : sig == SIGTERM ? 0 : sig;
 	se->cancels = xrealloc(se->cancels, (size_t)(se->ncancels + 1) * sizeof *se->cancels);
 	se->cancel_sigs = xrealloc(se->cancel_sigs, (size_t)(se->ncancels + 1) * sizeof *se->cancel_sigs);
-	se->cancel_sigs[se->ncancels] = other ? sig : 0;
+	se->cancel_sigs[se->ncancels] = way;
 	se->cancels[se->ncancels++] = xstrdup(job->job_id);
-	if (other) /* sorted by signal, so a call takes all of one's ids */
+	if (way) /* sorted by signal and way, so a call takes all of one's ids */
 		for (int i = se->ncancels - 1; i > 0 && se->cancel_sigs[i - 1] > se->cancel_sigs[i]; i--) {
 			int s = se->cancel_sigs[i];
 			char *id = se->cancels[i];
@@ -420,7 +426,7 @@ static Executor *slurm_new(const ExecSetup *cfg, Buf *err)
 	*ex = (Executor){
 		.name = "slurm",
 		.title = "Slurm",
-		.stop_note = "a Slurm job's: after the cluster's KillWait, from its scancel",
+		.stop_note = "on Slurm, SIGKILL is a scancel's, after the cluster's KillWait",
 		.reattaches = 1,
 		.workspace_files = 1,
 		.detach = slurm_detach,

@@ -175,6 +175,12 @@ static void finish(SlurmExec *se, Job *job, const char *state)
 		 * CANCELLED then), recorded as it ended, as a local one that ended before a Ctrl-C */
 		job->end = JOB_EXITED;
 		job->exit_code = text ? atoi(text) : 0;
+		if (job->timed_out && stopped) { /* kiln's clock: its script passed the stop on */
+			char dur[32];
+			format_duration(job->task->opts->timeout_sec, dur, sizeof dur);
+			snprintf(job->reason, sizeof job->reason, "timed out after %s (Slurm job %.32s stopped)", dur,
+				 job->job_id);
+		}
 	} else {
 		/* TIMEOUT, CANCELLED, OUT_OF_MEMORY, DEADLINE, FAILED */
 		job->end = JOB_EXITED;

@@ -171,7 +171,7 @@ void ssh_stop_orphans(SshExec *se)
 		if (stops[h].len && host->connected && !host->down) {
 			Buf cmd = {0};
 			ssh_cd_workdir(&cmd, host);
-			buf_puts(&cmd, " && { " SSH_KILL_FN); /* its awk's %s: no format */
+			buf_puts(&cmd, " && { " EXEC_KILL_FN); /* its awk's %s: no format */
 			buf_printf(&cmd, "%s true; }", buf_str(&stops[h]));
 			if (ssh_run(host, buf_str(&cmd), NULL, NULL) == 0) { /* stopped: their logs' rest is fetched */
 				buf_reset(&host->stale_jobs);
@@ -321,7 +321,7 @@ static void stop_left_job(SshExec *se, AdoptedJob *a, const char *why)
 		}
 		Buf kill = {0};
 		ssh_cd_workdir(&kill, on);
-		buf_puts(&kill, " && { " SSH_KILL_FN);
+		buf_puts(&kill, " && { " EXEC_KILL_FN);
 		ssh_kill_job(&kill, "TERM", id, (int)strlen(id));
 		buf_puts(&kill, "true; }");
 		if (ssh_run(on, buf_str(&kill), NULL, NULL) != 0) {

@@ -560,7 +560,7 @@ void ssh_kill_job(Buf *b, const char *sig, const char *id, int id_len)
 void ssh_host_stop_stale(const SshHost *h, Buf *script, int ask)
 {
 	if (h->stale_jobs.len || (!ask && h->stale_kept.len)) /* a statement of a { } list */
-		buf_puts(script, SSH_KILL_FN);
+		buf_puts(script, EXEC_KILL_FN);
 	if (ask && h->stale_jobs.len)
 		buf_puts(script, "S=; ");
 	for (const char *p = h->stale_jobs.data ? h->stale_jobs.data : ""; *p == ' ';) {

@@ -107,7 +107,7 @@ void ssh_job_set_dir(Buf *b, const SshHost *h, const char *id)
 	 * is named, since some tools then say only "I/O error" (dash's printf) */
 	buf_puts(b, "kiln_cannot() { [ \"$(df -Pk . 2>/dev/null | awk 'NR == 2 { print ($4 < 64) }')\" = 1 ] && "
 		    "echo 'No space left on device' >&2; echo KILN-START-FAILED >&2; exit 97; }\n");
-	buf_puts(b, SSH_CLAIM_FN SSH_KILL_FN "cd ");
+	buf_puts(b, SSH_CLAIM_FN EXEC_KILL_FN "cd ");
 	buf_shell_quote(b, h->home_workdir);
 	buf_printf(b, " || kiln_cannot\nJ=.kiln/jobs/%s\n", id);
 }
@@ -252,12 +252,7 @@ char *ssh_job_start_script(const Job *job, const char *id, const char *prelude, 
 		     "echo \"${J#.kiln/jobs/}\" > \"$T\"\n");
 	/* the last word before the job: one who waited too long for its pid may have stopped it */
 	buf_puts(&b, "kiln_claim \"$J\" start go || { echo KILN-CLAIMED >&2; exit 0; }\n");
-	/* a job started with & by a shell without job control has SIGINT and SIGQUIT ignored,
-	 * which no shell can undo: a stop_signal = "INT" would not reach its command (Python's
-	 * KeyboardInterrupt needs SIGINT not ignored at its start). The job shell starts with
-	 * them at their defaults: env --default-signal (coreutils 8.31 on), else perl */
-	buf_puts(&b, "kiln_dfl=; if env --default-signal=INT,QUIT true 2>/dev/null; then kiln_dfl='env --default-signal=INT,QUIT'; "
-		     "elif command -v perl >/dev/null 2>&1; then kiln_dfl='perl -e$SIG{INT}=$SIG{QUIT}=\"DEFAULT\";exec@ARGV'; fi\n");
+	buf_puts(&b, EXEC_DFL_SETUP); /* the job shell starts with SIGINT and SIGQUIT at their defaults */
 	if (agent) { /* job.sh reports its own end from here on (its pid, its EXIT trap); this
 		      * shell stays its parent and reaps it the moment it ends. An orphaned job's
 		      * zombie waits for the host's init, which may reap late (seconds on some VMs) or

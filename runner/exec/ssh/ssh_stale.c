@@ -224,7 +224,7 @@ int ssh_settle_kept(SshExec *se)
 		if (stop.len) { /* stopped now, or by the host's next contact */
 			Buf cmd = {0};
 			ssh_cd_workdir(&cmd, h);
-			buf_puts(&cmd, " && { " SSH_KILL_FN); /* its awk's %s: no format */
+			buf_puts(&cmd, " && { " EXEC_KILL_FN); /* its awk's %s: no format */
 			buf_printf(&cmd, "for i in%s; do kiln_kill TERM \"$(cat .kiln/jobs/$i/pid 2>/dev/null)\"; done; true; }",
 				   buf_str(&stop));
 			if (ssh_run(h, buf_str(&cmd), NULL, NULL) != 0)
