@@ -16,6 +16,7 @@
 #include "../../cache/cache.h"
 #include "../../runner/exec/exec.h"
 #include "../../runner/recipe/recipe.h"
+#include "../../runner/recipe/torchrun.h"
 #include "../../runner/sched/sched.h"
 #include "check.h"
 #include "os_fake.h"
@@ -227,8 +228,25 @@ static void run_recipe(const char *text, SchedSummary *sum)
 	buf_free(&err);
 }
 
+/* A job script passes a stop on to its command itself (kiln signals it alone), unless srun
+ * steps run the command: torchrun's launchers, ranks over several nodes. */
+static void test_which_scripts_pass_stops(void)
+{
+	Torchrun one_node = {.nnodes = 1};
+	TaskOpts plain = {0}, ranks_here = {.rank_nodes = 1}, ranks_over = {.rank_nodes = 2}, torchrun = {.torchrun = &one_node};
+	Task t = {.opts = &plain};
+	CHECK(exec_script_passes_stops(&t));
+	t.opts = &ranks_here;
+	CHECK(exec_script_passes_stops(&t));
+	t.opts = &ranks_over;
+	CHECK(!exec_script_passes_stops(&t));
+	t.opts = &torchrun;
+	CHECK(!exec_script_passes_stops(&t));
+}
+
 int main(void)
 {
+	test_which_scripts_pass_stops();
 	char dir[] = "/tmp/kiln-unit-slurm-XXXXXX";
 	CHECK(mkdtemp(dir) != NULL && chdir(dir) == 0);
 	SchedSummary sum;
