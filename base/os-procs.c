@@ -206,11 +206,14 @@ static int catches(pid_t pid, int sig)
  * parent handles the stop (a trainer's save) and ends its workers as it exits. Told too,
  * a DataLoader worker dies of it and PyTorch raises that death inside the trainer's
  * handler ("DataLoader worker (pid N) is killed by signal: Terminated"), its save cut.
- * A parent that does not handle sig dies of it: its workers are told with it. */
+ * A parent that does not handle sig dies of it: its workers are told with it. SIGINT
+ * reaches every process, as a terminal's Ctrl-C does: a DataLoader worker ends quietly at
+ * its KeyboardInterrupt, and workers of torch.multiprocessing.spawn (each a trainer, their
+ * parent only waiting, with Python's own SIGINT handler) save at theirs. */
 static int is_python_worker(pid_t pid, pid_t parent, int sig)
 {
 	char mine[4096], theirs[4096], comm[64];
-	ssize_t n = read_proc(pid, "cmdline", mine, sizeof mine);
+	ssize_t n = sig == SIGINT ? 0 : read_proc(pid, "cmdline", mine, sizeof mine);
 	if (n <= 0 || !catches(parent, sig))
 		return 0;
 	for (const char *w = mine; w < mine + n; w += strlen(w) + 1)

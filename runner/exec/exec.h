@@ -277,7 +277,8 @@ void exec_stop_traps(Buf *b, int record);
  * a filter reading a pipe (tee, grep, gzip, ...: EXEC_PIPE_FILTERS) is left to end with its
  * input, and a Python multiprocessing worker (a DataLoader's: python with its parent's
  * command line, or multiprocessing's spawn or forkserver) to its parent where that handles
- * the signal (SigCgt in /proc/PID/status); the others are told parents first ("-": none to
+ * the signal (SigCgt in /proc/PID/status; not SIGINT, which reaches every process as a
+ * terminal's Ctrl-C does); the others are told parents first ("-": none to
  * tell). SIGKILL, SIGCONT: every
  * group of the session. Without ps (or none of those there): the group's signal. */
 #define EXEC_PIPE_FILTERS "tee|grep|egrep|fgrep|sed|awk|gawk|mawk|nawk|ts|cut|tr|cat|col|fold|nl|head|tail|sort|uniq|wc|" \
@@ -296,7 +297,7 @@ void exec_stop_traps(Buf *b, int record);
 	"t[$1] = 1; if ($5 == \"timeout\") o[$1] = 1; " \
 	"if (s != \"KILL\" && s != \"CONT\" && $5 ~ /^(" EXEC_PIPE_FILTERS ")$/ && system(\"test -p /proc/\" $1 \"/fd/0\") == 0) " \
 	"f[$1] = 1 } END { if (s == \"KILL\" || s == \"CONT\") { if (moved) for (k in q) if (!(q[k] in seen)) { seen[q[k]] = 1; " \
-	"printf \"-%s \", q[k] } exit } for (k in p) if ((p[k] in p) && (c[k] ~ /^python/ && r[k] == r[p[k]] || " \
+	"printf \"-%s \", q[k] } exit } if (s != \"INT\") for (k in p) if ((p[k] in p) && (c[k] ~ /^python/ && r[k] == r[p[k]] || " \
 	"r[k] ~ /--multiprocessing-fork|from multiprocessing\\./) && cg(p[k])) y[k] = 1; " \
 	"any = moved; for (k in t) any = 1; for (k in f) any = 1; for (k in y) any = 1; if (any) { s = \"-\"; " \
 	"for (k in p) { d = 0; x = k; while ((p[x] in p) && d < 64) { x = p[x]; d++ } e[k] = d; if (d > m) m = d } " \
