@@ -373,6 +373,52 @@ torch.save(model.state_dict(), "model.pt")
         self.assertLessEqual(len(steps), 121, "continued from the save: %s" % steps)
 
 
+    SPAWNED = """
+import os, sys, time
+import torch.multiprocessing as mp
+def work(rank):
+    step = int(open("ckpt%d" % rank).read()) if os.path.exists("ckpt%d" % rank) else 0
+    try:
+        while step < 200:
+            step += 1
+            with open("ledger%d" % rank, "a") as f:
+                f.write("%d\\n" % step)
+            time.sleep(0.03)
+    except KeyboardInterrupt:
+        print("rank", rank, "saving at step", step, flush=True)
+        time.sleep(0.5)
+        open("ckpt%d" % rank, "w").write(str(step))
+        print("rank", rank, "saved at step", step, flush=True)
+        sys.exit(130)
+    open("model%d" % rank, "w").write("trained\\n")
+if __name__ == "__main__":
+    mp.spawn(work, nprocs=2)
+"""
+
+    def test_stop_signal_int_reaches_each_worker_torch_multiprocessing_spawned(self):
+        # the workers (spawned: python -c "from multiprocessing.spawn ...") are the trainers,
+        # their parent only waits, with Python's own SIGINT handler: SIGINT goes to each, as
+        # a terminal's Ctrl-C does (left to the parent, none would have saved)
+        self.ws.write("train.py", self.SPAWNED)
+        self.ws.write("kiln.lua", 'task { name = "train", inputs = {"train.py"}, outputs = {"model0", "model1"}, '
+                      'resume = {"ckpt0", "ckpt1"}, stop_signal = "INT", run = {"%s", "train.py"} }\n'
+                      % sys.executable)
+        p = self.ws.spawn("run")
+        self.assertTrue(wait_for(lambda: all(self.ws.exists("ledger%d" % r) and len(self.ws.read("ledger%d" % r).split())
+                                                 >= 10 for r in (0, 1)), 90))
+        self.ctrl_c(p)
+        # each saved (the log's lines interleave: the parent's traceback, the ranks' prints)
+        for rank in (0, 1):
+            self.assertTrue(self.ws.exists("ckpt%d" % rank), self.ws.read(".kiln/logs/train@1.log"))
+        self.assertEqual(processes_matching("train.py", cwd=self.ws.dir), [])
+        r = self.ws.kiln("run")
+        self.assertEqual(r.rc, 0, r)
+        for rank in (0, 1):
+            steps = [int(x) for x in self.ws.read("ledger%d" % rank).split()]
+            self.assertEqual(sorted(set(steps)), list(range(1, 201)))
+            self.assertLessEqual(len(steps), 201, "continued from the save: %s" % steps)
+
+
 class StopSignal(KilnTestCase):
     # a hand-written trainer that saves on Ctrl-C (KeyboardInterrupt) and knows no SIGTERM:
     # run under kiln unmodified, with stop_signal = "INT" a Ctrl-C of kiln's or a timeout
