@@ -4,7 +4,8 @@ it (`python train.py 2>&1 | tee -a train.log; echo ...` under sh; or through `| 
 `| sed ... >> train.log`, or under `timeout 3600`, drawn per trial), its kiln Ctrl-C'd or
 killed -9 at random moments, then run to the end; counted in steps run twice and saves lost.
 
-The trainer (an MLP, SGD with momentum, 200 steps of ~20 ms on CPU) saves model, optimizer
+The trainer (an MLP, SGD with momentum, 200 steps of ~20 ms on CPU, its batches from a
+DataLoader with two worker processes, as most trainers read theirs) saves model, optimizer
 and step with torch.save when SIGTERM comes (a flag its loop reads: it saves after the step
 under way) and prints as it does, into the pipe. Each trial interrupts kiln 1-3 times,
 each time a Ctrl-C or (one in three) a kill -9, at a point drawn between the trainer's first
@@ -35,7 +36,11 @@ STEPS = 200
 TRAINER = """
 import os, signal, sys, time
 import torch, torch.nn as nn
+from torch.utils.data import DataLoader, TensorDataset
 torch.manual_seed(0)
+data = DataLoader(TensorDataset(torch.randn(64 * 50, 256), torch.randint(0, 10, (64 * 50,))), batch_size=64,
+                  num_workers=2, persistent_workers=True)
+batches = iter(data)
 model = nn.Sequential(nn.Linear(256, 512), nn.ReLU(), nn.Linear(512, 10))
 opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
 step = 0
@@ -44,7 +49,10 @@ if os.path.exists("ckpt.pt"):
     model.load_state_dict(state["model"]); opt.load_state_dict(state["opt"]); step = state["step"]
     print("resumed at step", step)
 %swhile step < %d:
-    x, y = torch.randn(64, 256), torch.randint(0, 10, (64,))
+    x, y = next(batches, (None, None))
+    if x is None:
+        batches = iter(data)
+        x, y = next(batches)
     loss = nn.functional.cross_entropy(model(x), y)
     opt.zero_grad(); loss.backward(); opt.step()
     step += 1
