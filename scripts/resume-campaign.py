@@ -56,13 +56,20 @@ def ledger(ws, kind):
     return [line.split() for line in ws.read("ledger").splitlines() if line.startswith(kind + " ")]
 
 
-def resume_campaign(kills, rng):
+def trainers_workspace(epochs, extra):
+    """Four checkpointing trainers (test_resume.TRAINER, each in its own directory w<i>)
+    of epochs epochs, extra task fields after each: the workspace."""
     ws = Workspace()
     ws.write("train.py", test_resume.TRAINER)
     ws.write("kiln.lua", "\n".join(
         'task { name = "train%d", inputs = {"train.py"}, outputs = {"model%d.txt"}, resume = {"ckpt%d/snap.json"},'
-        ' run = "mkdir -p w%d && cd w%d && python3 ../train.py 30 ../ckpt%d/snap.json && mv model.txt ../model%d.txt",'
-        ' retries = 2 }' % ((i,) * 7) for i in range(4)) + "\n")
+        ' run = "mkdir -p w%d && cd w%d && python3 ../train.py %d ../ckpt%d/snap.json && mv model.txt ../model%d.txt"%s }'
+        % (i, i, i, i, i, epochs, i, i, extra) for i in range(4)) + "\n")
+    return ws
+
+
+def resume_campaign(kills, rng):
+    ws = trainers_workspace(30, ", retries = 2")
     env = {"EPOCH_SEC": "0.05"}
     ctrl_c = 0
     trial = 0
@@ -74,21 +81,31 @@ def resume_campaign(kills, rng):
         p.send_signal(sig)
         p.communicate(timeout=120)
         trial += 1
-        if all(ws.exists("model%d.txt" % i) for i in range(4)):
-            for i in range(4):  # all done: start over, a new round of training
-                os.remove(ws.path("model%d.txt" % i))
-            ws.kiln("clean")
-    r = ws.kiln("run", "-j", "4", env=env, timeout=600)
+        start_over_when_trained(ws)
+    epochs, redone = finish_trainers(ws, 30, "4", env)
+    return kills, ctrl_c, epochs, redone
+
+
+def start_over_when_trained(ws):
+    """All four trainers done: a new round of training (kiln clean)."""
+    if all(ws.exists("model%d.txt" % i) for i in range(4)):
+        for i in range(4):
+            os.remove(ws.path("model%d.txt" % i))
+        ws.kiln("clean")
+
+
+def finish_trainers(ws, epochs, jobs, env):
+    """The run to the end and its checks (every model whole, a no-op after, nothing left
+    running): (epochs run, epochs run twice) from the trainers' ledgers; the workspace goes."""
+    r = ws.kiln("run", "-j", jobs, env=env, timeout=600)
     assert r.rc == 0, r
     for i in range(4):
-        assert ws.read("model%d.txt" % i) == "trained 30 epochs\n", i
+        assert ws.read("model%d.txt" % i) == "trained %d epochs\n" % epochs, i
     assert ws.kiln("run").ran == set(), "a no-op after"
     assert not marked_processes(ws.dir), "nothing left running"
-    # per trainer, its ledger (in its directory): within a round every epoch beyond its
-    # first run is redone work
-    epochs, redone = epochs_redone(ws, 4)
+    counts = epochs_redone(ws, 4)
     ws.cleanup()
-    return kills, ctrl_c, epochs, redone
+    return counts
 
 
 def epochs_redone(ws, trainers):
@@ -117,12 +134,7 @@ def keepers_of(pid):
 
 
 def keeper_campaign(kills, rng):
-    ws = Workspace()
-    ws.write("train.py", test_resume.TRAINER)
-    ws.write("kiln.lua", "\n".join(
-        'task { name = "train%d", inputs = {"train.py"}, outputs = {"model%d.txt"}, resume = {"ckpt%d/snap.json"},'
-        ' run = "mkdir -p w%d && cd w%d && python3 ../train.py 40 ../ckpt%d/snap.json && mv model.txt ../model%d.txt" }'
-        % ((i,) * 7) for i in range(4)) + "\n")
+    ws = trainers_workspace(40, "")
     env = {"EPOCH_SEC": "0.05"}
     done = rounds = ctrl_c = failed = 0
     while done < kills:
@@ -142,18 +154,8 @@ def keeper_campaign(kills, rng):
         failed += p.returncode not in ((130,) if stop else (0,))
         if p.returncode not in (0, 130):
             print("round %d: kiln exited %d\n%s%s" % (rounds, p.returncode, out, err), file=sys.stderr)
-        if all(ws.exists("model%d.txt" % i) for i in range(4)):
-            for i in range(4):  # all done: start over, a new round of training
-                os.remove(ws.path("model%d.txt" % i))
-            ws.kiln("clean")
-    r = ws.kiln("run", "-j", "2", env=env, timeout=600)
-    assert r.rc == 0, r
-    for i in range(4):
-        assert ws.read("model%d.txt" % i) == "trained 40 epochs\n", i
-    assert ws.kiln("run").ran == set(), "a no-op after"
-    assert not marked_processes(ws.dir), "nothing left running"
-    epochs, redone = epochs_redone(ws, 4)
-    ws.cleanup()
+        start_over_when_trained(ws)
+    epochs, redone = finish_trainers(ws, 40, "2", env)
     return done, rounds, ctrl_c, failed, epochs, redone
 
 
