@@ -154,6 +154,33 @@ static int is_torchrun_agent(pid_t pid)
 	return 0;
 }
 
+/* Whether process pid is a worker torch's elastic agent started: the agent (torchrun,
+ * python -m torch.distributed.run, or one run inside another program's python, as
+ * `accelerate launch` does) puts TORCHELASTIC_RUN_ID in each worker's environment. */
+static int is_elastic_worker(pid_t pid)
+{
+	static const char want[] = "\0TORCHELASTIC_RUN_ID="; /* the agent adds it last: read it all */
+	const size_t keep = sizeof want - 2;                  /* a match across two reads */
+	char path[64], buf[8192 + sizeof want];
+	snprintf(path, sizeof path, "/proc/%d/environ", (int)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	size_t have = 1;
+	buf[0] = 0; /* the first entry starts after a NUL too */
+	int found = 0;
+	for (ssize_t n; !found && (n = read(fd, buf + have, sizeof buf - have)) > 0;) {
+		have += (size_t)n;
+		found = memmem(buf, have, want, sizeof want - 1) != NULL;
+		if (have > keep) {
+			memmove(buf, buf + have - keep, keep);
+			have = keep;
+		}
+	}
+	close(fd);
+	return found;
+}
+
 /* Whether pid's name (/proc/PID/comm) is one of names. */
 static int named(pid_t pid, const char *const *names, size_t count)
 {
@@ -224,7 +251,8 @@ static int is_python_worker(pid_t pid, pid_t parent, int sig)
 	       !strncmp(comm, "python", 6); /* python, python3, python3.11 */
 }
 
-/* What a stop signal skips: 'w' a torchrun agent's worker (the agent passes the signal on),
+/* What a stop signal skips: 'w' a torchrun agent's worker (the agent passes the signal on;
+ * an agent inside another launcher, `accelerate launch`, known by its workers' environment),
  * 't' a `timeout` (its command is told: told too, timeout would pass the signal to it, and
  * again to its group unless --foreground, and the command would have it two or three
  * times), 'f' a pipe's filter, 'm' a Python multiprocessing worker whose parent handles the
@@ -242,6 +270,9 @@ static void mark_skipped(const Member *m, int n, char *skip, int sig)
 		skip[i] = 0;
 		for (int a = 0; a < nagents && !skip[i]; a++)
 			if (m[i].parent == agents[a])
+				skip[i] = 'w';
+		for (int j = 0; j < n && !skip[i]; j++) /* an agent no command line names: its worker says so */
+			if (m[j].pid == m[i].parent && is_elastic_worker(m[i].pid) && !is_elastic_worker(m[j].pid))
 				skip[i] = 'w';
 		if (!skip[i] && named(m[i].pid, timeout, 1))
 			skip[i] = 't';

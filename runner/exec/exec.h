@@ -272,7 +272,9 @@ void exec_stop_traps(Buf *b, int record);
  * itself): each process of the job once, as os_signal_attempt does for local attempts.
  * The job is its shell's session (setsid), not only its group: `timeout` moves itself and
  * its command to a group of their own. Where a torchrun agent is among them, its workers
- * are left to it (it passes the signal on), and a timeout is left out (told, it would pass
+ * are left to it (it passes the signal on; so are the workers of an agent no command line
+ * names, `accelerate launch`: TORCHELASTIC_RUN_ID in their environment, not their parent's),
+ * and a timeout is left out (told, it would pass
  * the signal to its command twice, the command's group told already);
  * a filter reading a pipe (tee, grep, gzip, ...: EXEC_PIPE_FILTERS) is left to end with its
  * input, and a Python multiprocessing worker (a DataLoader's: python with its parent's
@@ -289,6 +291,7 @@ void exec_stop_traps(Buf *b, int record);
 	"while ((getline l < f) > 0) if (l ~ /^SigCgt:/) { sub(/^SigCgt:[ \\t]*/, \"\", l); " \
 	"d = substr(l, length(l) - int(b / 4), 1); v = index(\"0123456789abcdef\", tolower(d)) - 1; close(f); " \
 	"return int(v / 2 ^ (b % 4)) % 2 } close(f); return 0 } " \
+	"function el(k) { return system(\"grep -qz ^TORCHELASTIC_RUN_ID= /proc/\" k \"/environ 2>/dev/null\") == 0 } " \
 	"BEGIN { N[\"HUP\"] = 1; N[\"INT\"] = 2; N[\"QUIT\"] = 3; N[\"USR1\"] = 10; N[\"USR2\"] = 12; N[\"TERM\"] = 15 } " \
 	"$3 == g || $4 == g { p[$1] = $2; q[$1] = $3; c[$1] = $5; x = $0; " \
 	"sub(/^ *[0-9]+ +[0-9]+ +[0-9]+ +[0-9]+ +[^ ]+ */, \"\", x); r[$1] = x; if ($3 != g) moved = 1; " \
@@ -299,6 +302,7 @@ void exec_stop_traps(Buf *b, int record);
 	"f[$1] = 1 } END { if (s == \"KILL\" || s == \"CONT\") { if (moved) for (k in q) if (!(q[k] in seen)) { seen[q[k]] = 1; " \
 	"printf \"-%s \", q[k] } exit } if (s != \"INT\") for (k in p) if ((p[k] in p) && (c[k] ~ /^python/ && r[k] == r[p[k]] || " \
 	"r[k] ~ /--multiprocessing-fork|from multiprocessing\\./) && cg(p[k])) y[k] = 1; " \
+	"if (s != \"KILL\" && s != \"CONT\") for (k in p) if ((p[k] in p) && !(p[k] in t) && c[k] ~ /^python/ && el(k) && !el(p[k])) y[k] = 1; " \
 	"any = moved; for (k in t) any = 1; for (k in f) any = 1; for (k in y) any = 1; if (any) { s = \"-\"; " \
 	"for (k in p) { d = 0; x = k; while ((p[x] in p) && d < 64) { x = p[x]; d++ } e[k] = d; if (d > m) m = d } " \
 	"for (l = 0; l <= m; l++) for (k in p) if (e[k] == l && !(p[k] in t) && !(k in f) && !(k in o) && !(k in y)) " \
