@@ -66,8 +66,8 @@ static void ports_preamble(Buf *b, const Task *t, const char *exit_path, const c
 	buf_printf(b, " launch --free-port %d) || { echo 'kiln: cannot find %d free ports on this node' >&2; exit 1; }\n",
 		   t->opts->ports, t->opts->ports);
 	buf_puts(b, "KILN_PORT=${KILN_PORTS%%,*}\nkiln_ifs=$IFS; IFS=,; set -- $KILN_PORTS; IFS=$kiln_ifs\n");
-	for (int k = 1; k < t->opts->ports; k++)
-		buf_printf(b, "KILN_PORT_%d=$%d\n", k, k + 1);
+	for (int k = 1; k < t->opts->ports; k++) /* exported: a command run by sh -c reads them */
+		buf_printf(b, "KILN_PORT_%d=$%d; export KILN_PORT_%d\n", k, k + 1, k);
 	buf_puts(b, "export KILN_PORT KILN_PORTS\nprintf '%s\\n' \"$KILN_PORTS\" > ");
 	size_t n = strlen(exit_path);
 	char *ports = xasprintf("%.*s.ports", (int)(n > 5 && !strcmp(exit_path + n - 5, ".exit") ? n - 5 : n), exit_path);

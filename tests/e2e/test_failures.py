@@ -11,8 +11,10 @@ import sqlite3
 import subprocess
 import sys
 import time
+import unittest
 
 from kilntest import KilnTestCase, lua_str, main, processes_matching, wait_for
+from test_torchrun import PYTHON as TORCH_PYTHON, SKIP as NO_TORCH
 
 
 def attempts(ws, task):
@@ -312,6 +314,7 @@ open("model.txt", "w").write("trained\\n")
         self.run_again_continues_from_the_save()
 
 
+@unittest.skipIf(NO_TORCH, NO_TORCH or "")
 class DataLoaderWorkers(KilnTestCase):
     # a PyTorch trainer as people write it: DataLoader workers (forked: python, the trainer's
     # own command line) and a SIGTERM handler that saves. kiln's stop told the workers too;
@@ -356,7 +359,7 @@ torch.save(model.state_dict(), "model.pt")
     def test_a_ctrl_c_leaves_the_workers_to_the_trainer_and_its_save_lands(self):
         self.ws.write("train.py", self.TRAINER)
         self.ws.write("kiln.lua", 'task { name = "train", inputs = {"train.py"}, outputs = {"model.pt"}, '
-                      'resume = {"ckpt.pt"}, run = {"%s", "train.py"} }\n' % sys.executable)
+                      'resume = {"ckpt.pt"}, run = {"%s", "train.py"} }\n' % TORCH_PYTHON)
         p = self.ws.spawn("run")
         self.assertTrue(wait_for(lambda: self.ws.exists("ledger") and len(self.ws.read("ledger").split()) >= 10, 90))
         workers = processes_matching("train.py", cwd=self.ws.dir)
@@ -402,7 +405,7 @@ if __name__ == "__main__":
         self.ws.write("train.py", self.SPAWNED)
         self.ws.write("kiln.lua", 'task { name = "train", inputs = {"train.py"}, outputs = {"model0", "model1"}, '
                       'resume = {"ckpt0", "ckpt1"}, stop_signal = "INT", run = {"%s", "train.py"} }\n'
-                      % sys.executable)
+                      % TORCH_PYTHON)
         p = self.ws.spawn("run")
         self.assertTrue(wait_for(lambda: all(self.ws.exists("ledger%d" % r) and len(self.ws.read("ledger%d" % r).split())
                                                  >= 10 for r in (0, 1)), 90))
