@@ -262,12 +262,13 @@ class Torchrun(KilnTestCase):
         self.assertEqual([f for f in os.listdir(self.ws.path(".kiln/logs")) if "torchrun" in f], [],
                          "the re-attached attempt's torchrun folder went when it ended, as the others'")
 
-    def test_a_ctrl_c_reaches_each_worker_once_through_torchrun_and_its_save_lands(self):
-        # stop_signal = "INT": kiln tells torchrun, which tells its workers; not the workers
-        # too, or their second KeyboardInterrupt cuts short the save the first began
+    def ctrl_c_saves_once_and_the_next_run_continues(self, recipe):
+        """Runs recipe (task ddp: INTERRUPT_TRAINER under an elastic agent, stop_signal INT),
+        Ctrl-Cs it once training got going, and checks rank 0 saved once, uncut (no worker
+        interrupted twice), and the next run continued from the save: none skipped, at most
+        the step in flight run twice."""
         self.ws.write("train.py", INTERRUPT_TRAINER)
-        self.ws.write("kiln.lua", 'task { name = "ddp", inputs = {"train.py"}, outputs = {"model.pt"}, resume = {"ckpt.pt"}, '
-                      'stop_signal = "INT", torchrun = { nproc = 2 }, run = { "%s", "train.py" } }\n' % PYTHON)
+        self.ws.write("kiln.lua", recipe)
         def steps():
             return [int(l.split()[1]) for l in self.ws.read("ledger").splitlines()] if self.ws.exists("ledger") else []
         p = self.ws.spawn("run", "--cpus", "2")
@@ -286,34 +287,26 @@ class Torchrun(KilnTestCase):
         self.assertEqual(sorted(set(steps())), list(range(1, 31)), "none was skipped")
         self.assertLessEqual(len(steps()), 31, "at most the step in flight ran twice: %s" % steps())
 
+    def test_a_ctrl_c_reaches_each_worker_once_through_torchrun_and_its_save_lands(self):
+        # stop_signal = "INT": kiln tells torchrun, which tells its workers; not the workers
+        # too, or their second KeyboardInterrupt cuts short the save the first began
+        self.ctrl_c_saves_once_and_the_next_run_continues(
+            'task { name = "ddp", inputs = {"train.py"}, outputs = {"model.pt"}, resume = {"ckpt.pt"}, '
+            'stop_signal = "INT", torchrun = { nproc = 2 }, run = { "%s", "train.py" } }\n' % PYTHON)
+
     def test_a_launcher_running_torchs_elastic_agent_in_process_tells_its_workers_alone(self):
         # `accelerate launch` (and other launchers) run torch.distributed.run's elastic agent
         # inside their own python: no torchrun on its command line, so the workers were
         # told by kiln and again by the agent, their save cut by the second KeyboardInterrupt.
         # The workers say what they are (TORCHELASTIC_RUN_ID in their environment, which the
         # agent sets): left to it
-        self.ws.write("train.py", INTERRUPT_TRAINER)
         # (--redirects and --tee as maps: torch 1.13's defaults fail on Python 3.11, torchrun.c)
         self.ws.write("launch.py", "from torch.distributed.run import parse_args, run\n"
                       "run(parse_args(['--standalone', '--nproc_per_node', '2', '--redirects=9:0', '--tee=9:0', "
                       "'train.py']))\n")
-        self.ws.write("kiln.lua", 'task { name = "ddp", inputs = {"train.py", "launch.py"}, outputs = {"model.pt"}, '
-                      'resume = {"ckpt.pt"}, stop_signal = "INT", cpus = 2, run = { "%s", "launch.py" } }\n' % PYTHON)
-        def steps():
-            return [int(l.split()[1]) for l in self.ws.read("ledger").splitlines()] if self.ws.exists("ledger") else []
-        p = self.ws.spawn("run", "--cpus", "2")
-        self.assertTrue(wait_for(lambda: len(steps()) >= 4, timeout=120), "training got going")
-        p.send_signal(signal.SIGINT)
-        out, err = p.communicate(timeout=120)
-        self.assertEqual(p.returncode, 130, out + err)
-        log = self.ws.read(".kiln/logs/ddp@1.log")
-        self.assertIn("interrupted: saving at step", log)
-        self.assertIn("saved\n", log, "the save was not cut short")
-        self.assertEqual(log.count("KeyboardInterrupt"), 0, "no worker was interrupted twice")
-        r = self.ws.kiln("run", "--cpus", "2", timeout=300)
-        self.assertEqual(r.rc, 0, r)
-        self.assertEqual(sorted(set(steps())), list(range(1, 31)), "none was skipped")
-        self.assertLessEqual(len(steps()), 31, "at most the step in flight ran twice: %s" % steps())
+        self.ctrl_c_saves_once_and_the_next_run_continues(
+            'task { name = "ddp", inputs = {"train.py", "launch.py"}, outputs = {"model.pt"}, resume = {"ckpt.pt"}, '
+            'stop_signal = "INT", cpus = 2, run = { "%s", "launch.py" } }\n' % PYTHON)
 
     def test_ranks_all_reduce_through_gloo_and_a_failing_rank_stops_the_others(self):
         self.ws.write("ar.py", AR_SCRIPT)
