@@ -53,15 +53,13 @@ class SshDist(sshhosts.SshCase, KilnTestCase):
         self.assertTrue(wait_for(lambda: not os.path.exists(os.path.dirname(self.ws.read("errfile.txt"))), timeout=30),
                         "the job's folder went when kiln collected it")
 
-    @unittest.skipIf(NO_TORCH, NO_TORCH)
-    def test_a_ctrl_c_reaches_each_torchrun_worker_on_a_host_once(self):
-        # as locally (test_torchrun): torchrun passes stop_signal's SIGINT on to its workers;
-        # from the job's group too, the save of rank 0 would be cut short by a second one
+    def ctrl_c_on_v800_saves_once(self, task, recipe):
+        """Runs recipe (task: test_torchrun's INTERRUPT_TRAINER under an elastic agent on v800,
+        stop_signal INT), Ctrl-Cs it once training got going; checks rank 0's save was not cut
+        short (no worker interrupted twice) and the next run continued from it."""
         import test_torchrun
         self.ws.write("train.py", test_torchrun.INTERRUPT_TRAINER)
-        self.ws.write("kiln.lua", 'task { name = "tr/int", host = "v800", inputs = {"train.py"}, outputs = {"model.pt"}, '
-                      'resume = {"ckpt.pt"}, cpus = 2, stop_signal = "INT", torchrun = { nproc = 2 }, '
-                      'run = { "%s", "train.py" } }\n' % PYTHON)
+        self.ws.write("kiln.lua", recipe)
         ledger = os.path.join(self.lab.hosts["v800"].workdir(), "ledger")
         def steps():
             if not os.path.exists(ledger):
@@ -75,15 +73,34 @@ class SshDist(sshhosts.SshCase, KilnTestCase):
         p.send_signal(signal.SIGINT)
         out, err = p.communicate(timeout=120)
         self.assertEqual(p.returncode, 130, out + err)
-        log = self.ws.read(".kiln/logs/tr/int@1.log")
+        log = self.ws.read(".kiln/logs/%s@1.log" % task)
         self.assertIn("saved\n", log, "the save was not cut short")
         self.assertNotIn("KeyboardInterrupt", log, "no worker was interrupted twice")
         saved = int(log.split("interrupted: saving at step ")[1].split()[0])
         r = self.kiln(timeout=300)
         self.assertEqual(r.rc, 0, r)
-        self.assertIn("rank 0 resumed from step %d" % saved, self.ws.read(".kiln/logs/tr/int@2.log"))
+        self.assertIn("rank 0 resumed from step %d" % saved, self.ws.read(".kiln/logs/%s@2.log" % task))
         self.assertEqual(sorted(set(steps())), list(range(1, 31)), "none was skipped")
         self.assertLessEqual(len(steps()), 31, "at most the step in flight ran twice: %s" % steps())
+
+    @unittest.skipIf(NO_TORCH, NO_TORCH)
+    def test_a_ctrl_c_reaches_each_torchrun_worker_on_a_host_once(self):
+        # as locally (test_torchrun): torchrun passes stop_signal's SIGINT on to its workers;
+        # from the job's group too, the save of rank 0 would be cut short by a second one
+        self.ctrl_c_on_v800_saves_once("tr/int", 'task { name = "tr/int", host = "v800", inputs = {"train.py"}, '
+                                       'outputs = {"model.pt"}, resume = {"ckpt.pt"}, cpus = 2, stop_signal = "INT", '
+                                       'torchrun = { nproc = 2 }, run = { "%s", "train.py" } }\n' % PYTHON)
+
+    @unittest.skipIf(NO_TORCH, NO_TORCH)
+    def test_an_elastic_agent_inside_another_launcher_tells_its_workers_alone_on_a_host(self):
+        # kiln_kill there, as locally: an agent no command line names (accelerate launch runs
+        # it in its own python) is known by its workers' TORCHELASTIC_RUN_ID
+        self.ws.write("launch.py", "from torch.distributed.run import parse_args, run\n"
+                      "run(parse_args(['--standalone', '--nproc_per_node', '2', '--redirects=9:0', '--tee=9:0', "
+                      "'train.py']))\n")
+        self.ctrl_c_on_v800_saves_once("tr/acc", 'task { name = "tr/acc", host = "v800", inputs = {"train.py", '
+                                       '"launch.py"}, outputs = {"model.pt"}, resume = {"ckpt.pt"}, cpus = 2, '
+                                       'stop_signal = "INT", run = { "%s", "launch.py" } }\n' % PYTHON)
 
     # a shard's worker: in list order, one item at a time, each noted in the host's ledger
     MAP_WORKER = ('while read it; do sleep $SLEEP; echo "$it $KILN_HOST" >> $HOME/ledger.txt; '
