@@ -116,9 +116,11 @@ static void print_run_reason(PlanPrint *p, const Task *t, const char *reason)
 static int print_verdict(void *ctx, const Task *t, enum Verdict v, const char *reason)
 {
 	PlanPrint *p = ctx;
-	if (v == VERDICT_RUN && p->at_work_names.count && strmap_get(&p->at_work_names, t->name)) {
-		p->at_work++; /* not "run ... continues from its resume state" beside its running line */
-		return 0;
+	/* a map's item is in the hands of its shard's runner: at work when that is */
+	const Task *runs_it = t->more->shard ? t->more->shard->runner : t;
+	if (v == VERDICT_RUN && p->at_work_names.count && strmap_get(&p->at_work_names, runs_it->name)) {
+		p->at_work += !task_is_runner(t); /* a runner is counted never (cache_plan) */
+		return 0; /* not "run ... continues from its resume state" beside its running line */
 	}
 	if (v == VERDICT_RUN) {
 		print_run_reason(p, t, reason);

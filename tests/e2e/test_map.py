@@ -89,6 +89,10 @@ class Map(KilnTestCase):
         env = {"SLEEP": str(sleep)}
         p = self.ws.spawn("run", env=env)
         self.assertTrue(wait_for(lambda: len(self.ledger()) >= 16, timeout=60), "the map got going")
+        # status from another terminal: the items are in the running shards' hands, not "run"
+        during = self.ws.kiln("status").out
+        self.assertNotRegex(during, r"run +cap/\d")
+        self.assertRegex(during, r"kiln: 2 tasks would run, \d+ at work under the kiln running here now")  # cap, all
         p.send_signal(signal.SIGKILL)
         p.communicate()
         self.assertTrue(marked_processes(self.ws.dir), "the shards run on")
