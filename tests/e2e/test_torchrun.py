@@ -2,6 +2,7 @@
 own and their process count. They skip (with the reason) where Debian's python3-torch is
 not installed."""
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -280,7 +281,7 @@ class Torchrun(KilnTestCase):
         self.assertIn("interrupted: saving at step", log)
         self.assertIn("saved\n", log, "the save was not cut short")
         self.assertEqual(log.count("KeyboardInterrupt"), 0, "no worker was interrupted twice")
-        saved = int(log.split("interrupted: saving at step ")[1].split()[0])
+        saved = int(re.search(r"interrupted: saving at step (\d+)", log).group(1))  # lines may interleave
         r = self.ws.kiln("run", "--cpus", "2", timeout=300)
         self.assertEqual(r.rc, 0, r)
         self.assertIn("rank 0 resumed from step %d" % saved, self.ws.read(".kiln/logs/ddp@2.log"))
