@@ -51,6 +51,19 @@ Cache *cache_open(const char *kiln_dir, Graph *g, const CacheOptions *opt, Buf *
 		if (cache_take_lock(c, kiln_dir, err) != 0)
 			goto fail;
 	}
+	if (opt->readonly) {
+		/* SQLite's write-ahead log works through memory shared by the processes of one host:
+		 * read from a second host while the holder writes, state.db may read wrong or be
+		 * damaged (sqlite.org/wal.html), so only the holder's host may look now */
+		char host[256];
+		int holder = cache_lock_holder_at(kiln_dir, host, sizeof host);
+		if (holder && host[0]) {
+			buf_printf(err, "a kiln on %s (pid %d) is running in this workspace, and its state cannot be read "
+					"from a second host while it writes: look on %s, or wait for it to finish",
+				   host, holder, host);
+			goto fail;
+		}
+	}
 	if (opt->readonly && g) { /* a plan: list the inputs' directories while the recipe loads */
 		g->on_task_added = dirs_note_task;
 		g->on_task_added_ctx = c;

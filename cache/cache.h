@@ -38,6 +38,9 @@ int cache_close_removing(Cache *c, const char *kiln_dir);
 /* The pid of the kiln that holds the workspace lock of c's directory now (a run at work),
  * or 0 when none does. Takes no lock itself. */
 int cache_lock_holder(const Cache *c);
+/* The same for kiln_dir, with the holder's host in host when it is another than this one
+ * (a workspace on a file system hosts share), else "". */
+int cache_lock_holder_at(const char *kiln_dir, char *host, size_t host_len);
 /* Waits until the state is open (the loader may still be stat'ing files): 0, or -1 with
  * why in err (a database that cannot be opened or read). Every function below requires a
  * successful cache_loaded(); cache_open's caller calls it once the recipe has loaded. */

@@ -1,6 +1,8 @@
 /* lock.c — the workspace lock (.kiln/lock): one writing kiln per workspace. The holder's
- * pid is in the file while it runs and the file is emptied on a clean exit, so a pid found
- * on taking the lock says the last kiln was killed (Cache.unclean). */
+ * pid and host are in the file while it runs ("PID HOST\n"; an older kiln wrote "PID\n")
+ * and the file is emptied on a clean exit, so a pid found on taking the lock says the last
+ * kiln was killed (Cache.unclean). A workspace on a file system hosts share (NFS) may be
+ * held by a kiln on another host: its pid means nothing here, its host says where it is. */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
@@ -14,7 +16,29 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../base/os.h"
 #include "internal.h"
+
+/* The holder the lock file's text names: its pid (0: none) and host ("" when an older
+ * kiln wrote it: this host's). */
+static int parse_holder(const char *text, char *host, size_t host_len)
+{
+	int pid = 0, used = 0;
+	host[0] = 0;
+	if (sscanf(text, "%d%n", &pid, &used) != 1 || pid <= 0)
+		return 0;
+	const char *h = text + used;
+	while (*h == ' ')
+		h++;
+	size_t n = strcspn(h, " \n");
+	if (n >= host_len)
+		n = host_len - 1;
+	memcpy(host, h, n);
+	host[n] = 0;
+	return pid;
+}
+
+static int elsewhere(const char *host) { return host[0] && strcmp(host, os_hostname()) != 0; }
 
 int cache_take_lock(Cache *c, const char *kiln_dir, Buf *err)
 {
@@ -44,48 +68,70 @@ int cache_take_lock(Cache *c, const char *kiln_dir, Buf *err)
 			}
 			continue;
 		}
-		char text[32] = "";
+		char text[320] = "", host[256];
 		ssize_t n = pread(c->lock_fd, text, sizeof text - 1, 0);
 		text[n > 0 ? n : 0] = 0;
-		holder = atoi(text);
-		if ((holder > 0 && kill(holder, 0) == 0) || tries == 50) {
-			if (holder > 0 && kill(holder, 0) == 0)
-				buf_printf(err, "another kiln (pid %d) is running in this workspace; wait for it to finish or "
-						"stop it", holder);
-			else
-				buf_puts(err, "another kiln is starting in this workspace; wait for it to finish or stop it");
+		holder = parse_holder(text, host, sizeof host);
+		int refused = 1;
+		if (holder > 0 && elsewhere(host)) /* a file system shared with that host: it holds the lock there */
+			buf_printf(err, "another kiln (pid %d on %s) is running in this workspace; wait for it to finish, "
+					"or stop it on %s", holder, host, host);
+		else if (holder > 0 && kill(holder, 0) == 0)
+			buf_printf(err, "another kiln (pid %d) is running in this workspace; wait for it to finish or stop it",
+				   holder);
+		else if (tries == 50)
+			buf_puts(err, "another kiln is starting in this workspace; wait for it to finish or stop it");
+		else
+			refused = 0;
+		if (refused) {
+			/* not ours: cache_close must not empty the holder's text ("exited cleanly") */
+			close(c->lock_fd);
+			c->lock_fd = -1;
 			return -1;
 		}
 		struct timespec pause = {0, 10000000};
 		nanosleep(&pause, NULL);
 	}
-	char old[32] = "";
+	char old[320] = "", old_host[256];
 	ssize_t old_len = pread(c->lock_fd, old, sizeof old - 1, 0);
-	c->unclean = old_len > 0 && atoi(old) > 0;
-	char pid[32];
-	int n = snprintf(pid, sizeof pid, "%d\n", (int)getpid());
+	old[old_len > 0 ? old_len : 0] = 0;
+	c->unclean = parse_holder(old, old_host, sizeof old_host) > 0;
+	char pid[320];
+	int n = snprintf(pid, sizeof pid, "%d %s\n", (int)getpid(), os_hostname());
 	if (ftruncate(c->lock_fd, 0) != 0 || pwrite(c->lock_fd, pid, (size_t)n, 0) != n)
 		warn("cannot write %s", path);
 	return 0;
 }
 
-int cache_lock_holder(const Cache *c)
+int cache_lock_holder_at(const char *kiln_dir, char *host, size_t host_len)
 {
-	const char *slash = strrchr(c->db_path, '/');
-	char *path = xasprintf("%.*s/lock", slash ? (int)(slash - c->db_path) : 1, slash ? c->db_path : ".");
+	char *path = xasprintf("%s/lock", kiln_dir);
 	int fd = open(path, O_RDONLY | O_CLOEXEC), holder = 0;
 	free(path);
+	host[0] = 0;
 	if (fd < 0)
 		return 0;
 	if (flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK) { /* held: by whom */
-		char text[32] = "";
+		char text[320] = "";
 		ssize_t n = pread(fd, text, sizeof text - 1, 0);
 		text[n > 0 ? n : 0] = 0;
-		holder = atoi(text);
-		if (holder > 0 && kill(holder, 0) != 0 && errno == ESRCH)
+		holder = parse_holder(text, host, host_len);
+		if (holder > 0 && !elsewhere(host) && kill(holder, 0) != 0 && errno == ESRCH)
 			holder = 0;
 	}
 	close(fd); /* a shared lock taken is let go with it */
+	if (!elsewhere(host))
+		host[0] = 0;
+	return holder;
+}
+
+int cache_lock_holder(const Cache *c)
+{
+	const char *slash = strrchr(c->db_path, '/');
+	char *dir = xasprintf("%.*s", slash ? (int)(slash - c->db_path) : 1, slash ? c->db_path : ".");
+	char host[256];
+	int holder = cache_lock_holder_at(dir, host, sizeof host);
+	free(dir);
 	return holder;
 }
 

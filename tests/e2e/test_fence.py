@@ -190,6 +190,24 @@ class WorkspaceLock(KilnTestCase):
         self.assertFalse(self.ws.exists(".kiln"))
         self.assertEqual(self.ws.kiln("run").ran, {"part1", "part2"})
 
+    def test_a_refused_kiln_leaves_the_holders_word_in_the_lock(self):
+        # the lock file names the kiln at work (pid and host) for `kiln status`, `kiln log -f`
+        # and, after a kill -9, the next kiln's orphan search: a second kiln sent away must
+        # not empty it on its way out, as it did
+        self.ws.write("kiln.lua", 'task { name = "slow", outputs = {"o"}, run = "touch started; sleep 2; echo 1 > o" }\n')
+        p = self.ws.spawn("run")
+        self.assertTrue(wait_for(lambda: self.ws.exists("started")))
+        for verb in (("run",), ("clean", "--all"), ("accept", "slow")):
+            r = self.ws.kiln(*verb)
+            self.assertEqual(r.rc, 2, r)
+            self.assertIn("another kiln (pid %d) is running" % p.pid, r.err)
+        self.assertEqual(self.ws.read(".kiln/lock").split()[0], str(p.pid))
+        st = self.ws.kiln("status")
+        self.assertIn("under the kiln at work here now (pid %d)" % p.pid, st.out)
+        out, err = p.communicate(timeout=60)
+        self.assertEqual(p.returncode, 0, out + err)
+        self.assertEqual(self.ws.read(".kiln/lock"), "", "emptied by its holder's clean exit")
+
     def test_a_run_started_while_clean_all_removes_takes_a_lock_of_its_own(self):
         self.ws.write("kiln.lua", FAST)
         for _ in range(5):
