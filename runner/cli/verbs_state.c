@@ -337,8 +337,9 @@ static void note_remote_attempt(void *ctx, const OpenAttempt *a)
 	void **args = ctx;
 	const Task *t = graph_find(args[0], a->rec.task);
 	if (t && t->needed && (strcmp(a->rec.executor, "local") || (a->rec.host && strcmp(a->rec.host, os_hostname()))))
-		buf_printf(args[1], "  %s: %s job %s%s%s\n", t->name, a->rec.executor, a->rec.job_id,
-			   a->rec.host ? " on " : "", a->rec.host ? a->rec.host : "");
+		buf_printf(args[1], "  %s: %s job %s%s%s%s\n", t->name, a->rec.executor, a->rec.job_id,
+			   a->rec.host ? " on " : "", a->rec.host ? a->rec.host : "",
+			   strcmp(a->rec.executor, "local") ? "" : " (the workspace is shared: only a kiln there re-attaches it)");
 }
 
 /* Before outputs go: attempts of the cleaned tasks that a killed or detached kiln left

@@ -153,6 +153,10 @@ struct Executor {
 	/* Whether start() of t with this key would re-attach to an adopted job (its outputs and
 	 * resume state are then left as they are; held gets the devices it holds); NULL: never. */
 	int (*adoptable)(Executor *ex, const Task *t, const char *key_hex, Lease *held);
+	/* Why t must not start now, never to start in this run: an attempt of it another host's
+	 * kiln started may still run there (local: the workspace on a shared file system); NULL:
+	 * nothing holds it. Under --force the attempt is given up (its record closed) instead. */
+	const char *(*held_elsewhere)(Executor *ex, const Task *t);
 	/* Told after each commit of the state: every end reap() gave is recorded; NULL: not needed. */
 	void (*committed)(Executor *ex);
 	/* Appends its part of the status line while jobs wait in its queue ("12 pending:

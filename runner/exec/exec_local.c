@@ -514,6 +514,12 @@ static void local_destroy(Executor *ex)
 	free(le->exits);
 	free(le->kept);
 	exec_adopted_free(le->adopted, le->nadopted);
+	for (int i = 0; i < le->nheld; i++) {
+		free(le->held[i].task);
+		free(le->held[i].host);
+		free(le->held[i].why);
+	}
+	free(le->held);
 	free(le->keeper);
 	free(le->jobs);
 	free(le->ended);
@@ -555,6 +561,7 @@ Executor *exec_local_new(struct Cache *cache, int detach)
 		.detach = local_detach,
 		.adopt = local_adopt,
 		.adoptable = local_adoptable,
+		.held_elsewhere = local_held_elsewhere,
 		.committed = local_committed,
 		.destroy = local_destroy,
 		.impl = le,

@@ -313,15 +313,65 @@ typedef struct {
 	int nspare, abandoned;
 } LocalLeftovers;
 
+/* An attempt another host's kiln started, in a workspace on a file system the hosts share
+ * (an NFS home): its keeper there writes its exit file here when it ends. Ended, it is
+ * adopted, and how it ended recorded as a re-attach would (its devices are that host's,
+ * not leased here); running, or ended unseen there, its task is held: from here kiln can
+ * neither watch nor stop it, and a second attempt beside it would write the same files. */
+static void adopt_elsewhere(LocalLeftovers *lo, const OpenAttempt *a)
+{
+	LocalExec *le = lo->local->impl;
+	if (exec_local_ended(a->rec.log)) {
+		local_adopt(lo->local, a);
+		le->adopted[le->nadopted - 1].lease.ngpus = 0;
+		return;
+	}
+	le->held = xrealloc(le->held, (size_t)(le->nheld + 1) * sizeof *le->held);
+	le->held[le->nheld++] = (HeldElsewhere){xstrdup(a->rec.task), xstrdup(a->rec.host), a->rec.attempt,
+						a->rec.started, a->row, NULL};
+}
+
+const char *local_held_elsewhere(Executor *ex, const Task *t)
+{
+	LocalExec *le = ex->impl;
+	for (int i = 0; i < le->nheld; i++) {
+		HeldElsewhere *h = &le->held[i];
+		if (strcmp(h->task, t->name))
+			continue;
+		if (t->forced) { /* the researcher's word: its host is gone, or it was stopped there */
+			fprintf(stderr, "kiln: gave up attempt %d of %s on %s (--force runs it here): if it still runs there, "
+				"stop it there\n", h->attempt, h->task, h->host);
+			char *why = xasprintf("abandoned: run again on %s by kiln run --force", os_hostname());
+			if (le->cache && h->row)
+				cache_attempt_ended(le->cache, h->row, -1, why, NULL);
+			free(why);
+			h->task[0] = 0; /* said once */
+			continue;
+		}
+		if (!h->why) {
+			char ago[32];
+			format_duration(h->started > 0 ? now_wall() - h->started : 0, ago, sizeof ago);
+			h->why = xasprintf("attempt %d, started %s ago on %s by a kiln there that stopped, may still run "
+					   "there: kiln here can neither watch nor stop it. Run kiln on %s to take it back; "
+					   "if %s is down or the attempt was stopped there, `kiln run --force %s` runs it here",
+					   h->attempt, ago, h->host, h->host, h->host, t->name);
+		}
+		return h->why;
+	}
+	return NULL;
+}
+
 static void adopt_local(void *ctx, const OpenAttempt *a)
 {
 	LocalLeftovers *lo = ctx;
 	pid_t pid, keeper;
 	long long start, keeper_start;
-	/* this executor's, on this machine (a workspace may be shared with another's kiln) */
-	if (strcmp(a->rec.executor, "local") || strcmp(a->rec.host, os_hostname()) ||
-	    local_parse_id(a->rec.job_id, &pid, &start, &keeper, &keeper_start) != 0)
+	if (strcmp(a->rec.executor, "local") || local_parse_id(a->rec.job_id, &pid, &start, &keeper, &keeper_start) != 0)
 		return;
+	if (a->rec.host && strcmp(a->rec.host, os_hostname())) { /* another host's, the workspace shared */
+		adopt_elsewhere(lo, a);
+		return;
+	}
 	if (reattachable(a->rec.job_id, a->rec.log, &lo->spare, &lo->nspare)) {
 		local_adopt(lo->local, a);
 	} else { /* this host's, and gone */

@@ -24,6 +24,16 @@ typedef struct {
 	pid_t hint;       /* os_attempt_alive's */
 } KeptAttempt;
 
+/* An attempt of a kiln on another host (the workspace on a file system both share) that
+ * has not ended: its task does not start here (exec_local_attach.c: local_held_elsewhere). */
+typedef struct {
+	char *task, *host;
+	int attempt;
+	double started; /* wall clock */
+	long long row;
+	char *why;      /* the task's failure text, once made */
+} HeldElsewhere;
+
 typedef struct {
 	Job **jobs; /* running jobs, to map reaped pids back */
 	int njobs, cap;
@@ -40,6 +50,8 @@ typedef struct {
 	uint32_t next_token, ends_read, ends_confirmed; /* ends read, and confirmed recorded */
 	AdoptedJob *adopted; /* attempts a previous kiln left running (or ended unrecorded) */
 	int nadopted;
+	HeldElsewhere *held; /* other hosts' attempts, not ended */
+	int nheld;
 	char **exits;    /* exit files of ended attempts, removed at the end of the run */
 	int nexits;
 	struct Cache *cache; /* closes the rows of stale adopted attempts */
@@ -59,6 +71,8 @@ int local_parse_id(const char *id, pid_t *pid, long long *start, pid_t *keeper, 
  * adoptable. */
 void local_adopt(Executor *ex, const OpenAttempt *a);
 int local_adoptable(Executor *ex, const Task *t, const char *key_hex, Lease *held);
+/* The executor's held_elsewhere (exec.h). */
+const char *local_held_elsewhere(Executor *ex, const Task *t);
 /* Attaches job to the attempt a previous kiln left for its task when its key is the same
  * (1), or stops that stale attempt (0: job starts afresh). */
 int local_reattach(Executor *ex, Job *job);

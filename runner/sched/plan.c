@@ -172,10 +172,20 @@ static void note_open_attempt(void *ctx, const OpenAttempt *a)
 		return;
 	}
 	int alive = 1;
+	char there[600];
 	if (local)
 		what = (alive = exec_local_job_alive(r->job_id)) ? "still runs: `kiln run` re-attaches to it"
 								 : "ended while no kiln watched: `kiln run` takes up how it "
 								   "ended (or, with no word of it, runs it again)";
+	else if (!strncmp(r->job_id, "local/", 6) && r->host && r->log) { /* another host's: the workspace shared */
+		if (exec_local_ended(r->log))
+			snprintf(there, sizeof there, "ended on %s while no kiln watched: `kiln run` takes up how it ended",
+				 r->host);
+		else
+			snprintf(there, sizeof there, "on %s, where it may still run: a kiln there re-attaches to it; one here "
+				 "leaves it be (`kiln run --force %s` runs it here)", r->host, t->name);
+		what = there;
+	}
 	char key[33], changed[320];
 	cache_key_hex(o->c, t, key);
 	if (alive && r->key && key[0] && strcmp(key, r->key) != 0) {

@@ -206,6 +206,11 @@ int try_start(Run *r, Task *t)
 	int ids[64];
 	if (ex->has_room && !ex->has_room(ex, t))
 		return 0;
+	const char *held_elsewhere = ex->held_elsewhere ? ex->held_elsewhere(ex, t) : NULL;
+	if (held_elsewhere) {
+		task_failed(r, t, held_elsewhere, NULL);
+		return 1;
+	}
 	if (local && (r->free_jobs < 1 || cpus > r->free_cpus || t->opts->mem_mib > r->free_mem))
 		return 0;
 	if (cache_run_id(o->cache) < 0) { /* the run's row, written before its first attempt starts */
