@@ -1,14 +1,25 @@
 /* gpu.c — device discovery and leasing. NVML is loaded at run time so kiln never links
- * CUDA; a missing driver simply means no devices. */
+ * CUDA; a missing driver simply means no devices.
+ *
+ * Leases are kiln's own, and every kiln on a machine sees the others': a lease of this
+ * machine's device also binds an abstract unix socket named for it (no file: a name in the
+ * kernel, any user's kiln sees it, gone with the process that holds it), so a device
+ * another kiln leased reads as busy here even before its task loads anything. */
 #define _GNU_SOURCE
 #include "gpu.h"
 
+#include "../../base/hash.h"
 #include "../../base/nvml.h"
 
 #include <dlfcn.h>
+#include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include "../../base/util.h"
 
@@ -25,6 +36,7 @@ struct GpuPool {
 	Nvml nvml; /* loaded when the source is NVML */
 	int (*reader)(void *ctx, Buf *out); /* SRC_READER: fetches the readings' text */
 	void *reader_ctx;
+	char claim_scope[40]; /* "" or whose devices: this machine's by NVML, or a readings file's */
 };
 
 static GpuPool *pool_new(enum Source source)
@@ -34,6 +46,36 @@ static GpuPool *pool_new(enum Source source)
 	p->busy_fraction = 0.5;
 	p->busy_util = 0.7;
 	return p;
+}
+
+/* Binds g's machine-wide name: 1 when this kiln holds it now (or claims are not made: a
+ * remote pool, no socket), 0 when another kiln does (g->other_kiln is set). */
+static int claim(const GpuPool *p, Gpu *g)
+{
+	if (!p->claim_scope[0] || g->claim_fd >= 0)
+		return 1;
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return 1;
+	struct sockaddr_un a = {.sun_family = AF_UNIX};
+	int n = snprintf(a.sun_path + 1, sizeof a.sun_path - 1, "kiln-gpu-lease/%s/%d", p->claim_scope, g->id);
+	socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n);
+	if (bind(fd, (struct sockaddr *)&a, len) != 0) {
+		int busy = errno == EADDRINUSE;
+		close(fd);
+		g->other_kiln = busy;
+		return !busy; /* another error: no claims to be had here, none to respect */
+	}
+	g->claim_fd = fd;
+	g->other_kiln = 0;
+	return 1;
+}
+
+static void unclaim(Gpu *g)
+{
+	if (g->claim_fd >= 0)
+		close(g->claim_fd);
+	g->claim_fd = -1;
 }
 
 /* A reading of device id (util < 0: none); a device not seen before is added. */
@@ -46,7 +88,7 @@ static void pool_add(GpuPool *p, int id, long long total, long long used, int ut
 	if (!g) {
 		p->gpus = xrealloc(p->gpus, (size_t)(p->n + 1) * sizeof *p->gpus);
 		g = &p->gpus[p->n++];
-		*g = (Gpu){.id = id};
+		*g = (Gpu){.id = id, .claim_fd = -1};
 	}
 	g->total_mib = total;
 	g->used_mib = used;
@@ -223,6 +265,14 @@ GpuPool *gpu_pool_open(const char *list, Buf *err)
 {
 	const char *info = getenv("KILN_GPU_INFO");
 	GpuPool *p = info && *info ? gpu_pool_from_file(info, err) : gpu_pool_from_nvml();
+	if (p && p->source == SRC_NVML) /* NVML's index: PCI bus order, as every kiln here numbers them */
+		snprintf(p->claim_scope, sizeof p->claim_scope, "nvml");
+	else if (p && p->source == SRC_FILE) { /* the devices a readings file describes */
+		char full[PATH_MAX], hex[33];
+		const char *path = realpath(p->path, full) ? full : p->path;
+		hash_hex(hash_bytes(path, strlen(path)), hex);
+		snprintf(p->claim_scope, sizeof p->claim_scope, "file-%.24s", hex);
+	}
 	if (!p || !list)
 		return p;
 	GpuPool *wanted = gpu_pool_from_list(list, err);
@@ -247,6 +297,8 @@ void gpu_pool_free(GpuPool *p)
 	if (!p)
 		return;
 	nvml_unload(&p->nvml);
+	for (int i = 0; i < p->n; i++)
+		unclaim(&p->gpus[i]);
 	free(p->gpus);
 	free(p->path);
 	free(p->restrict_to);
@@ -308,15 +360,22 @@ void gpu_refresh(GpuPool *p, int force)
 		if (allowed(p, p->gpus[i].id))
 			p->gpus[k++] = p->gpus[i];
 	p->n = k;
+	for (int i = 0; i < p->n; i++) { /* another kiln's lease, taken or let go since */
+		Gpu *g = &p->gpus[i];
+		if (!g->leased && claim(p, g))
+			unclaim(g);
+	}
 }
 
-enum Busy { NOT_BUSY, BUSY_MEMORY, BUSY_UTIL };
+enum Busy { NOT_BUSY, BUSY_MEMORY, BUSY_UTIL, BUSY_KILN };
 
 static enum Busy foreign_busy(const GpuPool *p, const Gpu *g)
 {
 	/* memory and compute on a leased device are our task's own; only idle devices are judged */
 	if (g->leased)
 		return NOT_BUSY;
+	if (g->other_kiln)
+		return BUSY_KILN;
 	if (g->total_mib > 0 && g->used_mib > g->total_mib * p->busy_fraction)
 		return BUSY_MEMORY;
 	double u = util_mean(g);
@@ -326,6 +385,8 @@ static enum Busy foreign_busy(const GpuPool *p, const Gpu *g)
 /* How busy an unleased device is, for picking the least busy: the larger share. */
 static double load(const Gpu *g)
 {
+	if (g->other_kiln)
+		return 1; /* another kiln's task may not have loaded yet */
 	double mem = g->total_mib > 0 ? (double)g->used_mib / (double)g->total_mib : 0, u = util_mean(g);
 	return u > mem ? u : mem;
 }
@@ -348,6 +409,7 @@ int gpu_lease_least_busy(GpuPool *p, int n, int *ids)
 	}
 	for (int i = 0; i < k; i++) {
 		p->gpus[picked[i]].leased = 1;
+		claim(p, &p->gpus[picked[i]]); /* shared with another kiln's task, if it must */
 		ids[i] = p->gpus[picked[i]].id;
 	}
 	return 0;
@@ -365,6 +427,8 @@ void gpu_describe(const GpuPool *p, Buf *out)
 			buf_printf(out, "busy %.0f %% memory", 100.0 * (double)g->used_mib / (double)g->total_mib);
 		else if (b == BUSY_UTIL)
 			buf_printf(out, "busy %.0f %% util", 100 * util_mean(g));
+		else if (b == BUSY_KILN)
+			buf_puts(out, "leased by another kiln on this machine");
 		else
 			buf_puts(out, "free");
 	}
@@ -379,10 +443,15 @@ int gpu_lease(GpuPool *p, int n, long long min_free_mib, int *ids)
 			continue;
 		if (min_free_mib > 0 && g->total_mib > 0 && g->total_mib - g->used_mib < min_free_mib)
 			continue;
+		if (!claim(p, g))
+			continue; /* another kiln leased it since the last refresh */
 		picked[k++] = i;
 	}
-	if (k < n)
+	if (k < n) {
+		for (int i = 0; i < k; i++) /* not enough: leave the others' to them */
+			unclaim(&p->gpus[picked[i]]);
 		return -1;
+	}
 	for (int i = 0; i < k; i++) {
 		p->gpus[picked[i]].leased = 1;
 		ids[i] = p->gpus[picked[i]].id;
@@ -394,16 +463,20 @@ void gpu_lease_ids(GpuPool *p, const int *ids, int n)
 {
 	for (int i = 0; i < n; i++)
 		for (int j = 0; j < p->n; j++)
-			if (p->gpus[j].id == ids[i])
+			if (p->gpus[j].id == ids[i]) {
 				p->gpus[j].leased = 1;
+				claim(p, &p->gpus[j]); /* a re-attached attempt's: kiln holds its claim again */
+			}
 }
 
 void gpu_release(GpuPool *p, const int *ids, int n)
 {
 	for (int j = 0; j < n; j++)
 		for (int i = 0; i < p->n; i++)
-			if (p->gpus[i].id == ids[j])
+			if (p->gpus[i].id == ids[j]) {
 				p->gpus[i].leased = 0;
+				unclaim(&p->gpus[i]);
+			}
 }
 
 int gpu_busy_count(const GpuPool *p)

@@ -3,7 +3,8 @@
  * dlopen; --gpus 0,1,3 restricts kiln to those devices (and names them when there are no
  * readings). A device is leased to one task at a time, and a device kiln has not leased
  * is busy — not leased — while processes kiln did not start use most of its memory or,
- * averaged over the last few seconds, most of its compute. */
+ * averaged over the last few seconds, most of its compute, or while another kiln on this
+ * machine has leased it (a claim every kiln here sees: gpu.c). */
 #ifndef KILN_GPU_H
 #define KILN_GPU_H
 
@@ -17,6 +18,8 @@ typedef struct {
 	int util[GPU_UTIL_SAMPLES]; /* recent utilisation.gpu readings in percent, newest at util_next - 1 */
 	int nutil, util_next;
 	int leased;               /* 1 while a kiln task holds it */
+	int claim_fd;             /* the machine-wide claim of a lease (gpu.c), -1 when none */
+	int other_kiln;           /* another kiln on this machine had leased it, when last looked */
 } Gpu;
 
 typedef struct GpuPool GpuPool;

@@ -1,13 +1,17 @@
 """End-to-end: shared lab GPUs through a fake KILN_GPU_INFO file that changes while kiln
 runs — utilisation above the threshold blocks a device, gpu_wait then "run" or "fail",
 the waiting text on plain output, --gpus keeping the busy test, 4 GPUs on a 2-CPU host
-all in use — and forcing and cleaning: --force, kiln clean of only the named task (and
+all in use, two kilns (two workspaces) on one machine never leasing one device at once —
+and forcing and cleaning: --force, kiln clean of only the named task (and
 --deps), directory outputs deleted before an attempt."""
 import os
+import shutil
+import subprocess
+import tempfile
 import threading
 import time
 
-from kilntest import KilnTestCase, lua_str, main, traced
+from kilntest import KILN, KilnTestCase, lua_str, main, traced, wait_for
 
 
 class SharedGpus(KilnTestCase):
@@ -85,6 +89,33 @@ task { name = "fail", gpus = 1, gpu_wait = "1s", gpu_wait_then = "fail", deps = 
         self.assertLess(max(s["start"][0] for s in spans.values()), min(s["end"][0] for s in spans.values()),
                         "all four ran at once")
         self.assertEqual(sorted(s["start"][1][0] for s in spans.values()), ["0", "1", "2", "3"])
+
+
+    def test_two_kilns_on_one_machine_do_not_share_a_device(self):
+        # a second workspace's kiln on the same machine: the first's task has its device but
+        # does not use it yet (loading a model: no memory, no compute to see), and the second's
+        # waits for it rather than starting beside it, then takes it
+        env = self.info("0, 80000, 0, 0\n1, 80000, 0, 0\n")
+        other = tempfile.mkdtemp(prefix="kiln-e2e-other-")
+        self.addCleanup(shutil.rmtree, other, ignore_errors=True)
+        trace = self.ws.path("trace")
+        for ws in (self.ws.dir, other):
+            with open(os.path.join(ws, "kiln.lua"), "w") as f:
+                f.write('task { name = "%s", gpus = 2, run = %s }\n'
+                        % ("first" if ws == self.ws.dir else "second", lua_str(traced("sleep 2", trace))))
+        first = self.ws.spawn("run", env=env)
+        self.assertTrue(wait_for(lambda: "first start" in self.ws.read_now("trace")))
+        second = subprocess.run([KILN, "run"], cwd=other, env=self.ws.env(env), text=True, capture_output=True,
+                                timeout=60)
+        out, err = first.communicate(timeout=60)
+        self.assertEqual(first.returncode, 0, out + err)
+        self.assertEqual(second.returncode, 0, second.stdout + second.stderr)
+        self.assertIn("second waits for GPUs: GPU 0 leased by another kiln on this machine, GPU 1 leased by another "
+                      "kiln on this machine", second.stdout)
+        spans = {name: t for name, event, t, _ in self.ws.trace() if event in ("start", "end")
+                 for name in [name + " " + event]}
+        self.assertGreaterEqual(spans["second start"], spans["first end"], "one device, one task at a time")
+        self.assertIn("1 task waited for GPUs", second.stdout)
 
 
 class ForceAndClean(KilnTestCase):
