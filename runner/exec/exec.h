@@ -44,6 +44,9 @@ typedef struct Job {
 	int run_try;          /* its number among this run's attempts of the task (retries count) */
 	char *log_path;       /* malloc'd, owned by the job */
 	Lease lease;          /* where it runs and the devices it holds ({gpus} is the task's count) */
+	int gpu_claims[8];    /* its devices' machine-wide claims (gpu.c: fds the pool owns); the */
+	int ngpu_claims;      /* local executor hands them to the keeper, which holds them till
+				 the attempt ends: another kiln here sees them leased after a kill -9 too */
 	int ports[16];        /* reserved TCP ports: {port}, {port1}, ... */
 	int nports;
 	char **env;           /* extra "K=V" entries kiln sets, NULL-terminated, owned */

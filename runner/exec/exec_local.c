@@ -303,7 +303,24 @@ static int keeper_start(LocalExec *le, Job *job, const char *program, const char
 		buf_put(&msg, argv[i], strlen(argv[i]) + 1);
 	for (int i = 0; i < nenv; i++)
 		buf_put(&msg, env[i], strlen(env[i]) + 1);
-	int rc = msg.len > KEEPER_MAX_MESSAGE ? E2BIG : send(le->sock, msg.data, msg.len, MSG_NOSIGNAL) < 0 ? errno : 0;
+	/* with its devices' claims, which the keeper holds until the attempt ends */
+	struct iovec iov = {msg.data, msg.len};
+	union {
+		struct cmsghdr align;
+		char space[CMSG_SPACE(sizeof job->gpu_claims)];
+	} control;
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+	if (job->ngpu_claims > 0) {
+		size_t bytes = (size_t)job->ngpu_claims * sizeof(int);
+		mh.msg_control = control.space;
+		mh.msg_controllen = CMSG_SPACE(bytes);
+		struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(bytes);
+		memcpy(CMSG_DATA(cm), job->gpu_claims, bytes);
+	}
+	int rc = msg.len > KEEPER_MAX_MESSAGE ? E2BIG : sendmsg(le->sock, &mh, MSG_NOSIGNAL) < 0 ? errno : 0;
 	buf_free(&msg);
 	KeeperStarted started = {0};
 	while (rc == 0 && started.type != 'P')

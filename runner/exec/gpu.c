@@ -459,6 +459,16 @@ int gpu_lease(GpuPool *p, int n, long long min_free_mib, int *ids)
 	return 0;
 }
 
+int gpu_claim_fds(const GpuPool *p, const int *ids, int n, int *fds, int max)
+{
+	int k = 0;
+	for (int i = 0; p && i < n; i++)
+		for (int j = 0; j < p->n && k < max; j++)
+			if (p->gpus[j].id == ids[i] && p->gpus[j].claim_fd >= 0)
+				fds[k++] = p->gpus[j].claim_fd;
+	return k;
+}
+
 void gpu_lease_ids(GpuPool *p, const int *ids, int n)
 {
 	for (int i = 0; i < n; i++)

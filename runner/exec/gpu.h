@@ -66,6 +66,9 @@ void gpu_release(GpuPool *p, const int *ids, int n);
 /* Device ids from a list like "0,3" (CUDA_VISIBLE_DEVICES, a lease's text) into ids, at most
  * max; returns how many. */
 int gpu_parse_list(const char *list, int *ids, int max);
+/* The fds of the machine-wide claims (gpu.c) of these leased devices, at most max: each
+ * process holding a copy keeps the devices leased for every kiln on the machine. */
+int gpu_claim_fds(const GpuPool *p, const int *ids, int n, int *fds, int max);
 /* Marks these devices leased (a re-attached job holds them). */
 void gpu_lease_ids(GpuPool *p, const int *ids, int n);
 /* Number of devices currently unusable because of foreign load (for messages). */

@@ -52,6 +52,8 @@ typedef struct {
 	long long grace_ms, kill_at; /* draining: when the leftovers get SIGKILL (0: not yet) */
 	char *exit_path;
 	pid_t left; /* one of its processes outside the leader's group (os_attempt_alive) */
+	int claims[8]; /* its GPUs' machine-wide claims, from kiln (gpu.c): held until it ends */
+	int nclaims;
 } Attempt;
 
 typedef struct {
@@ -99,6 +101,12 @@ static void forget_confirmed(uint32_t upto)
 	nresults -= n;
 }
 
+static void close_all(const int *fds, int n)
+{
+	for (int i = 0; i < n; i++)
+		close(fds[i]);
+}
+
 static void finished(Attempt *a)
 {
 	if (connected) {
@@ -117,6 +125,8 @@ static void finished(Attempt *a)
 	free(a->exit_path);
 	a->exit_path = NULL;
 	a->pid = 0;
+	close_all(a->claims, a->nclaims); /* its devices are free for every kiln here */
+	a->nclaims = 0;
 }
 
 /* The start time of pid (clock ticks since boot, /proc/PID/stat field 22), read while it is
@@ -138,13 +148,14 @@ static long long start_time(pid_t pid)
 	return p ? atoll(p + 1) : -1;
 }
 
-static void start(const char *msg, size_t len, const sigset_t *defaults)
+static void start(const char *msg, size_t len, const sigset_t *defaults, const int *claims, int nclaims)
 {
 	KeeperStart head;
 	KeeperStarted reply = {'P', 0, 0, 0};
 	if (len < sizeof head) {
 		reply.pid = -EINVAL;
 		send(0, &reply, sizeof reply, MSG_NOSIGNAL);
+		close_all(claims, nclaims);
 		return;
 	}
 	memcpy(&head, msg, sizeof head);
@@ -164,6 +175,7 @@ static void start(const char *msg, size_t len, const sigset_t *defaults)
 	if (k < nstr || head.nargv < 1) {
 		reply.pid = -EINVAL;
 		send(0, &reply, sizeof reply, MSG_NOSIGNAL);
+		close_all(claims, nclaims);
 		free(str);
 		return;
 	}
@@ -194,13 +206,17 @@ static void start(const char *msg, size_t len, const sigset_t *defaults)
 			slot++;
 		if (slot == nattempts)
 			attempts = realloc(attempts, (size_t)++nattempts * sizeof *attempts);
-		attempts[slot] = (Attempt){head.token, pid, 0, 0, head.grace_ms, 0, strdup(str[1]), 0};
+		attempts[slot] = (Attempt){head.token, pid, 0, 0, head.grace_ms, 0, strdup(str[1]), 0, {0}, 0};
+		memcpy(attempts[slot].claims, claims, (size_t)nclaims * sizeof *claims);
+		attempts[slot].nclaims = nclaims;
+		nclaims = 0; /* the attempt's now */
 		reply.pid = pid;
 		reply.start = start_time(pid);
 	} else {
 		reply.pid = -rc;
 	}
 	send(0, &reply, sizeof reply, MSG_NOSIGNAL);
+	close_all(claims, nclaims); /* not started (none left when it was) */
 	free(argv);
 	free(env);
 	free(str);
@@ -306,7 +322,26 @@ int main(int argc, char **argv)
 		if (!connected || !(fds[1].revents & (POLLIN | POLLHUP | POLLERR)))
 			continue;
 		for (;;) {
-			ssize_t n = recv(0, msg, sizeof msg, MSG_DONTWAIT);
+			/* a start may come with its GPUs' claims (SCM_RIGHTS), close-on-exec here */
+			struct iovec iov = {msg, sizeof msg};
+			union {
+				struct cmsghdr align;
+				char space[CMSG_SPACE(8 * sizeof(int))];
+			} control;
+			struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.space,
+					    .msg_controllen = sizeof control.space};
+			ssize_t n = recvmsg(0, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+			int claims[8], nclaims = 0;
+			for (struct cmsghdr *cm = n > 0 ? CMSG_FIRSTHDR(&mh) : NULL; cm; cm = CMSG_NXTHDR(&mh, cm))
+				if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS)
+					for (size_t k = 0; k < (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int); k++) {
+						int fd;
+						memcpy(&fd, CMSG_DATA(cm) + k * sizeof fd, sizeof fd);
+						if (nclaims < 8)
+							claims[nclaims++] = fd;
+						else
+							close(fd);
+					}
 			if (n < 0 && (errno == EAGAIN || errno == EINTR))
 				break;
 			if (n <= 0) { /* kiln is gone without a goodbye */
@@ -314,7 +349,8 @@ int main(int argc, char **argv)
 				break;
 			}
 			if (msg[0] == 'S') {
-				start(msg, (size_t)n, &defaults);
+				start(msg, (size_t)n, &defaults, claims, nclaims);
+				nclaims = 0;
 			} else if (msg[0] == 'C' && n >= (ssize_t)sizeof(KeeperRecorded)) {
 				KeeperRecorded c;
 				memcpy(&c, msg, sizeof c);
@@ -323,6 +359,7 @@ int main(int argc, char **argv)
 				disconnect();
 				break;
 			}
+			close_all(claims, nclaims); /* with no start to go with */
 		}
 	}
 }

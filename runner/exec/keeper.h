@@ -18,7 +18,8 @@
 
 /* 'S', followed by NUL-terminated strings: the log (stdout and stderr are appended to it),
  * the exit file, the directory it starts in ("": the keeper's own), the program, nargv argv
- * words, nenv environment entries. */
+ * words, nenv environment entries. It may carry up to 8 fds (SCM_RIGHTS): the machine-wide
+ * claims of the attempt's GPUs (gpu.c), which the keeper closes when the attempt ends. */
 typedef struct {
 	char type;
 	uint32_t token;    /* kiln's name for the attempt, echoed in 'P' and 'E' */

@@ -246,6 +246,8 @@ int try_start(Run *r, Task *t)
 		return 1;
 	}
 	Job *job = sched_new_job(r, t, ex, key, local ? ids : NULL, ports, nports);
+	if (local && t->opts->gpus > 0)
+		job->ngpu_claims = gpu_claim_fds(o->gpus, ids, t->opts->gpus, job->gpu_claims, 8);
 	int nenv = 0;
 	while (job->env[nenv])
 		nenv++;

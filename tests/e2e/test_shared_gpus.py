@@ -95,6 +95,21 @@ task { name = "fail", gpus = 1, gpu_wait = "1s", gpu_wait_then = "fail", deps = 
         # a second workspace's kiln on the same machine: the first's task has its device but
         # does not use it yet (loading a model: no memory, no compute to see), and the second's
         # waits for it rather than starting beside it, then takes it
+        first, second, _ = self.two_workspaces_one_machine()
+        out, err = first.communicate(timeout=60)
+        self.assertEqual(first.returncode, 0, out + err)
+        self.assert_one_at_a_time(second)
+
+    def test_a_killed_kilns_running_attempt_keeps_its_devices_from_another_kiln(self):
+        # kill -9 of the first kiln: its attempt runs on under its keeper, which holds the
+        # devices' claims until it ends; back in the first workspace, kiln re-attaches to it
+        first, second, env = self.two_workspaces_one_machine(kill_first=True)
+        self.assert_one_at_a_time(second)
+        r = self.ws.kiln("run", env=env)
+        self.assertEqual(r.rc, 0, r)
+        self.assertIn("first: attached to local job", r.out)
+
+    def two_workspaces_one_machine(self, kill_first=False):
         env = self.info("0, 80000, 0, 0\n1, 80000, 0, 0\n")
         other = tempfile.mkdtemp(prefix="kiln-e2e-other-")
         self.addCleanup(shutil.rmtree, other, ignore_errors=True)
@@ -105,10 +120,14 @@ task { name = "fail", gpus = 1, gpu_wait = "1s", gpu_wait_then = "fail", deps = 
                         % ("first" if ws == self.ws.dir else "second", lua_str(traced("sleep 2", trace))))
         first = self.ws.spawn("run", env=env)
         self.assertTrue(wait_for(lambda: "first start" in self.ws.read_now("trace")))
+        if kill_first:
+            first.kill()
+            first.communicate(timeout=30)
         second = subprocess.run([KILN, "run"], cwd=other, env=self.ws.env(env), text=True, capture_output=True,
                                 timeout=60)
-        out, err = first.communicate(timeout=60)
-        self.assertEqual(first.returncode, 0, out + err)
+        return first, second, env
+
+    def assert_one_at_a_time(self, second):
         self.assertEqual(second.returncode, 0, second.stdout + second.stderr)
         self.assertIn("second waits for GPUs: GPU 0 leased by another kiln on this machine, GPU 1 leased by another "
                       "kiln on this machine", second.stdout)
