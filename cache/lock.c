@@ -68,6 +68,14 @@ int cache_take_lock(Cache *c, const char *kiln_dir, Buf *err)
 			}
 			continue;
 		}
+		if (errno != EWOULDBLOCK) { /* not held: not to be had on this file system */
+			buf_printf(err, "cannot lock %s: %s; kiln keeps one writer per workspace by flock(2), which "
+					"this file system does not give (Lustre: mount it with -o flock): put the workspace "
+					"on one that does", path, strerror(errno));
+			close(c->lock_fd);
+			c->lock_fd = -1;
+			return -1;
+		}
 		char text[320] = "", host[256];
 		ssize_t n = pread(c->lock_fd, text, sizeof text - 1, 0);
 		text[n > 0 ? n : 0] = 0;

@@ -208,6 +208,24 @@ class WorkspaceLock(KilnTestCase):
         self.assertEqual(p.returncode, 0, out + err)
         self.assertEqual(self.ws.read(".kiln/lock"), "", "emptied by its holder's clean exit")
 
+    def test_a_file_system_without_flock_is_named_as_the_cause(self):
+        # Lustre mounted without -o flock, NFS without its lock daemon: flock(2) fails with
+        # ENOSYS or ENOLCK; kiln said "another kiln is starting" after half a second, forever
+        cc = shutil.which("cc") or shutil.which("gcc")
+        if not cc:
+            self.skipTest("no C compiler for the flock-less shim")
+        src, lib = self.ws.path("noflock.c"), self.ws.path("noflock.so")
+        self.ws.write("noflock.c", "#include <errno.h>\nint flock(int fd, int op) { (void)fd; (void)op; "
+                      "errno = ENOSYS; return -1; }\n")
+        subprocess.run([cc, "-shared", "-fPIC", "-o", lib, src], check=True)
+        self.ws.write("kiln.lua", FAST)
+        asan = (os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0").lstrip(":")  # the sanitizer build
+        r = self.ws.kiln("run", env={"LD_PRELOAD": lib, "ASAN_OPTIONS": asan})
+        self.assertEqual(r.rc, 2, r)
+        self.assertIn("cannot lock .kiln/lock: Function not implemented; kiln keeps one writer per workspace by "
+                      "flock(2), which this file system does not give (Lustre: mount it with -o flock)", r.err)
+        self.assertFalse(self.ws.exists("o/0.txt"), "nothing ran")
+
     def test_a_run_started_while_clean_all_removes_takes_a_lock_of_its_own(self):
         self.ws.write("kiln.lua", FAST)
         for _ in range(5):
