@@ -3,6 +3,7 @@
  * nothing refers to, and old attempt logs) and kiln clean (outputs and recorded successes,
  * or with --all the whole of .kiln/). */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -225,6 +226,46 @@ static void follow_log(Options *o, Cache *c, const char *task, const char *path)
 	free(following);
 }
 
+/* kiln log while a kiln on another host writes this workspace (a shared file system): the
+ * state cannot be read from here (cache_open says why), but the logs are files whose names
+ * say their attempt: TASK@N.log, the highest N the latest. Prints it (or number's) and returns
+ * 1; 0 when no other host's kiln holds the workspace. */
+static int log_read_beside_another_host(Options *o, const char *number)
+{
+	char host[256];
+	int holder = cache_lock_holder_at(KILN_DIR, host, sizeof host);
+	if (!holder || !host[0])
+		return 0;
+	const char *task = o->targets[0], *slash = strrchr(task, '/');
+	char *dir = xasprintf(KILN_DIR "/logs%s%.*s", slash ? "/" : "", slash ? (int)(slash - task) : 0, task);
+	const char *base = slash ? slash + 1 : task;
+	size_t blen = strlen(base);
+	int want = number ? atoi(number) : 0, best = 0;
+	DIR *d = opendir(dir);
+	for (struct dirent *e; d && (e = readdir(d));) {
+		const char *at = e->d_name + blen;
+		int n = 0, used = 0;
+		if (!strncmp(e->d_name, base, blen) && *at == '@' && sscanf(at + 1, "%d.log%n", &n, &used) == 1 &&
+		    !at[1 + used] && used > 4 && (want ? n == want : n > best))
+			best = n;
+	}
+	if (d)
+		closedir(d);
+	if (o->follow || o->all || !best) {
+		free(dir);
+		fatal("a kiln on %s (pid %d) is running in this workspace, and its state cannot be read from a second "
+		      "host while it writes: %s", host, holder,
+		      o->follow || o->all ? "follow or list logs there; from here, `kiln log TASK [N]` reads one log's file"
+					  : "no log of that task (or attempt) is here yet");
+	}
+	char *path = xasprintf("%s/%s@%d.log", dir, base, best);
+	fprintf(stderr, "kiln: a kiln on %s is at work in this workspace; %s, read from its file\n", host, path);
+	print_file(path);
+	free(path);
+	free(dir);
+	return 1;
+}
+
 int verb_log(Options *o, int argc, char **argv)
 {
 	(void)argc, (void)argv;
@@ -233,6 +274,8 @@ int verb_log(Options *o, int argc, char **argv)
 		fatal("usage: kiln log TASK [N | --all | -f] (N: an attempt number, as in its log's name TASK@N.log)");
 	if (o->follow && (number || o->all))
 		fatal("kiln log -f follows the latest attempt: give it no attempt number or --all");
+	if (log_read_beside_another_host(o, number))
+		return 0;
 	CacheOptions copt = {.readonly = 1};
 	Buf err = {0}, path = {0};
 	Cache *c = cache_open(KILN_DIR, NULL, &copt, &err);

@@ -4,7 +4,7 @@ another pid space: the first host's processes are not there), over the same file
 
 A kiln on the second host while one runs on the first: `kiln run` is refused naming the
 host, and so is `kiln status` (SQLite's write-ahead log cannot be read from two hosts while
-one writes). After the first host's kiln was killed with its attempt still running there: the
+one writes); `kiln log TASK` reads the log's file. After the first host's kiln was killed with its attempt still running there: the
 second host's kiln neither starts that task again beside it nor runs what depends on it,
 says where it runs, runs the rest, and takes up how it ended once it has (no epoch twice);
 `kiln clean` of it refuses;
@@ -93,6 +93,14 @@ class SharedWorkspace(KilnTestCase):
         self.assertEqual(st.rc, 2, st)
         self.assertIn("a kiln on %s (pid %d) is running in this workspace, and its state cannot be read from a "
                       "second host while it writes" % (host, p.pid), st.err)
+        log = self.on_other_host("log", "train")  # a log is a file: read from it, not from the state
+        self.assertEqual(log.rc, 0, log)
+        self.assertIn("# kiln: task train, attempt 1", log.out)
+        self.assertIn("kiln: a kiln on %s is at work in this workspace; .kiln/logs/train@1.log, read from its file"
+                      % host, log.err)
+        follow = self.on_other_host("log", "-f", "train")
+        self.assertEqual(follow.rc, 2, follow)
+        self.assertIn("follow or list logs there", follow.err)
         self.assertEqual(self.ws.read(".kiln/lock").split(), [str(p.pid), host], "the holder's word is intact")
         self.assertIn("under the kiln at work here now (pid %d)" % p.pid, self.ws.kiln("status").out)
         out, err = p.communicate(timeout=120)
