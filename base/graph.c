@@ -124,7 +124,7 @@ static int same_opts(const TaskOpts *a, const TaskOpts *b)
 	       a->nhosts == b->nhosts && same_strings(a->hosts, b->hosts, a->nhosts) && a->retry_on == b->retry_on &&
 	       a->gpu_mem_mib == b->gpu_mem_mib && a->timeout_sec == b->timeout_sec && a->kill_grace_sec == b->kill_grace_sec && a->stop_signal == b->stop_signal && a->gpu_wait_sec == b->gpu_wait_sec &&
 	       a->gpu_wait_fail == b->gpu_wait_fail && a->torchrun == b->torchrun && a->resume == b->resume &&
-	       same_text(a->cwd, b->cwd) && same_slurm(a->slurm, b->slurm) &&
+	       same_text(a->cwd, b->cwd) && same_text(a->shell, b->shell) && same_slurm(a->slurm, b->slurm) &&
 	       a->rank_nodes == b->rank_nodes && a->nlog_metrics == b->nlog_metrics && same_key_values(a->log_metrics, b->log_metrics, a->nlog_metrics) &&
 	       same_text(a->log_progress, b->log_progress) && a->log_progress_total == b->log_progress_total &&
 	       same_text(a->executor, b->executor);

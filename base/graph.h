@@ -66,6 +66,8 @@ typedef struct TaskOpts {
 				 the next attempt of the same key, deleted otherwise; never recorded
 				 unless also outputs. A task's own, so tasks with them share no opts */
 	int nresume;
+	const char *shell;    /* the program a command string runs under (shell = "bash": `bash -c`),
+				 or NULL: /bin/sh */
 	const char *cwd;      /* where the command starts, workspace-relative (made if missing), or
 				 NULL: the workspace. Placeholders in run then name paths from there */
 	unsigned char *optional; /* per output, 1 when the command may leave it unmade
@@ -146,6 +148,8 @@ static inline Task *task_input_producer(const Task *t, int j) { return t->has_pr
 
 /* The task's shell command, or NULL when it has none (argv, or built in). */
 static inline const char *task_shell(const Task *t) { return t->shell_command ? t->command.shell : NULL; }
+/* What runs a command string: /bin/sh, or the task's shell (a program on PATH or a path). */
+static inline const char *task_shell_program(const Task *t) { return t->opts->shell ? t->opts->shell : "/bin/sh"; }
 /* Its argv (NULL-terminated), or NULL when it has none (shell, or built in). */
 static inline const char **task_argv(const Task *t) { return t->shell_command ? NULL : t->command.argv; }
 /* Word i of its argv (i at most its count), or NULL: past the last word, or no argv. */

@@ -121,6 +121,11 @@ void cache_key_text(Cache *c, Task *t, Buf *text, size_t *key_len)
 		}
 	}
 	buf_putc(&b, '\n');
+	if (t->opts->shell && task_shell(t)) { /* only when given, as cwd */
+		buf_puts(&b, "shell\t");
+		buf_put_escaped(&b, t->opts->shell);
+		buf_putc(&b, '\n');
+	}
 	if (t->opts->cwd) { /* only when given: keys of tasks without one stay as they were */
 		buf_puts(&b, "cwd\t");
 		buf_put_escaped(&b, t->opts->cwd);

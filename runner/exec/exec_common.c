@@ -154,7 +154,7 @@ void exec_write_all(int fd, const char *s, size_t n)
 
 void exec_write_shell_note(int fd, const Job *job, const char *where)
 {
-	if (task_shell(job->task))
+	if (task_shell(job->task) && !job->task->opts->shell)
 		dprintf(fd, "# kiln: %sthe command runs as ( eval COMMAND ) in the job script's sh, as sh -c would\n",
 			where);
 }
@@ -177,7 +177,8 @@ void exec_write_log_header(int fd, const Job *job)
 		   job->run_try, t->opts->retries + 1, when);
 	/* as it ran: ports, the rendezvous, GPUs and a shard's item list filled in */
 	char *cmd = task_command_line(t), *ran = exec_expand_attempt(cmd, job, task_shell(t) != NULL);
-	buf_printf(&b, "# command: %s%s\n", task_shell(t) ? "/bin/sh -c " : "", ran ? ran : cmd);
+	buf_printf(&b, "# command: %s%s%s\n", task_shell(t) ? task_shell_program(t) : "", task_shell(t) ? " -c " : "",
+		   ran ? ran : cmd);
 	free(ran);
 	free(cmd);
 	if (t->opts->cwd)

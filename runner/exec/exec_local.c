@@ -359,7 +359,7 @@ static int local_start(Executor *ex, Job *job)
 
 	/* this attempt's ports and device count go into the words that name them */
 	char *shell = task_shell(t) ? exec_expand_attempt(task_shell(t), job, 1) : NULL;
-	const char *sh_argv[] = {"/bin/sh", "-c", shell ? shell : task_shell(t), NULL};
+	const char *sh_argv[] = {task_shell_program(t), "-c", shell ? shell : task_shell(t), NULL};
 	int argc = task_shell(t) ? 3 : task_argc(t);
 	const char **argv = xcalloc((size_t)argc + 1, sizeof *argv);
 	char **expanded = xcalloc((size_t)argc + 1, sizeof *expanded); /* words made for this attempt */

@@ -387,7 +387,8 @@ static void passed_stop_command(Buf *b, const Job *job)
 		exec_stop_traps(&inner, 0);
 		buf_puts(&inner, "eval ");
 		quote_expanded(&inner, task_shell(t), job, 1);
-		buf_puts(b, "/bin/sh -c ");
+		buf_shell_quote(b, task_shell_program(t));
+		buf_puts(b, " -c ");
 		buf_shell_quote(b, buf_str(&inner));
 		buf_free(&inner);
 	} else {
@@ -496,11 +497,18 @@ char *exec_job_script(const Job *job, const char *workspace, const char *exit_pa
 					  * that saves its state when told to stop is waited for, not left
 					  * writing behind a job that looks ended (a loop of the text's own
 					  * stops after the step under way) */
-		buf_puts(&b, "( ");
-		exec_stop_traps(&b, 0);
-		buf_puts(&b, "eval ");
-		quote_expanded(&b, task_shell(t), job, 1);
-		buf_puts(&b, " )");
+		Buf inner = {0};
+		exec_stop_traps(&inner, 0);
+		buf_puts(&inner, "eval ");
+		quote_expanded(&inner, task_shell(t), job, 1);
+		if (t->opts->shell) { /* shell = "bash": its own process, the same traps (POSIX) */
+			buf_shell_quote(&b, t->opts->shell);
+			buf_puts(&b, " -c ");
+			buf_shell_quote(&b, buf_str(&inner));
+		} else {
+			buf_printf(&b, "( %s )", buf_str(&inner));
+		}
+		buf_free(&inner);
 	} else {
 		for (int i = 0; task_word(t, i); i++) {
 			if (i)

@@ -9,7 +9,8 @@
  * cuda:{local_rank} itself). One node: the ranks run where the launcher runs.
  *
  * usage: kiln launch --ranks N --master-port PORT [--nnodes M] [--all-gpus] [--grace SECONDS]
- *        [--shell] -- COMMAND... (with --shell, one word: a /bin/sh -c string)
+ *        [--shell | --shell-program PROGRAM] -- COMMAND... (with either, one word: a /bin/sh -c
+ *        string, or PROGRAM -c)
  *        kiln launch --free-port [N] (prints N distinct TCP ports free on this machine, "p1,p2")
  * With --nnodes M > 1 one launcher runs per node (srun on Slurm, one per host on ssh hosts),
  * the node's rank in SLURM_NODEID (or KILN_NODE_RANK) and the first node's name in KILN_HEAD:
@@ -113,7 +114,7 @@ static char *devices_of(const char *lease, int r, int world, int all)
 	return b.data ? b.data : xstrdup("");
 }
 
-static pid_t start_rank(char **words, int nwords, int shell, int r, const Layout *l, int all_gpus, int *out_fd)
+static pid_t start_rank(char **words, int nwords, const char *shell, int r, const Layout *l, int all_gpus, int *out_fd)
 {
 	int p[2];
 	if (pipe2(p, O_CLOEXEC) != 0)
@@ -121,7 +122,7 @@ static pid_t start_rank(char **words, int nwords, int shell, int r, const Layout
 	char **argv = xcalloc((size_t)nwords + 4, sizeof *argv);
 	int argc = 0;
 	if (shell) {
-		argv[argc++] = xstrdup("/bin/sh");
+		argv[argc++] = xstrdup(shell);
 		argv[argc++] = xstrdup("-c");
 	}
 	for (int i = 0; i < nwords; i++)
@@ -243,7 +244,8 @@ static void on_stop(int sig)
 
 int launch_main(int argc, char **argv)
 {
-	int world = 0, all_gpus = 0, shell = 0, first = -1, nodes = 1;
+	int world = 0, all_gpus = 0, first = -1, nodes = 1;
+	const char *shell = NULL; /* a command string's program: --shell's /bin/sh, --shell-program's */
 	double grace = 5;
 	const char *port = NULL;
 	if ((argc == 1 || argc == 2) && !strcmp(argv[0], "--free-port")) { /* [N]: N distinct ones, "p1,p2" */
@@ -276,7 +278,9 @@ int launch_main(int argc, char **argv)
 		else if (!strcmp(argv[i], "--all-gpus"))
 			all_gpus = 1;
 		else if (!strcmp(argv[i], "--shell"))
-			shell = 1;
+			shell = "/bin/sh";
+		else if (!strcmp(argv[i], "--shell-program") && i + 1 < argc)
+			shell = argv[++i];
 		else if (!strcmp(argv[i], "--")) {
 			first = i + 1;
 			break;
@@ -285,7 +289,7 @@ int launch_main(int argc, char **argv)
 	if (world < 1 || world > 1024 || nodes < 1 || nodes > 1024 || !port || first < 0 || first >= argc ||
 	    (shell && argc - first != 1)) {
 		fprintf(stderr, "usage: kiln launch --ranks N --master-port PORT [--nnodes M] [--all-gpus] [--grace SECONDS] "
-				"[--shell] -- COMMAND...\n");
+				"[--shell | --shell-program PROGRAM] -- COMMAND...\n");
 		return 2;
 	}
 	/* the node's rank: Slurm's, or the ssh executor's (one launcher per host) */
@@ -478,7 +482,8 @@ int launch_wrap(Graph *g, Task *t, int ranks, int nodes, double grace_sec, Buf *
 	snprintf(grace, sizeof grace, "%g", grace_sec);
 	const char *words[] = {"@kiln", "launch", "--ranks", n, "--master-port", port, "--grace", grace,
 			       nodes > 1 ? "--nnodes" : NULL, nodes > 1 ? nnodes : NULL, all ? "--all-gpus" : NULL,
-			       task_shell(t) ? "--shell" : NULL, "--"};
+			       task_shell(t) ? (t->opts->shell ? "--shell-program" : "--shell") : NULL,
+			       task_shell(t) && t->opts->shell ? t->opts->shell : NULL, "--"};
 	int nwords = (int)(sizeof words / sizeof *words), user = task_shell(t) ? 1 : task_argc(t), k = 0;
 	const char **argv = arena_alloc(&g->arena, (size_t)(nwords + user + 1) * sizeof *argv);
 	for (int i = 0; i < nwords; i++)

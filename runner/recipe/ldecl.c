@@ -267,6 +267,24 @@ unsigned lk_parse_retry_on(lua_State *L, Graph *g)
 	return mask;
 }
 
+/* shell = "bash": what runs the task's command string (a lab's lines use `source`, `[[`,
+ * `conda activate`: bash's, where /bin/sh is dash). A program on PATH or an absolute path. */
+void lk_parse_shell(lua_State *L, Graph *g, Task *t)
+{
+	lua_getfield(L, 1, "shell");
+	const char *shell = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
+	size_t n = strlen(shell);
+	if (!n || n > 200 || strspn(shell, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_./+-") != n ||
+	    (strchr(shell, '/') && shell[0] != '/'))
+		lk_field_error(L, "shell", "must name a program, like \"bash\" or \"/bin/bash\" (what runs `run` as "
+					   "`bash -c \"...\"`)");
+	if (!task_shell(t))
+		lk_field_error(L, "shell", "runs a command string, and this task's run is a list of words: its first "
+					   "word names its program already");
+	t->opts->shell = strcmp(shell, "/bin/sh") ? arena_strdup(&g->arena, shell) : NULL;
+	lua_pop(L, 1);
+}
+
 #define MAX_NODES 4096
 
 /* The task's field that holds a table (pushed), and a zeroed struct of size bytes in the

@@ -24,7 +24,7 @@
 static const char *const task_fields[] = {"name",    "deps",    "inputs",  "outputs", "run",
 					  "env",     "cpus",    "mem",     "gpus",    "gpu_mem",
 					  "timeout", "retries", "tags",    "metrics", "executor", "ports",
-					  "torchrun", "retry_on", "gpu_wait", "gpu_wait_then", "host", "hosts", "stay", "resume", "cwd", "log_metrics", "ranks", "optional_outputs", "nnodes", "slurm", "log_progress", "kill_grace", "stop_signal", NULL};
+					  "torchrun", "retry_on", "gpu_wait", "gpu_wait_then", "host", "hosts", "stay", "resume", "cwd", "log_metrics", "ranks", "optional_outputs", "nnodes", "slurm", "log_progress", "kill_grace", "stop_signal", "shell", NULL};
 enum { /* bits of check_fields' mask, in task_fields' order */
 	F_NAME = 1 << 0, F_DEPS = 1 << 1, F_INPUTS = 1 << 2, F_OUTPUTS = 1 << 3, F_RUN = 1 << 4,
 	F_ENV = 1 << 5, F_CPUS = 1 << 6, F_MEM = 1 << 7, F_GPUS = 1 << 8, F_GPU_MEM = 1 << 9,
@@ -36,6 +36,7 @@ enum { /* bits of check_fields' mask, in task_fields' order */
 /* beyond an int enum's bits: the mask is 64 bits wide */
 #define F_KILL_GRACE ((uint64_t)1 << 31)
 #define F_STOP_SIGNAL ((uint64_t)1 << 32)
+#define F_SHELL ((uint64_t)1 << 33)
 
 /* The state's extra space (lkiln_open; a coroutine starts with a copy): a pointer read,
  * where the closures' upvalue took 29 instructions, asked a dozen times a task{}. */
@@ -542,6 +543,8 @@ static int l_task(lua_State *L)
 	} else {
 		t->opts->retry_on = FC_DEFAULT_RETRY;
 	}
+	if (has & F_SHELL) /* before torchrun and ranks: they run the string under it */
+		lk_parse_shell(L, g, t);
 	if (has & F_SLURM)
 		lk_parse_task_slurm(L, g, t);
 	if (has & F_TORCHRUN) {

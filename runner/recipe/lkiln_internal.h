@@ -45,6 +45,8 @@ void lk_check_confined(lua_State *L, const char *p, const char *field, int outpu
 /* task{}'s retry_on (the classes, as failure.h bits) and torchrun (wraps t's command). */
 unsigned lk_parse_retry_on(lua_State *L, Graph *g);
 void lk_parse_torchrun(lua_State *L, Graph *g, Task *t, int cpus_declared);
+/* shell = "bash" into t->opts->shell (t's run is a string: parsed before this). */
+void lk_parse_shell(lua_State *L, Graph *g, Task *t);
 /* The task's slurm = {...} field into t->opts->slurm. */
 void lk_parse_task_slurm(lua_State *L, Graph *g, Task *t);
 /* The Task of the task value at idx, or NULL (ltaskvalue.c). */

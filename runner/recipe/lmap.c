@@ -24,11 +24,11 @@
 static const char *const map_fields[] = {"name", "items", "shards", "input", "output", "run", "inputs", "deps", "env",
 					 "cpus", "mem", "gpus", "gpu_mem", "timeout", "retries", "retry_on", "tags",
 					 "gpu_wait", "gpu_wait_then", "executor", "cwd", "host", "hosts", "slurm",
-					 "atomic_outputs", "kill_grace", "stop_signal", NULL};
+					 "atomic_outputs", "kill_grace", "stop_signal", "shell", NULL};
 /* fields each runner takes from the map (the command, the resources, where it runs) */
 static const char *const runner_fields[] = {"run", "env", "cpus", "mem", "gpus", "gpu_mem", "timeout", "retries",
 					    "retry_on", "gpu_wait", "gpu_wait_then", "executor", "cwd", "host", "hosts", "slurm",
-					    "kill_grace", "stop_signal", NULL};
+					    "kill_grace", "stop_signal", "shell", NULL};
 
 /* pattern with every {item} replaced by item, into b (emptied first) */
 static const char *expand_into(Buf *b, const char *pattern, const char *item)

@@ -69,7 +69,7 @@ int torchrun_wrap(Graph *g, Task *t, Torchrun *tr, Buf *err)
 	for (int i = 0; i < n; i++)
 		argv[i] = arena_strdup(&g->arena, words[i]);
 	if (task_shell(t)) {
-		argv[n] = "/bin/sh", argv[n + 1] = "-c", argv[n + 2] = task_shell(t);
+		argv[n] = task_shell_program(t), argv[n + 1] = "-c", argv[n + 2] = task_shell(t);
 	} else {
 		memcpy(argv + n, task_argv(t), (size_t)user * sizeof *argv);
 	}

@@ -8,7 +8,7 @@ import signal
 import sqlite3
 import time
 
-from kilntest import KilnTestCase, main, processes_matching, wait_for
+from kilntest import KilnTestCase, lua_str, main, processes_matching, wait_for
 
 
 class WorkingDirectory(KilnTestCase):
@@ -336,6 +336,72 @@ class KeepGoing(KilnTestCase):
         r = self.ws.kiln("list")
         self.assertEqual(r.rc, 2)
         self.assertIn("kiln.lua:1: settings{}: keep_going must be true or false", r.err)
+
+
+# a lab's command line, written for bash: `source`, [[ ]], brace expansion, arrays, pipefail
+BASH_LINE = ('source env.sh && [[ -n "$GREETING" ]] && set -o pipefail && words=({1..3}) && '
+             'echo "$GREETING ${words[@]}" | cat > {out}')
+
+
+class BashLines(KilnTestCase):
+    def setUp(self):
+        super().setUp()
+        self.ws.write("env.sh", "GREETING=hello\n")
+
+    def recipe(self, shell):
+        return 'task { name = "b", inputs = {"env.sh"}, outputs = {"b.txt"}, %s run = %s }\n' % (
+            'shell = "%s",' % shell if shell else "", lua_str(BASH_LINE))
+
+    def test_shell_bash_runs_a_bash_line_and_is_in_the_key(self):
+        if os.path.basename(os.path.realpath("/bin/sh")) == "dash":  # Debian's, Ubuntu's /bin/sh
+            self.ws.write("kiln.lua", self.recipe(None))
+            r = self.ws.kiln("run")
+            self.assertEqual(r.rc, 1, r)
+            self.assertIn('Syntax error: "(" unexpected', self.ws.read(".kiln/logs/b@1.log"))
+        self.ws.write("kiln.lua", self.recipe("bash"))
+        r = self.ws.kiln("run")
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(self.ws.read("b.txt"), "hello 1 2 3\n")
+        self.assertIn("# command: bash -c source env.sh", self.attempt_log())
+        self.assertEqual(self.ws.kiln("run").ran, set())
+        self.ws.write("kiln.lua", self.recipe("/bin/bash"))
+        self.assertEqual(self.ws.kiln("run").ran, {"b"}, "another program runs it: another key")
+
+    def attempt_log(self):
+        logs = sorted(os.listdir(self.ws.path(".kiln/logs")))
+        return self.ws.read(".kiln/logs/" + [n for n in logs if n.endswith(".log")][-1])
+
+    def test_ranks_run_their_line_under_it(self):
+        self.ws.write("kiln.lua", 'task { name = "r", ranks = 2, shell = "bash", outputs = {"r.txt"}, '
+                      'run = %s }\n' % lua_str('[[ $RANK -ge 0 ]] && a=(x$RANK) && echo "${a[0]}" >> r.txt'))
+        r = self.ws.kiln("run")
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(sorted(self.ws.read("r.txt").split()), ["x0", "x1"])
+
+    def test_a_bash_line_saving_at_a_stop_is_waited_for(self):
+        # bash runs the trainer as its child here (a compound line): a Ctrl-C reaches the
+        # trainer, which saves, and kiln waits for that as under /bin/sh
+        self.ws.write("save.sh", "trap 'sleep 1; echo saved > saved.txt; exit 143' TERM\n"
+                      "touch started; while :; do sleep 0.1; done\n")
+        self.ws.write("kiln.lua", 'task { name = "s", shell = "bash", outputs = {"never.txt"}, kill_grace = 10, '
+                      'run = %s }\n' % lua_str("source env.sh && [[ -n $GREETING ]] && bash save.sh; echo after"))
+        p = self.ws.spawn("run")
+        self.assertTrue(wait_for(lambda: self.ws.exists("started")))
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=60)
+        self.assertEqual(p.returncode, 130, out + err)
+        self.assertEqual(self.ws.read("saved.txt"), "saved\n", "the save landed before kiln ended")
+        self.assertEqual(processes_matching("save.sh", cwd=self.ws.dir), [])
+
+    def test_shell_is_for_a_command_string(self):
+        for fields, said in (('shell = "bash", run = {"echo", "x"}', "this task's run is a list of words"),
+                             ('shell = "bash -l", run = "echo x"', 'must name a program, like "bash"'),
+                             ('shell = "bin/bash", run = "echo x"', 'must name a program')):
+            self.ws.write("kiln.lua", "\n\ntask { name = \"t\", %s }\n" % fields)
+            r = self.ws.kiln("run")
+            self.assertEqual(r.rc, 2, r)
+            self.assertIn("kiln.lua:3:", r.err)
+            self.assertIn(said, r.err)
 
 
 if __name__ == "__main__":

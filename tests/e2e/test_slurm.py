@@ -411,6 +411,24 @@ while True:
         numbers = [int(line.split()[1]) for line in steps()]
         self.assertEqual(numbers, list(range(1, 41)), "no step ran twice")
 
+    def test_a_bash_line_runs_under_shell_bash_and_a_save_at_a_stop_lands(self):
+        from test_scripts import BASH_LINE
+        self.ws.write("env.sh", "GREETING=hello\n")
+        self.ws.write("save.sh", "trap 'sleep 1; echo saved > saved.txt; exit 143' TERM INT\n"
+                      "touch started; while :; do sleep 0.1; done\n")
+        self.ws.write("kiln.lua", 'task { name = "bash/b", shell = "bash", inputs = {"env.sh"}, outputs = {"b.txt"}, '
+                      'run = %s }\n'
+                      'task { name = "bash/s", shell = "bash", inputs = {"env.sh", "save.sh"}, outputs = {"never.txt"}, '
+                      'kill_grace = 10, run = %s }\n'
+                      % (lua_str(BASH_LINE), lua_str("source env.sh && [[ -n $GREETING ]] && bash save.sh; echo after")))
+        p = self.slurm_run()
+        self.assertTrue(wait_for(lambda: self.ws.exists("b.txt") and self.ws.exists("started"), 60))
+        p.send_signal(signal.SIGINT)
+        out, _ = p.communicate(timeout=60)
+        self.assertEqual(p.returncode, 130, out)
+        self.assertEqual(self.ws.read("b.txt"), "hello 1 2 3\n")
+        self.assertEqual(self.ws.read("saved.txt"), "saved\n", "kiln ended after the save")
+
     def test_a_trainer_piped_into_tee_saves_through_it_on_slurm(self):
         # scancel --full signals every process of the job, tee too: kiln's tee (first on the
         # job's PATH) ignores it and ends with its input, so test_failures.StopUnderAShell's

@@ -519,6 +519,27 @@ end
         with open(where) as f:
             self.assertEqual(f.read().strip(), os.path.realpath(os.path.join(self.lab.hosts["v800"].workdir(), "runs/t")))
 
+    def test_a_bash_line_runs_there_under_shell_bash_and_a_save_at_a_stop_lands(self):
+        from test_scripts import BASH_LINE
+        self.ws.write("env.sh", "GREETING=hello\n")
+        self.ws.write("save.sh", "trap 'sleep 1; echo saved > saved.txt; exit 143' TERM INT\n"
+                      "touch started; while :; do sleep 0.1; done\n")
+        self.ws.write("kiln.lua", 'task { name = "b", host = "v800", shell = "bash", inputs = {"env.sh"}, '
+                      'outputs = {"b.txt"}, run = %s }\n'
+                      'task { name = "s", host = "v800", shell = "bash", inputs = {"env.sh", "save.sh"}, '
+                      'outputs = {"never.txt"}, kill_grace = 10, run = %s }\n'
+                      % (lua_str(BASH_LINE), lua_str("source env.sh && [[ -n $GREETING ]] && bash save.sh; echo after")))
+        there = self.lab.hosts["v800"].workdir()
+        p = self.ws.spawn("run", "--executor", "ssh", "--hosts", "hosts.lua")
+        self.assertTrue(wait_for(lambda: self.ws.exists("b.txt") and os.path.exists(os.path.join(there, "started")),
+                                 timeout=60))
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=60)
+        self.assertEqual(p.returncode, 130, out + err)
+        self.assertEqual(self.ws.read("b.txt"), "hello 1 2 3\n")
+        with open(os.path.join(there, "saved.txt")) as f:
+            self.assertEqual(f.read(), "saved\n", "kiln ended after the save there")
+
     def test_progress_written_on_a_host_shows_here(self):
         # KILN_PROGRESS is a file there: its "done/total" lines are read back every few
         # seconds and show as a local task's do (a task in its own folder too, and one
