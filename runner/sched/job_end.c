@@ -23,6 +23,29 @@ void failure_describe_end(const Job *job, char *out, size_t n)
 		snprintf(out, n, "killed by signal %d (%s)", job->term_signal, strsignal(job->term_signal));
 	else
 		snprintf(out, n, "exit status %d", job->exit_code);
+	if (job->end == JOB_EXITED && task_shell(t) && !t->opts->shell) {
+		size_t len = strlen(out);
+		failure_hint_bash(job->log_path, out + len, n - len);
+	}
+}
+
+/* A command string with bash's syntax that /bin/sh (dash, on Debian and Ubuntu) refused:
+ * what dash says of `source`, `[[`, arrays and process substitution, `${v//a/b}`, `<<<`. */
+void failure_hint_bash(const char *log_path, char *out, size_t n)
+{
+	static const char *const said[] = {": source: not found", ": [[: not found", "Syntax error: \"(\" unexpected",
+					   "Syntax error: redirection unexpected", ": Bad substitution", ": shopt: not found",
+					   ": declare: not found", ": pushd: not found", "Illegal option -o pipefail", NULL};
+	char tail[4096];
+	failure_read_tail(log_path, tail, sizeof tail);
+	for (int i = 0; said[i]; i++)
+		if (strstr(tail, said[i])) {
+			snprintf(out, n, "; the line is bash's (/bin/sh, dash, says `%s`): shell = \"bash\" on the task runs "
+				 "it under bash", said[i][0] == ':' ? said[i] + 2 : said[i]);
+			return;
+		}
+	if (n)
+		out[0] = 0;
 }
 
 /* A task of ranks (launch.c) failed because one rank did: the others then report lost

@@ -147,6 +147,9 @@ void shards_progress(Run *r, Buf *out, int force_print);
 /* job_end.c */
 /* How a failed attempt ended, in words ("exit status 1", "timed out after 5m ..."). */
 void failure_describe_end(const Job *job, char *out, size_t n);
+/* "; the line is bash's (...)" when the log at log_path ends in dash's word on bash syntax,
+ * else "": a command string /bin/sh could not run, and shell = "bash" would. */
+void failure_hint_bash(const char *log_path, char *out, size_t n);
 /* The class of a failed attempt, from how it ended and its log's tail. */
 enum FailureClass failure_of_job(const Job *job);
 /* Ends a failed attempt's log with how it ended, so `kiln log` says it beside the output. */

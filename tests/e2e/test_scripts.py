@@ -358,6 +358,8 @@ class BashLines(KilnTestCase):
             r = self.ws.kiln("run")
             self.assertEqual(r.rc, 1, r)
             self.assertIn('Syntax error: "(" unexpected', self.ws.read(".kiln/logs/b@1.log"))
+            self.assertIn('exit status 2; the line is bash\'s (/bin/sh, dash, says `Syntax error: "(" unexpected`): '
+                          'shell = "bash" on the task runs it under bash [error]', r.out, "the failure says what to do")
         self.ws.write("kiln.lua", self.recipe("bash"))
         r = self.ws.kiln("run")
         self.assertEqual(r.rc, 0, r)
