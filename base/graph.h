@@ -221,6 +221,8 @@ typedef struct {
 #define RECENT_OPTS 8
 	TaskOpts *recent_opts[RECENT_OPTS]; /* graph_share_opts' candidates, newest first */
 	int keep_going;        /* settings { keep_going = true }: as -k, failures stop nothing else */
+	const char *default_shell; /* settings { shell = "bash" }: for the command strings of the tasks
+				      declared after it (a task's own shell = stands over it), or NULL */
 	int hosts_named;       /* some task gave host or hosts (each is checked against hosts{}) */
 	int plots;             /* plot{} tasks declared: without, nothing walks the graph for them */
 	KeyValue *params;      /* params{} after command-line overrides, in declaration order, */

@@ -124,6 +124,14 @@ int l_external(lua_State *L)
 	return 0;
 }
 
+/* A program's name or absolute path: what shell = may say. */
+static int shell_name_ok(const char *shell)
+{
+	size_t n = strlen(shell);
+	return n && n <= 200 && strspn(shell, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_./+-") == n &&
+	       (!strchr(shell, '/') || shell[0] == '/');
+}
+
 /* settings{}: how the recipe's runs behave, said once in the recipe instead of on every
  * command line. keep_going = true: a failed task stops only what depends on it (as -k),
  * for grids of independent configs. */
@@ -133,14 +141,22 @@ int l_settings(lua_State *L)
 	lk_context(L)->declaring = NULL;
 	luaL_checktype(L, 1, LUA_TTABLE);
 	lua_settop(L, 1);
-	static const char *const fields[] = {"keep_going", NULL};
-	lk_check_fields(L, "settings{}", fields);
+	static const char *const fields[] = {"keep_going", "shell", NULL};
+	uint64_t has = lk_check_fields(L, "settings{}", fields);
 	int type = lua_getfield(L, 1, "keep_going");
 	if (type != LUA_TNIL && type != LUA_TBOOLEAN)
 		luaL_error(L, "settings{}: keep_going must be true or false, got %s", lua_typename(L, type));
 	if (type == LUA_TBOOLEAN)
 		g->keep_going = lua_toboolean(L, -1);
 	lua_pop(L, 1);
+	if (has & 2) { /* shell = "bash": for the command strings of the tasks declared after it */
+		lua_getfield(L, 1, "shell");
+		const char *shell = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
+		if (!shell_name_ok(shell))
+			luaL_error(L, "settings{}: shell must name a program, like \"bash\" or \"/bin/bash\"");
+		g->default_shell = strcmp(shell, "/bin/sh") ? arena_strdup(&g->arena, shell) : NULL;
+		lua_pop(L, 1);
+	}
 	return 0;
 }
 
@@ -273,9 +289,7 @@ void lk_parse_shell(lua_State *L, Graph *g, Task *t)
 {
 	lua_getfield(L, 1, "shell");
 	const char *shell = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
-	size_t n = strlen(shell);
-	if (!n || n > 200 || strspn(shell, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_./+-") != n ||
-	    (strchr(shell, '/') && shell[0] != '/'))
+	if (!shell_name_ok(shell))
 		lk_field_error(L, "shell", "must name a program, like \"bash\" or \"/bin/bash\" (what runs `run` as "
 					   "`bash -c \"...\"`)");
 	if (!task_shell(t))

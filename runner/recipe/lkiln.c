@@ -545,6 +545,8 @@ static int l_task(lua_State *L)
 	}
 	if (has & F_SHELL) /* before torchrun and ranks: they run the string under it */
 		lk_parse_shell(L, g, t);
+	else if (g->default_shell && task_shell(t)) /* settings{}'s */
+		t->opts->shell = g->default_shell;
 	if (has & F_SLURM)
 		lk_parse_task_slurm(L, g, t);
 	if (has & F_TORCHRUN) {

@@ -395,6 +395,18 @@ class BashLines(KilnTestCase):
         self.assertEqual(self.ws.read("saved.txt"), "saved\n", "the save landed before kiln ended")
         self.assertEqual(processes_matching("save.sh", cwd=self.ws.dir), [])
 
+    def test_settings_shell_is_every_later_tasks_and_one_may_say_otherwise(self):
+        self.ws.write("kiln.lua", 'settings { shell = "bash" }\n' + self.recipe(None) +
+                      'task { name = "d", shell = "/bin/sh", outputs = {"d.txt"}, run = "echo $0 > d.txt" }\n')
+        r = self.ws.kiln("run")
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(self.ws.read("b.txt"), "hello 1 2 3\n")
+        self.assertEqual(self.ws.read("d.txt"), "/bin/sh\n")
+        self.ws.write("kiln.lua", 'settings { shell = "bash -l" }\n')
+        r = self.ws.kiln("run")
+        self.assertEqual(r.rc, 2, r)
+        self.assertIn('kiln.lua:1: settings{}: shell must name a program, like "bash"', r.err)
+
     def test_shell_is_for_a_command_string(self):
         for fields, said in (('shell = "bash", run = {"echo", "x"}', "this task's run is a list of words"),
                              ('shell = "bash -l", run = "echo x"', 'must name a program, like "bash"'),
