@@ -342,6 +342,21 @@ class KeepGoing(KilnTestCase):
 BASH_LINE = ('source env.sh && [[ -n "$GREETING" ]] && set -o pipefail && words=({1..3}) && '
              'echo "$GREETING ${words[@]}" | cat > {out}')
 
+# saves on a stop's signal, a second later: the save a stop must wait for
+SAVER = "trap 'sleep 1; echo saved > saved.txt; exit 143' TERM INT\ntouch started; while :; do sleep 0.1; done\n"
+
+
+def write_bash_pair(ws, prefix="", fields=""):
+    """Task PREFIX+b makes b.txt with BASH_LINE; PREFIX+s runs SAVER behind a bash line,
+    until stopped: both shell = "bash", with fields (host = ...)."""
+    ws.write("env.sh", "GREETING=hello\n")
+    ws.write("save.sh", SAVER)
+    ws.write("kiln.lua", 'task { name = "%sb", %s shell = "bash", inputs = {"env.sh"}, outputs = {"b.txt"}, run = %s }\n'
+             'task { name = "%ss", %s shell = "bash", inputs = {"env.sh", "save.sh"}, outputs = {"never.txt"}, '
+             'kill_grace = 10, run = %s }\n'
+             % (prefix, fields, lua_str(BASH_LINE), prefix, fields,
+                lua_str("source env.sh && [[ -n $GREETING ]] && bash save.sh; echo after")))
+
 
 class BashLines(KilnTestCase):
     def setUp(self):
@@ -383,11 +398,8 @@ class BashLines(KilnTestCase):
     def test_a_bash_line_saving_at_a_stop_is_waited_for(self):
         # bash runs the trainer as its child here (a compound line): a Ctrl-C reaches the
         # trainer, which saves, and kiln waits for that as under /bin/sh
-        self.ws.write("save.sh", "trap 'sleep 1; echo saved > saved.txt; exit 143' TERM\n"
-                      "touch started; while :; do sleep 0.1; done\n")
-        self.ws.write("kiln.lua", 'task { name = "s", shell = "bash", outputs = {"never.txt"}, kill_grace = 10, '
-                      'run = %s }\n' % lua_str("source env.sh && [[ -n $GREETING ]] && bash save.sh; echo after"))
-        p = self.ws.spawn("run")
+        write_bash_pair(self.ws)
+        p = self.ws.spawn("run", "s")
         self.assertTrue(wait_for(lambda: self.ws.exists("started")))
         p.send_signal(signal.SIGINT)
         out, err = p.communicate(timeout=60)

@@ -412,15 +412,8 @@ while True:
         self.assertEqual(numbers, list(range(1, 41)), "no step ran twice")
 
     def test_a_bash_line_runs_under_shell_bash_and_a_save_at_a_stop_lands(self):
-        from test_scripts import BASH_LINE
-        self.ws.write("env.sh", "GREETING=hello\n")
-        self.ws.write("save.sh", "trap 'sleep 1; echo saved > saved.txt; exit 143' TERM INT\n"
-                      "touch started; while :; do sleep 0.1; done\n")
-        self.ws.write("kiln.lua", 'task { name = "bash/b", shell = "bash", inputs = {"env.sh"}, outputs = {"b.txt"}, '
-                      'run = %s }\n'
-                      'task { name = "bash/s", shell = "bash", inputs = {"env.sh", "save.sh"}, outputs = {"never.txt"}, '
-                      'kill_grace = 10, run = %s }\n'
-                      % (lua_str(BASH_LINE), lua_str("source env.sh && [[ -n $GREETING ]] && bash save.sh; echo after")))
+        from test_scripts import write_bash_pair
+        write_bash_pair(self.ws, prefix="bash/")
         p = self.slurm_run()
         self.assertTrue(wait_for(lambda: self.ws.exists("b.txt") and self.ws.exists("started"), 60))
         p.send_signal(signal.SIGINT)
