@@ -299,6 +299,8 @@ int local_reattach(Executor *ex, Job *job)
 	long long start, keeper_start;
 	pid_t keeper;
 	local_parse_id(a->job_id, &job->pid, &start, &keeper, &keeper_start);
+	if (a->lease.host[0] && strcmp(a->lease.host, os_hostname()))
+		job->pid = 0; /* another host's (ended: adopt_elsewhere): its pid is nothing here to signal */
 	exec_attach(job, a);
 	exec_push_job(&le->jobs, &le->njobs, &le->cap, job);
 	return 1;
