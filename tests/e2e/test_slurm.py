@@ -221,6 +221,25 @@ end
             self.assertEqual(self.ws.read("t%d.txt" % i), "done\n")
         self.assertEqual(self.kiln("run", "--executor", "slurm").ran, set())
 
+    def test_a_kiln_on_another_login_node_reattaches_a_killed_kilns_jobs(self):
+        # a cluster's login nodes share the workspace: kiln killed on one, run on the other
+        # (this machine in namespaces of its own: test_shared_fs), takes up its Slurm jobs
+        import test_shared_fs
+        if not test_shared_fs.namespaces_work():
+            self.skipTest("no namespaces to play a second login node in")
+        self.ws.write("kiln.lua", 'for i = 1, 2 do task { name = "login/t" .. i, outputs = {"l" .. i .. ".txt"}, '
+                      'run = "sleep 2; echo done > {out}" } end\n')
+        self.kill_kiln_once_submitted("login/", 2)
+        kiln = os.environ.get("KILN") or os.path.join(HERE, "../../build/kiln")
+        r = subprocess.run(["unshare", "-u", "-p", "-f", "--mount-proc", "sh", "-c",
+                            'hostname %s && exec "$@"' % test_shared_fs.OTHER, "sh", kiln, "run", "--executor", "slurm"],
+                           cwd=self.ws.dir, env=dict(self.ws.env(), SLURM_CONF=STATE["conf"]), text=True,
+                           capture_output=True, timeout=120)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertEqual(r.stdout.count("attached to Slurm job"), 2, r.stdout)
+        self.assertEqual(len(jobs_named("login/")), 2, "none submitted again")
+        self.assertEqual(self.ws.read("l1.txt") + self.ws.read("l2.txt"), "done\ndone\n")
+
     def test_log_f_with_no_kiln_follows_a_requeued_job_through_its_second_run(self):
         # preempted with requeue while no kiln is at work: the stopped run's job script left its
         # exit file ("143 stopped"), yet Slurm holds the job to run again under its id, appending
