@@ -36,6 +36,15 @@ class Result:
         return "rc=%s\n--- stdout\n%s--- stderr\n%s" % (self.rc, self.out, self.err)
 
 
+def text_now(path):
+    """The file's text, or "" while it is not there."""
+    try:
+        with open(path) as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
+
+
 class Workspace:
     def __init__(self):
         self.dir = tempfile.mkdtemp(prefix="kiln-e2e-")
@@ -59,10 +68,7 @@ class Workspace:
     def read_now(self, rel):
         """The file's text, or "" while it is not there (kiln may remove it between a look
         and the read: an output cleared before an attempt)."""
-        try:
-            return self.read(rel)
-        except FileNotFoundError:
-            return ""
+        return text_now(self.path(rel))
 
     def query(self, sql):
         """The rows of sql over the state database, read-only; [] while it cannot be read (not

@@ -21,10 +21,15 @@ from test_resume import TRAINER
 OTHER = "kiln-other-host"
 
 
+def on_other_host_cmd(*args):
+    """args run on the second host: this machine with another hostname and pid space."""
+    return ["unshare", "-u", "-p", "-f", "--mount-proc", "sh", "-c", 'hostname %s && exec "$@"' % OTHER, "sh",
+            *map(str, args)]
+
+
 def namespaces_work():
     try:
-        r = subprocess.run(["unshare", "-u", "-p", "-f", "--mount-proc", "sh", "-c", "hostname %s" % OTHER],
-                           capture_output=True, timeout=20)
+        r = subprocess.run(on_other_host_cmd("true"), capture_output=True, timeout=20)
         return r.returncode == 0
     except (OSError, subprocess.TimeoutExpired):
         return False
@@ -66,9 +71,7 @@ class SharedWorkspace(KilnTestCase):
         super().tearDown()
 
     def on_other_host(self, *args, env=None):
-        cmd = ["unshare", "-u", "-p", "-f", "--mount-proc", "sh", "-c", 'hostname %s && exec "$@"' % OTHER, "sh",
-               KILN, *map(str, args)]
-        return Result(subprocess.run(cmd, cwd=self.ws.dir, env=self.ws.env(env), text=True, capture_output=True,
+        return Result(subprocess.run(on_other_host_cmd(KILN, *args), cwd=self.ws.dir, env=self.ws.env(env), text=True, capture_output=True,
                                      timeout=120))
 
     def epochs(self, kind="epoch"):

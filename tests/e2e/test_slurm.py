@@ -231,10 +231,9 @@ end
                       'run = "sleep 2; echo done > {out}" } end\n')
         self.kill_kiln_once_submitted("login/", 2)
         kiln = os.environ.get("KILN") or os.path.join(HERE, "../../build/kiln")
-        r = subprocess.run(["unshare", "-u", "-p", "-f", "--mount-proc", "sh", "-c",
-                            'hostname %s && exec "$@"' % test_shared_fs.OTHER, "sh", kiln, "run", "--executor", "slurm"],
-                           cwd=self.ws.dir, env=dict(self.ws.env(), SLURM_CONF=STATE["conf"]), text=True,
-                           capture_output=True, timeout=120)
+        r = subprocess.run(test_shared_fs.on_other_host_cmd(kiln, "run", "--executor", "slurm"), cwd=self.ws.dir,
+                           env=dict(self.ws.env(), SLURM_CONF=STATE["conf"]), text=True, capture_output=True,
+                           timeout=120)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         self.assertEqual(r.stdout.count("attached to Slurm job"), 2, r.stdout)
         self.assertEqual(len(jobs_named("login/")), 2, "none submitted again")

@@ -14,19 +14,10 @@ import signal
 import time
 import unittest
 
-from kilntest import lua_str, main, processes_matching, wait_for
+from kilntest import lua_str, main, processes_matching, text_now, wait_for
 import sshhosts
 from sshwork import HostWork
 from test_torchrun import PYTHON, SKIP as NO_TORCH
-
-
-def text_now(path):
-    """The file's text, or "" while it is not there."""
-    try:
-        with open(path) as f:
-            return f.read()
-    except FileNotFoundError:
-        return ""
 
 SKIP = sshhosts.skip_reason()
 gpus = sshhosts.gpus
