@@ -39,8 +39,9 @@ static int adopted_names(const AdoptedJob *a, const char *host, const char *id)
  * again with the same key, the attempt re-attaches to it (its GPU time is not spent twice;
  * one that finished brings its outputs back). Orphans whose task does not take them up are
  * stopped at the run's end; a new attempt of their task stops them too (ssh_job.c), and a
- * multi-node job's are stopped at once. (A workdir belongs to one workspace, and the
- * workspace lock keeps a second kiln out of it.) */
+ * multi-node job's are stopped at once. (A workdir belongs to one workspace, as its
+ * .kiln/owner says at the first contact (ssh_host.c), and the workspace lock keeps a second
+ * kiln out of it.) */
 /* A job dir without its pid yet is claimed to stop (its start, late after a kill -9, then
  * starts nothing), or its start won the claim: it is stopped before it starts the job
  * (kiln_stopped), unless it is starting it (its pid comes within moments). A stop is not
@@ -429,7 +430,7 @@ int ssh_follow_log(const Graph *g, const char *state_dir, const char *host, cons
 	/* through the master connection a kiln left (ControlPersist), else one of its own */
 	SshHost h = {.spec = spec, .control_path = xasprintf("ControlPath=%s/%s.sock", state_dir, host)};
 	Buf script = {0};
-	buf_puts(&script, "cd ");
+	buf_puts(&script, "cd 2>/dev/null; cd ");
 	buf_shell_quote(&script, spec->workdir);
 	buf_printf(&script, " 2>/dev/null && J=.kiln/jobs/%s && [ -f \"$J/log\" ] || exit 3\n"
 			    "if [ -f \"$J/exit\" ] || ! read p < \"$J/pid\"; then tail -c +%lld \"$J/log\"\n"

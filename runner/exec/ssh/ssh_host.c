@@ -254,11 +254,20 @@ void ssh_host_ok(SshHost *h) { h->failures_in_a_row = 0; }
 static char *contact_script(const SshHost *h)
 {
 	Buf script = {0};
-	buf_puts(&script, "mkdir -p ");
+	/* a relative workdir is under $HOME (cd's own), wherever sshd's command starts */
+	buf_puts(&script, "cd 2>/dev/null; mkdir -p ");
 	buf_shell_quote(&script, h->spec->workdir);
 	buf_puts(&script, " && cd ");
 	buf_shell_quote(&script, h->spec->workdir);
-	buf_puts(&script, " && mkdir -p .kiln/jobs .kiln/bin && { ");
+	buf_puts(&script, " && mkdir -p .kiln/jobs .kiln/bin && ");
+	/* whose copy it holds: the first workspace to use it, said in .kiln/owner. Another's is
+	 * refused before anything there is looked at: its jobs would be this workspace's to stop
+	 * (no attempt here names them), and its tasks' outputs this one's to overwrite */
+	buf_puts(&script, "o=");
+	buf_shell_quote(&script, h->spec->owner ? h->spec->owner : "");
+	buf_puts(&script, "; if [ -s .kiln/owner ]; then IFS= read -r w < .kiln/owner; else w=$o; printf '%s\n' \"$o\" > .kiln/owner; fi; "
+			  "[ \"$w\" = \"$o\" ] || { printf 'workdir %s holds the copy of workspace %s: give each workspace its own (hosts{} workdir; the "
+			  "default is), or remove .kiln/owner there if that workspace moved here\\n' \"$PWD\" \"$w\" >&2; exit 3; } && { ");
 	ssh_host_stop_stale(h, &script, 1); /* their work went elsewhere: which ran on or finished */
 	/* kiln's tee first on the jobs' PATH there (exec.h); without it, the host's own */
 	buf_puts(&script, "{ printf '%s' ");
@@ -290,7 +299,7 @@ static char *contact_script(const SshHost *h)
 static int contact_read(SshHost *h, int rc, Buf *out, Buf *errout, double busy_mem, double busy_util, Buf *err)
 {
 	if (rc != 0) {
-		char why[200];
+		char why[512];
 		snprintf(why, sizeof why, "%s", errout->len ? buf_str(errout) : rc == 255 ? "ssh failed" : "cannot make the workdir");
 		ssh_host_failed(h, why);
 		buf_printf(err, "%s: %s", h->spec->name, h->last_error);

@@ -25,7 +25,10 @@
 typedef struct {
 	const char *name;     /* as tasks' host = ... name it */
 	const char *address;  /* ssh destination: "user@v800", or a Host of ~/.ssh/config */
-	const char *workdir;  /* the workspace's copy there (default "kiln-work", under the login's home) */
+	const char *workdir;  /* the workspace's copy there, under the login's home unless absolute
+			       * (default "kiln-work/FOLDER-HASH": this workspace's own) */
+	const char *owner;    /* this workspace's absolute path: the workdir's .kiln/owner there says
+			       * whose copy it holds, and a workdir another workspace holds is refused */
 	const char *gpus;     /* "0,1,2,3": the devices kiln may lease there, or NULL: every one nvidia-smi lists */
 	int cpus, jobs;       /* 0: the host's own count (nproc), and cpus + GPUs */
 	long long mem_mib;    /* 0: no limit kept */
@@ -72,7 +75,7 @@ typedef struct SshHost {
 	pid_t probe_pid;       /* a down host's master connection, started in the background, or 0 */
 	int64_t down_since_ns; /* when it went down (0: up) */
 	int64_t failed_ns;     /* when a try of it last failed */
-	char last_error[160];
+	char last_error[512];
 	/* this run */
 	int ran, failed, lost, stopped, running;
 	int taken_up;   /* of those lost, jobs that ran on there and were re-attached */

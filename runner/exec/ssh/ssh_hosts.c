@@ -2,11 +2,14 @@
  * the recipe: the hosts{} block (read into the graph as RecipeHosts), the tasks it claims
  * (those naming hosts) or refuses, and the check that every host a task names is declared. */
 #define _GNU_SOURCE
+#include <ctype.h>
 #include <lauxlib.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "../../../base/hash.h"
 #include "../../recipe/launch.h"
 #include "../../recipe/lblock.h"
 #include "../exec.h"
@@ -41,6 +44,32 @@ bad:
 	return NULL;
 }
 
+/* The workspace (kiln's working directory: -C went there first) as a host's workdir's owner,
+ * and its default workdir there: kiln-work/FOLDER-HASH, FOLDER its last part (characters a
+ * shell or a reader would trip on as '_'), HASH 8 hex digits of its absolute path. Each
+ * workspace has a copy of its own on a host: a host's first contact stops the jobs in its
+ * workdir that no attempt of this workspace names, and a task of the same name in another
+ * workspace's copy would be taken for a stale attempt of its own. */
+static void workspace_identity(Graph *g, const char **owner, const char **workdir)
+{
+	char *cwd = getcwd(NULL, 0);
+	const char *path = cwd ? cwd : ".";
+	const char *folder = strrchr(path, '/') && strrchr(path, '/')[1] ? strrchr(path, '/') + 1 : "root";
+	char name[64];
+	snprintf(name, sizeof name, "%s", folder);
+	for (char *c = name; *c; c++)
+		if (!(isalnum((unsigned char)*c) || *c == '-' || *c == '_' || *c == '.'))
+			*c = '_';
+	char hex[33];
+	hash_hex(hash_bytes(path, strlen(path)), hex);
+	Buf b = {0};
+	buf_printf(&b, "kiln-work/%s-%.8s", name, hex);
+	*workdir = arena_strdup(&g->arena, buf_str(&b));
+	*owner = arena_strdup(&g->arena, path);
+	buf_free(&b);
+	free(cwd);
+}
+
 static int compare_hosts(const void *a, const void *b)
 {
 	return strcmp(((const RecipeHost *)a)->name, ((const RecipeHost *)b)->name);
@@ -66,6 +95,8 @@ static int hosts_read_block(lua_State *L)
 		prelude = lk_value_string(L, g, -1, "hosts{}: prelude", 0);
 	}
 	lua_pop(L, 1);
+	const char *owner, *default_workdir;
+	workspace_identity(g, &owner, &default_workdir);
 	int n = 0, cap = 0;
 	RecipeHost *hosts = NULL;
 	lua_Debug ar;
@@ -105,7 +136,8 @@ static int hosts_read_block(lua_State *L)
 			h->address = lk_value_string(L, g, -1, FIELD("address"), 0);
 			lua_pop(L, 1);
 		}
-		h->workdir = "kiln-work";
+		h->workdir = default_workdir;
+		h->owner = owner;
 		if (has & 2) {
 			lua_getfield(L, 1, "workdir");
 			h->workdir = lk_value_string(L, g, -1, FIELD("workdir"), 0);
