@@ -5,7 +5,6 @@ first one's running job (a job in its workdir that no attempt of its own names) 
 task of the same name there for a stale attempt of its own. A workdir hosts{} names for both
 holds the first one's copy: the second is refused in words, the first's job untouched."""
 import os
-import time
 import unittest
 
 from kilntest import KilnTestCase, Workspace, main, wait_for
@@ -13,7 +12,7 @@ import sshhosts
 
 SKIP = sshhosts.skip_reason()
 
-# the same task name in both workspaces: eight steps, each line in a trace there
+# the same task name in both workspaces: six steps, each line in a trace there
 TRAIN = ('task { name = "train", host = "v800", outputs = {"out.txt"}, run = "for i in 1 2 3 4 5 6; do '
          'echo %s $i >> $HOME/steps.txt; sleep 0.5; done; echo %s > out.txt" }\n')
 
