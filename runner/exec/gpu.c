@@ -131,7 +131,7 @@ GpuPool *gpu_pool_from_list(const char *ids, Buf *err)
 /* Parses readings text (nvidia-smi's CSV lines) from `name` into p. */
 static int parse_readings(GpuPool *p, const char *text, const char *name, Buf *err)
 {
-	int lineno = 0;
+	int lineno = 0, held[64], nheld = 0;
 	for (const char *line = text; *line;) {
 		size_t n = strcspn(line, "\n");
 		char one[256];
@@ -140,6 +140,10 @@ static int parse_readings(GpuPool *p, const char *text, const char *name, Buf *e
 		lineno++;
 		if (one[strspn(one, " \t\r")] == 0 || one[0] == '#')
 			continue;
+		if (!strncmp(one, "leased ", 7)) { /* another kiln's job holds these */
+			nheld += gpu_parse_list(one + 7, held + nheld, 64 - nheld);
+			continue;
+		}
 		int id, util = -1;
 		long long total, used;
 		int fields = sscanf(one, " %d , %lld , %lld , %d", &id, &total, &used, &util);
@@ -149,6 +153,11 @@ static int parse_readings(GpuPool *p, const char *text, const char *name, Buf *e
 			return -1;
 		}
 		pool_add(p, id, total, used, fields == 4 ? util : -1);
+	}
+	for (int i = 0; i < p->n; i++) {
+		p->gpus[i].held_there = 0;
+		for (int k = 0; k < nheld; k++)
+			p->gpus[i].held_there |= p->gpus[i].id == held[k];
 	}
 	return 0;
 }
@@ -367,7 +376,7 @@ void gpu_refresh(GpuPool *p, int force)
 	}
 }
 
-enum Busy { NOT_BUSY, BUSY_MEMORY, BUSY_UTIL, BUSY_KILN };
+enum Busy { NOT_BUSY, BUSY_MEMORY, BUSY_UTIL, BUSY_KILN, BUSY_KILN_THERE };
 
 static enum Busy foreign_busy(const GpuPool *p, const Gpu *g)
 {
@@ -376,6 +385,8 @@ static enum Busy foreign_busy(const GpuPool *p, const Gpu *g)
 		return NOT_BUSY;
 	if (g->other_kiln)
 		return BUSY_KILN;
+	if (g->held_there)
+		return BUSY_KILN_THERE;
 	if (g->total_mib > 0 && g->used_mib > g->total_mib * p->busy_fraction)
 		return BUSY_MEMORY;
 	double u = util_mean(g);
@@ -385,7 +396,7 @@ static enum Busy foreign_busy(const GpuPool *p, const Gpu *g)
 /* How busy an unleased device is, for picking the least busy: the larger share. */
 static double load(const Gpu *g)
 {
-	if (g->other_kiln)
+	if (g->other_kiln || g->held_there)
 		return 1; /* another kiln's task may not have loaded yet */
 	double mem = g->total_mib > 0 ? (double)g->used_mib / (double)g->total_mib : 0, u = util_mean(g);
 	return u > mem ? u : mem;
@@ -429,6 +440,8 @@ void gpu_describe(const GpuPool *p, Buf *out)
 			buf_printf(out, "busy %.0f %% util", 100 * util_mean(g));
 		else if (b == BUSY_KILN)
 			buf_puts(out, "leased by another kiln on this machine");
+		else if (b == BUSY_KILN_THERE)
+			buf_puts(out, "held by another kiln's job there");
 		else
 			buf_puts(out, "free");
 	}

@@ -20,6 +20,8 @@ typedef struct {
 	int leased;               /* 1 while a kiln task holds it */
 	int claim_fd;             /* the machine-wide claim of a lease (gpu.c), -1 when none */
 	int other_kiln;           /* another kiln on this machine had leased it, when last looked */
+	int held_there;           /* another kiln's job holds it, as the last readings' "leased" lines
+				   * say (an ssh host's process list: ssh_host.c) */
 } Gpu;
 
 typedef struct GpuPool GpuPool;
@@ -28,7 +30,8 @@ typedef struct GpuPool GpuPool;
 GpuPool *gpu_pool_from_list(const char *ids, Buf *err);
 /* A file of lines "index, memory.total MiB, memory.used MiB[, utilization.gpu %]" (the
  * format of `nvidia-smi --query-gpu=index,memory.total,memory.used,utilization.gpu
- * --format=csv,noheader,nounits`), re-read on every refresh. */
+ * --format=csv,noheader,nounits`), re-read on every refresh. Lines "leased 0,2" in readings
+ * (any source) say another kiln's jobs hold those devices: busy here until a reading without. */
 GpuPool *gpu_pool_from_file(const char *path, Buf *err);
 /* Readings fetched by read (nvidia-smi's CSV text, as in the file above) on every refresh:
  * another host's devices, read over its connection. name says where they come from. */

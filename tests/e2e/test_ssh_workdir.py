@@ -3,7 +3,9 @@ one login) running on the same ssh host at once. Each has a workdir of its own t
 default (kiln-work/FOLDER-HASH under the login's home), so the second kiln neither stops the
 first one's running job (a job in its workdir that no attempt of its own names) nor takes a
 task of the same name there for a stale attempt of its own. A workdir hosts{} names for both
-holds the first one's copy: the second is refused in words, the first's job untouched."""
+holds the first one's copy: the second is refused in words, the first's job untouched. A
+device the first one's job holds there is busy for the second until that job ends, also while
+it uses neither memory nor compute yet."""
 import os
 import unittest
 
@@ -35,14 +37,14 @@ class TwoWorkspacesOnOneHost(sshhosts.LabCase, KilnTestCase):
         return ('hosts { v800 = { address = "v800", %sssh = {"-F", "%s"} } }\n'
                 % ('workdir = "%s", ' % workdir if workdir else "", self.lab.ssh_config))
 
-    def run_both(self, workdir=None):
+    def run_both(self, workdir=None, task=TRAIN):
         """The first workspace's kiln, its job running on v800, then the second's to its end."""
-        self.ws.write("kiln.lua", self.hosts(workdir) + TRAIN % ("first", "first"))
-        self.other.write("kiln.lua", self.hosts(workdir) + TRAIN % ("second", "second"))
+        self.ws.write("kiln.lua", self.hosts(workdir) + task % ("first", "first"))
+        self.other.write("kiln.lua", self.hosts(workdir) + task % ("second", "second"))
         first = self.ws.spawn("run", "--executor", "ssh")
         self.addCleanup(lambda: first.poll() is None and first.kill())
         wait_for(lambda: "first 1" in open(self.steps).read() if os.path.exists(self.steps) else False, 30)
-        second = self.other.kiln("run", "--executor", "ssh", "--host-wait", "2s")
+        second = self.other.kiln("run", "--executor", "ssh", "--host-wait", "2s", timeout=60)
         out, err = first.communicate(timeout=60)
         steps = open(self.steps).read().split("\n")
         return first.returncode, out + err, second, steps
@@ -74,6 +76,19 @@ class TwoWorkspacesOnOneHost(sshhosts.LabCase, KilnTestCase):
         again = self.ws.kiln("run", "--executor", "ssh")
         self.assertEqual(again.rc, 0, again)
         self.assertIn("1 up to date", again.out)
+
+    def test_a_device_another_workspaces_job_holds_there_is_busy_here_until_it_ends(self):
+        # to nvidia-smi the device is idle all along: the first job is still loading its model
+        self.host.set_gpus([(0, 81920, 200, 0), (1, 81920, 70000, 95)])  # 1: someone else's, busy
+        task = ('task { name = "eval", host = "v800", gpus = 1, outputs = {"out.txt"}, run = "echo %s 1 '
+                '$(date +%%s.%%N) $CUDA_VISIBLE_DEVICES >> $HOME/steps.txt; sleep 3; echo %s 2 $(date +%%s.%%N) '
+                '>> $HOME/steps.txt; echo ok > out.txt" }\n')
+        rc, out, second, steps = self.run_both(task=task)
+        self.assertEqual(rc, 0, out)
+        self.assertEqual(second.rc, 0, second)
+        times = {tuple(s.split()[:2]): float(s.split()[2]) for s in steps if s}
+        self.assertEqual([s.split()[3] for s in steps if s.endswith(" 0")], ["0", "0"], steps)  # both on device 0
+        self.assertGreaterEqual(times[("second", "1")], times[("first", "2")], "the second started on a device in use")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 /* test_gpu.c — GPU leasing: distinct devices, release, foreign load by memory and by
  * utilisation averaged over readings, memory minimum, re-reading an injected description
- * file, --gpus restricting the devices that have readings, the least busy lease. */
+ * file, --gpus restricting the devices that have readings, the least busy lease, devices
+ * another kiln's jobs hold (readings' "leased" lines). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,6 +79,28 @@ int main(void)
 	CHECK(gpu_lease_least_busy(p, 1, more) == -1); /* all leased by kiln */
 	gpu_release(p, ids, 3);
 	CHECK(gpu_lease_least_busy(p, 1, more) == 0 && more[0] == 2); /* no reading: the least load */
+	gpu_pool_free(p);
+
+	/* "leased" lines: another kiln's jobs hold those devices (an ssh host's processes), idle
+	 * as they may look, until a reading without them */
+	f = fopen(path, "w");
+	fprintf(f, "0, 80000, 100, 0\n1, 80000, 100, 0\n2, 80000, 100, 0\nleased 0,2\n");
+	fclose(f);
+	p = gpu_pool_from_file(path, &err);
+	CHECK(p && gpu_busy_count(p) == 2);
+	CHECK(gpu_lease(p, 2, 0, ids) == -1);
+	CHECK(gpu_lease(p, 1, 0, ids) == 0 && ids[0] == 1);
+	buf_reset(&d);
+	gpu_describe(p, &d);
+	CHECK(strstr(buf_str(&d), "GPU 0 held by another kiln's job there") && strstr(buf_str(&d), "GPU 1 leased to"));
+	CHECK(gpu_lease_least_busy(p, 1, more) == 0); /* after a bounded wait: one of them */
+	gpu_release(p, more, 1);
+	f = fopen(path, "w");
+	fprintf(f, "0, 80000, 100, 0\n1, 80000, 100, 0\n2, 80000, 100, 0\nleased 2\n");
+	fclose(f);
+	gpu_refresh(p, 1);
+	CHECK(gpu_busy_count(p) == 1); /* that job on 0 ended */
+	CHECK(gpu_lease(p, 1, 0, more) == 0 && more[0] == 0);
 	gpu_pool_free(p);
 
 	/* --gpus with readings keeps the busy test, and only the listed devices */

@@ -169,7 +169,14 @@ int ssh_start_remote(SshExec *se, Remote *rm)
 	int agent = ssh_agent_can_carry(rm);
 	Buf start = {0};
 	place_listing_script(&start, &rm->placement);
-	char *script = ssh_job_start_script(job, rm->id, rm->host->spec->prelude, rm->map_outputs, agent);
+	char mark[300] = "";
+	if (rm->lease->ngpus) { /* its devices there, named for other kilns (ssh_host.c's query) */
+		char ids[256];
+		lease_gpus_text(rm->lease, ids, sizeof ids);
+		snprintf(mark, sizeof mark, "kiln-gpu-lease:%s:%s", ids, rm->host->spec->owner_tag ? rm->host->spec->owner_tag : "");
+	}
+	char *script = ssh_job_start_script(job, rm->id, rm->host->spec->prelude, rm->map_outputs, agent,
+					    mark[0] ? mark : NULL);
 	buf_puts(&start, script);
 	free(script);
 	if (agent && ssh_agent_queue(se, rm, buf_str(&start)) == 0) {

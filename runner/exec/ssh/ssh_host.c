@@ -17,7 +17,21 @@
 #include "../../../base/os.h"
 #include "../exec.h"
 
-#define GPU_QUERY "nvidia-smi --query-gpu=index,memory.total,memory.used,utilization.gpu --format=csv,noheader,nounits"
+/* The devices' readings there, and the devices other kilns' jobs there hold: a job's group
+ * leader carries "kiln-gpu-lease:IDS:TAG:NVIDIA-SMI" as its last argument (ssh_job.c), TAG
+ * its workspace's (RecipeHost.owner_tag; this workspace's own are its leases already), the
+ * nvidia-smi path naming whose devices they are (the machine's). Such a device is busy here
+ * (gpu.h's "leased" lines) from its job's start, while its model still loads and uses
+ * neither memory nor compute, until the job ends. Only the last word of each command line
+ * is looked at: the awk and sh running this have other last words. */
+static void gpu_query(Buf *b, const SshHost *h)
+{
+	buf_puts(b, "nvidia-smi --query-gpu=index,memory.total,memory.used,utilization.gpu --format=csv,noheader,nounits && "
+		    "{ ps -eww -o args= 2>/dev/null | awk -v p=\"$(command -v nvidia-smi)\" -v t=");
+	buf_shell_quote(b, h->spec->owner_tag ? h->spec->owner_tag : "");
+	buf_puts(b, " '$NF ~ /^kiln-gpu-lease:/ { if (split($NF, f, \":\") == 4 && f[4] == p && f[3] != t) "
+		    "print \"leased \" f[2] }'; true; }");
+}
 
 /* ssh's flags for h; mode is what to ask of the master connection: "" a command through
  * it (a direct connection if it is gone), "-O" one of its control commands, "-M" start it. */
@@ -222,8 +236,12 @@ static int read_gpus(void *ctx, Buf *out)
 	int rc = ssh_reader_take(&h->gpu_read, out);
 	if (rc == 1)
 		return -1;
-	if (!h->down)
-		ssh_reader_ask(h, &h->gpu_read, GPU_QUERY);
+	if (!h->down) {
+		Buf query = {0};
+		gpu_query(&query, h);
+		ssh_reader_ask(h, &h->gpu_read, buf_str(&query));
+		buf_free(&query);
+	}
 	return rc;
 }
 
@@ -278,7 +296,9 @@ static char *contact_script(const SshHost *h)
 			  "(awk '/^MemTotal:/ { print int($2 / 1024) }' /proc/meminfo 2>/dev/null || echo 0) && "
 			  /* kiln's tools there, as rsync's quick check sees them: a run copies them only if changed */
 			  "{ printf 'tools '; (cd .kiln/bin && stat -c '%n:%s:%Y' -- * 2>/dev/null) | tr '\\n' ' '; echo; } && "
-			  "{ " GPU_QUERY " 2>/dev/null || true; }");
+			  "{ { ");
+	gpu_query(&script, h);
+	buf_puts(&script, "; } 2>/dev/null || true; }");
 	if (h->stale_jobs.len)
 		buf_puts(&script, " && echo \"KILN-STALE$S\"");
 	if (h->listing_script && !h->listing) { /* the recorded copies there (ssh_place.c) */

@@ -29,6 +29,7 @@ typedef struct {
 			       * (default "kiln-work/FOLDER-HASH": this workspace's own) */
 	const char *owner;    /* this workspace's absolute path: the workdir's .kiln/owner there says
 			       * whose copy it holds, and a workdir another workspace holds is refused */
+	const char *owner_tag; /* 8 hex digits of it: its jobs' GPU leases there are named with it */
 	const char *gpus;     /* "0,1,2,3": the devices kiln may lease there, or NULL: every one nvidia-smi lists */
 	int cpus, jobs;       /* 0: the host's own count (nproc), and cpus + GPUs */
 	long long mem_mib;    /* 0: no limit kept */

@@ -50,7 +50,7 @@ bad:
  * workspace has a copy of its own on a host: a host's first contact stops the jobs in its
  * workdir that no attempt of this workspace names, and a task of the same name in another
  * workspace's copy would be taken for a stale attempt of its own. */
-static void workspace_identity(Graph *g, const char **owner, const char **workdir)
+static void workspace_identity(Graph *g, const char **owner, const char **tag, const char **workdir)
 {
 	char *cwd = getcwd(NULL, 0);
 	const char *path = cwd ? cwd : ".";
@@ -66,6 +66,8 @@ static void workspace_identity(Graph *g, const char **owner, const char **workdi
 	buf_printf(&b, "kiln-work/%s-%.8s", name, hex);
 	*workdir = arena_strdup(&g->arena, buf_str(&b));
 	*owner = arena_strdup(&g->arena, path);
+	hex[8] = 0;
+	*tag = arena_strdup(&g->arena, hex);
 	buf_free(&b);
 	free(cwd);
 }
@@ -95,8 +97,8 @@ static int hosts_read_block(lua_State *L)
 		prelude = lk_value_string(L, g, -1, "hosts{}: prelude", 0);
 	}
 	lua_pop(L, 1);
-	const char *owner, *default_workdir;
-	workspace_identity(g, &owner, &default_workdir);
+	const char *owner, *owner_tag, *default_workdir;
+	workspace_identity(g, &owner, &owner_tag, &default_workdir);
 	int n = 0, cap = 0;
 	RecipeHost *hosts = NULL;
 	lua_Debug ar;
@@ -138,6 +140,7 @@ static int hosts_read_block(lua_State *L)
 		}
 		h->workdir = default_workdir;
 		h->owner = owner;
+		h->owner_tag = owner_tag;
 		if (has & 2) {
 			lua_getfield(L, 1, "workdir");
 			h->workdir = lk_value_string(L, g, -1, FIELD("workdir"), 0);

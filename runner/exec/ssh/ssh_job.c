@@ -158,7 +158,8 @@ void ssh_job_batch_paths(const Job *job, const char *id, Buf *clear, Buf *dirs)
 }
 
 /* The start part: clears the outputs there, writes the job script, starts it detached. */
-char *ssh_job_start_script(const Job *job, const char *id, const char *prelude, const char *map_outputs, int agent)
+char *ssh_job_start_script(const Job *job, const char *id, const char *prelude, const char *map_outputs, int agent,
+			   const char *gpu_mark)
 {
 	const Task *t = job->task;
 	char *exit_path = xasprintf(".kiln/jobs/%s/exit", id);
@@ -196,7 +197,7 @@ char *ssh_job_start_script(const Job *job, const char *id, const char *prelude, 
 	if (agent) /* the agent sends the log at the end (or a follow streams it): no tee. The job
 		    * shell is the group leader: its pid first; its end, however it exits but by
 		    * SIGKILL (a follow notices that), to the agent's list of ends (ssh_agent.c) */
-		buf_printf(&piped, "echo $$ > .kiln/jobs/%s/pid; kiln_agent=$1; shift\n"
+		buf_printf(&piped, "echo $$ > .kiln/jobs/%s/pid; kiln_agent=$1; set --\n"
 				   "trap 'echo \"%s $?\" >> \"$kiln_agent/ends\"; echo E >&3' EXIT\n"
 				   "%s\n{\n%s} < /dev/null > .kiln/jobs/%s/log 2>&1\n",
 			   id, id, buf_str(&exits), script, id);
@@ -211,7 +212,7 @@ char *ssh_job_start_script(const Job *job, const char *id, const char *prelude, 
 	      * shell says "Terminated" there when the stop ends a process of its pipeline, and once
 	      * this connection had dropped (the job followed again by another) that write was a
 	      * SIGPIPE that ended the leader, and with it the job for its follow, mid-save */
-		buf_printf(&piped, "echo $$ > .kiln/jobs/%s/pid\ntrap : " EXEC_STOP_SIGNALS "\nexec 9>&2 2>/dev/null\n"
+		buf_printf(&piped, "echo $$ > .kiln/jobs/%s/pid; set --\ntrap : " EXEC_STOP_SIGNALS "\nexec 9>&2 2>/dev/null\n"
 				   "{\n%s} < /dev/null 2>&1 9>&- | (trap '' " EXEC_STOP_SIGNALS "; exec tee -p .kiln/jobs/%s/log 2>&9 9>&-)\n",
 			   id, script, id);
 	buf_shell_quote(&b, buf_str(&piped));
@@ -253,20 +254,24 @@ char *ssh_job_start_script(const Job *job, const char *id, const char *prelude, 
 	/* the last word before the job: one who waited too long for its pid may have stopped it */
 	buf_puts(&b, "kiln_claim \"$J\" start go || { echo KILN-CLAIMED >&2; exit 0; }\n");
 	buf_puts(&b, EXEC_DFL_SETUP); /* the job shell starts with SIGINT and SIGQUIT at their defaults */
+	Buf mark = {0}; /* the job shell's last argument while it runs: its devices, for other kilns (set -- drops it) */
+	if (gpu_mark)
+		buf_printf(&mark, " \"%s:$(command -v nvidia-smi)\"", gpu_mark);
 	if (agent) { /* job.sh reports its own end from here on (its pid, its EXIT trap); this
 		      * shell stays its parent and reaps it the moment it ends. An orphaned job's
 		      * zombie waits for the host's init, which may reap late (seconds on some VMs) or
 		      * never (a container whose PID 1 is not an init): its pid would still answer
 		      * kill -0, and a follow's `tail --pid` would wait on it, the job's slot idle */
-		buf_puts(&b, "trap - EXIT; setsid $kiln_dfl /bin/sh \"$J/job.sh\" \"$A\" & wait $!\n");
+		buf_printf(&b, "trap - EXIT; setsid $kiln_dfl /bin/sh \"$J/job.sh\" \"$A\"%s & wait $!\n", buf_str(&mark));
+		buf_free(&mark);
 		free(script);
 		free(exit_path);
 		return b.data;
 	}
-	buf_puts(&b, 
-		     "setsid $kiln_dfl /bin/sh \"$J/job.sh\" 3>&- &\n"
-		     "p=$!\n"
-		     "wait $p\n");
+	buf_printf(&b, "setsid $kiln_dfl /bin/sh \"$J/job.sh\"%s 3>&- &\n"
+		       "p=$!\n"
+		       "wait $p\n", buf_str(&mark));
+	buf_free(&mark);
 	free(script);
 	free(exit_path);
 	return b.data;

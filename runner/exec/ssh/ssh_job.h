@@ -41,8 +41,10 @@ void ssh_job_set_dir(Buf *b, const SshHost *h, const char *id);
 /* The start part (after set_dir): clears the outputs (a map shard's: those in its list
  * map_outputs), writes job.sh, starts it, waits. agent: for the host's agent (ssh_agent.h),
  * job.sh writes its log there only (no tee) and J/send names the outputs that come back.
- * malloc'd. */
-char *ssh_job_start_script(const Job *job, const char *id, const char *prelude, const char *map_outputs, int agent);
+ * gpu_mark ("kiln-gpu-lease:IDS:TAG", or NULL): job.sh's last argument, with the host's
+ * nvidia-smi path after a colon, for other kilns' readings there (ssh_host.c). malloc'd. */
+char *ssh_job_start_script(const Job *job, const char *id, const char *prelude, const char *map_outputs, int agent,
+			   const char *gpu_mark);
 /* For an agent's batch of starts (ssh_agent.c), what job's start would clear and make
  * there, so one rm and one mkdir serve them all: "if [ -e P ]...; then set -- \"$@\" P...; fi"
  * lines appended to clear, the folders (its job directory first) to dirs, each after a space. */
