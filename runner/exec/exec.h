@@ -145,6 +145,10 @@ struct Executor {
 	/* Whether task t may start now (a cap on queued jobs; ssh: a host with room for it,
 	 * held for the start() that follows); NULL: always. */
 	int (*has_room)(Executor *ex, const Task *t);
+	/* After has_room said no to t, which asks for GPUs: appends what its devices are doing
+	 * ("v800: GPU 0 held by another kiln's job there, GPU 1 busy 95 % util"), or nothing
+	 * when it waits for something else; NULL: not said. */
+	void (*gpus_wait_text)(Executor *ex, const Task *t, Buf *out);
 	/* On a stop: 1 when the job is left running for a later kiln to re-attach to (the
 	 * executor drops its references and the scheduler frees the job); NULL or 0: it is
 	 * signalled like any job. hangup: kiln lost its terminal (SIGHUP), which leaves work

@@ -13,6 +13,9 @@
  * busy the wait is bounded (gpu_wait, --gpu-wait), then it takes the least busy ones or
  * fails with class gpu-busy. The wait is printed when it starts and every 30 s, and the
  * status line shows it. Returns 1 with ids filled when leased. */
+static double end_gpu_wait(Run *r, const Task *t);
+static void note_gpu_wait(Run *r, const Task *t, const char *devices);
+
 /* One task's wait for a GPU, into the run's summary. */
 static void count_wait(SchedSummary *sum, double sec)
 {
@@ -45,24 +48,56 @@ int lease_gpus(Run *r, Task *t, int *ids, double *waited)
 			status_print(&r->st, "note", "%s: waited %.0f s for a free GPU; taking the least busy", t->name, limit);
 	}
 	if (leased) {
-		*waited = *since ? (double)(now - *since) / 1e9 : 0;
-		if (*since)
-			count_wait(r->sum, *waited);
-		*since = 0;
+		*waited = end_gpu_wait(r, t);
 		return 1;
 	}
-	r->waiting_for_gpu = 1;
 	Buf devices = {0};
 	gpu_describe(o->gpus, &devices);
+	note_gpu_wait(r, t, buf_str(&devices));
+	buf_free(&devices);
+	return 0;
+}
+
+static double end_gpu_wait(Run *r, const Task *t)
+{
+	int64_t *since = &r->wait_since[t->index];
+	double waited = *since ? (double)(now_mono_ns() - *since) / 1e9 : 0;
+	if (*since)
+		count_wait(r->sum, waited);
+	*since = 0;
+	return waited;
+}
+
+static void note_gpu_wait(Run *r, const Task *t, const char *devices)
+{
+	int64_t now = now_mono_ns(), *since = &r->wait_since[t->index];
+	r->waiting_for_gpu = 1;
 	buf_reset(&r->wait_text);
 	buf_printf(&r->wait_text, "%s waits for %s: %s", t->name, t->opts->gpus > 1 ? "GPUs" : "a GPU",
-		   devices.len ? buf_str(&devices) : "none known");
-	buf_free(&devices);
+		   *devices ? devices : "none known");
 	if (!*since || now - r->wait_noted[t->index] >= 30000000000LL) {
 		status_print(&r->st, "wait", "%s", buf_str(&r->wait_text));
 		r->wait_noted[t->index] = now;
 	}
 	if (!*since)
 		*since = now;
-	return 0;
+}
+
+int executor_has_room(Run *r, Executor *ex, const Task *t)
+{
+	if (!ex->has_room)
+		return 1;
+	if (!ex->has_room(ex, t)) {
+		if (ex->gpus_wait_text && t->opts->gpus > 0) {
+			Buf devices = {0};
+			ex->gpus_wait_text(ex, t, &devices);
+			if (devices.len)
+				note_gpu_wait(r, t, buf_str(&devices));
+			buf_free(&devices);
+		}
+		return 0;
+	}
+	if (!ex->local_slots && r->wait_since[t->index]) /* it waited for devices there: counted as here */
+		end_gpu_wait(r, t);
+	return 1;
 }

@@ -204,7 +204,7 @@ int try_start(Run *r, Task *t)
 	int local = ex->local_slots;
 	int cpus = t->opts->cpus < o->cpus ? t->opts->cpus : o->cpus;
 	int ids[64];
-	if (ex->has_room && !ex->has_room(ex, t))
+	if (!executor_has_room(r, ex, t))
 		return 0;
 	const char *held_elsewhere = ex->held_elsewhere ? ex->held_elsewhere(ex, t) : NULL;
 	if (held_elsewhere) {

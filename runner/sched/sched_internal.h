@@ -107,6 +107,9 @@ void sched_print_summary(Run *r, SchedSummary *s);
 /* gpu_wait.c: leases t's GPUs into ids (1, with how long it waited for them in waited), or
  * waits (0: it stays queued; it may have failed its bounded wait, then t->state is TS_FAILED) */
 int lease_gpus(Run *r, Task *t, int *ids, double *waited);
+/* Whether t's executor has room for it now (Executor.has_room); a wait for its devices
+ * there (ssh hosts') is said and counted as a wait for this machine's is. */
+int executor_has_room(Run *r, Executor *ex, const Task *t);
 
 /* shards.c */
 void shards_init(Run *r);

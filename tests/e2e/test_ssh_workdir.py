@@ -89,6 +89,8 @@ class TwoWorkspacesOnOneHost(sshhosts.LabCase, KilnTestCase):
         times = {tuple(s.split()[:2]): float(s.split()[2]) for s in steps if s}
         self.assertEqual([s.split()[3] for s in steps if s.endswith(" 0")], ["0", "0"], steps)  # both on device 0
         self.assertGreaterEqual(times[("second", "1")], times[("first", "2")], "the second started on a device in use")
+        self.assertIn("eval waits for a GPU: v800: GPU 0 held by another kiln's job there, GPU 1 busy 85 % memory", second.out)
+        self.assertRegex(second.out, r"1 task waited for GPUs")
 
 
 if __name__ == "__main__":

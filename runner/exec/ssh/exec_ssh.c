@@ -671,6 +671,7 @@ Executor *exec_ssh_new(const ExecSetup *cfg, Buf *err)
 		.signal = ssh_signal,
 		.poll_ms = ssh_poll_ms,
 		.has_room = ssh_has_room,
+		.gpus_wait_text = ssh_gpus_wait_text,
 		.detach = ssh_detach,
 		.adopt = ssh_adopt,
 		.adoptable = ssh_adoptable,

@@ -154,6 +154,10 @@ void ssh_map_harvest_ended(SshExec *se, Remote *rm, int status);
 /* ssh_room.c: the executor's has_room — hosts leased for t's nodes into se->held* (1),
  * or 0 while t waits (for room, busy GPUs, a host to answer). */
 int ssh_has_room(Executor *ex, const Task *t);
+/* What the devices of the hosts t may use are doing, when has_room said no ("v800: GPU 0
+ * held by another kiln's job there; v801: GPU 0 busy 95 % util"); nothing while it waits
+ * for a host to answer. */
+void ssh_gpus_wait_text(Executor *ex, const Task *t, Buf *out);
 /* Gives back what has_room leased for a task that did not start. */
 void ssh_release_held(SshExec *se);
 /* The host node `node` of t goes back to (NULL: any): the one holding its resume state

@@ -202,3 +202,17 @@ int ssh_has_room(Executor *ex, const Task *t)
 	se->waiting = 1; /* poll: a host's back-off ends */
 	return 0;
 }
+
+void ssh_gpus_wait_text(Executor *ex, const Task *t, Buf *out)
+{
+	SshExec *se = ex->impl;
+	if (se->home_waiter == t)
+		return; /* it waits for its host to answer, not for devices */
+	for (int i = 0; i < se->nhosts; i++) {
+		SshHost *h = &se->hosts[i];
+		if (!ssh_host_allows(h, t) || h->down || !h->connected || !gpu_count(h->gpus))
+			continue;
+		buf_printf(out, "%s%s: ", out->len ? "; " : "", h->spec->name);
+		gpu_describe(h->gpus, out);
+	}
+}
