@@ -149,6 +149,11 @@ struct Executor {
 	 * ("v800: GPU 0 held by another kiln's job there, GPU 1 busy 95 % util"), or nothing
 	 * when it waits for something else; NULL: not said. */
 	void (*gpus_wait_text)(Executor *ex, const Task *t, Buf *out);
+	/* t's bounded wait for devices is over: -1 when none of those it may use is busy with
+	 * others' work (it waits for kiln's own leases: ordinary queueing); else, when take,
+	 * leases it the least busy ones (held for the start() that follows, as has_room does)
+	 * and returns 1, or 0 when none can be had (their hosts' slots full). NULL: unbounded. */
+	int (*gpus_after_wait)(Executor *ex, const Task *t, int take);
 	/* On a stop: 1 when the job is left running for a later kiln to re-attach to (the
 	 * executor drops its references and the scheduler frees the job); NULL or 0: it is
 	 * signalled like any job. hangup: kiln lost its terminal (SIGHUP), which leaves work

@@ -25,22 +25,35 @@ static void count_wait(SchedSummary *sum, double sec)
 		sum->gpu_wait_max_sec = sec;
 }
 
+/* Whether t's bounded wait for devices other programs keep busy is over (gpu_wait, --gpu-wait). */
+static int gpu_wait_over(const Run *r, const Task *t, double *limit)
+{
+	int64_t since = r->wait_since[t->index];
+	*limit = t->opts->gpu_wait_sec >= 0 ? t->opts->gpu_wait_sec : r->o->gpu_wait_sec;
+	return since && *limit > 0 && now_mono_ns() - since >= (int64_t)(*limit * 1e9);
+}
+
+/* gpu_wait_then = "fail": t fails with class gpu-busy, recorded as an attempt. */
+static void fail_gpu_wait(Run *r, Task *t, double limit)
+{
+	const SchedOptions *o = r->o;
+	char why[160];
+	snprintf(why, sizeof why, "no GPU became free within gpu_wait = %.0f s [%s]", limit, failure_name(FC_GPU_BUSY));
+	AttemptRecord rec = {.task = t->name, .attempt = ++t->attempt, .executor = o->task_exec[t->index]->name};
+	int64_t id = cache_attempt_started(o->cache, &rec);
+	cache_attempt_ended(o->cache, id, -1, why, failure_name(FC_GPU_BUSY));
+	end_gpu_wait(r, t);
+	task_failed(r, t, why, NULL);
+}
+
 int lease_gpus(Run *r, Task *t, int *ids, double *waited)
 {
 	const SchedOptions *o = r->o;
-	int64_t now = now_mono_ns(), *since = &r->wait_since[t->index];
 	int leased = gpu_lease(o->gpus, t->opts->gpus, t->opts->gpu_mem_mib, ids) == 0;
-	double limit = t->opts->gpu_wait_sec >= 0 ? t->opts->gpu_wait_sec : o->gpu_wait_sec;
-	if (!leased && *since && limit > 0 && now - *since >= (int64_t)(limit * 1e9) && gpu_busy_count(o->gpus) > 0) {
+	double limit;
+	if (!leased && gpu_wait_over(r, t, &limit) && gpu_busy_count(o->gpus) > 0) {
 		if (t->opts->gpu_wait_fail) {
-			char why[160];
-			snprintf(why, sizeof why, "no GPU became free within gpu_wait = %.0f s [%s]", limit, failure_name(FC_GPU_BUSY));
-			AttemptRecord rec = {.task = t->name, .attempt = ++t->attempt, .executor = o->task_exec[t->index]->name};
-			int64_t id = cache_attempt_started(o->cache, &rec);
-			cache_attempt_ended(o->cache, id, -1, why, failure_name(FC_GPU_BUSY));
-			count_wait(r->sum, (double)(now - *since) / 1e9);
-			*since = 0;
-			task_failed(r, t, why, NULL);
+			fail_gpu_wait(r, t, limit);
 			return 0;
 		}
 		leased = gpu_lease_least_busy(o->gpus, t->opts->gpus, ids) == 0;
@@ -83,21 +96,32 @@ static void note_gpu_wait(Run *r, const Task *t, const char *devices)
 		*since = now;
 }
 
-int executor_has_room(Run *r, Executor *ex, const Task *t)
+int executor_has_room(Run *r, Executor *ex, Task *t)
 {
 	if (!ex->has_room)
 		return 1;
-	if (!ex->has_room(ex, t)) {
-		if (ex->gpus_wait_text && t->opts->gpus > 0) {
-			Buf devices = {0};
-			ex->gpus_wait_text(ex, t, &devices);
-			if (devices.len)
-				note_gpu_wait(r, t, buf_str(&devices));
-			buf_free(&devices);
-		}
+	if (ex->has_room(ex, t)) {
+		if (!ex->local_slots && r->wait_since[t->index]) /* it waited for devices there: counted as here */
+			end_gpu_wait(r, t);
+		return 1;
+	}
+	if (!ex->gpus_wait_text || t->opts->gpus <= 0)
+		return 0;
+	double limit; /* the bounded wait, as for this machine's devices */
+	int took = gpu_wait_over(r, t, &limit) && ex->gpus_after_wait ? ex->gpus_after_wait(ex, t, !t->opts->gpu_wait_fail) : -1;
+	if (took >= 0 && t->opts->gpu_wait_fail) {
+		fail_gpu_wait(r, t, limit);
 		return 0;
 	}
-	if (!ex->local_slots && r->wait_since[t->index]) /* it waited for devices there: counted as here */
+	if (took == 1) {
+		status_print(&r->st, "note", "%s: waited %.0f s for a free GPU; taking the least busy", t->name, limit);
 		end_gpu_wait(r, t);
-	return 1;
+		return 1;
+	}
+	Buf devices = {0};
+	ex->gpus_wait_text(ex, t, &devices);
+	if (devices.len)
+		note_gpu_wait(r, t, buf_str(&devices));
+	buf_free(&devices);
+	return 0;
 }

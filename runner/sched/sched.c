@@ -205,7 +205,7 @@ int try_start(Run *r, Task *t)
 	int cpus = t->opts->cpus < o->cpus ? t->opts->cpus : o->cpus;
 	int ids[64];
 	if (!executor_has_room(r, ex, t))
-		return 0;
+		return t->state == TS_FAILED; /* 1: it failed its wait for devices there */
 	const char *held_elsewhere = ex->held_elsewhere ? ex->held_elsewhere(ex, t) : NULL;
 	if (held_elsewhere) {
 		task_failed(r, t, held_elsewhere, NULL);

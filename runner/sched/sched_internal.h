@@ -108,8 +108,9 @@ void sched_print_summary(Run *r, SchedSummary *s);
  * waits (0: it stays queued; it may have failed its bounded wait, then t->state is TS_FAILED) */
 int lease_gpus(Run *r, Task *t, int *ids, double *waited);
 /* Whether t's executor has room for it now (Executor.has_room); a wait for its devices
- * there (ssh hosts') is said and counted as a wait for this machine's is. */
-int executor_has_room(Run *r, Executor *ex, const Task *t);
+ * there (ssh hosts') is said, counted and bounded (gpu_wait) as a wait for this machine's
+ * is: after it, the least busy devices there, or t fails (gpu_wait_then = "fail"). */
+int executor_has_room(Run *r, Executor *ex, Task *t);
 
 /* shards.c */
 void shards_init(Run *r);

@@ -111,6 +111,24 @@ end
         mark = "KILN-ANSWER-%d-" % run.pid  # this kiln's reading shells, here and there
         self.assertTrue(wait_for(lambda: not processes_matching(mark), timeout=10), "they end with the run")
 
+    def test_a_busy_device_there_is_waited_for_as_long_as_gpu_wait_says(self):
+        # v801's device 1 is someone else's all along: a task of two devices there waits 2 s,
+        # saying why, then takes the least busy two; gpu_wait_then = "fail" fails it instead
+        for then, rc in (("run", 0), ("fail", 1)):
+            self.ws.write("kiln.lua", 'task { name = "train", host = "v801", gpus = 2, gpu_wait = "2s", gpu_wait_then = '
+                          '"%s", outputs = {"res.txt"}, run = "echo %s $CUDA_VISIBLE_DEVICES > {out}" }\n' % (then, then))
+            r = self.kiln(timeout=40)
+            self.assertEqual(r.rc, rc, r)
+            self.assertIn("train waits for GPUs: v801: GPU 0 free, GPU 1 busy 85 % memory", r.out)
+            if then == "run":
+                self.assertEqual(self.ws.read("res.txt").split(), ["run", "0,1"])
+                self.assertIn("train: waited 2 s for a free GPU; taking the least busy", r.out)
+            else:
+                self.assertIn("no GPU became free within gpu_wait = 2 s [gpu-busy]", r.out)
+                self.assertEqual(self.ws.query("SELECT failure FROM attempts WHERE task = 'train' ORDER BY id DESC LIMIT 1"),
+                                 [("gpu-busy",)])
+                self.assertEqual(self.ws.read("res.txt").split(), ["run", "0,1"])  # the run before's: none started
+
     def test_inputs_go_only_where_needed_and_a_deleted_copy_comes_back(self):
         os.makedirs(self.ws.path("data/cifar"))
         for i in range(3):

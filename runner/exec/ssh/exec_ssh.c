@@ -672,6 +672,7 @@ Executor *exec_ssh_new(const ExecSetup *cfg, Buf *err)
 		.poll_ms = ssh_poll_ms,
 		.has_room = ssh_has_room,
 		.gpus_wait_text = ssh_gpus_wait_text,
+		.gpus_after_wait = ssh_gpus_after_wait,
 		.detach = ssh_detach,
 		.adopt = ssh_adopt,
 		.adoptable = ssh_adoptable,

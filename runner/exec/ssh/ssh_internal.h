@@ -158,6 +158,9 @@ int ssh_has_room(Executor *ex, const Task *t);
  * held by another kiln's job there; v801: GPU 0 busy 95 % util"); nothing while it waits
  * for a host to answer. */
 void ssh_gpus_wait_text(Executor *ex, const Task *t, Buf *out);
+/* Executor.gpus_after_wait: the least busy devices of a host t may use, once its bounded wait
+ * is over (a task of one node). */
+int ssh_gpus_after_wait(Executor *ex, const Task *t, int take);
 /* Gives back what has_room leased for a task that did not start. */
 void ssh_release_held(SshExec *se);
 /* The host node `node` of t goes back to (NULL: any): the one holding its resume state

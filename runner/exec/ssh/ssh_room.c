@@ -216,3 +216,32 @@ void ssh_gpus_wait_text(Executor *ex, const Task *t, Buf *out)
 		gpu_describe(h->gpus, out);
 	}
 }
+
+int ssh_gpus_after_wait(Executor *ex, const Task *t, int take)
+{
+	SshExec *se = ex->impl;
+	int busy = 0;
+	SshHost *fits = NULL;
+	for (int i = 0; i < se->nhosts; i++) {
+		SshHost *h = &se->hosts[i];
+		if (!ssh_host_allows(h, t) || h->down || !h->connected || !gpu_count(h->gpus))
+			continue;
+		busy |= gpu_busy_count(h->gpus) > 0;
+		if (!fits && h->free_jobs >= 1 && ssh_host_task_cpus(t, h) <= h->free_cpus &&
+		    !(h->mem_mib && t->opts->mem_mib > h->free_mem) && !place_in_flight(h, t) &&
+		    gpu_unleased(h->gpus) >= t->opts->gpus)
+			fits = h;
+	}
+	if (!busy)
+		return -1;
+	if (!take || !fits || ssh_nodes(t) > 1)
+		return 0;
+	ssh_release_held(se); /* (has_room said no: nothing is held) */
+	if (gpu_lease_least_busy(fits->gpus, t->opts->gpus, se->held_gpus[0]) != 0)
+		return 0;
+	se->held = t; /* as has_room holds a host for the start that follows */
+	se->held_hosts[0] = fits;
+	se->nheld = 1;
+	se->all_down_since_ns = 0;
+	return 1;
+}
