@@ -3,7 +3,8 @@ one login) running on the same ssh host at once. Each has a workdir of its own t
 default (kiln-work/FOLDER-HASH under the login's home), so the second kiln neither stops the
 first one's running job (a job in its workdir that no attempt of its own names) nor takes a
 task of the same name there for a stale attempt of its own. A workdir hosts{} names for both
-holds the first one's copy: the second is refused in words, the first's job untouched. A
+holds the first one's copy: the second is refused in words, the first's job untouched
+("{workspace}" in a workdir gives each its own). A
 device the first one's job holds there is busy for the second until that job ends, also while
 it uses neither memory nor compute yet."""
 import os
@@ -76,6 +77,14 @@ class TwoWorkspacesOnOneHost(sshhosts.LabCase, KilnTestCase):
         again = self.ws.kiln("run", "--executor", "ssh")
         self.assertEqual(again.rc, 0, again)
         self.assertIn("1 up to date", again.out)
+        # a workdir of its own where hosts{} says: {workspace} is its name there
+        self.other.write("kiln.lua", self.hosts("lab/{workspace}") + TRAIN % ("second", "second"))
+        own = self.other.kiln("run", "--executor", "ssh")
+        self.assertEqual(own.rc, 0, own)
+        made = os.listdir(os.path.join(self.host.home, "lab"))
+        self.assertEqual(len(made), 1, made)
+        self.assertTrue(made[0].startswith(os.path.basename(self.other.dir) + "-"), made)
+        self.assertTrue(os.path.exists(os.path.join(self.host.home, "lab", made[0], "out.txt")))
 
     def test_a_device_another_workspaces_job_holds_there_is_busy_here_until_it_ends(self):
         # to nvidia-smi the device is idle all along: the first job is still loading its model

@@ -284,8 +284,9 @@ static char *contact_script(const SshHost *h)
 	buf_puts(&script, "o=");
 	buf_shell_quote(&script, h->spec->owner ? h->spec->owner : "");
 	buf_puts(&script, "; if [ -s .kiln/owner ]; then IFS= read -r w < .kiln/owner; else w=$o; printf '%s\n' \"$o\" > .kiln/owner; fi; "
-			  "[ \"$w\" = \"$o\" ] || { printf 'workdir %s holds the copy of workspace %s: give each workspace its own (hosts{} workdir; the "
-			  "default is), or remove .kiln/owner there if that workspace moved here\\n' \"$PWD\" \"$w\" >&2; exit 3; } && { ");
+			  "[ \"$w\" = \"$o\" ] || { printf 'workdir %s holds the copy of workspace %s: give each its own (hosts{} workdir = "
+			  "\"/data/{workspace}\", as the default is), or remove .kiln/owner there if that one moved here\\n' \"$PWD\" \"$w\" >&2; "
+			  "exit 3; } && { ");
 	ssh_host_stop_stale(h, &script, 1); /* their work went elsewhere: which ran on or finished */
 	/* kiln's tee first on the jobs' PATH there (exec.h); without it, the host's own */
 	buf_puts(&script, "{ printf '%s' ");

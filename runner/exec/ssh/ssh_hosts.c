@@ -45,11 +45,12 @@ bad:
 }
 
 /* The workspace (kiln's working directory: -C went there first) as a host's workdir's owner,
- * and its default workdir there: kiln-work/FOLDER-HASH, FOLDER its last part (characters a
- * shell or a reader would trip on as '_'), HASH 8 hex digits of its absolute path. Each
- * workspace has a copy of its own on a host: a host's first contact stops the jobs in its
- * workdir that no attempt of this workspace names, and a task of the same name in another
- * workspace's copy would be taken for a stale attempt of its own. */
+ * and its name there, FOLDER-HASH: FOLDER its last part (characters a shell or a reader would
+ * trip on as '_'), HASH 8 hex digits of its absolute path. The default workdir is
+ * kiln-work/NAME, and "{workspace}" in a workdir hosts{} gives is NAME: each workspace has a
+ * copy of its own on a host, as a host's first contact stops the jobs in its workdir that no
+ * attempt of this workspace names, and a task of the same name in another workspace's copy
+ * would be taken for a stale attempt of its own. */
 static void workspace_identity(Graph *g, const char **owner, const char **tag, const char **workdir)
 {
 	char *cwd = getcwd(NULL, 0);
@@ -63,13 +64,32 @@ static void workspace_identity(Graph *g, const char **owner, const char **tag, c
 	char hex[33];
 	hash_hex(hash_bytes(path, strlen(path)), hex);
 	Buf b = {0};
-	buf_printf(&b, "kiln-work/%s-%.8s", name, hex);
-	*workdir = arena_strdup(&g->arena, buf_str(&b));
+	buf_printf(&b, "%s-%.8s", name, hex);
+	*workdir = arena_strdup(&g->arena, buf_str(&b)); /* its name, which the callers make a path of */
 	*owner = arena_strdup(&g->arena, path);
 	hex[8] = 0;
 	*tag = arena_strdup(&g->arena, hex);
 	buf_free(&b);
 	free(cwd);
+}
+
+/* path with each "{workspace}" replaced by name, in the graph's arena. */
+static const char *with_workspace(Graph *g, const char *path, const char *name)
+{
+	static const char mark[] = "{workspace}";
+	if (!strstr(path, mark))
+		return path;
+	Buf b = {0};
+	for (const char *p = path, *at; *p; p = at + sizeof mark - 1) {
+		if (!(at = strstr(p, mark))) {
+			buf_puts(&b, p);
+			break;
+		}
+		buf_printf(&b, "%.*s%s", (int)(at - p), p, name);
+	}
+	const char *out = arena_strdup(&g->arena, buf_str(&b));
+	buf_free(&b);
+	return out;
 }
 
 static int compare_hosts(const void *a, const void *b)
@@ -78,7 +98,7 @@ static int compare_hosts(const void *a, const void *b)
 }
 
 /* hosts{ v800 = { address = "user@v800", gpus = "0-3", cpus = 32, jobs = 8, mem = "256G",
- * workdir = "/data/kiln", ssh = {"-p", "2222"}, prelude = "..." }, ..., prelude = "..." }:
+ * workdir = "/data/kiln/{workspace}", ssh = {"-p", "2222"}, prelude = "..." }, ..., prelude = "..." }:
  * the servers the ssh executor uses; a prelude (shell text run before every job there) is
  * the host's own or the block's. A later hosts{} (or --hosts FILE) replaces an earlier one. */
 static int hosts_read_block(lua_State *L)
@@ -97,8 +117,9 @@ static int hosts_read_block(lua_State *L)
 		prelude = lk_value_string(L, g, -1, "hosts{}: prelude", 0);
 	}
 	lua_pop(L, 1);
-	const char *owner, *owner_tag, *default_workdir;
-	workspace_identity(g, &owner, &owner_tag, &default_workdir);
+	const char *owner, *owner_tag, *workspace_name;
+	workspace_identity(g, &owner, &owner_tag, &workspace_name);
+	const char *default_workdir = with_workspace(g, "kiln-work/{workspace}", workspace_name);
 	int n = 0, cap = 0;
 	RecipeHost *hosts = NULL;
 	lua_Debug ar;
@@ -143,7 +164,7 @@ static int hosts_read_block(lua_State *L)
 		h->owner_tag = owner_tag;
 		if (has & 2) {
 			lua_getfield(L, 1, "workdir");
-			h->workdir = lk_value_string(L, g, -1, FIELD("workdir"), 0);
+			h->workdir = with_workspace(g, lk_value_string(L, g, -1, FIELD("workdir"), 0), workspace_name);
 			if (!*h->workdir || strchr(h->workdir, '\'') || strchr(h->workdir, '\n'))
 				lk_field_error(L, FIELD("workdir"), "must be a directory path without quotes or newlines");
 			lua_pop(L, 1);
