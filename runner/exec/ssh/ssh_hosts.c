@@ -51,7 +51,7 @@ bad:
  * copy of its own on a host, as a host's first contact stops the jobs in its workdir that no
  * attempt of this workspace names, and a task of the same name in another workspace's copy
  * would be taken for a stale attempt of its own. */
-static void workspace_identity(Graph *g, const char **owner, const char **tag, const char **workdir)
+static void workspace_identity(Graph *g, const char **owner, const char **tag, const char **name_there)
 {
 	char *cwd = getcwd(NULL, 0);
 	const char *path = cwd ? cwd : ".";
@@ -65,7 +65,7 @@ static void workspace_identity(Graph *g, const char **owner, const char **tag, c
 	hash_hex(hash_bytes(path, strlen(path)), hex);
 	Buf b = {0};
 	buf_printf(&b, "%s-%.8s", name, hex);
-	*workdir = arena_strdup(&g->arena, buf_str(&b)); /* its name, which the callers make a path of */
+	*name_there = arena_strdup(&g->arena, buf_str(&b));
 	*owner = arena_strdup(&g->arena, path);
 	hex[8] = 0;
 	*tag = arena_strdup(&g->arena, hex);
