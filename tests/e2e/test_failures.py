@@ -347,9 +347,9 @@ while step < 120:
         opt.zero_grad()
         loss.backward()
         opt.step()
+        with open("ledger", "a") as f:  # before the count: a stop between the two redoes the step
+            f.write("%d\\n" % (step + 1))
         step += 1
-        with open("ledger", "a") as f:
-            f.write("%d\\n" % step)
         time.sleep(0.03)
         if step == 120:
             break
