@@ -614,12 +614,17 @@ int place_count(Cache *c, SshHost *h)
 	return n;
 }
 
-int place_fits(SshHost *h, const Task *t, int *ids)
+int place_has_slot(const SshHost *h, const Task *t)
 {
 	if (h->free_jobs < 1 || ssh_host_task_cpus(t, h) > h->free_cpus || (h->mem_mib && t->opts->mem_mib > h->free_mem))
 		return 0;
-	if (place_in_flight(h, t))
-		return 0; /* an input of its is being copied there: after that, not beside it */
+	return !place_in_flight(h, t); /* an input of its is being copied there: after that, not beside it */
+}
+
+int place_fits(SshHost *h, const Task *t, int *ids)
+{
+	if (!place_has_slot(h, t))
+		return 0;
 	if (t->opts->gpus == 0)
 		return 1;
 	if (!h->gpus || gpu_unleased(h->gpus) < t->opts->gpus)

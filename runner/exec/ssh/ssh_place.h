@@ -62,8 +62,11 @@ void place_stay_script(Buf *b, const Task *t);
 /* From that report: writes a pointer file here for each such output (host, path, hash: what
  * the cache hashes and dependents' keys see) and records h as holding it. 0, or -1 with err. */
 int place_record_stays(Cache *c, SshHost *h, const Task *t, const char *report, Buf *err);
-/* Whether h can take t now (a slot, CPUs, memory, no input of its being copied there, GPUs
- * free by the busy test), leasing its GPUs into ids when it can. */
+/* Whether h has room for t now but for its GPUs: a slot, CPUs, memory, no input of its
+ * being copied there. */
+int place_has_slot(const SshHost *h, const Task *t);
+/* Whether h can take t now (place_has_slot, and GPUs free by the busy test), leasing its GPUs
+ * into ids when it can. */
 int place_fits(SshHost *h, const Task *t, int *ids);
 /* The host holding the resume state t's next attempt continues from (cache_resume_host):
  * node's part of it (a multi-node job's nodes each keep their own), or NULL. */

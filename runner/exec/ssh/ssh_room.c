@@ -227,9 +227,7 @@ int ssh_gpus_after_wait(Executor *ex, const Task *t, int take)
 		if (!ssh_host_allows(h, t) || h->down || !h->connected || !gpu_count(h->gpus))
 			continue;
 		busy |= gpu_busy_count(h->gpus) > 0;
-		if (!fits && h->free_jobs >= 1 && ssh_host_task_cpus(t, h) <= h->free_cpus &&
-		    !(h->mem_mib && t->opts->mem_mib > h->free_mem) && !place_in_flight(h, t) &&
-		    gpu_unleased(h->gpus) >= t->opts->gpus)
+		if (!fits && place_has_slot(h, t) && gpu_unleased(h->gpus) >= t->opts->gpus)
 			fits = h;
 	}
 	if (!busy)
